@@ -1,0 +1,218 @@
+// Cache: the llmcache engine's store of LLM responses.
+//
+// Two modes behind one interface:
+//   - persistent (CacheOptions::path set): RocksDB, one column family per
+//     base model, per-entry TTL (checked on every read and enforced by a
+//     compaction filter), with a byte-budgeted memory tier of decoded entries
+//     in front, so hot lookups never touch RocksDB;
+//   - memory (path empty): the memory tier alone.
+// Cache::Inspect opens a read-only view of a database another process holds.
+//
+// A cache miss is normal control flow: Lookup returns an OK Result whose
+// outcome is kMiss or kExpired. A non-OK Status always means the store
+// itself failed (I/O error, corruption, closed database).
+//
+// Thread safety: every method may be called concurrently from any thread.
+// Flushing a model while other threads read and write it is safe: lookups
+// that race with the flush see either the old entry or a miss, never a crash,
+// and no write is lost to another model.
+
+#ifndef LLMCACHE_CACHE_H_
+#define LLMCACHE_CACHE_H_
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "llmcache/format.h"
+#include "llmcache/key.h"
+#include "llmcache/options.h"
+#include "llmcache/policy.h"
+#include "llmcache/status.h"
+
+namespace llmcache {
+
+enum class LookupOutcome {
+  kHit,
+  kMiss,     // no entry (or one older than LookupOptions::max_age_ms)
+  kExpired,  // an entry whose TTL has passed; counts as a miss
+};
+
+struct LookupResult {
+  LookupOutcome outcome = LookupOutcome::kMiss;
+  // Set on kHit only. Shared and immutable: cheap to hold on to.
+  std::shared_ptr<const Entry> entry;
+  // True when the hit was served from the memory tier.
+  bool from_memory = false;
+
+  bool hit() const { return outcome == LookupOutcome::kHit; }
+};
+
+struct LookupOptions {
+  // Only accept an entry created at most this long ago; older ones are a
+  // miss (they stay stored). Negative = any age. Default: -1.
+  int64_t max_age_ms = -1;
+  // Count the lookup in the statistics. Default: true.
+  bool record_stats = true;
+};
+
+struct InsertOptions {
+  // The namespace the key was computed with (stored for PurgeNamespace).
+  std::string_view ns;
+  // Time to live; nullopt = CacheOptions::default_ttl_ms; 0 = never expires.
+  std::optional<int64_t> ttl_ms;
+  // Usage and cost reported by the response; summed into "saved" statistics
+  // every time the entry is served.
+  Usage usage;
+  // The `model` field of the response (what the upstream actually ran).
+  std::string_view resolved_model;
+  uint8_t flags = kEntryFlagNone;
+  // For imports: keep the original creation and expiry times instead of
+  // now / now + ttl. 0 = not set.
+  int64_t created_ms = 0;
+  int64_t expires_ms = 0;
+};
+
+// Statistics. Persistent mode keeps them in the database (merge-operator
+// counters written by the maintenance thread at most
+// CacheOptions::maintenance_interval_ms after they happen, and on close), so
+// they survive restarts.
+struct ModelStats {
+  std::string model;  // base model
+  uint64_t entries = 0;
+  uint64_t bytes = 0;  // encoded value bytes
+  uint64_t hits = 0;
+  uint64_t tokens_saved = 0;  // prompt + completion tokens of served hits
+  int64_t cost_saved_nanousd = 0;
+  std::string last_resolved_model;
+  bool own_column_family = false;  // false: lives in the overflow family
+};
+
+struct CacheStats {
+  uint64_t hits = 0;
+  uint64_t misses = 0;  // including expired
+  uint64_t expired = 0;
+  uint64_t inserts = 0;
+  uint64_t flushes = 0;
+  uint64_t evictions = 0;     // entries removed by the disk or memory budget
+  uint64_t purged = 0;        // entries removed by Purge* calls
+  uint64_t store_errors = 0;  // failed reads/writes of the store
+  std::array<uint64_t, static_cast<size_t>(BypassReason::kCount)> bypasses{};
+  uint64_t tokens_saved = 0;
+  int64_t cost_saved_nanousd = 0;
+  uint64_t entries = 0;     // sum over models
+  uint64_t bytes = 0;       // sum over models
+  uint64_t disk_bytes = 0;  // live SST + WAL files (persistent mode)
+  uint64_t memory_tier_entries = 0;
+  uint64_t memory_tier_bytes = 0;
+  std::vector<ModelStats> models;  // sorted by model
+
+  double hit_rate() const {
+    const uint64_t n = hits + misses;
+    return n == 0 ? 0.0 : static_cast<double>(hits) / static_cast<double>(n);
+  }
+};
+
+// One entry as seen by an iteration.
+struct EntryView {
+  Digest digest;
+  std::string_view base_model;
+  const Entry& entry;
+  size_t stored_bytes;  // size of the encoded value
+};
+
+class Cache {
+ public:
+  // Opens (creating if allowed) the cache described by `options`.
+  // Errors name the path and the cause: kFailedPrecondition when the database
+  // is locked by another process or was written by a newer format,
+  // kPermissionDenied for an unwritable directory, kDataLoss for corrupt
+  // files, kInvalidArgument for inconsistent options.
+  static Result<std::unique_ptr<Cache>> Open(const CacheOptions& options);
+
+  // Opens a read-only view of the database at options.path, which another
+  // process may have open and be writing. Sees the owner's writes as of the
+  // last CatchUp() (and of opening). Mutating calls return
+  // kFailedPrecondition.
+  static Result<std::unique_ptr<Cache>> Inspect(const InspectOptions& options);
+
+  virtual ~Cache() = default;
+  Cache(const Cache&) = delete;
+  Cache& operator=(const Cache&) = delete;
+
+  // Looks `key` up. kExpired when an entry exists but its TTL has passed (it
+  // is a miss, even before compaction removes it).
+  virtual Result<LookupResult> Lookup(const RequestKey& key,
+                                      const LookupOptions& options = {}) = 0;
+
+  // Stores `body` (the response) under `key`, replacing any entry.
+  // The first insert for a base model creates its column family (lookups
+  // never do).
+  virtual Status Insert(const RequestKey& key, std::string_view body,
+                        const InsertOptions& options) = 0;
+
+  // Counts a request that bypassed the cache.
+  virtual void RecordBypass(BypassReason reason) = 0;
+
+  // Removes every entry of BaseModel(model) (so every `:variant` too). In
+  // persistent mode this drops the model's column family: constant time
+  // whatever its size. Returns how many entries the statistics knew of.
+  virtual Result<uint64_t> FlushModel(std::string_view model) = 0;
+
+  // Removes every entry of every model. Statistics counters of hits and
+  // savings are kept.
+  virtual Status FlushAll() = 0;
+
+  // Removes one entry. True if it existed.
+  virtual Result<bool> PurgeKey(const Digest& digest) = 0;
+  // Removes the entries stored under namespace `ns`; returns how many.
+  virtual Result<uint64_t> PurgeNamespace(std::string_view ns) = 0;
+  // Removes entries whose TTL has passed; returns how many.
+  virtual Result<uint64_t> PurgeExpired() = 0;
+  // Removes entries created more than `age_ms` ago; returns how many.
+  virtual Result<uint64_t> PurgeOlderThan(int64_t age_ms) = 0;
+
+  // Finds an entry by digest alone, whatever its model (for inspection).
+  // A null pointer when there is none. Expired entries are returned too.
+  virtual Result<std::shared_ptr<const Entry>> Find(const Digest& digest) = 0;
+
+  // Calls `fn` for every entry (of BaseModel(*model) if given), expired ones
+  // included, in no particular order, until it returns false.
+  // kDataLoss, naming the key, for an entry that does not decode, unless
+  // `on_corrupt` is given: then it is called instead and iteration goes on.
+  virtual Status ForEachEntry(
+      const std::optional<std::string>& model,
+      const std::function<bool(const EntryView&)>& fn,
+      const std::function<void(std::string_view key, const Status&)>&
+          on_corrupt = nullptr) = 0;
+
+  // Current statistics, including unwritten deltas.
+  virtual Result<CacheStats> GetStats() = 0;
+
+  // Inspection mode: catch up with the owner's writes (and see models it
+  // created since). A no-op elsewhere.
+  virtual Status CatchUp() = 0;
+
+  // Full manual compaction: drops expired entries and returns their space.
+  virtual Status Compact() = 0;
+
+  // Runs one round of background maintenance now: writes statistics deltas,
+  // enforces the disk budget, nudges periodic compaction. The background
+  // thread calls this every CacheOptions::maintenance_interval_ms.
+  virtual Status RunMaintenance() = 0;
+
+  // True for a persistent cache, false for memory mode.
+  virtual bool persistent() const = 0;
+
+ protected:
+  Cache() = default;
+};
+
+}  // namespace llmcache
+
+#endif  // LLMCACHE_CACHE_H_

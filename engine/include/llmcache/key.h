@@ -1,0 +1,149 @@
+// Canonical request keys.
+//
+// A chat-completions request body (OpenAI / OpenRouter JSON) is turned into a
+// canonical byte string and a SHA-256 key, so that equivalent requests share
+// one cache entry and any request whose output could differ gets another.
+//
+// Canonical form (key format version 1; see KeyBuilder for the exact rules):
+//   - object members sorted bytewise by key, recursively at every depth;
+//   - no insignificant whitespace; arrays keep their order;
+//   - strings as UTF-8, escaping only `"`, `\` and control characters
+//     (\b \f \n \r \t, otherwise \u00xx with lowercase hex);
+//   - numbers normalised: equal values give equal bytes. Integral values with
+//     magnitude below 1e21 are written as plain integers from their exact
+//     decimal value (`0`, `0.0`, `-0`, `0e0` -> `0`; `1.0`, `1e0` -> `1`;
+//     large seeds keep every digit); every other value is written in the
+//     shortest form that round-trips through an IEEE double;
+//   - excluded members (KeyOptions) are removed before hashing.
+//
+// The key digest is SHA-256 over:
+//   "llmcache\0" kKeyFormatVersion (4 bytes, big endian)
+//   len(namespace) (8 bytes BE) namespace
+//   len(scope) (8 bytes BE) scope
+//   canonical body
+// so that a namespace or scope change gives an unrelated key.
+//
+// Thread safety: KeyBuilder is immutable after construction; all const
+// methods may be called concurrently.
+
+#ifndef LLMCACHE_KEY_H_
+#define LLMCACHE_KEY_H_
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "llmcache/status.h"
+
+namespace llmcache {
+
+// Version of the key derivation. Part of every digest. Never reuse a value:
+// bump it whenever the canonical form or the digest input changes.
+inline constexpr uint32_t kKeyFormatVersion = 1;
+
+inline constexpr size_t kDigestSize = 32;
+using Digest = std::array<uint8_t, kDigestSize>;
+
+// Lowercase hex of `digest` (64 characters).
+std::string DigestToHex(const Digest& digest);
+// Parses 64 hex characters (either case). InvalidArgument otherwise.
+Result<Digest> DigestFromHex(std::string_view hex);
+
+// The model id without its `:variant` suffix ("openai/gpt-4o:floor" ->
+// "openai/gpt-4o"). The suffix starts at the last ':' that comes after the
+// last '/'. Ids without a variant are returned unchanged.
+std::string_view BaseModel(std::string_view model);
+
+struct KeyOptions {
+  // Top-level request members that never change the output and are left out
+  // of the key. Default: stream, stream_options, usage, user, session_id,
+  // metadata, trace, prompt_cache_key, prompt_cache_options, cache_control.
+  std::vector<std::string> excluded_fields = DefaultExcludedFields();
+
+  // Members left out wherever they mark a block for prompt caching: at the top
+  // level, in each `messages[i]`, in each content part `messages[i].content[j]`
+  // and in each `tools[i]`. They are NOT removed elsewhere (for example a
+  // property named `cache_control` inside a tool's JSON schema is content).
+  // Default: cache_control, prompt_cache_breakpoint.
+  std::vector<std::string> excluded_block_fields = DefaultExcludedBlockFields();
+
+  // Requests nested deeper than this (objects and arrays) are rejected.
+  // Default: 64.
+  size_t max_depth = 64;
+
+  // Request bodies larger than this are rejected. Default: 8 MiB.
+  size_t max_body_bytes = 8u << 20;
+
+  static std::vector<std::string> DefaultExcludedFields();
+  static std::vector<std::string> DefaultExcludedBlockFields();
+};
+
+// Who the key is for. Both strings are opaque to llmcache.
+struct KeyScope {
+  // Chosen by the user; bump it to version all keys (e.g. after a system
+  // prompt or policy change). Default: empty.
+  std::string_view ns;
+  // Isolates tenants: pass e.g. a hash of the API key. Requests with different
+  // scopes never share an entry. Default: empty (shared).
+  std::string_view scope;
+};
+
+// Facts about a request that the cacheability policy needs; filled by the
+// same parse that computes the key.
+struct RequestInfo {
+  std::string model;  // exactly as sent
+  bool stream = false;
+  bool has_temperature = false;
+  // Valid when has_temperature; NaN if `temperature` is not a number.
+  double temperature = 0;
+  bool has_web_plugin = false;          // plugins: [{"id":"web", ...}]
+  bool has_web_search_options = false;  // web_search_options present
+  bool has_web_search_tool = false;     // tools: [{"type":"openrouter:web_search"}]
+  bool has_debug = false;               // debug present
+};
+
+struct RequestKey {
+  Digest digest{};
+  std::string model;       // exactly as sent, including any `:variant`
+  std::string base_model;  // BaseModel(model)
+
+  std::string Hex() const { return DigestToHex(digest); }
+};
+
+class KeyBuilder {
+ public:
+  explicit KeyBuilder(KeyOptions options = KeyOptions());
+  ~KeyBuilder();
+  KeyBuilder(const KeyBuilder&) = delete;
+  KeyBuilder& operator=(const KeyBuilder&) = delete;
+
+  // Computes the key of `body`. When `info` is not null it is filled too.
+  // Errors (all kInvalidArgument, with a message that says what is wrong and
+  // where): body over max_body_bytes, not JSON, invalid UTF-8, not an object,
+  // duplicate member names in any object, nesting deeper than max_depth, no
+  // `model` string, no `messages` array.
+  Result<RequestKey> Compute(std::string_view body, const KeyScope& scope,
+                             RequestInfo* info = nullptr) const;
+
+  // The canonical body text (without the version/namespace/scope prefix), for
+  // debugging why two requests do or don't share a key. Same errors as
+  // Compute.
+  Result<std::string> Canonicalize(std::string_view body) const;
+
+  const KeyOptions& options() const { return options_; }
+
+ private:
+  KeyOptions options_;
+};
+
+// Raw SHA-256 of `data` with a fetched EVP_MD and a per-thread reused context
+// (the baseline the key benchmark is compared against).
+Digest Sha256(std::string_view data);
+
+}  // namespace llmcache
+
+#endif  // LLMCACHE_KEY_H_

@@ -1,0 +1,147 @@
+// Cache::Open and the helpers both implementations share.
+
+#include <algorithm>
+
+#include "cache_internal.h"
+#include "llmcache/clock.h"
+#include "rocks_cache.h"
+
+namespace llmcache {
+
+Result<std::unique_ptr<Cache>> Cache::Open(const CacheOptions& options) {
+  if (options.max_model_column_families == 0 && !options.path.empty()) {
+    // Allowed: every model then lives in the overflow family.
+  }
+  if (options.default_ttl_ms < 0) {
+    return InvalidArgumentError("default_ttl_ms must be >= 0");
+  }
+  if (options.path.empty()) return internal::NewMemoryCache(options);
+  return RocksCache::Open(options);
+}
+
+Result<std::unique_ptr<Cache>> Cache::Inspect(const InspectOptions& options) {
+  if (options.path.empty()) {
+    return InvalidArgumentError("inspection needs a database path");
+  }
+  return RocksCache::OpenSecondary(options);
+}
+
+namespace internal {
+
+EntryMeta MakeEntryMeta(const RequestKey& key, const InsertOptions& options,
+                        int64_t default_ttl_ms, int64_t now_ms) {
+  EntryMeta meta;
+  meta.flags = options.flags;
+  meta.created_ms = options.created_ms != 0 ? options.created_ms : now_ms;
+  const int64_t ttl = options.ttl_ms.value_or(default_ttl_ms);
+  if (options.expires_ms != 0) {
+    meta.expires_ms = options.expires_ms;
+  } else {
+    meta.expires_ms = ttl > 0 ? meta.created_ms + ttl : 0;
+  }
+  meta.usage = options.usage;
+  meta.model = key.model;
+  meta.resolved_model = std::string(options.resolved_model);
+  meta.ns = std::string(options.ns);
+  return meta;
+}
+
+LookupOutcome Classify(const Entry& entry, const LookupOptions& options,
+                       int64_t now_ms) {
+  if (entry.meta.ExpiredAt(now_ms)) return LookupOutcome::kExpired;
+  if (options.max_age_ms >= 0 &&
+      now_ms - entry.meta.created_ms > options.max_age_ms) {
+    return LookupOutcome::kMiss;
+  }
+  return LookupOutcome::kHit;
+}
+
+void RecordLookup(StatsCollector& stats, std::string_view base_model,
+                  LookupOutcome outcome, const Entry* entry) {
+  switch (outcome) {
+    case LookupOutcome::kHit: {
+      const Usage& u = entry->meta.usage;
+      const int64_t tokens =
+          static_cast<int64_t>(u.prompt_tokens + u.completion_tokens);
+      stats.Add(Counter::kHits, 1);
+      stats.Add(Counter::kTokensSaved, tokens);
+      stats.Add(Counter::kCostSavedNanoUsd, u.cost_nanousd);
+      auto m = stats.ForModel(base_model);
+      m->Add(ModelCounter::kHits, 1);
+      m->Add(ModelCounter::kTokensSaved, tokens);
+      m->Add(ModelCounter::kCostSavedNanoUsd, u.cost_nanousd);
+      break;
+    }
+    case LookupOutcome::kExpired:
+      stats.Add(Counter::kExpired, 1);
+      stats.Add(Counter::kMisses, 1);
+      break;
+    case LookupOutcome::kMiss:
+      stats.Add(Counter::kMisses, 1);
+      break;
+  }
+}
+
+size_t EncodedSize(const Entry& e) {
+  return kEntryFixedHeaderSize + 6 + e.meta.model.size() +
+         e.meta.resolved_model.size() + e.meta.ns.size() + e.body.size();
+}
+
+ModelStats& ModelEntry(CacheStats* stats, std::string_view model) {
+  for (ModelStats& m : stats->models) {
+    if (m.model == model) return m;
+  }
+  stats->models.emplace_back();
+  stats->models.back().model = std::string(model);
+  return stats->models.back();
+}
+
+namespace {
+uint64_t Plus(uint64_t base, int64_t delta) {
+  // Counters never go below zero, even when a delta over-corrects.
+  if (delta < 0 && static_cast<uint64_t>(-delta) > base) return 0;
+  return base + static_cast<uint64_t>(delta);
+}
+}  // namespace
+
+void AddDelta(const StatsDelta& d, CacheStats* s) {
+  auto g = [&](Counter c) { return d.global[static_cast<size_t>(c)]; };
+  s->hits = Plus(s->hits, g(Counter::kHits));
+  s->misses = Plus(s->misses, g(Counter::kMisses));
+  s->expired = Plus(s->expired, g(Counter::kExpired));
+  s->inserts = Plus(s->inserts, g(Counter::kInserts));
+  s->flushes = Plus(s->flushes, g(Counter::kFlushes));
+  s->evictions = Plus(s->evictions, g(Counter::kEvictions));
+  s->purged = Plus(s->purged, g(Counter::kPurged));
+  s->store_errors = Plus(s->store_errors, g(Counter::kStoreErrors));
+  s->tokens_saved = Plus(s->tokens_saved, g(Counter::kTokensSaved));
+  s->cost_saved_nanousd += g(Counter::kCostSavedNanoUsd);
+  for (size_t i = 0; i < s->bypasses.size(); ++i) {
+    s->bypasses[i] = Plus(s->bypasses[i], d.bypasses[i]);
+  }
+  for (const auto& [model, v] : d.models) {
+    ModelStats& m = ModelEntry(s, model);
+    auto mv = [&](ModelCounter c) { return v[static_cast<size_t>(c)]; };
+    m.hits = Plus(m.hits, mv(ModelCounter::kHits));
+    m.entries = Plus(m.entries, mv(ModelCounter::kEntries));
+    m.bytes = Plus(m.bytes, mv(ModelCounter::kBytes));
+    m.tokens_saved = Plus(m.tokens_saved, mv(ModelCounter::kTokensSaved));
+    m.cost_saved_nanousd += mv(ModelCounter::kCostSavedNanoUsd);
+  }
+}
+
+void FinishStats(CacheStats* s) {
+  std::sort(s->models.begin(), s->models.end(),
+            [](const ModelStats& a, const ModelStats& b) {
+              return a.model < b.model;
+            });
+  s->entries = 0;
+  s->bytes = 0;
+  for (const ModelStats& m : s->models) {
+    s->entries += m.entries;
+    s->bytes += m.bytes;
+  }
+}
+
+}  // namespace internal
+}  // namespace llmcache

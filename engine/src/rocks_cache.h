@@ -1,0 +1,192 @@
+// RocksCache: the persistent cache (RocksDB + memory tier).
+//
+// Internal header; tests include it to reach the test hooks at the bottom.
+//
+// Concurrency design:
+//   - write_fence_ (shared_mutex): inserts hold it shared; dropping a column
+//     family and deleting entries hold it exclusively. No write can therefore
+//     go through a column-family handle while it is being dropped (a write
+//     through a dropped handle would stop all writes until reopen); every
+//     write also sets ignore_missing_column_families as a second guard.
+//   - families_mu_ guards the model -> family map. A Family owns its handle;
+//     the handle is destroyed when the last shared_ptr goes, so a lookup that
+//     raced with a drop still reads through a valid handle, then sees
+//     `dropped` and reports a miss.
+//   - epoch_ is bumped by every invalidation before the memory tier is
+//     cleaned; a lookup fills the tier only if the epoch did not move while
+//     it read RocksDB, so a flushed entry never comes back from a late fill.
+
+#ifndef LLMCACHE_ENGINE_ROCKS_CACHE_H_
+#define LLMCACHE_ENGINE_ROCKS_CACHE_H_
+
+#include <rocksdb/db.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "llmcache/cache.h"
+#include "llmcache/clock.h"
+#include "memory_tier.h"
+#include "stats.h"
+
+namespace llmcache {
+
+// Maps a RocksDB status to ours, naming `path` and what was being done.
+Status FromRocks(const rocksdb::Status& s, std::string_view path,
+                 std::string_view what);
+
+class RocksCache final : public Cache {
+ public:
+  static Result<std::unique_ptr<Cache>> Open(const CacheOptions& options);
+  static Result<std::unique_ptr<Cache>> OpenSecondary(
+      const InspectOptions& options);
+  ~RocksCache() override;
+
+  Result<LookupResult> Lookup(const RequestKey& key,
+                              const LookupOptions& options) override;
+  Status Insert(const RequestKey& key, std::string_view body,
+                const InsertOptions& options) override;
+  void RecordBypass(BypassReason reason) override;
+  Result<uint64_t> FlushModel(std::string_view model) override;
+  Status FlushAll() override;
+  Result<bool> PurgeKey(const Digest& digest) override;
+  Result<uint64_t> PurgeNamespace(std::string_view ns) override;
+  Result<uint64_t> PurgeExpired() override;
+  Result<uint64_t> PurgeOlderThan(int64_t age_ms) override;
+  Result<std::shared_ptr<const Entry>> Find(const Digest& digest) override;
+  Status ForEachEntry(
+      const std::optional<std::string>& model,
+      const std::function<bool(const EntryView&)>& fn,
+      const std::function<void(std::string_view, const Status&)>& on_corrupt)
+      override;
+  Result<CacheStats> GetStats() override;
+  Status CatchUp() override;
+  Status Compact() override;
+  Status RunMaintenance() override;
+  bool persistent() const override { return true; }
+
+  // ---- Test hooks ----
+  // Flushes every memtable to SST files.
+  Status FlushMemtablesForTest();
+  // Number of raw keys in the model's family (or the overflow family's keys
+  // of that model), expired ones included, as RocksDB iterates them.
+  Result<uint64_t> RawKeyCountForTest(std::string_view base_model);
+  // Writes `value` under `key` in the family holding `base_model`.
+  Status PutRawForTest(std::string_view base_model, const std::string& key,
+                       const std::string& value);
+  // Number of model column families that exist.
+  size_t ModelFamilyCountForTest();
+  rocksdb::DB* db() { return db_.get(); }
+
+  struct Family;
+
+ private:
+  class TtlFilterFactory;
+  struct Shared;
+
+  RocksCache(const std::string& path, bool secondary);
+  Status OpenPrimary(const CacheOptions& options);
+  Status OpenAsSecondary();
+  void CloseDb();
+
+  rocksdb::ColumnFamilyOptions ModelFamilyOptions(std::string_view model,
+                                                  bool overflow) const;
+  rocksdb::WriteOptions WriteOpts() const;
+  Status MutationAllowed() const;
+
+  // The family that holds `base_model`'s entries (its own or the overflow
+  // family), or null if none is known. `own` tells which.
+  std::shared_ptr<Family> FamilyFor(std::string_view base_model) const;
+  // As FamilyFor, creating the model's family when the bound allows.
+  // REQUIRES: write_fence_ held (shared or exclusive).
+  Result<std::shared_ptr<Family>> FamilyForInsert(std::string_view base_model);
+  std::string EntryKey(const Family& f, std::string_view base_model,
+                       const Digest& d) const;
+  std::vector<std::shared_ptr<Family>> AllFamilies() const;
+
+  // Reads and decodes an entry. NotFound when absent.
+  Status ReadEntry(const Family& f, const std::string& key, Entry* out,
+                   size_t* stored_bytes);
+
+  // Deletes the given entries (family, key) and their index keys; keeps
+  // statistics and the memory tier right. REQUIRES: write_fence_ exclusive.
+  struct Doomed {
+    std::shared_ptr<Family> family;
+    std::string key;
+    std::string time_key;  // empty if unknown
+    Digest digest;
+    std::string base_model;
+    uint64_t bytes;
+  };
+  Status DeleteEntriesLocked(const std::vector<Doomed>& doomed);
+  // Walks the time index oldest first; `fn(created_ms, model, digest,
+  // expires_ms, index_key)` returns false to stop.
+  Status WalkTimeIndex(
+      const std::function<bool(int64_t, std::string_view, const Digest&,
+                               int64_t, std::string_view)>& fn);
+  // Resolves an index record to a live entry, or nullopt if the entry is
+  // gone or newer than the index record.
+  Result<std::optional<Doomed>> ResolveIndexed(int64_t created_ms,
+                                               std::string_view model,
+                                               const Digest& d,
+                                               std::string_view index_key);
+  Result<uint64_t> PurgeIndexed(
+      const std::function<bool(int64_t created, int64_t expires, bool* stop)>&
+          pred);
+
+  Status WriteStatsDelta();
+  Status LoadPersistedStats(CacheStats* stats);
+  Status EnforceDiskBudget();
+  Result<uint64_t> DiskBytes();
+  void NudgePeriodicCompaction();
+  void MaintenanceLoop();
+  void NoteResolvedModel(std::string_view base_model,
+                         std::string_view resolved);
+
+  const std::string path_;
+  const bool secondary_;
+  CacheOptions options_;
+  const Clock* clock_ = nullptr;
+  std::string secondary_dir_;
+  bool remove_secondary_dir_ = false;
+
+  std::unique_ptr<rocksdb::DB> db_;
+  std::shared_ptr<Shared> shared_;  // block cache, write buffer manager
+  rocksdb::ColumnFamilyHandle* default_cf_ = nullptr;
+  rocksdb::ColumnFamilyHandle* meta_cf_ = nullptr;
+  rocksdb::ColumnFamilyHandle* time_cf_ = nullptr;
+  std::vector<std::string> known_cf_names_;  // secondary: to detect new ones
+
+  mutable std::shared_mutex families_mu_;
+  std::unordered_map<std::string, std::shared_ptr<Family>> families_;
+  std::shared_ptr<Family> overflow_;
+
+  std::shared_mutex write_fence_;
+  std::atomic<uint64_t> epoch_{0};
+  std::unique_ptr<MemoryTier> tier_;
+  StatsCollector stats_;
+  std::mutex stats_write_mu_;  // one stats writer at a time
+
+  std::mutex resolved_mu_;
+  std::unordered_map<std::string, std::string> resolved_;
+
+  std::mutex maintenance_mu_;
+  std::condition_variable maintenance_cv_;
+  bool stopping_ = false;
+  std::thread maintenance_thread_;
+  std::mutex maintenance_run_mu_;
+  int64_t last_nudge_steady_ms_ = 0;
+  std::atomic<int64_t> last_store_error_log_ms_{0};
+};
+
+}  // namespace llmcache
+
+#endif  // LLMCACHE_ENGINE_ROCKS_CACHE_H_

@@ -1,0 +1,116 @@
+// StatsCollector implementation.
+
+#include "stats.h"
+
+namespace llmcache {
+
+std::string_view CounterName(Counter c) {
+  switch (c) {
+    case Counter::kHits:
+      return "hits";
+    case Counter::kMisses:
+      return "misses";
+    case Counter::kExpired:
+      return "expired";
+    case Counter::kInserts:
+      return "inserts";
+    case Counter::kFlushes:
+      return "flushes";
+    case Counter::kEvictions:
+      return "evictions";
+    case Counter::kPurged:
+      return "purged";
+    case Counter::kStoreErrors:
+      return "store_errors";
+    case Counter::kTokensSaved:
+      return "tokens_saved";
+    case Counter::kCostSavedNanoUsd:
+      return "cost_saved_nanousd";
+    case Counter::kCount:
+      break;
+  }
+  return "unknown";
+}
+
+std::string_view ModelCounterName(ModelCounter c) {
+  switch (c) {
+    case ModelCounter::kHits:
+      return "hits";
+    case ModelCounter::kEntries:
+      return "entries";
+    case ModelCounter::kBytes:
+      return "bytes";
+    case ModelCounter::kTokensSaved:
+      return "tokens_saved";
+    case ModelCounter::kCostSavedNanoUsd:
+      return "cost_saved_nanousd";
+    case ModelCounter::kCount:
+      break;
+  }
+  return "unknown";
+}
+
+bool StatsDelta::empty() const {
+  for (int64_t v : global) {
+    if (v != 0) return false;
+  }
+  for (int64_t v : bypasses) {
+    if (v != 0) return false;
+  }
+  return models.empty();
+}
+
+std::shared_ptr<ModelCounters> StatsCollector::ForModel(
+    std::string_view base_model) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = models_.find(std::string(base_model));
+  if (it != models_.end()) return it->second;
+  auto counters = std::make_shared<ModelCounters>();
+  models_.emplace(std::string(base_model), counters);
+  return counters;
+}
+
+StatsDelta StatsCollector::Collect(bool drain) const {
+  StatsDelta d;
+  for (size_t i = 0; i < global_.size(); ++i) {
+    d.global[i] = drain ? global_[i].exchange(0, std::memory_order_relaxed)
+                        : global_[i].load(std::memory_order_relaxed);
+  }
+  for (size_t i = 0; i < bypasses_.size(); ++i) {
+    d.bypasses[i] = drain ? bypasses_[i].exchange(0, std::memory_order_relaxed)
+                          : bypasses_[i].load(std::memory_order_relaxed);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [model, counters] : models_) {
+    std::array<int64_t, static_cast<size_t>(ModelCounter::kCount)> values{};
+    bool any = false;
+    for (size_t i = 0; i < values.size(); ++i) {
+      values[i] = drain ? counters->v[i].exchange(0, std::memory_order_relaxed)
+                        : counters->v[i].load(std::memory_order_relaxed);
+      any = any || values[i] != 0;
+    }
+    if (any) d.models.emplace(model, values);
+  }
+  return d;
+}
+
+StatsDelta StatsCollector::Drain() { return Collect(true); }
+StatsDelta StatsCollector::Peek() const { return Collect(false); }
+
+void StatsCollector::ResetModel(std::string_view base_model) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = models_.find(std::string(base_model));
+  if (it == models_.end()) return;
+  it->second->v[static_cast<size_t>(ModelCounter::kEntries)].store(0);
+  it->second->v[static_cast<size_t>(ModelCounter::kBytes)].store(0);
+}
+
+void StatsCollector::ResetAllEntryCounts() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [model, counters] : models_) {
+    counters->v[static_cast<size_t>(ModelCounter::kEntries)].store(0);
+    counters->v[static_cast<size_t>(ModelCounter::kBytes)].store(0);
+  }
+}
+
+}  // namespace llmcache

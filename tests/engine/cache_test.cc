@@ -1,0 +1,389 @@
+// Cache behaviour that both modes share, run on disk and in memory (TEST_P).
+
+#include "llmcache/cache.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "llmcache/clock.h"
+#include "testing/status_matchers.h"
+#include "testing/temp_dir.h"
+#include "testing/test_keys.h"
+
+namespace llmcache {
+namespace {
+
+using ::llmcache::testing::StatusIs;
+using ::llmcache::testing::TestKey;
+
+enum class Mode { kDisk, kMemory };
+
+std::string ModeName(const ::testing::TestParamInfo<Mode>& info) {
+  return info.param == Mode::kDisk ? "Disk" : "Memory";
+}
+
+class CacheTest : public ::testing::TestWithParam<Mode> {
+ protected:
+  void SetUp() override { Reopen(); }
+
+  CacheOptions Options() {
+    CacheOptions o;
+    if (GetParam() == Mode::kDisk) o.path = dir_.path() + "/db";
+    o.clock = &clock_;
+    o.default_ttl_ms = 60'000;
+    o.maintenance_interval_ms = 0;
+    return o;
+  }
+
+  void Reopen() { Reopen(Options()); }
+  void Reopen(const CacheOptions& o) {
+    cache_.reset();
+    auto r = Cache::Open(o);
+    ASSERT_OK(r);
+    cache_ = std::move(r).value();
+  }
+
+  void Put(const RequestKey& key, const std::string& body,
+           InsertOptions io = {}) {
+    ASSERT_OK(cache_->Insert(key, body, io));
+  }
+
+  LookupOutcome Outcome(const RequestKey& key, LookupOptions lo = {}) {
+    auto r = cache_->Lookup(key, lo);
+    EXPECT_OK(r);
+    return r.ok() ? r->outcome : LookupOutcome::kMiss;
+  }
+
+  llmcache::testing::TempDir dir_;
+  FakeClock clock_;
+  std::unique_ptr<Cache> cache_;
+};
+
+TEST_P(CacheTest, MissThenHitReturnsStoredResponseAndMetadata) {
+  const RequestKey key = TestKey("openai/gpt-4o:floor", 1);
+  EXPECT_EQ(Outcome(key), LookupOutcome::kMiss);
+  InsertOptions io;
+  io.ns = "v2";
+  io.resolved_model = "openai/gpt-4o-2024-08-06";
+  io.usage = Usage{100, 20, 5, 3, 1234};
+  io.flags = kEntryFlagToolCalls;
+  Put(key, R"({"choices":[]})", io);
+
+  auto r = cache_->Lookup(key);
+  ASSERT_OK(r);
+  ASSERT_TRUE(r->hit());
+  const Entry& e = *r->entry;
+  EXPECT_EQ(e.body, R"({"choices":[]})");
+  EXPECT_EQ(e.meta.model, "openai/gpt-4o:floor");
+  EXPECT_EQ(e.meta.resolved_model, "openai/gpt-4o-2024-08-06");
+  EXPECT_EQ(e.meta.ns, "v2");
+  EXPECT_EQ(e.meta.usage, (Usage{100, 20, 5, 3, 1234}));
+  EXPECT_EQ(e.meta.flags, kEntryFlagToolCalls);
+  EXPECT_EQ(e.meta.created_ms, clock_.NowMillis());
+  EXPECT_EQ(e.meta.expires_ms, clock_.NowMillis() + 60'000);
+}
+
+TEST_P(CacheTest, InsertReplacesExistingEntry) {
+  const RequestKey key = TestKey("m/a", 1);
+  Put(key, "first");
+  clock_.Advance(10);
+  Put(key, "second");
+  auto r = cache_->Lookup(key);
+  ASSERT_OK(r);
+  ASSERT_TRUE(r->hit());
+  EXPECT_EQ(r->entry->body, "second");
+  auto stats = cache_->GetStats();
+  ASSERT_OK(stats);
+  EXPECT_EQ(stats->entries, 1u);
+  EXPECT_EQ(stats->inserts, 2u);
+}
+
+TEST_P(CacheTest, ExpiredEntryIsMissBeforeCompaction) {
+  const RequestKey key = TestKey("m/a", 1);
+  InsertOptions io;
+  io.ttl_ms = 1000;
+  Put(key, "body", io);
+  clock_.Advance(999);
+  EXPECT_EQ(Outcome(key), LookupOutcome::kHit);
+  clock_.Advance(1);
+  EXPECT_EQ(Outcome(key), LookupOutcome::kExpired);
+  auto stats = cache_->GetStats();
+  ASSERT_OK(stats);
+  EXPECT_EQ(stats->hits, 1u);
+  EXPECT_EQ(stats->misses, 1u);
+  EXPECT_EQ(stats->expired, 1u);
+}
+
+TEST_P(CacheTest, ZeroTtlNeverExpires) {
+  const RequestKey key = TestKey("m/a", 1);
+  InsertOptions io;
+  io.ttl_ms = 0;
+  Put(key, "body", io);
+  clock_.Advance(10LL * 365 * 24 * 3600 * 1000);
+  EXPECT_EQ(Outcome(key), LookupOutcome::kHit);
+}
+
+TEST_P(CacheTest, NegativeTtlIsInvalid) {
+  InsertOptions io;
+  io.ttl_ms = -1;
+  EXPECT_THAT(cache_->Insert(TestKey("m/a", 1), "b", io),
+              StatusIs(StatusCode::kInvalidArgument));
+}
+
+TEST_P(CacheTest, MaxAgeRejectsOlderEntryButKeepsIt) {
+  const RequestKey key = TestKey("m/a", 1);
+  Put(key, "body");
+  clock_.Advance(5000);
+  LookupOptions lo;
+  lo.max_age_ms = 4000;
+  EXPECT_EQ(Outcome(key, lo), LookupOutcome::kMiss);
+  lo.max_age_ms = 5000;
+  EXPECT_EQ(Outcome(key, lo), LookupOutcome::kHit);
+  EXPECT_EQ(Outcome(key), LookupOutcome::kHit);
+}
+
+TEST_P(CacheTest, FlushModelRemovesEveryVariantAndNothingElse) {
+  Put(TestKey("openai/gpt-4o", 1), "a");
+  Put(TestKey("openai/gpt-4o:floor", 2), "b");
+  Put(TestKey("openai/gpt-4o-mini", 3), "c");
+  auto flushed = cache_->FlushModel("openai/gpt-4o:nitro");
+  ASSERT_OK(flushed);
+  EXPECT_EQ(*flushed, 2u);
+  EXPECT_EQ(Outcome(TestKey("openai/gpt-4o", 1)), LookupOutcome::kMiss);
+  EXPECT_EQ(Outcome(TestKey("openai/gpt-4o:floor", 2)), LookupOutcome::kMiss);
+  EXPECT_EQ(Outcome(TestKey("openai/gpt-4o-mini", 3)), LookupOutcome::kHit);
+  // The model can be cached again afterwards.
+  Put(TestKey("openai/gpt-4o", 4), "d");
+  EXPECT_EQ(Outcome(TestKey("openai/gpt-4o", 4)), LookupOutcome::kHit);
+  auto stats = cache_->GetStats();
+  ASSERT_OK(stats);
+  EXPECT_EQ(stats->flushes, 1u);
+  EXPECT_EQ(stats->entries, 2u);
+}
+
+TEST_P(CacheTest, FlushAllRemovesEverything) {
+  for (int i = 0; i < 10; ++i)
+    Put(TestKey("m/" + std::to_string(i % 3), i), "x");
+  ASSERT_OK(cache_->FlushAll());
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(Outcome(TestKey("m/" + std::to_string(i % 3), i)),
+              LookupOutcome::kMiss);
+  }
+  auto stats = cache_->GetStats();
+  ASSERT_OK(stats);
+  EXPECT_EQ(stats->entries, 0u);
+  Put(TestKey("m/0", 100), "again");
+  EXPECT_EQ(Outcome(TestKey("m/0", 100)), LookupOutcome::kHit);
+}
+
+TEST_P(CacheTest, PurgeKeyRemovesOneEntry) {
+  Put(TestKey("m/a", 1), "x");
+  Put(TestKey("m/a", 2), "y");
+  auto r = cache_->PurgeKey(TestKey("m/a", 1).digest);
+  ASSERT_OK(r);
+  EXPECT_TRUE(*r);
+  EXPECT_EQ(Outcome(TestKey("m/a", 1)), LookupOutcome::kMiss);
+  EXPECT_EQ(Outcome(TestKey("m/a", 2)), LookupOutcome::kHit);
+  r = cache_->PurgeKey(TestKey("m/a", 1).digest);
+  ASSERT_OK(r);
+  EXPECT_FALSE(*r);
+}
+
+TEST_P(CacheTest, PurgeNamespaceRemovesOnlyThatNamespace) {
+  InsertOptions v1, v2;
+  v1.ns = "v1";
+  v2.ns = "v2";
+  for (int i = 0; i < 6; ++i) {
+    Put(TestKey("m/" + std::to_string(i % 2), i), "x", i < 4 ? v1 : v2);
+  }
+  auto r = cache_->PurgeNamespace("v1");
+  ASSERT_OK(r);
+  EXPECT_EQ(*r, 4u);
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_EQ(Outcome(TestKey("m/" + std::to_string(i % 2), i)),
+              i < 4 ? LookupOutcome::kMiss : LookupOutcome::kHit);
+  }
+}
+
+TEST_P(CacheTest, PurgeExpiredAndOlderThan) {
+  InsertOptions short_ttl;
+  short_ttl.ttl_ms = 100;
+  Put(TestKey("m/a", 1), "old-short", short_ttl);
+  Put(TestKey("m/a", 2), "old-long");
+  clock_.Advance(1000);
+  Put(TestKey("m/a", 3), "new");
+
+  auto expired = cache_->PurgeExpired();
+  ASSERT_OK(expired);
+  EXPECT_EQ(*expired, 1u);
+  EXPECT_EQ(Outcome(TestKey("m/a", 2)), LookupOutcome::kHit);
+
+  auto older = cache_->PurgeOlderThan(500);
+  ASSERT_OK(older);
+  EXPECT_EQ(*older, 1u);
+  EXPECT_EQ(Outcome(TestKey("m/a", 2)), LookupOutcome::kMiss);
+  EXPECT_EQ(Outcome(TestKey("m/a", 3)), LookupOutcome::kHit);
+}
+
+TEST_P(CacheTest, StatsCountHitsMissesBypassesAndSavings) {
+  const RequestKey key = TestKey("m/a", 1);
+  EXPECT_EQ(Outcome(key), LookupOutcome::kMiss);
+  InsertOptions io;
+  io.usage = Usage{100, 50, 0, 0, 2'000'000};  // $0.002
+  Put(key, "body", io);
+  EXPECT_EQ(Outcome(key), LookupOutcome::kHit);
+  EXPECT_EQ(Outcome(key), LookupOutcome::kHit);
+  cache_->RecordBypass(BypassReason::kNonZeroTemperature);
+  cache_->RecordBypass(BypassReason::kNonZeroTemperature);
+  cache_->RecordBypass(BypassReason::kWebSearch);
+  LookupOptions quiet;
+  quiet.record_stats = false;
+  EXPECT_EQ(Outcome(key, quiet), LookupOutcome::kHit);
+
+  auto s = cache_->GetStats();
+  ASSERT_OK(s);
+  EXPECT_EQ(s->hits, 2u);
+  EXPECT_EQ(s->misses, 1u);
+  EXPECT_EQ(s->inserts, 1u);
+  EXPECT_DOUBLE_EQ(s->hit_rate(), 2.0 / 3.0);
+  EXPECT_EQ(s->bypasses[static_cast<size_t>(BypassReason::kNonZeroTemperature)],
+            2u);
+  EXPECT_EQ(s->bypasses[static_cast<size_t>(BypassReason::kWebSearch)], 1u);
+  EXPECT_EQ(s->tokens_saved, 300u);
+  EXPECT_EQ(s->cost_saved_nanousd, 4'000'000);
+  ASSERT_EQ(s->models.size(), 1u);
+  EXPECT_EQ(s->models[0].model, "m/a");
+  EXPECT_EQ(s->models[0].hits, 2u);
+  EXPECT_EQ(s->models[0].entries, 1u);
+  EXPECT_GT(s->models[0].bytes, 4u);
+}
+
+TEST_P(CacheTest, ForEachEntryVisitsEntriesOfOneOrAllModels) {
+  for (int i = 0; i < 9; ++i) {
+    Put(TestKey(i % 3 == 0 ? "x/y:free" : "m/" + std::to_string(i % 3), i),
+        "body" + std::to_string(i));
+  }
+  std::set<std::string> all, one;
+  ASSERT_OK(cache_->ForEachEntry(std::nullopt, [&](const EntryView& v) {
+    all.insert(v.entry.body);
+    return true;
+  }));
+  EXPECT_EQ(all.size(), 9u);
+  ASSERT_OK(cache_->ForEachEntry(std::string("x/y"), [&](const EntryView& v) {
+    EXPECT_EQ(v.base_model, "x/y");
+    EXPECT_EQ(v.entry.meta.model, "x/y:free");
+    one.insert(v.entry.body);
+    return true;
+  }));
+  EXPECT_EQ(one, (std::set<std::string>{"body0", "body3", "body6"}));
+  int seen = 0;
+  ASSERT_OK(cache_->ForEachEntry(std::nullopt,
+                                 [&](const EntryView&) { return ++seen < 2; }));
+  EXPECT_EQ(seen, 2);
+}
+
+TEST_P(CacheTest, FindLocatesEntryByDigestAlone) {
+  Put(TestKey("m/a", 7), "found");
+  auto r = cache_->Find(TestKey("m/a", 7).digest);
+  ASSERT_OK(r);
+  ASSERT_NE(*r, nullptr);
+  EXPECT_EQ((*r)->body, "found");
+  r = cache_->Find(TestKey("m/a", 8).digest);
+  ASSERT_OK(r);
+  EXPECT_EQ(*r, nullptr);
+}
+
+TEST_P(CacheTest, FlushModelWhileFourThreadsReadAndWrite) {
+  // Threads 0-1 write and read other models and check every write; threads
+  // 2-3 hammer the model being flushed. Flushes must never poison writes.
+  std::atomic<bool> stop{false};
+  std::atomic<int> errors{0};
+  std::vector<std::vector<uint64_t>> written(2);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      const std::string model =
+          t < 2 ? "stable/model-" + std::to_string(t) : "victim/model";
+      for (uint64_t i = 0; !stop.load() && i < 200000; ++i) {
+        const RequestKey key = TestKey(model, i);
+        if (!cache_->Insert(key, "response " + std::to_string(i), {}).ok()) {
+          ++errors;
+        } else if (t < 2) {
+          written[static_cast<size_t>(t)].push_back(i);
+        }
+        auto r = cache_->Lookup(key);
+        if (!r.ok()) ++errors;
+        if (t < 2 && r.ok() && !r->hit()) ++errors;
+        if (r.ok() && r->hit() &&
+            r->entry->body != "response " + std::to_string(i)) {
+          ++errors;
+        }
+      }
+    });
+  }
+  for (int round = 0; round < 20; ++round) {
+    ASSERT_OK(cache_->FlushModel("victim/model"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  stop = true;
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(errors.load(), 0);
+  for (int t = 0; t < 2; ++t) {
+    ASSERT_FALSE(written[static_cast<size_t>(t)].empty());
+    for (uint64_t i : written[static_cast<size_t>(t)]) {
+      ASSERT_EQ(Outcome(TestKey("stable/model-" + std::to_string(t), i)),
+                LookupOutcome::kHit)
+          << "thread " << t << " entry " << i;
+    }
+  }
+  // Writes still work after all that.
+  Put(TestKey("victim/model", 999999), "after");
+  EXPECT_EQ(Outcome(TestKey("victim/model", 999999)), LookupOutcome::kHit);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, CacheTest,
+                         ::testing::Values(Mode::kDisk, Mode::kMemory),
+                         ModeName);
+
+TEST(MemoryCacheTest, EvictsLeastRecentlyUsedWithinByteBudget) {
+  CacheOptions o;
+  o.memory_tier_bytes = 64 * 1024;  // 16 shards of 4 KiB
+  o.maintenance_interval_ms = 0;
+  auto cache = Cache::Open(o);
+  ASSERT_OK(cache);
+  const std::string body(700, 'x');
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_OK(
+        (*cache)->Insert(TestKey("m/a", static_cast<uint64_t>(i)), body, {}));
+  }
+  auto s = (*cache)->GetStats();
+  ASSERT_OK(s);
+  EXPECT_LE(s->memory_tier_bytes, o.memory_tier_bytes);
+  EXPECT_GT(s->evictions, 800u);
+  EXPECT_EQ(s->entries, s->memory_tier_entries);
+  EXPECT_EQ(s->entries + s->evictions, 1000u);
+  // The newest entry is there; the first one is long gone.
+  auto last = (*cache)->Lookup(TestKey("m/a", 999));
+  ASSERT_OK(last);
+  EXPECT_TRUE(last->hit());
+  auto first = (*cache)->Lookup(TestKey("m/a", 0));
+  ASSERT_OK(first);
+  EXPECT_FALSE(first->hit());
+}
+
+TEST(MemoryCacheTest, EntryLargerThanBudgetIsRefused) {
+  CacheOptions o;
+  o.memory_tier_bytes = 16 * 1024;
+  auto cache = Cache::Open(o);
+  ASSERT_OK(cache);
+  EXPECT_THAT((*cache)->Insert(TestKey("m/a", 1), std::string(4096, 'x'), {}),
+              StatusIs(StatusCode::kResourceExhausted));
+}
+
+}  // namespace
+}  // namespace llmcache

@@ -1,0 +1,145 @@
+// The on-disk format: round trips, rejection of malformed values, names.
+
+#include "llmcache/format.h"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "testing/status_matchers.h"
+
+namespace llmcache {
+namespace {
+
+using ::llmcache::testing::StatusIs;
+
+EntryMeta SampleMeta() {
+  EntryMeta m;
+  m.flags = kEntryFlagFromStream | kEntryFlagToolCalls;
+  m.created_ms = 1'700'000'000'123;
+  m.expires_ms = 1'700'000'600'123;
+  m.usage = Usage{1000, 200, 300, 40, 123456789};
+  m.model = "anthropic/claude-sonnet-4.5:floor";
+  m.resolved_model = "anthropic/claude-sonnet-4.5-20250929";
+  m.ns = "prod-v3";
+  return m;
+}
+
+TEST(FormatTest, EntryRoundTrips) {
+  std::string value;
+  ASSERT_OK(EncodeEntry(SampleMeta(), R"({"id":"gen-1"})", &value));
+  Entry e;
+  ASSERT_OK(DecodeEntry(value, &e));
+  EXPECT_EQ(e.meta, SampleMeta());
+  EXPECT_EQ(e.body, R"({"id":"gen-1"})");
+  int64_t created = 0, expires = 0;
+  ASSERT_TRUE(PeekEntryTimes(value, &created, &expires));
+  EXPECT_EQ(created, SampleMeta().created_ms);
+  EXPECT_EQ(expires, SampleMeta().expires_ms);
+}
+
+TEST(FormatTest, LayoutConstantsAreStable) {
+  // These bytes are on users' disks: a change here is a format break.
+  std::string value;
+  EntryMeta m;
+  m.created_ms = 0x0102030405060708;
+  ASSERT_OK(EncodeEntry(m, "B", &value));
+  ASSERT_EQ(value.size(), kEntryFixedHeaderSize + 6 + 1);
+  EXPECT_EQ(value[0], '\x01');
+  EXPECT_EQ(static_cast<uint8_t>(value[2]), kEntryFixedHeaderSize + 6);
+  EXPECT_EQ(value[4], '\x08');  // created_ms, little endian
+  EXPECT_EQ(value[11], '\x01');
+  EXPECT_EQ(value.back(), 'B');
+}
+
+TEST(FormatTest, EveryTruncationIsDataLossNotACrash) {
+  std::string value;
+  ASSERT_OK(EncodeEntry(SampleMeta(), "body", &value));
+  const size_t header =
+      static_cast<uint8_t>(value[2]) | (static_cast<uint8_t>(value[3]) << 8);
+  for (size_t n = 0; n < header; ++n) {
+    Entry e;
+    EXPECT_THAT(DecodeEntry(std::string_view(value).substr(0, n), &e),
+                StatusIs(StatusCode::kDataLoss))
+        << n;
+  }
+}
+
+TEST(FormatTest, InconsistentHeaderIsDataLoss) {
+  std::string value;
+  ASSERT_OK(EncodeEntry(SampleMeta(), "body", &value));
+  std::string bad = value;
+  bad[2] = '\xff';
+  bad[3] = '\xff';
+  Entry e;
+  EXPECT_THAT(DecodeEntry(bad, &e), StatusIs(StatusCode::kDataLoss));
+  bad = value;
+  bad[kEntryFixedHeaderSize] = '\x7f';  // model length beyond header
+  EXPECT_THAT(DecodeEntry(bad, &e), StatusIs(StatusCode::kDataLoss));
+  bad = value;
+  bad[0] = '\0';
+  EXPECT_THAT(DecodeEntry(bad, &e), StatusIs(StatusCode::kDataLoss));
+}
+
+TEST(FormatTest, NewerVersionIsFailedPrecondition) {
+  std::string value;
+  ASSERT_OK(EncodeEntry(SampleMeta(), "body", &value));
+  value[0] = '\x02';
+  Entry e;
+  EXPECT_THAT(DecodeEntry(value, &e),
+              StatusIs(StatusCode::kFailedPrecondition, "newer"));
+  int64_t c, x;
+  EXPECT_FALSE(PeekEntryTimes(value, &c, &x));
+}
+
+TEST(FormatTest, OverlongStringsAreRejected) {
+  EntryMeta m = SampleMeta();
+  m.model.assign(70000, 'm');
+  std::string value;
+  EXPECT_THAT(EncodeEntry(m, "b", &value),
+              StatusIs(StatusCode::kInvalidArgument));
+}
+
+TEST(FormatTest, ColumnFamilyNamesAreReversible) {
+  const std::vector<std::string> models = {"openai/gpt-4o", "weird/模型 x",
+                                           "a%b", std::string("\0\xff", 2), ""};
+  for (const std::string& model : models) {
+    const std::string name = ModelToColumnFamilyName(model);
+    for (char c : name) {
+      EXPECT_TRUE(isalnum(static_cast<unsigned char>(c)) || c == '.' ||
+                  c == '_' || c == '-' || c == '%')
+          << name;
+    }
+    auto back = ColumnFamilyNameToModel(name);
+    ASSERT_OK(back);
+    EXPECT_EQ(*back, model);
+  }
+  EXPECT_EQ(ModelToColumnFamilyName("openai/gpt-4o"), "m.openai%2Fgpt-4o");
+  EXPECT_THAT(ColumnFamilyNameToModel("llmcache.meta"),
+              StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_THAT(ColumnFamilyNameToModel("m.bad%2"),
+              StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_THAT(ColumnFamilyNameToModel("m.bad%zz"),
+              StatusIs(StatusCode::kInvalidArgument));
+}
+
+TEST(FormatTest, ModelPrefixesArePrefixFree) {
+  std::string a, b;
+  AppendModelPrefix("ab", &a);
+  AppendModelPrefix("abc", &b);
+  EXPECT_NE(b.compare(0, a.size(), a), 0);
+  std::string long_model(300, 'q');
+  std::string p;
+  AppendModelPrefix(long_model, &p);
+  p += "rest";
+  std::string_view in = p;
+  std::string_view model;
+  ASSERT_TRUE(ConsumeModelPrefix(&in, &model));
+  EXPECT_EQ(model, long_model);
+  EXPECT_EQ(in, "rest");
+  std::string_view truncated = std::string_view(p).substr(0, 10);
+  EXPECT_FALSE(ConsumeModelPrefix(&truncated, &model));
+}
+
+}  // namespace
+}  // namespace llmcache

@@ -1,0 +1,107 @@
+// MemoryTier: LRU order, byte budget, epoch-guarded fills, predicates.
+
+#include "memory_tier.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+
+#include "testing/test_keys.h"
+
+namespace llmcache {
+namespace {
+
+using ::llmcache::testing::TestKey;
+
+std::shared_ptr<const Entry> MakeEntry(const std::string& model,
+                                       size_t body_bytes) {
+  auto e = std::make_shared<Entry>();
+  e->meta.model = model;
+  e->body.assign(body_bytes, 'x');
+  return e;
+}
+
+TEST(MemoryTierTest, GetReturnsWhatPutStored) {
+  MemoryTier tier(1 << 20);
+  const Digest d = TestKey("m", 1).digest;
+  EXPECT_EQ(tier.Get(d), nullptr);
+  auto e = MakeEntry("m", 10);
+  EXPECT_TRUE(tier.Put(d, e));
+  EXPECT_EQ(tier.Get(d), e);  // the same shared object: no copy
+  EXPECT_EQ(tier.size(), 1u);
+  EXPECT_EQ(tier.bytes(), MemoryTier::Charge(*e));
+}
+
+TEST(MemoryTierTest, EvictsLeastRecentlyUsedFirst) {
+  // One shard so that the order is observable.
+  const size_t charge = MemoryTier::Charge(*MakeEntry("m", 100));
+  MemoryTier tier(charge * 3, /*shard_count=*/1);
+  Digest d[4];
+  for (int i = 0; i < 4; ++i) d[i] = TestKey("m", i).digest;
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(tier.Put(d[i], MakeEntry("m", 100)));
+  ASSERT_NE(tier.Get(d[0]), nullptr);  // 0 becomes most recent; 1 is oldest
+  int evicted = -1;
+  tier.set_eviction_listener([&](const Digest& victim, const Entry&, size_t) {
+    for (int i = 0; i < 4; ++i) {
+      if (victim == d[i]) evicted = i;
+    }
+  });
+  ASSERT_TRUE(tier.Put(d[3], MakeEntry("m", 100)));
+  EXPECT_EQ(evicted, 1);
+  EXPECT_EQ(tier.Get(d[1]), nullptr);
+  EXPECT_NE(tier.Get(d[0]), nullptr);
+  EXPECT_LE(tier.bytes(), charge * 3);
+}
+
+TEST(MemoryTierTest, ReplacingAnEntryKeepsAccountingExact) {
+  MemoryTier tier(1 << 20);
+  const Digest d = TestKey("m", 1).digest;
+  tier.Put(d, MakeEntry("m", 10));
+  tier.Put(d, MakeEntry("m", 500));
+  EXPECT_EQ(tier.size(), 1u);
+  EXPECT_EQ(tier.bytes(), MemoryTier::Charge(*MakeEntry("m", 500)));
+  EXPECT_NE(tier.Erase(d), nullptr);
+  EXPECT_EQ(tier.size(), 0u);
+  EXPECT_EQ(tier.bytes(), 0u);
+}
+
+TEST(MemoryTierTest, StaleEpochFillIsRefused) {
+  MemoryTier tier(1 << 20);
+  std::atomic<uint64_t> epoch{5};
+  const Digest d = TestKey("m", 1).digest;
+  EXPECT_FALSE(tier.Put(d, MakeEntry("m", 1), &epoch, 4));
+  EXPECT_EQ(tier.Get(d), nullptr);
+  EXPECT_TRUE(tier.Put(d, MakeEntry("m", 1), &epoch, 5));
+}
+
+TEST(MemoryTierTest, OversizedEntryAndZeroBudgetStoreNothing) {
+  MemoryTier tier(16 * 1024);  // 1 KiB per shard
+  EXPECT_FALSE(tier.Put(TestKey("m", 1).digest, MakeEntry("m", 4096)));
+  MemoryTier none(0);
+  EXPECT_FALSE(none.Put(TestKey("m", 1).digest, MakeEntry("m", 1)));
+  EXPECT_EQ(none.Get(TestKey("m", 1).digest), nullptr);
+}
+
+TEST(MemoryTierTest, EraseIfRemovesMatchingEntriesOnly) {
+  MemoryTier tier(1 << 20);
+  for (int i = 0; i < 100; ++i) {
+    tier.Put(TestKey("m", i).digest, MakeEntry(i % 2 ? "odd" : "even", 1));
+  }
+  EXPECT_EQ(tier.EraseIf([](const Digest&, const Entry& e) {
+    return e.meta.model == "odd";
+  }),
+            50u);
+  EXPECT_EQ(tier.size(), 50u);
+  size_t seen = 0;
+  tier.ForEach([&](const Digest&, const std::shared_ptr<const Entry>& e) {
+    EXPECT_EQ(e->meta.model, "even");
+    ++seen;
+  });
+  EXPECT_EQ(seen, 50u);
+  tier.Clear();
+  EXPECT_EQ(tier.size(), 0u);
+  EXPECT_EQ(tier.bytes(), 0u);
+}
+
+}  // namespace
+}  // namespace llmcache

@@ -1,0 +1,430 @@
+// Persistent-mode behaviour: compaction-filter TTL, column families and their
+// bound, statistics across reopen, disk budget, inspection, error paths.
+
+#include "rocks_cache.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "llmcache/cache.h"
+#include "llmcache/clock.h"
+#include "testing/status_matchers.h"
+#include "testing/temp_dir.h"
+#include "testing/test_keys.h"
+
+namespace llmcache {
+namespace {
+
+namespace fs = std::filesystem;
+using ::llmcache::testing::StatusIs;
+using ::llmcache::testing::TestKey;
+
+class RocksCacheTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Reopen(); }
+
+  CacheOptions Options() {
+    CacheOptions o;
+    o.path = path_;
+    o.clock = &clock_;
+    o.default_ttl_ms = 60'000;
+    o.maintenance_interval_ms = 0;
+    return o;
+  }
+  void Reopen() { Reopen(Options()); }
+  void Reopen(const CacheOptions& o) {
+    cache_.reset();
+    auto r = Cache::Open(o);
+    ASSERT_OK(r);
+    cache_ = std::move(r).value();
+  }
+  RocksCache& rocks() { return static_cast<RocksCache&>(*cache_); }
+
+  uint64_t RawCount(std::string_view model) {
+    auto r = rocks().RawKeyCountForTest(model);
+    EXPECT_OK(r);
+    return r.ok() ? *r : 0;
+  }
+  LookupOutcome Outcome(const RequestKey& key) {
+    auto r = cache_->Lookup(key);
+    EXPECT_OK(r);
+    return r.ok() ? r->outcome : LookupOutcome::kMiss;
+  }
+
+  llmcache::testing::TempDir dir_;
+  std::string path_ = dir_.path() + "/db";
+  FakeClock clock_;
+  std::unique_ptr<Cache> cache_;
+};
+
+TEST_F(RocksCacheTest, ExpiredEntriesStayUntilCompactionThenVanish) {
+  InsertOptions io;
+  io.ttl_ms = 1000;
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_OK(cache_->Insert(TestKey("m/a", i), "body", io));
+  }
+  ASSERT_OK(cache_->Insert(TestKey("m/a", 1000), "keeper", {}));
+  ASSERT_OK(rocks().FlushMemtablesForTest());
+  clock_.Advance(1001);
+  EXPECT_EQ(Outcome(TestKey("m/a", 5)), LookupOutcome::kExpired);
+  EXPECT_EQ(RawCount("m/a"), 101u);  // still on disk before compaction
+  ASSERT_OK(cache_->Compact());
+  EXPECT_EQ(RawCount("m/a"), 1u);
+  EXPECT_EQ(Outcome(TestKey("m/a", 1000)), LookupOutcome::kHit);
+  auto s = cache_->GetStats();
+  ASSERT_OK(s);
+  EXPECT_EQ(s->entries, 1u);  // the filter's removals were counted
+}
+
+TEST_F(RocksCacheTest, CompactionFilterAlsoRunsAtMemtableFlush) {
+  InsertOptions io;
+  io.ttl_ms = 10;
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_OK(cache_->Insert(TestKey("m/a", i), "body", io));
+  }
+  clock_.Advance(11);
+  ASSERT_OK(rocks().FlushMemtablesForTest());
+  EXPECT_EQ(RawCount("m/a"), 0u);
+}
+
+TEST_F(RocksCacheTest, PeriodicCompactionReclaimsIdleColumnFamily) {
+  CacheOptions o = Options();
+  o.periodic_compaction_seconds = 1;
+  Reopen(o);
+  InsertOptions io;
+  io.ttl_ms = 1000;
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_OK(cache_->Insert(TestKey("cold/model", i), "body", io));
+  }
+  clock_.Advance(-100000);  // written "in the past" relative to flush time
+  ASSERT_OK(rocks().FlushMemtablesForTest());
+  clock_.Advance(200000);
+  EXPECT_EQ(RawCount("cold/model"), 100u);
+  // No writes and no manual compaction: only the maintenance round. RocksDB
+  // judges file age by its own (real) clock, so this waits in real time.
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (RawCount("cold/model") != 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    ASSERT_OK(cache_->RunMaintenance());
+  }
+  EXPECT_EQ(RawCount("cold/model"), 0u);
+}
+
+TEST_F(RocksCacheTest, ColumnFamilyCreatedOnFirstInsertNeverOnLookup) {
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(Outcome(TestKey("never/stored-" + std::to_string(i), 1)),
+              LookupOutcome::kMiss);
+  }
+  EXPECT_EQ(rocks().ModelFamilyCountForTest(), 0u);
+  ASSERT_OK(cache_->Insert(TestKey("a/b:free", 1), "x", {}));
+  ASSERT_OK(cache_->Insert(TestKey("a/b", 2), "y", {}));
+  EXPECT_EQ(rocks().ModelFamilyCountForTest(), 1u);  // one per base model
+}
+
+TEST_F(RocksCacheTest, ModelsBeyondBoundShareOverflowFamily) {
+  CacheOptions o = Options();
+  o.max_model_column_families = 2;
+  Reopen(o);
+  const std::vector<std::string> models = {"p/one", "p/two", "p/three",
+                                           "p/four:floor", "p/five"};
+  for (size_t m = 0; m < models.size(); ++m) {
+    for (int i = 0; i < 20; ++i) {
+      ASSERT_OK(cache_->Insert(TestKey(models[m], i), models[m], {}));
+    }
+  }
+  EXPECT_EQ(rocks().ModelFamilyCountForTest(), 2u);
+  for (const auto& m : models) {
+    for (int i = 0; i < 20; ++i) {
+      ASSERT_EQ(Outcome(TestKey(m, i)), LookupOutcome::kHit) << m;
+    }
+  }
+  // Flushing an overflow model removes its range only.
+  auto n = cache_->FlushModel("p/four");
+  ASSERT_OK(n);
+  EXPECT_EQ(*n, 20u);
+  EXPECT_EQ(RawCount("p/four"), 0u);
+  EXPECT_EQ(RawCount("p/three"), 20u);
+  EXPECT_EQ(Outcome(TestKey("p/four:floor", 3)), LookupOutcome::kMiss);
+  EXPECT_EQ(Outcome(TestKey("p/three", 3)), LookupOutcome::kHit);
+  EXPECT_EQ(Outcome(TestKey("p/five", 3)), LookupOutcome::kHit);
+  // Find and purge work in the overflow family too.
+  auto found = cache_->Find(TestKey("p/five", 4).digest);
+  ASSERT_OK(found);
+  ASSERT_NE(*found, nullptr);
+  EXPECT_EQ((*found)->body, "p/five");
+  auto purged = cache_->PurgeKey(TestKey("p/five", 4).digest);
+  ASSERT_OK(purged);
+  EXPECT_TRUE(*purged);
+  EXPECT_EQ(Outcome(TestKey("p/five", 4)), LookupOutcome::kMiss);
+}
+
+TEST_F(RocksCacheTest, OddModelIdsMapReversiblyAndSurviveReopen) {
+  const std::vector<std::string> models = {
+      "weird/模型 with spaces", "a/b%2Fc", "x/../../etc",
+      std::string("z/\0nul", 6), "m.already-escaped_ok"};
+  for (size_t i = 0; i < models.size(); ++i) {
+    ASSERT_OK(cache_->Insert(TestKey(models[i], i), models[i], {}));
+  }
+  Reopen();
+  EXPECT_EQ(rocks().ModelFamilyCountForTest(), models.size());
+  auto stats = cache_->GetStats();
+  ASSERT_OK(stats);
+  for (size_t i = 0; i < models.size(); ++i) {
+    auto r = cache_->Lookup(TestKey(models[i], i));
+    ASSERT_OK(r);
+    ASSERT_TRUE(r->hit()) << i;
+    EXPECT_EQ(r->entry->body, models[i]);
+    bool listed = false;
+    for (const auto& m : stats->models) listed |= m.model == models[i];
+    EXPECT_TRUE(listed) << i;
+  }
+}
+
+TEST_F(RocksCacheTest, StatisticsSurviveReopen) {
+  InsertOptions io;
+  io.usage = Usage{10, 5, 0, 0, 1000};
+  io.resolved_model = "m/a-2025";
+  ASSERT_OK(cache_->Insert(TestKey("m/a", 1), "x", io));
+  ASSERT_OK(cache_->Insert(TestKey("m/b", 1), "y", {}));
+  for (int i = 0; i < 3; ++i) Outcome(TestKey("m/a", 1));
+  Outcome(TestKey("m/a", 2));
+  cache_->RecordBypass(BypassReason::kDebug);
+  ASSERT_OK(cache_->FlushModel("m/b"));
+  auto before = cache_->GetStats();
+  ASSERT_OK(before);
+  Reopen();  // the destructor writes the last deltas
+  auto after = cache_->GetStats();
+  ASSERT_OK(after);
+  EXPECT_EQ(after->hits, 3u);
+  EXPECT_EQ(after->misses, 1u);
+  EXPECT_EQ(after->inserts, 2u);
+  EXPECT_EQ(after->flushes, 1u);
+  EXPECT_EQ(after->tokens_saved, 45u);
+  EXPECT_EQ(after->cost_saved_nanousd, 3000);
+  EXPECT_EQ(after->bypasses[static_cast<size_t>(BypassReason::kDebug)], 1u);
+  EXPECT_EQ(after->entries, 1u);
+  EXPECT_EQ(after->bytes, before->bytes);
+  ASSERT_FALSE(after->models.empty());
+  EXPECT_EQ(after->models[0].model, "m/a");
+  EXPECT_EQ(after->models[0].hits, 3u);
+  EXPECT_EQ(after->models[0].last_resolved_model, "m/a-2025");
+  EXPECT_TRUE(after->models[0].own_column_family);
+  // Maintenance writes deltas too, without double counting.
+  ASSERT_OK(cache_->RunMaintenance());
+  ASSERT_OK(cache_->RunMaintenance());
+  auto again = cache_->GetStats();
+  ASSERT_OK(again);
+  EXPECT_EQ(again->hits, 3u);
+}
+
+TEST_F(RocksCacheTest, DiskBudgetEvictsOldestFirst) {
+  CacheOptions o = Options();
+  o.max_disk_bytes = 3u << 20;
+  o.memory_tier_bytes = 0;
+  Reopen(o);
+  std::mt19937_64 rng(42);
+  std::string body(2048, ' ');
+  const int n = 4000;  // ~8 MiB of incompressible bodies
+  for (int i = 0; i < n; ++i) {
+    for (char& c : body) c = static_cast<char>('a' + rng() % 26);
+    ASSERT_OK(cache_->Insert(TestKey("m/a", i), body, {}));
+    clock_.Advance(1);
+  }
+  ASSERT_OK(cache_->RunMaintenance());
+  auto s = cache_->GetStats();
+  ASSERT_OK(s);
+  EXPECT_LE(s->disk_bytes, o.max_disk_bytes);
+  EXPECT_GT(s->evictions, 2000u);
+  EXPECT_EQ(s->entries + s->evictions, static_cast<uint64_t>(n));
+  EXPECT_EQ(Outcome(TestKey("m/a", 0)), LookupOutcome::kMiss);
+  EXPECT_EQ(Outcome(TestKey("m/a", n - 1)), LookupOutcome::kHit);
+  // Eviction is oldest-first: whatever survived is a suffix.
+  bool seen_hit = false;
+  for (int i = 0; i < n; i += 25) {
+    const bool hit = Outcome(TestKey("m/a", i)) == LookupOutcome::kHit;
+    if (seen_hit) {
+      ASSERT_TRUE(hit) << i;
+    }
+    seen_hit |= hit;
+  }
+}
+
+TEST_F(RocksCacheTest, InspectionReadsWhatLivePrimaryWrites) {
+  ASSERT_OK(cache_->Insert(TestKey("m/a", 1), "one", {}));
+  ASSERT_OK(cache_->RunMaintenance());
+  InspectOptions io;
+  io.path = path_;
+  io.clock = &clock_;
+  auto inspector = Cache::Inspect(io);
+  ASSERT_OK(inspector);
+  Cache& view = **inspector;
+  auto r = view.Lookup(TestKey("m/a", 1));
+  ASSERT_OK(r);
+  EXPECT_TRUE(r->hit());
+
+  // New writes (and a new model's column family) appear after CatchUp.
+  ASSERT_OK(cache_->Insert(TestKey("m/a", 2), "two", {}));
+  ASSERT_OK(cache_->Insert(TestKey("m/new", 3), "three", {}));
+  r = view.Lookup(TestKey("m/a", 2));
+  ASSERT_OK(r);
+  EXPECT_FALSE(r->hit());
+  ASSERT_OK(view.CatchUp());
+  r = view.Lookup(TestKey("m/a", 2));
+  ASSERT_OK(r);
+  EXPECT_TRUE(r->hit());
+  r = view.Lookup(TestKey("m/new", 3));
+  ASSERT_OK(r);
+  ASSERT_TRUE(r->hit());
+  EXPECT_EQ(r->entry->body, "three");
+  int count = 0;
+  ASSERT_OK(view.ForEachEntry(std::nullopt, [&](const EntryView&) {
+    ++count;
+    return true;
+  }));
+  EXPECT_EQ(count, 3);
+  auto stats = view.GetStats();
+  ASSERT_OK(stats);
+  EXPECT_EQ(stats->inserts, 1u);  // as of the primary's last stats write
+
+  // Inspection never mutates.
+  EXPECT_THAT(view.Insert(TestKey("m/a", 9), "x", {}),
+              StatusIs(StatusCode::kFailedPrecondition));
+  EXPECT_THAT(view.FlushModel("m/a"),
+              StatusIs(StatusCode::kFailedPrecondition));
+  EXPECT_THAT(view.PurgeExpired(), StatusIs(StatusCode::kFailedPrecondition));
+}
+
+TEST_F(RocksCacheTest, SecondOpenReportsLockedDatabase) {
+  CacheOptions o = Options();
+  auto second = Cache::Open(o);
+  EXPECT_THAT(second, StatusIs(StatusCode::kFailedPrecondition, "locked"));
+  EXPECT_THAT(second, StatusIs(StatusCode::kFailedPrecondition, path_));
+}
+
+TEST_F(RocksCacheTest, NewerFormatVersionIsRefused) {
+  ASSERT_OK(cache_->Insert(TestKey("m/a", 1), "x", {}));
+  cache_.reset();
+  {
+    // Rewrite the marker as a future version would.
+    rocksdb::DBOptions dbo;
+    std::vector<std::string> names;
+    ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(dbo, path_, &names).ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> descs;
+    for (const auto& n : names)
+      descs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* db = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(dbo, path_, descs, &handles, &db).ok());
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (names[i] == kMetaColumnFamily) {
+        ASSERT_TRUE(
+            db->Put(rocksdb::WriteOptions(), handles[i], "format", "99").ok());
+      }
+    }
+    for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+    delete db;
+  }
+  auto r = Cache::Open(Options());
+  EXPECT_THAT(r, StatusIs(StatusCode::kFailedPrecondition, "newer llmcache"));
+}
+
+TEST_F(RocksCacheTest, CorruptManifestIsDataLoss) {
+  ASSERT_OK(cache_->Insert(TestKey("m/a", 1), "x", {}));
+  cache_.reset();
+  std::string current;
+  std::ifstream(path_ + "/CURRENT") >> current;
+  ASSERT_FALSE(current.empty());
+  {
+    std::fstream f(path_ + "/" + current,
+                   std::ios::in | std::ios::out | std::ios::binary);
+    ASSERT_TRUE(f.good());
+    f.seekp(0);
+    const std::string junk(64, '\x5a');
+    f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+  }
+  auto r = Cache::Open(Options());
+  EXPECT_THAT(r, StatusIs(StatusCode::kDataLoss, path_));
+}
+
+TEST_F(RocksCacheTest, UnusableDirectoryNamesPathAndCause) {
+  cache_.reset();
+  const std::string file = dir_.path() + "/plain-file";
+  std::ofstream(file) << "not a directory";
+  CacheOptions o = Options();
+  o.path = file + "/db";
+  auto r = Cache::Open(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find(o.path), std::string_view::npos)
+      << r.status();
+  EXPECT_NE(r.status().message().find("ot a directory"), std::string_view::npos)
+      << r.status();
+
+  o.path = dir_.path() + "/absent";
+  o.create_if_missing = false;
+  EXPECT_THAT(Cache::Open(o), StatusIs(StatusCode::kNotFound, o.path));
+}
+
+TEST_F(RocksCacheTest, ForeignRocksDbIsRefused) {
+  cache_.reset();
+  const std::string other = dir_.path() + "/other";
+  {
+    rocksdb::Options ro;
+    ro.create_if_missing = true;
+    rocksdb::DB* db = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(ro, other, &db).ok());
+    rocksdb::ColumnFamilyHandle* h = nullptr;
+    ASSERT_TRUE(
+        db->CreateColumnFamily(rocksdb::ColumnFamilyOptions(), "theirs", &h)
+            .ok());
+    db->DestroyColumnFamilyHandle(h);
+    delete db;
+  }
+  CacheOptions o = Options();
+  o.path = other;
+  EXPECT_THAT(Cache::Open(o),
+              StatusIs(StatusCode::kFailedPrecondition, "not an llmcache"));
+}
+
+TEST_F(RocksCacheTest, CorruptEntryIsReportedNotCrashed) {
+  ASSERT_OK(cache_->Insert(TestKey("m/a", 1), "good", {}));
+  ASSERT_OK(cache_->Insert(TestKey("m/a", 2), "to be damaged", {}));
+  // Damage one value behind the cache's back.
+  const RequestKey bad = TestKey("m/a", 2);
+  auto s = rocks().PutRawForTest(
+      "m/a", std::string(reinterpret_cast<const char*>(bad.digest.data()), 32),
+      "\x01garbage");
+  ASSERT_OK(s);
+  CacheOptions o = Options();
+  o.memory_tier_bytes = 0;
+  Reopen(o);
+  EXPECT_THAT(cache_->Lookup(bad), StatusIs(StatusCode::kDataLoss));
+  EXPECT_EQ(Outcome(TestKey("m/a", 1)), LookupOutcome::kHit);
+  EXPECT_THAT(
+      cache_->ForEachEntry(std::nullopt, [](const EntryView&) { return true; }),
+      StatusIs(StatusCode::kDataLoss, bad.Hex()));
+  std::vector<std::string> corrupt;
+  int good = 0;
+  ASSERT_OK(cache_->ForEachEntry(
+      std::nullopt,
+      [&](const EntryView&) {
+        ++good;
+        return true;
+      },
+      [&](std::string_view key, const Status&) { corrupt.emplace_back(key); }));
+  EXPECT_EQ(good, 1);
+  EXPECT_EQ(corrupt, std::vector<std::string>{bad.Hex()});
+  auto stats = cache_->GetStats();
+  ASSERT_OK(stats);
+  EXPECT_EQ(stats->store_errors, 1u);
+}
+
+}  // namespace
+}  // namespace llmcache
