@@ -1,6 +1,7 @@
 // Cache::Open and the helpers both implementations share.
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "cache_internal.h"
 #include "llmcache/clock.h"
@@ -8,10 +9,18 @@
 
 namespace llmcache {
 
+std::string DefaultDatabasePath() {
+  auto env = [](const char* name) -> std::string {
+    const char* v = std::getenv(name);
+    return v != nullptr ? std::string(v) : std::string();
+  };
+  if (std::string p = env("LLMCACHE_DB"); !p.empty()) return p;
+  if (std::string p = env("XDG_CACHE_HOME"); !p.empty()) return p + "/llmcache";
+  if (std::string p = env("HOME"); !p.empty()) return p + "/.cache/llmcache";
+  return "llmcache-db";
+}
+
 Result<std::unique_ptr<Cache>> Cache::Open(const CacheOptions& options) {
-  if (options.max_model_column_families == 0 && !options.path.empty()) {
-    // Allowed: every model then lives in the overflow family.
-  }
   if (options.default_ttl_ms < 0) {
     return InvalidArgumentError("default_ttl_ms must be >= 0");
   }
@@ -66,10 +75,10 @@ void RecordLookup(StatsCollector& stats, std::string_view base_model,
       stats.Add(Counter::kHits, 1);
       stats.Add(Counter::kTokensSaved, tokens);
       stats.Add(Counter::kCostSavedNanoUsd, u.cost_nanousd);
-      auto m = stats.ForModel(base_model);
-      m->Add(ModelCounter::kHits, 1);
-      m->Add(ModelCounter::kTokensSaved, tokens);
-      m->Add(ModelCounter::kCostSavedNanoUsd, u.cost_nanousd);
+      ModelCounters& m = stats.ForModel(base_model);
+      m.Add(ModelCounter::kHits, 1);
+      m.Add(ModelCounter::kTokensSaved, tokens);
+      m.Add(ModelCounter::kCostSavedNanoUsd, u.cost_nanousd);
       break;
     }
     case LookupOutcome::kExpired:

@@ -60,9 +60,9 @@ class MemoryCache final : public Cache {
           std::to_string(options_.memory_tier_bytes / 16) + " bytes");
     }
     stats_.Add(Counter::kInserts, 1);
-    auto m = stats_.ForModel(key.base_model);
-    m->Add(ModelCounter::kEntries, 1);
-    m->Add(ModelCounter::kBytes, static_cast<int64_t>(size));
+    ModelCounters& m = stats_.ForModel(key.base_model);
+    m.Add(ModelCounter::kEntries, 1);
+    m.Add(ModelCounter::kBytes, static_cast<int64_t>(size));
     return Status();
   }
 
@@ -147,9 +147,9 @@ class MemoryCache final : public Cache {
  private:
   // REQUIRES: write_mu_ held, or called from the eviction listener.
   void CountRemoval(const Entry& e) {
-    auto m = stats_.ForModel(BaseModel(e.meta.model));
-    m->Add(ModelCounter::kEntries, -1);
-    m->Add(ModelCounter::kBytes, -static_cast<int64_t>(EncodedSize(e)));
+    ModelCounters& m = stats_.ForModel(BaseModel(e.meta.model));
+    m.Add(ModelCounter::kEntries, -1);
+    m.Add(ModelCounter::kBytes, -static_cast<int64_t>(EncodedSize(e)));
   }
 
   template <typename Pred>

@@ -193,9 +193,9 @@ class RocksCache::TtlFilterFactory final
             std::string_view k = ToView(key);
             if (!ConsumeModelPrefix(&k, &model)) model = {};
           }
-          auto m = f_->stats_->ForModel(model);
-          m->Add(ModelCounter::kEntries, -1);
-          m->Add(ModelCounter::kBytes, -static_cast<int64_t>(value.size()));
+          ModelCounters& m = f_->stats_->ForModel(model);
+          m.Add(ModelCounter::kEntries, -1);
+          m.Add(ModelCounter::kBytes, -static_cast<int64_t>(value.size()));
         }
         return true;
       } catch (...) {
@@ -601,9 +601,7 @@ Status RocksCache::CatchUp() {
 std::shared_ptr<RocksCache::Family> RocksCache::FamilyFor(
     std::string_view base_model) const {
   std::shared_lock<std::shared_mutex> lock(families_mu_);
-  // Heterogeneous lookup needs C++20 transparent hashing on unordered_map,
-  // which libstdc++ 12 lacks; the key copy is a short string.
-  auto it = families_.find(std::string(base_model));
+  auto it = families_.find(base_model);
   if (it != families_.end()) return it->second;
   return overflow_;
 }
@@ -622,14 +620,14 @@ Result<std::shared_ptr<RocksCache::Family>> RocksCache::FamilyForInsert(
     std::string_view base_model) {
   {
     std::shared_lock<std::shared_mutex> lock(families_mu_);
-    auto it = families_.find(std::string(base_model));
+    auto it = families_.find(base_model);
     if (it != families_.end()) return it->second;
     if (families_.size() >= options_.max_model_column_families) {
       return overflow_;
     }
   }
   std::unique_lock<std::shared_mutex> lock(families_mu_);
-  auto it = families_.find(std::string(base_model));
+  auto it = families_.find(base_model);
   if (it != families_.end()) return it->second;
   if (families_.size() >= options_.max_model_column_families) return overflow_;
   const std::string name = ModelToColumnFamilyName(base_model);
@@ -761,17 +759,20 @@ Status RocksCache::Insert(const RequestKey& key, std::string_view body,
   if (had_prev && prev_created != entry->meta.created_ms) {
     batch.Delete(time_cf_, TimeKey(prev_created, key.base_model, key.digest));
   }
+  // Entry counts travel in the same batch as the entry: exact after a crash.
+  if (!had_prev) {
+    batch.Merge(meta_cf_, ModelStatKey(ModelCounter::kEntries, key.base_model),
+                Le64(1));
+  }
+  batch.Merge(meta_cf_, ModelStatKey(ModelCounter::kBytes, key.base_model),
+              Le64(static_cast<int64_t>(value.size()) -
+                   static_cast<int64_t>(had_prev ? prev.size() : 0)));
   s = db_->Write(WriteOpts(), &batch);
   if (!s.ok()) {
     stats_.Add(Counter::kStoreErrors, 1);
     return FromRocks(s, path_, "writing an entry");
   }
   stats_.Add(Counter::kInserts, 1);
-  auto m = stats_.ForModel(key.base_model);
-  if (!had_prev && s.ok()) m->Add(ModelCounter::kEntries, 1);
-  m->Add(ModelCounter::kBytes,
-         static_cast<int64_t>(value.size()) -
-             static_cast<int64_t>(had_prev ? prev.size() : 0));
   if (tier_) {
     if (had_prev) epoch_.fetch_add(1, std::memory_order_acq_rel);
     tier_->Put(key.digest, std::move(entry));
@@ -928,16 +929,17 @@ Status RocksCache::DeleteEntriesLocked(const std::vector<Doomed>& doomed) {
       batch.Delete(d.family->handle, d.key);
     }
     if (!d.time_key.empty()) batch.Delete(time_cf_, d.time_key);
+    if (d.bytes == 0) continue;  // an index record only
+    batch.Merge(meta_cf_, ModelStatKey(ModelCounter::kEntries, d.base_model),
+                Le64(-1));
+    batch.Merge(meta_cf_, ModelStatKey(ModelCounter::kBytes, d.base_model),
+                Le64(-static_cast<int64_t>(d.bytes)));
   }
   rocksdb::Status s = db_->Write(WriteOpts(), &batch);
   if (!s.ok()) return FromRocks(s, path_, "deleting entries");
   epoch_.fetch_add(1, std::memory_order_acq_rel);
-  for (const Doomed& d : doomed) {
-    if (d.bytes == 0) continue;  // an index record only
-    auto m = stats_.ForModel(d.base_model);
-    m->Add(ModelCounter::kEntries, -1);
-    m->Add(ModelCounter::kBytes, -static_cast<int64_t>(d.bytes));
-    if (tier_) tier_->Erase(d.digest);
+  if (tier_) {
+    for (const Doomed& d : doomed) tier_->Erase(d.digest);
   }
   return Status();
 }
@@ -1292,9 +1294,9 @@ Status RocksCache::WriteStatsDelta() {
       stats_.Add(static_cast<Counter>(c), d.global[c]);
     }
     for (const auto& [model, values] : d.models) {
-      auto m = stats_.ForModel(model);
+      ModelCounters& m = stats_.ForModel(model);
       for (int c = 0; c < static_cast<int>(ModelCounter::kCount); ++c) {
-        m->Add(static_cast<ModelCounter>(c), values[c]);
+        m.Add(static_cast<ModelCounter>(c), values[c]);
       }
     }
     return FromRocks(s, path_, "writing statistics");

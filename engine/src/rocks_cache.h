@@ -165,8 +165,16 @@ class RocksCache final : public Cache {
   rocksdb::ColumnFamilyHandle* time_cf_ = nullptr;
   std::vector<std::string> known_cf_names_;  // secondary: to detect new ones
 
+  struct StringHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const {
+      return std::hash<std::string_view>()(s);
+    }
+  };
   mutable std::shared_mutex families_mu_;
-  std::unordered_map<std::string, std::shared_ptr<Family>> families_;
+  std::unordered_map<std::string, std::shared_ptr<Family>, StringHash,
+                     std::equal_to<>>
+      families_;
   std::shared_ptr<Family> overflow_;
 
   std::shared_mutex write_fence_;

@@ -60,14 +60,40 @@ bool StatsDelta::empty() const {
   return models.empty();
 }
 
-std::shared_ptr<ModelCounters> StatsCollector::ForModel(
-    std::string_view base_model) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = models_.find(std::string(base_model));
-  if (it != models_.end()) return it->second;
-  auto counters = std::make_shared<ModelCounters>();
-  models_.emplace(std::string(base_model), counters);
-  return counters;
+namespace {
+std::atomic<uint64_t> next_collector_id{1};
+
+// The last model this thread counted against, per thread: lookups of one
+// model in a row (the common case) then touch no shared lock.
+struct LastModel {
+  uint64_t owner = 0;
+  std::string model;
+  ModelCounters* counters = nullptr;
+};
+thread_local LastModel last_model;
+}  // namespace
+
+StatsCollector::StatsCollector() : id_(next_collector_id.fetch_add(1)) {}
+
+ModelCounters& StatsCollector::ForModel(std::string_view base_model) {
+  LastModel& last = last_model;
+  if (last.owner == id_ && last.model == base_model) return *last.counters;
+  ModelCounters* counters;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = models_.find(base_model);
+    if (it == models_.end()) {
+      it = models_
+               .emplace(std::string(base_model),
+                        std::make_unique<ModelCounters>())
+               .first;
+    }
+    counters = it->second.get();
+  }
+  last.owner = id_;
+  last.model.assign(base_model);
+  last.counters = counters;
+  return *counters;
 }
 
 StatsDelta StatsCollector::Collect(bool drain) const {
@@ -99,7 +125,7 @@ StatsDelta StatsCollector::Peek() const { return Collect(false); }
 
 void StatsCollector::ResetModel(std::string_view base_model) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = models_.find(std::string(base_model));
+  auto it = models_.find(base_model);
   if (it == models_.end()) return;
   it->second->v[static_cast<size_t>(ModelCounter::kEntries)].store(0);
   it->second->v[static_cast<size_t>(ModelCounter::kBytes)].store(0);

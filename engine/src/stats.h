@@ -83,9 +83,13 @@ class StatsCollector {
       bypasses_[i].fetch_add(1, std::memory_order_relaxed);
     }
   }
-  // The counters of `base_model`, created on first use. The pointer stays
-  // valid (and keeps counting) even after ResetModel.
-  std::shared_ptr<ModelCounters> ForModel(std::string_view base_model);
+  StatsCollector();
+
+  // The counters of `base_model`, created on first use. The reference stays
+  // valid (and keeps counting) for the collector's lifetime, even after
+  // ResetModel. The hot path (the same model again on this thread) takes no
+  // lock.
+  ModelCounters& ForModel(std::string_view base_model);
 
   // Takes and zeroes all deltas.
   StatsDelta Drain();
@@ -104,8 +108,17 @@ class StatsCollector {
   mutable std::array<std::atomic<int64_t>,
                      static_cast<size_t>(BypassReason::kCount)>
       bypasses_{};
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const {
+      return std::hash<std::string_view>()(s);
+    }
+  };
+  const uint64_t id_;  // tells this collector's thread-local cache entries
   mutable std::mutex mu_;
-  std::unordered_map<std::string, std::shared_ptr<ModelCounters>> models_;
+  std::unordered_map<std::string, std::unique_ptr<ModelCounters>, Hash,
+                     std::equal_to<>>
+      models_;
 };
 
 }  // namespace llmcache

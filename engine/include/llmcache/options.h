@@ -79,6 +79,11 @@ struct InspectOptions {
   const Clock* clock = nullptr;
 };
 
+// The database directory used when none is given: $LLMCACHE_DB if set, else
+// $XDG_CACHE_HOME/llmcache, else $HOME/.cache/llmcache, else
+// ./llmcache-db. The CLI and the proxy use the same default.
+std::string DefaultDatabasePath();
+
 }  // namespace llmcache
 
 #endif  // LLMCACHE_OPTIONS_H_

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs exactly the Debian packages llmcache needs; skips what is present.
+# Idempotent. Usage: scripts/setup.sh [--bench]
+#   --bench  also the baselines the comparison benchmarks run (Redis, Python).
+set -euo pipefail
+
+packages=(
+  g++ cmake ninja-build
+  librocksdb-dev
+  libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
+  libssl-dev openssl
+  libgtest-dev libgmock-dev libbenchmark-dev
+)
+if [[ "${1:-}" == "--bench" ]]; then
+  packages+=(redis-server python3 python3-redis)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "setup: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+echo "setup: installing ${missing[*]}"
+sudo=""
+if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
