@@ -1,0 +1,165 @@
+// CachedClient: the cached completion call — policy decision, key, lookup,
+// and on a miss one upstream call whose clean result is stored.
+//
+//   - A hit returns the stored response (with its stored usage and cost, so
+//     savings can be reported); a streamed request gets it replayed as a
+//     chunk stream an OpenAI SDK accepts.
+//   - Single flight: concurrent identical misses make exactly one upstream
+//     call; the others wait for its result (or its error, never cached).
+//   - Fail open: if the store fails (disk full, corrupt, locked), the request
+//     still goes upstream and succeeds; failures are counted and logged at
+//     most once per interval.
+//   - Only clean completions are stored: HTTP 200, no error anywhere, finish
+//     reason not "error", content or tool calls; a stream only after its
+//     terminal [DONE]. Streams and non-streams share entries.
+//   - Model drift: when a fresh response reports a resolved model different
+//     from the last one seen for that model, it is counted and logged and,
+//     if configured, the model's entries are flushed.
+//
+// Thread safety: all methods may be called concurrently.
+
+#ifndef LLMCACHE_NET_CACHED_CLIENT_H_
+#define LLMCACHE_NET_CACHED_CLIENT_H_
+
+#include <atomic>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/post.hpp>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "llmcache/cache.h"
+#include "llmcache/key.h"
+#include "llmcache/net/client.h"
+#include "llmcache/net/completion.h"
+#include "llmcache/policy.h"
+
+namespace llmcache::net {
+
+struct CachedClientOptions {
+  CacheMode mode = CacheMode::kDeterministic;
+  KeyOptions key_options;
+  // Namespace used when a request names none.
+  std::string default_namespace;
+  // TTL of stored entries; nullopt = the cache's default.
+  std::optional<int64_t> ttl_ms;
+  // Flush a model's entries when its resolved model changes. Default: off.
+  bool flush_on_model_drift = false;
+  // Store failures are logged at most once per this interval.
+  int64_t store_error_log_interval_ms = 60'000;
+  // Where log lines go; null = stderr. Never receives keys or prompts.
+  std::function<void(std::string_view line)> log;
+};
+
+struct CachedRequest {
+  std::string body;               // the chat-completions request body
+  std::string_view ns;            // namespace; empty = options' default
+  std::string scope;              // tenant scope (e.g. a hash of the API key)
+  bool skip_lookup = false;       // Cache-Control: no-cache (still stores)
+  bool no_store = false;          // Cache-Control: no-store
+  int64_t max_age_ms = -1;        // accept only younger entries; -1 = any
+  std::optional<int64_t> ttl_ms;  // overrides the options' TTL
+  std::string api_key;  // forwarded upstream instead of the client's own
+  std::vector<Header> headers;  // passed upstream (attribution)
+};
+
+enum class CacheResult { kHit, kMiss, kBypass };
+std::string_view CacheResultName(CacheResult r);  // "HIT", "MISS", "BYPASS"
+
+struct CachedResponse {
+  CacheResult result = CacheResult::kMiss;
+  BypassReason bypass_reason = BypassReason::kNone;
+  std::string key_hex;          // empty for bypasses that could not be keyed
+  int status = 0;               // HTTP status (200 for hits)
+  std::string body;             // complete response JSON (also for streams)
+  std::vector<Header> headers;  // upstream headers (misses/bypasses)
+  ParsedCompletion parsed;
+  Usage usage;          // hits: the stored usage (what the hit saved)
+  int64_t age_ms = 0;   // hits: age of the entry
+  bool stored = false;  // misses: the response was stored
+  std::string not_stored_reason;
+  bool joined_flight = false;  // waited for an identical in-flight request
+  bool streamed = false;
+};
+
+// Receives the SSE payloads of a streamed request ("data" of each event,
+// including "[DONE]"), in order, never concurrently. Return false to cancel.
+using StreamHandler = std::function<bool(std::string_view data)>;
+
+struct CachedClientStats {
+  uint64_t hits = 0, misses = 0, bypasses = 0;
+  uint64_t upstream_calls = 0;
+  uint64_t flight_joins = 0;
+  uint64_t store_errors = 0;
+  uint64_t stored = 0, not_stored = 0;
+  uint64_t model_drifts = 0;
+};
+
+class CachedClient : public std::enable_shared_from_this<CachedClient> {
+ public:
+  using Callback = std::function<void(Result<CachedResponse>)>;
+
+  // `cache` and `client` must outlive nothing: they are shared.
+  static std::shared_ptr<CachedClient> Create(std::shared_ptr<Cache> cache,
+                                              std::shared_ptr<Client> client,
+                                              CachedClientOptions options);
+  virtual ~CachedClient() = default;
+
+  // The cached completion. With `on_chunk` set and "stream": true in the
+  // body, the response is delivered as events (a hit replayed, a miss passed
+  // through live) and the final CachedResponse still carries the complete
+  // body. kInvalidArgument for a body that is not a valid request; transport
+  // errors as Client reports them; an upstream HTTP error is an OK result
+  // with its status and body (never cached).
+  template <typename Token>
+  auto AsyncComplete(CachedRequest request, StreamHandler on_chunk,
+                     Token&& token) {
+    return boost::asio::async_initiate<Token, void(Result<CachedResponse>)>(
+        [self = shared_from_this()](auto handler, CachedRequest req,
+                                    StreamHandler chunks) {
+          auto h = std::make_shared<decltype(handler)>(std::move(handler));
+          auto ex =
+              boost::asio::get_associated_executor(*h, self->client_executor());
+          self->Complete(std::move(req), std::move(chunks),
+                         [h, ex](Result<CachedResponse> r) {
+                           boost::asio::post(ex,
+                                             [h, r = std::move(r)]() mutable {
+                                               std::move (*h)(std::move(r));
+                                             });
+                         });
+        },
+        token, std::move(request), std::move(on_chunk));
+  }
+
+  // The seed's convenience call: model + messages (a JSON array) + extra
+  // params (a JSON object, may be "{}"); `temperature` defaults to 0 and
+  // `max_tokens` to 1024 when the params leave them out.
+  template <typename Token>
+  auto AsyncChat(std::string model, std::string messages_json,
+                 std::string params_json, Token&& token) {
+    Result<std::string> body = BuildChatBody(model, messages_json, params_json);
+    CachedRequest req;
+    if (body.ok()) req.body = std::move(*body);
+    return AsyncComplete(std::move(req), nullptr, std::forward<Token>(token));
+  }
+  static Result<std::string> BuildChatBody(std::string_view model,
+                                           std::string_view messages_json,
+                                           std::string_view params_json);
+
+  virtual void Complete(CachedRequest request, StreamHandler on_chunk,
+                        Callback done) = 0;
+  virtual CachedClientStats stats() const = 0;
+  virtual Cache& cache() = 0;
+  virtual boost::asio::any_io_executor client_executor() const = 0;
+
+ protected:
+  CachedClient() = default;
+};
+
+}  // namespace llmcache::net
+
+#endif  // LLMCACHE_NET_CACHED_CLIENT_H_

@@ -1,0 +1,98 @@
+// Prompt caching (Anthropic-style explicit breakpoints via OpenRouter) and
+// cost accounting from `usage`. See ../shared/openrouter/API.md §3.2, §4, §8,
+// §10.
+//
+// Thread safety: free functions and immutable tables.
+
+#ifndef LLMCACHE_NET_PROMPT_CACHE_H_
+#define LLMCACHE_NET_PROMPT_CACHE_H_
+
+#include <cstddef>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "llmcache/net/completion.h"
+#include "llmcache/status.h"
+
+namespace llmcache::net {
+
+struct BreakpointOptions {
+  // A block is "large" when its text has at least this many bytes. When 0,
+  // the model family's minimum cacheable prompt (MinCacheableTokens) times
+  // 4 bytes per token is used. Default: 0.
+  size_t min_block_bytes = 0;
+  // Anthropic allows at most 4 explicit breakpoints per request, counting
+  // the ones the caller already placed. Default: 4.
+  int max_breakpoints = 4;
+  // `ttl` of the markers added: "" (provider default, 5 minutes) or "1h".
+  std::string ttl;
+};
+
+// Minimum cacheable prompt of a model family, in tokens (API.md §4):
+// Anthropic Opus 4.5+/Haiku 4.5: 4096, Haiku 3.5: 2048, other Claude: 1024;
+// Gemini 2.5 Pro: 4096, Gemini Flash: 1024; otherwise 1024.
+size_t MinCacheableTokens(std::string_view model);
+
+// Returns `body` with `cache_control: {"type":"ephemeral"[, "ttl"]}` added to
+// large static blocks: the system/developer messages' text (a string content
+// becomes a one-part text array) first, then the largest other text parts in
+// order of size, up to max_breakpoints in total including the ones already
+// present, which are kept as they are. Messages after the last user message
+// are never marked. Returns the body unchanged (byte for byte) when nothing
+// qualifies. kInvalidArgument if the body is not a chat request. The response
+// cache key does not change (cache_control is excluded from keys).
+Result<std::string> AddCacheBreakpoints(std::string_view body,
+                                        std::string_view model,
+                                        const BreakpointOptions& options = {});
+
+// USD per token, from /models `pricing` (decimal strings).
+struct ModelPricing {
+  double prompt = 0;
+  double completion = 0;
+  std::optional<double> input_cache_read;
+  std::optional<double> input_cache_write;
+};
+
+class PricingTable {
+ public:
+  // Loads a GET /api/v1/models response ({"data":[{"id","pricing":{...}}]}).
+  static Result<PricingTable> FromModelsJson(std::string_view json);
+  // Loads the same shape from a file.
+  static Result<PricingTable> FromFile(const std::string& path);
+
+  void Set(std::string model, ModelPricing pricing);
+  // Looks up `model`, then its base model (without `:variant`).
+  const ModelPricing* Find(std::string_view model) const;
+  size_t size() const { return prices_.size(); }
+
+ private:
+  std::map<std::string, ModelPricing, std::less<>> prices_;
+};
+
+struct CostBreakdown {
+  double prompt_cost = 0;  // uncached + cache reads + cache writes
+  double completion_cost = 0;
+  double total = 0;  // usage.cost when present, else the sum
+  bool from_usage_cost = false;
+  // What the same request would have cost without prompt caching (all prompt
+  // tokens at the prompt price), and the difference: positive = saved,
+  // negative = cache writes cost more than they saved this time.
+  double uncached_total = 0;
+  double prompt_cache_savings = 0;
+};
+
+// Prices `usage` for `model` (API.md §8.2):
+//   uncached = prompt - cached - cache_write
+//   prompt_cost = uncached*P_prompt + cached*P_read + cache_write*P_write
+//   completion_cost = completion*P_completion
+// P_read / P_write default to P_prompt when the table has none.
+// kNotFound if the model is not in the table.
+Result<CostBreakdown> ComputeCost(const PricingTable& table,
+                                  std::string_view model,
+                                  const CompletionUsage& usage);
+
+}  // namespace llmcache::net
+
+#endif  // LLMCACHE_NET_PROMPT_CACHE_H_

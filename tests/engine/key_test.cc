@@ -1,0 +1,962 @@
+// Tests for canonical request keys (llmcache/key.h).
+
+#include "llmcache/key.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <limits>
+#include <random>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "testing/status_matchers.h"
+
+namespace llmcache {
+namespace {
+
+using ::llmcache::testing::IsOk;
+using ::llmcache::testing::StatusIs;
+using ::testing::HasSubstr;
+
+const KeyBuilder& DefaultBuilder() {
+  static const KeyBuilder* builder = new KeyBuilder();
+  return *builder;
+}
+
+// The hex key of `body`, or "error: ..." so that comparisons fail loudly.
+std::string Key(std::string_view body, KeyScope scope = {},
+                const KeyBuilder& builder = DefaultBuilder()) {
+  Result<RequestKey> key = builder.Compute(body, scope);
+  if (!key.ok()) return "error: " + key.status().ToString();
+  return key->Hex();
+}
+
+std::string Canon(std::string_view body,
+                  const KeyBuilder& builder = DefaultBuilder()) {
+  Result<std::string> canon = builder.Canonicalize(body);
+  if (!canon.ok()) return "error: " + canon.status().ToString();
+  return *canon;
+}
+
+// A minimal valid request with `extra` members appended (",..." form).
+std::string Request(std::string_view extra = "") {
+  std::string body =
+      R"({"model":"openai/gpt-4o","messages":[{"role":"user","content":"Hi"}])";
+  if (!extra.empty()) {
+    body += ',';
+    body += extra;
+  }
+  body += '}';
+  return body;
+}
+
+// The canonical form of a JSON number, via a request member.
+std::string CanonNumber(std::string_view number) {
+  const std::string canon =
+      Canon(R"({"model":"m","messages":[],"x":)" + std::string(number) + "}");
+  const std::string prefix = R"({"messages":[],"model":"m","x":)";
+  if (canon.rfind(prefix, 0) != 0) return canon;
+  return canon.substr(prefix.size(), canon.size() - prefix.size() - 1);
+}
+
+// The canonical form of a JSON string literal (with quotes), likewise.
+std::string CanonString(std::string_view literal) {
+  const std::string canon =
+      Canon(R"({"model":"m","messages":[],"x":)" + std::string(literal) + "}");
+  const std::string prefix = R"({"messages":[],"model":"m","x":)";
+  if (canon.rfind(prefix, 0) != 0) return canon;
+  return canon.substr(prefix.size(), canon.size() - prefix.size() - 1);
+}
+
+// ---------------------------------------------------------------------------
+// Canonical form.
+
+TEST(KeyCanonicalTest, SortsMembersBytewiseAtEveryDepth) {
+  const std::string a =
+      R"({"model":"m","messages":[{"role":"user","content":"x"}],)"
+      R"("z":{"b":{"d":1,"c":{"y":true,"x":null}},"a":0},"B":1})";
+  const std::string b =
+      R"({"B":1,"z":{"a":0,"b":{"c":{"x":null,"y":true},"d":1}},)"
+      R"("messages":[{"content":"x","role":"user"}],"model":"m"})";
+  EXPECT_EQ(Canon(a),
+            R"({"B":1,"messages":[{"content":"x","role":"user"}],"model":"m",)"
+            R"("z":{"a":0,"b":{"c":{"x":null,"y":true},"d":1}}})");
+  EXPECT_EQ(Key(a), Key(b));
+}
+
+TEST(KeyCanonicalTest, SortsByUnsignedBytesOfDecodedNames) {
+  // "\u00e9" (0xC3 0xA9) sorts after "z"; "\u0062" is "b".
+  EXPECT_EQ(Canon(R"({"model":"m","messages":[],"\u00e9":1,"z":2,"\u0062":3})"),
+            "{\"b\":3,\"messages\":[],\"model\":\"m\",\"z\":2,\"\xC3\xA9\":1}");
+}
+
+TEST(KeyCanonicalTest, RemovesInsignificantWhitespace) {
+  const std::string pretty =
+      " {\n  \"model\" : \"m\",\r\n\t\"messages\" : [ { \"role\" : \"user\" ,"
+      " \"content\" : [ ] } ] , \"n\" : [ 1 , 2 ] , \"o\" : { } } \n";
+  EXPECT_EQ(Canon(pretty),
+            R"({"messages":[{"content":[],"role":"user"}],"model":"m",)"
+            R"("n":[1,2],"o":{}})");
+  EXPECT_EQ(Key(pretty),
+            Key(R"({"model":"m","messages":[{"role":"user","content":[]}],)"
+                R"("n":[1,2],"o":{}})"));
+}
+
+TEST(KeyCanonicalTest, ArraysKeepTheirOrder) {
+  EXPECT_NE(Key(Request(R"("stop":["a","b"])")),
+            Key(Request(R"("stop":["b","a"])")));
+}
+
+TEST(KeyCanonicalTest, AlreadyCanonicalBodyIsReproducedExactly) {
+  const std::string canonical =
+      R"({"messages":[{"content":"a \"quoted\"\nline\u0001","role":"user"}],)"
+      R"("model":"m","n":[-1.5,0,1e+21,true,false,null],"o":{"a":{}}})";
+  EXPECT_EQ(Canon(canonical), canonical);
+}
+
+TEST(KeyCanonicalTest, CanonicalizeIsIdempotent) {
+  const std::string body =
+      "{\"model\":\"m\", \"messages\":[{\"role\":\"user\",\"content\":"
+      "\"\\u00e9\\/\\u0041\"}], \"temperature\":0.50, \"seed\":1e3}";
+  const std::string once = Canon(body);
+  EXPECT_EQ(Canon(once), once);
+  EXPECT_EQ(Key(once), Key(body));
+}
+
+TEST(KeyCanonicalTest, ZeroHasOneForm) {
+  for (const char* zero :
+       {"0", "0.0", "-0", "0e0", "-0.0e-5", "0E+3", "0.000"}) {
+    EXPECT_EQ(CanonNumber(zero), "0") << zero;
+  }
+  EXPECT_EQ(Key(Request(R"("x":0)")), Key(Request(R"("x":-0.0)")));
+}
+
+TEST(KeyCanonicalTest, IntegralValuesAreWrittenAsIntegers) {
+  for (const char* one :
+       {"1", "1.0", "1e0", "10e-1", "0.1e1", "1.000", "1E+0"}) {
+    EXPECT_EQ(CanonNumber(one), "1") << one;
+  }
+  EXPECT_EQ(CanonNumber("-2.50e1"), "-25");
+  EXPECT_EQ(CanonNumber("1e20"), "100000000000000000000");
+  EXPECT_EQ(CanonNumber("123.456e3"), "123456");
+}
+
+TEST(KeyCanonicalTest, NonIntegralValuesUseShortestRoundTrip) {
+  EXPECT_EQ(CanonNumber("0.1"), "0.1");
+  EXPECT_EQ(CanonNumber("0.10"), "0.1");
+  EXPECT_EQ(CanonNumber("1e-1"), "0.1");
+  EXPECT_EQ(CanonNumber("0.100e0"), "0.1");
+  EXPECT_EQ(CanonNumber("-1.5"), "-1.5");
+  EXPECT_EQ(CanonNumber("2.5e-3"), "0.0025");
+  EXPECT_EQ(CanonNumber("1e-7"), "1e-07");  // std::to_chars shortest form
+  EXPECT_NE(Key(Request(R"("top_p":1.5)")), Key(Request(R"("top_p":1.25)")));
+}
+
+TEST(KeyCanonicalTest, LargeValuesUseShortestRoundTrip) {
+  // 1e21 and above are not written as integers.
+  EXPECT_EQ(CanonNumber("1e21"), "1e+21");
+  EXPECT_EQ(CanonNumber("1000000000000000000000"), "1e+21");
+  EXPECT_EQ(CanonNumber("-1.5e300"), "-1.5e+300");
+}
+
+TEST(KeyCanonicalTest, BigIntegersKeepEveryDigit) {
+  EXPECT_EQ(CanonNumber("12345678901234567890"), "12345678901234567890");
+  EXPECT_EQ(CanonNumber("-123456789012345678901"), "-123456789012345678901");
+  EXPECT_EQ(CanonNumber("12345678901234567890.0"), "12345678901234567890");
+  EXPECT_EQ(CanonNumber("1234567890123456789e1"), "12345678901234567890");
+  // Adjacent seeds that a double cannot tell apart still get different keys.
+  EXPECT_NE(Key(Request(R"("seed":12345678901234567890)")),
+            Key(Request(R"("seed":12345678901234567891)")));
+}
+
+TEST(KeyCanonicalTest, NumbersOutsideDoubleRangeAreRejected) {
+  for (const char* n : {"1e400", "-1e400", "1e-400", "1e999999999999999"}) {
+    EXPECT_THAT(
+        DefaultBuilder().Compute(Request(std::string("\"x\":") + n), {}),
+        StatusIs(StatusCode::kInvalidArgument, "out of the range"))
+        << n;
+  }
+}
+
+TEST(KeyCanonicalTest, StringEscapeFormsAreEquivalent) {
+  EXPECT_EQ(CanonString(R"("\u0041")"), R"("A")");
+  EXPECT_EQ(CanonString(R"("\/")"), R"("/")");
+  EXPECT_EQ(CanonString(R"("\u00e9")"), "\"\xC3\xA9\"");
+  EXPECT_EQ(CanonString(R"("\u00E9")"), "\"\xC3\xA9\"");
+  EXPECT_EQ(CanonString(R"("\ud83d\ude00")"), "\"\xF0\x9F\x98\x80\"");
+  EXPECT_EQ(CanonString(R"("\u000a\u0009\u0008\u000c\u000d")"),
+            R"("\n\t\b\f\r")");
+  EXPECT_EQ(CanonString(R"("\u001F\u0000")"), R"("\u001f\u0000")");
+  EXPECT_EQ(CanonString(R"("\u0022\u005c")"), R"("\"\\")");
+  EXPECT_EQ(CanonString("\"\x7F\""), "\"\x7F\"");  // DEL is not escaped
+  EXPECT_EQ(Key(Request(R"("x":"\u0041\/")")), Key(Request(R"("x":"A/")")));
+}
+
+TEST(KeyCanonicalTest, EscapedNamesAreDecoded) {
+  EXPECT_EQ(Key(Request(R"("\u0074emperature":0)")),
+            Key(Request(R"("temperature":0)")));
+  EXPECT_EQ(Canon(R"({"model":"m","messages":[],"a\nb":1})"),
+            R"({"a\nb":1,"messages":[],"model":"m"})");
+}
+
+// ---------------------------------------------------------------------------
+// Exclusions.
+
+TEST(KeyExclusionTest, CacheControlMovedBetweenContentPartsKeepsTheKey) {
+  const std::string a =
+      R"({"model":"anthropic/claude-sonnet-4.5","messages":[{"role":"user",)"
+      R"("content":[{"type":"text","text":"Book","cache_control":)"
+      R"({"type":"ephemeral","ttl":"1h"}},{"type":"text","text":"Q"}]}]})";
+  const std::string b =
+      R"({"model":"anthropic/claude-sonnet-4.5","messages":[{"role":"user",)"
+      R"("content":[{"type":"text","text":"Book"},{"type":"text","text":"Q",)"
+      R"("cache_control":{"type":"ephemeral"}}]}]})";
+  const std::string none =
+      R"({"model":"anthropic/claude-sonnet-4.5","messages":[{"role":"user",)"
+      R"("content":[{"type":"text","text":"Book"},{"type":"text","text":"Q"}]}]})";
+  EXPECT_EQ(Key(a), Key(b));
+  EXPECT_EQ(Key(a), Key(none));
+}
+
+TEST(KeyExclusionTest, PromptCacheBreakpointMovedKeepsTheKey) {
+  const std::string a =
+      R"({"model":"openai/gpt-5","messages":[{"role":"user","content":[)"
+      R"({"type":"text","text":"A","prompt_cache_breakpoint":{"mode":"explicit"}},)"
+      R"({"type":"text","text":"B"}]}]})";
+  const std::string b =
+      R"({"model":"openai/gpt-5","messages":[{"role":"user","content":[)"
+      R"({"type":"text","text":"A"},{"type":"text","text":"B",)"
+      R"("prompt_cache_breakpoint":{"mode":"explicit"}}]}]})";
+  EXPECT_EQ(Key(a), Key(b));
+}
+
+TEST(KeyExclusionTest, BlockFieldsAreExcludedAtEveryBlockLevel) {
+  const std::string base =
+      R"({"model":"m","messages":[{"role":"system","content":"S"}],)"
+      R"("tools":[{"type":"function","function":{"name":"f"}}]})";
+  // Top level, on a message, on a tool.
+  EXPECT_EQ(Key(base),
+            Key(R"({"model":"m","cache_control":{"type":"ephemeral"},)"
+                R"("messages":[{"role":"system","content":"S",)"
+                R"("cache_control":{"type":"ephemeral"}}],)"
+                R"("tools":[{"type":"function","function":{"name":"f"},)"
+                R"("cache_control":{"type":"ephemeral"},)"
+                R"("prompt_cache_breakpoint":{"mode":"explicit"}}]})"));
+}
+
+TEST(KeyExclusionTest, CacheControlInsideToolSchemaIsContent) {
+  const std::string with =
+      R"({"model":"m","messages":[],"tools":[{"type":"function","function":)"
+      R"({"name":"f","parameters":{"type":"object","properties":)"
+      R"({"cache_control":{"type":"string"}}}}}]})";
+  const std::string without =
+      R"({"model":"m","messages":[],"tools":[{"type":"function","function":)"
+      R"({"name":"f","parameters":{"type":"object","properties":{}}}}]})";
+  EXPECT_NE(Key(with), Key(without));
+  EXPECT_THAT(Canon(with), HasSubstr("cache_control"));
+}
+
+TEST(KeyExclusionTest, BlockFieldsBelowBlockLevelAreContent) {
+  // Inside a content part's nested object, and inside a tool's function.
+  EXPECT_NE(
+      Key(R"({"model":"m","messages":[{"role":"user","content":[{"type":)"
+          R"("image_url","image_url":{"url":"u","cache_control":1}}]}]})"),
+      Key(R"({"model":"m","messages":[{"role":"user","content":[{"type":)"
+          R"("image_url","image_url":{"url":"u"}}]}]})"));
+  EXPECT_NE(Key(R"({"model":"m","messages":[],"tools":[{"type":"function",)"
+                R"("function":{"name":"f","cache_control":1}}]})"),
+            Key(R"({"model":"m","messages":[],"tools":[{"type":"function",)"
+                R"("function":{"name":"f"}}]})"));
+  // A top-level-only exclusion does not apply inside messages.
+  EXPECT_NE(Key(R"({"model":"m","messages":[{"role":"user","user":"x"}]})"),
+            Key(R"({"model":"m","messages":[{"role":"user"}]})"));
+}
+
+TEST(KeyExclusionTest, DefaultExcludedFieldsDoNotChangeTheKey) {
+  const std::string base = Key(Request());
+  for (const char* member :
+       {R"("stream":true)", R"("stream_options":{"include_usage":true})",
+        R"("usage":{"include":true})", R"("user":"u-123")",
+        R"("session_id":"s-1")", R"("metadata":{"k":"v"})",
+        R"("trace":{"trace_id":"t"})", R"("prompt_cache_key":"pk")",
+        R"("prompt_cache_options":{"mode":"explicit","ttl":"30m"})",
+        R"("cache_control":{"type":"ephemeral"})"}) {
+    EXPECT_EQ(Key(Request(member)), base) << member;
+  }
+}
+
+TEST(KeyExclusionTest, EveryContentFieldChangesTheKey) {
+  struct Case {
+    const char* name;
+    const char* a;
+    const char* b;
+  };
+  const Case cases[] = {
+      {"temperature", "0", "0.7"},
+      {"top_p", "0.9", "1"},
+      {"top_k", "40", "41"},
+      {"frequency_penalty", "0.5", "-0.5"},
+      {"presence_penalty", "0.5", "1"},
+      {"repetition_penalty", "1", "1.1"},
+      {"min_p", "0.05", "0.1"},
+      {"top_a", "0.1", "0.2"},
+      {"seed", "1", "2"},
+      {"max_tokens", "100", "101"},
+      {"max_completion_tokens", "100", "200"},
+      {"stop", R"("\n")", R"(["\n","END"])"},
+      {"logit_bias", R"({"50256":-100})", R"({"50256":100})"},
+      {"logprobs", "true", "false"},
+      {"top_logprobs", "5", "6"},
+      {"response_format", R"({"type":"json_object"})", R"({"type":"text"})"},
+      {"structured_outputs", "true", "false"},
+      {"tools", R"([{"type":"function","function":{"name":"f"}}])",
+       R"([{"type":"function","function":{"name":"g"}}])"},
+      {"tool_choice", R"("auto")", R"("required")"},
+      {"parallel_tool_calls", "true", "false"},
+      {"reasoning", R"({"effort":"high"})", R"({"effort":"low"})"},
+      {"reasoning_effort", R"("high")", R"("low")"},
+      {"include_reasoning", "true", "false"},
+      {"provider", R"({"order":["a"]})", R"({"order":["b"]})"},
+      {"models", R"(["a/b","c/d"])", R"(["c/d","a/b"])"},
+      {"route", R"("fallback")", R"("sort")"},
+      {"transforms", R"(["middle-out"])", "[]"},
+      {"plugins", R"([{"id":"file-parser"}])", R"([{"id":"moderation"}])"},
+      {"web_search_options", R"({"search_context_size":"low"})",
+       R"({"search_context_size":"high"})"},
+      {"verbosity", R"("low")", R"("high")"},
+      {"prediction", R"({"type":"content","content":"x"})",
+       R"({"type":"content","content":"y"})"},
+      {"modalities", R"(["text"])", R"(["text","image"])"},
+      {"image_config", R"({"aspect_ratio":"1:1"})",
+       R"({"aspect_ratio":"16:9"})"},
+      {"service_tier", R"("flex")", R"("priority")"},
+      {"preset", R"("a")", R"("b")"},
+      {"max_tool_calls", "1", "2"},
+      {"debug", R"({"echo_upstream_body":true})", R"({})"},
+  };
+  const std::string base = Key(Request());
+  for (const Case& c : cases) {
+    const std::string a =
+        Key(Request(std::string("\"") + c.name + "\":" + c.a));
+    const std::string b =
+        Key(Request(std::string("\"") + c.name + "\":" + c.b));
+    EXPECT_NE(a, base) << c.name << " (present vs omitted)";
+    EXPECT_NE(a, b) << c.name << " (value)";
+    EXPECT_THAT(a, ::testing::Not(HasSubstr("error"))) << c.name;
+  }
+}
+
+TEST(KeyExclusionTest, UnknownFieldsAreIncluded) {
+  EXPECT_NE(Key(Request(R"("x_new_param":1)")), Key(Request()));
+  EXPECT_NE(Key(R"({"model":"m","messages":[{"role":"user","x":1}]})"),
+            Key(R"({"model":"m","messages":[{"role":"user"}]})"));
+}
+
+TEST(KeyExclusionTest, OmittedIsNotTheDefault) {
+  EXPECT_NE(Key(Request(R"("temperature":1)")), Key(Request()));
+  EXPECT_NE(Key(Request(R"("top_p":1)")), Key(Request()));
+  EXPECT_NE(Key(Request(R"("parallel_tool_calls":true)")), Key(Request()));
+  EXPECT_NE(Key(Request(R"("x":null)")), Key(Request()));
+}
+
+TEST(KeyExclusionTest, ConfiguredExtraExclusionIsHonoured) {
+  KeyOptions options;
+  options.excluded_fields.push_back("service_tier");
+  const KeyBuilder builder(options);
+  EXPECT_EQ(Key(Request(R"("service_tier":"flex")"), {}, builder),
+            Key(Request(), {}, builder));
+  EXPECT_NE(Key(Request(R"("service_tier":"flex")")), Key(Request()));
+}
+
+TEST(KeyExclusionTest, ExclusionsCanBeTurnedOff) {
+  KeyOptions options;
+  options.excluded_fields.clear();
+  options.excluded_block_fields.clear();
+  const KeyBuilder builder(options);
+  EXPECT_NE(Key(Request(R"("stream":true)"), {}, builder),
+            Key(Request(), {}, builder));
+  EXPECT_NE(Key(R"({"model":"m","messages":[{"role":"u","cache_control":{}}]})",
+                {}, builder),
+            Key(R"({"model":"m","messages":[{"role":"u"}]})", {}, builder));
+}
+
+TEST(KeyExclusionTest, DefaultOptionListsMatchTheContract) {
+  EXPECT_THAT(KeyOptions::DefaultExcludedFields(),
+              ::testing::UnorderedElementsAre(
+                  "stream", "stream_options", "usage", "user", "session_id",
+                  "metadata", "trace", "prompt_cache_key",
+                  "prompt_cache_options", "cache_control"));
+  EXPECT_THAT(KeyOptions::DefaultExcludedBlockFields(),
+              ::testing::UnorderedElementsAre("cache_control",
+                                              "prompt_cache_breakpoint"));
+  const KeyOptions options;
+  EXPECT_EQ(options.max_depth, 64u);
+  EXPECT_EQ(options.max_body_bytes, 8u << 20);
+}
+
+// ---------------------------------------------------------------------------
+// Model, scope and digest.
+
+TEST(KeyModelTest, VariantChangesTheKeyAndIsReported) {
+  EXPECT_NE(Key(R"({"model":"a/b","messages":[]})"),
+            Key(R"({"model":"a/b:floor","messages":[]})"));
+  Result<RequestKey> key = DefaultBuilder().Compute(
+      R"({"model":"openai\/gpt-4o:nitro","messages":[]})", {});
+  ASSERT_OK(key);
+  EXPECT_EQ(key->model, "openai/gpt-4o:nitro");
+  EXPECT_EQ(key->base_model, "openai/gpt-4o");
+}
+
+TEST(KeyModelTest, BaseModelStripsOnlyTheVariant) {
+  EXPECT_EQ(BaseModel("a/b:floor"), "a/b");
+  EXPECT_EQ(BaseModel("a/b"), "a/b");
+  EXPECT_EQ(BaseModel("a:b/c"), "a:b/c");
+  EXPECT_EQ(BaseModel("a:b/c:free"), "a:b/c");
+  EXPECT_EQ(BaseModel("gpt-4o:online"), "gpt-4o");
+  EXPECT_EQ(BaseModel("~anthropic/claude-sonnet-latest"),
+            "~anthropic/claude-sonnet-latest");
+  EXPECT_EQ(BaseModel(""), "");
+}
+
+TEST(KeyScopeTest, NamespaceAndScopeChangeTheKey) {
+  const std::string body = Request();
+  const std::string base = Key(body);
+  EXPECT_NE(Key(body, {"v2", ""}), base);
+  EXPECT_NE(Key(body, {"", "tenant"}), base);
+  EXPECT_NE(Key(body, {"v2", ""}), Key(body, {"", "v2"}));
+  // Length prefixes: moving bytes between namespace and scope matters.
+  EXPECT_NE(Key(body, {"ab", ""}), Key(body, {"a", "b"}));
+  EXPECT_EQ(Key(body, {"v2", "t"}), Key(body, {"v2", "t"}));
+}
+
+void AppendBigEndian(std::string* out, uint64_t v, int bytes) {
+  for (int i = bytes - 1; i >= 0; --i) {
+    out->push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+  }
+}
+
+TEST(KeyDigestTest, DigestCoversVersionNamespaceScopeAndCanonicalBody) {
+  const std::string body =
+      R"({"temperature":0, "model":"m","messages":[{"role":"user","content":"x"}]})";
+  const KeyScope scope{"ns-1", "tenant-42"};
+  std::string input("llmcache", 9);  // with the NUL
+  AppendBigEndian(&input, kKeyFormatVersion, 4);
+  AppendBigEndian(&input, scope.ns.size(), 8);
+  input += scope.ns;
+  AppendBigEndian(&input, scope.scope.size(), 8);
+  input += scope.scope;
+  input += Canon(body);
+  Result<RequestKey> key = DefaultBuilder().Compute(body, scope);
+  ASSERT_OK(key);
+  EXPECT_EQ(key->digest, Sha256(input));
+}
+
+TEST(KeyDigestTest, Sha256MatchesKnownVectors) {
+  EXPECT_EQ(DigestToHex(Sha256("abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(DigestToHex(Sha256("")),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(DigestToHex(Sha256(std::string(1000000, 'a'))),
+            "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
+TEST(KeyDigestTest, HexRoundTrips) {
+  const Digest digest = Sha256("abc");
+  const std::string hex = DigestToHex(digest);
+  EXPECT_EQ(hex.size(), 64u);
+  Result<Digest> back = DigestFromHex(hex);
+  ASSERT_OK(back);
+  EXPECT_EQ(*back, digest);
+  std::string upper = hex;
+  std::transform(upper.begin(), upper.end(), upper.begin(),
+                 [](unsigned char c) { return std::toupper(c); });
+  back = DigestFromHex(upper);
+  ASSERT_OK(back);
+  EXPECT_EQ(*back, digest);
+}
+
+TEST(KeyDigestTest, MalformedHexIsInvalidArgument) {
+  EXPECT_THAT(DigestFromHex("abc"),
+              StatusIs(StatusCode::kInvalidArgument, "64 characters"));
+  EXPECT_THAT(DigestFromHex(std::string(63, '0') + "g"),
+              StatusIs(StatusCode::kInvalidArgument, "non-hex"));
+  EXPECT_THAT(DigestFromHex(std::string(65, '0')),
+              StatusIs(StatusCode::kInvalidArgument));
+}
+
+TEST(KeyDigestTest, RequestKeyHexIsTheDigestHex) {
+  Result<RequestKey> key = DefaultBuilder().Compute(Request(), {});
+  ASSERT_OK(key);
+  EXPECT_EQ(key->Hex(), DigestToHex(key->digest));
+}
+
+// ---------------------------------------------------------------------------
+// Bad input.
+
+TEST(KeyInputTest, MalformedJsonIsInvalidArgument) {
+  for (const char* body : {"",
+                           "   ",
+                           "{",
+                           "}",
+                           "nope",
+                           "{'model':'m'}",
+                           R"({"model":"m",})",
+                           R"({"model":"m","messages":[1,]})",
+                           R"({"model" "m"})",
+                           R"({"model":"m","messages":[]} x)",
+                           R"({"model":"m","messages":[]}{})",
+                           R"({"model":"m","messages":[01]})",
+                           R"({"model":"m","messages":[1.]})",
+                           R"({"model":"m","messages":[.5]})",
+                           R"({"model":"m","messages":[+1]})",
+                           R"({"model":"m","messages":[1e]})",
+                           R"({"model":"m","messages":[NaN]})",
+                           R"({"model":"m","messages":[tru]})",
+                           R"({"model":"m","messages":[nul]})",
+                           R"({"model":"m","messages":["a\x"]})",
+                           R"({"model":"m","messages":["\u12"]})",
+                           R"({"model":"m","messages":["abc)",
+                           R"({"model":"m","messages":[]/**/})",
+                           "\xEF\xBB\xBF{\"model\":\"m\",\"messages\":[]}"}) {
+    EXPECT_THAT(DefaultBuilder().Compute(body, {}),
+                StatusIs(StatusCode::kInvalidArgument, "invalid JSON"))
+        << body;
+    EXPECT_THAT(DefaultBuilder().Canonicalize(body),
+                StatusIs(StatusCode::kInvalidArgument))
+        << body;
+  }
+}
+
+TEST(KeyInputTest, ErrorNamesTheByteOffset) {
+  EXPECT_THAT(DefaultBuilder().Compute(R"({"model":"m",])", {}),
+              StatusIs(StatusCode::kInvalidArgument, "at byte 13"));
+}
+
+TEST(KeyInputTest, InvalidUtf8IsInvalidArgument) {
+  for (const char* bad :
+       {"\xFF", "\xC0\xAF", "\xE0\x80\xAF", "\xED\xA0\x80", "\xF4\x90\x80\x80",
+        "\xC3", "\xE2\x82", "\x80", "\xF8\x88\x80\x80\x80"}) {
+    const std::string body =
+        std::string(R"({"model":"m","messages":[],"x":"ok )") + bad + "\"}";
+    EXPECT_THAT(DefaultBuilder().Compute(body, {}),
+                StatusIs(StatusCode::kInvalidArgument, "invalid UTF-8"));
+    // Also in a member name.
+    const std::string in_name =
+        std::string(R"({"model":"m","messages":[],")") + bad + "\":1}";
+    EXPECT_THAT(DefaultBuilder().Compute(in_name, {}),
+                StatusIs(StatusCode::kInvalidArgument, "invalid UTF-8"));
+  }
+  // Valid multi-byte sequences of every length are accepted.
+  EXPECT_THAT(
+      DefaultBuilder().Compute(
+          "{\"model\":\"m\",\"messages\":[],\"x\":\"\xC3\xA9 \xE2\x82\xAC "
+          "\xF0\x9F\x98\x80 \xEF\xBF\xBF \xF4\x8F\xBF\xBF\"}",
+          {}),
+      IsOk());
+}
+
+TEST(KeyInputTest, UnpairedSurrogateEscapesAreInvalidArgument) {
+  for (const char* s : {R"("\ud800")", R"("\udc00")", R"("\ud800x")",
+                        R"("\ud800\u0041")", R"("\ud800\ud800")"}) {
+    EXPECT_THAT(
+        DefaultBuilder().Compute(Request(std::string("\"x\":") + s), {}),
+        StatusIs(StatusCode::kInvalidArgument, "surrogate"))
+        << s;
+  }
+}
+
+TEST(KeyInputTest, RawControlCharacterInStringIsInvalidArgument) {
+  EXPECT_THAT(DefaultBuilder().Compute(Request("\"x\":\"a\nb\""), {}),
+              StatusIs(StatusCode::kInvalidArgument, "control character"));
+  EXPECT_THAT(
+      DefaultBuilder().Compute(Request(std::string("\"x\":\"a\0b\"", 9)), {}),
+      StatusIs(StatusCode::kInvalidArgument, "control character"));
+}
+
+TEST(KeyInputTest, NonObjectBodyIsInvalidArgument) {
+  for (const char* body : {"[]", "1", R"("s")", "null", "true"}) {
+    EXPECT_THAT(DefaultBuilder().Compute(body, {}),
+                StatusIs(StatusCode::kInvalidArgument, "not a JSON object"))
+        << body;
+  }
+}
+
+TEST(KeyInputTest, MissingOrMistypedModelIsInvalidArgument) {
+  EXPECT_THAT(DefaultBuilder().Compute(R"({"messages":[]})", {}),
+              StatusIs(StatusCode::kInvalidArgument, "\"model\""));
+  EXPECT_THAT(DefaultBuilder().Compute(R"({"model":1,"messages":[]})", {}),
+              StatusIs(StatusCode::kInvalidArgument, "\"model\""));
+  EXPECT_THAT(DefaultBuilder().Compute(R"({"model":null,"messages":[]})", {}),
+              StatusIs(StatusCode::kInvalidArgument, "\"model\""));
+}
+
+TEST(KeyInputTest, MissingOrMistypedMessagesIsInvalidArgument) {
+  EXPECT_THAT(DefaultBuilder().Compute(R"({"model":"m"})", {}),
+              StatusIs(StatusCode::kInvalidArgument, "\"messages\""));
+  EXPECT_THAT(DefaultBuilder().Compute(R"({"model":"m","messages":{}})", {}),
+              StatusIs(StatusCode::kInvalidArgument, "\"messages\""));
+  EXPECT_THAT(DefaultBuilder().Canonicalize(R"({"model":"m","messages":"x"})"),
+              StatusIs(StatusCode::kInvalidArgument, "\"messages\""));
+}
+
+TEST(KeyInputTest, DuplicateMemberNamesAreInvalidArgument) {
+  EXPECT_THAT(DefaultBuilder().Compute(
+                  R"({"model":"m","messages":[],"model":"n"})", {}),
+              StatusIs(StatusCode::kInvalidArgument,
+                       "duplicate member name \"model\""));
+  // At depth 3, inside an excluded member, and when only escapes differ.
+  EXPECT_THAT(
+      DefaultBuilder().Compute(Request(R"("a":{"b":{"c":1,"d":2,"c":3}})"), {}),
+      StatusIs(StatusCode::kInvalidArgument, "duplicate"));
+  EXPECT_THAT(
+      DefaultBuilder().Compute(Request(R"("metadata":{"k":1,"k":2})"), {}),
+      StatusIs(StatusCode::kInvalidArgument, "duplicate"));
+  EXPECT_THAT(
+      DefaultBuilder().Compute(Request(R"("a":{"x":1,"\u0078":2})"), {}),
+      StatusIs(StatusCode::kInvalidArgument, "duplicate"));
+  // A large object takes the std::sort path.
+  std::string big = R"("big":{)";
+  for (int i = 0; i < 40; ++i) big += "\"k" + std::to_string(i) + "\":1,";
+  big += R"("k7":2})";
+  EXPECT_THAT(DefaultBuilder().Compute(Request(big), {}),
+              StatusIs(StatusCode::kInvalidArgument, "duplicate"));
+}
+
+TEST(KeyInputTest, LargeObjectsAreSorted) {
+  std::string forward = R"("big":{)";
+  std::string backward = R"("big":{)";
+  for (int i = 0; i < 40; ++i) {
+    forward += (i ? "," : "") + ("\"k" + std::to_string(100 + i) + "\":1");
+    backward += (i ? "," : "") + ("\"k" + std::to_string(139 - i) + "\":1");
+  }
+  forward += "}";
+  backward += "}";
+  EXPECT_EQ(Key(Request(forward)), Key(Request(backward)));
+}
+
+TEST(KeyInputTest, BodyOverMaxBodyBytesIsInvalidArgument) {
+  KeyOptions options;
+  options.max_body_bytes = 64;
+  const KeyBuilder builder(options);
+  const std::string body = Request(R"("x":")" + std::string(100, 'a') + "\"");
+  EXPECT_THAT(builder.Compute(body, {}),
+              StatusIs(StatusCode::kInvalidArgument, "max_body_bytes"));
+  EXPECT_THAT(builder.Canonicalize(body),
+              StatusIs(StatusCode::kInvalidArgument, "max_body_bytes"));
+  EXPECT_THAT(builder.Compute(R"({"model":"m","messages":[]})", {}), IsOk());
+}
+
+std::string Nested(size_t depth) {
+  return R"({"model":"m","messages":)" + std::string(depth, '[') +
+         std::string(depth, ']') + "}";
+}
+
+TEST(KeyInputTest, NestingDeeperThanMaxDepthIsInvalidArgument) {
+  // The request object itself is depth 1.
+  EXPECT_THAT(DefaultBuilder().Compute(Nested(63), {}), IsOk());
+  EXPECT_THAT(DefaultBuilder().Compute(Nested(64), {}),
+              StatusIs(StatusCode::kInvalidArgument, "max_depth (64)"));
+  KeyOptions options;
+  options.max_depth = 3;
+  const KeyBuilder builder(options);
+  EXPECT_THAT(builder.Compute(Nested(2), {}), IsOk());
+  EXPECT_THAT(builder.Compute(Nested(3), {}),
+              StatusIs(StatusCode::kInvalidArgument, "max_depth"));
+  EXPECT_THAT(
+      builder.Compute(R"({"model":"m","messages":[],"x":{"y":{}}})", {}),
+      IsOk());
+  EXPECT_THAT(
+      builder.Compute(R"({"model":"m","messages":[],"x":{"y":{"z":{}}}})", {}),
+      StatusIs(StatusCode::kInvalidArgument, "max_depth"));
+}
+
+TEST(KeyInputTest, HundredThousandDeepNestingIsRejectedWithoutCrashing) {
+  EXPECT_THAT(DefaultBuilder().Compute(Nested(100000), {}),
+              StatusIs(StatusCode::kInvalidArgument, "max_depth"));
+  std::string objects = R"({"model":"m","messages":[],"x":)";
+  for (int i = 0; i < 100000; ++i) objects += R"({"a":)";
+  EXPECT_THAT(DefaultBuilder().Compute(objects, {}),
+              StatusIs(StatusCode::kInvalidArgument, "max_depth"));
+}
+
+TEST(KeyInputTest, HundredThousandDeepNestingWithHugeMaxDepthDoesNotRecurse) {
+  KeyOptions options;
+  options.max_depth = std::numeric_limits<size_t>::max();
+  const KeyBuilder builder(options);
+  EXPECT_THAT(builder.Compute(Nested(100000), {}), IsOk());
+  Result<std::string> canon = builder.Canonicalize(Nested(100000));
+  ASSERT_OK(canon);
+  EXPECT_EQ(canon->size(), Nested(100000).size());
+  std::string objects = R"({"model":"m","messages":[],"x":)";
+  for (int i = 0; i < 100000; ++i) objects += R"({"b":1,"a":)";
+  objects += "0";
+  for (int i = 0; i < 100000; ++i) objects += "}";
+  objects += "}";
+  EXPECT_THAT(builder.Compute(objects, {}), IsOk());
+  // Unterminated deep nesting is an error, not a crash.
+  EXPECT_THAT(builder.Compute(std::string(100000, '['), {}),
+              StatusIs(StatusCode::kInvalidArgument, "invalid JSON"));
+}
+
+// ---------------------------------------------------------------------------
+// RequestInfo.
+
+RequestInfo InfoOf(std::string_view body) {
+  RequestInfo info;
+  Result<RequestKey> key = DefaultBuilder().Compute(body, {}, &info);
+  EXPECT_THAT(key, IsOk()) << body;
+  return info;
+}
+
+TEST(KeyInfoTest, DefaultsWhenNothingIsSet) {
+  const RequestInfo info = InfoOf(Request());
+  EXPECT_EQ(info.model, "openai/gpt-4o");
+  EXPECT_FALSE(info.stream);
+  EXPECT_FALSE(info.has_temperature);
+  EXPECT_FALSE(info.has_web_plugin);
+  EXPECT_FALSE(info.has_web_search_options);
+  EXPECT_FALSE(info.has_web_search_tool);
+  EXPECT_FALSE(info.has_debug);
+}
+
+TEST(KeyInfoTest, TemperatureAndStream) {
+  RequestInfo info = InfoOf(Request(R"("temperature":0.0,"stream":true)"));
+  EXPECT_TRUE(info.has_temperature);
+  EXPECT_EQ(info.temperature, 0.0);
+  EXPECT_TRUE(info.stream);
+  info = InfoOf(Request(R"("temperature":0.7,"stream":false)"));
+  EXPECT_TRUE(info.has_temperature);
+  EXPECT_DOUBLE_EQ(info.temperature, 0.7);
+  EXPECT_FALSE(info.stream);
+  info = InfoOf(Request(R"("temperature":-0)"));
+  EXPECT_EQ(info.temperature, 0.0);
+  info = InfoOf(Request(R"("temperature":"0")"));
+  EXPECT_TRUE(info.has_temperature);
+  EXPECT_TRUE(std::isnan(info.temperature));
+  info = InfoOf(Request(R"("temperature":null)"));
+  EXPECT_TRUE(std::isnan(info.temperature));
+}
+
+TEST(KeyInfoTest, WebSearchSignals) {
+  EXPECT_TRUE(
+      InfoOf(Request(R"("plugins":[{"id":"file-parser"},{"id":"web"}])"))
+          .has_web_plugin);
+  EXPECT_TRUE(
+      InfoOf(Request(R"("plugins":[{"id":"w\u0065b","max_results":3}])"))
+          .has_web_plugin);
+  EXPECT_FALSE(InfoOf(Request(R"("plugins":[{"id":"file-parser"},"web"])"))
+                   .has_web_plugin);
+  EXPECT_FALSE(InfoOf(Request(R"("plugins":{"id":"web"})")).has_web_plugin);
+  EXPECT_TRUE(
+      InfoOf(Request(R"("web_search_options":{})")).has_web_search_options);
+  EXPECT_TRUE(InfoOf(Request(R"("tools":[{"type":"openrouter:web_search"}])"))
+                  .has_web_search_tool);
+  EXPECT_TRUE(InfoOf(Request(R"("tools":[{"type":"function","function":{}},)"
+                             R"({"type":"openrouter:web_fetch"}])"))
+                  .has_web_search_tool);
+  EXPECT_FALSE(
+      InfoOf(Request(R"("tools":[{"type":"function","function":{"name":)"
+                     R"("openrouter:web_search"}}])"))
+          .has_web_search_tool);
+  EXPECT_FALSE(InfoOf(Request(R"("tools":[{"type":"openrouter:datetime"}])"))
+                   .has_web_search_tool);
+}
+
+TEST(KeyInfoTest, DebugPresence) {
+  EXPECT_TRUE(
+      InfoOf(Request(R"("debug":{"echo_upstream_body":true})")).has_debug);
+  EXPECT_TRUE(InfoOf(Request(R"("debug":null)")).has_debug);
+}
+
+TEST(KeyInfoTest, InfoIsOverwrittenNotMerged) {
+  RequestInfo info;
+  info.has_debug = true;
+  info.stream = true;
+  ASSERT_OK(DefaultBuilder().Compute(Request(), {}, &info));
+  EXPECT_FALSE(info.has_debug);
+  EXPECT_FALSE(info.stream);
+}
+
+// ---------------------------------------------------------------------------
+// Properties over generated requests.
+
+// Random JSON values, each printed two ways: with members in the given order
+// and compact, or shuffled with random whitespace.
+class JsonGen {
+ public:
+  explicit JsonGen(uint32_t seed) : rng_(seed) {}
+
+  struct Value {
+    std::string a;  // one spelling
+    std::string b;  // an equivalent spelling
+  };
+
+  Value Gen(int depth) {
+    const int kind = depth <= 0 ? Pick(4) : Pick(6);
+    switch (kind) {
+      case 0: {
+        const int n = Pick(2000) - 1000;
+        return {std::to_string(n), std::to_string(n) + (Pick(2) ? ".0" : "e0")};
+      }
+      case 1: {
+        std::string s = Word();
+        return {"\"" + s + "\"", "\"" + Escaped(s) + "\""};
+      }
+      case 2:
+        return {"true", "true"};
+      case 3:
+        return {"null", "null"};
+      case 4: {
+        Value out{"[", "[" + Ws()};
+        const int n = Pick(4);
+        for (int i = 0; i < n; ++i) {
+          Value v = Gen(depth - 1);
+          out.a += (i ? "," : "") + v.a;
+          out.b += (i ? "," + Ws() : "") + v.b + Ws();
+        }
+        out.a += "]";
+        out.b += "]";
+        return out;
+      }
+      default: {
+        const int n = Pick(5);
+        std::vector<std::pair<std::string, Value>> members;
+        for (int i = 0; i < n; ++i) {
+          members.emplace_back(Word() + std::to_string(i), Gen(depth - 1));
+        }
+        Value out{"{", "{" + Ws()};
+        for (int i = 0; i < n; ++i) {
+          out.a += (i ? "," : "") + ("\"" + members[i].first + "\":") +
+                   members[i].second.a;
+        }
+        std::shuffle(members.begin(), members.end(), rng_);
+        for (int i = 0; i < n; ++i) {
+          out.b += (i ? "," + Ws() : "") + ("\"" + members[i].first + "\"") +
+                   Ws() + ":" + Ws() + members[i].second.b;
+        }
+        out.a += "}";
+        out.b += Ws() + "}";
+        return out;
+      }
+    }
+  }
+
+ private:
+  int Pick(int n) {
+    return static_cast<int>(rng_() % static_cast<uint32_t>(n));
+  }
+  std::string Ws() { return Pick(3) == 0 ? " \n\t" : ""; }
+  std::string Word() {
+    static const char* const kWords[] = {"a",
+                                         "b",
+                                         "role",
+                                         "content",
+                                         "cache_control",
+                                         "x y",
+                                         "\xC3\xA9t\xC3\xA9",
+                                         "q\"uote",
+                                         "tab\there"};
+    std::string w = kWords[Pick(9)];
+    std::string out;
+    for (char c : w) {
+      if (c == '"') {
+        out += "\\\"";
+      } else if (c == '\t') {
+        out += "\\t";
+      } else {
+        out += c;
+      }
+    }
+    return out;
+  }
+  // Re-spells the (already escaped) string `s` with \u escapes for ASCII
+  // letters.
+  std::string Escaped(const std::string& s) {
+    std::string out;
+    for (size_t i = 0; i < s.size(); ++i) {
+      const char c = s[i];
+      if (c == '\\') {  // keep existing escapes as they are
+        out += s.substr(i, 2);
+        ++i;
+      } else if (c >= 'a' && c <= 'z' && Pick(2)) {
+        char buf[8];
+        std::snprintf(buf, sizeof(buf), "\\u%04X", c);
+        out += buf;
+      } else {
+        out += c;
+      }
+    }
+    return out;
+  }
+
+  std::mt19937 rng_;
+};
+
+TEST(KeyPropertyTest, EquivalentSpellingsShareAKey) {
+  for (uint32_t seed = 0; seed < 300; ++seed) {
+    JsonGen gen(seed);
+    const JsonGen::Value v = gen.Gen(4);
+    const std::string a = R"({"model":"m","messages":[],"v":)" + v.a + "}";
+    const std::string b =
+        "{ \"v\" : " + v.b + R"(, "messages":[ ],"model":"m"})";
+    ASSERT_EQ(Key(a), Key(b)) << a << "\n" << b;
+    ASSERT_EQ(Canon(a), Canon(b)) << a << "\n" << b;
+    const std::string canon = Canon(a);
+    ASSERT_EQ(Canon(canon), canon);
+  }
+}
+
+TEST(KeyPropertyTest, ChangingAnyValueChangesTheKey) {
+  for (uint32_t seed = 0; seed < 100; ++seed) {
+    JsonGen gen(seed);
+    const JsonGen::Value v = gen.Gen(3);
+    const std::string a = R"({"model":"m","messages":[],"v":)" + v.a + "}";
+    const std::string b = R"({"model":"m","messages":[],"v":[)" + v.a + "]}";
+    ASSERT_NE(Key(a), Key(b));
+  }
+}
+
+TEST(KeyThreadTest, ConcurrentComputationsAgree) {
+  std::vector<std::string> bodies;
+  for (int i = 0; i < 16; ++i) {
+    bodies.push_back(Request(R"("seed":)" + std::to_string(i) + R"(,"x":")" +
+                             std::string(static_cast<size_t>(i) * 500, 'x') +
+                             "\""));
+  }
+  std::vector<std::string> expected;
+  for (const std::string& b : bodies) expected.push_back(Key(b));
+  std::vector<std::thread> threads;
+  std::vector<int> mismatches(4, 0);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < 50; ++round) {
+        for (size_t i = 0; i < bodies.size(); ++i) {
+          if (Key(bodies[i]) != expected[i]) ++mismatches[t];
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_THAT(mismatches, ::testing::Each(0));
+}
+
+TEST(KeyThreadTest, LargeBodyThenSmallBodyOnOneThread) {
+  // Exercises workspace trimming after a large request.
+  std::string big = R"("x":[)";
+  for (int i = 0; i < 200000; ++i) big += (i ? ",\"ab\"" : "\"ab\"");
+  big += "]";
+  const std::string small = Key(Request());
+  EXPECT_THAT(Key(Request(big)), ::testing::Not(HasSubstr("error")));
+  EXPECT_EQ(Key(Request()), small);
+}
+
+}  // namespace
+}  // namespace llmcache

@@ -1,0 +1,388 @@
+// Client against the fake OpenRouter on loopback: completion tokens, keep-
+// alive, retries and Retry-After, no retry on 4xx, deadlines, TLS
+// verification, streaming and cancellation.
+
+#include "llmcache/net/client.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+#include <chrono>
+#include <fstream>
+#include <future>
+#include <thread>
+
+#include "fake_openrouter.h"
+#include "llmcache/net/sse.h"
+#include "testing/status_matchers.h"
+#include "testing/temp_dir.h"
+
+namespace llmcache::net {
+namespace {
+
+namespace asio = boost::asio;
+using ::llmcache::fake::FakeOpenRouter;
+using ::llmcache::fake::FakeOptions;
+using ::llmcache::fake::TestCertificates;
+using ::llmcache::testing::StatusIs;
+using namespace std::chrono_literals;
+
+std::string Body(const std::string& model, bool stream = false,
+                 const std::string& text = "hello") {
+  return R"({"model":")" + model + R"(","temperature":0,)" +
+         (stream ? R"("stream":true,)" : "") +
+         R"("messages":[{"role":"user","content":")" + text + R"("}]})";
+}
+
+// An io_context run by two threads for the test's lifetime.
+class Loop {
+ public:
+  Loop() : guard_(asio::make_work_guard(ioc_)) {
+    for (int i = 0; i < 2; ++i) threads_.emplace_back([this] { ioc_.run(); });
+  }
+  ~Loop() {
+    guard_.reset();
+    ioc_.stop();
+    for (auto& t : threads_) t.join();
+  }
+  asio::io_context& ioc() { return ioc_; }
+
+ private:
+  asio::io_context ioc_;
+  asio::executor_work_guard<asio::io_context::executor_type> guard_;
+  std::vector<std::thread> threads_;
+};
+
+class ClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    FakeOptions fo;
+    fo.api_key = "sk-test-SECRET-1234";
+    auto f = FakeOpenRouter::Start(fo);
+    ASSERT_OK(f);
+    fake_ = std::move(f).value();
+  }
+
+  ClientOptions Options() {
+    ClientOptions o;
+    o.base_url = fake_->base_url();
+    o.api_key = "sk-test-SECRET-1234";
+    o.initial_backoff = 10ms;
+    o.max_backoff = 50ms;
+    return o;
+  }
+
+  std::shared_ptr<Client> MakeClient(ClientOptions o) {
+    auto c = Client::Create(loop_.ioc().get_executor(), std::move(o));
+    EXPECT_OK(c);
+    return c.ok() ? *c : nullptr;
+  }
+
+  Result<Response> Post(Client& c, const std::string& body, bool stream = false,
+                        ChunkHandler chunks = nullptr) {
+    Request r;
+    r.body = body;
+    r.stream = stream;
+    return c.AsyncSend(std::move(r), std::move(chunks), asio::use_future).get();
+  }
+
+  Loop loop_;
+  std::unique_ptr<FakeOpenRouter> fake_;
+};
+
+TEST_F(ClientTest, CompletesWithFutureCallbackAndCoroutine) {
+  auto client = MakeClient(Options());
+  // use_future
+  Result<Response> r =
+      client->AsyncComplete(Body("openai/gpt-4o-mini"), asio::use_future).get();
+  ASSERT_OK(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->attempts, 1);
+  auto parsed = ParseCompletion(r->body);
+  ASSERT_OK(parsed);
+  EXPECT_FALSE(parsed->content.empty());
+  EXPECT_EQ(parsed->finish_reason, "stop");
+  ASSERT_TRUE(parsed->usage.has_value());
+  EXPECT_GT(parsed->usage->prompt_tokens, 0u);
+  EXPECT_EQ(fake_->last_authorization(), "Bearer sk-test-SECRET-1234");
+
+  // A plain callback.
+  std::promise<Result<Response>> p;
+  client->AsyncComplete(Body("openai/gpt-4o-mini"), [&](Result<Response> res) {
+    p.set_value(std::move(res));
+  });
+  Result<Response> r2 = p.get_future().get();
+  ASSERT_OK(r2);
+  auto parsed2 = ParseCompletion(r2->body);
+  ASSERT_OK(parsed2);
+  EXPECT_EQ(parsed2->content, parsed->content);  // deterministic fake
+
+  // A C++20 coroutine.
+  auto fut = asio::co_spawn(
+      loop_.ioc(),
+      [client]() -> asio::awaitable<int> {
+        Result<Response> res = co_await client->AsyncComplete(
+            Body("openai/gpt-4o-mini"), asio::use_awaitable);
+        co_return res.ok() ? res->status : -1;
+      },
+      asio::use_future);
+  EXPECT_EQ(fut.get(), 200);
+}
+
+TEST_F(ClientTest, ReusesKeepAliveConnection) {
+  auto client = MakeClient(Options());
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_OK(
+        Post(*client, Body("openai/gpt-4o-mini", false, std::to_string(i))));
+  }
+  EXPECT_EQ(client->connections_opened(), 1u);
+  EXPECT_EQ(fake_->connections(), 1u);
+  EXPECT_EQ(fake_->completions(), 5u);
+}
+
+TEST_F(ClientTest, RetriesRetryableStatusesThenSucceeds) {
+  auto client = MakeClient(Options());
+  Result<Response> r = Post(*client, Body("fake/flaky-503-2"));
+  ASSERT_OK(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->attempts, 3);
+  EXPECT_EQ(fake_->completions(), 3u);
+}
+
+TEST_F(ClientTest, AttemptsAreBoundedAndLastErrorReturned) {
+  for (int status : {408, 500, 502, 503, 524, 529}) {
+    ClientOptions o = Options();
+    o.max_attempts = 3;
+    auto client = MakeClient(o);
+    fake_->ResetCounters();
+    Result<Response> r =
+        Post(*client, Body("fake/fault-" + std::to_string(status)));
+    ASSERT_OK(r) << status;
+    EXPECT_EQ(r->status, status);
+    EXPECT_EQ(r->attempts, 3) << status;
+    EXPECT_EQ(fake_->completions(), 3u) << status;
+    EXPECT_THAT(StatusFromUpstream(r->status, r->body),
+                ::testing::Not(::llmcache::testing::IsOk()));
+  }
+}
+
+TEST_F(ClientTest, HonoursRetryAfter) {
+  ClientOptions o = Options();
+  o.max_attempts = 2;
+  auto client = MakeClient(o);
+  const auto start = std::chrono::steady_clock::now();
+  Result<Response> r = Post(*client, Body("fake/fault-429"));
+  const auto waited = std::chrono::steady_clock::now() - start;
+  ASSERT_OK(r);
+  EXPECT_EQ(r->status, 429);
+  EXPECT_EQ(r->attempts, 2);
+  EXPECT_EQ(r->header("Retry-After"), "1");
+  EXPECT_GE(waited, 1000ms);  // the server asked for 1 s; backoff was 10 ms
+}
+
+TEST_F(ClientTest, RetryAfterBeyondBudgetIsNotWaitedFor) {
+  ClientOptions o = Options();
+  o.retry_budget = 200ms;
+  auto client = MakeClient(o);
+  Result<Response> r = Post(*client, Body("fake/fault-503"));
+  ASSERT_OK(r);
+  EXPECT_EQ(r->status, 503);
+  EXPECT_EQ(r->attempts, 1);
+}
+
+TEST_F(ClientTest, NeverRetriesClientErrors) {
+  auto client = MakeClient(Options());
+  for (int status : {400, 401, 402, 403, 404, 413, 422}) {
+    fake_->ResetCounters();
+    Result<Response> r =
+        Post(*client, Body("fake/fault-" + std::to_string(status)));
+    ASSERT_OK(r);
+    EXPECT_EQ(r->status, status);
+    EXPECT_EQ(r->attempts, 1) << status;
+    EXPECT_EQ(fake_->completions(), 1u) << status;
+  }
+}
+
+TEST_F(ClientTest, HeadersDeadlineIsNotRetried) {
+  ClientOptions o = Options();
+  o.headers_timeout = 200ms;
+  auto client = MakeClient(o);
+  Result<Response> r = Post(*client, Body("fake/hang"));
+  EXPECT_THAT(r, StatusIs(StatusCode::kDeadlineExceeded, "response headers"));
+  EXPECT_EQ(fake_->completions(), 1u);
+}
+
+TEST_F(ClientTest, WholeRequestDeadline) {
+  ClientOptions o = Options();
+  o.request_timeout = 300ms;
+  auto client = MakeClient(o);
+  Result<Response> r = Post(*client, Body("fake/delay-3000"));
+  EXPECT_THAT(r, StatusIs(StatusCode::kDeadlineExceeded, "deadline"));
+}
+
+TEST_F(ClientTest, ConnectionRefusedIsUnavailableAfterRetries) {
+  // A port that was just free: nothing listens there.
+  asio::io_context ioc;
+  asio::ip::tcp::acceptor a(ioc, {asio::ip::make_address("127.0.0.1"), 0});
+  const uint16_t port = a.local_endpoint().port();
+  a.close();
+  ClientOptions o = Options();
+  o.base_url = "http://127.0.0.1:" + std::to_string(port) + "/api/v1";
+  o.max_attempts = 3;
+  auto client = MakeClient(o);
+  Result<Response> r = Post(*client, Body("openai/gpt-4o-mini"));
+  EXPECT_THAT(r, StatusIs(StatusCode::kUnavailable, "after 3 attempts"));
+  EXPECT_EQ(r.status().message().find("SECRET"), std::string_view::npos);
+}
+
+TEST_F(ClientTest, ResetMidBodyIsRetriedAsConnectionError) {
+  ClientOptions o = Options();
+  o.max_attempts = 2;
+  auto client = MakeClient(o);
+  Result<Response> r = Post(*client, Body("fake/reset"));
+  EXPECT_THAT(r, StatusIs(StatusCode::kUnavailable));
+  EXPECT_EQ(fake_->completions(), 2u);
+}
+
+TEST_F(ClientTest, StreamsEventsAsTheyArrive) {
+  auto client = MakeClient(Options());
+  std::vector<std::string> events;
+  Result<Response> r = Post(*client, Body("openai/gpt-4o-mini", true), true,
+                            [&](std::string_view data) {
+                              events.emplace_back(data);
+                              return true;
+                            });
+  ASSERT_OK(r);
+  EXPECT_TRUE(r->streamed);
+  EXPECT_TRUE(r->stream_complete);
+  ASSERT_GE(events.size(), 4u);
+  EXPECT_EQ(events.back(), "[DONE]");
+  StreamAccumulator acc;
+  for (const auto& e : events) ASSERT_OK(acc.Add(e));
+  EXPECT_TRUE(acc.done());
+  // Same content as the non-streamed answer to the same request.
+  Result<Response> plain = Post(*client, Body("openai/gpt-4o-mini"));
+  ASSERT_OK(plain);
+  auto parsed = ParseCompletion(plain->body);
+  ASSERT_OK(parsed);
+  EXPECT_EQ(acc.Result().content, parsed->content);
+}
+
+TEST_F(ClientTest, CancellingAStreamStopsIt) {
+  auto client = MakeClient(Options());
+  int seen = 0;
+  Result<Response> r = Post(*client, Body("openai/gpt-4o-mini", true), true,
+                            [&](std::string_view) { return ++seen < 2; });
+  EXPECT_THAT(r, StatusIs(StatusCode::kCancelled));
+  EXPECT_EQ(seen, 2);
+}
+
+TEST_F(ClientTest, StreamCutBeforeDoneIsNotComplete) {
+  auto client = MakeClient(Options());
+  std::vector<std::string> events;
+  Result<Response> r =
+      Post(*client, Body("fake/cut", true), true, [&](std::string_view d) {
+        events.emplace_back(d);
+        return true;
+      });
+  if (r.ok()) {
+    EXPECT_FALSE(r->stream_complete);
+  } else {
+    EXPECT_THAT(r, StatusIs(StatusCode::kUnavailable));
+  }
+  EXPECT_FALSE(events.empty());
+  EXPECT_NE(events.back(), "[DONE]");
+}
+
+TEST_F(ClientTest, PlainHttpOnlyForLoopback) {
+  ClientOptions o;
+  o.base_url = "http://example.com/api/v1";
+  EXPECT_THAT(Client::Create(loop_.ioc().get_executor(), o),
+              StatusIs(StatusCode::kInvalidArgument, "loopback"));
+  o.base_url = "ftp://127.0.0.1/x";
+  EXPECT_THAT(Client::Create(loop_.ioc().get_executor(), o),
+              StatusIs(StatusCode::kInvalidArgument));
+  o.base_url = "http://[::1]:9/api/v1";
+  EXPECT_OK(Client::Create(loop_.ioc().get_executor(), o));
+}
+
+class TlsClientTest : public ClientTest {
+ protected:
+  void SetUp() override {
+    auto certs = TestCertificates::Generate();
+    ASSERT_OK(certs);
+    certs_ = std::move(certs).value();
+    ca_file_ = dir_.path() + "/ca.pem";
+    std::ofstream(ca_file_) << certs_.ca_cert_pem;
+  }
+  std::unique_ptr<FakeOpenRouter> StartTls(const std::string& cert,
+                                           const std::string& key) {
+    FakeOptions fo;
+    fo.tls = true;
+    fo.cert_pem = cert;
+    fo.key_pem = key;
+    auto f = FakeOpenRouter::Start(fo);
+    EXPECT_OK(f);
+    return f.ok() ? std::move(f).value() : nullptr;
+  }
+  ClientOptions TlsOptions(const FakeOpenRouter& f, const std::string& host) {
+    ClientOptions o;
+    o.base_url = "https://" + host + ":" + std::to_string(f.port()) + "/api/v1";
+    o.api_key = "k";
+    o.extra_ca_file = ca_file_;
+    o.initial_backoff = 10ms;
+    return o;
+  }
+
+  llmcache::testing::TempDir dir_;
+  TestCertificates certs_;
+  std::string ca_file_;
+};
+
+TEST_F(TlsClientTest, VerifiedTlsWorksByNameAndAddress) {
+  auto f = StartTls(certs_.server_cert_pem, certs_.server_key_pem);
+  ASSERT_NE(f, nullptr);
+  for (const char* host : {"localhost", "127.0.0.1"}) {
+    auto client = MakeClient(TlsOptions(*f, host));
+    Result<Response> r = Post(*client, Body("openai/gpt-4o-mini"));
+    ASSERT_OK(r) << host;
+    EXPECT_EQ(r->status, 200);
+  }
+}
+
+TEST_F(TlsClientTest, WrongHostNameIsRefusedWithoutRetry) {
+  auto f = StartTls(certs_.wrong_host_cert_pem, certs_.wrong_host_key_pem);
+  ASSERT_NE(f, nullptr);
+  auto client = MakeClient(TlsOptions(*f, "localhost"));
+  Result<Response> r = Post(*client, Body("openai/gpt-4o-mini"));
+  EXPECT_THAT(r, StatusIs(StatusCode::kUnauthenticated, "TLS"));
+  EXPECT_EQ(f->completions(), 0u);
+  EXPECT_EQ(client->connections_opened(), 1u);  // no retry
+}
+
+TEST_F(TlsClientTest, UntrustedCertificateIsRefused) {
+  auto f = StartTls(certs_.untrusted_cert_pem, certs_.untrusted_key_pem);
+  ASSERT_NE(f, nullptr);
+  auto client = MakeClient(TlsOptions(*f, "localhost"));
+  Result<Response> r = Post(*client, Body("openai/gpt-4o-mini"));
+  EXPECT_THAT(r, StatusIs(StatusCode::kUnauthenticated, "TLS"));
+  EXPECT_EQ(client->connections_opened(), 1u);
+}
+
+TEST_F(TlsClientTest, WithoutTheTestCaTheServerIsNotTrusted) {
+  auto f = StartTls(certs_.server_cert_pem, certs_.server_key_pem);
+  ASSERT_NE(f, nullptr);
+  ClientOptions o = TlsOptions(*f, "localhost");
+  o.extra_ca_file.clear();
+  auto client = MakeClient(o);
+  EXPECT_THAT(Post(*client, Body("openai/gpt-4o-mini")),
+              StatusIs(StatusCode::kUnauthenticated));
+}
+
+}  // namespace
+}  // namespace llmcache::net
