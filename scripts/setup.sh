@@ -10,6 +10,7 @@ packages=(
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libssl-dev openssl
   libgtest-dev libgmock-dev libbenchmark-dev
+  libcli11-dev
 )
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(redis-server python3 python3-redis)

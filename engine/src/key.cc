@@ -1383,17 +1383,26 @@ class NameSet {
   }
 
   LLMCACHE_INLINE bool Contains(std::string_view name) const {
-    if ((bits_ & Bit(name)) == 0) return false;
+    if (LLMCACHE_LIKELY((bits_ & Bit(name)) == 0)) return false;
+    return ContainsSlow(name);
+  }
+
+ private:
+  // Length, first and last byte: request member names that share length and
+  // first byte with a default exclusion ("messages"/"metadata",
+  // "tools"/"trace") differ in the last one.
+  static LLMCACHE_INLINE uint64_t Bit(std::string_view s) {
+    if (s.empty()) return 1;
+    const size_t first = static_cast<unsigned char>(s.front());
+    const size_t last = static_cast<unsigned char>(s.back());
+    return uint64_t{1} << ((s.size() * 7 + first * 3 + last) & 63);
+  }
+
+  __attribute__((noinline)) bool ContainsSlow(std::string_view name) const {
     for (const std::string& n : names_) {
       if (n == name) return true;
     }
     return false;
-  }
-
- private:
-  static LLMCACHE_INLINE uint64_t Bit(std::string_view s) {
-    const size_t first = s.empty() ? 0 : static_cast<unsigned char>(s[0]);
-    return uint64_t{1} << ((s.size() * 7 + first) & 63);
   }
 
   const std::vector<std::string>& names_;

@@ -8,7 +8,11 @@
 #include <boost/json.hpp>
 #include <cstdint>
 #include <exception>
+#include <functional>
+#include <map>
+#include <memory>
 #include <new>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -45,7 +49,7 @@ const json::array* ArrayMember(const json::object& o, std::string_view key) {
   return v != nullptr && v->is_array() ? &v->get_array() : nullptr;
 }
 
-// The member as a string view, or nullptr-equivalent (empty, false).
+// Sets *out to the member's text and returns true if it is a string.
 bool StringMember(const json::object& o, std::string_view key,
                   std::string_view* out) {
   const json::value* v = Member(o, key);

@@ -12,8 +12,11 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
+#include <boost/asio/write.hpp>
 #include <chrono>
+#include <cstdio>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <thread>
 
@@ -297,6 +300,116 @@ TEST_F(ClientTest, StreamCutBeforeDoneIsNotComplete) {
   }
   EXPECT_FALSE(events.empty());
   EXPECT_NE(events.back(), "[DONE]");
+}
+
+// A loopback server that accepts connections and then does what `behave`
+// says with each socket, on its own thread.
+class RawServer {
+ public:
+  using Behaviour = std::function<void(asio::ip::tcp::socket&)>;
+  explicit RawServer(Behaviour behave, int backlog = 16) : acceptor_(ioc_) {
+    asio::ip::tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), 0);
+    acceptor_.open(ep.protocol());
+    acceptor_.bind(ep);
+    acceptor_.listen(backlog);
+    port_ = acceptor_.local_endpoint().port();
+    if (behave) {
+      thread_ = std::thread([this, behave] {
+        boost::system::error_code ec;
+        while (!stop_) {
+          auto sock = std::make_shared<asio::ip::tcp::socket>(ioc_);
+          acceptor_.accept(*sock, ec);
+          if (ec || stop_) break;
+          sockets_.push_back(sock);
+          behave(*sock);
+        }
+      });
+    }
+  }
+  ~RawServer() {
+    stop_ = true;
+    boost::system::error_code ec;
+    if (thread_.joinable()) {
+      // Wake the blocking accept with one last connection.
+      asio::io_context ioc;
+      asio::ip::tcp::socket wake(ioc);
+      wake.connect({asio::ip::make_address("127.0.0.1"), port_}, ec);
+      thread_.join();
+    }
+    acceptor_.close(ec);
+    for (auto& s : sockets_) s->close(ec);
+  }
+  uint16_t port() const { return port_; }
+
+ private:
+  asio::io_context ioc_;
+  asio::ip::tcp::acceptor acceptor_;
+  uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::vector<std::shared_ptr<asio::ip::tcp::socket>> sockets_;
+  std::thread thread_;
+};
+
+TEST_F(ClientTest, StreamIdleDeadline) {
+  // Headers and one event, then silence.
+  RawServer server([](asio::ip::tcp::socket& s) {
+    char buf[4096];
+    boost::system::error_code ec;
+    s.read_some(asio::buffer(buf), ec);
+    const std::string head =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n";
+    const std::string event = "data: {\"choices\":[]}\n\n";
+    char size[16];
+    std::snprintf(size, sizeof size, "%zx\r\n", event.size());
+    asio::write(s, asio::buffer(head + size + event + "\r\n"), ec);
+  });
+  ClientOptions o = Options();
+  o.base_url = "http://127.0.0.1:" + std::to_string(server.port()) + "/api/v1";
+  o.stream_idle_timeout = 300ms;
+  auto client = MakeClient(o);
+  int events = 0;
+  Result<Response> r =
+      Post(*client, Body("m/x", true), true, [&](std::string_view) {
+        ++events;
+        return true;
+      });
+  EXPECT_THAT(r, StatusIs(StatusCode::kDeadlineExceeded, "next stream event"));
+  EXPECT_EQ(events, 1);
+}
+
+TEST_F(ClientTest, TlsHandshakeDeadline) {
+  // Accepts TCP, never speaks TLS.
+  RawServer server([](asio::ip::tcp::socket&) {});
+  ClientOptions o = Options();
+  o.base_url = "https://127.0.0.1:" + std::to_string(server.port()) + "/api/v1";
+  o.handshake_timeout = 300ms;
+  o.max_attempts = 1;
+  auto client = MakeClient(o);
+  EXPECT_THAT(Post(*client, Body("m/x")),
+              StatusIs(StatusCode::kDeadlineExceeded, "TLS handshake"));
+}
+
+TEST_F(ClientTest, ConnectDeadline) {
+  // A listener that never accepts, with its queue filled: further SYNs are
+  // dropped, so connecting hangs until the client gives up.
+  RawServer server(nullptr, /*backlog=*/0);
+  asio::io_context ioc;
+  std::vector<std::unique_ptr<asio::ip::tcp::socket>> fillers;
+  for (int i = 0; i < 4; ++i) {
+    auto s = std::make_unique<asio::ip::tcp::socket>(ioc);
+    s->async_connect({asio::ip::make_address("127.0.0.1"), server.port()},
+                     [](boost::system::error_code) {});
+    fillers.push_back(std::move(s));
+  }
+  ioc.run_for(200ms);
+  ClientOptions o = Options();
+  o.base_url = "http://127.0.0.1:" + std::to_string(server.port()) + "/api/v1";
+  o.connect_timeout = 300ms;
+  o.max_attempts = 1;
+  auto client = MakeClient(o);
+  EXPECT_THAT(Post(*client, Body("m/x")),
+              StatusIs(StatusCode::kDeadlineExceeded, "connecting"));
 }
 
 TEST_F(ClientTest, PlainHttpOnlyForLoopback) {

@@ -342,6 +342,9 @@ TEST(PromptCacheTest, EscapedMemberNamesAndStringsAreFound) {
 }
 
 TEST(PromptCacheTest, ArrayPartMarkersDoNotChangeTheResponseCacheKey) {
+  // Only markers on existing text parts are key-neutral: turning a string
+  // `content` into a one-part array changes the canonical body, so callers key
+  // the request as the client sent it, before adding breakpoints.
   const std::string body =
       R"({"model":"anthropic/claude-sonnet-4.5","temperature":0,"messages":[)"
       R"({"role":"system","content":[{"type":"text","text":")" +
