@@ -1421,66 +1421,49 @@ class Emitter {
   // Writes the canonical form of ws.root (the request object, with
   // request-level exclusions).
   void Run() {
+    // The container being written lives in `cur` (registers); its parents
+    // wait on ws.frames, each stored once and loaded once.
     PodVector<Frame>& frames = ws_.frames;
     frames.clear();
-    EmitValue(ws_.root, Ctx::kTop);
+    Frame cur;
+    if (!Open(ws_.root, Ctx::kTop, &cur)) return;  // root is an object
     const Entry* const entries = ws_.entries.data();
-    while (!frames.empty()) {
-      // Emit the innermost open container's children until one of them opens
-      // a container of its own (then continue with that one) or they run
-      // out (then close this one).
-      const size_t depth = frames.size();
-      const Frame& frame = frames.back();
-      const Entry* e = entries + frame.next;
-      const Entry* const stop = entries + frame.stop;
-      const Ctx ctx = frame.ctx;
-      const bool is_object = frame.is_object;
-      bool comma = !frame.first;
-      bool descended = false;
-      if (is_object) {
-        for (; e < stop; ++e) {
-          Ctx child = Ctx::kPlain;
-          if (ctx != Ctx::kPlain) {
-            const std::string_view key = KeyText(*e);
-            if (Excluded(ctx, key)) continue;
-            child = MemberCtx(ctx, key);
-          }
-          if ((e->flags & kMemberRaw) && child == Ctx::kPlain) {
-            // `"name":value` is canonical in the body: one slice.
-            const char* const from = e->key - 1;
-            WriteSlice(comma, from,
-                       static_cast<size_t>(e->raw + e->raw_len - from));
-            comma = true;
-            continue;
-          }
-          WriteName(comma, *e);
-          comma = true;
-          if (EmitValue(*e, child)) {
-            descended = true;
-            ++e;
-            break;
-          }
-        }
-      } else {
-        const Ctx child = ElementCtx(ctx);
-        for (; e < stop; ++e) {
-          if (comma) sink_.Put(',');
-          comma = true;
-          if (EmitValue(*e, child)) {
-            descended = true;
-            ++e;
-            break;
-          }
-        }
-      }
-      if (descended) {
-        // The push may have moved the frames: index, not `frame`.
-        Frame& parent = frames[depth - 1];
-        parent.next = static_cast<uint32_t>(e - entries);
-        parent.first = false;
-      } else {
-        sink_.Put(is_object ? '}' : ']');
+    for (;;) {
+      if (cur.next == cur.stop) {
+        sink_.Put(cur.is_object ? '}' : ']');
+        if (frames.empty()) return;
+        cur = frames.back();
         frames.pop();
+        continue;
+      }
+      const Entry& e = entries[cur.next++];
+      const bool comma = !cur.first;
+      Ctx child;
+      if (cur.is_object) {
+        child = Ctx::kPlain;
+        if (cur.ctx != Ctx::kPlain) {
+          const std::string_view key = KeyText(e);
+          if (Excluded(cur.ctx, key)) continue;
+          child = MemberCtx(cur.ctx, key);
+        }
+        cur.first = false;
+        if ((e.flags & kMemberRaw) && child == Ctx::kPlain) {
+          // `"name":value` is canonical in the body: one slice.
+          const char* const from = e.key - 1;
+          WriteSlice(comma, from,
+                     static_cast<size_t>(e.raw + e.raw_len - from));
+          continue;
+        }
+        WriteName(comma, e);
+      } else {
+        child = ElementCtx(cur.ctx);
+        cur.first = false;
+        if (comma) sink_.Put(',');
+      }
+      Frame inner;
+      if (Open(e, child, &inner)) {
+        frames.push(cur);
+        cur = inner;
       }
     }
   }
@@ -1567,8 +1550,9 @@ class Emitter {
 
   // Emits the value of `e` in context `ctx`: as one slice when it is
   // canonical and no exclusion can apply inside it; otherwise scalars are
-  // written and containers open a frame. Returns whether a frame was pushed.
-  LLMCACHE_INLINE bool EmitValue(const Entry& e, Ctx ctx) {
+  // written, and a container's opening bracket is written and *frame set
+  // to walk its children (returns true).
+  LLMCACHE_INLINE bool Open(const Entry& e, Ctx ctx, Frame* frame) {
     if (e.type == Type::kObject) {
       // Exclusions apply only where the context expects an object.
       if (ctx != Ctx::kTop && ctx != Ctx::kMessage && ctx != Ctx::kBlock) {
@@ -1594,12 +1578,11 @@ class Emitter {
         const bool is_object = e.type == Type::kObject;
         const Container& c = ws_.containers[e.aux];
         sink_.Put(is_object ? '{' : '[');
-        Frame& frame = ws_.frames.push_uninit();
-        frame.next = c.first;
-        frame.stop = c.first + c.count;
-        frame.ctx = ctx;
-        frame.is_object = is_object;
-        frame.first = true;
+        frame->next = c.first;
+        frame->stop = c.first + c.count;
+        frame->ctx = ctx;
+        frame->is_object = is_object;
+        frame->first = true;
         return true;
       }
       default:  // numbers (canonical text, maybe in the arena), literals

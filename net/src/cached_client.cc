@@ -5,6 +5,7 @@
 
 #include <boost/json.hpp>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <iostream>
 #include <mutex>
@@ -88,6 +89,10 @@ class CachedClientImpl final : public CachedClient {
     s.stored = stored_.load();
     s.not_stored = not_stored_.load();
     s.model_drifts = model_drifts_.load();
+    s.prompt_cache_read_tokens = prompt_cache_read_tokens_.load();
+    s.prompt_cache_write_tokens = prompt_cache_write_tokens_.load();
+    s.prompt_cache_savings_nanousd = prompt_cache_savings_nanousd_.load();
+    s.priced_responses = priced_responses_.load();
     return s;
   }
 
@@ -259,7 +264,10 @@ class CachedClientImpl final : public CachedClient {
         out.parsed = std::move(*parsed);
       }
     }
-    if (out.parsed.usage) out.usage = ToEngineUsage(*out.parsed.usage);
+    if (out.parsed.usage) {
+      out.usage = ToEngineUsage(*out.parsed.usage);
+      AccountPromptCache(key.model, out.parsed);
+    }
     if (kind != CacheResult::kMiss) return out;
 
     std::string why = WhyNotCacheable(out.status, out.parsed);
@@ -330,6 +338,24 @@ class CachedClientImpl final : public CachedClient {
     }
   }
 
+  // Provider-side prompt caching of one upstream response.
+  void AccountPromptCache(const std::string& requested_model,
+                          const ParsedCompletion& c) {
+    const CompletionUsage& u = *c.usage;
+    prompt_cache_read_tokens_.fetch_add(u.cached_tokens);
+    prompt_cache_write_tokens_.fetch_add(u.cache_write_tokens);
+    if (!options_.pricing) return;
+    Result<CostBreakdown> cost = ComputeCost(
+        *options_.pricing, c.model.empty() ? requested_model : c.model, u);
+    if (!cost.ok() && !c.model.empty()) {
+      cost = ComputeCost(*options_.pricing, requested_model, u);
+    }
+    if (!cost.ok()) return;
+    priced_responses_.fetch_add(1);
+    prompt_cache_savings_nanousd_.fetch_add(
+        static_cast<int64_t>(std::llround(cost->prompt_cache_savings * 1e9)));
+  }
+
   void CheckDrift(const std::string& base_model, const std::string& resolved) {
     if (resolved.empty()) return;
     std::string previous;
@@ -385,7 +411,9 @@ class CachedClientImpl final : public CachedClient {
 
   std::atomic<uint64_t> hits_{0}, misses_{0}, bypasses_{0}, upstream_calls_{0},
       flight_joins_{0}, store_errors_{0}, stored_{0}, not_stored_{0},
-      model_drifts_{0};
+      model_drifts_{0}, prompt_cache_read_tokens_{0},
+      prompt_cache_write_tokens_{0}, priced_responses_{0};
+  std::atomic<int64_t> prompt_cache_savings_nanousd_{0};
   std::atomic<int64_t> last_store_log_ms_{0};
 };
 
@@ -408,6 +436,23 @@ std::shared_ptr<CachedClient> CachedClient::Create(
     CachedClientOptions options) {
   return std::make_shared<CachedClientImpl>(std::move(cache), std::move(client),
                                             std::move(options));
+}
+
+void FetchPricing(Client& client,
+                  std::function<void(Result<PricingTable>)> done) {
+  Request r;
+  r.method = "GET";
+  r.path = "/models";
+  client.Send(std::move(r), nullptr,
+              [done = std::move(done)](Result<Response> resp) {
+                if (!resp.ok()) {
+                  done(resp.status());
+                } else if (resp->status != 200) {
+                  done(StatusFromUpstream(resp->status, resp->body));
+                } else {
+                  done(PricingTable::FromModelsJson(resp->body));
+                }
+              });
 }
 
 Result<std::string> CachedClient::BuildChatBody(std::string_view model,

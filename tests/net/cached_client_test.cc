@@ -7,6 +7,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
+#include <cmath>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -410,6 +411,61 @@ TEST_F(CachedClientTest, ModelDriftIsRecordedAndCanFlush) {
   auto old = cache_->Lookup(*key);
   ASSERT_OK(old);
   EXPECT_FALSE(old->hit());  // flushed on drift
+}
+
+TEST_F(CachedClientTest, PromptCachingIsPricedSeparatelyFromResponseCache) {
+  ClientOptions co;
+  co.base_url = fake_->base_url();
+  co.api_key = "k";
+  auto client = Client::Create(loop_.ioc().get_executor(), co);
+  ASSERT_OK(client);
+  std::promise<Result<PricingTable>> p;
+  FetchPricing(**client,
+               [&](Result<PricingTable> t) { p.set_value(std::move(t)); });
+  Result<PricingTable> table = p.get_future().get();
+  ASSERT_OK(table);
+  ASSERT_NE(table->Find("anthropic/claude-sonnet-4.5"), nullptr);
+
+  CachedClientOptions o;
+  o.pricing = std::make_shared<PricingTable>(*table);
+  auto c = Make(cache_, o);
+  const std::string big(6000, 'x');
+  const std::string body =
+      R"({"model":"anthropic/claude-sonnet-4.5","temperature":0,"messages":[)"
+      R"({"role":"system","content":[{"type":"text","text":")" +
+      big +
+      R"(","cache_control":{"type":"ephemeral"}}]},)"
+      R"({"role":"user","content":"Summarise."}]})";
+  auto first = Call(*c, body);  // provider cache write
+  ASSERT_OK(first);
+  CachedRequest fresh;
+  fresh.skip_lookup = true;
+  auto second = Call(*c, body, nullptr, fresh);  // provider cache read
+  ASSERT_OK(second);
+  const CachedClientStats s = c->stats();
+  EXPECT_EQ(s.priced_responses, 2u);
+  ASSERT_TRUE(first->parsed.usage && second->parsed.usage);
+  EXPECT_GT(first->parsed.usage->cache_write_tokens, 0u);
+  EXPECT_GT(second->parsed.usage->cached_tokens, 0u);
+  EXPECT_EQ(s.prompt_cache_write_tokens,
+            first->parsed.usage->cache_write_tokens);
+  EXPECT_EQ(s.prompt_cache_read_tokens, second->parsed.usage->cached_tokens);
+  auto c1 =
+      ComputeCost(*table, "anthropic/claude-sonnet-4.5", *first->parsed.usage);
+  auto c2 =
+      ComputeCost(*table, "anthropic/claude-sonnet-4.5", *second->parsed.usage);
+  ASSERT_OK(c1);
+  ASSERT_OK(c2);
+  EXPECT_LT(c1->prompt_cache_savings, 0);  // writes cost 1.25x
+  EXPECT_GT(c2->prompt_cache_savings, 0);  // reads cost 0.1x
+  EXPECT_EQ(s.prompt_cache_savings_nanousd,
+            std::llround(c1->prompt_cache_savings * 1e9) +
+                std::llround(c2->prompt_cache_savings * 1e9));
+  // The response cache's own savings are counted apart, by the engine.
+  auto hit = Call(*c, body);
+  ASSERT_OK(hit);
+  EXPECT_EQ(hit->result, CacheResult::kHit);
+  EXPECT_EQ(c->stats().priced_responses, 2u);
 }
 
 }  // namespace

@@ -36,6 +36,7 @@
 #include "llmcache/key.h"
 #include "llmcache/net/client.h"
 #include "llmcache/net/completion.h"
+#include "llmcache/net/prompt_cache.h"
 #include "llmcache/policy.h"
 
 namespace llmcache::net {
@@ -51,6 +52,9 @@ struct CachedClientOptions {
   bool flush_on_model_drift = false;
   // Store failures are logged at most once per this interval.
   int64_t store_error_log_interval_ms = 60'000;
+  // Prices for prompt-caching accounting (see PricingTable; load it from a
+  // file or with FetchPricing). Null: only token counts are recorded.
+  std::shared_ptr<const PricingTable> pricing;
   // Where log lines go; null = stderr. Never receives keys or prompts.
   std::function<void(std::string_view line)> log;
 };
@@ -97,6 +101,15 @@ struct CachedClientStats {
   uint64_t store_errors = 0;
   uint64_t stored = 0, not_stored = 0;
   uint64_t model_drifts = 0;
+  // Provider-side prompt caching seen in upstream usage (separate from the
+  // response cache's savings, which the engine's statistics hold).
+  uint64_t prompt_cache_read_tokens = 0;
+  uint64_t prompt_cache_write_tokens = 0;
+  // Priced with CachedClientOptions::pricing: what prompt caching saved
+  // against the uncached price (negative when writes cost more than reads
+  // saved), in nano-USD.
+  int64_t prompt_cache_savings_nanousd = 0;
+  uint64_t priced_responses = 0;
 };
 
 class CachedClient : public std::enable_shared_from_this<CachedClient> {
@@ -159,6 +172,11 @@ class CachedClient : public std::enable_shared_from_this<CachedClient> {
  protected:
   CachedClient() = default;
 };
+
+// Fetches GET <base_url>/models and loads its pricing. `done` gets the table,
+// or the transport / upstream / parse error.
+void FetchPricing(Client& client,
+                  std::function<void(Result<PricingTable>)> done);
 
 }  // namespace llmcache::net
 
