@@ -3,23 +3,31 @@
 //
 // Pipeline (KeyBuilder::Compute):
 //   1. Parse: one pass over the body that validates RFC 8259 syntax and UTF-8
-//      and builds a pre-order array of Nodes. Strings are not copied: a node
-//      points at the raw text between the quotes, flagged when it has escapes
-//      (and whether those escapes are already canonical). Member names are
-//      decoded (into a per-thread arena, only when they have escapes) because
-//      objects are sorted by decoded name; each object's members are sorted
-//      when it closes, which also finds duplicates. No recursion: open
-//      containers live on an explicit stack, checked against max_depth before
-//      it grows.
+//      and records one Entry per value (with its member name inline).
+//      Strings are not copied: an entry points at the raw text in the body,
+//      flagged when it has escapes and whether those escapes are already the
+//      canonical ones. Member names with escapes are decoded into a
+//      per-thread arena, because objects are sorted by decoded name. When a
+//      container closes its children move from the open stack to their final
+//      place, an object's sorted (which also finds duplicates). No recursion:
+//      open containers live on an explicit stack, checked against max_depth
+//      before it grows. The parser also notes which values and `"name":value`
+//      members are byte-for-byte canonical already (compact, sorted,
+//      canonical scalars), so the emitter can copy them as one slice.
 //   2. Inspect: the top-level members give RequestInfo and the required
 //      `model` / `messages`.
 //   3. Emit: an iterative walk writes the canonical bytes into a sink. For the
-//      key the sink is a small buffer flushed into EVP_DigestUpdate (long
-//      slices of the body go to the hasher directly), so the canonical body is
-//      never materialised; Canonicalize() runs the same walk into a string.
+//      key the sink is a buffer flushed into EVP_DigestUpdate, so the
+//      canonical body is never materialised; Canonicalize() runs the same
+//      walk into a string.
 //
 // All scratch memory is thread_local and reused, so a steady-state call makes
 // no heap allocation except for the strings it returns.
+//
+// Performance notes (measured; see bench/key_bench.cc): the cost is per
+// token much more than per byte, so the hot paths avoid per-token heap work,
+// function calls and wide loads of narrow recent stores; strings are scanned
+// 16 bytes at a time.
 
 #include "llmcache/key.h"
 
@@ -129,7 +137,7 @@ class Hasher {
 // ---------------------------------------------------------------------------
 // Parsed tree.
 
-// A growable array of trivially copyable T whose push has a single
+// A growable array of trivially copyable T whose append has a single
 // well-predicted capacity check inline (std::vector's is heavier). Grows
 // geometrically; throws std::bad_alloc (caught at the API boundary).
 template <typename T>
@@ -140,11 +148,6 @@ class PodVector {
   PodVector(const PodVector&) = delete;
   PodVector& operator=(const PodVector&) = delete;
 
-  LLMCACHE_INLINE T& push(const T& value) {
-    if (LLMCACHE_UNLIKELY(size_ == capacity_)) Grow(size_ + 1);
-    data_[size_] = value;
-    return data_[size_++];
-  }
   // Appends an element with indeterminate contents and returns it, so that
   // callers write the fields in place: building a temporary and copying it
   // makes wide loads of narrow, recent stores, which defeats store-to-load
@@ -235,7 +238,10 @@ struct Entry {
   const char* raw;  // first byte of the value in the body (see kNumberInArena)
   uint32_t key_len;
   uint32_t raw_len;  // byte length of the value in the body
-  uint32_t aux;      // array / object: index in Workspace::containers
+  // Array / object: index in Workspace::containers. Number with
+  // kNumberInArena: offset of its text in Workspace::numbers, until
+  // Parser::ResolveNumbers() points `raw` at it.
+  uint32_t aux;
   Type type;
   Flags flags;
 };
@@ -365,11 +371,6 @@ LLMCACHE_INLINE bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 
 LLMCACHE_INLINE bool IsWhitespace(char c) {
   return c == ' ' || c == '\n' || c == '\r' || c == '\t';
-}
-
-LLMCACHE_INLINE const char* SkipWhitespace(const char* p, const char* end) {
-  while (p < end && IsWhitespace(*p)) ++p;
-  return p;
 }
 
 // memcpy for the short names and values that dominate requests, without a
@@ -1421,49 +1422,66 @@ class Emitter {
   // Writes the canonical form of ws.root (the request object, with
   // request-level exclusions).
   void Run() {
-    // The container being written lives in `cur` (registers); its parents
-    // wait on ws.frames, each stored once and loaded once.
     PodVector<Frame>& frames = ws_.frames;
     frames.clear();
-    Frame cur;
-    if (!Open(ws_.root, Ctx::kTop, &cur)) return;  // root is an object
+    EmitValue(ws_.root, Ctx::kTop);
     const Entry* const entries = ws_.entries.data();
-    for (;;) {
-      if (cur.next == cur.stop) {
-        sink_.Put(cur.is_object ? '}' : ']');
-        if (frames.empty()) return;
-        cur = frames.back();
-        frames.pop();
-        continue;
-      }
-      const Entry& e = entries[cur.next++];
-      const bool comma = !cur.first;
-      Ctx child;
-      if (cur.is_object) {
-        child = Ctx::kPlain;
-        if (cur.ctx != Ctx::kPlain) {
-          const std::string_view key = KeyText(e);
-          if (Excluded(cur.ctx, key)) continue;
-          child = MemberCtx(cur.ctx, key);
+    while (!frames.empty()) {
+      // Emit the innermost open container's children until one of them opens
+      // a container of its own (then continue with that one) or they run
+      // out (then close this one).
+      const size_t depth = frames.size();
+      const Frame& frame = frames.back();
+      const Entry* e = entries + frame.next;
+      const Entry* const stop = entries + frame.stop;
+      const Ctx ctx = frame.ctx;
+      const bool is_object = frame.is_object;
+      bool comma = !frame.first;
+      bool descended = false;
+      if (is_object) {
+        for (; e < stop; ++e) {
+          Ctx child = Ctx::kPlain;
+          if (ctx != Ctx::kPlain) {
+            const std::string_view key = KeyText(*e);
+            if (Excluded(ctx, key)) continue;
+            child = MemberCtx(ctx, key);
+          }
+          if ((e->flags & kMemberRaw) && child == Ctx::kPlain) {
+            // `"name":value` is canonical in the body: one slice.
+            const char* const from = e->key - 1;
+            WriteSlice(comma, from,
+                       static_cast<size_t>(e->raw + e->raw_len - from));
+            comma = true;
+            continue;
+          }
+          WriteName(comma, *e);
+          comma = true;
+          if (EmitValue(*e, child)) {
+            descended = true;
+            ++e;
+            break;
+          }
         }
-        cur.first = false;
-        if ((e.flags & kMemberRaw) && child == Ctx::kPlain) {
-          // `"name":value` is canonical in the body: one slice.
-          const char* const from = e.key - 1;
-          WriteSlice(comma, from,
-                     static_cast<size_t>(e.raw + e.raw_len - from));
-          continue;
-        }
-        WriteName(comma, e);
       } else {
-        child = ElementCtx(cur.ctx);
-        cur.first = false;
-        if (comma) sink_.Put(',');
+        const Ctx child = ElementCtx(ctx);
+        for (; e < stop; ++e) {
+          if (comma) sink_.Put(',');
+          comma = true;
+          if (EmitValue(*e, child)) {
+            descended = true;
+            ++e;
+            break;
+          }
+        }
       }
-      Frame inner;
-      if (Open(e, child, &inner)) {
-        frames.push(cur);
-        cur = inner;
+      if (descended) {
+        // The push may have moved the frames: index, not `frame`.
+        Frame& parent = frames[depth - 1];
+        parent.next = static_cast<uint32_t>(e - entries);
+        parent.first = false;
+      } else {
+        sink_.Put(is_object ? '}' : ']');
+        frames.pop();
       }
     }
   }
@@ -1512,6 +1530,8 @@ class Emitter {
 
   // Slices shorter than this are copied by CopyShort.
   static constexpr size_t kShort = 240;
+  // WriteName() asks for kShort + 20 bytes of room at most.
+  static_assert(kShort + 20 <= Sink::kMaxRoom);
 
   // Copies n < kShort bytes; `d` must have room for n + 16. Inside the body
   // it moves 16-byte blocks, which may read up to 15 bytes past the slice
@@ -1550,9 +1570,8 @@ class Emitter {
 
   // Emits the value of `e` in context `ctx`: as one slice when it is
   // canonical and no exclusion can apply inside it; otherwise scalars are
-  // written, and a container's opening bracket is written and *frame set
-  // to walk its children (returns true).
-  LLMCACHE_INLINE bool Open(const Entry& e, Ctx ctx, Frame* frame) {
+  // written and containers open a frame. Returns whether a frame was pushed.
+  LLMCACHE_INLINE bool EmitValue(const Entry& e, Ctx ctx) {
     if (e.type == Type::kObject) {
       // Exclusions apply only where the context expects an object.
       if (ctx != Ctx::kTop && ctx != Ctx::kMessage && ctx != Ctx::kBlock) {
@@ -1578,11 +1597,12 @@ class Emitter {
         const bool is_object = e.type == Type::kObject;
         const Container& c = ws_.containers[e.aux];
         sink_.Put(is_object ? '{' : '[');
-        frame->next = c.first;
-        frame->stop = c.first + c.count;
-        frame->ctx = ctx;
-        frame->is_object = is_object;
-        frame->first = true;
+        Frame& frame = ws_.frames.push_uninit();
+        frame.next = c.first;
+        frame.stop = c.first + c.count;
+        frame.ctx = ctx;
+        frame.is_object = is_object;
+        frame.first = true;
         return true;
       }
       default:  // numbers (canonical text, maybe in the arena), literals

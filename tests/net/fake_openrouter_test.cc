@@ -795,6 +795,39 @@ TEST_F(FakeOpenRouterTest, StopWithAHungRequestReturnsPromptly) {
   fake_->Stop();                           // idempotent
 }
 
+TEST_F(FakeOpenRouterTest, ConcurrentClientsAndStopMidStream) {
+  // Four clients stream slowly on their own connections (each event 50 ms
+  // apart); Stop() in the middle must close them all promptly.
+  std::vector<std::thread> threads;
+  std::vector<Reply> replies(4);
+  for (size_t i = 0; i < replies.size(); ++i) {
+    threads.emplace_back([this, i, &replies] {
+      TestClient client(fake_->port());
+      if (client.Connect()) return;
+      // A quick request first, so that every connection is busy when Stop()
+      // comes.
+      client.Chat(ChatBody("openai/gpt-4o", "warm up " + std::to_string(i)));
+      replies[i] = client.Chat(
+          ChatBody("fake/slow-50", "slow " + std::to_string(i), true));
+    });
+  }
+  for (int i = 0; i < 400 && fake_->requests() < 8; ++i) {
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  EXPECT_EQ(fake_->requests(), 8u);
+  std::this_thread::sleep_for(milliseconds(120));
+  const auto start = std::chrono::steady_clock::now();
+  fake_->Stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(1000));
+  for (std::thread& t : threads) t.join();
+  for (const Reply& r : replies) {
+    EXPECT_EQ(r.status, 200u);
+    EXPECT_TRUE(r.ec);  // cut off by Stop()
+    EXPECT_THAT(r.body, StartsWith(": OPENROUTER PROCESSING"));
+  }
+  EXPECT_EQ(fake_->connections(), 4u);
+}
+
 TEST(FakeOpenRouterStartTest, RejectsBadOptions) {
   FakeOptions tls;
   tls.tls = true;
