@@ -96,6 +96,8 @@ constexpr std::array<std::string_view, 4> kSystemPrompts = {
     "when you are unsure.",
 };
 
+constexpr std::string_view kShortSystemPrompt = "Be brief.";
+
 // Function tools with JSON-schema parameters, as SDKs send them.
 constexpr std::array<std::string_view, 4> kTools = {
     R"({"type":"function","function":{"name":"get_weather","description":"Get the current weather for a city.","parameters":{"type":"object","properties":{"city":{"type":"string","description":"City name, e.g. Paris"},"unit":{"type":"string","enum":["celsius","fahrenheit"],"description":"Temperature unit"}},"required":["city"],"additionalProperties":false}}})",
@@ -142,9 +144,9 @@ void AppendProse(Rng& rng, size_t n, std::string* out) {
     if (token.size() <= room) {
       out->append(token);
     } else {
-      // Fill the last few bytes with plain letters: never a broken escape.
-      out->append(std::string_view("etcetera.etcetera.etcetera.")
-                      .substr(0, std::min<size_t>(room, 27)));
+      // Fill the last few bytes with the start of a plain word and full
+      // stops: never a broken escape.
+      out->append(word.substr(0, std::min(room, word.size())));
       while (out->size() < goal) out->push_back('.');
     }
   }
@@ -190,17 +192,21 @@ std::string MakeChatRequest(size_t target_bytes, uint64_t seed) {
   std::string out;
   out.reserve(target_bytes + 64);
   out += head;
-  const std::string_view system =
-      kSystemPrompts[rng.Next() % kSystemPrompts.size()];
+  // Short targets get the shortest system prompt so that the request stays
+  // within the target.
+  constexpr size_t kMinFinalText = 40;
+  const size_t user_overhead = 1 + MessageOverhead("user");
+  std::string_view system = kSystemPrompts[rng.Next() % kSystemPrompts.size()];
+  const size_t fixed = head.size() + tail.size() + user_overhead +
+                       kMinFinalText + MessageOverhead("system");
+  if (fixed + system.size() > target_bytes) system = kShortSystemPrompt;
   out += R"({"role":"system","content":")";
   out += system;
   out += R"("})";
 
   // Conversation turns: (user, assistant) pairs while there is room for one
   // more pair plus the final user message.
-  const size_t user_overhead = 1 + MessageOverhead("user");
   const size_t assistant_overhead = 1 + MessageOverhead("assistant");
-  constexpr size_t kMinFinalText = 40;
   for (;;) {
     const size_t used = out.size() + tail.size();
     const size_t remaining = target_bytes > used ? target_bytes - used : 0;

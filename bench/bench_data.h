@@ -13,13 +13,14 @@ namespace llmcache::bench {
 // model id, `temperature: 0`, `max_tokens`, a system message, alternating
 // user/assistant turns of English-like prose (with some `\n` and `\"`
 // escapes) ending in a user turn, and, for bodies of 1500 bytes or more, a
-// `tools` array of function tools with JSON-schema parameters. Members are in
-// the order SDKs send them (not sorted).
+// `tools` array of function tools with JSON-schema parameters (one more tool
+// per 4 KiB, up to four) and `tool_choice`. Members are in the order SDKs
+// send them (not sorted).
 //
-// The result is exactly `target_bytes` long when target_bytes >= 256 (and at
-// least the minimal request, about 180 bytes, below that). It depends only
-// on (target_bytes, seed): the same arguments give the same bytes on every
-// platform, different seeds give different requests.
+// The result is exactly `target_bytes` long whenever that is at least the
+// minimal request (under 160 bytes; smaller targets give the minimal
+// request). It depends only on (target_bytes, seed) -- the same bytes on
+// every platform -- and different seeds give different requests.
 std::string MakeChatRequest(size_t target_bytes, uint64_t seed);
 
 }  // namespace llmcache::bench

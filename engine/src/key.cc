@@ -234,7 +234,7 @@ constexpr Flags kMemberRaw = 32;
 // One value in the tree, with its member name when it is in an object.
 // Containers refer to the range of their children in Workspace::entries.
 struct Entry {
-  const char* key;  // object member: decoded name
+  const char* key;  // object member: decoded name (unset for other values)
   const char* raw;  // first byte of the value in the body (see kNumberInArena)
   uint32_t key_len;
   uint32_t raw_len;  // byte length of the value in the body
@@ -1310,8 +1310,9 @@ class HashSink {
 
  private:
   static constexpr size_t kBufferSize = 8192;
-  // Slices at least this long skip the buffer: past this size one more
-  // EVP_DigestUpdate call costs less than the copy.
+  // A slice at least this long that does not fit in the buffer goes to the
+  // hasher directly: past this size one more EVP_DigestUpdate call costs less
+  // than the copy.
   static constexpr size_t kDirectThreshold = 1024;
 
   void WriteSlow(const char* p, size_t n) {
@@ -1375,8 +1376,9 @@ class StringSink {
   char* end_;
 };
 
-// A quick pre-filter for name lists: a 64-bit set of (length, first byte)
-// hashes, so that most names are rejected without comparing strings.
+// A quick pre-filter for name lists: a 64-bit set of (length, first byte,
+// last byte) hashes, so that most names are rejected without comparing
+// strings.
 class NameSet {
  public:
   explicit NameSet(const std::vector<std::string>& names) : names_(names) {
@@ -1588,6 +1590,19 @@ class Emitter {
       WriteSlice(false, e.raw, e.raw_len);
       return false;
     }
+    if (ctx == Ctx::kContent) {
+      // `"content":[{"type":"text","text":T}]` (markers such as cache_control
+      // aside) says exactly what `"content":T` says: key both as T, so that
+      // marking a block for prompt caching never changes the key.
+      if (const Entry* text = SingleTextPart(e)) {
+        if (text->flags & kCanonical) {
+          WriteSlice(false, text->raw, text->raw_len);
+        } else {
+          EmitDecodedString(*text);
+        }
+        return false;
+      }
+    }
     switch (e.type) {
       case Type::kString:
         EmitDecodedString(e);
@@ -1609,6 +1624,33 @@ class Emitter {
         sink_.Write(e.raw, e.raw_len);
         return false;
     }
+  }
+
+  // The `text` member of `content`'s only part when that part has nothing
+  // but `type: "text"`, a string `text` and excluded block members; else
+  // null.
+  const Entry* SingleTextPart(const Entry& content) const {
+    const Container& c = ws_.containers[content.aux];
+    if (c.count != 1) return nullptr;
+    const Entry& part = ws_.entries[c.first];
+    if (part.type != Type::kObject) return nullptr;
+    const Container& members = ws_.containers[part.aux];
+    const Entry* text = nullptr;
+    bool typed = false;
+    for (uint32_t i = 0; i < members.count; ++i) {
+      const Entry& m = ws_.entries[members.first + i];
+      const std::string_view key = KeyText(m);
+      if (Excluded(Ctx::kBlock, key)) continue;
+      if (key == "text" && m.type == Type::kString) {
+        text = &m;
+      } else if (key == "type" && m.type == Type::kString &&
+                 std::string_view(m.raw, m.raw_len) == "\"text\"") {
+        typed = true;
+      } else {
+        return nullptr;
+      }
+    }
+    return typed ? text : nullptr;
   }
 
   void EmitDecodedString(const Entry& e) {

@@ -252,6 +252,37 @@ TEST(KeyExclusionTest, BlockFieldsAreExcludedAtEveryBlockLevel) {
                 R"("prompt_cache_breakpoint":{"mode":"explicit"}}]})"));
 }
 
+TEST(KeyExclusionTest, SingleTextPartEqualsPlainStringContent) {
+  // Marking a block for prompt caching turns "content":"S" into one text
+  // part; the key must not change.
+  const std::string plain =
+      R"({"model":"m","messages":[{"role":"system","content":"S"},)"
+      R"({"role":"user","content":"Q"}]})";
+  const std::string part =
+      R"({"model":"m","messages":[{"role":"system","content":[{"type":"text",)"
+      R"("text":"S","cache_control":{"type":"ephemeral"}}]},)"
+      R"({"role":"user","content":[{"text":"Q","type":"text"}]}]})";
+  EXPECT_EQ(Key(plain), Key(part));
+  EXPECT_EQ(Canon(plain), Canon(part));
+  // Two parts, another part type, or an extra member are not plain text.
+  EXPECT_NE(Key(plain),
+            Key(R"({"model":"m","messages":[{"role":"system","content":"S"},)"
+                R"({"role":"user","content":[{"type":"text","text":"Q"},)"
+                R"({"type":"text","text":""}]}]})"));
+  EXPECT_NE(
+      Key(plain),
+      Key(R"({"model":"m","messages":[{"role":"system","content":"S"},)"
+          R"({"role":"user","content":[{"type":"input_text","text":"Q"}]}]})"));
+  EXPECT_NE(
+      Key(plain),
+      Key(R"({"model":"m","messages":[{"role":"system","content":"S"},)"
+          R"({"role":"user","content":[{"type":"text","text":"Q","x":1}]}]})"));
+  // Only message content is folded, not look-alikes elsewhere.
+  EXPECT_NE(
+      Key(R"({"model":"m","messages":[],"x":{"content":"Q"}})"),
+      Key(R"({"model":"m","messages":[],"x":{"content":[{"type":"text","text":"Q"}]}})"));
+}
+
 TEST(KeyExclusionTest, CacheControlInsideToolSchemaIsContent) {
   const std::string with =
       R"({"model":"m","messages":[],"tools":[{"type":"function","function":)"

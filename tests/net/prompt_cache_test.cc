@@ -12,6 +12,7 @@
 #include <iterator>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "llmcache/key.h"
 #include "testing/status_matchers.h"
@@ -341,25 +342,32 @@ TEST(PromptCacheTest, EscapedMemberNamesAndStringsAreFound) {
   EXPECT_THAT(*out, HasSubstr(R"([{"type":"text","text":"\"q\" )"));
 }
 
-TEST(PromptCacheTest, ArrayPartMarkersDoNotChangeTheResponseCacheKey) {
-  // Only markers on existing text parts are key-neutral: turning a string
-  // `content` into a one-part array changes the canonical body, so callers key
-  // the request as the client sent it, before adding breakpoints.
-  const std::string body =
+TEST(PromptCacheTest, MarkersNeverChangeTheResponseCacheKey) {
+  // Markers on existing text parts, and a string `content` turned into a
+  // one-part marked array: the key stays the same either way.
+  const std::vector<std::string> bodies = {
       R"({"model":"anthropic/claude-sonnet-4.5","temperature":0,"messages":[)"
       R"({"role":"system","content":[{"type":"text","text":")" +
-      Big(5000) + R"("}]},{"role":"user","content":[{"type":"text","text":")" +
-      Big(6000, 'u') + R"("},{"type":"text","text":"Question?"}]}]})";
-  Result<std::string> out =
-      AddCacheBreakpoints(body, "anthropic/claude-sonnet-4.5");
-  ASSERT_OK(out);
-  ASSERT_NE(*out, body);
+          Big(5000) +
+          R"("}]},{"role":"user","content":[{"type":"text","text":")" +
+          Big(6000, 'u') + R"("},{"type":"text","text":"Question?"}]}]})",
+      R"({"model":"anthropic/claude-sonnet-4.5","temperature":0,"messages":[)"
+      R"({"role":"system","content":")" +
+          Big(5000) + R"("},{"role":"user","content":")" + Big(6000, 'u') +
+          R"("}]})",
+  };
   const KeyBuilder keys;
-  Result<RequestKey> before = keys.Compute(body, KeyScope());
-  Result<RequestKey> after = keys.Compute(*out, KeyScope());
-  ASSERT_OK(before);
-  ASSERT_OK(after);
-  EXPECT_EQ(before->Hex(), after->Hex());
+  for (const std::string& body : bodies) {
+    Result<std::string> out =
+        AddCacheBreakpoints(body, "anthropic/claude-sonnet-4.5");
+    ASSERT_OK(out);
+    ASSERT_NE(*out, body);
+    Result<RequestKey> before = keys.Compute(body, KeyScope());
+    Result<RequestKey> after = keys.Compute(*out, KeyScope());
+    ASSERT_OK(before);
+    ASSERT_OK(after);
+    EXPECT_EQ(before->Hex(), after->Hex());
+  }
 }
 
 TEST(PromptCacheTest, NonChatBodiesAreInvalidArgument) {

@@ -42,7 +42,8 @@ size_t MinCacheableTokens(std::string_view model);
 // present, which are kept as they are. Messages after the last user message
 // are never marked. Returns the body unchanged (byte for byte) when nothing
 // qualifies. kInvalidArgument if the body is not a chat request. The response
-// cache key does not change (cache_control is excluded from keys).
+// cache key does not change: cache_control is excluded from keys, and a
+// one-part text array keys like the plain string it replaces.
 Result<std::string> AddCacheBreakpoints(std::string_view body,
                                         std::string_view model,
                                         const BreakpointOptions& options = {});
