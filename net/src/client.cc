@@ -104,6 +104,8 @@ struct Conn {
     return tls ? beast::get_lowest_layer(*tls) : *tcp;
   }
   void Close() {
+    connected = false;
+    if (!tls && !tcp) return;  // failed before a stream existed
     boost::system::error_code ec;
     lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
     lowest().socket().close(ec);
@@ -250,20 +252,58 @@ class ClientImpl final : public Client {
       return std::max(milliseconds(1), std::min(phase, left));
     };
 
-    tcp::resolver resolver(conn->strand);
+    std::vector<tcp::endpoint> endpoints;
+    bool resolve_timed_out = false;
     asio::steady_timer resolve_timer(conn->strand);
     resolve_timer.expires_after(bounded(options_.resolve_timeout));
-    bool resolve_timed_out = false;
-    resolve_timer.async_wait([&](boost::system::error_code tec) {
-      if (!tec) {
+    if (!options_.resolve_for_test) {
+      tcp::resolver resolver(conn->strand);
+      resolve_timer.async_wait([&](boost::system::error_code tec) {
+        if (!tec) {
+          resolve_timed_out = true;
+          resolver.cancel();
+        }
+      });
+      auto results = co_await resolver.async_resolve(
+          target_.host, target_.port,
+          asio::redirect_error(asio::use_awaitable, ec));
+      resolve_timer.cancel();
+      for (const auto& r : results) endpoints.push_back(r.endpoint());
+    } else {
+      // The injected resolver answers on any thread, or never: its answer is
+      // posted to the connection's strand and ends the wait on the timer.
+      struct Pending {
+        bool answered = false;
+        bool abandoned = false;
+        boost::system::error_code ec;
+        std::vector<tcp::endpoint> endpoints;
+      };
+      auto pending = std::make_shared<Pending>();
+      options_.resolve_for_test(
+          target_.host, target_.port,
+          [pending, strand = conn->strand, timer = &resolve_timer](
+              boost::system::error_code rec, std::vector<tcp::endpoint> eps) {
+            asio::post(strand, [pending, timer, rec, eps = std::move(eps)] {
+              if (pending->abandoned) return;
+              pending->answered = true;
+              pending->ec = rec;
+              pending->endpoints = eps;
+              timer->cancel();
+            });
+          });
+      boost::system::error_code tec;
+      co_await resolve_timer.async_wait(
+          asio::redirect_error(asio::use_awaitable, tec));
+      if (pending->answered) {
+        ec = pending->ec;
+        endpoints = std::move(pending->endpoints);
+      } else {
+        pending->abandoned = true;  // on the strand: no answer can race this
         resolve_timed_out = true;
-        resolver.cancel();
+        ec = asio::error::operation_aborted;
       }
-    });
-    auto endpoints = co_await resolver.async_resolve(
-        target_.host, target_.port,
-        asio::redirect_error(asio::use_awaitable, ec));
-    resolve_timer.cancel();
+    }
+    if (!ec && endpoints.empty()) ec = asio::error::host_not_found;
     if (ec) {
       if (resolve_timed_out) {
         a.status =

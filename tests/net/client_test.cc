@@ -18,6 +18,7 @@
 #include <fstream>
 #include <functional>
 #include <future>
+#include <mutex>
 #include <thread>
 
 #include "fake_openrouter.h"
@@ -410,6 +411,52 @@ TEST_F(ClientTest, ConnectDeadline) {
   auto client = MakeClient(o);
   EXPECT_THAT(Post(*client, Body("m/x")),
               StatusIs(StatusCode::kDeadlineExceeded, "connecting"));
+}
+
+TEST_F(ClientTest, ResolveDeadline) {
+  // A resolver that never answers (as a dead DNS server would).
+  std::atomic<int> asked{0};
+  ClientOptions o = Options();
+  o.resolve_timeout = 200ms;
+  o.max_attempts = 1;
+  o.resolve_for_test = [&](const std::string&, const std::string&, auto) {
+    ++asked;
+  };
+  auto client = MakeClient(o);
+  EXPECT_THAT(Post(*client, Body("m/x")),
+              StatusIs(StatusCode::kDeadlineExceeded, "resolving"));
+  EXPECT_EQ(asked.load(), 1);
+  EXPECT_EQ(client->connections_opened(), 0u);
+
+  // One that answers late, after the deadline: ignored, no crash.
+  std::function<void(boost::system::error_code,
+                     std::vector<asio::ip::tcp::endpoint>)>
+      late;
+  std::mutex mu;
+  o.resolve_for_test = [&](const std::string&, const std::string&, auto done) {
+    std::lock_guard<std::mutex> lock(mu);
+    late = std::move(done);
+  };
+  client = MakeClient(o);
+  EXPECT_THAT(Post(*client, Body("m/x")),
+              StatusIs(StatusCode::kDeadlineExceeded, "resolving"));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    ASSERT_TRUE(late);
+    late({}, {});
+  }
+
+  // One that answers in time: the request goes through.
+  o.resolve_for_test = [port = fake_->port()](const std::string& host,
+                                              const std::string&, auto done) {
+    EXPECT_EQ(host, "127.0.0.1");
+    done({},
+         {asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port)});
+  };
+  client = MakeClient(o);
+  Result<Response> ok = Post(*client, Body("openai/gpt-4o-mini"));
+  ASSERT_OK(ok);
+  EXPECT_EQ(ok->status, 200);
 }
 
 TEST_F(ClientTest, PlainHttpOnlyForLoopback) {

@@ -26,6 +26,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <chrono>
 #include <functional>
@@ -75,6 +76,16 @@ struct ClientOptions {
   size_t max_idle_per_host = 8;
   // Larger response bodies fail with kResourceExhausted.
   size_t max_response_bytes = 64u << 20;
+
+  // For tests (an injected OS layer): resolves instead of the system
+  // resolver. It must call `done` at most once, from any thread; never
+  // calling it simulates a resolver that hangs. Default: null (system).
+  using ResolveFn = std::function<void(
+      const std::string& host, const std::string& port,
+      std::function<void(boost::system::error_code,
+                         std::vector<boost::asio::ip::tcp::endpoint>)>
+          done)>;
+  ResolveFn resolve_for_test;
 };
 
 struct Header {
