@@ -25,28 +25,20 @@
 #include <utility>
 #include <vector>
 
+#include "json_util.h"
 #include "llmcache/key.h"
 
 namespace llmcache::net {
 namespace {
 
 namespace json = boost::json;
+using json_util::ArrayMember;
+using json_util::kMaxJsonDepth;
+using json_util::Member;
+using json_util::ObjectMember;
+using json_util::ParseJson;
 
-// Requests carry JSON schemas (tools, response_format) that nest deeper than
-// Boost's default limit of 32.
-constexpr size_t kMaxJsonDepth = 256;
 constexpr size_t kNpos = std::string_view::npos;
-
-json::value ParseJson(std::string_view text, boost::system::error_code& ec) {
-  json::parse_options options;
-  options.max_depth = kMaxJsonDepth;
-  return json::parse(text, ec, json::storage_ptr(), options);
-}
-
-const json::value* Member(const json::object& o, std::string_view key) {
-  auto it = o.find(key);
-  return it == o.end() ? nullptr : &it->value();
-}
 
 bool IsSet(const json::value* v) { return v != nullptr && !v->is_null(); }
 

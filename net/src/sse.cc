@@ -18,36 +18,20 @@
 #include <utility>
 #include <vector>
 
+#include "json_util.h"
+
 namespace llmcache::net {
 namespace {
 
 namespace json = boost::json;
+using json_util::ArrayMember;
+using json_util::kMaxJsonDepth;
+using json_util::Member;
+using json_util::ObjectMember;
+using json_util::ParseJson;
 
-// Deep enough for any provider metadata; Boost's default (32) is not.
-constexpr size_t kMaxJsonDepth = 256;
 // How much of a bad chunk is quoted in an error message.
 constexpr size_t kQuoteBytes = 64;
-
-json::value ParseJson(std::string_view text, boost::system::error_code& ec) {
-  json::parse_options options;
-  options.max_depth = kMaxJsonDepth;
-  return json::parse(text, ec, json::storage_ptr(), options);
-}
-
-const json::value* Member(const json::object& o, std::string_view key) {
-  auto it = o.find(key);
-  return it == o.end() ? nullptr : &it->value();
-}
-
-const json::object* ObjectMember(const json::object& o, std::string_view key) {
-  const json::value* v = Member(o, key);
-  return v != nullptr && v->is_object() ? &v->get_object() : nullptr;
-}
-
-const json::array* ArrayMember(const json::object& o, std::string_view key) {
-  const json::value* v = Member(o, key);
-  return v != nullptr && v->is_array() ? &v->get_array() : nullptr;
-}
 
 // Sets *out to the member's text and returns true if it is a string.
 bool StringMember(const json::object& o, std::string_view key,

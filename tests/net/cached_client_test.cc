@@ -14,6 +14,7 @@
 
 #include "fake_openrouter.h"
 #include "llmcache/net/sse.h"
+#include "testing/io_loop.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
 
@@ -34,23 +35,7 @@ std::string Body(const std::string& model, bool stream = false,
          R"("messages":[{"role":"user","content":")" + text + R"("}]})";
 }
 
-class Loop {
- public:
-  Loop() : guard_(asio::make_work_guard(ioc_)) {
-    for (int i = 0; i < 2; ++i) threads_.emplace_back([this] { ioc_.run(); });
-  }
-  ~Loop() {
-    guard_.reset();
-    ioc_.stop();
-    for (auto& t : threads_) t.join();
-  }
-  asio::io_context& ioc() { return ioc_; }
-
- private:
-  asio::io_context ioc_;
-  asio::executor_work_guard<asio::io_context::executor_type> guard_;
-  std::vector<std::thread> threads_;
-};
+using Loop = ::llmcache::testing::IoLoop;
 
 struct Collected {
   std::vector<std::string> events;

@@ -1,0 +1,50 @@
+// Small Boost.JSON helpers shared by the response, SSE and prompt-cache code.
+
+#ifndef LLMCACHE_NET_SRC_JSON_UTIL_H_
+#define LLMCACHE_NET_SRC_JSON_UTIL_H_
+
+#include <boost/json.hpp>
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace llmcache::net::json_util {
+
+namespace json = boost::json;
+
+// Deep enough for provider metadata and tool schemas; Boost's default (32)
+// is not.
+inline constexpr size_t kMaxJsonDepth = 256;
+
+// Parses `text` with kMaxJsonDepth; errors go to `ec` (never throws for bad
+// input).
+inline json::value ParseJson(std::string_view text,
+                             boost::system::error_code& ec) {
+  json::parse_options options;
+  options.max_depth = kMaxJsonDepth;
+  return json::parse(text, ec, json::storage_ptr(), options);
+}
+
+// The member `key` of `o`, or null.
+inline const json::value* Member(const json::object& o, std::string_view key) {
+  auto it = o.find(key);
+  return it == o.end() ? nullptr : &it->value();
+}
+
+// The member `key` of `o` if it is an object, or null.
+inline const json::object* ObjectMember(const json::object& o,
+                                        std::string_view key) {
+  const json::value* v = Member(o, key);
+  return v != nullptr && v->is_object() ? &v->get_object() : nullptr;
+}
+
+// The member `key` of `o` if it is an array, or null.
+inline const json::array* ArrayMember(const json::object& o,
+                                      std::string_view key) {
+  const json::value* v = Member(o, key);
+  return v != nullptr && v->is_array() ? &v->get_array() : nullptr;
+}
+
+}  // namespace llmcache::net::json_util
+
+#endif  // LLMCACHE_NET_SRC_JSON_UTIL_H_
