@@ -580,7 +580,7 @@ Status RocksCache::OpenAsSecondary() {
 
 Status RocksCache::CatchUp() {
   if (!secondary_) return Status();
-  std::unique_lock<std::shared_mutex> fence(write_fence_);
+  std::unique_lock<FenceMutex> fence(write_fence_);
   std::vector<std::string> names;
   rocksdb::DBOptions probe;
   rocksdb::Status s = rocksdb::DB::ListColumnFamilies(probe, path_, &names);
@@ -685,8 +685,7 @@ Result<LookupResult> RocksCache::Lookup(const RequestKey& key,
       return result;
     }
   }
-  std::shared_lock<std::shared_mutex> inspect_lock(write_fence_,
-                                                   std::defer_lock);
+  std::shared_lock<FenceMutex> inspect_lock(write_fence_, std::defer_lock);
   if (secondary_) inspect_lock.lock();  // CatchUp may reopen the database
 
   const uint64_t epoch = epoch_.load(std::memory_order_acquire);
@@ -729,7 +728,7 @@ Status RocksCache::Insert(const RequestKey& key, std::string_view body,
   LLMCACHE_RETURN_IF_ERROR(EncodeEntry(entry->meta, body, &value));
   entry->body.assign(body);
 
-  std::shared_lock<std::shared_mutex> fence(write_fence_);
+  std::shared_lock<FenceMutex> fence(write_fence_);
   Result<std::shared_ptr<Family>> family = FamilyForInsert(key.base_model);
   if (!family.ok()) {
     stats_.Add(Counter::kStoreErrors, 1);
@@ -807,7 +806,7 @@ Result<uint64_t> RocksCache::FlushModel(std::string_view model) {
   std::shared_ptr<Family> family;
   uint64_t known = 0;
   {
-    std::unique_lock<std::shared_mutex> fence(write_fence_);
+    std::unique_lock<FenceMutex> fence(write_fence_);
     {
       std::unique_lock<std::shared_mutex> lock(families_mu_);
       auto it = families_.find(base);
@@ -863,7 +862,7 @@ Result<uint64_t> RocksCache::FlushModel(std::string_view model) {
 
 Status RocksCache::FlushAll() {
   LLMCACHE_RETURN_IF_ERROR(MutationAllowed());
-  std::unique_lock<std::shared_mutex> fence(write_fence_);
+  std::unique_lock<FenceMutex> fence(write_fence_);
   std::vector<std::shared_ptr<Family>> dropped;
   {
     std::unique_lock<std::shared_mutex> lock(families_mu_);
@@ -983,7 +982,7 @@ Result<bool> RocksCache::PurgeKey(const Digest& digest) {
     }
   }
   if (doomed.empty()) return false;
-  std::unique_lock<std::shared_mutex> fence(write_fence_);
+  std::unique_lock<FenceMutex> fence(write_fence_);
   LLMCACHE_RETURN_IF_ERROR(DeleteEntriesLocked(doomed));
   stats_.Add(Counter::kPurged, static_cast<int64_t>(doomed.size()));
   return true;
@@ -994,7 +993,7 @@ Result<uint64_t> RocksCache::PurgeNamespace(std::string_view ns) {
   std::vector<Doomed> doomed;
   uint64_t removed = 0;
   auto flush = [&]() -> Status {
-    std::unique_lock<std::shared_mutex> fence(write_fence_);
+    std::unique_lock<FenceMutex> fence(write_fence_);
     LLMCACHE_RETURN_IF_ERROR(DeleteEntriesLocked(doomed));
     removed += doomed.size();
     stats_.Add(Counter::kPurged, static_cast<int64_t>(doomed.size()));
@@ -1079,7 +1078,7 @@ Result<uint64_t> RocksCache::PurgeIndexed(
   std::vector<Doomed> doomed;
   Status inner;
   auto flush = [&]() -> Status {
-    std::unique_lock<std::shared_mutex> fence(write_fence_);
+    std::unique_lock<FenceMutex> fence(write_fence_);
     LLMCACHE_RETURN_IF_ERROR(DeleteEntriesLocked(doomed));
     for (const Doomed& d : doomed) removed += d.bytes > 0 ? 1 : 0;
     doomed.clear();
@@ -1129,8 +1128,7 @@ Result<uint64_t> RocksCache::PurgeOlderThan(int64_t age_ms) {
 }
 
 Result<std::shared_ptr<const Entry>> RocksCache::Find(const Digest& digest) {
-  std::shared_lock<std::shared_mutex> inspect_lock(write_fence_,
-                                                   std::defer_lock);
+  std::shared_lock<FenceMutex> inspect_lock(write_fence_, std::defer_lock);
   if (secondary_) inspect_lock.lock();
   for (const std::shared_ptr<Family>& f : AllFamilies()) {
     if (f->overflow) continue;
@@ -1163,8 +1161,7 @@ Status RocksCache::ForEachEntry(
     const std::optional<std::string>& model,
     const std::function<bool(const EntryView&)>& fn,
     const std::function<void(std::string_view, const Status&)>& on_corrupt) {
-  std::shared_lock<std::shared_mutex> inspect_lock(write_fence_,
-                                                   std::defer_lock);
+  std::shared_lock<FenceMutex> inspect_lock(write_fence_, std::defer_lock);
   if (secondary_) inspect_lock.lock();
   std::optional<std::string> base;
   if (model) base = std::string(BaseModel(*model));
@@ -1363,7 +1360,7 @@ Status RocksCache::EnforceDiskBudget() {
     LLMCACHE_RETURN_IF_ERROR(inner);
     if (doomed.empty()) break;
     {
-      std::unique_lock<std::shared_mutex> fence(write_fence_);
+      std::unique_lock<FenceMutex> fence(write_fence_);
       LLMCACHE_RETURN_IF_ERROR(DeleteEntriesLocked(doomed));
     }
     stats_.Add(Counter::kEvictions, static_cast<int64_t>(evicted));
@@ -1398,7 +1395,7 @@ Status RocksCache::RunMaintenance() {
   Status budget = EnforceDiskBudget();
   if (s.ok()) s = budget;
   {
-    std::shared_lock<std::shared_mutex> fence(write_fence_);
+    std::shared_lock<FenceMutex> fence(write_fence_);
     NudgePeriodicCompaction();
   }
   return s;
@@ -1424,7 +1421,7 @@ Status RocksCache::Compact() {
   std::vector<std::shared_ptr<Family>> families;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   {
-    std::shared_lock<std::shared_mutex> fence(write_fence_);
+    std::shared_lock<FenceMutex> fence(write_fence_);
     families = AllFamilies();
     handles = {time_cf_, meta_cf_};
   }
@@ -1445,8 +1442,7 @@ Status RocksCache::Compact() {
 
 Result<CacheStats> RocksCache::GetStats() {
   CacheStats stats;
-  std::shared_lock<std::shared_mutex> inspect_lock(write_fence_,
-                                                   std::defer_lock);
+  std::shared_lock<FenceMutex> inspect_lock(write_fence_, std::defer_lock);
   if (secondary_) inspect_lock.lock();
   {
     std::lock_guard<std::mutex> lock(stats_write_mu_);

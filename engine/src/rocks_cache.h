@@ -3,7 +3,8 @@
 // Internal header; tests include it to reach the test hooks at the bottom.
 //
 // Concurrency design:
-//   - write_fence_ (shared_mutex): inserts hold it shared; dropping a column
+//   - write_fence_ (a writer-preferring shared mutex): inserts hold it
+//     shared; dropping a column
 //     family and deleting entries hold it exclusively. No write can therefore
 //     go through a column-family handle while it is being dropped (a write
 //     through a dropped handle would stop all writes until reopen); every
@@ -42,6 +43,33 @@ namespace llmcache {
 // Maps a RocksDB status to ours, naming `path` and what was being done.
 Status FromRocks(const rocksdb::Status& s, std::string_view path,
                  std::string_view what);
+
+// A shared mutex whose exclusive lockers are not starved by a stream of
+// shared lockers (glibc's rwlock prefers readers: a flush could wait for as
+// long as inserts keep coming). An exclusive locker closes a gate that new
+// shared lockers pass through, then waits for the current ones to leave.
+// Meets the Lockable and SharedLockable requirements.
+class FenceMutex {
+ public:
+  void lock() {
+    gate_.lock();
+    rw_.lock();
+  }
+  void unlock() {
+    rw_.unlock();
+    gate_.unlock();
+  }
+  void lock_shared() {
+    gate_.lock();
+    gate_.unlock();
+    rw_.lock_shared();
+  }
+  void unlock_shared() { rw_.unlock_shared(); }
+
+ private:
+  std::mutex gate_;
+  std::shared_mutex rw_;
+};
 
 class RocksCache final : public Cache {
  public:
@@ -177,7 +205,7 @@ class RocksCache final : public Cache {
       families_;
   std::shared_ptr<Family> overflow_;
 
-  std::shared_mutex write_fence_;
+  FenceMutex write_fence_;
   std::atomic<uint64_t> epoch_{0};
   std::unique_ptr<MemoryTier> tier_;
   StatsCollector stats_;

@@ -4,7 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <set>
 #include <string>
 #include <thread>
@@ -326,10 +328,16 @@ TEST_P(CacheTest, FlushModelWhileFourThreadsReadAndWrite) {
       }
     });
   }
+  // Regression: a reader-preferring fence let the writers starve flushes
+  // (tens of seconds per flush). Each flush must get through promptly.
+  auto slowest = std::chrono::steady_clock::duration::zero();
   for (int round = 0; round < 20; ++round) {
+    const auto t0 = std::chrono::steady_clock::now();
     ASSERT_OK(cache_->FlushModel("victim/model"));
+    slowest = std::max(slowest, std::chrono::steady_clock::now() - t0);
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+  EXPECT_LT(slowest, std::chrono::seconds(5));
   stop = true;
   for (auto& th : threads) th.join();
   EXPECT_EQ(errors.load(), 0);
