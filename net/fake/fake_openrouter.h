@@ -23,6 +23,10 @@
 //                            before [DONE]; non-stream: body cut short
 //   fake/reset               the connection is reset in the middle of the body
 //   fake/hang                headers are never sent (the client must time out)
+//   fake/slow-<ms>           stream: <ms> between events (non-stream: before
+//                            the answer), to test idle deadlines and cancels
+//   fake/newlines            non-stream body preceded by "\n\n\n" keep-alive
+//                            bytes, as OpenRouter sends for slow upstreams
 // Any other model answers normally. Prompt caching is simulated: a request
 // with `cache_control` markers reports cache_write_tokens the first time and
 // cached_tokens afterwards.
