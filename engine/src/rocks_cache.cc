@@ -559,11 +559,7 @@ Status RocksCache::OpenAsSecondary() {
       families_[*model] =
           std::make_shared<Family>(db_.get(), handles[i], *model, false);
     } else {
-      if (name != rocksdb::kDefaultColumnFamilyName) {
-        db_->DestroyColumnFamilyHandle(handles[i]);
-      } else {
-        db_->DestroyColumnFamilyHandle(handles[i]);
-      }
+      db_->DestroyColumnFamilyHandle(handles[i]);  // default or not ours
     }
   }
   default_cf_ = db_->DefaultColumnFamily();
@@ -677,6 +673,8 @@ Result<LookupResult> RocksCache::Lookup(const RequestKey& key,
       if (result.outcome == LookupOutcome::kHit) {
         result.entry = std::move(e);
         result.from_memory = true;
+      } else if (result.outcome == LookupOutcome::kExpired) {
+        tier_->Erase(key.digest);  // no point keeping it hot
       }
       if (options.record_stats) {
         internal::RecordLookup(stats_, key.base_model, result.outcome,
