@@ -1978,4 +1978,11 @@ Digest Sha256(std::string_view data) {
   return digest;
 }
 
+std::string ApiKeyScope(std::string_view api_key) {
+  if (api_key.empty()) return std::string();
+  std::string input = "llmcache-scope-v1:";
+  input.append(api_key);
+  return DigestToHex(Sha256(input));
+}
+
 }  // namespace llmcache

@@ -989,5 +989,15 @@ TEST(KeyThreadTest, LargeBodyThenSmallBodyOnOneThread) {
   EXPECT_EQ(Key(Request()), small);
 }
 
+TEST(ApiKeyScopeTest, IsAHashThatNeverContainsTheKey) {
+  const std::string scope = ApiKeyScope("sk-or-v1-secret");
+  EXPECT_EQ(scope.size(), 64u);
+  EXPECT_EQ(scope, DigestToHex(Sha256("llmcache-scope-v1:sk-or-v1-secret")));
+  EXPECT_EQ(scope.find("secret"), std::string::npos);
+  EXPECT_NE(scope, ApiKeyScope("sk-or-v1-other"));
+  EXPECT_EQ(scope, ApiKeyScope("sk-or-v1-secret"));
+  EXPECT_EQ(ApiKeyScope(""), "");
+}
+
 }  // namespace
 }  // namespace llmcache

@@ -144,6 +144,11 @@ class KeyBuilder {
 // (the baseline the key benchmark is compared against).
 Digest Sha256(std::string_view data);
 
+// The tenant scope of an API key, as the proxy and the CLI derive it: the
+// lowercase hex SHA-256 of "llmcache-scope-v1:" + key. The key itself never
+// reaches a digest input, the disk or a log; empty for an empty key (shared).
+std::string ApiKeyScope(std::string_view api_key);
+
 }  // namespace llmcache
 
 #endif  // LLMCACHE_KEY_H_
