@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs exactly the Debian packages llmcache needs; skips what is present.
 # Idempotent. Usage: scripts/setup.sh [--bench]
-#   --bench  also the baselines the comparison benchmarks run (Redis, Python).
+#   --bench  also the baselines the comparison benchmarks run (Redis, Python,
+#            nginx and wrk for bench/proxy_bench.sh).
+# Also installs the OpenAI SDK for the end-to-end test (npm ci in tests/sdk).
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 packages=(
   g++ cmake ninja-build
@@ -12,8 +15,9 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev
 )
+if ! command -v node >/dev/null; then packages+=(nodejs npm); fi
 if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(redis-server python3 python3-redis)
+  packages+=(redis-server python3 python3-redis nginx wrk)
 fi
 
 missing=()
@@ -25,11 +29,16 @@ done
 
 if ((${#missing[@]} == 0)); then
   echo "setup: all ${#packages[@]} packages present"
-  exit 0
+else
+  echo "setup: installing ${missing[*]}"
+  sudo=""
+  if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-echo "setup: installing ${missing[*]}"
-sudo=""
-if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# The OpenAI SDK for tests/sdk (the OpenAiSdk ctest), from package-lock.json.
+if [[ ! -d tests/sdk/node_modules || tests/sdk/package-lock.json -nt tests/sdk/node_modules ]]; then
+  echo "setup: npm ci in tests/sdk"
+  npm ci --prefix tests/sdk --no-audit --no-fund
+fi

@@ -1,0 +1,276 @@
+// End-to-end test of `llmcache serve` with the official OpenAI SDK for Node.
+//
+//   node tests/sdk/openai_sdk_test.mjs path/to/llmcache
+//
+// Starts `llmcache fake-openrouter` and `llmcache serve` in front of it on free
+// loopback ports (nothing leaves the machine), then sends through the SDK:
+//   - one non-stream completion twice: X-Cache MISS, then HIT, same content;
+//   - one streamed completion (other messages) twice: MISS, then HIT, the same
+//     assembled content and a finish_reason both times.
+// Exit code 0 when every check passes, 1 otherwise (with the reason and the
+// children's output). The children are stopped in every case.
+// Needs the SDK installed once: npm ci --prefix tests/sdk
+
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const OVERALL_TIMEOUT_MS = 60_000;
+const STARTUP_TIMEOUT_MS = 20_000;
+const REQUEST_TIMEOUT_MS = 15_000;
+const API_KEY = 'sk-test-local'; // accepted by the fake; never written anywhere
+const MODEL = 'openai/gpt-4o-mini';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const children = [];
+let tempDir = '';
+let checks = 0;
+
+class TestFailure extends Error {}
+
+function fail(message) {
+  throw new TestFailure(message);
+}
+
+function check(condition, message) {
+  if (!condition) fail(message);
+  checks += 1;
+  console.log(`ok ${checks} - ${message}`);
+}
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+// A free loopback port: bind port 0, read the port, close.
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+// Starts a child process and keeps the tail of its output for failure reports.
+function startChild(name, file, args) {
+  const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const entry = { name, child, output: '', exited: false, code: null, signal: null, spawnError: null };
+  const keep = (data) => {
+    entry.output = (entry.output + data.toString()).slice(-8192);
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  child.on('error', (err) => {
+    entry.spawnError = err;
+    entry.exited = true;
+  });
+  entry.exitPromise = new Promise((resolve) => {
+    child.on('exit', (code, signal) => {
+      entry.exited = true;
+      entry.code = code;
+      entry.signal = signal;
+      resolve();
+    });
+  });
+  children.push(entry);
+  return entry;
+}
+
+function describeExit(entry) {
+  if (entry.spawnError) return `could not start: ${entry.spawnError.message}`;
+  return entry.signal ? `killed by ${entry.signal}` : `exited with code ${entry.code}`;
+}
+
+function tcpConnects(port) {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    socket.setTimeout(1000);
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('timeout', () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+async function healthy(port) {
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(1000) });
+    await res.arrayBuffer();
+    return res.ok;
+  } catch {
+    return false;
+  }
+}
+
+async function waitReady(entry, probe) {
+  const deadline = Date.now() + STARTUP_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    if (entry.exited) fail(`${entry.name} ${describeExit(entry)} before it was ready`);
+    if (await probe()) return;
+    await sleep(100);
+  }
+  fail(`${entry.name} not ready after ${STARTUP_TIMEOUT_MS / 1000} s`);
+}
+
+// SIGTERM, then SIGKILL after 3 s. Resolves with the entries that exited badly.
+async function stopChildren() {
+  const bad = [];
+  await Promise.all(
+    children.map(async (entry) => {
+      if (entry.exited) return;
+      entry.child.kill('SIGTERM');
+      const timer = setTimeout(() => entry.child.kill('SIGKILL'), 3000);
+      await entry.exitPromise;
+      clearTimeout(timer);
+      // A clean shutdown exits 0 (or dies of the SIGTERM it was sent).
+      if (entry.code !== 0 && entry.signal !== 'SIGTERM') bad.push(entry);
+    }),
+  );
+  return bad;
+}
+
+function killChildrenNow() {
+  for (const entry of children) {
+    if (!entry.exited) entry.child.kill('SIGKILL');
+  }
+  if (tempDir) {
+    rmSync(tempDir, { recursive: true, force: true });
+    tempDir = '';
+  }
+}
+
+function header(response, name) {
+  return response.headers.get(name);
+}
+
+function messages(topic) {
+  return [
+    { role: 'system', content: 'You are a concise assistant. Answer in one sentence.' },
+    { role: 'user', content: `In one sentence: what is ${topic}?` },
+  ];
+}
+
+async function run(binary) {
+  if (!existsSync(path.join(here, 'node_modules', 'openai'))) {
+    fail(`the openai package is not installed in ${path.join(here, 'node_modules')}: run \`npm ci --prefix tests/sdk\``);
+  }
+  const { default: OpenAI } = await import('openai');
+  if (!existsSync(binary)) fail(`no llmcache binary at ${binary}`);
+
+  tempDir = mkdtempSync(path.join(os.tmpdir(), 'llmcache-sdk-'));
+  const fakePort = await freePort();
+  const fake = startChild('fake-openrouter', binary, ['fake-openrouter', '--listen', `127.0.0.1:${fakePort}`, '-q']);
+  await waitReady(fake, () => tcpConnects(fakePort));
+
+  const servePort = await freePort();
+  const serve = startChild('serve', binary, [
+    'serve',
+    '--listen', `127.0.0.1:${servePort}`,
+    '--db', path.join(tempDir, 'db'),
+    '--upstream', `http://127.0.0.1:${fakePort}/api/v1`,
+  ]);
+  await waitReady(serve, () => healthy(servePort));
+  console.log(`fake-openrouter on ${fakePort}, serve on ${servePort}`);
+
+  const client = new OpenAI({
+    baseURL: `http://127.0.0.1:${servePort}/v1`,
+    apiKey: API_KEY,
+    maxRetries: 0, // a retry would hide a failure
+    timeout: REQUEST_TIMEOUT_MS,
+  });
+
+  // Non-stream: a miss that is stored, then a hit.
+  const body = { model: MODEL, temperature: 0, messages: messages('a cache') };
+  const first = await client.chat.completions.create(body).withResponse();
+  const second = await client.chat.completions.create(body).withResponse();
+  const content1 = first.data.choices?.[0]?.message?.content;
+  const content2 = second.data.choices?.[0]?.message?.content;
+  check(header(first.response, 'x-cache') === 'MISS', `non-stream #1 X-Cache MISS (got ${header(first.response, 'x-cache')})`);
+  check(header(second.response, 'x-cache') === 'HIT', `non-stream #2 X-Cache HIT (got ${header(second.response, 'x-cache')})`);
+  const key1 = header(first.response, 'x-cache-key');
+  check(Boolean(key1) && key1 === header(second.response, 'x-cache-key'),
+    `non-stream X-Cache-Key present and equal (${key1} / ${header(second.response, 'x-cache-key')})`);
+  check(/^\d+$/.test(header(second.response, 'age') ?? ''), `non-stream #2 has an Age header (got ${header(second.response, 'age')})`);
+  check(typeof content1 === 'string' && content1.length > 0, `non-stream #1 has content (${JSON.stringify(content1)})`);
+  check(content2 === content1, 'non-stream #2 has the same content as #1');
+  check(first.data.choices[0].finish_reason && second.data.choices[0].finish_reason === first.data.choices[0].finish_reason,
+    `non-stream finish_reason equal (${first.data.choices[0].finish_reason})`);
+
+  // Stream, with other messages so the first is a miss (streams and
+  // non-streams share entries).
+  const streamBody = { model: MODEL, temperature: 0, stream: true, messages: messages('a reverse proxy') };
+  const streamed = [];
+  for (let i = 1; i <= 2; i += 1) {
+    const { data: stream, response } = await client.chat.completions.create(streamBody).withResponse();
+    let text = '';
+    let finishReason = null;
+    let chunks = 0;
+    for await (const chunk of stream) {
+      chunks += 1;
+      const choice = chunk.choices?.[0];
+      if (choice?.delta?.content) text += choice.delta.content;
+      if (choice?.finish_reason) finishReason = choice.finish_reason;
+    }
+    streamed.push({ response, text, finishReason, chunks });
+    check((header(response, 'content-type') ?? '').startsWith('text/event-stream'),
+      `stream #${i} is text/event-stream (got ${header(response, 'content-type')})`);
+    check(finishReason !== null, `stream #${i} delivered a finish_reason (${finishReason}) in ${chunks} chunks`);
+  }
+  check(header(streamed[0].response, 'x-cache') === 'MISS', `stream #1 X-Cache MISS (got ${header(streamed[0].response, 'x-cache')})`);
+  check(header(streamed[1].response, 'x-cache') === 'HIT', `stream #2 X-Cache HIT (got ${header(streamed[1].response, 'x-cache')})`);
+  check(streamed[0].text.length > 0, `stream #1 assembled content (${JSON.stringify(streamed[0].text)})`);
+  check(streamed[1].text === streamed[0].text, 'stream #2 assembled the same content as #1');
+  check(streamed[1].finishReason === streamed[0].finishReason, 'stream finish_reason equal');
+
+  const bad = await stopChildren();
+  for (const entry of bad) fail(`${entry.name} did not shut down cleanly: ${describeExit(entry)}`);
+}
+
+async function main() {
+  const binary = process.argv[2];
+  if (!binary) {
+    console.error('usage: node openai_sdk_test.mjs path/to/llmcache');
+    return 2;
+  }
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new TestFailure(`timed out after ${OVERALL_TIMEOUT_MS / 1000} s`)), OVERALL_TIMEOUT_MS);
+  });
+  try {
+    await Promise.race([run(path.resolve(binary)), timeout]);
+    console.log(`PASS: ${checks} checks`);
+    return 0;
+  } catch (err) {
+    console.error(`FAIL: ${err instanceof TestFailure ? err.message : err?.stack ?? err}`);
+    for (const entry of children) {
+      if (entry.output) console.error(`--- ${entry.name} output (tail):\n${entry.output}`);
+    }
+    return 1;
+  } finally {
+    clearTimeout(timer);
+    killChildrenNow();
+  }
+}
+
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => {
+    killChildrenNow();
+    process.exit(1);
+  });
+}
+process.on('exit', killChildrenNow);
+
+process.exitCode = await main();
+process.exit(process.exitCode);
