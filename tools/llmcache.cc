@@ -1,19 +1,27 @@
-// llmcache: the command-line tool. Thin: every verb calls into the libraries.
+// llmcache: the command-line tool. Thin: it maps arguments (CLI11) onto the
+// verbs in tools/cli/ and the libraries.
 //
-//   llmcache fake-openrouter [--listen 127.0.0.1:8089] [--tls --ca-out FILE]
+//   llmcache stats|models|ls|show|key|get|purge|compact|export|import|verify|
+//            warm|serve|fake-openrouter ...      (llmcache VERB --help)
 //
-// Exit codes: 0 ok, 1 failure, 2 usage.
+// Exit codes: 0 ok, 1 failure, 2 usage, 3 database in use (mutating verbs).
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdint>
 #include <fstream>
+#include <functional>
 #include <iostream>
+#include <optional>
 #include <string>
 
+#include "cli/util.h"
+#include "cli/verbs.h"
 #include "fake_openrouter.h"
+#include "llmcache/options.h"
 
 namespace {
 
@@ -96,8 +104,164 @@ int FakeOpenRouterVerb(const std::string& listen, bool tls,
 }
 
 int Main(int argc, char** argv) {
-  CLI::App app{"llmcache: a cache for LLM API calls"};
+  namespace cli = llmcache::cli;
+  CLI::App app{
+      "llmcache: a cache for LLM API calls. Inspect, purge, export, import, "
+      "verify and warm a cache (read verbs also while a service holds it), "
+      "serve the caching proxy."};
   app.require_subcommand(1);
+  app.footer(
+      "Database: --db, else $LLMCACHE_DB, else $XDG_CACHE_HOME/llmcache, else "
+      "~/.cache/llmcache.\n"
+      "Exit codes: 0 ok, 1 failure (including 'not found' and bad input "
+      "lines), 2 usage, 3 database in use by another process (mutating "
+      "verbs).");
+
+  const std::string default_db = llmcache::DefaultDatabasePath();
+  std::string db = default_db;
+  bool json = false;
+  auto add_db = [&](CLI::App* sub) {
+    sub->add_option("--db", db, "Database directory")->default_str(default_db);
+  };
+  auto add_json = [&](CLI::App* sub) {
+    sub->add_flag("--json", json, "Machine-readable output (one JSON object)");
+  };
+  std::optional<std::string> model;
+
+  auto* stats = app.add_subcommand(
+      "stats", "Hits, misses, bypasses, savings, entries; total and per model");
+  add_db(stats);
+  add_json(stats);
+
+  auto* models = app.add_subcommand(
+      "models", "One row per model: entries, bytes, hits, oldest/newest");
+  add_db(models);
+  add_json(models);
+
+  cli::LsArgs ls_args;
+  auto* ls = app.add_subcommand("ls", "List entries, newest first");
+  add_db(ls);
+  add_json(ls);
+  ls->add_option("--model", ls_args.model, "Only this model (and variants)");
+  ls->add_option("--limit", ls_args.limit, "At most this many (0 = all)")
+      ->capture_default_str();
+
+  std::string show_key;
+  auto* show =
+      app.add_subcommand("show", "One entry: metadata and the stored response");
+  add_db(show);
+  add_json(show);
+  show->add_option("KEY", show_key, "Key (64 hex digits)")->required();
+
+  cli::KeyArgs key_args;
+  auto add_key_options = [&](CLI::App* sub) {
+    sub->add_option("REQUEST", key_args.input,
+                    "Request body file, or - for stdin")
+        ->capture_default_str();
+    sub->add_option("--namespace", key_args.ns, "Namespace, as the service");
+    sub->add_option("--scope", key_args.scope,
+                    "Tenant scope, as the service uses it");
+    sub->add_option("--api-key-env", key_args.api_key_env,
+                    "Use the scope the proxy gives the API key in this "
+                    "environment variable");
+    sub->add_option("--mode", key_args.mode,
+                    "Cache mode: deterministic, always, never")
+        ->capture_default_str();
+  };
+  auto* key = app.add_subcommand(
+      "key",
+      "Print a request's key (first line) and the cache decision: why do two "
+      "requests not share an entry?");
+  add_key_options(key);
+  add_json(key);
+  key->add_flag("--canonical", key_args.canonical,
+                "Also print the canonical JSON the key hashes");
+
+  auto* get = app.add_subcommand(
+      "get", "Compute a request's key and show whether it is cached");
+  add_db(get);
+  add_json(get);
+  add_key_options(get);
+
+  cli::PurgeArgs purge_args;
+  auto* purge = app.add_subcommand(
+      "purge",
+      "Remove entries: one of --model, --all, --key, --namespace, --expired, "
+      "--older-than");
+  add_db(purge);
+  add_json(purge);
+  purge->add_option("--model", purge_args.model,
+                    "Every entry of this model (drops its column family)");
+  purge->add_flag("--all", purge_args.all, "Every entry");
+  purge->add_option("--key", purge_args.key, "One entry");
+  purge->add_option("--namespace", purge_args.ns, "Every entry of a namespace");
+  purge->add_flag("--expired", purge_args.expired, "Every expired entry");
+  purge->add_option("--older-than", purge_args.older_than,
+                    "Entries created longer ago than this (90s, 15m, 2h, 7d)");
+  purge->add_flag("-y,--yes", purge_args.yes,
+                  "Do not ask for confirmation on a terminal");
+
+  auto* compact = app.add_subcommand(
+      "compact", "Full compaction: drop expired entries, print space");
+  add_db(compact);
+  add_json(compact);
+
+  std::string export_out = "-";
+  auto* exp = app.add_subcommand(
+      "export",
+      "Write entries as JSON lines (key, model, namespace, created, "
+      "expires, usage, response)");
+  add_db(exp);
+  exp->add_option("--model", model, "Only this model (and variants)");
+  exp->add_option("-o,--output", export_out, "File, or - for stdout")
+      ->capture_default_str();
+
+  std::string import_in = "-";
+  auto* imp =
+      app.add_subcommand("import",
+                         "Read entries written by export; malformed lines are "
+                         "reported by number and skipped");
+  add_db(imp);
+  add_json(imp);
+  imp->add_option("FILE", import_in, "JSONL file, or - for stdin")
+      ->capture_default_str();
+
+  auto* verify = app.add_subcommand(
+      "verify", "Decode every entry; report corrupt ones by key");
+  add_db(verify);
+  add_json(verify);
+  verify->add_option("--model", model, "Only this model (and variants)");
+
+  cli::WarmArgs warm_args;
+  int64_t warm_ttl = -1;
+  auto* warm = app.add_subcommand(
+      "warm",
+      "Send each request of a JSONL file (one request body per line) "
+      "through the cached client, skipping what is cached; API key from "
+      "$OPENROUTER_API_KEY");
+  add_db(warm);
+  add_json(warm);
+  warm->add_option("FILE", warm_args.input, "JSONL file, or - for stdin")
+      ->required();
+  warm->add_option("--upstream", warm_args.upstream, "Upstream base URL")
+      ->capture_default_str();
+  warm->add_option("--ca-file", warm_args.ca_file,
+                   "Extra trusted CA (PEM) for the upstream");
+  warm->add_option("-j,--concurrency", warm_args.concurrency,
+                   "Requests in flight")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
+  warm->add_option("--mode", warm_args.mode,
+                   "Cache mode: deterministic, always, never")
+      ->capture_default_str();
+  warm->add_option("--namespace", warm_args.ns, "Namespace, as the service");
+  warm->add_flag("--shared-cache", warm_args.shared_cache,
+                 "Store in the shared scope (as `serve --shared-cache`) "
+                 "instead of the API key's");
+  warm->add_option("--ttl", warm_ttl, "TTL of stored entries, seconds");
+  warm->add_option("--timeout", warm_args.timeout_s,
+                   "Deadline of one upstream request, seconds")
+      ->capture_default_str();
 
   auto* fake = app.add_subcommand(
       "fake-openrouter",
@@ -124,12 +288,37 @@ int Main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int rc = app.exit(e);
-    return rc == 0 ? 0 : 2;
+    return rc == 0 ? 0 : cli::kExitUsage;
+  }
+  const cli::Io io{std::cin, std::cout, std::cerr, isatty(STDIN_FILENO) == 1,
+                   isatty(STDERR_FILENO) == 1};
+  key_args.json = json;
+  if (stats->parsed()) return cli::Stats(db, json, io);
+  if (models->parsed()) return cli::Models(db, json, io);
+  if (ls->parsed()) {
+    ls_args.json = json;
+    return cli::Ls(db, ls_args, io);
+  }
+  if (show->parsed()) return cli::Show(db, show_key, json, io);
+  if (key->parsed()) return cli::Key(key_args, io);
+  if (get->parsed()) return cli::Get(db, key_args, io);
+  if (purge->parsed()) {
+    purge_args.json = json;
+    return cli::Purge(db, purge_args, io);
+  }
+  if (compact->parsed()) return cli::Compact(db, json, io);
+  if (exp->parsed()) return cli::Export(db, model, export_out, io);
+  if (imp->parsed()) return cli::Import(db, import_in, json, io);
+  if (verify->parsed()) return cli::Verify(db, model, json, io);
+  if (warm->parsed()) {
+    warm_args.json = json;
+    if (warm_ttl >= 0) warm_args.ttl_s = warm_ttl;
+    return cli::Warm(db, warm_args, io);
   }
   if (fake->parsed()) {
     return FakeOpenRouterVerb(listen, tls, ca_out, api_key, threads, quiet);
   }
-  return 2;
+  return cli::kExitUsage;
 }
 
 }  // namespace

@@ -1,0 +1,199 @@
+// Runs a program as a child process and collects what it printed: for tests
+// that exercise the built binaries exactly as users do.
+//
+//   auto r = llmcache::testing::RunProcess({LLMCACHE_BIN, "stats", "--json"});
+//   EXPECT_EQ(r.exit_code, 0) << r.err;
+//
+// Header-only (posix_spawn + poll); aborts the test process only if pipes or
+// the spawn itself cannot be created.
+
+#ifndef LLMCACHE_TESTS_TESTING_SUBPROCESS_H_
+#define LLMCACHE_TESTS_TESTING_SUBPROCESS_H_
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
+
+extern char** environ;
+
+namespace llmcache::testing {
+
+struct ProcessResult {
+  int exit_code = -1;  // -1 if killed by a signal (see term_signal)
+  int term_signal = 0;
+  std::string out;
+  std::string err;
+};
+
+// Extra environment: "NAME=value" entries added to (or overriding) ours.
+inline std::vector<std::string> MergedEnvironment(
+    const std::vector<std::string>& extra) {
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string entry = *e;
+    const std::string name = entry.substr(0, entry.find('='));
+    bool overridden = false;
+    for (const std::string& x : extra) {
+      if (x.substr(0, x.find('=')) == name) overridden = true;
+    }
+    if (!overridden) env.push_back(entry);
+  }
+  env.insert(env.end(), extra.begin(), extra.end());
+  return env;
+}
+
+[[noreturn]] inline void SubprocessDie(const char* what) {
+  std::fprintf(stderr, "RunProcess: %s: %s\n", what, std::strerror(errno));
+  std::abort();
+}
+
+// Starts `argv` with stdin from `input` and waits for it to exit.
+inline ProcessResult RunProcess(const std::vector<std::string>& argv,
+                                const std::string& input = "",
+                                const std::vector<std::string>& env = {}) {
+  int in_pipe[2], out_pipe[2], err_pipe[2];
+  if (pipe2(in_pipe, O_CLOEXEC) != 0 || pipe2(out_pipe, O_CLOEXEC) != 0 ||
+      pipe2(err_pipe, O_CLOEXEC) != 0) {
+    SubprocessDie("pipe2");
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, in_pipe[0], 0);
+  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
+  posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
+  std::vector<char*> args;
+  for (const std::string& a : argv)
+    args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  std::vector<std::string> env_strings = MergedEnvironment(env);
+  std::vector<char*> envp;
+  for (std::string& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  pid_t pid = 0;
+  const int rc =
+      posix_spawn(&pid, args[0], &actions, nullptr, args.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  close(in_pipe[0]);
+  close(out_pipe[1]);
+  close(err_pipe[1]);
+  if (rc != 0) {
+    errno = rc;
+    SubprocessDie(argv[0].c_str());
+  }
+  // Feed stdin and drain stdout/stderr together so that neither side can
+  // block on a full pipe.
+  signal(SIGPIPE, SIG_IGN);
+  ProcessResult result;
+  size_t written = 0;
+  int in_fd = in_pipe[1];
+  if (input.empty()) {
+    close(in_fd);
+    in_fd = -1;
+  }
+  int out_fd = out_pipe[0], err_fd = err_pipe[0];
+  while (out_fd >= 0 || err_fd >= 0) {
+    pollfd fds[3];
+    int n = 0;
+    if (out_fd >= 0) fds[n++] = {out_fd, POLLIN, 0};
+    if (err_fd >= 0) fds[n++] = {err_fd, POLLIN, 0};
+    if (in_fd >= 0) fds[n++] = {in_fd, POLLOUT, 0};
+    if (poll(fds, static_cast<nfds_t>(n), -1) < 0) {
+      if (errno == EINTR) continue;
+      SubprocessDie("poll");
+    }
+    for (int i = 0; i < n; ++i) {
+      if (fds[i].revents == 0) continue;
+      if (fds[i].fd == in_fd) {
+        const ssize_t w =
+            write(in_fd, input.data() + written, input.size() - written);
+        if (w > 0) written += static_cast<size_t>(w);
+        if (w < 0 || written == input.size()) {
+          close(in_fd);
+          in_fd = -1;
+        }
+        continue;
+      }
+      char buf[65536];
+      const ssize_t r = read(fds[i].fd, buf, sizeof(buf));
+      std::string& sink = fds[i].fd == out_fd ? result.out : result.err;
+      if (r > 0) {
+        sink.append(buf, static_cast<size_t>(r));
+      } else if (r == 0 || errno != EINTR) {
+        if (fds[i].fd == out_fd) {
+          close(out_fd);
+          out_fd = -1;
+        } else {
+          close(err_fd);
+          err_fd = -1;
+        }
+      }
+    }
+  }
+  if (in_fd >= 0) close(in_fd);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status)) {
+    result.exit_code = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    result.term_signal = WTERMSIG(status);
+  }
+  return result;
+}
+
+// A child left running (a second live process); killed with SIGKILL and
+// reaped when destroyed unless Wait() was called.
+class BackgroundProcess {
+ public:
+  explicit BackgroundProcess(const std::vector<std::string>& argv) {
+    std::vector<char*> args;
+    for (const std::string& a : argv) {
+      args.push_back(const_cast<char*>(a.c_str()));
+    }
+    args.push_back(nullptr);
+    const int rc =
+        posix_spawn(&pid_, args[0], nullptr, nullptr, args.data(), environ);
+    if (rc != 0) {
+      errno = rc;
+      SubprocessDie(argv[0].c_str());
+    }
+  }
+  ~BackgroundProcess() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      Wait();
+    }
+  }
+  BackgroundProcess(const BackgroundProcess&) = delete;
+  BackgroundProcess& operator=(const BackgroundProcess&) = delete;
+
+  pid_t pid() const { return pid_; }
+  void Signal(int sig) { kill(pid_, sig); }
+  // Waits for exit; returns the wait status.
+  int Wait() {
+    int status = 0;
+    if (pid_ <= 0) return status;
+    while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+    pid_ = 0;
+    return status;
+  }
+
+ private:
+  pid_t pid_ = 0;
+};
+
+}  // namespace llmcache::testing
+
+#endif  // LLMCACHE_TESTS_TESTING_SUBPROCESS_H_

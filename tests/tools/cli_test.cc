@@ -1,0 +1,713 @@
+// Tests of the `llmcache` command, run as a subprocess exactly as an operator
+// runs it: on databases filled through the engine, on a database held open by
+// a second live process, and against the fake OpenRouter for `warm`.
+
+#include <unistd.h>
+
+#include <boost/json.hpp>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cli/progress.h"
+#include "cli/util.h"
+#include "fake_openrouter.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "llmcache/cache.h"
+#include "llmcache/key.h"
+#include "rocks_cache.h"
+#include "testing/status_matchers.h"
+#include "testing/subprocess.h"
+#include "testing/temp_dir.h"
+#include "testing/test_keys.h"
+
+namespace llmcache {
+namespace {
+
+namespace json = boost::json;
+using ::llmcache::testing::ProcessResult;
+using ::llmcache::testing::RunProcess;
+using ::llmcache::testing::TempDir;
+using ::llmcache::testing::TestKey;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kBin[] = LLMCACHE_BIN;
+
+ProcessResult Llmcache(std::vector<std::string> args,
+                       const std::string& input = "",
+                       const std::vector<std::string>& env = {}) {
+  args.insert(args.begin(), kBin);
+  return RunProcess(args, input, env);
+}
+
+json::object ParseObject(const std::string& text) {
+  boost::system::error_code ec;
+  json::value v = json::parse(text, ec);
+  EXPECT_FALSE(ec) << "not JSON: " << text;
+  if (ec || !v.is_object()) return {};
+  return v.as_object();
+}
+
+std::string WriteFile(const std::string& path, const std::string& data) {
+  std::ofstream(path, std::ios::binary) << data;
+  return path;
+}
+
+std::string Body(const std::string& content) {
+  return R"({"id":"gen-1","object":"chat.completion","model":"openai/gpt-4o-mini-2024-07-18","choices":[{"index":0,"message":{"role":"assistant","content":")" +
+         content +
+         R"("},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}})";
+}
+
+constexpr char kRequest[] =
+    R"({"model":"openai/gpt-4o-mini","temperature":0,"messages":[{"role":"user","content":"Say hi"}],"max_tokens":64})";
+// kRequest reordered and reformatted: the same key.
+constexpr char kRequestTwin[] = R"({
+  "messages": [ { "content": "Say hi", "role": "user" } ],
+  "max_tokens": 64.0,
+  "temperature": 0.0,
+  "model": "openai/gpt-4o-mini"
+})";
+// A sampling parameter changed: a different key.
+constexpr char kRequestTopP[] =
+    R"({"model":"openai/gpt-4o-mini","temperature":0,"top_p":0.5,"messages":[{"role":"user","content":"Say hi"}],"max_tokens":64})";
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override { db_ = dir_.path() + "/db"; }
+
+  // Fills the database through the engine: 3 entries of gpt-4o-mini (one in
+  // namespace "docs", one created two days ago), 2 of claude, 1 expired.
+  void Fill() {
+    CacheOptions o;
+    o.path = db_;
+    o.maintenance_interval_ms = 0;
+    auto cache = Cache::Open(o);
+    ASSERT_OK(cache.status());
+    const int64_t now = cli::NowMs();
+    InsertOptions io;
+    io.usage.prompt_tokens = 12;
+    io.usage.completion_tokens = 5;
+    io.usage.cost_nanousd = 42000;
+    io.resolved_model = "openai/gpt-4o-mini-2024-07-18";
+    ASSERT_OK(
+        (*cache)->Insert(TestKey("openai/gpt-4o-mini", 1), Body("one"), io));
+    InsertOptions docs = io;
+    docs.ns = "docs";
+    ASSERT_OK(
+        (*cache)->Insert(TestKey("openai/gpt-4o-mini", 2), Body("two"), docs));
+    InsertOptions old = io;
+    old.created_ms = now - 2 * 86'400'000LL;
+    old.expires_ms = now + 86'400'000LL;
+    ASSERT_OK(
+        (*cache)->Insert(TestKey("openai/gpt-4o-mini", 3), Body("three"), old));
+    InsertOptions claude = io;
+    claude.resolved_model = "anthropic/claude-sonnet-4.5-20250929";
+    ASSERT_OK((*cache)->Insert(TestKey("anthropic/claude-sonnet-4.5", 1),
+                               Body("four"), claude));
+    ASSERT_OK(
+        (*cache)->Insert(TestKey("anthropic/claude-sonnet-4.5:thinking", 2),
+                         Body("five"), claude));
+    InsertOptions expired = io;
+    expired.created_ms = now - 10'000;
+    expired.expires_ms = now - 5'000;
+    ASSERT_OK((*cache)->Insert(TestKey("openai/gpt-4o-mini", 4), Body("gone"),
+                               expired));
+    // The real request's key, as the CLI computes it.
+    KeyBuilder keys;
+    auto key = keys.Compute(kRequest, {});
+    ASSERT_OK(key.status());
+    ASSERT_OK((*cache)->Insert(*key, Body("hi"), io));
+  }
+
+  std::vector<std::string> LsKeys(const std::string& db) {
+    ProcessResult r = Llmcache({"ls", "--db", db, "--json", "--limit", "0"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    std::vector<std::string> keys;
+    json::object o = ParseObject(r.out);
+    if (!o.contains("entries")) return keys;
+    for (const auto& e : o["entries"].as_array()) {
+      keys.push_back(std::string(e.at("key").as_string()));
+    }
+    return keys;
+  }
+
+  TempDir dir_;
+  std::string db_;
+};
+
+// ---- every verb's --help, usage errors ----
+
+TEST(CliHelpTest, EveryVerbHasHelp) {
+  for (const char* verb :
+       {"stats", "models", "ls", "show", "key", "get", "purge", "compact",
+        "export", "import", "verify", "warm", "fake-openrouter"}) {
+    ProcessResult r = Llmcache({verb, "--help"});
+    EXPECT_EQ(r.exit_code, 0) << verb << ": " << r.err;
+    EXPECT_THAT(r.out, HasSubstr(verb)) << verb;
+    EXPECT_THAT(r.out, HasSubstr("--help")) << verb;
+  }
+  ProcessResult top = Llmcache({"--help"});
+  EXPECT_EQ(top.exit_code, 0);
+  EXPECT_THAT(top.out, HasSubstr("Exit codes"));
+  EXPECT_THAT(top.out, HasSubstr("purge"));
+}
+
+TEST(CliHelpTest, UsageErrorsExitTwo) {
+  EXPECT_EQ(Llmcache({}).exit_code, 2);
+  EXPECT_EQ(Llmcache({"no-such-verb"}).exit_code, 2);
+  EXPECT_EQ(Llmcache({"stats", "--no-such-flag"}).exit_code, 2);
+  EXPECT_EQ(Llmcache({"show"}).exit_code, 2);  // KEY is required
+  EXPECT_EQ(Llmcache({"ls", "--limit", "many"}).exit_code, 2);
+}
+
+// ---- reporting verbs on a database filled through the engine ----
+
+TEST_F(CliTest, StatsReportsTotalsAndModels) {
+  Fill();
+  ProcessResult r = Llmcache({"stats", "--db", db_, "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json::object s = ParseObject(r.out);
+  EXPECT_EQ(s["entries"].to_number<uint64_t>(), 7u);
+  EXPECT_EQ(s["inserts"].to_number<uint64_t>(), 7u);
+  ASSERT_TRUE(s["models"].is_array());
+  ASSERT_EQ(s["models"].as_array().size(), 2u);
+  EXPECT_EQ(s["models"].as_array()[0].at("model").as_string(),
+            "anthropic/claude-sonnet-4.5");
+  EXPECT_EQ(s["models"].as_array()[0].at("entries").to_number<uint64_t>(), 2u);
+  EXPECT_TRUE(
+      s["bypasses_by_reason"].as_object().contains("non_zero_temperature"));
+
+  ProcessResult text = Llmcache({"stats", "--db", db_});
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_THAT(text.out, HasSubstr("hit rate"));
+  EXPECT_THAT(text.out, HasSubstr("openai/gpt-4o-mini"));
+  EXPECT_THAT(text.out, HasSubstr("cost saved"));
+}
+
+TEST_F(CliTest, StatsCountsHitsAndSavings) {
+  Fill();
+  {
+    CacheOptions o;
+    o.path = db_;
+    o.maintenance_interval_ms = 0;
+    auto cache = Cache::Open(o);
+    ASSERT_OK(cache.status());
+    for (int i = 0; i < 3; ++i) {
+      auto r = (*cache)->Lookup(TestKey("openai/gpt-4o-mini", 1));
+      ASSERT_OK(r.status());
+      ASSERT_TRUE(r->hit());
+    }
+    ASSERT_OK((*cache)->Lookup(TestKey("openai/gpt-4o-mini", 99)).status());
+  }
+  json::object s = ParseObject(Llmcache({"stats", "--db", db_, "--json"}).out);
+  EXPECT_EQ(s["hits"].to_number<uint64_t>(), 3u);
+  EXPECT_EQ(s["misses"].to_number<uint64_t>(), 1u);
+  EXPECT_DOUBLE_EQ(s["hit_rate"].to_number<double>(), 0.75);
+  EXPECT_EQ(s["tokens_saved"].to_number<uint64_t>(), 3u * 17u);
+  EXPECT_NEAR(s["cost_saved_usd"].to_number<double>(), 3 * 42e-6, 1e-12);
+}
+
+TEST_F(CliTest, ModelsHasOneRowPerModel) {
+  Fill();
+  ProcessResult r = Llmcache({"models", "--db", db_, "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json::array models = ParseObject(r.out)["models"].as_array();
+  ASSERT_EQ(models.size(), 2u);
+  const json::object& gpt = models[1].as_object();
+  EXPECT_EQ(gpt.at("model").as_string(), "openai/gpt-4o-mini");
+  EXPECT_EQ(gpt.at("entries").to_number<uint64_t>(), 5u);
+  EXPECT_EQ(gpt.at("last_resolved_model").as_string(),
+            "openai/gpt-4o-mini-2024-07-18");
+  const int64_t now = cli::NowMs();
+  EXPECT_LT(gpt.at("oldest_ms").to_number<int64_t>(), now - 86'400'000LL);
+  EXPECT_GT(gpt.at("newest_ms").to_number<int64_t>(), now - 60'000);
+
+  ProcessResult text = Llmcache({"models", "--db", db_});
+  EXPECT_THAT(text.out, HasSubstr("anthropic/claude-sonnet-4.5-20250929"));
+  EXPECT_THAT(text.out, HasSubstr("2d0h ago"));
+}
+
+TEST_F(CliTest, LsListsFiltersAndLimits) {
+  Fill();
+  EXPECT_EQ(LsKeys(db_).size(), 7u);
+  ProcessResult r = Llmcache(
+      {"ls", "--db", db_, "--json", "--model", "anthropic/claude-sonnet-4.5"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json::array entries = ParseObject(r.out)["entries"].as_array();
+  ASSERT_EQ(entries.size(), 2u);
+  for (const auto& e : entries) {
+    EXPECT_THAT(std::string(e.at("model").as_string()),
+                HasSubstr("anthropic/claude-sonnet-4.5"));
+    EXPECT_EQ(e.at("prompt_tokens").to_number<uint64_t>(), 12u);
+  }
+  ProcessResult limited = Llmcache({"ls", "--db", db_, "--limit", "2"});
+  ASSERT_EQ(limited.exit_code, 0);
+  // Header + 2 rows, and a note on stderr.
+  EXPECT_EQ(std::count(limited.out.begin(), limited.out.end(), '\n'), 3);
+  EXPECT_THAT(limited.err, HasSubstr("2 of 7"));
+  EXPECT_THAT(limited.out, HasSubstr("TTL LEFT"));
+  EXPECT_THAT(limited.out, HasSubstr("12+5"));
+  ProcessResult all = Llmcache({"ls", "--db", db_, "--limit", "0"});
+  EXPECT_THAT(all.out, HasSubstr("expired"));
+}
+
+TEST_F(CliTest, ShowPrintsMetadataAndPrettyResponse) {
+  Fill();
+  const std::string key = TestKey("openai/gpt-4o-mini", 2).Hex();
+  ProcessResult r = Llmcache({"show", "--db", db_, key});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("namespace       docs"));
+  EXPECT_THAT(r.out, HasSubstr("openai/gpt-4o-mini-2024-07-18"));
+  EXPECT_THAT(r.out, HasSubstr("\n  \"choices\": [\n"));
+  EXPECT_THAT(r.out, HasSubstr("\"content\": \"two\""));
+
+  json::object o =
+      ParseObject(Llmcache({"show", "--db", db_, "--json", key}).out);
+  EXPECT_EQ(o["key"].as_string(), key);
+  EXPECT_EQ(o["namespace"].as_string(), "docs");
+  EXPECT_EQ(o["response"].at("choices").at(0).at("message").at("content"),
+            "two");
+
+  EXPECT_EQ(Llmcache({"show", "--db", db_, "xyz"}).exit_code, 2);
+  ProcessResult missing = Llmcache({"show", "--db", db_, std::string(64, '0')});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.err, HasSubstr("no entry"));
+}
+
+TEST_F(CliTest, ReadVerbsOnAMissingDatabaseFailClearly) {
+  for (const char* verb : {"stats", "models", "ls", "verify", "export"}) {
+    ProcessResult r = Llmcache({verb, "--db", dir_.path() + "/nothing"});
+    EXPECT_EQ(r.exit_code, 1) << verb;
+    EXPECT_THAT(r.err, HasSubstr("no database at")) << verb;
+  }
+  // LLMCACHE_DB is the default.
+  Fill();
+  ProcessResult r = Llmcache({"stats", "--json"}, "", {"LLMCACHE_DB=" + db_});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(ParseObject(r.out)["entries"].to_number<uint64_t>(), 7u);
+}
+
+// ---- key and get ----
+
+TEST_F(CliTest, KeyIsStableAcrossReorderingAndChangesWithSampling) {
+  const std::string a = WriteFile(dir_.path() + "/a.json", kRequest);
+  const std::string b = WriteFile(dir_.path() + "/b.json", kRequestTwin);
+  const std::string c = WriteFile(dir_.path() + "/c.json", kRequestTopP);
+  ProcessResult ra = Llmcache({"key", a});
+  ProcessResult rb = Llmcache({"key", b});
+  ProcessResult rc = Llmcache({"key", c});
+  ASSERT_EQ(ra.exit_code, 0) << ra.err;
+  ASSERT_EQ(rb.exit_code, 0) << rb.err;
+  const std::string ka = ra.out.substr(0, ra.out.find('\n'));
+  EXPECT_EQ(ka.size(), 64u);
+  EXPECT_EQ(ka, rb.out.substr(0, rb.out.find('\n')));
+  EXPECT_NE(ka, rc.out.substr(0, rc.out.find('\n')));
+  EXPECT_THAT(ra.out, HasSubstr("decision   cacheable"));
+
+  // From stdin, with the canonical form.
+  ProcessResult canon = Llmcache({"key", "-", "--canonical"}, kRequestTwin);
+  ASSERT_EQ(canon.exit_code, 0);
+  EXPECT_EQ(canon.out.substr(0, 64), ka);
+  EXPECT_THAT(canon.out,
+              HasSubstr(R"("max_tokens":64,"messages":[{"content":"Say hi")"));
+  // A namespace or scope separates keys.
+  ProcessResult ns = Llmcache({"key", a, "--namespace", "v2"});
+  EXPECT_NE(ns.out.substr(0, 64), ka);
+  ProcessResult scoped = Llmcache({"key", a, "--scope", "tenant-a"});
+  EXPECT_NE(scoped.out.substr(0, 64), ka);
+  ProcessResult by_key = Llmcache({"key", a, "--api-key-env", "TEST_KEY"}, "",
+                                  {"TEST_KEY=sk-test-1"});
+  EXPECT_THAT(by_key.out, HasSubstr(ApiKeyScope("sk-test-1")));
+  EXPECT_THAT(by_key.out, Not(HasSubstr("sk-test-1")));
+}
+
+TEST_F(CliTest, KeyExplainsBypasses) {
+  ProcessResult warm = Llmcache(
+      {"key", "--json", "-"},
+      R"({"model":"openai/gpt-4o-mini","temperature":0.7,"messages":[]})");
+  ASSERT_EQ(warm.exit_code, 0) << warm.err;
+  json::object o = ParseObject(warm.out);
+  EXPECT_FALSE(o["cacheable"].as_bool());
+  EXPECT_EQ(o["bypass_reason"].as_string(), "non_zero_temperature");
+  ProcessResult online = Llmcache(
+      {"key", "-"},
+      R"({"model":"openai/gpt-4o-mini:online","temperature":0,"messages":[]})");
+  EXPECT_THAT(online.out, HasSubstr("bypass: web_search"));
+  ProcessResult always =
+      Llmcache({"key", "-", "--mode", "always"},
+               R"({"model":"openai/gpt-4o-mini","messages":[]})");
+  EXPECT_THAT(always.out, HasSubstr("cacheable"));
+}
+
+TEST_F(CliTest, KeyRejectsMalformedInput) {
+  ProcessResult bad = Llmcache({"key", "-"}, R"({"model": "x", "messages": [)");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_THAT(bad.err, HasSubstr("cannot be keyed"));
+  ProcessResult no_model = Llmcache({"key", "-"}, R"({"messages": []})");
+  EXPECT_EQ(no_model.exit_code, 1);
+  EXPECT_THAT(no_model.err, HasSubstr("model"));
+  ProcessResult no_file = Llmcache({"key", dir_.path() + "/none.json"});
+  EXPECT_EQ(no_file.exit_code, 1);
+  EXPECT_THAT(no_file.err, HasSubstr("cannot read"));
+  EXPECT_EQ(Llmcache({"key", "-", "--mode", "sometimes"}, kRequest).exit_code,
+            1);
+}
+
+TEST_F(CliTest, GetShowsWhetherARequestIsCached) {
+  Fill();
+  ProcessResult hit = Llmcache({"get", "--db", db_, "-"}, kRequestTwin);
+  ASSERT_EQ(hit.exit_code, 0) << hit.err;
+  EXPECT_THAT(hit.out, HasSubstr("\ncached\n"));
+  EXPECT_THAT(hit.out, HasSubstr("\"content\": \"hi\""));
+  ProcessResult miss =
+      Llmcache({"get", "--db", db_, "--json", "-"}, kRequestTopP);
+  ASSERT_EQ(miss.exit_code, 0) << miss.err;
+  json::object o = ParseObject(miss.out);
+  EXPECT_FALSE(o["cached"].as_bool());
+  EXPECT_EQ(o["outcome"].as_string(), "miss");
+  // A lookup by the CLI is not counted as a miss of the service.
+  json::object s = ParseObject(Llmcache({"stats", "--db", db_, "--json"}).out);
+  EXPECT_EQ(s["misses"].to_number<uint64_t>(), 0u);
+  EXPECT_EQ(s["hits"].to_number<uint64_t>(), 0u);
+}
+
+// ---- purge and compact ----
+
+TEST_F(CliTest, PurgeBySelector) {
+  Fill();
+  ProcessResult key = Llmcache(
+      {"purge", "--db", db_, "--key", TestKey("openai/gpt-4o-mini", 1).Hex()});
+  ASSERT_EQ(key.exit_code, 0) << key.err;
+  EXPECT_THAT(key.out, HasSubstr("removed 1 entry"));
+  EXPECT_EQ(LsKeys(db_).size(), 6u);
+
+  ProcessResult ns = Llmcache({"purge", "--db", db_, "--namespace", "docs"});
+  EXPECT_THAT(ns.out, HasSubstr("removed 1 entry"));
+  ProcessResult exp = Llmcache({"purge", "--db", db_, "--expired", "--json"});
+  EXPECT_EQ(ParseObject(exp.out)["removed"].to_number<uint64_t>(), 1u);
+  ProcessResult old = Llmcache({"purge", "--db", db_, "--older-than", "1d"});
+  ASSERT_EQ(old.exit_code, 0) << old.err;
+  EXPECT_THAT(old.out, HasSubstr("removed 1 entry"));
+  EXPECT_EQ(LsKeys(db_).size(), 3u);
+
+  ProcessResult model = Llmcache(
+      {"purge", "--db", db_, "--model", "anthropic/claude-sonnet-4.5"});
+  EXPECT_THAT(model.out, HasSubstr("removed 2 entries"));
+  ProcessResult all = Llmcache({"purge", "--db", db_, "--all", "--yes"});
+  EXPECT_THAT(all.out, HasSubstr("removed 1 entry"));
+  EXPECT_TRUE(LsKeys(db_).empty());
+  json::object s = ParseObject(Llmcache({"stats", "--db", db_, "--json"}).out);
+  EXPECT_EQ(s["entries"].to_number<uint64_t>(), 0u);
+}
+
+TEST_F(CliTest, PurgeUsageErrors) {
+  Fill();
+  EXPECT_EQ(Llmcache({"purge", "--db", db_}).exit_code, 2);
+  EXPECT_EQ(Llmcache({"purge", "--db", db_, "--all", "--expired"}).exit_code,
+            2);
+  ProcessResult bad =
+      Llmcache({"purge", "--db", db_, "--older-than", "3 fortnights"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_THAT(bad.err, HasSubstr("unknown unit"));
+  EXPECT_EQ(Llmcache({"purge", "--db", db_, "--key", "beef"}).exit_code, 2);
+  EXPECT_EQ(LsKeys(db_).size(), 7u);
+  EXPECT_EQ(
+      Llmcache({"purge", "--db", dir_.path() + "/none", "--all"}).exit_code, 1);
+}
+
+TEST_F(CliTest, CompactReportsSpace) {
+  Fill();
+  ProcessResult r = Llmcache({"compact", "--db", db_, "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json::object o = ParseObject(r.out);
+  EXPECT_GT(o["disk_bytes_before"].to_number<uint64_t>(), 0u);
+  EXPECT_GT(o["disk_bytes_after"].to_number<uint64_t>(), 0u);
+  // The expired entry is gone after compaction.
+  EXPECT_EQ(LsKeys(db_).size(), 6u);
+  ProcessResult text = Llmcache({"compact", "--db", db_});
+  EXPECT_THAT(text.out, HasSubstr("before"));
+  EXPECT_THAT(text.out, HasSubstr("after"));
+}
+
+// ---- export / import / verify ----
+
+TEST_F(CliTest, ExportImportRoundTripGivesIdenticalLs) {
+  Fill();
+  ASSERT_EQ(Llmcache({"purge", "--db", db_, "--expired"}).exit_code, 0);
+  ProcessResult exp = Llmcache({"export", "--db", db_});
+  ASSERT_EQ(exp.exit_code, 0) << exp.err;
+  EXPECT_EQ(std::count(exp.out.begin(), exp.out.end(), '\n'), 6);
+  EXPECT_THAT(exp.err, HasSubstr("exported 6 entries"));
+  EXPECT_THAT(exp.err, Not(HasSubstr("\r")));  // no progress bar off a TTY
+  json::object first = ParseObject(exp.out.substr(0, exp.out.find('\n')));
+  for (const char* field : {"key", "model", "namespace", "created", "expires",
+                            "usage", "response"}) {
+    EXPECT_TRUE(first.contains(field)) << field;
+  }
+
+  const std::string copy = dir_.path() + "/copy";
+  ProcessResult imp = Llmcache({"import", "--db", copy}, exp.out);
+  ASSERT_EQ(imp.exit_code, 0) << imp.err;
+  EXPECT_THAT(imp.out, HasSubstr("imported 6 entries"));
+
+  ProcessResult a = Llmcache({"ls", "--db", db_, "--json", "--limit", "0"});
+  ProcessResult b = Llmcache({"ls", "--db", copy, "--json", "--limit", "0"});
+  ASSERT_EQ(a.exit_code, 0);
+  EXPECT_EQ(a.out, b.out);
+  // And the stored responses are byte-identical.
+  const std::string key = TestKey("openai/gpt-4o-mini", 2).Hex();
+  json::object sa =
+      ParseObject(Llmcache({"show", "--json", "--db", db_, key}).out);
+  json::object sb =
+      ParseObject(Llmcache({"show", "--json", "--db", copy, key}).out);
+  EXPECT_EQ(sa["response"], sb["response"]);
+  EXPECT_EQ(sa["usage"], sb["usage"]);
+
+  // Export of one model, to a file.
+  const std::string file = dir_.path() + "/claude.jsonl";
+  ProcessResult one = Llmcache({"export", "--db", db_, "--model",
+                                "anthropic/claude-sonnet-4.5", "-o", file});
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  EXPECT_THAT(one.err, HasSubstr("exported 2 entries"));
+}
+
+TEST_F(CliTest, ImportSkipsMalformedLinesByNumber) {
+  Fill();
+  ProcessResult exp = Llmcache(
+      {"export", "--db", db_, "--model", "anthropic/claude-sonnet-4.5"});
+  ASSERT_EQ(exp.exit_code, 0);
+  const std::string good1 = exp.out.substr(0, exp.out.find('\n'));
+  const std::string good2 = exp.out.substr(exp.out.find('\n') + 1);
+  std::string input = good1 + "\n";
+  input += "{not json\n";  // line 2
+  input += R"({"key":"abc","model":"m","created":1,"response":"{}"})"
+           "\n";
+  input += "\n";  // blank: ignored
+  input += R"({"key":")" + std::string(64, 'a') +
+           R"(","model":"m","created":1,"response":5})"
+           "\n";  // line 5
+  input += R"([1,2,3])"
+           "\n";  // line 6
+  input +=
+      R"({"key":")" + std::string(64, 'b') +
+      R"(","model":"m","created":1,"usage":{"prompt_tokens":-1},"response":"{}"})"
+      "\n";        // line 7
+  input += good2;  // line 8
+  const std::string copy = dir_.path() + "/copy";
+  ProcessResult imp = Llmcache({"import", "--db", copy, "--json"}, input);
+  EXPECT_EQ(imp.exit_code, 1);
+  EXPECT_THAT(imp.err, HasSubstr("line 2: invalid JSON"));
+  EXPECT_THAT(imp.err, HasSubstr("line 3: \"key\" must be 64 hex digits"));
+  EXPECT_THAT(imp.err, HasSubstr("line 5: \"response\" must be"));
+  EXPECT_THAT(imp.err, HasSubstr("line 6: not a JSON object"));
+  EXPECT_THAT(imp.err, HasSubstr("line 7: usage:"));
+  json::object o = ParseObject(imp.out);
+  EXPECT_EQ(o["imported"].to_number<uint64_t>(), 2u);
+  EXPECT_EQ(o["malformed"].to_number<uint64_t>(), 5u);
+  EXPECT_EQ(LsKeys(copy).size(), 2u);
+  // The database is intact and usable after the bad lines.
+  EXPECT_EQ(Llmcache({"verify", "--db", copy}).exit_code, 0);
+  // A file that is not there.
+  ProcessResult none = Llmcache({"import", "--db", copy, dir_.path() + "/x"});
+  EXPECT_EQ(none.exit_code, 1);
+  EXPECT_THAT(none.err, HasSubstr("cannot read"));
+}
+
+TEST_F(CliTest, VerifyReportsCorruptEntriesByKey) {
+  Fill();
+  ProcessResult ok = Llmcache({"verify", "--db", db_});
+  ASSERT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_THAT(ok.out, HasSubstr("checked 7 entries: 0 bad"));
+  const std::string bad_key = TestKey("openai/gpt-4o-mini", 77).Hex();
+  const std::string text_key = TestKey("openai/gpt-4o-mini", 78).Hex();
+  {
+    CacheOptions o;
+    o.path = db_;
+    o.maintenance_interval_ms = 0;
+    auto cache = Cache::Open(o);
+    ASSERT_OK(cache.status());
+    auto* rocks = dynamic_cast<RocksCache*>(cache->get());
+    ASSERT_NE(rocks, nullptr);
+    const Digest d = TestKey("openai/gpt-4o-mini", 77).digest;
+    ASSERT_OK(rocks->PutRawForTest("openai/gpt-4o-mini",
+                                   std::string(d.begin(), d.end()),
+                                   std::string("\x01\x00garbage", 9)));
+    ASSERT_OK((*cache)->Insert(TestKey("openai/gpt-4o-mini", 78),
+                               "not json at all", InsertOptions{}));
+  }
+  ProcessResult r = Llmcache({"verify", "--db", db_, "--json"});
+  EXPECT_EQ(r.exit_code, 1);
+  json::object o = ParseObject(r.out);
+  EXPECT_EQ(o["checked"].to_number<uint64_t>(), 9u);
+  EXPECT_EQ(o["problems"].to_number<uint64_t>(), 2u);
+  const std::string all = json::serialize(o["entries"]);
+  EXPECT_THAT(all, HasSubstr(bad_key));
+  EXPECT_THAT(all, HasSubstr(text_key));
+  EXPECT_THAT(all, HasSubstr("corrupt"));
+  // Export skips the corrupt one, names it, and says so in its exit code.
+  ProcessResult exp = Llmcache({"export", "--db", db_});
+  EXPECT_EQ(exp.exit_code, 1);
+  EXPECT_THAT(exp.err, HasSubstr(bad_key));
+  EXPECT_EQ(std::count(exp.out.begin(), exp.out.end(), '\n'), 8);
+}
+
+TEST_F(CliTest, ProgressBarOnlyOnATerminal) {
+  Fill();
+  // `script` gives the child a pseudo-terminal.
+  const std::string cmd = std::string(kBin) + " export --db " + db_ + " -o " +
+                          dir_.path() + "/out.jsonl";
+  ProcessResult tty = RunProcess({"/usr/bin/script", "-qec", cmd, "/dev/null"});
+  ASSERT_EQ(tty.exit_code, 0) << tty.out << tty.err;
+  EXPECT_THAT(tty.out, HasSubstr("export ["));
+  EXPECT_THAT(tty.out, HasSubstr("/s ETA"));
+  ProcessResult pipe =
+      Llmcache({"export", "--db", db_, "-o", dir_.path() + "/out2.jsonl"});
+  EXPECT_THAT(pipe.err, Not(HasSubstr("export [")));
+}
+
+TEST(ProgressTest, RendersRateAndEta) {
+  const std::string line = cli::Progress::Render("import", 50, 200, 2.0, 60);
+  EXPECT_THAT(line, HasSubstr("50/200"));
+  EXPECT_THAT(line, HasSubstr("25/s"));
+  EXPECT_THAT(line, HasSubstr("ETA 0m06s"));
+  EXPECT_THAT(line, HasSubstr("[#"));
+  const std::string open = cli::Progress::Render("warm", 7, 0, 1.0, 60);
+  EXPECT_THAT(open, HasSubstr("7 7/s"));
+}
+
+TEST(DurationTest, ParsesUnitsAndRejectsJunk) {
+  EXPECT_EQ(*cli::ParseDuration("90"), 90'000);
+  EXPECT_EQ(*cli::ParseDuration("90s"), 90'000);
+  EXPECT_EQ(*cli::ParseDuration("15m"), 900'000);
+  EXPECT_EQ(*cli::ParseDuration("2h"), 7'200'000);
+  EXPECT_EQ(*cli::ParseDuration("7d"), 604'800'000);
+  EXPECT_EQ(*cli::ParseDuration("1h30m"), 5'400'000);
+  EXPECT_EQ(*cli::ParseDuration("250ms"), 250);
+  for (const char* bad :
+       {"", "-5s", "h", "5y", "1.5h", "1h30", "99999999999999999d"}) {
+    EXPECT_FALSE(cli::ParseDuration(bad).ok()) << bad;
+  }
+}
+
+// ---- a database held open by a second live process ----
+
+TEST_F(CliTest, LiveDatabaseReadVerbsSeeWritesAndMutatingVerbsExitThree) {
+  const std::string acks = dir_.path() + "/acks";
+  testing::BackgroundProcess writer({CRASH_WRITER_PATH, db_, acks, "0"});
+  auto acked = [&] {
+    std::ifstream in(acks);
+    return static_cast<uint64_t>(std::count(std::istreambuf_iterator<char>(in),
+                                            std::istreambuf_iterator<char>(),
+                                            '\n'));
+  };
+  auto wait_for = [&](uint64_t n) {
+    for (int i = 0; i < 600 && acked() < n; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return acked() >= n;
+  };
+  ASSERT_TRUE(wait_for(20));
+  const uint64_t before = acked();
+  json::object s1 = ParseObject(Llmcache({"stats", "--db", db_, "--json"}).out);
+  EXPECT_GE(s1["entries"].to_number<uint64_t>(), before);
+  const size_t listed1 = LsKeys(db_).size();
+  EXPECT_GE(listed1, before);
+
+  ASSERT_TRUE(wait_for(before + 50));
+  const uint64_t later = acked();
+  json::object s2 = ParseObject(Llmcache({"stats", "--db", db_, "--json"}).out);
+  EXPECT_GE(s2["entries"].to_number<uint64_t>(), later);
+  EXPECT_GT(s2["entries"].to_number<uint64_t>(),
+            s1["entries"].to_number<uint64_t>());
+  EXPECT_GE(LsKeys(db_).size(), later);
+  ProcessResult models = Llmcache({"models", "--db", db_, "--json"});
+  EXPECT_EQ(models.exit_code, 0) << models.err;
+  EXPECT_EQ(ParseObject(models.out)["models"].as_array().size(), 5u);
+  EXPECT_EQ(Llmcache({"verify", "--db", db_}).exit_code, 0);
+
+  const std::string pid = std::to_string(writer.pid());
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"purge", "--db", db_, "--all", "--yes"},
+        {"purge", "--db", db_, "--model", "openai/gpt-4o-mini"},
+        {"compact", "--db", db_},
+        {"import", "--db", db_}}) {
+    ProcessResult r = Llmcache(args, "");
+    EXPECT_EQ(r.exit_code, 3) << args[0] << ": " << r.err;
+    EXPECT_THAT(r.err, HasSubstr("in use by process " + pid)) << args[0];
+    EXPECT_THAT(r.err, HasSubstr("crash_writer")) << args[0];
+    EXPECT_THAT(r.err, HasSubstr("/admin/purge")) << args[0];
+  }
+  // Nothing was removed.
+  EXPECT_GE(LsKeys(db_).size(), later);
+}
+
+// ---- warm, against the fake OpenRouter ----
+
+TEST_F(CliTest, WarmFillsTheCacheAndSkipsWhatIsCached) {
+  fake::FakeOptions fo;
+  auto fake = fake::FakeOpenRouter::Start(fo);
+  ASSERT_OK(fake.status());
+  std::string lines;
+  lines +=
+      R"({"model":"openai/gpt-4o-mini","temperature":0,"messages":[{"role":"user","content":"one"}]})"
+      "\n";
+  lines +=
+      R"({"model":"openai/gpt-4o-mini","temperature":0,"messages":[{"role":"user","content":"two"}]})"
+      "\n";
+  lines +=
+      R"({"model":"openai/gpt-4o-mini","temperature":0.9,"messages":[{"role":"user","content":"hot"}]})"
+      "\n";
+  lines +=
+      R"({"model":"anthropic/claude-sonnet-4.5","temperature":0,"messages":[{"role":"user","content":"three"}]})"
+      "\n";
+  const std::string file = WriteFile(dir_.path() + "/warm.jsonl", lines);
+  const std::vector<std::string> env = {"OPENROUTER_API_KEY=sk-warm-test"};
+  ProcessResult r = Llmcache({"warm", "--db", db_, "--upstream",
+                              (*fake)->base_url(), file, "--json", "-j", "2"},
+                             "", env);
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  json::object o = ParseObject(r.out);
+  EXPECT_EQ(o["stored"].to_number<uint64_t>(), 3u);
+  EXPECT_EQ(o["bypassed"].to_number<uint64_t>(), 1u);
+  EXPECT_EQ(o["already_cached"].to_number<uint64_t>(), 0u);
+  EXPECT_EQ((*fake)->completions(), 3u);
+  EXPECT_EQ((*fake)->last_authorization(), "Bearer sk-warm-test");
+  EXPECT_EQ(LsKeys(db_).size(), 3u);
+
+  // The entries are where the proxy would look for this API key.
+  const std::string first = lines.substr(0, lines.find('\n'));
+  ProcessResult get = Llmcache({"get", "--db", db_, "--json", "--api-key-env",
+                                "OPENROUTER_API_KEY", "-"},
+                               first, env);
+  EXPECT_TRUE(ParseObject(get.out)["cached"].as_bool()) << get.out << get.err;
+
+  // Again: nothing is sent.
+  ProcessResult again = Llmcache(
+      {"warm", "--db", db_, "--upstream", (*fake)->base_url(), file}, "", env);
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_THAT(again.out, HasSubstr("already cached  3"));
+  EXPECT_EQ((*fake)->completions(), 3u);
+
+  // Malformed lines and upstream errors are reported, not stored.
+  std::string bad = "{oops\n";
+  bad +=
+      R"({"model":"fake/fault-400","temperature":0,"messages":[{"role":"user","content":"x"}]})"
+      "\n";
+  const std::string bad_file = WriteFile(dir_.path() + "/bad.jsonl", bad);
+  ProcessResult failed = Llmcache(
+      {"warm", "--db", db_, "--upstream", (*fake)->base_url(), bad_file}, "",
+      env);
+  EXPECT_EQ(failed.exit_code, 1);
+  EXPECT_THAT(failed.err, HasSubstr("line 1:"));
+  EXPECT_THAT(failed.err, HasSubstr("line 2: upstream status 400"));
+  EXPECT_EQ(LsKeys(db_).size(), 3u);
+}
+
+}  // namespace
+}  // namespace llmcache

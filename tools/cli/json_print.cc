@@ -1,0 +1,49 @@
+#include "cli/json_print.h"
+
+#include <boost/json/serialize.hpp>
+#include <ostream>
+
+namespace llmcache::cli {
+
+void PrettyPrint(const boost::json::value& v, std::ostream& out, int indent) {
+  const std::string pad(static_cast<size_t>(indent + 2), ' ');
+  const std::string close_pad(static_cast<size_t>(indent), ' ');
+  if (const boost::json::object* o = v.if_object()) {
+    if (o->empty()) {
+      out << "{}";
+      return;
+    }
+    out << "{\n";
+    bool first = true;
+    for (const auto& kv : *o) {
+      if (!first) out << ",\n";
+      first = false;
+      out << pad << boost::json::serialize(boost::json::string(kv.key()))
+          << ": ";
+      PrettyPrint(kv.value(), out, indent + 2);
+    }
+    out << "\n" << close_pad << "}";
+  } else if (const boost::json::array* a = v.if_array()) {
+    if (a->empty()) {
+      out << "[]";
+      return;
+    }
+    out << "[\n";
+    bool first = true;
+    for (const auto& e : *a) {
+      if (!first) out << ",\n";
+      first = false;
+      out << pad;
+      PrettyPrint(e, out, indent + 2);
+    }
+    out << "\n" << close_pad << "]";
+  } else {
+    out << boost::json::serialize(v);
+  }
+}
+
+void PrintJsonLine(const boost::json::value& v, std::ostream& out) {
+  out << boost::json::serialize(v) << "\n";
+}
+
+}  // namespace llmcache::cli

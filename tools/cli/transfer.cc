@@ -1,0 +1,376 @@
+// export, import and verify: whole-database walks.
+
+#include <algorithm>
+#include <boost/json.hpp>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <ostream>
+
+#include "cli/json_print.h"
+#include "cli/progress.h"
+#include "cli/verbs.h"
+#include "llmcache/key.h"
+
+namespace llmcache::cli {
+namespace json = boost::json;
+
+namespace {
+
+uint64_t TotalEntries(Cache& cache, const std::optional<std::string>& model) {
+  Result<CacheStats> st = cache.GetStats();
+  if (!st.ok()) return 0;
+  if (!model) return st->entries;
+  const std::string_view base = BaseModel(*model);
+  for (const ModelStats& m : st->models) {
+    if (m.model == base) return m.entries;
+  }
+  return 0;
+}
+
+// Reads an optional non-negative integer member; false (with *error) if it
+// is present but not one.
+bool GetUint(const json::object& o, std::string_view name, uint64_t* out,
+             std::string* error) {
+  const json::value* v = o.if_contains(name);
+  if (v == nullptr || v->is_null()) return true;
+  if (v->is_uint64()) {
+    *out = v->get_uint64();
+    return true;
+  }
+  if (v->is_int64() && v->get_int64() >= 0) {
+    *out = static_cast<uint64_t>(v->get_int64());
+    return true;
+  }
+  *error = "\"" + std::string(name) + "\" must be a non-negative integer";
+  return false;
+}
+
+bool GetString(const json::object& o, std::string_view name, std::string* out,
+               std::string* error, bool required) {
+  const json::value* v = o.if_contains(name);
+  if (v == nullptr || v->is_null()) {
+    if (required) *error = "missing \"" + std::string(name) + "\"";
+    return !required;
+  }
+  if (!v->is_string()) {
+    *error = "\"" + std::string(name) + "\" must be a string";
+    return false;
+  }
+  *out = std::string(v->get_string());
+  return true;
+}
+
+struct ImportLine {
+  RequestKey key;
+  std::string body;
+  InsertOptions options;
+  std::string ns;
+  std::string resolved_model;
+};
+
+// Validates one export line. False with *error on anything malformed.
+bool ParseImportLine(std::string_view line, ImportLine* out,
+                     std::string* error) {
+  boost::system::error_code ec;
+  json::value v = json::parse(line, ec);
+  if (ec) {
+    *error = "invalid JSON: " + ec.message();
+    return false;
+  }
+  if (!v.is_object()) {
+    *error = "not a JSON object";
+    return false;
+  }
+  const json::object& o = v.get_object();
+  std::string key_hex;
+  if (!GetString(o, "key", &key_hex, error, true)) return false;
+  Result<Digest> d = DigestFromHex(key_hex);
+  if (!d.ok()) {
+    *error = "\"key\" must be 64 hex digits";
+    return false;
+  }
+  out->key.digest = *d;
+  if (!GetString(o, "model", &out->key.model, error, true)) return false;
+  if (out->key.model.empty()) {
+    *error = "\"model\" is empty";
+    return false;
+  }
+  out->key.base_model = std::string(BaseModel(out->key.model));
+  if (!GetString(o, "namespace", &out->ns, error, false)) return false;
+  if (!GetString(o, "resolved_model", &out->resolved_model, error, false)) {
+    return false;
+  }
+  uint64_t created = 0, expires = 0, flags = 0;
+  if (!GetUint(o, "created", &created, error) ||
+      !GetUint(o, "expires", &expires, error) ||
+      !GetUint(o, "flags", &flags, error)) {
+    return false;
+  }
+  if (created > static_cast<uint64_t>(INT64_MAX) ||
+      expires > static_cast<uint64_t>(INT64_MAX) || flags > 0xFF) {
+    *error = "\"created\", \"expires\" or \"flags\" out of range";
+    return false;
+  }
+  if (created == 0) {
+    *error = "missing \"created\" (Unix milliseconds)";
+    return false;
+  }
+  if (expires != 0 && expires < created) {
+    *error = "\"expires\" is before \"created\"";
+    return false;
+  }
+  Usage usage;
+  if (const json::value* u = o.if_contains("usage");
+      u != nullptr && !u->is_null()) {
+    if (!u->is_object()) {
+      *error = "\"usage\" must be an object";
+      return false;
+    }
+    const json::object& uo = u->get_object();
+    uint64_t cost = 0;
+    if (!GetUint(uo, "prompt_tokens", &usage.prompt_tokens, error) ||
+        !GetUint(uo, "completion_tokens", &usage.completion_tokens, error) ||
+        !GetUint(uo, "cached_tokens", &usage.cached_tokens, error) ||
+        !GetUint(uo, "cache_write_tokens", &usage.cache_write_tokens, error) ||
+        !GetUint(uo, "cost_nanousd", &cost, error)) {
+      *error = "usage: " + *error;
+      return false;
+    }
+    if (cost > static_cast<uint64_t>(INT64_MAX)) {
+      *error = "usage: \"cost_nanousd\" out of range";
+      return false;
+    }
+    usage.cost_nanousd = static_cast<int64_t>(cost);
+  }
+  const json::value* r = o.if_contains("response");
+  if (r == nullptr || r->is_null()) {
+    *error = "missing \"response\"";
+    return false;
+  }
+  if (r->is_string()) {
+    out->body = std::string(r->get_string());
+  } else if (r->is_object()) {
+    out->body = json::serialize(*r);
+  } else {
+    *error = "\"response\" must be a string (the stored body) or an object";
+    return false;
+  }
+  if (out->key.model.size() > 65535 || out->ns.size() > 65535 ||
+      out->resolved_model.size() > 65535) {
+    *error = "a string field is longer than 65535 bytes";
+    return false;
+  }
+  out->options.usage = usage;
+  out->options.flags = static_cast<uint8_t>(flags) | kEntryFlagImported;
+  out->options.created_ms = static_cast<int64_t>(created);
+  out->options.expires_ms = static_cast<int64_t>(expires);
+  // Entries that never expire keep "never": ttl 0.
+  if (expires == 0) out->options.ttl_ms = 0;
+  return true;
+}
+
+}  // namespace
+
+int Export(const std::string& db, const std::optional<std::string>& model,
+           const std::string& output, const Io& io) {
+  std::unique_ptr<Cache> cache = OpenForReading(db, io);
+  if (!cache) return kExitFailure;
+  std::ofstream file;
+  std::ostream* out = &io.out;
+  if (output != "-") {
+    file.open(output, std::ios::binary | std::ios::trunc);
+    if (!file) {
+      io.err << "llmcache export: cannot write " << output << ": "
+             << std::strerror(errno) << "\n";
+      return kExitFailure;
+    }
+    out = &file;
+  }
+  Progress progress(io.err, io.stderr_is_tty, "export",
+                    TotalEntries(*cache, model));
+  uint64_t written = 0, corrupt = 0;
+  Status s = cache->ForEachEntry(
+      model,
+      [&](const EntryView& v) {
+        const EntryMeta& m = v.entry.meta;
+        json::object line{
+            {"key", DigestToHex(v.digest)},
+            {"model", m.model},
+            {"resolved_model", m.resolved_model},
+            {"namespace", m.ns},
+            {"created", m.created_ms},
+            {"expires", m.expires_ms},
+            {"flags", m.flags & ~kEntryFlagImported},
+            {"usage",
+             json::object{{"prompt_tokens", m.usage.prompt_tokens},
+                          {"completion_tokens", m.usage.completion_tokens},
+                          {"cached_tokens", m.usage.cached_tokens},
+                          {"cache_write_tokens", m.usage.cache_write_tokens},
+                          {"cost_nanousd", m.usage.cost_nanousd}}},
+            {"response", v.entry.body}};
+        *out << json::serialize(line) << '\n';
+        ++written;
+        progress.Update(written + corrupt);
+        return static_cast<bool>(*out);
+      },
+      [&](std::string_view key, const Status& st) {
+        ++corrupt;
+        io.err << "llmcache export: skipping corrupt entry " << key << ": "
+               << st.message() << "\n";
+      });
+  progress.Finish();
+  out->flush();
+  if (!*out) {
+    io.err << "llmcache export: write failed after " << written << " entries\n";
+    return kExitFailure;
+  }
+  if (!s.ok()) {
+    io.err << "llmcache export: " << s << "\n";
+    return kExitFailure;
+  }
+  io.err << "exported " << written << " entries";
+  if (corrupt > 0) io.err << ", skipped " << corrupt << " corrupt";
+  io.err << "\n";
+  return corrupt > 0 ? kExitFailure : kExitOk;
+}
+
+int Import(const std::string& db, const std::string& input, bool as_json,
+           const Io& io) {
+  std::ifstream file;
+  std::istream* in = &io.in;
+  uint64_t total_lines = 0;
+  if (input != "-") {
+    file.open(input, std::ios::binary);
+    if (!file) {
+      io.err << "llmcache import: cannot read " << input << ": "
+             << std::strerror(errno) << "\n";
+      return kExitFailure;
+    }
+    if (io.stderr_is_tty) {
+      total_lines = static_cast<uint64_t>(
+          std::count(std::istreambuf_iterator<char>(file),
+                     std::istreambuf_iterator<char>(), '\n'));
+      file.clear();
+      file.seekg(0);
+    }
+    in = &file;
+  }
+  int rc = kExitOk;
+  std::unique_ptr<Cache> cache = OpenForWriting(db, /*create=*/true, io, &rc);
+  if (!cache) return rc;
+  Progress progress(io.err, io.stderr_is_tty, "import", total_lines);
+  uint64_t line_no = 0, imported = 0, malformed = 0, expired = 0;
+  const int64_t now = NowMs();
+  std::string line;
+  Status store_error;
+  while (std::getline(*in, line)) {
+    ++line_no;
+    progress.Update(line_no);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+    ImportLine parsed;
+    std::string error;
+    if (!ParseImportLine(line, &parsed, &error)) {
+      ++malformed;
+      progress.Finish();
+      io.err << "llmcache import: line " << line_no << ": " << error
+             << " (skipped)\n";
+      continue;
+    }
+    if (parsed.options.expires_ms != 0 && parsed.options.expires_ms <= now) {
+      ++expired;
+      continue;
+    }
+    parsed.options.ns = parsed.ns;
+    parsed.options.resolved_model = parsed.resolved_model;
+    Status s = cache->Insert(parsed.key, parsed.body, parsed.options);
+    if (!s.ok()) {
+      store_error = s;
+      break;
+    }
+    ++imported;
+  }
+  progress.Finish();
+  if (!store_error.ok()) {
+    io.err << "llmcache import: stopped at line " << line_no << ": "
+           << store_error << " (" << imported
+           << " entries before it are stored)\n";
+    return kExitFailure;
+  }
+  if (in->bad()) {
+    io.err << "llmcache import: read error after line " << line_no << "\n";
+    return kExitFailure;
+  }
+  if (as_json) {
+    PrintJsonLine(json::object{{"imported", imported},
+                               {"malformed", malformed},
+                               {"expired_skipped", expired},
+                               {"lines", line_no}},
+                  io.out);
+  } else {
+    io.out << "imported " << imported << " entries";
+    if (expired > 0) io.out << ", skipped " << expired << " already expired";
+    if (malformed > 0)
+      io.out << ", skipped " << malformed << " malformed lines";
+    io.out << "\n";
+  }
+  return malformed > 0 ? kExitFailure : kExitOk;
+}
+
+int Verify(const std::string& db, const std::optional<std::string>& model,
+           bool as_json, const Io& io) {
+  std::unique_ptr<Cache> cache = OpenForReading(db, io);
+  if (!cache) return kExitFailure;
+  Progress progress(io.err, io.stderr_is_tty, "verify",
+                    TotalEntries(*cache, model));
+  uint64_t checked = 0, expired = 0;
+  json::array problems;
+  const int64_t now = NowMs();
+  Status s = cache->ForEachEntry(
+      model,
+      [&](const EntryView& v) {
+        ++checked;
+        if (v.entry.meta.ExpiredAt(now)) ++expired;
+        boost::system::error_code ec;
+        json::parse(v.entry.body, ec);
+        if (ec) {
+          problems.push_back(json::object{
+              {"key", DigestToHex(v.digest)},
+              {"model", v.entry.meta.model},
+              {"problem", "response is not valid JSON: " + ec.message()}});
+        }
+        progress.Update(checked);
+        return true;
+      },
+      [&](std::string_view key, const Status& st) {
+        ++checked;
+        problems.push_back(
+            json::object{{"key", key},
+                         {"problem", "corrupt: " + std::string(st.message())}});
+        progress.Update(checked);
+      });
+  progress.Finish();
+  if (!s.ok()) {
+    io.err << "llmcache verify: " << s << "\n";
+    return kExitFailure;
+  }
+  if (as_json) {
+    PrintJsonLine(json::object{{"checked", checked},
+                               {"expired", expired},
+                               {"problems", problems.size()},
+                               {"entries", problems}},
+                  io.out);
+  } else {
+    for (const json::value& p : problems) {
+      const json::object& o = p.as_object();
+      io.out << o.at("key").as_string() << "  " << o.at("problem").as_string()
+             << "\n";
+    }
+    io.out << "checked " << checked << " entries: " << problems.size()
+           << " bad, " << expired << " expired (awaiting compaction)\n";
+  }
+  return problems.empty() ? kExitOk : kExitFailure;
+}
+
+}  // namespace llmcache::cli

@@ -1,0 +1,262 @@
+#include "cli/util.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <limits>
+#include <sstream>
+
+#include "llmcache/options.h"
+
+namespace llmcache::cli {
+
+std::optional<LockHolder> FindLockHolder(const std::string& path) {
+  const std::string lock_file = path + "/LOCK";
+  const int fd = ::open(lock_file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  struct flock fl = {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = 0;
+  fl.l_len = 0;
+  const int rc = ::fcntl(fd, F_GETLK, &fl);
+  ::close(fd);
+  if (rc != 0 || fl.l_type == F_UNLCK || fl.l_pid <= 0) return std::nullopt;
+  LockHolder holder;
+  holder.pid = fl.l_pid;
+  std::ifstream cmdline("/proc/" + std::to_string(fl.l_pid) + "/cmdline",
+                        std::ios::binary);
+  std::string cmd((std::istreambuf_iterator<char>(cmdline)),
+                  std::istreambuf_iterator<char>());
+  while (!cmd.empty() && cmd.back() == '\0') cmd.pop_back();
+  for (char& c : cmd) {
+    if (c == '\0') c = ' ';
+  }
+  holder.command = std::move(cmd);
+  return holder;
+}
+
+std::unique_ptr<Cache> OpenForReading(const std::string& path, const Io& io) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path + "/CURRENT", ec)) {
+    io.err << "llmcache: no database at " << path
+           << " (set --db or LLMCACHE_DB)\n";
+    return nullptr;
+  }
+  InspectOptions options;
+  options.path = path;
+  Result<std::unique_ptr<Cache>> cache = Cache::Inspect(options);
+  if (!cache.ok()) {
+    io.err << "llmcache: " << cache.status() << "\n";
+    return nullptr;
+  }
+  return std::move(*cache);
+}
+
+std::unique_ptr<Cache> OpenForWriting(const std::string& path, bool create,
+                                      const Io& io, int* exit_code) {
+  std::error_code ec;
+  if (!create && !std::filesystem::exists(path + "/CURRENT", ec)) {
+    io.err << "llmcache: no database at " << path
+           << " (set --db or LLMCACHE_DB)\n";
+    *exit_code = kExitFailure;
+    return nullptr;
+  }
+  CacheOptions options;
+  options.path = path;
+  options.create_if_missing = create;
+  // The CLI's writes are its own: no background thread; statistics are
+  // written when the cache closes.
+  options.maintenance_interval_ms = 0;
+  options.sync_writes = false;
+  Result<std::unique_ptr<Cache>> cache = Cache::Open(options);
+  if (cache.ok()) {
+    *exit_code = kExitOk;
+    return std::move(*cache);
+  }
+  const Status& s = cache.status();
+  std::optional<LockHolder> holder;
+  if (s.code() == StatusCode::kFailedPrecondition)
+    holder = FindLockHolder(path);
+  const bool locked = holder.has_value() ||
+                      (s.code() == StatusCode::kFailedPrecondition &&
+                       s.message().find("locked") != std::string_view::npos);
+  if (!locked) {
+    io.err << "llmcache: " << s << "\n";
+    *exit_code = kExitFailure;
+    return nullptr;
+  }
+  io.err << "llmcache: the database " << path << " is in use by ";
+  if (holder) {
+    io.err << "process " << holder->pid;
+    if (!holder->command.empty()) io.err << " (" << holder->command << ")";
+  } else {
+    io.err << "another process";
+  }
+  io.err << ".\n"
+         << "Read-only verbs (stats, models, ls, show, get, export, verify) "
+            "work while it runs.\n"
+         << "To change it: stop that process and retry, or, if it is "
+            "`llmcache serve` started with an admin token, use its admin "
+            "endpoint, e.g.\n"
+         << "  curl -X POST -H \"Authorization: Bearer $LLMCACHE_ADMIN_TOKEN\" "
+            "'http://127.0.0.1:8080/admin/purge?model=MODEL'\n"
+         << "  curl -X POST -H \"Authorization: Bearer $LLMCACHE_ADMIN_TOKEN\" "
+            "'http://127.0.0.1:8080/admin/flush?model=MODEL'\n";
+  *exit_code = kExitBusy;
+  return nullptr;
+}
+
+Result<int64_t> ParseDuration(std::string_view text) {
+  const std::string original(text);
+  if (text.empty()) {
+    return InvalidArgumentError("empty duration");
+  }
+  int64_t total = 0;
+  bool any = false;
+  while (!text.empty()) {
+    size_t digits = 0;
+    while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') {
+      ++digits;
+    }
+    if (digits == 0 || digits > 12) {
+      return InvalidArgumentError(
+          "bad duration '" + original +
+          "': want a number and a unit, like 90s, 15m, 2h, 7d");
+    }
+    int64_t n = 0;
+    for (size_t i = 0; i < digits; ++i) n = n * 10 + (text[i] - '0');
+    text.remove_prefix(digits);
+    size_t unit_len = 0;
+    while (unit_len < text.size() &&
+           !(text[unit_len] >= '0' && text[unit_len] <= '9')) {
+      ++unit_len;
+    }
+    const std::string_view unit = text.substr(0, unit_len);
+    text.remove_prefix(unit_len);
+    int64_t scale = 0;
+    if (unit.empty() || unit == "s") {
+      if (unit.empty() && (any || !text.empty()))
+        scale = 0;
+      else
+        scale = 1000;
+    } else if (unit == "ms") {
+      scale = 1;
+    } else if (unit == "m") {
+      scale = 60'000;
+    } else if (unit == "h") {
+      scale = 3'600'000;
+    } else if (unit == "d") {
+      scale = 86'400'000;
+    } else if (unit == "w") {
+      scale = 7 * 86'400'000LL;
+    }
+    if (scale == 0) {
+      return InvalidArgumentError("bad duration '" + original +
+                                  "': unknown unit '" + std::string(unit) +
+                                  "' (use ms, s, m, h, d, w)");
+    }
+    if (n > std::numeric_limits<int64_t>::max() / scale ||
+        total > std::numeric_limits<int64_t>::max() - n * scale) {
+      return InvalidArgumentError("duration '" + original + "' too large");
+    }
+    total += n * scale;
+    any = true;
+  }
+  return total;
+}
+
+std::string FormatBytes(uint64_t bytes) {
+  static constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  if (bytes < 1024) return std::to_string(bytes) + " B";
+  double v = static_cast<double>(bytes);
+  size_t unit = 0;
+  while (v >= 1024 && unit + 1 < std::size(kUnits)) {
+    v /= 1024;
+    ++unit;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.1f %s", v, kUnits[unit]);
+  return buf;
+}
+
+std::string FormatDuration(int64_t ms) {
+  if (ms < 0) return "-" + FormatDuration(-ms);
+  const int64_t s = ms / 1000;
+  char buf[48];
+  if (s < 60) {
+    std::snprintf(buf, sizeof(buf), "%" PRId64 "s", s);
+  } else if (s < 3600) {
+    std::snprintf(buf, sizeof(buf), "%" PRId64 "m%" PRId64 "s", s / 60, s % 60);
+  } else if (s < 86400) {
+    std::snprintf(buf, sizeof(buf), "%" PRId64 "h%" PRId64 "m", s / 3600,
+                  (s % 3600) / 60);
+  } else {
+    std::snprintf(buf, sizeof(buf), "%" PRId64 "d%" PRId64 "h", s / 86400,
+                  (s % 86400) / 3600);
+  }
+  return buf;
+}
+
+std::string FormatTime(int64_t unix_ms) {
+  const std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm = {};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string FormatUsd(int64_t nanousd) {
+  char buf[48];
+  std::snprintf(buf, sizeof(buf), "%s$%.6f", nanousd < 0 ? "-" : "",
+                static_cast<double>(nanousd < 0 ? -nanousd : nanousd) / 1e9);
+  return buf;
+}
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::optional<std::string> ReadInput(const std::string& path, const Io& io) {
+  if (path == "-") {
+    std::string data((std::istreambuf_iterator<char>(io.in)),
+                     std::istreambuf_iterator<char>());
+    return data;
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    io.err << "llmcache: cannot read " << path << ": " << std::strerror(errno)
+           << "\n";
+    return std::nullopt;
+  }
+  std::string data((std::istreambuf_iterator<char>(in)),
+                   std::istreambuf_iterator<char>());
+  if (in.bad()) {
+    io.err << "llmcache: error reading " << path << "\n";
+    return std::nullopt;
+  }
+  return data;
+}
+
+bool Confirm(const Io& io, bool yes, const std::string& question) {
+  if (yes || !io.stdin_is_tty) return true;
+  io.err << question << " [y/N] " << std::flush;
+  std::string answer;
+  if (!std::getline(io.in, answer)) return false;
+  return answer == "y" || answer == "Y" || answer == "yes" || answer == "YES";
+}
+
+}  // namespace llmcache::cli

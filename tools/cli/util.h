@@ -1,0 +1,82 @@
+// Helpers shared by the `llmcache` verbs: opening a database for reading or
+// writing with operator-friendly errors, durations, sizes and times.
+
+#ifndef LLMCACHE_TOOLS_CLI_UTIL_H_
+#define LLMCACHE_TOOLS_CLI_UTIL_H_
+
+#include <cstdint>
+#include <iosfwd>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "llmcache/cache.h"
+#include "llmcache/status.h"
+
+namespace llmcache::cli {
+
+// Exit codes of every verb (documented in `llmcache --help` and the README).
+enum ExitCode : int {
+  kExitOk = 0,
+  kExitFailure = 1,
+  kExitUsage = 2,
+  kExitBusy = 3,  // a mutating verb found the database held by a process
+};
+
+// Terminal streams and what they are connected to. Tests pass string
+// streams; main() passes std::cin/cout/cerr.
+struct Io {
+  std::istream& in;
+  std::ostream& out;
+  std::ostream& err;
+  bool stdin_is_tty = false;
+  bool stderr_is_tty = false;
+};
+
+// Which process holds the RocksDB lock of the database at `path`, asked of
+// the kernel with fcntl(F_GETLK) on its LOCK file. nullopt if none (or the
+// lock is not visible, e.g. held through another mount namespace).
+struct LockHolder {
+  int pid = 0;
+  std::string command;  // /proc/<pid>/cmdline, spaces for NULs; may be empty
+};
+std::optional<LockHolder> FindLockHolder(const std::string& path);
+
+// Opens the database at `path` read-only through the engine's inspection
+// mode, so it works while another process owns it. On failure prints the
+// error to io.err and returns null.
+std::unique_ptr<Cache> OpenForReading(const std::string& path, const Io& io);
+
+// Opens the database at `path` for writing. On failure prints the error and
+// sets *exit_code: kExitBusy (with the holder's pid and command, and what to
+// do) when another process holds it, kExitFailure otherwise.
+std::unique_ptr<Cache> OpenForWriting(const std::string& path, bool create,
+                                      const Io& io, int* exit_code);
+
+// "90", "90s", "15m", "2h", "7d", "1w", "500ms", "1h30m" -> milliseconds.
+// InvalidArgument on anything else (negative, empty, unknown unit, overflow).
+Result<int64_t> ParseDuration(std::string_view text);
+
+// 1536 -> "1.5 KiB"; 12 -> "12 B".
+std::string FormatBytes(uint64_t bytes);
+// 93'000 ms -> "1m33s"; 0 -> "0s"; 3 days -> "3d0h".
+std::string FormatDuration(int64_t ms);
+// Unix ms -> "2026-11-26T14:05:09Z" (UTC).
+std::string FormatTime(int64_t unix_ms);
+// Nano-USD -> "$0.001234".
+std::string FormatUsd(int64_t nanousd);
+
+// Current wall-clock time in Unix milliseconds.
+int64_t NowMs();
+
+// Reads all of `path` ("-" = io.in). On failure prints to io.err.
+std::optional<std::string> ReadInput(const std::string& path, const Io& io);
+
+// Asks "<question> [y/N] " on io.err when stdin is a terminal and `yes` is
+// false; true if confirmed (or no terminal / --yes).
+bool Confirm(const Io& io, bool yes, const std::string& question);
+
+}  // namespace llmcache::cli
+
+#endif  // LLMCACHE_TOOLS_CLI_UTIL_H_

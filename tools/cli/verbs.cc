@@ -1,0 +1,739 @@
+// Reporting verbs (stats, models, ls, show, key, get) and the mutating
+// purge and compact.
+
+#include "cli/verbs.h"
+
+#include <algorithm>
+#include <boost/json.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <iomanip>
+#include <map>
+#include <ostream>
+#include <sstream>
+#include <vector>
+
+#include "cli/json_print.h"
+#include "cli/progress.h"
+#include "llmcache/key.h"
+#include "llmcache/policy.h"
+
+namespace llmcache::cli {
+namespace json = boost::json;
+
+namespace {
+
+// Bytes of every file under the database directory (what the operator's
+// disk sees, also in inspection mode where the engine knows no file sizes).
+uint64_t DirectoryBytes(const std::string& path) {
+  std::error_code ec;
+  uint64_t total = 0;
+  for (auto it = std::filesystem::recursive_directory_iterator(path, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator();
+       it.increment(ec)) {
+    std::error_code size_ec;
+    if (it->is_regular_file(size_ec)) {
+      const uint64_t n = it->file_size(size_ec);
+      if (!size_ec) total += n;
+    }
+  }
+  return total;
+}
+
+// A left-aligned text table; numeric columns are right-aligned.
+class Table {
+ public:
+  explicit Table(std::vector<std::string> header) {
+    rows_.push_back(std::move(header));
+  }
+  void Add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
+  void Print(std::ostream& out, const std::vector<bool>& right_align) const {
+    std::vector<size_t> width(rows_[0].size(), 0);
+    for (const auto& r : rows_) {
+      for (size_t i = 0; i < r.size() && i < width.size(); ++i) {
+        width[i] = std::max(width[i], r[i].size());
+      }
+    }
+    for (const auto& r : rows_) {
+      std::string line;
+      for (size_t i = 0; i < r.size() && i < width.size(); ++i) {
+        const bool right = i < right_align.size() && right_align[i];
+        const std::string fill(width[i] - r[i].size(), ' ');
+        if (i > 0) line += "  ";
+        if (right) line += fill;
+        line += r[i];
+        if (!right && i + 1 < r.size()) line += fill;
+      }
+      out << line << "\n";
+    }
+  }
+
+ private:
+  std::vector<std::vector<std::string>> rows_;
+};
+
+std::string Percent(double f) {
+  char buf[16];
+  std::snprintf(buf, sizeof(buf), "%.1f%%", f * 100);
+  return buf;
+}
+
+double Usd(int64_t nanousd) { return static_cast<double>(nanousd) / 1e9; }
+
+json::object UsageJson(const Usage& u) {
+  return json::object{{"prompt_tokens", u.prompt_tokens},
+                      {"completion_tokens", u.completion_tokens},
+                      {"cached_tokens", u.cached_tokens},
+                      {"cache_write_tokens", u.cache_write_tokens},
+                      {"cost_nanousd", u.cost_nanousd}};
+}
+
+json::array FlagNames(uint8_t flags) {
+  json::array a;
+  if (flags & kEntryFlagFromStream) a.emplace_back("stream");
+  if (flags & kEntryFlagToolCalls) a.emplace_back("tool_calls");
+  if (flags & kEntryFlagImported) a.emplace_back("imported");
+  return a;
+}
+
+std::string TtlLeft(const EntryMeta& m, int64_t now) {
+  if (m.expires_ms == 0) return "never";
+  if (m.ExpiredAt(now)) return "expired";
+  return FormatDuration(m.expires_ms - now);
+}
+
+// The full description of an entry (show, get).
+json::object EntryJson(const std::string& key_hex, const Entry& e,
+                       size_t stored_bytes, int64_t now) {
+  json::object o{{"key", key_hex},
+                 {"model", e.meta.model},
+                 {"resolved_model", e.meta.resolved_model},
+                 {"namespace", e.meta.ns},
+                 {"created_ms", e.meta.created_ms},
+                 {"expires_ms", e.meta.expires_ms},
+                 {"age_ms", now - e.meta.created_ms},
+                 {"expired", e.meta.ExpiredAt(now)},
+                 {"size", stored_bytes},
+                 {"flags", FlagNames(e.meta.flags)},
+                 {"usage", UsageJson(e.meta.usage)}};
+  boost::system::error_code ec;
+  json::value body = json::parse(e.body, ec);
+  if (ec) {
+    o["response"] = e.body;
+    o["response_is_json"] = false;
+  } else {
+    o["response"] = std::move(body);
+  }
+  return o;
+}
+
+void PrintEntry(const std::string& key_hex, const Entry& e, size_t stored_bytes,
+                int64_t now, std::ostream& out) {
+  const EntryMeta& m = e.meta;
+  out << "key             " << key_hex << "\n"
+      << "model           " << m.model << "\n"
+      << "resolved model  "
+      << (m.resolved_model.empty() ? "-" : m.resolved_model) << "\n"
+      << "namespace       " << (m.ns.empty() ? "(none)" : m.ns) << "\n"
+      << "created         " << FormatTime(m.created_ms) << " ("
+      << FormatDuration(now - m.created_ms) << " ago)\n"
+      << "expires         "
+      << (m.expires_ms == 0 ? std::string("never")
+                            : FormatTime(m.expires_ms) + " (" +
+                                  (m.ExpiredAt(now) ? std::string("expired")
+                                                    : "in " + TtlLeft(m, now)) +
+                                  ")")
+      << "\n"
+      << "size            " << FormatBytes(stored_bytes) << "\n"
+      << "tokens          " << m.usage.prompt_tokens << " prompt + "
+      << m.usage.completion_tokens << " completion";
+  if (m.usage.cached_tokens > 0) {
+    out << " (" << m.usage.cached_tokens << " prompt-cached)";
+  }
+  out << "\n"
+      << "cost            " << FormatUsd(m.usage.cost_nanousd) << "\n";
+  json::array flags = FlagNames(m.flags);
+  if (!flags.empty()) {
+    out << "flags          ";
+    for (const auto& f : flags) out << " " << f.as_string();
+    out << "\n";
+  }
+  out << "response:\n";
+  boost::system::error_code ec;
+  json::value body = json::parse(e.body, ec);
+  if (ec) {
+    out << e.body << "\n";
+  } else {
+    PrettyPrint(body, out);
+    out << "\n";
+  }
+}
+
+struct ComputedKey {
+  RequestKey key;
+  RequestInfo info;
+  Decision decision;
+  std::string ns;
+  std::string scope;
+};
+
+// Reads and keys the request of `args`; prints errors.
+std::optional<ComputedKey> ComputeKey(const KeyArgs& args, const Io& io,
+                                      std::string* canonical) {
+  std::optional<CacheMode> mode = CacheModeFromName(args.mode);
+  if (!mode) {
+    io.err << "llmcache: unknown --mode '" << args.mode
+           << "' (deterministic, always, never)\n";
+    return std::nullopt;
+  }
+  std::optional<std::string> body = ReadInput(args.input, io);
+  if (!body) return std::nullopt;
+  ComputedKey k;
+  k.ns = args.ns;
+  k.scope = args.scope;
+  if (!args.api_key_env.empty()) {
+    const char* v = std::getenv(args.api_key_env.c_str());
+    if (v == nullptr || *v == '\0') {
+      io.err << "llmcache: --api-key-env: $" << args.api_key_env
+             << " is not set\n";
+      return std::nullopt;
+    }
+    k.scope = ApiKeyScope(v);
+  }
+  KeyBuilder builder;
+  Result<RequestKey> key =
+      builder.Compute(*body, KeyScope{k.ns, k.scope}, &k.info);
+  if (!key.ok()) {
+    io.err << "llmcache: the request "
+           << (args.input == "-" ? "on stdin" : args.input)
+           << " cannot be keyed: " << key.status().message() << "\n";
+    return std::nullopt;
+  }
+  k.key = std::move(*key);
+  k.decision = Decide(k.info, *mode);
+  if (canonical != nullptr) {
+    Result<std::string> c = builder.Canonicalize(*body);
+    if (!c.ok()) {
+      io.err << "llmcache: " << c.status() << "\n";
+      return std::nullopt;
+    }
+    *canonical = std::move(*c);
+  }
+  return k;
+}
+
+std::string DecisionText(const Decision& d) {
+  if (d.cache) return "cacheable";
+  return "bypass: " + std::string(BypassReasonName(d.reason));
+}
+
+}  // namespace
+
+int Stats(const std::string& db, bool as_json, const Io& io) {
+  std::unique_ptr<Cache> cache = OpenForReading(db, io);
+  if (!cache) return kExitFailure;
+  Result<CacheStats> st = cache->GetStats();
+  if (!st.ok()) {
+    io.err << "llmcache: " << st.status() << "\n";
+    return kExitFailure;
+  }
+  CacheStats& s = *st;
+  if (s.disk_bytes == 0) s.disk_bytes = DirectoryBytes(db);
+  json::object bypass;
+  uint64_t bypass_total = 0;
+  for (size_t i = 1; i < s.bypasses.size(); ++i) {
+    bypass[BypassReasonName(static_cast<BypassReason>(i))] = s.bypasses[i];
+    bypass_total += s.bypasses[i];
+  }
+  if (as_json) {
+    json::array models;
+    for (const ModelStats& m : s.models) {
+      models.push_back(
+          json::object{{"model", m.model},
+                       {"entries", m.entries},
+                       {"bytes", m.bytes},
+                       {"hits", m.hits},
+                       {"tokens_saved", m.tokens_saved},
+                       {"cost_saved_usd", Usd(m.cost_saved_nanousd)},
+                       {"last_resolved_model", m.last_resolved_model}});
+    }
+    PrintJsonLine(json::object{{"database", db},
+                               {"hits", s.hits},
+                               {"misses", s.misses},
+                               {"hit_rate", s.hit_rate()},
+                               {"expired", s.expired},
+                               {"inserts", s.inserts},
+                               {"flushes", s.flushes},
+                               {"evictions", s.evictions},
+                               {"purged", s.purged},
+                               {"store_errors", s.store_errors},
+                               {"bypasses", bypass_total},
+                               {"bypasses_by_reason", std::move(bypass)},
+                               {"tokens_saved", s.tokens_saved},
+                               {"cost_saved_usd", Usd(s.cost_saved_nanousd)},
+                               {"entries", s.entries},
+                               {"bytes", s.bytes},
+                               {"disk_bytes", s.disk_bytes},
+                               {"models", std::move(models)}},
+                  io.out);
+    return kExitOk;
+  }
+  std::ostream& out = io.out;
+  out << "database       " << db << "\n"
+      << "entries        " << s.entries << " (" << FormatBytes(s.bytes)
+      << " of responses, " << FormatBytes(s.disk_bytes) << " on disk)\n"
+      << "hits           " << s.hits << "\n"
+      << "misses         " << s.misses << " (" << s.expired << " expired)\n"
+      << "hit rate       " << Percent(s.hit_rate()) << "\n"
+      << "bypasses       " << bypass_total;
+  if (bypass_total > 0) {
+    out << " (";
+    bool first = true;
+    for (const auto& kv : bypass) {
+      if (kv.value().as_uint64() == 0) continue;
+      if (!first) out << ", ";
+      first = false;
+      out << kv.key() << " " << kv.value().as_uint64();
+    }
+    out << ")";
+  }
+  out << "\n"
+      << "inserts        " << s.inserts << "\n"
+      << "flushes        " << s.flushes << "\n"
+      << "evictions      " << s.evictions << "\n"
+      << "purged         " << s.purged << "\n"
+      << "store errors   " << s.store_errors << "\n"
+      << "tokens saved   " << s.tokens_saved << "\n"
+      << "cost saved     " << FormatUsd(s.cost_saved_nanousd) << "\n";
+  if (!s.models.empty()) {
+    out << "\n";
+    Table t(
+        {"MODEL", "ENTRIES", "BYTES", "HITS", "TOKENS SAVED", "COST SAVED"});
+    for (const ModelStats& m : s.models) {
+      t.Add({m.model, std::to_string(m.entries), FormatBytes(m.bytes),
+             std::to_string(m.hits), std::to_string(m.tokens_saved),
+             FormatUsd(m.cost_saved_nanousd)});
+    }
+    t.Print(out, {false, true, true, true, true, true});
+  }
+  return kExitOk;
+}
+
+int Models(const std::string& db, bool as_json, const Io& io) {
+  std::unique_ptr<Cache> cache = OpenForReading(db, io);
+  if (!cache) return kExitFailure;
+  Result<CacheStats> st = cache->GetStats();
+  if (!st.ok()) {
+    io.err << "llmcache: " << st.status() << "\n";
+    return kExitFailure;
+  }
+  struct Span {
+    int64_t oldest = 0, newest = 0;
+    uint64_t seen = 0;
+  };
+  std::map<std::string, Span, std::less<>> spans;
+  uint64_t corrupt = 0;
+  Status s = cache->ForEachEntry(
+      std::nullopt,
+      [&](const EntryView& v) {
+        auto it = spans.find(v.base_model);
+        if (it == spans.end()) {
+          it = spans.emplace(std::string(v.base_model), Span{}).first;
+        }
+        Span& sp = it->second;
+        const int64_t c = v.entry.meta.created_ms;
+        if (sp.seen == 0 || c < sp.oldest) sp.oldest = c;
+        if (sp.seen == 0 || c > sp.newest) sp.newest = c;
+        ++sp.seen;
+        return true;
+      },
+      [&](std::string_view, const Status&) { ++corrupt; });
+  if (!s.ok()) {
+    io.err << "llmcache: " << s << "\n";
+    return kExitFailure;
+  }
+  const int64_t now = NowMs();
+  if (as_json) {
+    json::array models;
+    for (const ModelStats& m : st->models) {
+      const Span sp =
+          spans.count(m.model) ? spans.find(m.model)->second : Span{};
+      json::object o{{"model", m.model},
+                     {"entries", m.entries},
+                     {"bytes", m.bytes},
+                     {"hits", m.hits},
+                     {"tokens_saved", m.tokens_saved},
+                     {"cost_saved_usd", Usd(m.cost_saved_nanousd)},
+                     {"last_resolved_model", m.last_resolved_model},
+                     {"own_column_family", m.own_column_family}};
+      if (sp.seen > 0) {
+        o["oldest_ms"] = sp.oldest;
+        o["newest_ms"] = sp.newest;
+      } else {
+        o["oldest_ms"] = nullptr;
+        o["newest_ms"] = nullptr;
+      }
+      models.push_back(std::move(o));
+    }
+    PrintJsonLine(json::object{{"models", std::move(models)},
+                               {"corrupt_entries", corrupt}},
+                  io.out);
+    return kExitOk;
+  }
+  if (st->models.empty()) {
+    io.out << "no models in " << db << "\n";
+    return kExitOk;
+  }
+  Table t({"MODEL", "ENTRIES", "BYTES", "HITS", "OLDEST", "NEWEST",
+           "LAST RESOLVED MODEL"});
+  for (const ModelStats& m : st->models) {
+    const Span sp = spans.count(m.model) ? spans.find(m.model)->second : Span{};
+    t.Add({m.model, std::to_string(m.entries), FormatBytes(m.bytes),
+           std::to_string(m.hits),
+           sp.seen ? FormatDuration(now - sp.oldest) + " ago" : "-",
+           sp.seen ? FormatDuration(now - sp.newest) + " ago" : "-",
+           m.last_resolved_model.empty() ? "-" : m.last_resolved_model});
+  }
+  t.Print(io.out, {false, true, true, true, true, true, false});
+  if (corrupt > 0) {
+    io.err << "llmcache: " << corrupt
+           << " corrupt entries were skipped (run `llmcache verify`)\n";
+  }
+  return kExitOk;
+}
+
+int Ls(const std::string& db, const LsArgs& args, const Io& io) {
+  std::unique_ptr<Cache> cache = OpenForReading(db, io);
+  if (!cache) return kExitFailure;
+  struct Row {
+    Digest digest;
+    EntryMeta meta;
+    size_t size;
+  };
+  std::vector<Row> rows;
+  uint64_t corrupt = 0;
+  Status s = cache->ForEachEntry(
+      args.model,
+      [&](const EntryView& v) {
+        rows.push_back(Row{v.digest, v.entry.meta, v.stored_bytes});
+        return true;
+      },
+      [&](std::string_view key, const Status& st) {
+        ++corrupt;
+        io.err << "llmcache: corrupt entry " << key << ": " << st.message()
+               << "\n";
+      });
+  if (!s.ok()) {
+    io.err << "llmcache: " << s << "\n";
+    return kExitFailure;
+  }
+  std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) {
+    if (a.meta.created_ms != b.meta.created_ms) {
+      return a.meta.created_ms > b.meta.created_ms;
+    }
+    return a.digest < b.digest;
+  });
+  const size_t total = rows.size();
+  if (args.limit > 0 && rows.size() > args.limit) rows.resize(args.limit);
+  const int64_t now = NowMs();
+  if (args.json) {
+    json::array a;
+    for (const Row& r : rows) {
+      a.push_back(
+          json::object{{"key", DigestToHex(r.digest)},
+                       {"model", r.meta.model},
+                       {"resolved_model", r.meta.resolved_model},
+                       {"namespace", r.meta.ns},
+                       {"created_ms", r.meta.created_ms},
+                       {"expires_ms", r.meta.expires_ms},
+                       {"size", r.size},
+                       {"prompt_tokens", r.meta.usage.prompt_tokens},
+                       {"completion_tokens", r.meta.usage.completion_tokens},
+                       {"cost_nanousd", r.meta.usage.cost_nanousd}});
+    }
+    PrintJsonLine(json::object{{"entries", std::move(a)},
+                               {"total", total},
+                               {"truncated", total > rows.size()}},
+                  io.out);
+  } else {
+    Table t({"KEY", "MODEL", "AGE", "TTL LEFT", "SIZE", "TOKENS"});
+    for (const Row& r : rows) {
+      t.Add({DigestToHex(r.digest), r.meta.model,
+             FormatDuration(now - r.meta.created_ms), TtlLeft(r.meta, now),
+             FormatBytes(r.size),
+             std::to_string(r.meta.usage.prompt_tokens) + "+" +
+                 std::to_string(r.meta.usage.completion_tokens)});
+    }
+    t.Print(io.out, {false, false, true, true, true, true});
+  }
+  if (total > rows.size()) {
+    io.err << "(" << rows.size() << " of " << total
+           << " entries; --limit 0 lists all)\n";
+  }
+  return corrupt > 0 ? kExitFailure : kExitOk;
+}
+
+int Show(const std::string& db, const std::string& key_hex, bool as_json,
+         const Io& io) {
+  Result<Digest> digest = DigestFromHex(key_hex);
+  if (!digest.ok()) {
+    io.err << "llmcache: '" << key_hex
+           << "' is not a key (64 hex digits, as `llmcache ls` prints)\n";
+    return kExitUsage;
+  }
+  std::unique_ptr<Cache> cache = OpenForReading(db, io);
+  if (!cache) return kExitFailure;
+  Result<std::shared_ptr<const Entry>> e = cache->Find(*digest);
+  if (!e.ok()) {
+    io.err << "llmcache: " << e.status() << "\n";
+    return kExitFailure;
+  }
+  if (*e == nullptr) {
+    io.err << "llmcache: no entry " << DigestToHex(*digest) << " in " << db
+           << "\n";
+    return kExitFailure;
+  }
+  const Entry& entry = **e;
+  std::string encoded;
+  const size_t size = EncodeEntry(entry.meta, entry.body, &encoded).ok()
+                          ? encoded.size()
+                          : entry.body.size();
+  const int64_t now = NowMs();
+  if (as_json) {
+    PrintJsonLine(EntryJson(DigestToHex(*digest), entry, size, now), io.out);
+  } else {
+    PrintEntry(DigestToHex(*digest), entry, size, now, io.out);
+  }
+  return kExitOk;
+}
+
+int Key(const KeyArgs& args, const Io& io) {
+  std::string canonical;
+  std::optional<ComputedKey> k =
+      ComputeKey(args, io, args.canonical ? &canonical : nullptr);
+  if (!k) return kExitFailure;
+  if (args.json) {
+    json::object o{
+        {"key", k->key.Hex()},
+        {"cacheable", k->decision.cache},
+        {"bypass_reason",
+         k->decision.cache ? json::value(nullptr)
+                           : json::value(BypassReasonName(k->decision.reason))},
+        {"model", k->key.model},
+        {"base_model", k->key.base_model},
+        {"stream", k->info.stream},
+        {"namespace", k->ns},
+        {"scope", k->scope}};
+    if (args.canonical) o["canonical"] = canonical;
+    PrintJsonLine(o, io.out);
+    return kExitOk;
+  }
+  io.out << k->key.Hex() << "\n"
+         << "decision   " << DecisionText(k->decision) << " (mode " << args.mode
+         << ")\n"
+         << "model      " << k->key.model;
+  if (k->key.base_model != k->key.model) {
+    io.out << " (column family of " << k->key.base_model << ")";
+  }
+  io.out << "\n"
+         << "namespace  " << (k->ns.empty() ? "(none)" : k->ns) << "\n"
+         << "scope      " << (k->scope.empty() ? "(shared)" : k->scope) << "\n";
+  if (args.canonical) io.out << "canonical  " << canonical << "\n";
+  return kExitOk;
+}
+
+int Get(const std::string& db, const KeyArgs& args, const Io& io) {
+  std::optional<ComputedKey> k = ComputeKey(args, io, nullptr);
+  if (!k) return kExitFailure;
+  std::unique_ptr<Cache> cache = OpenForReading(db, io);
+  if (!cache) return kExitFailure;
+  LookupOptions lo;
+  lo.record_stats = false;
+  Result<LookupResult> r = cache->Lookup(k->key, lo);
+  if (!r.ok()) {
+    io.err << "llmcache: " << r.status() << "\n";
+    return kExitFailure;
+  }
+  const char* outcome = r->outcome == LookupOutcome::kHit       ? "hit"
+                        : r->outcome == LookupOutcome::kExpired ? "expired"
+                                                                : "miss";
+  const int64_t now = NowMs();
+  std::string encoded;
+  size_t size = 0;
+  if (r->hit() && EncodeEntry(r->entry->meta, r->entry->body, &encoded).ok()) {
+    size = encoded.size();
+  }
+  if (args.json) {
+    json::object o{{"key", k->key.Hex()},
+                   {"cached", r->hit()},
+                   {"outcome", outcome},
+                   {"cacheable", k->decision.cache}};
+    if (!k->decision.cache) {
+      o["bypass_reason"] = BypassReasonName(k->decision.reason);
+    }
+    if (r->hit()) o["entry"] = EntryJson(k->key.Hex(), *r->entry, size, now);
+    PrintJsonLine(o, io.out);
+    return kExitOk;
+  }
+  io.out << k->key.Hex() << "\n";
+  if (!k->decision.cache) {
+    io.out << "note: this request bypasses the cache ("
+           << BypassReasonName(k->decision.reason)
+           << "): the service would not look it up\n";
+  }
+  if (r->hit()) {
+    io.out << "cached\n";
+    PrintEntry(k->key.Hex(), *r->entry, size, now, io.out);
+  } else if (r->outcome == LookupOutcome::kExpired) {
+    io.out << "not cached (an expired entry is waiting for compaction)\n";
+  } else {
+    io.out << "not cached\n";
+  }
+  return kExitOk;
+}
+
+int Purge(const std::string& db, const PurgeArgs& args, const Io& io) {
+  const int selectors = (args.model ? 1 : 0) + (args.all ? 1 : 0) +
+                        (args.key ? 1 : 0) + (args.ns ? 1 : 0) +
+                        (args.expired ? 1 : 0) + (args.older_than ? 1 : 0);
+  if (selectors != 1) {
+    io.err << "llmcache purge: give exactly one of --model, --all, --key, "
+              "--namespace, --expired, --older-than\n";
+    return kExitUsage;
+  }
+  Digest digest{};
+  if (args.key) {
+    Result<Digest> d = DigestFromHex(*args.key);
+    if (!d.ok()) {
+      io.err << "llmcache purge: --key wants 64 hex digits, got '" << *args.key
+             << "'\n";
+      return kExitUsage;
+    }
+    digest = *d;
+  }
+  int64_t age_ms = 0;
+  if (args.older_than) {
+    Result<int64_t> d = ParseDuration(*args.older_than);
+    if (!d.ok()) {
+      io.err << "llmcache purge: --older-than: " << d.status().message()
+             << "\n";
+      return kExitUsage;
+    }
+    age_ms = *d;
+  }
+  std::string what;
+  if (args.model) what = "every entry of model " + *args.model;
+  if (args.all) what = "EVERY entry";
+  if (args.key) what = "the entry " + *args.key;
+  if (args.ns) what = "every entry of namespace '" + *args.ns + "'";
+  if (args.expired) what = "every expired entry";
+  if (args.older_than) what = "every entry older than " + *args.older_than;
+
+  int rc = kExitOk;
+  std::unique_ptr<Cache> cache = OpenForWriting(db, /*create=*/false, io, &rc);
+  if (!cache) return rc;
+  if (!Confirm(io, args.yes, "Remove " + what + " from " + db + "?")) {
+    io.err << "llmcache purge: not confirmed; nothing removed\n";
+    return kExitFailure;
+  }
+  uint64_t removed = 0;
+  Status s;
+  if (args.model) {
+    Result<uint64_t> n = cache->FlushModel(*args.model);
+    s = n.status();
+    if (n.ok()) removed = *n;
+  } else if (args.all) {
+    Result<CacheStats> st = cache->GetStats();
+    s = st.status();
+    if (s.ok()) {
+      removed = st->entries;
+      s = cache->FlushAll();
+    }
+  } else if (args.key) {
+    Result<bool> n = cache->PurgeKey(digest);
+    s = n.status();
+    if (n.ok()) removed = *n ? 1 : 0;
+  } else if (args.ns) {
+    Result<uint64_t> n = cache->PurgeNamespace(*args.ns);
+    s = n.status();
+    if (n.ok()) removed = *n;
+  } else if (args.expired) {
+    Result<uint64_t> n = cache->PurgeExpired();
+    s = n.status();
+    if (n.ok()) removed = *n;
+  } else {
+    // Scan, then remove one by one: slower than the engine's time-index walk
+    // but it can show progress on a large database.
+    Result<CacheStats> st = cache->GetStats();
+    const uint64_t total = st.ok() ? st->entries : 0;
+    const int64_t cutoff = NowMs() - age_ms;
+    std::vector<Digest> old;
+    {
+      Progress scan(io.err, io.stderr_is_tty, "scanning", total);
+      s = cache->ForEachEntry(
+          std::nullopt,
+          [&](const EntryView& v) {
+            if (v.entry.meta.created_ms < cutoff) old.push_back(v.digest);
+            scan.Add();
+            return true;
+          },
+          [&](std::string_view, const Status&) { scan.Add(); });
+    }
+    Progress purge(io.err, io.stderr_is_tty, "purging", old.size());
+    for (size_t i = 0; s.ok() && i < old.size(); ++i) {
+      Result<bool> gone = cache->PurgeKey(old[i]);
+      s = gone.status();
+      if (gone.ok() && *gone) ++removed;
+      purge.Update(i + 1);
+    }
+  }
+  if (!s.ok()) {
+    io.err << "llmcache purge: " << s << " (after removing " << removed
+           << " entries)\n";
+    return kExitFailure;
+  }
+  if (args.json) {
+    PrintJsonLine(json::object{{"removed", removed}, {"what", what}}, io.out);
+  } else {
+    io.out << "removed " << removed << (removed == 1 ? " entry" : " entries")
+           << " (" << what << ")\n";
+  }
+  return kExitOk;
+}
+
+int Compact(const std::string& db, bool as_json, const Io& io) {
+  int rc = kExitOk;
+  std::unique_ptr<Cache> cache = OpenForWriting(db, /*create=*/false, io, &rc);
+  if (!cache) return rc;
+  Result<CacheStats> before = cache->GetStats();
+  if (!before.ok()) {
+    io.err << "llmcache compact: " << before.status() << "\n";
+    return kExitFailure;
+  }
+  Status s = cache->Compact();
+  if (!s.ok()) {
+    io.err << "llmcache compact: " << s << "\n";
+    return kExitFailure;
+  }
+  Result<CacheStats> after = cache->GetStats();
+  if (!after.ok()) {
+    io.err << "llmcache compact: " << after.status() << "\n";
+    return kExitFailure;
+  }
+  const uint64_t b = before->disk_bytes, a = after->disk_bytes;
+  if (as_json) {
+    PrintJsonLine(json::object{{"disk_bytes_before", b},
+                               {"disk_bytes_after", a},
+                               {"entries", after->entries}},
+                  io.out);
+  } else {
+    io.out << "before  " << FormatBytes(b) << "\n"
+           << "after   " << FormatBytes(a) << "\n"
+           << "saved   "
+           << (b >= a ? FormatBytes(b - a) : "-" + FormatBytes(a - b)) << "\n";
+  }
+  return kExitOk;
+}
+
+}  // namespace llmcache::cli

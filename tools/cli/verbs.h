@@ -1,0 +1,95 @@
+// The verbs of the `llmcache` command. Each returns an exit code (see
+// ExitCode in cli/util.h) and writes its report to io.out, errors and
+// progress to io.err. tools/llmcache.cc only maps arguments onto these.
+
+#ifndef LLMCACHE_TOOLS_CLI_VERBS_H_
+#define LLMCACHE_TOOLS_CLI_VERBS_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "cli/util.h"
+
+namespace llmcache::cli {
+
+// `stats`: totals, bypasses by reason, savings; and per model.
+int Stats(const std::string& db, bool json, const Io& io);
+
+// `models`: one row per model, with its oldest and newest entry.
+int Models(const std::string& db, bool json, const Io& io);
+
+struct LsArgs {
+  std::optional<std::string> model;
+  uint64_t limit = 100;  // 0 = all
+  bool json = false;
+};
+// `ls`: entries, newest first (ties by key).
+int Ls(const std::string& db, const LsArgs& args, const Io& io);
+
+// `show KEY`: one entry's metadata and pretty-printed response.
+int Show(const std::string& db, const std::string& key_hex, bool json,
+         const Io& io);
+
+struct KeyArgs {
+  std::string input = "-";  // file or "-" for stdin
+  bool canonical = false;
+  std::string ns;
+  std::string scope;
+  // Name of an environment variable holding an API key: its scope, as the
+  // proxy derives it (ApiKeyScope), is used. Wins over `scope`.
+  std::string api_key_env;
+  std::string mode = "deterministic";
+  bool json = false;
+};
+// `key`: the key of a request and the cache decision.
+int Key(const KeyArgs& args, const Io& io);
+// `get`: the key of a request and whether it is cached.
+int Get(const std::string& db, const KeyArgs& args, const Io& io);
+
+struct PurgeArgs {
+  std::optional<std::string> model;
+  bool all = false;
+  std::optional<std::string> key;
+  std::optional<std::string> ns;
+  bool expired = false;
+  std::optional<std::string> older_than;
+  bool yes = false;
+  bool json = false;
+};
+// `purge`: exactly one selector.
+int Purge(const std::string& db, const PurgeArgs& args, const Io& io);
+
+// `compact`: full compaction, space before and after.
+int Compact(const std::string& db, bool json, const Io& io);
+
+// `export`: one JSON object per entry and line to `output` ("-" = io.out).
+int Export(const std::string& db, const std::optional<std::string>& model,
+           const std::string& output, const Io& io);
+
+// `import`: entries from `input` ("-" = io.in), as written by export.
+int Import(const std::string& db, const std::string& input, bool json,
+           const Io& io);
+
+// `verify`: decodes every entry and parses every stored response.
+int Verify(const std::string& db, const std::optional<std::string>& model,
+           bool json, const Io& io);
+
+struct WarmArgs {
+  std::string input;  // JSONL of request bodies ("-" = io.in)
+  std::string upstream = "https://openrouter.ai/api/v1";
+  std::string ca_file;
+  int concurrency = 4;
+  std::string mode = "deterministic";
+  std::string ns;
+  bool shared_cache = false;
+  std::optional<int64_t> ttl_s;
+  int64_t timeout_s = 600;
+  bool json = false;
+};
+// `warm`: sends every request not yet cached through the cached client.
+int Warm(const std::string& db, const WarmArgs& args, const Io& io);
+
+}  // namespace llmcache::cli
+
+#endif  // LLMCACHE_TOOLS_CLI_VERBS_H_

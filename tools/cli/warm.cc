@@ -1,0 +1,225 @@
+// warm: fills a cache from a file of requests through the cached client.
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/json.hpp>
+#include <condition_variable>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <ostream>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "cli/json_print.h"
+#include "cli/progress.h"
+#include "cli/verbs.h"
+#include "llmcache/key.h"
+#include "llmcache/net/cached_client.h"
+#include "llmcache/net/client.h"
+#include "llmcache/policy.h"
+
+namespace llmcache::cli {
+namespace json = boost::json;
+
+int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
+  std::optional<CacheMode> mode = CacheModeFromName(args.mode);
+  if (!mode) {
+    io.err << "llmcache warm: unknown --mode '" << args.mode << "'\n";
+    return kExitUsage;
+  }
+  if (args.concurrency < 1) {
+    io.err << "llmcache warm: --concurrency must be at least 1\n";
+    return kExitUsage;
+  }
+  std::optional<std::string> text = ReadInput(args.input, io);
+  if (!text) return kExitFailure;
+
+  // Parse and key every request before touching the network: a malformed
+  // line is reported by number and skipped.
+  struct Pending {
+    uint64_t line;
+    std::string body;
+  };
+  const char* env_key = std::getenv("OPENROUTER_API_KEY");
+  const std::string api_key = env_key != nullptr ? env_key : "";
+  const std::string scope = args.shared_cache ? "" : ApiKeyScope(api_key);
+  KeyBuilder keys;
+  std::vector<Pending> pending;
+  uint64_t line_no = 0, malformed = 0, bypassed = 0;
+  std::map<std::string, uint64_t> bypass_reasons;
+  std::vector<std::pair<uint64_t, RequestKey>> keyed;
+  {
+    std::istringstream lines(*text);
+    std::string line;
+    while (std::getline(lines, line)) {
+      ++line_no;
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (line.find_first_not_of(" \t") == std::string::npos) continue;
+      RequestInfo info;
+      Result<RequestKey> key =
+          keys.Compute(line, KeyScope{args.ns, scope}, &info);
+      if (!key.ok()) {
+        ++malformed;
+        io.err << "llmcache warm: line " << line_no << ": "
+               << key.status().message() << " (skipped)\n";
+        continue;
+      }
+      const Decision d = Decide(info, *mode);
+      if (!d.cache) {
+        ++bypassed;
+        ++bypass_reasons[std::string(BypassReasonName(d.reason))];
+        continue;
+      }
+      keyed.emplace_back(line_no, std::move(*key));
+      pending.push_back(Pending{line_no, std::move(line)});
+    }
+  }
+
+  int rc = kExitOk;
+  std::unique_ptr<Cache> owned = OpenForWriting(db, /*create=*/true, io, &rc);
+  if (!owned) return rc;
+  std::shared_ptr<Cache> cache = std::move(owned);
+
+  // Skip what is cached already.
+  uint64_t already = 0;
+  std::vector<Pending> to_send;
+  for (size_t i = 0; i < pending.size(); ++i) {
+    LookupOptions lo;
+    lo.record_stats = false;
+    Result<LookupResult> r = cache->Lookup(keyed[i].second, lo);
+    if (r.ok() && r->hit()) {
+      ++already;
+    } else {
+      to_send.push_back(std::move(pending[i]));
+    }
+  }
+
+  boost::asio::io_context ioc;
+  auto guard = boost::asio::make_work_guard(ioc);
+  std::thread io_thread([&] { ioc.run(); });
+
+  net::ClientOptions co;
+  co.base_url = args.upstream;
+  co.extra_ca_file = args.ca_file;
+  co.api_key = api_key;
+  co.x_title = "llmcache warm";
+  co.request_timeout = std::chrono::seconds(args.timeout_s);
+  Result<std::shared_ptr<net::Client>> client =
+      net::Client::Create(ioc.get_executor(), co);
+  if (!client.ok()) {
+    guard.reset();
+    io_thread.join();
+    io.err << "llmcache warm: " << client.status() << "\n";
+    return kExitUsage;
+  }
+  net::CachedClientOptions cco;
+  cco.mode = *mode;
+  if (args.ttl_s) cco.ttl_ms = *args.ttl_s * 1000;
+  cco.default_namespace = args.ns;
+  std::shared_ptr<net::CachedClient> cached =
+      net::CachedClient::Create(cache, *client, std::move(cco));
+
+  std::mutex mu;
+  std::condition_variable cv;
+  int in_flight = 0;
+  uint64_t done = 0, stored = 0, joined = 0, not_stored = 0, failed = 0;
+  std::map<std::string, uint64_t> not_stored_reasons;
+  std::vector<std::string> failures;
+  {
+    Progress progress(io.err, io.stderr_is_tty, "warm", to_send.size());
+    for (Pending& p : to_send) {
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [&] { return in_flight < args.concurrency; });
+        ++in_flight;
+      }
+      net::CachedRequest req;
+      req.body = std::move(p.body);
+      req.ns = args.ns;
+      req.scope = scope;
+      const uint64_t line = p.line;
+      cached->Complete(
+          std::move(req), nullptr, [&, line](Result<net::CachedResponse> r) {
+            std::lock_guard<std::mutex> lock(mu);
+            ++done;
+            if (!r.ok()) {
+              ++failed;
+              failures.push_back("line " + std::to_string(line) + ": " +
+                                 r.status().ToString());
+            } else if (r->status != 200) {
+              ++failed;
+              failures.push_back("line " + std::to_string(line) +
+                                 ": upstream status " +
+                                 std::to_string(r->status));
+            } else if (r->stored) {
+              ++stored;
+            } else if (r->result == net::CacheResult::kHit ||
+                       r->joined_flight) {
+              ++joined;
+            } else {
+              ++not_stored;
+              ++not_stored_reasons[r->not_stored_reason.empty()
+                                       ? std::string(
+                                             net::CacheResultName(r->result))
+                                       : r->not_stored_reason];
+            }
+            --in_flight;
+            cv.notify_all();
+          });
+      std::lock_guard<std::mutex> lock(mu);
+      progress.Update(done);
+    }
+    std::unique_lock<std::mutex> lock(mu);
+    while (in_flight > 0) {
+      cv.wait_for(lock, std::chrono::milliseconds(100));
+      progress.Update(done);
+    }
+  }
+  guard.reset();
+  cached.reset();
+  io_thread.join();
+
+  for (const std::string& f : failures)
+    io.err << "llmcache warm: " << f << "\n";
+  if (args.json) {
+    json::object br, nsr;
+    for (const auto& [k, v] : bypass_reasons) br[k] = v;
+    for (const auto& [k, v] : not_stored_reasons) nsr[k] = v;
+    PrintJsonLine(json::object{{"requests", pending.size() + bypassed},
+                               {"already_cached", already},
+                               {"sent", to_send.size()},
+                               {"stored", stored},
+                               {"duplicates", joined},
+                               {"not_stored", not_stored},
+                               {"not_stored_reasons", std::move(nsr)},
+                               {"failed", failed},
+                               {"bypassed", bypassed},
+                               {"bypass_reasons", std::move(br)},
+                               {"malformed", malformed}},
+                  io.out);
+  } else {
+    io.out << "requests        " << pending.size() + bypassed + malformed
+           << "\n"
+           << "already cached  " << already << "\n"
+           << "sent upstream   " << to_send.size() << "\n"
+           << "stored          " << stored << "\n";
+    if (joined > 0) io.out << "duplicates      " << joined << "\n";
+    io.out << "not stored      " << not_stored;
+    for (const auto& [k, v] : not_stored_reasons) {
+      io.out << " (" << k << ": " << v << ")";
+    }
+    io.out << "\n"
+           << "failed          " << failed << "\n"
+           << "not cacheable   " << bypassed;
+    for (const auto& [k, v] : bypass_reasons) {
+      io.out << " (" << k << ": " << v << ")";
+    }
+    io.out << "\n";
+    if (malformed > 0) io.out << "malformed lines " << malformed << "\n";
+  }
+  return (failed > 0 || malformed > 0) ? kExitFailure : kExitOk;
+}
+
+}  // namespace llmcache::cli
