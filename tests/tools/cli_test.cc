@@ -581,6 +581,14 @@ TEST(ProgressTest, RendersRateAndEta) {
   EXPECT_THAT(open, HasSubstr("7 7/s"));
 }
 
+TEST(RedactCommandLineTest, HidesSecretsOfTheLockHolder) {
+  using namespace std::string_literals;
+  EXPECT_EQ(cli::RedactCommandLine("llmcache\0serve\0--admin-token\0s3cret\0"
+                                   "--api-key=sk-1\0--db\0/x"s),
+            "llmcache serve --admin-token *** --api-key=*** --db /x");
+  EXPECT_EQ(cli::RedactCommandLine("prog"), "prog");
+}
+
 TEST(DurationTest, ParsesUnitsAndRejectsJunk) {
   EXPECT_EQ(*cli::ParseDuration("90"), 90'000);
   EXPECT_EQ(*cli::ParseDuration("90s"), 90'000);

@@ -20,6 +20,39 @@
 
 namespace llmcache::cli {
 
+std::string RedactCommandLine(std::string_view nul_separated) {
+  auto secret_flag = [](std::string_view arg) {
+    if (arg.size() < 2 || arg[0] != '-') return false;
+    for (std::string_view word : {"key", "token", "secret", "password"}) {
+      if (arg.substr(0, arg.find('=')).find(word) != std::string_view::npos) {
+        return true;
+      }
+    }
+    return false;
+  };
+  std::string out;
+  bool redact_next = false;
+  size_t start = 0;
+  while (start <= nul_separated.size()) {
+    size_t end = nul_separated.find('\0', start);
+    if (end == std::string_view::npos) end = nul_separated.size();
+    std::string_view arg = nul_separated.substr(start, end - start);
+    if (!out.empty()) out += ' ';
+    if (redact_next) {
+      out += "***";
+      redact_next = false;
+    } else if (secret_flag(arg) && arg.find('=') != std::string_view::npos) {
+      out.append(arg.substr(0, arg.find('=') + 1));
+      out += "***";
+    } else {
+      out.append(arg);
+      redact_next = secret_flag(arg);
+    }
+    start = end + 1;
+  }
+  return out;
+}
+
 std::optional<LockHolder> FindLockHolder(const std::string& path) {
   const std::string lock_file = path + "/LOCK";
   const int fd = ::open(lock_file.c_str(), O_RDONLY | O_CLOEXEC);
@@ -39,10 +72,7 @@ std::optional<LockHolder> FindLockHolder(const std::string& path) {
   std::string cmd((std::istreambuf_iterator<char>(cmdline)),
                   std::istreambuf_iterator<char>());
   while (!cmd.empty() && cmd.back() == '\0') cmd.pop_back();
-  for (char& c : cmd) {
-    if (c == '\0') c = ' ';
-  }
-  holder.command = std::move(cmd);
+  holder.command = RedactCommandLine(cmd);
   return holder;
 }
 

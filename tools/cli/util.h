@@ -43,6 +43,10 @@ struct LockHolder {
 };
 std::optional<LockHolder> FindLockHolder(const std::string& path);
 
+// A NUL-separated command line joined with spaces, with the values of flags
+// naming a key, token, secret or password replaced by "***".
+std::string RedactCommandLine(std::string_view nul_separated);
+
 // Opens the database at `path` read-only through the engine's inspection
 // mode, so it works while another process owns it. On failure prints the
 // error to io.err and returns null.
