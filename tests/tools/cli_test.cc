@@ -640,11 +640,15 @@ TEST_F(CliTest, LiveDatabaseReadVerbsSeeWritesAndMutatingVerbsExitThree) {
   EXPECT_EQ(Llmcache({"verify", "--db", db_}).exit_code, 0);
 
   const std::string pid = std::to_string(writer.pid());
+  const std::string requests =
+      WriteFile(dir_.path() + "/warm.jsonl", std::string(kRequest) + "\n");
   for (std::vector<std::string> args :
        {std::vector<std::string>{"purge", "--db", db_, "--all", "--yes"},
         {"purge", "--db", db_, "--model", "openai/gpt-4o-mini"},
         {"compact", "--db", db_},
-        {"import", "--db", db_}}) {
+        {"import", "--db", db_},
+        {"warm", "--db", db_, "--upstream", "http://127.0.0.1:9/api/v1",
+         requests}}) {
     ProcessResult r = Llmcache(args, "");
     EXPECT_EQ(r.exit_code, 3) << args[0] << ": " << r.err;
     EXPECT_THAT(r.err, HasSubstr("in use by process " + pid)) << args[0];
