@@ -223,6 +223,21 @@ std::optional<ComputedKey> ComputeKey(const KeyArgs& args, const Io& io,
   return k;
 }
 
+// Opens `db` for reading and reads its statistics into *stats; null (with
+// the error printed) on failure.
+std::unique_ptr<Cache> OpenWithStats(const std::string& db, const Io& io,
+                                     std::optional<CacheStats>* stats) {
+  std::unique_ptr<Cache> cache = OpenForReading(db, io);
+  if (!cache) return nullptr;
+  Result<CacheStats> st = cache->GetStats();
+  if (!st.ok()) {
+    io.err << "llmcache: " << st.status() << "\n";
+    return nullptr;
+  }
+  *stats = std::move(*st);
+  return cache;
+}
+
 std::string DecisionText(const Decision& d) {
   if (d.cache) return "cacheable";
   return "bypass: " + std::string(BypassReasonName(d.reason));
@@ -231,13 +246,9 @@ std::string DecisionText(const Decision& d) {
 }  // namespace
 
 int Stats(const std::string& db, bool as_json, const Io& io) {
-  std::unique_ptr<Cache> cache = OpenForReading(db, io);
+  std::optional<CacheStats> st;
+  std::unique_ptr<Cache> cache = OpenWithStats(db, io, &st);
   if (!cache) return kExitFailure;
-  Result<CacheStats> st = cache->GetStats();
-  if (!st.ok()) {
-    io.err << "llmcache: " << st.status() << "\n";
-    return kExitFailure;
-  }
   CacheStats& s = *st;
   if (s.disk_bytes == 0) s.disk_bytes = DirectoryBytes(db);
   json::object bypass;
@@ -321,13 +332,9 @@ int Stats(const std::string& db, bool as_json, const Io& io) {
 }
 
 int Models(const std::string& db, bool as_json, const Io& io) {
-  std::unique_ptr<Cache> cache = OpenForReading(db, io);
+  std::optional<CacheStats> st;
+  std::unique_ptr<Cache> cache = OpenWithStats(db, io, &st);
   if (!cache) return kExitFailure;
-  Result<CacheStats> st = cache->GetStats();
-  if (!st.ok()) {
-    io.err << "llmcache: " << st.status() << "\n";
-    return kExitFailure;
-  }
   struct Span {
     int64_t oldest = 0, newest = 0;
     uint64_t seen = 0;
