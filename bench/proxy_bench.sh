@@ -202,9 +202,11 @@ check_hit() {
   echo "$name: $what: HTTP $status, $hdr: $value"
 }
 
-# measure NAME URL: warm-up, then the measured wrk run; sets the r_* results.
+# measure NAME URL: warm-up, then the measured wrk run; sets the r_* results
+# (r_requests: the requests wrk completed in both).
 measure() {
   local name=$1 url=$2 log
+  r_requests=0
   local wrk_cmd=("${wrk_pin[@]}" wrk -t"$wrk_threads" -c"$wrk_conns" --latency --timeout 5s -s "$here/wrk_post.lua")
   for phase in warmup run; do
     log=$tmp/wrk-$name-$phase.log
@@ -233,6 +235,7 @@ measure() {
       cat "$log" >&2
       die "$name: wrk saw errors ($phase): socket connect=$connect read=$read write=$write timeout=$timeout, non-2xx=$status, requests=$requests"
     fi
+    r_requests=$((r_requests + requests))
   done
   sed -n '/Latency Distribution/,/Transfer/p' "$log" | sed 's/^/    /'
   r_rps=$rps r_p50=$p50_us r_p90=$p90_us r_p99=$p99_us
@@ -278,12 +281,14 @@ if [[ $skip_nginx != 1 ]]; then
 fi
 
 # --- measure -------------------------------------------------------------
+proxy_requests=0
 p_rps=() p_p50=() p_p90=() p_p99=() n_rps=() n_p50=() n_p90=() n_p99=()
 for ((round = 1; round <= rounds; round++)); do
   if [[ $skip_proxy != 1 ]]; then
     echo "round $round: llmcache serve"
     measure proxy "$proxy_url"
     p_rps+=("$r_rps") p_p50+=("$r_p50") p_p90+=("$r_p90") p_p99+=("$r_p99")
+    proxy_requests=$((proxy_requests + r_requests))
     echo "    => $r_rps requests/s, p99 $(ms "$r_p99")"
   fi
   if [[ $skip_nginx != 1 ]]; then
@@ -297,6 +302,21 @@ done
 # Still hits after the load (nothing was evicted or bypassed).
 [[ $skip_proxy == 1 ]] || check_hit "llmcache serve" "$proxy_url" X-Cache "after the load"
 [[ $skip_nginx == 1 ]] || check_hit "nginx" "$nginx_url" X-Cache-Status "after the load"
+# The proxy's own counters: one miss (the fill), no bypass, and at least a hit
+# for each request wrk completed and the three checks (wrk does not count the
+# requests still in flight when it stops).
+if [[ $skip_proxy != 1 ]]; then
+  stats=$(curl -sS --max-time 5 "http://127.0.0.1:$proxy_port/stats" | grep -o '"proxy":{[^}]*' || true)
+  counter() { grep -o "\"$1\":[0-9]*" <<<"$stats" | head -n 1 | cut -d: -f2; }
+  s_requests=$(counter requests) s_hits=$(counter hits) s_misses=$(counter misses) s_bypasses=$(counter bypasses)
+  if [[ -z $s_requests || -z $s_hits || -z $s_misses || -z $s_bypasses ]]; then
+    echo "llmcache serve: /stats has no proxy counters; hit count not checked" >&2
+  elif ((s_misses != 1 || s_bypasses != 0 || s_hits < proxy_requests + 2)); then
+    die "llmcache serve: /stats: requests=$s_requests hits=$s_hits misses=$s_misses bypasses=$s_bypasses (want 1 miss, 0 bypasses, >= $((proxy_requests + 2)) hits)"
+  else
+    echo "llmcache serve: /stats: $s_requests requests, $s_hits hits, $s_misses miss, $s_bypasses bypasses (wrk completed $proxy_requests)"
+  fi
+fi
 
 # --- report --------------------------------------------------------------
 echo
