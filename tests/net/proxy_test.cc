@@ -1,0 +1,801 @@
+// ProxyServer over real loopback sockets, in front of the fake OpenRouter:
+// hits and misses, streams, per-request cache headers, scopes, errors and
+// their shapes, limits, admin endpoints, metrics, stats and /models.
+
+#include "llmcache/net/proxy.h"
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/json.hpp>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fake_openrouter.h"
+#include "llmcache/clock.h"
+#include "llmcache/net/sse.h"
+#include "testing/status_matchers.h"
+#include "testing/temp_dir.h"
+
+namespace llmcache::net {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace json = boost::json;
+using tcp = asio::ip::tcp;
+using ::llmcache::fake::FakeOpenRouter;
+using ::llmcache::fake::FakeOptions;
+using namespace std::chrono_literals;
+
+std::string Body(const std::string& model, bool stream = false,
+                 const std::string& text = "What is 2+2?",
+                 const std::string& extra = R"("temperature":0)") {
+  return R"({"model":")" + model + R"(",)" + extra + "," +
+         (stream ? R"("stream":true,)" : "") +
+         R"("messages":[{"role":"user","content":")" + text + R"("}]})";
+}
+
+struct Reply {
+  int status = 0;  // 0: no HTTP response (connection closed / failed)
+  std::map<std::string, std::string> headers;  // lower-case names
+  std::string body;
+  std::string error;
+
+  std::string header(const std::string& name) const {
+    auto it = headers.find(name);
+    return it == headers.end() ? "" : it->second;
+  }
+};
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+// A blocking HTTP/1.1 client connection with a 10 s receive timeout.
+class Conn {
+ public:
+  explicit Conn(uint16_t port) : socket_(ioc_) {
+    boost::system::error_code ec;
+    socket_.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port),
+                    ec);
+    connected_ = !ec;
+    timeval tv{10, 0};
+    setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv,
+               sizeof(tv));
+  }
+
+  bool connected() const { return connected_; }
+
+  Reply Send(http::verb method, const std::string& target,
+             const std::string& body = "", const Headers& headers = {}) {
+    http::request<http::string_body> req{method, target, 11};
+    req.set(http::field::host, "127.0.0.1");
+    for (const auto& [k, v] : headers) req.set(k, v);
+    if (method == http::verb::post) {
+      if (req[http::field::content_type].empty()) {
+        req.set(http::field::content_type, "application/json");
+      }
+      req.body() = body;
+      req.prepare_payload();
+    }
+    boost::system::error_code ec;
+    http::write(socket_, req, ec);
+    Reply r;
+    if (ec) {
+      r.error = ec.message();
+      return r;
+    }
+    return Read();
+  }
+
+  Reply Read() {
+    Reply r;
+    boost::system::error_code ec;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(64u << 20);
+    http::read(socket_, buffer_, parser, ec);
+    if (ec) {
+      r.error = ec.message();
+      return r;
+    }
+    const auto& res = parser.get();
+    r.status = static_cast<int>(res.result_int());
+    for (const auto& f : res) {
+      std::string name(f.name_string());
+      for (char& c : name) c = static_cast<char>(std::tolower(c));
+      r.headers[name] = std::string(f.value());
+    }
+    r.body = res.body();
+    return r;
+  }
+
+  // Writes raw bytes.
+  void WriteRaw(const std::string& bytes) {
+    boost::system::error_code ec;
+    asio::write(socket_, asio::buffer(bytes), ec);
+  }
+
+ private:
+  asio::io_context ioc_;
+  tcp::socket socket_;
+  beast::flat_buffer buffer_;
+  bool connected_ = false;
+};
+
+Reply Post(uint16_t port, const std::string& body, const Headers& headers = {},
+           const std::string& target = "/v1/chat/completions") {
+  Conn c(port);
+  return c.Send(http::verb::post, target, body, headers);
+}
+
+Reply Get(uint16_t port, const std::string& target,
+          const Headers& headers = {}) {
+  Conn c(port);
+  return c.Send(http::verb::get, target, "", headers);
+}
+
+// The assembled content of an SSE body; *done says whether [DONE] came.
+std::string SseContent(const std::string& body, bool* done = nullptr) {
+  SseParser parser;
+  StreamAccumulator acc;
+  parser.Feed(body, [&](SseEvent&& e) { EXPECT_OK(acc.Add(e.data)); });
+  if (done != nullptr) *done = acc.done();
+  return acc.Result().content;
+}
+
+std::string ContentOf(const std::string& completion_json) {
+  auto p = ParseCompletion(completion_json);
+  EXPECT_OK(p);
+  return p.ok() ? p->content : "";
+}
+
+void ExpectErrorShape(const Reply& r, int status, const std::string& type) {
+  EXPECT_EQ(r.status, status) << r.body << r.error;
+  EXPECT_EQ(r.header("content-type"), "application/json");
+  boost::system::error_code ec;
+  json::value v = json::parse(r.body, ec);
+  ASSERT_FALSE(ec) << r.body;
+  const json::object& e = v.at("error").as_object();
+  EXPECT_EQ(e.at("type").as_string(), type) << r.body;
+  EXPECT_EQ(e.at("code").to_number<int>(), status);
+  EXPECT_FALSE(e.at("message").as_string().empty());
+}
+
+class ProxyTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto f = FakeOpenRouter::Start(FakeOptions{});
+    ASSERT_OK(f);
+    fake_ = std::move(f).value();
+    Restart();
+  }
+
+  void TearDown() override { StopProxy(); }
+
+  ProxyOptions DefaultOptions() {
+    ProxyOptions o;
+    o.port = 0;
+    o.threads = 2;
+    o.upstream.base_url = fake_->base_url();
+    o.upstream.max_attempts = 1;
+    o.upstream.api_key = "";
+    o.clock = &clock_;
+    o.log = [this](LogLevel, std::string_view line) {
+      std::lock_guard<std::mutex> lock(log_mu_);
+      log_.emplace_back(line);
+    };
+    return o;
+  }
+
+  void StopProxy() {
+    if (proxy_) proxy_->Shutdown(2s);
+    proxy_.reset();
+    cache_.reset();
+  }
+
+  void Restart(const std::function<void(ProxyOptions&)>& tweak = nullptr) {
+    StopProxy();
+    CacheOptions co;
+    co.path = dir_.path() + "/db";
+    co.maintenance_interval_ms = 0;
+    co.clock = &clock_;
+    auto c = Cache::Open(co);
+    ASSERT_OK(c);
+    cache_ = std::shared_ptr<Cache>(std::move(c).value());
+    ProxyOptions o = DefaultOptions();
+    if (tweak) tweak(o);
+    auto p = ProxyServer::Start(std::move(o), cache_);
+    ASSERT_OK(p);
+    proxy_ = std::move(p).value();
+    port_ = proxy_->port();
+  }
+
+  Reply Chat(const std::string& body, Headers headers = {}) {
+    if (std::none_of(headers.begin(), headers.end(), [](const auto& h) {
+          return h.first == "Authorization";
+        })) {
+      headers.emplace_back("Authorization", "Bearer key-A");
+    }
+    return Post(port_, body, headers);
+  }
+
+  std::vector<std::string> Logs() {
+    std::lock_guard<std::mutex> lock(log_mu_);
+    return log_;
+  }
+
+  llmcache::testing::TempDir dir_;
+  FakeClock clock_;
+  std::unique_ptr<FakeOpenRouter> fake_;
+  std::shared_ptr<Cache> cache_;
+  std::unique_ptr<ProxyServer> proxy_;
+  uint16_t port_ = 0;
+  std::mutex log_mu_;
+  std::vector<std::string> log_;
+};
+
+TEST_F(ProxyTest, MissThenHit) {
+  const Reply first = Chat(Body("openai/gpt-4o-mini"));
+  ASSERT_EQ(first.status, 200) << first.body << first.error;
+  EXPECT_EQ(first.header("x-cache"), "MISS");
+  EXPECT_EQ(first.header("content-type"), "application/json");
+  EXPECT_EQ(first.header("x-cache-key").size(), 64u);
+  const Reply second = Chat(Body("openai/gpt-4o-mini"));
+  ASSERT_EQ(second.status, 200);
+  EXPECT_EQ(second.header("x-cache"), "HIT");
+  EXPECT_EQ(second.header("x-cache-key"), first.header("x-cache-key"));
+  EXPECT_EQ(second.header("age"), "0");
+  EXPECT_EQ(second.header("content-type"), "application/json");
+  EXPECT_EQ(ContentOf(second.body), ContentOf(first.body));
+  EXPECT_EQ(fake_->completions(), 1u);
+  const ProxyCounters c = proxy_->counters();
+  EXPECT_EQ(c.hits, 1u);
+  EXPECT_EQ(c.misses, 1u);
+}
+
+TEST_F(ProxyTest, OpenRouterPathAndKeepAlive) {
+  Conn conn(port_);
+  const Headers auth = {{"Authorization", "Bearer key-A"}};
+  for (int i = 0; i < 3; ++i) {
+    const Reply r = conn.Send(http::verb::post, "/api/v1/chat/completions",
+                              Body("openai/gpt-4o-mini"), auth);
+    ASSERT_EQ(r.status, 200) << r.error;
+    EXPECT_EQ(r.header("x-cache"), i == 0 ? "MISS" : "HIT");
+  }
+  EXPECT_EQ(fake_->completions(), 1u);
+}
+
+TEST_F(ProxyTest, AgeCountsSecondsSinceStored) {
+  ASSERT_EQ(Chat(Body("openai/gpt-4o-mini")).status, 200);
+  clock_.Advance(42'000);
+  const Reply r = Chat(Body("openai/gpt-4o-mini"));
+  EXPECT_EQ(r.header("x-cache"), "HIT");
+  EXPECT_EQ(r.header("age"), "42");
+}
+
+TEST_F(ProxyTest, StreamMissThenStreamHit) {
+  const Reply first = Chat(Body("openai/gpt-4o-mini", true));
+  ASSERT_EQ(first.status, 200) << first.body << first.error;
+  EXPECT_EQ(first.header("content-type"), "text/event-stream");
+  EXPECT_EQ(first.header("x-cache"), "MISS");
+  EXPECT_EQ(first.header("transfer-encoding"), "chunked");
+  bool done = false;
+  const std::string content = SseContent(first.body, &done);
+  EXPECT_TRUE(done);
+  EXPECT_FALSE(content.empty());
+  EXPECT_NE(first.body.find("data: [DONE]\n\n"), std::string::npos);
+
+  const Reply second = Chat(Body("openai/gpt-4o-mini", true));
+  ASSERT_EQ(second.status, 200);
+  EXPECT_EQ(second.header("content-type"), "text/event-stream");
+  EXPECT_EQ(second.header("x-cache"), "HIT");
+  EXPECT_EQ(SseContent(second.body, &done), content);
+  EXPECT_TRUE(done);
+  EXPECT_EQ(second.body.substr(second.body.size() - 14), "data: [DONE]\n\n");
+  EXPECT_EQ(fake_->completions(), 1u);
+}
+
+TEST_F(ProxyTest, StreamAndNonStreamShareAnEntry) {
+  const Reply plain = Chat(Body("openai/gpt-4o-mini", false, "one"));
+  ASSERT_EQ(plain.header("x-cache"), "MISS");
+  const Reply streamed = Chat(Body("openai/gpt-4o-mini", true, "one"));
+  EXPECT_EQ(streamed.header("x-cache"), "HIT");
+  EXPECT_EQ(SseContent(streamed.body), ContentOf(plain.body));
+
+  const Reply s2 = Chat(Body("openai/gpt-4o-mini", true, "two"));
+  ASSERT_EQ(s2.header("x-cache"), "MISS");
+  const Reply p2 = Chat(Body("openai/gpt-4o-mini", false, "two"));
+  EXPECT_EQ(p2.header("x-cache"), "HIT");
+  EXPECT_EQ(ContentOf(p2.body), SseContent(s2.body));
+  EXPECT_EQ(fake_->completions(), 2u);
+}
+
+TEST_F(ProxyTest, NoCacheSkipsTheLookupButStores) {
+  ASSERT_EQ(Chat(Body("m/a")).header("x-cache"), "MISS");
+  const Reply r = Chat(Body("m/a"), {{"Cache-Control", "no-cache"}});
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.header("x-cache"), "MISS");
+  EXPECT_EQ(fake_->completions(), 2u);
+  EXPECT_EQ(Chat(Body("m/a")).header("x-cache"), "HIT");
+  EXPECT_EQ(fake_->completions(), 2u);
+}
+
+TEST_F(ProxyTest, NoStoreDoesNotStore) {
+  const Reply r = Chat(Body("m/a"), {{"Cache-Control", "no-store"}});
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.header("x-cache"), "MISS");
+  EXPECT_EQ(Chat(Body("m/a")).header("x-cache"), "MISS");
+  EXPECT_EQ(fake_->completions(), 2u);
+}
+
+TEST_F(ProxyTest, MaxAgeRejectsOlderEntries) {
+  ASSERT_EQ(Chat(Body("m/a")).header("x-cache"), "MISS");
+  clock_.Advance(10'000);
+  EXPECT_EQ(
+      Chat(Body("m/a"), {{"Cache-Control", "max-age=60"}}).header("x-cache"),
+      "HIT");
+  EXPECT_EQ(
+      Chat(Body("m/a"), {{"Cache-Control", "max-age=5"}}).header("x-cache"),
+      "MISS");
+  EXPECT_EQ(fake_->completions(), 2u);
+}
+
+TEST_F(ProxyTest, XCacheTtlSetsTheEntryLifetime) {
+  ASSERT_EQ(Chat(Body("m/a", false, "short"), {{"X-Cache-TTL", "5"}})
+                .header("x-cache"),
+            "MISS");
+  ASSERT_EQ(Chat(Body("m/a", false, "long")).header("x-cache"), "MISS");
+  clock_.Advance(6'000);
+  EXPECT_EQ(Chat(Body("m/a", false, "short")).header("x-cache"), "MISS");
+  EXPECT_EQ(Chat(Body("m/a", false, "long")).header("x-cache"), "HIT");
+}
+
+TEST_F(ProxyTest, NamespacesSeparateEntries) {
+  EXPECT_EQ(Chat(Body("m/a"), {{"X-Cache-Namespace", "v1"}}).header("x-cache"),
+            "MISS");
+  EXPECT_EQ(Chat(Body("m/a"), {{"X-Cache-Namespace", "v2"}}).header("x-cache"),
+            "MISS");
+  EXPECT_EQ(Chat(Body("m/a")).header("x-cache"), "MISS");
+  EXPECT_EQ(Chat(Body("m/a"), {{"X-Cache-Namespace", "v1"}}).header("x-cache"),
+            "HIT");
+  EXPECT_EQ(fake_->completions(), 3u);
+}
+
+TEST_F(ProxyTest, InvalidCacheHeadersAre400) {
+  ExpectErrorShape(Chat(Body("m/a"), {{"Cache-Control", "max-age=soon"}}), 400,
+                   "invalid_request_error");
+  ExpectErrorShape(Chat(Body("m/a"), {{"X-Cache-TTL", "-1"}}), 400,
+                   "invalid_request_error");
+  ExpectErrorShape(Chat(Body("m/a"), {{"X-Cache-TTL", "ten"}}), 400,
+                   "invalid_request_error");
+  ExpectErrorShape(Chat(Body("m/a"), {{"X-Cache-Namespace", "bad ns!"}}), 400,
+                   "invalid_request_error");
+  EXPECT_EQ(fake_->completions(), 0u);
+}
+
+TEST_F(ProxyTest, BypassSaysWhy) {
+  const Reply r = Chat(Body("m/a", false, "hi", R"("temperature":0.7)"));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.header("x-cache"), "BYPASS");
+  EXPECT_EQ(r.header("x-cache-bypass-reason"), "non_zero_temperature");
+  EXPECT_EQ(
+      Chat(Body("m/a", false, "hi", R"("temperature":0.7)")).header("x-cache"),
+      "BYPASS");
+  EXPECT_EQ(fake_->completions(), 2u);
+  EXPECT_EQ(proxy_->counters().bypasses, 2u);
+}
+
+TEST_F(ProxyTest, EachApiKeyHasItsOwnScope) {
+  EXPECT_EQ(
+      Chat(Body("m/a"), {{"Authorization", "Bearer key-A"}}).header("x-cache"),
+      "MISS");
+  EXPECT_EQ(
+      Chat(Body("m/a"), {{"Authorization", "Bearer key-B"}}).header("x-cache"),
+      "MISS");
+  EXPECT_EQ(
+      Chat(Body("m/a"), {{"Authorization", "Bearer key-A"}}).header("x-cache"),
+      "HIT");
+  EXPECT_EQ(fake_->completions(), 2u);
+}
+
+TEST_F(ProxyTest, SharedCacheSharesAcrossKeys) {
+  Restart([](ProxyOptions& o) { o.shared_cache = true; });
+  EXPECT_EQ(Chat(Body("m/shared"), {{"Authorization", "Bearer key-A"}})
+                .header("x-cache"),
+            "MISS");
+  EXPECT_EQ(Chat(Body("m/shared"), {{"Authorization", "Bearer key-B"}})
+                .header("x-cache"),
+            "HIT");
+  EXPECT_EQ(fake_->completions(), 1u);
+}
+
+TEST_F(ProxyTest, ClientKeyIsForwardedAndServerKeyIsTheFallback) {
+  Restart([](ProxyOptions& o) { o.upstream.api_key = "server-key"; });
+  ASSERT_EQ(Chat(Body("m/a"), {{"Authorization", "Bearer client-key"}}).status,
+            200);
+  EXPECT_EQ(fake_->last_authorization(), "Bearer client-key");
+  const Reply r = Post(port_, Body("m/b"));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(fake_->last_authorization(), "Bearer server-key");
+  // The server key's scope is its own: a client sending it explicitly
+  // shares the entry, another key does not.
+  EXPECT_EQ(Chat(Body("m/b"), {{"Authorization", "Bearer server-key"}})
+                .header("x-cache"),
+            "HIT");
+  EXPECT_EQ(Chat(Body("m/b"), {{"Authorization", "Bearer client-key"}})
+                .header("x-cache"),
+            "MISS");
+}
+
+TEST_F(ProxyTest, AttributionHeadersArePassedUpstream) {
+  ASSERT_EQ(Chat(Body("m/a"), {{"HTTP-Referer", "https://app.example"},
+                               {"X-Title", "My App"}})
+                .status,
+            200);
+  EXPECT_EQ(fake_->last_header("http-referer"), "https://app.example");
+  EXPECT_EQ(fake_->last_header("x-title"), "My App");
+}
+
+TEST_F(ProxyTest, ApiKeyNeverReachesLogsOrDisk) {
+  const std::string secret = "sk-or-v1-TOPSECRET0123456789abcdef";
+  const Headers auth = {{"Authorization", "Bearer " + secret}};
+  ASSERT_EQ(Chat(Body("m/a"), auth).status, 200);
+  ASSERT_EQ(Chat(Body("m/a"), auth).header("x-cache"), "HIT");
+  ASSERT_EQ(Chat(Body("m/a", true, "s"), auth).status, 200);
+  ASSERT_EQ(Chat(Body("fake/fault-500"), auth).status, 500);
+  ASSERT_EQ(Get(port_, "/v1/models", auth).status, 200);
+  StopProxy();  // closes the store: everything is on disk now
+  const std::vector<std::string> lines = Logs();
+  ASSERT_FALSE(lines.empty());
+  for (const std::string& l : lines) {
+    EXPECT_EQ(l.find(secret), std::string::npos) << l;
+    EXPECT_EQ(l.find("TOPSECRET"), std::string::npos) << l;
+  }
+  size_t files = 0;
+  for (const auto& e :
+       std::filesystem::recursive_directory_iterator(dir_.path())) {
+    if (!e.is_regular_file()) continue;
+    ++files;
+    std::ifstream in(e.path(), std::ios::binary);
+    const std::string data((std::istreambuf_iterator<char>(in)),
+                           std::istreambuf_iterator<char>());
+    EXPECT_EQ(data.find("TOPSECRET"), std::string::npos) << e.path();
+  }
+  EXPECT_GT(files, 0u);
+}
+
+TEST_F(ProxyTest, OneLogLinePerRequestWithoutThePrompt) {
+  ASSERT_EQ(Chat(Body("m/a", false, "PROMPT-TEXT-XYZ")).status, 200);
+  ASSERT_EQ(Chat(Body("m/a", false, "PROMPT-TEXT-XYZ")).status, 200);
+  const std::vector<std::string> lines = Logs();
+  int requests = 0;
+  for (const std::string& l : lines) {
+    EXPECT_EQ(l.find("PROMPT-TEXT-XYZ"), std::string::npos) << l;
+    if (l.find("POST /v1/chat/completions 200") != std::string::npos) {
+      ++requests;
+    }
+  }
+  EXPECT_EQ(requests, 2);
+  bool hit_logged = false;
+  for (const std::string& l : lines) {
+    if (l.find("200 HIT") != std::string::npos) hit_logged = true;
+  }
+  EXPECT_TRUE(hit_logged);
+}
+
+TEST_F(ProxyTest, UpstreamHttpErrorsPassThroughAndAreNotCached) {
+  for (const char* model : {"fake/fault-429", "fake/fault-500"}) {
+    const int want = std::string(model) == "fake/fault-429" ? 429 : 500;
+    for (int i = 0; i < 2; ++i) {
+      const Reply r = Chat(Body(model));
+      EXPECT_EQ(r.status, want) << model;
+      EXPECT_EQ(r.header("x-cache"), "MISS");
+      auto err = ParseErrorEnvelope(r.body);
+      ASSERT_TRUE(err.has_value()) << r.body;
+      EXPECT_EQ(err->code, want);
+      if (want == 429) {
+        EXPECT_EQ(r.header("retry-after"), "1");
+      }
+    }
+  }
+  EXPECT_EQ(fake_->completions(), 4u);
+}
+
+TEST_F(ProxyTest, ErrorWith200IsPassedThroughAndNotCached) {
+  for (int i = 0; i < 2; ++i) {
+    const Reply r = Chat(Body("fake/error-200"));
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.header("x-cache"), "MISS");
+    EXPECT_TRUE(ParseErrorEnvelope(r.body).has_value()) << r.body;
+  }
+  EXPECT_EQ(fake_->completions(), 2u);
+}
+
+TEST_F(ProxyTest, StreamedUpstreamErrorIsJson) {
+  const Reply r = Chat(Body("fake/fault-503", true));
+  EXPECT_EQ(r.status, 503);
+  EXPECT_TRUE(ParseErrorEnvelope(r.body).has_value()) << r.body;
+}
+
+TEST_F(ProxyTest, CutStreamIsNotCleanlyEndedNorCached) {
+  const Reply r = Chat(Body("fake/cut", true));
+  // The proxy closes without the last chunk: the client sees an error or a
+  // body without [DONE].
+  if (r.status == 200) {
+    bool done = true;
+    SseContent(r.body, &done);
+    EXPECT_FALSE(done);
+  }
+  const Reply again = Chat(Body("fake/cut", true));
+  EXPECT_NE(again.header("x-cache"), "HIT");
+  EXPECT_EQ(fake_->completions(), 2u);
+}
+
+TEST_F(ProxyTest, MalformedRequestsAre400) {
+  ExpectErrorShape(Chat("{not json"), 400, "invalid_request_error");
+  ExpectErrorShape(Chat(R"({"messages":[{"role":"user","content":"x"}]})"), 400,
+                   "invalid_request_error");
+  ExpectErrorShape(Chat(R"({"model":"m/a","temperature":0})"), 400,
+                   "invalid_request_error");
+  EXPECT_EQ(fake_->completions(), 0u);
+}
+
+TEST_F(ProxyTest, BodyOverTheLimitIs413) {
+  Restart([](ProxyOptions& o) { o.max_body_bytes = 1024; });
+  const Reply r = Chat(Body("m/a", false, std::string(4096, 'x')));
+  ExpectErrorShape(r, 413, "request_too_large");
+  EXPECT_EQ(Chat(Body("m/a")).status, 200);
+}
+
+TEST_F(ProxyTest, HeadersOverTheLimitAre431) {
+  Restart([](ProxyOptions& o) { o.max_header_bytes = 4096; });
+  const Reply r = Chat(Body("m/a"), {{"X-Padding", std::string(8192, 'p')}});
+  ExpectErrorShape(r, 431, "request_header_fields_too_large");
+}
+
+TEST_F(ProxyTest, UnreachableUpstreamIs502) {
+  uint16_t closed_port = 0;
+  {
+    asio::io_context ioc;
+    tcp::acceptor a(ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    closed_port = a.local_endpoint().port();
+  }
+  Restart([closed_port](ProxyOptions& o) {
+    o.upstream.base_url =
+        "http://127.0.0.1:" + std::to_string(closed_port) + "/api/v1";
+  });
+  ExpectErrorShape(Chat(Body("m/a")), 502, "upstream_error");
+  ExpectErrorShape(Get(port_, "/v1/models"), 502, "upstream_error");
+}
+
+TEST_F(ProxyTest, UpstreamDeadlineIs504) {
+  Restart([](ProxyOptions& o) {
+    o.upstream.headers_timeout = 300ms;
+    o.upstream.request_timeout = 1000ms;
+  });
+  ExpectErrorShape(Chat(Body("fake/hang")), 504, "upstream_timeout");
+  ExpectErrorShape(Chat(Body("fake/hang", true)), 504, "upstream_timeout");
+}
+
+TEST_F(ProxyTest, UnknownPathIs404AndWrongMethodIs405) {
+  ExpectErrorShape(Get(port_, "/nope"), 404, "invalid_request_error");
+  const Reply r = Get(port_, "/v1/chat/completions");
+  ExpectErrorShape(r, 405, "invalid_request_error");
+  EXPECT_EQ(r.header("allow"), "POST");
+  ExpectErrorShape(Post(port_, "{}", {}, "/healthz"), 405,
+                   "invalid_request_error");
+}
+
+TEST_F(ProxyTest, Healthz) {
+  const Reply r = Get(port_, "/healthz");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, R"({"status":"ok"})");
+}
+
+TEST_F(ProxyTest, AdminIsDisabledWithoutAToken) {
+  ExpectErrorShape(Post(port_, "", {}, "/admin/flush?model=m/a"), 404,
+                   "invalid_request_error");
+  ExpectErrorShape(
+      Post(port_, "", {{"Authorization", "Bearer x"}}, "/admin/purge?all=1"),
+      404, "invalid_request_error");
+}
+
+class ProxyAdminTest : public ProxyTest {
+ protected:
+  void SetUp() override {
+    ProxyTest::SetUp();
+    Restart([](ProxyOptions& o) { o.admin_token = "admin-secret"; });
+  }
+  Reply Admin(const std::string& target,
+              const std::string& token = "admin-secret") {
+    Headers h;
+    if (!token.empty()) h.emplace_back("Authorization", "Bearer " + token);
+    return Post(port_, "", h, target);
+  }
+  uint64_t Removed(const Reply& r) {
+    boost::system::error_code ec;
+    json::value v = json::parse(r.body, ec);
+    EXPECT_FALSE(ec) << r.body;
+    return ec ? 0 : v.at("removed").to_number<uint64_t>();
+  }
+};
+
+TEST_F(ProxyAdminTest, NeedsTheToken) {
+  ExpectErrorShape(Admin("/admin/flush?model=m/a", ""), 401,
+                   "authentication_error");
+  ExpectErrorShape(Admin("/admin/flush?model=m/a", "wrong"), 401,
+                   "authentication_error");
+  ExpectErrorShape(Admin("/admin/purge?all=1", "admin-secre"), 401,
+                   "authentication_error");
+  const Reply get = Get(port_, "/admin/flush?model=m/a",
+                        {{"Authorization", "Bearer admin-secret"}});
+  EXPECT_EQ(get.status, 405);
+}
+
+TEST_F(ProxyAdminTest, FlushModel) {
+  ASSERT_EQ(Chat(Body("m/a")).header("x-cache"), "MISS");
+  ASSERT_EQ(Chat(Body("m/b")).header("x-cache"), "MISS");
+  const Reply r = Admin("/admin/flush?model=m/a");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Removed(r), 1u);
+  EXPECT_EQ(Chat(Body("m/a")).header("x-cache"), "MISS");
+  EXPECT_EQ(Chat(Body("m/b")).header("x-cache"), "HIT");
+}
+
+TEST_F(ProxyAdminTest, PurgeVariants) {
+  const Reply a = Chat(Body("m/a", false, "1"));
+  ASSERT_EQ(a.header("x-cache"), "MISS");
+  ASSERT_EQ(Chat(Body("m/a", false, "2"), {{"X-Cache-Namespace", "ns1"}})
+                .header("x-cache"),
+            "MISS");
+  ASSERT_EQ(
+      Chat(Body("m/a", false, "3"), {{"X-Cache-TTL", "1"}}).header("x-cache"),
+      "MISS");
+
+  Reply r = Admin("/admin/purge?key=" + a.header("x-cache-key"));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Removed(r), 1u);
+  EXPECT_EQ(Chat(Body("m/a", false, "1")).header("x-cache"), "MISS");
+
+  r = Admin("/admin/purge?namespace=ns1");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Removed(r), 1u);
+
+  clock_.Advance(2'000);
+  r = Admin("/admin/purge?expired=1");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Removed(r), 1u);
+
+  clock_.Advance(3'600'000);
+  r = Admin("/admin/purge?older_than=30m");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Removed(r), 1u);  // the re-stored "1"
+
+  ASSERT_EQ(Chat(Body("m/b")).header("x-cache"), "MISS");
+  r = Admin("/admin/purge?all=1");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Removed(r), 1u);
+  EXPECT_EQ(Chat(Body("m/b")).header("x-cache"), "MISS");
+
+  ExpectErrorShape(Admin("/admin/purge?older_than=soon"), 400,
+                   "invalid_request_error");
+  ExpectErrorShape(Admin("/admin/purge?key=abc"), 400, "invalid_request_error");
+  ExpectErrorShape(Admin("/admin/purge"), 400, "invalid_request_error");
+  ExpectErrorShape(Admin("/admin/nope?all=1"), 404, "invalid_request_error");
+}
+
+TEST_F(ProxyTest, MetricsAreInPrometheusFormat) {
+  ASSERT_EQ(Chat(Body("m/a")).status, 200);
+  ASSERT_EQ(Chat(Body("m/a")).status, 200);
+  ASSERT_EQ(Chat(Body("m/a", false, "x", R"("temperature":1)")).status, 200);
+  ASSERT_EQ(Get(port_, "/nope").status, 404);
+  const Reply r = Get(port_, "/metrics");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(r.header("content-type").substr(0, 10), "text/plain");
+  const std::string& m = r.body;
+  for (const char* want : {
+           "# TYPE llmcache_requests_total counter",
+           "llmcache_requests_total{route=\"chat_completions\",code=\"2xx\"} 3",
+           "llmcache_requests_total{route=\"other\",code=\"4xx\"} 1",
+           "llmcache_cache_hits_total 1",
+           "llmcache_cache_misses_total 1",
+           "llmcache_cache_bypasses_total{reason=\"non_zero_temperature\"} 1",
+           "# TYPE llmcache_hit_latency_seconds histogram",
+           "llmcache_hit_latency_seconds_bucket{le=\"+Inf\"} 1",
+           "llmcache_hit_latency_seconds_count 1",
+           "llmcache_hit_latency_seconds_sum ",
+           "llmcache_upstream_latency_seconds_count 2",
+           "llmcache_response_bytes_total ",
+           "llmcache_tokens_saved_total ",
+           "llmcache_cost_saved_usd_total ",
+           "llmcache_store_errors_total 0",
+           "llmcache_in_flight_requests 1",
+           "llmcache_open_connections ",
+           "llmcache_cache_entries 1",
+       }) {
+    EXPECT_NE(m.find(want), std::string::npos) << want << "\n" << m;
+  }
+  EXPECT_EQ(m.find("llmcache_tokens_saved_total 0\n"), std::string::npos);
+}
+
+TEST_F(ProxyTest, StatsIsJson) {
+  ASSERT_EQ(Chat(Body("m/a")).status, 200);
+  ASSERT_EQ(Chat(Body("m/a")).status, 200);
+  const Reply r = Get(port_, "/stats");
+  ASSERT_EQ(r.status, 200);
+  boost::system::error_code ec;
+  json::value v = json::parse(r.body, ec);
+  ASSERT_FALSE(ec) << r.body;
+  EXPECT_EQ(v.at("proxy").at("hits").to_number<int>(), 1);
+  EXPECT_EQ(v.at("cache").at("hits").to_number<int>(), 1);
+  EXPECT_EQ(v.at("cache").at("entries").to_number<int>(), 1);
+  const json::array& models = v.at("cache").at("models").as_array();
+  ASSERT_EQ(models.size(), 1u);
+  EXPECT_EQ(models[0].at("model").as_string(), "m/a");
+  EXPECT_EQ(v.at("client").at("upstream_calls").to_number<int>(), 1);
+}
+
+TEST_F(ProxyTest, ModelsArePassedThroughAndKeptBriefly) {
+  const uint64_t before = fake_->requests();
+  const Reply a = Get(port_, "/v1/models", {{"Authorization", "Bearer k"}});
+  ASSERT_EQ(a.status, 200) << a.body;
+  EXPECT_NE(a.body.find("\"data\""), std::string::npos);
+  EXPECT_EQ(a.header("x-cache"), "MISS");
+  const Reply b = Get(port_, "/api/v1/models");
+  ASSERT_EQ(b.status, 200);
+  EXPECT_EQ(b.header("x-cache"), "HIT");
+  EXPECT_EQ(b.body, a.body);
+  EXPECT_EQ(fake_->requests(), before + 1);
+}
+
+TEST_F(ProxyTest, ModelsAreNotKeptWithZeroTtl) {
+  Restart([](ProxyOptions& o) { o.models_ttl = 0ms; });
+  const uint64_t before = fake_->requests();
+  ASSERT_EQ(Get(port_, "/v1/models").status, 200);
+  ASSERT_EQ(Get(port_, "/v1/models").status, 200);
+  EXPECT_EQ(fake_->requests(), before + 2);
+}
+
+TEST_F(ProxyTest, ConnectionsOverTheLimitAreRefused) {
+  Restart([](ProxyOptions& o) { o.max_connections = 1; });
+  Conn first(port_);
+  ASSERT_EQ(first.Send(http::verb::get, "/healthz").status, 200);
+  Conn second(port_);
+  const Reply r = second.Send(http::verb::get, "/healthz");
+  EXPECT_TRUE(r.status == 503 || r.status == 0) << r.status;
+  // The first connection still works, and a new one does after it closes.
+  EXPECT_EQ(first.Send(http::verb::get, "/healthz").status, 200);
+  EXPECT_GE(proxy_->counters().rejected_connections, 1u);
+}
+
+TEST_F(ProxyTest, ShutdownLetsInFlightRequestsFinish) {
+  std::thread t([this] {
+    const Reply r = Chat(Body("fake/delay-500"));
+    EXPECT_EQ(r.status, 200) << r.error;
+    EXPECT_EQ(r.header("connection"), "close");
+  });
+  // Wait until the request is in flight.
+  for (int i = 0; i < 200 && proxy_->counters().in_flight == 0; ++i) {
+    std::this_thread::sleep_for(5ms);
+  }
+  ASSERT_EQ(proxy_->counters().in_flight, 1u);
+  proxy_->Shutdown(5s);
+  t.join();
+  Conn late(port_);
+  EXPECT_FALSE(late.connected());
+}
+
+}  // namespace
+}  // namespace llmcache::net
