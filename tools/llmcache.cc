@@ -22,6 +22,7 @@
 #include "cli/verbs.h"
 #include "fake_openrouter.h"
 #include "llmcache/options.h"
+#include "serve.h"
 
 namespace {
 
@@ -263,6 +264,9 @@ int Main(int argc, char** argv) {
                    "Deadline of one upstream request, seconds")
       ->capture_default_str();
 
+  std::function<int()> run_serve;
+  CLI::App* serve = llmcache::tools::AddServeCommand(app, &run_serve);
+
   auto* fake = app.add_subcommand(
       "fake-openrouter",
       "Run a local fake of the OpenRouter API (no API key needed)");
@@ -315,6 +319,7 @@ int Main(int argc, char** argv) {
     if (warm_ttl >= 0) warm_args.ttl_s = warm_ttl;
     return cli::Warm(db, warm_args, io);
   }
+  if (serve->parsed()) return run_serve();
   if (fake->parsed()) {
     return FakeOpenRouterVerb(listen, tls, ca_out, api_key, threads, quiet);
   }

@@ -146,7 +146,7 @@ class CliTest : public ::testing::Test {
 TEST(CliHelpTest, EveryVerbHasHelp) {
   for (const char* verb :
        {"stats", "models", "ls", "show", "key", "get", "purge", "compact",
-        "export", "import", "verify", "warm", "fake-openrouter"}) {
+        "export", "import", "verify", "warm", "serve", "fake-openrouter"}) {
     ProcessResult r = Llmcache({verb, "--help"});
     EXPECT_EQ(r.exit_code, 0) << verb << ": " << r.err;
     EXPECT_THAT(r.out, HasSubstr(verb)) << verb;
