@@ -129,6 +129,7 @@ class ProxyImpl final : public ProxyServer {
     upstream_guard_.reset();
     upstream_.reset();
     admin_.reset();
+    accept_timer_.reset();
     acceptor_.reset();
     workers_.clear();
   }

@@ -780,6 +780,46 @@ TEST_F(ProxyTest, ConnectionsOverTheLimitAreRefused) {
   EXPECT_GE(proxy_->counters().rejected_connections, 1u);
 }
 
+TEST_F(ProxyTest, IdleKeepAliveConnectionsAreClosed) {
+  Restart([](ProxyOptions& o) { o.idle_timeout = 200ms; });
+  Conn conn(port_);
+  ASSERT_EQ(conn.Send(http::verb::get, "/healthz").status, 200);
+  std::this_thread::sleep_for(600ms);
+  const Reply r = conn.Send(http::verb::get, "/healthz");
+  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(proxy_->counters().open_connections, 0u);
+}
+
+TEST_F(ProxyTest, SlowRequestsAreClosedAfterTheReadTimeout) {
+  Restart([](ProxyOptions& o) { o.read_timeout = 200ms; });
+  Conn conn(port_);
+  conn.WriteRaw("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n");
+  std::this_thread::sleep_for(600ms);
+  EXPECT_EQ(conn.Read().status, 0);
+  Conn body(port_);
+  body.WriteRaw(
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+      "Content-Length: 100\r\n\r\n{\"model\"");
+  std::this_thread::sleep_for(600ms);
+  EXPECT_EQ(body.Read().status, 0);
+}
+
+TEST_F(ProxyTest, ExpectContinueIsAnswered) {
+  Conn conn(port_);
+  const std::string body = Body("m/a");
+  conn.WriteRaw(
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+      "Authorization: Bearer k\r\nExpect: 100-continue\r\n"
+      "Content-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n");
+  const Reply cont = conn.Read();
+  EXPECT_EQ(cont.status, 100);
+  conn.WriteRaw(body);
+  const Reply r = conn.Read();
+  EXPECT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(r.header("x-cache"), "MISS");
+}
+
 TEST_F(ProxyTest, ShutdownLetsInFlightRequestsFinish) {
   std::thread t([this] {
     const Reply r = Chat(Body("fake/delay-500"));

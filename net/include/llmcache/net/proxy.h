@@ -11,8 +11,12 @@
 //                                        ProxyOptions::models_ttl
 //   GET  /healthz                        {"status":"ok"}
 //   GET  /metrics                        Prometheus text format (llmcache_*)
-//   GET  /stats                          JSON: engine statistics (per model)
-//                                        and the proxy's own counters
+//   GET  /stats                          JSON: "cache" (the engine's
+//                                        statistics, per model), "proxy"
+//                                        (this server's counters: every
+//                                        request) and "client" (CachedClient's:
+//                                        only requests that reached it, so
+//                                        not the hits served inline)
 //   POST /admin/flush?model=M | all=1    only with an admin token (404
 //   POST /admin/purge?model=M | all=1 | key=HEX | namespace=NS | expired=1 |
 //                     older_than=30s|15m|2h|7d
