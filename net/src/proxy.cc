@@ -463,8 +463,8 @@ class Session : public std::enable_shared_from_this<Session> {
           token.empty() ? std::string_view(srv_.server_key()) : token;
       if (!scope_valid_ || effective != last_key_) {
         last_key_.assign(effective);
-        last_scope_ = effective.empty() ? std::string()
-                                        : proxy_util::ScopeOfKey(effective);
+        last_scope_ =
+            effective.empty() ? std::string() : ApiKeyScope(effective);
         scope_valid_ = true;
       }
       creq.scope = last_scope_;

@@ -287,8 +287,4 @@ void AppendSseChunk(std::string* out, std::string_view data) {
   out->append("\n\n\r\n");
 }
 
-std::string ScopeOfKey(std::string_view key) {
-  return DigestToHex(Sha256(key));
-}
-
 }  // namespace llmcache::net::proxy_util

@@ -79,9 +79,6 @@ void AppendChunk(std::string* out, std::string_view bytes);
 // The last chunk of a chunked body.
 inline constexpr std::string_view kLastChunk = "0\r\n\r\n";
 
-// Lowercase hex SHA-256 of `key`: the cache scope of an API key.
-std::string ScopeOfKey(std::string_view key);
-
 }  // namespace llmcache::net::proxy_util
 
 #endif  // LLMCACHE_NET_SRC_PROXY_UTIL_H_

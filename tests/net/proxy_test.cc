@@ -410,6 +410,24 @@ TEST_F(ProxyTest, EachApiKeyHasItsOwnScope) {
   EXPECT_EQ(fake_->completions(), 2u);
 }
 
+TEST_F(ProxyTest, ScopeIsTheOneTheCliUses) {
+  // An entry stored under ApiKeyScope(key) (as `llmcache warm` stores it) is
+  // a hit for a client with that key.
+  KeyBuilder keys;
+  const std::string scope = ApiKeyScope("key-A");
+  auto key = keys.Compute(Body("m/warmed"), KeyScope{"", scope});
+  ASSERT_OK(key);
+  ASSERT_OK(cache_->Insert(
+      *key,
+      R"({"id":"gen-w","object":"chat.completion","model":"m/warmed","choices":[{"index":0,"message":{"role":"assistant","content":"warmed"},"finish_reason":"stop"}]})",
+      InsertOptions{}));
+  const Reply r = Chat(Body("m/warmed"), {{"Authorization", "Bearer key-A"}});
+  EXPECT_EQ(r.header("x-cache"), "HIT");
+  EXPECT_EQ(r.header("x-cache-key"), key->Hex());
+  EXPECT_EQ(ContentOf(r.body), "warmed");
+  EXPECT_EQ(fake_->completions(), 0u);
+}
+
 TEST_F(ProxyTest, SharedCacheSharesAcrossKeys) {
   Restart([](ProxyOptions& o) { o.shared_cache = true; });
   EXPECT_EQ(Chat(Body("m/shared"), {{"Authorization", "Bearer key-A"}})
