@@ -3,7 +3,6 @@
 # Idempotent. Usage: scripts/setup.sh [--bench]
 #   --bench  also the baselines the comparison benchmarks run (Redis, Python,
 #            nginx and wrk for bench/proxy_bench.sh).
-# Also installs the OpenAI SDK for the end-to-end test (npm ci in tests/sdk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,8 +36,3 @@ else
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# The OpenAI SDK for tests/sdk (the OpenAiSdk ctest), from package-lock.json.
-if [[ ! -d tests/sdk/node_modules || tests/sdk/package-lock.json -nt tests/sdk/node_modules ]]; then
-  echo "setup: npm ci in tests/sdk"
-  npm ci --prefix tests/sdk --no-audit --no-fund
-fi

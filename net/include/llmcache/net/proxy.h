@@ -28,7 +28,8 @@
 //   Authorization: Bearer K   forwarded upstream; the server's key
 //                             (ClientOptions::api_key) when absent. Unless
 //                             shared_cache, each key has its own cache scope:
-//                             the hex SHA-256 of the key (never the key).
+//                             ApiKeyScope(key), a hash (never the key), the
+//                             same scope `llmcache warm` and `key` use.
 //   Cache-Control: no-cache (skip the lookup, still store), no-store (do not
 //                  store), max-age=N (accept entries at most N s old);
 //                  other directives are ignored.
