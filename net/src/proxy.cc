@@ -57,6 +57,7 @@
 #include <vector>
 
 #include "llmcache/net/sse.h"
+#include "llmcache/purge.h"
 #include "metrics.h"
 #include "proxy_util.h"
 
@@ -836,102 +837,41 @@ class Session : public std::enable_shared_from_this<Session> {
                                         : ""),
           false);
     }
-    const std::string name = params[0].first;
-    const std::string value = params[0].second;
-    enum class Kind { kModel, kAll, kKey, kNamespace, kExpired, kOlderThan };
-    Kind kind;
-    Digest digest{};
-    int64_t age_ms = 0;
-    if (name == "model" && !value.empty()) {
-      kind = Kind::kModel;
-    } else if (name == "all" && value == "1") {
-      kind = Kind::kAll;
-    } else if (op == "purge" && name == "key") {
-      Result<Digest> d = DigestFromHex(value);
-      if (!d.ok()) {
-        return SendError(400, "invalid_request_error",
-                         "key must be 64 hex characters", false);
-      }
-      digest = *d;
-      kind = Kind::kKey;
-    } else if (op == "purge" && name == "namespace" && !value.empty()) {
-      kind = Kind::kNamespace;
-    } else if (op == "purge" && name == "expired" && value == "1") {
-      kind = Kind::kExpired;
-    } else if (op == "purge" && name == "older_than") {
-      Result<int64_t> d = proxy_util::ParseDuration(value);
-      if (!d.ok()) {
-        return SendError(400, "invalid_request_error",
-                         std::string(d.status().message()), false);
-      }
-      age_ms = *d;
-      kind = Kind::kOlderThan;
-    } else {
+    const std::string& name = params[0].first;
+    const std::string& value = params[0].second;
+    Result<PurgeSelector> selector = ParsePurgeSelector(name, value);
+    const bool allowed =
+        selector.ok() &&
+        (op == "purge" || selector->kind == PurgeKind::kModel ||
+         selector->kind == PurgeKind::kAll);
+    if (!allowed) {
       return SendError(400, "invalid_request_error",
-                       "unknown or invalid admin parameter '" + name + "'",
+                       selector.ok() ? "flush takes model=M or all=1"
+                                     : std::string(selector.status().message()),
                        false);
     }
     RunOnAdmin(
-        [srv = &srv_, kind, name, value, digest,
-         age_ms]() -> std::pair<int, std::string> {
-          Cache& cache = srv->cache();
+        [srv = &srv_,
+         sel = std::move(*selector)]() -> std::pair<int, std::string> {
+          Result<uint64_t> removed = Purge(srv->cache(), sel);
+          if (!removed.ok()) {
+            srv->Log(LogLevel::kError, "admin " + sel.name + " failed: " +
+                                           removed.status().ToString());
+            return {500, proxy_util::ErrorJson(500, "server_error",
+                                               removed.status().ToString())};
+          }
           json::object out;
-          Status st;
-          uint64_t removed = 0;
-          switch (kind) {
-            case Kind::kModel: {
-              Result<uint64_t> r = cache.FlushModel(value);
-              st = r.status();
-              if (r.ok()) removed = *r;
-              out["model"] = value;
-              break;
-            }
-            case Kind::kAll: {
-              Result<CacheStats> s = cache.GetStats();
-              if (s.ok()) removed = s->entries;
-              st = cache.FlushAll();
-              out["all"] = true;
-              break;
-            }
-            case Kind::kKey: {
-              Result<bool> r = cache.PurgeKey(digest);
-              st = r.status();
-              if (r.ok()) removed = *r ? 1 : 0;
-              out["key"] = value;
-              break;
-            }
-            case Kind::kNamespace: {
-              Result<uint64_t> r = cache.PurgeNamespace(value);
-              st = r.status();
-              if (r.ok()) removed = *r;
-              out["namespace"] = value;
-              break;
-            }
-            case Kind::kExpired: {
-              Result<uint64_t> r = cache.PurgeExpired();
-              st = r.status();
-              if (r.ok()) removed = *r;
-              out["expired"] = true;
-              break;
-            }
-            case Kind::kOlderThan: {
-              Result<uint64_t> r = cache.PurgeOlderThan(age_ms);
-              st = r.status();
-              if (r.ok()) removed = *r;
-              out["older_than"] = value;
-              out["older_than_seconds"] = age_ms / 1000;
-              break;
-            }
+          if (sel.kind == PurgeKind::kAll || sel.kind == PurgeKind::kExpired) {
+            out[sel.name] = true;
+          } else {
+            out[sel.name] = sel.value;
           }
-          if (!st.ok()) {
-            srv->Log(LogLevel::kError,
-                     "admin " + name + " failed: " + st.ToString());
-            return {500,
-                    proxy_util::ErrorJson(500, "server_error", st.ToString())};
+          if (sel.kind == PurgeKind::kOlderThan) {
+            out["older_than_seconds"] = sel.age_ms / 1000;
           }
-          out["removed"] = removed;
-          srv->Log(LogLevel::kInfo, "admin " + name + ": removed " +
-                                        std::to_string(removed) + " entries");
+          out["removed"] = *removed;
+          srv->Log(LogLevel::kInfo, "admin " + sel.name + ": removed " +
+                                        std::to_string(*removed) + " entries");
           return {200, json::serialize(out)};
         },
         kJson);

@@ -115,31 +115,6 @@ bool ValidNamespace(std::string_view ns) {
   return true;
 }
 
-Result<int64_t> ParseDuration(std::string_view s) {
-  s = Trim(s);
-  size_t digits = 0;
-  while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9') ++digits;
-  const std::optional<int64_t> n = ParseSeconds(s.substr(0, digits));
-  const std::string_view unit = s.substr(digits);
-  int64_t scale = 0;
-  if (unit.empty() || unit == "s") {
-    scale = 1000;
-  } else if (unit == "ms") {
-    scale = 1;
-  } else if (unit == "m") {
-    scale = 60'000;
-  } else if (unit == "h") {
-    scale = 3'600'000;
-  } else if (unit == "d") {
-    scale = 86'400'000;
-  }
-  if (!n || scale == 0) {
-    return InvalidArgumentError("invalid duration '" + std::string(s) +
-                                "' (want e.g. 30s, 15m, 2h, 7d)");
-  }
-  return *n * scale;
-}
-
 std::vector<std::pair<std::string, std::string>> ParseQuery(
     std::string_view query) {
   std::vector<std::pair<std::string, std::string>> out;

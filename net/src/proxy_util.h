@@ -37,10 +37,6 @@ std::optional<int64_t> ParseSeconds(std::string_view s);
 // True for a namespace of 1-128 characters of [A-Za-z0-9._:-].
 bool ValidNamespace(std::string_view ns);
 
-// Parses a duration: an integer followed by ms, s, m, h or d (no unit:
-// seconds). Returns milliseconds. kInvalidArgument otherwise.
-Result<int64_t> ParseDuration(std::string_view s);
-
 // The query string's parameters, percent-decoded ('+' is a space), in order.
 std::vector<std::pair<std::string, std::string>> ParseQuery(
     std::string_view query);

@@ -709,6 +709,11 @@ TEST_F(ProxyAdminTest, PurgeVariants) {
 
   ExpectErrorShape(Admin("/admin/purge?older_than=soon"), 400,
                    "invalid_request_error");
+  // An age that overflows is an error, not "everything".
+  ExpectErrorShape(Admin("/admin/purge?older_than=999999999999d"), 400,
+                   "invalid_request_error");
+  ExpectErrorShape(Admin("/admin/flush?namespace=ns1"), 400,
+                   "invalid_request_error");
   ExpectErrorShape(Admin("/admin/purge?key=abc"), 400, "invalid_request_error");
   ExpectErrorShape(Admin("/admin/purge"), 400, "invalid_request_error");
   ExpectErrorShape(Admin("/admin/nope?all=1"), 404, "invalid_request_error");

@@ -589,20 +589,6 @@ TEST(RedactCommandLineTest, HidesSecretsOfTheLockHolder) {
   EXPECT_EQ(cli::RedactCommandLine("prog"), "prog");
 }
 
-TEST(DurationTest, ParsesUnitsAndRejectsJunk) {
-  EXPECT_EQ(*cli::ParseDuration("90"), 90'000);
-  EXPECT_EQ(*cli::ParseDuration("90s"), 90'000);
-  EXPECT_EQ(*cli::ParseDuration("15m"), 900'000);
-  EXPECT_EQ(*cli::ParseDuration("2h"), 7'200'000);
-  EXPECT_EQ(*cli::ParseDuration("7d"), 604'800'000);
-  EXPECT_EQ(*cli::ParseDuration("1h30m"), 5'400'000);
-  EXPECT_EQ(*cli::ParseDuration("250ms"), 250);
-  for (const char* bad :
-       {"", "-5s", "h", "5y", "1.5h", "1h30", "99999999999999999d"}) {
-    EXPECT_FALSE(cli::ParseDuration(bad).ok()) << bad;
-  }
-}
-
 // ---- a database held open by a second live process ----
 
 TEST_F(CliTest, LiveDatabaseReadVerbsSeeWritesAndMutatingVerbsExitThree) {

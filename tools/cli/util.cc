@@ -147,65 +147,6 @@ std::unique_ptr<Cache> OpenForWriting(const std::string& path, bool create,
   return nullptr;
 }
 
-Result<int64_t> ParseDuration(std::string_view text) {
-  const std::string original(text);
-  if (text.empty()) {
-    return InvalidArgumentError("empty duration");
-  }
-  int64_t total = 0;
-  bool any = false;
-  while (!text.empty()) {
-    size_t digits = 0;
-    while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') {
-      ++digits;
-    }
-    if (digits == 0 || digits > 12) {
-      return InvalidArgumentError(
-          "bad duration '" + original +
-          "': want a number and a unit, like 90s, 15m, 2h, 7d");
-    }
-    int64_t n = 0;
-    for (size_t i = 0; i < digits; ++i) n = n * 10 + (text[i] - '0');
-    text.remove_prefix(digits);
-    size_t unit_len = 0;
-    while (unit_len < text.size() &&
-           !(text[unit_len] >= '0' && text[unit_len] <= '9')) {
-      ++unit_len;
-    }
-    const std::string_view unit = text.substr(0, unit_len);
-    text.remove_prefix(unit_len);
-    int64_t scale = 0;
-    if (unit.empty() || unit == "s") {
-      if (unit.empty() && (any || !text.empty()))
-        scale = 0;
-      else
-        scale = 1000;
-    } else if (unit == "ms") {
-      scale = 1;
-    } else if (unit == "m") {
-      scale = 60'000;
-    } else if (unit == "h") {
-      scale = 3'600'000;
-    } else if (unit == "d") {
-      scale = 86'400'000;
-    } else if (unit == "w") {
-      scale = 7 * 86'400'000LL;
-    }
-    if (scale == 0) {
-      return InvalidArgumentError("bad duration '" + original +
-                                  "': unknown unit '" + std::string(unit) +
-                                  "' (use ms, s, m, h, d, w)");
-    }
-    if (n > std::numeric_limits<int64_t>::max() / scale ||
-        total > std::numeric_limits<int64_t>::max() - n * scale) {
-      return InvalidArgumentError("duration '" + original + "' too large");
-    }
-    total += n * scale;
-    any = true;
-  }
-  return total;
-}
-
 std::string FormatBytes(uint64_t bytes) {
   static constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   if (bytes < 1024) return std::to_string(bytes) + " B";

@@ -58,10 +58,6 @@ std::unique_ptr<Cache> OpenForReading(const std::string& path, const Io& io);
 std::unique_ptr<Cache> OpenForWriting(const std::string& path, bool create,
                                       const Io& io, int* exit_code);
 
-// "90", "90s", "15m", "2h", "7d", "1w", "500ms", "1h30m" -> milliseconds.
-// InvalidArgument on anything else (negative, empty, unknown unit, overflow).
-Result<int64_t> ParseDuration(std::string_view text);
-
 // 1536 -> "1.5 KiB"; 12 -> "12 B".
 std::string FormatBytes(uint64_t bytes);
 // 93'000 ms -> "1m33s"; 0 -> "0s"; 3 days -> "3d0h".

@@ -18,6 +18,7 @@
 #include "cli/progress.h"
 #include "llmcache/key.h"
 #include "llmcache/policy.h"
+#include "llmcache/purge.h"
 
 namespace llmcache::cli {
 namespace json = boost::json;
@@ -601,41 +602,25 @@ int Get(const std::string& db, const KeyArgs& args, const Io& io) {
 }
 
 int Purge(const std::string& db, const PurgeArgs& args, const Io& io) {
-  const int selectors = (args.model ? 1 : 0) + (args.all ? 1 : 0) +
-                        (args.key ? 1 : 0) + (args.ns ? 1 : 0) +
-                        (args.expired ? 1 : 0) + (args.older_than ? 1 : 0);
-  if (selectors != 1) {
+  std::vector<std::pair<std::string_view, std::string>> given;
+  if (args.model) given.emplace_back("model", *args.model);
+  if (args.all) given.emplace_back("all", "");
+  if (args.key) given.emplace_back("key", *args.key);
+  if (args.ns) given.emplace_back("namespace", *args.ns);
+  if (args.expired) given.emplace_back("expired", "");
+  if (args.older_than) given.emplace_back("older_than", *args.older_than);
+  if (given.size() != 1) {
     io.err << "llmcache purge: give exactly one of --model, --all, --key, "
               "--namespace, --expired, --older-than\n";
     return kExitUsage;
   }
-  Digest digest{};
-  if (args.key) {
-    Result<Digest> d = DigestFromHex(*args.key);
-    if (!d.ok()) {
-      io.err << "llmcache purge: --key wants 64 hex digits, got '" << *args.key
-             << "'\n";
-      return kExitUsage;
-    }
-    digest = *d;
+  Result<PurgeSelector> selector =
+      ParsePurgeSelector(given[0].first, given[0].second);
+  if (!selector.ok()) {
+    io.err << "llmcache purge: " << selector.status().message() << "\n";
+    return kExitUsage;
   }
-  int64_t age_ms = 0;
-  if (args.older_than) {
-    Result<int64_t> d = ParseDuration(*args.older_than);
-    if (!d.ok()) {
-      io.err << "llmcache purge: --older-than: " << d.status().message()
-             << "\n";
-      return kExitUsage;
-    }
-    age_ms = *d;
-  }
-  std::string what;
-  if (args.model) what = "every entry of model " + *args.model;
-  if (args.all) what = "EVERY entry";
-  if (args.key) what = "the entry " + *args.key;
-  if (args.ns) what = "every entry of namespace '" + *args.ns + "'";
-  if (args.expired) what = "every expired entry";
-  if (args.older_than) what = "every entry older than " + *args.older_than;
+  const std::string what = selector->Describe();
 
   int rc = kExitOk;
   std::unique_ptr<Cache> cache = OpenForWriting(db, /*create=*/false, io, &rc);
@@ -646,27 +631,8 @@ int Purge(const std::string& db, const PurgeArgs& args, const Io& io) {
   }
   uint64_t removed = 0;
   Status s;
-  if (args.model) {
-    Result<uint64_t> n = cache->FlushModel(*args.model);
-    s = n.status();
-    if (n.ok()) removed = *n;
-  } else if (args.all) {
-    Result<CacheStats> st = cache->GetStats();
-    s = st.status();
-    if (s.ok()) {
-      removed = st->entries;
-      s = cache->FlushAll();
-    }
-  } else if (args.key) {
-    Result<bool> n = cache->PurgeKey(digest);
-    s = n.status();
-    if (n.ok()) removed = *n ? 1 : 0;
-  } else if (args.ns) {
-    Result<uint64_t> n = cache->PurgeNamespace(*args.ns);
-    s = n.status();
-    if (n.ok()) removed = *n;
-  } else if (args.expired) {
-    Result<uint64_t> n = cache->PurgeExpired();
+  if (selector->kind != PurgeKind::kOlderThan) {
+    Result<uint64_t> n = llmcache::Purge(*cache, *selector);
     s = n.status();
     if (n.ok()) removed = *n;
   } else {
@@ -674,7 +640,7 @@ int Purge(const std::string& db, const PurgeArgs& args, const Io& io) {
     // but it can show progress on a large database.
     Result<CacheStats> st = cache->GetStats();
     const uint64_t total = st.ok() ? st->entries : 0;
-    const int64_t cutoff = NowMs() - age_ms;
+    const int64_t cutoff = NowMs() - selector->age_ms;
     std::vector<Digest> old;
     {
       Progress scan(io.err, io.stderr_is_tty, "scanning", total);
