@@ -9,6 +9,7 @@
 #include <cstring>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
@@ -70,11 +71,14 @@ class CachedClientImpl final : public CachedClient {
 
   void Complete(CachedRequest request, StreamHandler on_chunk,
                 Callback done) override {
+    // A copy, so that the caller hears of a failure even after `done` was
+    // moved along (only allocation failures throw here).
+    Callback fallback = done;
     try {
       CompleteImpl(std::move(request), std::move(on_chunk), std::move(done));
     } catch (const std::exception& e) {
-      // Only allocation failures can get here; done may not have run.
       Log(std::string("cached completion failed: ") + e.what());
+      if (fallback) fallback(InternalError(e.what()));
     }
   }
 
@@ -103,6 +107,8 @@ class CachedClientImpl final : public CachedClient {
 
  private:
   struct Waiter {
+    CachedRequest request;   // to try again if the flight ends without result
+    std::string ns;          // owned copy of request.ns
     StreamHandler on_chunk;  // null: not streaming
     Callback done;
   };
@@ -135,7 +141,7 @@ class CachedClientImpl final : public CachedClient {
     }
 
     bool store_ok = true;
-    if (!request.skip_lookup &&
+    if (!request.skip_lookup && !request.looked_up &&
         TryServeHit(*key, request, on_chunk, done, true, &store_ok)) {
       return;
     }
@@ -145,8 +151,13 @@ class CachedClientImpl final : public CachedClient {
       std::lock_guard<std::mutex> lock(flights_mu_);
       auto it = flights_.find(key->digest);
       if (it != flights_.end()) {
-        it->second->waiters.push_back(
-            Waiter{std::move(on_chunk), std::move(done)});
+        Waiter w;
+        w.ns = std::string(request.ns);
+        w.request = std::move(request);
+        w.request.ns = {};
+        w.on_chunk = std::move(on_chunk);
+        w.done = std::move(done);
+        it->second->waiters.push_back(std::move(w));
         flight_joins_.fetch_add(1);
         return;
       }
@@ -154,10 +165,16 @@ class CachedClientImpl final : public CachedClient {
     }
     // A flight that ended between our lookup and our registration has
     // stored its result: look again before paying for another call.
-    if (!request.skip_lookup && store_ok &&
-        TryServeHit(*key, request, on_chunk, done, false, &store_ok)) {
-      FinishFlight(key->digest, nullptr);
-      return;
+    if (!request.skip_lookup && store_ok) {
+      std::optional<CachedResponse> hit;
+      if (TryServeHit(*key, request, on_chunk, done, false, &store_ok, &hit)) {
+        const Result<CachedResponse> shared =
+            hit ? Result<CachedResponse>(std::move(*hit))
+                : Result<CachedResponse>(
+                      UnavailableError("flight ended without a result"));
+        FinishFlight(key->digest, &shared);
+        return;
+      }
     }
     misses_.fetch_add(1);
     CallUpstream(std::move(request), *key, CacheResult::kMiss,
@@ -167,9 +184,11 @@ class CachedClientImpl final : public CachedClient {
 
   // Serves a hit; false on a miss or a store failure (fail open, and
   // *store_ok becomes false). `record` counts the lookup in the statistics.
+  // With `copy` set, a hit is also copied there (for waiters of a flight).
   bool TryServeHit(const RequestKey& key, const CachedRequest& request,
                    const StreamHandler& on_chunk, const Callback& done,
-                   bool record, bool* store_ok) {
+                   bool record, bool* store_ok,
+                   std::optional<CachedResponse>* copy = nullptr) {
     LookupOptions lo;
     lo.max_age_ms = request.max_age_ms;
     lo.record_stats = record;
@@ -191,6 +210,7 @@ class CachedClientImpl final : public CachedClient {
     if (auto parsed = ParseCompletion(out.body); parsed.ok()) {
       out.parsed = std::move(*parsed);
     }
+    if (copy != nullptr) *copy = out;
     if (on_chunk) {
       out.streamed = true;
       if (!Replay(out.body, on_chunk)) {
@@ -214,13 +234,21 @@ class CachedClientImpl final : public CachedClient {
     auto acc = std::make_shared<StreamAccumulator>();
     auto acc_status = std::make_shared<Status>();
     ChunkHandler chunks;
+    auto self = std::static_pointer_cast<CachedClientImpl>(shared_from_this());
     if (on_chunk) {
-      chunks = [acc, acc_status, on_chunk](std::string_view data) {
+      // When the leader's own client goes away, the stream goes on while
+      // others wait for it (they would all fail otherwise); with nobody
+      // waiting the upstream call is cancelled.
+      auto caller_gone = std::make_shared<bool>(false);
+      chunks = [acc, acc_status, on_chunk, caller_gone, flight, self,
+                digest = key.digest](std::string_view data) {
         if (acc_status->ok()) *acc_status = acc->Add(data);
-        return on_chunk(data);
+        if (*caller_gone) return true;
+        if (on_chunk(data)) return true;
+        *caller_gone = true;
+        return flight && self->HasWaiters(digest);
       };
     }
-    auto self = std::static_pointer_cast<CachedClientImpl>(shared_from_this());
     client_->Send(std::move(up), std::move(chunks),
                   [self, key, kind, reason, acc, acc_status, flight,
                    no_store = request.no_store, ttl = request.ttl_ms,
@@ -305,8 +333,15 @@ class CachedClientImpl final : public CachedClient {
     return out;
   }
 
+  bool HasWaiters(const Digest& digest) {
+    std::lock_guard<std::mutex> lock(flights_mu_);
+    auto it = flights_.find(digest);
+    return it != flights_.end() && !it->second->waiters.empty();
+  }
+
   // Ends a flight: removes it, then hands the leader's outcome to every
-  // waiter. `out` null: the leader found a hit; waiters look up themselves.
+  // waiter. When the leader was cancelled by its own caller (or there is no
+  // outcome), each waiter starts over on its own instead of failing.
   void FinishFlight(const Digest& digest, const Result<CachedResponse>* out) {
     std::shared_ptr<Flight> flight;
     {
@@ -317,12 +352,20 @@ class CachedClientImpl final : public CachedClient {
       flights_.erase(it);
     }
     for (Waiter& w : flight->waiters) {
-      if (out == nullptr || !out->ok()) {
-        if (out == nullptr) {
-          w.done(UnavailableError("in-flight request ended without result"));
-        } else {
-          w.done(out->status());
-        }
+      if (out == nullptr ||
+          (!out->ok() && out->status().code() == StatusCode::kCancelled)) {
+        auto self =
+            std::static_pointer_cast<CachedClientImpl>(shared_from_this());
+        boost::asio::post(
+            client_->executor(), [self, w = std::move(w)]() mutable {
+              w.request.ns = w.ns;
+              self->Complete(std::move(w.request), std::move(w.on_chunk),
+                             std::move(w.done));
+            });
+        continue;
+      }
+      if (!out->ok()) {
+        w.done(out->status());
         continue;
       }
       CachedResponse copy = **out;

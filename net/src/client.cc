@@ -529,8 +529,12 @@ class ClientImpl final : public Client {
       conn.lowest().expires_after(bounded(r.streamed
                                               ? options_.stream_idle_timeout
                                               : options_.request_timeout));
-      co_await http::async_read(stream, conn.buffer, parser,
-                                asio::redirect_error(asio::use_awaitable, ec));
+      // read_some, not read: read() only returns once the buffer is full or
+      // the message is complete, which would batch a live stream's events
+      // into 16 KiB lumps (or deliver a short stream all at its end).
+      co_await http::async_read_some(
+          stream, conn.buffer, parser,
+          asio::redirect_error(asio::use_awaitable, ec));
       if (ec == http::error::need_buffer) ec = {};
       const size_t n = buf.size() - parser.get().body().size;
       if (r.streamed) {

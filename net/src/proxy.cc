@@ -543,7 +543,7 @@ class Session : public std::enable_shared_from_this<Session> {
     // Upstream (miss or bypass) through CachedClient.
     label_ = decision.cache ? "MISS" : "BYPASS";
     bypass_reason_ = decision.reason;
-    creq.skip_lookup = creq.skip_lookup || looked_up;
+    creq.looked_up = looked_up;
     creq.body = std::move(req.body());
     creq.ns = ns_;
     headers_sent_ = false;

@@ -166,6 +166,48 @@ TEST_F(CachedClientTest, FiftyConcurrentIdenticalMissesMakeOneUpstreamCall) {
   EXPECT_EQ(cached_->stats().upstream_calls, 1u);
 }
 
+TEST_F(CachedClientTest, LeaderWhoLeavesDoesNotFailTheWaiters) {
+  // The leader streams and hangs up at its second event (150 ms in); a
+  // second caller joined the flight at 50 ms. The stream goes on for the
+  // waiter, which gets the whole answer, and it is stored: one upstream call.
+  const std::string body = Body("fake/slow-150", /*stream=*/true);
+  CachedRequest lead;
+  lead.body = body;
+  int leader_events = 0;
+  auto leader = cached_->AsyncComplete(
+      std::move(lead), [&](std::string_view) { return ++leader_events < 2; },
+      asio::use_future);
+  std::this_thread::sleep_for(50ms);
+  CachedRequest wait;
+  wait.body = body;
+  auto waiter =
+      cached_->AsyncComplete(std::move(wait), nullptr, asio::use_future);
+  auto w = waiter.get();
+  ASSERT_OK(w);
+  EXPECT_EQ(w->status, 200);
+  EXPECT_TRUE(w->joined_flight);
+  EXPECT_FALSE(w->parsed.content.empty());
+  auto l = leader.get();  // it must not hang
+  EXPECT_OK(l);
+  EXPECT_EQ(leader_events, 2);
+  EXPECT_EQ(fake_->completions(), 1u);
+  auto again = Call(*cached_, body);
+  ASSERT_OK(again);
+  EXPECT_EQ(again->result, CacheResult::kHit);
+  EXPECT_EQ(again->parsed.content, w->parsed.content);
+}
+
+TEST_F(CachedClientTest, LeaderWhoLeavesAloneCancelsTheUpstreamCall) {
+  const std::string body = Body("fake/slow-150", /*stream=*/true);
+  int events = 0;
+  auto r = Call(*cached_, body, [&](std::string_view) { return ++events < 2; });
+  EXPECT_EQ(r.status().code(), StatusCode::kCancelled);
+  EXPECT_EQ(events, 2);
+  auto again = Call(*cached_, body);
+  ASSERT_OK(again);
+  EXPECT_EQ(again->result, CacheResult::kMiss);  // nothing was stored
+}
+
 TEST_F(CachedClientTest, ConcurrentMissesShareAnUpstreamError) {
   std::vector<std::future<Result<CachedResponse>>> futures;
   for (int i = 0; i < 10; ++i) {

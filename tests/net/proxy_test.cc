@@ -8,17 +8,20 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
+#include <algorithm>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -307,6 +310,36 @@ TEST_F(ProxyTest, StreamMissThenStreamHit) {
   EXPECT_EQ(fake_->completions(), 1u);
 }
 
+TEST_F(ProxyTest, StreamedMissIsPassedThroughLive) {
+  // fake/slow-250: 250 ms between upstream events. The first event must reach
+  // the client long before the last one does, not all of them at the end.
+  tcp::iostream s;
+  s.connect("127.0.0.1", std::to_string(port_));
+  ASSERT_TRUE(s) << s.error().message();
+  const std::string body = Body("fake/slow-250", /*stream=*/true);
+  s << "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+    << "Authorization: Bearer key-A\r\nContent-Type: application/json\r\n"
+    << "Content-Length: " << body.size() << "\r\nConnection: close\r\n\r\n"
+    << body << std::flush;
+  const auto start = std::chrono::steady_clock::now();
+  std::optional<std::chrono::steady_clock::duration> first_data, done;
+  std::string line;
+  while (std::getline(s, line)) {
+    const auto now = std::chrono::steady_clock::now() - start;
+    if (!first_data && line.rfind("data: {", 0) == 0) first_data = now;
+    if (line.rfind("data: [DONE]", 0) == 0) {
+      done = now;
+      break;
+    }
+  }
+  ASSERT_TRUE(first_data.has_value());
+  ASSERT_TRUE(done.has_value());
+  EXPECT_GE(*done - *first_data, std::chrono::milliseconds(600))
+      << "events arrived in one burst after "
+      << std::chrono::duration_cast<std::chrono::milliseconds>(*done).count()
+      << " ms";
+}
+
 TEST_F(ProxyTest, StreamAndNonStreamShareAnEntry) {
   const Reply plain = Chat(Body("openai/gpt-4o-mini", false, "one"));
   ASSERT_EQ(plain.header("x-cache"), "MISS");
@@ -497,7 +530,18 @@ TEST_F(ProxyTest, ApiKeyNeverReachesLogsOrDisk) {
 TEST_F(ProxyTest, OneLogLinePerRequestWithoutThePrompt) {
   ASSERT_EQ(Chat(Body("m/a", false, "PROMPT-TEXT-XYZ")).status, 200);
   ASSERT_EQ(Chat(Body("m/a", false, "PROMPT-TEXT-XYZ")).status, 200);
-  const std::vector<std::string> lines = Logs();
+  // A request is logged once its response is written, which can be just
+  // after the client has read it: wait for the second line.
+  std::vector<std::string> lines;
+  for (int i = 0; i < 200; ++i) {
+    lines = Logs();
+    if (std::count_if(lines.begin(), lines.end(), [](const std::string& l) {
+          return l.find("200 HIT") != std::string::npos;
+        }) > 0) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   int requests = 0;
   for (const std::string& l : lines) {
     EXPECT_EQ(l.find("PROMPT-TEXT-XYZ"), std::string::npos) << l;

@@ -60,10 +60,13 @@ struct CachedClientOptions {
 };
 
 struct CachedRequest {
-  std::string body;               // the chat-completions request body
-  std::string_view ns;            // namespace; empty = options' default
-  std::string scope;              // tenant scope (e.g. a hash of the API key)
-  bool skip_lookup = false;       // Cache-Control: no-cache (still stores)
+  std::string body;          // the chat-completions request body
+  std::string_view ns;       // namespace; empty = options' default
+  std::string scope;         // tenant scope (e.g. a hash of the API key)
+  bool skip_lookup = false;  // Cache-Control: no-cache (still stores)
+  // The caller has looked the key up already (and missed): no lookup is
+  // counted again, but the single-flight re-check still runs.
+  bool looked_up = false;
   bool no_store = false;          // Cache-Control: no-store
   int64_t max_age_ms = -1;        // accept only younger entries; -1 = any
   std::optional<int64_t> ttl_ms;  // overrides the options' TTL
