@@ -17,6 +17,7 @@
 #include <iostream>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "cli/util.h"
 #include "cli/verbs.h"
@@ -319,7 +320,18 @@ int Main(int argc, char** argv) {
     if (warm_ttl >= 0) warm_args.ttl_s = warm_ttl;
     return cli::Warm(db, warm_args, io);
   }
-  if (serve->parsed()) return run_serve();
+  if (serve->parsed()) {
+    for (int i = 1; i < argc; ++i) {
+      const std::string_view arg = argv[i];
+      if (arg.starts_with("--api-key") || arg.starts_with("--admin-token")) {
+        std::cerr << "llmcache serve: warning: " << arg.substr(0, arg.find('='))
+                  << " on the command line is visible to every local user "
+                     "(ps, /proc); prefer OPENROUTER_API_KEY / "
+                     "LLMCACHE_ADMIN_TOKEN or the config file\n";
+      }
+    }
+    return run_serve();
+  }
   if (fake->parsed()) {
     return FakeOpenRouterVerb(listen, tls, ca_out, api_key, threads, quiet);
   }

@@ -1801,6 +1801,8 @@ Status Inspect(const Workspace& ws, RequestInfo* info, std::string* model) {
           });
     } else if (key == "debug") {
       info->has_debug = true;
+    } else if (key == "messages") {
+      info->message_count = static_cast<size_t>(ws.end(*m) - ws.begin(*m));
     }
   }
   if (!has_model) {
@@ -1939,6 +1941,7 @@ Result<RequestKey> KeyBuilder::Compute(std::string_view body,
       info->has_web_search_options = facts.has_web_search_options;
       info->has_web_search_tool = facts.has_web_search_tool;
       info->has_debug = facts.has_debug;
+      info->message_count = facts.message_count;
     }
     return key;
   } catch (const std::bad_alloc&) {

@@ -199,6 +199,17 @@ class CachedClientImpl final : public CachedClient {
       return false;
     }
     if (!r->hit()) return false;
+    // A stream needs the entry replayable as events (an imported or foreign
+    // entry may not be): otherwise it is a miss and goes upstream.
+    Result<std::vector<std::string>> events = std::vector<std::string>();
+    if (on_chunk) {
+      events = ReplayAsSse(r->entry->body);
+      if (!events.ok()) {
+        Log("entry " + key.Hex() + " cannot be replayed as a stream (" +
+            std::string(events.status().message()) + "); asking upstream");
+        return false;
+      }
+    }
     hits_.fetch_add(1);
     CachedResponse out;
     out.result = CacheResult::kHit;
@@ -213,9 +224,11 @@ class CachedClientImpl final : public CachedClient {
     if (copy != nullptr) *copy = out;
     if (on_chunk) {
       out.streamed = true;
-      if (!Replay(out.body, on_chunk)) {
-        done(CancelledError("stream cancelled by the caller"));
-        return true;
+      for (const std::string& e : *events) {
+        if (!on_chunk(EventData(e))) {
+          done(CancelledError("stream cancelled by the caller"));
+          return true;
+        }
       }
     }
     done(std::move(out));

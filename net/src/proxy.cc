@@ -521,6 +521,14 @@ class Session : public std::enable_shared_from_this<Session> {
       return SendError(400, "invalid_request_error",
                        std::string(key.status().message()), false);
     }
+    if (key->model.empty()) {
+      return SendError(400, "invalid_request_error",
+                       "request member \"model\" is empty", false);
+    }
+    if (info.message_count == 0) {
+      return SendError(400, "invalid_request_error",
+                       "request member \"messages\" is empty", false);
+    }
     key_hex_ = key->Hex();
     const Decision decision = Decide(info, o.cached.mode);
     stream_req_ = info.stream;
@@ -533,8 +541,8 @@ class Session : public std::enable_shared_from_this<Session> {
       if (!r.ok()) {
         // Fail open: CachedClient looks again (and logs, rate-limited).
         shard_.Add(shard_.store_errors);
-      } else if (r->hit()) {
-        return ServeHit(std::move(r->entry));
+      } else if (r->hit() && ServeHit(std::move(r->entry))) {
+        return;
       } else {
         looked_up = true;
       }
@@ -568,7 +576,22 @@ class Session : public std::enable_shared_from_this<Session> {
         });
   }
 
-  void ServeHit(std::shared_ptr<const Entry> entry) {
+  // Answers from a stored entry; false (nothing sent) when a stream was asked
+  // for and the entry cannot be replayed as one: then it goes upstream.
+  bool ServeHit(std::shared_ptr<const Entry> entry) {
+    if (stream_req_) {
+      Result<std::vector<std::string>> events = ReplayAsSse(entry->body);
+      if (!events.ok()) {
+        srv_.Log(LogLevel::kWarn, "entry " + key_hex_ +
+                                      " cannot be replayed as a stream (" +
+                                      std::string(events.status().message()) +
+                                      "); asking upstream");
+        return false;
+      }
+      body_.clear();
+      for (const std::string& e : *events) proxy_util::AppendChunk(&body_, e);
+      body_.append(proxy_util::kLastChunk);
+    }
     label_ = "HIT";
     shard_.Add(shard_.hits);
     const Usage& u = entry->meta.usage;
@@ -587,18 +610,11 @@ class Session : public std::enable_shared_from_this<Session> {
       const std::string_view body = entry->body;
       SendWhole(200, kJson, extra_, body, std::move(entry));
     } else {
-      Result<std::vector<std::string>> events = ReplayAsSse(entry->body);
-      if (!events.ok()) {
-        return SendError(500, "server_error",
-                         "stored response cannot be replayed as a stream",
-                         false);
-      }
-      body_.clear();
-      for (const std::string& e : *events) proxy_util::AppendChunk(&body_, e);
-      body_.append(proxy_util::kLastChunk);
+      extra_.append("Cache-Control: no-cache\r\n");
       SendWhole(200, kEventStream, extra_, body_, nullptr, /*chunked=*/true);
     }
     shard_.hit_latency.Observe(metrics::kHitBuckets, ElapsedNs(t0_));
+    return true;
   }
 
   // The extra headers of a miss/bypass answer.

@@ -999,5 +999,18 @@ TEST(ApiKeyScopeTest, IsAHashThatNeverContainsTheKey) {
   EXPECT_EQ(ApiKeyScope(""), "");
 }
 
+TEST(RequestInfoTest, CountsMessages) {
+  KeyBuilder keys;
+  RequestInfo info;
+  ASSERT_TRUE(keys.Compute(R"({"model":"m","messages":[]})", {}, &info).ok());
+  EXPECT_EQ(info.message_count, 0u);
+  ASSERT_TRUE(
+      keys.Compute(
+              R"({"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"a"}]},{"role":"assistant","content":"b"},{"role":"user","content":"c"}]})",
+              {}, &info)
+          .ok());
+  EXPECT_EQ(info.message_count, 3u);
+}
+
 }  // namespace
 }  // namespace llmcache

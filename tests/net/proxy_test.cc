@@ -304,6 +304,7 @@ TEST_F(ProxyTest, StreamMissThenStreamHit) {
   ASSERT_EQ(second.status, 200);
   EXPECT_EQ(second.header("content-type"), "text/event-stream");
   EXPECT_EQ(second.header("x-cache"), "HIT");
+  EXPECT_EQ(second.header("cache-control"), "no-cache");
   EXPECT_EQ(SseContent(second.body, &done), content);
   EXPECT_TRUE(done);
   EXPECT_EQ(second.body.substr(second.body.size() - 14), "data: [DONE]\n\n");
@@ -338,6 +339,21 @@ TEST_F(ProxyTest, StreamedMissIsPassedThroughLive) {
       << "events arrived in one burst after "
       << std::chrono::duration_cast<std::chrono::milliseconds>(*done).count()
       << " ms";
+}
+
+TEST_F(ProxyTest, EntryThatCannotBeReplayedAsAStreamGoesUpstream) {
+  // An imported entry whose body is not a completion: a streamed request
+  // for it is answered from upstream, not with an error.
+  KeyBuilder keys;
+  auto key =
+      keys.Compute(Body("m/odd", true), KeyScope{"", ApiKeyScope("key-A")});
+  ASSERT_OK(key);
+  ASSERT_OK(cache_->Insert(*key, "not a completion", InsertOptions{}));
+  const Reply r = Chat(Body("m/odd", true));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.header("x-cache"), "MISS");
+  EXPECT_EQ(r.header("content-type"), "text/event-stream");
+  EXPECT_EQ(fake_->completions(), 1u);
 }
 
 TEST_F(ProxyTest, StreamAndNonStreamShareAnEntry) {
@@ -595,7 +611,10 @@ TEST_F(ProxyTest, CutStreamIsNotCleanlyEndedNorCached) {
   const Reply r = Chat(Body("fake/cut", true));
   // The proxy closes without the last chunk: the client sees an error or a
   // body without [DONE].
-  if (r.status == 200) {
+  ASSERT_TRUE(r.status == 0 || r.status == 200) << r.status;
+  if (r.status == 0) {
+    EXPECT_FALSE(r.error.empty());
+  } else {
     bool done = true;
     SseContent(r.body, &done);
     EXPECT_FALSE(done);
@@ -611,6 +630,12 @@ TEST_F(ProxyTest, MalformedRequestsAre400) {
                    "invalid_request_error");
   ExpectErrorShape(Chat(R"({"model":"m/a","temperature":0})"), 400,
                    "invalid_request_error");
+  ExpectErrorShape(
+      Chat(
+          R"({"model":"","temperature":0,"messages":[{"role":"user","content":"x"}]})"),
+      400, "invalid_request_error");
+  ExpectErrorShape(Chat(R"({"model":"m/a","temperature":0,"messages":[]})"),
+                   400, "invalid_request_error");
   EXPECT_EQ(fake_->completions(), 0u);
 }
 

@@ -497,8 +497,18 @@ TEST_F(CliTest, ImportSkipsMalformedLinesByNumber) {
   input +=
       R"({"key":")" + std::string(64, 'b') +
       R"(","model":"m","created":1,"usage":{"prompt_tokens":-1},"response":"{}"})"
-      "\n";        // line 7
-  input += good2;  // line 8
+      "\n";  // line 7
+  input += R"({"key":")" + std::string(64, 'c') +
+           R"(","model":"m","created":1,"response":"not json at all"})"
+           "\n";  // line 8
+  input +=
+      R"({"key":")" + std::string(64, 'd') +
+      R"(","model":"m","created":1,"response":{"error":{"code":429,"message":"slow down"}}})"
+      "\n";  // line 9
+  input += R"({"key":")" + std::string(64, 'e') +
+           R"(","model":"m","created":99999999999999,"response":"{}"})"
+           "\n";   // line 10
+  input += good2;  // line 11
   const std::string copy = dir_.path() + "/copy";
   ProcessResult imp = Llmcache({"import", "--db", copy, "--json"}, input);
   EXPECT_EQ(imp.exit_code, 1);
@@ -507,9 +517,12 @@ TEST_F(CliTest, ImportSkipsMalformedLinesByNumber) {
   EXPECT_THAT(imp.err, HasSubstr("line 5: \"response\" must be"));
   EXPECT_THAT(imp.err, HasSubstr("line 6: not a JSON object"));
   EXPECT_THAT(imp.err, HasSubstr("line 7: usage:"));
+  EXPECT_THAT(imp.err, HasSubstr("line 8: \"response\" is not a chat"));
+  EXPECT_THAT(imp.err, HasSubstr("line 9: \"response\""));
+  EXPECT_THAT(imp.err, HasSubstr("line 10: \"created\" is in the future"));
   json::object o = ParseObject(imp.out);
   EXPECT_EQ(o["imported"].to_number<uint64_t>(), 2u);
-  EXPECT_EQ(o["malformed"].to_number<uint64_t>(), 5u);
+  EXPECT_EQ(o["malformed"].to_number<uint64_t>(), 8u);
   EXPECT_EQ(LsKeys(copy).size(), 2u);
   // The database is intact and usable after the bad lines.
   EXPECT_EQ(Llmcache({"verify", "--db", copy}).exit_code, 0);

@@ -11,6 +11,7 @@
 #include "cli/progress.h"
 #include "cli/verbs.h"
 #include "llmcache/key.h"
+#include "llmcache/net/completion.h"
 
 namespace llmcache::cli {
 namespace json = boost::json;
@@ -70,7 +71,7 @@ struct ImportLine {
 };
 
 // Validates one export line. False with *error on anything malformed.
-bool ParseImportLine(std::string_view line, ImportLine* out,
+bool ParseImportLine(std::string_view line, int64_t now_ms, ImportLine* out,
                      std::string* error) {
   boost::system::error_code ec;
   json::value v = json::parse(line, ec);
@@ -116,6 +117,10 @@ bool ParseImportLine(std::string_view line, ImportLine* out,
     *error = "missing \"created\" (Unix milliseconds)";
     return false;
   }
+  if (static_cast<int64_t>(created) > now_ms + 5 * 60'000) {
+    *error = "\"created\" is in the future";
+    return false;
+  }
   if (expires != 0 && expires < created) {
     *error = "\"expires\" is before \"created\"";
     return false;
@@ -159,6 +164,26 @@ bool ParseImportLine(std::string_view line, ImportLine* out,
   if (out->key.model.size() > 65535 || out->ns.size() > 65535 ||
       out->resolved_model.size() > 65535) {
     *error = "a string field is longer than 65535 bytes";
+    return false;
+  }
+  for (const std::string* field :
+       {&out->key.model, &out->ns, &out->resolved_model}) {
+    if (std::any_of(field->begin(), field->end(), [](char c) {
+          return static_cast<unsigned char>(c) < 0x20;
+        })) {
+      *error = "a model or namespace contains control characters";
+      return false;
+    }
+  }
+  // Only what the service itself would have stored: a clean completion.
+  Result<net::ParsedCompletion> completion = net::ParseCompletion(out->body);
+  if (!completion.ok()) {
+    *error = "\"response\" is not a chat completion: " +
+             std::string(completion.status().message());
+    return false;
+  }
+  if (std::string why = net::WhyNotCacheable(200, *completion); !why.empty()) {
+    *error = "\"response\" would not be cached: " + why;
     return false;
   }
   out->options.usage = usage;
@@ -271,7 +296,7 @@ int Import(const std::string& db, const std::string& input, bool as_json,
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
     ImportLine parsed;
     std::string error;
-    if (!ParseImportLine(line, &parsed, &error)) {
+    if (!ParseImportLine(line, now, &parsed, &error)) {
       ++malformed;
       progress.Finish();
       io.err << "llmcache import: line " << line_no << ": " << error
@@ -364,8 +389,8 @@ int Verify(const std::string& db, const std::optional<std::string>& model,
   } else {
     for (const json::value& p : problems) {
       const json::object& o = p.as_object();
-      io.out << o.at("key").as_string() << "  " << o.at("problem").as_string()
-             << "\n";
+      io.out << std::string_view(o.at("key").as_string()) << "  "
+             << std::string_view(o.at("problem").as_string()) << "\n";
     }
     io.out << "checked " << checked << " entries: " << problems.size()
            << " bad, " << expired << " expired (awaiting compaction)\n";

@@ -187,18 +187,19 @@ int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
     json::object br, nsr;
     for (const auto& [k, v] : bypass_reasons) br[k] = v;
     for (const auto& [k, v] : not_stored_reasons) nsr[k] = v;
-    PrintJsonLine(json::object{{"requests", pending.size() + bypassed},
-                               {"already_cached", already},
-                               {"sent", to_send.size()},
-                               {"stored", stored},
-                               {"duplicates", joined},
-                               {"not_stored", not_stored},
-                               {"not_stored_reasons", std::move(nsr)},
-                               {"failed", failed},
-                               {"bypassed", bypassed},
-                               {"bypass_reasons", std::move(br)},
-                               {"malformed", malformed}},
-                  io.out);
+    PrintJsonLine(
+        json::object{{"requests", pending.size() + bypassed + malformed},
+                     {"already_cached", already},
+                     {"sent", to_send.size()},
+                     {"stored", stored},
+                     {"duplicates", joined},
+                     {"not_stored", not_stored},
+                     {"not_stored_reasons", std::move(nsr)},
+                     {"failed", failed},
+                     {"bypassed", bypassed},
+                     {"bypass_reasons", std::move(br)},
+                     {"malformed", malformed}},
+        io.out);
   } else {
     io.out << "requests        " << pending.size() + bypassed + malformed
            << "\n"

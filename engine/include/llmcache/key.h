@@ -102,8 +102,10 @@ struct RequestInfo {
   double temperature = 0;
   bool has_web_plugin = false;          // plugins: [{"id":"web", ...}]
   bool has_web_search_options = false;  // web_search_options present
-  bool has_web_search_tool = false;     // tools: [{"type":"openrouter:web_search"}]
-  bool has_debug = false;               // debug present
+  bool has_web_search_tool =
+      false;                 // tools: [{"type":"openrouter:web_search"}]
+  bool has_debug = false;    // debug present
+  size_t message_count = 0;  // elements of `messages`
 };
 
 struct RequestKey {
