@@ -582,6 +582,19 @@ TEST_F(CliTest, ProgressBarOnlyOnATerminal) {
   ProcessResult pipe =
       Llmcache({"export", "--db", db_, "-o", dir_.path() + "/out2.jsonl"});
   EXPECT_THAT(pipe.err, Not(HasSubstr("export [")));
+  // import and verify draw theirs too.
+  const std::string copy = dir_.path() + "/copy";
+  ProcessResult imp = RunProcess({"/usr/bin/script", "-qec",
+                                  std::string(kBin) + " import --db " + copy +
+                                      " " + dir_.path() + "/out.jsonl",
+                                  "/dev/null"});
+  EXPECT_EQ(imp.exit_code, 0) << imp.out;
+  EXPECT_THAT(imp.out, HasSubstr("import ["));
+  ProcessResult ver =
+      RunProcess({"/usr/bin/script", "-qec",
+                  std::string(kBin) + " verify --db " + copy, "/dev/null"});
+  EXPECT_EQ(ver.exit_code, 0) << ver.out;
+  EXPECT_THAT(ver.out, HasSubstr("verify ["));
 }
 
 TEST(ProgressTest, RendersRateAndEta) {

@@ -263,6 +263,31 @@ TEST_F(ServeTest, ServesHealthzAndCachesThenStopsOnSigterm) {
   EXPECT_EQ(err.find("SERVER-SECRET"), std::string::npos) << err;
 }
 
+TEST_F(ServeTest, CliReadsTheLiveDatabaseAndItsMutatingVerbsExitThree) {
+  Process p(dir_, Args());
+  const uint16_t port = p.WaitListening();
+  ASSERT_NE(port, 0) << p.Err();
+  const Reply miss = Request(port, http::verb::post, "/v1/chat/completions",
+                             Body("m/live"), {{"Authorization", "Bearer k"}});
+  ASSERT_EQ(miss.status, 200) << miss.body;
+  ASSERT_EQ(miss.header("x-cache"), "MISS");
+  // A read verb sees the proxy's write while the proxy holds the database.
+  Process ls(dir_, {"ls", "--db", dir_.Sub("db"), "--json"});
+  ASSERT_EQ(ls.Wait(), 0) << ls.Err();
+  EXPECT_NE(ls.Out().find("\"model\":\"m/live\""), std::string::npos)
+      << ls.Out();
+  // A mutating verb is refused, and told where the admin endpoint is.
+  Process purge(dir_, {"purge", "--db", dir_.Sub("db"), "--all", "--yes"});
+  EXPECT_EQ(purge.Wait(), 3);
+  const std::string err = purge.Err();
+  EXPECT_NE(err.find("in use by process"), std::string::npos) << err;
+  EXPECT_NE(err.find("serve"), std::string::npos) << err;
+  EXPECT_NE(err.find("http://127.0.0.1:0/admin/purge"), std::string::npos)
+      << err;
+  p.Signal(SIGTERM);
+  EXPECT_EQ(p.Wait(), 0) << p.Err();
+}
+
 TEST_F(ServeTest, EnvironmentConfigures) {
   Process p(dir_, {"serve"},
             {{"LLMCACHE_LISTEN", "127.0.0.1:0"},

@@ -126,6 +126,18 @@ std::unique_ptr<Cache> OpenForWriting(const std::string& path, bool create,
     *exit_code = kExitFailure;
     return nullptr;
   }
+  // Where the holder listens, if it is `llmcache serve --listen H:P`.
+  std::string listen = "127.0.0.1:8080";
+  if (holder) {
+    const std::string& cmd = holder->command;
+    for (std::string_view flag : {"--listen=", "--listen "}) {
+      const size_t at = cmd.find(flag);
+      if (at == std::string::npos) continue;
+      const size_t from = at + flag.size();
+      listen = cmd.substr(from, cmd.find(' ', from) - from);
+      break;
+    }
+  }
   io.err << "llmcache: the database " << path << " is in use by ";
   if (holder) {
     io.err << "process " << holder->pid;
@@ -140,9 +152,11 @@ std::unique_ptr<Cache> OpenForWriting(const std::string& path, bool create,
             "`llmcache serve` started with an admin token, use its admin "
             "endpoint, e.g.\n"
          << "  curl -X POST -H \"Authorization: Bearer $LLMCACHE_ADMIN_TOKEN\" "
-            "'http://127.0.0.1:8080/admin/purge?model=MODEL'\n"
+            "'http://"
+         << listen << "/admin/purge?model=MODEL'\n"
          << "  curl -X POST -H \"Authorization: Bearer $LLMCACHE_ADMIN_TOKEN\" "
-            "'http://127.0.0.1:8080/admin/flush?model=MODEL'\n";
+            "'http://"
+         << listen << "/admin/flush?model=MODEL'\n";
   *exit_code = kExitBusy;
   return nullptr;
 }
