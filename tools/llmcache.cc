@@ -27,24 +27,6 @@
 
 namespace {
 
-// Splits "host:port" / "[v6]:port"; false if malformed.
-bool ParseListen(const std::string& listen, std::string* host, uint16_t* port) {
-  const size_t colon = listen.rfind(':');
-  if (colon == std::string::npos) return false;
-  *host = listen.substr(0, colon);
-  if (host->size() >= 2 && host->front() == '[' && host->back() == ']') {
-    *host = host->substr(1, host->size() - 2);
-  }
-  try {
-    const int p = std::stoi(listen.substr(colon + 1));
-    if (p < 0 || p > 65535) return false;
-    *port = static_cast<uint16_t>(p);
-  } catch (const std::exception&) {
-    return false;
-  }
-  return !host->empty();
-}
-
 // Blocks until SIGINT or SIGTERM.
 void WaitForSignal() {
   sigset_t set;
@@ -59,7 +41,7 @@ int FakeOpenRouterVerb(const std::string& listen, bool tls,
                        const std::string& ca_out, const std::string& api_key,
                        int threads, bool quiet) {
   llmcache::fake::FakeOptions o;
-  if (!ParseListen(listen, &o.host, &o.port)) {
+  if (!llmcache::cli::ParseListen(listen, &o.host, &o.port)) {
     std::cerr << "llmcache fake-openrouter: --listen wants HOST:PORT, got '"
               << listen << "'\n";
     return 2;

@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "cli/util.h"
 #include "llmcache/cache.h"
 #include "llmcache/net/proxy.h"
 #include "llmcache/options.h"
@@ -57,25 +58,6 @@ struct ServeConfig {
   size_t memory_bytes = 64u << 20;
   std::string config;
 };
-
-// Splits "host:port" / "[v6]:port"; false if malformed.
-bool ParseListen(const std::string& listen, std::string* host, uint16_t* port) {
-  const size_t colon = listen.rfind(':');
-  if (colon == std::string::npos) return false;
-  *host = listen.substr(0, colon);
-  if (host->size() >= 2 && host->front() == '[' && host->back() == ']') {
-    *host = host->substr(1, host->size() - 2);
-  }
-  const std::string p = listen.substr(colon + 1);
-  if (p.empty() || p.size() > 5 ||
-      p.find_first_not_of("0123456789") != std::string::npos) {
-    return false;
-  }
-  const int v = std::stoi(p);
-  if (v > 65535) return false;
-  *port = static_cast<uint16_t>(v);
-  return !host->empty();
-}
 
 std::chrono::milliseconds Ms(double seconds) {
   return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
@@ -180,7 +162,7 @@ int Run(CLI::App& sub, ServeConfig& c) {
   }
 
   net::ProxyOptions o;
-  if (!ParseListen(c.listen, &o.host, &o.port)) {
+  if (!cli::ParseListen(c.listen, &o.host, &o.port)) {
     std::cerr << "llmcache serve: --listen wants HOST:PORT, got '" << c.listen
               << "'\n";
     return 2;

@@ -607,6 +607,20 @@ TEST(ProgressTest, RendersRateAndEta) {
   EXPECT_THAT(open, HasSubstr("7 7/s"));
 }
 
+TEST(ParseListenTest, HostPortAndIpv6) {
+  std::string host;
+  uint16_t port = 0;
+  EXPECT_TRUE(cli::ParseListen("127.0.0.1:8080", &host, &port));
+  EXPECT_EQ(host, "127.0.0.1");
+  EXPECT_EQ(port, 8080);
+  EXPECT_TRUE(cli::ParseListen("[::1]:0", &host, &port));
+  EXPECT_EQ(host, "::1");
+  EXPECT_EQ(port, 0);
+  for (const char* bad : {"8080", ":8080", "h:", "h:65536", "h:-1", "h:8x"}) {
+    EXPECT_FALSE(cli::ParseListen(bad, &host, &port)) << bad;
+  }
+}
+
 TEST(RedactCommandLineTest, HidesSecretsOfTheLockHolder) {
   using namespace std::string_literals;
   EXPECT_EQ(cli::RedactCommandLine("llmcache\0serve\0--admin-token\0s3cret\0"

@@ -161,6 +161,24 @@ std::unique_ptr<Cache> OpenForWriting(const std::string& path, bool create,
   return nullptr;
 }
 
+bool ParseListen(const std::string& listen, std::string* host, uint16_t* port) {
+  const size_t colon = listen.rfind(':');
+  if (colon == std::string::npos) return false;
+  *host = listen.substr(0, colon);
+  if (host->size() >= 2 && host->front() == '[' && host->back() == ']') {
+    *host = host->substr(1, host->size() - 2);
+  }
+  const std::string p = listen.substr(colon + 1);
+  if (p.empty() || p.size() > 5 ||
+      p.find_first_not_of("0123456789") != std::string::npos) {
+    return false;
+  }
+  const int v = std::stoi(p);
+  if (v > 65535) return false;
+  *port = static_cast<uint16_t>(v);
+  return !host->empty();
+}
+
 std::string FormatBytes(uint64_t bytes) {
   static constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   if (bytes < 1024) return std::to_string(bytes) + " B";

@@ -58,6 +58,10 @@ std::unique_ptr<Cache> OpenForReading(const std::string& path, const Io& io);
 std::unique_ptr<Cache> OpenForWriting(const std::string& path, bool create,
                                       const Io& io, int* exit_code);
 
+// Splits "host:port" / "[v6]:port" (port 0-65535, digits only); false if
+// malformed.
+bool ParseListen(const std::string& listen, std::string* host, uint16_t* port);
+
 // 1536 -> "1.5 KiB"; 12 -> "12 B".
 std::string FormatBytes(uint64_t bytes);
 // 93'000 ms -> "1m33s"; 0 -> "0s"; 3 days -> "3d0h".
