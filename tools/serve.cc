@@ -214,6 +214,12 @@ int Run(CLI::App& sub, ServeConfig& c) {
     std::cerr << "llmcache serve: cannot open the cache database"
               << (co.path.empty() ? std::string() : " at " + co.path) << ": "
               << opened.status().message() << "\n";
+    if (std::optional<cli::LockHolder> holder =
+            co.path.empty() ? std::nullopt : cli::FindLockHolder(co.path)) {
+      std::cerr << "llmcache serve: it is held by process " << holder->pid
+                << (holder->command.empty() ? "" : " (" + holder->command + ")")
+                << "; stop it, or give this proxy another --db\n";
+    }
     return 1;
   }
   std::shared_ptr<Cache> cache(std::move(opened).value());

@@ -396,6 +396,10 @@ TEST_F(ServeTest, LockedDatabaseExitsOneNamingIt) {
   const std::string err = p.Err();
   EXPECT_NE(err.find(dir_.Sub("db")), std::string::npos) << err;
   EXPECT_NE(err.find("another process"), std::string::npos) << err;
+  // The test process holds it: its pid is named.
+  EXPECT_NE(err.find("held by process " + std::to_string(getpid())),
+            std::string::npos)
+      << err;
 }
 
 TEST_F(ServeTest, PortInUseExitsOne) {
