@@ -47,7 +47,9 @@ ProcessResult Llmcache(std::vector<std::string> args,
 
 json::object ParseObject(const std::string& text) {
   boost::system::error_code ec;
-  json::value v = json::parse(text, ec);
+  json::parse_options deep;
+  deep.max_depth = 256;  // stored responses may nest deeper than 32
+  json::value v = json::parse(text, ec, json::storage_ptr(), deep);
   EXPECT_FALSE(ec) << "not JSON: " << text;
   if (ec || !v.is_object()) return {};
   return v.as_object();
@@ -568,6 +570,31 @@ TEST_F(CliTest, VerifyReportsCorruptEntriesByKey) {
   EXPECT_EQ(exp.exit_code, 1);
   EXPECT_THAT(exp.err, HasSubstr(bad_key));
   EXPECT_EQ(std::count(exp.out.begin(), exp.out.end(), '\n'), 8);
+}
+
+TEST_F(CliTest, DeeplyNestedResponsesAreValidJson) {
+  // Provider metadata can nest deeper than Boost.JSON's default limit (32);
+  // the service stores such responses, so verify and show must read them.
+  std::string deep = "1";
+  for (int i = 0; i < 40; ++i) deep = R"({"x":)" + deep + "}";
+  const std::string body =
+      R"({"id":"gen-d","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"provider_metadata":)" +
+      deep + "}";
+  {
+    CacheOptions o;
+    o.path = db_;
+    o.maintenance_interval_ms = 0;
+    auto cache = Cache::Open(o);
+    ASSERT_OK(cache.status());
+    ASSERT_OK((*cache)->Insert(TestKey("m", 1), body, InsertOptions{}));
+  }
+  ProcessResult v = Llmcache({"verify", "--db", db_});
+  EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
+  EXPECT_THAT(v.out, HasSubstr("checked 1 entries: 0 bad"));
+  ProcessResult show =
+      Llmcache({"show", "--json", "--db", db_, TestKey("m", 1).Hex()});
+  ASSERT_EQ(show.exit_code, 0) << show.err;
+  EXPECT_TRUE(ParseObject(show.out)["response"].is_object()) << show.out;
 }
 
 TEST_F(CliTest, ProgressBarOnlyOnATerminal) {

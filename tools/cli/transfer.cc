@@ -10,6 +10,7 @@
 #include "cli/json_print.h"
 #include "cli/progress.h"
 #include "cli/verbs.h"
+#include "json_util.h"
 #include "llmcache/key.h"
 #include "llmcache/net/completion.h"
 
@@ -74,7 +75,7 @@ struct ImportLine {
 bool ParseImportLine(std::string_view line, int64_t now_ms, ImportLine* out,
                      std::string* error) {
   boost::system::error_code ec;
-  json::value v = json::parse(line, ec);
+  json::value v = net::json_util::ParseJson(line, ec);
   if (ec) {
     *error = "invalid JSON: " + ec.message();
     return false;
@@ -358,7 +359,7 @@ int Verify(const std::string& db, const std::optional<std::string>& model,
         ++checked;
         if (v.entry.meta.ExpiredAt(now)) ++expired;
         boost::system::error_code ec;
-        json::parse(v.entry.body, ec);
+        net::json_util::ParseJson(v.entry.body, ec);
         if (ec) {
           problems.push_back(json::object{
               {"key", DigestToHex(v.digest)},

@@ -16,6 +16,7 @@
 
 #include "cli/json_print.h"
 #include "cli/progress.h"
+#include "json_util.h"
 #include "llmcache/key.h"
 #include "llmcache/policy.h"
 #include "llmcache/purge.h"
@@ -119,7 +120,7 @@ json::object EntryJson(const std::string& key_hex, const Entry& e,
                  {"flags", FlagNames(e.meta.flags)},
                  {"usage", UsageJson(e.meta.usage)}};
   boost::system::error_code ec;
-  json::value body = json::parse(e.body, ec);
+  json::value body = net::json_util::ParseJson(e.body, ec);
   if (ec) {
     o["response"] = e.body;
     o["response_is_json"] = false;
@@ -162,7 +163,7 @@ void PrintEntry(const std::string& key_hex, const Entry& e, size_t stored_bytes,
   }
   out << "response:\n";
   boost::system::error_code ec;
-  json::value body = json::parse(e.body, ec);
+  json::value body = net::json_util::ParseJson(e.body, ec);
   if (ec) {
     out << e.body << "\n";
   } else {
