@@ -91,11 +91,6 @@ void RecordLookup(StatsCollector& stats, std::string_view base_model,
   }
 }
 
-size_t EncodedSize(const Entry& e) {
-  return kEntryFixedHeaderSize + 6 + e.meta.model.size() +
-         e.meta.resolved_model.size() + e.meta.ns.size() + e.body.size();
-}
-
 ModelStats& ModelEntry(CacheStats* stats, std::string_view model) {
   for (ModelStats& m : stats->models) {
     if (m.model == model) return m;

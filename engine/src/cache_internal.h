@@ -30,11 +30,8 @@ void AddDelta(const StatsDelta& delta, CacheStats* stats);
 // Sums the per-model figures into the totals and sorts the models.
 void FinishStats(CacheStats* stats);
 
-// Adds `delta` to the ModelStats of `model` in `stats`, creating it.
+// The ModelStats of `model` in `stats`, appended if it is not there yet.
 ModelStats& ModelEntry(CacheStats* stats, std::string_view model);
-
-// Size of the encoded value of an entry (what a persistent cache stores).
-size_t EncodedSize(const Entry& entry);
 
 std::unique_ptr<Cache> NewMemoryCache(const CacheOptions& options);
 

@@ -1,6 +1,6 @@
-// Encoding and decoding of the on-disk format (see llmcache/format.h).
+// Encoding and decoding of the on-disk format (see format.h).
 
-#include "llmcache/format.h"
+#include "format.h"
 
 #include <cstring>
 #include <limits>
@@ -75,6 +75,11 @@ uint64_t ReadLittleEndian64(const char* p) {
   uint64_t v = 0;
   for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(p[i]);
   return v;
+}
+
+size_t StoredSize(const Entry& e) {
+  return kEntryFixedHeaderSize + 6 + e.meta.model.size() +
+         e.meta.resolved_model.size() + e.meta.ns.size() + e.body.size();
 }
 
 Status EncodeEntry(const EntryMeta& meta, std::string_view body,
@@ -176,8 +181,7 @@ std::string ModelToColumnFamilyName(std::string_view base_model) {
 }
 
 Result<std::string> ColumnFamilyNameToModel(std::string_view name) {
-  if (name.substr(0, kModelColumnFamilyPrefix.size()) !=
-      kModelColumnFamilyPrefix) {
+  if (!name.starts_with(kModelColumnFamilyPrefix)) {
     return InvalidArgumentError("not a model column family: " +
                                 std::string(name));
   }
@@ -214,6 +218,24 @@ void AppendModelPrefix(std::string_view base_model, std::string* out) {
   }
   out->push_back(static_cast<char>(n));
   out->append(base_model);
+}
+
+std::string TimeIndexKey(int64_t created_ms, std::string_view base_model,
+                         const Digest& digest) {
+  std::string k;
+  AppendBigEndian64(static_cast<uint64_t>(created_ms), &k);
+  AppendModelPrefix(base_model, &k);
+  k.append(reinterpret_cast<const char*>(digest.data()), digest.size());
+  return k;
+}
+
+std::string ModelStatKey(std::string_view counter_name,
+                         std::string_view base_model) {
+  std::string k(kModelStatPrefix);
+  k += counter_name;
+  k += '/';
+  k += base_model;
+  return k;
 }
 
 bool ConsumeModelPrefix(std::string_view* in, std::string_view* model) {

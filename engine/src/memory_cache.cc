@@ -50,7 +50,7 @@ class MemoryCache final : public Cache {
     e->meta = MakeEntryMeta(key, options, options_.default_ttl_ms,
                             clock_->NowMillis());
     e->body.assign(body);
-    const size_t size = EncodedSize(*e);
+    const size_t size = StoredSize(*e);
     std::lock_guard<std::mutex> lock(write_mu_);
     if (auto old = tier_.Erase(key.digest)) CountRemoval(*old);
     if (!tier_.Put(key.digest, std::move(e))) {
@@ -125,7 +125,7 @@ class MemoryCache final : public Cache {
       if (!go) return;
       const std::string_view b = BaseModel(e->meta.model);
       if (base && b != *base) return;
-      go = fn(EntryView{d, b, *e, EncodedSize(*e)});
+      go = fn(EntryView{d, b, *e, StoredSize(*e)});
     });
     return Status();
   }
@@ -149,7 +149,7 @@ class MemoryCache final : public Cache {
   void CountRemoval(const Entry& e) {
     ModelCounters& m = stats_.ForModel(BaseModel(e.meta.model));
     m.Add(ModelCounter::kEntries, -1);
-    m.Add(ModelCounter::kBytes, -static_cast<int64_t>(EncodedSize(e)));
+    m.Add(ModelCounter::kBytes, -static_cast<int64_t>(StoredSize(e)));
   }
 
   template <typename Pred>

@@ -21,7 +21,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "llmcache/format.h"
+#include "llmcache/entry.h"
 #include "llmcache/key.h"
 
 namespace llmcache {

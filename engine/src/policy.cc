@@ -2,38 +2,18 @@
 
 #include "llmcache/policy.h"
 
-#include <array>
+#include <boost/algorithm/string/predicate.hpp>
 #include <cstddef>
 #include <string_view>
+
+#include "format.h"
 
 namespace llmcache {
 namespace {
 
-// Indexed by BypassReason value. Persisted in statistics: never change.
-constexpr std::array<std::string_view,
-                     static_cast<size_t>(BypassReason::kCount)>
-    kReasonNames = {
-        "none",       "no_temperature", "non_zero_temperature",
-        "web_search", "drifting_model", "debug",
-        "mode_never",
-};
-
-bool StartsWithIgnoreCase(std::string_view s, std::string_view prefix) {
-  if (s.size() < prefix.size()) return false;
-  for (size_t i = 0; i < prefix.size(); ++i) {
-    char c = s[i];
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    if (c != prefix[i]) return false;
-  }
-  return true;
-}
-
-bool ContainsIgnoreCase(std::string_view s, std::string_view needle) {
-  for (size_t i = 0; i + needle.size() <= s.size(); ++i) {
-    if (StartsWithIgnoreCase(s.substr(i), needle)) return true;
-  }
-  return false;
-}
+// kBypassReasonNames (format.h) is indexed by BypassReason value.
+static_assert(kBypassReasonNames.size() ==
+              static_cast<size_t>(BypassReason::kCount));
 
 // True if any `:`-separated variant after the last '/' is "online"
 // ("openai/gpt-4o:online", and conservatively "x/y:online:floor").
@@ -56,21 +36,21 @@ bool HasOnlineVariant(std::string_view model) {
 // "model@preset/x"). Prefixes are matched case-insensitively to err on the
 // side of bypassing.
 bool IsDriftingModel(std::string_view model) {
-  return StartsWithIgnoreCase(model, "openrouter/") ||
-         (!model.empty() && model.front() == '~') ||
-         ContainsIgnoreCase(model, "@preset/");
+  return boost::algorithm::istarts_with(model, "openrouter/") ||
+         model.starts_with('~') ||
+         boost::algorithm::icontains(model, "@preset/");
 }
 
 }  // namespace
 
 std::string_view BypassReasonName(BypassReason reason) {
   const auto i = static_cast<size_t>(reason);
-  return i < kReasonNames.size() ? kReasonNames[i] : "unknown";
+  return i < kBypassReasonNames.size() ? kBypassReasonNames[i] : "unknown";
 }
 
 std::optional<BypassReason> BypassReasonFromName(std::string_view name) {
-  for (size_t i = 0; i < kReasonNames.size(); ++i) {
-    if (kReasonNames[i] == name) return static_cast<BypassReason>(i);
+  for (size_t i = 0; i < kBypassReasonNames.size(); ++i) {
+    if (kBypassReasonNames[i] == name) return static_cast<BypassReason>(i);
   }
   return std::nullopt;
 }

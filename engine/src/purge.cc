@@ -1,3 +1,6 @@
+// Purge selectors (llmcache/purge.h): parsing `name=value` selectors and
+// durations, and applying a selector to a Cache.
+
 #include "llmcache/purge.h"
 
 #include <limits>

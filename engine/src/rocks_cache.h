@@ -1,14 +1,18 @@
 // RocksCache: the persistent cache (RocksDB + memory tier).
 //
-// Internal header; tests include it to reach the test hooks at the bottom.
+// Internal header; tests include it to reach the test hooks. The class is
+// implemented across rocks_*.cc, one concern per file (rocks_cache.cc lists
+// them); format.h says what is stored where.
 //
 // Concurrency design:
 //   - write_fence_ (a writer-preferring shared mutex): inserts hold it
-//     shared; dropping a column
-//     family and deleting entries hold it exclusively. No write can therefore
-//     go through a column-family handle while it is being dropped (a write
-//     through a dropped handle would stop all writes until reopen); every
-//     write also sets ignore_missing_column_families as a second guard.
+//     shared; dropping a column family and deleting entries hold it
+//     exclusively. No write can therefore go through a column-family handle
+//     while it is being dropped (a write through a dropped handle would stop
+//     all writes until reopen); every write also sets
+//     ignore_missing_column_families as a second guard. In inspection mode
+//     reads hold it shared and CatchUp exclusively, as CatchUp may reopen
+//     the database.
 //   - families_mu_ guards the model -> family map. A Family owns its handle;
 //     the handle is destroyed when the last shared_ptr goes, so a lookup that
 //     raced with a drop still reads through a valid handle, then sees
@@ -39,10 +43,6 @@
 #include "stats.h"
 
 namespace llmcache {
-
-// Maps a RocksDB status to ours, naming `path` and what was being done.
-Status FromRocks(const rocksdb::Status& s, std::string_view path,
-                 std::string_view what);
 
 // A shared mutex whose exclusive lockers are not starved by a stream of
 // shared lockers (glibc's rwlock prefers readers: a flush could wait for as
@@ -125,13 +125,19 @@ class RocksCache final : public Cache {
   Status OpenAsSecondary();
   void CloseDb();
 
+  // Options of a family holding entries (rocks_schema.cc); `model` is the
+  // base model the compaction filter counts drops against (overflow: read
+  // from each key).
   rocksdb::ColumnFamilyOptions ModelFamilyOptions(std::string_view model,
                                                   bool overflow) const;
+  // Options of the time index: as a model family, filtering expired records.
+  rocksdb::ColumnFamilyOptions TimeIndexOptions() const;
   rocksdb::WriteOptions WriteOpts() const;
   Status MutationAllowed() const;
 
-  // The family that holds `base_model`'s entries (its own or the overflow
-  // family), or null if none is known. `own` tells which.
+  // The family that holds `base_model`'s entries: its own, else the overflow
+  // family (null only before the database is open). Family::overflow tells
+  // which.
   std::shared_ptr<Family> FamilyFor(std::string_view base_model) const;
   // As FamilyFor, creating the model's family when the bound allows.
   // REQUIRES: write_fence_ held (shared or exclusive).

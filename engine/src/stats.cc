@@ -1,53 +1,24 @@
-// StatsCollector implementation.
+// StatsCollector implementation, and the names of the counters (their
+// persistent spellings are in format.h).
 
 #include "stats.h"
 
+#include "format.h"
+
 namespace llmcache {
 
+static_assert(kCounterNames.size() == static_cast<size_t>(Counter::kCount));
+static_assert(kModelCounterNames.size() ==
+              static_cast<size_t>(ModelCounter::kCount));
+
 std::string_view CounterName(Counter c) {
-  switch (c) {
-    case Counter::kHits:
-      return "hits";
-    case Counter::kMisses:
-      return "misses";
-    case Counter::kExpired:
-      return "expired";
-    case Counter::kInserts:
-      return "inserts";
-    case Counter::kFlushes:
-      return "flushes";
-    case Counter::kEvictions:
-      return "evictions";
-    case Counter::kPurged:
-      return "purged";
-    case Counter::kStoreErrors:
-      return "store_errors";
-    case Counter::kTokensSaved:
-      return "tokens_saved";
-    case Counter::kCostSavedNanoUsd:
-      return "cost_saved_nanousd";
-    case Counter::kCount:
-      break;
-  }
-  return "unknown";
+  const auto i = static_cast<size_t>(c);
+  return i < kCounterNames.size() ? kCounterNames[i] : "unknown";
 }
 
 std::string_view ModelCounterName(ModelCounter c) {
-  switch (c) {
-    case ModelCounter::kHits:
-      return "hits";
-    case ModelCounter::kEntries:
-      return "entries";
-    case ModelCounter::kBytes:
-      return "bytes";
-    case ModelCounter::kTokensSaved:
-      return "tokens_saved";
-    case ModelCounter::kCostSavedNanoUsd:
-      return "cost_saved_nanousd";
-    case ModelCounter::kCount:
-      break;
-  }
-  return "unknown";
+  const auto i = static_cast<size_t>(c);
+  return i < kModelCounterNames.size() ? kModelCounterNames[i] : "unknown";
 }
 
 bool StatsDelta::empty() const {

@@ -24,8 +24,8 @@
 
 namespace llmcache {
 
-// Names of the global counters; also their persistent key suffixes
-// ("stat/<name>"). Never rename.
+// The global counters. Persisted as "stat/<name>" with the names of
+// kCounterNames (format.h), in this order: only add before kCount.
 enum class Counter : int {
   kHits,
   kMisses,
@@ -41,7 +41,8 @@ enum class Counter : int {
 };
 std::string_view CounterName(Counter c);
 
-// Per-model counters; persistent keys "mstat/<name>/<model>". Never rename.
+// The per-model counters. Persisted as "mstat/<name>/<model>" with the names
+// of kModelCounterNames (format.h), in this order: only add before kCount.
 enum class ModelCounter : int {
   kHits,
   kEntries,

@@ -10,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-#include "llmcache/format.h"
+#include "llmcache/entry.h"
 #include "llmcache/key.h"
 
 namespace llmcache::crash {

@@ -51,7 +51,7 @@
 
 #include "engine/crash_entries.h"
 #include "llmcache/cache.h"
-#include "llmcache/format.h"
+#include "llmcache/entry.h"
 #include "llmcache/key.h"
 #include "llmcache/options.h"
 #include "llmcache/status.h"

@@ -1,9 +1,11 @@
 // The on-disk format: round trips, rejection of malformed values, names.
 
-#include "llmcache/format.h"
+#include "format.h"
 
 #include <gtest/gtest.h>
 
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "testing/status_matchers.h"
@@ -139,6 +141,64 @@ TEST(FormatTest, ModelPrefixesArePrefixFree) {
   EXPECT_EQ(in, "rest");
   std::string_view truncated = std::string_view(p).substr(0, 10);
   EXPECT_FALSE(ConsumeModelPrefix(&truncated, &model));
+}
+
+TEST(FormatTest, StoredSizeIsTheEncodedSize) {
+  Entry e;
+  e.meta = SampleMeta();
+  e.body = R"({"id":"gen-1","choices":[]})";
+  std::string value;
+  ASSERT_OK(EncodeEntry(e.meta, e.body, &value));
+  EXPECT_EQ(StoredSize(e), value.size());
+  EXPECT_EQ(StoredSize(Entry{}), kEntryFixedHeaderSize + 6);
+}
+
+TEST(FormatTest, TimeIndexKeyLayout) {
+  Digest d{};
+  for (size_t i = 0; i < d.size(); ++i) d[i] = static_cast<uint8_t>(i + 1);
+  const std::string k = TimeIndexKey(0x0102030405060708, "m/a", d);
+  ASSERT_EQ(k.size(), 8u + 1u + 3u + kDigestSize);
+  EXPECT_EQ(ReadBigEndian64(k.data()), 0x0102030405060708u);
+  EXPECT_EQ(k[0], '\x01');  // big endian: sorts by age
+  std::string_view rest = std::string_view(k).substr(8);
+  std::string_view model;
+  ASSERT_TRUE(ConsumeModelPrefix(&rest, &model));
+  EXPECT_EQ(model, "m/a");
+  EXPECT_EQ(rest, std::string_view(reinterpret_cast<const char*>(d.data()),
+                                   d.size()));
+  EXPECT_LT(TimeIndexKey(1, "z", d), TimeIndexKey(2, "a", d));
+}
+
+TEST(FormatTest, PersistentNamesAreStable) {
+  // Written into users' databases: a change here loses their data.
+  EXPECT_EQ(kMetaColumnFamily, "llmcache.meta");
+  EXPECT_EQ(kTimeColumnFamily, "llmcache.time");
+  EXPECT_EQ(kOverflowColumnFamily, "llmcache.overflow");
+  EXPECT_EQ(kModelColumnFamilyPrefix, "m.");
+  EXPECT_EQ(kAddOperatorName, "llmcache.Add64");
+  EXPECT_EQ(kTtlFilterFactoryName, "llmcache.TtlFilterFactory");
+  EXPECT_EQ(kFormatKey, "format");
+  EXPECT_EQ(kCfMetaPrefix, "cf/");
+  EXPECT_EQ(kResolvedPrefix, "resolved/");
+  EXPECT_EQ(kStatPrefix, "stat/");
+  EXPECT_EQ(kBypassStatPrefix, "stat/bypass/");
+  EXPECT_EQ(kModelStatPrefix, "mstat/");
+  EXPECT_EQ(ModelStatKey("bytes", "a/b"), "mstat/bytes/a/b");
+  EXPECT_EQ(
+      std::vector<std::string_view>(kCounterNames.begin(), kCounterNames.end()),
+      (std::vector<std::string_view>{
+          "hits", "misses", "expired", "inserts", "flushes", "evictions",
+          "purged", "store_errors", "tokens_saved", "cost_saved_nanousd"}));
+  EXPECT_EQ(
+      std::vector<std::string_view>(kModelCounterNames.begin(),
+                                    kModelCounterNames.end()),
+      (std::vector<std::string_view>{"hits", "entries", "bytes", "tokens_saved",
+                                     "cost_saved_nanousd"}));
+  EXPECT_EQ(std::vector<std::string_view>(kBypassReasonNames.begin(),
+                                          kBypassReasonNames.end()),
+            (std::vector<std::string_view>{
+                "none", "no_temperature", "non_zero_temperature", "web_search",
+                "drifting_model", "debug", "mode_never"}));
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <random>
 #include <thread>
 
+#include "format.h"
 #include "llmcache/cache.h"
 #include "llmcache/clock.h"
 #include "testing/status_matchers.h"

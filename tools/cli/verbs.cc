@@ -20,6 +20,7 @@
 #include "llmcache/key.h"
 #include "llmcache/policy.h"
 #include "llmcache/purge.h"
+#include "llmcache/stats_json.h"
 
 namespace llmcache::cli {
 namespace json = boost::json;
@@ -260,36 +261,14 @@ int Stats(const std::string& db, bool as_json, const Io& io) {
     bypass_total += s.bypasses[i];
   }
   if (as_json) {
-    json::array models;
-    for (const ModelStats& m : s.models) {
-      models.push_back(
-          json::object{{"model", m.model},
-                       {"entries", m.entries},
-                       {"bytes", m.bytes},
-                       {"hits", m.hits},
-                       {"tokens_saved", m.tokens_saved},
-                       {"cost_saved_usd", Usd(m.cost_saved_nanousd)},
-                       {"last_resolved_model", m.last_resolved_model}});
+    // The engine's one shape (the proxy's /stats "cache" section too), with
+    // the database path in front.
+    json::object out{{"database", db}};
+    json::value stats = json::parse(CacheStatsJson(s));
+    for (auto& member : stats.as_object()) {
+      out.emplace(member.key(), std::move(member.value()));
     }
-    PrintJsonLine(json::object{{"database", db},
-                               {"hits", s.hits},
-                               {"misses", s.misses},
-                               {"hit_rate", s.hit_rate()},
-                               {"expired", s.expired},
-                               {"inserts", s.inserts},
-                               {"flushes", s.flushes},
-                               {"evictions", s.evictions},
-                               {"purged", s.purged},
-                               {"store_errors", s.store_errors},
-                               {"bypasses", bypass_total},
-                               {"bypasses_by_reason", std::move(bypass)},
-                               {"tokens_saved", s.tokens_saved},
-                               {"cost_saved_usd", Usd(s.cost_saved_nanousd)},
-                               {"entries", s.entries},
-                               {"bytes", s.bytes},
-                               {"disk_bytes", s.disk_bytes},
-                               {"models", std::move(models)}},
-                  io.out);
+    PrintJsonLine(out, io.out);
     return kExitOk;
   }
   std::ostream& out = io.out;
@@ -504,10 +483,7 @@ int Show(const std::string& db, const std::string& key_hex, bool as_json,
     return kExitFailure;
   }
   const Entry& entry = **e;
-  std::string encoded;
-  const size_t size = EncodeEntry(entry.meta, entry.body, &encoded).ok()
-                          ? encoded.size()
-                          : entry.body.size();
+  const size_t size = StoredSize(entry);
   const int64_t now = NowMs();
   if (as_json) {
     PrintJsonLine(EntryJson(DigestToHex(*digest), entry, size, now), io.out);
@@ -568,11 +544,7 @@ int Get(const std::string& db, const KeyArgs& args, const Io& io) {
                         : r->outcome == LookupOutcome::kExpired ? "expired"
                                                                 : "miss";
   const int64_t now = NowMs();
-  std::string encoded;
-  size_t size = 0;
-  if (r->hit() && EncodeEntry(r->entry->meta, r->entry->body, &encoded).ok()) {
-    size = encoded.size();
-  }
+  const size_t size = r->hit() ? StoredSize(*r->entry) : 0;
   if (args.json) {
     json::object o{{"key", k->key.Hex()},
                    {"cached", r->hit()},

@@ -29,7 +29,7 @@
 #include <string_view>
 #include <vector>
 
-#include "llmcache/format.h"
+#include "llmcache/entry.h"
 #include "llmcache/key.h"
 #include "llmcache/options.h"
 #include "llmcache/policy.h"
@@ -78,10 +78,11 @@ struct InsertOptions {
   int64_t expires_ms = 0;
 };
 
-// Statistics. Persistent mode keeps them in the database (merge-operator
-// counters written by the maintenance thread at most
-// CacheOptions::maintenance_interval_ms after they happen, and on close), so
-// they survive restarts.
+// Statistics. Persistent mode keeps them in the database, so they survive
+// restarts: entry and byte counts are written with the entries themselves,
+// the other counters by the maintenance thread at most
+// CacheOptions::maintenance_interval_ms after they happen, and on close.
+// llmcache/stats_json.h renders them as JSON.
 struct ModelStats {
   std::string model;  // base model
   uint64_t entries = 0;
@@ -110,6 +111,7 @@ struct CacheStats {
   uint64_t disk_bytes = 0;  // live SST + WAL files (persistent mode)
   uint64_t memory_tier_entries = 0;
   uint64_t memory_tier_bytes = 0;
+  bool persistent = false;         // Cache::persistent() of the cache reporting
   std::vector<ModelStats> models;  // sorted by model
 
   double hit_rate() const {
@@ -191,7 +193,8 @@ class Cache {
       const std::function<void(std::string_view key, const Status&)>&
           on_corrupt = nullptr) = 0;
 
-  // Current statistics, including unwritten deltas.
+  // Current statistics, including this process's unwritten deltas (an
+  // inspection view sees what the owner has written).
   virtual Result<CacheStats> GetStats() = 0;
 
   // Inspection mode: catch up with the owner's writes (and see models it

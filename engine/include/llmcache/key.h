@@ -14,7 +14,11 @@
 //     decimal value (`0`, `0.0`, `-0`, `0e0` -> `0`; `1.0`, `1e0` -> `1`;
 //     large seeds keep every digit); every other value is written in the
 //     shortest form that round-trips through an IEEE double;
-//   - excluded members (KeyOptions) are removed before hashing.
+//   - excluded members (KeyOptions) are removed before hashing;
+//   - a message `content` that is a single text part,
+//     [{"type":"text","text":T}] (excluded block members aside), is written
+//     as the string T, so marking a block for prompt caching never changes
+//     the key.
 //
 // The key digest is SHA-256 over:
 //   "llmcache\0" kKeyFormatVersion (4 bytes, big endian)
@@ -102,8 +106,8 @@ struct RequestInfo {
   double temperature = 0;
   bool has_web_plugin = false;          // plugins: [{"id":"web", ...}]
   bool has_web_search_options = false;  // web_search_options present
-  bool has_web_search_tool =
-      false;                 // tools: [{"type":"openrouter:web_search"}]
+  // tools: [{"type":"openrouter:web..."}] (e.g. openrouter:web_search)
+  bool has_web_search_tool = false;
   bool has_debug = false;    // debug present
   size_t message_count = 0;  // elements of `messages`
 };
@@ -124,10 +128,12 @@ class KeyBuilder {
   KeyBuilder& operator=(const KeyBuilder&) = delete;
 
   // Computes the key of `body`. When `info` is not null it is filled too.
-  // Errors (all kInvalidArgument, with a message that says what is wrong and
-  // where): body over max_body_bytes, not JSON, invalid UTF-8, not an object,
-  // duplicate member names in any object, nesting deeper than max_depth, no
-  // `model` string, no `messages` array.
+  // Errors in the request are kInvalidArgument, with a message that says what
+  // is wrong and where: body over max_body_bytes, not JSON, invalid UTF-8, a
+  // number out of the range of a double, not an object, duplicate member
+  // names in any object, nesting deeper than max_depth, no `model` string,
+  // no `messages` array. kResourceExhausted when memory runs out, kInternal
+  // when OpenSSL fails.
   Result<RequestKey> Compute(std::string_view body, const KeyScope& scope,
                              RequestInfo* info = nullptr) const;
 
@@ -143,7 +149,8 @@ class KeyBuilder {
 };
 
 // Raw SHA-256 of `data` with a fetched EVP_MD and a per-thread reused context
-// (the baseline the key benchmark is compared against).
+// (the baseline the key benchmark is compared against). All zeros if OpenSSL
+// fails (no default provider); Compute reports that as kInternal.
 Digest Sha256(std::string_view data);
 
 // The tenant scope of an API key, as the proxy and the CLI derive it: the

@@ -1,0 +1,69 @@
+// Entry: one cached response and the metadata stored with it, as a Cache
+// hands it out (Lookup, Find, ForEachEntry).
+//
+// How entries are laid out on disk is private to the engine
+// (engine/src/format.h); this header holds only what users of the cache see.
+
+#ifndef LLMCACHE_ENTRY_H_
+#define LLMCACHE_ENTRY_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "llmcache/status.h"
+
+namespace llmcache {
+
+// EntryMeta::flags bits. Stored with every entry: never change a value.
+enum EntryFlags : uint8_t {
+  kEntryFlagNone = 0,
+  kEntryFlagFromStream = 1 << 0,  // stored from a streamed response
+  kEntryFlagToolCalls = 1 << 1,   // the response has tool calls
+  kEntryFlagImported = 1 << 2,    // written by an import, not a live miss
+};
+
+// Token usage and cost reported by the upstream with a response.
+struct Usage {
+  uint64_t prompt_tokens = 0;
+  uint64_t completion_tokens = 0;
+  uint64_t cached_tokens = 0;  // usage.prompt_tokens_details.cached_tokens
+  uint64_t cache_write_tokens =
+      0;                     // ...prompt_tokens_details.cache_write_tokens
+  int64_t cost_nanousd = 0;  // usage.cost (USD) * 1e9, rounded
+
+  double cost_usd() const { return static_cast<double>(cost_nanousd) / 1e9; }
+  friend bool operator==(const Usage&, const Usage&) = default;
+};
+
+// The metadata stored in front of every response.
+struct EntryMeta {
+  uint8_t flags = kEntryFlagNone;  // EntryFlags bits
+  int64_t created_ms = 0;          // Unix epoch milliseconds
+  int64_t expires_ms = 0;          // Unix epoch milliseconds; 0 = never
+  Usage usage;
+  std::string model;           // as sent, including any `:variant`
+  std::string resolved_model;  // `model` field of the response
+  std::string ns;              // namespace the entry was stored under
+
+  bool ExpiredAt(int64_t now_ms) const {
+    return expires_ms != 0 && expires_ms <= now_ms;
+  }
+  friend bool operator==(const EntryMeta&, const EntryMeta&) = default;
+};
+
+// A cached response with its metadata.
+struct Entry {
+  EntryMeta meta;
+  std::string body;  // the response as received (usually JSON)
+  friend bool operator==(const Entry&, const Entry&) = default;
+};
+
+// Bytes the entry takes as a stored value (its metadata and body, encoded):
+// what EntryView::stored_bytes and the `bytes` statistics count.
+size_t StoredSize(const Entry& entry);
+
+}  // namespace llmcache
+
+#endif  // LLMCACHE_ENTRY_H_

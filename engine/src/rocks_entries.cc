@@ -1,0 +1,349 @@
+// RocksCache: reading and writing entries (lookup through the memory tier,
+// insert with its time-index record and entry counters, find by digest,
+// iteration), the model -> column family map, and the test hooks.
+
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
+
+#include <cstring>
+
+#include "cache_internal.h"
+#include "format.h"
+#include "rocks_cache.h"
+#include "rocks_schema.h"
+#include "rocks_status.h"
+
+namespace llmcache {
+
+std::shared_ptr<RocksCache::Family> RocksCache::FamilyFor(
+    std::string_view base_model) const {
+  std::shared_lock<std::shared_mutex> lock(families_mu_);
+  auto it = families_.find(base_model);
+  if (it != families_.end()) return it->second;
+  return overflow_;
+}
+
+std::vector<std::shared_ptr<RocksCache::Family>> RocksCache::AllFamilies()
+    const {
+  std::shared_lock<std::shared_mutex> lock(families_mu_);
+  std::vector<std::shared_ptr<Family>> all;
+  all.reserve(families_.size() + 1);
+  for (const auto& [model, f] : families_) all.push_back(f);
+  if (overflow_) all.push_back(overflow_);
+  return all;
+}
+
+Result<std::shared_ptr<RocksCache::Family>> RocksCache::FamilyForInsert(
+    std::string_view base_model) {
+  {
+    std::shared_lock<std::shared_mutex> lock(families_mu_);
+    auto it = families_.find(base_model);
+    if (it != families_.end()) return it->second;
+    if (families_.size() >= options_.max_model_column_families) {
+      return overflow_;
+    }
+  }
+  std::unique_lock<std::shared_mutex> lock(families_mu_);
+  auto it = families_.find(base_model);
+  if (it != families_.end()) return it->second;
+  if (families_.size() >= options_.max_model_column_families) return overflow_;
+  const std::string name = ModelToColumnFamilyName(base_model);
+  rocksdb::ColumnFamilyHandle* handle = nullptr;
+  rocksdb::Status s = db_->CreateColumnFamily(
+      ModelFamilyOptions(base_model, false), name, &handle);
+  if (!s.ok()) {
+    return FromRocks(
+        s, path_, "creating the column family of " + std::string(base_model));
+  }
+  s = db_->Put(WriteOpts(), meta_cf_, std::string(kCfMetaPrefix) + name,
+               std::string(base_model));
+  auto family = std::make_shared<Family>(db_.get(), handle,
+                                         std::string(base_model), false);
+  families_[std::string(base_model)] = family;
+  if (!s.ok()) return FromRocks(s, path_, "recording a column family");
+  return family;
+}
+
+std::string RocksCache::EntryKey(const Family& f, std::string_view base_model,
+                                 const Digest& d) const {
+  std::string key;
+  if (f.overflow) {
+    key.reserve(base_model.size() + 5 + d.size());
+    AppendModelPrefix(base_model, &key);
+  }
+  key.append(reinterpret_cast<const char*>(d.data()), d.size());
+  return key;
+}
+
+Status RocksCache::ReadEntry(const Family& f, const std::string& key,
+                             Entry* out, size_t* stored_bytes) {
+  rocksdb::PinnableSlice value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), f.handle, key, &value);
+  if (s.IsNotFound()) return NotFoundError("no entry");
+  if (!s.ok()) return FromRocks(s, path_, "reading an entry");
+  if (stored_bytes != nullptr) *stored_bytes = value.size();
+  return DecodeEntry(ToView(value), out);
+}
+
+Result<LookupResult> RocksCache::Lookup(const RequestKey& key,
+                                        const LookupOptions& options) {
+  LookupResult result;
+  if (tier_) {
+    if (std::shared_ptr<const Entry> e = tier_->Get(key.digest)) {
+      result.outcome = internal::Classify(*e, options, clock_->NowMillis());
+      if (result.outcome == LookupOutcome::kHit) {
+        result.entry = std::move(e);
+        result.from_memory = true;
+      } else if (result.outcome == LookupOutcome::kExpired) {
+        tier_->Erase(key.digest);  // no point keeping it hot
+      }
+      if (options.record_stats) {
+        internal::RecordLookup(stats_, key.base_model, result.outcome,
+                               result.entry.get());
+      }
+      return result;
+    }
+  }
+  std::shared_lock<FenceMutex> inspect_lock(write_fence_, std::defer_lock);
+  if (secondary_) inspect_lock.lock();  // CatchUp may reopen the database
+
+  const uint64_t epoch = epoch_.load(std::memory_order_acquire);
+  std::shared_ptr<Family> family = FamilyFor(key.base_model);
+  if (family) {
+    auto entry = std::make_shared<Entry>();
+    Status s = ReadEntry(*family, EntryKey(*family, key.base_model, key.digest),
+                         entry.get(), nullptr);
+    if (s.ok()) {
+      if (!family->dropped.load(std::memory_order_acquire)) {
+        result.outcome =
+            internal::Classify(*entry, options, clock_->NowMillis());
+        if (result.outcome == LookupOutcome::kHit) {
+          if (tier_) tier_->Put(key.digest, entry, &epoch_, epoch);
+          result.entry = std::move(entry);
+        }
+      }
+    } else if (s.code() != StatusCode::kNotFound) {
+      if (!secondary_) stats_.Add(Counter::kStoreErrors, 1);
+      return s.WithContext("lookup of " + key.Hex());
+    }
+  }
+  if (options.record_stats && !secondary_) {
+    internal::RecordLookup(stats_, key.base_model, result.outcome,
+                           result.entry.get());
+  }
+  return result;
+}
+
+Status RocksCache::Insert(const RequestKey& key, std::string_view body,
+                          const InsertOptions& options) {
+  LLMCACHE_RETURN_IF_ERROR(MutationAllowed());
+  if (options.ttl_ms && *options.ttl_ms < 0) {
+    return InvalidArgumentError("ttl_ms must be >= 0");
+  }
+  auto entry = std::make_shared<Entry>();
+  entry->meta = internal::MakeEntryMeta(key, options, options_.default_ttl_ms,
+                                        clock_->NowMillis());
+  std::string value;
+  LLMCACHE_RETURN_IF_ERROR(EncodeEntry(entry->meta, body, &value));
+  entry->body.assign(body);
+
+  std::shared_lock<FenceMutex> fence(write_fence_);
+  Result<std::shared_ptr<Family>> family = FamilyForInsert(key.base_model);
+  if (!family.ok()) {
+    stats_.Add(Counter::kStoreErrors, 1);
+    return family.status();
+  }
+  const Family& f = **family;
+  const std::string k = EntryKey(f, key.base_model, key.digest);
+
+  // The previous version, if any: for exact entry counts and to retire its
+  // time-index record.
+  rocksdb::PinnableSlice prev;
+  int64_t prev_created = 0, prev_expires = 0;
+  bool had_prev = false;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), f.handle, k, &prev);
+  if (s.ok()) {
+    had_prev = PeekEntryTimes(ToView(prev), &prev_created, &prev_expires);
+  } else if (!s.IsNotFound()) {
+    stats_.Add(Counter::kStoreErrors, 1);
+    return FromRocks(s, path_, "reading before insert");
+  }
+
+  rocksdb::WriteBatch batch;
+  batch.Put(f.handle, k, value);
+  const std::string time_key =
+      TimeIndexKey(entry->meta.created_ms, key.base_model, key.digest);
+  batch.Put(time_cf_, time_key, Le64(entry->meta.expires_ms));
+  if (had_prev && prev_created != entry->meta.created_ms) {
+    batch.Delete(time_cf_,
+                 TimeIndexKey(prev_created, key.base_model, key.digest));
+  }
+  // Entry counts travel in the same batch as the entry: exact after a crash.
+  if (!had_prev) {
+    batch.Merge(meta_cf_, ModelStatKey(ModelCounter::kEntries, key.base_model),
+                Le64(1));
+  }
+  batch.Merge(meta_cf_, ModelStatKey(ModelCounter::kBytes, key.base_model),
+              Le64(static_cast<int64_t>(value.size()) -
+                   static_cast<int64_t>(had_prev ? prev.size() : 0)));
+  s = db_->Write(WriteOpts(), &batch);
+  if (!s.ok()) {
+    stats_.Add(Counter::kStoreErrors, 1);
+    return FromRocks(s, path_, "writing an entry");
+  }
+  stats_.Add(Counter::kInserts, 1);
+  if (tier_) {
+    if (had_prev) epoch_.fetch_add(1, std::memory_order_acq_rel);
+    tier_->Put(key.digest, std::move(entry));
+  }
+  if (!options.resolved_model.empty()) {
+    NoteResolvedModel(key.base_model, options.resolved_model);
+  }
+  return Status();
+}
+
+void RocksCache::NoteResolvedModel(std::string_view base_model,
+                                   std::string_view resolved) {
+  std::lock_guard<std::mutex> lock(resolved_mu_);
+  auto it = resolved_.find(std::string(base_model));
+  if (it != resolved_.end() && it->second == resolved) return;
+  resolved_[std::string(base_model)] = std::string(resolved);
+  (void)db_->Put(WriteOpts(), meta_cf_,
+                 std::string(kResolvedPrefix) + std::string(base_model),
+                 std::string(resolved));
+}
+
+void RocksCache::RecordBypass(BypassReason reason) {
+  if (!secondary_) stats_.AddBypass(reason);
+}
+
+Result<std::shared_ptr<const Entry>> RocksCache::Find(const Digest& digest) {
+  std::shared_lock<FenceMutex> inspect_lock(write_fence_, std::defer_lock);
+  if (secondary_) inspect_lock.lock();
+  for (const std::shared_ptr<Family>& f : AllFamilies()) {
+    if (f->overflow) continue;
+    auto e = std::make_shared<Entry>();
+    Status s = ReadEntry(
+        *f,
+        std::string(reinterpret_cast<const char*>(digest.data()), kDigestSize),
+        e.get(), nullptr);
+    if (s.ok()) return std::shared_ptr<const Entry>(std::move(e));
+    if (s.code() != StatusCode::kNotFound) return s;
+  }
+  std::shared_ptr<Family> overflow = FamilyFor("\x01not-a-model");
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), overflow->handle));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    std::string_view k = ToView(it->key());
+    std::string_view model;
+    if (!ConsumeModelPrefix(&k, &model) || k.size() != kDigestSize) continue;
+    if (std::memcmp(k.data(), digest.data(), kDigestSize) != 0) continue;
+    auto e = std::make_shared<Entry>();
+    LLMCACHE_RETURN_IF_ERROR(DecodeEntry(ToView(it->value()), e.get()));
+    return std::shared_ptr<const Entry>(std::move(e));
+  }
+  LLMCACHE_RETURN_IF_ERROR(
+      FromRocks(it->status(), path_, "scanning the overflow family"));
+  return std::shared_ptr<const Entry>();
+}
+
+Status RocksCache::ForEachEntry(
+    const std::optional<std::string>& model,
+    const std::function<bool(const EntryView&)>& fn,
+    const std::function<void(std::string_view, const Status&)>& on_corrupt) {
+  std::shared_lock<FenceMutex> inspect_lock(write_fence_, std::defer_lock);
+  if (secondary_) inspect_lock.lock();
+  std::optional<std::string> base;
+  if (model) base = std::string(BaseModel(*model));
+  std::vector<std::shared_ptr<Family>> families;
+  if (base) {
+    std::shared_ptr<Family> f = FamilyFor(*base);
+    if (f) families.push_back(f);
+  } else {
+    families = AllFamilies();
+  }
+  Entry entry;
+  for (const std::shared_ptr<Family>& f : families) {
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(rocksdb::ReadOptions(), f->handle));
+    if (f->overflow && base) {
+      std::string prefix;
+      AppendModelPrefix(*base, &prefix);
+      it->Seek(prefix);
+    } else {
+      it->SeekToFirst();
+    }
+    for (; it->Valid(); it->Next()) {
+      std::string_view k = ToView(it->key());
+      std::string_view m = f->base_model;
+      if (f->overflow) {
+        if (!ConsumeModelPrefix(&k, &m)) k = {};
+        if (base && m != *base) break;  // past this model's range
+      }
+      Digest d{};
+      Status s;
+      if (k.size() != kDigestSize) {
+        s = DataLossError("malformed key in column family of '" +
+                          std::string(m) + "'");
+      } else {
+        std::memcpy(d.data(), k.data(), kDigestSize);
+        s = DecodeEntry(ToView(it->value()), &entry);
+      }
+      if (!s.ok()) {
+        const std::string name = k.size() == kDigestSize
+                                     ? DigestToHex(d)
+                                     : it->key().ToString(/*hex=*/true);
+        if (!on_corrupt) {
+          return s.WithContext("entry " + name);
+        }
+        on_corrupt(name, s);
+        continue;
+      }
+      if (!fn(EntryView{d, m, entry, it->value().size()})) return Status();
+    }
+    LLMCACHE_RETURN_IF_ERROR(
+        FromRocks(it->status(), path_, "iterating entries"));
+  }
+  return Status();
+}
+
+Status RocksCache::FlushMemtablesForTest() {
+  rocksdb::FlushOptions fo;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles = {meta_cf_, time_cf_};
+  for (const auto& f : AllFamilies()) handles.push_back(f->handle);
+  for (rocksdb::ColumnFamilyHandle* h : handles) {
+    LLMCACHE_RETURN_IF_ERROR(FromRocks(db_->Flush(fo, h), path_, "flush"));
+  }
+  return Status();
+}
+
+Result<uint64_t> RocksCache::RawKeyCountForTest(std::string_view base_model) {
+  std::shared_ptr<Family> f = FamilyFor(base_model);
+  if (!f) return uint64_t{0};
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), f->handle));
+  uint64_t n = 0;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    std::string_view k = ToView(it->key());
+    std::string_view m = f->base_model;
+    if (f->overflow && !ConsumeModelPrefix(&k, &m)) continue;
+    if (m == base_model) ++n;
+  }
+  LLMCACHE_RETURN_IF_ERROR(FromRocks(it->status(), path_, "counting"));
+  return n;
+}
+
+Status RocksCache::PutRawForTest(std::string_view base_model,
+                                 const std::string& key,
+                                 const std::string& value) {
+  std::shared_ptr<Family> f = FamilyFor(base_model);
+  return FromRocks(db_->Put(WriteOpts(), f->handle, key, value), path_,
+                   "raw put");
+}
+
+size_t RocksCache::ModelFamilyCountForTest() {
+  std::shared_lock<std::shared_mutex> lock(families_mu_);
+  return families_.size();
+}
+
+}  // namespace llmcache

@@ -1,0 +1,290 @@
+// RocksCache: background maintenance and statistics. Counter deltas are
+// merged into the meta family (WriteStatsDelta) and read back with the
+// unwritten deltas (GetStats); the disk budget evicts oldest entries first;
+// periodic compaction is nudged on idle databases; the maintenance thread
+// runs all of it every CacheOptions::maintenance_interval_ms.
+
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "cache_internal.h"
+#include "format.h"
+#include "rocks_cache.h"
+#include "rocks_schema.h"
+#include "rocks_status.h"
+
+namespace llmcache {
+namespace {
+
+int64_t SteadyMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+Status RocksCache::LoadPersistedStats(CacheStats* stats) {
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), meta_cf_));
+  StatsDelta d;
+  for (std::string_view prefix : {kModelStatPrefix, kStatPrefix}) {
+    for (it->Seek(prefix); it->Valid(); it->Next()) {
+      std::string_view k = ToView(it->key());
+      if (!k.starts_with(prefix)) break;
+      if (it->value().size() != 8) continue;
+      const int64_t v =
+          static_cast<int64_t>(ReadLittleEndian64(it->value().data()));
+      if (k.starts_with(kBypassStatPrefix)) {
+        k.remove_prefix(kBypassStatPrefix.size());
+        if (auto r = BypassReasonFromName(k)) {
+          d.bypasses[static_cast<size_t>(*r)] += v;
+        }
+      } else if (k.starts_with(kStatPrefix)) {
+        k.remove_prefix(kStatPrefix.size());
+        for (int c = 0; c < static_cast<int>(Counter::kCount); ++c) {
+          if (CounterName(static_cast<Counter>(c)) == k) d.global[c] += v;
+        }
+      } else {
+        k.remove_prefix(kModelStatPrefix.size());
+        const size_t slash = k.find('/');
+        if (slash == std::string_view::npos) continue;
+        const std::string_view field = k.substr(0, slash);
+        const std::string model(k.substr(slash + 1));
+        for (int c = 0; c < static_cast<int>(ModelCounter::kCount); ++c) {
+          if (ModelCounterName(static_cast<ModelCounter>(c)) == field) {
+            d.models[model][c] += v;
+          }
+        }
+      }
+    }
+  }
+  LLMCACHE_RETURN_IF_ERROR(FromRocks(it->status(), path_, "reading stats"));
+  internal::AddDelta(d, stats);
+  return Status();
+}
+
+Status RocksCache::WriteStatsDelta() {
+  if (secondary_) return Status();
+  std::lock_guard<std::mutex> lock(stats_write_mu_);
+  StatsDelta d = stats_.Drain();
+  if (d.empty()) return Status();
+  rocksdb::WriteBatch batch;
+  for (int c = 0; c < static_cast<int>(Counter::kCount); ++c) {
+    if (d.global[c] == 0) continue;
+    batch.Merge(meta_cf_,
+                std::string(kStatPrefix) +
+                    std::string(CounterName(static_cast<Counter>(c))),
+                Le64(d.global[c]));
+  }
+  for (size_t r = 0; r < d.bypasses.size(); ++r) {
+    if (d.bypasses[r] == 0) continue;
+    batch.Merge(meta_cf_,
+                std::string(kBypassStatPrefix) +
+                    std::string(BypassReasonName(static_cast<BypassReason>(r))),
+                Le64(d.bypasses[r]));
+  }
+  for (const auto& [model, values] : d.models) {
+    for (int c = 0; c < static_cast<int>(ModelCounter::kCount); ++c) {
+      if (values[c] == 0) continue;
+      batch.Merge(meta_cf_, ModelStatKey(static_cast<ModelCounter>(c), model),
+                  Le64(values[c]));
+    }
+  }
+  rocksdb::Status s = db_->Write(WriteOpts(), &batch);
+  if (!s.ok()) {
+    // Put the counts back for the next attempt.
+    for (int c = 0; c < static_cast<int>(Counter::kCount); ++c) {
+      stats_.Add(static_cast<Counter>(c), d.global[c]);
+    }
+    for (const auto& [model, values] : d.models) {
+      ModelCounters& m = stats_.ForModel(model);
+      for (int c = 0; c < static_cast<int>(ModelCounter::kCount); ++c) {
+        m.Add(static_cast<ModelCounter>(c), values[c]);
+      }
+    }
+    return FromRocks(s, path_, "writing statistics");
+  }
+  return Status();
+}
+
+Result<uint64_t> RocksCache::DiskBytes() {
+  uint64_t sst = 0;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles = {meta_cf_, time_cf_};
+  for (const auto& f : AllFamilies()) handles.push_back(f->handle);
+  for (rocksdb::ColumnFamilyHandle* h : handles) {
+    uint64_t v = 0;
+    if (db_->GetIntProperty(h, "rocksdb.total-sst-files-size", &v)) sst += v;
+  }
+  uint64_t wal = 0;
+  rocksdb::VectorLogPtr files;
+  if (!secondary_ && db_->GetSortedWalFiles(files).ok()) {
+    for (const auto& f : files) wal += f->SizeFileBytes();
+  }
+  return sst + wal;
+}
+
+Status RocksCache::EnforceDiskBudget() {
+  if (options_.max_disk_bytes == 0 || secondary_) return Status();
+  LLMCACHE_ASSIGN_OR_RETURN(uint64_t usage, DiskBytes());
+  const uint64_t target = options_.max_disk_bytes / 10 * 9;
+  for (int round = 0; round < 4 && usage > options_.max_disk_bytes; ++round) {
+    // Entry bytes on disk are compressed: scale what to free by the ratio of
+    // disk bytes to logical bytes.
+    CacheStats stats;
+    {
+      std::lock_guard<std::mutex> lock(stats_write_mu_);
+      LLMCACHE_RETURN_IF_ERROR(LoadPersistedStats(&stats));
+      internal::AddDelta(stats_.Peek(), &stats);
+      internal::FinishStats(&stats);
+    }
+    double ratio = 1.0;
+    if (stats.bytes > 0) {
+      ratio = std::max(
+          0.05, static_cast<double>(usage) / static_cast<double>(stats.bytes));
+    }
+    const uint64_t to_free =
+        static_cast<uint64_t>(static_cast<double>(usage - target) / ratio);
+    uint64_t freed = 0, evicted = 0;
+    std::vector<Doomed> doomed;
+    Status inner;
+    LLMCACHE_RETURN_IF_ERROR(WalkTimeIndex(
+        [&](int64_t created, std::string_view model, const Digest& d, int64_t,
+            std::string_view index_key) {
+          Result<std::optional<Doomed>> r =
+              ResolveIndexed(created, model, d, index_key);
+          if (!r.ok()) {
+            inner = r.status();
+            return false;
+          }
+          if (*r) {
+            freed += (*r)->bytes;
+            evicted += (*r)->bytes > 0 ? 1 : 0;
+            doomed.push_back(std::move(**r));
+          }
+          return freed < to_free;
+        }));
+    LLMCACHE_RETURN_IF_ERROR(inner);
+    if (doomed.empty()) break;
+    {
+      std::unique_lock<FenceMutex> fence(write_fence_);
+      LLMCACHE_RETURN_IF_ERROR(DeleteEntriesLocked(doomed));
+    }
+    stats_.Add(Counter::kEvictions, static_cast<int64_t>(evicted));
+    LLMCACHE_RETURN_IF_ERROR(Compact());
+    LLMCACHE_ASSIGN_OR_RETURN(usage, DiskBytes());
+  }
+  return Status();
+}
+
+void RocksCache::NudgePeriodicCompaction() {
+  // periodic_compaction_seconds does not fire on an idle database in RocksDB
+  // 7.8; a no-op SetOptions makes it re-evaluate which files are due.
+  const int64_t now = SteadyMillis();
+  const int64_t every_ms = std::max<int64_t>(
+      250, static_cast<int64_t>(options_.periodic_compaction_seconds) * 250);
+  if (now - last_nudge_steady_ms_ < every_ms) return;
+  last_nudge_steady_ms_ = now;
+  const std::string value =
+      std::to_string(options_.periodic_compaction_seconds);
+  std::vector<rocksdb::ColumnFamilyHandle*> handles = {time_cf_};
+  auto families = AllFamilies();
+  for (const auto& f : families) handles.push_back(f->handle);
+  for (rocksdb::ColumnFamilyHandle* h : handles) {
+    (void)db_->SetOptions(h, {{"periodic_compaction_seconds", value}});
+  }
+}
+
+Status RocksCache::RunMaintenance() {
+  if (secondary_) return Status();
+  std::lock_guard<std::mutex> lock(maintenance_run_mu_);
+  Status s = WriteStatsDelta();
+  Status budget = EnforceDiskBudget();
+  if (s.ok()) s = budget;
+  {
+    std::shared_lock<FenceMutex> fence(write_fence_);
+    NudgePeriodicCompaction();
+  }
+  return s;
+}
+
+void RocksCache::MaintenanceLoop() {
+  std::unique_lock<std::mutex> lock(maintenance_mu_);
+  while (!stopping_) {
+    maintenance_cv_.wait_for(
+        lock, std::chrono::milliseconds(options_.maintenance_interval_ms),
+        [this] { return stopping_; });
+    if (stopping_) break;
+    lock.unlock();
+    Status s = RunMaintenance();
+    if (!s.ok()) stats_.Add(Counter::kStoreErrors, 1);
+    lock.lock();
+  }
+}
+
+Status RocksCache::Compact() {
+  LLMCACHE_RETURN_IF_ERROR(MutationAllowed());
+  rocksdb::FlushOptions fo;
+  std::vector<std::shared_ptr<Family>> families;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  {
+    std::shared_lock<FenceMutex> fence(write_fence_);
+    families = AllFamilies();
+    handles = {time_cf_, meta_cf_};
+  }
+  for (const auto& f : families) handles.push_back(f->handle);
+  rocksdb::CompactRangeOptions cro;
+  cro.bottommost_level_compaction =
+      rocksdb::BottommostLevelCompaction::kForceOptimized;
+  for (size_t i = 0; i < handles.size(); ++i) {
+    if (i >= 2 && families[i - 2]->dropped.load()) continue;
+    rocksdb::Status s = db_->Flush(fo, handles[i]);
+    if (s.ok()) s = db_->CompactRange(cro, handles[i], nullptr, nullptr);
+    if (!s.ok() && !(i >= 2 && families[i - 2]->dropped.load())) {
+      return FromRocks(s, path_, "compacting");
+    }
+  }
+  return Status();
+}
+
+Result<CacheStats> RocksCache::GetStats() {
+  CacheStats stats;
+  stats.persistent = true;
+  std::shared_lock<FenceMutex> inspect_lock(write_fence_, std::defer_lock);
+  if (secondary_) inspect_lock.lock();
+  {
+    std::lock_guard<std::mutex> lock(stats_write_mu_);
+    LLMCACHE_RETURN_IF_ERROR(LoadPersistedStats(&stats));
+    if (!secondary_) internal::AddDelta(stats_.Peek(), &stats);
+  }
+  {
+    std::shared_lock<std::shared_mutex> lock(families_mu_);
+    for (const auto& [model, f] : families_) {
+      internal::ModelEntry(&stats, model).own_column_family = true;
+    }
+  }
+  {
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(rocksdb::ReadOptions(), meta_cf_));
+    for (it->Seek(kResolvedPrefix); it->Valid(); it->Next()) {
+      std::string_view k = ToView(it->key());
+      if (!k.starts_with(kResolvedPrefix)) break;
+      k.remove_prefix(kResolvedPrefix.size());
+      for (ModelStats& m : stats.models) {
+        if (m.model == k) m.last_resolved_model = it->value().ToString();
+      }
+    }
+  }
+  internal::FinishStats(&stats);
+  LLMCACHE_ASSIGN_OR_RETURN(stats.disk_bytes, DiskBytes());
+  if (tier_) {
+    stats.memory_tier_entries = tier_->size();
+    stats.memory_tier_bytes = tier_->bytes();
+  }
+  return stats;
+}
+
+}  // namespace llmcache

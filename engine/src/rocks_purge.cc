@@ -1,0 +1,356 @@
+// RocksCache: removing entries. Flushes drop column families (constant
+// time); purges by key or namespace scan entries; purges by age or expiry
+// walk the time index oldest first. Deletions go in chunks under the write
+// fence and keep the entry counters and the memory tier right.
+
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "cache_internal.h"
+#include "format.h"
+#include "rocks_cache.h"
+#include "rocks_schema.h"
+#include "rocks_status.h"
+
+namespace llmcache {
+namespace {
+
+// Entries deleted per write batch (and per hold of the write fence).
+constexpr size_t kPurgeChunk = 4096;
+
+}  // namespace
+
+Result<uint64_t> RocksCache::FlushModel(std::string_view model) {
+  LLMCACHE_RETURN_IF_ERROR(MutationAllowed());
+  const std::string base(BaseModel(model));
+  std::string begin, end;
+  AppendModelPrefix(base, &begin);
+  end = begin + std::string(kDigestSize + 1, '\xff');
+  std::shared_ptr<Family> family;
+  uint64_t known = 0;
+  {
+    std::unique_lock<FenceMutex> fence(write_fence_);
+    {
+      std::unique_lock<std::shared_mutex> lock(families_mu_);
+      auto it = families_.find(base);
+      if (it != families_.end()) {
+        family = it->second;
+        families_.erase(it);
+      }
+    }
+    rocksdb::WriteBatch batch;
+    if (family) {
+      rocksdb::Status s = db_->DropColumnFamily(family->handle);
+      if (!s.ok()) {
+        std::unique_lock<std::shared_mutex> lock(families_mu_);
+        families_[base] = family;
+        return FromRocks(s, path_, "dropping the column family of " + base);
+      }
+      family->dropped.store(true, std::memory_order_release);
+      batch.Delete(meta_cf_,
+                   std::string(kCfMetaPrefix) + ModelToColumnFamilyName(base));
+    }
+    // Entries the model may have in the overflow family.
+    batch.DeleteRange(overflow_->handle, begin, end);
+
+    // Statistics: the model has no entries any more.
+    {
+      std::lock_guard<std::mutex> stats_lock(stats_write_mu_);
+      CacheStats persisted;
+      (void)LoadPersistedStats(&persisted);
+      internal::AddDelta(stats_.Peek(), &persisted);
+      for (const ModelStats& ms : persisted.models) {
+        if (ms.model == base) known = ms.entries;
+      }
+      stats_.ResetModel(base);
+      batch.Delete(meta_cf_, ModelStatKey(ModelCounter::kEntries, base));
+      batch.Delete(meta_cf_, ModelStatKey(ModelCounter::kBytes, base));
+      rocksdb::Status s = db_->Write(WriteOpts(), &batch);
+      if (!s.ok()) return FromRocks(s, path_, "flushing " + base);
+    }
+    epoch_.fetch_add(1, std::memory_order_acq_rel);
+    if (tier_) {
+      tier_->EraseIf([&](const Digest&, const Entry& e) {
+        return BaseModel(e.meta.model) == base;
+      });
+    }
+    stats_.Add(Counter::kFlushes, 1);
+  }
+  // Give the overflow range's space back (outside the fence: slow).
+  rocksdb::Slice b(begin), e(end);
+  rocksdb::CompactRangeOptions cro;
+  (void)db_->CompactRange(cro, overflow_->handle, &b, &e);
+  return known;
+}
+
+Status RocksCache::FlushAll() {
+  LLMCACHE_RETURN_IF_ERROR(MutationAllowed());
+  std::unique_lock<FenceMutex> fence(write_fence_);
+  std::vector<std::shared_ptr<Family>> dropped;
+  {
+    std::unique_lock<std::shared_mutex> lock(families_mu_);
+    for (auto& [model, f] : families_) dropped.push_back(f);
+    dropped.push_back(overflow_);
+    families_.clear();
+  }
+  for (const std::shared_ptr<Family>& f : dropped) {
+    rocksdb::Status s = db_->DropColumnFamily(f->handle);
+    if (!s.ok()) return FromRocks(s, path_, "dropping column families");
+    f->dropped.store(true, std::memory_order_release);
+  }
+  // A fresh overflow family and a fresh time index.
+  rocksdb::ColumnFamilyHandle* handle = nullptr;
+  rocksdb::Status s =
+      db_->CreateColumnFamily(ModelFamilyOptions("", true),
+                              std::string(kOverflowColumnFamily), &handle);
+  if (!s.ok()) return FromRocks(s, path_, "recreating the overflow family");
+  {
+    std::unique_lock<std::shared_mutex> lock(families_mu_);
+    overflow_ = std::make_shared<Family>(db_.get(), handle, "", true);
+  }
+  const rocksdb::ColumnFamilyOptions time_opts = TimeIndexOptions();
+  s = db_->DropColumnFamily(time_cf_);
+  if (!s.ok()) return FromRocks(s, path_, "dropping the time index");
+  db_->DestroyColumnFamilyHandle(time_cf_);
+  time_cf_ = nullptr;
+  s = db_->CreateColumnFamily(time_opts, std::string(kTimeColumnFamily),
+                              &time_cf_);
+  if (!s.ok()) return FromRocks(s, path_, "recreating the time index");
+
+  // Metadata: mappings and entry counters go.
+  {
+    std::lock_guard<std::mutex> stats_lock(stats_write_mu_);
+    rocksdb::WriteBatch batch;
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(rocksdb::ReadOptions(), meta_cf_));
+    // "mstat/entries/" and "mstat/bytes/": every model's entry counters.
+    const std::string entries_prefix = ModelStatKey(ModelCounter::kEntries, "");
+    const std::string bytes_prefix = ModelStatKey(ModelCounter::kBytes, "");
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      std::string_view k = ToView(it->key());
+      if (k.starts_with(kCfMetaPrefix) || k.starts_with(entries_prefix) ||
+          k.starts_with(bytes_prefix)) {
+        batch.Delete(meta_cf_, it->key());
+      }
+    }
+    stats_.ResetAllEntryCounts();
+    s = db_->Write(WriteOpts(), &batch);
+    if (!s.ok()) return FromRocks(s, path_, "clearing metadata");
+  }
+  epoch_.fetch_add(1, std::memory_order_acq_rel);
+  if (tier_) tier_->Clear();
+  stats_.Add(Counter::kFlushes, 1);
+  return Status();
+}
+
+Status RocksCache::DeleteEntriesLocked(const std::vector<Doomed>& doomed) {
+  if (doomed.empty()) return Status();
+  rocksdb::WriteBatch batch;
+  for (const Doomed& d : doomed) {
+    if (d.family && !d.family->dropped.load()) {
+      batch.Delete(d.family->handle, d.key);
+    }
+    if (!d.time_key.empty()) batch.Delete(time_cf_, d.time_key);
+    if (d.bytes == 0) continue;  // an index record only
+    batch.Merge(meta_cf_, ModelStatKey(ModelCounter::kEntries, d.base_model),
+                Le64(-1));
+    batch.Merge(meta_cf_, ModelStatKey(ModelCounter::kBytes, d.base_model),
+                Le64(-static_cast<int64_t>(d.bytes)));
+  }
+  rocksdb::Status s = db_->Write(WriteOpts(), &batch);
+  if (!s.ok()) return FromRocks(s, path_, "deleting entries");
+  epoch_.fetch_add(1, std::memory_order_acq_rel);
+  if (tier_) {
+    for (const Doomed& d : doomed) tier_->Erase(d.digest);
+  }
+  return Status();
+}
+
+Result<bool> RocksCache::PurgeKey(const Digest& digest) {
+  LLMCACHE_RETURN_IF_ERROR(MutationAllowed());
+  std::vector<Doomed> doomed;
+  for (const std::shared_ptr<Family>& f : AllFamilies()) {
+    auto consider = [&](const std::string& key, std::string_view model,
+                        std::string_view value) {
+      int64_t created = 0, expires = 0;
+      Doomed d{f, key, "", digest, std::string(model), value.size()};
+      if (PeekEntryTimes(value, &created, &expires)) {
+        d.time_key = TimeIndexKey(created, model, digest);
+      }
+      doomed.push_back(std::move(d));
+    };
+    if (!f->overflow) {
+      rocksdb::PinnableSlice v;
+      const std::string key(reinterpret_cast<const char*>(digest.data()),
+                            digest.size());
+      rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), f->handle, key, &v);
+      if (s.ok()) consider(key, f->base_model, ToView(v));
+      if (!s.ok() && !s.IsNotFound()) {
+        return FromRocks(s, path_, "looking up a key");
+      }
+      continue;
+    }
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(rocksdb::ReadOptions(), f->handle));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      std::string_view k = ToView(it->key());
+      std::string_view model;
+      if (!ConsumeModelPrefix(&k, &model) || k.size() != kDigestSize) continue;
+      if (std::memcmp(k.data(), digest.data(), kDigestSize) == 0) {
+        consider(it->key().ToString(), model, ToView(it->value()));
+      }
+    }
+    if (!it->status().ok()) {
+      return FromRocks(it->status(), path_, "scanning the overflow family");
+    }
+  }
+  if (doomed.empty()) return false;
+  std::unique_lock<FenceMutex> fence(write_fence_);
+  LLMCACHE_RETURN_IF_ERROR(DeleteEntriesLocked(doomed));
+  stats_.Add(Counter::kPurged, static_cast<int64_t>(doomed.size()));
+  return true;
+}
+
+Result<uint64_t> RocksCache::PurgeNamespace(std::string_view ns) {
+  LLMCACHE_RETURN_IF_ERROR(MutationAllowed());
+  std::vector<Doomed> doomed;
+  uint64_t removed = 0;
+  auto flush = [&]() -> Status {
+    std::unique_lock<FenceMutex> fence(write_fence_);
+    LLMCACHE_RETURN_IF_ERROR(DeleteEntriesLocked(doomed));
+    removed += doomed.size();
+    stats_.Add(Counter::kPurged, static_cast<int64_t>(doomed.size()));
+    doomed.clear();
+    return Status();
+  };
+  Status s = ForEachEntry(
+      std::nullopt,
+      [&](const EntryView& v) {
+        if (v.entry.meta.ns != ns) return true;
+        std::shared_ptr<Family> f = FamilyFor(v.base_model);
+        if (!f) return true;
+        doomed.push_back(Doomed{
+            f, EntryKey(*f, v.base_model, v.digest),
+            TimeIndexKey(v.entry.meta.created_ms, v.base_model, v.digest),
+            v.digest, std::string(v.base_model), v.stored_bytes});
+        return true;
+      },
+      [](std::string_view, const Status&) {});
+  LLMCACHE_RETURN_IF_ERROR(s);
+  for (size_t i = 0; i < doomed.size(); i += kPurgeChunk) {
+    // Delete in chunks so that inserts are not fenced out for long.
+    std::vector<Doomed> chunk(
+        doomed.begin() + static_cast<std::ptrdiff_t>(i),
+        doomed.begin() + static_cast<std::ptrdiff_t>(
+                             std::min(doomed.size(), i + kPurgeChunk)));
+    std::swap(chunk, doomed);
+    LLMCACHE_RETURN_IF_ERROR(flush());
+    std::swap(chunk, doomed);
+  }
+  return removed;
+}
+
+Status RocksCache::WalkTimeIndex(
+    const std::function<bool(int64_t, std::string_view, const Digest&, int64_t,
+                             std::string_view)>& fn) {
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), time_cf_));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    std::string_view k = ToView(it->key());
+    if (k.size() < 8 + 1 + kDigestSize || it->value().size() != 8) continue;
+    const int64_t created = static_cast<int64_t>(ReadBigEndian64(k.data()));
+    std::string_view rest = k.substr(8);
+    std::string_view model;
+    if (!ConsumeModelPrefix(&rest, &model) || rest.size() != kDigestSize) {
+      continue;
+    }
+    Digest d;
+    std::memcpy(d.data(), rest.data(), kDigestSize);
+    const int64_t expires =
+        static_cast<int64_t>(ReadLittleEndian64(it->value().data()));
+    if (!fn(created, model, d, expires, k)) break;
+  }
+  return FromRocks(it->status(), path_, "walking the time index");
+}
+
+Result<std::optional<RocksCache::Doomed>> RocksCache::ResolveIndexed(
+    int64_t created_ms, std::string_view model, const Digest& d,
+    std::string_view index_key) {
+  Doomed doomed{nullptr, "", std::string(index_key), d, std::string(model), 0};
+  std::shared_ptr<Family> f = FamilyFor(model);
+  if (!f) return std::optional<Doomed>(doomed);
+  const std::string key = EntryKey(*f, model, d);
+  rocksdb::PinnableSlice v;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), f->handle, key, &v);
+  if (s.IsNotFound()) return std::optional<Doomed>(doomed);  // dangling
+  if (!s.ok()) return FromRocks(s, path_, "reading an indexed entry");
+  int64_t created = 0, expires = 0;
+  if (!PeekEntryTimes(ToView(v), &created, &expires) || created != created_ms) {
+    return std::optional<Doomed>(doomed);  // stale record of a rewritten key
+  }
+  doomed.family = f;
+  doomed.key = key;
+  doomed.bytes = v.size();
+  return std::optional<Doomed>(doomed);
+}
+
+Result<uint64_t> RocksCache::PurgeIndexed(
+    const std::function<bool(int64_t, int64_t, bool*)>& pred) {
+  LLMCACHE_RETURN_IF_ERROR(MutationAllowed());
+  uint64_t removed = 0;
+  std::vector<Doomed> doomed;
+  Status inner;
+  auto flush = [&]() -> Status {
+    std::unique_lock<FenceMutex> fence(write_fence_);
+    LLMCACHE_RETURN_IF_ERROR(DeleteEntriesLocked(doomed));
+    for (const Doomed& d : doomed) removed += d.bytes > 0 ? 1 : 0;
+    doomed.clear();
+    return Status();
+  };
+  Status s = WalkTimeIndex([&](int64_t created, std::string_view model,
+                               const Digest& d, int64_t expires,
+                               std::string_view index_key) {
+    bool stop = false;
+    if (!pred(created, expires, &stop)) return !stop;
+    Result<std::optional<Doomed>> r =
+        ResolveIndexed(created, model, d, index_key);
+    if (!r.ok()) {
+      inner = r.status();
+      return false;
+    }
+    if (*r) doomed.push_back(std::move(**r));
+    if (doomed.size() >= kPurgeChunk) {
+      inner = flush();
+      if (!inner.ok()) return false;
+    }
+    return true;
+  });
+  LLMCACHE_RETURN_IF_ERROR(s);
+  LLMCACHE_RETURN_IF_ERROR(inner);
+  LLMCACHE_RETURN_IF_ERROR(flush());
+  stats_.Add(Counter::kPurged, static_cast<int64_t>(removed));
+  return removed;
+}
+
+Result<uint64_t> RocksCache::PurgeExpired() {
+  const int64_t now = clock_->NowMillis();
+  return PurgeIndexed([now](int64_t, int64_t expires, bool*) {
+    return expires != 0 && expires <= now;
+  });
+}
+
+Result<uint64_t> RocksCache::PurgeOlderThan(int64_t age_ms) {
+  const int64_t cutoff = clock_->NowMillis() - age_ms;
+  return PurgeIndexed([cutoff](int64_t created, int64_t, bool* stop) {
+    if (created >= cutoff) {
+      *stop = true;  // the index is in creation order
+      return false;
+    }
+    return true;
+  });
+}
+
+}  // namespace llmcache

@@ -1,0 +1,79 @@
+// The RocksDB side of the schema in format.h: the Family handle of a column
+// family that holds entries, the resources every family shares (block cache,
+// write buffer manager, bloom filter, the counters' merge operator), and
+// small conversions the RocksCache files share. The options themselves are
+// built by RocksCache::ModelFamilyOptions and TimeIndexOptions
+// (rocks_schema.cc, with the TTL compaction filter and the merge operator).
+
+#ifndef LLMCACHE_ENGINE_ROCKS_SCHEMA_H_
+#define LLMCACHE_ENGINE_ROCKS_SCHEMA_H_
+
+#include <rocksdb/cache.h>
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/merge_operator.h>
+#include <rocksdb/slice.h>
+#include <rocksdb/write_buffer_manager.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "format.h"
+#include "rocks_cache.h"
+#include "stats.h"
+
+namespace llmcache {
+
+// A column family that holds entries: one model's own, or the overflow one.
+struct RocksCache::Family {
+  Family(rocksdb::DB* d, rocksdb::ColumnFamilyHandle* h, std::string model,
+         bool is_overflow)
+      : db(d), handle(h), base_model(std::move(model)), overflow(is_overflow) {}
+  ~Family() {
+    if (db != nullptr && handle != nullptr) {
+      db->DestroyColumnFamilyHandle(handle);
+    }
+  }
+  rocksdb::DB* const db;
+  rocksdb::ColumnFamilyHandle* const handle;
+  const std::string base_model;  // empty for the overflow family
+  const bool overflow;
+  std::atomic<bool> dropped{false};
+};
+
+// The merge operator of the meta family's counters (kAddOperatorName): adds
+// little-endian 64-bit values.
+std::shared_ptr<rocksdb::MergeOperator> NewAddOperator();
+
+// Resources shared by every column family.
+struct RocksCache::Shared {
+  std::shared_ptr<rocksdb::Cache> block_cache;
+  std::shared_ptr<rocksdb::WriteBufferManager> write_buffers;
+  std::shared_ptr<rocksdb::MergeOperator> add_operator = NewAddOperator();
+  std::shared_ptr<const rocksdb::FilterPolicy> bloom{
+      rocksdb::NewBloomFilterPolicy(10)};
+};
+
+inline std::string_view ToView(const rocksdb::Slice& s) {
+  return std::string_view(s.data(), s.size());
+}
+
+// A counter delta as a merge operand (or any int64 as 8 bytes LE).
+inline std::string Le64(int64_t v) {
+  std::string s;
+  AppendLittleEndian64(static_cast<uint64_t>(v), &s);
+  return s;
+}
+
+// The meta key of counter `c` of `base_model`.
+inline std::string ModelStatKey(ModelCounter c, std::string_view base_model) {
+  return ModelStatKey(ModelCounterName(c), base_model);
+}
+
+}  // namespace llmcache
+
+#endif  // LLMCACHE_ENGINE_ROCKS_SCHEMA_H_
