@@ -1,5 +1,6 @@
 // Tests for response parsing, upstream error mapping and the cacheability rule
-// (llmcache/net/completion.h), on the shapes of API.md §5, §7 and §8.
+// (llmcache/net/completion.h), on the shapes of docs/openrouter.md (#response-body, #errors,
+// #usage-and-cost).
 
 #include "llmcache/net/completion.h"
 
@@ -18,7 +19,7 @@ using ::llmcache::testing::StatusIs;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-// API.md §5, verbatim shape, preceded by keep-alive newlines.
+// docs/openrouter.md#response-body, the documented shape, preceded by keep-alive newlines.
 constexpr char kFullResponse[] =
     "\n\n"
     R"({"id":"gen-1764926476-0N0195qHFzGljvYKVijc","provider":"OpenAI",)"
@@ -211,7 +212,7 @@ TEST(CompletionTest, ParseErrorEnvelope) {
   EXPECT_EQ(e->code, 401);
   EXPECT_EQ(e->message, "No auth credentials found");
 
-  // Availability errors may carry http_status instead of code (API.md §13).
+  // Availability errors may carry http_status instead of code (docs/openrouter.md#error-envelope).
   e = ParseErrorEnvelope(
       R"({"error":{"message":"No endpoints","error_type":"not_found",)"
       R"("http_status":404}})");
@@ -279,7 +280,7 @@ TEST(CompletionStatusTest, TwoHundredWithErrorFollowsErrorCode) {
                               R"("rate_limit_exceeded"}}})"),
       StatusIs(StatusCode::kResourceExhausted,
                "upstream 429: Rate limit exceeded"));
-  // The choice-level form (API.md §7.3).
+  // The choice-level form (docs/openrouter.md#errors-in-200).
   EXPECT_THAT(
       StatusFromUpstream(
           200, R"({"choices":[{"message":{"content":"partial"},)"

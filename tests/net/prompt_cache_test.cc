@@ -1,6 +1,7 @@
 // Tests for cache-breakpoint placement, model-family minimums, the /models
 // price table and cost accounting (llmcache/net/prompt_cache.h), against
-// API.md §3.2, §4, §8.2 and §10.
+// docs/openrouter.md (#cache-markers, #provider-caching, #cost-formula,
+// #models-pricing).
 
 #include "llmcache/net/prompt_cache.h"
 
@@ -134,7 +135,7 @@ TEST(PromptCacheTest, SystemArrayGetsItsLastTextPartMarked) {
   EXPECT_EQ(Msg(v, 0).at("content").at(1).at("cache_control"), Marker());
 }
 
-// API.md §3.2's example: the book gets the marker, the small parts do not.
+// The marker rule of docs/openrouter.md#cache-markers: the book gets the marker, the small parts do not.
 TEST(PromptCacheTest, LargeUserContextPartIsMarkedSmallOnesAreNot) {
   const std::string book = Big(5000, 'b');
   const std::string body =
@@ -399,7 +400,7 @@ TEST(PromptCacheTest, DeeplyNestedToolSchemasAreAccepted) {
 // ---------------------------------------------------------------------------
 // PricingTable
 
-// API.md §10, verbatim pricing, plus a router with variable ("-1") prices and
+// docs/openrouter.md#models-pricing, the documented pricing, plus a router with variable ("-1") prices and
 // an explicit `:free` variant.
 constexpr char kModelsJson[] = R"({"data":[{"id":"anthropic/claude-sonnet-4.5",
   "canonical_slug":"anthropic/claude-4.5-sonnet-20250929","name":"Claude",
@@ -507,7 +508,7 @@ TEST(PricingTest, SetReplaces) {
 }
 
 // ---------------------------------------------------------------------------
-// ComputeCost (API.md §8.2)
+// ComputeCost (docs/openrouter.md#cost-formula)
 
 PricingTable CheckTable() {
   // Decimal strings, as /models sends them.

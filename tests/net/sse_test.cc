@@ -1,5 +1,6 @@
 // Tests for the SSE parser, the stream accumulator and the replay of stored
-// responses (llmcache/net/sse.h), on the wire shapes of API.md §6 and §7.3.
+// responses (llmcache/net/sse.h), on the wire shapes of docs/openrouter.md (#streaming-sse,
+// #errors-in-200).
 
 #include "llmcache/net/sse.h"
 
@@ -73,7 +74,7 @@ std::string Replace(std::string s, std::string_view from, std::string_view to) {
   return out;
 }
 
-// A realistic OpenRouter stream (API.md §6): keep-alive comments, role chunk,
+// A realistic OpenRouter stream (docs/openrouter.md#streaming-sse): keep-alive comments, role chunk,
 // content pieces (one multibyte), reasoning, two interleaved tool calls, a
 // finish chunk, the usage chunk and [DONE].
 const std::string& RealisticStream() {
@@ -357,7 +358,7 @@ constexpr char kUsage[] =
     R"("cost":0.000375,"prompt_tokens_details":{"cached_tokens":0,)"
     R"("cache_write_tokens":90}})";
 
-// The three usage-chunk shapes of API.md §6 rule 5.
+// The three usage-chunk shapes of docs/openrouter.md#stream-usage-chunk.
 class StreamUsageChunkTest : public ::testing::TestWithParam<std::string_view> {
 };
 

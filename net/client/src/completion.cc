@@ -1,6 +1,7 @@
 // Chat-completion responses: parsing with Boost.JSON (error_code overloads,
 // every entry point guarded so no exception escapes), upstream error mapping
-// and the cacheability rule. Shapes: ../shared/openrouter/API.md §5, §7, §8.
+// and the cacheability rule. Shapes: docs/openrouter.md (#response-body,
+// #errors, #usage-and-cost).
 
 #include "llmcache/net/completion.h"
 
@@ -411,7 +412,8 @@ std::optional<ApiError> ParseErrorEnvelope(std::string_view body) {
 Status StatusFromUpstream(int http_status, std::string_view body) {
   try {
     const std::optional<ApiError> error = FindError(body, /*choices_too=*/true);
-    // A 200-with-error reports its real status in error.code (API.md §7.3).
+    // A 200-with-error reports its real status in error.code
+    // (docs/openrouter.md#errors-in-200).
     int status = http_status;
     if (error && http_status >= 200 && http_status < 300 &&
         error->code >= 100 && error->code <= 599) {

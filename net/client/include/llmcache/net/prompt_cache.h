@@ -1,6 +1,6 @@
 // Prompt caching (Anthropic-style explicit breakpoints via OpenRouter) and
-// cost accounting from `usage`. See ../shared/openrouter/API.md §3.2, §4, §8,
-// §10.
+// cost accounting from `usage`. See docs/openrouter.md
+// (#cache-markers, #provider-caching, #usage-and-cost, #models-pricing).
 //
 // Thread safety: free functions and immutable tables.
 
@@ -30,7 +30,7 @@ struct BreakpointOptions {
   std::string ttl;
 };
 
-// Minimum cacheable prompt of a model family, in tokens (API.md §4):
+// Minimum cacheable prompt of a model family, in tokens (docs/openrouter.md#provider-caching):
 // Anthropic Opus 4.5+/Haiku 4.5: 4096, Haiku 3.5: 2048, other Claude: 1024;
 // Gemini 2.5 Pro: 4096, Gemini Flash: 1024; otherwise 1024.
 size_t MinCacheableTokens(std::string_view model);
@@ -84,7 +84,7 @@ struct CostBreakdown {
   double prompt_cache_savings = 0;
 };
 
-// Prices `usage` for `model` (API.md §8.2):
+// Prices `usage` for `model` (docs/openrouter.md#cost-formula):
 //   uncached = prompt - cached - cache_write
 //   prompt_cost = uncached*P_prompt + cached*P_read + cache_write*P_write
 //   completion_cost = completion*P_completion

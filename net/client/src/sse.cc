@@ -1,6 +1,6 @@
 // Server-sent events: the WHATWG line parser, the chat-completion chunk
 // accumulator and the replay of a stored response as a chunk stream.
-// Shapes: ../shared/openrouter/API.md §6, §7.3.
+// Shapes: docs/openrouter.md (#streaming-sse, #errors-in-200).
 
 #include "llmcache/net/sse.h"
 
@@ -272,7 +272,7 @@ void StreamAccumulator::Impl::AddToolCalls(const json::array& calls) {
 
 Status StreamAccumulator::Add(std::string_view data) {
   try {
-    if (data.substr(0, 6) == "[DONE]") {
+    if (data.starts_with("[DONE]")) {
       done_ = true;
       return Status();
     }
@@ -286,7 +286,8 @@ Status StreamAccumulator::Add(std::string_view data) {
     const json::array* choices = ArrayMember(o, "choices");
     const json::value* usage = Member(o, "usage");
     const bool has_usage = usage != nullptr && usage->is_object();
-    // A debug echo (API.md §6 rule 7) carries no part of the response.
+    // A debug echo (docs/openrouter.md#stream-debug-echo) carries no part of
+    // the response.
     if (Member(o, "debug") != nullptr &&
         (choices == nullptr || choices->empty()) && !has_usage) {
       return Status();
@@ -431,7 +432,8 @@ std::string StreamAccumulator::ToCompletionJson() const {
             : json::value(impl.native_finish_reason);
     choice["logprobs"] = nullptr;
     // An error stays with the response: in the choice when the stream had
-    // choices (API.md §7.3 "in a choice"), else at the top level.
+    // choices (docs/openrouter.md#errors-in-200, "in a choice"), else at the
+    // top level.
     if (!impl.error_raw.is_null() && impl.has_choices) {
       choice["error"] = impl.error_raw;
     }
@@ -622,8 +624,8 @@ Result<std::vector<std::string>> ReplayAsSse(std::string_view completion_json,
     {
       const json::value* finish = Member(choice, "finish_reason");
       const json::value* native = Member(choice, "native_finish_reason");
-      // A stored error is replayed as the mid-stream error event (API.md
-      // §7.3), which the OpenAI SDKs raise on.
+      // A stored error is replayed as the mid-stream error event
+      // (docs/openrouter.md#errors-in-200), which the OpenAI SDKs raise on.
       const json::value* error = Member(response, "error");
       if (!IsTruthyError(error)) error = Member(choice, "error");
       if (!IsTruthyError(error)) error = nullptr;

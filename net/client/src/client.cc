@@ -51,14 +51,6 @@ using std::chrono::milliseconds;
 template <typename T>
 using awaitable = asio::awaitable<T>;
 
-bool IEquals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
-}
-
 bool IsLoopbackHost(std::string_view host) {
   if (host == "localhost" || host == "::1" || host == "[::1]") return true;
   boost::system::error_code ec;
@@ -453,8 +445,8 @@ class ClientImpl final : public Client {
     bool has_referer = false, has_title = false;
     for (const Header& h : request.headers) {
       req.set(h.name, h.value);
-      has_referer |= IEquals(h.name, "HTTP-Referer");
-      has_title |= IEquals(h.name, "X-Title");
+      has_referer |= beast::iequals(h.name, "HTTP-Referer");
+      has_title |= beast::iequals(h.name, "X-Title");
     }
     if (!has_referer && !options_.http_referer.empty()) {
       req.set("HTTP-Referer", options_.http_referer);
@@ -510,7 +502,7 @@ class ClientImpl final : public Client {
     }
     const std::string_view ctype = r.header("Content-Type");
     r.streamed = request.stream && r.status == 200 &&
-                 ctype.substr(0, 17) == "text/event-stream";
+                 ctype.starts_with("text/event-stream");
 
     SseParser sse;
     bool cancelled = false;
@@ -583,7 +575,7 @@ class ClientImpl final : public Client {
 
 std::string_view Response::header(std::string_view name) const {
   for (const Header& h : headers) {
-    if (IEquals(h.name, name)) return h.value;
+    if (beast::iequals(h.name, name)) return h.value;
   }
   return {};
 }

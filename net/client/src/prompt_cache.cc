@@ -1,6 +1,7 @@
 // Prompt caching: placing Anthropic-style cache breakpoints in a request, the
 // model-family minimums, the /models price table and cost accounting.
-// See ../shared/openrouter/API.md §3.2, §4, §8.2, §10.
+// See docs/openrouter.md (#cache-markers, #provider-caching, #cost-formula,
+// #models-pricing).
 //
 // AddCacheBreakpoints decides with a Boost.JSON tree but edits the original
 // text: markers are spliced in at byte offsets found by a small scanner, so
@@ -10,6 +11,7 @@
 #include "llmcache/net/prompt_cache.h"
 
 #include <algorithm>
+#include <boost/algorithm/string/case_conv.hpp>
 #include <boost/json.hpp>
 #include <charconv>
 #include <cmath>
@@ -41,14 +43,6 @@ using json_util::ParseJson;
 constexpr size_t kNpos = std::string_view::npos;
 
 bool IsSet(const json::value* v) { return v != nullptr && !v->is_null(); }
-
-std::string ToLower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
 
 // ---------------------------------------------------------------------------
 // Model families
@@ -570,7 +564,8 @@ std::optional<ModelPricing> PricingFromObject(const json::object& p) {
       write && *write >= 0) {
     pricing.input_cache_write = write;
   }
-  // `discount`: effective price = price × (1 − discount) (API.md §10).
+  // `discount`: effective price = price × (1 − discount)
+  // (docs/openrouter.md#models-pricing).
   if (const json::value* d = Member(p, "discount");
       d != nullptr && d->is_number()) {
     const double discount = d->to_number<double>();
@@ -592,7 +587,7 @@ size_t MinCacheableTokens(std::string_view model) {
   if (const size_t slash = base.rfind('/'); slash != kNpos) {
     base.remove_prefix(slash + 1);
   }
-  const std::string name = ToLower(base);
+  const std::string name = boost::algorithm::to_lower_copy(std::string(base));
   const Version version = ParseVersion(name);
   if (name.find("claude") != kNpos) {
     if (HasToken(name, "opus")) return version.AtLeast(4, 5) ? 4096 : 1024;
@@ -703,8 +698,9 @@ Result<CostBreakdown> ComputeCost(const PricingTable& table,
   }
   const double read_price = p->input_cache_read.value_or(p->prompt);
   const double write_price = p->input_cache_write.value_or(p->prompt);
-  // prompt_tokens includes cache reads and writes (API.md §8.2); a usage
-  // record that claims more cached than prompt tokens prices none uncached.
+  // prompt_tokens includes cache reads and writes
+  // (docs/openrouter.md#cost-formula); a usage record that claims more cached
+  // than prompt tokens prices none uncached.
   const uint64_t cached_and_written =
       usage.cached_tokens + usage.cache_write_tokens;
   const uint64_t uncached = usage.prompt_tokens > cached_and_written

@@ -1,6 +1,6 @@
 // Server-sent events: an incremental parser, a stream accumulator that turns
 // chat-completion chunks into the complete-response shape, and the replay of
-// a stored response as chunks. See ../shared/openrouter/API.md §6.
+// a stored response as chunks. See docs/openrouter.md#streaming-sse.
 //
 // Thread safety: instances are not thread-safe; use one per stream.
 

@@ -1,6 +1,7 @@
 // Chat-completion responses as OpenRouter sends them: parsing the essentials
 // of a response body, mapping error envelopes to Status, and deciding whether
-// a response is clean enough to cache. See ../shared/openrouter/API.md §5-§8.
+// a response is clean enough to cache. See docs/openrouter.md
+// (#response-body to #usage-and-cost).
 //
 // Thread safety: free functions; no shared state.
 
@@ -13,7 +14,7 @@
 #include <string_view>
 #include <vector>
 
-#include "llmcache/format.h"
+#include "llmcache/entry.h"
 #include "llmcache/status.h"
 
 namespace llmcache::net {
