@@ -60,25 +60,6 @@ int Run(int argc, char** argv) {
     }
   }
 
-  llmcache::KeyBuilder keys;
-  llmcache::RequestInfo info;
-  auto key = keys.Compute(request, {}, &info);
-  if (!key.ok()) {
-    std::cerr << "llmcache-demo: bad request: " << key.status() << "\n";
-    return 2;
-  }
-  const llmcache::Decision decision =
-      llmcache::Decide(info, llmcache::CacheMode::kDeterministic);
-  std::cout << "database: " << db << "\nupstream: " << upstream
-            << "\nkey:      " << key->Hex() << "\nmodel:    " << key->model
-            << "\ndecision: "
-            << (decision.cache ? std::string("CACHE")
-                               : "BYPASS (" +
-                                     std::string(llmcache::BypassReasonName(
-                                         decision.reason)) +
-                                     ")")
-            << "\n";
-
   llmcache::CacheOptions options;
   options.path = db;
   auto cache = llmcache::Cache::Open(options);
@@ -106,21 +87,40 @@ int Run(int argc, char** argv) {
           llmcache::net::CachedClient::Create(shared_cache, *client, {});
       llmcache::net::CachedRequest req;
       req.body = request;
-      auto r = cached->AsyncComplete(std::move(req), nullptr,
-                                     boost::asio::use_future)
+      // The pipeline's first stage: the key and the decision, computed once.
+      auto prepared = cached->Prepare(std::move(req));
+      if (!prepared.ok()) {
+        std::cerr << "llmcache-demo: bad request: " << prepared.status()
+                  << "\n";
+        guard.reset();
+        io.join();
+        return 2;
+      }
+      const llmcache::Decision decision = prepared->decision;
+      std::cout << "database: " << db << "\nupstream: " << upstream
+                << "\nkey:      " << prepared->key_hex
+                << "\nmodel:    " << prepared->key.model << "\ndecision: "
+                << (decision.cache ? std::string("CACHE")
+                                   : "BYPASS (" +
+                                         std::string(llmcache::BypassReasonName(
+                                             decision.reason)) +
+                                         ")")
+                << "\n";
+      auto r = cached
+                   ->AsyncComplete(std::move(*prepared), nullptr,
+                                   boost::asio::use_future)
                    .get();
       if (!r.ok()) {
         std::cerr << "llmcache-demo: " << r.status() << "\n";
         rc = 1;
       } else {
-        std::cout << "result:   "
-                  << llmcache::net::CacheResultName(r->result);
+        std::cout << "result:   " << llmcache::net::CacheResultName(r->result);
         if (r->result == llmcache::net::CacheResult::kHit) {
           std::cout << " (age " << r->age_ms << " ms)";
         } else if (r->result == llmcache::net::CacheResult::kMiss) {
-          std::cout << (r->stored ? " (stored)"
-                                  : " (not stored: " + r->not_stored_reason +
-                                        ")");
+          std::cout << (r->stored
+                            ? " (stored)"
+                            : " (not stored: " + r->not_stored_reason + ")");
         }
         std::cout << "\nstatus:   " << r->status << "\nanswer:   "
                   << (r->parsed.content.empty() ? r->body : r->parsed.content)

@@ -7,6 +7,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
+#include <atomic>
 #include <cmath>
 #include <future>
 #include <mutex>
@@ -17,6 +18,7 @@
 #include "testing/io_loop.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
+#include "testing/wait.h"
 
 namespace llmcache::net {
 namespace {
@@ -167,17 +169,19 @@ TEST_F(CachedClientTest, FiftyConcurrentIdenticalMissesMakeOneUpstreamCall) {
 }
 
 TEST_F(CachedClientTest, LeaderWhoLeavesDoesNotFailTheWaiters) {
-  // The leader streams and hangs up at its second event (150 ms in); a
-  // second caller joined the flight at 50 ms. The stream goes on for the
-  // waiter, which gets the whole answer, and it is stored: one upstream call.
+  // The leader streams and hangs up at its second event (150 ms after the
+  // first); a second caller joins the flight once the first event arrived.
+  // The stream goes on for the waiter, which gets the whole answer, and it
+  // is stored: one upstream call.
   const std::string body = Body("fake/slow-150", /*stream=*/true);
   CachedRequest lead;
   lead.body = body;
-  int leader_events = 0;
+  std::atomic<int> leader_events{0};
   auto leader = cached_->AsyncComplete(
       std::move(lead), [&](std::string_view) { return ++leader_events < 2; },
       asio::use_future);
-  std::this_thread::sleep_for(50ms);
+  ASSERT_TRUE(llmcache::testing::WaitFor([&] { return leader_events >= 1; }))
+      << "the leader's stream never started";
   CachedRequest wait;
   wait.body = body;
   auto waiter =
@@ -493,6 +497,160 @@ TEST_F(CachedClientTest, PromptCachingIsPricedSeparatelyFromResponseCache) {
   ASSERT_OK(hit);
   EXPECT_EQ(hit->result, CacheResult::kHit);
   EXPECT_EQ(c->stats().priced_responses, 2u);
+}
+
+// ---------------------------------------------------------------------------
+// The pipeline's stages: each request is keyed once and counted once.
+
+// The counters that say "one request": keys computed and outcomes.
+struct Once {
+  uint64_t keys = 0, outcomes = 0, engine_lookups = 0;
+  static Once Of(CachedClient& c, Cache& cache) {
+    const CachedClientStats s = c.stats();
+    Once o;
+    o.keys = s.keys_computed;
+    o.outcomes = s.hits + s.misses + s.bypasses;
+    auto e = cache.GetStats();
+    EXPECT_OK(e);
+    if (e.ok()) o.engine_lookups = e->hits + e->misses;
+    return o;
+  }
+};
+
+TEST_F(CachedClientTest, EachRequestIsKeyedOnceAndCountedOnce) {
+  Collected events;
+  const std::vector<std::pair<std::string, bool>> requests = {
+      {Body("openai/gpt-4o-mini"), false},       // miss
+      {Body("openai/gpt-4o-mini"), false},       // hit
+      {Body("openai/gpt-4o-mini", true), true},  // hit
+      {Body("openai/gpt-4o", true), true},       // miss
+      {Body("openai/gpt-4o", true), true},       // hit
+      {Body("openai/gpt-4o-mini", false, R"("temperature":1)"),
+       false}  // bypass
+  };
+  Once before = Once::Of(*cached_, *cache_);
+  for (const auto& [body, stream] : requests) {
+    ASSERT_OK(Call(*cached_, body, stream ? events.Handler() : nullptr));
+    const Once after = Once::Of(*cached_, *cache_);
+    EXPECT_EQ(after.keys, before.keys + 1) << body;
+    EXPECT_EQ(after.outcomes, before.outcomes + 1) << body;
+    before = after;
+  }
+  const CachedClientStats s = cached_->stats();
+  EXPECT_EQ(s.hits, 3u);
+  EXPECT_EQ(s.misses, 2u);
+  EXPECT_EQ(s.bypasses, 1u);
+  EXPECT_EQ(
+      s.bypass_reasons[static_cast<size_t>(BypassReason::kNonZeroTemperature)],
+      1u);
+  // The engine counted one lookup per cacheable request, not two.
+  EXPECT_EQ(before.engine_lookups, 5u);
+  EXPECT_EQ(fake_->completions(), 3u);
+}
+
+TEST_F(CachedClientTest, PrepareProbeCompleteRunTheStagesOnce) {
+  CachedRequest req;
+  req.body = Body("openai/gpt-4o-mini");
+  req.ns = "ns1";
+  req.scope = "tenant";
+  auto p = cached_->Prepare(req);
+  ASSERT_OK(p);
+  KeyBuilder keys;
+  auto expect = keys.Compute(req.body, KeyScope{"ns1", "tenant"});
+  ASSERT_OK(expect);
+  EXPECT_EQ(p->key_hex, expect->Hex());
+  EXPECT_TRUE(p->decision.cache);
+  EXPECT_FALSE(p->streaming());
+  EXPECT_FALSE(p->probed());
+
+  EXPECT_FALSE(cached_->Probe(*p).has_value());  // empty cache: a miss
+  EXPECT_TRUE(p->probed());
+  auto miss =
+      cached_->AsyncComplete(std::move(*p), nullptr, asio::use_future).get();
+  ASSERT_OK(miss);
+  EXPECT_EQ(miss->result, CacheResult::kMiss);
+  EXPECT_TRUE(miss->stored);
+  auto e = cache_->GetStats();
+  ASSERT_OK(e);
+  EXPECT_EQ(e->misses, 1u) << "Complete looked the probed request up again";
+
+  auto again = cached_->Prepare(req);
+  ASSERT_OK(again);
+  std::optional<CacheHit> hit = cached_->Probe(*again);
+  ASSERT_TRUE(hit.has_value());
+  EXPECT_EQ(hit->entry->body, miss->body);
+  EXPECT_TRUE(hit->events.empty());
+  const CachedClientStats s = cached_->stats();
+  EXPECT_EQ(s.keys_computed, 2u);
+  EXPECT_EQ(s.hits, 1u);
+  EXPECT_EQ(s.misses, 1u);
+  EXPECT_EQ(s.tokens_saved,
+            miss->usage.prompt_tokens + miss->usage.completion_tokens);
+  EXPECT_EQ(fake_->completions(), 1u);
+}
+
+TEST_F(CachedClientTest, ProbeOfAStreamRequestCarriesItsEvents) {
+  ASSERT_OK(Call(*cached_, Body("openai/gpt-4o-mini")));
+  CachedRequest req;
+  req.body = Body("openai/gpt-4o-mini", /*stream=*/true);
+  auto p = cached_->Prepare(req);
+  ASSERT_OK(p);
+  EXPECT_TRUE(p->streaming());
+  std::optional<CacheHit> hit = cached_->Probe(*p);
+  ASSERT_TRUE(hit.has_value());
+  ASSERT_GE(hit->events.size(), 2u);
+  EXPECT_EQ(hit->events.back(), "data: [DONE]\n\n");
+}
+
+TEST_F(CachedClientTest, UncountedProbeCountsNothing) {
+  ASSERT_OK(Call(*cached_, Body("openai/gpt-4o-mini")));
+  const CachedClientStats before = cached_->stats();
+  auto e0 = cache_->GetStats();
+  ASSERT_OK(e0);
+  CachedRequest req;
+  req.body = Body("openai/gpt-4o-mini");
+  auto p = cached_->Prepare(req);
+  ASSERT_OK(p);
+  EXPECT_TRUE(cached_->Probe(*p, /*count=*/false).has_value());
+  EXPECT_FALSE(p->probed());
+  const CachedClientStats after = cached_->stats();
+  EXPECT_EQ(after.hits, before.hits);
+  EXPECT_EQ(after.misses, before.misses);
+  auto e1 = cache_->GetStats();
+  ASSERT_OK(e1);
+  EXPECT_EQ(e1->hits, e0->hits);
+  EXPECT_EQ(e1->misses, e0->misses);
+}
+
+TEST_F(CachedClientTest, PrepareRejectsRequestsThatCannotBeAnswered) {
+  for (const std::string& body :
+       {std::string(
+            R"({"model":"","messages":[{"role":"user","content":"x"}]})"),
+        std::string(R"({"model":"m/a","messages":[]})"),
+        std::string(R"({"model":"m/a"})"), std::string("{not json")}) {
+    CachedRequest req;
+    req.body = body;
+    EXPECT_THAT(cached_->Prepare(req), StatusIs(StatusCode::kInvalidArgument))
+        << body;
+  }
+  EXPECT_EQ(fake_->completions(), 0u);
+}
+
+TEST_F(CachedClientTest, JoinedFlightsAreEachCountedOnce) {
+  const std::string body = Body("fake/delay-300");
+  std::vector<std::future<Result<CachedResponse>>> futures;
+  for (int i = 0; i < 20; ++i) {
+    CachedRequest req;
+    req.body = body;
+    futures.push_back(
+        cached_->AsyncComplete(std::move(req), nullptr, asio::use_future));
+  }
+  for (auto& f : futures) ASSERT_OK(f.get());
+  const CachedClientStats s = cached_->stats();
+  EXPECT_EQ(s.keys_computed, 20u);
+  EXPECT_EQ(s.hits + s.misses + s.bypasses, 20u);
+  EXPECT_EQ(s.upstream_calls, 1u);
+  EXPECT_EQ(fake_->completions(), 1u);
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
-// warm: fills a cache from a file of requests through the cached client.
+// warm: fills a cache from a file of requests through the cached client's
+// pipeline (Prepare, an uncounted Probe to skip what is cached, Complete).
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -15,7 +16,7 @@
 #include "cli/json_print.h"
 #include "cli/progress.h"
 #include "cli/verbs.h"
-#include "llmcache/key.h"
+#include "llmcache/key.h"  // ApiKeyScope
 #include "llmcache/net/cached_client.h"
 #include "llmcache/net/client.h"
 #include "llmcache/policy.h"
@@ -36,70 +37,17 @@ int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
   std::optional<std::string> text = ReadInput(args.input, io);
   if (!text) return kExitFailure;
 
-  // Parse and key every request before touching the network: a malformed
-  // line is reported by number and skipped.
-  struct Pending {
-    uint64_t line;
-    std::string body;
-  };
-  const char* env_key = std::getenv("OPENROUTER_API_KEY");
-  const std::string api_key = env_key != nullptr ? env_key : "";
-  const std::string scope = args.shared_cache ? "" : ApiKeyScope(api_key);
-  KeyBuilder keys;
-  std::vector<Pending> pending;
-  uint64_t line_no = 0, malformed = 0, bypassed = 0;
-  std::map<std::string, uint64_t> bypass_reasons;
-  std::vector<std::pair<uint64_t, RequestKey>> keyed;
-  {
-    std::istringstream lines(*text);
-    std::string line;
-    while (std::getline(lines, line)) {
-      ++line_no;
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      if (line.find_first_not_of(" \t") == std::string::npos) continue;
-      RequestInfo info;
-      Result<RequestKey> key =
-          keys.Compute(line, KeyScope{args.ns, scope}, &info);
-      if (!key.ok()) {
-        ++malformed;
-        io.err << "llmcache warm: line " << line_no << ": "
-               << key.status().message() << " (skipped)\n";
-        continue;
-      }
-      const Decision d = Decide(info, *mode);
-      if (!d.cache) {
-        ++bypassed;
-        ++bypass_reasons[std::string(BypassReasonName(d.reason))];
-        continue;
-      }
-      keyed.emplace_back(line_no, std::move(*key));
-      pending.push_back(Pending{line_no, std::move(line)});
-    }
-  }
-
   int rc = kExitOk;
   std::unique_ptr<Cache> owned = OpenForWriting(db, /*create=*/true, io, &rc);
   if (!owned) return rc;
   std::shared_ptr<Cache> cache = std::move(owned);
 
-  // Skip what is cached already.
-  uint64_t already = 0;
-  std::vector<Pending> to_send;
-  for (size_t i = 0; i < pending.size(); ++i) {
-    LookupOptions lo;
-    lo.record_stats = false;
-    Result<LookupResult> r = cache->Lookup(keyed[i].second, lo);
-    if (r.ok() && r->hit()) {
-      ++already;
-    } else {
-      to_send.push_back(std::move(pending[i]));
-    }
-  }
-
   boost::asio::io_context ioc;
   auto guard = boost::asio::make_work_guard(ioc);
   std::thread io_thread([&] { ioc.run(); });
 
+  const char* env_key = std::getenv("OPENROUTER_API_KEY");
+  const std::string api_key = env_key != nullptr ? env_key : "";
   net::ClientOptions co;
   co.base_url = args.upstream;
   co.extra_ca_file = args.ca_file;
@@ -121,6 +69,48 @@ int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
   std::shared_ptr<net::CachedClient> cached =
       net::CachedClient::Create(cache, *client, std::move(cco));
 
+  // Prepare (key and decide) every request before touching the network: a
+  // malformed line is reported by number and skipped; what would bypass or
+  // is cached already is not sent.
+  const std::string scope = args.shared_cache ? "" : ApiKeyScope(api_key);
+  struct Pending {
+    uint64_t line;
+    net::PreparedRequest request;
+  };
+  std::vector<Pending> to_send;
+  uint64_t line_no = 0, requests = 0, malformed = 0, bypassed = 0, already = 0;
+  std::map<std::string, uint64_t> bypass_reasons;
+  {
+    std::istringstream lines(*text);
+    std::string line;
+    while (std::getline(lines, line)) {
+      ++line_no;
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (line.find_first_not_of(" \t") == std::string::npos) continue;
+      ++requests;
+      net::CachedRequest req;
+      req.body = std::move(line);
+      req.scope = scope;
+      Result<net::PreparedRequest> p = cached->Prepare(std::move(req));
+      if (!p.ok()) {
+        ++malformed;
+        io.err << "llmcache warm: line " << line_no << ": "
+               << p.status().message() << " (skipped)\n";
+        continue;
+      }
+      if (!p->decision.cache) {
+        ++bypassed;
+        ++bypass_reasons[std::string(BypassReasonName(p->decision.reason))];
+        continue;
+      }
+      if (cached->Probe(*p, /*count=*/false)) {
+        ++already;
+        continue;
+      }
+      to_send.push_back(Pending{line_no, std::move(*p)});
+    }
+  }
+
   std::mutex mu;
   std::condition_variable cv;
   int in_flight = 0;
@@ -135,13 +125,10 @@ int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
         cv.wait(lock, [&] { return in_flight < args.concurrency; });
         ++in_flight;
       }
-      net::CachedRequest req;
-      req.body = std::move(p.body);
-      req.ns = args.ns;
-      req.scope = scope;
       const uint64_t line = p.line;
       cached->Complete(
-          std::move(req), nullptr, [&, line](Result<net::CachedResponse> r) {
+          std::move(p.request), nullptr,
+          [&, line](Result<net::CachedResponse> r) {
             std::lock_guard<std::mutex> lock(mu);
             ++done;
             if (!r.ok()) {
@@ -187,22 +174,20 @@ int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
     json::object br, nsr;
     for (const auto& [k, v] : bypass_reasons) br[k] = v;
     for (const auto& [k, v] : not_stored_reasons) nsr[k] = v;
-    PrintJsonLine(
-        json::object{{"requests", pending.size() + bypassed + malformed},
-                     {"already_cached", already},
-                     {"sent", to_send.size()},
-                     {"stored", stored},
-                     {"duplicates", joined},
-                     {"not_stored", not_stored},
-                     {"not_stored_reasons", std::move(nsr)},
-                     {"failed", failed},
-                     {"bypassed", bypassed},
-                     {"bypass_reasons", std::move(br)},
-                     {"malformed", malformed}},
-        io.out);
+    PrintJsonLine(json::object{{"requests", requests},
+                               {"already_cached", already},
+                               {"sent", to_send.size()},
+                               {"stored", stored},
+                               {"duplicates", joined},
+                               {"not_stored", not_stored},
+                               {"not_stored_reasons", std::move(nsr)},
+                               {"failed", failed},
+                               {"bypassed", bypassed},
+                               {"bypass_reasons", std::move(br)},
+                               {"malformed", malformed}},
+                  io.out);
   } else {
-    io.out << "requests        " << pending.size() + bypassed + malformed
-           << "\n"
+    io.out << "requests        " << requests << "\n"
            << "already cached  " << already << "\n"
            << "sent upstream   " << to_send.size() << "\n"
            << "stored          " << stored << "\n";

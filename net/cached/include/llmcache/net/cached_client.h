@@ -1,0 +1,286 @@
+// CachedClient: the cached completion pipeline, the only place a request is
+// keyed, decided, looked up and counted. Every caller (the proxy, `llmcache
+// warm`, library users) goes through it:
+//
+//   Prepare   parse + key + policy decision, once per request
+//             (PreparedRequest carries key, decision, scope and controls)
+//   Probe     the hit probe: one counted lookup; a hit is returned as the
+//             shared stored entry (zero copy), replay-ready for streams
+//   Complete  on a miss (or a bypass): single flight -> upstream -> store,
+//             counted; given a CachedRequest it runs all three stages
+//
+//   - A hit returns the stored response (with its stored usage and cost, so
+//     savings can be reported); a streamed request gets it replayed as a
+//     chunk stream an OpenAI SDK accepts.
+//   - Single flight: concurrent identical misses make exactly one upstream
+//     call; the others wait for its result (or its error, never cached).
+//   - Fail open: if the store fails (disk full, corrupt, locked), the request
+//     still goes upstream and succeeds; failures are counted and logged at
+//     most once per interval.
+//   - Only clean completions are stored: HTTP 200, no error anywhere, finish
+//     reason not "error", content or tool calls; a stream only after its
+//     terminal [DONE]. Streams and non-streams share entries.
+//   - Model drift: when a fresh response reports a resolved model different
+//     from the last one seen for that model, it is counted and logged and,
+//     if configured, the model's entries are flushed.
+//   - Statistics: each request is counted once, as a hit, a miss or a bypass
+//     (CachedClientStats), by this class alone; the engine's persistent
+//     statistics count the same lookup once.
+//
+// Thread safety: all methods may be called concurrently.
+
+#ifndef LLMCACHE_NET_CACHED_CLIENT_H_
+#define LLMCACHE_NET_CACHED_CLIENT_H_
+
+#include <array>
+#include <atomic>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/post.hpp>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+#include "llmcache/cache.h"
+#include "llmcache/clock.h"
+#include "llmcache/key.h"
+#include "llmcache/net/client.h"
+#include "llmcache/net/completion.h"
+#include "llmcache/net/prompt_cache.h"
+#include "llmcache/policy.h"
+
+namespace llmcache::net {
+
+struct CachedClientOptions {
+  CacheMode mode = CacheMode::kDeterministic;
+  // Source of time for the age of hits. Null = the system clock. Not owned.
+  const Clock* clock = nullptr;
+  KeyOptions key_options;
+  // Namespace used when a request names none.
+  std::string default_namespace;
+  // TTL of stored entries; nullopt = the cache's default.
+  std::optional<int64_t> ttl_ms;
+  // Flush a model's entries when its resolved model changes. Default: off.
+  bool flush_on_model_drift = false;
+  // Store failures are logged at most once per this interval.
+  int64_t store_error_log_interval_ms = 60'000;
+  // Prices for prompt-caching accounting (see PricingTable; load it from a
+  // file or with FetchPricing). Null: only token counts are recorded.
+  std::shared_ptr<const PricingTable> pricing;
+  // Where log lines go; null = stderr. Never receives keys or prompts.
+  std::function<void(std::string_view line)> log;
+};
+
+struct CachedRequest {
+  std::string body;          // the chat-completions request body
+  std::string ns;            // namespace; empty = options' default
+  std::string scope;         // tenant scope (e.g. ApiKeyScope of the API key)
+  bool skip_lookup = false;  // Cache-Control: no-cache (still stores)
+  bool no_store = false;     // Cache-Control: no-store
+  int64_t max_age_ms = -1;   // accept only younger entries; -1 = any
+  std::optional<int64_t> ttl_ms;  // overrides the options' TTL
+  std::string api_key;  // forwarded upstream instead of the client's own
+  std::vector<Header> headers;  // passed upstream (attribution)
+};
+
+// A request after the pipeline's first stage (CachedClient::Prepare): its
+// body validated, keyed and decided, once. Move it on to Probe and Complete.
+class PreparedRequest {
+ public:
+  PreparedRequest() = default;
+
+  CachedRequest request;  // `ns` resolved to the options' default when empty
+  RequestKey key;
+  std::string key_hex;  // key.Hex(), computed once
+  RequestInfo info;
+  Decision decision;
+
+  // "stream": true in the body.
+  bool streaming() const { return info.stream; }
+  // Probe has looked this request up (Complete will not count it again).
+  bool probed() const { return probe_ != ProbeState::kNotProbed; }
+
+ private:
+  friend class CachedClient;
+  enum class ProbeState : uint8_t { kNotProbed, kLookedUp, kStoreFailed };
+  ProbeState probe_ = ProbeState::kNotProbed;
+};
+
+// A hit found by CachedClient::Probe (already counted).
+struct CacheHit {
+  std::shared_ptr<const Entry> entry;  // shared, immutable: send it as is
+  int64_t age_ms = 0;                  // age of the entry
+  // Streaming requests: the entry replayed as SSE events ("data: ...\n\n"),
+  // ending with "data: [DONE]\n\n". Empty otherwise.
+  std::vector<std::string> events;
+};
+
+enum class CacheResult { kHit, kMiss, kBypass };
+std::string_view CacheResultName(CacheResult r);  // "HIT", "MISS", "BYPASS"
+
+struct CachedResponse {
+  CacheResult result = CacheResult::kMiss;
+  BypassReason bypass_reason = BypassReason::kNone;
+  std::string key_hex;          // empty for bypasses that could not be keyed
+  int status = 0;               // HTTP status (200 for hits)
+  std::string body;             // complete response JSON (also for streams)
+  std::vector<Header> headers;  // upstream headers (misses/bypasses)
+  ParsedCompletion parsed;
+  Usage usage;          // hits: the stored usage (what the hit saved)
+  int64_t age_ms = 0;   // hits: age of the entry
+  bool stored = false;  // misses: the response was stored
+  std::string not_stored_reason;
+  bool joined_flight = false;  // waited for an identical in-flight request
+  bool streamed = false;
+};
+
+// Receives the SSE payloads of a streamed request ("data" of each event,
+// including "[DONE]"), in order, never concurrently. Return false to cancel.
+using StreamHandler = std::function<bool(std::string_view data)>;
+
+struct CachedClientStats {
+  // Requests prepared (keyed): each request's key is computed once.
+  uint64_t keys_computed = 0;
+  // Every request that reached a decision is exactly one of these three.
+  uint64_t hits = 0, misses = 0, bypasses = 0;
+  // Bypasses by reason (indexed by BypassReason; [0] unused).
+  std::array<uint64_t, static_cast<size_t>(BypassReason::kCount)>
+      bypass_reasons{};
+  // What the hits saved: the stored usage of each entry served.
+  uint64_t tokens_saved = 0;
+  int64_t cost_saved_nanousd = 0;
+  // Upstream calls that failed: transport errors and non-200 answers.
+  uint64_t upstream_errors = 0;
+  uint64_t upstream_calls = 0;
+  uint64_t flight_joins = 0;
+  uint64_t store_errors = 0;
+  uint64_t stored = 0, not_stored = 0;
+  uint64_t model_drifts = 0;
+  // Provider-side prompt caching seen in upstream usage (separate from the
+  // response cache's savings, which the engine's statistics hold).
+  uint64_t prompt_cache_read_tokens = 0;
+  uint64_t prompt_cache_write_tokens = 0;
+  // Priced with CachedClientOptions::pricing: what prompt caching saved
+  // against the uncached price (negative when writes cost more than reads
+  // saved), in nano-USD.
+  int64_t prompt_cache_savings_nanousd = 0;
+  uint64_t priced_responses = 0;
+};
+
+class CachedClient : public std::enable_shared_from_this<CachedClient> {
+ public:
+  using Callback = std::function<void(Result<CachedResponse>)>;
+
+  // `cache` and `client` must outlive nothing: they are shared.
+  static std::shared_ptr<CachedClient> Create(std::shared_ptr<Cache> cache,
+                                              std::shared_ptr<Client> client,
+                                              CachedClientOptions options);
+  virtual ~CachedClient() = default;
+
+  // The cached completion, all stages (Prepare, Probe, Complete). With
+  // `on_chunk` set and "stream": true in the body, the response is delivered
+  // as events (a hit replayed, a miss passed through live) and the final
+  // CachedResponse still carries the complete body. kInvalidArgument for a
+  // body that is not a valid request; transport errors as Client reports
+  // them; an upstream HTTP error is an OK result with its status and body
+  // (never cached).
+  // `Request` is a CachedRequest (all stages) or a PreparedRequest.
+  template <typename Request, typename Token>
+  auto AsyncComplete(Request request, StreamHandler on_chunk, Token&& token) {
+    static_assert(std::is_same_v<Request, CachedRequest> ||
+                  std::is_same_v<Request, PreparedRequest>);
+    return boost::asio::async_initiate<Token, void(Result<CachedResponse>)>(
+        [self = shared_from_this()](auto handler, Request req,
+                                    StreamHandler chunks) {
+          auto h = std::make_shared<decltype(handler)>(std::move(handler));
+          auto ex =
+              boost::asio::get_associated_executor(*h, self->client_executor());
+          self->Complete(std::move(req), std::move(chunks),
+                         [h, ex](Result<CachedResponse> r) {
+                           boost::asio::post(ex,
+                                             [h, r = std::move(r)]() mutable {
+                                               std::move (*h)(std::move(r));
+                                             });
+                         });
+        },
+        token, std::move(request), std::move(on_chunk));
+  }
+
+  // The seed's convenience call: model + messages (a JSON array) + extra
+  // params (a JSON object, may be "{}"); `temperature` defaults to 0 and
+  // `max_tokens` to 1024 when the params leave them out.
+  template <typename Token>
+  auto AsyncChat(std::string model, std::string messages_json,
+                 std::string params_json, Token&& token) {
+    Result<std::string> body = BuildChatBody(model, messages_json, params_json);
+    CachedRequest req;
+    if (body.ok()) req.body = std::move(*body);
+    return AsyncComplete(std::move(req), nullptr, std::forward<Token>(token));
+  }
+  static Result<std::string> BuildChatBody(std::string_view model,
+                                           std::string_view messages_json,
+                                           std::string_view params_json);
+
+  // Stage 1: validates and keys the body and decides, once. The key covers
+  // the namespace (request.ns, else the options' default) and the scope.
+  // kInvalidArgument for a body that is not a valid chat request (malformed
+  // JSON, no or empty "model" or "messages", too large).
+  virtual Result<PreparedRequest> Prepare(CachedRequest request) const = 0;
+
+  // Stage 2, the hit probe: looks the request up unless it bypasses or asks
+  // for no lookup (skip_lookup). A hit is counted here and returned; nullopt
+  // means "go on with Complete" (a miss, a bypass, a lookup error — fail
+  // open — or a stream request whose entry cannot be replayed as events).
+  // With `count` false nothing is counted and a later Complete looks again
+  // (e.g. `llmcache warm` skipping what is cached).
+  std::optional<CacheHit> Probe(PreparedRequest& request, bool count = true);
+
+  // Stage 3: completes a prepared request — a probe first if it has not had
+  // one, then the single flight, the upstream call and the store. `done` is
+  // called once, on any thread.
+  virtual void Complete(PreparedRequest request, StreamHandler on_chunk,
+                        Callback done) = 0;
+  // All stages in one call.
+  virtual void Complete(CachedRequest request, StreamHandler on_chunk,
+                        Callback done) = 0;
+
+  // A CachedResponse for a hit (for callers that want the response whole).
+  static CachedResponse HitResponse(const PreparedRequest& request,
+                                    const CacheHit& hit);
+
+  virtual CachedClientStats stats() const = 0;
+  virtual Cache& cache() = 0;
+  virtual boost::asio::any_io_executor client_executor() const = 0;
+
+ protected:
+  CachedClient() = default;
+  // Looks `request` up (a counted lookup when `record`); a stream request
+  // (`replay`) needs its entry replayable as events. Counts nothing else.
+  // *store_failed is set when the store failed (fail open).
+  virtual std::optional<CacheHit> Lookup(const PreparedRequest& request,
+                                         bool record, bool replay,
+                                         bool* store_failed) = 0;
+  // Counts a hit served (and what it saved).
+  virtual void CountHit(const CacheHit& hit) = 0;
+
+  static bool StoreFailedInProbe(const PreparedRequest& request) {
+    return request.probe_ == PreparedRequest::ProbeState::kStoreFailed;
+  }
+  static void MarkProbed(PreparedRequest& request, bool store_failed) {
+    request.probe_ = store_failed ? PreparedRequest::ProbeState::kStoreFailed
+                                  : PreparedRequest::ProbeState::kLookedUp;
+  }
+};
+
+// Fetches GET <base_url>/models and loads its pricing. `done` gets the table,
+// or the transport / upstream / parse error.
+void FetchPricing(Client& client,
+                  std::function<void(Result<PricingTable>)> done);
+
+}  // namespace llmcache::net
+
+#endif  // LLMCACHE_NET_CACHED_CLIENT_H_

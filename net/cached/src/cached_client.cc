@@ -1,0 +1,599 @@
+// CachedClient implementation: the request pipeline (prepare, probe, single
+// flight, upstream, store) and its counters. No Beast here: upstream calls go
+// through Client::Send.
+
+#include "llmcache/net/cached_client.h"
+
+#include <boost/json.hpp>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <iostream>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+#include "llmcache/clock.h"
+#include "llmcache/net/sse.h"
+#include "pipeline_counters.h"
+
+namespace llmcache::net {
+namespace {
+
+namespace json = boost::json;
+
+struct DigestHash {
+  size_t operator()(const Digest& d) const {
+    size_t h;
+    std::memcpy(&h, d.data(), sizeof(h));
+    return h;
+  }
+};
+
+// Strips the "data: " prefix and the blank line of a replayed event.
+std::string_view EventData(std::string_view sse) {
+  if (sse.starts_with("data: ")) sse.remove_prefix(6);
+  while (!sse.empty() && (sse.back() == '\n' || sse.back() == '\r')) {
+    sse.remove_suffix(1);
+  }
+  return sse;
+}
+
+// Hands replayed events to a stream handler. False if the handler cancelled.
+bool Deliver(const std::vector<std::string>& events,
+             const StreamHandler& on_chunk) {
+  for (const std::string& e : events) {
+    if (!on_chunk(EventData(e))) return false;
+  }
+  return true;
+}
+
+// Replays a stored body to a stream handler. False if the handler cancelled
+// or the body could not be replayed.
+bool Replay(const std::string& body, const StreamHandler& on_chunk) {
+  Result<std::vector<std::string>> events = ReplayAsSse(body);
+  return events.ok() && Deliver(*events, on_chunk);
+}
+
+class CachedClientImpl final : public CachedClient {
+ public:
+  CachedClientImpl(std::shared_ptr<Cache> cache, std::shared_ptr<Client> client,
+                   CachedClientOptions options)
+      : cache_(std::move(cache)),
+        client_(std::move(client)),
+        options_(std::move(options)),
+        clock_(options_.clock != nullptr ? options_.clock : Clock::System()),
+        keys_(options_.key_options) {
+    // Seed the drift detector with what the store remembers.
+    if (auto s = cache_->GetStats(); s.ok()) {
+      for (const ModelStats& m : s->models) {
+        if (!m.last_resolved_model.empty()) {
+          resolved_[m.model] = m.last_resolved_model;
+        }
+      }
+    }
+  }
+
+  Result<PreparedRequest> Prepare(CachedRequest request) const override {
+    try {
+      PreparedRequest p;
+      if (request.ns.empty()) request.ns = options_.default_namespace;
+      Result<RequestKey> key = keys_.Compute(
+          request.body, KeyScope{request.ns, request.scope}, &p.info);
+      counters_.Add(PipelineCounters::kKeysComputed);
+      if (!key.ok()) return key.status();
+      if (key->model.empty()) {
+        return InvalidArgumentError("request member \"model\" is empty");
+      }
+      if (p.info.message_count == 0) {
+        return InvalidArgumentError("request member \"messages\" is empty");
+      }
+      p.key = std::move(*key);
+      p.key_hex = p.key.Hex();
+      p.decision = Decide(p.info, options_.mode);
+      p.request = std::move(request);
+      return p;
+    } catch (const std::exception& e) {
+      return InternalError(std::string("cannot prepare the request: ") +
+                           e.what());
+    }
+  }
+
+  void Complete(PreparedRequest request, StreamHandler on_chunk,
+                Callback done) override {
+    // A copy, so that the caller hears of a failure even after `done` was
+    // moved along (only allocation failures throw here).
+    Callback fallback = done;
+    try {
+      CompletePrepared(std::move(request), std::move(on_chunk),
+                       std::move(done));
+    } catch (const std::exception& e) {
+      Log(std::string("cached completion failed: ") + e.what());
+      if (fallback) fallback(InternalError(e.what()));
+    }
+  }
+
+  void Complete(CachedRequest request, StreamHandler on_chunk,
+                Callback done) override {
+    Result<PreparedRequest> p = Prepare(std::move(request));
+    if (!p.ok()) {
+      if (done) done(p.status());
+      return;
+    }
+    Complete(std::move(*p), std::move(on_chunk), std::move(done));
+  }
+
+  CachedClientStats stats() const override { return counters_.Snapshot(); }
+
+  Cache& cache() override { return *cache_; }
+  boost::asio::any_io_executor client_executor() const override {
+    return client_->executor();
+  }
+
+ protected:
+  std::optional<CacheHit> Lookup(const PreparedRequest& p, bool record,
+                                 bool replay, bool* store_failed) override {
+    if (!p.decision.cache || p.request.skip_lookup) return std::nullopt;
+    LookupOptions lo;
+    lo.max_age_ms = p.request.max_age_ms;
+    lo.record_stats = record;
+    Result<LookupResult> r = cache_->Lookup(p.key, lo);
+    if (!r.ok()) {
+      StoreFailure("lookup", r.status());
+      *store_failed = true;
+      return std::nullopt;
+    }
+    if (!r->hit()) return std::nullopt;
+    CacheHit hit;
+    hit.age_ms =
+        std::max<int64_t>(0, clock_->NowMillis() - r->entry->meta.created_ms);
+    if (replay) {
+      // A stream needs the entry replayable as events (an imported or
+      // foreign entry may not be): otherwise it is a miss and goes upstream.
+      Result<std::vector<std::string>> events = ReplayAsSse(r->entry->body);
+      if (!events.ok()) {
+        Log("entry " + p.key_hex + " cannot be replayed as a stream (" +
+            std::string(events.status().message()) + "); asking upstream");
+        return std::nullopt;
+      }
+      hit.events = std::move(*events);
+    }
+    hit.entry = std::move(r->entry);
+    return hit;
+  }
+
+  void CountHit(const CacheHit& hit) override {
+    const Usage& u = hit.entry->meta.usage;
+    counters_.Add(PipelineCounters::kHits);
+    counters_.Add(PipelineCounters::kTokensSaved,
+                  u.prompt_tokens + u.completion_tokens);
+    counters_.AddSigned(PipelineCounters::kCostSavedNanousd, u.cost_nanousd);
+  }
+
+ private:
+  struct Waiter {
+    PreparedRequest request;  // to try again if the flight ends without one
+    StreamHandler on_chunk;   // null: not streaming
+    Callback done;
+  };
+  struct Flight {
+    std::vector<Waiter> waiters;
+  };
+
+  void CompletePrepared(PreparedRequest p, StreamHandler on_chunk,
+                        Callback done) {
+    const bool streaming = p.streaming() && on_chunk != nullptr;
+    if (!streaming) on_chunk = nullptr;
+    if (!p.decision.cache) {
+      cache_->RecordBypass(p.decision.reason);
+      counters_.AddBypass(p.decision.reason);
+      const BypassReason reason = p.decision.reason;
+      CallUpstream(std::move(p), CacheResult::kBypass, reason,
+                   std::move(on_chunk), std::move(done), /*flight=*/false);
+      return;
+    }
+    if (!p.probed()) {
+      bool store_failed = false;
+      std::optional<CacheHit> hit =
+          Lookup(p, /*record=*/true, streaming, &store_failed);
+      MarkProbed(p, store_failed);
+      if (hit) {
+        CountHit(*hit);
+        DeliverHit(HitResponse(p, *hit), hit->events, on_chunk, done);
+        return;
+      }
+    }
+    JoinOrLead(std::move(p), std::move(on_chunk), std::move(done),
+               /*counted=*/false);
+  }
+
+  // Single flight: joins an identical in-flight miss, or leads one. A
+  // request is counted as a miss here, once (`counted` when it comes back
+  // because its flight ended without a result).
+  void JoinOrLead(PreparedRequest p, StreamHandler on_chunk, Callback done,
+                  bool counted) {
+    {
+      std::lock_guard<std::mutex> lock(flights_mu_);
+      auto it = flights_.find(p.key.digest);
+      if (it != flights_.end()) {
+        if (!counted) counters_.Add(PipelineCounters::kMisses);
+        counters_.Add(PipelineCounters::kFlightJoins);
+        it->second->waiters.push_back(
+            Waiter{std::move(p), std::move(on_chunk), std::move(done)});
+        return;
+      }
+      flights_.emplace(p.key.digest, std::make_shared<Flight>());
+    }
+    // A flight that ended between our lookup and our registration has
+    // stored its result: look again (uncounted) before paying for another
+    // call.
+    if (!p.request.skip_lookup && !StoreFailedInProbe(p)) {
+      bool store_failed = false;
+      std::optional<CacheHit> hit =
+          Lookup(p, /*record=*/false, on_chunk != nullptr, &store_failed);
+      if (hit) {
+        if (!counted) CountHit(*hit);
+        const Result<CachedResponse> shared = HitResponse(p, *hit);
+        FinishFlight(p.key.digest, &shared);
+        DeliverHit(*shared, hit->events, on_chunk, done);
+        return;
+      }
+    }
+    if (!counted) counters_.Add(PipelineCounters::kMisses);
+    CallUpstream(std::move(p), CacheResult::kMiss, BypassReason::kNone,
+                 std::move(on_chunk), std::move(done), /*flight=*/true);
+  }
+
+  // Hands a hit to its caller: its events (`events`, else the body
+  // replayed) to a stream handler, then the response whole.
+  static void DeliverHit(CachedResponse out,
+                         const std::vector<std::string>& events,
+                         const StreamHandler& on_chunk, const Callback& done) {
+    if (on_chunk) {
+      out.streamed = true;
+      const bool delivered = events.empty() ? Replay(out.body, on_chunk)
+                                            : Deliver(events, on_chunk);
+      if (!delivered) {
+        done(CancelledError("stream cancelled by the caller"));
+        return;
+      }
+    }
+    done(std::move(out));
+  }
+
+  void CallUpstream(PreparedRequest p, CacheResult kind, BypassReason reason,
+                    StreamHandler on_chunk, Callback done, bool flight) {
+    counters_.Add(PipelineCounters::kUpstreamCalls);
+    Request up;
+    up.body = std::move(p.request.body);
+    up.api_key = std::move(p.request.api_key);
+    up.headers = std::move(p.request.headers);
+    up.stream = on_chunk != nullptr;
+    auto acc = std::make_shared<StreamAccumulator>();
+    auto acc_status = std::make_shared<Status>();
+    ChunkHandler chunks;
+    auto self = std::static_pointer_cast<CachedClientImpl>(shared_from_this());
+    if (on_chunk) {
+      // When the leader's own client goes away, the stream goes on while
+      // others wait for it (they would all fail otherwise); with nobody
+      // waiting the upstream call is cancelled.
+      auto caller_gone = std::make_shared<bool>(false);
+      chunks = [acc, acc_status, on_chunk, caller_gone, flight, self,
+                digest = p.key.digest](std::string_view data) {
+        if (acc_status->ok()) *acc_status = acc->Add(data);
+        if (*caller_gone) return true;
+        if (on_chunk(data)) return true;
+        *caller_gone = true;
+        return flight && self->HasWaiters(digest);
+      };
+    }
+    client_->Send(std::move(up), std::move(chunks),
+                  [self, p = std::move(p), kind, reason, acc, acc_status,
+                   flight, done = std::move(done)](Result<Response> r) mutable {
+                    Result<CachedResponse> out = self->Finish(
+                        std::move(r), p, kind, reason, *acc, *acc_status);
+                    if (flight) {
+                      self->FinishFlight(p.key.digest, &out);
+                    }
+                    done(std::move(out));
+                  });
+  }
+
+  Result<CachedResponse> Finish(Result<Response> r, const PreparedRequest& p,
+                                CacheResult kind, BypassReason reason,
+                                const StreamAccumulator& acc,
+                                const Status& acc_status) {
+    if (!r.ok()) {
+      counters_.Add(PipelineCounters::kUpstreamErrors);
+      return r.status();
+    }
+    Response& resp = *r;
+    if (resp.status != 200) counters_.Add(PipelineCounters::kUpstreamErrors);
+    const RequestKey& key = p.key;
+    CachedResponse out;
+    out.result = kind;
+    out.bypass_reason = reason;
+    out.key_hex = p.key_hex;
+    out.status = resp.status;
+    out.headers = std::move(resp.headers);
+    out.streamed = resp.streamed;
+    if (resp.streamed) {
+      out.body = acc.ToCompletionJson();
+      out.parsed = acc.Result();
+      if (acc.error()) out.parsed.error = acc.error();
+    } else {
+      out.body = std::move(resp.body);
+      if (auto parsed = ParseCompletion(out.body); parsed.ok()) {
+        out.parsed = std::move(*parsed);
+      }
+    }
+    if (out.parsed.usage) {
+      out.usage = ToEngineUsage(*out.parsed.usage);
+      AccountPromptCache(key.model, out.parsed);
+    }
+    if (kind != CacheResult::kMiss) return out;
+
+    std::string why = WhyNotCacheable(out.status, out.parsed);
+    if (why.empty() && resp.streamed) {
+      if (!acc_status.ok()) {
+        why = "stream was not valid JSON events";
+      } else if (!resp.stream_complete || !acc.done()) {
+        why = "stream ended before [DONE]";
+      }
+    }
+    if (why.empty() && p.request.no_store) why = "no-store requested";
+    if (!why.empty()) {
+      out.not_stored_reason = std::move(why);
+      counters_.Add(PipelineCounters::kNotStored);
+      return out;
+    }
+    InsertOptions io;
+    io.ns = p.request.ns;
+    io.ttl_ms = p.request.ttl_ms ? p.request.ttl_ms : options_.ttl_ms;
+    io.usage = out.usage;
+    io.resolved_model = out.parsed.model;
+    io.flags = static_cast<uint8_t>(
+        (resp.streamed ? kEntryFlagFromStream : 0) |
+        (out.parsed.tool_calls.empty() ? 0 : kEntryFlagToolCalls));
+    CheckDrift(key.base_model, out.parsed.model);
+    Status s = cache_->Insert(key, out.body, io);
+    if (s.ok()) {
+      out.stored = true;
+      counters_.Add(PipelineCounters::kStored);
+    } else {
+      StoreFailure("insert", s);
+      out.not_stored_reason = "store failed";
+      counters_.Add(PipelineCounters::kNotStored);
+    }
+    return out;
+  }
+
+  bool HasWaiters(const Digest& digest) {
+    std::lock_guard<std::mutex> lock(flights_mu_);
+    auto it = flights_.find(digest);
+    return it != flights_.end() && !it->second->waiters.empty();
+  }
+
+  // Ends a flight: removes it, then hands the leader's outcome to every
+  // waiter. When the leader was cancelled by its own caller (or there is no
+  // outcome), each waiter starts over on its own instead of failing.
+  void FinishFlight(const Digest& digest, const Result<CachedResponse>* out) {
+    std::shared_ptr<Flight> flight;
+    {
+      std::lock_guard<std::mutex> lock(flights_mu_);
+      auto it = flights_.find(digest);
+      if (it == flights_.end()) return;
+      flight = std::move(it->second);
+      flights_.erase(it);
+    }
+    for (Waiter& w : flight->waiters) {
+      if (out == nullptr ||
+          (!out->ok() && out->status().code() == StatusCode::kCancelled)) {
+        auto self =
+            std::static_pointer_cast<CachedClientImpl>(shared_from_this());
+        boost::asio::post(client_->executor(),
+                          [self, w = std::move(w)]() mutable {
+                            self->Restart(std::move(w));
+                          });
+        continue;
+      }
+      if (!out->ok()) {
+        w.done(out->status());
+        continue;
+      }
+      CachedResponse copy = **out;
+      copy.joined_flight = true;
+      if (w.on_chunk) {
+        copy.streamed = true;
+        if (copy.status == 200 && !Replay(copy.body, w.on_chunk)) {
+          w.done(CancelledError("stream cancelled by the caller"));
+          continue;
+        }
+      }
+      w.done(std::move(copy));
+    }
+  }
+
+  // A waiter whose flight ended without a result leads or joins anew.
+  void Restart(Waiter w) {
+    Callback fallback = w.done;
+    try {
+      JoinOrLead(std::move(w.request), std::move(w.on_chunk), std::move(w.done),
+                 /*counted=*/true);
+    } catch (const std::exception& e) {
+      Log(std::string("cached completion failed: ") + e.what());
+      if (fallback) fallback(InternalError(e.what()));
+    }
+  }
+
+  // Provider-side prompt caching of one upstream response.
+  void AccountPromptCache(const std::string& requested_model,
+                          const ParsedCompletion& c) {
+    const CompletionUsage& u = *c.usage;
+    counters_.Add(PipelineCounters::kPromptCacheReadTokens, u.cached_tokens);
+    counters_.Add(PipelineCounters::kPromptCacheWriteTokens,
+                  u.cache_write_tokens);
+    if (!options_.pricing) return;
+    Result<CostBreakdown> cost = ComputeCost(
+        *options_.pricing, c.model.empty() ? requested_model : c.model, u);
+    if (!cost.ok() && !c.model.empty()) {
+      cost = ComputeCost(*options_.pricing, requested_model, u);
+    }
+    if (!cost.ok()) return;
+    counters_.Add(PipelineCounters::kPricedResponses);
+    counters_.AddSigned(
+        PipelineCounters::kPromptCacheSavingsNanousd,
+        static_cast<int64_t>(std::llround(cost->prompt_cache_savings * 1e9)));
+  }
+
+  void CheckDrift(const std::string& base_model, const std::string& resolved) {
+    if (resolved.empty()) return;
+    std::string previous;
+    {
+      std::lock_guard<std::mutex> lock(resolved_mu_);
+      std::string& last = resolved_[base_model];
+      if (last == resolved) return;
+      previous = last;
+      last = resolved;
+    }
+    if (previous.empty()) return;  // first sighting
+    counters_.Add(PipelineCounters::kModelDrifts);
+    Log("model drift: " + base_model + " now resolves to " + resolved +
+        " (was " + previous + ")" +
+        (options_.flush_on_model_drift ? "; flushing its entries" : ""));
+    if (options_.flush_on_model_drift) {
+      if (auto f = cache_->FlushModel(base_model); !f.ok()) {
+        StoreFailure("flush on drift", f.status());
+      }
+    }
+  }
+
+  void StoreFailure(std::string_view what, const Status& s) {
+    counters_.Add(PipelineCounters::kStoreErrors);
+    const int64_t now = Clock::System()->NowMillis();
+    int64_t last = last_store_log_ms_.load();
+    if (now - last < options_.store_error_log_interval_ms && last != 0) return;
+    if (!last_store_log_ms_.compare_exchange_strong(last, now)) return;
+    Log("cache store " + std::string(what) +
+        " failed (request served "
+        "upstream; further failures logged at most every " +
+        std::to_string(options_.store_error_log_interval_ms / 1000) +
+        " s): " + s.ToString());
+  }
+
+  void Log(const std::string& line) {
+    if (options_.log) {
+      options_.log(line);
+    } else {
+      std::cerr << "llmcache: " << line << "\n";
+    }
+  }
+
+  const std::shared_ptr<Cache> cache_;
+  const std::shared_ptr<Client> client_;
+  const CachedClientOptions options_;
+  const Clock* const clock_;
+  const KeyBuilder keys_;
+
+  std::mutex flights_mu_;
+  std::unordered_map<Digest, std::shared_ptr<Flight>, DigestHash> flights_;
+  std::mutex resolved_mu_;
+  std::unordered_map<std::string, std::string> resolved_;
+
+  mutable PipelineCounters counters_;  // Prepare (const) counts keys
+  std::atomic<int64_t> last_store_log_ms_{0};
+};
+
+}  // namespace
+
+std::string_view CacheResultName(CacheResult r) {
+  switch (r) {
+    case CacheResult::kHit:
+      return "HIT";
+    case CacheResult::kMiss:
+      return "MISS";
+    case CacheResult::kBypass:
+      return "BYPASS";
+  }
+  return "MISS";
+}
+
+std::optional<CacheHit> CachedClient::Probe(PreparedRequest& request,
+                                            bool count) {
+  if (request.probed()) return std::nullopt;
+  bool store_failed = false;
+  std::optional<CacheHit> hit =
+      Lookup(request, count, request.streaming(), &store_failed);
+  if (!count) return hit;
+  MarkProbed(request, store_failed);
+  if (hit) CountHit(*hit);
+  return hit;
+}
+
+CachedResponse CachedClient::HitResponse(const PreparedRequest& request,
+                                         const CacheHit& hit) {
+  CachedResponse out;
+  out.result = CacheResult::kHit;
+  out.key_hex = request.key_hex;
+  out.status = 200;
+  out.body = hit.entry->body;
+  out.usage = hit.entry->meta.usage;
+  out.age_ms = hit.age_ms;
+  if (auto parsed = ParseCompletion(out.body); parsed.ok()) {
+    out.parsed = std::move(*parsed);
+  }
+  return out;
+}
+
+std::shared_ptr<CachedClient> CachedClient::Create(
+    std::shared_ptr<Cache> cache, std::shared_ptr<Client> client,
+    CachedClientOptions options) {
+  return std::make_shared<CachedClientImpl>(std::move(cache), std::move(client),
+                                            std::move(options));
+}
+
+void FetchPricing(Client& client,
+                  std::function<void(Result<PricingTable>)> done) {
+  Request r;
+  r.method = "GET";
+  r.path = "/models";
+  client.Send(std::move(r), nullptr,
+              [done = std::move(done)](Result<Response> resp) {
+                if (!resp.ok()) {
+                  done(resp.status());
+                } else if (resp->status != 200) {
+                  done(StatusFromUpstream(resp->status, resp->body));
+                } else {
+                  done(PricingTable::FromModelsJson(resp->body));
+                }
+              });
+}
+
+Result<std::string> CachedClient::BuildChatBody(std::string_view model,
+                                                std::string_view messages_json,
+                                                std::string_view params_json) {
+  try {
+    boost::system::error_code ec;
+    json::value messages = json::parse(messages_json, ec);
+    if (ec || !messages.is_array()) {
+      return InvalidArgumentError("messages must be a JSON array");
+    }
+    json::value params = params_json.empty() ? json::value(json::object())
+                                             : json::parse(params_json, ec);
+    if (ec || !params.is_object()) {
+      return InvalidArgumentError("params must be a JSON object");
+    }
+    json::object body = std::move(params.as_object());
+    body["model"] = json::string(model);
+    body["messages"] = std::move(messages);
+    if (!body.contains("temperature")) body["temperature"] = 0;
+    if (!body.contains("max_tokens")) body["max_tokens"] = 1024;
+    return json::serialize(body);
+  } catch (const std::exception& e) {
+    return InvalidArgumentError(std::string("cannot build request: ") +
+                                e.what());
+  }
+}
+
+}  // namespace llmcache::net

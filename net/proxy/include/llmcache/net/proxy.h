@@ -1,0 +1,200 @@
+// ProxyServer: the caching proxy behind `llmcache serve` — an
+// OpenAI-compatible HTTP/1.1 server in front of CachedClient.
+//
+// Routes (both the OpenAI path and OpenRouter's /api/v1 path are accepted):
+//   POST /v1/chat/completions, /api/v1/chat/completions
+//        The cached completion. Non-streamed answers are application/json;
+//        with "stream": true the answer is text/event-stream (chunked): a hit
+//        is replayed, a miss passed through live as upstream events arrive
+//        and stored after a clean end ([DONE]).
+//   GET  /v1/models, /api/v1/models      upstream's list, kept in memory for
+//                                        ProxyOptions::models_ttl
+//   GET  /healthz                        {"status":"ok"}
+//   GET  /metrics                        Prometheus text format (llmcache_*)
+//   GET  /stats                          JSON: "cache" (the engine's
+//                                        statistics, per model), "proxy"
+//                                        (this server's counters: every
+//                                        request) and "client" (CachedClient's:
+//                                        only requests that reached it, so
+//                                        not the hits served inline)
+//   POST /admin/flush?model=M | all=1    only with an admin token (404
+//   POST /admin/purge?model=M | all=1 | key=HEX | namespace=NS | expired=1 |
+//                     older_than=30s|15m|2h|7d
+//                                        otherwise); `Authorization: Bearer
+//                                        <admin token>` or 401. Answers
+//                                        {"removed": N, ...}.
+//
+// Request headers on completions:
+//   Authorization: Bearer K   forwarded upstream; the server's key
+//                             (ClientOptions::api_key) when absent. Unless
+//                             shared_cache, each key has its own cache scope:
+//                             ApiKeyScope(key), a hash (never the key), the
+//                             same scope `llmcache warm` and `key` use.
+//   Cache-Control: no-cache (skip the lookup, still store), no-store (do not
+//                  store), max-age=N (accept entries at most N s old);
+//                  other directives are ignored.
+//   X-Cache-TTL: N            seconds the stored entry lives (0 = forever)
+//   X-Cache-Namespace: NS     1-128 of [A-Za-z0-9._:-]
+//   HTTP-Referer, X-Title, X-OpenRouter-Title, X-OpenRouter-Categories,
+//   X-Session-Id              passed upstream (attribution; not in the key)
+// Invalid values of these headers are a 400.
+//
+// Response headers on completions:
+//   X-Cache: HIT | MISS | BYPASS
+//   X-Cache-Bypass-Reason: <reason>   with BYPASS, e.g. non_zero_temperature
+//                                     (BypassReasonName)
+//   X-Cache-Key: <64 hex>             when the request could be keyed
+//   Age: <seconds>                    on hits
+// A stream's headers go out before its end is known: X-Cache says what was
+// known then (a hit is known; a live miss says MISS even if it will not be
+// stored).
+//
+// Errors: an upstream HTTP error is passed through with its status and body
+// (never cached). The proxy's own errors are
+// {"error":{"message":"...","type":"...","code":<http status>}}: 400
+// invalid_request_error (malformed JSON, no model, no messages, a bad
+// header), 401 authentication_error, 404 / 405 invalid_request_error, 413
+// request_too_large, 431 request_header_fields_too_large, 502 upstream_error
+// (upstream unreachable or connection lost), 503 overloaded (too many
+// connections; the connection is then closed), 504 upstream_timeout.
+//
+// Concurrency: `threads` worker threads, each running its own io_context;
+// one acceptor hands connections out round robin, and a connection lives on
+// one thread for its whole life (no strand, no cross-thread hop on a hit:
+// the key is computed and the cache looked up inline). Misses go through
+// CachedClient on a separate upstream thread and come back to the
+// connection's thread.
+//
+// Thread safety: all methods may be called from any thread.
+
+#ifndef LLMCACHE_NET_PROXY_H_
+#define LLMCACHE_NET_PROXY_H_
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "llmcache/cache.h"
+#include "llmcache/clock.h"
+#include "llmcache/net/cached_client.h"
+#include "llmcache/net/client.h"
+#include "llmcache/status.h"
+
+namespace llmcache::net {
+
+enum class LogLevel { kError = 0, kWarn = 1, kInfo = 2, kDebug = 3 };
+
+// "error", "warn", "info", "debug" and the inverse.
+std::string_view LogLevelName(LogLevel level);
+std::optional<LogLevel> LogLevelFromName(std::string_view name);
+
+// Receives complete log lines (without a trailing newline). Called from any
+// thread, possibly concurrently. Lines never contain API keys or prompts.
+using LogSink = std::function<void(LogLevel level, std::string_view line)>;
+
+struct ProxyOptions {
+  // Address to listen on. Default: 127.0.0.1 (loopback only).
+  std::string host = "127.0.0.1";
+  // 0 = an ephemeral port (see ProxyServer::port()). Default: 8080.
+  uint16_t port = 8080;
+  // Worker threads (one io_context each). 0 = hardware concurrency.
+  // Default: 0.
+  int threads = 0;
+
+  // The upstream: base_url (the proxy appends /chat/completions and
+  // /models), the server's API key (used when a client sends none), extra
+  // CA file, deadlines and retries.
+  ClientOptions upstream;
+  // Cache policy: mode, default namespace, TTL. `log` is replaced by the
+  // proxy's logger.
+  CachedClientOptions cached;
+
+  // All clients share one cache scope instead of one per API key.
+  // Default: false.
+  bool shared_cache = false;
+  // Enables /admin/* for `Authorization: Bearer <admin_token>`. Empty: the
+  // admin endpoints answer 404. Default: empty.
+  std::string admin_token;
+
+  // Larger request bodies get 413. Default: 8 MiB.
+  size_t max_body_bytes = 8u << 20;
+  // Larger request headers get 431. Default: 16 KiB.
+  size_t max_header_bytes = 16u << 10;
+  // Connections beyond this many get a 503 and are closed. Default: 10000.
+  size_t max_connections = 10000;
+  // Deadline for reading one request (headers of the first request of a
+  // connection, and any body) and for writing one response chunk.
+  // Default: 30 s.
+  std::chrono::milliseconds read_timeout{30'000};
+  // How long a keep-alive connection may sit idle between requests.
+  // Default: 60 s.
+  std::chrono::milliseconds idle_timeout{60'000};
+  // How long GET /models answers are kept in memory. 0 = not kept.
+  // Default: 60 s.
+  std::chrono::milliseconds models_ttl{60'000};
+
+  // Lines above this level are dropped; each request is logged at kInfo.
+  // Default: kInfo.
+  LogLevel log_level = LogLevel::kInfo;
+  // Where log lines go. Null: stderr, prefixed "llmcache: ".
+  LogSink log;
+
+  // Source of time for the Age header. Null = the system clock (use the
+  // cache's clock when it has one). Not owned.
+  const Clock* clock = nullptr;
+};
+
+// A snapshot of the proxy's own counters (also in /metrics and /stats).
+struct ProxyCounters {
+  uint64_t requests = 0;
+  uint64_t hits = 0;
+  uint64_t misses = 0;
+  uint64_t bypasses = 0;
+  uint64_t upstream_errors = 0;  // transport errors and upstream non-200s
+  uint64_t store_errors = 0;
+  uint64_t models_upstream_fetches = 0;
+  uint64_t open_connections = 0;
+  uint64_t in_flight = 0;
+  uint64_t rejected_connections = 0;
+};
+
+class ProxyServer {
+ public:
+  // Binds, listens and starts serving. `cache` is shared with the caller
+  // (close it after Shutdown). kUnavailable when the address cannot be
+  // bound (e.g. the port is in use), naming it; kInvalidArgument for bad
+  // options (malformed host, bad upstream URL or CA file).
+  static Result<std::unique_ptr<ProxyServer>> Start(
+      ProxyOptions options, std::shared_ptr<Cache> cache);
+
+  // Shuts down (with the default grace of 10 s) if still running.
+  virtual ~ProxyServer() = default;
+  ProxyServer(const ProxyServer&) = delete;
+  ProxyServer& operator=(const ProxyServer&) = delete;
+
+  // The port actually bound.
+  virtual uint16_t port() const = 0;
+  // "http://<host>:<port>".
+  virtual std::string base_url() const = 0;
+
+  // Stops accepting, closes idle connections, lets in-flight requests
+  // finish for up to `grace` (their connections close after the response),
+  // then closes everything and joins the threads. Idempotent; blocks.
+  virtual void Shutdown(std::chrono::milliseconds grace) = 0;
+
+  virtual ProxyCounters counters() const = 0;
+  // The /metrics text.
+  virtual std::string MetricsText() = 0;
+
+ protected:
+  ProxyServer() = default;
+};
+
+}  // namespace llmcache::net
+
+#endif  // LLMCACHE_NET_PROXY_H_

@@ -1,0 +1,82 @@
+// The admin endpoints' validation and purge. See admin.h.
+
+#include "admin.h"
+
+#include <boost/json.hpp>
+#include <utility>
+
+namespace llmcache::net::proxy {
+
+namespace json = boost::json;
+using proxy_util::HttpError;
+
+namespace {
+
+HttpError BadRequest(std::string message) {
+  return HttpError{400, "invalid_request_error", std::move(message), {}};
+}
+
+}  // namespace
+
+AdminAction ValidateAdminRequest(const AdminRequest& request,
+                                 std::string_view admin_token) {
+  const std::string_view op = request.op;
+  if (op != "flush" && op != "purge") {
+    return HttpError{
+        404, "invalid_request_error", "no admin route " + std::string(op), {}};
+  }
+  if (request.method != "POST") return proxy_util::MethodNotAllowed("POST");
+  const std::string_view token = proxy_util::BearerToken(request.authorization);
+  if (token.empty() || !proxy_util::ConstantTimeEquals(token, admin_token)) {
+    HttpError e{401,
+                "authentication_error",
+                "admin endpoints need Authorization: Bearer <admin token>",
+                {}};
+    proxy_util::AppendHeader(&e.extra_headers, "WWW-Authenticate", "Bearer");
+    return e;
+  }
+  const auto params = proxy_util::ParseQuery(request.query);
+  if (params.size() != 1) {
+    return BadRequest("give exactly one of model=M, all=1" +
+                      std::string(op == "purge"
+                                      ? ", key=HEX, namespace=NS, "
+                                        "expired=1, older_than=DURATION"
+                                      : ""));
+  }
+  Result<PurgeSelector> selector =
+      ParsePurgeSelector(params[0].first, params[0].second);
+  if (!selector.ok()) {
+    return BadRequest(std::string(selector.status().message()));
+  }
+  if (op == "flush" && selector->kind != PurgeKind::kModel &&
+      selector->kind != PurgeKind::kAll) {
+    return BadRequest("flush takes model=M or all=1");
+  }
+  return std::move(selector).value();
+}
+
+AdminAnswer RunAdminPurge(Cache& cache, const PurgeSelector& sel,
+                          const LogSink& log) {
+  Result<uint64_t> removed = Purge(cache, sel);
+  if (!removed.ok()) {
+    log(LogLevel::kError,
+        "admin " + sel.name + " failed: " + removed.status().ToString());
+    return {500, proxy_util::ErrorJson(500, "server_error",
+                                       removed.status().ToString())};
+  }
+  json::object out;
+  if (sel.kind == PurgeKind::kAll || sel.kind == PurgeKind::kExpired) {
+    out[sel.name] = true;
+  } else {
+    out[sel.name] = sel.value;
+  }
+  if (sel.kind == PurgeKind::kOlderThan) {
+    out["older_than_seconds"] = sel.age_ms / 1000;
+  }
+  out["removed"] = *removed;
+  log(LogLevel::kInfo, "admin " + sel.name + ": removed " +
+                           std::to_string(*removed) + " entries");
+  return {200, json::serialize(out)};
+}
+
+}  // namespace llmcache::net::proxy

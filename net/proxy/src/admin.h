@@ -1,0 +1,59 @@
+// The proxy's admin endpoints, POST /admin/flush and POST /admin/purge,
+// without any HTTP machinery: ValidateAdminRequest checks the method, the
+// admin token (compared in constant time) and the query, and names either
+// the error to answer or what to purge; RunAdminPurge purges and renders the
+// JSON answer. The session only routes /admin/* here (when an admin token is
+// configured), runs RunAdminPurge on the admin thread and writes the answer.
+// No Beast.
+//
+// Thread safety: free functions; RunAdminPurge is as thread-safe as the
+// Cache.
+
+#ifndef LLMCACHE_NET_PROXY_SRC_ADMIN_H_
+#define LLMCACHE_NET_PROXY_SRC_ADMIN_H_
+
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include "llmcache/cache.h"
+#include "llmcache/net/proxy.h"
+#include "llmcache/purge.h"
+#include "proxy_util.h"
+
+namespace llmcache::net::proxy {
+
+// A request to /admin/<op>, as read from HTTP.
+struct AdminRequest {
+  std::string_view op;             // the path after "/admin/"
+  std::string_view method;         // "POST", "GET", ...
+  std::string_view authorization;  // the Authorization header ("" if absent)
+  std::string_view query;          // after '?', not decoded
+};
+
+// What to do: answer the error, or purge.
+using AdminAction = std::variant<proxy_util::HttpError, PurgeSelector>;
+
+// In this order: 404 for an op other than flush and purge, 405 for a method
+// other than POST, 401 (with WWW-Authenticate: Bearer) unless the request
+// carries `Authorization: Bearer <admin_token>`, 400 unless the query has
+// exactly one selector that the op accepts (flush: model or all; purge: any
+// of ParsePurgeSelector's). `admin_token` must not be empty.
+AdminAction ValidateAdminRequest(const AdminRequest& request,
+                                 std::string_view admin_token);
+
+struct AdminAnswer {
+  int status = 200;
+  std::string body;  // JSON
+};
+
+// Purges what `selector` names from `cache`. 200 with
+// {"<selector name>": <value, or true for all/expired>,
+//  ["older_than_seconds": N,] "removed": N}, or 500 server_error when the
+// store fails. Logs the outcome to `log` (kInfo, or kError on failure).
+AdminAnswer RunAdminPurge(Cache& cache, const PurgeSelector& selector,
+                          const LogSink& log);
+
+}  // namespace llmcache::net::proxy
+
+#endif  // LLMCACHE_NET_PROXY_SRC_ADMIN_H_

@@ -1,0 +1,100 @@
+// Completion request and response headers. See completion_request.h.
+
+#include "completion_request.h"
+
+#include <boost/beast/core/string.hpp>
+#include <charconv>
+
+#include "llmcache/key.h"
+#include "proxy_util.h"
+
+namespace llmcache::net::proxy {
+
+const std::string& ScopeMemo::ScopeOf(std::string_view key) {
+  if (!key_ || *key_ != key) {
+    if (!key_) key_.emplace();
+    key_->assign(key);
+    if (key.empty()) {
+      scope_.clear();
+    } else {
+      scope_ = ApiKeyScope(key);
+    }
+  }
+  return scope_;
+}
+
+Status ReadCompletionHeaders(HeaderLookup headers,
+                             const CompletionHeaderOptions& options,
+                             ScopeMemo* memo, CachedRequest* out) {
+  const std::string_view token =
+      proxy_util::BearerToken(headers("Authorization").value_or(""));
+  out->api_key.assign(token);
+  if (!options.shared_cache) {
+    out->scope = memo->ScopeOf(token.empty() ? options.server_key : token);
+  }
+
+  if (std::optional<std::string_view> v = headers("Cache-Control")) {
+    Result<proxy_util::CacheDirectives> d = proxy_util::ParseCacheControl(*v);
+    if (!d.ok()) return d.status();
+    out->skip_lookup = d->no_cache;
+    out->no_store = d->no_store;
+    if (d->max_age_s) out->max_age_ms = *d->max_age_s * 1000;
+  }
+  if (std::optional<std::string_view> v = headers("X-Cache-TTL")) {
+    std::optional<int64_t> ttl = proxy_util::ParseSeconds(*v);
+    if (!ttl) {
+      return InvalidArgumentError(
+          "X-Cache-TTL must be a non-negative integer of seconds (0 = never "
+          "expires)");
+    }
+    out->ttl_ms = *ttl * 1000;
+  }
+  if (std::optional<std::string_view> v = headers("X-Cache-Namespace")) {
+    if (!proxy_util::ValidNamespace(*v)) {
+      return InvalidArgumentError(
+          "X-Cache-Namespace must be 1-128 characters of [A-Za-z0-9._:-]");
+    }
+    out->ns.assign(*v);
+  }
+  for (std::string_view name : kPassRequestHeaders) {
+    if (std::optional<std::string_view> v = headers(name)) {
+      out->headers.push_back(Header{std::string(name), std::string(*v)});
+    }
+  }
+  return Status();
+}
+
+void AppendCacheHeaders(std::string* out, CacheResult result,
+                        BypassReason reason, std::string_view key_hex,
+                        int64_t age_ms) {
+  proxy_util::AppendHeader(out, "X-Cache", CacheResultName(result));
+  if (result == CacheResult::kBypass) {
+    proxy_util::AppendHeader(out, "X-Cache-Bypass-Reason",
+                             BypassReasonName(reason));
+  }
+  if (!key_hex.empty()) proxy_util::AppendHeader(out, "X-Cache-Key", key_hex);
+  if (result == CacheResult::kHit) {
+    char num[24];
+    const auto r = std::to_chars(num, num + sizeof(num), age_ms / 1000);
+    proxy_util::AppendHeader(out, "Age", std::string_view(num, r.ptr - num));
+  }
+}
+
+std::optional<std::string_view> AppendUpstreamHeaders(
+    std::string* out, const std::vector<Header>& upstream) {
+  std::optional<std::string_view> content_type;
+  for (const Header& h : upstream) {
+    if (boost::beast::iequals(h.name, "Content-Type")) {
+      content_type = h.value;
+      continue;
+    }
+    for (std::string_view name : kPassResponseHeaders) {
+      if (boost::beast::iequals(h.name, name)) {
+        proxy_util::AppendHeader(out, name, h.value);
+      }
+    }
+  }
+  return content_type;
+}
+
+}  // namespace llmcache::net::proxy

@@ -1,0 +1,109 @@
+// What the HTTP headers of POST /chat/completions mean to the cache, both
+// ways, without any HTTP machinery (no Beast):
+//   - ReadCompletionHeaders: the request's headers (Authorization,
+//     Cache-Control, X-Cache-TTL, X-Cache-Namespace and the attribution
+//     headers passed upstream) into a CachedRequest, or the 400 message of
+//     an invalid value;
+//   - AppendCacheHeaders / AppendUpstreamHeaders: the response's X-Cache,
+//     X-Cache-Bypass-Reason, X-Cache-Key and Age lines and the upstream
+//     headers passed through.
+// proxy.h documents the headers themselves.
+//
+// Thread safety: free functions; a ScopeMemo belongs to one connection.
+
+#ifndef LLMCACHE_NET_PROXY_SRC_COMPLETION_REQUEST_H_
+#define LLMCACHE_NET_PROXY_SRC_COMPLETION_REQUEST_H_
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include "llmcache/net/cached_client.h"
+#include "llmcache/net/client.h"
+#include "llmcache/policy.h"
+#include "llmcache/status.h"
+
+namespace llmcache::net::proxy {
+
+// A request's headers by name: the first value of the named header (names
+// are case-insensitive), or nullopt when it is absent. A borrowed callable
+// (like a function_ref): no allocation, valid while the callable lives.
+class HeaderLookup {
+ public:
+  template <typename F, typename = std::enable_if_t<
+                            !std::is_same_v<std::decay_t<F>, HeaderLookup>>>
+  HeaderLookup(const F& find)  // NOLINT: implicit, like std::function
+      : find_(&find), call_([](const void* f, std::string_view name) {
+          return std::optional<std::string_view>(
+              (*static_cast<const F*>(f))(name));
+        }) {}
+
+  std::optional<std::string_view> operator()(std::string_view name) const {
+    return call_(find_, name);
+  }
+
+ private:
+  const void* find_;
+  std::optional<std::string_view> (*call_)(const void*, std::string_view);
+};
+
+// Request headers passed upstream (attribution; they never change output).
+inline constexpr std::array<std::string_view, 5> kPassRequestHeaders = {
+    "HTTP-Referer", "X-Title", "X-OpenRouter-Title", "X-OpenRouter-Categories",
+    "X-Session-Id"};
+// Upstream response headers passed through to the client.
+inline constexpr std::array<std::string_view, 5> kPassResponseHeaders = {
+    "Retry-After", "X-Generation-Id", "X-RateLimit-Limit",
+    "X-RateLimit-Remaining", "X-RateLimit-Reset"};
+
+// The cache scope of the last API key seen on a connection: clients send the
+// same key on every request, so it is hashed once per connection.
+class ScopeMemo {
+ public:
+  // ApiKeyScope(key); "" for an empty key.
+  const std::string& ScopeOf(std::string_view key);
+
+ private:
+  std::optional<std::string> key_;  // nullopt until the first request
+  std::string scope_;
+};
+
+struct CompletionHeaderOptions {
+  // One cache scope for everyone instead of one per API key.
+  bool shared_cache = false;
+  // The key used upstream when a request has none (ClientOptions::api_key);
+  // its scope is the scope of such requests.
+  std::string_view server_key;
+};
+
+// Fills `out`'s api_key, scope (unless shared_cache), skip_lookup, no_store,
+// max_age_ms, ttl_ms, ns and headers from the request's headers, in that
+// order; `out->body` is left alone. kInvalidArgument with the message of the
+// 400 answer for an invalid Cache-Control max-age, X-Cache-TTL or
+// X-Cache-Namespace (`out` is then partly filled).
+Status ReadCompletionHeaders(HeaderLookup headers,
+                             const CompletionHeaderOptions& options,
+                             ScopeMemo* memo, CachedRequest* out);
+
+// Appends "X-Cache: HIT|MISS|BYPASS", with BYPASS "X-Cache-Bypass-Reason:
+// <BypassReasonName(reason)>", "X-Cache-Key: <key_hex>" unless key_hex is
+// empty, and with HIT "Age: <age_ms / 1000>" (header lines ending in
+// "\r\n").
+void AppendCacheHeaders(std::string* out, CacheResult result,
+                        BypassReason reason, std::string_view key_hex,
+                        int64_t age_ms);
+
+// Appends the upstream headers named in kPassResponseHeaders (every
+// occurrence, under the canonical name) and returns the value of the last
+// Content-Type among them (nullopt when there is none). The view points into
+// `upstream`.
+std::optional<std::string_view> AppendUpstreamHeaders(
+    std::string* out, const std::vector<Header>& upstream);
+
+}  // namespace llmcache::net::proxy
+
+#endif  // LLMCACHE_NET_PROXY_SRC_COMPLETION_REQUEST_H_

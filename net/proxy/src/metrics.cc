@@ -1,0 +1,193 @@
+// Prometheus rendering of the proxy's counters and the pipeline's. See
+// metrics.h.
+
+#include "metrics.h"
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdarg>
+#include <cstdio>
+
+namespace llmcache::net::metrics {
+namespace {
+
+uint64_t Load(const std::atomic<uint64_t>& a) {
+  return a.load(std::memory_order_relaxed);
+}
+
+void Line(std::string* out, const char* fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+void Line(std::string* out, const char* fmt, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, fmt);
+  const int n = std::vsnprintf(buf, sizeof(buf), fmt, ap);
+  va_end(ap);
+  if (n > 0)
+    out->append(buf, static_cast<size_t>(std::min<int>(n, sizeof(buf) - 1)));
+}
+
+void Header(std::string* out, const char* name, const char* type,
+            const char* help) {
+  Line(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+template <size_t N, size_t M>
+void RenderHistogram(std::string* out, const char* name, const char* help,
+                     const std::array<double, N>& bounds,
+                     const std::array<uint64_t, M>& buckets, uint64_t sum_ns) {
+  static_assert(M == N + 1);
+  Header(out, name, "histogram", help);
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < N; ++i) {
+    cumulative += buckets[i];
+    Line(out, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", name, bounds[i],
+         cumulative);
+  }
+  cumulative += buckets[N];
+  Line(out, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", name, cumulative);
+  Line(out, "%s_sum %.9f\n", name, static_cast<double>(sum_ns) / 1e9);
+  Line(out, "%s_count %" PRIu64 "\n", name, cumulative);
+}
+
+}  // namespace
+
+std::string_view RouteName(Route route) {
+  switch (route) {
+    case Route::kChatCompletions:
+      return "chat_completions";
+    case Route::kModels:
+      return "models";
+    case Route::kHealthz:
+      return "healthz";
+    case Route::kMetrics:
+      return "metrics";
+    case Route::kStats:
+      return "stats";
+    case Route::kAdmin:
+      return "admin";
+    case Route::kOther:
+    case Route::kCount:
+      break;
+  }
+  return "other";
+}
+
+Registry::Registry(size_t shards) {
+  for (size_t i = 0; i < std::max<size_t>(1, shards); ++i) {
+    shards_.push_back(std::make_unique<Shard>());
+  }
+}
+
+Totals Registry::Sum() const {
+  Totals t;
+  for (const auto& sp : shards_) {
+    const Shard& s = *sp;
+    for (size_t r = 0; r < t.by_route.size(); ++r) {
+      for (size_t c = 0; c < kStatusClasses; ++c) {
+        const uint64_t n = Load(s.requests[r][c]);
+        t.by_route[r][c] += n;
+        t.requests += n;
+      }
+    }
+    t.response_bytes += Load(s.response_bytes);
+    t.models_fetches += Load(s.models_fetches);
+    t.models_errors += Load(s.models_errors);
+    for (size_t i = 0; i < t.hit_buckets.size(); ++i) {
+      t.hit_buckets[i] += Load(s.hit_latency.buckets[i]);
+    }
+    t.hit_sum_ns += Load(s.hit_latency.sum_ns);
+    for (size_t i = 0; i < t.upstream_buckets.size(); ++i) {
+      t.upstream_buckets[i] += Load(s.upstream_latency.buckets[i]);
+    }
+    t.upstream_sum_ns += Load(s.upstream_latency.sum_ns);
+  }
+  t.in_flight = static_cast<uint64_t>(
+      std::max<int64_t>(0, in_flight.load(std::memory_order_relaxed)));
+  t.open_connections = static_cast<uint64_t>(
+      std::max<int64_t>(0, open_connections.load(std::memory_order_relaxed)));
+  t.rejected_connections = Load(rejected_connections);
+  return t;
+}
+
+std::string Registry::Render(const CachedClientStats& p, uint64_t entries,
+                             uint64_t disk_bytes) const {
+  const Totals t = Sum();
+  std::string out;
+  out.reserve(8192);
+  static constexpr const char* kClasses[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+  Header(&out, "llmcache_requests_total", "counter",
+         "HTTP requests answered, by route and status class.");
+  for (size_t r = 0; r < t.by_route.size(); ++r) {
+    for (size_t c = 0; c < kStatusClasses; ++c) {
+      if (t.by_route[r][c] == 0 && c != 1) continue;
+      const std::string_view route = RouteName(static_cast<Route>(r));
+      Line(&out,
+           "llmcache_requests_total{route=\"%.*s\",code=\"%s\"} %" PRIu64 "\n",
+           static_cast<int>(route.size()), route.data(), kClasses[c],
+           t.by_route[r][c]);
+    }
+  }
+  Header(&out, "llmcache_cache_hits_total", "counter",
+         "Completions answered from the cache.");
+  Line(&out, "llmcache_cache_hits_total %" PRIu64 "\n", p.hits);
+  Header(&out, "llmcache_cache_misses_total", "counter",
+         "Cacheable completions sent upstream.");
+  Line(&out, "llmcache_cache_misses_total %" PRIu64 "\n", p.misses);
+  Header(&out, "llmcache_cache_bypasses_total", "counter",
+         "Completions that bypassed the cache, by reason.");
+  for (size_t i = 1; i < p.bypass_reasons.size(); ++i) {
+    const std::string_view reason =
+        BypassReasonName(static_cast<BypassReason>(i));
+    Line(&out, "llmcache_cache_bypasses_total{reason=\"%.*s\"} %" PRIu64 "\n",
+         static_cast<int>(reason.size()), reason.data(), p.bypass_reasons[i]);
+  }
+  RenderHistogram(&out, "llmcache_hit_latency_seconds",
+                  "Time to answer a cache hit, from the request read to the "
+                  "response handed to the socket.",
+                  kHitBuckets, t.hit_buckets, t.hit_sum_ns);
+  RenderHistogram(&out, "llmcache_upstream_latency_seconds",
+                  "Time of completions answered by the upstream, from the "
+                  "request read to the end of the upstream response.",
+                  kUpstreamBuckets, t.upstream_buckets, t.upstream_sum_ns);
+  Header(&out, "llmcache_response_bytes_total", "counter",
+         "Response body bytes sent.");
+  Line(&out, "llmcache_response_bytes_total %" PRIu64 "\n", t.response_bytes);
+  Header(&out, "llmcache_tokens_saved_total", "counter",
+         "Prompt and completion tokens of the responses served from the "
+         "cache.");
+  Line(&out, "llmcache_tokens_saved_total %" PRIu64 "\n", p.tokens_saved);
+  Header(&out, "llmcache_cost_saved_usd_total", "counter",
+         "Upstream cost (USD) of the responses served from the cache.");
+  Line(&out, "llmcache_cost_saved_usd_total %.9f\n",
+       static_cast<double>(p.cost_saved_nanousd) / 1e9);
+  Header(&out, "llmcache_store_errors_total", "counter",
+         "Failed cache store reads and writes (requests still served).");
+  Line(&out, "llmcache_store_errors_total %" PRIu64 "\n", p.store_errors);
+  Header(&out, "llmcache_upstream_errors_total", "counter",
+         "Upstream transport failures and non-200 answers.");
+  Line(&out, "llmcache_upstream_errors_total %" PRIu64 "\n",
+       p.upstream_errors + t.models_errors);
+  Header(&out, "llmcache_models_fetches_total", "counter",
+         "GET /models requests sent upstream.");
+  Line(&out, "llmcache_models_fetches_total %" PRIu64 "\n", t.models_fetches);
+  Header(&out, "llmcache_in_flight_requests", "gauge",
+         "Requests being answered.");
+  Line(&out, "llmcache_in_flight_requests %" PRIu64 "\n", t.in_flight);
+  Header(&out, "llmcache_open_connections", "gauge",
+         "Open client connections.");
+  Line(&out, "llmcache_open_connections %" PRIu64 "\n", t.open_connections);
+  Header(&out, "llmcache_rejected_connections_total", "counter",
+         "Connections refused over the connection limit.");
+  Line(&out, "llmcache_rejected_connections_total %" PRIu64 "\n",
+       t.rejected_connections);
+  Header(&out, "llmcache_cache_entries", "gauge", "Entries in the cache.");
+  Line(&out, "llmcache_cache_entries %" PRIu64 "\n", entries);
+  Header(&out, "llmcache_cache_disk_bytes", "gauge",
+         "Live database files (persistent mode).");
+  Line(&out, "llmcache_cache_disk_bytes %" PRIu64 "\n", disk_bytes);
+  return out;
+}
+
+}  // namespace llmcache::net::metrics

@@ -1,0 +1,264 @@
+// Pure helpers of the caching proxy. See proxy_util.h.
+
+#include "proxy_util.h"
+
+#include <openssl/crypto.h>
+
+#include <boost/beast/core/string.hpp>
+#include <boost/json.hpp>
+#include <cctype>
+#include <charconv>
+
+#include "llmcache/key.h"
+
+namespace llmcache::net::proxy_util {
+namespace {
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string PercentDecode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '+') {
+      out.push_back(' ');
+    } else if (s[i] == '%' && i + 2 < s.size() && HexValue(s[i + 1]) >= 0 &&
+               HexValue(s[i + 2]) >= 0) {
+      out.push_back(
+          static_cast<char>(HexValue(s[i + 1]) * 16 + HexValue(s[i + 2])));
+      i += 2;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::optional<int64_t> ParseSeconds(std::string_view s) {
+  s = Trim(s);
+  if (s.empty() || s.size() > 12) return std::nullopt;
+  int64_t v = 0;
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || ptr != s.data() + s.size() || v < 0) {
+    return std::nullopt;
+  }
+  return v;
+}
+
+Result<CacheDirectives> ParseCacheControl(std::string_view value) {
+  CacheDirectives d;
+  while (!value.empty()) {
+    const size_t comma = value.find(',');
+    std::string_view item = Trim(value.substr(0, comma));
+    value = comma == std::string_view::npos ? std::string_view()
+                                            : value.substr(comma + 1);
+    if (item.empty()) continue;
+    const size_t eq = item.find('=');
+    const std::string_view name = Trim(item.substr(0, eq));
+    std::string_view arg = eq == std::string_view::npos
+                               ? std::string_view()
+                               : Trim(item.substr(eq + 1));
+    if (boost::beast::iequals(name, "no-cache")) {
+      d.no_cache = true;
+    } else if (boost::beast::iequals(name, "no-store")) {
+      d.no_store = true;
+    } else if (boost::beast::iequals(name, "max-age")) {
+      if (arg.size() >= 2 && arg.front() == '"' && arg.back() == '"') {
+        arg = arg.substr(1, arg.size() - 2);
+      }
+      std::optional<int64_t> s = ParseSeconds(arg);
+      if (!s) {
+        return InvalidArgumentError(
+            "Cache-Control max-age must be a non-negative integer of seconds");
+      }
+      d.max_age_s = *s;
+    }
+  }
+  return d;
+}
+
+bool ValidNamespace(std::string_view ns) {
+  if (ns.empty() || ns.size() > 128) return false;
+  for (char c : ns) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                    (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+                    c == ':' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+std::vector<std::pair<std::string, std::string>> ParseQuery(
+    std::string_view query) {
+  std::vector<std::pair<std::string, std::string>> out;
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    const std::string_view item = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view()
+                                          : query.substr(amp + 1);
+    if (item.empty()) continue;
+    const size_t eq = item.find('=');
+    out.emplace_back(PercentDecode(item.substr(0, eq)),
+                     eq == std::string_view::npos
+                         ? std::string()
+                         : PercentDecode(item.substr(eq + 1)));
+  }
+  return out;
+}
+
+std::string_view BearerToken(std::string_view authorization) {
+  authorization = Trim(authorization);
+  if (authorization.size() < 7 ||
+      !boost::beast::iequals(authorization.substr(0, 7), "bearer ")) {
+    return {};
+  }
+  return Trim(authorization.substr(7));
+}
+
+bool ConstantTimeEquals(std::string_view a, std::string_view b) {
+  const Digest da = Sha256(a);
+  const Digest db = Sha256(b);
+  return CRYPTO_memcmp(da.data(), db.data(), da.size()) == 0;
+}
+
+std::string ErrorJson(int status, std::string_view type,
+                      std::string_view message) {
+  boost::json::object error;
+  error["message"] = message;
+  error["type"] = type;
+  error["code"] = status;
+  boost::json::object root;
+  root["error"] = std::move(error);
+  return boost::json::serialize(root);
+}
+
+HttpError MethodNotAllowed(std::string_view allow) {
+  HttpError e;
+  e.status = 405;
+  e.type = "invalid_request_error";
+  e.message = "method not allowed; use " + std::string(allow);
+  AppendHeader(&e.extra_headers, "Allow", allow);
+  return e;
+}
+
+std::string_view ReasonPhrase(int status) {
+  switch (status) {
+    case 100:
+      return "Continue";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 204:
+      return "No Content";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 402:
+      return "Payment Required";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 413:
+      return "Payload Too Large";
+    case 422:
+      return "Unprocessable Entity";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    case 524:
+      return "A Timeout Occurred";
+    case 529:
+      return "Site Overloaded";
+    default:
+      return "Unknown";
+  }
+}
+
+void AppendHeader(std::string* out, std::string_view name,
+                  std::string_view value) {
+  out->append(name);
+  out->append(": ");
+  out->append(value);
+  out->append("\r\n");
+}
+
+void AppendResponseHead(std::string* out, int status,
+                        std::string_view content_type, int64_t content_length,
+                        bool keep_alive, std::string_view extra) {
+  char num[24];
+  out->append("HTTP/1.1 ");
+  auto r = std::to_chars(num, num + sizeof(num), status);
+  out->append(num, r.ptr);
+  out->push_back(' ');
+  out->append(ReasonPhrase(status));
+  out->append("\r\nServer: llmcache\r\n");
+  if (!content_type.empty()) AppendHeader(out, "Content-Type", content_type);
+  if (content_length >= 0) {
+    out->append("Content-Length: ");
+    r = std::to_chars(num, num + sizeof(num), content_length);
+    out->append(num, r.ptr);
+    out->append("\r\n");
+  } else {
+    out->append("Transfer-Encoding: chunked\r\n");
+  }
+  out->append(keep_alive ? "Connection: keep-alive\r\n"
+                         : "Connection: close\r\n");
+  out->append(extra);
+  out->append("\r\n");
+}
+
+void AppendChunk(std::string* out, std::string_view bytes) {
+  if (bytes.empty()) return;
+  char num[20];
+  auto r = std::to_chars(num, num + sizeof(num), bytes.size(), 16);
+  out->append(num, r.ptr);
+  out->append("\r\n");
+  out->append(bytes);
+  out->append("\r\n");
+}
+
+void AppendSseChunk(std::string* out, std::string_view data) {
+  char num[20];
+  auto r = std::to_chars(num, num + sizeof(num), data.size() + 8, 16);
+  out->append(num, r.ptr);
+  out->append("\r\ndata: ");
+  out->append(data);
+  out->append("\n\n\r\n");
+}
+
+}  // namespace llmcache::net::proxy_util

@@ -1,0 +1,95 @@
+// Pure helpers of the caching proxy (no Beast, no sockets): request header
+// and query parsing, the proxy's error answers, HTTP/1.1 response heads and
+// chunk framing written straight into reused buffers.
+//
+// Thread safety: free functions; no shared state.
+
+#ifndef LLMCACHE_NET_SRC_PROXY_UTIL_H_
+#define LLMCACHE_NET_SRC_PROXY_UTIL_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "llmcache/status.h"
+
+namespace llmcache::net::proxy_util {
+
+// The directives of a request's Cache-Control header that the proxy obeys.
+struct CacheDirectives {
+  bool no_cache = false;  // skip the lookup, still store
+  bool no_store = false;  // do not store the answer
+  std::optional<int64_t> max_age_s;
+};
+
+// Parses a Cache-Control value: comma-separated directives, names
+// case-insensitive; unknown directives are ignored. kInvalidArgument for a
+// max-age that is not a non-negative integer (optionally quoted).
+Result<CacheDirectives> ParseCacheControl(std::string_view value);
+
+// Parses a non-negative decimal integer of at most 12 digits (all of `s`,
+// surrounding spaces allowed). nullopt otherwise.
+std::optional<int64_t> ParseSeconds(std::string_view s);
+
+// True for a namespace of 1-128 characters of [A-Za-z0-9._:-].
+bool ValidNamespace(std::string_view ns);
+
+// The query string's parameters, percent-decoded ('+' is a space), in order.
+std::vector<std::pair<std::string, std::string>> ParseQuery(
+    std::string_view query);
+
+// The token of "Bearer <token>" (scheme case-insensitive), or "" when the
+// header is absent or uses another scheme.
+std::string_view BearerToken(std::string_view authorization);
+
+// Compares two secrets in time independent of where they differ (both are
+// hashed first, so the length does not leak either).
+bool ConstantTimeEquals(std::string_view a, std::string_view b);
+
+// {"error":{"message":...,"type":...,"code":status}}.
+std::string ErrorJson(int status, std::string_view type,
+                      std::string_view message);
+
+// One of the proxy's own error answers: `status` with ErrorJson(status, type,
+// message) as the body, plus `extra_headers` (lines ending in "\r\n").
+struct HttpError {
+  int status = 500;
+  std::string_view type;  // e.g. "invalid_request_error"; a literal
+  std::string message;
+  std::string extra_headers;
+};
+
+// 405 "method not allowed; use <allow>" with an "Allow: <allow>" header.
+HttpError MethodNotAllowed(std::string_view allow);
+
+inline constexpr std::string_view kJson = "application/json";
+inline constexpr std::string_view kEventStream = "text/event-stream";
+
+// Standard reason phrase ("OK", "Not Found", ...); "Unknown" otherwise.
+std::string_view ReasonPhrase(int status);
+
+// Appends "HTTP/1.1 <status> <reason>\r\n", Content-Type, then either
+// Content-Length (content_length >= 0) or Transfer-Encoding: chunked
+// (content_length < 0), Connection: keep-alive|close, then `extra` (each
+// line already ending in "\r\n"), then the blank line.
+void AppendResponseHead(std::string* out, int status,
+                        std::string_view content_type, int64_t content_length,
+                        bool keep_alive, std::string_view extra);
+
+// Appends one header line "name: value\r\n".
+void AppendHeader(std::string* out, std::string_view name,
+                  std::string_view value);
+
+// Appends an SSE event "data: <data>\n\n" framed as one HTTP chunk.
+void AppendSseChunk(std::string* out, std::string_view data);
+// Appends `bytes` framed as one HTTP chunk (nothing for empty bytes).
+void AppendChunk(std::string* out, std::string_view bytes);
+// The last chunk of a chunked body.
+inline constexpr std::string_view kLastChunk = "0\r\n\r\n";
+
+}  // namespace llmcache::net::proxy_util
+
+#endif  // LLMCACHE_NET_SRC_PROXY_UTIL_H_

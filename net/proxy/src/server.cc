@@ -1,0 +1,356 @@
+// ProxyImpl (see server.h) and the public entry points of proxy.h:
+// ProxyServer::Start, LogLevelName, LogLevelFromName. With session.cc, the
+// only translation unit of the proxy that instantiates Asio templates.
+//
+// Decisions not spelled out in proxy.h:
+//   - Over the connection limit a connection gets a 503 (written without
+//     blocking, Retry-After: 1) and is closed; it never becomes a session.
+//   - Accept errors (e.g. EMFILE) are logged and retried after 50 ms.
+//   - Shutdown closes idle sessions at once, waits up to the grace period
+//     for requests in flight, then closes the rest and joins every thread.
+
+#include "server.h"
+
+#include <algorithm>
+#include <boost/asio/post.hpp>
+#include <cstdio>
+#include <exception>
+#include <utility>
+
+#include "proxy_util.h"
+#include "session.h"
+#include "stats_json.h"
+
+namespace llmcache::net {
+namespace proxy {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+ProxyImpl::ProxyImpl(ProxyOptions options, std::shared_ptr<Cache> cache)
+    : options_(std::move(options)),
+      cache_(std::move(cache)),
+      metrics_(static_cast<size_t>(std::max(1, options_.threads))) {}
+
+ProxyImpl::~ProxyImpl() {
+  Shutdown(std::chrono::milliseconds(10'000));
+  // Upstream work (and the session references it holds) goes first, while
+  // the workers' io_contexts still exist.
+  cached_.reset();
+  client_.reset();
+  upstream_guard_.reset();
+  upstream_.reset();
+  admin_.reset();
+  accept_timer_.reset();
+  acceptor_.reset();
+  workers_.clear();
+}
+
+void ProxyImpl::Log(LogLevel level, std::string_view line) {
+  if (!LogEnabled(level)) return;
+  try {
+    if (options_.log) {
+      options_.log(level, line);
+    } else {
+      std::string l = "llmcache: ";
+      l.append(line);
+      l.push_back('\n');
+      std::fwrite(l.data(), 1, l.size(), stderr);
+    }
+  } catch (...) {
+    // Logging never fails a request.
+  }
+}
+
+std::optional<ProxyImpl::ModelsEntry> ProxyImpl::CachedModels() {
+  std::lock_guard<std::mutex> lock(models_mu_);
+  if (!models_ || options_.models_ttl.count() <= 0 ||
+      SteadyClock::now() - models_->fetched > options_.models_ttl) {
+    return std::nullopt;
+  }
+  return models_;
+}
+
+void ProxyImpl::StoreModels(ModelsEntry e) {
+  if (options_.models_ttl.count() <= 0) return;
+  std::lock_guard<std::mutex> lock(models_mu_);
+  models_ = std::move(e);
+}
+
+Status ProxyImpl::Init() {
+  try {
+    const int threads = options_.threads;
+    const size_t n = static_cast<size_t>(std::max(1, threads));
+    CachedClientOptions co = options_.cached;
+    co.log = [this](std::string_view line) { Log(LogLevel::kWarn, line); };
+    if (options_.clock != nullptr) co.clock = options_.clock;
+
+    upstream_ = std::make_unique<asio::io_context>(1);
+    upstream_guard_.emplace(asio::make_work_guard(*upstream_));
+    Result<std::shared_ptr<Client>> client =
+        Client::Create(upstream_->get_executor(), options_.upstream);
+    if (!client.ok()) return client.status();
+    client_ = std::move(client).value();
+    cached_ = CachedClient::Create(cache_, client_, std::move(co));
+    admin_ = std::make_unique<asio::thread_pool>(1);
+
+    for (size_t i = 0; i < n; ++i) {
+      workers_.push_back(std::make_unique<Worker>(i, &metrics_.shard(i)));
+    }
+    boost::system::error_code ec;
+    const std::string host =
+        options_.host == "localhost" ? "127.0.0.1" : options_.host;
+    const asio::ip::address address = asio::ip::make_address(host, ec);
+    if (ec) return InvalidArgumentError("bad listen host '" + host + "'");
+    const tcp::endpoint endpoint(address, options_.port);
+    acceptor_ = std::make_unique<tcp::acceptor>(workers_[0]->ioc);
+    accept_timer_ = std::make_unique<asio::steady_timer>(workers_[0]->ioc);
+    acceptor_->open(endpoint.protocol(), ec);
+    if (!ec) acceptor_->set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor_->bind(endpoint, ec);
+    if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      return UnavailableError("cannot listen on " + host + ":" +
+                              std::to_string(options_.port) + ": " +
+                              ec.message());
+    }
+    port_ = acceptor_->local_endpoint(ec).port();
+    if (ec) return InternalError("local_endpoint: " + ec.message());
+    display_host_ = host == "0.0.0.0"                     ? "127.0.0.1"
+                    : host == "::"                        ? "[::1]"
+                    : host.find(':') != std::string::npos ? "[" + host + "]"
+                                                          : host;
+    DoAccept();
+    upstream_thread_ = std::thread([this] {
+      for (;;) {
+        try {
+          upstream_->run();
+          return;
+        } catch (...) {
+          // Handlers catch their own exceptions; keep going regardless.
+        }
+      }
+    });
+    for (auto& w : workers_) {
+      Worker* wp = w.get();
+      w->thread = std::thread([this, wp] { RunWorker(*wp); });
+    }
+    return Status();
+  } catch (const std::exception& e) {
+    return InternalError(std::string("cannot start the proxy: ") + e.what());
+  }
+}
+
+void ProxyImpl::RunWorker(Worker& w) {
+  for (;;) {
+    try {
+      w.ioc.run();
+      return;
+    } catch (...) {
+      // A handler threw (allocation failure): keep serving.
+    }
+  }
+}
+
+void ProxyImpl::DoAccept() {
+  Worker& target = *workers_[next_worker_++ % workers_.size()];
+  acceptor_->async_accept(
+      target.ioc,
+      [this, &target](boost::system::error_code ec, tcp::socket socket) {
+        OnAccept(target, ec, std::move(socket));
+      });
+}
+
+void ProxyImpl::OnAccept(Worker& target, boost::system::error_code ec,
+                         tcp::socket socket) {
+  if (ec == asio::error::operation_aborted || !acceptor_->is_open() ||
+      stopping()) {
+    return;
+  }
+  if (ec) {
+    // E.g. EMFILE: back off briefly instead of spinning.
+    Log(LogLevel::kWarn, "accept failed: " + ec.message());
+    accept_timer_->expires_after(std::chrono::milliseconds(50));
+    accept_timer_->async_wait([this](boost::system::error_code) {
+      if (!stopping()) DoAccept();
+    });
+    return;
+  }
+  socket.set_option(tcp::no_delay(true), ec);
+  const int64_t open =
+      metrics_.open_connections.fetch_add(1, std::memory_order_relaxed);
+  if (static_cast<uint64_t>(open) >= options_.max_connections) {
+    metrics_.open_connections.fetch_sub(1, std::memory_order_relaxed);
+    metrics_.rejected_connections.fetch_add(1, std::memory_order_relaxed);
+    Reject(socket);
+    DoAccept();
+    return;
+  }
+  try {
+    const uint64_t id = ++next_session_id_;
+    std::shared_ptr<Session> session =
+        Session::Create(*this, target, std::move(socket), id);
+    {
+      std::lock_guard<std::mutex> lock(target.mu);
+      target.sessions[id] = session;
+    }
+    asio::post(target.ioc, [session] { session->Start(); });
+  } catch (const std::exception& e) {
+    Log(LogLevel::kError, std::string("cannot start a session: ") + e.what());
+  }
+  DoAccept();
+}
+
+void ProxyImpl::Reject(tcp::socket& socket) {
+  boost::system::error_code ec;
+  const std::string body =
+      proxy_util::ErrorJson(503, "overloaded", "too many connections");
+  std::string msg;
+  proxy_util::AppendResponseHead(&msg, 503, proxy_util::kJson,
+                                 static_cast<int64_t>(body.size()), false,
+                                 "Retry-After: 1\r\n");
+  msg += body;
+  socket.non_blocking(true, ec);
+  socket.write_some(asio::buffer(msg), ec);
+  socket.shutdown(tcp::socket::shutdown_send, ec);
+  socket.close(ec);
+}
+
+void ProxyImpl::Shutdown(std::chrono::milliseconds grace) {
+  std::lock_guard<std::mutex> stop_lock(stop_mu_);
+  if (stopped_) return;
+  stopped_ = true;
+  if (workers_.empty()) return;  // Init failed before anything ran
+  stopping_.store(true);
+  auto for_each_session = [this](auto fn) {
+    for (auto& w : workers_) {
+      Worker* wp = w.get();
+      asio::post(wp->ioc, [wp, fn] {
+        std::vector<std::shared_ptr<Session>> sessions;
+        {
+          std::lock_guard<std::mutex> lock(wp->mu);
+          for (auto& [id, weak] : wp->sessions) {
+            if (auto s = weak.lock()) sessions.push_back(std::move(s));
+          }
+        }
+        for (auto& s : sessions) fn(*s);
+      });
+    }
+  };
+  try {
+    asio::post(workers_[0]->ioc, [this] {
+      boost::system::error_code ec;
+      acceptor_->close(ec);
+      accept_timer_->cancel();
+    });
+    for_each_session([](Session& s) { s.CloseIfIdle(); });
+    const auto deadline = SteadyClock::now() + grace;
+    while (metrics_.in_flight.load() > 0 && SteadyClock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    if (metrics_.in_flight.load() > 0) {
+      Log(LogLevel::kWarn, "shutdown grace period over; dropping " +
+                               std::to_string(metrics_.in_flight.load()) +
+                               " in-flight requests");
+    }
+    for_each_session([](Session& s) { s.CloseNow(); });
+    // Let the closes run, then stop.
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  } catch (...) {
+    // post() only throws on allocation failure; stop regardless.
+  }
+  for (auto& w : workers_) {
+    w->guard.reset();
+    w->ioc.stop();
+  }
+  for (auto& w : workers_) {
+    if (w->thread.joinable()) w->thread.join();
+  }
+  upstream_guard_.reset();
+  if (upstream_) upstream_->stop();
+  if (upstream_thread_.joinable()) upstream_thread_.join();
+  if (admin_) admin_->join();
+}
+
+ProxyCounters ProxyImpl::counters() const {
+  const metrics::Totals t = metrics_.Sum();
+  const CachedClientStats p = cached_ ? cached_->stats() : CachedClientStats();
+  ProxyCounters c;
+  c.requests = t.requests;
+  c.hits = p.hits;
+  c.misses = p.misses;
+  c.bypasses = p.bypasses;
+  c.upstream_errors = p.upstream_errors + t.models_errors;
+  c.store_errors = p.store_errors;
+  c.models_upstream_fetches = t.models_fetches;
+  c.open_connections = t.open_connections;
+  c.in_flight = t.in_flight;
+  c.rejected_connections = t.rejected_connections;
+  return c;
+}
+
+std::string ProxyImpl::MetricsText() {
+  uint64_t entries = 0;
+  uint64_t disk_bytes = 0;
+  if (Result<CacheStats> s = cache_->GetStats(); s.ok()) {
+    entries = s->entries;
+    disk_bytes = s->disk_bytes;
+  }
+  return metrics_.Render(cached_ ? cached_->stats() : CachedClientStats(),
+                         entries, disk_bytes);
+}
+
+std::string ProxyImpl::RenderStatsJson() {
+  return StatsJson(cache_->GetStats(), metrics_.Sum(),
+                   cached_ ? cached_->stats() : CachedClientStats());
+}
+
+}  // namespace proxy
+
+std::string_view LogLevelName(LogLevel level) {
+  switch (level) {
+    case LogLevel::kError:
+      return "error";
+    case LogLevel::kWarn:
+      return "warn";
+    case LogLevel::kInfo:
+      return "info";
+    case LogLevel::kDebug:
+      return "debug";
+  }
+  return "info";
+}
+
+std::optional<LogLevel> LogLevelFromName(std::string_view name) {
+  for (LogLevel l :
+       {LogLevel::kError, LogLevel::kWarn, LogLevel::kInfo, LogLevel::kDebug}) {
+    if (LogLevelName(l) == name) return l;
+  }
+  if (name == "warning") return LogLevel::kWarn;
+  return std::nullopt;
+}
+
+Result<std::unique_ptr<ProxyServer>> ProxyServer::Start(
+    ProxyOptions options, std::shared_ptr<Cache> cache) {
+  if (!cache) return InvalidArgumentError("ProxyServer needs a cache");
+  if (options.threads <= 0) {
+    options.threads =
+        static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  }
+  if (options.max_header_bytes == 0 || options.max_body_bytes == 0) {
+    return InvalidArgumentError("body and header limits must be positive");
+  }
+  // The key builders must accept every body the server accepts.
+  options.cached.key_options.max_body_bytes = std::max(
+      options.cached.key_options.max_body_bytes, options.max_body_bytes);
+  try {
+    auto impl = std::make_unique<proxy::ProxyImpl>(std::move(options),
+                                                   std::move(cache));
+    LLMCACHE_RETURN_IF_ERROR(impl->Init());
+    return std::unique_ptr<ProxyServer>(std::move(impl));
+  } catch (const std::exception& e) {
+    return InternalError(std::string("cannot start the proxy: ") + e.what());
+  }
+}
+
+}  // namespace llmcache::net

@@ -1,0 +1,145 @@
+// ProxyImpl, the ProxyServer behind `llmcache serve`: its threads and
+// io_contexts, the acceptor and the connection limit, shutdown, logging, the
+// GET /models memory cache and the counters. Each accepted connection is a
+// Session (session.h), which reads, routes and answers its requests; this
+// file only owns them.
+//
+// Threads:
+//   - N workers, each running its own io_context (concurrency hint 1). A
+//     connection lives on one worker for its whole life, so its handlers
+//     never run concurrently and need no strand. The acceptor runs on
+//     worker 0 and hands sockets out round robin.
+//   - One upstream thread runs the Client (and CachedClient's callbacks);
+//     results are posted back to the connection's worker.
+//   - One admin thread runs store operations that may take a while (purges,
+//     GetStats for /stats and /metrics), off the workers.
+//
+// Thread safety: the accessors may be used from any thread; Worker::sessions
+// is guarded by Worker::mu.
+
+#ifndef LLMCACHE_NET_PROXY_SRC_SERVER_H_
+#define LLMCACHE_NET_PROXY_SRC_SERVER_H_
+
+#include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "llmcache/net/proxy.h"
+#include "metrics.h"
+
+namespace llmcache::net::proxy {
+
+class Session;
+
+// One worker thread and its io_context.
+struct Worker {
+  Worker(size_t i, metrics::Shard* s)
+      : index(i), ioc(1), guard(boost::asio::make_work_guard(ioc)), shard(s) {}
+  const size_t index;
+  boost::asio::io_context ioc;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type>
+      guard;
+  metrics::Shard* const shard;  // this worker's counters
+  std::thread thread;
+  std::mutex mu;  // guards sessions
+  std::unordered_map<uint64_t, std::weak_ptr<Session>> sessions;
+};
+
+class ProxyImpl final : public ProxyServer {
+ public:
+  using SteadyClock = std::chrono::steady_clock;
+
+  ProxyImpl(ProxyOptions options, std::shared_ptr<Cache> cache);
+  ~ProxyImpl() override;
+
+  // Creates the clients and threads, binds and starts accepting.
+  Status Init();
+
+  uint16_t port() const override { return port_; }
+  std::string base_url() const override {
+    return "http://" + display_host_ + ":" + std::to_string(port_);
+  }
+  void Shutdown(std::chrono::milliseconds grace) override;
+  ProxyCounters counters() const override;
+  std::string MetricsText() override;
+  // The GET /stats JSON (reads the store: call it on the admin thread).
+  std::string RenderStatsJson();
+
+  // For sessions.
+  const ProxyOptions& options() const { return options_; }
+  Cache& cache() { return *cache_; }
+  CachedClient& cached() { return *cached_; }
+  Client& client() { return *client_; }
+  metrics::Registry& registry() { return metrics_; }
+  boost::asio::thread_pool& admin() { return *admin_; }
+  const std::string& server_key() const { return client_->options().api_key; }
+  bool stopping() const { return stopping_.load(std::memory_order_relaxed); }
+
+  bool LogEnabled(LogLevel level) const {
+    return static_cast<int>(level) <= static_cast<int>(options_.log_level);
+  }
+  // Drops lines above the log level; never throws.
+  void Log(LogLevel level, std::string_view line);
+
+  // GET /models answers kept in memory for ProxyOptions::models_ttl.
+  struct ModelsEntry {
+    std::shared_ptr<const std::string> body;
+    std::string content_type;
+    SteadyClock::time_point fetched;
+  };
+  std::optional<ModelsEntry> CachedModels();
+  void StoreModels(ModelsEntry e);
+
+ private:
+  void DoAccept();
+  void OnAccept(Worker& target, boost::system::error_code ec,
+                boost::asio::ip::tcp::socket socket);
+  // Over the connection limit: a 503 written without blocking, then closed.
+  void Reject(boost::asio::ip::tcp::socket& socket);
+  void RunWorker(Worker& w);
+
+  // Declared first: destroyed last (sessions touch it when they die).
+  const ProxyOptions options_;
+  std::shared_ptr<Cache> cache_;
+  metrics::Registry metrics_;
+
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::unique_ptr<boost::asio::io_context> upstream_;
+  std::optional<
+      boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>
+      upstream_guard_;
+  std::thread upstream_thread_;
+  std::unique_ptr<boost::asio::thread_pool> admin_;
+  std::shared_ptr<Client> client_;
+  std::shared_ptr<CachedClient> cached_;
+  std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
+  std::unique_ptr<boost::asio::steady_timer> accept_timer_;
+  size_t next_worker_ = 0;
+  uint64_t next_session_id_ = 0;
+  uint16_t port_ = 0;
+  std::string display_host_;
+
+  std::atomic<bool> stopping_{false};
+  std::mutex stop_mu_;
+  bool stopped_ = false;
+
+  std::mutex models_mu_;
+  std::optional<ModelsEntry> models_;
+};
+
+}  // namespace llmcache::net::proxy
+
+#endif  // LLMCACHE_NET_PROXY_SRC_SERVER_H_

@@ -1,0 +1,728 @@
+// SessionImpl: one client connection (see session.h), with its states as
+// session_state.h defines them. With server.cc, the only translation unit of
+// the proxy that instantiates Beast/Asio templates; what a request's headers
+// mean is in completion_request.cc and admin.cc.
+//
+// The hit path: the request is parsed with a per-message Beast parser, then
+// CachedClient::Prepare and Probe run inline on the worker; a hit is written
+// straight from the shared, immutable entry (a gather write of a hand-built
+// head and the stored body: no copy). A miss (or a bypass) goes on through
+// CachedClient::Complete on the upstream thread; its stream events are
+// posted back and written as HTTP chunks as they arrive.
+//
+// Decisions not spelled out in proxy.h:
+//   - A stream whose upstream ends without [DONE] (cut, error) is ended by
+//     closing the connection without the last chunk, so the client sees an
+//     incomplete response instead of a clean end.
+//   - Responses that leave unread request bytes (413, 431, 400 on a bad
+//     message) close the connection after draining briefly ("lingering
+//     close"), so the client reads the answer instead of a reset.
+
+#include "session.h"
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+
+#include "admin.h"
+#include "completion_request.h"
+#include "llmcache/net/sse.h"
+#include "metrics.h"
+#include "proxy_util.h"
+#include "server.h"
+#include "session_state.h"
+
+namespace llmcache::net::proxy {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using SteadyClock = std::chrono::steady_clock;
+using metrics::Route;
+using proxy_util::HttpError;
+using proxy_util::kEventStream;
+using proxy_util::kJson;
+
+constexpr auto kLingerTimeout = std::chrono::milliseconds(1000);
+
+int64_t ElapsedNs(SteadyClock::time_point since) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             SteadyClock::now() - since)
+      .count();
+}
+
+std::string_view Sv(beast::string_view s) { return {s.data(), s.size()}; }
+
+// Flag shared with upstream callbacks: set when the client went away.
+struct StreamCtl {
+  std::atomic<bool> cancelled{false};
+};
+
+class SessionImpl final : public Session,
+                          public std::enable_shared_from_this<SessionImpl> {
+ public:
+  SessionImpl(ProxyImpl& server, Worker& worker, tcp::socket socket,
+              uint64_t id)
+      : srv_(server),
+        w_(worker),
+        stream_(std::move(socket)),
+        id_(id),
+        shard_(*worker.shard) {}
+
+  ~SessionImpl() override {
+    srv_.registry().open_connections.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  void Start() override { DoRead(); }
+
+  void CloseIfIdle() override {
+    if (phase_ == SessionPhase::kIdle) CloseNow();
+  }
+
+  void CloseNow() override {
+    if (conn_ == SocketState::kClosed) return;
+    conn_ = SocketState::kClosed;
+    if (ctl_) ctl_->cancelled.store(true);
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.socket().close(ec);
+    std::lock_guard<std::mutex> lock(w_.mu);
+    w_.sessions.erase(id_);
+  }
+
+ private:
+  bool closed() const { return conn_ == SocketState::kClosed; }
+
+  // ------------------------------------------------------------- reading
+
+  void DoRead() {
+    if (closed()) return;
+    if (srv_.stopping()) {
+      CloseNow();
+      return;
+    }
+    parser_.emplace();
+    parser_->header_limit(
+        static_cast<std::uint32_t>(srv_.options().max_header_bytes));
+    parser_->body_limit(srv_.options().max_body_bytes);
+    stream_.expires_after(requests_read_ == 0 ? srv_.options().read_timeout
+                                              : srv_.options().idle_timeout);
+    http::async_read_header(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) {
+          self->OnHeader(ec);
+        });
+  }
+
+  void OnHeader(beast::error_code ec) {
+    if (closed()) return;
+    if (ec == http::error::header_limit) {
+      BeginRequest();
+      SendError(431, "request_header_fields_too_large",
+                "request headers larger than " +
+                    std::to_string(srv_.options().max_header_bytes) + " bytes",
+                /*close=*/true);
+      return;
+    }
+    if (ec == http::error::body_limit) {
+      BeginRequest();
+      SendTooLarge();
+      return;
+    }
+    if (ec) {
+      // EOF, timeout, reset or a malformed message: nothing to answer.
+      if (ec != http::error::end_of_stream && ec != asio::error::eof &&
+          ec != beast::error::timeout && ec != asio::error::connection_reset &&
+          ec != asio::error::operation_aborted) {
+        BeginRequest();
+        SendError(400, "invalid_request_error",
+                  "malformed HTTP request: " + ec.message(), /*close=*/true);
+        return;
+      }
+      CloseNow();
+      return;
+    }
+    ++requests_read_;
+    BeginRequest();
+    PumpBody();
+  }
+
+  // Feeds body bytes already buffered to the parser; reads the rest.
+  void PumpBody() {
+    beast::error_code ec;
+    while (!parser_->is_done() && buffer_.size() > 0) {
+      const size_t n = parser_->put(buffer_.data(), ec);
+      buffer_.consume(n);
+      if (ec == http::error::need_more) {
+        ec = {};
+        break;
+      }
+      if (ec || n == 0) break;
+    }
+    if (ec) {
+      OnBody(ec);
+      return;
+    }
+    if (parser_->is_done()) {
+      Handle();
+      return;
+    }
+    auto self = shared_from_this();
+    if (beast::iequals(parser_->get()[http::field::expect], "100-continue")) {
+      static constexpr std::string_view kContinue =
+          "HTTP/1.1 100 Continue\r\n\r\n";
+      stream_.expires_after(srv_.options().read_timeout);
+      asio::async_write(stream_, asio::buffer(kContinue),
+                        [self](beast::error_code wec, size_t) {
+                          if (wec) return self->OnBody(wec);
+                          self->ReadBody();
+                        });
+      return;
+    }
+    ReadBody();
+  }
+
+  void ReadBody() {
+    stream_.expires_after(srv_.options().read_timeout);
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                       self->OnBody(ec);
+                     });
+  }
+
+  void OnBody(beast::error_code ec) {
+    if (closed()) return EndRequest();
+    if (ec == http::error::body_limit) return SendTooLarge();
+    if (ec) {
+      if (ec == beast::error::timeout || ec == http::error::end_of_stream ||
+          ec == asio::error::eof || ec == asio::error::connection_reset ||
+          ec == http::error::partial_message) {
+        CloseNow();
+        EndRequest();
+        return;
+      }
+      SendError(400, "invalid_request_error",
+                "malformed HTTP request: " + ec.message(), /*close=*/true);
+      return;
+    }
+    Handle();
+  }
+
+  // ------------------------------------------------------------ routing
+
+  void Handle() {
+    phase_ = SessionPhase::kHandling;
+    req_.t0 = SteadyClock::now();
+    const auto& req = parser_->get();
+    req_.keep_alive = req.keep_alive();
+    const std::string_view target = Sv(req.target());
+    const size_t q = target.find('?');
+    const std::string_view path = target.substr(0, q);
+    req_.query =
+        q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+    req_.path = path;
+    const http::verb method = req.method();
+    if (path == "/v1/chat/completions" || path == "/api/v1/chat/completions") {
+      req_.route = Route::kChatCompletions;
+      if (method != http::verb::post) return MethodNotAllowed("POST");
+      return HandleChat();
+    }
+    if (path == "/v1/models" || path == "/api/v1/models") {
+      req_.route = Route::kModels;
+      if (method != http::verb::get) return MethodNotAllowed("GET");
+      return HandleModels();
+    }
+    if (path == "/healthz") {
+      req_.route = Route::kHealthz;
+      if (method != http::verb::get) return MethodNotAllowed("GET");
+      static constexpr std::string_view kOk = R"({"status":"ok"})";
+      return SendWhole(200, kJson, {}, kOk, nullptr);
+    }
+    if (path == "/metrics") {
+      req_.route = Route::kMetrics;
+      if (method != http::verb::get) return MethodNotAllowed("GET");
+      return RunOnAdmin(
+          [srv = &srv_]() -> std::pair<int, std::string> {
+            return {200, srv->MetricsText()};
+          },
+          "text/plain; version=0.0.4; charset=utf-8");
+    }
+    if (path == "/stats") {
+      req_.route = Route::kStats;
+      if (method != http::verb::get) return MethodNotAllowed("GET");
+      return RunOnAdmin(
+          [srv = &srv_]() -> std::pair<int, std::string> {
+            return {200, srv->RenderStatsJson()};
+          },
+          kJson);
+    }
+    if (path.starts_with("/admin/") && !srv_.options().admin_token.empty()) {
+      req_.route = Route::kAdmin;
+      return HandleAdmin(path.substr(7));
+    }
+    req_.route = Route::kOther;
+    SendError(404, "invalid_request_error", "no route for " + std::string(path),
+              false);
+  }
+
+  void MethodNotAllowed(std::string_view allow) {
+    SendError(proxy_util::MethodNotAllowed(allow));
+  }
+
+  // ------------------------------------------------------- completions
+
+  void HandleChat() {
+    auto& req = parser_->get();
+    const auto find =
+        [&req](std::string_view name) -> std::optional<std::string_view> {
+      auto it = req.find(beast::string_view(name.data(), name.size()));
+      if (it == req.end()) return std::nullopt;
+      return Sv(it->value());
+    };
+    CachedRequest creq;
+    const Status headers = ReadCompletionHeaders(
+        find, {srv_.options().shared_cache, srv_.server_key()}, &scope_memo_,
+        &creq);
+    if (!headers.ok()) {
+      return SendError(400, "invalid_request_error",
+                       std::string(headers.message()), false);
+    }
+    creq.body = std::move(req.body());
+    Result<PreparedRequest> prepared = srv_.cached().Prepare(std::move(creq));
+    if (!prepared.ok()) {
+      return SendError(400, "invalid_request_error",
+                       std::string(prepared.status().message()), false);
+    }
+    PreparedRequest& p = *prepared;
+    req_.key_hex = p.key_hex;
+    req_.streaming = p.streaming();
+    if (std::optional<CacheHit> hit = srv_.cached().Probe(p)) {
+      return ServeHit(std::move(*hit));
+    }
+
+    // Upstream (miss or bypass) through the rest of the pipeline.
+    req_.cache = p.decision.cache ? CacheResult::kMiss : CacheResult::kBypass;
+    req_.bypass_reason = p.decision.reason;
+    ctl_ = std::make_shared<StreamCtl>();
+    StreamHandler on_chunk;
+    auto self = shared_from_this();
+    if (req_.streaming) {
+      on_chunk = [self, ctl = ctl_](std::string_view data) {
+        if (ctl->cancelled.load(std::memory_order_relaxed)) return false;
+        asio::post(self->w_.ioc,
+                   [self, d = std::string(data)] { self->OnChunk(d); });
+        return true;
+      };
+    }
+    srv_.cached().Complete(
+        std::move(p), std::move(on_chunk), [self](Result<CachedResponse> r) {
+          asio::post(self->w_.ioc, [self, r = std::move(r)]() mutable {
+            self->OnCompleted(std::move(r));
+          });
+        });
+  }
+
+  // Answers from a stored entry (counted by the cached client's probe).
+  void ServeHit(CacheHit hit) {
+    req_.cache = CacheResult::kHit;
+    extra_.clear();
+    AppendCacheHeaders(&extra_, CacheResult::kHit, BypassReason::kNone,
+                       req_.key_hex, hit.age_ms);
+    if (!req_.streaming) {
+      const std::string_view body = hit.entry->body;
+      SendWhole(200, kJson, extra_, body, std::move(hit.entry));
+    } else {
+      body_.clear();
+      for (const std::string& e : hit.events)
+        proxy_util::AppendChunk(&body_, e);
+      body_.append(proxy_util::kLastChunk);
+      extra_.append("Cache-Control: no-cache\r\n");
+      SendWhole(200, kEventStream, extra_, body_, nullptr, /*chunked=*/true);
+    }
+    shard_.hit_latency.Observe(metrics::kHitBuckets, ElapsedNs(req_.t0));
+  }
+
+  void OnChunk(const std::string& data) {
+    if (closed()) return;
+    if (req_.stream == StreamState::kNone) {
+      req_.stream = StreamState::kOpen;
+      extra_.clear();
+      AppendCacheHeaders(&extra_, req_.cache.value_or(CacheResult::kMiss),
+                         req_.bypass_reason, req_.key_hex, 0);
+      extra_.append("Cache-Control: no-cache\r\n");
+      pending_.clear();
+      proxy_util::AppendResponseHead(&pending_, 200, kEventStream, -1,
+                                     req_.keep_alive && !srv_.stopping(),
+                                     extra_);
+      req_.status = 200;
+    }
+    if (data == "[DONE]" && req_.stream == StreamState::kOpen) {
+      req_.stream = StreamState::kDoneSeen;
+    }
+    proxy_util::AppendSseChunk(&pending_, data);
+    Flush();
+  }
+
+  // Writes what the stream has pending, one write at a time.
+  void Flush() {
+    if (phase_ == SessionPhase::kWriting || pending_.empty() || closed())
+      return;
+    phase_ = SessionPhase::kWriting;
+    std::swap(out_, pending_);
+    pending_.clear();
+    stream_.expires_after(srv_.options().read_timeout);
+    asio::async_write(
+        stream_, asio::buffer(out_),
+        [self = shared_from_this()](beast::error_code ec, size_t n) {
+          self->OnStreamWritten(ec, n);
+        });
+  }
+
+  void OnStreamWritten(beast::error_code ec, size_t n) {
+    phase_ = SessionPhase::kHandling;
+    shard_.Add(shard_.response_bytes, n);
+    if (ec || closed()) {
+      // The client went away: cancel the upstream stream.
+      if (ctl_) ctl_->cancelled.store(true);
+      CloseNow();
+      if (req_.stream_ended()) EndRequest();
+      return;
+    }
+    if (!pending_.empty()) return Flush();
+    if (req_.stream_ended()) FinishStream();
+  }
+
+  // The stream is over and written.
+  void FinishStream() {
+    EndRequest();
+    const bool clean = req_.stream == StreamState::kEndedClean;
+    if (clean && req_.keep_alive && !srv_.stopping()) {
+      DoRead();
+    } else if (clean) {
+      LingerClose();
+    } else {
+      CloseNow();  // no last chunk: the client sees a truncated body
+    }
+  }
+
+  void OnCompleted(Result<CachedResponse> r) {
+    shard_.upstream_latency.Observe(metrics::kUpstreamBuckets,
+                                    ElapsedNs(req_.t0));
+    // A flight that ended just before this request joined it answers it
+    // from the store.
+    if (r.ok() && r->result == CacheResult::kHit) req_.cache = r->result;
+    if (closed()) {
+      if (req_.stream != StreamState::kNone)
+        req_.stream = StreamState::kEndedBroken;
+      if (phase_ != SessionPhase::kWriting) EndRequest();
+      return;
+    }
+    if (req_.stream != StreamState::kNone) {
+      const bool clean = r.ok() && req_.stream == StreamState::kDoneSeen;
+      req_.stream =
+          clean ? StreamState::kEndedClean : StreamState::kEndedBroken;
+      if (clean) pending_.append(proxy_util::kLastChunk);
+      if (phase_ != SessionPhase::kWriting) {
+        if (!pending_.empty()) {
+          Flush();
+        } else {
+          FinishStream();
+        }
+      }
+      return;
+    }
+    if (!r.ok()) {
+      const Status& s = r.status();
+      if (s.code() == StatusCode::kDeadlineExceeded) {
+        return SendError(504, "upstream_timeout",
+                         "upstream timed out: " + std::string(s.message()),
+                         false);
+      }
+      if (s.code() == StatusCode::kInvalidArgument) {
+        return SendError(400, "invalid_request_error", std::string(s.message()),
+                         false);
+      }
+      return SendError(502, "upstream_error",
+                       "upstream failed: " + std::string(s.message()), false);
+    }
+    CachedResponse& c = *r;
+    extra_.clear();
+    AppendCacheHeaders(&extra_, *req_.cache, req_.bypass_reason, req_.key_hex,
+                       c.age_ms);
+    // Points into c.headers: used before c goes away.
+    const std::string_view content_type =
+        AppendUpstreamHeaders(&extra_, c.headers).value_or(kJson);
+    if (c.streamed && c.status == 200) {
+      // A stream request answered without events (e.g. a joined flight
+      // whose leader was not streaming): replay the complete body.
+      Result<std::vector<std::string>> events = ReplayAsSse(c.body);
+      if (events.ok()) {
+        body_.clear();
+        for (const std::string& e : *events) proxy_util::AppendChunk(&body_, e);
+        body_.append(proxy_util::kLastChunk);
+        return SendWhole(200, kEventStream, extra_, body_, nullptr, true);
+      }
+    }
+    body_ = std::move(c.body);
+    SendWhole(c.status, content_type, extra_, body_, nullptr);
+  }
+
+  // ------------------------------------------------------------ models
+
+  void HandleModels() {
+    if (std::optional<ProxyImpl::ModelsEntry> m = srv_.CachedModels()) {
+      req_.cache = CacheResult::kHit;
+      const std::string_view body = *m->body;
+      return SendWhole(200, m->content_type, "X-Cache: HIT\r\n", body,
+                       std::move(m->body));
+    }
+    req_.cache = CacheResult::kMiss;
+    shard_.Add(shard_.models_fetches);
+    Request up;
+    up.method = "GET";
+    up.path = "/models";
+    up.api_key = std::string(proxy_util::BearerToken(
+        Sv(parser_->get()[http::field::authorization])));
+    auto self = shared_from_this();
+    srv_.client().Send(std::move(up), nullptr, [self](Result<Response> r) {
+      asio::post(self->w_.ioc, [self, r = std::move(r)]() mutable {
+        self->OnModels(std::move(r));
+      });
+    });
+  }
+
+  void OnModels(Result<Response> r) {
+    if (closed()) return EndRequest();
+    if (!r.ok()) {
+      shard_.Add(shard_.models_errors);
+      const bool timeout = r.status().code() == StatusCode::kDeadlineExceeded;
+      return SendError(
+          timeout ? 504 : 502, timeout ? "upstream_timeout" : "upstream_error",
+          "upstream failed: " + std::string(r.status().message()), false);
+    }
+    std::string ct(r->header("Content-Type"));
+    if (ct.empty()) ct = kJson;
+    auto body = std::make_shared<const std::string>(std::move(r->body));
+    if (r->status == 200) {
+      srv_.StoreModels(ProxyImpl::ModelsEntry{body, ct, SteadyClock::now()});
+    } else {
+      shard_.Add(shard_.models_errors);
+    }
+    const std::string_view view = *body;
+    SendWhole(r->status, ct, "X-Cache: MISS\r\n", view, std::move(body));
+  }
+
+  // ------------------------------------------------------------- admin
+
+  // /admin/<op>: validated here, purged on the admin thread.
+  void HandleAdmin(std::string_view op) {
+    const auto& req = parser_->get();
+    AdminAction action =
+        ValidateAdminRequest({op, Sv(req.method_string()),
+                              Sv(req[http::field::authorization]), req_.query},
+                             srv_.options().admin_token);
+    if (auto* error = std::get_if<HttpError>(&action)) {
+      return SendError(std::move(*error));
+    }
+    RunOnAdmin(
+        [srv = &srv_, sel = std::move(std::get<PurgeSelector>(
+                          action))]() -> std::pair<int, std::string> {
+          AdminAnswer a = RunAdminPurge(
+              srv->cache(), sel, [srv](LogLevel level, std::string_view line) {
+                srv->Log(level, line);
+              });
+          return {a.status, std::move(a.body)};
+        },
+        kJson);
+  }
+
+  // Runs `fn` on the admin thread and sends its (status, body): a 200 as
+  // `content_type`, anything else as JSON.
+  template <typename Fn>
+  void RunOnAdmin(Fn fn, std::string_view content_type) {
+    auto self = shared_from_this();
+    asio::post(
+        srv_.admin(), [self, fn = std::move(fn), content_type]() mutable {
+          std::pair<int, std::string> out;
+          try {
+            out = fn();
+          } catch (const std::exception& e) {
+            out = {500, proxy_util::ErrorJson(500, "server_error", e.what())};
+          }
+          asio::post(self->w_.ioc, [self, out = std::move(out),
+                                    content_type]() mutable {
+            if (self->closed()) return self->EndRequest();
+            self->body_ = std::move(out.second);
+            self->SendWhole(out.first, out.first == 200 ? content_type : kJson,
+                            {}, self->body_, nullptr);
+          });
+        });
+  }
+
+  // ----------------------------------------------------------- writing
+
+  void SendTooLarge() {
+    SendError(413, "request_too_large",
+              "request body larger than " +
+                  std::to_string(srv_.options().max_body_bytes) + " bytes",
+              /*close=*/true);
+  }
+
+  void SendError(int status, std::string_view type, std::string message,
+                 bool close, std::string extra = {}) {
+    SendError(HttpError{status, type, std::move(message), std::move(extra)},
+              close);
+  }
+
+  // Sends one of the proxy's own errors; `close` ends the connection after
+  // it (lingering).
+  void SendError(HttpError e, bool close = false) {
+    if (close) req_.keep_alive = false;
+    extra_ = std::move(e.extra_headers);
+    body_ = proxy_util::ErrorJson(e.status, e.type, e.message);
+    if (srv_.LogEnabled(LogLevel::kDebug)) {
+      srv_.Log(LogLevel::kDebug,
+               "error " + std::to_string(e.status) + ": " + e.message);
+    }
+    SendWhole(e.status, kJson, extra_, body_, nullptr);
+  }
+
+  // Writes a complete response: the head built here and `body` (kept alive
+  // by `hold`, or owned by this session). `content_type` and `extra` are
+  // only read before this returns.
+  void SendWhole(int status, std::string_view content_type,
+                 std::string_view extra, std::string_view body,
+                 std::shared_ptr<const void> hold, bool chunked = false) {
+    phase_ = SessionPhase::kWriting;
+    req_.status = status;
+    hold_ = std::move(hold);
+    if (srv_.stopping()) req_.keep_alive = false;
+    head_.clear();
+    proxy_util::AppendResponseHead(
+        &head_, status, content_type,
+        chunked ? -1 : static_cast<int64_t>(body.size()), req_.keep_alive,
+        extra);
+    const std::array<asio::const_buffer, 2> buffers = {
+        asio::buffer(head_), asio::buffer(body.data(), body.size())};
+    stream_.expires_after(srv_.options().read_timeout);
+    asio::async_write(
+        stream_, buffers,
+        [self = shared_from_this()](beast::error_code ec, size_t n) {
+          self->OnWritten(ec, n);
+        });
+  }
+
+  void OnWritten(beast::error_code ec, size_t n) {
+    hold_.reset();
+    shard_.Add(shard_.response_bytes, n);
+    EndRequest();
+    if (ec || closed()) return CloseNow();
+    if (req_.keep_alive && !srv_.stopping()) return DoRead();
+    LingerClose();
+  }
+
+  // Half-closes, then drains what the client still sends for a moment, so
+  // that it reads our answer instead of a reset.
+  void LingerClose() {
+    if (closed()) return;
+    conn_ = SocketState::kLingering;
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.expires_after(kLingerTimeout);
+    Drain();
+  }
+
+  void Drain() {
+    stream_.async_read_some(
+        asio::buffer(scratch_),
+        [self = shared_from_this()](beast::error_code ec, size_t) {
+          if (ec || self->closed()) return self->CloseNow();
+          self->Drain();
+        });
+  }
+
+  // ------------------------------------------------------ bookkeeping
+
+  void BeginRequest() {
+    phase_ = SessionPhase::kReadingBody;
+    req_.Reset();
+    srv_.registry().in_flight.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // Counts and logs the request; it is no longer in flight.
+  void EndRequest() {
+    if (phase_ == SessionPhase::kIdle) return;
+    phase_ = SessionPhase::kIdle;
+    srv_.registry().in_flight.fetch_sub(1, std::memory_order_relaxed);
+    if (req_.status != 0) shard_.CountRequest(req_.route, req_.status);
+    if (!srv_.LogEnabled(LogLevel::kInfo)) return;
+    const double ms = static_cast<double>(ElapsedNs(req_.t0)) / 1e6;
+    std::string_view method = "-";
+    if (parser_ && parser_->is_header_done()) {
+      method = Sv(parser_->get().method_string());
+    }
+    const std::string_view path = req_.path;
+    const std::string_view label =
+        req_.cache ? CacheResultName(*req_.cache) : "-";
+    char line[512];
+    const int n =
+        std::snprintf(line, sizeof(line), "%.*s %.*s %d %.*s %.3fms",
+                      static_cast<int>(method.size()), method.data(),
+                      static_cast<int>(std::min<size_t>(path.size(), 200)),
+                      path.empty() ? "-" : path.data(), req_.status,
+                      static_cast<int>(label.size()), label.data(), ms);
+    if (n > 0) {
+      srv_.Log(LogLevel::kInfo,
+               std::string_view(line, std::min<size_t>(n, sizeof(line) - 1)));
+    }
+  }
+
+  ProxyImpl& srv_;
+  Worker& w_;
+  beast::tcp_stream stream_;
+  const uint64_t id_;
+  metrics::Shard& shard_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+
+  SessionPhase phase_ = SessionPhase::kIdle;
+  SocketState conn_ = SocketState::kOpen;
+  uint64_t requests_read_ = 0;  // the first gets read_timeout, not idle
+  RequestState req_;
+  ScopeMemo scope_memo_;
+
+  // Output buffers, reused across requests.
+  std::string head_;
+  std::string extra_;
+  std::string body_;
+  std::shared_ptr<const void> hold_;
+
+  // A live stream's output: written one write at a time.
+  std::shared_ptr<StreamCtl> ctl_;
+  std::string pending_;
+  std::string out_;
+
+  std::array<char, 4096> scratch_;
+};
+
+}  // namespace
+
+std::shared_ptr<Session> Session::Create(ProxyImpl& server, Worker& worker,
+                                         tcp::socket socket, uint64_t id) {
+  return std::make_shared<SessionImpl>(server, worker, std::move(socket), id);
+}
+
+}  // namespace llmcache::net::proxy

@@ -1,0 +1,93 @@
+// The states of a proxy connection (a Session, session.cc), explicit instead
+// of flags. No Beast.
+//
+//   SessionPhase  where the current request is:
+//                   kIdle -> kReadingBody -> kHandling -> kWriting -> kIdle
+//                 kIdle: no request (waiting for the next one's headers, or
+//                 lingering). A request counts as in flight from
+//                 kReadingBody until it is back to kIdle; shutdown closes
+//                 kIdle connections at once and waits for the others.
+//                 During a live stream kHandling and kWriting alternate, one
+//                 chunk write at a time.
+//   SocketState   kOpen -> kLingering (half-closed after the last answer,
+//                 draining) -> kClosed. Orthogonal to the phase: a
+//                 connection closed under a request (client gone, shutdown)
+//                 keeps it in flight until its handler comes back and
+//                 unwinds.
+//   StreamState   a completion answered as a live stream (per request):
+//                   kNone -> kOpen -> kDoneSeen -> kEndedClean
+//                                 \-----------\-> kEndedBroken
+//   RequestState  everything about the current request, reset in one place
+//                 when a request begins.
+//
+// Thread safety: used on the session's worker thread only.
+
+#ifndef LLMCACHE_NET_PROXY_SRC_SESSION_STATE_H_
+#define LLMCACHE_NET_PROXY_SRC_SESSION_STATE_H_
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "llmcache/net/cached_client.h"
+#include "llmcache/policy.h"
+#include "metrics.h"
+
+namespace llmcache::net::proxy {
+
+enum class SessionPhase : uint8_t {
+  kIdle,         // no request
+  kReadingBody,  // a request's headers are in; its body is being read
+  kHandling,     // a handler has it: inline, upstream thread, admin thread
+  kWriting,      // a write of the answer (whole, or a chunk) is in flight
+};
+
+enum class SocketState : uint8_t { kOpen, kLingering, kClosed };
+
+enum class StreamState : uint8_t {
+  kNone,         // no live stream: the answer is written whole
+  kOpen,         // the head went out; upstream events are arriving
+  kDoneSeen,     // "[DONE]" went out; the upstream call has not returned
+  kEndedClean,   // the call returned OK after [DONE]: last chunk queued
+  kEndedBroken,  // it returned without [DONE] or failed, or the client left:
+                 // no last chunk, the connection closes
+};
+
+struct RequestState {
+  std::chrono::steady_clock::time_point t0;  // for latencies and the log
+  metrics::Route route = metrics::Route::kOther;
+  int status = 0;  // of the answer; 0 = nothing answered (not counted)
+  // X-Cache of a completion or of /models; the log's label ("-" if none).
+  std::optional<CacheResult> cache;
+  BypassReason bypass_reason = BypassReason::kNone;
+  std::string_view path;   // into the parser's message
+  std::string_view query;  // after '?'
+  bool keep_alive = true;  // cleared by errors that close, and by shutdown
+  bool streaming = false;  // "stream": true in the body
+  StreamState stream = StreamState::kNone;
+  std::string key_hex;  // its capacity is reused across requests
+
+  void Reset() {
+    t0 = std::chrono::steady_clock::now();
+    route = metrics::Route::kOther;
+    status = 0;
+    cache.reset();
+    bypass_reason = BypassReason::kNone;
+    path = {};
+    query = {};
+    keep_alive = true;
+    streaming = false;
+    stream = StreamState::kNone;
+    key_hex.clear();
+  }
+  bool stream_ended() const {
+    return stream == StreamState::kEndedClean ||
+           stream == StreamState::kEndedBroken;
+  }
+};
+
+}  // namespace llmcache::net::proxy
+
+#endif  // LLMCACHE_NET_PROXY_SRC_SESSION_STATE_H_

@@ -1,0 +1,64 @@
+// GET /stats rendering. See stats_json.h.
+
+#include "stats_json.h"
+
+#include <boost/json.hpp>
+
+#include "llmcache/stats_json.h"
+
+namespace llmcache::net {
+namespace {
+
+namespace json = boost::json;
+
+double Usd(int64_t nanousd) { return static_cast<double>(nanousd) / 1e9; }
+
+}  // namespace
+
+std::string StatsJson(const Result<CacheStats>& cache, const metrics::Totals& t,
+                      const CachedClientStats& cs) {
+  json::object root;
+  if (cache.ok()) {
+    root["cache"] = json::parse(CacheStatsJson(*cache));
+  } else {
+    root["cache_error"] = cache.status().ToString();
+  }
+  json::object p;
+  p["requests"] = t.requests;
+  p["response_bytes"] = t.response_bytes;
+  p["models_fetches"] = t.models_fetches;
+  p["models_errors"] = t.models_errors;
+  p["in_flight"] = t.in_flight;
+  p["open_connections"] = t.open_connections;
+  p["rejected_connections"] = t.rejected_connections;
+  root["proxy"] = std::move(p);
+
+  json::object c;
+  c["keys_computed"] = cs.keys_computed;
+  c["hits"] = cs.hits;
+  c["misses"] = cs.misses;
+  c["bypasses"] = cs.bypasses;
+  json::object reasons;
+  for (size_t i = 1; i < cs.bypass_reasons.size(); ++i) {
+    reasons[BypassReasonName(static_cast<BypassReason>(i))] =
+        cs.bypass_reasons[i];
+  }
+  c["bypasses_by_reason"] = std::move(reasons);
+  c["tokens_saved"] = cs.tokens_saved;
+  c["cost_saved_usd"] = Usd(cs.cost_saved_nanousd);
+  c["upstream_calls"] = cs.upstream_calls;
+  c["upstream_errors"] = cs.upstream_errors;
+  c["flight_joins"] = cs.flight_joins;
+  c["store_errors"] = cs.store_errors;
+  c["stored"] = cs.stored;
+  c["not_stored"] = cs.not_stored;
+  c["model_drifts"] = cs.model_drifts;
+  c["prompt_cache_read_tokens"] = cs.prompt_cache_read_tokens;
+  c["prompt_cache_write_tokens"] = cs.prompt_cache_write_tokens;
+  c["prompt_cache_savings_usd"] = Usd(cs.prompt_cache_savings_nanousd);
+  c["priced_responses"] = cs.priced_responses;
+  root["client"] = std::move(c);
+  return json::serialize(root);
+}
+
+}  // namespace llmcache::net

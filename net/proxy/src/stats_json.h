@@ -1,0 +1,36 @@
+// The JSON of GET /stats: the engine's statistics, the proxy's HTTP counters
+// and the cache pipeline's counts, in one object. No Beast.
+
+#ifndef LLMCACHE_NET_PROXY_SRC_STATS_JSON_H_
+#define LLMCACHE_NET_PROXY_SRC_STATS_JSON_H_
+
+#include <string>
+
+#include "llmcache/cache.h"
+#include "llmcache/net/cached_client.h"
+#include "llmcache/status.h"
+#include "metrics.h"
+
+namespace llmcache::net {
+
+// {"cache":  CacheStatsJson (llmcache/stats_json.h) of the engine's
+//            statistics: the same object as `llmcache stats --json` prints
+//            (without its "database"); "cache_error": "<status>" instead
+//            when they cannot be read,
+//  "proxy":  {requests, response_bytes, models_fetches, models_errors,
+//             in_flight, open_connections, rejected_connections},
+//  "client": {keys_computed, hits, misses, bypasses,
+//             bypasses_by_reason: {reason: n}, tokens_saved, cost_saved_usd,
+//             upstream_calls, upstream_errors, flight_joins, store_errors,
+//             stored, not_stored, model_drifts, prompt_cache_read_tokens,
+//             prompt_cache_write_tokens, prompt_cache_savings_usd,
+//             priced_responses}}
+// "client" counts each completion request once, as a hit, a miss or a
+// bypass; "proxy" counts HTTP requests of every route.
+std::string StatsJson(const Result<CacheStats>& cache,
+                      const metrics::Totals& proxy,
+                      const CachedClientStats& pipeline);
+
+}  // namespace llmcache::net
+
+#endif  // LLMCACHE_NET_PROXY_SRC_STATS_JSON_H_
