@@ -1,24 +1,35 @@
-// A faithful local fake of OpenRouter's chat-completions API, for tests and
-// for trying the whole stack without an API key (`llmcache fake-openrouter`).
+// The fake OpenRouter: a test double of OpenRouter's chat-completions API on
+// loopback. The tests and benchmarks use it in place of the real service, and
+// it backs `llmcache fake-openrouter`, a demo of the whole stack that needs no
+// API key. It is not a general-purpose server and not part of llmcache::net.
+// Start here; what it mimics is summarised in docs/openrouter.md (the fake
+// upstream).
 //
 // Serves, on 127.0.0.1 (ephemeral port by default), over HTTP or HTTPS:
 //   POST /api/v1/chat/completions   non-stream and stream (SSE), shapes as in
-//                                   ../shared/openrouter/API.md §5-§6
-//   GET  /api/v1/models             a small model list with pricing (§10)
-// Deterministic: the same request body gives the same content.
+//                                   docs/openrouter.md (non-streaming
+//                                   response; streaming)
+//   GET  /api/v1/models             a small model list with prices, as in
+//                                   docs/openrouter.md (models and prices)
+// (also under the legacy /v1 prefix; other paths: 404, other methods: 405).
+// Deterministic: the same request body, streamed or not, gives the same
+// content.
 //
 // Faults are selected by the request's `model` (so they work through the
-// proxy too):
-//   fake/fault-<status>      that HTTP status with the error envelope
-//                            (429 and 503 carry "Retry-After: 1")
+// proxy too); a `:variant` suffix is ignored, as llmcache::BaseModel does:
+//   fake/fault-<status>      that HTTP status (400..599) with the error
+//                            envelope (429 and 503 carry "Retry-After: 1"),
+//                            as JSON even when the request asked to stream
 //   fake/flaky-<status>-<n>  the first n requests with this exact body get
 //                            <status>, later ones succeed
-//   fake/delay-<ms>          answer normally after <ms> milliseconds
+//   fake/delay-<ms>          answer normally after <ms> milliseconds (at
+//                            most 10 minutes)
 //   fake/error-200           HTTP 200 with a top-level error envelope
 //   fake/choice-error        HTTP 200, a choice with finish_reason "error"
 //   fake/empty               HTTP 200, no content and no tool calls
 //   fake/tool-call           HTTP 200, a tool call (streams: fragments)
 //   fake/midstream-error     stream: two content chunks, then an error event
+//                            and no [DONE]; non-stream: like choice-error
 //   fake/cut                 stream: content, then the connection closes
 //                            before [DONE]; non-stream: body cut short
 //   fake/reset               the connection is reset in the middle of the body
@@ -27,9 +38,24 @@
 //                            the answer), to test idle deadlines and cancels
 //   fake/newlines            non-stream body preceded by "\n\n\n" keep-alive
 //                            bytes, as OpenRouter sends for slow upstreams
-// Any other model answers normally. Prompt caching is simulated: a request
-// with `cache_control` markers reports cache_write_tokens the first time and
-// cached_tokens afterwards.
+// Any other model (and a malformed selector) answers normally. Prompt caching
+// is simulated: a request with `cache_control` markers reports
+// cache_write_tokens the first time and cached_tokens afterwards.
+//
+// The files, one idea each (the headers other than this one are private to
+// net/fake):
+//   fake_openrouter.h      this interface
+//   fake_server.cc         the HTTP/1.1 server (the only Beast/Asio unit):
+//                          sockets, TLS, keep-alive, executing Plans
+//   fake_responder.h/.cc   request -> Plan: routing, auth, completion answers
+//                          (non-stream and SSE), usage and cost
+//   fake_faults.h/.cc      the fault selectors above and the error statuses
+//   fake_models.h/.cc      the model table, its prices and GET /models
+//   fake_prompt_cache.h/.cc  the provider prompt-cache simulation
+//   fake_util.h/.cc        hashing, ids, UTF-8 cutting, JSON lookups
+//   test_certs.cc          TestCertificates::Generate()
+// The exact rules (content, token counts, cost, cache prefixes) are in the
+// opening comments of fake_responder.h and fake_prompt_cache.h.
 //
 // Thread safety: all methods may be called from any thread.
 
@@ -51,7 +77,7 @@ struct TestCertificates {
   std::string server_key_pem;
   std::string wrong_host_cert_pem;  // signed by the CA, SAN: wrong.example
   std::string wrong_host_key_pem;
-  std::string untrusted_cert_pem;   // self-signed, SAN: localhost, 127.0.0.1
+  std::string untrusted_cert_pem;  // self-signed, SAN: localhost, 127.0.0.1
   std::string untrusted_key_pem;
 
   static Result<TestCertificates> Generate();
@@ -70,7 +96,8 @@ struct FakeOptions {
   std::string api_key;
   // ": OPENROUTER PROCESSING" comments sent before the first stream chunk.
   int keepalive_comments = 1;
-  // Content pieces per streamed response.
+  // Content pieces per streamed response (at most; tool-call arguments and
+  // fake/midstream-error use at least 3).
   int stream_pieces = 6;
   bool log_requests = false;  // one line per request on stderr
 };
@@ -81,14 +108,18 @@ class FakeOpenRouter {
   virtual ~FakeOpenRouter() = default;
 
   virtual uint16_t port() const = 0;
-  // "http://127.0.0.1:<port>/api/v1" (https with tls).
+  // "http://<host>:<port>/api/v1" (https with tls); 0.0.0.0 and localhost
+  // show as 127.0.0.1, :: as [::1].
   virtual std::string base_url() const = 0;
 
   virtual uint64_t requests() const = 0;     // HTTP requests received
   virtual uint64_t completions() const = 0;  // chat-completion requests
   virtual uint64_t connections() const = 0;  // TCP connections accepted
   virtual std::string last_authorization() const = 0;
+  // A header of the last request (name case-insensitive); "" if absent.
   virtual std::string last_header(const std::string& name) const = 0;
+  // Zeroes the counters, forgets the last request's headers and the
+  // fake/flaky-<status>-<n> counts.
   virtual void ResetCounters() = 0;
 
   // Stops accepting, closes connections, joins threads. Idempotent.

@@ -1,6 +1,7 @@
 // Tests of the fake OpenRouter (net/fake) through a minimal Beast client on
-// loopback: response shapes (API.md §5, §6, §10), determinism, auth, every
-// fault selector, keep-alive, TLS with the generated certificates, Stop().
+// loopback: response shapes (docs/openrouter.md: non-streaming response,
+// streaming, models and prices), determinism, auth, every fault selector,
+// prompt caching, keep-alive, TLS with the generated certificates, Stop().
 
 #include "fake_openrouter.h"
 
@@ -30,6 +31,7 @@
 #include <utility>
 #include <vector>
 
+#include "llmcache/key.h"
 #include "testing/status_matchers.h"
 
 namespace llmcache::fake {
@@ -348,7 +350,7 @@ TEST_F(FakeOpenRouterTest, NonStreamResponseHasTheDocumentedShape) {
   EXPECT_EQ(u.at("prompt_tokens_details").at("audio_tokens").as_int64(), 0);
   EXPECT_EQ(u.at("completion_tokens_details").at("reasoning_tokens").as_int64(),
             0);
-  // §8.2 with gpt-4o-mini prices.
+  // docs/openrouter.md (usage and cost) with gpt-4o-mini prices.
   const double expected = prompt * 0.00000015 + completion * 0.0000006;
   EXPECT_NEAR(u.at("cost").to_number<double>(), expected, 1e-11);
   const json::object& cd = u.at("cost_details").as_object();
@@ -363,6 +365,32 @@ TEST_F(FakeOpenRouterTest, VariantIsDroppedFromTheReportedModel) {
   Reply r = Chat(ChatBody("openai/gpt-4o-mini:nitro", "hi"));
   ASSERT_EQ(r.status, 200u);
   EXPECT_EQ(ParseObject(r.body).at("model").as_string(), "openai/gpt-4o-mini");
+}
+
+// The fake drops variants exactly as the engine does (llmcache::BaseModel),
+// for the reported model and for the fault selectors.
+TEST_F(FakeOpenRouterTest, VariantsAreDroppedAsTheEngineDoes) {
+  for (const std::string model :
+       {"openai/gpt-4o", "openai/gpt-4o:floor", "openai/gpt-4o:beta:nitro",
+        "fake/echo:free"}) {
+    Reply r = Chat(ChatBody(model, "hi"));
+    ASSERT_EQ(r.status, 200u) << model;
+    EXPECT_EQ(ParseObject(r.body).at("model").as_string(),
+              std::string(llmcache::BaseModel(model)))
+        << model;
+  }
+  EXPECT_EQ(Chat(ChatBody("fake/fault-503:nitro", "hi")).status, 503u);
+}
+
+TEST_F(FakeOpenRouterTest, WrongMethodIs405) {
+  TestClient client(fake_->port());
+  ASSERT_FALSE(client.Connect());
+  Reply r = client.Request(http::verb::get, "/api/v1/chat/completions");
+  EXPECT_EQ(r.status, 405u);
+  EXPECT_EQ(ParseObject(r.body).at("error").at("code").as_int64(), 405);
+  r = client.Request(http::verb::post, "/api/v1/models", "{}");
+  EXPECT_EQ(r.status, 405u);
+  EXPECT_EQ(fake_->completions(), 1u);
 }
 
 TEST_F(FakeOpenRouterTest, LegacyPathIsAccepted) {
@@ -448,6 +476,25 @@ TEST_F(FakeOpenRouterTest, WrongKeyIs401UserNotFound) {
   EXPECT_EQ(r.status, 401u);
   EXPECT_EQ(r.body, R"({"error":{"message":"User not found.","code":401}})");
   EXPECT_EQ(fake_->last_authorization(), "Bearer sk-or-v1-wrong");
+}
+
+TEST_F(FakeOpenRouterTest, BearerSchemeIsCaseInsensitiveAndTokenIsTrimmed) {
+  EXPECT_EQ(Chat(ChatBody("openai/gpt-4o", "hi"), std::string("bearer ") + kKey)
+                .status,
+            200u);
+  EXPECT_EQ(
+      Chat(ChatBody("openai/gpt-4o", "hi"), std::string("BEARER   ") + kKey)
+          .status,
+      200u);
+  for (const std::string& auth :
+       {std::string("Bearer"), std::string("Bearer    "),
+        std::string("Basic ") + kKey, std::string(kKey)}) {
+    Reply r = Chat(ChatBody("openai/gpt-4o", "hi"), auth);
+    EXPECT_EQ(r.status, 401u) << auth;
+    EXPECT_EQ(r.body,
+              R"({"error":{"message":"No auth credentials found","code":401}})")
+        << auth;
+  }
 }
 
 TEST(FakeOpenRouterAuthTest, AnyKeyIsAcceptedWhenNoneIsConfigured) {

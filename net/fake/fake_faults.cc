@@ -1,0 +1,108 @@
+// The `fake/...` fault selectors and the table of error statuses.
+
+#include "fake_faults.h"
+
+#include <algorithm>
+#include <charconv>
+#include <optional>
+#include <system_error>
+#include <utility>
+
+namespace llmcache::fake::internal {
+namespace {
+
+constexpr int kMaxDelayMs = 10 * 60 * 1000;
+
+// Parses all of `s` as a non-negative decimal integer.
+std::optional<int64_t> ParseInt(std::string_view s) {
+  int64_t v = 0;
+  if (s.empty()) return std::nullopt;
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || ptr != s.data() + s.size() || v < 0) {
+    return std::nullopt;
+  }
+  return v;
+}
+
+bool IsErrorStatus(int64_t s) { return s >= 400 && s <= 599; }
+
+constexpr StatusInfo kStatusInfo[] = {
+    {400, "Provider returned error", "invalid_request"},
+    {401, "User not found.", "authentication"},
+    {402, "Insufficient credits. Add more using https://openrouter.ai/credits",
+     "payment_required"},
+    {403, "Your input was flagged by moderation.", "permission_denied"},
+    {404, "No endpoints found that support this request.", "not_found"},
+    {408, "Operation timed out. Please try again later.", "timeout"},
+    {413, "Payload too large.", "payload_too_large"},
+    {422, "Unprocessable request.", "unprocessable"},
+    {429, "Rate limit exceeded", "rate_limit_exceeded"},
+    {500, "Internal Server Error", "server"},
+    {502, "Provider returned error", "provider_unavailable"},
+    {503, "No available providers could serve this request.",
+     "provider_overloaded"},
+    {524, "Provider timed out.", "timeout"},
+    {529, "Provider is overloaded.", "provider_overloaded"},
+};
+
+}  // namespace
+
+Selector ParseSelector(std::string_view base_model) {
+  using Kind = Selector::Kind;
+  Selector sel;
+  static constexpr std::string_view kPrefix = "fake/";
+  if (!base_model.starts_with(kPrefix)) return sel;
+  const std::string_view name = base_model.substr(kPrefix.size());
+  static constexpr std::pair<std::string_view, Kind> kFixed[] = {
+      {"error-200", Kind::kError200},
+      {"choice-error", Kind::kChoiceError},
+      {"empty", Kind::kEmpty},
+      {"tool-call", Kind::kToolCall},
+      {"midstream-error", Kind::kMidstreamError},
+      {"cut", Kind::kCut},
+      {"reset", Kind::kReset},
+      {"hang", Kind::kHang},
+      {"newlines", Kind::kNewlines}};
+  for (const auto& [n, k] : kFixed) {
+    if (name == n) {
+      sel.kind = k;
+      return sel;
+    }
+  }
+  if (name.starts_with("fault-")) {
+    auto s = ParseInt(name.substr(6));
+    if (s && IsErrorStatus(*s)) {
+      sel.kind = Kind::kFault;
+      sel.status = static_cast<unsigned>(*s);
+    }
+  } else if (name.starts_with("flaky-")) {
+    const std::string_view rest = name.substr(6);
+    const size_t dash = rest.find('-');
+    if (dash != std::string_view::npos) {
+      auto s = ParseInt(rest.substr(0, dash));
+      auto n = ParseInt(rest.substr(dash + 1));
+      if (s && n && IsErrorStatus(*s)) {
+        sel.kind = Kind::kFlaky;
+        sel.status = static_cast<unsigned>(*s);
+        sel.count = *n;
+      }
+    }
+  } else if (name.starts_with("delay-") || name.starts_with("slow-")) {
+    const bool delay = name.starts_with("delay-");
+    auto ms = ParseInt(name.substr(delay ? 6 : 5));
+    if (ms) {
+      sel.kind = delay ? Kind::kDelay : Kind::kSlow;
+      sel.ms = static_cast<int>(std::min<int64_t>(*ms, kMaxDelayMs));
+    }
+  }
+  return sel;
+}
+
+const StatusInfo* FindStatusInfo(unsigned status) {
+  for (const StatusInfo& s : kStatusInfo) {
+    if (s.status == status) return &s;
+  }
+  return nullptr;
+}
+
+}  // namespace llmcache::fake::internal
