@@ -5,21 +5,15 @@
 #include "llmcache/net/proxy.h"
 
 #include <gtest/gtest.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 
 #include <algorithm>
-#include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 #include <boost/json.hpp>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
-#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -29,19 +23,24 @@
 #include "fake_openrouter.h"
 #include "llmcache/clock.h"
 #include "llmcache/net/sse.h"
+#include "testing/http_client.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
+#include "testing/wait.h"
 
 namespace llmcache::net {
 namespace {
 
 namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
 namespace json = boost::json;
 using tcp = asio::ip::tcp;
 using ::llmcache::fake::FakeOpenRouter;
 using ::llmcache::fake::FakeOptions;
+using ::llmcache::testing::HttpConnection;
+using ::llmcache::testing::HttpGet;
+using ::llmcache::testing::WaitFor;
+using Reply = ::llmcache::testing::HttpReply;
+using Headers = ::llmcache::testing::HttpHeaders;
 using namespace std::chrono_literals;
 
 std::string Body(const std::string& model, bool stream = false,
@@ -52,101 +51,11 @@ std::string Body(const std::string& model, bool stream = false,
          R"("messages":[{"role":"user","content":")" + text + R"("}]})";
 }
 
-struct Reply {
-  int status = 0;  // 0: no HTTP response (connection closed / failed)
-  std::map<std::string, std::string> headers;  // lower-case names
-  std::string body;
-  std::string error;
-
-  std::string header(const std::string& name) const {
-    auto it = headers.find(name);
-    return it == headers.end() ? "" : it->second;
-  }
-};
-
-using Headers = std::vector<std::pair<std::string, std::string>>;
-
-// A blocking HTTP/1.1 client connection with a 10 s receive timeout.
-class Conn {
- public:
-  explicit Conn(uint16_t port) : socket_(ioc_) {
-    boost::system::error_code ec;
-    socket_.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port),
-                    ec);
-    connected_ = !ec;
-    timeval tv{10, 0};
-    setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv,
-               sizeof(tv));
-  }
-
-  bool connected() const { return connected_; }
-
-  Reply Send(http::verb method, const std::string& target,
-             const std::string& body = "", const Headers& headers = {}) {
-    http::request<http::string_body> req{method, target, 11};
-    req.set(http::field::host, "127.0.0.1");
-    for (const auto& [k, v] : headers) req.set(k, v);
-    if (method == http::verb::post) {
-      if (req[http::field::content_type].empty()) {
-        req.set(http::field::content_type, "application/json");
-      }
-      req.body() = body;
-      req.prepare_payload();
-    }
-    boost::system::error_code ec;
-    http::write(socket_, req, ec);
-    Reply r;
-    if (ec) {
-      r.error = ec.message();
-      return r;
-    }
-    return Read();
-  }
-
-  Reply Read() {
-    Reply r;
-    boost::system::error_code ec;
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(64u << 20);
-    http::read(socket_, buffer_, parser, ec);
-    if (ec) {
-      r.error = ec.message();
-      return r;
-    }
-    const auto& res = parser.get();
-    r.status = static_cast<int>(res.result_int());
-    for (const auto& f : res) {
-      std::string name(f.name_string());
-      for (char& c : name) c = static_cast<char>(std::tolower(c));
-      r.headers[name] = std::string(f.value());
-    }
-    r.body = res.body();
-    return r;
-  }
-
-  // Writes raw bytes.
-  void WriteRaw(const std::string& bytes) {
-    boost::system::error_code ec;
-    asio::write(socket_, asio::buffer(bytes), ec);
-  }
-
- private:
-  asio::io_context ioc_;
-  tcp::socket socket_;
-  beast::flat_buffer buffer_;
-  bool connected_ = false;
-};
-
+// POST `body` (to the chat completions path unless `target` says otherwise)
+// on a fresh connection.
 Reply Post(uint16_t port, const std::string& body, const Headers& headers = {},
            const std::string& target = "/v1/chat/completions") {
-  Conn c(port);
-  return c.Send(http::verb::post, target, body, headers);
-}
-
-Reply Get(uint16_t port, const std::string& target,
-          const Headers& headers = {}) {
-  Conn c(port);
-  return c.Send(http::verb::get, target, "", headers);
+  return ::llmcache::testing::HttpPost(port, target, body, headers);
 }
 
 // The assembled content of an SSE body; *done says whether [DONE] came.
@@ -268,11 +177,61 @@ TEST_F(ProxyTest, MissThenHit) {
   EXPECT_EQ(c.misses, 1u);
 }
 
+// One request, one key, one count: the proxy hands each request to the
+// cached client's pipeline, which keys it once (no second key in Complete)
+// and counts it once, for hits, misses, streams and bypasses alike.
+TEST_F(ProxyTest, EachRequestIsKeyedOnceAndCountedOnce) {
+  const std::vector<std::pair<std::string, std::string>> requests = {
+      {Body("openai/gpt-4o-mini"), "MISS"},
+      {Body("openai/gpt-4o-mini"), "HIT"},
+      {Body("openai/gpt-4o-mini", true), "HIT"},
+      {Body("openai/gpt-4o", true), "MISS"},
+      {Body("openai/gpt-4o", true), "HIT"},
+      {Body("openai/gpt-4o", false, "What is 2+2?", R"("temperature":0.5)"),
+       "BYPASS"},
+  };
+  auto client_stats = [this] {
+    const Reply r = HttpGet(port_, "/stats");
+    EXPECT_EQ(r.status, 200);
+    boost::system::error_code ec;
+    json::value v = json::parse(r.body, ec);
+    EXPECT_FALSE(ec) << r.body;
+    return v;
+  };
+  int keys = 0;
+  for (const auto& [body, label] : requests) {
+    const Reply r = Chat(body);
+    ASSERT_EQ(r.status, 200) << r.body << r.error;
+    EXPECT_EQ(r.header("x-cache"), label);
+    ++keys;
+    const json::value v = client_stats();
+    const json::value& c = v.at("client");
+    EXPECT_EQ(c.at("keys_computed").to_number<int>(), keys) << body;
+    EXPECT_EQ(c.at("hits").to_number<int>() + c.at("misses").to_number<int>() +
+                  c.at("bypasses").to_number<int>(),
+              keys)
+        << body;
+  }
+  const json::value v = client_stats();
+  EXPECT_EQ(v.at("client").at("hits").to_number<int>(), 3);
+  EXPECT_EQ(v.at("client").at("misses").to_number<int>(), 2);
+  EXPECT_EQ(v.at("client").at("bypasses").to_number<int>(), 1);
+  // The engine saw one counted lookup per cacheable request.
+  EXPECT_EQ(v.at("cache").at("hits").to_number<int>() +
+                v.at("cache").at("misses").to_number<int>(),
+            5);
+  const ProxyCounters c = proxy_->counters();
+  EXPECT_EQ(c.hits, 3u);
+  EXPECT_EQ(c.misses, 2u);
+  EXPECT_EQ(c.bypasses, 1u);
+  EXPECT_EQ(fake_->completions(), 3u);
+}
+
 TEST_F(ProxyTest, OpenRouterPathAndKeepAlive) {
-  Conn conn(port_);
+  HttpConnection conn(port_);
   const Headers auth = {{"Authorization", "Bearer key-A"}};
   for (int i = 0; i < 3; ++i) {
-    const Reply r = conn.Send(http::verb::post, "/api/v1/chat/completions",
+    const Reply r = conn.Send("POST", "/api/v1/chat/completions",
                               Body("openai/gpt-4o-mini"), auth);
     ASSERT_EQ(r.status, 200) << r.error;
     EXPECT_EQ(r.header("x-cache"), i == 0 ? "MISS" : "HIT");
@@ -314,23 +273,25 @@ TEST_F(ProxyTest, StreamMissThenStreamHit) {
 TEST_F(ProxyTest, StreamedMissIsPassedThroughLive) {
   // fake/slow-250: 250 ms between upstream events. The first event must reach
   // the client long before the last one does, not all of them at the end.
-  tcp::iostream s;
-  s.connect("127.0.0.1", std::to_string(port_));
-  ASSERT_TRUE(s) << s.error().message();
-  const std::string body = Body("fake/slow-250", /*stream=*/true);
-  s << "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
-    << "Authorization: Bearer key-A\r\nContent-Type: application/json\r\n"
-    << "Content-Length: " << body.size() << "\r\nConnection: close\r\n\r\n"
-    << body << std::flush;
+  HttpConnection conn(port_);
+  ASSERT_TRUE(conn.connected()) << conn.error();
+  ASSERT_TRUE(conn.Write(
+      "POST", "/v1/chat/completions", Body("fake/slow-250", /*stream=*/true),
+      {{"Authorization", "Bearer key-A"}, {"Connection", "close"}}))
+      << conn.error();
   const auto start = std::chrono::steady_clock::now();
+  const Reply head = conn.ReadHead();
+  ASSERT_EQ(head.status, 200) << head.error;
   std::optional<std::chrono::steady_clock::duration> first_data, done;
-  std::string line;
-  while (std::getline(s, line)) {
+  std::string pending, piece;
+  while (!done && conn.ReadBodyPiece(&piece)) {
     const auto now = std::chrono::steady_clock::now() - start;
-    if (!first_data && line.rfind("data: {", 0) == 0) first_data = now;
-    if (line.rfind("data: [DONE]", 0) == 0) {
-      done = now;
-      break;
+    pending += piece;
+    for (size_t eol; !done && (eol = pending.find('\n')) != std::string::npos;
+         pending.erase(0, eol + 1)) {
+      const std::string line = pending.substr(0, eol);
+      if (!first_data && line.rfind("data: {", 0) == 0) first_data = now;
+      if (line.rfind("data: [DONE]", 0) == 0) done = now;
     }
   }
   ASSERT_TRUE(first_data.has_value());
@@ -522,7 +483,7 @@ TEST_F(ProxyTest, ApiKeyNeverReachesLogsOrDisk) {
   ASSERT_EQ(Chat(Body("m/a"), auth).header("x-cache"), "HIT");
   ASSERT_EQ(Chat(Body("m/a", true, "s"), auth).status, 200);
   ASSERT_EQ(Chat(Body("fake/fault-500"), auth).status, 500);
-  ASSERT_EQ(Get(port_, "/v1/models", auth).status, 200);
+  ASSERT_EQ(HttpGet(port_, "/v1/models", auth).status, 200);
   StopProxy();  // closes the store: everything is on disk now
   const std::vector<std::string> lines = Logs();
   ASSERT_FALSE(lines.empty());
@@ -547,17 +508,19 @@ TEST_F(ProxyTest, OneLogLinePerRequestWithoutThePrompt) {
   ASSERT_EQ(Chat(Body("m/a", false, "PROMPT-TEXT-XYZ")).status, 200);
   ASSERT_EQ(Chat(Body("m/a", false, "PROMPT-TEXT-XYZ")).status, 200);
   // A request is logged once its response is written, which can be just
-  // after the client has read it: wait for the second line.
+  // after the client has read it: wait for both lines.
   std::vector<std::string> lines;
-  for (int i = 0; i < 200; ++i) {
+  WaitFor([&] {
     lines = Logs();
-    if (std::count_if(lines.begin(), lines.end(), [](const std::string& l) {
-          return l.find("200 HIT") != std::string::npos;
-        }) > 0) {
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+    return std::count_if(lines.begin(), lines.end(),
+                         [](const std::string& l) {
+                           return l.find("POST /v1/chat/completions 200") !=
+                                  std::string::npos;
+                         }) >= 2 &&
+           std::count_if(lines.begin(), lines.end(), [](const std::string& l) {
+             return l.find("200 HIT") != std::string::npos;
+           }) > 0;
+  });
   int requests = 0;
   for (const std::string& l : lines) {
     EXPECT_EQ(l.find("PROMPT-TEXT-XYZ"), std::string::npos) << l;
@@ -664,7 +627,7 @@ TEST_F(ProxyTest, UnreachableUpstreamIs502) {
         "http://127.0.0.1:" + std::to_string(closed_port) + "/api/v1";
   });
   ExpectErrorShape(Chat(Body("m/a")), 502, "upstream_error");
-  ExpectErrorShape(Get(port_, "/v1/models"), 502, "upstream_error");
+  ExpectErrorShape(HttpGet(port_, "/v1/models"), 502, "upstream_error");
 }
 
 TEST_F(ProxyTest, UpstreamDeadlineIs504) {
@@ -677,8 +640,8 @@ TEST_F(ProxyTest, UpstreamDeadlineIs504) {
 }
 
 TEST_F(ProxyTest, UnknownPathIs404AndWrongMethodIs405) {
-  ExpectErrorShape(Get(port_, "/nope"), 404, "invalid_request_error");
-  const Reply r = Get(port_, "/v1/chat/completions");
+  ExpectErrorShape(HttpGet(port_, "/nope"), 404, "invalid_request_error");
+  const Reply r = HttpGet(port_, "/v1/chat/completions");
   ExpectErrorShape(r, 405, "invalid_request_error");
   EXPECT_EQ(r.header("allow"), "POST");
   ExpectErrorShape(Post(port_, "{}", {}, "/healthz"), 405,
@@ -686,7 +649,7 @@ TEST_F(ProxyTest, UnknownPathIs404AndWrongMethodIs405) {
 }
 
 TEST_F(ProxyTest, Healthz) {
-  const Reply r = Get(port_, "/healthz");
+  const Reply r = HttpGet(port_, "/healthz");
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.body, R"({"status":"ok"})");
 }
@@ -726,8 +689,8 @@ TEST_F(ProxyAdminTest, NeedsTheToken) {
                    "authentication_error");
   ExpectErrorShape(Admin("/admin/purge?all=1", "admin-secre"), 401,
                    "authentication_error");
-  const Reply get = Get(port_, "/admin/flush?model=m/a",
-                        {{"Authorization", "Bearer admin-secret"}});
+  const Reply get = HttpGet(port_, "/admin/flush?model=m/a",
+                            {{"Authorization", "Bearer admin-secret"}});
   EXPECT_EQ(get.status, 405);
 }
 
@@ -792,8 +755,8 @@ TEST_F(ProxyTest, MetricsAreInPrometheusFormat) {
   ASSERT_EQ(Chat(Body("m/a")).status, 200);
   ASSERT_EQ(Chat(Body("m/a")).status, 200);
   ASSERT_EQ(Chat(Body("m/a", false, "x", R"("temperature":1)")).status, 200);
-  ASSERT_EQ(Get(port_, "/nope").status, 404);
-  const Reply r = Get(port_, "/metrics");
+  ASSERT_EQ(HttpGet(port_, "/nope").status, 404);
+  const Reply r = HttpGet(port_, "/metrics");
   ASSERT_EQ(r.status, 200);
   EXPECT_EQ(r.header("content-type").substr(0, 10), "text/plain");
   const std::string& m = r.body;
@@ -825,13 +788,16 @@ TEST_F(ProxyTest, MetricsAreInPrometheusFormat) {
 TEST_F(ProxyTest, StatsIsJson) {
   ASSERT_EQ(Chat(Body("m/a")).status, 200);
   ASSERT_EQ(Chat(Body("m/a")).status, 200);
-  const Reply r = Get(port_, "/stats");
+  const Reply r = HttpGet(port_, "/stats");
   ASSERT_EQ(r.status, 200);
   boost::system::error_code ec;
   json::value v = json::parse(r.body, ec);
   ASSERT_FALSE(ec) << r.body;
-  EXPECT_EQ(v.at("proxy").at("hits").to_number<int>(), 1);
+  EXPECT_EQ(v.at("proxy").at("requests").to_number<int>(), 2);
+  EXPECT_EQ(v.at("client").at("hits").to_number<int>(), 1);
+  EXPECT_EQ(v.at("client").at("misses").to_number<int>(), 1);
   EXPECT_EQ(v.at("cache").at("hits").to_number<int>(), 1);
+  EXPECT_TRUE(v.at("cache").at("persistent").as_bool());
   EXPECT_EQ(v.at("cache").at("entries").to_number<int>(), 1);
   const json::array& models = v.at("cache").at("models").as_array();
   ASSERT_EQ(models.size(), 1u);
@@ -841,11 +807,11 @@ TEST_F(ProxyTest, StatsIsJson) {
 
 TEST_F(ProxyTest, ModelsArePassedThroughAndKeptBriefly) {
   const uint64_t before = fake_->requests();
-  const Reply a = Get(port_, "/v1/models", {{"Authorization", "Bearer k"}});
+  const Reply a = HttpGet(port_, "/v1/models", {{"Authorization", "Bearer k"}});
   ASSERT_EQ(a.status, 200) << a.body;
   EXPECT_NE(a.body.find("\"data\""), std::string::npos);
   EXPECT_EQ(a.header("x-cache"), "MISS");
-  const Reply b = Get(port_, "/api/v1/models");
+  const Reply b = HttpGet(port_, "/api/v1/models");
   ASSERT_EQ(b.status, 200);
   EXPECT_EQ(b.header("x-cache"), "HIT");
   EXPECT_EQ(b.body, a.body);
@@ -855,49 +821,63 @@ TEST_F(ProxyTest, ModelsArePassedThroughAndKeptBriefly) {
 TEST_F(ProxyTest, ModelsAreNotKeptWithZeroTtl) {
   Restart([](ProxyOptions& o) { o.models_ttl = 0ms; });
   const uint64_t before = fake_->requests();
-  ASSERT_EQ(Get(port_, "/v1/models").status, 200);
-  ASSERT_EQ(Get(port_, "/v1/models").status, 200);
+  ASSERT_EQ(HttpGet(port_, "/v1/models").status, 200);
+  ASSERT_EQ(HttpGet(port_, "/v1/models").status, 200);
   EXPECT_EQ(fake_->requests(), before + 2);
 }
 
 TEST_F(ProxyTest, ConnectionsOverTheLimitAreRefused) {
   Restart([](ProxyOptions& o) { o.max_connections = 1; });
-  Conn first(port_);
-  ASSERT_EQ(first.Send(http::verb::get, "/healthz").status, 200);
-  Conn second(port_);
-  const Reply r = second.Send(http::verb::get, "/healthz");
+  HttpConnection first(port_);
+  ASSERT_EQ(first.Send("GET", "/healthz").status, 200);
+  HttpConnection second(port_);
+  const Reply r = second.Send("GET", "/healthz");
   EXPECT_TRUE(r.status == 503 || r.status == 0) << r.status;
   // The first connection still works, and a new one does after it closes.
-  EXPECT_EQ(first.Send(http::verb::get, "/healthz").status, 200);
+  EXPECT_EQ(first.Send("GET", "/healthz").status, 200);
   EXPECT_GE(proxy_->counters().rejected_connections, 1u);
 }
 
 TEST_F(ProxyTest, IdleKeepAliveConnectionsAreClosed) {
   Restart([](ProxyOptions& o) { o.idle_timeout = 200ms; });
-  Conn conn(port_);
-  ASSERT_EQ(conn.Send(http::verb::get, "/healthz").status, 200);
-  std::this_thread::sleep_for(600ms);
-  const Reply r = conn.Send(http::verb::get, "/healthz");
+  HttpConnection conn(port_);
+  ASSERT_EQ(conn.Send("GET", "/healthz").status, 200);
+  // Await the proxy closing the idle connection instead of sleeping past the
+  // timeout: the read ends (end of stream) long before its own deadline.
+  const auto start = std::chrono::steady_clock::now();
+  conn.set_timeout(5s);
+  const Reply closed = conn.Read();
+  const auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(closed.status, 0);
+  EXPECT_FALSE(closed.timed_out) << "the idle connection was left open";
+  EXPECT_LT(waited, 600ms);
+  const Reply r = conn.Send("GET", "/healthz");
   EXPECT_EQ(r.status, 0);
+  EXPECT_TRUE(
+      WaitFor([&] { return proxy_->counters().open_connections == 0; }));
   EXPECT_EQ(proxy_->counters().open_connections, 0u);
 }
 
 TEST_F(ProxyTest, SlowRequestsAreClosedAfterTheReadTimeout) {
   Restart([](ProxyOptions& o) { o.read_timeout = 200ms; });
-  Conn conn(port_);
+  // Each read waits for the proxy to give up on the slow request and close
+  // the connection (end of stream), well before the client's own deadline.
+  HttpConnection conn(port_, 5s);
   conn.WriteRaw("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n");
-  std::this_thread::sleep_for(600ms);
-  EXPECT_EQ(conn.Read().status, 0);
-  Conn body(port_);
+  const Reply headers = conn.Read();
+  EXPECT_EQ(headers.status, 0);
+  EXPECT_FALSE(headers.timed_out) << "a request with slow headers was kept";
+  HttpConnection body(port_, 5s);
   body.WriteRaw(
       "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
       "Content-Length: 100\r\n\r\n{\"model\"");
-  std::this_thread::sleep_for(600ms);
-  EXPECT_EQ(body.Read().status, 0);
+  const Reply partial = body.Read();
+  EXPECT_EQ(partial.status, 0);
+  EXPECT_FALSE(partial.timed_out) << "a request with a slow body was kept";
 }
 
 TEST_F(ProxyTest, ExpectContinueIsAnswered) {
-  Conn conn(port_);
+  HttpConnection conn(port_);
   const std::string body = Body("m/a");
   conn.WriteRaw(
       "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
@@ -919,13 +899,11 @@ TEST_F(ProxyTest, ShutdownLetsInFlightRequestsFinish) {
     EXPECT_EQ(r.header("connection"), "close");
   });
   // Wait until the request is in flight.
-  for (int i = 0; i < 200 && proxy_->counters().in_flight == 0; ++i) {
-    std::this_thread::sleep_for(5ms);
-  }
+  WaitFor([this] { return proxy_->counters().in_flight != 0; });
   ASSERT_EQ(proxy_->counters().in_flight, 1u);
   proxy_->Shutdown(5s);
   t.join();
-  Conn late(port_);
+  HttpConnection late(port_);
   EXPECT_FALSE(late.connected());
 }
 

@@ -9,7 +9,6 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "cli/progress.h"
@@ -23,7 +22,9 @@
 #include "testing/status_matchers.h"
 #include "testing/subprocess.h"
 #include "testing/temp_dir.h"
+#include "testing/test_cache.h"
 #include "testing/test_keys.h"
+#include "testing/wait.h"
 
 namespace llmcache {
 namespace {
@@ -35,14 +36,17 @@ using ::llmcache::testing::TempDir;
 using ::llmcache::testing::TestKey;
 using ::testing::HasSubstr;
 using ::testing::Not;
+using namespace std::chrono_literals;
 
 constexpr char kBin[] = LLMCACHE_BIN;
 
+// `llmcache <args>` with our environment minus llmcache's own settings plus
+// `env`.
 ProcessResult Llmcache(std::vector<std::string> args,
                        const std::string& input = "",
                        const std::vector<std::string>& env = {}) {
   args.insert(args.begin(), kBin);
-  return RunProcess(args, input, env);
+  return RunProcess(args, input, env, testing::kLlmcacheEnvironment);
 }
 
 json::object ParseObject(const std::string& text) {
@@ -86,10 +90,7 @@ class CliTest : public ::testing::Test {
   // Fills the database through the engine: 3 entries of gpt-4o-mini (one in
   // namespace "docs", one created two days ago), 2 of claude, 1 expired.
   void Fill() {
-    CacheOptions o;
-    o.path = db_;
-    o.maintenance_interval_ms = 0;
-    auto cache = Cache::Open(o);
+    auto cache = testing::OpenTestCache(db_);
     ASSERT_OK(cache.status());
     const int64_t now = cli::NowMs();
     InsertOptions io;
@@ -195,10 +196,7 @@ TEST_F(CliTest, StatsReportsTotalsAndModels) {
 TEST_F(CliTest, StatsCountsHitsAndSavings) {
   Fill();
   {
-    CacheOptions o;
-    o.path = db_;
-    o.maintenance_interval_ms = 0;
-    auto cache = Cache::Open(o);
+    auto cache = testing::OpenTestCache(db_);
     ASSERT_OK(cache.status());
     for (int i = 0; i < 3; ++i) {
       auto r = (*cache)->Lookup(TestKey("openai/gpt-4o-mini", 1));
@@ -542,10 +540,7 @@ TEST_F(CliTest, VerifyReportsCorruptEntriesByKey) {
   const std::string bad_key = TestKey("openai/gpt-4o-mini", 77).Hex();
   const std::string text_key = TestKey("openai/gpt-4o-mini", 78).Hex();
   {
-    CacheOptions o;
-    o.path = db_;
-    o.maintenance_interval_ms = 0;
-    auto cache = Cache::Open(o);
+    auto cache = testing::OpenTestCache(db_);
     ASSERT_OK(cache.status());
     auto* rocks = dynamic_cast<RocksCache*>(cache->get());
     ASSERT_NE(rocks, nullptr);
@@ -581,10 +576,7 @@ TEST_F(CliTest, DeeplyNestedResponsesAreValidJson) {
       R"({"id":"gen-d","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"provider_metadata":)" +
       deep + "}";
   {
-    CacheOptions o;
-    o.path = db_;
-    o.maintenance_interval_ms = 0;
-    auto cache = Cache::Open(o);
+    auto cache = testing::OpenTestCache(db_);
     ASSERT_OK(cache.status());
     ASSERT_OK((*cache)->Insert(TestKey("m", 1), body, InsertOptions{}));
   }
@@ -668,10 +660,7 @@ TEST_F(CliTest, LiveDatabaseReadVerbsSeeWritesAndMutatingVerbsExitThree) {
                                             '\n'));
   };
   auto wait_for = [&](uint64_t n) {
-    for (int i = 0; i < 600 && acked() < n; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return acked() >= n;
+    return testing::WaitFor([&] { return acked() >= n; }, 30s);
   };
   ASSERT_TRUE(wait_for(20));
   const uint64_t before = acked();

@@ -3,95 +3,45 @@
 // flags, environment and config file with their precedence, a locked
 // database, a port in use, and a graceful SIGTERM with requests in flight.
 
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 #include <chrono>
-#include <cstdlib>
-#include <cstring>
 #include <fstream>
-#include <iterator>
 #include <map>
-#include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include "fake_openrouter.h"
 #include "llmcache/cache.h"
+#include "testing/http_client.h"
 #include "testing/status_matchers.h"
+#include "testing/subprocess.h"
 #include "testing/temp_dir.h"
-
-extern char** environ;
+#include "testing/test_cache.h"
+#include "testing/wait.h"
 
 namespace llmcache {
 namespace {
 
 namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
 using tcp = asio::ip::tcp;
+using ::llmcache::testing::HttpHeaders;
+using ::llmcache::testing::WaitFor;
+using Reply = ::llmcache::testing::HttpReply;
 using namespace std::chrono_literals;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)),
-                     std::istreambuf_iterator<char>());
-}
-
-struct Reply {
-  int status = 0;
-  std::map<std::string, std::string> headers;  // lower-case names
-  std::string body;
-  std::string header(const std::string& n) const {
-    auto it = headers.find(n);
-    return it == headers.end() ? "" : it->second;
-  }
-};
-
-Reply Request(
-    uint16_t port, http::verb method, const std::string& target,
-    const std::string& body = "",
-    const std::vector<std::pair<std::string, std::string>>& headers = {}) {
-  Reply r;
-  asio::io_context ioc;
-  tcp::socket s(ioc);
-  boost::system::error_code ec;
-  s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), ec);
-  if (ec) return r;
-  timeval tv{20, 0};
-  setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  http::request<http::string_body> req{method, target, 11};
-  req.set(http::field::host, "127.0.0.1");
-  for (const auto& [k, v] : headers) req.set(k, v);
-  if (method == http::verb::post) {
-    req.set(http::field::content_type, "application/json");
-    req.body() = body;
-    req.prepare_payload();
-  }
-  http::write(s, req, ec);
-  if (ec) return r;
-  beast::flat_buffer buf;
-  http::response<http::string_body> res;
-  http::read(s, buf, res, ec);
-  if (ec) return r;
-  r.status = static_cast<int>(res.result_int());
-  for (const auto& f : res) {
-    std::string name(f.name_string());
-    for (char& c : name) c = static_cast<char>(std::tolower(c));
-    r.headers[name] = std::string(f.value());
-  }
-  r.body = res.body();
-  return r;
+// A request to `llmcache serve` on a fresh connection. The deadline is
+// generous: the server is a separate process (under a sanitizer, slow).
+Reply Request(uint16_t port, std::string_view method, const std::string& target,
+              const std::string& body = "", const HttpHeaders& headers = {}) {
+  return ::llmcache::testing::HttpSend(port, method, target, body, headers,
+                                       20s);
 }
 
 std::string Body(const std::string& model, const std::string& text = "hi") {
@@ -100,104 +50,58 @@ std::string Body(const std::string& model, const std::string& text = "hi") {
          R"("}]})";
 }
 
-// A running `llmcache serve` (or any llmcache verb) with its output in files.
-class Process {
+// `llmcache <args>` running (`serve`, or any verb), with our environment
+// minus llmcache's own settings plus `env`, its output in files in `dir`.
+class Process : public ::llmcache::testing::BackgroundProcess {
  public:
   Process(const llmcache::testing::TempDir& dir,
           const std::vector<std::string>& args,
           const std::map<std::string, std::string>& env = {})
-      : out_path_(dir.Sub("stdout-" + std::to_string(++counter_))),
-        err_path_(dir.Sub("stderr-" + std::to_string(counter_))) {
-    std::vector<std::string> argv_s = {LLMCACHE_BIN};
-    argv_s.insert(argv_s.end(), args.begin(), args.end());
-    std::vector<std::string> env_s;
-    for (char** e = environ; *e != nullptr; ++e) {
-      const std::string kv(*e);
-      if (kv.rfind("LLMCACHE_", 0) == 0 || kv.rfind("OPENROUTER_", 0) == 0 ||
-          kv.rfind("XDG_CACHE_HOME=", 0) == 0) {
-        continue;
-      }
-      env_s.push_back(kv);
-    }
-    for (const auto& [k, v] : env) env_s.push_back(k + "=" + v);
-    std::vector<char*> argv;
-    for (auto& a : argv_s) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::vector<char*> envp;
-    for (auto& e : env_s) envp.push_back(e.data());
-    envp.push_back(nullptr);
-    pid_ = fork();
-    if (pid_ == 0) {
-      const int out =
-          open(out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      const int err =
-          open(err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      dup2(out, 1);
-      dup2(err, 2);
-      execve(argv[0], argv.data(), envp.data());
-      _exit(127);
-    }
-  }
-
-  ~Process() {
-    if (pid_ > 0 && !exit_code_) {
-      kill(pid_, SIGKILL);
-      int st = 0;
-      waitpid(pid_, &st, 0);
-    }
-  }
+      : BackgroundProcess(Argv(args), Options(dir, env)) {}
 
   // Waits for the "listening on http://HOST:PORT" line; the port, or 0 if
   // the process exited or did not start in time.
   uint16_t WaitListening(std::chrono::milliseconds timeout = 20s) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-      const std::string out = ReadFile(out_path_);
-      const size_t at = out.find("listening on http://");
-      if (at != std::string::npos) {
-        const size_t colon = out.find(':', at + 20);
-        const size_t end = out.find_first_not_of("0123456789", colon + 1);
-        if (colon != std::string::npos && end != std::string::npos) {
-          return static_cast<uint16_t>(
-              std::stoi(out.substr(colon + 1, end - colon - 1)));
-        }
-      }
-      if (Exited()) return 0;
-      std::this_thread::sleep_for(20ms);
-    }
-    return 0;
+    uint16_t port = 0;
+    WaitFor(
+        [&] {
+          const std::string out = Out();
+          const size_t at = out.find("listening on http://");
+          if (at != std::string::npos) {
+            const size_t colon = out.find(':', at + 20);
+            const size_t end = out.find_first_not_of("0123456789", colon + 1);
+            if (colon != std::string::npos && end != std::string::npos) {
+              port = static_cast<uint16_t>(
+                  std::stoi(out.substr(colon + 1, end - colon - 1)));
+              return true;
+            }
+          }
+          return Exited();
+        },
+        timeout);
+    return port;
   }
-
-  bool Exited() {
-    if (exit_code_) return true;
-    int st = 0;
-    if (waitpid(pid_, &st, WNOHANG) == pid_) {
-      exit_code_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-      return true;
-    }
-    return false;
-  }
-
-  // The exit code, or -1 if it did not exit within `timeout`.
-  int Wait(std::chrono::milliseconds timeout = 30s) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (Exited()) return *exit_code_;
-      std::this_thread::sleep_for(10ms);
-    }
-    return -1;
-  }
-
-  void Signal(int sig) { kill(pid_, sig); }
-  std::string Out() const { return ReadFile(out_path_); }
-  std::string Err() const { return ReadFile(err_path_); }
 
  private:
+  static std::vector<std::string> Argv(const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {LLMCACHE_BIN};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return argv;
+  }
+
+  static ::llmcache::testing::BackgroundOptions Options(
+      const llmcache::testing::TempDir& dir,
+      const std::map<std::string, std::string>& env) {
+    ::llmcache::testing::BackgroundOptions o;
+    o.drop_env_prefixes = ::llmcache::testing::kLlmcacheEnvironment;
+    for (const auto& [k, v] : env) o.env.push_back(k + "=" + v);
+    const std::string n = std::to_string(++counter_);
+    o.stdout_path = dir.Sub("stdout-" + n);
+    o.stderr_path = dir.Sub("stderr-" + n);
+    return o;
+  }
+
   static inline int counter_ = 0;
-  std::string out_path_;
-  std::string err_path_;
-  pid_t pid_ = -1;
-  std::optional<int> exit_code_;
 };
 
 class ServeTest : public ::testing::Test {
@@ -218,7 +122,7 @@ class ServeTest : public ::testing::Test {
 
   // POST /admin/purge?expired=1 with `token`: 200 if it is the admin token.
   int AdminStatus(uint16_t port, const std::string& token) {
-    return Request(port, http::verb::post, "/admin/purge?expired=1", "",
+    return Request(port, "POST", "/admin/purge?expired=1", "",
                    {{"Authorization", "Bearer " + token}})
         .status;
   }
@@ -244,13 +148,13 @@ TEST_F(ServeTest, ServesHealthzAndCachesThenStopsOnSigterm) {
   Process p(dir_, Args({"--api-key", "sk-SERVER-SECRET-KEY"}));
   const uint16_t port = p.WaitListening();
   ASSERT_NE(port, 0) << p.Err();
-  const Reply h = Request(port, http::verb::get, "/healthz");
+  const Reply h = Request(port, "GET", "/healthz");
   EXPECT_EQ(h.status, 200);
   EXPECT_EQ(h.body, R"({"status":"ok"})");
-  EXPECT_EQ(Request(port, http::verb::post, "/v1/chat/completions", Body("m/a"))
+  EXPECT_EQ(Request(port, "POST", "/v1/chat/completions", Body("m/a"))
                 .header("x-cache"),
             "MISS");
-  EXPECT_EQ(Request(port, http::verb::post, "/v1/chat/completions", Body("m/a"))
+  EXPECT_EQ(Request(port, "POST", "/v1/chat/completions", Body("m/a"))
                 .header("x-cache"),
             "HIT");
   EXPECT_EQ(fake_->completions(), 1u);
@@ -267,7 +171,7 @@ TEST_F(ServeTest, CliReadsTheLiveDatabaseAndItsMutatingVerbsExitThree) {
   Process p(dir_, Args());
   const uint16_t port = p.WaitListening();
   ASSERT_NE(port, 0) << p.Err();
-  const Reply miss = Request(port, http::verb::post, "/v1/chat/completions",
+  const Reply miss = Request(port, "POST", "/v1/chat/completions",
                              Body("m/live"), {{"Authorization", "Bearer k"}});
   ASSERT_EQ(miss.status, 200) << miss.body;
   ASSERT_EQ(miss.header("x-cache"), "MISS");
@@ -300,7 +204,7 @@ TEST_F(ServeTest, EnvironmentConfigures) {
   EXPECT_NE(p.Out().find(dir_.Sub("envdb")), std::string::npos) << p.Out();
   EXPECT_EQ(AdminStatus(port, "env-token"), 200);
   EXPECT_EQ(AdminStatus(port, "other"), 401);
-  EXPECT_EQ(Request(port, http::verb::post, "/v1/chat/completions", Body("m/a"),
+  EXPECT_EQ(Request(port, "POST", "/v1/chat/completions", Body("m/a"),
                     {{"Authorization", "Bearer k"}})
                 .status,
             200);
@@ -328,12 +232,12 @@ TEST_F(ServeTest, ConfigFileConfiguresAndFlagsAndEnvironmentWin) {
     EXPECT_NE(p.Out().find(dir_.Sub("filedb")), std::string::npos);
     EXPECT_EQ(AdminStatus(port, "file-token"), 200);
     // shared-cache = true: two keys share the entry.
-    EXPECT_EQ(Request(port, http::verb::post, "/v1/chat/completions",
-                      Body("m/a"), {{"Authorization", "Bearer k1"}})
+    EXPECT_EQ(Request(port, "POST", "/v1/chat/completions", Body("m/a"),
+                      {{"Authorization", "Bearer k1"}})
                   .header("x-cache"),
               "MISS");
-    EXPECT_EQ(Request(port, http::verb::post, "/v1/chat/completions",
-                      Body("m/a"), {{"Authorization", "Bearer k2"}})
+    EXPECT_EQ(Request(port, "POST", "/v1/chat/completions", Body("m/a"),
+                      {{"Authorization", "Bearer k2"}})
                   .header("x-cache"),
               "HIT");
     p.Signal(SIGTERM);
@@ -386,10 +290,7 @@ TEST_F(ServeTest, BadSettingsAreUsageErrors) {
 }
 
 TEST_F(ServeTest, LockedDatabaseExitsOneNamingIt) {
-  CacheOptions co;
-  co.path = dir_.Sub("db");
-  co.maintenance_interval_ms = 0;
-  auto held = Cache::Open(co);
+  auto held = llmcache::testing::OpenTestCache(dir_.Sub("db"));
   ASSERT_OK(held);
   Process p(dir_, Args());
   EXPECT_EQ(p.Wait(), 1);
@@ -422,16 +323,14 @@ TEST_F(ServeTest, SigtermFinishesInFlightRequests) {
   std::vector<std::thread> threads;
   for (int i = 0; i < kRequests; ++i) {
     threads.emplace_back([&, i] {
-      statuses[i] = Request(port, http::verb::post, "/v1/chat/completions",
+      statuses[i] = Request(port, "POST", "/v1/chat/completions",
                             Body("fake/delay-1500", std::to_string(i)),
                             {{"Authorization", "Bearer k"}})
                         .status;
     });
   }
   // Wait until all of them reached the upstream.
-  for (int i = 0; i < 300 && fake_->completions() < kRequests; ++i) {
-    std::this_thread::sleep_for(10ms);
-  }
+  WaitFor([&] { return fake_->completions() >= kRequests; });
   ASSERT_EQ(fake_->completions(), static_cast<uint64_t>(kRequests));
   const auto start = std::chrono::steady_clock::now();
   p.Signal(SIGTERM);
@@ -440,7 +339,7 @@ TEST_F(ServeTest, SigtermFinishesInFlightRequests) {
   for (int s : statuses) EXPECT_EQ(s, 200);
   EXPECT_LT(std::chrono::steady_clock::now() - start, 8s);
   // Nothing listens any more.
-  EXPECT_EQ(Request(port, http::verb::get, "/healthz").status, 0);
+  EXPECT_EQ(Request(port, "GET", "/healthz").status, 0);
 }
 
 TEST_F(ServeTest, MemoryModeTouchesNoDisk) {
@@ -450,7 +349,7 @@ TEST_F(ServeTest, MemoryModeTouchesNoDisk) {
             {{"LLMCACHE_DB", dir_.Sub("never")}});
   const uint16_t port = p.WaitListening();
   ASSERT_NE(port, 0) << p.Err();
-  EXPECT_EQ(Request(port, http::verb::post, "/v1/chat/completions", Body("m/a"),
+  EXPECT_EQ(Request(port, "POST", "/v1/chat/completions", Body("m/a"),
                     {{"Authorization", "Bearer k"}})
                 .status,
             200);

@@ -1,0 +1,527 @@
+// Unit tests of the proxy's pure helpers (net/proxy/src/proxy_util.h):
+// Cache-Control, X-Cache-TTL and namespace parsing, query strings, bearer
+// tokens, secret comparison, error bodies, response heads and chunk framing.
+
+#include "proxy_util.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "llmcache/net/sse.h"
+#include "testing/status_matchers.h"
+
+namespace llmcache::net::proxy_util {
+namespace {
+
+namespace json = boost::json;
+using ::llmcache::testing::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+using ::testing::Pair;
+using namespace std::string_literals;
+using namespace std::string_view_literals;
+
+// ------------------------------------------------------- ParseCacheControl
+
+TEST(ProxyUtilCacheControlTest, EmptyValueMeansNoDirectives) {
+  for (const char* value : {"", " ", ",", " , ,\t,"}) {
+    auto d = ParseCacheControl(value);
+    ASSERT_OK(d) << "'" << value << "'";
+    EXPECT_FALSE(d->no_cache) << value;
+    EXPECT_FALSE(d->no_store) << value;
+    EXPECT_FALSE(d->max_age_s.has_value()) << value;
+  }
+}
+
+TEST(ProxyUtilCacheControlTest, EachDirectiveAlone) {
+  auto no_cache = ParseCacheControl("no-cache");
+  ASSERT_OK(no_cache);
+  EXPECT_TRUE(no_cache->no_cache);
+  EXPECT_FALSE(no_cache->no_store);
+  EXPECT_FALSE(no_cache->max_age_s.has_value());
+
+  auto no_store = ParseCacheControl("no-store");
+  ASSERT_OK(no_store);
+  EXPECT_FALSE(no_store->no_cache);
+  EXPECT_TRUE(no_store->no_store);
+  EXPECT_FALSE(no_store->max_age_s.has_value());
+
+  auto max_age = ParseCacheControl("max-age=60");
+  ASSERT_OK(max_age);
+  EXPECT_FALSE(max_age->no_cache);
+  EXPECT_FALSE(max_age->no_store);
+  EXPECT_EQ(max_age->max_age_s, 60);
+}
+
+TEST(ProxyUtilCacheControlTest, CombinedWithSpacesAndAnyCase) {
+  auto d = ParseCacheControl(" No-Cache ,\tNO-STORE, Max-Age = 5 ");
+  ASSERT_OK(d);
+  EXPECT_TRUE(d->no_cache);
+  EXPECT_TRUE(d->no_store);
+  EXPECT_EQ(d->max_age_s, 5);
+  auto packed = ParseCacheControl("no-store,max-age=0");
+  ASSERT_OK(packed);
+  EXPECT_TRUE(packed->no_store);
+  EXPECT_EQ(packed->max_age_s, 0);
+}
+
+TEST(ProxyUtilCacheControlTest, MaxAgeMayBeQuoted) {
+  auto d = ParseCacheControl(R"(max-age="30")");
+  ASSERT_OK(d);
+  EXPECT_EQ(d->max_age_s, 30);
+  auto spaced = ParseCacheControl(R"(max-age= "7" )");
+  ASSERT_OK(spaced);
+  EXPECT_EQ(spaced->max_age_s, 7);
+}
+
+TEST(ProxyUtilCacheControlTest, MaxAgeBounds) {
+  auto zero = ParseCacheControl("max-age=0");
+  ASSERT_OK(zero);
+  EXPECT_EQ(zero->max_age_s, 0);
+  auto largest = ParseCacheControl("max-age=999999999999");
+  ASSERT_OK(largest);
+  EXPECT_EQ(largest->max_age_s, 999'999'999'999);
+  auto leading_zeros = ParseCacheControl("max-age=007");
+  ASSERT_OK(leading_zeros);
+  EXPECT_EQ(leading_zeros->max_age_s, 7);
+}
+
+TEST(ProxyUtilCacheControlTest, LaterMaxAgeWins) {
+  auto d = ParseCacheControl("max-age=5, max-age=10");
+  ASSERT_OK(d);
+  EXPECT_EQ(d->max_age_s, 10);
+}
+
+TEST(ProxyUtilCacheControlTest, UnknownDirectivesAreIgnored) {
+  for (const char* value :
+       {"private", "public, must-revalidate", "max-stale=10", "min-fresh=5",
+        "s-maxage=5", "max-agex=5", "xmax-age=5",
+        "no-transform, only-if-cached", R"(community="UCI", foo=bar)",
+        "max-stale=soon"}) {
+    auto d = ParseCacheControl(value);
+    ASSERT_OK(d) << value;
+    EXPECT_FALSE(d->no_cache) << value;
+    EXPECT_FALSE(d->no_store) << value;
+    EXPECT_FALSE(d->max_age_s.has_value()) << value;
+  }
+  auto mixed = ParseCacheControl("private, no-cache, proxy-revalidate");
+  ASSERT_OK(mixed);
+  EXPECT_TRUE(mixed->no_cache);
+  EXPECT_FALSE(mixed->no_store);
+}
+
+TEST(ProxyUtilCacheControlTest, DirectiveWithAnArgumentStillCounts) {
+  // no-cache="Set-Cookie" (a field list) is still no-cache for the proxy.
+  auto d = ParseCacheControl(R"(no-cache="Set-Cookie")");
+  ASSERT_OK(d);
+  EXPECT_TRUE(d->no_cache);
+}
+
+TEST(ProxyUtilCacheControlTest, BadMaxAgeIsInvalidArgument) {
+  for (const char* value :
+       {"max-age", "max-age=", "max-age=soon", "max-age=-1", "max-age=+1",
+        "max-age=1.5", "max-age=1e3", "max-age=0x10", "max-age=5s",
+        "max-age=1 2", R"(max-age="")", R"(max-age="5)", R"(max-age=5")",
+        R"(max-age='5')", "max-age=9999999999999",
+        "max-age=99999999999999999999999",
+        "no-cache, max-age=soon, no-store"}) {
+    EXPECT_THAT(ParseCacheControl(value),
+                StatusIs(StatusCode::kInvalidArgument, "max-age"))
+        << value;
+  }
+}
+
+// ------------------------------------------------------------ ParseSeconds
+
+TEST(ProxyUtilParseSecondsTest, NonNegativeIntegers) {
+  EXPECT_EQ(ParseSeconds("0"), 0);
+  EXPECT_EQ(ParseSeconds("1"), 1);
+  EXPECT_EQ(ParseSeconds("3600"), 3600);
+  EXPECT_EQ(ParseSeconds("0042"), 42);
+}
+
+TEST(ProxyUtilParseSecondsTest, SurroundingSpacesAndTabsAreAllowed) {
+  EXPECT_EQ(ParseSeconds(" 7"), 7);
+  EXPECT_EQ(ParseSeconds("7 "), 7);
+  EXPECT_EQ(ParseSeconds("\t 7 \t"), 7);
+}
+
+TEST(ProxyUtilParseSecondsTest, AtMostTwelveDigits) {
+  EXPECT_EQ(ParseSeconds("999999999999"), 999'999'999'999);
+  EXPECT_EQ(ParseSeconds("000000000001"), 1);
+  // The limit is on the digits, not on the surrounding spaces.
+  EXPECT_EQ(ParseSeconds("  999999999999  "), 999'999'999'999);
+  EXPECT_EQ(ParseSeconds("1000000000000"), std::nullopt);
+  EXPECT_EQ(ParseSeconds("0000000000001"), std::nullopt);
+  EXPECT_EQ(ParseSeconds("9223372036854775807"), std::nullopt);
+  EXPECT_EQ(ParseSeconds("99999999999999999999"), std::nullopt);
+}
+
+TEST(ProxyUtilParseSecondsTest, AnythingElseIsRejected) {
+  for (std::string_view s : {""sv, " "sv, "\t"sv, "-1"sv, "+1"sv, "1.5"sv,
+                             "1e3"sv, "0x10"sv, "ten"sv, "10s"sv, "1 2"sv,
+                             "1,000"sv, "\n5"sv, "5\r"sv, "\"5\""sv, "5\0"sv}) {
+    EXPECT_EQ(ParseSeconds(s), std::nullopt) << "'" << s << "'";
+  }
+}
+
+// ---------------------------------------------------------- ValidNamespace
+
+TEST(ProxyUtilNamespaceTest, AllowedCharacters) {
+  for (const char* ns : {"a", "v1", "Z", "0", "team.docs", "a_b", "tenant:42",
+                         "x-y", "A-Za-z0-9._:-"}) {
+    EXPECT_TRUE(ValidNamespace(ns)) << ns;
+  }
+}
+
+TEST(ProxyUtilNamespaceTest, LengthFromOneTo128) {
+  EXPECT_FALSE(ValidNamespace(""));
+  EXPECT_TRUE(ValidNamespace(std::string(1, 'n')));
+  EXPECT_TRUE(ValidNamespace(std::string(128, 'n')));
+  EXPECT_FALSE(ValidNamespace(std::string(129, 'n')));
+}
+
+TEST(ProxyUtilNamespaceTest, OtherCharactersAreRejected) {
+  for (std::string_view ns : {"bad ns!"sv, "a b"sv, "a/b"sv, "a\\b"sv, "a,b"sv,
+                              "a;b"sv, "a=b"sv, "a\"b"sv, "ns\n"sv, "\tns"sv,
+                              "n\0s"sv, "caf\xc3\xa9"sv, "a@b"sv, "*"sv}) {
+    EXPECT_FALSE(ValidNamespace(ns)) << "'" << ns << "'";
+  }
+}
+
+// -------------------------------------------------------------- ParseQuery
+
+TEST(ProxyUtilParseQueryTest, EmptyQuery) {
+  EXPECT_THAT(ParseQuery(""), IsEmpty());
+  EXPECT_THAT(ParseQuery("&&&"), IsEmpty());
+}
+
+TEST(ProxyUtilParseQueryTest, ParametersInOrderIncludingRepeats) {
+  EXPECT_THAT(ParseQuery("model=m/a&all=1&model=m/b"),
+              ElementsAre(Pair("model", "m/a"), Pair("all", "1"),
+                          Pair("model", "m/b")));
+}
+
+TEST(ProxyUtilParseQueryTest, MissingValuesAndNames) {
+  EXPECT_THAT(ParseQuery("all"), ElementsAre(Pair("all", "")));
+  EXPECT_THAT(ParseQuery("all="), ElementsAre(Pair("all", "")));
+  EXPECT_THAT(ParseQuery("=v"), ElementsAre(Pair("", "v")));
+  EXPECT_THAT(ParseQuery("&a=1&&b&"),
+              ElementsAre(Pair("a", "1"), Pair("b", "")));
+  // Only the first '=' separates.
+  EXPECT_THAT(ParseQuery("a=1=2"), ElementsAre(Pair("a", "1=2")));
+}
+
+TEST(ProxyUtilParseQueryTest, PercentDecodingAndPlus) {
+  EXPECT_THAT(ParseQuery("ns=a%20b+c"), ElementsAre(Pair("ns", "a b c")));
+  EXPECT_THAT(ParseQuery("m=openai%2Fgpt-4o%2fmini"),
+              ElementsAre(Pair("m", "openai/gpt-4o/mini")));
+  EXPECT_THAT(ParseQuery("p=%2B1"), ElementsAre(Pair("p", "+1")));
+  EXPECT_THAT(ParseQuery("older%5Fthan=30m"),
+              ElementsAre(Pair("older_than", "30m")));
+  EXPECT_THAT(ParseQuery("x=%41"), ElementsAre(Pair("x", "A")));
+  EXPECT_THAT(ParseQuery("x=%00"), ElementsAre(Pair("x", "\0"s)));
+  // Encoded separators do not separate.
+  EXPECT_THAT(ParseQuery("x=a%26b%3Dc"), ElementsAre(Pair("x", "a&b=c")));
+}
+
+TEST(ProxyUtilParseQueryTest, MalformedEscapesAreKeptLiterally) {
+  EXPECT_THAT(ParseQuery("x=%zz"), ElementsAre(Pair("x", "%zz")));
+  EXPECT_THAT(ParseQuery("x=%4"), ElementsAre(Pair("x", "%4")));
+  EXPECT_THAT(ParseQuery("x=%"), ElementsAre(Pair("x", "%")));
+  EXPECT_THAT(ParseQuery("x=%g1"), ElementsAre(Pair("x", "%g1")));
+  EXPECT_THAT(ParseQuery("x=100%"), ElementsAre(Pair("x", "100%")));
+}
+
+// ------------------------------------------------------------- BearerToken
+
+TEST(ProxyUtilBearerTokenTest, TokenOfTheBearerScheme) {
+  EXPECT_EQ(BearerToken("Bearer sk-or-v1-abc"), "sk-or-v1-abc");
+  EXPECT_EQ(BearerToken("bearer abc"), "abc");
+  EXPECT_EQ(BearerToken("BEARER abc"), "abc");
+  EXPECT_EQ(BearerToken("  Bearer   abc \t"), "abc");
+  // Everything after the scheme, inner spaces included.
+  EXPECT_EQ(BearerToken("Bearer a b"), "a b");
+}
+
+TEST(ProxyUtilBearerTokenTest, PointsIntoTheHeader) {
+  const std::string header = "Bearer token-123";
+  const std::string_view token = BearerToken(header);
+  ASSERT_EQ(token, "token-123");
+  EXPECT_EQ(token.data(), header.data() + 7);
+}
+
+TEST(ProxyUtilBearerTokenTest, EmptyForOtherSchemesOrNoToken) {
+  for (const char* header : {"", " ", "Bearer", "Bearer ", "Bearer    ",
+                             "Basic dXNlcjpwdw==", "Bearerabc", "Bearer\tabc",
+                             "Token abc", "abc", "Bear abc"}) {
+    EXPECT_EQ(BearerToken(header), "") << "'" << header << "'";
+  }
+}
+
+// ------------------------------------------------------ ConstantTimeEquals
+
+TEST(ProxyUtilConstantTimeEqualsTest, EqualOnlyForIdenticalSecrets) {
+  EXPECT_TRUE(ConstantTimeEquals("admin-secret", "admin-secret"));
+  EXPECT_TRUE(ConstantTimeEquals("", ""));
+  EXPECT_FALSE(ConstantTimeEquals("admin-secret", "admin-secreT"));
+  EXPECT_FALSE(ConstantTimeEquals("admin-secret", "admin-secre"));
+  EXPECT_FALSE(ConstantTimeEquals("admin-secre", "admin-secret"));
+  EXPECT_FALSE(ConstantTimeEquals("", "x"));
+  EXPECT_FALSE(ConstantTimeEquals("x", ""));
+  EXPECT_FALSE(ConstantTimeEquals("a\0b"sv, "a\0c"sv));
+  EXPECT_TRUE(ConstantTimeEquals("a\0b"sv, "a\0b"sv));
+  const std::string long_secret(10'000, 's');
+  EXPECT_TRUE(ConstantTimeEquals(long_secret, std::string(10'000, 's')));
+  EXPECT_FALSE(ConstantTimeEquals(long_secret, long_secret + "s"));
+}
+
+// --------------------------------------------------------------- ErrorJson
+
+TEST(ProxyUtilErrorJsonTest, OpenAiErrorShape) {
+  EXPECT_EQ(ErrorJson(400, "invalid_request_error", "bad"),
+            R"({"error":{"message":"bad","type":"invalid_request_error",)"
+            R"("code":400}})");
+}
+
+TEST(ProxyUtilErrorJsonTest, MessageIsEscaped) {
+  const std::string message =
+      "quote \" backslash \\ newline \n tab \t control \x01 caf\xc3\xa9";
+  const std::string body = ErrorJson(502, "upstream_error", message);
+  boost::system::error_code ec;
+  const json::value v = json::parse(body, ec);
+  ASSERT_FALSE(ec) << body;
+  const json::object& e = v.at("error").as_object();
+  EXPECT_EQ(e.at("message").as_string(), message);
+  EXPECT_EQ(e.at("type").as_string(), "upstream_error");
+  EXPECT_EQ(e.at("code").as_int64(), 502);
+  EXPECT_EQ(body.find('\n'), std::string::npos) << body;
+}
+
+TEST(ProxyUtilErrorJsonTest, EmptyMessageAndAnyStatus) {
+  const std::string body = ErrorJson(599, "", "");
+  boost::system::error_code ec;
+  const json::value v = json::parse(body, ec);
+  ASSERT_FALSE(ec) << body;
+  EXPECT_EQ(v.at("error").at("message").as_string(), "");
+  EXPECT_EQ(v.at("error").at("type").as_string(), "");
+  EXPECT_EQ(v.at("error").at("code").as_int64(), 599);
+}
+
+// ------------------------------------------------------------ ReasonPhrase
+
+TEST(ProxyUtilReasonPhraseTest, KnownStatuses) {
+  const std::vector<std::pair<int, std::string_view>> known = {
+      {100, "Continue"},
+      {200, "OK"},
+      {201, "Created"},
+      {204, "No Content"},
+      {400, "Bad Request"},
+      {401, "Unauthorized"},
+      {402, "Payment Required"},
+      {403, "Forbidden"},
+      {404, "Not Found"},
+      {405, "Method Not Allowed"},
+      {408, "Request Timeout"},
+      {409, "Conflict"},
+      {413, "Payload Too Large"},
+      {422, "Unprocessable Entity"},
+      {429, "Too Many Requests"},
+      {431, "Request Header Fields Too Large"},
+      {500, "Internal Server Error"},
+      {502, "Bad Gateway"},
+      {503, "Service Unavailable"},
+      {504, "Gateway Timeout"},
+      {524, "A Timeout Occurred"},
+      {529, "Site Overloaded"},
+  };
+  for (const auto& [status, phrase] : known) {
+    EXPECT_EQ(ReasonPhrase(status), phrase) << status;
+  }
+}
+
+TEST(ProxyUtilReasonPhraseTest, OthersAreUnknown) {
+  for (int status :
+       {0, -1, 1, 99, 101, 202, 299, 302, 418, 451, 501, 505, 599, 600, 1000}) {
+    EXPECT_EQ(ReasonPhrase(status), "Unknown") << status;
+  }
+}
+
+// ------------------------------------------------------ AppendResponseHead
+
+TEST(ProxyUtilResponseHeadTest, ContentLengthAndKeepAlive) {
+  std::string out;
+  AppendResponseHead(&out, 200, "application/json", 15, true, "");
+  EXPECT_EQ(out,
+            "HTTP/1.1 200 OK\r\n"
+            "Server: llmcache\r\n"
+            "Content-Type: application/json\r\n"
+            "Content-Length: 15\r\n"
+            "Connection: keep-alive\r\n"
+            "\r\n");
+}
+
+TEST(ProxyUtilResponseHeadTest, ChunkedCloseWithExtraHeaders) {
+  std::string out;
+  AppendResponseHead(&out, 200, "text/event-stream", -1, false,
+                     "X-Cache: MISS\r\nCache-Control: no-cache\r\n");
+  EXPECT_EQ(out,
+            "HTTP/1.1 200 OK\r\n"
+            "Server: llmcache\r\n"
+            "Content-Type: text/event-stream\r\n"
+            "Transfer-Encoding: chunked\r\n"
+            "Connection: close\r\n"
+            "X-Cache: MISS\r\n"
+            "Cache-Control: no-cache\r\n"
+            "\r\n");
+}
+
+TEST(ProxyUtilResponseHeadTest, NoContentTypeZeroLengthAndUnknownStatus) {
+  std::string out;
+  AppendResponseHead(&out, 299, "", 0, true, "");
+  EXPECT_EQ(out,
+            "HTTP/1.1 299 Unknown\r\n"
+            "Server: llmcache\r\n"
+            "Content-Length: 0\r\n"
+            "Connection: keep-alive\r\n"
+            "\r\n");
+}
+
+TEST(ProxyUtilResponseHeadTest, LargestContentLength) {
+  std::string out;
+  AppendResponseHead(&out, 413, "application/json",
+                     std::numeric_limits<int64_t>::max(), false, "");
+  EXPECT_THAT(out, ::testing::StartsWith("HTTP/1.1 413 Payload Too Large\r\n"));
+  EXPECT_THAT(
+      out, ::testing::HasSubstr("\r\nContent-Length: 9223372036854775807\r\n"));
+}
+
+TEST(ProxyUtilResponseHeadTest, AppendsToWhatIsThere) {
+  std::string out = "previous";
+  AppendResponseHead(&out, 100, "", -1, true, "");
+  EXPECT_EQ(out,
+            "previousHTTP/1.1 100 Continue\r\n"
+            "Server: llmcache\r\n"
+            "Transfer-Encoding: chunked\r\n"
+            "Connection: keep-alive\r\n"
+            "\r\n");
+}
+
+TEST(ProxyUtilResponseHeadTest, AppendHeader) {
+  std::string out = "X: 1\r\n";
+  AppendHeader(&out, "Retry-After", "1");
+  AppendHeader(&out, "X-Empty", "");
+  EXPECT_EQ(out, "X: 1\r\nRetry-After: 1\r\nX-Empty: \r\n");
+}
+
+// ---------------------------------------------------------- chunk framing
+
+// Decodes a complete chunked body; nullopt if its framing is wrong or it
+// does not end with the last chunk.
+std::optional<std::string> Dechunk(std::string_view framed) {
+  std::string body;
+  for (;;) {
+    const size_t eol = framed.find("\r\n");
+    if (eol == std::string_view::npos || eol == 0) return std::nullopt;
+    size_t size = 0;
+    for (char c : framed.substr(0, eol)) {
+      const int digit = (c >= '0' && c <= '9')   ? c - '0'
+                        : (c >= 'a' && c <= 'f') ? c - 'a' + 10
+                                                 : -1;  // lower case only
+      if (digit < 0) return std::nullopt;
+      size = size * 16 + static_cast<size_t>(digit);
+    }
+    framed.remove_prefix(eol + 2);
+    if (framed.size() < size + 2 || framed.substr(size, 2) != "\r\n") {
+      return std::nullopt;
+    }
+    if (size == 0) {
+      return framed.size() == 2 ? std::optional<std::string>(body)
+                                : std::nullopt;
+    }
+    body.append(framed.substr(0, size));
+    framed.remove_prefix(size + 2);
+  }
+}
+
+TEST(ProxyUtilChunkTest, OneChunk) {
+  std::string out;
+  AppendChunk(&out, "hello");
+  EXPECT_EQ(out, "5\r\nhello\r\n");
+}
+
+TEST(ProxyUtilChunkTest, SizeIsLowerCaseHex) {
+  std::string out;
+  AppendChunk(&out, std::string(26, 'x'));
+  EXPECT_EQ(out.substr(0, 4), "1a\r\n");
+  out.clear();
+  AppendChunk(&out, std::string(4096, 'x'));
+  EXPECT_EQ(out.substr(0, 6), "1000\r\n");
+  EXPECT_EQ(out.size(), 6u + 4096u + 2u);
+}
+
+TEST(ProxyUtilChunkTest, EmptyBytesAppendNothing) {
+  // An empty chunk would be the last chunk and end the body.
+  std::string out = "kept";
+  AppendChunk(&out, "");
+  EXPECT_EQ(out, "kept");
+}
+
+TEST(ProxyUtilChunkTest, BinaryBytesAndCrLfInsideAChunk) {
+  const std::string bytes = "a\r\n0\r\n\r\n\0b"s;
+  std::string out;
+  AppendChunk(&out, bytes);
+  out.append(kLastChunk);
+  EXPECT_EQ(Dechunk(out), bytes);
+}
+
+TEST(ProxyUtilChunkTest, LastChunk) {
+  EXPECT_EQ(kLastChunk, "0\r\n\r\n");
+  EXPECT_EQ(Dechunk(kLastChunk), "");
+}
+
+TEST(ProxyUtilChunkTest, SseChunkFramesOneEvent) {
+  std::string out;
+  AppendSseChunk(&out, "{}");
+  // "data: {}\n\n" is 10 bytes.
+  EXPECT_EQ(out, "a\r\ndata: {}\n\n\r\n");
+  out.clear();
+  AppendSseChunk(&out, "");
+  EXPECT_EQ(out, "8\r\ndata: \n\n\r\n");
+}
+
+TEST(ProxyUtilChunkTest, ChunksDecodeToTheBytesAndEvents) {
+  const std::vector<std::string> events = {
+      R"({"choices":[{"delta":{"content":"Hel"}}]})",
+      R"({"choices":[{"delta":{"content":"lo"}}]})", std::string(300, 'z'),
+      "[DONE]"};
+  std::string out;
+  AppendChunk(&out, ": OPENROUTER PROCESSING\n\n");
+  for (const std::string& e : events) AppendSseChunk(&out, e);
+  AppendChunk(&out, "");  // no-op
+  out.append(kLastChunk);
+  const std::optional<std::string> body = Dechunk(out);
+  ASSERT_TRUE(body.has_value()) << out;
+  std::string want = ": OPENROUTER PROCESSING\n\n";
+  for (const std::string& e : events) want += "data: " + e + "\n\n";
+  EXPECT_EQ(*body, want);
+
+  SseParser parser;
+  std::vector<std::string> parsed;
+  parser.Feed(*body, [&](SseEvent&& e) { parsed.push_back(e.data); });
+  EXPECT_FALSE(parser.Finish());
+  EXPECT_EQ(parsed, events);
+  EXPECT_EQ(parser.comments(), 1u);
+}
+
+}  // namespace
+}  // namespace llmcache::net::proxy_util

@@ -1,0 +1,120 @@
+// Unit tests of GET /stats rendering (net/proxy/src/stats_json.h): the
+// "cache" (or "cache_error"), "proxy" and "client" sections and their fields.
+
+#include "stats_json.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <string>
+
+#include "llmcache/stats_json.h"
+
+namespace llmcache::net {
+namespace {
+
+namespace json = boost::json;
+
+json::object Render(const Result<CacheStats>& cache,
+                    const metrics::Totals& proxy,
+                    const CachedClientStats& client) {
+  return json::parse(StatsJson(cache, proxy, client)).as_object();
+}
+
+TEST(StatsJsonTest, HasTheThreeSections) {
+  const json::object o =
+      Render(CacheStats(), metrics::Totals(), CachedClientStats());
+  EXPECT_EQ(o.size(), 3u);
+  EXPECT_TRUE(o.at("cache").is_object());
+  EXPECT_TRUE(o.at("proxy").is_object());
+  EXPECT_TRUE(o.at("client").is_object());
+  EXPECT_FALSE(o.contains("cache_error"));
+}
+
+TEST(StatsJsonTest, CacheIsTheEnginesStatsJson) {
+  CacheStats s;
+  s.hits = 3;
+  s.misses = 1;
+  s.entries = 9;
+  s.persistent = true;
+  const json::object o = Render(s, metrics::Totals(), CachedClientStats());
+  EXPECT_EQ(o.at("cache"), json::parse(CacheStatsJson(s)));
+  EXPECT_EQ(o.at("cache").at("hits"), 3);
+  EXPECT_EQ(o.at("cache").at("entries"), 9);
+  EXPECT_EQ(o.at("cache").at("persistent"), true);
+}
+
+TEST(StatsJsonTest, UnreadableCacheGivesCacheError) {
+  const Result<CacheStats> error = DataLossError("corrupt block");
+  const json::object o = Render(error, metrics::Totals(), CachedClientStats());
+  EXPECT_FALSE(o.contains("cache"));
+  EXPECT_EQ(o.at("cache_error"), json::value(error.status().ToString()));
+  EXPECT_TRUE(o.contains("proxy"));
+  EXPECT_TRUE(o.contains("client"));
+}
+
+TEST(StatsJsonTest, ProxySectionHoldsTheHttpCounters) {
+  metrics::Totals t;
+  t.requests = 10;
+  t.response_bytes = 2048;
+  t.models_fetches = 2;
+  t.models_errors = 1;
+  t.in_flight = 3;
+  t.open_connections = 4;
+  t.rejected_connections = 5;
+  t.hit_sum_ns = 77;  // histograms are not in /stats
+  const json::object o = Render(CacheStats(), t, CachedClientStats());
+  EXPECT_EQ(o.at("proxy"), json::parse(R"({
+    "requests": 10, "response_bytes": 2048, "models_fetches": 2,
+    "models_errors": 1, "in_flight": 3, "open_connections": 4,
+    "rejected_connections": 5})"));
+}
+
+TEST(StatsJsonTest, ClientSectionHoldsThePipelineCounts) {
+  CachedClientStats c;
+  c.keys_computed = 20;
+  c.hits = 11;
+  c.misses = 5;
+  c.bypasses = 4;
+  c.bypass_reasons[static_cast<size_t>(BypassReason::kNoTemperature)] = 1;
+  c.bypass_reasons[static_cast<size_t>(BypassReason::kDebug)] = 3;
+  c.tokens_saved = 999;
+  c.cost_saved_nanousd = 2'500'000'000;
+  c.upstream_calls = 9;
+  c.upstream_errors = 2;
+  c.flight_joins = 1;
+  c.store_errors = 6;
+  c.stored = 4;
+  c.not_stored = 1;
+  c.model_drifts = 7;
+  c.prompt_cache_read_tokens = 100;
+  c.prompt_cache_write_tokens = 50;
+  c.prompt_cache_savings_nanousd = -250'000'000;
+  c.priced_responses = 8;
+  const json::object o = Render(CacheStats(), metrics::Totals(), c);
+  EXPECT_EQ(o.at("client"), json::parse(R"({
+    "keys_computed": 20, "hits": 11, "misses": 5, "bypasses": 4,
+    "bypasses_by_reason": {"no_temperature": 1, "non_zero_temperature": 0,
+                       "web_search": 0, "drifting_model": 0, "debug": 3,
+                       "mode_never": 0},
+    "tokens_saved": 999, "cost_saved_usd": 2.5, "upstream_calls": 9,
+    "upstream_errors": 2, "flight_joins": 1, "store_errors": 6, "stored": 4,
+    "not_stored": 1, "model_drifts": 7, "prompt_cache_read_tokens": 100,
+    "prompt_cache_write_tokens": 50, "prompt_cache_savings_usd": -0.25,
+    "priced_responses": 8})"));
+}
+
+TEST(StatsJsonTest, SectionsComeInOrder) {
+  const std::string text =
+      StatsJson(CacheStats(), metrics::Totals(), CachedClientStats());
+  const size_t cache = text.find("\"cache\":");
+  const size_t proxy = text.find("\"proxy\":");
+  const size_t client = text.find("\"client\":");
+  ASSERT_NE(cache, std::string::npos);
+  EXPECT_LT(cache, proxy);
+  EXPECT_LT(proxy, client);
+}
+
+}  // namespace
+}  // namespace llmcache::net
