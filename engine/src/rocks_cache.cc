@@ -12,6 +12,7 @@
 #include "rocks_cache.h"
 
 #include <rocksdb/db.h>
+#include <rocksdb/table.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -135,9 +136,17 @@ Status RocksCache::OpenPrimary(const CacheOptions& options) {
   }
 
   shared_ = std::make_shared<Shared>();
-  shared_->block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+  rocksdb::LRUCacheOptions lru;
+  lru.capacity = options.block_cache_bytes;
+  lru.num_shard_bits = -1;  // RocksDB's choice: shards of at least 512 KiB
+  // Up to half the cache for index and filter partitions.
+  lru.high_pri_pool_ratio = 0.5;
+  shared_->block_cache = rocksdb::NewLRUCache(lru);
+  // Memtables have their own budget (write_buffer_bytes): charged to the
+  // block cache they could take all of it under a burst of inserts and push
+  // out every index and filter partition.
   shared_->write_buffers = std::make_shared<rocksdb::WriteBufferManager>(
-      options.write_buffer_bytes, shared_->block_cache);
+      options.write_buffer_bytes, nullptr);
 
   rocksdb::DBOptions db_opts;
   db_opts.create_if_missing = options.create_if_missing;
@@ -178,6 +187,9 @@ Status RocksCache::OpenPrimary(const CacheOptions& options) {
     if (name == kMetaColumnFamily) {
       cf.merge_operator = shared_->add_operator;
       cf.write_buffer_size = 1u << 20;
+      rocksdb::BlockBasedTableOptions meta_table;
+      meta_table.block_cache = shared_->block_cache;  // not a private 8 MiB
+      cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(meta_table));
     } else if (name == kTimeColumnFamily) {
       cf = TimeIndexOptions();
     } else if (name == kOverflowColumnFamily) {

@@ -40,11 +40,16 @@ struct CacheOptions {
   // Default: 64 MiB.
   size_t memory_tier_bytes = 64u << 20;
 
-  // RocksDB block cache, shared by every column family. Default: 64 MiB.
+  // RocksDB block cache, shared by every column family: data blocks, and the
+  // index and filter partitions (kept in its high-priority half, so lookups
+  // stay fast when the database is many times larger than the cache).
+  // Default: 64 MiB.
   size_t block_cache_bytes = 64u << 20;
 
-  // Memtable budget, shared by every column family (a WriteBufferManager
-  // charged to the block cache). Default: 64 MiB.
+  // Memtable budget, shared by every column family (a WriteBufferManager of
+  // its own, not charged to the block cache). Resident memory in persistent
+  // mode is about block_cache_bytes + memory_tier_bytes + write_buffer_bytes.
+  // Default: 64 MiB.
   size_t write_buffer_bytes = 64u << 20;
 
   // fsync the WAL on every insert. Off: an acknowledged insert survives a

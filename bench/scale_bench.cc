@@ -1,0 +1,345 @@
+// Scale benchmark: RocksDB-tier lookups in a database that outgrows the
+// block cache.
+//
+// BM_ScaleLookup/<entries>: random hits among <entries> 1 KiB responses of 4
+// models, with the memory tier off and the default block cache and write
+// buffer budgets (CacheOptions), after a full compaction. The database is
+// built once (it takes minutes at millions of entries) into
+//   $LLMCACHE_BENCH_DATA/scale-<entries>, or, without that variable,
+//   <build dir>/bench-data/scale-<entries> (beside the bench/ directory of
+//   this binary),
+// and reused by later runs while its marker file matches. Set
+// LLMCACHE_BENCH_REBUILD=1 to build it again (do so after changing the
+// engine's table options: files keep the layout they were written with).
+//
+// Sizes above LLMCACHE_BENCH_SCALE_MAX (default 2000000) are skipped, so the
+// 10M database is only built when asked for:
+//   LLMCACHE_BENCH_SCALE_MAX=10000000 engine_bench
+//   --benchmark_filter=BM_ScaleLookup/10000000
+//
+// Counters: items_per_second (lookups per CPU second of the benchmark
+// thread: robust on a shared machine; the Time column is wall time), rss_mib (the process's resident
+// memory after the timed loop: run one size per process for a clean figure),
+// db_mib (live files of the database).
+
+#include <benchmark/benchmark.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "llmcache/cache.h"
+#include "llmcache/key.h"
+
+namespace llmcache::bench {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Bump when the data written (keys, bodies, options of the build) changes.
+constexpr int kScaleDataVersion = 1;
+constexpr size_t kResponseBytes = 1024;
+constexpr std::array<std::string_view, 4> kScaleModels = {
+    "openai/gpt-4o-mini",
+    "anthropic/claude-sonnet-4.5",
+    "google/gemini-2.5-flash",
+    "meta-llama/llama-3.3-70b-instruct",
+};
+constexpr int64_t kDefaultScaleMax = 2'000'000;
+
+// SplitMix64: keys are uniformly random, deterministic, and cheap to derive
+// again at lookup time (so the benchmark holds no key array of its own that
+// would show in the RSS figure).
+uint64_t Mix(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+Digest DigestOf(uint64_t i) {
+  Digest d;
+  uint64_t s = i * 4 + 0x5CA1E0000ull;
+  for (size_t w = 0; w < d.size() / 8; ++w) {
+    const uint64_t v = Mix(s + w);
+    std::memcpy(d.data() + 8 * w, &v, 8);
+  }
+  return d;
+}
+
+size_t ModelOf(uint64_t i) { return static_cast<size_t>(i % 4); }
+
+std::string ScaleResponse(uint64_t i) {
+  std::string body = R"({"id":"gen-)" + std::to_string(i) +
+                     R"(","object":"chat.completion","choices":[{"index":0,)"
+                     R"("message":{"role":"assistant","content":")";
+  while (body.size() + 40 < kResponseBytes) body += "lorem ipsum dolor ";
+  body += R"("},"finish_reason":"stop"}]})";
+  body.resize(kResponseBytes - 1, ' ');
+  body += '}';
+  return body;
+}
+
+// The options of both the build and the timed lookups: the defaults, minus
+// the memory tier, expiry and background work (a reused database may be days
+// old; nothing may expire or get recompacted under the benchmark).
+CacheOptions ScaleOptions(const std::string& db_path) {
+  CacheOptions o;
+  o.path = db_path;
+  o.memory_tier_bytes = 0;
+  o.default_ttl_ms = 0;
+  o.maintenance_interval_ms = 0;
+  o.periodic_compaction_seconds = 0;
+  return o;
+}
+
+int64_t EnvInt(const char* name, int64_t fallback) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  return std::strtoll(v, nullptr, 10);
+}
+
+std::string DataRoot() {
+  if (const char* v = std::getenv("LLMCACHE_BENCH_DATA"); v && *v) return v;
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) return "bench-data";
+  // <build>/bench/engine_bench -> <build>/bench-data
+  return (exe.parent_path().parent_path() / "bench-data").string();
+}
+
+std::string Marker(int64_t entries) {
+  std::ostringstream m;
+  m << "llmcache scale-bench data\n"
+    << "bench_data_version=" << kScaleDataVersion << "\n"
+    << "key_format=" << kKeyFormatVersion << "\n"
+    << "entries=" << entries << "\n"
+    << "value_bytes=" << kResponseBytes << "\n"
+    << "models=" << kScaleModels.size() << "\n";
+  return m.str();
+}
+
+std::string ReadFile(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+RequestKey KeyOf(uint64_t i) {
+  RequestKey k;
+  k.digest = DigestOf(i);
+  k.model = std::string(kScaleModels[ModelOf(i)]);
+  k.base_model = std::string(BaseModel(k.model));
+  return k;
+}
+
+bool Build(const fs::path& dir, int64_t entries, std::string* error) {
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  fs::create_directories(dir, ec);
+  if (ec) {
+    *error = "cannot create " + dir.string() + ": " + ec.message();
+    return false;
+  }
+  auto opened = Cache::Open(ScaleOptions((dir / "db").string()));
+  if (!opened.ok()) {
+    *error = opened.status().ToString();
+    return false;
+  }
+  std::unique_ptr<Cache> cache = std::move(opened).value();
+  std::fprintf(stderr, "scale_bench: building %lld entries in %s\n",
+               static_cast<long long>(entries), dir.c_str());
+  const auto start = std::chrono::steady_clock::now();
+  std::atomic<int64_t> next{0};
+  std::atomic<bool> failed{false};
+  std::mutex error_mu;
+  auto worker = [&] {
+    constexpr int64_t kChunk = 1024;
+    for (;;) {
+      const int64_t first = next.fetch_add(kChunk);
+      if (first >= entries || failed.load()) return;
+      const int64_t last = std::min(entries, first + kChunk);
+      for (int64_t i = first; i < last; ++i) {
+        const auto u = static_cast<uint64_t>(i);
+        Status s = cache->Insert(KeyOf(u), ScaleResponse(u), {});
+        if (!s.ok()) {
+          std::lock_guard<std::mutex> lock(error_mu);
+          *error = s.ToString();
+          failed = true;
+          return;
+        }
+      }
+      const int64_t step = std::max<int64_t>(entries / 10, 1);
+      if (first / step != last / step) {
+        std::fprintf(stderr, "scale_bench:   %lld / %lld\n",
+                     static_cast<long long>(last),
+                     static_cast<long long>(entries));
+      }
+    }
+  };
+  std::thread other(worker);
+  worker();
+  other.join();
+  if (failed) return false;
+  Status s = cache->Compact();
+  if (!s.ok()) {
+    *error = s.ToString();
+    return false;
+  }
+  cache.reset();
+  const double secs = std::chrono::duration<double>(
+                          std::chrono::steady_clock::now() - start)
+                          .count();
+  std::fprintf(stderr, "scale_bench: built and compacted in %.1f s\n", secs);
+  std::ofstream(dir / "MARKER", std::ios::binary) << Marker(entries);
+  return true;
+}
+
+// Reads every file of the database once: the benchmark measures the block
+// cache layout, not the disk, so every file starts in the OS page cache.
+void WarmPageCache(const fs::path& db) {
+  std::vector<char> buf(1 << 20);
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(db, ec)) {
+    std::ifstream in(e.path(), std::ios::binary);
+    while (in.read(buf.data(), static_cast<std::streamsize>(buf.size()))) {
+    }
+  }
+}
+
+struct ScaleFixture {
+  int64_t entries = 0;
+  std::unique_ptr<Cache> cache;
+  double db_mib = 0;
+};
+
+std::mutex scale_mu;
+std::unique_ptr<ScaleFixture> scale_fixture;  // one size open at a time
+
+void CloseScaleFixture() {
+  std::lock_guard<std::mutex> lock(scale_mu);
+  scale_fixture.reset();  // before static destruction: RocksDB must close
+}
+
+// The open cache of `entries` entries, built first if needed.
+ScaleFixture* GetScaleFixture(int64_t entries, std::string* error) {
+  std::lock_guard<std::mutex> lock(scale_mu);
+  if (scale_fixture && scale_fixture->entries == entries) {
+    return scale_fixture.get();
+  }
+  scale_fixture.reset();
+
+  const fs::path dir =
+      fs::path(DataRoot()) / ("scale-" + std::to_string(entries));
+  bool built = false;
+  if (EnvInt("LLMCACHE_BENCH_REBUILD", 0) != 0 ||
+      ReadFile(dir / "MARKER") != Marker(entries)) {
+    if (!Build(dir, entries, error)) return nullptr;
+    built = true;
+  }
+  WarmPageCache(dir / "db");
+  auto opened = Cache::Open(ScaleOptions((dir / "db").string()));
+  if (!opened.ok() && !built) {
+    // Written by another version of the engine: build it again.
+    std::fprintf(stderr, "scale_bench: cannot reuse %s (%s)\n", dir.c_str(),
+                 opened.status().ToString().c_str());
+    if (!Build(dir, entries, error)) return nullptr;
+    WarmPageCache(dir / "db");
+    opened = Cache::Open(ScaleOptions((dir / "db").string()));
+  }
+  if (!opened.ok()) {
+    *error = opened.status().ToString();
+    return nullptr;
+  }
+  auto f = std::make_unique<ScaleFixture>();
+  f->entries = entries;
+  f->cache = std::move(opened).value();
+  if (auto st = f->cache->GetStats(); st.ok()) {
+    f->db_mib = static_cast<double>(st->disk_bytes) / (1 << 20);
+  }
+  scale_fixture = std::move(f);
+  // Registered after the open, so that it runs before the destructors of any
+  // static object that opening created.
+  std::atexit(CloseScaleFixture);
+  return scale_fixture.get();
+}
+
+double RssMib() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) {
+      return std::strtod(line.c_str() + 6, nullptr) / 1024.0;  // kB
+    }
+  }
+  return 0;
+}
+
+void BM_ScaleLookup(benchmark::State& state) {
+  const int64_t entries = state.range(0);
+  const int64_t max = EnvInt("LLMCACHE_BENCH_SCALE_MAX", kDefaultScaleMax);
+  if (entries > max) {
+    state.SkipWithError(
+        ("skipped: above LLMCACHE_BENCH_SCALE_MAX=" + std::to_string(max) +
+         " (building this database takes long)")
+            .c_str());
+    for (auto _ : state) {
+    }
+    return;
+  }
+  std::string error;
+  ScaleFixture* f = GetScaleFixture(entries, &error);
+  if (f == nullptr) {
+    state.SkipWithError(("cannot build the database: " + error).c_str());
+    for (auto _ : state) {
+    }
+    return;
+  }
+  std::array<RequestKey, kScaleModels.size()> keys;
+  for (size_t m = 0; m < keys.size(); ++m) keys[m] = KeyOf(m);
+  const auto n = static_cast<uint64_t>(entries);
+  // Carried over from call to call: every timed batch draws fresh keys.
+  static uint64_t seq = 0x1234567ull;
+  int64_t wrong = 0;
+  for (auto _ : state) {
+    const uint64_t i = Mix(seq++) % n;
+    RequestKey& k = keys[ModelOf(i)];
+    k.digest = DigestOf(i);
+    auto r = f->cache->Lookup(k);
+    if (!r.ok() || !r->hit()) ++wrong;
+    benchmark::DoNotOptimize(r);
+  }
+  if (wrong != 0) {
+    state.SkipWithError(
+        (std::to_string(wrong) + " lookups were not hits").c_str());
+  }
+  state.SetItemsProcessed(state.iterations());
+  state.counters["rss_mib"] = RssMib();
+  state.counters["db_mib"] = f->db_mib;
+}
+
+BENCHMARK(BM_ScaleLookup)
+    ->Arg(100'000)
+    ->Arg(1'000'000)
+    ->Arg(2'000'000)
+    ->Arg(5'000'000)
+    ->Arg(10'000'000)
+    ->MinTime(2.0);
+
+}  // namespace
+}  // namespace llmcache::bench
