@@ -1,3 +1,6 @@
+// JSON output of the verbs (--json): one compact object per line, and the
+// pretty-printed form `show` uses. See json_print.h.
+
 #include "cli/json_print.h"
 
 #include <boost/json/serialize.hpp>

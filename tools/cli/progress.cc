@@ -1,3 +1,5 @@
+// The progress bar of the long-running verbs. See progress.h.
+
 #include "cli/progress.h"
 
 #include <sys/ioctl.h>

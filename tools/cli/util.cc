@@ -1,3 +1,6 @@
+// Helpers shared by the verbs: opening databases (and naming the process
+// that holds one), durations, sizes and times. See util.h.
+
 #include "cli/util.h"
 
 #include <fcntl.h>
