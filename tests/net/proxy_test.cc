@@ -794,6 +794,8 @@ TEST_F(ProxyTest, StatsIsJson) {
   json::value v = json::parse(r.body, ec);
   ASSERT_FALSE(ec) << r.body;
   EXPECT_EQ(v.at("proxy").at("requests").to_number<int>(), 2);
+  EXPECT_EQ(v.at("proxy").at("hits").to_number<int>(), 1);
+  EXPECT_EQ(v.at("proxy").at("misses").to_number<int>(), 1);
   EXPECT_EQ(v.at("client").at("hits").to_number<int>(), 1);
   EXPECT_EQ(v.at("client").at("misses").to_number<int>(), 1);
   EXPECT_EQ(v.at("cache").at("hits").to_number<int>(), 1);

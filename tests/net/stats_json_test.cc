@@ -54,7 +54,7 @@ TEST(StatsJsonTest, UnreadableCacheGivesCacheError) {
   EXPECT_TRUE(o.contains("client"));
 }
 
-TEST(StatsJsonTest, ProxySectionHoldsTheHttpCounters) {
+TEST(StatsJsonTest, ProxySectionHoldsTheHttpCountersAndThePipelineOutcomes) {
   metrics::Totals t;
   t.requests = 10;
   t.response_bytes = 2048;
@@ -64,9 +64,23 @@ TEST(StatsJsonTest, ProxySectionHoldsTheHttpCounters) {
   t.open_connections = 4;
   t.rejected_connections = 5;
   t.hit_sum_ns = 77;  // histograms are not in /stats
-  const json::object o = Render(CacheStats(), t, CachedClientStats());
+  CachedClientStats c;
+  c.hits = 6;
+  c.misses = 2;
+  c.bypasses = 1;
+  c.bypass_reasons[static_cast<size_t>(BypassReason::kDebug)] = 1;
+  c.tokens_saved = 300;
+  c.cost_saved_nanousd = 1'500'000'000;
+  c.upstream_errors = 2;
+  c.store_errors = 3;
+  const json::object o = Render(CacheStats(), t, c);
   EXPECT_EQ(o.at("proxy"), json::parse(R"({
-    "requests": 10, "response_bytes": 2048, "models_fetches": 2,
+    "requests": 10, "hits": 6, "misses": 2, "bypasses": 1,
+    "bypass_reasons": {"no_temperature": 0, "non_zero_temperature": 0,
+                       "web_search": 0, "drifting_model": 0, "debug": 1,
+                       "mode_never": 0},
+    "tokens_saved": 300, "cost_saved_usd": 1.5, "response_bytes": 2048,
+    "upstream_errors": 3, "store_errors": 3, "models_fetches": 2,
     "models_errors": 1, "in_flight": 3, "open_connections": 4,
     "rejected_connections": 5})"));
 }

@@ -23,9 +23,25 @@ std::string StatsJson(const Result<CacheStats>& cache, const metrics::Totals& t,
   } else {
     root["cache_error"] = cache.status().ToString();
   }
+  json::object reasons;
+  for (size_t i = 1; i < cs.bypass_reasons.size(); ++i) {
+    reasons[BypassReasonName(static_cast<BypassReason>(i))] =
+        cs.bypass_reasons[i];
+  }
+
+  // The request outcomes are the pipeline's counts (counted once, there);
+  // "proxy" repeats them under the names it has always had.
   json::object p;
   p["requests"] = t.requests;
+  p["hits"] = cs.hits;
+  p["misses"] = cs.misses;
+  p["bypasses"] = cs.bypasses;
+  p["bypass_reasons"] = reasons;
+  p["tokens_saved"] = cs.tokens_saved;
+  p["cost_saved_usd"] = Usd(cs.cost_saved_nanousd);
   p["response_bytes"] = t.response_bytes;
+  p["upstream_errors"] = cs.upstream_errors + t.models_errors;
+  p["store_errors"] = cs.store_errors;
   p["models_fetches"] = t.models_fetches;
   p["models_errors"] = t.models_errors;
   p["in_flight"] = t.in_flight;
@@ -38,11 +54,6 @@ std::string StatsJson(const Result<CacheStats>& cache, const metrics::Totals& t,
   c["hits"] = cs.hits;
   c["misses"] = cs.misses;
   c["bypasses"] = cs.bypasses;
-  json::object reasons;
-  for (size_t i = 1; i < cs.bypass_reasons.size(); ++i) {
-    reasons[BypassReasonName(static_cast<BypassReason>(i))] =
-        cs.bypass_reasons[i];
-  }
   c["bypasses_by_reason"] = std::move(reasons);
   c["tokens_saved"] = cs.tokens_saved;
   c["cost_saved_usd"] = Usd(cs.cost_saved_nanousd);

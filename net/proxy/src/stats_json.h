@@ -17,16 +17,20 @@ namespace llmcache::net {
 //            statistics: the same object as `llmcache stats --json` prints
 //            (without its "database"); "cache_error": "<status>" instead
 //            when they cannot be read,
-//  "proxy":  {requests, response_bytes, models_fetches, models_errors,
-//             in_flight, open_connections, rejected_connections},
+//  "proxy":  {requests (HTTP, every route), hits, misses, bypasses,
+//             bypass_reasons: {reason: n}, tokens_saved, cost_saved_usd,
+//             response_bytes, upstream_errors, store_errors, models_fetches,
+//             models_errors, in_flight, open_connections,
+//             rejected_connections} — the request outcomes and errors are
+//             the pipeline's counts, as in "client",
 //  "client": {keys_computed, hits, misses, bypasses,
 //             bypasses_by_reason: {reason: n}, tokens_saved, cost_saved_usd,
 //             upstream_calls, upstream_errors, flight_joins, store_errors,
 //             stored, not_stored, model_drifts, prompt_cache_read_tokens,
 //             prompt_cache_write_tokens, prompt_cache_savings_usd,
 //             priced_responses}}
-// "client" counts each completion request once, as a hit, a miss or a
-// bypass; "proxy" counts HTTP requests of every route.
+// Each completion request is counted once, by the pipeline, as a hit, a miss
+// or a bypass; "proxy" reports those counts beside its own HTTP counters.
 std::string StatsJson(const Result<CacheStats>& cache,
                       const metrics::Totals& proxy,
                       const CachedClientStats& pipeline);
