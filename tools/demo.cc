@@ -96,10 +96,10 @@ int Run(int argc, char** argv) {
         io.join();
         return 2;
       }
-      const llmcache::Decision decision = prepared->decision;
+      const llmcache::Decision decision = prepared->decision();
       std::cout << "database: " << db << "\nupstream: " << upstream
-                << "\nkey:      " << prepared->key_hex
-                << "\nmodel:    " << prepared->key.model << "\ndecision: "
+                << "\nkey:      " << prepared->key_hex()
+                << "\nmodel:    " << prepared->key().model << "\ndecision: "
                 << (decision.cache ? std::string("CACHE")
                                    : "BYPASS (" +
                                          std::string(llmcache::BypassReasonName(

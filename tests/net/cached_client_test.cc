@@ -5,9 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
-#include <atomic>
 #include <cmath>
 #include <future>
 #include <mutex>
@@ -558,8 +558,10 @@ TEST_F(CachedClientTest, PrepareProbeCompleteRunTheStagesOnce) {
   KeyBuilder keys;
   auto expect = keys.Compute(req.body, KeyScope{"ns1", "tenant"});
   ASSERT_OK(expect);
-  EXPECT_EQ(p->key_hex, expect->Hex());
-  EXPECT_TRUE(p->decision.cache);
+  EXPECT_EQ(p->key_hex(), expect->Hex());
+  EXPECT_EQ(p->request().ns, "ns1");
+  EXPECT_EQ(p->request().scope, "tenant");
+  EXPECT_TRUE(p->decision().cache);
   EXPECT_FALSE(p->streaming());
   EXPECT_FALSE(p->probed());
 
@@ -651,6 +653,43 @@ TEST_F(CachedClientTest, JoinedFlightsAreEachCountedOnce) {
   EXPECT_EQ(s.hits + s.misses + s.bypasses, 20u);
   EXPECT_EQ(s.upstream_calls, 1u);
   EXPECT_EQ(fake_->completions(), 1u);
+}
+
+TEST_F(CachedClientTest, CompleteAfterAProbedHitDoesNotCountItTwice) {
+  ASSERT_OK(Call(*cached_, Body("openai/gpt-4o-mini")));
+  CachedRequest req;
+  req.body = Body("openai/gpt-4o-mini");
+  auto p = cached_->Prepare(req);
+  ASSERT_OK(p);
+  ASSERT_TRUE(cached_->Probe(*p).has_value());
+  auto r =
+      cached_->AsyncComplete(std::move(*p), nullptr, asio::use_future).get();
+  ASSERT_OK(r);
+  EXPECT_EQ(r->result, CacheResult::kHit);
+  const CachedClientStats s = cached_->stats();
+  EXPECT_EQ(s.hits, 1u);
+  EXPECT_EQ(s.misses, 1u);
+  EXPECT_EQ(fake_->completions(), 1u);
+}
+
+TEST_F(CachedClientTest, EveryWaiterOfAFailedFlightIsAMissAndAnUpstreamError) {
+  std::vector<std::future<Result<CachedResponse>>> futures;
+  for (int i = 0; i < 5; ++i) {
+    CachedRequest req;
+    req.body = Body("fake/fault-500");
+    futures.push_back(
+        cached_->AsyncComplete(std::move(req), nullptr, asio::use_future));
+  }
+  for (auto& f : futures) {
+    auto r = f.get();
+    ASSERT_OK(r);
+    EXPECT_EQ(r->status, 500);
+  }
+  const CachedClientStats s = cached_->stats();
+  EXPECT_EQ(s.misses, 5u);
+  EXPECT_EQ(s.hits, 0u);
+  EXPECT_EQ(s.upstream_errors, 5u);
+  EXPECT_EQ(s.upstream_calls + s.flight_joins, 5u);
 }
 
 }  // namespace

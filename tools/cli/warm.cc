@@ -98,9 +98,9 @@ int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
                << p.status().message() << " (skipped)\n";
         continue;
       }
-      if (!p->decision.cache) {
+      if (!p->decision().cache) {
         ++bypassed;
-        ++bypass_reasons[std::string(BypassReasonName(p->decision.reason))];
+        ++bypass_reasons[std::string(BypassReasonName(p->decision().reason))];
         continue;
       }
       if (cached->Probe(*p, /*count=*/false)) {

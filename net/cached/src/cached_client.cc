@@ -77,23 +77,20 @@ class CachedClientImpl final : public CachedClient {
 
   Result<PreparedRequest> Prepare(CachedRequest request) const override {
     try {
-      PreparedRequest p;
       if (request.ns.empty()) request.ns = options_.default_namespace;
+      RequestInfo info;
       Result<RequestKey> key = keys_.Compute(
-          request.body, KeyScope{request.ns, request.scope}, &p.info);
+          request.body, KeyScope{request.ns, request.scope}, &info);
       counters_.Add(PipelineCounters::kKeysComputed);
       if (!key.ok()) return key.status();
       if (key->model.empty()) {
         return InvalidArgumentError("request member \"model\" is empty");
       }
-      if (p.info.message_count == 0) {
+      if (info.message_count == 0) {
         return InvalidArgumentError("request member \"messages\" is empty");
       }
-      p.key = std::move(*key);
-      p.key_hex = p.key.Hex();
-      p.decision = Decide(p.info, options_.mode);
-      p.request = std::move(request);
-      return p;
+      const Decision decision = Decide(info, options_.mode);
+      return MakePrepared(std::move(request), std::move(*key), info, decision);
     } catch (const std::exception& e) {
       return InternalError(std::string("cannot prepare the request: ") +
                            e.what());
@@ -131,14 +128,39 @@ class CachedClientImpl final : public CachedClient {
     return client_->executor();
   }
 
- protected:
+  std::optional<CacheHit> Probe(PreparedRequest& p, bool count) override {
+    if (p.probed()) return std::nullopt;
+    bool store_failed = false;
+    std::optional<CacheHit> hit = Lookup(
+        p, /*record=*/count, /*replay=*/count && p.streaming(), &store_failed);
+    if (!count) return hit;
+    SetProbeState(p, hit            ? ProbeState::kHit
+                     : store_failed ? ProbeState::kStoreFailed
+                                    : ProbeState::kLookedUp);
+    if (hit) CountHit(hit->entry->meta.usage);
+    return hit;
+  }
+
+ private:
+  struct Waiter {
+    PreparedRequest request;  // to try again if the flight ends without one
+    StreamHandler on_chunk;   // null: not streaming
+    Callback done;
+  };
+  struct Flight {
+    std::vector<Waiter> waiters;
+  };
+
+  // Looks `p` up (a counted lookup when `record`); a stream request
+  // (`replay`) needs its entry replayable as events. Counts nothing else.
+  // *store_failed is set when the store failed (fail open).
   std::optional<CacheHit> Lookup(const PreparedRequest& p, bool record,
-                                 bool replay, bool* store_failed) override {
-    if (!p.decision.cache || p.request.skip_lookup) return std::nullopt;
+                                 bool replay, bool* store_failed) {
+    if (!p.decision().cache || p.request().skip_lookup) return std::nullopt;
     LookupOptions lo;
-    lo.max_age_ms = p.request.max_age_ms;
+    lo.max_age_ms = p.request().max_age_ms;
     lo.record_stats = record;
-    Result<LookupResult> r = cache_->Lookup(p.key, lo);
+    Result<LookupResult> r = cache_->Lookup(p.key(), lo);
     if (!r.ok()) {
       StoreFailure("lookup", r.status());
       *store_failed = true;
@@ -153,7 +175,7 @@ class CachedClientImpl final : public CachedClient {
       // foreign entry may not be): otherwise it is a miss and goes upstream.
       Result<std::vector<std::string>> events = ReplayAsSse(r->entry->body);
       if (!events.ok()) {
-        Log("entry " + p.key_hex + " cannot be replayed as a stream (" +
+        Log("entry " + p.key_hex() + " cannot be replayed as a stream (" +
             std::string(events.status().message()) + "); asking upstream");
         return std::nullopt;
       }
@@ -163,86 +185,106 @@ class CachedClientImpl final : public CachedClient {
     return hit;
   }
 
-  void CountHit(const CacheHit& hit) override {
-    const Usage& u = hit.entry->meta.usage;
+  void CountHit(const Usage& u) {
     counters_.Add(PipelineCounters::kHits);
     counters_.Add(PipelineCounters::kTokensSaved,
                   u.prompt_tokens + u.completion_tokens);
     counters_.AddSigned(PipelineCounters::kCostSavedNanousd, u.cost_nanousd);
   }
 
- private:
-  struct Waiter {
-    PreparedRequest request;  // to try again if the flight ends without one
-    StreamHandler on_chunk;   // null: not streaming
-    Callback done;
-  };
-  struct Flight {
-    std::vector<Waiter> waiters;
-  };
+  // Counts what a request is answered with, once, when it is answered: a
+  // hit, or else (cacheable requests, `outcome`) a miss; and an upstream
+  // failure (a transport error or a non-200 answer).
+  Callback Counted(Callback done, bool outcome) {
+    auto self = std::static_pointer_cast<CachedClientImpl>(shared_from_this());
+    return [self, outcome, done = std::move(done)](Result<CachedResponse> r) {
+      const bool hit = r.ok() && r->result == CacheResult::kHit;
+      if (hit) {
+        self->CountHit(r->usage);
+      } else {
+        if (outcome) self->counters_.Add(PipelineCounters::kMisses);
+        if (!r.ok() || r->status != 200) {
+          self->counters_.Add(PipelineCounters::kUpstreamErrors);
+        }
+      }
+      done(std::move(r));
+    };
+  }
 
   void CompletePrepared(PreparedRequest p, StreamHandler on_chunk,
                         Callback done) {
     const bool streaming = p.streaming() && on_chunk != nullptr;
     if (!streaming) on_chunk = nullptr;
-    if (!p.decision.cache) {
-      cache_->RecordBypass(p.decision.reason);
-      counters_.AddBypass(p.decision.reason);
-      const BypassReason reason = p.decision.reason;
-      CallUpstream(std::move(p), CacheResult::kBypass, reason,
-                   std::move(on_chunk), std::move(done), /*flight=*/false);
+    const Decision decision = p.decision();
+    if (!decision.cache) {
+      cache_->RecordBypass(decision.reason);
+      counters_.AddBypass(decision.reason);
+      CallUpstream(std::move(p), CacheResult::kBypass, decision.reason,
+                   std::move(on_chunk), Counted(std::move(done), false),
+                   /*flight=*/false);
       return;
     }
+    // A hit that Probe found (and counted): answer from the store again
+    // without counting it twice.
+    const bool counted = GetProbeState(p) == ProbeState::kHit;
+    if (!counted) done = Counted(std::move(done), true);
     if (!p.probed()) {
       bool store_failed = false;
       std::optional<CacheHit> hit =
           Lookup(p, /*record=*/true, streaming, &store_failed);
-      MarkProbed(p, store_failed);
+      SetProbeState(
+          p, store_failed ? ProbeState::kStoreFailed : ProbeState::kLookedUp);
       if (hit) {
-        CountHit(*hit);
         DeliverHit(HitResponse(p, *hit), hit->events, on_chunk, done);
         return;
       }
     }
     JoinOrLead(std::move(p), std::move(on_chunk), std::move(done),
-               /*counted=*/false);
+               /*rejoin=*/false);
   }
 
-  // Single flight: joins an identical in-flight miss, or leads one. A
-  // request is counted as a miss here, once (`counted` when it comes back
-  // because its flight ended without a result).
+  // Single flight: joins an identical in-flight miss, or leads one
+  // (`rejoin`: a waiter whose flight ended without a result).
   void JoinOrLead(PreparedRequest p, StreamHandler on_chunk, Callback done,
-                  bool counted) {
+                  bool rejoin) {
+    const Digest digest = p.key().digest;
     {
       std::lock_guard<std::mutex> lock(flights_mu_);
-      auto it = flights_.find(p.key.digest);
+      auto it = flights_.find(digest);
       if (it != flights_.end()) {
-        if (!counted) counters_.Add(PipelineCounters::kMisses);
-        counters_.Add(PipelineCounters::kFlightJoins);
+        if (!rejoin) counters_.Add(PipelineCounters::kFlightJoins);
         it->second->waiters.push_back(
             Waiter{std::move(p), std::move(on_chunk), std::move(done)});
         return;
       }
-      flights_.emplace(p.key.digest, std::make_shared<Flight>());
+      flights_.emplace(digest, std::make_shared<Flight>());
     }
-    // A flight that ended between our lookup and our registration has
-    // stored its result: look again (uncounted) before paying for another
-    // call.
-    if (!p.request.skip_lookup && !StoreFailedInProbe(p)) {
-      bool store_failed = false;
-      std::optional<CacheHit> hit =
-          Lookup(p, /*record=*/false, on_chunk != nullptr, &store_failed);
-      if (hit) {
-        if (!counted) CountHit(*hit);
-        const Result<CachedResponse> shared = HitResponse(p, *hit);
-        FinishFlight(p.key.digest, &shared);
-        DeliverHit(*shared, hit->events, on_chunk, done);
-        return;
+    // From here the flight must end whatever happens, or every identical
+    // request after it would wait for ever.
+    try {
+      // A flight that ended between our lookup and our registration has
+      // stored its result: look again (uncounted) before paying for
+      // another call.
+      if (!p.request().skip_lookup &&
+          GetProbeState(p) != ProbeState::kStoreFailed) {
+        bool store_failed = false;
+        std::optional<CacheHit> hit =
+            Lookup(p, /*record=*/false, on_chunk != nullptr, &store_failed);
+        if (hit) {
+          const Result<CachedResponse> shared = HitResponse(p, *hit);
+          FinishFlight(digest, &shared);
+          DeliverHit(*shared, hit->events, on_chunk, done);
+          return;
+        }
       }
+      CallUpstream(std::move(p), CacheResult::kMiss, BypassReason::kNone,
+                   std::move(on_chunk), std::move(done), /*flight=*/true);
+    } catch (const std::exception& e) {
+      const Result<CachedResponse> failed =
+          InternalError(std::string("cached completion failed: ") + e.what());
+      FinishFlight(digest, &failed);
+      throw;
     }
-    if (!counted) counters_.Add(PipelineCounters::kMisses);
-    CallUpstream(std::move(p), CacheResult::kMiss, BypassReason::kNone,
-                 std::move(on_chunk), std::move(done), /*flight=*/true);
   }
 
   // Hands a hit to its caller: its events (`events`, else the body
@@ -266,9 +308,10 @@ class CachedClientImpl final : public CachedClient {
                     StreamHandler on_chunk, Callback done, bool flight) {
     counters_.Add(PipelineCounters::kUpstreamCalls);
     Request up;
-    up.body = std::move(p.request.body);
-    up.api_key = std::move(p.request.api_key);
-    up.headers = std::move(p.request.headers);
+    CachedRequest& req = MutableRequest(p);
+    up.body = std::move(req.body);
+    up.api_key = std::move(req.api_key);
+    up.headers = std::move(req.headers);
     up.stream = on_chunk != nullptr;
     auto acc = std::make_shared<StreamAccumulator>();
     auto acc_status = std::make_shared<Status>();
@@ -280,7 +323,7 @@ class CachedClientImpl final : public CachedClient {
       // waiting the upstream call is cancelled.
       auto caller_gone = std::make_shared<bool>(false);
       chunks = [acc, acc_status, on_chunk, caller_gone, flight, self,
-                digest = p.key.digest](std::string_view data) {
+                digest = p.key().digest](std::string_view data) {
         if (acc_status->ok()) *acc_status = acc->Add(data);
         if (*caller_gone) return true;
         if (on_chunk(data)) return true;
@@ -294,7 +337,7 @@ class CachedClientImpl final : public CachedClient {
                     Result<CachedResponse> out = self->Finish(
                         std::move(r), p, kind, reason, *acc, *acc_status);
                     if (flight) {
-                      self->FinishFlight(p.key.digest, &out);
+                      self->FinishFlight(p.key().digest, &out);
                     }
                     done(std::move(out));
                   });
@@ -304,17 +347,13 @@ class CachedClientImpl final : public CachedClient {
                                 CacheResult kind, BypassReason reason,
                                 const StreamAccumulator& acc,
                                 const Status& acc_status) {
-    if (!r.ok()) {
-      counters_.Add(PipelineCounters::kUpstreamErrors);
-      return r.status();
-    }
+    if (!r.ok()) return r.status();
     Response& resp = *r;
-    if (resp.status != 200) counters_.Add(PipelineCounters::kUpstreamErrors);
-    const RequestKey& key = p.key;
+    const RequestKey& key = p.key();
     CachedResponse out;
     out.result = kind;
     out.bypass_reason = reason;
-    out.key_hex = p.key_hex;
+    out.key_hex = p.key_hex();
     out.status = resp.status;
     out.headers = std::move(resp.headers);
     out.streamed = resp.streamed;
@@ -342,15 +381,15 @@ class CachedClientImpl final : public CachedClient {
         why = "stream ended before [DONE]";
       }
     }
-    if (why.empty() && p.request.no_store) why = "no-store requested";
+    if (why.empty() && p.request().no_store) why = "no-store requested";
     if (!why.empty()) {
       out.not_stored_reason = std::move(why);
       counters_.Add(PipelineCounters::kNotStored);
       return out;
     }
     InsertOptions io;
-    io.ns = p.request.ns;
-    io.ttl_ms = p.request.ttl_ms ? p.request.ttl_ms : options_.ttl_ms;
+    io.ns = p.request().ns;
+    io.ttl_ms = p.request().ttl_ms ? p.request().ttl_ms : options_.ttl_ms;
     io.usage = out.usage;
     io.resolved_model = out.parsed.model;
     io.flags = static_cast<uint8_t>(
@@ -376,8 +415,8 @@ class CachedClientImpl final : public CachedClient {
   }
 
   // Ends a flight: removes it, then hands the leader's outcome to every
-  // waiter. When the leader was cancelled by its own caller (or there is no
-  // outcome), each waiter starts over on its own instead of failing.
+  // waiter. When the leader was cancelled by its own caller, each waiter
+  // starts over on its own instead of failing.
   void FinishFlight(const Digest& digest, const Result<CachedResponse>* out) {
     std::shared_ptr<Flight> flight;
     {
@@ -388,8 +427,7 @@ class CachedClientImpl final : public CachedClient {
       flights_.erase(it);
     }
     for (Waiter& w : flight->waiters) {
-      if (out == nullptr ||
-          (!out->ok() && out->status().code() == StatusCode::kCancelled)) {
+      if (!out->ok() && out->status().code() == StatusCode::kCancelled) {
         auto self =
             std::static_pointer_cast<CachedClientImpl>(shared_from_this());
         boost::asio::post(client_->executor(),
@@ -420,7 +458,7 @@ class CachedClientImpl final : public CachedClient {
     Callback fallback = w.done;
     try {
       JoinOrLead(std::move(w.request), std::move(w.on_chunk), std::move(w.done),
-                 /*counted=*/true);
+                 /*rejoin=*/true);
     } catch (const std::exception& e) {
       Log(std::string("cached completion failed: ") + e.what());
       if (fallback) fallback(InternalError(e.what()));
@@ -519,23 +557,11 @@ std::string_view CacheResultName(CacheResult r) {
   return "MISS";
 }
 
-std::optional<CacheHit> CachedClient::Probe(PreparedRequest& request,
-                                            bool count) {
-  if (request.probed()) return std::nullopt;
-  bool store_failed = false;
-  std::optional<CacheHit> hit =
-      Lookup(request, count, request.streaming(), &store_failed);
-  if (!count) return hit;
-  MarkProbed(request, store_failed);
-  if (hit) CountHit(*hit);
-  return hit;
-}
-
 CachedResponse CachedClient::HitResponse(const PreparedRequest& request,
                                          const CacheHit& hit) {
   CachedResponse out;
   out.result = CacheResult::kHit;
-  out.key_hex = request.key_hex;
+  out.key_hex = request.key_hex();
   out.status = 200;
   out.body = hit.entry->body;
   out.usage = hit.entry->meta.usage;

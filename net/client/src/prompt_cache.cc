@@ -587,7 +587,8 @@ size_t MinCacheableTokens(std::string_view model) {
   if (const size_t slash = base.rfind('/'); slash != kNpos) {
     base.remove_prefix(slash + 1);
   }
-  const std::string name = boost::algorithm::to_lower_copy(std::string(base));
+  const std::string name = boost::algorithm::to_lower_copy(
+      std::string(base), std::locale::classic());
   const Version version = ParseVersion(name);
   if (name.find("claude") != kNpos) {
     if (HasToken(name, "opus")) return version.AtLeast(4, 5) ? 4096 : 1024;

@@ -1,5 +1,5 @@
 // What the HTTP headers of POST /chat/completions mean to the cache, both
-// ways, without any HTTP machinery (no Beast):
+// ways, without any HTTP machinery (no Beast I/O):
 //   - ReadCompletionHeaders: the request's headers (Authorization,
 //     Cache-Control, X-Cache-TTL, X-Cache-Namespace and the attribution
 //     headers passed upstream) into a CachedRequest, or the 400 message of

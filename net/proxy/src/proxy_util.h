@@ -1,4 +1,4 @@
-// Pure helpers of the caching proxy (no Beast, no sockets): request header
+// Pure helpers of the caching proxy (no Beast I/O, no sockets): request header
 // and query parsing, the proxy's error answers, HTTP/1.1 response heads and
 // chunk framing written straight into reused buffers.
 //

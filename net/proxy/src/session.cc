@@ -307,15 +307,15 @@ class SessionImpl final : public Session,
                        std::string(prepared.status().message()), false);
     }
     PreparedRequest& p = *prepared;
-    req_.key_hex = p.key_hex;
+    req_.key_hex = p.key_hex();
     req_.streaming = p.streaming();
     if (std::optional<CacheHit> hit = srv_.cached().Probe(p)) {
       return ServeHit(std::move(*hit));
     }
 
     // Upstream (miss or bypass) through the rest of the pipeline.
-    req_.cache = p.decision.cache ? CacheResult::kMiss : CacheResult::kBypass;
-    req_.bypass_reason = p.decision.reason;
+    req_.cache = p.decision().cache ? CacheResult::kMiss : CacheResult::kBypass;
+    req_.bypass_reason = p.decision().reason;
     ctl_ = std::make_shared<StreamCtl>();
     StreamHandler on_chunk;
     auto self = shared_from_this();

@@ -32,7 +32,7 @@ int main() {
   req.body =
       R"({"model":"a/b","temperature":0,"messages":[{"role":"user","content":"hi"}]})";
   auto prepared = cached->Prepare(std::move(req));
-  if (!prepared.ok() || prepared->key_hex != key->Hex()) return 6;
+  if (!prepared.ok() || prepared->key_hex() != key->Hex()) return 6;
   if (!cached->Probe(*prepared)) return 7;  // the entry inserted above
   if (llmcache::net::LogLevelName(llmcache::net::LogLevel::kInfo) != "info") {
     return 8;

@@ -88,25 +88,32 @@ struct CachedRequest {
 };
 
 // A request after the pipeline's first stage (CachedClient::Prepare): its
-// body validated, keyed and decided, once. Move it on to Probe and Complete.
+// body validated, keyed and decided, once. Read-only: what was keyed cannot
+// change afterwards (set namespace, scope and controls on the CachedRequest
+// before preparing it). Move it on to Probe and Complete.
 class PreparedRequest {
  public:
-  PreparedRequest() = default;
-
-  CachedRequest request;  // `ns` resolved to the options' default when empty
-  RequestKey key;
-  std::string key_hex;  // key.Hex(), computed once
-  RequestInfo info;
-  Decision decision;
-
+  // The request as keyed; `ns` resolved to the options' default when empty.
+  const CachedRequest& request() const { return request_; }
+  const RequestKey& key() const { return key_; }
+  const std::string& key_hex() const { return key_hex_; }  // key().Hex()
+  const RequestInfo& info() const { return info_; }
+  const Decision& decision() const { return decision_; }
   // "stream": true in the body.
-  bool streaming() const { return info.stream; }
+  bool streaming() const { return info_.stream; }
   // Probe has looked this request up (Complete will not count it again).
   bool probed() const { return probe_ != ProbeState::kNotProbed; }
 
  private:
   friend class CachedClient;
-  enum class ProbeState : uint8_t { kNotProbed, kLookedUp, kStoreFailed };
+  enum class ProbeState : uint8_t { kNotProbed, kLookedUp, kStoreFailed, kHit };
+  PreparedRequest() = default;
+
+  CachedRequest request_;
+  RequestKey key_;
+  std::string key_hex_;
+  RequestInfo info_;
+  Decision decision_;
   ProbeState probe_ = ProbeState::kNotProbed;
 };
 
@@ -143,9 +150,12 @@ struct CachedResponse {
 using StreamHandler = std::function<bool(std::string_view data)>;
 
 struct CachedClientStats {
-  // Requests prepared (keyed): each request's key is computed once.
+  // Requests keyed by Prepare (valid or not): once per request.
   uint64_t keys_computed = 0;
-  // Every request that reached a decision is exactly one of these three.
+  // Every request that reached a decision is exactly one of these three, by
+  // what it was answered with: a hit (from the store, also when a just-ended
+  // flight had stored it), a miss (an upstream answer, its own or, for a
+  // request that joined a single flight, the leader's), or a bypass.
   uint64_t hits = 0, misses = 0, bypasses = 0;
   // Bypasses by reason (indexed by BypassReason; [0] unused).
   std::array<uint64_t, static_cast<size_t>(BypassReason::kCount)>
@@ -153,7 +163,8 @@ struct CachedClientStats {
   // What the hits saved: the stored usage of each entry served.
   uint64_t tokens_saved = 0;
   int64_t cost_saved_nanousd = 0;
-  // Upstream calls that failed: transport errors and non-200 answers.
+  // Requests answered with an upstream failure: a transport error or a
+  // non-200 answer (each waiter of a failed flight counts).
   uint64_t upstream_errors = 0;
   uint64_t upstream_calls = 0;
   uint64_t flight_joins = 0;
@@ -232,12 +243,16 @@ class CachedClient : public std::enable_shared_from_this<CachedClient> {
   virtual Result<PreparedRequest> Prepare(CachedRequest request) const = 0;
 
   // Stage 2, the hit probe: looks the request up unless it bypasses or asks
-  // for no lookup (skip_lookup). A hit is counted here and returned; nullopt
-  // means "go on with Complete" (a miss, a bypass, a lookup error — fail
-  // open — or a stream request whose entry cannot be replayed as events).
-  // With `count` false nothing is counted and a later Complete looks again
-  // (e.g. `llmcache warm` skipping what is cached).
-  std::optional<CacheHit> Probe(PreparedRequest& request, bool count = true);
+  // for no lookup (skip_lookup). A hit is counted here and returned, with
+  // its events for a stream request; nullopt means "go on with Complete" (a
+  // miss, a bypass, a lookup error — fail open — or a stream request whose
+  // entry cannot be replayed as events). After a hit, Complete is not
+  // needed (if called, it answers from the store without counting again).
+  // With `count` false, no hit or miss is counted, no events are made and a
+  // later Complete looks again (`llmcache warm` skipping what is cached); a
+  // store failure is still counted and logged.
+  virtual std::optional<CacheHit> Probe(PreparedRequest& request,
+                                        bool count = true) = 0;
 
   // Stage 3: completes a prepared request — a probe first if it has not had
   // one, then the single flight, the upstream call and the store. `done` is
@@ -258,21 +273,24 @@ class CachedClient : public std::enable_shared_from_this<CachedClient> {
 
  protected:
   CachedClient() = default;
-  // Looks `request` up (a counted lookup when `record`); a stream request
-  // (`replay`) needs its entry replayable as events. Counts nothing else.
-  // *store_failed is set when the store failed (fail open).
-  virtual std::optional<CacheHit> Lookup(const PreparedRequest& request,
-                                         bool record, bool replay,
-                                         bool* store_failed) = 0;
-  // Counts a hit served (and what it saved).
-  virtual void CountHit(const CacheHit& hit) = 0;
 
-  static bool StoreFailedInProbe(const PreparedRequest& request) {
-    return request.probe_ == PreparedRequest::ProbeState::kStoreFailed;
+  // For implementations: making and advancing a PreparedRequest.
+  using ProbeState = PreparedRequest::ProbeState;
+  static PreparedRequest MakePrepared(CachedRequest request, RequestKey key,
+                                      RequestInfo info, Decision decision) {
+    PreparedRequest p;
+    p.key_hex_ = key.Hex();
+    p.request_ = std::move(request);
+    p.key_ = std::move(key);
+    p.info_ = info;
+    p.decision_ = decision;
+    return p;
   }
-  static void MarkProbed(PreparedRequest& request, bool store_failed) {
-    request.probe_ = store_failed ? PreparedRequest::ProbeState::kStoreFailed
-                                  : PreparedRequest::ProbeState::kLookedUp;
+  static ProbeState GetProbeState(const PreparedRequest& p) { return p.probe_; }
+  static void SetProbeState(PreparedRequest& p, ProbeState s) { p.probe_ = s; }
+  // The body, API key and headers, moved out to go upstream.
+  static CachedRequest& MutableRequest(PreparedRequest& p) {
+    return p.request_;
   }
 };
 

@@ -149,7 +149,10 @@ struct ProxyOptions {
   const Clock* clock = nullptr;
 };
 
-// A snapshot of the proxy's own counters (also in /metrics and /stats).
+// A snapshot of the proxy's counters (also in /metrics and /stats): HTTP
+// requests and connections are the proxy's own; hits, misses, bypasses and
+// upstream and store errors are the cached client's (CachedClientStats),
+// where each completion request is counted once.
 struct ProxyCounters {
   uint64_t requests = 0;
   uint64_t hits = 0;
