@@ -229,4 +229,15 @@ std::string MakeChatRequest(size_t target_bytes, uint64_t seed) {
   return out;
 }
 
+std::string MakeCompletion(uint64_t i, size_t bytes) {
+  std::string body = R"({"id":"gen-)" + std::to_string(i) +
+                     R"(","object":"chat.completion","choices":[{"index":0,)"
+                     R"("message":{"role":"assistant","content":")";
+  while (body.size() + 40 < bytes) body += "lorem ipsum dolor ";
+  body += R"("},"finish_reason":"stop"}]})";
+  body.resize(bytes - 1, ' ');
+  body += '}';
+  return body;
+}
+
 }  // namespace llmcache::bench

@@ -23,6 +23,10 @@ namespace llmcache::bench {
 // every platform -- and different seeds give different requests.
 std::string MakeChatRequest(size_t target_bytes, uint64_t seed);
 
+// A stored chat completion of exactly `bytes` bytes (at least 128), distinct
+// per `i`: the value the store benchmarks insert and look up.
+std::string MakeCompletion(uint64_t i, size_t bytes);
+
 }  // namespace llmcache::bench
 
 #endif  // LLMCACHE_BENCH_BENCH_DATA_H_

@@ -18,9 +18,9 @@
 //   --benchmark_filter=BM_ScaleLookup/10000000
 //
 // Counters: items_per_second (lookups per CPU second of the benchmark
-// thread: robust on a shared machine; the Time column is wall time), rss_mib (the process's resident
-// memory after the timed loop: run one size per process for a clean figure),
-// db_mib (live files of the database).
+// thread: robust on a shared machine; the Time column is wall time), rss_mib
+// (the process's resident memory after the timed loop: run one size per process
+// for a clean figure), db_mib (live files of the database).
 
 #include <benchmark/benchmark.h>
 #include <unistd.h>
@@ -42,6 +42,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_data.h"
 #include "llmcache/cache.h"
 #include "llmcache/key.h"
 
@@ -82,17 +83,6 @@ Digest DigestOf(uint64_t i) {
 }
 
 size_t ModelOf(uint64_t i) { return static_cast<size_t>(i % 4); }
-
-std::string ScaleResponse(uint64_t i) {
-  std::string body = R"({"id":"gen-)" + std::to_string(i) +
-                     R"(","object":"chat.completion","choices":[{"index":0,)"
-                     R"("message":{"role":"assistant","content":")";
-  while (body.size() + 40 < kResponseBytes) body += "lorem ipsum dolor ";
-  body += R"("},"finish_reason":"stop"}]})";
-  body.resize(kResponseBytes - 1, ' ');
-  body += '}';
-  return body;
-}
 
 // The options of both the build and the timed lookups: the defaults, minus
 // the memory tier, expiry and background work (a reused database may be days
@@ -176,7 +166,8 @@ bool Build(const fs::path& dir, int64_t entries, std::string* error) {
       const int64_t last = std::min(entries, first + kChunk);
       for (int64_t i = first; i < last; ++i) {
         const auto u = static_cast<uint64_t>(i);
-        Status s = cache->Insert(KeyOf(u), ScaleResponse(u), {});
+        Status s =
+            cache->Insert(KeyOf(u), MakeCompletion(u, kResponseBytes), {});
         if (!s.ok()) {
           std::lock_guard<std::mutex> lock(error_mu);
           *error = s.ToString();
@@ -202,9 +193,9 @@ bool Build(const fs::path& dir, int64_t entries, std::string* error) {
     return false;
   }
   cache.reset();
-  const double secs = std::chrono::duration<double>(
-                          std::chrono::steady_clock::now() - start)
-                          .count();
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
   std::fprintf(stderr, "scale_bench: built and compacted in %.1f s\n", secs);
   std::ofstream(dir / "MARKER", std::ios::binary) << Marker(entries);
   return true;

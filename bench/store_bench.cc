@@ -36,15 +36,6 @@ RequestKey NumberedKey(const std::string& model, uint64_t i) {
   return key;
 }
 
-std::string Response(uint64_t i) {
-  std::string body = R"({"id":"gen-)" + std::to_string(i) +
-                     R"(","object":"chat.completion","choices":[{"index":0,)"
-                     R"("message":{"role":"assistant","content":")";
-  while (body.size() + 40 < kResponseBytes) body += "lorem ipsum dolor ";
-  body += R"("},"finish_reason":"stop"}]})";
-  return body;
-}
-
 // A cache holding kEntries 1 KiB responses, built once per configuration and
 // kept for the whole run (benchmarks with threads share it).
 struct Fixture {
@@ -74,7 +65,9 @@ Fixture& GetFixture(bool memory_tier) {
   for (int i = 0; i < kEntries; ++i) {
     f->keys.push_back(NumberedKey("openai/gpt-4o-mini", i));
     f->absent.push_back(NumberedKey("openai/gpt-4o-mini", kEntries + i));
-    if (!f->cache->Insert(f->keys.back(), Response(i), {}).ok()) std::abort();
+    if (!f->cache->Insert(f->keys.back(), MakeCompletion(i, kResponseBytes), {})
+             .ok())
+      std::abort();
   }
   (void)f->cache->Compact();
   // Warm: every key once, so the block cache or the tier holds the set.
@@ -107,7 +100,7 @@ void BM_Insert(benchmark::State& state) {
   o.path = path;
   auto c = Cache::Open(o);
   if (!c.ok()) std::abort();
-  const std::string body = Response(1);
+  const std::string body = MakeCompletion(1, kResponseBytes);
   uint64_t i = 0;
   for (auto _ : state) {
     Status s =
@@ -135,7 +128,9 @@ void HitPath(benchmark::State& state, bool memory_tier) {
   for (uint64_t seed = 0; seed < 256; ++seed) {
     requests.push_back(MakeChatRequest(bytes, seed));
     auto k = keys.Compute(requests.back(), {});
-    if (!k.ok() || !(*c)->Insert(*k, Response(seed), {}).ok()) std::abort();
+    if (!k.ok() ||
+        !(*c)->Insert(*k, MakeCompletion(seed, kResponseBytes), {}).ok())
+      std::abort();
   }
   size_t i = 0;
   size_t served = 0;
