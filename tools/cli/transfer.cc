@@ -10,9 +10,9 @@
 #include "cli/json_print.h"
 #include "cli/progress.h"
 #include "cli/verbs.h"
-#include "json_util.h"
 #include "llmcache/key.h"
 #include "llmcache/net/completion.h"
+#include "llmcache/net/json_util.h"
 
 namespace llmcache::cli {
 namespace json = boost::json;

@@ -16,8 +16,8 @@
 
 #include "cli/json_print.h"
 #include "cli/progress.h"
-#include "json_util.h"
 #include "llmcache/key.h"
+#include "llmcache/net/json_util.h"
 #include "llmcache/policy.h"
 #include "llmcache/purge.h"
 #include "llmcache/stats_json.h"

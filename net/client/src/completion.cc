@@ -17,7 +17,7 @@
 #include <string_view>
 #include <utility>
 
-#include "json_util.h"
+#include "llmcache/net/json_util.h"
 
 namespace llmcache::net {
 namespace {

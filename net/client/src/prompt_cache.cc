@@ -27,8 +27,8 @@
 #include <utility>
 #include <vector>
 
-#include "json_util.h"
 #include "llmcache/key.h"
+#include "llmcache/net/json_util.h"
 
 namespace llmcache::net {
 namespace {

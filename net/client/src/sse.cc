@@ -18,7 +18,7 @@
 #include <utility>
 #include <vector>
 
-#include "json_util.h"
+#include "llmcache/net/json_util.h"
 
 namespace llmcache::net {
 namespace {

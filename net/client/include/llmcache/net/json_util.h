@@ -1,7 +1,10 @@
-// Small Boost.JSON helpers shared by the response, SSE and prompt-cache code.
+// Small Boost.JSON helpers shared by the response, SSE and prompt-cache code,
+// and by `llmcache` verbs that read stored responses: they parse with the same
+// depth limit the service stores responses with. Users of this header link
+// Boost::json.
 
-#ifndef LLMCACHE_NET_SRC_JSON_UTIL_H_
-#define LLMCACHE_NET_SRC_JSON_UTIL_H_
+#ifndef LLMCACHE_NET_JSON_UTIL_H_
+#define LLMCACHE_NET_JSON_UTIL_H_
 
 #include <boost/json.hpp>
 #include <cstddef>
@@ -47,4 +50,4 @@ inline const json::array* ArrayMember(const json::object& o,
 
 }  // namespace llmcache::net::json_util
 
-#endif  // LLMCACHE_NET_SRC_JSON_UTIL_H_
+#endif  // LLMCACHE_NET_JSON_UTIL_H_
