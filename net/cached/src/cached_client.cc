@@ -287,16 +287,15 @@ class CachedClientImpl final : public CachedClient {
     }
   }
 
-  // Hands a hit to its caller: its events (`events`, else the body
-  // replayed) to a stream handler, then the response whole.
+  // Hands a hit to its caller: its events to a stream handler (Lookup made
+  // them, since it replays whenever there is a handler), then the response
+  // whole.
   static void DeliverHit(CachedResponse out,
                          const std::vector<std::string>& events,
                          const StreamHandler& on_chunk, const Callback& done) {
     if (on_chunk) {
       out.streamed = true;
-      const bool delivered = events.empty() ? Replay(out.body, on_chunk)
-                                            : Deliver(events, on_chunk);
-      if (!delivered) {
+      if (!Deliver(events, on_chunk)) {
         done(CancelledError("stream cancelled by the caller"));
         return;
       }
