@@ -120,6 +120,21 @@ struct CacheStats {
   }
 };
 
+// The store's write health. A persistent store that hit a write or
+// background error (disk full, I/O error) stops writing (lookups go on),
+// recovers by itself (RocksDB's Resume(), retried with backoff) and writes
+// again once the cause is gone. Memory mode is always healthy.
+struct StoreHealth {
+  bool degraded = false;          // writes are refused until recovery
+  std::string error;              // the error that degraded it (if degraded)
+  int64_t degraded_since_ms = 0;  // when it degraded (0: never)
+  int64_t recovered_ms = 0;       // when it last recovered (0: never)
+  uint64_t degradations = 0;      // times it degraded
+  uint64_t recoveries = 0;        // times it recovered
+  uint64_t recovery_attempts = 0;
+  uint64_t write_errors = 0;      // writes that failed or were refused
+};
+
 // One entry as seen by an iteration.
 struct EntryView {
   Digest digest;
@@ -211,6 +226,9 @@ class Cache {
 
   // True for a persistent cache, false for memory mode.
   virtual bool persistent() const = 0;
+
+  // The store's write health (see StoreHealth). Cheap; any thread.
+  virtual StoreHealth Health() const { return {}; }
 
  protected:
   Cache() = default;
