@@ -692,5 +692,208 @@ TEST_F(CachedClientTest, EveryWaiterOfAFailedFlightIsAMissAndAnUpstreamError) {
   EXPECT_EQ(s.upstream_calls + s.flight_joins, 5u);
 }
 
+// A Client whose calls the test answers by hand (Release), so that a flight
+// can be held open while others join it. Send throws while `throw_next`.
+class ScriptedClient final : public Client {
+ public:
+  explicit ScriptedClient(asio::any_io_executor ex) : ex_(std::move(ex)) {}
+
+  void Send(Request request, ChunkHandler on_chunk, Callback done) override {
+    if (throw_next.exchange(false)) throw std::runtime_error("scripted throw");
+    std::lock_guard<std::mutex> lock(mu_);
+    calls_.push_back(
+        Call{std::move(request), std::move(on_chunk), std::move(done)});
+  }
+  asio::any_io_executor executor() const override { return ex_; }
+  const ClientOptions& options() const override { return options_; }
+  uint64_t connections_opened() const override { return 0; }
+
+  size_t sends() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return calls_.size();
+  }
+  Request request(size_t i) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return calls_.at(i).request;
+  }
+  // Answers call `i` with `content`: as events (ending with [DONE] only if
+  // `complete`) when it asked for a stream, else as JSON.
+  void Release(size_t i, const std::string& content, bool complete = true) {
+    Call c;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      c = calls_.at(i);
+    }
+    Response r;
+    r.status = 200;
+    const std::string head =
+        R"({"id":"gen-1","object":"chat.completion.chunk","created":1,)"
+        R"("model":"openai/gpt-4o-mini","choices":[{"index":0,"delta":)";
+    if (c.request.stream) {
+      r.streamed = true;
+      r.headers.push_back({"Content-Type", "text/event-stream"});
+      std::vector<std::string> events = {
+          head + R"({"role":"assistant","content":")" + content.substr(0, 3) +
+              R"("},"finish_reason":null}]})",
+          head + R"({"content":")" + content.substr(3) +
+              R"("},"finish_reason":null}]})"};
+      if (complete) {
+        events.push_back(
+            head + R"({},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,)"
+                   R"("completion_tokens":3,"total_tokens":8}})");
+        events.push_back("[DONE]");
+      }
+      for (const std::string& e : events) c.on_chunk(e);
+      r.stream_complete = complete;
+    } else {
+      r.headers.push_back({"Content-Type", "application/json"});
+      r.body = R"({"id":"gen-1","object":"chat.completion","created":1,)"
+               R"("model":"openai/gpt-4o-mini","choices":[{"index":0,)"
+               R"("message":{"role":"assistant","content":")" +
+               content +
+               R"("},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,)"
+               R"("completion_tokens":3,"total_tokens":8}})";
+    }
+    c.done(std::move(r));
+  }
+
+  std::atomic<bool> throw_next{false};
+
+ private:
+  struct Call {
+    Request request;
+    ChunkHandler on_chunk;
+    Callback done;
+  };
+  asio::any_io_executor ex_;
+  ClientOptions options_;
+  std::mutex mu_;
+  std::vector<Call> calls_;
+};
+
+class CachedClientFlightTest : public CachedClientTest {
+ protected:
+  void SetUp() override {
+    CachedClientTest::SetUp();
+    scripted_ = std::make_shared<ScriptedClient>(loop_.ioc().get_executor());
+    flights_ = CachedClient::Create(cache_, scripted_, CachedClientOptions{});
+  }
+
+  std::future<Result<CachedResponse>> Start(bool stream,
+                                            StreamHandler chunks = nullptr) {
+    CachedRequest req;
+    req.body = Body("openai/gpt-4o-mini", stream);
+    return flights_->AsyncComplete(std::move(req), std::move(chunks),
+                                   asio::use_future);
+  }
+
+  std::shared_ptr<ScriptedClient> scripted_;
+  std::shared_ptr<CachedClient> flights_;
+};
+
+std::string_view HeaderValue(const CachedResponse& r, std::string_view name) {
+  for (const Header& h : r.headers) {
+    if (h.name == name) return h.value;
+  }
+  return {};
+}
+
+TEST_F(CachedClientFlightTest, PlainWaiterOfAStreamLeaderGetsJson) {
+  Collected lead_events;
+  auto leader = Start(/*stream=*/true, lead_events.Handler());
+  ASSERT_TRUE(llmcache::testing::WaitFor([&] { return scripted_->sends(); }));
+  auto waiter = Start(/*stream=*/false);
+  ASSERT_TRUE(llmcache::testing::WaitFor(
+      [&] { return flights_->stats().flight_joins == 1; }));
+  scripted_->Release(0, "Four, of course.");
+
+  auto w = waiter.get();
+  ASSERT_OK(w);
+  EXPECT_TRUE(w->joined_flight);
+  EXPECT_FALSE(w->streamed);  // the proxy answers JSON, not events
+  EXPECT_EQ(HeaderValue(*w, "Content-Type"), "application/json");
+  EXPECT_EQ(w->body.find("data:"), std::string::npos);
+  auto parsed = ParseCompletion(w->body);
+  ASSERT_OK(parsed);
+  EXPECT_EQ(parsed->content, "Four, of course.");
+  auto l = leader.get();
+  ASSERT_OK(l);
+  EXPECT_TRUE(l->streamed);
+  EXPECT_EQ(lead_events.Content(), "Four, of course.");
+  EXPECT_EQ(scripted_->sends(), 1u);
+}
+
+TEST_F(CachedClientFlightTest, StreamWaiterOfAPlainLeaderGetsEvents) {
+  auto leader = Start(/*stream=*/false);
+  ASSERT_TRUE(llmcache::testing::WaitFor([&] { return scripted_->sends(); }));
+  Collected events;
+  auto waiter = Start(/*stream=*/true, events.Handler());
+  ASSERT_TRUE(llmcache::testing::WaitFor(
+      [&] { return flights_->stats().flight_joins == 1; }));
+  scripted_->Release(0, "Four, of course.");
+
+  auto w = waiter.get();
+  ASSERT_OK(w);
+  EXPECT_TRUE(w->joined_flight);
+  EXPECT_TRUE(w->streamed);
+  ASSERT_FALSE(events.events.empty());
+  EXPECT_EQ(events.events.back(), "[DONE]");
+  EXPECT_EQ(events.Content(), "Four, of course.");
+  auto l = leader.get();
+  ASSERT_OK(l);
+  EXPECT_FALSE(l->streamed);
+  EXPECT_EQ(scripted_->sends(), 1u);
+}
+
+TEST_F(CachedClientFlightTest, WaitersOfACutStreamGetTheirOwnAnswers) {
+  Collected lead_events;
+  auto leader = Start(/*stream=*/true, lead_events.Handler());
+  ASSERT_TRUE(llmcache::testing::WaitFor([&] { return scripted_->sends(); }));
+  auto plain = Start(/*stream=*/false);
+  Collected events;
+  auto stream = Start(/*stream=*/true, events.Handler());
+  ASSERT_TRUE(llmcache::testing::WaitFor(
+      [&] { return flights_->stats().flight_joins == 2; }));
+  // The leader's stream ends without [DONE]: half an answer.
+  scripted_->Release(0, "Four, of course.", /*complete=*/false);
+  auto l = leader.get();
+  ASSERT_OK(l);
+  EXPECT_FALSE(l->stored);
+
+  // Each waiter asks upstream on its own instead of taking the half answer.
+  ASSERT_TRUE(llmcache::testing::WaitFor([&] {
+    return scripted_->sends() == 3;
+  })) << "the waiters did not ask upstream themselves";
+  for (size_t i = 1; i < 3; ++i) scripted_->Release(i, "Four, of course.");
+  auto p = plain.get();
+  ASSERT_OK(p);
+  EXPECT_FALSE(p->streamed);
+  auto parsed = ParseCompletion(p->body);
+  ASSERT_OK(parsed);
+  EXPECT_EQ(parsed->content, "Four, of course.");
+  EXPECT_EQ(parsed->finish_reason, "stop");
+  auto s = stream.get();
+  ASSERT_OK(s);
+  EXPECT_TRUE(s->streamed);
+  EXPECT_EQ(events.Content(), "Four, of course.");
+  EXPECT_EQ(flights_->stats().misses, 3u);
+}
+
+TEST_F(CachedClientFlightTest, AFlightWhoseCallThrowsEnds) {
+  scripted_->throw_next = true;
+  auto first = Start(/*stream=*/false);
+  auto f = first.get();
+  EXPECT_THAT(f, StatusIs(StatusCode::kInternal, "scripted throw"));
+  // The flight is over: an identical request goes upstream, not waits.
+  auto second = Start(/*stream=*/false);
+  ASSERT_TRUE(llmcache::testing::WaitFor([&] { return scripted_->sends(); }))
+      << "the second request is waiting for a flight that never ends";
+  scripted_->Release(0, "Four, of course.");
+  auto s = second.get();
+  ASSERT_OK(s);
+  EXPECT_EQ(s->status, 200);
+  EXPECT_FALSE(s->joined_flight);
+}
+
 }  // namespace
 }  // namespace llmcache::net

@@ -229,13 +229,15 @@ TEST_F(ClientTest, ConnectionRefusedIsUnavailableAfterRetries) {
   EXPECT_EQ(r.status().message().find("SECRET"), std::string_view::npos);
 }
 
-TEST_F(ClientTest, ResetMidBodyIsRetriedAsConnectionError) {
+TEST_F(ClientTest, PostWhoseAnswerWasLostIsNotSentAgain) {
+  // The upstream got the whole request (and may bill it): sending it again
+  // could pay twice.
   ClientOptions o = Options();
-  o.max_attempts = 2;
+  o.max_attempts = 3;
   auto client = MakeClient(o);
   Result<Response> r = Post(*client, Body("fake/reset"));
-  EXPECT_THAT(r, StatusIs(StatusCode::kUnavailable));
-  EXPECT_EQ(fake_->completions(), 2u);
+  EXPECT_THAT(r, StatusIs(StatusCode::kUnavailable, "not retried"));
+  EXPECT_EQ(fake_->completions(), 1u);
 }
 
 TEST_F(ClientTest, StreamsEventsAsTheyArrive) {
@@ -335,6 +337,115 @@ class RawServer {
   std::vector<std::shared_ptr<asio::ip::tcp::socket>> sockets_;
   std::thread thread_;
 };
+
+// Reads one HTTP request (headers, then a Content-Length body) from `s`.
+void ReadRequest(asio::ip::tcp::socket& s) {
+  std::string data;
+  char buf[4096];
+  boost::system::error_code ec;
+  size_t head_end;
+  while ((head_end = data.find("\r\n\r\n")) == std::string::npos) {
+    const size_t n = s.read_some(asio::buffer(buf), ec);
+    if (ec) return;
+    data.append(buf, n);
+  }
+  size_t length = 0;
+  const size_t cl = data.find("Content-Length: ");
+  if (cl != std::string::npos && cl < head_end) {
+    length = std::stoul(data.substr(cl + 16));
+  }
+  while (data.size() < head_end + 4 + length) {
+    const size_t n = s.read_some(asio::buffer(buf), ec);
+    if (ec) return;
+    data.append(buf, n);
+  }
+}
+
+TEST_F(ClientTest, GetWhoseAnswerWasLostIsRetried) {
+  // Each connection reads the request and closes without an answer.
+  std::atomic<int> requests{0};
+  RawServer server([&](asio::ip::tcp::socket& s) {
+    ReadRequest(s);
+    ++requests;
+    boost::system::error_code ec;
+    s.close(ec);
+  });
+  ClientOptions o = Options();
+  o.base_url = "http://127.0.0.1:" + std::to_string(server.port()) + "/api/v1";
+  o.max_attempts = 3;
+  auto client = MakeClient(o);
+  Request get;
+  get.method = "GET";
+  get.path = "/models";
+  Result<Response> r =
+      client->AsyncSend(std::move(get), nullptr, asio::use_future).get();
+  EXPECT_THAT(r, StatusIs(StatusCode::kUnavailable, "after 3 attempts"));
+  EXPECT_EQ(requests.load(), 3);
+
+  // The same for a POST: one request, no second.
+  requests = 0;
+  Result<Response> post = Post(*client, Body("m/x"));
+  EXPECT_THAT(post, StatusIs(StatusCode::kUnavailable, "not retried"));
+  EXPECT_EQ(requests.load(), 1);
+}
+
+TEST_F(ClientTest, HugeRetryAfterDoesNotOverflow) {
+  // 10^20 seconds: parsed naively, seconds x 1000 overflows (and came out
+  // as a short wait, so the request was retried at once).
+  std::atomic<int> requests{0};
+  RawServer server([&](asio::ip::tcp::socket& s) {
+    ReadRequest(s);
+    ++requests;
+    boost::system::error_code ec;
+    asio::write(s,
+                asio::buffer(std::string(
+                    "HTTP/1.1 429 Too Many Requests\r\n"
+                    "Retry-After: 100000000000000000000\r\n"
+                    "Content-Length: 2\r\nConnection: close\r\n\r\n{}")),
+                ec);
+    s.close(ec);
+  });
+  ClientOptions o = Options();
+  o.base_url = "http://127.0.0.1:" + std::to_string(server.port()) + "/api/v1";
+  o.max_attempts = 3;
+  o.retry_budget = 5s;
+  auto client = MakeClient(o);
+  Result<Response> r = Post(*client, Body("m/x"));
+  ASSERT_OK(r);
+  EXPECT_EQ(r->status, 429);
+  EXPECT_EQ(r->attempts, 1);  // the wait is beyond the budget
+  EXPECT_EQ(requests.load(), 1);
+}
+
+TEST_F(ClientTest, ConnectionClosedWhileIdleIsNotUsedForAPost) {
+  // Answers one request per connection with keep-alive, then closes it
+  // while it sits in the client's pool.
+  std::atomic<int> requests{0};
+  RawServer server([&](asio::ip::tcp::socket& s) {
+    ReadRequest(s);
+    ++requests;
+    const std::string body = R"({"choices":[]})";
+    boost::system::error_code ec;
+    asio::write(s,
+                asio::buffer("HTTP/1.1 200 OK\r\nContent-Type: "
+                             "application/json\r\nContent-Length: " +
+                             std::to_string(body.size()) + "\r\n\r\n" + body),
+                ec);
+    s.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+    s.close(ec);
+  });
+  ClientOptions o = Options();
+  o.base_url = "http://127.0.0.1:" + std::to_string(server.port()) + "/api/v1";
+  o.max_attempts = 1;
+  auto client = MakeClient(o);
+  ASSERT_OK(Post(*client, Body("m/x")));
+  std::this_thread::sleep_for(100ms);  // the close reaches the client
+  Result<Response> second = Post(*client, Body("m/x"));
+  ASSERT_OK(second);
+  EXPECT_EQ(second->status, 200);
+  EXPECT_EQ(requests.load(), 2);
+  EXPECT_EQ(client->connections_opened(), 2u);
+}
 
 TEST_F(ClientTest, StreamIdleDeadline) {
   // Headers and one event, then silence.

@@ -4,7 +4,9 @@
 
 #include "llmcache/net/cached_client.h"
 
+#include <algorithm>
 #include <boost/json.hpp>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -38,6 +40,14 @@ std::string_view EventData(std::string_view sse) {
     sse.remove_suffix(1);
   }
   return sse;
+}
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
 }
 
 // Hands replayed events to a stream handler. False if the handler cancelled.
@@ -380,6 +390,7 @@ class CachedClientImpl final : public CachedClient {
         why = "stream ended before [DONE]";
       }
     }
+    out.complete = why.empty();
     if (why.empty() && p.request().no_store) why = "no-store requested";
     if (!why.empty()) {
       out.not_stored_reason = std::move(why);
@@ -414,8 +425,12 @@ class CachedClientImpl final : public CachedClient {
   }
 
   // Ends a flight: removes it, then hands the leader's outcome to every
-  // waiter. When the leader was cancelled by its own caller, each waiter
-  // starts over on its own instead of failing.
+  // waiter, in the waiter's own form (JSON, or events for a stream),
+  // whichever form the leader asked for. When the leader was cancelled by
+  // its own caller, each waiter starts over (a new flight); when the leader
+  // got a 200 that is not a clean, complete answer (a stream cut before
+  // [DONE], an error inside a 200), each waiter asks upstream on its own,
+  // so that none is handed a partial answer as if it were whole.
   void FinishFlight(const Digest& digest, const Result<CachedResponse>* out) {
     std::shared_ptr<Flight> flight;
     {
@@ -425,13 +440,17 @@ class CachedClientImpl final : public CachedClient {
       flight = std::move(it->second);
       flights_.erase(it);
     }
+    const bool cancelled =
+        !out->ok() && out->status().code() == StatusCode::kCancelled;
+    const bool partial =
+        out->ok() && (*out)->status == 200 && !(*out)->complete;
     for (Waiter& w : flight->waiters) {
-      if (!out->ok() && out->status().code() == StatusCode::kCancelled) {
+      if (cancelled || partial) {
         auto self =
             std::static_pointer_cast<CachedClientImpl>(shared_from_this());
         boost::asio::post(client_->executor(),
-                          [self, w = std::move(w)]() mutable {
-                            self->Restart(std::move(w));
+                          [self, w = std::move(w), solo = partial]() mutable {
+                            self->Restart(std::move(w), solo);
                           });
         continue;
       }
@@ -441,21 +460,38 @@ class CachedClientImpl final : public CachedClient {
       }
       CachedResponse copy = **out;
       copy.joined_flight = true;
-      if (w.on_chunk) {
-        copy.streamed = true;
-        if (copy.status == 200 && !Replay(copy.body, w.on_chunk)) {
+      const bool leader_streamed = copy.streamed;
+      copy.streamed = w.on_chunk != nullptr && copy.status == 200;
+      if (copy.streamed) {
+        if (!Replay(copy.body, w.on_chunk)) {
           w.done(CancelledError("stream cancelled by the caller"));
           continue;
+        }
+      } else if (leader_streamed) {
+        // The body is the complete JSON the stream was accumulated into;
+        // the upstream's headers described the stream.
+        for (Header& h : copy.headers) {
+          if (EqualsIgnoreCase(h.name, "Content-Type")) {
+            h.value = "application/json";
+          }
         }
       }
       w.done(std::move(copy));
     }
   }
 
-  // A waiter whose flight ended without a result leads or joins anew.
-  void Restart(Waiter w) {
+  // A waiter whose flight ended without a usable answer: it leads or joins
+  // a new flight, or (`solo`) asks upstream for its own answer, outside any
+  // flight, so that it cannot be handed a partial answer again.
+  void Restart(Waiter w, bool solo) {
     Callback fallback = w.done;
     try {
+      if (solo) {
+        CallUpstream(std::move(w.request), CacheResult::kMiss,
+                     BypassReason::kNone, std::move(w.on_chunk),
+                     std::move(w.done), /*flight=*/false);
+        return;
+      }
       JoinOrLead(std::move(w.request), std::move(w.on_chunk), std::move(w.done),
                  /*rejoin=*/true);
     } catch (const std::exception& e) {

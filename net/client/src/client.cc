@@ -14,6 +14,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <array>
@@ -31,6 +32,7 @@
 #include <boost/beast/ssl.hpp>
 #include <boost/url/parse.hpp>
 #include <cctype>
+#include <cerrno>
 #include <cstdlib>
 #include <mutex>
 #include <random>
@@ -95,6 +97,19 @@ struct Conn {
   beast::tcp_stream& lowest() {
     return tls ? beast::get_lowest_layer(*tls) : *tcp;
   }
+  // For an idle pooled connection (no operation pending): false when the
+  // peer has closed or reset it, or (plain HTTP) sent bytes nobody asked
+  // for. Checked before reuse, so that a POST is rarely written to a
+  // connection the upstream already closed (it is not retried once sent).
+  bool LooksOpen() {
+    if (!connected) return false;
+    char byte;
+    const ssize_t n = ::recv(lowest().socket().native_handle(), &byte, 1,
+                             MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0) return false;          // orderly close
+    if (n > 0) return tls != nullptr;  // TLS may have records of its own
+    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+  }
   void Close() {
     connected = false;
     if (!tls && !tcp) return;  // failed before a stream existed
@@ -113,7 +128,27 @@ struct Attempt {
   bool stale = false;      // a reused connection failed before any byte
   bool chunks_delivered = false;
   bool reusable = false;  // the connection may go back to the pool
+  // The whole request reached the socket: from here the upstream may have
+  // started (and billed) it, so a POST is not sent again.
+  bool sent = false;
 };
+
+// Retry-After in whole seconds (RFC 9110 10.2.3; the HTTP-date form is
+// ignored), capped at a day so that the milliseconds cannot overflow.
+milliseconds ParseRetryAfter(std::string_view value) {
+  constexpr int64_t kMaxSeconds = 24 * 3600;
+  int64_t secs = 0;
+  size_t i = 0;
+  while (i < value.size() && value[i] == ' ') ++i;
+  const size_t digits_start = i;
+  for (; i < value.size() && value[i] >= '0' && value[i] <= '9'; ++i) {
+    secs = std::min(kMaxSeconds, secs * 10 + (value[i] - '0'));
+  }
+  if (i == digits_start) return milliseconds(0);
+  while (i < value.size() && value[i] == ' ') ++i;
+  if (i != value.size()) return milliseconds(0);
+  return milliseconds(secs * 1000);
+}
 
 class ClientImpl final : public Client {
  public:
@@ -147,12 +182,19 @@ class ClientImpl final : public Client {
   }
 
  private:
+  // An idle connection that still looks open (see Conn::LooksOpen), or null.
   std::shared_ptr<Conn> TakeIdle() {
-    std::lock_guard<std::mutex> lock(pool_mu_);
-    if (idle_.empty()) return nullptr;
-    std::shared_ptr<Conn> c = std::move(idle_.back());
-    idle_.pop_back();
-    return c;
+    for (;;) {
+      std::shared_ptr<Conn> c;
+      {
+        std::lock_guard<std::mutex> lock(pool_mu_);
+        if (idle_.empty()) return nullptr;
+        c = std::move(idle_.back());
+        idle_.pop_back();
+      }
+      if (c->LooksOpen()) return c;
+      asio::post(c->strand, [c] { c->Close(); });
+    }
   }
 
   void GiveBack(std::shared_ptr<Conn> c) {
@@ -181,7 +223,10 @@ class ClientImpl final : public Client {
       Attempt a = co_await asio::co_spawn(
           conn->strand, self->DoAttempt(conn, request, on_chunk),
           asio::use_awaitable);
-      if (a.stale && reused && stale_retries < 2) {
+      // Only a request the upstream cannot have started is sent again: one
+      // that failed before it was written whole, or an idempotent GET.
+      const bool resendable = !a.sent || request.method == "GET";
+      if (a.stale && reused && stale_retries < 2 && resendable) {
         // The server closed an idle connection: not a real attempt.
         --attempts;
         ++stale_retries;
@@ -193,16 +238,9 @@ class ClientImpl final : public Client {
       milliseconds retry_after{0};
       if (a.status.ok()) {
         retry = IsRetryableStatus(a.response.status);
-        const std::string_view ra = a.response.header("Retry-After");
-        if (!ra.empty()) {
-          char* end = nullptr;
-          const std::string s(ra);
-          const long secs = std::strtol(s.c_str(), &end, 10);
-          if (end != s.c_str() && secs >= 0)
-            retry_after = milliseconds(secs * 1000);
-        }
+        retry_after = ParseRetryAfter(a.response.header("Retry-After"));
       } else {
-        retry = a.retryable;
+        retry = a.retryable && resendable;
       }
       if (retry && !a.chunks_delivered && attempts < o.max_attempts) {
         const int shift = std::min(attempts - 1, 20);
@@ -224,9 +262,14 @@ class ClientImpl final : public Client {
         }
       }
       if (!a.status.ok()) {
-        a.status =
-            a.status.WithContext("after " + std::to_string(attempts) +
-                                 (attempts == 1 ? " attempt" : " attempts"));
+        std::string context = "after " + std::to_string(attempts) +
+                              (attempts == 1 ? " attempt" : " attempts");
+        if (a.retryable && !resendable) {
+          context +=
+              "; not retried: the request had been sent, so the "
+              "upstream may have started (and billed) it";
+        }
+        a.status = a.status.WithContext(context);
       }
       a.response.attempts = attempts;
       co_return a;
@@ -475,6 +518,7 @@ class ClientImpl final : public Client {
                                         " failed: " + ec.message());
       co_return a;
     }
+    a.sent = true;
 
     http::response_parser<http::buffer_body> parser;
     parser.body_limit(options_.max_response_bytes);

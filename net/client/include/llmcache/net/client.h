@@ -4,9 +4,15 @@
 // verification against the system trust store (plus an optional CA file) and
 // host-name verification. Plain http:// is accepted only for loopback hosts.
 // Connections are pooled per host and reused (keep-alive). Every phase has a
-// deadline; failures of the connection and the retryable statuses (408, 429,
-// 500, 502, 503, 524, 529) are retried with exponential backoff and jitter,
-// honouring Retry-After, within a bounded number of attempts and total time.
+// deadline; the retryable statuses (408, 429, 500, 502, 503, 524, 529) are
+// retried with exponential backoff and jitter, honouring Retry-After (whole
+// seconds, capped at a day), within a bounded number of attempts and total
+// time. A connection failure is retried only when the upstream cannot have
+// started the work: before the request was written whole (resolve, connect,
+// TLS, write), or for a GET. A POST whose request was sent and whose answer
+// was lost (reset, cut, closed before the headers) is not sent again, since
+// it may have been billed; the error says so. Idle pooled connections are
+// checked before reuse, so a closed one is not used for a POST.
 //
 // Asynchronous in the Asio style: the initiating functions take a completion
 // token, so a caller can pass a callback, boost::asio::use_future or
