@@ -7,11 +7,15 @@
 //   rocks_purge.cc        flushes and purges (time-index walks);
 //   rocks_maintenance.cc  statistics persistence, disk budget, compaction,
 //                         the maintenance thread;
+//   rocks_health.cc       write errors, degraded state, recovery;
+//   rocks_private_fs.cc   database files private to their owner;
 //   rocks_status.cc       RocksDB status -> llmcache Status.
 
 #include "rocks_cache.h"
 
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
+#include <rocksdb/file_system.h>
 #include <rocksdb/table.h>
 #include <unistd.h>
 
@@ -23,6 +27,7 @@
 #include <system_error>
 
 #include "format.h"
+#include "rocks_private_fs.h"
 #include "rocks_schema.h"
 #include "rocks_status.h"
 
@@ -30,18 +35,75 @@ namespace llmcache {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+// The caches whose db_mu_ this thread holds (DbLock), innermost last.
+constexpr int kMaxHeldDbLocks = 8;
+thread_local const void* held_db_locks[kMaxHeldDbLocks];
+thread_local int held_db_lock_count = 0;
+
+bool HoldsDbLock(const void* cache) {
+  for (int i = 0; i < held_db_lock_count; ++i) {
+    if (held_db_locks[i] == cache) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+RocksCache::DbLock::DbLock(const RocksCache* cache, bool exclusive)
+    : cache_(cache) {
+  if (HoldsDbLock(cache_) || held_db_lock_count >= kMaxHeldDbLocks) {
+    // Nested (or absurdly deep: then unlocked, which only ever happens with
+    // eight caches nested in one thread).
+    return;
+  }
+  if (exclusive) {
+    cache_->db_mu_.lock();
+    exclusive_ = true;
+  } else {
+    cache_->db_mu_.lock_shared();
+    shared_ = true;
+  }
+  held_db_locks[held_db_lock_count++] = cache_;
+}
+
+RocksCache::DbLock::~DbLock() {
+  if (!shared_ && !exclusive_) return;
+  --held_db_lock_count;
+  if (exclusive_) {
+    cache_->db_mu_.unlock();
+  } else {
+    cache_->db_mu_.unlock_shared();
+  }
+}
+
+Status RocksCache::DbLock::status() const {
+  if (cache_->db_) return Status();
+  return UnavailableError("database " + cache_->path_ +
+                          " is not open: recovery is reopening it");
+}
+
 RocksCache::RocksCache(const std::string& path, bool secondary)
     : path_(path), secondary_(secondary) {}
 
 RocksCache::~RocksCache() {
+  {
+    std::lock_guard<std::mutex> lock(health_mu_);
+    recovery_stop_ = true;
+  }
+  health_cv_.notify_all();
+  if (recovery_thread_.joinable()) recovery_thread_.join();
   {
     std::lock_guard<std::mutex> lock(maintenance_mu_);
     stopping_ = true;
   }
   maintenance_cv_.notify_all();
   if (maintenance_thread_.joinable()) maintenance_thread_.join();
-  if (db_ && !secondary_) {
-    (void)WriteStatsDelta();  // best effort: a failure loses one interval
+  if (db_ && !secondary_ && !degraded_.load()) {
+    // Best effort: a failure loses one interval (and so does closing a
+    // degraded store, which must not write).
+    (void)WriteStatsDelta();
   }
   CloseDb();
   if (remove_secondary_dir_) {
@@ -110,26 +172,22 @@ Result<std::unique_ptr<Cache>> RocksCache::OpenSecondary(
 Status RocksCache::OpenPrimary(const CacheOptions& options) {
   options_ = options;
   clock_ = options.clock ? options.clock : Clock::System();
+  if (options.recovery_initial_backoff_ms <= 0 ||
+      options.recovery_max_backoff_ms < options.recovery_initial_backoff_ms) {
+    return InvalidArgumentError(
+        "recovery backoff: need 0 < recovery_initial_backoff_ms <= "
+        "recovery_max_backoff_ms");
+  }
 
-  // The directory first, so that errors name the real cause.
+  // The directory first, so that errors name the real cause. It is private
+  // (0700 less the umask), and so is every file in it (rocks_private_fs.h).
   std::error_code ec;
   const bool exists = fs::exists(fs::path(path_) / "CURRENT", ec);
-  if (!exists) {
-    if (!options.create_if_missing) {
-      return NotFoundError("no llmcache database at " + path_ +
-                           " (and create_if_missing is off)");
-    }
-    fs::create_directories(path_, ec);
-    if (ec) {
-      const std::string msg =
-          "cannot create database directory " + path_ + ": " + ec.message();
-      if (ec == std::errc::permission_denied ||
-          ec == std::errc::read_only_file_system) {
-        return PermissionDeniedError(msg);
-      }
-      return UnavailableError(msg);
-    }
+  if (!exists && !options.create_if_missing) {
+    return NotFoundError("no llmcache database at " + path_ +
+                         " (and create_if_missing is off)");
   }
+  LLMCACHE_RETURN_IF_ERROR(MakePrivateDirectory(path_));
   if (access(path_.c_str(), W_OK) != 0) {
     return PermissionDeniedError("database directory " + path_ +
                                  " is not writable: " + std::strerror(errno));
@@ -148,20 +206,26 @@ Status RocksCache::OpenPrimary(const CacheOptions& options) {
   shared_->write_buffers = std::make_shared<rocksdb::WriteBufferManager>(
       options.write_buffer_bytes, nullptr);
 
-  rocksdb::DBOptions db_opts;
-  db_opts.create_if_missing = options.create_if_missing;
-  db_opts.create_missing_column_families = true;
-  db_opts.write_buffer_manager = shared_->write_buffers;
-  db_opts.max_total_wal_size = 256u << 20;
-  db_opts.max_background_jobs = 2;
-  db_opts.keep_log_file_num = 3;
-  db_opts.max_log_file_size = 4u << 20;
-  db_opts.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  fs_ = NewPrivateFileSystem(options.file_system);
+  env_ = rocksdb::NewCompositeEnv(fs_);
+  db_opts_ = rocksdb::DBOptions();
+  db_opts_.env = env_.get();
+  db_opts_.create_if_missing = options.create_if_missing;
+  db_opts_.create_missing_column_families = true;
+  db_opts_.write_buffer_manager = shared_->write_buffers;
+  db_opts_.max_total_wal_size = 256u << 20;
+  db_opts_.max_background_jobs = 2;
+  db_opts_.keep_log_file_num = 3;
+  db_opts_.max_log_file_size = 4u << 20;
+  db_opts_.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  // Errors: ours to recover from (rocks_health.cc), not RocksDB's.
+  db_opts_.listeners.push_back(NewErrorListener());
+  db_opts_.max_bgerror_resume_count = 0;
 
-  std::vector<std::string> names;
   if (exists) {
+    std::vector<std::string> names;
     rocksdb::Status ls =
-        rocksdb::DB::ListColumnFamilies(db_opts, path_, &names);
+        rocksdb::DB::ListColumnFamilies(db_opts_, path_, &names);
     if (!ls.ok()) return FromRocks(ls, path_, "listing column families");
     const bool has_meta =
         std::find(names.begin(), names.end(), std::string(kMetaColumnFamily)) !=
@@ -172,12 +236,34 @@ Status RocksCache::OpenPrimary(const CacheOptions& options) {
                                      "llmcache database");
     }
   }
-  for (std::string_view required :
-       {std::string_view(rocksdb::kDefaultColumnFamilyName), kMetaColumnFamily,
-        kTimeColumnFamily, kOverflowColumnFamily}) {
-    if (std::find(names.begin(), names.end(), std::string(required)) ==
-        names.end()) {
-      names.emplace_back(required);
+  LLMCACHE_RETURN_IF_ERROR(OpenDb(/*read_only=*/false));
+
+  if (options.memory_tier_bytes > 0) {
+    tier_ = std::make_unique<MemoryTier>(options.memory_tier_bytes);
+  }
+  if (options.maintenance_interval_ms > 0) {
+    maintenance_thread_ = std::thread([this] { MaintenanceLoop(); });
+  }
+  recovery_thread_ = std::thread([this] { RecoveryLoop(); });
+  return Status();
+}
+
+Status RocksCache::OpenDb(bool read_only) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  if (fs::exists(fs::path(path_) / "CURRENT", ec)) {
+    rocksdb::Status ls =
+        rocksdb::DB::ListColumnFamilies(db_opts_, path_, &names);
+    if (!ls.ok()) return FromRocks(ls, path_, "listing column families");
+  }
+  if (!read_only) {
+    for (std::string_view required :
+         {std::string_view(rocksdb::kDefaultColumnFamilyName),
+          kMetaColumnFamily, kTimeColumnFamily, kOverflowColumnFamily}) {
+      if (std::find(names.begin(), names.end(), std::string(required)) ==
+          names.end()) {
+        names.emplace_back(required);
+      }
     }
   }
 
@@ -203,15 +289,20 @@ Status RocksCache::OpenPrimary(const CacheOptions& options) {
 
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(db_opts, path_, descs, &handles, &raw);
-  if (!s.ok()) return FromRocks(s, path_, "opening");
+  rocksdb::Status s =
+      read_only
+          ? rocksdb::DB::OpenForReadOnly(db_opts_, path_, descs, &handles, &raw)
+          : rocksdb::DB::Open(db_opts_, path_, descs, &handles, &raw);
+  if (!s.ok()) {
+    return FromRocks(s, path_, read_only ? "opening read-only" : "opening");
+  }
   db_.reset(raw);
+  read_only_ = read_only;
 
   std::vector<std::pair<std::string, rocksdb::ColumnFamilyHandle*>> models;
   for (size_t i = 0; i < handles.size(); ++i) {
     const std::string& name = descs[i].name;
     if (name == rocksdb::kDefaultColumnFamilyName) {
-      default_cf_ = handles[i];
       db_->DestroyColumnFamilyHandle(handles[i]);  // the DB keeps its own
       default_cf_ = db_->DefaultColumnFamily();
     } else if (name == kMetaColumnFamily) {
@@ -224,49 +315,73 @@ Status RocksCache::OpenPrimary(const CacheOptions& options) {
       models.emplace_back(name, handles[i]);
     }
   }
+  auto fail = [this](Status st) {
+    CloseDb();
+    return st;
+  };
+  if (meta_cf_ == nullptr || time_cf_ == nullptr || !overflow_) {
+    return fail(
+        DataLossError("database " + path_ + " lacks a required column family"));
+  }
 
-  for (auto& [name, handle] : models) {
-    Result<std::string> model = ColumnFamilyNameToModel(name);
-    if (!model.ok()) {
-      db_->DestroyColumnFamilyHandle(handle);  // not ours; leave it alone
+  std::vector<std::pair<std::string, std::string>> mappings;  // name, model
+  {
+    std::unique_lock<std::shared_mutex> lock(families_mu_);
+    for (auto& [name, handle] : models) {
+      Result<std::string> model = ColumnFamilyNameToModel(name);
+      if (!model.ok()) {
+        db_->DestroyColumnFamilyHandle(handle);  // not ours; leave it alone
+        continue;
+      }
+      families_[*model] =
+          std::make_shared<Family>(db_.get(), handle, *model, false);
+      mappings.emplace_back(name, *model);
+    }
+  }
+  // Keep the mapping in the metadata family (repairs it if missing).
+  for (const auto& [name, model] : mappings) {
+    if (read_only) break;
+    const std::string meta_key = std::string(kCfMetaPrefix) + name;
+    std::string mapped;
+    if (db_->Get(rocksdb::ReadOptions(), meta_cf_, meta_key, &mapped).ok() &&
+        mapped == model) {
       continue;
     }
-    // Keep the mapping in the metadata family (repairs it if missing).
-    std::string mapped;
-    const std::string meta_key = std::string(kCfMetaPrefix) + name;
-    if (!db_->Get(rocksdb::ReadOptions(), meta_cf_, meta_key, &mapped).ok() ||
-        mapped != *model) {
-      (void)db_->Put(WriteOpts(), meta_cf_, meta_key, *model);
-    }
-    families_[*model] =
-        std::make_shared<Family>(db_.get(), handle, *model, false);
+    s = db_->Put(WriteOpts(), meta_cf_, meta_key, model);
+    if (!s.ok()) return fail(WriteFailed(s, "recording a column family", true));
   }
 
   // Format marker.
   std::string format;
   s = db_->Get(rocksdb::ReadOptions(), meta_cf_, kFormatKey, &format);
-  if (s.IsNotFound()) {
+  if (s.IsNotFound() && !read_only) {
     s = db_->Put(WriteOpts(), meta_cf_, kFormatKey,
                  std::to_string(kDatabaseFormatVersion));
-    if (!s.ok()) return FromRocks(s, path_, "writing the format marker");
+    if (!s.ok()) {
+      return fail(WriteFailed(s, "writing the format marker", true));
+    }
+  } else if (s.IsNotFound()) {
+    // Read-only fallback of a database whose marker was never written.
   } else if (!s.ok()) {
-    return FromRocks(s, path_, "reading the format marker");
+    return fail(FromRocks(s, path_, "reading the format marker"));
   } else {
     const long v = std::strtol(format.c_str(), nullptr, 10);
     if (v <= 0) {
-      return DataLossError("database " + path_ +
-                           " has an unreadable format marker '" + format + "'");
+      return fail(DataLossError("database " + path_ +
+                                " has an unreadable format marker '" + format +
+                                "'"));
     }
     if (v > static_cast<long>(kDatabaseFormatVersion)) {
-      return FailedPreconditionError(
+      return fail(FailedPreconditionError(
           "database " + path_ + " was written by a newer llmcache (format " +
           format + "; this build reads up to " +
-          std::to_string(kDatabaseFormatVersion) + ")");
+          std::to_string(kDatabaseFormatVersion) + ")"));
     }
   }
 
   // Last resolved model per model.
   {
+    std::lock_guard<std::mutex> lock(resolved_mu_);
     std::unique_ptr<rocksdb::Iterator> it(
         db_->NewIterator(rocksdb::ReadOptions(), meta_cf_));
     for (it->Seek(kResolvedPrefix); it->Valid(); it->Next()) {
@@ -276,15 +391,10 @@ Status RocksCache::OpenPrimary(const CacheOptions& options) {
       resolved_[std::string(k)] = it->value().ToString();
     }
     if (!it->status().ok()) {
-      return FromRocks(it->status(), path_, "reading metadata");
+      Status st = FromRocks(it->status(), path_, "reading metadata");
+      it.reset();
+      return fail(st);
     }
-  }
-
-  if (options.memory_tier_bytes > 0) {
-    tier_ = std::make_unique<MemoryTier>(options.memory_tier_bytes);
-  }
-  if (options.maintenance_interval_ms > 0) {
-    maintenance_thread_ = std::thread([this] { MaintenanceLoop(); });
   }
   return Status();
 }
@@ -292,7 +402,13 @@ Status RocksCache::OpenPrimary(const CacheOptions& options) {
 Status RocksCache::OpenAsSecondary() {
   shared_ = std::make_shared<Shared>();
   shared_->block_cache = rocksdb::NewLRUCache(16u << 20);
+  if (!env_) {
+    // The secondary's own files (its info log) are private too.
+    fs_ = NewPrivateFileSystem(nullptr);
+    env_ = rocksdb::NewCompositeEnv(fs_);
+  }
   rocksdb::DBOptions db_opts;
+  db_opts.env = env_.get();
   db_opts.max_open_files = -1;  // required beside a live primary
   db_opts.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
   db_opts.keep_log_file_num = 1;
@@ -358,9 +474,10 @@ Status RocksCache::OpenAsSecondary() {
 
 Status RocksCache::CatchUp() {
   if (!secondary_) return Status();
-  std::unique_lock<FenceMutex> fence(write_fence_);
+  DbLock lock(this, /*exclusive=*/true);
   std::vector<std::string> names;
   rocksdb::DBOptions probe;
+  probe.env = env_.get();
   rocksdb::Status s = rocksdb::DB::ListColumnFamilies(probe, path_, &names);
   if (!s.ok()) return FromRocks(s, path_, "listing column families");
   std::vector<std::string> a = names, b = known_cf_names_;
@@ -372,6 +489,7 @@ Status RocksCache::CatchUp() {
     CloseDb();
     return OpenAsSecondary();
   }
+  if (!db_) return OpenAsSecondary();  // a reopen that failed before
   return FromRocks(db_->TryCatchUpWithPrimary(), path_,
                    "catching up with the owner");
 }

@@ -20,6 +20,23 @@
 //   - epoch_ is bumped by every invalidation before the memory tier is
 //     cleaned; a lookup fills the tier only if the epoch did not move while
 //     it read RocksDB, so a flushed entry never comes back from a late fill.
+//   - db_mu_ (a FenceMutex, outermost lock) guards the DB instance itself:
+//     every operation that touches db_ or a column-family handle holds it
+//     shared (DbLock; re-entrant per thread), and only replacing the
+//     instance holds it exclusively: CatchUp reopening an inspection view,
+//     and recovery reopening a database RocksDB cannot resume.
+//
+// Store health (rocks_health.cc): a write that fails with an I/O error or
+// corruption, or a background error RocksDB reports to ErrorListener,
+// degrades the store. While degraded (degraded_, checked by every write path
+// under db_mu_), writes are refused with kUnavailable before they reach
+// RocksDB, whose write path must not be used again after a write error
+// until the DB was resumed (Debian's RocksDB asserts on it); lookups go on.
+// The recovery thread calls DB::Resume() with exponential backoff and, when
+// RocksDB cannot resume (a fatal error, or a write-ahead log that failed and
+// was not replaced by the resume), closes and reopens the DB (read-only
+// while a read-write open fails, so lookups still work). RocksDB's own
+// automatic recovery is switched off, so the two never race.
 
 #ifndef LLMCACHE_ENGINE_ROCKS_CACHE_H_
 #define LLMCACHE_ENGINE_ROCKS_CACHE_H_
@@ -49,24 +66,31 @@ namespace llmcache {
 // long as inserts keep coming). An exclusive locker closes a gate that new
 // shared lockers pass through, then waits for the current ones to leave.
 // Meets the Lockable and SharedLockable requirements.
+// Shared lockers pass the gate only while an exclusive locker waits, so the
+// shared path costs one atomic load and the shared_mutex.
 class FenceMutex {
  public:
   void lock() {
+    exclusive_waiting_.fetch_add(1, std::memory_order_seq_cst);
     gate_.lock();
     rw_.lock();
   }
   void unlock() {
     rw_.unlock();
     gate_.unlock();
+    exclusive_waiting_.fetch_sub(1, std::memory_order_release);
   }
   void lock_shared() {
-    gate_.lock();
-    gate_.unlock();
+    if (exclusive_waiting_.load(std::memory_order_seq_cst) != 0) {
+      gate_.lock();
+      gate_.unlock();
+    }
     rw_.lock_shared();
   }
   void unlock_shared() { rw_.unlock_shared(); }
 
  private:
+  std::atomic<int> exclusive_waiting_{0};
   std::mutex gate_;
   std::shared_mutex rw_;
 };
@@ -100,6 +124,7 @@ class RocksCache final : public Cache {
   Status Compact() override;
   Status RunMaintenance() override;
   bool persistent() const override { return true; }
+  StoreHealth Health() const override;
 
   // ---- Test hooks ----
   // Flushes every memtable to SST files.
@@ -114,14 +139,26 @@ class RocksCache final : public Cache {
   size_t ModelFamilyCountForTest();
   rocksdb::DB* db() { return db_.get(); }
 
+  // Blocks until no recovery attempt is running, then runs one now (what
+  // the recovery thread does after its backoff). True if the store is
+  // healthy afterwards.
+  bool RecoverNowForTest();
+
   struct Family;
 
  private:
   class TtlFilterFactory;
+  class ErrorListener;
+  class DbLock;
   struct Shared;
 
   RocksCache(const std::string& path, bool secondary);
   Status OpenPrimary(const CacheOptions& options);
+  // Opens the RocksDB instance of a primary (db_opts_ set): column families,
+  // families_, the format marker, resolved_. Read-only: nothing is written
+  // (the fallback while a read-write reopen fails). Closes what it opened
+  // on failure.
+  Status OpenDb(bool read_only);
   Status OpenAsSecondary();
   void CloseDb();
 
@@ -134,6 +171,38 @@ class RocksCache final : public Cache {
   rocksdb::ColumnFamilyOptions TimeIndexOptions() const;
   rocksdb::WriteOptions WriteOpts() const;
   Status MutationAllowed() const;
+
+  // ---- Store health (rocks_health.cc) ----
+  // OK when a write may go to RocksDB; else kFailedPrecondition (inspection
+  // view) or kUnavailable (degraded, or the database could not be
+  // reopened). REQUIRES: db_mu_ held.
+  Status WriteAllowed();
+  // A write-path operation (write, flush, compaction, column-family change)
+  // failed with `s`: counts it, degrades the store for an I/O error or
+  // corruption, and returns the error, naming `what`.
+  // `wal_write`: a write through the write-ahead log (Write, Put), whose
+  // log may have failed.
+  Status WriteFailed(const rocksdb::Status& s, std::string_view what,
+                     bool wal_write);
+  // What recovery must do about an error.
+  enum class Damage {
+    kResumable,  // DB::Resume() clears it
+    kWal,        // as kResumable, and the write-ahead log may have failed
+    kFatal,      // Resume() cannot clear it: reopen
+  };
+  // Marks the store degraded with `error` (any thread; RocksDB's too).
+  void Degrade(const std::string& error, Damage damage);
+  std::shared_ptr<rocksdb::EventListener> NewErrorListener();
+  void RecoveryLoop();
+  // One recovery attempt, unless the store is healthy. True if it is
+  // healthy afterwards.
+  bool RecoverOnce();
+  // One recovery attempt. REQUIRES: recovery_run_mu_ held.
+  bool TryRecover(std::string* error);
+  // Closes and reopens the DB. REQUIRES: recovery_run_mu_ held, db_mu_ not.
+  bool Reopen(std::string* error);
+  // Log number of the current write-ahead log (0 if unknown).
+  uint64_t CurrentWalNumber();
 
   // The family that holds `base_model`'s entries: its own, else the overflow
   // family (null only before the database is open). Family::overflow tells
@@ -192,7 +261,15 @@ class RocksCache final : public Cache {
   std::string secondary_dir_;
   bool remove_secondary_dir_ = false;
 
+  // The file system (private files over CacheOptions::file_system) and the
+  // Env built on it; both outlive db_.
+  std::shared_ptr<rocksdb::FileSystem> fs_;
+  std::unique_ptr<rocksdb::Env> env_;
+  rocksdb::DBOptions db_opts_;  // primary: kept for reopening
+
+  mutable FenceMutex db_mu_;
   std::unique_ptr<rocksdb::DB> db_;
+  bool read_only_ = false;          // db_ opened read-only (recovery fallback)
   std::shared_ptr<Shared> shared_;  // block cache, write buffer manager
   rocksdb::ColumnFamilyHandle* default_cf_ = nullptr;
   rocksdb::ColumnFamilyHandle* meta_cf_ = nullptr;
@@ -226,7 +303,40 @@ class RocksCache final : public Cache {
   std::thread maintenance_thread_;
   std::mutex maintenance_run_mu_;
   int64_t last_nudge_steady_ms_ = 0;
-  std::atomic<int64_t> last_store_error_log_ms_{0};
+
+  // Store health. degraded_ mirrors health_.degraded for the write paths'
+  // lock-free check; both change under health_mu_.
+  std::atomic<bool> degraded_{false};
+  mutable std::mutex health_mu_;
+  std::condition_variable health_cv_;
+  StoreHealth health_;          // guarded by health_mu_
+  uint64_t degrade_seq_ = 0;    // guarded by health_mu_; bumped by Degrade
+  bool reopen_needed_ = false;  // guarded by health_mu_
+  bool wal_suspect_ = false;    // guarded by health_mu_
+  bool recovery_stop_ = false;  // guarded by health_mu_
+  std::mutex recovery_run_mu_;  // one recovery attempt at a time
+  std::thread recovery_thread_;
+};
+
+// Holds db_mu_ for its scope: shared, or exclusive to replace the instance.
+// Re-entrant per thread and cache (an operation calling another, or a
+// ForEachEntry callback calling Lookup, takes no second lock: a nested
+// shared lock of a writer-preferring mutex deadlocks once an exclusive
+// locker waits).
+class RocksCache::DbLock {
+ public:
+  explicit DbLock(const RocksCache* cache, bool exclusive = false);
+  ~DbLock();
+  DbLock(const DbLock&) = delete;
+  DbLock& operator=(const DbLock&) = delete;
+
+  // OK while the DB is open; kUnavailable when recovery could not reopen it.
+  Status status() const;
+
+ private:
+  const RocksCache* const cache_;
+  bool shared_ = false;
+  bool exclusive_ = false;
 };
 
 }  // namespace llmcache

@@ -52,15 +52,15 @@ Result<std::shared_ptr<RocksCache::Family>> RocksCache::FamilyForInsert(
   rocksdb::Status s = db_->CreateColumnFamily(
       ModelFamilyOptions(base_model, false), name, &handle);
   if (!s.ok()) {
-    return FromRocks(
-        s, path_, "creating the column family of " + std::string(base_model));
+    return WriteFailed(
+        s, "creating the column family of " + std::string(base_model), false);
   }
   s = db_->Put(WriteOpts(), meta_cf_, std::string(kCfMetaPrefix) + name,
                std::string(base_model));
   auto family = std::make_shared<Family>(db_.get(), handle,
                                          std::string(base_model), false);
   families_[std::string(base_model)] = family;
-  if (!s.ok()) return FromRocks(s, path_, "recording a column family");
+  if (!s.ok()) return WriteFailed(s, "recording a column family", true);
   return family;
 }
 
@@ -104,8 +104,11 @@ Result<LookupResult> RocksCache::Lookup(const RequestKey& key,
       return result;
     }
   }
-  std::shared_lock<FenceMutex> inspect_lock(write_fence_, std::defer_lock);
-  if (secondary_) inspect_lock.lock();  // CatchUp may reopen the database
+  DbLock db_lock(this);
+  if (Status st = db_lock.status(); !st.ok()) {
+    if (!secondary_) stats_.Add(Counter::kStoreErrors, 1);
+    return st.WithContext("lookup of " + key.Hex());
+  }
 
   const uint64_t epoch = epoch_.load(std::memory_order_acquire);
   std::shared_ptr<Family> family = FamilyFor(key.base_model);
@@ -136,7 +139,6 @@ Result<LookupResult> RocksCache::Lookup(const RequestKey& key,
 
 Status RocksCache::Insert(const RequestKey& key, std::string_view body,
                           const InsertOptions& options) {
-  LLMCACHE_RETURN_IF_ERROR(MutationAllowed());
   if (options.ttl_ms && *options.ttl_ms < 0) {
     return InvalidArgumentError("ttl_ms must be >= 0");
   }
@@ -147,12 +149,13 @@ Status RocksCache::Insert(const RequestKey& key, std::string_view body,
   LLMCACHE_RETURN_IF_ERROR(EncodeEntry(entry->meta, body, &value));
   entry->body.assign(body);
 
+  DbLock db_lock(this);
   std::shared_lock<FenceMutex> fence(write_fence_);
+  // Checked under the fence: recovery drains the fence before it resumes
+  // the DB, so no write that passed this check can reach RocksDB then.
+  LLMCACHE_RETURN_IF_ERROR(WriteAllowed());
   Result<std::shared_ptr<Family>> family = FamilyForInsert(key.base_model);
-  if (!family.ok()) {
-    stats_.Add(Counter::kStoreErrors, 1);
-    return family.status();
-  }
+  if (!family.ok()) return family.status();
   const Family& f = **family;
   const std::string k = EntryKey(f, key.base_model, key.digest);
 
@@ -187,10 +190,7 @@ Status RocksCache::Insert(const RequestKey& key, std::string_view body,
               Le64(static_cast<int64_t>(value.size()) -
                    static_cast<int64_t>(had_prev ? prev.size() : 0)));
   s = db_->Write(WriteOpts(), &batch);
-  if (!s.ok()) {
-    stats_.Add(Counter::kStoreErrors, 1);
-    return FromRocks(s, path_, "writing an entry");
-  }
+  if (!s.ok()) return WriteFailed(s, "writing an entry", true);
   stats_.Add(Counter::kInserts, 1);
   if (tier_) {
     if (had_prev) epoch_.fetch_add(1, std::memory_order_acq_rel);
@@ -208,9 +208,13 @@ void RocksCache::NoteResolvedModel(std::string_view base_model,
   auto it = resolved_.find(std::string(base_model));
   if (it != resolved_.end() && it->second == resolved) return;
   resolved_[std::string(base_model)] = std::string(resolved);
-  (void)db_->Put(WriteOpts(), meta_cf_,
-                 std::string(kResolvedPrefix) + std::string(base_model),
-                 std::string(resolved));
+  // REQUIRES (the caller, Insert): db_mu_ and write_fence_ held.
+  if (degraded_.load(std::memory_order_acquire)) return;  // kept in memory
+  rocksdb::Status s =
+      db_->Put(WriteOpts(), meta_cf_,
+               std::string(kResolvedPrefix) + std::string(base_model),
+               std::string(resolved));
+  if (!s.ok()) (void)WriteFailed(s, "recording the resolved model", true);
 }
 
 void RocksCache::RecordBypass(BypassReason reason) {
@@ -218,8 +222,8 @@ void RocksCache::RecordBypass(BypassReason reason) {
 }
 
 Result<std::shared_ptr<const Entry>> RocksCache::Find(const Digest& digest) {
-  std::shared_lock<FenceMutex> inspect_lock(write_fence_, std::defer_lock);
-  if (secondary_) inspect_lock.lock();
+  DbLock db_lock(this);
+  LLMCACHE_RETURN_IF_ERROR(db_lock.status());
   for (const std::shared_ptr<Family>& f : AllFamilies()) {
     if (f->overflow) continue;
     auto e = std::make_shared<Entry>();
@@ -251,8 +255,8 @@ Status RocksCache::ForEachEntry(
     const std::optional<std::string>& model,
     const std::function<bool(const EntryView&)>& fn,
     const std::function<void(std::string_view, const Status&)>& on_corrupt) {
-  std::shared_lock<FenceMutex> inspect_lock(write_fence_, std::defer_lock);
-  if (secondary_) inspect_lock.lock();
+  DbLock db_lock(this);
+  LLMCACHE_RETURN_IF_ERROR(db_lock.status());
   std::optional<std::string> base;
   if (model) base = std::string(BaseModel(*model));
   std::vector<std::shared_ptr<Family>> families;
@@ -308,16 +312,22 @@ Status RocksCache::ForEachEntry(
 }
 
 Status RocksCache::FlushMemtablesForTest() {
+  DbLock db_lock(this);
+  std::shared_lock<FenceMutex> fence(write_fence_);
+  LLMCACHE_RETURN_IF_ERROR(WriteAllowed());
   rocksdb::FlushOptions fo;
   std::vector<rocksdb::ColumnFamilyHandle*> handles = {meta_cf_, time_cf_};
   for (const auto& f : AllFamilies()) handles.push_back(f->handle);
   for (rocksdb::ColumnFamilyHandle* h : handles) {
-    LLMCACHE_RETURN_IF_ERROR(FromRocks(db_->Flush(fo, h), path_, "flush"));
+    rocksdb::Status s = db_->Flush(fo, h);
+    if (!s.ok()) return WriteFailed(s, "flush", false);
   }
   return Status();
 }
 
 Result<uint64_t> RocksCache::RawKeyCountForTest(std::string_view base_model) {
+  DbLock db_lock(this);
+  LLMCACHE_RETURN_IF_ERROR(db_lock.status());
   std::shared_ptr<Family> f = FamilyFor(base_model);
   if (!f) return uint64_t{0};
   std::unique_ptr<rocksdb::Iterator> it(
@@ -336,9 +346,12 @@ Result<uint64_t> RocksCache::RawKeyCountForTest(std::string_view base_model) {
 Status RocksCache::PutRawForTest(std::string_view base_model,
                                  const std::string& key,
                                  const std::string& value) {
+  DbLock db_lock(this);
+  std::shared_lock<FenceMutex> fence(write_fence_);
+  LLMCACHE_RETURN_IF_ERROR(WriteAllowed());
   std::shared_ptr<Family> f = FamilyFor(base_model);
-  return FromRocks(db_->Put(WriteOpts(), f->handle, key, value), path_,
-                   "raw put");
+  rocksdb::Status s = db_->Put(WriteOpts(), f->handle, key, value);
+  return s.ok() ? Status() : WriteFailed(s, "raw put", true);
 }
 
 size_t RocksCache::ModelFamilyCountForTest() {

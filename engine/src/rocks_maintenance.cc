@@ -69,6 +69,10 @@ Status RocksCache::LoadPersistedStats(CacheStats* stats) {
 
 Status RocksCache::WriteStatsDelta() {
   if (secondary_) return Status();
+  DbLock db_lock(this);
+  std::shared_lock<FenceMutex> fence(write_fence_);
+  // Degraded (or closed): the deltas wait in memory for the recovery.
+  if (!db_ || degraded_.load(std::memory_order_acquire)) return Status();
   std::lock_guard<std::mutex> lock(stats_write_mu_);
   StatsDelta d = stats_.Drain();
   if (d.empty()) return Status();
@@ -100,13 +104,18 @@ Status RocksCache::WriteStatsDelta() {
     for (int c = 0; c < static_cast<int>(Counter::kCount); ++c) {
       stats_.Add(static_cast<Counter>(c), d.global[c]);
     }
+    for (size_t r = 0; r < d.bypasses.size(); ++r) {
+      for (int64_t i = 0; i < d.bypasses[r]; ++i) {
+        stats_.AddBypass(static_cast<BypassReason>(r));
+      }
+    }
     for (const auto& [model, values] : d.models) {
       ModelCounters& m = stats_.ForModel(model);
       for (int c = 0; c < static_cast<int>(ModelCounter::kCount); ++c) {
         m.Add(static_cast<ModelCounter>(c), values[c]);
       }
     }
-    return FromRocks(s, path_, "writing statistics");
+    return WriteFailed(s, "writing statistics", true);
   }
   return Status();
 }
@@ -129,6 +138,7 @@ Result<uint64_t> RocksCache::DiskBytes() {
 
 Status RocksCache::EnforceDiskBudget() {
   if (options_.max_disk_bytes == 0 || secondary_) return Status();
+  if (degraded_.load(std::memory_order_acquire)) return Status();  // later
   LLMCACHE_ASSIGN_OR_RETURN(uint64_t usage, DiskBytes());
   const uint64_t target = options_.max_disk_bytes / 10 * 9;
   for (int round = 0; round < 4 && usage > options_.max_disk_bytes; ++round) {
@@ -171,6 +181,7 @@ Status RocksCache::EnforceDiskBudget() {
     if (doomed.empty()) break;
     {
       std::unique_lock<FenceMutex> fence(write_fence_);
+      LLMCACHE_RETURN_IF_ERROR(WriteAllowed());
       LLMCACHE_RETURN_IF_ERROR(DeleteEntriesLocked(doomed));
     }
     stats_.Add(Counter::kEvictions, static_cast<int64_t>(evicted));
@@ -187,6 +198,8 @@ void RocksCache::NudgePeriodicCompaction() {
   const int64_t every_ms = std::max<int64_t>(
       250, static_cast<int64_t>(options_.periodic_compaction_seconds) * 250);
   if (now - last_nudge_steady_ms_ < every_ms) return;
+  // SetOptions writes an OPTIONS file: not while degraded.
+  if (degraded_.load(std::memory_order_acquire)) return;
   last_nudge_steady_ms_ = now;
   const std::string value =
       std::to_string(options_.periodic_compaction_seconds);
@@ -201,6 +214,8 @@ void RocksCache::NudgePeriodicCompaction() {
 Status RocksCache::RunMaintenance() {
   if (secondary_) return Status();
   std::lock_guard<std::mutex> lock(maintenance_run_mu_);
+  DbLock db_lock(this);
+  LLMCACHE_RETURN_IF_ERROR(db_lock.status());
   Status s = WriteStatsDelta();
   Status budget = EnforceDiskBudget();
   if (s.ok()) s = budget;
@@ -226,12 +241,13 @@ void RocksCache::MaintenanceLoop() {
 }
 
 Status RocksCache::Compact() {
-  LLMCACHE_RETURN_IF_ERROR(MutationAllowed());
+  DbLock db_lock(this);
   rocksdb::FlushOptions fo;
   std::vector<std::shared_ptr<Family>> families;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   {
     std::shared_lock<FenceMutex> fence(write_fence_);
+    LLMCACHE_RETURN_IF_ERROR(WriteAllowed());
     families = AllFamilies();
     handles = {time_cf_, meta_cf_};
   }
@@ -244,7 +260,7 @@ Status RocksCache::Compact() {
     rocksdb::Status s = db_->Flush(fo, handles[i]);
     if (s.ok()) s = db_->CompactRange(cro, handles[i], nullptr, nullptr);
     if (!s.ok() && !(i >= 2 && families[i - 2]->dropped.load())) {
-      return FromRocks(s, path_, "compacting");
+      return WriteFailed(s, "compacting", false);
     }
   }
   return Status();
@@ -253,8 +269,8 @@ Status RocksCache::Compact() {
 Result<CacheStats> RocksCache::GetStats() {
   CacheStats stats;
   stats.persistent = true;
-  std::shared_lock<FenceMutex> inspect_lock(write_fence_, std::defer_lock);
-  if (secondary_) inspect_lock.lock();
+  DbLock db_lock(this);
+  LLMCACHE_RETURN_IF_ERROR(db_lock.status());
   {
     std::lock_guard<std::mutex> lock(stats_write_mu_);
     LLMCACHE_RETURN_IF_ERROR(LoadPersistedStats(&stats));

@@ -24,6 +24,7 @@ constexpr size_t kPurgeChunk = 4096;
 }  // namespace
 
 Result<uint64_t> RocksCache::FlushModel(std::string_view model) {
+  DbLock db_lock(this);
   LLMCACHE_RETURN_IF_ERROR(MutationAllowed());
   const std::string base(BaseModel(model));
   std::string begin, end;
@@ -33,6 +34,7 @@ Result<uint64_t> RocksCache::FlushModel(std::string_view model) {
   uint64_t known = 0;
   {
     std::unique_lock<FenceMutex> fence(write_fence_);
+    LLMCACHE_RETURN_IF_ERROR(WriteAllowed());
     {
       std::unique_lock<std::shared_mutex> lock(families_mu_);
       auto it = families_.find(base);
@@ -47,7 +49,7 @@ Result<uint64_t> RocksCache::FlushModel(std::string_view model) {
       if (!s.ok()) {
         std::unique_lock<std::shared_mutex> lock(families_mu_);
         families_[base] = family;
-        return FromRocks(s, path_, "dropping the column family of " + base);
+        return WriteFailed(s, "dropping the column family of " + base, false);
       }
       family->dropped.store(true, std::memory_order_release);
       batch.Delete(meta_cf_,
@@ -69,7 +71,7 @@ Result<uint64_t> RocksCache::FlushModel(std::string_view model) {
       batch.Delete(meta_cf_, ModelStatKey(ModelCounter::kEntries, base));
       batch.Delete(meta_cf_, ModelStatKey(ModelCounter::kBytes, base));
       rocksdb::Status s = db_->Write(WriteOpts(), &batch);
-      if (!s.ok()) return FromRocks(s, path_, "flushing " + base);
+      if (!s.ok()) return WriteFailed(s, "flushing " + base, true);
     }
     epoch_.fetch_add(1, std::memory_order_acq_rel);
     if (tier_) {
@@ -82,13 +84,25 @@ Result<uint64_t> RocksCache::FlushModel(std::string_view model) {
   // Give the overflow range's space back (outside the fence: slow).
   rocksdb::Slice b(begin), e(end);
   rocksdb::CompactRangeOptions cro;
-  (void)db_->CompactRange(cro, overflow_->handle, &b, &e);
+  if (!degraded_.load(std::memory_order_acquire)) {
+    // A failure here degrades the store (ErrorListener); the flush is done.
+    std::shared_ptr<Family> overflow = FamilyFor("\x01not-a-model");
+    (void)db_->CompactRange(cro, overflow->handle, &b, &e);
+  }
   return known;
 }
 
 Status RocksCache::FlushAll() {
-  LLMCACHE_RETURN_IF_ERROR(MutationAllowed());
+  DbLock db_lock(this);
   std::unique_lock<FenceMutex> fence(write_fence_);
+  LLMCACHE_RETURN_IF_ERROR(WriteAllowed());
+  // A failure half way leaves families dropped and not recreated: only a
+  // reopen (which creates the missing ones) repairs that.
+  auto failed = [this](const rocksdb::Status& s, std::string_view what) {
+    Status st = WriteFailed(s, what, false);
+    Degrade(st.ToString(), Damage::kFatal);
+    return st;
+  };
   std::vector<std::shared_ptr<Family>> dropped;
   {
     std::unique_lock<std::shared_mutex> lock(families_mu_);
@@ -98,7 +112,7 @@ Status RocksCache::FlushAll() {
   }
   for (const std::shared_ptr<Family>& f : dropped) {
     rocksdb::Status s = db_->DropColumnFamily(f->handle);
-    if (!s.ok()) return FromRocks(s, path_, "dropping column families");
+    if (!s.ok()) return failed(s, "dropping column families");
     f->dropped.store(true, std::memory_order_release);
   }
   // A fresh overflow family and a fresh time index.
@@ -106,19 +120,19 @@ Status RocksCache::FlushAll() {
   rocksdb::Status s =
       db_->CreateColumnFamily(ModelFamilyOptions("", true),
                               std::string(kOverflowColumnFamily), &handle);
-  if (!s.ok()) return FromRocks(s, path_, "recreating the overflow family");
+  if (!s.ok()) return failed(s, "recreating the overflow family");
   {
     std::unique_lock<std::shared_mutex> lock(families_mu_);
     overflow_ = std::make_shared<Family>(db_.get(), handle, "", true);
   }
   const rocksdb::ColumnFamilyOptions time_opts = TimeIndexOptions();
   s = db_->DropColumnFamily(time_cf_);
-  if (!s.ok()) return FromRocks(s, path_, "dropping the time index");
+  if (!s.ok()) return failed(s, "dropping the time index");
   db_->DestroyColumnFamilyHandle(time_cf_);
   time_cf_ = nullptr;
   s = db_->CreateColumnFamily(time_opts, std::string(kTimeColumnFamily),
                               &time_cf_);
-  if (!s.ok()) return FromRocks(s, path_, "recreating the time index");
+  if (!s.ok()) return failed(s, "recreating the time index");
 
   // Metadata: mappings and entry counters go.
   {
@@ -138,7 +152,7 @@ Status RocksCache::FlushAll() {
     }
     stats_.ResetAllEntryCounts();
     s = db_->Write(WriteOpts(), &batch);
-    if (!s.ok()) return FromRocks(s, path_, "clearing metadata");
+    if (!s.ok()) return WriteFailed(s, "clearing metadata", true);
   }
   epoch_.fetch_add(1, std::memory_order_acq_rel);
   if (tier_) tier_->Clear();
@@ -148,6 +162,7 @@ Status RocksCache::FlushAll() {
 
 Status RocksCache::DeleteEntriesLocked(const std::vector<Doomed>& doomed) {
   if (doomed.empty()) return Status();
+  LLMCACHE_RETURN_IF_ERROR(WriteAllowed());
   rocksdb::WriteBatch batch;
   for (const Doomed& d : doomed) {
     if (d.family && !d.family->dropped.load()) {
@@ -161,7 +176,7 @@ Status RocksCache::DeleteEntriesLocked(const std::vector<Doomed>& doomed) {
                 Le64(-static_cast<int64_t>(d.bytes)));
   }
   rocksdb::Status s = db_->Write(WriteOpts(), &batch);
-  if (!s.ok()) return FromRocks(s, path_, "deleting entries");
+  if (!s.ok()) return WriteFailed(s, "deleting entries", true);
   epoch_.fetch_add(1, std::memory_order_acq_rel);
   if (tier_) {
     for (const Doomed& d : doomed) tier_->Erase(d.digest);
@@ -170,7 +185,9 @@ Status RocksCache::DeleteEntriesLocked(const std::vector<Doomed>& doomed) {
 }
 
 Result<bool> RocksCache::PurgeKey(const Digest& digest) {
+  DbLock db_lock(this);
   LLMCACHE_RETURN_IF_ERROR(MutationAllowed());
+  LLMCACHE_RETURN_IF_ERROR(db_lock.status());
   std::vector<Doomed> doomed;
   for (const std::shared_ptr<Family>& f : AllFamilies()) {
     auto consider = [&](const std::string& key, std::string_view model,
@@ -215,7 +232,9 @@ Result<bool> RocksCache::PurgeKey(const Digest& digest) {
 }
 
 Result<uint64_t> RocksCache::PurgeNamespace(std::string_view ns) {
+  DbLock db_lock(this);
   LLMCACHE_RETURN_IF_ERROR(MutationAllowed());
+  LLMCACHE_RETURN_IF_ERROR(db_lock.status());
   std::vector<Doomed> doomed;
   uint64_t removed = 0;
   auto flush = [&]() -> Status {
@@ -299,7 +318,9 @@ Result<std::optional<RocksCache::Doomed>> RocksCache::ResolveIndexed(
 
 Result<uint64_t> RocksCache::PurgeIndexed(
     const std::function<bool(int64_t, int64_t, bool*)>& pred) {
+  DbLock db_lock(this);
   LLMCACHE_RETURN_IF_ERROR(MutationAllowed());
+  LLMCACHE_RETURN_IF_ERROR(db_lock.status());
   uint64_t removed = 0;
   std::vector<Doomed> doomed;
   Status inner;

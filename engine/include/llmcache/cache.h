@@ -124,6 +124,7 @@ struct CacheStats {
 // background error (disk full, I/O error) stops writing (lookups go on),
 // recovers by itself (RocksDB's Resume(), retried with backoff) and writes
 // again once the cause is gone. Memory mode is always healthy.
+// Times are Unix milliseconds of CacheOptions::clock.
 struct StoreHealth {
   bool degraded = false;          // writes are refused until recovery
   std::string error;              // the error that degraded it (if degraded)
@@ -132,7 +133,15 @@ struct StoreHealth {
   uint64_t degradations = 0;      // times it degraded
   uint64_t recoveries = 0;        // times it recovered
   uint64_t recovery_attempts = 0;
-  uint64_t write_errors = 0;      // writes that failed or were refused
+  uint64_t write_errors = 0;  // writes that failed or were refused
+  // Recoveries that had to close and reopen the database (an error RocksDB
+  // cannot resume from, such as EIO on the write-ahead log).
+  uint64_t reopens = 0;
+  // The last failed recovery attempt's error, while degraded (why it is
+  // still degraded, e.g. the disk is still full).
+  std::string recovery_error;
+  // The most recent error that degraded the store; kept after recovery.
+  std::string last_error;
 };
 
 // One entry as seen by an iteration.

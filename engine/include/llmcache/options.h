@@ -5,7 +5,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
+
+namespace rocksdb {
+class FileSystem;
+}  // namespace rocksdb
 
 namespace llmcache {
 
@@ -70,6 +75,20 @@ struct CacheOptions {
   // Source of time for TTL, expiry checks and the compaction filter. Null =
   // the system clock. Not owned; must outlive the cache. Default: null.
   const Clock* clock = nullptr;
+
+  // Recovery of a degraded store (Cache::Health): after a write or background
+  // error (disk full, I/O error) writes are refused and the store tries to
+  // recover, first after recovery_initial_backoff_ms, then at doubling
+  // intervals up to recovery_max_backoff_ms, until it succeeds.
+  // Defaults: 100 ms and 5 s.
+  int64_t recovery_initial_backoff_ms = 100;
+  int64_t recovery_max_backoff_ms = 5000;
+
+  // The file system RocksDB runs on; null = the local disk
+  // (rocksdb::FileSystem::Default()). For fault-injection tests and special
+  // deployments. Whatever it is, database files are created private (0600,
+  // directories 0700, less the umask). Default: null.
+  std::shared_ptr<rocksdb::FileSystem> file_system;
 };
 
 // Options for a read-only view of a database that another process may hold

@@ -1,0 +1,172 @@
+// Private files (see rocks_private_fs.h).
+
+#include "rocks_private_fs.h"
+
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <system_error>
+
+namespace llmcache {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The umask without changing it (umask(2) can only be read by setting it,
+// which races with other threads creating files). Linux >= 4.7 reports it in
+// /proc/self/status.
+mode_t CurrentUmask() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("Umask:", 0) == 0) {
+      return static_cast<mode_t>(std::strtoul(line.c_str() + 6, nullptr, 8)) &
+             0777;
+    }
+  }
+  return 022;
+}
+
+void Chmod(const std::string& path, mode_t mode) {
+  (void)::chmod(path.c_str(), mode);  // see the header: failures are ignored
+}
+
+class PrivateFileSystem final : public rocksdb::FileSystemWrapper {
+ public:
+  explicit PrivateFileSystem(const std::shared_ptr<rocksdb::FileSystem>& base)
+      : FileSystemWrapper(base) {}
+
+  static const char* kClassName() { return "llmcache.PrivateFileSystem"; }
+  const char* Name() const override { return kClassName(); }
+
+  rocksdb::IOStatus NewWritableFile(const std::string& f,
+                                    const rocksdb::FileOptions& o,
+                                    std::unique_ptr<rocksdb::FSWritableFile>* r,
+                                    rocksdb::IODebugContext* dbg) override {
+    return File(f, target()->NewWritableFile(f, o, r, dbg));
+  }
+  rocksdb::IOStatus ReopenWritableFile(
+      const std::string& f, const rocksdb::FileOptions& o,
+      std::unique_ptr<rocksdb::FSWritableFile>* r,
+      rocksdb::IODebugContext* dbg) override {
+    return File(f, target()->ReopenWritableFile(f, o, r, dbg));
+  }
+  rocksdb::IOStatus ReuseWritableFile(
+      const std::string& f, const std::string& old,
+      const rocksdb::FileOptions& o,
+      std::unique_ptr<rocksdb::FSWritableFile>* r,
+      rocksdb::IODebugContext* dbg) override {
+    return File(f, target()->ReuseWritableFile(f, old, o, r, dbg));
+  }
+  rocksdb::IOStatus NewRandomRWFile(const std::string& f,
+                                    const rocksdb::FileOptions& o,
+                                    std::unique_ptr<rocksdb::FSRandomRWFile>* r,
+                                    rocksdb::IODebugContext* dbg) override {
+    return File(f, target()->NewRandomRWFile(f, o, r, dbg));
+  }
+  rocksdb::IOStatus LockFile(const std::string& f, const rocksdb::IOOptions& o,
+                             rocksdb::FileLock** l,
+                             rocksdb::IODebugContext* dbg) override {
+    return File(f, target()->LockFile(f, o, l, dbg));
+  }
+  rocksdb::IOStatus NewLogger(const std::string& f, const rocksdb::IOOptions& o,
+                              std::shared_ptr<rocksdb::Logger>* r,
+                              rocksdb::IODebugContext* dbg) override {
+    return File(f, target()->NewLogger(f, o, r, dbg));
+  }
+  rocksdb::IOStatus CreateDir(const std::string& d, const rocksdb::IOOptions& o,
+                              rocksdb::IODebugContext* dbg) override {
+    return Dir(d, target()->CreateDir(d, o, dbg));
+  }
+  rocksdb::IOStatus CreateDirIfMissing(const std::string& d,
+                                       const rocksdb::IOOptions& o,
+                                       rocksdb::IODebugContext* dbg) override {
+    return Dir(d, target()->CreateDirIfMissing(d, o, dbg));
+  }
+
+ private:
+  static rocksdb::IOStatus File(const std::string& f, rocksdb::IOStatus s) {
+    if (s.ok()) Chmod(f, PrivateFileMode());
+    return s;
+  }
+  static rocksdb::IOStatus Dir(const std::string& d, rocksdb::IOStatus s) {
+    if (s.ok()) Chmod(d, PrivateDirectoryMode());
+    return s;
+  }
+};
+
+}  // namespace
+
+mode_t PrivateFileMode() {
+  static const mode_t mode = 0600 & ~CurrentUmask();
+  return mode;
+}
+
+mode_t PrivateDirectoryMode() {
+  static const mode_t mode = 0700 & ~CurrentUmask();
+  return mode;
+}
+
+std::shared_ptr<rocksdb::FileSystem> NewPrivateFileSystem(
+    std::shared_ptr<rocksdb::FileSystem> base) {
+  if (!base) base = rocksdb::FileSystem::Default();
+  return std::make_shared<PrivateFileSystem>(base);
+}
+
+Status MakePrivateDirectory(const std::string& path) {
+  auto fail = [&](const std::string& what, int err) {
+    const std::string msg = what + " " + path + ": " + std::strerror(err);
+    if (err == EACCES || err == EPERM || err == EROFS) {
+      return PermissionDeniedError(msg);
+    }
+    return UnavailableError(msg);
+  };
+  std::error_code ec;
+  const fs::path p(path);
+  if (p.has_parent_path()) {
+    fs::create_directories(p.parent_path(), ec);  // parents: default modes
+    if (ec)
+      return fail("cannot create the parent of database directory", ec.value());
+  }
+  if (::mkdir(path.c_str(), PrivateDirectoryMode()) != 0 && errno != EEXIST) {
+    return fail("cannot create database directory", errno);
+  }
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    return fail("cannot stat database directory", errno);
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return FailedPreconditionError("database path " + path +
+                                   " exists and is not a directory");
+  }
+  // An existing directory (a database created before files were private):
+  // tightened, with its files. Not ours to tighten (another owner): left
+  // alone, and opening then fails on permissions if it must.
+  if ((st.st_mode & 0777) != PrivateDirectoryMode() &&
+      st.st_uid == ::geteuid()) {
+    if (::chmod(path.c_str(), PrivateDirectoryMode()) != 0) {
+      return fail("cannot make database directory private", errno);
+    }
+  }
+  if (DIR* dir = ::opendir(path.c_str())) {
+    while (const dirent* e = ::readdir(dir)) {
+      const std::string file = path + "/" + e->d_name;
+      struct stat fst;
+      if (::lstat(file.c_str(), &fst) != 0 || !S_ISREG(fst.st_mode)) continue;
+      if ((fst.st_mode & 077) != 0 && fst.st_uid == ::geteuid()) {
+        Chmod(file, (fst.st_mode & 0700) & PrivateFileMode());
+      }
+    }
+    ::closedir(dir);
+  }
+  return Status();
+}
+
+}  // namespace llmcache

@@ -1,0 +1,45 @@
+// Private files: a rocksdb::FileSystem wrapper that makes every file RocksDB
+// creates owner-only (0600) and every directory it creates 0700, both masked
+// further by the process umask (mode & ~umask: a stricter umask is respected,
+// a looser one is not). Cached responses may hold anything a user sent an
+// LLM; other local users must not read them.
+
+#ifndef LLMCACHE_ENGINE_ROCKS_PRIVATE_FS_H_
+#define LLMCACHE_ENGINE_ROCKS_PRIVATE_FS_H_
+
+#include <rocksdb/file_system.h>
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+
+#include "llmcache/status.h"
+
+namespace llmcache {
+
+// The modes used for database files and directories: 0600 and 0700 less the
+// process umask (read from /proc/self/status, which does not change it; 022
+// when that is unreadable).
+mode_t PrivateFileMode();
+mode_t PrivateDirectoryMode();
+
+// Wraps `base` (null = rocksdb::FileSystem::Default()): files created through
+// NewWritableFile, ReopenWritableFile, ReuseWritableFile, NewRandomRWFile,
+// NewLogger (the info log) and LockFile are chmodded to PrivateFileMode(),
+// directories created through CreateDir and CreateDirIfMissing to
+// PrivateDirectoryMode(). The chmod goes by path, after `base` created the
+// file: the database directory is made 0700 before RocksDB creates anything in
+// it, so no other user can open a file in between. A chmod that fails (a
+// FileSystem that is not the local disk) is ignored.
+std::shared_ptr<rocksdb::FileSystem> NewPrivateFileSystem(
+    std::shared_ptr<rocksdb::FileSystem> base);
+
+// Creates `path` (and missing parents) with PrivateDirectoryMode(), or
+// tightens an existing one to it, together with the regular files directly
+// in it that are readable or writable by group or others (databases written
+// before files were private). Errors name the path.
+Status MakePrivateDirectory(const std::string& path);
+
+}  // namespace llmcache
+
+#endif  // LLMCACHE_ENGINE_ROCKS_PRIVATE_FS_H_
