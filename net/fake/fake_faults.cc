@@ -58,6 +58,8 @@ Selector ParseSelector(std::string_view base_model) {
       {"choice-error", Kind::kChoiceError},
       {"empty", Kind::kEmpty},
       {"tool-call", Kind::kToolCall},
+      {"refusal", Kind::kRefusal},
+      {"annotations", Kind::kAnnotations},
       {"midstream-error", Kind::kMidstreamError},
       {"cut", Kind::kCut},
       {"reset", Kind::kReset},

@@ -1,6 +1,6 @@
-// Fault injection chosen by model id (private to net/fake): parsing the
-// `fake/...` selectors listed in fake_openrouter.h, and the HTTP error
-// statuses with OpenRouter's messages and error types, as in
+// Fault injection and answer shapes chosen by model id (private to
+// net/fake): parsing the `fake/...` selectors listed in fake_openrouter.h, and
+// the HTTP error statuses with OpenRouter's messages and error types, as in
 // docs/openrouter.md (errors). What each fault sends is up to the responder.
 
 #ifndef LLMCACHE_NET_FAKE_FAKE_FAULTS_H_
@@ -22,6 +22,8 @@ struct Selector {
     kChoiceError,
     kEmpty,
     kToolCall,
+    kRefusal,
+    kAnnotations,
     kMidstreamError,
     kCut,
     kReset,

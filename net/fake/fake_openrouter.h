@@ -27,7 +27,13 @@
 //   fake/error-200           HTTP 200 with a top-level error envelope
 //   fake/choice-error        HTTP 200, a choice with finish_reason "error"
 //   fake/empty               HTTP 200, no content and no tool calls
-//   fake/tool-call           HTTP 200, a tool call (streams: fragments)
+//   fake/tool-call           HTTP 200, a tool call (streams: fragments),
+//                            content null
+//   fake/refusal             HTTP 200, content null and a `refusal` (streams:
+//                            refusal pieces), finish_reason "stop"
+//   fake/annotations         HTTP 200, content with two url_citation
+//                            `annotations` (streams: one chunk after the
+//                            content)
 //   fake/midstream-error     stream: two content chunks, then an error event
 //                            and no [DONE]; non-stream: like choice-error
 //   fake/cut                 stream: content, then the connection closes
@@ -41,6 +47,35 @@
 // Any other model (and a malformed selector) answers normally. Prompt caching
 // is simulated: a request with `cache_control` markers reports
 // cache_write_tokens the first time and cached_tokens afterwards.
+//
+// Request members select more of the answer, with any model above (so they
+// combine with the shapes, e.g. a tool call with reasoning):
+//   "n": k                   k choices (1..8), each with its own content;
+//                            streams interleave the choices' chunks.
+//                            (OpenRouter itself answers one choice;
+//                            OpenAI-compatible upstreams honour n, so the cache
+//                            must keep all.)
+//   "logprobs": true         choice.logprobs {content: [...], refusal: null}
+//                            ({content: null, refusal: [...]} for a refusal):
+//                            tokens of at most 4 bytes with token, logprob,
+//                            bytes and top_logprobs; streamed, each content
+//                            piece is a run of whole tokens carrying theirs
+//   "top_logprobs": k        k alternatives per token (0..20; the first is the
+//                            token itself)
+//   "reasoning": {...}       message.reasoning and message.reasoning_details
+//                            (a reasoning.text detail with a signature and a
+//                            reasoning.encrypted one, format
+//                            anthropic-claude-v1), and reasoning_tokens in
+//                            usage; off with exclude: true, enabled: false
+//                            or effort "none". Also `include_reasoning: true`
+//                            or a `reasoning_effort` other than "none".
+//                            Streamed: reasoning pieces, each with a
+//                            reasoning_details piece of the same index (a
+//                            continuation, as OpenRouter streams them), then
+//                            the signature, then the encrypted data in two
+//                            pieces, to exercise the merge.
+// Streamed or not, the same request gives the same choices: accumulating the
+// stream gives the non-streamed body (up to id and created).
 //
 // The files, one idea each (the headers other than this one are private to
 // net/fake):

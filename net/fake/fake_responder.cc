@@ -27,12 +27,14 @@ struct Generation {
   std::string model;  // as reported: the request's model without `:variant`
   std::string provider;
   std::string fingerprint;
-  uint64_t hash = 0;  // of the body minus stream, stream_options and usage
-  std::string content;
-  std::string finish_reason = "stop";
+  uint64_t hash = 0;       // of the body minus stream, stream_options and usage
+  std::string prefix;      // "Echo from <model>: <excerpt>\n"
+  std::string content;     // choice 0's
+  int64_t max_tokens = 0;  // 0 = no limit
+  std::string finish_reason = "stop";  // choice 0's
+  std::string excerpt;  // of the last user message, for reasoning
   std::string tool_name;
   std::string tool_arguments;
-  std::string tool_call_id;
 };
 
 namespace {
@@ -110,7 +112,8 @@ std::string LastUserText(const json::object& body) {
 }
 
 json::object Usage(const PromptUsage& p, int64_t completion_tokens,
-                   std::string_view base, bool free_of_charge) {
+                   int64_t reasoning_tokens, std::string_view base,
+                   bool free_of_charge) {
   const ModelInfo& m = FindModel(base);
   const double p_prompt = ParsePrice(m.prompt);
   const double p_read = ParsePrice(m.input_cache_read);
@@ -143,7 +146,7 @@ json::object Usage(const PromptUsage& p, int64_t completion_tokens,
   cd["upstream_inference_completions_cost"] = RoundCost(completion_cost);
   u["cost_details"] = std::move(cd);
   json::object ctd;
-  ctd["reasoning_tokens"] = 0;
+  ctd["reasoning_tokens"] = reasoning_tokens;
   ctd["image_tokens"] = 0;
   ctd["audio_tokens"] = 0;
   u["completion_tokens_details"] = std::move(ctd);
@@ -168,16 +171,17 @@ json::object ChunkBase(const Generation& g) {
 
 std::string DeltaEvent(const Generation& g, json::object delta,
                        const char* finish_reason,
-                       const json::object* error = nullptr) {
+                       const json::object* error = nullptr, int index = 0,
+                       json::value logprobs = nullptr) {
   json::object c = ChunkBase(g);
   json::object choice;
-  choice["index"] = 0;
+  choice["index"] = index;
   choice["delta"] = std::move(delta);
   choice["finish_reason"] =
       finish_reason ? json::value(finish_reason) : json::value(nullptr);
   choice["native_finish_reason"] =
       finish_reason ? json::value(finish_reason) : json::value(nullptr);
-  choice["logprobs"] = nullptr;
+  choice["logprobs"] = std::move(logprobs);
   if (error != nullptr) choice["error"] = *error;
   json::array choices;
   choices.emplace_back(std::move(choice));
@@ -224,6 +228,219 @@ std::string ErrorEvent(const Generation& g) {
   choices.emplace_back(std::move(choice));
   c["choices"] = std::move(choices);
   return Sse(c);
+}
+
+// ------------------------------------------------------- answer contents
+
+constexpr std::string_view kSentences[] = {
+    "The cache remembers what the model said.",
+    "Deterministic answers make caching easy to test.",
+    "Every token saved is a token not paid for.",
+    "This reply was generated locally by the fake.",
+    "Nothing here left the loopback interface.",
+    "The same question always gets the same answer.",
+    "Prompt caching and response caching are different things.",
+    "A kept-alive connection saves a handshake.",
+};
+
+constexpr int kMaxChoices = 8;
+constexpr int kMaxTopLogprobs = 20;
+constexpr char kReasoningFormat[] = "anthropic-claude-v1";
+
+// Choice `i`'s content into *content (max_tokens applied); its finish reason.
+std::string ChoiceText(const Generation& g, int i, std::string* content) {
+  *content = g.prefix +
+             std::string(kSentences[(g.hash + static_cast<uint64_t>(i)) %
+                                    std::size(kSentences)]) +
+             " (ref " + Hex(g.hash, 8) + ")";
+  if (g.max_tokens > 0 && CeilDiv4(content->size()) > g.max_tokens) {
+    content->resize(Utf8Floor(*content, static_cast<size_t>(g.max_tokens) * 4));
+    return "length";
+  }
+  return "stop";
+}
+
+// What a request asks for beyond the plain answer (fake_openrouter.h).
+struct Features {
+  int n = 1;
+  bool logprobs = false;
+  int top_logprobs = 0;
+  bool reasoning = false;
+};
+
+Features ReadFeatures(const json::object& body) {
+  Features f;
+  if (const json::value* n = body.if_contains("n");
+      n != nullptr && n->is_int64()) {
+    f.n = static_cast<int>(std::clamp<int64_t>(n->get_int64(), 1, kMaxChoices));
+  }
+  if (const json::value* lp = body.if_contains("logprobs");
+      lp != nullptr && lp->is_bool()) {
+    f.logprobs = lp->get_bool();
+  }
+  if (const json::value* t = body.if_contains("top_logprobs");
+      t != nullptr && t->is_int64()) {
+    f.top_logprobs = static_cast<int>(
+        std::clamp<int64_t>(t->get_int64(), 0, kMaxTopLogprobs));
+  }
+  // docs/openrouter.md (fields in the key): `reasoning` wins over the
+  // legacy `include_reasoning` and `reasoning_effort`.
+  if (const json::value* r = body.if_contains("reasoning");
+      r != nullptr && r->is_object()) {
+    const json::object& o = r->get_object();
+    f.reasoning = true;
+    const json::value* exclude = o.if_contains("exclude");
+    const json::value* enabled = o.if_contains("enabled");
+    const json::string* effort = FindString(o, "effort");
+    if ((exclude != nullptr && exclude->is_bool() && exclude->get_bool()) ||
+        (enabled != nullptr && enabled->is_bool() && !enabled->get_bool()) ||
+        (effort != nullptr && *effort == "none")) {
+      f.reasoning = false;
+    }
+  } else if (const json::value* inc = body.if_contains("include_reasoning");
+             inc != nullptr && inc->is_bool()) {
+    f.reasoning = inc->get_bool();
+  } else if (const json::string* e = FindString(body, "reasoning_effort")) {
+    f.reasoning = *e != "none";
+  }
+  return f;
+}
+
+json::object TokenEntry(std::string_view token, double logprob) {
+  json::object e;
+  e["token"] = token;
+  e["logprob"] = logprob;
+  json::array bytes;
+  for (char ch : token) {
+    bytes.emplace_back(static_cast<int64_t>(static_cast<unsigned char>(ch)));
+  }
+  e["bytes"] = std::move(bytes);
+  return e;
+}
+
+// The logprobs of `text`: tokens of at most 4 bytes, never inside a UTF-8
+// sequence, with a deterministic logprob (a multiple of 1/1024, exact in
+// binary) and `top` alternatives, the first being the token itself.
+json::array TokenLogprobs(std::string_view text, uint64_t seed, int top) {
+  json::array out;
+  size_t pos = 0;
+  for (uint64_t i = 0; pos < text.size(); ++i) {
+    size_t end = Utf8Floor(text, std::min(text.size(), pos + 4));
+    if (end <= pos) end = std::min(text.size(), pos + 4);
+    const std::string_view token = text.substr(pos, end - pos);
+    const double logprob =
+        -static_cast<double>(SplitMix(seed ^ (i * 0x9E3779B97F4A7C15ULL)) %
+                             4096) /
+        1024.0;
+    json::object e = TokenEntry(token, logprob);
+    json::array alternatives;
+    for (int j = 0; j < top; ++j) {
+      alternatives.emplace_back(
+          j == 0 ? TokenEntry(token, logprob)
+                 : TokenEntry(" alt" + std::to_string(j), logprob - j));
+    }
+    e["top_logprobs"] = std::move(alternatives);
+    out.emplace_back(std::move(e));
+    pos = end;
+  }
+  return out;
+}
+
+// Splits `tokens` (TokenLogprobs) into at most `n` runs of similar length.
+std::vector<json::array> TokenRuns(const json::array& tokens, int n) {
+  std::vector<json::array> runs;
+  if (tokens.empty()) return runs;
+  const size_t pieces =
+      std::clamp<size_t>(static_cast<size_t>(std::max(n, 1)), 1, tokens.size());
+  size_t begin = 0;
+  for (size_t i = 1; i <= pieces; ++i) {
+    const size_t end = tokens.size() * i / pieces;
+    if (end > begin) {
+      runs.emplace_back(tokens.begin() + static_cast<std::ptrdiff_t>(begin),
+                        tokens.begin() + static_cast<std::ptrdiff_t>(end));
+      begin = end;
+    }
+  }
+  return runs;
+}
+
+std::string RunText(const json::array& run) {
+  std::string text;
+  for (const json::value& t : run) {
+    const json::string& s = t.at("token").as_string();
+    text.append(s.data(), s.size());
+  }
+  return text;
+}
+
+// One choice of an answer, the same streamed or not.
+struct ChoiceOut {
+  int index = 0;
+  bool content_null = false;
+  std::string content;
+  std::string refusal;    // non-empty: a refusal (content is null)
+  std::string reasoning;  // non-empty: reasoning was asked for
+  std::string signature;  // of the reasoning.text detail
+  std::string encrypted;  // data of the reasoning.encrypted detail
+  std::string encrypted_id;
+  json::object tool_call;  // non-empty: a tool call (content is null)
+  json::array annotations;
+  bool has_logprobs = false;
+  json::array token_logprobs;  // of the content, or of the refusal
+  std::string finish;
+  int64_t completion_tokens = 0;  // reasoning included
+  int64_t reasoning_tokens = 0;
+};
+
+json::array Annotations(const Generation& g, std::string_view content) {
+  json::array out;
+  for (int k = 1; k <= 2; ++k) {
+    json::object citation;
+    citation["url"] = "https://example.com/fake/" +
+                      Hex(g.hash ^ static_cast<uint64_t>(k), 8) + "/" +
+                      std::to_string(k);
+    citation["title"] = "Fake source " + std::to_string(k);
+    citation["content"] =
+        "Cited text " + std::to_string(k) + " for " + Utf8Prefix(g.excerpt, 20);
+    citation["start_index"] = 0;
+    citation["end_index"] =
+        static_cast<int64_t>(std::min<size_t>(content.size(), 10 * k));
+    json::object a;
+    a["type"] = "url_citation";
+    a["url_citation"] = std::move(citation);
+    out.emplace_back(std::move(a));
+  }
+  return out;
+}
+
+json::array ReasoningDetails(const ChoiceOut& c) {
+  json::object text;
+  text["type"] = "reasoning.text";
+  text["text"] = c.reasoning;
+  text["signature"] = c.signature;
+  text["id"] = nullptr;
+  text["format"] = kReasoningFormat;
+  text["index"] = 0;
+  json::object encrypted;
+  encrypted["type"] = "reasoning.encrypted";
+  encrypted["data"] = c.encrypted;
+  encrypted["id"] = c.encrypted_id;
+  encrypted["format"] = kReasoningFormat;
+  encrypted["index"] = 1;
+  return json::array{std::move(text), std::move(encrypted)};
+}
+
+json::value LogprobsOf(const ChoiceOut& c, json::array tokens) {
+  if (!c.has_logprobs) return nullptr;
+  json::object lp;
+  if (c.refusal.empty()) {
+    lp["content"] = std::move(tokens);
+    lp["refusal"] = nullptr;
+  } else {
+    lp["content"] = nullptr;
+    lp["refusal"] = std::move(tokens);
+  }
+  return lp;
 }
 
 }  // namespace
@@ -381,6 +598,12 @@ Plan Responder::Completion(const RequestView& req) {
     case Kind::kToolCall:
       plan = Success(body, base, stream, Shape::kToolCall);
       break;
+    case Kind::kRefusal:
+      plan = Success(body, base, stream, Shape::kRefusal);
+      break;
+    case Kind::kAnnotations:
+      plan = Success(body, base, stream, Shape::kAnnotations);
+      break;
     case Kind::kMidstreamError:
       plan = stream ? MidstreamError(body, base)
                     : Success(body, base, stream, Shape::kChoiceError);
@@ -404,16 +627,6 @@ Plan Responder::Completion(const RequestView& req) {
 
 Generation Responder::MakeGeneration(const json::object& body,
                                      std::string_view base) {
-  static constexpr std::string_view kSentences[] = {
-      "The cache remembers what the model said.",
-      "Deterministic answers make caching easy to test.",
-      "Every token saved is a token not paid for.",
-      "This reply was generated locally by the fake.",
-      "Nothing here left the loopback interface.",
-      "The same question always gets the same answer.",
-      "Prompt caching and response caching are different things.",
-      "A kept-alive connection saves a handshake.",
-  };
   Generation g;
   g.created = Now();
   g.id = NewGenerationId(g.created);
@@ -427,21 +640,16 @@ Generation Responder::MakeGeneration(const json::object& body,
   g.hash = Fnv1a(json::serialize(canonical));
   const std::string last_user = LastUserText(body);
   const json::string* model = FindString(body, "model");
-  g.content = "Echo from " + std::string(model->data(), model->size()) + ": " +
-              Utf8Prefix(last_user, kExcerptCodePoints) + "\n" +
-              std::string(kSentences[g.hash % std::size(kSentences)]) +
-              " (ref " + Hex(g.hash, 8) + ")";
-  int64_t max_tokens = 0;
+  g.prefix = "Echo from " + std::string(model->data(), model->size()) + ": " +
+             Utf8Prefix(last_user, kExcerptCodePoints) + "\n";
+  g.excerpt = Utf8Prefix(last_user, 40);
   for (const char* key : {"max_tokens", "max_completion_tokens"}) {
     const json::value* v = body.if_contains(key);
     if (v != nullptr && v->is_int64() && v->get_int64() > 0) {
-      max_tokens = v->get_int64();
+      g.max_tokens = v->get_int64();
     }
   }
-  if (max_tokens > 0 && CeilDiv4(g.content.size()) > max_tokens) {
-    g.content.resize(Utf8Floor(g.content, static_cast<size_t>(max_tokens) * 4));
-    g.finish_reason = "length";
-  }
+  g.finish_reason = ChoiceText(g, 0, &g.content);
   // Tool call: the first declared function, else "get_weather".
   g.tool_name = "get_weather";
   if (const json::value* tools = body.if_contains("tools")) {
@@ -459,7 +667,6 @@ Generation Responder::MakeGeneration(const json::object& body,
   args["query"] = Utf8Prefix(last_user, 60);
   args["units"] = "metric";
   g.tool_arguments = json::serialize(args);
-  g.tool_call_id = "call_" + Alnum(g.hash ^ 0x5bd1e995ULL, 24);
   return g;
 }
 
@@ -477,70 +684,117 @@ Plan Responder::StreamPlan(const Generation& g) const {
 
 Plan Responder::Success(const json::object& body, std::string_view base,
                         bool stream, Shape shape) {
-  Generation g = MakeGeneration(body, base);
+  const Generation g = MakeGeneration(body, base);
+  const Features f = ReadFeatures(body);
   const PromptUsage prompt = cache_.Account(BuildPromptBlocks(body, base));
-  std::string content = g.content;
-  std::string finish = g.finish_reason;
+
+  // Every choice, from the same rules, streamed or not.
+  std::vector<ChoiceOut> choices(static_cast<size_t>(f.n));
   int64_t completion_tokens = 0;
-  switch (shape) {
-    case Shape::kNormal:
-      completion_tokens = CeilDiv4(content.size());
-      break;
-    case Shape::kEmpty:
-      content.clear();
-      finish = "stop";
-      break;
-    case Shape::kToolCall:
-      content.clear();
-      finish = "tool_calls";
-      completion_tokens =
-          CeilDiv4(g.tool_name.size() + g.tool_arguments.size());
-      break;
-    case Shape::kChoiceError:
-      content.resize(Utf8Floor(content, content.size() / 2));
-      finish = "error";
-      completion_tokens = CeilDiv4(content.size());
-      break;
+  int64_t reasoning_tokens = 0;
+  for (int i = 0; i < f.n; ++i) {
+    ChoiceOut& c = choices[static_cast<size_t>(i)];
+    c.index = i;
+    const uint64_t salt = i == 0 ? 0 : SplitMix(static_cast<uint64_t>(i));
+    c.finish = ChoiceText(g, i, &c.content);
+    switch (shape) {
+      case Shape::kNormal:
+      case Shape::kAnnotations:
+        c.completion_tokens = CeilDiv4(c.content.size());
+        if (shape == Shape::kAnnotations) {
+          c.annotations = Annotations(g, c.content);
+        }
+        break;
+      case Shape::kEmpty:
+        c.content.clear();
+        c.finish = "stop";
+        break;
+      case Shape::kToolCall:
+        c.content.clear();
+        c.content_null = true;
+        c.finish = "tool_calls";
+        c.completion_tokens =
+            CeilDiv4(g.tool_name.size() + g.tool_arguments.size());
+        c.tool_call["id"] = "call_" + Alnum(g.hash ^ 0x5bd1e995ULL ^ salt, 24);
+        c.tool_call["type"] = "function";
+        c.tool_call["function"] = json::object{{"name", g.tool_name},
+                                               {"arguments", g.tool_arguments}};
+        break;
+      case Shape::kRefusal:
+        c.content.clear();
+        c.content_null = true;
+        c.refusal = "I'm sorry, but I can't help with that. (ref " +
+                    Hex(g.hash ^ salt, 8) + ")";
+        c.finish = "stop";
+        c.completion_tokens = CeilDiv4(c.refusal.size());
+        break;
+      case Shape::kChoiceError:
+        c.content.resize(Utf8Floor(c.content, c.content.size() / 2));
+        c.finish = "error";
+        c.completion_tokens = CeilDiv4(c.content.size());
+        break;
+    }
+    if (f.reasoning) {
+      c.reasoning =
+          "The user wrote \"" + g.excerpt + "\". Choice " + std::to_string(i) +
+          " will say: " +
+          std::string(kSentences[(g.hash + 3 + salt) % std::size(kSentences)]);
+      c.signature = "sig_" + Alnum(g.hash ^ 0xA5A5A5A5ULL ^ salt, 40);
+      c.encrypted = Alnum(g.hash ^ 0xC3C3C3C3ULL ^ salt, 48) + "==";
+      c.encrypted_id = "rs_" + Alnum(g.hash ^ 0x3C3C3C3CULL ^ salt, 16);
+      c.reasoning_tokens = CeilDiv4(c.reasoning.size());
+      c.completion_tokens += c.reasoning_tokens;
+    }
+    const std::string& text = c.refusal.empty() ? c.content : c.refusal;
+    if (f.logprobs && !text.empty()) {
+      c.has_logprobs = true;
+      c.token_logprobs =
+          TokenLogprobs(text, g.hash ^ (salt + 1), f.top_logprobs);
+    }
+    completion_tokens += c.completion_tokens;
+    reasoning_tokens += c.reasoning_tokens;
   }
-  json::object usage = Usage(prompt, completion_tokens, base,
+  json::object usage = Usage(prompt, completion_tokens, reasoning_tokens, base,
                              /*free_of_charge=*/shape == Shape::kChoiceError);
-  json::object tool_call;
-  tool_call["id"] = g.tool_call_id;
-  tool_call["type"] = "function";
-  tool_call["function"] =
-      json::object{{"name", g.tool_name}, {"arguments", g.tool_arguments}};
 
   if (!stream) {
-    json::object message;
-    message["role"] = "assistant";
-    if (shape == Shape::kToolCall) {
-      message["content"] = nullptr;
-    } else {
-      message["content"] = content;
+    json::array out_choices;
+    for (const ChoiceOut& c : choices) {
+      json::object message;
+      message["role"] = "assistant";
+      if (c.content_null) {
+        message["content"] = nullptr;
+      } else {
+        message["content"] = c.content;
+      }
+      message["refusal"] =
+          c.refusal.empty() ? json::value(nullptr) : json::value(c.refusal);
+      if (c.reasoning.empty()) {
+        message["reasoning"] = nullptr;
+      } else {
+        message["reasoning"] = c.reasoning;
+        message["reasoning_details"] = ReasoningDetails(c);
+      }
+      if (!c.tool_call.empty()) {
+        message["tool_calls"] = json::array{c.tool_call};
+      }
+      if (!c.annotations.empty()) message["annotations"] = c.annotations;
+      json::object choice;
+      choice["logprobs"] = LogprobsOf(c, c.token_logprobs);
+      choice["finish_reason"] = c.finish;
+      choice["native_finish_reason"] = c.finish;
+      choice["index"] = c.index;
+      choice["message"] = std::move(message);
+      if (shape == Shape::kChoiceError) choice["error"] = ChoiceError();
+      out_choices.emplace_back(std::move(choice));
     }
-    message["refusal"] = nullptr;
-    message["reasoning"] = nullptr;
-    if (shape == Shape::kToolCall) {
-      json::array calls;
-      calls.emplace_back(std::move(tool_call));
-      message["tool_calls"] = std::move(calls);
-    }
-    json::object choice;
-    choice["logprobs"] = nullptr;
-    choice["finish_reason"] = finish;
-    choice["native_finish_reason"] = finish;
-    choice["index"] = 0;
-    choice["message"] = std::move(message);
-    if (shape == Shape::kChoiceError) choice["error"] = ChoiceError();
     json::object r;
     r["id"] = g.id;
     r["provider"] = g.provider;
     r["model"] = g.model;
     r["object"] = "chat.completion";
     r["created"] = g.created;
-    json::array choices;
-    choices.emplace_back(std::move(choice));
-    r["choices"] = std::move(choices);
+    r["choices"] = std::move(out_choices);
     r["system_fingerprint"] = g.fingerprint;
     r["usage"] = std::move(usage);
     Plan plan;
@@ -549,43 +803,148 @@ Plan Responder::Success(const json::object& body, std::string_view base,
     return plan;
   }
 
-  Plan plan = StreamPlan(g);
-  plan.events.push_back(DeltaEvent(g, ContentDelta(""), nullptr));
-  if (shape == Shape::kToolCall) {
-    // The first fragment names the call; the arguments follow in up to
-    // max(3, stream_pieces) fragments.
-    json::object first = tool_call;
-    first["function"] = json::object{{"name", g.tool_name}, {"arguments", ""}};
-    json::object call0;
-    call0["index"] = 0;
-    for (auto& kv : first) call0[kv.key()] = kv.value();
-    json::object delta;
-    delta["role"] = "assistant";
-    delta["content"] = nullptr;
-    delta["tool_calls"] = json::array{call0};
-    plan.events.push_back(DeltaEvent(g, std::move(delta), nullptr));
-    for (const std::string& piece :
-         SplitPieces(g.tool_arguments, std::max(3, options_.stream_pieces))) {
-      json::object frag;
-      frag["index"] = 0;
-      frag["function"] = json::object{{"arguments", piece}};
+  // Each choice's events, then interleaved (choice 0, 1, ..., 0, 1, ...)
+  // as a provider streaming n > 1 choices does.
+  const int pieces = std::max(1, options_.stream_pieces);
+  std::vector<std::vector<std::string>> per_choice;
+  for (const ChoiceOut& c : choices) {
+    std::vector<std::string> events;
+    const int i = c.index;
+    const bool text_null = c.content_null;
+    // The role chunk.
+    if (text_null) {
       json::object d;
       d["role"] = "assistant";
-      d["tool_calls"] = json::array{frag};
-      plan.events.push_back(DeltaEvent(g, std::move(d), nullptr));
+      d["content"] = nullptr;
+      events.push_back(DeltaEvent(g, std::move(d), nullptr, nullptr, i));
+    } else {
+      events.push_back(DeltaEvent(g, ContentDelta(""), nullptr, nullptr, i));
     }
-  } else {
-    for (const std::string& piece :
-         SplitPieces(content, options_.stream_pieces)) {
-      plan.events.push_back(DeltaEvent(g, ContentDelta(piece), nullptr));
+    // Reasoning as OpenRouter streams it: text pieces, each with its
+    // reasoning_details piece (same index: a continuation), the signature,
+    // then the encrypted block in two pieces
+    // (docs/openrouter.md#stream-chunks).
+    if (!c.reasoning.empty()) {
+      bool first = true;
+      for (const std::string& piece :
+           SplitPieces(c.reasoning, std::max(2, pieces / 2))) {
+        json::object detail;
+        detail["type"] = "reasoning.text";
+        detail["text"] = piece;
+        if (first) detail["id"] = nullptr;
+        detail["format"] = kReasoningFormat;
+        detail["index"] = 0;
+        json::object d;
+        d["role"] = "assistant";
+        d["reasoning"] = piece;
+        d["reasoning_details"] = json::array{std::move(detail)};
+        events.push_back(DeltaEvent(g, std::move(d), nullptr, nullptr, i));
+        first = false;
+      }
+      json::object sig;
+      sig["type"] = "reasoning.text";
+      sig["text"] = "";
+      sig["signature"] = c.signature;
+      sig["format"] = kReasoningFormat;
+      sig["index"] = 0;
+      json::object d;
+      d["role"] = "assistant";
+      d["reasoning_details"] = json::array{std::move(sig)};
+      events.push_back(DeltaEvent(g, std::move(d), nullptr, nullptr, i));
+      const size_t half = c.encrypted.size() / 2;
+      for (int part = 0; part < 2; ++part) {
+        json::object enc;
+        enc["type"] = "reasoning.encrypted";
+        enc["data"] =
+            part == 0 ? c.encrypted.substr(0, half) : c.encrypted.substr(half);
+        if (part == 0) enc["id"] = c.encrypted_id;
+        enc["format"] = kReasoningFormat;
+        enc["index"] = 1;
+        json::object ed;
+        ed["role"] = "assistant";
+        ed["reasoning_details"] = json::array{std::move(enc)};
+        events.push_back(DeltaEvent(g, std::move(ed), nullptr, nullptr, i));
+      }
     }
+    if (!c.tool_call.empty()) {
+      // The first fragment names the call; the arguments follow in up to
+      // max(3, stream_pieces) fragments.
+      json::object call0;
+      call0["index"] = 0;
+      call0["id"] = c.tool_call.at("id");
+      call0["type"] = "function";
+      call0["function"] =
+          json::object{{"name", g.tool_name}, {"arguments", ""}};
+      json::object delta;
+      delta["role"] = "assistant";
+      delta["content"] = nullptr;
+      delta["tool_calls"] = json::array{call0};
+      events.push_back(DeltaEvent(g, std::move(delta), nullptr, nullptr, i));
+      for (const std::string& piece :
+           SplitPieces(g.tool_arguments, std::max(3, pieces))) {
+        json::object frag;
+        frag["index"] = 0;
+        frag["function"] = json::object{{"arguments", piece}};
+        json::object d;
+        d["role"] = "assistant";
+        d["tool_calls"] = json::array{frag};
+        events.push_back(DeltaEvent(g, std::move(d), nullptr, nullptr, i));
+      }
+    } else {
+      // Content (or the refusal) in pieces; with logprobs, each piece is a
+      // run of whole tokens and carries their logprobs.
+      const std::string_view key = c.refusal.empty() ? "content" : "refusal";
+      const std::string& text = c.refusal.empty() ? c.content : c.refusal;
+      auto text_delta = [&](std::string_view piece) {
+        json::object d;
+        d["role"] = "assistant";
+        d[key] = piece;
+        return d;
+      };
+      if (c.has_logprobs) {
+        for (json::array& run : TokenRuns(c.token_logprobs, pieces)) {
+          const std::string piece = RunText(run);
+          events.push_back(DeltaEvent(g, text_delta(piece), nullptr, nullptr, i,
+                                      LogprobsOf(c, std::move(run))));
+        }
+      } else {
+        for (const std::string& piece : SplitPieces(text, pieces)) {
+          events.push_back(
+              DeltaEvent(g, text_delta(piece), nullptr, nullptr, i));
+        }
+      }
+    }
+    if (!c.annotations.empty()) {
+      json::object d = ContentDelta("");
+      d["annotations"] = c.annotations;
+      events.push_back(DeltaEvent(g, std::move(d), nullptr, nullptr, i));
+    }
+    json::object finish_delta;
+    if (text_null) {
+      finish_delta["role"] = "assistant";
+    } else {
+      finish_delta = ContentDelta("");
+    }
+    if (shape == Shape::kChoiceError) {
+      const json::object err = ChoiceError();
+      events.push_back(
+          DeltaEvent(g, std::move(finish_delta), c.finish.c_str(), &err, i));
+    } else {
+      events.push_back(
+          DeltaEvent(g, std::move(finish_delta), c.finish.c_str(), nullptr, i));
+    }
+    per_choice.push_back(std::move(events));
   }
-  if (shape == Shape::kChoiceError) {
-    const json::object err = ChoiceError();
-    plan.events.push_back(
-        DeltaEvent(g, ContentDelta(""), finish.c_str(), &err));
-  } else {
-    plan.events.push_back(DeltaEvent(g, ContentDelta(""), finish.c_str()));
+  Plan plan = StreamPlan(g);
+  for (size_t k = 0;; ++k) {
+    bool any = false;
+    for (std::vector<std::string>& events : per_choice) {
+      if (k < events.size()) {
+        plan.events.push_back(std::move(events[k]));
+        any = true;
+      }
+    }
+    if (!any) break;
   }
   plan.events.push_back(UsageEvent(g, std::move(usage)));
   plan.events.emplace_back("data: [DONE]\n\n");

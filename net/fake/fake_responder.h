@@ -6,12 +6,15 @@
 //
 // Rules not spelled out in fake_openrouter.h:
 //   * Content: "Echo from <model>: " + the first 200 code points of the last
-//     user message + one of a few sentences + a hash reference, all a function
-//     of the body without stream, stream_options and usage.
-//     `max_tokens`/`max_completion_tokens` truncates it (finish_reason
-//     "length"). completion_tokens = ceil(content bytes / 4); for a tool call,
-//     ceil((name + arguments bytes) / 4). prompt_tokens and the cache counts
-//     come from the prompt-cache simulation (fake_prompt_cache.h).
+//     user message + one of a few sentences (choice i: the next i-th one) +
+//     a hash reference, all a function of the body without stream,
+//     stream_options and usage. `max_tokens`/`max_completion_tokens`
+//     truncates it (finish_reason "length"). completion_tokens, summed over
+//     the choices = ceil(content bytes / 4); for a tool call,
+//     ceil((name + arguments bytes) / 4); for a refusal, ceil(refusal bytes /
+//     4); plus reasoning_tokens = ceil(reasoning bytes / 4) when reasoning
+//     was asked for. prompt_tokens and the cache counts come from the
+//     prompt-cache simulation (fake_prompt_cache.h).
 //   * Cost: docs/openrouter.md (usage and cost) with the /models prices
 //     (fake_models.h; unknown models: fake/echo prices; 1 h cache writes use
 //     input_cache_write_1h where listed); finish_reason "error" costs 0.
@@ -92,7 +95,14 @@ class Responder {
   void ResetFlaky();
 
  private:
-  enum class Shape { kNormal, kEmpty, kToolCall, kChoiceError };
+  enum class Shape {
+    kNormal,
+    kEmpty,
+    kToolCall,
+    kRefusal,
+    kAnnotations,
+    kChoiceError
+  };
 
   std::string NewGenerationId(int64_t created);
   Plan ErrorPlan(unsigned status, const boost::json::object& envelope);

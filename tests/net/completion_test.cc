@@ -1,6 +1,6 @@
 // Tests for response parsing, upstream error mapping and the cacheability rule
-// (llmcache/net/completion.h), on the shapes of docs/openrouter.md (#response-body, #errors,
-// #usage-and-cost).
+// (llmcache/net/completion.h), on the shapes of docs/openrouter.md
+// (#response-body, #errors, #usage-and-cost).
 
 #include "llmcache/net/completion.h"
 
@@ -19,7 +19,8 @@ using ::llmcache::testing::StatusIs;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-// docs/openrouter.md#response-body, the documented shape, preceded by keep-alive newlines.
+// docs/openrouter.md#response-body, the documented shape, preceded by
+// keep-alive newlines.
 constexpr char kFullResponse[] =
     "\n\n"
     R"({"id":"gen-1764926476-0N0195qHFzGljvYKVijc","provider":"OpenAI",)"
@@ -120,6 +121,31 @@ TEST(CompletionTest, ReadsToolCalls) {
   EXPECT_EQ(r->native_finish_reason, "tool_use");
 }
 
+TEST(CompletionTest, ReadsARefusal) {
+  Result<ParsedCompletion> r = ParseCompletion(
+      R"({"choices":[{"message":{"role":"assistant","content":null,)"
+      R"("refusal":"I can't help with that."},"finish_reason":"stop"}]})");
+  ASSERT_OK(r);
+  EXPECT_TRUE(r->content_null);
+  EXPECT_EQ(r->refusal, "I can't help with that.");
+  EXPECT_EQ(ParseCompletion(kFullResponse)->refusal, "");  // refusal: null
+}
+
+// n > 1: the essentials are the first choice's; an error in any choice is
+// the response's.
+TEST(CompletionTest, SeveralChoices) {
+  Result<ParsedCompletion> r = ParseCompletion(
+      R"({"choices":[{"index":0,"message":{"content":"first"},)"
+      R"("finish_reason":"stop"},{"index":1,"message":{"content":"sec"},)"
+      R"("finish_reason":"error","error":{"code":502,"message":"cut"}}]})");
+  ASSERT_OK(r);
+  EXPECT_EQ(r->content, "first");
+  EXPECT_EQ(r->finish_reason, "stop");
+  ASSERT_TRUE(r->error.has_value());
+  EXPECT_EQ(r->error->message, "cut");
+  EXPECT_THAT(WhyNotCacheable(200, *r), HasSubstr("error"));
+}
+
 TEST(CompletionTest, UsageWithNullDetailsAndNoCost) {
   Result<ParsedCompletion> r = ParseCompletion(
       R"({"choices":[{"message":{"content":"x"}}],"usage":{"prompt_tokens":)"
@@ -212,7 +238,8 @@ TEST(CompletionTest, ParseErrorEnvelope) {
   EXPECT_EQ(e->code, 401);
   EXPECT_EQ(e->message, "No auth credentials found");
 
-  // Availability errors may carry http_status instead of code (docs/openrouter.md#error-envelope).
+  // Availability errors may carry http_status instead of code
+  // (docs/openrouter.md#error-envelope).
   e = ParseErrorEnvelope(
       R"({"error":{"message":"No endpoints","error_type":"not_found",)"
       R"("http_status":404}})");
@@ -395,6 +422,14 @@ TEST(CompletionCacheabilityTest, FinishReasonError) {
   EXPECT_THAT(WhyNotCacheable(200, c), HasSubstr("finish_reason"));
 }
 
+TEST(CompletionCacheabilityTest, ARefusalMayBeStored) {
+  // A refusal is the model's answer: replaying it is as faithful as any.
+  EXPECT_EQ(WhyNotCacheable(
+                200, Parse(R"({"choices":[{"message":{"content":null,)"
+                           R"("refusal":"No."},"finish_reason":"stop"}]})")),
+            "");
+}
+
 TEST(CompletionCacheabilityTest, NoContentAndNoToolCalls) {
   EXPECT_THAT(
       WhyNotCacheable(200, Parse(R"({"choices":[{"message":{"content":null},)"
@@ -404,6 +439,10 @@ TEST(CompletionCacheabilityTest, NoContentAndNoToolCalls) {
       WhyNotCacheable(200, Parse(R"({"choices":[{"message":{"content":""},)"
                                  R"("finish_reason":"stop"}]})")),
       HasSubstr("no content"));
+  EXPECT_THAT(
+      WhyNotCacheable(200, Parse(R"({"choices":[{"message":{"content":null,)"
+                                 R"("refusal":""},"finish_reason":"stop"}]})")),
+      HasSubstr("no refusal"));
   EXPECT_NE(WhyNotCacheable(200, Parse(R"({"choices":[]})")), "");
 }
 

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "llmcache/key.h"
+#include "llmcache/net/sse.h"
 #include "testing/status_matchers.h"
 
 namespace llmcache::fake {
@@ -675,6 +676,206 @@ TEST_F(FakeOpenRouterTest, ToolCallStreamsFragments) {
   EXPECT_TRUE(ParseObject(arguments).contains("query"));
   EXPECT_THAT(r.body, ::testing::EndsWith("data: [DONE]\n\n"));
 }
+
+// ------------------------------------------ answers selected by the request
+
+std::string FeatureBody(const std::string& model, const std::string& extra,
+                        bool stream = false) {
+  return R"({"model":")" + model + R"(",)" + extra +
+         (stream ? R"(,"stream":true)" : "") +
+         R"(,"messages":[{"role":"user","content":"Tell me about K\u00f6ln"}]})";
+}
+
+const json::object& ChoiceOf(const json::object& r, size_t i) {
+  return r.at("choices").as_array().at(i).as_object();
+}
+
+std::string Spelled(const json::array& tokens) {
+  std::string s;
+  for (const json::value& t : tokens)
+    s += std::string(t.at("token").as_string());
+  return s;
+}
+
+TEST_F(FakeOpenRouterTest, ChoicesLogprobsReasoningAndAnnotations) {
+  Reply r = Chat(FeatureBody(
+      "fake/annotations",
+      R"("n":3,"logprobs":true,"top_logprobs":2,"reasoning":{"effort":"low"})"));
+  ASSERT_EQ(r.status, 200u);
+  json::object o = ParseObject(r.body);
+  const json::array& choices = o.at("choices").as_array();
+  ASSERT_EQ(choices.size(), 3u);
+  int64_t reasoning_tokens = 0;
+  int64_t completion_tokens = 0;
+  for (size_t i = 0; i < 3; ++i) {
+    const json::object& c = ChoiceOf(o, i);
+    EXPECT_EQ(c.at("index").as_int64(), static_cast<int64_t>(i));
+    EXPECT_EQ(c.at("finish_reason").as_string(), "stop");
+    const json::object& m = c.at("message").as_object();
+    const std::string content(m.at("content").as_string());
+    EXPECT_THAT(content, StartsWith("Echo from fake/annotations: Tell me"));
+    // logprobs: tokens that spell the content, 2 alternatives each, the
+    // first being the token itself.
+    const json::array& tokens = c.at("logprobs").at("content").as_array();
+    EXPECT_EQ(Spelled(tokens), content);
+    EXPECT_TRUE(c.at("logprobs").at("refusal").is_null());
+    for (const json::value& t : tokens) {
+      EXPECT_LE(t.at("token").as_string().size(), 4u);
+      EXPECT_LE(t.at("logprob").as_double(), 0.0);
+      EXPECT_EQ(t.at("bytes").as_array().size(),
+                t.at("token").as_string().size());
+      ASSERT_EQ(t.at("top_logprobs").as_array().size(), 2u);
+      EXPECT_EQ(t.at("top_logprobs").at(0).at("token"), t.at("token"));
+    }
+    // reasoning and its details
+    const std::string reasoning(m.at("reasoning").as_string());
+    EXPECT_THAT(reasoning, HasSubstr("Choice " + std::to_string(i)));
+    const json::array& details = m.at("reasoning_details").as_array();
+    ASSERT_EQ(details.size(), 2u);
+    EXPECT_EQ(details[0].at("type"), "reasoning.text");
+    EXPECT_EQ(details[0].at("text"), m.at("reasoning"));
+    EXPECT_THAT(std::string(details[0].at("signature").as_string()),
+                StartsWith("sig_"));
+    EXPECT_EQ(details[0].at("format"), "anthropic-claude-v1");
+    EXPECT_EQ(details[0].at("index"), 0);
+    EXPECT_EQ(details[1].at("type"), "reasoning.encrypted");
+    EXPECT_FALSE(details[1].at("data").as_string().empty());
+    EXPECT_EQ(details[1].at("index"), 1);
+    // annotations
+    const json::array& annotations = m.at("annotations").as_array();
+    ASSERT_EQ(annotations.size(), 2u);
+    EXPECT_EQ(annotations[0].at("type"), "url_citation");
+    EXPECT_THAT(
+        std::string(annotations[0].at("url_citation").at("url").as_string()),
+        StartsWith("https://example.com/"));
+    reasoning_tokens += static_cast<int64_t>((reasoning.size() + 3) / 4);
+    completion_tokens += static_cast<int64_t>((content.size() + 3) / 4);
+  }
+  EXPECT_NE(ChoiceOf(o, 0).at("message").at("content"),
+            ChoiceOf(o, 1).at("message").at("content"));
+  const json::object& u = o.at("usage").as_object();
+  EXPECT_EQ(u.at("completion_tokens_details").at("reasoning_tokens").as_int64(),
+            reasoning_tokens);
+  EXPECT_EQ(u.at("completion_tokens").as_int64(),
+            completion_tokens + reasoning_tokens);
+}
+
+TEST_F(FakeOpenRouterTest, RefusalHasNullContent) {
+  Reply r = Chat(FeatureBody("fake/refusal", R"("logprobs":true)"));
+  json::object o = ParseObject(r.body);
+  const json::object& c = ChoiceOf(o, 0);
+  const json::object& m = c.at("message").as_object();
+  EXPECT_TRUE(m.at("content").is_null());
+  EXPECT_THAT(std::string(m.at("refusal").as_string()),
+              StartsWith("I'm sorry"));
+  EXPECT_EQ(c.at("finish_reason"), "stop");
+  EXPECT_TRUE(c.at("logprobs").at("content").is_null());
+  EXPECT_EQ(Spelled(c.at("logprobs").at("refusal").as_array()),
+            std::string(m.at("refusal").as_string()));
+  EXPECT_TRUE(c.at("logprobs")
+                  .at("refusal")
+                  .at(0)
+                  .at("top_logprobs")
+                  .as_array()
+                  .empty());  // no top_logprobs asked
+}
+
+TEST_F(FakeOpenRouterTest, ReasoningOnlyWhenAskedAndNotExcluded) {
+  auto has_reasoning = [this](const std::string& extra) {
+    json::object o =
+        ParseObject(Chat(FeatureBody("openai/gpt-4o", extra)).body);
+    const json::object& m = ChoiceOf(o, 0).at("message").as_object();
+    EXPECT_EQ(m.at("reasoning").is_string(), m.contains("reasoning_details"))
+        << extra;
+    return m.at("reasoning").is_string();
+  };
+  EXPECT_FALSE(has_reasoning(R"("temperature":0)"));
+  EXPECT_TRUE(has_reasoning(R"("reasoning":{})"));
+  EXPECT_TRUE(has_reasoning(R"("reasoning":{"max_tokens":100})"));
+  EXPECT_FALSE(
+      has_reasoning(R"("reasoning":{"effort":"high","exclude":true})"));
+  EXPECT_FALSE(has_reasoning(R"("reasoning":{"enabled":false})"));
+  EXPECT_FALSE(has_reasoning(R"("reasoning":{"effort":"none"})"));
+  EXPECT_TRUE(has_reasoning(R"("include_reasoning":true)"));
+  EXPECT_TRUE(has_reasoning(R"("reasoning_effort":"medium")"));
+  EXPECT_FALSE(has_reasoning(R"("reasoning_effort":"none")"));
+}
+
+TEST_F(FakeOpenRouterTest, StreamedChoicesInterleaveAndCarryTheirLogprobs) {
+  Reply r = Chat(FeatureBody("openai/gpt-4o",
+                             R"("n":2,"logprobs":true,"reasoning":{})", true));
+  ASSERT_EQ(r.status, 200u);
+  std::vector<json::object> events = DataEvents(r.body);
+  std::vector<int64_t> order;
+  bool split_details = false;
+  for (const json::object& e : events) {
+    const json::array& choices = e.at("choices").as_array();
+    if (choices.empty()) continue;
+    const json::object& c = choices[0].as_object();
+    order.push_back(c.at("index").as_int64());
+    const json::object& delta = c.at("delta").as_object();
+    if (const json::value* d = delta.if_contains("reasoning_details")) {
+      // Each reasoning piece carries the matching detail piece.
+      const json::object& detail = d->at(0).as_object();
+      if (detail.at("type") == "reasoning.text" &&
+          delta.contains("reasoning")) {
+        EXPECT_EQ(detail.at("text"), delta.at("reasoning"));
+        split_details = true;
+      }
+    }
+    const json::value* content = delta.if_contains("content");
+    if (content != nullptr && content->is_string() &&
+        !content->as_string().empty()) {
+      EXPECT_EQ(Spelled(c.at("logprobs").at("content").as_array()),
+                std::string(content->as_string()));
+    } else {
+      EXPECT_TRUE(c.at("logprobs").is_null());
+    }
+  }
+  EXPECT_TRUE(split_details);
+  ASSERT_GE(order.size(), 4u);
+  EXPECT_EQ(order[0], 0);
+  EXPECT_EQ(order[1], 1);  // the second choice starts before the first ends
+  EXPECT_EQ(order[2], 0);
+}
+
+// Streamed or not, the fake gives the same answer: the accumulated stream
+// is the non-streamed body but for the generation's id and time.
+class FakeStreamEqualsBodyTest : public FakeOpenRouterTest,
+                                 public ::testing::WithParamInterface<
+                                     std::pair<const char*, const char*>> {};
+
+TEST_P(FakeStreamEqualsBodyTest, AccumulatedStreamIsTheNonStreamBody) {
+  const std::string model = GetParam().first;
+  const std::string extra = GetParam().second;
+  json::object plain = ParseObject(Chat(FeatureBody(model, extra)).body);
+  Reply s = Chat(FeatureBody(model, extra, true));
+  ASSERT_EQ(s.status, 200u);
+  llmcache::net::StreamAccumulator acc;
+  for (const json::object& e : DataEvents(s.body)) {
+    ASSERT_OK(acc.Add(json::serialize(e)));
+  }
+  ASSERT_OK(acc.Add("[DONE]"));
+  json::object streamed = ParseObject(acc.ToCompletionJson());
+  for (json::object* o : {&plain, &streamed}) {
+    o->erase("id");
+    o->erase("created");
+  }
+  EXPECT_EQ(streamed, plain) << json::serialize(streamed) << "\n"
+                             << json::serialize(plain);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, FakeStreamEqualsBodyTest,
+    ::testing::Values(
+        std::make_pair("openai/gpt-4o-mini", R"("temperature":0)"),
+        std::make_pair("openai/gpt-4o-mini", R"("max_tokens":3)"),
+        std::make_pair("fake/empty", R"("temperature":0)"),
+        std::make_pair("fake/tool-call", R"("reasoning":{},"n":2)"),
+        std::make_pair("fake/refusal", R"("logprobs":true,"top_logprobs":3)"),
+        std::make_pair("fake/annotations",
+                       R"("n":3,"logprobs":true,"top_logprobs":1,)"
+                       R"("include_reasoning":true)")));
 
 TEST_F(FakeOpenRouterTest, MidstreamErrorEndsWithoutDone) {
   Reply r = Chat(ChatBody("fake/midstream-error", "x", true));

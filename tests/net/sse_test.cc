@@ -1,6 +1,6 @@
 // Tests for the SSE parser, the stream accumulator and the replay of stored
-// responses (llmcache/net/sse.h), on the wire shapes of docs/openrouter.md (#streaming-sse,
-// #errors-in-200).
+// responses (llmcache/net/sse.h), on the wire shapes of docs/openrouter.md
+// (#streaming-sse, #errors-in-200).
 
 #include "llmcache/net/sse.h"
 
@@ -9,6 +9,7 @@
 
 #include <boost/json.hpp>
 #include <cstddef>
+#include <map>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -74,9 +75,9 @@ std::string Replace(std::string s, std::string_view from, std::string_view to) {
   return out;
 }
 
-// A realistic OpenRouter stream (docs/openrouter.md#streaming-sse): keep-alive comments, role chunk,
-// content pieces (one multibyte), reasoning, two interleaved tool calls, a
-// finish chunk, the usage chunk and [DONE].
+// A realistic OpenRouter stream (docs/openrouter.md#streaming-sse): keep-alive
+// comments, role chunk, content pieces (one multibyte), reasoning, two
+// interleaved tool calls, a finish chunk, the usage chunk and [DONE].
 const std::string& RealisticStream() {
   static const std::string* const kStream = new std::string(
       ": OPENROUTER PROCESSING\n\n"
@@ -522,7 +523,12 @@ TEST(StreamAccumulatorTest, ToCompletionJsonOfAContentOnlyStream) {
   const json::object& message = v.at("choices").at(0).at("message").as_object();
   EXPECT_EQ(message.at("content"), "AB");
   EXPECT_FALSE(message.contains("tool_calls"));
-  EXPECT_FALSE(message.contains("reasoning"));
+  EXPECT_FALSE(message.contains("reasoning_details"));
+  EXPECT_FALSE(message.contains("annotations"));
+  // As in OpenRouter's non-streaming message
+  // (docs/openrouter.md#response-body).
+  EXPECT_TRUE(message.at("reasoning").is_null());
+  EXPECT_TRUE(message.at("refusal").is_null());
   Result<ParsedCompletion> parsed = ParseCompletion(body);
   ASSERT_OK(parsed);
   ExpectSameResponse(*parsed, acc.Result());
@@ -653,7 +659,8 @@ TEST(ReplayAsSseTest, PiecesNeverSplitAUtf8Sequence) {
       if (v.at("choices").as_array().empty()) continue;
       const json::object& delta = v.at("choices").at(0).at("delta").as_object();
       std::vector<std::string_view> texts;
-      for (std::string_view key : {"content", "reasoning"}) {
+      // Reasoning is sent whole (ReasoningIsSentWholeInOneChunk).
+      for (std::string_view key : {"content"}) {
         if (const json::value* t = delta.if_contains(key);
             t != nullptr && t->is_string()) {
           texts.push_back(t->get_string());
@@ -731,6 +738,481 @@ TEST(ReplayAsSseTest, RejectsWhatIsNotAResponse) {
               StatusIs(StatusCode::kInvalidArgument));
   EXPECT_THAT(ReplayAsSse(R"({"choices":[]})"),
               StatusIs(StatusCode::kInvalidArgument));
+}
+
+// ---------------------------------------------------------------------------
+// Faithful accumulation and replay: every choice and every member.
+
+json::object ParseObj(std::string_view s) {
+  boost::system::error_code ec;
+  json::value v = json::parse(s, ec);
+  EXPECT_FALSE(ec) << s;
+  if (ec || !v.is_object()) return {};
+  return std::move(v.as_object());
+}
+
+// A chunk of gen-5 with `choices` and, optionally, more top-level members.
+std::string Chunk5(std::string_view choices, std::string_view extra = "") {
+  std::string s =
+      R"({"id":"gen-5","provider":"OpenAI","model":"openai/gpt-4o",)"
+      R"("object":"chat.completion.chunk","created":1767225600,)"
+      R"("system_fingerprint":"fp_5","choices":)";
+  s += choices;
+  s += extra;
+  s += '}';
+  return s;
+}
+
+json::object AccumulatedBody(const std::vector<std::string>& chunks) {
+  StreamAccumulator acc;
+  for (const std::string& c : chunks) EXPECT_OK(acc.Add(c));
+  return ParseObj(acc.ToCompletionJson());
+}
+
+const json::object& MessageOf(const json::object& body, size_t i) {
+  return body.at("choices").at(i).at("message").as_object();
+}
+
+TEST(StreamAccumulatorTest, KeepsEveryChoiceByIndex) {
+  // n = 3, interleaved, the last choice first.
+  StreamAccumulator acc;
+  for (
+      const std::string& c : std::vector<std::string>{
+          Chunk5(
+              R"([{"index":2,"delta":{"role":"assistant","content":""},"finish_reason":null}])"),
+          Chunk5(
+              R"([{"index":0,"delta":{"role":"assistant","content":"Zero "},"finish_reason":null}])"),
+          Chunk5(
+              R"([{"index":1,"delta":{"role":"assistant","content":"One "},"finish_reason":null},)"
+              R"({"index":2,"delta":{"content":"Two "},"finish_reason":null}])"),
+          Chunk5(
+              R"([{"index":0,"delta":{"content":"zero"},"finish_reason":"stop","native_finish_reason":"stop"}])"),
+          Chunk5(
+              R"([{"index":2,"delta":{"content":"two"},"finish_reason":"length"}])"),
+          Chunk5(
+              R"([{"index":1,"delta":{"content":"one"},"finish_reason":"stop"}])"),
+          Chunk5(
+              "[]",
+              R"(,"usage":{"prompt_tokens":3,"completion_tokens":9,"total_tokens":12})"),
+          std::string("[DONE]")}) {
+    ASSERT_OK(acc.Add(c));
+  }
+  const json::object body = ParseObj(acc.ToCompletionJson());
+  const json::array& choices = body.at("choices").as_array();
+  ASSERT_EQ(choices.size(), 3u);
+  const char* const kContent[] = {"Zero zero", "One one", "Two two"};
+  const char* const kFinish[] = {"stop", "stop", "length"};
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(choices[i].at("index"), static_cast<int64_t>(i));
+    EXPECT_EQ(choices[i].at("message").at("content"), kContent[i]);
+    EXPECT_EQ(choices[i].at("message").at("role"), "assistant");
+    EXPECT_EQ(choices[i].at("finish_reason"), kFinish[i]);
+  }
+  EXPECT_EQ(choices[0].at("native_finish_reason"), "stop");
+  EXPECT_TRUE(choices[1].at("native_finish_reason").is_null());
+  // Result() describes the first choice.
+  EXPECT_EQ(acc.Result().content, "Zero zero");
+  EXPECT_EQ(acc.Result().finish_reason, "stop");
+  EXPECT_EQ(WhyNotCacheable(200, acc.Result()), "");
+}
+
+TEST(StreamAccumulatorTest, MergesReasoningDetailsByIndex) {
+  const json::object body = AccumulatedBody({
+      // reasoning.text at index 0 in three pieces, its signature last.
+      Chunk5(
+          R"([{"index":0,"delta":{"role":"assistant","content":"","reasoning":"Let me ",)"
+          R"("reasoning_details":[{"type":"reasoning.text","text":"Let me ","id":null,)"
+          R"("format":"anthropic-claude-v1","index":0}]}}])"),
+      Chunk5(
+          R"([{"index":0,"delta":{"reasoning":"think.","reasoning_details":[)"
+          R"({"type":"reasoning.text","text":"think.","format":"anthropic-claude-v1","index":0}]}}])"),
+      Chunk5(
+          R"([{"index":0,"delta":{"reasoning_details":[{"type":"reasoning.text","text":"",)"
+          R"("signature":"sig_1","format":"anthropic-claude-v1","index":0}]}}])"),
+      // a summary and an encrypted block, each in two pieces, in one chunk
+      // and the next.
+      Chunk5(
+          R"([{"index":0,"delta":{"reasoning_details":[)"
+          R"({"type":"reasoning.summary","summary":"Sum","id":"s1","format":"openai-responses-v1","index":1},)"
+          R"({"type":"reasoning.encrypted","data":"QUJD","id":"e1","format":"openai-responses-v1","index":2}]}}])"),
+      Chunk5(R"([{"index":0,"delta":{"reasoning_details":[)"
+             R"({"type":"reasoning.summary","summary":"mary.","index":1},)"
+             R"({"type":"reasoning.encrypted","data":"REVG","index":2}]}}])"),
+      // without an index: an element of its own; the same index with
+      // another type: an element of its own too.
+      Chunk5(
+          R"([{"index":0,"delta":{"reasoning_details":[{"type":"reasoning.text","text":"loose"},)"
+          R"({"type":"reasoning.encrypted","data":"WFla","index":0}]}}])"),
+      Chunk5(
+          R"([{"index":0,"delta":{"content":"Answer."},"finish_reason":"stop"}])"),
+  });
+  const json::object& m = MessageOf(body, 0);
+  EXPECT_EQ(m.at("reasoning"), "Let me think.");
+  EXPECT_EQ(json::value(m.at("reasoning_details")), json::parse(R"([
+      {"type":"reasoning.text","text":"Let me think.","id":null,
+       "format":"anthropic-claude-v1","index":0,"signature":"sig_1"},
+      {"type":"reasoning.summary","summary":"Summary.","id":"s1",
+       "format":"openai-responses-v1","index":1},
+      {"type":"reasoning.encrypted","data":"QUJDREVG","id":"e1",
+       "format":"openai-responses-v1","index":2},
+      {"type":"reasoning.text","text":"loose"},
+      {"type":"reasoning.encrypted","data":"WFla","index":0}])"));
+}
+
+TEST(StreamAccumulatorTest, ConcatenatesLogprobsOfContentAndRefusal) {
+  const json::object body = AccumulatedBody({
+      Chunk5(
+          R"([{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null}])"),
+      Chunk5(
+          R"([{"index":0,"delta":{"content":"Hel"},"logprobs":{"content":[)"
+          R"({"token":"Hel","logprob":-0.5,"bytes":[72,101,108],"top_logprobs":[]}],"refusal":null}}])"),
+      Chunk5(
+          R"([{"index":0,"delta":{"content":"lo"},"logprobs":{"content":[)"
+          R"({"token":"lo","logprob":-0.25,"bytes":[108,111],"top_logprobs":[{"token":"lo","logprob":-0.25,"bytes":[108,111]}]}],"refusal":null}}])"),
+      Chunk5(
+          R"([{"index":0,"delta":{},"finish_reason":"stop","logprobs":null}])"),
+      // a second choice refuses
+      Chunk5(
+          R"([{"index":1,"delta":{"role":"assistant","content":null,"refusal":"No"},)"
+          R"("logprobs":{"content":null,"refusal":[{"token":"No","logprob":-1.0,"bytes":[78,111],"top_logprobs":[]}]}}])"),
+      Chunk5(
+          R"([{"index":1,"delta":{"refusal":"."},)"
+          R"("logprobs":{"content":null,"refusal":[{"token":".","logprob":-2.0,"bytes":[46],"top_logprobs":[]}]}}])"),
+      Chunk5(R"([{"index":1,"delta":{},"finish_reason":"stop"}])"),
+  });
+  EXPECT_EQ(json::value(body.at("choices").at(0).at("logprobs")),
+            json::parse(R"({"content":[
+      {"token":"Hel","logprob":-0.5,"bytes":[72,101,108],"top_logprobs":[]},
+      {"token":"lo","logprob":-0.25,"bytes":[108,111],
+       "top_logprobs":[{"token":"lo","logprob":-0.25,"bytes":[108,111]}]}],
+      "refusal":null})"));
+  EXPECT_EQ(MessageOf(body, 0).at("content"), "Hello");
+  EXPECT_TRUE(MessageOf(body, 0).at("refusal").is_null());
+  EXPECT_EQ(json::value(body.at("choices").at(1).at("logprobs")),
+            json::parse(R"({"content":null,"refusal":[
+      {"token":"No","logprob":-1.0,"bytes":[78,111],"top_logprobs":[]},
+      {"token":".","logprob":-2.0,"bytes":[46],"top_logprobs":[]}]})"));
+  EXPECT_TRUE(MessageOf(body, 1).at("content").is_null());
+  EXPECT_EQ(MessageOf(body, 1).at("refusal"), "No.");
+}
+
+TEST(StreamAccumulatorTest, KeepsAnnotationsRefusalAndOtherMembers) {
+  StreamAccumulator acc;
+  for (
+      const std::string& c : std::vector<std::string>{
+          Chunk5(
+              R"([{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"finish_reason":null}])",
+              R"(,"service_tier":"default")"),
+          Chunk5(R"([{"index":0,"delta":{"content":"See [1]."}}])"),
+          Chunk5(
+              R"([{"index":0,"delta":{"annotations":[{"type":"url_citation","url_citation":)"
+              R"({"url":"https://a.example","title":"A","start_index":4,"end_index":7}}]}}])"),
+          Chunk5(
+              R"([{"index":0,"delta":{"annotations":[{"type":"url_citation","url_citation":)"
+              R"({"url":"https://b.example","title":"B","start_index":0,"end_index":3}}],)"
+              R"("images":[{"type":"image_url","image_url":{"url":"data:image/png;base64,AAAA"}}]}}])"),
+          Chunk5(
+              R"([{"index":0,"delta":{},"finish_reason":"stop","native_finish_reason":"end_turn",)"
+              R"("stop_reason":"end"}])",
+              R"(,"service_tier":null)"),
+          // the usage chunk after the finish, with the usage's details
+          Chunk5(
+              "[]",
+              R"(,"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15,)"
+              R"("cost":0.00012,"is_byok":false,"prompt_tokens_details":{"cached_tokens":4,)"
+              R"("cache_write_tokens":2},"cost_details":{"upstream_inference_cost":null},)"
+              R"("completion_tokens_details":{"reasoning_tokens":1}})"),
+          std::string("[DONE]")}) {
+    ASSERT_OK(acc.Add(c));
+  }
+  const json::object body = ParseObj(acc.ToCompletionJson());
+  const json::object& m = MessageOf(body, 0);
+  EXPECT_EQ(m.at("content"), "See [1].");
+  EXPECT_TRUE(m.at("refusal").is_null());
+  EXPECT_TRUE(m.at("reasoning").is_null());
+  ASSERT_EQ(m.at("annotations").as_array().size(), 2u);
+  EXPECT_EQ(m.at("annotations").at(1).at("url_citation").at("url"),
+            "https://b.example");
+  EXPECT_EQ(m.at("images").as_array().size(), 1u);
+  const json::object& c = body.at("choices").at(0).as_object();
+  EXPECT_EQ(c.at("stop_reason"), "end");
+  EXPECT_EQ(c.at("native_finish_reason"), "end_turn");
+  EXPECT_EQ(body.at("service_tier"), "default");  // a later null keeps it
+  EXPECT_EQ(body.at("system_fingerprint"), "fp_5");
+  EXPECT_EQ(body.at("object"), "chat.completion");
+  EXPECT_EQ(json::value(body.at("usage")), json::parse(R"({"prompt_tokens":10,
+      "completion_tokens":5,"total_tokens":15,"cost":0.00012,"is_byok":false,
+      "prompt_tokens_details":{"cached_tokens":4,"cache_write_tokens":2},
+      "cost_details":{"upstream_inference_cost":null},
+      "completion_tokens_details":{"reasoning_tokens":1}})"));
+  const ParsedCompletion r = acc.Result();
+  ASSERT_TRUE(r.usage.has_value());
+  EXPECT_EQ(r.usage->cached_tokens, 4u);
+  EXPECT_EQ(r.usage->cache_write_tokens, 2u);
+  EXPECT_EQ(r.usage->reasoning_tokens, 1u);
+  EXPECT_DOUBLE_EQ(r.usage->cost.value_or(0), 0.00012);
+}
+
+TEST(StreamAccumulatorTest, ARefusalIsTheAnswerAndMayBeStored) {
+  StreamAccumulator acc;
+  ASSERT_OK(acc.Add(Chunk5(
+      R"([{"index":0,"delta":{"role":"assistant","content":null,"refusal":"I can"},"finish_reason":null}])")));
+  ASSERT_OK(acc.Add(Chunk5(
+      R"([{"index":0,"delta":{"refusal":"not."},"finish_reason":"stop"}])")));
+  const ParsedCompletion r = acc.Result();
+  EXPECT_TRUE(r.content_null);
+  EXPECT_EQ(r.refusal, "I cannot.");
+  EXPECT_EQ(WhyNotCacheable(200, r), "");
+}
+
+TEST(StreamAccumulatorTest, ToolCallsWithSplitArgumentsAndExtraMembers) {
+  const json::object body = AccumulatedBody({
+      Chunk5(
+          R"([{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":[)"
+          R"({"index":1,"id":"call_b","type":"function","function":{"name":"b","arguments":""}},)"
+          R"({"index":0,"id":"call_a","type":"function","function":{"name":"a","arguments":"{\"x\""},)"
+          R"("extra_content":{"google":{"thought_signature":"ts"}}}]}}])"),
+      Chunk5(
+          R"([{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":":1}"}},)"
+          R"({"index":1,"function":{"arguments":"{}"}}]}}])"),
+      Chunk5(R"([{"index":0,"delta":{},"finish_reason":"tool_calls"}])"),
+  });
+  EXPECT_EQ(json::value(MessageOf(body, 0).at("tool_calls")), json::parse(R"([
+      {"id":"call_a","type":"function","function":{"name":"a","arguments":"{\"x\":1}"},
+       "extra_content":{"google":{"thought_signature":"ts"}}},
+      {"id":"call_b","type":"function","function":{"name":"b","arguments":"{}"}}])"));
+  EXPECT_TRUE(MessageOf(body, 0).at("content").is_null());
+}
+
+// A body in OpenRouter's shape with every field of the issue
+// (docs/openrouter.md#response-body): two choices, reasoning and three kinds
+// of reasoning_details, annotations, logprobs whose tokens spell the content,
+// a tool call, a refusal with logprobs, images, usage with cost and details.
+constexpr char kEveryField[] = R"({
+  "id":"gen-9","provider":"Anthropic","model":"anthropic/claude-sonnet-4.5",
+  "object":"chat.completion","created":1767225600,
+  "choices":[
+    {"logprobs":{"content":[
+        {"token":"Gr\u00fc","logprob":-0.25,"bytes":[71,114,195,188],"top_logprobs":[]},
+        {"token":"\u00dfe \ud83d\ude00","logprob":-1.5,"bytes":[195,159,101,32,240,159,152,128],"top_logprobs":[]},
+        {"token":" ok","logprob":0.0,"bytes":[32,111,107],"top_logprobs":[]}],
+      "refusal":null},
+     "finish_reason":"tool_calls","native_finish_reason":"tool_use","index":0,
+     "message":{"role":"assistant","content":"Gr\u00fc\u00dfe \ud83d\ude00 ok",
+       "refusal":null,"reasoning":"First think, then call.",
+       "reasoning_details":[
+         {"type":"reasoning.summary","summary":"Plan.","id":"rs_1","format":"openai-responses-v1","index":0},
+         {"type":"reasoning.text","text":"First think, then call.","signature":"sig","id":null,
+          "format":"anthropic-claude-v1","index":1},
+         {"type":"reasoning.encrypted","data":"ZW5j","id":"rs_2","format":"anthropic-claude-v1","index":2}],
+       "tool_calls":[{"id":"call_1","type":"function","function":
+         {"name":"lookup","arguments":"{\"q\":\"K\u00f6ln\",\"n\":[1,2,3]}"}},
+         {"id":"call_2","type":"function","function":{"name":"noop","arguments":"{}"}}],
+       "annotations":[{"type":"url_citation","url_citation":
+         {"url":"https://example.com/a","title":"A","content":"a","start_index":0,"end_index":4}}],
+       "images":[{"type":"image_url","image_url":{"url":"data:image/png;base64,AAAA"}}]}},
+    {"logprobs":{"content":null,"refusal":[
+        {"token":"No","logprob":-0.125,"bytes":[78,111],"top_logprobs":[]}]},
+     "finish_reason":"stop","native_finish_reason":"stop","index":1,
+     "message":{"role":"assistant","content":null,"refusal":"No","reasoning":null,
+       "annotations":[]}}],
+  "system_fingerprint":null,"service_tier":"standard",
+  "usage":{"prompt_tokens":29,"completion_tokens":33,"total_tokens":62,"cost":0.00002415,
+    "is_byok":false,"prompt_tokens_details":{"cached_tokens":3,"cache_write_tokens":5},
+    "cost_details":{"upstream_inference_cost":null,"upstream_inference_prompt_cost":0.00000435},
+    "completion_tokens_details":{"reasoning_tokens":7}}})";
+
+TEST(ReplayAsSseTest, RoundTripKeepsEveryField) {
+  const json::object stored = ParseObj(kEveryField);
+  for (size_t piece : {size_t{1}, size_t{2}, size_t{4}, size_t{7}, size_t{64},
+                       size_t{100000}}) {
+    SCOPED_TRACE("piece_bytes " + std::to_string(piece));
+    Result<std::vector<std::string>> chunks = ReplayAsSse(kEveryField, piece);
+    ASSERT_OK(chunks);
+    StreamAccumulator acc;
+    ASSERT_OK(Accumulate(Join(*chunks), &acc));
+    EXPECT_TRUE(acc.done());
+    // Object equality ignores member order.
+    EXPECT_EQ(ParseObj(acc.ToCompletionJson()), stored);
+    // And the replay of that is the same replay.
+    Result<std::vector<std::string>> again =
+        ReplayAsSse(acc.ToCompletionJson(), piece);
+    ASSERT_OK(again);
+    StreamAccumulator acc2;
+    ASSERT_OK(Accumulate(Join(*again), &acc2));
+    EXPECT_EQ(ParseObj(acc2.ToCompletionJson()), stored);
+  }
+}
+
+TEST(ReplayAsSseTest, LiveStreamRoundTripKeepsEveryField) {
+  // A live stream with pieces everywhere, accumulated, replayed and
+  // accumulated again.
+  const std::vector<std::string> live = {
+      Chunk5(
+          R"([{"index":0,"delta":{"role":"assistant","content":"","reasoning":"Hm",)"
+          R"("reasoning_details":[{"type":"reasoning.text","text":"Hm","format":"x","index":0}]},)"
+          R"("finish_reason":null,"native_finish_reason":null,"logprobs":null}])"),
+      Chunk5(
+          R"([{"index":1,"delta":{"role":"assistant","content":""},"finish_reason":null,"logprobs":null}])"),
+      Chunk5(
+          R"([{"index":0,"delta":{"reasoning":"m.","reasoning_details":[{"type":"reasoning.text",)"
+          R"("text":"m.","signature":"s","index":0}]},"finish_reason":null,"logprobs":null}])"),
+      Chunk5(
+          R"([{"index":0,"delta":{"content":"A"},"logprobs":{"content":[{"token":"A","logprob":-1.0,)"
+          R"("bytes":[65],"top_logprobs":[]}],"refusal":null}}])"),
+      Chunk5(
+          R"([{"index":1,"delta":{"content":"B"},"logprobs":{"content":[{"token":"B","logprob":-2.0,)"
+          R"("bytes":[66],"top_logprobs":[]}],"refusal":null}}])"),
+      Chunk5(
+          R"([{"index":0,"delta":{"content":"a","annotations":[{"type":"url_citation",)"
+          R"("url_citation":{"url":"https://x.example","start_index":0,"end_index":1}}]},)"
+          R"("logprobs":{"content":[{"token":"a","logprob":-0.5,"bytes":[97],"top_logprobs":[]}],"refusal":null}}])"),
+      Chunk5(
+          R"([{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c","type":"function",)"
+          R"("function":{"name":"f","arguments":"{\"k\":"}}]}}])"),
+      Chunk5(
+          R"([{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"2}"}}]}}])"),
+      Chunk5(
+          R"([{"index":0,"delta":{},"finish_reason":"tool_calls","native_finish_reason":"tool_use"},)"
+          R"({"index":1,"delta":{},"finish_reason":"stop","native_finish_reason":"stop"}])"),
+      Chunk5(
+          "[]",
+          R"(,"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3,"cost":0.5})"),
+      "[DONE]"};
+  StreamAccumulator first;
+  for (const std::string& c : live) ASSERT_OK(first.Add(c));
+  const std::string stored = first.ToCompletionJson();
+  const json::object expected = ParseObj(stored);
+  // Every piece arrived.
+  const json::object& m0 = MessageOf(expected, 0);
+  EXPECT_EQ(m0.at("content"), "Aa");
+  EXPECT_EQ(m0.at("reasoning"), "Hmm.");
+  EXPECT_EQ(m0.at("reasoning_details").at(0).at("text"), "Hmm.");
+  EXPECT_EQ(m0.at("reasoning_details").at(0).at("signature"), "s");
+  EXPECT_EQ(m0.at("annotations").as_array().size(), 1u);
+  EXPECT_EQ(m0.at("tool_calls").at(0).at("function").at("arguments"),
+            "{\"k\":2}");
+  EXPECT_EQ(expected.at("choices")
+                .at(0)
+                .at("logprobs")
+                .at("content")
+                .as_array()
+                .size(),
+            2u);
+  EXPECT_EQ(MessageOf(expected, 1).at("content"), "B");
+  for (size_t piece : {size_t{1}, size_t{3}, size_t{64}}) {
+    Result<std::vector<std::string>> chunks = ReplayAsSse(stored, piece);
+    ASSERT_OK(chunks);
+    StreamAccumulator again;
+    ASSERT_OK(Accumulate(Join(*chunks), &again));
+    EXPECT_EQ(ParseObj(again.ToCompletionJson()), expected)
+        << "piece_bytes " << piece;
+  }
+}
+
+// Payloads of the replay's chunks, parsed (not [DONE]).
+std::vector<json::object> ReplayedChunks(std::string_view body,
+                                         size_t piece_bytes) {
+  std::vector<json::object> out;
+  Result<std::vector<std::string>> chunks = ReplayAsSse(body, piece_bytes);
+  EXPECT_OK(chunks);
+  if (!chunks.ok()) return out;
+  for (size_t i = 0; i + 1 < chunks->size(); ++i) {
+    std::string_view c = (*chunks)[i];
+    out.push_back(ParseObj(c.substr(6, c.size() - 8)));
+  }
+  return out;
+}
+
+TEST(ReplayAsSseTest, LogprobsRideWithTheirContentPieces) {
+  std::map<int64_t, bool> first_of_choice_seen;
+  for (const json::object& chunk : ReplayedChunks(kEveryField, 5)) {
+    for (const json::value& cv : chunk.at("choices").as_array()) {
+      const json::object& c = cv.as_object();
+      const int64_t index = c.at("index").as_int64();
+      const json::object& delta = c.at("delta").as_object();
+      if (!first_of_choice_seen[index]) {
+        // The role chunk carries no logprobs (openai-node would double
+        // them) but the members stored empty.
+        first_of_choice_seen[index] = true;
+        EXPECT_EQ(delta.at("role"), "assistant");
+        EXPECT_TRUE(c.at("logprobs").is_null());
+        // Choice 0 has refusal null; choice 1 has one, sent later.
+        EXPECT_EQ(delta.contains("refusal"), index == 0);
+        continue;
+      }
+      const json::value* content = delta.if_contains("content");
+      if (index != 0 || content == nullptr) continue;
+      // Each content piece carries exactly the tokens that spell it.
+      std::string spelled;
+      for (const json::value& t : c.at("logprobs").at("content").as_array()) {
+        spelled += std::string(t.at("token").as_string());
+      }
+      EXPECT_EQ(spelled, std::string(content->as_string()));
+      EXPECT_TRUE(c.at("logprobs").at("refusal").is_null());
+    }
+  }
+  EXPECT_EQ(first_of_choice_seen.size(), 2u);
+}
+
+TEST(ReplayAsSseTest, ReasoningIsSentWholeInOneChunk) {
+  int reasoning_chunks = 0;
+  for (const json::object& chunk : ReplayedChunks(kEveryField, 3)) {
+    for (const json::value& cv : chunk.at("choices").as_array()) {
+      const json::object& delta = cv.at("delta").as_object();
+      const json::value* r = delta.if_contains("reasoning");
+      if (r == nullptr || r->is_null()) continue;
+      ++reasoning_chunks;
+      EXPECT_EQ(*r, "First think, then call.");
+      EXPECT_EQ(delta.at("reasoning_details").as_array().size(), 3u);
+    }
+  }
+  EXPECT_EQ(reasoning_chunks, 1);
+}
+
+TEST(ReplayAsSseTest, EveryChoiceIsReplayedWithItsIndex) {
+  std::vector<int64_t> finished;
+  bool usage_last = false;
+  const std::vector<json::object> chunks = ReplayedChunks(kEveryField, 64);
+  for (const json::object& chunk : chunks) {
+    EXPECT_EQ(chunk.at("object"), "chat.completion.chunk");
+    EXPECT_EQ(chunk.at("service_tier"), "standard");
+    EXPECT_FALSE(chunk.contains("error"));
+    usage_last = chunk.contains("usage");
+    for (const json::value& cv : chunk.at("choices").as_array()) {
+      if (cv.at("finish_reason").is_string()) {
+        finished.push_back(cv.at("index").as_int64());
+      }
+    }
+  }
+  EXPECT_THAT(finished, ElementsAre(0, 1));
+  EXPECT_TRUE(usage_last);
+  EXPECT_TRUE(chunks.back().at("choices").as_array().empty());
+}
+
+TEST(ReplayAsSseTest, AStoredChoiceErrorIsTheErrorEventOfItsChoice) {
+  const std::string body =
+      R"({"id":"g","model":"m","created":1,"choices":[)"
+      R"({"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"},)"
+      R"({"index":1,"message":{"role":"assistant","content":"par"},"finish_reason":"error",)"
+      R"("error":{"code":502,"message":"cut"}}]})";
+  int errors = 0;
+  for (const json::object& chunk : ReplayedChunks(body, 64)) {
+    if (!chunk.contains("error")) continue;
+    ++errors;
+    EXPECT_EQ(chunk.at("choices").at(0).at("index"), 1);
+    EXPECT_EQ(chunk.at("error").at("code"), 502);
+  }
+  EXPECT_EQ(errors, 1);
+  Result<std::vector<std::string>> chunks = ReplayAsSse(body);
+  ASSERT_OK(chunks);
+  StreamAccumulator acc;
+  ASSERT_OK(Accumulate(Join(*chunks), &acc));
+  ASSERT_TRUE(acc.error().has_value());
+  EXPECT_EQ(acc.error()->code, 502);
+  const json::object again = ParseObj(acc.ToCompletionJson());
+  EXPECT_FALSE(again.at("choices").at(0).as_object().contains("error"));
+  EXPECT_EQ(again.at("choices").at(1).at("error").at("message"), "cut");
 }
 
 }  // namespace

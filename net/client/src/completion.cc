@@ -203,21 +203,24 @@ ParsedCompletion CompletionFromObject(const json::object& o) {
     return c;
   }
   c.has_choices = true;
+  // An error in any choice (n > 1) makes the response an error.
+  for (const json::value& other : choices->get_array()) {
+    if (c.error || !other.is_object()) continue;
+    if (const json::value* e = Member(other.get_object(), "error")) {
+      c.error = ApiErrorFromValue(*e);
+    }
+  }
   const json::value& first = choices->get_array().front();
   if (!first.is_object()) return c;
   const json::object& choice = first.get_object();
   c.finish_reason = StringMember(choice, "finish_reason");
   c.native_finish_reason = StringMember(choice, "native_finish_reason");
-  if (!c.error) {
-    if (const json::value* e = Member(choice, "error")) {
-      c.error = ApiErrorFromValue(*e);
-    }
-  }
   if (const json::object* m = ObjectMember(choice, "message")) {
     ReadContent(Member(*m, "content"), &c);
     c.reasoning = StringMember(*m, "reasoning");
     if (c.reasoning.empty())
       c.reasoning = StringMember(*m, "reasoning_content");
+    c.refusal = StringMember(*m, "refusal");
     if (const json::value* t = Member(*m, "tool_calls");
         t != nullptr && t->is_array()) {
       ReadToolCalls(t->get_array(), &c.tool_calls);
@@ -451,8 +454,8 @@ std::string WhyNotCacheable(int http_status, const ParsedCompletion& c) {
   }
   if (c.finish_reason == "error") return "finish_reason is \"error\"";
   if (!c.has_choices) return "no choices";
-  if (c.content.empty() && c.tool_calls.empty()) {
-    return "no content and no tool calls";
+  if (c.content.empty() && c.refusal.empty() && c.tool_calls.empty()) {
+    return "no content, no refusal and no tool calls";
   }
   return std::string();
 }

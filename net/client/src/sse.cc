@@ -189,26 +189,325 @@ bool SseParser::Finish() {
 // ---------------------------------------------------------------------------
 // StreamAccumulator
 
+namespace {
+
+// How the members of a stream merge into the complete response
+// (docs/openrouter.md#stream-handling):
+//   * delta members are pieces: strings concatenate, arrays append, other
+//     values replace; a null only records that the member exists;
+//   * choice and top-level members are repeated by every chunk (a snapshot):
+//     the last non-null value wins; a null only records that it exists.
+
+void MergeDeltaValue(json::object& into, std::string_view key,
+                     const json::value& v) {
+  auto it = into.find(key);
+  if (it == into.end()) {
+    into.emplace(key, v);
+    return;
+  }
+  json::value& cur = it->value();
+  if (v.is_null()) return;
+  if (v.is_string() && cur.is_string()) {
+    cur.get_string().append(v.get_string());
+  } else if (v.is_array() && cur.is_array()) {
+    json::array& a = cur.get_array();
+    for (const json::value& e : v.get_array()) a.push_back(e);
+  } else {
+    cur = v;
+  }
+}
+
+void MergeSnapshotValue(json::object& into, std::string_view key,
+                        const json::value& v) {
+  auto it = into.find(key);
+  if (it == into.end()) {
+    into.emplace(key, v);
+  } else if (!v.is_null()) {
+    it->value() = v;
+  }
+}
+
+// A non-negative integer `index` (choices, tool calls, reasoning details).
+std::optional<int64_t> IndexOf(const json::object& o) {
+  const json::value* v = Member(o, "index");
+  if (v == nullptr) return std::nullopt;
+  if (v->is_int64() && v->get_int64() >= 0) return v->get_int64();
+  if (v->is_uint64() && v->get_uint64() <= (uint64_t{1} << 62)) {
+    return static_cast<int64_t>(v->get_uint64());
+  }
+  return std::nullopt;
+}
+
+// A member that is present but "empty": null, "", [] or {}.
+bool IsEmptyValue(const json::value& v) {
+  return v.is_null() || (v.is_string() && v.get_string().empty()) ||
+         (v.is_array() && v.get_array().empty()) ||
+         (v.is_object() && v.get_object().empty());
+}
+
+// The text members of a reasoning detail, whose pieces concatenate.
+bool IsDetailText(std::string_view key) {
+  return key == "text" || key == "summary" || key == "data";
+}
+
+struct ToolCallState {
+  std::string id;
+  std::string type;
+  std::string name;
+  std::string arguments;
+  json::object extras;     // other members of the call, in arrival order
+  json::object fn_extras;  // other members of `function`
+
+  void Add(const json::object& fragment) {
+    std::string_view s;
+    for (const auto& kv : fragment) {
+      const std::string_view key = kv.key();
+      if (key == "index") continue;
+      if (key == "id") {
+        if (id.empty() && StringMember(fragment, key, &s)) id.assign(s);
+      } else if (key == "type") {
+        if (type.empty() && StringMember(fragment, key, &s)) type.assign(s);
+      } else if (key == "function" && kv.value().is_object()) {
+        const json::object& f = kv.value().get_object();
+        for (const auto& fkv : f) {
+          const std::string_view fkey = fkv.key();
+          const json::value& fv = fkv.value();
+          if (fkey == "name") {
+            if (name.empty() && fv.is_string()) name.assign(fv.get_string());
+          } else if (fkey == "arguments") {
+            if (fv.is_string()) {
+              arguments.append(fv.get_string());
+            } else if (!fv.is_null() && arguments.empty()) {
+              // Some providers send the arguments as an object.
+              arguments = json::serialize(fv);
+            }
+          } else {
+            MergeSnapshotValue(fn_extras, fkey, fv);
+          }
+        }
+      } else {
+        MergeSnapshotValue(extras, key, kv.value());
+      }
+    }
+  }
+
+  json::object ToJson() const {
+    json::object fn;
+    fn["name"] = name;
+    fn["arguments"] = arguments;
+    for (const auto& kv : fn_extras) fn.emplace(kv.key(), kv.value());
+    json::object call;
+    call["id"] = id;
+    call["type"] = type.empty() ? "function" : type;
+    call["function"] = std::move(fn);
+    for (const auto& kv : extras) call.emplace(kv.key(), kv.value());
+    return call;
+  }
+};
+
+// One choice of the stream, by its `index`.
+struct ChoiceState {
+  // Every delta member but tool_calls and reasoning_details, merged.
+  json::object message;
+  std::map<int64_t, ToolCallState> tool_calls;  // by `index`
+  bool tool_calls_seen = false;  // an array arrived (maybe empty)
+  bool tool_calls_null = false;  // a null arrived
+  json::array reasoning_details;
+  std::map<int64_t, size_t> detail_at;  // index -> latest element with it
+  bool details_seen = false;            // an array arrived (maybe empty)
+  bool details_null = false;            // a null arrived
+  json::value logprobs;                 // null until an object arrives
+  std::string finish_reason;            // the last non-empty one
+  std::string native_finish_reason;
+  json::object fields;  // other choice members (error, ...), snapshots
+
+  void Add(const json::object& choice) {
+    for (const auto& kv : choice) {
+      const std::string_view key = kv.key();
+      const json::value& v = kv.value();
+      if (key == "index") continue;
+      if (key == "delta") {
+        if (v.is_object()) AddDelta(v.get_object());
+      } else if (key == "logprobs") {
+        AddLogprobs(v);
+      } else if (key == "finish_reason") {
+        if (v.is_string() && !v.get_string().empty()) {
+          finish_reason.assign(v.get_string());
+        }
+      } else if (key == "native_finish_reason") {
+        if (v.is_string() && !v.get_string().empty()) {
+          native_finish_reason.assign(v.get_string());
+        }
+      } else if (key == "message") {
+        // Not a stream member; never merged into the deltas.
+      } else {
+        MergeSnapshotValue(fields, key, v);
+      }
+    }
+  }
+
+  void AddDelta(const json::object& delta) {
+    for (const auto& kv : delta) {
+      const std::string_view key = kv.key();
+      const json::value& v = kv.value();
+      if (key == "role") {
+        if (v.is_string() && !v.get_string().empty()) message["role"] = v;
+      } else if (key == "tool_calls") {
+        if (v.is_array()) {
+          tool_calls_seen = true;
+          AddToolCalls(v.get_array());
+        } else if (v.is_null()) {
+          tool_calls_null = true;
+        }
+      } else if (key == "reasoning_details") {
+        if (v.is_array()) {
+          details_seen = true;
+          for (const json::value& d : v.get_array()) AddDetail(d);
+        } else if (v.is_null()) {
+          details_null = true;
+        }
+      } else {
+        MergeDeltaValue(message, key, v);
+      }
+    }
+  }
+
+  void AddToolCalls(const json::array& calls) {
+    for (size_t i = 0; i < calls.size(); ++i) {
+      if (!calls[i].is_object()) continue;
+      const json::object& c = calls[i].get_object();
+      // `index` is required by the protocol; its position is the fallback.
+      const int64_t index = IndexOf(c).value_or(static_cast<int64_t>(i));
+      tool_calls[index].Add(c);
+    }
+  }
+
+  // Elements with the `index` of an earlier element of the same type are
+  // its continuation: text, summary and data concatenate, other members
+  // keep their first non-null value (docs/openrouter.md#stream-handling).
+  void AddDetail(const json::value& d) {
+    const json::object* o = d.if_object();
+    const std::optional<int64_t> index =
+        o != nullptr ? IndexOf(*o) : std::nullopt;
+    if (index) {
+      auto it = detail_at.find(*index);
+      if (it != detail_at.end()) {
+        json::object& cur = reasoning_details[it->second].get_object();
+        const json::value* type = Member(*o, "type");
+        const json::value* cur_type = Member(cur, "type");
+        if (type == nullptr || type->is_null() || cur_type == nullptr ||
+            *type == *cur_type) {
+          for (const auto& kv : *o) {
+            const std::string_view key = kv.key();
+            if (key == "index") continue;
+            auto at = cur.find(key);
+            if (at == cur.end()) {
+              cur.emplace(key, kv.value());
+            } else if (IsDetailText(key) && at->value().is_string() &&
+                       kv.value().is_string()) {
+              at->value().get_string().append(kv.value().get_string());
+            } else if (at->value().is_null()) {
+              at->value() = kv.value();
+            }
+          }
+          return;
+        }
+      }
+      detail_at[*index] = reasoning_details.size();
+    }
+    reasoning_details.push_back(d);
+  }
+
+  // logprobs.content and logprobs.refusal arrays concatenate; other
+  // members are snapshots.
+  void AddLogprobs(const json::value& v) {
+    if (v.is_null()) return;
+    if (!v.is_object() || !logprobs.is_object()) {
+      logprobs = v;
+      return;
+    }
+    json::object& cur = logprobs.get_object();
+    for (const auto& kv : v.get_object()) {
+      const std::string_view key = kv.key();
+      if ((key == "content" || key == "refusal") && kv.value().is_array()) {
+        MergeDeltaValue(cur, key, kv.value());
+      } else {
+        MergeSnapshotValue(cur, key, kv.value());
+      }
+    }
+  }
+
+  json::object ToJson(int64_t index, const json::value* error) const {
+    json::object m;
+    auto role = message.find("role");
+    m["role"] =
+        role != message.end() ? role->value() : json::value("assistant");
+    auto content = message.find("content");
+    m["content"] =
+        content != message.end() ? content->value() : json::value(nullptr);
+    // OpenRouter's non-streaming message always has these two.
+    for (std::string_view key : {"refusal", "reasoning"}) {
+      auto it = message.find(key);
+      m[key] = it != message.end() ? it->value() : json::value(nullptr);
+    }
+    for (const auto& kv : message) {
+      if (!m.contains(kv.key())) m.emplace(kv.key(), kv.value());
+    }
+    if (details_seen) {
+      m["reasoning_details"] = reasoning_details;
+    } else if (details_null) {
+      m["reasoning_details"] = nullptr;
+    }
+    if (!tool_calls.empty()) {
+      json::array calls;
+      calls.reserve(tool_calls.size());
+      for (const auto& [i, call] : tool_calls) calls.push_back(call.ToJson());
+      m["tool_calls"] = std::move(calls);
+    } else if (tool_calls_seen) {
+      m["tool_calls"] = json::array();
+    } else if (tool_calls_null) {
+      m["tool_calls"] = nullptr;
+    }
+
+    json::object c;
+    c["index"] = index;
+    c["message"] = std::move(m);
+    c["finish_reason"] = finish_reason.empty() ? json::value(nullptr)
+                                               : json::value(finish_reason);
+    c["native_finish_reason"] = native_finish_reason.empty()
+                                    ? json::value(nullptr)
+                                    : json::value(native_finish_reason);
+    c["logprobs"] = logprobs;
+    for (const auto& kv : fields) c.emplace(kv.key(), kv.value());
+    // A top-level error event stays with the choice it ended.
+    if (error != nullptr && !IsTruthyError(Member(c, "error"))) {
+      c["error"] = *error;
+    }
+    return c;
+  }
+};
+
+}  // namespace
+
 struct StreamAccumulator::Impl {
   std::string id;
   std::string model;
   std::string provider;
-  json::value created;             // as sent; null until seen
-  json::value system_fingerprint;  // as sent; null until seen
-  std::string role;
-  std::string content;
-  bool content_seen = false;  // a string `content` delta arrived
-  std::string reasoning;
-  std::map<int, ToolCall> tool_calls;  // by `index`
-  std::string finish_reason;
-  std::string native_finish_reason;
+  json::value created;  // as sent; null until seen
+  json::object extra;   // other top-level members (system_fingerprint, ...)
+  std::map<int64_t, ChoiceState> choices;  // by `index`
   bool has_choices = false;
   std::optional<CompletionUsage> usage;
   json::value usage_raw;  // the usage object as received; null until seen
   json::value error_raw;  // the first error as received; null until seen
+  // A top-level error event without choices; null until seen.
+  json::value top_error;
+  // Choices ended by a top-level error event: index -> the error.
+  std::map<int64_t, json::value> choice_top_errors;
 
-  void AddChoice(const json::object& choice);
-  void AddToolCalls(const json::array& calls);
+  const ChoiceState* First() const {
+    return choices.empty() ? nullptr : &choices.begin()->second;
+  }
 };
 
 StreamAccumulator::StreamAccumulator() : impl_(std::make_unique<Impl>()) {}
@@ -216,59 +515,6 @@ StreamAccumulator::~StreamAccumulator() = default;
 StreamAccumulator::StreamAccumulator(StreamAccumulator&&) noexcept = default;
 StreamAccumulator& StreamAccumulator::operator=(StreamAccumulator&&) noexcept =
     default;
-
-void StreamAccumulator::Impl::AddChoice(const json::object& choice) {
-  has_choices = true;
-  if (const json::object* delta = ObjectMember(choice, "delta")) {
-    std::string_view s;
-    if (StringMember(*delta, "role", &s) && !s.empty()) role.assign(s);
-    if (StringMember(*delta, "content", &s)) {
-      content += s;
-      content_seen = true;
-    }
-    if (StringMember(*delta, "reasoning", &s) ||
-        StringMember(*delta, "reasoning_content", &s)) {
-      reasoning += s;
-    }
-    if (const json::array* calls = ArrayMember(*delta, "tool_calls")) {
-      AddToolCalls(*calls);
-    }
-  }
-  std::string_view s;
-  if (StringMember(choice, "finish_reason", &s) && !s.empty()) {
-    finish_reason.assign(s);
-  }
-  if (StringMember(choice, "native_finish_reason", &s) && !s.empty()) {
-    native_finish_reason.assign(s);
-  }
-}
-
-void StreamAccumulator::Impl::AddToolCalls(const json::array& calls) {
-  for (size_t i = 0; i < calls.size(); ++i) {
-    if (!calls[i].is_object()) continue;
-    const json::object& c = calls[i].get_object();
-    // `index` is required by the protocol; its position is the fallback.
-    int index = static_cast<int>(i);
-    if (const json::value* v = Member(c, "index"); v != nullptr) {
-      if (v->is_int64() && v->get_int64() >= 0 && v->get_int64() < 1 << 20) {
-        index = static_cast<int>(v->get_int64());
-      } else if (v->is_uint64() && v->get_uint64() < 1 << 20) {
-        index = static_cast<int>(v->get_uint64());
-      }
-    }
-    ToolCall& call = tool_calls[index];
-    call.index = index;
-    std::string_view s;
-    if (call.id.empty() && StringMember(c, "id", &s)) call.id.assign(s);
-    if (call.type.empty() && StringMember(c, "type", &s)) call.type.assign(s);
-    if (const json::object* f = ObjectMember(c, "function")) {
-      if (call.name.empty() && StringMember(*f, "name", &s)) {
-        call.name.assign(s);
-      }
-      if (StringMember(*f, "arguments", &s)) call.arguments += s;
-    }
-  }
-}
 
 Status StreamAccumulator::Add(std::string_view data) {
   try {
@@ -295,42 +541,48 @@ Status StreamAccumulator::Add(std::string_view data) {
     // A moved-from accumulator starts over rather than crash.
     if (impl_ == nullptr) impl_ = std::make_unique<Impl>();
     Impl& impl = *impl_;
-    std::string_view s;
-    if (impl.id.empty() && StringMember(o, "id", &s)) impl.id.assign(s);
-    if (impl.model.empty() && StringMember(o, "model", &s))
-      impl.model.assign(s);
-    if (impl.provider.empty() && StringMember(o, "provider", &s)) {
-      impl.provider.assign(s);
-    }
-    if (const json::value* c = Member(o, "created");
-        c != nullptr && impl.created.is_null() && c->is_number()) {
-      impl.created = *c;
-    }
-    if (const json::value* f = Member(o, "system_fingerprint");
-        f != nullptr && f->is_string()) {
-      impl.system_fingerprint = *f;
+    for (const auto& kv : o) {
+      const std::string_view key = kv.key();
+      const json::value& value = kv.value();
+      if (key == "id" || key == "model" || key == "provider") {
+        std::string& field = key == "id"      ? impl.id
+                             : key == "model" ? impl.model
+                                              : impl.provider;
+        if (field.empty() && value.is_string())
+          field.assign(value.get_string());
+      } else if (key == "created") {
+        if (impl.created.is_null() && value.is_number()) impl.created = value;
+      } else if (key == "object" || key == "choices" || key == "usage" ||
+                 key == "error" || key == "debug" || key == "obfuscation") {
+        // Chunk framing, handled below, or not part of the response.
+      } else {
+        MergeSnapshotValue(impl.extra, key, value);
+      }
     }
 
     const json::value* top_error = Member(o, "error");
+    const bool top_error_truthy = IsTruthyError(top_error);
     const json::value* choice_error = nullptr;
+    bool chunk_had_choice = false;
     if (choices != nullptr) {
       for (const json::value& c : *choices) {
         if (!c.is_object()) continue;
         const json::object& choice = c.get_object();
-        // OpenRouter sends one choice; any other index is not ours to merge.
-        const json::value* index = Member(choice, "index");
-        if (index != nullptr && index->is_number() &&
-            !(index->is_int64() && index->get_int64() == 0) &&
-            !(index->is_uint64() && index->get_uint64() == 0)) {
-          continue;
-        }
-        impl.AddChoice(choice);
+        // A missing (or invalid) index is the first choice.
+        const int64_t index = IndexOf(choice).value_or(0);
+        impl.choices[index].Add(choice);
+        impl.has_choices = true;
+        chunk_had_choice = true;
         if (const json::value* e = Member(choice, "error"); IsTruthyError(e)) {
-          choice_error = e;
+          if (choice_error == nullptr) choice_error = e;
         }
+        if (top_error_truthy) impl.choice_top_errors.emplace(index, *top_error);
       }
     }
-    const bool has_error = IsTruthyError(top_error) || choice_error != nullptr;
+    if (top_error_truthy && !chunk_had_choice && impl.top_error.is_null()) {
+      impl.top_error = *top_error;
+    }
+    const bool has_error = top_error_truthy || choice_error != nullptr;
     if (has_usage || (has_error && !error_)) {
       // Usage and error chunks are rare (one each): parse them again with
       // ParseCompletion so both paths share one reading of these shapes.
@@ -342,8 +594,7 @@ Status StreamAccumulator::Add(std::string_view data) {
         }
         if (has_error && !error_ && parsed->error) {
           error_ = parsed->error;
-          impl.error_raw =
-              IsTruthyError(top_error) ? *top_error : *choice_error;
+          impl.error_raw = top_error_truthy ? *top_error : *choice_error;
         }
       }
     }
@@ -369,19 +620,33 @@ ParsedCompletion StreamAccumulator::Result() const {
   } else if (impl.created.is_double()) {
     c.created = static_cast<int64_t>(impl.created.get_double());
   }
-  c.content = impl.content;
-  c.content_null = !impl.content_seen;
-  c.reasoning = impl.reasoning;
-  c.tool_calls.reserve(impl.tool_calls.size());
-  for (const auto& [index, call] : impl.tool_calls) {
-    c.tool_calls.push_back(call);
-    if (c.tool_calls.back().type.empty()) c.tool_calls.back().type = "function";
-  }
-  c.finish_reason = impl.finish_reason;
-  c.native_finish_reason = impl.native_finish_reason;
   c.has_choices = impl.has_choices;
   c.usage = impl.usage;
   c.error = error_;
+  const ChoiceState* first = impl.First();
+  if (first == nullptr) return c;
+  std::string_view s;
+  if (StringMember(first->message, "content", &s)) {
+    c.content.assign(s);
+    c.content_null = false;
+  }
+  if ((StringMember(first->message, "reasoning", &s) && !s.empty()) ||
+      StringMember(first->message, "reasoning_content", &s)) {
+    c.reasoning.assign(s);
+  }
+  if (StringMember(first->message, "refusal", &s)) c.refusal.assign(s);
+  c.tool_calls.reserve(first->tool_calls.size());
+  for (const auto& [index, call] : first->tool_calls) {
+    ToolCall t;
+    t.index = static_cast<int>(std::min<int64_t>(index, 1 << 30));
+    t.id = call.id;
+    t.type = call.type.empty() ? "function" : call.type;
+    t.name = call.name;
+    t.arguments = call.arguments;
+    c.tool_calls.push_back(std::move(t));
+  }
+  c.finish_reason = first->finish_reason;
+  c.native_finish_reason = first->native_finish_reason;
   return c;
 }
 
@@ -396,56 +661,32 @@ std::string StreamAccumulator::ToCompletionJson() const {
     root["object"] = "chat.completion";
     root["created"] = impl.created.is_null() ? json::value(0) : impl.created;
 
-    json::object message;
-    message["role"] = impl.role.empty() ? "assistant" : impl.role;
-    if (impl.content_seen) {
-      message["content"] = impl.content;
-    } else {
-      message["content"] = nullptr;
-    }
-    if (!impl.reasoning.empty()) message["reasoning"] = impl.reasoning;
-    if (!impl.tool_calls.empty()) {
-      json::array calls;
-      calls.reserve(impl.tool_calls.size());
-      for (const auto& [index, call] : impl.tool_calls) {
-        json::object fn;
-        fn["name"] = call.name;
-        fn["arguments"] = call.arguments;
-        json::object tc;
-        tc["id"] = call.id;
-        tc["type"] = call.type.empty() ? "function" : call.type;
-        tc["function"] = std::move(fn);
-        calls.push_back(std::move(tc));
-      }
-      message["tool_calls"] = std::move(calls);
-    }
-
-    json::object choice;
-    choice["index"] = 0;
-    choice["message"] = std::move(message);
-    choice["finish_reason"] = impl.finish_reason.empty()
-                                  ? json::value(nullptr)
-                                  : json::value(impl.finish_reason);
-    choice["native_finish_reason"] =
-        impl.native_finish_reason.empty()
-            ? json::value(nullptr)
-            : json::value(impl.native_finish_reason);
-    choice["logprobs"] = nullptr;
-    // An error stays with the response: in the choice when the stream had
-    // choices (docs/openrouter.md#errors-in-200, "in a choice"), else at the
-    // top level.
-    if (!impl.error_raw.is_null() && impl.has_choices) {
-      choice["error"] = impl.error_raw;
-    }
+    // An error stays with the response: in the choice it ended when the
+    // stream had choices (docs/openrouter.md#errors-in-200, "in a choice"),
+    // else at the top level.
     json::array choices;
-    choices.push_back(std::move(choice));
+    if (impl.choices.empty()) {
+      const ChoiceState none;
+      choices.push_back(none.ToJson(0, nullptr));
+    } else {
+      bool top_error_placed = impl.top_error.is_null();
+      for (const auto& [index, state] : impl.choices) {
+        const json::value* error = nullptr;
+        if (auto it = impl.choice_top_errors.find(index);
+            it != impl.choice_top_errors.end()) {
+          error = &it->second;
+        } else if (!top_error_placed) {
+          error = &impl.top_error;
+          top_error_placed = true;
+        }
+        choices.push_back(state.ToJson(index, error));
+      }
+    }
     root["choices"] = std::move(choices);
-    if (!impl.error_raw.is_null() && !impl.has_choices) {
-      root["error"] = impl.error_raw;
+    if (!impl.top_error.is_null() && !impl.has_choices) {
+      root["error"] = impl.top_error;
     }
-    if (!impl.system_fingerprint.is_null()) {
-      root["system_fingerprint"] = impl.system_fingerprint;
-    }
+    for (const auto& kv : impl.extra) root.emplace(kv.key(), kv.value());
     if (!impl.usage_raw.is_null()) root["usage"] = impl.usage_raw;
     return json::serialize(root);
   } catch (const std::exception&) {
@@ -463,28 +704,24 @@ class ChunkWriter {
  public:
   ChunkWriter(const json::object& response, std::vector<std::string>* out)
       : out_(out) {
-    for (std::string_view key : {"id", "provider", "model"}) {
-      if (const json::value* v = Member(response, key)) head_[key] = *v;
+    // Every chunk repeats the response's top-level members
+    // (docs/openrouter.md#stream-chunks) but its choices, usage and error.
+    for (const auto& kv : response) {
+      const std::string_view key = kv.key();
+      if (key == "choices" || key == "usage" || key == "error") continue;
+      if (key == "object") {
+        head_["object"] = "chat.completion.chunk";
+      } else {
+        head_.emplace(key, kv.value());
+      }
     }
-    head_["object"] = "chat.completion.chunk";
-    if (const json::value* v = Member(response, "created")) {
-      head_["created"] = *v;
-    }
-    if (const json::value* v = Member(response, "system_fingerprint")) {
-      fingerprint_ = *v;
-    }
+    if (!head_.contains("object")) head_["object"] = "chat.completion.chunk";
   }
 
-  // A chunk with one choice carrying `delta`.
-  void Delta(json::object delta, json::value finish_reason = nullptr,
-             json::value native_finish_reason = nullptr,
-             const json::value* error = nullptr) {
-    json::object choice;
-    choice["index"] = 0;
-    choice["delta"] = std::move(delta);
-    choice["finish_reason"] = std::move(finish_reason);
-    choice["native_finish_reason"] = std::move(native_finish_reason);
-    choice["logprobs"] = nullptr;
+  // A chunk with one choice: `delta`, and the choice members `members`
+  // (finish_reason, native_finish_reason, logprobs, ...); `error` goes to
+  // the top level, where the SDKs look for it.
+  void Choice(json::object choice, const json::value* error = nullptr) {
     json::array choices;
     choices.push_back(std::move(choice));
     json::object chunk = head_;
@@ -503,9 +740,6 @@ class ChunkWriter {
 
  private:
   void Emit(json::object chunk) {
-    if (!fingerprint_.is_null()) {
-      chunk["system_fingerprint"] = fingerprint_;
-    }
     std::string line = "data: ";
     line += json::serialize(chunk);
     line += "\n\n";
@@ -513,8 +747,319 @@ class ChunkWriter {
   }
 
   json::object head_;
-  json::value fingerprint_;
   std::vector<std::string>* out_;
+};
+
+// The message members replayed by dedicated chunks; any other member with a
+// value is sent whole in a chunk of its own.
+bool HasOwnChunks(std::string_view key) {
+  return key == "role" || key == "content" || key == "refusal" ||
+         key == "reasoning" || key == "reasoning_content" ||
+         key == "reasoning_details" || key == "annotations" ||
+         key == "tool_calls";
+}
+
+// Replays one stored choice (docs/openrouter.md#stream-handling).
+class ChoiceReplay {
+ public:
+  ChoiceReplay(const json::object& choice, int64_t index,
+               const json::value* error, size_t piece_bytes,
+               ChunkWriter* writer)
+      : choice_(choice),
+        index_(index),
+        error_(error),
+        piece_bytes_(piece_bytes),
+        writer_(writer) {
+    if (const json::object* m = ObjectMember(choice, "message")) message_ = m;
+    if (const json::object* lp = ObjectMember(choice, "logprobs")) {
+      logprobs_ = lp;
+    }
+  }
+
+  void Run() {
+    RoleChunk();
+    ReasoningChunk();
+    RefusalChunk();
+    ContentChunks();
+    OtherChunks();
+    ToolCallChunks();
+    FinishChunk();
+  }
+
+ private:
+  // The choice of one chunk: its index, `delta`, logprobs (a slice of the
+  // stored ones, or null), and the stored choice members that are null
+  // (the OpenRouter chunk shape repeats them).
+  json::object Choice(json::object delta, json::value logprobs = nullptr) {
+    json::object c;
+    c["index"] = index_;
+    c["delta"] = std::move(delta);
+    c["finish_reason"] = nullptr;
+    c["native_finish_reason"] = nullptr;
+    c["logprobs"] = std::move(logprobs);
+    for (const auto& kv : choice_) {
+      if (kv.value().is_null() && !c.contains(kv.key()) &&
+          kv.key() != "message" && kv.key() != "error") {
+        c.emplace(kv.key(), nullptr);
+      }
+    }
+    return c;
+  }
+
+  // The stored logprobs with `content` and `refusal` replaced by `content`
+  // and `refusal` (null where absent): the part one chunk carries.
+  json::value LogprobsSlice(json::value content, json::value refusal) {
+    json::object lp = *logprobs_;
+    if (lp.contains("content") || !content.is_null()) {
+      lp["content"] = std::move(content);
+    }
+    if (lp.contains("refusal") || !refusal.is_null()) {
+      lp["refusal"] = std::move(refusal);
+    }
+    logprobs_sent_ = true;
+    return lp;
+  }
+
+  const json::array* LogprobsArray(std::string_view key) const {
+    return logprobs_ != nullptr ? ArrayMember(*logprobs_, key) : nullptr;
+  }
+
+  // The role chunk: role, content "" (or null), and every other stored
+  // member that is empty (null, "", [], {}), so that its presence survives.
+  // Never logprobs: the openai-node SDK duplicates a first chunk's logprobs.
+  void RoleChunk() {
+    json::object delta;
+    std::string_view role = "assistant";
+    if (message_ != nullptr) StringMember(*message_, "role", &role);
+    delta["role"] = role.empty() ? std::string_view("assistant") : role;
+    const json::value* content =
+        message_ != nullptr ? Member(*message_, "content") : nullptr;
+    delta["content"] = content != nullptr && content->is_string()
+                           ? json::value("")
+                           : json::value(nullptr);
+    if (message_ != nullptr) {
+      for (const auto& kv : *message_) {
+        if (kv.key() == "role" || kv.key() == "content") continue;
+        if (IsEmptyValue(kv.value())) delta.emplace(kv.key(), kv.value());
+      }
+    }
+    writer_->Choice(Choice(std::move(delta)));
+  }
+
+  // Reasoning whole, in one chunk: the openai-node SDK keeps only the last
+  // value of a delta member it does not know, so a piece would be all it
+  // kept; reasoning_details whole, so that each element arrives once.
+  void ReasoningChunk() {
+    if (message_ == nullptr) return;
+    json::object delta;
+    for (std::string_view key :
+         {"reasoning", "reasoning_content", "reasoning_details"}) {
+      const json::value* v = Member(*message_, key);
+      if (v != nullptr && !IsEmptyValue(*v)) delta.emplace(key, *v);
+    }
+    if (!delta.empty()) writer_->Choice(Choice(std::move(delta)));
+  }
+
+  void RefusalChunk() {
+    std::string_view refusal;
+    if (message_ == nullptr || !StringMember(*message_, "refusal", &refusal) ||
+        refusal.empty()) {
+      return;
+    }
+    json::object delta;
+    delta["refusal"] = refusal;
+    json::value lp = nullptr;
+    if (const json::array* r = LogprobsArray("refusal")) {
+      lp = LogprobsSlice(nullptr, *r);
+      refusal_logprobs_sent_ = true;
+    }
+    writer_->Choice(Choice(std::move(delta), std::move(lp)));
+  }
+
+  // Content in pieces. With logprobs whose tokens spell the content, each
+  // piece is a run of whole tokens and carries their logprobs; otherwise
+  // the first piece carries all of them.
+  void ContentChunks() {
+    const json::value* content =
+        message_ != nullptr ? Member(*message_, "content") : nullptr;
+    if (content == nullptr) return;
+    if (content->is_array()) {
+      // A parts array (rare for an answer) goes whole.
+      if (content->get_array().empty()) return;
+      json::object delta;
+      delta["content"] = *content;
+      writer_->Choice(Choice(std::move(delta), ContentLogprobsWhole()));
+      return;
+    }
+    if (!content->is_string() || content->get_string().empty()) return;
+    const std::string_view text = content->get_string();
+    if (const json::array* tokens = LogprobsArray("content");
+        tokens != nullptr && TokensSpell(*tokens, text)) {
+      json::array group;
+      std::string piece;
+      for (const json::value& t : *tokens) {
+        const std::string_view token = t.get_object().at("token").get_string();
+        if (!group.empty() && piece.size() + token.size() > piece_bytes_) {
+          ContentPiece(piece, std::move(group));
+          group = json::array();
+          piece.clear();
+        }
+        group.push_back(t);
+        piece += token;
+      }
+      if (!group.empty()) ContentPiece(piece, std::move(group));
+      return;
+    }
+    bool first = true;
+    for (std::string_view piece : SplitUtf8(text, piece_bytes_)) {
+      json::object delta;
+      delta["content"] = piece;
+      writer_->Choice(
+          Choice(std::move(delta), first ? ContentLogprobsWhole() : nullptr));
+      first = false;
+    }
+  }
+
+  void ContentPiece(std::string_view piece, json::array tokens) {
+    json::object delta;
+    delta["content"] = piece;
+    writer_->Choice(
+        Choice(std::move(delta), LogprobsSlice(std::move(tokens), nullptr)));
+  }
+
+  json::value ContentLogprobsWhole() {
+    const json::array* tokens = LogprobsArray("content");
+    if (tokens == nullptr) return nullptr;
+    return LogprobsSlice(*tokens, nullptr);
+  }
+
+  static bool TokensSpell(const json::array& tokens, std::string_view text) {
+    size_t pos = 0;
+    for (const json::value& t : tokens) {
+      if (!t.is_object()) return false;
+      const json::value* token = Member(t.get_object(), "token");
+      if (token == nullptr || !token->is_string()) return false;
+      const std::string_view s = token->get_string();
+      if (text.substr(pos, s.size()) != s) return false;
+      pos += s.size();
+    }
+    return pos == text.size();
+  }
+
+  // Annotations whole (like reasoning), then any other member with a value
+  // (images, audio, ...), each whole.
+  void OtherChunks() {
+    if (message_ == nullptr) return;
+    if (const json::value* a = Member(*message_, "annotations");
+        a != nullptr && !IsEmptyValue(*a)) {
+      json::object delta;
+      delta["annotations"] = *a;
+      writer_->Choice(Choice(std::move(delta)));
+    }
+    for (const auto& kv : *message_) {
+      if (HasOwnChunks(kv.key()) || IsEmptyValue(kv.value())) continue;
+      json::object delta;
+      delta.emplace(kv.key(), kv.value());
+      writer_->Choice(Choice(std::move(delta)));
+    }
+  }
+
+  // Each call: a head fragment with index, id, type, name (and any other
+  // stored member), then its arguments in pieces.
+  void ToolCallChunks() {
+    const json::array* calls =
+        message_ != nullptr ? ArrayMember(*message_, "tool_calls") : nullptr;
+    if (calls == nullptr) return;
+    int64_t index = 0;
+    for (const json::value& c : *calls) {
+      if (!c.is_object()) continue;
+      const json::object& call = c.get_object();
+      std::string_view name;
+      std::string arguments;
+      json::object fn;
+      if (const json::object* f = ObjectMember(call, "function")) {
+        StringMember(*f, "name", &name);
+        const json::value* args = Member(*f, "arguments");
+        if (args != nullptr && args->is_string()) {
+          arguments = std::string(args->get_string());
+        } else if (args != nullptr && !args->is_null()) {
+          arguments = json::serialize(*args);
+        }
+        fn["name"] = name;
+        fn["arguments"] = "";
+        for (const auto& kv : *f) {
+          if (kv.key() != "name" && kv.key() != "arguments") {
+            fn.emplace(kv.key(), kv.value());
+          }
+        }
+      } else {
+        fn["name"] = name;
+        fn["arguments"] = "";
+      }
+      json::object head;
+      head["index"] = index;
+      head["id"] = StringOr(call, "id");
+      const std::string type = StringOr(call, "type");
+      head["type"] = type.empty() ? "function" : type;
+      head["function"] = std::move(fn);
+      for (const auto& kv : call) {
+        if (!head.contains(kv.key())) head.emplace(kv.key(), kv.value());
+      }
+      head["index"] = index;  // the position, whatever was stored
+      ToolCallDelta(std::move(head));
+      for (std::string_view piece : SplitUtf8(arguments, piece_bytes_)) {
+        json::object piece_fn;
+        piece_fn["arguments"] = piece;
+        json::object fragment;
+        fragment["index"] = index;
+        fragment["function"] = std::move(piece_fn);
+        ToolCallDelta(std::move(fragment));
+      }
+      ++index;
+    }
+  }
+
+  void ToolCallDelta(json::object fragment) {
+    json::array fragments;
+    fragments.push_back(std::move(fragment));
+    json::object delta;
+    delta["tool_calls"] = std::move(fragments);
+    writer_->Choice(Choice(std::move(delta)));
+  }
+
+  // The finish chunk: finish_reason, native_finish_reason and every other
+  // stored choice member with a value; a stored error as the mid-stream
+  // error event (docs/openrouter.md#errors-in-200), which the SDKs raise on;
+  // logprobs not carried yet (e.g. an empty array).
+  void FinishChunk() {
+    json::value lp = nullptr;
+    if (logprobs_ != nullptr && !logprobs_sent_) {
+      lp = *logprobs_;
+    } else if (const json::array* r = LogprobsArray("refusal");
+               r != nullptr && !refusal_logprobs_sent_ && !r->empty()) {
+      lp = LogprobsSlice(nullptr, *r);
+    }
+    json::object c = Choice(json::object(), std::move(lp));
+    for (const auto& kv : choice_) {
+      const std::string_view key = kv.key();
+      if (key == "index" || key == "message" || key == "logprobs" ||
+          key == "delta") {
+        continue;
+      }
+      if (!kv.value().is_null()) c[key] = kv.value();
+    }
+    writer_->Choice(std::move(c), error_);
+  }
+
+  const json::object& choice_;
+  const int64_t index_;
+  const json::value* error_;
+  const size_t piece_bytes_;
+  ChunkWriter* writer_;
+  const json::object* message_ = nullptr;
+  const json::object* logprobs_ = nullptr;
+  bool logprobs_sent_ = false;
+  bool refusal_logprobs_sent_ = false;
 };
 
 }  // namespace
@@ -533,104 +1078,24 @@ Result<std::vector<std::string>> ReplayAsSse(std::string_view completion_json,
         !choices->front().is_object()) {
       return InvalidArgumentError("stored response has no choices");
     }
-    const json::object& choice = choices->front().get_object();
-    const json::object no_message;
-    const json::object* message = ObjectMember(choice, "message");
-    if (message == nullptr) message = &no_message;
+    if (piece_bytes == 0) piece_bytes = 1;
 
     std::vector<std::string> out;
     ChunkWriter writer(response, &out);
-
-    const json::value* content = Member(*message, "content");
-    const bool content_is_string = content != nullptr && content->is_string();
-    {
-      json::object delta;
-      delta["role"] = "assistant";
-      if (content_is_string) {
-        delta["content"] = "";
-      } else {
-        delta["content"] = nullptr;
-      }
-      writer.Delta(std::move(delta));
-    }
-    std::string_view text;
-    if (StringMember(*message, "reasoning", &text) ||
-        StringMember(*message, "reasoning_content", &text)) {
-      for (std::string_view piece : SplitUtf8(text, piece_bytes)) {
-        json::object delta;
-        delta["reasoning"] = piece;
-        writer.Delta(std::move(delta));
-      }
-    }
-    if (StringMember(*message, "refusal", &text) && !text.empty()) {
-      json::object delta;
-      delta["refusal"] = text;
-      writer.Delta(std::move(delta));
-    }
-    if (content_is_string) {
-      for (std::string_view piece :
-           SplitUtf8(content->get_string(), piece_bytes)) {
-        json::object delta;
-        delta["content"] = piece;
-        writer.Delta(std::move(delta));
-      }
-    }
-    if (const json::array* calls = ArrayMember(*message, "tool_calls")) {
-      int index = 0;
-      for (const json::value& c : *calls) {
-        if (!c.is_object()) continue;
-        const json::object& call = c.get_object();
-        std::string_view name;
-        std::string arguments;
-        if (const json::object* f = ObjectMember(call, "function")) {
-          StringMember(*f, "name", &name);
-          const json::value* args = Member(*f, "arguments");
-          if (args != nullptr && args->is_string()) {
-            arguments = std::string(args->get_string());
-          } else if (args != nullptr && !args->is_null()) {
-            arguments = json::serialize(*args);
-          }
-        }
-        // The first fragment names the call; the arguments follow in pieces.
-        json::object fn;
-        fn["name"] = name;
-        fn["arguments"] = "";
-        json::object head;
-        head["index"] = index;
-        head["id"] = StringOr(call, "id");
-        std::string type = StringOr(call, "type");
-        head["type"] = type.empty() ? "function" : type;
-        head["function"] = std::move(fn);
-        json::array head_calls;
-        head_calls.push_back(std::move(head));
-        json::object delta;
-        delta["tool_calls"] = std::move(head_calls);
-        writer.Delta(std::move(delta));
-        for (std::string_view piece : SplitUtf8(arguments, piece_bytes)) {
-          json::object piece_fn;
-          piece_fn["arguments"] = piece;
-          json::object fragment;
-          fragment["index"] = index;
-          fragment["function"] = std::move(piece_fn);
-          json::array fragments;
-          fragments.push_back(std::move(fragment));
-          json::object piece_delta;
-          piece_delta["tool_calls"] = std::move(fragments);
-          writer.Delta(std::move(piece_delta));
-        }
-        ++index;
-      }
-    }
-    {
-      const json::value* finish = Member(choice, "finish_reason");
-      const json::value* native = Member(choice, "native_finish_reason");
-      // A stored error is replayed as the mid-stream error event
-      // (docs/openrouter.md#errors-in-200), which the OpenAI SDKs raise on.
-      const json::value* error = Member(response, "error");
-      if (!IsTruthyError(error)) error = Member(choice, "error");
+    // A stored error is replayed as the mid-stream error event on the finish
+    // chunk of the choice that holds it (a top-level one: the first choice).
+    const json::value* top_error = Member(response, "error");
+    if (!IsTruthyError(top_error)) top_error = nullptr;
+    int64_t position = 0;
+    for (const json::value& c : *choices) {
+      if (!c.is_object()) continue;
+      const json::object& choice = c.get_object();
+      const int64_t index = IndexOf(choice).value_or(position);
+      const json::value* error = Member(choice, "error");
       if (!IsTruthyError(error)) error = nullptr;
-      writer.Delta(json::object(), finish ? *finish : json::value(nullptr),
-                   native ? *native : json::value(nullptr), error);
+      if (error == nullptr && position == 0) error = top_error;
+      ChoiceReplay(choice, index, error, piece_bytes, &writer).Run();
+      ++position;
     }
     if (const json::value* usage = Member(response, "usage");
         usage != nullptr && usage->is_object()) {

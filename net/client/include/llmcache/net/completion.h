@@ -46,7 +46,9 @@ struct ApiError {
   std::string metadata_json;  // `metadata` as compact JSON, or empty
 };
 
-// The essentials of a complete (non-streaming, or accumulated) response.
+// The essentials of a complete (non-streaming, or accumulated) response:
+// the first choice's output, the response's usage and any error. The body
+// itself is what gets stored and replayed (every choice, every member).
 struct ParsedCompletion {
   std::string id;
   std::string model;  // the model actually used (resolved)
@@ -54,13 +56,15 @@ struct ParsedCompletion {
   int64_t created = 0;
   std::string content;  // choices[0].message.content ("" if null)
   bool content_null = true;
-  std::string reasoning;
+  std::string reasoning;  // .reasoning, else .reasoning_content
+  std::string refusal;    // .refusal ("" if null)
   std::vector<ToolCall> tool_calls;
   std::string finish_reason;         // "" if null
   std::string native_finish_reason;  // "" if null
   bool has_choices = false;
   std::optional<CompletionUsage> usage;
-  std::optional<ApiError> error;  // top-level or choices[0].error
+  // The top-level error, else the first choice error (of any choice).
+  std::optional<ApiError> error;
 };
 
 // Parses a response body (leading whitespace keep-alive bytes allowed).
@@ -81,8 +85,9 @@ std::optional<ApiError> ParseErrorEnvelope(std::string_view body);
 Status StatusFromUpstream(int http_status, std::string_view body);
 
 // Why a response must not be stored (empty when it may be): non-200 status,
-// a top-level or choice-level error, finish_reason "error", or no content and
-// no tool calls.
+// a top-level or choice-level error, finish_reason "error", or no content, no
+// refusal and no tool calls (a refusal is the model's answer, as
+// deterministic as any other).
 std::string WhyNotCacheable(int http_status, const ParsedCompletion& c);
 
 // The engine's usage record: tokens, and cost in nano-USD (0 if absent).

@@ -51,7 +51,20 @@ class SseParser {
   size_t comments_ = 0;
 };
 
-// Accumulates the `data:` payloads of a chat-completion stream.
+// Accumulates the `data:` payloads of a chat-completion stream into the
+// response a non-streaming request would have received
+// (docs/openrouter.md#stream-handling). Every choice is kept, by its `index`.
+// Per choice, delta members merge into the message: strings concatenate
+// (content, refusal, reasoning, ...), arrays append (annotations, images,
+// ...), other values replace, and a null only records that the member
+// exists; tool-call fragments merge by `index` (id, type and name from the
+// first fragment that has them, arguments concatenated);
+// reasoning_details elements with the `index` of an earlier element of the
+// same type continue it (text, summary and data concatenate, other members
+// keep their first non-null value); logprobs.content and .refusal arrays
+// concatenate. Choice and top-level members (finish_reason,
+// native_finish_reason, system_fingerprint, service_tier, ...) are snapshots:
+// the last non-null value wins. The usage chunk's usage is kept as received.
 class StreamAccumulator {
  public:
   StreamAccumulator();
@@ -67,18 +80,17 @@ class StreamAccumulator {
   bool done() const { return done_; }  // "[DONE]" seen
   const std::optional<ApiError>& error() const { return error_; }
 
-  // The accumulated response in ParsedCompletion form: content and reasoning
-  // concatenated, tool-call fragments merged by `index` (id/type/name from
-  // the first fragment that has them, arguments concatenated), the last
-  // non-null finish_reason / native_finish_reason, the usage chunk's usage,
-  // id/model/provider/created from the chunks.
+  // The accumulated response in ParsedCompletion form (the first choice's
+  // content, reasoning, refusal, tool calls and finish reasons; usage;
+  // id/model/provider/created from the chunks; the first error).
   ParsedCompletion Result() const;
 
-  // The accumulated response as a non-streaming response body (compact JSON,
-  // "object":"chat.completion", one choice with message {role, content,
-  // reasoning?, tool_calls?}, finish_reason, native_finish_reason, usage as
-  // received). This is what gets stored, so stream and non-stream requests
-  // share entries.
+  // The accumulated response as a non-streaming response body (compact
+  // JSON, "object":"chat.completion", every choice with its `message`,
+  // finish_reason, native_finish_reason and logprobs, and every other member
+  // the chunks carried; a message always has role, content, refusal and
+  // reasoning, null when the stream had none, as OpenRouter's do). This is
+  // what gets stored, so stream and non-stream requests share entries.
   std::string ToCompletionJson() const;
 
  private:
@@ -89,11 +101,27 @@ class StreamAccumulator {
 };
 
 // Turns a stored non-streaming response body into the SSE payloads of a
-// stream an OpenAI SDK accepts: a role chunk, content pieces (split into
-// pieces of at most `piece_bytes`, never inside a UTF-8 sequence), reasoning,
-// tool calls, a finish chunk, a usage chunk (choices: []), each as
-// "data: {...}\n\n", then "data: [DONE]\n\n". Chunks carry the response's id,
-// model, provider, created and "object":"chat.completion.chunk".
+// stream the OpenAI SDKs accept and reassemble into that body
+// (docs/openrouter.md#stream-handling). For each choice, in order, with its
+// `index`: a role chunk (role, content "" or null, and every member stored
+// empty, e.g. "refusal":null, so that it survives the round trip); reasoning
+// and reasoning_details, whole, in one chunk; the refusal, whole; content in
+// pieces of at most `piece_bytes` (never inside a UTF-8 sequence), each
+// carrying the logprobs of its tokens when the stored logprobs.content
+// tokens spell the content (else the first piece carries them all);
+// annotations, whole, then any other stored member with a value, whole; each
+// tool call as a head fragment (index, id, type, name) then argument pieces;
+// a finish chunk with finish_reason, native_finish_reason and the other
+// stored choice members (a stored error goes to the top level of that chunk,
+// the mid-stream error event the SDKs raise on). Then a usage chunk
+// (choices: []) and "data: [DONE]\n\n". Members the openai-node SDK does
+// not know it keeps by assignment, not concatenation: that is why they are
+// sent whole. Each payload is "data: {...}\n\n"; every chunk repeats the
+// response's top-level members (id, provider, model, created,
+// system_fingerprint, ...) with "object":"chat.completion.chunk".
+// Accumulating the result with StreamAccumulator gives the stored body back
+// (up to member order, and with refusal/reasoning/native_finish_reason/
+// logprobs null where the body had none).
 // kInvalidArgument if `completion_json` is not a response object.
 Result<std::vector<std::string>> ReplayAsSse(std::string_view completion_json,
                                              size_t piece_bytes = 64);
