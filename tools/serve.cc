@@ -4,16 +4,24 @@
 // Logging: lines go to stderr through one buffer, flushed every 200 ms and
 // at once for warnings and errors, so the per-request line (level info, the
 // default) costs a formatted append, not a write(2).
+//
+// File descriptors: at start the soft open-file limit (RLIMIT_NOFILE) is
+// raised to the hard one (logged at info); the proxy caps its connections to
+// what the limit allows (proxy.h).
 
 #include "serve.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <mutex>
@@ -26,6 +34,7 @@
 #include "llmcache/net/proxy.h"
 #include "llmcache/options.h"
 #include "llmcache/policy.h"
+#include "llmcache/status.h"
 
 namespace llmcache::tools {
 namespace {
@@ -42,8 +51,13 @@ struct ServeConfig {
   std::string api_key;
   bool shared_cache = false;
   std::string admin_token;
+  std::vector<std::string> allow_origins;
+  std::vector<std::string> allow_hosts;
+  std::string client_token;
   std::string mode = "deterministic";
   int64_t ttl_s = 24 * 3600;
+  int64_t max_ttl_s = -1;  // -1: ttl_s
+  uint64_t max_disk_bytes = 0;
   std::string ns;
   size_t max_body_bytes = 8u << 20;
   size_t max_header_bytes = 16u << 10;
@@ -122,6 +136,43 @@ class Logger {
   std::thread flusher_;
 };
 
+// Raises the soft open-file limit to the hard one (to fs.nr_open when the
+// hard one is unlimited). Logs what it did: info, or warn on failure.
+void RaiseOpenFileLimit(const net::LogSink& log) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+    log(LogLevel::kWarn, std::string("cannot read the open-file limit: ") +
+                             std::strerror(errno));
+    return;
+  }
+  const auto text = [](rlim_t v) {
+    return v == RLIM_INFINITY ? std::string("unlimited") : std::to_string(v);
+  };
+  rlim_t target = rl.rlim_max;
+  if (target == RLIM_INFINITY) {
+    // Linux refuses a soft limit above fs.nr_open.
+    std::ifstream nr_open("/proc/sys/fs/nr_open");
+    unsigned long long n = 0;
+    if (nr_open >> n && n > 0) target = static_cast<rlim_t>(n);
+  }
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < target) {
+    const rlim_t before = rl.rlim_cur;
+    rl.rlim_cur = target;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+      log(LogLevel::kWarn, "cannot raise the open-file limit from " +
+                               text(before) + " to " + text(target) + ": " +
+                               std::strerror(errno));
+      return;
+    }
+    log(LogLevel::kInfo, "open-file limit raised from " + text(before) +
+                             " to " + text(target) + " (hard " +
+                             text(rl.rlim_max) + ")");
+    return;
+  }
+  log(LogLevel::kInfo, "open-file limit " + text(rl.rlim_cur) + " (hard " +
+                           text(rl.rlim_max) + ")");
+}
+
 // Applies the config file's values to the options not set by a flag or an
 // environment variable. CLI::Error on a bad file or value.
 void ApplyConfigFile(CLI::App& sub, const std::string& path) {
@@ -181,6 +232,13 @@ int Run(CLI::App& sub, ServeConfig& c) {
               << c.log_level << "'\n";
     return 2;
   }
+  if (c.max_ttl_s >= 0 && c.max_ttl_s != 0 &&
+      (c.ttl_s == 0 || c.ttl_s > c.max_ttl_s)) {
+    std::cerr << "llmcache serve: --ttl " << c.ttl_s
+              << (c.ttl_s == 0 ? " (forever)" : "") << " exceeds --max-ttl "
+              << c.max_ttl_s << " (0 = forever needs --max-ttl 0)\n";
+    return 2;
+  }
   o.threads = c.threads;
   o.upstream.base_url = c.upstream;
   o.upstream.api_key = c.api_key;
@@ -190,8 +248,12 @@ int Run(CLI::App& sub, ServeConfig& c) {
   o.cached.mode = *mode;
   o.cached.ttl_ms = c.ttl_s * 1000;
   o.cached.default_namespace = c.ns;
+  if (c.max_ttl_s >= 0) o.max_ttl_ms = c.max_ttl_s * 1000;
   o.shared_cache = c.shared_cache;
   o.admin_token = c.admin_token;
+  o.allow_origins = c.allow_origins;
+  o.allow_hosts = c.allow_hosts;
+  o.client_token = c.client_token;
   o.max_body_bytes = c.max_body_bytes;
   o.max_header_bytes = c.max_header_bytes;
   o.max_connections = c.max_connections;
@@ -203,12 +265,16 @@ int Run(CLI::App& sub, ServeConfig& c) {
   o.log = [logger](LogLevel l, std::string_view line) {
     logger->Write(l, line);
   };
+  RaiseOpenFileLimit([&](LogLevel l, std::string_view line) {
+    if (l <= *level) logger->Write(l, line);
+  });
 
   CacheOptions co;
   co.path =
       c.memory ? std::string() : (c.db.empty() ? DefaultDatabasePath() : c.db);
   co.default_ttl_ms = c.ttl_s * 1000;
   co.memory_tier_bytes = c.memory_bytes;
+  co.max_disk_bytes = c.max_disk_bytes;
   Result<std::unique_ptr<Cache>> opened = Cache::Open(co);
   if (!opened.ok()) {
     std::cerr << "llmcache serve: cannot open the cache database"
@@ -229,7 +295,8 @@ int Run(CLI::App& sub, ServeConfig& c) {
       net::ProxyServer::Start(std::move(o), cache);
   if (!server.ok()) {
     std::cerr << "llmcache serve: " << server.status().message() << "\n";
-    return 1;
+    // Bad settings (an origin, a host, the upstream URL) are usage errors.
+    return server.status().code() == StatusCode::kInvalidArgument ? 2 : 1;
   }
   std::cout << "llmcache serve: listening on " << (*server)->base_url()
             << " (upstream " << upstream << ", "
@@ -295,6 +362,28 @@ CLI::App* AddServeCommand(CLI::App& app, std::function<int()>* run) {
   sub->add_option("--admin-token", c->admin_token,
                   "Enables /admin/* for 'Authorization: Bearer <token>'")
       ->envname("LLMCACHE_ADMIN_TOKEN");
+  sub->add_option("--allow-origin", c->allow_origins,
+                  "Origin (scheme://host[:port]) whose web pages may use the "
+                  "proxy (CORS); repeatable or comma-separated; '*' = any "
+                  "page. Requests from other origins get 403 (default: no "
+                  "browser page may)")
+      ->envname("LLMCACHE_ALLOW_ORIGIN")
+      ->delimiter(',');
+  sub->add_option("--allow-host", c->allow_hosts,
+                  "Host name clients may reach the proxy by, besides "
+                  "localhost, 127.0.0.1, [::1] and the listen address (and "
+                  "any IP when listening on 0.0.0.0 or ::); repeatable or "
+                  "comma-separated; '*' = any. Other Host headers get 403 "
+                  "(DNS rebinding)")
+      ->envname("LLMCACHE_ALLOW_HOST")
+      ->delimiter(',');
+  sub->add_option("--client-token", c->client_token,
+                  "Access token every client must present (except on "
+                  "/healthz, /metrics and /admin/*): 'X-Llmcache-Token: "
+                  "<token>' (with the client's own key in Authorization), or "
+                  "'Authorization: Bearer <token>' to use --api-key upstream. "
+                  "Never logged")
+      ->envname("LLMCACHE_CLIENT_TOKEN");
   sub->add_option("--mode", c->mode,
                   "Cache policy: deterministic (temperature 0 only), always, "
                   "never")
@@ -304,6 +393,12 @@ CLI::App* AddServeCommand(CLI::App& app, std::function<int()>* run) {
                   "Seconds a stored response lives (0 = forever)")
       ->envname("LLMCACHE_TTL")
       ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--max-ttl", c->max_ttl_s,
+                  "Longest lifetime in seconds a client may ask for with "
+                  "X-Cache-TTL (longer ones, and 0, get this); 0 = no "
+                  "ceiling, clients may ask for 0 = forever (default: --ttl)")
+      ->envname("LLMCACHE_MAX_TTL")
       ->check(CLI::NonNegativeNumber);
   sub->add_option("--namespace", c->ns,
                   "Namespace of keys when a request names none")
@@ -357,6 +452,11 @@ CLI::App* AddServeCommand(CLI::App& app, std::function<int()>* run) {
       ->envname("LLMCACHE_MODELS_TTL")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  sub->add_option("--max-disk-bytes", c->max_disk_bytes,
+                  "Disk budget of the database: past it the oldest entries "
+                  "are evicted (to 90%); 0 = unbounded")
+      ->envname("LLMCACHE_MAX_DISK_BYTES")
+      ->capture_default_str();
   sub->add_option("--memory-bytes", c->memory_bytes,
                   "Byte budget of the in-memory tier of hot entries")
       ->envname("LLMCACHE_MEMORY_BYTES")

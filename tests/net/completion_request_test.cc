@@ -1,8 +1,8 @@
 // Unit tests of what a completion's HTTP headers mean to the cache, without
 // HTTP (net/proxy/src/completion_request.h): request headers into a
-// CachedRequest (API key and scope, Cache-Control, X-Cache-TTL,
-// X-Cache-Namespace, attribution), the 400 messages, and the response's
-// cache headers and passed-through upstream headers.
+// CachedRequest (API key and scope, Cache-Control, X-Cache-TTL under the
+// operator's ceiling, X-Cache-Namespace, attribution), the 400 messages, and
+// the response's cache headers and passed-through upstream headers.
 
 #include "completion_request.h"
 
@@ -57,6 +57,18 @@ Result<CachedRequest> Read(const FakeHeaders& h,
   return out;
 }
 
+CompletionHeaderOptions Opts(std::string_view server_key,
+                             std::string_view api_key = {},
+                             bool shared_cache = false,
+                             int64_t max_ttl_ms = 0) {
+  CompletionHeaderOptions o;
+  o.shared_cache = shared_cache;
+  o.server_key = server_key;
+  o.api_key = api_key;
+  o.max_ttl_ms = max_ttl_ms;
+  return o;
+}
+
 MATCHER_P2(IsHeader, name, value, "") {
   return arg.name == name && arg.value == value;
 }
@@ -75,35 +87,34 @@ TEST(ProxyCompletionRequestTest, NoHeadersGiveTheDefaults) {
   EXPECT_EQ(r->body, "");
 }
 
-TEST(ProxyCompletionRequestTest, BearerKeyIsForwardedAndScoped) {
-  Result<CachedRequest> r =
-      Read(FakeHeaders{{"authorization", "Bearer sk-client"}});
+TEST(ProxyCompletionRequestTest, ClientKeyIsForwardedAndScoped) {
+  Result<CachedRequest> r = Read(FakeHeaders{}, Opts("sk-server", "sk-client"));
   ASSERT_OK(r);
   EXPECT_EQ(r->api_key, "sk-client");
   EXPECT_EQ(r->scope, ApiKeyScope("sk-client"));
   EXPECT_NE(r->scope, "");
 }
 
-TEST(ProxyCompletionRequestTest, OtherSchemesAreNoKey) {
-  Result<CachedRequest> r =
-      Read(FakeHeaders{{"Authorization", "Basic dXNlcjpwYXNz"}},
-           {.shared_cache = false, .server_key = "sk-server"});
+// The access check (access.h) resolves Authorization; here it is not read,
+// so a header the access check refused can never slip through as a key.
+TEST(ProxyCompletionRequestTest, AuthorizationIsNotReadHere) {
+  Result<CachedRequest> r = Read(
+      FakeHeaders{{"Authorization", "Bearer sk-header"}}, Opts("sk-server"));
   ASSERT_OK(r);
   EXPECT_EQ(r->api_key, "");
   EXPECT_EQ(r->scope, ApiKeyScope("sk-server"));
 }
 
 TEST(ProxyCompletionRequestTest, WithoutAKeyTheServerKeysScopeApplies) {
-  Result<CachedRequest> r =
-      Read(FakeHeaders{}, {.shared_cache = false, .server_key = "sk-server"});
+  Result<CachedRequest> r = Read(FakeHeaders{}, Opts("sk-server"));
   ASSERT_OK(r);
   EXPECT_EQ(r->api_key, "");  // the client then uses its own key
   EXPECT_EQ(r->scope, ApiKeyScope("sk-server"));
 }
 
 TEST(ProxyCompletionRequestTest, SharedCacheHasNoScope) {
-  Result<CachedRequest> r = Read(FakeHeaders{{"Authorization", "Bearer k"}},
-                                 {.shared_cache = true, .server_key = "s"});
+  Result<CachedRequest> r =
+      Read(FakeHeaders{}, Opts("s", "k", /*shared_cache=*/true));
   ASSERT_OK(r);
   EXPECT_EQ(r->api_key, "k");
   EXPECT_EQ(r->scope, "");
@@ -119,12 +130,9 @@ TEST(ProxyCompletionRequestTest, ScopeMemoFollowsTheKey) {
   EXPECT_EQ(memo.ScopeOf("a"), ApiKeyScope("a"));
 
   // Across requests of one connection.
-  Result<CachedRequest> r1 =
-      Read(FakeHeaders{{"Authorization", "Bearer k1"}}, {}, &memo);
-  Result<CachedRequest> r2 =
-      Read(FakeHeaders{{"Authorization", "Bearer k2"}}, {}, &memo);
-  Result<CachedRequest> r3 =
-      Read(FakeHeaders{{"Authorization", "Bearer k1"}}, {}, &memo);
+  Result<CachedRequest> r1 = Read(FakeHeaders{}, Opts("", "k1"), &memo);
+  Result<CachedRequest> r2 = Read(FakeHeaders{}, Opts("", "k2"), &memo);
+  Result<CachedRequest> r3 = Read(FakeHeaders{}, Opts("", "k1"), &memo);
   ASSERT_OK(r1);
   ASSERT_OK(r2);
   ASSERT_OK(r3);
@@ -168,6 +176,33 @@ TEST(ProxyCompletionRequestTest, CacheTtl) {
               "X-Cache-TTL must be a non-negative integer of seconds (0 = "
               "never expires)");
   }
+}
+
+TEST(ProxyCompletionRequestTest, ClampTtl) {
+  EXPECT_EQ(ClampTtlMs(5'000, 0), 5'000);  // no ceiling
+  EXPECT_EQ(ClampTtlMs(0, 0), 0);          // forever, allowed
+  EXPECT_EQ(ClampTtlMs(5'000, 60'000), 5'000);
+  EXPECT_EQ(ClampTtlMs(60'000, 60'000), 60'000);
+  EXPECT_EQ(ClampTtlMs(60'001, 60'000), 60'000);
+  EXPECT_EQ(ClampTtlMs(0, 60'000), 60'000);  // forever is not allowed
+}
+
+// A client may shorten the operator's TTL, never lengthen it: X-Cache-TTL
+// over the ceiling, or 0 (forever) under one, gets the ceiling.
+TEST(ProxyCompletionRequestTest, CacheTtlIsCutToTheCeiling) {
+  const CompletionHeaderOptions o = Opts("", "", false, 3'600'000);
+  Result<CachedRequest> r = Read(FakeHeaders{{"X-Cache-TTL", "60"}}, o);
+  ASSERT_OK(r);
+  EXPECT_EQ(r->ttl_ms, 60'000);
+  r = Read(FakeHeaders{{"X-Cache-TTL", "86400"}}, o);
+  ASSERT_OK(r);
+  EXPECT_EQ(r->ttl_ms, 3'600'000);
+  r = Read(FakeHeaders{{"X-Cache-TTL", "0"}}, o);
+  ASSERT_OK(r);
+  EXPECT_EQ(r->ttl_ms, 3'600'000);
+  r = Read(FakeHeaders{}, o);
+  ASSERT_OK(r);
+  EXPECT_EQ(r->ttl_ms, std::nullopt);  // the operator's default applies
 }
 
 TEST(ProxyCompletionRequestTest, CacheNamespace) {

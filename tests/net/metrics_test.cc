@@ -1,6 +1,6 @@
 // Unit tests of the proxy's Prometheus rendering (net/proxy/src/metrics.h):
-// known counts in the shards and the pipeline's stats give exact lines;
-// histograms are cumulative with +Inf, _sum and _count.
+// known counts in the shards, the pipeline's stats and the store's health
+// give exact lines; histograms are cumulative with +Inf, _sum and _count.
 
 #include "metrics.h"
 
@@ -48,7 +48,7 @@ std::vector<std::string> LinesOf(const std::string& text,
 
 TEST(MetricsRenderTest, EmptyRegistryRendersZeros) {
   Registry r(1);
-  const std::string text = r.Render(CachedClientStats(), 0, 0);
+  const std::string text = r.Render(CachedClientStats(), 0, 0, StoreHealth());
   EXPECT_THAT(text, StartsWith("# HELP llmcache_requests_total "));
   const std::vector<std::string> lines = Lines(text);
   // 2xx lines are always there, for every route; other classes only when
@@ -71,6 +71,12 @@ TEST(MetricsRenderTest, EmptyRegistryRendersZeros) {
                          "llmcache_in_flight_requests 0",
                          "llmcache_open_connections 0",
                          "llmcache_rejected_connections_total 0",
+                         "llmcache_max_connections 0",
+                         "llmcache_accept_errors_total 0",
+                         "llmcache_store_degraded 0",
+                         "llmcache_store_degradations_total 0",
+                         "llmcache_store_recoveries_total 0",
+                         "llmcache_store_write_errors_total 0",
                          "llmcache_cache_entries 0",
                          "llmcache_cache_disk_bytes 0",
                      }));
@@ -94,7 +100,8 @@ TEST(MetricsRenderTest, RequestsByRouteAndStatusClassSumOverShards) {
   r.shard(2).CountRequest(Route::kAdmin, 101);
   r.shard(0).CountRequest(Route::kOther, 999);  // out of range: 5xx
   const std::vector<std::string> lines =
-      LinesOf(r.Render(CachedClientStats(), 0, 0), "llmcache_requests_total");
+      LinesOf(r.Render(CachedClientStats(), 0, 0, StoreHealth()),
+              "llmcache_requests_total");
   EXPECT_EQ(
       lines,
       (std::vector<std::string>{
@@ -132,7 +139,7 @@ TEST(MetricsRenderTest, PipelineCountsComeFromCachedClientStats) {
   p.cost_saved_nanousd = 1'500'000'001;
   p.store_errors = 2;
   p.upstream_errors = 3;
-  const std::string text = r.Render(p, 42, 4096);
+  const std::string text = r.Render(p, 42, 4096, StoreHealth());
   EXPECT_THAT(
       LinesOf(text, "llmcache_cache_bypasses_total"),
       (std::vector<std::string>{
@@ -168,7 +175,7 @@ TEST(MetricsRenderTest, GaugesNeverGoNegative) {
   r.open_connections.store(3);
   r.rejected_connections.store(9);
   const std::vector<std::string> lines =
-      Lines(r.Render(CachedClientStats(), 0, 0));
+      Lines(r.Render(CachedClientStats(), 0, 0, StoreHealth()));
   EXPECT_THAT(lines, IsSupersetOf({"llmcache_in_flight_requests 0",
                                    "llmcache_open_connections 3",
                                    "llmcache_rejected_connections_total 9"}));
@@ -183,7 +190,7 @@ TEST(MetricsRenderTest, HitLatencyHistogramIsCumulative) {
   r.shard(0).hit_latency.Observe(kHitBuckets, 3'000'000);      // 3 ms
   r.shard(0).hit_latency.Observe(kHitBuckets, 2'000'000'000);  // 2 s: +Inf
   EXPECT_EQ(
-      LinesOf(r.Render(CachedClientStats(), 0, 0),
+      LinesOf(r.Render(CachedClientStats(), 0, 0, StoreHealth()),
               "llmcache_hit_latency_seconds"),
       (std::vector<std::string>{
           "# HELP llmcache_hit_latency_seconds Time to answer a cache hit, "
@@ -213,7 +220,7 @@ TEST(MetricsRenderTest, UpstreamLatencyHistogram) {
   r.shard(0).upstream_latency.Observe(kUpstreamBuckets, 121'000'000'000);
   r.shard(0).upstream_latency.Observe(kUpstreamBuckets, -5);  // clock skew
   EXPECT_EQ(
-      LinesOf(r.Render(CachedClientStats(), 0, 0),
+      LinesOf(r.Render(CachedClientStats(), 0, 0, StoreHealth()),
               "llmcache_upstream_latency_seconds"),
       (std::vector<std::string>{
           "# HELP llmcache_upstream_latency_seconds Time of completions "
@@ -236,6 +243,48 @@ TEST(MetricsRenderTest, UpstreamLatencyHistogram) {
           "llmcache_upstream_latency_seconds_sum 121.200000000",
           "llmcache_upstream_latency_seconds_count 3",
       }));
+}
+
+TEST(MetricsRenderTest, StoreHealthIsShown) {
+  Registry r(1);
+  StoreHealth h;
+  h.degraded = true;
+  h.error = "IO error: No space left on device";
+  h.degraded_since_ms = 1'700'000'000'000;
+  h.degradations = 2;
+  h.recoveries = 1;
+  h.write_errors = 7;
+  const std::vector<std::string> lines =
+      Lines(r.Render(CachedClientStats(), 0, 0, h));
+  EXPECT_THAT(lines, IsSupersetOf({
+                         "# TYPE llmcache_store_degraded gauge",
+                         "llmcache_store_degraded 1",
+                         "# TYPE llmcache_store_degradations_total counter",
+                         "llmcache_store_degradations_total 2",
+                         "# TYPE llmcache_store_recoveries_total counter",
+                         "llmcache_store_recoveries_total 1",
+                         "# TYPE llmcache_store_write_errors_total counter",
+                         "llmcache_store_write_errors_total 7",
+                     }));
+  h.degraded = false;
+  EXPECT_THAT(Lines(r.Render(CachedClientStats(), 0, 0, h)),
+              Contains("llmcache_store_degraded 0"));
+}
+
+TEST(MetricsRenderTest, ConnectionLimitAndAcceptErrors) {
+  Registry r(1);
+  r.max_connections.store(490);
+  r.accept_errors.fetch_add(3);
+  const std::vector<std::string> lines =
+      Lines(r.Render(CachedClientStats(), 0, 0, StoreHealth()));
+  EXPECT_THAT(lines, IsSupersetOf({
+                         "# TYPE llmcache_max_connections gauge",
+                         "llmcache_max_connections 490",
+                         "# TYPE llmcache_accept_errors_total counter",
+                         "llmcache_accept_errors_total 3",
+                     }));
+  EXPECT_EQ(r.Sum().accept_errors, 3u);
+  EXPECT_EQ(r.Sum().max_connections, 490u);
 }
 
 TEST(MetricsRenderTest, RouteNames) {

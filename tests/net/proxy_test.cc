@@ -1,6 +1,7 @@
 // ProxyServer over real loopback sockets, in front of the fake OpenRouter:
 // hits and misses, streams, per-request cache headers, scopes, errors and
-// their shapes, limits, admin endpoints, metrics, stats and /models.
+// their shapes, limits, admin endpoints, metrics, stats, the store's health
+// and /models. (Access control: proxy_security_test.cc.)
 
 #include "llmcache/net/proxy.h"
 
@@ -13,6 +14,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <mutex>
 #include <optional>
@@ -654,6 +656,127 @@ TEST_F(ProxyTest, Healthz) {
   EXPECT_EQ(r.body, R"({"status":"ok"})");
 }
 
+// A real cache whose Health() the test sets.
+class HealthSetCache final : public Cache {
+ public:
+  explicit HealthSetCache(std::unique_ptr<Cache> inner)
+      : inner_(std::move(inner)) {}
+  void SetHealth(StoreHealth h) {
+    std::lock_guard<std::mutex> lock(mu_);
+    health_ = std::move(h);
+  }
+  StoreHealth Health() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return health_;
+  }
+  Result<LookupResult> Lookup(const RequestKey& key,
+                              const LookupOptions& options) override {
+    return inner_->Lookup(key, options);
+  }
+  Status Insert(const RequestKey& key, std::string_view body,
+                const InsertOptions& options) override {
+    return inner_->Insert(key, body, options);
+  }
+  void RecordBypass(BypassReason reason) override {
+    inner_->RecordBypass(reason);
+  }
+  Result<uint64_t> FlushModel(std::string_view model) override {
+    return inner_->FlushModel(model);
+  }
+  Status FlushAll() override { return inner_->FlushAll(); }
+  Result<bool> PurgeKey(const Digest& digest) override {
+    return inner_->PurgeKey(digest);
+  }
+  Result<uint64_t> PurgeNamespace(std::string_view ns) override {
+    return inner_->PurgeNamespace(ns);
+  }
+  Result<uint64_t> PurgeExpired() override { return inner_->PurgeExpired(); }
+  Result<uint64_t> PurgeOlderThan(int64_t age_ms) override {
+    return inner_->PurgeOlderThan(age_ms);
+  }
+  Result<std::shared_ptr<const Entry>> Find(const Digest& digest) override {
+    return inner_->Find(digest);
+  }
+  Status ForEachEntry(
+      const std::optional<std::string>& model,
+      const std::function<bool(const EntryView&)>& fn,
+      const std::function<void(std::string_view, const Status&)>& on_corrupt)
+      override {
+    return inner_->ForEachEntry(model, fn, on_corrupt);
+  }
+  Result<CacheStats> GetStats() override { return inner_->GetStats(); }
+  Status CatchUp() override { return inner_->CatchUp(); }
+  Status Compact() override { return inner_->Compact(); }
+  Status RunMaintenance() override { return inner_->RunMaintenance(); }
+  bool persistent() const override { return inner_->persistent(); }
+
+ private:
+  std::unique_ptr<Cache> inner_;
+  mutable std::mutex mu_;
+  StoreHealth health_;
+};
+
+// The issue: a degraded store (disk full, I/O error) was invisible. The
+// proxy keeps answering (fail open) and /healthz, /metrics and /stats say
+// so, and when it recovered.
+TEST_F(ProxyTest, HealthMetricsAndStatsShowTheStoresHealth) {
+  StopProxy();
+  CacheOptions co;  // memory mode
+  co.clock = &clock_;
+  auto inner = Cache::Open(co);
+  ASSERT_OK(inner);
+  auto cache = std::make_shared<HealthSetCache>(std::move(inner).value());
+  cache_ = cache;
+  auto p = ProxyServer::Start(DefaultOptions(), cache_);
+  ASSERT_OK(p);
+  proxy_ = std::move(p).value();
+  port_ = proxy_->port();
+  auto get_json = [this](const std::string& target) {
+    const Reply r = HttpGet(port_, target);
+    EXPECT_EQ(r.status, 200) << target;
+    boost::system::error_code ec;
+    json::value v = json::parse(r.body, ec);
+    EXPECT_FALSE(ec) << r.body;
+    return v;
+  };
+  auto metric = [this](const std::string& line) {
+    return HttpGet(port_, "/metrics").body.find("\n" + line + "\n") !=
+           std::string::npos;
+  };
+  EXPECT_EQ(HttpGet(port_, "/healthz").body, R"({"status":"ok"})");
+  EXPECT_TRUE(metric("llmcache_store_degraded 0"));
+
+  StoreHealth h;
+  h.degraded = true;
+  h.error = "IO error: No space left on device";
+  h.degraded_since_ms = 1'700'000'000'000;
+  h.degradations = 1;
+  h.write_errors = 3;
+  cache->SetHealth(h);
+  json::value v = get_json("/healthz");
+  EXPECT_EQ(v.at("status"), "degraded");
+  EXPECT_EQ(v.at("store").at("error"), "IO error: No space left on device");
+  EXPECT_EQ(v.at("store").at("degraded_since_ms").to_number<int64_t>(),
+            1'700'000'000'000);
+  EXPECT_TRUE(metric("llmcache_store_degraded 1"));
+  EXPECT_TRUE(metric("llmcache_store_degradations_total 1"));
+  EXPECT_TRUE(metric("llmcache_store_write_errors_total 3"));
+  EXPECT_EQ(get_json("/stats").at("store").at("degraded"), true);
+  // Fail open: completions are still answered.
+  EXPECT_EQ(Chat(Body("m/a")).status, 200);
+
+  h.degraded = false;
+  h.recoveries = 1;
+  h.recovered_ms = 1'700'000'060'000;
+  cache->SetHealth(h);
+  v = get_json("/healthz");
+  EXPECT_EQ(v.at("status"), "ok");
+  EXPECT_EQ(v.at("store").at("recovered_ms").to_number<int64_t>(),
+            1'700'000'060'000);
+  EXPECT_TRUE(metric("llmcache_store_degraded 0"));
+  EXPECT_TRUE(metric("llmcache_store_recoveries_total 1"));
+}
+
 TEST_F(ProxyTest, AdminIsDisabledWithoutAToken) {
   ExpectErrorShape(Post(port_, "", {}, "/admin/flush?model=m/a"), 404,
                    "invalid_request_error");
@@ -865,13 +988,13 @@ TEST_F(ProxyTest, SlowRequestsAreClosedAfterTheReadTimeout) {
   // Each read waits for the proxy to give up on the slow request and close
   // the connection (end of stream), well before the client's own deadline.
   HttpConnection conn(port_, 5s);
-  conn.WriteRaw("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n");
+  conn.WriteRaw("POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n");
   const Reply headers = conn.Read();
   EXPECT_EQ(headers.status, 0);
   EXPECT_FALSE(headers.timed_out) << "a request with slow headers was kept";
   HttpConnection body(port_, 5s);
   body.WriteRaw(
-      "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
       "Content-Length: 100\r\n\r\n{\"model\"");
   const Reply partial = body.Read();
   EXPECT_EQ(partial.status, 0);
@@ -882,7 +1005,7 @@ TEST_F(ProxyTest, ExpectContinueIsAnswered) {
   HttpConnection conn(port_);
   const std::string body = Body("m/a");
   conn.WriteRaw(
-      "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
       "Authorization: Bearer k\r\nExpect: 100-continue\r\n"
       "Content-Length: " +
       std::to_string(body.size()) + "\r\n\r\n");

@@ -416,6 +416,35 @@ TEST(ProxyUtilResponseHeadTest, AppendsToWhatIsThere) {
             "\r\n");
 }
 
+TEST(ProxyUtilResponseHeadTest, NoContentHasNoFramingAndBothExtrasFollow) {
+  std::string out;
+  AppendResponseHead(&out, 204, "", 0, true, "A: 1\r\n", "B: 2\r\n");
+  EXPECT_EQ(out,
+            "HTTP/1.1 204 No Content\r\n"
+            "Server: llmcache\r\n"
+            "Connection: keep-alive\r\n"
+            "A: 1\r\n"
+            "B: 2\r\n"
+            "\r\n");
+}
+
+// ------------------------------------------------------------ ConnectionCap
+
+TEST(ProxyUtilConnectionCapTest, CappedByTheOpenFileLimit) {
+  // The usual soft limit of 1,024 cannot hold 10,000 connections: each may
+  // hold an upstream socket besides its own, after the reserve.
+  EXPECT_EQ(ConnectionCap(10'000, 1'024, 100), 462u);
+  EXPECT_EQ(ConnectionCap(10'000, 1'048'576, 400), 10'000u);
+  EXPECT_EQ(ConnectionCap(300, 1'024, 100), 300u);
+  EXPECT_EQ(ConnectionCap(10'000, 0, 100), 10'000u);  // unlimited
+}
+
+TEST(ProxyUtilConnectionCapTest, AtLeastOne) {
+  EXPECT_EQ(ConnectionCap(10'000, 64, 100), 1u);
+  EXPECT_EQ(ConnectionCap(10'000, 101, 100), 1u);
+  EXPECT_EQ(ConnectionCap(0, 1'024, 100), 1u);
+}
+
 TEST(ProxyUtilResponseHeadTest, AppendHeader) {
   std::string out = "X: 1\r\n";
   AppendHeader(&out, "Retry-After", "1");

@@ -1,5 +1,7 @@
-// Unit tests of GET /stats rendering (net/proxy/src/stats_json.h): the
-// "cache" (or "cache_error"), "proxy" and "client" sections and their fields.
+// Unit tests of GET /stats and GET /healthz rendering
+// (net/proxy/src/stats_json.h): the "cache" (or "cache_error"), "proxy",
+// "store" and "client" sections and their fields, and the health answer of a
+// healthy, degraded and recovered store.
 
 #include "stats_json.h"
 
@@ -18,16 +20,18 @@ namespace json = boost::json;
 
 json::object Render(const Result<CacheStats>& cache,
                     const metrics::Totals& proxy,
-                    const CachedClientStats& client) {
-  return json::parse(StatsJson(cache, proxy, client)).as_object();
+                    const CachedClientStats& client,
+                    const StoreHealth& store = {}) {
+  return json::parse(StatsJson(cache, proxy, client, store)).as_object();
 }
 
-TEST(StatsJsonTest, HasTheThreeSections) {
+TEST(StatsJsonTest, HasTheFourSections) {
   const json::object o =
       Render(CacheStats(), metrics::Totals(), CachedClientStats());
-  EXPECT_EQ(o.size(), 3u);
+  EXPECT_EQ(o.size(), 4u);
   EXPECT_TRUE(o.at("cache").is_object());
   EXPECT_TRUE(o.at("proxy").is_object());
+  EXPECT_TRUE(o.at("store").is_object());
   EXPECT_TRUE(o.at("client").is_object());
   EXPECT_FALSE(o.contains("cache_error"));
 }
@@ -63,6 +67,8 @@ TEST(StatsJsonTest, ProxySectionHoldsTheHttpCountersAndThePipelineOutcomes) {
   t.in_flight = 3;
   t.open_connections = 4;
   t.rejected_connections = 5;
+  t.accept_errors = 6;
+  t.max_connections = 490;
   t.hit_sum_ns = 77;  // histograms are not in /stats
   CachedClientStats c;
   c.hits = 6;
@@ -82,7 +88,8 @@ TEST(StatsJsonTest, ProxySectionHoldsTheHttpCountersAndThePipelineOutcomes) {
     "tokens_saved": 300, "cost_saved_usd": 1.5, "response_bytes": 2048,
     "upstream_errors": 3, "store_errors": 3, "models_fetches": 2,
     "models_errors": 1, "in_flight": 3, "open_connections": 4,
-    "rejected_connections": 5})"));
+    "rejected_connections": 5, "accept_errors": 6,
+    "max_connections": 490})"));
 }
 
 TEST(StatsJsonTest, ClientSectionHoldsThePipelineCounts) {
@@ -120,14 +127,75 @@ TEST(StatsJsonTest, ClientSectionHoldsThePipelineCounts) {
 }
 
 TEST(StatsJsonTest, SectionsComeInOrder) {
-  const std::string text =
-      StatsJson(CacheStats(), metrics::Totals(), CachedClientStats());
+  const std::string text = StatsJson(CacheStats(), metrics::Totals(),
+                                     CachedClientStats(), StoreHealth());
   const size_t cache = text.find("\"cache\":");
   const size_t proxy = text.find("\"proxy\":");
+  const size_t store = text.find("\"store\":");
   const size_t client = text.find("\"client\":");
   ASSERT_NE(cache, std::string::npos);
   EXPECT_LT(cache, proxy);
-  EXPECT_LT(proxy, client);
+  EXPECT_LT(proxy, store);
+  EXPECT_LT(store, client);
+}
+
+StoreHealth Degraded() {
+  StoreHealth h;
+  h.degraded = true;
+  h.error = "IO error: No space left on device";
+  h.degraded_since_ms = 1'700'000'000'000;
+  h.degradations = 1;
+  h.recovery_attempts = 3;
+  h.write_errors = 4;
+  return h;
+}
+
+TEST(StatsJsonTest, StoreSectionIsTheStoresHealth) {
+  EXPECT_EQ(
+      Render(CacheStats(), metrics::Totals(), CachedClientStats()).at("store"),
+      json::parse(R"({"degraded": false, "degradations": 0,
+                "recoveries": 0, "recovery_attempts": 0, "write_errors": 0})"));
+  EXPECT_EQ(
+      Render(CacheStats(), metrics::Totals(), CachedClientStats(), Degraded())
+          .at("store"),
+      json::parse(R"({"degraded": true,
+          "error": "IO error: No space left on device",
+          "degraded_since_ms": 1700000000000, "degradations": 1,
+          "recoveries": 0, "recovery_attempts": 3, "write_errors": 4})"));
+}
+
+TEST(HealthzJsonTest, HealthyStoreIsJustOk) {
+  EXPECT_EQ(HealthzJson(StoreHealth()), R"({"status":"ok"})");
+}
+
+TEST(HealthzJsonTest, DegradedStoreIsReportedWithItsError) {
+  EXPECT_EQ(json::parse(HealthzJson(Degraded())), json::parse(R"({
+      "status": "degraded",
+      "store": {"degraded": true,
+                "error": "IO error: No space left on device",
+                "degraded_since_ms": 1700000000000, "degradations": 1,
+                "recoveries": 0, "recovery_attempts": 3,
+                "write_errors": 4}})"));
+}
+
+TEST(HealthzJsonTest, RecoveredStoreIsOkWithTheTimeOfTheRecovery) {
+  StoreHealth h = Degraded();
+  h.degraded = false;
+  h.recoveries = 1;
+  h.recovered_ms = 1'700'000'060'000;
+  EXPECT_EQ(json::parse(HealthzJson(h)), json::parse(R"({
+      "status": "ok",
+      "store": {"degraded": false, "recovered_ms": 1700000060000,
+                "degradations": 1, "recoveries": 1, "recovery_attempts": 3,
+                "write_errors": 4}})"));
+}
+
+TEST(HealthzJsonTest, WriteErrorsAloneShowTheStore) {
+  StoreHealth h;
+  h.write_errors = 2;
+  const json::value v = json::parse(HealthzJson(h));
+  EXPECT_EQ(v.at("status"), "ok");
+  EXPECT_EQ(v.at("store").at("write_errors"), 2);
 }
 
 }  // namespace

@@ -1,10 +1,14 @@
 // `llmcache serve` as a subprocess (the built binary), in front of the fake
 // OpenRouter run in this process: start-up and /healthz, configuration by
 // flags, environment and config file with their precedence, a locked
-// database, a port in use, and a graceful SIGTERM with requests in flight.
+// database, a port in use, a graceful SIGTERM with requests in flight, the
+// access settings (origins, hosts, client token, TTL ceiling), the
+// open-file limit (raised at start; connections capped below a low one) and
+// the disk budget.
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
@@ -12,6 +16,8 @@
 #include <chrono>
 #include <fstream>
 #include <map>
+#include <memory>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -59,6 +65,19 @@ class Process : public ::llmcache::testing::BackgroundProcess {
           const std::map<std::string, std::string>& env = {})
       : BackgroundProcess(Argv(args), Options(dir, env)) {}
 
+  // `llmcache <args>` under an open-file limit of `fd_limit` (soft and
+  // hard, set by the shell's ulimit before it execs llmcache).
+  static std::unique_ptr<Process> UnderFdLimit(
+      const llmcache::testing::TempDir& dir, int fd_limit,
+      const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {
+        "/bin/sh", "-c",
+        "ulimit -n " + std::to_string(fd_limit) + " && exec \"$0\" \"$@\""};
+    const std::vector<std::string> llmcache = Argv(args);
+    argv.insert(argv.end(), llmcache.begin(), llmcache.end());
+    return std::unique_ptr<Process>(new Process(argv, Options(dir, {})));
+  }
+
   // Waits for the "listening on http://HOST:PORT" line; the port, or 0 if
   // the process exited or did not start in time.
   uint16_t WaitListening(std::chrono::milliseconds timeout = 20s) {
@@ -82,7 +101,20 @@ class Process : public ::llmcache::testing::BackgroundProcess {
     return port;
   }
 
+  // The value of `metric` in GET /metrics on `port`, -1 if absent.
+  static int64_t Metric(uint16_t port, const std::string& metric) {
+    const Reply r =
+        ::llmcache::testing::HttpSend(port, "GET", "/metrics", {}, {}, 20s);
+    const size_t at = r.body.find("\n" + metric + " ");
+    if (at == std::string::npos) return -1;
+    return std::stoll(r.body.substr(at + metric.size() + 2));
+  }
+
  private:
+  Process(const std::vector<std::string>& argv,
+          const ::llmcache::testing::BackgroundOptions& options)
+      : BackgroundProcess(argv, options) {}
+
   static std::vector<std::string> Argv(const std::vector<std::string>& args) {
     std::vector<std::string> argv = {LLMCACHE_BIN};
     argv.insert(argv.end(), args.begin(), args.end());
@@ -135,11 +167,28 @@ TEST_F(ServeTest, HelpExitsZero) {
   Process p(dir_, {"serve", "--help"});
   EXPECT_EQ(p.Wait(), 0);
   const std::string out = p.Out();
-  for (const char* flag :
-       {"--listen", "--db", "--upstream", "--threads", "--config",
-        "--admin-token", "--shared-cache", "--mode", "--ttl", "--namespace",
-        "--max-body-bytes", "--max-connections", "--log-level", "--memory",
-        "--ca-file", "--api-key", "--shutdown-grace"}) {
+  for (const char* flag : {"--listen",
+                           "--db",
+                           "--upstream",
+                           "--threads",
+                           "--config",
+                           "--admin-token",
+                           "--shared-cache",
+                           "--mode",
+                           "--ttl",
+                           "--namespace",
+                           "--max-body-bytes",
+                           "--max-connections",
+                           "--log-level",
+                           "--memory",
+                           "--ca-file",
+                           "--api-key",
+                           "--shutdown-grace",
+                           "--allow-origin",
+                           "--allow-host",
+                           "--client-token",
+                           "--max-ttl",
+                           "--max-disk-bytes"}) {
     EXPECT_NE(out.find(flag), std::string::npos) << flag;
   }
 }
@@ -287,6 +336,18 @@ TEST_F(ServeTest, BadSettingsAreUsageErrors) {
   EXPECT_NE(b.Err().find("no-such-setting"), std::string::npos) << b.Err();
   Process c(dir_, Args({"--listen", "nonsense"}));
   EXPECT_EQ(c.Wait(), 2) << c.Err();
+  Process d(dir_, Args({"--allow-origin", "http://app.example/path"}));
+  EXPECT_EQ(d.Wait(), 2) << d.Err();
+  EXPECT_NE(d.Err().find("http://app.example/path"), std::string::npos)
+      << d.Err();
+  Process e(dir_, Args({"--allow-host", "proxy.internal:8080"}));
+  EXPECT_EQ(e.Wait(), 2) << e.Err();
+  // The operator's TTL cannot exceed the ceiling (nor be forever under one).
+  Process f(dir_, Args({"--ttl", "120", "--max-ttl", "60"}));
+  EXPECT_EQ(f.Wait(), 2) << f.Err();
+  EXPECT_NE(f.Err().find("--max-ttl"), std::string::npos) << f.Err();
+  Process g(dir_, Args({"--ttl", "0", "--max-ttl", "60"}));
+  EXPECT_EQ(g.Wait(), 2) << g.Err();
 }
 
 TEST_F(ServeTest, LockedDatabaseExitsOneNamingIt) {
@@ -356,6 +417,197 @@ TEST_F(ServeTest, MemoryModeTouchesNoDisk) {
   p.Signal(SIGTERM);
   EXPECT_EQ(p.Wait(), 0);
   EXPECT_FALSE(std::ifstream(dir_.Sub("never")).good());
+}
+
+// The attack at the command's defaults: a web page's cross-origin
+// "simple" request would have been forwarded with the operator's key.
+TEST_F(ServeTest, WebPagesAreRefusedByDefault) {
+  Process p(dir_, Args({"--api-key", "sk-SERVER-SECRET-KEY"}));
+  const uint16_t port = p.WaitListening();
+  ASSERT_NE(port, 0) << p.Err();
+  const Reply r = Request(
+      port, "POST", "/v1/chat/completions", Body("m/a"),
+      {{"Content-Type", "text/plain"}, {"Origin", "http://evil.example"}});
+  EXPECT_EQ(r.status, 403) << r.body;
+  EXPECT_EQ(Request(port, "POST", "/v1/chat/completions", Body("m/a"),
+                    {{"Authorization", "Basic dXNlcjpwYXNz"}})
+                .status,
+            401);
+  EXPECT_EQ(Request(port, "GET", "/healthz", "",
+                    {{"Host", "rebind.evil.example:" + std::to_string(port)}})
+                .status,
+            403);
+  EXPECT_EQ(fake_->completions(), 0u);
+  p.Signal(SIGTERM);
+  EXPECT_EQ(p.Wait(), 0) << p.Err();
+}
+
+TEST_F(ServeTest, AccessSettingsFromTheConfigFileAndEnvironment) {
+  const std::string config = dir_.Sub("access.toml");
+  {
+    std::ofstream f(config);
+    f << "[serve]\n"
+      << "allow-origin = [\"http://app.example\", \"https://b.example\"]\n"
+      << "client-token = \"file-client-token\"\n"
+      << "ttl = 30\n"
+      << "max-ttl = 60\n";
+  }
+  Process p(dir_, Args({"--config", config, "--api-key", "sk-SERVER"}),
+            {{"LLMCACHE_ALLOW_HOST", "proxy.internal,other.internal"}});
+  const uint16_t port = p.WaitListening();
+  ASSERT_NE(port, 0) << p.Err();
+  const HttpHeaders token = {{"X-Llmcache-Token", "file-client-token"}};
+  EXPECT_EQ(Request(port, "POST", "/v1/chat/completions", Body("m/a")).status,
+            401);
+  Reply r = Request(port, "POST", "/v1/chat/completions", Body("m/a"),
+                    {{"X-Llmcache-Token", "file-client-token"},
+                     {"Origin", "https://b.example"},
+                     {"Host", "other.internal"},
+                     {"X-Cache-TTL", "0"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.header("access-control-allow-origin"), "https://b.example");
+  EXPECT_EQ(r.header("x-cache-ttl"), "60");  // forever is cut to max-ttl
+  EXPECT_EQ(fake_->last_authorization(), "Bearer sk-SERVER");
+  r = Request(port, "POST", "/v1/chat/completions", Body("m/b"), token);
+  EXPECT_EQ(r.header("x-cache-ttl"), "30");
+  EXPECT_EQ(Request(port, "POST", "/v1/chat/completions", Body("m/a"),
+                    {{"X-Llmcache-Token", "file-client-token"},
+                     {"Origin", "http://c.example"}})
+                .status,
+            403);
+  EXPECT_EQ(
+      Request(port, "GET", "/healthz", "", {{"Host", "proxy.internal"}}).status,
+      200);
+  p.Signal(SIGTERM);
+  EXPECT_EQ(p.Wait(), 0) << p.Err();
+  EXPECT_EQ(p.Err().find("file-client-token"), std::string::npos) << p.Err();
+}
+
+// The soft open-file limit (commonly 1,024) is raised to the hard one, so
+// --max-connections is not capped by an accident of the login session.
+TEST_F(ServeTest, RaisesTheOpenFileLimitToTheHardOne) {
+  struct rlimit saved;
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  if (saved.rlim_max != RLIM_INFINITY && saved.rlim_max < 4096) {
+    GTEST_SKIP() << "hard open-file limit " << saved.rlim_max;
+  }
+  std::unique_ptr<Process> p;
+  {
+    struct rlimit low = saved;
+    low.rlim_cur = 512;
+    ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+    p = std::make_unique<Process>(dir_, Args());  // inherits 512
+    ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  }
+  const uint16_t port = p->WaitListening();
+  ASSERT_NE(port, 0) << p->Err();
+  std::ifstream limits("/proc/" + std::to_string(p->pid()) + "/limits");
+  std::string line;
+  std::string soft, hard;
+  while (std::getline(limits, line)) {
+    if (line.rfind("Max open files", 0) == 0) {
+      std::istringstream(line.substr(14)) >> soft >> hard;
+    }
+  }
+  ASSERT_FALSE(soft.empty());
+  EXPECT_NE(soft, "512");
+  if (hard != "unlimited") {
+    EXPECT_EQ(soft, hard);
+  }
+  EXPECT_TRUE(WaitFor([&] {
+    return p->Err().find("open-file limit raised from 512 to") !=
+           std::string::npos;
+  })) << p->Err();
+  // Above what 512 descriptors would allow (each connection may hold an
+  // upstream socket too).
+  EXPECT_GT(Process::Metric(port, "llmcache_max_connections"), 256);
+  p->Signal(SIGTERM);
+  EXPECT_EQ(p->Wait(), 0) << p->Err();
+}
+
+// Under a low hard limit the connection limit is capped below it: every
+// connection within the cap is served, the next gets a 503 (not silence),
+// and closing one makes room.
+TEST_F(ServeTest, ConnectionsAreCappedBelowALowOpenFileLimit) {
+  std::unique_ptr<Process> p = Process::UnderFdLimit(
+      dir_, 400,
+      {"serve", "--memory", "--listen", "127.0.0.1:0", "--upstream",
+       fake_->base_url(), "--threads", "1"});
+  const uint16_t port = p->WaitListening();
+  ASSERT_NE(port, 0) << p->Err();
+  const int64_t cap = Process::Metric(port, "llmcache_max_connections");
+  ASSERT_GT(cap, 10);
+  ASSERT_LT(cap, 200);  // (400 - reserve) / 2
+  EXPECT_TRUE(WaitFor([&] {
+    return p->Err().find("max connections capped at " + std::to_string(cap)) !=
+           std::string::npos;
+  })) << p->Err();
+  std::vector<std::unique_ptr<::llmcache::testing::HttpConnection>> conns;
+  for (int64_t i = 0; i < cap; ++i) {
+    conns.push_back(
+        std::make_unique<::llmcache::testing::HttpConnection>(port, 20s));
+    const Reply r = conns.back()->Send("GET", "/healthz");
+    ASSERT_EQ(r.status, 200) << "connection " << i << ": " << r.error;
+  }
+  {
+    ::llmcache::testing::HttpConnection extra(port, 20s);
+    const Reply r = extra.Send("GET", "/healthz");
+    EXPECT_EQ(r.status, 503) << r.error;
+  }
+  conns.pop_back();
+  EXPECT_TRUE(WaitFor([&] {
+    ::llmcache::testing::HttpConnection again(port, 20s);
+    return again.Send("GET", "/healthz").status == 200;
+  }));
+  EXPECT_EQ(conns.front()->Send("GET", "/healthz").status, 200);
+  conns.clear();
+  p->Signal(SIGTERM);
+  EXPECT_EQ(p->Wait(), 0) << p->Err();
+}
+
+// max-disk-bytes (here from the config file) reaches the engine: past the
+// budget the oldest entries are evicted.
+TEST_F(ServeTest, DiskBudgetEvictsTheOldestEntries) {
+  const std::string config = dir_.Sub("budget.toml");
+  {
+    std::ofstream f(config);
+    f << "max-disk-bytes = 65536\n";
+  }
+  Process p(dir_, Args({"--config", config}));
+  const uint16_t port = p.WaitListening();
+  ASSERT_NE(port, 0) << p.Err();
+  const HttpHeaders auth = {{"Authorization", "Bearer k"}};
+  ASSERT_EQ(Request(port, "POST", "/v1/chat/completions",
+                    Body("m/budget", "first"), auth)
+                .header("x-cache"),
+            "MISS");
+  ASSERT_EQ(Request(port, "POST", "/v1/chat/completions",
+                    Body("m/budget", "first"), auth)
+                .header("x-cache"),
+            "HIT");
+  const std::string filler(400, 'x');
+  for (int i = 0; i < 300; ++i) {
+    ASSERT_EQ(Request(port, "POST", "/v1/chat/completions",
+                      Body("m/budget", filler + std::to_string(i)), auth)
+                  .status,
+              200);
+  }
+  // Maintenance (every second) enforces the budget.
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        const Reply s = Request(port, "GET", "/stats");
+        const std::string name = "\"evictions\":";
+        const size_t at = s.body.find(name);
+        return at != std::string::npos &&
+               std::stoll(s.body.substr(at + name.size())) > 0;
+      },
+      20s));
+  EXPECT_EQ(Request(port, "POST", "/v1/chat/completions",
+                    Body("m/budget", "first"), auth)
+                .header("x-cache"),
+            "MISS");
+  p.Signal(SIGTERM);
+  EXPECT_EQ(p.Wait(), 0) << p.Err();
 }
 
 }  // namespace

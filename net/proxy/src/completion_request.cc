@@ -23,11 +23,16 @@ const std::string& ScopeMemo::ScopeOf(std::string_view key) {
   return scope_;
 }
 
+int64_t ClampTtlMs(int64_t requested_ms, int64_t max_ttl_ms) {
+  if (max_ttl_ms <= 0) return requested_ms;
+  if (requested_ms == 0 || requested_ms > max_ttl_ms) return max_ttl_ms;
+  return requested_ms;
+}
+
 Status ReadCompletionHeaders(HeaderLookup headers,
                              const CompletionHeaderOptions& options,
                              ScopeMemo* memo, CachedRequest* out) {
-  const std::string_view token =
-      proxy_util::BearerToken(headers("Authorization").value_or(""));
+  const std::string_view token = options.api_key;
   out->api_key.assign(token);
   if (!options.shared_cache) {
     out->scope = memo->ScopeOf(token.empty() ? options.server_key : token);
@@ -47,7 +52,7 @@ Status ReadCompletionHeaders(HeaderLookup headers,
           "X-Cache-TTL must be a non-negative integer of seconds (0 = never "
           "expires)");
     }
-    out->ttl_ms = *ttl * 1000;
+    out->ttl_ms = ClampTtlMs(*ttl * 1000, options.max_ttl_ms);
   }
   if (std::optional<std::string_view> v = headers("X-Cache-Namespace")) {
     if (!proxy_util::ValidNamespace(*v)) {

@@ -1,9 +1,9 @@
 // What the HTTP headers of POST /chat/completions mean to the cache, both
 // ways, without any HTTP machinery (no Beast I/O):
-//   - ReadCompletionHeaders: the request's headers (Authorization,
-//     Cache-Control, X-Cache-TTL, X-Cache-Namespace and the attribution
-//     headers passed upstream) into a CachedRequest, or the 400 message of
-//     an invalid value;
+//   - ReadCompletionHeaders: the request's headers (Cache-Control,
+//     X-Cache-TTL, X-Cache-Namespace and the attribution headers passed
+//     upstream) and the API key the access check let in (access.h) into a
+//     CachedRequest, or the 400 message of an invalid value;
 //   - AppendCacheHeaders / AppendUpstreamHeaders: the response's X-Cache,
 //     X-Cache-Bypass-Reason, X-Cache-Key and Age lines and the upstream
 //     headers passed through.
@@ -78,13 +78,26 @@ struct CompletionHeaderOptions {
   // The key used upstream when a request has none (ClientOptions::api_key);
   // its scope is the scope of such requests.
   std::string_view server_key;
+  // The request's own upstream key, as the access check resolved it from
+  // Authorization (Access::api_key); empty = the server's key.
+  std::string_view api_key;
+  // Ceiling of X-Cache-TTL in ms (ClampTtlMs); 0 = none.
+  int64_t max_ttl_ms = 0;
 };
 
-// Fills `out`'s api_key, scope (unless shared_cache), skip_lookup, no_store,
-// max_age_ms, ttl_ms, ns and headers from the request's headers, in that
-// order; `out->body` is left alone. kInvalidArgument with the message of the
-// 400 answer for an invalid Cache-Control max-age, X-Cache-TTL or
-// X-Cache-Namespace (`out` is then partly filled).
+// A client's TTL under the operator's ceiling: `requested_ms` when
+// max_ttl_ms is 0 (no ceiling) or it is shorter; else max_ttl_ms (also for
+// 0, "forever", which only an operator without a ceiling grants).
+int64_t ClampTtlMs(int64_t requested_ms, int64_t max_ttl_ms);
+
+// Fills `out`'s api_key (options.api_key), scope (unless shared_cache: the
+// scope of api_key, or of server_key when it is empty), skip_lookup,
+// no_store, max_age_ms, ttl_ms (clamped by ClampTtlMs), ns and headers from
+// the request's headers, in that order; `out->body` is left alone.
+// Authorization is not read here: the access check (access.h) has.
+// kInvalidArgument with the message of the 400 answer for an invalid
+// Cache-Control max-age, X-Cache-TTL or X-Cache-Namespace (`out` is then
+// partly filled).
 Status ReadCompletionHeaders(HeaderLookup headers,
                              const CompletionHeaderOptions& options,
                              ScopeMemo* memo, CachedRequest* out);

@@ -108,11 +108,14 @@ Totals Registry::Sum() const {
   t.open_connections = static_cast<uint64_t>(
       std::max<int64_t>(0, open_connections.load(std::memory_order_relaxed)));
   t.rejected_connections = Load(rejected_connections);
+  t.accept_errors = Load(accept_errors);
+  t.max_connections = Load(max_connections);
   return t;
 }
 
 std::string Registry::Render(const CachedClientStats& p, uint64_t entries,
-                             uint64_t disk_bytes) const {
+                             uint64_t disk_bytes,
+                             const StoreHealth& store) const {
   const Totals t = Sum();
   std::string out;
   out.reserve(8192);
@@ -182,6 +185,28 @@ std::string Registry::Render(const CachedClientStats& p, uint64_t entries,
          "Connections refused over the connection limit.");
   Line(&out, "llmcache_rejected_connections_total %" PRIu64 "\n",
        t.rejected_connections);
+  Header(&out, "llmcache_max_connections", "gauge",
+         "Connection limit in effect (--max-connections, capped by the "
+         "open-file limit).");
+  Line(&out, "llmcache_max_connections %" PRIu64 "\n", t.max_connections);
+  Header(&out, "llmcache_accept_errors_total", "counter",
+         "Failed accepts (e.g. out of file descriptors).");
+  Line(&out, "llmcache_accept_errors_total %" PRIu64 "\n", t.accept_errors);
+  Header(&out, "llmcache_store_degraded", "gauge",
+         "1 while the store refuses writes after a write or background "
+         "error (requests are still served), else 0.");
+  Line(&out, "llmcache_store_degraded %d\n", store.degraded ? 1 : 0);
+  Header(&out, "llmcache_store_degradations_total", "counter",
+         "Times the store became degraded.");
+  Line(&out, "llmcache_store_degradations_total %" PRIu64 "\n",
+       store.degradations);
+  Header(&out, "llmcache_store_recoveries_total", "counter",
+         "Times the degraded store recovered.");
+  Line(&out, "llmcache_store_recoveries_total %" PRIu64 "\n", store.recoveries);
+  Header(&out, "llmcache_store_write_errors_total", "counter",
+         "Store writes that failed or were refused.");
+  Line(&out, "llmcache_store_write_errors_total %" PRIu64 "\n",
+       store.write_errors);
   Header(&out, "llmcache_cache_entries", "gauge", "Entries in the cache.");
   Line(&out, "llmcache_cache_entries %" PRIu64 "\n", entries);
   Header(&out, "llmcache_cache_disk_bytes", "gauge",

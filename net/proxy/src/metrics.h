@@ -23,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include "llmcache/cache.h"
 #include "llmcache/net/cached_client.h"
 #include "llmcache/policy.h"
 
@@ -100,6 +101,7 @@ struct Totals {
   std::array<uint64_t, kUpstreamBuckets.size() + 1> upstream_buckets{};
   uint64_t upstream_sum_ns = 0;
   uint64_t in_flight = 0, open_connections = 0, rejected_connections = 0;
+  uint64_t accept_errors = 0, max_connections = 0;
 };
 
 class Registry {
@@ -112,13 +114,18 @@ class Registry {
   std::atomic<int64_t> in_flight{0};
   std::atomic<int64_t> open_connections{0};
   std::atomic<uint64_t> rejected_connections{0};
+  std::atomic<uint64_t> accept_errors{0};
+  // The connection limit in effect (set once at start).
+  std::atomic<uint64_t> max_connections{0};
 
   Totals Sum() const;
 
-  // The Prometheus exposition of Sum(), the cache pipeline's counts and the
-  // given engine gauges.
+  // The Prometheus exposition of Sum(), the cache pipeline's counts, the
+  // given engine gauges and the store's write health (Cache::Health()):
+  // llmcache_store_degraded (0/1), llmcache_store_degradations_total,
+  // llmcache_store_recoveries_total, llmcache_store_write_errors_total.
   std::string Render(const CachedClientStats& pipeline, uint64_t entries,
-                     uint64_t disk_bytes) const;
+                     uint64_t disk_bytes, const StoreHealth& store) const;
 
  private:
   std::vector<std::unique_ptr<Shard>> shards_;

@@ -4,6 +4,7 @@
 
 #include <openssl/crypto.h>
 
+#include <algorithm>
 #include <boost/beast/core/string.hpp>
 #include <boost/json.hpp>
 #include <cctype>
@@ -219,7 +220,8 @@ void AppendHeader(std::string* out, std::string_view name,
 
 void AppendResponseHead(std::string* out, int status,
                         std::string_view content_type, int64_t content_length,
-                        bool keep_alive, std::string_view extra) {
+                        bool keep_alive, std::string_view extra,
+                        std::string_view extra2) {
   char num[24];
   out->append("HTTP/1.1 ");
   auto r = std::to_chars(num, num + sizeof(num), status);
@@ -228,7 +230,9 @@ void AppendResponseHead(std::string* out, int status,
   out->append(ReasonPhrase(status));
   out->append("\r\nServer: llmcache\r\n");
   if (!content_type.empty()) AppendHeader(out, "Content-Type", content_type);
-  if (content_length >= 0) {
+  if (status == 204 || status == 304) {
+    // No body, and no framing headers (RFC 9110, 8.6 and 15.3.5).
+  } else if (content_length >= 0) {
     out->append("Content-Length: ");
     r = std::to_chars(num, num + sizeof(num), content_length);
     out->append(num, r.ptr);
@@ -239,7 +243,15 @@ void AppendResponseHead(std::string* out, int status,
   out->append(keep_alive ? "Connection: keep-alive\r\n"
                          : "Connection: close\r\n");
   out->append(extra);
+  out->append(extra2);
   out->append("\r\n");
+}
+
+size_t ConnectionCap(size_t requested, uint64_t fd_limit, uint64_t reserve) {
+  if (fd_limit == 0) return std::max<size_t>(1, requested);
+  const uint64_t room = fd_limit > reserve ? (fd_limit - reserve) / 2 : 0;
+  return static_cast<size_t>(
+      std::max<uint64_t>(1, std::min<uint64_t>(requested, room)));
 }
 
 void AppendChunk(std::string* out, std::string_view bytes) {

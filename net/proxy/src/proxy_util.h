@@ -7,6 +7,7 @@
 #ifndef LLMCACHE_NET_SRC_PROXY_UTIL_H_
 #define LLMCACHE_NET_SRC_PROXY_UTIL_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -73,11 +74,19 @@ std::string_view ReasonPhrase(int status);
 
 // Appends "HTTP/1.1 <status> <reason>\r\n", Content-Type, then either
 // Content-Length (content_length >= 0) or Transfer-Encoding: chunked
-// (content_length < 0), Connection: keep-alive|close, then `extra` (each
-// line already ending in "\r\n"), then the blank line.
+// (content_length < 0; neither for 204 and 304), Connection:
+// keep-alive|close, then `extra` and
+// `extra2` (each line already ending in "\r\n"), then the blank line.
 void AppendResponseHead(std::string* out, int status,
                         std::string_view content_type, int64_t content_length,
-                        bool keep_alive, std::string_view extra);
+                        bool keep_alive, std::string_view extra,
+                        std::string_view extra2 = {});
+
+// The connection limit a server with `fd_limit` open files (the soft
+// RLIMIT_NOFILE; 0 = unlimited) can keep: `requested`, capped to
+// (fd_limit - reserve) / 2 (a connection may hold an upstream socket
+// besides its own), and at least 1.
+size_t ConnectionCap(size_t requested, uint64_t fd_limit, uint64_t reserve);
 
 // Appends one header line "name: value\r\n".
 void AppendHeader(std::string* out, std::string_view name,

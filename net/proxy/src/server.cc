@@ -5,27 +5,47 @@
 // Decisions not spelled out in proxy.h:
 //   - Over the connection limit a connection gets a 503 (written without
 //     blocking, Retry-After: 1) and is closed; it never becomes a session.
-//   - Accept errors (e.g. EMFILE) are logged and retried after 50 ms.
+//   - Accept errors: out of descriptors (EMFILE, ENFILE), the spare
+//     descriptor is closed, one pending connection accepted, answered 503
+//     and closed, and the spare reopened; then accepting goes on at once.
+//     Without a spare, and on other errors, it goes on after 50 ms. Logged
+//     at most every 10 s (with the count of the ones not logged).
 //   - Shutdown closes idle sessions at once, waits up to the grace period
 //     for requests in flight, then closes the rest and joins every thread.
 
 #include "server.h"
 
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <array>
 #include <boost/asio/post.hpp>
+#include <cerrno>
 #include <cstdio>
 #include <exception>
 #include <utility>
 
+#include "completion_request.h"
+#include "llmcache/options.h"
 #include "proxy_util.h"
 #include "session.h"
 #include "stats_json.h"
 
 namespace llmcache::net {
 namespace proxy {
+namespace {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
+
+constexpr auto kAcceptRetry = std::chrono::milliseconds(50);
+constexpr auto kAcceptLogInterval = std::chrono::seconds(10);
+
+int OpenSpareFd() { return ::open("/dev/null", O_RDONLY | O_CLOEXEC); }
+
+}  // namespace
 
 ProxyImpl::ProxyImpl(ProxyOptions options, std::shared_ptr<Cache> cache)
     : options_(std::move(options)),
@@ -44,6 +64,7 @@ ProxyImpl::~ProxyImpl() {
   accept_timer_.reset();
   acceptor_.reset();
   workers_.clear();
+  if (spare_fd_ >= 0) ::close(spare_fd_);
 }
 
 void ProxyImpl::Log(LogLevel level, std::string_view line) {
@@ -77,8 +98,36 @@ void ProxyImpl::StoreModels(ModelsEntry e) {
   models_ = std::move(e);
 }
 
+void ProxyImpl::CapConnections() {
+  struct rlimit rl;
+  uint64_t limit = 0;  // unlimited
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+    limit = rl.rlim_cur;
+  }
+  const uint64_t reserve =
+      64 + 4 * static_cast<uint64_t>(std::max(1, options_.threads)) +
+      options_.upstream.max_idle_per_host + (cache_->persistent() ? 256 : 0);
+  max_connections_ =
+      proxy_util::ConnectionCap(options_.max_connections, limit, reserve);
+  metrics_.max_connections.store(max_connections_);
+  if (max_connections_ < options_.max_connections) {
+    Log(LogLevel::kWarn,
+        "max connections capped at " + std::to_string(max_connections_) +
+            " (of " + std::to_string(options_.max_connections) +
+            ") by the open-file limit " + std::to_string(limit) + " (reserve " +
+            std::to_string(reserve) +
+            ", and one upstream socket per connection); raise it with "
+            "`ulimit -n`");
+  }
+}
+
 Status ProxyImpl::Init() {
   try {
+    Result<AccessPolicy> access = MakeAccessPolicy(options_);
+    if (!access.ok()) return access.status();
+    access_ = std::move(access).value();
+    CapConnections();
+    spare_fd_ = OpenSpareFd();
     const int threads = options_.threads;
     const size_t n = static_cast<size_t>(std::max(1, threads));
     CachedClientOptions co = options_.cached;
@@ -96,6 +145,10 @@ Status ProxyImpl::Init() {
 
     for (size_t i = 0; i < n; ++i) {
       workers_.push_back(std::make_unique<Worker>(i, &metrics_.shard(i)));
+      // Creates the worker's reactor (its epoll, eventfd and timerfd
+      // descriptors) now: created lazily by the first connection, it could
+      // fail for lack of descriptors exactly when they run out.
+      tcp::socket warm_up(workers_.back()->ioc);
     }
     boost::system::error_code ec;
     const std::string host =
@@ -153,12 +206,21 @@ void ProxyImpl::RunWorker(Worker& w) {
 }
 
 void ProxyImpl::DoAccept() {
-  Worker& target = *workers_[next_worker_++ % workers_.size()];
-  acceptor_->async_accept(
-      target.ioc,
-      [this, &target](boost::system::error_code ec, tcp::socket socket) {
-        OnAccept(target, ec, std::move(socket));
-      });
+  try {
+    Worker& target = *workers_[next_worker_++ % workers_.size()];
+    acceptor_->async_accept(
+        target.ioc,
+        [this, &target](boost::system::error_code ec, tcp::socket socket) {
+          OnAccept(target, ec, std::move(socket));
+        });
+  } catch (const std::exception& e) {
+    // Allocation failure: accepting must not stop for good.
+    Log(LogLevel::kError, std::string("cannot accept: ") + e.what());
+    accept_timer_->expires_after(kAcceptRetry);
+    accept_timer_->async_wait([this](boost::system::error_code) {
+      if (!stopping()) DoAccept();
+    });
+  }
 }
 
 void ProxyImpl::OnAccept(Worker& target, boost::system::error_code ec,
@@ -167,19 +229,11 @@ void ProxyImpl::OnAccept(Worker& target, boost::system::error_code ec,
       stopping()) {
     return;
   }
-  if (ec) {
-    // E.g. EMFILE: back off briefly instead of spinning.
-    Log(LogLevel::kWarn, "accept failed: " + ec.message());
-    accept_timer_->expires_after(std::chrono::milliseconds(50));
-    accept_timer_->async_wait([this](boost::system::error_code) {
-      if (!stopping()) DoAccept();
-    });
-    return;
-  }
+  if (ec) return OnAcceptError(target, ec);
   socket.set_option(tcp::no_delay(true), ec);
   const int64_t open =
       metrics_.open_connections.fetch_add(1, std::memory_order_relaxed);
-  if (static_cast<uint64_t>(open) >= options_.max_connections) {
+  if (static_cast<uint64_t>(open) >= max_connections_) {
     metrics_.open_connections.fetch_sub(1, std::memory_order_relaxed);
     metrics_.rejected_connections.fetch_add(1, std::memory_order_relaxed);
     Reject(socket);
@@ -201,8 +255,68 @@ void ProxyImpl::OnAccept(Worker& target, boost::system::error_code ec,
   DoAccept();
 }
 
+void ProxyImpl::OnAcceptError(Worker& target, boost::system::error_code ec) {
+  metrics_.accept_errors.fetch_add(1, std::memory_order_relaxed);
+  const auto now = SteadyClock::now();
+  if (!accept_error_logged_ ||
+      now - *accept_error_logged_ >= kAcceptLogInterval) {
+    std::string line = "accept failed: " + ec.message();
+    if (accept_errors_unlogged_ > 0) {
+      line += " (and " + std::to_string(accept_errors_unlogged_) +
+              " more since the last report)";
+    }
+    if (ec == asio::error::no_descriptors || ec.value() == ENFILE) {
+      line +=
+          "; answering 503 while out of file descriptors (open "
+          "connections: " +
+          std::to_string(metrics_.open_connections.load()) + ")";
+    }
+    Log(LogLevel::kWarn, line);
+    accept_error_logged_ = now;
+    accept_errors_unlogged_ = 0;
+  } else {
+    ++accept_errors_unlogged_;
+  }
+  const bool out_of_fds =
+      ec == asio::error::no_descriptors || ec.value() == ENFILE;
+  if (out_of_fds && spare_fd_ >= 0) {
+    // Make room for one descriptor: the pending connection gets a 503
+    // instead of waiting in the backlog for a slot that may never come.
+    ::close(spare_fd_);
+    spare_fd_ = -1;
+    tcp::socket socket(target.ioc);
+    boost::system::error_code aec;
+    acceptor_->non_blocking(true, aec);
+    if (!aec) acceptor_->accept(socket, aec);
+    boost::system::error_code ignored;
+    acceptor_->non_blocking(false, ignored);
+    const bool accepted = !aec;
+    if (accepted) {
+      metrics_.rejected_connections.fetch_add(1, std::memory_order_relaxed);
+      Reject(socket);
+    }
+    spare_fd_ = OpenSpareFd();
+    if (accepted && spare_fd_ >= 0) {
+      DoAccept();
+      return;
+    }
+  }
+  // Back off briefly instead of spinning.
+  accept_timer_->expires_after(kAcceptRetry);
+  accept_timer_->async_wait([this](boost::system::error_code) {
+    if (!stopping()) DoAccept();
+  });
+}
+
 void ProxyImpl::Reject(tcp::socket& socket) {
   boost::system::error_code ec;
+  socket.non_blocking(true, ec);
+  // Reads what the client has sent already: closing a socket with unread
+  // data resets the connection, and the client could lose the answer.
+  std::array<char, 4096> scratch;
+  for (int i = 0; i < 16 && !ec; ++i)
+    socket.read_some(asio::buffer(scratch), ec);
+  ec.clear();
   const std::string body =
       proxy_util::ErrorJson(503, "overloaded", "too many connections");
   std::string msg;
@@ -286,6 +400,7 @@ ProxyCounters ProxyImpl::counters() const {
   c.open_connections = t.open_connections;
   c.in_flight = t.in_flight;
   c.rejected_connections = t.rejected_connections;
+  c.accept_errors = t.accept_errors;
   return c;
 }
 
@@ -297,12 +412,13 @@ std::string ProxyImpl::MetricsText() {
     disk_bytes = s->disk_bytes;
   }
   return metrics_.Render(cached_ ? cached_->stats() : CachedClientStats(),
-                         entries, disk_bytes);
+                         entries, disk_bytes, cache_->Health());
 }
 
 std::string ProxyImpl::RenderStatsJson() {
   return StatsJson(cache_->GetStats(), metrics_.Sum(),
-                   cached_ ? cached_->stats() : CachedClientStats());
+                   cached_ ? cached_->stats() : CachedClientStats(),
+                   cache_->Health());
 }
 
 }  // namespace proxy
@@ -339,6 +455,17 @@ Result<std::unique_ptr<ProxyServer>> ProxyServer::Start(
   }
   if (options.max_header_bytes == 0 || options.max_body_bytes == 0) {
     return InvalidArgumentError("body and header limits must be positive");
+  }
+  // The TTL ceiling: the operator's TTL unless given; it cuts the default
+  // too.
+  const int64_t ttl =
+      options.cached.ttl_ms.value_or(CacheOptions().default_ttl_ms);
+  if (!options.max_ttl_ms) options.max_ttl_ms = ttl;
+  if (*options.max_ttl_ms < 0 || ttl < 0) {
+    return InvalidArgumentError("TTLs must not be negative");
+  }
+  if (options.cached.ttl_ms) {
+    options.cached.ttl_ms = proxy::ClampTtlMs(ttl, *options.max_ttl_ms);
   }
   // The key builders must accept every body the server accepts.
   options.cached.key_options.max_body_bytes = std::max(

@@ -37,6 +37,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "access.h"
 #include "llmcache/net/proxy.h"
 #include "metrics.h"
 
@@ -69,6 +70,7 @@ class ProxyImpl final : public ProxyServer {
   Status Init();
 
   uint16_t port() const override { return port_; }
+  size_t max_connections() const override { return max_connections_; }
   std::string base_url() const override {
     return "http://" + display_host_ + ":" + std::to_string(port_);
   }
@@ -80,6 +82,7 @@ class ProxyImpl final : public ProxyServer {
 
   // For sessions.
   const ProxyOptions& options() const { return options_; }
+  const AccessPolicy& access() const { return access_; }
   Cache& cache() { return *cache_; }
   CachedClient& cached() { return *cached_; }
   Client& client() { return *client_; }
@@ -109,12 +112,20 @@ class ProxyImpl final : public ProxyServer {
                 boost::asio::ip::tcp::socket socket);
   // Over the connection limit: a 503 written without blocking, then closed.
   void Reject(boost::asio::ip::tcp::socket& socket);
+  // accept failed with `ec`: counts and logs it (at most every 10 s); out of
+  // descriptors, answers one pending connection 503 with the spare
+  // descriptor's slot. Then accepts again, at once or after 50 ms.
+  void OnAcceptError(Worker& target, boost::system::error_code ec);
+  // Computes max_connections_ from the open-file limit; logs a cap.
+  void CapConnections();
   void RunWorker(Worker& w);
 
   // Declared first: destroyed last (sessions touch it when they die).
   const ProxyOptions options_;
   std::shared_ptr<Cache> cache_;
   metrics::Registry metrics_;
+  AccessPolicy access_;
+  size_t max_connections_ = 0;
 
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<boost::asio::io_context> upstream_;
@@ -127,6 +138,13 @@ class ProxyImpl final : public ProxyServer {
   std::shared_ptr<CachedClient> cached_;
   std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
   std::unique_ptr<boost::asio::steady_timer> accept_timer_;
+  // A descriptor on /dev/null, closed to make room for answering one
+  // connection 503 when accept runs out of descriptors (-1: none held).
+  int spare_fd_ = -1;
+  // Accept errors not yet logged, and when one was last logged (acceptor
+  // thread only).
+  uint64_t accept_errors_unlogged_ = 0;
+  std::optional<SteadyClock::time_point> accept_error_logged_;
   size_t next_worker_ = 0;
   uint64_t next_session_id_ = 0;
   uint16_t port_ = 0;

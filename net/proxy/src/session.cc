@@ -11,6 +11,12 @@
 // posted back and written as HTTP chunks as they arrive.
 //
 // Decisions not spelled out in proxy.h:
+//   - Access (Host, Origin, credentials: access.h) is checked as soon as a
+//     request's headers are in, before its body is read (no 100 Continue
+//     for a refused request). A 400 or 403 that leaves a body unread closes
+//     the connection after the answer; a 401 (a client with the wrong
+//     credentials, not a hostile page) reads the body first and keeps the
+//     connection, unless the client waits for 100 Continue.
 //   - A stream whose upstream ends without [DONE] (cut, error) is ended by
 //     closing the connection without the last chunk, so the client sees an
 //     incomplete response instead of a clean end.
@@ -35,6 +41,7 @@
 #include <utility>
 #include <variant>
 
+#include "access.h"
 #include "admin.h"
 #include "completion_request.h"
 #include "llmcache/net/sse.h"
@@ -42,6 +49,7 @@
 #include "proxy_util.h"
 #include "server.h"
 #include "session_state.h"
+#include "stats_json.h"
 
 namespace llmcache::net::proxy {
 namespace {
@@ -65,6 +73,14 @@ int64_t ElapsedNs(SteadyClock::time_point since) {
 }
 
 std::string_view Sv(beast::string_view s) { return {s.data(), s.size()}; }
+
+// The value of the first header `name`, nullopt when there is none.
+template <typename Message, typename Name>
+std::optional<std::string_view> Find(const Message& m, Name name) {
+  auto it = m.find(name);
+  if (it == m.end()) return std::nullopt;
+  return Sv(it->value());
+}
 
 // Flag shared with upstream callbacks: set when the client went away.
 struct StreamCtl {
@@ -157,7 +173,74 @@ class SessionImpl final : public Session,
     }
     ++requests_read_;
     BeginRequest();
+    if (!Admit()) return;
     PumpBody();
+  }
+
+  Route RouteOf(std::string_view path) const {
+    if (path == "/v1/chat/completions" || path == "/api/v1/chat/completions") {
+      return Route::kChatCompletions;
+    }
+    if (path == "/v1/models" || path == "/api/v1/models") return Route::kModels;
+    if (path == "/healthz") return Route::kHealthz;
+    if (path == "/metrics") return Route::kMetrics;
+    if (path == "/stats") return Route::kStats;
+    if (path.starts_with("/admin/") && !srv_.options().admin_token.empty()) {
+      return Route::kAdmin;
+    }
+    return Route::kOther;
+  }
+
+  // Routes the request and checks who may send it (access.h), before its
+  // body is read. False when it has been answered (refused, or a CORS
+  // preflight).
+  bool Admit() {
+    const auto& req = parser_->get();
+    req_.keep_alive = req.keep_alive();
+    const std::string_view target = Sv(req.target());
+    const size_t q = target.find('?');
+    req_.path = target.substr(0, q);
+    req_.query =
+        q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+    req_.route = RouteOf(req_.path);
+    AccessRequest ar;
+    ar.route = req_.route;
+    ar.method = Sv(req.method_string());
+    ar.version = static_cast<int>(req.version());
+    ar.host_count = req.count(http::field::host);
+    ar.host = Find(req, http::field::host);
+    ar.origin = Find(req, http::field::origin);
+    ar.sec_fetch_site = Find(req, "Sec-Fetch-Site");
+    ar.access_control_request_method =
+        Find(req, http::field::access_control_request_method);
+    ar.authorization = Find(req, http::field::authorization);
+    ar.token = Find(req, "X-Llmcache-Token");
+    const bool body_pending = !parser_->is_done();
+    std::variant<HttpError, Access> checked = CheckAccess(srv_.access(), ar);
+    if (auto* error = std::get_if<HttpError>(&checked)) {
+      // Past the Origin check: an allowed page may read why.
+      if (error->status == 401 && ar.origin) {
+        AppendCorsHeaders(&cors_, *ar.origin);
+      }
+      if (error->status == 401 && body_pending &&
+          !beast::iequals(req[http::field::expect], "100-continue")) {
+        refusal_ = std::move(*error);  // answered once the body is read
+        return true;
+      }
+      SendError(std::move(*error), body_pending);
+      return false;
+    }
+    access_ = std::get<Access>(checked);
+    if (access_.preflight) {
+      AppendPreflightHeaders(
+          &cors_, access_.cors_origin,
+          Find(req, http::field::access_control_request_headers));
+      if (body_pending) req_.keep_alive = false;
+      SendWhole(204, {}, {}, {}, nullptr);
+      return false;
+    }
+    AppendCorsHeaders(&cors_, access_.cors_origin);
+    return true;
   }
 
   // Feeds body bytes already buffered to the parser; reads the rest.
@@ -223,57 +306,49 @@ class SessionImpl final : public Session,
 
   // ------------------------------------------------------------ routing
 
+  // Answers a request let in by Admit, its body read.
   void Handle() {
     phase_ = SessionPhase::kHandling;
     req_.t0 = SteadyClock::now();
-    const auto& req = parser_->get();
-    req_.keep_alive = req.keep_alive();
-    const std::string_view target = Sv(req.target());
-    const size_t q = target.find('?');
-    const std::string_view path = target.substr(0, q);
-    req_.query =
-        q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
-    req_.path = path;
-    const http::verb method = req.method();
-    if (path == "/v1/chat/completions" || path == "/api/v1/chat/completions") {
-      req_.route = Route::kChatCompletions;
-      if (method != http::verb::post) return MethodNotAllowed("POST");
-      return HandleChat();
+    if (refusal_) {
+      HttpError e = std::move(*refusal_);
+      refusal_.reset();
+      return SendError(std::move(e));
     }
-    if (path == "/v1/models" || path == "/api/v1/models") {
-      req_.route = Route::kModels;
-      if (method != http::verb::get) return MethodNotAllowed("GET");
-      return HandleModels();
+    const http::verb method = parser_->get().method();
+    const std::string_view path = req_.path;
+    switch (req_.route) {
+      case Route::kChatCompletions:
+        if (method != http::verb::post) return MethodNotAllowed("POST");
+        return HandleChat();
+      case Route::kModels:
+        if (method != http::verb::get) return MethodNotAllowed("GET");
+        return HandleModels();
+      case Route::kHealthz:
+        if (method != http::verb::get) return MethodNotAllowed("GET");
+        // Health() is cheap: answered inline.
+        body_ = HealthzJson(srv_.cache().Health());
+        return SendWhole(200, kJson, {}, body_, nullptr);
+      case Route::kMetrics:
+        if (method != http::verb::get) return MethodNotAllowed("GET");
+        return RunOnAdmin(
+            [srv = &srv_]() -> std::pair<int, std::string> {
+              return {200, srv->MetricsText()};
+            },
+            "text/plain; version=0.0.4; charset=utf-8");
+      case Route::kStats:
+        if (method != http::verb::get) return MethodNotAllowed("GET");
+        return RunOnAdmin(
+            [srv = &srv_]() -> std::pair<int, std::string> {
+              return {200, srv->RenderStatsJson()};
+            },
+            kJson);
+      case Route::kAdmin:
+        return HandleAdmin(path.substr(7));
+      case Route::kOther:
+      case Route::kCount:
+        break;
     }
-    if (path == "/healthz") {
-      req_.route = Route::kHealthz;
-      if (method != http::verb::get) return MethodNotAllowed("GET");
-      static constexpr std::string_view kOk = R"({"status":"ok"})";
-      return SendWhole(200, kJson, {}, kOk, nullptr);
-    }
-    if (path == "/metrics") {
-      req_.route = Route::kMetrics;
-      if (method != http::verb::get) return MethodNotAllowed("GET");
-      return RunOnAdmin(
-          [srv = &srv_]() -> std::pair<int, std::string> {
-            return {200, srv->MetricsText()};
-          },
-          "text/plain; version=0.0.4; charset=utf-8");
-    }
-    if (path == "/stats") {
-      req_.route = Route::kStats;
-      if (method != http::verb::get) return MethodNotAllowed("GET");
-      return RunOnAdmin(
-          [srv = &srv_]() -> std::pair<int, std::string> {
-            return {200, srv->RenderStatsJson()};
-          },
-          kJson);
-    }
-    if (path.starts_with("/admin/") && !srv_.options().admin_token.empty()) {
-      req_.route = Route::kAdmin;
-      return HandleAdmin(path.substr(7));
-    }
-    req_.route = Route::kOther;
     SendError(404, "invalid_request_error", "no route for " + std::string(path),
               false);
   }
@@ -293,12 +368,20 @@ class SessionImpl final : public Session,
       return Sv(it->value());
     };
     CachedRequest creq;
-    const Status headers = ReadCompletionHeaders(
-        find, {srv_.options().shared_cache, srv_.server_key()}, &scope_memo_,
-        &creq);
+    const ProxyOptions& o = srv_.options();
+    const Status headers =
+        ReadCompletionHeaders(find,
+                              {.shared_cache = o.shared_cache,
+                               .server_key = srv_.server_key(),
+                               .api_key = access_.api_key,
+                               .max_ttl_ms = o.max_ttl_ms.value_or(0)},
+                              &scope_memo_, &creq);
     if (!headers.ok()) {
       return SendError(400, "invalid_request_error",
                        std::string(headers.message()), false);
+    }
+    if (!creq.no_store) {
+      req_.ttl_ms = creq.ttl_ms.value_or(o.cached.ttl_ms.value_or(-1));
     }
     creq.body = std::move(req.body());
     Result<PreparedRequest> prepared = srv_.cached().Prepare(std::move(creq));
@@ -362,11 +445,12 @@ class SessionImpl final : public Session,
       extra_.clear();
       AppendCacheHeaders(&extra_, req_.cache.value_or(CacheResult::kMiss),
                          req_.bypass_reason, req_.key_hex, 0);
+      AppendTtlHeader(req_.cache.value_or(CacheResult::kMiss));
       extra_.append("Cache-Control: no-cache\r\n");
       pending_.clear();
       proxy_util::AppendResponseHead(&pending_, 200, kEventStream, -1,
                                      req_.keep_alive && !srv_.stopping(),
-                                     extra_);
+                                     extra_, cors_);
       req_.status = 200;
     }
     if (data == "[DONE]" && req_.stream == StreamState::kOpen) {
@@ -418,6 +502,13 @@ class SessionImpl final : public Session,
     }
   }
 
+  // X-Cache-TTL on a miss whose lifetime is known.
+  void AppendTtlHeader(CacheResult result) {
+    if (result != CacheResult::kMiss || req_.ttl_ms < 0) return;
+    proxy_util::AppendHeader(&extra_, "X-Cache-TTL",
+                             std::to_string(req_.ttl_ms / 1000));
+  }
+
   void OnCompleted(Result<CachedResponse> r) {
     shard_.upstream_latency.Observe(metrics::kUpstreamBuckets,
                                     ElapsedNs(req_.t0));
@@ -462,6 +553,7 @@ class SessionImpl final : public Session,
     extra_.clear();
     AppendCacheHeaders(&extra_, *req_.cache, req_.bypass_reason, req_.key_hex,
                        c.age_ms);
+    AppendTtlHeader(*req_.cache);
     // Points into c.headers: used before c goes away.
     const std::string_view content_type =
         AppendUpstreamHeaders(&extra_, c.headers).value_or(kJson);
@@ -494,8 +586,7 @@ class SessionImpl final : public Session,
     Request up;
     up.method = "GET";
     up.path = "/models";
-    up.api_key = std::string(proxy_util::BearerToken(
-        Sv(parser_->get()[http::field::authorization])));
+    up.api_key = std::string(access_.api_key);
     auto self = shared_from_this();
     srv_.client().Send(std::move(up), nullptr, [self](Result<Response> r) {
       asio::post(self->w_.ioc, [self, r = std::move(r)]() mutable {
@@ -614,7 +705,7 @@ class SessionImpl final : public Session,
     proxy_util::AppendResponseHead(
         &head_, status, content_type,
         chunked ? -1 : static_cast<int64_t>(body.size()), req_.keep_alive,
-        extra);
+        extra, cors_);
     const std::array<asio::const_buffer, 2> buffers = {
         asio::buffer(head_), asio::buffer(body.data(), body.size())};
     stream_.expires_after(srv_.options().read_timeout);
@@ -659,6 +750,9 @@ class SessionImpl final : public Session,
   void BeginRequest() {
     phase_ = SessionPhase::kReadingBody;
     req_.Reset();
+    access_ = {};
+    cors_.clear();
+    refusal_.reset();
     srv_.registry().in_flight.fetch_add(1, std::memory_order_relaxed);
   }
 
@@ -703,6 +797,12 @@ class SessionImpl final : public Session,
   uint64_t requests_read_ = 0;  // the first gets read_timeout, not idle
   RequestState req_;
   ScopeMemo scope_memo_;
+  // What the access check let in, and the CORS header lines of every answer
+  // to the request (empty without an allowed Origin).
+  Access access_;
+  std::string cors_;
+  // A 401 to answer once the request's body is read.
+  std::optional<HttpError> refusal_;
 
   // Output buffers, reused across requests.
   std::string head_;

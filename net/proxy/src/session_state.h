@@ -68,6 +68,8 @@ struct RequestState {
   bool streaming = false;  // "stream": true in the body
   StreamState stream = StreamState::kNone;
   std::string key_hex;  // its capacity is reused across requests
+  // A completion's stored lifetime (X-Cache-TTL on a miss); -1 = unknown.
+  int64_t ttl_ms = -1;
 
   void Reset() {
     t0 = std::chrono::steady_clock::now();
@@ -81,6 +83,7 @@ struct RequestState {
     streaming = false;
     stream = StreamState::kNone;
     key_hex.clear();
+    ttl_ms = -1;
   }
   bool stream_ended() const {
     return stream == StreamState::kEndedClean ||

@@ -13,10 +13,40 @@ namespace json = boost::json;
 
 double Usd(int64_t nanousd) { return static_cast<double>(nanousd) / 1e9; }
 
+json::object StoreObject(const StoreHealth& h) {
+  json::object o;
+  o["degraded"] = h.degraded;
+  if (h.degraded) {
+    o["error"] = h.error;
+    o["degraded_since_ms"] = h.degraded_since_ms;
+  }
+  if (h.recovered_ms != 0) o["recovered_ms"] = h.recovered_ms;
+  o["degradations"] = h.degradations;
+  o["recoveries"] = h.recoveries;
+  o["recovery_attempts"] = h.recovery_attempts;
+  o["write_errors"] = h.write_errors;
+  return o;
+}
+
 }  // namespace
 
+std::string StoreHealthJson(const StoreHealth& store) {
+  return json::serialize(StoreObject(store));
+}
+
+std::string HealthzJson(const StoreHealth& store) {
+  const bool troubled = store.degraded || store.degradations != 0 ||
+                        store.recoveries != 0 || store.write_errors != 0 ||
+                        store.recovered_ms != 0;
+  if (!troubled) return R"({"status":"ok"})";
+  json::object root;
+  root["status"] = store.degraded ? "degraded" : "ok";
+  root["store"] = StoreObject(store);
+  return json::serialize(root);
+}
+
 std::string StatsJson(const Result<CacheStats>& cache, const metrics::Totals& t,
-                      const CachedClientStats& cs) {
+                      const CachedClientStats& cs, const StoreHealth& store) {
   json::object root;
   if (cache.ok()) {
     root["cache"] = json::parse(CacheStatsJson(*cache));
@@ -47,7 +77,10 @@ std::string StatsJson(const Result<CacheStats>& cache, const metrics::Totals& t,
   p["in_flight"] = t.in_flight;
   p["open_connections"] = t.open_connections;
   p["rejected_connections"] = t.rejected_connections;
+  p["accept_errors"] = t.accept_errors;
+  p["max_connections"] = t.max_connections;
   root["proxy"] = std::move(p);
+  root["store"] = StoreObject(store);
 
   json::object c;
   c["keys_computed"] = cs.keys_computed;

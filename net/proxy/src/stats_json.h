@@ -1,5 +1,6 @@
-// The JSON of GET /stats: the engine's statistics, the proxy's HTTP counters
-// and the cache pipeline's counts, in one object. No Beast.
+// The JSON of GET /stats (the engine's statistics, the store's health, the
+// proxy's HTTP counters and the cache pipeline's counts, in one object) and
+// of GET /healthz. No Beast.
 
 #ifndef LLMCACHE_NET_PROXY_SRC_STATS_JSON_H_
 #define LLMCACHE_NET_PROXY_SRC_STATS_JSON_H_
@@ -21,8 +22,10 @@ namespace llmcache::net {
 //             bypass_reasons: {reason: n}, tokens_saved, cost_saved_usd,
 //             response_bytes, upstream_errors, store_errors, models_fetches,
 //             models_errors, in_flight, open_connections,
-//             rejected_connections} — the request outcomes and errors are
-//             the pipeline's counts, as in "client",
+//             rejected_connections, accept_errors, max_connections} — the
+//             request outcomes and errors are the pipeline's counts, as in
+//             "client",
+//  "store":  StoreHealthJson(store),
 //  "client": {keys_computed, hits, misses, bypasses,
 //             bypasses_by_reason: {reason: n}, tokens_saved, cost_saved_usd,
 //             upstream_calls, upstream_errors, flight_joins, store_errors,
@@ -33,7 +36,21 @@ namespace llmcache::net {
 // or a bypass; "proxy" reports those counts beside its own HTTP counters.
 std::string StatsJson(const Result<CacheStats>& cache,
                       const metrics::Totals& proxy,
-                      const CachedClientStats& pipeline);
+                      const CachedClientStats& pipeline,
+                      const StoreHealth& store);
+
+// The store's write health as a JSON object: {"degraded": bool, "error":
+// "<what degraded it>" (only while degraded), "degraded_since_ms": <Unix
+// ms> (only while degraded), "recovered_ms": <Unix ms of the last
+// recovery> (only after one), "degradations", "recoveries",
+// "recovery_attempts", "write_errors"}.
+std::string StoreHealthJson(const StoreHealth& store);
+
+// The body of GET /healthz: {"status":"ok"} for a store that never had
+// write trouble; {"status":"ok","store":StoreHealthJson} once it had (e.g.
+// recovered, or writes failed); {"status":"degraded","store":...} while it
+// is degraded.
+std::string HealthzJson(const StoreHealth& store);
 
 }  // namespace llmcache::net
 

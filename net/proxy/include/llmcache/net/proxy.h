@@ -9,7 +9,15 @@
 //        and stored after a clean end ([DONE]).
 //   GET  /v1/models, /api/v1/models      upstream's list, kept in memory for
 //                                        ProxyOptions::models_ttl
-//   GET  /healthz                        {"status":"ok"}
+//   GET  /healthz                        {"status":"ok"}; with "store":
+//                                        {...} (Cache::Health()) once the
+//                                        store has had write trouble, and
+//                                        {"status":"degraded", ...} while
+//                                        it is degraded: still 200 (the
+//                                        proxy fails open and keeps
+//                                        answering, from the cache and
+//                                        upstream; a load balancer should
+//                                        not take it out of service)
 //   GET  /metrics                        Prometheus text format (llmcache_*)
 //   GET  /stats                          JSON: "cache" (the engine's
 //                                        statistics, per model), "proxy"
@@ -24,6 +32,39 @@
 //                                        <admin token>` or 401. Answers
 //                                        {"removed": N, ...}.
 //
+// Access (checked right after a request's headers, before anything is
+// looked up or forwarded, on every route; the threat is a web page in a
+// browser on the same machine or network using the proxy, and with it the
+// operator's upstream key and the cached answers of other users):
+//   Host       must name the proxy: localhost, 127.0.0.1, [::1], the listen
+//              address, or one of allow_hosts (any port), so a page on a
+//              DNS-rebinding name cannot reach it. Listening on 0.0.0.0 or
+//              :: any IP literal is accepted too (rebinding needs a name).
+//              Otherwise 403 permission_error; no Host on HTTP/1.1, or two,
+//              is a 400.
+//   Origin     browsers send it on cross-origin requests: unless it is one
+//              of allow_origins (exact scheme://host[:port]; "*" = any),
+//              403 permission_error, on every route (/healthz included).
+//              An allowed origin's answers carry
+//              Access-Control-Allow-Origin (and Expose-Headers), and its
+//              preflight (OPTIONS with Access-Control-Request-Method) gets
+//              204 with Access-Control-Allow-Methods/-Headers. Without an
+//              Origin, a Sec-Fetch-Site other than same-origin or none (a
+//              cross-site page's no-cors request) is a 403 too. Requests
+//              without these headers (SDKs, curl) are unaffected.
+//   Authorization  when present, must be `Bearer <key>`: any other scheme
+//              (Basic, Digest, a bare or empty token) is a 401 on the
+//              routes that go upstream, never answered with the server's
+//              key.
+//   client_token   when set, every route but /healthz, /metrics (operators
+//              scrape it; it holds counts, no prompts, answers or model
+//              names) and /admin/* (the admin token guards those) needs it:
+//              `X-Llmcache-Token: <token>` (then Authorization, if any,
+//              carries the client's own upstream key), or `Authorization:
+//              Bearer <token>` (then the server's key is used upstream and
+//              the cache scope is the server key's). Compared in constant
+//              time; otherwise 401 authentication_error.
+//
 // Request headers on completions:
 //   Authorization: Bearer K   forwarded upstream; the server's key
 //                             (ClientOptions::api_key) when absent. Unless
@@ -33,7 +74,11 @@
 //   Cache-Control: no-cache (skip the lookup, still store), no-store (do not
 //                  store), max-age=N (accept entries at most N s old);
 //                  other directives are ignored.
-//   X-Cache-TTL: N            seconds the stored entry lives (0 = forever)
+//   X-Cache-TTL: N            seconds the stored entry lives (0 = forever),
+//                             at most max_ttl_ms: a longer one, or 0 while
+//                             max_ttl_ms is not 0, gets the ceiling (a
+//                             client may shorten a lifetime, never lengthen
+//                             it)
 //   X-Cache-Namespace: NS     1-128 of [A-Za-z0-9._:-]
 //   HTTP-Referer, X-Title, X-OpenRouter-Title, X-OpenRouter-Categories,
 //   X-Session-Id              passed upstream (attribution; not in the key)
@@ -45,6 +90,10 @@
 //                                     (BypassReasonName)
 //   X-Cache-Key: <64 hex>             when the request could be keyed
 //   Age: <seconds>                    on hits
+//   X-Cache-TTL: <seconds>            on misses: the lifetime an entry
+//                                     stored from this answer gets (0 =
+//                                     forever), when known (cached.ttl_ms
+//                                     set, or the request's X-Cache-TTL)
 // A stream's headers go out before its end is known: X-Cache says what was
 // known then (a hit is known; a live miss says MISS even if it will not be
 // stored).
@@ -53,10 +102,25 @@
 // (never cached). The proxy's own errors are
 // {"error":{"message":"...","type":"...","code":<http status>}}: 400
 // invalid_request_error (malformed JSON, no model, no messages, a bad
-// header), 401 authentication_error, 404 / 405 invalid_request_error, 413
+// header, a missing Host), 401 authentication_error, 403 permission_error
+// (Host or Origin not allowed), 404 / 405 invalid_request_error, 413
 // request_too_large, 431 request_header_fields_too_large, 502 upstream_error
 // (upstream unreachable or connection lost), 503 overloaded (too many
 // connections; the connection is then closed), 504 upstream_timeout.
+//
+// Connections and file descriptors: the connection limit in effect
+// (max_connections()) is ProxyOptions::max_connections capped to what the
+// process's open-file limit (RLIMIT_NOFILE, soft) allows: (limit - reserve)
+// / 2 — a client connection may hold an upstream socket too — with a
+// reserve of 64 + 4 per thread + the upstream's idle pool, plus 256 for
+// RocksDB's files in persistent mode (the engine keeps every table file
+// open). Connections beyond it are accepted and answered 503 (Retry-After:
+// 1, Connection: close). If accept fails anyway for lack of descriptors
+// (EMFILE, ENFILE), the proxy frees a spare descriptor it keeps for that,
+// accepts, answers 503 and closes; without one it retries after 50 ms, so it
+// never spins. Such failures are logged at most every 10 s and counted in
+// llmcache_accept_errors_total. `llmcache serve` raises the soft limit to
+// the hard one at start.
 //
 // Concurrency: `threads` worker threads, each running its own io_context;
 // one acceptor hands connections out round robin, and a connection lives on
@@ -78,6 +142,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "llmcache/cache.h"
 #include "llmcache/clock.h"
@@ -121,11 +186,30 @@ struct ProxyOptions {
   // admin endpoints answer 404. Default: empty.
   std::string admin_token;
 
+  // Origins whose web pages may use the proxy (CORS): exact
+  // "scheme://host[:port]" (a default port and a trailing "/" are
+  // ignored), or "*" for any page. Requests with another Origin get 403.
+  // Default: none.
+  std::vector<std::string> allow_origins;
+  // Host names accepted besides localhost, 127.0.0.1, [::1] and the listen
+  // address (any port), or "*" to accept any Host. Default: none.
+  std::vector<std::string> allow_hosts;
+  // The proxy's access token (see "Access" above); never logged. Empty:
+  // none needed. Default: empty.
+  std::string client_token;
+
+  // Ceiling of a stored entry's lifetime: a client's X-Cache-TTL (and the
+  // default, cached.ttl_ms) are cut to it. 0 = no ceiling (a client may ask
+  // for 0, forever). nullopt = cached.ttl_ms, or the engine's default TTL
+  // (CacheOptions::default_ttl_ms) when that is not set. Default: nullopt.
+  std::optional<int64_t> max_ttl_ms;
+
   // Larger request bodies get 413. Default: 8 MiB.
   size_t max_body_bytes = 8u << 20;
   // Larger request headers get 431. Default: 16 KiB.
   size_t max_header_bytes = 16u << 10;
-  // Connections beyond this many get a 503 and are closed. Default: 10000.
+  // Connections beyond this many get a 503 and are closed; capped by the
+  // open-file limit (see above). Default: 10000.
   size_t max_connections = 10000;
   // Deadline for reading one request (headers of the first request of a
   // connection, and any body) and for writing one response chunk.
@@ -164,6 +248,7 @@ struct ProxyCounters {
   uint64_t open_connections = 0;
   uint64_t in_flight = 0;
   uint64_t rejected_connections = 0;
+  uint64_t accept_errors = 0;  // accept failures (e.g. out of descriptors)
 };
 
 class ProxyServer {
@@ -189,6 +274,10 @@ class ProxyServer {
   // finish for up to `grace` (their connections close after the response),
   // then closes everything and joins the threads. Idempotent; blocks.
   virtual void Shutdown(std::chrono::milliseconds grace) = 0;
+
+  // The connection limit in effect: ProxyOptions::max_connections, capped
+  // by the open-file limit at Start.
+  virtual size_t max_connections() const = 0;
 
   virtual ProxyCounters counters() const = 0;
   // The /metrics text.
