@@ -193,5 +193,27 @@ TEST_F(ProxyAdminPurgeTest, LogsTheOutcomeAtInfo) {
   EXPECT_EQ(logs_[0].second, "admin model: removed 0 entries");
 }
 
+TEST(ProxyAdminValidateTest, CompactTakesNoParameters) {
+  EXPECT_TRUE(std::holds_alternative<AdminCompact>(Validate("compact", "")));
+  EXPECT_EQ(ErrorOf(Validate("compact", "all=1")).status, 400);
+  EXPECT_EQ(ErrorOf(Validate("compact", "", "Bearer wrong")).status, 401);
+  EXPECT_EQ(
+      ErrorOf(Validate("compact", "", "Bearer admin-secret", "GET")).status,
+      405);
+}
+
+TEST_F(ProxyAdminPurgeTest, CompactAnswersAndLogs) {
+  const AdminAnswer a =
+      RunAdminCompact(*cache_, [this](LogLevel level, std::string_view line) {
+        logs_.emplace_back(level, std::string(line));
+      });
+  EXPECT_EQ(a.status, 200) << a.body;
+  const json::value v = json::parse(a.body);
+  EXPECT_EQ(v.at("compacted"), json::value(true));
+  EXPECT_GE(v.at("ms").as_int64(), 0);
+  ASSERT_EQ(logs_.size(), 1u);
+  EXPECT_EQ(logs_[0].first, LogLevel::kInfo);
+}
+
 }  // namespace
 }  // namespace llmcache::net::proxy

@@ -15,6 +15,7 @@
 
 #include "fake_openrouter.h"
 #include "llmcache/net/sse.h"
+#include "testing/fault_fs.h"
 #include "testing/io_loop.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
@@ -690,6 +691,62 @@ TEST_F(CachedClientTest, EveryWaiterOfAFailedFlightIsAMissAndAnUpstreamError) {
   EXPECT_EQ(s.hits, 0u);
   EXPECT_EQ(s.upstream_errors, 5u);
   EXPECT_EQ(s.upstream_calls + s.flight_joins, 5u);
+}
+
+TEST_F(CachedClientTest, DiskFaultIsServedThroughCountedAndHeals) {
+  using llmcache::testing::FaultFileSystem;
+  auto fs = std::make_shared<FaultFileSystem>();
+  CacheOptions co;
+  co.path = dir_.path() + "/faulty";
+  co.maintenance_interval_ms = 0;
+  co.memory_tier_bytes = 0;
+  co.file_system = fs;
+  co.recovery_initial_backoff_ms = 10;
+  co.recovery_max_backoff_ms = 50;
+  auto opened = Cache::Open(co);
+  ASSERT_OK(opened);
+  std::shared_ptr<Cache> cache(std::move(opened).value());
+  auto cached = Make(cache, CachedClientOptions{});
+  const std::string before =
+      Body("openai/gpt-4o-mini", false, R"("temperature":0)", "before");
+  ASSERT_OK(Call(*cached, before));
+
+  for (const auto& fault :
+       {FaultFileSystem::NoSpace(), FaultFileSystem::IoError()}) {
+    fs->FailWrites(fault);
+    const uint64_t errors = cached->stats().store_errors;
+    for (int i = 0; i < 5; ++i) {
+      Collected events;
+      auto r = Call(*cached,
+                    Body("openai/gpt-4o-mini", i % 2 == 1, R"("temperature":0)",
+                         fault.ToString() + std::to_string(i)),
+                    i % 2 == 1 ? events.Handler() : nullptr);
+      ASSERT_OK(r);
+      EXPECT_EQ(r->status, 200);
+      EXPECT_EQ(r->result, CacheResult::kMiss);
+      EXPECT_FALSE(r->stored);
+    }
+    EXPECT_GT(cached->stats().store_errors, errors);
+    EXPECT_TRUE(cache->Health().degraded);
+    auto hit = Call(*cached, before);  // lookups go on
+    ASSERT_OK(hit);
+    EXPECT_EQ(hit->result, CacheResult::kHit);
+
+    fs->Clear();
+    ASSERT_TRUE(llmcache::testing::WaitFor([&] {
+      return !cache->Health().degraded;
+    })) << cache->Health().recovery_error;
+    const std::string after =
+        Body("openai/gpt-4o-mini", false, R"("temperature":0)",
+             "after " + fault.ToString());
+    auto miss = Call(*cached, after);
+    ASSERT_OK(miss);
+    EXPECT_TRUE(miss->stored);
+    auto again = Call(*cached, after);
+    ASSERT_OK(again);
+    EXPECT_EQ(again->result, CacheResult::kHit);
+  }
+  EXPECT_EQ(cache->Health().recoveries, 2u);
 }
 
 // A Client whose calls the test answers by hand (Release), so that a flight

@@ -25,6 +25,7 @@
 #include "fake_openrouter.h"
 #include "llmcache/clock.h"
 #include "llmcache/net/sse.h"
+#include "testing/fault_fs.h"
 #include "testing/http_client.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
@@ -125,6 +126,7 @@ class ProxyTest : public ::testing::Test {
     co.path = dir_.path() + "/db";
     co.maintenance_interval_ms = 0;
     co.clock = &clock_;
+    if (cache_tweak_) cache_tweak_(co);
     auto c = Cache::Open(co);
     ASSERT_OK(c);
     cache_ = std::shared_ptr<Cache>(std::move(c).value());
@@ -150,6 +152,7 @@ class ProxyTest : public ::testing::Test {
     return log_;
   }
 
+  std::function<void(CacheOptions&)> cache_tweak_;
   llmcache::testing::TempDir dir_;
   FakeClock clock_;
   std::unique_ptr<FakeOpenRouter> fake_;
@@ -302,6 +305,31 @@ TEST_F(ProxyTest, StreamedMissIsPassedThroughLive) {
       << "events arrived in one burst after "
       << std::chrono::duration_cast<std::chrono::milliseconds>(*done).count()
       << " ms";
+}
+
+TEST_F(ProxyTest, PlainRequestJoiningAStreamGetsJson) {
+  // A stream is in flight (250 ms between its events) when the same request
+  // without "stream" arrives: it joins the flight and must get a JSON
+  // completion, not the stream's events.
+  HttpConnection conn(port_);
+  ASSERT_TRUE(conn.connected()) << conn.error();
+  ASSERT_TRUE(conn.Write(
+      "POST", "/v1/chat/completions", Body("fake/slow-250", /*stream=*/true),
+      {{"Authorization", "Bearer key-A"}, {"Connection", "close"}}))
+      << conn.error();
+  const Reply head = conn.ReadHead();
+  ASSERT_EQ(head.status, 200) << head.error;
+  ASSERT_EQ(head.header("content-type"), "text/event-stream");
+  const Reply plain = Chat(Body("fake/slow-250", /*stream=*/false));
+  ASSERT_EQ(plain.status, 200) << plain.body;
+  EXPECT_EQ(plain.header("content-type"), "application/json");
+  EXPECT_EQ(plain.header("x-cache"), "MISS");
+  EXPECT_EQ(plain.body.find("data:"), std::string::npos) << plain.body;
+  EXPECT_FALSE(ContentOf(plain.body).empty()) << plain.body;
+  EXPECT_EQ(fake_->completions(), 1u);  // it joined the stream's flight
+  std::string rest, piece;
+  while (conn.ReadBodyPiece(&piece)) rest += piece;
+  EXPECT_EQ(SseContent(rest), ContentOf(plain.body));
 }
 
 TEST_F(ProxyTest, EntryThatCannotBeReplayedAsAStreamGoesUpstream) {
@@ -715,6 +743,58 @@ class HealthSetCache final : public Cache {
   mutable std::mutex mu_;
   StoreHealth health_;
 };
+
+// A real full disk under the store (injected under RocksDB): every request
+// is answered during the fault, nothing is stored, health says degraded;
+// once space is back the store recovers by itself and stores again.
+TEST_F(ProxyTest, AFullDiskIsServedThroughAndHealsByItself) {
+  using llmcache::testing::FaultFileSystem;
+  auto fs = std::make_shared<FaultFileSystem>();
+  cache_tweak_ = [fs](CacheOptions& co) {
+    co.file_system = fs;
+    co.memory_tier_bytes = 0;  // every hit below comes from RocksDB
+    co.recovery_initial_backoff_ms = 10;
+    co.recovery_max_backoff_ms = 50;
+  };
+  Restart();
+  ASSERT_EQ(Chat(Body("m/before")).header("x-cache"), "MISS");
+  auto metric = [this](const std::string& line) {
+    return HttpGet(port_, "/metrics").body.find("\n" + line + "\n") !=
+           std::string::npos;
+  };
+
+  fs->FailWrites(FaultFileSystem::NoSpace());
+  for (int i = 0; i < 10; ++i) {
+    const Reply r = Chat(Body("m/during", false, "q" + std::to_string(i)));
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.header("x-cache"), "MISS");
+    EXPECT_EQ(r.header("x-cache-stored"), "0");
+    EXPECT_FALSE(ContentOf(r.body).empty());
+  }
+  EXPECT_NE(HttpGet(port_, "/healthz").body.find(R"("status":"degraded")"),
+            std::string::npos);
+  EXPECT_TRUE(metric("llmcache_store_degraded 1"));
+  // Lookups go on while writes are refused.
+  EXPECT_EQ(Chat(Body("m/before")).header("x-cache"), "HIT");
+  EXPECT_GT(fs->injected(), 0u);
+
+  fs->Clear();
+  ASSERT_TRUE(llmcache::testing::WaitFor([&] {
+    return HttpGet(port_, "/healthz").body.find(R"("status":"ok")") !=
+           std::string::npos;
+  })) << HttpGet(port_, "/healthz").body;
+  EXPECT_NE(HttpGet(port_, "/healthz").body.find("recovered_ms"),
+            std::string::npos);
+  EXPECT_TRUE(metric("llmcache_store_degraded 0"));
+  // At least one recovery (a Resume() that succeeds while the disk is still
+  // full is followed by another degradation).
+  EXPECT_FALSE(metric("llmcache_store_recoveries_total 0"));
+  const Reply after = Chat(Body("m/after"));
+  EXPECT_EQ(after.header("x-cache"), "MISS");
+  EXPECT_EQ(after.header("x-cache-stored"), "1");
+  EXPECT_EQ(Chat(Body("m/after")).header("x-cache"), "HIT");
+  EXPECT_EQ(Chat(Body("m/before")).header("x-cache"), "HIT");
+}
 
 // The issue: a degraded store (disk full, I/O error) was invisible. The
 // proxy keeps answering (fail open) and /healthz, /metrics and /stats say

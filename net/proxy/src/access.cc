@@ -167,7 +167,8 @@ bool ValidHeaderList(std::string_view s) {
 }
 
 constexpr std::string_view kExposeHeaders =
-    "X-Cache, X-Cache-Key, X-Cache-Bypass-Reason, X-Cache-TTL, Age, "
+    "X-Cache, X-Cache-Key, X-Cache-Bypass-Reason, X-Cache-TTL, X-Cache-Stored, "
+    "Age, "
     "Retry-After, X-Generation-Id, X-RateLimit-Limit, X-RateLimit-Remaining, "
     "X-RateLimit-Reset";
 constexpr std::string_view kAllowHeaders =

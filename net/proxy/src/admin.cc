@@ -3,6 +3,7 @@
 #include "admin.h"
 
 #include <boost/json.hpp>
+#include <chrono>
 #include <utility>
 
 namespace llmcache::net::proxy {
@@ -21,7 +22,7 @@ HttpError BadRequest(std::string message) {
 AdminAction ValidateAdminRequest(const AdminRequest& request,
                                  std::string_view admin_token) {
   const std::string_view op = request.op;
-  if (op != "flush" && op != "purge") {
+  if (op != "flush" && op != "purge" && op != "compact") {
     return HttpError{
         404, "invalid_request_error", "no admin route " + std::string(op), {}};
   }
@@ -36,6 +37,10 @@ AdminAction ValidateAdminRequest(const AdminRequest& request,
     return e;
   }
   const auto params = proxy_util::ParseQuery(request.query);
+  if (op == "compact") {
+    if (!params.empty()) return BadRequest("compact takes no parameters");
+    return AdminCompact{};
+  }
   if (params.size() != 1) {
     return BadRequest("give exactly one of model=M, all=1" +
                       std::string(op == "purge"
@@ -76,6 +81,23 @@ AdminAnswer RunAdminPurge(Cache& cache, const PurgeSelector& sel,
   out["removed"] = *removed;
   log(LogLevel::kInfo, "admin " + sel.name + ": removed " +
                            std::to_string(*removed) + " entries");
+  return {200, json::serialize(out)};
+}
+
+AdminAnswer RunAdminCompact(Cache& cache, const LogSink& log) {
+  const auto start = std::chrono::steady_clock::now();
+  Status s = cache.Compact();
+  if (!s.ok()) {
+    log(LogLevel::kError, "admin compact failed: " + s.ToString());
+    return {500, proxy_util::ErrorJson(500, "server_error", s.ToString())};
+  }
+  const int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::steady_clock::now() - start)
+                         .count();
+  log(LogLevel::kInfo, "admin compact: done in " + std::to_string(ms) + " ms");
+  json::object out;
+  out["compacted"] = true;
+  out["ms"] = ms;
   return {200, json::serialize(out)};
 }
 

@@ -1,4 +1,5 @@
-// The proxy's admin endpoints, POST /admin/flush and POST /admin/purge,
+// The proxy's admin endpoints, POST /admin/flush, /admin/purge and
+// /admin/compact,
 // without any HTTP machinery: ValidateAdminRequest checks the method, the
 // admin token (compared in constant time) and the query, and names either
 // the error to answer or what to purge; RunAdminPurge purges and renders the
@@ -31,14 +32,19 @@ struct AdminRequest {
   std::string_view query;          // after '?', not decoded
 };
 
-// What to do: answer the error, or purge.
-using AdminAction = std::variant<proxy_util::HttpError, PurgeSelector>;
+// POST /admin/compact: a full manual compaction (Cache::Compact), which drops
+// expired entries and returns their space.
+struct AdminCompact {};
 
-// In this order: 404 for an op other than flush and purge, 405 for a method
-// other than POST, 401 (with WWW-Authenticate: Bearer) unless the request
-// carries `Authorization: Bearer <admin_token>`, 400 unless the query has
-// exactly one selector that the op accepts (flush: model or all; purge: any
-// of ParsePurgeSelector's). `admin_token` must not be empty.
+// What to do: answer the error, purge, or compact.
+using AdminAction =
+    std::variant<proxy_util::HttpError, PurgeSelector, AdminCompact>;
+
+// In this order: 404 for an op other than flush, purge and compact, 405 for a
+// method other than POST, 401 (with WWW-Authenticate: Bearer) unless the
+// request carries `Authorization: Bearer <admin_token>`, 400 unless the query
+// has exactly one selector that the op accepts (flush: model or all; purge: any
+// of ParsePurgeSelector's; compact: none). `admin_token` must not be empty.
 AdminAction ValidateAdminRequest(const AdminRequest& request,
                                  std::string_view admin_token);
 
@@ -53,6 +59,9 @@ struct AdminAnswer {
 // store fails. Logs the outcome to `log` (kInfo, or kError on failure).
 AdminAnswer RunAdminPurge(Cache& cache, const PurgeSelector& selector,
                           const LogSink& log);
+
+// Compacts `cache`: 200 {"compacted":true,"ms":N}, or 500 server_error.
+AdminAnswer RunAdminCompact(Cache& cache, const LogSink& log);
 
 }  // namespace llmcache::net::proxy
 

@@ -173,6 +173,17 @@ class SessionImpl final : public Session,
     }
     ++requests_read_;
     BeginRequest();
+    // A Transfer-Encoding whose last coding is not chunked leaves the body's
+    // length unknown (Beast then reads no body, and the body's bytes would
+    // be taken for the next request: smuggling). RFC 9112 6.1 and 6.3: 501
+    // for a coding we do not implement, and close.
+    if (parser_->get().count(http::field::transfer_encoding) > 0 &&
+        !parser_->chunked()) {
+      SendError(501, "not_implemented",
+                "unsupported Transfer-Encoding (only chunked is accepted)",
+                /*close=*/true);
+      return;
+    }
     if (!Admit()) return;
     PumpBody();
   }
@@ -554,6 +565,11 @@ class SessionImpl final : public Session,
     AppendCacheHeaders(&extra_, *req_.cache, req_.bypass_reason, req_.key_hex,
                        c.age_ms);
     AppendTtlHeader(*req_.cache);
+    // Whether this answer is now in the cache (a stream's headers leave
+    // before it is stored, so only whole answers say it).
+    if (*req_.cache == CacheResult::kMiss) {
+      proxy_util::AppendHeader(&extra_, "X-Cache-Stored", c.stored ? "1" : "0");
+    }
     // Points into c.headers: used before c goes away.
     const std::string_view content_type =
         AppendUpstreamHeaders(&extra_, c.headers).value_or(kJson);
@@ -627,6 +643,17 @@ class SessionImpl final : public Session,
                              srv_.options().admin_token);
     if (auto* error = std::get_if<HttpError>(&action)) {
       return SendError(std::move(*error));
+    }
+    if (std::holds_alternative<AdminCompact>(action)) {
+      return RunOnAdmin(
+          [srv = &srv_]() -> std::pair<int, std::string> {
+            AdminAnswer a = RunAdminCompact(
+                srv->cache(), [srv](LogLevel level, std::string_view line) {
+                  srv->Log(level, line);
+                });
+            return {a.status, std::move(a.body)};
+          },
+          kJson);
     }
     RunOnAdmin(
         [srv = &srv_, sel = std::move(std::get<PurgeSelector>(
