@@ -125,7 +125,10 @@ void AddDelta(const StatsDelta& d, CacheStats* s) {
   }
   for (const auto& [model, v] : d.models) {
     ModelStats& m = ModelEntry(s, model);
-    auto mv = [&](ModelCounter c) { return v[static_cast<size_t>(c)]; };
+    // An init-capture: clang before 16 cannot capture a structured binding.
+    auto mv = [&counters = v](ModelCounter c) {
+      return counters[static_cast<size_t>(c)];
+    };
     m.hits = Plus(m.hits, mv(ModelCounter::kHits));
     m.entries = Plus(m.entries, mv(ModelCounter::kEntries));
     m.bytes = Plus(m.bytes, mv(ModelCounter::kBytes));

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <ostream>
 
+#include "cli/import_line.h"
 #include "cli/json_print.h"
 #include "cli/progress.h"
 #include "cli/verbs.h"
@@ -63,15 +64,8 @@ bool GetString(const json::object& o, std::string_view name, std::string* out,
   return true;
 }
 
-struct ImportLine {
-  RequestKey key;
-  std::string body;
-  InsertOptions options;
-  std::string ns;
-  std::string resolved_model;
-};
+}  // namespace
 
-// Validates one export line. False with *error on anything malformed.
 bool ParseImportLine(std::string_view line, int64_t now_ms, ImportLine* out,
                      std::string* error) {
   boost::system::error_code ec;
@@ -195,8 +189,6 @@ bool ParseImportLine(std::string_view line, int64_t now_ms, ImportLine* out,
   if (expires == 0) out->options.ttl_ms = 0;
   return true;
 }
-
-}  // namespace
 
 int Export(const std::string& db, const std::optional<std::string>& model,
            const std::string& output, const Io& io) {

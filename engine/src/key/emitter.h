@@ -292,14 +292,28 @@ class Emitter {
       if (Excluded(Ctx::kBlock, key)) continue;
       if (key == "text" && m.type == Type::kString) {
         text = &m;
-      } else if (key == "type" && m.type == Type::kString &&
-                 std::string_view(m.raw, m.raw_len) == "\"text\"") {
+      } else if (key == "type" && m.type == Type::kString && IsTextString(m)) {
         typed = true;
       } else {
         return nullptr;
       }
     }
     return typed ? text : nullptr;
+  }
+
+  // True for a string value that decodes to "text", escaped or not (equal
+  // values must key equally: "te\u0078t" is "text").
+  static bool IsTextString(const Entry& e) {
+    const std::string_view raw(e.raw, e.raw_len);
+    if (raw == "\"text\"") return true;
+    // Four characters escaped take at most 4 * 6 bytes between the quotes.
+    constexpr size_t kMaxEscaped = 4 * 6;
+    if (raw.size() < 2 || raw.size() - 2 > kMaxEscaped) return false;
+    char decoded[kMaxEscaped];
+    bool needs_escape = false;
+    const size_t n =
+        DecodeValidated(raw.substr(1, raw.size() - 2), decoded, &needs_escape);
+    return std::string_view(decoded, n) == "text";
   }
 
   void EmitDecodedString(const Entry& e) {

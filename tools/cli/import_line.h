@@ -1,0 +1,40 @@
+// One line of `llmcache import`: the format `llmcache export` writes (one
+// JSON object per entry; see the README's `export` row), validated and
+// turned into what Cache::Insert takes. No database: the import verb
+// (transfer.cc) stores what this accepts, and the fuzz target calls it on
+// arbitrary bytes.
+
+#ifndef LLMCACHE_TOOLS_CLI_IMPORT_LINE_H_
+#define LLMCACHE_TOOLS_CLI_IMPORT_LINE_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "llmcache/cache.h"
+#include "llmcache/key.h"
+
+namespace llmcache::cli {
+
+struct ImportLine {
+  RequestKey key;
+  std::string body;
+  // usage, flags (with kEntryFlagImported), created_ms, expires_ms and, for
+  // entries that never expire, ttl_ms 0. The caller points `ns` and
+  // `resolved_model` at the members below.
+  InsertOptions options;
+  std::string ns;
+  std::string resolved_model;
+};
+
+// Validates one export line (without its line end) read at `now_ms` (Unix
+// ms). False with *error (one sentence) on anything malformed: not a JSON
+// object, a bad key, model, namespace, time, flags or usage member, or a
+// `response` that is not a clean chat completion the service would store.
+// Already-expired entries are accepted (the caller skips them).
+bool ParseImportLine(std::string_view line, int64_t now_ms, ImportLine* out,
+                     std::string* error);
+
+}  // namespace llmcache::cli
+
+#endif  // LLMCACHE_TOOLS_CLI_IMPORT_LINE_H_
