@@ -32,6 +32,7 @@
 #include <string_view>
 #include <variant>
 
+#include "access.h"
 #include "admin.h"
 #include "completion_request.h"
 #include "fuzz_check.h"
@@ -78,6 +79,7 @@ struct Shared {
   asio::io_context ioc;
   std::shared_ptr<llmcache::net::Client> client;
   llmcache::KeyBuilder keys;
+  llmcache::net::proxy::AccessPolicy access;  // serve's defaults
 };
 
 // The upstream client, created once: it never connects (no Complete call).
@@ -90,6 +92,10 @@ Shared& GetShared() {
     auto client = llmcache::net::Client::Create(s->ioc.get_executor(), o);
     FUZZ_CHECK(client.ok());
     s->client = *client;
+    auto access =
+        llmcache::net::proxy::MakeAccessPolicy(llmcache::net::ProxyOptions{});
+    FUZZ_CHECK(access.ok());
+    s->access = std::move(*access);
     return s;
   }();
   return *shared;
@@ -135,8 +141,37 @@ class Connection {
       if (it == req.end()) return std::nullopt;
       return Sv(it->value());
     };
+    // Who may send it (session.cc's Admit), before anything else.
+    llmcache::net::proxy::AccessRequest ar;
+    ar.route = llmcache::net::metrics::Route::kChatCompletions;
+    ar.method = Sv(req.method_string());
+    ar.version = static_cast<int>(req.version());
+    ar.host_count = req.count(http::field::host);
+    ar.host = find("Host");
+    ar.origin = find("Origin");
+    ar.sec_fetch_site = find("Sec-Fetch-Site");
+    ar.access_control_request_method = find("Access-Control-Request-Method");
+    ar.authorization = find("Authorization");
+    ar.token = find("X-Llmcache-Token");
+    auto checked = llmcache::net::proxy::CheckAccess(GetShared().access, ar);
+    if (auto* error =
+            std::get_if<llmcache::net::proxy_util::HttpError>(&checked)) {
+      FUZZ_CHECK(error->status == 400 || error->status == 401 ||
+                 error->status == 403);
+      // A refused request never carries a page's Origin through.
+      return;
+    }
+    const auto& access = std::get<llmcache::net::proxy::Access>(checked);
+    if (access.preflight) return;
+    // Whatever the headers, a request let in has a Host this proxy answers
+    // to and no foreign Origin.
+    FUZZ_CHECK(ar.host.has_value() || req.version() < 11);
+    FUZZ_CHECK(!ar.origin.has_value());
     CachedRequest creq;
-    const CompletionHeaderOptions options{shared_cache_, kServerKey};
+    CompletionHeaderOptions options;
+    options.shared_cache = shared_cache_;
+    options.server_key = kServerKey;
+    options.api_key = access.api_key;
     const llmcache::Status headers =
         llmcache::net::proxy::ReadCompletionHeaders(find, options, &memo_,
                                                     &creq);
@@ -148,8 +183,7 @@ class Connection {
       return;
     }
     // The scope the tenant's key gives, as the README documents it.
-    const std::string_view token = llmcache::net::proxy_util::BearerToken(
-        find("Authorization").value_or(""));
+    const std::string_view token = access.api_key;
     const std::string scope =
         shared_cache_
             ? std::string()

@@ -6,9 +6,11 @@
 
 #include <algorithm>
 #include <boost/json.hpp>
+#include <cmath>
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <new>
@@ -191,6 +193,42 @@ bool SseParser::Finish() {
 
 namespace {
 
+// JSON text from a value, with every number that is not finite (Boost.JSON
+// reads an out-of-range literal such as 1e999 as infinity, and would write
+// it back as `Infinity`, which is not JSON) written as null.
+void ScrubNonFinite(json::value& v) {
+  if (v.is_double()) {
+    if (!std::isfinite(v.get_double())) v = nullptr;
+  } else if (v.is_object()) {
+    for (auto& kv : v.get_object()) ScrubNonFinite(kv.value());
+  } else if (v.is_array()) {
+    for (json::value& e : v.get_array()) ScrubNonFinite(e);
+  }
+}
+
+std::string SerializeFinite(json::value v) {
+  ScrubNonFinite(v);
+  return json::serialize(v);
+}
+
+// A JSON number as a whole int64 (0 when it is not a finite number within
+// range).
+int64_t ClampedInt64(const json::value& v) {
+  if (v.is_int64()) return v.get_int64();
+  if (v.is_uint64()) {
+    const uint64_t u = v.get_uint64();
+    return u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())
+               ? 0
+               : static_cast<int64_t>(u);
+  }
+  if (v.is_double()) {
+    const double d = v.get_double();
+    if (!std::isfinite(d) || d < -9.2e18 || d > 9.2e18) return 0;
+    return static_cast<int64_t>(d);
+  }
+  return 0;
+}
+
 // How the members of a stream merge into the complete response
 // (docs/openrouter.md#stream-handling):
 //   * delta members are pieces: strings concatenate, arrays append, other
@@ -279,7 +317,7 @@ struct ToolCallState {
               arguments.append(fv.get_string());
             } else if (!fv.is_null() && arguments.empty()) {
               // Some providers send the arguments as an object.
-              arguments = json::serialize(fv);
+              arguments = SerializeFinite(fv);
             }
           } else {
             MergeSnapshotValue(fn_extras, fkey, fv);
@@ -613,13 +651,7 @@ ParsedCompletion StreamAccumulator::Result() const {
   c.id = impl.id;
   c.model = impl.model;
   c.provider = impl.provider;
-  if (impl.created.is_int64()) {
-    c.created = impl.created.get_int64();
-  } else if (impl.created.is_uint64()) {
-    c.created = static_cast<int64_t>(impl.created.get_uint64());
-  } else if (impl.created.is_double()) {
-    c.created = static_cast<int64_t>(impl.created.get_double());
-  }
+  c.created = ClampedInt64(impl.created);
   c.has_choices = impl.has_choices;
   c.usage = impl.usage;
   c.error = error_;
@@ -688,7 +720,7 @@ std::string StreamAccumulator::ToCompletionJson() const {
     }
     for (const auto& kv : impl.extra) root.emplace(kv.key(), kv.value());
     if (!impl.usage_raw.is_null()) root["usage"] = impl.usage_raw;
-    return json::serialize(root);
+    return SerializeFinite(std::move(root));
   } catch (const std::exception&) {
     return std::string();
   }
@@ -741,7 +773,7 @@ class ChunkWriter {
  private:
   void Emit(json::object chunk) {
     std::string line = "data: ";
-    line += json::serialize(chunk);
+    line += SerializeFinite(std::move(chunk));
     line += "\n\n";
     out_->push_back(std::move(line));
   }
@@ -983,7 +1015,7 @@ class ChoiceReplay {
         if (args != nullptr && args->is_string()) {
           arguments = std::string(args->get_string());
         } else if (args != nullptr && !args->is_null()) {
-          arguments = json::serialize(*args);
+          arguments = SerializeFinite(*args);
         }
         fn["name"] = name;
         fn["arguments"] = "";
