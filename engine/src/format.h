@@ -20,6 +20,10 @@
 //                        file.
 //   "llmcache.overflow"  shared by models beyond the column-family bound
 //                        (CacheOptions::max_model_column_families).
+//   A model's entries are in one family: its own if it has one, else the
+//   overflow family. A model with entries in the overflow family gets no
+//   family of its own until they are gone (flushed, purged or expired and
+//   compacted away), even when a slot is free.
 //
 // Entry keys
 //   in a model's own column family:  digest (32 bytes)
@@ -56,7 +60,11 @@
 // Meta keys ("llmcache.meta")
 //   "format"                  -> decimal kDatabaseFormatVersion
 //   "cf/<cf name>"            -> base model id (the reverse mapping is
-//                                derived)
+//                                derived). A mapping whose column family
+//                                does not exist is a flush interrupted
+//                                after the drop; opening finishes it
+//                                (deletes the mapping, the model's entry
+//                                counters and its overflow range).
 //   "resolved/<base model>"   -> last resolved model seen for that model
 //   "stat/<name>"             -> int64 LE counter, merge-added; <name> is one
 //                                of kCounterNames

@@ -116,6 +116,7 @@ void RocksCache::CloseDb() {
   {
     std::unique_lock<std::shared_mutex> lock(families_mu_);
     families_.clear();
+    overflow_models_.clear();
     overflow_.reset();
   }
   if (!db_) return;
@@ -349,6 +350,11 @@ Status RocksCache::OpenDb(bool read_only) {
     }
     s = db_->Put(WriteOpts(), meta_cf_, meta_key, model);
     if (!s.ok()) return fail(WriteFailed(s, "recording a column family", true));
+  }
+  // A mapping without its column family: a flush that a kill or a failed
+  // write interrupted after the drop.
+  if (!read_only) {
+    if (Status st = FinishInterruptedFlushes(); !st.ok()) return fail(st);
   }
 
   // Format marker.

@@ -52,6 +52,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "llmcache/cache.h"
@@ -208,9 +209,21 @@ class RocksCache final : public Cache {
   // family (null only before the database is open). Family::overflow tells
   // which.
   std::shared_ptr<Family> FamilyFor(std::string_view base_model) const;
-  // As FamilyFor, creating the model's family when the bound allows.
+  // As FamilyFor, creating the model's family when the bound allows and the
+  // model has no entries in the overflow family (a model's entries are in
+  // one family only; see the definition).
   // REQUIRES: write_fence_ held (shared or exclusive).
   Result<std::shared_ptr<Family>> FamilyForInsert(std::string_view base_model);
+  // Whether the overflow family holds an entry of `base_model` (one seek).
+  Result<bool> HasOverflowEntries(std::string_view base_model);
+  // Finishes flushes interrupted between dropping a model's column family
+  // and the batch that deletes its mapping, its entry counters and its
+  // overflow range (a kill, or a failed write): a mapping "cf/<name>" whose
+  // column family does not exist is such a flush, and that batch is written
+  // now. Cost: one meta key per model column family, never per entry.
+  // REQUIRES: db_ open read-write and no other writer (opening, or recovery
+  // while the store is degraded).
+  Status FinishInterruptedFlushes();
   std::string EntryKey(const Family& f, std::string_view base_model,
                        const Digest& d) const;
   std::vector<std::shared_ptr<Family>> AllFamilies() const;
@@ -287,6 +300,11 @@ class RocksCache final : public Cache {
                      std::equal_to<>>
       families_;
   std::shared_ptr<Family> overflow_;
+  // Models without a family of their own known to have entries in the
+  // overflow family, found by FamilyForInsert while the bound allows a new
+  // family; they stay in the overflow family. A model leaves the set when
+  // it is flushed. Guarded by families_mu_.
+  std::unordered_set<std::string, StringHash, std::equal_to<>> overflow_models_;
 
   FenceMutex write_fence_;
   std::atomic<uint64_t> epoch_{0};

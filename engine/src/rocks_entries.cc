@@ -47,6 +47,22 @@ Result<std::shared_ptr<RocksCache::Family>> RocksCache::FamilyForInsert(
   auto it = families_.find(base_model);
   if (it != families_.end()) return it->second;
   if (families_.size() >= options_.max_model_column_families) return overflow_;
+  // A model's entries live in one family: a model that has entries in the
+  // overflow family (written while the bound was reached) stays there until
+  // they are gone, even after a flush freed a slot. Lookups, iteration,
+  // purges, flushes and the disk budget all look in FamilyFor's family
+  // only, so giving the model its own family now would make those entries
+  // unreachable yet still counted. The alternatives cost more: looking in
+  // both families costs every miss a second read, and moving the entries
+  // costs O(entries) under the write fence. This costs one seek per such
+  // model and process (the answer is remembered) while a slot is free.
+  if (overflow_models_.contains(base_model)) return overflow_;
+  Result<bool> in_overflow = HasOverflowEntries(base_model);
+  if (!in_overflow.ok()) return in_overflow.status();
+  if (*in_overflow) {
+    overflow_models_.emplace(base_model);
+    return overflow_;
+  }
   const std::string name = ModelToColumnFamilyName(base_model);
   rocksdb::ColumnFamilyHandle* handle = nullptr;
   rocksdb::Status s = db_->CreateColumnFamily(
@@ -62,6 +78,22 @@ Result<std::shared_ptr<RocksCache::Family>> RocksCache::FamilyForInsert(
   families_[std::string(base_model)] = family;
   if (!s.ok()) return WriteFailed(s, "recording a column family", true);
   return family;
+}
+
+Result<bool> RocksCache::HasOverflowEntries(std::string_view base_model) {
+  std::string prefix;
+  AppendModelPrefix(base_model, &prefix);
+  const std::string end = prefix + std::string(kDigestSize + 1, '\xff');
+  const rocksdb::Slice upper(end);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(ro, overflow_->handle));
+  it->Seek(prefix);
+  if (it->Valid()) return ToView(it->key()).starts_with(prefix);
+  LLMCACHE_RETURN_IF_ERROR(
+      FromRocks(it->status(), path_, "scanning the overflow family"));
+  return false;
 }
 
 std::string RocksCache::EntryKey(const Family& f, std::string_view base_model,

@@ -184,6 +184,14 @@ bool RocksCache::TryRecover(std::string* error) {
         // memtable to flush; it must not be written again.
         if (!wal_suspect || wal_before == 0 ||
             CurrentWalNumber() != wal_before) {
+          // Writable again, and still refusing other writers: finish a
+          // flush the error interrupted (a reopen does it in OpenDb).
+          std::unique_lock<FenceMutex> fence(write_fence_);
+          Status st = FinishInterruptedFlushes();
+          if (!st.ok()) {
+            *error = st.ToString();
+            return false;
+          }
           return true;
         }
         reopen = true;

@@ -32,6 +32,14 @@ Result<uint64_t> RocksCache::FlushModel(std::string_view model) {
   end = begin + std::string(kDigestSize + 1, '\xff');
   std::shared_ptr<Family> family;
   uint64_t known = 0;
+  auto forget_in_memory = [&] {
+    epoch_.fetch_add(1, std::memory_order_acq_rel);
+    if (tier_) {
+      tier_->EraseIf([&](const Digest&, const Entry& e) {
+        return BaseModel(e.meta.model) == base;
+      });
+    }
+  };
   {
     std::unique_lock<FenceMutex> fence(write_fence_);
     LLMCACHE_RETURN_IF_ERROR(WriteAllowed());
@@ -42,6 +50,7 @@ Result<uint64_t> RocksCache::FlushModel(std::string_view model) {
         family = it->second;
         families_.erase(it);
       }
+      overflow_models_.erase(base);  // its overflow range goes below
     }
     rocksdb::WriteBatch batch;
     if (family) {
@@ -71,14 +80,22 @@ Result<uint64_t> RocksCache::FlushModel(std::string_view model) {
       batch.Delete(meta_cf_, ModelStatKey(ModelCounter::kEntries, base));
       batch.Delete(meta_cf_, ModelStatKey(ModelCounter::kBytes, base));
       rocksdb::Status s = db_->Write(WriteOpts(), &batch);
-      if (!s.ok()) return WriteFailed(s, "flushing " + base, true);
+      if (!s.ok()) {
+        Status st = WriteFailed(s, "flushing " + base, true);
+        if (family) {
+          // The family is gone, its mapping and counters are not. Degraded
+          // (if the error did not already do it), nothing else is written
+          // until the recovery has finished the flush
+          // (FinishInterruptedFlushes), as the next open would after a kill
+          // right here. The family's entries are gone: so are their copies
+          // in the memory tier.
+          Degrade(st.ToString(), Damage::kResumable);
+          forget_in_memory();
+        }
+        return st;
+      }
     }
-    epoch_.fetch_add(1, std::memory_order_acq_rel);
-    if (tier_) {
-      tier_->EraseIf([&](const Digest&, const Entry& e) {
-        return BaseModel(e.meta.model) == base;
-      });
-    }
+    forget_in_memory();
     stats_.Add(Counter::kFlushes, 1);
   }
   // Give the overflow range's space back (outside the fence: slow).
@@ -109,6 +126,7 @@ Status RocksCache::FlushAll() {
     for (auto& [model, f] : families_) dropped.push_back(f);
     dropped.push_back(overflow_);
     families_.clear();
+    overflow_models_.clear();
   }
   for (const std::shared_ptr<Family>& f : dropped) {
     rocksdb::Status s = db_->DropColumnFamily(f->handle);
@@ -157,6 +175,43 @@ Status RocksCache::FlushAll() {
   epoch_.fetch_add(1, std::memory_order_acq_rel);
   if (tier_) tier_->Clear();
   stats_.Add(Counter::kFlushes, 1);
+  return Status();
+}
+
+Status RocksCache::FinishInterruptedFlushes() {
+  // Mappings whose column family is missing: (meta key, model).
+  std::vector<std::pair<std::string, std::string>> orphans;
+  {
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(rocksdb::ReadOptions(), meta_cf_));
+    std::shared_lock<std::shared_mutex> lock(families_mu_);
+    for (it->Seek(kCfMetaPrefix); it->Valid(); it->Next()) {
+      std::string_view k = ToView(it->key());
+      if (!k.starts_with(kCfMetaPrefix)) break;
+      Result<std::string> model =
+          ColumnFamilyNameToModel(k.substr(kCfMetaPrefix.size()));
+      if (!model.ok() || families_.contains(*model)) continue;
+      orphans.emplace_back(std::string(k), std::move(*model));
+    }
+    LLMCACHE_RETURN_IF_ERROR(
+        FromRocks(it->status(), path_, "reading column-family mappings"));
+  }
+  if (orphans.empty()) return Status();
+  // What FlushModel's batch does, so that running it twice is harmless.
+  rocksdb::WriteBatch batch;
+  for (const auto& [meta_key, model] : orphans) {
+    batch.Delete(meta_cf_, meta_key);
+    batch.Delete(meta_cf_, ModelStatKey(ModelCounter::kEntries, model));
+    batch.Delete(meta_cf_, ModelStatKey(ModelCounter::kBytes, model));
+    std::string begin;
+    AppendModelPrefix(model, &begin);
+    const std::string end = begin + std::string(kDigestSize + 1, '\xff');
+    batch.DeleteRange(overflow_->handle, begin, end);
+  }
+  std::lock_guard<std::mutex> stats_lock(stats_write_mu_);
+  rocksdb::Status s = db_->Write(WriteOpts(), &batch);
+  if (!s.ok()) return WriteFailed(s, "finishing an interrupted flush", true);
+  for (const auto& [meta_key, model] : orphans) stats_.ResetModel(model);
   return Status();
 }
 

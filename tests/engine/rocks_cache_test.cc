@@ -167,6 +167,77 @@ TEST_F(RocksCacheTest, ModelsBeyondBoundShareOverflowFamily) {
   EXPECT_EQ(Outcome(TestKey("p/five", 4)), LookupOutcome::kMiss);
 }
 
+// A model whose entries are in the overflow family stays there when a flush
+// frees a column-family slot, so that lookups, iteration, statistics, purges
+// and flushes keep finding them; it gets a family of its own once it has no
+// entries there any more.
+TEST_F(RocksCacheTest, OverflowModelStaysReachableWhenSlotFrees) {
+  CacheOptions o = Options();
+  o.max_model_column_families = 1;
+  Reopen(o);
+  ASSERT_OK(cache_->Insert(TestKey("p/a", 0), "a", {}));
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_OK(cache_->Insert(TestKey("p/b", i), "b", {}));  // overflow
+  }
+  ASSERT_OK(cache_->FlushModel("p/a"));
+  EXPECT_EQ(rocks().ModelFamilyCountForTest(), 0u);  // a slot is free
+  clock_.Advance(10);
+  ASSERT_OK(cache_->Insert(TestKey("p/b", 3), "b", {}));
+  EXPECT_EQ(rocks().ModelFamilyCountForTest(), 0u);
+
+  auto check = [&](int from, int to) {
+    for (int i = 0; i < 5; ++i) {
+      EXPECT_EQ(Outcome(TestKey("p/b", i)), i >= from && i < to
+                                                ? LookupOutcome::kHit
+                                                : LookupOutcome::kMiss)
+          << i;
+    }
+    uint64_t iterated = 0;
+    ASSERT_OK(cache_->ForEachEntry(
+        std::string("p/b"),
+        [&](const EntryView&) {
+          ++iterated;
+          return true;
+        },
+        nullptr));
+    EXPECT_EQ(iterated, static_cast<uint64_t>(to - from));
+    auto stats = cache_->GetStats();
+    ASSERT_OK(stats);
+    uint64_t counted = 0;
+    for (const ModelStats& m : stats->models) {
+      if (m.model == "p/b") counted = m.entries;
+    }
+    EXPECT_EQ(counted, static_cast<uint64_t>(to - from));
+    EXPECT_EQ(stats->entries, static_cast<uint64_t>(to - from));
+  };
+  check(0, 4);
+  // After a reopen the slot is free again and the model still has entries
+  // in the overflow family.
+  Reopen(o);
+  clock_.Advance(10);
+  ASSERT_OK(cache_->Insert(TestKey("p/b", 4), "b", {}));
+  EXPECT_EQ(rocks().ModelFamilyCountForTest(), 0u);
+  check(0, 5);
+  // Purges by age (as the disk budget evicts) and by key find them.
+  auto aged = cache_->PurgeOlderThan(15);
+  ASSERT_OK(aged);
+  EXPECT_EQ(*aged, 3u);
+  check(3, 5);
+  auto purged = cache_->PurgeKey(TestKey("p/b", 3).digest);
+  ASSERT_OK(purged);
+  EXPECT_TRUE(*purged);
+  check(4, 5);
+  auto flushed = cache_->FlushModel("p/b");
+  ASSERT_OK(flushed);
+  EXPECT_EQ(*flushed, 1u);
+  EXPECT_EQ(RawCount("p/b"), 0u);
+  check(0, 0);
+  // Nothing of it left in the overflow family: now it gets its own.
+  ASSERT_OK(cache_->Insert(TestKey("p/b", 9), "b", {}));
+  EXPECT_EQ(rocks().ModelFamilyCountForTest(), 1u);
+  EXPECT_EQ(Outcome(TestKey("p/b", 9)), LookupOutcome::kHit);
+}
+
 TEST_F(RocksCacheTest, OddModelIdsMapReversiblyAndSurviveReopen) {
   const std::vector<std::string> models = {
       "weird/模型 with spaces", "a/b%2Fc", "x/../../etc",

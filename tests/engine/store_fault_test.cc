@@ -387,6 +387,72 @@ TEST_F(StoreFaultTest, FaultDuringFlushPurgeAndCompactionRecovers) {
   VerifyAfterReopen();
 }
 
+// FlushModel drops the model's column family (a MANIFEST write), then deletes
+// its mapping and entry counters in one batch (a write-ahead-log write). Here
+// the batch fails after the drop, and the process dies before any recovery:
+// what a kill between the two leaves. The next open finishes the flush.
+TEST_F(StoreFaultTest, FlushInterruptedAfterDropIsFinishedAtOpen) {
+  InsertAcked("m/a", 0, 30);
+  InsertAcked("m/b", 0, 10);
+  fs_->FailWrites(FaultFileSystem::IoError(), llmcache::testing::kWalFiles);
+  EXPECT_FALSE(cache_->FlushModel("m/a").ok());
+  ASSERT_TRUE(WaitDegraded());
+  EXPECT_EQ(rocks().ModelFamilyCountForTest(), 1u);  // m/a's was dropped
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::erase_if(acked_, [](const auto& e) { return e.first == "m/a"; });
+  }
+  EXPECT_FALSE(Hit("m/a", 1));
+  VerifyAfterReopen();  // on the plain disk, without writing before
+  auto stats = cache_->GetStats();
+  ASSERT_OK(stats);
+  EXPECT_EQ(stats->entries, 10u);
+  for (const ModelStats& m : stats->models) {
+    EXPECT_EQ(m.entries, m.model == "m/b" ? 10u : 0u) << m.model;
+  }
+  EXPECT_FALSE(Hit("m/a", 1));
+  // The model starts afresh, in a family of its own again.
+  InsertAcked("m/a", 100, 105);
+  EXPECT_EQ(rocks().ModelFamilyCountForTest(), 2u);
+  stats = cache_->GetStats();
+  ASSERT_OK(stats);
+  EXPECT_EQ(stats->entries, 15u);
+  // And stays right across another reopen.
+  VerifyAfterReopen();
+  stats = cache_->GetStats();
+  ASSERT_OK(stats);
+  EXPECT_EQ(stats->entries, 15u);
+}
+
+// The same failure, then the disk heals: the recovery (here DB::Resume(),
+// not a reopen) finishes the flush before the store takes writes again.
+TEST_F(StoreFaultTest, FlushInterruptedAfterDropIsFinishedByRecovery) {
+  InsertAcked("m/a", 0, 30);
+  InsertAcked("m/b", 0, 10);
+  fs_->FailWrites(FaultFileSystem::NoSpace(), llmcache::testing::kWalFiles);
+  EXPECT_FALSE(cache_->FlushModel("m/a").ok());
+  ASSERT_TRUE(WaitDegraded());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::erase_if(acked_, [](const auto& e) { return e.first == "m/a"; });
+  }
+  fs_->Clear();
+  ASSERT_TRUE(WaitRecovered()) << cache_->Health().recovery_error;
+  EXPECT_EQ(cache_->Health().reopens, 0u);
+  auto stats = cache_->GetStats();
+  ASSERT_OK(stats);
+  EXPECT_EQ(stats->entries, 10u);
+  for (const ModelStats& m : stats->models) {
+    EXPECT_EQ(m.entries, m.model == "m/b" ? 10u : 0u) << m.model;
+  }
+  EXPECT_FALSE(Hit("m/a", 1));
+  InsertAcked("m/a", 100, 105);
+  VerifyAfterReopen();
+  stats = cache_->GetStats();
+  ASSERT_OK(stats);
+  EXPECT_EQ(stats->entries, 15u);
+}
+
 // Reads failing with EIO: the lookup reports the error (the caller fails
 // open to the upstream); reads are not writes, so the store is not degraded.
 TEST_F(StoreFaultTest, ReadEioFailsLookupsWithoutDegrading) {
