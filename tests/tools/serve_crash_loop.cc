@@ -722,7 +722,8 @@ void CrashLoop::Round(int round, RoundKind kind, Totals* totals) {
     }
     case RoundKind::kCompaction: {
       // Compactions run from the start (level-0 files written by the
-      // reopen); a flush of an overflow model compacts its range.
+      // reopen); provoked by POST /admin/compact (a full manual compaction)
+      // or by a flush of an overflow model, which compacts its range.
       std::map<std::string, uint64_t> ticks;
       const auto provoke_at = Clock::now() + ms(50, 400);
       const auto deadline = Clock::now() + 5s;
@@ -731,6 +732,20 @@ void CrashLoop::Round(int round, RoundKind kind, Totals* totals) {
         if (CompactionRunning(serve.pid(), &ticks)) {
           killed_in_compaction = true;
           break;
+        }
+        if (!provoked && Clock::now() >= provoke_at &&
+            std::uniform_int_distribution<int>(0, 1)(rng_) == 0) {
+          // A full manual compaction (POST /admin/compact).
+          provoked = true;
+          admin = std::thread([port, &admin_done] {
+            const HttpReply a = ::llmcache::testing::HttpSend(
+                port, "POST", "/admin/compact", "",
+                {{"Authorization", std::string("Bearer ") + kAdminToken}}, 30s);
+            if (a.status != 0 && a.status != 200) {
+              ADD_FAILURE() << "/admin/compact: " << a.status << " " << a.body;
+            }
+            admin_done.store(true);
+          });
         }
         if (!provoked && Clock::now() >= provoke_at) {
           provoked = true;
