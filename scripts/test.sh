@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Sets up, builds and runs every test twice: in the dev build (Debug,
-# warnings as errors) and under AddressSanitizer + UndefinedBehaviorSanitizer.
-# Usage: scripts/test.sh [dev|asan]...   (default: dev asan)
+# warnings as errors) and under AddressSanitizer + UndefinedBehaviorSanitizer;
+# then the concurrency tests under ThreadSanitizer (scripts/tsan.sh) and each
+# fuzz target for 15 s on its seed corpus (scripts/fuzz.sh 15).
+# Usage: scripts/test.sh [dev|asan|tsan|fuzz]...   (default: all four)
+# LLMCACHE_FUZZ_SECONDS sets the seconds per fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,10 +17,20 @@ if [[ ! -d tests/sdk/node_modules || tests/sdk/package-lock.json -nt tests/sdk/n
 fi
 
 presets=("$@")
-if ((${#presets[@]} == 0)); then presets=(dev asan); fi
+if ((${#presets[@]} == 0)); then presets=(dev asan tsan fuzz); fi
 jobs=$(nproc)
 
 for preset in "${presets[@]}"; do
+  if [[ "$preset" == tsan ]]; then
+    echo "=== tsan: the concurrency tests under ThreadSanitizer ==="
+    scripts/tsan.sh
+    continue
+  fi
+  if [[ "$preset" == fuzz ]]; then
+    echo "=== fuzz: each target for ${LLMCACHE_FUZZ_SECONDS:-15} s ==="
+    scripts/fuzz.sh "${LLMCACHE_FUZZ_SECONDS:-15}"
+    continue
+  fi
   echo "=== ${preset}: configure + build ==="
   cmake --preset "$preset" >/dev/null
   cmake --build --preset "$preset" -j "$jobs"

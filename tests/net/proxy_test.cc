@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/json.hpp>
@@ -1041,6 +1042,47 @@ TEST_F(ProxyTest, ConnectionsOverTheLimitAreRefused) {
   // The first connection still works, and a new one does after it closes.
   EXPECT_EQ(first.Send("GET", "/healthz").status, 200);
   EXPECT_GE(proxy_->counters().rejected_connections, 1u);
+}
+
+// Many clients at once on keep-alive connections, over a few keys, streams
+// and plain requests mixed (run under ThreadSanitizer in CI): every request
+// is answered with its own form, each key costs one upstream call, and the
+// counters add up.
+TEST_F(ProxyTest, ManyConnectionsAtOnce) {
+  constexpr int kClients = 12, kEach = 15, kKeys = 10;
+  std::atomic<int> bad{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      HttpConnection conn(port_);
+      if (!conn.connected()) {
+        ++bad;
+        return;
+      }
+      for (int n = 0; n < kEach; ++n) {
+        const bool stream = (c + n) % 2 == 0;
+        const Reply r =
+            conn.Send("POST", "/v1/chat/completions",
+                      Body("openai/gpt-4o-mini", stream,
+                           "key " + std::to_string((c * 7 + n) % kKeys)),
+                      {{"Authorization", "Bearer key-A"}});
+        const std::string type(r.header("content-type"));
+        if (r.status != 200 ||
+            type != (stream ? "text/event-stream" : "application/json")) {
+          if (bad++ == 0) {
+            ADD_FAILURE() << r.status << " " << type << " " << r.error << " "
+                          << r.body;
+          }
+        }
+      }
+    });
+  }
+  for (std::thread& t : clients) t.join();
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_EQ(fake_->completions(), static_cast<uint64_t>(kKeys));
+  const ProxyCounters counters = proxy_->counters();
+  EXPECT_EQ(counters.hits + counters.misses,
+            static_cast<uint64_t>(kClients * kEach));
 }
 
 TEST_F(ProxyTest, IdleKeepAliveConnectionsAreClosed) {
