@@ -22,8 +22,11 @@
 //     still goes upstream and succeeds; failures are counted and logged at
 //     most once per interval.
 //   - Only clean completions are stored: HTTP 200, no error anywhere, finish
-//     reason not "error", content or tool calls; a stream only after its
-//     terminal [DONE]. Streams and non-streams share entries.
+//     reason not "error", content, a refusal or tool calls; a stream only
+//     after its terminal [DONE]. Streams and non-streams share entries: a
+//     stream is stored as the JSON a plain request gets (every choice,
+//     reasoning and its details, annotations, logprobs, refusal, tool calls,
+//     usage), and a stored answer is replayed with all of them.
 //   - Model drift: when a fresh response reports a resolved model different
 //     from the last one seen for that model, it is counted and logged and,
 //     if configured, the model's entries are flushed.
