@@ -13,9 +13,8 @@ engine_filter='MemoryTierTest.Concurrent*:*FlushModelWhileFourThreadsReadAndWrit
 net_filter='CachedClientTest.FiftyConcurrentIdenticalMissesMakeOneUpstreamCall:CachedClientTest.ConcurrentMissesShareAnUpstreamError:CachedClientTest.JoinedFlightsAreEachCountedOnce:CachedClientTest.LeaderWho*:CachedClientFlightTest.*:CachedClientTest.DiskFaultIsServedThroughCountedAndHeals:ProxyTest.ManyConnectionsAtOnce:ProxyTest.PlainRequestJoiningAStreamGetsJson:ProxyTest.ShutdownLetsInFlightRequestsFinish:ProxyTest.AFullDiskIsServedThroughAndHealsByItself:FakeOpenRouterTest.ConcurrentClientsAndStopMidStream'
 if [[ "${1:-}" == "all" ]]; then engine_filter='*'; net_filter='*'; fi
 
-# Reports in code we did not build (Debian's RocksDB, OpenSSL) would be
-# false positives; none is suppressed today (tests/tsan.supp is empty of
-# our code).
+# tests/tsan.supp suppresses only reports inside Debian's RocksDB, which is
+# not built with TSan (its atomics are invisible to it); see that file.
 export TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1 suppressions=$PWD/tests/tsan.supp ${TSAN_OPTIONS:-}"
 status=0
 build/tsan/tests/engine_tests --gtest_filter="$engine_filter" --gtest_brief=1 || status=$?

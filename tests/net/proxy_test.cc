@@ -753,9 +753,9 @@ TEST_F(ProxyTest, AFullDiskIsServedThroughAndHealsByItself) {
   auto fs = std::make_shared<FaultFileSystem>();
   cache_tweak_ = [fs](CacheOptions& co) {
     co.file_system = fs;
-    co.memory_tier_bytes = 0;  // every hit below comes from RocksDB
-    co.recovery_initial_backoff_ms = 10;
-    co.recovery_max_backoff_ms = 50;
+    co.memory_tier_bytes = 0;              // every hit below comes from RocksDB
+    co.recovery_initial_backoff_ms = 500;  // stays degraded while checked
+    co.recovery_max_backoff_ms = 500;
   };
   Restart();
   ASSERT_EQ(Chat(Body("m/before")).header("x-cache"), "MISS");
@@ -772,9 +772,13 @@ TEST_F(ProxyTest, AFullDiskIsServedThroughAndHealsByItself) {
     EXPECT_EQ(r.header("x-cache-stored"), "0");
     EXPECT_FALSE(ContentOf(r.body).empty());
   }
+  // Right after a refused write (recovery is tried 500 ms later at the
+  // earliest).
+  ASSERT_EQ(Chat(Body("m/during", false, "last")).header("x-cache-stored"),
+            "0");
+  EXPECT_TRUE(metric("llmcache_store_degraded 1"));
   EXPECT_NE(HttpGet(port_, "/healthz").body.find(R"("status":"degraded")"),
             std::string::npos);
-  EXPECT_TRUE(metric("llmcache_store_degraded 1"));
   // Lookups go on while writes are refused.
   EXPECT_EQ(Chat(Body("m/before")).header("x-cache"), "HIT");
   EXPECT_GT(fs->injected(), 0u);
