@@ -177,6 +177,11 @@ bool RocksCache::TryRecover(std::string* error) {
     if (!db_ || read_only_) {
       reopen = true;
     } else {
+      // Drain the writers first: one that passed its health check just
+      // before the error must not reach the DB once Resume() has cleared
+      // RocksDB's error (into a log that failed, when it is kept). Writers
+      // fail fast while the error is set, so this waits briefly.
+      std::unique_lock<FenceMutex> fence(write_fence_);
       const uint64_t wal_before = CurrentWalNumber();
       rocksdb::Status s = db_->Resume();
       if (s.ok()) {
@@ -186,7 +191,6 @@ bool RocksCache::TryRecover(std::string* error) {
             CurrentWalNumber() != wal_before) {
           // Writable again, and still refusing other writers: finish a
           // flush the error interrupted (a reopen does it in OpenDb).
-          std::unique_lock<FenceMutex> fence(write_fence_);
           Status st = FinishInterruptedFlushes();
           if (!st.ok()) {
             *error = st.ToString();

@@ -996,6 +996,10 @@ TEST_F(ProxyTest, MetricsAreInPrometheusFormat) {
 TEST_F(ProxyTest, StatsIsJson) {
   ASSERT_EQ(Chat(Body("m/a")).status, 200);
   ASSERT_EQ(Chat(Body("m/a")).status, 200);
+  // A request is counted once its answer is written, which the client may
+  // see first: wait for the count.
+  ASSERT_TRUE(llmcache::testing::WaitFor(
+      [&] { return proxy_->counters().requests >= 2; }));
   const Reply r = HttpGet(port_, "/stats");
   ASSERT_EQ(r.status, 200);
   boost::system::error_code ec;

@@ -59,13 +59,6 @@ bool Deliver(const std::vector<std::string>& events,
   return true;
 }
 
-// Replays a stored body to a stream handler. False if the handler cancelled
-// or the body could not be replayed.
-bool Replay(const std::string& body, const StreamHandler& on_chunk) {
-  Result<std::vector<std::string>> events = ReplayAsSse(body);
-  return events.ok() && Deliver(*events, on_chunk);
-}
-
 class CachedClientImpl final : public CachedClient {
  public:
   CachedClientImpl(std::shared_ptr<Cache> cache, std::shared_ptr<Client> client,
@@ -380,6 +373,11 @@ class CachedClientImpl final : public CachedClient {
       out.usage = ToEngineUsage(*out.parsed.usage);
       AccountPromptCache(key.model, out.parsed);
     }
+    // Whole: a 200 that is not a stream cut short (whether or not it may be
+    // stored: an answer with an error inside is whole too).
+    out.complete = out.status == 200 &&
+                   (!resp.streamed ||
+                    (acc_status.ok() && resp.stream_complete && acc.done()));
     if (kind != CacheResult::kMiss) return out;
 
     std::string why = WhyNotCacheable(out.status, out.parsed);
@@ -390,7 +388,6 @@ class CachedClientImpl final : public CachedClient {
         why = "stream ended before [DONE]";
       }
     }
-    out.complete = why.empty();
     if (why.empty() && p.request().no_store) why = "no-store requested";
     if (!why.empty()) {
       out.not_stored_reason = std::move(why);
@@ -428,8 +425,8 @@ class CachedClientImpl final : public CachedClient {
   // waiter, in the waiter's own form (JSON, or events for a stream),
   // whichever form the leader asked for. When the leader was cancelled by
   // its own caller, each waiter starts over (a new flight); when the leader
-  // got a 200 that is not a clean, complete answer (a stream cut before
-  // [DONE], an error inside a 200), each waiter asks upstream on its own,
+  // got a 200 that is not whole (a stream cut before [DONE]), each waiter
+  // asks upstream on its own,
   // so that none is handed a partial answer as if it were whole.
   void FinishFlight(const Digest& digest, const Result<CachedResponse>* out) {
     std::shared_ptr<Flight> flight;
@@ -463,7 +460,19 @@ class CachedClientImpl final : public CachedClient {
       const bool leader_streamed = copy.streamed;
       copy.streamed = w.on_chunk != nullptr && copy.status == 200;
       if (copy.streamed) {
-        if (!Replay(copy.body, w.on_chunk)) {
+        Result<std::vector<std::string>> events = ReplayAsSse(copy.body);
+        if (!events.ok()) {
+          // The leader's answer cannot be replayed as events (its form
+          // differed): this stream asks upstream on its own.
+          auto self =
+              std::static_pointer_cast<CachedClientImpl>(shared_from_this());
+          boost::asio::post(client_->executor(),
+                            [self, w = std::move(w)]() mutable {
+                              self->Restart(std::move(w), /*solo=*/true);
+                            });
+          continue;
+        }
+        if (!Deliver(*events, w.on_chunk)) {
           w.done(CancelledError("stream cancelled by the caller"));
           continue;
         }
@@ -601,6 +610,7 @@ CachedResponse CachedClient::HitResponse(const PreparedRequest& request,
   out.body = hit.entry->body;
   out.usage = hit.entry->meta.usage;
   out.age_ms = hit.age_ms;
+  out.complete = true;  // only whole answers are stored
   if (auto parsed = ParseCompletion(out.body); parsed.ok()) {
     out.parsed = std::move(*parsed);
   }

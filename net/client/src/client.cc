@@ -60,6 +60,13 @@ bool IsLoopbackHost(std::string_view host) {
   return !ec && addr.is_loopback();
 }
 
+// Statuses that say the upstream did not do the work (timed out reading
+// the request, rate limited, unavailable or overloaded): a POST may be sent
+// again. After 500, 502 or 524 it may have been done (and billed).
+bool IsNotStartedStatus(int status) {
+  return status == 408 || status == 429 || status == 503 || status == 529;
+}
+
 bool IsRetryableStatus(int status) {
   switch (status) {
     case 408:
@@ -106,8 +113,11 @@ struct Conn {
     char byte;
     const ssize_t n = ::recv(lowest().socket().native_handle(), &byte, 1,
                              MSG_PEEK | MSG_DONTWAIT);
-    if (n == 0) return false;          // orderly close
-    if (n > 0) return tls != nullptr;  // TLS may have records of its own
+    // Bytes on an idle connection: a close (FIN, or TLS's close_notify
+    // record before it) or something nobody asked for. Either way it is not
+    // reused (a new connection costs a handshake; a POST written to a
+    // closing one would fail and not be sent again).
+    if (n >= 0) return false;
     return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
   }
   void Close() {
@@ -237,7 +247,9 @@ class ClientImpl final : public Client {
       bool retry = false;
       milliseconds retry_after{0};
       if (a.status.ok()) {
-        retry = IsRetryableStatus(a.response.status);
+        retry =
+            IsRetryableStatus(a.response.status) &&
+            (request.method == "GET" || IsNotStartedStatus(a.response.status));
         retry_after = ParseRetryAfter(a.response.header("Retry-After"));
       } else {
         retry = a.retryable && resendable;

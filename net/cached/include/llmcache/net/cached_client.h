@@ -15,9 +15,9 @@
 //   - Single flight: concurrent identical misses make exactly one upstream
 //     call; the others wait for its result (or its error, never cached),
 //     each in its own form: JSON for a plain request, events for a stream,
-//     whichever form the leader asked for. A 200 that is not a clean,
-//     complete answer (a stream cut before [DONE]) is never handed on:
-//     each waiter then asks upstream on its own.
+//     whichever form the leader asked for. A 200 that is not whole (a
+//     stream cut before [DONE]) is never handed on: each waiter then asks
+//     upstream on its own.
 //   - Fail open: if the store fails (disk full, corrupt, locked), the request
 //     still goes upstream and succeeds; failures are counted and logged at
 //     most once per interval.
@@ -147,8 +147,8 @@ struct CachedResponse {
   Usage usage;          // hits: the stored usage (what the hit saved)
   int64_t age_ms = 0;   // hits: age of the entry
   bool stored = false;  // misses: the response was stored
-  // Misses: a clean, complete answer (HTTP 200, no error, a stream's
-  // [DONE]): what may be stored and shared with identical requests.
+  // A whole answer: HTTP 200 and, for a stream, its [DONE] (hits: always).
+  // Only whole answers are handed to the waiters of a single flight.
   bool complete = false;
   std::string not_stored_reason;
   bool joined_flight = false;  // waited for an identical in-flight request

@@ -4,7 +4,8 @@
 // verification against the system trust store (plus an optional CA file) and
 // host-name verification. Plain http:// is accepted only for loopback hosts.
 // Connections are pooled per host and reused (keep-alive). Every phase has a
-// deadline; the retryable statuses (408, 429, 500, 502, 503, 524, 529) are
+// deadline; the retryable statuses (408, 429, 500, 502, 503, 524, 529; for
+// a POST only 408, 429, 503 and 529, which say the work was not done) are
 // retried with exponential backoff and jitter, honouring Retry-After (whole
 // seconds, capped at a day), within a bounded number of attempts and total
 // time. A connection failure is retried only when the upstream cannot have
