@@ -25,6 +25,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 #include <utility>
 
 #include "completion_request.h"
@@ -104,8 +105,16 @@ void ProxyImpl::CapConnections() {
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
     limit = rl.rlim_cur;
   }
+  // Descriptors open already (the store's files, logs; a library user's
+  // own) are not available to connections either.
+  uint64_t open_now = 0;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it("/proc/self/fd", ec), end;
+       !ec && it != end; it.increment(ec)) {
+    ++open_now;
+  }
   const uint64_t reserve =
-      64 + 4 * static_cast<uint64_t>(std::max(1, options_.threads)) +
+      open_now + 64 + 4 * static_cast<uint64_t>(std::max(1, options_.threads)) +
       options_.upstream.max_idle_per_host + (cache_->persistent() ? 256 : 0);
   max_connections_ =
       proxy_util::ConnectionCap(options_.max_connections, limit, reserve);
