@@ -785,8 +785,12 @@ class ScriptedClient final : public Client {
   void Release(size_t i, const std::string& content, bool complete = true) {
     Call c;
     {
+      // Moved out: the callbacks hold the cached client, which holds this
+      // client (kept, they would leak as a cycle).
       std::lock_guard<std::mutex> lock(mu_);
-      c = calls_.at(i);
+      c.request = calls_.at(i).request;
+      c.on_chunk = std::move(calls_.at(i).on_chunk);
+      c.done = std::move(calls_.at(i).done);
     }
     Response r;
     r.status = 200;
@@ -821,6 +825,13 @@ class ScriptedClient final : public Client {
     c.done(std::move(r));
   }
 
+  // Drops the calls never answered (their callbacks hold the cached
+  // client).
+  void Forget() {
+    std::lock_guard<std::mutex> lock(mu_);
+    calls_.clear();
+  }
+
   std::atomic<bool> throw_next{false};
 
  private:
@@ -842,6 +853,7 @@ class CachedClientFlightTest : public CachedClientTest {
     scripted_ = std::make_shared<ScriptedClient>(loop_.ioc().get_executor());
     flights_ = CachedClient::Create(cache_, scripted_, CachedClientOptions{});
   }
+  void TearDown() override { scripted_->Forget(); }
 
   std::future<Result<CachedResponse>> Start(bool stream,
                                             StreamHandler chunks = nullptr) {

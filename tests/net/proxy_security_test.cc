@@ -771,9 +771,11 @@ TEST_F(ProxySecurityTest, OutOfDescriptorsPendingClientsGet503) {
       asio::write(c, asio::buffer(req), ec);
       ASSERT_FALSE(ec) << ec.message();
       const std::string answer = ReadAll(c);
-      EXPECT_THAT(answer, ::testing::StartsWith("HTTP/1.1 503 "));
-      EXPECT_THAT(answer, HasSubstr("Connection: close"));
-      EXPECT_THAT(answer, HasSubstr("\"overloaded\""));
+      // Plain checks, not matchers: with no descriptor left, UBSan's own
+      // vptr check of a matcher cannot run (it needs one) and reports.
+      EXPECT_EQ(answer.rfind("HTTP/1.1 503 ", 0), 0u) << answer;
+      EXPECT_NE(answer.find("Connection: close"), std::string::npos) << answer;
+      EXPECT_NE(answer.find("\"overloaded\""), std::string::npos) << answer;
     }
     // Each pending client cost one failed accept: no busy loop (a spinning
     // acceptor would count thousands while a client waits).
