@@ -50,12 +50,11 @@ std::string StringOr(const json::object& o, std::string_view key) {
 }
 
 // True for an `error` member the OpenAI SDKs would raise on (truthy).
+// As ParseCompletion reads an "error" member: anything but null or false is
+// an error (also {} or "": an answer marked so is never stored).
 bool IsTruthyError(const json::value* v) {
   if (v == nullptr || v->is_null()) return false;
   if (v->is_bool()) return v->get_bool();
-  if (v->is_string()) return !v->get_string().empty();
-  if (v->is_object()) return !v->get_object().empty();
-  if (v->is_array()) return !v->get_array().empty();
   return true;
 }
 
