@@ -85,6 +85,7 @@
 //   fake_responder.h/.cc   request -> Plan: routing, auth, completion answers
 //                          (non-stream and SSE), usage and cost
 //   fake_faults.h/.cc      the fault selectors above and the error statuses
+//   fake_features.h/.cc    n, logprobs and reasoning asked for; token logprobs
 //   fake_models.h/.cc      the model table, its prices and GET /models
 //   fake_prompt_cache.h/.cc  the provider prompt-cache simulation
 //   fake_util.h/.cc        hashing, ids, UTF-8 cutting, JSON lookups

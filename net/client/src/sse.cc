@@ -1,5 +1,5 @@
-// Server-sent events: the WHATWG line parser, the chat-completion chunk
-// accumulator and the replay of a stored response as a chunk stream.
+// Server-sent events: the WHATWG line parser and the chat-completion chunk
+// accumulator (the replay of a stored response is in sse_replay.cc).
 // Shapes: docs/openrouter.md (#streaming-sse, #errors-in-200).
 
 #include "llmcache/net/sse.h"
@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "llmcache/net/json_util.h"
+#include "sse_util.h"
 
 namespace llmcache::net {
 namespace {
@@ -31,32 +32,16 @@ using json_util::kMaxJsonDepth;
 using json_util::Member;
 using json_util::ObjectMember;
 using json_util::ParseJson;
+using sse_util::IndexOf;
+using sse_util::IsEmptyValue;
+using sse_util::IsTruthyError;
+using sse_util::SerializeFinite;
+using sse_util::SplitUtf8;
+using sse_util::StringMember;
+using sse_util::StringOr;
 
 // How much of a bad chunk is quoted in an error message.
 constexpr size_t kQuoteBytes = 64;
-
-// Sets *out to the member's text and returns true if it is a string.
-bool StringMember(const json::object& o, std::string_view key,
-                  std::string_view* out) {
-  const json::value* v = Member(o, key);
-  if (v == nullptr || !v->is_string()) return false;
-  *out = v->get_string();
-  return true;
-}
-
-std::string StringOr(const json::object& o, std::string_view key) {
-  std::string_view s;
-  return StringMember(o, key, &s) ? std::string(s) : std::string();
-}
-
-// True for an `error` member the OpenAI SDKs would raise on (truthy).
-// As ParseCompletion reads an "error" member: anything but null or false is
-// an error (also {} or "": an answer marked so is never stored).
-bool IsTruthyError(const json::value* v) {
-  if (v == nullptr || v->is_null()) return false;
-  if (v->is_bool()) return v->get_bool();
-  return true;
-}
 
 std::string Quote(std::string_view data) {
   std::string q(data.substr(0, kQuoteBytes));
@@ -66,36 +51,6 @@ std::string Quote(std::string_view data) {
   }
   if (data.size() > kQuoteBytes) q += "...";
   return q;
-}
-
-bool IsUtf8Continuation(char ch) {
-  return (static_cast<unsigned char>(ch) & 0xC0) == 0x80;
-}
-
-// Splits `text` into pieces of at most `max_bytes` bytes that never end
-// inside a UTF-8 sequence. A single code point longer than `max_bytes` makes
-// a piece of its own (a piece is never empty).
-std::vector<std::string_view> SplitUtf8(std::string_view text,
-                                        size_t max_bytes) {
-  std::vector<std::string_view> pieces;
-  if (max_bytes == 0) max_bytes = 1;
-  pieces.reserve(text.size() / max_bytes + 1);
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t end = std::min(pos + max_bytes, text.size());
-    if (end < text.size() && IsUtf8Continuation(text[end])) {
-      size_t back = end;
-      while (back > pos && IsUtf8Continuation(text[back])) --back;
-      if (back > pos) {
-        end = back;
-      } else {
-        while (end < text.size() && IsUtf8Continuation(text[end])) ++end;
-      }
-    }
-    pieces.push_back(text.substr(pos, end - pos));
-    pos = end;
-  }
-  return pieces;
 }
 
 }  // namespace
@@ -192,24 +147,6 @@ bool SseParser::Finish() {
 
 namespace {
 
-// JSON text from a value, with every number that is not finite (Boost.JSON
-// reads an out-of-range literal such as 1e999 as infinity, and would write
-// it back as `Infinity`, which is not JSON) written as null.
-void ScrubNonFinite(json::value& v) {
-  if (v.is_double()) {
-    if (!std::isfinite(v.get_double())) v = nullptr;
-  } else if (v.is_object()) {
-    for (auto& kv : v.get_object()) ScrubNonFinite(kv.value());
-  } else if (v.is_array()) {
-    for (json::value& e : v.get_array()) ScrubNonFinite(e);
-  }
-}
-
-std::string SerializeFinite(json::value v) {
-  ScrubNonFinite(v);
-  return json::serialize(v);
-}
-
 // A JSON number as a whole int64 (0 when it is not a finite number within
 // range).
 int64_t ClampedInt64(const json::value& v) {
@@ -262,24 +199,6 @@ void MergeSnapshotValue(json::object& into, std::string_view key,
   } else if (!v.is_null()) {
     it->value() = v;
   }
-}
-
-// A non-negative integer `index` (choices, tool calls, reasoning details).
-std::optional<int64_t> IndexOf(const json::object& o) {
-  const json::value* v = Member(o, "index");
-  if (v == nullptr) return std::nullopt;
-  if (v->is_int64() && v->get_int64() >= 0) return v->get_int64();
-  if (v->is_uint64() && v->get_uint64() <= (uint64_t{1} << 62)) {
-    return static_cast<int64_t>(v->get_uint64());
-  }
-  return std::nullopt;
-}
-
-// A member that is present but "empty": null, "", [] or {}.
-bool IsEmptyValue(const json::value& v) {
-  return v.is_null() || (v.is_string() && v.get_string().empty()) ||
-         (v.is_array() && v.get_array().empty()) ||
-         (v.is_object() && v.get_object().empty());
 }
 
 // The text members of a reasoning detail, whose pieces concatenate.
@@ -727,418 +646,5 @@ std::string StreamAccumulator::ToCompletionJson() const {
 
 // ---------------------------------------------------------------------------
 // ReplayAsSse
-
-namespace {
-
-// Builds the chunks of one replayed stream.
-class ChunkWriter {
- public:
-  ChunkWriter(const json::object& response, std::vector<std::string>* out)
-      : out_(out) {
-    // Every chunk repeats the response's top-level members
-    // (docs/openrouter.md#stream-chunks) but its choices, usage and error.
-    for (const auto& kv : response) {
-      const std::string_view key = kv.key();
-      if (key == "choices" || key == "usage" || key == "error") continue;
-      if (key == "object") {
-        head_["object"] = "chat.completion.chunk";
-      } else {
-        head_.emplace(key, kv.value());
-      }
-    }
-    if (!head_.contains("object")) head_["object"] = "chat.completion.chunk";
-  }
-
-  // A chunk with one choice: `delta`, and the choice members `members`
-  // (finish_reason, native_finish_reason, logprobs, ...); `error` goes to
-  // the top level, where the SDKs look for it.
-  void Choice(json::object choice, const json::value* error = nullptr) {
-    json::array choices;
-    choices.push_back(std::move(choice));
-    json::object chunk = head_;
-    if (error != nullptr) chunk["error"] = *error;
-    chunk["choices"] = std::move(choices);
-    Emit(std::move(chunk));
-  }
-
-  // The usage chunk: `choices: []` (the documented shape).
-  void UsageChunk(const json::value& usage) {
-    json::object chunk = head_;
-    chunk["choices"] = json::array();
-    chunk["usage"] = usage;
-    Emit(std::move(chunk));
-  }
-
- private:
-  void Emit(json::object chunk) {
-    std::string line = "data: ";
-    line += SerializeFinite(std::move(chunk));
-    line += "\n\n";
-    out_->push_back(std::move(line));
-  }
-
-  json::object head_;
-  std::vector<std::string>* out_;
-};
-
-// The message members replayed by dedicated chunks; any other member with a
-// value is sent whole in a chunk of its own.
-bool HasOwnChunks(std::string_view key) {
-  return key == "role" || key == "content" || key == "refusal" ||
-         key == "reasoning" || key == "reasoning_content" ||
-         key == "reasoning_details" || key == "annotations" ||
-         key == "tool_calls";
-}
-
-// Replays one stored choice (docs/openrouter.md#stream-handling).
-class ChoiceReplay {
- public:
-  ChoiceReplay(const json::object& choice, int64_t index,
-               const json::value* error, size_t piece_bytes,
-               ChunkWriter* writer)
-      : choice_(choice),
-        index_(index),
-        error_(error),
-        piece_bytes_(piece_bytes),
-        writer_(writer) {
-    if (const json::object* m = ObjectMember(choice, "message")) message_ = m;
-    if (const json::object* lp = ObjectMember(choice, "logprobs")) {
-      logprobs_ = lp;
-    }
-  }
-
-  void Run() {
-    RoleChunk();
-    ReasoningChunk();
-    RefusalChunk();
-    ContentChunks();
-    OtherChunks();
-    ToolCallChunks();
-    FinishChunk();
-  }
-
- private:
-  // The choice of one chunk: its index, `delta`, logprobs (a slice of the
-  // stored ones, or null), and the stored choice members that are null
-  // (the OpenRouter chunk shape repeats them).
-  json::object Choice(json::object delta, json::value logprobs = nullptr) {
-    json::object c;
-    c["index"] = index_;
-    c["delta"] = std::move(delta);
-    c["finish_reason"] = nullptr;
-    c["native_finish_reason"] = nullptr;
-    c["logprobs"] = std::move(logprobs);
-    for (const auto& kv : choice_) {
-      if (kv.value().is_null() && !c.contains(kv.key()) &&
-          kv.key() != "message" && kv.key() != "error") {
-        c.emplace(kv.key(), nullptr);
-      }
-    }
-    return c;
-  }
-
-  // The stored logprobs with `content` and `refusal` replaced by `content`
-  // and `refusal` (null where absent): the part one chunk carries.
-  json::value LogprobsSlice(json::value content, json::value refusal) {
-    json::object lp = *logprobs_;
-    if (lp.contains("content") || !content.is_null()) {
-      lp["content"] = std::move(content);
-    }
-    if (lp.contains("refusal") || !refusal.is_null()) {
-      lp["refusal"] = std::move(refusal);
-    }
-    logprobs_sent_ = true;
-    return lp;
-  }
-
-  const json::array* LogprobsArray(std::string_view key) const {
-    return logprobs_ != nullptr ? ArrayMember(*logprobs_, key) : nullptr;
-  }
-
-  // The role chunk: role, content "" (or null), and every other stored
-  // member that is empty (null, "", [], {}), so that its presence survives.
-  // Never logprobs: the openai-node SDK duplicates a first chunk's logprobs.
-  void RoleChunk() {
-    json::object delta;
-    std::string_view role = "assistant";
-    if (message_ != nullptr) StringMember(*message_, "role", &role);
-    delta["role"] = role.empty() ? std::string_view("assistant") : role;
-    const json::value* content =
-        message_ != nullptr ? Member(*message_, "content") : nullptr;
-    delta["content"] = content != nullptr && content->is_string()
-                           ? json::value("")
-                           : json::value(nullptr);
-    if (message_ != nullptr) {
-      for (const auto& kv : *message_) {
-        if (kv.key() == "role" || kv.key() == "content") continue;
-        if (IsEmptyValue(kv.value())) delta.emplace(kv.key(), kv.value());
-      }
-    }
-    writer_->Choice(Choice(std::move(delta)));
-  }
-
-  // Reasoning whole, in one chunk: the openai-node SDK keeps only the last
-  // value of a delta member it does not know, so a piece would be all it
-  // kept; reasoning_details whole, so that each element arrives once.
-  void ReasoningChunk() {
-    if (message_ == nullptr) return;
-    json::object delta;
-    for (std::string_view key :
-         {"reasoning", "reasoning_content", "reasoning_details"}) {
-      const json::value* v = Member(*message_, key);
-      if (v != nullptr && !IsEmptyValue(*v)) delta.emplace(key, *v);
-    }
-    if (!delta.empty()) writer_->Choice(Choice(std::move(delta)));
-  }
-
-  void RefusalChunk() {
-    std::string_view refusal;
-    if (message_ == nullptr || !StringMember(*message_, "refusal", &refusal) ||
-        refusal.empty()) {
-      return;
-    }
-    json::object delta;
-    delta["refusal"] = refusal;
-    json::value lp = nullptr;
-    if (const json::array* r = LogprobsArray("refusal")) {
-      lp = LogprobsSlice(nullptr, *r);
-      refusal_logprobs_sent_ = true;
-    }
-    writer_->Choice(Choice(std::move(delta), std::move(lp)));
-  }
-
-  // Content in pieces. With logprobs whose tokens spell the content, each
-  // piece is a run of whole tokens and carries their logprobs; otherwise
-  // the first piece carries all of them.
-  void ContentChunks() {
-    const json::value* content =
-        message_ != nullptr ? Member(*message_, "content") : nullptr;
-    if (content == nullptr) return;
-    if (content->is_array()) {
-      // A parts array (rare for an answer) goes whole.
-      if (content->get_array().empty()) return;
-      json::object delta;
-      delta["content"] = *content;
-      writer_->Choice(Choice(std::move(delta), ContentLogprobsWhole()));
-      return;
-    }
-    if (!content->is_string() || content->get_string().empty()) return;
-    const std::string_view text = content->get_string();
-    if (const json::array* tokens = LogprobsArray("content");
-        tokens != nullptr && TokensSpell(*tokens, text)) {
-      json::array group;
-      std::string piece;
-      for (const json::value& t : *tokens) {
-        const std::string_view token = t.get_object().at("token").get_string();
-        if (!group.empty() && piece.size() + token.size() > piece_bytes_) {
-          ContentPiece(piece, std::move(group));
-          group = json::array();
-          piece.clear();
-        }
-        group.push_back(t);
-        piece += token;
-      }
-      if (!group.empty()) ContentPiece(piece, std::move(group));
-      return;
-    }
-    bool first = true;
-    for (std::string_view piece : SplitUtf8(text, piece_bytes_)) {
-      json::object delta;
-      delta["content"] = piece;
-      writer_->Choice(
-          Choice(std::move(delta), first ? ContentLogprobsWhole() : nullptr));
-      first = false;
-    }
-  }
-
-  void ContentPiece(std::string_view piece, json::array tokens) {
-    json::object delta;
-    delta["content"] = piece;
-    writer_->Choice(
-        Choice(std::move(delta), LogprobsSlice(std::move(tokens), nullptr)));
-  }
-
-  json::value ContentLogprobsWhole() {
-    const json::array* tokens = LogprobsArray("content");
-    if (tokens == nullptr) return nullptr;
-    return LogprobsSlice(*tokens, nullptr);
-  }
-
-  static bool TokensSpell(const json::array& tokens, std::string_view text) {
-    size_t pos = 0;
-    for (const json::value& t : tokens) {
-      if (!t.is_object()) return false;
-      const json::value* token = Member(t.get_object(), "token");
-      if (token == nullptr || !token->is_string()) return false;
-      const std::string_view s = token->get_string();
-      if (text.substr(pos, s.size()) != s) return false;
-      pos += s.size();
-    }
-    return pos == text.size();
-  }
-
-  // Annotations whole (like reasoning), then any other member with a value
-  // (images, audio, ...), each whole.
-  void OtherChunks() {
-    if (message_ == nullptr) return;
-    if (const json::value* a = Member(*message_, "annotations");
-        a != nullptr && !IsEmptyValue(*a)) {
-      json::object delta;
-      delta["annotations"] = *a;
-      writer_->Choice(Choice(std::move(delta)));
-    }
-    for (const auto& kv : *message_) {
-      if (HasOwnChunks(kv.key()) || IsEmptyValue(kv.value())) continue;
-      json::object delta;
-      delta.emplace(kv.key(), kv.value());
-      writer_->Choice(Choice(std::move(delta)));
-    }
-  }
-
-  // Each call: a head fragment with index, id, type, name (and any other
-  // stored member), then its arguments in pieces.
-  void ToolCallChunks() {
-    const json::array* calls =
-        message_ != nullptr ? ArrayMember(*message_, "tool_calls") : nullptr;
-    if (calls == nullptr) return;
-    int64_t index = 0;
-    for (const json::value& c : *calls) {
-      if (!c.is_object()) continue;
-      const json::object& call = c.get_object();
-      std::string_view name;
-      std::string arguments;
-      json::object fn;
-      if (const json::object* f = ObjectMember(call, "function")) {
-        StringMember(*f, "name", &name);
-        const json::value* args = Member(*f, "arguments");
-        if (args != nullptr && args->is_string()) {
-          arguments = std::string(args->get_string());
-        } else if (args != nullptr && !args->is_null()) {
-          arguments = SerializeFinite(*args);
-        }
-        fn["name"] = name;
-        fn["arguments"] = "";
-        for (const auto& kv : *f) {
-          if (kv.key() != "name" && kv.key() != "arguments") {
-            fn.emplace(kv.key(), kv.value());
-          }
-        }
-      } else {
-        fn["name"] = name;
-        fn["arguments"] = "";
-      }
-      json::object head;
-      head["index"] = index;
-      head["id"] = StringOr(call, "id");
-      const std::string type = StringOr(call, "type");
-      head["type"] = type.empty() ? "function" : type;
-      head["function"] = std::move(fn);
-      for (const auto& kv : call) {
-        if (!head.contains(kv.key())) head.emplace(kv.key(), kv.value());
-      }
-      head["index"] = index;  // the position, whatever was stored
-      ToolCallDelta(std::move(head));
-      for (std::string_view piece : SplitUtf8(arguments, piece_bytes_)) {
-        json::object piece_fn;
-        piece_fn["arguments"] = piece;
-        json::object fragment;
-        fragment["index"] = index;
-        fragment["function"] = std::move(piece_fn);
-        ToolCallDelta(std::move(fragment));
-      }
-      ++index;
-    }
-  }
-
-  void ToolCallDelta(json::object fragment) {
-    json::array fragments;
-    fragments.push_back(std::move(fragment));
-    json::object delta;
-    delta["tool_calls"] = std::move(fragments);
-    writer_->Choice(Choice(std::move(delta)));
-  }
-
-  // The finish chunk: finish_reason, native_finish_reason and every other
-  // stored choice member with a value; a stored error as the mid-stream
-  // error event (docs/openrouter.md#errors-in-200), which the SDKs raise on;
-  // logprobs not carried yet (e.g. an empty array).
-  void FinishChunk() {
-    json::value lp = nullptr;
-    if (logprobs_ != nullptr && !logprobs_sent_) {
-      lp = *logprobs_;
-    } else if (const json::array* r = LogprobsArray("refusal");
-               r != nullptr && !refusal_logprobs_sent_ && !r->empty()) {
-      lp = LogprobsSlice(nullptr, *r);
-    }
-    json::object c = Choice(json::object(), std::move(lp));
-    for (const auto& kv : choice_) {
-      const std::string_view key = kv.key();
-      if (key == "index" || key == "message" || key == "logprobs" ||
-          key == "delta") {
-        continue;
-      }
-      if (!kv.value().is_null()) c[key] = kv.value();
-    }
-    writer_->Choice(std::move(c), error_);
-  }
-
-  const json::object& choice_;
-  const int64_t index_;
-  const json::value* error_;
-  const size_t piece_bytes_;
-  ChunkWriter* writer_;
-  const json::object* message_ = nullptr;
-  const json::object* logprobs_ = nullptr;
-  bool logprobs_sent_ = false;
-  bool refusal_logprobs_sent_ = false;
-};
-
-}  // namespace
-
-Result<std::vector<std::string>> ReplayAsSse(std::string_view completion_json,
-                                             size_t piece_bytes) {
-  try {
-    boost::system::error_code ec;
-    const json::value v = ParseJson(completion_json, ec);
-    if (ec || !v.is_object()) {
-      return InvalidArgumentError("stored response is not a JSON object");
-    }
-    const json::object& response = v.get_object();
-    const json::array* choices = ArrayMember(response, "choices");
-    if (choices == nullptr || choices->empty() ||
-        !choices->front().is_object()) {
-      return InvalidArgumentError("stored response has no choices");
-    }
-    if (piece_bytes == 0) piece_bytes = 1;
-
-    std::vector<std::string> out;
-    ChunkWriter writer(response, &out);
-    // A stored error is replayed as the mid-stream error event on the finish
-    // chunk of the choice that holds it (a top-level one: the first choice).
-    const json::value* top_error = Member(response, "error");
-    if (!IsTruthyError(top_error)) top_error = nullptr;
-    int64_t position = 0;
-    for (const json::value& c : *choices) {
-      if (!c.is_object()) continue;
-      const json::object& choice = c.get_object();
-      const int64_t index = IndexOf(choice).value_or(position);
-      const json::value* error = Member(choice, "error");
-      if (!IsTruthyError(error)) error = nullptr;
-      if (error == nullptr && position == 0) error = top_error;
-      ChoiceReplay(choice, index, error, piece_bytes, &writer).Run();
-      ++position;
-    }
-    if (const json::value* usage = Member(response, "usage");
-        usage != nullptr && usage->is_object()) {
-      writer.UsageChunk(*usage);
-    }
-    out.emplace_back("data: [DONE]\n\n");
-    return out;
-  } catch (const std::bad_alloc&) {
-    return ResourceExhaustedError("out of memory replaying a response");
-  } catch (const std::exception& e) {
-    return InternalError(std::string("replaying a response: ") + e.what());
-  }
-}
 
 }  // namespace llmcache::net
