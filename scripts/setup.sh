@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs exactly the Debian packages llmcache needs; skips what is present.
 # Idempotent. Usage: scripts/setup.sh [--bench]
-#   --bench  also the baselines the comparison benchmarks run (Redis, Python,
-#            nginx and wrk for bench/proxy_bench.sh).
+#   --bench  also the baselines the comparison benchmarks run (Python with
+#            redis-py, nginx and wrk for bench/proxy_bench.sh).
+# redis-server and redis-tools are always installed: the shared tier's tests
+# start real Redis servers and clusters on loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,10 +15,11 @@ packages=(
   libssl-dev openssl
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev
+  libhiredis-dev redis-server redis-tools
 )
 if ! command -v node >/dev/null; then packages+=(nodejs npm); fi
 if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(redis-server python3 python3-redis nginx wrk)
+  packages+=(python3 python3-redis nginx wrk)
 fi
 
 missing=()

@@ -1,0 +1,167 @@
+// RedisClient: an asynchronous Redis and Redis Cluster client for the shared
+// tier, with its I/O on Asio (plain TCP, or TLS with OpenSSL for rediss://)
+// and hiredis used only as a protocol library: its reply reader parses RESP
+// and its formatter encodes commands (binary safe). Debian's hiredis 0.14 has
+// no TLS, no cluster support and no Asio adapter; this gives all three, with
+// pipelining and the completion style of the rest of llmcache::net.
+//
+//   auto redis = RedisClient::Create(options);          // never blocks
+//   (*redis)->Command({"GET", key}, 1, [](Result<RedisReply> r) { ... });
+//
+//   - One I/O thread per client; Command may be called from any thread and
+//     never blocks; `done` runs once, on the I/O thread (keep it short).
+//   - Pipelining: commands issued while a write is in flight are written
+//     together; replies are matched in order.
+//   - Every command has a deadline (RedisOptions::command_timeout_ms from
+//     the call): after it, `done` gets kDeadlineExceeded and the late reply is
+//     dropped. A connection that stops answering is closed and re-opened.
+//   - Fail fast: when no connection can be made, or after
+//     `breaker_failures` consecutive failures, a circuit breaker opens and
+//     commands fail at once with kUnavailable; it half-opens after
+//     `breaker_open_ms` (doubling up to `breaker_max_open_ms`) and closes on
+//     the first success. The client reconnects by itself.
+//   - Cluster: several seed nodes in the URL, or a server that answers
+//     CLUSTER SLOTS, mean Redis Cluster. Commands go to the master of their
+//     key's slot (CRC16 with hash tags); -MOVED updates the slot and
+//     refreshes the topology in the background, -ASK sends ASKING + the
+//     command to the named node once; -TRYAGAIN and -CLUSTERDOWN are retried
+//     after a short pause. At most 5 redirections per command.
+//   - Security: the password is sent with AUTH and never logged (log lines
+//     and Health carry the redacted URL); TLS verifies the peer and the
+//     host name, as for the upstream.
+//
+// Thread safety: all methods may be called concurrently.
+
+#ifndef LLMCACHE_NET_REDIS_H_
+#define LLMCACHE_NET_REDIS_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "llmcache/status.h"
+
+namespace llmcache::net {
+
+// A parsed Redis URL:
+//   redis://[[user]:password@]host:port[,host:port...][/db]
+//   rediss://...   (TLS)
+// Several host:port seeds mean Redis Cluster (db must then be 0). The user
+// and password are percent-decoded. IPv6 hosts in brackets: [::1]:6379.
+struct RedisUrl {
+  struct Node {
+    std::string host;
+    uint16_t port = 6379;
+    friend bool operator==(const Node&, const Node&) = default;
+  };
+  bool tls = false;
+  std::string user;      // empty: AUTH with the password only
+  std::string password;  // empty: no AUTH. Never logged.
+  int db = 0;
+  std::vector<Node> nodes;
+
+  static Result<RedisUrl> Parse(std::string_view url);
+  // The URL with the password replaced by "***" (safe to log).
+  std::string Redacted() const;
+};
+
+struct RedisReply {
+  enum class Type : uint8_t { kNil, kString, kStatus, kError, kInteger, kArray };
+  Type type = Type::kNil;
+  std::string str;     // kString, kStatus, kError (the error line)
+  int64_t integer = 0;  // kInteger
+  std::vector<RedisReply> elements;  // kArray
+
+  bool is_nil() const { return type == Type::kNil; }
+  bool is_error() const { return type == Type::kError; }
+};
+
+struct RedisOptions {
+  RedisUrl url;
+  // Deadline of each command, from the call to its reply.
+  int64_t command_timeout_ms = 10;
+  int64_t connect_timeout_ms = 1000;
+  // rediss://: a PEM file of extra trusted CAs, besides the system's.
+  std::string tls_ca_file;
+  // Circuit breaker (see above).
+  int breaker_failures = 5;
+  int64_t breaker_open_ms = 250;
+  int64_t breaker_max_open_ms = 5'000;
+  // Failures are logged at most once per this interval.
+  int64_t error_log_interval_ms = 10'000;
+  // Where log lines go; null = stderr. Never receives passwords.
+  std::function<void(std::string_view line)> log;
+};
+
+struct RedisHealth {
+  std::string url;  // redacted
+  bool connected = false;     // at least one live connection
+  bool cluster = false;
+  size_t masters = 0;         // cluster masters known (1 when not a cluster)
+  bool breaker_open = false;
+  uint64_t commands = 0;      // Command calls
+  uint64_t failures = 0;      // transport errors, timeouts, breaker rejections
+  uint64_t timeouts = 0;
+  uint64_t rejected = 0;      // failed at once by the open breaker
+  uint64_t reconnects = 0;
+  uint64_t moved = 0, ask = 0;
+  uint64_t topology_refreshes = 0;
+  std::string last_error;     // never holds the password
+};
+
+class RedisClient {
+ public:
+  using Callback = std::function<void(Result<RedisReply>)>;
+  using MessageHandler = std::function<void(std::string_view message)>;
+
+  // Starts the I/O thread and begins connecting in the background: never
+  // blocks and never fails for an unreachable server (commands then fail
+  // fast until it is reachable). kInvalidArgument for bad options.
+  static Result<std::shared_ptr<RedisClient>> Create(RedisOptions options);
+  virtual ~RedisClient() = default;
+
+  // Sends one command. `key_index` is the index in `argv` of the key that
+  // routes it in a cluster (0: no key, any master). `done` gets the reply —
+  // an error reply is a reply of type kError, except MOVED/ASK/TRYAGAIN,
+  // which are followed — or kDeadlineExceeded / kUnavailable / kCancelled.
+  virtual void Command(std::vector<std::string> argv, size_t key_index,
+                       Callback done) = 0;
+
+  // Sends `argv` to every master (once each; the one server when not a
+  // cluster). `done` gets one result per master.
+  virtual void CommandAllMasters(
+      std::vector<std::string> argv,
+      std::function<void(std::vector<Result<RedisReply>>)> done) = 0;
+
+  // Subscribes to `channel` on a connection of its own, re-established and
+  // re-subscribed after any disconnect. `on_message` gets each message;
+  // `on_subscribed` runs after each (re)subscription, so that the caller can
+  // catch up on what it may have missed. Both run on the I/O thread.
+  virtual void Subscribe(std::string channel, MessageHandler on_message,
+                         std::function<void()> on_subscribed) = 0;
+
+  // Blocking Command for tools and tests: never call it on the I/O thread.
+  // Waits at most `timeout_ms` (0: the options' command timeout).
+  Result<RedisReply> CommandSync(std::vector<std::string> argv,
+                                 size_t key_index, int64_t timeout_ms = 0);
+
+  virtual RedisHealth Health() const = 0;
+  // Stops the I/O thread; pending and later commands get kCancelled.
+  // Idempotent; the destructor calls it.
+  virtual void Shutdown() = 0;
+
+ protected:
+  RedisClient() = default;
+};
+
+// The cluster slot of `key`: CRC16 (XMODEM) of the key, or of its hash tag
+// (the part between the first '{' and the next '}', when not empty), modulo
+// 16384.
+uint16_t RedisKeySlot(std::string_view key);
+
+}  // namespace llmcache::net
+
+#endif  // LLMCACHE_NET_REDIS_H_
