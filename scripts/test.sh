@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Sets up, builds and runs every test twice: in the dev build (Debug,
-# warnings as errors) and under AddressSanitizer + UndefinedBehaviorSanitizer;
-# then the concurrency tests under ThreadSanitizer (scripts/tsan.sh) and the
-# fuzz targets for 10 s each on their seed corpora (scripts/fuzz.sh 10).
-# Usage: scripts/test.sh [dev|asan|tsan|fuzz]...   (default: all four)
+# Sets up, builds and runs every test under AddressSanitizer +
+# UndefinedBehaviorSanitizer (a Debug build with warnings as errors, like
+# dev); then the concurrency tests under ThreadSanitizer (scripts/tsan.sh)
+# and the fuzz targets for 10 s each on their seed corpora
+# (scripts/fuzz.sh 10). The same tests run without sanitizers in the dev
+# preset (`scripts/test.sh dev`), which also builds the benchmarks.
+# Usage: scripts/test.sh [dev|asan|tsan|fuzz]...   (default: asan tsan fuzz)
 # LLMCACHE_FUZZ_SECONDS sets the seconds per fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +19,7 @@ if [[ ! -d tests/sdk/node_modules || tests/sdk/package-lock.json -nt tests/sdk/n
 fi
 
 presets=("$@")
-if ((${#presets[@]} == 0)); then presets=(dev asan tsan fuzz); fi
+if ((${#presets[@]} == 0)); then presets=(asan tsan fuzz); fi
 jobs=$(nproc)
 
 for preset in "${presets[@]}"; do

@@ -2,16 +2,19 @@
 # The concurrency tests under ThreadSanitizer (the `tsan` preset): single
 # flight, the memory tier, a model flush during inserts, the store's recovery
 # while threads insert, keys computed on many threads, and the proxy with
-# many connections. Any report fails the run (TSan's exit code 66).
+# many connections, and the shared tier (the Redis client's I/O thread under
+# callers on other threads; two cached clients sharing one Redis). Any
+# report fails the run (TSan's exit code 66).
 # Usage: scripts/tsan.sh [all]   (all: every engine and net test, slower)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmake --preset tsan >/dev/null
-cmake --build --preset tsan -j "$(nproc)" --target engine_tests net_tests
+cmake --build --preset tsan -j "$(nproc)" --target engine_tests net_tests shared_tier_tests
 
 engine_filter='MemoryTierTest.Concurrent*:*FlushModelWhileFourThreadsReadAndWrite*:KeyThreadTest.*:StoreFaultTest.*'
 net_filter='CachedClientTest.FiftyConcurrentIdenticalMissesMakeOneUpstreamCall:CachedClientTest.ConcurrentMissesShareAnUpstreamError:CachedClientTest.JoinedFlightsAreEachCountedOnce:CachedClientTest.LeaderWho*:CachedClientFlightTest.*:CachedClientTest.DiskFaultIsServedThroughCountedAndHeals:ProxyTest.ManyConnectionsAtOnce:ProxyTest.PlainRequestJoiningAStreamGetsJson:ProxyTest.ShutdownLetsInFlightRequestsFinish:ProxyTest.AFullDiskIsServedThroughAndHealsByItself:FakeOpenRouterTest.ConcurrentClientsAndStopMidStream'
-if [[ "${1:-}" == "all" ]]; then engine_filter='*'; net_filter='*'; fi
+shared_filter='SharedPipelineTest.*:SharedTierTest.OneLeader*:SharedTierTest.AFlushHides*:SharedTierFailOpenTest.NoServer*'
+if [[ "${1:-}" == "all" ]]; then engine_filter='*'; net_filter='*'; shared_filter='*'; fi
 
 # tests/tsan.supp suppresses only reports inside Debian's RocksDB, which is
 # not built with TSan (its atomics are invisible to it); see that file.
@@ -19,5 +22,6 @@ export TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1 suppres
 status=0
 build/tsan/tests/engine_tests --gtest_filter="$engine_filter" --gtest_brief=1 || status=$?
 build/tsan/tests/net_tests --gtest_filter="$net_filter" --gtest_brief=1 || status=$?
+build/tsan/tests/shared_tier_tests --gtest_filter="$shared_filter" --gtest_brief=1 || status=$?
 if ((status != 0)); then echo "tsan: FAILED (exit $status)"; exit "$status"; fi
 echo "tsan: no reports"

@@ -111,16 +111,30 @@ int Main(int argc, char** argv) {
     sub->add_flag("--json", json, "Machine-readable output (one JSON object)");
   };
   std::optional<std::string> model;
+  cli::SharedArgs shared;
+  auto add_redis = [&](CLI::App* sub) {
+    sub->add_option("--redis", shared.url,
+                    "The shared tier instead of a local database: "
+                    "redis[s]://[user:password@]host:port[,host:port...] "
+                    "(password also from $LLMCACHE_REDIS_PASSWORD)");
+    sub->add_option("--redis-prefix", shared.prefix,
+                    "Prefix of llmcache's Redis keys")
+        ->capture_default_str();
+    sub->add_option("--redis-ca-file", shared.ca_file,
+                    "Extra trusted CA certificates (PEM) for rediss://");
+  };
 
   auto* stats = app.add_subcommand(
       "stats", "Hits, misses, bypasses, savings, entries; total and per model");
   add_db(stats);
   add_json(stats);
+  add_redis(stats);
 
   auto* models = app.add_subcommand(
       "models", "One row per model: entries, bytes, hits, oldest/newest");
   add_db(models);
   add_json(models);
+  add_redis(models);
 
   cli::LsArgs ls_args;
   auto* ls = app.add_subcommand("ls", "List entries, newest first");
@@ -174,6 +188,7 @@ int Main(int argc, char** argv) {
       "--older-than");
   add_db(purge);
   add_json(purge);
+  add_redis(purge);
   purge->add_option("--model", purge_args.model,
                     "Every entry of this model (drops its column family)");
   purge->add_flag("--all", purge_args.all, "Every entry");
@@ -280,6 +295,14 @@ int Main(int argc, char** argv) {
   const cli::Io io{std::cin, std::cout, std::cerr, isatty(STDIN_FILENO) == 1,
                    isatty(STDERR_FILENO) == 1};
   key_args.json = json;
+  if (!shared.url.empty()) {
+    if (stats->parsed()) return cli::SharedStats(shared, false, json, io);
+    if (models->parsed()) return cli::SharedStats(shared, true, json, io);
+    if (purge->parsed()) {
+      purge_args.json = json;
+      return cli::SharedPurge(shared, purge_args, io);
+    }
+  }
   if (stats->parsed()) return cli::Stats(db, json, io);
   if (models->parsed()) return cli::Models(db, json, io);
   if (ls->parsed()) {

@@ -32,6 +32,7 @@
 #include "cli/util.h"
 #include "llmcache/cache.h"
 #include "llmcache/net/proxy.h"
+#include "llmcache/net/redis_tier.h"
 #include "llmcache/options.h"
 #include "llmcache/policy.h"
 #include "llmcache/status.h"
@@ -71,6 +72,14 @@ struct ServeConfig {
   double models_ttl_s = 60;
   size_t memory_bytes = 64u << 20;
   std::string config;
+  // The shared tier.
+  std::string redis;
+  std::string redis_password;
+  std::string redis_prefix = "llmcache:";
+  int64_t redis_timeout_ms = 10;
+  std::string redis_ca_file;
+  int64_t redis_lease_ms = 5000;
+  double redis_lease_wait_s = 60;
 };
 
 std::chrono::milliseconds Ms(double seconds) {
@@ -290,6 +299,48 @@ int Run(CLI::App& sub, ServeConfig& c) {
   }
   std::shared_ptr<Cache> cache(std::move(opened).value());
 
+  std::shared_ptr<net::RedisTier> tier;
+  if (!c.redis.empty()) {
+    Result<net::RedisUrl> url = net::RedisUrl::Parse(c.redis);
+    if (!url.ok()) {
+      std::cerr << "llmcache serve: --redis: " << url.status().message()
+                << "\n";
+      return 2;
+    }
+    // The password: in the URL, or (kept out of `ps` and shell history)
+    // LLMCACHE_REDIS_PASSWORD or the config file's redis-password.
+    if (url->password.empty()) url->password = c.redis_password;
+    net::RedisTierOptions ro;
+    ro.redis.url = std::move(*url);
+    ro.redis.command_timeout_ms = c.redis_timeout_ms;
+    ro.redis.tls_ca_file = c.redis_ca_file;
+    ro.prefix = c.redis_prefix;
+    ro.lease_ms = c.redis_lease_ms;
+    ro.lease_wait_ms = static_cast<int64_t>(c.redis_lease_wait_s * 1000);
+    ro.redis.log = [logger](std::string_view line) {
+      logger->Write(LogLevel::kWarn, line);
+    };
+    ro.log = ro.redis.log;
+    Result<std::shared_ptr<net::RedisTier>> created =
+        net::RedisTier::Create(std::move(ro));
+    if (!created.ok()) {
+      std::cerr << "llmcache serve: shared tier: " << created.status().message()
+                << "\n";
+      return created.status().code() == StatusCode::kInvalidArgument ? 2 : 1;
+    }
+    tier = std::move(*created);
+    const net::SharedTierHealth h = tier->Health();
+    logger->Write(
+        h.available ? LogLevel::kInfo : LogLevel::kWarn,
+        "shared tier " + h.url +
+            (h.cluster ? " (cluster, " + std::to_string(h.nodes) + " masters)"
+                       : std::string()) +
+            (h.available ? ": connected"
+                         : ": not reachable yet; serving from the "
+                           "local tiers until it is"));
+    o.cached.shared = tier;
+  }
+
   const std::string upstream = o.upstream.base_url;
   Result<std::unique_ptr<net::ProxyServer>> server =
       net::ProxyServer::Start(std::move(o), cache);
@@ -302,6 +353,7 @@ int Run(CLI::App& sub, ServeConfig& c) {
             << " (upstream " << upstream << ", "
             << (co.path.empty() ? std::string("memory only")
                                 : "database " + co.path)
+            << (tier ? ", shared tier " + tier->Health().url : std::string())
             << ")" << std::endl;
 
   int sig = 0;
@@ -311,6 +363,10 @@ int Run(CLI::App& sub, ServeConfig& c) {
                                      ", shutting down");
   (*server)->Shutdown(Ms(c.shutdown_grace_s));
   server->reset();
+  if (tier) {
+    (void)tier->FlushStats();  // the last fleet counters
+    tier->Shutdown();
+  }
   cache.reset();  // closes the store (writes statistics)
   logger->Write(LogLevel::kInfo, "stopped");
   logger->Flush();
@@ -461,6 +517,40 @@ CLI::App* AddServeCommand(CLI::App& app, std::function<int()>* run) {
                   "Byte budget of the in-memory tier of hot entries")
       ->envname("LLMCACHE_MEMORY_BYTES")
       ->capture_default_str();
+  sub->add_option("--redis", c->redis,
+                  "Shared tier on Redis for many instances: "
+                  "redis[s]://[user:password@]host:port[/db]; several "
+                  "host:port seeds, comma-separated, mean Redis Cluster")
+      ->envname("LLMCACHE_REDIS_URL");
+  sub->add_option("--redis-password", c->redis_password,
+                  "Redis password when the URL has none (prefer the "
+                  "environment or the config file: flags show in ps)")
+      ->envname("LLMCACHE_REDIS_PASSWORD");
+  sub->add_option("--redis-prefix", c->redis_prefix,
+                  "Prefix of every Redis key llmcache writes")
+      ->envname("LLMCACHE_REDIS_PREFIX")
+      ->capture_default_str();
+  sub->add_option("--redis-timeout-ms", c->redis_timeout_ms,
+                  "Deadline of each Redis operation; past it the request "
+                  "goes on without the shared tier")
+      ->envname("LLMCACHE_REDIS_TIMEOUT_MS")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{60'000}));
+  sub->add_option("--redis-ca-file", c->redis_ca_file,
+                  "Extra trusted CA certificates (PEM) for rediss://")
+      ->envname("LLMCACHE_REDIS_CA_FILE");
+  sub->add_option("--redis-lease-ms", c->redis_lease_ms,
+                  "Lease of a cross-instance single flight (renewed while "
+                  "the leader waits for upstream)")
+      ->envname("LLMCACHE_REDIS_LEASE_MS")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{100}, int64_t{600'000}));
+  sub->add_option("--redis-lease-wait", c->redis_lease_wait_s,
+                  "Seconds an instance waits for another's answer to the "
+                  "same request before asking upstream itself")
+      ->envname("LLMCACHE_REDIS_LEASE_WAIT")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   *run = [sub, c] {
     try {
       return Run(*sub, *c);

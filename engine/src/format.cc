@@ -82,6 +82,18 @@ size_t StoredSize(const Entry& e) {
          e.meta.resolved_model.size() + e.meta.ns.size() + e.body.size();
 }
 
+Result<std::string> EncodeEntryValue(const Entry& entry) {
+  std::string out;
+  if (Status s = EncodeEntry(entry.meta, entry.body, &out); !s.ok()) return s;
+  return out;
+}
+
+Result<Entry> DecodeEntryValue(std::string_view value) {
+  Entry entry;
+  if (Status s = DecodeEntry(value, &entry); !s.ok()) return s;
+  return entry;
+}
+
 Status EncodeEntry(const EntryMeta& meta, std::string_view body,
                    std::string* out) {
   const size_t start = out->size();

@@ -143,6 +143,7 @@ class MemoryCache final : public Cache {
   Status Compact() override { return Status(); }
   Status RunMaintenance() override { return Status(); }
   bool persistent() const override { return false; }
+  int64_t default_ttl_ms() const override { return options_.default_ttl_ms; }
 
  private:
   // REQUIRES: write_mu_ held, or called from the eviction listener.

@@ -125,6 +125,7 @@ class RocksCache final : public Cache {
   Status Compact() override;
   Status RunMaintenance() override;
   bool persistent() const override { return true; }
+  int64_t default_ttl_ms() const override { return options_.default_ttl_ms; }
   StoreHealth Health() const override;
 
   // ---- Test hooks ----

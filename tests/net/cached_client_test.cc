@@ -266,6 +266,7 @@ class BrokenCache final : public Cache {
   Status Compact() override { return Fail(); }
   Status RunMaintenance() override { return Fail(); }
   bool persistent() const override { return true; }
+  int64_t default_ttl_ms() const override { return 3'600'000; }
 
  private:
   static Status Fail() { return UnavailableError("broken"); }

@@ -738,6 +738,7 @@ class HealthSetCache final : public Cache {
   Status Compact() override { return inner_->Compact(); }
   Status RunMaintenance() override { return inner_->RunMaintenance(); }
   bool persistent() const override { return inner_->persistent(); }
+  int64_t default_ttl_ms() const override { return inner_->default_ttl_ms(); }
 
  private:
   std::unique_ptr<Cache> inner_;

@@ -12,6 +12,7 @@
 #ifndef LLMCACHE_TESTS_TESTING_REDIS_SERVER_H_
 #define LLMCACHE_TESTS_TESTING_REDIS_SERVER_H_
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -32,6 +33,15 @@ struct RedisServerOptions {
   // TLS only (no plain port): server certificate and key (PEM text).
   bool tls = false;
   std::string tls_cert_pem, tls_key_pem;
+  // The CA that signed tls_cert_pem (PEM). Empty: the certificate itself,
+  // which does for one node (clients are not authenticated, and redis-cli
+  // then skips verification) but not for a TLS cluster, whose nodes verify
+  // each other on the bus and for MIGRATE.
+  // A TLS cluster (--tls-cluster yes) also needs a certificate good for
+  // client authentication (extendedKeyUsage clientAuth, or none): a node
+  // presents it when it connects to another node's bus, and the bus always
+  // requires one.
+  std::string tls_ca_pem;
   bool cluster = false;  // --cluster-enabled yes (RedisCluster sets it)
   std::vector<std::string> extra_args;
 };
@@ -56,10 +66,20 @@ class RedisServer {
 
   // Runs redis-cli (-p port, -a password, --tls ... as needed) with `args`;
   // its stdout without the trailing newline, or an error with its stderr.
+  // An error reply is an error too (redis-cli -e): "MOVED ...", "ASK ...".
+  // Safe to call from several threads (e.g. while MigrateSlot runs); the
+  // other methods are not.
   Result<std::string> Cli(const std::vector<std::string>& args) const;
 
-  // The server's pid.
+  // The server's pid; -1 once it has been killed or has exited.
   int pid() const;
+  // Sends `sig` (e.g. SIGSTOP / SIGCONT to make it hang) unless the server
+  // has been killed and reaped: safer than kill(pid(), sig).
+  void Signal(int sig);
+
+  // The server's folder, and the end of its log (for failure messages).
+  const std::string& dir() const;
+  std::string LogTail() const;
 
  private:
   struct Impl;
@@ -74,18 +94,32 @@ class RedisCluster {
   // bus port (+10000) is free too, creates the cluster with
   // `redis-cli --cluster create ... --cluster-yes` and waits until every
   // node says cluster_state:ok.
+  // Fewer than 3 masters (which redis-cli refuses) are joined by hand:
+  // CLUSTER ADDSLOTSRANGE and MEET.
   static Result<std::unique_ptr<RedisCluster>> Start(int masters = 3);
+  // The same with options for every node (password, TLS, maxmemory...; url()
+  // then carries the password / rediss://).
+  static Result<std::unique_ptr<RedisCluster>> Start(
+      int masters, RedisServerOptions options);
   ~RedisCluster();
 
   // "redis://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3".
   std::string url() const;
   size_t size() const;
   RedisServer& node(size_t i);
+  // Node `i`'s cluster id (CLUSTER MYID; kept across Restart).
+  const std::string& node_id(size_t i) const;
+
+  // Waits until every running node says cluster_state:ok and sees all 16384
+  // slots served (e.g. after node(i).Restart()).
+  Status WaitUntilOk(
+      std::chrono::milliseconds timeout = std::chrono::seconds(20));
 
   // The index of the node that owns `slot`.
   Result<size_t> NodeOfSlot(int slot);
   // Moves `slot` with its keys to node `to`: SETSLOT IMPORTING/MIGRATING,
-  // MIGRATE the keys in batches, SETSLOT NODE on every node. With
+  // MIGRATE the keys in batches, SETSLOT NODE on every running node. Keys
+  // are listed with redis-cli, so names must not contain a newline. With
   // `pause_ms` > 0 it sleeps that long with the slot half-migrated (some
   // keys moved, some not), so that clients see -ASK during the move.
   Status MigrateSlot(int slot, size_t to, int pause_ms = 0);
@@ -95,6 +129,8 @@ class RedisCluster {
  private:
   RedisCluster() = default;
   std::vector<std::unique_ptr<RedisServer>> nodes_;
+  std::vector<std::string> ids_;
+  RedisServerOptions options_;
 };
 
 }  // namespace llmcache::testing

@@ -26,6 +26,7 @@
 #include "fake_openrouter.h"
 #include "llmcache/cache.h"
 #include "testing/http_client.h"
+#include "testing/serve_process.h"
 #include "testing/status_matchers.h"
 #include "testing/subprocess.h"
 #include "testing/temp_dir.h"
@@ -56,85 +57,7 @@ std::string Body(const std::string& model, const std::string& text = "hi") {
          R"("}]})";
 }
 
-// `llmcache <args>` running (`serve`, or any verb), with our environment
-// minus llmcache's own settings plus `env`, its output in files in `dir`.
-class Process : public ::llmcache::testing::BackgroundProcess {
- public:
-  Process(const llmcache::testing::TempDir& dir,
-          const std::vector<std::string>& args,
-          const std::map<std::string, std::string>& env = {})
-      : BackgroundProcess(Argv(args), Options(dir, env)) {}
-
-  // `llmcache <args>` under an open-file limit of `fd_limit` (soft and
-  // hard, set by the shell's ulimit before it execs llmcache).
-  static std::unique_ptr<Process> UnderFdLimit(
-      const llmcache::testing::TempDir& dir, int fd_limit,
-      const std::vector<std::string>& args) {
-    std::vector<std::string> argv = {
-        "/bin/sh", "-c",
-        "ulimit -n " + std::to_string(fd_limit) + " && exec \"$0\" \"$@\""};
-    const std::vector<std::string> llmcache = Argv(args);
-    argv.insert(argv.end(), llmcache.begin(), llmcache.end());
-    return std::unique_ptr<Process>(new Process(argv, Options(dir, {})));
-  }
-
-  // Waits for the "listening on http://HOST:PORT" line; the port, or 0 if
-  // the process exited or did not start in time.
-  uint16_t WaitListening(std::chrono::milliseconds timeout = 20s) {
-    uint16_t port = 0;
-    WaitFor(
-        [&] {
-          const std::string out = Out();
-          const size_t at = out.find("listening on http://");
-          if (at != std::string::npos) {
-            const size_t colon = out.find(':', at + 20);
-            const size_t end = out.find_first_not_of("0123456789", colon + 1);
-            if (colon != std::string::npos && end != std::string::npos) {
-              port = static_cast<uint16_t>(
-                  std::stoi(out.substr(colon + 1, end - colon - 1)));
-              return true;
-            }
-          }
-          return Exited();
-        },
-        timeout);
-    return port;
-  }
-
-  // The value of `metric` in GET /metrics on `port`, -1 if absent.
-  static int64_t Metric(uint16_t port, const std::string& metric) {
-    const Reply r =
-        ::llmcache::testing::HttpSend(port, "GET", "/metrics", {}, {}, 20s);
-    const size_t at = r.body.find("\n" + metric + " ");
-    if (at == std::string::npos) return -1;
-    return std::stoll(r.body.substr(at + metric.size() + 2));
-  }
-
- private:
-  Process(const std::vector<std::string>& argv,
-          const ::llmcache::testing::BackgroundOptions& options)
-      : BackgroundProcess(argv, options) {}
-
-  static std::vector<std::string> Argv(const std::vector<std::string>& args) {
-    std::vector<std::string> argv = {LLMCACHE_BIN};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return argv;
-  }
-
-  static ::llmcache::testing::BackgroundOptions Options(
-      const llmcache::testing::TempDir& dir,
-      const std::map<std::string, std::string>& env) {
-    ::llmcache::testing::BackgroundOptions o;
-    o.drop_env_prefixes = ::llmcache::testing::kLlmcacheEnvironment;
-    for (const auto& [k, v] : env) o.env.push_back(k + "=" + v);
-    const std::string n = std::to_string(++counter_);
-    o.stdout_path = dir.Sub("stdout-" + n);
-    o.stderr_path = dir.Sub("stderr-" + n);
-    return o;
-  }
-
-  static inline int counter_ = 0;
-};
+using Process = ::llmcache::testing::ServeProcess;
 
 class ServeTest : public ::testing::Test {
  protected:

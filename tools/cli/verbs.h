@@ -60,6 +60,23 @@ struct PurgeArgs {
 // `purge`: exactly one selector.
 int Purge(const std::string& db, const PurgeArgs& args, const Io& io);
 
+// The shared tier (Redis / Redis Cluster) for `stats`, `models` and
+// `purge --redis URL`: no local database, no lock.
+struct SharedArgs {
+  std::string url;  // password: in it, else $LLMCACHE_REDIS_PASSWORD
+  std::string prefix = "llmcache:";
+  int64_t timeout_ms = 2000;
+  std::string ca_file;
+};
+// `stats --redis` (fleet totals and per model) / `models --redis`
+// (`per_model_only`).
+int SharedStats(const SharedArgs& args, bool per_model_only, bool json,
+                const Io& io);
+// `purge --redis`: --model or --all (a new generation: every instance
+// misses the old entries at once) or --key (DEL).
+int SharedPurge(const SharedArgs& args, const PurgeArgs& purge,
+                const Io& io);
+
 // `compact`: full compaction, space before and after.
 int Compact(const std::string& db, bool json, const Io& io);
 

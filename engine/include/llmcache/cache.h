@@ -235,6 +235,8 @@ class Cache {
 
   // True for a persistent cache, false for memory mode.
   virtual bool persistent() const = 0;
+  // CacheOptions::default_ttl_ms (0 = entries never expire).
+  virtual int64_t default_ttl_ms() const = 0;
 
   // The store's write health (see StoreHealth). Cheap; any thread.
   virtual StoreHealth Health() const { return {}; }

@@ -64,6 +64,14 @@ struct Entry {
 // what EntryView::stored_bytes and the `bytes` statistics count.
 size_t StoredSize(const Entry& entry);
 
+// The entry as the engine stores it: one versioned encoding, used on disk,
+// in the shared tier (Redis) and by export/verify. EncodeEntryValue fails
+// (kInvalidArgument) only for a string field longer than 65535 bytes;
+// DecodeEntryValue gives kDataLoss for a malformed value and
+// kFailedPrecondition for one written by a newer format version.
+Result<std::string> EncodeEntryValue(const Entry& entry);
+Result<Entry> DecodeEntryValue(std::string_view value);
+
 }  // namespace llmcache
 
 #endif  // LLMCACHE_ENTRY_H_

@@ -67,7 +67,28 @@ class CachedClientImpl final : public CachedClient {
         client_(std::move(client)),
         options_(std::move(options)),
         clock_(options_.clock != nullptr ? options_.clock : Clock::System()),
-        keys_(options_.key_options) {
+        keys_(options_.key_options),
+        shared_(options_.shared) {
+    if (shared_) {
+      // A flush on another instance drops the model from the local tiers
+      // too (the shared tier hides its entries by generation).
+      shared_->SetFlushListener(
+          [cache = cache_, log = options_.log](std::string_view model) {
+            Status s = model.empty() ? cache->FlushAll()
+                                     : cache->FlushModel(model).status();
+            std::string line =
+                "shared tier: another instance flushed " +
+                (model.empty() ? std::string("the whole cache")
+                               : "model " + std::string(model)) +
+                "; local tiers flushed" +
+                (s.ok() ? std::string() : " (failed: " + s.ToString() + ")");
+            if (log) {
+              log(line);
+            } else {
+              std::cerr << "llmcache: " << line << "\n";
+            }
+          });
+    }
     // Seed the drift detector with what the store remembers.
     if (auto s = cache_->GetStats(); s.ok()) {
       for (const ModelStats& m : s->models) {
@@ -127,6 +148,7 @@ class CachedClientImpl final : public CachedClient {
   CachedClientStats stats() const override { return counters_.Snapshot(); }
 
   Cache& cache() override { return *cache_; }
+  SharedTier* shared_tier() const override { return shared_.get(); }
   boost::asio::any_io_executor client_executor() const override {
     return client_->executor();
   }
@@ -140,7 +162,7 @@ class CachedClientImpl final : public CachedClient {
     SetProbeState(p, hit            ? ProbeState::kHit
                      : store_failed ? ProbeState::kStoreFailed
                                     : ProbeState::kLookedUp);
-    if (hit) CountHit(hit->entry->meta.usage);
+    if (hit) CountHit(hit->entry->meta.usage, p.key().base_model);
     return hit;
   }
 
@@ -152,6 +174,12 @@ class CachedClientImpl final : public CachedClient {
   };
   struct Flight {
     std::vector<Waiter> waiters;
+  };
+  // A flight leader on its way through the shared tier.
+  struct SharedStep {
+    PreparedRequest request;
+    StreamHandler on_chunk;
+    Callback done;
   };
 
   // Looks `p` up (a counted lookup when `record`); a stream request
@@ -188,24 +216,31 @@ class CachedClientImpl final : public CachedClient {
     return hit;
   }
 
-  void CountHit(const Usage& u) {
+  void CountHit(const Usage& u, const std::string& base_model) {
     counters_.Add(PipelineCounters::kHits);
     counters_.Add(PipelineCounters::kTokensSaved,
                   u.prompt_tokens + u.completion_tokens);
     counters_.AddSigned(PipelineCounters::kCostSavedNanousd, u.cost_nanousd);
+    if (shared_) shared_->Record(base_model, SharedOutcome::kHit, u);
   }
 
   // Counts what a request is answered with, once, when it is answered: a
   // hit, or else (cacheable requests, `outcome`) a miss; and an upstream
   // failure (a transport error or a non-200 answer).
-  Callback Counted(Callback done, bool outcome) {
+  Callback Counted(Callback done, bool outcome, const std::string& model) {
     auto self = std::static_pointer_cast<CachedClientImpl>(shared_from_this());
-    return [self, outcome, done = std::move(done)](Result<CachedResponse> r) {
+    return [self, outcome, model = self->shared_ ? model : std::string(),
+            done = std::move(done)](Result<CachedResponse> r) {
       const bool hit = r.ok() && r->result == CacheResult::kHit;
       if (hit) {
-        self->CountHit(r->usage);
+        self->CountHit(r->usage, model);
       } else {
-        if (outcome) self->counters_.Add(PipelineCounters::kMisses);
+        if (outcome) {
+          self->counters_.Add(PipelineCounters::kMisses);
+          if (self->shared_) {
+            self->shared_->Record(model, SharedOutcome::kMiss, Usage{});
+          }
+        }
         if (!r.ok() || r->status != 200) {
           self->counters_.Add(PipelineCounters::kUpstreamErrors);
         }
@@ -222,15 +257,19 @@ class CachedClientImpl final : public CachedClient {
     if (!decision.cache) {
       cache_->RecordBypass(decision.reason);
       counters_.AddBypass(decision.reason);
+      if (shared_) {
+        shared_->Record(p.key().base_model, SharedOutcome::kBypass, Usage{});
+      }
+      Callback counted = Counted(std::move(done), false, p.key().base_model);
       CallUpstream(std::move(p), CacheResult::kBypass, decision.reason,
-                   std::move(on_chunk), Counted(std::move(done), false),
+                   std::move(on_chunk), std::move(counted),
                    /*flight=*/false);
       return;
     }
     // A hit that Probe found (and counted): answer from the store again
     // without counting it twice.
     const bool counted = GetProbeState(p) == ProbeState::kHit;
-    if (!counted) done = Counted(std::move(done), true);
+    if (!counted) done = Counted(std::move(done), true, p.key().base_model);
     if (!p.probed()) {
       bool store_failed = false;
       std::optional<CacheHit> hit =
@@ -280,6 +319,11 @@ class CachedClientImpl final : public CachedClient {
           return;
         }
       }
+      if (shared_ && !p.request().skip_lookup) {
+        SharedLookup(std::make_shared<SharedStep>(
+            SharedStep{std::move(p), std::move(on_chunk), std::move(done)}));
+        return;
+      }
       CallUpstream(std::move(p), CacheResult::kMiss, BypassReason::kNone,
                    std::move(on_chunk), std::move(done), /*flight=*/true);
     } catch (const std::exception& e) {
@@ -306,8 +350,119 @@ class CachedClientImpl final : public CachedClient {
     done(std::move(out));
   }
 
+  // The flight leader asks the shared tier (one round trip), then takes the
+  // cross-instance lead for a miss. Runs its continuations on the tier's
+  // thread; the flight ends in every path.
+  void SharedLookup(std::shared_ptr<SharedStep> step) {
+    auto self = std::static_pointer_cast<CachedClientImpl>(shared_from_this());
+    shared_->Get(step->request.key(),
+                 [self, step](Result<std::shared_ptr<const Entry>> r) {
+                   self->Guarded(step, [&] {
+                     if (!r.ok()) {
+                       self->counters_.Add(PipelineCounters::kSharedErrors);
+                     } else if (*r && self->ServeShared(*step, *r)) {
+                       return;
+                     }
+                     self->SharedLead(step);
+                   });
+                 });
+  }
+
+  void SharedLead(std::shared_ptr<SharedStep> step) {
+    if (!options_.shared_single_flight) {
+      return CallUpstream(std::move(step->request), CacheResult::kMiss,
+                          BypassReason::kNone, std::move(step->on_chunk),
+                          std::move(step->done), /*flight=*/true);
+    }
+    auto self = std::static_pointer_cast<CachedClientImpl>(shared_from_this());
+    shared_->AcquireLead(
+        step->request.key(), [self, step](SharedTier::Lead lead) {
+          self->Guarded(step, [&] {
+            std::string token;
+            switch (lead.outcome) {
+              case SharedTier::LeadOutcome::kLeader:
+                self->counters_.Add(PipelineCounters::kSharedLeads);
+                token = std::move(lead.token);
+                break;
+              case SharedTier::LeadOutcome::kHit:
+                if (lead.entry && self->ServeShared(*step, lead.entry)) {
+                  self->counters_.Add(PipelineCounters::kSharedLeadHits);
+                  return;
+                }
+                break;
+              case SharedTier::LeadOutcome::kGoAlone:
+                self->counters_.Add(PipelineCounters::kSharedGoAlone);
+                break;
+            }
+            self->CallUpstream(std::move(step->request), CacheResult::kMiss,
+                               BypassReason::kNone, std::move(step->on_chunk),
+                               std::move(step->done), /*flight=*/true,
+                               std::move(token));
+          });
+        });
+  }
+
+  // Runs a shared-tier continuation; if it throws (allocation), the flight
+  // ends with the error and the leader hears of it.
+  template <typename Fn>
+  void Guarded(const std::shared_ptr<SharedStep>& step, Fn&& fn) {
+    const Digest digest = step->request.key().digest;
+    Callback fallback = step->done;
+    try {
+      fn();
+    } catch (const std::exception& e) {
+      const Result<CachedResponse> failed =
+          InternalError(std::string("cached completion failed: ") + e.what());
+      FinishFlight(digest, &failed);
+      Log(std::string("cached completion failed: ") + e.what());
+      if (fallback) fallback(InternalError(e.what()));
+    }
+  }
+
+  // Answers a flight leader (and its waiters) with an entry from the shared
+  // tier, after filling the local tiers with it. False when the entry does
+  // not suit the request (too old for max-age, or a stream request whose
+  // entry cannot be replayed): the caller goes on to upstream.
+  bool ServeShared(SharedStep& step, const std::shared_ptr<const Entry>& e) {
+    const PreparedRequest& p = step.request;
+    const int64_t now = clock_->NowMillis();
+    if (e->meta.ExpiredAt(now)) return false;
+    if (p.request().max_age_ms >= 0 &&
+        now - e->meta.created_ms > p.request().max_age_ms) {
+      return false;
+    }
+    CacheHit hit;
+    hit.age_ms = std::max<int64_t>(0, now - e->meta.created_ms);
+    if (step.on_chunk) {
+      Result<std::vector<std::string>> events = ReplayAsSse(e->body);
+      if (!events.ok()) return false;
+      hit.events = std::move(*events);
+    }
+    hit.entry = e;
+    // Fill the local tiers with the entry's remaining TTL.
+    InsertOptions io;
+    io.ns = e->meta.ns;
+    io.usage = e->meta.usage;
+    io.resolved_model = e->meta.resolved_model;
+    io.flags = e->meta.flags;
+    io.created_ms = e->meta.created_ms;
+    io.expires_ms = e->meta.expires_ms;
+    if (io.expires_ms == 0) io.ttl_ms = 0;
+    if (Status s = cache_->Insert(p.key(), e->body, io); s.ok()) {
+      counters_.Add(PipelineCounters::kSharedFills);
+    } else {
+      StoreFailure("fill from the shared tier", s);
+    }
+    counters_.Add(PipelineCounters::kSharedHits);
+    const Result<CachedResponse> shared = HitResponse(p, hit);
+    FinishFlight(p.key().digest, &shared);
+    DeliverHit(*shared, hit.events, step.on_chunk, step.done);
+    return true;
+  }
+
   void CallUpstream(PreparedRequest p, CacheResult kind, BypassReason reason,
-                    StreamHandler on_chunk, Callback done, bool flight) {
+                    StreamHandler on_chunk, Callback done, bool flight,
+                    std::string lease_token = {}) {
     counters_.Add(PipelineCounters::kUpstreamCalls);
     Request up;
     CachedRequest& req = MutableRequest(p);
@@ -335,9 +490,14 @@ class CachedClientImpl final : public CachedClient {
     }
     client_->Send(std::move(up), std::move(chunks),
                   [self, p = std::move(p), kind, reason, acc, acc_status,
-                   flight, done = std::move(done)](Result<Response> r) mutable {
+                   flight, token = std::move(lease_token),
+                   done = std::move(done)](Result<Response> r) mutable {
                     Result<CachedResponse> out = self->Finish(
                         std::move(r), p, kind, reason, *acc, *acc_status);
+                    // After the Put (same key slot, same connection, in
+                    // order): waiters on other instances find the value, or
+                    // see the lease gone and go upstream themselves.
+                    if (!token.empty()) self->shared_->Release(p.key(), token);
                     if (flight) {
                       self->FinishFlight(p.key().digest, &out);
                     }
@@ -403,6 +563,22 @@ class CachedClientImpl final : public CachedClient {
         (resp.streamed ? kEntryFlagFromStream : 0) |
         (out.parsed.tool_calls.empty() ? 0 : kEntryFlagToolCalls));
     CheckDrift(key.base_model, out.parsed.model);
+    if (shared_) {
+      // Every tier gets the same entry: the same times, hence the same TTL.
+      const int64_t ttl = io.ttl_ms.value_or(cache_->default_ttl_ms());
+      auto entry = std::make_shared<Entry>();
+      entry->meta.flags = io.flags;
+      entry->meta.created_ms = clock_->NowMillis();
+      entry->meta.expires_ms = ttl > 0 ? entry->meta.created_ms + ttl : 0;
+      entry->meta.usage = io.usage;
+      entry->meta.model = key.model;
+      entry->meta.resolved_model = out.parsed.model;
+      entry->meta.ns = std::string(io.ns);
+      entry->body = out.body;
+      io.created_ms = entry->meta.created_ms;
+      io.expires_ms = entry->meta.expires_ms;
+      shared_->Put(key, std::move(entry));
+    }
     Status s = cache_->Insert(key, out.body, io);
     if (s.ok()) {
       out.stored = true;
@@ -577,6 +753,7 @@ class CachedClientImpl final : public CachedClient {
   const CachedClientOptions options_;
   const Clock* const clock_;
   const KeyBuilder keys_;
+  const std::shared_ptr<SharedTier> shared_;
 
   std::mutex flights_mu_;
   std::unordered_map<Digest, std::shared_ptr<Flight>, DigestHash> flights_;

@@ -38,6 +38,12 @@ class PipelineCounters {
     kPromptCacheWriteTokens,
     kPromptCacheSavingsNanousd,  // two's complement of an int64
     kPricedResponses,
+    kSharedHits,
+    kSharedErrors,
+    kSharedFills,
+    kSharedLeads,
+    kSharedLeadHits,
+    kSharedGoAlone,
     kCount,
   };
 
@@ -82,6 +88,12 @@ class PipelineCounters {
     out.prompt_cache_savings_nanousd =
         static_cast<int64_t>(v[kPromptCacheSavingsNanousd]);
     out.priced_responses = v[kPricedResponses];
+    out.shared_hits = v[kSharedHits];
+    out.shared_errors = v[kSharedErrors];
+    out.shared_fills = v[kSharedFills];
+    out.shared_leads = v[kSharedLeads];
+    out.shared_lead_hits = v[kSharedLeadHits];
+    out.shared_go_alone = v[kSharedGoAlone];
     return out;
   }
 

@@ -61,7 +61,7 @@ AdminAction ValidateAdminRequest(const AdminRequest& request,
 }
 
 AdminAnswer RunAdminPurge(Cache& cache, const PurgeSelector& sel,
-                          const LogSink& log) {
+                          const LogSink& log, SharedTier* shared) {
   Result<uint64_t> removed = Purge(cache, sel);
   if (!removed.ok()) {
     log(LogLevel::kError,
@@ -81,6 +81,40 @@ AdminAnswer RunAdminPurge(Cache& cache, const PurgeSelector& sel,
   out["removed"] = *removed;
   log(LogLevel::kInfo, "admin " + sel.name + ": removed " +
                            std::to_string(*removed) + " entries");
+  if (shared != nullptr) {
+    Status failed;
+    json::object s;
+    if (sel.kind == PurgeKind::kModel || sel.kind == PurgeKind::kAll) {
+      Result<uint64_t> gen = sel.kind == PurgeKind::kAll
+                                 ? shared->FlushAll()
+                                 : shared->FlushModel(BaseModel(sel.value));
+      if (gen.ok()) {
+        s["generation"] = *gen;
+      } else {
+        failed = gen.status();
+      }
+    } else if (sel.kind == PurgeKind::kKey) {
+      Result<Digest> digest = DigestFromHex(sel.value);
+      Result<bool> gone = digest.ok() ? shared->PurgeKey(*digest)
+                                      : Result<bool>(digest.status());
+      if (gone.ok()) {
+        s["removed"] = *gone;
+      } else {
+        failed = gone.status();
+      }
+    }
+    if (!failed.ok()) {
+      log(LogLevel::kError,
+          "admin " + sel.name +
+              ": local tiers purged, shared tier failed: " + failed.ToString());
+      return {503,
+              proxy_util::ErrorJson(
+                  503, "service_unavailable",
+                  "local tiers purged (removed " + std::to_string(*removed) +
+                      "); the shared tier failed: " + failed.ToString())};
+    }
+    if (!s.empty()) out["shared"] = std::move(s);
+  }
   return {200, json::serialize(out)};
 }
 

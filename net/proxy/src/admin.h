@@ -19,6 +19,7 @@
 
 #include "llmcache/cache.h"
 #include "llmcache/net/proxy.h"
+#include "llmcache/net/shared_tier.h"
 #include "llmcache/purge.h"
 #include "proxy_util.h"
 
@@ -57,8 +58,15 @@ struct AdminAnswer {
 // {"<selector name>": <value, or true for all/expired>,
 //  ["older_than_seconds": N,] "removed": N}, or 500 server_error when the
 // store fails. Logs the outcome to `log` (kInfo, or kError on failure).
+// With a shared tier, a model or whole-cache flush also bumps its
+// generation there (every instance then misses the old entries) and a key
+// purge deletes the key there too; the answer gains "shared":
+// {"generation": N} or {"removed": bool}. A shared tier that fails makes it
+// a 503 (the local purge is done; other instances may still serve the old
+// entries). Namespace, age and expiry purges are local: shared entries age
+// out by their TTL.
 AdminAnswer RunAdminPurge(Cache& cache, const PurgeSelector& selector,
-                          const LogSink& log);
+                          const LogSink& log, SharedTier* shared = nullptr);
 
 // Compacts `cache`: 200 {"compacted":true,"ms":N}, or 500 server_error.
 AdminAnswer RunAdminCompact(Cache& cache, const LogSink& log);

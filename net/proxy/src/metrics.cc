@@ -215,4 +215,53 @@ std::string Registry::Render(const CachedClientStats& p, uint64_t entries,
   return out;
 }
 
+std::string RenderShared(const CachedClientStats& p,
+                         const SharedTierHealth& h) {
+  std::string out;
+  out.reserve(2048);
+  Header(&out, "llmcache_shared_available", "gauge",
+         "1 while the shared tier answers (circuit closed), else 0: requests "
+         "then go on with the local tiers.");
+  Line(&out, "llmcache_shared_available %d\n", h.available ? 1 : 0);
+  Header(&out, "llmcache_shared_nodes", "gauge",
+         "Masters of the shared tier (1 unless Redis Cluster).");
+  Line(&out, "llmcache_shared_nodes %zu\n", h.nodes);
+  const auto counter = [&out](const char* name, const char* help, uint64_t v) {
+    Header(&out, name, "counter", help);
+    Line(&out, "%s %" PRIu64 "\n", name, v);
+  };
+  counter("llmcache_shared_hits_total",
+          "Requests answered from the shared tier.", p.shared_hits);
+  counter("llmcache_shared_fills_total",
+          "Shared-tier hits copied into the local tiers.", p.shared_fills);
+  counter("llmcache_shared_lookups_total", "Shared-tier lookups.", h.gets);
+  counter("llmcache_shared_stale_total",
+          "Shared entries of an old generation (flushed), seen as misses.",
+          h.stale);
+  counter("llmcache_shared_puts_total", "Entries written to the shared tier.",
+          h.puts);
+  counter("llmcache_shared_errors_total",
+          "Failed shared-tier operations (errors, timeouts, rejections).",
+          h.errors);
+  counter("llmcache_shared_timeouts_total",
+          "Shared-tier operations past their deadline.", h.timeouts);
+  counter("llmcache_shared_rejected_total",
+          "Operations failed at once by the open circuit breaker.", h.rejected);
+  counter("llmcache_shared_reconnects_total", "Reconnections to Redis.",
+          h.reconnects);
+  counter("llmcache_shared_leads_total",
+          "Misses this instance led for the fleet (lease taken).",
+          p.shared_leads);
+  counter("llmcache_shared_lead_hits_total",
+          "Misses answered by another instance's upstream call.",
+          p.shared_lead_hits);
+  counter("llmcache_shared_go_alone_total",
+          "Misses that went upstream without a lease (released, timed out "
+          "or unavailable).",
+          p.shared_go_alone);
+  counter("llmcache_shared_remote_flushes_total",
+          "Flushes learned from other instances.", h.remote_flushes);
+  return out;
+}
+
 }  // namespace llmcache::net::metrics

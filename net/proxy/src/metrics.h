@@ -25,6 +25,7 @@
 
 #include "llmcache/cache.h"
 #include "llmcache/net/cached_client.h"
+#include "llmcache/net/shared_tier.h"
 #include "llmcache/policy.h"
 
 namespace llmcache::net::metrics {
@@ -39,6 +40,11 @@ enum class Route : uint8_t {
   kOther,
   kCount,
 };
+// The shared tier's gauges and counters (llmcache_shared_*), appended to
+// Render's text when a shared tier is configured.
+std::string RenderShared(const CachedClientStats& pipeline,
+                         const SharedTierHealth& shared);
+
 std::string_view RouteName(Route route);
 
 // Upper bounds in seconds.

@@ -26,6 +26,7 @@
 #include <cstdio>
 #include <exception>
 #include <filesystem>
+#include <optional>
 #include <utility>
 
 #include "completion_request.h"
@@ -420,14 +421,24 @@ std::string ProxyImpl::MetricsText() {
     entries = s->entries;
     disk_bytes = s->disk_bytes;
   }
-  return metrics_.Render(cached_ ? cached_->stats() : CachedClientStats(),
-                         entries, disk_bytes, cache_->Health());
+  const CachedClientStats pipeline =
+      cached_ ? cached_->stats() : CachedClientStats();
+  std::string out =
+      metrics_.Render(pipeline, entries, disk_bytes, cache_->Health());
+  if (SharedTier* shared = cached_ ? cached_->shared_tier() : nullptr) {
+    out += metrics::RenderShared(pipeline, shared->Health());
+  }
+  return out;
 }
 
 std::string ProxyImpl::RenderStatsJson() {
+  std::optional<SharedTierHealth> shared;
+  if (SharedTier* tier = cached_ ? cached_->shared_tier() : nullptr) {
+    shared = tier->Health();
+  }
   return StatsJson(cache_->GetStats(), metrics_.Sum(),
                    cached_ ? cached_->stats() : CachedClientStats(),
-                   cache_->Health());
+                   cache_->Health(), shared ? &*shared : nullptr);
 }
 
 }  // namespace proxy

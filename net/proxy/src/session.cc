@@ -338,7 +338,12 @@ class SessionImpl final : public Session,
       case Route::kHealthz:
         if (method != http::verb::get) return MethodNotAllowed("GET");
         // Health() is cheap: answered inline.
-        body_ = HealthzJson(srv_.cache().Health());
+        if (SharedTier* shared = srv_.cached().shared_tier()) {
+          const SharedTierHealth h = shared->Health();
+          body_ = HealthzJson(srv_.cache().Health(), &h);
+        } else {
+          body_ = HealthzJson(srv_.cache().Health());
+        }
         return SendWhole(200, kJson, {}, body_, nullptr);
       case Route::kMetrics:
         if (method != http::verb::get) return MethodNotAllowed("GET");
@@ -659,9 +664,11 @@ class SessionImpl final : public Session,
         [srv = &srv_, sel = std::move(std::get<PurgeSelector>(
                           action))]() -> std::pair<int, std::string> {
           AdminAnswer a = RunAdminPurge(
-              srv->cache(), sel, [srv](LogLevel level, std::string_view line) {
+              srv->cache(), sel,
+              [srv](LogLevel level, std::string_view line) {
                 srv->Log(level, line);
-              });
+              },
+              srv->cached().shared_tier());
           return {a.status, std::move(a.body)};
         },
         kJson);

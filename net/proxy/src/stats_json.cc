@@ -34,19 +34,62 @@ std::string StoreHealthJson(const StoreHealth& store) {
   return json::serialize(StoreObject(store));
 }
 
-std::string HealthzJson(const StoreHealth& store) {
+namespace {
+
+json::object SharedObject(const SharedTierHealth& h) {
+  json::object o;
+  o["backend"] = h.backend;
+  o["url"] = h.url;
+  o["available"] = h.available;
+  o["cluster"] = h.cluster;
+  o["nodes"] = h.nodes;
+  o["generations_loaded"] = h.generations_loaded;
+  o["gets"] = h.gets;
+  o["hits"] = h.hits;
+  o["misses"] = h.misses;
+  o["stale"] = h.stale;
+  o["puts"] = h.puts;
+  o["put_errors"] = h.put_errors;
+  o["errors"] = h.errors;
+  o["timeouts"] = h.timeouts;
+  o["rejected"] = h.rejected;
+  o["reconnects"] = h.reconnects;
+  o["moved"] = h.moved;
+  o["ask"] = h.ask;
+  o["leases_taken"] = h.leases_taken;
+  o["lease_waits"] = h.lease_waits;
+  o["lease_hits"] = h.lease_hits;
+  o["lease_timeouts"] = h.lease_timeouts;
+  o["lease_released_empty"] = h.lease_released_empty;
+  o["remote_flushes"] = h.remote_flushes;
+  if (!h.last_error.empty()) o["last_error"] = h.last_error;
+  return o;
+}
+
+}  // namespace
+
+std::string SharedTierJson(const SharedTierHealth& shared) {
+  return json::serialize(SharedObject(shared));
+}
+
+std::string HealthzJson(const StoreHealth& store,
+                        const SharedTierHealth* shared) {
   const bool troubled = store.degraded || store.degradations != 0 ||
                         store.recoveries != 0 || store.write_errors != 0 ||
                         store.recovered_ms != 0;
-  if (!troubled) return R"({"status":"ok"})";
+  if (!troubled && shared == nullptr) return R"({"status":"ok"})";
   json::object root;
-  root["status"] = store.degraded ? "degraded" : "ok";
-  root["store"] = StoreObject(store);
+  const bool degraded =
+      store.degraded || (shared != nullptr && !shared->available);
+  root["status"] = degraded ? "degraded" : "ok";
+  if (troubled) root["store"] = StoreObject(store);
+  if (shared != nullptr) root["shared"] = SharedObject(*shared);
   return json::serialize(root);
 }
 
 std::string StatsJson(const Result<CacheStats>& cache, const metrics::Totals& t,
-                      const CachedClientStats& cs, const StoreHealth& store) {
+                      const CachedClientStats& cs, const StoreHealth& store,
+                      const SharedTierHealth* shared) {
   json::object root;
   if (cache.ok()) {
     root["cache"] = json::parse(CacheStatsJson(*cache));
@@ -102,6 +145,18 @@ std::string StatsJson(const Result<CacheStats>& cache, const metrics::Totals& t,
   c["prompt_cache_savings_usd"] = Usd(cs.prompt_cache_savings_nanousd);
   c["priced_responses"] = cs.priced_responses;
   root["client"] = std::move(c);
+  if (shared != nullptr) {
+    json::object s = SharedObject(*shared);
+    json::object pipeline;
+    pipeline["hits"] = cs.shared_hits;
+    pipeline["errors"] = cs.shared_errors;
+    pipeline["fills"] = cs.shared_fills;
+    pipeline["leads"] = cs.shared_leads;
+    pipeline["lead_hits"] = cs.shared_lead_hits;
+    pipeline["go_alone"] = cs.shared_go_alone;
+    s["pipeline"] = std::move(pipeline);
+    root["shared"] = std::move(s);
+  }
   return json::serialize(root);
 }
 

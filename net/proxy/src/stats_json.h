@@ -9,6 +9,7 @@
 
 #include "llmcache/cache.h"
 #include "llmcache/net/cached_client.h"
+#include "llmcache/net/shared_tier.h"
 #include "llmcache/status.h"
 #include "metrics.h"
 
@@ -34,10 +35,21 @@ namespace llmcache::net {
 //             priced_responses}}
 // Each completion request is counted once, by the pipeline, as a hit, a miss
 // or a bypass; "proxy" reports those counts beside its own HTTP counters.
+// With a shared tier, "shared": SharedTierJson plus the pipeline's shared
+// counters (hits, errors, fills, leads, lead_hits, go_alone).
 std::string StatsJson(const Result<CacheStats>& cache,
                       const metrics::Totals& proxy,
                       const CachedClientStats& pipeline,
-                      const StoreHealth& store);
+                      const StoreHealth& store,
+                      const SharedTierHealth* shared = nullptr);
+
+// The shared tier's state: {"backend", "url" (no password), "available",
+// "cluster", "nodes", "generations_loaded", "gets", "hits", "misses",
+// "stale", "puts", "put_errors", "errors", "timeouts", "rejected",
+// "reconnects", "moved", "ask", "leases_taken", "lease_waits",
+// "lease_hits", "lease_timeouts", "lease_released_empty",
+// "remote_flushes", "last_error"}.
+std::string SharedTierJson(const SharedTierHealth& shared);
 
 // The store's write health as a JSON object: {"degraded": bool, "error":
 // "<what degraded it>" (only while degraded), "degraded_since_ms": <Unix
@@ -49,8 +61,11 @@ std::string StoreHealthJson(const StoreHealth& store);
 // The body of GET /healthz: {"status":"ok"} for a store that never had
 // write trouble; {"status":"ok","store":StoreHealthJson} once it had (e.g.
 // recovered, or writes failed); {"status":"degraded","store":...} while it
-// is degraded.
-std::string HealthzJson(const StoreHealth& store);
+// is degraded. With a shared tier: "shared": SharedTierJson, and the status
+// is "degraded" while the shared tier is unavailable (requests are still
+// answered, from the local tiers and upstream).
+std::string HealthzJson(const StoreHealth& store,
+                        const SharedTierHealth* shared = nullptr);
 
 }  // namespace llmcache::net
 

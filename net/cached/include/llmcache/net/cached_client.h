@@ -58,6 +58,7 @@
 #include "llmcache/net/client.h"
 #include "llmcache/net/completion.h"
 #include "llmcache/net/prompt_cache.h"
+#include "llmcache/net/shared_tier.h"
 #include "llmcache/policy.h"
 
 namespace llmcache::net {
@@ -80,6 +81,13 @@ struct CachedClientOptions {
   std::shared_ptr<const PricingTable> pricing;
   // Where log lines go; null = stderr. Never receives keys or prompts.
   std::function<void(std::string_view line)> log;
+  // A tier shared by many instances, under the local ones (see
+  // shared_tier.h); null = none. Its flushes drop the flushed model from the
+  // local tiers.
+  std::shared_ptr<SharedTier> shared;
+  // Concurrent identical misses on different instances make one upstream
+  // call (SharedTier::AcquireLead). Default: on.
+  bool shared_single_flight = true;
 };
 
 struct CachedRequest {
@@ -190,6 +198,16 @@ struct CachedClientStats {
   // saved), in nano-USD.
   int64_t prompt_cache_savings_nanousd = 0;
   uint64_t priced_responses = 0;
+  // The shared tier: hits answered from it (also in `hits`), its lookups
+  // that failed (answered from upstream: fail open), local fills, and the
+  // cross-instance single flight (leads taken, answers another instance
+  // made, waits that ended without one).
+  uint64_t shared_hits = 0;
+  uint64_t shared_errors = 0;
+  uint64_t shared_fills = 0;
+  uint64_t shared_leads = 0;
+  uint64_t shared_lead_hits = 0;
+  uint64_t shared_go_alone = 0;
 };
 
 class CachedClient : public std::enable_shared_from_this<CachedClient> {
@@ -279,6 +297,8 @@ class CachedClient : public std::enable_shared_from_this<CachedClient> {
 
   virtual CachedClientStats stats() const = 0;
   virtual Cache& cache() = 0;
+  // The shared tier (CachedClientOptions::shared), or null.
+  virtual SharedTier* shared_tier() const = 0;
   virtual boost::asio::any_io_executor client_executor() const = 0;
 
  protected:

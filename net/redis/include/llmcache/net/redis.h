@@ -15,7 +15,12 @@
 //   - Every command has a deadline (RedisOptions::command_timeout_ms from
 //     the call): after it, `done` gets kDeadlineExceeded and the late reply is
 //     dropped. A connection that stops answering is closed and re-opened.
-//   - Fail fast: when no connection can be made, or after
+//   - Fail fast: while the node of a command is disconnected (between
+//     reconnection attempts, 50 ms doubling to 2 s) the command fails at
+//     once with kUnavailable (kUnauthenticated when the last attempt failed
+//     to authenticate or to verify the server's certificate); one issued
+//     while its connection is being opened waits for it, within its
+//     deadline. When no connection can be made, or after
 //     `breaker_failures` consecutive failures, a circuit breaker opens and
 //     commands fail at once with kUnavailable; it half-opens after
 //     `breaker_open_ms` (doubling up to `breaker_max_open_ms`) and closes on
@@ -129,6 +134,10 @@ class RedisClient {
   // which are followed — or kDeadlineExceeded / kUnavailable / kCancelled.
   virtual void Command(std::vector<std::string> argv, size_t key_index,
                        Callback done) = 0;
+  // The same with a deadline of its own: `timeout_ms` from the call (0: the
+  // options' command timeout).
+  virtual void Command(std::vector<std::string> argv, size_t key_index,
+                       int64_t timeout_ms, Callback done) = 0;
 
   // Sends `argv` to every master (once each; the one server when not a
   // cluster). `done` gets one result per master.
@@ -143,14 +152,16 @@ class RedisClient {
   virtual void Subscribe(std::string channel, MessageHandler on_message,
                          std::function<void()> on_subscribed) = 0;
 
-  // Blocking Command for tools and tests: never call it on the I/O thread.
-  // Waits at most `timeout_ms` (0: the options' command timeout).
+  // Blocking Command for tools and tests: never call it on the I/O thread
+  // (kFailedPrecondition there). Waits at most `timeout_ms` (0: the options'
+  // command timeout), which is also the command's deadline.
   Result<RedisReply> CommandSync(std::vector<std::string> argv,
                                  size_t key_index, int64_t timeout_ms = 0);
 
   virtual RedisHealth Health() const = 0;
-  // Stops the I/O thread; pending and later commands get kCancelled.
-  // Idempotent; the destructor calls it.
+  // Stops the I/O thread; pending and later commands get kCancelled (later
+  // ones at once, on the calling thread). Idempotent; the destructor calls
+  // it. May be called from a callback (the thread then ends by itself).
   virtual void Shutdown() = 0;
 
  protected:

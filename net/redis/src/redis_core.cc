@@ -1,0 +1,556 @@
+// Core: routing, cluster topology, redirections, the breaker and the
+// counters of RedisClient (see redis_core.h). No Asio here.
+
+#include "redis_core.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <optional>
+#include <utility>
+
+namespace llmcache::net::redis_internal {
+namespace {
+
+constexpr int kMaxRedirects = 5;
+constexpr std::chrono::milliseconds kRetryPause{20};
+
+}  // namespace
+
+using std::chrono::milliseconds;
+
+void Invoke(const RedisClient::Callback& cb, Result<RedisReply> result) {
+  if (!cb) return;
+  try {
+    cb(std::move(result));
+  } catch (...) {
+    // A throwing callback must not unwind through the event loop.
+  }
+}
+
+Status Conn::FailFastStatus() const {
+  const std::string what = "redis " + NodeKey(node_) + " unavailable";
+  if (last_error_.code() == StatusCode::kUnauthenticated) {
+    return UnauthenticatedError(what + ": " +
+                                std::string(last_error_.message()));
+  }
+  if (last_error_.ok()) return UnavailableError(what);
+  return UnavailableError(what + ": " + std::string(last_error_.message()));
+}
+
+Core::Core(RedisOptions options, std::unique_ptr<Runtime> runtime)
+    : options_(std::move(options)),
+      redacted_(options_.url.Redacted()),
+      runtime_(std::move(runtime)),
+      breaker_(options_.breaker_failures, options_.breaker_open_ms,
+               options_.breaker_max_open_ms) {}
+
+void Core::Start() {
+  runtime_->Post([this] { Init(); });
+  runtime_->Start(shared_from_this());
+}
+
+void Core::Init() {
+  const std::vector<RedisUrl::Node>& seeds = options_.url.nodes;
+  if (seeds.size() > 1) {
+    mode_ = Mode::kCluster;
+    cluster_.store(true);
+    slots_.SetMasters(seeds);
+    masters_.store(seeds.size());
+    RefreshTopology();
+  } else {
+    // One node: standalone or cluster, as CLUSTER SLOTS will tell (Redis
+    // Cluster has no SELECT, so a database other than 0 means standalone).
+    if (options_.url.db != 0) {
+      mode_ = Mode::kStandalone;
+      topology_known_ = true;
+    }
+    GetConn(seeds.front());
+  }
+}
+
+std::shared_ptr<Conn> Core::GetConn(const RedisUrl::Node& node) {
+  if (stopping()) return nullptr;
+  const std::string key = NodeKey(node);
+  auto it = conns_.find(key);
+  if (it != conns_.end()) return it->second;
+  auto conn = runtime_->MakeConn(this, node, nullptr);
+  conns_.emplace(key, conn);
+  conn->Connect();
+  return conn;
+}
+
+void Core::OnConnecting(const std::shared_ptr<Conn>& conn) {
+  // Detection: CLUSTER SLOTS right behind AUTH/SELECT, before the commands.
+  if (mode_ == Mode::kUnknown && !slots_in_flight_) {
+    if (conn->SendInternal({"CLUSTER", "SLOTS"}, internal_timeout_ms(),
+                           [this, asked = conn->node()](Result<RedisReply> r) {
+                             OnClusterSlots(asked, std::move(r));
+                           })) {
+      slots_in_flight_ = true;
+    }
+  }
+}
+
+std::shared_ptr<Conn> Core::AnyMasterConn() {
+  std::shared_ptr<Conn> fallback;
+  for (const RedisUrl::Node& node : slots_.masters()) {
+    auto it = conns_.find(NodeKey(node));
+    if (it == conns_.end()) continue;
+    if (it->second->state() == Conn::State::kUp) return it->second;
+    if (!fallback && it->second->state() == Conn::State::kConnecting) {
+      fallback = it->second;
+    }
+  }
+  if (fallback) return fallback;
+  if (!slots_.masters().empty()) return GetConn(slots_.masters().front());
+  return GetConn(options_.url.nodes.front());
+}
+
+std::shared_ptr<Conn> Core::RouteConn(const Op& op) {
+  if (mode_ != Mode::kCluster) return GetConn(options_.url.nodes.front());
+  if (op.key_index > 0) {
+    const int slot = RedisKeySlot(op.argv[op.key_index]);
+    if (std::optional<RedisUrl::Node> owner = slots_.OwnerOf(slot)) {
+      return GetConn(*owner);
+    }
+  }
+  return AnyMasterConn();
+}
+
+void Core::Command(std::vector<std::string> argv, size_t key_index,
+                   int64_t timeout_ms, RedisClient::Callback done) {
+  commands_.fetch_add(1, std::memory_order_relaxed);
+  if (timeout_ms <= 0) timeout_ms = options_.command_timeout_ms;
+  auto op = std::make_shared<Op>();
+  op->argv = std::move(argv);
+  op->key_index = key_index;
+  op->done = std::move(done);
+  op->timeout_ms = timeout_ms;
+  op->deadline = Clock::now() + milliseconds(timeout_ms);
+  if (stopping()) {
+    Invoke(op->done, CancelledError("redis client shut down"));
+    return;
+  }
+  runtime_->Post([this, op] { Admit(op); });
+}
+
+void Core::Admit(const OpPtr& op) {
+  if (stopping()) {
+    Finish(op, CancelledError("redis client shut down"));
+    return;
+  }
+  if (op->argv.empty() || op->key_index >= op->argv.size()) {
+    Finish(op, InvalidArgumentError("redis command: empty, or key_index out "
+                                    "of range"));
+    return;
+  }
+  switch (breaker_.Admit(Clock::now())) {
+    case CircuitBreaker::Decision::kReject:
+      rejected_.fetch_add(1, std::memory_order_relaxed);
+      failures_.fetch_add(1, std::memory_order_relaxed);
+      op->finished = true;
+      Invoke(op->done, UnavailableError("redis circuit open"));
+      op->done = nullptr;
+      return;
+    case CircuitBreaker::Decision::kProbe:
+      op->probe = true;
+      break;
+    case CircuitBreaker::Decision::kAllow:
+      break;
+  }
+  UpdateBreakerFlag();
+  Dispatch(op);
+}
+
+void Core::Dispatch(const OpPtr& op) {
+  if (op->finished) return;
+  if (stopping()) {
+    Finish(op, CancelledError("redis client shut down"));
+    return;
+  }
+  if (Clock::now() >= op->deadline) {
+    Finish(op, DeadlineExceededError("redis command timed out after " +
+                                     std::to_string(op->timeout_ms) + " ms"));
+    return;
+  }
+  if (mode_ == Mode::kCluster && !topology_known_) RefreshTopology();
+  std::shared_ptr<Conn> conn = RouteConn(*op);
+  if (!conn) {
+    Finish(op, UnavailableError("no redis node to send to"));
+    return;
+  }
+  conn->Send(op, false);
+}
+
+void Core::Finish(const OpPtr& op, Result<RedisReply> result) {
+  if (op->finished) return;
+  op->finished = true;
+  if (result.ok()) {
+    breaker_.OnSuccess();
+  } else {
+    const StatusCode code = result.status().code();
+    if (code == StatusCode::kDeadlineExceeded ||
+        code == StatusCode::kUnavailable ||
+        code == StatusCode::kUnauthenticated || code == StatusCode::kInternal) {
+      failures_.fetch_add(1, std::memory_order_relaxed);
+      if (code == StatusCode::kDeadlineExceeded) {
+        timeouts_.fetch_add(1, std::memory_order_relaxed);
+      }
+      SetLastError(std::string(result.status().message()));
+      if (breaker_.OnFailure(Clock::now(), op->probe)) {
+        LogError("circuit breaker open after: " +
+                 std::string(result.status().message()));
+      }
+    } else if (op->probe) {
+      breaker_.OnSuccess();  // cancelled or invalid: says nothing of the server
+    }
+  }
+  UpdateBreakerFlag();
+  RedisClient::Callback done = std::move(op->done);
+  op->done = nullptr;
+  Invoke(done, std::move(result));
+}
+
+void Core::OnOpReply(Conn& conn, const OpPtr& op, RedisReply reply) {
+  if (op->finished) return;
+  if (!reply.is_error() || !op->follow) {
+    Finish(op, std::move(reply));
+    return;
+  }
+  const Redirect r = ParseRedirect(reply.str, conn.node().host);
+  switch (r.kind) {
+    case Redirect::Kind::kNone:
+      Finish(op, std::move(reply));
+      return;
+    case Redirect::Kind::kTryAgain:
+      if (Clock::now() + kRetryPause < op->deadline) {
+        runtime_->PostAfter(kRetryPause, [this, op] { Dispatch(op); });
+      } else {
+        Finish(op, DeadlineExceededError("redis cluster busy: " + reply.str));
+      }
+      return;
+    case Redirect::Kind::kMoved:
+    case Redirect::Kind::kAsk:
+      break;
+  }
+  const bool moved = r.kind == Redirect::Kind::kMoved;
+  (moved ? moved_ : ask_).fetch_add(1, std::memory_order_relaxed);
+  if (++op->redirects > kMaxRedirects) {
+    Finish(op, UnavailableError(
+                   "redis: too many redirections (last: " + reply.str + ")"));
+    return;
+  }
+  if (moved) {
+    if (mode_ != Mode::kCluster) {
+      mode_ = Mode::kCluster;
+      cluster_.store(true);
+    }
+    slots_.SetOwner(r.slot, r.node);
+    RefreshTopology();
+  }
+  std::shared_ptr<Conn> target = GetConn(r.node);
+  if (!target) {
+    Finish(op, CancelledError("redis client shut down"));
+    return;
+  }
+  target->Send(op, !moved);
+}
+
+void Core::RefreshTopology() {
+  if (mode_ != Mode::kCluster || slots_in_flight_ || stopping()) return;
+  std::shared_ptr<Conn> conn;
+  for (auto& [key, c] : conns_) {
+    if (c->state() == Conn::State::kUp) {
+      conn = c;
+      break;
+    }
+  }
+  if (!conn) {
+    const auto& seeds = options_.url.nodes;
+    conn = GetConn(seeds[next_seed_++ % seeds.size()]);
+  }
+  if (!conn) return;
+  slots_in_flight_ =
+      conn->SendInternal({"CLUSTER", "SLOTS"}, internal_timeout_ms(),
+                         [this, asked = conn->node()](Result<RedisReply> r) {
+                           OnClusterSlots(asked, std::move(r));
+                         });
+}
+
+void Core::OnClusterSlots(const RedisUrl::Node& asked,
+                          Result<RedisReply> result) {
+  slots_in_flight_ = false;
+  if (!result.ok()) {
+    RunTopologyWaiters();
+    return;
+  }
+  if (result->is_error()) {
+    if (mode_ == Mode::kUnknown) {
+      // "ERR This instance has cluster support disabled".
+      mode_ = Mode::kStandalone;
+      topology_known_ = true;
+    }
+    RunTopologyWaiters();
+    return;
+  }
+  if (Status st = slots_.Apply(*result, asked.host); !st.ok()) {
+    LogError(std::string(st.message()));
+    RunTopologyWaiters();
+    return;
+  }
+  if (mode_ != Mode::kCluster) {
+    mode_ = Mode::kCluster;
+    cluster_.store(true);
+    LogInfo("Redis Cluster with " + std::to_string(slots_.masters().size()) +
+            " masters");
+  }
+  topology_known_ = true;
+  refreshes_.fetch_add(1, std::memory_order_relaxed);
+  masters_.store(slots_.masters().size());
+  RunTopologyWaiters();
+}
+
+void Core::RunTopologyWaiters() {
+  std::vector<std::function<void()>> waiters = std::move(topology_waiters_);
+  topology_waiters_.clear();
+  for (auto& w : waiters) w();
+}
+
+void Core::OnConnUp(const std::shared_ptr<Conn>& conn) {
+  if (conn->sub()) return;
+  up_conns_.fetch_add(1);
+  if (conn->ever_up()) {
+    reconnects_.fetch_add(1, std::memory_order_relaxed);
+    LogInfo("reconnected to " + NodeKey(conn->node()));
+    // Slots may have moved while the node was away.
+    RefreshTopology();
+  }
+  breaker_.OnConnected(Clock::now());
+  UpdateBreakerFlag();
+}
+
+void Core::OnConnDown(const std::shared_ptr<Conn>& conn, const Status& status,
+                      bool was_up) {
+  LogError(std::string(status.message()));
+  if (stopping()) return;
+  if (const auto& sub = conn->sub()) {
+    // Any node will do for a subscription: try the next one.
+    const std::vector<RedisUrl::Node>& nodes =
+        mode_ == Mode::kCluster && !slots_.masters().empty()
+            ? slots_.masters()
+            : options_.url.nodes;
+    conn->set_node(nodes[sub->next_node++ % nodes.size()]);
+    conn->ScheduleReconnect();
+    return;
+  }
+  if (was_up) up_conns_.fetch_sub(1);
+  failures_.fetch_add(1, std::memory_order_relaxed);
+  if (breaker_.OnFailure(Clock::now(), false)) {
+    LogError("circuit breaker open after: " + std::string(status.message()));
+  }
+  UpdateBreakerFlag();
+  const RedisUrl::Node& node = conn->node();
+  const bool seed =
+      std::find(options_.url.nodes.begin(), options_.url.nodes.end(), node) !=
+      options_.url.nodes.end();
+  if (mode_ == Mode::kCluster && !seed && !slots_.IsMaster(node)) {
+    conn->Close(status);
+    conns_.erase(NodeKey(node));
+    return;
+  }
+  conn->ScheduleReconnect();
+}
+
+void Core::OnPush(Subscription& sub, const RedisReply& reply) {
+  if (reply.type != RedisReply::Type::kArray || reply.elements.size() < 3 ||
+      reply.elements[0].type != RedisReply::Type::kString) {
+    return;
+  }
+  const std::string& kind = reply.elements[0].str;
+  try {
+    if (kind == "message" && sub.on_message) {
+      sub.on_message(reply.elements[2].str);
+    } else if (kind == "subscribe" && sub.on_subscribed) {
+      sub.on_subscribed();
+    }
+  } catch (...) {
+    // Callbacks must not unwind through Asio.
+  }
+}
+
+void Core::CommandAllMasters(
+    std::vector<std::string> argv,
+    std::function<void(std::vector<Result<RedisReply>>)> done) {
+  commands_.fetch_add(1, std::memory_order_relaxed);
+  const int64_t timeout_ms = options_.command_timeout_ms;
+  auto run = [this, args = std::move(argv), timeout_ms,
+              cb = std::move(done)]() mutable {
+    SendAllMasters(std::move(args), timeout_ms, std::move(cb));
+  };
+  if (stopping()) {
+    run();
+    return;
+  }
+  runtime_->Post(std::move(run));
+}
+
+void Core::SendAllMasters(
+    std::vector<std::string> argv, int64_t timeout_ms,
+    std::function<void(std::vector<Result<RedisReply>>)> done) {
+  auto fail = [&done](Status st) {
+    std::vector<Result<RedisReply>> out;
+    out.emplace_back(std::move(st));
+    if (done) done(std::move(out));
+  };
+  if (stopping()) {
+    fail(CancelledError("redis client shut down"));
+    return;
+  }
+  if (argv.empty()) {
+    fail(InvalidArgumentError("empty redis command"));
+    return;
+  }
+  if (!topology_known_ && slots_in_flight_) {
+    // Wait for the first CLUSTER SLOTS: until then the masters are unknown.
+    topology_waiters_.push_back([this, args = std::move(argv), timeout_ms,
+                                 cb = std::move(done)]() mutable {
+      SendAllMasters(std::move(args), timeout_ms, std::move(cb));
+    });
+    return;
+  }
+  std::vector<RedisUrl::Node> nodes;
+  if (mode_ == Mode::kCluster) {
+    nodes = slots_.masters();
+  } else {
+    nodes.push_back(options_.url.nodes.front());
+  }
+  if (nodes.empty()) {
+    fail(UnavailableError("no known redis masters"));
+    return;
+  }
+  struct Gather {
+    std::vector<std::optional<Result<RedisReply>>> results;
+    size_t left;
+    std::function<void(std::vector<Result<RedisReply>>)> done;
+  };
+  auto gather = std::make_shared<Gather>();
+  gather->results.resize(nodes.size());
+  gather->left = nodes.size();
+  gather->done = std::move(done);
+  const TimePoint deadline = Clock::now() + milliseconds(timeout_ms);
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    auto op = std::make_shared<Op>();
+    op->argv = argv;
+    op->timeout_ms = timeout_ms;
+    op->deadline = deadline;
+    op->follow = false;
+    op->done = [gather, i](Result<RedisReply> r) {
+      gather->results[i].emplace(std::move(r));
+      if (--gather->left > 0) return;
+      std::vector<Result<RedisReply>> out;
+      for (auto& r2 : gather->results) out.push_back(std::move(*r2));
+      if (gather->done) gather->done(std::move(out));
+    };
+    std::shared_ptr<Conn> conn = GetConn(nodes[i]);
+    if (!conn) {
+      Finish(op, CancelledError("redis client shut down"));
+    } else {
+      conn->Send(op, false);
+    }
+  }
+}
+
+void Core::Subscribe(std::string channel,
+                     RedisClient::MessageHandler on_message,
+                     std::function<void()> on_subscribed) {
+  auto sub = std::make_shared<Subscription>();
+  sub->channel = std::move(channel);
+  sub->on_message = std::move(on_message);
+  sub->on_subscribed = std::move(on_subscribed);
+  if (stopping()) return;
+  runtime_->Post([this, sub] {
+    if (stopping()) return;
+    auto conn = runtime_->MakeConn(this, options_.url.nodes.front(), sub);
+    sub_conns_.push_back(conn);
+    conn->Connect();
+  });
+}
+
+RedisHealth Core::Health() const {
+  RedisHealth h;
+  h.url = redacted_;
+  h.connected = up_conns_.load() > 0;
+  h.cluster = cluster_.load();
+  h.masters = h.cluster ? masters_.load() : 1;
+  h.breaker_open = breaker_open_.load();
+  h.commands = commands_.load();
+  h.failures = failures_.load();
+  h.timeouts = timeouts_.load();
+  h.rejected = rejected_.load();
+  h.reconnects = reconnects_.load();
+  h.moved = moved_.load();
+  h.ask = ask_.load();
+  h.topology_refreshes = refreshes_.load();
+  std::lock_guard<std::mutex> lock(error_mu_);
+  h.last_error = last_error_;
+  return h;
+}
+
+void Core::SetLastError(const std::string& message) {
+  std::lock_guard<std::mutex> lock(error_mu_);
+  last_error_ = message;
+}
+
+void Core::LogError(const std::string& message) {
+  SetLastError(message);
+  Emit(error_log_, message);
+}
+
+void Core::LogInfo(const std::string& message) { Emit(info_log_, message); }
+
+void Core::Emit(LogLimiter& limiter, const std::string& message) {
+  const TimePoint now = Clock::now();
+  if (limiter.any &&
+      now - limiter.last < milliseconds(options_.error_log_interval_ms)) {
+    ++limiter.suppressed;
+    return;
+  }
+  std::string line = "redis " + redacted_ + ": " + message;
+  if (limiter.suppressed > 0) {
+    line += " (" + std::to_string(limiter.suppressed) +
+            " similar lines suppressed)";
+  }
+  limiter.any = true;
+  limiter.last = now;
+  limiter.suppressed = 0;
+  try {
+    if (options_.log) {
+      options_.log(line);
+    } else {
+      std::fprintf(stderr, "%s\n", line.c_str());
+    }
+  } catch (...) {
+    // Logging must not throw into Asio.
+  }
+}
+
+void Core::CloseAll() {
+  const Status cancelled = CancelledError("redis client shut down");
+  // Close may run callbacks that look at the maps: move them out first.
+  auto conns = std::move(conns_);
+  conns_.clear();
+  auto subs = std::move(sub_conns_);
+  sub_conns_.clear();
+  for (auto& [key, conn] : conns) conn->Close(cancelled);
+  for (auto& conn : subs) conn->Close(cancelled);
+  RunTopologyWaiters();
+  up_conns_.store(0);
+}
+
+void Core::Shutdown() {
+  if (stopping_.exchange(true)) return;
+  runtime_->Post([this] { CloseAll(); });
+  runtime_->Stop();
+}
+
+}  // namespace llmcache::net::redis_internal

@@ -1,0 +1,725 @@
+// RedisTier: see redis_tier.h for the layout and the generations. Its own
+// thread runs the timers (lease renewal, waiters' polls, the generation
+// check, the fleet counters); Redis replies arrive on the client's thread.
+// Only steady_timer is instantiated here: the sockets live in the client.
+
+#include "llmcache/net/redis_tier.h"
+
+#include <algorithm>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <cstring>
+#include <future>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <unordered_map>
+
+#include "llmcache/clock.h"
+
+namespace llmcache::net {
+namespace {
+
+namespace asio = boost::asio;
+using Reply = RedisReply;
+
+constexpr char kMagic[4] = {'L', 'C', 'R', '1'};
+constexpr size_t kHeaderSize = 4 + 8 + 8;
+constexpr std::string_view kAllModels = "*";
+
+// Releases a lease only for its holder; renews it only for its holder.
+constexpr std::string_view kReleaseScript =
+    "if redis.call('get',KEYS[1])==ARGV[1] then "
+    "return redis.call('del',KEYS[1]) end return 0";
+constexpr std::string_view kRenewScript =
+    "if redis.call('get',KEYS[1])==ARGV[1] then "
+    "return redis.call('pexpire',KEYS[1],ARGV[2]) end return 0";
+// Adds field/increment pairs to one hash (one key: one slot).
+constexpr std::string_view kAddScript =
+    "for i=1,#ARGV,2 do redis.call('hincrby',KEYS[1],ARGV[i],ARGV[i+1]) end "
+    "return 1";
+
+void PutLe64(uint64_t v, char* p) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+}
+uint64_t GetLe64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(p[i]);
+  return v;
+}
+
+int64_t NowMs() { return Clock::System()->NowMillis(); }
+
+bool ParseU64(std::string_view s, uint64_t* out) {
+  if (s.empty() || s.size() > 20) return false;
+  uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+  }
+  *out = v;
+  return true;
+}
+
+bool ParseI64(std::string_view s, int64_t* out) {
+  const bool neg = !s.empty() && s[0] == '-';
+  uint64_t v = 0;
+  if (!ParseU64(neg ? s.substr(1) : s, &v)) return false;
+  *out = neg ? -static_cast<int64_t>(v) : static_cast<int64_t>(v);
+  return true;
+}
+
+}  // namespace
+
+class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
+ public:
+  explicit Impl(RedisTierOptions options)
+      : options_(std::move(options)),
+        work_(asio::make_work_guard(ioc_)),
+        rng_(std::random_device{}()) {}
+
+  Status Start() {
+    auto redis = RedisClient::Create(options_.redis);
+    if (!redis.ok()) return redis.status();
+    redis_ = std::move(*redis);
+    thread_ = std::thread([this] { ioc_.run(); });
+    std::weak_ptr<Impl> weak = shared_from_this();
+    redis_->Subscribe(
+        Channel(),
+        [weak](std::string_view message) {
+          if (auto self = weak.lock()) self->OnFlushMessage(message);
+        },
+        [weak] {
+          // (Re)subscribed: catch up on flushes missed meanwhile.
+          if (auto self = weak.lock()) self->LoadGenerations(nullptr);
+        });
+    // Read the generations once before serving (bounded wait).
+    auto done = std::make_shared<std::promise<void>>();
+    std::future<void> loaded = done->get_future();
+    LoadGenerations([done] { done->set_value(); });
+    loaded.wait_for(std::chrono::milliseconds(
+        std::max<int64_t>(options_.redis.command_timeout_ms, 1) * 3 + 50));
+    ScheduleGenerationCheck();
+    ScheduleStatsFlush();
+    ScheduleLeaseRenewal();
+    return Status::Ok();
+  }
+
+  ~Impl() { Shutdown(); }
+
+  void Shutdown() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopped_) return;
+      stopped_ = true;
+    }
+    work_.reset();
+    ioc_.stop();
+    if (thread_.joinable()) {
+      if (thread_.get_id() == std::this_thread::get_id()) {
+        thread_.detach();
+      } else {
+        thread_.join();
+      }
+    }
+    if (redis_) redis_->Shutdown();
+  }
+
+  // ---- keys ----
+  std::string EntryKey(std::string_view hex) const {
+    return options_.prefix + "e:{" + std::string(hex) + "}";
+  }
+  std::string LeaseKey(std::string_view hex) const {
+    return options_.prefix + "l:{" + std::string(hex) + "}";
+  }
+  std::string GenKey() const { return options_.prefix + "gen"; }
+  std::string Channel() const { return options_.prefix + "flush"; }
+  std::string StatsKey(std::string_view model) const {
+    return options_.prefix + "stats:" + std::string(model);
+  }
+  std::string ModelsKey() const { return options_.prefix + "models"; }
+
+  // ---- lookups ----
+  void Get(const RequestKey& key, GetCallback done) {
+    gets_.fetch_add(1, std::memory_order_relaxed);
+    auto self = shared_from_this();
+    redis_->Command({"GET", EntryKey(key.Hex())}, 1,
+                    [self, model = key.base_model, done = std::move(done)](
+                        Result<Reply> r) { done(self->OnGetReply(r, model)); });
+  }
+
+  // A GET's reply as a hit (entry), a miss (null) or an error.
+  Result<std::shared_ptr<const Entry>> OnGetReply(const Result<Reply>& r,
+                                                  const std::string& model) {
+    if (!r.ok()) return r.status();  // counted by the client
+    if (r->is_error()) {
+      reply_errors_.fetch_add(1, std::memory_order_relaxed);
+      return UnavailableError("redis: " + r->str);
+    }
+    if (r->is_nil() || r->type != Reply::Type::kString) {
+      misses_.fetch_add(1, std::memory_order_relaxed);
+      return std::shared_ptr<const Entry>();
+    }
+    auto entry = Decode(r->str, model);
+    if (!entry) {
+      misses_.fetch_add(1, std::memory_order_relaxed);
+      return std::shared_ptr<const Entry>();
+    }
+    hits_.fetch_add(1, std::memory_order_relaxed);
+    return entry;
+  }
+
+  // The entry of a stored value, or null when it is of an old generation,
+  // expired or undecodable.
+  std::shared_ptr<const Entry> Decode(std::string_view value,
+                                      const std::string& model) {
+    if (value.size() < kHeaderSize ||
+        std::memcmp(value.data(), kMagic, 4) != 0) {
+      decode_errors_.fetch_add(1, std::memory_order_relaxed);
+      return nullptr;
+    }
+    const uint64_t cache_gen = GetLe64(value.data() + 4);
+    const uint64_t model_gen = GetLe64(value.data() + 12);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!gens_loaded_) return nullptr;  // cannot tell: fail safe
+      if (cache_gen < GenOf(kAllModels) || model_gen < GenOf(model)) {
+        stale_.fetch_add(1, std::memory_order_relaxed);
+        return nullptr;
+      }
+    }
+    Result<Entry> e = DecodeEntryValue(value.substr(kHeaderSize));
+    if (!e.ok()) {
+      decode_errors_.fetch_add(1, std::memory_order_relaxed);
+      return nullptr;
+    }
+    if (e->meta.ExpiredAt(NowMs())) return nullptr;
+    return std::make_shared<const Entry>(std::move(*e));
+  }
+
+  void Put(const RequestKey& key, std::shared_ptr<const Entry> entry) {
+    std::string value(kHeaderSize, '\0');
+    std::memcpy(value.data(), kMagic, 4);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!gens_loaded_) {
+        put_errors_.fetch_add(1, std::memory_order_relaxed);
+        return;
+      }
+      PutLe64(GenOf(kAllModels), value.data() + 4);
+      PutLe64(GenOf(key.base_model), value.data() + 12);
+    }
+    Result<std::string> encoded = EncodeEntryValue(*entry);
+    if (!encoded.ok()) {
+      put_errors_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    value += *encoded;
+    std::vector<std::string> argv = {"SET", EntryKey(key.Hex()),
+                                     std::move(value)};
+    if (entry->meta.expires_ms != 0) {
+      const int64_t px = entry->meta.expires_ms - NowMs();
+      if (px <= 0) return;
+      argv.push_back("PX");
+      argv.push_back(std::to_string(px));
+    }
+    puts_.fetch_add(1, std::memory_order_relaxed);
+    auto self = shared_from_this();
+    redis_->Command(std::move(argv), 1, [self](Result<Reply> r) {
+      if (!r.ok() || r->is_error()) {
+        self->put_errors_.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+  }
+
+  // ---- cross-instance single flight ----
+  struct Wait {
+    std::string entry_key, lease_key, model;
+    int64_t deadline_ms = 0;
+    int64_t interval_ms = 1;
+    std::function<void(Lead)> done;
+  };
+
+  void AcquireLead(const RequestKey& key, std::function<void(Lead)> done) {
+    const std::string hex = key.Hex();
+    std::string token = NewToken();
+    auto self = shared_from_this();
+    auto wait = std::make_shared<Wait>();
+    wait->entry_key = EntryKey(hex);
+    wait->lease_key = LeaseKey(hex);
+    wait->model = key.base_model;
+    wait->deadline_ms = NowMs() + options_.lease_wait_ms;
+    wait->interval_ms = std::max<int64_t>(1, options_.lease_poll_ms);
+    wait->done = std::move(done);
+    redis_->Command(
+        {"SET", wait->lease_key, token, "NX", "PX",
+         std::to_string(options_.lease_ms)},
+        1, [self, wait, token](Result<Reply> r) {
+          if (!r.ok() || r->is_error()) {
+            return wait->done(Lead{LeadOutcome::kGoAlone, {}, nullptr});
+          }
+          if (r->type == Reply::Type::kStatus) {  // OK: ours
+            self->leases_taken_.fetch_add(1, std::memory_order_relaxed);
+            {
+              std::lock_guard<std::mutex> lock(self->mu_);
+              self->held_[wait->lease_key] = token;
+            }
+            return wait->done(Lead{LeadOutcome::kLeader, token, nullptr});
+          }
+          self->lease_waits_.fetch_add(1, std::memory_order_relaxed);
+          self->SchedulePoll(wait);
+        });
+  }
+
+  void SchedulePoll(std::shared_ptr<Wait> wait) {
+    auto timer = std::make_shared<asio::steady_timer>(
+        ioc_, std::chrono::milliseconds(wait->interval_ms));
+    std::weak_ptr<Impl> weak = shared_from_this();
+    timer->async_wait([weak, timer, wait](boost::system::error_code ec) {
+      auto self = weak.lock();
+      if (ec || !self) {
+        return wait->done(Lead{LeadOutcome::kGoAlone, {}, nullptr});
+      }
+      self->Poll(wait);
+    });
+  }
+
+  void Poll(std::shared_ptr<Wait> wait) {
+    auto self = shared_from_this();
+    redis_->Command(
+        {"MGET", wait->entry_key, wait->lease_key}, 1,
+        [self, wait](Result<Reply> r) {
+          if (!r.ok() || r->is_error() || r->type != Reply::Type::kArray ||
+              r->elements.size() != 2) {
+            return wait->done(Lead{LeadOutcome::kGoAlone, {}, nullptr});
+          }
+          const Reply& value = r->elements[0];
+          const Reply& lease = r->elements[1];
+          if (value.type == Reply::Type::kString) {
+            if (auto e = self->Decode(value.str, wait->model)) {
+              self->lease_hits_.fetch_add(1, std::memory_order_relaxed);
+              return wait->done(Lead{LeadOutcome::kHit, {}, std::move(e)});
+            }
+          }
+          if (lease.is_nil()) {
+            // The leader gave up (or died and its lease expired) without
+            // a value: go upstream now.
+            self->lease_released_empty_.fetch_add(1, std::memory_order_relaxed);
+            return wait->done(Lead{LeadOutcome::kGoAlone, {}, nullptr});
+          }
+          if (NowMs() >= wait->deadline_ms) {
+            self->lease_timeouts_.fetch_add(1, std::memory_order_relaxed);
+            return wait->done(Lead{LeadOutcome::kGoAlone, {}, nullptr});
+          }
+          wait->interval_ms = std::min<int64_t>(wait->interval_ms * 2, 100);
+          self->SchedulePoll(wait);
+        });
+  }
+
+  void Release(const RequestKey& key, const std::string& token) {
+    std::string lease = LeaseKey(key.Hex());
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      held_.erase(lease);
+    }
+    redis_->Command({"EVAL", std::string(kReleaseScript), "1", lease, token}, 3,
+                    [](Result<Reply>) {});
+  }
+
+  void ScheduleLeaseRenewal() {
+    auto timer = std::make_shared<asio::steady_timer>(
+        ioc_, std::chrono::milliseconds(
+                  std::max<int64_t>(options_.lease_ms / 3, 10)));
+    std::weak_ptr<Impl> weak = shared_from_this();
+    timer->async_wait([weak, timer](boost::system::error_code ec) {
+      auto self = weak.lock();
+      if (ec || !self) return;
+      std::map<std::string, std::string> held;
+      {
+        std::lock_guard<std::mutex> lock(self->mu_);
+        held = self->held_;
+      }
+      for (const auto& [lease, token] : held) {
+        self->redis_->Command({"EVAL", std::string(kRenewScript), "1", lease,
+                               token, std::to_string(self->options_.lease_ms)},
+                              3, [](Result<Reply>) {});
+      }
+      self->ScheduleLeaseRenewal();
+    });
+  }
+
+  // ---- generations ----
+  uint64_t GenOf(std::string_view model) const {  // mu_ held
+    auto it = gens_.find(std::string(model));
+    return it == gens_.end() ? 0 : it->second;
+  }
+
+  // Raises the known generation of `model`; true if it was raised. Calls the
+  // flush listener for a raise learned from elsewhere (`remote`).
+  bool Raise(const std::string& model, uint64_t gen, bool remote) {
+    std::function<void(std::string_view)> listener;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      uint64_t& known = gens_[model];
+      if (gen <= known) return false;
+      known = gen;
+      if (!remote || !gens_loaded_) return true;
+      listener = listener_;
+    }
+    remote_flushes_.fetch_add(1, std::memory_order_relaxed);
+    if (listener) listener(model == kAllModels ? std::string_view() : model);
+    return true;
+  }
+
+  void OnFlushMessage(std::string_view message) {
+    const size_t tab = message.rfind('\t');
+    uint64_t gen = 0;
+    if (tab == std::string_view::npos ||
+        !ParseU64(message.substr(tab + 1), &gen)) {
+      return;
+    }
+    Raise(std::string(message.substr(0, tab)), gen, /*remote=*/true);
+  }
+
+  void LoadGenerations(std::function<void()> then) {
+    auto self = shared_from_this();
+    redis_->Command({"HGETALL", GenKey()}, 1,
+                    [self, then = std::move(then)](Result<Reply> r) {
+                      if (r.ok() && r->type == Reply::Type::kArray) {
+                        for (size_t i = 0; i + 1 < r->elements.size(); i += 2) {
+                          uint64_t gen = 0;
+                          if (ParseU64(r->elements[i + 1].str, &gen)) {
+                            self->Raise(r->elements[i].str, gen,
+                                        /*remote=*/true);
+                          }
+                        }
+                        std::lock_guard<std::mutex> lock(self->mu_);
+                        self->gens_loaded_ = true;
+                      }
+                      if (then) then();
+                    });
+  }
+
+  void ScheduleGenerationCheck() {
+    auto timer = std::make_shared<asio::steady_timer>(
+        ioc_, std::chrono::milliseconds(
+                  std::max<int64_t>(options_.generation_check_ms, 10)));
+    std::weak_ptr<Impl> weak = shared_from_this();
+    timer->async_wait([weak, timer](boost::system::error_code ec) {
+      auto self = weak.lock();
+      if (ec || !self) return;
+      self->LoadGenerations(nullptr);
+      self->ScheduleGenerationCheck();
+    });
+  }
+
+  Result<uint64_t> Flush(std::string_view model) {
+    Result<Reply> r =
+        redis_->CommandSync({"HINCRBY", GenKey(), std::string(model), "1"}, 1,
+                            options_.admin_timeout_ms);
+    if (!r.ok()) return r.status().WithContext("shared tier flush");
+    if (r->type != Reply::Type::kInteger) {
+      return UnavailableError("shared tier flush: redis: " + r->str);
+    }
+    const uint64_t gen = static_cast<uint64_t>(r->integer);
+    Raise(std::string(model), gen, /*remote=*/false);
+    // Tell the others at once; they also see the new generation within
+    // generation_check_ms if the message is lost.
+    redis_->Command(
+        {"PUBLISH", Channel(), std::string(model) + "\t" + std::to_string(gen)},
+        0, [](Result<Reply>) {});
+    return gen;
+  }
+
+  Result<bool> PurgeKey(const Digest& digest) {
+    Result<Reply> r = redis_->CommandSync(
+        {"DEL", EntryKey(DigestToHex(digest))}, 1, options_.admin_timeout_ms);
+    if (!r.ok()) return r.status().WithContext("shared tier purge");
+    if (r->type != Reply::Type::kInteger) {
+      return UnavailableError("shared tier purge: redis: " + r->str);
+    }
+    return r->integer > 0;
+  }
+
+  // ---- fleet statistics ----
+  struct Pending {
+    uint64_t hits = 0, misses = 0, bypasses = 0, tokens = 0;
+    int64_t cost = 0;
+  };
+
+  void Record(std::string_view model, SharedOutcome outcome,
+              const Usage& saved) {
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    Pending& p = pending_[std::string(model)];
+    switch (outcome) {
+      case SharedOutcome::kHit:
+        ++p.hits;
+        p.tokens += saved.prompt_tokens + saved.completion_tokens;
+        p.cost += saved.cost_nanousd;
+        break;
+      case SharedOutcome::kMiss:
+        ++p.misses;
+        break;
+      case SharedOutcome::kBypass:
+        ++p.bypasses;
+        break;
+    }
+  }
+
+  // Sends the pending counters; `sync` waits for the replies.
+  Status SendStats(bool sync) {
+    std::unordered_map<std::string, Pending> pending;
+    {
+      std::lock_guard<std::mutex> lock(stats_mu_);
+      pending.swap(pending_);
+    }
+    Status status;
+    for (const auto& [model, p] : pending) {
+      std::vector<std::string> argv = {"EVAL", std::string(kAddScript), "1",
+                                       StatsKey(model)};
+      auto add = [&argv](const char* field, int64_t v) {
+        if (v == 0) return;
+        argv.push_back(field);
+        argv.push_back(std::to_string(v));
+      };
+      add("hits", static_cast<int64_t>(p.hits));
+      add("misses", static_cast<int64_t>(p.misses));
+      add("bypasses", static_cast<int64_t>(p.bypasses));
+      add("tokens_saved", static_cast<int64_t>(p.tokens));
+      add("cost_saved_nanousd", p.cost);
+      if (argv.size() == 4) continue;
+      std::vector<std::string> sadd = {"SADD", ModelsKey(), model};
+      if (sync) {
+        Result<Reply> a =
+            redis_->CommandSync(std::move(sadd), 1, options_.admin_timeout_ms);
+        Result<Reply> b =
+            redis_->CommandSync(std::move(argv), 3, options_.admin_timeout_ms);
+        if (!a.ok()) status = a.status();
+        if (!b.ok()) status = b.status();
+        if (b.ok() && b->is_error()) status = UnavailableError(b->str);
+      } else {
+        redis_->Command(std::move(sadd), 1, [](Result<Reply>) {});
+        redis_->Command(std::move(argv), 3, [](Result<Reply>) {});
+      }
+    }
+    return status;
+  }
+
+  void ScheduleStatsFlush() {
+    auto timer = std::make_shared<asio::steady_timer>(
+        ioc_, std::chrono::milliseconds(
+                  std::max<int64_t>(options_.stats_flush_ms, 10)));
+    std::weak_ptr<Impl> weak = shared_from_this();
+    timer->async_wait([weak, timer](boost::system::error_code ec) {
+      auto self = weak.lock();
+      if (ec || !self) return;
+      (void)self->SendStats(/*sync=*/false);
+      self->ScheduleStatsFlush();
+    });
+  }
+
+  Result<FleetStats> ReadFleetStats() {
+    const int64_t t = options_.admin_timeout_ms;
+    FleetStats out;
+    Result<Reply> gens = redis_->CommandSync({"HGETALL", GenKey()}, 1, t);
+    if (!gens.ok()) return gens.status().WithContext("fleet statistics");
+    std::map<std::string, uint64_t> gen_of;
+    for (size_t i = 0; i + 1 < gens->elements.size(); i += 2) {
+      uint64_t g = 0;
+      if (ParseU64(gens->elements[i + 1].str, &g)) {
+        gen_of[gens->elements[i].str] = g;
+      }
+    }
+    out.cache_generation = gen_of[std::string(kAllModels)];
+    Result<Reply> models = redis_->CommandSync({"SMEMBERS", ModelsKey()}, 1, t);
+    if (!models.ok()) return models.status().WithContext("fleet statistics");
+    std::map<std::string, FleetModelStats> by_model;
+    for (const Reply& m : models->elements) by_model[m.str].model = m.str;
+    for (const auto& [model, g] : gen_of) {
+      if (model != kAllModels) by_model[model].model = model;
+    }
+    for (auto& [model, s] : by_model) {
+      s.generation = gen_of.count(model) ? gen_of[model] : 0;
+      Result<Reply> h = redis_->CommandSync({"HGETALL", StatsKey(model)}, 1, t);
+      if (!h.ok()) return h.status().WithContext("fleet statistics");
+      for (size_t i = 0; i + 1 < h->elements.size(); i += 2) {
+        const std::string& f = h->elements[i].str;
+        const std::string& v = h->elements[i + 1].str;
+        uint64_t u = 0;
+        if (f == "cost_saved_nanousd") {
+          ParseI64(v, &s.cost_saved_nanousd);
+        } else if (ParseU64(v, &u)) {
+          if (f == "hits") s.hits = u;
+          if (f == "misses") s.misses = u;
+          if (f == "bypasses") s.bypasses = u;
+          if (f == "tokens_saved") s.tokens_saved = u;
+        }
+      }
+      out.models.push_back(s);
+    }
+    auto promise = std::make_shared<std::promise<uint64_t>>();
+    std::future<uint64_t> keys = promise->get_future();
+    redis_->CommandAllMasters(
+        {"DBSIZE"}, [promise](std::vector<Result<Reply>> replies) {
+          uint64_t n = 0;
+          for (const auto& r : replies) {
+            if (r.ok() && r->type == Reply::Type::kInteger) {
+              n += static_cast<uint64_t>(r->integer);
+            }
+          }
+          promise->set_value(n);
+        });
+    if (keys.wait_for(std::chrono::milliseconds(t)) ==
+        std::future_status::ready) {
+      out.keys = keys.get();
+    }
+    return out;
+  }
+
+  SharedTierHealth Health() const {
+    SharedTierHealth h;
+    const RedisHealth r = redis_->Health();
+    h.backend = "redis";
+    h.url = r.url;
+    h.available = r.connected && !r.breaker_open;
+    h.cluster = r.cluster;
+    h.nodes = r.masters;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      h.generations_loaded = gens_loaded_;
+    }
+    h.gets = gets_.load();
+    h.hits = hits_.load();
+    h.misses = misses_.load();
+    h.stale = stale_.load();
+    h.puts = puts_.load();
+    h.put_errors = put_errors_.load();
+    h.errors = r.failures + reply_errors_.load() + decode_errors_.load();
+    h.timeouts = r.timeouts;
+    h.rejected = r.rejected;
+    h.reconnects = r.reconnects;
+    h.moved = r.moved;
+    h.ask = r.ask;
+    h.leases_taken = leases_taken_.load();
+    h.lease_waits = lease_waits_.load();
+    h.lease_hits = lease_hits_.load();
+    h.lease_timeouts = lease_timeouts_.load();
+    h.lease_released_empty = lease_released_empty_.load();
+    h.remote_flushes = remote_flushes_.load();
+    h.last_error = r.last_error;
+    return h;
+  }
+
+  void SetListener(std::function<void(std::string_view)> listener) {
+    std::lock_guard<std::mutex> lock(mu_);
+    listener_ = std::move(listener);
+  }
+
+  std::string NewToken() {
+    std::lock_guard<std::mutex> lock(mu_);
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string t(32, '0');
+    for (size_t i = 0; i < t.size(); i += 16) {
+      uint64_t v = rng_();
+      for (size_t j = 0; j < 16; ++j) t[i + j] = kHex[(v >> (4 * j)) & 15];
+    }
+    return t;
+  }
+
+  RedisClient& client() { return *redis_; }
+
+ private:
+  const RedisTierOptions options_;
+  std::shared_ptr<RedisClient> redis_;
+  asio::io_context ioc_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  std::thread thread_;
+
+  mutable std::mutex mu_;  // everything below up to stats_mu_
+  bool stopped_ = false;
+  bool gens_loaded_ = false;
+  std::unordered_map<std::string, uint64_t> gens_;
+  std::map<std::string, std::string> held_;  // lease key -> token
+  std::function<void(std::string_view)> listener_;
+  std::mt19937_64 rng_;
+
+  std::mutex stats_mu_;
+  std::unordered_map<std::string, Pending> pending_;
+
+  std::atomic<uint64_t> gets_{0}, hits_{0}, misses_{0}, stale_{0},
+      decode_errors_{0}, reply_errors_{0}, puts_{0}, put_errors_{0}, leases_taken_{0},
+      lease_waits_{0}, lease_hits_{0}, lease_timeouts_{0},
+      lease_released_empty_{0}, remote_flushes_{0};
+};
+
+// ---- RedisTier ----
+
+Result<std::shared_ptr<RedisTier>> RedisTier::Create(RedisTierOptions options) {
+  if (options.prefix.empty()) {
+    return InvalidArgumentError("redis key prefix must not be empty");
+  }
+  if (options.lease_ms <= 0 || options.lease_wait_ms <= 0) {
+    return InvalidArgumentError("lease times must be positive");
+  }
+  try {
+    auto impl = std::make_shared<Impl>(std::move(options));
+    if (Status s = impl->Start(); !s.ok()) return s;
+    return std::shared_ptr<RedisTier>(new RedisTier(std::move(impl)));
+  } catch (const std::exception& e) {
+    return InternalError(std::string("cannot start the redis tier: ") +
+                         e.what());
+  }
+}
+
+RedisTier::RedisTier(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+RedisTier::~RedisTier() { impl_->Shutdown(); }
+
+void RedisTier::Get(const RequestKey& key, GetCallback done) {
+  impl_->Get(key, std::move(done));
+}
+void RedisTier::Put(const RequestKey& key, std::shared_ptr<const Entry> e) {
+  impl_->Put(key, std::move(e));
+}
+void RedisTier::AcquireLead(const RequestKey& key,
+                            std::function<void(Lead)> done) {
+  impl_->AcquireLead(key, std::move(done));
+}
+void RedisTier::Release(const RequestKey& key, const std::string& token) {
+  impl_->Release(key, token);
+}
+void RedisTier::Record(std::string_view base_model, SharedOutcome outcome,
+                       const Usage& saved) {
+  impl_->Record(base_model, outcome, saved);
+}
+Result<uint64_t> RedisTier::FlushModel(std::string_view base_model) {
+  if (base_model.empty() || base_model == kAllModels) {
+    return InvalidArgumentError("no such model: \"" + std::string(base_model) +
+                                "\"");
+  }
+  return impl_->Flush(base_model);
+}
+Result<uint64_t> RedisTier::FlushAll() { return impl_->Flush(kAllModels); }
+Result<bool> RedisTier::PurgeKey(const Digest& digest) {
+  return impl_->PurgeKey(digest);
+}
+void RedisTier::SetFlushListener(
+    std::function<void(std::string_view base_model)> listener) {
+  impl_->SetListener(std::move(listener));
+}
+SharedTierHealth RedisTier::Health() const { return impl_->Health(); }
+Result<FleetStats> RedisTier::ReadFleetStats() {
+  return impl_->ReadFleetStats();
+}
+Status RedisTier::FlushStats() { return impl_->SendStats(/*sync=*/true); }
+void RedisTier::Shutdown() { impl_->Shutdown(); }
+RedisClient& RedisTier::client() { return impl_->client(); }
+std::string RedisTier::EntryKey(const Digest& digest) const {
+  return impl_->EntryKey(DigestToHex(digest));
+}
+
+}  // namespace llmcache::net

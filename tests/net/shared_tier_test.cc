@@ -1,0 +1,684 @@
+// RedisTier (the shared tier) against real redis-server processes: entries
+// and their TTL, generations (a flush hides old entries on every instance, by
+// pub/sub at once and by the periodic check when the message was missed),
+// the cross-instance single flight (leader, waiters, a leader that gives up
+// or dies), fail open (no server, a slow server, a wrong password), fleet
+// statistics, Redis Cluster (entries on every master; a slot migrated while
+// entries are read), and the cached client over two tiers sharing one Redis.
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fake_openrouter.h"
+#include "llmcache/cache.h"
+#include "llmcache/net/cached_client.h"
+#include "llmcache/net/client.h"
+#include "llmcache/net/redis.h"
+#include "llmcache/net/redis_tier.h"
+#include "testing/io_loop.h"
+#include "testing/redis_server.h"
+#include "testing/status_matchers.h"
+#include "testing/test_keys.h"
+#include "testing/wait.h"
+
+namespace llmcache::net {
+namespace {
+
+using ::llmcache::testing::RedisCluster;
+using ::llmcache::testing::RedisServer;
+using ::llmcache::testing::TestKey;
+using ::llmcache::testing::WaitFor;
+using namespace std::chrono_literals;
+
+int64_t NowMs() { return Clock::System()->NowMillis(); }
+
+std::shared_ptr<const Entry> MakeEntry(const RequestKey& key, std::string body,
+                                       int64_t ttl_ms = 60'000) {
+  auto e = std::make_shared<Entry>();
+  e->meta.created_ms = NowMs();
+  e->meta.expires_ms = ttl_ms > 0 ? e->meta.created_ms + ttl_ms : 0;
+  e->meta.model = key.model;
+  e->meta.resolved_model = key.model + "-2026";
+  e->meta.usage.prompt_tokens = 10;
+  e->meta.usage.completion_tokens = 5;
+  e->meta.usage.cost_nanousd = 1234;
+  e->body = std::move(body);
+  return e;
+}
+
+// Blocking wrappers over the asynchronous calls.
+Result<std::shared_ptr<const Entry>> GetSync(SharedTier& tier,
+                                             const RequestKey& key) {
+  auto p =
+      std::make_shared<std::promise<Result<std::shared_ptr<const Entry>>>>();
+  auto f = p->get_future();
+  tier.Get(key, [p](Result<std::shared_ptr<const Entry>> r) {
+    p->set_value(std::move(r));
+  });
+  if (f.wait_for(20s) != std::future_status::ready) {
+    return DeadlineExceededError("Get never called back");
+  }
+  return f.get();
+}
+
+SharedTier::Lead LeadSync(SharedTier& tier, const RequestKey& key) {
+  auto p = std::make_shared<std::promise<SharedTier::Lead>>();
+  auto f = p->get_future();
+  tier.AcquireLead(key,
+                   [p](SharedTier::Lead l) { p->set_value(std::move(l)); });
+  EXPECT_EQ(f.wait_for(30s), std::future_status::ready);
+  return f.get();
+}
+
+// Waits until the tier holds `key` (Put is fire and forget).
+bool WaitStored(SharedTier& tier, const RequestKey& key) {
+  return WaitFor([&] {
+    auto r = GetSync(tier, key);
+    return r.ok() && *r != nullptr;
+  });
+}
+
+RedisTierOptions TierOptions(const std::string& url) {
+  RedisTierOptions o;
+  Result<RedisUrl> u = RedisUrl::Parse(url);
+  EXPECT_TRUE(u.ok()) << u.status();
+  if (u.ok()) o.redis.url = *u;
+  // Generous: a sanitizer build on a loaded 2-core machine.
+  o.redis.command_timeout_ms = 1000;
+  o.generation_check_ms = 200;
+  o.stats_flush_ms = 100;
+  o.lease_ms = 1000;
+  o.lease_wait_ms = 10'000;
+  o.log = [](std::string_view) {};
+  o.redis.log = o.log;
+  return o;
+}
+
+std::shared_ptr<RedisTier> MakeTier(RedisTierOptions o) {
+  auto t = RedisTier::Create(std::move(o));
+  EXPECT_TRUE(t.ok()) << t.status();
+  return t.ok() ? *t : nullptr;
+}
+
+class SharedTierTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto r = RedisServer::Start({});
+    ASSERT_TRUE(r.ok()) << r.status();
+    redis_ = std::move(*r);
+    a_ = MakeTier(TierOptions(redis_->url()));
+    b_ = MakeTier(TierOptions(redis_->url()));
+    ASSERT_TRUE(a_ && b_);
+    ASSERT_TRUE(WaitFor([&] {
+      return a_->Health().generations_loaded && b_->Health().generations_loaded;
+    }));
+  }
+
+  std::unique_ptr<RedisServer> redis_;
+  std::shared_ptr<RedisTier> a_, b_;
+};
+
+TEST_F(SharedTierTest, AnEntryPutByOneInstanceIsAHitOnAnother) {
+  const RequestKey key = TestKey("m/share", 1);
+  auto miss = GetSync(*b_, key);
+  ASSERT_OK(miss);
+  EXPECT_EQ(*miss, nullptr);
+  a_->Put(key, MakeEntry(key, R"({"answer":"\u0000 binary \r\n ok"})"));
+  ASSERT_TRUE(WaitStored(*b_, key));
+  auto hit = GetSync(*b_, key);
+  ASSERT_OK(hit);
+  ASSERT_NE(*hit, nullptr);
+  EXPECT_EQ((*hit)->body, R"({"answer":"\u0000 binary \r\n ok"})");
+  EXPECT_EQ((*hit)->meta.model, "m/share");
+  EXPECT_EQ((*hit)->meta.resolved_model, "m/share-2026");
+  EXPECT_EQ((*hit)->meta.usage.cost_nanousd, 1234);
+  EXPECT_GE(b_->Health().hits, 1u);
+}
+
+TEST_F(SharedTierTest, TheRedisTtlIsTheEntrysRemainingTtl) {
+  const RequestKey key = TestKey("m/ttl", 2);
+  a_->Put(key, MakeEntry(key, "{}", 1500));
+  ASSERT_TRUE(WaitStored(*a_, key));
+  Result<std::string> pttl = redis_->Cli({"PTTL", a_->EntryKey(key.digest)});
+  ASSERT_OK(pttl);
+  const int64_t ms = std::stoll(*pttl);
+  EXPECT_GT(ms, 0);
+  EXPECT_LE(ms, 1500);
+  // Expired: gone from Redis and a miss.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto r = GetSync(*b_, key);
+        return r.ok() && *r == nullptr;
+      },
+      5s));
+  EXPECT_EQ(*redis_->Cli({"EXISTS", a_->EntryKey(key.digest)}), "0");
+}
+
+TEST_F(SharedTierTest, AFlushHidesOldEntriesOnEveryInstanceAndTellsThem) {
+  std::atomic<int> told{0};
+  std::string told_model;
+  std::mutex mu;
+  b_->SetFlushListener([&](std::string_view model) {
+    std::lock_guard<std::mutex> lock(mu);
+    told_model = std::string(model);
+    ++told;
+  });
+  const RequestKey key = TestKey("m/flush", 3);
+  const RequestKey other = TestKey("m/other", 4);
+  a_->Put(key, MakeEntry(key, "{\"v\":1}"));
+  a_->Put(other, MakeEntry(other, "{\"v\":2}"));
+  ASSERT_TRUE(WaitStored(*b_, key));
+  ASSERT_TRUE(WaitStored(*b_, other));
+
+  Result<uint64_t> gen = a_->FlushModel("m/flush");
+  ASSERT_OK(gen);
+  EXPECT_EQ(*gen, 1u);
+  // A sees it at once (its own flush); B learns it by pub/sub.
+  auto on_a = GetSync(*a_, key);
+  ASSERT_OK(on_a);
+  EXPECT_EQ(*on_a, nullptr);
+  ASSERT_TRUE(WaitFor([&] { return told.load() == 1; }, 5s));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_EQ(told_model, "m/flush");
+  }
+  auto on_b = GetSync(*b_, key);
+  ASSERT_OK(on_b);
+  EXPECT_EQ(*on_b, nullptr);
+  EXPECT_GE(b_->Health().stale, 1u);
+  // The other model is untouched; the flush walked no keys.
+  auto kept = GetSync(*b_, other);
+  ASSERT_OK(kept);
+  EXPECT_NE(*kept, nullptr);
+  // New entries of the flushed model are visible again.
+  a_->Put(key, MakeEntry(key, "{\"v\":3}"));
+  ASSERT_TRUE(WaitStored(*b_, key));
+  EXPECT_EQ((*GetSync(*b_, key))->body, "{\"v\":3}");
+
+  // Everything.
+  ASSERT_OK(a_->FlushAll());
+  ASSERT_TRUE(WaitFor([&] { return told.load() == 2; }, 5s));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_EQ(told_model, "");  // the whole cache
+  }
+  EXPECT_EQ(*GetSync(*b_, other), nullptr);
+  EXPECT_EQ(*GetSync(*b_, key), nullptr);
+}
+
+TEST_F(SharedTierTest, AMissedFlushMessageIsLearnedByThePeriodicCheck) {
+  std::atomic<int> told{0};
+  b_->SetFlushListener([&](std::string_view) { ++told; });
+  const RequestKey key = TestKey("m/missed", 5);
+  a_->Put(key, MakeEntry(key, "{}"));
+  ASSERT_TRUE(WaitStored(*b_, key));
+  // A flush by someone who never publishes (as if the message was lost).
+  ASSERT_OK(redis_->Cli({"HINCRBY", "llmcache:gen", "m/missed", "1"}));
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(WaitFor([&] { return told.load() == 1; }, 5s));
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_LT(took, 3s);  // generation_check_ms is 200 ms here
+  EXPECT_EQ(*GetSync(*b_, key), nullptr);
+}
+
+TEST_F(SharedTierTest, OneLeaderTheOthersWaitForItsValue) {
+  const RequestKey key = TestKey("m/lead", 6);
+  SharedTier::Lead leader = LeadSync(*a_, key);
+  ASSERT_EQ(leader.outcome, SharedTier::LeadOutcome::kLeader);
+  ASSERT_FALSE(leader.token.empty());
+  // Two waiters on B, answered when A puts the value.
+  auto w1 = std::async(std::launch::async, [&] { return LeadSync(*b_, key); });
+  auto w2 = std::async(std::launch::async, [&] { return LeadSync(*b_, key); });
+  std::this_thread::sleep_for(100ms);
+  a_->Put(key, MakeEntry(key, "{\"led\":true}"));
+  a_->Release(key, leader.token);
+  for (auto* w : {&w1, &w2}) {
+    SharedTier::Lead l = w->get();
+    ASSERT_EQ(l.outcome, SharedTier::LeadOutcome::kHit);
+    ASSERT_NE(l.entry, nullptr);
+    EXPECT_EQ(l.entry->body, "{\"led\":true}");
+  }
+  EXPECT_EQ(b_->Health().lease_hits, 2u);
+}
+
+TEST_F(SharedTierTest, ALeaderThatGivesUpSendsTheWaitersUpstreamAtOnce) {
+  const RequestKey key = TestKey("m/giveup", 7);
+  SharedTier::Lead leader = LeadSync(*a_, key);
+  ASSERT_EQ(leader.outcome, SharedTier::LeadOutcome::kLeader);
+  auto w = std::async(std::launch::async, [&] { return LeadSync(*b_, key); });
+  std::this_thread::sleep_for(50ms);
+  // Only the holder's token releases the lease.
+  b_->Release(key, "not-the-token");
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(w.wait_for(0s), std::future_status::timeout);
+  const auto start = std::chrono::steady_clock::now();
+  a_->Release(key, leader.token);  // failed upstream: no value
+  SharedTier::Lead l = w.get();
+  EXPECT_EQ(l.outcome, SharedTier::LeadOutcome::kGoAlone);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+  EXPECT_EQ(b_->Health().lease_released_empty, 1u);
+}
+
+TEST_F(SharedTierTest, ADeadLeadersLeaseExpiresAndItsWaitersGoUpstream) {
+  const RequestKey key = TestKey("m/dead", 8);
+  {
+    // A leader whose process goes away without releasing: its tier is shut
+    // down (no more renewals); its lease (1 s) expires.
+    auto doomed = MakeTier(TierOptions(redis_->url()));
+    ASSERT_TRUE(WaitFor([&] { return doomed->Health().generations_loaded; }));
+    ASSERT_EQ(LeadSync(*doomed, key).outcome, SharedTier::LeadOutcome::kLeader);
+    doomed->Shutdown();
+  }
+  const auto start = std::chrono::steady_clock::now();
+  SharedTier::Lead l = LeadSync(*b_, key);
+  EXPECT_EQ(l.outcome, SharedTier::LeadOutcome::kGoAlone);
+  const auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_LT(waited, 5s);  // lease 1 s, far below the 10 s wait bound
+}
+
+TEST_F(SharedTierTest, ALiveLeadersLeaseIsRenewedBeyondItsTtl) {
+  const RequestKey key = TestKey("m/renew", 9);
+  SharedTier::Lead leader = LeadSync(*a_, key);
+  ASSERT_EQ(leader.outcome, SharedTier::LeadOutcome::kLeader);
+  auto w = std::async(std::launch::async, [&] { return LeadSync(*b_, key); });
+  // Three lease times: still waiting, since A renews its lease.
+  EXPECT_EQ(w.wait_for(3s), std::future_status::timeout);
+  a_->Put(key, MakeEntry(key, "{\"late\":1}"));
+  a_->Release(key, leader.token);
+  EXPECT_EQ(w.get().outcome, SharedTier::LeadOutcome::kHit);
+}
+
+TEST_F(SharedTierTest, AWaitEndsAtItsDeadline) {
+  RedisTierOptions o = TierOptions(redis_->url());
+  o.lease_wait_ms = 400;
+  auto impatient = MakeTier(o);
+  ASSERT_TRUE(WaitFor([&] { return impatient->Health().generations_loaded; }));
+  const RequestKey key = TestKey("m/deadline", 10);
+  ASSERT_EQ(LeadSync(*a_, key).outcome, SharedTier::LeadOutcome::kLeader);
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(LeadSync(*impatient, key).outcome,
+            SharedTier::LeadOutcome::kGoAlone);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+  EXPECT_EQ(impatient->Health().lease_timeouts, 1u);
+}
+
+TEST_F(SharedTierTest, FleetStatisticsAreSummedOverInstances) {
+  Usage u;
+  u.prompt_tokens = 100;
+  u.completion_tokens = 20;
+  u.cost_nanousd = 5000;
+  a_->Record("m/stats", SharedOutcome::kHit, u);
+  a_->Record("m/stats", SharedOutcome::kMiss, {});
+  b_->Record("m/stats", SharedOutcome::kHit, u);
+  b_->Record("m/stats", SharedOutcome::kBypass, {});
+  b_->Record("m/other", SharedOutcome::kMiss, {});
+  ASSERT_OK(a_->FlushStats());
+  ASSERT_OK(b_->FlushStats());
+  ASSERT_OK(a_->FlushModel("m/stats"));
+  Result<FleetStats> fleet = a_->ReadFleetStats();
+  ASSERT_OK(fleet);
+  ASSERT_EQ(fleet->models.size(), 2u);
+  const FleetModelStats& m = fleet->models[1];
+  EXPECT_EQ(m.model, "m/stats");
+  EXPECT_EQ(m.hits, 2u);
+  EXPECT_EQ(m.misses, 1u);
+  EXPECT_EQ(m.bypasses, 1u);
+  EXPECT_EQ(m.tokens_saved, 240u);
+  EXPECT_EQ(m.cost_saved_nanousd, 10000);
+  EXPECT_EQ(m.generation, 1u);
+  EXPECT_EQ(fleet->models[0].model, "m/other");
+  EXPECT_EQ(fleet->models[0].misses, 1u);
+}
+
+TEST_F(SharedTierTest, PurgeByKeyDeletesTheSharedEntry) {
+  const RequestKey key = TestKey("m/purge", 11);
+  a_->Put(key, MakeEntry(key, "{}"));
+  ASSERT_TRUE(WaitStored(*b_, key));
+  Result<bool> gone = b_->PurgeKey(key.digest);
+  ASSERT_OK(gone);
+  EXPECT_TRUE(*gone);
+  EXPECT_EQ(*GetSync(*a_, key), nullptr);
+  EXPECT_FALSE(*b_->PurgeKey(key.digest));
+}
+
+TEST_F(SharedTierTest, ForeignOrCorruptValuesAreMissesNotErrors) {
+  const RequestKey key = TestKey("m/corrupt", 12);
+  ASSERT_OK(redis_->Cli({"SET", a_->EntryKey(key.digest), "not an entry"}));
+  auto r = GetSync(*a_, key);
+  ASSERT_OK(r);
+  EXPECT_EQ(*r, nullptr);
+  ASSERT_OK(redis_->Cli(
+      {"SET", a_->EntryKey(key.digest),
+       std::string("LCR1") + std::string(16, '\x7f') + "truncated"}));
+  r = GetSync(*a_, key);
+  ASSERT_OK(r);
+  EXPECT_EQ(*r, nullptr);
+}
+
+// ---- failing open ----
+
+TEST(SharedTierFailOpenTest, NoServerFailsFastAndReconnectsWhenItComes) {
+  auto r = RedisServer::Start({});
+  ASSERT_TRUE(r.ok()) << r.status();
+  std::unique_ptr<RedisServer> redis = std::move(*r);
+  RedisTierOptions o = TierOptions(redis->url());
+  o.redis.command_timeout_ms = 200;
+  redis->Kill();
+  auto tier = MakeTier(o);
+  ASSERT_NE(tier, nullptr);
+  const RequestKey key = TestKey("m/down", 1);
+  for (int i = 0; i < 20; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    auto g = GetSync(*tier, key);
+    EXPECT_FALSE(g.ok());
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+    // Without a shared tier a miss goes upstream alone.
+    EXPECT_EQ(LeadSync(*tier, key).outcome, SharedTier::LeadOutcome::kGoAlone);
+  }
+  EXPECT_FALSE(tier->Health().available);
+  ASSERT_OK(redis->Restart());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        tier->Put(key, MakeEntry(key, "{\"back\":1}"));
+        auto g = GetSync(*tier, key);
+        return g.ok() && *g != nullptr;
+      },
+      15s));
+  EXPECT_TRUE(tier->Health().available);
+}
+
+TEST(SharedTierFailOpenTest, ASlowServerIsAMissWithinTheDeadline) {
+  auto r = RedisServer::Start({});
+  ASSERT_TRUE(r.ok()) << r.status();
+  std::unique_ptr<RedisServer> redis = std::move(*r);
+  RedisTierOptions o = TierOptions(redis->url());
+  o.redis.command_timeout_ms = 100;
+  auto tier = MakeTier(o);
+  ASSERT_TRUE(WaitFor([&] { return tier->Health().generations_loaded; }));
+  const RequestKey key = TestKey("m/slow", 1);
+  std::thread sleeper([&] { (void)redis->Cli({"DEBUG", "SLEEP", "1"}); });
+  std::this_thread::sleep_for(100ms);
+  const auto start = std::chrono::steady_clock::now();
+  auto g = GetSync(*tier, key);
+  const auto took = std::chrono::steady_clock::now() - start;
+  sleeper.join();
+  EXPECT_FALSE(g.ok());
+  EXPECT_EQ(g.status().code(), StatusCode::kDeadlineExceeded) << g.status();
+  EXPECT_LT(took, 800ms);
+  EXPECT_GE(tier->Health().timeouts, 1u);
+  // And it answers again afterwards.
+  ASSERT_TRUE(WaitFor([&] { return GetSync(*tier, key).ok(); }, 10s));
+}
+
+TEST(SharedTierFailOpenTest, AWrongPasswordIsRefusedAndNeverShown) {
+  llmcache::testing::RedisServerOptions so;
+  so.password = "right-horse-battery";
+  auto r = RedisServer::Start(so);
+  ASSERT_TRUE(r.ok()) << r.status();
+  std::unique_ptr<RedisServer> redis = std::move(*r);
+  RedisTierOptions o = TierOptions("redis://:WRONG-SECRET-PASSWORD@127.0.0.1:" +
+                                   std::to_string(redis->port()));
+  std::mutex mu;
+  std::string logged;
+  o.redis.log = [&](std::string_view line) {
+    std::lock_guard<std::mutex> lock(mu);
+    logged += std::string(line) + "\n";
+  };
+  auto tier = MakeTier(o);
+  ASSERT_NE(tier, nullptr);
+  const RequestKey key = TestKey("m/auth", 1);
+  auto g = GetSync(*tier, key);
+  EXPECT_FALSE(g.ok());
+  const SharedTierHealth h = tier->Health();
+  EXPECT_FALSE(h.available);
+  EXPECT_EQ(h.url.find("WRONG-SECRET"), std::string::npos) << h.url;
+  EXPECT_EQ(h.last_error.find("WRONG-SECRET"), std::string::npos)
+      << h.last_error;
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_EQ(logged.find("WRONG-SECRET"), std::string::npos) << logged;
+
+  // The right password works.
+  auto good = MakeTier(TierOptions(redis->url()));
+  ASSERT_TRUE(WaitFor([&] { return good->Health().generations_loaded; }));
+  good->Put(key, MakeEntry(key, "{}"));
+  EXPECT_TRUE(WaitStored(*good, key));
+}
+
+TEST(SharedTierFailOpenTest, AFullRedisRefusesWritesAndReadsGoOn) {
+  llmcache::testing::RedisServerOptions so;
+  so.maxmemory = "2mb";
+  so.maxmemory_policy = "noeviction";
+  auto r = RedisServer::Start(so);
+  ASSERT_TRUE(r.ok()) << r.status();
+  std::unique_ptr<RedisServer> redis = std::move(*r);
+  auto tier = MakeTier(TierOptions(redis->url()));
+  ASSERT_TRUE(WaitFor([&] { return tier->Health().generations_loaded; }));
+  const RequestKey first = TestKey("m/full", 0);
+  tier->Put(first, MakeEntry(first, "{\"first\":1}"));
+  ASSERT_TRUE(WaitStored(*tier, first));
+  const std::string big(64 << 10, 'x');
+  for (int i = 1; i <= 40; ++i) {
+    const RequestKey k = TestKey("m/full", static_cast<uint64_t>(i));
+    tier->Put(k, MakeEntry(k, "\"" + big + "\""));
+  }
+  ASSERT_TRUE(WaitFor([&] { return tier->Health().put_errors > 0; }, 10s));
+  auto g = GetSync(*tier, first);
+  ASSERT_OK(g);
+  EXPECT_NE(*g, nullptr);
+}
+
+// ---- Redis Cluster ----
+
+// A digest whose entry key hashes to `slot`.
+RequestKey KeyInSlot(RedisTier& tier, const std::string& model, int slot,
+                     uint64_t* seed) {
+  for (;;) {
+    RequestKey k = TestKey(model, (*seed)++);
+    if (RedisKeySlot(tier.EntryKey(k.digest)) == slot) return k;
+  }
+}
+
+TEST(SharedTierClusterTest, EntriesSpreadOverEveryMasterAndSurviveAMove) {
+  auto c = RedisCluster::Start(3);
+  ASSERT_TRUE(c.ok()) << c.status();
+  std::unique_ptr<RedisCluster> cluster = std::move(*c);
+  auto a = MakeTier(TierOptions(cluster->url()));
+  // The other instance finds the cluster from one seed.
+  auto b = MakeTier(TierOptions("redis://127.0.0.1:" +
+                                std::to_string(cluster->node(1).port())));
+  ASSERT_TRUE(WaitFor([&] {
+    return a->Health().generations_loaded && b->Health().generations_loaded;
+  }));
+  std::vector<RequestKey> keys;
+  for (uint64_t i = 0; i < 60; ++i) {
+    keys.push_back(TestKey("m/one-model", i));
+    a->Put(keys.back(),
+           MakeEntry(keys.back(), "{\"i\":" + std::to_string(i) + "}"));
+  }
+  for (const RequestKey& k : keys) ASSERT_TRUE(WaitStored(*b, k));
+  EXPECT_TRUE(b->Health().cluster);
+  EXPECT_EQ(b->Health().nodes, 3u);
+  // One model's entries are spread over every master.
+  for (size_t n = 0; n < cluster->size(); ++n) {
+    Result<uint64_t> size = cluster->DbSize(n);
+    ASSERT_OK(size);
+    EXPECT_GT(*size, 5u) << "master " << n;
+  }
+
+  // Move a slot holding 20 entries while B reads them: no miss, no error.
+  uint64_t seed = 1000;
+  const int slot = RedisKeySlot(a->EntryKey(keys[0].digest));
+  std::vector<RequestKey> moving;
+  for (int i = 0; i < 20; ++i) {
+    moving.push_back(KeyInSlot(*a, "m/one-model", slot, &seed));
+    a->Put(moving.back(), MakeEntry(moving.back(), "{\"moving\":1}"));
+  }
+  for (const RequestKey& k : moving) ASSERT_TRUE(WaitStored(*b, k));
+  Result<size_t> owner = cluster->NodeOfSlot(slot);
+  ASSERT_OK(owner);
+  const size_t to = (*owner + 1) % cluster->size();
+  std::atomic<bool> done{false};
+  std::atomic<int> reads{0}, misses{0}, errors{0};
+  std::thread reader([&] {
+    while (!done.load()) {
+      for (const RequestKey& k : moving) {
+        auto g = GetSync(*b, k);
+        ++reads;
+        if (!g.ok()) {
+          ++errors;
+        } else if (*g == nullptr) {
+          ++misses;
+        }
+      }
+    }
+  });
+  Status moved = cluster->MigrateSlot(slot, to, /*pause_ms=*/500);
+  std::this_thread::sleep_for(300ms);
+  done = true;
+  reader.join();
+  ASSERT_OK(moved);
+  EXPECT_GT(reads.load(), 40);
+  EXPECT_EQ(misses.load(), 0);
+  EXPECT_EQ(errors.load(), 0);
+  const SharedTierHealth h = b->Health();
+  EXPECT_GT(h.moved + h.ask, 0u);
+  EXPECT_EQ(*cluster->NodeOfSlot(slot), to);
+  // A flush reaches the whole cluster: one HINCRBY, one PUBLISH.
+  ASSERT_OK(a->FlushModel("m/one-model"));
+  ASSERT_TRUE(WaitFor([&] {
+    auto g = GetSync(*b, keys[5]);
+    return g.ok() && *g == nullptr;
+  }));
+}
+
+// ---- the cached client over two tiers sharing one Redis ----
+
+class SharedPipelineTest : public SharedTierTest {
+ protected:
+  void SetUp() override {
+    SharedTierTest::SetUp();
+    auto f = fake::FakeOpenRouter::Start(fake::FakeOptions{});
+    ASSERT_OK(f);
+    fake_ = std::move(*f);
+    a_client_ = MakeClient(a_);
+    b_client_ = MakeClient(b_);
+  }
+
+  std::shared_ptr<CachedClient> MakeClient(std::shared_ptr<RedisTier> tier) {
+    CacheOptions co;  // memory only
+    auto cache = Cache::Open(co);
+    EXPECT_TRUE(cache.ok());
+    ClientOptions o;
+    o.base_url = fake_->base_url();
+    o.api_key = "k";
+    auto client = Client::Create(loop_.ioc().get_executor(), o);
+    EXPECT_TRUE(client.ok()) << client.status();
+    CachedClientOptions cco;
+    cco.shared = std::move(tier);
+    cco.log = [](std::string_view) {};
+    return CachedClient::Create(std::shared_ptr<Cache>(std::move(*cache)),
+                                *client, cco);
+  }
+
+  static Result<CachedResponse> Run(CachedClient& c, const std::string& body) {
+    auto p = std::make_shared<std::promise<Result<CachedResponse>>>();
+    auto f = p->get_future();
+    CachedRequest req;
+    req.body = body;
+    c.Complete(std::move(req), nullptr,
+               [p](Result<CachedResponse> r) { p->set_value(std::move(r)); });
+    if (f.wait_for(30s) != std::future_status::ready) {
+      return DeadlineExceededError("no answer");
+    }
+    return f.get();
+  }
+
+  static std::string Body(const std::string& model, const std::string& text) {
+    return R"({"model":")" + model +
+           R"(","temperature":0,"messages":[{"role":"user","content":")" +
+           text + R"("}]})";
+  }
+
+  ::llmcache::testing::IoLoop loop_;
+  std::unique_ptr<fake::FakeOpenRouter> fake_;
+  std::shared_ptr<CachedClient> a_client_, b_client_;
+};
+
+TEST_F(SharedPipelineTest, AMissOnOneInstanceIsAHitOnTheOtherAndFillsIt) {
+  auto miss = Run(*a_client_, Body("m/pipe", "hello"));
+  ASSERT_OK(miss);
+  EXPECT_EQ(miss->result, CacheResult::kMiss);
+  EXPECT_TRUE(miss->stored);
+  ASSERT_TRUE(WaitFor([&] { return a_->Health().puts == 1; }));
+  // Put is asynchronous: wait until it landed.
+  ASSERT_TRUE(WaitFor([&] { return *redis_->Cli({"DBSIZE"}) != "0"; }));
+  auto hit = Run(*b_client_, Body("m/pipe", "hello"));
+  ASSERT_OK(hit);
+  EXPECT_EQ(hit->result, CacheResult::kHit);
+  EXPECT_EQ(hit->body, miss->body);
+  EXPECT_EQ(fake_->completions(), 1u);
+  const CachedClientStats bs = b_client_->stats();
+  EXPECT_EQ(bs.shared_hits, 1u);
+  EXPECT_EQ(bs.shared_fills, 1u);
+  // B's local tier now holds it: a hit without Redis.
+  const uint64_t gets = b_->Health().gets;
+  auto again = Run(*b_client_, Body("m/pipe", "hello"));
+  ASSERT_OK(again);
+  EXPECT_EQ(again->result, CacheResult::kHit);
+  EXPECT_EQ(b_->Health().gets, gets);
+}
+
+TEST_F(SharedPipelineTest, AFlushElsewhereDropsTheModelFromTheLocalTiers) {
+  ASSERT_OK(Run(*a_client_, Body("m/drop", "x")));
+  ASSERT_TRUE(WaitFor([&] { return *redis_->Cli({"DBSIZE"}) != "0"; }));
+  auto hit = Run(*b_client_, Body("m/drop", "x"));
+  ASSERT_OK(hit);
+  ASSERT_EQ(hit->result, CacheResult::kHit);  // now in B's memory too
+  ASSERT_OK(a_->FlushModel("m/drop"));
+  ASSERT_TRUE(WaitFor([&] { return b_->Health().remote_flushes == 1; }));
+  auto after = Run(*b_client_, Body("m/drop", "x"));
+  ASSERT_OK(after);
+  EXPECT_EQ(after->result, CacheResult::kMiss);
+  EXPECT_EQ(fake_->completions(), 2u);
+}
+
+TEST_F(SharedPipelineTest, ConcurrentMissesOnTwoInstancesMakeOneUpstreamCall) {
+  const std::string body = Body("fake/delay-400", "same");
+  std::vector<std::future<Result<CachedResponse>>> answers;
+  for (int i = 0; i < 8; ++i) {
+    CachedClient& c = i % 2 == 0 ? *a_client_ : *b_client_;
+    answers.push_back(
+        std::async(std::launch::async, [&c, body] { return Run(c, body); }));
+  }
+  std::string first;
+  for (auto& f : answers) {
+    Result<CachedResponse> r = f.get();
+    ASSERT_OK(r);
+    EXPECT_EQ(r->status, 200);
+    if (first.empty()) first = r->body;
+    EXPECT_EQ(r->body, first);
+  }
+  EXPECT_EQ(fake_->completions(), 1u);
+  const CachedClientStats as = a_client_->stats(), bs = b_client_->stats();
+  EXPECT_EQ(as.shared_leads + bs.shared_leads, 1u);
+  EXPECT_EQ(as.shared_lead_hits + bs.shared_lead_hits, 1u);
+}
+
+TEST_F(SharedPipelineTest, ErrorsAreNeverShared) {
+  auto r = Run(*a_client_, Body("fake/fault-500", "e"));
+  ASSERT_OK(r);
+  EXPECT_EQ(r->status, 500);
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(a_->Health().puts, 0u);
+  EXPECT_EQ(*redis_->Cli({"EXISTS", "llmcache:e:{" + r->key_hex + "}"}), "0");
+}
+
+}  // namespace
+}  // namespace llmcache::net

@@ -1,0 +1,389 @@
+// Several `llmcache serve --redis` processes (the built binary) sharing real
+// redis-server processes, in front of the fake OpenRouter run here: a miss
+// on one is a hit on another; a flush through one's admin endpoint reaches
+// the others (also their memory tiers); TTLs; per-key scopes stay apart;
+// Redis Cluster; Redis killed, slow, refusing the password; and one upstream
+// call for identical misses on different instances, also when the leader
+// dies mid-call.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fake_openrouter.h"
+#include "testing/http_client.h"
+#include "testing/redis_server.h"
+#include "testing/serve_process.h"
+#include "testing/status_matchers.h"
+#include "testing/temp_dir.h"
+#include "testing/wait.h"
+
+namespace llmcache {
+namespace {
+
+using ::llmcache::testing::HttpHeaders;
+using ::llmcache::testing::RedisCluster;
+using ::llmcache::testing::RedisServer;
+using ::llmcache::testing::ServeProcess;
+using ::llmcache::testing::WaitFor;
+using Reply = ::llmcache::testing::HttpReply;
+using namespace std::chrono_literals;
+
+constexpr char kAdmin[] = "admin-token-for-tests";
+
+Reply Post(uint16_t port, const std::string& body,
+           const std::string& api_key = "k") {
+  return ::llmcache::testing::HttpSend(
+      port, "POST", "/v1/chat/completions", body,
+      {{"Authorization", "Bearer " + api_key}}, 60s);
+}
+
+Reply Get(uint16_t port, const std::string& target) {
+  return ::llmcache::testing::HttpSend(port, "GET", target, "", {}, 20s);
+}
+
+std::string Body(const std::string& model, const std::string& text = "hi") {
+  return R"({"model":")" + model +
+         R"(","temperature":0,"messages":[{"role":"user","content":")" + text +
+         R"("}]})";
+}
+
+class ServeRedisTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto f = fake::FakeOpenRouter::Start(fake::FakeOptions{});
+    ASSERT_OK(f);
+    fake_ = std::move(f).value();
+  }
+
+  // `llmcache serve` on the shared tier at `url` (in memory unless `db`).
+  std::unique_ptr<ServeProcess> Serve(
+      const std::string& url, std::vector<std::string> extra = {},
+      bool db = false, std::map<std::string, std::string> env = {}) {
+    std::vector<std::string> a = {
+        "serve", "--listen", "127.0.0.1:0", "--upstream", fake_->base_url(),
+        "--threads", "2", "--admin-token", kAdmin, "--redis", url,
+        // A loaded machine under a sanitizer.
+        "--redis-timeout-ms", "1000", "--redis-lease-ms", "1000"};
+    if (db) {
+      a.push_back("--db");
+      a.push_back(dir_.Sub("db-" + std::to_string(++dbs_)));
+    } else {
+      a.push_back("--memory");
+    }
+    a.insert(a.end(), extra.begin(), extra.end());
+    return std::make_unique<ServeProcess>(dir_, a, env);
+  }
+
+  static uint16_t Listening(ServeProcess& p) {
+    const uint16_t port = p.WaitListening(60s);
+    EXPECT_NE(port, 0) << p.Err();
+    return port;
+  }
+
+  // Waits until the shared tier holds `n` keys (writes are asynchronous).
+  static bool WaitKeys(RedisServer& redis, int n) {
+    return WaitFor([&] {
+      Result<std::string> size = redis.Cli({"DBSIZE"});
+      return size.ok() && std::stoi(*size) >= n;
+    });
+  }
+
+  llmcache::testing::TempDir dir_;
+  std::unique_ptr<fake::FakeOpenRouter> fake_;
+  int dbs_ = 0;
+};
+
+TEST_F(ServeRedisTest, TwoInstancesShareOneRedisAndItsFlushes) {
+  auto r = RedisServer::Start({});
+  ASSERT_TRUE(r.ok()) << r.status();
+  std::unique_ptr<RedisServer> redis = std::move(*r);
+  auto a = Serve(redis->url(), {}, /*db=*/true);
+  auto b = Serve(redis->url());
+  const uint16_t pa = Listening(*a), pb = Listening(*b);
+  ASSERT_TRUE(pa && pb);
+
+  const Reply miss = Post(pa, Body("m/shared"));
+  ASSERT_EQ(miss.status, 200) << miss.body;
+  EXPECT_EQ(miss.header("x-cache"), "MISS");
+  // The entry lands in Redis (written after the answer, asynchronously).
+  ASSERT_TRUE(WaitFor([&] {
+    return redis
+               ->Cli({"EXISTS",
+                      "llmcache:e:{" + miss.header("x-cache-key") + "}"})
+               .value_or("0") == "1";
+  }));
+  const Reply hit = Post(pb, Body("m/shared"));
+  EXPECT_EQ(hit.status, 200);
+  EXPECT_EQ(hit.header("x-cache"), "HIT");
+  EXPECT_EQ(hit.body, miss.body);
+  EXPECT_EQ(fake_->completions(), 1u);
+
+  // Another API key is another tenant: no hit through the shared tier.
+  const Reply other = Post(pb, Body("m/shared"), "another-tenant");
+  EXPECT_EQ(other.header("x-cache"), "MISS");
+  EXPECT_EQ(fake_->completions(), 2u);
+
+  // B now answers from its memory tier; a flush through A's admin endpoint
+  // reaches B (pub/sub) and drops the model there too.
+  EXPECT_EQ(Post(pb, Body("m/shared")).header("x-cache"), "HIT");
+  const Reply flush = ::llmcache::testing::HttpSend(
+      pa, "POST", "/admin/flush?model=m/shared", "",
+      {{"Authorization", std::string("Bearer ") + kAdmin}}, 20s);
+  ASSERT_EQ(flush.status, 200) << flush.body;
+  EXPECT_NE(flush.body.find("\"shared\":{\"generation\":1}"), std::string::npos)
+      << flush.body;
+  ASSERT_TRUE(WaitFor([&] {
+    return Get(pb, "/stats").body.find("\"remote_flushes\":1") !=
+           std::string::npos;
+  }));
+  EXPECT_EQ(Post(pb, Body("m/shared")).header("x-cache"), "MISS");
+  std::this_thread::sleep_for(300ms);  // B's write lands (asynchronous)
+  EXPECT_EQ(Post(pa, Body("m/shared")).header("x-cache"), "HIT");  // B's new
+  EXPECT_EQ(fake_->completions(), 3u);
+
+  // Health and metrics show the shared tier.
+  const Reply health = Get(pb, "/healthz");
+  EXPECT_EQ(health.status, 200);
+  EXPECT_NE(health.body.find("\"shared\":{\"backend\":\"redis\""),
+            std::string::npos)
+      << health.body;
+  EXPECT_NE(health.body.find("\"available\":true"), std::string::npos);
+  EXPECT_GE(ServeProcess::Metric(pb, "llmcache_shared_hits_total"), 1);
+  EXPECT_EQ(ServeProcess::Metric(pb, "llmcache_shared_available"), 1);
+
+  // Fleet statistics from the CLI, without any local database.
+  ::llmcache::testing::ProcessResult stats = ::llmcache::testing::RunProcess(
+      {LLMCACHE_BIN, "stats", "--redis", redis->url(), "--json"});
+  // (the counters are summed every second)
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        stats = ::llmcache::testing::RunProcess(
+            {LLMCACHE_BIN, "stats", "--redis", redis->url(), "--json"});
+        return stats.exit_code == 0 &&
+               stats.out.find("\"hits\":3") != std::string::npos;
+      },
+      15s))
+      << stats.out << stats.err;
+  EXPECT_NE(stats.out.find("\"model\":\"m/shared\""), std::string::npos);
+  EXPECT_NE(stats.out.find("\"generation\":1"), std::string::npos);
+
+  a->Signal(SIGTERM);
+  b->Signal(SIGTERM);
+  EXPECT_EQ(a->Wait(), 0) << a->Err();
+  EXPECT_EQ(b->Wait(), 0) << b->Err();
+}
+
+TEST_F(ServeRedisTest, EntriesExpireWithTheirTtlOnEveryTier) {
+  auto r = RedisServer::Start({});
+  ASSERT_TRUE(r.ok()) << r.status();
+  std::unique_ptr<RedisServer> redis = std::move(*r);
+  auto a = Serve(redis->url(), {"--ttl", "2"});
+  auto b = Serve(redis->url(), {"--ttl", "2"});
+  const uint16_t pa = Listening(*a), pb = Listening(*b);
+  ASSERT_TRUE(pa && pb);
+  const Reply miss = Post(pa, Body("m/ttl"));
+  ASSERT_EQ(miss.header("x-cache"), "MISS");
+  const std::string key = "llmcache:e:{" + miss.header("x-cache-key") + "}";
+  ASSERT_TRUE(WaitFor([&] {
+    return redis->Cli({"EXISTS", key}).value_or("0") == "1";
+  }));
+  const int64_t pttl = std::stoll(redis->Cli({"PTTL", key}).value_or("-9"));
+  EXPECT_GT(pttl, 0);
+  EXPECT_LE(pttl, 2000);
+  EXPECT_EQ(Post(pb, Body("m/ttl")).header("x-cache"), "HIT");
+  std::this_thread::sleep_for(2500ms);
+  EXPECT_EQ(redis->Cli({"EXISTS", key}).value_or("?"), "0");
+  EXPECT_EQ(Post(pb, Body("m/ttl")).header("x-cache"), "MISS");
+  EXPECT_EQ(fake_->completions(), 2u);
+}
+
+TEST_F(ServeRedisTest, ClusterSpreadsEntriesOverEveryMaster) {
+  auto c = RedisCluster::Start(3);
+  ASSERT_TRUE(c.ok()) << c.status();
+  std::unique_ptr<RedisCluster> cluster = std::move(*c);
+  auto a = Serve(cluster->url());
+  // B knows one node only: the cluster is found from the server.
+  auto b =
+      Serve("redis://127.0.0.1:" + std::to_string(cluster->node(2).port()));
+  const uint16_t pa = Listening(*a), pb = Listening(*b);
+  ASSERT_TRUE(pa && pb);
+  for (int i = 0; i < 30; ++i) {
+    ASSERT_EQ(Post(pa, Body("m/cluster", "q" + std::to_string(i))).status, 200);
+  }
+  ASSERT_TRUE(WaitFor([&] {
+    uint64_t total = 0;
+    for (size_t n = 0; n < cluster->size(); ++n) {
+      total += cluster->DbSize(n).value_or(0);
+    }
+    return total >= 30;
+  }));
+  for (size_t n = 0; n < cluster->size(); ++n) {
+    EXPECT_GT(cluster->DbSize(n).value_or(0), 3u) << "master " << n;
+  }
+  for (int i = 0; i < 30; ++i) {
+    EXPECT_EQ(
+        Post(pb, Body("m/cluster", "q" + std::to_string(i))).header("x-cache"),
+        "HIT")
+        << i;
+  }
+  EXPECT_EQ(fake_->completions(), 30u);
+  EXPECT_NE(Get(pb, "/healthz").body.find("\"cluster\":true"),
+            std::string::npos);
+}
+
+TEST_F(ServeRedisTest, RedisKilledDuringTrafficEveryRequestIsAnswered) {
+  auto r = RedisServer::Start({});
+  ASSERT_TRUE(r.ok()) << r.status();
+  std::unique_ptr<RedisServer> redis = std::move(*r);
+  auto a = Serve(redis->url());
+  auto b = Serve(redis->url());
+  const uint16_t pa = Listening(*a), pb = Listening(*b);
+  ASSERT_TRUE(pa && pb);
+  std::atomic<bool> stop{false};
+  std::atomic<int> answered{0}, failed{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 2; ++t) {
+    clients.emplace_back([&, t] {
+      for (int i = 0; !stop.load(); ++i) {
+        const Reply rep =
+            Post(t == 0 ? pa : pb, Body("m/kill", std::to_string(i % 25)));
+        (rep.status == 200 ? answered : failed)++;
+      }
+    });
+  }
+  std::this_thread::sleep_for(500ms);
+  redis->Kill();
+  std::this_thread::sleep_for(1500ms);
+  ASSERT_OK(redis->Restart());
+  std::this_thread::sleep_for(1500ms);
+  stop = true;
+  for (std::thread& c : clients) c.join();
+  EXPECT_GT(answered.load(), 20);
+  EXPECT_EQ(failed.load(), 0);
+  // Sharing resumes by itself (a fresh Redis: new entries).
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        static int n = 0;
+        const std::string text = "after-" + std::to_string(++n);
+        if (Post(pa, Body("m/kill", text)).status != 200) return false;
+        std::this_thread::sleep_for(100ms);
+        return Post(pb, Body("m/kill", text)).header("x-cache") == "HIT";
+      },
+      20s));
+  EXPECT_GE(ServeProcess::Metric(pa, "llmcache_shared_reconnects_total"), 1);
+}
+
+TEST_F(ServeRedisTest, ASlowRedisDoesNotHoldRequestsBeyondItsDeadline) {
+  auto r = RedisServer::Start({});
+  ASSERT_TRUE(r.ok()) << r.status();
+  std::unique_ptr<RedisServer> redis = std::move(*r);
+  auto a = std::make_unique<ServeProcess>(
+      dir_,
+      std::vector<std::string>{"serve", "--listen", "127.0.0.1:0", "--upstream",
+                               fake_->base_url(), "--memory", "--redis",
+                               redis->url(), "--redis-timeout-ms", "200"});
+  const uint16_t pa = Listening(*a);
+  ASSERT_NE(pa, 0);
+  std::thread sleeper([&] { (void)redis->Cli({"DEBUG", "SLEEP", "3"}); });
+  std::this_thread::sleep_for(200ms);
+  for (int i = 0; i < 3; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    const Reply rep = Post(pa, Body("m/slow", std::to_string(i)));
+    EXPECT_EQ(rep.status, 200);
+    EXPECT_EQ(rep.header("x-cache"), "MISS");
+    // Far below the 3 s Redis is asleep: each operation gives up at 200 ms.
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 2500ms);
+  }
+  sleeper.join();
+  EXPECT_GE(ServeProcess::Metric(pa, "llmcache_shared_timeouts_total") +
+                ServeProcess::Metric(pa, "llmcache_shared_rejected_total"),
+            1);
+}
+
+TEST_F(ServeRedisTest, AWrongPasswordIsServedThroughAndNeverLogged) {
+  llmcache::testing::RedisServerOptions so;
+  so.password = "the-right-one";
+  auto r = RedisServer::Start(so);
+  ASSERT_TRUE(r.ok()) << r.status();
+  std::unique_ptr<RedisServer> redis = std::move(*r);
+  auto a = Serve("redis://127.0.0.1:" + std::to_string(redis->port()), {},
+                 false, {{"LLMCACHE_REDIS_PASSWORD", "WRONG-PASSWORD-xyzzy"}});
+  const uint16_t pa = Listening(*a);
+  ASSERT_NE(pa, 0);
+  EXPECT_EQ(Post(pa, Body("m/auth")).status, 200);
+  EXPECT_EQ(Post(pa, Body("m/auth")).header("x-cache"), "HIT");  // local
+  const Reply health = Get(pa, "/healthz");
+  EXPECT_EQ(health.status, 200);
+  EXPECT_NE(health.body.find("\"status\":\"degraded\""), std::string::npos)
+      << health.body;
+  EXPECT_NE(health.body.find("\"available\":false"), std::string::npos);
+  a->Signal(SIGTERM);
+  a->Wait();
+  EXPECT_EQ(a->Err().find("WRONG-PASSWORD"), std::string::npos) << a->Err();
+  EXPECT_EQ(a->Out().find("WRONG-PASSWORD"), std::string::npos);
+  EXPECT_EQ(health.body.find("WRONG-PASSWORD"), std::string::npos);
+}
+
+TEST_F(ServeRedisTest, IdenticalMissesOnTwoInstancesMakeOneUpstreamCall) {
+  auto r = RedisServer::Start({});
+  ASSERT_TRUE(r.ok()) << r.status();
+  std::unique_ptr<RedisServer> redis = std::move(*r);
+  auto a = Serve(redis->url());
+  auto b = Serve(redis->url());
+  const uint16_t pa = Listening(*a), pb = Listening(*b);
+  ASSERT_TRUE(pa && pb);
+  std::vector<std::future<Reply>> replies;
+  for (int i = 0; i < 8; ++i) {
+    const uint16_t port = i % 2 == 0 ? pa : pb;
+    replies.push_back(std::async(std::launch::async, [port] {
+      return Post(port, Body("fake/delay-800", "the same question"));
+    }));
+  }
+  std::string body;
+  for (auto& f : replies) {
+    const Reply rep = f.get();
+    ASSERT_EQ(rep.status, 200) << rep.body;
+    if (body.empty()) body = rep.body;
+    EXPECT_EQ(rep.body, body);
+  }
+  EXPECT_EQ(fake_->completions(), 1u);
+}
+
+TEST_F(ServeRedisTest, ALeaderKilledMidCallDoesNotHangItsWaiters) {
+  auto r = RedisServer::Start({});
+  ASSERT_TRUE(r.ok()) << r.status();
+  std::unique_ptr<RedisServer> redis = std::move(*r);
+  auto a = Serve(redis->url());
+  auto b = Serve(redis->url());
+  const uint16_t pa = Listening(*a), pb = Listening(*b);
+  ASSERT_TRUE(pa && pb);
+  const std::string body = Body("fake/delay-2000", "slow question");
+  auto leader = std::async(std::launch::async, [&] { return Post(pa, body); });
+  // A holds the lease (one key "llmcache:l:{...}").
+  ASSERT_TRUE(WaitFor([&] {
+    return redis->Cli({"KEYS", "llmcache:l:*"}).value_or("").size() > 5;
+  }));
+  const auto start = std::chrono::steady_clock::now();
+  auto waiter = std::async(std::launch::async, [&] { return Post(pb, body); });
+  std::this_thread::sleep_for(300ms);
+  a->Signal(SIGKILL);
+  const Reply rep = waiter.get();
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(rep.status, 200) << rep.body;
+  // The lease (1 s) ends, B asks upstream itself (2 s): far below the
+  // 60 s bound of a wait.
+  EXPECT_LT(took, 15s);
+  EXPECT_EQ(leader.get().status, 0);  // A died before answering
+  EXPECT_EQ(fake_->completions(), 2u);
+}
+
+}  // namespace
+}  // namespace llmcache
