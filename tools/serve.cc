@@ -315,6 +315,11 @@ int Run(CLI::App& sub, ServeConfig& c) {
     ro.redis.command_timeout_ms = c.redis_timeout_ms;
     ro.redis.tls_ca_file = c.redis_ca_file;
     ro.prefix = c.redis_prefix;
+    // The local database remembers which flushes it has seen, so that one
+    // missed while this proxy was down drops the model at start.
+    if (!co.path.empty()) {
+      ro.generations_file = co.path + "/LLMCACHE-SHARED-GENERATIONS";
+    }
     ro.lease_ms = c.redis_lease_ms;
     ro.lease_wait_ms = static_cast<int64_t>(c.redis_lease_wait_s * 1000);
     ro.redis.log = [logger](std::string_view line) {

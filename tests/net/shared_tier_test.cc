@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <future>
@@ -25,6 +26,7 @@
 #include "testing/io_loop.h"
 #include "testing/redis_server.h"
 #include "testing/status_matchers.h"
+#include "testing/temp_dir.h"
 #include "testing/test_keys.h"
 #include "testing/wait.h"
 
@@ -226,6 +228,52 @@ TEST_F(SharedTierTest, AMissedFlushMessageIsLearnedByThePeriodicCheck) {
   const auto took = std::chrono::steady_clock::now() - start;
   EXPECT_LT(took, 3s);  // generation_check_ms is 200 ms here
   EXPECT_EQ(*GetSync(*b_, key), nullptr);
+}
+
+TEST_F(SharedTierTest, AFlushMissedWhileDownIsLearnedAtStartFromTheFile) {
+  llmcache::testing::TempDir dir;
+  RedisTierOptions o = TierOptions(redis_->url());
+  o.generations_file = dir.Sub("generations");
+  {
+    auto before = MakeTier(o);
+    ASSERT_TRUE(WaitFor([&] { return before->Health().generations_loaded; }));
+    ASSERT_OK(a_->FlushModel("m/seen"));  // seen while running
+    ASSERT_TRUE(WaitFor([&] { return before->Health().remote_flushes == 1; }));
+    before->Shutdown();
+  }
+  // Flushed while it was down (generation 1 -> 2), and another model once.
+  ASSERT_OK(a_->FlushModel("m/seen"));
+  ASSERT_OK(a_->FlushModel("m/new"));
+  auto after = MakeTier(o);
+  ASSERT_NE(after, nullptr);
+  std::vector<std::string> told;
+  after->SetFlushListener(
+      [&](std::string_view model) { told.emplace_back(model); });
+  std::sort(told.begin(), told.end());
+  EXPECT_EQ(told, (std::vector<std::string>{"m/new", "m/seen"}));
+  // Without the file, a fresh start cannot tell: nothing is flushed.
+  auto fresh = MakeTier(TierOptions(redis_->url()));
+  int fresh_told = 0;
+  fresh->SetFlushListener([&](std::string_view) { ++fresh_told; });
+  EXPECT_EQ(fresh_told, 0);
+}
+
+TEST_F(SharedTierTest, ARedisThatRestartsEmptyStartsTheGenerationsAgain) {
+  const RequestKey key = TestKey("m/reset", 13);
+  ASSERT_OK(a_->FlushModel("m/reset"));
+  ASSERT_OK(a_->FlushModel("m/reset"));
+  redis_->Kill();
+  ASSERT_OK(redis_->Restart());  // no persistence: empty
+  // B, which knew generation 2, writes; A reads: both start again from 0,
+  // so neither sees the other's new entries as stale.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        b_->Put(key, MakeEntry(key, "{\"after\":1}"));
+        auto g = GetSync(*a_, key);
+        return g.ok() && *g != nullptr;
+      },
+      15s));
+  EXPECT_EQ((*GetSync(*a_, key))->body, "{\"after\":1}");
 }
 
 TEST_F(SharedTierTest, OneLeaderTheOthersWaitForItsValue) {

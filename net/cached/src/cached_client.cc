@@ -369,7 +369,9 @@ class CachedClientImpl final : public CachedClient {
   }
 
   void SharedLead(std::shared_ptr<SharedStep> step) {
-    if (!options_.shared_single_flight) {
+    // A request that will not store its answer must not make the fleet
+    // wait for it.
+    if (!options_.shared_single_flight || step->request.request().no_store) {
       return CallUpstream(std::move(step->request), CacheResult::kMiss,
                           BypassReason::kNone, std::move(step->on_chunk),
                           std::move(step->done), /*flight=*/true);

@@ -285,8 +285,13 @@ void Core::OnClusterSlots(const RedisUrl::Node& asked,
     return;
   }
   if (result->is_error()) {
-    if (mode_ == Mode::kUnknown) {
-      // "ERR This instance has cluster support disabled".
+    // "ERR This instance has cluster support disabled" (or no CLUSTER
+    // command at all) means standalone; an error that says nothing of the
+    // server's mode leaves it to the next connection to ask again.
+    const std::string& e = result->str;
+    const bool says_nothing = e.starts_with("NOAUTH") ||
+                              e.starts_with("LOADING") || e.starts_with("BUSY");
+    if (mode_ == Mode::kUnknown && !says_nothing) {
       mode_ = Mode::kStandalone;
       topology_known_ = true;
     }

@@ -12,6 +12,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <iostream>
 #include <map>
@@ -87,6 +89,7 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
     auto redis = RedisClient::Create(options_.redis);
     if (!redis.ok()) return redis.status();
     redis_ = std::move(*redis);
+    SeedGenerations();
     thread_ = std::thread([this] { ioc_.run(); });
     std::weak_ptr<Impl> weak = shared_from_this();
     redis_->Subscribe(
@@ -361,6 +364,10 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
 
   // Raises the known generation of `model`; true if it was raised. Calls the
   // flush listener for a raise learned from elsewhere (`remote`).
+  // Before the first read, only generations seeded from the file (what the
+  // local tiers were last consistent with) can be raised "remotely": those
+  // raises are flushes missed while this instance was down. Listener calls
+  // wait for the listener when it is not set yet.
   bool Raise(const std::string& model, uint64_t gen, bool remote) {
     std::function<void(std::string_view)> listener;
     {
@@ -368,12 +375,60 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
       uint64_t& known = gens_[model];
       if (gen <= known) return false;
       known = gen;
-      if (!remote || !gens_loaded_) return true;
+      if (!remote || (!gens_loaded_ && !seeded_)) {
+        SaveGenerationsLocked();
+        return true;
+      }
       listener = listener_;
+      if (!listener) pending_flushes_.push_back(model);
     }
     remote_flushes_.fetch_add(1, std::memory_order_relaxed);
     if (listener) listener(model == kAllModels ? std::string_view() : model);
+    // Saved after the local tiers were flushed: the file never claims a
+    // consistency they do not have.
+    std::lock_guard<std::mutex> lock(mu_);
+    SaveGenerationsLocked();
     return true;
+  }
+
+  // The generations file: "model\tgeneration" lines, replaced atomically.
+  void SeedGenerations() {
+    if (options_.generations_file.empty()) return;
+    std::ifstream in(options_.generations_file);
+    if (!in) return;  // first start: nothing to compare with
+    std::string line;
+    std::lock_guard<std::mutex> lock(mu_);
+    seeded_ = true;
+    while (std::getline(in, line)) {
+      const size_t tab = line.rfind('\t');
+      uint64_t gen = 0;
+      if (tab == std::string::npos || !ParseU64(line.substr(tab + 1), &gen)) {
+        continue;
+      }
+      gens_[line.substr(0, tab)] = gen;
+    }
+  }
+
+  void SaveGenerationsLocked() {
+    if (options_.generations_file.empty()) return;
+    if (!pending_flushes_.empty()) return;  // not flushed locally yet
+    const std::string tmp = options_.generations_file + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::trunc);
+      for (const auto& [model, gen] : gens_) {
+        out << model << '\t' << gen << '\n';
+      }
+      if (!out) return;
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp, options_.generations_file, ec);
+  }
+
+  void ResetGenerations() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (gens_.empty()) return;
+    gens_.clear();
+    SaveGenerationsLocked();
   }
 
   void OnFlushMessage(std::string_view message) {
@@ -388,21 +443,30 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
 
   void LoadGenerations(std::function<void()> then) {
     auto self = shared_from_this();
-    redis_->Command({"HGETALL", GenKey()}, 1,
-                    [self, then = std::move(then)](Result<Reply> r) {
-                      if (r.ok() && r->type == Reply::Type::kArray) {
-                        for (size_t i = 0; i + 1 < r->elements.size(); i += 2) {
-                          uint64_t gen = 0;
-                          if (ParseU64(r->elements[i + 1].str, &gen)) {
-                            self->Raise(r->elements[i].str, gen,
-                                        /*remote=*/true);
-                          }
-                        }
-                        std::lock_guard<std::mutex> lock(self->mu_);
-                        self->gens_loaded_ = true;
-                      }
-                      if (then) then();
-                    });
+    redis_->Command(
+        {"HGETALL", GenKey()}, 1,
+        [self, then = std::move(then)](Result<Reply> r) {
+          if (r.ok() && r->type == Reply::Type::kArray && r->elements.empty()) {
+            // No generations at all: a Redis that restarted
+            // empty (or a new one). Its entries are all new:
+            // start again from 0, or every entry written from
+            // now on would look stale here.
+            self->ResetGenerations();
+          }
+          if (r.ok() && r->type == Reply::Type::kArray) {
+            for (size_t i = 0; i + 1 < r->elements.size(); i += 2) {
+              uint64_t gen = 0;
+              if (ParseU64(r->elements[i + 1].str, &gen)) {
+                self->Raise(r->elements[i].str, gen,
+                            /*remote=*/true);
+              }
+            }
+            std::lock_guard<std::mutex> lock(self->mu_);
+            self->gens_loaded_ = true;
+            self->SaveGenerationsLocked();
+          }
+          if (then) then();
+        });
   }
 
   void ScheduleGenerationCheck() {
@@ -616,8 +680,21 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
   }
 
   void SetListener(std::function<void(std::string_view)> listener) {
+    std::vector<std::string> missed;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      listener_ = listener;
+      missed.swap(pending_flushes_);
+    }
+    // Flushes learned before the listener was set (at start, from the
+    // generations file): the local tiers drop those models now.
+    for (const std::string& model : missed) {
+      if (listener) {
+        listener(model == kAllModels ? std::string_view() : model);
+      }
+    }
     std::lock_guard<std::mutex> lock(mu_);
-    listener_ = std::move(listener);
+    SaveGenerationsLocked();
   }
 
   std::string NewToken() {
@@ -646,14 +723,16 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
   std::unordered_map<std::string, uint64_t> gens_;
   std::map<std::string, std::string> held_;  // lease key -> token
   std::function<void(std::string_view)> listener_;
+  bool seeded_ = false;  // generations read from the file at start
+  std::vector<std::string> pending_flushes_;  // waiting for the listener
   std::mt19937_64 rng_;
 
   std::mutex stats_mu_;
   std::unordered_map<std::string, Pending> pending_;
 
   std::atomic<uint64_t> gets_{0}, hits_{0}, misses_{0}, stale_{0},
-      decode_errors_{0}, reply_errors_{0}, puts_{0}, put_errors_{0}, leases_taken_{0},
-      lease_waits_{0}, lease_hits_{0}, lease_timeouts_{0},
+      decode_errors_{0}, reply_errors_{0}, puts_{0}, put_errors_{0},
+      leases_taken_{0}, lease_waits_{0}, lease_hits_{0}, lease_timeouts_{0},
       lease_released_empty_{0}, remote_flushes_{0};
 };
 

@@ -54,6 +54,12 @@ struct RedisTierOptions {
   int64_t generation_check_ms = 1'000;
   // Fleet counters are summed in Redis this often.
   int64_t stats_flush_ms = 1'000;
+  // A file where the generations the local tiers are consistent with are
+  // kept (e.g. in the local database's folder). At start, a generation above
+  // the file's is a flush missed while this instance was down: the flush
+  // listener drops that model from the local tiers. Empty: none (a local
+  // tier that starts empty needs none).
+  std::string generations_file;
   // Deadline of the blocking administrative calls (flush, purge, stats).
   int64_t admin_timeout_ms = 2'000;
   // Where log lines go; null = stderr. Never receives passwords.
