@@ -63,18 +63,19 @@ class ServeRedisTest : public ::testing::Test {
     fake_ = std::move(f).value();
   }
 
-  // `llmcache serve` on the shared tier at `url` (in memory unless `db`).
+  // `llmcache serve` on the shared tier at `url`, on the database `db`
+  // (in memory when empty).
   std::unique_ptr<ServeProcess> Serve(
       const std::string& url, std::vector<std::string> extra = {},
-      bool db = false, std::map<std::string, std::string> env = {}) {
+      const std::string& db = "", std::map<std::string, std::string> env = {}) {
     std::vector<std::string> a = {
         "serve", "--listen", "127.0.0.1:0", "--upstream", fake_->base_url(),
         "--threads", "2", "--admin-token", kAdmin, "--redis", url,
         // A loaded machine under a sanitizer.
         "--redis-timeout-ms", "1000", "--redis-lease-ms", "1000"};
-    if (db) {
+    if (!db.empty()) {
       a.push_back("--db");
-      a.push_back(dir_.Sub("db-" + std::to_string(++dbs_)));
+      a.push_back(db);
     } else {
       a.push_back("--memory");
     }
@@ -98,14 +99,13 @@ class ServeRedisTest : public ::testing::Test {
 
   llmcache::testing::TempDir dir_;
   std::unique_ptr<fake::FakeOpenRouter> fake_;
-  int dbs_ = 0;
 };
 
 TEST_F(ServeRedisTest, TwoInstancesShareOneRedisAndItsFlushes) {
   auto r = RedisServer::Start({});
   ASSERT_TRUE(r.ok()) << r.status();
   std::unique_ptr<RedisServer> redis = std::move(*r);
-  auto a = Serve(redis->url(), {}, /*db=*/true);
+  auto a = Serve(redis->url(), {}, dir_.Sub("db-a"));
   auto b = Serve(redis->url());
   const uint16_t pa = Listening(*a), pb = Listening(*b);
   ASSERT_TRUE(pa && pb);
@@ -179,6 +179,39 @@ TEST_F(ServeRedisTest, TwoInstancesShareOneRedisAndItsFlushes) {
   b->Signal(SIGTERM);
   EXPECT_EQ(a->Wait(), 0) << a->Err();
   EXPECT_EQ(b->Wait(), 0) << b->Err();
+}
+
+TEST_F(ServeRedisTest, AFlushMissedWhileDownIsAppliedToTheDiskAtStart) {
+  auto r = RedisServer::Start({});
+  ASSERT_TRUE(r.ok()) << r.status();
+  std::unique_ptr<RedisServer> redis = std::move(*r);
+  const std::string db = dir_.Sub("restarting-db");
+  auto a = Serve(redis->url(), {}, db);
+  const uint16_t pa = Listening(*a);
+  ASSERT_NE(pa, 0);
+  ASSERT_EQ(Post(pa, Body("m/missed")).header("x-cache"), "MISS");
+  ASSERT_EQ(Post(pa, Body("m/kept")).header("x-cache"), "MISS");
+  a->Signal(SIGTERM);
+  ASSERT_EQ(a->Wait(), 0) << a->Err();
+
+  // While A is down, B flushes one model for the fleet.
+  auto b = Serve(redis->url());
+  const uint16_t pb = Listening(*b);
+  ASSERT_NE(pb, 0);
+  const Reply flush = ::llmcache::testing::HttpSend(
+      pb, "POST", "/admin/flush?model=m/missed", "",
+      {{"Authorization", std::string("Bearer ") + kAdmin}}, 20s);
+  ASSERT_EQ(flush.status, 200) << flush.body;
+
+  // A starts again on its database: the flushed model is gone from its
+  // disk too; the other is still a (local) hit.
+  auto again = Serve(redis->url(), {}, db);
+  const uint16_t p2 = Listening(*again);
+  ASSERT_NE(p2, 0);
+  EXPECT_EQ(Post(p2, Body("m/missed")).header("x-cache"), "MISS");
+  EXPECT_EQ(Post(p2, Body("m/kept")).header("x-cache"), "HIT");
+  EXPECT_EQ(ServeProcess::Metric(p2, "llmcache_shared_hits_total"), 0);
+  EXPECT_EQ(fake_->completions(), 3u);
 }
 
 TEST_F(ServeRedisTest, EntriesExpireWithTheirTtlOnEveryTier) {
@@ -314,8 +347,8 @@ TEST_F(ServeRedisTest, AWrongPasswordIsServedThroughAndNeverLogged) {
   auto r = RedisServer::Start(so);
   ASSERT_TRUE(r.ok()) << r.status();
   std::unique_ptr<RedisServer> redis = std::move(*r);
-  auto a = Serve("redis://127.0.0.1:" + std::to_string(redis->port()), {},
-                 false, {{"LLMCACHE_REDIS_PASSWORD", "WRONG-PASSWORD-xyzzy"}});
+  auto a = Serve("redis://127.0.0.1:" + std::to_string(redis->port()), {}, "",
+                 {{"LLMCACHE_REDIS_PASSWORD", "WRONG-PASSWORD-xyzzy"}});
   const uint16_t pa = Listening(*a);
   ASSERT_NE(pa, 0);
   EXPECT_EQ(Post(pa, Body("m/auth")).status, 200);
