@@ -214,6 +214,59 @@ TEST_F(ServeRedisTest, AFlushMissedWhileDownIsAppliedToTheDiskAtStart) {
   EXPECT_EQ(fake_->completions(), 3u);
 }
 
+TEST_F(ServeRedisTest, TheCliPurgesAndListsTheFleetWithoutADatabase) {
+  using ::llmcache::testing::RunProcess;
+  auto r = RedisServer::Start({});
+  ASSERT_TRUE(r.ok()) << r.status();
+  std::unique_ptr<RedisServer> redis = std::move(*r);
+  auto a = Serve(redis->url());
+  const uint16_t pa = Listening(*a);
+  ASSERT_NE(pa, 0);
+  const Reply miss = Post(pa, Body("m/cli"));
+  ASSERT_EQ(miss.header("x-cache"), "MISS");
+  ASSERT_EQ(Post(pa, Body("m/cli")).header("x-cache"), "HIT");
+
+  // Purge one key (DEL), then the model (a new generation) for the fleet.
+  auto key = RunProcess({LLMCACHE_BIN, "purge", "--redis", redis->url(),
+                         "--key", miss.header("x-cache-key"), "-y", "--json"});
+  EXPECT_EQ(key.exit_code, 0) << key.err;
+  EXPECT_NE(key.out.find("\"removed\":1"), std::string::npos) << key.out;
+  auto model = RunProcess({LLMCACHE_BIN, "purge", "--redis", redis->url(),
+                           "--model", "m/cli:free", "-y", "--json"});
+  EXPECT_EQ(model.exit_code, 0) << model.err;
+  EXPECT_NE(model.out.find("\"model\":\"m/cli\""), std::string::npos)
+      << model.out;
+  EXPECT_NE(model.out.find("\"generation\":1"), std::string::npos);
+  // The proxy heard of it: its memory tier no longer answers.
+  ASSERT_TRUE(WaitFor([&] {
+    return ServeProcess::Metric(pa, "llmcache_shared_remote_flushes_total") ==
+           1;
+  }));
+  EXPECT_EQ(Post(pa, Body("m/cli")).header("x-cache"), "MISS");
+
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto models = RunProcess(
+            {LLMCACHE_BIN, "models", "--redis", redis->url(), "--json"});
+        return models.exit_code == 0 &&
+               models.out.find("\"model\":\"m/cli\"") != std::string::npos &&
+               models.out.find("\"hits\":1") != std::string::npos;
+      },
+      15s));
+  // Selectors the shared tier cannot honour, a bad URL, no server.
+  EXPECT_EQ(RunProcess({LLMCACHE_BIN, "purge", "--redis", redis->url(),
+                        "--expired", "-y"})
+                .exit_code,
+            2);
+  auto bad = RunProcess({LLMCACHE_BIN, "stats", "--redis", "http://x"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("--redis"), std::string::npos) << bad.err;
+  auto down =
+      RunProcess({LLMCACHE_BIN, "stats", "--redis", "redis://127.0.0.1:1"});
+  EXPECT_EQ(down.exit_code, 1);
+  EXPECT_NE(down.err.find("shared tier"), std::string::npos) << down.err;
+}
+
 TEST_F(ServeRedisTest, EntriesExpireWithTheirTtlOnEveryTier) {
   auto r = RedisServer::Start({});
   ASSERT_TRUE(r.ok()) << r.status();
