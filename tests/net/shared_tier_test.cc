@@ -499,6 +499,25 @@ TEST(SharedTierFailOpenTest, AWrongPasswordIsRefusedAndNeverShown) {
   EXPECT_TRUE(WaitStored(*good, key));
 }
 
+TEST(SharedTierFailOpenTest, AnAclUserAndPasswordAreAccepted) {
+  auto r = RedisServer::Start({});
+  ASSERT_TRUE(r.ok()) << r.status();
+  std::unique_ptr<RedisServer> redis = std::move(*r);
+  ASSERT_OK(redis->Cli({"ACL", "SETUSER", "llmcache", "on", ">p%40ss w0rd",
+                        "~llmcache:*", "&llmcache:*", "+@all"}));
+  auto tier =
+      MakeTier(TierOptions("redis://llmcache:p%2540ss%20w0rd@127.0.0.1:" +
+                           std::to_string(redis->port())));
+  ASSERT_TRUE(WaitFor([&] { return tier->Health().generations_loaded; }));
+  const RequestKey key = TestKey("m/acl", 1);
+  tier->Put(key, MakeEntry(key, "{}"));
+  EXPECT_TRUE(WaitStored(*tier, key));
+  // The same user with another password is refused.
+  auto wrong = MakeTier(TierOptions("redis://llmcache:nope@127.0.0.1:" +
+                                    std::to_string(redis->port())));
+  EXPECT_FALSE(GetSync(*wrong, key).ok());
+}
+
 TEST(SharedTierFailOpenTest, AFullRedisRefusesWritesAndReadsGoOn) {
   llmcache::testing::RedisServerOptions so;
   so.maxmemory = "2mb";
