@@ -211,6 +211,7 @@ int Main(int argc, char** argv) {
       "Write entries as JSON lines (key, model, namespace, created, "
       "expires, usage, response)");
   add_db(exp);
+  add_redis(exp);
   exp->add_option("--model", model, "Only this model (and variants)");
   exp->add_option("-o,--output", export_out, "File, or - for stdout")
       ->capture_default_str();
@@ -228,6 +229,7 @@ int Main(int argc, char** argv) {
   auto* verify = app.add_subcommand(
       "verify", "Decode every entry; report corrupt ones by key");
   add_db(verify);
+  add_redis(verify);
   add_json(verify);
   verify->add_option("--model", model, "Only this model (and variants)");
 
@@ -302,6 +304,8 @@ int Main(int argc, char** argv) {
       purge_args.json = json;
       return cli::SharedPurge(shared, purge_args, io);
     }
+    if (exp->parsed()) return cli::SharedExport(shared, model, export_out, io);
+    if (verify->parsed()) return cli::SharedVerify(shared, model, json, io);
   }
   if (stats->parsed()) return cli::Stats(db, json, io);
   if (models->parsed()) return cli::Models(db, json, io);

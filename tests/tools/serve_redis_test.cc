@@ -253,6 +253,35 @@ TEST_F(ServeRedisTest, TheCliPurgesAndListsTheFleetWithoutADatabase) {
                models.out.find("\"hits\":1") != std::string::npos;
       },
       15s));
+  // Export and verify read the shared tier (SCAN + GET); what is exported
+  // imports into a local database.
+  ASSERT_EQ(Post(pa, Body("m/cli", "second")).header("x-cache"), "MISS");
+  ASSERT_EQ(Post(pa, Body("m/other", "third")).header("x-cache"), "MISS");
+  ASSERT_TRUE(WaitFor([&] {
+    auto v =
+        RunProcess({LLMCACHE_BIN, "verify", "--redis", redis->url(), "--json"});
+    return v.out.find("\"checked\":3") != std::string::npos;
+  }));
+  const std::string exported = dir_.Sub("shared.jsonl");
+  auto exp = RunProcess({LLMCACHE_BIN, "export", "--redis", redis->url(),
+                         "--model", "m/cli", "-o", exported});
+  EXPECT_EQ(exp.exit_code, 0) << exp.err;
+  EXPECT_NE(exp.err.find("exported 2 entries"), std::string::npos) << exp.err;
+  auto imp = RunProcess(
+      {LLMCACHE_BIN, "import", "--db", dir_.Sub("imported"), exported});
+  EXPECT_EQ(imp.exit_code, 0) << imp.err;
+  auto ls =
+      RunProcess({LLMCACHE_BIN, "ls", "--db", dir_.Sub("imported"), "--json"});
+  EXPECT_NE(ls.out.find("\"model\":\"m/cli\""), std::string::npos) << ls.out;
+  // A value that is not an entry is reported, not skipped silently.
+  ASSERT_OK(redis->Cli(
+      {"SET", "llmcache:e:{" + std::string(64, 'a') + "}", "garbage"}));
+  auto verify =
+      RunProcess({LLMCACHE_BIN, "verify", "--redis", redis->url(), "--json"});
+  EXPECT_EQ(verify.exit_code, 1);
+  EXPECT_NE(verify.out.find("\"problems\":1"), std::string::npos) << verify.out;
+  EXPECT_NE(verify.out.find(std::string(64, 'a')), std::string::npos);
+
   // Selectors the shared tier cannot honour, a bad URL, no server.
   EXPECT_EQ(RunProcess({LLMCACHE_BIN, "purge", "--redis", redis->url(),
                         "--expired", "-y"})
@@ -323,6 +352,12 @@ TEST_F(ServeRedisTest, ClusterSpreadsEntriesOverEveryMaster) {
   EXPECT_EQ(fake_->completions(), 30u);
   EXPECT_NE(Get(pb, "/healthz").body.find("\"cluster\":true"),
             std::string::npos);
+  // Export walks every master.
+  auto exp = ::llmcache::testing::RunProcess({LLMCACHE_BIN, "export", "--redis",
+                                              cluster->url(), "-o",
+                                              dir_.Sub("cluster.jsonl")});
+  EXPECT_EQ(exp.exit_code, 0) << exp.err;
+  EXPECT_NE(exp.err.find("exported 30 entries"), std::string::npos) << exp.err;
 }
 
 TEST_F(ServeRedisTest, RedisKilledDuringTrafficEveryRequestIsAnswered) {

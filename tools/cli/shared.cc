@@ -155,6 +155,38 @@ int SharedStats(const SharedArgs& args, bool per_model_only, bool json_out,
   return kExitOk;
 }
 
+namespace {
+
+EntryWalker TierWalker(net::RedisTier& tier) {
+  return
+      [&tier](const std::optional<std::string>& m,
+              const std::function<bool(const EntryView&)>& fn,
+              const std::function<void(std::string_view, const Status&)>&
+                  on_corrupt) { return tier.ForEachEntry(m, fn, on_corrupt); };
+}
+
+}  // namespace
+
+int SharedExport(const SharedArgs& args,
+                 const std::optional<std::string>& model,
+                 const std::string& output, const Io& io) {
+  std::shared_ptr<net::RedisTier> tier = OpenTier(args, "export", io);
+  if (!tier) return kExitUsage;
+  const int rc = ExportWith(TierWalker(*tier), 0, model, output, io);
+  tier->Shutdown();
+  return rc;
+}
+
+int SharedVerify(const SharedArgs& args,
+                 const std::optional<std::string>& model, bool json_out,
+                 const Io& io) {
+  std::shared_ptr<net::RedisTier> tier = OpenTier(args, "verify", io);
+  if (!tier) return kExitUsage;
+  const int rc = VerifyWith(TierWalker(*tier), 0, model, json_out, io);
+  tier->Shutdown();
+  return rc;
+}
+
 int SharedPurge(const SharedArgs& args, const PurgeArgs& purge, const Io& io) {
   int given = (purge.model ? 1 : 0) + (purge.all ? 1 : 0) + (purge.key ? 1 : 0);
   if (purge.ns || purge.expired || purge.older_than || given != 1) {

@@ -194,6 +194,19 @@ int Export(const std::string& db, const std::optional<std::string>& model,
            const std::string& output, const Io& io) {
   std::unique_ptr<Cache> cache = OpenForReading(db, io);
   if (!cache) return kExitFailure;
+  return ExportWith(
+      [&cache](const std::optional<std::string>& m,
+               const std::function<bool(const EntryView&)>& fn,
+               const std::function<void(std::string_view, const Status&)>&
+                   on_corrupt) {
+        return cache->ForEachEntry(m, fn, on_corrupt);
+      },
+      TotalEntries(*cache, model), model, output, io);
+}
+
+int ExportWith(const EntryWalker& walk, uint64_t total,
+               const std::optional<std::string>& model,
+               const std::string& output, const Io& io) {
   std::ofstream file;
   std::ostream* out = &io.out;
   if (output != "-") {
@@ -205,10 +218,9 @@ int Export(const std::string& db, const std::optional<std::string>& model,
     }
     out = &file;
   }
-  Progress progress(io.err, io.stderr_is_tty, "export",
-                    TotalEntries(*cache, model));
+  Progress progress(io.err, io.stderr_is_tty, "export", total);
   uint64_t written = 0, corrupt = 0;
-  Status s = cache->ForEachEntry(
+  Status s = walk(
       model,
       [&](const EntryView& v) {
         const EntryMeta& m = v.entry.meta;
@@ -340,12 +352,24 @@ int Verify(const std::string& db, const std::optional<std::string>& model,
            bool as_json, const Io& io) {
   std::unique_ptr<Cache> cache = OpenForReading(db, io);
   if (!cache) return kExitFailure;
-  Progress progress(io.err, io.stderr_is_tty, "verify",
-                    TotalEntries(*cache, model));
+  return VerifyWith(
+      [&cache](const std::optional<std::string>& m,
+               const std::function<bool(const EntryView&)>& fn,
+               const std::function<void(std::string_view, const Status&)>&
+                   on_corrupt) {
+        return cache->ForEachEntry(m, fn, on_corrupt);
+      },
+      TotalEntries(*cache, model), model, as_json, io);
+}
+
+int VerifyWith(const EntryWalker& walk, uint64_t total,
+               const std::optional<std::string>& model, bool as_json,
+               const Io& io) {
+  Progress progress(io.err, io.stderr_is_tty, "verify", total);
   uint64_t checked = 0, expired = 0;
   json::array problems;
   const int64_t now = NowMs();
-  Status s = cache->ForEachEntry(
+  Status s = walk(
       model,
       [&](const EntryView& v) {
         ++checked;

@@ -6,10 +6,13 @@
 #define LLMCACHE_TOOLS_CLI_VERBS_H_
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "cli/util.h"
+#include "llmcache/cache.h"
 
 namespace llmcache::cli {
 
@@ -68,14 +71,21 @@ struct SharedArgs {
   int64_t timeout_ms = 2000;
   std::string ca_file;
 };
+// `export --redis` / `verify --redis`: the shared tier's live entries, in
+// export's format / checked as verify checks the database.
+int SharedExport(const SharedArgs& args,
+                 const std::optional<std::string>& model,
+                 const std::string& output, const Io& io);
+int SharedVerify(const SharedArgs& args,
+                 const std::optional<std::string>& model, bool json,
+                 const Io& io);
 // `stats --redis` (fleet totals and per model) / `models --redis`
 // (`per_model_only`).
 int SharedStats(const SharedArgs& args, bool per_model_only, bool json,
                 const Io& io);
 // `purge --redis`: --model or --all (a new generation: every instance
 // misses the old entries at once) or --key (DEL).
-int SharedPurge(const SharedArgs& args, const PurgeArgs& purge,
-                const Io& io);
+int SharedPurge(const SharedArgs& args, const PurgeArgs& purge, const Io& io);
 
 // `compact`: full compaction, space before and after.
 int Compact(const std::string& db, bool json, const Io& io);
@@ -83,6 +93,21 @@ int Compact(const std::string& db, bool json, const Io& io);
 // `export`: one JSON object per entry and line to `output` ("-" = io.out).
 int Export(const std::string& db, const std::optional<std::string>& model,
            const std::string& output, const Io& io);
+
+// Export and verify over any source of entries (the local database, or the
+// shared tier): `walk` is Cache::ForEachEntry's shape; `total` (0 when
+// unknown) drives the progress bar.
+using EntryWalker =
+    std::function<Status(const std::optional<std::string>& model,
+                         const std::function<bool(const EntryView&)>& fn,
+                         const std::function<void(std::string_view key,
+                                                  const Status&)>& on_corrupt)>;
+int ExportWith(const EntryWalker& walk, uint64_t total,
+               const std::optional<std::string>& model,
+               const std::string& output, const Io& io);
+int VerifyWith(const EntryWalker& walk, uint64_t total,
+               const std::optional<std::string>& model, bool as_json,
+               const Io& io);
 
 // `import`: entries from `input` ("-" = io.in), as written by export.
 int Import(const std::string& db, const std::string& input, bool json,

@@ -651,6 +651,12 @@ class RedisClientImpl final : public RedisClient {
     core_->Subscribe(std::move(channel), std::move(on_message),
                      std::move(on_subscribed));
   }
+  void ScanAll(std::string pattern, size_t count,
+               std::function<void(std::vector<std::string>)> on_keys,
+               std::function<void(Status)> done) override {
+    core_->ScanAll(std::move(pattern), count, std::move(on_keys),
+                   std::move(done));
+  }
   RedisHealth Health() const override { return core_->Health(); }
   void Shutdown() override { core_->Shutdown(); }
 

@@ -465,6 +465,101 @@ void Core::SendAllMasters(
   }
 }
 
+struct Core::Scan {
+  std::string pattern;
+  size_t count = 100;
+  std::function<void(std::vector<std::string>)> on_keys;
+  std::function<void(Status)> done;
+  std::vector<RedisUrl::Node> nodes;
+  size_t index = 0;
+  std::string cursor = "0";
+};
+
+void Core::ScanAll(std::string pattern, size_t count,
+                   std::function<void(std::vector<std::string>)> on_keys,
+                   std::function<void(Status)> done) {
+  commands_.fetch_add(1, std::memory_order_relaxed);
+  auto scan = std::make_shared<Scan>();
+  scan->pattern = std::move(pattern);
+  scan->count = count == 0 ? 100 : count;
+  scan->on_keys = std::move(on_keys);
+  scan->done = std::move(done);
+  if (stopping()) {
+    if (scan->done) scan->done(CancelledError("redis client shut down"));
+    return;
+  }
+  runtime_->Post([this, scan] { StartScan(scan); });
+}
+
+void Core::StartScan(std::shared_ptr<Scan> scan) {
+  if (stopping()) {
+    if (scan->done) scan->done(CancelledError("redis client shut down"));
+    return;
+  }
+  if (!topology_known_ && slots_in_flight_) {
+    topology_waiters_.push_back([this, scan] { StartScan(scan); });
+    return;
+  }
+  if (mode_ == Mode::kCluster) {
+    scan->nodes = slots_.masters();
+  } else {
+    scan->nodes.push_back(options_.url.nodes.front());
+  }
+  if (scan->nodes.empty()) {
+    if (scan->done) scan->done(UnavailableError("no known redis masters"));
+    return;
+  }
+  ScanStep(scan);
+}
+
+void Core::ScanStep(std::shared_ptr<Scan> scan) {
+  if (stopping()) {
+    if (scan->done) scan->done(CancelledError("redis client shut down"));
+    return;
+  }
+  if (scan->index == scan->nodes.size()) {
+    if (scan->done) scan->done(Status());
+    return;
+  }
+  auto op = std::make_shared<Op>();
+  op->argv = {"SCAN",        scan->cursor, "MATCH",
+              scan->pattern, "COUNT",      std::to_string(scan->count)};
+  op->timeout_ms = options_.command_timeout_ms;
+  op->deadline = Clock::now() + milliseconds(op->timeout_ms);
+  op->follow = false;
+  op->done = [this, scan](Result<RedisReply> r) {
+    Status failed;
+    if (!r.ok()) {
+      failed = r.status();
+    } else if (r->is_error()) {
+      failed = UnavailableError("redis: " + r->str);
+    } else if (r->type != RedisReply::Type::kArray || r->elements.size() != 2 ||
+               r->elements[1].type != RedisReply::Type::kArray) {
+      failed = DataLossError("redis: unexpected SCAN reply");
+    }
+    if (!failed.ok()) {
+      if (scan->done) scan->done(failed);
+      return;
+    }
+    std::vector<std::string> keys;
+    keys.reserve(r->elements[1].elements.size());
+    for (RedisReply& k : r->elements[1].elements) {
+      keys.push_back(std::move(k.str));
+    }
+    if (!keys.empty() && scan->on_keys) scan->on_keys(std::move(keys));
+    scan->cursor = r->elements[0].str;
+    if (scan->cursor == "0") ++scan->index;
+    // The next call from the loop, not from inside this reply's dispatch.
+    runtime_->Post([this, scan] { ScanStep(scan); });
+  };
+  std::shared_ptr<Conn> conn = GetConn(scan->nodes[scan->index]);
+  if (!conn) {
+    Finish(op, CancelledError("redis client shut down"));
+  } else {
+    conn->Send(op, false);
+  }
+}
+
 void Core::Subscribe(std::string channel,
                      RedisClient::MessageHandler on_message,
                      std::function<void()> on_subscribed) {

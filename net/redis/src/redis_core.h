@@ -123,6 +123,9 @@ class Core : public std::enable_shared_from_this<Core> {
       std::function<void(std::vector<Result<RedisReply>>)> done);
   void Subscribe(std::string channel, RedisClient::MessageHandler on_message,
                  std::function<void()> on_subscribed);
+  void ScanAll(std::string pattern, size_t count,
+               std::function<void(std::vector<std::string>)> on_keys,
+               std::function<void(Status)> done);
   RedisHealth Health() const;
   void Shutdown();
 
@@ -159,6 +162,9 @@ class Core : public std::enable_shared_from_this<Core> {
   void RefreshTopology();
   void OnClusterSlots(const RedisUrl::Node& asked, Result<RedisReply> result);
   void RunTopologyWaiters();
+  struct Scan;
+  void StartScan(std::shared_ptr<Scan> scan);
+  void ScanStep(std::shared_ptr<Scan> scan);
   void SendAllMasters(
       std::vector<std::string> argv, int64_t timeout_ms,
       std::function<void(std::vector<Result<RedisReply>>)> done);

@@ -74,9 +74,16 @@ struct RedisUrl {
 };
 
 struct RedisReply {
-  enum class Type : uint8_t { kNil, kString, kStatus, kError, kInteger, kArray };
+  enum class Type : uint8_t {
+    kNil,
+    kString,
+    kStatus,
+    kError,
+    kInteger,
+    kArray
+  };
   Type type = Type::kNil;
-  std::string str;     // kString, kStatus, kError (the error line)
+  std::string str;      // kString, kStatus, kError (the error line)
   int64_t integer = 0;  // kInteger
   std::vector<RedisReply> elements;  // kArray
 
@@ -102,19 +109,19 @@ struct RedisOptions {
 };
 
 struct RedisHealth {
-  std::string url;  // redacted
-  bool connected = false;     // at least one live connection
+  std::string url;         // redacted
+  bool connected = false;  // at least one live connection
   bool cluster = false;
-  size_t masters = 0;         // cluster masters known (1 when not a cluster)
+  size_t masters = 0;  // cluster masters known (1 when not a cluster)
   bool breaker_open = false;
-  uint64_t commands = 0;      // Command calls
-  uint64_t failures = 0;      // transport errors, timeouts, breaker rejections
+  uint64_t commands = 0;  // Command calls
+  uint64_t failures = 0;  // transport errors, timeouts, breaker rejections
   uint64_t timeouts = 0;
-  uint64_t rejected = 0;      // failed at once by the open breaker
+  uint64_t rejected = 0;  // failed at once by the open breaker
   uint64_t reconnects = 0;
   uint64_t moved = 0, ask = 0;
   uint64_t topology_refreshes = 0;
-  std::string last_error;     // never holds the password
+  std::string last_error;  // never holds the password
 };
 
 class RedisClient {
@@ -151,6 +158,16 @@ class RedisClient {
   // catch up on what it may have missed. Both run on the I/O thread.
   virtual void Subscribe(std::string channel, MessageHandler on_message,
                          std::function<void()> on_subscribed) = 0;
+
+  // Walks the keys matching `pattern` on every master (SCAN, a cursor per
+  // master, `count` keys per call; no redirection followed), for tools
+  // (export, verify): `on_keys` gets each batch, `done` the outcome, both on
+  // the I/O thread. The masters are those known when the walk starts; a key
+  // added or moved meanwhile may be missed or seen twice (SCAN's own
+  // guarantees).
+  virtual void ScanAll(std::string pattern, size_t count,
+                       std::function<void(std::vector<std::string>)> on_keys,
+                       std::function<void(Status)> done) = 0;
 
   // Blocking Command for tools and tests: never call it on the I/O thread
   // (kFailedPrecondition there). Waits at most `timeout_ms` (0: the options'

@@ -31,10 +31,12 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "llmcache/cache.h"
 #include "llmcache/net/redis.h"
 #include "llmcache/net/shared_tier.h"
 
@@ -104,6 +106,17 @@ class RedisTier final : public SharedTier {
 
   // Blocking (tools): the fleet's statistics.
   Result<FleetStats> ReadFleetStats();
+  // Blocking (tools: export, verify): calls `fn` for every live entry of the
+  // shared tier (of BaseModel(*model) if given), until it returns false.
+  // Entries of an old generation are invisible and skipped; a value that
+  // does not decode goes to `on_corrupt` with its key (kDataLoss without
+  // it). Walks every master with SCAN and reads with pipelined GETs; it
+  // never blocks Redis (no KEYS).
+  Status ForEachEntry(
+      const std::optional<std::string>& model,
+      const std::function<bool(const EntryView&)>& fn,
+      const std::function<void(std::string_view key, const Status&)>&
+          on_corrupt = nullptr);
   // Sums the pending fleet counters into Redis now (blocking).
   Status FlushStats();
   // Stops the timers and the client; pending work fails open. Idempotent.
