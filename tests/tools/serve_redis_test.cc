@@ -83,28 +83,29 @@ class ServeRedisTest : public ::testing::Test {
     return std::make_unique<ServeProcess>(dir_, a, env);
   }
 
+  // A redis-server for this test (stopped with it); null if it cannot start.
+  RedisServer* StartRedis(llmcache::testing::RedisServerOptions o = {}) {
+    auto r = RedisServer::Start(std::move(o));
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (!r.ok()) return nullptr;
+    redis_ = std::move(*r);
+    return redis_.get();
+  }
+
   static uint16_t Listening(ServeProcess& p) {
     const uint16_t port = p.WaitListening(60s);
     EXPECT_NE(port, 0) << p.Err();
     return port;
   }
 
-  // Waits until the shared tier holds `n` keys (writes are asynchronous).
-  static bool WaitKeys(RedisServer& redis, int n) {
-    return WaitFor([&] {
-      Result<std::string> size = redis.Cli({"DBSIZE"});
-      return size.ok() && std::stoi(*size) >= n;
-    });
-  }
-
   llmcache::testing::TempDir dir_;
   std::unique_ptr<fake::FakeOpenRouter> fake_;
+  std::unique_ptr<RedisServer> redis_;
 };
 
 TEST_F(ServeRedisTest, TwoInstancesShareOneRedisAndItsFlushes) {
-  auto r = RedisServer::Start({});
-  ASSERT_TRUE(r.ok()) << r.status();
-  std::unique_ptr<RedisServer> redis = std::move(*r);
+  RedisServer* redis = StartRedis();
+  ASSERT_NE(redis, nullptr);
   auto a = Serve(redis->url(), {}, dir_.Sub("db-a"));
   auto b = Serve(redis->url());
   const uint16_t pa = Listening(*a), pb = Listening(*b);
@@ -182,9 +183,8 @@ TEST_F(ServeRedisTest, TwoInstancesShareOneRedisAndItsFlushes) {
 }
 
 TEST_F(ServeRedisTest, AFlushMissedWhileDownIsAppliedToTheDiskAtStart) {
-  auto r = RedisServer::Start({});
-  ASSERT_TRUE(r.ok()) << r.status();
-  std::unique_ptr<RedisServer> redis = std::move(*r);
+  RedisServer* redis = StartRedis();
+  ASSERT_NE(redis, nullptr);
   const std::string db = dir_.Sub("restarting-db");
   auto a = Serve(redis->url(), {}, db);
   const uint16_t pa = Listening(*a);
@@ -216,9 +216,8 @@ TEST_F(ServeRedisTest, AFlushMissedWhileDownIsAppliedToTheDiskAtStart) {
 
 TEST_F(ServeRedisTest, TheCliPurgesAndListsTheFleetWithoutADatabase) {
   using ::llmcache::testing::RunProcess;
-  auto r = RedisServer::Start({});
-  ASSERT_TRUE(r.ok()) << r.status();
-  std::unique_ptr<RedisServer> redis = std::move(*r);
+  RedisServer* redis = StartRedis();
+  ASSERT_NE(redis, nullptr);
   auto a = Serve(redis->url());
   const uint16_t pa = Listening(*a);
   ASSERT_NE(pa, 0);
@@ -297,9 +296,8 @@ TEST_F(ServeRedisTest, TheCliPurgesAndListsTheFleetWithoutADatabase) {
 }
 
 TEST_F(ServeRedisTest, EntriesExpireWithTheirTtlOnEveryTier) {
-  auto r = RedisServer::Start({});
-  ASSERT_TRUE(r.ok()) << r.status();
-  std::unique_ptr<RedisServer> redis = std::move(*r);
+  RedisServer* redis = StartRedis();
+  ASSERT_NE(redis, nullptr);
   auto a = Serve(redis->url(), {"--ttl", "2"});
   auto b = Serve(redis->url(), {"--ttl", "2"});
   const uint16_t pa = Listening(*a), pb = Listening(*b);
@@ -361,9 +359,8 @@ TEST_F(ServeRedisTest, ClusterSpreadsEntriesOverEveryMaster) {
 }
 
 TEST_F(ServeRedisTest, RedisKilledDuringTrafficEveryRequestIsAnswered) {
-  auto r = RedisServer::Start({});
-  ASSERT_TRUE(r.ok()) << r.status();
-  std::unique_ptr<RedisServer> redis = std::move(*r);
+  RedisServer* redis = StartRedis();
+  ASSERT_NE(redis, nullptr);
   auto a = Serve(redis->url());
   auto b = Serve(redis->url());
   const uint16_t pa = Listening(*a), pb = Listening(*b);
@@ -403,9 +400,8 @@ TEST_F(ServeRedisTest, RedisKilledDuringTrafficEveryRequestIsAnswered) {
 }
 
 TEST_F(ServeRedisTest, ASlowRedisDoesNotHoldRequestsBeyondItsDeadline) {
-  auto r = RedisServer::Start({});
-  ASSERT_TRUE(r.ok()) << r.status();
-  std::unique_ptr<RedisServer> redis = std::move(*r);
+  RedisServer* redis = StartRedis();
+  ASSERT_NE(redis, nullptr);
   auto a = std::make_unique<ServeProcess>(
       dir_,
       std::vector<std::string>{"serve", "--listen", "127.0.0.1:0", "--upstream",
@@ -432,9 +428,8 @@ TEST_F(ServeRedisTest, ASlowRedisDoesNotHoldRequestsBeyondItsDeadline) {
 TEST_F(ServeRedisTest, AWrongPasswordIsServedThroughAndNeverLogged) {
   llmcache::testing::RedisServerOptions so;
   so.password = "the-right-one";
-  auto r = RedisServer::Start(so);
-  ASSERT_TRUE(r.ok()) << r.status();
-  std::unique_ptr<RedisServer> redis = std::move(*r);
+  RedisServer* redis = StartRedis(so);
+  ASSERT_NE(redis, nullptr);
   auto a = Serve("redis://127.0.0.1:" + std::to_string(redis->port()), {}, "",
                  {{"LLMCACHE_REDIS_PASSWORD", "WRONG-PASSWORD-xyzzy"}});
   const uint16_t pa = Listening(*a);
@@ -454,9 +449,8 @@ TEST_F(ServeRedisTest, AWrongPasswordIsServedThroughAndNeverLogged) {
 }
 
 TEST_F(ServeRedisTest, IdenticalMissesOnTwoInstancesMakeOneUpstreamCall) {
-  auto r = RedisServer::Start({});
-  ASSERT_TRUE(r.ok()) << r.status();
-  std::unique_ptr<RedisServer> redis = std::move(*r);
+  RedisServer* redis = StartRedis();
+  ASSERT_NE(redis, nullptr);
   auto a = Serve(redis->url());
   auto b = Serve(redis->url());
   const uint16_t pa = Listening(*a), pb = Listening(*b);
@@ -479,9 +473,8 @@ TEST_F(ServeRedisTest, IdenticalMissesOnTwoInstancesMakeOneUpstreamCall) {
 }
 
 TEST_F(ServeRedisTest, ALeaderKilledMidCallDoesNotHangItsWaiters) {
-  auto r = RedisServer::Start({});
-  ASSERT_TRUE(r.ok()) << r.status();
-  std::unique_ptr<RedisServer> redis = std::move(*r);
+  RedisServer* redis = StartRedis();
+  ASSERT_NE(redis, nullptr);
   auto a = Serve(redis->url());
   auto b = Serve(redis->url());
   const uint16_t pa = Listening(*a), pb = Listening(*b);
