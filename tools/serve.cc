@@ -79,6 +79,7 @@ struct ServeConfig {
   int64_t redis_timeout_ms = 10;
   std::string redis_ca_file;
   int64_t redis_lease_ms = 5000;
+  int64_t redis_spin_us = 100;
   double redis_lease_wait_s = 60;
 };
 
@@ -314,6 +315,7 @@ int Run(CLI::App& sub, ServeConfig& c) {
     ro.redis.url = std::move(*url);
     ro.redis.command_timeout_ms = c.redis_timeout_ms;
     ro.redis.tls_ca_file = c.redis_ca_file;
+    ro.redis.spin_us = c.redis_spin_us;
     ro.prefix = c.redis_prefix;
     // The local database remembers which flushes it has seen, so that one
     // missed while this proxy was down drops the model at start.
@@ -544,6 +546,13 @@ CLI::App* AddServeCommand(CLI::App& app, std::function<int()>* run) {
   sub->add_option("--redis-ca-file", c->redis_ca_file,
                   "Extra trusted CA certificates (PEM) for rediss://")
       ->envname("LLMCACHE_REDIS_CA_FILE");
+  sub->add_option("--redis-spin-us", c->redis_spin_us,
+                  "Microseconds the Redis I/O thread polls after any work "
+                  "before it sleeps (lower hit latency for some CPU; 0 = "
+                  "never)")
+      ->envname("LLMCACHE_REDIS_SPIN_US")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{100'000}));
   sub->add_option("--redis-lease-ms", c->redis_lease_ms,
                   "Lease of a cross-instance single flight (renewed while "
                   "the leader waits for upstream)")
