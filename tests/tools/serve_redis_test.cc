@@ -127,6 +127,24 @@ TEST_F(ServeRedisTest, TwoInstancesShareOneRedisAndItsFlushes) {
   EXPECT_EQ(hit.body, miss.body);
   EXPECT_EQ(fake_->completions(), 1u);
 
+  // A stream request on a third instance is answered from the shared
+  // tier as events an SDK reassembles.
+  {
+    auto c = Serve(redis->url());
+    const uint16_t pc = Listening(*c);
+    ASSERT_NE(pc, 0);
+    std::string stream_body = Body("m/shared");
+    stream_body.insert(stream_body.size() - 1, R"(,"stream":true)");
+    const Reply events = Post(pc, stream_body);
+    EXPECT_EQ(events.status, 200);
+    EXPECT_EQ(events.header("x-cache"), "HIT");
+    EXPECT_NE(events.header("content-type").find("text/event-stream"),
+              std::string::npos);
+    EXPECT_NE(events.body.find("data: [DONE]"), std::string::npos)
+        << events.body;
+    EXPECT_EQ(fake_->completions(), 1u);
+  }
+
   // Another API key is another tenant: no hit through the shared tier.
   const Reply other = Post(pb, Body("m/shared"), "another-tenant");
   EXPECT_EQ(other.header("x-cache"), "MISS");

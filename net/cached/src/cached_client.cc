@@ -277,7 +277,8 @@ class CachedClientImpl final : public CachedClient {
       SetProbeState(
           p, store_failed ? ProbeState::kStoreFailed : ProbeState::kLookedUp);
       if (hit) {
-        DeliverHit(HitResponse(p, *hit), hit->events, on_chunk, done);
+        DeliverHit(HitResponse(p, *hit), hit->events, on_chunk, done,
+                   p.request().on_stream_hit);
         return;
       }
     }
@@ -315,7 +316,8 @@ class CachedClientImpl final : public CachedClient {
         if (hit) {
           const Result<CachedResponse> shared = HitResponse(p, *hit);
           FinishFlight(digest, &shared);
-          DeliverHit(*shared, hit->events, on_chunk, done);
+          DeliverHit(*shared, hit->events, on_chunk, done,
+                     p.request().on_stream_hit);
           return;
         }
       }
@@ -339,8 +341,10 @@ class CachedClientImpl final : public CachedClient {
   // whole.
   static void DeliverHit(CachedResponse out,
                          const std::vector<std::string>& events,
-                         const StreamHandler& on_chunk, const Callback& done) {
+                         const StreamHandler& on_chunk, const Callback& done,
+                         const std::function<void()>& on_stream_hit) {
     if (on_chunk) {
+      if (on_stream_hit) on_stream_hit();
       out.streamed = true;
       if (!Deliver(events, on_chunk)) {
         done(CancelledError("stream cancelled by the caller"));
@@ -458,7 +462,8 @@ class CachedClientImpl final : public CachedClient {
     counters_.Add(PipelineCounters::kSharedHits);
     const Result<CachedResponse> shared = HitResponse(p, hit);
     FinishFlight(p.key().digest, &shared);
-    DeliverHit(*shared, hit.events, step.on_chunk, step.done);
+    DeliverHit(*shared, hit.events, step.on_chunk, step.done,
+               p.request().on_stream_hit);
     return true;
   }
 
@@ -649,6 +654,10 @@ class CachedClientImpl final : public CachedClient {
                               self->Restart(std::move(w), /*solo=*/true);
                             });
           continue;
+        }
+        if (copy.result == CacheResult::kHit &&
+            w.request.request().on_stream_hit) {
+          w.request.request().on_stream_hit();
         }
         if (!Deliver(*events, w.on_chunk)) {
           w.done(CancelledError("stream cancelled by the caller"));

@@ -419,6 +419,13 @@ class SessionImpl final : public Session,
     StreamHandler on_chunk;
     auto self = shared_from_this();
     if (req_.streaming) {
+      // A hit found further down the pipeline (the shared tier, a flight):
+      // labelled before its first event, which writes the head (same
+      // worker, posted in order).
+      p.set_on_stream_hit([self] {
+        asio::post(self->w_.ioc,
+                   [self] { self->req_.cache = CacheResult::kHit; });
+      });
       on_chunk = [self, ctl = ctl_](std::string_view data) {
         if (ctl->cancelled.load(std::memory_order_relaxed)) return false;
         asio::post(self->w_.ioc,

@@ -100,6 +100,11 @@ struct CachedRequest {
   std::optional<int64_t> ttl_ms;  // overrides the options' TTL
   std::string api_key;  // forwarded upstream instead of the client's own
   std::vector<Header> headers;  // passed upstream (attribution)
+  // Stream requests: called once, on any thread, right before the events of
+  // a hit that Complete found (in the shared tier, or a single flight that
+  // ended with one) go to the stream handler, so that the caller can label
+  // its response a hit before the first event. May be null.
+  std::function<void()> on_stream_hit;
 };
 
 // A request after the pipeline's first stage (CachedClient::Prepare): its
@@ -118,6 +123,10 @@ class PreparedRequest {
   bool streaming() const { return info_.stream; }
   // Probe has looked this request up (Complete will not count it again).
   bool probed() const { return probe_ != ProbeState::kNotProbed; }
+  // Sets CachedRequest::on_stream_hit (it does not change the key).
+  void set_on_stream_hit(std::function<void()> fn) {
+    request_.on_stream_hit = std::move(fn);
+  }
 
  private:
   friend class CachedClient;
