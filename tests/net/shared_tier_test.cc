@@ -11,8 +11,11 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <fstream>
 #include <future>
+#include <iterator>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -236,21 +239,38 @@ TEST_F(SharedTierTest, AFlushMissedWhileDownIsLearnedAtStartFromTheFile) {
   o.generations_file = dir.Sub("generations");
   {
     auto before = MakeTier(o);
+    before->SetFlushListener([](std::string_view) {});
     ASSERT_TRUE(WaitFor([&] { return before->Health().generations_loaded; }));
-    ASSERT_OK(a_->FlushModel("m/seen"));  // seen while running
+    ASSERT_OK(a_->FlushModel("m/seen"));  // seen (and flushed) while running
     ASSERT_TRUE(WaitFor([&] { return before->Health().remote_flushes == 1; }));
     before->Shutdown();
+  }
+  {
+    std::ifstream file(o.generations_file);
+    const std::string text((std::istreambuf_iterator<char>(file)),
+                           std::istreambuf_iterator<char>());
+    EXPECT_NE(text.find("m/seen\t1\n"), std::string::npos) << text;
   }
   // Flushed while it was down (generation 1 -> 2), and another model once.
   ASSERT_OK(a_->FlushModel("m/seen"));
   ASSERT_OK(a_->FlushModel("m/new"));
   auto after = MakeTier(o);
   ASSERT_NE(after, nullptr);
+  std::mutex mu;
   std::vector<std::string> told;
-  after->SetFlushListener(
-      [&](std::string_view model) { told.emplace_back(model); });
-  std::sort(told.begin(), told.end());
-  EXPECT_EQ(told, (std::vector<std::string>{"m/new", "m/seen"}));
+  after->SetFlushListener([&](std::string_view model) {
+    std::lock_guard<std::mutex> lock(mu);
+    told.emplace_back(model);
+  });
+  ASSERT_TRUE(WaitFor([&] {
+    std::lock_guard<std::mutex> lock(mu);
+    return told.size() == 2;
+  }));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    std::sort(told.begin(), told.end());
+    EXPECT_EQ(told, (std::vector<std::string>{"m/new", "m/seen"}));
+  }
   // Without the file, a fresh start cannot tell: nothing is flushed.
   auto fresh = MakeTier(TierOptions(redis_->url()));
   int fresh_told = 0;
@@ -284,7 +304,7 @@ TEST_F(SharedTierTest, OneLeaderTheOthersWaitForItsValue) {
   // Two waiters on B, answered when A puts the value.
   auto w1 = std::async(std::launch::async, [&] { return LeadSync(*b_, key); });
   auto w2 = std::async(std::launch::async, [&] { return LeadSync(*b_, key); });
-  std::this_thread::sleep_for(100ms);
+  ASSERT_TRUE(WaitFor([&] { return b_->Health().lease_waits == 2; }));
   a_->Put(key, MakeEntry(key, "{\"led\":true}"));
   a_->Release(key, leader.token);
   for (auto* w : {&w1, &w2}) {
@@ -301,7 +321,7 @@ TEST_F(SharedTierTest, ALeaderThatGivesUpSendsTheWaitersUpstreamAtOnce) {
   SharedTier::Lead leader = LeadSync(*a_, key);
   ASSERT_EQ(leader.outcome, SharedTier::LeadOutcome::kLeader);
   auto w = std::async(std::launch::async, [&] { return LeadSync(*b_, key); });
-  std::this_thread::sleep_for(50ms);
+  ASSERT_TRUE(WaitFor([&] { return b_->Health().lease_waits == 1; }));
   // Only the holder's token releases the lease.
   b_->Release(key, "not-the-token");
   std::this_thread::sleep_for(50ms);
@@ -332,14 +352,18 @@ TEST_F(SharedTierTest, ADeadLeadersLeaseExpiresAndItsWaitersGoUpstream) {
 }
 
 TEST_F(SharedTierTest, ALiveLeadersLeaseIsRenewedBeyondItsTtl) {
+  RedisTierOptions o = TierOptions(redis_->url());
+  o.lease_ms = 1500;  // renewed every 500 ms: room for a stalled thread
+  auto holder = MakeTier(o);
+  ASSERT_TRUE(WaitFor([&] { return holder->Health().generations_loaded; }));
   const RequestKey key = TestKey("m/renew", 9);
-  SharedTier::Lead leader = LeadSync(*a_, key);
+  SharedTier::Lead leader = LeadSync(*holder, key);
   ASSERT_EQ(leader.outcome, SharedTier::LeadOutcome::kLeader);
   auto w = std::async(std::launch::async, [&] { return LeadSync(*b_, key); });
-  // Three lease times: still waiting, since A renews its lease.
-  EXPECT_EQ(w.wait_for(3s), std::future_status::timeout);
-  a_->Put(key, MakeEntry(key, "{\"late\":1}"));
-  a_->Release(key, leader.token);
+  // Past two lease times: still waiting, since the holder renews its lease.
+  EXPECT_EQ(w.wait_for(3500ms), std::future_status::timeout);
+  holder->Put(key, MakeEntry(key, "{\"late\":1}"));
+  holder->Release(key, leader.token);
   EXPECT_EQ(w.get().outcome, SharedTier::LeadOutcome::kHit);
 }
 
@@ -693,7 +717,8 @@ TEST_F(SharedPipelineTest, AMissOnOneInstanceIsAHitOnTheOtherAndFillsIt) {
   EXPECT_EQ(fake_->completions(), 1u);
   const CachedClientStats bs = b_client_->stats();
   EXPECT_EQ(bs.shared_hits, 1u);
-  EXPECT_EQ(bs.shared_fills, 1u);
+  // The fill runs after the answer, on the client's executor.
+  ASSERT_TRUE(WaitFor([&] { return b_client_->stats().shared_fills == 1; }));
   // B's local tier now holds it: a hit without Redis.
   const uint64_t gets = b_->Health().gets;
   auto again = Run(*b_client_, Body("m/pipe", "hello"));

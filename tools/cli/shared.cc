@@ -214,7 +214,9 @@ int SharedPurge(const SharedArgs& args, const PurgeArgs& purge, const Io& io) {
                   : "entry " + *purge.key;
   if (!Confirm(io, purge.yes,
                "Remove " + what + " from the shared tier " + h.url +
-                   " (for every instance)?")) {
+                   (digest ? " (instances that copied it keep their copy "
+                             "until its TTL)?"
+                           : " (for every instance)?"))) {
     io.err << "llmcache purge: not confirmed; nothing removed\n";
     return kExitFailure;
   }

@@ -445,20 +445,25 @@ class CachedClientImpl final : public CachedClient {
       hit.events = std::move(*events);
     }
     hit.entry = e;
-    // Fill the local tiers with the entry's remaining TTL.
-    InsertOptions io;
-    io.ns = e->meta.ns;
-    io.usage = e->meta.usage;
-    io.resolved_model = e->meta.resolved_model;
-    io.flags = e->meta.flags;
-    io.created_ms = e->meta.created_ms;
-    io.expires_ms = e->meta.expires_ms;
-    if (io.expires_ms == 0) io.ttl_ms = 0;
-    if (Status s = cache_->Insert(p.key(), e->body, io); s.ok()) {
-      counters_.Add(PipelineCounters::kSharedFills);
-    } else {
-      StoreFailure("fill from the shared tier", s);
-    }
+    // Fill the local tiers with the entry's remaining TTL: after the answer,
+    // on the client's executor (a store write may wait behind an admin
+    // purge; the tier's I/O thread must not).
+    auto self = std::static_pointer_cast<CachedClientImpl>(shared_from_this());
+    boost::asio::post(client_->executor(), [self, key = p.key(), e] {
+      InsertOptions io;
+      io.ns = e->meta.ns;
+      io.usage = e->meta.usage;
+      io.resolved_model = e->meta.resolved_model;
+      io.flags = e->meta.flags;
+      io.created_ms = e->meta.created_ms;
+      io.expires_ms = e->meta.expires_ms;
+      if (io.expires_ms == 0) io.ttl_ms = 0;
+      if (Status s = self->cache_->Insert(key, e->body, io); s.ok()) {
+        self->counters_.Add(PipelineCounters::kSharedFills);
+      } else {
+        self->StoreFailure("fill from the shared tier", s);
+      }
+    });
     counters_.Add(PipelineCounters::kSharedHits);
     const Result<CachedResponse> shared = HitResponse(p, hit);
     FinishFlight(p.key().digest, &shared);

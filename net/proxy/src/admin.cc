@@ -62,6 +62,31 @@ AdminAction ValidateAdminRequest(const AdminRequest& request,
 
 AdminAnswer RunAdminPurge(Cache& cache, const PurgeSelector& sel,
                           const LogSink& log, SharedTier* shared) {
+  // The shared tier first: purged locally first, a request in between could
+  // refill the local tiers from the shared entry still valid there.
+  Status shared_failed;
+  json::object shared_out;
+  if (shared != nullptr) {
+    if (sel.kind == PurgeKind::kModel || sel.kind == PurgeKind::kAll) {
+      Result<uint64_t> gen = sel.kind == PurgeKind::kAll
+                                 ? shared->FlushAll()
+                                 : shared->FlushModel(BaseModel(sel.value));
+      if (gen.ok()) {
+        shared_out["generation"] = *gen;
+      } else {
+        shared_failed = gen.status();
+      }
+    } else if (sel.kind == PurgeKind::kKey) {
+      Result<Digest> digest = DigestFromHex(sel.value);
+      Result<bool> gone = digest.ok() ? shared->PurgeKey(*digest)
+                                      : Result<bool>(digest.status());
+      if (gone.ok()) {
+        shared_out["removed"] = *gone;
+      } else {
+        shared_failed = gone.status();
+      }
+    }
+  }
   Result<uint64_t> removed = Purge(cache, sel);
   if (!removed.ok()) {
     log(LogLevel::kError,
@@ -81,40 +106,17 @@ AdminAnswer RunAdminPurge(Cache& cache, const PurgeSelector& sel,
   out["removed"] = *removed;
   log(LogLevel::kInfo, "admin " + sel.name + ": removed " +
                            std::to_string(*removed) + " entries");
-  if (shared != nullptr) {
-    Status failed;
-    json::object s;
-    if (sel.kind == PurgeKind::kModel || sel.kind == PurgeKind::kAll) {
-      Result<uint64_t> gen = sel.kind == PurgeKind::kAll
-                                 ? shared->FlushAll()
-                                 : shared->FlushModel(BaseModel(sel.value));
-      if (gen.ok()) {
-        s["generation"] = *gen;
-      } else {
-        failed = gen.status();
-      }
-    } else if (sel.kind == PurgeKind::kKey) {
-      Result<Digest> digest = DigestFromHex(sel.value);
-      Result<bool> gone = digest.ok() ? shared->PurgeKey(*digest)
-                                      : Result<bool>(digest.status());
-      if (gone.ok()) {
-        s["removed"] = *gone;
-      } else {
-        failed = gone.status();
-      }
-    }
-    if (!failed.ok()) {
-      log(LogLevel::kError,
-          "admin " + sel.name +
-              ": local tiers purged, shared tier failed: " + failed.ToString());
-      return {503,
-              proxy_util::ErrorJson(
-                  503, "service_unavailable",
-                  "local tiers purged (removed " + std::to_string(*removed) +
-                      "); the shared tier failed: " + failed.ToString())};
-    }
-    if (!s.empty()) out["shared"] = std::move(s);
+  if (!shared_failed.ok()) {
+    log(LogLevel::kError, "admin " + sel.name +
+                              ": local tiers purged, shared tier failed: " +
+                              shared_failed.ToString());
+    return {503,
+            proxy_util::ErrorJson(
+                503, "service_unavailable",
+                "local tiers purged (removed " + std::to_string(*removed) +
+                    "); the shared tier failed: " + shared_failed.ToString())};
   }
+  if (!shared_out.empty()) out["shared"] = std::move(shared_out);
   return {200, json::serialize(out)};
 }
 

@@ -59,8 +59,9 @@ struct AdminAnswer {
 //  ["older_than_seconds": N,] "removed": N}, or 500 server_error when the
 // store fails. Logs the outcome to `log` (kInfo, or kError on failure).
 // With a shared tier, a model or whole-cache flush also bumps its
-// generation there (every instance then misses the old entries) and a key
-// purge deletes the key there too; the answer gains "shared":
+// generation there, first (every instance then misses the old entries), and
+// a key purge deletes the key there too (other instances may keep a local
+// copy until its TTL); the answer gains "shared":
 // {"generation": N} or {"removed": bool}. A shared tier that fails makes it
 // a 503 (the local purge is done; other instances may still serve the old
 // entries). Namespace, age and expiry purges are local: shared entries age

@@ -361,8 +361,15 @@ void AsioConn::OnHandshakeReply(const std::shared_ptr<Link>& link, bool auth,
     // The server's error line (WRONGPASS / NOAUTH ...) never holds the
     // password.
     if (auth) {
+      // The server's line, without the arguments some errors quote (e.g.
+      // "unknown command 'AUTH', with args beginning with: '<password>'").
+      std::string why = r->str;
+      if (const size_t args = why.find(", with args");
+          args != std::string::npos) {
+        why.resize(args);
+      }
       Fail(UnauthenticatedError("redis authentication to " + NodeKey(node_) +
-                                " failed: " + r->str));
+                                " failed: " + why));
     } else {
       Fail(UnavailableError("redis SELECT on " + NodeKey(node_) +
                             " failed: " + r->str));

@@ -1,6 +1,7 @@
 // RedisUrl::Parse and Redacted. Error messages never quote the user-info
 // part of the URL: it may hold the password.
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <string>
@@ -73,8 +74,18 @@ bool IsIpv6Char(char c) {
   return std::isxdigit(static_cast<unsigned char>(c)) || c == ':' || c == '.';
 }
 
+// The host text as error messages may quote it: not when it could hold a
+// password (a URL missing its '@', such as redis://:secret:host:6379).
+std::string Shown(std::string_view text) {
+  const bool bracketed = !text.empty() && text.front() == '[';
+  if (!bracketed && std::count(text.begin(), text.end(), ':') > 1) {
+    return "(not shown: it may hold a password)";
+  }
+  return std::string(text);
+}
+
 Status ParseNode(std::string_view text, RedisUrl::Node& node) {
-  const std::string shown(text);
+  const std::string shown = Shown(text);
   std::string_view host;
   std::string_view rest;
   if (!text.empty() && text.front() == '[') {

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -91,6 +92,7 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
     if (!redis.ok()) return redis.status();
     redis_ = std::move(*redis);
     SeedGenerations();
+    flush_thread_ = std::thread([this] { FlushLoop(); });
     thread_ = std::thread([this] { ioc_.run(); });
     std::weak_ptr<Impl> weak = shared_from_this();
     redis_->Subscribe(
@@ -129,6 +131,18 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
         thread_.detach();
       } else {
         thread_.join();
+      }
+    }
+    {
+      std::lock_guard<std::mutex> lock(flush_mu_);
+      flush_stop_ = true;
+    }
+    flush_cv_.notify_all();
+    if (flush_thread_.joinable()) {
+      if (flush_thread_.get_id() == std::this_thread::get_id()) {
+        flush_thread_.detach();
+      } else {
+        flush_thread_.join();
       }
     }
     if (redis_) redis_->Shutdown();
@@ -370,7 +384,6 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
   // raises are flushes missed while this instance was down. Listener calls
   // wait for the listener when it is not set yet.
   bool Raise(const std::string& model, uint64_t gen, bool remote) {
-    std::function<void(std::string_view)> listener;
     {
       std::lock_guard<std::mutex> lock(mu_);
       uint64_t& known = gens_[model];
@@ -380,16 +393,49 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
         SaveGenerationsLocked();
         return true;
       }
-      listener = listener_;
-      if (!listener) pending_flushes_.push_back(model);
+      if (!listener_) {
+        pending_flushes_.push_back(model);
+        return true;
+      }
+      // Queued under mu_, so that no save of the generations file can see
+      // the new generation before the local flush ran (lock order: mu_,
+      // then flush_mu_).
+      // The local flush (a column family dropped and compacted: it can
+      // take seconds) runs on the flush thread, never on the Redis I/O
+      // thread, whose replies and deadlines must go on meanwhile.
+      std::lock_guard<std::mutex> queue_lock(flush_mu_);
+      flush_queue_.push_back(model);
     }
-    remote_flushes_.fetch_add(1, std::memory_order_relaxed);
-    if (listener) listener(model == kAllModels ? std::string_view() : model);
-    // Saved after the local tiers were flushed: the file never claims a
-    // consistency they do not have.
-    std::lock_guard<std::mutex> lock(mu_);
-    SaveGenerationsLocked();
+    flush_cv_.notify_one();
     return true;
+  }
+
+  // The flush thread: runs the listener for each flush learned from
+  // elsewhere, in order, then saves the generations file (after the local
+  // tiers were flushed: the file never claims a consistency they do not
+  // have).
+  void FlushLoop() {
+    std::unique_lock<std::mutex> lock(flush_mu_);
+    for (;;) {
+      flush_cv_.wait(lock,
+                     [this] { return flush_stop_ || !flush_queue_.empty(); });
+      if (flush_stop_) return;
+      const std::string model = std::move(flush_queue_.front());
+      flush_queue_.pop_front();
+      lock.unlock();
+      std::function<void(std::string_view)> listener;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        listener = listener_;
+      }
+      if (listener) listener(model == kAllModels ? std::string_view() : model);
+      remote_flushes_.fetch_add(1, std::memory_order_relaxed);
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        SaveGenerationsLocked();
+      }
+      lock.lock();
+    }
   }
 
   // The generations file: "model\tgeneration" lines, replaced atomically.
@@ -413,6 +459,10 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
   void SaveGenerationsLocked() {
     if (options_.generations_file.empty()) return;
     if (!pending_flushes_.empty()) return;  // not flushed locally yet
+    {
+      std::lock_guard<std::mutex> queue_lock(flush_mu_);
+      if (!flush_queue_.empty()) return;  // the flush thread saves later
+    }
     const std::string tmp = options_.generations_file + ".tmp";
     {
       std::ofstream out(tmp, std::ios::trunc);
@@ -776,6 +826,7 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
     for (const std::string& model : missed) {
       if (listener) {
         listener(model == kAllModels ? std::string_view() : model);
+        remote_flushes_.fetch_add(1, std::memory_order_relaxed);
       }
     }
     std::lock_guard<std::mutex> lock(mu_);
@@ -811,6 +862,12 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
   bool seeded_ = false;  // generations read from the file at start
   std::vector<std::string> pending_flushes_;  // waiting for the listener
   std::mt19937_64 rng_;
+
+  std::mutex flush_mu_;  // the flush thread's queue
+  std::condition_variable flush_cv_;
+  std::deque<std::string> flush_queue_;
+  bool flush_stop_ = false;
+  std::thread flush_thread_;
 
   std::mutex stats_mu_;
   std::unordered_map<std::string, Pending> pending_;
