@@ -143,13 +143,13 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
     gets_.fetch_add(1, std::memory_order_relaxed);
     auto self = shared_from_this();
     redis_->Command({"GET", EntryKey(key.Hex())}, 1,
-                    [self, model = key.base_model, done = std::move(done)](
-                        Result<Reply> r) { done(self->OnGetReply(r, model)); });
+                    [self, done = std::move(done)](Result<Reply> r) {
+                      done(self->OnGetReply(r));
+                    });
   }
 
   // A GET's reply as a hit (entry), a miss (null) or an error.
-  Result<std::shared_ptr<const Entry>> OnGetReply(const Result<Reply>& r,
-                                                  const std::string& model) {
+  Result<std::shared_ptr<const Entry>> OnGetReply(const Result<Reply>& r) {
     if (!r.ok()) return r.status();  // counted by the client
     if (r->is_error()) {
       reply_errors_.fetch_add(1, std::memory_order_relaxed);
@@ -159,7 +159,7 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
       misses_.fetch_add(1, std::memory_order_relaxed);
       return std::shared_ptr<const Entry>();
     }
-    auto entry = Decode(r->str, model);
+    auto entry = Decode(r->str);
     if (!entry) {
       misses_.fetch_add(1, std::memory_order_relaxed);
       return std::shared_ptr<const Entry>();
@@ -170,30 +170,39 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
 
   // The entry of a stored value, or null when it is of an old generation,
   // expired or undecodable.
-  std::shared_ptr<const Entry> Decode(std::string_view value,
-                                      const std::string& model) {
-    if (value.size() < kHeaderSize ||
-        std::memcmp(value.data(), kMagic, 4) != 0) {
-      decode_errors_.fetch_add(1, std::memory_order_relaxed);
-      return nullptr;
-    }
-    const uint64_t cache_gen = GetLe64(value.data() + 4);
-    const uint64_t model_gen = GetLe64(value.data() + 12);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (!gens_loaded_) return nullptr;  // cannot tell: fail safe
-      if (cache_gen < GenOf(kAllModels) || model_gen < GenOf(model)) {
-        stale_.fetch_add(1, std::memory_order_relaxed);
-        return nullptr;
-      }
-    }
-    Result<Entry> e = DecodeEntryValue(value.substr(kHeaderSize));
+  std::shared_ptr<const Entry> Decode(std::string_view value) {
+    Result<Entry> e = DecodeValue(value);
     if (!e.ok()) {
-      decode_errors_.fetch_add(1, std::memory_order_relaxed);
+      if (e.status().code() == StatusCode::kNotFound) {
+        stale_.fetch_add(1, std::memory_order_relaxed);
+      } else if (e.status().code() == StatusCode::kDataLoss) {
+        decode_errors_.fetch_add(1, std::memory_order_relaxed);
+      }
       return nullptr;
     }
     if (e->meta.ExpiredAt(NowMs())) return nullptr;
     return std::make_shared<const Entry>(std::move(*e));
+  }
+
+  // A stored value: the entry; kNotFound when it is of an old generation
+  // (invisible); kUnavailable before the generations were read (cannot
+  // tell: fail safe); kDataLoss when it does not decode.
+  Result<Entry> DecodeValue(std::string_view value) {
+    if (value.size() < kHeaderSize ||
+        std::memcmp(value.data(), kMagic, 4) != 0) {
+      return DataLossError("not an llmcache shared-tier value");
+    }
+    Result<Entry> e = DecodeEntryValue(value.substr(kHeaderSize));
+    if (!e.ok()) return e.status();
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!gens_loaded_) {
+      return UnavailableError("the shared tier's generations are not read yet");
+    }
+    if (GetLe64(value.data() + 4) < GenOf(kAllModels) ||
+        GetLe64(value.data() + 12) < GenOf(BaseModel(e->meta.model))) {
+      return NotFoundError("old generation");
+    }
+    return e;
   }
 
   void Put(const RequestKey& key, std::shared_ptr<const Entry> entry) {
@@ -233,7 +242,7 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
 
   // ---- cross-instance single flight ----
   struct Wait {
-    std::string entry_key, lease_key, model;
+    std::string entry_key, lease_key;
     int64_t deadline_ms = 0;
     int64_t interval_ms = 1;
     std::function<void(Lead)> done;
@@ -246,7 +255,6 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
     auto wait = std::make_shared<Wait>();
     wait->entry_key = EntryKey(hex);
     wait->lease_key = LeaseKey(hex);
-    wait->model = key.base_model;
     wait->deadline_ms = NowMs() + options_.lease_wait_ms;
     wait->interval_ms = std::max<int64_t>(1, options_.lease_poll_ms);
     wait->done = std::move(done);
@@ -295,7 +303,7 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
           const Reply& value = r->elements[0];
           const Reply& lease = r->elements[1];
           if (value.type == Reply::Type::kString) {
-            if (auto e = self->Decode(value.str, wait->model)) {
+            if (auto e = self->Decode(value.str)) {
               self->lease_hits_.fetch_add(1, std::memory_order_relaxed);
               return wait->done(Lead{LeadOutcome::kHit, {}, std::move(e)});
             }
@@ -590,6 +598,9 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
         Result<Entry> entry = DecodeValue(r->str);
         if (!entry.ok()) {
           if (entry.status().code() == StatusCode::kNotFound) continue;
+          if (entry.status().code() == StatusCode::kUnavailable) {
+            return entry.status();  // cannot tell live from flushed
+          }
           if (!on_corrupt) return entry.status().WithContext(hex);
           on_corrupt(hex, entry.status());
           continue;
@@ -602,23 +613,6 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
       }
     }
     return Status::Ok();
-  }
-
-  // A stored value: the entry; kNotFound when it is of an old generation
-  // (invisible); kDataLoss when it does not decode.
-  Result<Entry> DecodeValue(std::string_view value) {
-    if (value.size() < kHeaderSize ||
-        std::memcmp(value.data(), kMagic, 4) != 0) {
-      return DataLossError("not an llmcache shared-tier value");
-    }
-    Result<Entry> e = DecodeEntryValue(value.substr(kHeaderSize));
-    if (!e.ok()) return e.status();
-    std::lock_guard<std::mutex> lock(mu_);
-    if (GetLe64(value.data() + 4) < GenOf(kAllModels) ||
-        GetLe64(value.data() + 12) < GenOf(BaseModel(e->meta.model))) {
-      return NotFoundError("old generation");
-    }
-    return e;
   }
 
   // ---- fleet statistics ----
