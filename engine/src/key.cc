@@ -8,7 +8,7 @@
 //      which values are byte-for-byte canonical already. String scanning,
 //      UTF-8 and escapes are in key/json_text.h.
 //   2. Inspect (key/inspect.h): the top-level members give RequestInfo and
-//      the required `model` / `messages`.
+//      the members each endpoint requires (`model`, `messages`, `input`).
 //   3. Emit (key/emitter.h): an iterative walk writes the canonical bytes
 //      into a sink (key/sinks.h). For the key the sink is a buffer flushed
 //      into SHA-256, so the canonical body is never materialised;
@@ -30,6 +30,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <new>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -54,8 +55,8 @@ using key_internal::Hasher;
 using key_internal::HashSink;
 using key_internal::Workspace;
 
-// Parses `body` into `ws` and inspects it.
-Status ParseRequest(Workspace& ws, std::string_view body,
+// Parses `body` into `ws` and inspects it as a request for `endpoint`.
+Status ParseRequest(Workspace& ws, std::string_view body, Endpoint endpoint,
                     const KeyOptions& options, RequestInfo* info,
                     std::string* model) {
   if (Status s = key_internal::CheckBodySize(body, options); !s.ok()) {
@@ -66,7 +67,29 @@ Status ParseRequest(Workspace& ws, std::string_view body,
       !s.ok()) {
     return s;
   }
-  return key_internal::Inspect(ws, info, model);
+  return key_internal::Inspect(ws, endpoint, info, model);
+}
+
+// Writes the canonical form of the parsed request in `ws` into `sink`: chat
+// completions and embeddings through the chat emitter (the measured hot
+// path), the Anthropic Messages and Responses layouts, which have block
+// markers in more places (key.h), through their own instantiations.
+template <typename Sink>
+void Emit(Workspace& ws, Endpoint endpoint, const KeyOptions& options,
+          Sink* sink) {
+  using key_internal::Ctx;
+  using key_internal::Emitter;
+  switch (endpoint) {
+    case Endpoint::kMessages:
+      Emitter<Sink, Ctx::kTopAnthropic>(ws, options, sink).Run();
+      return;
+    case Endpoint::kResponses:
+      Emitter<Sink, Ctx::kTopResponses>(ws, options, sink).Run();
+      return;
+    default:
+      Emitter<Sink>(ws, options, sink).Run();
+      return;
+  }
 }
 
 // Writes the low `bytes` bytes of `value` to `out`, most significant first.
@@ -76,13 +99,25 @@ inline void PutBigEndian(char* out, uint64_t value, int bytes) {
   }
 }
 
-// Writes the digest prefix documented in key.h: "llmcache\0", the format
+// Writes the digest prefix documented in key.h: "llmcache\0" (chat
+// completions) or "llmcache/<EndpointName>\0" (every other endpoint, so that
+// equal bodies sent to different endpoints never share a key), the format
 // version (4 bytes BE), then namespace and scope, each as an 8-byte BE
 // length followed by the bytes.
-void WriteDigestPrefix(const KeyScope& scope, HashSink& sink) {
-  char head[13] = {'l', 'l', 'm', 'c', 'a', 'c', 'h', 'e', '\0'};
-  PutBigEndian(head + 9, kKeyFormatVersion, 4);
-  sink.Write(head, sizeof(head));
+void WriteDigestPrefix(Endpoint endpoint, const KeyScope& scope,
+                       HashSink& sink) {
+  if (LLMCACHE_UNLIKELY(endpoint != Endpoint::kChatCompletions)) {
+    const std::string_view name = EndpointName(endpoint);
+    sink.Write("llmcache/", 9);
+    sink.Write(name.data(), name.size());
+    char head[5] = {'\0'};
+    PutBigEndian(head + 1, kKeyFormatVersion, 4);
+    sink.Write(head, sizeof(head));
+  } else {
+    char head[13] = {'l', 'l', 'm', 'c', 'a', 'c', 'h', 'e', '\0'};
+    PutBigEndian(head + 9, kKeyFormatVersion, 4);
+    sink.Write(head, sizeof(head));
+  }
   char len[8];
   PutBigEndian(len, scope.ns.size(), 8);
   sink.Write(len, sizeof(len));
@@ -96,6 +131,29 @@ void WriteDigestPrefix(const KeyScope& scope, HashSink& sink) {
 
 // ---------------------------------------------------------------------------
 // Public API.
+
+std::string_view EndpointName(Endpoint endpoint) {
+  switch (endpoint) {
+    case Endpoint::kChatCompletions:
+      return "chat_completions";
+    case Endpoint::kEmbeddings:
+      return "embeddings";
+    case Endpoint::kResponses:
+      return "responses";
+    case Endpoint::kMessages:
+      return "messages";
+  }
+  return "unknown";
+}
+
+std::optional<Endpoint> EndpointFromName(std::string_view name) {
+  if (name == "chat") return Endpoint::kChatCompletions;
+  for (size_t i = 0; i < kEndpointCount; ++i) {
+    const auto endpoint = static_cast<Endpoint>(i);
+    if (EndpointName(endpoint) == name) return endpoint;
+  }
+  return std::nullopt;
+}
 
 std::string DigestToHex(const Digest& digest) {
   std::string out(2 * kDigestSize, '\0');
@@ -153,12 +211,22 @@ KeyBuilder::~KeyBuilder() = default;
 Result<RequestKey> KeyBuilder::Compute(std::string_view body,
                                        const KeyScope& scope,
                                        RequestInfo* info) const {
+  return Compute(body, scope, Endpoint::kChatCompletions, info);
+}
+
+Result<RequestKey> KeyBuilder::Compute(std::string_view body,
+                                       const KeyScope& scope, Endpoint endpoint,
+                                       RequestInfo* info) const {
+  if (static_cast<size_t>(endpoint) >= kEndpointCount) {
+    return InvalidArgumentError("invalid endpoint value " +
+                                std::to_string(static_cast<int>(endpoint)));
+  }
   try {
     key_internal::WorkspaceLease lease;
     Workspace& ws = lease.ws();
     RequestInfo facts;
     RequestKey key;
-    if (Status s = ParseRequest(ws, body, options_,
+    if (Status s = ParseRequest(ws, body, endpoint, options_,
                                 info != nullptr ? &facts : nullptr, &key.model);
         !s.ok()) {
       return s;
@@ -166,8 +234,8 @@ Result<RequestKey> KeyBuilder::Compute(std::string_view body,
     Hasher hasher;
     {
       HashSink sink(&hasher);
-      WriteDigestPrefix(scope, sink);
-      key_internal::Emitter<HashSink>(ws, options_, &sink).Run();
+      WriteDigestPrefix(endpoint, scope, sink);
+      Emit(ws, endpoint, options_, &sink);
       sink.Flush();
     }
     if (!hasher.Finish(&key.digest)) {
@@ -185,6 +253,12 @@ Result<RequestKey> KeyBuilder::Compute(std::string_view body,
       info->has_web_search_tool = facts.has_web_search_tool;
       info->has_debug = facts.has_debug;
       info->message_count = facts.message_count;
+      info->endpoint = endpoint;
+      info->has_previous_response = facts.has_previous_response;
+      info->store = facts.store;
+      info->background = facts.background;
+      info->input_is_batch = facts.input_is_batch;
+      info->input_count = facts.input_count;
     }
     return key;
   } catch (const std::bad_alloc&) {
@@ -195,16 +269,26 @@ Result<RequestKey> KeyBuilder::Compute(std::string_view body,
 }
 
 Result<std::string> KeyBuilder::Canonicalize(std::string_view body) const {
+  return Canonicalize(body, Endpoint::kChatCompletions);
+}
+
+Result<std::string> KeyBuilder::Canonicalize(std::string_view body,
+                                             Endpoint endpoint) const {
+  if (static_cast<size_t>(endpoint) >= kEndpointCount) {
+    return InvalidArgumentError("invalid endpoint value " +
+                                std::to_string(static_cast<int>(endpoint)));
+  }
   try {
     key_internal::WorkspaceLease lease;
     Workspace& ws = lease.ws();
     std::string model;
-    if (Status s = ParseRequest(ws, body, options_, nullptr, &model); !s.ok()) {
+    if (Status s = ParseRequest(ws, body, endpoint, options_, nullptr, &model);
+        !s.ok()) {
       return s;
     }
     std::string out;
     key_internal::StringSink sink(&out, body.size());
-    key_internal::Emitter<key_internal::StringSink>(ws, options_, &sink).Run();
+    Emit(ws, endpoint, options_, &sink);
     sink.Finish();
     return out;
   } catch (const std::bad_alloc&) {

@@ -84,10 +84,22 @@ Decision Decide(const RequestInfo& info, CacheMode mode) {
   if (IsDriftingModel(info.model)) {
     return Decision::Bypass(BypassReason::kDriftingModel);
   }
+  // The Responses API's upstream state: the answer depends on more than the
+  // body (an earlier response or a conversation), or the client relies on
+  // the upstream keeping the response (store, background polling), which a
+  // cached answer would not do. KeyBuilder sets these for Responses bodies
+  // only.
+  if (info.has_previous_response) {
+    return Decision::Bypass(BypassReason::kPreviousResponse);
+  }
+  if (info.store) return Decision::Bypass(BypassReason::kStoreRequested);
+  if (info.background) return Decision::Bypass(BypassReason::kBackground);
   switch (mode) {
     case CacheMode::kAlways:
       return Decision::Cache();
     case CacheMode::kDeterministic:
+      // Embeddings are a function of the input: nothing is sampled.
+      if (info.endpoint == Endpoint::kEmbeddings) return Decision::Cache();
       if (!info.has_temperature) {
         return Decision::Bypass(BypassReason::kNoTemperature);
       }

@@ -198,7 +198,8 @@ TEST(FormatTest, PersistentNamesAreStable) {
                                           kBypassReasonNames.end()),
             (std::vector<std::string_view>{
                 "none", "no_temperature", "non_zero_temperature", "web_search",
-                "drifting_model", "debug", "mode_never"}));
+                "drifting_model", "debug", "mode_never", "previous_response",
+                "store_requested", "background"}));
 }
 
 }  // namespace

@@ -1012,5 +1012,512 @@ TEST(RequestInfoTest, CountsMessages) {
   EXPECT_EQ(info.message_count, 3u);
 }
 
+// ---------------------------------------------------------------------------
+// Endpoints.
+
+// The hex key of `body` sent to `endpoint`, or "error: ...".
+std::string EpKey(Endpoint endpoint, std::string_view body,
+                  KeyScope scope = {}) {
+  Result<RequestKey> key =
+      DefaultBuilder().Compute(body, scope, endpoint, nullptr);
+  if (!key.ok()) return "error: " + key.status().ToString();
+  return key->Hex();
+}
+
+std::string EpCanon(Endpoint endpoint, std::string_view body) {
+  Result<std::string> canon = DefaultBuilder().Canonicalize(body, endpoint);
+  if (!canon.ok()) return "error: " + canon.status().ToString();
+  return *canon;
+}
+
+RequestInfo EpInfo(Endpoint endpoint, std::string_view body) {
+  RequestInfo info;
+  Result<RequestKey> key = DefaultBuilder().Compute(body, {}, endpoint, &info);
+  EXPECT_THAT(key, IsOk()) << body;
+  return info;
+}
+
+constexpr Endpoint kAllEndpoints[] = {
+    Endpoint::kChatCompletions, Endpoint::kEmbeddings, Endpoint::kResponses,
+    Endpoint::kMessages};
+
+TEST(KeyEndpointTest, NamesAreStableAndRoundTrip) {
+  EXPECT_EQ(EndpointName(Endpoint::kChatCompletions), "chat_completions");
+  EXPECT_EQ(EndpointName(Endpoint::kEmbeddings), "embeddings");
+  EXPECT_EQ(EndpointName(Endpoint::kResponses), "responses");
+  EXPECT_EQ(EndpointName(Endpoint::kMessages), "messages");
+  EXPECT_EQ(EndpointName(static_cast<Endpoint>(kEndpointCount)), "unknown");
+  for (Endpoint e : kAllEndpoints) {
+    EXPECT_EQ(EndpointFromName(EndpointName(e)), e);
+  }
+  EXPECT_EQ(EndpointFromName("chat"), Endpoint::kChatCompletions);
+  EXPECT_EQ(EndpointFromName("unknown"), std::nullopt);
+  EXPECT_EQ(EndpointFromName("Messages"), std::nullopt);
+  EXPECT_EQ(EndpointFromName(""), std::nullopt);
+}
+
+TEST(KeyEndpointTest, ChatKeysAreUnchanged) {
+  // Pinned from key format version 1 before the other endpoints existed: a
+  // change here invalidates every chat entry ever stored.
+  const KeyScope scope{"ns", "tenant"};
+  const std::string simple =
+      R"({"model":"openai/gpt-4o","messages":[{"role":"user","content":"Hi"}],"temperature":0})";
+  const std::string marked =
+      R"({"model":"anthropic/claude-sonnet-4","messages":[{"role":"system","content":[{"type":"text","text":"Be brief.","cache_control":{"type":"ephemeral"}}]},{"role":"user","content":[{"type":"text","text":"Hi"},{"type":"image_url","image_url":{"url":"data:x"}}]}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"cache_control":{"type":"string"}}}},"cache_control":{"type":"ephemeral"}}],"stream":true})";
+  for (const std::string& key :
+       {Key(simple, scope), EpKey(Endpoint::kChatCompletions, simple, scope)}) {
+    EXPECT_EQ(
+        key,
+        "583328528e28b224bb7636916044a4e10df15f4ffe66c72bbaaf1610acf47a09");
+  }
+  EXPECT_EQ(EpKey(Endpoint::kChatCompletions, marked, scope),
+            "fd10243d8f792fe65de029a77690025a70320118bedd6c06f7c577111d2d9deb");
+  EXPECT_EQ(Canon(marked), EpCanon(Endpoint::kChatCompletions, marked));
+}
+
+TEST(KeyEndpointTest, DigestPrefixNamesTheEndpoint) {
+  const std::string body = R"({"model":"m","input":"hello","messages":[]})";
+  const KeyScope scope{"ns-1", "tenant-42"};
+  for (Endpoint endpoint :
+       {Endpoint::kEmbeddings, Endpoint::kResponses, Endpoint::kMessages}) {
+    std::string input = "llmcache/";
+    input += EndpointName(endpoint);
+    input.push_back('\0');
+    AppendBigEndian(&input, kKeyFormatVersion, 4);
+    AppendBigEndian(&input, scope.ns.size(), 8);
+    input += scope.ns;
+    AppendBigEndian(&input, scope.scope.size(), 8);
+    input += scope.scope;
+    input += EpCanon(endpoint, body);
+    EXPECT_EQ(EpKey(endpoint, body, scope), DigestToHex(Sha256(input)))
+        << EndpointName(endpoint);
+  }
+}
+
+TEST(KeyEndpointTest, EqualBodiesUnderDifferentEndpointsGetDifferentKeys) {
+  // Valid for every endpoint: model, messages and input.
+  const std::string body =
+      R"({"model":"m","messages":[{"role":"user","content":"x"}],"input":"x"})";
+  std::vector<std::string> keys;
+  for (Endpoint e : kAllEndpoints) {
+    keys.push_back(EpKey(e, body));
+    EXPECT_THAT(keys.back(), ::testing::Not(HasSubstr("error")))
+        << EndpointName(e);
+  }
+  std::sort(keys.begin(), keys.end());
+  EXPECT_EQ(std::unique(keys.begin(), keys.end()), keys.end());
+  // The canonical body is the same: only the digest prefix differs.
+  EXPECT_EQ(EpCanon(Endpoint::kEmbeddings, body), Canon(body));
+}
+
+TEST(KeyEndpointTest, InvalidEndpointValueIsInvalidArgument) {
+  const auto bad = static_cast<Endpoint>(kEndpointCount);
+  EXPECT_THAT(DefaultBuilder().Compute(Request(), {}, bad, nullptr),
+              StatusIs(StatusCode::kInvalidArgument, "endpoint"));
+  EXPECT_THAT(DefaultBuilder().Canonicalize(Request(), bad),
+              StatusIs(StatusCode::kInvalidArgument, "endpoint"));
+}
+
+TEST(KeyEndpointTest, RequiredMembersPerEndpoint) {
+  struct Case {
+    Endpoint endpoint;
+    const char* body;
+    const char* message;  // empty: valid
+  };
+  const Case cases[] = {
+      // Chat completions: messages unchanged from before.
+      {Endpoint::kChatCompletions, R"({"model":"m","input":"x"})",
+       "request has no \"messages\" member"},
+      {Endpoint::kChatCompletions, R"({"messages":[]})",
+       "request has no \"model\" member"},
+      // Embeddings: model and input; messages is not needed.
+      {Endpoint::kEmbeddings, R"({"model":"m","input":"x"})", ""},
+      {Endpoint::kEmbeddings, R"({"input":"x"})",
+       "embeddings request has no \"model\" member"},
+      {Endpoint::kEmbeddings, R"({"model":7,"input":"x"})",
+       "embeddings request member \"model\" is not a string"},
+      {Endpoint::kEmbeddings, R"({"model":"m","messages":[]})",
+       "embeddings request has no \"input\" member"},
+      {Endpoint::kEmbeddings, R"({"model":"m","input":{"text":"x"}})",
+       "embeddings request member \"input\" is not a string or an array"},
+      {Endpoint::kEmbeddings, R"({"model":"m","input":null})",
+       "embeddings request member \"input\" is not a string or an array"},
+      // Responses: model; input optional, a string or an array.
+      {Endpoint::kResponses, R"({"model":"m"})", ""},
+      {Endpoint::kResponses, R"({"model":"m","input":"x"})", ""},
+      {Endpoint::kResponses, R"({"model":"m","input":[]})", ""},
+      {Endpoint::kResponses, R"({"input":"x"})",
+       "responses request has no \"model\" member"},
+      {Endpoint::kResponses, R"({"model":"m","input":1})",
+       "responses request member \"input\" is not a string or an array"},
+      {Endpoint::kResponses, R"({"model":"m","input":null})",
+       "responses request member \"input\" is not a string or an array"},
+      // Messages: model and messages.
+      {Endpoint::kMessages, R"({"model":"m","messages":[]})", ""},
+      {Endpoint::kMessages, R"({"model":"m","input":"x"})",
+       "messages request has no \"messages\" member"},
+      {Endpoint::kMessages, R"({"model":"m","messages":"x"})",
+       "messages request member \"messages\" is not an array"},
+      {Endpoint::kMessages, R"({"model":null,"messages":[]})",
+       "messages request member \"model\" is not a string"},
+  };
+  for (const Case& c : cases) {
+    const Result<RequestKey> key =
+        DefaultBuilder().Compute(c.body, {}, c.endpoint, nullptr);
+    const Result<std::string> canon =
+        DefaultBuilder().Canonicalize(c.body, c.endpoint);
+    if (*c.message == '\0') {
+      EXPECT_THAT(key, IsOk()) << EndpointName(c.endpoint) << " " << c.body;
+      EXPECT_THAT(canon, IsOk()) << EndpointName(c.endpoint) << " " << c.body;
+    } else {
+      EXPECT_THAT(key, StatusIs(StatusCode::kInvalidArgument, c.message))
+          << EndpointName(c.endpoint) << " " << c.body;
+      EXPECT_THAT(canon, StatusIs(StatusCode::kInvalidArgument, c.message))
+          << EndpointName(c.endpoint) << " " << c.body;
+    }
+  }
+}
+
+TEST(KeyEndpointTest, EmbeddingsInputShapes) {
+  struct Case {
+    const char* input;
+    bool batch;
+    size_t count;
+  };
+  const Case valid[] = {
+      {R"("one text")", false, 1},
+      {R"([1,2,3])", false, 1},
+      {R"([0])", false, 1},
+      {R"([1.0,2e0])", false, 1},  // integral values written another way
+      {R"(["a"])", true, 1},
+      {R"(["a","b","c"])", true, 3},
+      {R"([[1,2],[3]])", true, 2},
+  };
+  for (const Case& c : valid) {
+    const std::string body =
+        std::string(R"({"model":"m","input":)") + c.input + "}";
+    const RequestInfo info = EpInfo(Endpoint::kEmbeddings, body);
+    EXPECT_EQ(info.endpoint, Endpoint::kEmbeddings) << c.input;
+    EXPECT_EQ(info.input_is_batch, c.batch) << c.input;
+    EXPECT_EQ(info.input_count, c.count) << c.input;
+  }
+  struct Bad {
+    const char* input;
+    const char* message;
+  };
+  const Bad invalid[] = {
+      {"[]", "\"input\" is an empty array"},
+      {R"([1,"a"])", "\"input[1]\" is not an integer"},
+      {"[1,2.5]", "\"input[1]\" is not an integer"},
+      {"[1,[2]]", "\"input[1]\" is not an integer"},
+      {R"(["a",1])", "\"input[1]\" is not a string"},
+      {R"(["a",["b"]])", "\"input[1]\" is not a string"},
+      {R"([[1],"a"])", "\"input[1]\" is not a non-empty array of integers"},
+      {R"([[1],[]])", "\"input[1]\" is not a non-empty array of integers"},
+      {R"([[1],["a"]])", "\"input[1]\" is not a non-empty array of integers"},
+      {R"([[1.5]])", "\"input[0]\" is not a non-empty array of integers"},
+      {R"([null])", "\"input[0]\" is not a string, an integer or an array"},
+      {R"([{"text":"a"}])",
+       "\"input[0]\" is not a string, an integer or an array"},
+      {"true", "\"input\" is not a string or an array"},
+  };
+  for (const Bad& c : invalid) {
+    const std::string body =
+        std::string(R"({"model":"m","input":)") + c.input + "}";
+    EXPECT_THAT(
+        DefaultBuilder().Compute(body, {}, Endpoint::kEmbeddings, nullptr),
+        StatusIs(StatusCode::kInvalidArgument, c.message))
+        << c.input;
+  }
+  // The order of a batch is part of the key; token ids are too.
+  EXPECT_NE(EpKey(Endpoint::kEmbeddings, R"({"model":"m","input":["a","b"]})"),
+            EpKey(Endpoint::kEmbeddings, R"({"model":"m","input":["b","a"]})"));
+  EXPECT_NE(EpKey(Endpoint::kEmbeddings, R"({"model":"m","input":[1,2]})"),
+            EpKey(Endpoint::kEmbeddings, R"({"model":"m","input":[1,3]})"));
+  // Request-level exclusions apply as for chat.
+  EXPECT_EQ(
+      EpKey(Endpoint::kEmbeddings, R"({"model":"m","input":"a"})"),
+      EpKey(Endpoint::kEmbeddings, R"({"model":"m","input":"a","user":"u"})"));
+}
+
+TEST(KeyEndpointTest, ResponsesInfo) {
+  RequestInfo info = EpInfo(Endpoint::kResponses, R"({"model":"m"})");
+  EXPECT_EQ(info.endpoint, Endpoint::kResponses);
+  EXPECT_EQ(info.input_count, 0u);
+  EXPECT_FALSE(info.has_previous_response);
+  EXPECT_FALSE(info.store);
+  EXPECT_FALSE(info.background);
+  EXPECT_EQ(
+      EpInfo(Endpoint::kResponses, R"({"model":"m","input":"x"})").input_count,
+      1u);
+  EXPECT_EQ(EpInfo(Endpoint::kResponses,
+                   R"({"model":"m","input":[{"role":"user","content":"a"},)"
+                   R"({"role":"assistant","content":"b"}]})")
+                .input_count,
+            2u);
+
+  EXPECT_TRUE(EpInfo(Endpoint::kResponses,
+                     R"({"model":"m","previous_response_id":"resp_1"})")
+                  .has_previous_response);
+  EXPECT_TRUE(EpInfo(Endpoint::kResponses,
+                     R"({"model":"m","conversation":{"id":"conv_1"}})")
+                  .has_previous_response);
+  EXPECT_TRUE(
+      EpInfo(Endpoint::kResponses, R"({"model":"m","conversation":"conv_1"})")
+          .has_previous_response);
+  // null says "no previous response".
+  info = EpInfo(Endpoint::kResponses,
+                R"({"model":"m","previous_response_id":null,)"
+                R"("conversation":null})");
+  EXPECT_FALSE(info.has_previous_response);
+
+  EXPECT_TRUE(
+      EpInfo(Endpoint::kResponses, R"({"model":"m","store":true})").store);
+  EXPECT_FALSE(
+      EpInfo(Endpoint::kResponses, R"({"model":"m","store":false})").store);
+  EXPECT_FALSE(
+      EpInfo(Endpoint::kResponses, R"({"model":"m","store":"true"})").store);
+  EXPECT_TRUE(EpInfo(Endpoint::kResponses, R"({"model":"m","background":true})")
+                  .background);
+  EXPECT_FALSE(
+      EpInfo(Endpoint::kResponses, R"({"model":"m","background":false})")
+          .background);
+
+  // Responses state is a Responses API notion: chat's `store` (kept for
+  // evals) does not make a chat request stateful.
+  info = EpInfo(Endpoint::kChatCompletions,
+                R"({"model":"m","messages":[],"store":true,)"
+                R"("previous_response_id":"r","background":true})");
+  EXPECT_FALSE(info.store);
+  EXPECT_FALSE(info.has_previous_response);
+  EXPECT_FALSE(info.background);
+  EXPECT_EQ(info.endpoint, Endpoint::kChatCompletions);
+
+  // Info is overwritten, not merged, across endpoints.
+  info = EpInfo(Endpoint::kResponses,
+                R"({"model":"m","store":true,"input":["a","b"]})");
+  ASSERT_OK(DefaultBuilder().Compute(Request(), {}, &info));
+  EXPECT_FALSE(info.store);
+  EXPECT_EQ(info.input_count, 0u);
+  EXPECT_EQ(info.endpoint, Endpoint::kChatCompletions);
+  EXPECT_EQ(info.message_count, 1u);
+}
+
+TEST(KeyEndpointTest, MessagesInfo) {
+  const RequestInfo info = EpInfo(
+      Endpoint::kMessages,
+      R"({"model":"claude-sonnet-4-5","max_tokens":64,"temperature":0,)"
+      R"("stream":true,"messages":[{"role":"user","content":"a"},)"
+      R"({"role":"assistant","content":"b"},{"role":"user","content":"c"}]})");
+  EXPECT_EQ(info.endpoint, Endpoint::kMessages);
+  EXPECT_EQ(info.model, "claude-sonnet-4-5");
+  EXPECT_EQ(info.message_count, 3u);
+  EXPECT_TRUE(info.has_temperature);
+  EXPECT_TRUE(info.stream);
+  EXPECT_EQ(info.input_count, 0u);
+}
+
+TEST(KeyEndpointTest, WebSearchToolsOfEveryProvider) {
+  struct Case {
+    const char* type;
+    bool web;
+  };
+  const Case cases[] = {
+      {"openrouter:web_search", true},
+      {"web_search", true},
+      {"web_search_preview", true},
+      {"web_search_preview_2025_03_11", true},
+      {"web_search_20250305", true},
+      {"web_fetch", true},
+      {"web_fetch_20250910", true},
+      {"function", false},
+      {"file_search", false},
+      {"code_interpreter", false},
+      {"web", false},
+      {"websearch", false},
+      {"x_web_search", false},
+  };
+  for (const Case& c : cases) {
+    const std::string tools = std::string(R"("tools":[{"type":"function"},)") +
+                              R"({"type":")" + c.type + R"("}])";
+    // Valid for every endpoint.
+    const std::string body =
+        R"({"model":"m","messages":[],"input":"x",)" + tools + "}";
+    for (Endpoint e : kAllEndpoints) {
+      EXPECT_EQ(EpInfo(e, body).has_web_search_tool, c.web)
+          << c.type << " " << EndpointName(e);
+    }
+  }
+  // The type of a function's name is not a tool type.
+  EXPECT_FALSE(EpInfo(Endpoint::kResponses,
+                      R"({"model":"m","tools":[{"type":"function",)"
+                      R"("name":"web_search"}]})")
+                   .has_web_search_tool);
+}
+
+TEST(KeyEndpointTest, AnthropicSystemBlocksAndStringAgree) {
+  const std::string plain =
+      R"({"model":"c","max_tokens":8,"system":"Be brief.",)"
+      R"("messages":[{"role":"user","content":"Hi"}]})";
+  const std::string block =
+      R"({"model":"c","max_tokens":8,"system":[{"type":"text",)"
+      R"("text":"Be brief.","cache_control":{"type":"ephemeral"}}],)"
+      R"("messages":[{"role":"user","content":[{"type":"text","text":"Hi",)"
+      R"("cache_control":{"type":"ephemeral","ttl":"1h"}}]}]})";
+  EXPECT_EQ(EpKey(Endpoint::kMessages, plain),
+            EpKey(Endpoint::kMessages, block));
+  EXPECT_EQ(EpCanon(Endpoint::kMessages, plain),
+            EpCanon(Endpoint::kMessages, block));
+  // Under the chat layout `system` is an ordinary member: not folded.
+  EXPECT_NE(EpCanon(Endpoint::kChatCompletions, plain),
+            EpCanon(Endpoint::kChatCompletions, block));
+
+  // Several system blocks: markers moved between them keep the key; the
+  // blocks themselves are content.
+  const std::string two_a =
+      R"({"model":"c","system":[{"type":"text","text":"A",)"
+      R"("cache_control":{"type":"ephemeral"}},{"type":"text","text":"B"}],)"
+      R"("messages":[]})";
+  const std::string two_b =
+      R"({"model":"c","system":[{"type":"text","text":"A"},)"
+      R"({"type":"text","text":"B","prompt_cache_breakpoint":{}}],)"
+      R"("messages":[]})";
+  const std::string two_none =
+      R"({"model":"c","system":[{"type":"text","text":"A"},)"
+      R"({"type":"text","text":"B"}],"messages":[]})";
+  EXPECT_EQ(EpKey(Endpoint::kMessages, two_a),
+            EpKey(Endpoint::kMessages, two_b));
+  EXPECT_EQ(EpKey(Endpoint::kMessages, two_a),
+            EpKey(Endpoint::kMessages, two_none));
+  EXPECT_NE(EpKey(Endpoint::kMessages, two_none),
+            EpKey(Endpoint::kMessages,
+                  R"({"model":"c","system":[{"type":"text","text":"A"},)"
+                  R"({"type":"text","text":"C"}],"messages":[]})"));
+  EXPECT_NE(EpKey(Endpoint::kMessages, two_none),
+            EpKey(Endpoint::kMessages,
+                  R"({"model":"c","system":"AB","messages":[]})"));
+}
+
+TEST(KeyEndpointTest, AnthropicToolResultBlocksExcludeMarkers) {
+  const auto body = [](std::string_view marker) {
+    return std::string(
+               R"({"model":"c","max_tokens":8,"messages":[)"
+               R"({"role":"user","content":"q"},{"role":"assistant","content":)"
+               R"([{"type":"tool_use","id":"t1","name":"f","input":{}}]},)"
+               R"({"role":"user","content":[{"type":"tool_result",)"
+               R"("tool_use_id":"t1","content":[{"type":"text","text":"r1"},)"
+               R"({"type":"text","text":"r2")") +
+           std::string(marker) + "}]}]}]}";
+  };
+  const std::string none = EpKey(Endpoint::kMessages, body(""));
+  EXPECT_THAT(none, ::testing::Not(HasSubstr("error")));
+  EXPECT_EQ(none, EpKey(Endpoint::kMessages,
+                        body(R"(,"cache_control":{"type":"ephemeral"})")));
+  EXPECT_EQ(none, EpKey(Endpoint::kMessages,
+                        body(R"(,"prompt_cache_breakpoint":{})")));
+  // Other members of the nested block are content.
+  EXPECT_NE(none, EpKey(Endpoint::kMessages, body(R"(,"citations":[])")));
+  // The marker on the tool_result block itself, and on the tool_use block.
+  const std::string marked_result =
+      R"({"model":"c","max_tokens":8,"messages":[)"
+      R"({"role":"user","content":"q"},{"role":"assistant","content":)"
+      R"([{"type":"tool_use","id":"t1","name":"f","input":{},)"
+      R"("cache_control":{"type":"ephemeral"}}]},)"
+      R"({"role":"user","content":[{"type":"tool_result",)"
+      R"("cache_control":{"type":"ephemeral"},)"
+      R"("tool_use_id":"t1","content":[{"type":"text","text":"r1"},)"
+      R"({"type":"text","text":"r2"}]}]}]})";
+  EXPECT_EQ(none, EpKey(Endpoint::kMessages, marked_result));
+  // Under the chat layout a block's `content` is ordinary content.
+  EXPECT_NE(EpCanon(Endpoint::kChatCompletions, body("")),
+            EpCanon(Endpoint::kChatCompletions,
+                    body(R"(,"cache_control":{"type":"ephemeral"})")));
+  // Deeper than the nested blocks, the member is content again.
+  EXPECT_NE(
+      EpKey(Endpoint::kMessages,
+            R"({"model":"c","messages":[{"role":"user","content":[{"type":)"
+            R"("tool_result","content":[{"type":"image","source":)"
+            R"({"type":"base64","data":"x","cache_control":1}}]}]}]})"),
+      EpKey(Endpoint::kMessages,
+            R"({"model":"c","messages":[{"role":"user","content":[{"type":)"
+            R"("tool_result","content":[{"type":"image","source":)"
+            R"({"type":"base64","data":"x"}}]}]}]})"));
+}
+
+TEST(KeyEndpointTest, AnthropicToolSchemaMarkerIsContent) {
+  const std::string with =
+      R"({"model":"c","messages":[],"tools":[{"name":"f","input_schema":)"
+      R"({"type":"object","properties":{"cache_control":{"type":"string"}}}}]})";
+  const std::string without =
+      R"({"model":"c","messages":[],"tools":[{"name":"f","input_schema":)"
+      R"({"type":"object","properties":{}}}]})";
+  EXPECT_NE(EpKey(Endpoint::kMessages, with),
+            EpKey(Endpoint::kMessages, without));
+  EXPECT_THAT(EpCanon(Endpoint::kMessages, with), HasSubstr("cache_control"));
+  // The marker on the tool itself is not.
+  EXPECT_EQ(EpKey(Endpoint::kMessages, without),
+            EpKey(Endpoint::kMessages,
+                  R"({"model":"c","messages":[],"tools":[{"name":"f",)"
+                  R"("cache_control":{"type":"ephemeral"},"input_schema":)"
+                  R"({"type":"object","properties":{}}}]})"));
+}
+
+TEST(KeyEndpointTest, ResponsesInputItemsExcludeMarkers) {
+  const std::string none =
+      R"({"model":"o","input":[{"role":"user","content":[{"type":)"
+      R"("input_text","text":"a"},{"type":"input_text","text":"b"}]},)"
+      R"({"type":"function_call_output","call_id":"c1","output":"x"}]})";
+  const std::string on_item =
+      R"({"model":"o","input":[{"role":"user","cache_control":{},"content":)"
+      R"([{"type":"input_text","text":"a"},{"type":"input_text","text":"b"}]},)"
+      R"({"type":"function_call_output","call_id":"c1","output":"x",)"
+      R"("prompt_cache_breakpoint":{"mode":"explicit"}}]})";
+  const std::string on_part =
+      R"({"model":"o","input":[{"role":"user","content":[{"type":)"
+      R"("input_text","text":"a","cache_control":{"type":"ephemeral"}},)"
+      R"({"type":"input_text","text":"b"}]},)"
+      R"({"type":"function_call_output","call_id":"c1","output":"x"}]})";
+  const std::string key = EpKey(Endpoint::kResponses, none);
+  EXPECT_THAT(key, ::testing::Not(HasSubstr("error")));
+  EXPECT_EQ(key, EpKey(Endpoint::kResponses, on_item));
+  EXPECT_EQ(key, EpKey(Endpoint::kResponses, on_part));
+  EXPECT_EQ(EpCanon(Endpoint::kResponses, none),
+            EpCanon(Endpoint::kResponses, on_part));
+  // Content parts are not folded into a string (input_text is no chat part).
+  EXPECT_NE(EpKey(Endpoint::kResponses,
+                  R"({"model":"o","input":[{"role":"user","content":"a"}]})"),
+            EpKey(Endpoint::kResponses,
+                  R"({"model":"o","input":[{"role":"user","content":[{"type":)"
+                  R"("input_text","text":"a"}]}]})"));
+  // A marker inside a tool's parameters is content; on the tool it is not.
+  const std::string tool_with =
+      R"({"model":"o","input":"x","tools":[{"type":"function","name":"f",)"
+      R"("parameters":{"properties":{"cache_control":{}}}}]})";
+  const std::string tool_without =
+      R"({"model":"o","input":"x","tools":[{"type":"function","name":"f",)"
+      R"("parameters":{"properties":{}}}]})";
+  EXPECT_NE(EpKey(Endpoint::kResponses, tool_with),
+            EpKey(Endpoint::kResponses, tool_without));
+  EXPECT_EQ(EpKey(Endpoint::kResponses, tool_without),
+            EpKey(Endpoint::kResponses,
+                  R"({"model":"o","input":"x","tools":[{"type":"function",)"
+                  R"("name":"f","cache_control":{},)"
+                  R"("parameters":{"properties":{}}}]})"));
+  // A string input is content like any other.
+  EXPECT_NE(EpKey(Endpoint::kResponses, R"({"model":"o","input":"a"})"),
+            EpKey(Endpoint::kResponses, R"({"model":"o","input":"b"})"));
+  // Request-level exclusions apply at the top.
+  EXPECT_EQ(EpKey(Endpoint::kResponses, R"({"model":"o","input":"a"})"),
+            EpKey(Endpoint::kResponses,
+                  R"({"model":"o","input":"a","stream":true,)"
+                  R"("metadata":{"k":"v"},"prompt_cache_key":"p"})"));
+  // But not inside input items.
+  EXPECT_NE(EpKey(Endpoint::kResponses,
+                  R"({"model":"o","input":[{"role":"user","content":"a"}]})"),
+            EpKey(Endpoint::kResponses,
+                  R"({"model":"o","input":[{"role":"user","content":"a",)"
+                  R"("metadata":{}}]})"));
+}
+
 }  // namespace
 }  // namespace llmcache

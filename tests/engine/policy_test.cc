@@ -220,5 +220,161 @@ TEST(PolicyNamesTest, ModeNamesRoundTrip) {
   EXPECT_EQ(CacheModeFromName("unknown"), std::nullopt);
 }
 
+// ---------------------------------------------------------------------------
+// Endpoints.
+
+constexpr CacheMode kAllModes[] = {CacheMode::kDeterministic,
+                                   CacheMode::kAlways, CacheMode::kNever};
+
+TEST(PolicyEndpointTest, ResponsesStateBypassesInEveryMode) {
+  for (CacheMode mode : kAllModes) {
+    RequestInfo info = Deterministic();
+    info.endpoint = Endpoint::kResponses;
+    info.has_previous_response = true;
+    ExpectBypass(info, mode, BypassReason::kPreviousResponse);
+    info = Deterministic();
+    info.endpoint = Endpoint::kResponses;
+    info.store = true;
+    ExpectBypass(info, mode, BypassReason::kStoreRequested);
+    info = Deterministic();
+    info.endpoint = Endpoint::kResponses;
+    info.background = true;
+    ExpectBypass(info, mode, BypassReason::kBackground);
+  }
+  RequestInfo stateless = Deterministic();
+  stateless.endpoint = Endpoint::kResponses;
+  ExpectCache(stateless, CacheMode::kDeterministic);
+  stateless.has_temperature = false;
+  ExpectBypass(stateless, CacheMode::kDeterministic,
+               BypassReason::kNoTemperature);
+}
+
+TEST(PolicyEndpointTest, ChecksRunInDocumentedOrderWithResponsesState) {
+  // debug > web search > drifting model > previous response > store >
+  // background > mode.
+  RequestInfo info = Deterministic();
+  info.endpoint = Endpoint::kResponses;
+  info.model = "openrouter/auto";
+  info.has_temperature = false;
+  info.has_previous_response = true;
+  info.store = true;
+  info.background = true;
+  info.has_web_search_tool = true;
+  info.has_debug = true;
+  ExpectBypass(info, CacheMode::kAlways, BypassReason::kDebug);
+  info.has_debug = false;
+  ExpectBypass(info, CacheMode::kAlways, BypassReason::kWebSearch);
+  info.has_web_search_tool = false;
+  ExpectBypass(info, CacheMode::kAlways, BypassReason::kDriftingModel);
+  info.model = "openai/gpt-5";
+  ExpectBypass(info, CacheMode::kAlways, BypassReason::kPreviousResponse);
+  ExpectBypass(info, CacheMode::kNever, BypassReason::kPreviousResponse);
+  info.has_previous_response = false;
+  ExpectBypass(info, CacheMode::kAlways, BypassReason::kStoreRequested);
+  info.store = false;
+  ExpectBypass(info, CacheMode::kAlways, BypassReason::kBackground);
+  info.background = false;
+  ExpectCache(info, CacheMode::kAlways);
+  ExpectBypass(info, CacheMode::kNever, BypassReason::kModeNever);
+  ExpectBypass(info, CacheMode::kDeterministic, BypassReason::kNoTemperature);
+}
+
+TEST(PolicyEndpointTest, EmbeddingsNeedNoTemperature) {
+  RequestInfo info;
+  info.model = "openai/text-embedding-3-small";
+  info.endpoint = Endpoint::kEmbeddings;
+  ExpectCache(info, CacheMode::kDeterministic);
+  ExpectCache(info, CacheMode::kAlways);
+  ExpectBypass(info, CacheMode::kNever, BypassReason::kModeNever);
+  // Whatever a temperature says, it samples nothing.
+  info.has_temperature = true;
+  info.temperature = 0.7;
+  ExpectCache(info, CacheMode::kDeterministic);
+  // The same info as chat completions is not cached.
+  info.endpoint = Endpoint::kChatCompletions;
+  ExpectBypass(info, CacheMode::kDeterministic,
+               BypassReason::kNonZeroTemperature);
+  // The checks before the mode still apply.
+  info.endpoint = Endpoint::kEmbeddings;
+  info.has_debug = true;
+  ExpectBypass(info, CacheMode::kDeterministic, BypassReason::kDebug);
+  info.has_debug = false;
+  info.model = "openai/text-embedding-3-small:online";
+  ExpectBypass(info, CacheMode::kDeterministic, BypassReason::kWebSearch);
+  info.model = "~openai/text-embedding-latest";
+  ExpectBypass(info, CacheMode::kDeterministic, BypassReason::kDriftingModel);
+}
+
+TEST(PolicyEndpointTest, WorksOnInfoFromKeyBuilderForEveryEndpoint) {
+  const KeyBuilder builder;
+  RequestInfo info;
+  ASSERT_TRUE(builder
+                  .Compute(R"({"model":"openai/text-embedding-3-small",)"
+                           R"("input":["a","b"]})",
+                           {}, Endpoint::kEmbeddings, &info)
+                  .ok());
+  ExpectCache(info, CacheMode::kDeterministic);
+  ExpectBypass(info, CacheMode::kNever, BypassReason::kModeNever);
+
+  ASSERT_TRUE(builder
+                  .Compute(R"({"model":"openai/gpt-5","temperature":0,)"
+                           R"("input":"x","previous_response_id":"resp_1"})",
+                           {}, Endpoint::kResponses, &info)
+                  .ok());
+  ExpectBypass(info, CacheMode::kAlways, BypassReason::kPreviousResponse);
+  ASSERT_TRUE(builder
+                  .Compute(R"({"model":"openai/gpt-5","temperature":0,)"
+                           R"("input":"x","previous_response_id":null,)"
+                           R"("store":false})",
+                           {}, Endpoint::kResponses, &info)
+                  .ok());
+  ExpectCache(info, CacheMode::kDeterministic);
+  ASSERT_TRUE(builder
+                  .Compute(R"({"model":"openai/gpt-5","temperature":0,)"
+                           R"("input":"x","store":true})",
+                           {}, Endpoint::kResponses, &info)
+                  .ok());
+  ExpectBypass(info, CacheMode::kAlways, BypassReason::kStoreRequested);
+  ASSERT_TRUE(builder
+                  .Compute(R"({"model":"openai/gpt-5","temperature":0,)"
+                           R"("input":"x","background":true})",
+                           {}, Endpoint::kResponses, &info)
+                  .ok());
+  ExpectBypass(info, CacheMode::kAlways, BypassReason::kBackground);
+  ASSERT_TRUE(builder
+                  .Compute(R"({"model":"openai/gpt-5","temperature":0,)"
+                           R"("input":"x","tools":[{"type":"web_search"}]})",
+                           {}, Endpoint::kResponses, &info)
+                  .ok());
+  ExpectBypass(info, CacheMode::kAlways, BypassReason::kWebSearch);
+
+  ASSERT_TRUE(builder
+                  .Compute(R"({"model":"claude-sonnet-4-5","temperature":0,)"
+                           R"("max_tokens":8,"messages":[],"tools":[{"type":)"
+                           R"("web_search_20250305","name":"web_search"}]})",
+                           {}, Endpoint::kMessages, &info)
+                  .ok());
+  ExpectBypass(info, CacheMode::kAlways, BypassReason::kWebSearch);
+  ASSERT_TRUE(builder
+                  .Compute(R"({"model":"claude-sonnet-4-5","temperature":0,)"
+                           R"("max_tokens":8,"messages":[]})",
+                           {}, Endpoint::kMessages, &info)
+                  .ok());
+  ExpectCache(info, CacheMode::kDeterministic);
+}
+
+TEST(PolicyNamesTest, ResponsesReasonNamesAreStable) {
+  EXPECT_EQ(BypassReasonName(BypassReason::kPreviousResponse),
+            "previous_response");
+  EXPECT_EQ(BypassReasonName(BypassReason::kStoreRequested), "store_requested");
+  EXPECT_EQ(BypassReasonName(BypassReason::kBackground), "background");
+  EXPECT_EQ(BypassReasonFromName("previous_response"),
+            BypassReason::kPreviousResponse);
+  EXPECT_EQ(BypassReasonFromName("store_requested"),
+            BypassReason::kStoreRequested);
+  EXPECT_EQ(BypassReasonFromName("background"), BypassReason::kBackground);
+  EXPECT_EQ(static_cast<int>(BypassReason::kCount), 10);
+}
+
 }  // namespace
 }  // namespace llmcache

@@ -22,7 +22,22 @@ enum EntryFlags : uint8_t {
   kEntryFlagFromStream = 1 << 0,  // stored from a streamed response
   kEntryFlagToolCalls = 1 << 1,   // the response has tool calls
   kEntryFlagImported = 1 << 2,    // written by an import, not a live miss
+  // Bits 3-4: the endpoint the entry answers (llmcache/key.h, Endpoint;
+  // 0 = chat completions, so entries written before these bits exist read
+  // as chat completions). EntryEndpoint / EntryEndpointFlags.
+  kEntryFlagEndpointMask = 3 << 3,
 };
+inline constexpr int kEntryFlagEndpointShift = 3;
+
+// The Endpoint value (0..3) recorded in `flags`, and the flag bits of one.
+inline constexpr uint8_t EntryEndpointValue(uint8_t flags) {
+  return static_cast<uint8_t>((flags & kEntryFlagEndpointMask) >>
+                              kEntryFlagEndpointShift);
+}
+inline constexpr uint8_t EntryEndpointFlags(uint8_t endpoint_value) {
+  return static_cast<uint8_t>((endpoint_value << kEntryFlagEndpointShift) &
+                              kEntryFlagEndpointMask);
+}
 
 // Token usage and cost reported by the upstream with a response.
 struct Usage {

@@ -52,6 +52,25 @@ inline constexpr uint32_t kKeyFormatVersion = 1;
 inline constexpr size_t kDigestSize = 32;
 using Digest = std::array<uint8_t, kDigestSize>;
 
+// The API a request body is written for. Keys of different endpoints never
+// collide: the digest input of every endpoint but chat completions starts
+// with "llmcache/<EndpointName>\0" instead of "llmcache\0" (chat keys are
+// unchanged from key format version 1). Values are persisted (entry flags,
+// statistics): never change or reuse them.
+enum class Endpoint : uint8_t {
+  kChatCompletions = 0,  // POST /chat/completions (OpenAI-style)
+  kEmbeddings = 1,       // POST /embeddings
+  kResponses = 2,        // POST /responses (OpenAI Responses API)
+  kMessages = 3,         // POST /messages (Anthropic Messages API)
+};
+inline constexpr size_t kEndpointCount = 4;
+
+// Stable names: "chat_completions", "embeddings", "responses", "messages";
+// "unknown" for an invalid value.
+std::string_view EndpointName(Endpoint endpoint);
+// Inverse of EndpointName; also accepts "chat".
+std::optional<Endpoint> EndpointFromName(std::string_view name);
+
 // Lowercase hex of `digest` (64 characters).
 std::string DigestToHex(const Digest& digest);
 // Parses 64 hex characters (either case). InvalidArgument otherwise.
@@ -110,6 +129,20 @@ struct RequestInfo {
   bool has_web_search_tool = false;
   bool has_debug = false;    // debug present
   size_t message_count = 0;  // elements of `messages`
+
+  Endpoint endpoint = Endpoint::kChatCompletions;
+  // Responses API: state kept by the upstream makes the answer depend on
+  // more than the body. `previous_response_id` or `conversation` present
+  // and not null; `store` is true; `background` is true.
+  bool has_previous_response = false;
+  bool store = false;
+  bool background = false;
+  // Embeddings: `input` is an array of inputs (strings or token arrays),
+  // cached item by item, rather than one string or one token array.
+  bool input_is_batch = false;
+  // Embeddings: the number of inputs (1 for a single one). Responses: 1 for
+  // a string `input`, else its elements.
+  size_t input_count = 0;
 };
 
 struct RequestKey {
@@ -137,10 +170,27 @@ class KeyBuilder {
   Result<RequestKey> Compute(std::string_view body, const KeyScope& scope,
                              RequestInfo* info = nullptr) const;
 
+  // The same for a body written for `endpoint`. What is required differs:
+  //   chat completions  `model` (string) and `messages` (array);
+  //   embeddings        `model` and `input`: a string, an array of integers
+  //                     (one token array), or a non-empty array of strings
+  //                     or of integer arrays (a batch);
+  //   responses         `model`; `input`, when present, a string or array;
+  //   messages          `model` and `messages` (array).
+  // Block markers (KeyOptions::excluded_block_fields) are also left out of
+  // Anthropic `system` blocks, of the blocks nested in a `tool_result`'s
+  // `content`, and of Responses `input` items and their content parts; a
+  // `system` that is a single text block is written as its text, as
+  // `content` is.
+  Result<RequestKey> Compute(std::string_view body, const KeyScope& scope,
+                             Endpoint endpoint, RequestInfo* info) const;
+
   // The canonical body text (without the version/namespace/scope prefix), for
   // debugging why two requests do or don't share a key. Same errors as
   // Compute.
   Result<std::string> Canonicalize(std::string_view body) const;
+  Result<std::string> Canonicalize(std::string_view body,
+                                   Endpoint endpoint) const;
 
   const KeyOptions& options() const { return options_; }
 

@@ -34,7 +34,11 @@ enum class BypassReason : uint8_t {
   kDriftingModel = 4,  // openrouter/auto, `~...-latest`, `@preset/...`
   kDebug = 5,          // `debug` present
   kModeNever = 6,      // CacheMode::kNever
-  kCount = 7,
+  // Responses API requests whose answer depends on upstream state:
+  kPreviousResponse = 7,  // `previous_response_id` or `conversation`
+  kStoreRequested = 8,    // `store: true` (the upstream keeps the response)
+  kBackground = 9,        // `background: true` (answered by polling)
+  kCount = 10,
 };
 
 // Stable snake_case name, e.g. "non_zero_temperature"; "unknown" if invalid.
@@ -55,8 +59,11 @@ struct Decision {
 };
 
 // The decision for a request. Checks in this order, whatever the mode:
-// debug, web search, drifting model; then the mode (never -> kModeNever;
-// deterministic -> temperature present and == 0; always -> cache).
+// debug, web search, drifting model, the Responses API's state
+// (previous response or conversation, store, background); then the mode
+// (never -> kModeNever; deterministic -> temperature present and == 0,
+// except for embeddings, which involve no sampling and are cached; always
+// -> cache).
 Decision Decide(const RequestInfo& info, CacheMode mode);
 
 }  // namespace llmcache

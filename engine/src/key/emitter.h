@@ -3,6 +3,13 @@
 // the excluded members (KeyOptions) and keying a single text content part as
 // the plain string it says.
 //
+// Emitter<Sink> walks chat-completions and embeddings requests;
+// Emitter<Sink, Ctx::kTopAnthropic> and Emitter<Sink, Ctx::kTopResponses>
+// also know the Anthropic Messages and Responses API layouts (more places
+// where block markers are excluded). They are separate instantiations so
+// that the chat walk, the hot path the benchmark measures, compiles to what
+// it was before the other endpoints existed.
+//
 // Private to the request-key code: part of engine/src/key.cc, included by it
 // alone. Internal linkage (an unnamed namespace) on purpose: the pipeline is
 // one translation unit, so the compiler inlines its single-call stages.
@@ -61,9 +68,34 @@ class NameSet {
   uint64_t bits_ = 0;
 };
 
-template <typename Sink>
+// Context sets as bit masks, for the checks of the emitters that know the
+// Anthropic Messages and Responses layouts.
+constexpr uint32_t CtxBit(Ctx ctx) {
+  return uint32_t{1} << static_cast<unsigned>(ctx);
+}
+static_assert(static_cast<unsigned>(Ctx::kCount) <= 32);
+// Request objects: the request-level exclusions (KeyOptions::excluded_fields)
+// apply in them.
+constexpr uint32_t kTopCtxs =
+    CtxBit(Ctx::kTop) | CtxBit(Ctx::kTopAnthropic) | CtxBit(Ctx::kTopResponses);
+// Contexts that expect an object (block markers are excluded in them)...
+constexpr uint32_t kObjectCtxs =
+    kTopCtxs | CtxBit(Ctx::kMessage) | CtxBit(Ctx::kBlock) |
+    CtxBit(Ctx::kApiMessage) | CtxBit(Ctx::kApiBlock) | CtxBit(Ctx::kInputItem);
+// ... and those that expect an array (whose elements get a context).
+constexpr uint32_t kArrayCtxs =
+    CtxBit(Ctx::kMessages) | CtxBit(Ctx::kContent) | CtxBit(Ctx::kTools) |
+    CtxBit(Ctx::kApiMessages) | CtxBit(Ctx::kApiContent) |
+    CtxBit(Ctx::kNestedBlocks) | CtxBit(Ctx::kInput);
+
+// kRoot is the context of the request object: Ctx::kTop (chat completions,
+// embeddings), kTopAnthropic or kTopResponses. A template parameter rather
+// than a member: the chat walk measurably slows down with one more member.
+template <typename Sink, Ctx kRoot = Ctx::kTop>
 class Emitter {
  public:
+  static_assert(kRoot == Ctx::kTop || kRoot == Ctx::kTopAnthropic ||
+                kRoot == Ctx::kTopResponses);
   Emitter(Workspace& ws, const KeyOptions& options, Sink* sink)
       : ws_(ws),
         fields_(options.excluded_fields),
@@ -75,7 +107,7 @@ class Emitter {
   void Run() {
     PodVector<Frame>& frames = ws_.frames;
     frames.clear();
-    EmitValue(ws_.root, Ctx::kTop);
+    EmitValue(ws_.root, kRoot);
     const Entry* const entries = ws_.entries.data();
     while (!frames.empty()) {
       // Emit the innermost open container's children until one of them opens
@@ -138,17 +170,61 @@ class Emitter {
   }
 
  private:
+  // Whether the contexts of the Anthropic Messages and Responses layouts
+  // can occur.
+  static constexpr bool kAllEndpoints = kRoot != Ctx::kTop;
+
   LLMCACHE_INLINE bool Excluded(Ctx ctx, std::string_view key) const {
-    if (ctx == Ctx::kTop && fields_.Contains(key)) return true;
+    if constexpr (kAllEndpoints) {
+      if ((kTopCtxs & CtxBit(ctx)) != 0 && fields_.Contains(key)) return true;
+    } else {
+      if (ctx == Ctx::kTop && fields_.Contains(key)) return true;
+    }
     return block_fields_.Contains(key);
   }
 
   static LLMCACHE_INLINE Ctx MemberCtx(Ctx parent, std::string_view key) {
+    if constexpr (kAllEndpoints) return ApiMemberCtx(parent, key);
     if (parent == Ctx::kTop) {
       if (key == "messages") return Ctx::kMessages;
       if (key == "tools") return Ctx::kTools;
     } else if (parent == Ctx::kMessage && key == "content") {
       return Ctx::kContent;
+    }
+    return Ctx::kPlain;
+  }
+
+  // MemberCtx for every endpoint. Anthropic: `system` is keyed like a
+  // message's `content` (its blocks are blocks, a single text block is its
+  // text); a block's own `content` (tool_result) holds blocks. Responses:
+  // `input` items and their content parts are blocks.
+  static Ctx ApiMemberCtx(Ctx parent, std::string_view key) {
+    switch (parent) {
+      case Ctx::kTop:
+        if (key == "messages") return Ctx::kMessages;
+        if (key == "tools") return Ctx::kTools;
+        break;
+      case Ctx::kMessage:
+        if (key == "content") return Ctx::kContent;
+        break;
+      case Ctx::kTopAnthropic:
+        if (key == "messages") return Ctx::kApiMessages;
+        if (key == "system") return Ctx::kContent;
+        if (key == "tools") return Ctx::kTools;
+        break;
+      case Ctx::kApiMessage:
+        if (key == "content") return Ctx::kApiContent;
+        break;
+      case Ctx::kApiBlock:
+      case Ctx::kInputItem:
+        if (key == "content") return Ctx::kNestedBlocks;
+        break;
+      case Ctx::kTopResponses:
+        if (key == "input") return Ctx::kInput;
+        if (key == "tools") return Ctx::kTools;
+        break;
+      default:
+        break;
     }
     return Ctx::kPlain;
   }
@@ -161,6 +237,20 @@ class Emitter {
       case Ctx::kTools:
         return Ctx::kBlock;
       default:
+        if constexpr (kAllEndpoints) {
+          switch (parent) {
+            case Ctx::kApiMessages:
+              return Ctx::kApiMessage;
+            case Ctx::kApiContent:
+              return Ctx::kApiBlock;
+            case Ctx::kNestedBlocks:
+              return Ctx::kBlock;
+            case Ctx::kInput:
+              return Ctx::kInputItem;
+            default:
+              break;
+          }
+        }
         return Ctx::kPlain;
     }
   }
@@ -223,7 +313,12 @@ class Emitter {
   // canonical and no exclusion can apply inside it; otherwise scalars are
   // written and containers open a frame. Returns whether a frame was pushed.
   LLMCACHE_INLINE bool EmitValue(const Entry& e, Ctx ctx) {
-    if (e.type == Type::kObject) {
+    if constexpr (kAllEndpoints) {
+      const uint32_t expected = e.type == Type::kObject  ? kObjectCtxs
+                                : e.type == Type::kArray ? kArrayCtxs
+                                                         : 0;
+      if ((expected & CtxBit(ctx)) == 0) ctx = Ctx::kPlain;
+    } else if (e.type == Type::kObject) {
       // Exclusions apply only where the context expects an object.
       if (ctx != Ctx::kTop && ctx != Ctx::kMessage && ctx != Ctx::kBlock) {
         ctx = Ctx::kPlain;
@@ -239,7 +334,7 @@ class Emitter {
       WriteSlice(false, e.raw, e.raw_len);
       return false;
     }
-    if (ctx == Ctx::kContent) {
+    if (ctx == Ctx::kContent || (kAllEndpoints && ctx == Ctx::kApiContent)) {
       // `"content":[{"type":"text","text":T}]` (markers such as cache_control
       // aside) says exactly what `"content":T` says: key both as T, so that
       // marking a block for prompt caching never changes the key.

@@ -1,7 +1,8 @@
 // Request-level checks on a parsed body: the body size limit, the required
-// top-level `model` (a string) and `messages` (an array), and the facts the
-// cache policy needs (RequestInfo: stream, temperature, web search, debug,
-// message count).
+// top-level members of each endpoint (`model`; `messages`, or the shape of
+// `input`), and the facts the cache policy needs (RequestInfo: stream,
+// temperature, web search, debug, message and input counts, the Responses
+// API's upstream state).
 //
 // Private to the request-key code: part of engine/src/key.cc, included by it
 // alone. Internal linkage (an unnamed namespace) on purpose: the pipeline is
@@ -77,31 +78,157 @@ bool AnyObjectElement(const Workspace& ws, const Entry& array, Pred pred) {
   return false;
 }
 
-// Checks the top-level requirements, sets *model to the decoded model id and
-// fills *info when not null (info->model is left to the caller).
-Status Inspect(const Workspace& ws, RequestInfo* info, std::string* model) {
+// Whether a tool of this `type` searches or fetches the web (live data):
+// OpenRouter's server tools ("openrouter:web_search", "openrouter:web_fetch"),
+// OpenAI's ("web_search", "web_search_preview", dated variants) and
+// Anthropic's ("web_search_20250305", "web_fetch_20250910").
+bool IsWebSearchToolType(std::string_view type) {
+  return type.starts_with("openrouter:web") || type == "web_search" ||
+         type.starts_with("web_search_") || type.starts_with("web_fetch");
+}
+
+// An integer token id: a number whose canonical text (the parser writes
+// integral values below 1e21 as plain integers) has only digits after an
+// optional sign.
+bool IsInteger(const Entry& e) {
+  if (e.type != Type::kNumber || e.raw_len == 0) return false;
+  const std::string_view text(e.raw, e.raw_len);
+  const size_t from = text.front() == '-' ? 1 : 0;
+  if (from == text.size()) return false;
+  return std::all_of(text.begin() + static_cast<std::ptrdiff_t>(from),
+                     text.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// A non-empty array of integers: one token array.
+bool IsTokenArray(const Workspace& ws, const Entry& e) {
+  return e.type == Type::kArray && ws.begin(e) != ws.end(e) &&
+         std::all_of(ws.begin(e), ws.end(e), IsInteger);
+}
+
+// An InvalidArgument about the request, naming the endpoint unless it is chat
+// completions (whose messages predate the other endpoints). Out of line: the
+// error path is cold.
+__attribute__((noinline, cold)) Status RequestError(Endpoint endpoint,
+                                                    std::string_view what) {
+  std::string msg;
+  if (endpoint != Endpoint::kChatCompletions) {
+    msg += EndpointName(endpoint);
+    msg += ' ';
+  }
+  msg += "request ";
+  msg += what;
+  return InvalidArgumentError(msg);
+}
+
+// Checks the `input` of an embeddings request (key.h: a string, one token
+// array, or a non-empty batch of strings or of token arrays) and counts its
+// inputs. Out of line: Inspect is inlined into the chat hot path.
+__attribute__((noinline)) Status CheckEmbeddingsInput(const Workspace& ws,
+                                                      const Entry& input,
+                                                      bool* batch,
+                                                      size_t* count) {
+  constexpr Endpoint kEp = Endpoint::kEmbeddings;
+  *batch = false;
+  *count = 1;
+  if (input.type == Type::kString) return Status();
+  if (input.type != Type::kArray) {
+    return RequestError(kEp, "member \"input\" is not a string or an array");
+  }
+  const Entry* const first = ws.begin(input);
+  const Entry* const last = ws.end(input);
+  if (first == last) {
+    return RequestError(kEp, "member \"input\" is an empty array");
+  }
+  if (first->type == Type::kNumber) {
+    // One token array.
+    for (const Entry* e = first; e != last; ++e) {
+      if (!IsInteger(*e)) {
+        return RequestError(
+            kEp, "member \"input[" + std::to_string(e - first) +
+                     "]\" is not an integer, as a token array's elements must "
+                     "be");
+      }
+    }
+    return Status();
+  }
+  const bool strings = first->type == Type::kString;
+  if (!strings && first->type != Type::kArray) {
+    return RequestError(kEp,
+                        "member \"input[0]\" is not a string, an integer or "
+                        "an array of integers");
+  }
+  for (const Entry* e = first; e != last; ++e) {
+    if (strings ? e->type != Type::kString : !IsTokenArray(ws, *e)) {
+      return RequestError(
+          kEp, "member \"input[" + std::to_string(e - first) + "]\" is not " +
+                   (strings ? "a string, as in a batch of strings"
+                            : "a non-empty array of integers, as in a batch "
+                              "of token arrays"));
+    }
+  }
+  *batch = true;
+  *count = static_cast<size_t>(last - first);
+  return Status();
+}
+
+// Checks the top-level requirements of a request for `endpoint` (key.h,
+// KeyBuilder::Compute), sets *model to the decoded model id and fills *info
+// when not null (info->model and info->endpoint are left to the caller).
+Status Inspect(const Workspace& ws, Endpoint endpoint, RequestInfo* info,
+               std::string* model) {
   const Entry& root = ws.root;
   if (root.type != Type::kObject) {
     return InvalidArgumentError("request body is not a JSON object");
   }
+  const bool wants_messages =
+      endpoint == Endpoint::kChatCompletions || endpoint == Endpoint::kMessages;
+  const bool is_responses = endpoint == Endpoint::kResponses;
   bool has_model = false;
   bool has_messages = false;
+  bool has_input = false;
   std::string scratch;
   for (const Entry* m = ws.begin(root); m != ws.end(root); ++m) {
     const std::string_view key = KeyText(*m);
     if (key == "model") {
       if (m->type != Type::kString) {
-        return InvalidArgumentError("request member \"model\" is not a string");
+        return RequestError(endpoint, "member \"model\" is not a string");
       }
       const std::string_view id = StringValue(*m, model);
       if (id.data() != model->data()) model->assign(id);
       has_model = true;
-    } else if (key == "messages") {
+    } else if (wants_messages && key == "messages") {
       if (m->type != Type::kArray) {
-        return InvalidArgumentError(
-            "request member \"messages\" is not an array");
+        return RequestError(endpoint, "member \"messages\" is not an array");
       }
       has_messages = true;
+      if (info != nullptr) {
+        info->message_count = static_cast<size_t>(ws.end(*m) - ws.begin(*m));
+      }
+      continue;
+    } else if (endpoint == Endpoint::kEmbeddings && key == "input") {
+      bool batch = false;
+      size_t count = 0;
+      if (Status s = CheckEmbeddingsInput(ws, *m, &batch, &count); !s.ok()) {
+        return s;
+      }
+      has_input = true;
+      if (info != nullptr) {
+        info->input_is_batch = batch;
+        info->input_count = count;
+      }
+      continue;
+    } else if (is_responses && key == "input") {
+      if (m->type != Type::kString && m->type != Type::kArray) {
+        return RequestError(endpoint,
+                            "member \"input\" is not a string or an array");
+      }
+      if (info != nullptr) {
+        info->input_count =
+            m->type == Type::kString
+                ? 1
+                : static_cast<size_t>(ws.end(*m) - ws.begin(*m));
+      }
+      continue;
     }
     if (info == nullptr) continue;
     if (key == "stream") {
@@ -125,19 +252,31 @@ Status Inspect(const Workspace& ws, RequestInfo* info, std::string* model) {
           AnyObjectElement(ws, *m, [&ws, &scratch](const Entry& e) {
             const Entry* type = FindMember(ws, e, "type");
             return type != nullptr && type->type == Type::kString &&
-                   StringValue(*type, &scratch).starts_with("openrouter:web");
+                   IsWebSearchToolType(StringValue(*type, &scratch));
           });
     } else if (key == "debug") {
       info->has_debug = true;
-    } else if (key == "messages") {
-      info->message_count = static_cast<size_t>(ws.end(*m) - ws.begin(*m));
+    } else if (is_responses) {
+      // State kept by the upstream (RequestInfo). Only explicit values
+      // count: `store` defaults to true upstream, but an absent member says
+      // nothing about what the client relies on.
+      if (key == "previous_response_id" || key == "conversation") {
+        if (m->type != Type::kNull) info->has_previous_response = true;
+      } else if (key == "store") {
+        info->store = m->type == Type::kTrue;
+      } else if (key == "background") {
+        info->background = m->type == Type::kTrue;
+      }
     }
   }
   if (!has_model) {
-    return InvalidArgumentError("request has no \"model\" member");
+    return RequestError(endpoint, "has no \"model\" member");
   }
-  if (!has_messages) {
-    return InvalidArgumentError("request has no \"messages\" member");
+  if (wants_messages && !has_messages) {
+    return RequestError(endpoint, "has no \"messages\" member");
+  }
+  if (endpoint == Endpoint::kEmbeddings && !has_input) {
+    return RequestError(endpoint, "has no \"input\" member");
   }
   return Status();
 }

@@ -152,14 +152,29 @@ struct OpenContainer {
   bool key_plain;  // object: the current member's name has no escapes
 };
 
+// Where the emitter is in the request: which members are excluded there and
+// what the children's contexts are (key/emitter.h). The first seven are the
+// chat-completions (and embeddings) request; the rest are reached only from
+// the Anthropic Messages and Responses roots (key/emitter.h).
 enum class Ctx : uint8_t {
   kPlain,     // no exclusions below this point
   kTop,       // the request object
   kMessages,  // the top-level `messages` array
   kMessage,   // messages[i]
-  kContent,   // messages[i].content
+  kContent,   // messages[i].content, or an Anthropic `system` array
   kTools,     // the top-level `tools` array
-  kBlock,     // messages[i].content[j] or tools[i]
+  kBlock,     // messages[i].content[j], tools[i], system[j] or a nested block
+  kTopAnthropic,  // the Anthropic Messages request object
+  kTopResponses,  // the Responses API request object
+  kApiMessages,   // Anthropic `messages`
+  kApiMessage,    // Anthropic messages[i]
+  kApiContent,    // Anthropic messages[i].content
+  kApiBlock,      // Anthropic messages[i].content[j]
+  kNestedBlocks,  // messages[i].content[j].content, Responses
+                  // input[i].content: arrays of blocks
+  kInput,         // the Responses `input` array
+  kInputItem,     // Responses input[i]
+  kCount,
 };
 
 struct Frame {
