@@ -8,6 +8,8 @@
 #include <system_error>
 #include <utility>
 
+#include "fake_models.h"
+
 namespace llmcache::fake::internal {
 namespace {
 
@@ -89,6 +91,12 @@ Selector ParseSelector(std::string_view base_model) {
         sel.count = *n;
       }
     }
+  } else if (name.starts_with("embed-delay-")) {
+    auto us = ParseInt(name.substr(12));
+    if (us) {
+      sel.kind = Kind::kEmbedDelay;
+      sel.us = std::min<int64_t>(*us, int64_t{kMaxDelayMs} * 1000);
+    }
   } else if (name.starts_with("delay-") || name.starts_with("slow-")) {
     const bool delay = name.starts_with("delay-");
     auto ms = ParseInt(name.substr(delay ? 6 : 5));
@@ -105,6 +113,44 @@ const StatusInfo* FindStatusInfo(unsigned status) {
     if (s.status == status) return &s;
   }
   return nullptr;
+}
+
+boost::json::object SimpleError(unsigned code, std::string_view message) {
+  boost::json::object err;
+  err["code"] = code;
+  err["message"] = message;
+  boost::json::object env;
+  env["error"] = std::move(err);
+  return env;
+}
+
+boost::json::object FaultEnvelope(unsigned status,
+                                  std::string_view base_model) {
+  const StatusInfo* info = FindStatusInfo(status);
+  boost::json::object meta;
+  meta["error_type"] = info != nullptr ? info->error_type : "unmapped";
+  meta["provider_name"] = ProviderName(base_model);
+  boost::json::object err;
+  err["code"] = status;
+  err["message"] = info != nullptr ? info->message : "Fake fault";
+  err["metadata"] = std::move(meta);
+  boost::json::object env;
+  env["error"] = std::move(err);
+  env["user_id"] = "user_fake";
+  return env;
+}
+
+std::vector<std::pair<std::string, std::string>> ErrorHeaders(
+    unsigned status, int64_t now_unix) {
+  std::vector<std::pair<std::string, std::string>> headers;
+  if (status == 429 || status == 503) headers.emplace_back("Retry-After", "1");
+  if (status == 429) {
+    headers.emplace_back("X-RateLimit-Limit", "20");
+    headers.emplace_back("X-RateLimit-Remaining", "0");
+    headers.emplace_back("X-RateLimit-Reset",
+                         std::to_string((now_unix + 1) * 1000));
+  }
+  return headers;
 }
 
 }  // namespace llmcache::fake::internal

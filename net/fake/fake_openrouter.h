@@ -1,9 +1,10 @@
-// The fake OpenRouter: a test double of OpenRouter's chat-completions API on
-// loopback. The tests and benchmarks use it in place of the real service, and
-// it backs `llmcache fake-openrouter`, a demo of the whole stack that needs no
-// API key. It is not a general-purpose server and not part of llmcache::net.
-// Start here; what it mimics is summarised in docs/openrouter.md (the fake
-// upstream).
+// The fake OpenRouter: a test double of OpenRouter's API on loopback (chat
+// completions, and the embeddings, Responses API and Anthropic Messages
+// endpoints it also serves). The tests and benchmarks use it in place of the
+// real service, and it backs `llmcache fake-openrouter`, a demo of the whole
+// stack that needs no API key. It is not a general-purpose server and not
+// part of llmcache::net. Start here; what it mimics is summarised in
+// docs/openrouter.md (the fake upstream).
 //
 // Serves, on 127.0.0.1 (ephemeral port by default), over HTTP or HTTPS:
 //   POST /api/v1/chat/completions   non-stream and stream (SSE), shapes as in
@@ -11,9 +12,28 @@
 //                                   response; streaming)
 //   GET  /api/v1/models             a small model list with prices, as in
 //                                   docs/openrouter.md (models and prices)
+//   POST /api/v1/embeddings         OpenAI's shape: `input` a string, strings,
+//                                   one token array or token arrays; a
+//                                   unit-length vector per item, a function
+//                                   of (model, dimensions, item) only, so the
+//                                   same item gets the same vector at any
+//                                   batch position; `dimensions` (default 8,
+//                                   at most 4096); encoding_format "base64":
+//                                   little-endian float32, base64-encoded.
+//                                   Tokens: ceil(bytes / 4) per string (at
+//                                   least 1), a token array's length
+//   POST /api/v1/responses          the OpenAI Responses API: a response
+//                                   object; stream: named events
+//                                   (response.created ... response.completed
+//                                   with sequence_number, no [DONE])
+//   POST /api/v1/messages           the Anthropic Messages API (bearer auth):
+//                                   a message (`max_tokens` required); stream:
+//                                   message_start, ping, content_block_*,
+//                                   message_delta, message_stop; errors in
+//                                   Anthropic's {"type":"error",...} shape
 // (also under the legacy /v1 prefix; other paths: 404, other methods: 405).
 // Deterministic: the same request body, streamed or not, gives the same
-// content.
+// content. The rules of the last three are in fake_endpoints.h.
 //
 // Faults are selected by the request's `model` (so they work through the
 // proxy too); a `:variant` suffix is ignored, as llmcache::BaseModel does:
@@ -44,6 +64,13 @@
 //                            the answer), to test idle deadlines and cancels
 //   fake/newlines            non-stream body preceded by "\n\n\n" keep-alive
 //                            bytes, as OpenRouter sends for slow upstreams
+//   fake/embed-delay-<us>    embeddings: answer after <us> microseconds per
+//                            input item (others: answer normally)
+// The embeddings, Responses and Messages endpoints honour fault, flaky,
+// delay, slow, hang, cut, reset, newlines and error-200 (in their own error
+// shape); Responses and Messages also tool-call (a function_call item /
+// tool_use block; streamed as argument deltas) and midstream-error (an error
+// event after two text deltas). Other selectors answer normally there.
 // Any other model (and a malformed selector) answers normally. Prompt caching
 // is simulated: a request with `cache_control` markers reports
 // cache_write_tokens the first time and cached_tokens afterwards.
@@ -84,6 +111,9 @@
 //                          sockets, TLS, keep-alive, executing Plans
 //   fake_responder.h/.cc   request -> Plan: routing, auth, completion answers
 //                          (non-stream and SSE), usage and cost
+//   fake_endpoints.h/.cc   the same for embeddings, Responses and Messages
+//   fake_embeddings.cc     embedding inputs, vectors, base64
+//   fake_api_events.cc     Responses and Messages bodies and event streams
 //   fake_faults.h/.cc      the fault selectors above and the error statuses
 //   fake_features.h/.cc    n, logprobs and reasoning asked for; token logprobs
 //   fake_models.h/.cc      the model table, its prices and GET /models
@@ -150,6 +180,12 @@ class FakeOpenRouter {
 
   virtual uint64_t requests() const = 0;     // HTTP requests received
   virtual uint64_t completions() const = 0;  // chat-completion requests
+  // Requests to POST /embeddings, and the input items of the vectors sent
+  // (successful answers, cut and reset ones included).
+  virtual uint64_t embeddings() const = 0;
+  virtual uint64_t embedded_items() const = 0;
+  virtual uint64_t responses() const = 0;    // requests to POST /responses
+  virtual uint64_t messages() const = 0;     // requests to POST /messages
   virtual uint64_t connections() const = 0;  // TCP connections accepted
   virtual std::string last_authorization() const = 0;
   // A header of the last request (name case-insensitive); "" if absent.

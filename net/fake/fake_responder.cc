@@ -5,7 +5,6 @@
 #include "fake_responder.h"
 
 #include <algorithm>
-#include <boost/algorithm/string/predicate.hpp>
 #include <boost/json.hpp>
 #include <chrono>
 #include <cmath>
@@ -50,30 +49,6 @@ int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
 double RoundCost(double v) { return std::round(v * 1e12) / 1e12; }
 
 // ------------------------------------------------------------ error bodies
-
-json::object SimpleError(unsigned code, std::string_view message) {
-  json::object err;
-  err["code"] = code;
-  err["message"] = message;
-  json::object env;
-  env["error"] = std::move(err);
-  return env;
-}
-
-json::object FaultEnvelope(unsigned status, std::string_view model) {
-  const StatusInfo* info = FindStatusInfo(status);
-  json::object meta;
-  meta["error_type"] = info != nullptr ? info->error_type : "unmapped";
-  meta["provider_name"] = ProviderName(model);
-  json::object err;
-  err["code"] = status;
-  err["message"] = info != nullptr ? info->message : "Fake fault";
-  err["metadata"] = std::move(meta);
-  json::object env;
-  env["error"] = std::move(err);
-  env["user_id"] = "user_fake";
-  return env;
-}
 
 json::object ChoiceError() {
   json::object err;
@@ -377,15 +352,7 @@ Plan Responder::ErrorPlan(unsigned status, const json::object& envelope) {
   plan.status = status;
   plan.generation_id = NewGenerationId(Now());
   plan.body = json::serialize(envelope);
-  if (status == 429 || status == 503) {
-    plan.headers.emplace_back("Retry-After", "1");
-  }
-  if (status == 429) {
-    plan.headers.emplace_back("X-RateLimit-Limit", "20");
-    plan.headers.emplace_back("X-RateLimit-Remaining", "0");
-    plan.headers.emplace_back("X-RateLimit-Reset",
-                              std::to_string((Now() + 1) * 1000));
-  }
+  plan.headers = ErrorHeaders(status, Now());
   return plan;
 }
 
@@ -401,12 +368,7 @@ Plan Responder::AuthError(std::string_view message) {
 
 Plan Responder::Completion(const RequestView& req) {
   // 1. Authentication: "Bearer <token>", the scheme in any case.
-  const std::string_view auth = req.authorization;
-  std::string_view token;
-  if (auth.size() > 7 && boost::algorithm::istarts_with(auth, "bearer ")) {
-    token = auth.substr(7);
-    while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
-  }
+  const std::string_view token = BearerToken(req.authorization);
   if (token.empty()) return AuthError("No auth credentials found");
   if (!options_.api_key.empty() && token != options_.api_key) {
     return AuthError("User not found.");
@@ -503,6 +465,7 @@ Plan Responder::Completion(const RequestView& req) {
     case Kind::kHang:
       plan.kind = Plan::Kind::kHang;
       break;
+    case Kind::kEmbedDelay:  // embeddings only
     case Kind::kNone:
       plan = Success(body, base, stream, Shape::kNormal);
       break;

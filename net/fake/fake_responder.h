@@ -78,8 +78,12 @@ struct Plan {
   std::string body;
   std::vector<std::string> events;
   int delay_ms = 0;      // before the status line
+  int64_t delay_us = 0;  // also before the status line, after delay_ms
   int event_gap_ms = 0;  // between SSE events
   std::string model;     // the requested model, for logging
+  // Embeddings: the input items of the vectors this plan sends (counted by
+  // the server, as FakeOpenRouter::embedded_items()).
+  int64_t embedded_items = 0;
 };
 
 struct Generation;  // fake_responder.cc

@@ -1,8 +1,9 @@
 // The fake's HTTP/1.1 server: Boost.Beast over plain TCP or TLS, built on
 // C++20 coroutines. One coroutine per connection, on its own strand, reads
 // requests (with size limits and deadlines), asks the Responder for a Plan
-// (fake_responder.h) and executes it: delays, chunked SSE, hangs, cuts and
-// resets. Also FakeOpenRouter::Start(), the counters and Stop().
+// (fake_responder.h; the embeddings, Responses API and Messages endpoints:
+// ApiEndpoints, fake_endpoints.h) and executes it: delays, chunked SSE, hangs,
+// cuts and resets. Also FakeOpenRouter::Start(), the counters and Stop().
 //
 // The only translation unit of the fake that includes Beast or Asio: keep
 // their template instantiations here, for build time.
@@ -41,6 +42,7 @@
 #include <utility>
 #include <vector>
 
+#include "fake_endpoints.h"
 #include "fake_openrouter.h"
 #include "fake_responder.h"
 
@@ -53,6 +55,8 @@ namespace beast = boost::beast;
 namespace http = boost::beast::http;
 using tcp = boost::asio::ip::tcp;
 using Request = http::request<http::string_body>;
+using internal::ApiEndpoints;
+using internal::ApiPath;
 using internal::Plan;
 using internal::RequestView;
 using internal::Responder;
@@ -134,6 +138,7 @@ class FakeImpl final : public FakeOpenRouter {
   explicit FakeImpl(const FakeOptions& options)
       : options_(options),
         responder_(options_),
+        endpoints_(options_),
         ioc_(std::max(1, options.threads)),
         accept_strand_(net::make_strand(ioc_)),
         acceptor_(accept_strand_) {}
@@ -200,6 +205,10 @@ class FakeImpl final : public FakeOpenRouter {
 
   uint64_t requests() const override { return requests_.load(); }
   uint64_t completions() const override { return completions_.load(); }
+  uint64_t embeddings() const override { return embeddings_.load(); }
+  uint64_t embedded_items() const override { return embedded_items_.load(); }
+  uint64_t responses() const override { return responses_.load(); }
+  uint64_t messages() const override { return messages_.load(); }
   uint64_t connections() const override { return connections_.load(); }
 
   std::string last_authorization() const override {
@@ -217,12 +226,17 @@ class FakeImpl final : public FakeOpenRouter {
   void ResetCounters() override {
     requests_ = 0;
     completions_ = 0;
+    embeddings_ = 0;
+    embedded_items_ = 0;
+    responses_ = 0;
+    messages_ = 0;
     connections_ = 0;
     {
       std::lock_guard<std::mutex> lock(headers_mu_);
       last_headers_.clear();
     }
     responder_.ResetFlaky();
+    endpoints_.ResetFlaky();
   }
 
   void Stop() override {
@@ -375,12 +389,18 @@ class FakeImpl final : public FakeOpenRouter {
       Request req = parser.release();
       std::string_view path = View(req.target());
       path = path.substr(0, path.find('?'));
-      Record(req, path);
-      const Plan plan = responder_.Handle(
-          RequestView{.method = View(req.method_string()),
-                      .path = path,
-                      .authorization = View(req[http::field::authorization]),
-                      .body = req.body()});
+      const ApiPath api = internal::FindApiPath(path);
+      Record(req, path, api);
+      const RequestView view{
+          .method = View(req.method_string()),
+          .path = path,
+          .authorization = View(req[http::field::authorization]),
+          .body = req.body()};
+      const Plan plan = api == ApiPath::kNone ? responder_.Handle(view)
+                                              : endpoints_.Handle(api, view);
+      if (plan.embedded_items > 0) {
+        embedded_items_.fetch_add(static_cast<uint64_t>(plan.embedded_items));
+      }
       if (options_.log_requests) {
         std::fprintf(stderr, "fake-openrouter: %s %.*s -> %u %s\n",
                      std::string(req.method_string()).c_str(),
@@ -401,10 +421,10 @@ class FakeImpl final : public FakeOpenRouter {
 
   // Waits on the connection's timer; false if the wait was cancelled.
   template <class Stream>
-  net::awaitable<bool> Sleep(Conn<Stream>& conn, int ms) {
+  net::awaitable<bool> Sleep(Conn<Stream>& conn, std::chrono::microseconds d) {
     if (conn.closed || stopping()) co_return false;
     beast::error_code ec;
-    conn.timer.expires_after(std::chrono::milliseconds(ms));
+    conn.timer.expires_after(d);
     co_await conn.timer.async_wait(Tok(ec));
     co_return !ec && !conn.closed;
   }
@@ -417,8 +437,11 @@ class FakeImpl final : public FakeOpenRouter {
     Stream& stream = conn->stream;
     beast::tcp_stream& tcp_stream = beast::get_lowest_layer(stream);
     beast::error_code ec;
-    if (plan.delay_ms > 0) {
-      const bool slept = co_await Sleep(*conn, plan.delay_ms);
+    const std::chrono::microseconds delay =
+        std::chrono::milliseconds(plan.delay_ms) +
+        std::chrono::microseconds(plan.delay_us);
+    if (delay.count() > 0) {
+      const bool slept = co_await Sleep(*conn, delay);
       if (!slept) co_return false;
     }
     if (plan.kind == Plan::Kind::kHang) {
@@ -461,7 +484,8 @@ class FakeImpl final : public FakeOpenRouter {
     } else {
       for (size_t i = 0; i < plan.events.size(); ++i) {
         if (i > 0 && plan.event_gap_ms > 0) {
-          const bool slept = co_await Sleep(*conn, plan.event_gap_ms);
+          const bool slept = co_await Sleep(
+              *conn, std::chrono::milliseconds(plan.event_gap_ms));
           if (!slept) co_return false;
         }
         const auto chunk = http::make_chunk(net::buffer(plan.events[i]));
@@ -489,11 +513,12 @@ class FakeImpl final : public FakeOpenRouter {
     co_return keep_alive;
   }
 
-  void Record(const Request& req, std::string_view path) {
+  void Record(const Request& req, std::string_view path, ApiPath api) {
     requests_.fetch_add(1);
-    if (internal::IsCompletionPath(path)) {
-      completions_.fetch_add(1);
-    }
+    if (internal::IsCompletionPath(path)) completions_.fetch_add(1);
+    if (api == ApiPath::kEmbeddings) embeddings_.fetch_add(1);
+    if (api == ApiPath::kResponses) responses_.fetch_add(1);
+    if (api == ApiPath::kMessages) messages_.fetch_add(1);
     std::vector<std::pair<std::string, std::string>> headers;
     for (const auto& field : req) {
       headers.emplace_back(std::string(field.name_string()),
@@ -505,6 +530,7 @@ class FakeImpl final : public FakeOpenRouter {
 
   const FakeOptions options_;
   Responder responder_;
+  ApiEndpoints endpoints_;
   // Declared before ioc_ so that it outlives every stream using it.
   std::optional<ssl::context> ssl_ctx_;
   net::io_context ioc_;
@@ -516,6 +542,10 @@ class FakeImpl final : public FakeOpenRouter {
 
   std::atomic<uint64_t> requests_{0};
   std::atomic<uint64_t> completions_{0};
+  std::atomic<uint64_t> embeddings_{0};
+  std::atomic<uint64_t> embedded_items_{0};
+  std::atomic<uint64_t> responses_{0};
+  std::atomic<uint64_t> messages_{0};
   std::atomic<uint64_t> connections_{0};
   mutable std::mutex headers_mu_;
   // The last request's headers, names as sent.

@@ -88,6 +88,20 @@ std::vector<std::string> SplitPieces(std::string_view s, int n) {
   return out;
 }
 
+std::string_view BearerToken(std::string_view authorization) {
+  static constexpr std::string_view kScheme = "bearer ";
+  if (authorization.size() <= kScheme.size()) return {};
+  for (size_t i = 0; i < kScheme.size(); ++i) {
+    const char c = authorization[i];
+    const char lower =
+        c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+    if (lower != kScheme[i]) return {};
+  }
+  std::string_view token = authorization.substr(kScheme.size());
+  while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+  return token;
+}
+
 const boost::json::object* FindObject(const boost::json::object& o,
                                       std::string_view key) {
   const boost::json::value* v = o.if_contains(key);

@@ -45,6 +45,10 @@ inline int64_t CeilDiv4(size_t bytes) {
   return static_cast<int64_t>((bytes + 3) / 4);
 }
 
+// The token of an Authorization value "Bearer <token>" (the scheme in any
+// case); "" for another scheme or none.
+std::string_view BearerToken(std::string_view authorization);
+
 // The member `key` of `o` if it is an object (a string); nullptr otherwise.
 const boost::json::object* FindObject(const boost::json::object& o,
                                       std::string_view key);
