@@ -27,6 +27,9 @@
 #   NGINX_WORKERS    nginx worker_processes [1]
 #   PROXY_ARGS       extra serve arguments, e.g. "--memory" or "--shared-cache"
 #   BODY_BYTES       request body size in bytes [2048]
+#   ENDPOINT         chat_completions, or embeddings: a single-input
+#                    embeddings request of BODY_BYTES (no temperature: every
+#                    embedding is cacheable) to /v1/embeddings [chat_completions]
 #   ROUNDS           alternating proxy/nginx measurements; medians shown [1]
 #   PIN              1: servers on CPUs $SERVER_CPUS [1], wrk on $WRK_CPUS [0]
 #   SKIP_PROXY=1     measure nginx only (e.g. before the serve verb exists)
@@ -45,6 +48,12 @@ warmup=${WARMUP:-2s}
 proxy_threads=${PROXY_THREADS:-1}
 nginx_workers=${NGINX_WORKERS:-1}
 body_bytes=${BODY_BYTES:-2048}
+endpoint=${ENDPOINT:-chat_completions}
+case $endpoint in
+  chat_completions) api_path=chat/completions ;;
+  embeddings) api_path=embeddings ;;
+  *) echo "proxy_bench: ENDPOINT must be chat_completions or embeddings" >&2; exit 1 ;;
+esac
 rounds=${ROUNDS:-1}
 skip_proxy=${SKIP_PROXY:-0}
 skip_nginx=${SKIP_NGINX:-0}
@@ -152,6 +161,17 @@ tcp_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # $body_bytes bytes.
 make_body() {
   local head tail filler need
+  if [[ $endpoint == embeddings ]]; then
+    # A chunk of a document being indexed for retrieval.
+    head='{"model":"openai/text-embedding-3-small","input":"Runbook, section 4.2, gateway errors during deploys. '
+    tail='"}'
+    filler='2024-05-14T10:02:11Z upstream prematurely closed connection while reading response header from upstream, client 10.0.3.17, server api, request POST /v1/orders HTTP/1.1, upstream http://10.0.8.41:8080/v1/orders. '
+    filler+=$filler$filler$filler$filler$filler
+    need=$((body_bytes - ${#head} - ${#tail}))
+    ((need >= 0 && need <= ${#filler})) || die "BODY_BYTES out of range for embeddings"
+    printf '%s%s%s' "$head" "${filler:0:need}" "$tail"
+    return
+  fi
   head='{"model":"openai/gpt-4o-mini","temperature":0,"max_tokens":400,"messages":['
   head+='{"role":"system","content":"You are a senior site reliability engineer. Answer precisely, name the configuration settings involved, and keep every answer under 150 words."},'
   head+='{"role":"user","content":"Our API gateway returns 502 errors for about one percent of requests during deploys. The upstream pods are drained with a 30 second grace period. What should we check first?"},'
@@ -246,7 +266,7 @@ ms() { awk -v us="$1" 'BEGIN { printf "%.3f ms", us / 1000 }'; }
 
 # --- start everything ----------------------------------------------------
 echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "body: $(wc -c <"$body_file") bytes, model openai/gpt-4o-mini, temperature 0"
+echo "body: $(wc -c <"$body_file") bytes, endpoint $endpoint"
 echo "wrk: -t$wrk_threads -c$wrk_conns -d$duration (warm-up $warmup), rounds: $rounds${PIN:+, PIN=$PIN}"
 
 upstream_port=$(free_port)
@@ -259,7 +279,7 @@ if [[ $skip_proxy != 1 ]]; then
   start serve "${server_pin[@]}" "$bin" serve --listen "127.0.0.1:$proxy_port" --db "$tmp/db" \
     --upstream "$upstream" --threads "$proxy_threads" --log-level warn "${proxy_args[@]}"
   wait_ready serve curl -fsS --max-time 1 -o /dev/null "http://127.0.0.1:$proxy_port/healthz"
-  proxy_url=http://127.0.0.1:$proxy_port/v1/chat/completions
+  proxy_url=http://127.0.0.1:$proxy_port/v1/$api_path
   echo "proxy: $bin serve --threads $proxy_threads${proxy_args[*]:+ ${proxy_args[*]}}"
   fill_and_check "llmcache serve" "$proxy_url" X-Cache
 fi
@@ -275,7 +295,7 @@ if [[ $skip_nginx != 1 ]]; then
     die "nginx rejected $tmp/nginx.conf"
   start nginx "${server_pin[@]}" nginx -p "$tmp/nginx" -c "$tmp/nginx.conf" -e "$tmp/nginx/error.log" -g 'daemon off;'
   wait_ready nginx tcp_open "$nginx_port"
-  nginx_url=http://127.0.0.1:$nginx_port/api/v1/chat/completions
+  nginx_url=http://127.0.0.1:$nginx_port/api/v1/$api_path
   echo "nginx: $(nginx -v 2>&1 | cut -d/ -f2), worker_processes $nginx_workers"
   fill_and_check "nginx" "$nginx_url" X-Cache-Status
 fi

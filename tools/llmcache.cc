@@ -165,6 +165,10 @@ int Main(int argc, char** argv) {
     sub->add_option("--mode", key_args.mode,
                     "Cache mode: deterministic, always, never")
         ->capture_default_str();
+    sub->add_option("--endpoint", key_args.endpoint,
+                    "The API the body is for: chat_completions, embeddings, "
+                    "responses, messages")
+        ->capture_default_str();
   };
   auto* key = app.add_subcommand(
       "key",
@@ -256,6 +260,11 @@ int Main(int argc, char** argv) {
                    "Cache mode: deterministic, always, never")
       ->capture_default_str();
   warm->add_option("--namespace", warm_args.ns, "Namespace, as the service");
+  warm->add_option("--endpoint", warm_args.endpoint,
+                   "The API of the file's bodies (chat_completions, "
+                   "embeddings, responses, messages); a line "
+                   "{\"endpoint\":NAME,\"body\":{...}} names its own")
+      ->capture_default_str();
   warm->add_flag("--shared-cache", warm_args.shared_cache,
                  "Store in the shared scope (as `serve --shared-cache`) "
                  "instead of the API key's");

@@ -117,6 +117,9 @@ TEST(MetricsRenderTest, RequestsByRouteAndStatusClassSumOverShards) {
           R"(llmcache_requests_total{route="stats",code="2xx"} 0)",
           R"(llmcache_requests_total{route="admin",code="1xx"} 1)",
           R"(llmcache_requests_total{route="admin",code="2xx"} 0)",
+          R"(llmcache_requests_total{route="embeddings",code="2xx"} 0)",
+          R"(llmcache_requests_total{route="responses",code="2xx"} 0)",
+          R"(llmcache_requests_total{route="messages",code="2xx"} 0)",
           R"(llmcache_requests_total{route="other",code="2xx"} 0)",
           R"(llmcache_requests_total{route="other",code="5xx"} 1)",
       }));
@@ -152,6 +155,9 @@ TEST(MetricsRenderTest, PipelineCountsComeFromCachedClientStats) {
           R"(llmcache_cache_bypasses_total{reason="drifting_model"} 0)",
           R"(llmcache_cache_bypasses_total{reason="debug"} 0)",
           R"(llmcache_cache_bypasses_total{reason="mode_never"} 1)",
+          R"(llmcache_cache_bypasses_total{reason="previous_response"} 0)",
+          R"(llmcache_cache_bypasses_total{reason="store_requested"} 0)",
+          R"(llmcache_cache_bypasses_total{reason="background"} 0)",
       }));
   EXPECT_THAT(Lines(text),
               IsSupersetOf({

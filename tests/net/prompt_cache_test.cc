@@ -135,7 +135,8 @@ TEST(PromptCacheTest, SystemArrayGetsItsLastTextPartMarked) {
   EXPECT_EQ(Msg(v, 0).at("content").at(1).at("cache_control"), Marker());
 }
 
-// The marker rule of docs/openrouter.md#cache-markers: the book gets the marker, the small parts do not.
+// The marker rule of docs/openrouter.md#cache-markers: the book gets the
+// marker, the small parts do not.
 TEST(PromptCacheTest, LargeUserContextPartIsMarkedSmallOnesAreNot) {
   const std::string book = Big(5000, 'b');
   const std::string body =
@@ -400,8 +401,8 @@ TEST(PromptCacheTest, DeeplyNestedToolSchemasAreAccepted) {
 // ---------------------------------------------------------------------------
 // PricingTable
 
-// docs/openrouter.md#models-pricing, the documented pricing, plus a router with variable ("-1") prices and
-// an explicit `:free` variant.
+// docs/openrouter.md#models-pricing, the documented pricing, plus a router with
+// variable ("-1") prices and an explicit `:free` variant.
 constexpr char kModelsJson[] = R"({"data":[{"id":"anthropic/claude-sonnet-4.5",
   "canonical_slug":"anthropic/claude-4.5-sonnet-20250929","name":"Claude",
   "created":1692901234,"context_length":1000000,

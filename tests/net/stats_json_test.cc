@@ -84,7 +84,8 @@ TEST(StatsJsonTest, ProxySectionHoldsTheHttpCountersAndThePipelineOutcomes) {
     "requests": 10, "hits": 6, "misses": 2, "bypasses": 1,
     "bypass_reasons": {"no_temperature": 0, "non_zero_temperature": 0,
                        "web_search": 0, "drifting_model": 0, "debug": 1,
-                       "mode_never": 0},
+                       "mode_never": 0, "previous_response": 0,
+                       "store_requested": 0, "background": 0},
     "tokens_saved": 300, "cost_saved_usd": 1.5, "response_bytes": 2048,
     "upstream_errors": 3, "store_errors": 3, "models_fetches": 2,
     "models_errors": 1, "in_flight": 3, "open_connections": 4,
@@ -118,12 +119,19 @@ TEST(StatsJsonTest, ClientSectionHoldsThePipelineCounts) {
     "keys_computed": 20, "hits": 11, "misses": 5, "bypasses": 4,
     "bypasses_by_reason": {"no_temperature": 1, "non_zero_temperature": 0,
                        "web_search": 0, "drifting_model": 0, "debug": 3,
-                       "mode_never": 0},
+                       "mode_never": 0, "previous_response": 0,
+                       "store_requested": 0, "background": 0},
     "tokens_saved": 999, "cost_saved_usd": 2.5, "upstream_calls": 9,
     "upstream_errors": 2, "flight_joins": 1, "store_errors": 6, "stored": 4,
     "not_stored": 1, "model_drifts": 7, "prompt_cache_read_tokens": 100,
     "prompt_cache_write_tokens": 50, "prompt_cache_savings_usd": -0.25,
-    "priced_responses": 8})"));
+    "priced_responses": 8,
+    "endpoints": {
+      "chat_completions": {"hits": 0, "misses": 0, "bypasses": 0},
+      "embeddings": {"hits": 0, "misses": 0, "bypasses": 0},
+      "responses": {"hits": 0, "misses": 0, "bypasses": 0},
+      "messages": {"hits": 0, "misses": 0, "bypasses": 0}},
+    "embedding_inputs_hit": 0, "embedding_inputs_missed": 0})"));
 }
 
 TEST(StatsJsonTest, SectionsComeInOrder) {

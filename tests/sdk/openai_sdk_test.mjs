@@ -1,4 +1,5 @@
-// End-to-end test of `llmcache serve` with the official OpenAI SDK for Node.
+// End-to-end test of `llmcache serve` with the official OpenAI SDK for Node
+// and Anthropic's SDK (@anthropic-ai/sdk).
 //
 //   node tests/sdk/openai_sdk_test.mjs path/to/llmcache
 //
@@ -6,7 +7,14 @@
 // loopback ports (nothing leaves the machine), then sends through the SDK:
 //   - one non-stream completion twice: X-Cache MISS, then HIT, same content;
 //   - one streamed completion (other messages) twice: MISS, then HIT, the same
-//     assembled content and a finish_reason both times.
+//     assembled content and a finish_reason both times;
+//   - embeddings.create with a batch twice (MISS, then HIT, the same vectors),
+//     then a batch that overlaps it by half (the shared inputs' vectors equal,
+//     every index in order, usage counting only the new inputs);
+//   - responses.create, non-stream and stream, each twice (MISS, then HIT,
+//     the same output text);
+//   - Anthropic's messages.create, non-stream and stream, each twice (MISS,
+//     then HIT, the same text and stop_reason).
 // Exit code 0 when every check passes, 1 otherwise (with the reason and the
 // children's output). The children are stopped in every case.
 // Needs the SDK installed once: npm ci --prefix tests/sdk
@@ -18,7 +26,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const OVERALL_TIMEOUT_MS = 60_000;
+const OVERALL_TIMEOUT_MS = 90_000;
 const STARTUP_TIMEOUT_MS = 20_000;
 const REQUEST_TIMEOUT_MS = 15_000;
 const API_KEY = 'sk-test-local'; // accepted by the fake; never written anywhere
@@ -234,8 +242,114 @@ async function run(binary) {
   check(streamed[1].text === streamed[0].text, 'stream #2 assembled the same content as #1');
   check(streamed[1].finishReason === streamed[0].finishReason, 'stream finish_reason equal');
 
+  await checkEmbeddings(client);
+  await checkResponses(client);
+  await checkMessages(servePort);
+
   const bad = await stopChildren();
   for (const entry of bad) fail(`${entry.name} did not shut down cleanly: ${describeExit(entry)}`);
+}
+
+async function checkEmbeddings(client) {
+  const batch = ['alpha', 'bravo', 'charlie', 'delta'];
+  const model = 'openai/text-embedding-3-small';
+  const first = await client.embeddings.create({ model, input: batch, encoding_format: 'float' }).withResponse();
+  const second = await client.embeddings.create({ model, input: batch, encoding_format: 'float' }).withResponse();
+  check(header(first.response, 'x-cache') === 'MISS', `embeddings #1 X-Cache MISS (got ${header(first.response, 'x-cache')})`);
+  check(header(second.response, 'x-cache') === 'HIT', `embeddings #2 X-Cache HIT (got ${header(second.response, 'x-cache')})`);
+  check(first.data.data.length === 4 && first.data.data.every((d, i) => d.index === i && d.embedding.length > 0),
+    'embeddings #1: 4 vectors, indices 0..3');
+  check(JSON.stringify(second.data.data) === JSON.stringify(first.data.data), 'embeddings #2 returned the same vectors');
+  // Half overlapping, in another order.
+  const half = await client.embeddings.create({ model, input: ['echo', 'charlie', 'foxtrot', 'alpha'], encoding_format: 'float' }).withResponse();
+  check(header(half.response, 'x-cache') === 'MISS', `overlapping batch X-Cache MISS (got ${header(half.response, 'x-cache')})`);
+  const d = half.data.data;
+  check(d.length === 4 && d.every((e, i) => e.index === i), 'overlapping batch: indices 0..3 in order');
+  check(JSON.stringify(d[1].embedding) === JSON.stringify(first.data.data[2].embedding) &&
+    JSON.stringify(d[3].embedding) === JSON.stringify(first.data.data[0].embedding),
+    'overlapping batch: the cached inputs have the vectors of the first batch');
+  check(half.data.usage.prompt_tokens > 0 && half.data.usage.prompt_tokens < first.data.usage.prompt_tokens + 10,
+    `overlapping batch usage counts the new inputs (${half.data.usage.prompt_tokens} tokens)`);
+  const again = await client.embeddings.create({ model, input: ['echo', 'charlie', 'foxtrot', 'alpha'], encoding_format: 'float' }).withResponse();
+  check(header(again.response, 'x-cache') === 'HIT', `overlapping batch again X-Cache HIT (got ${header(again.response, 'x-cache')})`);
+  // The SDK's default encoding (base64, decoded by the SDK).
+  const b1 = await client.embeddings.create({ model, input: 'golf' }).withResponse();
+  const b2 = await client.embeddings.create({ model, input: 'golf' }).withResponse();
+  check(header(b2.response, 'x-cache') === 'HIT' && JSON.stringify(b2.data.data) === JSON.stringify(b1.data.data),
+    'base64 embeddings: second call a HIT with the same vector');
+}
+
+async function checkResponses(client) {
+  const body = { model: MODEL, temperature: 0, input: 'In one sentence: what is a response cache?' };
+  const r1 = await client.responses.create(body).withResponse();
+  const r2 = await client.responses.create(body).withResponse();
+  check(header(r1.response, 'x-cache') === 'MISS', `responses #1 X-Cache MISS (got ${header(r1.response, 'x-cache')})`);
+  check(header(r2.response, 'x-cache') === 'HIT', `responses #2 X-Cache HIT (got ${header(r2.response, 'x-cache')})`);
+  check(r1.data.output_text.length > 0 && r2.data.output_text === r1.data.output_text,
+    `responses #2 output_text equals #1 (${JSON.stringify(r1.data.output_text)})`);
+  const streamBody = { ...body, input: 'In one sentence: what is an event stream?', stream: true };
+  const runs = [];
+  for (let i = 1; i <= 2; i += 1) {
+    const { data: stream, response } = await client.responses.create(streamBody).withResponse();
+    let text = '';
+    let completed = null;
+    const types = [];
+    for await (const event of stream) {
+      types.push(event.type);
+      if (event.type === 'response.output_text.delta') text += event.delta;
+      if (event.type === 'response.completed') completed = event.response;
+    }
+    runs.push({ response, text, completed, types });
+    check(completed !== null && types[0] === 'response.created',
+      `responses stream #${i}: response.created ... response.completed (${types.length} events)`);
+  }
+  check(header(runs[0].response, 'x-cache') === 'MISS', `responses stream #1 MISS (got ${header(runs[0].response, 'x-cache')})`);
+  check(header(runs[1].response, 'x-cache') === 'HIT', `responses stream #2 HIT (got ${header(runs[1].response, 'x-cache')})`);
+  check(runs[0].text.length > 0 && runs[1].text === runs[0].text, 'responses stream #2 assembled the same text as #1');
+  check(JSON.stringify(runs[1].completed.output) === JSON.stringify(runs[0].completed.output),
+    'responses stream #2 completed with the same output');
+}
+
+async function checkMessages(servePort) {
+  if (!existsSync(path.join(here, 'node_modules', '@anthropic-ai', 'sdk'))) {
+    fail('the @anthropic-ai/sdk package is not installed: run `npm ci --prefix tests/sdk`');
+  }
+  const { default: Anthropic } = await import('@anthropic-ai/sdk');
+  const anthropic = new Anthropic({
+    baseURL: `http://127.0.0.1:${servePort}`,
+    apiKey: API_KEY,
+    maxRetries: 0,
+    timeout: REQUEST_TIMEOUT_MS,
+  });
+  const body = {
+    model: 'anthropic/claude-sonnet-4.5',
+    max_tokens: 256,
+    temperature: 0,
+    system: 'You are a concise assistant.',
+    messages: [{ role: 'user', content: 'In one sentence: what is a cache?' }],
+  };
+  const m1 = await anthropic.messages.create(body).withResponse();
+  const m2 = await anthropic.messages.create(body).withResponse();
+  const text = (m) => m.content.filter((b) => b.type === 'text').map((b) => b.text).join('');
+  check(header(m1.response, 'x-cache') === 'MISS', `messages #1 X-Cache MISS (got ${header(m1.response, 'x-cache')})`);
+  check(header(m2.response, 'x-cache') === 'HIT', `messages #2 X-Cache HIT (got ${header(m2.response, 'x-cache')})`);
+  check(text(m1.data).length > 0 && text(m2.data) === text(m1.data), `messages #2 text equals #1 (${JSON.stringify(text(m1.data))})`);
+  check(m2.data.stop_reason === m1.data.stop_reason, `messages stop_reason equal (${m1.data.stop_reason})`);
+  const streamBody = { ...body, messages: [{ role: 'user', content: 'In one sentence: what is a stream?' }] };
+  const runs = [];
+  for (let i = 1; i <= 2; i += 1) {
+    const stream = anthropic.messages.stream(streamBody);
+    let deltas = '';
+    stream.on('text', (t) => { deltas += t; });
+    const final = await stream.finalMessage();
+    const response = (await stream.withResponse()).response;
+    runs.push({ response, deltas, final });
+    check(final.stop_reason !== null && deltas === text(final),
+      `messages stream #${i}: text deltas assemble the final message (${final.stop_reason})`);
+  }
+  check(header(runs[0].response, 'x-cache') === 'MISS', `messages stream #1 MISS (got ${header(runs[0].response, 'x-cache')})`);
+  check(header(runs[1].response, 'x-cache') === 'HIT', `messages stream #2 HIT (got ${header(runs[1].response, 'x-cache')})`);
+  check(runs[0].deltas.length > 0 && runs[1].deltas === runs[0].deltas, 'messages stream #2 assembled the same text as #1');
 }
 
 async function main() {

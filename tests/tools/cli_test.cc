@@ -8,6 +8,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -761,6 +762,79 @@ TEST_F(CliTest, WarmFillsTheCacheAndSkipsWhatIsCached) {
   EXPECT_THAT(failed.err, HasSubstr("line 1:"));
   EXPECT_THAT(failed.err, HasSubstr("line 2: upstream status 400"));
   EXPECT_EQ(LsKeys(db_).size(), 3u);
+}
+
+TEST_F(CliTest, KeyExplainsEveryEndpoint) {
+  const std::string body =
+      R"({"model":"openai/text-embedding-3-small","input":"hello"})";
+  ProcessResult emb =
+      Llmcache({"key", "--json", "--endpoint", "embeddings", "-"}, body);
+  ASSERT_EQ(emb.exit_code, 0) << emb.err;
+  json::object o = ParseObject(emb.out);
+  EXPECT_EQ(o["endpoint"].as_string(), "embeddings");
+  EXPECT_TRUE(o["cacheable"].as_bool());  // no temperature needed
+  // Chat completions need `messages`: the same body is not a chat request.
+  ProcessResult chat = Llmcache({"key", "--json", "-"}, body);
+  EXPECT_EQ(chat.exit_code, 1);
+  EXPECT_THAT(chat.err, HasSubstr("messages"));
+  ProcessResult stored = Llmcache(
+      {"key", "--endpoint", "responses", "-"},
+      R"({"model":"openai/gpt-4o","temperature":0,"store":true,"input":"x"})");
+  ASSERT_EQ(stored.exit_code, 0) << stored.err;
+  EXPECT_THAT(stored.out, HasSubstr("store_requested"));
+  EXPECT_THAT(stored.out, HasSubstr("endpoint   responses"));
+  ProcessResult unknown =
+      Llmcache({"key", "--endpoint", "completions", "-"}, body);
+  EXPECT_NE(unknown.exit_code, 0);
+  EXPECT_THAT(unknown.err, HasSubstr("unknown --endpoint"));
+}
+
+TEST_F(CliTest, WarmAcceptsEveryEndpointAndLsShowsIt) {
+  auto fake = fake::FakeOpenRouter::Start(fake::FakeOptions{});
+  ASSERT_OK(fake.status());
+  std::string lines;
+  lines +=
+      R"({"endpoint":"embeddings","body":{"model":"openai/emb","input":["a","b"]}})"
+      "\n";
+  lines +=
+      R"({"endpoint":"responses","body":{"model":"openai/gpt-4o","temperature":0,"input":"r"}})"
+      "\n";
+  lines +=
+      R"({"endpoint":"messages","body":{"model":"anthropic/claude-sonnet-4.5","temperature":0,"max_tokens":8,"messages":[{"role":"user","content":"m"}]}})"
+      "\n";
+  lines +=
+      R"({"model":"openai/gpt-4o-mini","temperature":0,"messages":[{"role":"user","content":"c"}]})"
+      "\n";
+  lines += R"({"endpoint":"nope","body":{}})"
+           "\n";
+  const std::string file = WriteFile(dir_.path() + "/warm.jsonl", lines);
+  const std::vector<std::string> env = {"OPENROUTER_API_KEY=sk-warm-test"};
+  ProcessResult r = Llmcache(
+      {"warm", "--db", db_, "--upstream", (*fake)->base_url(), file, "--json"},
+      "", env);
+  EXPECT_EQ(r.exit_code, 1) << r.err << r.out;  // the malformed last line
+  EXPECT_THAT(r.err, HasSubstr("line 5: unknown endpoint 'nope'"));
+  json::object o = ParseObject(r.out);
+  EXPECT_EQ(o["stored"].to_number<uint64_t>(), 4u);
+  EXPECT_EQ((*fake)->embedded_items(), 2u);
+  EXPECT_EQ((*fake)->responses(), 1u);
+  EXPECT_EQ((*fake)->messages(), 1u);
+  EXPECT_EQ((*fake)->completions(), 1u);
+
+  ProcessResult ls = Llmcache({"ls", "--db", db_, "--json"});
+  ASSERT_EQ(ls.exit_code, 0) << ls.err;
+  std::map<std::string, int> endpoints;
+  json::object listed = ParseObject(ls.out);
+  for (const json::value& e : listed["entries"].as_array()) {
+    ++endpoints[std::string(e.at("endpoint").as_string())];
+  }
+  EXPECT_EQ(endpoints, (std::map<std::string, int>{{"chat_completions", 1},
+                                                   {"embeddings", 2},
+                                                   {"messages", 1},
+                                                   {"responses", 1}}));
+  ProcessResult table = Llmcache({"ls", "--db", db_});
+  EXPECT_THAT(table.out, HasSubstr("ENDPOINT"));
+  EXPECT_THAT(table.out, HasSubstr("embeddings"));
 }
 
 }  // namespace

@@ -92,6 +92,10 @@ json::object UsageJson(const Usage& u) {
                       {"cost_nanousd", u.cost_nanousd}};
 }
 
+std::string_view EntryEndpointName(uint8_t flags) {
+  return EndpointName(static_cast<Endpoint>(EntryEndpointValue(flags)));
+}
+
 json::array FlagNames(uint8_t flags) {
   json::array a;
   if (flags & kEntryFlagFromStream) a.emplace_back("stream");
@@ -110,6 +114,7 @@ std::string TtlLeft(const EntryMeta& m, int64_t now) {
 json::object EntryJson(const std::string& key_hex, const Entry& e,
                        size_t stored_bytes, int64_t now) {
   json::object o{{"key", key_hex},
+                 {"endpoint", EntryEndpointName(e.meta.flags)},
                  {"model", e.meta.model},
                  {"resolved_model", e.meta.resolved_model},
                  {"namespace", e.meta.ns},
@@ -135,6 +140,7 @@ void PrintEntry(const std::string& key_hex, const Entry& e, size_t stored_bytes,
                 int64_t now, std::ostream& out) {
   const EntryMeta& m = e.meta;
   out << "key             " << key_hex << "\n"
+      << "endpoint        " << EntryEndpointName(m.flags) << "\n"
       << "model           " << m.model << "\n"
       << "resolved model  "
       << (m.resolved_model.empty() ? "-" : m.resolved_model) << "\n"
@@ -204,9 +210,15 @@ std::optional<ComputedKey> ComputeKey(const KeyArgs& args, const Io& io,
     }
     k.scope = ApiKeyScope(v);
   }
+  const std::optional<Endpoint> endpoint = EndpointFromName(args.endpoint);
+  if (!endpoint) {
+    io.err << "llmcache: unknown --endpoint '" << args.endpoint
+           << "' (chat_completions, embeddings, responses, messages)\n";
+    return std::nullopt;
+  }
   KeyBuilder builder;
   Result<RequestKey> key =
-      builder.Compute(*body, KeyScope{k.ns, k.scope}, &k.info);
+      builder.Compute(*body, KeyScope{k.ns, k.scope}, *endpoint, &k.info);
   if (!key.ok()) {
     io.err << "llmcache: the request "
            << (args.input == "-" ? "on stdin" : args.input)
@@ -216,7 +228,7 @@ std::optional<ComputedKey> ComputeKey(const KeyArgs& args, const Io& io,
   k.key = std::move(*key);
   k.decision = Decide(k.info, *mode);
   if (canonical != nullptr) {
-    Result<std::string> c = builder.Canonicalize(*body);
+    Result<std::string> c = builder.Canonicalize(*body, *endpoint);
     if (!c.ok()) {
       io.err << "llmcache: " << c.status() << "\n";
       return std::nullopt;
@@ -430,6 +442,7 @@ int Ls(const std::string& db, const LsArgs& args, const Io& io) {
     for (const Row& r : rows) {
       a.push_back(
           json::object{{"key", DigestToHex(r.digest)},
+                       {"endpoint", EntryEndpointName(r.meta.flags)},
                        {"model", r.meta.model},
                        {"resolved_model", r.meta.resolved_model},
                        {"namespace", r.meta.ns},
@@ -445,15 +458,16 @@ int Ls(const std::string& db, const LsArgs& args, const Io& io) {
                                {"truncated", total > rows.size()}},
                   io.out);
   } else {
-    Table t({"KEY", "MODEL", "AGE", "TTL LEFT", "SIZE", "TOKENS"});
+    Table t({"KEY", "ENDPOINT", "MODEL", "AGE", "TTL LEFT", "SIZE", "TOKENS"});
     for (const Row& r : rows) {
-      t.Add({DigestToHex(r.digest), r.meta.model,
+      t.Add({DigestToHex(r.digest),
+             std::string(EntryEndpointName(r.meta.flags)), r.meta.model,
              FormatDuration(now - r.meta.created_ms), TtlLeft(r.meta, now),
              FormatBytes(r.size),
              std::to_string(r.meta.usage.prompt_tokens) + "+" +
                  std::to_string(r.meta.usage.completion_tokens)});
     }
-    t.Print(io.out, {false, false, true, true, true, true});
+    t.Print(io.out, {false, false, false, true, true, true, true});
   }
   if (total > rows.size()) {
     io.err << "(" << rows.size() << " of " << total
@@ -505,6 +519,7 @@ int Key(const KeyArgs& args, const Io& io) {
         {"bypass_reason",
          k->decision.cache ? json::value(nullptr)
                            : json::value(BypassReasonName(k->decision.reason))},
+        {"endpoint", EndpointName(k->info.endpoint)},
         {"model", k->key.model},
         {"base_model", k->key.base_model},
         {"stream", k->info.stream},
@@ -517,6 +532,7 @@ int Key(const KeyArgs& args, const Io& io) {
   io.out << k->key.Hex() << "\n"
          << "decision   " << DecisionText(k->decision) << " (mode " << args.mode
          << ")\n"
+         << "endpoint   " << EndpointName(k->info.endpoint) << "\n"
          << "model      " << k->key.model;
   if (k->key.base_model != k->key.model) {
     io.out << " (column family of " << k->key.base_model << ")";

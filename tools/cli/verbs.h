@@ -43,6 +43,9 @@ struct KeyArgs {
   // proxy derives it (ApiKeyScope), is used. Wins over `scope`.
   std::string api_key_env;
   std::string mode = "deterministic";
+  // The endpoint the body is for (EndpointFromName): chat_completions,
+  // embeddings, responses, messages.
+  std::string endpoint = "chat_completions";
   bool json = false;
 };
 // `key`: the key of a request and the cache decision.
@@ -118,7 +121,10 @@ int Verify(const std::string& db, const std::optional<std::string>& model,
            bool json, const Io& io);
 
 struct WarmArgs {
-  std::string input;  // JSONL of request bodies ("-" = io.in)
+  // JSONL: a request body per line, for `endpoint`; or a line
+  // {"endpoint": NAME, "body": {...}} for a body of another endpoint.
+  std::string input;  // "-" = io.in
+  std::string endpoint = "chat_completions";
   std::string upstream = "https://openrouter.ai/api/v1";
   std::string ca_file;
   int concurrency = 4;

@@ -23,8 +23,42 @@
 
 namespace llmcache::cli {
 namespace json = boost::json;
+namespace {
+
+// A line {"endpoint": NAME, "body": {...}} (no "model": not a request body
+// itself) names its own endpoint: `req` gets it and the body. Returns why
+// the line is malformed, or "".
+std::string UnwrapEndpointLine(net::CachedRequest* req) {
+  if (req->body.find("\"endpoint\"") == std::string::npos) return "";
+  boost::system::error_code ec;
+  json::value v = json::parse(req->body, ec);
+  if (ec || !v.is_object()) return "";  // Prepare reports it
+  const json::object& o = v.as_object();
+  const json::value* endpoint = o.if_contains("endpoint");
+  if (endpoint == nullptr || o.contains("model")) return "";
+  const json::value* body = o.if_contains("body");
+  if (!endpoint->is_string() || body == nullptr || !body->is_object()) {
+    return "a line with \"endpoint\" needs a string endpoint and an object "
+           "\"body\"";
+  }
+  std::optional<Endpoint> e = EndpointFromName(endpoint->as_string());
+  if (!e) {
+    return "unknown endpoint '" + std::string(endpoint->as_string()) + "'";
+  }
+  req->endpoint = *e;
+  req->body = json::serialize(*body);
+  return "";
+}
+
+}  // namespace
 
 int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
+  const std::optional<Endpoint> file_endpoint = EndpointFromName(args.endpoint);
+  if (!file_endpoint) {
+    io.err << "llmcache warm: unknown --endpoint '" << args.endpoint
+           << "' (chat_completions, embeddings, responses, messages)\n";
+    return kExitUsage;
+  }
   std::optional<CacheMode> mode = CacheModeFromName(args.mode);
   if (!mode) {
     io.err << "llmcache warm: unknown --mode '" << args.mode << "'\n";
@@ -89,8 +123,15 @@ int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
       if (line.find_first_not_of(" \t") == std::string::npos) continue;
       ++requests;
       net::CachedRequest req;
+      req.endpoint = *file_endpoint;
       req.body = std::move(line);
       req.scope = scope;
+      if (std::string why = UnwrapEndpointLine(&req); !why.empty()) {
+        ++malformed;
+        io.err << "llmcache warm: line " << line_no << ": " << why
+               << " (skipped)\n";
+        continue;
+      }
       Result<net::PreparedRequest> p = cached->Prepare(std::move(req));
       if (!p.ok()) {
         ++malformed;

@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "cached_client_impl.h"
 #include "llmcache/clock.h"
 #include "llmcache/net/sse.h"
 #include "pipeline_counters.h"
@@ -24,23 +25,6 @@ namespace llmcache::net {
 namespace {
 
 namespace json = boost::json;
-
-struct DigestHash {
-  size_t operator()(const Digest& d) const {
-    size_t h;
-    std::memcpy(&h, d.data(), sizeof(h));
-    return h;
-  }
-};
-
-// Strips the "data: " prefix and the blank line of a replayed event.
-std::string_view EventData(std::string_view sse) {
-  if (sse.starts_with("data: ")) sse.remove_prefix(6);
-  while (!sse.empty() && (sse.back() == '\n' || sse.back() == '\r')) {
-    sse.remove_suffix(1);
-  }
-  return sse;
-}
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   return a.size() == b.size() &&
@@ -54,733 +38,747 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
 bool Deliver(const std::vector<std::string>& events,
              const StreamHandler& on_chunk) {
   for (const std::string& e : events) {
-    if (!on_chunk(EventData(e))) return false;
+    if (!on_chunk(FrameData(e))) return false;
   }
   return true;
 }
 
-class CachedClientImpl final : public CachedClient {
- public:
-  CachedClientImpl(std::shared_ptr<Cache> cache, std::shared_ptr<Client> client,
-                   CachedClientOptions options)
-      : cache_(std::move(cache)),
-        client_(std::move(client)),
-        options_(std::move(options)),
-        clock_(options_.clock != nullptr ? options_.clock : Clock::System()),
-        keys_(options_.key_options),
-        shared_(options_.shared) {
-    if (shared_) {
-      // A flush on another instance drops the model from the local tiers
-      // too (the shared tier hides its entries by generation).
-      shared_->SetFlushListener(
-          [cache = cache_, log = options_.log](std::string_view model) {
-            Status s = model.empty() ? cache->FlushAll()
-                                     : cache->FlushModel(model).status();
-            std::string line =
-                "shared tier: another instance flushed " +
-                (model.empty() ? std::string("the whole cache")
-                               : "model " + std::string(model)) +
-                "; local tiers flushed" +
-                (s.ok() ? std::string() : " (failed: " + s.ToString() + ")");
-            if (log) {
-              log(line);
-            } else {
-              std::cerr << "llmcache: " << line << "\n";
-            }
-          });
-    }
-    // Seed the drift detector with what the store remembers.
-    if (auto s = cache_->GetStats(); s.ok()) {
-      for (const ModelStats& m : s->models) {
-        if (!m.last_resolved_model.empty()) {
-          resolved_[m.model] = m.last_resolved_model;
-        }
+}  // namespace
+
+namespace internal {
+
+CachedClientImpl::CachedClientImpl(std::shared_ptr<Cache> cache,
+                                   std::shared_ptr<Client> client,
+                                   CachedClientOptions options)
+    : cache_(std::move(cache)),
+      client_(std::move(client)),
+      options_(std::move(options)),
+      clock_(options_.clock != nullptr ? options_.clock : Clock::System()),
+      keys_(options_.key_options),
+      shared_(options_.shared) {
+  if (shared_) {
+    // A flush on another instance drops the model from the local tiers
+    // too (the shared tier hides its entries by generation).
+    shared_->SetFlushListener(
+        [cache = cache_, log = options_.log](std::string_view model) {
+          Status s = model.empty() ? cache->FlushAll()
+                                   : cache->FlushModel(model).status();
+          std::string line =
+              "shared tier: another instance flushed " +
+              (model.empty() ? std::string("the whole cache")
+                             : "model " + std::string(model)) +
+              "; local tiers flushed" +
+              (s.ok() ? std::string() : " (failed: " + s.ToString() + ")");
+          if (log) {
+            log(line);
+          } else {
+            std::cerr << "llmcache: " << line << "\n";
+          }
+        });
+  }
+  // Seed the drift detector with what the store remembers.
+  if (auto s = cache_->GetStats(); s.ok()) {
+    for (const ModelStats& m : s->models) {
+      if (!m.last_resolved_model.empty()) {
+        resolved_[m.model] = m.last_resolved_model;
       }
     }
   }
+}
 
-  Result<PreparedRequest> Prepare(CachedRequest request) const override {
-    try {
-      if (request.ns.empty()) request.ns = options_.default_namespace;
-      RequestInfo info;
-      Result<RequestKey> key = keys_.Compute(
-          request.body, KeyScope{request.ns, request.scope}, &info);
-      counters_.Add(PipelineCounters::kKeysComputed);
-      if (!key.ok()) return key.status();
-      if (key->model.empty()) {
-        return InvalidArgumentError("request member \"model\" is empty");
-      }
-      if (info.message_count == 0) {
-        return InvalidArgumentError("request member \"messages\" is empty");
-      }
-      const Decision decision = Decide(info, options_.mode);
-      return MakePrepared(std::move(request), std::move(*key), info, decision);
-    } catch (const std::exception& e) {
-      return InternalError(std::string("cannot prepare the request: ") +
-                           e.what());
+Result<PreparedRequest> CachedClientImpl::Prepare(CachedRequest request) const {
+  try {
+    if (request.ns.empty()) request.ns = options_.default_namespace;
+    RequestInfo info;
+    Result<RequestKey> key =
+        keys_.Compute(request.body, KeyScope{request.ns, request.scope},
+                      request.endpoint, &info);
+    counters_.Add(PipelineCounters::kKeysComputed);
+    if (!key.ok()) return key.status();
+    if (key->model.empty()) {
+      return InvalidArgumentError("request member \"model\" is empty");
     }
-  }
-
-  void Complete(PreparedRequest request, StreamHandler on_chunk,
-                Callback done) override {
-    // A copy, so that the caller hears of a failure even after `done` was
-    // moved along (only allocation failures throw here).
-    Callback fallback = done;
-    try {
-      CompletePrepared(std::move(request), std::move(on_chunk),
-                       std::move(done));
-    } catch (const std::exception& e) {
-      Log(std::string("cached completion failed: ") + e.what());
-      if (fallback) fallback(InternalError(e.what()));
+    if (info.message_count == 0 &&
+        (request.endpoint == Endpoint::kChatCompletions ||
+         request.endpoint == Endpoint::kMessages)) {
+      return InvalidArgumentError("request member \"messages\" is empty");
     }
+    const Decision decision = Decide(info, options_.mode);
+    return MakePrepared(std::move(request), std::move(*key), info, decision);
+  } catch (const std::exception& e) {
+    return InternalError(std::string("cannot prepare the request: ") +
+                         e.what());
   }
+}
 
-  void Complete(CachedRequest request, StreamHandler on_chunk,
-                Callback done) override {
-    Result<PreparedRequest> p = Prepare(std::move(request));
-    if (!p.ok()) {
-      if (done) done(p.status());
-      return;
-    }
-    Complete(std::move(*p), std::move(on_chunk), std::move(done));
+void CachedClientImpl::Complete(PreparedRequest request, StreamHandler on_chunk,
+                                Callback done) {
+  // A copy, so that the caller hears of a failure even after `done` was
+  // moved along (only allocation failures throw here).
+  Callback fallback = done;
+  try {
+    CompletePrepared(std::move(request), std::move(on_chunk), std::move(done));
+  } catch (const std::exception& e) {
+    Log(std::string("cached completion failed: ") + e.what());
+    if (fallback) fallback(InternalError(e.what()));
   }
+}
 
-  CachedClientStats stats() const override { return counters_.Snapshot(); }
-
-  Cache& cache() override { return *cache_; }
-  SharedTier* shared_tier() const override { return shared_.get(); }
-  boost::asio::any_io_executor client_executor() const override {
-    return client_->executor();
+void CachedClientImpl::Complete(CachedRequest request, StreamHandler on_chunk,
+                                Callback done) {
+  Result<PreparedRequest> p = Prepare(std::move(request));
+  if (!p.ok()) {
+    if (done) done(p.status());
+    return;
   }
+  Complete(std::move(*p), std::move(on_chunk), std::move(done));
+}
 
-  std::optional<CacheHit> Probe(PreparedRequest& p, bool count) override {
-    if (p.probed()) return std::nullopt;
-    bool store_failed = false;
-    std::optional<CacheHit> hit = Lookup(
-        p, /*record=*/count, /*replay=*/count && p.streaming(), &store_failed);
-    if (!count) return hit;
-    SetProbeState(p, hit            ? ProbeState::kHit
-                     : store_failed ? ProbeState::kStoreFailed
-                                    : ProbeState::kLookedUp);
-    if (hit) CountHit(hit->entry->meta.usage, p.key().base_model);
-    return hit;
+std::optional<CacheHit> CachedClientImpl::Probe(PreparedRequest& p,
+                                                bool count) {
+  if (p.probed() || p.batch()) return std::nullopt;
+  bool store_failed = false;
+  std::optional<CacheHit> hit = Lookup(
+      p, /*record=*/count, /*replay=*/count && p.streaming(), &store_failed);
+  if (!count) return hit;
+  SetProbeState(p, hit            ? ProbeState::kHit
+                   : store_failed ? ProbeState::kStoreFailed
+                                  : ProbeState::kLookedUp);
+  if (hit) CountHit(hit->entry->meta.usage, p.key().base_model, p.endpoint());
+  return hit;
+}
+
+// Looks `p` up (a counted lookup when `record`); a stream request
+// (`replay`) needs its entry replayable as events. Counts nothing else.
+// *store_failed is set when the store failed (fail open).
+std::optional<CacheHit> CachedClientImpl::Lookup(const PreparedRequest& p,
+                                                 bool record, bool replay,
+                                                 bool* store_failed) {
+  if (!p.decision().cache || p.request().skip_lookup) return std::nullopt;
+  LookupOptions lo;
+  lo.max_age_ms = p.request().max_age_ms;
+  lo.record_stats = record;
+  Result<LookupResult> r = cache_->Lookup(p.key(), lo);
+  if (!r.ok()) {
+    StoreFailure("lookup", r.status());
+    *store_failed = true;
+    return std::nullopt;
   }
-
- private:
-  struct Waiter {
-    PreparedRequest request;  // to try again if the flight ends without one
-    StreamHandler on_chunk;   // null: not streaming
-    Callback done;
-  };
-  struct Flight {
-    std::vector<Waiter> waiters;
-  };
-  // A flight leader on its way through the shared tier.
-  struct SharedStep {
-    PreparedRequest request;
-    StreamHandler on_chunk;
-    Callback done;
-  };
-
-  // Looks `p` up (a counted lookup when `record`); a stream request
-  // (`replay`) needs its entry replayable as events. Counts nothing else.
-  // *store_failed is set when the store failed (fail open).
-  std::optional<CacheHit> Lookup(const PreparedRequest& p, bool record,
-                                 bool replay, bool* store_failed) {
-    if (!p.decision().cache || p.request().skip_lookup) return std::nullopt;
-    LookupOptions lo;
-    lo.max_age_ms = p.request().max_age_ms;
-    lo.record_stats = record;
-    Result<LookupResult> r = cache_->Lookup(p.key(), lo);
-    if (!r.ok()) {
-      StoreFailure("lookup", r.status());
-      *store_failed = true;
+  if (!r->hit()) return std::nullopt;
+  CacheHit hit;
+  hit.age_ms =
+      std::max<int64_t>(0, clock_->NowMillis() - r->entry->meta.created_ms);
+  if (replay) {
+    // A stream needs the entry replayable as events (an imported or
+    // foreign entry may not be): otherwise it is a miss and goes upstream.
+    Result<std::vector<std::string>> events =
+        ReplayEvents(p.endpoint(), r->entry->body);
+    if (!events.ok()) {
+      Log("entry " + p.key_hex() + " cannot be replayed as a stream (" +
+          std::string(events.status().message()) + "); asking upstream");
       return std::nullopt;
     }
-    if (!r->hit()) return std::nullopt;
-    CacheHit hit;
-    hit.age_ms =
-        std::max<int64_t>(0, clock_->NowMillis() - r->entry->meta.created_ms);
-    if (replay) {
-      // A stream needs the entry replayable as events (an imported or
-      // foreign entry may not be): otherwise it is a miss and goes upstream.
-      Result<std::vector<std::string>> events = ReplayAsSse(r->entry->body);
-      if (!events.ok()) {
-        Log("entry " + p.key_hex() + " cannot be replayed as a stream (" +
-            std::string(events.status().message()) + "); asking upstream");
-        return std::nullopt;
+    hit.events = std::move(*events);
+  }
+  hit.entry = std::move(r->entry);
+  return hit;
+}
+
+void CachedClientImpl::CountHit(const Usage& u, const std::string& base_model,
+                                Endpoint endpoint) {
+  counters_.Add(PipelineCounters::kHits);
+  counters_.AddEndpoint(endpoint, PipelineCounters::kOutcomeHit);
+  counters_.Add(PipelineCounters::kTokensSaved,
+                u.prompt_tokens + u.completion_tokens);
+  counters_.AddSigned(PipelineCounters::kCostSavedNanousd, u.cost_nanousd);
+  if (shared_) shared_->Record(base_model, SharedOutcome::kHit, u);
+}
+
+// Counts what a request is answered with, once, when it is answered: a
+// hit, or else (cacheable requests, `outcome`) a miss; and an upstream
+// failure (a transport error or a non-200 answer).
+CachedClient::Callback CachedClientImpl::Counted(Callback done, bool outcome,
+                                                 const std::string& model,
+                                                 Endpoint endpoint) {
+  auto self = std::static_pointer_cast<CachedClientImpl>(shared_from_this());
+  return [self, outcome, endpoint,
+          model = self->shared_ ? model : std::string(),
+          done = std::move(done)](Result<CachedResponse> r) {
+    const bool hit = r.ok() && r->result == CacheResult::kHit;
+    if (hit) {
+      self->CountHit(r->usage, model, endpoint);
+    } else {
+      if (outcome) {
+        self->counters_.Add(PipelineCounters::kMisses);
+        self->counters_.AddEndpoint(endpoint, PipelineCounters::kOutcomeMiss);
+        if (self->shared_) {
+          self->shared_->Record(model, SharedOutcome::kMiss, Usage{});
+        }
       }
-      hit.events = std::move(*events);
+      if (!r.ok() || r->status != 200) {
+        self->counters_.Add(PipelineCounters::kUpstreamErrors);
+      }
     }
-    hit.entry = std::move(r->entry);
-    return hit;
-  }
+    done(std::move(r));
+  };
+}
 
-  void CountHit(const Usage& u, const std::string& base_model) {
-    counters_.Add(PipelineCounters::kHits);
-    counters_.Add(PipelineCounters::kTokensSaved,
-                  u.prompt_tokens + u.completion_tokens);
-    counters_.AddSigned(PipelineCounters::kCostSavedNanousd, u.cost_nanousd);
-    if (shared_) shared_->Record(base_model, SharedOutcome::kHit, u);
+void CachedClientImpl::CompletePrepared(PreparedRequest p,
+                                        StreamHandler on_chunk, Callback done) {
+  const bool streaming = p.streaming() && on_chunk != nullptr;
+  if (!streaming) on_chunk = nullptr;
+  const Decision decision = p.decision();
+  if (!decision.cache) {
+    cache_->RecordBypass(decision.reason);
+    counters_.AddBypass(decision.reason);
+    counters_.AddEndpoint(p.endpoint(), PipelineCounters::kOutcomeBypass);
+    if (shared_) {
+      shared_->Record(p.key().base_model, SharedOutcome::kBypass, Usage{});
+    }
+    Callback counted =
+        Counted(std::move(done), false, p.key().base_model, p.endpoint());
+    CallUpstream(std::move(p), CacheResult::kBypass, decision.reason,
+                 std::move(on_chunk), std::move(counted),
+                 /*flight=*/false);
+    return;
   }
-
-  // Counts what a request is answered with, once, when it is answered: a
-  // hit, or else (cacheable requests, `outcome`) a miss; and an upstream
-  // failure (a transport error or a non-200 answer).
-  Callback Counted(Callback done, bool outcome, const std::string& model) {
-    auto self = std::static_pointer_cast<CachedClientImpl>(shared_from_this());
-    return [self, outcome, model = self->shared_ ? model : std::string(),
-            done = std::move(done)](Result<CachedResponse> r) {
-      const bool hit = r.ok() && r->result == CacheResult::kHit;
-      if (hit) {
-        self->CountHit(r->usage, model);
-      } else {
-        if (outcome) {
-          self->counters_.Add(PipelineCounters::kMisses);
-          if (self->shared_) {
-            self->shared_->Record(model, SharedOutcome::kMiss, Usage{});
-          }
-        }
-        if (!r.ok() || r->status != 200) {
-          self->counters_.Add(PipelineCounters::kUpstreamErrors);
-        }
-      }
-      done(std::move(r));
-    };
+  // A hit that Probe found (and counted): answer from the store again
+  // without counting it twice.
+  if (p.batch()) return CompleteBatch(std::move(p), std::move(done));
+  const bool counted = GetProbeState(p) == ProbeState::kHit;
+  if (!counted) {
+    done = Counted(std::move(done), true, p.key().base_model, p.endpoint());
   }
-
-  void CompletePrepared(PreparedRequest p, StreamHandler on_chunk,
-                        Callback done) {
-    const bool streaming = p.streaming() && on_chunk != nullptr;
-    if (!streaming) on_chunk = nullptr;
-    const Decision decision = p.decision();
-    if (!decision.cache) {
-      cache_->RecordBypass(decision.reason);
-      counters_.AddBypass(decision.reason);
-      if (shared_) {
-        shared_->Record(p.key().base_model, SharedOutcome::kBypass, Usage{});
-      }
-      Callback counted = Counted(std::move(done), false, p.key().base_model);
-      CallUpstream(std::move(p), CacheResult::kBypass, decision.reason,
-                   std::move(on_chunk), std::move(counted),
-                   /*flight=*/false);
+  if (!p.probed()) {
+    bool store_failed = false;
+    std::optional<CacheHit> hit =
+        Lookup(p, /*record=*/true, streaming, &store_failed);
+    SetProbeState(
+        p, store_failed ? ProbeState::kStoreFailed : ProbeState::kLookedUp);
+    if (hit) {
+      DeliverHit(HitResponse(p, *hit), hit->events, on_chunk, done,
+                 p.request().on_stream_hit);
       return;
     }
-    // A hit that Probe found (and counted): answer from the store again
-    // without counting it twice.
-    const bool counted = GetProbeState(p) == ProbeState::kHit;
-    if (!counted) done = Counted(std::move(done), true, p.key().base_model);
-    if (!p.probed()) {
+  }
+  JoinOrLead(std::move(p), std::move(on_chunk), std::move(done),
+             /*rejoin=*/false);
+}
+
+// Single flight: joins an identical in-flight miss, or leads one
+// (`rejoin`: a waiter whose flight ended without a result).
+void CachedClientImpl::JoinOrLead(PreparedRequest p, StreamHandler on_chunk,
+                                  Callback done, bool rejoin) {
+  const Digest digest = p.key().digest;
+  {
+    std::lock_guard<std::mutex> lock(flights_mu_);
+    auto it = flights_.find(digest);
+    if (it != flights_.end()) {
+      if (!rejoin) counters_.Add(PipelineCounters::kFlightJoins);
+      it->second->waiters.push_back(
+          Waiter{std::move(p), std::move(on_chunk), std::move(done)});
+      return;
+    }
+    flights_.emplace(digest, std::make_shared<Flight>());
+  }
+  // From here the flight must end whatever happens, or every identical
+  // request after it would wait for ever.
+  try {
+    // A flight that ended between our lookup and our registration has
+    // stored its result: look again (uncounted) before paying for
+    // another call.
+    if (!p.request().skip_lookup &&
+        GetProbeState(p) != ProbeState::kStoreFailed) {
       bool store_failed = false;
       std::optional<CacheHit> hit =
-          Lookup(p, /*record=*/true, streaming, &store_failed);
-      SetProbeState(
-          p, store_failed ? ProbeState::kStoreFailed : ProbeState::kLookedUp);
+          Lookup(p, /*record=*/false, on_chunk != nullptr, &store_failed);
       if (hit) {
-        DeliverHit(HitResponse(p, *hit), hit->events, on_chunk, done,
+        const Result<CachedResponse> shared = HitResponse(p, *hit);
+        FinishFlight(digest, &shared);
+        DeliverHit(*shared, hit->events, on_chunk, done,
                    p.request().on_stream_hit);
         return;
       }
     }
-    JoinOrLead(std::move(p), std::move(on_chunk), std::move(done),
-               /*rejoin=*/false);
-  }
-
-  // Single flight: joins an identical in-flight miss, or leads one
-  // (`rejoin`: a waiter whose flight ended without a result).
-  void JoinOrLead(PreparedRequest p, StreamHandler on_chunk, Callback done,
-                  bool rejoin) {
-    const Digest digest = p.key().digest;
-    {
-      std::lock_guard<std::mutex> lock(flights_mu_);
-      auto it = flights_.find(digest);
-      if (it != flights_.end()) {
-        if (!rejoin) counters_.Add(PipelineCounters::kFlightJoins);
-        it->second->waiters.push_back(
-            Waiter{std::move(p), std::move(on_chunk), std::move(done)});
-        return;
-      }
-      flights_.emplace(digest, std::make_shared<Flight>());
+    if (shared_ && !p.request().skip_lookup) {
+      SharedLookup(std::make_shared<SharedStep>(
+          SharedStep{std::move(p), std::move(on_chunk), std::move(done)}));
+      return;
     }
-    // From here the flight must end whatever happens, or every identical
-    // request after it would wait for ever.
-    try {
-      // A flight that ended between our lookup and our registration has
-      // stored its result: look again (uncounted) before paying for
-      // another call.
-      if (!p.request().skip_lookup &&
-          GetProbeState(p) != ProbeState::kStoreFailed) {
-        bool store_failed = false;
-        std::optional<CacheHit> hit =
-            Lookup(p, /*record=*/false, on_chunk != nullptr, &store_failed);
-        if (hit) {
-          const Result<CachedResponse> shared = HitResponse(p, *hit);
-          FinishFlight(digest, &shared);
-          DeliverHit(*shared, hit->events, on_chunk, done,
-                     p.request().on_stream_hit);
-          return;
-        }
-      }
-      if (shared_ && !p.request().skip_lookup) {
-        SharedLookup(std::make_shared<SharedStep>(
-            SharedStep{std::move(p), std::move(on_chunk), std::move(done)}));
-        return;
-      }
-      CallUpstream(std::move(p), CacheResult::kMiss, BypassReason::kNone,
-                   std::move(on_chunk), std::move(done), /*flight=*/true);
-    } catch (const std::exception& e) {
-      const Result<CachedResponse> failed =
-          InternalError(std::string("cached completion failed: ") + e.what());
-      FinishFlight(digest, &failed);
-      throw;
+    CallUpstream(std::move(p), CacheResult::kMiss, BypassReason::kNone,
+                 std::move(on_chunk), std::move(done), /*flight=*/true);
+  } catch (const std::exception& e) {
+    const Result<CachedResponse> failed =
+        InternalError(std::string("cached completion failed: ") + e.what());
+    FinishFlight(digest, &failed);
+    throw;
+  }
+}
+
+// Hands a hit to its caller: its events to a stream handler (Lookup made
+// them, since it replays whenever there is a handler), then the response
+// whole.
+void CachedClientImpl::DeliverHit(CachedResponse out,
+                                  const std::vector<std::string>& events,
+                                  const StreamHandler& on_chunk,
+                                  const Callback& done,
+                                  const std::function<void()>& on_stream_hit) {
+  if (on_chunk) {
+    if (on_stream_hit) on_stream_hit();
+    out.streamed = true;
+    if (!Deliver(events, on_chunk)) {
+      done(CancelledError("stream cancelled by the caller"));
+      return;
     }
   }
+  done(std::move(out));
+}
 
-  // Hands a hit to its caller: its events to a stream handler (Lookup made
-  // them, since it replays whenever there is a handler), then the response
-  // whole.
-  static void DeliverHit(CachedResponse out,
-                         const std::vector<std::string>& events,
-                         const StreamHandler& on_chunk, const Callback& done,
-                         const std::function<void()>& on_stream_hit) {
-    if (on_chunk) {
-      if (on_stream_hit) on_stream_hit();
-      out.streamed = true;
-      if (!Deliver(events, on_chunk)) {
-        done(CancelledError("stream cancelled by the caller"));
-        return;
-      }
-    }
-    done(std::move(out));
-  }
-
-  // The flight leader asks the shared tier (one round trip), then takes the
-  // cross-instance lead for a miss. Runs its continuations on the tier's
-  // thread; the flight ends in every path.
-  void SharedLookup(std::shared_ptr<SharedStep> step) {
-    auto self = std::static_pointer_cast<CachedClientImpl>(shared_from_this());
-    shared_->Get(step->request.key(),
-                 [self, step](Result<std::shared_ptr<const Entry>> r) {
-                   self->Guarded(step, [&] {
-                     if (!r.ok()) {
-                       self->counters_.Add(PipelineCounters::kSharedErrors);
-                     } else if (*r && self->ServeShared(*step, *r)) {
-                       return;
-                     }
-                     self->SharedLead(step);
-                   });
+// The flight leader asks the shared tier (one round trip), then takes the
+// cross-instance lead for a miss. Runs its continuations on the tier's
+// thread; the flight ends in every path.
+void CachedClientImpl::SharedLookup(std::shared_ptr<SharedStep> step) {
+  auto self = std::static_pointer_cast<CachedClientImpl>(shared_from_this());
+  shared_->Get(step->request.key(),
+               [self, step](Result<std::shared_ptr<const Entry>> r) {
+                 self->Guarded(step, [&] {
+                   if (!r.ok()) {
+                     self->counters_.Add(PipelineCounters::kSharedErrors);
+                   } else if (*r && self->ServeShared(*step, *r)) {
+                     return;
+                   }
+                   self->SharedLead(step);
                  });
-  }
+               });
+}
 
-  void SharedLead(std::shared_ptr<SharedStep> step) {
-    // A request that will not store its answer must not make the fleet
-    // wait for it.
-    if (!options_.shared_single_flight || step->request.request().no_store) {
-      return CallUpstream(std::move(step->request), CacheResult::kMiss,
-                          BypassReason::kNone, std::move(step->on_chunk),
-                          std::move(step->done), /*flight=*/true);
-    }
-    auto self = std::static_pointer_cast<CachedClientImpl>(shared_from_this());
-    shared_->AcquireLead(
-        step->request.key(), [self, step](SharedTier::Lead lead) {
-          self->Guarded(step, [&] {
-            std::string token;
-            switch (lead.outcome) {
-              case SharedTier::LeadOutcome::kLeader:
-                self->counters_.Add(PipelineCounters::kSharedLeads);
-                token = std::move(lead.token);
-                break;
-              case SharedTier::LeadOutcome::kHit:
-                if (lead.entry && self->ServeShared(*step, lead.entry)) {
-                  self->counters_.Add(PipelineCounters::kSharedLeadHits);
-                  return;
-                }
-                break;
-              case SharedTier::LeadOutcome::kGoAlone:
-                self->counters_.Add(PipelineCounters::kSharedGoAlone);
-                break;
-            }
-            self->CallUpstream(std::move(step->request), CacheResult::kMiss,
-                               BypassReason::kNone, std::move(step->on_chunk),
-                               std::move(step->done), /*flight=*/true,
-                               std::move(token));
-          });
+void CachedClientImpl::SharedLead(std::shared_ptr<SharedStep> step) {
+  // A request that will not store its answer must not make the fleet
+  // wait for it.
+  if (!options_.shared_single_flight || step->request.request().no_store) {
+    return CallUpstream(std::move(step->request), CacheResult::kMiss,
+                        BypassReason::kNone, std::move(step->on_chunk),
+                        std::move(step->done), /*flight=*/true);
+  }
+  auto self = std::static_pointer_cast<CachedClientImpl>(shared_from_this());
+  shared_->AcquireLead(
+      step->request.key(), [self, step](SharedTier::Lead lead) {
+        self->Guarded(step, [&] {
+          std::string token;
+          switch (lead.outcome) {
+            case SharedTier::LeadOutcome::kLeader:
+              self->counters_.Add(PipelineCounters::kSharedLeads);
+              token = std::move(lead.token);
+              break;
+            case SharedTier::LeadOutcome::kHit:
+              if (lead.entry && self->ServeShared(*step, lead.entry)) {
+                self->counters_.Add(PipelineCounters::kSharedLeadHits);
+                return;
+              }
+              break;
+            case SharedTier::LeadOutcome::kGoAlone:
+              self->counters_.Add(PipelineCounters::kSharedGoAlone);
+              break;
+          }
+          self->CallUpstream(std::move(step->request), CacheResult::kMiss,
+                             BypassReason::kNone, std::move(step->on_chunk),
+                             std::move(step->done), /*flight=*/true,
+                             std::move(token));
         });
+      });
+}
+
+// Runs a shared-tier continuation; if it throws (allocation), the flight
+// ends with the error and the leader hears of it.
+template <typename Fn>
+void CachedClientImpl::Guarded(const std::shared_ptr<SharedStep>& step,
+                               Fn&& fn) {
+  const Digest digest = step->request.key().digest;
+  Callback fallback = step->done;
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    const Result<CachedResponse> failed =
+        InternalError(std::string("cached completion failed: ") + e.what());
+    FinishFlight(digest, &failed);
+    Log(std::string("cached completion failed: ") + e.what());
+    if (fallback) fallback(InternalError(e.what()));
   }
+}
 
-  // Runs a shared-tier continuation; if it throws (allocation), the flight
-  // ends with the error and the leader hears of it.
-  template <typename Fn>
-  void Guarded(const std::shared_ptr<SharedStep>& step, Fn&& fn) {
-    const Digest digest = step->request.key().digest;
-    Callback fallback = step->done;
-    try {
-      fn();
-    } catch (const std::exception& e) {
-      const Result<CachedResponse> failed =
-          InternalError(std::string("cached completion failed: ") + e.what());
-      FinishFlight(digest, &failed);
-      Log(std::string("cached completion failed: ") + e.what());
-      if (fallback) fallback(InternalError(e.what()));
-    }
+// Answers a flight leader (and its waiters) with an entry from the shared
+// tier, after filling the local tiers with it. False when the entry does
+// not suit the request (too old for max-age, or a stream request whose
+// entry cannot be replayed): the caller goes on to upstream.
+bool CachedClientImpl::ServeShared(SharedStep& step,
+                                   const std::shared_ptr<const Entry>& e) {
+  const PreparedRequest& p = step.request;
+  const int64_t now = clock_->NowMillis();
+  if (e->meta.ExpiredAt(now)) return false;
+  if (p.request().max_age_ms >= 0 &&
+      now - e->meta.created_ms > p.request().max_age_ms) {
+    return false;
   }
-
-  // Answers a flight leader (and its waiters) with an entry from the shared
-  // tier, after filling the local tiers with it. False when the entry does
-  // not suit the request (too old for max-age, or a stream request whose
-  // entry cannot be replayed): the caller goes on to upstream.
-  bool ServeShared(SharedStep& step, const std::shared_ptr<const Entry>& e) {
-    const PreparedRequest& p = step.request;
-    const int64_t now = clock_->NowMillis();
-    if (e->meta.ExpiredAt(now)) return false;
-    if (p.request().max_age_ms >= 0 &&
-        now - e->meta.created_ms > p.request().max_age_ms) {
-      return false;
-    }
-    CacheHit hit;
-    hit.age_ms = std::max<int64_t>(0, now - e->meta.created_ms);
-    if (step.on_chunk) {
-      Result<std::vector<std::string>> events = ReplayAsSse(e->body);
-      if (!events.ok()) return false;
-      hit.events = std::move(*events);
-    }
-    hit.entry = e;
-    // Fill the local tiers with the entry's remaining TTL: after the answer,
-    // on the client's executor (a store write may wait behind an admin
-    // purge; the tier's I/O thread must not).
-    auto self = std::static_pointer_cast<CachedClientImpl>(shared_from_this());
-    boost::asio::post(client_->executor(), [self, key = p.key(), e] {
-      InsertOptions io;
-      io.ns = e->meta.ns;
-      io.usage = e->meta.usage;
-      io.resolved_model = e->meta.resolved_model;
-      io.flags = e->meta.flags;
-      io.created_ms = e->meta.created_ms;
-      io.expires_ms = e->meta.expires_ms;
-      if (io.expires_ms == 0) io.ttl_ms = 0;
-      if (Status s = self->cache_->Insert(key, e->body, io); s.ok()) {
-        self->counters_.Add(PipelineCounters::kSharedFills);
-      } else {
-        self->StoreFailure("fill from the shared tier", s);
-      }
-    });
-    counters_.Add(PipelineCounters::kSharedHits);
-    const Result<CachedResponse> shared = HitResponse(p, hit);
-    FinishFlight(p.key().digest, &shared);
-    DeliverHit(*shared, hit.events, step.on_chunk, step.done,
-               p.request().on_stream_hit);
-    return true;
+  CacheHit hit;
+  hit.age_ms = std::max<int64_t>(0, now - e->meta.created_ms);
+  if (step.on_chunk) {
+    Result<std::vector<std::string>> events =
+        ReplayEvents(p.endpoint(), e->body);
+    if (!events.ok()) return false;
+    hit.events = std::move(*events);
   }
+  hit.entry = e;
+  FillFromShared(p.key(), e);
+  counters_.Add(PipelineCounters::kSharedHits);
+  const Result<CachedResponse> shared = HitResponse(p, hit);
+  FinishFlight(p.key().digest, &shared);
+  DeliverHit(*shared, hit.events, step.on_chunk, step.done,
+             p.request().on_stream_hit);
+  return true;
+}
 
-  void CallUpstream(PreparedRequest p, CacheResult kind, BypassReason reason,
-                    StreamHandler on_chunk, Callback done, bool flight,
-                    std::string lease_token = {}) {
-    counters_.Add(PipelineCounters::kUpstreamCalls);
-    Request up;
-    CachedRequest& req = MutableRequest(p);
-    up.body = std::move(req.body);
-    up.api_key = std::move(req.api_key);
-    up.headers = std::move(req.headers);
-    up.stream = on_chunk != nullptr;
-    auto acc = std::make_shared<StreamAccumulator>();
-    auto acc_status = std::make_shared<Status>();
-    ChunkHandler chunks;
-    auto self = std::static_pointer_cast<CachedClientImpl>(shared_from_this());
-    if (on_chunk) {
-      // When the leader's own client goes away, the stream goes on while
-      // others wait for it (they would all fail otherwise); with nobody
-      // waiting the upstream call is cancelled.
-      auto caller_gone = std::make_shared<bool>(false);
-      chunks = [acc, acc_status, on_chunk, caller_gone, flight, self,
-                digest = p.key().digest](std::string_view data) {
-        if (acc_status->ok()) *acc_status = acc->Add(data);
-        if (*caller_gone) return true;
-        if (on_chunk(data)) return true;
-        *caller_gone = true;
-        return flight && self->HasWaiters(digest);
-      };
-    }
-    client_->Send(std::move(up), std::move(chunks),
-                  [self, p = std::move(p), kind, reason, acc, acc_status,
-                   flight, token = std::move(lease_token),
-                   done = std::move(done)](Result<Response> r) mutable {
-                    Result<CachedResponse> out = self->Finish(
-                        std::move(r), p, kind, reason, *acc, *acc_status);
-                    // After the Put (same key slot, same connection, in
-                    // order): waiters on other instances find the value, or
-                    // see the lease gone and go upstream themselves.
-                    if (!token.empty()) self->shared_->Release(p.key(), token);
-                    if (flight) {
-                      self->FinishFlight(p.key().digest, &out);
-                    }
-                    done(std::move(out));
-                  });
-  }
-
-  Result<CachedResponse> Finish(Result<Response> r, const PreparedRequest& p,
-                                CacheResult kind, BypassReason reason,
-                                const StreamAccumulator& acc,
-                                const Status& acc_status) {
-    if (!r.ok()) return r.status();
-    Response& resp = *r;
-    const RequestKey& key = p.key();
-    CachedResponse out;
-    out.result = kind;
-    out.bypass_reason = reason;
-    out.key_hex = p.key_hex();
-    out.status = resp.status;
-    out.headers = std::move(resp.headers);
-    out.streamed = resp.streamed;
-    if (resp.streamed) {
-      out.body = acc.ToCompletionJson();
-      out.parsed = acc.Result();
-      if (acc.error()) out.parsed.error = acc.error();
-    } else {
-      out.body = std::move(resp.body);
-      if (auto parsed = ParseCompletion(out.body); parsed.ok()) {
-        out.parsed = std::move(*parsed);
-      }
-    }
-    if (out.parsed.usage) {
-      out.usage = ToEngineUsage(*out.parsed.usage);
-      AccountPromptCache(key.model, out.parsed);
-    }
-    // Whole: a 200 that is not a stream cut short (whether or not it may be
-    // stored: an answer with an error inside is whole too).
-    out.complete = out.status == 200 &&
-                   (!resp.streamed ||
-                    (acc_status.ok() && resp.stream_complete && acc.done()));
-    if (kind != CacheResult::kMiss) return out;
-
-    std::string why = WhyNotCacheable(out.status, out.parsed);
-    if (why.empty() && resp.streamed) {
-      if (!acc_status.ok()) {
-        why = "stream was not valid JSON events";
-      } else if (!resp.stream_complete || !acc.done()) {
-        why = "stream ended before [DONE]";
-      }
-    }
-    if (why.empty() && p.request().no_store) why = "no-store requested";
-    if (!why.empty()) {
-      out.not_stored_reason = std::move(why);
-      counters_.Add(PipelineCounters::kNotStored);
-      return out;
-    }
+void CachedClientImpl::FillFromShared(const RequestKey& key,
+                                      std::shared_ptr<const Entry> e) {
+  // Fill the local tiers with the entry's remaining TTL: after the answer,
+  // on the client's executor (a store write may wait behind an admin
+  // purge; the tier's I/O thread must not).
+  boost::asio::post(client_->executor(), [self = self(), key, e] {
     InsertOptions io;
-    io.ns = p.request().ns;
-    io.ttl_ms = p.request().ttl_ms ? p.request().ttl_ms : options_.ttl_ms;
-    io.usage = out.usage;
-    io.resolved_model = out.parsed.model;
-    io.flags = static_cast<uint8_t>(
-        (resp.streamed ? kEntryFlagFromStream : 0) |
-        (out.parsed.tool_calls.empty() ? 0 : kEntryFlagToolCalls));
-    CheckDrift(key.base_model, out.parsed.model);
-    if (shared_) {
-      // Every tier gets the same entry: the same times, hence the same TTL.
-      const int64_t ttl = io.ttl_ms.value_or(cache_->default_ttl_ms());
-      auto entry = std::make_shared<Entry>();
-      entry->meta.flags = io.flags;
-      entry->meta.created_ms = clock_->NowMillis();
-      entry->meta.expires_ms = ttl > 0 ? entry->meta.created_ms + ttl : 0;
-      entry->meta.usage = io.usage;
-      entry->meta.model = key.model;
-      entry->meta.resolved_model = out.parsed.model;
-      entry->meta.ns = std::string(io.ns);
-      entry->body = out.body;
-      io.created_ms = entry->meta.created_ms;
-      io.expires_ms = entry->meta.expires_ms;
-      shared_->Put(key, std::move(entry));
-    }
-    Status s = cache_->Insert(key, out.body, io);
-    if (s.ok()) {
-      out.stored = true;
-      counters_.Add(PipelineCounters::kStored);
+    io.ns = e->meta.ns;
+    io.usage = e->meta.usage;
+    io.resolved_model = e->meta.resolved_model;
+    io.flags = e->meta.flags;
+    io.created_ms = e->meta.created_ms;
+    io.expires_ms = e->meta.expires_ms;
+    if (io.expires_ms == 0) io.ttl_ms = 0;
+    if (Status s = self->cache_->Insert(key, e->body, io); s.ok()) {
+      self->counters_.Add(PipelineCounters::kSharedFills);
     } else {
-      StoreFailure("insert", s);
-      out.not_stored_reason = "store failed";
-      counters_.Add(PipelineCounters::kNotStored);
+      self->StoreFailure("fill from the shared tier", s);
     }
+  });
+}
+
+void CachedClientImpl::CallUpstream(PreparedRequest p, CacheResult kind,
+                                    BypassReason reason, StreamHandler on_chunk,
+                                    Callback done, bool flight,
+                                    std::string lease_token) {
+  counters_.Add(PipelineCounters::kUpstreamCalls);
+  Request up;
+  CachedRequest& req = MutableRequest(p);
+  up.body = std::move(req.body);
+  up.api_key = std::move(req.api_key);
+  up.headers = std::move(req.headers);
+  up.path = std::string(UpstreamPath(p.endpoint()));
+  up.stream = on_chunk != nullptr;
+  std::shared_ptr<EventAccumulator> acc;
+  if (on_chunk) acc = MakeEventAccumulator(p.endpoint());
+  if (!acc) on_chunk = nullptr;
+  auto acc_status = std::make_shared<Status>();
+  ChunkHandler chunks;
+  auto self = std::static_pointer_cast<CachedClientImpl>(shared_from_this());
+  if (on_chunk) {
+    // When the leader's own client goes away, the stream goes on while
+    // others wait for it (they would all fail otherwise); with nobody
+    // waiting the upstream call is cancelled.
+    auto caller_gone = std::make_shared<bool>(false);
+    chunks = [acc, acc_status, on_chunk, caller_gone, flight, self,
+              digest = p.key().digest](std::string_view data) {
+      if (acc_status->ok()) *acc_status = acc->Add(data);
+      if (*caller_gone) return true;
+      if (on_chunk(data)) return true;
+      *caller_gone = true;
+      return flight && self->HasWaiters(digest);
+    };
+  }
+  client_->Send(std::move(up), std::move(chunks),
+                [self, p = std::move(p), kind, reason, acc, acc_status, flight,
+                 token = std::move(lease_token),
+                 done = std::move(done)](Result<Response> r) mutable {
+                  Result<CachedResponse> out = self->Finish(
+                      std::move(r), p, kind, reason, acc.get(), *acc_status);
+                  // After the Put (same key slot, same connection, in
+                  // order): waiters on other instances find the value, or
+                  // see the lease gone and go upstream themselves.
+                  if (!token.empty()) self->shared_->Release(p.key(), token);
+                  if (flight) {
+                    self->FinishFlight(p.key().digest, &out);
+                  }
+                  done(std::move(out));
+                });
+}
+
+Result<CachedResponse> CachedClientImpl::Finish(Result<Response> r,
+                                                const PreparedRequest& p,
+                                                CacheResult kind,
+                                                BypassReason reason,
+                                                const EventAccumulator* acc,
+                                                const Status& acc_status) {
+  if (!r.ok()) return r.status();
+  Response& resp = *r;
+  const RequestKey& key = p.key();
+  const Endpoint endpoint = p.endpoint();
+  CachedResponse out;
+  out.result = kind;
+  out.bypass_reason = reason;
+  out.key_hex = p.key_hex();
+  out.status = resp.status;
+  out.headers = std::move(resp.headers);
+  out.streamed = resp.streamed && acc != nullptr;
+  if (out.streamed) {
+    out.body = acc->ToJson();
+    out.parsed = acc->Parsed();
+    if (acc->error()) out.parsed.error = acc->error();
+  } else {
+    out.body = std::move(resp.body);
+    if (auto parsed = ParseEndpointResponse(endpoint, out.body); parsed.ok()) {
+      out.parsed = std::move(*parsed);
+    }
+  }
+  if (out.parsed.usage) {
+    out.usage = ToEngineUsage(*out.parsed.usage);
+    AccountPromptCache(key.model, out.parsed);
+  }
+  // A whole stream: its last event seen ("[DONE]" for chat completions,
+  // whose accumulator also needs every choice finished).
+  const bool stream_whole =
+      acc_status.ok() && acc != nullptr && acc->done() &&
+      (endpoint != Endpoint::kChatCompletions || resp.stream_complete);
+  // Whole: a 200 that is not a stream cut short (whether or not it may be
+  // stored: an answer with an error inside is whole too).
+  out.complete = out.status == 200 && (!out.streamed || stream_whole);
+  if (kind != CacheResult::kMiss) return out;
+
+  std::string why = WhyNotCacheable(endpoint, out.status, out.parsed);
+  if (why.empty() && out.streamed) {
+    if (!acc_status.ok()) {
+      why = "stream was not valid JSON events";
+    } else if (!stream_whole) {
+      why = endpoint == Endpoint::kChatCompletions
+                ? "stream ended before [DONE]"
+                : "stream ended before its last event";
+    }
+  }
+  if (why.empty() && p.request().no_store) why = "no-store requested";
+  if (!why.empty()) {
+    out.not_stored_reason = std::move(why);
+    counters_.Add(PipelineCounters::kNotStored);
     return out;
   }
+  CheckDrift(key.base_model, out.parsed.model);
+  const uint8_t flags = static_cast<uint8_t>(
+      (out.streamed ? kEntryFlagFromStream : 0) |
+      (out.parsed.tool_calls.empty() ? 0 : kEntryFlagToolCalls) |
+      EntryEndpointFlags(static_cast<uint8_t>(endpoint)));
+  if (Store(key, p.request(), out.body, out.usage, out.parsed.model, flags)) {
+    out.stored = true;
+  } else {
+    out.not_stored_reason = "store failed";
+  }
+  return out;
+}
 
-  bool HasWaiters(const Digest& digest) {
+bool CachedClientImpl::Store(const RequestKey& key, const CachedRequest& req,
+                             const std::string& body, const Usage& usage,
+                             const std::string& resolved_model, uint8_t flags) {
+  InsertOptions io;
+  io.ns = req.ns;
+  io.ttl_ms = req.ttl_ms ? req.ttl_ms : options_.ttl_ms;
+  io.usage = usage;
+  io.resolved_model = resolved_model;
+  io.flags = flags;
+  if (shared_) {
+    // Every tier gets the same entry: the same times, hence the same TTL.
+    const int64_t ttl = io.ttl_ms.value_or(cache_->default_ttl_ms());
+    auto entry = std::make_shared<Entry>();
+    entry->meta.flags = io.flags;
+    entry->meta.created_ms = clock_->NowMillis();
+    entry->meta.expires_ms = ttl > 0 ? entry->meta.created_ms + ttl : 0;
+    entry->meta.usage = io.usage;
+    entry->meta.model = key.model;
+    entry->meta.resolved_model = resolved_model;
+    entry->meta.ns = std::string(io.ns);
+    entry->body = body;
+    io.created_ms = entry->meta.created_ms;
+    io.expires_ms = entry->meta.expires_ms;
+    shared_->Put(key, std::move(entry));
+  }
+  Status s = cache_->Insert(key, body, io);
+  if (s.ok()) {
+    counters_.Add(PipelineCounters::kStored);
+    return true;
+  }
+  StoreFailure("insert", s);
+  counters_.Add(PipelineCounters::kNotStored);
+  return false;
+}
+
+bool CachedClientImpl::HasWaiters(const Digest& digest) {
+  std::lock_guard<std::mutex> lock(flights_mu_);
+  auto it = flights_.find(digest);
+  return it != flights_.end() && !it->second->waiters.empty();
+}
+
+// Ends a flight: removes it, then hands the leader's outcome to every
+// waiter, in the waiter's own form (JSON, or events for a stream),
+// whichever form the leader asked for. When the leader was cancelled by
+// its own caller, each waiter starts over (a new flight); when the leader
+// got a 200 that is not whole (a stream cut before [DONE]), each waiter
+// asks upstream on its own,
+// so that none is handed a partial answer as if it were whole.
+void CachedClientImpl::FinishFlight(const Digest& digest,
+                                    const Result<CachedResponse>* out) {
+  std::shared_ptr<Flight> flight;
+  {
     std::lock_guard<std::mutex> lock(flights_mu_);
     auto it = flights_.find(digest);
-    return it != flights_.end() && !it->second->waiters.empty();
+    if (it == flights_.end()) return;
+    flight = std::move(it->second);
+    flights_.erase(it);
   }
-
-  // Ends a flight: removes it, then hands the leader's outcome to every
-  // waiter, in the waiter's own form (JSON, or events for a stream),
-  // whichever form the leader asked for. When the leader was cancelled by
-  // its own caller, each waiter starts over (a new flight); when the leader
-  // got a 200 that is not whole (a stream cut before [DONE]), each waiter
-  // asks upstream on its own,
-  // so that none is handed a partial answer as if it were whole.
-  void FinishFlight(const Digest& digest, const Result<CachedResponse>* out) {
-    std::shared_ptr<Flight> flight;
-    {
-      std::lock_guard<std::mutex> lock(flights_mu_);
-      auto it = flights_.find(digest);
-      if (it == flights_.end()) return;
-      flight = std::move(it->second);
-      flights_.erase(it);
+  const bool cancelled =
+      !out->ok() && out->status().code() == StatusCode::kCancelled;
+  const bool partial = out->ok() && (*out)->status == 200 && !(*out)->complete;
+  for (Waiter& w : flight->waiters) {
+    if (cancelled || partial) {
+      auto self =
+          std::static_pointer_cast<CachedClientImpl>(shared_from_this());
+      boost::asio::post(client_->executor(),
+                        [self, w = std::move(w), solo = partial]() mutable {
+                          self->Restart(std::move(w), solo);
+                        });
+      continue;
     }
-    const bool cancelled =
-        !out->ok() && out->status().code() == StatusCode::kCancelled;
-    const bool partial =
-        out->ok() && (*out)->status == 200 && !(*out)->complete;
-    for (Waiter& w : flight->waiters) {
-      if (cancelled || partial) {
+    if (!out->ok()) {
+      w.done(out->status());
+      continue;
+    }
+    CachedResponse copy = **out;
+    copy.joined_flight = true;
+    const bool leader_streamed = copy.streamed;
+    copy.streamed = w.on_chunk != nullptr && copy.status == 200;
+    if (copy.streamed) {
+      Result<std::vector<std::string>> events =
+          ReplayEvents(w.request.endpoint(), copy.body);
+      if (!events.ok()) {
+        // The leader's answer cannot be replayed as events (its form
+        // differed): this stream asks upstream on its own.
         auto self =
             std::static_pointer_cast<CachedClientImpl>(shared_from_this());
         boost::asio::post(client_->executor(),
-                          [self, w = std::move(w), solo = partial]() mutable {
-                            self->Restart(std::move(w), solo);
+                          [self, w = std::move(w)]() mutable {
+                            self->Restart(std::move(w), /*solo=*/true);
                           });
         continue;
       }
-      if (!out->ok()) {
-        w.done(out->status());
+      if (copy.result == CacheResult::kHit &&
+          w.request.request().on_stream_hit) {
+        w.request.request().on_stream_hit();
+      }
+      if (!Deliver(*events, w.on_chunk)) {
+        w.done(CancelledError("stream cancelled by the caller"));
         continue;
       }
-      CachedResponse copy = **out;
-      copy.joined_flight = true;
-      const bool leader_streamed = copy.streamed;
-      copy.streamed = w.on_chunk != nullptr && copy.status == 200;
-      if (copy.streamed) {
-        Result<std::vector<std::string>> events = ReplayAsSse(copy.body);
-        if (!events.ok()) {
-          // The leader's answer cannot be replayed as events (its form
-          // differed): this stream asks upstream on its own.
-          auto self =
-              std::static_pointer_cast<CachedClientImpl>(shared_from_this());
-          boost::asio::post(client_->executor(),
-                            [self, w = std::move(w)]() mutable {
-                              self->Restart(std::move(w), /*solo=*/true);
-                            });
-          continue;
-        }
-        if (copy.result == CacheResult::kHit &&
-            w.request.request().on_stream_hit) {
-          w.request.request().on_stream_hit();
-        }
-        if (!Deliver(*events, w.on_chunk)) {
-          w.done(CancelledError("stream cancelled by the caller"));
-          continue;
-        }
-      } else if (leader_streamed) {
-        // The body is the complete JSON the stream was accumulated into;
-        // the upstream's headers described the stream.
-        for (Header& h : copy.headers) {
-          if (EqualsIgnoreCase(h.name, "Content-Type")) {
-            h.value = "application/json";
-          }
+    } else if (leader_streamed) {
+      // The body is the complete JSON the stream was accumulated into;
+      // the upstream's headers described the stream.
+      for (Header& h : copy.headers) {
+        if (EqualsIgnoreCase(h.name, "Content-Type")) {
+          h.value = "application/json";
         }
       }
-      w.done(std::move(copy));
+    }
+    w.done(std::move(copy));
+  }
+}
+
+// A waiter whose flight ended without a usable answer: it leads or joins
+// a new flight, or (`solo`) asks upstream for its own answer, outside any
+// flight, so that it cannot be handed a partial answer again.
+void CachedClientImpl::Restart(Waiter w, bool solo) {
+  Callback fallback = w.done;
+  try {
+    if (solo) {
+      CallUpstream(std::move(w.request), CacheResult::kMiss,
+                   BypassReason::kNone, std::move(w.on_chunk),
+                   std::move(w.done), /*flight=*/false);
+      return;
+    }
+    JoinOrLead(std::move(w.request), std::move(w.on_chunk), std::move(w.done),
+               /*rejoin=*/true);
+  } catch (const std::exception& e) {
+    Log(std::string("cached completion failed: ") + e.what());
+    if (fallback) fallback(InternalError(e.what()));
+  }
+}
+
+// Provider-side prompt caching of one upstream response.
+void CachedClientImpl::AccountPromptCache(const std::string& requested_model,
+                                          const ParsedCompletion& c) {
+  const CompletionUsage& u = *c.usage;
+  counters_.Add(PipelineCounters::kPromptCacheReadTokens, u.cached_tokens);
+  counters_.Add(PipelineCounters::kPromptCacheWriteTokens,
+                u.cache_write_tokens);
+  if (!options_.pricing) return;
+  Result<CostBreakdown> cost = ComputeCost(
+      *options_.pricing, c.model.empty() ? requested_model : c.model, u);
+  if (!cost.ok() && !c.model.empty()) {
+    cost = ComputeCost(*options_.pricing, requested_model, u);
+  }
+  if (!cost.ok()) return;
+  counters_.Add(PipelineCounters::kPricedResponses);
+  counters_.AddSigned(
+      PipelineCounters::kPromptCacheSavingsNanousd,
+      static_cast<int64_t>(std::llround(cost->prompt_cache_savings * 1e9)));
+}
+
+void CachedClientImpl::CheckDrift(const std::string& base_model,
+                                  const std::string& resolved) {
+  if (resolved.empty()) return;
+  std::string previous;
+  {
+    std::lock_guard<std::mutex> lock(resolved_mu_);
+    std::string& last = resolved_[base_model];
+    if (last == resolved) return;
+    previous = last;
+    last = resolved;
+  }
+  if (previous.empty()) return;  // first sighting
+  counters_.Add(PipelineCounters::kModelDrifts);
+  Log("model drift: " + base_model + " now resolves to " + resolved + " (was " +
+      previous + ")" +
+      (options_.flush_on_model_drift ? "; flushing its entries" : ""));
+  if (options_.flush_on_model_drift) {
+    if (auto f = cache_->FlushModel(base_model); !f.ok()) {
+      StoreFailure("flush on drift", f.status());
     }
   }
+}
 
-  // A waiter whose flight ended without a usable answer: it leads or joins
-  // a new flight, or (`solo`) asks upstream for its own answer, outside any
-  // flight, so that it cannot be handed a partial answer again.
-  void Restart(Waiter w, bool solo) {
-    Callback fallback = w.done;
-    try {
-      if (solo) {
-        CallUpstream(std::move(w.request), CacheResult::kMiss,
-                     BypassReason::kNone, std::move(w.on_chunk),
-                     std::move(w.done), /*flight=*/false);
-        return;
-      }
-      JoinOrLead(std::move(w.request), std::move(w.on_chunk), std::move(w.done),
-                 /*rejoin=*/true);
-    } catch (const std::exception& e) {
-      Log(std::string("cached completion failed: ") + e.what());
-      if (fallback) fallback(InternalError(e.what()));
-    }
+void CachedClientImpl::StoreFailure(std::string_view what, const Status& s) {
+  counters_.Add(PipelineCounters::kStoreErrors);
+  const int64_t now = Clock::System()->NowMillis();
+  int64_t last = last_store_log_ms_.load();
+  if (now - last < options_.store_error_log_interval_ms && last != 0) return;
+  if (!last_store_log_ms_.compare_exchange_strong(last, now)) return;
+  Log("cache store " + std::string(what) +
+      " failed (request served "
+      "upstream; further failures logged at most every " +
+      std::to_string(options_.store_error_log_interval_ms / 1000) +
+      " s): " + s.ToString());
+}
+
+void CachedClientImpl::Log(const std::string& line) {
+  if (options_.log) {
+    options_.log(line);
+  } else {
+    std::cerr << "llmcache: " << line << "\n";
   }
+}
 
-  // Provider-side prompt caching of one upstream response.
-  void AccountPromptCache(const std::string& requested_model,
-                          const ParsedCompletion& c) {
-    const CompletionUsage& u = *c.usage;
-    counters_.Add(PipelineCounters::kPromptCacheReadTokens, u.cached_tokens);
-    counters_.Add(PipelineCounters::kPromptCacheWriteTokens,
-                  u.cache_write_tokens);
-    if (!options_.pricing) return;
-    Result<CostBreakdown> cost = ComputeCost(
-        *options_.pricing, c.model.empty() ? requested_model : c.model, u);
-    if (!cost.ok() && !c.model.empty()) {
-      cost = ComputeCost(*options_.pricing, requested_model, u);
-    }
-    if (!cost.ok()) return;
-    counters_.Add(PipelineCounters::kPricedResponses);
-    counters_.AddSigned(
-        PipelineCounters::kPromptCacheSavingsNanousd,
-        static_cast<int64_t>(std::llround(cost->prompt_cache_savings * 1e9)));
-  }
+}  // namespace internal
 
-  void CheckDrift(const std::string& base_model, const std::string& resolved) {
-    if (resolved.empty()) return;
-    std::string previous;
-    {
-      std::lock_guard<std::mutex> lock(resolved_mu_);
-      std::string& last = resolved_[base_model];
-      if (last == resolved) return;
-      previous = last;
-      last = resolved;
-    }
-    if (previous.empty()) return;  // first sighting
-    counters_.Add(PipelineCounters::kModelDrifts);
-    Log("model drift: " + base_model + " now resolves to " + resolved +
-        " (was " + previous + ")" +
-        (options_.flush_on_model_drift ? "; flushing its entries" : ""));
-    if (options_.flush_on_model_drift) {
-      if (auto f = cache_->FlushModel(base_model); !f.ok()) {
-        StoreFailure("flush on drift", f.status());
-      }
-    }
-  }
-
-  void StoreFailure(std::string_view what, const Status& s) {
-    counters_.Add(PipelineCounters::kStoreErrors);
-    const int64_t now = Clock::System()->NowMillis();
-    int64_t last = last_store_log_ms_.load();
-    if (now - last < options_.store_error_log_interval_ms && last != 0) return;
-    if (!last_store_log_ms_.compare_exchange_strong(last, now)) return;
-    Log("cache store " + std::string(what) +
-        " failed (request served "
-        "upstream; further failures logged at most every " +
-        std::to_string(options_.store_error_log_interval_ms / 1000) +
-        " s): " + s.ToString());
-  }
-
-  void Log(const std::string& line) {
-    if (options_.log) {
-      options_.log(line);
-    } else {
-      std::cerr << "llmcache: " << line << "\n";
-    }
-  }
-
-  const std::shared_ptr<Cache> cache_;
-  const std::shared_ptr<Client> client_;
-  const CachedClientOptions options_;
-  const Clock* const clock_;
-  const KeyBuilder keys_;
-  const std::shared_ptr<SharedTier> shared_;
-
-  std::mutex flights_mu_;
-  std::unordered_map<Digest, std::shared_ptr<Flight>, DigestHash> flights_;
-  std::mutex resolved_mu_;
-  std::unordered_map<std::string, std::string> resolved_;
-
-  mutable PipelineCounters counters_;  // Prepare (const) counts keys
-  std::atomic<int64_t> last_store_log_ms_{0};
-};
-
-}  // namespace
+using internal::CachedClientImpl;
 
 std::string_view CacheResultName(CacheResult r) {
   switch (r) {
@@ -804,7 +802,8 @@ CachedResponse CachedClient::HitResponse(const PreparedRequest& request,
   out.usage = hit.entry->meta.usage;
   out.age_ms = hit.age_ms;
   out.complete = true;  // only whole answers are stored
-  if (auto parsed = ParseCompletion(out.body); parsed.ok()) {
+  if (auto parsed = ParseEndpointResponse(request.endpoint(), out.body);
+      parsed.ok()) {
     out.parsed = std::move(*parsed);
   }
   return out;

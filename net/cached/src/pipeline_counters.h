@@ -44,6 +44,8 @@ class PipelineCounters {
     kSharedLeads,
     kSharedLeadHits,
     kSharedGoAlone,
+    kEmbeddingInputsHit,
+    kEmbeddingInputsMissed,
     kCount,
   };
 
@@ -51,6 +53,14 @@ class PipelineCounters {
     Mine().values[c].fetch_add(n, std::memory_order_relaxed);
   }
   void AddSigned(Counter c, int64_t n) { Add(c, static_cast<uint64_t>(n)); }
+  // What a request of `endpoint` was answered with.
+  enum Outcome : size_t { kOutcomeHit, kOutcomeMiss, kOutcomeBypass };
+  void AddEndpoint(Endpoint endpoint, Outcome o) {
+    const size_t e = static_cast<size_t>(endpoint);
+    if (e < kEndpointCount) {
+      Mine().endpoints[e * 3 + o].fetch_add(1, std::memory_order_relaxed);
+    }
+  }
   void AddBypass(BypassReason reason) {
     Shard& s = Mine();
     s.values[kBypasses].fetch_add(1, std::memory_order_relaxed);
@@ -68,6 +78,15 @@ class PipelineCounters {
       for (size_t i = 0; i < out.bypass_reasons.size(); ++i) {
         out.bypass_reasons[i] +=
             s.bypass_reasons[i].load(std::memory_order_relaxed);
+      }
+      for (size_t e = 0; e < kEndpointCount; ++e) {
+        auto& c = out.endpoints[e];
+        c.hits +=
+            s.endpoints[e * 3 + kOutcomeHit].load(std::memory_order_relaxed);
+        c.misses +=
+            s.endpoints[e * 3 + kOutcomeMiss].load(std::memory_order_relaxed);
+        c.bypasses +=
+            s.endpoints[e * 3 + kOutcomeBypass].load(std::memory_order_relaxed);
       }
     }
     out.keys_computed = v[kKeysComputed];
@@ -94,6 +113,8 @@ class PipelineCounters {
     out.shared_leads = v[kSharedLeads];
     out.shared_lead_hits = v[kSharedLeadHits];
     out.shared_go_alone = v[kSharedGoAlone];
+    out.embedding_inputs_hit = v[kEmbeddingInputsHit];
+    out.embedding_inputs_missed = v[kEmbeddingInputsMissed];
     return out;
   }
 
@@ -103,6 +124,7 @@ class PipelineCounters {
     std::array<std::atomic<uint64_t>, kCount> values{};
     std::array<std::atomic<uint64_t>, static_cast<size_t>(BypassReason::kCount)>
         bypass_reasons{};
+    std::array<std::atomic<uint64_t>, kEndpointCount * 3> endpoints{};
   };
 
   // Threads take shards round robin on first use.

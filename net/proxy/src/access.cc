@@ -174,7 +174,8 @@ constexpr std::string_view kExposeHeaders =
 constexpr std::string_view kAllowHeaders =
     "Authorization, Content-Type, Cache-Control, X-Cache-TTL, "
     "X-Cache-Namespace, X-Llmcache-Token, HTTP-Referer, X-Title, "
-    "X-OpenRouter-Title, X-OpenRouter-Categories, X-Session-Id";
+    "X-OpenRouter-Title, X-OpenRouter-Categories, X-Session-Id, X-Api-Key, "
+    "Anthropic-Version";
 
 }  // namespace
 
@@ -311,7 +312,9 @@ std::variant<HttpError, Access> CheckAccess(const AccessPolicy& policy,
     return access;
   }
   const bool forwards =
-      r.route == Route::kChatCompletions || r.route == Route::kModels;
+      r.route == Route::kChatCompletions || r.route == Route::kModels ||
+      r.route == Route::kEmbeddings || r.route == Route::kResponses ||
+      r.route == Route::kMessages;
   const std::string& token = policy.client_token;
   std::optional<std::string_view> bearer;
   if (r.authorization) {
@@ -323,6 +326,9 @@ std::variant<HttpError, Access> CheckAccess(const AccessPolicy& policy,
           "Authorization must be 'Bearer <API key>'; other schemes are not "
           "accepted");
     }
+  } else if (r.x_api_key && r.route == Route::kMessages) {
+    const std::string_view k = Trim(*r.x_api_key);
+    if (!k.empty()) bearer = k;
   }
   if (token.empty()) {
     if (forwards && bearer) access.api_key = *bearer;

@@ -68,6 +68,9 @@ struct AccessRequest {
   std::optional<std::string_view> sec_fetch_site;
   std::optional<std::string_view> access_control_request_method;
   std::optional<std::string_view> authorization;
+  // X-Api-Key: how Anthropic's clients send their key (Messages route
+  // only; it counts as "Authorization: Bearer <key>" when that is absent).
+  std::optional<std::string_view> x_api_key;
   std::optional<std::string_view> token;  // X-Llmcache-Token
 };
 

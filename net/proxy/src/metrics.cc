@@ -67,6 +67,12 @@ std::string_view RouteName(Route route) {
       return "stats";
     case Route::kAdmin:
       return "admin";
+    case Route::kEmbeddings:
+      return "embeddings";
+    case Route::kResponses:
+      return "responses";
+    case Route::kMessages:
+      return "messages";
     case Route::kOther:
     case Route::kCount:
       break;
@@ -146,6 +152,28 @@ std::string Registry::Render(const CachedClientStats& p, uint64_t entries,
     Line(&out, "llmcache_cache_bypasses_total{reason=\"%.*s\"} %" PRIu64 "\n",
          static_cast<int>(reason.size()), reason.data(), p.bypass_reasons[i]);
   }
+  Header(&out, "llmcache_endpoint_requests_total", "counter",
+         "Requests to the cached endpoints, by endpoint and by what answered "
+         "them (hit, miss, bypass).");
+  for (size_t e = 0; e < p.endpoints.size(); ++e) {
+    const std::string_view name = EndpointName(static_cast<Endpoint>(e));
+    const std::pair<const char*, uint64_t> results[] = {
+        {"hit", p.endpoints[e].hits},
+        {"miss", p.endpoints[e].misses},
+        {"bypass", p.endpoints[e].bypasses}};
+    for (const auto& [result, n] : results) {
+      Line(&out,
+           "llmcache_endpoint_requests_total{endpoint=\"%.*s\",result=\"%s\"} "
+           "%" PRIu64 "\n",
+           static_cast<int>(name.size()), name.data(), result, n);
+    }
+  }
+  Header(&out, "llmcache_embedding_inputs_total", "counter",
+         "Inputs of embeddings batches, by whether the cache answered them.");
+  Line(&out, "llmcache_embedding_inputs_total{result=\"hit\"} %" PRIu64 "\n",
+       p.embedding_inputs_hit);
+  Line(&out, "llmcache_embedding_inputs_total{result=\"miss\"} %" PRIu64 "\n",
+       p.embedding_inputs_missed);
   RenderHistogram(&out, "llmcache_hit_latency_seconds",
                   "Time to answer a cache hit, from the request read to the "
                   "response handed to the socket.",

@@ -37,6 +37,9 @@ enum class Route : uint8_t {
   kMetrics,
   kStats,
   kAdmin,
+  kEmbeddings,
+  kResponses,
+  kMessages,
   kOther,
   kCount,
 };

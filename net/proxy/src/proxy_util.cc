@@ -150,6 +150,50 @@ std::string ErrorJson(int status, std::string_view type,
   return boost::json::serialize(root);
 }
 
+std::string AnthropicErrorJson(int status, std::string_view message) {
+  std::string_view type = "api_error";
+  switch (status) {
+    case 400:
+    case 405:
+    case 411:
+    case 422:
+    case 431:
+      type = "invalid_request_error";
+      break;
+    case 401:
+      type = "authentication_error";
+      break;
+    case 403:
+      type = "permission_error";
+      break;
+    case 404:
+      type = "not_found_error";
+      break;
+    case 413:
+      type = "request_too_large";
+      break;
+    case 429:
+      type = "rate_limit_error";
+      break;
+    case 504:
+      type = "timeout_error";
+      break;
+    case 503:
+    case 529:
+      type = "overloaded_error";
+      break;
+    default:
+      break;
+  }
+  boost::json::object error;
+  error["type"] = type;
+  error["message"] = message;
+  boost::json::object root;
+  root["type"] = "error";
+  root["error"] = std::move(error);
+  return boost::json::serialize(root);
+}
+
 HttpError MethodNotAllowed(std::string_view allow) {
   HttpError e;
   e.status = 405;

@@ -54,6 +54,13 @@ bool ConstantTimeEquals(std::string_view a, std::string_view b);
 std::string ErrorJson(int status, std::string_view type,
                       std::string_view message);
 
+// Anthropic's error shape, for the Messages route:
+// {"type":"error","error":{"type":T,"message":...}}, T from the status
+// (invalid_request_error, authentication_error, permission_error,
+// not_found_error, request_too_large, rate_limit_error, timeout_error,
+// overloaded_error, else api_error).
+std::string AnthropicErrorJson(int status, std::string_view message);
+
 // One of the proxy's own error answers: `status` with ErrorJson(status, type,
 // message) as the body, plus `extra_headers` (lines ending in "\r\n").
 struct HttpError {

@@ -192,6 +192,15 @@ class SessionImpl final : public Session,
     if (path == "/v1/chat/completions" || path == "/api/v1/chat/completions") {
       return Route::kChatCompletions;
     }
+    if (path == "/v1/embeddings" || path == "/api/v1/embeddings") {
+      return Route::kEmbeddings;
+    }
+    if (path == "/v1/responses" || path == "/api/v1/responses") {
+      return Route::kResponses;
+    }
+    if (path == "/v1/messages" || path == "/api/v1/messages") {
+      return Route::kMessages;
+    }
     if (path == "/v1/models" || path == "/api/v1/models") return Route::kModels;
     if (path == "/healthz") return Route::kHealthz;
     if (path == "/metrics") return Route::kMetrics;
@@ -225,6 +234,7 @@ class SessionImpl final : public Session,
     ar.access_control_request_method =
         Find(req, http::field::access_control_request_method);
     ar.authorization = Find(req, http::field::authorization);
+    ar.x_api_key = Find(req, "X-Api-Key");
     ar.token = Find(req, "X-Llmcache-Token");
     const bool body_pending = !parser_->is_done();
     std::variant<HttpError, Access> checked = CheckAccess(srv_.access(), ar);
@@ -331,7 +341,16 @@ class SessionImpl final : public Session,
     switch (req_.route) {
       case Route::kChatCompletions:
         if (method != http::verb::post) return MethodNotAllowed("POST");
-        return HandleChat();
+        return HandleCompletion(Endpoint::kChatCompletions);
+      case Route::kEmbeddings:
+        if (method != http::verb::post) return MethodNotAllowed("POST");
+        return HandleCompletion(Endpoint::kEmbeddings);
+      case Route::kResponses:
+        if (method != http::verb::post) return MethodNotAllowed("POST");
+        return HandleCompletion(Endpoint::kResponses);
+      case Route::kMessages:
+        if (method != http::verb::post) return MethodNotAllowed("POST");
+        return HandleCompletion(Endpoint::kMessages);
       case Route::kModels:
         if (method != http::verb::get) return MethodNotAllowed("GET");
         return HandleModels();
@@ -375,7 +394,10 @@ class SessionImpl final : public Session,
 
   // ------------------------------------------------------- completions
 
-  void HandleChat() {
+  // A request to a cached endpoint (chat completions, embeddings, Responses,
+  // Messages): the same pipeline for all.
+  void HandleCompletion(Endpoint endpoint) {
+    req_.endpoint = endpoint;
     auto& req = parser_->get();
     const auto find =
         [&req](std::string_view name) -> std::optional<std::string_view> {
@@ -399,6 +421,7 @@ class SessionImpl final : public Session,
     if (!creq.no_store) {
       req_.ttl_ms = creq.ttl_ms.value_or(o.cached.ttl_ms.value_or(-1));
     }
+    creq.endpoint = endpoint;
     creq.body = std::move(req.body());
     Result<PreparedRequest> prepared = srv_.cached().Prepare(std::move(creq));
     if (!prepared.ok()) {
@@ -476,10 +499,15 @@ class SessionImpl final : public Session,
                                      extra_, cors_);
       req_.status = 200;
     }
-    if (data == "[DONE]" && req_.stream == StreamState::kOpen) {
+    if (req_.stream == StreamState::kOpen &&
+        IsTerminalEvent(req_.endpoint, data)) {
       req_.stream = StreamState::kDoneSeen;
     }
-    proxy_util::AppendSseChunk(&pending_, data);
+    if (req_.endpoint == Endpoint::kChatCompletions) {
+      proxy_util::AppendSseChunk(&pending_, data);
+    } else {
+      proxy_util::AppendChunk(&pending_, SseFrame(req_.endpoint, data));
+    }
     Flush();
   }
 
@@ -588,7 +616,8 @@ class SessionImpl final : public Session,
     if (c.streamed && c.status == 200) {
       // A stream request answered without events (e.g. a joined flight
       // whose leader was not streaming): replay the complete body.
-      Result<std::vector<std::string>> events = ReplayAsSse(c.body);
+      Result<std::vector<std::string>> events =
+          ReplayEvents(req_.endpoint, c.body);
       if (events.ok()) {
         body_.clear();
         for (const std::string& e : *events) proxy_util::AppendChunk(&body_, e);
@@ -724,7 +753,9 @@ class SessionImpl final : public Session,
   void SendError(HttpError e, bool close = false) {
     if (close) req_.keep_alive = false;
     extra_ = std::move(e.extra_headers);
-    body_ = proxy_util::ErrorJson(e.status, e.type, e.message);
+    body_ = req_.route == Route::kMessages
+                ? proxy_util::AnthropicErrorJson(e.status, e.message)
+                : proxy_util::ErrorJson(e.status, e.type, e.message);
     if (srv_.LogEnabled(LogLevel::kDebug)) {
       srv_.Log(LogLevel::kDebug,
                "error " + std::to_string(e.status) + ": " + e.message);

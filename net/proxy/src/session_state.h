@@ -49,15 +49,19 @@ enum class SocketState : uint8_t { kOpen, kLingering, kClosed };
 enum class StreamState : uint8_t {
   kNone,         // no live stream: the answer is written whole
   kOpen,         // the head went out; upstream events are arriving
-  kDoneSeen,     // "[DONE]" went out; the upstream call has not returned
-  kEndedClean,   // the call returned OK after [DONE]: last chunk queued
-  kEndedBroken,  // it returned without [DONE] or failed, or the client left:
+  kDoneSeen,     // the stream's last event ("[DONE]", response.completed,
+                 // message_stop) went out; the upstream call has not
+                 // returned
+  kEndedClean,   // the call returned OK after it: last chunk queued
+  kEndedBroken,  // it returned without it or failed, or the client left:
                  // no last chunk, the connection closes
 };
 
 struct RequestState {
   std::chrono::steady_clock::time_point t0;  // for latencies and the log
   metrics::Route route = metrics::Route::kOther;
+  // The cached endpoint of a completion route.
+  Endpoint endpoint = Endpoint::kChatCompletions;
   int status = 0;  // of the answer; 0 = nothing answered (not counted)
   // X-Cache of a completion or of /models; the log's label ("-" if none).
   std::optional<CacheResult> cache;
@@ -74,6 +78,7 @@ struct RequestState {
   void Reset() {
     t0 = std::chrono::steady_clock::now();
     route = metrics::Route::kOther;
+    endpoint = Endpoint::kChatCompletions;
     status = 0;
     cache.reset();
     bypass_reason = BypassReason::kNone;

@@ -144,6 +144,17 @@ std::string StatsJson(const Result<CacheStats>& cache, const metrics::Totals& t,
   c["prompt_cache_write_tokens"] = cs.prompt_cache_write_tokens;
   c["prompt_cache_savings_usd"] = Usd(cs.prompt_cache_savings_nanousd);
   c["priced_responses"] = cs.priced_responses;
+  json::object endpoints;
+  for (size_t e = 0; e < cs.endpoints.size(); ++e) {
+    json::object counts;
+    counts["hits"] = cs.endpoints[e].hits;
+    counts["misses"] = cs.endpoints[e].misses;
+    counts["bypasses"] = cs.endpoints[e].bypasses;
+    endpoints[EndpointName(static_cast<Endpoint>(e))] = std::move(counts);
+  }
+  c["endpoints"] = std::move(endpoints);
+  c["embedding_inputs_hit"] = cs.embedding_inputs_hit;
+  c["embedding_inputs_missed"] = cs.embedding_inputs_missed;
   root["client"] = std::move(c);
   if (shared != nullptr) {
     json::object s = SharedObject(*shared);

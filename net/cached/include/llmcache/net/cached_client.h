@@ -57,6 +57,7 @@
 #include "llmcache/key.h"
 #include "llmcache/net/client.h"
 #include "llmcache/net/completion.h"
+#include "llmcache/net/endpoint.h"
 #include "llmcache/net/prompt_cache.h"
 #include "llmcache/net/shared_tier.h"
 #include "llmcache/policy.h"
@@ -91,7 +92,10 @@ struct CachedClientOptions {
 };
 
 struct CachedRequest {
-  std::string body;          // the chat-completions request body
+  // The API the body is written for (POST /chat/completions, /embeddings,
+  // /responses or /messages upstream).
+  Endpoint endpoint = Endpoint::kChatCompletions;
+  std::string body;          // the request body, as the endpoint takes it
   std::string ns;            // namespace; empty = options' default
   std::string scope;         // tenant scope (e.g. ApiKeyScope of the API key)
   bool skip_lookup = false;  // Cache-Control: no-cache (still stores)
@@ -119,8 +123,14 @@ class PreparedRequest {
   const std::string& key_hex() const { return key_hex_; }  // key().Hex()
   const RequestInfo& info() const { return info_; }
   const Decision& decision() const { return decision_; }
-  // "stream": true in the body.
-  bool streaming() const { return info_.stream; }
+  Endpoint endpoint() const { return request_.endpoint; }
+  // "stream": true in the body (never for embeddings, which do not stream).
+  bool streaming() const {
+    return info_.stream && request_.endpoint != Endpoint::kEmbeddings;
+  }
+  // An embeddings request whose `input` is an array of inputs: each input
+  // is cached on its own (Complete answers it; Probe never does).
+  bool batch() const { return info_.input_is_batch; }
   // Probe has looked this request up (Complete will not count it again).
   bool probed() const { return probe_ != ProbeState::kNotProbed; }
   // Sets CachedRequest::on_stream_hit (it does not change the key).
@@ -145,8 +155,9 @@ class PreparedRequest {
 struct CacheHit {
   std::shared_ptr<const Entry> entry;  // shared, immutable: send it as is
   int64_t age_ms = 0;                  // age of the entry
-  // Streaming requests: the entry replayed as SSE events ("data: ...\n\n"),
-  // ending with "data: [DONE]\n\n". Empty otherwise.
+  // Streaming requests: the entry replayed as the endpoint's SSE frames
+  // (ReplayEvents, endpoint.h: chat completions end with "data: [DONE]").
+  // Empty otherwise.
   std::vector<std::string> events;
 };
 
@@ -217,6 +228,17 @@ struct CachedClientStats {
   uint64_t shared_leads = 0;
   uint64_t shared_lead_hits = 0;
   uint64_t shared_go_alone = 0;
+  // Per endpoint (indexed by Endpoint): requests answered with a hit, a
+  // miss or a bypass (the three add up to hits, misses and bypasses).
+  struct EndpointCounts {
+    uint64_t hits = 0, misses = 0, bypasses = 0;
+  };
+  std::array<EndpointCounts, kEndpointCount> endpoints{};
+  // Embeddings batches: inputs answered from the cache, and inputs sent
+  // upstream. A batch is one request: a hit when every input was cached,
+  // else a miss.
+  uint64_t embedding_inputs_hit = 0;
+  uint64_t embedding_inputs_missed = 0;
 };
 
 class CachedClient : public std::enable_shared_from_this<CachedClient> {

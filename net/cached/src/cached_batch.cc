@@ -1,0 +1,442 @@
+// Embeddings batches: one request, many inputs, each cached on its own.
+//
+//   1. The batch is cut into single-input requests (embedding_json.h), each
+//      keyed as if it had been sent alone; repeated inputs are one.
+//   2. Each input is looked up in the local tiers, then (when configured)
+//      in the shared tier.
+//   3. The inputs still missing are led or joined: an input another batch
+//      already sent upstream is waited for; the others go upstream in ONE
+//      request, in the batch's order.
+//   4. The answer is cut into one entry per input (its share of the usage),
+//      stored in every tier, handed to the batches that waited for it, and
+//      the batch's answer is assembled in the original order with `index`
+//      fields 0..n-1 and the usage actually spent upstream.
+// An input whose leader got no usable answer is sent upstream again by each
+// batch that waited for it, once, outside any flight.
+
+#include <boost/asio/post.hpp>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "cached_client_impl.h"
+#include "embedding_json.h"
+#include "pipeline_counters.h"
+
+namespace llmcache::net::internal {
+
+struct CachedClientImpl::Batch {
+  explicit Batch(PreparedRequest p) : request(std::move(p)) {}
+
+  PreparedRequest request;  // the whole batch
+  Callback done;
+  std::vector<embedding_json::Input> inputs;  // per input of the batch
+  std::vector<size_t> unique_of;              // input -> unique input
+  // Per unique input:
+  std::vector<RequestKey> keys;
+  std::vector<size_t> first;  // its first position in the batch
+  std::vector<std::shared_ptr<const Entry>> entries;
+  std::vector<uint8_t> cached;  // answered from a cache tier
+
+  std::mutex mu;
+  size_t pending = 0;         // unique inputs not answered yet
+  std::vector<size_t> led;    // sent upstream by this batch, in a flight
+  std::vector<size_t> sent;   // the unique inputs of the upstream request
+  std::vector<size_t> retry;  // their leader failed: send them ourselves
+  bool retried = false;
+  bool finished = false;
+  int upstream_calls = 0;
+  // The upstream answer: its body (members and usage of the batch's
+  // answer), headers, and a failure that ends the batch.
+  std::string upstream_body;
+  std::vector<Header> headers;
+  std::optional<Status> error;
+  std::optional<CachedResponse> error_answer;  // non-200 or unstorable
+  bool stored = false;
+};
+
+void CachedClientImpl::CompleteBatch(PreparedRequest p, Callback done) {
+  auto b = std::make_shared<Batch>(std::move(p));
+  b->done = std::move(done);
+  const CachedRequest& req = b->request.request();
+  Result<std::vector<embedding_json::Input>> inputs =
+      embedding_json::SplitRequest(req.body);
+  if (!inputs.ok()) {
+    b->done(inputs.status());
+    return;
+  }
+  b->inputs = std::move(*inputs);
+  std::unordered_map<Digest, size_t, DigestHash> seen;
+  b->unique_of.resize(b->inputs.size());
+  for (size_t i = 0; i < b->inputs.size(); ++i) {
+    Result<RequestKey> key =
+        keys_.Compute(b->inputs[i].body, KeyScope{req.ns, req.scope},
+                      Endpoint::kEmbeddings, nullptr);
+    if (!key.ok()) {
+      b->done(key.status());
+      return;
+    }
+    auto [it, added] = seen.emplace(key->digest, b->keys.size());
+    if (added) {
+      b->keys.push_back(std::move(*key));
+      b->first.push_back(i);
+    }
+    b->unique_of[i] = it->second;
+  }
+  const size_t n = b->keys.size();
+  b->entries.resize(n);
+  b->cached.assign(n, 0);
+
+  // The local tiers.
+  std::vector<size_t> missing;
+  for (size_t u = 0; u < n; ++u) {
+    if (!req.skip_lookup) {
+      LookupOptions lo;
+      lo.max_age_ms = req.max_age_ms;
+      Result<LookupResult> r = cache_->Lookup(b->keys[u], lo);
+      if (!r.ok()) {
+        StoreFailure("lookup", r.status());
+      } else if (r->hit()) {
+        b->entries[u] = std::move(r->entry);
+        b->cached[u] = 1;
+        continue;
+      }
+    }
+    missing.push_back(u);
+  }
+  b->pending = missing.size();
+  if (missing.empty()) return BatchFinish(b);
+
+  auto lead = [self = self(), b](const std::vector<size_t>& still_missing) {
+    self->BatchLead(b, still_missing);
+  };
+  if (!shared_ || req.skip_lookup) return lead(missing);
+
+  // The shared tier: one GET per missing input, all in flight at once.
+  struct SharedRound {
+    std::mutex mu;
+    size_t left = 0;
+    std::vector<size_t> still_missing;
+  };
+  auto round = std::make_shared<SharedRound>();
+  round->left = missing.size();
+  for (size_t u : missing) {
+    shared_->Get(b->keys[u], [self = self(), b, u, round,
+                              lead](Result<std::shared_ptr<const Entry>> r) {
+      std::shared_ptr<const Entry> e;
+      if (!r.ok()) {
+        self->counters_.Add(PipelineCounters::kSharedErrors);
+      } else if (*r && !(*r)->meta.ExpiredAt(self->clock_->NowMillis()) &&
+                 (b->request.request().max_age_ms < 0 ||
+                  self->clock_->NowMillis() - (*r)->meta.created_ms <=
+                      b->request.request().max_age_ms)) {
+        e = *r;
+      }
+      bool last = false;
+      {
+        std::lock_guard<std::mutex> lock(round->mu);
+        if (!e) round->still_missing.push_back(u);
+        last = --round->left == 0;
+      }
+      if (e) {
+        self->counters_.Add(PipelineCounters::kSharedHits);
+        self->FillFromShared(b->keys[u], e);
+        {
+          std::lock_guard<std::mutex> lock(b->mu);
+          b->cached[u] = 1;
+        }
+        self->BatchInputSettled(b, u, std::move(e));
+      }
+      if (last) {
+        std::vector<size_t> rest;
+        {
+          std::lock_guard<std::mutex> lock(round->mu);
+          rest = std::move(round->still_missing);
+        }
+        if (!rest.empty()) {
+          // Off the shared tier's I/O thread before going upstream.
+          boost::asio::post(self->client_->executor(),
+                            [lead, rest = std::move(rest)] { lead(rest); });
+        }
+      }
+    });
+  }
+}
+
+void CachedClientImpl::BatchLead(const std::shared_ptr<Batch>& b,
+                                 const std::vector<size_t>& still_missing) {
+  // Lead or join each input's flight, then send what this batch leads.
+  std::vector<std::pair<size_t, bool>> plan;  // (unique, joined)
+  {
+    std::lock_guard<std::mutex> lock(input_flights_mu_);
+    for (size_t u : still_missing) {
+      auto it = input_flights_.find(b->keys[u].digest);
+      if (it != input_flights_.end()) {
+        it->second.push_back(
+            [self = self(), b, u](std::shared_ptr<const Entry> e) {
+              self->BatchInputSettled(b, u, std::move(e));
+            });
+        plan.emplace_back(u, true);
+      } else {
+        input_flights_.emplace(b->keys[u].digest, std::vector<InputWaiter>());
+        plan.emplace_back(u, false);
+      }
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(b->mu);
+    for (auto [u, joined] : plan) {
+      if (!joined) b->led.push_back(u);
+    }
+    b->sent = b->led;
+  }
+  if (!b->sent.empty()) BatchUpstream(b);
+}
+
+void CachedClientImpl::BatchUpstream(std::shared_ptr<Batch> b) {
+  std::vector<size_t> positions;
+  {
+    std::lock_guard<std::mutex> lock(b->mu);
+    for (size_t u : b->sent) positions.push_back(b->first[u]);
+    ++b->upstream_calls;
+  }
+  Result<std::string> body =
+      embedding_json::SubsetRequest(b->request.request().body, positions);
+  if (!body.ok()) {
+    return BatchAnswered(std::move(b), body.status());
+  }
+  counters_.Add(PipelineCounters::kUpstreamCalls);
+  Request up;
+  up.path = std::string(UpstreamPath(Endpoint::kEmbeddings));
+  up.body = std::move(*body);
+  up.api_key = b->request.request().api_key;
+  up.headers = b->request.request().headers;
+  client_->Send(
+      std::move(up), nullptr, [self = self(), b](Result<Response> r) mutable {
+        try {
+          self->BatchAnswered(std::move(b), std::move(r));
+        } catch (const std::exception& e) {
+          self->Log(std::string("embeddings batch failed: ") + e.what());
+        }
+      });
+}
+
+void CachedClientImpl::BatchAnswered(std::shared_ptr<Batch> b,
+                                     Result<Response> r) {
+  std::vector<size_t> sent;
+  {
+    std::lock_guard<std::mutex> lock(b->mu);
+    sent = b->sent;
+  }
+  std::vector<std::shared_ptr<const Entry>> answers(sent.size());
+  ParsedCompletion parsed;
+  std::string why;
+  if (r.ok()) {
+    if (auto p = ParseEndpointResponse(Endpoint::kEmbeddings, r->body);
+        p.ok()) {
+      parsed = std::move(*p);
+    }
+    why = WhyNotCacheable(Endpoint::kEmbeddings, r->status, parsed);
+    if (parsed.usage) AccountPromptCache(b->request.key().model, parsed);
+  }
+  if (!r.ok()) {
+    std::lock_guard<std::mutex> lock(b->mu);
+    b->error = r.status();
+  } else if (!why.empty()) {
+    // An error (or an answer that cannot be stored) is the batch's answer,
+    // as the upstream sent it; nothing is stored.
+    CachedResponse out;
+    out.result = CacheResult::kMiss;
+    out.key_hex = b->request.key_hex();
+    out.status = r->status;
+    out.body = std::move(r->body);
+    out.headers = std::move(r->headers);
+    out.parsed = std::move(parsed);
+    out.not_stored_reason = std::move(why);
+    out.complete = out.status == 200;
+    counters_.Add(PipelineCounters::kNotStored);
+    std::lock_guard<std::mutex> lock(b->mu);
+    b->error_answer = std::move(out);
+  } else {
+    std::vector<uint64_t> weights;
+    for (size_t u : sent) weights.push_back(b->inputs[b->first[u]].weight);
+    Result<std::vector<embedding_json::InputAnswer>> split =
+        embedding_json::SplitAnswer(r->body, weights);
+    if (!split.ok()) {
+      std::lock_guard<std::mutex> lock(b->mu);
+      b->error = UnavailableError("upstream embeddings answer unusable: " +
+                                  std::string(split.status().message()));
+    } else {
+      const std::string resolved = parsed.model;
+      if (!resolved.empty()) CheckDrift(b->request.key().base_model, resolved);
+      const uint8_t flags =
+          EntryEndpointFlags(static_cast<uint8_t>(Endpoint::kEmbeddings));
+      bool stored = !b->request.request().no_store;
+      for (size_t k = 0; k < sent.size(); ++k) {
+        embedding_json::InputAnswer& a = (*split)[k];
+        auto e = std::make_shared<Entry>();
+        e->meta.flags = flags;
+        e->meta.created_ms = clock_->NowMillis();
+        e->meta.usage = a.usage;
+        e->meta.model = b->keys[sent[k]].model;
+        e->meta.resolved_model = resolved;
+        e->meta.ns = b->request.request().ns;
+        e->body = std::move(a.body);
+        if (!b->request.request().no_store) {
+          stored &= Store(b->keys[sent[k]], b->request.request(), e->body,
+                          a.usage, resolved, flags);
+        }
+        answers[k] = std::move(e);
+      }
+      if (b->request.request().no_store) {
+        counters_.Add(PipelineCounters::kNotStored);
+      }
+      std::lock_guard<std::mutex> lock(b->mu);
+      b->upstream_body = std::move(r->body);
+      b->headers = std::move(r->headers);
+      b->stored = stored;
+    }
+  }
+  // Other batches waiting for these inputs get them (or go on their own).
+  std::vector<size_t> led;
+  {
+    std::lock_guard<std::mutex> lock(b->mu);
+    led.swap(b->led);
+  }
+  for (size_t u : led) {
+    std::vector<InputWaiter> waiters;
+    {
+      std::lock_guard<std::mutex> lock(input_flights_mu_);
+      auto it = input_flights_.find(b->keys[u].digest);
+      if (it == input_flights_.end()) continue;
+      waiters = std::move(it->second);
+      input_flights_.erase(it);
+    }
+    std::shared_ptr<const Entry> e;
+    for (size_t k = 0; k < sent.size(); ++k) {
+      if (sent[k] == u) e = answers[k];
+    }
+    for (InputWaiter& w : waiters) w(e);
+  }
+  for (size_t k = 0; k < sent.size(); ++k) {
+    BatchInputSettled(b, sent[k], answers[k]);
+  }
+}
+
+void CachedClientImpl::BatchInputSettled(const std::shared_ptr<Batch>& b,
+                                         size_t u,
+                                         std::shared_ptr<const Entry> e) {
+  bool last = false;
+  bool resend = false;
+  {
+    std::lock_guard<std::mutex> lock(b->mu);
+    if (e) {
+      b->entries[u] = std::move(e);
+    } else if (!b->error && !b->error_answer) {
+      b->retry.push_back(u);  // another batch's leader failed
+    }
+    last = --b->pending == 0;
+    if (last && !b->retry.empty() && !b->retried && !b->error &&
+        !b->error_answer) {
+      b->retried = true;
+      b->sent = std::move(b->retry);
+      b->retry.clear();
+      b->pending = b->sent.size();
+      resend = true;
+    }
+  }
+  if (resend) {
+    boost::asio::post(client_->executor(),
+                      [self = self(), b] { self->BatchUpstream(b); });
+    return;
+  }
+  if (last) BatchFinish(b);
+}
+
+void CachedClientImpl::BatchFinish(const std::shared_ptr<Batch>& b) {
+  {
+    std::lock_guard<std::mutex> lock(b->mu);
+    if (b->finished) return;
+    b->finished = true;
+  }
+  const Endpoint endpoint = Endpoint::kEmbeddings;
+  const std::string& model = b->request.key().base_model;
+  // What the inputs found in a cache saved.
+  Usage saved;
+  uint64_t inputs_hit = 0, inputs_missed = 0;
+  for (size_t i = 0; i < b->inputs.size(); ++i) {
+    const size_t u = b->unique_of[i];
+    if (b->cached[u] && b->entries[u]) {
+      ++inputs_hit;
+      saved.prompt_tokens += b->entries[u]->meta.usage.prompt_tokens;
+      saved.completion_tokens += b->entries[u]->meta.usage.completion_tokens;
+      saved.cost_nanousd += b->entries[u]->meta.usage.cost_nanousd;
+    } else {
+      ++inputs_missed;
+    }
+  }
+  counters_.Add(PipelineCounters::kEmbeddingInputsHit, inputs_hit);
+  counters_.Add(PipelineCounters::kEmbeddingInputsMissed, inputs_missed);
+  const bool all_cached = inputs_missed == 0;
+
+  Result<CachedResponse> out = InternalError("embeddings batch unanswered");
+  if (b->error) {
+    out = *b->error;
+  } else if (b->error_answer) {
+    out = std::move(*b->error_answer);
+  } else {
+    std::vector<std::string_view> bodies;
+    bodies.reserve(b->inputs.size());
+    bool whole = true;
+    for (size_t i = 0; i < b->inputs.size(); ++i) {
+      const std::shared_ptr<const Entry>& e = b->entries[b->unique_of[i]];
+      if (!e) {
+        whole = false;
+        break;
+      }
+      bodies.push_back(e->body);
+    }
+    Result<std::string> body =
+        whole ? embedding_json::Assemble(bodies, b->upstream_body)
+              : Result<std::string>(
+                    UnavailableError("an embeddings input got no answer"));
+    if (!body.ok()) {
+      out = body.status();
+    } else {
+      CachedResponse r;
+      r.result = all_cached ? CacheResult::kHit : CacheResult::kMiss;
+      r.key_hex = b->request.key_hex();
+      r.status = 200;
+      r.body = std::move(*body);
+      r.headers = std::move(b->headers);
+      r.usage = saved;
+      r.stored = b->stored;
+      r.complete = true;
+      if (auto parsed = ParseEndpointResponse(endpoint, r.body); parsed.ok()) {
+        r.parsed = std::move(*parsed);
+      }
+      out = std::move(r);
+    }
+  }
+  // Counted once, as one request: a hit when every input was cached.
+  if (out.ok() && all_cached) {
+    CountHit(saved, model, endpoint);
+  } else {
+    counters_.Add(PipelineCounters::kMisses);
+    counters_.AddEndpoint(endpoint, PipelineCounters::kOutcomeMiss);
+    counters_.Add(PipelineCounters::kTokensSaved,
+                  saved.prompt_tokens + saved.completion_tokens);
+    counters_.AddSigned(PipelineCounters::kCostSavedNanousd,
+                        saved.cost_nanousd);
+    if (shared_) shared_->Record(model, SharedOutcome::kMiss, saved);
+    if (!out.ok() || out->status != 200) {
+      counters_.Add(PipelineCounters::kUpstreamErrors);
+    }
+  }
+  b->done(std::move(out));
+}
+
+}  // namespace llmcache::net::internal

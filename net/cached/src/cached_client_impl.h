@@ -1,0 +1,158 @@
+// The cached client's implementation class, shared by its translation units:
+//   cached_client.cc  prepare, probe, single flight, upstream, store, flush
+//                     (every endpoint, one request = one entry);
+//   cached_batch.cc   embeddings batches, cached input by input.
+// Private to llmcache::cached.
+
+#ifndef LLMCACHE_NET_CACHED_SRC_CACHED_CLIENT_IMPL_H_
+#define LLMCACHE_NET_CACHED_SRC_CACHED_CLIENT_IMPL_H_
+
+#include <atomic>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "llmcache/net/cached_client.h"
+#include "pipeline_counters.h"
+
+namespace llmcache::net::internal {
+
+struct DigestHash {
+  size_t operator()(const Digest& d) const {
+    size_t h;
+    std::memcpy(&h, d.data(), sizeof(h));
+    return h;
+  }
+};
+
+class CachedClientImpl final : public CachedClient {
+ public:
+  CachedClientImpl(std::shared_ptr<Cache> cache, std::shared_ptr<Client> client,
+                   CachedClientOptions options);
+
+  Result<PreparedRequest> Prepare(CachedRequest request) const override;
+  std::optional<CacheHit> Probe(PreparedRequest& p, bool count) override;
+  void Complete(PreparedRequest request, StreamHandler on_chunk,
+                Callback done) override;
+  void Complete(CachedRequest request, StreamHandler on_chunk,
+                Callback done) override;
+
+  CachedClientStats stats() const override { return counters_.Snapshot(); }
+  Cache& cache() override { return *cache_; }
+  SharedTier* shared_tier() const override { return shared_.get(); }
+  boost::asio::any_io_executor client_executor() const override {
+    return client_->executor();
+  }
+
+ private:
+  struct Waiter {
+    PreparedRequest request;  // to try again if the flight ends without one
+    StreamHandler on_chunk;   // null: not streaming
+    Callback done;
+  };
+  struct Flight {
+    std::vector<Waiter> waiters;
+  };
+  // A flight leader on its way through the shared tier.
+  struct SharedStep {
+    PreparedRequest request;
+    StreamHandler on_chunk;
+    Callback done;
+  };
+  struct Batch;  // cached_batch.cc
+  // Called when an embeddings input another batch sent upstream is
+  // answered: its entry, or null when that batch got no usable answer.
+  using InputWaiter = std::function<void(std::shared_ptr<const Entry>)>;
+
+  std::shared_ptr<CachedClientImpl> self() {
+    return std::static_pointer_cast<CachedClientImpl>(shared_from_this());
+  }
+
+  // ---- cached_client.cc
+  std::optional<CacheHit> Lookup(const PreparedRequest& p, bool record,
+                                 bool replay, bool* store_failed);
+  void CountHit(const Usage& u, const std::string& base_model,
+                Endpoint endpoint);
+  Callback Counted(Callback done, bool outcome, const std::string& model,
+                   Endpoint endpoint);
+  void CompletePrepared(PreparedRequest p, StreamHandler on_chunk,
+                        Callback done);
+  void JoinOrLead(PreparedRequest p, StreamHandler on_chunk, Callback done,
+                  bool rejoin);
+  static void DeliverHit(CachedResponse out,
+                         const std::vector<std::string>& events,
+                         const StreamHandler& on_chunk, const Callback& done,
+                         const std::function<void()>& on_stream_hit);
+  void SharedLookup(std::shared_ptr<SharedStep> step);
+  void SharedLead(std::shared_ptr<SharedStep> step);
+  template <typename Fn>
+  void Guarded(const std::shared_ptr<SharedStep>& step, Fn&& fn);
+  bool ServeShared(SharedStep& step, const std::shared_ptr<const Entry>& e);
+  // Writes an entry found in the shared tier to the local tiers, after the
+  // answer, on the client's executor.
+  void FillFromShared(const RequestKey& key, std::shared_ptr<const Entry> e);
+  void CallUpstream(PreparedRequest p, CacheResult kind, BypassReason reason,
+                    StreamHandler on_chunk, Callback done, bool flight,
+                    std::string lease_token = {});
+  Result<CachedResponse> Finish(Result<Response> r, const PreparedRequest& p,
+                                CacheResult kind, BypassReason reason,
+                                const EventAccumulator* acc,
+                                const Status& acc_status);
+  // Stores one answer under `key` in every tier (the same times, hence the
+  // same TTL, everywhere). False (and counted, logged) when the local
+  // store failed.
+  bool Store(const RequestKey& key, const CachedRequest& req,
+             const std::string& body, const Usage& usage,
+             const std::string& resolved_model, uint8_t flags);
+  bool HasWaiters(const Digest& digest);
+  void FinishFlight(const Digest& digest, const Result<CachedResponse>* out);
+  void Restart(Waiter w, bool solo);
+  void AccountPromptCache(const std::string& requested_model,
+                          const ParsedCompletion& c);
+  void CheckDrift(const std::string& base_model, const std::string& resolved);
+  void StoreFailure(std::string_view what, const Status& s);
+  void Log(const std::string& line);
+
+  // ---- cached_batch.cc
+  // Answers an embeddings batch (PreparedRequest::batch()): each input
+  // looked up on its own, the missing ones sent upstream in one request,
+  // the answer assembled in the batch's order.
+  void CompleteBatch(PreparedRequest p, Callback done);
+  void BatchLead(const std::shared_ptr<Batch>& b,
+                 const std::vector<size_t>& still_missing);
+  void BatchUpstream(std::shared_ptr<Batch> b);
+  void BatchAnswered(std::shared_ptr<Batch> b, Result<Response> r);
+  void BatchInputSettled(const std::shared_ptr<Batch>& b, size_t unique,
+                         std::shared_ptr<const Entry> e);
+  void BatchFinish(const std::shared_ptr<Batch>& b);
+
+  const std::shared_ptr<Cache> cache_;
+  const std::shared_ptr<Client> client_;
+  const CachedClientOptions options_;
+  const Clock* const clock_;
+  const KeyBuilder keys_;
+  const std::shared_ptr<SharedTier> shared_;
+
+  std::mutex flights_mu_;
+  std::unordered_map<Digest, std::shared_ptr<Flight>, DigestHash> flights_;
+  // Embeddings inputs on their way upstream inside a batch, and who else
+  // waits for them.
+  std::mutex input_flights_mu_;
+  std::unordered_map<Digest, std::vector<InputWaiter>, DigestHash>
+      input_flights_;
+  std::mutex resolved_mu_;
+  std::unordered_map<std::string, std::string> resolved_;
+
+  mutable PipelineCounters counters_;  // Prepare (const) counts keys
+  std::atomic<int64_t> last_store_log_ms_{0};
+};
+
+}  // namespace llmcache::net::internal
+
+#endif  // LLMCACHE_NET_CACHED_SRC_CACHED_CLIENT_IMPL_H_

@@ -1,0 +1,252 @@
+#include "embedding_json.h"
+
+#include <algorithm>
+#include <boost/json.hpp>
+#include <cmath>
+#include <exception>
+
+namespace llmcache::net::embedding_json {
+namespace {
+
+namespace json = boost::json;
+
+Result<json::object> ParseObject(std::string_view body, const char* what) {
+  boost::system::error_code ec;
+  json::value v = json::parse(body, ec);
+  if (ec || !v.is_object()) {
+    return InvalidArgumentError(std::string(what) + " is not a JSON object");
+  }
+  return std::move(v.as_object());
+}
+
+bool IsTokenArray(const json::value& v) {
+  if (!v.is_array() || v.as_array().empty()) return false;
+  for (const json::value& t : v.as_array()) {
+    if (!t.is_int64() && !t.is_uint64()) return false;
+  }
+  return true;
+}
+
+// Shares `total` out in proportion to `weights` (largest remainder), so
+// that the shares add up to `total` exactly.
+template <typename T>
+std::vector<T> Share(T total, const std::vector<uint64_t>& weights) {
+  std::vector<T> out(weights.size(), 0);
+  long double sum = 0;
+  for (uint64_t w : weights) sum += static_cast<long double>(w);
+  if (weights.empty() || sum <= 0) return out;
+  T given = 0;
+  std::vector<std::pair<long double, size_t>> rest;
+  for (size_t i = 0; i < weights.size(); ++i) {
+    const long double exact = static_cast<long double>(total) *
+                              static_cast<long double>(weights[i]) / sum;
+    out[i] = static_cast<T>(std::floor(exact));
+    given += out[i];
+    rest.emplace_back(exact - std::floor(exact), i);
+  }
+  std::sort(rest.begin(), rest.end(),
+            [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (size_t k = 0; given < total && k < rest.size(); ++k, ++given) {
+    ++out[rest[k].second];
+  }
+  return out;
+}
+
+uint64_t U64(const json::object& o, std::string_view name) {
+  const json::value* v = o.if_contains(name);
+  if (v == nullptr) return 0;
+  if (v->is_uint64()) return v->as_uint64();
+  if (v->is_int64()) return v->as_int64() > 0 ? v->as_int64() : 0;
+  if (v->is_double() && v->as_double() > 0) {
+    return static_cast<uint64_t>(v->as_double());
+  }
+  return 0;
+}
+
+}  // namespace
+
+Result<std::vector<Input>> SplitRequest(std::string_view body) {
+  try {
+    Result<json::object> req = ParseObject(body, "the embeddings request");
+    if (!req.ok()) return req.status();
+    json::value* input = req->if_contains("input");
+    if (input == nullptr || !input->is_array() || input->as_array().empty()) {
+      return InvalidArgumentError(
+          "embeddings request member \"input\" is not a non-empty array");
+    }
+    json::array items = std::move(input->as_array());
+    std::vector<Input> out;
+    out.reserve(items.size());
+    for (size_t i = 0; i < items.size(); ++i) {
+      json::value& item = items[i];
+      Input in;
+      if (item.is_string()) {
+        in.weight = std::max<uint64_t>(1, item.as_string().size());
+      } else if (IsTokenArray(item)) {
+        in.weight = item.as_array().size();
+      } else {
+        return InvalidArgumentError(
+            "embeddings request member \"input\" item " + std::to_string(i) +
+            " is neither a string nor an array of token ids");
+      }
+      (*req)["input"] = std::move(item);
+      in.body = json::serialize(*req);
+      out.push_back(std::move(in));
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return ResourceExhaustedError(std::string("cannot split the batch: ") +
+                                  e.what());
+  }
+}
+
+Result<std::string> SubsetRequest(std::string_view body,
+                                  const std::vector<size_t>& indices) {
+  try {
+    Result<json::object> req = ParseObject(body, "the embeddings request");
+    if (!req.ok()) return req.status();
+    json::value* input = req->if_contains("input");
+    if (input == nullptr || !input->is_array()) {
+      return InvalidArgumentError(
+          "embeddings request member \"input\" is not an array");
+    }
+    const json::array& all = input->as_array();
+    json::array subset;
+    subset.reserve(indices.size());
+    for (size_t i : indices) {
+      if (i >= all.size()) return InvalidArgumentError("input index too large");
+      subset.push_back(all[i]);
+    }
+    (*req)["input"] = std::move(subset);
+    return json::serialize(*req);
+  } catch (const std::exception& e) {
+    return ResourceExhaustedError(std::string("cannot subset the batch: ") +
+                                  e.what());
+  }
+}
+
+Result<std::vector<InputAnswer>> SplitAnswer(
+    std::string_view body, const std::vector<uint64_t>& weights) {
+  try {
+    Result<json::object> answer = ParseObject(body, "the embeddings answer");
+    if (!answer.ok()) return answer.status();
+    json::value* data = answer->if_contains("data");
+    if (data == nullptr || !data->is_array()) {
+      return InvalidArgumentError(
+          "the embeddings answer has no \"data\" array");
+    }
+    const size_t n = weights.size();
+    json::array items = std::move(data->as_array());
+    if (items.size() != n) {
+      return InvalidArgumentError(
+          "the embeddings answer holds " + std::to_string(items.size()) +
+          " embeddings for " + std::to_string(n) + " inputs");
+    }
+    std::vector<json::value*> by_index(n, nullptr);
+    for (json::value& item : items) {
+      json::object* o = item.if_object();
+      const json::value* index = o ? o->if_contains("index") : nullptr;
+      const json::value* embedding = o ? o->if_contains("embedding") : nullptr;
+      if (index == nullptr || embedding == nullptr ||
+          !(embedding->is_array() || embedding->is_string())) {
+        return InvalidArgumentError(
+            "an embedding of the answer has no index or no vector");
+      }
+      const int64_t i = index->is_int64() ? index->as_int64()
+                        : index->is_uint64()
+                            ? static_cast<int64_t>(index->as_uint64())
+                            : -1;
+      if (i < 0 || static_cast<size_t>(i) >= n || by_index[i] != nullptr) {
+        return InvalidArgumentError(
+            "the embeddings answer's indices are not 0.." +
+            std::to_string(n - 1) + " once each");
+      }
+      by_index[i] = &item;
+    }
+    // The usage shared out by weight.
+    uint64_t prompt = 0, total = 0;
+    int64_t cost_nanousd = 0;
+    if (const json::value* u = answer->if_contains("usage");
+        u != nullptr && u->is_object()) {
+      prompt = U64(u->as_object(), "prompt_tokens");
+      total = U64(u->as_object(), "total_tokens");
+      if (const json::value* c = u->as_object().if_contains("cost");
+          c != nullptr && c->is_number()) {
+        cost_nanousd =
+            static_cast<int64_t>(std::llround(c->to_number<double>() * 1e9));
+      }
+    }
+    const std::vector<uint64_t> prompts = Share(prompt, weights);
+    const std::vector<uint64_t> totals =
+        Share(std::max(total, prompt), weights);
+    const std::vector<int64_t> costs =
+        Share<int64_t>(std::max<int64_t>(0, cost_nanousd), weights);
+    std::vector<InputAnswer> out(n);
+    for (size_t i = 0; i < n; ++i) {
+      json::object one = *answer;  // every member but data and usage
+      json::object item = by_index[i]->as_object();
+      item["index"] = 0;
+      json::array data_one;
+      data_one.push_back(std::move(item));
+      one["data"] = std::move(data_one);
+      json::object usage;
+      usage["prompt_tokens"] = prompts[i];
+      usage["total_tokens"] = totals[i];
+      if (cost_nanousd > 0) {
+        usage["cost"] = static_cast<double>(costs[i]) / 1e9;
+      }
+      one["usage"] = std::move(usage);
+      out[i].body = json::serialize(one);
+      out[i].usage.prompt_tokens = prompts[i];
+      out[i].usage.completion_tokens = totals[i] - prompts[i];
+      out[i].usage.cost_nanousd = costs[i];
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return ResourceExhaustedError(std::string("cannot split the answer: ") +
+                                  e.what());
+  }
+}
+
+Result<std::string> Assemble(const std::vector<std::string_view>& inputs,
+                             std::string_view upstream) {
+  try {
+    if (inputs.empty()) return InvalidArgumentError("no inputs");
+    json::object out;
+    if (!upstream.empty()) {
+      Result<json::object> up = ParseObject(upstream, "the embeddings answer");
+      if (!up.ok()) return up.status();
+      out = std::move(*up);
+    } else {
+      Result<json::object> first = ParseObject(inputs[0], "a stored embedding");
+      if (!first.ok()) return first.status();
+      out = std::move(*first);
+      json::object usage;
+      usage["prompt_tokens"] = 0;
+      usage["total_tokens"] = 0;
+      out["usage"] = std::move(usage);
+    }
+    json::array data;
+    data.reserve(inputs.size());
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      Result<json::object> one = ParseObject(inputs[i], "a stored embedding");
+      if (!one.ok()) return one.status();
+      json::value* d = one->if_contains("data");
+      if (d == nullptr || !d->is_array() || d->as_array().size() != 1 ||
+          !d->as_array()[0].is_object()) {
+        return DataLossError("a stored embedding does not hold one vector");
+      }
+      json::object item = std::move(d->as_array()[0].as_object());
+      item["index"] = i;
+      data.push_back(std::move(item));
+    }
+    out["data"] = std::move(data);
+    if (!out.contains("object")) out["object"] = "list";
+    return json::serialize(out);
+  } catch (const std::exception& e) {
+    return ResourceExhaustedError(std::string("cannot assemble the answer: ") +
+                                  e.what());
+  }
+}
+
+}  // namespace llmcache::net::embedding_json
