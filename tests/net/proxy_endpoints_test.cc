@@ -203,6 +203,43 @@ TEST_F(ProxyEndpointsTest, MalformedEmbeddingsRequestIs400) {
   EXPECT_EQ(fake_->embeddings(), 0u);
 }
 
+TEST_F(ProxyEndpointsTest, BatchInputsStayInTheirTenantsScope) {
+  const std::string body =
+      R"({"model":"openai/text-embedding-3-small","input":["t1","t2"]})";
+  const Reply a =
+      Post("/v1/embeddings", body, {{"Authorization", "Bearer sk-tenant-a"}});
+  ASSERT_EQ(a.status, 200) << a.body;
+  EXPECT_EQ(
+      Post("/v1/embeddings", body, {{"Authorization", "Bearer sk-tenant-a"}})
+          .header("x-cache"),
+      "HIT");
+  // Another key never sees tenant A's inputs.
+  const Reply b =
+      Post("/v1/embeddings", body, {{"Authorization", "Bearer sk-tenant-b"}});
+  EXPECT_EQ(b.header("x-cache"), "MISS");
+  EXPECT_EQ(fake_->embedded_items(), 4u);
+}
+
+TEST_F(ProxyEndpointsTest, PerRequestControlsApplyToBatches) {
+  const std::string body =
+      R"({"model":"openai/text-embedding-3-small","input":["n1","n2"]})";
+  // no-store: answered, nothing kept.
+  const Reply kept_not =
+      Post("/v1/embeddings", body, {{"Cache-Control", "no-store"}});
+  ASSERT_EQ(kept_not.status, 200) << kept_not.body;
+  EXPECT_EQ(kept_not.header("x-cache-stored"), "0");
+  EXPECT_EQ(Post("/v1/embeddings", body).header("x-cache"), "MISS");
+  EXPECT_EQ(Post("/v1/embeddings", body).header("x-cache"), "HIT");
+  // Another namespace is another key; no-cache looks nothing up.
+  EXPECT_EQ(Post("/v1/embeddings", body, {{"X-Cache-Namespace", "v2"}})
+                .header("x-cache"),
+            "MISS");
+  EXPECT_EQ(Post("/v1/embeddings", body, {{"Cache-Control", "no-cache"}})
+                .header("x-cache"),
+            "MISS");
+  EXPECT_EQ(fake_->embedded_items(), 8u);
+}
+
 // ----------------------------------------------------------------- responses
 
 std::string ResponsesBody(bool stream, const std::string& extra = "") {

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <boost/json.hpp>
 #include <chrono>
 #include <fstream>
 #include <future>
@@ -678,10 +679,13 @@ class SharedPipelineTest : public SharedTierTest {
                                 *client, cco);
   }
 
-  static Result<CachedResponse> Run(CachedClient& c, const std::string& body) {
+  static Result<CachedResponse> Run(
+      CachedClient& c, const std::string& body,
+      Endpoint endpoint = Endpoint::kChatCompletions) {
     auto p = std::make_shared<std::promise<Result<CachedResponse>>>();
     auto f = p->get_future();
     CachedRequest req;
+    req.endpoint = endpoint;
     req.body = body;
     c.Complete(std::move(req), nullptr,
                [p](Result<CachedResponse> r) { p->set_value(std::move(r)); });
@@ -725,6 +729,45 @@ TEST_F(SharedPipelineTest, AMissOnOneInstanceIsAHitOnTheOtherAndFillsIt) {
   ASSERT_OK(again);
   EXPECT_EQ(again->result, CacheResult::kHit);
   EXPECT_EQ(b_->Health().gets, gets);
+}
+
+TEST_F(SharedPipelineTest, EmbeddingInputsAreSharedAcrossInstances) {
+  auto a = Run(*a_client_, R"({"model":"m/emb","input":["one","two"]})",
+               Endpoint::kEmbeddings);
+  ASSERT_OK(a);
+  EXPECT_TRUE(a->stored);
+  // One shared entry per input.
+  ASSERT_TRUE(WaitFor([&] { return a_->Health().puts == 2; }));
+  auto b = Run(*b_client_, R"({"model":"m/emb","input":["two","three","one"]})",
+               Endpoint::kEmbeddings);
+  ASSERT_OK(b);
+  EXPECT_EQ(b->result, CacheResult::kMiss);  // "three" was new
+  EXPECT_EQ(fake_->embedded_items(), 3u);
+  EXPECT_EQ(b_client_->stats().shared_hits, 2u);
+  const std::string ab = a->body, bb = b->body;
+  boost::system::error_code ec;
+  const boost::json::value ja = boost::json::parse(ab, ec);
+  const boost::json::value jb = boost::json::parse(bb, ec);
+  EXPECT_EQ(jb.at("data").at(0).at("embedding"),
+            ja.at("data").at(1).at("embedding"));
+  EXPECT_EQ(jb.at("data").at(2).at("embedding"),
+            ja.at("data").at(0).at("embedding"));
+  EXPECT_EQ(jb.at("data").at(2).at("index").to_number<int>(), 2);
+}
+
+TEST_F(SharedPipelineTest, AMessagesAnswerOnOneInstanceIsAHitOnTheOther) {
+  const std::string body =
+      R"({"model":"m/msg","max_tokens":16,"temperature":0,)"
+      R"("messages":[{"role":"user","content":"hi"}]})";
+  auto miss = Run(*a_client_, body, Endpoint::kMessages);
+  ASSERT_OK(miss);
+  ASSERT_TRUE(miss->stored) << miss->not_stored_reason;
+  ASSERT_TRUE(WaitFor([&] { return a_->Health().puts == 1; }));
+  auto hit = Run(*b_client_, body, Endpoint::kMessages);
+  ASSERT_OK(hit);
+  EXPECT_EQ(hit->result, CacheResult::kHit);
+  EXPECT_EQ(hit->body, miss->body);
+  EXPECT_EQ(fake_->messages(), 1u);
 }
 
 TEST_F(SharedPipelineTest, AFlushElsewhereDropsTheModelFromTheLocalTiers) {

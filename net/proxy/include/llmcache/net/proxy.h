@@ -7,6 +7,13 @@
 //        with "stream": true the answer is text/event-stream (chunked): a hit
 //        is replayed, a miss passed through live as upstream events arrive
 //        and stored after a clean end ([DONE]).
+//   POST /v1/embeddings, /v1/responses, /v1/messages (and under /api/v1)
+//        Embeddings (a batch cached input by input), the OpenAI Responses
+//        API and Anthropic Messages, through the same pipeline
+//        (CachedRequest::endpoint); their streams are passed through and
+//        replayed with named events ("event: <type>"). On /v1/messages the
+//        proxy's own errors use Anthropic's shape and `x-api-key` counts as
+//        `Authorization: Bearer`.
 //   GET  /v1/models, /api/v1/models      upstream's list, kept in memory for
 //                                        ProxyOptions::models_ttl
 //   GET  /healthz                        {"status":"ok"}; with "store":
