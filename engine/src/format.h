@@ -129,11 +129,11 @@ inline constexpr std::array<std::string_view, 5> kModelCounterNames = {
 };
 // Bypass reasons, "stat/bypass/<name>"; indexed by BypassReason
 // (llmcache/policy.h), and what BypassReasonName() returns.
-inline constexpr std::array<std::string_view, 10> kBypassReasonNames = {
+inline constexpr std::array<std::string_view, 11> kBypassReasonNames = {
     "none",       "no_temperature",    "non_zero_temperature",
     "web_search", "drifting_model",    "debug",
     "mode_never", "previous_response", "store_requested",
-    "background",
+    "background", "stored_prompt",
 };
 
 // ---- Entry values ----

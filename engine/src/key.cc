@@ -257,6 +257,7 @@ Result<RequestKey> KeyBuilder::Compute(std::string_view body,
       info->has_previous_response = facts.has_previous_response;
       info->store = facts.store;
       info->background = facts.background;
+      info->has_stored_prompt = facts.has_stored_prompt;
       info->input_is_batch = facts.input_is_batch;
       info->input_count = facts.input_count;
     }

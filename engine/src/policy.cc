@@ -94,6 +94,9 @@ Decision Decide(const RequestInfo& info, CacheMode mode) {
   }
   if (info.store) return Decision::Bypass(BypassReason::kStoreRequested);
   if (info.background) return Decision::Bypass(BypassReason::kBackground);
+  if (info.has_stored_prompt) {
+    return Decision::Bypass(BypassReason::kStoredPrompt);
+  }
   switch (mode) {
     case CacheMode::kAlways:
       return Decision::Cache();

@@ -303,6 +303,7 @@ Plan ApiEndpoints::Handle(ApiPath api, const RequestView& req) {
   if (sel.kind == Kind::kFault ||
       (sel.kind == Kind::kFlaky && FlakyFails(api, req.body, sel.count))) {
     plan = Error(api, sel.status, base);
+    plan.delay_ms = sel.ms;  // -after-<ms>: the error comes late
   } else if (sel.kind == Kind::kHang) {
     plan = Plan();
     plan.kind = Plan::Kind::kHang;

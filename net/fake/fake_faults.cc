@@ -74,21 +74,36 @@ Selector ParseSelector(std::string_view base_model) {
     }
   }
   if (name.starts_with("fault-")) {
-    auto s = ParseInt(name.substr(6));
-    if (s && IsErrorStatus(*s)) {
+    // fault-<status>, or fault-<status>-after-<ms>: the error comes late.
+    std::string_view status = name.substr(6);
+    std::optional<int64_t> after = 0;
+    if (const size_t a = status.find("-after-"); a != std::string_view::npos) {
+      after = ParseInt(status.substr(a + 7));
+      status = status.substr(0, a);
+    }
+    auto s = ParseInt(status);
+    if (s && after && IsErrorStatus(*s)) {
       sel.kind = Kind::kFault;
       sel.status = static_cast<unsigned>(*s);
+      sel.ms = static_cast<int>(std::min<int64_t>(*after, kMaxDelayMs));
     }
   } else if (name.starts_with("flaky-")) {
-    const std::string_view rest = name.substr(6);
+    // flaky-<status>-<n>, or flaky-<status>-<n>-after-<ms>.
+    std::string_view rest = name.substr(6);
+    std::optional<int64_t> after = 0;
+    if (const size_t a = rest.find("-after-"); a != std::string_view::npos) {
+      after = ParseInt(rest.substr(a + 7));
+      rest = rest.substr(0, a);
+    }
     const size_t dash = rest.find('-');
     if (dash != std::string_view::npos) {
       auto s = ParseInt(rest.substr(0, dash));
       auto n = ParseInt(rest.substr(dash + 1));
-      if (s && n && IsErrorStatus(*s)) {
+      if (s && n && after && IsErrorStatus(*s)) {
         sel.kind = Kind::kFlaky;
         sel.status = static_cast<unsigned>(*s);
         sel.count = *n;
+        sel.ms = static_cast<int>(std::min<int64_t>(*after, kMaxDelayMs));
       }
     }
   } else if (name.starts_with("embed-delay-")) {

@@ -39,7 +39,7 @@ struct Selector {
   Kind kind = Kind::kNone;
   unsigned status = 0;  // fault, flaky: 400..599
   int64_t count = 0;    // flaky: failing requests
-  int ms = 0;           // delay, slow: at most 10 minutes
+  int ms = 0;           // delay, slow, fault (-after-): at most 10 minutes
   int64_t us = 0;       // embed-delay: per input item, at most 10 minutes
 };
 

@@ -39,7 +39,9 @@
 // proxy too); a `:variant` suffix is ignored, as llmcache::BaseModel does:
 //   fake/fault-<status>      that HTTP status (400..599) with the error
 //                            envelope (429 and 503 carry "Retry-After: 1"),
-//                            as JSON even when the request asked to stream
+//                            as JSON even when the request asked to stream;
+//                            fake/fault-<status>-after-<ms> answers it
+//                            after <ms> milliseconds (also for flaky)
 //   fake/flaky-<status>-<n>  the first n requests with this exact body get
 //                            <status>, later ones succeed
 //   fake/delay-<ms>          answer normally after <ms> milliseconds (at

@@ -404,6 +404,7 @@ Plan Responder::Completion(const RequestView& req) {
   switch (sel.kind) {
     case Kind::kFault:
       plan = ErrorPlan(sel.status, FaultEnvelope(sel.status, base));
+      plan.delay_ms = sel.ms;
       break;
     case Kind::kFlaky: {
       int64_t seen = 0;
@@ -413,6 +414,7 @@ Plan Responder::Completion(const RequestView& req) {
       }
       if (seen <= sel.count) {
         plan = ErrorPlan(sel.status, FaultEnvelope(sel.status, base));
+        plan.delay_ms = sel.ms;
       } else {
         plan = Success(body, base, stream, Shape::kNormal);
       }

@@ -199,7 +199,7 @@ TEST(FormatTest, PersistentNamesAreStable) {
             (std::vector<std::string_view>{
                 "none", "no_temperature", "non_zero_temperature", "web_search",
                 "drifting_model", "debug", "mode_never", "previous_response",
-                "store_requested", "background"}));
+                "store_requested", "background", "stored_prompt"}));
 }
 
 }  // namespace

@@ -1279,6 +1279,11 @@ TEST(KeyEndpointTest, ResponsesInfo) {
       EpInfo(Endpoint::kResponses, R"({"model":"m","store":"true"})").store);
   EXPECT_TRUE(EpInfo(Endpoint::kResponses, R"({"model":"m","background":true})")
                   .background);
+  EXPECT_TRUE(EpInfo(Endpoint::kResponses,
+                     R"({"model":"m","prompt":{"id":"pmpt_1","version":"2"}})")
+                  .has_stored_prompt);
+  EXPECT_FALSE(EpInfo(Endpoint::kResponses, R"({"model":"m","prompt":null})")
+                   .has_stored_prompt);
   EXPECT_FALSE(
       EpInfo(Endpoint::kResponses, R"({"model":"m","background":false})")
           .background);

@@ -240,6 +240,10 @@ TEST(PolicyEndpointTest, ResponsesStateBypassesInEveryMode) {
     info.endpoint = Endpoint::kResponses;
     info.background = true;
     ExpectBypass(info, mode, BypassReason::kBackground);
+    info = Deterministic();
+    info.endpoint = Endpoint::kResponses;
+    info.has_stored_prompt = true;
+    ExpectBypass(info, mode, BypassReason::kStoredPrompt);
   }
   RequestInfo stateless = Deterministic();
   stateless.endpoint = Endpoint::kResponses;
@@ -373,7 +377,9 @@ TEST(PolicyNamesTest, ResponsesReasonNamesAreStable) {
   EXPECT_EQ(BypassReasonFromName("store_requested"),
             BypassReason::kStoreRequested);
   EXPECT_EQ(BypassReasonFromName("background"), BypassReason::kBackground);
-  EXPECT_EQ(static_cast<int>(BypassReason::kCount), 10);
+  EXPECT_EQ(BypassReasonName(BypassReason::kStoredPrompt), "stored_prompt");
+  EXPECT_EQ(BypassReasonFromName("stored_prompt"), BypassReason::kStoredPrompt);
+  EXPECT_EQ(static_cast<int>(BypassReason::kCount), 11);
 }
 
 }  // namespace

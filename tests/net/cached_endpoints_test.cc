@@ -56,9 +56,10 @@ class CachedEndpointsTest : public ::testing::Test {
     o.max_attempts = 1;
     auto client = Client::Create(loop_.ioc().get_executor(), o);
     ASSERT_OK(client);
+    client_ = *client;
     CachedClientOptions cco;
     cco.log = [](std::string_view) {};
-    cached_ = CachedClient::Create(cache_, *client, std::move(cco));
+    cached_ = CachedClient::Create(cache_, client_, std::move(cco));
   }
 
   std::future<Result<CachedResponse>> Start(Endpoint endpoint,
@@ -83,6 +84,7 @@ class CachedEndpointsTest : public ::testing::Test {
   llmcache::testing::IoLoop loop_;
   std::unique_ptr<FakeOpenRouter> fake_;
   std::shared_ptr<Cache> cache_;
+  std::shared_ptr<Client> client_;
   std::shared_ptr<CachedClient> cached_;
 };
 
@@ -138,6 +140,70 @@ TEST_F(CachedEndpointsTest, ConcurrentBatchesSendEachInputUpstreamOnce) {
   EXPECT_EQ(jb.at("data").at(1).at("embedding"),
             ja.at("data").at(2).at("embedding"));
   EXPECT_EQ(jb.at("data").at(2).at("index").to_number<int>(), 2);
+}
+
+TEST_F(CachedEndpointsTest, WaitersOfAFailedInputGoUpstreamThemselves) {
+  // Every body fails once, 300 ms late. The bodies B will send on its own
+  // ("r" as its lead, then "q" again after A fails) use their failure up
+  // first, directly.
+  const std::string model = "fake/flaky-500-1-after-300";
+  for (const char* input : {"r", "q"}) {
+    Request up;
+    up.path = "/embeddings";
+    up.body = R"({"model":")" + model + R"(","input":[")" + input + R"("]})";
+    auto r = client_->AsyncSend(std::move(up), nullptr, asio::use_future).get();
+    ASSERT_OK(r);
+    ASSERT_EQ(r->status, 500);
+  }
+  // A leads "p" and "q" and fails; B joins "q" and leads "r".
+  auto a = Start(Endpoint::kEmbeddings, Embeddings(R"(["p","q"])", model));
+  auto b = Start(Endpoint::kEmbeddings, Embeddings(R"(["q","r"])", model));
+  auto ra = a.get();
+  auto rb = b.get();
+  ASSERT_OK(ra);
+  EXPECT_EQ(ra->status, 500);
+  EXPECT_FALSE(ra->stored);
+  ASSERT_OK(rb);
+  ASSERT_EQ(rb->status, 200) << rb->body;
+  const json::value jb = Json(rb->body);
+  ASSERT_EQ(jb.at("data").as_array().size(), 2u);
+  EXPECT_EQ(jb.at("data").at(1).at("index").to_number<int>(), 1);
+  // Two warm-ups, A, B's lead and B's own "q".
+  EXPECT_EQ(fake_->embeddings(), 5u);
+  // "q" and "r" are stored; "p" is not.
+  auto again = Call(Endpoint::kEmbeddings, Embeddings(R"(["r","q"])", model));
+  ASSERT_OK(again);
+  EXPECT_EQ(again->result, CacheResult::kHit);
+}
+
+TEST_F(CachedEndpointsTest, AnErrorWithSomeInputsCachedIsTheAnswer) {
+  const std::string model = "fake/flaky-500-1";
+  // "a" fails once, then is stored.
+  auto first = Call(Endpoint::kEmbeddings, Embeddings(R"(["a"])", model));
+  ASSERT_OK(first);
+  EXPECT_EQ(first->status, 500);
+  ASSERT_OK(Call(Endpoint::kEmbeddings, Embeddings(R"(["a"])", model)));
+  // "a" cached, "b" fails upstream: the batch gets the upstream's error.
+  auto partial = Call(Endpoint::kEmbeddings, Embeddings(R"(["a","b"])", model));
+  ASSERT_OK(partial);
+  EXPECT_EQ(partial->status, 500);
+  EXPECT_FALSE(partial->stored);
+  auto ok = Call(Endpoint::kEmbeddings, Embeddings(R"(["a","b"])", model));
+  ASSERT_OK(ok);
+  EXPECT_EQ(ok->status, 200);
+  EXPECT_EQ(Json(ok->body).at("data").as_array().size(), 2u);
+}
+
+TEST_F(CachedEndpointsTest, ATooLargeBatchIsRefusedBeforeAnythingIsSent) {
+  std::string inputs = "[";
+  for (int i = 0; i < 2049; ++i) {
+    inputs += (i ? ",\"" : "\"") + std::to_string(i) + "\"";
+  }
+  inputs += "]";
+  auto r = Call(Endpoint::kEmbeddings, Embeddings(inputs));
+  EXPECT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(fake_->embeddings(), 0u);
 }
 
 TEST_F(CachedEndpointsTest, SingleInputAndBatchShareEntries) {

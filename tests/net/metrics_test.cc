@@ -158,6 +158,7 @@ TEST(MetricsRenderTest, PipelineCountsComeFromCachedClientStats) {
           R"(llmcache_cache_bypasses_total{reason="previous_response"} 0)",
           R"(llmcache_cache_bypasses_total{reason="store_requested"} 0)",
           R"(llmcache_cache_bypasses_total{reason="background"} 0)",
+          R"(llmcache_cache_bypasses_total{reason="stored_prompt"} 0)",
       }));
   EXPECT_THAT(Lines(text),
               IsSupersetOf({

@@ -307,7 +307,31 @@ TEST_F(ProxyEndpointsTest, ResponsesCutStreamIsNotStored) {
   EXPECT_EQ(fake_->responses(), 2u);
 }
 
+TEST_F(ProxyEndpointsTest, ResponsesErrorsAreNotStored) {
+  const std::string failed =
+      R"({"model":"fake/fault-500","temperature":0,"input":"x"})";
+  EXPECT_EQ(Post("/v1/responses", failed).status, 500);
+  EXPECT_EQ(Post("/v1/responses", failed).header("x-cache"), "MISS");
+  // A stream that ends with an error event is passed on, not stored.
+  const std::string broken =
+      R"({"model":"fake/midstream-error","temperature":0,"stream":true,)"
+      R"("input":"x"})";
+  Post("/v1/responses", broken);
+  EXPECT_NE(Post("/v1/responses", broken).header("x-cache"), "HIT");
+  EXPECT_EQ(fake_->responses(), 4u);
+}
+
 // ------------------------------------------------------------------ messages
+
+TEST_F(ProxyEndpointsTest, MessagesCutStreamIsNotStored) {
+  const std::string body =
+      R"({"model":"fake/cut","max_tokens":16,"temperature":0,"stream":true,)"
+      R"("messages":[{"role":"user","content":"x"}]})";
+  Post("/v1/messages", body);
+  EXPECT_NE(Post("/v1/messages", body).header("x-cache"), "HIT");
+  EXPECT_EQ(fake_->messages(), 2u);
+}
+
 
 std::string MessagesBody(bool stream, const std::string& system) {
   return std::string(
@@ -315,6 +339,21 @@ std::string MessagesBody(bool stream, const std::string& system) {
              R"("temperature":0,)") +
          (stream ? R"("stream":true,)" : "") + R"("system":)" + system +
          R"(,"messages":[{"role":"user","content":"Hi"}]})";
+}
+
+TEST_F(ProxyEndpointsTest, AnthropicBetaHeadersAreForwardedAndKeyed) {
+  const std::string body = MessagesBody(false, R"("B")");
+  ASSERT_EQ(Post("/v1/messages", body).status, 200);
+  const Reply beta =
+      Post("/v1/messages", body,
+           {{"anthropic-beta", "interleaved-thinking-2025-05-14"}});
+  EXPECT_EQ(beta.header("x-cache"), "MISS");
+  EXPECT_EQ(fake_->last_header("anthropic-beta"),
+            "interleaved-thinking-2025-05-14");
+  EXPECT_EQ(Post("/v1/messages", body,
+                 {{"anthropic-beta", "interleaved-thinking-2025-05-14"}})
+                .header("x-cache"),
+            "HIT");
 }
 
 TEST_F(ProxyEndpointsTest, MessagesMissThenHitIgnoringCacheControl) {
@@ -352,6 +391,17 @@ TEST_F(ProxyEndpointsTest, MessagesStreamReplaysTheMessagesEvents) {
   EXPECT_EQ(names.back(), "message_stop");
   EXPECT_NE(std::find(names.begin(), names.end(), "content_block_delta"),
             names.end());
+}
+
+TEST_F(ProxyEndpointsTest, UpstreamErrorsOnMessagesAreInAnthropicShape) {
+  const std::string body = R"({"model":"fake/fault-429","max_tokens":8,)"
+                           R"("temperature":0,"messages":[{"role":"user",)"
+                           R"("content":"x"}]})";
+  const Reply r = Post("/v1/messages", body);
+  EXPECT_EQ(r.status, 429);
+  const json::value v = Json(r.body);
+  EXPECT_EQ(v.at("type").as_string(), "error");
+  EXPECT_EQ(v.at("error").at("type").as_string(), "rate_limit_error");
 }
 
 TEST_F(ProxyEndpointsTest, MessagesErrorsUseAnthropicShape) {

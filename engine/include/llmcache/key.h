@@ -137,6 +137,9 @@ struct RequestInfo {
   bool has_previous_response = false;
   bool store = false;
   bool background = false;
+  // Responses API: `prompt` (a prompt template stored upstream) present and
+  // not null.
+  bool has_stored_prompt = false;
   // Embeddings: `input` is an array of inputs (strings or token arrays),
   // cached item by item, rather than one string or one token array.
   bool input_is_batch = false;

@@ -38,7 +38,9 @@ enum class BypassReason : uint8_t {
   kPreviousResponse = 7,  // `previous_response_id` or `conversation`
   kStoreRequested = 8,    // `store: true` (the upstream keeps the response)
   kBackground = 9,        // `background: true` (answered by polling)
-  kCount = 10,
+  kStoredPrompt = 10,     // `prompt`: a template stored (and editable)
+                          // upstream
+  kCount = 11,
 };
 
 // Stable snake_case name, e.g. "non_zero_temperature"; "unknown" if invalid.
@@ -60,7 +62,8 @@ struct Decision {
 
 // The decision for a request. Checks in this order, whatever the mode:
 // debug, web search, drifting model, the Responses API's state
-// (previous response or conversation, store, background); then the mode
+// (previous response or conversation, store, background, stored prompt);
+// then the mode
 // (never -> kModeNever; deterministic -> temperature present and == 0,
 // except for embeddings, which involve no sampling and are cached; always
 // -> cache).

@@ -266,6 +266,9 @@ Status Inspect(const Workspace& ws, Endpoint endpoint, RequestInfo* info,
         info->store = m->type == Type::kTrue;
       } else if (key == "background") {
         info->background = m->type == Type::kTrue;
+      } else if (key == "prompt") {
+        // A prompt template stored upstream: it can change under its id.
+        if (m->type != Type::kNull) info->has_stored_prompt = true;
       }
     }
   }

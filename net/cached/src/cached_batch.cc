@@ -43,31 +43,38 @@ struct CachedClientImpl::Batch {
 
   std::mutex mu;
   size_t pending = 0;         // unique inputs not answered yet
-  std::vector<size_t> led;    // sent upstream by this batch, in a flight
-  std::vector<size_t> sent;   // the unique inputs of the upstream request
+  std::vector<size_t> led;    // in flights this batch leads (not ended yet)
   std::vector<size_t> retry;  // their leader failed: send them ourselves
   bool retried = false;
   bool finished = false;
-  int upstream_calls = 0;
-  // The upstream answer: its body (members and usage of the batch's
-  // answer), headers, and a failure that ends the batch.
+  // The upstream answers: the first one's body (the members of the batch's
+  // answer), its headers, what every call spent, and a failure that ends
+  // the batch.
   std::string upstream_body;
   std::vector<Header> headers;
+  embedding_json::Spent spent;
   std::optional<Status> error;
-  std::optional<CachedResponse> error_answer;  // non-200 or unstorable
-  bool stored = false;
+  std::optional<CachedResponse> error_answer;  // an upstream error answer
+  bool stored = true;
 };
 
 void CachedClientImpl::CompleteBatch(PreparedRequest p, Callback done) {
   auto b = std::make_shared<Batch>(std::move(p));
   b->done = std::move(done);
+  // From here the batch ends in every path, exactly once (BatchFinish).
+  try {
+    StartBatch(b);
+  } catch (const std::exception& e) {
+    AbortBatch(
+        b, InternalError(std::string("embeddings batch failed: ") + e.what()));
+  }
+}
+
+void CachedClientImpl::StartBatch(const std::shared_ptr<Batch>& b) {
   const CachedRequest& req = b->request.request();
   Result<std::vector<embedding_json::Input>> inputs =
       embedding_json::SplitRequest(req.body);
-  if (!inputs.ok()) {
-    b->done(inputs.status());
-    return;
-  }
+  if (!inputs.ok()) return AbortBatch(b, inputs.status());
   b->inputs = std::move(*inputs);
   std::unordered_map<Digest, size_t, DigestHash> seen;
   b->unique_of.resize(b->inputs.size());
@@ -75,10 +82,7 @@ void CachedClientImpl::CompleteBatch(PreparedRequest p, Callback done) {
     Result<RequestKey> key =
         keys_.Compute(b->inputs[i].body, KeyScope{req.ns, req.scope},
                       Endpoint::kEmbeddings, nullptr);
-    if (!key.ok()) {
-      b->done(key.status());
-      return;
-    }
+    if (!key.ok()) return AbortBatch(b, key.status());
     auto [it, added] = seen.emplace(key->digest, b->keys.size());
     if (added) {
       b->keys.push_back(std::move(*key));
@@ -90,7 +94,8 @@ void CachedClientImpl::CompleteBatch(PreparedRequest p, Callback done) {
   b->entries.resize(n);
   b->cached.assign(n, 0);
 
-  // The local tiers.
+  // The local tiers. Each input is an entry of its own, looked up (and
+  // counted in the store's statistics) on its own.
   std::vector<size_t> missing;
   for (size_t u = 0; u < n; ++u) {
     if (!req.skip_lookup) {
@@ -107,13 +112,12 @@ void CachedClientImpl::CompleteBatch(PreparedRequest p, Callback done) {
     }
     missing.push_back(u);
   }
-  b->pending = missing.size();
+  {
+    std::lock_guard<std::mutex> lock(b->mu);
+    b->pending = missing.size();
+  }
   if (missing.empty()) return BatchFinish(b);
-
-  auto lead = [self = self(), b](const std::vector<size_t>& still_missing) {
-    self->BatchLead(b, still_missing);
-  };
-  if (!shared_ || req.skip_lookup) return lead(missing);
+  if (!shared_ || req.skip_lookup) return BatchLead(b, missing);
 
   // The shared tier: one GET per missing input, all in flight at once.
   struct SharedRound {
@@ -124,52 +128,72 @@ void CachedClientImpl::CompleteBatch(PreparedRequest p, Callback done) {
   auto round = std::make_shared<SharedRound>();
   round->left = missing.size();
   for (size_t u : missing) {
-    shared_->Get(b->keys[u], [self = self(), b, u, round,
-                              lead](Result<std::shared_ptr<const Entry>> r) {
-      std::shared_ptr<const Entry> e;
-      if (!r.ok()) {
-        self->counters_.Add(PipelineCounters::kSharedErrors);
-      } else if (*r && !(*r)->meta.ExpiredAt(self->clock_->NowMillis()) &&
-                 (b->request.request().max_age_ms < 0 ||
-                  self->clock_->NowMillis() - (*r)->meta.created_ms <=
-                      b->request.request().max_age_ms)) {
-        e = *r;
-      }
-      bool last = false;
-      {
-        std::lock_guard<std::mutex> lock(round->mu);
-        if (!e) round->still_missing.push_back(u);
-        last = --round->left == 0;
-      }
-      if (e) {
-        self->counters_.Add(PipelineCounters::kSharedHits);
-        self->FillFromShared(b->keys[u], e);
-        {
-          std::lock_guard<std::mutex> lock(b->mu);
-          b->cached[u] = 1;
-        }
-        self->BatchInputSettled(b, u, std::move(e));
-      }
-      if (last) {
-        std::vector<size_t> rest;
-        {
-          std::lock_guard<std::mutex> lock(round->mu);
-          rest = std::move(round->still_missing);
-        }
-        if (!rest.empty()) {
-          // Off the shared tier's I/O thread before going upstream.
-          boost::asio::post(self->client_->executor(),
-                            [lead, rest = std::move(rest)] { lead(rest); });
-        }
+    shared_->Get(b->keys[u], [self = self(), b, u,
+                              round](Result<std::shared_ptr<const Entry>> r) {
+      try {
+        self->BatchSharedAnswer(b, u, *round, std::move(r));
+      } catch (const std::exception& e) {
+        self->AbortBatch(
+            b,
+            InternalError(std::string("embeddings batch failed: ") + e.what()));
       }
     });
   }
 }
 
+template <typename Round>
+void CachedClientImpl::BatchSharedAnswer(
+    const std::shared_ptr<Batch>& b, size_t u, Round& round,
+    Result<std::shared_ptr<const Entry>> r) {
+  std::shared_ptr<const Entry> e;
+  const int64_t now = clock_->NowMillis();
+  const int64_t max_age = b->request.request().max_age_ms;
+  if (!r.ok()) {
+    counters_.Add(PipelineCounters::kSharedErrors);
+  } else if (*r && !(*r)->meta.ExpiredAt(now) &&
+             (max_age < 0 || now - (*r)->meta.created_ms <= max_age)) {
+    e = *r;
+  }
+  bool last = false;
+  {
+    std::lock_guard<std::mutex> lock(round.mu);
+    if (!e) round.still_missing.push_back(u);
+    last = --round.left == 0;
+  }
+  if (e) {
+    counters_.Add(PipelineCounters::kSharedHits);
+    FillFromShared(b->keys[u], e);
+    {
+      std::lock_guard<std::mutex> lock(b->mu);
+      if (b->finished) return;
+      b->cached[u] = 1;
+    }
+    BatchInputSettled(b, u, std::move(e));
+  }
+  if (!last) return;
+  std::vector<size_t> rest;
+  {
+    std::lock_guard<std::mutex> lock(round.mu);
+    rest = std::move(round.still_missing);
+  }
+  if (rest.empty()) return;
+  // Off the shared tier's I/O thread before going upstream.
+  boost::asio::post(client_->executor(), [self = self(), b,
+                                          rest = std::move(rest)] {
+    try {
+      self->BatchLead(b, rest);
+    } catch (const std::exception& ex) {
+      self->AbortBatch(
+          b,
+          InternalError(std::string("embeddings batch failed: ") + ex.what()));
+    }
+  });
+}
+
 void CachedClientImpl::BatchLead(const std::shared_ptr<Batch>& b,
                                  const std::vector<size_t>& still_missing) {
   // Lead or join each input's flight, then send what this batch leads.
-  std::vector<std::pair<size_t, bool>> plan;  // (unique, joined)
+  std::vector<size_t> led;
   {
     std::lock_guard<std::mutex> lock(input_flights_mu_);
     for (size_t u : still_missing) {
@@ -179,34 +203,29 @@ void CachedClientImpl::BatchLead(const std::shared_ptr<Batch>& b,
             [self = self(), b, u](std::shared_ptr<const Entry> e) {
               self->BatchInputSettled(b, u, std::move(e));
             });
-        plan.emplace_back(u, true);
       } else {
         input_flights_.emplace(b->keys[u].digest, std::vector<InputWaiter>());
-        plan.emplace_back(u, false);
+        led.push_back(u);
       }
     }
   }
+  if (led.empty()) return;  // every input is on its way in other batches
   {
     std::lock_guard<std::mutex> lock(b->mu);
-    for (auto [u, joined] : plan) {
-      if (!joined) b->led.push_back(u);
-    }
-    b->sent = b->led;
+    b->led = led;
   }
-  if (!b->sent.empty()) BatchUpstream(b);
+  BatchUpstream(b, std::move(led), /*lead=*/true);
 }
 
-void CachedClientImpl::BatchUpstream(std::shared_ptr<Batch> b) {
+void CachedClientImpl::BatchUpstream(std::shared_ptr<Batch> b,
+                                     std::vector<size_t> sent, bool lead) {
   std::vector<size_t> positions;
-  {
-    std::lock_guard<std::mutex> lock(b->mu);
-    for (size_t u : b->sent) positions.push_back(b->first[u]);
-    ++b->upstream_calls;
-  }
+  positions.reserve(sent.size());
+  for (size_t u : sent) positions.push_back(b->first[u]);
   Result<std::string> body =
       embedding_json::SubsetRequest(b->request.request().body, positions);
   if (!body.ok()) {
-    return BatchAnswered(std::move(b), body.status());
+    return BatchAnswered(std::move(b), sent, lead, body.status());
   }
   counters_.Add(PipelineCounters::kUpstreamCalls);
   Request up;
@@ -214,23 +233,23 @@ void CachedClientImpl::BatchUpstream(std::shared_ptr<Batch> b) {
   up.body = std::move(*body);
   up.api_key = b->request.request().api_key;
   up.headers = b->request.request().headers;
-  client_->Send(
-      std::move(up), nullptr, [self = self(), b](Result<Response> r) mutable {
-        try {
-          self->BatchAnswered(std::move(b), std::move(r));
-        } catch (const std::exception& e) {
-          self->Log(std::string("embeddings batch failed: ") + e.what());
-        }
-      });
+  client_->Send(std::move(up), nullptr,
+                [self = self(), b, sent = std::move(sent),
+                 lead](Result<Response> r) mutable {
+                  try {
+                    self->BatchAnswered(b, sent, lead, std::move(r));
+                  } catch (const std::exception& e) {
+                    self->AbortBatch(
+                        b,
+                        InternalError(std::string("embeddings batch failed: ") +
+                                      e.what()));
+                  }
+                });
 }
 
 void CachedClientImpl::BatchAnswered(std::shared_ptr<Batch> b,
+                                     const std::vector<size_t>& sent, bool lead,
                                      Result<Response> r) {
-  std::vector<size_t> sent;
-  {
-    std::lock_guard<std::mutex> lock(b->mu);
-    sent = b->sent;
-  }
   std::vector<std::shared_ptr<const Entry>> answers(sent.size());
   ParsedCompletion parsed;
   std::string why;
@@ -244,10 +263,9 @@ void CachedClientImpl::BatchAnswered(std::shared_ptr<Batch> b,
   }
   if (!r.ok()) {
     std::lock_guard<std::mutex> lock(b->mu);
-    b->error = r.status();
-  } else if (!why.empty()) {
-    // An error (or an answer that cannot be stored) is the batch's answer,
-    // as the upstream sent it; nothing is stored.
+    if (!b->error && !b->error_answer) b->error = r.status();
+  } else if (r->status != 200 || parsed.error) {
+    // An upstream error is the batch's answer, as the upstream sent it.
     CachedResponse out;
     out.result = CacheResult::kMiss;
     out.key_hex = b->request.key_hex();
@@ -259,22 +277,29 @@ void CachedClientImpl::BatchAnswered(std::shared_ptr<Batch> b,
     out.complete = out.status == 200;
     counters_.Add(PipelineCounters::kNotStored);
     std::lock_guard<std::mutex> lock(b->mu);
-    b->error_answer = std::move(out);
+    if (!b->error && !b->error_answer) b->error_answer = std::move(out);
   } else {
     std::vector<uint64_t> weights;
     for (size_t u : sent) weights.push_back(b->inputs[b->first[u]].weight);
     Result<std::vector<embedding_json::InputAnswer>> split =
-        embedding_json::SplitAnswer(r->body, weights);
+        why.empty() ? embedding_json::SplitAnswer(r->body, weights)
+                    : Result<std::vector<embedding_json::InputAnswer>>(
+                          InvalidArgumentError(why));
     if (!split.ok()) {
+      // A 200 without one embedding per input cannot answer the batch.
+      counters_.Add(PipelineCounters::kNotStored);
       std::lock_guard<std::mutex> lock(b->mu);
-      b->error = UnavailableError("upstream embeddings answer unusable: " +
-                                  std::string(split.status().message()));
+      if (!b->error && !b->error_answer) {
+        b->error = UnavailableError("upstream embeddings answer unusable: " +
+                                    std::string(split.status().message()));
+      }
     } else {
-      const std::string resolved = parsed.model;
+      const std::string& resolved = parsed.model;
       if (!resolved.empty()) CheckDrift(b->request.key().base_model, resolved);
       const uint8_t flags =
           EntryEndpointFlags(static_cast<uint8_t>(Endpoint::kEmbeddings));
-      bool stored = !b->request.request().no_store;
+      const bool no_store = b->request.request().no_store;
+      bool stored = !no_store;
       for (size_t k = 0; k < sent.size(); ++k) {
         embedding_json::InputAnswer& a = (*split)[k];
         auto e = std::make_shared<Entry>();
@@ -285,22 +310,33 @@ void CachedClientImpl::BatchAnswered(std::shared_ptr<Batch> b,
         e->meta.resolved_model = resolved;
         e->meta.ns = b->request.request().ns;
         e->body = std::move(a.body);
-        if (!b->request.request().no_store) {
+        if (!no_store) {
           stored &= Store(b->keys[sent[k]], b->request.request(), e->body,
                           a.usage, resolved, flags);
         }
         answers[k] = std::move(e);
       }
-      if (b->request.request().no_store) {
-        counters_.Add(PipelineCounters::kNotStored);
-      }
+      if (no_store) counters_.Add(PipelineCounters::kNotStored);
       std::lock_guard<std::mutex> lock(b->mu);
-      b->upstream_body = std::move(r->body);
-      b->headers = std::move(r->headers);
-      b->stored = stored;
+      b->spent.Add(parsed.usage ? &*parsed.usage : nullptr);
+      if (b->upstream_body.empty()) {
+        b->upstream_body = std::move(r->body);
+        b->headers = std::move(r->headers);
+      }
+      b->stored = b->stored && stored;
     }
   }
-  // Other batches waiting for these inputs get them (or go on their own).
+  // Other batches waiting for the inputs this one leads get them (or go on
+  // their own when there is no answer).
+  if (lead) EndInputFlights(b, sent, answers);
+  for (size_t k = 0; k < sent.size(); ++k) {
+    BatchInputSettled(b, sent[k], answers[k]);
+  }
+}
+
+void CachedClientImpl::EndInputFlights(
+    const std::shared_ptr<Batch>& b, const std::vector<size_t>& sent,
+    const std::vector<std::shared_ptr<const Entry>>& answers) {
   std::vector<size_t> led;
   {
     std::lock_guard<std::mutex> lock(b->mu);
@@ -316,64 +352,97 @@ void CachedClientImpl::BatchAnswered(std::shared_ptr<Batch> b,
       input_flights_.erase(it);
     }
     std::shared_ptr<const Entry> e;
-    for (size_t k = 0; k < sent.size(); ++k) {
+    for (size_t k = 0; k < sent.size() && k < answers.size(); ++k) {
       if (sent[k] == u) e = answers[k];
     }
     for (InputWaiter& w : waiters) w(e);
   }
-  for (size_t k = 0; k < sent.size(); ++k) {
-    BatchInputSettled(b, sent[k], answers[k]);
+}
+
+void CachedClientImpl::AbortBatch(const std::shared_ptr<Batch>& b,
+                                  Status status) {
+  {
+    std::lock_guard<std::mutex> lock(b->mu);
+    if (!b->error) b->error = std::move(status);
   }
+  // The inputs it leads: their waiters go on without them.
+  EndInputFlights(b, {}, {});
+  BatchFinish(b);
 }
 
 void CachedClientImpl::BatchInputSettled(const std::shared_ptr<Batch>& b,
                                          size_t u,
                                          std::shared_ptr<const Entry> e) {
   bool last = false;
-  bool resend = false;
+  std::vector<size_t> resend;
   {
     std::lock_guard<std::mutex> lock(b->mu);
+    if (b->finished) return;
     if (e) {
       b->entries[u] = std::move(e);
     } else if (!b->error && !b->error_answer) {
-      b->retry.push_back(u);  // another batch's leader failed
+      b->retry.push_back(u);  // another batch's leader got no answer
     }
-    last = --b->pending == 0;
+    last = b->pending > 0 && --b->pending == 0;
     if (last && !b->retry.empty() && !b->retried && !b->error &&
         !b->error_answer) {
       b->retried = true;
-      b->sent = std::move(b->retry);
-      b->retry.clear();
-      b->pending = b->sent.size();
-      resend = true;
+      resend.swap(b->retry);
+      b->pending = resend.size();
     }
   }
-  if (resend) {
-    boost::asio::post(client_->executor(),
-                      [self = self(), b] { self->BatchUpstream(b); });
+  if (!resend.empty()) {
+    boost::asio::post(
+        client_->executor(), [self = self(), b, resend = std::move(resend)] {
+          try {
+            self->BatchUpstream(b, resend, /*lead=*/false);
+          } catch (const std::exception& ex) {
+            self->AbortBatch(
+                b, InternalError(std::string("embeddings batch failed: ") +
+                                 ex.what()));
+          }
+        });
     return;
   }
   if (last) BatchFinish(b);
 }
 
 void CachedClientImpl::BatchFinish(const std::shared_ptr<Batch>& b) {
+  // What the batch ends with, taken under its lock: an abort may finish it
+  // while late answers still arrive (they see `finished` and stop).
+  std::vector<std::shared_ptr<const Entry>> entries;
+  std::vector<uint8_t> cached;
+  std::optional<Status> error;
+  std::optional<CachedResponse> error_answer;
+  std::string upstream_body;
+  std::vector<Header> headers;
+  embedding_json::Spent spent;
+  bool stored = false;
   {
     std::lock_guard<std::mutex> lock(b->mu);
     if (b->finished) return;
     b->finished = true;
+    entries = b->entries;
+    cached = b->cached;
+    error = std::move(b->error);
+    error_answer = std::move(b->error_answer);
+    upstream_body = std::move(b->upstream_body);
+    headers = std::move(b->headers);
+    spent = b->spent;
+    stored = b->stored;
   }
   const Endpoint endpoint = Endpoint::kEmbeddings;
   const std::string& model = b->request.key().base_model;
   // What the inputs found in a cache saved.
   Usage saved;
   uint64_t inputs_hit = 0, inputs_missed = 0;
-  for (size_t i = 0; i < b->inputs.size(); ++i) {
+  for (size_t i = 0; i < b->inputs.size() && i < b->unique_of.size(); ++i) {
     const size_t u = b->unique_of[i];
-    if (b->cached[u] && b->entries[u]) {
+    if (u < cached.size() && cached[u] && entries[u]) {
       ++inputs_hit;
-      saved.prompt_tokens += b->entries[u]->meta.usage.prompt_tokens;
-      saved.completion_tokens += b->entries[u]->meta.usage.completion_tokens;
-      saved.cost_nanousd += b->entries[u]->meta.usage.cost_nanousd;
+      saved.prompt_tokens += entries[u]->meta.usage.prompt_tokens;
+      saved.completion_tokens += entries[u]->meta.usage.completion_tokens;
+      saved.cost_nanousd += entries[u]->meta.usage.cost_nanousd;
     } else {
       ++inputs_missed;
     }
@@ -383,16 +452,16 @@ void CachedClientImpl::BatchFinish(const std::shared_ptr<Batch>& b) {
   const bool all_cached = inputs_missed == 0;
 
   Result<CachedResponse> out = InternalError("embeddings batch unanswered");
-  if (b->error) {
-    out = *b->error;
-  } else if (b->error_answer) {
-    out = std::move(*b->error_answer);
+  if (error) {
+    out = std::move(*error);
+  } else if (error_answer) {
+    out = std::move(*error_answer);
   } else {
     std::vector<std::string_view> bodies;
     bodies.reserve(b->inputs.size());
-    bool whole = true;
+    bool whole = !b->inputs.empty();
     for (size_t i = 0; i < b->inputs.size(); ++i) {
-      const std::shared_ptr<const Entry>& e = b->entries[b->unique_of[i]];
+      const std::shared_ptr<const Entry>& e = entries[b->unique_of[i]];
       if (!e) {
         whole = false;
         break;
@@ -400,7 +469,7 @@ void CachedClientImpl::BatchFinish(const std::shared_ptr<Batch>& b) {
       bodies.push_back(e->body);
     }
     Result<std::string> body =
-        whole ? embedding_json::Assemble(bodies, b->upstream_body)
+        whole ? embedding_json::Assemble(bodies, upstream_body, spent)
               : Result<std::string>(
                     UnavailableError("an embeddings input got no answer"));
     if (!body.ok()) {
@@ -411,9 +480,9 @@ void CachedClientImpl::BatchFinish(const std::shared_ptr<Batch>& b) {
       r.key_hex = b->request.key_hex();
       r.status = 200;
       r.body = std::move(*body);
-      r.headers = std::move(b->headers);
+      r.headers = std::move(headers);
       r.usage = saved;
-      r.stored = b->stored;
+      r.stored = !all_cached && stored;
       r.complete = true;
       if (auto parsed = ParseEndpointResponse(endpoint, r.body); parsed.ok()) {
         r.parsed = std::move(*parsed);

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "cached_client_impl.h"
+#include "embedding_json.h"
 #include "llmcache/clock.h"
 #include "llmcache/net/sse.h"
 #include "pipeline_counters.h"
@@ -97,6 +98,12 @@ Result<PreparedRequest> CachedClientImpl::Prepare(CachedRequest request) const {
     if (!key.ok()) return key.status();
     if (key->model.empty()) {
       return InvalidArgumentError("request member \"model\" is empty");
+    }
+    if (info.input_is_batch && info.input_count > embedding_json::kMaxInputs) {
+      return InvalidArgumentError("embeddings request has " +
+                                  std::to_string(info.input_count) +
+                                  " inputs, over the limit of " +
+                                  std::to_string(embedding_json::kMaxInputs));
     }
     if (info.message_count == 0 &&
         (request.endpoint == Endpoint::kChatCompletions ||
@@ -550,6 +557,14 @@ Result<CachedResponse> CachedClientImpl::Finish(Result<Response> r,
   if (kind != CacheResult::kMiss) return out;
 
   std::string why = WhyNotCacheable(endpoint, out.status, out.parsed);
+  if (why.empty() && endpoint == Endpoint::kEmbeddings) {
+    // One input, one vector: an entry is what a batch's input is answered
+    // with.
+    if (const size_t n = embedding_json::CountEmbeddings(out.body); n != 1) {
+      why =
+          "the answer holds " + std::to_string(n) + " embeddings for one input";
+    }
+  }
   if (why.empty() && out.streamed) {
     if (!acc_status.ok()) {
       why = "stream was not valid JSON events";

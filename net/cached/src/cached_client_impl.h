@@ -122,12 +122,28 @@ class CachedClientImpl final : public CachedClient {
   // ---- cached_batch.cc
   // Answers an embeddings batch (PreparedRequest::batch()): each input
   // looked up on its own, the missing ones sent upstream in one request,
-  // the answer assembled in the batch's order.
+  // the answer assembled in the batch's order. `done` is called once, in
+  // every path.
   void CompleteBatch(PreparedRequest p, Callback done);
+  void StartBatch(const std::shared_ptr<Batch>& b);
+  template <typename Round>
+  void BatchSharedAnswer(const std::shared_ptr<Batch>& b, size_t u,
+                         Round& round, Result<std::shared_ptr<const Entry>> r);
   void BatchLead(const std::shared_ptr<Batch>& b,
                  const std::vector<size_t>& still_missing);
-  void BatchUpstream(std::shared_ptr<Batch> b);
-  void BatchAnswered(std::shared_ptr<Batch> b, Result<Response> r);
+  // Sends the unique inputs `sent` upstream in one request; `lead`: they
+  // are the inputs whose flights this batch leads.
+  void BatchUpstream(std::shared_ptr<Batch> b, std::vector<size_t> sent,
+                     bool lead);
+  void BatchAnswered(std::shared_ptr<Batch> b, const std::vector<size_t>& sent,
+                     bool lead, Result<Response> r);
+  // Ends the flights this batch leads, handing each waiter its input's
+  // entry from `answers` (parallel to `sent`), or null.
+  void EndInputFlights(
+      const std::shared_ptr<Batch>& b, const std::vector<size_t>& sent,
+      const std::vector<std::shared_ptr<const Entry>>& answers);
+  // Ends a batch with `status` (its flights too).
+  void AbortBatch(const std::shared_ptr<Batch>& b, Status status);
   void BatchInputSettled(const std::shared_ptr<Batch>& b, size_t unique,
                          std::shared_ptr<const Entry> e);
   void BatchFinish(const std::shared_ptr<Batch>& b);

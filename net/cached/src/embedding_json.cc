@@ -75,6 +75,11 @@ Result<std::vector<Input>> SplitRequest(std::string_view body) {
           "embeddings request member \"input\" is not a non-empty array");
     }
     json::array items = std::move(input->as_array());
+    if (items.size() > kMaxInputs) {
+      return InvalidArgumentError(
+          "embeddings request has " + std::to_string(items.size()) +
+          " inputs, over the limit of " + std::to_string(kMaxInputs));
+    }
     std::vector<Input> out;
     out.reserve(items.size());
     for (size_t i = 0; i < items.size(); ++i) {
@@ -176,9 +181,11 @@ Result<std::vector<InputAnswer>> SplitAnswer(
             static_cast<int64_t>(std::llround(c->to_number<double>() * 1e9));
       }
     }
+    // Shared separately, prompt and completion tokens stay consistent (a
+    // share of a total could round below the share of its prompt).
     const std::vector<uint64_t> prompts = Share(prompt, weights);
-    const std::vector<uint64_t> totals =
-        Share(std::max(total, prompt), weights);
+    const std::vector<uint64_t> completions =
+        Share(std::max(total, prompt) - prompt, weights);
     const std::vector<int64_t> costs =
         Share<int64_t>(std::max<int64_t>(0, cost_nanousd), weights);
     std::vector<InputAnswer> out(n);
@@ -191,14 +198,14 @@ Result<std::vector<InputAnswer>> SplitAnswer(
       one["data"] = std::move(data_one);
       json::object usage;
       usage["prompt_tokens"] = prompts[i];
-      usage["total_tokens"] = totals[i];
+      usage["total_tokens"] = prompts[i] + completions[i];
       if (cost_nanousd > 0) {
         usage["cost"] = static_cast<double>(costs[i]) / 1e9;
       }
       one["usage"] = std::move(usage);
       out[i].body = json::serialize(one);
       out[i].usage.prompt_tokens = prompts[i];
-      out[i].usage.completion_tokens = totals[i] - prompts[i];
+      out[i].usage.completion_tokens = completions[i];
       out[i].usage.cost_nanousd = costs[i];
     }
     return out;
@@ -209,7 +216,7 @@ Result<std::vector<InputAnswer>> SplitAnswer(
 }
 
 Result<std::string> Assemble(const std::vector<std::string_view>& inputs,
-                             std::string_view upstream) {
+                             std::string_view upstream, const Spent& spent) {
   try {
     if (inputs.empty()) return InvalidArgumentError("no inputs");
     json::object out;
@@ -217,6 +224,14 @@ Result<std::string> Assemble(const std::vector<std::string_view>& inputs,
       Result<json::object> up = ParseObject(upstream, "the embeddings answer");
       if (!up.ok()) return up.status();
       out = std::move(*up);
+      json::object usage;
+      if (json::value* u = out.if_contains("usage"); u && u->is_object()) {
+        usage = std::move(u->as_object());
+      }
+      usage["prompt_tokens"] = spent.prompt_tokens;
+      usage["total_tokens"] = spent.total_tokens;
+      if (spent.has_cost) usage["cost"] = spent.cost;
+      out["usage"] = std::move(usage);
     } else {
       Result<json::object> first = ParseObject(inputs[0], "a stored embedding");
       if (!first.ok()) return first.status();
@@ -246,6 +261,17 @@ Result<std::string> Assemble(const std::vector<std::string_view>& inputs,
   } catch (const std::exception& e) {
     return ResourceExhaustedError(std::string("cannot assemble the answer: ") +
                                   e.what());
+  }
+}
+
+size_t CountEmbeddings(std::string_view body) {
+  try {
+    Result<json::object> answer = ParseObject(body, "the embeddings answer");
+    if (!answer.ok()) return 0;
+    const json::value* data = answer->if_contains("data");
+    return data != nullptr && data->is_array() ? data->as_array().size() : 0;
+  } catch (const std::exception&) {
+    return 0;
   }
 }
 

@@ -14,12 +14,14 @@
 #ifndef LLMCACHE_NET_CACHED_SRC_EMBEDDING_JSON_H_
 #define LLMCACHE_NET_CACHED_SRC_EMBEDDING_JSON_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "llmcache/entry.h"
+#include "llmcache/net/completion.h"
 #include "llmcache/status.h"
 
 namespace llmcache::net::embedding_json {
@@ -33,8 +35,12 @@ struct Input {
   uint64_t weight = 1;
 };
 
+// The most inputs a batch may have (OpenAI's limit for one request).
+inline constexpr size_t kMaxInputs = 2048;
+
 // kInvalidArgument when `body` is not an object whose `input` is a
-// non-empty array of strings or of arrays of integers.
+// non-empty array of strings or of arrays of integers, or has more than
+// kMaxInputs of them.
 Result<std::vector<Input>> SplitRequest(std::string_view body);
 
 // The batch request with `input` holding only the inputs at `indices`, in
@@ -53,12 +59,34 @@ struct InputAnswer {
 Result<std::vector<InputAnswer>> SplitAnswer(
     std::string_view body, const std::vector<uint64_t>& weights);
 
+// What the upstream calls of a batch spent, summed over its calls.
+struct Spent {
+  uint64_t prompt_tokens = 0;
+  uint64_t total_tokens = 0;
+  double cost = 0;
+  bool has_cost = false;
+  void Add(const CompletionUsage* usage) {
+    if (usage == nullptr) return;
+    prompt_tokens += usage->prompt_tokens;
+    total_tokens += std::max(usage->total_tokens, usage->prompt_tokens);
+    if (usage->cost) {
+      cost += *usage->cost;
+      has_cost = true;
+    }
+  }
+};
+
 // The answer to a batch: the embedding of inputs[i] at index i, the other
-// members from `upstream` when it is not empty (the answer to the inputs
-// that were missing), else from inputs[0]; `usage` is upstream's usage (what
-// was spent), or zero tokens when nothing went upstream.
+// members from `upstream` when it is not empty (the first answer to the
+// inputs that were missing), else from inputs[0]; `usage` is what was spent
+// upstream (`spent`: its prompt_tokens, total_tokens and cost replace
+// upstream's, other usage members kept), or zero tokens when nothing went
+// upstream.
 Result<std::string> Assemble(const std::vector<std::string_view>& inputs,
-                             std::string_view upstream);
+                             std::string_view upstream, const Spent& spent);
+
+// The number of embeddings in an answer's `data` (0 when it has none).
+size_t CountEmbeddings(std::string_view body);
 
 }  // namespace llmcache::net::embedding_json
 

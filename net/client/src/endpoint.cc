@@ -312,6 +312,18 @@ std::string SseFrame(Endpoint endpoint, std::string_view data) {
     if (NamedEvents(endpoint)) {
       const std::optional<std::string_view> type =
           endpoint_internal::TopLevelType(data);
+      if (!type && endpoint == Endpoint::kMessages) {
+        // OpenRouter's own error envelope in the middle of a Messages
+        // stream: Anthropic's clients only read named events, so it is
+        // passed on as the `error` event they understand.
+        if (std::optional<ApiError> e = ParseErrorEnvelope(data)) {
+          boost::json::object error{{"type", "api_error"},
+                                    {"message", e->message}};
+          boost::json::object root{{"type", "error"},
+                                   {"error", std::move(error)}};
+          return "event: error\ndata: " + boost::json::serialize(root) + "\n\n";
+        }
+      }
       // A name with escapes would need unescaping, and one with a line
       // break would end the field early: such names are left out.
       if (type && !type->empty() &&

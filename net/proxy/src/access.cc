@@ -175,7 +175,7 @@ constexpr std::string_view kAllowHeaders =
     "Authorization, Content-Type, Cache-Control, X-Cache-TTL, "
     "X-Cache-Namespace, X-Llmcache-Token, HTTP-Referer, X-Title, "
     "X-OpenRouter-Title, X-OpenRouter-Categories, X-Session-Id, X-Api-Key, "
-    "Anthropic-Version";
+    "Anthropic-Version, Anthropic-Beta";
 
 }  // namespace
 

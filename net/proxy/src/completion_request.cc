@@ -66,6 +66,18 @@ Status ReadCompletionHeaders(HeaderLookup headers,
       out->headers.push_back(Header{std::string(name), std::string(*v)});
     }
   }
+  // Headers that can change the answer go upstream and into the key: two
+  // requests that differ in them never share an entry. (The key covers the
+  // scope; the scope is never stored.)
+  for (std::string_view name : kKeyedRequestHeaders) {
+    if (std::optional<std::string_view> v = headers(name)) {
+      out->headers.push_back(Header{std::string(name), std::string(*v)});
+      out->scope.append("\x1f");
+      out->scope.append(name);
+      out->scope.push_back('=');
+      out->scope.append(*v);
+    }
+  }
   return Status();
 }
 

@@ -55,6 +55,10 @@ class HeaderLookup {
 inline constexpr std::array<std::string_view, 5> kPassRequestHeaders = {
     "HTTP-Referer", "X-Title", "X-OpenRouter-Title", "X-OpenRouter-Categories",
     "X-Session-Id"};
+// Request headers that can change the answer: passed upstream and made part
+// of the key (the Anthropic beta features a request turns on).
+inline constexpr std::array<std::string_view, 2> kKeyedRequestHeaders = {
+    "anthropic-beta", "x-anthropic-beta"};
 // Upstream response headers passed through to the client.
 inline constexpr std::array<std::string_view, 5> kPassResponseHeaders = {
     "Retry-After", "X-Generation-Id", "X-RateLimit-Limit",
@@ -93,7 +97,8 @@ int64_t ClampTtlMs(int64_t requested_ms, int64_t max_ttl_ms);
 // Fills `out`'s api_key (options.api_key), scope (unless shared_cache: the
 // scope of api_key, or of server_key when it is empty), skip_lookup,
 // no_store, max_age_ms, ttl_ms (clamped by ClampTtlMs), ns and headers from
-// the request's headers, in that order; `out->body` is left alone.
+// the request's headers, in that order (kKeyedRequestHeaders are also
+// appended to the scope); `out->body` is left alone.
 // Authorization is not read here: the access check (access.h) has.
 // kInvalidArgument with the message of the 400 answer for an invalid
 // Cache-Control max-age, X-Cache-TTL or X-Cache-Namespace (`out` is then

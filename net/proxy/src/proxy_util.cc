@@ -194,6 +194,27 @@ std::string AnthropicErrorJson(int status, std::string_view message) {
   return boost::json::serialize(root);
 }
 
+std::optional<std::string> AnthropicErrorFromUpstream(int status,
+                                                      std::string_view body) {
+  try {
+    boost::system::error_code ec;
+    const boost::json::value v = boost::json::parse(body, ec);
+    if (ec || !v.is_object() || v.as_object().contains("type")) {
+      return std::nullopt;
+    }
+    const boost::json::value* error = v.as_object().if_contains("error");
+    if (error == nullptr || !error->is_object()) return std::nullopt;
+    const boost::json::value* message =
+        error->as_object().if_contains("message");
+    return AnthropicErrorJson(status,
+                              message != nullptr && message->is_string()
+                                  ? std::string_view(message->as_string())
+                                  : std::string_view("upstream error"));
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
 HttpError MethodNotAllowed(std::string_view allow) {
   HttpError e;
   e.status = 405;

@@ -61,6 +61,13 @@ std::string ErrorJson(int status, std::string_view type,
 // overloaded_error, else api_error).
 std::string AnthropicErrorJson(int status, std::string_view message);
 
+// An upstream error answer on the Messages route in OpenRouter's own shape
+// ({"error":{"message",...}} without a top-level "type"), rewritten in
+// Anthropic's (AnthropicErrorJson), so that Anthropic's clients can read
+// it; nullopt when `body` is not one (already Anthropic's, or not JSON).
+std::optional<std::string> AnthropicErrorFromUpstream(int status,
+                                                      std::string_view body);
+
 // One of the proxy's own error answers: `status` with ErrorJson(status, type,
 // message) as the body, plus `extra_headers` (lines ending in "\r\n").
 struct HttpError {

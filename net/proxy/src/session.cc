@@ -626,6 +626,12 @@ class SessionImpl final : public Session,
       }
     }
     body_ = std::move(c.body);
+    if (req_.route == Route::kMessages && c.status != 200) {
+      if (std::optional<std::string> a =
+              proxy_util::AnthropicErrorFromUpstream(c.status, body_)) {
+        body_ = std::move(*a);
+      }
+    }
     SendWhole(c.status, content_type, extra_, body_, nullptr);
   }
 
