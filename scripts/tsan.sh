@@ -2,7 +2,8 @@
 # The concurrency tests under ThreadSanitizer (the `tsan` preset): single
 # flight, the memory tier, a model flush during inserts, the store's recovery
 # while threads insert, keys computed on many threads, and the proxy with
-# many connections, and the shared tier (the Redis client's I/O thread under
+# many connections, embeddings batches (inputs led and joined across
+# concurrent batches), and the shared tier (the Redis client's I/O thread under
 # callers on other threads; two cached clients sharing one Redis). Any
 # report fails the run (TSan's exit code 66).
 # Usage: scripts/tsan.sh [all]   (all: every engine and net test, slower)
@@ -12,7 +13,7 @@ cmake --preset tsan >/dev/null
 cmake --build --preset tsan -j "$(nproc)" --target engine_tests net_tests shared_tier_tests
 
 engine_filter='MemoryTierTest.Concurrent*:*FlushModelWhileFourThreadsReadAndWrite*:KeyThreadTest.*:StoreFaultTest.*'
-net_filter='CachedClientTest.FiftyConcurrentIdenticalMissesMakeOneUpstreamCall:CachedClientTest.ConcurrentMissesShareAnUpstreamError:CachedClientTest.JoinedFlightsAreEachCountedOnce:CachedClientTest.LeaderWho*:CachedClientFlightTest.*:CachedClientTest.DiskFaultIsServedThroughCountedAndHeals:ProxyTest.ManyConnectionsAtOnce:ProxyTest.PlainRequestJoiningAStreamGetsJson:ProxyTest.ShutdownLetsInFlightRequestsFinish:ProxyTest.AFullDiskIsServedThroughAndHealsByItself:FakeOpenRouterTest.ConcurrentClientsAndStopMidStream'
+net_filter='CachedClientTest.FiftyConcurrentIdenticalMissesMakeOneUpstreamCall:CachedClientTest.ConcurrentMissesShareAnUpstreamError:CachedClientTest.JoinedFlightsAreEachCountedOnce:CachedClientTest.LeaderWho*:CachedClientFlightTest.*:CachedClientTest.DiskFaultIsServedThroughCountedAndHeals:ProxyTest.ManyConnectionsAtOnce:ProxyTest.PlainRequestJoiningAStreamGetsJson:ProxyTest.ShutdownLetsInFlightRequestsFinish:ProxyTest.AFullDiskIsServedThroughAndHealsByItself:FakeOpenRouterTest.ConcurrentClientsAndStopMidStream:CachedEndpointsTest.*:ProxyEndpointsTest.Batch*'
 shared_filter='SharedPipelineTest.*:SharedTierTest.OneLeader*:SharedTierTest.AFlushHides*:SharedTierFailOpenTest.NoServer*'
 if [[ "${1:-}" == "all" ]]; then engine_filter='*'; net_filter='*'; shared_filter='*'; fi
 

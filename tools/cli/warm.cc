@@ -183,6 +183,9 @@ int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
                                  std::to_string(r->status));
             } else if (r->stored) {
               ++stored;
+            } else if (r->result == net::CacheResult::kHit &&
+                       !r->joined_flight) {
+              ++already;  // an embeddings batch whose inputs were all cached
             } else if (r->result == net::CacheResult::kHit ||
                        r->joined_flight) {
               ++joined;
