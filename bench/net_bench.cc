@@ -4,7 +4,8 @@
 //
 // Embeddings batches (BM_EmbeddingBatch/<percent cached>): 256 inputs of
 // which that share is cached, against the fake with a per-input delay of
-// 200 us (fake/embed-delay-200: a 256-input request takes ~51 ms upstream);
+// 1 ms (fake/embed-delay-1000: a 256-input request takes ~256 ms upstream,
+// of the order of a real embeddings API for a batch of this size);
 // /0 is the whole batch sent upstream through the cache,
 // BM_EmbeddingBatchDirect the same 256 inputs with the plain client.
 
@@ -140,7 +141,7 @@ uint64_t next_input = 0;
 // An embeddings request for inputs [from, from + count) of a made-up
 // handbook, followed by `fresh` inputs never asked for before.
 std::string EmbeddingBatch(uint64_t from, int count, int fresh,
-                           const char* model = "fake/embed-delay-200") {
+                           const char* model = "fake/embed-delay-1000") {
   std::string body =
       R"({"model":")" + std::string(model) + R"(","dimensions":256,"input":[)";
   for (int i = 0; i < count + fresh; ++i) {
@@ -213,6 +214,7 @@ BENCHMARK(BM_EmbeddingBatchDirect)
 BENCHMARK(BM_EmbeddingBatch)
     ->Arg(0)
     ->Arg(50)
+    ->Arg(100)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 

@@ -53,6 +53,7 @@ struct CachedClientImpl::Batch {
   std::string upstream_body;
   std::vector<Header> headers;
   embedding_json::Spent spent;
+  std::string resolved_model;  // of the first answer
   std::optional<Status> error;
   std::optional<CachedResponse> error_answer;  // an upstream error answer
   bool stored = true;
@@ -322,6 +323,7 @@ void CachedClientImpl::BatchAnswered(std::shared_ptr<Batch> b,
       if (b->upstream_body.empty()) {
         b->upstream_body = std::move(r->body);
         b->headers = std::move(r->headers);
+        b->resolved_model = resolved;
       }
       b->stored = b->stored && stored;
     }
@@ -418,9 +420,11 @@ void CachedClientImpl::BatchFinish(const std::shared_ptr<Batch>& b) {
   std::vector<Header> headers;
   embedding_json::Spent spent;
   bool stored = false;
+  std::string resolved;
   {
     std::lock_guard<std::mutex> lock(b->mu);
     if (b->finished) return;
+    resolved = b->resolved_model;
     b->finished = true;
     entries = b->entries;
     cached = b->cached;
@@ -484,9 +488,11 @@ void CachedClientImpl::BatchFinish(const std::shared_ptr<Batch>& b) {
       r.usage = saved;
       r.stored = !all_cached && stored;
       r.complete = true;
-      if (auto parsed = ParseEndpointResponse(endpoint, r.body); parsed.ok()) {
-        r.parsed = std::move(*parsed);
-      }
+      // The essentials without parsing the answer again (its vectors are
+      // most of its bytes).
+      r.parsed.model = std::move(resolved);
+      r.parsed.has_choices = true;
+      r.parsed.content_null = false;
       out = std::move(r);
     }
   }

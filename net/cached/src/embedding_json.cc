@@ -2,8 +2,12 @@
 
 #include <algorithm>
 #include <boost/json.hpp>
+#include <charconv>
 #include <cmath>
 #include <exception>
+#include <optional>
+
+#include "json_spans.h"
 
 namespace llmcache::net::embedding_json {
 namespace {
@@ -61,6 +65,84 @@ uint64_t U64(const json::object& o, std::string_view name) {
     return static_cast<uint64_t>(v->as_double());
   }
   return 0;
+}
+
+// Text assembly of answers from the spans of valid JSON (json_spans.h): the
+// vectors are copied as written instead of parsed and printed again.
+class ObjectWriter {
+ public:
+  void Add(std::string_view key, std::string_view value) {
+    out_ += first_ ? '{' : ',';
+    first_ = false;
+    out_ += '"';
+    out_ += key;
+    out_ += "\":";
+    out_ += value;
+  }
+  std::string Finish() {
+    if (first_) out_ += '{';
+    out_ += '}';
+    return std::move(out_);
+  }
+
+ private:
+  std::string out_;
+  bool first_ = true;
+};
+
+// `item` (an embedding object) with its "index" set to `index`.
+std::optional<std::string> WithIndex(std::string_view item, size_t index) {
+  std::optional<std::vector<json_spans::Member>> members =
+      json_spans::Members(item);
+  if (!members) return std::nullopt;
+  ObjectWriter w;
+  for (const json_spans::Member& m : *members) {
+    if (m.key != "index") w.Add(m.key, m.value);
+  }
+  w.Add("index", std::to_string(index));
+  return w.Finish();
+}
+
+// The members of `answer` but data and usage, then `data` and `usage`.
+std::optional<std::string> WithDataAndUsage(
+    const std::vector<json_spans::Member>& answer, std::string_view data,
+    std::string_view usage) {
+  ObjectWriter w;
+  bool has_object = false;
+  for (const json_spans::Member& m : answer) {
+    if (m.key == "data" || m.key == "usage") continue;
+    has_object |= m.key == "object";
+    w.Add(m.key, m.value);
+  }
+  if (!has_object) w.Add("object", "\"list\"");
+  w.Add("data", data);
+  w.Add("usage", usage);
+  return w.Finish();
+}
+
+// The raw embedding objects of `answer`'s data by their index (n of them,
+// each index 0..n-1 once), or nullopt.
+std::optional<std::vector<std::string_view>> RawItemsByIndex(
+    const std::vector<json_spans::Member>& answer, size_t n) {
+  std::optional<std::vector<std::string_view>> items =
+      json_spans::Elements(json_spans::Find(answer, "data"));
+  if (!items || items->size() != n) return std::nullopt;
+  std::vector<std::string_view> by_index(n);
+  for (std::string_view item : *items) {
+    std::optional<std::vector<json_spans::Member>> members =
+        json_spans::Members(item);
+    if (!members) return std::nullopt;
+    const std::string_view index = json_spans::Find(*members, "index");
+    size_t i = 0;
+    const auto [end, ec] =
+        std::from_chars(index.data(), index.data() + index.size(), i);
+    if (ec != std::errc() || end != index.data() + index.size() || i >= n ||
+        !by_index[i].empty()) {
+      return std::nullopt;
+    }
+    by_index[i] = item;
+  }
+  return by_index;
 }
 
 }  // namespace
@@ -190,23 +272,49 @@ Result<std::vector<InputAnswer>> SplitAnswer(
         Share<int64_t>(std::max<int64_t>(0, cost_nanousd), weights);
     std::vector<InputAnswer> out(n);
     for (size_t i = 0; i < n; ++i) {
-      json::object one = *answer;  // every member but data and usage
-      json::object item = by_index[i]->as_object();
-      item["index"] = 0;
-      json::array data_one;
-      data_one.push_back(std::move(item));
-      one["data"] = std::move(data_one);
+      out[i].usage.prompt_tokens = prompts[i];
+      out[i].usage.completion_tokens = completions[i];
+      out[i].usage.cost_nanousd = costs[i];
+    }
+    auto usage_of = [&](size_t i) {
       json::object usage;
       usage["prompt_tokens"] = prompts[i];
       usage["total_tokens"] = prompts[i] + completions[i];
       if (cost_nanousd > 0) {
         usage["cost"] = static_cast<double>(costs[i]) / 1e9;
       }
-      one["usage"] = std::move(usage);
+      return usage;
+    };
+    // The text of each vector as the upstream wrote it.
+    if (std::optional<std::vector<json_spans::Member>> top =
+            json_spans::Members(body)) {
+      if (std::optional<std::vector<std::string_view>> raw =
+              RawItemsByIndex(*top, n)) {
+        bool whole = true;
+        for (size_t i = 0; i < n && whole; ++i) {
+          std::optional<std::string> item = WithIndex((*raw)[i], 0);
+          std::optional<std::string> one =
+              item ? WithDataAndUsage(*top, "[" + *item + "]",
+                                      json::serialize(usage_of(i)))
+                   : std::nullopt;
+          if (one) {
+            out[i].body = std::move(*one);
+          } else {
+            whole = false;
+          }
+        }
+        if (whole) return out;
+      }
+    }
+    for (size_t i = 0; i < n; ++i) {
+      json::object one = *answer;  // every member but data and usage
+      json::object item = by_index[i]->as_object();
+      item["index"] = 0;
+      json::array data_one;
+      data_one.push_back(std::move(item));
+      one["data"] = std::move(data_one);
+      one["usage"] = usage_of(i);
       out[i].body = json::serialize(one);
-      out[i].usage.prompt_tokens = prompts[i];
-      out[i].usage.completion_tokens = completions[i];
-      out[i].usage.cost_nanousd = costs[i];
     }
     return out;
   } catch (const std::exception& e) {
@@ -215,10 +323,88 @@ Result<std::vector<InputAnswer>> SplitAnswer(
   }
 }
 
+namespace {
+
+// Assemble without parsing the vectors; nullopt when some text is not in
+// the expected shape (the caller then parses it all). The answer is written
+// into one buffer reserved up front: a batch's answer runs to megabytes, and
+// growing it (or copying it between buffers) costs more than the scan.
+std::optional<std::string> AssembleSpans(
+    const std::vector<std::string_view>& inputs, std::string_view upstream,
+    const Spent& spent) {
+  std::optional<std::vector<json_spans::Member>> top =
+      json_spans::Members(upstream.empty() ? inputs[0] : upstream);
+  if (!top) return std::nullopt;
+  json::object usage;
+  if (!upstream.empty()) {
+    const std::string_view u = json_spans::Find(*top, "usage");
+    boost::system::error_code ec;
+    json::value v = u.empty() ? json::value() : json::parse(u, ec);
+    if (!ec && v.is_object()) usage = std::move(v.as_object());
+  }
+  usage["prompt_tokens"] = spent.prompt_tokens;
+  usage["total_tokens"] = spent.total_tokens;
+  if (spent.has_cost) usage["cost"] = spent.cost;
+
+  size_t size = 64;
+  for (std::string_view in : inputs) size += in.size() + 16;
+  for (const json_spans::Member& m : *top)
+    size += m.key.size() + m.value.size() + 4;
+  std::string out;
+  out.reserve(size);
+  out += '{';
+  bool has_object = false;
+  for (const json_spans::Member& m : *top) {
+    if (m.key == "data" || m.key == "usage") continue;
+    has_object |= m.key == "object";
+    out += '"';
+    out += m.key;
+    out += "\":";
+    out += m.value;
+    out += ',';
+  }
+  if (!has_object) out += "\"object\":\"list\",";
+  out += "\"data\":[";
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    std::optional<std::vector<json_spans::Member>> one =
+        json_spans::Members(inputs[i]);
+    if (!one) return std::nullopt;
+    std::optional<std::vector<std::string_view>> items =
+        json_spans::Elements(json_spans::Find(*one, "data"));
+    if (!items || items->size() != 1) return std::nullopt;
+    std::optional<std::vector<json_spans::Member>> item =
+        json_spans::Members((*items)[0]);
+    if (!item) return std::nullopt;
+    if (i > 0) out += ',';
+    out += '{';
+    for (const json_spans::Member& m : *item) {
+      if (m.key == "index") continue;
+      out += '"';
+      out += m.key;
+      out += "\":";
+      out += m.value;
+      out += ',';
+    }
+    out += "\"index\":";
+    out += std::to_string(i);
+    out += '}';
+  }
+  out += "],\"usage\":";
+  out += json::serialize(usage);
+  out += '}';
+  return out;
+}
+
+}  // namespace
+
 Result<std::string> Assemble(const std::vector<std::string_view>& inputs,
                              std::string_view upstream, const Spent& spent) {
   try {
     if (inputs.empty()) return InvalidArgumentError("no inputs");
+    if (std::optional<std::string> fast =
+            AssembleSpans(inputs, upstream, spent)) {
+      return std::move(*fast);
+    }
     json::object out;
     if (!upstream.empty()) {
       Result<json::object> up = ParseObject(upstream, "the embeddings answer");
