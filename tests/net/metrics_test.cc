@@ -301,5 +301,26 @@ TEST(MetricsRenderTest, RouteNames) {
   EXPECT_EQ(RouteName(Route::kCount), "other");
 }
 
+TEST(RouteOfPathTest, OpenAiAndOpenRouterPathsOfEveryRoute) {
+  using metrics::Route;
+  using metrics::RouteOfPath;
+  EXPECT_EQ(RouteOfPath("/v1/chat/completions", false),
+            Route::kChatCompletions);
+  EXPECT_EQ(RouteOfPath("/api/v1/chat/completions", false),
+            Route::kChatCompletions);
+  EXPECT_EQ(RouteOfPath("/v1/embeddings", false), Route::kEmbeddings);
+  EXPECT_EQ(RouteOfPath("/api/v1/responses", false), Route::kResponses);
+  EXPECT_EQ(RouteOfPath("/v1/messages", false), Route::kMessages);
+  EXPECT_EQ(RouteOfPath("/api/v1/models", false), Route::kModels);
+  EXPECT_EQ(RouteOfPath("/healthz", false), Route::kHealthz);
+  EXPECT_EQ(RouteOfPath("/admin/flush", true), Route::kAdmin);
+  EXPECT_EQ(RouteOfPath("/admin/flush", false), Route::kOther);
+  for (const char* other :
+       {"/v2/embeddings", "/x/v1/embeddings", "/embeddings", "/v1/messagesx",
+        "/api/v1", "/v1/", "", "/apiXv1/messages"}) {
+    EXPECT_EQ(RouteOfPath(other, true), Route::kOther) << other;
+  }
+}
+
 }  // namespace
 }  // namespace llmcache::net::metrics

@@ -17,12 +17,17 @@
 #include <string_view>
 #include <utility>
 
+#include "endpoint_internal.h"
 #include "llmcache/net/json_util.h"
 
 namespace llmcache::net {
 namespace {
 
 namespace json = boost::json;
+// The JSON number readers every endpoint shares.
+using endpoint_internal::ToDouble;
+using endpoint_internal::ToInt64;
+using endpoint_internal::ToUint64;
 using json_util::ArrayMember;
 using json_util::kMaxJsonDepth;
 using json_util::Member;
@@ -38,50 +43,6 @@ std::string StringMember(const json::object& o, std::string_view key) {
   const json::value* v = Member(o, key);
   return v != nullptr && v->is_string() ? std::string(v->get_string())
                                         : std::string();
-}
-
-// A JSON number as a non-negative integer (token counts). Fractions are
-// truncated; negative, non-finite and non-numeric values give nullopt.
-std::optional<uint64_t> ToUint64(const json::value* v) {
-  if (v == nullptr) return std::nullopt;
-  if (v->is_uint64()) return v->get_uint64();
-  if (v->is_int64()) {
-    const int64_t i = v->get_int64();
-    if (i < 0) return std::nullopt;
-    return static_cast<uint64_t>(i);
-  }
-  if (v->is_double()) {
-    const double d = v->get_double();
-    if (!std::isfinite(d) || d < 0 || d >= 1.8e19) return std::nullopt;
-    return static_cast<uint64_t>(d);
-  }
-  return std::nullopt;
-}
-
-std::optional<int64_t> ToInt64(const json::value* v) {
-  if (v == nullptr) return std::nullopt;
-  if (v->is_int64()) return v->get_int64();
-  if (v->is_uint64()) {
-    const uint64_t u = v->get_uint64();
-    if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-      return std::nullopt;
-    }
-    return static_cast<int64_t>(u);
-  }
-  if (v->is_double()) {
-    const double d = v->get_double();
-    if (!std::isfinite(d) || d < -9.2e18 || d > 9.2e18) return std::nullopt;
-    return static_cast<int64_t>(d);
-  }
-  return std::nullopt;
-}
-
-std::optional<double> ToDouble(const json::value* v) {
-  if (v == nullptr) return std::nullopt;
-  if (v->is_double()) return v->get_double();
-  if (v->is_int64()) return static_cast<double>(v->get_int64());
-  if (v->is_uint64()) return static_cast<double>(v->get_uint64());
-  return std::nullopt;
 }
 
 // An error value as OpenRouter sends it: normally an object {code, message,

@@ -80,6 +80,26 @@ std::string_view RouteName(Route route) {
   return "other";
 }
 
+Route RouteOfPath(std::string_view path, bool admin_enabled) {
+  // The OpenAI path, or OpenRouter's.
+  auto api = [path](std::string_view tail) {
+    return path.size() > tail.size() && path.ends_with(tail) &&
+           (path.size() == tail.size() + 3 ? path.starts_with("/v1")
+                                           : path.size() == tail.size() + 7 &&
+                                                 path.starts_with("/api/v1"));
+  };
+  if (api("/chat/completions")) return Route::kChatCompletions;
+  if (api("/embeddings")) return Route::kEmbeddings;
+  if (api("/responses")) return Route::kResponses;
+  if (api("/messages")) return Route::kMessages;
+  if (api("/models")) return Route::kModels;
+  if (path == "/healthz") return Route::kHealthz;
+  if (path == "/metrics") return Route::kMetrics;
+  if (path == "/stats") return Route::kStats;
+  if (admin_enabled && path.starts_with("/admin/")) return Route::kAdmin;
+  return Route::kOther;
+}
+
 Registry::Registry(size_t shards) {
   for (size_t i = 0; i < std::max<size_t>(1, shards); ++i) {
     shards_.push_back(std::make_unique<Shard>());

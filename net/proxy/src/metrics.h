@@ -50,6 +50,10 @@ std::string RenderShared(const CachedClientStats& pipeline,
 
 std::string_view RouteName(Route route);
 
+// The route of a request path (the query string removed): the OpenAI paths
+// and OpenRouter's /api/v1 ones; /admin/... only when `admin_enabled`.
+Route RouteOfPath(std::string_view path, bool admin_enabled);
+
 // Upper bounds in seconds.
 inline constexpr std::array<double, 12> kHitBuckets = {
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,

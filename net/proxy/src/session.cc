@@ -188,29 +188,6 @@ class SessionImpl final : public Session,
     PumpBody();
   }
 
-  Route RouteOf(std::string_view path) const {
-    if (path == "/v1/chat/completions" || path == "/api/v1/chat/completions") {
-      return Route::kChatCompletions;
-    }
-    if (path == "/v1/embeddings" || path == "/api/v1/embeddings") {
-      return Route::kEmbeddings;
-    }
-    if (path == "/v1/responses" || path == "/api/v1/responses") {
-      return Route::kResponses;
-    }
-    if (path == "/v1/messages" || path == "/api/v1/messages") {
-      return Route::kMessages;
-    }
-    if (path == "/v1/models" || path == "/api/v1/models") return Route::kModels;
-    if (path == "/healthz") return Route::kHealthz;
-    if (path == "/metrics") return Route::kMetrics;
-    if (path == "/stats") return Route::kStats;
-    if (path.starts_with("/admin/") && !srv_.options().admin_token.empty()) {
-      return Route::kAdmin;
-    }
-    return Route::kOther;
-  }
-
   // Routes the request and checks who may send it (access.h), before its
   // body is read. False when it has been answered (refused, or a CORS
   // preflight).
@@ -222,7 +199,8 @@ class SessionImpl final : public Session,
     req_.path = target.substr(0, q);
     req_.query =
         q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
-    req_.route = RouteOf(req_.path);
+    req_.route =
+        metrics::RouteOfPath(req_.path, !srv_.options().admin_token.empty());
     AccessRequest ar;
     ar.route = req_.route;
     ar.method = Sv(req.method_string());
