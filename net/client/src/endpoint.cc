@@ -187,6 +187,36 @@ std::string NamedFrame(Endpoint endpoint, json::object event) {
                   sse_util::SerializeFinite(json::value(std::move(event))));
 }
 
+Status ObjectAccumulator::Add(std::string_view data) {
+  try {
+    return AddEvent(data);
+  } catch (const std::bad_alloc&) {
+    return ResourceExhaustedError("out of memory accumulating a stream");
+  } catch (const std::exception& e) {
+    return InternalError(std::string("accumulating a stream: ") + e.what());
+  }
+}
+
+std::string ObjectAccumulator::ToJson() const {
+  try {
+    return sse_util::SerializeFinite(json::value(Body()));
+  } catch (const std::exception&) {
+    return "{}";
+  }
+}
+
+ParsedCompletion ObjectAccumulator::Parsed() const {
+  try {
+    ParsedCompletion c = parse_(Body());
+    if (!c.error && error_) c.error = error_;
+    return c;
+  } catch (const std::exception&) {
+    ParsedCompletion c;
+    c.error = error_;
+    return c;
+  }
+}
+
 }  // namespace endpoint_internal
 
 namespace {

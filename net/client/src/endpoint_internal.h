@@ -48,6 +48,31 @@ Result<boost::json::object> ParseObject(std::string_view body);
 // numbers written as null).
 std::string NamedFrame(Endpoint endpoint, boost::json::object event);
 
+// What the Responses and Messages accumulators share: the events of the
+// endpoint go to AddEvent, the body so far comes from Body(), and the
+// exceptions either may throw (bad_alloc) become a Status or an empty body
+// here. `parse` reads the body (ParseResponsesObject, ParseMessagesObject).
+class ObjectAccumulator : public EventAccumulator {
+ public:
+  Status Add(std::string_view data) final;
+  bool done() const final { return done_; }
+  std::string ToJson() const final;
+  ParsedCompletion Parsed() const final;
+  const std::optional<ApiError>& error() const final { return error_; }
+
+ protected:
+  using ParseFn = ParsedCompletion (*)(const boost::json::object&);
+  explicit ObjectAccumulator(ParseFn parse) : parse_(parse) {}
+  virtual Status AddEvent(std::string_view data) = 0;
+  virtual boost::json::object Body() const = 0;
+
+  bool done_ = false;  // the terminal event was seen
+  std::optional<ApiError> error_;
+
+ private:
+  const ParseFn parse_;
+};
+
 // Responses API (responses_api.cc).
 ParsedCompletion ParseResponsesObject(const boost::json::object& o);
 std::string WhyNotCacheableResponses(const ParsedCompletion& c);

@@ -131,41 +131,9 @@ void ReplayBlock(std::vector<std::string>* out, const json::value& block,
   Emit(out, std::move(stop));
 }
 
-class MessagesAccumulator final : public EventAccumulator {
+class MessagesAccumulator final : public ObjectAccumulator {
  public:
-  Status Add(std::string_view data) override {
-    try {
-      return AddEvent(data);
-    } catch (const std::bad_alloc&) {
-      return ResourceExhaustedError("out of memory accumulating a stream");
-    } catch (const std::exception& e) {
-      return InternalError(std::string("accumulating a stream: ") + e.what());
-    }
-  }
-
-  bool done() const override { return done_; }
-
-  std::string ToJson() const override {
-    try {
-      return sse_util::SerializeFinite(json::value(Body()));
-    } catch (const std::exception&) {
-      return "{}";
-    }
-  }
-
-  ParsedCompletion Parsed() const override {
-    try {
-      ParsedCompletion c = ParseMessagesObject(Body());
-      if (!c.error && error_) c.error = error_;
-      return c;
-    } catch (const std::exception&) {
-      ParsedCompletion c;
-      c.error = error_;
-      return c;
-    }
-  }
-
-  const std::optional<ApiError>& error() const override { return error_; }
+  MessagesAccumulator() : ObjectAccumulator(&ParseMessagesObject) {}
 
  private:
   struct Block {
@@ -173,7 +141,7 @@ class MessagesAccumulator final : public EventAccumulator {
     std::string partial_json;  // input_json_delta fragments, joined
   };
 
-  Status AddEvent(std::string_view data) {
+  Status AddEvent(std::string_view data) override {
     const std::string_view trimmed = Trim(data);
     if (trimmed.empty() || trimmed.front() == ':' || trimmed == "[DONE]") {
       return Status();
@@ -321,7 +289,7 @@ class MessagesAccumulator final : public EventAccumulator {
 
   // The message so far; without one, the error event (the body a
   // non-streaming request gets for the same error), else {}.
-  json::object Body() const {
+  json::object Body() const override {
     if (!message_) return error_event_ ? *error_event_ : json::object();
     json::object body = *message_;
     json::array content;
@@ -338,8 +306,6 @@ class MessagesAccumulator final : public EventAccumulator {
   std::optional<json::object> message_;
   std::map<int64_t, Block> blocks_;
   std::optional<json::object> error_event_;
-  bool done_ = false;
-  std::optional<ApiError> error_;
 };
 
 }  // namespace

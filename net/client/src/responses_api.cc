@@ -258,44 +258,12 @@ void ReplayItem(EventWriter& w, const json::value& item, size_t output_index) {
   w.Emit("response.output_item.done", With(at, "item", item));
 }
 
-class ResponsesAccumulator final : public EventAccumulator {
+class ResponsesAccumulator final : public ObjectAccumulator {
  public:
-  Status Add(std::string_view data) override {
-    try {
-      return AddEvent(data);
-    } catch (const std::bad_alloc&) {
-      return ResourceExhaustedError("out of memory accumulating a stream");
-    } catch (const std::exception& e) {
-      return InternalError(std::string("accumulating a stream: ") + e.what());
-    }
-  }
-
-  bool done() const override { return done_; }
-
-  std::string ToJson() const override {
-    try {
-      return sse_util::SerializeFinite(json::value(Body()));
-    } catch (const std::exception&) {
-      return "{}";
-    }
-  }
-
-  ParsedCompletion Parsed() const override {
-    try {
-      ParsedCompletion c = ParseResponsesObject(Body());
-      if (!c.error && error_) c.error = error_;
-      return c;
-    } catch (const std::exception&) {
-      ParsedCompletion c;
-      c.error = error_;
-      return c;
-    }
-  }
-
-  const std::optional<ApiError>& error() const override { return error_; }
+  ResponsesAccumulator() : ObjectAccumulator(&ParseResponsesObject) {}
 
  private:
-  Status AddEvent(std::string_view data) {
+  Status AddEvent(std::string_view data) override {
     const std::string_view trimmed = Trim(data);
     if (trimmed.empty() || trimmed.front() == ':' || trimmed == "[DONE]") {
       return Status();
@@ -371,7 +339,7 @@ class ResponsesAccumulator final : public EventAccumulator {
 
   // The terminal response; before it, the latest snapshot with the items
   // seen so far as its output.
-  json::object Body() const {
+  json::object Body() const override {
     json::object body = response_ ? *response_ : json::object();
     if (!done_ && !items_.empty()) {
       json::array output;
@@ -384,8 +352,6 @@ class ResponsesAccumulator final : public EventAccumulator {
 
   std::optional<json::object> response_;
   std::map<int64_t, json::object> items_;
-  bool done_ = false;
-  std::optional<ApiError> error_;
 };
 
 }  // namespace
