@@ -20,7 +20,16 @@
 // Counters: items_per_second (lookups per CPU second of the benchmark
 // thread: robust on a shared machine; the Time column is wall time), rss_mib
 // (the process's resident memory after the timed loop: run one size per process
-// for a clean figure), db_mib (live files of the database).
+// for a clean figure), budget_mib (the configured memory budgets: block cache
+// + hot tier + write buffers; resident memory should stay within it + 10%),
+// rss_vs_budget, db_mib (live files of the database), open_ms (Cache::Open of
+// the database, its files in the OS page cache).
+//
+// BM_ScaleFlush/<entries>: on a hard-linked copy of the same database (SST
+// files are immutable, so the copy costs no data), the time to flush one model
+// (a quarter of the entries: flush_model_ms) and then all four (flush_all_ms:
+// every entry). Both are column-family drops, so they should not grow with
+// the entry count.
 
 #include <benchmark/benchmark.h>
 #include <unistd.h>
@@ -217,7 +226,15 @@ struct ScaleFixture {
   int64_t entries = 0;
   std::unique_ptr<Cache> cache;
   double db_mib = 0;
+  double open_ms = 0;
+  fs::path dir;
 };
+
+double MsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(
+             std::chrono::steady_clock::now() - start)
+      .count();
+}
 
 std::mutex scale_mu;
 std::unique_ptr<ScaleFixture> scale_fixture;  // one size open at a time
@@ -244,6 +261,7 @@ ScaleFixture* GetScaleFixture(int64_t entries, std::string* error) {
     built = true;
   }
   WarmPageCache(dir / "db");
+  auto open_start = std::chrono::steady_clock::now();
   auto opened = Cache::Open(ScaleOptions((dir / "db").string()));
   if (!opened.ok() && !built) {
     // Written by another version of the engine: build it again.
@@ -251,14 +269,18 @@ ScaleFixture* GetScaleFixture(int64_t entries, std::string* error) {
                  opened.status().ToString().c_str());
     if (!Build(dir, entries, error)) return nullptr;
     WarmPageCache(dir / "db");
+    open_start = std::chrono::steady_clock::now();
     opened = Cache::Open(ScaleOptions((dir / "db").string()));
   }
+  const double open_ms = MsSince(open_start);
   if (!opened.ok()) {
     *error = opened.status().ToString();
     return nullptr;
   }
   auto f = std::make_unique<ScaleFixture>();
   f->entries = entries;
+  f->open_ms = open_ms;
+  f->dir = dir;
   f->cache = std::move(opened).value();
   if (auto st = f->cache->GetStats(); st.ok()) {
     f->db_mib = static_cast<double>(st->disk_bytes) / (1 << 20);
@@ -320,8 +342,105 @@ void BM_ScaleLookup(benchmark::State& state) {
         (std::to_string(wrong) + " lookups were not hits").c_str());
   }
   state.SetItemsProcessed(state.iterations());
-  state.counters["rss_mib"] = RssMib();
+  const CacheOptions o = ScaleOptions("");
+  const double budget_mib =
+      static_cast<double>(o.block_cache_bytes + o.memory_tier_bytes +
+                          o.write_buffer_bytes) /
+      (1 << 20);
+  const double rss = RssMib();
+  state.counters["rss_mib"] = rss;
+  state.counters["budget_mib"] = budget_mib;
+  state.counters["rss_vs_budget"] = rss / budget_mib;
   state.counters["db_mib"] = f->db_mib;
+  state.counters["open_ms"] = f->open_ms;
+}
+
+// A copy of `from` whose SST files are hard links (RocksDB never modifies
+// them in place) and whose other files (manifest, options, log) are copied.
+bool LinkCopy(const fs::path& from, const fs::path& to, std::string* error) {
+  std::error_code ec;
+  fs::remove_all(to, ec);
+  fs::create_directories(to, ec);
+  for (const auto& e : fs::directory_iterator(from, ec)) {
+    if (!e.is_regular_file()) continue;
+    const fs::path target = to / e.path().filename();
+    if (e.path().extension() == ".sst") {
+      fs::create_hard_link(e.path(), target, ec);
+    } else if (e.path().filename() != "LOCK") {
+      fs::copy_file(e.path(), target, ec);
+    }
+    if (ec) {
+      *error = "cannot copy " + e.path().string() + ": " + ec.message();
+      return false;
+    }
+  }
+  if (ec) *error = ec.message();
+  return !ec;
+}
+
+void BM_ScaleFlush(benchmark::State& state) {
+  const int64_t entries = state.range(0);
+  const int64_t max = EnvInt("LLMCACHE_BENCH_SCALE_MAX", kDefaultScaleMax);
+  if (entries > max) {
+    state.SkipWithError(
+        ("skipped: above LLMCACHE_BENCH_SCALE_MAX=" + std::to_string(max))
+            .c_str());
+    for (auto _ : state) {
+    }
+    return;
+  }
+  std::string error;
+  ScaleFixture* f = GetScaleFixture(entries, &error);
+  if (f == nullptr) {
+    state.SkipWithError(("cannot build the database: " + error).c_str());
+    for (auto _ : state) {
+    }
+    return;
+  }
+  const fs::path copy = f->dir / "flush-copy";
+  double model_ms = 0, all_ms = 0;
+  for (auto _ : state) {
+    // The owner holds the database open: its files are complete and stable
+    // (no background work runs in ScaleOptions), so linking them is safe.
+    state.PauseTiming();
+    if (!LinkCopy(f->dir / "db", copy, &error)) break;
+    auto opened = Cache::Open(ScaleOptions(copy.string()));
+    if (!opened.ok()) {
+      error = opened.status().ToString();
+      break;
+    }
+    std::unique_ptr<Cache> cache = std::move(opened).value();
+    state.ResumeTiming();
+    auto start = std::chrono::steady_clock::now();
+    auto one = cache->FlushModel(kScaleModels[0]);
+    model_ms = MsSince(start);
+    start = std::chrono::steady_clock::now();
+    Status all = cache->FlushAll();
+    all_ms = MsSince(start) + model_ms;
+    state.PauseTiming();
+    if (!one.ok() || !all.ok()) {
+      error = !one.ok() ? one.status().ToString() : all.ToString();
+      break;
+    }
+    auto st = cache->GetStats();
+    if (!st.ok() || st->entries != 0) {
+      error = "entries left after FlushAll";
+      break;
+    }
+    cache.reset();
+    std::error_code ec;
+    fs::remove_all(copy, ec);
+    state.ResumeTiming();
+  }
+  std::error_code ec;
+  fs::remove_all(copy, ec);
+  if (!error.empty()) {
+    state.SkipWithError(error.c_str());
+    return;
+  }
+  state.counters["flush_model_ms"] = model_ms;
+  state.counters["flush_all_ms"] = all_ms;
+  state.counters["entries"] = static_cast<double>(entries);
 }
 
 BENCHMARK(BM_ScaleLookup)
@@ -331,6 +450,16 @@ BENCHMARK(BM_ScaleLookup)
     ->Arg(5'000'000)
     ->Arg(10'000'000)
     ->MinTime(2.0);
+
+BENCHMARK(BM_ScaleFlush)
+    ->Arg(100'000)
+    ->Arg(1'000'000)
+    ->Arg(2'000'000)
+    ->Arg(5'000'000)
+    ->Arg(10'000'000)
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace
 }  // namespace llmcache::bench
