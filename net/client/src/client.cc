@@ -94,7 +94,12 @@ struct Target {
 // One connection. All of its I/O runs on `strand`.
 struct Conn {
   explicit Conn(const asio::any_io_executor& ex)
-      : strand(asio::make_strand(ex)) {}
+      : strand(asio::make_strand(ex)) {
+    // Beast reads at most the buffer's free capacity (512 bytes when empty
+    // and unreserved) and its parser consumes the body as it goes, so an
+    // unreserved buffer read a 600 KB embeddings answer 512 bytes at a time.
+    buffer.reserve(64 * 1024);
+  }
   asio::strand<asio::any_io_executor> strand;
   std::unique_ptr<beast::tcp_stream> tcp;
   std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> tls;
