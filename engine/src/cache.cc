@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <set>
 
 #include "cache_internal.h"
 #include "llmcache/clock.h"
@@ -33,6 +34,65 @@ Result<std::unique_ptr<Cache>> Cache::Inspect(const InspectOptions& options) {
     return InvalidArgumentError("inspection needs a database path");
   }
   return RocksCache::OpenSecondary(options);
+}
+
+// Memory mode holds few entries: collecting their keys and sorting them is
+// cheap. Entries are fetched again (Find) rather than copied, and one
+// replaced or removed since the walk is left out, as an index walk leaves
+// out a record whose entry has changed.
+Status Cache::ForEachEntryByAge(
+    const std::optional<std::string>& model, bool newest_first,
+    const std::function<bool(const EntryView&)>& fn,
+    const std::function<void(std::string_view, const Status&)>& on_corrupt) {
+  struct Item {
+    int64_t created_ms;
+    Digest digest;
+  };
+  std::vector<Item> items;
+  LLMCACHE_RETURN_IF_ERROR(ForEachEntry(
+      model,
+      [&](const EntryView& v) {
+        items.push_back(Item{v.entry.meta.created_ms, v.digest});
+        return true;
+      },
+      on_corrupt));
+  std::sort(items.begin(), items.end(), [&](const Item& a, const Item& b) {
+    if (a.created_ms != b.created_ms) {
+      return newest_first ? a.created_ms > b.created_ms
+                          : a.created_ms < b.created_ms;
+    }
+    return a.digest < b.digest;
+  });
+  for (const Item& item : items) {
+    LLMCACHE_ASSIGN_OR_RETURN(std::shared_ptr<const Entry> e,
+                              Find(item.digest));
+    if (!e || e->meta.created_ms != item.created_ms) continue;
+    if (!fn(EntryView{item.digest, BaseModel(e->meta.model), *e,
+                      StoredSize(*e)})) {
+      break;
+    }
+  }
+  return Status();
+}
+
+Result<std::map<std::string, AgeRange, std::less<>>> Cache::AgeRanges(
+    const std::vector<std::string>& models) {
+  std::set<std::string, std::less<>> wanted;
+  for (const std::string& m : models) wanted.emplace(BaseModel(m));
+  std::map<std::string, AgeRange, std::less<>> ranges;
+  LLMCACHE_RETURN_IF_ERROR(ForEachEntry(
+      std::nullopt,
+      [&](const EntryView& v) {
+        if (!wanted.contains(v.base_model)) return true;
+        const int64_t c = v.entry.meta.created_ms;
+        auto it =
+            ranges.try_emplace(std::string(v.base_model), AgeRange{c, c}).first;
+        it->second.oldest_ms = std::min(it->second.oldest_ms, c);
+        it->second.newest_ms = std::max(it->second.newest_ms, c);
+        return true;
+      },
+      [](std::string_view, const Status&) {}));
+  return ranges;
 }
 
 namespace internal {

@@ -120,6 +120,14 @@ class RocksCache final : public Cache {
       const std::function<bool(const EntryView&)>& fn,
       const std::function<void(std::string_view, const Status&)>& on_corrupt)
       override;
+  // rocks_listing.cc: from the time index.
+  Status ForEachEntryByAge(
+      const std::optional<std::string>& model, bool newest_first,
+      const std::function<bool(const EntryView&)>& fn,
+      const std::function<void(std::string_view, const Status&)>& on_corrupt)
+      override;
+  Result<std::map<std::string, AgeRange, std::less<>>> AgeRanges(
+      const std::vector<std::string>& models) override;
   Result<CacheStats> GetStats() override;
   Status CatchUp() override;
   Status Compact() override;
@@ -255,6 +263,24 @@ class RocksCache final : public Cache {
                                                std::string_view model,
                                                const Digest& d,
                                                std::string_view index_key);
+  // What a time-index record points at (rocks_listing.cc): kLive, an entry
+  // created at the record's time; kGone, no entry, one created at another
+  // time (replaced), or one of a dropped family; kCorrupt, an entry that
+  // does not decode.
+  enum class Indexed { kLive, kGone, kCorrupt };
+  // Reads the entry of index record (created_ms, model, d) with `ro`. When
+  // `out` is given a live entry is decoded into it (kCorrupt, with the
+  // reason in *corrupt, if that fails) and *stored_bytes set. A non-OK
+  // status is a failed read.
+  Result<Indexed> ReadIndexedEntry(const rocksdb::ReadOptions& ro,
+                                   int64_t created_ms, std::string_view model,
+                                   const Digest& d, Entry* out,
+                                   size_t* stored_bytes, Status* corrupt);
+  // Read options for a listing: a snapshot of a primary (held by *snapshot)
+  // so that the index and the entries agree; an inspection view changes
+  // only under CatchUp's exclusive lock, and needs none.
+  rocksdb::ReadOptions ListingReadOptions(
+      std::unique_ptr<rocksdb::ManagedSnapshot>* snapshot);
   Result<uint64_t> PurgeIndexed(
       const std::function<bool(int64_t created, int64_t expires, bool* stop)>&
           pred);

@@ -258,6 +258,51 @@ TEST_F(CliTest, LsListsFiltersAndLimits) {
   EXPECT_THAT(all.out, HasSubstr("expired"));
 }
 
+TEST_F(CliTest, LsLimitPrintsTheNewest) {
+  {
+    auto cache = testing::OpenTestCache(db_);
+    ASSERT_OK(cache.status());
+    const int64_t now = cli::NowMs();
+    // Written out of creation order, over two models.
+    for (int i : {3, 0, 4, 1, 2}) {
+      InsertOptions io;
+      io.created_ms = now - 60'000 + i * 1'000;
+      ASSERT_OK((*cache)->Insert(
+          TestKey(i % 2 ? "openai/gpt-4o-mini" : "anthropic/claude-sonnet-4.5",
+                  static_cast<uint64_t>(i)),
+          Body("n"), io));
+    }
+  }
+  const std::string newest = TestKey("anthropic/claude-sonnet-4.5", 4).Hex();
+  const std::string second = TestKey("openai/gpt-4o-mini", 3).Hex();
+  ProcessResult r = Llmcache({"ls", "--db", db_, "--json", "--limit", "2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json::object o = ParseObject(r.out);
+  json::array entries = o["entries"].as_array();
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries[0].at("key").as_string(), newest);
+  EXPECT_EQ(entries[1].at("key").as_string(), second);
+  EXPECT_EQ(o["total"].to_number<uint64_t>(), 5u);
+  EXPECT_TRUE(o["truncated"].as_bool());
+
+  ProcessResult text = Llmcache({"ls", "--db", db_, "--limit", "2"});
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_EQ(std::count(text.out.begin(), text.out.end(), '\n'), 3);
+  EXPECT_LT(text.out.find(newest), text.out.find(second));
+  EXPECT_THAT(text.out, Not(HasSubstr(TestKey("openai/gpt-4o-mini", 1).Hex())));
+  EXPECT_THAT(text.err, HasSubstr("2 of 5"));
+
+  // Per model, and a limit the entries do not reach: not truncated.
+  ProcessResult gpt = Llmcache({"ls", "--db", db_, "--json", "--model",
+                                "openai/gpt-4o-mini", "--limit", "2"});
+  ASSERT_EQ(gpt.exit_code, 0) << gpt.err;
+  o = ParseObject(gpt.out);
+  ASSERT_EQ(o["entries"].as_array().size(), 2u);
+  EXPECT_EQ(o["entries"].as_array()[0].at("key").as_string(), second);
+  EXPECT_FALSE(o["truncated"].as_bool());
+  EXPECT_EQ(o["total"].to_number<uint64_t>(), 2u);
+}
+
 TEST_F(CliTest, ShowPrintsMetadataAndPrettyResponse) {
   Fill();
   const std::string key = TestKey("openai/gpt-4o-mini", 2).Hex();

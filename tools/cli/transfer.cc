@@ -219,6 +219,7 @@ int ExportWith(const EntryWalker& walk, uint64_t total,
     out = &file;
   }
   Progress progress(io.err, io.stderr_is_tty, "export", total);
+  const auto start = std::chrono::steady_clock::now();
   uint64_t written = 0, corrupt = 0;
   Status s = walk(
       model,
@@ -259,9 +260,12 @@ int ExportWith(const EntryWalker& walk, uint64_t total,
     io.err << "llmcache export: " << s << "\n";
     return kExitFailure;
   }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
   io.err << "exported " << written << " entries";
   if (corrupt > 0) io.err << ", skipped " << corrupt << " corrupt";
-  io.err << "\n";
+  io.err << " in " << RateText(written + corrupt, seconds) << "\n";
   return corrupt > 0 ? kExitFailure : kExitOk;
 }
 
@@ -366,6 +370,7 @@ int VerifyWith(const EntryWalker& walk, uint64_t total,
                const std::optional<std::string>& model, bool as_json,
                const Io& io) {
   Progress progress(io.err, io.stderr_is_tty, "verify", total);
+  const auto start = std::chrono::steady_clock::now();
   uint64_t checked = 0, expired = 0;
   json::array problems;
   const int64_t now = NowMs();
@@ -393,6 +398,9 @@ int VerifyWith(const EntryWalker& walk, uint64_t total,
         progress.Update(checked);
       });
   progress.Finish();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
   if (!s.ok()) {
     io.err << "llmcache verify: " << s << "\n";
     return kExitFailure;
@@ -401,7 +409,10 @@ int VerifyWith(const EntryWalker& walk, uint64_t total,
     PrintJsonLine(json::object{{"checked", checked},
                                {"expired", expired},
                                {"problems", problems.size()},
-                               {"entries", problems}},
+                               {"entries", problems},
+                               {"seconds", seconds},
+                               {"entries_per_second",
+                                EntriesPerSecond(checked, seconds)}},
                   io.out);
   } else {
     for (const json::value& p : problems) {
@@ -410,7 +421,8 @@ int VerifyWith(const EntryWalker& walk, uint64_t total,
              << std::string_view(o.at("problem").as_string()) << "\n";
     }
     io.out << "checked " << checked << " entries: " << problems.size()
-           << " bad, " << expired << " expired (awaiting compaction)\n";
+           << " bad, " << expired << " expired (awaiting compaction), in "
+           << RateText(checked, seconds) << "\n";
   }
   return problems.empty() ? kExitOk : kExitFailure;
 }

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <boost/json.hpp>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -260,6 +261,17 @@ std::string DecisionText(const Decision& d) {
 
 }  // namespace
 
+double EntriesPerSecond(uint64_t entries, double seconds) {
+  return seconds > 0 ? static_cast<double>(entries) / seconds : 0.0;
+}
+
+std::string RateText(uint64_t entries, double seconds) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.2f s, %.0f entries/s", seconds,
+                EntriesPerSecond(entries, seconds));
+  return buf;
+}
+
 int Stats(const std::string& db, bool as_json, const Io& io) {
   std::optional<CacheStats> st;
   std::unique_ptr<Cache> cache = OpenWithStats(db, io, &st);
@@ -328,37 +340,28 @@ int Models(const std::string& db, bool as_json, const Io& io) {
   std::optional<CacheStats> st;
   std::unique_ptr<Cache> cache = OpenWithStats(db, io, &st);
   if (!cache) return kExitFailure;
-  struct Span {
-    int64_t oldest = 0, newest = 0;
-    uint64_t seen = 0;
-  };
-  std::map<std::string, Span, std::less<>> spans;
-  uint64_t corrupt = 0;
-  Status s = cache->ForEachEntry(
-      std::nullopt,
-      [&](const EntryView& v) {
-        auto it = spans.find(v.base_model);
-        if (it == spans.end()) {
-          it = spans.emplace(std::string(v.base_model), Span{}).first;
-        }
-        Span& sp = it->second;
-        const int64_t c = v.entry.meta.created_ms;
-        if (sp.seen == 0 || c < sp.oldest) sp.oldest = c;
-        if (sp.seen == 0 || c > sp.newest) sp.newest = c;
-        ++sp.seen;
-        return true;
-      },
-      [&](std::string_view, const Status&) { ++corrupt; });
-  if (!s.ok()) {
-    io.err << "llmcache: " << s << "\n";
+  // Oldest and newest entries from the ends of the time index: a few reads
+  // per model, whatever the number of entries. Only models the statistics
+  // say have entries are asked for (one without any would cost a scan of
+  // the index).
+  std::vector<std::string> counted;
+  for (const ModelStats& m : st->models) {
+    if (m.entries > 0) counted.push_back(m.model);
+  }
+  Result<std::map<std::string, AgeRange, std::less<>>> ranges =
+      cache->AgeRanges(counted);
+  if (!ranges.ok()) {
+    io.err << "llmcache: " << ranges.status() << "\n";
     return kExitFailure;
   }
+  auto range_of = [&](const std::string& model) -> const AgeRange* {
+    auto it = ranges->find(model);
+    return it == ranges->end() ? nullptr : &it->second;
+  };
   const int64_t now = NowMs();
   if (as_json) {
     json::array models;
     for (const ModelStats& m : st->models) {
-      const Span sp =
-          spans.count(m.model) ? spans.find(m.model)->second : Span{};
       json::object o{{"model", m.model},
                      {"entries", m.entries},
                      {"bytes", m.bytes},
@@ -367,18 +370,20 @@ int Models(const std::string& db, bool as_json, const Io& io) {
                      {"cost_saved_usd", Usd(m.cost_saved_nanousd)},
                      {"last_resolved_model", m.last_resolved_model},
                      {"own_column_family", m.own_column_family}};
-      if (sp.seen > 0) {
-        o["oldest_ms"] = sp.oldest;
-        o["newest_ms"] = sp.newest;
+      if (const AgeRange* r = range_of(m.model)) {
+        o["oldest_ms"] = r->oldest_ms;
+        o["newest_ms"] = r->newest_ms;
       } else {
         o["oldest_ms"] = nullptr;
         o["newest_ms"] = nullptr;
       }
       models.push_back(std::move(o));
     }
-    PrintJsonLine(json::object{{"models", std::move(models)},
-                               {"corrupt_entries", corrupt}},
-                  io.out);
+    // `models` no longer reads every entry, so it finds no corrupt ones
+    // (`verify` does); the member stays for readers of this shape.
+    PrintJsonLine(
+        json::object{{"models", std::move(models)}, {"corrupt_entries", 0}},
+        io.out);
     return kExitOk;
   }
   if (st->models.empty()) {
@@ -388,18 +393,14 @@ int Models(const std::string& db, bool as_json, const Io& io) {
   Table t({"MODEL", "ENTRIES", "BYTES", "HITS", "OLDEST", "NEWEST",
            "LAST RESOLVED MODEL"});
   for (const ModelStats& m : st->models) {
-    const Span sp = spans.count(m.model) ? spans.find(m.model)->second : Span{};
+    const AgeRange* r = range_of(m.model);
     t.Add({m.model, std::to_string(m.entries), FormatBytes(m.bytes),
            std::to_string(m.hits),
-           sp.seen ? FormatDuration(now - sp.oldest) + " ago" : "-",
-           sp.seen ? FormatDuration(now - sp.newest) + " ago" : "-",
+           r ? FormatDuration(now - r->oldest_ms) + " ago" : "-",
+           r ? FormatDuration(now - r->newest_ms) + " ago" : "-",
            m.last_resolved_model.empty() ? "-" : m.last_resolved_model});
   }
   t.Print(io.out, {false, true, true, true, true, true, false});
-  if (corrupt > 0) {
-    io.err << "llmcache: " << corrupt
-           << " corrupt entries were skipped (run `llmcache verify`)\n";
-  }
   return kExitOk;
 }
 
@@ -413,11 +414,15 @@ int Ls(const std::string& db, const LsArgs& args, const Io& io) {
   };
   std::vector<Row> rows;
   uint64_t corrupt = 0;
-  Status s = cache->ForEachEntry(
-      args.model,
+  // Newest first from the time index: the walk stops one entry past the
+  // limit (which tells whether the listing is truncated), so it reads what
+  // is printed, not the database.
+  const uint64_t want = args.limit == 0 ? 0 : args.limit + 1;
+  Status s = cache->ForEachEntryByAge(
+      args.model, /*newest_first=*/true,
       [&](const EntryView& v) {
         rows.push_back(Row{v.digest, v.entry.meta, v.stored_bytes});
-        return true;
+        return want == 0 || rows.size() < want;
       },
       [&](std::string_view key, const Status& st) {
         ++corrupt;
@@ -428,14 +433,25 @@ int Ls(const std::string& db, const LsArgs& args, const Io& io) {
     io.err << "llmcache: " << s << "\n";
     return kExitFailure;
   }
-  std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) {
-    if (a.meta.created_ms != b.meta.created_ms) {
-      return a.meta.created_ms > b.meta.created_ms;
+  const bool truncated = want != 0 && rows.size() >= want;
+  if (truncated) rows.resize(args.limit);
+  // The total of a truncated listing is the statistics' entry count (the
+  // entries were not all read); at least one more than printed.
+  uint64_t total = rows.size();
+  if (truncated) {
+    uint64_t counted = 0;
+    if (Result<CacheStats> stats = cache->GetStats(); stats.ok()) {
+      if (!args.model) {
+        counted = stats->entries;
+      } else {
+        const std::string_view base = BaseModel(*args.model);
+        for (const ModelStats& m : stats->models) {
+          if (m.model == base) counted = m.entries;
+        }
+      }
     }
-    return a.digest < b.digest;
-  });
-  const size_t total = rows.size();
-  if (args.limit > 0 && rows.size() > args.limit) rows.resize(args.limit);
+    total = std::max<uint64_t>(counted, rows.size() + 1);
+  }
   const int64_t now = NowMs();
   if (args.json) {
     json::array a;
@@ -455,7 +471,7 @@ int Ls(const std::string& db, const LsArgs& args, const Io& io) {
     }
     PrintJsonLine(json::object{{"entries", std::move(a)},
                                {"total", total},
-                               {"truncated", total > rows.size()}},
+                               {"truncated", truncated}},
                   io.out);
   } else {
     Table t({"KEY", "ENDPOINT", "MODEL", "AGE", "TTL LEFT", "SIZE", "TOKENS"});
@@ -469,7 +485,7 @@ int Ls(const std::string& db, const LsArgs& args, const Io& io) {
     }
     t.Print(io.out, {false, false, false, true, true, true, true});
   }
-  if (total > rows.size()) {
+  if (truncated) {
     io.err << "(" << rows.size() << " of " << total
            << " entries; --limit 0 lists all)\n";
   }
@@ -620,46 +636,69 @@ int Purge(const std::string& db, const PurgeArgs& args, const Io& io) {
   }
   uint64_t removed = 0;
   Status s;
+  const auto start = std::chrono::steady_clock::now();
   if (selector->kind != PurgeKind::kOlderThan) {
     Result<uint64_t> n = llmcache::Purge(*cache, *selector);
     s = n.status();
     if (n.ok()) removed = *n;
   } else {
-    // Scan, then remove one by one: slower than the engine's time-index walk
-    // but it can show progress on a large database.
-    Result<CacheStats> st = cache->GetStats();
-    const uint64_t total = st.ok() ? st->entries : 0;
+    // The creation times of the old entries, oldest first from the time
+    // index (the walk stops at the first young entry: it costs the old
+    // entries, not the database); then the engine's purge by age, in steps
+    // of increasing age so that the bar moves. The last step is the
+    // selector itself: what it removes is exactly what it says. (Few steps:
+    // each walks the index records the previous ones deleted again.)
     const int64_t cutoff = NowMs() - selector->age_ms;
-    std::vector<Digest> old;
+    std::vector<int64_t> created;
     {
-      Progress scan(io.err, io.stderr_is_tty, "scanning", total);
-      s = cache->ForEachEntry(
-          std::nullopt,
+      Progress scan(io.err, io.stderr_is_tty, "scanning");
+      s = cache->ForEachEntryByAge(
+          std::nullopt, /*newest_first=*/false,
           [&](const EntryView& v) {
-            if (v.entry.meta.created_ms < cutoff) old.push_back(v.digest);
+            if (v.entry.meta.created_ms >= cutoff) return false;
+            created.push_back(v.entry.meta.created_ms);
             scan.Add();
             return true;
           },
           [&](std::string_view, const Status&) { scan.Add(); });
     }
-    Progress purge(io.err, io.stderr_is_tty, "purging", old.size());
-    for (size_t i = 0; s.ok() && i < old.size(); ++i) {
-      Result<bool> gone = cache->PurgeKey(old[i]);
-      s = gone.status();
-      if (gone.ok() && *gone) ++removed;
-      purge.Update(i + 1);
+    Progress purge(io.err, io.stderr_is_tty, "purging", created.size());
+    const size_t step = std::max<size_t>(4096, created.size() / 20);
+    for (size_t i = step; s.ok() && i < created.size(); i += step) {
+      // Entries created before created[i]: the next `step` oldest.
+      Result<uint64_t> n = cache->PurgeOlderThan(NowMs() - created[i]);
+      s = n.status();
+      if (n.ok()) removed += *n;
+      purge.Update(removed);
+    }
+    if (s.ok()) {
+      Result<uint64_t> n = cache->PurgeOlderThan(selector->age_ms);
+      s = n.status();
+      if (n.ok()) removed += *n;
+      purge.Update(removed);
     }
   }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
   if (!s.ok()) {
     io.err << "llmcache purge: " << s << " (after removing " << removed
            << " entries)\n";
     return kExitFailure;
   }
+  const bool rated = selector->kind == PurgeKind::kOlderThan;
   if (args.json) {
-    PrintJsonLine(json::object{{"removed", removed}, {"what", what}}, io.out);
+    json::object o{{"removed", removed}, {"what", what}};
+    if (rated) {
+      o["seconds"] = seconds;
+      o["entries_per_second"] = EntriesPerSecond(removed, seconds);
+    }
+    PrintJsonLine(o, io.out);
   } else {
     io.out << "removed " << removed << (removed == 1 ? " entry" : " entries")
-           << " (" << what << ")\n";
+           << " (" << what << ")";
+    if (rated) io.out << " in " << RateText(removed, seconds);
+    io.out << "\n";
   }
   return kExitOk;
 }

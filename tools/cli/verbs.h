@@ -19,7 +19,8 @@ namespace llmcache::cli {
 // `stats`: totals, bypasses by reason, savings; and per model.
 int Stats(const std::string& db, bool json, const Io& io);
 
-// `models`: one row per model, with its oldest and newest entry.
+// `models`: one row per model, with its oldest and newest entry (from the
+// ends of the time index: Cache::AgeRanges).
 int Models(const std::string& db, bool json, const Io& io);
 
 struct LsArgs {
@@ -27,7 +28,9 @@ struct LsArgs {
   uint64_t limit = 100;  // 0 = all
   bool json = false;
 };
-// `ls`: entries, newest first (ties by key).
+// `ls`: entries, newest first (ties by key), read from the time index
+// (Cache::ForEachEntryByAge) only as far as the limit: a truncated
+// listing's total is the statistics' entry count.
 int Ls(const std::string& db, const LsArgs& args, const Io& io);
 
 // `show KEY`: one entry's metadata and pretty-printed response.
@@ -63,7 +66,8 @@ struct PurgeArgs {
   bool yes = false;
   bool json = false;
 };
-// `purge`: exactly one selector.
+// `purge`: exactly one selector. --older-than shows progress and reports
+// its rate.
 int Purge(const std::string& db, const PurgeArgs& args, const Io& io);
 
 // The shared tier (Redis / Redis Cluster) for `stats`, `models` and
@@ -89,6 +93,12 @@ int SharedStats(const SharedArgs& args, bool per_model_only, bool json,
 // `purge --redis`: --model or --all (a new generation: every instance
 // misses the old entries at once) or --key (DEL).
 int SharedPurge(const SharedArgs& args, const PurgeArgs& purge, const Io& io);
+
+// The rate of a walk over `entries` entries in `seconds` (0 when no time was
+// measured), and "1.25 s, 12345 entries/s" for a verb's final line
+// (export, verify, purge --older-than).
+double EntriesPerSecond(uint64_t entries, double seconds);
+std::string RateText(uint64_t entries, double seconds);
 
 // `compact`: full compaction, space before and after.
 int Compact(const std::string& db, bool json, const Io& io);

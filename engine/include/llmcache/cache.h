@@ -23,6 +23,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -152,6 +153,13 @@ struct EntryView {
   size_t stored_bytes;  // size of the encoded value
 };
 
+// Creation times (Unix milliseconds) of a model's oldest and newest entry.
+struct AgeRange {
+  int64_t oldest_ms = 0;
+  int64_t newest_ms = 0;
+  friend bool operator==(const AgeRange&, const AgeRange&) = default;
+};
+
 class Cache {
  public:
   // Opens (creating if allowed) the cache described by `options`.
@@ -216,6 +224,36 @@ class Cache {
       const std::function<bool(const EntryView&)>& fn,
       const std::function<void(std::string_view key, const Status&)>&
           on_corrupt = nullptr) = 0;
+
+  // Calls `fn` for every entry (of BaseModel(*model) if given), expired ones
+  // included, in creation order: newest first if `newest_first`, else
+  // oldest first; entries created in the same millisecond in ascending
+  // digest order either way. Stops when `fn` returns false. `on_corrupt` as
+  // in ForEachEntry (for the entries the walk reaches).
+  // Cost in persistent mode: the entries visited, not the database. It
+  // walks the creation-time index, which is ordered by time across models:
+  // with `model`, the index records of other models in between are skipped
+  // (their keys are read, their entries are not), and so are records whose
+  // entry is gone (a flushed model's) or was replaced. An expired entry is
+  // listed while its index record lasts: compaction drops the record at
+  // about the time it drops the entry, but the two can go in either order.
+  // The default implementation (memory mode) walks every entry and sorts.
+  virtual Status ForEachEntryByAge(
+      const std::optional<std::string>& model, bool newest_first,
+      const std::function<bool(const EntryView&)>& fn,
+      const std::function<void(std::string_view key, const Status&)>&
+          on_corrupt = nullptr);
+
+  // For each base model of `models`, the creation times of its oldest and
+  // newest entry (expired ones included, as ForEachEntryByAge sees them).
+  // Models without entries are left out of the result.
+  // Cost in persistent mode: index records from each end of the time index
+  // until every model was met (one entry read per model and end, plus one
+  // per stale record of a wanted model on the way). A model that has no
+  // entry costs a scan of the index's keys, so ask for models whose
+  // statistics count entries. The default implementation walks every entry.
+  virtual Result<std::map<std::string, AgeRange, std::less<>>> AgeRanges(
+      const std::vector<std::string>& models);
 
   // Current statistics, including this process's unwritten deltas (an
   // inspection view sees what the owner has written).

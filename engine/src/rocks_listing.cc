@@ -1,0 +1,211 @@
+// RocksCache: entries in creation order (ForEachEntryByAge) and each
+// model's oldest and newest entry (AgeRanges), read from the creation-time
+// index, so that listing the newest entries or the age of each model costs
+// what is read, not the size of the database.
+//
+// The index ("llmcache.time", format.h) is ordered by creation time, then
+// model, then digest, across all models: it has no per-model order, so a
+// walk for one model reads (the keys of) the records of other models in
+// between. A record is only a pointer: its entry may be gone (a flushed
+// model's family was dropped without touching the index; the disk budget or
+// a purge raced with the walk) or may have been written again at another
+// time (its new record is elsewhere in the index). Each record is therefore
+// checked against the entry's own creation time before it is reported.
+
+#include <rocksdb/db.h>
+#include <rocksdb/snapshot.h>
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+
+#include "format.h"
+#include "rocks_cache.h"
+#include "rocks_schema.h"
+#include "rocks_status.h"
+
+namespace llmcache {
+namespace {
+
+// A parsed time-index key; `model` points into the key.
+struct IndexRecord {
+  int64_t created_ms = 0;
+  std::string_view model;
+  Digest digest{};
+};
+
+// False for a key that is not an index key (never written by llmcache;
+// skipped as WalkTimeIndex skips it).
+bool ParseIndexKey(std::string_view k, IndexRecord* r) {
+  if (k.size() < 8 + 1 + kDigestSize) return false;
+  r->created_ms = static_cast<int64_t>(ReadBigEndian64(k.data()));
+  std::string_view rest = k.substr(8);
+  if (!ConsumeModelPrefix(&rest, &r->model) || rest.size() != kDigestSize) {
+    return false;
+  }
+  std::memcpy(r->digest.data(), rest.data(), kDigestSize);
+  return true;
+}
+
+}  // namespace
+
+rocksdb::ReadOptions RocksCache::ListingReadOptions(
+    std::unique_ptr<rocksdb::ManagedSnapshot>* snapshot) {
+  rocksdb::ReadOptions ro;
+  // A read-only instance (recovery's fallback) does not change either.
+  if (!secondary_ && !read_only_) {
+    *snapshot = std::make_unique<rocksdb::ManagedSnapshot>(db_.get());
+    ro.snapshot = (*snapshot)->snapshot();
+  }
+  return ro;
+}
+
+Result<RocksCache::Indexed> RocksCache::ReadIndexedEntry(
+    const rocksdb::ReadOptions& ro, int64_t created_ms, std::string_view model,
+    const Digest& d, Entry* out, size_t* stored_bytes, Status* corrupt) {
+  std::shared_ptr<Family> f = FamilyFor(model);
+  if (!f) return Indexed::kGone;
+  rocksdb::PinnableSlice v;
+  rocksdb::Status s = db_->Get(ro, f->handle, EntryKey(*f, model, d), &v);
+  if (s.IsNotFound()) return Indexed::kGone;
+  if (!s.ok()) return FromRocks(s, path_, "reading an indexed entry");
+  // Read through a handle a concurrent flush dropped: the entry is gone.
+  if (f->dropped.load(std::memory_order_acquire)) return Indexed::kGone;
+  int64_t created = 0, expires = 0;
+  const bool peeked = PeekEntryTimes(ToView(v), &created, &expires);
+  if (peeked && created != created_ms) return Indexed::kGone;  // replaced
+  if (out == nullptr) return peeked ? Indexed::kLive : Indexed::kGone;
+  // A value whose times cannot be read does not decode either: reported as
+  // corrupt, as ForEachEntry reports it.
+  Status decoded = DecodeEntry(ToView(v), out);
+  if (!decoded.ok()) {
+    if (corrupt != nullptr) *corrupt = std::move(decoded);
+    return Indexed::kCorrupt;
+  }
+  if (stored_bytes != nullptr) *stored_bytes = v.size();
+  return Indexed::kLive;
+}
+
+Status RocksCache::ForEachEntryByAge(
+    const std::optional<std::string>& model, bool newest_first,
+    const std::function<bool(const EntryView&)>& fn,
+    const std::function<void(std::string_view, const Status&)>& on_corrupt) {
+  DbLock db_lock(this);
+  LLMCACHE_RETURN_IF_ERROR(db_lock.status());
+  std::optional<std::string> base;
+  if (model) base = std::string(BaseModel(*model));
+  std::unique_ptr<rocksdb::ManagedSnapshot> snapshot;
+  const rocksdb::ReadOptions ro = ListingReadOptions(&snapshot);
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, time_cf_));
+
+  // The records of one millisecond are reported in digest order (the index
+  // orders them by model first): collected, sorted, then read.
+  struct Pending {
+    Digest digest;
+    std::string model;
+  };
+  std::vector<Pending> group;
+  int64_t group_ms = 0;
+  bool stopped = false;
+  Entry entry;
+  auto report_group = [&]() -> Status {
+    std::sort(group.begin(), group.end(),
+              [](const Pending& a, const Pending& b) {
+                if (a.digest != b.digest) return a.digest < b.digest;
+                return a.model < b.model;
+              });
+    for (const Pending& p : group) {
+      size_t bytes = 0;
+      Status why;
+      LLMCACHE_ASSIGN_OR_RETURN(
+          Indexed state, ReadIndexedEntry(ro, group_ms, p.model, p.digest,
+                                          &entry, &bytes, &why));
+      if (state == Indexed::kGone) continue;
+      if (state == Indexed::kCorrupt) {
+        const std::string name = DigestToHex(p.digest);
+        if (!on_corrupt) return why.WithContext("entry " + name);
+        on_corrupt(name, why);
+        continue;
+      }
+      if (!fn(EntryView{p.digest, p.model, entry, bytes})) {
+        stopped = true;
+        break;
+      }
+    }
+    group.clear();
+    return Status();
+  };
+
+  if (newest_first) {
+    it->SeekToLast();
+  } else {
+    it->SeekToFirst();
+  }
+  for (; it->Valid(); newest_first ? it->Prev() : it->Next()) {
+    IndexRecord r;
+    if (!ParseIndexKey(ToView(it->key()), &r)) continue;
+    if (base && r.model != *base) continue;
+    if (!group.empty() && r.created_ms != group_ms) {
+      LLMCACHE_RETURN_IF_ERROR(report_group());
+      if (stopped) return Status();
+    }
+    group_ms = r.created_ms;
+    group.push_back(Pending{r.digest, std::string(r.model)});
+  }
+  LLMCACHE_RETURN_IF_ERROR(
+      FromRocks(it->status(), path_, "walking the time index"));
+  return report_group();
+}
+
+Result<std::map<std::string, AgeRange, std::less<>>> RocksCache::AgeRanges(
+    const std::vector<std::string>& models) {
+  DbLock db_lock(this);
+  LLMCACHE_RETURN_IF_ERROR(db_lock.status());
+  std::set<std::string, std::less<>> pending;
+  for (const std::string& m : models) pending.emplace(BaseModel(m));
+  std::map<std::string, AgeRange, std::less<>> ranges;
+  std::unique_ptr<rocksdb::ManagedSnapshot> snapshot;
+  const rocksdb::ReadOptions ro = ListingReadOptions(&snapshot);
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, time_cf_));
+
+  // From one end of the index until every pending model's first live
+  // record was met; `found` records it.
+  auto walk = [&](bool from_oldest,
+                  const std::function<void(std::string_view, int64_t)>& found)
+      -> Status {
+    if (from_oldest) {
+      it->SeekToFirst();
+    } else {
+      it->SeekToLast();
+    }
+    for (; it->Valid() && !pending.empty();
+         from_oldest ? it->Next() : it->Prev()) {
+      IndexRecord r;
+      if (!ParseIndexKey(ToView(it->key()), &r)) continue;
+      auto p = pending.find(r.model);
+      if (p == pending.end()) continue;
+      LLMCACHE_ASSIGN_OR_RETURN(
+          Indexed state, ReadIndexedEntry(ro, r.created_ms, r.model, r.digest,
+                                          nullptr, nullptr, nullptr));
+      if (state != Indexed::kLive) continue;
+      found(r.model, r.created_ms);
+      pending.erase(p);
+    }
+    return FromRocks(it->status(), path_, "walking the time index");
+  };
+
+  LLMCACHE_RETURN_IF_ERROR(walk(true, [&](std::string_view m, int64_t c) {
+    ranges.emplace(std::string(m), AgeRange{c, c});
+  }));
+  // Only the models met have a newest entry to find (under the snapshot,
+  // or in an inspection view, the index cannot have changed since).
+  pending.clear();
+  for (const auto& [m, range] : ranges) pending.insert(m);
+  LLMCACHE_RETURN_IF_ERROR(walk(false, [&](std::string_view m, int64_t c) {
+    auto r = ranges.find(m);
+    if (r != ranges.end()) r->second.newest_ms = c;
+  }));
+  return ranges;
+}
+
+}  // namespace llmcache

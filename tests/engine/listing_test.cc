@@ -1,0 +1,405 @@
+// Cache::ForEachEntryByAge and Cache::AgeRanges: entries in creation order
+// and each model's oldest and newest entry, from the time index in
+// persistent mode and by sorting in memory mode. Every listing is checked
+// against what a full walk (ForEachEntry) sorted by hand gives.
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "llmcache/cache.h"
+#include "llmcache/clock.h"
+#include "rocks_cache.h"
+#include "testing/status_matchers.h"
+#include "testing/temp_dir.h"
+#include "testing/test_cache.h"
+#include "testing/test_keys.h"
+
+namespace llmcache {
+namespace {
+
+using ::llmcache::testing::TempDir;
+using ::llmcache::testing::TestKey;
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+using ::testing::Pair;
+
+// One listed entry: creation time, base model, digest.
+struct Listed {
+  int64_t created_ms;
+  std::string model;
+  Digest digest;
+  friend bool operator==(const Listed&, const Listed&) = default;
+};
+
+void PrintTo(const Listed& l, std::ostream* os) {
+  *os << "{" << l.created_ms << ", " << l.model << ", "
+      << DigestToHex(l.digest).substr(0, 8) << "}";
+}
+
+// ForEachEntryByAge's answer, stopping after `limit` entries (0: all).
+std::vector<Listed> ByAge(Cache& cache, const std::optional<std::string>& model,
+                          bool newest_first, size_t limit = 0) {
+  std::vector<Listed> out;
+  Status s =
+      cache.ForEachEntryByAge(model, newest_first, [&](const EntryView& v) {
+        EXPECT_EQ(std::string(BaseModel(v.entry.meta.model)), v.base_model);
+        EXPECT_EQ(v.stored_bytes, StoredSize(v.entry));
+        out.push_back(Listed{v.entry.meta.created_ms, std::string(v.base_model),
+                             v.digest});
+        return limit == 0 || out.size() < limit;
+      });
+  EXPECT_OK(s);
+  return out;
+}
+
+// What ForEachEntryByAge must give: a full walk, sorted (ties by digest).
+std::vector<Listed> Expected(Cache& cache,
+                             const std::optional<std::string>& model,
+                             bool newest_first) {
+  std::vector<Listed> out;
+  EXPECT_OK(cache.ForEachEntry(model, [&](const EntryView& v) {
+    out.push_back(
+        Listed{v.entry.meta.created_ms, std::string(v.base_model), v.digest});
+    return true;
+  }));
+  std::sort(out.begin(), out.end(), [&](const Listed& a, const Listed& b) {
+    if (a.created_ms != b.created_ms) {
+      return newest_first ? a.created_ms > b.created_ms
+                          : a.created_ms < b.created_ms;
+    }
+    return a.digest < b.digest;
+  });
+  return out;
+}
+
+// Oldest and newest per model from a full walk.
+std::map<std::string, AgeRange, std::less<>> FullWalkRanges(Cache& cache) {
+  std::map<std::string, AgeRange, std::less<>> ranges;
+  EXPECT_OK(cache.ForEachEntry(std::nullopt, [&](const EntryView& v) {
+    const int64_t c = v.entry.meta.created_ms;
+    auto [it, added] =
+        ranges.try_emplace(std::string(v.base_model), AgeRange{c, c});
+    if (!added) {
+      it->second.oldest_ms = std::min(it->second.oldest_ms, c);
+      it->second.newest_ms = std::max(it->second.newest_ms, c);
+    }
+    return true;
+  }));
+  return ranges;
+}
+
+std::vector<std::string> Keys(
+    const std::map<std::string, AgeRange, std::less<>>& m) {
+  std::vector<std::string> keys;
+  for (const auto& [k, v] : m) keys.push_back(k);
+  return keys;
+}
+
+// Runs every test on a persistent cache (two model families, so a third
+// model lands in the overflow family) and on a memory one.
+class ListingTest : public ::testing::TestWithParam<bool> {
+ protected:
+  static constexpr int64_t kStart = 1'700'000'000'000;
+
+  void SetUp() override {
+    clock_.Set(kStart);
+    cache_ = Open(GetParam());
+  }
+
+  bool persistent() const { return GetParam(); }
+
+  std::unique_ptr<Cache> Open(bool persistent_mode) {
+    CacheOptions o;
+    if (persistent_mode) {
+      o = testing::TestCacheOptions(
+          dir_.path() + "/db" + std::to_string(opened_++), &clock_);
+      o.max_model_column_families = 2;
+    }
+    o.clock = &clock_;
+    auto c = Cache::Open(o);
+    EXPECT_OK(c.status());
+    return c.ok() ? std::move(*c) : nullptr;
+  }
+
+  // Three models ("m/c" in the overflow family when persistent), entries at
+  // distinct times and several in the same millisecond.
+  static void Fill(Cache& c, FakeClock& clock) {
+    for (int i = 0; i < 30; ++i) {
+      const std::string model = i % 3 == 0   ? "m/a"
+                                : i % 3 == 1 ? "m/b:variant"
+                                             : "m/c";
+      ASSERT_OK(c.Insert(TestKey(model, static_cast<uint64_t>(i)), "{}", {}));
+      if (i % 4 != 0) clock.Advance(7);  // groups of equal creation times
+    }
+  }
+
+  FakeClock clock_;
+  TempDir dir_;
+  int opened_ = 0;
+  std::unique_ptr<Cache> cache_;
+};
+
+TEST_P(ListingTest, NewestAndOldestFirstAcrossModelsAndPerModel) {
+  ASSERT_NO_FATAL_FAILURE(Fill(*cache_, clock_));
+  const std::vector<Listed> newest = ByAge(*cache_, std::nullopt, true);
+  ASSERT_EQ(newest.size(), 30u);
+  EXPECT_EQ(newest, Expected(*cache_, std::nullopt, true));
+  EXPECT_EQ(ByAge(*cache_, std::nullopt, false),
+            Expected(*cache_, std::nullopt, false));
+  // The same millisecond holds entries of several models: their digests
+  // decide, not the index's model order.
+  EXPECT_EQ(newest.back().created_ms, newest[newest.size() - 2].created_ms);
+
+  for (const char* name : {"m/a", "m/b", "m/b:variant", "m/c"}) {
+    const std::string model = name;
+    const std::vector<Listed> one = ByAge(*cache_, model, true);
+    EXPECT_EQ(one.size(), 10u) << model;
+    EXPECT_EQ(one, Expected(*cache_, model, true)) << model;
+    EXPECT_EQ(ByAge(*cache_, model, false), Expected(*cache_, model, false))
+        << model;
+  }
+  EXPECT_THAT(ByAge(*cache_, std::string("m/none"), true), IsEmpty());
+}
+
+TEST_P(ListingTest, StopsWhereTheCallbackSays) {
+  ASSERT_NO_FATAL_FAILURE(Fill(*cache_, clock_));
+  const std::vector<Listed> all = Expected(*cache_, std::nullopt, true);
+  for (size_t limit : {1u, 2u, 5u, 29u}) {
+    const std::vector<Listed> some = ByAge(*cache_, std::nullopt, true, limit);
+    ASSERT_EQ(some.size(), limit);
+    EXPECT_TRUE(std::equal(some.begin(), some.end(), all.begin())) << limit;
+  }
+  const std::vector<Listed> c = ByAge(*cache_, std::string("m/c"), false, 3);
+  const std::vector<Listed> c_all =
+      Expected(*cache_, std::string("m/c"), false);
+  ASSERT_EQ(c.size(), 3u);
+  EXPECT_TRUE(std::equal(c.begin(), c.end(), c_all.begin()));
+}
+
+TEST_P(ListingTest, ExpiredEntriesAreListedUntilCompactionRemovesThem) {
+  InsertOptions short_lived;
+  short_lived.ttl_ms = 1'000;
+  ASSERT_OK(cache_->Insert(TestKey("m/a", 1), "{}", {}));
+  clock_.Advance(10);
+  ASSERT_OK(cache_->Insert(TestKey("m/a", 2), "{}", short_lived));
+  clock_.Advance(5'000);
+  // Expired, not yet compacted: listed as ForEachEntry (and so `ls`) sees
+  // it.
+  const std::vector<Listed> listed = ByAge(*cache_, std::nullopt, true);
+  ASSERT_EQ(listed.size(), 2u);
+  EXPECT_EQ(listed[0].digest, TestKey("m/a", 2).digest);
+  EXPECT_EQ(listed, Expected(*cache_, std::nullopt, true));
+  ASSERT_OK(cache_->Compact());
+  EXPECT_EQ(ByAge(*cache_, std::nullopt, true),
+            Expected(*cache_, std::nullopt, true));
+  if (persistent()) {
+    ASSERT_EQ(ByAge(*cache_, std::nullopt, true).size(), 1u);
+  }
+}
+
+TEST_P(ListingTest, ReplacedEntryAppearsOnceAtItsNewTime) {
+  const RequestKey k = TestKey("m/a", 1);
+  ASSERT_OK(cache_->Insert(k, "{\"v\":1}", {}));
+  clock_.Advance(10);
+  ASSERT_OK(cache_->Insert(TestKey("m/a", 2), "{}", {}));
+  clock_.Advance(10);
+  ASSERT_OK(cache_->Insert(k, "{\"v\":2}", {}));
+  std::vector<Listed> listed = ByAge(*cache_, std::nullopt, true);
+  ASSERT_EQ(listed.size(), 2u);
+  EXPECT_EQ(listed[0], (Listed{kStart + 20, "m/a", k.digest}));
+  EXPECT_EQ(listed[1].digest, TestKey("m/a", 2).digest);
+
+  // Written again with an older creation time (as an import does): once, at
+  // that time.
+  InsertOptions imported;
+  imported.created_ms = kStart - 1'000;
+  ASSERT_OK(cache_->Insert(k, "{\"v\":3}", imported));
+  listed = ByAge(*cache_, std::nullopt, false);
+  ASSERT_EQ(listed.size(), 2u);
+  EXPECT_EQ(listed[0], (Listed{kStart - 1'000, "m/a", k.digest}));
+  EXPECT_EQ(listed, Expected(*cache_, std::nullopt, false));
+  auto ranges = cache_->AgeRanges({"m/a"});
+  ASSERT_OK(ranges);
+  EXPECT_THAT(*ranges,
+              ElementsAre(Pair("m/a", AgeRange{kStart - 1'000, kStart + 10})));
+}
+
+TEST_P(ListingTest, PurgedAndFlushedEntriesAreNotListed) {
+  ASSERT_NO_FATAL_FAILURE(Fill(*cache_, clock_));
+  auto gone = cache_->PurgeKey(TestKey("m/a", 0).digest);
+  ASSERT_OK(gone);
+  EXPECT_TRUE(*gone);
+  // m/b has its own family (dropped) and m/c is in the overflow family (a
+  // deleted range): both leave their index records behind.
+  ASSERT_OK(cache_->FlushModel("m/b"));
+  ASSERT_OK(cache_->FlushModel("m/c"));
+  const std::vector<Listed> listed = ByAge(*cache_, std::nullopt, true);
+  EXPECT_EQ(listed.size(), 9u);
+  EXPECT_EQ(listed, Expected(*cache_, std::nullopt, true));
+  for (const Listed& l : listed) EXPECT_EQ(l.model, "m/a");
+  EXPECT_THAT(ByAge(*cache_, std::string("m/b"), true), IsEmpty());
+  EXPECT_THAT(ByAge(*cache_, std::string("m/c"), false), IsEmpty());
+  auto ranges = cache_->AgeRanges({"m/a", "m/b", "m/c"});
+  ASSERT_OK(ranges);
+  EXPECT_EQ(*ranges, FullWalkRanges(*cache_));
+  EXPECT_THAT(Keys(*ranges), ElementsAre("m/a"));
+
+  // A flushed model written again: only its new entries.
+  clock_.Advance(100);
+  ASSERT_OK(cache_->Insert(TestKey("m/c", 100), "{}", {}));
+  EXPECT_THAT(ByAge(*cache_, std::string("m/c"), true),
+              ElementsAre(Listed{clock_.NowMillis(), "m/c",
+                                 TestKey("m/c", 100).digest}));
+
+  ASSERT_OK(cache_->FlushAll());
+  EXPECT_THAT(ByAge(*cache_, std::nullopt, true), IsEmpty());
+  ranges = cache_->AgeRanges({"m/a", "m/c"});
+  ASSERT_OK(ranges);
+  EXPECT_THAT(*ranges, IsEmpty());
+}
+
+TEST_P(ListingTest, AgeRangesMatchAFullWalk) {
+  ASSERT_NO_FATAL_FAILURE(Fill(*cache_, clock_));
+  InsertOptions old;
+  old.created_ms = kStart - 86'400'000;
+  ASSERT_OK(cache_->Insert(TestKey("m/c", 99), "{}", old));
+  auto ranges = cache_->AgeRanges({"m/a", "m/b:variant", "m/c", "m/none"});
+  ASSERT_OK(ranges);
+  EXPECT_EQ(*ranges, FullWalkRanges(*cache_));
+  EXPECT_EQ(ranges->at("m/c").oldest_ms, kStart - 86'400'000);
+  // Only the models asked for.
+  ranges = cache_->AgeRanges({"m/b"});
+  ASSERT_OK(ranges);
+  EXPECT_THAT(Keys(*ranges), ElementsAre("m/b"));
+  EXPECT_EQ(ranges->at("m/b"), FullWalkRanges(*cache_).at("m/b"));
+  ranges = cache_->AgeRanges({});
+  ASSERT_OK(ranges);
+  EXPECT_THAT(*ranges, IsEmpty());
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, ListingTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& p) {
+                           return p.param ? "Persistent" : "Memory";
+                         });
+
+// The same writes give the same listings in both modes.
+TEST(ListingModesTest, MemoryModeListsAsPersistentModeDoes) {
+  FakeClock clock(1'700'000'000'000);
+  TempDir dir;
+  CacheOptions po = testing::TestCacheOptions(dir.path() + "/db", &clock);
+  po.max_model_column_families = 1;
+  CacheOptions mo;
+  mo.clock = &clock;
+  auto persistent = Cache::Open(po);
+  auto memory = Cache::Open(mo);
+  ASSERT_OK(persistent);
+  ASSERT_OK(memory);
+  for (Cache* c : {persistent->get(), memory->get()}) {
+    clock.Set(1'700'000'000'000);
+    for (int i = 0; i < 40; ++i) {
+      const std::string model = i % 2 == 0 ? "m/x" : "m/y:v";
+      InsertOptions io;
+      if (i % 5 == 0) io.ttl_ms = 50;
+      ASSERT_OK(
+          c->Insert(TestKey(model, static_cast<uint64_t>(i % 30)), "{}", io));
+      if (i % 3 != 0) clock.Advance(11);
+    }
+    ASSERT_OK(c->PurgeKey(TestKey("m/x", 4).digest).status());
+  }
+  for (const std::optional<std::string>& model :
+       {std::optional<std::string>(), std::optional<std::string>("m/x"),
+        std::optional<std::string>("m/y")}) {
+    for (bool newest_first : {true, false}) {
+      const std::vector<Listed> p = ByAge(**persistent, model, newest_first);
+      EXPECT_EQ(p, ByAge(**memory, model, newest_first));
+      EXPECT_FALSE(p.empty());
+    }
+  }
+  auto pr = (*persistent)->AgeRanges({"m/x", "m/y"});
+  auto mr = (*memory)->AgeRanges({"m/x", "m/y"});
+  ASSERT_OK(pr);
+  ASSERT_OK(mr);
+  EXPECT_EQ(*pr, *mr);
+  EXPECT_EQ(pr->size(), 2u);
+}
+
+// An inspection view (how the CLI reads beside a live owner) lists what the
+// owner wrote, as of its last CatchUp.
+TEST(ListingInspectionTest, InspectionViewListsTheOwnersEntries) {
+  FakeClock clock(1'700'000'000'000);
+  TempDir dir;
+  const std::string path = dir.path() + "/db";
+  auto owner = testing::OpenTestCache(path, &clock);
+  ASSERT_OK(owner);
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_OK((*owner)->Insert(TestKey(i % 2 ? "m/a" : "m/b", i), "{}", {}));
+    clock.Advance(3);
+  }
+  InspectOptions io;
+  io.path = path;
+  io.clock = &clock;
+  auto view = Cache::Inspect(io);
+  ASSERT_OK(view);
+  EXPECT_EQ(ByAge(**view, std::nullopt, true),
+            ByAge(**owner, std::nullopt, true));
+  EXPECT_EQ(ByAge(**view, std::nullopt, true).size(), 10u);
+
+  ASSERT_OK((*owner)->Insert(TestKey("m/new", 1), "{}", {}));
+  ASSERT_OK((*owner)->PurgeKey(TestKey("m/a", 1).digest).status());
+  ASSERT_OK((**view).CatchUp());
+  const std::vector<Listed> listed = ByAge(**view, std::nullopt, true, 1);
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0].model, "m/new");
+  EXPECT_EQ(ByAge(**view, std::nullopt, false),
+            ByAge(**owner, std::nullopt, false));
+  auto ranges = (*view)->AgeRanges({"m/a", "m/b", "m/new"});
+  ASSERT_OK(ranges);
+  EXPECT_EQ(*ranges, FullWalkRanges(**owner));
+}
+
+// An entry that does not decode is reported (or fails the walk), as
+// ForEachEntry reports it; the walk goes on past it.
+TEST(ListingCorruptionTest, CorruptEntryIsReported) {
+  FakeClock clock(1'700'000'000'000);
+  TempDir dir;
+  auto opened = testing::OpenTestCache(dir.path() + "/db", &clock);
+  ASSERT_OK(opened);
+  auto& rocks = dynamic_cast<RocksCache&>(**opened);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_OK(rocks.Insert(TestKey("m/a", i), "{}", {}));
+    clock.Advance(5);
+  }
+  const RequestKey bad = TestKey("m/a", 1);
+  ASSERT_OK(rocks.PutRawForTest(
+      "m/a", std::string(reinterpret_cast<const char*>(bad.digest.data()), 32),
+      "\x01garbage"));
+  std::vector<std::string> corrupt;
+  int listed = 0;
+  ASSERT_OK(rocks.ForEachEntryByAge(
+      std::nullopt, true,
+      [&](const EntryView&) {
+        ++listed;
+        return true;
+      },
+      [&](std::string_view key, const Status& s) {
+        corrupt.emplace_back(key);
+        EXPECT_EQ(s.code(), StatusCode::kDataLoss);
+      }));
+  EXPECT_EQ(listed, 2);
+  EXPECT_THAT(corrupt, ElementsAre(bad.Hex()));
+  Cache& cache = rocks;  // the default on_corrupt: none
+  EXPECT_THAT(cache.ForEachEntryByAge(std::nullopt, true,
+                                      [](const EntryView&) { return true; }),
+              testing::StatusIs(StatusCode::kDataLoss));
+}
+
+}  // namespace
+}  // namespace llmcache
