@@ -240,4 +240,40 @@ std::string MakeCompletion(uint64_t i, size_t bytes) {
   return body;
 }
 
+std::string MakeEnglishCompletion(uint64_t i, size_t bytes) {
+  Rng rng(i ^ 0x636F6D706C657465ull);  // "complete"
+  constexpr std::string_view kAlnum =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  std::string id = "chatcmpl-";
+  for (int k = 0; k < 29; ++k) id += kAlnum[rng.Next() % kAlnum.size()];
+  std::string fingerprint = "fp_";
+  for (int k = 0; k < 10; ++k) {
+    fingerprint += "0123456789abcdef"[rng.Next() % 16];
+  }
+  const uint64_t prompt_tokens = rng.Between(20, 4000);
+  const uint64_t completion_tokens = rng.Between(50, 400);
+
+  std::string head = R"({"id":")" + id +
+                     R"(","object":"chat.completion","created":)" +
+                     std::to_string(1'735'000'000 + i * 7) + R"(,"model":")" +
+                     std::string(kModels[rng.Next() % kModels.size()]) +
+                     R"(","choices":[{"index":0,"message":{"role":)"
+                     R"("assistant","content":")";
+  std::string tail = R"(","refusal":null},"logprobs":null,"finish_reason":)"
+                     R"("stop"}],"usage":{"prompt_tokens":)" +
+                     std::to_string(prompt_tokens) +
+                     R"(,"completion_tokens":)" +
+                     std::to_string(completion_tokens) + R"(,"total_tokens":)" +
+                     std::to_string(prompt_tokens + completion_tokens) +
+                     R"(},"system_fingerprint":")" + fingerprint + R"("})";
+  const size_t fixed = head.size() + tail.size();
+  const size_t text = bytes > fixed + 1 ? bytes - fixed : 1;
+  std::string out;
+  out.reserve(fixed + text);
+  out += head;
+  AppendProse(rng, text, &out);
+  out += tail;
+  return out;
+}
+
 }  // namespace llmcache::bench

@@ -27,6 +27,14 @@ std::string MakeChatRequest(size_t target_bytes, uint64_t seed);
 // per `i`: the value the store benchmarks insert and look up.
 std::string MakeCompletion(uint64_t i, size_t bytes);
 
+// A stored chat completion in the OpenAI response shape, exactly `bytes`
+// bytes long (at least 512): an `id`, `created`, `model`, one assistant
+// message of English-like prose (varied per `i`: the words and sentence
+// lengths of MakeChatRequest), `usage` and `system_fingerprint`. The
+// scaffolding is the same in every completion and the content is not, as
+// in a real cache: what the compression benchmark measures.
+std::string MakeEnglishCompletion(uint64_t i, size_t bytes);
+
 }  // namespace llmcache::bench
 
 #endif  // LLMCACHE_BENCH_BENCH_DATA_H_

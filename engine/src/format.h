@@ -20,6 +20,10 @@
 //                        file.
 //   "llmcache.overflow"  shared by models beyond the column-family bound
 //                        (CacheOptions::max_model_column_families).
+//   Files of the model and overflow families are written with ZSTD and a
+//   dictionary per file (CacheOptions::compression; before: LZ4, ZSTD at
+//   the bottom level, no dictionary). Each file records its compression, so
+//   files of either kind read; compaction rewrites them with the current one.
 //   A model's entries are in one family: its own if it has one, else the
 //   overflow family. A model with entries in the overflow family gets no
 //   family of its own until they are gone (flushed, purged or expired and

@@ -296,6 +296,15 @@ Result<CacheStats> RocksCache::GetStats() {
   }
   internal::FinishStats(&stats);
   LLMCACHE_ASSIGN_OR_RETURN(stats.disk_bytes, DiskBytes());
+  // The entry families' files alone, beside stats.bytes: the compression
+  // ratio an operator sees (disk_bytes adds the WAL and the other families).
+  for (const auto& f : AllFamilies()) {
+    uint64_t v = 0;
+    if (!f->dropped.load() &&
+        db_->GetIntProperty(f->handle, "rocksdb.live-sst-files-size", &v)) {
+      stats.stored_bytes += v;
+    }
+  }
   if (tier_) {
     stats.memory_tier_entries = tier_->size();
     stats.memory_tier_bytes = tier_->bytes();

@@ -64,6 +64,8 @@ std::string CacheStatsJson(const CacheStats& s) {
   o["entries"] = s.entries;
   o["bytes"] = s.bytes;
   o["disk_bytes"] = s.disk_bytes;
+  o["stored_bytes"] = s.stored_bytes;
+  o["compression_ratio"] = s.compression_ratio();
   o["memory_tier_entries"] = s.memory_tier_entries;
   o["memory_tier_bytes"] = s.memory_tier_bytes;
   o["persistent"] = s.persistent;

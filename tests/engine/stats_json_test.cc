@@ -79,6 +79,7 @@ CacheStats SampleStats() {
   s.entries = 7;
   s.bytes = 8000;
   s.disk_bytes = 9000;
+  s.stored_bytes = 2000;
   s.memory_tier_entries = 12;
   s.memory_tier_bytes = 13000;
   s.persistent = true;
@@ -105,6 +106,8 @@ TEST(StatsJsonTest, CacheStatsHasEveryMemberInOrder) {
                                                "entries",
                                                "bytes",
                                                "disk_bytes",
+                                               "stored_bytes",
+                                               "compression_ratio",
                                                "memory_tier_entries",
                                                "memory_tier_bytes",
                                                "persistent",
@@ -123,6 +126,8 @@ TEST(StatsJsonTest, CacheStatsHasEveryMemberInOrder) {
   EXPECT_EQ(U(o, "entries"), 7u);
   EXPECT_EQ(U(o, "bytes"), 8000u);
   EXPECT_EQ(U(o, "disk_bytes"), 9000u);
+  EXPECT_EQ(U(o, "stored_bytes"), 2000u);
+  EXPECT_DOUBLE_EQ(D(o, "compression_ratio"), 0.25);
   EXPECT_EQ(U(o, "memory_tier_entries"), 12u);
   EXPECT_EQ(U(o, "memory_tier_bytes"), 13000u);
   ASSERT_TRUE(o.at("persistent").is_bool());

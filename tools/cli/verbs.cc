@@ -298,8 +298,12 @@ int Stats(const std::string& db, bool as_json, const Io& io) {
   std::ostream& out = io.out;
   out << "database       " << db << "\n"
       << "entries        " << s.entries << " (" << FormatBytes(s.bytes)
-      << " of responses, " << FormatBytes(s.disk_bytes) << " on disk)\n"
-      << "hits           " << s.hits << "\n"
+      << " of responses, " << FormatBytes(s.disk_bytes) << " on disk)\n";
+  if (s.stored_bytes > 0) {
+    out << "compressed     " << FormatBytes(s.stored_bytes) << " ("
+        << Percent(s.compression_ratio()) << " of the responses' size)\n";
+  }
+  out << "hits           " << s.hits << "\n"
       << "misses         " << s.misses << " (" << s.expired << " expired)\n"
       << "hit rate       " << Percent(s.hit_rate()) << "\n"
       << "bypasses       " << bypass_total;

@@ -110,6 +110,10 @@ struct CacheStats {
   uint64_t entries = 0;     // sum over models
   uint64_t bytes = 0;       // sum over models
   uint64_t disk_bytes = 0;  // live SST + WAL files (persistent mode)
+  // Live SST file bytes of the entry column families (persistent mode): the
+  // entries as stored, compressed, with their keys, indexes and filters.
+  // Entries still in memtables count in `bytes` but not here until flushed.
+  uint64_t stored_bytes = 0;
   uint64_t memory_tier_entries = 0;
   uint64_t memory_tier_bytes = 0;
   bool persistent = false;         // Cache::persistent() of the cache reporting
@@ -118,6 +122,14 @@ struct CacheStats {
   double hit_rate() const {
     const uint64_t n = hits + misses;
     return n == 0 ? 0.0 : static_cast<double>(hits) / static_cast<double>(n);
+  }
+  // stored_bytes / bytes: what the entries take on disk per byte of encoded
+  // value (0.35 = stored in 35% of their size). 0 when either is 0 (memory
+  // mode, an empty store, or nothing flushed yet).
+  double compression_ratio() const {
+    return bytes == 0 || stored_bytes == 0
+               ? 0.0
+               : static_cast<double>(stored_bytes) / static_cast<double>(bytes);
   }
 };
 

@@ -16,6 +16,19 @@ namespace llmcache {
 
 class Clock;
 
+// How the persistent store compresses the files of its entry column families.
+enum class StoreCompression {
+  // ZSTD at every level with a dictionary trained per file from samples of
+  // its own entries: the JSON scaffolding every response repeats is stored
+  // once per file instead of once per block.
+  kZstdDictionary,
+  // LZ4, ZSTD at the bottom level, no dictionary: the layout of databases
+  // written before kZstdDictionary (for comparisons).
+  kLz4,
+  // None (for measuring what compression costs a lookup).
+  kNone,
+};
+
 struct CacheOptions {
   // Directory of the RocksDB database. Empty: memory mode (the memory tier
   // alone; nothing touches disk and nothing survives the process).
@@ -71,6 +84,12 @@ struct CacheOptions {
   // A column family whose files are older than this is recompacted so that
   // expired entries give their space back even if nobody writes. Default: 6 h.
   uint64_t periodic_compaction_seconds = 6 * 3600;
+
+  // Compression of new files of the entry column families. Any setting opens
+  // any database: each file records how it was compressed, and files are
+  // rewritten with the current setting when a compaction (or Compact())
+  // reaches them. Default: kZstdDictionary.
+  StoreCompression compression = StoreCompression::kZstdDictionary;
 
   // Source of time for TTL, expiry checks and the compaction filter. Null =
   // the system clock. Not owned; must outlive the cache. Default: null.

@@ -22,6 +22,9 @@
 //   entries              uint   sum over models
 //   bytes                uint   sum over models (stored value bytes)
 //   disk_bytes           uint   live SST + WAL files (0 in memory mode)
+//   stored_bytes         uint   live SST files of the entry column families
+//                               (0 in memory mode)
+//   compression_ratio    number stored_bytes / bytes; 0 when either is 0
 //   memory_tier_entries  uint
 //   memory_tier_bytes    uint
 //   persistent           bool   CacheStats::persistent
