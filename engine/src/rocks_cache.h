@@ -135,6 +135,9 @@ class RocksCache final : public Cache {
   bool persistent() const override { return true; }
   int64_t default_ttl_ms() const override { return options_.default_ttl_ms; }
   StoreHealth Health() const override;
+  // rocks_ingest.cc.
+  Result<std::unique_ptr<BulkLoader>> NewBulkLoader(
+      const BulkLoadOptions& options) override;
 
   // ---- Test hooks ----
   // Flushes every memtable to SST files.
@@ -159,6 +162,7 @@ class RocksCache final : public Cache {
  private:
   class TtlFilterFactory;
   class ErrorListener;
+  class Loader;  // the BulkLoader (rocks_ingest.cc)
   class DbLock;
   struct Shared;
 

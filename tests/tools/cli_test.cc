@@ -578,6 +578,59 @@ TEST_F(CliTest, ImportSkipsMalformedLinesByNumber) {
   EXPECT_THAT(none.err, HasSubstr("cannot read"));
 }
 
+TEST_F(CliTest, ImportTwiceReplacesWithoutDoubleCounting) {
+  Fill();
+  ASSERT_EQ(Llmcache({"purge", "--db", db_, "--expired"}).exit_code, 0);
+  ProcessResult exp = Llmcache({"export", "--db", db_});
+  ASSERT_EQ(exp.exit_code, 0) << exp.err;
+  const std::string copy = dir_.path() + "/copy";
+  ProcessResult first = Llmcache({"import", "--db", copy, "--json"}, exp.out);
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  json::object o = ParseObject(first.out);
+  EXPECT_EQ(o["imported"].to_number<uint64_t>(), 6u);
+  EXPECT_EQ(o["replaced"].to_number<uint64_t>(), 0u);
+  EXPECT_TRUE(o.contains("seconds"));
+  EXPECT_TRUE(o.contains("entries_per_second"));
+  // The same export again, each line twice: replaces, counts nothing twice.
+  std::string twice;
+  for (size_t at = 0; at < exp.out.size();) {
+    const size_t end = exp.out.find('\n', at) + 1;
+    twice += exp.out.substr(at, end - at) + exp.out.substr(at, end - at);
+    at = end;
+  }
+  ProcessResult again = Llmcache({"import", "--db", copy}, twice);
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_THAT(again.out, HasSubstr("imported 12 entries in "));
+  EXPECT_THAT(again.out, HasSubstr("/s)"));
+  json::object a = ParseObject(Llmcache({"stats", "--db", db_, "--json"}).out);
+  json::object b = ParseObject(Llmcache({"stats", "--db", copy, "--json"}).out);
+  EXPECT_EQ(b["entries"].to_number<uint64_t>(), 6u);
+  EXPECT_EQ(a["bytes"], b["bytes"]);
+  EXPECT_EQ(b["inserts"].to_number<uint64_t>(), 18u);  // every entry imported
+  ASSERT_EQ(a["models"].as_array().size(), b["models"].as_array().size());
+  for (size_t i = 0; i < a["models"].as_array().size(); ++i) {
+    const json::object& ma = a["models"].as_array()[i].as_object();
+    const json::object& mb = b["models"].as_array()[i].as_object();
+    EXPECT_EQ(ma.at("model"), mb.at("model"));
+    EXPECT_EQ(ma.at("entries"), mb.at("entries"));
+    EXPECT_EQ(ma.at("bytes"), mb.at("bytes"));
+    EXPECT_EQ(ma.at("last_resolved_model"), mb.at("last_resolved_model"));
+  }
+  ProcessResult la = Llmcache({"ls", "--db", db_, "--json", "--limit", "0"});
+  ProcessResult lb = Llmcache({"ls", "--db", copy, "--json", "--limit", "0"});
+  EXPECT_EQ(la.out, lb.out);
+  const std::string key = TestKey("anthropic/claude-sonnet-4.5", 1).Hex();
+  json::object sa =
+      ParseObject(Llmcache({"show", "--json", "--db", db_, key}).out);
+  json::object sb =
+      ParseObject(Llmcache({"show", "--json", "--db", copy, key}).out);
+  EXPECT_EQ(sa["response"], sb["response"]);
+  EXPECT_EQ(sa["usage"], sb["usage"]);
+  EXPECT_EQ(sa["created_ms"], sb["created_ms"]);
+  EXPECT_EQ(sa["size"], sb["size"]);
+  EXPECT_EQ(Llmcache({"verify", "--db", copy}).exit_code, 0);
+}
+
 TEST_F(CliTest, VerifyReportsCorruptEntriesByKey) {
   Fill();
   ProcessResult ok = Llmcache({"verify", "--db", db_});

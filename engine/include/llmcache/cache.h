@@ -21,6 +21,7 @@
 #define LLMCACHE_CACHE_H_
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -172,6 +173,60 @@ struct AgeRange {
   friend bool operator==(const AgeRange&, const AgeRange&) = default;
 };
 
+// Bulk loading (Cache::NewBulkLoader): many entries written at once, for
+// imports. The end state is what inserting every entry in the same order
+// would give: the same stored values, time-index records, entry and byte
+// counts per model (an entry that replaces a stored one is not counted
+// twice), column families (created in order of first appearance, up to
+// CacheOptions::max_model_column_families, then the overflow family), last
+// resolved model per model, and `inserts` counts every Add. Entries are not
+// put in the memory tier, and copies there of the keys loaded are dropped.
+struct BulkLoadOptions {
+  // Encoded entries buffered before they are sorted and written as one
+  // batch. A persistent cache writes each batch in the background while the
+  // next one fills, so a loader holds up to twice this. Default: 64 MiB.
+  size_t max_buffer_bytes = size_t{64} << 20;
+};
+
+// All but `added` are counted in persistent mode only.
+struct BulkLoadStats {
+  uint64_t added = 0;     // entries passed to Add
+  uint64_t replaced = 0;  // of those, entries that replaced a stored one
+                          // (or one added earlier in the same load)
+  uint64_t bytes = 0;     // encoded value bytes written
+  uint64_t batches = 0;   // batches written
+  uint64_t files = 0;     // table files ingested
+};
+
+// Persistent mode: entries are buffered, sorted per column family, written
+// as table files (one per column family and batch) and ingested into the
+// database, all column families of a batch at once (atomically, counters
+// included: a crash keeps a batch whole or drops it whole). Memory mode:
+// each Add is an Insert.
+// Not thread-safe: one thread calls Add and Finish. Other threads may use
+// the cache meanwhile; a flush or purge waits for a batch being ingested.
+// Destroying a loader without Finish drops the entries not yet written
+// (batches already written stay). A loader must not outlive its cache.
+class BulkLoader {
+ public:
+  virtual ~BulkLoader() = default;
+  BulkLoader(const BulkLoader&) = delete;
+  BulkLoader& operator=(const BulkLoader&) = delete;
+
+  // Adds an entry, as Cache::Insert would store it. Errors: an invalid
+  // entry (kInvalidArgument; the loader goes on), or the failure of a batch
+  // written in the background (then every later call returns it).
+  virtual Status Add(const RequestKey& key, std::string_view body,
+                     const InsertOptions& options) = 0;
+  // Writes what is buffered and waits for it. Call once.
+  virtual Result<BulkLoadStats> Finish() = 0;
+  // Entries written so far (of batches that were stored).
+  virtual uint64_t stored() const = 0;
+
+ protected:
+  BulkLoader() = default;
+};
+
 class Cache {
  public:
   // Opens (creating if allowed) the cache described by `options`.
@@ -201,6 +256,11 @@ class Cache {
   // never do).
   virtual Status Insert(const RequestKey& key, std::string_view body,
                         const InsertOptions& options) = 0;
+
+  // A loader that stores many entries faster than one Insert each (see
+  // BulkLoader). kFailedPrecondition for an inspection view.
+  virtual Result<std::unique_ptr<BulkLoader>> NewBulkLoader(
+      const BulkLoadOptions& options);
 
   // Counts a request that bypassed the cache.
   virtual void RecordBypass(BypassReason reason) = 0;

@@ -1,0 +1,444 @@
+// Cache::NewBulkLoader: a bulk load leaves the state that inserting the same
+// entries one by one leaves (values, statistics, column families, the time
+// index, expiry), across batches, reloads, replacements and reopening.
+
+#include <gtest/gtest.h>
+#include <rocksdb/db.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "llmcache/cache.h"
+#include "llmcache/clock.h"
+#include "rocks_cache.h"
+#include "testing/status_matchers.h"
+#include "testing/temp_dir.h"
+#include "testing/test_keys.h"
+
+namespace llmcache {
+namespace {
+
+namespace fs = std::filesystem;
+using ::llmcache::testing::StatusIs;
+using ::llmcache::testing::TestKey;
+
+constexpr int kEntries = 10'000;
+constexpr int64_t kHour = 3'600'000;
+
+// Three models get a family of their own (the bound), two more share the
+// overflow family; one is used with a variant.
+const std::vector<std::string> kModels = {"m/a", "m/b", "m/c", "o/d",
+                                          "o/e:beta"};
+
+// One entry to store, with the strings its InsertOptions points at.
+struct Spec {
+  RequestKey key;
+  std::string body;
+  std::string ns;
+  std::string resolved;
+  InsertOptions options;
+};
+
+// Entry `i` of a load; `version` changes the body and creation time (a
+// newer export of the same key).
+Spec MakeSpec(int i, int64_t now_ms, int version = 0) {
+  Spec s;
+  s.key = TestKey(kModels[static_cast<size_t>(i) % kModels.size()],
+                  static_cast<uint64_t>(i));
+  s.body = "{\"n\":" + std::to_string(i) + ",\"v\":" + std::to_string(version) +
+           ",\"pad\":\"" + std::string(static_cast<size_t>(i % 300), 'x') +
+           "\"}";
+  s.ns = i % 4 == 0 ? "team-a" : "";
+  s.resolved = s.key.base_model + "-2025-" + std::to_string(i % 3);
+  s.options.usage.prompt_tokens = static_cast<uint64_t>(i);
+  s.options.usage.completion_tokens = 7;
+  s.options.usage.cost_nanousd = i * 1000;
+  s.options.flags = kEntryFlagImported;
+  switch (i % 3) {
+    case 0:  // explicit times, as an import gives them
+      s.options.created_ms = now_ms - (i % 48) * kHour - version;
+      s.options.expires_ms = s.options.created_ms + 100 * kHour;
+      break;
+    case 1:  // never expires
+      s.options.created_ms = now_ms - (i % 24) * kHour - version;
+      s.options.ttl_ms = 0;
+      break;
+    default:  // created now, default TTL
+      break;
+  }
+  return s;
+}
+
+InsertOptions InsertOptionsOf(const Spec& s) {
+  InsertOptions o = s.options;
+  o.ns = s.ns;
+  o.resolved_model = s.resolved;
+  return o;
+}
+
+class BulkLoadTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    bulk_ = Open(dir_.path() + "/bulk");
+    ref_ = Open(dir_.path() + "/ref");
+  }
+
+  CacheOptions Options(const std::string& path) {
+    CacheOptions o;
+    o.path = path;
+    o.clock = &clock_;
+    o.default_ttl_ms = 10 * kHour;
+    o.maintenance_interval_ms = 0;
+    o.max_model_column_families = 3;
+    return o;
+  }
+  std::unique_ptr<Cache> Open(const std::string& path) {
+    auto r = Cache::Open(Options(path));
+    EXPECT_OK(r);
+    return r.ok() ? std::move(r).value() : nullptr;
+  }
+  void ReopenBoth() {
+    bulk_.reset();
+    ref_.reset();
+    bulk_ = Open(dir_.path() + "/bulk");
+    ref_ = Open(dir_.path() + "/ref");
+  }
+
+  // Loads `specs` into bulk_ (small batches: many of them) and inserts them
+  // one by one into ref_.
+  BulkLoadStats LoadBoth(const std::vector<Spec>& specs) {
+    BulkLoadOptions lo;
+    lo.max_buffer_bytes = 64 << 10;
+    auto loader = bulk_->NewBulkLoader(lo);
+    EXPECT_OK(loader);
+    if (!loader.ok()) return {};
+    for (const Spec& s : specs) {
+      EXPECT_OK((*loader)->Add(s.key, s.body, InsertOptionsOf(s)));
+      EXPECT_OK(ref_->Insert(s.key, s.body, InsertOptionsOf(s)));
+    }
+    auto st = (*loader)->Finish();
+    EXPECT_OK(st);
+    EXPECT_EQ((*loader)->stored(), specs.size());
+    return st.ok() ? *st : BulkLoadStats{};
+  }
+
+  std::vector<Spec> All(int version = 0) {
+    std::vector<Spec> specs;
+    for (int i = 0; i < kEntries; ++i) {
+      specs.push_back(MakeSpec(i, clock_.NowMillis(), version));
+    }
+    return specs;
+  }
+
+  // Every stored entry: digest -> (stored bytes, entry).
+  static std::map<Digest, std::pair<size_t, Entry>> Dump(Cache& cache) {
+    std::map<Digest, std::pair<size_t, Entry>> out;
+    EXPECT_OK(cache.ForEachEntry(std::nullopt, [&](const EntryView& v) {
+      out[v.digest] = {v.stored_bytes, v.entry};
+      return true;
+    }));
+    return out;
+  }
+
+  // The statistics a load must reproduce.
+  void ExpectSameStats() {
+    auto a = bulk_->GetStats();
+    auto b = ref_->GetStats();
+    ASSERT_OK(a);
+    ASSERT_OK(b);
+    EXPECT_EQ(a->entries, b->entries);
+    EXPECT_EQ(a->bytes, b->bytes);
+    EXPECT_EQ(a->inserts, b->inserts);
+    ASSERT_EQ(a->models.size(), b->models.size());
+    for (size_t i = 0; i < a->models.size(); ++i) {
+      const ModelStats& x = a->models[i];
+      const ModelStats& y = b->models[i];
+      EXPECT_EQ(x.model, y.model);
+      EXPECT_EQ(x.entries, y.entries) << x.model;
+      EXPECT_EQ(x.bytes, y.bytes) << x.model;
+      EXPECT_EQ(x.last_resolved_model, y.last_resolved_model) << x.model;
+      EXPECT_EQ(x.own_column_family, y.own_column_family) << x.model;
+    }
+  }
+
+  // The time index of the database at `path` (closed): (key, value).
+  static std::vector<std::pair<std::string, std::string>> TimeIndex(
+      const std::string& path) {
+    std::vector<std::pair<std::string, std::string>> out;
+    rocksdb::DBOptions dbo;
+    std::vector<std::string> names;
+    EXPECT_TRUE(rocksdb::DB::ListColumnFamilies(dbo, path, &names).ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> descs;
+    for (const std::string& n : names)
+      descs.emplace_back(n, rocksdb::Options());
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* db = nullptr;
+    rocksdb::Status s =
+        rocksdb::DB::OpenForReadOnly(dbo, path, descs, &handles, &db);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    if (!s.ok()) return out;
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (names[i] != "llmcache.time") continue;
+      std::unique_ptr<rocksdb::Iterator> it(
+          db->NewIterator(rocksdb::ReadOptions(), handles[i]));
+      for (it->SeekToFirst(); it->Valid(); it->Next()) {
+        out.emplace_back(it->key().ToString(), it->value().ToString());
+      }
+    }
+    for (rocksdb::ColumnFamilyHandle* h : handles)
+      db->DestroyColumnFamilyHandle(h);
+    delete db;
+    return out;
+  }
+
+  uint64_t Entries(Cache& cache) {
+    auto st = cache.GetStats();
+    EXPECT_OK(st);
+    return st.ok() ? st->entries : 0;
+  }
+
+  llmcache::testing::TempDir dir_;
+  FakeClock clock_;
+  std::unique_ptr<Cache> bulk_;
+  std::unique_ptr<Cache> ref_;
+};
+
+TEST_F(BulkLoadTest, SameStateAsInsertingOneByOne) {
+  const std::vector<Spec> specs = All();
+  const BulkLoadStats st = LoadBoth(specs);
+  EXPECT_EQ(st.added, static_cast<uint64_t>(kEntries));
+  EXPECT_EQ(st.replaced, 0u);
+  EXPECT_GT(st.batches, 10u);  // 64 KiB batches
+  EXPECT_GT(st.files, st.batches);
+  EXPECT_GT(st.bytes, 0u);
+  ExpectSameStats();
+  EXPECT_EQ(Entries(*bulk_), static_cast<uint64_t>(kEntries));
+  EXPECT_EQ(static_cast<RocksCache&>(*bulk_).ModelFamilyCountForTest(), 3u);
+
+  // Every entry byte-exact, found by a lookup.
+  for (const Spec& s : specs) {
+    auto r = bulk_->Lookup(s.key, {.record_stats = false});
+    ASSERT_OK(r);
+    ASSERT_TRUE(r->hit()) << s.key.Hex();
+    EXPECT_EQ(r->entry->body, s.body);
+    EXPECT_EQ(r->entry->meta.model, s.key.model);
+    EXPECT_EQ(r->entry->meta.ns, s.ns);
+    EXPECT_EQ(r->entry->meta.resolved_model, s.resolved);
+    EXPECT_EQ(r->entry->meta.usage, s.options.usage);
+  }
+  // The same stored values and metadata as the one-by-one inserts.
+  const auto a = Dump(*bulk_);
+  EXPECT_EQ(a.size(), static_cast<size_t>(kEntries));
+  EXPECT_TRUE(a == Dump(*ref_));
+
+  // A reopen sees all of it.
+  ReopenBoth();
+  ExpectSameStats();
+  EXPECT_TRUE(Dump(*bulk_) == a);
+  EXPECT_EQ(static_cast<RocksCache&>(*bulk_).ModelFamilyCountForTest(), 3u);
+}
+
+TEST_F(BulkLoadTest, ReloadingDoesNotDoubleCountAndReplaces) {
+  LoadBoth(All());
+  // The same entries again: nothing new.
+  const BulkLoadStats again = LoadBoth(All());
+  EXPECT_EQ(again.replaced, static_cast<uint64_t>(kEntries));
+  EXPECT_EQ(Entries(*bulk_), static_cast<uint64_t>(kEntries));
+  ExpectSameStats();
+
+  // Newer versions of some (other bodies, other creation times), one key
+  // twice in the same load: the last one wins.
+  std::vector<Spec> newer;
+  for (int i = 0; i < kEntries; i += 7) {
+    newer.push_back(MakeSpec(i, clock_.NowMillis(), 1));
+  }
+  newer.push_back(MakeSpec(14, clock_.NowMillis(), 2));
+  LoadBoth(newer);
+  EXPECT_EQ(Entries(*bulk_), static_cast<uint64_t>(kEntries));
+  ExpectSameStats();
+  for (int i : {0, 7, 700, 14}) {
+    const Spec want = MakeSpec(i, clock_.NowMillis(), i == 14 ? 2 : 1);
+    auto r = bulk_->Lookup(want.key, {.record_stats = false});
+    ASSERT_OK(r);
+    ASSERT_TRUE(r->hit());
+    EXPECT_EQ(r->entry->body, want.body);
+    auto in_ref = ref_->Lookup(want.key, {.record_stats = false});
+    ASSERT_OK(in_ref);
+    ASSERT_TRUE(in_ref->hit());
+    EXPECT_EQ(*r->entry, *in_ref->entry);
+  }
+  EXPECT_TRUE(Dump(*bulk_) == Dump(*ref_));
+  // The same time index: one record per entry, the replaced ones' retired
+  // (read from table files: memtables flushed).
+  ASSERT_OK(static_cast<RocksCache&>(*bulk_).FlushMemtablesForTest());
+  ASSERT_OK(static_cast<RocksCache&>(*ref_).FlushMemtablesForTest());
+  bulk_.reset();
+  ref_.reset();
+  const auto index = TimeIndex(dir_.path() + "/bulk");
+  EXPECT_EQ(index.size(), static_cast<size_t>(kEntries));
+  EXPECT_TRUE(index == TimeIndex(dir_.path() + "/ref"));
+  ReopenBoth();
+
+  // An age purge counts each entry once.
+  auto a = bulk_->PurgeOlderThan(12 * kHour);
+  auto b = ref_->PurgeOlderThan(12 * kHour);
+  ASSERT_OK(a);
+  ASSERT_OK(b);
+  EXPECT_GT(*a, 0u);
+  EXPECT_EQ(*a, *b);
+  ExpectSameStats();
+  EXPECT_TRUE(Dump(*bulk_) == Dump(*ref_));
+}
+
+TEST_F(BulkLoadTest, TimeIndexServesPurgesOfLoadedEntries) {
+  const std::vector<Spec> specs = All();
+  LoadBoth(specs);
+  // Oldest first: two steps, as eviction walks.
+  for (int64_t age : {40 * kHour, 5 * kHour, int64_t{0}}) {
+    auto a = bulk_->PurgeOlderThan(age);
+    auto b = ref_->PurgeOlderThan(age);
+    ASSERT_OK(a);
+    ASSERT_OK(b);
+    EXPECT_EQ(*a, *b) << age;
+    ExpectSameStats();
+  }
+  // Entries created "now" are not older than 0 ms.
+  EXPECT_GT(Entries(*bulk_), static_cast<uint64_t>(kEntries / 3));
+  EXPECT_LT(Entries(*bulk_), static_cast<uint64_t>(kEntries / 2));
+  // Purging a namespace finds loaded entries too.
+  auto a = bulk_->PurgeNamespace("team-a");
+  auto b = ref_->PurgeNamespace("team-a");
+  ASSERT_OK(a);
+  ASSERT_OK(b);
+  EXPECT_GT(*a, 0u);
+  EXPECT_EQ(*a, *b);
+  ExpectSameStats();
+}
+
+TEST_F(BulkLoadTest, ExpiryIsKept) {
+  std::vector<Spec> specs = All();
+  LoadBoth(specs);
+  // Past the default TTL (10 h) of the entries created now; the explicit
+  // ones expire after 100 h, the others never.
+  clock_.Advance(11 * kHour);
+  const Spec& now_created = specs[2];
+  const Spec& explicit_times = specs[3];
+  const Spec& never = specs[4];
+  auto r = bulk_->Lookup(now_created.key);
+  ASSERT_OK(r);
+  EXPECT_FALSE(r->hit());  // expired (or already compacted away)
+  r = bulk_->Lookup(explicit_times.key);
+  ASSERT_OK(r);
+  EXPECT_TRUE(r->hit());
+  EXPECT_EQ(r->entry->meta.expires_ms, explicit_times.options.expires_ms);
+  r = bulk_->Lookup(never.key);
+  ASSERT_OK(r);
+  EXPECT_TRUE(r->hit());
+  EXPECT_EQ(r->entry->meta.expires_ms, 0);
+  // Expired entries go and are counted out the same way. Compaction first:
+  // the ingested files give the background compactions work, and one that
+  // ran over entries a purge had just deleted would count them out again
+  // (the TTL filter does not see deletions newer than its input).
+  ASSERT_OK(bulk_->Compact());
+  ASSERT_OK(ref_->Compact());
+  ExpectSameStats();
+  EXPECT_EQ(Entries(*bulk_), static_cast<uint64_t>(kEntries - kEntries / 3));
+  auto a = bulk_->PurgeExpired();
+  auto b = ref_->PurgeExpired();
+  ASSERT_OK(a);
+  ASSERT_OK(b);
+  EXPECT_EQ(*a, *b);
+  ExpectSameStats();
+  clock_.Advance(200 * kHour);
+  ASSERT_OK(bulk_->Compact());
+  ASSERT_OK(ref_->Compact());
+  ExpectSameStats();
+  EXPECT_EQ(Entries(*bulk_), static_cast<uint64_t>(kEntries / 3));
+}
+
+TEST_F(BulkLoadTest, MemoryTierDoesNotServeReplacedEntries) {
+  const Spec old = MakeSpec(5, clock_.NowMillis());
+  ASSERT_OK(bulk_->Insert(old.key, old.body, InsertOptionsOf(old)));
+  auto r = bulk_->Lookup(old.key);
+  ASSERT_OK(r);
+  ASSERT_TRUE(r->hit());
+  EXPECT_TRUE(r->from_memory);
+  const Spec newer = MakeSpec(5, clock_.NowMillis(), 1);
+  auto loader = bulk_->NewBulkLoader({});
+  ASSERT_OK(loader);
+  ASSERT_OK((*loader)->Add(newer.key, newer.body, InsertOptionsOf(newer)));
+  auto st = (*loader)->Finish();
+  ASSERT_OK(st);
+  EXPECT_EQ(st->replaced, 1u);
+  r = bulk_->Lookup(old.key);
+  ASSERT_OK(r);
+  ASSERT_TRUE(r->hit());
+  EXPECT_EQ(r->entry->body, newer.body);
+  EXPECT_EQ(Entries(*bulk_), 1u);
+}
+
+TEST_F(BulkLoadTest, ErrorsAndLeftovers) {
+  auto loader = bulk_->NewBulkLoader({});
+  ASSERT_OK(loader);
+  Spec s = MakeSpec(1, clock_.NowMillis());
+  InsertOptions bad = InsertOptionsOf(s);
+  bad.ttl_ms = -1;
+  EXPECT_THAT((*loader)->Add(s.key, s.body, bad),
+              StatusIs(StatusCode::kInvalidArgument));
+  ASSERT_OK((*loader)->Add(s.key, s.body, InsertOptionsOf(s)));  // goes on
+  ASSERT_OK((*loader)->Finish());
+  EXPECT_THAT((*loader)->Finish(), StatusIs(StatusCode::kFailedPrecondition));
+  loader->reset();
+
+  // A loader's files of a process that died are removed by the next one.
+  const fs::path stale = fs::path(dir_.path()) / "bulk" / "bulk-load.1.0";
+  fs::create_directories(stale);
+  std::ofstream(stale / "0-0.sst") << "partial";
+  auto next = bulk_->NewBulkLoader({});
+  ASSERT_OK(next);
+  EXPECT_FALSE(fs::exists(stale));
+  next->reset();
+  for (const auto& e : fs::directory_iterator(dir_.path() + "/bulk")) {
+    EXPECT_FALSE(e.path().filename().string().starts_with("bulk-load."))
+        << e.path();
+  }
+
+  // An inspection view cannot load.
+  InspectOptions io;
+  io.path = dir_.path() + "/bulk";
+  auto view = Cache::Inspect(io);
+  ASSERT_OK(view);
+  EXPECT_THAT((*view)->NewBulkLoader({}).status(),
+              StatusIs(StatusCode::kFailedPrecondition));
+}
+
+TEST(BulkLoadMemoryTest, MemoryModeInserts) {
+  FakeClock clock;
+  CacheOptions o;
+  o.clock = &clock;
+  auto cache = Cache::Open(o);
+  ASSERT_OK(cache);
+  auto loader = (*cache)->NewBulkLoader({});
+  ASSERT_OK(loader);
+  for (int i = 0; i < 100; ++i) {
+    const Spec s = MakeSpec(i, clock.NowMillis());
+    ASSERT_OK((*loader)->Add(s.key, s.body, InsertOptionsOf(s)));
+  }
+  auto st = (*loader)->Finish();
+  ASSERT_OK(st);
+  EXPECT_EQ(st->added, 100u);
+  auto stats = (*cache)->GetStats();
+  ASSERT_OK(stats);
+  EXPECT_EQ(stats->entries, 100u);
+  const Spec s = MakeSpec(42, clock.NowMillis());
+  auto r = (*cache)->Lookup(s.key);
+  ASSERT_OK(r);
+  ASSERT_TRUE(r->hit());
+  EXPECT_EQ(r->entry->body, s.body);
+}
+
+}  // namespace
+}  // namespace llmcache
