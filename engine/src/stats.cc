@@ -33,6 +33,7 @@ bool StatsDelta::empty() const {
 
 namespace {
 std::atomic<uint64_t> next_collector_id{1};
+std::atomic<size_t> next_stat_stripe{0};
 
 // The last model this thread counted against, per thread: lookups of one
 // model in a row (the common case) then touch no shared lock.
@@ -43,6 +44,11 @@ struct LastModel {
 };
 thread_local LastModel last_model;
 }  // namespace
+
+size_t NextStatStripe() {
+  return next_stat_stripe.fetch_add(1, std::memory_order_relaxed) %
+         kStatStripes;
+}
 
 StatsCollector::StatsCollector() : id_(next_collector_id.fetch_add(1)) {}
 
@@ -69,9 +75,8 @@ ModelCounters& StatsCollector::ForModel(std::string_view base_model) {
 
 StatsDelta StatsCollector::Collect(bool drain) const {
   StatsDelta d;
-  for (size_t i = 0; i < global_.size(); ++i) {
-    d.global[i] = drain ? global_[i].exchange(0, std::memory_order_relaxed)
-                        : global_[i].load(std::memory_order_relaxed);
+  for (size_t i = 0; i < d.global.size(); ++i) {
+    d.global[i] = drain ? global_.Take(i) : global_.Get(i);
   }
   for (size_t i = 0; i < bypasses_.size(); ++i) {
     d.bypasses[i] = drain ? bypasses_[i].exchange(0, std::memory_order_relaxed)
@@ -82,8 +87,7 @@ StatsDelta StatsCollector::Collect(bool drain) const {
     std::array<int64_t, static_cast<size_t>(ModelCounter::kCount)> values{};
     bool any = false;
     for (size_t i = 0; i < values.size(); ++i) {
-      values[i] = drain ? counters->v[i].exchange(0, std::memory_order_relaxed)
-                        : counters->v[i].load(std::memory_order_relaxed);
+      values[i] = drain ? counters->v.Take(i) : counters->v.Get(i);
       any = any || values[i] != 0;
     }
     if (any) d.models.emplace(model, values);
@@ -98,15 +102,15 @@ void StatsCollector::ResetModel(std::string_view base_model) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = models_.find(base_model);
   if (it == models_.end()) return;
-  it->second->v[static_cast<size_t>(ModelCounter::kEntries)].store(0);
-  it->second->v[static_cast<size_t>(ModelCounter::kBytes)].store(0);
+  it->second->v.Zero(static_cast<size_t>(ModelCounter::kEntries));
+  it->second->v.Zero(static_cast<size_t>(ModelCounter::kBytes));
 }
 
 void StatsCollector::ResetAllEntryCounts() {
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& [model, counters] : models_) {
-    counters->v[static_cast<size_t>(ModelCounter::kEntries)].store(0);
-    counters->v[static_cast<size_t>(ModelCounter::kBytes)].store(0);
+    counters->v.Zero(static_cast<size_t>(ModelCounter::kEntries));
+    counters->v.Zero(static_cast<size_t>(ModelCounter::kBytes));
   }
 }
 

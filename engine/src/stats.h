@@ -53,15 +53,59 @@ enum class ModelCounter : int {
 };
 std::string_view ModelCounterName(ModelCounter c);
 
+// This thread's stripe of striped counters: threads are dealt stripes in
+// turn when they first count, so up to kStatStripes threads counting at once
+// (hits on every proxy thread) each add to a cache line of their own
+// instead of bouncing one line between cores.
+inline constexpr size_t kStatStripes = 8;
+size_t NextStatStripe();
+inline size_t StatStripe() {
+  thread_local size_t stripe = kStatStripes;  // constant-initialised
+  if (stripe == kStatStripes) [[unlikely]] {
+    stripe = NextStatStripe();
+  }
+  return stripe;
+}
+
+// N counters, each the sum of its stripes. Adds are relaxed atomic adds to
+// the caller's stripe; reads sum the stripes. Take() and Zero() work stripe
+// by stripe, so an add racing with them lands either before (taken or
+// zeroed) or after (kept), never lost.
+template <size_t N>
+class StripedCounters {
+ public:
+  void Add(size_t i, int64_t d) {
+    stripes_[StatStripe()].v[i].fetch_add(d, std::memory_order_relaxed);
+  }
+  int64_t Get(size_t i) const {
+    int64_t sum = 0;
+    for (const Stripe& s : stripes_) {
+      sum += s.v[i].load(std::memory_order_relaxed);
+    }
+    return sum;
+  }
+  int64_t Take(size_t i) {
+    int64_t sum = 0;
+    for (Stripe& s : stripes_) {
+      sum += s.v[i].exchange(0, std::memory_order_relaxed);
+    }
+    return sum;
+  }
+  void Zero(size_t i) {
+    for (Stripe& s : stripes_) s.v[i].store(0, std::memory_order_relaxed);
+  }
+
+ private:
+  struct alignas(64) Stripe {
+    std::array<std::atomic<int64_t>, N> v{};
+  };
+  std::array<Stripe, kStatStripes> stripes_{};
+};
+
 struct ModelCounters {
-  std::array<std::atomic<int64_t>, static_cast<size_t>(ModelCounter::kCount)>
-      v{};
-  void Add(ModelCounter c, int64_t d) {
-    v[static_cast<size_t>(c)].fetch_add(d, std::memory_order_relaxed);
-  }
-  int64_t Get(ModelCounter c) const {
-    return v[static_cast<size_t>(c)].load(std::memory_order_relaxed);
-  }
+  StripedCounters<static_cast<size_t>(ModelCounter::kCount)> v;
+  void Add(ModelCounter c, int64_t d) { v.Add(static_cast<size_t>(c), d); }
+  int64_t Get(ModelCounter c) const { return v.Get(static_cast<size_t>(c)); }
 };
 
 struct StatsDelta {
@@ -75,9 +119,7 @@ struct StatsDelta {
 
 class StatsCollector {
  public:
-  void Add(Counter c, int64_t d) {
-    global_[static_cast<size_t>(c)].fetch_add(d, std::memory_order_relaxed);
-  }
+  void Add(Counter c, int64_t d) { global_.Add(static_cast<size_t>(c), d); }
   void AddBypass(BypassReason r) {
     const size_t i = static_cast<size_t>(r);
     if (i < bypasses_.size()) {
@@ -104,8 +146,7 @@ class StatsCollector {
  private:
   StatsDelta Collect(bool drain) const;
 
-  mutable std::array<std::atomic<int64_t>, static_cast<size_t>(Counter::kCount)>
-      global_{};
+  mutable StripedCounters<static_cast<size_t>(Counter::kCount)> global_;
   mutable std::array<std::atomic<int64_t>,
                      static_cast<size_t>(BypassReason::kCount)>
       bypasses_{};
