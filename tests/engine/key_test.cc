@@ -738,6 +738,200 @@ TEST(KeyInputTest, HundredThousandDeepNestingWithHugeMaxDepthDoesNotRecurse) {
 }
 
 // ---------------------------------------------------------------------------
+// Long strings: the parser checks a string's first 16 bytes inline and scans
+// the rest 64 bytes at a time (SSE2 or AVX2), stepping over canonical escapes
+// and UTF-8 inside a block. Every kind of byte at every offset around the
+// 16-, 32- and 64-byte edges must be handled as the byte-by-byte grammar
+// says, and errors must name the same byte.
+
+// `off` plain bytes, `mid`, then `tail` plain bytes.
+std::string Around(size_t off, std::string_view mid, size_t tail) {
+  return std::string(off, 'a') + std::string(mid) + std::string(tail, 'b');
+}
+
+// Where the string value of CanonString's body starts (its opening quote).
+size_t StringValueOffset() {
+  return std::string_view(R"({"model":"m","messages":[],"x":)").size();
+}
+
+TEST(KeyLongStringTest, EscapesAndUtf8AtEveryOffsetAroundBlockEdges) {
+  // Each event with its canonical form.
+  const std::vector<std::pair<std::string, std::string>> events = {
+      {R"(\n)", R"(\n)"},
+      {R"(\")", R"(\")"},
+      {R"(\\)", R"(\\)"},
+      {R"(\t\b\f\r)", R"(\t\b\f\r)"},
+      {R"(\\\")", R"(\\\")"},
+      {R"(\u0001)", R"(\u0001)"},
+      {R"(\u001F)", R"(\u001f)"},
+      {R"(\/)", "/"},
+      {R"(\u00e9)", "\xC3\xA9"},
+      {R"(\u0041)", "A"},
+      {R"(\ud83d\ude00)", "\xF0\x9F\x98\x80"},
+      {"\xC3\xA9", "\xC3\xA9"},
+      {"\xE2\x82\xAC", "\xE2\x82\xAC"},
+      {"\xF0\x9F\x98\x80", "\xF0\x9F\x98\x80"},
+      {"\xEF\xBF\xBF\xF4\x8F\xBF\xBF", "\xEF\xBF\xBF\xF4\x8F\xBF\xBF"},
+      {"\xC3\xA9\\n\xE2\x82\xAC", "\xC3\xA9\\n\xE2\x82\xAC"},
+  };
+  for (const auto& [raw, canonical] : events) {
+    for (size_t off = 0; off <= 200; ++off) {
+      for (size_t tail : {0, 1, 15, 70, 150}) {
+        const std::string literal = '"' + Around(off, raw, tail) + '"';
+        const std::string expected = '"' + Around(off, canonical, tail) + '"';
+        ASSERT_EQ(CanonString(literal), expected)
+            << raw << " at " << off << ", " << tail << " after";
+        if (raw != canonical) {
+          // The same string in its canonical form has the same key.
+          ASSERT_EQ(Key(R"({"model":"m","messages":[],"x":)" + literal + "}"),
+                    Key(R"({"model":"m","messages":[],"x":)" + expected + "}"))
+              << raw << " at " << off;
+        }
+      }
+    }
+  }
+}
+
+TEST(KeyLongStringTest, InvalidBytesAtEveryOffsetNameTheirByte) {
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"\xFF", "invalid UTF-8 in string"},
+      {"\x80", "invalid UTF-8 in string"},
+      {"\xC3", "invalid UTF-8 in string"},              // truncated by 'b'
+      {"\xE2\x82", "invalid UTF-8 in string"},          // truncated by 'b'
+      {"\xF0\x9F\x98", "invalid UTF-8 in string"},      // truncated by 'b'
+      {"\xC0\xAF", "invalid UTF-8 in string"},          // overlong
+      {"\xED\xA0\x80", "invalid UTF-8 in string"},      // surrogate
+      {"\xF4\x90\x80\x80", "invalid UTF-8 in string"},  // above U+10FFFF
+      {std::string(1, '\0'), "unescaped control character in string"},
+      {"\x1F", "unescaped control character in string"},
+      {"\t", "unescaped control character in string"},
+      {R"(\x)", "invalid escape sequence in string"},
+      {"\\\x01", "invalid escape sequence in string"},
+      {"\\\xC3\xA9", "invalid escape sequence in string"},
+      {R"(\u12G4)", "invalid \\u escape"},
+      {R"(\ud800)", "unpaired UTF-16 surrogate"},
+      {R"(\udc00)", "unpaired UTF-16 surrogate"},
+  };
+  const size_t value_at = StringValueOffset();
+  for (const auto& [raw, message] : bad) {
+    for (size_t off = 0; off <= 200; ++off) {
+      for (size_t tail : {1, 70}) {
+        const std::string body = R"({"model":"m","messages":[],"x":")" +
+                                 Around(off, raw, tail) + "\"}";
+        const std::string want =
+            "at byte " + std::to_string(value_at + 1 + off) + ": " + message;
+        Result<RequestKey> key = DefaultBuilder().Compute(body, {});
+        ASSERT_FALSE(key.ok()) << raw << " at " << off;
+        ASSERT_THAT(key.status().message(), HasSubstr(want))
+            << raw << " at " << off;
+        // The same in a member name.
+        const std::string in_name = R"({"model":"m","messages":[],")" +
+                                    Around(off, raw, tail) + "\":1}";
+        Result<RequestKey> name_key = DefaultBuilder().Compute(in_name, {});
+        ASSERT_FALSE(name_key.ok()) << raw << " at " << off;
+        ASSERT_THAT(name_key.status().message(), HasSubstr(message));
+      }
+    }
+  }
+}
+
+TEST(KeyLongStringTest, StringsRunningIntoTheEndOfTheBody) {
+  const size_t value_at = StringValueOffset();
+  for (size_t n = 0; n <= 200; ++n) {
+    const std::string head =
+        R"({"model":"m","messages":[],"x":")" + std::string(n, 'a');
+    const std::string want =
+        "at byte " + std::to_string(value_at) + ": unterminated string";
+    for (const std::string& body :
+         {head, head + "\\", head + "\\n", head + "\xE2\x82\xAC"}) {
+      Result<RequestKey> key = DefaultBuilder().Compute(body, {});
+      ASSERT_FALSE(key.ok()) << n;
+      ASSERT_THAT(key.status().message(), HasSubstr(want)) << n;
+    }
+    // Cut inside a UTF-8 sequence: the sequence is what is wrong.
+    const std::string cut = head + "\xE2\x82";
+    Result<RequestKey> key = DefaultBuilder().Compute(cut, {});
+    ASSERT_FALSE(key.ok()) << n;
+    ASSERT_THAT(key.status().message(),
+                HasSubstr("at byte " + std::to_string(value_at + 1 + n) +
+                          ": invalid UTF-8 in string"));
+    // Closed right at the end: valid, however long.
+    ASSERT_EQ(CanonString('"' + std::string(n, 'a') + '"'),
+              '"' + std::string(n, 'a') + '"');
+  }
+}
+
+TEST(KeyLongStringTest, LongMemberNamesAreDecodedAndCompared) {
+  for (size_t off = 0; off <= 140; ++off) {
+    // Names that differ only in how a byte is escaped are duplicates.
+    const std::string plain = Around(off, "x", 20);
+    const std::string escaped = Around(off, R"(\u0078)", 20);
+    EXPECT_THAT(DefaultBuilder().Compute(
+                    Request("\"" + plain + "\":1,\"" + escaped + "\":2"), {}),
+                StatusIs(StatusCode::kInvalidArgument, "duplicate"))
+        << off;
+    // A long name with a canonical escape is kept as it is, in order.
+    const std::string name = Around(off, R"(\n)", 20);
+    EXPECT_EQ(Canon(R"({"model":"m","messages":[],")" + name + R"(":1})"),
+              R"({")" + name + R"(":1,"messages":[],"model":"m"})")
+        << off;
+  }
+}
+
+TEST(KeyLongStringTest, MegabyteStringsOfProse) {
+  // Prose with canonical escapes and UTF-8 at irregular distances, in a body
+  // that is its own canonical form; then the same with a non-canonical
+  // escape near the end, which must be decoded.
+  std::string text;
+  std::mt19937 rng(7);
+  const char* const pieces[] = {"word ",    R"(\")",        R"(\n\n)",
+                                "\xC3\xA9", "\xE2\x80\x9C", "\xF0\x9F\x99\x82",
+                                R"(\\)"};
+  while (text.size() < (1u << 20)) {
+    text.append(rng() % 90, 'q');
+    text += pieces[rng() % std::size(pieces)];
+  }
+  const std::string body = R"({"messages":[{"content":")" + text +
+                           R"(","role":"user"}],"model":"m"})";
+  EXPECT_EQ(Canon(body), body);
+  const std::string with_slash = R"({"messages":[{"content":")" + text +
+                                 R"(\/","role":"user"}],"model":"m"})";
+  EXPECT_EQ(Canon(with_slash), R"({"messages":[{"content":")" + text +
+                                   R"(/","role":"user"}],"model":"m"})");
+  EXPECT_EQ(Key(with_slash), Key(R"({"messages":[{"content":")" + text +
+                                 R"(/","role":"user"}],"model":"m"})"));
+  // One invalid byte deep inside is still found.
+  std::string broken = body;
+  const size_t at = body.find('q', body.size() / 2);
+  ASSERT_NE(at, std::string::npos);
+  broken[at] = '\x01';
+  EXPECT_THAT(DefaultBuilder().Compute(broken, {}),
+              StatusIs(StatusCode::kInvalidArgument,
+                       "at byte " + std::to_string(at) +
+                           ": unescaped control character"));
+}
+
+TEST(KeyLongStringTest, LongStringsInsideDeepNesting) {
+  KeyOptions options;
+  options.max_depth = 200;
+  const KeyBuilder builder(options);
+  const std::string text = Around(100, R"(\"\n)", 100) + "\xE2\x82\xAC";
+  std::string body = R"({"messages":[],"model":"m","x":)";
+  for (int i = 0; i < 150; ++i) body += R"({"a":")" + text + R"(","b":)";
+  body += "0";
+  for (int i = 0; i < 150; ++i) body += "}";
+  body += "}";
+  Result<std::string> canon = builder.Canonicalize(body);
+  ASSERT_OK(canon);
+  EXPECT_EQ(*canon, body);
+  // One level more than allowed.
+  KeyOptions shallow;
+  shallow.max_depth = 150;
+  EXPECT_THAT(KeyBuilder(shallow).Compute(body, {}),
+              StatusIs(StatusCode::kInvalidArgument, "max_depth (150)"));
+}
+
+// ---------------------------------------------------------------------------
 // RequestInfo.
 
 RequestInfo InfoOf(std::string_view body) {

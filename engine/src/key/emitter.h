@@ -129,7 +129,10 @@ class Emitter {
             if (Excluded(ctx, key)) continue;
             child = MemberCtx(ctx, key);
           }
-          if ((e->flags & kMemberRaw) && child == Ctx::kPlain) {
+          // A context applies only to the container type it expects
+          // (EmitValue), so a scalar value is plain in any context.
+          if ((e->flags & kMemberRaw) &&
+              (child == Ctx::kPlain || e->type < Type::kArray)) {
             // `"name":value` is canonical in the body: one slice.
             const char* const from = e->key - 1;
             WriteSlice(comma, from,
@@ -186,9 +189,9 @@ class Emitter {
   static LLMCACHE_INLINE Ctx MemberCtx(Ctx parent, std::string_view key) {
     if constexpr (kAllEndpoints) return ApiMemberCtx(parent, key);
     if (parent == Ctx::kTop) {
-      if (key == "messages") return Ctx::kMessages;
-      if (key == "tools") return Ctx::kTools;
-    } else if (parent == Ctx::kMessage && key == "content") {
+      if (IsName(key, "messages")) return Ctx::kMessages;
+      if (IsName(key, "tools")) return Ctx::kTools;
+    } else if (parent == Ctx::kMessage && IsName(key, "content")) {
       return Ctx::kContent;
     }
     return Ctx::kPlain;
@@ -201,27 +204,27 @@ class Emitter {
   static Ctx ApiMemberCtx(Ctx parent, std::string_view key) {
     switch (parent) {
       case Ctx::kTop:
-        if (key == "messages") return Ctx::kMessages;
-        if (key == "tools") return Ctx::kTools;
+        if (IsName(key, "messages")) return Ctx::kMessages;
+        if (IsName(key, "tools")) return Ctx::kTools;
         break;
       case Ctx::kMessage:
-        if (key == "content") return Ctx::kContent;
+        if (IsName(key, "content")) return Ctx::kContent;
         break;
       case Ctx::kTopAnthropic:
-        if (key == "messages") return Ctx::kApiMessages;
-        if (key == "system") return Ctx::kContent;
-        if (key == "tools") return Ctx::kTools;
+        if (IsName(key, "messages")) return Ctx::kApiMessages;
+        if (IsName(key, "system")) return Ctx::kContent;
+        if (IsName(key, "tools")) return Ctx::kTools;
         break;
       case Ctx::kApiMessage:
-        if (key == "content") return Ctx::kApiContent;
+        if (IsName(key, "content")) return Ctx::kApiContent;
         break;
       case Ctx::kApiBlock:
       case Ctx::kInputItem:
-        if (key == "content") return Ctx::kNestedBlocks;
+        if (IsName(key, "content")) return Ctx::kNestedBlocks;
         break;
       case Ctx::kTopResponses:
-        if (key == "input") return Ctx::kInput;
-        if (key == "tools") return Ctx::kTools;
+        if (IsName(key, "input")) return Ctx::kInput;
+        if (IsName(key, "tools")) return Ctx::kTools;
         break;
       default:
         break;
@@ -385,9 +388,10 @@ class Emitter {
       const Entry& m = ws_.entries[members.first + i];
       const std::string_view key = KeyText(m);
       if (Excluded(Ctx::kBlock, key)) continue;
-      if (key == "text" && m.type == Type::kString) {
+      if (IsName(key, "text") && m.type == Type::kString) {
         text = &m;
-      } else if (key == "type" && m.type == Type::kString && IsTextString(m)) {
+      } else if (IsName(key, "type") && m.type == Type::kString &&
+                 IsTextString(m)) {
         typed = true;
       } else {
         return nullptr;

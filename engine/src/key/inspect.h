@@ -189,14 +189,14 @@ Status Inspect(const Workspace& ws, Endpoint endpoint, RequestInfo* info,
   std::string scratch;
   for (const Entry* m = ws.begin(root); m != ws.end(root); ++m) {
     const std::string_view key = KeyText(*m);
-    if (key == "model") {
+    if (IsName(key, "model")) {
       if (m->type != Type::kString) {
         return RequestError(endpoint, "member \"model\" is not a string");
       }
       const std::string_view id = StringValue(*m, model);
       if (id.data() != model->data()) model->assign(id);
       has_model = true;
-    } else if (wants_messages && key == "messages") {
+    } else if (wants_messages && IsName(key, "messages")) {
       if (m->type != Type::kArray) {
         return RequestError(endpoint, "member \"messages\" is not an array");
       }
@@ -205,7 +205,7 @@ Status Inspect(const Workspace& ws, Endpoint endpoint, RequestInfo* info,
         info->message_count = static_cast<size_t>(ws.end(*m) - ws.begin(*m));
       }
       continue;
-    } else if (endpoint == Endpoint::kEmbeddings && key == "input") {
+    } else if (endpoint == Endpoint::kEmbeddings && IsName(key, "input")) {
       bool batch = false;
       size_t count = 0;
       if (Status s = CheckEmbeddingsInput(ws, *m, &batch, &count); !s.ok()) {
@@ -217,7 +217,7 @@ Status Inspect(const Workspace& ws, Endpoint endpoint, RequestInfo* info,
         info->input_count = count;
       }
       continue;
-    } else if (is_responses && key == "input") {
+    } else if (is_responses && IsName(key, "input")) {
       if (m->type != Type::kString && m->type != Type::kArray) {
         return RequestError(endpoint,
                             "member \"input\" is not a string or an array");
@@ -231,42 +231,42 @@ Status Inspect(const Workspace& ws, Endpoint endpoint, RequestInfo* info,
       continue;
     }
     if (info == nullptr) continue;
-    if (key == "stream") {
+    if (IsName(key, "stream")) {
       info->stream = m->type == Type::kTrue;
-    } else if (key == "temperature") {
+    } else if (IsName(key, "temperature")) {
       info->has_temperature = true;
       info->temperature = m->type == Type::kNumber
                               ? NumberValue(*m)
                               : std::numeric_limits<double>::quiet_NaN();
-    } else if (key == "plugins") {
+    } else if (IsName(key, "plugins")) {
       info->has_web_plugin =
           AnyObjectElement(ws, *m, [&ws, &scratch](const Entry& e) {
             const Entry* id = FindMember(ws, e, "id");
             return id != nullptr && id->type == Type::kString &&
                    StringValue(*id, &scratch) == "web";
           });
-    } else if (key == "web_search_options") {
+    } else if (IsName(key, "web_search_options")) {
       info->has_web_search_options = true;
-    } else if (key == "tools") {
+    } else if (IsName(key, "tools")) {
       info->has_web_search_tool =
           AnyObjectElement(ws, *m, [&ws, &scratch](const Entry& e) {
             const Entry* type = FindMember(ws, e, "type");
             return type != nullptr && type->type == Type::kString &&
                    IsWebSearchToolType(StringValue(*type, &scratch));
           });
-    } else if (key == "debug") {
+    } else if (IsName(key, "debug")) {
       info->has_debug = true;
     } else if (is_responses) {
       // State kept by the upstream (RequestInfo). Only explicit values
       // count: `store` defaults to true upstream, but an absent member says
       // nothing about what the client relies on.
-      if (key == "previous_response_id" || key == "conversation") {
+      if (IsName(key, "previous_response_id") || IsName(key, "conversation")) {
         if (m->type != Type::kNull) info->has_previous_response = true;
-      } else if (key == "store") {
+      } else if (IsName(key, "store")) {
         info->store = m->type == Type::kTrue;
-      } else if (key == "background") {
+      } else if (IsName(key, "background")) {
         info->background = m->type == Type::kTrue;
-      } else if (key == "prompt") {
+      } else if (IsName(key, "prompt")) {
         // A prompt template stored upstream: it can change under its id.
         if (m->type != Type::kNull) info->has_stored_prompt = true;
       }

@@ -356,29 +356,11 @@ class Parser {
     return Fail(what, ws_.scratch[top.entry].raw);
   }
 
-  // Sorts the members of an object bytewise by name; false (after Fail()) on
-  // a duplicate name. Sets *sorted to whether they were in order already.
+  // Sorts the members of a large object (more than 16) bytewise by name;
+  // false (after Fail()) on a duplicate name. Sets *sorted to whether they
+  // were in order already.
   bool SortMembers(Entry* first, Entry* last, const OpenContainer& top,
                    bool* sorted) {
-    if (last - first <= 16) {
-      // Insertion sort: objects are small and often nearly sorted. Equal
-      // names always end up adjacent, so every duplicate is compared.
-      for (Entry* i = first + 1; i < last; ++i) {
-        int c = CompareKeys(*i, *(i - 1));
-        if (c > 0) continue;
-        if (c == 0) return DuplicateKey(*i, top);
-        *sorted = false;
-        const Entry m = *i;
-        Entry* j = i;
-        do {
-          *j = *(j - 1);
-          --j;
-        } while (j > first && (c = CompareKeys(m, *(j - 1))) < 0);
-        if (j > first && c == 0) return DuplicateKey(m, top);
-        *j = m;
-      }
-      return true;
-    }
     auto less = [](const Entry& a, const Entry& b) {
       return CompareKeys(a, b) < 0;
     };
@@ -393,22 +375,33 @@ class Parser {
   }
 
   // Closes the innermost open container, which ends just before `after`:
-  // sorts an object's members (rejecting duplicates) and moves the children
-  // to ws.entries. Sets *canonical.
+  // moves the children to ws.entries, an object's sorted by name (rejecting
+  // duplicates). Sets *canonical.
   bool Close(const char* after, bool* canonical) {
     const OpenContainer& top = ws_.open.back();
     Entry* const first = ws_.scratch.data() + top.entry + 1;
     Entry* const last = ws_.scratch.data() + ws_.scratch.size();
+    const auto count = static_cast<uint32_t>(last - first);
+    const auto at = static_cast<uint32_t>(ws_.entries.size());
     bool sorted = true;
-    if (top.is_object && last - first > 1 &&
-        !SortMembers(first, last, top, &sorted)) {
-      return false;
+    if (top.is_object && count > 1) {
+      if (count <= 16) {
+        // Sorted while moved: an insertion sort into ws.entries.
+        if (!InsertSorted(first, last, ws_.entries.extend(count), top,
+                          &sorted)) {
+          return false;
+        }
+      } else {
+        if (!SortMembers(first, last, top, &sorted)) return false;
+        ws_.entries.append(first, last);
+      }
+    } else {
+      ws_.entries.append(first, last);
     }
     const uint32_t index = static_cast<uint32_t>(ws_.containers.size());
     Container& container = ws_.containers.push_uninit();
-    container.first = static_cast<uint32_t>(ws_.entries.size());
-    container.count = static_cast<uint32_t>(last - first);
-    ws_.entries.append(first, last);
+    container.first = at;
+    container.count = count;
     ws_.scratch.truncate(top.entry + 1);
     Entry& self = ws_.scratch[top.entry];
     self.raw_len = static_cast<uint32_t>(after - self.raw);
@@ -417,6 +410,67 @@ class Parser {
     if (*canonical) self.flags |= kCanonical;
     ws_.open.pop();  // `top` is dead from here
     return true;
+  }
+
+  // Copies the members [first, last) (at most 16) to `out` sorted bytewise
+  // by name; false (after Fail()) on a duplicate name. Sets *sorted to
+  // whether they were in order already. One pass instead of sorting in
+  // place and then copying: objects are small and often nearly sorted, and
+  // equal names always end up adjacent, so every duplicate is compared.
+  bool InsertSorted(const Entry* first, const Entry* last, Entry* out,
+                    const OpenContainer& top, bool* sorted) {
+    out[0] = first[0];
+    Entry* tail = out;  // the last one placed
+    for (const Entry* i = first + 1; i < last; ++i, ++tail) {
+      int c = CompareKeys(*i, *tail);
+      if (LLMCACHE_LIKELY(c > 0)) {
+        tail[1] = *i;
+        continue;
+      }
+      if (c == 0) return DuplicateKey(*i, top);
+      *sorted = false;
+      Entry* j = tail + 1;
+      do {
+        *j = *(j - 1);
+        --j;
+      } while (j > out && (c = CompareKeys(*i, *(j - 1))) < 0);
+      if (j > out && c == 0) return DuplicateKey(*i, top);
+      *j = *i;
+    }
+    return true;
+  }
+
+  // Scans string text from `q`: returns the closing quote (*quote true) or
+  // the first byte the careful path (ScanStringRest) must look at, `end_` if
+  // none. The first 16 bytes are checked inline and stop at any '\\',
+  // control character or non-ASCII byte: most names and short values end
+  // there. Longer strings continue in the 64-byte scanner for this CPU,
+  // which steps over canonical two-character escapes (then sets kHasEscapes
+  // in *flags) and well-formed UTF-8 (json_text.h, LongScan).
+  LLMCACHE_INLINE const char* ScanFast(const char* q, bool* quote,
+                                       Flags* flags) {
+#if defined(__SSE2__)
+    if (LLMCACHE_LIKELY(end_ - q >= 16)) {
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
+      // Signed compare: bytes >= 0x80 are negative, so `< 0x20` also flags
+      // every non-ASCII byte.
+      const auto quotes = static_cast<unsigned>(
+          _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('"'))));
+      const auto others = static_cast<unsigned>(_mm_movemask_epi8(
+          _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\\')),
+                       _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)))));
+      const unsigned hits = quotes | others;
+      if (hits != 0) {
+        *quote = (quotes & (hits & (0u - hits))) != 0;
+        return q + __builtin_ctz(hits);
+      }
+      const LongScan r = scan_long_(q + 16, end_);
+      if (r.escapes) *flags |= kHasEscapes;
+      *quote = r.quote;
+      return r.at;
+    }
+#endif
+    return ScanPlain(q, end_, quote);
   }
 
   // Scans the string whose opening quote is at `quote`: returns its closing
@@ -428,7 +482,7 @@ class Parser {
     Flags f = kCanonical;
     for (;;) {
       bool at_quote = false;
-      q = ScanPlain(q, end_, &at_quote);
+      q = ScanFast(q, &at_quote, &f);
       if (LLMCACHE_LIKELY(at_quote)) break;
       if (end_ - q >= 2 && *q == '\\' &&
           kCanonicalShortEscape[static_cast<unsigned char>(q[1])]) {
@@ -450,11 +504,12 @@ class Parser {
   // escapes, kEscapesToDecode when they are not canonical.
   const char* ScanStringRest(const char* quote, const char* q, Flags* flags) {
     const char* const end = end_;
-    bool has_escapes = (*flags & kHasEscapes) != 0;
+    Flags scanned = static_cast<Flags>(*flags & kHasEscapes);
+    bool has_escapes = false;
     bool canonical = (*flags & kCanonical) != 0;
     for (;;) {
       bool at_quote = false;
-      q = ScanPlain(q, end, &at_quote);
+      q = ScanFast(q, &at_quote, &scanned);
       if (q == end) return FailAt("unterminated string", quote);
       const unsigned char c = static_cast<unsigned char>(*q);
       if (c == '"') break;
@@ -490,7 +545,7 @@ class Parser {
       q += n;
     }
     *flags = canonical ? kCanonical : kEscapesToDecode;
-    if (has_escapes) *flags |= kHasEscapes;
+    if (has_escapes || scanned != 0) *flags |= kHasEscapes;
     return q;
   }
 
@@ -661,6 +716,8 @@ class Parser {
   const char* const begin_;
   const char* const end_;
   const size_t max_depth_;
+  // The 64-byte string scanner for this CPU (AVX2 or SSE2).
+  const LongScanner scan_long_ = LongScannerForCpu();
   uint32_t ws_runs_ = 0;
   std::string error_;
   const char* error_at_ = nullptr;

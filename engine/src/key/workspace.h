@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <new>
 #include <string>
@@ -55,6 +56,13 @@ class PodVector {
     T* out = data_ + size_;
     for (size_t i = 0; i < n; ++i) out[i] = first[i];
     size_ += n;
+  }
+  // Appends n elements with indeterminate contents and returns the first.
+  LLMCACHE_INLINE T* extend(size_t n) {
+    if (LLMCACHE_UNLIKELY(size_ + n > capacity_)) Grow(size_ + n);
+    T* const out = data_ + size_;
+    size_ += n;
+    return out;
   }
   LLMCACHE_INLINE void pop() { --size_; }
   LLMCACHE_INLINE void truncate(size_t n) { size_ = n; }
@@ -273,6 +281,13 @@ class WorkspaceLease {
 
 inline std::string_view KeyText(const Entry& e) {
   return std::string_view(e.key, e.key_len);
+}
+
+// Whether `name` is `literal`: a length check and a fixed-size compare, which
+// the compiler expands inline (string_view's == calls memcmp).
+template <size_t N>
+LLMCACHE_INLINE bool IsName(std::string_view name, const char (&literal)[N]) {
+  return name.size() == N - 1 && std::memcmp(name.data(), literal, N - 1) == 0;
 }
 
 }  // namespace
