@@ -4,7 +4,8 @@
 #   --bench  also the baselines the comparison benchmarks run (Python with
 #            redis-py, nginx and wrk for bench/proxy_bench.sh).
 # redis-server and redis-tools are always installed: the shared tier's tests
-# start real Redis servers and clusters on loopback.
+# start real Redis servers and clusters on loopback. chromium too: the
+# dashboard_browser test drives it headless (tests/browser).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev
   libhiredis-dev redis-server redis-tools
+  chromium
 )
 if ! command -v node >/dev/null; then packages+=(nodejs npm); fi
 if [[ "${1:-}" == "--bench" ]]; then

@@ -18,6 +18,12 @@ if [[ ! -d tests/sdk/node_modules || tests/sdk/package-lock.json -nt tests/sdk/n
   echo "setup: npm ci in tests/sdk"
   npm ci --prefix tests/sdk --no-audit --no-fund
 fi
+# playwright-core, which the dashboard_browser test drives Chromium with
+# (exact version from tests/browser/package-lock.json).
+if [[ ! -d tests/browser/node_modules || tests/browser/package-lock.json -nt tests/browser/node_modules ]]; then
+  echo "setup: npm ci in tests/browser"
+  npm ci --prefix tests/browser --no-audit --no-fund
+fi
 
 presets=("$@")
 if ((${#presets[@]} == 0)); then presets=(asan tsan); fi

@@ -55,6 +55,9 @@ struct ServeConfig {
   std::vector<std::string> allow_origins;
   std::vector<std::string> allow_hosts;
   std::string client_token;
+  // Applied only when given (flag, environment or file): unset = open on
+  // loopback only.
+  bool open_operator_views = false;
   std::string mode = "deterministic";
   int64_t ttl_s = 24 * 3600;
   int64_t max_ttl_s = -1;  // -1: ttl_s
@@ -264,6 +267,9 @@ int Run(CLI::App& sub, ServeConfig& c) {
   o.allow_origins = c.allow_origins;
   o.allow_hosts = c.allow_hosts;
   o.client_token = c.client_token;
+  if (sub.get_option("--open-operator-views")->count() > 0) {
+    o.operator_views_open = c.open_operator_views;
+  }
   o.max_body_bytes = c.max_body_bytes;
   o.max_header_bytes = c.max_header_bytes;
   o.max_connections = c.max_connections;
@@ -447,6 +453,13 @@ CLI::App* AddServeCommand(CLI::App& app, std::function<int()>* run) {
                   "'Authorization: Bearer <token>' to use --api-key upstream. "
                   "Never logged")
       ->envname("LLMCACHE_CLIENT_TOKEN");
+  sub->add_flag("--open-operator-views", c->open_operator_views,
+                "Serve /stats and /metrics (every tenant's models and spend; "
+                "the data of the /dashboard page) without the admin token "
+                "even when listening beyond loopback. By default they are "
+                "open on loopback only, and elsewhere need 'Authorization: "
+                "Bearer <admin token>'; =false closes them on loopback too")
+      ->envname("LLMCACHE_OPEN_OPERATOR_VIEWS");
   sub->add_option("--mode", c->mode,
                   "Cache policy: deterministic (temperature 0 only), always, "
                   "never")

@@ -257,7 +257,53 @@ Result<AccessPolicy> MakeAccessPolicy(const ProxyOptions& options) {
     p.origins.push_back(std::move(*n));
   }
   p.client_token = options.client_token;
+  p.operator_views_open =
+      OperatorViewsOpen(options.host, options.operator_views_open);
   return p;
+}
+
+bool OperatorViewsOpen(std::string_view listen_host,
+                       std::optional<bool> open_flag) {
+  if (open_flag) return *open_flag;
+  std::string_view h = Trim(listen_host);
+  if (h.size() > 2 && h.front() == '[' && h.back() == ']') {
+    h = h.substr(1, h.size() - 2);
+  }
+  if (std::optional<std::string> v4 = CanonicalIp(h, AF_INET)) {
+    return v4->starts_with("127.");
+  }
+  if (std::optional<std::string> v6 = CanonicalIp(h, AF_INET6)) {
+    // ::1, and 127.0.0.0/8 mapped into IPv6.
+    return *v6 == "::1" || v6->starts_with("::ffff:127.");
+  }
+  // A name: only localhost is known to stay on this machine (another name
+  // may resolve to any interface).
+  std::string name = Lower(h);
+  if (!name.empty() && name.back() == '.') name.pop_back();
+  return name == "localhost";
+}
+
+std::optional<HttpError> CheckOperatorView(
+    const AccessPolicy& policy, std::string_view admin_token,
+    std::optional<std::string_view> authorization) {
+  if (policy.operator_views_open) return std::nullopt;
+  if (admin_token.empty()) {
+    return Error(403, "permission_error",
+                 "this proxy listens beyond loopback, so its operator views "
+                 "(/stats, /metrics, the dashboard's data) are closed: set "
+                 "--admin-token and send 'Authorization: Bearer <admin "
+                 "token>', or open them to everyone who can reach the proxy "
+                 "with --open-operator-views");
+  }
+  const std::string_view bearer = authorization
+                                      ? proxy_util::BearerToken(*authorization)
+                                      : std::string_view();
+  if (!bearer.empty() && proxy_util::ConstantTimeEquals(bearer, admin_token)) {
+    return std::nullopt;
+  }
+  return Unauthorized(
+      "the operator views (/stats, /metrics) of a proxy listening beyond "
+      "loopback need 'Authorization: Bearer <admin token>'");
 }
 
 std::variant<HttpError, Access> CheckAccess(const AccessPolicy& policy,
@@ -308,7 +354,8 @@ std::variant<HttpError, Access> CheckAccess(const AccessPolicy& policy,
   // Credentials.
   using metrics::Route;
   if (r.route == Route::kHealthz || r.route == Route::kMetrics ||
-      r.route == Route::kAdmin) {
+      r.route == Route::kAdmin || r.public_page ||
+      (r.route == Route::kStats && !policy.operator_views_open)) {
     return access;
   }
   const bool forwards =

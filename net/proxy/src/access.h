@@ -44,7 +44,27 @@ struct AccessPolicy {
   std::vector<std::string> origins;
   bool any_origin = false;  // "*" in allow_origins
   std::string client_token;
+  // Whether /stats and /metrics (every tenant's models and spend) answer
+  // without the admin token: OperatorViewsOpen(host, operator_views_open).
+  bool operator_views_open = true;
 };
+
+// Whether the operator views are open to anyone who may reach the proxy:
+// `open_flag` when set (serve --open-operator-views), else whether
+// `listen_host` is a loopback address (127.0.0.0/8, ::1, ::ffff:127.x.y.z,
+// or the name localhost). Any other listen address (0.0.0.0, ::, a LAN
+// address, a host name) closes them: they then need the admin token.
+bool OperatorViewsOpen(std::string_view listen_host,
+                       std::optional<bool> open_flag);
+
+// The check of an operator view (/stats, /metrics) after CheckAccess:
+// nullopt when `policy` has them open or `authorization` is `Bearer
+// <admin_token>` (compared in constant time); otherwise 403 when no admin
+// token is configured (the message says how to open them), else 401 (with
+// WWW-Authenticate: Bearer).
+std::optional<proxy_util::HttpError> CheckOperatorView(
+    const AccessPolicy& policy, std::string_view admin_token,
+    std::optional<std::string_view> authorization);
 
 // The policy of `options` (host, allow_hosts, allow_origins, client_token).
 // kInvalidArgument, naming the value, for an origin that is not
@@ -72,6 +92,10 @@ struct AccessRequest {
   // only; it counts as "Authorization: Bearer <key>" when that is absent).
   std::optional<std::string_view> x_api_key;
   std::optional<std::string_view> token;  // X-Llmcache-Token
+  // A page without data (the dashboard's HTML, script and style): Host and
+  // Origin are checked, credentials are not (a browser navigating to it
+  // cannot send a token; the data it shows comes from /stats).
+  bool public_page = false;
 };
 
 // A request let in. The views point into the AccessRequest's headers.
@@ -93,8 +117,9 @@ struct Access {
 //   403 an Origin that is not allowed, or no Origin and a Sec-Fetch-Site
 //       other than same-origin or none (a cross-site page's no-cors fetch);
 //   a preflight of an allowed origin: let in (no credentials needed);
-//   on routes other than /healthz, /metrics and /admin/* (whose token the
-//   admin endpoints check):
+//   on routes other than /healthz, /metrics, /admin/* (whose token the
+//   admin endpoints check), public pages, and /stats while the operator
+//   views are closed (CheckOperatorView then wants the admin token):
 //   401 an Authorization that is not `Bearer <non-empty token>` (any route
 //       that forwards upstream, and any route when a client token is set),
 //   401 with a client token set: neither `X-Llmcache-Token: <token>` nor

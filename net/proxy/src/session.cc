@@ -44,6 +44,7 @@
 #include "access.h"
 #include "admin.h"
 #include "completion_request.h"
+#include "dashboard.h"
 #include "llmcache/net/sse.h"
 #include "metrics.h"
 #include "proxy_util.h"
@@ -222,6 +223,8 @@ class SessionImpl final : public Session,
     ar.authorization = Find(req, http::field::authorization);
     ar.x_api_key = Find(req, "X-Api-Key");
     ar.token = Find(req, "X-Llmcache-Token");
+    ar.public_page =
+        req_.route == Route::kOther && FindDashboardAsset(req_.path) != nullptr;
     const bool body_pending = !parser_->is_done();
     std::variant<HttpError, Access> checked = CheckAccess(srv_.access(), ar);
     if (auto* error = std::get_if<HttpError>(&checked)) {
@@ -352,6 +355,7 @@ class SessionImpl final : public Session,
         return SendWhole(200, kJson, {}, body_, nullptr);
       case Route::kMetrics:
         if (method != http::verb::get) return MethodNotAllowed("GET");
+        if (!OperatorViewAllowed()) return;
         return RunOnAdmin(
             [srv = &srv_]() -> std::pair<int, std::string> {
               return {200, srv->MetricsText()};
@@ -359,6 +363,7 @@ class SessionImpl final : public Session,
             "text/plain; version=0.0.4; charset=utf-8");
       case Route::kStats:
         if (method != http::verb::get) return MethodNotAllowed("GET");
+        if (!OperatorViewAllowed()) return;
         return RunOnAdmin(
             [srv = &srv_]() -> std::pair<int, std::string> {
               return {200, srv->RenderStatsJson()};
@@ -367,11 +372,29 @@ class SessionImpl final : public Session,
       case Route::kAdmin:
         return HandleAdmin(path.substr(7));
       case Route::kOther:
+        if (const DashboardAsset* asset = FindDashboardAsset(path)) {
+          if (method != http::verb::get) return MethodNotAllowed("GET");
+          return SendWhole(200, asset->content_type, DashboardHeaders(),
+                           asset->body, nullptr);
+        }
+        break;
       case Route::kCount:
         break;
     }
     SendError(404, "invalid_request_error", "no route for " + std::string(path),
               false);
+  }
+
+  // /stats and /metrics show every tenant's models and spend: beyond
+  // loopback they need the admin token (access.h). False when refused
+  // (answered).
+  bool OperatorViewAllowed() {
+    std::optional<HttpError> refused =
+        CheckOperatorView(srv_.access(), srv_.options().admin_token,
+                          Find(parser_->get(), http::field::authorization));
+    if (!refused) return true;
+    SendError(std::move(*refused));
+    return false;
   }
 
   void MethodNotAllowed(std::string_view allow) {

@@ -204,6 +204,13 @@ struct ProxyOptions {
   // The proxy's access token (see "Access" above); never logged. Empty:
   // none needed. Default: empty.
   std::string client_token;
+  // Whether the operator views (/stats and /metrics: every tenant's models
+  // and spend; the dashboard's data) answer anyone who may reach the proxy.
+  // When not, they need `Authorization: Bearer <admin_token>` (401 without
+  // it; 403 when no admin token is set). GET /dashboard and its script and
+  // style hold no data and are always served. nullopt = open iff `host` is
+  // a loopback address (127.0.0.0/8, ::1, localhost). Default: nullopt.
+  std::optional<bool> operator_views_open;
 
   // Ceiling of a stored entry's lifetime: a client's X-Cache-TTL (and the
   // default, cached.ttl_ms) are cut to it. 0 = no ceiling (a client may ask
