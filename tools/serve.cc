@@ -73,6 +73,9 @@ struct ServeConfig {
   double read_timeout_s = 30;
   double idle_timeout_s = 60;
   double models_ttl_s = 60;
+  std::string prompt_cache = "off";
+  bool flush_on_drift = false;
+  double pricing_refresh_s = 600;
   size_t memory_bytes = 64u << 20;
   std::string config;
   // The shared tier.
@@ -245,6 +248,13 @@ int Run(CLI::App& sub, ServeConfig& c) {
               << c.log_level << "'\n";
     return 2;
   }
+  const std::optional<net::PromptCacheMode> prompt_cache =
+      net::PromptCacheModeFromName(c.prompt_cache);
+  if (!prompt_cache) {
+    std::cerr << "llmcache serve: --prompt-cache must be off or auto, got '"
+              << c.prompt_cache << "'\n";
+    return 2;
+  }
   if (c.max_ttl_s >= 0 && c.max_ttl_s != 0 &&
       (c.ttl_s == 0 || c.ttl_s > c.max_ttl_s)) {
     std::cerr << "llmcache serve: --ttl " << c.ttl_s
@@ -261,6 +271,10 @@ int Run(CLI::App& sub, ServeConfig& c) {
   o.cached.mode = *mode;
   o.cached.ttl_ms = c.ttl_s * 1000;
   o.cached.default_namespace = c.ns;
+  o.cached.prompt_cache = *prompt_cache;
+  o.cached.flush_on_model_drift = c.flush_on_drift;
+  o.cached.pricing_refresh_ms =
+      static_cast<int64_t>(c.pricing_refresh_s * 1000);
   if (c.max_ttl_s >= 0) o.max_ttl_ms = c.max_ttl_s * 1000;
   o.shared_cache = c.shared_cache;
   o.admin_token = c.admin_token;
@@ -526,6 +540,26 @@ CLI::App* AddServeCommand(CLI::App& app, std::function<int()>* run) {
   sub->add_option("--models-ttl", c->models_ttl_s,
                   "Seconds GET /models answers are kept in memory")
       ->envname("LLMCACHE_MODELS_TTL")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--prompt-cache", c->prompt_cache,
+                  "Provider prompt caching: auto adds cache breakpoints "
+                  "(system prompt, conversation so far, large blocks) to "
+                  "requests for Claude and Gemini models on their way "
+                  "upstream, never to the key; off sends bodies as they "
+                  "came. A request's X-LLMCache-Prompt-Cache: off|auto "
+                  "overrides it")
+      ->envname("LLMCACHE_PROMPT_CACHE")
+      ->capture_default_str();
+  sub->add_flag("--flush-on-drift", c->flush_on_drift,
+                "Flush a model's entries when the model it resolves to "
+                "upstream changes (a drift is logged either way)")
+      ->envname("LLMCACHE_FLUSH_ON_DRIFT");
+  sub->add_option("--pricing-refresh", c->pricing_refresh_s,
+                  "Seconds between fetches of the upstream's /models prices "
+                  "(prompt-cache savings in /stats and /metrics); 0 = never "
+                  "fetch")
+      ->envname("LLMCACHE_PRICING_REFRESH")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   sub->add_option("--max-disk-bytes", c->max_disk_bytes,

@@ -194,6 +194,17 @@ void AddDelta(const StatsDelta& d, CacheStats* s) {
     m.bytes = Plus(m.bytes, mv(ModelCounter::kBytes));
     m.tokens_saved = Plus(m.tokens_saved, mv(ModelCounter::kTokensSaved));
     m.cost_saved_nanousd += mv(ModelCounter::kCostSavedNanoUsd);
+    m.provider_cache_read_tokens =
+        Plus(m.provider_cache_read_tokens,
+             mv(ModelCounter::kProviderCacheReadTokens));
+    m.provider_cache_write_tokens =
+        Plus(m.provider_cache_write_tokens,
+             mv(ModelCounter::kProviderCacheWriteTokens));
+    m.provider_cache_saved_nanousd +=
+        mv(ModelCounter::kProviderCacheSavedNanoUsd);
+    m.provider_cache_write_premium_nanousd +=
+        mv(ModelCounter::kProviderCacheWritePremiumNanoUsd);
+    m.drift_events = Plus(m.drift_events, mv(ModelCounter::kDriftEvents));
   }
 }
 

@@ -128,8 +128,17 @@ inline constexpr std::array<std::string_view, 10> kCounterNames = {
 };
 // Per-model counters, "mstat/<name>/<base model>"; indexed by ModelCounter
 // (stats.h).
-inline constexpr std::array<std::string_view, 5> kModelCounterNames = {
-    "hits", "entries", "bytes", "tokens_saved", "cost_saved_nanousd",
+inline constexpr std::array<std::string_view, 10> kModelCounterNames = {
+    "hits",
+    "entries",
+    "bytes",
+    "tokens_saved",
+    "cost_saved_nanousd",
+    "provider_cache_read_tokens",
+    "provider_cache_write_tokens",
+    "provider_cache_saved_nanousd",
+    "provider_cache_write_premium_nanousd",
+    "drift_events",
 };
 // Bypass reasons, "stat/bypass/<name>"; indexed by BypassReason
 // (llmcache/policy.h), and what BypassReasonName() returns.

@@ -68,6 +68,11 @@ class MemoryCache final : public Cache {
 
   void RecordBypass(BypassReason reason) override { stats_.AddBypass(reason); }
 
+  void RecordProviderStats(std::string_view model,
+                           const ProviderStatsDelta& delta) override {
+    AddProviderStats(stats_, BaseModel(model), delta);
+  }
+
   Result<uint64_t> FlushModel(std::string_view model) override {
     const std::string_view base = BaseModel(model);
     std::lock_guard<std::mutex> lock(write_mu_);

@@ -500,4 +500,11 @@ Status RocksCache::CatchUp() {
                    "catching up with the owner");
 }
 
+// Provider prompt-cache and drift counts: per-model deltas like a hit's,
+// written by the next maintenance round (an inspection view counts nothing).
+void RocksCache::RecordProviderStats(std::string_view model,
+                                     const ProviderStatsDelta& delta) {
+  if (!secondary_) AddProviderStats(stats_, BaseModel(model), delta);
+}
+
 }  // namespace llmcache

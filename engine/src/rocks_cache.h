@@ -108,6 +108,8 @@ class RocksCache final : public Cache {
   Status Insert(const RequestKey& key, std::string_view body,
                 const InsertOptions& options) override;
   void RecordBypass(BypassReason reason) override;
+  void RecordProviderStats(std::string_view model,
+                           const ProviderStatsDelta& delta) override;
   Result<uint64_t> FlushModel(std::string_view model) override;
   Status FlushAll() override;
   Result<bool> PurgeKey(const Digest& digest) override;

@@ -114,4 +114,21 @@ void StatsCollector::ResetAllEntryCounts() {
   }
 }
 
+void AddProviderStats(StatsCollector& stats, std::string_view base_model,
+                      const ProviderStatsDelta& d) {
+  if (d.read_tokens == 0 && d.write_tokens == 0 && d.saved_nanousd == 0 &&
+      d.write_premium_nanousd == 0 && d.drift_events == 0) {
+    return;
+  }
+  ModelCounters& m = stats.ForModel(base_model);
+  m.Add(ModelCounter::kProviderCacheReadTokens,
+        static_cast<int64_t>(d.read_tokens));
+  m.Add(ModelCounter::kProviderCacheWriteTokens,
+        static_cast<int64_t>(d.write_tokens));
+  m.Add(ModelCounter::kProviderCacheSavedNanoUsd, d.saved_nanousd);
+  m.Add(ModelCounter::kProviderCacheWritePremiumNanoUsd,
+        d.write_premium_nanousd);
+  m.Add(ModelCounter::kDriftEvents, static_cast<int64_t>(d.drift_events));
+}
+
 }  // namespace llmcache

@@ -20,6 +20,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "llmcache/cache.h"
 #include "llmcache/policy.h"
 
 namespace llmcache {
@@ -49,6 +50,13 @@ enum class ModelCounter : int {
   kBytes,
   kTokensSaved,
   kCostSavedNanoUsd,
+  // Provider-side prompt caching seen in upstream usage, and resolved-model
+  // changes (Cache::RecordProviderStats). Kept by FlushModel, like hits.
+  kProviderCacheReadTokens,
+  kProviderCacheWriteTokens,
+  kProviderCacheSavedNanoUsd,
+  kProviderCacheWritePremiumNanoUsd,
+  kDriftEvents,
   kCount,
 };
 std::string_view ModelCounterName(ModelCounter c);
@@ -162,6 +170,11 @@ class StatsCollector {
                      std::equal_to<>>
       models_;
 };
+
+// Adds a client's provider prompt-cache and drift counts to the counters of
+// `base_model` (both cache modes' Cache::RecordProviderStats).
+void AddProviderStats(StatsCollector& stats, std::string_view base_model,
+                      const ProviderStatsDelta& delta);
 
 }  // namespace llmcache
 

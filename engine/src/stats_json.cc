@@ -27,6 +27,12 @@ json::object ModelObject(const ModelStats& m) {
   o["cost_saved_usd"] = NanoUsdToUsd(m.cost_saved_nanousd);
   o["last_resolved_model"] = m.last_resolved_model;
   o["own_column_family"] = m.own_column_family;
+  o["provider_cache_read_tokens"] = m.provider_cache_read_tokens;
+  o["provider_cache_write_tokens"] = m.provider_cache_write_tokens;
+  o["provider_cache_saved_usd"] = NanoUsdToUsd(m.provider_cache_saved_nanousd);
+  o["provider_cache_write_premium_usd"] =
+      NanoUsdToUsd(m.provider_cache_write_premium_nanousd);
+  o["drift_events"] = m.drift_events;
   return o;
 }
 

@@ -103,6 +103,9 @@
 //                            continuation, as OpenRouter streams them), then
 //                            the signature, then the encrypted data in two
 //                            pieces, to exercise the merge.
+//   "x_fake_resolved_model": "m"  the answer's `model` is m instead of the
+//                            requested base model: a model drift on demand
+//                            (chat completions)
 // Streamed or not, the same request gives the same choices: accumulating the
 // stream gives the non-streamed body (up to id and created).
 //

@@ -86,7 +86,11 @@ PromptBlocks BuildPromptBlocks(const json::object& body,
       const json::value* content = m.if_contains("content");
       if (content != nullptr) {
         if (const json::string* s = content->if_string()) {
-          add(json::serialize(*content), s->size(), false, false);
+          // The same block as a one-part text array: providers see no
+          // difference (Anthropic turns a string into one text block), so
+          // a prefix written with the block marked reads back unmarked.
+          add(json::serialize(json::object{{"type", "text"}, {"text", *s}}),
+              s->size(), false, false);
         } else if (const json::array* parts = content->if_array()) {
           for (const json::value& part : *parts) {
             bool ttl_1h = false;

@@ -7,7 +7,7 @@
 // (a string content is one block). Its size in bytes is the text of each part
 // (parts without "text", and tools: their JSON without markers), plus 4 per
 // message and the JSON of its tool calls; prompt_tokens = max(1, ceil(bytes /
-// 4)).
+// 4)). A string content is the same block as a one-part text array of it.
 //
 // Every `cache_control` object / `prompt_cache_breakpoint` on a tool, a
 // content part or a message, and one at the top level of the body (automatic

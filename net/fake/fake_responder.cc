@@ -482,6 +482,12 @@ Generation Responder::MakeGeneration(const json::object& body,
   g.created = Now();
   g.id = NewGenerationId(g.created);
   g.model = std::string(base);
+  // A model drift on demand (fake_openrouter.h): the answer names another
+  // resolved model.
+  if (const json::string* resolved = FindString(body, "x_fake_resolved_model");
+      resolved != nullptr && !resolved->empty()) {
+    g.model.assign(resolved->data(), resolved->size());
+  }
   g.provider = ProviderName(base);
   g.fingerprint = "fp_" + Hex(Fnv1a(base), 10);
   json::object canonical = body;

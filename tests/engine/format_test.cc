@@ -189,11 +189,13 @@ TEST(FormatTest, PersistentNamesAreStable) {
       (std::vector<std::string_view>{
           "hits", "misses", "expired", "inserts", "flushes", "evictions",
           "purged", "store_errors", "tokens_saved", "cost_saved_nanousd"}));
-  EXPECT_EQ(
-      std::vector<std::string_view>(kModelCounterNames.begin(),
-                                    kModelCounterNames.end()),
-      (std::vector<std::string_view>{"hits", "entries", "bytes", "tokens_saved",
-                                     "cost_saved_nanousd"}));
+  EXPECT_EQ(std::vector<std::string_view>(kModelCounterNames.begin(),
+                                          kModelCounterNames.end()),
+            (std::vector<std::string_view>{
+                "hits", "entries", "bytes", "tokens_saved",
+                "cost_saved_nanousd", "provider_cache_read_tokens",
+                "provider_cache_write_tokens", "provider_cache_saved_nanousd",
+                "provider_cache_write_premium_nanousd", "drift_events"}));
   EXPECT_EQ(std::vector<std::string_view>(kBypassReasonNames.begin(),
                                           kBypassReasonNames.end()),
             (std::vector<std::string_view>{

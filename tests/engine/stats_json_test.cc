@@ -159,10 +159,13 @@ TEST(StatsJsonTest, ModelsHaveEveryMember) {
   for (size_t i = 0; i < models.size(); ++i) {
     const ModelStats& want = s.models[i];
     const json::object& m = models[i].as_object();
-    EXPECT_EQ(Keys(m), (std::vector<std::string>{
-                           "model", "entries", "bytes", "hits", "tokens_saved",
-                           "cost_saved_usd", "last_resolved_model",
-                           "own_column_family"}));
+    EXPECT_EQ(Keys(m),
+              (std::vector<std::string>{
+                  "model", "entries", "bytes", "hits", "tokens_saved",
+                  "cost_saved_usd", "last_resolved_model", "own_column_family",
+                  "provider_cache_read_tokens", "provider_cache_write_tokens",
+                  "provider_cache_saved_usd",
+                  "provider_cache_write_premium_usd", "drift_events"}));
     EXPECT_EQ(m.at("model").as_string(), want.model);
     EXPECT_EQ(U(m, "entries"), want.entries);
     EXPECT_EQ(U(m, "bytes"), want.bytes);

@@ -115,6 +115,14 @@ TEST(StatsJsonTest, ClientSectionHoldsThePipelineCounts) {
   c.prompt_cache_write_tokens = 50;
   c.prompt_cache_savings_nanousd = -250'000'000;
   c.priced_responses = 8;
+  c.prompt_cache_marked = 3;
+  c.prompt_cache_mode = PromptCacheMode::kAuto;
+  c.prompt_cache_models = {
+      {"anthropic/claude-sonnet-4.5", 100, 50, 270'000'000, 37'500'000}};
+  c.prompt_cache_saved_nanousd = 270'000'000;
+  c.prompt_cache_write_premium_nanousd = 37'500'000;
+  c.flush_on_drift = true;
+  c.drift_models = {{"a/b", "a/b-2025", 2, 1'700'000'000'000}};
   const json::object o = Render(CacheStats(), metrics::Totals(), c);
   EXPECT_EQ(o.at("client"), json::parse(R"({
     "keys_computed": 20, "hits": 11, "misses": 5, "bypasses": 4,
@@ -127,13 +135,21 @@ TEST(StatsJsonTest, ClientSectionHoldsThePipelineCounts) {
     "upstream_errors": 2, "flight_joins": 1, "store_errors": 6, "stored": 4,
     "not_stored": 1, "model_drifts": 7, "prompt_cache_read_tokens": 100,
     "prompt_cache_write_tokens": 50, "prompt_cache_savings_usd": -0.25,
-    "priced_responses": 8,
+    "priced_responses": 8, "prompt_cache_marked": 3,
     "endpoints": {
       "chat_completions": {"hits": 0, "misses": 0, "bypasses": 0},
       "embeddings": {"hits": 0, "misses": 0, "bypasses": 0},
       "responses": {"hits": 0, "misses": 0, "bypasses": 0},
       "messages": {"hits": 0, "misses": 0, "bypasses": 0}},
-    "embedding_inputs_hit": 0, "embedding_inputs_missed": 0})"));
+    "embedding_inputs_hit": 0, "embedding_inputs_missed": 0,
+    "prompt_cache": {"mode": "auto", "read_tokens": 100, "write_tokens": 50,
+      "saved_usd": 0.27, "write_premium_usd": 0.0375,
+      "models": [{"model": "anthropic/claude-sonnet-4.5", "read_tokens": 100,
+                  "write_tokens": 50, "saved_usd": 0.27,
+                  "write_premium_usd": 0.0375}]},
+    "drift": {"flush_on_drift": true,
+      "models": [{"model": "a/b", "resolved_model": "a/b-2025",
+                  "drift_events": 2, "last_drift_ms": 1700000000000}]}})"));
 }
 
 TEST(StatsJsonTest, SectionsComeInOrder) {

@@ -326,6 +326,18 @@ int Stats(const std::string& db, bool as_json, const Io& io) {
       << "store errors   " << s.store_errors << "\n"
       << "tokens saved   " << s.tokens_saved << "\n"
       << "cost saved     " << FormatUsd(s.cost_saved_nanousd) << "\n";
+  // The provider's prompt cache (upstream; not the response cache above).
+  uint64_t pc_read = 0, pc_write = 0;
+  int64_t pc_saved = 0, pc_premium = 0;
+  for (const ModelStats& m : s.models) {
+    pc_read += m.provider_cache_read_tokens;
+    pc_write += m.provider_cache_write_tokens;
+    pc_saved += m.provider_cache_saved_nanousd;
+    pc_premium += m.provider_cache_write_premium_nanousd;
+  }
+  out << "provider cache " << pc_read << " tokens read (saved "
+      << FormatUsd(pc_saved) << "), " << pc_write << " written (premium "
+      << FormatUsd(pc_premium) << ")\n";
   if (!s.models.empty()) {
     out << "\n";
     Table t(
@@ -373,6 +385,7 @@ int Models(const std::string& db, bool as_json, const Io& io) {
                      {"tokens_saved", m.tokens_saved},
                      {"cost_saved_usd", Usd(m.cost_saved_nanousd)},
                      {"last_resolved_model", m.last_resolved_model},
+                     {"drift_events", m.drift_events},
                      {"own_column_family", m.own_column_family}};
       if (const AgeRange* r = range_of(m.model)) {
         o["oldest_ms"] = r->oldest_ms;
@@ -395,16 +408,17 @@ int Models(const std::string& db, bool as_json, const Io& io) {
     return kExitOk;
   }
   Table t({"MODEL", "ENTRIES", "BYTES", "HITS", "OLDEST", "NEWEST",
-           "LAST RESOLVED MODEL"});
+           "LAST RESOLVED MODEL", "DRIFTS"});
   for (const ModelStats& m : st->models) {
     const AgeRange* r = range_of(m.model);
     t.Add({m.model, std::to_string(m.entries), FormatBytes(m.bytes),
            std::to_string(m.hits),
            r ? FormatDuration(now - r->oldest_ms) + " ago" : "-",
            r ? FormatDuration(now - r->newest_ms) + " ago" : "-",
-           m.last_resolved_model.empty() ? "-" : m.last_resolved_model});
+           m.last_resolved_model.empty() ? "-" : m.last_resolved_model,
+           std::to_string(m.drift_events)});
   }
-  t.Print(io.out, {false, true, true, true, true, true, false});
+  t.Print(io.out, {false, true, true, true, true, true, false, true});
   return kExitOk;
 }
 

@@ -94,6 +94,26 @@ struct ModelStats {
   int64_t cost_saved_nanousd = 0;
   std::string last_resolved_model;
   bool own_column_family = false;  // false: lives in the overflow family
+  // Provider-side prompt caching of upstream answers (not the response
+  // cache's savings): tokens read from and written to the provider's cache,
+  // what the reads saved (read tokens x (prompt - read price)) and what the
+  // writes cost over the prompt price (write tokens x (write - prompt
+  // price)). Kept by FlushModel: they are money already saved or spent.
+  uint64_t provider_cache_read_tokens = 0;
+  uint64_t provider_cache_write_tokens = 0;
+  int64_t provider_cache_saved_nanousd = 0;
+  int64_t provider_cache_write_premium_nanousd = 0;
+  // Times the model's resolved model changed (kept by FlushModel).
+  uint64_t drift_events = 0;
+};
+
+// Per-model counts a client adds with Cache::RecordProviderStats.
+struct ProviderStatsDelta {
+  uint64_t read_tokens = 0;
+  uint64_t write_tokens = 0;
+  int64_t saved_nanousd = 0;
+  int64_t write_premium_nanousd = 0;
+  uint64_t drift_events = 0;
 };
 
 struct CacheStats {
@@ -264,6 +284,15 @@ class Cache {
 
   // Counts a request that bypassed the cache.
   virtual void RecordBypass(BypassReason reason) = 0;
+
+  // Adds provider prompt-cache usage and drift events to the counters of
+  // BaseModel(model) (ModelStats::provider_cache_*, drift_events); persisted
+  // with the other statistics. A no-op where not implemented.
+  virtual void RecordProviderStats(std::string_view model,
+                                   const ProviderStatsDelta& delta) {
+    (void)model;
+    (void)delta;
+  }
 
   // Removes every entry of BaseModel(model) (so every `:variant` too). In
   // persistent mode this drops the model's column family: constant time

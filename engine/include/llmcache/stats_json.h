@@ -40,6 +40,11 @@
 //   cost_saved_usd       number cost_saved_nanousd / 1e9
 //   last_resolved_model  string "" when none was recorded
 //   own_column_family    bool   false: the model lives in the overflow family
+//   provider_cache_read_tokens        uint    provider prompt cache (not
+//   provider_cache_write_tokens       uint    the response cache): tokens
+//   provider_cache_saved_usd          number  read and written, what reads
+//   provider_cache_write_premium_usd  number  saved and writes cost extra
+//   drift_events         uint   times the resolved model changed
 //
 // Callers that know more (the CLI's database path, the first and last entry
 // times per model) add members to the parsed object; they do not rename or

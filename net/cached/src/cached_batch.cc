@@ -260,7 +260,9 @@ void CachedClientImpl::BatchAnswered(std::shared_ptr<Batch> b,
       parsed = std::move(*p);
     }
     why = WhyNotCacheable(Endpoint::kEmbeddings, r->status, parsed);
-    if (parsed.usage) AccountPromptCache(b->request.key().model, parsed);
+    if (parsed.usage)
+      AccountPromptCache(b->request.key().model, b->request.key().base_model,
+                         parsed);
   }
   if (!r.ok()) {
     std::lock_guard<std::mutex> lock(b->mu);

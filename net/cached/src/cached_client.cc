@@ -56,7 +56,8 @@ CachedClientImpl::CachedClientImpl(std::shared_ptr<Cache> cache,
       options_(std::move(options)),
       clock_(options_.clock != nullptr ? options_.clock : Clock::System()),
       keys_(options_.key_options),
-      shared_(options_.shared) {
+      shared_(options_.shared),
+      pricing_(options_.pricing) {
   if (shared_) {
     // A flush on another instance drops the model from the local tiers
     // too (the shared tier hides its entries by generation).
@@ -80,8 +81,10 @@ CachedClientImpl::CachedClientImpl(std::shared_ptr<Cache> cache,
   // Seed the drift detector with what the store remembers.
   if (auto s = cache_->GetStats(); s.ok()) {
     for (const ModelStats& m : s->models) {
-      if (!m.last_resolved_model.empty()) {
-        resolved_[m.model] = m.last_resolved_model;
+      if (!m.last_resolved_model.empty() || m.drift_events != 0) {
+        DriftState& d = resolved_[m.model];
+        d.resolved = m.last_resolved_model;
+        d.events = m.drift_events;
       }
     }
   }
@@ -473,6 +476,19 @@ void CachedClientImpl::CallUpstream(PreparedRequest p, CacheResult kind,
   counters_.Add(PipelineCounters::kUpstreamCalls);
   Request up;
   CachedRequest& req = MutableRequest(p);
+  // Provider prompt caching: breakpoints on the body that goes upstream
+  // only (keyed already; hits never get here). A body the policy cannot
+  // read goes as sent.
+  if (p.endpoint() == Endpoint::kChatCompletions &&
+      req.prompt_cache.value_or(options_.prompt_cache) ==
+          PromptCacheMode::kAuto) {
+    if (Result<std::string> marked =
+            ApplyAutoPromptCache(req.body, p.key().model);
+        marked.ok() && *marked != req.body) {
+      req.body = std::move(*marked);
+      counters_.Add(PipelineCounters::kPromptCacheMarked);
+    }
+  }
   up.body = std::move(req.body);
   up.api_key = std::move(req.api_key);
   up.headers = std::move(req.headers);
@@ -544,7 +560,7 @@ Result<CachedResponse> CachedClientImpl::Finish(Result<Response> r,
   }
   if (out.parsed.usage) {
     out.usage = ToEngineUsage(*out.parsed.usage);
-    AccountPromptCache(key.model, out.parsed);
+    AccountPromptCache(key.model, key.base_model, out.parsed);
   }
   // A whole stream: its last event seen ("[DONE]" for chat completions,
   // whose accumulator also needs every choice finished).
@@ -727,39 +743,82 @@ void CachedClientImpl::Restart(Waiter w, bool solo) {
   }
 }
 
-// Provider-side prompt caching of one upstream response.
+// Provider-side prompt caching of one upstream response: this instance's
+// counters, and the engine's per-model ones (persisted).
 void CachedClientImpl::AccountPromptCache(const std::string& requested_model,
+                                          const std::string& base_model,
                                           const ParsedCompletion& c) {
   const CompletionUsage& u = *c.usage;
   counters_.Add(PipelineCounters::kPromptCacheReadTokens, u.cached_tokens);
   counters_.Add(PipelineCounters::kPromptCacheWriteTokens,
                 u.cache_write_tokens);
-  if (!options_.pricing) return;
-  Result<CostBreakdown> cost = ComputeCost(
-      *options_.pricing, c.model.empty() ? requested_model : c.model, u);
-  if (!cost.ok() && !c.model.empty()) {
-    cost = ComputeCost(*options_.pricing, requested_model, u);
+  ProviderStatsDelta d;
+  d.read_tokens = u.cached_tokens;
+  d.write_tokens = u.cache_write_tokens;
+  // Priced by the resolved model, else the requested one.
+  if (const std::shared_ptr<const PricingTable> table = pricing()) {
+    const std::string& first = c.model.empty() ? requested_model : c.model;
+    Result<CostBreakdown> cost = ComputeCost(*table, first, u);
+    Result<PromptCacheEffect> effect =
+        ComputePromptCacheEffect(*table, first, u);
+    if (!cost.ok() && !c.model.empty()) {
+      cost = ComputeCost(*table, requested_model, u);
+      effect = ComputePromptCacheEffect(*table, requested_model, u);
+    }
+    if (cost.ok()) {
+      counters_.Add(PipelineCounters::kPricedResponses);
+      counters_.AddSigned(
+          PipelineCounters::kPromptCacheSavingsNanousd,
+          static_cast<int64_t>(std::llround(cost->prompt_cache_savings * 1e9)));
+    }
+    if (effect.ok()) {
+      d.saved_nanousd = static_cast<int64_t>(std::llround(effect->saved * 1e9));
+      d.write_premium_nanousd =
+          static_cast<int64_t>(std::llround(effect->write_premium * 1e9));
+    }
   }
-  if (!cost.ok()) return;
-  counters_.Add(PipelineCounters::kPricedResponses);
-  counters_.AddSigned(
-      PipelineCounters::kPromptCacheSavingsNanousd,
-      static_cast<int64_t>(std::llround(cost->prompt_cache_savings * 1e9)));
+  if (d.read_tokens == 0 && d.write_tokens == 0 && d.saved_nanousd == 0 &&
+      d.write_premium_nanousd == 0) {
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(prompt_cache_mu_);
+    auto it = prompt_cache_models_.find(base_model);
+    if (it == prompt_cache_models_.end()) {
+      it = prompt_cache_models_
+               .emplace(base_model, CachedClientStats::PromptCacheModel{})
+               .first;
+      it->second.model = base_model;
+    }
+    it->second.read_tokens += d.read_tokens;
+    it->second.write_tokens += d.write_tokens;
+    it->second.saved_nanousd += d.saved_nanousd;
+    it->second.write_premium_nanousd += d.write_premium_nanousd;
+  }
+  cache_->RecordProviderStats(base_model, d);
 }
 
+// Logs each change of a model's resolved model once: A, A, B, B, A logs
+// A -> B and B -> A (under the lock, so concurrent answers agree on the
+// order); the first sighting of a model is no drift.
 void CachedClientImpl::CheckDrift(const std::string& base_model,
                                   const std::string& resolved) {
   if (resolved.empty()) return;
   std::string previous;
   {
     std::lock_guard<std::mutex> lock(resolved_mu_);
-    std::string& last = resolved_[base_model];
-    if (last == resolved) return;
-    previous = last;
-    last = resolved;
+    DriftState& state = resolved_[base_model];
+    if (state.resolved == resolved) return;
+    previous = std::move(state.resolved);
+    state.resolved = resolved;
+    if (previous.empty()) return;  // first sighting
+    ++state.events;
+    state.last_drift_ms = clock_->NowMillis();
   }
-  if (previous.empty()) return;  // first sighting
   counters_.Add(PipelineCounters::kModelDrifts);
+  ProviderStatsDelta d;
+  d.drift_events = 1;
+  cache_->RecordProviderStats(base_model, d);
   Log("model drift: " + base_model + " now resolves to " + resolved + " (was " +
       previous + ")" +
       (options_.flush_on_model_drift ? "; flushing its entries" : ""));
@@ -767,6 +826,90 @@ void CachedClientImpl::CheckDrift(const std::string& base_model,
     if (auto f = cache_->FlushModel(base_model); !f.ok()) {
       StoreFailure("flush on drift", f.status());
     }
+  }
+}
+
+CachedClientStats CachedClientImpl::stats() const {
+  CachedClientStats s = counters_.Snapshot();
+  s.prompt_cache_mode = options_.prompt_cache;
+  s.flush_on_drift = options_.flush_on_model_drift;
+  {
+    std::lock_guard<std::mutex> lock(prompt_cache_mu_);
+    s.prompt_cache_models.reserve(prompt_cache_models_.size());
+    for (const auto& [model, m] : prompt_cache_models_) {
+      s.prompt_cache_models.push_back(m);
+      s.prompt_cache_saved_nanousd += m.saved_nanousd;
+      s.prompt_cache_write_premium_nanousd += m.write_premium_nanousd;
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(resolved_mu_);
+    s.drift_models.reserve(resolved_.size());
+    for (const auto& [model, d] : resolved_) {
+      s.drift_models.push_back({model, d.resolved, d.events, d.last_drift_ms});
+    }
+  }
+  std::sort(
+      s.drift_models.begin(), s.drift_models.end(),
+      [](const CachedClientStats::DriftModel& a,
+         const CachedClientStats::DriftModel& b) { return a.model < b.model; });
+  return s;
+}
+
+void CachedClientImpl::SetPricing(std::shared_ptr<const PricingTable> pricing) {
+  std::lock_guard<std::mutex> lock(pricing_mu_);
+  pricing_ = std::move(pricing);
+}
+
+std::shared_ptr<const PricingTable> CachedClientImpl::pricing() const {
+  std::lock_guard<std::mutex> lock(pricing_mu_);
+  return pricing_;
+}
+
+void CachedClientImpl::StartPricingRefresh() {
+  if (options_.pricing_refresh_ms <= 0 || pricing_timer_) return;
+  pricing_timer_ =
+      std::make_unique<boost::asio::steady_timer>(client_->executor());
+  std::weak_ptr<CachedClientImpl> weak = self();
+  boost::asio::post(client_->executor(), [weak] {
+    if (auto self = weak.lock()) self->RefreshPricing();
+  });
+}
+
+// On the client's executor (as are FetchPricing's callback and the timer's).
+void CachedClientImpl::RefreshPricing() {
+  std::weak_ptr<CachedClientImpl> weak = self();
+  FetchPricing(*client_, [weak](Result<PricingTable> table) {
+    std::shared_ptr<CachedClientImpl> self = weak.lock();
+    if (!self) return;
+    if (table.ok()) {
+      self->SetPricing(std::make_shared<const PricingTable>(std::move(*table)));
+      if (self->pricing_failure_logged_.exchange(false)) {
+        self->Log("model prices loaded from /models again");
+      }
+    } else if (!self->pricing_failure_logged_.exchange(true)) {
+      self->Log(
+          "cannot load model prices from /models (keeping the " +
+          std::string(self->pricing() ? "previous ones" : "none so far") +
+          "; retried every " +
+          std::to_string(self->options_.pricing_refresh_ms / 1000) +
+          " s, logged again once they load): " + table.status().ToString());
+    }
+    self->SchedulePricingRefresh();
+  });
+}
+
+void CachedClientImpl::SchedulePricingRefresh() {
+  try {
+    pricing_timer_->expires_after(
+        std::chrono::milliseconds(options_.pricing_refresh_ms));
+    std::weak_ptr<CachedClientImpl> weak = self();
+    pricing_timer_->async_wait([weak](boost::system::error_code ec) {
+      if (ec) return;
+      if (auto self = weak.lock()) self->RefreshPricing();
+    });
+  } catch (const std::exception& e) {
+    Log(std::string("cannot schedule the price refresh: ") + e.what());
   }
 }
 
@@ -827,8 +970,10 @@ CachedResponse CachedClient::HitResponse(const PreparedRequest& request,
 std::shared_ptr<CachedClient> CachedClient::Create(
     std::shared_ptr<Cache> cache, std::shared_ptr<Client> client,
     CachedClientOptions options) {
-  return std::make_shared<CachedClientImpl>(std::move(cache), std::move(client),
-                                            std::move(options));
+  auto impl = std::make_shared<CachedClientImpl>(
+      std::move(cache), std::move(client), std::move(options));
+  impl->StartPricingRefresh();
+  return impl;
 }
 
 void FetchPricing(Client& client,

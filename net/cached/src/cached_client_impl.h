@@ -8,8 +8,10 @@
 #define LLMCACHE_NET_CACHED_SRC_CACHED_CLIENT_IMPL_H_
 
 #include <atomic>
+#include <boost/asio/steady_timer.hpp>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -43,7 +45,12 @@ class CachedClientImpl final : public CachedClient {
   void Complete(CachedRequest request, StreamHandler on_chunk,
                 Callback done) override;
 
-  CachedClientStats stats() const override { return counters_.Snapshot(); }
+  CachedClientStats stats() const override;
+  void SetPricing(std::shared_ptr<const PricingTable> pricing) override;
+  std::shared_ptr<const PricingTable> pricing() const override;
+  // Starts the /models refresh (CachedClientOptions::pricing_refresh_ms);
+  // Create calls it once the instance is shared.
+  void StartPricingRefresh();
   Cache& cache() override { return *cache_; }
   SharedTier* shared_tier() const override { return shared_.get(); }
   boost::asio::any_io_executor client_executor() const override {
@@ -114,7 +121,10 @@ class CachedClientImpl final : public CachedClient {
   void FinishFlight(const Digest& digest, const Result<CachedResponse>* out);
   void Restart(Waiter w, bool solo);
   void AccountPromptCache(const std::string& requested_model,
+                          const std::string& base_model,
                           const ParsedCompletion& c);
+  void RefreshPricing();
+  void SchedulePricingRefresh();
   void CheckDrift(const std::string& base_model, const std::string& resolved);
   void StoreFailure(std::string_view what, const Status& s);
   void Log(const std::string& line);
@@ -162,8 +172,23 @@ class CachedClientImpl final : public CachedClient {
   std::mutex input_flights_mu_;
   std::unordered_map<Digest, std::vector<InputWaiter>, DigestHash>
       input_flights_;
-  std::mutex resolved_mu_;
-  std::unordered_map<std::string, std::string> resolved_;
+  // The drift detector: per base model, the last resolved model and its
+  // changes.
+  struct DriftState {
+    std::string resolved;
+    uint64_t events = 0;
+    int64_t last_drift_ms = 0;
+  };
+  mutable std::mutex resolved_mu_;
+  std::unordered_map<std::string, DriftState> resolved_;
+  // Provider prompt caching per base model (this instance).
+  mutable std::mutex prompt_cache_mu_;
+  std::map<std::string, CachedClientStats::PromptCacheModel, std::less<>>
+      prompt_cache_models_;
+  mutable std::mutex pricing_mu_;
+  std::shared_ptr<const PricingTable> pricing_;
+  std::unique_ptr<boost::asio::steady_timer> pricing_timer_;
+  std::atomic<bool> pricing_failure_logged_{false};
 
   mutable PipelineCounters counters_;  // Prepare (const) counts keys
   std::atomic<int64_t> last_store_log_ms_{0};

@@ -38,6 +38,7 @@ class PipelineCounters {
     kPromptCacheWriteTokens,
     kPromptCacheSavingsNanousd,  // two's complement of an int64
     kPricedResponses,
+    kPromptCacheMarked,
     kSharedHits,
     kSharedErrors,
     kSharedFills,
@@ -107,6 +108,7 @@ class PipelineCounters {
     out.prompt_cache_savings_nanousd =
         static_cast<int64_t>(v[kPromptCacheSavingsNanousd]);
     out.priced_responses = v[kPricedResponses];
+    out.prompt_cache_marked = v[kPromptCacheMarked];
     out.shared_hits = v[kSharedHits];
     out.shared_errors = v[kSharedErrors];
     out.shared_fills = v[kSharedFills];

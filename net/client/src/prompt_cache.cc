@@ -20,6 +20,7 @@
 #include <fstream>
 #include <iterator>
 #include <new>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -392,6 +393,32 @@ std::vector<Mark> ChooseMarks(const json::array& messages, size_t last_user,
   return marks;
 }
 
+// The rolling breakpoint: the last text block of the last message that has
+// one. nullopt when that block (or its message) is marked already, or there
+// is none.
+std::optional<Mark> RollingMark(const json::array& messages) {
+  for (size_t i = messages.size(); i-- > 0;) {
+    if (!messages[i].is_object()) continue;
+    const json::object& m = messages[i].get_object();
+    if (PartHasMarker(m)) return std::nullopt;
+    const json::value* content = Member(m, "content");
+    if (content == nullptr) continue;
+    if (content->is_string()) {
+      if (content->get_string().empty()) continue;
+      return Mark{i, kNpos, content->get_string().size()};
+    }
+    if (!content->is_array()) continue;
+    const json::array& parts = content->get_array();
+    for (size_t j = parts.size(); j-- > 0;) {
+      const json::string* text = PartText(parts[j]);
+      if (text == nullptr) continue;
+      if (PartHasMarker(parts[j].get_object())) return std::nullopt;
+      return Mark{i, j, text->size()};
+    }
+  }
+  return std::nullopt;
+}
+
 // Turns the marks into text edits of `body`.
 Status PlanEdits(std::string_view body, size_t message_count,
                  const std::vector<Mark>& marks, const std::string& marker,
@@ -488,14 +515,28 @@ Result<std::string> AddCacheBreakpointsImpl(std::string_view body,
     }
   }
   const int existing = CountMarkers(root);
-  if (last_user == kNpos || existing >= options.max_breakpoints) {
+  if (last_user == kNpos || existing >= options.max_breakpoints ||
+      (options.skip_marked && existing > 0)) {
     return std::string(body);
   }
   const size_t budget = static_cast<size_t>(options.max_breakpoints - existing);
   const size_t min_bytes = options.min_block_bytes != 0
                                ? options.min_block_bytes
                                : MinCacheableTokens(model) * 4;
-  std::vector<Mark> marks = ChooseMarks(messages, last_user, min_bytes, budget);
+  // The rolling breakpoint caches the whole prompt: worth it once the prompt
+  // (here: the body) reaches the minimum. It takes one slot, reserved before
+  // the large blocks are chosen.
+  std::optional<Mark> rolling;
+  if (options.rolling && body.size() >= min_bytes) {
+    rolling = RollingMark(messages);
+  }
+  std::vector<Mark> marks =
+      ChooseMarks(messages, last_user, min_bytes, budget - (rolling ? 1 : 0));
+  if (rolling && std::none_of(marks.begin(), marks.end(), [&](const Mark& m) {
+        return m.message == rolling->message && m.part == rolling->part;
+      })) {
+    marks.push_back(*rolling);
+  }
   if (marks.empty()) return std::string(body);
 
   std::vector<Edit> edits;
@@ -604,6 +645,45 @@ size_t MinCacheableTokens(std::string_view model) {
     return 1024;
   }
   return 1024;
+}
+
+bool SupportsExplicitPromptCache(std::string_view model) {
+  std::string id = boost::algorithm::to_lower_copy(
+      std::string(BaseModel(model)), std::locale::classic());
+  if (!id.empty() && id.front() == '~') id.erase(0, 1);  // "latest" aliases
+  std::string_view author;
+  std::string_view name = id;
+  if (const size_t slash = id.find('/'); slash != kNpos) {
+    author = std::string_view(id).substr(0, slash);
+    name = std::string_view(id).substr(slash + 1);
+  }
+  // docs/openrouter.md#provider-caching: Anthropic Claude takes explicit or
+  // top-level cache_control; Gemini 2.5+ takes cache_control (explicit
+  // caching, last marker only). Everyone else caches automatically or not.
+  if (author == "anthropic" || name.starts_with("claude")) return true;
+  if ((author.empty() || author == "google") && name.starts_with("gemini-")) {
+    return ParseVersion(name).AtLeast(2, 5);
+  }
+  return false;
+}
+
+std::string_view PromptCacheModeName(PromptCacheMode mode) {
+  return mode == PromptCacheMode::kAuto ? "auto" : "off";
+}
+
+std::optional<PromptCacheMode> PromptCacheModeFromName(std::string_view name) {
+  if (name == "off") return PromptCacheMode::kOff;
+  if (name == "auto") return PromptCacheMode::kAuto;
+  return std::nullopt;
+}
+
+Result<std::string> ApplyAutoPromptCache(std::string_view body,
+                                         std::string_view model) {
+  if (!SupportsExplicitPromptCache(model)) return std::string(body);
+  BreakpointOptions options;
+  options.rolling = true;
+  options.skip_marked = true;
+  return AddCacheBreakpoints(body, model, options);
 }
 
 Result<std::string> AddCacheBreakpoints(std::string_view body,
@@ -727,6 +807,32 @@ Result<CostBreakdown> ComputeCost(const PricingTable& table,
   cost.prompt_cache_savings = uncached_prompt_cost - cost.prompt_cost;
   cost.uncached_total = cost.total + cost.prompt_cache_savings;
   return cost;
+}
+
+Result<PromptCacheEffect> ComputePromptCacheEffect(
+    const PricingTable& table, std::string_view model,
+    const CompletionUsage& usage) {
+  const ModelPricing* p = table.Find(model);
+  if (p == nullptr) {
+    return NotFoundError("no price for model " + std::string(model));
+  }
+  const double read_price = p->input_cache_read.value_or(p->prompt);
+  const double write_price = p->input_cache_write.value_or(p->prompt);
+  PromptCacheEffect e;
+  e.write_premium =
+      static_cast<double>(usage.cache_write_tokens) * (write_price - p->prompt);
+  e.saved = static_cast<double>(usage.cached_tokens) * (p->prompt - read_price);
+  if (usage.cost && usage.cached_tokens > 0) {
+    // What the prompt actually cost, per the upstream's own bill.
+    const double prompt_paid =
+        *usage.cost -
+        static_cast<double>(usage.completion_tokens) * p->completion;
+    const double uncached =
+        static_cast<double>(usage.prompt_tokens) * p->prompt;
+    e.saved = std::max(0.0, uncached - prompt_paid + e.write_premium);
+    e.from_usage_cost = true;
+  }
+  return e;
 }
 
 }  // namespace llmcache::net

@@ -51,6 +51,56 @@ void RenderHistogram(std::string* out, const char* name, const char* help,
   Line(out, "%s_count %" PRIu64 "\n", name, cumulative);
 }
 
+// A Prometheus label value: backslash, double quote and newline escaped.
+std::string LabelValue(std::string_view v) {
+  std::string out;
+  out.reserve(v.size());
+  for (char c : v) {
+    if (c == '\\' || c == '"') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+// Provider prompt caching per base model (the cached client's counts).
+void RenderPromptCache(std::string* out, const CachedClientStats& p) {
+  Header(out, "llmcache_provider_cache_tokens_total", "counter",
+         "Prompt tokens the upstream provider read from (kind=read) or wrote "
+         "to (kind=write) its prompt cache, by model.");
+  for (const CachedClientStats::PromptCacheModel& m : p.prompt_cache_models) {
+    const std::string model = LabelValue(m.model);
+    *out += "llmcache_provider_cache_tokens_total{model=\"" + model +
+            "\",kind=\"read\"} " + std::to_string(m.read_tokens) + "\n";
+    *out += "llmcache_provider_cache_tokens_total{model=\"" + model +
+            "\",kind=\"write\"} " + std::to_string(m.write_tokens) + "\n";
+  }
+  char num[48];
+  Header(out, "llmcache_provider_cache_saved_usd_total", "counter",
+         "USD the provider prompt cache's reads saved against the prompt "
+         "price, by model.");
+  for (const CachedClientStats::PromptCacheModel& m : p.prompt_cache_models) {
+    std::snprintf(num, sizeof(num), "%.9f",
+                  static_cast<double>(m.saved_nanousd) / 1e9);
+    *out += "llmcache_provider_cache_saved_usd_total{model=\"" +
+            LabelValue(m.model) + "\"} " + num + "\n";
+  }
+  Header(out, "llmcache_provider_cache_write_premium_usd_total", "counter",
+         "USD the provider prompt cache's writes cost above the prompt "
+         "price, by model.");
+  for (const CachedClientStats::PromptCacheModel& m : p.prompt_cache_models) {
+    std::snprintf(num, sizeof(num), "%.9f",
+                  static_cast<double>(m.write_premium_nanousd) / 1e9);
+    *out += "llmcache_provider_cache_write_premium_usd_total{model=\"" +
+            LabelValue(m.model) + "\"} " + num + "\n";
+  }
+}
+
 }  // namespace
 
 std::string_view RouteName(Route route) {
@@ -213,6 +263,7 @@ std::string Registry::Render(const CachedClientStats& p, uint64_t entries,
          "Upstream cost (USD) of the responses served from the cache.");
   Line(&out, "llmcache_cost_saved_usd_total %.9f\n",
        static_cast<double>(p.cost_saved_nanousd) / 1e9);
+  RenderPromptCache(&out, p);
   Header(&out, "llmcache_store_errors_total", "counter",
          "Failed cache store reads and writes (requests still served).");
   Line(&out, "llmcache_store_errors_total %" PRIu64 "\n", p.store_errors);

@@ -427,6 +427,14 @@ class SessionImpl final : public Session,
       return SendError(400, "invalid_request_error",
                        std::string(headers.message()), false);
     }
+    // Provider prompt caching for this request (never forwarded, not keyed).
+    if (std::optional<std::string_view> v = find("X-LLMCache-Prompt-Cache")) {
+      creq.prompt_cache = PromptCacheModeFromName(*v);
+      if (!creq.prompt_cache) {
+        return SendError(400, "invalid_request_error",
+                         "X-LLMCache-Prompt-Cache must be off or auto", false);
+      }
+    }
     if (!creq.no_store) {
       req_.ttl_ms = creq.ttl_ms.value_or(o.cached.ttl_ms.value_or(-1));
     }

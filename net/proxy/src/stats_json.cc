@@ -144,6 +144,7 @@ std::string StatsJson(const Result<CacheStats>& cache, const metrics::Totals& t,
   c["prompt_cache_write_tokens"] = cs.prompt_cache_write_tokens;
   c["prompt_cache_savings_usd"] = Usd(cs.prompt_cache_savings_nanousd);
   c["priced_responses"] = cs.priced_responses;
+  c["prompt_cache_marked"] = cs.prompt_cache_marked;
   json::object endpoints;
   for (size_t e = 0; e < cs.endpoints.size(); ++e) {
     json::object counts;
@@ -155,6 +156,36 @@ std::string StatsJson(const Result<CacheStats>& cache, const metrics::Totals& t,
   c["endpoints"] = std::move(endpoints);
   c["embedding_inputs_hit"] = cs.embedding_inputs_hit;
   c["embedding_inputs_missed"] = cs.embedding_inputs_missed;
+  // Provider prompt caching (kept apart from the response cache's savings)
+  // and model drift, per base model.
+  json::object pc;
+  pc["mode"] = PromptCacheModeName(cs.prompt_cache_mode);
+  pc["read_tokens"] = cs.prompt_cache_read_tokens;
+  pc["write_tokens"] = cs.prompt_cache_write_tokens;
+  pc["saved_usd"] = Usd(cs.prompt_cache_saved_nanousd);
+  pc["write_premium_usd"] = Usd(cs.prompt_cache_write_premium_nanousd);
+  json::array pc_models;
+  for (const CachedClientStats::PromptCacheModel& m : cs.prompt_cache_models) {
+    pc_models.push_back(
+        json::object{{"model", m.model},
+                     {"read_tokens", m.read_tokens},
+                     {"write_tokens", m.write_tokens},
+                     {"saved_usd", Usd(m.saved_nanousd)},
+                     {"write_premium_usd", Usd(m.write_premium_nanousd)}});
+  }
+  pc["models"] = std::move(pc_models);
+  c["prompt_cache"] = std::move(pc);
+  json::object drift;
+  drift["flush_on_drift"] = cs.flush_on_drift;
+  json::array drift_models;
+  for (const CachedClientStats::DriftModel& m : cs.drift_models) {
+    drift_models.push_back(json::object{{"model", m.model},
+                                        {"resolved_model", m.resolved_model},
+                                        {"drift_events", m.drift_events},
+                                        {"last_drift_ms", m.last_drift_ms}});
+  }
+  drift["models"] = std::move(drift_models);
+  c["drift"] = std::move(drift);
   root["client"] = std::move(c);
   if (shared != nullptr) {
     json::object s = SharedObject(*shared);

@@ -32,7 +32,13 @@ namespace llmcache::net {
 //             upstream_calls, upstream_errors, flight_joins, store_errors,
 //             stored, not_stored, model_drifts, prompt_cache_read_tokens,
 //             prompt_cache_write_tokens, prompt_cache_savings_usd,
-//             priced_responses}}
+//             priced_responses,
+//             prompt_cache: {mode, read_tokens, write_tokens, saved_usd,
+//                            write_premium_usd, models: [{model,
+//                            read_tokens, write_tokens, saved_usd,
+//                            write_premium_usd}]},
+//             drift: {flush_on_drift, models: [{model, resolved_model,
+//                     drift_events, last_drift_ms}]}}}
 // Each completion request is counted once, by the pipeline, as a hit, a miss
 // or a bypass; "proxy" reports those counts beside its own HTTP counters.
 // With a shared tier, "shared": SharedTierJson plus the pipeline's shared

@@ -79,7 +79,18 @@ struct CachedClientOptions {
   int64_t store_error_log_interval_ms = 60'000;
   // Prices for prompt-caching accounting (see PricingTable; load it from a
   // file or with FetchPricing). Null: only token counts are recorded.
+  // Replaced by SetPricing and by the refresh below.
   std::shared_ptr<const PricingTable> pricing;
+  // When > 0: GET <upstream>/models (FetchPricing) right after Create and
+  // then every this many ms, the result replacing the prices; a failed
+  // fetch keeps the previous ones and is logged once (until one succeeds).
+  // 0: never. Default: 0.
+  int64_t pricing_refresh_ms = 0;
+  // Provider prompt caching on the way upstream (chat completions only;
+  // CachedRequest::prompt_cache overrides it per request): kAuto adds
+  // breakpoints with ApplyAutoPromptCache (prompt_cache.h) to the body sent
+  // upstream on a miss or bypass, never to the key. Default: kOff.
+  PromptCacheMode prompt_cache = PromptCacheMode::kOff;
   // Where log lines go; null = stderr. Never receives keys or prompts.
   std::function<void(std::string_view line)> log;
   // A tier shared by many instances, under the local ones (see
@@ -103,6 +114,9 @@ struct CachedRequest {
   int64_t max_age_ms = -1;   // accept only younger entries; -1 = any
   std::optional<int64_t> ttl_ms;  // overrides the options' TTL
   std::string api_key;  // forwarded upstream instead of the client's own
+  // Overrides CachedClientOptions::prompt_cache for this request (not in
+  // the key).
+  std::optional<PromptCacheMode> prompt_cache;
   std::vector<Header> headers;  // passed upstream (attribution)
   // Stream requests: called once, on any thread, right before the events of
   // a hit that Complete found (in the shared tier, or a single flight that
@@ -218,6 +232,36 @@ struct CachedClientStats {
   // saved), in nano-USD.
   int64_t prompt_cache_savings_nanousd = 0;
   uint64_t priced_responses = 0;
+  // Requests whose upstream body got breakpoints from the `auto` policy.
+  uint64_t prompt_cache_marked = 0;
+  // CachedClientOptions::prompt_cache.
+  PromptCacheMode prompt_cache_mode = PromptCacheMode::kOff;
+  // Provider prompt caching per base model, this instance's (the engine
+  // persists the same counts: ModelStats::provider_cache_*): tokens read
+  // and written, what reads saved and writes cost over the prompt price
+  // (ComputePromptCacheEffect; 0 until prices are known). Sorted by model;
+  // the two sums are over the models.
+  struct PromptCacheModel {
+    std::string model;
+    uint64_t read_tokens = 0;
+    uint64_t write_tokens = 0;
+    int64_t saved_nanousd = 0;
+    int64_t write_premium_nanousd = 0;
+  };
+  std::vector<PromptCacheModel> prompt_cache_models;
+  int64_t prompt_cache_saved_nanousd = 0;
+  int64_t prompt_cache_write_premium_nanousd = 0;
+  // Model drift per base model: the last resolved model seen, the drift
+  // events (persisted ones included: ModelStats::drift_events) and when the
+  // last one happened here (Unix ms; 0: not since start). Sorted by model.
+  bool flush_on_drift = false;
+  struct DriftModel {
+    std::string model;
+    std::string resolved_model;
+    uint64_t drift_events = 0;
+    int64_t last_drift_ms = 0;
+  };
+  std::vector<DriftModel> drift_models;
   // The shared tier: hits answered from it (also in `hits`), its lookups
   // that failed (answered from upstream: fail open), local fills, and the
   // cross-instance single flight (leads taken, answers another instance
@@ -327,6 +371,11 @@ class CachedClient : public std::enable_shared_from_this<CachedClient> {
                                     const CacheHit& hit);
 
   virtual CachedClientStats stats() const = 0;
+  // Replaces the prices used for prompt-caching accounting (any thread;
+  // requests being accounted keep the table they started with). Null: no
+  // prices.
+  virtual void SetPricing(std::shared_ptr<const PricingTable> pricing) = 0;
+  virtual std::shared_ptr<const PricingTable> pricing() const = 0;
   virtual Cache& cache() = 0;
   // The shared tier (CachedClientOptions::shared), or null.
   virtual SharedTier* shared_tier() const = 0;

@@ -8,6 +8,7 @@
 #define LLMCACHE_NET_PROMPT_CACHE_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -28,18 +29,54 @@ struct BreakpointOptions {
   int max_breakpoints = 4;
   // `ttl` of the markers added: "" (provider default, 5 minutes) or "1h".
   std::string ttl;
+  // Also mark the conversation so far: the last text block of the last
+  // message that has one (a string content becomes a one-part text array).
+  // Anthropic's multi-turn pattern: the next turn, whose prompt extends this
+  // one, reads the cached prefix back up to this breakpoint and writes only
+  // what is new. Placed when the body has at least the minimum bytes; it
+  // takes the second slot, after the system prompt. Default: false.
+  bool rolling = false;
+  // Leave a request that already carries any marker (cache_control or
+  // prompt_cache_breakpoint, anywhere) exactly as sent. Default: false.
+  bool skip_marked = false;
 };
 
-// Minimum cacheable prompt of a model family, in tokens (docs/openrouter.md#provider-caching):
-// Anthropic Opus 4.5+/Haiku 4.5: 4096, Haiku 3.5: 2048, other Claude: 1024;
-// Gemini 2.5 Pro: 4096, Gemini Flash: 1024; otherwise 1024.
+// Whether the upstream model takes explicit `cache_control` breakpoints
+// (docs/openrouter.md#provider-caching): Anthropic Claude (author
+// "anthropic", or a name starting with "claude") and Google Gemini 2.5 and
+// later (author "google", name "gemini-<version>"). Other models cache
+// automatically (OpenAI, DeepSeek, xAI, ...) or not at all: markers would
+// only change their bodies. Case-insensitive; `:variant` ignored.
+bool SupportsExplicitPromptCache(std::string_view model);
+
+// `serve --prompt-cache` and the X-LLMCache-Prompt-Cache header.
+enum class PromptCacheMode : uint8_t {
+  kOff,   // the body goes upstream as the client sent it
+  kAuto,  // ApplyAutoPromptCache on its way upstream
+};
+std::string_view PromptCacheModeName(PromptCacheMode mode);  // "off", "auto"
+std::optional<PromptCacheMode> PromptCacheModeFromName(std::string_view name);
+
+// The `auto` policy for a chat-completions body going upstream: unchanged
+// (byte for byte) unless SupportsExplicitPromptCache(model) and the caller
+// placed no marker; then AddCacheBreakpoints with `rolling`: the system
+// prompt, the conversation so far, then the largest other blocks, at most 4
+// breakpoints.
+Result<std::string> ApplyAutoPromptCache(std::string_view body,
+                                         std::string_view model);
+
+// Minimum cacheable prompt of a model family, in tokens
+// (docs/openrouter.md#provider-caching): Anthropic Opus 4.5+/Haiku 4.5: 4096,
+// Haiku 3.5: 2048, other Claude: 1024; Gemini 2.5 Pro: 4096, Gemini Flash:
+// 1024; otherwise 1024.
 size_t MinCacheableTokens(std::string_view model);
 
 // Returns `body` with `cache_control: {"type":"ephemeral"[, "ttl"]}` added to
 // large static blocks: the system/developer messages' text (a string content
 // becomes a one-part text array) first, then the largest other text parts in
-// order of size, up to max_breakpoints in total including the ones already
-// present, which are kept as they are. Messages after the last user message
+// order of size (with `rolling`, the conversation's last block comes second),
+// up to max_breakpoints in total including the ones already present, which
+// are kept as they are. Messages after the last user message
 // are never marked. Returns the body unchanged (byte for byte) when nothing
 // qualifies. kInvalidArgument if the body is not a chat request. The response
 // cache key does not change: cache_control is excluded from keys, and a
@@ -93,6 +130,24 @@ struct CostBreakdown {
 Result<CostBreakdown> ComputeCost(const PricingTable& table,
                                   std::string_view model,
                                   const CompletionUsage& usage);
+
+// The provider prompt cache's effect on one response, in USD, kept apart:
+//   saved         = cached_tokens x (P_prompt - P_read)
+//   write_premium = cache_write_tokens x (P_write - P_prompt)
+// (docs/openrouter.md#provider-caching, #cost-formula). When usage.cost is
+// present it wins: the prompt actually cost usage.cost - completion_tokens x
+// P_completion, so saved = (prompt_tokens x P_prompt - that) +
+// write_premium, never below 0 (only when cached_tokens > 0; fees inside
+// usage.cost, e.g. web search, would count as less saved).
+struct PromptCacheEffect {
+  double saved = 0;
+  double write_premium = 0;
+  bool from_usage_cost = false;
+};
+// kNotFound if the model is not in the table.
+Result<PromptCacheEffect> ComputePromptCacheEffect(
+    const PricingTable& table, std::string_view model,
+    const CompletionUsage& usage);
 
 }  // namespace llmcache::net
 
