@@ -736,8 +736,16 @@ TEST_F(SharedPipelineTest, EmbeddingInputsAreSharedAcrossInstances) {
                Endpoint::kEmbeddings);
   ASSERT_OK(a);
   EXPECT_TRUE(a->stored);
-  // One shared entry per input.
+  // One shared entry per input. `puts` counts SETs sent; wait for Redis to
+  // hold both entries too (the replies come later).
   ASSERT_TRUE(WaitFor([&] { return a_->Health().puts == 2; }));
+  ASSERT_TRUE(WaitFor([&] {
+    Result<std::string> keys = redis_->Cli({"EVAL",
+                                            "return #redis.call('KEYS', "
+                                            "ARGV[1])",
+                                            "0", "*e:{*"});
+    return keys.ok() && *keys == "2";
+  }));
   auto b = Run(*b_client_, R"({"model":"m/emb","input":["two","three","one"]})",
                Endpoint::kEmbeddings);
   ASSERT_OK(b);
