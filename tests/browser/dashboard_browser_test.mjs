@@ -41,6 +41,7 @@ const API_KEY = 'sk-test-local'; // accepted by the fake; never written anywhere
 const ADMIN_TOKEN = 'dash-admin-token-3f9c';
 const MODEL = 'openai/gpt-4o-mini';
 const HOSTILE = '<img src=x onerror=alert(1)>';
+const SONNET = 'anthropic/claude-sonnet-4.5';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const children = [];
@@ -366,6 +367,70 @@ async function openRun(binary, fakePort, chromium) {
   await stopChild(serve);
 }
 
+// Provider prompt caching: with --prompt-cache auto, the second turn of a
+// conversation reads the first turn's prefix from the provider's cache (the
+// fake's simulation); the page shows the saving /stats reports, apart from
+// the response cache's.
+async function promptCacheRun(binary, fakePort, chromium) {
+  const { serve, port } = await startServe(binary, fakePort, 'serve-prompt-cache',
+    ['--prompt-cache', 'auto']);
+  console.log(`serve (--prompt-cache auto) on ${port}`);
+  const system = 'You review code. '.repeat(600);
+  const turn = async (messages) => {
+    const res = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${API_KEY}` },
+      body: JSON.stringify({
+        model: SONNET, temperature: 0,
+        messages: [{ role: 'system', content: system }, ...messages],
+      }),
+      signal: AbortSignal.timeout(10_000),
+    });
+    const body = await res.json();
+    if (res.status !== 200) fail(`prompt-cache turn answered ${res.status}`);
+    return body.usage?.prompt_tokens_details?.cached_tokens || 0;
+  };
+  check(await turn([{ role: 'user', content: 'first question' }]) === 0, 'turn 1 reads nothing cached');
+  const read = await turn([
+    { role: 'user', content: 'first question' },
+    { role: 'assistant', content: 'first answer' },
+    { role: 'user', content: 'second question' },
+  ]);
+  check(read > 1000, `turn 2 reads the cached prefix (${read} tokens)`);
+
+  const context = await chromium.newContext({ viewport: { width: 1200, height: 900 } });
+  const page = await context.newPage();
+  const w = watch(page, port);
+  await page.goto(`http://127.0.0.1:${port}/dashboard?interval=${POLL_MS}`);
+  await waitForPolls(page, 1);
+  const s = await stats(port);
+  const m = s.cache.models.find((x) => x.model === SONNET);
+  check(m !== undefined && m.provider_cache_read_tokens === read,
+    `/stats counts the read (${m?.provider_cache_read_tokens})`);
+  const shown = await page.evaluate((model) => {
+    const tr = Array.from(document.querySelectorAll('#model-rows tr[data-model]'))
+      .find((r) => r.getAttribute('data-model') === model);
+    const cell = (col) => tr?.querySelector(`td[data-col="${col}"]`)?.getAttribute('data-value');
+    return {
+      saved: document.getElementById('prompt-cache-saved').getAttribute('data-value'),
+      savedText: document.getElementById('prompt-cache-saved').textContent,
+      responseSaved: document.getElementById('cost-saved').getAttribute('data-value'),
+      rowRead: cell('prompt_cache_read_tokens'),
+      rowSaved: cell('prompt_cache_saved_usd'),
+    };
+  }, SONNET);
+  check(m !== undefined && m.provider_cache_saved_usd > 0 &&
+    Math.abs(Number(shown.saved) - m.provider_cache_saved_usd) < 1e-9,
+    `provider prompt-cache saving shown ${shown.savedText} = /stats ${m?.provider_cache_saved_usd}`);
+  check(shown.rowRead === String(read), `the model's row shows ${shown.rowRead} cached tokens read`);
+  check(Number(shown.rowSaved) === m?.provider_cache_saved_usd, `the model's row shows the saving (${shown.rowSaved})`);
+  check(Number(shown.responseSaved) === s.cache.cost_saved_usd,
+    `the response cache's saving is shown apart (${shown.responseSaved})`);
+  checkClean(w, 'prompt-cache dashboard');
+  await context.close();
+  await stopChild(serve);
+}
+
 async function closedRun(binary, fakePort, chromium) {
   const { serve, port } = await startServe(binary, fakePort, 'serve-closed',
     ['--open-operator-views=false', '--admin-token', ADMIN_TOKEN]);
@@ -426,6 +491,7 @@ async function run(binary) {
   // CI runs as root: Chromium's sandbox needs --no-sandbox there.
   browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
   await openRun(binary, fakePort, browser);
+  await promptCacheRun(binary, fakePort, browser);
   await closedRun(binary, fakePort, browser);
   await browser.close();
   browser = null;

@@ -420,18 +420,24 @@ constexpr std::string_view kJs = R"JS('use strict';
       var c = r.cache || {};
       var p = r.pc || {};
       var d = r.drift || {};
+      // Persisted per-model counters first (they survive restarts).
+      var pcRead = num(c.provider_cache_read_tokens) !== null ? c.provider_cache_read_tokens
+                                                              : p.read_tokens;
+      var pcSaved = num(c.provider_cache_saved_usd) !== null ? c.provider_cache_saved_usd
+                                                            : p.saved_usd;
+      var driftEvents = num(c.drift_events) !== null ? c.drift_events : d.drift_events;
       var resolved = typeof d.resolved_model === 'string' ? d.resolved_model : c.last_resolved_model;
       var values = {
         entries: fmtInt(c.entries), bytes: fmtBytes(c.bytes), hits: fmtInt(c.hits),
         tokens_saved: fmtInt(c.tokens_saved), cost_saved_usd: fmtUsd(c.cost_saved_usd),
-        prompt_cache_read_tokens: fmtInt(p.read_tokens),
-        prompt_cache_saved_usd: fmtUsd(p.saved_usd),
-        resolved_model: fmtText(resolved), drift_events: fmtInt(d.drift_events),
+        prompt_cache_read_tokens: fmtInt(pcRead),
+        prompt_cache_saved_usd: fmtUsd(pcSaved),
+        resolved_model: fmtText(resolved), drift_events: fmtInt(driftEvents),
       };
       var raw = {
         entries: c.entries, bytes: c.bytes, hits: c.hits, tokens_saved: c.tokens_saved,
-        cost_saved_usd: c.cost_saved_usd, prompt_cache_read_tokens: p.read_tokens,
-        prompt_cache_saved_usd: p.saved_usd, drift_events: d.drift_events,
+        cost_saved_usd: c.cost_saved_usd, prompt_cache_read_tokens: pcRead,
+        prompt_cache_saved_usd: pcSaved, drift_events: driftEvents,
       };
       var tr = document.createElement('tr');
       tr.setAttribute('data-model', r.model);
@@ -514,12 +520,28 @@ constexpr std::string_view kJs = R"JS('use strict';
     setText('tokens-saved-run', fmtInt(proxy.tokens_saved));
     setFigure('cost-saved', cache.cost_saved_usd, fmtUsd);
     setText('cost-saved-run', fmtUsd(proxy.cost_saved_usd));
-    // client.prompt_cache when the server has it; the flat fields before.
+    // The database's per-model counters (persisted, so they survive a
+    // restart) when it has them; else this process's client.prompt_cache;
+    // else the flat fields of older servers.
     var pc = isObj(client.prompt_cache) ? client.prompt_cache : null;
-    setFigure('prompt-cache-saved', pc ? pc.saved_usd : client.prompt_cache_savings_usd, fmtUsd);
-    setText('prompt-cache-read', fmtInt(pc ? pc.read_tokens : client.prompt_cache_read_tokens));
-    setText('prompt-cache-write', fmtInt(pc ? pc.write_tokens : client.prompt_cache_write_tokens));
-    setText('prompt-cache-premium', fmtUsd(pc ? pc.write_premium_usd : null));
+    var stored = { read: null, write: null, saved: null, premium: null };
+    arr(cache.models).forEach(function (m) {
+      if (!isObj(m)) return;
+      [['read', 'provider_cache_read_tokens'], ['write', 'provider_cache_write_tokens'],
+       ['saved', 'provider_cache_saved_usd'], ['premium', 'provider_cache_write_premium_usd']]
+        .forEach(function (f) {
+          var v = num(m[f[1]]);
+          if (v !== null) stored[f[0]] = (stored[f[0]] || 0) + v;
+        });
+    });
+    function either(a, b) { return a !== null ? a : b; }
+    setFigure('prompt-cache-saved',
+              either(stored.saved, pc ? pc.saved_usd : client.prompt_cache_savings_usd), fmtUsd);
+    setText('prompt-cache-read',
+            fmtInt(either(stored.read, pc ? pc.read_tokens : client.prompt_cache_read_tokens)));
+    setText('prompt-cache-write',
+            fmtInt(either(stored.write, pc ? pc.write_tokens : client.prompt_cache_write_tokens)));
+    setText('prompt-cache-premium', fmtUsd(either(stored.premium, pc ? pc.write_premium_usd : null)));
 
     renderStore(obj(s.store), cache);
     renderShared(s.shared);
