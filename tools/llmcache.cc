@@ -221,6 +221,7 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
 
   std::string import_in = "-";
+  bool import_per_entry = false;
   auto* imp =
       app.add_subcommand("import",
                          "Read entries written by export; malformed lines are "
@@ -229,6 +230,9 @@ int Main(int argc, char** argv) {
   add_json(imp);
   imp->add_option("FILE", import_in, "JSONL file, or - for stdin")
       ->capture_default_str();
+  imp->add_flag("--per-entry", import_per_entry,
+                "Insert entries one at a time instead of writing sorted "
+                "table files (slower; for comparison)");
 
   auto* verify = app.add_subcommand(
       "verify", "Decode every entry; report corrupt ones by key");
@@ -331,7 +335,8 @@ int Main(int argc, char** argv) {
   }
   if (compact->parsed()) return cli::Compact(db, json, io);
   if (exp->parsed()) return cli::Export(db, model, export_out, io);
-  if (imp->parsed()) return cli::Import(db, import_in, json, io);
+  if (imp->parsed())
+    return cli::Import(db, import_in, json, import_per_entry, io);
   if (verify->parsed()) return cli::Verify(db, model, json, io);
   if (warm->parsed()) {
     warm_args.json = json;

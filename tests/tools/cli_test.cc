@@ -631,6 +631,31 @@ TEST_F(CliTest, ImportTwiceReplacesWithoutDoubleCounting) {
   EXPECT_EQ(Llmcache({"verify", "--db", copy}).exit_code, 0);
 }
 
+TEST_F(CliTest, ImportPerEntryStoresWhatTheBulkPathStores) {
+  Fill();
+  ASSERT_EQ(Llmcache({"purge", "--db", db_, "--expired"}).exit_code, 0);
+  ProcessResult exp = Llmcache({"export", "--db", db_});
+  ASSERT_EQ(exp.exit_code, 0) << exp.err;
+  const std::string bulk = dir_.path() + "/bulk";
+  const std::string each = dir_.path() + "/each";
+  ProcessResult b = Llmcache({"import", "--db", bulk, "--json"}, exp.out);
+  ProcessResult e =
+      Llmcache({"import", "--db", each, "--json", "--per-entry"}, exp.out);
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  ASSERT_EQ(e.exit_code, 0) << e.err;
+  EXPECT_EQ(ParseObject(e.out)["imported"].to_number<uint64_t>(), 6u);
+  json::object sb =
+      ParseObject(Llmcache({"stats", "--db", bulk, "--json"}).out);
+  json::object se =
+      ParseObject(Llmcache({"stats", "--db", each, "--json"}).out);
+  EXPECT_EQ(se["entries"].to_number<uint64_t>(), 6u);
+  EXPECT_EQ(sb["entries"], se["entries"]);
+  EXPECT_EQ(sb["bytes"], se["bytes"]);
+  EXPECT_EQ(Llmcache({"ls", "--db", bulk, "--json", "--limit", "0"}).out,
+            Llmcache({"ls", "--db", each, "--json", "--limit", "0"}).out);
+  EXPECT_EQ(Llmcache({"verify", "--db", each}).exit_code, 0);
+}
+
 TEST_F(CliTest, VerifyReportsCorruptEntriesByKey) {
   Fill();
   ProcessResult ok = Llmcache({"verify", "--db", db_});

@@ -324,7 +324,7 @@ int ExportWith(const EntryWalker& walk, uint64_t total,
 }
 
 int Import(const std::string& db, const std::string& input, bool as_json,
-           const Io& io) {
+           bool per_entry, const Io& io) {
   const auto started = std::chrono::steady_clock::now();
   std::ifstream file;
   std::istream* in = &io.in;
@@ -350,11 +350,15 @@ int Import(const std::string& db, const std::string& input, bool as_json,
   if (!cache) return rc;
   // Entries are written in sorted batches of table files, not one insert
   // each: the same stored state, many times faster.
-  Result<std::unique_ptr<BulkLoader>> loader =
-      cache->NewBulkLoader(BulkLoadOptions{});
-  if (!loader.ok()) {
-    io.err << "llmcache import: " << loader.status() << "\n";
-    return kExitFailure;
+  std::unique_ptr<BulkLoader> loader;
+  if (!per_entry) {
+    Result<std::unique_ptr<BulkLoader>> made =
+        cache->NewBulkLoader(BulkLoadOptions{});
+    if (!made.ok()) {
+      io.err << "llmcache import: " << made.status() << "\n";
+      return kExitFailure;
+    }
+    loader = std::move(made).value();
   }
   Progress progress(io.err, io.stderr_is_tty, "import", total_lines);
   uint64_t line_no = 0, imported = 0, malformed = 0, expired = 0;
@@ -380,7 +384,9 @@ int Import(const std::string& db, const std::string& input, bool as_json,
       }
       parsed.options.ns = parsed.ns;
       parsed.options.resolved_model = parsed.resolved_model;
-      Status s = (*loader)->Add(parsed.key, parsed.body, parsed.options);
+      Status s = loader
+                     ? loader->Add(parsed.key, parsed.body, parsed.options)
+                     : cache->Insert(parsed.key, parsed.body, parsed.options);
       if (!s.ok()) {
         store_error = s;
         return false;
@@ -419,8 +425,8 @@ int Import(const std::string& db, const std::string& input, bool as_json,
   }
   pending.clear();  // after a store error: waits for the parsers
   BulkLoadStats loaded;
-  if (store_error.ok()) {
-    Result<BulkLoadStats> finished = (*loader)->Finish();
+  if (store_error.ok() && loader) {
+    Result<BulkLoadStats> finished = loader->Finish();
     if (finished.ok()) {
       loaded = *finished;
     } else {
@@ -431,7 +437,7 @@ int Import(const std::string& db, const std::string& input, bool as_json,
   if (!store_error.ok()) {
     // Batches are stored whole or not at all: say how many entries are.
     io.err << "llmcache import: stopped at line " << line_no << ": "
-           << store_error << " (" << (*loader)->stored()
+           << store_error << " (" << (loader ? loader->stored() : imported)
            << " entries before it are stored)\n";
     return kExitFailure;
   }

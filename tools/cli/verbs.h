@@ -122,9 +122,11 @@ int VerifyWith(const EntryWalker& walk, uint64_t total,
                const std::optional<std::string>& model, bool as_json,
                const Io& io);
 
-// `import`: entries from `input` ("-" = io.in), as written by export.
+// `import`: entries from `input` ("-" = io.in), as written by export,
+// written as sorted table files (Cache::NewBulkLoader), or with `per_entry`
+// one Cache::Insert each (the slower former path, kept for comparison).
 int Import(const std::string& db, const std::string& input, bool json,
-           const Io& io);
+           bool per_entry, const Io& io);
 
 // `verify`: decodes every entry and parses every stored response.
 int Verify(const std::string& db, const std::optional<std::string>& model,
