@@ -13,6 +13,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/json.hpp>
 #include <chrono>
 #include <fstream>
 #include <map>
@@ -111,7 +112,11 @@ TEST_F(ServeTest, HelpExitsZero) {
                            "--allow-host",
                            "--client-token",
                            "--max-ttl",
-                           "--max-disk-bytes"}) {
+                           "--max-disk-bytes",
+                           "--prompt-cache",
+                           "--flush-on-drift",
+                           "--pricing-refresh",
+                           "--open-operator-views"}) {
     EXPECT_NE(out.find(flag), std::string::npos) << flag;
   }
 }
@@ -271,6 +276,85 @@ TEST_F(ServeTest, BadSettingsAreUsageErrors) {
   EXPECT_NE(f.Err().find("--max-ttl"), std::string::npos) << f.Err();
   Process g(dir_, Args({"--ttl", "0", "--max-ttl", "60"}));
   EXPECT_EQ(g.Wait(), 2) << g.Err();
+}
+
+// A chat body whose answer the fake says came from `resolved`.
+std::string DriftBody(const std::string& text, const std::string& resolved) {
+  return R"({"model":"x/m","temperature":0,"messages":[{"role":"user","content":")" +
+         text + R"("}],"x_fake_resolved_model":")" + resolved + R"("})";
+}
+
+TEST_F(ServeTest, PromptCacheAndDriftSettingsFromTheConfigFileAndEnvironment) {
+  const std::string config = dir_.Sub("pc.toml");
+  {
+    std::ofstream f(config);
+    f << "[serve]\n"
+      << "prompt-cache = \"auto\"\n"
+      << "flush-on-drift = true\n";
+  }
+  auto settings = [&](uint16_t port) {
+    const Reply r = Request(port, "GET", "/stats");
+    EXPECT_EQ(r.status, 200);
+    const boost::json::object s = boost::json::parse(r.body).as_object();
+    const boost::json::object& c = s.at("client").as_object();
+    return std::make_pair(
+        std::string(c.at("prompt_cache").at("mode").as_string()),
+        c.at("drift").at("flush_on_drift").as_bool());
+  };
+  {
+    Process p(dir_, Args({"--config", config, "--log-level", "info"}));
+    const uint16_t port = p.WaitListening();
+    ASSERT_NE(port, 0) << p.Err();
+    EXPECT_EQ(settings(port), std::make_pair(std::string("auto"), true));
+    // x/m resolves to -01, then -02: one drift, logged once, entries flushed.
+    const HttpHeaders auth = {{"Authorization", "Bearer k"}};
+    const std::string a = DriftBody("one", "x/m-2025-01");
+    const std::string b = DriftBody("two", "x/m-2025-02");
+    EXPECT_EQ(Request(port, "POST", "/v1/chat/completions", a, auth)
+                  .header("x-cache"),
+              "MISS");
+    EXPECT_EQ(Request(port, "POST", "/v1/chat/completions", a, auth)
+                  .header("x-cache"),
+              "HIT");
+    EXPECT_EQ(Request(port, "POST", "/v1/chat/completions", b, auth)
+                  .header("x-cache"),
+              "MISS");
+    EXPECT_EQ(Request(port, "POST", "/v1/chat/completions", b, auth)
+                  .header("x-cache"),
+              "HIT");
+    EXPECT_EQ(Request(port, "POST", "/v1/chat/completions", a, auth)
+                  .header("x-cache"),
+              "MISS");  // flushed at the drift
+    p.Signal(SIGTERM);
+    EXPECT_EQ(p.Wait(), 0);
+    const std::string log = p.Out() + p.Err();
+    const std::string line = "model drift: x/m now resolves to x/m-2025-02";
+    const size_t at = log.find(line);
+    EXPECT_NE(at, std::string::npos) << log;
+    EXPECT_EQ(log.find(line, at + 1), std::string::npos) << log;
+    // `llmcache models` shows the drift events (two: -01 -> -02 -> -01).
+    Process models(dir_, {"models", "--db", dir_.Sub("db")});
+    ASSERT_EQ(models.Wait(), 0) << models.Err();
+    EXPECT_NE(models.Out().find("DRIFTS"), std::string::npos) << models.Out();
+    EXPECT_NE(models.Out().find("x/m-2025-01"), std::string::npos)
+        << models.Out();
+  }
+  {
+    // The environment beats the file.
+    Process p(dir_, Args({"--config", config}),
+              {{"LLMCACHE_PROMPT_CACHE", "off"},
+               {"LLMCACHE_FLUSH_ON_DRIFT", "false"}});
+    const uint16_t port = p.WaitListening();
+    ASSERT_NE(port, 0) << p.Err();
+    EXPECT_EQ(settings(port), std::make_pair(std::string("off"), false));
+    p.Signal(SIGTERM);
+    EXPECT_EQ(p.Wait(), 0);
+  }
+  {
+    Process p(dir_, Args({"--prompt-cache", "sometimes"}));
+    EXPECT_EQ(p.Wait(), 2) << p.Err();
+    EXPECT_NE(p.Err().find("--prompt-cache"), std::string::npos) << p.Err();
+  }
 }
 
 TEST_F(ServeTest, LockedDatabaseExitsOneNamingIt) {
