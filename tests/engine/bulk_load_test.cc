@@ -25,7 +25,7 @@ namespace fs = std::filesystem;
 using ::llmcache::testing::StatusIs;
 using ::llmcache::testing::TestKey;
 
-constexpr int kEntries = 10'000;
+constexpr int kEntries = 3000;  // many batches of the 64 KiB buffer below
 constexpr int64_t kHour = 3'600'000;
 
 // Three models get a family of their own (the bound), two more share the
