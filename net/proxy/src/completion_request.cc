@@ -6,6 +6,7 @@
 #include <charconv>
 
 #include "llmcache/key.h"
+#include "llmcache/net/prompt_cache.h"
 #include "proxy_util.h"
 
 namespace llmcache::net::proxy {
@@ -76,6 +77,14 @@ Status ReadCompletionHeaders(HeaderLookup headers,
       out->scope.append(name);
       out->scope.push_back('=');
       out->scope.append(*v);
+    }
+  }
+  // Provider prompt caching for this request (never forwarded, not keyed).
+  if (std::optional<std::string_view> v = headers("X-LLMCache-Prompt-Cache")) {
+    out->prompt_cache = PromptCacheModeFromName(*v);
+    if (!out->prompt_cache) {
+      return InvalidArgumentError(
+          "X-LLMCache-Prompt-Cache must be off or auto");
     }
   }
   return Status();

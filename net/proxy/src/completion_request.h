@@ -101,8 +101,9 @@ int64_t ClampTtlMs(int64_t requested_ms, int64_t max_ttl_ms);
 // appended to the scope); `out->body` is left alone.
 // Authorization is not read here: the access check (access.h) has.
 // kInvalidArgument with the message of the 400 answer for an invalid
-// Cache-Control max-age, X-Cache-TTL or X-Cache-Namespace (`out` is then
-// partly filled).
+// Cache-Control max-age, X-Cache-TTL, X-Cache-Namespace or
+// X-LLMCache-Prompt-Cache (off|auto: out->prompt_cache; `out` is then partly
+// filled).
 Status ReadCompletionHeaders(HeaderLookup headers,
                              const CompletionHeaderOptions& options,
                              ScopeMemo* memo, CachedRequest* out);

@@ -329,17 +329,15 @@ class SessionImpl final : public Session,
     const std::string_view path = req_.path;
     switch (req_.route) {
       case Route::kChatCompletions:
-        if (method != http::verb::post) return MethodNotAllowed("POST");
-        return HandleCompletion(Endpoint::kChatCompletions);
       case Route::kEmbeddings:
-        if (method != http::verb::post) return MethodNotAllowed("POST");
-        return HandleCompletion(Endpoint::kEmbeddings);
       case Route::kResponses:
-        if (method != http::verb::post) return MethodNotAllowed("POST");
-        return HandleCompletion(Endpoint::kResponses);
       case Route::kMessages:
         if (method != http::verb::post) return MethodNotAllowed("POST");
-        return HandleCompletion(Endpoint::kMessages);
+        return HandleCompletion(
+            req_.route == Route::kChatCompletions ? Endpoint::kChatCompletions
+            : req_.route == Route::kEmbeddings    ? Endpoint::kEmbeddings
+            : req_.route == Route::kResponses     ? Endpoint::kResponses
+                                                  : Endpoint::kMessages);
       case Route::kModels:
         if (method != http::verb::get) return MethodNotAllowed("GET");
         return HandleModels();
@@ -354,21 +352,16 @@ class SessionImpl final : public Session,
         }
         return SendWhole(200, kJson, {}, body_, nullptr);
       case Route::kMetrics:
+      case Route::kStats: {
         if (method != http::verb::get) return MethodNotAllowed("GET");
         if (!OperatorViewAllowed()) return;
+        const bool stats = req_.route == Route::kStats;
         return RunOnAdmin(
-            [srv = &srv_]() -> std::pair<int, std::string> {
-              return {200, srv->MetricsText()};
+            [srv = &srv_, stats]() -> std::pair<int, std::string> {
+              return {200, stats ? srv->RenderStatsJson() : srv->MetricsText()};
             },
-            "text/plain; version=0.0.4; charset=utf-8");
-      case Route::kStats:
-        if (method != http::verb::get) return MethodNotAllowed("GET");
-        if (!OperatorViewAllowed()) return;
-        return RunOnAdmin(
-            [srv = &srv_]() -> std::pair<int, std::string> {
-              return {200, srv->RenderStatsJson()};
-            },
-            kJson);
+            stats ? kJson : "text/plain; version=0.0.4; charset=utf-8");
+      }
       case Route::kAdmin:
         return HandleAdmin(path.substr(7));
       case Route::kOther:
@@ -426,14 +419,6 @@ class SessionImpl final : public Session,
     if (!headers.ok()) {
       return SendError(400, "invalid_request_error",
                        std::string(headers.message()), false);
-    }
-    // Provider prompt caching for this request (never forwarded, not keyed).
-    if (std::optional<std::string_view> v = find("X-LLMCache-Prompt-Cache")) {
-      creq.prompt_cache = PromptCacheModeFromName(*v);
-      if (!creq.prompt_cache) {
-        return SendError(400, "invalid_request_error",
-                         "X-LLMCache-Prompt-Cache must be off or auto", false);
-      }
     }
     if (!creq.no_store) {
       req_.ttl_ms = creq.ttl_ms.value_or(o.cached.ttl_ms.value_or(-1));
@@ -708,26 +693,17 @@ class SessionImpl final : public Session,
     if (auto* error = std::get_if<HttpError>(&action)) {
       return SendError(std::move(*error));
     }
-    if (std::holds_alternative<AdminCompact>(action)) {
-      return RunOnAdmin(
-          [srv = &srv_]() -> std::pair<int, std::string> {
-            AdminAnswer a = RunAdminCompact(
-                srv->cache(), [srv](LogLevel level, std::string_view line) {
-                  srv->Log(level, line);
-                });
-            return {a.status, std::move(a.body)};
-          },
-          kJson);
-    }
     RunOnAdmin(
-        [srv = &srv_, sel = std::move(std::get<PurgeSelector>(
-                          action))]() -> std::pair<int, std::string> {
-          AdminAnswer a = RunAdminPurge(
-              srv->cache(), sel,
-              [srv](LogLevel level, std::string_view line) {
-                srv->Log(level, line);
-              },
-              srv->cached().shared_tier());
+        [srv = &srv_,
+         action = std::move(action)]() -> std::pair<int, std::string> {
+          auto log = [srv](LogLevel level, std::string_view line) {
+            srv->Log(level, line);
+          };
+          AdminAnswer a =
+              std::holds_alternative<AdminCompact>(action)
+                  ? RunAdminCompact(srv->cache(), log)
+                  : RunAdminPurge(srv->cache(), std::get<PurgeSelector>(action),
+                                  log, srv->cached().shared_tier());
           return {a.status, std::move(a.body)};
         },
         kJson);
