@@ -397,7 +397,10 @@ TEST_F(StoreFaultTest, FlushInterruptedAfterDropIsFinishedAtOpen) {
   fs_->FailWrites(FaultFileSystem::IoError(), llmcache::testing::kWalFiles);
   EXPECT_FALSE(cache_->FlushModel("m/a").ok());
   ASSERT_TRUE(WaitDegraded());
-  EXPECT_EQ(rocks().ModelFamilyCountForTest(), 1u);  // m/a's was dropped
+  // m/a's family was dropped. (0 when the background recovery, which keeps
+  // failing on the faulty log, is between closing and reopening the
+  // database: seen under ThreadSanitizer on a loaded machine.)
+  EXPECT_LE(rocks().ModelFamilyCountForTest(), 1u);
   {
     std::lock_guard<std::mutex> lock(mu_);
     std::erase_if(acked_, [](const auto& e) { return e.first == "m/a"; });
