@@ -255,6 +255,56 @@ TEST_F(RocksCompressionTest, DatabaseOfThePreviousLayoutOpensAndReads) {
   ExpectAll(kEntries + 1);
 }
 
+TEST_F(RocksCompressionTest, BulkLoadedFilesAreLz4UntilACompaction) {
+  Open(StoreCompression::kZstdDictionary);
+  {
+    auto loader = cache_->NewBulkLoader(BulkLoadOptions{});
+    ASSERT_OK(loader);
+    for (uint64_t i = 0; i < kEntries; ++i) {
+      ASSERT_OK((*loader)->Add(KeyOf(i), Completion(i), {}));
+    }
+    ASSERT_OK((*loader)->Finish());
+  }
+  std::vector<SstFile> files = EntryFiles(db());
+  ASSERT_EQ(files.size(), 2u);  // one per family: the batch fits the buffer
+  for (const SstFile& f : files) {
+    EXPECT_EQ(f.compression, "LZ4") << f.column_family;
+    EXPECT_FALSE(f.has_dictionary) << f.column_family;
+  }
+  ExpectAll(kEntries);
+  auto loaded = cache_->GetStats();
+  ASSERT_OK(loaded);
+  ASSERT_OK(cache_->Compact());
+  for (const SstFile& f : EntryFiles(db())) {
+    EXPECT_EQ(f.compression, "ZSTD") << f.column_family;
+    EXPECT_TRUE(f.has_dictionary) << f.column_family;
+  }
+  auto compacted = cache_->GetStats();
+  ASSERT_OK(compacted);
+  EXPECT_EQ(compacted->entries, kEntries);
+  EXPECT_EQ(compacted->bytes, loaded->bytes);
+  EXPECT_LT(compacted->stored_bytes, loaded->stored_bytes * 3 / 4);
+  cache_.reset();
+  Open(StoreCompression::kZstdDictionary);
+  ExpectAll(kEntries);
+}
+
+TEST_F(RocksCompressionTest, BulkLoadIntoAnUncompressedStoreStaysUncompressed) {
+  Open(StoreCompression::kNone);
+  auto loader = cache_->NewBulkLoader(BulkLoadOptions{});
+  ASSERT_OK(loader);
+  for (uint64_t i = 0; i < 500; ++i) {
+    ASSERT_OK((*loader)->Add(KeyOf(i), Completion(i), {}));
+  }
+  ASSERT_OK((*loader)->Finish());
+  const std::vector<SstFile> files = EntryFiles(db());
+  ASSERT_FALSE(files.empty());
+  for (const SstFile& f : files) {
+    EXPECT_EQ(f.compression, "NoCompression") << f.column_family;
+  }
+  ExpectAll(500);
+}
+
 TEST_F(RocksCompressionTest, UncompressedStoreReportsItsSize) {
   Open(StoreCompression::kNone);
   InsertAll(0, 500);

@@ -656,6 +656,29 @@ TEST_F(CliTest, ImportPerEntryStoresWhatTheBulkPathStores) {
   EXPECT_EQ(Llmcache({"verify", "--db", each}).exit_code, 0);
 }
 
+TEST_F(CliTest, ImportCompactRewritesTheLoadedFiles) {
+  Fill();
+  ASSERT_EQ(Llmcache({"purge", "--db", db_, "--expired"}).exit_code, 0);
+  ProcessResult exp = Llmcache({"export", "--db", db_});
+  ASSERT_EQ(exp.exit_code, 0) << exp.err;
+  const std::string copy = dir_.path() + "/compacted";
+  ProcessResult r =
+      Llmcache({"import", "--db", copy, "--json", "--compact"}, exp.out);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json::object o = ParseObject(r.out);
+  EXPECT_EQ(o["imported"].to_number<uint64_t>(), 6u);
+  ASSERT_TRUE(o.contains("compact_seconds")) << r.out;
+  EXPECT_GE(o["compact_seconds"].to_number<double>(), 0.0);
+  ProcessResult text =
+      Llmcache({"import", "--db", dir_.path() + "/text", "--compact"}, exp.out);
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_THAT(text.out, HasSubstr("imported 6 entries in "));
+  EXPECT_THAT(text.out, HasSubstr("; compacted in "));
+  EXPECT_EQ(Llmcache({"ls", "--db", db_, "--json", "--limit", "0"}).out,
+            Llmcache({"ls", "--db", copy, "--json", "--limit", "0"}).out);
+  EXPECT_EQ(Llmcache({"verify", "--db", copy}).exit_code, 0);
+}
+
 TEST_F(CliTest, VerifyReportsCorruptEntriesByKey) {
   Fill();
   ProcessResult ok = Llmcache({"verify", "--db", db_});

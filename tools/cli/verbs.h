@@ -125,8 +125,10 @@ int VerifyWith(const EntryWalker& walk, uint64_t total,
 // `import`: entries from `input` ("-" = io.in), as written by export,
 // written as sorted table files (Cache::NewBulkLoader), or with `per_entry`
 // one Cache::Insert each (the slower former path, kept for comparison).
+// With `compact`, a full compaction follows (the loaded files are LZ4; it
+// rewrites them with the store's compression, ~0.55x their size).
 int Import(const std::string& db, const std::string& input, bool json,
-           bool per_entry, const Io& io);
+           bool per_entry, bool compact, const Io& io);
 
 // `verify`: decodes every entry and parses every stored response.
 int Verify(const std::string& db, const std::optional<std::string>& model,
