@@ -61,7 +61,7 @@ namespace fs = std::filesystem;
 // Bump when the data written (keys, bodies, options of the build) changes.
 // 2: ZSTD with a trained dictionary at every level of model families; built
 //    with the bulk loader. 3: index restart interval 16.
-constexpr int kScaleDataVersion = 3;
+constexpr int kScaleDataVersion = 4;
 constexpr size_t kResponseBytes = 1024;
 constexpr std::array<std::string_view, 4> kScaleModels = {
     "openai/gpt-4o-mini",

@@ -40,42 +40,48 @@ class AddOperator final : public rocksdb::AssociativeMergeOperator {
 // Entries are JSON chat completions that all repeat the same scaffolding
 // ("object":"chat.completion", "choices", "usage", ...) and the same
 // vocabulary, but a 4 KiB block holds only about four of them, so per-block
-// compression finds little to share. A dictionary trained per file from that
+// compression finds little to share. A dictionary per file taken from that
 // file's own entries gives every block the common part for free. On 50k
 // English-like 1 KiB completions (bench/compress_bench.cc), disk / raw
-// response bytes of the compacted database: 0.54 with kLz4, 0.39 with
-// kZstdDictionary (entry files / encoded values: 0.47 -> 0.33).
+// response bytes of the compacted database: 0.54 with kLz4, 0.38 with
+// kZstdDictionary (entry files / encoded values: 0.47 -> 0.32).
 // The choices:
 //   - ZSTD with the dictionary at every level, not only the bottom one: most
 //     data of a compacted database is at the bottom anyway, but flushed and
 //     intermediate files are then as small, and a hit costs the same
 //     whatever level its block is on.
-//   - Level 3: ZSTD decompresses at the same speed whatever the level, so the
-//     level only costs flush and compaction CPU; level 6 gained ~1% of size.
-//   - 32 KiB dictionaries, trained (zstd's trainer, ~1% smaller than
-//     ZDICT_finalizeDictionary) from 2 MiB of samples out of the first 4 MiB
-//     of each output file. Keys are uniformly random digests, so any 4 MiB of
-//     a file is a fair sample; the bound keeps the buffer of a running
-//     compaction at 4 MiB instead of a whole output file (64 MiB). 64 KiB
-//     gained ~1% more, 8-16 KiB lost ~1-2%; the size does not change the
-//     cost of a lookup.
+//   - Level 6: ZSTD decompresses at the same speed whatever the level, so the
+//     level only costs flush and compaction CPU (compacting 50k entries:
+//     2.6 s at level 3 with a trained dictionary, 3.0 s here).
+//   - Raw-content dictionaries of 128 KiB: RocksDB's samples of the file's
+//     own data blocks (the first 4 MiB of each output file; keys are
+//     uniformly random digests, so any 4 MiB is a fair sample), not a
+//     dictionary trained by zstd. A trained dictionary carries entropy
+//     tables, and Debian's librocksdb 7.8.3 is built without digested
+//     dictionaries (it calls ZSTD_decompress_usingDict, never
+//     ZSTD_createDDict), so every block read from a file rebuilt those
+//     tables: ~4.4 us of a ~5 us decompression of a 4.7 KB block. A raw
+//     dictionary has no tables to build. Measured (bench/compress_bench.cc,
+//     50k English-like 1 KiB completions; lookups that read a block from the
+//     file, 4 MiB block cache): trained 32 KiB at level 3: 0.389x raw,
+//     10.0 us decompression, 58k lookups/s; raw 32 KiB level 3: 0.418x;
+//     raw 64 KiB level 6: 0.389x, 5.5 us, 80k/s; raw 128 KiB level 6:
+//     0.383x, 5.3 us, 81k/s. The bound on the sample buffer keeps a running
+//     compaction's at 4 MiB instead of a whole output file (64 MiB).
 //   - Block size stays 4 KiB: a point lookup decompresses one whole block,
 //     and with the dictionary 16 KiB blocks gained only ~1%.
-// The cost: Debian's librocksdb 7.8.3 is built without digested dictionaries
-// (it calls ZSTD_decompress_usingDict, never ZSTD_createDDict), so every block
-// read from a file loads the dictionary again: a lookup that misses the block
-// cache costs ~20-25% more CPU than with plain ZSTD (BM_ScaleLookup/100000:
-// 132k -> 101k lookups per CPU second). Lookups served by the block cache
-// (decoded blocks) or the memory tier (decoded entries) do not decompress.
+// Files written with the earlier trained dictionaries read as they are (a
+// file carries its dictionary); compactions rewrite them.
+// Lookups served by the block cache (decoded blocks) or the memory tier
+// (decoded entries) do not decompress.
 void SetCompression(StoreCompression c, rocksdb::ColumnFamilyOptions* cf) {
   switch (c) {
     case StoreCompression::kZstdDictionary: {
       rocksdb::CompressionOptions z;
-      z.level = 3;
-      z.max_dict_bytes = 32u << 10;
-      z.zstd_max_train_bytes = 2u << 20;
+      z.level = 6;
+      z.max_dict_bytes = 128u << 10;
+      z.zstd_max_train_bytes = 0;  // the samples are the dictionary
       z.max_dict_buffer_bytes = 4u << 20;
-      z.use_zstd_dict_trainer = true;
       z.enabled = true;  // bottommost_compression_opts apply only if enabled
       cf->compression = rocksdb::kZSTD;
       cf->compression_opts = z;

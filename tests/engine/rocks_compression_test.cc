@@ -83,7 +83,7 @@ RequestKey KeyOf(uint64_t i) {
 struct SstFile {
   std::string column_family;
   std::string compression;          // compression_name, e.g. "ZSTD"
-  std::string compression_options;  // "...; max_dict_bytes=32768; ..."
+  std::string compression_options;  // "...; max_dict_bytes=131072; ..."
   bool has_dictionary = false;      // a "rocksdb.compression_dict" block
 };
 
@@ -184,7 +184,7 @@ TEST_F(RocksCompressionTest, CompactedEntriesAreZstdWithADictionary) {
     SCOPED_TRACE(f.column_family);
     overflow_seen |= f.column_family == kOverflowColumnFamily;
     EXPECT_EQ(f.compression, "ZSTD");
-    EXPECT_NE(f.compression_options.find("max_dict_bytes=32768"),
+    EXPECT_NE(f.compression_options.find("max_dict_bytes=131072"),
               std::string::npos)
         << f.compression_options;
     EXPECT_TRUE(f.has_dictionary);
