@@ -29,6 +29,7 @@
 
 #include "llmcache/key.h"
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <new>
@@ -171,10 +172,19 @@ Result<Digest> DigestFromHex(std::string_view hex) {
     return InvalidArgumentError("digest hex must be 64 characters, got " +
                                 std::to_string(hex.size()));
   }
+  // A table, not branches: digits and letters alternate at random.
+  static constexpr auto kHex = [] {
+    std::array<int8_t, 256> t{};
+    for (int c = 0; c < 256; ++c) {
+      t[static_cast<size_t>(c)] =
+          static_cast<int8_t>(key_internal::HexValue(static_cast<char>(c)));
+    }
+    return t;
+  }();
   Digest digest{};
   for (size_t i = 0; i < kDigestSize; ++i) {
-    const int hi = key_internal::HexValue(hex[2 * i]);
-    const int lo = key_internal::HexValue(hex[2 * i + 1]);
+    const int hi = kHex[static_cast<unsigned char>(hex[2 * i])];
+    const int lo = kHex[static_cast<unsigned char>(hex[2 * i + 1])];
     if (hi < 0 || lo < 0) {
       return InvalidArgumentError(
           "digest hex has a non-hex character at offset " +

@@ -6,6 +6,7 @@
 
 #include <boost/json.hpp>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -654,6 +655,78 @@ TEST_F(CliTest, ImportPerEntryStoresWhatTheBulkPathStores) {
   EXPECT_EQ(Llmcache({"ls", "--db", bulk, "--json", "--limit", "0"}).out,
             Llmcache({"ls", "--db", each, "--json", "--limit", "0"}).out);
   EXPECT_EQ(Llmcache({"verify", "--db", each}).exit_code, 0);
+}
+
+TEST_F(CliTest, ImportReadsLinesAcrossChunkBoundaries) {
+  // Input is read in 1 MiB chunks: lines that straddle them, a line longer
+  // than a chunk, CRLF line ends, blank lines, a last line without a line
+  // end, and optional members that one line has and the next lacks.
+  const int64_t created =
+      std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::system_clock::now().time_since_epoch())
+          .count() -
+      1000;
+  auto hex = [](int i) {
+    char buf[65];
+    std::snprintf(buf, sizeof(buf), "%064x", i);
+    return std::string(buf);
+  };
+  constexpr int kLines = 3000;
+  std::string input;
+  std::map<std::string, std::string> want_ns;
+  for (int i = 0; i < kLines; ++i) {
+    json::object line{
+        {"key", hex(i)},
+        {"model", "openai/gpt-4o-mini"},
+        {"created", created},
+        {"response", Body(std::string(300 + static_cast<size_t>(i % 700),
+                                      static_cast<char>('a' + i % 26)))}};
+    if (i % 2 == 0) {
+      line["namespace"] = "team-" + std::to_string(i % 3);
+      line["resolved_model"] = "openai/gpt-4o-mini-2024-07-18";
+    }
+    want_ns[hex(i)] = i % 2 == 0 ? "team-" + std::to_string(i % 3) : "";
+    input += json::serialize(line);
+    input += i % 5 == 0 ? "\r\n" : "\n";
+    if (i % 97 == 0) input += "\n";
+  }
+  const std::string long_body = Body(std::string(size_t{2} << 20, 'z'));
+  input += json::serialize(json::object{{"key", hex(kLines)},
+                                        {"model", "openai/gpt-4o-mini"},
+                                        {"created", created},
+                                        {"response", long_body}}) +
+           "\n";
+  want_ns[hex(kLines)] = "";
+  input += json::serialize(json::object{{"key", hex(kLines + 1)},
+                                        {"model", "openai/gpt-4o-mini"},
+                                        {"namespace", "last"},
+                                        {"created", created},
+                                        {"response", Body("last")}});
+  want_ns[hex(kLines + 1)] = "last";
+
+  const std::string file = WriteFile(dir_.path() + "/in.jsonl", input);
+  for (const std::string& source : {file, std::string("-")}) {
+    SCOPED_TRACE(source);
+    const std::string db = dir_.path() + "/db-" + std::to_string(source.size());
+    ProcessResult r = Llmcache({"import", "--db", db, "--json", source},
+                               source == "-" ? input : "");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    json::object o = ParseObject(r.out);
+    EXPECT_EQ(o["imported"].to_number<uint64_t>(), kLines + 2u);
+    EXPECT_EQ(o["malformed"].to_number<uint64_t>(), 0u);
+    ProcessResult ls = Llmcache({"ls", "--db", db, "--json", "--limit", "0"});
+    ASSERT_EQ(ls.exit_code, 0) << ls.err;
+    std::map<std::string, std::string> got_ns;
+    json::object listed = ParseObject(ls.out);
+    for (const json::value& e : listed["entries"].as_array()) {
+      got_ns[std::string(e.at("key").as_string())] =
+          std::string(e.at("namespace").as_string());
+    }
+    EXPECT_EQ(got_ns, want_ns);
+    json::object big =
+        ParseObject(Llmcache({"show", "--json", "--db", db, hex(kLines)}).out);
+    EXPECT_EQ(big["response"], json::parse(long_body));
+  }
 }
 
 TEST_F(CliTest, ImportCompactRewritesTheLoadedFiles) {

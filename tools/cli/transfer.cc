@@ -80,12 +80,67 @@ struct ParsedLine {
   std::string error;  // kMalformed
 };
 
-// Consecutive input lines, parsed together on a worker thread.
+// Consecutive input lines, parsed together on a worker thread. Chunks are
+// reused: their buffer and parsed lines keep their memory.
 struct ParseChunk {
-  std::vector<std::string> lines;
-  std::vector<ParsedLine> parsed;  // one per line
+  std::unique_ptr<char[]> text;         // whole lines, read in one go
+  size_t capacity = 0;                  // of text
+  size_t size = 0;                      // bytes of text in use
+  std::vector<std::string_view> lines;  // into text, without line ends
+  std::vector<ParsedLine> parsed;       // one per line
 };
-constexpr size_t kParseChunkLines = 512;
+// Bytes read per chunk (a chunk holds at least one whole line, however long).
+constexpr size_t kParseChunkBytes = size_t{1} << 20;
+
+// Fills `chunk` with the next whole lines of `in`: `carry` holds what was
+// read past the last line end (the start of the next chunk's first line). A
+// last line without a line end is a line. False when nothing is left.
+bool ReadChunk(std::istream& in, std::string& carry, ParseChunk* chunk) {
+  chunk->lines.clear();
+  chunk->size = 0;
+  auto reserve = [chunk](size_t n) {
+    if (n <= chunk->capacity) return;
+    const size_t capacity = std::max(n, 2 * chunk->capacity);
+    auto bigger = std::make_unique_for_overwrite<char[]>(capacity);
+    if (chunk->size > 0)
+      std::memcpy(bigger.get(), chunk->text.get(), chunk->size);
+    chunk->text = std::move(bigger);
+    chunk->capacity = capacity;
+  };
+  reserve(carry.size() + kParseChunkBytes);
+  if (!carry.empty())
+    std::memcpy(chunk->text.get(), carry.data(), carry.size());
+  chunk->size = carry.size();
+  carry.clear();
+  size_t end = 0;  // one past the last line end in text (0: none yet)
+  size_t scanned = 0;
+  bool at_eof = false;
+  while (true) {
+    char* text = chunk->text.get();
+    if (const void* nl = memrchr(text + scanned, '\n', chunk->size - scanned)) {
+      end = static_cast<size_t>(static_cast<const char*>(nl) - text) + 1;
+    }
+    scanned = chunk->size;
+    if (at_eof || (end > 0 && chunk->size >= kParseChunkBytes)) break;
+    reserve(chunk->size + kParseChunkBytes);
+    in.read(chunk->text.get() + chunk->size,
+            static_cast<std::streamsize>(kParseChunkBytes));
+    chunk->size += static_cast<size_t>(in.gcount());
+    at_eof = in.gcount() == 0;
+  }
+  if (!at_eof) {  // at the end every byte belongs to a line
+    carry.assign(chunk->text.get() + end, chunk->size - end);
+    chunk->size = end;
+  }
+  std::string_view rest(chunk->text.get(), chunk->size);
+  while (!rest.empty()) {
+    const size_t nl = rest.find('\n');
+    chunk->lines.push_back(rest.substr(0, nl));
+    if (nl == std::string_view::npos) break;
+    rest.remove_prefix(nl + 1);
+  }
+  return !chunk->lines.empty();
+}
 
 void ParseLines(ParseChunk& chunk, int64_t now_ms);
 
@@ -93,6 +148,10 @@ void ParseLines(ParseChunk& chunk, int64_t now_ms);
 
 bool ParseImportLine(std::string_view line, int64_t now_ms, ImportLine* out,
                      std::string* error) {
+  // `out` may hold an earlier line: what is optional starts empty.
+  out->ns.clear();
+  out->resolved_model.clear();
+  out->options = InsertOptions();
   boost::system::error_code ec;
   // As net::json_util::ParseJson, with the parsed line's memory on the stack
   // (a line is parsed and dropped: one allocation per member otherwise).
@@ -226,10 +285,12 @@ namespace {
 void ParseLines(ParseChunk& chunk, int64_t now_ms) {
   chunk.parsed.resize(chunk.lines.size());
   for (size_t i = 0; i < chunk.lines.size(); ++i) {
-    std::string& line = chunk.lines[i];
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.find_first_not_of(" \t") == std::string::npos) continue;
     ParsedLine& p = chunk.parsed[i];
+    p.kind = ParsedLine::kBlank;
+    p.error.clear();
+    std::string_view line = chunk.lines[i];
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
     try {
       p.kind = ParseImportLine(line, now_ms, &p.line, &p.error)
                    ? ParsedLine::kOk
@@ -238,7 +299,6 @@ void ParseLines(ParseChunk& chunk, int64_t now_ms) {
       p.kind = ParsedLine::kMalformed;
       p.error = e.what();
     }
-    std::string().swap(line);  // parsed: its memory goes now
   }
 }
 
@@ -400,18 +460,22 @@ int Import(const std::string& db, const std::string& input, bool as_json,
   const size_t parsers =
       std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 8);
   std::deque<std::future<std::unique_ptr<ParseChunk>>> pending;
+  std::vector<std::unique_ptr<ParseChunk>> spare;  // stored, to reuse
+  std::string carry;
   bool eof = false;
   while (true) {
     while (!eof && pending.size() <= parsers) {
-      auto chunk = std::make_unique<ParseChunk>();
-      chunk->lines.reserve(kParseChunkLines);
-      std::string line;
-      while (chunk->lines.size() < kParseChunkLines &&
-             std::getline(*in, line)) {
-        chunk->lines.push_back(std::move(line));
+      std::unique_ptr<ParseChunk> chunk;
+      if (spare.empty()) {
+        chunk = std::make_unique<ParseChunk>();
+      } else {
+        chunk = std::move(spare.back());
+        spare.pop_back();
       }
-      if (chunk->lines.size() < kParseChunkLines) eof = true;
-      if (chunk->lines.empty()) break;
+      if (!ReadChunk(*in, carry, chunk.get())) {
+        eof = true;
+        break;
+      }
       pending.push_back(
           std::async(std::launch::async, [c = std::move(chunk), now]() mutable {
             ParseLines(*c, now);
@@ -422,6 +486,7 @@ int Import(const std::string& db, const std::string& input, bool as_json,
     std::unique_ptr<ParseChunk> chunk = pending.front().get();
     pending.pop_front();
     if (!store(*chunk)) break;
+    spare.push_back(std::move(chunk));
   }
   pending.clear();  // after a store error: waits for the parsers
   BulkLoadStats loaded;

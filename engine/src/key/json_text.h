@@ -148,7 +148,7 @@ inline size_t Utf8SequenceLength(const char* p, const char* end) {
   return 0;
 }
 
-inline int HexValue(char c) {
+constexpr int HexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;

@@ -350,7 +350,12 @@ StatusCode CodeForHttpStatus(int status) {
 Result<ParsedCompletion> ParseCompletion(std::string_view body) {
   try {
     boost::system::error_code ec;
-    const json::value v = ParseJson(body, ec);
+    // The parsed tree lives only here (what is kept is copied out): one
+    // arena, on the stack for a typical completion, not a heap allocation
+    // per node.
+    unsigned char buffer[4096];
+    json::monotonic_resource memory(buffer, sizeof(buffer));
+    const json::value v = ParseJson(body, ec, &memory);
     if (ec) {
       return InvalidArgumentError("response body is not JSON: " + ec.message());
     }

@@ -20,12 +20,13 @@ namespace json = boost::json;
 inline constexpr size_t kMaxJsonDepth = 256;
 
 // Parses `text` with kMaxJsonDepth; errors go to `ec` (never throws for bad
-// input).
+// input). The value's memory comes from `sp` (default: the heap).
 inline json::value ParseJson(std::string_view text,
-                             boost::system::error_code& ec) {
+                             boost::system::error_code& ec,
+                             json::storage_ptr sp = {}) {
   json::parse_options options;
   options.max_depth = kMaxJsonDepth;
-  return json::parse(text, ec, json::storage_ptr(), options);
+  return json::parse(text, ec, std::move(sp), options);
 }
 
 // The member `key` of `o`, or null.
