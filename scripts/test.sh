@@ -29,20 +29,23 @@ presets=("$@")
 if ((${#presets[@]} == 0)); then presets=(asan tsan); fi
 jobs=$(nproc)
 
+# Each phase ends with its wall time (CI's budget is watched per phase).
+phase() { echo "=== $1 ($(date +%T), ${SECONDS} s since start) ==="; }
 for preset in "${presets[@]}"; do
   if [[ "$preset" == tsan ]]; then
-    echo "=== tsan: the concurrency tests under ThreadSanitizer ==="
+    phase "tsan: the concurrency tests under ThreadSanitizer"
     scripts/tsan.sh
     continue
   fi
   if [[ "$preset" == fuzz ]]; then
-    echo "=== fuzz: each target for ${LLMCACHE_FUZZ_SECONDS:-10} s ==="
+    phase "fuzz: each target for ${LLMCACHE_FUZZ_SECONDS:-10} s"
     scripts/fuzz.sh "${LLMCACHE_FUZZ_SECONDS:-10}"
     continue
   fi
-  echo "=== ${preset}: configure + build ==="
+  phase "${preset}: configure + build"
   cmake --preset "$preset" >/dev/null
   cmake --build --preset "$preset" -j "$jobs"
-  echo "=== ${preset}: test ==="
+  phase "${preset}: test"
   ctest --preset "$preset" -j "$jobs"
 done
+phase "done"
