@@ -19,140 +19,37 @@
 // children's output). The children are stopped in every case.
 // Needs the SDK installed once: npm ci --prefix tests/sdk
 
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import {
+  TestFailure,
+  check,
+  checkCount,
+  describeExit,
+  fail,
+  freePort,
+  healthy,
+  killChildren,
+  reportChildren,
+  startChild,
+  stopChildren,
+  tcpConnects,
+  waitReady,
+} from '../js/harness.mjs';
+
 const OVERALL_TIMEOUT_MS = 90_000;
-const STARTUP_TIMEOUT_MS = 20_000;
 const REQUEST_TIMEOUT_MS = 15_000;
 const API_KEY = 'sk-test-local'; // accepted by the fake; never written anywhere
 const MODEL = 'openai/gpt-4o-mini';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const children = [];
 let tempDir = '';
-let checks = 0;
-
-class TestFailure extends Error {}
-
-function fail(message) {
-  throw new TestFailure(message);
-}
-
-function check(condition, message) {
-  if (!condition) fail(message);
-  checks += 1;
-  console.log(`ok ${checks} - ${message}`);
-}
-
-function sleep(ms) {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-// A free loopback port: bind port 0, read the port, close.
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-// Starts a child process and keeps the tail of its output for failure reports.
-function startChild(name, file, args) {
-  const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  const entry = { name, child, output: '', exited: false, code: null, signal: null, spawnError: null };
-  const keep = (data) => {
-    entry.output = (entry.output + data.toString()).slice(-8192);
-  };
-  child.stdout.on('data', keep);
-  child.stderr.on('data', keep);
-  child.on('error', (err) => {
-    entry.spawnError = err;
-    entry.exited = true;
-  });
-  entry.exitPromise = new Promise((resolve) => {
-    child.on('exit', (code, signal) => {
-      entry.exited = true;
-      entry.code = code;
-      entry.signal = signal;
-      resolve();
-    });
-  });
-  children.push(entry);
-  return entry;
-}
-
-function describeExit(entry) {
-  if (entry.spawnError) return `could not start: ${entry.spawnError.message}`;
-  return entry.signal ? `killed by ${entry.signal}` : `exited with code ${entry.code}`;
-}
-
-function tcpConnects(port) {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: '127.0.0.1', port });
-    socket.setTimeout(1000);
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('timeout', () => {
-      socket.destroy();
-      resolve(false);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
-
-async function healthy(port) {
-  try {
-    const res = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(1000) });
-    await res.arrayBuffer();
-    return res.ok;
-  } catch {
-    return false;
-  }
-}
-
-async function waitReady(entry, probe) {
-  const deadline = Date.now() + STARTUP_TIMEOUT_MS;
-  while (Date.now() < deadline) {
-    if (entry.exited) fail(`${entry.name} ${describeExit(entry)} before it was ready`);
-    if (await probe()) return;
-    await sleep(100);
-  }
-  fail(`${entry.name} not ready after ${STARTUP_TIMEOUT_MS / 1000} s`);
-}
-
-// SIGTERM, then SIGKILL after 3 s. Resolves with the entries that exited badly.
-async function stopChildren() {
-  const bad = [];
-  await Promise.all(
-    children.map(async (entry) => {
-      if (entry.exited) return;
-      entry.child.kill('SIGTERM');
-      const timer = setTimeout(() => entry.child.kill('SIGKILL'), 3000);
-      await entry.exitPromise;
-      clearTimeout(timer);
-      // A clean shutdown exits 0 (or dies of the SIGTERM it was sent).
-      if (entry.code !== 0 && entry.signal !== 'SIGTERM') bad.push(entry);
-    }),
-  );
-  return bad;
-}
 
 function killChildrenNow() {
-  for (const entry of children) {
-    if (!entry.exited) entry.child.kill('SIGKILL');
-  }
+  killChildren();
   if (tempDir) {
     rmSync(tempDir, { recursive: true, force: true });
     tempDir = '';
@@ -364,13 +261,11 @@ async function main() {
   });
   try {
     await Promise.race([run(path.resolve(binary)), timeout]);
-    console.log(`PASS: ${checks} checks`);
+    console.log(`PASS: ${checkCount()} checks`);
     return 0;
   } catch (err) {
     console.error(`FAIL: ${err instanceof TestFailure ? err.message : err?.stack ?? err}`);
-    for (const entry of children) {
-      if (entry.output) console.error(`--- ${entry.name} output (tail):\n${entry.output}`);
-    }
+    reportChildren();
     return 1;
   } finally {
     clearTimeout(timer);
