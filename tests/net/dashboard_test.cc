@@ -31,6 +31,7 @@
 #include "llmcache/cache.h"
 #include "llmcache/net/proxy.h"
 #include "testing/http_client.h"
+#include "testing/proxy_fixture.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
 
@@ -146,47 +147,18 @@ TEST(DashboardAssetsTest, PathsAndTypes) {
 
 // ------------------------------------------------------ over real sockets
 
-class DashboardTest : public ::testing::Test {
+class DashboardTest : public ::llmcache::testing::ProxyFixture {
  protected:
   void SetUp() override {
-    auto f = FakeOpenRouter::Start(FakeOptions{});
-    ASSERT_OK(f);
-    fake_ = std::move(f).value();
-    Restart();
-  }
-  void TearDown() override { Stop(); }
-
-  void Stop() {
-    if (proxy_) proxy_->Shutdown(2s);
-    proxy_.reset();
-    cache_.reset();
+    StartFake();
+    if (!HasFatalFailure()) Restart();
   }
 
   void Restart(const std::function<void(ProxyOptions&)>& tweak = nullptr) {
-    Stop();
-    CacheOptions co;
-    co.maintenance_interval_ms = 0;
-    auto c = Cache::Open(co);
-    ASSERT_OK(c);
-    cache_ = std::shared_ptr<Cache>(std::move(c).value());
-    ProxyOptions o;
-    o.port = 0;
-    o.threads = 1;
-    o.upstream.base_url = fake_->base_url();
-    o.upstream.max_attempts = 1;
-    o.upstream.api_key = "sk-SERVER";
-    o.log = [](LogLevel, std::string_view) {};
+    ProxyOptions o = BaseProxyOptions(1, "sk-SERVER");
     if (tweak) tweak(o);
-    auto p = ProxyServer::Start(std::move(o), cache_);
-    ASSERT_OK(p);
-    proxy_ = std::move(p).value();
-    port_ = proxy_->port();
+    StartProxy(CacheOptions{}, std::move(o));
   }
-
-  std::unique_ptr<FakeOpenRouter> fake_;
-  std::shared_ptr<Cache> cache_;
-  std::unique_ptr<ProxyServer> proxy_;
-  uint16_t port_ = 0;
 };
 
 void ExpectDashboardHeaders(const Reply& r, const std::string& target) {

@@ -23,6 +23,7 @@
 #include "llmcache/net/proxy.h"
 #include "testing/http_client.h"
 #include "testing/io_loop.h"
+#include "testing/proxy_fixture.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
 #include "testing/wait.h"
@@ -329,12 +330,11 @@ TEST(PromptCacheAutoTest, CachedClientFetchesPricesAndKeepsThemOnFailure) {
 // ---------------------------------------------------------------------------
 // Through the proxy
 
-class ProxyPromptCacheTest : public ::testing::Test {
+class ProxyPromptCacheTest : public ::llmcache::testing::ProxyFixture {
  protected:
   void SetUp() override {
-    auto f = FakeOpenRouter::Start(FakeOptions{});
-    ASSERT_OK(f);
-    fake_ = std::move(f).value();
+    StartFake();
+    if (HasFatalFailure()) return;
     // The fake's own /models prices (Sonnet 4.5: $3/M, write $3.75/M, read
     // $0.30/M).
     const Reply models = HttpGet(fake_->port(), "/api/v1/models",
@@ -345,35 +345,14 @@ class ProxyPromptCacheTest : public ::testing::Test {
     prices_ = std::make_shared<const PricingTable>(std::move(*table));
   }
 
-  void TearDown() override { Stop(); }
-
-  void Stop() {
-    if (proxy_) proxy_->Shutdown(2s);
-    proxy_.reset();
-    cache_.reset();
-  }
-
   void Start(PromptCacheMode mode, bool flush_on_drift = false) {
-    Stop();
     CacheOptions co;
     co.path = dir_.path() + "/db";
-    co.maintenance_interval_ms = 0;
-    auto c = Cache::Open(co);
-    ASSERT_OK(c);
-    cache_ = std::shared_ptr<Cache>(std::move(c).value());
-    ProxyOptions o;
-    o.port = 0;
-    o.threads = 2;
-    o.upstream.base_url = fake_->base_url();
-    o.upstream.max_attempts = 1;
-    o.upstream.api_key = "server-key";
+    ProxyOptions o = BaseProxyOptions(2, "server-key");
     o.cached.prompt_cache = mode;
     o.cached.pricing = prices_;
     o.cached.flush_on_model_drift = flush_on_drift;
-    o.log = [](LogLevel, std::string_view) {};
-    auto p = ProxyServer::Start(std::move(o), cache_);
-    ASSERT_OK(p);
-    proxy_ = std::move(p).value();
+    StartProxy(std::move(co), std::move(o));
   }
 
   Reply Post(const std::string& body, const Headers& headers = {}) {
@@ -422,10 +401,7 @@ class ProxyPromptCacheTest : public ::testing::Test {
 
   const std::string system_ = LongText('s', 8000);
   llmcache::testing::TempDir dir_;
-  std::unique_ptr<FakeOpenRouter> fake_;
   std::shared_ptr<const PricingTable> prices_;
-  std::shared_ptr<Cache> cache_;
-  std::unique_ptr<ProxyServer> proxy_;
 };
 
 TEST_F(ProxyPromptCacheTest, AutoReadsTheCachedPrefixOnTheNextTurn) {

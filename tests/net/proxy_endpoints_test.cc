@@ -17,6 +17,7 @@
 #include "llmcache/net/proxy.h"
 #include "llmcache/net/sse.h"
 #include "testing/http_client.h"
+#include "testing/proxy_fixture.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
 
@@ -56,31 +57,14 @@ json::value Accumulated(Endpoint endpoint, const std::string& sse) {
   return Json(acc->ToJson());
 }
 
-class ProxyEndpointsTest : public ::testing::Test {
+class ProxyEndpointsTest : public ::llmcache::testing::ProxyFixture {
  protected:
   void SetUp() override {
-    auto f = FakeOpenRouter::Start(FakeOptions{});
-    ASSERT_OK(f);
-    fake_ = std::move(f).value();
+    StartFake();
+    if (HasFatalFailure()) return;
     CacheOptions co;
     co.path = dir_.path() + "/db";
-    co.maintenance_interval_ms = 0;
-    auto c = Cache::Open(co);
-    ASSERT_OK(c);
-    cache_ = std::shared_ptr<Cache>(std::move(c).value());
-    ProxyOptions o;
-    o.port = 0;
-    o.threads = 2;
-    o.upstream.base_url = fake_->base_url();
-    o.upstream.max_attempts = 1;
-    o.upstream.api_key = "sk-test-server";
-    o.log = [](LogLevel, std::string_view) {};
-    auto p = ProxyServer::Start(std::move(o), cache_);
-    ASSERT_OK(p);
-    proxy_ = std::move(p).value();
-  }
-  void TearDown() override {
-    if (proxy_) proxy_->Shutdown(2s);
+    StartProxy(std::move(co), BaseProxyOptions(2, "sk-test-server"));
   }
 
   Reply Post(const std::string& target, const std::string& body,
@@ -94,9 +78,6 @@ class ProxyEndpointsTest : public ::testing::Test {
   }
 
   testing::TempDir dir_;
-  std::unique_ptr<FakeOpenRouter> fake_;
-  std::shared_ptr<Cache> cache_;
-  std::unique_ptr<ProxyServer> proxy_;
 };
 
 // ---------------------------------------------------------------- embeddings
@@ -331,7 +312,6 @@ TEST_F(ProxyEndpointsTest, MessagesCutStreamIsNotStored) {
   EXPECT_NE(Post("/v1/messages", body).header("x-cache"), "HIT");
   EXPECT_EQ(fake_->messages(), 2u);
 }
-
 
 std::string MessagesBody(bool stream, const std::string& system) {
   return std::string(

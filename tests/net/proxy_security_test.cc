@@ -41,6 +41,7 @@
 #include "llmcache/key.h"
 #include "llmcache/net/proxy.h"
 #include "testing/http_client.h"
+#include "testing/proxy_fixture.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
 #include "testing/wait.h"
@@ -372,47 +373,24 @@ void ExpectError(const Reply& r, int status, const std::string& type) {
   EXPECT_EQ(v.at("error").at("code").to_number<int>(), status);
 }
 
-class ProxySecurityTest : public ::testing::Test {
+class ProxySecurityTest : public ::llmcache::testing::ProxyFixture {
  protected:
   void SetUp() override {
-    auto f = FakeOpenRouter::Start(FakeOptions{});
-    ASSERT_OK(f);
-    fake_ = std::move(f).value();
-    Restart();
-  }
-  void TearDown() override { Stop(); }
-
-  void Stop() {
-    if (proxy_) proxy_->Shutdown(2s);
-    proxy_.reset();
-    cache_.reset();
+    StartFake();
+    if (!HasFatalFailure()) Restart();
   }
 
   // (Re)starts the proxy, with the server's key "sk-SERVER" unless `tweak`
   // changes it, on a persistent cache (memory when `memory`).
   void Restart(const std::function<void(ProxyOptions&)>& tweak = nullptr,
                bool memory = false) {
-    Stop();
     CacheOptions co;
     if (!memory) co.path = dir_.Sub("db");
-    co.maintenance_interval_ms = 0;
     co.clock = &clock_;
-    auto c = Cache::Open(co);
-    ASSERT_OK(c);
-    cache_ = std::shared_ptr<Cache>(std::move(c).value());
-    ProxyOptions o;
-    o.port = 0;
-    o.threads = 2;
-    o.upstream.base_url = fake_->base_url();
-    o.upstream.max_attempts = 1;
-    o.upstream.api_key = "sk-SERVER";
+    ProxyOptions o = BaseProxyOptions(2, "sk-SERVER");
     o.clock = &clock_;
-    o.log = [](LogLevel, std::string_view) {};
     if (tweak) tweak(o);
-    auto p = ProxyServer::Start(std::move(o), cache_);
-    ASSERT_OK(p);
-    proxy_ = std::move(p).value();
-    port_ = proxy_->port();
+    StartProxy(std::move(co), std::move(o));
   }
 
   Reply Post(const std::string& body, const Headers& headers,
@@ -422,10 +400,6 @@ class ProxySecurityTest : public ::testing::Test {
 
   llmcache::testing::TempDir dir_;
   FakeClock clock_{1'700'000'000'000};
-  std::unique_ptr<FakeOpenRouter> fake_;
-  std::shared_ptr<Cache> cache_;
-  std::unique_ptr<ProxyServer> proxy_;
-  uint16_t port_ = 0;
 };
 
 // The attack: a page's cross-origin "simple" request (no

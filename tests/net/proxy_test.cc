@@ -28,6 +28,7 @@
 #include "llmcache/net/sse.h"
 #include "testing/fault_fs.h"
 #include "testing/http_client.h"
+#include "testing/proxy_fixture.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
 #include "testing/wait.h"
@@ -89,24 +90,15 @@ void ExpectErrorShape(const Reply& r, int status, const std::string& type) {
   EXPECT_FALSE(e.at("message").as_string().empty());
 }
 
-class ProxyTest : public ::testing::Test {
+class ProxyTest : public ::llmcache::testing::ProxyFixture {
  protected:
   void SetUp() override {
-    auto f = FakeOpenRouter::Start(FakeOptions{});
-    ASSERT_OK(f);
-    fake_ = std::move(f).value();
-    Restart();
+    StartFake();
+    if (!HasFatalFailure()) Restart();
   }
 
-  void TearDown() override { StopProxy(); }
-
   ProxyOptions DefaultOptions() {
-    ProxyOptions o;
-    o.port = 0;
-    o.threads = 2;
-    o.upstream.base_url = fake_->base_url();
-    o.upstream.max_attempts = 1;
-    o.upstream.api_key = "";
+    ProxyOptions o = BaseProxyOptions(2, "");
     o.clock = &clock_;
     o.log = [this](LogLevel, std::string_view line) {
       std::lock_guard<std::mutex> lock(log_mu_);
@@ -115,28 +107,16 @@ class ProxyTest : public ::testing::Test {
     return o;
   }
 
-  void StopProxy() {
-    if (proxy_) proxy_->Shutdown(2s);
-    proxy_.reset();
-    cache_.reset();
-  }
+  void StopProxy() { Stop(); }
 
   void Restart(const std::function<void(ProxyOptions&)>& tweak = nullptr) {
-    StopProxy();
     CacheOptions co;
     co.path = dir_.path() + "/db";
-    co.maintenance_interval_ms = 0;
     co.clock = &clock_;
     if (cache_tweak_) cache_tweak_(co);
-    auto c = Cache::Open(co);
-    ASSERT_OK(c);
-    cache_ = std::shared_ptr<Cache>(std::move(c).value());
     ProxyOptions o = DefaultOptions();
     if (tweak) tweak(o);
-    auto p = ProxyServer::Start(std::move(o), cache_);
-    ASSERT_OK(p);
-    proxy_ = std::move(p).value();
-    port_ = proxy_->port();
+    StartProxy(std::move(co), std::move(o));
   }
 
   Reply Chat(const std::string& body, Headers headers = {}) {
@@ -156,10 +136,6 @@ class ProxyTest : public ::testing::Test {
   std::function<void(CacheOptions&)> cache_tweak_;
   llmcache::testing::TempDir dir_;
   FakeClock clock_;
-  std::unique_ptr<FakeOpenRouter> fake_;
-  std::shared_ptr<Cache> cache_;
-  std::unique_ptr<ProxyServer> proxy_;
-  uint16_t port_ = 0;
   std::mutex log_mu_;
   std::vector<std::string> log_;
 };
