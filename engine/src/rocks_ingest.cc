@@ -505,20 +505,24 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
   std::atomic<size_t> next_target{0};
   auto write_targets = [&] {
     for (size_t ti; (ti = next_target.fetch_add(1)) < targets.size();) {
-      const Target& t = targets[ti];
-      const rocksdb::Options opts = WriterOptions(t.family->handle);
-      rocksdb::SstFileWriter writer(rocksdb::EnvOptions(opts), opts,
-                                    t.family->handle,
-                                    /*invalidate_page_cache=*/false);
-      rocksdb::Status s = writer.Open(files[ti]);
-      for (size_t i = 0; s.ok() && i < t.records.size(); ++i) {
-        const Record& r = t.records[i];
-        s = writer.Put(
-            rocksdb::Slice(r.key.data(), r.key.size()),
-            rocksdb::Slice(r.item->value.data(), r.item->value.size()));
+      try {  // bad_alloc: nothing escapes a thread
+        const Target& t = targets[ti];
+        const rocksdb::Options opts = WriterOptions(t.family->handle);
+        rocksdb::SstFileWriter writer(rocksdb::EnvOptions(opts), opts,
+                                      t.family->handle,
+                                      /*invalidate_page_cache=*/false);
+        rocksdb::Status s = writer.Open(files[ti]);
+        for (size_t i = 0; s.ok() && i < t.records.size(); ++i) {
+          const Record& r = t.records[i];
+          s = writer.Put(
+              rocksdb::Slice(r.key.data(), r.key.size()),
+              rocksdb::Slice(r.item->value.data(), r.item->value.size()));
+        }
+        if (s.ok()) s = writer.Finish();
+        target_status[ti] = s;
+      } catch (const std::exception& e) {
+        target_status[ti] = rocksdb::Status::MemoryLimit(e.what());
       }
-      if (s.ok()) s = writer.Finish();
-      target_status[ti] = s;
     }
   };
   for (size_t ti = 0; ti < targets.size(); ++ti) {
@@ -534,7 +538,13 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
         (targets.empty() ? 0 : 1);
     std::vector<std::thread> threads;
     threads.reserve(helpers);
-    for (size_t h = 0; h < helpers; ++h) threads.emplace_back(write_targets);
+    for (size_t h = 0; h < helpers; ++h) {
+      try {
+        threads.emplace_back(write_targets);
+      } catch (const std::system_error&) {
+        break;  // no thread to be had: this one writes the rest
+      }
+    }
     write_targets();
     for (std::thread& th : threads) th.join();
   }

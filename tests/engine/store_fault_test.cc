@@ -231,6 +231,53 @@ TEST_F(StoreFaultTest, DiskFillingUpRecoversWhenSpaceIsFreed) {
   VerifyAfterReopen();
 }
 
+// A bulk load writes the table files of a batch's families side by side; a
+// disk that fills up under them fails the load with an error (no crash),
+// stores none of that batch, leaves no load files behind, and a load after
+// the space is freed stores everything.
+TEST_F(StoreFaultTest, BulkLoadIntoAFullDiskFailsWholeAndLoadsAfterwards) {
+  const std::vector<std::string> models = {"m/a", "m/b", "m/c", "m/d"};
+  auto load = [&](uint64_t from, uint64_t to) -> Status {
+    auto loader = cache_->NewBulkLoader(BulkLoadOptions{});
+    if (!loader.ok()) return loader.status();
+    for (uint64_t i = from; i < to; ++i) {
+      const std::string& m = models[i % models.size()];
+      LLMCACHE_RETURN_IF_ERROR((*loader)->Add(TestKey(m, i), Body(m, i), {}));
+    }
+    return (*loader)->Finish().status();
+  };
+  ASSERT_OK(load(0, 400));
+  fs_->SetSpaceLimit(64 << 10, llmcache::testing::kTableFiles);
+  EXPECT_FALSE(load(400, 2400).ok());
+  EXPECT_GT(fs_->injected_writes(), 0u);
+  for (const auto& e : std::filesystem::directory_iterator(path_)) {
+    EXPECT_FALSE(e.path().filename().string().starts_with("bulk-load."))
+        << e.path();
+  }
+  fs_->Clear();
+  if (cache_->Health().degraded) {
+    ASSERT_TRUE(WaitRecovered()) << cache_->Health().recovery_error;
+  }
+  for (uint64_t i = 0; i < 400; ++i) {
+    ASSERT_TRUE(Hit(models[i % models.size()], i)) << i;
+  }
+  for (uint64_t i = 400; i < 2400; i += 97) {
+    auto r = cache_->Lookup(TestKey(models[i % models.size()], i));
+    ASSERT_OK(r);
+    EXPECT_FALSE(r->hit()) << i << " was in the failed batch";
+  }
+  auto st = cache_->GetStats();
+  ASSERT_OK(st);
+  EXPECT_EQ(st->entries, 400u);
+  ASSERT_OK(load(400, 2400));
+  for (uint64_t i = 0; i < 2400; i += 7) {
+    ASSERT_TRUE(Hit(models[i % models.size()], i)) << i;
+  }
+  st = cache_->GetStats();
+  ASSERT_OK(st);
+  EXPECT_EQ(st->entries, 2400u);
+}
+
 // EIO on the log's fsync is a fatal error for RocksDB (Resume() refuses it):
 // recovery reopens the database. While the MANIFEST cannot be written
 // either, reopening fails and a read-only instance serves lookups.
