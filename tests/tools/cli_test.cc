@@ -2,6 +2,7 @@
 // runs it: on databases filled through the engine, on a database held open by
 // a second live process, and against the fake OpenRouter for `warm`.
 
+#include <rocksdb/sst_file_reader.h>
 #include <unistd.h>
 
 #include <boost/json.hpp>
@@ -16,6 +17,7 @@
 #include "cli/progress.h"
 #include "cli/util.h"
 #include "fake_openrouter.h"
+#include "format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "llmcache/cache.h"
@@ -729,6 +731,28 @@ TEST_F(CliTest, ImportReadsLinesAcrossChunkBoundaries) {
   }
 }
 
+// The compression of each table file of the entry column families in the
+// database directory `db` (table properties: "LZ4", "ZSTD", ...).
+std::vector<std::string> EntryFileCompressions(const std::string& db) {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(db)) {
+    if (e.path().extension() != ".sst") continue;
+    rocksdb::Options o;
+    rocksdb::SstFileReader reader(o);
+    rocksdb::Status st = reader.Open(e.path().string());
+    EXPECT_TRUE(st.ok()) << e.path() << ": " << st.ToString();
+    if (!st.ok()) continue;
+    auto p = reader.GetTableProperties();
+    const std::string& cf = p->column_family_name;
+    if (cf != kOverflowColumnFamily &&
+        !cf.starts_with(kModelColumnFamilyPrefix)) {
+      continue;
+    }
+    out.push_back(p->compression_name);
+  }
+  return out;
+}
+
 TEST_F(CliTest, ImportCompactRewritesTheLoadedFiles) {
   Fill();
   ASSERT_EQ(Llmcache({"purge", "--db", db_, "--expired"}).exit_code, 0);
@@ -750,6 +774,16 @@ TEST_F(CliTest, ImportCompactRewritesTheLoadedFiles) {
   EXPECT_EQ(Llmcache({"ls", "--db", db_, "--json", "--limit", "0"}).out,
             Llmcache({"ls", "--db", copy, "--json", "--limit", "0"}).out);
   EXPECT_EQ(Llmcache({"verify", "--db", copy}).exit_code, 0);
+  // Without --compact the loaded files stay LZ4; with it they are rewritten
+  // with the store's compression.
+  const std::string plain = dir_.path() + "/plain";
+  ASSERT_EQ(Llmcache({"import", "--db", plain}, exp.out).exit_code, 0);
+  const std::vector<std::string> loaded = EntryFileCompressions(plain);
+  ASSERT_FALSE(loaded.empty());
+  for (const std::string& c : loaded) EXPECT_EQ(c, "LZ4");
+  const std::vector<std::string> compacted = EntryFileCompressions(copy);
+  ASSERT_FALSE(compacted.empty());
+  for (const std::string& c : compacted) EXPECT_EQ(c, "ZSTD");
 }
 
 TEST_F(CliTest, VerifyReportsCorruptEntriesByKey) {
