@@ -532,10 +532,11 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
     }
   }
   {
+    // This thread writes too; helpers for the other cores, at most one per
+    // file beyond the first.
+    const size_t cores = std::max(1u, std::thread::hardware_concurrency());
     const size_t helpers =
-        std::min<size_t>(targets.size(),
-                         std::max(1u, std::thread::hardware_concurrency())) -
-        (targets.empty() ? 0 : 1);
+        targets.size() > 1 ? std::min(targets.size(), cores) - 1 : 0;
     std::vector<std::thread> threads;
     threads.reserve(helpers);
     for (size_t h = 0; h < helpers; ++h) {
