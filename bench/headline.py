@@ -409,20 +409,32 @@ def main(argv=None):
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--engine-bench",
-                   default=os.path.join(build, "bench", "engine_bench"))
+                   default=os.path.join(build, "bench", "engine_bench"),
+                   help="the benchmark binary [%(default)s]")
     p.add_argument("--llmcache",
-                   default=os.path.join(build, "tools", "llmcache"))
-    p.add_argument("--only", nargs="+", choices=SECTIONS, default=None)
-    p.add_argument("--skip", nargs="+", choices=SECTIONS, default=[])
-    p.add_argument("--scale-entries", type=int, default=10_000_000)
-    p.add_argument("--import-entries", type=int, default=200_000)
-    p.add_argument("--proxy-duration", default="10s")
+                   default=os.path.join(build, "tools", "llmcache"),
+                   help="the llmcache binary (import, serve) [%(default)s]")
+    p.add_argument("--only", nargs="+", choices=SECTIONS, default=None,
+                   help="run only these sections")
+    p.add_argument("--skip", nargs="+", choices=SECTIONS, default=[],
+                   help="leave these sections out")
+    p.add_argument("--scale-entries", type=int, default=10_000_000,
+                   help="entries of the large scale database, compared with "
+                        "100k (built once, minutes) [%(default)s]")
+    p.add_argument("--import-entries", type=int, default=200_000,
+                   help="exported ~1 KiB entries imported [%(default)s]")
+    p.add_argument("--proxy-duration", default="10s",
+                   help="length of one wrk run against the proxy and nginx "
+                        "[%(default)s]")
     p.add_argument("--rounds", type=int, default=3,
                    help="proxy rounds (medians) [%(default)s]")
     p.add_argument("--no-redis", action="store_true",
                    help="skip the Redis baseline of the engine section")
-    p.add_argument("--json", metavar="OUT")
-    p.add_argument("--markdown", metavar="OUT")
+    p.add_argument("--json", metavar="OUT",
+                   help="also write every figure, baseline, ratio and target "
+                        "as JSON")
+    p.add_argument("--markdown", metavar="OUT",
+                   help="also write the table (as in the README) as Markdown")
     args = p.parse_args(argv)
 
     for path in (args.engine_bench, args.llmcache):

@@ -142,7 +142,8 @@ int Main(int argc, char** argv) {
   add_json(ls);
   ls->add_option("--model", ls_args.model, "Only this model (and variants)");
   ls->add_option("--limit", ls_args.limit, "At most this many (0 = all)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
 
   std::string show_key;
   auto* show =

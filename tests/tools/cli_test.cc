@@ -603,8 +603,8 @@ TEST_F(CliTest, ImportTwiceReplacesWithoutDoubleCounting) {
   }
   ProcessResult again = Llmcache({"import", "--db", copy}, twice);
   ASSERT_EQ(again.exit_code, 0) << again.err;
-  EXPECT_THAT(again.out, HasSubstr("imported 12 entries in "));
-  EXPECT_THAT(again.out, HasSubstr("/s)"));
+  EXPECT_THAT(again.out, HasSubstr("imported 12 entries (12 replaced) in "));
+  EXPECT_THAT(again.out, HasSubstr(" entries/s"));
   json::object a = ParseObject(Llmcache({"stats", "--db", db_, "--json"}).out);
   json::object b = ParseObject(Llmcache({"stats", "--db", copy, "--json"}).out);
   EXPECT_EQ(b["entries"].to_number<uint64_t>(), 6u);
@@ -657,6 +657,52 @@ TEST_F(CliTest, ImportPerEntryStoresWhatTheBulkPathStores) {
   EXPECT_EQ(Llmcache({"ls", "--db", bulk, "--json", "--limit", "0"}).out,
             Llmcache({"ls", "--db", each, "--json", "--limit", "0"}).out);
   EXPECT_EQ(Llmcache({"verify", "--db", each}).exit_code, 0);
+  // Imported again, both paths count every entry as replaced.
+  ProcessResult b2 = Llmcache({"import", "--db", bulk, "--json"}, exp.out);
+  ProcessResult e2 =
+      Llmcache({"import", "--db", each, "--json", "--per-entry"}, exp.out);
+  ASSERT_EQ(b2.exit_code, 0) << b2.err;
+  ASSERT_EQ(e2.exit_code, 0) << e2.err;
+  EXPECT_EQ(ParseObject(b2.out)["replaced"].to_number<uint64_t>(), 6u);
+  EXPECT_EQ(ParseObject(e2.out)["replaced"].to_number<uint64_t>(), 6u);
+  EXPECT_EQ(
+      ParseObject(Llmcache({"stats", "--db", each, "--json"}).out)["entries"]
+          .to_number<uint64_t>(),
+      6u);
+}
+
+TEST_F(CliTest, ImportRefusesADirectoryBeforeCreatingTheDatabase) {
+  const std::string db = dir_.path() + "/never";
+  ProcessResult r = Llmcache({"import", "--db", db, dir_.path()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("is a directory"));
+  EXPECT_FALSE(std::filesystem::exists(db));
+}
+
+TEST_F(CliTest, ImportSkipsAByteOrderMark) {
+  Fill();
+  ASSERT_EQ(Llmcache({"purge", "--db", db_, "--expired"}).exit_code, 0);
+  ProcessResult exp = Llmcache({"export", "--db", db_});
+  ASSERT_EQ(exp.exit_code, 0) << exp.err;
+  const std::string copy = dir_.path() + "/bom";
+  ProcessResult r =
+      Llmcache({"import", "--db", copy, "--json"}, "\xEF\xBB\xBF" + exp.out);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json::object o = ParseObject(r.out);
+  EXPECT_EQ(o["imported"].to_number<uint64_t>(), 6u);
+  EXPECT_EQ(o["malformed"].to_number<uint64_t>(), 0u);
+  // Only at the very start: a mark inside the file is a malformed line.
+  ProcessResult inner = Llmcache({"import", "--db", copy, "--json"},
+                                 exp.out + "\xEF\xBB\xBF" + exp.out);
+  EXPECT_EQ(inner.exit_code, 1);
+  EXPECT_EQ(ParseObject(inner.out)["malformed"].to_number<uint64_t>(), 1u);
+}
+
+TEST_F(CliTest, LsRejectsANegativeLimit) {
+  Fill();
+  ProcessResult r = Llmcache({"ls", "--db", db_, "--limit", "-1"});
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_TRUE(r.out.empty());
 }
 
 TEST_F(CliTest, ImportReadsLinesAcrossChunkBoundaries) {

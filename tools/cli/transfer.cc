@@ -8,6 +8,7 @@
 #include <cstring>
 #include <deque>
 #include <exception>
+#include <filesystem>
 #include <fstream>
 #include <future>
 #include <memory>
@@ -390,6 +391,14 @@ int Import(const std::string& db, const std::string& input, bool as_json,
   std::istream* in = &io.in;
   uint64_t total_lines = 0;
   if (input != "-") {
+    // Checked before the database is opened (and perhaps created): a
+    // directory opens as a stream and fails only on the first read.
+    std::error_code ec;
+    if (std::filesystem::is_directory(input, ec)) {
+      io.err << "llmcache import: " << input
+             << " is a directory, not an export file\n";
+      return kExitFailure;
+    }
     file.open(input, std::ios::binary);
     if (!file) {
       io.err << "llmcache import: cannot read " << input << ": "
@@ -420,6 +429,9 @@ int Import(const std::string& db, const std::string& input, bool as_json,
     }
     loader = std::move(made).value();
   }
+  // Without the bulk loader, replaced entries are what the store did not
+  // count as new (this command is the only writer while it runs).
+  const uint64_t entries_before = per_entry ? TotalEntries(*cache, {}) : 0;
   Progress progress(io.err, io.stderr_is_tty, "import", total_lines);
   uint64_t line_no = 0, imported = 0, malformed = 0, expired = 0;
   const int64_t now = NowMs();
@@ -463,6 +475,7 @@ int Import(const std::string& db, const std::string& input, bool as_json,
   std::vector<std::unique_ptr<ParseChunk>> spare;  // stored, to reuse
   std::string carry;
   bool eof = false;
+  bool first_chunk = true;
   while (true) {
     while (!eof && pending.size() <= parsers) {
       std::unique_ptr<ParseChunk> chunk;
@@ -476,6 +489,12 @@ int Import(const std::string& db, const std::string& input, bool as_json,
         eof = true;
         break;
       }
+      // A byte-order mark (editors on Windows write one) is not part of
+      // the first line.
+      if (first_chunk && chunk->lines[0].starts_with("\xEF\xBB\xBF")) {
+        chunk->lines[0].remove_prefix(3);
+      }
+      first_chunk = false;
       pending.push_back(
           std::async(std::launch::async, [c = std::move(chunk), now]() mutable {
             ParseLines(*c, now);
@@ -497,6 +516,9 @@ int Import(const std::string& db, const std::string& input, bool as_json,
     } else {
       store_error = finished.status();
     }
+  } else if (store_error.ok()) {
+    const uint64_t added = TotalEntries(*cache, {}) - entries_before;
+    loaded.replaced = imported > added ? imported - added : 0;
   }
   progress.Finish();
   if (!store_error.ok()) {
@@ -513,10 +535,6 @@ int Import(const std::string& db, const std::string& input, bool as_json,
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started)
           .count();
-  const uint64_t per_second =
-      seconds > 0
-          ? static_cast<uint64_t>(static_cast<double>(imported) / seconds)
-          : imported;
   // Loaded table files are LZ4 without a dictionary: a compaction rewrites
   // them with the store's own compression.
   double compact_seconds = 0;
@@ -538,18 +556,18 @@ int Import(const std::string& db, const std::string& input, bool as_json,
                    {"lines", line_no},
                    {"replaced", loaded.replaced},
                    {"seconds", seconds},
-                   {"entries_per_second", per_second}};
+                   {"entries_per_second", EntriesPerSecond(imported, seconds)}};
     if (compact) o["compact_seconds"] = compact_seconds;
     PrintJsonLine(o, io.out);
   } else {
-    char took[32];
-    std::snprintf(took, sizeof(took), "%.2f", seconds);
-    io.out << "imported " << imported << " entries in " << took << " s ("
-           << per_second << "/s)";
+    io.out << "imported " << imported << " entries";
+    if (loaded.replaced > 0) io.out << " (" << loaded.replaced << " replaced)";
+    io.out << " in " << RateText(imported, seconds);
     if (expired > 0) io.out << ", skipped " << expired << " already expired";
     if (malformed > 0)
       io.out << ", skipped " << malformed << " malformed lines";
     if (compact) {
+      char took[32];
       std::snprintf(took, sizeof(took), "%.2f", compact_seconds);
       io.out << "; compacted in " << took << " s";
     }

@@ -298,10 +298,11 @@ int Stats(const std::string& db, bool as_json, const Io& io) {
   std::ostream& out = io.out;
   out << "database       " << db << "\n"
       << "entries        " << s.entries << " (" << FormatBytes(s.bytes)
-      << " of responses, " << FormatBytes(s.disk_bytes) << " on disk)\n";
+      << " uncompressed, " << FormatBytes(s.disk_bytes) << " on disk)\n";
   if (s.stored_bytes > 0) {
     out << "compressed     " << FormatBytes(s.stored_bytes) << " ("
-        << Percent(s.compression_ratio()) << " of the responses' size)\n";
+        << Percent(s.compression_ratio())
+        << " of the entries' uncompressed size)\n";
   }
   out << "hits           " << s.hits << "\n"
       << "misses         " << s.misses << " (" << s.expired << " expired)\n"
