@@ -909,6 +909,7 @@ TEST_F(CliTest, ProgressBarOnlyOnATerminal) {
                                   "/dev/null"});
   EXPECT_EQ(imp.exit_code, 0) << imp.out;
   EXPECT_THAT(imp.out, HasSubstr("import ["));
+  EXPECT_THAT(imp.out, HasSubstr("import: storing the last batch"));
   ProcessResult ver =
       RunProcess({"/usr/bin/script", "-qec",
                   std::string(kBin) + " verify --db " + copy, "/dev/null"});

@@ -510,7 +510,15 @@ int Import(const std::string& db, const std::string& input, bool as_json,
   pending.clear();  // after a store error: waits for the parsers
   BulkLoadStats loaded;
   if (store_error.ok() && loader) {
+    // Every line is read; the last batch is still to be written and
+    // ingested (up to 64 MiB): say so instead of a bar at its end.
+    progress.Finish();
+    if (io.stderr_is_tty) {
+      io.err << "import: storing the last batch (" << line_no
+             << " lines read)..." << std::flush;
+    }
     Result<BulkLoadStats> finished = loader->Finish();
+    if (io.stderr_is_tty) io.err << "\r\x1b[2K" << std::flush;
     if (finished.ok()) {
       loaded = *finished;
     } else {
