@@ -143,7 +143,12 @@ int Main(int argc, char** argv) {
   ls->add_option("--model", ls_args.model, "Only this model (and variants)");
   ls->add_option("--limit", ls_args.limit, "At most this many (0 = all)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Validator(
+          [](std::string& v) {
+            return v.starts_with('-') ? std::string("must be 0 or more")
+                                      : std::string();
+          },
+          "N>=0"));
 
   std::string show_key;
   auto* show =

@@ -677,6 +677,13 @@ TEST_F(CliTest, ImportRefusesADirectoryBeforeCreatingTheDatabase) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr("is a directory"));
   EXPECT_FALSE(std::filesystem::exists(db));
+  // Standard input that is a directory, too.
+  ProcessResult in = RunProcess(
+      {"/bin/sh", "-c",
+       std::string(kBin) + " import --db " + db + " - < " + dir_.path()});
+  EXPECT_EQ(in.exit_code, 1);
+  EXPECT_THAT(in.err, HasSubstr("standard input is a directory"));
+  EXPECT_FALSE(std::filesystem::exists(db));
 }
 
 TEST_F(CliTest, ImportSkipsAByteOrderMark) {
@@ -703,6 +710,7 @@ TEST_F(CliTest, LsRejectsANegativeLimit) {
   ProcessResult r = Llmcache({"ls", "--db", db_, "--limit", "-1"});
   EXPECT_EQ(r.exit_code, 2) << r.out;
   EXPECT_TRUE(r.out.empty());
+  EXPECT_THAT(r.err, HasSubstr("must be 0 or more"));
 }
 
 TEST_F(CliTest, ImportReadsLinesAcrossChunkBoundaries) {
@@ -910,6 +918,10 @@ TEST_F(CliTest, ProgressBarOnlyOnATerminal) {
   EXPECT_EQ(imp.exit_code, 0) << imp.out;
   EXPECT_THAT(imp.out, HasSubstr("import ["));
   EXPECT_THAT(imp.out, HasSubstr("import: storing the last batch"));
+  ProcessResult piped = Llmcache(
+      {"import", "--db", dir_.path() + "/piped", dir_.path() + "/out.jsonl"});
+  EXPECT_EQ(piped.exit_code, 0) << piped.err;
+  EXPECT_THAT(piped.err, Not(HasSubstr("storing the last batch")));
   ProcessResult ver =
       RunProcess({"/usr/bin/script", "-qec",
                   std::string(kBin) + " verify --db " + copy, "/dev/null"});

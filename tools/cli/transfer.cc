@@ -1,5 +1,8 @@
 // export, import and verify: whole-database walks.
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <boost/json.hpp>
 #include <cerrno>
@@ -11,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <iostream>
 #include <memory>
 #include <ostream>
 #include <thread>
@@ -390,9 +394,15 @@ int Import(const std::string& db, const std::string& input, bool as_json,
   std::ifstream file;
   std::istream* in = &io.in;
   uint64_t total_lines = 0;
+  // Checked before the database is opened (and perhaps created): a directory
+  // opens as a stream and its first read looks like the end of the input.
+  if (struct stat st; input == "-" && &io.in == &std::cin &&
+                      fstat(STDIN_FILENO, &st) == 0 && S_ISDIR(st.st_mode)) {
+    io.err << "llmcache import: standard input is a directory, not an export "
+              "file\n";
+    return kExitFailure;
+  }
   if (input != "-") {
-    // Checked before the database is opened (and perhaps created): a
-    // directory opens as a stream and fails only on the first read.
     std::error_code ec;
     if (std::filesystem::is_directory(input, ec)) {
       io.err << "llmcache import: " << input
@@ -430,7 +440,9 @@ int Import(const std::string& db, const std::string& input, bool as_json,
     loader = std::move(made).value();
   }
   // Without the bulk loader, replaced entries are what the store did not
-  // count as new (this command is the only writer while it runs).
+  // count as new. This command is the only writer while it runs, but the
+  // store's compactions may drop expired entries meanwhile: then the figure
+  // is too high (or 0 if more were dropped than added).
   const uint64_t entries_before = per_entry ? TotalEntries(*cache, {}) : 0;
   Progress progress(io.err, io.stderr_is_tty, "import", total_lines);
   uint64_t line_no = 0, imported = 0, malformed = 0, expired = 0;
@@ -511,7 +523,8 @@ int Import(const std::string& db, const std::string& input, bool as_json,
   BulkLoadStats loaded;
   if (store_error.ok() && loader) {
     // Every line is read; the last batch is still to be written and
-    // ingested (up to 64 MiB): say so instead of a bar at its end.
+    // ingested (up to 128 MiB: two batches): say so instead of a bar at its
+    // end.
     progress.Finish();
     if (io.stderr_is_tty) {
       io.err << "import: storing the last batch (" << line_no
@@ -525,7 +538,8 @@ int Import(const std::string& db, const std::string& input, bool as_json,
       store_error = finished.status();
     }
   } else if (store_error.ok()) {
-    const uint64_t added = TotalEntries(*cache, {}) - entries_before;
+    const uint64_t after = TotalEntries(*cache, {});
+    const uint64_t added = after > entries_before ? after - entries_before : 0;
     loaded.replaced = imported > added ? imported - added : 0;
   }
   progress.Finish();

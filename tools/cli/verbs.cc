@@ -267,8 +267,10 @@ double EntriesPerSecond(uint64_t entries, double seconds) {
 
 std::string RateText(uint64_t entries, double seconds) {
   char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.2f s, %.0f entries/s", seconds,
-                EntriesPerSecond(entries, seconds));
+  const double rate = EntriesPerSecond(entries, seconds);
+  std::snprintf(buf, sizeof(buf),
+                rate < 10 ? "%.2f s, %.1f entries/s" : "%.2f s, %.0f entries/s",
+                seconds, rate);
   return buf;
 }
 
