@@ -91,6 +91,16 @@ class CliTest : public ::testing::Test {
  protected:
   void SetUp() override { db_ = dir_.path() + "/db"; }
 
+  // Fill(), without the expired entry, exported: the 6 lines an import of a
+  // clean export reads.
+  void ExportLiveEntries(std::string* out) {
+    ASSERT_NO_FATAL_FAILURE(Fill());
+    ASSERT_EQ(Llmcache({"purge", "--db", db_, "--expired"}).exit_code, 0);
+    ProcessResult exp = Llmcache({"export", "--db", db_});
+    ASSERT_EQ(exp.exit_code, 0) << exp.err;
+    *out = std::move(exp.out);
+  }
+
   // Fills the database through the engine: 3 entries of gpt-4o-mini (one in
   // namespace "docs", one created two days ago), 2 of claude, 1 expired.
   void Fill() {
@@ -582,12 +592,10 @@ TEST_F(CliTest, ImportSkipsMalformedLinesByNumber) {
 }
 
 TEST_F(CliTest, ImportTwiceReplacesWithoutDoubleCounting) {
-  Fill();
-  ASSERT_EQ(Llmcache({"purge", "--db", db_, "--expired"}).exit_code, 0);
-  ProcessResult exp = Llmcache({"export", "--db", db_});
-  ASSERT_EQ(exp.exit_code, 0) << exp.err;
+  std::string exported;
+  ASSERT_NO_FATAL_FAILURE(ExportLiveEntries(&exported));
   const std::string copy = dir_.path() + "/copy";
-  ProcessResult first = Llmcache({"import", "--db", copy, "--json"}, exp.out);
+  ProcessResult first = Llmcache({"import", "--db", copy, "--json"}, exported);
   ASSERT_EQ(first.exit_code, 0) << first.err;
   json::object o = ParseObject(first.out);
   EXPECT_EQ(o["imported"].to_number<uint64_t>(), 6u);
@@ -596,9 +604,9 @@ TEST_F(CliTest, ImportTwiceReplacesWithoutDoubleCounting) {
   EXPECT_TRUE(o.contains("entries_per_second"));
   // The same export again, each line twice: replaces, counts nothing twice.
   std::string twice;
-  for (size_t at = 0; at < exp.out.size();) {
-    const size_t end = exp.out.find('\n', at) + 1;
-    twice += exp.out.substr(at, end - at) + exp.out.substr(at, end - at);
+  for (size_t at = 0; at < exported.size();) {
+    const size_t end = exported.find('\n', at) + 1;
+    twice += exported.substr(at, end - at) + exported.substr(at, end - at);
     at = end;
   }
   ProcessResult again = Llmcache({"import", "--db", copy}, twice);
@@ -635,15 +643,13 @@ TEST_F(CliTest, ImportTwiceReplacesWithoutDoubleCounting) {
 }
 
 TEST_F(CliTest, ImportPerEntryStoresWhatTheBulkPathStores) {
-  Fill();
-  ASSERT_EQ(Llmcache({"purge", "--db", db_, "--expired"}).exit_code, 0);
-  ProcessResult exp = Llmcache({"export", "--db", db_});
-  ASSERT_EQ(exp.exit_code, 0) << exp.err;
+  std::string exported;
+  ASSERT_NO_FATAL_FAILURE(ExportLiveEntries(&exported));
   const std::string bulk = dir_.path() + "/bulk";
   const std::string each = dir_.path() + "/each";
-  ProcessResult b = Llmcache({"import", "--db", bulk, "--json"}, exp.out);
+  ProcessResult b = Llmcache({"import", "--db", bulk, "--json"}, exported);
   ProcessResult e =
-      Llmcache({"import", "--db", each, "--json", "--per-entry"}, exp.out);
+      Llmcache({"import", "--db", each, "--json", "--per-entry"}, exported);
   ASSERT_EQ(b.exit_code, 0) << b.err;
   ASSERT_EQ(e.exit_code, 0) << e.err;
   EXPECT_EQ(ParseObject(e.out)["imported"].to_number<uint64_t>(), 6u);
@@ -658,9 +664,9 @@ TEST_F(CliTest, ImportPerEntryStoresWhatTheBulkPathStores) {
             Llmcache({"ls", "--db", each, "--json", "--limit", "0"}).out);
   EXPECT_EQ(Llmcache({"verify", "--db", each}).exit_code, 0);
   // Imported again, both paths count every entry as replaced.
-  ProcessResult b2 = Llmcache({"import", "--db", bulk, "--json"}, exp.out);
+  ProcessResult b2 = Llmcache({"import", "--db", bulk, "--json"}, exported);
   ProcessResult e2 =
-      Llmcache({"import", "--db", each, "--json", "--per-entry"}, exp.out);
+      Llmcache({"import", "--db", each, "--json", "--per-entry"}, exported);
   ASSERT_EQ(b2.exit_code, 0) << b2.err;
   ASSERT_EQ(e2.exit_code, 0) << e2.err;
   EXPECT_EQ(ParseObject(b2.out)["replaced"].to_number<uint64_t>(), 6u);
@@ -687,20 +693,18 @@ TEST_F(CliTest, ImportRefusesADirectoryBeforeCreatingTheDatabase) {
 }
 
 TEST_F(CliTest, ImportSkipsAByteOrderMark) {
-  Fill();
-  ASSERT_EQ(Llmcache({"purge", "--db", db_, "--expired"}).exit_code, 0);
-  ProcessResult exp = Llmcache({"export", "--db", db_});
-  ASSERT_EQ(exp.exit_code, 0) << exp.err;
+  std::string exported;
+  ASSERT_NO_FATAL_FAILURE(ExportLiveEntries(&exported));
   const std::string copy = dir_.path() + "/bom";
   ProcessResult r =
-      Llmcache({"import", "--db", copy, "--json"}, "\xEF\xBB\xBF" + exp.out);
+      Llmcache({"import", "--db", copy, "--json"}, "\xEF\xBB\xBF" + exported);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   json::object o = ParseObject(r.out);
   EXPECT_EQ(o["imported"].to_number<uint64_t>(), 6u);
   EXPECT_EQ(o["malformed"].to_number<uint64_t>(), 0u);
   // Only at the very start: a mark inside the file is a malformed line.
   ProcessResult inner = Llmcache({"import", "--db", copy, "--json"},
-                                 exp.out + "\xEF\xBB\xBF" + exp.out);
+                                 exported + "\xEF\xBB\xBF" + exported);
   EXPECT_EQ(inner.exit_code, 1);
   EXPECT_EQ(ParseObject(inner.out)["malformed"].to_number<uint64_t>(), 1u);
 }
@@ -808,20 +812,18 @@ std::vector<std::string> EntryFileCompressions(const std::string& db) {
 }
 
 TEST_F(CliTest, ImportCompactRewritesTheLoadedFiles) {
-  Fill();
-  ASSERT_EQ(Llmcache({"purge", "--db", db_, "--expired"}).exit_code, 0);
-  ProcessResult exp = Llmcache({"export", "--db", db_});
-  ASSERT_EQ(exp.exit_code, 0) << exp.err;
+  std::string exported;
+  ASSERT_NO_FATAL_FAILURE(ExportLiveEntries(&exported));
   const std::string copy = dir_.path() + "/compacted";
   ProcessResult r =
-      Llmcache({"import", "--db", copy, "--json", "--compact"}, exp.out);
+      Llmcache({"import", "--db", copy, "--json", "--compact"}, exported);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   json::object o = ParseObject(r.out);
   EXPECT_EQ(o["imported"].to_number<uint64_t>(), 6u);
   ASSERT_TRUE(o.contains("compact_seconds")) << r.out;
   EXPECT_GE(o["compact_seconds"].to_number<double>(), 0.0);
-  ProcessResult text =
-      Llmcache({"import", "--db", dir_.path() + "/text", "--compact"}, exp.out);
+  ProcessResult text = Llmcache(
+      {"import", "--db", dir_.path() + "/text", "--compact"}, exported);
   ASSERT_EQ(text.exit_code, 0) << text.err;
   EXPECT_THAT(text.out, HasSubstr("imported 6 entries in "));
   EXPECT_THAT(text.out, HasSubstr("; compacted in "));
@@ -831,7 +833,7 @@ TEST_F(CliTest, ImportCompactRewritesTheLoadedFiles) {
   // Without --compact the loaded files stay LZ4; with it they are rewritten
   // with the store's compression.
   const std::string plain = dir_.path() + "/plain";
-  ASSERT_EQ(Llmcache({"import", "--db", plain}, exp.out).exit_code, 0);
+  ASSERT_EQ(Llmcache({"import", "--db", plain}, exported).exit_code, 0);
   const std::vector<std::string> loaded = EntryFileCompressions(plain);
   ASSERT_FALSE(loaded.empty());
   for (const std::string& c : loaded) EXPECT_EQ(c, "LZ4");
