@@ -241,6 +241,36 @@ std::string TimeIndexKey(int64_t created_ms, std::string_view base_model,
   return k;
 }
 
+std::string ModelTimeIndexKey(std::string_view base_model, int64_t created_ms,
+                              const Digest& digest) {
+  std::string k;
+  AppendModelPrefix(base_model, &k);
+  AppendBigEndian64(static_cast<uint64_t>(created_ms), &k);
+  k.append(reinterpret_cast<const char*>(digest.data()), digest.size());
+  return k;
+}
+
+bool TimeKeyToModelTimeKey(std::string_view time_key, std::string* out) {
+  if (time_key.size() < 8 + 1 + kDigestSize) return false;
+  std::string_view rest = time_key.substr(8);
+  std::string_view model;
+  if (!ConsumeModelPrefix(&rest, &model) || rest.size() != kDigestSize) {
+    return false;
+  }
+  out->clear();
+  AppendModelPrefix(model, out);
+  out->append(time_key.substr(0, 8));
+  out->append(rest);
+  return true;
+}
+
+void ModelTimeIndexRange(std::string_view base_model, std::string* begin,
+                         std::string* end) {
+  begin->clear();
+  AppendModelPrefix(base_model, begin);
+  *end = *begin + std::string(8 + kDigestSize + 1, '\xff');
+}
+
 std::string ModelStatKey(std::string_view counter_name,
                          std::string_view base_model) {
   std::string k(kModelStatPrefix);

@@ -13,6 +13,11 @@
 //                        uint64 addition, so signed deltas add up).
 //   "llmcache.time"      creation-time index of every entry, for
 //                        oldest-first eviction and age-based purges.
+//   "llmcache.bymodel"   the same records ordered by model first (format 2;
+//                        see "Format versions"), so that one model's newest
+//                        or oldest entries are found without reading the
+//                        records of other models, and flushing a model
+//                        deletes its records with one range deletion.
 //   "m.<escaped>"        one per base model (model id without `:variant`);
 //                        <escaped> is the model id with every byte outside
 //                        [A-Za-z0-9._-] written as %XX (uppercase hex), so
@@ -41,6 +46,22 @@
 //   created_ms (8 bytes, big endian, so keys sort by age) |
 //   varint32 len(base model) | base model | digest (32 bytes)
 //   value: expires_ms (8 bytes, little endian; 0 = never).
+//
+// Per-model time index keys ("llmcache.bymodel")
+//   varint32 len(base model) | base model | created_ms (8 bytes, big
+//   endian) | digest (32 bytes); value as in "llmcache.time". Every write
+//   and deletion of a time-index record writes or deletes this record in the
+//   same batch (or the same ingestion). A model's records are the range
+//   [prefix, prefix + 41 x 0xFF).
+//
+// Format versions (meta key "format")
+//   1  no "llmcache.bymodel".
+//   2  "llmcache.bymodel" holds a record for every time-index record. A
+//      writer that opens a version-1 database builds it from "llmcache.time"
+//      before it accepts writes, then writes "2" (a kill on the way leaves
+//      "1": the next open builds it again). Readers of a version-1 database
+//      (an inspection beside an older llmcache) walk "llmcache.time" as
+//      version 1 did. An older llmcache refuses a version-2 database.
 //
 // Entry value, version 1 (all integers little endian):
 //   off  size  field
@@ -97,13 +118,16 @@
 namespace llmcache {
 
 // ---- Versions ----
-inline constexpr uint32_t kDatabaseFormatVersion = 1;
+inline constexpr uint32_t kDatabaseFormatVersion = 2;
+// The first version with "llmcache.bymodel".
+inline constexpr uint32_t kModelTimeIndexFormatVersion = 2;
 inline constexpr uint8_t kEntryFormatV1 = 1;
 inline constexpr size_t kEntryFixedHeaderSize = 60;
 
 // ---- Column families ----
 inline constexpr std::string_view kMetaColumnFamily = "llmcache.meta";
 inline constexpr std::string_view kTimeColumnFamily = "llmcache.time";
+inline constexpr std::string_view kModelTimeColumnFamily = "llmcache.bymodel";
 inline constexpr std::string_view kOverflowColumnFamily = "llmcache.overflow";
 inline constexpr std::string_view kModelColumnFamilyPrefix = "m.";
 
@@ -180,6 +204,16 @@ bool ConsumeModelPrefix(std::string_view* in, std::string_view* model);
 // The time-index key of an entry.
 std::string TimeIndexKey(int64_t created_ms, std::string_view base_model,
                          const Digest& digest);
+
+// The per-model time-index key of an entry.
+std::string ModelTimeIndexKey(std::string_view base_model, int64_t created_ms,
+                              const Digest& digest);
+// The per-model time-index key of the same record as a time-index key;
+// false if `time_key` is not one.
+bool TimeKeyToModelTimeKey(std::string_view time_key, std::string* out);
+// The bounds [*begin, *end) of every per-model time-index key of a model.
+void ModelTimeIndexRange(std::string_view base_model, std::string* begin,
+                         std::string* end);
 
 // The meta key of a per-model counter: "mstat/<name>/<base model>".
 std::string ModelStatKey(std::string_view counter_name,

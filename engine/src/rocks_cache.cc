@@ -120,10 +120,11 @@ void RocksCache::CloseDb() {
     overflow_.reset();
   }
   if (!db_) return;
-  for (rocksdb::ColumnFamilyHandle* h : {meta_cf_, time_cf_}) {
+  for (rocksdb::ColumnFamilyHandle* h : {meta_cf_, time_cf_, model_time_cf_}) {
     if (h != nullptr) db_->DestroyColumnFamilyHandle(h);
   }
-  meta_cf_ = time_cf_ = nullptr;
+  meta_cf_ = time_cf_ = model_time_cf_ = nullptr;
+  model_time_ready_ = false;
   default_cf_ = nullptr;  // owned by the DB
   (void)db_->Close();
   db_.reset();
@@ -260,7 +261,8 @@ Status RocksCache::OpenDb(bool read_only) {
   if (!read_only) {
     for (std::string_view required :
          {std::string_view(rocksdb::kDefaultColumnFamilyName),
-          kMetaColumnFamily, kTimeColumnFamily, kOverflowColumnFamily}) {
+          kMetaColumnFamily, kTimeColumnFamily, kModelTimeColumnFamily,
+          kOverflowColumnFamily}) {
       if (std::find(names.begin(), names.end(), std::string(required)) ==
           names.end()) {
         names.emplace_back(required);
@@ -277,7 +279,7 @@ Status RocksCache::OpenDb(bool read_only) {
       rocksdb::BlockBasedTableOptions meta_table;
       meta_table.block_cache = shared_->block_cache;  // not a private 8 MiB
       cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(meta_table));
-    } else if (name == kTimeColumnFamily) {
+    } else if (name == kTimeColumnFamily || name == kModelTimeColumnFamily) {
       cf = TimeIndexOptions();
     } else if (name == kOverflowColumnFamily) {
       cf = ModelFamilyOptions("", true);
@@ -310,6 +312,8 @@ Status RocksCache::OpenDb(bool read_only) {
       meta_cf_ = handles[i];
     } else if (name == kTimeColumnFamily) {
       time_cf_ = handles[i];
+    } else if (name == kModelTimeColumnFamily) {
+      model_time_cf_ = handles[i];
     } else if (name == kOverflowColumnFamily) {
       overflow_ = std::make_shared<Family>(db_.get(), handles[i], "", true);
     } else {
@@ -360,12 +364,17 @@ Status RocksCache::OpenDb(bool read_only) {
   // Format marker.
   std::string format;
   s = db_->Get(rocksdb::ReadOptions(), meta_cf_, kFormatKey, &format);
+  long version = 0;
   if (s.IsNotFound() && !read_only) {
+    // A new database: its per-model index is complete (empty) from the
+    // start. (A version-1 database always has the marker: it is written
+    // when the database is created.)
     s = db_->Put(WriteOpts(), meta_cf_, kFormatKey,
                  std::to_string(kDatabaseFormatVersion));
     if (!s.ok()) {
       return fail(WriteFailed(s, "writing the format marker", true));
     }
+    version = kDatabaseFormatVersion;
   } else if (s.IsNotFound()) {
     // Read-only fallback of a database whose marker was never written.
   } else if (!s.ok()) {
@@ -383,7 +392,21 @@ Status RocksCache::OpenDb(bool read_only) {
           format + "; this build reads up to " +
           std::to_string(kDatabaseFormatVersion) + ")"));
     }
+    version = v;
   }
+  if (version > 0 &&
+      version < static_cast<long>(kModelTimeIndexFormatVersion) && !read_only) {
+    if (Status st = BuildModelTimeIndex(); !st.ok()) return fail(st);
+    s = db_->Put(WriteOpts(), meta_cf_, kFormatKey,
+                 std::to_string(kDatabaseFormatVersion));
+    if (!s.ok()) {
+      return fail(WriteFailed(s, "writing the format marker", true));
+    }
+    version = kDatabaseFormatVersion;
+  }
+  model_time_ready_ =
+      model_time_cf_ != nullptr &&
+      version >= static_cast<long>(kModelTimeIndexFormatVersion);
 
   // Last resolved model per model.
   {
@@ -437,7 +460,7 @@ Status RocksCache::OpenAsSecondary() {
       cf.merge_operator = shared_->add_operator;
     } else if (name == kOverflowColumnFamily ||
                name.starts_with(kModelColumnFamilyPrefix) ||
-               name == kTimeColumnFamily) {
+               name == kTimeColumnFamily || name == kModelTimeColumnFamily) {
       cf = ModelFamilyOptions("", name == kOverflowColumnFamily);
       cf.compaction_filter_factory.reset();  // a secondary never compacts
     }
@@ -456,6 +479,8 @@ Status RocksCache::OpenAsSecondary() {
       meta_cf_ = handles[i];
     } else if (name == kTimeColumnFamily) {
       time_cf_ = handles[i];
+    } else if (name == kModelTimeColumnFamily) {
+      model_time_cf_ = handles[i];
     } else if (name == kOverflowColumnFamily) {
       overflow_ = std::make_shared<Family>(db_.get(), handles[i], "", true);
     } else if (Result<std::string> model = ColumnFamilyNameToModel(name);
@@ -469,12 +494,16 @@ Status RocksCache::OpenAsSecondary() {
   default_cf_ = db_->DefaultColumnFamily();
   std::string format;
   s = db_->Get(rocksdb::ReadOptions(), meta_cf_, kFormatKey, &format);
-  if (s.ok() && std::strtol(format.c_str(), nullptr, 10) >
-                    static_cast<long>(kDatabaseFormatVersion)) {
+  const long version = s.ok() ? std::strtol(format.c_str(), nullptr, 10) : 0;
+  if (version > static_cast<long>(kDatabaseFormatVersion)) {
     return FailedPreconditionError("database " + path_ +
                                    " was written by a newer llmcache (format " +
                                    format + ")");
   }
+  // The owner writes version 2 only once the per-model index is complete.
+  model_time_ready_ =
+      model_time_cf_ != nullptr &&
+      version >= static_cast<long>(kModelTimeIndexFormatVersion);
   return Status();
 }
 
@@ -496,8 +525,18 @@ Status RocksCache::CatchUp() {
     return OpenAsSecondary();
   }
   if (!db_) return OpenAsSecondary();  // a reopen that failed before
-  return FromRocks(db_->TryCatchUpWithPrimary(), path_,
-                   "catching up with the owner");
+  LLMCACHE_RETURN_IF_ERROR(FromRocks(db_->TryCatchUpWithPrimary(), path_,
+                                     "catching up with the owner"));
+  if (!model_time_ready_ && model_time_cf_ != nullptr) {
+    // The owner may have finished converting a version-1 database.
+    std::string format;
+    if (db_->Get(rocksdb::ReadOptions(), meta_cf_, kFormatKey, &format).ok() &&
+        std::strtol(format.c_str(), nullptr, 10) >=
+            static_cast<long>(kModelTimeIndexFormatVersion)) {
+      model_time_ready_ = true;
+    }
+  }
+  return Status();
 }
 
 // Provider prompt-cache and drift counts: per-model deltas like a hit's,

@@ -239,6 +239,9 @@ class RocksCache final : public Cache {
   // REQUIRES: db_ open read-write and no other writer (opening, or recovery
   // while the store is degraded).
   Status FinishInterruptedFlushes();
+  // Builds the per-model time index from the time index (the conversion of
+  // a version-1 database). REQUIRES: db_ open read-write, no other writer.
+  Status BuildModelTimeIndex();
   std::string EntryKey(const Family& f, std::string_view base_model,
                        const Digest& d) const;
   std::vector<std::shared_ptr<Family>> AllFamilies() const;
@@ -320,6 +323,12 @@ class RocksCache final : public Cache {
   rocksdb::ColumnFamilyHandle* default_cf_ = nullptr;
   rocksdb::ColumnFamilyHandle* meta_cf_ = nullptr;
   rocksdb::ColumnFamilyHandle* time_cf_ = nullptr;
+  // The per-model time index (format.h), null when the database lacks it (a
+  // read-only or inspection view of a version-1 database).
+  rocksdb::ColumnFamilyHandle* model_time_cf_ = nullptr;
+  // Whether model_time_cf_ holds every record (format version >= 2);
+  // listings fall back to the time index when not.
+  bool model_time_ready_ = false;
   std::vector<std::string> known_cf_names_;  // secondary: to detect new ones
 
   struct StringHash {

@@ -209,9 +209,15 @@ Status RocksCache::Insert(const RequestKey& key, std::string_view body,
   const std::string time_key =
       TimeIndexKey(entry->meta.created_ms, key.base_model, key.digest);
   batch.Put(time_cf_, time_key, Le64(entry->meta.expires_ms));
+  batch.Put(
+      model_time_cf_,
+      ModelTimeIndexKey(key.base_model, entry->meta.created_ms, key.digest),
+      Le64(entry->meta.expires_ms));
   if (had_prev && prev_created != entry->meta.created_ms) {
     batch.Delete(time_cf_,
                  TimeIndexKey(prev_created, key.base_model, key.digest));
+    batch.Delete(model_time_cf_,
+                 ModelTimeIndexKey(key.base_model, prev_created, key.digest));
   }
   // Entry counts travel in the same batch as the entry: exact after a crash.
   if (!had_prev) {
@@ -348,7 +354,8 @@ Status RocksCache::FlushMemtablesForTest() {
   std::shared_lock<FenceMutex> fence(write_fence_);
   LLMCACHE_RETURN_IF_ERROR(WriteAllowed());
   rocksdb::FlushOptions fo;
-  std::vector<rocksdb::ColumnFamilyHandle*> handles = {meta_cf_, time_cf_};
+  std::vector<rocksdb::ColumnFamilyHandle*> handles = {meta_cf_, time_cf_,
+                                                       model_time_cf_};
   for (const auto& f : AllFamilies()) handles.push_back(f->handle);
   for (rocksdb::ColumnFamilyHandle* h : handles) {
     rocksdb::Status s = db_->Flush(fo, h);

@@ -621,6 +621,29 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
     });
     if (!s.ok()) return fail(s, "writing a bulk-load time index file");
   }
+  if (!time_records.empty()) {
+    // The same records ordered by model first (format.h).
+    std::vector<std::pair<std::string, const TimeRecord*>> by_model;
+    by_model.reserve(time_records.size());
+    for (const TimeRecord& r : time_records) {
+      std::string key;
+      if (TimeKeyToModelTimeKey(r.key, &key)) {
+        by_model.emplace_back(std::move(key), &r);
+      }
+    }
+    std::sort(by_model.begin(), by_model.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    rocksdb::Status s =
+        write_file(c.model_time_cf_, [&](rocksdb::SstFileWriter& w) {
+          rocksdb::Status st;
+          for (size_t i = 0; st.ok() && i < by_model.size(); ++i) {
+            const auto& [key, r] = by_model[i];
+            st = r->erase ? w.Delete(key) : w.Put(key, Le64(r->expires_ms));
+          }
+          return st;
+        });
+    if (!s.ok()) return fail(s, "writing a bulk-load per-model index file");
+  }
   if (!meta.empty()) {
     rocksdb::Status s = write_file(c.meta_cf_, [&](rocksdb::SstFileWriter& w) {
       rocksdb::Status st;

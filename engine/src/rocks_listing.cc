@@ -3,20 +3,26 @@
 // index, so that listing the newest entries or the age of each model costs
 // what is read, not the size of the database.
 //
-// The index ("llmcache.time", format.h) is ordered by creation time, then
-// model, then digest, across all models: it has no per-model order, so a
-// walk for one model reads (the keys of) the records of other models in
-// between. A record is only a pointer: its entry may be gone (a flushed
-// model's family was dropped without touching the index; the disk budget or
-// a purge raced with the walk) or may have been written again at another
-// time (its new record is elsewhere in the index). Each record is therefore
-// checked against the entry's own creation time before it is reported.
+// The time index ("llmcache.time", format.h) is ordered by creation time,
+// then model, then digest, across all models; it serves walks over every
+// model. A walk for one model reads the per-model index
+// ("llmcache.bymodel": model, creation time, digest) within that model's
+// range, so it never reads the records of other models; in a database
+// without it (an inspection view of a version-1 database) it walks the
+// time index and skips the other models' records. A record is only a
+// pointer: its entry may be gone (a flushed model's family was dropped
+// without touching the time index; the disk budget or a purge raced with
+// the walk) or may have been written again at another time (its new record
+// is elsewhere in the index). Each record is therefore checked against the
+// entry's own creation time before it is reported.
 
 #include <rocksdb/db.h>
 #include <rocksdb/snapshot.h>
 
 #include <algorithm>
 #include <cstring>
+#include <map>
+#include <optional>
 #include <set>
 
 #include "format.h"
@@ -47,7 +53,95 @@ bool ParseIndexKey(std::string_view k, IndexRecord* r) {
   return true;
 }
 
+// The same for a per-model time-index key.
+bool ParseModelIndexKey(std::string_view k, IndexRecord* r) {
+  if (!ConsumeModelPrefix(&k, &r->model) || k.size() != 8 + kDigestSize) {
+    return false;
+  }
+  r->created_ms = static_cast<int64_t>(ReadBigEndian64(k.data()));
+  std::memcpy(r->digest.data(), k.data() + 8, kDigestSize);
+  return true;
+}
+
+// An iterator over one model's range of the per-model index, bounded so
+// that it never steps into (the deletions of) other models' ranges.
+class ModelRangeIterator {
+ public:
+  ModelRangeIterator(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
+                     const rocksdb::ReadOptions& ro, std::string_view model) {
+    ModelTimeIndexRange(model, &begin_, &end_);
+    lower_ = rocksdb::Slice(begin_);
+    upper_ = rocksdb::Slice(end_);
+    rocksdb::ReadOptions bounded = ro;
+    bounded.iterate_lower_bound = &lower_;
+    bounded.iterate_upper_bound = &upper_;
+    it_.reset(db->NewIterator(bounded, cf));
+  }
+  rocksdb::Iterator* get() { return it_.get(); }
+  rocksdb::Iterator* operator->() { return it_.get(); }
+  void SeekToEnd(bool newest) {
+    if (newest) {
+      it_->SeekToLast();
+    } else {
+      it_->SeekToFirst();
+    }
+  }
+
+ private:
+  std::string begin_, end_;
+  rocksdb::Slice lower_, upper_;
+  std::unique_ptr<rocksdb::Iterator> it_;
+};
+
 }  // namespace
+
+Status RocksCache::BuildModelTimeIndex() {
+  // Which models still have entries: a flushed model's records stay in the
+  // time index (see above) and are not carried over.
+  std::map<std::string, bool, std::less<>> live;
+  auto is_live = [&](std::string_view model) -> Result<bool> {
+    auto it = live.find(model);
+    if (it != live.end()) return it->second;
+    bool has = false;
+    {
+      std::shared_lock<std::shared_mutex> lock(families_mu_);
+      has = families_.contains(model);
+    }
+    if (!has) {
+      LLMCACHE_ASSIGN_OR_RETURN(has, HasOverflowEntries(model));
+    }
+    live.emplace(std::string(model), has);
+    return has;
+  };
+  // Written without the WAL and flushed before the format marker says the
+  // index is complete: a kill before that leaves version 1, and the next
+  // open builds it again.
+  rocksdb::WriteOptions wo;
+  wo.disableWAL = true;
+  rocksdb::WriteBatch batch;
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), time_cf_));
+  std::string key;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    IndexRecord r;
+    if (!ParseIndexKey(ToView(it->key()), &r)) continue;
+    LLMCACHE_ASSIGN_OR_RETURN(bool has, is_live(r.model));
+    if (!has || !TimeKeyToModelTimeKey(ToView(it->key()), &key)) continue;
+    batch.Put(model_time_cf_, key, it->value());
+    if (batch.Count() >= 65536) {
+      rocksdb::Status s = db_->Write(wo, &batch);
+      if (!s.ok()) return WriteFailed(s, "building the per-model index", true);
+      batch.Clear();
+    }
+  }
+  LLMCACHE_RETURN_IF_ERROR(
+      FromRocks(it->status(), path_, "walking the time index"));
+  it.reset();
+  rocksdb::Status s = db_->Write(wo, &batch);
+  if (s.ok()) s = db_->Flush(rocksdb::FlushOptions(), model_time_cf_);
+  if (!s.ok()) return WriteFailed(s, "building the per-model index", true);
+  return Status();
+}
 
 rocksdb::ReadOptions RocksCache::ListingReadOptions(
     std::unique_ptr<rocksdb::ManagedSnapshot>* snapshot) {
@@ -136,14 +230,26 @@ Status RocksCache::ForEachEntryByAge(
     return Status();
   };
 
-  if (newest_first) {
+  // One model: its range of the per-model index, when the database has
+  // one.
+  const bool by_model = base && model_time_ready_;
+  std::optional<ModelRangeIterator> range;
+  if (by_model) {
+    it.reset();
+    range.emplace(db_.get(), model_time_cf_, ro, *base);
+    range->SeekToEnd(newest_first);
+  } else if (newest_first) {
     it->SeekToLast();
   } else {
     it->SeekToFirst();
   }
-  for (; it->Valid(); newest_first ? it->Prev() : it->Next()) {
+  rocksdb::Iterator* walk = by_model ? range->get() : it.get();
+  for (; walk->Valid(); newest_first ? walk->Prev() : walk->Next()) {
     IndexRecord r;
-    if (!ParseIndexKey(ToView(it->key()), &r)) continue;
+    if (!(by_model ? ParseModelIndexKey(ToView(walk->key()), &r)
+                   : ParseIndexKey(ToView(walk->key()), &r))) {
+      continue;
+    }
     if (base && r.model != *base) continue;
     if (!group.empty() && r.created_ms != group_ms) {
       LLMCACHE_RETURN_IF_ERROR(report_group());
@@ -153,7 +259,7 @@ Status RocksCache::ForEachEntryByAge(
     group.push_back(Pending{r.digest, std::string(r.model)});
   }
   LLMCACHE_RETURN_IF_ERROR(
-      FromRocks(it->status(), path_, "walking the time index"));
+      FromRocks(walk->status(), path_, "walking the time index"));
   return report_group();
 }
 
@@ -166,6 +272,34 @@ Result<std::map<std::string, AgeRange, std::less<>>> RocksCache::AgeRanges(
   std::map<std::string, AgeRange, std::less<>> ranges;
   std::unique_ptr<rocksdb::ManagedSnapshot> snapshot;
   const rocksdb::ReadOptions ro = ListingReadOptions(&snapshot);
+
+  if (model_time_ready_) {
+    // Per model: the first live record from each end of its range.
+    for (const std::string& m : pending) {
+      ModelRangeIterator range(db_.get(), model_time_cf_, ro, m);
+      std::optional<int64_t> ends[2];  // oldest, newest
+      for (int newest = 0; newest < 2; ++newest) {
+        range.SeekToEnd(newest == 1);
+        for (; range->Valid(); newest ? range->Prev() : range->Next()) {
+          IndexRecord r;
+          if (!ParseModelIndexKey(ToView(range->key()), &r)) continue;
+          LLMCACHE_ASSIGN_OR_RETURN(
+              Indexed state,
+              ReadIndexedEntry(ro, r.created_ms, r.model, r.digest, nullptr,
+                               nullptr, nullptr));
+          if (state != Indexed::kLive) continue;
+          ends[newest] = r.created_ms;
+          break;
+        }
+        LLMCACHE_RETURN_IF_ERROR(
+            FromRocks(range->status(), path_, "walking the per-model index"));
+        if (!ends[0]) break;  // no live entry: none from the other end
+      }
+      if (ends[0] && ends[1]) ranges.emplace(m, AgeRange{*ends[0], *ends[1]});
+    }
+    return ranges;
+  }
+
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, time_cf_));
 
   // From one end of the index until every pending model's first live

@@ -123,6 +123,7 @@ Status RocksCache::WriteStatsDelta() {
 Result<uint64_t> RocksCache::DiskBytes() {
   uint64_t sst = 0;
   std::vector<rocksdb::ColumnFamilyHandle*> handles = {meta_cf_, time_cf_};
+  if (model_time_cf_ != nullptr) handles.push_back(model_time_cf_);
   for (const auto& f : AllFamilies()) handles.push_back(f->handle);
   for (rocksdb::ColumnFamilyHandle* h : handles) {
     uint64_t v = 0;
@@ -204,6 +205,7 @@ void RocksCache::NudgePeriodicCompaction() {
   const std::string value =
       std::to_string(options_.periodic_compaction_seconds);
   std::vector<rocksdb::ColumnFamilyHandle*> handles = {time_cf_};
+  if (model_time_cf_ != nullptr) handles.push_back(model_time_cf_);
   auto families = AllFamilies();
   for (const auto& f : families) handles.push_back(f->handle);
   for (rocksdb::ColumnFamilyHandle* h : handles) {
@@ -249,17 +251,21 @@ Status RocksCache::Compact() {
     std::shared_lock<FenceMutex> fence(write_fence_);
     LLMCACHE_RETURN_IF_ERROR(WriteAllowed());
     families = AllFamilies();
-    handles = {time_cf_, meta_cf_};
+    handles = {time_cf_, model_time_cf_, meta_cf_};
   }
+  // The first kIndexes handles are not entry families.
+  constexpr size_t kIndexes = 3;
   for (const auto& f : families) handles.push_back(f->handle);
   rocksdb::CompactRangeOptions cro;
   cro.bottommost_level_compaction =
       rocksdb::BottommostLevelCompaction::kForceOptimized;
   for (size_t i = 0; i < handles.size(); ++i) {
-    if (i >= 2 && families[i - 2]->dropped.load()) continue;
+    const bool dropped =
+        i >= kIndexes && families[i - kIndexes]->dropped.load();
+    if (dropped) continue;
     rocksdb::Status s = db_->Flush(fo, handles[i]);
     if (s.ok()) s = db_->CompactRange(cro, handles[i], nullptr, nullptr);
-    if (!s.ok() && !(i >= 2 && families[i - 2]->dropped.load())) {
+    if (!s.ok() && !(i >= kIndexes && families[i - kIndexes]->dropped.load())) {
       return WriteFailed(s, "compacting", false);
     }
   }

@@ -64,8 +64,15 @@ Result<uint64_t> RocksCache::FlushModel(std::string_view model) {
       batch.Delete(meta_cf_,
                    std::string(kCfMetaPrefix) + ModelToColumnFamilyName(base));
     }
-    // Entries the model may have in the overflow family.
+    // Entries the model may have in the overflow family, and its records
+    // in the per-model time index (those in the time index stay: a listing
+    // skips them, a purge or the disk budget deletes them).
     batch.DeleteRange(overflow_->handle, begin, end);
+    {
+      std::string index_begin, index_end;
+      ModelTimeIndexRange(base, &index_begin, &index_end);
+      batch.DeleteRange(model_time_cf_, index_begin, index_end);
+    }
 
     // Statistics: the model has no entries any more.
     {
@@ -151,6 +158,13 @@ Status RocksCache::FlushAll() {
   s = db_->CreateColumnFamily(time_opts, std::string(kTimeColumnFamily),
                               &time_cf_);
   if (!s.ok()) return failed(s, "recreating the time index");
+  s = db_->DropColumnFamily(model_time_cf_);
+  if (!s.ok()) return failed(s, "dropping the per-model time index");
+  db_->DestroyColumnFamilyHandle(model_time_cf_);
+  model_time_cf_ = nullptr;
+  s = db_->CreateColumnFamily(time_opts, std::string(kModelTimeColumnFamily),
+                              &model_time_cf_);
+  if (!s.ok()) return failed(s, "recreating the per-model time index");
 
   // Metadata: mappings and entry counters go.
   {
@@ -207,6 +221,9 @@ Status RocksCache::FinishInterruptedFlushes() {
     AppendModelPrefix(model, &begin);
     const std::string end = begin + std::string(kDigestSize + 1, '\xff');
     batch.DeleteRange(overflow_->handle, begin, end);
+    std::string index_begin, index_end;
+    ModelTimeIndexRange(model, &index_begin, &index_end);
+    batch.DeleteRange(model_time_cf_, index_begin, index_end);
   }
   std::lock_guard<std::mutex> stats_lock(stats_write_mu_);
   rocksdb::Status s = db_->Write(WriteOpts(), &batch);
@@ -223,7 +240,13 @@ Status RocksCache::DeleteEntriesLocked(const std::vector<Doomed>& doomed) {
     if (d.family && !d.family->dropped.load()) {
       batch.Delete(d.family->handle, d.key);
     }
-    if (!d.time_key.empty()) batch.Delete(time_cf_, d.time_key);
+    if (!d.time_key.empty()) {
+      batch.Delete(time_cf_, d.time_key);
+      std::string model_time_key;
+      if (TimeKeyToModelTimeKey(d.time_key, &model_time_key)) {
+        batch.Delete(model_time_cf_, model_time_key);
+      }
+    }
     if (d.bytes == 0) continue;  // an index record only
     batch.Merge(meta_cf_, ModelStatKey(ModelCounter::kEntries, d.base_model),
                 Le64(-1));

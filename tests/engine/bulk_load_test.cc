@@ -164,9 +164,10 @@ class BulkLoadTest : public ::testing::Test {
     }
   }
 
-  // The time index of the database at `path` (closed): (key, value).
+  // A column family of the database at `path` (closed): (key, value); by
+  // default the time index.
   static std::vector<std::pair<std::string, std::string>> TimeIndex(
-      const std::string& path) {
+      const std::string& path, std::string_view family = "llmcache.time") {
     std::vector<std::pair<std::string, std::string>> out;
     rocksdb::DBOptions dbo;
     std::vector<std::string> names;
@@ -181,7 +182,7 @@ class BulkLoadTest : public ::testing::Test {
     EXPECT_TRUE(s.ok()) << s.ToString();
     if (!s.ok()) return out;
     for (size_t i = 0; i < names.size(); ++i) {
-      if (names[i] != "llmcache.time") continue;
+      if (names[i] != family) continue;
       std::unique_ptr<rocksdb::Iterator> it(
           db->NewIterator(rocksdb::ReadOptions(), handles[i]));
       for (it->SeekToFirst(); it->Valid(); it->Next()) {
@@ -280,6 +281,10 @@ TEST_F(BulkLoadTest, ReloadingDoesNotDoubleCountAndReplaces) {
   const auto index = TimeIndex(dir_.path() + "/bulk");
   EXPECT_EQ(index.size(), static_cast<size_t>(kEntries));
   EXPECT_TRUE(index == TimeIndex(dir_.path() + "/ref"));
+  // And the same per-model index, with the same records.
+  const auto by_model = TimeIndex(dir_.path() + "/bulk", "llmcache.bymodel");
+  EXPECT_EQ(by_model.size(), static_cast<size_t>(kEntries));
+  EXPECT_TRUE(by_model == TimeIndex(dir_.path() + "/ref", "llmcache.bymodel"));
   ReopenBoth();
 
   // An age purge counts each entry once.
