@@ -8,6 +8,7 @@
 #include <rocksdb/perf_level.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -581,6 +582,60 @@ TEST(ListingFormatTest, AVersionOneDatabaseIsConvertedByItsFirstWriter) {
     for (it->SeekToFirst(); it->Valid(); it->Next()) ++records;
     EXPECT_EQ(records, 21);
   });
+}
+
+// A conversion with more models than it writes table files for at once
+// (256): the rest go through write batches.
+TEST(ListingFormatTest, AConversionWithManyModelsKeepsEveryModelsRecords) {
+  FakeClock clock(1'700'000'000'000);
+  TempDir dir;
+  const std::string path = dir.path() + "/db";
+  CacheOptions o = testing::TestCacheOptions(path, &clock);
+  o.max_model_column_families = 4;
+  constexpr int kModels = 300;
+  auto model = [](int i) { return "m/" + std::to_string(i); };
+  {
+    auto cache = Cache::Open(o);
+    ASSERT_OK(cache);
+    for (int i = 0; i < 2 * kModels; ++i) {
+      ASSERT_OK((*cache)->Insert(TestKey(model(i % kModels), i), "{}", {}));
+      clock.Advance(1);
+    }
+  }
+  {
+    auto again = Cache::Open(o);  // see the test above
+    ASSERT_OK(again);
+  }
+  WithRawDb(path, [](rocksdb::DB* db, const auto& cf) {
+    ASSERT_TRUE(
+        db->Put(rocksdb::WriteOptions(), cf.at("llmcache.meta"), "format", "1")
+            .ok());
+    ASSERT_TRUE(db->DropColumnFamily(cf.at("llmcache.bymodel")).ok());
+  });
+  {
+    auto cache = Cache::Open(o);
+    ASSERT_OK(cache);
+    for (int i : {0, 3, 4, 255, 256, 299}) {
+      const std::vector<Listed> listed = ByAge(**cache, model(i), true);
+      EXPECT_EQ(listed.size(), 2u) << i;
+      EXPECT_EQ(listed, Expected(**cache, model(i), true)) << i;
+    }
+    std::vector<std::string> all;
+    for (int i = 0; i < kModels; ++i) all.push_back(model(i));
+    auto ranges = (*cache)->AgeRanges(all);
+    ASSERT_OK(ranges);
+    EXPECT_EQ(ranges->size(), static_cast<size_t>(kModels));
+    EXPECT_EQ(*ranges, FullWalkRanges(**cache));
+  }
+  WithRawDb(path, [](rocksdb::DB* db, const auto& cf) {
+    std::unique_ptr<rocksdb::Iterator> it(
+        db->NewIterator(rocksdb::ReadOptions(), cf.at("llmcache.bymodel")));
+    int records = 0;
+    for (it->SeekToFirst(); it->Valid(); it->Next()) ++records;
+    EXPECT_EQ(records, 2 * kModels);
+  });
+  // The conversion's scratch directory is gone.
+  EXPECT_FALSE(std::filesystem::exists(path + "/convert.bymodel"));
 }
 
 // A model's flush deletes its per-model records with one range deletion:
