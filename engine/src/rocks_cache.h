@@ -285,6 +285,10 @@ class RocksCache final : public Cache {
                                    int64_t created_ms, std::string_view model,
                                    const Digest& d, Entry* out,
                                    size_t* stored_bytes, Status* corrupt);
+  // The models that may have records in the per-model index (those with an
+  // entry counter or a family of their own), at most `limit` of them.
+  Result<std::vector<std::string>> IndexedModels(const rocksdb::ReadOptions& ro,
+                                                 size_t limit);
   // Read options for a listing: a snapshot of a primary (held by *snapshot)
   // so that the index and the entries agree; an inspection view changes
   // only under CatchUp's exclusive lock, and needs none.

@@ -68,12 +68,18 @@ bool ParseModelIndexKey(std::string_view k, IndexRecord* r) {
   return true;
 }
 
+// A listing of every model merges the models' ranges of the per-model index
+// (one iterator each) up to this many models; beyond, it walks the time
+// index.
+constexpr size_t kMaxMergedModels = 64;
+
 // An iterator over one model's range of the per-model index, bounded so
 // that it never steps into (the deletions of) other models' ranges.
 class ModelRangeIterator {
  public:
   ModelRangeIterator(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
-                     const rocksdb::ReadOptions& ro, std::string_view model) {
+                     const rocksdb::ReadOptions& ro, std::string_view model)
+      : model_(model) {
     ModelTimeIndexRange(model, &begin_, &end_);
     lower_ = rocksdb::Slice(begin_);
     upper_ = rocksdb::Slice(end_);
@@ -82,6 +88,7 @@ class ModelRangeIterator {
     bounded.iterate_upper_bound = &upper_;
     it_.reset(db->NewIterator(bounded, cf));
   }
+  const std::string& model() const { return model_; }
   rocksdb::Iterator* get() { return it_.get(); }
   rocksdb::Iterator* operator->() { return it_.get(); }
   void SeekToEnd(bool newest) {
@@ -93,6 +100,7 @@ class ModelRangeIterator {
   }
 
  private:
+  const std::string model_;
   std::string begin_, end_;
   rocksdb::Slice lower_, upper_;
   std::unique_ptr<rocksdb::Iterator> it_;
@@ -309,37 +317,132 @@ Status RocksCache::ForEachEntryByAge(
     return Status();
   };
 
-  // One model: its range of the per-model index, when the database has
-  // one.
-  const bool by_model = base && model_time_ready_;
-  std::optional<ModelRangeIterator> range;
+  // Where the records come from, in creation order (any order within a
+  // millisecond): with the per-model index, the range of the one model, or
+  // the ranges of every model merged (so the records a flushed model left
+  // in the time index are never read); else the time index.
+  std::vector<std::unique_ptr<ModelRangeIterator>> ranges;
+  bool by_model = false;
+  if (model_time_ready_) {
+    if (base) {
+      ranges.push_back(std::make_unique<ModelRangeIterator>(
+          db_.get(), model_time_cf_, ro, *base));
+      by_model = true;
+    } else {
+      LLMCACHE_ASSIGN_OR_RETURN(std::vector<std::string> models,
+                                IndexedModels(ro, kMaxMergedModels + 1));
+      if (models.size() <= kMaxMergedModels) {
+        for (const std::string& m : models) {
+          ranges.push_back(std::make_unique<ModelRangeIterator>(
+              db_.get(), model_time_cf_, ro, m));
+        }
+        by_model = true;
+      }
+    }
+  }
+  // The model ranges' current records, the next one to report on top.
+  auto later = [newest_first](const std::pair<int64_t, size_t>& a,
+                              const std::pair<int64_t, size_t>& b) {
+    return newest_first ? a.first < b.first : a.first > b.first;
+  };
+  std::vector<std::pair<int64_t, size_t>> heap;  // (created_ms, range)
+  auto push = [&](size_t i) -> Status {
+    ModelRangeIterator& r = *ranges[i];
+    for (; r->Valid(); newest_first ? r->Prev() : r->Next()) {
+      IndexRecord rec;
+      if (!ParseModelIndexKey(ToView(r->key()), &rec)) continue;
+      heap.emplace_back(rec.created_ms, i);
+      std::push_heap(heap.begin(), heap.end(), later);
+      return Status();
+    }
+    return FromRocks(r->status(), path_, "walking the per-model index");
+  };
   if (by_model) {
     it.reset();
-    range.emplace(db_.get(), model_time_cf_, ro, *base);
-    range->SeekToEnd(newest_first);
+    for (size_t i = 0; i < ranges.size(); ++i) {
+      ranges[i]->SeekToEnd(newest_first);
+      LLMCACHE_RETURN_IF_ERROR(push(i));
+    }
   } else if (newest_first) {
     it->SeekToLast();
   } else {
     it->SeekToFirst();
   }
-  rocksdb::Iterator* walk = by_model ? range->get() : it.get();
-  for (; walk->Valid(); newest_first ? walk->Prev() : walk->Next()) {
+  // The next record in creation order into (*created, *p); false at the
+  // end.
+  auto next = [&](int64_t* created, Pending* p) -> Result<bool> {
     IndexRecord r;
-    if (!(by_model ? ParseModelIndexKey(ToView(walk->key()), &r)
-                   : ParseIndexKey(ToView(walk->key()), &r))) {
-      continue;
+    if (by_model) {
+      while (!heap.empty()) {
+        std::pop_heap(heap.begin(), heap.end(), later);
+        const size_t i = heap.back().second;
+        heap.pop_back();
+        ModelRangeIterator& range = *ranges[i];
+        const bool parsed = ParseModelIndexKey(ToView(range->key()), &r);
+        if (parsed) {
+          *created = r.created_ms;
+          p->digest = r.digest;
+          p->model = range.model();
+        }
+        newest_first ? range->Prev() : range->Next();
+        LLMCACHE_RETURN_IF_ERROR(push(i));
+        if (parsed) return true;
+      }
+      return false;
     }
-    if (base && r.model != *base) continue;
-    if (!group.empty() && r.created_ms != group_ms) {
+    for (; it->Valid(); newest_first ? it->Prev() : it->Next()) {
+      if (!ParseIndexKey(ToView(it->key()), &r)) continue;
+      if (base && r.model != *base) continue;
+      *created = r.created_ms;
+      p->digest = r.digest;
+      p->model = std::string(r.model);
+      newest_first ? it->Prev() : it->Next();
+      return true;
+    }
+    LLMCACHE_RETURN_IF_ERROR(
+        FromRocks(it->status(), path_, "walking the time index"));
+    return false;
+  };
+  for (;;) {
+    int64_t created = 0;
+    Pending p;
+    LLMCACHE_ASSIGN_OR_RETURN(bool more, next(&created, &p));
+    if (!more) break;
+    if (!group.empty() && created != group_ms) {
       LLMCACHE_RETURN_IF_ERROR(report_group());
       if (stopped) return Status();
     }
-    group_ms = r.created_ms;
-    group.push_back(Pending{r.digest, std::string(r.model)});
+    group_ms = created;
+    group.push_back(std::move(p));
+  }
+  return report_group();
+}
+
+Result<std::vector<std::string>> RocksCache::IndexedModels(
+    const rocksdb::ReadOptions& ro, size_t limit) {
+  // Every model with entries has an entry counter (written in the same
+  // batch or ingestion as its entries, deleted with its flush), and every
+  // model with a family of its own is known: one key per model, never one
+  // per record. (Seeking from model to model in the per-model index would
+  // step over every record a flush deleted until compaction drops them.)
+  std::set<std::string, std::less<>> models;
+  {
+    std::shared_lock<std::shared_mutex> lock(families_mu_);
+    for (const auto& [model, f] : families_) {
+      if (models.size() >= limit) break;
+      models.insert(model);
+    }
+  }
+  const std::string prefix = ModelStatKey(ModelCounter::kEntries, "");
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, meta_cf_));
+  for (it->Seek(prefix); it->Valid() && models.size() < limit; it->Next()) {
+    std::string_view k = ToView(it->key());
+    if (!k.starts_with(prefix)) break;
+    models.emplace(k.substr(prefix.size()));
   }
   LLMCACHE_RETURN_IF_ERROR(
-      FromRocks(walk->status(), path_, "walking the time index"));
-  return report_group();
+      FromRocks(it->status(), path_, "listing the models"));
+  return std::vector<std::string>(models.begin(), models.end());
 }
 
 Result<std::map<std::string, AgeRange, std::less<>>> RocksCache::AgeRanges(

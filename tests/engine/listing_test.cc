@@ -464,6 +464,59 @@ TEST(ListingCostTest, OneModelsWalkReadsOnlyItsOwnRecords) {
                   "m/small", AgeRange{1'700'000'000'000, 1'700'000'000'004})));
 }
 
+// A listing of every model merges the models' per-model ranges: the
+// records a flushed model left in the time index are not read.
+TEST(ListingCostTest, AFlushedModelsRecordsAreNotReadByAListingOfAll) {
+  FakeClock clock(1'700'000'000'000);
+  TempDir dir;
+  auto cache = testing::OpenTestCache(dir.path() + "/db", &clock);
+  ASSERT_OK(cache);
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_OK((*cache)->Insert(TestKey("m/kept", i), "{}", {}));
+    clock.Advance(1);
+  }
+  constexpr int kBig = 2000;
+  for (int i = 0; i < kBig; ++i) {
+    ASSERT_OK((*cache)->Insert(TestKey("z/flushed", i), "{}", {}));
+    clock.Advance(1);
+  }
+  ASSERT_OK((*cache)->FlushModel("z/flushed"));
+  MemtableSteps steps;
+  const std::vector<Listed> newest = ByAge(**cache, std::nullopt, true, 3);
+  // A few steps over the metadata's model counters and m/kept's records;
+  // the time index walk took over 2000.
+  EXPECT_LT(steps.Take(), 50u);
+  const std::vector<Listed> want = Expected(**cache, std::nullopt, true);
+  ASSERT_EQ(want.size(), 5u);
+  ASSERT_EQ(newest.size(), 3u);
+  EXPECT_TRUE(std::equal(newest.begin(), newest.end(), want.begin()));
+  EXPECT_EQ(ByAge(**cache, std::nullopt, false),
+            Expected(**cache, std::nullopt, false));
+}
+
+// Beyond 64 models a listing of every model walks the time index instead
+// of merging: the same answer.
+TEST(ListingCostTest, ManyModelsAreListedInTheSameOrder) {
+  FakeClock clock(1'700'000'000'000);
+  TempDir dir;
+  CacheOptions o = testing::TestCacheOptions(dir.path() + "/db", &clock);
+  o.max_model_column_families = 8;
+  auto cache = Cache::Open(o);
+  ASSERT_OK(cache);
+  for (int models : {60, 70}) {
+    for (int i = 0; i < 2 * models; ++i) {
+      ASSERT_OK((*cache)->Insert(TestKey("m/" + std::to_string(i % models), i),
+                                 "{}", {}));
+      if (i % 3 == 0) clock.Advance(1);  // some in the same millisecond
+    }
+    for (bool newest : {true, false}) {
+      const std::vector<Listed> listed = ByAge(**cache, std::nullopt, newest);
+      EXPECT_EQ(listed.size(), models == 60 ? 120u : 200u) << models;
+      EXPECT_EQ(listed, Expected(**cache, std::nullopt, newest)) << models;
+    }
+  }
+}
+
 // Opens the closed database at `path` with plain RocksDB (every column
 // family, default options) and runs fn with the handles by name.
 void WithRawDb(
