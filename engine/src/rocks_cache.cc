@@ -113,6 +113,7 @@ RocksCache::~RocksCache() {
 }
 
 void RocksCache::CloseDb() {
+  if (shared_) shared_->live_db.store(nullptr, std::memory_order_release);
   {
     std::unique_lock<std::shared_mutex> lock(families_mu_);
     families_.clear();
@@ -343,6 +344,9 @@ Status RocksCache::OpenDb(bool read_only) {
       mappings.emplace_back(name, *model);
     }
   }
+  // The compaction filter may read from here on (a primary only: an
+  // inspection view never compacts).
+  shared_->live_db.store(db_.get(), std::memory_order_release);
   // Keep the mapping in the metadata family (repairs it if missing).
   for (const auto& [name, model] : mappings) {
     if (read_only) break;

@@ -152,6 +152,10 @@ class RocksCache final : public Cache {
                        const std::string& value);
   // Number of model column families that exist.
   size_t ModelFamilyCountForTest();
+  // Compacts the files of the deepest non-empty level of the family holding
+  // `base_model`, alone (as a periodic compaction of old files does),
+  // without the newer versions or deletions in the levels above.
+  Status CompactBottomFilesForTest(std::string_view base_model);
   rocksdb::DB* db() { return db_.get(); }
 
   // Blocks until no recovery attempt is running, then runs one now (what

@@ -3,6 +3,8 @@
 // iteration), the model -> column family map, and the test hooks.
 
 #include <rocksdb/db.h>
+#include <rocksdb/metadata.h>
+#include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
 
 #include <cstring>
@@ -360,6 +362,26 @@ Status RocksCache::FlushMemtablesForTest() {
   for (rocksdb::ColumnFamilyHandle* h : handles) {
     rocksdb::Status s = db_->Flush(fo, h);
     if (!s.ok()) return WriteFailed(s, "flush", false);
+  }
+  return Status();
+}
+
+Status RocksCache::CompactBottomFilesForTest(std::string_view base_model) {
+  DbLock db_lock(this);
+  LLMCACHE_RETURN_IF_ERROR(db_lock.status());
+  std::shared_ptr<Family> f = FamilyFor(BaseModel(base_model));
+  rocksdb::ColumnFamilyMetaData meta;
+  db_->GetColumnFamilyMetaData(f->handle, &meta);
+  for (auto level = meta.levels.rbegin(); level != meta.levels.rend();
+       ++level) {
+    if (level->files.empty()) continue;
+    std::vector<std::string> names;
+    for (const rocksdb::SstFileMetaData& file : level->files) {
+      names.push_back(file.name);
+    }
+    return FromRocks(db_->CompactFiles(rocksdb::CompactionOptions(), f->handle,
+                                       names, level->level),
+                     path_, "compacting files");
   }
   return Status();
 }

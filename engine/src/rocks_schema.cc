@@ -11,6 +11,9 @@
 #include <rocksdb/table.h>
 
 #include <algorithm>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
 
 #include "llmcache/clock.h"
 
@@ -112,9 +115,13 @@ class RocksCache::TtlFilterFactory final
     : public rocksdb::CompactionFilterFactory {
  public:
   enum class Kind { kModel, kOverflow, kIndex };
-  TtlFilterFactory(const Clock* clock, StatsCollector* stats, Kind kind,
-                   std::string model)
-      : clock_(clock), stats_(stats), kind_(kind), model_(std::move(model)) {}
+  TtlFilterFactory(const RocksCache* cache, const Clock* clock,
+                   StatsCollector* stats, Kind kind, std::string model)
+      : cache_(cache),
+        clock_(clock),
+        stats_(stats),
+        kind_(kind),
+        model_(std::move(model)) {}
 
   bool ShouldFilterTableFileCreation(
       rocksdb::TableFileCreationReason reason) const override {
@@ -123,8 +130,9 @@ class RocksCache::TtlFilterFactory final
   }
 
   std::unique_ptr<rocksdb::CompactionFilter> CreateCompactionFilter(
-      const rocksdb::CompactionFilter::Context&) override {
-    return std::make_unique<TtlFilter>(this, clock_->NowMillis());
+      const rocksdb::CompactionFilter::Context& context) override {
+    return std::make_unique<TtlFilter>(this, clock_->NowMillis(),
+                                       context.column_family_id);
   }
 
   const char* Name() const override { return kTtlFilterFactoryName.data(); }
@@ -132,7 +140,8 @@ class RocksCache::TtlFilterFactory final
  private:
   class TtlFilter final : public rocksdb::CompactionFilter {
    public:
-    TtlFilter(const TtlFilterFactory* f, int64_t now) : f_(f), now_(now) {}
+    TtlFilter(const TtlFilterFactory* f, int64_t now, uint32_t cf_id)
+        : f_(f), now_(now), cf_id_(cf_id) {}
     bool Filter(int, const rocksdb::Slice& key, const rocksdb::Slice& value,
                 std::string*, bool*) const override {
       try {
@@ -151,6 +160,12 @@ class RocksCache::TtlFilterFactory final
             std::string_view k = ToView(key);
             if (!ConsumeModelPrefix(&k, &model)) model = {};
           }
+          // Dropped, but counted out only if it is the entry a read sees
+          // now: RocksDB filters the newest version within the compaction's
+          // input even when a newer version or a deletion sits outside it,
+          // and whoever wrote that one already counted this entry out (a
+          // purge) or did not count it in (a replacing insert).
+          if (!IsCurrent(model, key, value)) return true;
           ModelCounters& m = f_->stats_->ForModel(model);
           m.Add(ModelCounter::kEntries, -1);
           m.Add(ModelCounter::kBytes, -static_cast<int64_t>(value.size()));
@@ -163,9 +178,44 @@ class RocksCache::TtlFilterFactory final
     const char* Name() const override { return "llmcache.TtlFilter"; }
 
    private:
+    // Whether a read of `key` now returns `value`. True when that cannot be
+    // told (the database is opening or closing, the families' lock is
+    // held, the family is not this one, the read failed): then the entry is
+    // counted out, as before.
+    bool IsCurrent(std::string_view model, const rocksdb::Slice& key,
+                   const rocksdb::Slice& value) const {
+      rocksdb::DB* db =
+          f_->cache_->shared_->live_db.load(std::memory_order_acquire);
+      if (db == nullptr) return true;
+      // Never waits for the families' lock: a thread holding it may be
+      // waiting for this flush or compaction (a stalled write).
+      std::shared_ptr<Family> family;
+      {
+        std::shared_lock<std::shared_mutex> lock(f_->cache_->families_mu_,
+                                                 std::try_to_lock);
+        if (!lock.owns_lock()) return true;
+        auto it = f_->cache_->families_.find(model);
+        family = it != f_->cache_->families_.end() ? it->second
+                                                   : f_->cache_->overflow_;
+      }
+      if (!family || family->handle->GetID() != cf_id_ ||
+          family->dropped.load(std::memory_order_acquire)) {
+        return true;
+      }
+      rocksdb::PinnableSlice now;
+      rocksdb::Status s =
+          db->Get(rocksdb::ReadOptions(), family->handle, key, &now);
+      if (s.IsNotFound()) return false;  // deleted since: counted then
+      if (!s.ok()) return true;
+      return ToView(now) == ToView(value);
+    }
+
     const TtlFilterFactory* const f_;
     const int64_t now_;
+    const uint32_t cf_id_;
   };
+
+  const RocksCache* const cache_;
 
   const Clock* const clock_;
   StatsCollector* const stats_;  // null in inspection mode
@@ -218,7 +268,7 @@ rocksdb::ColumnFamilyOptions RocksCache::ModelFamilyOptions(
   cf.level_compaction_dynamic_level_bytes = true;
   cf.periodic_compaction_seconds = options_.periodic_compaction_seconds;
   cf.compaction_filter_factory = std::make_shared<TtlFilterFactory>(
-      clock_, secondary_ ? nullptr : const_cast<StatsCollector*>(&stats_),
+      this, clock_, secondary_ ? nullptr : const_cast<StatsCollector*>(&stats_),
       overflow ? TtlFilterFactory::Kind::kOverflow
                : TtlFilterFactory::Kind::kModel,
       std::string(model));
@@ -238,7 +288,7 @@ rocksdb::ColumnFamilyOptions RocksCache::TimeIndexOptions() const {
   // value: nothing a dictionary would find. Cheap LZ4 above the bottom level.
   SetCompression(StoreCompression::kLz4, &cf);
   cf.compaction_filter_factory = std::make_shared<TtlFilterFactory>(
-      clock_, nullptr, TtlFilterFactory::Kind::kIndex, "");
+      this, clock_, nullptr, TtlFilterFactory::Kind::kIndex, "");
   return cf;
 }
 

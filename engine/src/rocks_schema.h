@@ -56,6 +56,9 @@ struct RocksCache::Shared {
   std::shared_ptr<rocksdb::MergeOperator> add_operator = NewAddOperator();
   std::shared_ptr<const rocksdb::FilterPolicy> bloom{
       rocksdb::NewBloomFilterPolicy(10)};
+  // The open database with its families registered, for the compaction
+  // filter's reads (null while opening or closing).
+  std::atomic<rocksdb::DB*> live_db{nullptr};
 };
 
 inline std::string_view ToView(const rocksdb::Slice& s) {

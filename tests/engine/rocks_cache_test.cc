@@ -83,6 +83,46 @@ TEST_F(RocksCacheTest, ExpiredEntriesStayUntilCompactionThenVanish) {
   EXPECT_EQ(s->entries, 1u);  // the filter's removals were counted
 }
 
+// An expired entry purged, or replaced, after its file reached the bottom
+// level is counted out once: when that file is compacted alone, the filter
+// drops the old version (the newest within that compaction) without
+// counting it again, since a read sees the deletion or the new version.
+TEST_F(RocksCacheTest, AnExpiredVersionCompactedAloneIsNotCountedTwice) {
+  InsertOptions short_lived;
+  short_lived.ttl_ms = 1000;
+  const RequestKey purged = TestKey("m/a", 1);
+  const RequestKey replaced = TestKey("m/a", 2);
+  ASSERT_OK(cache_->Insert(purged, "old", short_lived));
+  ASSERT_OK(cache_->Insert(replaced, "old", short_lived));
+  for (int i = 10; i < 13; ++i) {
+    ASSERT_OK(cache_->Insert(TestKey("m/a", i), "kept", {}));
+  }
+  ASSERT_OK(cache_->Compact());  // every version in the bottom level
+  clock_.Advance(5'000);
+  auto gone = cache_->PurgeKey(purged.digest);
+  ASSERT_OK(gone);
+  EXPECT_TRUE(*gone);
+  ASSERT_OK(cache_->Insert(replaced, "new", {}));
+  auto entries = [&]() -> uint64_t {
+    auto s = cache_->GetStats();
+    EXPECT_OK(s);
+    return s.ok() ? s->entries : 0;
+  };
+  EXPECT_EQ(entries(), 4u);  // three kept, and the replaced one
+  // The deletion and the new version are in the memtable: the bottom
+  // level's file is compacted without them.
+  ASSERT_OK(rocks().CompactBottomFilesForTest("m/a"));
+  EXPECT_EQ(entries(), 4u);
+  EXPECT_EQ(Outcome(replaced), LookupOutcome::kHit);
+  EXPECT_EQ(Outcome(purged), LookupOutcome::kMiss);
+  // And once everything is compacted together.
+  ASSERT_OK(cache_->Compact());
+  EXPECT_EQ(entries(), 4u);
+  EXPECT_EQ(RawCount("m/a"), 4u);
+  Reopen();
+  EXPECT_EQ(entries(), 4u);
+}
+
 TEST_F(RocksCacheTest, CompactionFilterAlsoRunsAtMemtableFlush) {
   InsertOptions io;
   io.ttl_ms = 10;
