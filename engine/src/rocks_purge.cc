@@ -150,21 +150,17 @@ Status RocksCache::FlushAll() {
     std::unique_lock<std::shared_mutex> lock(families_mu_);
     overflow_ = std::make_shared<Family>(db_.get(), handle, "", true);
   }
+  // Fresh, empty indexes.
   const rocksdb::ColumnFamilyOptions time_opts = TimeIndexOptions();
-  s = db_->DropColumnFamily(time_cf_);
-  if (!s.ok()) return failed(s, "dropping the time index");
-  db_->DestroyColumnFamilyHandle(time_cf_);
-  time_cf_ = nullptr;
-  s = db_->CreateColumnFamily(time_opts, std::string(kTimeColumnFamily),
-                              &time_cf_);
-  if (!s.ok()) return failed(s, "recreating the time index");
-  s = db_->DropColumnFamily(model_time_cf_);
-  if (!s.ok()) return failed(s, "dropping the per-model time index");
-  db_->DestroyColumnFamilyHandle(model_time_cf_);
-  model_time_cf_ = nullptr;
-  s = db_->CreateColumnFamily(time_opts, std::string(kModelTimeColumnFamily),
-                              &model_time_cf_);
-  if (!s.ok()) return failed(s, "recreating the per-model time index");
+  for (auto [cf, name] : {std::pair{&time_cf_, kTimeColumnFamily},
+                          std::pair{&model_time_cf_, kModelTimeColumnFamily}}) {
+    s = db_->DropColumnFamily(*cf);
+    if (!s.ok()) return failed(s, "dropping " + std::string(name));
+    db_->DestroyColumnFamilyHandle(*cf);
+    *cf = nullptr;
+    s = db_->CreateColumnFamily(time_opts, std::string(name), cf);
+    if (!s.ok()) return failed(s, "recreating " + std::string(name));
+  }
 
   // Metadata: mappings and entry counters go.
   {

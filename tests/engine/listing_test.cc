@@ -544,6 +544,27 @@ void WithRawDb(
   delete db;
 }
 
+// Rewrites the closed database at `path` as an older llmcache left it:
+// format 1, no per-model index.
+void MakeVersionOne(const std::string& path) {
+  WithRawDb(path, [](rocksdb::DB* db, const auto& cf) {
+    ASSERT_TRUE(cf.contains("llmcache.bymodel"));
+    ASSERT_TRUE(
+        db->Put(rocksdb::WriteOptions(), cf.at("llmcache.meta"), "format", "1")
+            .ok());
+    ASSERT_TRUE(db->DropColumnFamily(cf.at("llmcache.bymodel")).ok());
+  });
+}
+
+int CountKeys(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf) {
+  std::unique_ptr<rocksdb::Iterator> it(
+      db->NewIterator(rocksdb::ReadOptions(), cf));
+  int n = 0;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) ++n;
+  EXPECT_TRUE(it->status().ok()) << it->status().ToString();
+  return n;
+}
+
 // A database written before the per-model index (format version 1) is
 // listed from the time index by an inspection view, and converted by the
 // first writer that opens it; a flushed model's leftover time-index records
@@ -571,14 +592,7 @@ TEST(ListingFormatTest, AVersionOneDatabaseIsConvertedByItsFirstWriter) {
     auto again = Cache::Open(o);
     ASSERT_OK(again);
   }
-  // What an older llmcache wrote: format 1, no per-model index.
-  WithRawDb(path, [](rocksdb::DB* db, const auto& cf) {
-    ASSERT_TRUE(cf.contains("llmcache.bymodel"));
-    ASSERT_TRUE(
-        db->Put(rocksdb::WriteOptions(), cf.at("llmcache.meta"), "format", "1")
-            .ok());
-    ASSERT_TRUE(db->DropColumnFamily(cf.at("llmcache.bymodel")).ok());
-  });
+  ASSERT_NO_FATAL_FAILURE(MakeVersionOne(path));
 
   {
     InspectOptions io;
@@ -629,10 +643,7 @@ TEST(ListingFormatTest, AVersionOneDatabaseIsConvertedByItsFirstWriter) {
     EXPECT_EQ(format, "2");
     // m/a's and m/c's 20 records and the new m/b entry's; none of the
     // flushed m/b entries'.
-    std::unique_ptr<rocksdb::Iterator> it(
-        db->NewIterator(rocksdb::ReadOptions(), cf.at("llmcache.bymodel")));
-    int records = 0;
-    for (it->SeekToFirst(); it->Valid(); it->Next()) ++records;
+    const int records = CountKeys(db, cf.at("llmcache.bymodel"));
     EXPECT_EQ(records, 21);
   });
 }
@@ -659,12 +670,7 @@ TEST(ListingFormatTest, AConversionWithManyModelsKeepsEveryModelsRecords) {
     auto again = Cache::Open(o);  // see the test above
     ASSERT_OK(again);
   }
-  WithRawDb(path, [](rocksdb::DB* db, const auto& cf) {
-    ASSERT_TRUE(
-        db->Put(rocksdb::WriteOptions(), cf.at("llmcache.meta"), "format", "1")
-            .ok());
-    ASSERT_TRUE(db->DropColumnFamily(cf.at("llmcache.bymodel")).ok());
-  });
+  ASSERT_NO_FATAL_FAILURE(MakeVersionOne(path));
   {
     auto cache = Cache::Open(o);
     ASSERT_OK(cache);
@@ -681,10 +687,7 @@ TEST(ListingFormatTest, AConversionWithManyModelsKeepsEveryModelsRecords) {
     EXPECT_EQ(*ranges, FullWalkRanges(**cache));
   }
   WithRawDb(path, [](rocksdb::DB* db, const auto& cf) {
-    std::unique_ptr<rocksdb::Iterator> it(
-        db->NewIterator(rocksdb::ReadOptions(), cf.at("llmcache.bymodel")));
-    int records = 0;
-    for (it->SeekToFirst(); it->Valid(); it->Next()) ++records;
+    const int records = CountKeys(db, cf.at("llmcache.bymodel"));
     EXPECT_EQ(records, 2 * kModels);
   });
   // The conversion's scratch directory is gone.
@@ -715,10 +718,7 @@ TEST(ListingFlushTest, FlushDeletesTheModelsPerModelRecords) {
     ASSERT_OK((*cache)->Compact());
   }
   WithRawDb(path, [](rocksdb::DB* db, const auto& cf) {
-    std::unique_ptr<rocksdb::Iterator> it(
-        db->NewIterator(rocksdb::ReadOptions(), cf.at("llmcache.bymodel")));
-    int records = 0;
-    for (it->SeekToFirst(); it->Valid(); it->Next()) ++records;
+    const int records = CountKeys(db, cf.at("llmcache.bymodel"));
     EXPECT_EQ(records, 1);  // m/z's
   });
 }
