@@ -115,9 +115,20 @@ Status RocksCache::BuildModelTimeIndex() {
   // sorting, no memtables), and the files, whose key ranges do not overlap,
   // are ingested together at the end: all or nothing. A kill before the
   // format marker is written leaves version 1, and the next open builds the
-  // index again (ingesting the same records over any a previous attempt
-  // left). At 10M entries a build through write batches took 95 s, most of
-  // it compacting the overlapping memtable flushes of four models.
+  // index again, into an emptied family: what a previous attempt left may
+  // be stale (an older llmcache may have purged or flushed since). At 10M
+  // entries a build through write batches took 95 s, most of it compacting
+  // the overlapping memtable flushes of four models.
+  {
+    rocksdb::Status s = db_->DropColumnFamily(model_time_cf_);
+    if (!s.ok()) return WriteFailed(s, "emptying the per-model index", false);
+    db_->DestroyColumnFamilyHandle(model_time_cf_);
+    model_time_cf_ = nullptr;
+    s = db_->CreateColumnFamily(TimeIndexOptions(),
+                                std::string(kModelTimeColumnFamily),
+                                &model_time_cf_);
+    if (!s.ok()) return WriteFailed(s, "emptying the per-model index", false);
+  }
   const fs::path dir = fs::path(path_) / "convert.bymodel";
   std::error_code ec;
   fs::remove_all(dir, ec);

@@ -18,6 +18,7 @@
 #include <tuple>
 #include <vector>
 
+#include "format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "llmcache/cache.h"
@@ -692,6 +693,45 @@ TEST(ListingFormatTest, AConversionWithManyModelsKeepsEveryModelsRecords) {
   });
   // The conversion's scratch directory is gone.
   EXPECT_FALSE(std::filesystem::exists(path + "/convert.bymodel"));
+}
+
+// A conversion interrupted after its ingestion (format still 1) may leave
+// records that later writes by an older llmcache made stale: the next
+// conversion starts from an empty per-model index.
+TEST(ListingFormatTest, AConversionStartsFromAnEmptyPerModelIndex) {
+  FakeClock clock(1'700'000'000'000);
+  TempDir dir;
+  const std::string path = dir.path() + "/db";
+  {
+    auto cache = testing::OpenTestCache(path, &clock);
+    ASSERT_OK(cache);
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_OK((*cache)->Insert(TestKey("m/a", i), "{}", {}));
+    }
+  }
+  {
+    auto again = testing::OpenTestCache(path, &clock);  // see above
+    ASSERT_OK(again);
+  }
+  WithRawDb(path, [](rocksdb::DB* db, const auto& cf) {
+    ASSERT_TRUE(
+        db->Put(rocksdb::WriteOptions(), cf.at("llmcache.meta"), "format", "1")
+            .ok());
+    // A record of an entry that is gone.
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), cf.at("llmcache.bymodel"),
+                        ModelTimeIndexKey("m/a", 5, TestKey("m/a", 99).digest),
+                        std::string(8, '\0'))
+                    .ok());
+  });
+  {
+    auto cache = testing::OpenTestCache(path, &clock);
+    ASSERT_OK(cache);
+    EXPECT_EQ(ByAge(**cache, std::string("m/a"), true).size(), 3u);
+  }
+  WithRawDb(path, [](rocksdb::DB* db, const auto& cf) {
+    EXPECT_EQ(CountKeys(db, cf.at("llmcache.time")), 3);
+    EXPECT_EQ(CountKeys(db, cf.at("llmcache.bymodel")), 3);
+  });
 }
 
 // A model's flush deletes its per-model records with one range deletion:
