@@ -425,6 +425,15 @@ class MemtableSteps {
   }
 };
 
+// Inserts `n` entries of `model`, one per millisecond.
+void InsertOneAMillisecond(Cache& cache, FakeClock& clock,
+                           const std::string& model, int n) {
+  for (int i = 0; i < n; ++i) {
+    ASSERT_OK(cache.Insert(TestKey(model, i), "{}", {}));
+    clock.Advance(1);
+  }
+}
+
 // One model's newest entries and age range cost its own records, not the
 // records of other models created in between (the per-model index).
 TEST(ListingCostTest, OneModelsWalkReadsOnlyItsOwnRecords) {
@@ -432,15 +441,9 @@ TEST(ListingCostTest, OneModelsWalkReadsOnlyItsOwnRecords) {
   TempDir dir;
   auto cache = testing::OpenTestCache(dir.path() + "/db", &clock);
   ASSERT_OK(cache);
-  for (int i = 0; i < 5; ++i) {
-    ASSERT_OK((*cache)->Insert(TestKey("m/small", i), "{}", {}));
-    clock.Advance(1);
-  }
+  ASSERT_NO_FATAL_FAILURE(InsertOneAMillisecond(**cache, clock, "m/small", 5));
   constexpr int kBig = 2000;
-  for (int i = 0; i < kBig; ++i) {
-    ASSERT_OK((*cache)->Insert(TestKey("m/big", i), "{}", {}));
-    clock.Advance(1);
-  }
+  ASSERT_NO_FATAL_FAILURE(InsertOneAMillisecond(**cache, clock, "m/big", kBig));
   MemtableSteps steps;
   // The counter counts: walking all of m/big steps over its records.
   EXPECT_EQ(ByAge(**cache, std::string("m/big"), false).size(),
@@ -472,15 +475,10 @@ TEST(ListingCostTest, AFlushedModelsRecordsAreNotReadByAListingOfAll) {
   TempDir dir;
   auto cache = testing::OpenTestCache(dir.path() + "/db", &clock);
   ASSERT_OK(cache);
-  for (int i = 0; i < 5; ++i) {
-    ASSERT_OK((*cache)->Insert(TestKey("m/kept", i), "{}", {}));
-    clock.Advance(1);
-  }
+  ASSERT_NO_FATAL_FAILURE(InsertOneAMillisecond(**cache, clock, "m/kept", 5));
   constexpr int kBig = 2000;
-  for (int i = 0; i < kBig; ++i) {
-    ASSERT_OK((*cache)->Insert(TestKey("z/flushed", i), "{}", {}));
-    clock.Advance(1);
-  }
+  ASSERT_NO_FATAL_FAILURE(
+      InsertOneAMillisecond(**cache, clock, "z/flushed", kBig));
   ASSERT_OK((*cache)->FlushModel("z/flushed"));
   MemtableSteps steps;
   const std::vector<Listed> newest = ByAge(**cache, std::nullopt, true, 3);
