@@ -243,6 +243,9 @@ class RocksCache final : public Cache {
   // REQUIRES: db_ open read-write and no other writer (opening, or recovery
   // while the store is degraded).
   Status FinishInterruptedFlushes();
+  // Adds to `batch` a deletion of every record of the index family `cf`.
+  Status DeleteAllInIndex(rocksdb::ColumnFamilyHandle* cf,
+                          rocksdb::WriteBatch* batch);
   // Builds the per-model time index from the time index (the conversion of
   // a version-1 database). REQUIRES: db_ open read-write, no other writer.
   Status BuildModelTimeIndex();

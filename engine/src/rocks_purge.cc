@@ -3,6 +3,7 @@
 // walk the time index oldest first. Deletions go in chunks under the write
 // fence and keep the entry counters and the memory tier right.
 
+#include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
 
@@ -140,7 +141,7 @@ Status RocksCache::FlushAll() {
     if (!s.ok()) return failed(s, "dropping column families");
     f->dropped.store(true, std::memory_order_release);
   }
-  // A fresh overflow family and a fresh time index.
+  // A fresh overflow family.
   rocksdb::ColumnFamilyHandle* handle = nullptr;
   rocksdb::Status s =
       db_->CreateColumnFamily(ModelFamilyOptions("", true),
@@ -150,22 +151,17 @@ Status RocksCache::FlushAll() {
     std::unique_lock<std::shared_mutex> lock(families_mu_);
     overflow_ = std::make_shared<Family>(db_.get(), handle, "", true);
   }
-  // Fresh, empty indexes.
-  const rocksdb::ColumnFamilyOptions time_opts = TimeIndexOptions();
-  for (auto [cf, name] : {std::pair{&time_cf_, kTimeColumnFamily},
-                          std::pair{&model_time_cf_, kModelTimeColumnFamily}}) {
-    s = db_->DropColumnFamily(*cf);
-    if (!s.ok()) return failed(s, "dropping " + std::string(name));
-    db_->DestroyColumnFamilyHandle(*cf);
-    *cf = nullptr;
-    s = db_->CreateColumnFamily(time_opts, std::string(name), cf);
-    if (!s.ok()) return failed(s, "recreating " + std::string(name));
-  }
-
-  // Metadata: mappings and entry counters go.
+  // The indexes are emptied in place, with the metadata: their handles are
+  // read under the shared database lock alone (listings, purges), so they
+  // are never replaced while the database is open.
   {
     std::lock_guard<std::mutex> stats_lock(stats_write_mu_);
     rocksdb::WriteBatch batch;
+    for (rocksdb::ColumnFamilyHandle* cf : {time_cf_, model_time_cf_}) {
+      if (cf == nullptr) continue;
+      LLMCACHE_RETURN_IF_ERROR(DeleteAllInIndex(cf, &batch));
+    }
+    // Metadata: mappings and entry counters go.
     std::unique_ptr<rocksdb::Iterator> it(
         db_->NewIterator(rocksdb::ReadOptions(), meta_cf_));
     // "mstat/entries/" and "mstat/bytes/": every model's entry counters.
@@ -178,14 +174,47 @@ Status RocksCache::FlushAll() {
         batch.Delete(meta_cf_, it->key());
       }
     }
+    LLMCACHE_RETURN_IF_ERROR(
+        FromRocks(it->status(), path_, "reading the metadata"));
     stats_.ResetAllEntryCounts();
     s = db_->Write(WriteOpts(), &batch);
-    if (!s.ok()) return WriteFailed(s, "clearing metadata", true);
+    if (!s.ok())
+      return WriteFailed(s, "clearing the indexes and metadata", true);
+  }
+  // The index files the tombstones cover go at once (no new record can be in
+  // them: writes wait for the fence); what is left in memory and level 0
+  // goes with the compaction below.
+  for (rocksdb::ColumnFamilyHandle* cf : {time_cf_, model_time_cf_}) {
+    if (cf == nullptr) continue;
+    (void)rocksdb::DeleteFilesInRange(db_.get(), cf, nullptr, nullptr);
   }
   epoch_.fetch_add(1, std::memory_order_acq_rel);
   if (tier_) tier_->Clear();
   stats_.Add(Counter::kFlushes, 1);
+  fence.unlock();
+  // Give the rest of the indexes' space back (outside the fence: slow). A
+  // failure here degrades the store (ErrorListener); the flush is done.
+  for (rocksdb::ColumnFamilyHandle* cf : {time_cf_, model_time_cf_}) {
+    if (cf == nullptr || degraded_.load(std::memory_order_acquire)) continue;
+    (void)db_->CompactRange(rocksdb::CompactRangeOptions(), cf, nullptr,
+                            nullptr);
+  }
   return Status();
+}
+
+Status RocksCache::DeleteAllInIndex(rocksdb::ColumnFamilyHandle* cf,
+                                    rocksdb::WriteBatch* batch) {
+  // One range tombstone from the smallest key to just past the last one.
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), cf));
+  it->SeekToLast();
+  LLMCACHE_RETURN_IF_ERROR(
+      FromRocks(it->status(), path_, "reading an index's last record"));
+  if (!it->Valid()) return Status();
+  std::string end = it->key().ToString();
+  end.push_back('\0');
+  rocksdb::Status s = batch->DeleteRange(cf, rocksdb::Slice(), end);
+  return FromRocks(s, path_, "deleting an index's records");
 }
 
 Status RocksCache::FinishInterruptedFlushes() {
