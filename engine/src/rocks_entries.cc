@@ -206,31 +206,37 @@ Status RocksCache::Insert(const RequestKey& key, std::string_view body,
     return FromRocks(s, path_, "reading before insert");
   }
 
-  rocksdb::WriteBatch batch;
-  batch.Put(f.handle, k, value);
-  const std::string time_key =
-      TimeIndexKey(entry->meta.created_ms, key.base_model, key.digest);
-  batch.Put(time_cf_, time_key, Le64(entry->meta.expires_ms));
-  batch.Put(
-      model_time_cf_,
-      ModelTimeIndexKey(key.base_model, entry->meta.created_ms, key.digest),
-      Le64(entry->meta.expires_ms));
-  if (had_prev && prev_created != entry->meta.created_ms) {
-    batch.Delete(time_cf_,
-                 TimeIndexKey(prev_created, key.base_model, key.digest));
-    batch.Delete(model_time_cf_,
-                 ModelTimeIndexKey(key.base_model, prev_created, key.digest));
+  // The same bytes as the stored version (the same entry written twice in
+  // one millisecond, or imported again) are not written again: two
+  // identical versions would each be counted out when they expire.
+  if (!had_prev || ToView(prev) != value) {
+    rocksdb::WriteBatch batch;
+    batch.Put(f.handle, k, value);
+    const std::string time_key =
+        TimeIndexKey(entry->meta.created_ms, key.base_model, key.digest);
+    batch.Put(time_cf_, time_key, Le64(entry->meta.expires_ms));
+    batch.Put(
+        model_time_cf_,
+        ModelTimeIndexKey(key.base_model, entry->meta.created_ms, key.digest),
+        Le64(entry->meta.expires_ms));
+    if (had_prev && prev_created != entry->meta.created_ms) {
+      batch.Delete(time_cf_,
+                   TimeIndexKey(prev_created, key.base_model, key.digest));
+      batch.Delete(model_time_cf_,
+                   ModelTimeIndexKey(key.base_model, prev_created, key.digest));
+    }
+    // Entry counts travel in the same batch as the entry: exact after a crash.
+    if (!had_prev) {
+      batch.Merge(meta_cf_,
+                  ModelStatKey(ModelCounter::kEntries, key.base_model),
+                  Le64(1));
+    }
+    batch.Merge(meta_cf_, ModelStatKey(ModelCounter::kBytes, key.base_model),
+                Le64(static_cast<int64_t>(value.size()) -
+                     static_cast<int64_t>(had_prev ? prev.size() : 0)));
+    s = db_->Write(WriteOpts(), &batch);
+    if (!s.ok()) return WriteFailed(s, "writing an entry", true);
   }
-  // Entry counts travel in the same batch as the entry: exact after a crash.
-  if (!had_prev) {
-    batch.Merge(meta_cf_, ModelStatKey(ModelCounter::kEntries, key.base_model),
-                Le64(1));
-  }
-  batch.Merge(meta_cf_, ModelStatKey(ModelCounter::kBytes, key.base_model),
-              Le64(static_cast<int64_t>(value.size()) -
-                   static_cast<int64_t>(had_prev ? prev.size() : 0)));
-  s = db_->Write(WriteOpts(), &batch);
-  if (!s.ok()) return WriteFailed(s, "writing an entry", true);
   stats_.Add(Counter::kInserts, 1);
   if (tier_) {
     if (had_prev) epoch_.fetch_add(1, std::memory_order_acq_rel);

@@ -378,7 +378,8 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
   struct Record {
     std::string_view key;  // the item's digest, or in the arena
     const Item* item;
-    size_t model;  // index in batch.models
+    size_t model;         // index in batch.models
+    bool stored = false;  // byte for byte the stored version: not written
   };
   struct Target {
     std::shared_ptr<Family> family;
@@ -475,6 +476,13 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
           c.stats_.Add(Counter::kStoreErrors, 1);
           return FromRocks(statuses[i], c.path_, "reading before a bulk load");
         }
+        // As Insert: the same bytes are not written again (two identical
+        // versions would each be counted out when they expire).
+        if (had_prev && ToView(values[i]) == r.item->value) {
+          t.records[from + i].stored = true;
+          ++written->replaced;
+          continue;
+        }
         // As Insert counts: a value that does not decode is not an entry.
         if (had_prev) {
           ++written->replaced;
@@ -497,7 +505,10 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
       }
     }
     for (size_t i = 0; i < kMultiGetChunk; ++i) values[i].Reset();
+    std::erase_if(t.records, [](const Record& r) { return r.stored; });
   }
+  // A family whose every record is stored already gets no file.
+  std::erase_if(targets, [](const Target& t) { return t.records.empty(); });
 
   // The families' files, written side by side (compression is most of the
   // work): one writer per family, on up to as many threads as cores.
