@@ -142,8 +142,9 @@ class RocksCache final : public Cache {
       const BulkLoadOptions& options) override;
 
   // ---- Test hooks ----
-  // Flushes every memtable to SST files.
-  Status FlushMemtablesForTest();
+  // Flushes every memtable to SST files (only the metadata's: its merge
+  // operands are merged, the other families stay in their memtables).
+  Status FlushMemtablesForTest(bool metadata_only = false);
   // Number of raw keys in the model's family (or the overflow family's keys
   // of that model), expired ones included, as RocksDB iterates them.
   Result<uint64_t> RawKeyCountForTest(std::string_view base_model);

@@ -357,14 +357,18 @@ Status RocksCache::ForEachEntry(
   return Status();
 }
 
-Status RocksCache::FlushMemtablesForTest() {
+Status RocksCache::FlushMemtablesForTest(bool metadata_only) {
   DbLock db_lock(this);
   std::shared_lock<FenceMutex> fence(write_fence_);
   LLMCACHE_RETURN_IF_ERROR(WriteAllowed());
   rocksdb::FlushOptions fo;
   std::vector<rocksdb::ColumnFamilyHandle*> handles = {meta_cf_, time_cf_,
                                                        model_time_cf_};
-  for (const auto& f : AllFamilies()) handles.push_back(f->handle);
+  if (metadata_only) {
+    handles.resize(1);
+  } else {
+    for (const auto& f : AllFamilies()) handles.push_back(f->handle);
+  }
   for (rocksdb::ColumnFamilyHandle* h : handles) {
     rocksdb::Status s = db_->Flush(fo, h);
     if (!s.ok()) return WriteFailed(s, "flush", false);

@@ -99,9 +99,55 @@ class ModelRangeIterator {
     }
   }
 
+  // The next record in listing order into *r; false at the end (or on an
+  // error: see status()). Oldest first is key order. Newest first goes
+  // millisecond by millisecond from the newest, each millisecond's records
+  // in ascending digest order as oldest first reads them: two seeks per
+  // millisecond, never a collection of its records.
+  bool Next(bool first, bool newest_first, IndexRecord* r) {
+    if (!newest_first) {
+      for (first ? it_->SeekToFirst() : it_->Next(); it_->Valid();
+           it_->Next()) {
+        if (ParseModelIndexKey(ToView(it_->key()), r)) return true;
+      }
+      return false;
+    }
+    if (first) {
+      it_->SeekToLast();
+    } else {
+      for (it_->Next(); it_->Valid(); it_->Next()) {
+        if (!ParseModelIndexKey(ToView(it_->key()), r)) continue;
+        if (r->created_ms == group_ms_) return true;
+        break;
+      }
+      if (!it_->status().ok()) return false;
+      // The millisecond is done: the newest record older than it. Its keys
+      // all sort after (model, created) alone.
+      it_->SeekForPrev(GroupKey(group_ms_));
+    }
+    for (; it_->Valid(); it_->Prev()) {
+      if (ParseModelIndexKey(ToView(it_->key()), r)) break;
+    }
+    if (!it_->Valid()) return false;
+    // The first record of that record's millisecond.
+    group_ms_ = r->created_ms;
+    for (it_->Seek(GroupKey(group_ms_)); it_->Valid(); it_->Next()) {
+      if (ParseModelIndexKey(ToView(it_->key()), r)) return true;
+    }
+    return false;
+  }
+
  private:
+  const std::string& GroupKey(int64_t ms) {
+    group_key_ = begin_;
+    AppendBigEndian64(static_cast<uint64_t>(ms), &group_key_);
+    return group_key_;
+  }
+
   const std::string model_;
   std::string begin_, end_;
+  std::string group_key_;
+  int64_t group_ms_ = 0;
   rocksdb::Slice lower_, upper_;
   std::unique_ptr<rocksdb::Iterator> it_;
 };
@@ -290,48 +336,36 @@ Status RocksCache::ForEachEntryByAge(
   const rocksdb::ReadOptions ro = ListingReadOptions(&snapshot);
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, time_cf_));
 
-  // The records of one millisecond are reported in digest order (the index
-  // orders them by model first): collected, sorted, then read.
   struct Pending {
     Digest digest;
     std::string model;
   };
-  std::vector<Pending> group;
-  int64_t group_ms = 0;
   bool stopped = false;
   Entry entry;
-  auto report_group = [&]() -> Status {
-    std::sort(group.begin(), group.end(),
-              [](const Pending& a, const Pending& b) {
-                if (a.digest != b.digest) return a.digest < b.digest;
-                return a.model < b.model;
-              });
-    for (const Pending& p : group) {
-      size_t bytes = 0;
-      Status why;
-      LLMCACHE_ASSIGN_OR_RETURN(
-          Indexed state, ReadIndexedEntry(ro, group_ms, p.model, p.digest,
-                                          &entry, &bytes, &why));
-      if (state == Indexed::kGone) continue;
-      if (state == Indexed::kCorrupt) {
-        const std::string name = DigestToHex(p.digest);
-        if (!on_corrupt) return why.WithContext("entry " + name);
-        on_corrupt(name, why);
-        continue;
-      }
-      if (!fn(EntryView{p.digest, p.model, entry, bytes})) {
-        stopped = true;
-        break;
-      }
+  // Reads the entry of one record and hands it to `fn`.
+  auto report = [&](int64_t created, const Pending& p) -> Status {
+    size_t bytes = 0;
+    Status why;
+    LLMCACHE_ASSIGN_OR_RETURN(
+        Indexed state,
+        ReadIndexedEntry(ro, created, p.model, p.digest, &entry, &bytes, &why));
+    if (state == Indexed::kGone) return Status();
+    if (state == Indexed::kCorrupt) {
+      const std::string name = DigestToHex(p.digest);
+      if (!on_corrupt) return why.WithContext("entry " + name);
+      on_corrupt(name, why);
+      return Status();
     }
-    group.clear();
+    if (!fn(EntryView{p.digest, p.model, entry, bytes})) stopped = true;
     return Status();
   };
 
-  // Where the records come from, in creation order (any order within a
-  // millisecond): with the per-model index, the range of the one model, or
-  // the ranges of every model merged (so the records a flushed model left
-  // in the time index are never read); else the time index.
+  // Where the records come from: with the per-model index, the range of the
+  // one model, or the ranges of every model merged (so the records a flushed
+  // model left in the time index are never read), each already in listing
+  // order, so that a listing reads what it prints; else the time index,
+  // whose records of one millisecond are ordered by model first: collected,
+  // sorted by digest, then read.
   std::vector<std::unique_ptr<ModelRangeIterator>> ranges;
   bool by_model = false;
   if (model_time_ready_) {
@@ -351,81 +385,85 @@ Status RocksCache::ForEachEntryByAge(
       }
     }
   }
-  // The model ranges' current records, the next one to report on top.
-  auto later = [newest_first](const std::pair<int64_t, size_t>& a,
-                              const std::pair<int64_t, size_t>& b) {
-    return newest_first ? a.first < b.first : a.first > b.first;
-  };
-  std::vector<std::pair<int64_t, size_t>> heap;  // (created_ms, range)
-  auto push = [&](size_t i) -> Status {
-    ModelRangeIterator& r = *ranges[i];
-    for (; r->Valid(); newest_first ? r->Prev() : r->Next()) {
-      IndexRecord rec;
-      if (!ParseModelIndexKey(ToView(r->key()), &rec)) continue;
-      heap.emplace_back(rec.created_ms, i);
-      std::push_heap(heap.begin(), heap.end(), later);
-      return Status();
-    }
-    return FromRocks(r->status(), path_, "walking the per-model index");
-  };
+
   if (by_model) {
     it.reset();
+    // The ranges' current records; the next one to report on top: by
+    // creation time, then digest, then model.
+    struct Head {
+      int64_t created_ms;
+      Digest digest;
+      size_t range;
+    };
+    auto later = [&](const Head& a, const Head& b) {
+      if (a.created_ms != b.created_ms) {
+        return newest_first ? a.created_ms < b.created_ms
+                            : a.created_ms > b.created_ms;
+      }
+      if (a.digest != b.digest) return b.digest < a.digest;
+      return ranges[b.range]->model() < ranges[a.range]->model();
+    };
+    std::vector<Head> heap;
+    auto advance = [&](size_t i, bool first) -> Status {
+      IndexRecord rec;
+      if (ranges[i]->Next(first, newest_first, &rec)) {
+        heap.push_back(Head{rec.created_ms, rec.digest, i});
+        std::push_heap(heap.begin(), heap.end(), later);
+        return Status();
+      }
+      return FromRocks((*ranges[i])->status(), path_,
+                       "walking the per-model index");
+    };
     for (size_t i = 0; i < ranges.size(); ++i) {
-      ranges[i]->SeekToEnd(newest_first);
-      LLMCACHE_RETURN_IF_ERROR(push(i));
+      LLMCACHE_RETURN_IF_ERROR(advance(i, /*first=*/true));
     }
-  } else if (newest_first) {
+    Pending p;
+    while (!heap.empty() && !stopped) {
+      std::pop_heap(heap.begin(), heap.end(), later);
+      const Head top = heap.back();
+      heap.pop_back();
+      p.digest = top.digest;
+      p.model = ranges[top.range]->model();
+      LLMCACHE_RETURN_IF_ERROR(report(top.created_ms, p));
+      if (stopped) break;
+      LLMCACHE_RETURN_IF_ERROR(advance(top.range, /*first=*/false));
+    }
+    return Status();
+  }
+
+  std::vector<Pending> group;
+  int64_t group_ms = 0;
+  auto report_group = [&]() -> Status {
+    std::sort(group.begin(), group.end(),
+              [](const Pending& a, const Pending& b) {
+                if (a.digest != b.digest) return a.digest < b.digest;
+                return a.model < b.model;
+              });
+    for (const Pending& p : group) {
+      LLMCACHE_RETURN_IF_ERROR(report(group_ms, p));
+      if (stopped) break;
+    }
+    group.clear();
+    return Status();
+  };
+  if (newest_first) {
     it->SeekToLast();
   } else {
     it->SeekToFirst();
   }
-  // The next record in creation order into (*created, *p); false at the
-  // end.
-  auto next = [&](int64_t* created, Pending* p) -> Result<bool> {
-    IndexRecord r;
-    if (by_model) {
-      while (!heap.empty()) {
-        std::pop_heap(heap.begin(), heap.end(), later);
-        const size_t i = heap.back().second;
-        heap.pop_back();
-        ModelRangeIterator& range = *ranges[i];
-        const bool parsed = ParseModelIndexKey(ToView(range->key()), &r);
-        if (parsed) {
-          *created = r.created_ms;
-          p->digest = r.digest;
-          p->model = range.model();
-        }
-        newest_first ? range->Prev() : range->Next();
-        LLMCACHE_RETURN_IF_ERROR(push(i));
-        if (parsed) return true;
-      }
-      return false;
-    }
-    for (; it->Valid(); newest_first ? it->Prev() : it->Next()) {
-      if (!ParseIndexKey(ToView(it->key()), &r)) continue;
-      if (base && r.model != *base) continue;
-      *created = r.created_ms;
-      p->digest = r.digest;
-      p->model = std::string(r.model);
-      newest_first ? it->Prev() : it->Next();
-      return true;
-    }
-    LLMCACHE_RETURN_IF_ERROR(
-        FromRocks(it->status(), path_, "walking the time index"));
-    return false;
-  };
-  for (;;) {
-    int64_t created = 0;
-    Pending p;
-    LLMCACHE_ASSIGN_OR_RETURN(bool more, next(&created, &p));
-    if (!more) break;
-    if (!group.empty() && created != group_ms) {
+  IndexRecord r;
+  for (; it->Valid(); newest_first ? it->Prev() : it->Next()) {
+    if (!ParseIndexKey(ToView(it->key()), &r)) continue;
+    if (base && r.model != *base) continue;
+    if (!group.empty() && r.created_ms != group_ms) {
       LLMCACHE_RETURN_IF_ERROR(report_group());
       if (stopped) return Status();
     }
-    group_ms = created;
-    group.push_back(std::move(p));
+    group_ms = r.created_ms;
+    group.push_back(Pending{r.digest, std::string(r.model)});
   }
+  LLMCACHE_RETURN_IF_ERROR(
+      FromRocks(it->status(), path_, "walking the time index"));
   return report_group();
 }
 

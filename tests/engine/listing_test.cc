@@ -493,6 +493,47 @@ TEST(ListingCostTest, AFlushedModelsRecordsAreNotReadByAListingOfAll) {
             Expected(**cache, std::nullopt, false));
 }
 
+// Entries created in one millisecond (an import of an export whose entries
+// share a creation time) are listed without reading them all: a listing's
+// first entries cost a few records, newest or oldest first, of one model
+// or of all.
+TEST(ListingCostTest, ManyEntriesOfOneMillisecondAreNotAllRead) {
+  FakeClock clock(1'700'000'000'000);
+  TempDir dir;
+  auto cache = testing::OpenTestCache(dir.path() + "/db", &clock);
+  ASSERT_OK(cache);
+  constexpr int kSame = 2000;
+  ASSERT_NO_FATAL_FAILURE(InsertOneAMillisecond(**cache, clock, "m/a", 3));
+  for (int i = 0; i < kSame; ++i) {
+    ASSERT_OK((*cache)->Insert(TestKey(i % 2 == 0 ? "m/a" : "m/b", 100 + i),
+                               "{}", {}));
+  }
+  clock.Advance(1);
+  ASSERT_NO_FATAL_FAILURE(InsertOneAMillisecond(**cache, clock, "m/b", 2));
+  // The models' entry counters are merge operands, one per insert, until a
+  // flush of the metadata's memtable merges them; a listing of all models
+  // reads the counters (at most one memtable of operands). Flushed, that is
+  // a few keys; the index records stay in the memtable, where steps count.
+  ASSERT_OK(static_cast<RocksCache&>(**cache).FlushMemtablesForTest(
+      /*metadata_only=*/true));
+  MemtableSteps steps;
+  for (bool newest : {true, false}) {
+    for (const std::optional<std::string>& model :
+         {std::optional<std::string>(), std::optional<std::string>("m/a")}) {
+      (void)steps.Take();
+      const std::vector<Listed> first = ByAge(**cache, model, newest, 5);
+      EXPECT_LT(steps.Take(), 60u) << newest << " " << model.value_or("*");
+      const std::vector<Listed> want = Expected(**cache, model, newest);
+      ASSERT_EQ(first.size(), 5u);
+      EXPECT_TRUE(std::equal(first.begin(), first.end(), want.begin()))
+          << newest << " " << model.value_or("*");
+      // And the whole listing, in the same order as the reference.
+      EXPECT_EQ(ByAge(**cache, model, newest), want)
+          << newest << " " << model.value_or("*");
+    }
+  }
+}
+
 // Beyond 64 models a listing of every model walks the time index instead
 // of merging: the same answer.
 TEST(ListingCostTest, ManyModelsAreListedInTheSameOrder) {

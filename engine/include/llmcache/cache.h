@@ -331,14 +331,17 @@ class Cache {
   // oldest first; entries created in the same millisecond in ascending
   // digest order either way. Stops when `fn` returns false. `on_corrupt` as
   // in ForEachEntry (for the entries the walk reaches).
-  // Cost in persistent mode: the entries visited, not the database. It
-  // walks the creation-time index, which is ordered by time across models:
-  // with `model`, the index records of other models in between are skipped
-  // (their keys are read, their entries are not), and so are records whose
-  // entry is gone (a flushed model's) or was replaced. An expired entry is
-  // listed while its index record lasts: compaction drops the record at
-  // about the time it drops the entry, but the two can go in either order.
-  // The default implementation (memory mode) walks every entry and sorts.
+  // Cost in persistent mode: the entries visited, not the database. With
+  // `model`, it walks that model's range of the per-model creation-time
+  // index; without, it merges the ranges of every model (up to 64; beyond,
+  // it walks the global creation-time index, skipping the records of
+  // flushed models, and collects each millisecond's records to sort them).
+  // Entries of one millisecond are not all read to list the first of them.
+  // Records whose entry is gone or was replaced are skipped. An expired
+  // entry is listed while its index record lasts: compaction drops the
+  // record at about the time it drops the entry, but the two can go in
+  // either order. The default implementation (memory mode) walks every
+  // entry and sorts.
   virtual Status ForEachEntryByAge(
       const std::optional<std::string>& model, bool newest_first,
       const std::function<bool(const EntryView&)>& fn,
