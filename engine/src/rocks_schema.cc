@@ -131,6 +131,10 @@ class RocksCache::TtlFilterFactory final
 
   std::unique_ptr<rocksdb::CompactionFilter> CreateCompactionFilter(
       const rocksdb::CompactionFilter::Context& context) override {
+    if (context.reason == rocksdb::TableFileCreationReason::kFlush &&
+        cache_->closing_.load(std::memory_order_acquire)) {
+      return nullptr;  // the flush of a closing store (~RocksCache)
+    }
     return std::make_unique<TtlFilter>(this, clock_->NowMillis(),
                                        context.column_family_id);
   }

@@ -152,6 +152,47 @@ TEST_F(RocksCacheTest, AnIdenticalVersionIsNotWrittenAgain) {
   EXPECT_EQ(entries(), 3u);
 }
 
+TEST_F(RocksCacheTest, ClosingLeavesNoWriteAheadLogToReplay) {
+  // Inspection views replay the write-ahead log at every opening: a closed
+  // store leaves everything in table files instead.
+  for (int i = 0; i < 2000; ++i) {
+    ASSERT_OK(cache_->Insert(TestKey(i % 2 ? "m/a" : "m/b", i), "body", {}));
+  }
+  clock_.Advance(60'000);
+  auto purged = cache_->PurgeOlderThan(1'000);
+  ASSERT_OK(purged);
+  EXPECT_EQ(*purged, 2000u);
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_OK(cache_->Insert(TestKey("m/a", 10'000 + i), "kept", {}));
+  }
+  cache_.reset();
+  uintmax_t log_bytes = 0;
+  for (const auto& e : std::filesystem::directory_iterator(path_)) {
+    if (e.path().extension() == ".log") log_bytes += e.file_size();
+  }
+  EXPECT_EQ(log_bytes, 0u);
+  // Plain RocksDB (default options, every family) opens it as it is.
+  rocksdb::DBOptions dbo;
+  std::vector<std::string> names;
+  ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(dbo, path_, &names).ok());
+  std::vector<rocksdb::ColumnFamilyDescriptor> descs;
+  for (const std::string& n : names) {
+    descs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+  }
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(dbo, path_, descs, &handles, &raw);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  for (rocksdb::ColumnFamilyHandle* h : handles)
+    raw->DestroyColumnFamilyHandle(h);
+  delete raw;
+  Reopen();
+  auto stats = cache_->GetStats();
+  ASSERT_OK(stats);
+  EXPECT_EQ(stats->entries, 10u);
+  EXPECT_EQ(Outcome(TestKey("m/a", 10'000)), LookupOutcome::kHit);
+}
+
 TEST_F(RocksCacheTest, CompactionFilterAlsoRunsAtMemtableFlush) {
   InsertOptions io;
   io.ttl_ms = 10;

@@ -415,10 +415,10 @@ TEST_F(ServeHostileTest, PipelinedRequestsAreAnsweredInOrder) {
       std::to_string(body.size()) + "\r\n\r\n" + body;
   ::llmcache::testing::HttpConnection c(port_, 5s);
   ASSERT_TRUE(c.connected()) << c.error();
-  ASSERT_TRUE(c.WriteRaw(post + "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" +
-                         post +
-                         "GET /no-such-route HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" +
-                         "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+  ASSERT_TRUE(c.WriteRaw(
+      post + "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" + post +
+      "GET /no-such-route HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" +
+      "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
   const HttpReply r1 = c.Read();
   EXPECT_EQ(r1.status, 200) << r1.error << r1.body;
   EXPECT_EQ(r1.header("X-Cache"), "MISS");
@@ -460,34 +460,38 @@ TEST_F(ServeHostileTest, ContentLengthWithTransferEncodingIsRejected) {
   ASSERT_NO_FATAL_FAILURE(StartDefault());
   Bystander b(port_);
   const uint64_t upstream = fake_->completions();
-  const std::string smuggled = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  const std::string smuggled =
+      "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
   // CL.TE: a Content-Length reader takes the chunk and the smuggled request
   // as the body; a chunked reader ends at "0" and sees a second request.
   const std::string chunked_body = "0\r\n\r\n" + smuggled;
-  ExpectRejectedWithoutSmuggling(
-      port_,
-      "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: " +
-          std::to_string(chunked_body.size()) +
-          "\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked_body,
-      {400});
+  ExpectRejectedWithoutSmuggling(port_,
+                                 "POST /v1/chat/completions HTTP/1.1\r\nHost: "
+                                 "127.0.0.1\r\nContent-Length: " +
+                                     std::to_string(chunked_body.size()) +
+                                     "\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                                     chunked_body,
+                                 {400});
   // TE.CL: the same, fields in the other order.
-  ExpectRejectedWithoutSmuggling(
-      port_,
-      "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: "
-      "chunked\r\nContent-Length: 4\r\n\r\n" +
-          chunked_body,
-      {400});
+  ExpectRejectedWithoutSmuggling(port_,
+                                 "POST /v1/chat/completions HTTP/1.1\r\nHost: "
+                                 "127.0.0.1\r\nTransfer-Encoding: "
+                                 "chunked\r\nContent-Length: 4\r\n\r\n" +
+                                     chunked_body,
+                                 {400});
   // Two different Content-Lengths.
-  ExpectRejectedWithoutSmuggling(
-      port_,
-      "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n"
-      "Content-Length: " +
-          std::to_string(smuggled.size()) + "\r\n\r\n" + smuggled,
-      {400});
+  ExpectRejectedWithoutSmuggling(port_,
+                                 "POST /v1/chat/completions HTTP/1.1\r\nHost: "
+                                 "127.0.0.1\r\nContent-Length: 0\r\n"
+                                 "Content-Length: " +
+                                     std::to_string(smuggled.size()) +
+                                     "\r\n\r\n" + smuggled,
+                                 {400});
   // Transfer-Encoding twice.
   ExpectRejectedWithoutSmuggling(
       port_,
-      "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: "
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: "
+      "127.0.0.1\r\nTransfer-Encoding: "
       "chunked\r\nTransfer-Encoding: chunked\r\n\r\n" +
           chunked_body,
       {400});
@@ -503,7 +507,8 @@ TEST_F(ServeHostileTest, UnknownTransferCodingIsRejectedWithoutSmuggling) {
   ASSERT_NO_FATAL_FAILURE(StartDefault());
   Bystander b(port_);
   const uint64_t upstream = fake_->completions();
-  const std::string smuggled = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  const std::string smuggled =
+      "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
   for (const char* coding : {"gzip", "chunked, gzip", "identity", "x-custom"}) {
     ExpectRejectedWithoutSmuggling(
         port_,
@@ -524,9 +529,10 @@ TEST_F(ServeHostileTest, BodyOverTheLimitIs413) {
     // Announced: answered from the headers, before the body is sent.
     RawConn c(port_);
     ASSERT_TRUE(c.ok());
-    ASSERT_TRUE(c.Send(
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: " +
-        std::to_string(kMaxBody + 1) + "\r\n\r\n"));
+    ASSERT_TRUE(
+        c.Send("POST /v1/chat/completions HTTP/1.1\r\nHost: "
+               "127.0.0.1\r\nContent-Length: " +
+               std::to_string(kMaxBody + 1) + "\r\n\r\n"));
     std::string got;
     c.ReadUntilClosed(5s, &got);
     EXPECT_EQ(Statuses(got), std::vector<int>{413}) << got;
@@ -560,8 +566,8 @@ TEST_F(ServeHostileTest, HeadersOverTheLimitAre431) {
   for (const size_t n : {kMaxHeader + 1, size_t{64} << 10}) {
     RawConn c(port_);
     ASSERT_TRUE(c.ok());
-    c.Send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + std::string(n, 'h') +
-           "\r\n\r\n");
+    c.Send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " +
+           std::string(n, 'h') + "\r\n\r\n");
     std::string got;
     c.ReadUntilClosed(5s, &got);
     EXPECT_EQ(Statuses(got), std::vector<int>{431}) << got.substr(0, 300);
@@ -672,7 +678,8 @@ TEST_F(ServeHostileTest, TenThousandConnectionsAgainstALowFdLimit) {
   a.sin_family = AF_INET;
   a.sin_port = htons(port_);
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  const std::string request = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  const std::string request =
+      "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
   const auto t0 = Clock::now();
   size_t refused = 0;
   for (Conn& c : conns) {
@@ -781,11 +788,20 @@ TEST_F(ServeHostileTest, TenThousandConnectionsAgainstALowFdLimit) {
       },
       10s))
       << r.status << " " << r.error;
-  EXPECT_EQ(::llmcache::testing::HttpPost(port_, "/v1/chat/completions",
-                                          Body("after/m"),
-                                          {{"Authorization", "Bearer k"}}, 10s)
-                .status,
-            200);
+  // The server may still be closing its side of the 10000 connections (they
+  // count against its connection limit until then): a 503 "overloaded"
+  // meanwhile, then 200 (seen once on a loaded machine).
+  int status = 0;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        status = ::llmcache::testing::HttpPost(
+                     port_, "/v1/chat/completions", Body("after/m"),
+                     {{"Authorization", "Bearer k"}}, 10s)
+                     .status;
+        return status == 200;
+      },
+      10s))
+      << status;
   EXPECT_FALSE(serve_->Exited()) << serve_->Err();
 }
 
