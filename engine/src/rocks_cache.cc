@@ -109,9 +109,10 @@ RocksCache::~RocksCache() {
     // ls`, `models`, `stats`) replays it again. After a purge of 200k
     // entries the log held 55 MB of deletions and each of those commands
     // took 0.3 s instead of 0.05 s; the log may grow to max_total_wal_size.
-    // Without the TTL filter (closing_): what a closing process drops would
-    // be counted after its statistics were written, and an expired entry
-    // is listed until a compaction drops it, whoever closed the store.
+    // Without the TTL filter (closing_), for this flush and the compactions
+    // it may trigger: what they dropped would be counted after the
+    // statistics were written, and an expired entry is listed until a
+    // compaction drops it, whoever closed the store.
     closing_.store(true, std::memory_order_release);
     std::vector<rocksdb::ColumnFamilyHandle*> handles = {meta_cf_, time_cf_,
                                                          model_time_cf_};

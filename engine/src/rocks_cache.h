@@ -331,7 +331,8 @@ class RocksCache final : public Cache {
   mutable FenceMutex db_mu_;
   std::unique_ptr<rocksdb::DB> db_;
   bool read_only_ = false;  // db_ opened read-only (recovery fallback)
-  // Set by the destructor before its last flush, which the TTL filter skips.
+  // Set by the destructor before its last flush: the TTL filter is off for
+  // the flushes and compactions that start after it.
   std::atomic<bool> closing_{false};
   std::shared_ptr<Shared> shared_;  // block cache, write buffer manager
   rocksdb::ColumnFamilyHandle* default_cf_ = nullptr;

@@ -123,10 +123,12 @@ Status RocksCache::FlushAll() {
   LLMCACHE_RETURN_IF_ERROR(WriteAllowed());
   // A failure half way leaves families dropped and not recreated: only a
   // reopen (which creates the missing ones) repairs that.
-  auto failed = [this](const rocksdb::Status& s, std::string_view what) {
-    Status st = WriteFailed(s, what, false);
+  auto half_done = [this](Status st) {
     Degrade(st.ToString(), Damage::kFatal);
     return st;
+  };
+  auto failed = [&](const rocksdb::Status& s, std::string_view what) {
+    return half_done(WriteFailed(s, what, false));
   };
   std::vector<std::shared_ptr<Family>> dropped;
   {
@@ -159,7 +161,9 @@ Status RocksCache::FlushAll() {
     rocksdb::WriteBatch batch;
     for (rocksdb::ColumnFamilyHandle* cf : {time_cf_, model_time_cf_}) {
       if (cf == nullptr) continue;
-      LLMCACHE_RETURN_IF_ERROR(DeleteAllInIndex(cf, &batch));
+      if (Status st = DeleteAllInIndex(cf, &batch); !st.ok()) {
+        return half_done(std::move(st));
+      }
     }
     // Metadata: mappings and entry counters go.
     std::unique_ptr<rocksdb::Iterator> it(
@@ -174,8 +178,9 @@ Status RocksCache::FlushAll() {
         batch.Delete(meta_cf_, it->key());
       }
     }
-    LLMCACHE_RETURN_IF_ERROR(
-        FromRocks(it->status(), path_, "reading the metadata"));
+    if (!it->status().ok()) {
+      return half_done(FromRocks(it->status(), path_, "reading the metadata"));
+    }
     stats_.ResetAllEntryCounts();
     s = db_->Write(WriteOpts(), &batch);
     if (!s.ok())

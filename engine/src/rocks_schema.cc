@@ -131,9 +131,12 @@ class RocksCache::TtlFilterFactory final
 
   std::unique_ptr<rocksdb::CompactionFilter> CreateCompactionFilter(
       const rocksdb::CompactionFilter::Context& context) override {
-    if (context.reason == rocksdb::TableFileCreationReason::kFlush &&
-        cache_->closing_.load(std::memory_order_acquire)) {
-      return nullptr;  // the flush of a closing store (~RocksCache)
+    if (cache_->closing_.load(std::memory_order_acquire)) {
+      // A closing store (~RocksCache) has written its statistics: what its
+      // last flush, or a compaction that flush triggers, dropped would be
+      // counted out in memory only. Expired entries wait for the next
+      // open's compactions instead.
+      return nullptr;
     }
     return std::make_unique<TtlFilter>(this, clock_->NowMillis(),
                                        context.column_family_id);
