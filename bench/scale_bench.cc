@@ -327,14 +327,18 @@ void BM_ScaleLookup(benchmark::State& state) {
   const auto n = static_cast<uint64_t>(entries);
   // Carried over from call to call: every timed batch draws fresh keys.
   static uint64_t seq = 0x1234567ull;
-  int64_t wrong = 0;
-  for (auto _ : state) {
+  // A lookup of the next random entry; false unless a hit.
+  auto lookup_next = [&] {
     const uint64_t i = Mix(seq++) % n;
     RequestKey& k = keys[ModelOf(i)];
     k.digest = DigestOf(i);
     auto r = f->cache->Lookup(k);
-    if (!r.ok() || !r->hit()) ++wrong;
     benchmark::DoNotOptimize(r);
+    return r.ok() && r->hit();
+  };
+  int64_t wrong = 0;
+  for (auto _ : state) {
+    if (!lookup_next()) ++wrong;
   }
   if (wrong != 0) {
     state.SkipWithError(
@@ -358,13 +362,7 @@ void BM_ScaleLookup(benchmark::State& state) {
   constexpr int kCounted = 20000;
   rocksdb::SetPerfLevel(rocksdb::PerfLevel::kEnableCount);
   rocksdb::get_perf_context()->Reset();
-  for (int j = 0; j < kCounted; ++j) {
-    const uint64_t i = Mix(seq++) % n;
-    RequestKey& k = keys[ModelOf(i)];
-    k.digest = DigestOf(i);
-    auto r = f->cache->Lookup(k);
-    benchmark::DoNotOptimize(r);
-  }
+  for (int j = 0; j < kCounted; ++j) (void)lookup_next();
   const rocksdb::PerfContext& pc = *rocksdb::get_perf_context();
   rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable);
   const uint64_t meta = pc.index_block_read_count + pc.filter_block_read_count +

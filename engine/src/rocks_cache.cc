@@ -114,13 +114,9 @@ RocksCache::~RocksCache() {
     // statistics were written, and an expired entry is listed until a
     // compaction drops it, whoever closed the store.
     closing_.store(true, std::memory_order_release);
-    std::vector<rocksdb::ColumnFamilyHandle*> handles = {meta_cf_, time_cf_,
-                                                         model_time_cf_};
-    for (const auto& f : AllFamilies()) handles.push_back(f->handle);
-    std::erase(handles, nullptr);
     rocksdb::FlushOptions fo;
     fo.allow_write_stall = true;
-    (void)db_->Flush(fo, handles);
+    (void)db_->Flush(fo, AllHandles());
   }
   CloseDb();
   if (remove_secondary_dir_) {

@@ -253,6 +253,9 @@ class RocksCache final : public Cache {
   std::string EntryKey(const Family& f, std::string_view base_model,
                        const Digest& d) const;
   std::vector<std::shared_ptr<Family>> AllFamilies() const;
+  // The handles of every column family llmcache writes: the metadata, the
+  // two time indexes (the per-model one when open), then AllFamilies().
+  std::vector<rocksdb::ColumnFamilyHandle*> AllHandles() const;
 
   // Reads and decodes an entry. NotFound when absent.
   Status ReadEntry(const Family& f, const std::string& key, Entry* out,

@@ -35,6 +35,13 @@ std::vector<std::shared_ptr<RocksCache::Family>> RocksCache::AllFamilies()
   return all;
 }
 
+std::vector<rocksdb::ColumnFamilyHandle*> RocksCache::AllHandles() const {
+  std::vector<rocksdb::ColumnFamilyHandle*> handles = {meta_cf_, time_cf_};
+  if (model_time_cf_ != nullptr) handles.push_back(model_time_cf_);
+  for (const auto& f : AllFamilies()) handles.push_back(f->handle);
+  return handles;
+}
+
 Result<std::shared_ptr<RocksCache::Family>> RocksCache::FamilyForInsert(
     std::string_view base_model) {
   {
@@ -362,13 +369,9 @@ Status RocksCache::FlushMemtablesForTest(bool metadata_only) {
   std::shared_lock<FenceMutex> fence(write_fence_);
   LLMCACHE_RETURN_IF_ERROR(WriteAllowed());
   rocksdb::FlushOptions fo;
-  std::vector<rocksdb::ColumnFamilyHandle*> handles = {meta_cf_, time_cf_,
-                                                       model_time_cf_};
-  if (metadata_only) {
-    handles.resize(1);
-  } else {
-    for (const auto& f : AllFamilies()) handles.push_back(f->handle);
-  }
+  const std::vector<rocksdb::ColumnFamilyHandle*> handles =
+      metadata_only ? std::vector<rocksdb::ColumnFamilyHandle*>{meta_cf_}
+                    : AllHandles();
   for (rocksdb::ColumnFamilyHandle* h : handles) {
     rocksdb::Status s = db_->Flush(fo, h);
     if (!s.ok()) return WriteFailed(s, "flush", false);

@@ -122,10 +122,7 @@ Status RocksCache::WriteStatsDelta() {
 
 Result<uint64_t> RocksCache::DiskBytes() {
   uint64_t sst = 0;
-  std::vector<rocksdb::ColumnFamilyHandle*> handles = {meta_cf_, time_cf_};
-  if (model_time_cf_ != nullptr) handles.push_back(model_time_cf_);
-  for (const auto& f : AllFamilies()) handles.push_back(f->handle);
-  for (rocksdb::ColumnFamilyHandle* h : handles) {
+  for (rocksdb::ColumnFamilyHandle* h : AllHandles()) {
     uint64_t v = 0;
     if (db_->GetIntProperty(h, "rocksdb.total-sst-files-size", &v)) sst += v;
   }
