@@ -26,7 +26,12 @@
 // the database, its files in the OS page cache), and, from an untimed pass
 // of 20k more lookups, the blocks read from the files per lookup by kind
 // (index_reads, filter_reads, dict_reads, data_reads: RocksDB's perf
-// context; 0 when the block cache served them).
+// context; 0 when the block cache served them), and miss_us (CPU time of a
+// lookup of a key that is not stored, from 20k more).
+//
+// BM_ScaleLookupVs100k/<entries>: the lookup rate at <entries> against the
+// rate at 100k in one process, both databases open, in alternating batches
+// (vs_100k: the median of the rounds' ratios).
 //
 // BM_ScaleFlush/<entries>: on a hard-linked copy of the same database (SST
 // files are immutable, so the copy costs no data), the time to flush one model
@@ -45,6 +50,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -65,8 +71,9 @@ namespace fs = std::filesystem;
 
 // Bump when the data written (keys, bodies, options of the build) changes.
 // 2: ZSTD with a trained dictionary at every level of model families; built
-//    with the bulk loader. 3: index restart interval 16.
-constexpr int kScaleDataVersion = 4;
+//    with the bulk loader. 3: index restart interval 16. 5: no filters in
+//    bottom-level files of model families, none in the time indexes.
+constexpr int kScaleDataVersion = 5;
 constexpr size_t kResponseBytes = 1024;
 constexpr std::array<std::string_view, 4> kScaleModels = {
     "openai/gpt-4o-mini",
@@ -243,14 +250,9 @@ void CloseScaleFixture() {
   scale_fixture.reset();  // before static destruction: RocksDB must close
 }
 
-// The open cache of `entries` entries, built first if needed.
-ScaleFixture* GetScaleFixture(int64_t entries, std::string* error) {
-  std::lock_guard<std::mutex> lock(scale_mu);
-  if (scale_fixture && scale_fixture->entries == entries) {
-    return scale_fixture.get();
-  }
-  scale_fixture.reset();
-
+// Opens the database of `entries` entries, building it first if needed.
+std::unique_ptr<ScaleFixture> OpenScaleFixture(int64_t entries,
+                                               std::string* error) {
   const fs::path dir =
       fs::path(DataRoot()) / ("scale-" + std::to_string(entries));
   bool built = false;
@@ -284,7 +286,19 @@ ScaleFixture* GetScaleFixture(int64_t entries, std::string* error) {
   if (auto st = f->cache->GetStats(); st.ok()) {
     f->db_mib = static_cast<double>(st->disk_bytes) / (1 << 20);
   }
-  scale_fixture = std::move(f);
+  return f;
+}
+
+// The open cache of `entries` entries, built first if needed; kept open for
+// the next benchmark of the same size.
+ScaleFixture* GetScaleFixture(int64_t entries, std::string* error) {
+  std::lock_guard<std::mutex> lock(scale_mu);
+  if (scale_fixture && scale_fixture->entries == entries) {
+    return scale_fixture.get();
+  }
+  scale_fixture.reset();
+  scale_fixture = OpenScaleFixture(entries, error);
+  if (!scale_fixture) return nullptr;
   // Registered after the open, so that it runs before the destructors of any
   // static object that opening created.
   std::atexit(CloseScaleFixture);
@@ -300,6 +314,40 @@ double RssMib() {
     }
   }
   return 0;
+}
+
+// Lookups of random entries of a fixture's database.
+class RandomLookups {
+ public:
+  // `seq` is the position in the random sequence, advanced by each lookup.
+  RandomLookups(ScaleFixture* f, uint64_t* seq)
+      : f_(f), n_(static_cast<uint64_t>(f->entries)), seq_(seq) {
+    for (size_t m = 0; m < keys_.size(); ++m) keys_[m] = KeyOf(m);
+  }
+
+  // Looks up the next random entry; false unless a hit.
+  bool Next() {
+    const uint64_t i = Mix((*seq_)++) % n_;
+    RequestKey& k = keys_[ModelOf(i)];
+    k.digest = DigestOf(i);
+    auto r = f_->cache->Lookup(k);
+    benchmark::DoNotOptimize(r);
+    return r.ok() && r->hit();
+  }
+
+ private:
+  ScaleFixture* const f_;
+  const uint64_t n_;
+  uint64_t* const seq_;
+  std::array<RequestKey, kScaleModels.size()> keys_;
+};
+
+// CPU time of the calling thread, in seconds.
+double ThreadCpuSeconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) +
+         1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
 void BM_ScaleLookup(benchmark::State& state) {
@@ -322,20 +370,10 @@ void BM_ScaleLookup(benchmark::State& state) {
     }
     return;
   }
-  std::array<RequestKey, kScaleModels.size()> keys;
-  for (size_t m = 0; m < keys.size(); ++m) keys[m] = KeyOf(m);
-  const auto n = static_cast<uint64_t>(entries);
   // Carried over from call to call: every timed batch draws fresh keys.
   static uint64_t seq = 0x1234567ull;
-  // A lookup of the next random entry; false unless a hit.
-  auto lookup_next = [&] {
-    const uint64_t i = Mix(seq++) % n;
-    RequestKey& k = keys[ModelOf(i)];
-    k.digest = DigestOf(i);
-    auto r = f->cache->Lookup(k);
-    benchmark::DoNotOptimize(r);
-    return r.ok() && r->hit();
-  };
+  RandomLookups lookups(f, &seq);
+  auto lookup_next = [&] { return lookups.Next(); };
   int64_t wrong = 0;
   for (auto _ : state) {
     if (!lookup_next()) ++wrong;
@@ -376,6 +414,104 @@ void BM_ScaleLookup(benchmark::State& state) {
       per_lookup(pc.compression_dict_block_read_count);
   state.counters["data_reads"] =
       per_lookup(pc.block_read_count > meta ? pc.block_read_count - meta : 0);
+  // Lookups of keys that are not stored (a miss, before the upstream call),
+  // in microseconds each: without filters on the bottom level
+  // (optimize_filters_for_hits) a miss reads an index partition and a data
+  // block there instead of probing a filter.
+  {
+    RequestKey k = KeyOf(0);
+    uint64_t misses = 0;
+    const double start = ThreadCpuSeconds();
+    for (int j = 0; j < kCounted; ++j) {
+      const auto n = static_cast<uint64_t>(entries);
+      k.digest = DigestOf(n + Mix(seq++) % n);
+      auto r = f->cache->Lookup(k);
+      if (r.ok() && !r->hit()) ++misses;
+    }
+    state.counters["miss_us"] = 1e6 * (ThreadCpuSeconds() - start) / kCounted;
+    if (misses != kCounted) state.SkipWithError("a missing key was found");
+  }
+}
+
+// The lookup rate at `entries` against the rate at 100k entries, measured
+// in one process by alternating batches of lookups between the two databases
+// (both open, each with its own default budgets), so that a change in the
+// machine's speed during the run (other tenants of a shared host) affects
+// both sides of each pair alike. Counters: vs_100k (the median over rounds of
+// the ratio of the two batches' rates), lookups_per_s and lookups_per_s_100k
+// (the median batch rates, per CPU second of this thread).
+void BM_ScaleLookupVs100k(benchmark::State& state) {
+  constexpr int64_t kBase = 100'000;
+  const int64_t entries = state.range(0);
+  const int64_t max = EnvInt("LLMCACHE_BENCH_SCALE_MAX", kDefaultScaleMax);
+  auto skip = [&state](const std::string& why) {
+    state.SkipWithError(why.c_str());
+    for (auto _ : state) {
+    }
+  };
+  if (entries > max) {
+    skip("skipped: above LLMCACHE_BENCH_SCALE_MAX=" + std::to_string(max) +
+         " (building this database takes long)");
+    return;
+  }
+  CloseScaleFixture();  // a database is opened by one cache at a time
+  std::string error;
+  std::unique_ptr<ScaleFixture> base = OpenScaleFixture(kBase, &error);
+  std::unique_ptr<ScaleFixture> big =
+      base ? OpenScaleFixture(entries, &error) : nullptr;
+  if (!base || !big) {
+    skip("cannot build the database: " + error);
+    return;
+  }
+  uint64_t base_seq = 0x1234567ull;
+  uint64_t big_seq = 0x7654321ull;
+  RandomLookups base_lookups(base.get(), &base_seq);
+  RandomLookups big_lookups(big.get(), &big_seq);
+  constexpr int kBatch = 10000;
+  constexpr int kRounds = 30;
+  int64_t wrong = 0;
+  // CPU seconds of one batch.
+  auto batch = [&wrong](RandomLookups& lookups) {
+    const double start = ThreadCpuSeconds();
+    for (int i = 0; i < kBatch; ++i) {
+      if (!lookups.Next()) ++wrong;
+    }
+    return ThreadCpuSeconds() - start;
+  };
+  // Untimed warm-up: the block caches reach their steady state.
+  for (int i = 0; i < 5; ++i) {
+    (void)batch(base_lookups);
+    (void)batch(big_lookups);
+  }
+  std::vector<double> ratios, base_rates, big_rates;
+  for (auto _ : state) {
+    for (int round = 0; round < kRounds; ++round) {
+      // Alternate which side goes first.
+      double t_base = 0, t_big = 0;
+      if (round % 2 == 0) {
+        t_base = batch(base_lookups);
+        t_big = batch(big_lookups);
+      } else {
+        t_big = batch(big_lookups);
+        t_base = batch(base_lookups);
+      }
+      ratios.push_back(t_base / t_big);
+      base_rates.push_back(kBatch / t_base);
+      big_rates.push_back(kBatch / t_big);
+    }
+  }
+  if (wrong != 0) {
+    skip(std::to_string(wrong) + " lookups were not hits");
+    return;
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0.0 : v[v.size() / 2];
+  };
+  state.counters["vs_100k"] = median(ratios);
+  state.counters["lookups_per_s"] = median(big_rates);
+  state.counters["lookups_per_s_100k"] = median(base_rates);
+  state.counters["entries"] = static_cast<double>(entries);
 }
 
 // A copy of `from` whose SST files are hard links (RocksDB never modifies
@@ -473,6 +609,14 @@ BENCHMARK(BM_ScaleLookup)
     ->Arg(5'000'000)
     ->Arg(10'000'000)
     ->MinTime(2.0);
+
+BENCHMARK(BM_ScaleLookupVs100k)
+    ->Arg(1'000'000)
+    ->Arg(2'000'000)
+    ->Arg(10'000'000)
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 BENCHMARK(BM_ScaleFlush)
     ->Arg(100'000)

@@ -2,7 +2,8 @@
 // entries survive compaction and reopening byte-exact, compacted files are
 // ZSTD with a dictionary and smaller than the entries, and a database
 // written with the previous layout (LZ4, ZSTD at the bottom, no dictionary)
-// opens, reads, and is rewritten with dictionaries by a compaction.
+// opens, reads, and is rewritten with dictionaries by a compaction. Also
+// where the table files carry filters.
 
 #include <gtest/gtest.h>
 #include <rocksdb/options.h>
@@ -253,6 +254,56 @@ TEST_F(RocksCompressionTest, DatabaseOfThePreviousLayoutOpensAndReads) {
   cache_.reset();
   Open(StoreCompression::kZstdDictionary);
   ExpectAll(kEntries + 1);
+}
+
+// Filters are written where a lookup consults them: in the entry families'
+// upper levels (recent writes) but not in their bottom level (where most
+// entries live after compaction, and a hit needs no filter probe), and
+// nowhere in the creation-time indexes (scanned, never looked up by key).
+// Lookups find every entry and miss every other key on both levels.
+TEST_F(RocksCompressionTest, FiltersOnlyWhereLookupsUseThem) {
+  constexpr uint64_t kRecent = 200;
+  Open(StoreCompression::kZstdDictionary);
+  InsertAll(0, kEntries);
+  ASSERT_OK(cache_->Compact());  // every entry to the bottom level
+  InsertAll(kEntries, kEntries + kRecent);
+  cache_.reset();  // the closing flush writes the recent ones to level 0
+  Open(StoreCompression::kZstdDictionary);
+  ExpectAll(kEntries + kRecent);
+  for (uint64_t i = kEntries + kRecent; i < 2 * kEntries; ++i) {
+    auto r = cache_->Lookup(KeyOf(i));
+    ASSERT_OK(r);
+    ASSERT_FALSE(r->hit()) << "entry " << i << " was never stored";
+  }
+
+  std::vector<rocksdb::LiveFileMetaData> live;
+  db()->GetLiveFilesMetaData(&live);
+  int bottom = 0, upper = 0, index = 0;
+  for (const rocksdb::LiveFileMetaData& f : live) {
+    const std::string path = f.directory + "/" + f.relative_filename;
+    SCOPED_TRACE(f.column_family_name + " level " + std::to_string(f.level));
+    rocksdb::Options o;
+    rocksdb::SstFileReader reader(o);
+    ASSERT_TRUE(reader.Open(path).ok()) << path;
+    const uint64_t filter = reader.GetTableProperties()->filter_size;
+    if (f.column_family_name == kTimeColumnFamily ||
+        f.column_family_name == kModelTimeColumnFamily) {
+      EXPECT_EQ(filter, 0u);
+      ++index;
+    } else if (f.column_family_name == kOverflowColumnFamily ||
+               f.column_family_name.starts_with(kModelColumnFamilyPrefix)) {
+      if (f.level == db()->NumberLevels() - 1) {
+        EXPECT_EQ(filter, 0u);
+        ++bottom;
+      } else {
+        EXPECT_GT(filter, 0u);
+        ++upper;
+      }
+    }
+  }
+  EXPECT_GE(bottom, 2);  // the model's family and the overflow family
+  EXPECT_GE(upper, 2);
+  EXPECT_GE(index, 2);
 }
 
 TEST_F(RocksCompressionTest, BulkLoadedFilesAreLz4UntilACompaction) {
