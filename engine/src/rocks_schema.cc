@@ -273,14 +273,6 @@ rocksdb::ColumnFamilyOptions RocksCache::ModelFamilyOptions(
       std::clamp<size_t>(options_.write_buffer_bytes / 4, 1u << 20, 32u << 20);
   SetCompression(options_.compression, &cf);
   cf.level_compaction_dynamic_level_bytes = true;
-  // No filter in bottom-level files, where most entries live (RocksDB's
-  // optimize_filters_for_hits). A hit there needed one filter probe per
-  // lookup for nothing: at 10M entries that was ~13% of a lookup's CPU, and
-  // the filters took ~12 MB of the block cache's high-priority pool. A miss
-  // that reaches the bottom level reads an index partition and a data block
-  // instead (microseconds, before an upstream call of hundreds of ms); upper
-  // levels, where recent writes are, keep their filters.
-  cf.optimize_filters_for_hits = true;
   cf.periodic_compaction_seconds = options_.periodic_compaction_seconds;
   cf.compaction_filter_factory = std::make_shared<TtlFilterFactory>(
       this, clock_, secondary_ ? nullptr : const_cast<StatsCollector*>(&stats_),
@@ -309,7 +301,6 @@ rocksdb::ColumnFamilyOptions RocksCache::TimeIndexOptions() const {
   t.filter_policy = nullptr;
   t.partition_filters = false;
   cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
-  cf.optimize_filters_for_hits = false;
   cf.compaction_filter_factory = std::make_shared<TtlFilterFactory>(
       this, clock_, nullptr, TtlFilterFactory::Kind::kIndex, "");
   return cf;
