@@ -418,11 +418,11 @@ void BM_ScaleLookup(benchmark::State& state) {
   // in microseconds of CPU each: the filters answer them.
   {
     RequestKey k = KeyOf(0);
-    uint64_t misses = 0;
+    const auto n = static_cast<uint64_t>(entries);
+    int misses = 0;
     const double start = ThreadCpuSeconds();
     for (int j = 0; j < kCounted; ++j) {
-      const auto n = static_cast<uint64_t>(entries);
-      k.digest = DigestOf(n + Mix(seq++) % n);
+      k.digest = DigestOf(n + Mix(seq++) % n);  // indexes n..2n-1: not stored
       auto r = f->cache->Lookup(k);
       if (r.ok() && !r->hit()) ++misses;
     }
@@ -499,7 +499,8 @@ void BM_ScaleLookupVs100k(benchmark::State& state) {
     }
   }
   if (wrong != 0) {
-    skip(std::to_string(wrong) + " lookups were not hits");
+    state.SkipWithError(
+        (std::to_string(wrong) + " lookups were not hits").c_str());
     return;
   }
   auto median = [](std::vector<double> v) {
