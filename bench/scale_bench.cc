@@ -373,10 +373,9 @@ void BM_ScaleLookup(benchmark::State& state) {
   // Carried over from call to call: every timed batch draws fresh keys.
   static uint64_t seq = 0x1234567ull;
   RandomLookups lookups(f, &seq);
-  auto lookup_next = [&] { return lookups.Next(); };
   int64_t wrong = 0;
   for (auto _ : state) {
-    if (!lookup_next()) ++wrong;
+    if (!lookups.Next()) ++wrong;
   }
   if (wrong != 0) {
     state.SkipWithError(
@@ -400,7 +399,7 @@ void BM_ScaleLookup(benchmark::State& state) {
   constexpr int kCounted = 20000;
   rocksdb::SetPerfLevel(rocksdb::PerfLevel::kEnableCount);
   rocksdb::get_perf_context()->Reset();
-  for (int j = 0; j < kCounted; ++j) (void)lookup_next();
+  for (int j = 0; j < kCounted; ++j) (void)lookups.Next();
   const rocksdb::PerfContext& pc = *rocksdb::get_perf_context();
   rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable);
   const uint64_t meta = pc.index_block_read_count + pc.filter_block_read_count +
