@@ -11,13 +11,18 @@
 //                        last resolved model per model, statistics counters
 //                        (merge operator kAddOperatorName: little-endian
 //                        uint64 addition, so signed deltas add up).
-//   "llmcache.time"      creation-time index of every entry, for
-//                        oldest-first eviction and age-based purges.
-//   "llmcache.bymodel"   the same records ordered by model first (format 2;
-//                        see "Format versions"), so that one model's newest
-//                        or oldest entries are found without reading the
-//                        records of other models, and flushing a model
-//                        deletes its records with one range deletion.
+//   "llmcache.bymodel"   creation-time index of every entry, ordered by
+//                        model first (format 2; see "Format versions"), so
+//                        that one model's newest or oldest entries are
+//                        found without reading the records of other models,
+//                        and flushing a model deletes its records with one
+//                        range deletion. Walks over every model (listings,
+//                        oldest-first eviction, age-based purges) merge the
+//                        models' ranges.
+//   "llmcache.time"      formats 1 and 2 only: the same records ordered by
+//                        creation time first. Format 3 drops it: its
+//                        records (~35 bytes each after compression, most of
+//                        them the digest) were ~8% of a database's size.
 //   "m.<escaped>"        one per base model (model id without `:variant`);
 //                        <escaped> is the model id with every byte outside
 //                        [A-Za-z0-9._-] written as %XX (uppercase hex), so
@@ -42,17 +47,17 @@
 //   range [prefix, prefix+0xFF..) never covers another model's keys. The
 //   digest is the request key (llmcache/key.h, kKeyFormatVersion).
 //
-// Time index keys ("llmcache.time")
+// Time index keys ("llmcache.time", formats 1 and 2)
 //   created_ms (8 bytes, big endian, so keys sort by age) |
 //   varint32 len(base model) | base model | digest (32 bytes)
 //   value: expires_ms (8 bytes, little endian; 0 = never).
 //
 // Per-model time index keys ("llmcache.bymodel")
 //   varint32 len(base model) | base model | created_ms (8 bytes, big
-//   endian) | digest (32 bytes); value as in "llmcache.time". Every write
-//   and deletion of a time-index record writes or deletes this record in the
-//   same batch (or the same ingestion). A model's records are the range
-//   [prefix, prefix + 41 x 0xFF).
+//   endian) | digest (32 bytes); value: expires_ms (8 bytes, little
+//   endian; 0 = never). Written in the same batch (or the same ingestion)
+//   as its entry; in formats 1 and 2 "llmcache.time" got the same record in
+//   that batch. A model's records are the range [prefix, prefix + 41 x 0xFF).
 //
 // Format versions (meta key "format")
 //   1  no "llmcache.bymodel".
@@ -62,6 +67,14 @@
 //      "1": the next open builds it again). Readers of a version-1 database
 //      (an inspection beside an older llmcache) walk "llmcache.time" as
 //      version 1 did. An older llmcache refuses a version-2 database.
+//   3  no "llmcache.time". A writer that opens a version-2 database drops
+//      that family, then writes "3"; one that opens a version-1 database
+//      converts it to version 2 first (above). A kill between the drop and
+//      the marker leaves "2" without the family: the next open writes "3".
+//      (An llmcache of format 2 that opens a version-3 database creates an
+//      empty "llmcache.time" before it reads the marker and refuses: a
+//      writer drops that family again.) Readers of older versions use the
+//      per-model index when it is complete (version 2), else the time index.
 //
 // Entry value, version 1 (all integers little endian):
 //   off  size  field
@@ -118,9 +131,11 @@
 namespace llmcache {
 
 // ---- Versions ----
-inline constexpr uint32_t kDatabaseFormatVersion = 2;
+inline constexpr uint32_t kDatabaseFormatVersion = 3;
 // The first version with "llmcache.bymodel".
 inline constexpr uint32_t kModelTimeIndexFormatVersion = 2;
+// The first version without "llmcache.time".
+inline constexpr uint32_t kNoTimeIndexFormatVersion = 3;
 inline constexpr uint8_t kEntryFormatV1 = 1;
 inline constexpr size_t kEntryFixedHeaderSize = 60;
 

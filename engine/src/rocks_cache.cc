@@ -275,8 +275,7 @@ Status RocksCache::OpenDb(bool read_only) {
   if (!read_only) {
     for (std::string_view required :
          {std::string_view(rocksdb::kDefaultColumnFamilyName),
-          kMetaColumnFamily, kTimeColumnFamily, kModelTimeColumnFamily,
-          kOverflowColumnFamily}) {
+          kMetaColumnFamily, kModelTimeColumnFamily, kOverflowColumnFamily}) {
       if (std::find(names.begin(), names.end(), std::string(required)) ==
           names.end()) {
         names.emplace_back(required);
@@ -338,7 +337,7 @@ Status RocksCache::OpenDb(bool read_only) {
     CloseDb();
     return st;
   };
-  if (meta_cf_ == nullptr || time_cf_ == nullptr || !overflow_) {
+  if (meta_cf_ == nullptr || !overflow_) {
     return fail(
         DataLossError("database " + path_ + " lacks a required column family"));
   }
@@ -411,19 +410,49 @@ Status RocksCache::OpenDb(bool read_only) {
     }
     version = v;
   }
+  auto write_version = [&](uint32_t v) -> Status {
+    rocksdb::Status put =
+        db_->Put(WriteOpts(), meta_cf_, kFormatKey, std::to_string(v));
+    if (!put.ok()) return WriteFailed(put, "writing the format marker", true);
+    version = v;
+    return Status();
+  };
   if (version > 0 &&
       version < static_cast<long>(kModelTimeIndexFormatVersion) && !read_only) {
-    if (Status st = BuildModelTimeIndex(); !st.ok()) return fail(st);
-    s = db_->Put(WriteOpts(), meta_cf_, kFormatKey,
-                 std::to_string(kDatabaseFormatVersion));
-    if (!s.ok()) {
-      return fail(WriteFailed(s, "writing the format marker", true));
+    if (time_cf_ == nullptr) {
+      return fail(DataLossError("database " + path_ + " of format " +
+                                std::to_string(version) +
+                                " lacks its time index"));
     }
-    version = kDatabaseFormatVersion;
+    // Version 2 first: the per-model index is built from the time index,
+    // which must stay until the marker says the build is complete.
+    if (Status st = BuildModelTimeIndex(); !st.ok()) return fail(st);
+    if (Status st = write_version(kModelTimeIndexFormatVersion); !st.ok()) {
+      return fail(st);
+    }
+  }
+  if (version >= static_cast<long>(kModelTimeIndexFormatVersion) &&
+      !read_only && time_cf_ != nullptr) {
+    // The per-model index holds every record: the time index goes (also
+    // the empty one an older llmcache creates before it refuses version 3).
+    s = db_->DropColumnFamily(time_cf_);
+    if (!s.ok()) return fail(WriteFailed(s, "dropping the time index", true));
+    db_->DestroyColumnFamilyHandle(time_cf_);
+    time_cf_ = nullptr;
+  }
+  if (version > 0 && version < static_cast<long>(kNoTimeIndexFormatVersion) &&
+      !read_only) {
+    if (Status st = write_version(kNoTimeIndexFormatVersion); !st.ok()) {
+      return fail(st);
+    }
   }
   model_time_ready_ =
       model_time_cf_ != nullptr &&
       version >= static_cast<long>(kModelTimeIndexFormatVersion);
+  if (!model_time_ready_ && time_cf_ == nullptr && version > 0) {
+    return fail(DataLossError("database " + path_ +
+                              " has neither of its creation-time indexes"));
+  }
 
   // Last resolved model per model.
   {

@@ -254,7 +254,7 @@ class RocksCache final : public Cache {
                        const Digest& d) const;
   std::vector<std::shared_ptr<Family>> AllFamilies() const;
   // The handles of every column family llmcache writes: the metadata, the
-  // two time indexes (the per-model one when open), then AllFamilies().
+  // creation-time indexes that are open, then AllFamilies().
   std::vector<rocksdb::ColumnFamilyHandle*> AllHandles() const;
 
   // Reads and decodes an entry. NotFound when absent.
@@ -266,14 +266,16 @@ class RocksCache final : public Cache {
   struct Doomed {
     std::shared_ptr<Family> family;
     std::string key;
-    std::string time_key;  // empty if unknown
+    std::string index_key;  // per-model index key; empty if unknown
     Digest digest;
     std::string base_model;
     uint64_t bytes;
   };
   Status DeleteEntriesLocked(const std::vector<Doomed>& doomed);
-  // Walks the time index oldest first; `fn(created_ms, model, digest,
-  // expires_ms, index_key)` returns false to stop.
+  // Walks the creation-time records of every model oldest first (the
+  // models' ranges of the per-model index merged, rocks_listing.cc);
+  // `fn(created_ms, model, digest, expires_ms, index_key)` returns false to
+  // stop. REQUIRES: a writer (format 3: the per-model index is complete).
   Status WalkTimeIndex(
       const std::function<bool(int64_t, std::string_view, const Digest&,
                                int64_t, std::string_view)>& fn);
@@ -340,12 +342,14 @@ class RocksCache final : public Cache {
   std::shared_ptr<Shared> shared_;  // block cache, write buffer manager
   rocksdb::ColumnFamilyHandle* default_cf_ = nullptr;
   rocksdb::ColumnFamilyHandle* meta_cf_ = nullptr;
+  // The time index of formats 1 and 2 (format.h): open only in a read-only
+  // or inspection view of such a database, or while a writer converts it.
   rocksdb::ColumnFamilyHandle* time_cf_ = nullptr;
   // The per-model time index (format.h), null when the database lacks it (a
   // read-only or inspection view of a version-1 database).
   rocksdb::ColumnFamilyHandle* model_time_cf_ = nullptr;
   // Whether model_time_cf_ holds every record (format version >= 2);
-  // listings fall back to the time index when not.
+  // listings of a version-1 view fall back to the time index.
   bool model_time_ready_ = false;
   std::vector<std::string> known_cf_names_;  // secondary: to detect new ones
 

@@ -36,8 +36,10 @@ std::vector<std::shared_ptr<RocksCache::Family>> RocksCache::AllFamilies()
 }
 
 std::vector<rocksdb::ColumnFamilyHandle*> RocksCache::AllHandles() const {
-  std::vector<rocksdb::ColumnFamilyHandle*> handles = {meta_cf_, time_cf_};
-  if (model_time_cf_ != nullptr) handles.push_back(model_time_cf_);
+  std::vector<rocksdb::ColumnFamilyHandle*> handles = {meta_cf_};
+  for (rocksdb::ColumnFamilyHandle* h : {time_cf_, model_time_cf_}) {
+    if (h != nullptr) handles.push_back(h);
+  }
   for (const auto& f : AllFamilies()) handles.push_back(f->handle);
   return handles;
 }
@@ -219,16 +221,11 @@ Status RocksCache::Insert(const RequestKey& key, std::string_view body,
   if (!had_prev || ToView(prev) != value) {
     rocksdb::WriteBatch batch;
     batch.Put(f.handle, k, value);
-    const std::string time_key =
-        TimeIndexKey(entry->meta.created_ms, key.base_model, key.digest);
-    batch.Put(time_cf_, time_key, Le64(entry->meta.expires_ms));
     batch.Put(
         model_time_cf_,
         ModelTimeIndexKey(key.base_model, entry->meta.created_ms, key.digest),
         Le64(entry->meta.expires_ms));
     if (had_prev && prev_created != entry->meta.created_ms) {
-      batch.Delete(time_cf_,
-                   TimeIndexKey(prev_created, key.base_model, key.digest));
       batch.Delete(model_time_cf_,
                    ModelTimeIndexKey(key.base_model, prev_created, key.digest));
     }

@@ -3,9 +3,9 @@
 // write batch (and one read of the previous version) per entry.
 //
 // Each batch becomes one table file per column family it touches, plus one
-// of the time index (records of the new entries, deletions of the records
-// of the entries they replace) and one of the meta family (the entry and
-// byte counter deltas as merge operands, the last resolved models), all
+// of the per-model time index (records of the new entries, deletions of the
+// records of the entries they replace) and one of the meta family (the entry
+// and byte counter deltas as merge operands, the last resolved models), all
 // ingested by one IngestExternalFiles call: RocksDB records them in the
 // MANIFEST atomically, so the counters stay exact after a crash, as an
 // Insert's batch keeps them. Ingested files sit above everything already
@@ -493,13 +493,13 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
             static_cast<int64_t>(r.item->value.size()) -
             static_cast<int64_t>(had_prev ? values[i].size() : 0);
         time_records.push_back(
-            TimeRecord{batch.arena.Copy(TimeIndexKey(r.item->created_ms, model,
-                                                     r.item->digest)),
+            TimeRecord{batch.arena.Copy(ModelTimeIndexKey(
+                           model, r.item->created_ms, r.item->digest)),
                        r.item->expires_ms, false});
         if (had_prev && prev_created != r.item->created_ms) {
           time_records.push_back(
-              TimeRecord{batch.arena.Copy(
-                             TimeIndexKey(prev_created, model, r.item->digest)),
+              TimeRecord{batch.arena.Copy(ModelTimeIndexKey(model, prev_created,
+                                                            r.item->digest)),
                          0, true});
         }
       }
@@ -571,8 +571,8 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
     args.push_back(std::move(arg));
   }
 
-  // The time index: new records and retired ones, in key order. A key is
-  // never both (a record is retired only when its time differs).
+  // The per-model time index: new records and retired ones, in key order.
+  // A key is never both (a record is retired only when its time differs).
   std::sort(
       time_records.begin(), time_records.end(),
       [](const TimeRecord& a, const TimeRecord& b) { return a.key < b.key; });
@@ -621,39 +621,17 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
     return s;
   };
   if (!time_records.empty()) {
-    rocksdb::Status s = write_file(c.time_cf_, [&](rocksdb::SstFileWriter& w) {
-      rocksdb::Status st;
-      for (size_t i = 0; st.ok() && i < time_records.size(); ++i) {
-        const TimeRecord& r = time_records[i];
-        const rocksdb::Slice key(r.key.data(), r.key.size());
-        st = r.erase ? w.Delete(key) : w.Put(key, Le64(r.expires_ms));
-      }
-      return st;
-    });
-    if (!s.ok()) return fail(s, "writing a bulk-load time index file");
-  }
-  if (!time_records.empty()) {
-    // The same records ordered by model first (format.h).
-    std::vector<std::pair<std::string, const TimeRecord*>> by_model;
-    by_model.reserve(time_records.size());
-    for (const TimeRecord& r : time_records) {
-      std::string key;
-      if (TimeKeyToModelTimeKey(r.key, &key)) {
-        by_model.emplace_back(std::move(key), &r);
-      }
-    }
-    std::sort(by_model.begin(), by_model.end(),
-              [](const auto& a, const auto& b) { return a.first < b.first; });
     rocksdb::Status s =
         write_file(c.model_time_cf_, [&](rocksdb::SstFileWriter& w) {
           rocksdb::Status st;
-          for (size_t i = 0; st.ok() && i < by_model.size(); ++i) {
-            const auto& [key, r] = by_model[i];
-            st = r->erase ? w.Delete(key) : w.Put(key, Le64(r->expires_ms));
+          for (size_t i = 0; st.ok() && i < time_records.size(); ++i) {
+            const TimeRecord& r = time_records[i];
+            const rocksdb::Slice key(r.key.data(), r.key.size());
+            st = r.erase ? w.Delete(key) : w.Put(key, Le64(r.expires_ms));
           }
           return st;
         });
-    if (!s.ok()) return fail(s, "writing a bulk-load per-model index file");
+    if (!s.ok()) return fail(s, "writing a bulk-load time index file");
   }
   if (!meta.empty()) {
     rocksdb::Status s = write_file(c.meta_cf_, [&](rocksdb::SstFileWriter& w) {

@@ -1,20 +1,19 @@
-// RocksCache: entries in creation order (ForEachEntryByAge) and each
-// model's oldest and newest entry (AgeRanges), read from the creation-time
-// index, so that listing the newest entries or the age of each model costs
-// what is read, not the size of the database.
+// RocksCache: entries in creation order (ForEachEntryByAge, WalkTimeIndex)
+// and each model's oldest and newest entry (AgeRanges), read from the
+// creation-time index, so that listing the newest entries or the age of
+// each model costs what is read, not the size of the database.
 //
-// The time index ("llmcache.time", format.h) is ordered by creation time,
-// then model, then digest, across all models; it serves walks over every
-// model. A walk for one model reads the per-model index
-// ("llmcache.bymodel": model, creation time, digest) within that model's
-// range, so it never reads the records of other models; in a database
-// without it (an inspection view of a version-1 database) it walks the
-// time index and skips the other models' records. A record is only a
-// pointer: its entry may be gone (a flushed model's family was dropped
-// without touching the time index; the disk budget or a purge raced with
-// the walk) or may have been written again at another time (its new record
-// is elsewhere in the index). Each record is therefore checked against the
-// entry's own creation time before it is reported.
+// The per-model index ("llmcache.bymodel", format.h: model, creation time,
+// digest) serves a walk over one model with that model's range, so it
+// never reads the records of other models, and a walk over every model
+// with the models' ranges merged (one iterator per model). A view of a
+// version-1 database, which lacks it, walks the time index of that format
+// ("llmcache.time": creation time, model, digest) and skips the records of
+// other models. A record is only a pointer: its entry may be gone (the disk
+// budget or a purge raced with the walk) or may have been written again at
+// another time (its new record is elsewhere in the index). Each record is
+// therefore checked against the entry's own creation time before it is
+// reported.
 
 #include <rocksdb/db.h>
 #include <rocksdb/snapshot.h>
@@ -23,6 +22,7 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -38,11 +38,15 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A parsed time-index key; `model` points into the key.
+// A parsed time-index key; `model` points into the key (or, from
+// IndexMerge, into the merge). `expires_ms` is read from the value when it
+// is an index value (`has_expiry`).
 struct IndexRecord {
   int64_t created_ms = 0;
   std::string_view model;
   Digest digest{};
+  int64_t expires_ms = 0;
+  bool has_expiry = false;
 };
 
 // False for a key that is not an index key (never written by llmcache;
@@ -67,11 +71,6 @@ bool ParseModelIndexKey(std::string_view k, IndexRecord* r) {
   std::memcpy(r->digest.data(), k.data() + 8, kDigestSize);
   return true;
 }
-
-// A listing of every model merges the models' ranges of the per-model index
-// (one iterator each) up to this many models; beyond, it walks the time
-// index.
-constexpr size_t kMaxMergedModels = 64;
 
 // An iterator over one model's range of the per-model index, bounded so
 // that it never steps into (the deletions of) other models' ranges.
@@ -105,6 +104,16 @@ class ModelRangeIterator {
   // in ascending digest order as oldest first reads them: two seeks per
   // millisecond, never a collection of its records.
   bool Next(bool first, bool newest_first, IndexRecord* r) {
+    if (!NextKey(first, newest_first, r)) return false;
+    const rocksdb::Slice v = it_->value();
+    r->has_expiry = v.size() == 8;
+    r->expires_ms =
+        r->has_expiry ? static_cast<int64_t>(ReadLittleEndian64(v.data())) : 0;
+    return true;
+  }
+
+ private:
+  bool NextKey(bool first, bool newest_first, IndexRecord* r) {
     if (!newest_first) {
       for (first ? it_->SeekToFirst() : it_->Next(); it_->Valid();
            it_->Next()) {
@@ -137,7 +146,6 @@ class ModelRangeIterator {
     return false;
   }
 
- private:
   const std::string& GroupKey(int64_t ms) {
     group_key_ = begin_;
     AppendBigEndian64(static_cast<uint64_t>(ms), &group_key_);
@@ -151,6 +159,87 @@ class ModelRangeIterator {
   rocksdb::Slice lower_, upper_;
   std::unique_ptr<rocksdb::Iterator> it_;
 };
+
+// Several models' ranges of the per-model index merged into one listing
+// order: by creation time (oldest or newest first), then digest, then
+// model. Each range is read as far as the merge has come, so a walk that
+// stops early reads about what it reported.
+class IndexMerge {
+ public:
+  explicit IndexMerge(bool newest_first) : newest_first_(newest_first) {}
+
+  void Add(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
+           const rocksdb::ReadOptions& ro, std::string_view model) {
+    ranges_.push_back(std::make_unique<ModelRangeIterator>(db, cf, ro, model));
+  }
+
+  // The next record into *r (r->model stays valid while the merge lives);
+  // false at the end or on an error (status()).
+  bool Next(IndexRecord* r) {
+    if (!started_) {
+      started_ = true;
+      for (size_t i = 0; i < ranges_.size(); ++i) {
+        if (!Advance(i, /*first=*/true)) return false;
+      }
+    } else if (last_ < ranges_.size() && !Advance(last_, /*first=*/false)) {
+      return false;
+    }
+    if (heap_.empty()) return false;
+    std::pop_heap(heap_.begin(), heap_.end(), Later{this});
+    const Head top = heap_.back();
+    heap_.pop_back();
+    last_ = top.range;
+    *r = top.record;
+    r->model = ranges_[top.range]->model();
+    return true;
+  }
+
+  const rocksdb::Status& status() const { return status_; }
+
+ private:
+  struct Head {
+    IndexRecord record;  // record.model not used: see ranges_[range]
+    size_t range;
+  };
+  // Heap order: the next record to report on top.
+  struct Later {
+    const IndexMerge* m;
+    bool operator()(const Head& a, const Head& b) const {
+      if (a.record.created_ms != b.record.created_ms) {
+        return m->newest_first_ ? a.record.created_ms < b.record.created_ms
+                                : a.record.created_ms > b.record.created_ms;
+      }
+      if (a.record.digest != b.record.digest) {
+        return b.record.digest < a.record.digest;
+      }
+      return m->ranges_[b.range]->model() < m->ranges_[a.range]->model();
+    }
+  };
+
+  // Moves range i on; false on an error.
+  bool Advance(size_t i, bool first) {
+    IndexRecord rec;
+    if (ranges_[i]->Next(first, newest_first_, &rec)) {
+      rec.model = {};
+      heap_.push_back(Head{rec, i});
+      std::push_heap(heap_.begin(), heap_.end(), Later{this});
+      return true;
+    }
+    status_ = (*ranges_[i])->status();
+    return status_.ok();
+  }
+
+  const bool newest_first_;
+  std::vector<std::unique_ptr<ModelRangeIterator>> ranges_;
+  std::vector<Head> heap_;
+  bool started_ = false;
+  size_t last_ = std::numeric_limits<size_t>::max();
+  rocksdb::Status status_;
+};
+
+// No limit on the models of a merge: a walk over every model holds one
+// iterator per model.
+constexpr size_t kAllModels = std::numeric_limits<size_t>::max();
 
 }  // namespace
 
@@ -334,7 +423,10 @@ Status RocksCache::ForEachEntryByAge(
   if (model) base = std::string(BaseModel(*model));
   std::unique_ptr<rocksdb::ManagedSnapshot> snapshot;
   const rocksdb::ReadOptions ro = ListingReadOptions(&snapshot);
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, time_cf_));
+  std::unique_ptr<rocksdb::Iterator> it;
+  if (!model_time_ready_ && time_cf_ != nullptr) {
+    it.reset(db_->NewIterator(ro, time_cf_));
+  }
 
   struct Pending {
     Digest digest;
@@ -361,74 +453,34 @@ Status RocksCache::ForEachEntryByAge(
   };
 
   // Where the records come from: with the per-model index, the range of the
-  // one model, or the ranges of every model merged (so the records a flushed
-  // model left in the time index are never read), each already in listing
-  // order, so that a listing reads what it prints; else the time index,
-  // whose records of one millisecond are ordered by model first: collected,
-  // sorted by digest, then read.
-  std::vector<std::unique_ptr<ModelRangeIterator>> ranges;
-  bool by_model = false;
+  // one model, or the ranges of every model merged, each already in listing
+  // order, so that a listing reads what it prints; else (a version-1 view)
+  // the time index, whose records of one millisecond are ordered by model
+  // first: collected, sorted by digest, then read.
   if (model_time_ready_) {
+    it.reset();
+    IndexMerge merge(newest_first);
     if (base) {
-      ranges.push_back(std::make_unique<ModelRangeIterator>(
-          db_.get(), model_time_cf_, ro, *base));
-      by_model = true;
+      merge.Add(db_.get(), model_time_cf_, ro, *base);
     } else {
       LLMCACHE_ASSIGN_OR_RETURN(std::vector<std::string> models,
-                                IndexedModels(ro, kMaxMergedModels + 1));
-      if (models.size() <= kMaxMergedModels) {
-        for (const std::string& m : models) {
-          ranges.push_back(std::make_unique<ModelRangeIterator>(
-              db_.get(), model_time_cf_, ro, m));
-        }
-        by_model = true;
+                                IndexedModels(ro, kAllModels));
+      for (const std::string& m : models) {
+        merge.Add(db_.get(), model_time_cf_, ro, m);
       }
-    }
-  }
-
-  if (by_model) {
-    it.reset();
-    // The ranges' current records; the next one to report on top: by
-    // creation time, then digest, then model.
-    struct Head {
-      int64_t created_ms;
-      Digest digest;
-      size_t range;
-    };
-    auto later = [&](const Head& a, const Head& b) {
-      if (a.created_ms != b.created_ms) {
-        return newest_first ? a.created_ms < b.created_ms
-                            : a.created_ms > b.created_ms;
-      }
-      if (a.digest != b.digest) return b.digest < a.digest;
-      return ranges[b.range]->model() < ranges[a.range]->model();
-    };
-    std::vector<Head> heap;
-    auto advance = [&](size_t i, bool first) -> Status {
-      IndexRecord rec;
-      if (ranges[i]->Next(first, newest_first, &rec)) {
-        heap.push_back(Head{rec.created_ms, rec.digest, i});
-        std::push_heap(heap.begin(), heap.end(), later);
-        return Status();
-      }
-      return FromRocks((*ranges[i])->status(), path_,
-                       "walking the per-model index");
-    };
-    for (size_t i = 0; i < ranges.size(); ++i) {
-      LLMCACHE_RETURN_IF_ERROR(advance(i, /*first=*/true));
     }
     Pending p;
-    while (!heap.empty() && !stopped) {
-      std::pop_heap(heap.begin(), heap.end(), later);
-      const Head top = heap.back();
-      heap.pop_back();
-      p.digest = top.digest;
-      p.model = ranges[top.range]->model();
-      LLMCACHE_RETURN_IF_ERROR(report(top.created_ms, p));
-      if (stopped) break;
-      LLMCACHE_RETURN_IF_ERROR(advance(top.range, /*first=*/false));
+    IndexRecord rec;
+    while (!stopped && merge.Next(&rec)) {
+      p.digest = rec.digest;
+      p.model.assign(rec.model);
+      LLMCACHE_RETURN_IF_ERROR(report(rec.created_ms, p));
     }
-    return Status();
+    return FromRocks(merge.status(), path_, "walking the per-model index");
+  }
+  if (!it) {
+    return DataLossError("database " + path_ +
+                         " has neither of its creation-time indexes");
   }
 
   std::vector<Pending> group;
@@ -530,7 +582,10 @@ Result<std::map<std::string, AgeRange, std::less<>>> RocksCache::AgeRanges(
     }
     return ranges;
   }
-
+  if (time_cf_ == nullptr) {
+    return DataLossError("database " + path_ +
+                         " has neither of its creation-time indexes");
+  }
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, time_cf_));
 
   // From one end of the index until every pending model's first live
@@ -571,6 +626,27 @@ Result<std::map<std::string, AgeRange, std::less<>>> RocksCache::AgeRanges(
     if (r != ranges.end()) r->second.newest_ms = c;
   }));
   return ranges;
+}
+
+Status RocksCache::WalkTimeIndex(
+    const std::function<bool(int64_t, std::string_view, const Digest&, int64_t,
+                             std::string_view)>& fn) {
+  // No snapshot: the caller deletes what it walked, in chunks, as it goes.
+  const rocksdb::ReadOptions ro;
+  LLMCACHE_ASSIGN_OR_RETURN(std::vector<std::string> models,
+                            IndexedModels(ro, kAllModels));
+  IndexMerge merge(/*newest_first=*/false);
+  for (const std::string& m : models) {
+    merge.Add(db_.get(), model_time_cf_, ro, m);
+  }
+  IndexRecord r;
+  std::string key;
+  while (merge.Next(&r)) {
+    if (!r.has_expiry) continue;  // not an index value: never written
+    key = ModelTimeIndexKey(r.model, r.created_ms, r.digest);
+    if (!fn(r.created_ms, r.model, r.digest, r.expires_ms, key)) break;
+  }
+  return FromRocks(merge.status(), path_, "walking the per-model index");
 }
 
 }  // namespace llmcache

@@ -201,10 +201,8 @@ void RocksCache::NudgePeriodicCompaction() {
   last_nudge_steady_ms_ = now;
   const std::string value =
       std::to_string(options_.periodic_compaction_seconds);
-  std::vector<rocksdb::ColumnFamilyHandle*> handles = {time_cf_};
-  if (model_time_cf_ != nullptr) handles.push_back(model_time_cf_);
-  auto families = AllFamilies();
-  for (const auto& f : families) handles.push_back(f->handle);
+  std::vector<rocksdb::ColumnFamilyHandle*> handles = AllHandles();
+  handles.erase(handles.begin());  // the metadata: nothing expires there
   for (rocksdb::ColumnFamilyHandle* h : handles) {
     (void)db_->SetOptions(h, {{"periodic_compaction_seconds", value}});
   }
@@ -248,21 +246,23 @@ Status RocksCache::Compact() {
     std::shared_lock<FenceMutex> fence(write_fence_);
     LLMCACHE_RETURN_IF_ERROR(WriteAllowed());
     families = AllFamilies();
-    handles = {time_cf_, model_time_cf_, meta_cf_};
+    for (rocksdb::ColumnFamilyHandle* h : {time_cf_, model_time_cf_}) {
+      if (h != nullptr) handles.push_back(h);
+    }
+    handles.push_back(meta_cf_);
   }
-  // The first kIndexes handles are not entry families.
-  constexpr size_t kIndexes = 3;
+  // The first `indexes` handles are not entry families.
+  const size_t indexes = handles.size();
   for (const auto& f : families) handles.push_back(f->handle);
   rocksdb::CompactRangeOptions cro;
   cro.bottommost_level_compaction =
       rocksdb::BottommostLevelCompaction::kForceOptimized;
   for (size_t i = 0; i < handles.size(); ++i) {
-    const bool dropped =
-        i >= kIndexes && families[i - kIndexes]->dropped.load();
+    const bool dropped = i >= indexes && families[i - indexes]->dropped.load();
     if (dropped) continue;
     rocksdb::Status s = db_->Flush(fo, handles[i]);
     if (s.ok()) s = db_->CompactRange(cro, handles[i], nullptr, nullptr);
-    if (!s.ok() && !(i >= kIndexes && families[i - kIndexes]->dropped.load())) {
+    if (!s.ok() && !(i >= indexes && families[i - indexes]->dropped.load())) {
       return WriteFailed(s, "compacting", false);
     }
   }

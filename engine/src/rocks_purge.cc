@@ -1,7 +1,8 @@
 // RocksCache: removing entries. Flushes drop column families (constant
 // time); purges by key or namespace scan entries; purges by age or expiry
-// walk the time index oldest first. Deletions go in chunks under the write
-// fence and keep the entry counters and the memory tier right.
+// walk the creation-time records oldest first (WalkTimeIndex). Deletions go in
+// chunks under the write fence and keep the entry counters and the memory tier
+// right.
 
 #include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
@@ -66,8 +67,7 @@ Result<uint64_t> RocksCache::FlushModel(std::string_view model) {
                    std::string(kCfMetaPrefix) + ModelToColumnFamilyName(base));
     }
     // Entries the model may have in the overflow family, and its records
-    // in the per-model time index (those in the time index stay: a listing
-    // skips them, a purge or the disk budget deletes them).
+    // in the per-model time index.
     batch.DeleteRange(overflow_->handle, begin, end);
     {
       std::string index_begin, index_end;
@@ -270,13 +270,7 @@ Status RocksCache::DeleteEntriesLocked(const std::vector<Doomed>& doomed) {
     if (d.family && !d.family->dropped.load()) {
       batch.Delete(d.family->handle, d.key);
     }
-    if (!d.time_key.empty()) {
-      batch.Delete(time_cf_, d.time_key);
-      std::string model_time_key;
-      if (TimeKeyToModelTimeKey(d.time_key, &model_time_key)) {
-        batch.Delete(model_time_cf_, model_time_key);
-      }
-    }
+    if (!d.index_key.empty()) batch.Delete(model_time_cf_, d.index_key);
     if (d.bytes == 0) continue;  // an index record only
     batch.Merge(meta_cf_, ModelStatKey(ModelCounter::kEntries, d.base_model),
                 Le64(-1));
@@ -303,7 +297,7 @@ Result<bool> RocksCache::PurgeKey(const Digest& digest) {
       int64_t created = 0, expires = 0;
       Doomed d{f, key, "", digest, std::string(model), value.size()};
       if (PeekEntryTimes(value, &created, &expires)) {
-        d.time_key = TimeIndexKey(created, model, digest);
+        d.index_key = ModelTimeIndexKey(model, created, digest);
       }
       doomed.push_back(std::move(d));
     };
@@ -361,7 +355,7 @@ Result<uint64_t> RocksCache::PurgeNamespace(std::string_view ns) {
         if (!f) return true;
         doomed.push_back(Doomed{
             f, EntryKey(*f, v.base_model, v.digest),
-            TimeIndexKey(v.entry.meta.created_ms, v.base_model, v.digest),
+            ModelTimeIndexKey(v.base_model, v.entry.meta.created_ms, v.digest),
             v.digest, std::string(v.base_model), v.stored_bytes});
         return true;
       },
@@ -378,29 +372,6 @@ Result<uint64_t> RocksCache::PurgeNamespace(std::string_view ns) {
     std::swap(chunk, doomed);
   }
   return removed;
-}
-
-Status RocksCache::WalkTimeIndex(
-    const std::function<bool(int64_t, std::string_view, const Digest&, int64_t,
-                             std::string_view)>& fn) {
-  std::unique_ptr<rocksdb::Iterator> it(
-      db_->NewIterator(rocksdb::ReadOptions(), time_cf_));
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    std::string_view k = ToView(it->key());
-    if (k.size() < 8 + 1 + kDigestSize || it->value().size() != 8) continue;
-    const int64_t created = static_cast<int64_t>(ReadBigEndian64(k.data()));
-    std::string_view rest = k.substr(8);
-    std::string_view model;
-    if (!ConsumeModelPrefix(&rest, &model) || rest.size() != kDigestSize) {
-      continue;
-    }
-    Digest d;
-    std::memcpy(d.data(), rest.data(), kDigestSize);
-    const int64_t expires =
-        static_cast<int64_t>(ReadLittleEndian64(it->value().data()));
-    if (!fn(created, model, d, expires, k)) break;
-  }
-  return FromRocks(it->status(), path_, "walking the time index");
 }
 
 Result<std::optional<RocksCache::Doomed>> RocksCache::ResolveIndexed(

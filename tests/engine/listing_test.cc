@@ -6,8 +6,10 @@
 #include <rocksdb/db.h>
 #include <rocksdb/perf_context.h>
 #include <rocksdb/perf_level.h>
+#include <rocksdb/write_batch.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -34,8 +36,10 @@ namespace {
 
 using ::llmcache::testing::TempDir;
 using ::llmcache::testing::TestKey;
+using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
+using ::testing::Not;
 using ::testing::Pair;
 
 // One listed entry: creation time, base model, digest.
@@ -534,8 +538,8 @@ TEST(ListingCostTest, ManyEntriesOfOneMillisecondAreNotAllRead) {
   }
 }
 
-// Beyond 64 models a listing of every model walks the time index instead
-// of merging: the same answer.
+// A listing of every model merges as many ranges as there are models (70
+// here, most of them in the overflow family): the same answer.
 TEST(ListingCostTest, ManyModelsAreListedInTheSameOrder) {
   FakeClock clock(1'700'000'000'000);
   TempDir dir;
@@ -585,15 +589,61 @@ void WithRawDb(
 }
 
 // Rewrites the closed database at `path` as an older llmcache left it:
-// format 1, no per-model index.
-void MakeVersionOne(const std::string& path) {
-  WithRawDb(path, [](rocksdb::DB* db, const auto& cf) {
+// format `version`, with the time index of formats 1 and 2 ("llmcache.time")
+// holding a record for each per-model record, and `extra` time-index keys
+// besides; version 1 without the per-model index.
+void MakeOlderVersion(const std::string& path, int version,
+                      const std::vector<std::string>& extra = {}) {
+  WithRawDb(path, [&](rocksdb::DB* db, const auto& cf) {
     ASSERT_TRUE(cf.contains("llmcache.bymodel"));
-    ASSERT_TRUE(
-        db->Put(rocksdb::WriteOptions(), cf.at("llmcache.meta"), "format", "1")
-            .ok());
-    ASSERT_TRUE(db->DropColumnFamily(cf.at("llmcache.bymodel")).ok());
+    ASSERT_FALSE(cf.contains("llmcache.time"));
+    rocksdb::ColumnFamilyHandle* time = nullptr;
+    ASSERT_TRUE(db->CreateColumnFamily(rocksdb::ColumnFamilyOptions(),
+                                       "llmcache.time", &time)
+                    .ok());
+    std::unique_ptr<rocksdb::Iterator> it(
+        db->NewIterator(rocksdb::ReadOptions(), cf.at("llmcache.bymodel")));
+    rocksdb::WriteBatch batch;
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      // model prefix | created_ms (8, big endian) | digest (32)
+      std::string_view rest(it->key().data(), it->key().size());
+      std::string_view model;
+      ASSERT_TRUE(ConsumeModelPrefix(&rest, &model));
+      ASSERT_EQ(rest.size(), 8 + kDigestSize);
+      Digest d;
+      std::memcpy(d.data(), rest.data() + 8, kDigestSize);
+      const auto created = static_cast<int64_t>(ReadBigEndian64(rest.data()));
+      batch.Put(time, TimeIndexKey(created, model, d), it->value());
+    }
+    ASSERT_TRUE(it->status().ok());
+    it.reset();
+    for (const std::string& k : extra) {
+      batch.Put(time, k, std::string(8, '\0'));
+    }
+    batch.Put(cf.at("llmcache.meta"), "format", std::to_string(version));
+    ASSERT_TRUE(db->Write(rocksdb::WriteOptions(), &batch).ok());
+    if (version == 1) {
+      ASSERT_TRUE(db->DropColumnFamily(cf.at("llmcache.bymodel")).ok());
+    }
+    db->DestroyColumnFamilyHandle(time);
   });
+}
+
+std::vector<std::string> FamilyNames(const std::string& path) {
+  std::vector<std::string> names;
+  EXPECT_TRUE(
+      rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path, &names).ok());
+  return names;
+}
+
+std::string FormatMarker(const std::string& path) {
+  std::string format;
+  WithRawDb(path, [&](rocksdb::DB* db, const auto& cf) {
+    EXPECT_TRUE(db->Get(rocksdb::ReadOptions(), cf.at("llmcache.meta"),
+                        "format", &format)
+                    .ok());
+  });
+  return format;
 }
 
 int CountKeys(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf) {
@@ -632,7 +682,11 @@ TEST(ListingFormatTest, AVersionOneDatabaseIsConvertedByItsFirstWriter) {
     auto again = Cache::Open(o);
     ASSERT_OK(again);
   }
-  ASSERT_NO_FATAL_FAILURE(MakeVersionOne(path));
+  // A flush by a version-1 llmcache left its model's time-index records.
+  ASSERT_NO_FATAL_FAILURE(MakeOlderVersion(
+      path, 1,
+      {TimeIndexKey(1'700'000'000'001, "m/b", TestKey("m/b", 1).digest),
+       TimeIndexKey(1'700'000'000'004, "m/b", TestKey("m/b", 4).digest)}));
 
   {
     InspectOptions io;
@@ -675,12 +729,10 @@ TEST(ListingFormatTest, AVersionOneDatabaseIsConvertedByItsFirstWriter) {
                 ElementsAre(Listed{clock.NowMillis(), "m/b",
                                    TestKey("m/b", 100).digest}));
   }
+  // Converted to version 2, then to version 3: no time index.
+  EXPECT_EQ(FormatMarker(path), "3");
+  EXPECT_THAT(FamilyNames(path), Not(Contains("llmcache.time")));
   WithRawDb(path, [](rocksdb::DB* db, const auto& cf) {
-    std::string format;
-    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), cf.at("llmcache.meta"),
-                        "format", &format)
-                    .ok());
-    EXPECT_EQ(format, "2");
     // m/a's and m/c's 20 records and the new m/b entry's; none of the
     // flushed m/b entries'.
     const int records = CountKeys(db, cf.at("llmcache.bymodel"));
@@ -710,7 +762,7 @@ TEST(ListingFormatTest, AConversionWithManyModelsKeepsEveryModelsRecords) {
     auto again = Cache::Open(o);  // see the test above
     ASSERT_OK(again);
   }
-  ASSERT_NO_FATAL_FAILURE(MakeVersionOne(path));
+  ASSERT_NO_FATAL_FAILURE(MakeOlderVersion(path, 1));
   {
     auto cache = Cache::Open(o);
     ASSERT_OK(cache);
@@ -752,15 +804,19 @@ TEST(ListingFormatTest, AConversionStartsFromAnEmptyPerModelIndex) {
     auto again = testing::OpenTestCache(path, &clock);  // see above
     ASSERT_OK(again);
   }
-  WithRawDb(path, [](rocksdb::DB* db, const auto& cf) {
-    ASSERT_TRUE(
-        db->Put(rocksdb::WriteOptions(), cf.at("llmcache.meta"), "format", "1")
-            .ok());
-    // A record of an entry that is gone.
-    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), cf.at("llmcache.bymodel"),
+  ASSERT_NO_FATAL_FAILURE(MakeOlderVersion(path, 1));
+  WithRawDb(path, [](rocksdb::DB* db, const auto&) {
+    // The per-model index a previous conversion left, with a record of an
+    // entry that is gone.
+    rocksdb::ColumnFamilyHandle* by_model = nullptr;
+    ASSERT_TRUE(db->CreateColumnFamily(rocksdb::ColumnFamilyOptions(),
+                                       "llmcache.bymodel", &by_model)
+                    .ok());
+    EXPECT_TRUE(db->Put(rocksdb::WriteOptions(), by_model,
                         ModelTimeIndexKey("m/a", 5, TestKey("m/a", 99).digest),
                         std::string(8, '\0'))
                     .ok());
+    db->DestroyColumnFamilyHandle(by_model);
   });
   {
     auto cache = testing::OpenTestCache(path, &clock);
@@ -768,9 +824,125 @@ TEST(ListingFormatTest, AConversionStartsFromAnEmptyPerModelIndex) {
     EXPECT_EQ(ByAge(**cache, std::string("m/a"), true).size(), 3u);
   }
   WithRawDb(path, [](rocksdb::DB* db, const auto& cf) {
-    EXPECT_EQ(CountKeys(db, cf.at("llmcache.time")), 3);
+    EXPECT_FALSE(cf.contains("llmcache.time"));
     EXPECT_EQ(CountKeys(db, cf.at("llmcache.bymodel")), 3);
   });
+}
+
+// The entries of the time-index tests: 3 models (one in the overflow
+// family), 40 entries over 20 ms; returns the options.
+CacheOptions FillForConversion(const std::string& path, FakeClock* clock) {
+  CacheOptions o = testing::TestCacheOptions(path, clock);
+  o.max_model_column_families = 2;
+  {
+    auto cache = Cache::Open(o);
+    EXPECT_OK(cache);
+    for (int i = 0; cache.ok() && i < 40; ++i) {
+      const char* model = i % 3 == 0 ? "m/a" : i % 3 == 1 ? "m/b" : "m/c";
+      EXPECT_OK((*cache)->Insert(TestKey(model, i), "{}", {}));
+      if (i % 2 == 0) clock->Advance(1);
+    }
+  }
+  {
+    auto again = Cache::Open(o);  // see AVersionOneDatabase... above
+    EXPECT_OK(again);
+  }
+  return o;
+}
+
+// Format 3 has no time index: a new database never creates one.
+TEST(ListingFormatTest, ANewDatabaseHasNoTimeIndex) {
+  FakeClock clock(1'700'000'000'000);
+  TempDir dir;
+  const std::string path = dir.path() + "/db";
+  FillForConversion(path, &clock);
+  EXPECT_THAT(FamilyNames(path), Contains("llmcache.bymodel"));
+  EXPECT_THAT(FamilyNames(path), Not(Contains("llmcache.time")));
+  EXPECT_EQ(FormatMarker(path), "3");
+}
+
+// A version-2 database is listed by an inspection view as it is, and its
+// first writer drops the time index and writes version 3: the same
+// listings, and purges and the disk budget still go oldest first.
+TEST(ListingFormatTest, AVersionTwoDatabaseLosesItsTimeIndex) {
+  FakeClock clock(1'700'000'000'000);
+  TempDir dir;
+  const std::string path = dir.path() + "/db";
+  const CacheOptions o = FillForConversion(path, &clock);
+  std::map<bool, std::vector<Listed>> before;
+  {
+    auto cache = Cache::Open(o);
+    ASSERT_OK(cache);
+    for (bool newest : {true, false}) {
+      before[newest] = ByAge(**cache, std::nullopt, newest);
+    }
+  }
+  ASSERT_EQ(before[true].size(), 40u);
+  ASSERT_NO_FATAL_FAILURE(MakeOlderVersion(path, 2));
+  EXPECT_THAT(FamilyNames(path), Contains("llmcache.time"));
+  {
+    InspectOptions io;
+    io.path = path;
+    io.clock = &clock;
+    auto view = Cache::Inspect(io);
+    ASSERT_OK(view);
+    for (bool newest : {true, false}) {
+      EXPECT_EQ(ByAge(**view, std::nullopt, newest), before[newest]);
+    }
+  }
+  EXPECT_EQ(FormatMarker(path), "2");  // an inspection view writes nothing
+  {
+    auto cache = Cache::Open(o);
+    ASSERT_OK(cache);
+    for (bool newest : {true, false}) {
+      EXPECT_EQ(ByAge(**cache, std::nullopt, newest), before[newest]);
+    }
+    // The 9 oldest entries (the first 5 ms) go, and nothing else.
+    auto purged =
+        (*cache)->PurgeOlderThan(clock.NowMillis() - (1'700'000'000'000 + 5));
+    ASSERT_OK(purged);
+    EXPECT_EQ(*purged, 9u);
+    const std::vector<Listed> oldest_first =
+        ByAge(**cache, std::nullopt, false);
+    EXPECT_EQ(oldest_first, std::vector<Listed>(before[false].begin() + 9,
+                                                before[false].end()));
+  }
+  EXPECT_EQ(FormatMarker(path), "3");
+  EXPECT_THAT(FamilyNames(path), Not(Contains("llmcache.time")));
+}
+
+// A kill between the drop of the time index and the marker leaves version
+// 2 without a time index; an llmcache of format 2 that opens a version-3
+// database creates an empty time index before it refuses. The next writer
+// ends both at version 3 without a time index.
+TEST(ListingFormatTest, AnInterruptedConversionToVersionThreeIsFinished) {
+  for (const char* marker : {"2", "3"}) {
+    SCOPED_TRACE(marker);
+    FakeClock clock(1'700'000'000'000);
+    TempDir dir;
+    const std::string path = dir.path() + "/db";
+    const CacheOptions o = FillForConversion(path, &clock);
+    WithRawDb(path, [&](rocksdb::DB* db, const auto& cf) {
+      EXPECT_TRUE(db->Put(rocksdb::WriteOptions(), cf.at("llmcache.meta"),
+                          "format", marker)
+                      .ok());
+      if (std::string_view(marker) == "3") {
+        rocksdb::ColumnFamilyHandle* time = nullptr;
+        EXPECT_TRUE(db->CreateColumnFamily(rocksdb::ColumnFamilyOptions(),
+                                           "llmcache.time", &time)
+                        .ok());
+        db->DestroyColumnFamilyHandle(time);
+      }
+    });
+    {
+      auto cache = Cache::Open(o);
+      ASSERT_OK(cache);
+      EXPECT_EQ(ByAge(**cache, std::nullopt, true).size(), 40u);
+      EXPECT_EQ(ByAge(**cache, std::string("m/c"), false).size(), 13u);
+    }
+    EXPECT_EQ(FormatMarker(path), "3");
+    EXPECT_THAT(FamilyNames(path), Not(Contains("llmcache.time")));
+  }
 }
 
 // A model's flush deletes its per-model records with one range deletion:

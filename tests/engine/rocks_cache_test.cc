@@ -420,17 +420,23 @@ TEST_F(RocksCacheTest, StatisticsSurviveReopen) {
   EXPECT_EQ(again->hits, 3u);
 }
 
+// Oldest first across models: three of them, one in the overflow family,
+// their entries interleaved in time.
 TEST_F(RocksCacheTest, DiskBudgetEvictsOldestFirst) {
   CacheOptions o = Options();
   o.max_disk_bytes = 3u << 20;
   o.memory_tier_bytes = 0;
+  o.max_model_column_families = 2;
   Reopen(o);
+  auto key = [](int i) {
+    return TestKey(i % 3 == 0 ? "m/a" : i % 3 == 1 ? "m/b" : "m/c", i);
+  };
   std::mt19937_64 rng(42);
   std::string body(2048, ' ');
   const int n = 4000;  // ~8 MiB of incompressible bodies
   for (int i = 0; i < n; ++i) {
     for (char& c : body) c = static_cast<char>('a' + rng() % 26);
-    ASSERT_OK(cache_->Insert(TestKey("m/a", i), body, {}));
+    ASSERT_OK(cache_->Insert(key(i), body, {}));
     clock_.Advance(1);
   }
   ASSERT_OK(cache_->RunMaintenance());
@@ -439,12 +445,12 @@ TEST_F(RocksCacheTest, DiskBudgetEvictsOldestFirst) {
   EXPECT_LE(s->disk_bytes, o.max_disk_bytes);
   EXPECT_GT(s->evictions, 2000u);
   EXPECT_EQ(s->entries + s->evictions, static_cast<uint64_t>(n));
-  EXPECT_EQ(Outcome(TestKey("m/a", 0)), LookupOutcome::kMiss);
-  EXPECT_EQ(Outcome(TestKey("m/a", n - 1)), LookupOutcome::kHit);
+  EXPECT_EQ(Outcome(key(0)), LookupOutcome::kMiss);
+  EXPECT_EQ(Outcome(key(n - 1)), LookupOutcome::kHit);
   // Eviction is oldest-first: whatever survived is a suffix.
   bool seen_hit = false;
-  for (int i = 0; i < n; i += 25) {
-    const bool hit = Outcome(TestKey("m/a", i)) == LookupOutcome::kHit;
+  for (int i = 0; i < n; i += 7) {
+    const bool hit = Outcome(key(i)) == LookupOutcome::kHit;
     if (seen_hit) {
       ASSERT_TRUE(hit) << i;
     }
