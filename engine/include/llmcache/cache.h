@@ -333,10 +333,12 @@ class Cache {
   // in ForEachEntry (for the entries the walk reaches).
   // Cost in persistent mode: the entries visited, not the database. With
   // `model`, it walks that model's range of the per-model creation-time
-  // index; without, it merges the ranges of every model (up to 64; beyond,
-  // it walks the global creation-time index, skipping the records of
-  // flushed models, and collects each millisecond's records to sort them).
-  // Entries of one millisecond are not all read to list the first of them.
+  // index; without, it merges the ranges of every model (one iterator per
+  // model). Entries of one millisecond are not all read to list the first
+  // of them. (An inspection view of a format-1 database, which has no
+  // per-model index, walks that format's time index, skipping the records
+  // of other and flushed models and collecting each millisecond's records
+  // to sort them.)
   // Records whose entry is gone or was replaced are skipped. An expired
   // entry is listed while its index record lasts: compaction drops the
   // record at about the time it drops the entry, but the two can go in
@@ -351,11 +353,13 @@ class Cache {
   // For each base model of `models`, the creation times of its oldest and
   // newest entry (expired ones included, as ForEachEntryByAge sees them).
   // Models without entries are left out of the result.
-  // Cost in persistent mode: index records from each end of the time index
-  // until every model was met (one entry read per model and end, plus one
-  // per stale record of a wanted model on the way). A model that has no
-  // entry costs a scan of the index's keys, so ask for models whose
-  // statistics count entries. The default implementation walks every entry.
+  // Cost in persistent mode: per model, the records from each end of its
+  // range of the per-model creation-time index up to the first whose entry
+  // is live (one entry read per model and end, plus one per stale record).
+  // (An inspection view of a format-1 database reads that format's time
+  // index from each end until every model was met: there a model without
+  // entries costs a scan of the index.) The default implementation walks
+  // every entry.
   virtual Result<std::map<std::string, AgeRange, std::less<>>> AgeRanges(
       const std::vector<std::string>& models);
 
