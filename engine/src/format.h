@@ -67,14 +67,20 @@
 //      "1": the next open builds it again). Readers of a version-1 database
 //      (an inspection beside an older llmcache) walk "llmcache.time" as
 //      version 1 did. An older llmcache refuses a version-2 database.
-//   3  no "llmcache.time". A writer that opens a version-2 database drops
-//      that family, then writes "3"; one that opens a version-1 database
-//      converts it to version 2 first (above). A kill between the drop and
-//      the marker leaves "2" without the family: the next open writes "3".
-//      (An llmcache of format 2 that opens a version-3 database creates an
-//      empty "llmcache.time" before it reads the marker and refuses: a
-//      writer drops that family again.) Readers of older versions use the
-//      per-model index when it is complete (version 2), else the time index.
+//   3  no "llmcache.time". A writer that opens a version-1 database (or a
+//      version-2 one that lost "llmcache.bymodel") builds the per-model
+//      index from "llmcache.time" as above; then, for either version, it
+//      writes "3" with a synced write and only then drops "llmcache.time".
+//      A kill or a power loss before the marker is durable leaves the old
+//      version with its time index (a version-1 database is converted
+//      again); after it, version 3 beside "llmcache.time", which the next
+//      writer drops (so does it the empty "llmcache.time" an llmcache of
+//      format 2 creates when it opens a version-3 database, before it reads
+//      the marker and refuses). The conversion also merges a zero delta
+//      into the entry counter of every model with records, as walks over
+//      every model find the models by their counters. Readers of older
+//      versions use the per-model index when it is complete (version 2),
+//      else the time index.
 //
 // Entry value, version 1 (all integers little endian):
 //   off  size  field

@@ -272,6 +272,11 @@ Status RocksCache::OpenDb(bool read_only) {
         rocksdb::DB::ListColumnFamilies(db_opts_, path_, &names);
     if (!ls.ok()) return FromRocks(ls, path_, "listing column families");
   }
+  // Whether the per-model index existed before this open (a writer creates
+  // it below when it is missing).
+  const bool had_model_time =
+      std::find(names.begin(), names.end(),
+                std::string(kModelTimeColumnFamily)) != names.end();
   if (!read_only) {
     for (std::string_view required :
          {std::string_view(rocksdb::kDefaultColumnFamilyName),
@@ -410,41 +415,43 @@ Status RocksCache::OpenDb(bool read_only) {
     }
     version = v;
   }
-  auto write_version = [&](uint32_t v) -> Status {
-    rocksdb::Status put =
-        db_->Put(WriteOpts(), meta_cf_, kFormatKey, std::to_string(v));
-    if (!put.ok()) return WriteFailed(put, "writing the format marker", true);
-    version = v;
-    return Status();
-  };
-  if (version > 0 &&
-      version < static_cast<long>(kModelTimeIndexFormatVersion) && !read_only) {
-    if (time_cf_ == nullptr) {
-      return fail(DataLossError("database " + path_ + " of format " +
-                                std::to_string(version) +
-                                " lacks its time index"));
+  if (version > 0 && version < static_cast<long>(kNoTimeIndexFormatVersion) &&
+      !read_only) {
+    // Version 1 has no per-model index; a version-2 database whose per-model
+    // index was lost (created empty above) has it no more. Either is built
+    // from the time index.
+    if (version < static_cast<long>(kModelTimeIndexFormatVersion) ||
+        !had_model_time) {
+      if (time_cf_ == nullptr && version == 1) {
+        return fail(DataLossError("database " + path_ +
+                                  " of format 1 lacks its time index"));
+      }
+      if (time_cf_ != nullptr) {
+        if (Status st = BuildModelTimeIndex(); !st.ok()) return fail(st);
+      }
     }
-    // Version 2 first: the per-model index is built from the time index,
-    // which must stay until the marker says the build is complete.
-    if (Status st = BuildModelTimeIndex(); !st.ok()) return fail(st);
-    if (Status st = write_version(kModelTimeIndexFormatVersion); !st.ok()) {
-      return fail(st);
+    // The marker, synced, before the time index goes: a kill or a power
+    // loss after it leaves version 3 beside the time index, which the next
+    // open drops below, and which an older llmcache refuses. (Dropped
+    // first, the drop, durable in the MANIFEST at once, could outlive an
+    // unsynced marker.)
+    rocksdb::WriteOptions synced = WriteOpts();
+    synced.sync = true;
+    s = db_->Put(synced, meta_cf_, kFormatKey,
+                 std::to_string(kNoTimeIndexFormatVersion));
+    if (!s.ok()) {
+      return fail(WriteFailed(s, "writing the format marker", true));
     }
+    version = kNoTimeIndexFormatVersion;
   }
-  if (version >= static_cast<long>(kModelTimeIndexFormatVersion) &&
-      !read_only && time_cf_ != nullptr) {
-    // The per-model index holds every record: the time index goes (also
-    // the empty one an older llmcache creates before it refuses version 3).
+  if (version >= static_cast<long>(kNoTimeIndexFormatVersion) && !read_only &&
+      time_cf_ != nullptr) {
+    // The time index of formats 1 and 2 (also the empty one an older
+    // llmcache creates before it refuses version 3).
     s = db_->DropColumnFamily(time_cf_);
     if (!s.ok()) return fail(WriteFailed(s, "dropping the time index", true));
     db_->DestroyColumnFamilyHandle(time_cf_);
     time_cf_ = nullptr;
-  }
-  if (version > 0 && version < static_cast<long>(kNoTimeIndexFormatVersion) &&
-      !read_only) {
-    if (Status st = write_version(kNoTimeIndexFormatVersion); !st.ok()) {
-      return fail(st);
-    }
   }
   model_time_ready_ =
       model_time_cf_ != nullptr &&

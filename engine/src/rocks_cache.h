@@ -343,7 +343,8 @@ class RocksCache final : public Cache {
   rocksdb::ColumnFamilyHandle* default_cf_ = nullptr;
   rocksdb::ColumnFamilyHandle* meta_cf_ = nullptr;
   // The time index of formats 1 and 2 (format.h): open only in a read-only
-  // or inspection view of such a database, or while a writer converts it.
+  // or inspection view of such a database (or of a version-3 one beside the
+  // empty family an older llmcache left), or while a writer converts it.
   rocksdb::ColumnFamilyHandle* time_cf_ = nullptr;
   // The per-model time index (format.h), null when the database lacks it (a
   // read-only or inspection view of a version-1 database).

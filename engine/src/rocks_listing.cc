@@ -50,7 +50,7 @@ struct IndexRecord {
 };
 
 // False for a key that is not an index key (never written by llmcache;
-// skipped as WalkTimeIndex skips it).
+// walks skip it).
 bool ParseIndexKey(std::string_view k, IndexRecord* r) {
   if (k.size() < 8 + 1 + kDigestSize) return false;
   r->created_ms = static_cast<int64_t>(ReadBigEndian64(k.data()));
@@ -72,8 +72,12 @@ bool ParseModelIndexKey(std::string_view k, IndexRecord* r) {
   return true;
 }
 
-// An iterator over one model's range of the per-model index, bounded so
-// that it never steps into (the deletions of) other models' ranges.
+// One model's range of the per-model index. Either over an iterator of its
+// own, bounded so that it never steps into (the deletions of) other models'
+// ranges, or over an unbounded iterator shared with other models' ranges
+// (IndexMerge beyond kMaxOwnIterators models): then each step starts with a
+// seek back to the record it returned last, which the shared iterator's
+// view (one snapshot for all) still holds.
 class ModelRangeIterator {
  public:
   ModelRangeIterator(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
@@ -85,11 +89,18 @@ class ModelRangeIterator {
     rocksdb::ReadOptions bounded = ro;
     bounded.iterate_lower_bound = &lower_;
     bounded.iterate_upper_bound = &upper_;
-    it_.reset(db->NewIterator(bounded, cf));
+    own_.reset(db->NewIterator(bounded, cf));
+    it_ = own_.get();
   }
+  ModelRangeIterator(rocksdb::Iterator* shared, std::string_view model)
+      : model_(model), it_(shared) {
+    ModelTimeIndexRange(model, &begin_, &end_);
+  }
+
   const std::string& model() const { return model_; }
-  rocksdb::Iterator* get() { return it_.get(); }
-  rocksdb::Iterator* operator->() { return it_.get(); }
+  rocksdb::Iterator* get() { return it_; }
+  rocksdb::Iterator* operator->() { return it_; }
+  // Own iterator only.
   void SeekToEnd(bool newest) {
     if (newest) {
       it_->SeekToLast();
@@ -105,6 +116,7 @@ class ModelRangeIterator {
   // millisecond, never a collection of its records.
   bool Next(bool first, bool newest_first, IndexRecord* r) {
     if (!NextKey(first, newest_first, r)) return false;
+    if (!own_) last_.assign(it_->key().data(), it_->key().size());
     const rocksdb::Slice v = it_->value();
     r->has_expiry = v.size() == 8;
     r->expires_ms =
@@ -113,18 +125,50 @@ class ModelRangeIterator {
   }
 
  private:
+  // Whether the iterator is on a record of this range.
+  bool InRange() const {
+    if (!it_->Valid()) return false;
+    if (own_) return true;
+    const rocksdb::Slice k = it_->key();
+    return k.compare(lower_bound()) >= 0 && k.compare(upper_bound()) < 0;
+  }
+  rocksdb::Slice lower_bound() const { return rocksdb::Slice(begin_); }
+  rocksdb::Slice upper_bound() const { return rocksdb::Slice(end_); }
+  void SeekFirst() {
+    if (own_) {
+      it_->SeekToFirst();
+    } else {
+      it_->Seek(lower_bound());
+    }
+  }
+  void SeekLast() {
+    if (own_) {
+      it_->SeekToLast();
+    } else {
+      // No key of the range equals its upper bound (longer than any key).
+      it_->SeekForPrev(upper_bound());
+    }
+  }
+  // Moves past the record returned last.
+  void StepPastLast() {
+    if (!own_) {
+      it_->Seek(last_);
+      if (!it_->Valid() || it_->key() != rocksdb::Slice(last_)) return;
+    }
+    it_->Next();
+  }
+
   bool NextKey(bool first, bool newest_first, IndexRecord* r) {
     if (!newest_first) {
-      for (first ? it_->SeekToFirst() : it_->Next(); it_->Valid();
-           it_->Next()) {
+      for (first ? SeekFirst() : StepPastLast(); InRange(); it_->Next()) {
         if (ParseModelIndexKey(ToView(it_->key()), r)) return true;
       }
       return false;
     }
     if (first) {
-      it_->SeekToLast();
+      SeekLast();
     } else {
-      for (it_->Next(); it_->Valid(); it_->Next()) {
+      for (StepPastLast(); InRange(); it_->Next()) {
         if (!ParseModelIndexKey(ToView(it_->key()), r)) continue;
         if (r->created_ms == group_ms_) return true;
         break;
@@ -134,13 +178,13 @@ class ModelRangeIterator {
       // all sort after (model, created) alone.
       it_->SeekForPrev(GroupKey(group_ms_));
     }
-    for (; it_->Valid(); it_->Prev()) {
+    for (; InRange(); it_->Prev()) {
       if (ParseModelIndexKey(ToView(it_->key()), r)) break;
     }
-    if (!it_->Valid()) return false;
+    if (!InRange()) return false;
     // The first record of that record's millisecond.
     group_ms_ = r->created_ms;
-    for (it_->Seek(GroupKey(group_ms_)); it_->Valid(); it_->Next()) {
+    for (it_->Seek(GroupKey(group_ms_)); InRange(); it_->Next()) {
       if (ParseModelIndexKey(ToView(it_->key()), r)) return true;
     }
     return false;
@@ -157,8 +201,15 @@ class ModelRangeIterator {
   std::string group_key_;
   int64_t group_ms_ = 0;
   rocksdb::Slice lower_, upper_;
-  std::unique_ptr<rocksdb::Iterator> it_;
+  std::unique_ptr<rocksdb::Iterator> own_;  // null: shared
+  rocksdb::Iterator* it_ = nullptr;
+  std::string last_;  // shared: the key Next returned last
 };
+
+// A merge of up to this many models holds one iterator per model; beyond,
+// one iterator shared by all, at the cost of a seek per record (a RocksDB
+// iterator holds ~8 KB, and model ids come from requests).
+constexpr size_t kMaxOwnIterators = 64;
 
 // Several models' ranges of the per-model index merged into one listing
 // order: by creation time (oldest or newest first), then digest, then
@@ -166,11 +217,18 @@ class ModelRangeIterator {
 // stops early reads about what it reported.
 class IndexMerge {
  public:
-  explicit IndexMerge(bool newest_first) : newest_first_(newest_first) {}
-
-  void Add(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
-           const rocksdb::ReadOptions& ro, std::string_view model) {
-    ranges_.push_back(std::make_unique<ModelRangeIterator>(db, cf, ro, model));
+  IndexMerge(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
+             const rocksdb::ReadOptions& ro,
+             const std::vector<std::string>& models, bool newest_first)
+      : newest_first_(newest_first) {
+    if (models.size() > kMaxOwnIterators)
+      shared_.reset(db->NewIterator(ro, cf));
+    ranges_.reserve(models.size());
+    for (const std::string& m : models) {
+      ranges_.push_back(
+          shared_ ? std::make_unique<ModelRangeIterator>(shared_.get(), m)
+                  : std::make_unique<ModelRangeIterator>(db, cf, ro, m));
+    }
   }
 
   // The next record into *r (r->model stays valid while the merge lives);
@@ -230,6 +288,7 @@ class IndexMerge {
   }
 
   const bool newest_first_;
+  std::unique_ptr<rocksdb::Iterator> shared_;  // beyond kMaxOwnIterators
   std::vector<std::unique_ptr<ModelRangeIterator>> ranges_;
   std::vector<Head> heap_;
   bool started_ = false;
@@ -237,8 +296,7 @@ class IndexMerge {
   rocksdb::Status status_;
 };
 
-// No limit on the models of a merge: a walk over every model holds one
-// iterator per model.
+// No limit on the models of a merge.
 constexpr size_t kAllModels = std::numeric_limits<size_t>::max();
 
 }  // namespace
@@ -372,6 +430,19 @@ Status RocksCache::BuildModelTimeIndex() {
     s = db_->IngestExternalFile(model_time_cf_, files, ingest);
     if (!s.ok()) return failed(s);
   }
+  // Every model with records gets an entry counter (a zero delta where it
+  // has one): walks over every model find the models by their counters
+  // (IndexedModels), and an older llmcache kept the overflow models' counters
+  // in memory until its maintenance thread wrote them.
+  rocksdb::WriteBatch counters;
+  for (const auto& [model, w] : writers) {
+    if (w.live && w.records > 0) {
+      counters.Merge(meta_cf_, ModelStatKey(ModelCounter::kEntries, model),
+                     Le64(0));
+    }
+  }
+  s = db_->Write(WriteOpts(), &counters);
+  if (!s.ok()) return failed(s);
   cleanup();
   return Status();
 }
@@ -459,16 +530,13 @@ Status RocksCache::ForEachEntryByAge(
   // first: collected, sorted by digest, then read.
   if (model_time_ready_) {
     it.reset();
-    IndexMerge merge(newest_first);
+    std::vector<std::string> models;
     if (base) {
-      merge.Add(db_.get(), model_time_cf_, ro, *base);
+      models.push_back(*base);
     } else {
-      LLMCACHE_ASSIGN_OR_RETURN(std::vector<std::string> models,
-                                IndexedModels(ro, kAllModels));
-      for (const std::string& m : models) {
-        merge.Add(db_.get(), model_time_cf_, ro, m);
-      }
+      LLMCACHE_ASSIGN_OR_RETURN(models, IndexedModels(ro, kAllModels));
     }
+    IndexMerge merge(db_.get(), model_time_cf_, ro, models, newest_first);
     Pending p;
     IndexRecord rec;
     while (!stopped && merge.Next(&rec)) {
@@ -635,10 +703,8 @@ Status RocksCache::WalkTimeIndex(
   const rocksdb::ReadOptions ro;
   LLMCACHE_ASSIGN_OR_RETURN(std::vector<std::string> models,
                             IndexedModels(ro, kAllModels));
-  IndexMerge merge(/*newest_first=*/false);
-  for (const std::string& m : models) {
-    merge.Add(db_.get(), model_time_cf_, ro, m);
-  }
+  IndexMerge merge(db_.get(), model_time_cf_, ro, models,
+                   /*newest_first=*/false);
   IndexRecord r;
   std::string key;
   while (merge.Next(&r)) {

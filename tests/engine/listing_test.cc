@@ -538,8 +538,10 @@ TEST(ListingCostTest, ManyEntriesOfOneMillisecondAreNotAllRead) {
   }
 }
 
-// A listing of every model merges as many ranges as there are models (70
-// here, most of them in the overflow family): the same answer.
+// A listing of every model merges as many ranges as there are models, each
+// with an iterator of its own up to 64 models (60 here), beyond with one
+// shared iterator (70; most of them in the overflow family): the same
+// answer.
 TEST(ListingCostTest, ManyModelsAreListedInTheSameOrder) {
   FakeClock clock(1'700'000'000'000);
   TempDir dir;
@@ -558,6 +560,42 @@ TEST(ListingCostTest, ManyModelsAreListedInTheSameOrder) {
       EXPECT_EQ(listed.size(), models == 60 ? 120u : 200u) << models;
       EXPECT_EQ(listed, Expected(**cache, std::nullopt, newest)) << models;
     }
+  }
+}
+
+// Purges by age walk every model's range oldest first, in chunks of
+// deletions, with a shared iterator beyond 64 models: exactly the entries
+// older than the cutoff go, whatever their model.
+TEST(ListingCostTest, AnAgePurgeOfManyModelsRemovesExactlyTheOlderEntries) {
+  FakeClock clock(1'700'000'000'000);
+  TempDir dir;
+  CacheOptions o = testing::TestCacheOptions(dir.path() + "/db", &clock);
+  o.max_model_column_families = 8;
+  o.memory_tier_bytes = 0;
+  auto cache = Cache::Open(o);
+  ASSERT_OK(cache);
+  constexpr int kModels = 100;
+  constexpr int kEntries = 6000;
+  for (int i = 0; i < kEntries; ++i) {
+    ASSERT_OK((*cache)->Insert(
+        TestKey("m/" + std::to_string(i * 7 % kModels), i), "{}", {}));
+    if (i % 2 == 1) clock.Advance(1);  // two entries per millisecond
+  }
+  const std::vector<Listed> before = ByAge(**cache, std::nullopt, false);
+  ASSERT_EQ(before.size(), static_cast<size_t>(kEntries));
+  ASSERT_EQ(before, Expected(**cache, std::nullopt, false));
+  // Entries 0..4499 are older than the cutoff: more than one chunk (4096).
+  const int64_t cutoff = 1'700'000'000'000 + 4500 / 2;
+  auto purged = (*cache)->PurgeOlderThan(clock.NowMillis() - cutoff);
+  ASSERT_OK(purged);
+  EXPECT_EQ(*purged, 4500u);
+  EXPECT_EQ(ByAge(**cache, std::nullopt, false),
+            std::vector<Listed>(before.begin() + 4500, before.end()));
+  for (int i : {0, 4499, 4500, kEntries - 1}) {
+    auto r =
+        (*cache)->Lookup(TestKey("m/" + std::to_string(i * 7 % kModels), i));
+    ASSERT_OK(r);
+    EXPECT_EQ(r->hit(), i >= 4500) << i;
   }
 }
 
@@ -827,6 +865,52 @@ TEST(ListingFormatTest, AConversionStartsFromAnEmptyPerModelIndex) {
     EXPECT_FALSE(cf.contains("llmcache.time"));
     EXPECT_EQ(CountKeys(db, cf.at("llmcache.bymodel")), 3);
   });
+}
+
+// A version-2 database whose per-model index was lost gets it back from
+// its time index (not an empty one) before the time index goes.
+TEST(ListingFormatTest, AVersionTwoDatabaseWithoutItsPerModelIndexIsRebuilt) {
+  FakeClock clock(1'700'000'000'000);
+  TempDir dir;
+  const std::string path = dir.path() + "/db";
+  CacheOptions o = testing::TestCacheOptions(path, &clock);
+  o.max_model_column_families = 1;  // m/a (the second) in the overflow family
+  {
+    auto cache = Cache::Open(o);
+    ASSERT_OK(cache);
+    for (int i = 0; i < 12; ++i) {
+      ASSERT_OK((*cache)->Insert(TestKey(i % 2 ? "m/a" : "m/b", i), "{}", {}));
+      clock.Advance(1);
+    }
+  }
+  {
+    auto again = Cache::Open(o);  // see AVersionOneDatabase... above
+    ASSERT_OK(again);
+  }
+  ASSERT_NO_FATAL_FAILURE(MakeOlderVersion(path, 2));
+  WithRawDb(path, [](rocksdb::DB* db, const auto& cf) {
+    ASSERT_TRUE(db->DropColumnFamily(cf.at("llmcache.bymodel")).ok());
+    // And m/a's entry counter, as an older llmcache could lose an overflow
+    // model's counter: the rebuild writes one.
+    ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), cf.at("llmcache.meta"),
+                           ModelStatKey("entries", "m/a"))
+                    .ok());
+  });
+  {
+    auto cache = Cache::Open(o);
+    ASSERT_OK(cache);
+    EXPECT_EQ(ByAge(**cache, std::string("m/a"), true).size(), 6u);
+    EXPECT_EQ(ByAge(**cache, std::string("m/b"), true).size(), 6u);
+    const std::vector<Listed> all = ByAge(**cache, std::nullopt, false);
+    EXPECT_EQ(all.size(), 12u);
+    EXPECT_EQ(all, Expected(**cache, std::nullopt, false));
+    // The purge walk reaches m/a's records too.
+    auto purged = (*cache)->PurgeOlderThan(0);
+    ASSERT_OK(purged);
+    EXPECT_EQ(*purged, 12u);
+  }
+  EXPECT_EQ(FormatMarker(path), "3");
+  EXPECT_THAT(FamilyNames(path), Not(Contains("llmcache.time")));
 }
 
 // The entries of the time-index tests: 3 models (one in the overflow

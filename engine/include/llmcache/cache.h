@@ -331,19 +331,19 @@ class Cache {
   // oldest first; entries created in the same millisecond in ascending
   // digest order either way. Stops when `fn` returns false. `on_corrupt` as
   // in ForEachEntry (for the entries the walk reaches).
-  // Cost in persistent mode: the entries visited, not the database. With
-  // `model`, it walks that model's range of the per-model creation-time
-  // index; without, it merges the ranges of every model (one iterator per
-  // model). Entries of one millisecond are not all read to list the first
-  // of them. (An inspection view of a format-1 database, which has no
-  // per-model index, walks that format's time index, skipping the records
-  // of other and flushed models and collecting each millisecond's records
-  // to sort them.)
-  // Records whose entry is gone or was replaced are skipped. An expired
-  // entry is listed while its index record lasts: compaction drops the
-  // record at about the time it drops the entry, but the two can go in
-  // either order. The default implementation (memory mode) walks every
-  // entry and sorts.
+  // Cost in persistent mode: the entries visited, not the database, plus
+  // one seek per model. With `model`, it walks that model's range of the
+  // per-model creation-time index; without, it merges the ranges of every
+  // model that has an entry counter (one iterator per model up to 64;
+  // beyond, one iterator for all, and a seek per entry visited). Entries of
+  // one millisecond are not all read to list the first of them. (An inspection
+  // view of a format-1 database, which has no per-model index, walks that
+  // format's time index, skipping the records of other and flushed models and
+  // collecting each millisecond's records to sort them.) Records whose entry is
+  // gone or was replaced are skipped. An expired entry is listed while its
+  // index record lasts: compaction drops the record at about the time it drops
+  // the entry, but the two can go in either order. The default implementation
+  // (memory mode) walks every entry and sorts.
   virtual Status ForEachEntryByAge(
       const std::optional<std::string>& model, bool newest_first,
       const std::function<bool(const EntryView&)>& fn,
