@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <vector>
 
 #include "cache_internal.h"
 #include "format.h"
@@ -202,7 +203,7 @@ void RocksCache::NudgePeriodicCompaction() {
   const std::string value =
       std::to_string(options_.periodic_compaction_seconds);
   std::vector<rocksdb::ColumnFamilyHandle*> handles = AllHandles();
-  handles.erase(handles.begin());  // the metadata: nothing expires there
+  std::erase(handles, meta_cf_);  // nothing expires there
   for (rocksdb::ColumnFamilyHandle* h : handles) {
     (void)db_->SetOptions(h, {{"periodic_compaction_seconds", value}});
   }
