@@ -68,8 +68,9 @@
 //      (an inspection beside an older llmcache) walk "llmcache.time" as
 //      version 1 did. An older llmcache refuses a version-2 database.
 //   3  no "llmcache.time". A writer that opens a version-1 database (or a
-//      version-2 one that lost "llmcache.bymodel") builds the per-model
-//      index from "llmcache.time" as above; then, for either version, it
+//      version-2 one that lost "llmcache.bymodel", first marked "1" with a
+//      synced write) builds the per-model index from "llmcache.time" as
+//      above; then, for either version, it
 //      writes "3" with a synced write and only then drops "llmcache.time".
 //      A kill or a power loss before the marker is durable leaves the old
 //      version with its time index (a version-1 database is converted

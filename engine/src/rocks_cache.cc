@@ -427,6 +427,17 @@ Status RocksCache::OpenDb(bool read_only) {
                                   " of format 1 lacks its time index"));
       }
       if (time_cf_ != nullptr) {
+        rocksdb::WriteOptions synced = WriteOpts();
+        synced.sync = true;
+        if (version > 1) {
+          // Marked version 1 first: a kill during the build leaves a
+          // version-1 database, built again by the next open, not a
+          // version-2 one whose (emptied) per-model index looks complete.
+          s = db_->Put(synced, meta_cf_, kFormatKey, "1");
+          if (!s.ok()) {
+            return fail(WriteFailed(s, "writing the format marker", true));
+          }
+        }
         if (Status st = BuildModelTimeIndex(); !st.ok()) return fail(st);
       }
     }
