@@ -529,7 +529,6 @@ Status RocksCache::ForEachEntryByAge(
   // the time index, whose records of one millisecond are ordered by model
   // first: collected, sorted by digest, then read.
   if (model_time_ready_) {
-    it.reset();
     std::vector<std::string> models;
     if (base) {
       models.push_back(*base);

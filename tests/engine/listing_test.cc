@@ -8,8 +8,6 @@
 #include <rocksdb/perf_level.h>
 #include <rocksdb/write_batch.h>
 #include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -34,6 +32,7 @@
 #include "rocks_cache.h"
 #include "rocks_schema.h"
 #include "testing/status_matchers.h"
+#include "testing/subprocess.h"
 #include "testing/temp_dir.h"
 #include "testing/test_cache.h"
 #include "testing/test_keys.h"
@@ -41,6 +40,7 @@
 namespace llmcache {
 namespace {
 
+using ::llmcache::testing::BackgroundProcess;
 using ::llmcache::testing::TempDir;
 using ::llmcache::testing::TestKey;
 using ::testing::Contains;
@@ -953,33 +953,21 @@ TEST(ListingFormatTest, AConversionKilledAnywhereIsFinishedByTheNextWriter) {
   }
   ASSERT_NO_FATAL_FAILURE(MakeOlderVersion(original, 1));
 
-  auto spawn = [&] {
-    std::vector<std::string> args = {CRASH_WRITER_PATH, path,
-                                     dir.path() + "/acks", "0", "0"};
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const pid_t pid = fork();
-    if (pid == 0) {
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    return pid;
-  };
+  // The writer opens the database, inserts nothing and exits.
+  const std::vector<std::string> writer = {CRASH_WRITER_PATH, path,
+                                           dir.path() + "/acks", "0", "0"};
   auto restore = [&] {
     std::filesystem::remove_all(path);
     std::filesystem::copy(original, path,
                           std::filesystem::copy_options::recursive);
   };
-  // How long an uninterrupted conversion takes (the writer opens the
-  // database, inserts nothing and exits).
+  // How long an uninterrupted run takes.
   restore();
-  auto start = std::chrono::steady_clock::now();
-  pid_t pid = spawn();
-  ASSERT_GT(pid, 0);
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  const auto start = std::chrono::steady_clock::now();
+  {
+    BackgroundProcess run(writer);
+    ASSERT_EQ(run.Wait(), 0);
+  }
   const auto full = std::chrono::steady_clock::now() - start;
   EXPECT_EQ(FormatMarker(path), "3");
 
@@ -989,15 +977,16 @@ TEST(ListingFormatTest, AConversionKilledAnywhereIsFinishedByTheNextWriter) {
   for (int round = 0; round < kRounds; ++round) {
     SCOPED_TRACE(round);
     restore();
-    pid = spawn();
-    ASSERT_GT(pid, 0);
-    // Up to 1.3 times that run: the last kills find it exited.
-    std::this_thread::sleep_for(full * round * 13 / (10 * (kRounds - 1)));
-    kill(pid, SIGKILL);
-    ASSERT_EQ(waitpid(pid, &status, 0), pid);
-    if (WIFEXITED(status)) {
-      ASSERT_EQ(WEXITSTATUS(status), 0);
-      ++finished;
+    {
+      BackgroundProcess run(writer);
+      // Up to 1.3 times that run: the last kills find it exited.
+      std::this_thread::sleep_for(full * round * 13 / (10 * (kRounds - 1)));
+      run.Signal(SIGKILL);
+      const int code = run.Wait();
+      if (code != 128 + SIGKILL) {
+        ASSERT_EQ(code, 0);
+        ++finished;
+      }
     }
     const std::string marker = FormatMarker(path);
     EXPECT_TRUE(marker == "1" || marker == "3") << marker;
