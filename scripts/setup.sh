@@ -2,7 +2,8 @@
 # Installs exactly the Debian packages llmcache needs; skips what is present.
 # Idempotent. Usage: scripts/setup.sh [--bench]
 #   --bench  also the baselines the comparison benchmarks run (Python with
-#            redis-py, nginx and wrk for bench/proxy_bench.sh).
+#            redis-py, nginx and wrk for bench/proxy_bench.sh) and simdjson
+#            (bench/simdjson_bench.cc).
 # redis-server and redis-tools are always installed: the shared tier's tests
 # start real Redis servers and clusters on loopback. chromium too: the
 # dashboard_browser test drives it headless (tests/browser).
@@ -21,7 +22,7 @@ packages=(
 )
 if ! command -v node >/dev/null; then packages+=(nodejs npm); fi
 if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(python3 python3-redis nginx wrk)
+  packages+=(python3 python3-redis nginx wrk libsimdjson-dev)
 fi
 
 missing=()
