@@ -9,39 +9,17 @@
 
 #include <benchmark/benchmark.h>
 
-#include <algorithm>
-#include <chrono>
 #include <cstdint>
 #include <string>
 
 #include "bench_data.h"
+#include "interleaved.h"
 #include "llmcache/key.h"
 
 namespace llmcache::bench {
 namespace {
 
 constexpr uint64_t kSeed = 42;
-
-// Fastest-batch time of `sha` divided by that of `key`.
-template <typename Sha, typename Key>
-double InterleavedRatio(size_t body_bytes, Sha sha, Key key) {
-  using Clock = std::chrono::steady_clock;
-  const int batch = static_cast<int>(std::max<size_t>(1, 100000 / body_bytes));
-  double best_sha = 1e300;
-  double best_key = 1e300;
-  for (int round = 0; round < 80; ++round) {
-    const auto t0 = Clock::now();
-    for (int i = 0; i < batch; ++i) sha();
-    const auto t1 = Clock::now();
-    for (int i = 0; i < batch; ++i) key();
-    const auto t2 = Clock::now();
-    best_sha =
-        std::min(best_sha, std::chrono::duration<double>(t1 - t0).count());
-    best_key =
-        std::min(best_key, std::chrono::duration<double>(t2 - t1).count());
-  }
-  return best_sha / best_key;
-}
 
 void BM_Sha256(benchmark::State& state) {
   const std::string body =
@@ -76,7 +54,7 @@ void RunRequestKey(benchmark::State& state, bool with_info) {
   }
   state.SetBytesProcessed(state.iterations() *
                           static_cast<int64_t>(body.size()));
-  state.counters["vs_sha256"] = InterleavedRatio(
+  const InterleavedTimes t = TimeInterleaved(
       body.size(),
       [&] {
         Digest d = Sha256(body);
@@ -86,6 +64,7 @@ void RunRequestKey(benchmark::State& state, bool with_info) {
         Result<RequestKey> k = builder.Compute(body, scope, info_out);
         benchmark::DoNotOptimize(k);
       });
+  state.counters["vs_sha256"] = t.a_s / t.b_s;
 }
 
 void BM_RequestKey(benchmark::State& state) { RunRequestKey(state, false); }
