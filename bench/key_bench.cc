@@ -3,10 +3,9 @@
 //
 // Headline targets: BM_RequestKey reaches >= 0.65x BM_Sha256's bytes/s at
 // 2 KiB and >= 0.75x at 16 KiB (bench/compare.py). Each BM_RequestKey* also
-// reports that ratio itself
-// (`vs_sha256`), measured on the same body by interleaving short batches of
-// both and keeping the fastest batch of each, which filters out most noise
-// from other processes.
+// reports that ratio itself (`vs_sha256`), measured on the same body by
+// interleaving short batches of both and keeping the fastest batch of each
+// (interleaved.h), which filters out most noise from other processes.
 
 #include <benchmark/benchmark.h>
 
