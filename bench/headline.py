@@ -287,6 +287,12 @@ def write_export(path, entries, seed=7):
 
 def time_import(binary, export, db, extra):
     shutil.rmtree(db, ignore_errors=True)
+    # Write back what the set-up left dirty (the 270 MiB export just written,
+    # the previous run's database) before the clock starts: otherwise the
+    # kernel flushes it during the import, on the same CPUs and disk (first
+    # import after writing the export: 126.8k/s; after a sync: 161-172k/s).
+    # The import's own writes, synced by RocksDB, stay in the time.
+    os.sync()
     cmd = [binary, "import", "--db", db, export] + extra
     log("running: " + " ".join(cmd))
     start = time.monotonic()
