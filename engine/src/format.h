@@ -75,8 +75,8 @@
 //      A kill or a power loss before the marker is durable leaves the old
 //      version with its time index (a version-1 database is converted
 //      again); after it, version 3 beside "llmcache.time", which the next
-//      writer drops (so does it the empty "llmcache.time" an llmcache of
-//      format 2 creates when it opens a version-3 database, before it reads
+//      writer drops, as it drops the empty "llmcache.time" an llmcache of
+//      format 2 creates when it opens a version-3 database (before it reads
 //      the marker and refuses). The conversion also merges a zero delta
 //      into the entry counter of every model with records, as walks over
 //      every model find the models by their counters. Readers of older

@@ -417,6 +417,9 @@ Status RocksCache::OpenDb(bool read_only) {
   }
   if (version > 0 && version < static_cast<long>(kNoTimeIndexFormatVersion) &&
       !read_only) {
+    // The format markers of a conversion are synced writes (below).
+    rocksdb::WriteOptions synced = WriteOpts();
+    synced.sync = true;
     // Version 1 has no per-model index; a version-2 database whose per-model
     // index was lost (created empty above) has it no more. Either is built
     // from the time index.
@@ -427,8 +430,6 @@ Status RocksCache::OpenDb(bool read_only) {
                                   " of format 1 lacks its time index"));
       }
       if (time_cf_ != nullptr) {
-        rocksdb::WriteOptions synced = WriteOpts();
-        synced.sync = true;
         if (version > 1) {
           // Marked version 1 first: a kill during the build leaves a
           // version-1 database, built again by the next open, not a
@@ -446,8 +447,6 @@ Status RocksCache::OpenDb(bool read_only) {
     // open drops below, and which an older llmcache refuses. (Dropped
     // first, the drop, durable in the MANIFEST at once, could outlive an
     // unsynced marker.)
-    rocksdb::WriteOptions synced = WriteOpts();
-    synced.sync = true;
     s = db_->Put(synced, meta_cf_, kFormatKey,
                  std::to_string(kNoTimeIndexFormatVersion));
     if (!s.ok()) {
