@@ -241,9 +241,10 @@ int Main(int argc, char** argv) {
                 "Insert entries one at a time instead of writing sorted "
                 "table files (slower; for comparison)");
   imp->add_flag("--compact", import_compact,
-                "Compact afterwards: rewrites the loaded files (LZ4) with "
-                "the store's compression (ZSTD with a dictionary, ~0.55x the "
-                "size); otherwise the periodic compaction does");
+                "Compact afterwards: rewrites the loaded files (not "
+                "compressed) with the store's compression (ZSTD with a "
+                "dictionary, ~0.4x their size); otherwise the periodic "
+                "compaction does");
 
   auto* verify = app.add_subcommand(
       "verify", "Decode every entry; report corrupt ones by key");

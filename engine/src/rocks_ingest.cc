@@ -239,20 +239,20 @@ class RocksCache::Loader final : public BulkLoader {
   // Writes and ingests `batch` (the worker).
   Status Ingest(Batch& batch, uint64_t number, Written* written);
   // Options of a table file for column family `cf`: the family's own
-  // (table format, filters), but compressed with LZ4 and no dictionary
-  // whatever the family's compression (unless that is none). Training a
-  // dictionary and compressing with ZSTD took ~45% of an import's CPU
-  // (200k 1 KiB entries: 5.1 s, 39k/s; with LZ4 files 1.5 s). The files
-  // are ~1.8x larger than the family's own until a compaction rewrites
-  // them with its compression: the periodic compaction
-  // (CacheOptions::periodic_compaction_seconds) or Compact()
-  // (`llmcache compact`, `llmcache import --compact`).
+  // (table format, filters), but not compressed, whatever the family's
+  // compression. Compression is deferred to the compaction that rewrites
+  // the files with the family's own: the periodic compaction
+  // (CacheOptions::periodic_compaction_seconds) or Compact() (`llmcache
+  // compact`, `llmcache import --compact`). Until then the files take
+  // about the entries' raw size. Training a dictionary and compressing with
+  // ZSTD took ~45% of an import's CPU (200k 1 KiB entries: 5.1 s, 39k/s);
+  // LZ4 still took 20% (LZ4_compress_fast_continue; RocksDB 7.8 calls it
+  // with acceleration 1 whatever the level): 155.6k/s with LZ4 files,
+  // 196-222k/s without, on 2 cores.
   rocksdb::Options WriterOptions(rocksdb::ColumnFamilyHandle* cf) const {
     rocksdb::Options opts = cache_->db_->GetOptions(cf);
+    opts.compression = rocksdb::kNoCompression;
     opts.bottommost_compression = rocksdb::kDisableCompressionOption;
-    if (opts.compression != rocksdb::kNoCompression) {
-      opts.compression = rocksdb::kLZ4Compression;
-    }
     opts.compression_opts = rocksdb::CompressionOptions();
     return opts;
   }

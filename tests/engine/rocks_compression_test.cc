@@ -301,7 +301,7 @@ TEST_F(RocksCompressionTest, FiltersOnlyWhereLookupsUseThem) {
   EXPECT_GE(index, 2);
 }
 
-TEST_F(RocksCompressionTest, BulkLoadedFilesAreLz4UntilACompaction) {
+TEST_F(RocksCompressionTest, BulkLoadedFilesAreUncompressedUntilACompaction) {
   Open(StoreCompression::kZstdDictionary);
   {
     auto loader = cache_->NewBulkLoader(BulkLoadOptions{});
@@ -314,7 +314,7 @@ TEST_F(RocksCompressionTest, BulkLoadedFilesAreLz4UntilACompaction) {
   std::vector<SstFile> files = EntryFiles(db());
   ASSERT_EQ(files.size(), 2u);  // one per family: the batch fits the buffer
   for (const SstFile& f : files) {
-    EXPECT_EQ(f.compression, "LZ4") << f.column_family;
+    EXPECT_EQ(f.compression, "NoCompression") << f.column_family;
     EXPECT_FALSE(f.has_dictionary) << f.column_family;
   }
   ExpectAll(kEntries);

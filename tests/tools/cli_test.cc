@@ -790,7 +790,7 @@ TEST_F(CliTest, ImportReadsLinesAcrossChunkBoundaries) {
 }
 
 // The compression of each table file of the entry column families in the
-// database directory `db` (table properties: "LZ4", "ZSTD", ...).
+// database directory `db` (table properties: "NoCompression", "ZSTD", ...).
 std::vector<std::string> EntryFileCompressions(const std::string& db) {
   std::vector<std::string> out;
   for (const auto& e : std::filesystem::directory_iterator(db)) {
@@ -830,13 +830,13 @@ TEST_F(CliTest, ImportCompactRewritesTheLoadedFiles) {
   EXPECT_EQ(Llmcache({"ls", "--db", db_, "--json", "--limit", "0"}).out,
             Llmcache({"ls", "--db", copy, "--json", "--limit", "0"}).out);
   EXPECT_EQ(Llmcache({"verify", "--db", copy}).exit_code, 0);
-  // Without --compact the loaded files stay LZ4; with it they are rewritten
-  // with the store's compression.
+  // Without --compact the loaded files stay uncompressed; with it they are
+  // rewritten with the store's compression.
   const std::string plain = dir_.path() + "/plain";
   ASSERT_EQ(Llmcache({"import", "--db", plain}, exported).exit_code, 0);
   const std::vector<std::string> loaded = EntryFileCompressions(plain);
   ASSERT_FALSE(loaded.empty());
-  for (const std::string& c : loaded) EXPECT_EQ(c, "LZ4");
+  for (const std::string& c : loaded) EXPECT_EQ(c, "NoCompression");
   const std::vector<std::string> compacted = EntryFileCompressions(copy);
   ASSERT_FALSE(compacted.empty());
   for (const std::string& c : compacted) EXPECT_EQ(c, "ZSTD");

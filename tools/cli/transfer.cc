@@ -557,8 +557,8 @@ int Import(const std::string& db, const std::string& input, bool as_json,
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started)
           .count();
-  // Loaded table files are LZ4 without a dictionary: a compaction rewrites
-  // them with the store's own compression.
+  // Loaded table files are not compressed: a compaction rewrites them with
+  // the store's own compression.
   double compact_seconds = 0;
   if (compact) {
     const auto compact_started = std::chrono::steady_clock::now();

@@ -125,8 +125,8 @@ int VerifyWith(const EntryWalker& walk, uint64_t total,
 // `import`: entries from `input` ("-" = io.in), as written by export,
 // written as sorted table files (Cache::NewBulkLoader), or with `per_entry`
 // one Cache::Insert each (the slower former path, kept for comparison).
-// With `compact`, a full compaction follows (the loaded files are LZ4; it
-// rewrites them with the store's compression, ~0.55x their size).
+// With `compact`, a full compaction follows (the loaded files are not
+// compressed; it rewrites them with the store's compression).
 int Import(const std::string& db, const std::string& input, bool json,
            bool per_entry, bool compact, const Io& io);
 
