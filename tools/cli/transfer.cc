@@ -62,8 +62,10 @@ bool GetUint(const json::object& o, std::string_view name, uint64_t* out,
   return false;
 }
 
-bool GetString(const json::object& o, std::string_view name, std::string* out,
-               std::string* error, bool required) {
+// Reads a string member into `out` (a view into `o`; empty if absent and
+// not `required`).
+bool GetStringView(const json::object& o, std::string_view name,
+                   std::string_view* out, std::string* error, bool required) {
   const json::value* v = o.if_contains(name);
   if (v == nullptr || v->is_null()) {
     if (required) *error = "missing \"" + std::string(name) + "\"";
@@ -73,7 +75,18 @@ bool GetString(const json::object& o, std::string_view name, std::string* out,
     *error = "\"" + std::string(name) + "\" must be a string";
     return false;
   }
-  *out = std::string(v->get_string());
+  const json::string& str = v->get_string();
+  *out = std::string_view(str.data(), str.size());
+  return true;
+}
+
+// As GetStringView, copied into `out`, whose buffer is reused (a line's
+// strings go into the previous line's).
+bool GetString(const json::object& o, std::string_view name, std::string* out,
+               std::string* error, bool required) {
+  std::string_view view;
+  if (!GetStringView(o, name, &view, error, required)) return false;
+  out->assign(view);
   return true;
 }
 
@@ -174,8 +187,8 @@ bool ParseImportLine(std::string_view line, int64_t now_ms, ImportLine* out,
     return false;
   }
   const json::object& o = v.get_object();
-  std::string key_hex;
-  if (!GetString(o, "key", &key_hex, error, true)) return false;
+  std::string_view key_hex;
+  if (!GetStringView(o, "key", &key_hex, error, true)) return false;
   Result<Digest> d = DigestFromHex(key_hex);
   if (!d.ok()) {
     *error = "\"key\" must be 64 hex digits";
@@ -187,7 +200,7 @@ bool ParseImportLine(std::string_view line, int64_t now_ms, ImportLine* out,
     *error = "\"model\" is empty";
     return false;
   }
-  out->key.base_model = std::string(BaseModel(out->key.model));
+  out->key.base_model.assign(BaseModel(out->key.model));
   if (!GetString(o, "namespace", &out->ns, error, false)) return false;
   if (!GetString(o, "resolved_model", &out->resolved_model, error, false)) {
     return false;
@@ -244,7 +257,8 @@ bool ParseImportLine(std::string_view line, int64_t now_ms, ImportLine* out,
     return false;
   }
   if (r->is_string()) {
-    out->body = std::string(r->get_string());
+    const json::string& body = r->get_string();
+    out->body.assign(body.data(), body.size());
   } else if (r->is_object()) {
     out->body = json::serialize(*r);
   } else {
