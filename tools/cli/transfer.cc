@@ -66,6 +66,7 @@ bool GetUint(const json::object& o, std::string_view name, uint64_t* out,
 // not `required`).
 bool GetStringView(const json::object& o, std::string_view name,
                    std::string_view* out, std::string* error, bool required) {
+  *out = std::string_view();
   const json::value* v = o.if_contains(name);
   if (v == nullptr || v->is_null()) {
     if (required) *error = "missing \"" + std::string(name) + "\"";
