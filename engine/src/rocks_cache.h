@@ -314,6 +314,9 @@ class RocksCache final : public Cache {
   Status WriteStatsDelta();
   Status LoadPersistedStats(CacheStats* stats);
   Status EnforceDiskBudget();
+  // Whether an entry family holds a table file written without compression
+  // although the store compresses (a bulk load's, until a compaction).
+  Result<bool> HasUncompressedEntryFiles();
   Result<uint64_t> DiskBytes();
   void NudgePeriodicCompaction();
   void MaintenanceLoop();

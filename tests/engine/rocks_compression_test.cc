@@ -335,6 +335,62 @@ TEST_F(RocksCompressionTest, BulkLoadedFilesAreUncompressedUntilACompaction) {
   ExpectAll(kEntries);
 }
 
+// Loaded files take about the entries' raw size until a compaction
+// compresses them. A disk budget that the compressed store fits must not
+// evict entries because of that: maintenance compresses first, and evicts
+// only what still does not fit.
+TEST_F(RocksCompressionTest, DiskBudgetCompressesLoadedFilesBeforeEvicting) {
+  Open(StoreCompression::kZstdDictionary);
+  {
+    auto loader = cache_->NewBulkLoader(BulkLoadOptions{});
+    ASSERT_OK(loader);
+    for (uint64_t i = 0; i < kEntries; ++i) {
+      ASSERT_OK((*loader)->Add(KeyOf(i), Completion(i), {}));
+    }
+    ASSERT_OK((*loader)->Finish());
+  }
+  auto loaded = cache_->GetStats();
+  ASSERT_OK(loaded);
+  // Compressed, the entries take less than half their size (the tests
+  // above); loaded, at least all of it.
+  ASSERT_GE(loaded->stored_bytes, loaded->bytes);
+  cache_.reset();
+
+  CacheOptions o = Options(StoreCompression::kZstdDictionary);
+  o.max_disk_bytes = loaded->disk_bytes * 3 / 4;
+  {
+    auto r = Cache::Open(o);
+    ASSERT_OK(r);
+    cache_ = std::move(r).value();
+  }
+  ASSERT_OK(cache_->RunMaintenance());
+  auto after = cache_->GetStats();
+  ASSERT_OK(after);
+  EXPECT_EQ(after->evictions, 0u);
+  EXPECT_EQ(after->entries, kEntries);
+  EXPECT_LE(after->disk_bytes, o.max_disk_bytes);
+  for (const SstFile& f : EntryFiles(db())) {
+    EXPECT_EQ(f.compression, "ZSTD") << f.column_family;
+  }
+  ExpectAll(kEntries);
+
+  // A budget the compressed store does not fit either still evicts, oldest
+  // first, down to it.
+  cache_.reset();
+  o.max_disk_bytes = after->disk_bytes / 2;
+  {
+    auto r = Cache::Open(o);
+    ASSERT_OK(r);
+    cache_ = std::move(r).value();
+  }
+  ASSERT_OK(cache_->RunMaintenance());
+  auto evicted = cache_->GetStats();
+  ASSERT_OK(evicted);
+  EXPECT_GT(evicted->evictions, 0u);
+  EXPECT_EQ(evicted->entries + evicted->evictions, kEntries);
+  EXPECT_LE(evicted->disk_bytes, o.max_disk_bytes);
+}
+
 TEST_F(RocksCompressionTest, BulkLoadIntoAnUncompressedStoreStaysUncompressed) {
   Open(StoreCompression::kNone);
   auto loader = cache_->NewBulkLoader(BulkLoadOptions{});

@@ -833,7 +833,18 @@ TEST_F(CliTest, ImportCompactRewritesTheLoadedFiles) {
   // Without --compact the loaded files stay uncompressed; with it they are
   // rewritten with the store's compression.
   const std::string plain = dir_.path() + "/plain";
-  ASSERT_EQ(Llmcache({"import", "--db", plain}, exported).exit_code, 0);
+  ProcessResult loaded_only = Llmcache({"import", "--db", plain}, exported);
+  ASSERT_EQ(loaded_only.exit_code, 0) << loaded_only.err;
+  EXPECT_THAT(loaded_only.err,
+              HasSubstr("note: the loaded files are not compressed yet ("));
+  EXPECT_THAT(loaded_only.err, HasSubstr("`llmcache compact`"));
+  EXPECT_THAT(text.err, Not(HasSubstr("not compressed yet")));
+  EXPECT_EQ(o["uncompressed_bytes"].to_number<uint64_t>(), 0u);
+  ProcessResult loaded_json = Llmcache(
+      {"import", "--db", dir_.path() + "/plain-json", "--json"}, exported);
+  ASSERT_EQ(loaded_json.exit_code, 0) << loaded_json.err;
+  json::object lj = ParseObject(loaded_json.out);
+  EXPECT_GT(lj["uncompressed_bytes"].to_number<uint64_t>(), 6u * 100);
   const std::vector<std::string> loaded = EntryFileCompressions(plain);
   ASSERT_FALSE(loaded.empty());
   for (const std::string& c : loaded) EXPECT_EQ(c, "NoCompression");

@@ -595,6 +595,9 @@ int Import(const std::string& db, const std::string& input, bool as_json,
                    {"seconds", seconds},
                    {"entries_per_second", EntriesPerSecond(imported, seconds)}};
     if (compact) o["compact_seconds"] = compact_seconds;
+    // Encoded entry bytes in table files that no compaction has compressed
+    // yet (0 with --compact or --per-entry).
+    o["uncompressed_bytes"] = loader && !compact ? loaded.bytes : 0;
     PrintJsonLine(o, io.out);
   } else {
     io.out << "imported " << imported << " entries";
@@ -609,6 +612,12 @@ int Import(const std::string& db, const std::string& input, bool as_json,
       io.out << "; compacted in " << took << " s";
     }
     io.out << "\n";
+    if (loader && !compact && loaded.bytes > 0) {
+      io.err << "note: the loaded files are not compressed yet ("
+             << FormatBytes(loaded.bytes)
+             << "); `llmcache compact` compresses them now (to about 0.4x), "
+                "else the periodic compaction does (every 6 h by default)\n";
+    }
   }
   return malformed > 0 ? kExitFailure : kExitOk;
 }
