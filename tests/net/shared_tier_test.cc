@@ -771,6 +771,12 @@ TEST_F(SharedPipelineTest, AMessagesAnswerOnOneInstanceIsAHitOnTheOther) {
   ASSERT_OK(miss);
   ASSERT_TRUE(miss->stored) << miss->not_stored_reason;
   ASSERT_TRUE(WaitFor([&] { return a_->Health().puts == 1; }));
+  // `puts` counts SETs sent: wait until Redis holds the entry too.
+  ASSERT_TRUE(WaitFor([&] {
+    Result<std::string> n =
+        redis_->Cli({"EXISTS", "llmcache:e:{" + miss->key_hex + "}"});
+    return n.ok() && *n == "1";
+  }));
   auto hit = Run(*b_client_, body, Endpoint::kMessages);
   ASSERT_OK(hit);
   EXPECT_EQ(hit->result, CacheResult::kHit);

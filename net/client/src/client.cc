@@ -309,18 +309,28 @@ class ClientImpl final : public Client {
     asio::steady_timer resolve_timer(conn->strand);
     resolve_timer.expires_after(bounded(options_.resolve_timeout));
     if (!options_.resolve_for_test) {
-      tcp::resolver resolver(conn->strand);
-      resolve_timer.async_wait([&](boost::system::error_code tec) {
+      // The timer's handler owns what it touches: it can run after this
+      // block (and this frame) ended, when the timer expired just as the
+      // answer came (cancel() does not recall a handler already queued).
+      struct Resolve {
+        explicit Resolve(const asio::strand<asio::any_io_executor>& strand)
+            : resolver(strand) {}
+        tcp::resolver resolver;
+        bool timed_out = false;
+      };
+      auto r = std::make_shared<Resolve>(conn->strand);
+      resolve_timer.async_wait([r](boost::system::error_code tec) {
         if (!tec) {
-          resolve_timed_out = true;
-          resolver.cancel();
+          r->timed_out = true;
+          r->resolver.cancel();
         }
       });
-      auto results = co_await resolver.async_resolve(
+      auto results = co_await r->resolver.async_resolve(
           target_.host, target_.port,
           asio::redirect_error(asio::use_awaitable, ec));
       resolve_timer.cancel();
-      for (const auto& r : results) endpoints.push_back(r.endpoint());
+      resolve_timed_out = r->timed_out;
+      for (const auto& e : results) endpoints.push_back(e.endpoint());
     } else {
       // The injected resolver answers on any thread, or never: its answer is
       // posted to the connection's strand and ends the wait on the timer.
