@@ -152,6 +152,16 @@ class RocksCompressionTest : public ::testing::Test {
     }
   }
 
+  // Writes entries [first, last) through one bulk loader.
+  void LoadAll(uint64_t first, uint64_t last) {
+    auto loader = cache_->NewBulkLoader(BulkLoadOptions{});
+    ASSERT_OK(loader);
+    for (uint64_t i = first; i < last; ++i) {
+      ASSERT_OK((*loader)->Add(KeyOf(i), Completion(i), {}));
+    }
+    ASSERT_OK((*loader)->Finish());
+  }
+
   // Reads entries [0, last) back and compares them byte for byte.
   void ExpectAll(uint64_t last) {
     uint64_t wrong = 0;
@@ -303,14 +313,7 @@ TEST_F(RocksCompressionTest, FiltersOnlyWhereLookupsUseThem) {
 
 TEST_F(RocksCompressionTest, BulkLoadedFilesAreUncompressedUntilACompaction) {
   Open(StoreCompression::kZstdDictionary);
-  {
-    auto loader = cache_->NewBulkLoader(BulkLoadOptions{});
-    ASSERT_OK(loader);
-    for (uint64_t i = 0; i < kEntries; ++i) {
-      ASSERT_OK((*loader)->Add(KeyOf(i), Completion(i), {}));
-    }
-    ASSERT_OK((*loader)->Finish());
-  }
+  LoadAll(0, kEntries);
   std::vector<SstFile> files = EntryFiles(db());
   ASSERT_EQ(files.size(), 2u);  // one per family: the batch fits the buffer
   for (const SstFile& f : files) {
@@ -341,14 +344,7 @@ TEST_F(RocksCompressionTest, BulkLoadedFilesAreUncompressedUntilACompaction) {
 // only what still does not fit.
 TEST_F(RocksCompressionTest, DiskBudgetCompressesLoadedFilesBeforeEvicting) {
   Open(StoreCompression::kZstdDictionary);
-  {
-    auto loader = cache_->NewBulkLoader(BulkLoadOptions{});
-    ASSERT_OK(loader);
-    for (uint64_t i = 0; i < kEntries; ++i) {
-      ASSERT_OK((*loader)->Add(KeyOf(i), Completion(i), {}));
-    }
-    ASSERT_OK((*loader)->Finish());
-  }
+  LoadAll(0, kEntries);
   auto loaded = cache_->GetStats();
   ASSERT_OK(loaded);
   // Compressed, the entries take less than half their size (the tests
@@ -393,12 +389,7 @@ TEST_F(RocksCompressionTest, DiskBudgetCompressesLoadedFilesBeforeEvicting) {
 
 TEST_F(RocksCompressionTest, BulkLoadIntoAnUncompressedStoreStaysUncompressed) {
   Open(StoreCompression::kNone);
-  auto loader = cache_->NewBulkLoader(BulkLoadOptions{});
-  ASSERT_OK(loader);
-  for (uint64_t i = 0; i < 500; ++i) {
-    ASSERT_OK((*loader)->Add(KeyOf(i), Completion(i), {}));
-  }
-  ASSERT_OK((*loader)->Finish());
+  LoadAll(0, 500);
   const std::vector<SstFile> files = EntryFiles(db());
   ASSERT_FALSE(files.empty());
   for (const SstFile& f : files) {
