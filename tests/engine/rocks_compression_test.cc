@@ -137,9 +137,11 @@ class RocksCompressionTest : public ::testing::Test {
     return o;
   }
 
-  void Open(StoreCompression c) {
+  void Open(StoreCompression c) { OpenWith(Options(c)); }
+
+  void OpenWith(const CacheOptions& o) {
     cache_.reset();
-    auto r = Cache::Open(Options(c));
+    auto r = Cache::Open(o);
     ASSERT_OK(r);
     cache_ = std::move(r).value();
   }
@@ -350,15 +352,10 @@ TEST_F(RocksCompressionTest, DiskBudgetCompressesLoadedFilesBeforeEvicting) {
   // Compressed, the entries take less than half their size (the tests
   // above); loaded, at least all of it.
   ASSERT_GE(loaded->stored_bytes, loaded->bytes);
-  cache_.reset();
 
   CacheOptions o = Options(StoreCompression::kZstdDictionary);
   o.max_disk_bytes = loaded->disk_bytes * 3 / 4;
-  {
-    auto r = Cache::Open(o);
-    ASSERT_OK(r);
-    cache_ = std::move(r).value();
-  }
+  OpenWith(o);
   ASSERT_OK(cache_->RunMaintenance());
   auto after = cache_->GetStats();
   ASSERT_OK(after);
@@ -370,15 +367,10 @@ TEST_F(RocksCompressionTest, DiskBudgetCompressesLoadedFilesBeforeEvicting) {
   }
   ExpectAll(kEntries);
 
-  // A budget the compressed store does not fit either still evicts, oldest
-  // first, down to it.
-  cache_.reset();
+  // A budget the compressed store does not fit either still evicts, down
+  // to it.
   o.max_disk_bytes = after->disk_bytes / 2;
-  {
-    auto r = Cache::Open(o);
-    ASSERT_OK(r);
-    cache_ = std::move(r).value();
-  }
+  OpenWith(o);
   ASSERT_OK(cache_->RunMaintenance());
   auto evicted = cache_->GetStats();
   ASSERT_OK(evicted);
