@@ -57,6 +57,7 @@ struct CachedClientImpl::Batch {
   std::optional<Status> error;
   std::optional<CachedResponse> error_answer;  // an upstream error answer
   bool stored = true;
+  uint64_t shared_flush_count = 0;  // the tier's, before it was asked
 };
 
 void CachedClientImpl::CompleteBatch(PreparedRequest p, Callback done) {
@@ -128,17 +129,21 @@ void CachedClientImpl::StartBatch(const std::shared_ptr<Batch>& b) {
   };
   auto round = std::make_shared<SharedRound>();
   round->left = missing.size();
+  b->shared_flush_count = shared_->flush_count();
   for (size_t u : missing) {
-    shared_->Get(b->keys[u], [self = self(), b, u,
-                              round](Result<std::shared_ptr<const Entry>> r) {
-      try {
-        self->BatchSharedAnswer(b, u, *round, std::move(r));
-      } catch (const std::exception& e) {
-        self->AbortBatch(
-            b,
-            InternalError(std::string("embeddings batch failed: ") + e.what()));
-      }
-    });
+    shared_->Get(
+        b->keys[u],
+        OnClientExecutor<Result<std::shared_ptr<const Entry>>>(
+            [self = self(), b, u,
+             round](Result<std::shared_ptr<const Entry>> r) {
+              try {
+                self->BatchSharedAnswer(b, u, *round, std::move(r));
+              } catch (const std::exception& e) {
+                self->AbortBatch(
+                    b, InternalError(std::string("embeddings batch failed: ") +
+                                     e.what()));
+              }
+            }));
   }
 }
 
@@ -163,7 +168,7 @@ void CachedClientImpl::BatchSharedAnswer(
   }
   if (e) {
     counters_.Add(PipelineCounters::kSharedHits);
-    FillFromShared(b->keys[u], e);
+    FillFromShared(b->keys[u], e, b->shared_flush_count);
     {
       std::lock_guard<std::mutex> lock(b->mu);
       if (b->finished) return;
@@ -178,17 +183,9 @@ void CachedClientImpl::BatchSharedAnswer(
     rest = std::move(round.still_missing);
   }
   if (rest.empty()) return;
-  // Off the shared tier's I/O thread before going upstream.
-  boost::asio::post(client_->executor(), [self = self(), b,
-                                          rest = std::move(rest)] {
-    try {
-      self->BatchLead(b, rest);
-    } catch (const std::exception& ex) {
-      self->AbortBatch(
-          b,
-          InternalError(std::string("embeddings batch failed: ") + ex.what()));
-    }
-  });
+  // On the client's executor already (OnClientExecutor); the caller
+  // catches what BatchLead throws.
+  BatchLead(b, rest);
 }
 
 void CachedClientImpl::BatchLead(const std::shared_ptr<Batch>& b,

@@ -345,21 +345,23 @@ void CachedClientImpl::DeliverHit(CachedResponse out,
 }
 
 // The flight leader asks the shared tier (one round trip), then takes the
-// cross-instance lead for a miss. Runs its continuations on the tier's
-// thread; the flight ends in every path.
+// cross-instance lead for a miss. Its continuations run on the client's
+// executor; the flight ends in every path.
 void CachedClientImpl::SharedLookup(std::shared_ptr<SharedStep> step) {
-  auto self = std::static_pointer_cast<CachedClientImpl>(shared_from_this());
-  shared_->Get(step->request.key(),
-               [self, step](Result<std::shared_ptr<const Entry>> r) {
-                 self->Guarded(step, [&] {
-                   if (!r.ok()) {
-                     self->counters_.Add(PipelineCounters::kSharedErrors);
-                   } else if (*r && self->ServeShared(*step, *r)) {
-                     return;
-                   }
-                   self->SharedLead(step);
-                 });
-               });
+  step->flush_count = shared_->flush_count();
+  shared_->Get(
+      step->request.key(),
+      OnClientExecutor<Result<std::shared_ptr<const Entry>>>(
+          [self = self(), step](Result<std::shared_ptr<const Entry>> r) {
+            self->Guarded(step, [&] {
+              if (!r.ok()) {
+                self->counters_.Add(PipelineCounters::kSharedErrors);
+              } else if (*r && self->ServeShared(*step, *r)) {
+                return;
+              }
+              self->SharedLead(step);
+            });
+          }));
 }
 
 void CachedClientImpl::SharedLead(std::shared_ptr<SharedStep> step) {
@@ -370,32 +372,33 @@ void CachedClientImpl::SharedLead(std::shared_ptr<SharedStep> step) {
                         BypassReason::kNone, std::move(step->on_chunk),
                         std::move(step->done), /*flight=*/true);
   }
-  auto self = std::static_pointer_cast<CachedClientImpl>(shared_from_this());
   shared_->AcquireLead(
-      step->request.key(), [self, step](SharedTier::Lead lead) {
-        self->Guarded(step, [&] {
-          std::string token;
-          switch (lead.outcome) {
-            case SharedTier::LeadOutcome::kLeader:
-              self->counters_.Add(PipelineCounters::kSharedLeads);
-              token = std::move(lead.token);
-              break;
-            case SharedTier::LeadOutcome::kHit:
-              if (lead.entry && self->ServeShared(*step, lead.entry)) {
-                self->counters_.Add(PipelineCounters::kSharedLeadHits);
-                return;
+      step->request.key(),
+      OnClientExecutor<SharedTier::Lead>(
+          [self = self(), step](SharedTier::Lead lead) {
+            self->Guarded(step, [&] {
+              std::string token;
+              switch (lead.outcome) {
+                case SharedTier::LeadOutcome::kLeader:
+                  self->counters_.Add(PipelineCounters::kSharedLeads);
+                  token = std::move(lead.token);
+                  break;
+                case SharedTier::LeadOutcome::kHit:
+                  if (lead.entry && self->ServeShared(*step, lead.entry)) {
+                    self->counters_.Add(PipelineCounters::kSharedLeadHits);
+                    return;
+                  }
+                  break;
+                case SharedTier::LeadOutcome::kGoAlone:
+                  self->counters_.Add(PipelineCounters::kSharedGoAlone);
+                  break;
               }
-              break;
-            case SharedTier::LeadOutcome::kGoAlone:
-              self->counters_.Add(PipelineCounters::kSharedGoAlone);
-              break;
-          }
-          self->CallUpstream(std::move(step->request), CacheResult::kMiss,
-                             BypassReason::kNone, std::move(step->on_chunk),
-                             std::move(step->done), /*flight=*/true,
-                             std::move(token));
-        });
-      });
+              self->CallUpstream(std::move(step->request), CacheResult::kMiss,
+                                 BypassReason::kNone, std::move(step->on_chunk),
+                                 std::move(step->done), /*flight=*/true,
+                                 std::move(token));
+            });
+          }));
 }
 
 // Runs a shared-tier continuation; if it throws (allocation), the flight
@@ -438,7 +441,7 @@ bool CachedClientImpl::ServeShared(SharedStep& step,
     hit.events = std::move(*events);
   }
   hit.entry = e;
-  FillFromShared(p.key(), e);
+  FillFromShared(p.key(), e, step.flush_count);
   counters_.Add(PipelineCounters::kSharedHits);
   const Result<CachedResponse> shared = HitResponse(p, hit);
   FinishFlight(p.key().digest, &shared);
@@ -448,11 +451,18 @@ bool CachedClientImpl::ServeShared(SharedStep& step,
 }
 
 void CachedClientImpl::FillFromShared(const RequestKey& key,
-                                      std::shared_ptr<const Entry> e) {
-  // Fill the local tiers with the entry's remaining TTL: after the answer,
-  // on the client's executor (a store write may wait behind an admin
-  // purge; the tier's I/O thread must not).
-  boost::asio::post(client_->executor(), [self = self(), key, e] {
+                                      std::shared_ptr<const Entry> e,
+                                      uint64_t flush_count) {
+  // Fill the local tiers with the entry's remaining TTL, after the answer
+  // (posted: the caller hears first; a store write may wait behind an
+  // admin purge).
+  boost::asio::post(client_->executor(), [self = self(), key, e, flush_count] {
+    // A flush since the entry was read: the local tiers were (or are about
+    // to be) flushed of it. The tier counts a flush before the local one
+    // starts, so a write that lands after that local flush sees the count
+    // moved once it is done, and takes the entry back (at worst a fresher
+    // entry under the same key, written meanwhile, goes too: a miss).
+    if (self->shared_->flush_count() != flush_count) return;
     InsertOptions io;
     io.ns = e->meta.ns;
     io.usage = e->meta.usage;
@@ -461,11 +471,18 @@ void CachedClientImpl::FillFromShared(const RequestKey& key,
     io.created_ms = e->meta.created_ms;
     io.expires_ms = e->meta.expires_ms;
     if (io.expires_ms == 0) io.ttl_ms = 0;
-    if (Status s = self->cache_->Insert(key, e->body, io); s.ok()) {
-      self->counters_.Add(PipelineCounters::kSharedFills);
-    } else {
+    if (Status s = self->cache_->Insert(key, e->body, io); !s.ok()) {
       self->StoreFailure("fill from the shared tier", s);
+      return;
     }
+    if (self->shared_->flush_count() != flush_count) {
+      if (Result<bool> gone = self->cache_->PurgeKey(key.digest); !gone.ok()) {
+        self->StoreFailure("taking back a fill from the shared tier",
+                           gone.status());
+      }
+      return;
+    }
+    self->counters_.Add(PipelineCounters::kSharedFills);
   });
 }
 

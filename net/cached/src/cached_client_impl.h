@@ -8,6 +8,7 @@
 #define LLMCACHE_NET_CACHED_SRC_CACHED_CLIENT_IMPL_H_
 
 #include <atomic>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cstring>
 #include <functional>
@@ -71,6 +72,7 @@ class CachedClientImpl final : public CachedClient {
     PreparedRequest request;
     StreamHandler on_chunk;
     Callback done;
+    uint64_t flush_count = 0;  // the tier's, before it was asked
   };
   struct Batch;  // cached_batch.cc
   // Called when an embeddings input another batch sent upstream is
@@ -96,14 +98,26 @@ class CachedClientImpl final : public CachedClient {
                          const std::vector<std::string>& events,
                          const StreamHandler& on_chunk, const Callback& done,
                          const std::function<void()>& on_stream_hit);
+  // A shared-tier continuation. The tier calls it on its own I/O thread;
+  // `fn` then runs on the client's executor, with everything it holds: the
+  // client, the request, the caller's callbacks. Nothing of the request
+  // stays with the tier once it has answered, so none of it can be
+  // destroyed on the tier's thread (where the client's last reference
+  // would tear down its HTTP client after the io_context it was made for
+  // may be gone).
+  template <typename Arg, typename Fn>
+  std::function<void(Arg)> OnClientExecutor(Fn fn) const;
   void SharedLookup(std::shared_ptr<SharedStep> step);
   void SharedLead(std::shared_ptr<SharedStep> step);
   template <typename Fn>
   void Guarded(const std::shared_ptr<SharedStep>& step, Fn&& fn);
   bool ServeShared(SharedStep& step, const std::shared_ptr<const Entry>& e);
   // Writes an entry found in the shared tier to the local tiers, after the
-  // answer, on the client's executor.
-  void FillFromShared(const RequestKey& key, std::shared_ptr<const Entry> e);
+  // answer, on the client's executor; not if the tier learned of a flush
+  // since `flush_count` (SharedTier::flush_count, read before the entry
+  // was), and taken back if it learns of one during the write.
+  void FillFromShared(const RequestKey& key, std::shared_ptr<const Entry> e,
+                      uint64_t flush_count);
   void CallUpstream(PreparedRequest p, CacheResult kind, BypassReason reason,
                     StreamHandler on_chunk, Callback done, bool flight,
                     std::string lease_token = {});
@@ -193,6 +207,17 @@ class CachedClientImpl final : public CachedClient {
   mutable PipelineCounters counters_;  // Prepare (const) counts keys
   std::atomic<int64_t> last_store_log_ms_{0};
 };
+
+template <typename Arg, typename Fn>
+std::function<void(Arg)> CachedClientImpl::OnClientExecutor(Fn fn) const {
+  return [ex = client_->executor(), fn = std::move(fn)](Arg arg) mutable {
+    // Moved out: the tier may keep (and later destroy) this callback on
+    // its thread; what it held is the executor's now.
+    boost::asio::post(ex, [fn = std::move(fn), arg = std::move(arg)]() mutable {
+      fn(std::move(arg));
+    });
+  };
+}
 
 }  // namespace llmcache::net::internal
 

@@ -373,6 +373,8 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
       uint64_t& known = gens_[model];
       if (gen <= known) return false;
       known = gen;
+      // Counted before any local flush for it (CachedClient's fills).
+      flush_count_.fetch_add(1, std::memory_order_acq_rel);
       if (!remote || (!gens_loaded_ && !seeded_)) {
         SaveGenerationsLocked();
         return true;
@@ -731,6 +733,10 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
     return h;
   }
 
+  uint64_t flush_count() const {
+    return flush_count_.load(std::memory_order_acquire);
+  }
+
   void SetListener(std::function<void(std::string_view)> listener) {
     std::vector<std::string> missed;
     {
@@ -793,6 +799,7 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
       decode_errors_{0}, reply_errors_{0}, puts_{0}, put_errors_{0},
       leases_taken_{0}, lease_waits_{0}, lease_hits_{0}, lease_timeouts_{0},
       lease_released_empty_{0}, remote_flushes_{0};
+  std::atomic<uint64_t> flush_count_{0};
 };
 
 // ---- RedisTier ----
@@ -850,6 +857,7 @@ void RedisTier::SetFlushListener(
   impl_->SetListener(std::move(listener));
 }
 SharedTierHealth RedisTier::Health() const { return impl_->Health(); }
+uint64_t RedisTier::flush_count() const { return impl_->flush_count(); }
 Result<FleetStats> RedisTier::ReadFleetStats() {
   return impl_->ReadFleetStats();
 }

@@ -110,6 +110,14 @@ class SharedTier {
   virtual void SetFlushListener(
       std::function<void(std::string_view base_model)> listener) = 0;
 
+  // Counts the flushes this tier knows of (its own and those learned from
+  // other instances), each counted before the local tiers are flushed for
+  // it. An entry read before a flush may be written to the local tiers
+  // after it: the cached client reads the count before asking the tier
+  // and again after filling, and takes the fill back if the count moved.
+  // A tier that never flushes may leave it at 0.
+  virtual uint64_t flush_count() const { return 0; }
+
   virtual SharedTierHealth Health() const = 0;
 };
 

@@ -102,6 +102,9 @@ class RedisTier final : public SharedTier {
   Result<bool> PurgeKey(const Digest& digest) override;
   void SetFlushListener(
       std::function<void(std::string_view base_model)> listener) override;
+  // Every raise of a generation: a flush here, a flush message, a raise
+  // seen by the periodic check or at start from the generations file.
+  uint64_t flush_count() const override;
   SharedTierHealth Health() const override;
 
   // Blocking (tools): the fleet's statistics.
