@@ -35,6 +35,11 @@
 //     statistics count the same lookup once.
 //
 // Thread safety: all methods may be called concurrently.
+// Lifetime: a request in flight holds the client. Its continuations run on
+// the HTTP client's executor (those of a shared tier too: the tier's own
+// threads keep nothing of a request once they have answered it), so the
+// client is released there; keep that executor's io_context alive until the
+// last request is answered.
 
 #ifndef LLMCACHE_NET_CACHED_CLIENT_H_
 #define LLMCACHE_NET_CACHED_CLIENT_H_
