@@ -389,11 +389,14 @@ int Run(CLI::App& sub, ServeConfig& c) {
                                      (sig == SIGINT ? "SIGINT" : "SIGTERM") +
                                      ", shutting down");
   (*server)->Shutdown(Ms(c.shutdown_grace_s));
-  server->reset();
   if (tier) {
     (void)tier->FlushStats();  // the last fleet counters
+    // Before the proxy's io_contexts go: a request cut by the grace period
+    // may still wait on the tier (a lead held elsewhere), and the tier's
+    // answer is posted to the proxy's upstream executor.
     tier->Shutdown();
   }
+  server->reset();
   cache.reset();  // closes the store (writes statistics)
   logger->Write(LogLevel::kInfo, "stopped");
   logger->Flush();

@@ -274,7 +274,11 @@ class ProxyServer {
   static Result<std::unique_ptr<ProxyServer>> Start(
       ProxyOptions options, std::shared_ptr<Cache> cache);
 
-  // Shuts down (with the default grace of 10 s) if still running.
+  // Shuts down (with the default grace of 10 s) if still running. With a
+  // shared tier (ProxyOptions::cached.shared), shut the tier down after
+  // Shutdown and before destroying the server: a request cut by the grace
+  // period may still wait on the tier, whose answer goes to the server's
+  // upstream io_context (`llmcache serve` does so).
   virtual ~ProxyServer() = default;
   ProxyServer(const ProxyServer&) = delete;
   ProxyServer& operator=(const ProxyServer&) = delete;
