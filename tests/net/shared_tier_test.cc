@@ -798,6 +798,30 @@ TEST_F(SharedPipelineTest, AFlushElsewhereDropsTheModelFromTheLocalTiers) {
   EXPECT_EQ(fake_->completions(), 2u);
 }
 
+TEST_F(SharedPipelineTest, AWaitForAnotherLeadGoesAloneWhenTheTierShutsDown) {
+  // Another instance holds the lease and will not answer (lease_wait_ms is
+  // 10 s here): A's request waits, polling.
+  const std::string body = Body("m/wait", "x");
+  CachedRequest req;
+  req.body = body;
+  Result<PreparedRequest> prepared = a_client_->Prepare(std::move(req));
+  ASSERT_OK(prepared);
+  ASSERT_OK(redis_->Cli({"SET", "llmcache:l:{" + prepared->key().Hex() + "}",
+                         "elsewhere", "PX", "60000"}));
+  auto answer =
+      std::async(std::launch::async, [&] { return Run(*a_client_, body); });
+  ASSERT_TRUE(WaitFor([&] { return a_->Health().lease_waits == 1; }));
+  // Shutting the tier down ends the wait: the request goes upstream alone
+  // (a stopped tier never runs its poll timers again).
+  a_->Shutdown();
+  Result<CachedResponse> r = answer.get();
+  ASSERT_OK(r);
+  EXPECT_EQ(r->result, CacheResult::kMiss);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(fake_->completions(), 1u);
+  EXPECT_EQ(a_client_->stats().shared_go_alone, 1u);
+}
+
 TEST_F(SharedPipelineTest, ConcurrentMissesOnTwoInstancesMakeOneUpstreamCall) {
   // A's misses take the shared lead; B's start once A holds it. Either way
   // one upstream call answers all eight.

@@ -21,6 +21,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 #include <unordered_map>
 
@@ -107,6 +108,7 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
         thread_.detach();
       } else {
         thread_.join();
+        AbandonWaits();
       }
     }
     {
@@ -282,13 +284,42 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
     auto timer = std::make_shared<asio::steady_timer>(
         ioc_, std::chrono::milliseconds(wait->interval_ms));
     std::weak_ptr<Impl> weak = shared_from_this();
-    timer->async_wait([weak, timer, wait](boost::system::error_code ec) {
-      auto self = weak.lock();
-      if (ec || !self) {
-        return wait->done(Lead{LeadOutcome::kGoAlone, {}, nullptr});
+    {
+      // Registered and armed under mu_: Shutdown either sees it (and
+      // cancels it) or has already stopped, and the wait goes alone now.
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!stopped_) {
+        polls_.insert(timer);
+        timer->async_wait([weak, timer, wait](boost::system::error_code ec) {
+          auto self = weak.lock();
+          if (self) {
+            std::lock_guard<std::mutex> erase_lock(self->mu_);
+            self->polls_.erase(timer);
+          }
+          if (ec || !self) {
+            return wait->done(Lead{LeadOutcome::kGoAlone, {}, nullptr});
+          }
+          self->Poll(wait);
+        });
+        return;
       }
-      self->Poll(wait);
-    });
+    }
+    wait->done(Lead{LeadOutcome::kGoAlone, {}, nullptr});
+  }
+
+  // At shutdown, once the tier's thread has ended: the waits for another
+  // instance's lead go alone now (a stopped io_context would never run
+  // their timers: the requests would never be answered).
+  void AbandonWaits() {
+    std::set<std::shared_ptr<asio::steady_timer>> polls;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      polls.swap(polls_);
+    }
+    if (polls.empty()) return;
+    for (const auto& t : polls) t->cancel();
+    ioc_.restart();
+    ioc_.poll();  // their handlers, here: kGoAlone
   }
 
   void Poll(std::shared_ptr<Wait> wait) {
@@ -782,6 +813,8 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
   std::unordered_map<std::string, uint64_t> gens_;
   std::map<std::string, std::string> held_;  // lease key -> token
   std::function<void(std::string_view)> listener_;
+  // Lead waits' poll timers (mu_).
+  std::set<std::shared_ptr<asio::steady_timer>> polls_;
   bool seeded_ = false;  // generations read from the file at start
   std::vector<std::string> pending_flushes_;  // waiting for the listener
   std::mt19937_64 rng_;
