@@ -517,5 +517,35 @@ TEST_F(ServeRedisTest, ALeaderKilledMidCallDoesNotHangItsWaiters) {
   EXPECT_EQ(fake_->completions(), 2u);
 }
 
+TEST_F(ServeRedisTest, StoppedWhileWaitingForAnotherLeadItExitsCleanly) {
+  RedisServer* redis = StartRedis();
+  ASSERT_NE(redis, nullptr);
+  auto a = Serve(redis->url());
+  auto b = Serve(redis->url(), {"--shutdown-grace", "1"});
+  const uint16_t pa = Listening(*a), pb = Listening(*b);
+  ASSERT_TRUE(pa && pb);
+  const std::string body = Body("fake/delay-6000", "a long one");
+  auto leader = std::async(std::launch::async, [&] { return Post(pa, body); });
+  ASSERT_TRUE(WaitFor([&] {
+    return redis->Cli({"KEYS", "llmcache:l:*"}).value_or("").size() > 5;
+  }));
+  // B waits for A's answer; it is stopped meanwhile. The grace period cuts
+  // the request; the shared tier then ends the wait (it would go upstream
+  // alone) while B's own io_contexts are still there to take its answer.
+  auto waiter = std::async(std::launch::async, [&] { return Post(pb, body); });
+  ASSERT_TRUE(WaitFor([&] {
+    return ServeProcess::Metric(pb, "llmcache_shared_lookups_total") >= 1;
+  }));
+  std::this_thread::sleep_for(300ms);  // its lead: the lease is A's
+  b->Signal(SIGTERM);
+  EXPECT_EQ(b->Wait(), 0) << b->Err();
+  EXPECT_EQ(b->Err().find("AddressSanitizer"), std::string::npos) << b->Err();
+  EXPECT_NE(waiter.get().status, 200);  // cut by the grace period
+  // A answers its own request, once.
+  const Reply led = leader.get();
+  EXPECT_EQ(led.status, 200) << led.body;
+  EXPECT_EQ(fake_->completions(), 1u);
+}
+
 }  // namespace
 }  // namespace llmcache
