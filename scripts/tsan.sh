@@ -18,7 +18,7 @@ if [[ "${1:-}" == "all" ]]; then engine_bin=engine_tests; net_bin=net_tests; fi
 cmake --build --preset tsan -j "$(nproc)" --target "$engine_bin" "$net_bin" shared_tier_tests
 
 engine_filter='MemoryTierTest.Concurrent*:*FlushModelWhileFourThreadsReadAndWrite*:*FlushAllWhileListingsRun*:KeyThreadTest.*:StoreFaultTest.*'
-net_filter='CachedClientTest.FiftyConcurrentIdenticalMissesMakeOneUpstreamCall:CachedClientTest.ConcurrentMissesShareAnUpstreamError:CachedClientTest.JoinedFlightsAreEachCountedOnce:CachedClientTest.LeaderWho*:CachedClientFlightTest.*:CachedClientTest.DiskFaultIsServedThroughCountedAndHeals:ProxyTest.ManyConnectionsAtOnce:ProxyTest.PlainRequestJoiningAStreamGetsJson:ProxyTest.ShutdownLetsInFlightRequestsFinish:ProxyTest.AFullDiskIsServedThroughAndHealsByItself:FakeOpenRouterTest.ConcurrentClientsAndStopMidStream:CachedEndpointsTest.*:ProxyEndpointsTest.Batch*'
+net_filter='CachedSharedTest.*:CachedClientTest.FiftyConcurrentIdenticalMissesMakeOneUpstreamCall:CachedClientTest.ConcurrentMissesShareAnUpstreamError:CachedClientTest.JoinedFlightsAreEachCountedOnce:CachedClientTest.LeaderWho*:CachedClientFlightTest.*:CachedClientTest.DiskFaultIsServedThroughCountedAndHeals:ProxyTest.ManyConnectionsAtOnce:ProxyTest.PlainRequestJoiningAStreamGetsJson:ProxyTest.ShutdownLetsInFlightRequestsFinish:ProxyTest.AFullDiskIsServedThroughAndHealsByItself:FakeOpenRouterTest.ConcurrentClientsAndStopMidStream:CachedEndpointsTest.*:ProxyEndpointsTest.Batch*'
 shared_filter='SharedPipelineTest.*:SharedTierTest.OneLeader*:SharedTierTest.AFlushHides*:SharedTierFailOpenTest.NoServer*'
 if [[ "${1:-}" == "all" ]]; then engine_filter='*'; net_filter='*'; shared_filter='*'; fi
 

@@ -663,6 +663,16 @@ class SharedPipelineTest : public SharedTierTest {
     b_client_ = MakeClient(b_);
   }
 
+  // The tiers' threads post the pipeline's continuations to loop_: they
+  // must have ended before loop_'s io_context goes (CachedClient's lifetime
+  // rule).
+  void TearDown() override {
+    a_client_.reset();
+    b_client_.reset();
+    if (a_) a_->Shutdown();
+    if (b_) b_->Shutdown();
+  }
+
   std::shared_ptr<CachedClient> MakeClient(std::shared_ptr<RedisTier> tier) {
     CacheOptions co;  // memory only
     auto cache = Cache::Open(co);

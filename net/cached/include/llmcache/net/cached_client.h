@@ -38,8 +38,9 @@
 // Lifetime: a request in flight holds the client. Its continuations run on
 // the HTTP client's executor (those of a shared tier too: the tier's own
 // threads keep nothing of a request once they have answered it), so the
-// client is released there; keep that executor's io_context alive until the
-// last request is answered.
+// client is released there. Keep that executor's io_context alive until the
+// last request is answered and, with a shared tier, until the tier has shut
+// down (RedisTier::Shutdown joins the threads that post to it).
 
 #ifndef LLMCACHE_NET_CACHED_CLIENT_H_
 #define LLMCACHE_NET_CACHED_CLIENT_H_

@@ -122,7 +122,10 @@ class RedisTier final : public SharedTier {
           on_corrupt = nullptr);
   // Sums the pending fleet counters into Redis now (blocking).
   Status FlushStats();
-  // Stops the timers and the client; pending work fails open. Idempotent.
+  // Stops the timers and the client and joins their threads; pending work
+  // fails open (a wait for another instance's lead goes alone: its callback
+  // runs on the calling thread). Call it before the io_context that its
+  // callers' continuations are posted to goes (CachedClient). Idempotent.
   void Shutdown();
 
   RedisClient& client();
