@@ -149,6 +149,14 @@ class CachedSharedTest : public ::testing::Test {
     return answer.get();
   }
 
+  // Drops the test's reference: true once the client is gone (nothing else
+  // holds it, the tier least of all).
+  static bool Released(std::shared_ptr<CachedClient>& client) {
+    std::weak_ptr<CachedClient> weak = client;
+    client.reset();
+    return WaitFor([&] { return weak.expired(); });
+  }
+
   // Returns once what the loop was running when called has finished (the
   // loop has one thread).
   void DrainLoop() {
@@ -185,10 +193,8 @@ TEST_F(CachedSharedTest, AMissLeavesTheTierHoldingNothingOfTheClient) {
   EXPECT_TRUE(on_loop);
   EXPECT_EQ(tier->held(), 2u);  // the GET and the lead, both called
   EXPECT_TRUE(WaitFor([&] { return tier->puts() == 1; }));
-  std::weak_ptr<CachedClient> weak = client;
-  client.reset();
   // The tier still holds both callbacks: they must not hold the client.
-  EXPECT_TRUE(WaitFor([&] { return weak.expired(); }));
+  EXPECT_TRUE(Released(client));
   EXPECT_EQ(tier->held(), 2u);
 }
 
@@ -207,9 +213,7 @@ TEST_F(CachedSharedTest, ASharedHitIsAnsweredOnTheClientsExecutor) {
   EXPECT_EQ(fake_->completions(), 0u);
   // The local fill ran; then nothing but the test holds the client.
   EXPECT_TRUE(WaitFor([&] { return client->stats().shared_fills == 1; }));
-  std::weak_ptr<CachedClient> weak = client;
-  client.reset();
-  EXPECT_TRUE(WaitFor([&] { return weak.expired(); }));
+  EXPECT_TRUE(Released(client));
   EXPECT_EQ(tier->held(), 1u);
 }
 
@@ -224,9 +228,7 @@ TEST_F(CachedSharedTest, AnEmbeddingsBatchLeavesTheTierHoldingNothing) {
   EXPECT_TRUE(on_loop);
   EXPECT_EQ(fake_->embedded_items(), 3u);
   EXPECT_GE(tier->held(), 3u);  // one GET per input
-  std::weak_ptr<CachedClient> weak = client;
-  client.reset();
-  EXPECT_TRUE(WaitFor([&] { return weak.expired(); }));
+  EXPECT_TRUE(Released(client));
 }
 
 // An entry read from the shared tier before a flush must not end in the
