@@ -214,7 +214,12 @@ std::function<void(Arg)> CachedClientImpl::OnClientExecutor(Fn fn) const {
     // Moved out: the tier may keep (and later destroy) this callback on
     // its thread; what it held is the executor's now.
     boost::asio::post(ex, [fn = std::move(fn), arg = std::move(arg)]() mutable {
-      fn(std::move(arg));
+      try {
+        fn(std::move(arg));
+      } catch (...) {
+        // `fn` answers its own failures (Guarded); nothing may unwind
+        // through the io_context (the tier's thread caught it before).
+      }
     });
   };
 }
