@@ -1,12 +1,15 @@
-// The shared tier's value header, reply parsing and fleet statistics
-// (tier_format.h).
+// The shared tier's value header, reply parsing, fleet statistics and the
+// walk over its entries (tier_format.h).
 
 #include "tier_format.h"
 
+#include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <future>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 namespace llmcache::net::tier_internal {
@@ -102,6 +105,77 @@ Result<FleetStats> ReadFleetStats(RedisClient& redis, const std::string& prefix,
     out.keys = keys.get();
   }
   return out;
+}
+
+Status ForEachStoredEntry(
+    RedisClient& redis, const std::string& prefix,
+    const std::optional<std::string>& model,
+    const std::function<Result<Entry>(std::string_view value)>& decode,
+    const std::function<bool(const EntryView&)>& fn,
+    const std::function<void(std::string_view, const Status&)>& on_corrupt) {
+  std::mutex keys_mu;
+  std::vector<std::string> keys;
+  auto scanned = std::make_shared<std::promise<Status>>();
+  std::future<Status> scan_done = scanned->get_future();
+  redis.ScanAll(
+      prefix + "e:{*", 500,
+      [&keys_mu, &keys](std::vector<std::string> batch) {
+        std::lock_guard<std::mutex> lock(keys_mu);
+        for (std::string& k : batch) keys.push_back(std::move(k));
+      },
+      [scanned](Status s) { scanned->set_value(std::move(s)); });
+  if (Status s = scan_done.get(); !s.ok()) {
+    return s.WithContext("shared tier scan");
+  }
+  const std::string head = prefix + "e:{";
+  const std::optional<std::string> base =
+      model ? std::optional<std::string>(std::string(BaseModel(*model)))
+            : std::nullopt;
+  constexpr size_t kBatch = 256;
+  for (size_t start = 0; start < keys.size(); start += kBatch) {
+    const size_t n = std::min(kBatch, keys.size() - start);
+    std::vector<Result<Reply>> replies(n, UnavailableError("no reply"));
+    std::mutex mu;
+    std::condition_variable cv;
+    size_t left = n;
+    for (size_t i = 0; i < n; ++i) {
+      redis.Command({"GET", keys[start + i]}, 1, [&, i](Result<Reply> r) {
+        std::lock_guard<std::mutex> lock(mu);
+        replies[i] = std::move(r);
+        if (--left == 0) cv.notify_all();
+      });
+    }
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return left == 0; });
+    }
+    for (size_t i = 0; i < n; ++i) {
+      const std::string& key = keys[start + i];
+      if (!key.starts_with(head) || key.size() != head.size() + 65) continue;
+      const std::string hex = key.substr(head.size(), 64);
+      Result<Digest> digest = DigestFromHex(hex);
+      if (!digest.ok()) continue;  // not ours
+      const Result<Reply>& r = replies[i];
+      if (!r.ok()) return r.status().WithContext("shared tier read");
+      if (r->type != Reply::Type::kString) continue;  // gone meanwhile
+      Result<Entry> entry = decode(r->str);
+      if (!entry.ok()) {
+        if (entry.status().code() == StatusCode::kNotFound) continue;
+        if (entry.status().code() == StatusCode::kUnavailable) {
+          return entry.status();  // cannot tell live from flushed
+        }
+        if (!on_corrupt) return entry.status().WithContext(hex);
+        on_corrupt(hex, entry.status());
+        continue;
+      }
+      const std::string_view entry_base = BaseModel(entry->meta.model);
+      if (base && entry_base != *base) continue;
+      if (!fn(EntryView{*digest, entry_base, *entry, r->str.size()})) {
+        return Status::Ok();
+      }
+    }
+  }
+  return Status::Ok();
 }
 
 }  // namespace llmcache::net::tier_internal

@@ -1,6 +1,7 @@
 // The shared tier's private pieces without I/O of their own: the value
 // header in front of every entry in Redis, the parsing of Redis' decimal
-// replies, and the fleet statistics' read (tools). See redis_tier.h for the
+// replies, and the tools' blocking reads: the fleet statistics, the walk
+// over the entries. See redis_tier.h for the
 // layout.
 
 #ifndef LLMCACHE_NET_SHARED_SRC_TIER_FORMAT_H_
@@ -8,6 +9,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -34,6 +37,19 @@ bool ParseI64(std::string_view s, int64_t* out);
 // DBSIZE over the masters, blocking at most `timeout_ms` per command.
 Result<FleetStats> ReadFleetStats(RedisClient& redis, const std::string& prefix,
                                   int64_t timeout_ms);
+
+// Calls `fn` for each entry under <prefix>e:{...} (of `model`'s base model
+// if given), scanning every master and reading 256 values at a time; stops
+// early when `fn` returns false. `decode` turns a stored value into its
+// entry: kNotFound skips it (an old generation), kUnavailable ends the walk
+// (cannot tell live from flushed), anything else is corruption, passed to
+// `on_corrupt` (or returned when there is none).
+Status ForEachStoredEntry(
+    RedisClient& redis, const std::string& prefix,
+    const std::optional<std::string>& model,
+    const std::function<Result<Entry>(std::string_view value)>& decode,
+    const std::function<bool(const EntryView&)>& fn,
+    const std::function<void(std::string_view, const Status&)>& on_corrupt);
 
 }  // namespace llmcache::net::tier_internal
 
