@@ -176,9 +176,7 @@ bool ParseImportLine(std::string_view line, int64_t now_ms, ImportLine* out,
   // (a line is parsed and dropped: one allocation per member otherwise).
   unsigned char buffer[8192];
   json::monotonic_resource memory(buffer, sizeof(buffer));
-  json::parse_options parse_options;
-  parse_options.max_depth = net::json_util::kMaxJsonDepth;
-  json::value v = json::parse(line, ec, &memory, parse_options);
+  json::value v = net::json_util::ParseJson(line, ec, &memory);
   if (ec) {
     *error = "invalid JSON: " + ec.message();
     return false;

@@ -21,12 +21,31 @@ inline constexpr size_t kMaxJsonDepth = 256;
 
 // Parses `text` with kMaxJsonDepth; errors go to `ec` (never throws for bad
 // input). The value's memory comes from `sp` (default: the heap).
+// Each thread keeps one parser for texts up to 1 MiB: json::parse builds
+// (and zeroes) a new one per call, ~4% of `llmcache import`'s CPU in
+// profiles (five alternated imports of 200k entries: 208-224k entries/s
+// before, median 213.5k; 209-228k/s after, median 222.7k). Larger
+// texts get a parser of their own, so that no thread keeps the stack a huge
+// document grew.
 inline json::value ParseJson(std::string_view text,
                              boost::system::error_code& ec,
                              json::storage_ptr sp = {}) {
   json::parse_options options;
   options.max_depth = kMaxJsonDepth;
-  return json::parse(text, ec, std::move(sp), options);
+  if (text.size() > (size_t{1} << 20)) {
+    return json::parse(text, ec, std::move(sp), options);
+  }
+  thread_local json::parser parser(json::storage_ptr(), options);
+  // Whatever happens, the parser lets go of `sp` (perhaps a resource on the
+  // caller's stack) and of any partial value before this returns.
+  struct Reset {
+    json::parser& p;
+    ~Reset() { p.reset(); }
+  } reset{parser};
+  parser.reset(std::move(sp));
+  parser.write(text.data(), text.size(), ec);
+  if (ec) return nullptr;
+  return parser.release();
 }
 
 // The member `key` of `o`, or null.

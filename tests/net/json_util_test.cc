@@ -1,0 +1,117 @@
+#include "llmcache/net/json_util.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace llmcache::net::json_util {
+namespace {
+
+// What json::parse with the same depth limit gives: ParseJson keeps a
+// parser per thread, and must accept and reject exactly the same texts.
+json::value Reference(std::string_view text, boost::system::error_code& ec) {
+  json::parse_options options;
+  options.max_depth = kMaxJsonDepth;
+  return json::parse(text, ec, {}, options);
+}
+
+std::string Nested(size_t depth) {
+  return std::string(depth, '[') + std::string(depth, ']');
+}
+
+TEST(ParseJsonTest, AcceptsAndRejectsWhatJsonParseDoes) {
+  const std::string big_array = [] {
+    std::string s = "[";
+    for (int i = 0; i < 200'000; ++i) s += (i ? ",\"abcdef\"" : "\"abcdef\"");
+    return s + "]";
+  }();
+  ASSERT_GT(big_array.size(), size_t{1} << 20);  // the unshared parser
+  const std::vector<std::string> texts = {
+      R"({"a":1,"b":[true,null,"x"]})",
+      R"({"a":)",          // incomplete
+      R"([1] x)",          // extra data
+      R"({"a":1,"a":2})",  // duplicate key
+      "\"\\ud800\"",       // lone surrogate escape
+      "\"\xff\"",          // invalid UTF-8
+      "",
+      "   ",
+      "1e999",
+      Nested(kMaxJsonDepth),
+      Nested(kMaxJsonDepth + 1),
+      big_array,
+      big_array.substr(0, big_array.size() - 1),  // incomplete, > 1 MiB
+  };
+  // Twice, so that each text also follows every other (an error must not
+  // leave the kept parser in a state the next text sees).
+  for (int round = 0; round < 2; ++round) {
+    for (const std::string& text : texts) {
+      SCOPED_TRACE(text.substr(0, 40));
+      boost::system::error_code ec, ref_ec;
+      const json::value got = ParseJson(text, ec);
+      const json::value want = Reference(text, ref_ec);
+      EXPECT_EQ(ec.failed(), ref_ec.failed()) << ec.message();
+      EXPECT_EQ(ec, ref_ec);
+      EXPECT_EQ(got, want);
+    }
+  }
+}
+
+TEST(ParseJsonTest, ValuesOutliveLaterParses) {
+  boost::system::error_code ec;
+  const json::value first = ParseJson(R"({"k":"first","n":[1,2,3]})", ec);
+  ASSERT_FALSE(ec);
+  const json::value second = ParseJson(R"({"k":"second"})", ec);
+  ASSERT_FALSE(ec);
+  EXPECT_EQ(first.at("k").as_string(), "first");
+  EXPECT_EQ(first.at("n").as_array().size(), 3u);
+  EXPECT_EQ(second.at("k").as_string(), "second");
+}
+
+// A value parsed into a resource on a caller's stack: the kept parser must
+// not hold on to that resource after the call (the next call would touch a
+// dead frame; AddressSanitizer would say so).
+std::string ParseOnStack(std::string_view text, bool* ok) {
+  unsigned char buffer[1024];
+  json::monotonic_resource memory(buffer, sizeof(buffer));
+  boost::system::error_code ec;
+  const json::value v = ParseJson(text, ec, &memory);
+  *ok = !ec;
+  return ec ? std::string() : json::serialize(v);
+}
+
+TEST(ParseJsonTest, StackResourcesAreReleased) {
+  bool ok = false;
+  EXPECT_EQ(ParseOnStack(R"({"a":[1,2]})", &ok), R"({"a":[1,2]})");
+  EXPECT_TRUE(ok);
+  EXPECT_EQ(ParseOnStack(R"({"a":[1,2)", &ok), "");
+  EXPECT_FALSE(ok);
+  boost::system::error_code ec;
+  const json::value v = ParseJson(R"(["heap"])", ec);
+  ASSERT_FALSE(ec);
+  EXPECT_EQ(v.as_array()[0].as_string(), "heap");
+}
+
+TEST(ParseJsonTest, EachThreadParsesOnItsOwn) {
+  std::vector<std::thread> threads;
+  std::vector<int> good(4, 0);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([t, &good] {
+      for (int i = 0; i < 2000; ++i) {
+        const std::string text =
+            "{\"t\":" + std::to_string(t) + ",\"i\":" + std::to_string(i) + "}";
+        boost::system::error_code ec;
+        const json::value v = ParseJson(text, ec);
+        if (!ec && v.at("t").as_int64() == t && v.at("i").as_int64() == i) {
+          ++good[t];
+        }
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  for (int t = 0; t < 4; ++t) EXPECT_EQ(good[t], 2000) << "thread " << t;
+}
+
+}  // namespace
+}  // namespace llmcache::net::json_util
