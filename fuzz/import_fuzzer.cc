@@ -4,6 +4,9 @@
 // The input is split into lines as the import verb splits it (a trailing CR
 // dropped, blank lines skipped). Invariants checked:
 //   - never a crash; a rejected line has an error message;
+//   - the direct scan of exported lines and the general parser
+//     (ParseImportLineGeneral) accept the same lines with the same fields
+//     and reject the same with the same message;
 //   - an accepted line has a 64-hex key, a non-empty model, times and flags
 //     in range, the imported flag, and a body that is a cacheable completion;
 //   - what it stores survives: its metadata and body encode and decode back
@@ -51,10 +54,42 @@ void CheckValue(std::string_view value) {
   FUZZ_CHECK(llmcache::StoredSize(entry) == again.size());
 }
 
+// The direct scan of exported lines and the general parser agree: the
+// same acceptance, error and fields.
+void CheckSameAsGeneral(std::string_view line, bool ok,
+                        const std::string& error,
+                        const llmcache::cli::ImportLine& parsed) {
+  llmcache::cli::ImportLine general;
+  std::string general_error;
+  const bool general_ok = llmcache::cli::ParseImportLineGeneral(
+      line, kNowMs, &general, &general_error);
+  FUZZ_CHECK(ok == general_ok);
+  llmcache::cli::ImportLine scanned;
+  if (llmcache::cli::ParseExportLayout(line, kNowMs, &scanned)) {
+    FUZZ_CHECK(general_ok);
+  }
+  if (!ok) {
+    FUZZ_CHECK(error == general_error);
+    return;
+  }
+  const llmcache::InsertOptions& a = parsed.options;
+  const llmcache::InsertOptions& b = general.options;
+  FUZZ_CHECK(parsed.key.digest == general.key.digest &&
+             parsed.key.model == general.key.model &&
+             parsed.key.base_model == general.key.base_model &&
+             parsed.body == general.body && parsed.ns == general.ns &&
+             parsed.resolved_model == general.resolved_model);
+  FUZZ_CHECK(a.usage == b.usage && a.flags == b.flags &&
+             a.created_ms == b.created_ms && a.expires_ms == b.expires_ms &&
+             a.ttl_ms == b.ttl_ms);
+}
+
 void CheckLine(std::string_view line, llmcache::Cache& cache) {
   llmcache::cli::ImportLine parsed;
   std::string error;
-  if (!llmcache::cli::ParseImportLine(line, kNowMs, &parsed, &error)) {
+  const bool ok = llmcache::cli::ParseImportLine(line, kNowMs, &parsed, &error);
+  CheckSameAsGeneral(line, ok, error, parsed);
+  if (!ok) {
     FUZZ_CHECK(!error.empty());
     return;
   }

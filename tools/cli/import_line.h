@@ -32,8 +32,24 @@ struct ImportLine {
 // object, a bad key, model, namespace, time, flags or usage member, or a
 // `response` that is not a clean chat completion the service would store.
 // Already-expired entries are accepted (the caller skips them).
+//
+// A line in exactly the layout `llmcache export` writes (its members in its
+// order, no whitespace, ASCII strings) is read by a direct scan; any other
+// line, and any line that scan does not accept, by Boost.JSON
+// (ParseImportLineGeneral), which alone writes the error messages. Both give
+// the same result for every line (tests and the fuzz target compare them).
 bool ParseImportLine(std::string_view line, int64_t now_ms, ImportLine* out,
                      std::string* error);
+
+// The direct scan alone: true only for a line in the layout `llmcache
+// export` writes that ParseImportLineGeneral accepts, filled as it fills it.
+// False says nothing about the line (`out` is then unspecified).
+bool ParseExportLayout(std::string_view line, int64_t now_ms, ImportLine* out);
+
+// The same through Boost.JSON only: any member order, whitespace, escapes
+// and Unicode.
+bool ParseImportLineGeneral(std::string_view line, int64_t now_ms,
+                            ImportLine* out, std::string* error);
 
 }  // namespace llmcache::cli
 

@@ -1,0 +1,220 @@
+// ParseImportLine reads the layout `llmcache export` writes by a direct scan
+// and everything else through Boost.JSON (ParseImportLineGeneral): both must
+// give the same result, accepted or not, for every line.
+
+#include "cli/import_line.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <boost/json.hpp>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "llmcache/key.h"
+
+namespace llmcache::cli {
+namespace {
+
+namespace json = boost::json;
+
+constexpr int64_t kNowMs = 1'767'225'600'000;  // 2026-01-01T00:00:00Z
+
+std::string Completion(std::string_view content) {
+  json::object body{
+      {"id", "gen-1"},
+      {"object", "chat.completion"},
+      {"created", 1764000000},
+      {"model", "openai/gpt-4o-mini"},
+      {"choices",
+       json::array{json::object{{"index", 0},
+                                {"message", json::object{{"role", "assistant"},
+                                                         {"content", content}}},
+                                {"finish_reason", "stop"}}}},
+      {"usage", json::object{{"prompt_tokens", 20},
+                             {"completion_tokens", 18},
+                             {"total_tokens", 38}}}};
+  return json::serialize(body);
+}
+
+// A line as `llmcache export` writes it (the same members, in its order).
+std::string ExportLine(std::string_view content, std::string_view model,
+                       std::string_view ns, int64_t created, int64_t expires,
+                       uint64_t flags = 0) {
+  json::object line{{"key", std::string(64, 'a')},
+                    {"model", model},
+                    {"resolved_model", std::string(model) + "-2025"},
+                    {"namespace", ns},
+                    {"created", created},
+                    {"expires", expires},
+                    {"flags", flags},
+                    {"usage", json::object{{"prompt_tokens", 20},
+                                           {"completion_tokens", 18},
+                                           {"cached_tokens", 3},
+                                           {"cache_write_tokens", 0},
+                                           {"cost_nanousd", 1234}}},
+                    {"response", Completion(content)}};
+  return json::serialize(line);
+}
+
+struct Outcome {
+  bool ok = false;
+  std::string error;
+  ImportLine line;
+};
+
+Outcome Parse(std::string_view text, bool general, ImportLine start = {}) {
+  Outcome o;
+  o.line = std::move(start);
+  o.ok = general ? ParseImportLineGeneral(text, kNowMs, &o.line, &o.error)
+                 : ParseImportLine(text, kNowMs, &o.line, &o.error);
+  return o;
+}
+
+// Lines ExpectSame saw the direct scan accept.
+int scanned_lines = 0;
+
+// Both parsers agree on `text`: acceptance, error message, every field.
+void ExpectSame(std::string_view text, ImportLine start = {}) {
+  SCOPED_TRACE(std::string(text));
+  const Outcome fast = Parse(text, false, start);
+  const Outcome general = Parse(text, true, start);
+  ASSERT_EQ(fast.ok, general.ok) << general.error;
+  ImportLine scanned = start;
+  if (ParseExportLayout(text, kNowMs, &scanned)) {
+    ASSERT_TRUE(general.ok)
+        << "the scan accepts what is rejected: " << general.error;
+    ++scanned_lines;
+  }
+  if (!general.ok) {
+    EXPECT_EQ(fast.error, general.error);
+    return;
+  }
+  const ImportLine& a = fast.line;
+  const ImportLine& b = general.line;
+  EXPECT_EQ(a.key.digest, b.key.digest);
+  EXPECT_EQ(a.key.model, b.key.model);
+  EXPECT_EQ(a.key.base_model, b.key.base_model);
+  EXPECT_EQ(a.body, b.body);
+  EXPECT_EQ(a.ns, b.ns);
+  EXPECT_EQ(a.resolved_model, b.resolved_model);
+  EXPECT_EQ(a.options.usage.prompt_tokens, b.options.usage.prompt_tokens);
+  EXPECT_EQ(a.options.usage.completion_tokens,
+            b.options.usage.completion_tokens);
+  EXPECT_EQ(a.options.usage.cached_tokens, b.options.usage.cached_tokens);
+  EXPECT_EQ(a.options.usage.cache_write_tokens,
+            b.options.usage.cache_write_tokens);
+  EXPECT_EQ(a.options.usage.cost_nanousd, b.options.usage.cost_nanousd);
+  EXPECT_EQ(a.options.flags, b.options.flags);
+  EXPECT_EQ(a.options.created_ms, b.options.created_ms);
+  EXPECT_EQ(a.options.expires_ms, b.options.expires_ms);
+  EXPECT_EQ(a.options.ttl_ms, b.options.ttl_ms);
+}
+
+TEST(ImportLineTest, ExportedLinesReadAsTheGeneralParserReadsThem) {
+  const std::string line = ExportLine("Hello there.", "openai/gpt-4o-mini",
+                                      "tenant-1", kNowMs - 1000, 0, 4);
+  const Outcome o = Parse(line, false);
+  ASSERT_TRUE(o.ok) << o.error;
+  ImportLine scanned;
+  EXPECT_TRUE(ParseExportLayout(line, kNowMs, &scanned));  // not the fallback
+  EXPECT_EQ(o.line.key.model, "openai/gpt-4o-mini");
+  EXPECT_EQ(o.line.ns, "tenant-1");
+  EXPECT_EQ(o.line.resolved_model, "openai/gpt-4o-mini-2025");
+  EXPECT_EQ(o.line.body, Completion("Hello there."));
+  EXPECT_EQ(o.line.options.flags, 4 | kEntryFlagImported);
+  EXPECT_EQ(o.line.options.usage.cost_nanousd, 1234);
+  ASSERT_TRUE(o.line.options.ttl_ms.has_value());
+  EXPECT_EQ(*o.line.options.ttl_ms, 0);
+  ExpectSame(line);
+  ExpectSame(ExportLine("x", "m", "", kNowMs - 5, kNowMs + 60'000));
+}
+
+TEST(ImportLineTest, EscapesUnicodeAndOddValuesAgree) {
+  for (std::string_view content :
+       {"quotes \" and \\ backslashes / slashes", "tab\there\nnew line\r",
+        "\b\f control escapes", "caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80",
+        "\x7F del", "</script>", ""}) {
+    const std::string line =
+        ExportLine(content, "openai/gpt-4o-mini", "", kNowMs - 1, 0);
+    ExpectSame(line);
+    ImportLine scanned;
+    // Only non-ASCII text (and \u escapes) is left to the general parser.
+    const bool ascii = std::none_of(content.begin(), content.end(), [](char c) {
+      return static_cast<unsigned char>(c) >= 0x80;
+    });
+    EXPECT_EQ(ParseExportLayout(line, kNowMs, &scanned),
+              ascii && Parse(line, true).ok)
+        << content;
+  }
+  // Fields the checks reject, one at a time.
+  ExpectSame(ExportLine("x", "", "", kNowMs - 1, 0));            // no model
+  ExpectSame(ExportLine("x", "a\nb", "", kNowMs - 1, 0));        // control
+  ExpectSame(ExportLine("x", "m", "n\x01s", kNowMs - 1, 0));     // control
+  ExpectSame(ExportLine("x", "m", "", 0, 0));                    // no created
+  ExpectSame(ExportLine("x", "m", "", kNowMs + 600'000, 0));     // future
+  ExpectSame(ExportLine("x", "m", "", kNowMs - 1, kNowMs - 2));  // expires
+  ExpectSame(ExportLine("x", "m", "", kNowMs - 1, 0, 256));      // flags
+  ExpectSame(ExportLine("x", std::string(70000, 'm'), "", kNowMs - 1, 0));
+  // Not a completion the service would store.
+  std::string error_body = ExportLine("x", "m", "", kNowMs - 1, 0);
+  const size_t at = error_body.find("\"response\":");
+  error_body =
+      error_body.substr(0, at) +
+      R"("response":"{\"error\":{\"code\":429,\"message\":\"slow\"}}"})";
+  ExpectSame(error_body);
+}
+
+TEST(ImportLineTest, NumbersAgree) {
+  const std::string line =
+      ExportLine("x", "m", "", 1'700'000'000'000, 0);  // created: 13 digits
+  const size_t at = line.find("1700000000000");
+  ASSERT_NE(at, std::string::npos);
+  for (std::string_view created :
+       {"01700000000000", "1700000000000.0", "1.7e12", "-1700000000000",
+        "17000000000000000", "170000000000000000", "1700000000000000000",
+        "17000000000000000000", "99999999999999999999", "0", "00", "null",
+        "\"1700000000000\"", "1700000000000 "}) {
+    ExpectSame(line.substr(0, at) + std::string(created) +
+               line.substr(at + 13));
+  }
+}
+
+// Every one-byte change of an exported line: deleted, replaced by bytes that
+// matter to the scan, or the line cut there.
+TEST(ImportLineTest, EveryOneByteChangeAgrees) {
+  const std::string line = ExportLine("Hi \"you\"\n.", "openai/gpt-4o-mini",
+                                      "t", kNowMs - 1000, kNowMs + 1000, 1);
+  const std::string replacements[] = {"\"", "\\", " ", "0", "9",    "x",   "}",
+                                      ",",  ":",  "{", "[", "\x80", "\x01"};
+  for (size_t i = 0; i < line.size(); ++i) {
+    ExpectSame(line.substr(0, i));
+    ExpectSame(line.substr(0, i) + line.substr(i + 1));
+    for (const std::string& r : replacements) {
+      ExpectSame(line.substr(0, i) + r + line.substr(i + 1));
+    }
+    if (HasFailure()) return;  // one position's report is enough
+  }
+  // Some changes keep the line in the layout (a digit for a digit, a
+  // letter in a string): the scan, not only the fallback, was compared.
+  EXPECT_GT(scanned_lines, 100);
+}
+
+// An ImportLine is reused line after line: nothing of the previous line
+// stays in the next.
+TEST(ImportLineTest, NothingOfAnEarlierLineStays) {
+  const Outcome first = Parse(
+      ExportLine("first", "m1", "tenant", kNowMs - 1, kNowMs + 10), false);
+  ASSERT_TRUE(first.ok) << first.error;
+  ExpectSame(ExportLine("second", "m2", "", kNowMs - 1, 0), first.line);
+  const Outcome second =
+      Parse(ExportLine("second", "m2", "", kNowMs - 1, 0), false, first.line);
+  ASSERT_TRUE(second.ok);
+  EXPECT_EQ(second.line.ns, "");
+  EXPECT_EQ(second.line.options.expires_ms, 0);
+  EXPECT_EQ(second.line.body, Completion("second"));
+}
+
+}  // namespace
+}  // namespace llmcache::cli
