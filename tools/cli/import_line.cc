@@ -71,6 +71,17 @@ bool GetString(const json::object& o, std::string_view name, std::string* out,
   return true;
 }
 
+// The options of an accepted line (both readers).
+void SetAccepted(const Usage& usage, uint64_t flags, uint64_t created,
+                 uint64_t expires, InsertOptions* options) {
+  options->usage = usage;
+  options->flags = static_cast<uint8_t>(flags) | kEntryFlagImported;
+  options->created_ms = static_cast<int64_t>(created);
+  options->expires_ms = static_cast<int64_t>(expires);
+  // Entries that never expire keep "never": ttl 0.
+  if (expires == 0) options->ttl_ms = 0;
+}
+
 }  // namespace
 
 bool ParseImportLineGeneral(std::string_view line, int64_t now_ms,
@@ -197,12 +208,7 @@ bool ParseImportLineGeneral(std::string_view line, int64_t now_ms,
     *error = "\"response\" would not be cached: " + why;
     return false;
   }
-  out->options.usage = usage;
-  out->options.flags = static_cast<uint8_t>(flags) | kEntryFlagImported;
-  out->options.created_ms = static_cast<int64_t>(created);
-  out->options.expires_ms = static_cast<int64_t>(expires);
-  // Entries that never expire keep "never": ttl 0.
-  if (expires == 0) out->options.ttl_ms = 0;
+  SetAccepted(usage, flags, created, expires, &out->options);
   return true;
 }
 
@@ -389,11 +395,7 @@ bool ParseExportLayout(std::string_view line, int64_t now_ms, ImportLine* out) {
   out->key.base_model.assign(BaseModel(out->key.model));
   usage.cost_nanousd = static_cast<int64_t>(cost);
   out->options = InsertOptions();
-  out->options.usage = usage;
-  out->options.flags = static_cast<uint8_t>(flags) | kEntryFlagImported;
-  out->options.created_ms = static_cast<int64_t>(created);
-  out->options.expires_ms = static_cast<int64_t>(expires);
-  if (expires == 0) out->options.ttl_ms = 0;
+  SetAccepted(usage, flags, created, expires, &out->options);
   return true;
 }
 
