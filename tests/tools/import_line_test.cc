@@ -140,12 +140,8 @@ TEST(ImportLineTest, EscapesUnicodeAndOddValuesAgree) {
         ExportLine(content, "openai/gpt-4o-mini", "", kNowMs - 1, 0);
     ExpectSame(line);
     ImportLine scanned;
-    // Only non-ASCII text (and \u escapes) is left to the general parser.
-    const bool ascii = std::none_of(content.begin(), content.end(), [](char c) {
-      return static_cast<unsigned char>(c) >= 0x80;
-    });
-    EXPECT_EQ(ParseExportLayout(line, kNowMs, &scanned),
-              ascii && Parse(line, true).ok)
+    // Escapes and UTF-8 alike are read by the scan itself.
+    EXPECT_EQ(ParseExportLayout(line, kNowMs, &scanned), Parse(line, true).ok)
         << content;
   }
   // Fields the checks reject, one at a time.
@@ -164,6 +160,38 @@ TEST(ImportLineTest, EscapesUnicodeAndOddValuesAgree) {
       error_body.substr(0, at) +
       R"("response":"{\"error\":{\"code\":429,\"message\":\"slow\"}}"})";
   ExpectSame(error_body);
+}
+
+// Raw bytes in the response's text, at each edge of well-formed UTF-8
+// (RFC 3629): the scan accepts exactly what Boost.JSON accepts.
+TEST(ImportLineTest, Utf8EdgesAgree) {
+  const std::string line = ExportLine("[X]", "m", "", kNowMs - 1, 0);
+  const size_t at = line.find("[X]");
+  ASSERT_NE(at, std::string::npos);
+  const std::vector<std::string> sequences = {
+      "\x7F", "\x80", "\xBF", "\xC0\x80", "\xC1\xBF", "\xC2\x80", "\xC2\x7F",
+      "\xC2\xC0", "\xDF\xBF", "\xE0\x80\x80", "\xE0\x9F\xBF", "\xE0\xA0\x80",
+      "\xE1\x80\x80", "\xEC\xBF\xBF", "\xED\x80\x80", "\xED\x9F\xBF",
+      "\xED\xA0\x80", "\xED\xBF\xBF", "\xEE\x80\x80", "\xEF\xBF\xBF",
+      "\xEF\xBF\xBE", "\xF0\x80\x80\x80", "\xF0\x8F\xBF\xBF",
+      "\xF0\x90\x80\x80", "\xF3\xBF\xBF\xBF", "\xF4\x80\x80\x80",
+      "\xF4\x8F\xBF\xBF", "\xF4\x90\x80\x80", "\xF5\x80\x80\x80",
+      "\xF8\x88\x80\x80\x80", "\xFE", "\xFF",
+      // Cut short: at the end of the text, and before a plain byte.
+      "\xC3", "\xE2\x82", "\xF0\x9F\x98", "\xE2\x82x", "\xF0\x9Fxy"};
+  int scanned_ok = 0;
+  for (const std::string& seq : sequences) {
+    // Inside the response's text, in the model name and in the namespace.
+    const std::string in_text =
+        line.substr(0, at) + "[" + seq + "]" + line.substr(at + 3);
+    ExpectSame(in_text);
+    ExpectSame(ExportLine("x", "m" + seq, "", kNowMs - 1, 0));
+    ExpectSame(ExportLine("x", "m", seq + "ns", kNowMs - 1, 0));
+    ImportLine scanned;
+    if (ParseExportLayout(in_text, kNowMs, &scanned)) ++scanned_ok;
+  }
+  // The 15 well-formed ones (\x7F among them) were read by the scan.
+  EXPECT_EQ(scanned_ok, 15);
 }
 
 TEST(ImportLineTest, NumbersAgree) {

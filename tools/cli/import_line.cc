@@ -215,9 +215,8 @@ bool ParseImportLineGeneral(std::string_view line, int64_t now_ms,
 namespace {
 
 // The first byte at or after `p` that ends a plain run of a JSON string: a
-// quote, a backslash, a control character or a byte of a multi-byte UTF-8
-// sequence (the direct scan leaves those to Boost.JSON's validation); `end`
-// if none.
+// quote, a backslash, a control character or the first byte of a multi-byte
+// UTF-8 sequence (validated by the caller); `end` if none.
 const char* SkipPlain(const char* p, const char* end) {
 #if defined(__SSE2__)
   const __m128i quote = _mm_set1_epi8('"');
@@ -239,6 +238,24 @@ const char* SkipPlain(const char* p, const char* end) {
     if (c == '"' || c == '\\' || c < 0x20 || c >= 0x80) return p;
   }
   return end;
+}
+
+// The length of the well-formed UTF-8 sequence that starts at `p` (RFC 3629:
+// no overlong forms, no surrogates, nothing above U+10FFFF), or 0.
+size_t Utf8SequenceLength(const char* p, const char* end) {
+  const auto at = [&](size_t i) { return static_cast<unsigned char>(p[i]); };
+  const auto cont = [&](size_t i, unsigned lo = 0x80, unsigned hi = 0xBF) {
+    return static_cast<size_t>(end - p) > i && at(i) >= lo && at(i) <= hi;
+  };
+  const unsigned c = at(0);
+  if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
+  if (c == 0xE0) return cont(1, 0xA0) && cont(2) ? 3 : 0;
+  if (c == 0xED) return cont(1, 0x80, 0x9F) && cont(2) ? 3 : 0;
+  if (c >= 0xE1 && c <= 0xEF) return cont(1) && cont(2) ? 3 : 0;
+  if (c == 0xF0) return cont(1, 0x90) && cont(2) && cont(3) ? 4 : 0;
+  if (c >= 0xF1 && c <= 0xF3) return cont(1) && cont(2) && cont(3) ? 4 : 0;
+  if (c == 0xF4) return cont(1, 0x80, 0x8F) && cont(2) && cont(3) ? 4 : 0;
+  return 0;
 }
 
 // Reads the layout `llmcache export` writes, in its order, without
@@ -286,9 +303,9 @@ class ExportLayoutReader {
     return true;
   }
 
-  // A JSON string of ASCII text with the two-character escapes, decoded
-  // into `out` (its buffer reused). \u escapes and non-ASCII bytes are left
-  // to the general parser.
+  // A JSON string of well-formed UTF-8 with the two-character escapes,
+  // decoded into `out` (its buffer reused). \u escapes are left to the
+  // general parser.
   bool String(std::string* out) {
     if (p_ == end_ || *p_ != '"') return false;
     ++p_;
@@ -301,6 +318,13 @@ class ExportLayoutReader {
       if (*p_ == '"') {
         ++p_;
         return true;
+      }
+      if (static_cast<unsigned char>(*p_) >= 0x80) {
+        const size_t n = Utf8SequenceLength(p_, end_);
+        if (n == 0) return false;
+        out->append(p_, n);
+        p_ += n;
+        continue;
       }
       if (*p_ != '\\' || end_ - p_ < 2) return false;
       char decoded;

@@ -34,7 +34,7 @@ struct ImportLine {
 // Already-expired entries are accepted (the caller skips them).
 //
 // A line in exactly the layout `llmcache export` writes (its members in its
-// order, no whitespace, ASCII strings) is read by a direct scan; any other
+// order, no whitespace, no \u escapes) is read by a direct scan; any other
 // line, and any line that scan does not accept, by Boost.JSON
 // (ParseImportLineGeneral), which alone writes the error messages. Both give
 // the same result for every line (tests and the fuzz target compare them).
