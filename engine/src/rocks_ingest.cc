@@ -27,7 +27,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <condition_variable>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -77,18 +80,46 @@ Block NewBlock() {
 // Memory blocks batches take their bytes from, given back when a batch is
 // written: later batches reuse them instead of faulting in fresh pages and
 // calling malloc per entry (a large part of a load's time in profiles).
+// Fresh blocks are made ahead of use by a thread of the pool's own:
+// faulting in (and zeroing) fresh memory is slow on virtual machines (128
+// MiB: 200-350 ms on the 2-core VM of the README's figures), and the thread
+// that fills batches is the one a load waits for. The blocks waiting number
+// two more than the blocks taken so far, up to `max_ahead`: a small load
+// does not fault in a batch's worth for nothing.
 class BlockPool {
  public:
-  explicit BlockPool(size_t max_kept) : max_kept_(max_kept) {}
+  BlockPool(size_t max_kept, size_t max_ahead)
+      : max_kept_(max_kept), max_ahead_(std::min(max_ahead, max_kept)) {
+    try {
+      maker_ = std::thread([this] { MakeAhead(); });
+    } catch (const std::system_error&) {
+      // No thread to be had: blocks are made when needed.
+    }
+  }
+  ~BlockPool() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    wanted_.notify_one();
+    if (maker_.joinable()) maker_.join();
+  }
+  BlockPool(const BlockPool&) = delete;
+  BlockPool& operator=(const BlockPool&) = delete;
+
   Block Get() {
     {
       std::lock_guard<std::mutex> lock(mu_);
+      ++taken_;
       if (!free_.empty()) {
         Block b = std::move(free_.back());
         free_.pop_back();
+        wanted_.notify_one();
         return b;
       }
+      ++made_;
     }
+    wanted_.notify_one();
     return NewBlock();
   }
   void Put(std::vector<Block>& blocks) {
@@ -100,9 +131,40 @@ class BlockPool {
   }
 
  private:
+  void MakeAhead() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (true) {
+      wanted_.wait(lock, [this] {
+        return stop_ || (free_.size() < std::min(max_ahead_, taken_ + 2) &&
+                         made_ < max_kept_);
+      });
+      if (stop_) return;
+      ++made_;
+      lock.unlock();
+      Block b;
+      try {
+        b = NewBlock();
+      } catch (const std::bad_alloc&) {
+        return;  // Get() reports it, if it happens there too
+      }
+#ifdef MADV_POPULATE_WRITE
+      if (madvise(b.get(), kBlockSize, MADV_POPULATE_WRITE) != 0)
+#endif
+        std::memset(b.get(), 0, kBlockSize);
+      lock.lock();
+      free_.push_back(std::move(b));
+    }
+  }
+
   const size_t max_kept_;
+  const size_t max_ahead_;
   std::mutex mu_;
+  std::condition_variable wanted_;  // the maker waits on it
   std::vector<Block> free_;
+  size_t made_ = 0;   // blocks made, by either thread
+  size_t taken_ = 0;  // blocks Get() handed out
+  bool stop_ = false;
+  std::thread maker_;  // last: started once the rest is constructed
 };
 
 // A batch's bytes (encoded entries, keys): copies that never move, so views
@@ -139,6 +201,85 @@ class Arena {
   std::vector<std::unique_ptr<char[]>> oversized_;
   char* next_ = nullptr;
   size_t left_ = 0;
+};
+
+// The digests a loader wrote into one column family: a Bloom filter that
+// answers "maybe written" or "certainly not", so that the stored versions of
+// the other keys are not read. Blocked (a key's six bits fall in one 64-byte
+// block: one cache miss per probe), 10 bits per key (~1% false positives,
+// which are only read); it grows by segments of twice the capacity, so a
+// load of any size costs ~2.5 bytes per key and a probe a few segments.
+class DigestFilter {
+ public:
+  void Add(const Digest& d) {
+    if (segments_.empty() ||
+        segments_.back().count == segments_.back().capacity) {
+      segments_.emplace_back(segments_.empty() ? kFirstCapacity
+                                               : 2 * segments_.back().capacity);
+    }
+    segments_.back().Add(d);
+  }
+  bool MayContain(const Digest& d) const {
+    for (const Segment& s : segments_) {
+      if (s.MayContain(d)) return true;
+    }
+    return false;
+  }
+
+ private:
+  static constexpr size_t kFirstCapacity = size_t{1} << 16;
+  static constexpr int kBitsPerKey = 10;
+  static constexpr int kProbes = 6;  // 9 bits each: a bit of a 512-bit block
+
+  struct Hashes {
+    uint64_t block;
+    uint64_t bits;
+  };
+  // SHA-256 digests are uniform already; the mix keeps any other key
+  // (tests' synthetic digests) from crowding a few blocks.
+  static Hashes HashesOf(const Digest& d) {
+    uint64_t a, b;
+    std::memcpy(&a, d.data(), 8);
+    std::memcpy(&b, d.data() + 8, 8);
+    auto mix = [](uint64_t x) {
+      x ^= x >> 33;
+      x *= 0xff51afd7ed558ccdULL;
+      x ^= x >> 33;
+      return x;
+    };
+    return {mix(a ^ (b << 1)), mix(b ^ 0x9e3779b97f4a7c15ULL)};
+  }
+
+  struct Segment {
+    explicit Segment(size_t cap)
+        : capacity(cap), blocks(cap * kBitsPerKey / 512 + 1) {}
+    // Fewer than 2^32 blocks: the top 32 bits of `h` scaled to the count.
+    size_t BlockIndex(uint64_t h) const {
+      return static_cast<size_t>(((h >> 32) * blocks.size()) >> 32);
+    }
+    void Add(const Digest& d) {
+      const Hashes h = HashesOf(d);
+      uint64_t* block = blocks[BlockIndex(h.block)].data();
+      for (int p = 0; p < kProbes; ++p) {
+        const unsigned bit = (h.bits >> (9 * p)) & 511;
+        block[bit >> 6] |= uint64_t{1} << (bit & 63);
+      }
+      ++count;
+    }
+    bool MayContain(const Digest& d) const {
+      const Hashes h = HashesOf(d);
+      const uint64_t* block = blocks[BlockIndex(h.block)].data();
+      for (int p = 0; p < kProbes; ++p) {
+        const unsigned bit = (h.bits >> (9 * p)) & 511;
+        if ((block[bit >> 6] & (uint64_t{1} << (bit & 63))) == 0) return false;
+      }
+      return true;
+    }
+    size_t capacity;
+    size_t count = 0;
+    std::vector<std::array<uint64_t, 8>> blocks;
+  };
+  std::vector<Segment> segments_;
 };
 
 // A cache without table files (memory mode): one Insert per entry.
@@ -179,7 +320,7 @@ class RocksCache::Loader final : public BulkLoader {
       : cache_(cache),
         max_bytes_(std::max<size_t>(options.max_buffer_bytes, 1)),
         dir_(std::move(dir)),
-        pool_(2 * max_bytes_ / kBlockSize + 4),
+        pool_(2 * max_bytes_ / kBlockSize + 4, max_bytes_ / kBlockSize + 1),
         current_(std::make_unique<Batch>(&pool_)) {}
 
   ~Loader() override {
@@ -229,6 +370,16 @@ class RocksCache::Loader final : public BulkLoader {
     uint64_t replaced = 0;
     uint64_t bytes = 0;
     uint64_t files = 0;
+    uint64_t reads = 0;
+  };
+  // What the load knows of a column family it wrote to (Family::id).
+  struct FamilyState {
+    // The family held nothing when the load first wrote to it, and its
+    // write count has been the load's own since (`writes`): what it holds
+    // is what the load wrote, and `written` says what that may be.
+    bool own_only = false;
+    uint64_t writes = 0;
+    DigestFilter written;
   };
 
   // Waits for the batch being written, then hands the current one to a new
@@ -238,6 +389,9 @@ class RocksCache::Loader final : public BulkLoader {
   Status Wait();
   // Writes and ingests `batch` (the worker).
   Status Ingest(Batch& batch, uint64_t number, Written* written);
+  // The load's state of `family`, about to be written by the worker: counts
+  // the write, and whether anything else wrote to it.
+  FamilyState& StateOf(const Family& family);
   // Options of a table file for column family `cf`: the family's own
   // (table format, filters), but not compressed, whatever the family's
   // compression. Compression is deferred to the compaction that rewrites
@@ -270,6 +424,8 @@ class RocksCache::Loader final : public BulkLoader {
   Status failed_;
   bool finished_ = false;
   uint64_t batch_number_ = 0;
+  // The worker's (one batch at a time).
+  std::unordered_map<uint64_t, FamilyState> family_states_;
   BulkLoadStats stats_;
   std::atomic<uint64_t> stored_{0};
 };
@@ -341,6 +497,7 @@ Status RocksCache::Loader::Wait() {
   stats_.replaced += worker_written_.replaced;
   stats_.bytes += worker_written_.bytes;
   stats_.files += worker_written_.files;
+  stats_.reads += worker_written_.reads;
   worker_written_ = Written();
   if (!worker_status_.ok() && failed_.ok()) failed_ = worker_status_;
   return failed_;
@@ -366,6 +523,39 @@ Status RocksCache::Loader::StartWrite() {
   return Status();
 }
 
+RocksCache::Loader::FamilyState& RocksCache::Loader::StateOf(
+    const Family& family) {
+  auto [it, first] = family_states_.try_emplace(family.id);
+  FamilyState& state = it->second;
+  uint64_t writes = family.writes.load(std::memory_order_acquire);
+  if (first) {
+    // Read after the count: a write counted later is seen at the next batch.
+    rocksdb::ColumnFamilyMetaData files;
+    cache_->db_->GetColumnFamilyMetaData(family.handle, &files);
+    uint64_t active = 1, immutable = 1;
+    state.own_only =
+        files.file_count == 0 &&
+        cache_->db_->GetIntProperty(
+            family.handle, "rocksdb.num-entries-active-mem-table", &active) &&
+        cache_->db_->GetIntProperty(
+            family.handle, "rocksdb.num-entries-imm-mem-tables", &immutable) &&
+        active == 0 && immutable == 0;
+  } else if (writes != state.writes) {
+    state.own_only = false;
+  }
+  // This batch's write, counted before it is made (as Insert counts).
+  if (state.own_only && !family.writes.compare_exchange_strong(
+                            writes, writes + 1, std::memory_order_acq_rel)) {
+    state.own_only = false;  // another write came in between
+  }
+  if (!state.own_only) {
+    state.written = DigestFilter();  // of no more use: its memory goes
+    writes = family.writes.fetch_add(1, std::memory_order_acq_rel);
+  }
+  state.writes = writes + 1;
+  return state;
+}
+
 Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
                                   Written* written) {
   RocksCache& c = *cache_;
@@ -378,12 +568,16 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
   struct Record {
     std::string_view key;  // the item's digest, or in the arena
     const Item* item;
-    size_t model;         // index in batch.models
-    bool stored = false;  // byte for byte the stored version: not written
+    size_t model;           // index in batch.models
+    bool stored = false;    // byte for byte the stored version: not written
+    bool had_prev = false;  // a stored version that decodes
+    int64_t prev_created = 0;
+    size_t prev_size = 0;
   };
   struct Target {
     std::shared_ptr<Family> family;
     std::vector<Record> records;
+    FamilyState* state = nullptr;
   };
   std::vector<Target> targets;
   std::unordered_map<const Family*, size_t> target_of;
@@ -451,78 +645,113 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
       std::sort(t.records.begin(), t.records.end(),
                 [](const Record& a, const Record& b) { return a.key < b.key; });
     }
-    // The stored versions.
+    t.state = &StateOf(*t.family);
+    // The stored versions: of every key, or of those the load may have
+    // written itself.
+    std::vector<Record*> to_read;
+    for (Record& r : t.records) {
+      if (!t.state->own_only || t.state->written.MayContain(r.item->digest)) {
+        to_read.push_back(&r);
+      }
+    }
+    written->reads += to_read.size();
     std::vector<rocksdb::Slice> keys(kMultiGetChunk);
     std::vector<rocksdb::PinnableSlice> values(kMultiGetChunk);
     std::vector<rocksdb::Status> statuses(kMultiGetChunk);
-    for (size_t from = 0; from < t.records.size(); from += kMultiGetChunk) {
-      const size_t n = std::min(kMultiGetChunk, t.records.size() - from);
+    for (size_t from = 0; from < to_read.size(); from += kMultiGetChunk) {
+      const size_t n = std::min(kMultiGetChunk, to_read.size() - from);
       for (size_t i = 0; i < n; ++i) {
-        keys[i] = rocksdb::Slice(t.records[from + i].key.data(),
-                                 t.records[from + i].key.size());
+        keys[i] = rocksdb::Slice(to_read[from + i]->key.data(),
+                                 to_read[from + i]->key.size());
         values[i].Reset();
       }
       c.db_->MultiGet(rocksdb::ReadOptions(), t.family->handle, n, keys.data(),
                       values.data(), statuses.data(), /*sorted_input=*/true);
       for (size_t i = 0; i < n; ++i) {
-        const Record& r = t.records[from + i];
-        const std::string& model = batch.models[r.model].base_model;
-        int64_t prev_created = 0, prev_expires = 0;
-        bool had_prev = false;
+        Record& r = *to_read[from + i];
         if (statuses[i].ok()) {
-          had_prev =
-              PeekEntryTimes(ToView(values[i]), &prev_created, &prev_expires);
+          int64_t prev_expires = 0;
+          r.had_prev =
+              PeekEntryTimes(ToView(values[i]), &r.prev_created, &prev_expires);
+          r.prev_size = r.had_prev ? values[i].size() : 0;
+          // As Insert: the same bytes are not written again (two identical
+          // versions would each be counted out when they expire).
+          r.stored = r.had_prev && ToView(values[i]) == r.item->value;
         } else if (!statuses[i].IsNotFound()) {
           c.stats_.Add(Counter::kStoreErrors, 1);
           return FromRocks(statuses[i], c.path_, "reading before a bulk load");
         }
-        // As Insert: the same bytes are not written again (two identical
-        // versions would each be counted out when they expire).
-        if (had_prev && ToView(values[i]) == r.item->value) {
-          t.records[from + i].stored = true;
-          ++written->replaced;
-          continue;
-        }
-        // As Insert counts: a value that does not decode is not an entry.
-        if (had_prev) {
-          ++written->replaced;
-        } else {
-          ++entry_delta[r.model];
-        }
-        byte_delta[r.model] +=
-            static_cast<int64_t>(r.item->value.size()) -
-            static_cast<int64_t>(had_prev ? values[i].size() : 0);
-        time_records.push_back(
-            TimeRecord{batch.arena.Copy(ModelTimeIndexKey(
-                           model, r.item->created_ms, r.item->digest)),
-                       r.item->expires_ms, false});
-        if (had_prev && prev_created != r.item->created_ms) {
-          time_records.push_back(
-              TimeRecord{batch.arena.Copy(ModelTimeIndexKey(model, prev_created,
-                                                            r.item->digest)),
-                         0, true});
-        }
       }
     }
     for (size_t i = 0; i < kMultiGetChunk; ++i) values[i].Reset();
+    for (const Record& r : t.records) {
+      if (r.stored) {
+        ++written->replaced;
+        continue;
+      }
+      const std::string& model = batch.models[r.model].base_model;
+      // As Insert counts: a value that does not decode is not an entry.
+      if (r.had_prev) {
+        ++written->replaced;
+      } else {
+        ++entry_delta[r.model];
+      }
+      byte_delta[r.model] += static_cast<int64_t>(r.item->value.size()) -
+                             static_cast<int64_t>(r.prev_size);
+      time_records.push_back(
+          TimeRecord{batch.arena.Copy(ModelTimeIndexKey(
+                         model, r.item->created_ms, r.item->digest)),
+                     r.item->expires_ms, false});
+      if (r.had_prev && r.prev_created != r.item->created_ms) {
+        time_records.push_back(
+            TimeRecord{batch.arena.Copy(ModelTimeIndexKey(model, r.prev_created,
+                                                          r.item->digest)),
+                       0, true});
+      }
+    }
     std::erase_if(t.records, [](const Record& r) { return r.stored; });
   }
   // A family whose every record is stored already gets no file.
   std::erase_if(targets, [](const Target& t) { return t.records.empty(); });
 
-  // The families' files, written side by side (compression is most of the
-  // work): one writer per family, on up to as many threads as cores.
-  std::vector<rocksdb::Status> target_status(targets.size());
-  std::atomic<size_t> next_target{0};
-  auto write_targets = [&] {
-    for (size_t ti; (ti = next_target.fetch_add(1)) < targets.size();) {
+  // The families' files and the time index's, written side by side: one
+  // writer per file, on up to as many threads as cores.
+  const size_t time_job = time_records.empty() ? SIZE_MAX : targets.size();
+  const size_t jobs = targets.size() + (time_records.empty() ? 0 : 1);
+  std::vector<rocksdb::Status> job_status(jobs);
+  std::atomic<size_t> next_job{0};
+  auto write_time_index = [&](const std::string& file) {
+    rocksdb::ColumnFamilyHandle* cf = c.model_time_cf_;
+    const rocksdb::Options opts = WriterOptions(cf);
+    rocksdb::SstFileWriter writer(rocksdb::EnvOptions(opts), opts, cf,
+                                  /*invalidate_page_cache=*/false);
+    // New records and retired ones, in key order. A key is never both (a
+    // record is retired only when its time differs).
+    std::sort(
+        time_records.begin(), time_records.end(),
+        [](const TimeRecord& a, const TimeRecord& b) { return a.key < b.key; });
+    rocksdb::Status s = writer.Open(file);
+    for (size_t i = 0; s.ok() && i < time_records.size(); ++i) {
+      const TimeRecord& r = time_records[i];
+      const rocksdb::Slice key(r.key.data(), r.key.size());
+      s = r.erase ? writer.Delete(key) : writer.Put(key, Le64(r.expires_ms));
+    }
+    if (s.ok()) s = writer.Finish();
+    return s;
+  };
+  auto write_jobs = [&] {
+    for (size_t j; (j = next_job.fetch_add(1)) < jobs;) {
       try {  // bad_alloc: nothing escapes a thread
-        const Target& t = targets[ti];
+        if (j == time_job) {
+          job_status[j] = write_time_index(files[j]);
+          continue;
+        }
+        const Target& t = targets[j];
         const rocksdb::Options opts = WriterOptions(t.family->handle);
         rocksdb::SstFileWriter writer(rocksdb::EnvOptions(opts), opts,
                                       t.family->handle,
                                       /*invalidate_page_cache=*/false);
-        rocksdb::Status s = writer.Open(files[ti]);
+        rocksdb::Status s = writer.Open(files[j]);
         for (size_t i = 0; s.ok() && i < t.records.size(); ++i) {
           const Record& r = t.records[i];
           s = writer.Put(
@@ -530,52 +759,47 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
               rocksdb::Slice(r.item->value.data(), r.item->value.size()));
         }
         if (s.ok()) s = writer.Finish();
-        target_status[ti] = s;
+        job_status[j] = s;
       } catch (const std::exception& e) {
-        target_status[ti] = rocksdb::Status::MemoryLimit(e.what());
+        job_status[j] = rocksdb::Status::MemoryLimit(e.what());
       }
     }
   };
-  for (size_t ti = 0; ti < targets.size(); ++ti) {
-    (void)next_file();
-    for (const Record& r : targets[ti].records) {
-      written->bytes += r.item->value.size();
-    }
+  for (size_t j = 0; j < jobs; ++j) (void)next_file();
+  for (const Target& t : targets) {
+    for (const Record& r : t.records) written->bytes += r.item->value.size();
   }
   {
     // This thread writes too; helpers for the other cores, at most one per
     // file beyond the first.
     const size_t cores = std::max(1u, std::thread::hardware_concurrency());
-    const size_t helpers =
-        targets.size() > 1 ? std::min(targets.size(), cores) - 1 : 0;
+    const size_t helpers = jobs > 1 ? std::min(jobs, cores) - 1 : 0;
     std::vector<std::thread> threads;
     threads.reserve(helpers);
     for (size_t h = 0; h < helpers; ++h) {
       try {
-        threads.emplace_back(write_targets);
+        threads.emplace_back(write_jobs);
       } catch (const std::system_error&) {
         break;  // no thread to be had: this one writes the rest
       }
     }
-    write_targets();
+    write_jobs();
     for (std::thread& th : threads) th.join();
   }
-  for (size_t ti = 0; ti < targets.size(); ++ti) {
-    if (!target_status[ti].ok()) {
-      return fail(target_status[ti], "writing a bulk-load file");
+  for (size_t j = 0; j < jobs; ++j) {
+    if (!job_status[j].ok()) {
+      return fail(job_status[j], j == time_job
+                                     ? "writing a bulk-load time index file"
+                                     : "writing a bulk-load file");
     }
     rocksdb::IngestExternalFileArg arg;
-    arg.column_family = targets[ti].family->handle;
-    arg.external_files = {files[ti]};
+    arg.column_family =
+        j == time_job ? c.model_time_cf_ : targets[j].family->handle;
+    arg.external_files = {files[j]};
     arg.options = ingest;
     args.push_back(std::move(arg));
   }
 
-  // The per-model time index: new records and retired ones, in key order.
-  // A key is never both (a record is retired only when its time differs).
-  std::sort(
-      time_records.begin(), time_records.end(),
-      [](const TimeRecord& a, const TimeRecord& b) { return a.key < b.key; });
   // The meta family: counter deltas (merge operands, like Insert's) and the
   // last resolved model of the models where it changed.
   std::vector<std::pair<std::string, std::pair<bool, std::string>>> meta;
@@ -620,19 +844,6 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
     args.push_back(std::move(arg));
     return s;
   };
-  if (!time_records.empty()) {
-    rocksdb::Status s =
-        write_file(c.model_time_cf_, [&](rocksdb::SstFileWriter& w) {
-          rocksdb::Status st;
-          for (size_t i = 0; st.ok() && i < time_records.size(); ++i) {
-            const TimeRecord& r = time_records[i];
-            const rocksdb::Slice key(r.key.data(), r.key.size());
-            st = r.erase ? w.Delete(key) : w.Put(key, Le64(r.expires_ms));
-          }
-          return st;
-        });
-    if (!s.ok()) return fail(s, "writing a bulk-load time index file");
-  }
   if (!meta.empty()) {
     rocksdb::Status s = write_file(c.meta_cf_, [&](rocksdb::SstFileWriter& w) {
       rocksdb::Status st;
@@ -654,6 +865,10 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
     fs::remove(f, ec);
   }
   written->files += args.size();
+  for (const Target& t : targets) {
+    if (!t.state->own_only) continue;
+    for (const Record& r : t.records) t.state->written.Add(r.item->digest);
+  }
 
   // As DeleteEntriesLocked: lookups that read the old versions do not put
   // them in the memory tier, and the copies there go.

@@ -32,7 +32,11 @@ namespace llmcache {
 struct RocksCache::Family {
   Family(rocksdb::DB* d, rocksdb::ColumnFamilyHandle* h, std::string model,
          bool is_overflow)
-      : db(d), handle(h), base_model(std::move(model)), overflow(is_overflow) {}
+      : db(d),
+        handle(h),
+        base_model(std::move(model)),
+        overflow(is_overflow),
+        id(NextId()) {}
   ~Family() {
     if (db != nullptr && handle != nullptr) {
       db->DestroyColumnFamilyHandle(handle);
@@ -42,7 +46,20 @@ struct RocksCache::Family {
   rocksdb::ColumnFamilyHandle* const handle;
   const std::string base_model;  // empty for the overflow family
   const bool overflow;
+  // Unique in the process (a family recreated after a drop or a reopen is
+  // another one, whatever its address).
+  const uint64_t id;
   std::atomic<bool> dropped{false};
+  // Writes that may have added entries (inserts, bulk-load ingestions),
+  // counted before they are made: a bulk loader that sees no count but its
+  // own knows which keys can be stored (rocks_ingest.cc).
+  mutable std::atomic<uint64_t> writes{0};
+
+ private:
+  static uint64_t NextId() {
+    static std::atomic<uint64_t> next{1};
+    return next.fetch_add(1, std::memory_order_relaxed);
+  }
 };
 
 // The merge operator of the meta family's counters (kAddOperatorName): adds

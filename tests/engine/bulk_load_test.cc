@@ -218,6 +218,9 @@ TEST_F(BulkLoadTest, SameStateAsInsertingOneByOne) {
   EXPECT_GT(st.batches, 10u);  // 64 KiB batches
   EXPECT_GT(st.files, st.batches);
   EXPECT_GT(st.bytes, 0u);
+  // New families, distinct keys: only the filter's false positives (~1%)
+  // are read.
+  EXPECT_LT(st.reads, static_cast<uint64_t>(kEntries / 20));
   ExpectSameStats();
   EXPECT_EQ(Entries(*bulk_), static_cast<uint64_t>(kEntries));
   EXPECT_EQ(static_cast<RocksCache&>(*bulk_).ModelFamilyCountForTest(), 3u);
@@ -250,6 +253,7 @@ TEST_F(BulkLoadTest, ReloadingDoesNotDoubleCountAndReplaces) {
   // The same entries again: nothing new.
   const BulkLoadStats again = LoadBoth(All());
   EXPECT_EQ(again.replaced, static_cast<uint64_t>(kEntries));
+  EXPECT_EQ(again.reads, static_cast<uint64_t>(kEntries));  // families held
   EXPECT_EQ(again.bytes, 0u);  // byte for byte what is stored: not written
   EXPECT_EQ(Entries(*bulk_), static_cast<uint64_t>(kEntries));
   ExpectSameStats();
@@ -305,6 +309,89 @@ TEST_F(BulkLoadTest, ReloadingDoesNotDoubleCountAndReplaces) {
   EXPECT_EQ(*a, *b);
   ExpectSameStats();
   EXPECT_TRUE(Dump(*bulk_) == Dump(*ref_));
+}
+
+// Families that held nothing when the load began: the load reads only keys
+// it may have written in an earlier batch, and still replaces, skips and
+// retires exactly as inserts do.
+TEST_F(BulkLoadTest, NewFamiliesReadOnlyKeysTheLoadMayHaveWritten) {
+  std::vector<Spec> specs = All();
+  uint64_t repeats = 0;
+  for (int i = 0; i < kEntries; i += 5) {  // newer versions, later batches
+    specs.push_back(MakeSpec(i, clock_.NowMillis(), 1));
+    ++repeats;
+  }
+  for (int i = 1; i < kEntries; i += 11) {  // the same bytes again
+    specs.push_back(MakeSpec(i, clock_.NowMillis()));
+    ++repeats;
+  }
+  const BulkLoadStats st = LoadBoth(specs);
+  EXPECT_EQ(st.replaced, repeats);
+  // Every repeat read (no false negatives), few other keys.
+  EXPECT_GE(st.reads, repeats);
+  EXPECT_LT(st.reads, repeats + kEntries / 20);
+  ExpectSameStats();
+  EXPECT_EQ(Entries(*bulk_), static_cast<uint64_t>(kEntries));
+  EXPECT_TRUE(Dump(*bulk_) == Dump(*ref_));
+  ASSERT_OK(static_cast<RocksCache&>(*bulk_).FlushMemtablesForTest());
+  ASSERT_OK(static_cast<RocksCache&>(*ref_).FlushMemtablesForTest());
+  bulk_.reset();
+  ref_.reset();
+  const auto by_model = TimeIndex(dir_.path() + "/bulk", "llmcache.bymodel");
+  EXPECT_EQ(by_model.size(), static_cast<size_t>(kEntries));
+  EXPECT_TRUE(by_model == TimeIndex(dir_.path() + "/ref", "llmcache.bymodel"));
+}
+
+// An insert into a family the load writes to, between two of its batches:
+// from then on the load reads every key of that family, and the inserted
+// entry is replaced and counted as the inserts count it.
+TEST_F(BulkLoadTest, AnInsertDuringALoadIsReadBeforeItIsReplaced) {
+  BulkLoadOptions lo;
+  lo.max_buffer_bytes = 64 << 10;
+  auto loader = bulk_->NewBulkLoader(lo);
+  ASSERT_OK(loader);
+  const int first = kEntries / 2;
+  for (int i = 0; i < first; ++i) {
+    const Spec s = MakeSpec(i, clock_.NowMillis());
+    ASSERT_OK((*loader)->Add(s.key, s.body, InsertOptionsOf(s)));
+    ASSERT_OK(ref_->Insert(s.key, s.body, InsertOptionsOf(s)));
+  }
+  // Keys the load adds later, in every family, inserted directly first (an
+  // older version: another creation time).
+  std::vector<int> inserted;
+  for (int i = first; i < first + 2 * static_cast<int>(kModels.size()); ++i) {
+    inserted.push_back(i);
+    const Spec s = MakeSpec(i, clock_.NowMillis(), 7);
+    ASSERT_OK(bulk_->Insert(s.key, s.body, InsertOptionsOf(s)));
+    ASSERT_OK(ref_->Insert(s.key, s.body, InsertOptionsOf(s)));
+  }
+  for (int i = first; i < kEntries; ++i) {
+    const Spec s = MakeSpec(i, clock_.NowMillis());
+    ASSERT_OK((*loader)->Add(s.key, s.body, InsertOptionsOf(s)));
+    ASSERT_OK(ref_->Insert(s.key, s.body, InsertOptionsOf(s)));
+  }
+  auto st = (*loader)->Finish();
+  ASSERT_OK(st);
+  EXPECT_EQ(st->replaced, inserted.size());
+  EXPECT_GE(st->reads, static_cast<uint64_t>(kEntries - first));
+  ExpectSameStats();
+  EXPECT_EQ(Entries(*bulk_), static_cast<uint64_t>(kEntries));
+  for (int i : inserted) {
+    const Spec want = MakeSpec(i, clock_.NowMillis());
+    auto r = bulk_->Lookup(want.key, {.record_stats = false});
+    ASSERT_OK(r);
+    ASSERT_TRUE(r->hit());
+    EXPECT_EQ(r->entry->body, want.body);
+  }
+  EXPECT_TRUE(Dump(*bulk_) == Dump(*ref_));
+  ASSERT_OK(static_cast<RocksCache&>(*bulk_).FlushMemtablesForTest());
+  ASSERT_OK(static_cast<RocksCache&>(*ref_).FlushMemtablesForTest());
+  bulk_.reset();
+  ref_.reset();
+  // The inserted versions' time-index records are retired.
+  const auto by_model = TimeIndex(dir_.path() + "/bulk", "llmcache.bymodel");
+  EXPECT_EQ(by_model.size(), static_cast<size_t>(kEntries));
+  EXPECT_TRUE(by_model == TimeIndex(dir_.path() + "/ref", "llmcache.bymodel"));
 }
 
 TEST_F(BulkLoadTest, TimeIndexServesPurgesOfLoadedEntries) {

@@ -216,6 +216,11 @@ struct BulkLoadStats {
   uint64_t bytes = 0;     // encoded value bytes written
   uint64_t batches = 0;   // batches written
   uint64_t files = 0;     // table files ingested
+  // Keys whose stored version was read before writing. A column family that
+  // held nothing when the load first wrote to it, and that nothing else
+  // wrote to since, can hold only what the load wrote: of its keys, only
+  // those the load may have written in an earlier batch are read.
+  uint64_t reads = 0;
 };
 
 // Persistent mode: entries are buffered, sorted per column family, written
