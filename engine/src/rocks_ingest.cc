@@ -178,23 +178,27 @@ class Arena {
   Arena(const Arena&) = delete;
   Arena& operator=(const Arena&) = delete;
 
-  std::string_view Copy(std::string_view s) {
+  std::string_view Copy(std::string_view s) { return Concat(s, {}); }
+  // `a` then `b`, in one copy.
+  std::string_view Concat(std::string_view a, std::string_view b) {
+    const size_t size = a.size() + b.size();
     char* to = nullptr;
-    if (s.size() > kBlockSize / 4) {
-      oversized_.push_back(std::make_unique_for_overwrite<char[]>(s.size()));
+    if (size > kBlockSize / 4) {
+      oversized_.push_back(std::make_unique_for_overwrite<char[]>(size));
       to = oversized_.back().get();
     } else {
-      if (left_ < s.size()) {
+      if (left_ < size) {
         blocks_.push_back(pool_->Get());
         next_ = blocks_.back().get();
         left_ = kBlockSize;
       }
       to = next_;
-      next_ += s.size();
-      left_ -= s.size();
+      next_ += size;
+      left_ -= size;
     }
-    if (!s.empty()) std::memcpy(to, s.data(), s.size());
-    return std::string_view(to, s.size());
+    if (!a.empty()) std::memcpy(to, a.data(), a.size());
+    if (!b.empty()) std::memcpy(to + a.size(), b.data(), b.size());
+    return std::string_view(to, size);
   }
 
  private:
@@ -366,6 +370,11 @@ class RocksCache::Loader final : public BulkLoader {
     uint64_t added = 0;
 
     ModelItems& ForModel(std::string_view base_model) {
+      if (models.size() <= 8) {  // a look at each beats hashing the name
+        for (ModelItems& mi : models) {
+          if (mi.base_model == base_model) return mi;
+        }
+      }
       auto it = index.find(base_model);
       if (it != index.end()) return models[it->second];
       index.emplace(std::string(base_model), models.size());
@@ -486,10 +495,12 @@ Status RocksCache::Loader::Add(const RequestKey& key, std::string_view body,
   const EntryMeta meta =
       internal::MakeEntryMeta(key, options, cache_->options_.default_ttl_ms,
                               cache_->clock_->NowMillis());
+  // The encoded entry is its header, then the body: the body goes from
+  // the caller's buffer to the batch's in one copy.
   scratch_.clear();
-  LLMCACHE_RETURN_IF_ERROR(EncodeEntry(meta, body, &scratch_));
+  LLMCACHE_RETURN_IF_ERROR(EncodeEntry(meta, {}, &scratch_));
   const Item item{key.digest, meta.created_ms, meta.expires_ms,
-                  current_->arena.Copy(scratch_)};
+                  current_->arena.Concat(scratch_, body)};
   if (last_model_ == nullptr || last_model_->base_model != key.base_model) {
     const size_t models = current_->models.size();
     last_model_ = &current_->ForModel(key.base_model);

@@ -25,7 +25,6 @@
 #include "cli/progress.h"
 #include "cli/verbs.h"
 #include "llmcache/key.h"
-#include "llmcache/net/completion.h"
 #include "llmcache/net/json_util.h"
 
 namespace llmcache::cli {
