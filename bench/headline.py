@@ -16,7 +16,7 @@ Runs, one after the other (never two at once: they would share the CPUs):
   import   `llmcache import` of --import-entries exported 1 KiB entries,
            timed for the whole command, against one insert per entry
            (`llmcache import --per-entry`, the former path); the median of
-           --rounds runs of each, alternated.
+           --rounds runs of each, alternated A-B-B-A.
   proxy    bench/proxy_bench.sh: `llmcache serve` vs nginx proxy_cache hits,
            one thread vs one worker and two threads vs two workers.
 
@@ -322,12 +322,16 @@ def import_section(args, figs):
         mib = os.path.getsize(export) / (1 << 20)
         db = os.path.join(tmp, "db")
         # Single runs of the same command on this kind of VM spread by
-        # +-20% (149-211k/s over five): the median of alternated rounds.
+        # +-20% (149-211k/s over five), the slow ones often every other run:
+        # the median of rounds alternated A-B-B-A, so that neither command
+        # keeps the same turn.
         rates, base_rates = [], []
-        for _ in range(max(1, args.rounds)):
-            for extra, into, what in (([], rates, "import"),
-                                      (["--per-entry"], base_rates,
-                                       "import --per-entry")):
+        for round_no in range(max(1, args.rounds)):
+            order = (([], rates, "import"),
+                     (["--per-entry"], base_rates, "import --per-entry"))
+            if round_no % 2 == 1:
+                order = order[::-1]
+            for extra, into, what in order:
                 secs, err = time_import(args.llmcache, export, db, extra)
                 if err:
                     figs.notes.append(what + ": " + err)

@@ -330,12 +330,7 @@ class RocksCache::Loader final : public BulkLoader {
         current_(std::make_unique<Batch>(&pool_)) {}
 
   ~Loader() override {
-    {
-      std::lock_guard<std::mutex> lock(prepare_mu_);
-      prepare_stop_ = true;
-    }
-    prepare_wanted_.notify_one();
-    if (preparer_.joinable()) preparer_.join();
+    StopPreparing();
     (void)Wait();
     std::error_code ec;
     fs::remove_all(dir_, ec);
@@ -413,6 +408,8 @@ class RocksCache::Loader final : public BulkLoader {
   // finds the family made, or makes it (and reports any error).
   void Prepare(std::string_view base_model);
   void PrepareFamilies();
+  // Stops the preparer thread and waits for it.
+  void StopPreparing();
   // The load's state of `family`, about to be written by the worker: counts
   // the write, and whether anything else wrote to it.
   FamilyState& StateOf(const Family& family);
@@ -534,6 +531,15 @@ void RocksCache::Loader::Prepare(std::string_view base_model) {
   }
 }
 
+void RocksCache::Loader::StopPreparing() {
+  {
+    std::lock_guard<std::mutex> lock(prepare_mu_);
+    prepare_stop_ = true;
+  }
+  prepare_wanted_.notify_one();
+  if (preparer_.joinable()) preparer_.join();
+}
+
 void RocksCache::Loader::PrepareFamilies() {
   std::unique_lock<std::mutex> lock(prepare_mu_);
   while (true) {
@@ -561,6 +567,7 @@ Result<BulkLoadStats> RocksCache::Loader::Finish() {
   if (finished_) return FailedPreconditionError("bulk load is finished");
   LLMCACHE_RETURN_IF_ERROR(failed_);
   finished_ = true;
+  StopPreparing();  // every model is seen; the cache is the caller's again
   LLMCACHE_RETURN_IF_ERROR(StartWrite());
   LLMCACHE_RETURN_IF_ERROR(Wait());
   return stats_;
