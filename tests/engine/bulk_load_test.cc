@@ -198,6 +198,20 @@ class BulkLoadTest : public ::testing::Test {
     return out;
   }
 
+  // Closes both caches, their memtables flushed first (the records are
+  // read from table files), and expects the same per-model time index: one
+  // record per entry, the replaced versions' records retired.
+  void CloseAndExpectSameTimeIndex() {
+    ASSERT_OK(static_cast<RocksCache&>(*bulk_).FlushMemtablesForTest());
+    ASSERT_OK(static_cast<RocksCache&>(*ref_).FlushMemtablesForTest());
+    bulk_.reset();
+    ref_.reset();
+    const auto by_model = TimeIndex(dir_.path() + "/bulk", "llmcache.bymodel");
+    EXPECT_EQ(by_model.size(), static_cast<size_t>(kEntries));
+    EXPECT_TRUE(by_model ==
+                TimeIndex(dir_.path() + "/ref", "llmcache.bymodel"));
+  }
+
   uint64_t Entries(Cache& cache) {
     auto st = cache.GetStats();
     EXPECT_OK(st);
@@ -280,13 +294,8 @@ TEST_F(BulkLoadTest, ReloadingDoesNotDoubleCountAndReplaces) {
     EXPECT_EQ(*r->entry, *in_ref->entry);
   }
   EXPECT_TRUE(Dump(*bulk_) == Dump(*ref_));
-  // The same per-model time index: one record per entry, the replaced
-  // ones' retired (read from table files: memtables flushed). Neither has
-  // the time index of formats 1 and 2.
-  ASSERT_OK(static_cast<RocksCache&>(*bulk_).FlushMemtablesForTest());
-  ASSERT_OK(static_cast<RocksCache&>(*ref_).FlushMemtablesForTest());
-  bulk_.reset();
-  ref_.reset();
+  CloseAndExpectSameTimeIndex();
+  // Neither has the time index of formats 1 and 2.
   for (const char* db : {"/bulk", "/ref"}) {
     std::vector<std::string> names;
     ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(),
@@ -295,9 +304,6 @@ TEST_F(BulkLoadTest, ReloadingDoesNotDoubleCountAndReplaces) {
     EXPECT_THAT(names, Contains("llmcache.bymodel")) << db;
     EXPECT_THAT(names, Not(Contains("llmcache.time"))) << db;
   }
-  const auto by_model = TimeIndex(dir_.path() + "/bulk", "llmcache.bymodel");
-  EXPECT_EQ(by_model.size(), static_cast<size_t>(kEntries));
-  EXPECT_TRUE(by_model == TimeIndex(dir_.path() + "/ref", "llmcache.bymodel"));
   ReopenBoth();
 
   // An age purge counts each entry once.
@@ -333,13 +339,7 @@ TEST_F(BulkLoadTest, NewFamiliesReadOnlyKeysTheLoadMayHaveWritten) {
   ExpectSameStats();
   EXPECT_EQ(Entries(*bulk_), static_cast<uint64_t>(kEntries));
   EXPECT_TRUE(Dump(*bulk_) == Dump(*ref_));
-  ASSERT_OK(static_cast<RocksCache&>(*bulk_).FlushMemtablesForTest());
-  ASSERT_OK(static_cast<RocksCache&>(*ref_).FlushMemtablesForTest());
-  bulk_.reset();
-  ref_.reset();
-  const auto by_model = TimeIndex(dir_.path() + "/bulk", "llmcache.bymodel");
-  EXPECT_EQ(by_model.size(), static_cast<size_t>(kEntries));
-  EXPECT_TRUE(by_model == TimeIndex(dir_.path() + "/ref", "llmcache.bymodel"));
+  CloseAndExpectSameTimeIndex();
 }
 
 // An insert into a family the load writes to, between two of its batches:
@@ -385,14 +385,7 @@ TEST_F(BulkLoadTest, AnInsertDuringALoadIsReadBeforeItIsReplaced) {
     EXPECT_EQ(r->entry->body, want.body);
   }
   EXPECT_TRUE(Dump(*bulk_) == Dump(*ref_));
-  ASSERT_OK(static_cast<RocksCache&>(*bulk_).FlushMemtablesForTest());
-  ASSERT_OK(static_cast<RocksCache&>(*ref_).FlushMemtablesForTest());
-  bulk_.reset();
-  ref_.reset();
-  // The inserted versions' time-index records are retired.
-  const auto by_model = TimeIndex(dir_.path() + "/bulk", "llmcache.bymodel");
-  EXPECT_EQ(by_model.size(), static_cast<size_t>(kEntries));
-  EXPECT_TRUE(by_model == TimeIndex(dir_.path() + "/ref", "llmcache.bymodel"));
+  CloseAndExpectSameTimeIndex();  // the inserted versions' records retired
 }
 
 TEST_F(BulkLoadTest, TimeIndexServesPurgesOfLoadedEntries) {
