@@ -681,9 +681,9 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
     };
     std::vector<SortKey> order(mi.items.size());
     for (size_t i = 0; i < mi.items.size(); ++i) {
-      uint64_t prefix;
-      std::memcpy(&prefix, mi.items[i].digest.data(), sizeof(prefix));
-      order[i] = SortKey{__builtin_bswap64(prefix), i};
+      uint64_t prefix = 0;  // big-endian: orders as memcmp does
+      for (int b = 0; b < 8; ++b) prefix = prefix << 8 | mi.items[i].digest[b];
+      order[i] = SortKey{prefix, i};
     }
     std::sort(order.begin(), order.end(),
               [&mi](const SortKey& a, const SortKey& b) {
