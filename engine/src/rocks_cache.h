@@ -43,8 +43,10 @@
 
 #include <rocksdb/db.h>
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -153,6 +155,11 @@ class RocksCache final : public Cache {
                        const std::string& value);
   // Number of model column families that exist.
   size_t ModelFamilyCountForTest();
+  // Runs `hook` in every Insert between counting its write
+  // (Family::writes) and making it. Set it before any thread inserts.
+  void SetBeforeWriteHookForTest(std::function<void()> hook) {
+    before_write_hook_for_test_ = std::move(hook);
+  }
   // Compacts the files of the deepest non-empty level of the family holding
   // `base_model`, alone (as a periodic compaction of old files does),
   // without the newer versions or deletions in the levels above.
@@ -382,6 +389,7 @@ class RocksCache final : public Cache {
 
   std::mutex resolved_mu_;
   std::unordered_map<std::string, std::string> resolved_;
+  std::function<void()> before_write_hook_for_test_;
 
   std::mutex maintenance_mu_;
   std::condition_variable maintenance_cv_;

@@ -238,7 +238,8 @@ Status RocksCache::Insert(const RequestKey& key, std::string_view body,
     batch.Merge(meta_cf_, ModelStatKey(ModelCounter::kBytes, key.base_model),
                 Le64(static_cast<int64_t>(value.size()) -
                      static_cast<int64_t>(had_prev ? prev.size() : 0)));
-    f.writes.fetch_add(1, std::memory_order_acq_rel);
+    CountedWrite counted(f);
+    if (before_write_hook_for_test_) before_write_hook_for_test_();
     s = db_->Write(WriteOpts(), &batch);
     if (!s.ok()) return WriteFailed(s, "writing an entry", true);
   }
@@ -422,7 +423,7 @@ Status RocksCache::PutRawForTest(std::string_view base_model,
   std::shared_lock<FenceMutex> fence(write_fence_);
   LLMCACHE_RETURN_IF_ERROR(WriteAllowed());
   std::shared_ptr<Family> f = FamilyFor(base_model);
-  f->writes.fetch_add(1, std::memory_order_acq_rel);
+  CountedWrite counted(*f);
   rocksdb::Status s = db_->Put(WriteOpts(), f->handle, key, value);
   return s.ok() ? Status() : WriteFailed(s, "raw put", true);
 }

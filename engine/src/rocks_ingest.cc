@@ -18,7 +18,7 @@
 // directory ("bulk-load.<pid>.<n>", the same file system, so that ingestion
 // links them instead of copying); leftovers of a process that died mid-load
 // are removed by the next loader (the database lock says no other process
-// can be loading).
+// can be loading, and this process knows its live loaders).
 
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
@@ -58,6 +58,36 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr std::string_view kLoadDirPrefix = "bulk-load.";
+
+// The directory names of this process's live loaders (unique in the
+// process: they end in a process-wide count). Any other loader directory in
+// a database this process holds the lock of is a leftover, also one that
+// bears this process's id (in containers, processes often all run as
+// pid 1).
+class LiveLoadDirs {
+ public:
+  static LiveLoadDirs& Get() {
+    static LiveLoadDirs* dirs = new LiveLoadDirs();  // never destroyed
+    return *dirs;
+  }
+  void Add(const std::string& name) {
+    std::lock_guard<std::mutex> lock(mu_);
+    dirs_.insert(name);
+  }
+  void Remove(const std::string& name) {
+    std::lock_guard<std::mutex> lock(mu_);
+    dirs_.erase(name);
+  }
+  bool Contains(const std::string& name) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return dirs_.count(name) != 0;
+  }
+
+ private:
+  std::mutex mu_;
+  std::unordered_set<std::string> dirs_;
+};
+
 // Keys per MultiGet call (bounds the values pinned at once).
 constexpr size_t kMultiGetChunk = 1024;
 
@@ -95,10 +125,14 @@ Result<std::unique_ptr<BulkLoader>> Cache::NewBulkLoader(
 
 class RocksCache::Loader final : public BulkLoader {
  public:
-  Loader(RocksCache* cache, const BulkLoadOptions& options, std::string dir)
+  // `dir`: the loader's directory, named `name` (LiveLoadDirs).
+  Loader(RocksCache* cache, const BulkLoadOptions& options, std::string dir,
+         std::string name)
       : cache_(cache),
-        max_bytes_(std::max<size_t>(options.max_buffer_bytes, 1)),
+        max_bytes_(
+            std::clamp<size_t>(options.max_buffer_bytes, 1, size_t{1} << 40)),
         dir_(std::move(dir)),
+        name_(std::move(name)),
         pool_(2 * max_bytes_ / kBlockSize + 4, max_bytes_ / kBlockSize + 1),
         current_(std::make_unique<Batch>(&pool_)) {}
 
@@ -107,6 +141,7 @@ class RocksCache::Loader final : public BulkLoader {
     (void)Wait();
     std::error_code ec;
     fs::remove_all(dir_, ec);
+    LiveLoadDirs::Get().Remove(name_);
   }
 
   Status Add(const RequestKey& key, std::string_view body,
@@ -208,7 +243,8 @@ class RocksCache::Loader final : public BulkLoader {
   RocksCache* const cache_;
   const size_t max_bytes_;
   const std::string dir_;
-  BlockPool pool_;  // before the batches: they give their blocks back
+  const std::string name_;  // of dir_, in LiveLoadDirs
+  BlockPool pool_;          // before the batches: they give their blocks back
   std::unique_ptr<Batch> current_;
   std::string scratch_;               // an entry being encoded
   ModelItems* last_model_ = nullptr;  // in current_: the previous Add's
@@ -234,25 +270,41 @@ class RocksCache::Loader final : public BulkLoader {
 Result<std::unique_ptr<BulkLoader>> RocksCache::NewBulkLoader(
     const BulkLoadOptions& options) {
   LLMCACHE_RETURN_IF_ERROR(MutationAllowed());
-  // Directories of loaders of other processes are leftovers: this process
-  // holds the database lock. This process's own belong to live loaders.
   static std::atomic<uint64_t> loader_count{0};
-  const std::string own_prefix =
-      std::string(kLoadDirPrefix) + std::to_string(getpid()) + ".";
-  std::error_code ec;
-  for (fs::directory_iterator it(path_, ec), end; !ec && it != end;
-       it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    if (name.starts_with(kLoadDirPrefix) && !name.starts_with(own_prefix)) {
-      std::error_code rm;
-      fs::remove_all(it->path(), rm);
+  try {
+    // This process holds the database lock: a loader directory that is not
+    // one of its live loaders' is a leftover of a load that died.
+    std::error_code ec;
+    for (fs::directory_iterator it(path_, ec), end; !ec && it != end;
+         it.increment(ec)) {
+      if (it->path().filename().string().starts_with(kLoadDirPrefix) &&
+          !LiveLoadDirs::Get().Contains(it->path().filename().string())) {
+        std::error_code rm;
+        fs::remove_all(it->path(), rm);
+      }
     }
+    const std::string name = std::string(kLoadDirPrefix) +
+                             std::to_string(getpid()) + "." +
+                             std::to_string(loader_count++);
+    const std::string dir = (fs::path(path_) / name).string();
+    // Live before it exists: another thread's loader, starting, must not
+    // take it for a leftover.
+    LiveLoadDirs::Get().Add(name);
+    try {
+      if (Status made = MakePrivateDirectory(dir); !made.ok()) {
+        LiveLoadDirs::Get().Remove(name);
+        return made;
+      }
+      return std::unique_ptr<BulkLoader>(new Loader(this, options, dir, name));
+    } catch (const std::bad_alloc&) {
+      LiveLoadDirs::Get().Remove(name);
+      std::error_code rm;
+      fs::remove_all(dir, rm);
+      throw;
+    }
+  } catch (const std::bad_alloc&) {
+    return ResourceExhaustedError("out of memory starting a bulk load");
   }
-  const std::string dir =
-      (fs::path(path_) / (own_prefix + std::to_string(loader_count++)))
-          .string();
-  LLMCACHE_RETURN_IF_ERROR(MakePrivateDirectory(dir));
-  return std::unique_ptr<BulkLoader>(new Loader(this, options, dir));
 }
 
 Status RocksCache::Loader::Add(const RequestKey& key, std::string_view body,
@@ -298,7 +350,7 @@ void RocksCache::Loader::Prepare(std::string_view base_model) {
   if (!preparer_.joinable()) {
     try {
       preparer_ = std::thread([this] { PrepareFamilies(); });
-    } catch (const std::system_error&) {
+    } catch (const std::exception&) {
       // No thread to be had: Ingest makes the families.
     }
   }
@@ -384,17 +436,27 @@ RocksCache::Loader::FamilyState& RocksCache::Loader::StateOf(
   FamilyState& state = it->second;
   uint64_t writes = family.writes.load(std::memory_order_acquire);
   if (first) {
-    // Read after the count: a write counted later is seen at the next batch.
-    rocksdb::ColumnFamilyMetaData files;
-    cache_->db_->GetColumnFamilyMetaData(family.handle, &files);
+    // Read after the count. Every write counted so far must have ended for
+    // what is read below to hold it (Insert counts before it writes); a
+    // write counted after `writes` was read makes the claim below fail.
+    // Where a family's entries are is read in the order they move (the
+    // active memtable, the immutable ones, table files), each look taking
+    // the DB mutex on its own: an entry flushed between two looks is seen
+    // by the later one.
     uint64_t active = 1, immutable = 1;
     state.own_only =
-        files.file_count == 0 &&
+        family.writes_ended.load(std::memory_order_acquire) == writes &&
         cache_->db_->GetIntProperty(
             family.handle, "rocksdb.num-entries-active-mem-table", &active) &&
+        active == 0 &&
         cache_->db_->GetIntProperty(
             family.handle, "rocksdb.num-entries-imm-mem-tables", &immutable) &&
-        active == 0 && immutable == 0;
+        immutable == 0;
+    if (state.own_only) {
+      rocksdb::ColumnFamilyMetaData files;
+      cache_->db_->GetColumnFamilyMetaData(family.handle, &files);
+      state.own_only = files.file_count == 0;
+    }
   } else if (writes != state.writes) {
     state.own_only = false;
   }
@@ -511,12 +573,24 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
   rocksdb::IngestExternalFileOptions ingest;
   ingest.move_files = true;  // linked: same file system
 
+  // The writes StateOf counts end when this returns, whichever way
+  // (Family::writes_ended). After `targets`: gone before the families.
+  struct EndedWrites {
+    std::vector<const Family*> families;
+    ~EndedWrites() {
+      for (const Family* f : families) {
+        f->writes_ended.fetch_add(1, std::memory_order_acq_rel);
+      }
+    }
+  } ended;
+  ended.families.reserve(targets.size());
   for (Target& t : targets) {
     if (t.family->overflow) {
       std::sort(t.records.begin(), t.records.end(),
                 [](const Record& a, const Record& b) { return a.key < b.key; });
     }
     t.state = &StateOf(*t.family);
+    ended.families.push_back(t.family.get());  // no allocation: reserved
     // The stored versions: of every key, or of those the load may have
     // written itself.
     std::vector<Record*> to_read;
@@ -650,7 +724,7 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
     for (size_t h = 0; h < helpers; ++h) {
       try {
         threads.emplace_back(write_jobs);
-      } catch (const std::system_error&) {
+      } catch (const std::exception&) {
         break;  // no thread to be had: this one writes the rest
       }
     }
@@ -727,19 +801,19 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
     if (!s.ok()) return fail(s, "writing a bulk-load metadata file");
   }
 
-  if (!args.empty()) {
-    rocksdb::Status s = c.db_->IngestExternalFiles(args);
-    if (!s.ok()) return fail(s, "ingesting a bulk load");
-  }
-  for (const std::string& f : files) {  // moved: normally gone already
-    std::error_code ec;
-    fs::remove(f, ec);
-  }
-  written->files += args.size();
+  // The digests go into the filters before the ingestion: one that fails
+  // leaves only digests that were not written (read for nothing later),
+  // and nothing after a successful ingestion may fail (the memory tier must
+  // drop what it replaced).
   for (const Target& t : targets) {
     if (!t.state->own_only) continue;
     for (const Record& r : t.records) t.state->written.Add(r.item->digest);
   }
+  if (!args.empty()) {
+    rocksdb::Status s = c.db_->IngestExternalFiles(args);
+    if (!s.ok()) return fail(s, "ingesting a bulk load");
+  }
+  written->files += args.size();
 
   // As DeleteEntriesLocked: lookups that read the old versions do not put
   // them in the memory tier, and the copies there go.
@@ -750,13 +824,21 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
     }
   }
   c.stats_.Add(Counter::kInserts, static_cast<int64_t>(batch.added));
-  {
+  stored_.fetch_add(batch.added, std::memory_order_acq_rel);
+  try {
+    for (const std::string& f : files) {  // moved: normally gone already
+      std::error_code ec;
+      fs::remove(f, ec);
+    }
     std::lock_guard<std::mutex> lock(c.resolved_mu_);
     for (auto& [model, resolved] : resolved_changes) {
       c.resolved_[model] = std::move(resolved);
     }
+  } catch (const std::bad_alloc&) {
+    // Out of memory: a file left behind goes with the load's directory;
+    // the resolved models are copies of what the metadata file just
+    // stored (`models` shows the previous ones until the next open).
   }
-  stored_.fetch_add(batch.added, std::memory_order_acq_rel);
   return Status();
 }
 

@@ -16,11 +16,11 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <new>
 #include <string_view>
-#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -60,9 +60,10 @@ class BlockPool {
  public:
   BlockPool(size_t max_kept, size_t max_ahead)
       : max_kept_(max_kept), max_ahead_(std::min(max_ahead, max_kept)) {
+    free_.reserve(max_kept_);  // Put() never allocates (Arena's destructor)
     try {
       maker_ = std::thread([this] { MakeAhead(); });
-    } catch (const std::system_error&) {
+    } catch (const std::exception&) {  // system_error, bad_alloc
       // No thread to be had: blocks are made when needed.
     }
   }

@@ -50,16 +50,37 @@ struct RocksCache::Family {
   // another one, whatever its address).
   const uint64_t id;
   std::atomic<bool> dropped{false};
-  // Writes that may have added entries (inserts, bulk-load ingestions),
-  // counted before they are made: a bulk loader that sees no count but its
-  // own knows which keys can be stored (rocks_ingest.cc).
+  // Writes that may have added entries (inserts, bulk-load ingestions):
+  // `writes` counted before each is made, `writes_ended` once it returned
+  // (made or failed; CountedWrite does both). A bulk loader that sees no
+  // count but its own knows which keys can be stored; one that finds the
+  // two equal knows that what it reads of the family includes every write
+  // counted so far (rocks_ingest.cc).
   mutable std::atomic<uint64_t> writes{0};
+  mutable std::atomic<uint64_t> writes_ended{0};
 
  private:
   static uint64_t NextId() {
     static std::atomic<uint64_t> next{1};
     return next.fetch_add(1, std::memory_order_relaxed);
   }
+};
+
+// Counts one write into `family` (Family::writes) for its scope: construct
+// it right before the write, let it go once the write returned.
+class CountedWrite {
+ public:
+  explicit CountedWrite(const RocksCache::Family& family) : family_(family) {
+    family_.writes.fetch_add(1, std::memory_order_acq_rel);
+  }
+  ~CountedWrite() {
+    family_.writes_ended.fetch_add(1, std::memory_order_acq_rel);
+  }
+  CountedWrite(const CountedWrite&) = delete;
+  CountedWrite& operator=(const CountedWrite&) = delete;
+
+ private:
+  const RocksCache::Family& family_;
 };
 
 // The merge operator of the meta family's counters (kAddOperatorName): adds

@@ -5,11 +5,16 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
+#include <unistd.h>
 
+#include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "llmcache/cache.h"
@@ -388,6 +393,73 @@ TEST_F(BulkLoadTest, AnInsertDuringALoadIsReadBeforeItIsReplaced) {
   CloseAndExpectSameTimeIndex();  // the inserted versions' records retired
 }
 
+// An Insert counted (Family::writes) but not yet made when the load first
+// writes to its family: the family looks empty then, and the entry lands
+// after the load looked. The load must still read it before replacing it.
+TEST_F(BulkLoadTest, AnInsertUnderwayWhenTheLoadLooksIsReadBeforeItIsReplaced) {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool counted = false, go = false;
+  static_cast<RocksCache&>(*bulk_).SetBeforeWriteHookForTest([&] {
+    std::unique_lock<std::mutex> lock(mu);
+    counted = true;
+    cv.notify_all();
+    cv.wait(lock, [&] { return go; });
+  });
+  const Spec early = MakeSpec(0, clock_.NowMillis(), 7);  // an older version
+  std::thread inserter([&] {
+    EXPECT_OK(bulk_->Insert(early.key, early.body, InsertOptionsOf(early)));
+  });
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return counted; });
+  }
+  ASSERT_OK(ref_->Insert(early.key, early.body, InsertOptionsOf(early)));
+
+  BulkLoadOptions lo;
+  lo.max_buffer_bytes = 64 << 10;
+  auto loader = bulk_->NewBulkLoader(lo);
+  ASSERT_OK(loader);
+  int i = 1;
+  // Batches of every family, ingested while the Insert waits.
+  for (; i < kEntries / 2; ++i) {
+    const Spec s = MakeSpec(i, clock_.NowMillis());
+    ASSERT_OK((*loader)->Add(s.key, s.body, InsertOptionsOf(s)));
+    ASSERT_OK(ref_->Insert(s.key, s.body, InsertOptionsOf(s)));
+  }
+  for (int waited = 0; (*loader)->stored() == 0 && waited < 1000; ++waited) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_GT((*loader)->stored(), 0u);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    go = true;
+  }
+  cv.notify_all();
+  inserter.join();
+  // Then the rest, with a newer version of the inserted key.
+  for (; i < kEntries; ++i) {
+    const Spec s = MakeSpec(i, clock_.NowMillis());
+    ASSERT_OK((*loader)->Add(s.key, s.body, InsertOptionsOf(s)));
+    ASSERT_OK(ref_->Insert(s.key, s.body, InsertOptionsOf(s)));
+  }
+  const Spec late = MakeSpec(0, clock_.NowMillis());
+  ASSERT_OK((*loader)->Add(late.key, late.body, InsertOptionsOf(late)));
+  ASSERT_OK(ref_->Insert(late.key, late.body, InsertOptionsOf(late)));
+  auto st = (*loader)->Finish();
+  ASSERT_OK(st);
+  loader->reset();
+  EXPECT_EQ(st->replaced, 1u);
+  ExpectSameStats();
+  EXPECT_EQ(Entries(*bulk_), static_cast<uint64_t>(kEntries));
+  auto r = bulk_->Lookup(late.key, {.record_stats = false});
+  ASSERT_OK(r);
+  ASSERT_TRUE(r->hit());
+  EXPECT_EQ(r->entry->body, late.body);
+  EXPECT_TRUE(Dump(*bulk_) == Dump(*ref_));
+  CloseAndExpectSameTimeIndex();  // the early version's record retired
+}
+
 TEST_F(BulkLoadTest, TimeIndexServesPurgesOfLoadedEntries) {
   const std::vector<Spec> specs = All();
   LoadBoth(specs);
@@ -488,18 +560,36 @@ TEST_F(BulkLoadTest, ErrorsAndLeftovers) {
   EXPECT_THAT((*loader)->Finish(), StatusIs(StatusCode::kFailedPrecondition));
   loader->reset();
 
-  // A loader's files of a process that died are removed by the next one.
-  const fs::path stale = fs::path(dir_.path()) / "bulk" / "bulk-load.1.0";
-  fs::create_directories(stale);
-  std::ofstream(stale / "0-0.sst") << "partial";
+  // A loader's files of a process that died are removed by the next one,
+  // also those of one that had this process's id (in containers, processes
+  // often all run as pid 1). A live loader's stay.
+  const fs::path db = fs::path(dir_.path()) / "bulk";
+  const fs::path stale = db / "bulk-load.1.0";
+  const fs::path stale_same_pid =
+      db / ("bulk-load." + std::to_string(getpid()) + ".999999");
+  for (const fs::path& d : {stale, stale_same_pid}) {
+    fs::create_directories(d);
+    std::ofstream(d / "0-0.sst") << "partial";
+  }
   auto next = bulk_->NewBulkLoader({});
   ASSERT_OK(next);
   EXPECT_FALSE(fs::exists(stale));
+  EXPECT_FALSE(fs::exists(stale_same_pid));
+  ASSERT_OK((*next)->Add(s.key, s.body, InsertOptionsOf(s)));
+  auto another = bulk_->NewBulkLoader({});
+  ASSERT_OK(another);
+  auto load_dirs = [&] {
+    int n = 0;
+    for (const auto& e : fs::directory_iterator(db)) {
+      n += e.path().filename().string().starts_with("bulk-load.") ? 1 : 0;
+    }
+    return n;
+  };
+  EXPECT_EQ(load_dirs(), 2);
+  ASSERT_OK((*next)->Finish());  // its directory is still there
+  another->reset();
   next->reset();
-  for (const auto& e : fs::directory_iterator(dir_.path() + "/bulk")) {
-    EXPECT_FALSE(e.path().filename().string().starts_with("bulk-load."))
-        << e.path();
-  }
+  EXPECT_EQ(load_dirs(), 0);
 
   // An inspection view cannot load.
   InspectOptions io;
