@@ -276,9 +276,16 @@ class RocksCache final : public Cache {
     std::string index_key;  // per-model index key; empty if unknown
     Digest digest;
     std::string base_model;
-    uint64_t bytes;
+    uint64_t bytes;          // 0: an index record only
+    int64_t created_ms = 0;  // of the entry found; 0 if unknown
   };
-  Status DeleteEntriesLocked(const std::vector<Doomed>& doomed);
+  // Deletes the doomed entries and index records; returns how many entries
+  // it deleted. REQUIRES: write_fence_ held exclusively. Each entry is read
+  // again first: no Insert runs under the exclusive fence, so what it reads
+  // is what the write replaces. An entry deleted since it was found, or
+  // replaced by another version (another creation time), is left alone and
+  // not counted out; the counters go down by the bytes stored now.
+  Result<uint64_t> DeleteEntriesLocked(const std::vector<Doomed>& doomed);
   // Walks the creation-time records of every model oldest first (the
   // models' ranges of the per-model index merged, rocks_listing.cc);
   // `fn(created_ms, model, digest, expires_ms, index_key)` returns false to
@@ -382,6 +389,9 @@ class RocksCache final : public Cache {
   std::unordered_set<std::string, StringHash, std::equal_to<>> overflow_models_;
 
   FenceMutex write_fence_;
+  // Inserts of one key, one at a time (from the read of the stored version
+  // to the write): picked by the digest's last byte.
+  std::array<std::mutex, 64> insert_stripes_;
   std::atomic<uint64_t> epoch_{0};
   std::unique_ptr<MemoryTier> tier_;
   StatsCollector stats_;

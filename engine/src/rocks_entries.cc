@@ -203,7 +203,10 @@ Status RocksCache::Insert(const RequestKey& key, std::string_view body,
   const std::string k = EntryKey(f, key.base_model, key.digest);
 
   // The previous version, if any: for exact entry counts and to retire its
-  // time-index record.
+  // time-index record. Read and replaced under the key's stripe: another
+  // Insert of the key waits (deletions hold the fence exclusively).
+  std::lock_guard<std::mutex> stripe(
+      insert_stripes_[key.digest[kDigestSize - 1] % insert_stripes_.size()]);
   rocksdb::PinnableSlice prev;
   int64_t prev_created = 0, prev_expires = 0;
   bool had_prev = false;

@@ -187,7 +187,7 @@ Status RocksCache::EnforceDiskBudget() {
     }
     const uint64_t to_free =
         static_cast<uint64_t>(static_cast<double>(usage - target) / ratio);
-    uint64_t freed = 0, evicted = 0;
+    uint64_t freed = 0;
     std::vector<Doomed> doomed;
     Status inner;
     LLMCACHE_RETURN_IF_ERROR(WalkTimeIndex(
@@ -201,17 +201,17 @@ Status RocksCache::EnforceDiskBudget() {
           }
           if (*r) {
             freed += (*r)->bytes;
-            evicted += (*r)->bytes > 0 ? 1 : 0;
             doomed.push_back(std::move(**r));
           }
           return freed < to_free;
         }));
     LLMCACHE_RETURN_IF_ERROR(inner);
     if (doomed.empty()) break;
+    uint64_t evicted = 0;
     {
       std::unique_lock<FenceMutex> fence(write_fence_);
       LLMCACHE_RETURN_IF_ERROR(WriteAllowed());
-      LLMCACHE_RETURN_IF_ERROR(DeleteEntriesLocked(doomed));
+      LLMCACHE_ASSIGN_OR_RETURN(evicted, DeleteEntriesLocked(doomed));
     }
     stats_.Add(Counter::kEvictions, static_cast<int64_t>(evicted));
     LLMCACHE_RETURN_IF_ERROR(Compact());

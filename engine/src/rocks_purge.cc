@@ -10,6 +10,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <unordered_map>
+#include <vector>
 
 #include "cache_internal.h"
 #include "format.h"
@@ -262,20 +264,54 @@ Status RocksCache::FinishInterruptedFlushes() {
   return Status();
 }
 
-Status RocksCache::DeleteEntriesLocked(const std::vector<Doomed>& doomed) {
-  if (doomed.empty()) return Status();
+Result<uint64_t> RocksCache::DeleteEntriesLocked(
+    const std::vector<Doomed>& doomed) {
+  if (doomed.empty()) return uint64_t{0};
   LLMCACHE_RETURN_IF_ERROR(WriteAllowed());
-  rocksdb::WriteBatch batch;
-  for (const Doomed& d : doomed) {
-    if (d.family && !d.family->dropped.load()) {
-      batch.Delete(d.family->handle, d.key);
+  // What each entry is now, read family by family (one MultiGet each).
+  std::vector<uint64_t> stored(doomed.size(), 0);  // 0: leave it alone
+  std::unordered_map<const Family*, std::vector<size_t>> by_family;
+  for (size_t i = 0; i < doomed.size(); ++i) {
+    const Doomed& d = doomed[i];
+    if (d.bytes != 0 && d.family && !d.family->dropped.load()) {
+      by_family[d.family.get()].push_back(i);
     }
+  }
+  for (const auto& [family, indexes] : by_family) {
+    std::vector<rocksdb::Slice> keys;
+    keys.reserve(indexes.size());
+    for (size_t i : indexes) keys.emplace_back(doomed[i].key);
+    std::vector<rocksdb::PinnableSlice> values(indexes.size());
+    std::vector<rocksdb::Status> statuses(indexes.size());
+    db_->MultiGet(rocksdb::ReadOptions(), family->handle, keys.size(),
+                  keys.data(), values.data(), statuses.data());
+    for (size_t j = 0; j < indexes.size(); ++j) {
+      if (statuses[j].IsNotFound()) continue;  // deleted since
+      if (!statuses[j].ok()) {
+        return FromRocks(statuses[j], path_, "reading entries to delete");
+      }
+      const Doomed& d = doomed[indexes[j]];
+      int64_t created = 0, expires = 0;
+      if (d.created_ms != 0 &&
+          (!PeekEntryTimes(ToView(values[j]), &created, &expires) ||
+           created != d.created_ms)) {
+        continue;  // replaced since
+      }
+      stored[indexes[j]] = values[j].size();
+    }
+  }
+  rocksdb::WriteBatch batch;
+  uint64_t deleted = 0;
+  for (size_t i = 0; i < doomed.size(); ++i) {
+    const Doomed& d = doomed[i];
     if (!d.index_key.empty()) batch.Delete(model_time_cf_, d.index_key);
-    if (d.bytes == 0) continue;  // an index record only
+    if (stored[i] == 0) continue;
+    batch.Delete(d.family->handle, d.key);
     batch.Merge(meta_cf_, ModelStatKey(ModelCounter::kEntries, d.base_model),
                 Le64(-1));
     batch.Merge(meta_cf_, ModelStatKey(ModelCounter::kBytes, d.base_model),
-                Le64(-static_cast<int64_t>(d.bytes)));
+                Le64(-static_cast<int64_t>(stored[i])));
+    ++deleted;
   }
   rocksdb::Status s = db_->Write(WriteOpts(), &batch);
   if (!s.ok()) return WriteFailed(s, "deleting entries", true);
@@ -283,7 +319,7 @@ Status RocksCache::DeleteEntriesLocked(const std::vector<Doomed>& doomed) {
   if (tier_) {
     for (const Doomed& d : doomed) tier_->Erase(d.digest);
   }
-  return Status();
+  return deleted;
 }
 
 Result<bool> RocksCache::PurgeKey(const Digest& digest) {
@@ -298,6 +334,7 @@ Result<bool> RocksCache::PurgeKey(const Digest& digest) {
       Doomed d{f, key, "", digest, std::string(model), value.size()};
       if (PeekEntryTimes(value, &created, &expires)) {
         d.index_key = ModelTimeIndexKey(model, created, digest);
+        d.created_ms = created;
       }
       doomed.push_back(std::move(d));
     };
@@ -328,9 +365,10 @@ Result<bool> RocksCache::PurgeKey(const Digest& digest) {
   }
   if (doomed.empty()) return false;
   std::unique_lock<FenceMutex> fence(write_fence_);
-  LLMCACHE_RETURN_IF_ERROR(DeleteEntriesLocked(doomed));
-  stats_.Add(Counter::kPurged, static_cast<int64_t>(doomed.size()));
-  return true;
+  LLMCACHE_ASSIGN_OR_RETURN(const uint64_t deleted,
+                            DeleteEntriesLocked(doomed));
+  stats_.Add(Counter::kPurged, static_cast<int64_t>(deleted));
+  return deleted > 0;
 }
 
 Result<uint64_t> RocksCache::PurgeNamespace(std::string_view ns) {
@@ -341,9 +379,10 @@ Result<uint64_t> RocksCache::PurgeNamespace(std::string_view ns) {
   uint64_t removed = 0;
   auto flush = [&]() -> Status {
     std::unique_lock<FenceMutex> fence(write_fence_);
-    LLMCACHE_RETURN_IF_ERROR(DeleteEntriesLocked(doomed));
-    removed += doomed.size();
-    stats_.Add(Counter::kPurged, static_cast<int64_t>(doomed.size()));
+    LLMCACHE_ASSIGN_OR_RETURN(const uint64_t deleted,
+                              DeleteEntriesLocked(doomed));
+    removed += deleted;
+    stats_.Add(Counter::kPurged, static_cast<int64_t>(deleted));
     doomed.clear();
     return Status();
   };
@@ -356,7 +395,8 @@ Result<uint64_t> RocksCache::PurgeNamespace(std::string_view ns) {
         doomed.push_back(Doomed{
             f, EntryKey(*f, v.base_model, v.digest),
             ModelTimeIndexKey(v.base_model, v.entry.meta.created_ms, v.digest),
-            v.digest, std::string(v.base_model), v.stored_bytes});
+            v.digest, std::string(v.base_model), v.stored_bytes,
+            v.entry.meta.created_ms});
         return true;
       },
       [](std::string_view, const Status&) {});
@@ -392,6 +432,7 @@ Result<std::optional<RocksCache::Doomed>> RocksCache::ResolveIndexed(
   doomed.family = f;
   doomed.key = key;
   doomed.bytes = v.size();
+  doomed.created_ms = created;
   return std::optional<Doomed>(doomed);
 }
 
@@ -405,8 +446,9 @@ Result<uint64_t> RocksCache::PurgeIndexed(
   Status inner;
   auto flush = [&]() -> Status {
     std::unique_lock<FenceMutex> fence(write_fence_);
-    LLMCACHE_RETURN_IF_ERROR(DeleteEntriesLocked(doomed));
-    for (const Doomed& d : doomed) removed += d.bytes > 0 ? 1 : 0;
+    LLMCACHE_ASSIGN_OR_RETURN(const uint64_t deleted,
+                              DeleteEntriesLocked(doomed));
+    removed += deleted;
     doomed.clear();
     return Status();
   };

@@ -361,6 +361,40 @@ TEST_P(CacheTest, FindLocatesEntryByDigestAlone) {
   EXPECT_EQ(*r, nullptr);
 }
 
+// Inserts of one key from two threads at once, and purges of it beside
+// them: each key counted once while it is stored (an Insert's read of the
+// stored version and its write are one step per key).
+TEST_P(CacheTest, ConcurrentWritesOfOneKeyKeepTheCountsExact) {
+  constexpr int kKeys = 3000;
+  auto insert_all = [&](char fill) {
+    const std::string body(100 + (fill - 'a'), fill);
+    for (int i = 0; i < kKeys; ++i) {
+      EXPECT_OK(cache_->Insert(TestKey("m/a", i), body, {}));
+    }
+  };
+  std::thread a(insert_all, 'a');
+  std::thread b(insert_all, 'b');
+  std::thread purger([&] {
+    for (int i = 0; i < kKeys; i += 3) {
+      EXPECT_OK(cache_->PurgeKey(TestKey("m/a", i).digest));
+    }
+  });
+  a.join();
+  b.join();
+  purger.join();
+  uint64_t entries = 0, bytes = 0;
+  ASSERT_OK(cache_->ForEachEntry(std::nullopt, [&](const EntryView& e) {
+    ++entries;
+    bytes += e.stored_bytes;
+    return true;
+  }));
+  auto st = cache_->GetStats();
+  ASSERT_OK(st);
+  EXPECT_EQ(st->entries, entries);
+  EXPECT_EQ(st->bytes, bytes);
+  EXPECT_GT(entries, 0u);
+}
+
 TEST_P(CacheTest, FlushModelWhileFourThreadsReadAndWrite) {
   // Threads 0-1 write and read other models and check every write; threads
   // 2-3 hammer the model being flushed. Flushes must never poison writes.
