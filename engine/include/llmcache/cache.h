@@ -230,6 +230,10 @@ struct BulkLoadStats {
 // each Add is an Insert.
 // Not thread-safe: one thread calls Add and Finish. Other threads may use
 // the cache meanwhile; a flush or purge waits for a batch being ingested.
+// An Insert of a key that a batch being written also holds, made while
+// that batch is written, can leave the entry counted twice (the batch read
+// the key's stored version before the Insert; Inserts of one key among
+// themselves are exact); `llmcache import` holds the database alone.
 // Destroying a loader without Finish drops the entries not yet written
 // (batches already written stay). A loader must not outlive its cache.
 class BulkLoader {
