@@ -47,6 +47,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -276,15 +277,23 @@ class RocksCache final : public Cache {
     std::string index_key;  // per-model index key; empty if unknown
     Digest digest;
     std::string base_model;
-    uint64_t bytes;          // 0: an index record only
-    int64_t created_ms = 0;  // of the entry found; 0 if unknown
+    // Of the entry as found (kNotRead: not read); 0 with an empty `key`:
+    // an index record only.
+    uint64_t bytes;
+    // The version found (or that its index record names): what
+    // DeleteEntriesLocked deletes if it is still the stored one.
+    int64_t created_ms = kUnknownTime;
+    int64_t expires_ms = kUnknownTime;
+    static constexpr uint64_t kNotRead = ~uint64_t{0};
+    static constexpr int64_t kUnknownTime = std::numeric_limits<int64_t>::min();
   };
   // Deletes the doomed entries and index records; returns how many entries
   // it deleted. REQUIRES: write_fence_ held exclusively. Each entry is read
-  // again first: no Insert runs under the exclusive fence, so what it reads
-  // is what the write replaces. An entry deleted since it was found, or
-  // replaced by another version (another creation time), is left alone and
-  // not counted out; the counters go down by the bytes stored now.
+  // again first (MultiGet, 1024 keys at a time): no Insert runs under the
+  // exclusive fence, so what it reads is what the write replaces. An entry
+  // deleted since it was found, or replaced by another version (another
+  // creation or expiry time), is left alone and not counted out; the
+  // counters go down by the bytes stored now.
   Result<uint64_t> DeleteEntriesLocked(const std::vector<Doomed>& doomed);
   // Walks the creation-time records of every model oldest first (the
   // models' ranges of the per-model index merged, rocks_listing.cc);

@@ -205,7 +205,7 @@ Status RocksCache::Insert(const RequestKey& key, std::string_view body,
   // The previous version, if any: for exact entry counts and to retire its
   // time-index record. Read and replaced under the key's stripe: another
   // Insert of the key waits (deletions hold the fence exclusively).
-  std::lock_guard<std::mutex> stripe(
+  std::unique_lock<std::mutex> stripe(
       insert_stripes_[key.digest[kDigestSize - 1] % insert_stripes_.size()]);
   rocksdb::PinnableSlice prev;
   int64_t prev_created = 0, prev_expires = 0;
@@ -249,8 +249,9 @@ Status RocksCache::Insert(const RequestKey& key, std::string_view body,
   stats_.Add(Counter::kInserts, 1);
   if (tier_) {
     if (had_prev) epoch_.fetch_add(1, std::memory_order_acq_rel);
-    tier_->Put(key.digest, std::move(entry));
+    tier_->Put(key.digest, std::move(entry));  // in the stripe: in write order
   }
+  stripe.unlock();
   if (!options.resolved_model.empty()) {
     NoteResolvedModel(key.base_model, options.resolved_model);
   }

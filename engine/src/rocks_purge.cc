@@ -268,36 +268,47 @@ Result<uint64_t> RocksCache::DeleteEntriesLocked(
     const std::vector<Doomed>& doomed) {
   if (doomed.empty()) return uint64_t{0};
   LLMCACHE_RETURN_IF_ERROR(WriteAllowed());
-  // What each entry is now, read family by family (one MultiGet each).
-  std::vector<uint64_t> stored(doomed.size(), 0);  // 0: leave it alone
+  // What each entry is now, read family by family, a chunk at a time (the
+  // values stay pinned only while their chunk is looked at).
+  constexpr size_t kReadChunk = 1024;
+  std::vector<int64_t> stored(doomed.size(), -1);  // -1: leave it alone
   std::unordered_map<const Family*, std::vector<size_t>> by_family;
   for (size_t i = 0; i < doomed.size(); ++i) {
     const Doomed& d = doomed[i];
-    if (d.bytes != 0 && d.family && !d.family->dropped.load()) {
+    if (d.family && !d.key.empty() && !d.family->dropped.load()) {
       by_family[d.family.get()].push_back(i);
     }
   }
+  std::vector<rocksdb::Slice> keys;
+  std::vector<rocksdb::PinnableSlice> values(kReadChunk);
+  std::vector<rocksdb::Status> statuses(kReadChunk);
   for (const auto& [family, indexes] : by_family) {
-    std::vector<rocksdb::Slice> keys;
-    keys.reserve(indexes.size());
-    for (size_t i : indexes) keys.emplace_back(doomed[i].key);
-    std::vector<rocksdb::PinnableSlice> values(indexes.size());
-    std::vector<rocksdb::Status> statuses(indexes.size());
-    db_->MultiGet(rocksdb::ReadOptions(), family->handle, keys.size(),
-                  keys.data(), values.data(), statuses.data());
-    for (size_t j = 0; j < indexes.size(); ++j) {
-      if (statuses[j].IsNotFound()) continue;  // deleted since
-      if (!statuses[j].ok()) {
-        return FromRocks(statuses[j], path_, "reading entries to delete");
+    for (size_t at = 0; at < indexes.size(); at += kReadChunk) {
+      const size_t n = std::min(kReadChunk, indexes.size() - at);
+      keys.clear();
+      for (size_t j = 0; j < n; ++j)
+        keys.emplace_back(doomed[indexes[at + j]].key);
+      db_->MultiGet(rocksdb::ReadOptions(), family->handle, n, keys.data(),
+                    values.data(), statuses.data());
+      for (size_t j = 0; j < n; ++j) {
+        const Doomed& d = doomed[indexes[at + j]];
+        rocksdb::PinnableSlice& v = values[j];
+        if (statuses[j].IsNotFound()) continue;  // deleted since
+        if (!statuses[j].ok()) {
+          return FromRocks(statuses[j], path_, "reading entries to delete");
+        }
+        int64_t created = 0, expires = 0;
+        if (d.created_ms != Doomed::kUnknownTime &&
+            (!PeekEntryTimes(ToView(v), &created, &expires) ||
+             created != d.created_ms ||
+             (d.expires_ms != Doomed::kUnknownTime &&
+              expires != d.expires_ms))) {
+          v.Reset();
+          continue;  // replaced since
+        }
+        stored[indexes[at + j]] = static_cast<int64_t>(v.size());
+        v.Reset();
       }
-      const Doomed& d = doomed[indexes[j]];
-      int64_t created = 0, expires = 0;
-      if (d.created_ms != 0 &&
-          (!PeekEntryTimes(ToView(values[j]), &created, &expires) ||
-           created != d.created_ms)) {
-        continue;  // replaced since
-      }
-      stored[indexes[j]] = values[j].size();
     }
   }
   rocksdb::WriteBatch batch;
@@ -305,12 +316,12 @@ Result<uint64_t> RocksCache::DeleteEntriesLocked(
   for (size_t i = 0; i < doomed.size(); ++i) {
     const Doomed& d = doomed[i];
     if (!d.index_key.empty()) batch.Delete(model_time_cf_, d.index_key);
-    if (stored[i] == 0) continue;
+    if (stored[i] < 0) continue;
     batch.Delete(d.family->handle, d.key);
     batch.Merge(meta_cf_, ModelStatKey(ModelCounter::kEntries, d.base_model),
                 Le64(-1));
     batch.Merge(meta_cf_, ModelStatKey(ModelCounter::kBytes, d.base_model),
-                Le64(-static_cast<int64_t>(stored[i])));
+                Le64(-stored[i]));
     ++deleted;
   }
   rocksdb::Status s = db_->Write(WriteOpts(), &batch);
@@ -335,6 +346,7 @@ Result<bool> RocksCache::PurgeKey(const Digest& digest) {
       if (PeekEntryTimes(value, &created, &expires)) {
         d.index_key = ModelTimeIndexKey(model, created, digest);
         d.created_ms = created;
+        d.expires_ms = expires;
       }
       doomed.push_back(std::move(d));
     };
@@ -396,7 +408,7 @@ Result<uint64_t> RocksCache::PurgeNamespace(std::string_view ns) {
             f, EntryKey(*f, v.base_model, v.digest),
             ModelTimeIndexKey(v.base_model, v.entry.meta.created_ms, v.digest),
             v.digest, std::string(v.base_model), v.stored_bytes,
-            v.entry.meta.created_ms});
+            v.entry.meta.created_ms, v.entry.meta.expires_ms});
         return true;
       },
       [](std::string_view, const Status&) {});
@@ -433,6 +445,7 @@ Result<std::optional<RocksCache::Doomed>> RocksCache::ResolveIndexed(
   doomed.key = key;
   doomed.bytes = v.size();
   doomed.created_ms = created;
+  doomed.expires_ms = expires;
   return std::optional<Doomed>(doomed);
 }
 
@@ -457,13 +470,14 @@ Result<uint64_t> RocksCache::PurgeIndexed(
                                std::string_view index_key) {
     bool stop = false;
     if (!pred(created, expires, &stop)) return !stop;
-    Result<std::optional<Doomed>> r =
-        ResolveIndexed(created, model, d, index_key);
-    if (!r.ok()) {
-      inner = r.status();
-      return false;
-    }
-    if (*r) doomed.push_back(std::move(**r));
+    // Not read here: DeleteEntriesLocked reads each chunk's entries (one
+    // MultiGet per family) and leaves alone those gone or of another
+    // creation time (a stale record of a rewritten key); it deletes the
+    // record either way.
+    std::shared_ptr<Family> f = FamilyFor(model);
+    doomed.push_back(Doomed{f, f ? EntryKey(*f, model, d) : std::string(),
+                            std::string(index_key), d, std::string(model),
+                            f ? Doomed::kNotRead : 0, created, expires});
     if (doomed.size() >= kPurgeChunk) {
       inner = flush();
       if (!inner.ok()) return false;

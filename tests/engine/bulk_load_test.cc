@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -410,6 +411,18 @@ TEST_F(BulkLoadTest, AnInsertUnderwayWhenTheLoadLooksIsReadBeforeItIsReplaced) {
   std::thread inserter([&] {
     EXPECT_OK(bulk_->Insert(early.key, early.body, InsertOptionsOf(early)));
   });
+  auto release = [&] {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      go = true;
+    }
+    cv.notify_all();
+    if (inserter.joinable()) inserter.join();
+  };
+  struct Finally {
+    std::function<void()> fn;
+    ~Finally() { fn(); }
+  } finally{release};  // also when an assertion returns early
   {
     std::unique_lock<std::mutex> lock(mu);
     cv.wait(lock, [&] { return counted; });
@@ -431,12 +444,7 @@ TEST_F(BulkLoadTest, AnInsertUnderwayWhenTheLoadLooksIsReadBeforeItIsReplaced) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   ASSERT_GT((*loader)->stored(), 0u);
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    go = true;
-  }
-  cv.notify_all();
-  inserter.join();
+  release();
   // Then the rest, with a newer version of the inserted key.
   for (; i < kEntries; ++i) {
     const Spec s = MakeSpec(i, clock_.NowMillis());
