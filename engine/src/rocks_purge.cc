@@ -272,6 +272,9 @@ Result<uint64_t> RocksCache::DeleteEntriesLocked(
   // values stay pinned only while their chunk is looked at).
   constexpr size_t kReadChunk = 1024;
   std::vector<int64_t> stored(doomed.size(), -1);  // -1: leave it alone
+  // The entry left alone is a version with the same creation time: the
+  // index record is its own (only its expiry changed), not stale.
+  std::vector<char> keep_record(doomed.size(), 0);
   std::unordered_map<const Family*, std::vector<size_t>> by_family;
   for (size_t i = 0; i < doomed.size(); ++i) {
     const Doomed& d = doomed[i];
@@ -303,6 +306,7 @@ Result<uint64_t> RocksCache::DeleteEntriesLocked(
              created != d.created_ms ||
              (d.expires_ms != Doomed::kUnknownTime &&
               expires != d.expires_ms))) {
+          keep_record[indexes[at + j]] = created == d.created_ms;
           v.Reset();
           continue;  // replaced since
         }
@@ -315,7 +319,9 @@ Result<uint64_t> RocksCache::DeleteEntriesLocked(
   uint64_t deleted = 0;
   for (size_t i = 0; i < doomed.size(); ++i) {
     const Doomed& d = doomed[i];
-    if (!d.index_key.empty()) batch.Delete(model_time_cf_, d.index_key);
+    if (!d.index_key.empty() && !keep_record[i]) {
+      batch.Delete(model_time_cf_, d.index_key);
+    }
     if (stored[i] < 0) continue;
     batch.Delete(d.family->handle, d.key);
     batch.Merge(meta_cf_, ModelStatKey(ModelCounter::kEntries, d.base_model),
