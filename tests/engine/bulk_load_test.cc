@@ -418,6 +418,8 @@ TEST_F(BulkLoadTest, AnInsertUnderwayWhenTheLoadLooksIsReadBeforeItIsReplaced) {
     }
     cv.notify_all();
     if (inserter.joinable()) inserter.join();
+    // The hook refers to this test's locals: gone with them.
+    if (bulk_) static_cast<RocksCache&>(*bulk_).SetBeforeWriteHookForTest({});
   };
   struct Finally {
     std::function<void()> fn;
