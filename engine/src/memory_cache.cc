@@ -24,6 +24,8 @@ class MemoryCache final : public Cache {
   Result<LookupResult> Lookup(const RequestKey& key,
                               const LookupOptions& options) override {
     LookupResult result;
+    // As RocksCache::Lookup: the model's name is read for the statistics.
+    if (options.record_stats) __builtin_prefetch(key.base_model.data());
     std::shared_ptr<const Entry> e = tier_.Get(key.digest);
     if (e) {
       result.outcome = Classify(*e, options, clock_->NowMillis());

@@ -45,6 +45,14 @@ size_t MemoryTier::FindLocked(const Shard& shard, const Digest& d) {
 std::shared_ptr<const Entry> MemoryTier::Get(const Digest& digest) {
   if (byte_budget_ == 0) return nullptr;
   Shard& shard = ShardFor(digest);
+  // Start the (likely) cache miss on the home slot before taking the lock:
+  // the lock's atomic instruction would otherwise hold the load back.
+  if (const Slot* slots = shard.prefetch_slots.load(std::memory_order_relaxed);
+      slots != nullptr) {
+    __builtin_prefetch(slots +
+                       (SlotHash(digest) &
+                        shard.prefetch_mask.load(std::memory_order_relaxed)));
+  }
   std::lock_guard<std::mutex> lock(shard.mu);
   const size_t i = FindLocked(shard, digest);
   if (i == kNotFound) return nullptr;
@@ -76,6 +84,8 @@ void MemoryTier::GrowLocked(Shard& shard) {
   shard.slots = std::move(slots);
   shard.capacity = capacity;
   shard.hand &= mask;
+  shard.prefetch_slots.store(shard.slots.get(), std::memory_order_relaxed);
+  shard.prefetch_mask.store(mask, std::memory_order_relaxed);
 }
 
 std::shared_ptr<const Entry> MemoryTier::RemoveLocked(Shard& shard, size_t i) {
@@ -232,6 +242,8 @@ void MemoryTier::Clear() {
       bytes_.fetch_sub(shard.bytes, std::memory_order_relaxed);
       size_.fetch_sub(shard.used, std::memory_order_relaxed);
       slots = std::move(shard.slots);
+      shard.prefetch_slots.store(nullptr, std::memory_order_relaxed);
+      shard.prefetch_mask.store(0, std::memory_order_relaxed);
       shard.capacity = 0;
       shard.used = 0;
       shard.hand = 0;

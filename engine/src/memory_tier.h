@@ -105,6 +105,11 @@ class MemoryTier {
     size_t used = 0;      // occupied slots
     size_t hand = 0;      // CLOCK hand: the next slot the sweep examines
     size_t bytes = 0;
+    // Copies of `slots` and `capacity - 1` that Get may read without the
+    // lock, only to prefetch the slot line it will probe under the lock
+    // (a stale copy costs a useless prefetch, never a wrong answer).
+    std::atomic<const Slot*> prefetch_slots{nullptr};
+    std::atomic<size_t> prefetch_mask{0};
   };
   static constexpr size_t kNotFound = ~size_t{0};
 
