@@ -59,28 +59,28 @@ namespace {
 
 constexpr std::string_view kLoadDirPrefix = "bulk-load.";
 
-// The directory names of this process's live loaders (unique in the
-// process: they end in a process-wide count). Any other loader directory in
-// a database this process holds the lock of is a leftover, also one that
-// bears this process's id (in containers, processes often all run as
-// pid 1).
+// The directories (paths) of this process's live loaders (their names are
+// unique in the process: they end in a process-wide count). Any other loader
+// directory in a database this process holds the lock of is a leftover, also
+// one that bears this process's id (in containers, processes often all run
+// as pid 1), or this one's name in another database.
 class LiveLoadDirs {
  public:
   static LiveLoadDirs& Get() {
     static LiveLoadDirs* dirs = new LiveLoadDirs();  // never destroyed
     return *dirs;
   }
-  void Add(const std::string& name) {
+  void Add(const std::string& dir) {
     std::lock_guard<std::mutex> lock(mu_);
-    dirs_.insert(name);
+    dirs_.insert(dir);
   }
-  void Remove(const std::string& name) {
+  void Remove(const std::string& dir) {
     std::lock_guard<std::mutex> lock(mu_);
-    dirs_.erase(name);
+    dirs_.erase(dir);
   }
-  bool Contains(const std::string& name) {
+  bool Contains(const std::string& dir) {
     std::lock_guard<std::mutex> lock(mu_);
-    return dirs_.count(name) != 0;
+    return dirs_.count(dir) != 0;
   }
 
  private:
@@ -125,14 +125,12 @@ Result<std::unique_ptr<BulkLoader>> Cache::NewBulkLoader(
 
 class RocksCache::Loader final : public BulkLoader {
  public:
-  // `dir`: the loader's directory, named `name` (LiveLoadDirs).
-  Loader(RocksCache* cache, const BulkLoadOptions& options, std::string dir,
-         std::string name)
+  // `dir`: the loader's directory (in LiveLoadDirs).
+  Loader(RocksCache* cache, const BulkLoadOptions& options, std::string dir)
       : cache_(cache),
         max_bytes_(
             std::clamp<size_t>(options.max_buffer_bytes, 1, size_t{1} << 40)),
         dir_(std::move(dir)),
-        name_(std::move(name)),
         pool_(2 * max_bytes_ / kBlockSize + 4, max_bytes_ / kBlockSize + 1),
         current_(std::make_unique<Batch>(&pool_)) {}
 
@@ -141,7 +139,7 @@ class RocksCache::Loader final : public BulkLoader {
     (void)Wait();
     std::error_code ec;
     fs::remove_all(dir_, ec);
-    LiveLoadDirs::Get().Remove(name_);
+    LiveLoadDirs::Get().Remove(dir_);
   }
 
   Status Add(const RequestKey& key, std::string_view body,
@@ -243,8 +241,7 @@ class RocksCache::Loader final : public BulkLoader {
   RocksCache* const cache_;
   const size_t max_bytes_;
   const std::string dir_;
-  const std::string name_;  // of dir_, in LiveLoadDirs
-  BlockPool pool_;          // before the batches: they give their blocks back
+  BlockPool pool_;  // before the batches: they give their blocks back
   std::unique_ptr<Batch> current_;
   std::string scratch_;               // an entry being encoded
   ModelItems* last_model_ = nullptr;  // in current_: the previous Add's
@@ -278,7 +275,7 @@ Result<std::unique_ptr<BulkLoader>> RocksCache::NewBulkLoader(
     for (fs::directory_iterator it(path_, ec), end; !ec && it != end;
          it.increment(ec)) {
       if (it->path().filename().string().starts_with(kLoadDirPrefix) &&
-          !LiveLoadDirs::Get().Contains(it->path().filename().string())) {
+          !LiveLoadDirs::Get().Contains(it->path().string())) {
         std::error_code rm;
         fs::remove_all(it->path(), rm);
       }
@@ -289,15 +286,15 @@ Result<std::unique_ptr<BulkLoader>> RocksCache::NewBulkLoader(
     const std::string dir = (fs::path(path_) / name).string();
     // Live before it exists: another thread's loader, starting, must not
     // take it for a leftover.
-    LiveLoadDirs::Get().Add(name);
+    LiveLoadDirs::Get().Add(dir);
     try {
       if (Status made = MakePrivateDirectory(dir); !made.ok()) {
-        LiveLoadDirs::Get().Remove(name);
+        LiveLoadDirs::Get().Remove(dir);
         return made;
       }
-      return std::unique_ptr<BulkLoader>(new Loader(this, options, dir, name));
+      return std::unique_ptr<BulkLoader>(new Loader(this, options, dir));
     } catch (const std::bad_alloc&) {
-      LiveLoadDirs::Get().Remove(name);
+      LiveLoadDirs::Get().Remove(dir);
       std::error_code rm;
       fs::remove_all(dir, rm);
       throw;

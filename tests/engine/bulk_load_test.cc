@@ -596,6 +596,24 @@ TEST_F(BulkLoadTest, ErrorsAndLeftovers) {
     return n;
   };
   EXPECT_EQ(load_dirs(), 2);
+  // A directory in another database that bears a live loader's name is a
+  // leftover there all the same.
+  std::vector<fs::path> live;
+  for (const auto& e : fs::directory_iterator(db)) {
+    if (e.path().filename().string().starts_with("bulk-load.")) {
+      live.push_back(e.path());
+    }
+  }
+  ASSERT_EQ(live.size(), 2u);
+  const fs::path other_db = fs::path(dir_.path()) / "ref";
+  const fs::path namesake = other_db / live[0].filename();
+  fs::create_directories(namesake);
+  std::ofstream(namesake / "0-0.sst") << "partial";
+  auto elsewhere = ref_->NewBulkLoader({});
+  ASSERT_OK(elsewhere);
+  EXPECT_FALSE(fs::exists(namesake));
+  EXPECT_TRUE(fs::exists(live[0]));
+  elsewhere->reset();
   ASSERT_OK((*next)->Finish());  // its directory is still there
   another->reset();
   next->reset();
