@@ -52,6 +52,7 @@
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
+#include <span>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -294,7 +295,13 @@ class RocksCache final : public Cache {
   // deleted since it was found, or replaced by another version (another
   // creation or expiry time), is left alone and not counted out; the
   // counters go down by the bytes stored now.
-  Result<uint64_t> DeleteEntriesLocked(const std::vector<Doomed>& doomed);
+  Result<uint64_t> DeleteEntriesLocked(std::span<const Doomed> doomed);
+  // DeleteEntriesLocked in chunks of 4096, each under the write fence on its
+  // own (inserts are not fenced out for long); adds each chunk's deletions to
+  // `counter` (purged or evicted). Returns how many entries it deleted;
+  // stops at the first error.
+  Result<uint64_t> DeleteInChunks(std::span<const Doomed> doomed,
+                                  Counter counter);
   // Walks the creation-time records of every model oldest first (the
   // models' ranges of the per-model index merged, rocks_listing.cc);
   // `fn(created_ms, model, digest, expires_ms, index_key)` returns false to

@@ -208,21 +208,8 @@ Status RocksCache::EnforceDiskBudget() {
         }));
     LLMCACHE_RETURN_IF_ERROR(inner);
     if (doomed.empty()) break;
-    // In chunks, each under the fence on its own: inserts are not fenced
-    // out for long.
-    uint64_t evicted = 0;
-    constexpr size_t kChunk = 4096;
-    for (size_t at = 0; at < doomed.size(); at += kChunk) {
-      const auto begin = doomed.begin() + static_cast<std::ptrdiff_t>(at);
-      const std::vector<Doomed> chunk(
-          begin, begin + static_cast<std::ptrdiff_t>(
-                             std::min(kChunk, doomed.size() - at)));
-      std::unique_lock<FenceMutex> fence(write_fence_);
-      LLMCACHE_RETURN_IF_ERROR(WriteAllowed());
-      LLMCACHE_ASSIGN_OR_RETURN(const uint64_t n, DeleteEntriesLocked(chunk));
-      evicted += n;
-    }
-    stats_.Add(Counter::kEvictions, static_cast<int64_t>(evicted));
+    LLMCACHE_RETURN_IF_ERROR(
+        DeleteInChunks(doomed, Counter::kEvictions).status());
     LLMCACHE_RETURN_IF_ERROR(Compact());
     LLMCACHE_ASSIGN_OR_RETURN(usage, DiskBytes());
   }

@@ -265,7 +265,7 @@ Status RocksCache::FinishInterruptedFlushes() {
 }
 
 Result<uint64_t> RocksCache::DeleteEntriesLocked(
-    const std::vector<Doomed>& doomed) {
+    std::span<const Doomed> doomed) {
   if (doomed.empty()) return uint64_t{0};
   LLMCACHE_RETURN_IF_ERROR(WriteAllowed());
   // What each entry is now, read family by family, a chunk at a time (the
@@ -381,12 +381,23 @@ Result<bool> RocksCache::PurgeKey(const Digest& digest) {
       return FromRocks(it->status(), path_, "scanning the overflow family");
     }
   }
-  if (doomed.empty()) return false;
-  std::unique_lock<FenceMutex> fence(write_fence_);
   LLMCACHE_ASSIGN_OR_RETURN(const uint64_t deleted,
-                            DeleteEntriesLocked(doomed));
-  stats_.Add(Counter::kPurged, static_cast<int64_t>(deleted));
+                            DeleteInChunks(doomed, Counter::kPurged));
   return deleted > 0;
+}
+
+Result<uint64_t> RocksCache::DeleteInChunks(std::span<const Doomed> doomed,
+                                            Counter counter) {
+  uint64_t deleted = 0;
+  for (size_t at = 0; at < doomed.size(); at += kPurgeChunk) {
+    std::unique_lock<FenceMutex> fence(write_fence_);
+    LLMCACHE_ASSIGN_OR_RETURN(
+        const uint64_t n, DeleteEntriesLocked(doomed.subspan(
+                              at, std::min(kPurgeChunk, doomed.size() - at))));
+    deleted += n;
+    stats_.Add(counter, static_cast<int64_t>(n));
+  }
+  return deleted;
 }
 
 Result<uint64_t> RocksCache::PurgeNamespace(std::string_view ns) {
@@ -394,16 +405,6 @@ Result<uint64_t> RocksCache::PurgeNamespace(std::string_view ns) {
   LLMCACHE_RETURN_IF_ERROR(MutationAllowed());
   LLMCACHE_RETURN_IF_ERROR(db_lock.status());
   std::vector<Doomed> doomed;
-  uint64_t removed = 0;
-  auto flush = [&]() -> Status {
-    std::unique_lock<FenceMutex> fence(write_fence_);
-    LLMCACHE_ASSIGN_OR_RETURN(const uint64_t deleted,
-                              DeleteEntriesLocked(doomed));
-    removed += deleted;
-    stats_.Add(Counter::kPurged, static_cast<int64_t>(deleted));
-    doomed.clear();
-    return Status();
-  };
   Status s = ForEachEntry(
       std::nullopt,
       [&](const EntryView& v) {
@@ -419,17 +420,7 @@ Result<uint64_t> RocksCache::PurgeNamespace(std::string_view ns) {
       },
       [](std::string_view, const Status&) {});
   LLMCACHE_RETURN_IF_ERROR(s);
-  for (size_t i = 0; i < doomed.size(); i += kPurgeChunk) {
-    // Delete in chunks so that inserts are not fenced out for long.
-    std::vector<Doomed> chunk(
-        doomed.begin() + static_cast<std::ptrdiff_t>(i),
-        doomed.begin() + static_cast<std::ptrdiff_t>(
-                             std::min(doomed.size(), i + kPurgeChunk)));
-    std::swap(chunk, doomed);
-    LLMCACHE_RETURN_IF_ERROR(flush());
-    std::swap(chunk, doomed);
-  }
-  return removed;
+  return DeleteInChunks(doomed, Counter::kPurged);
 }
 
 Result<std::optional<RocksCache::Doomed>> RocksCache::ResolveIndexed(
@@ -464,9 +455,8 @@ Result<uint64_t> RocksCache::PurgeIndexed(
   std::vector<Doomed> doomed;
   Status inner;
   auto flush = [&]() -> Status {
-    std::unique_lock<FenceMutex> fence(write_fence_);
     LLMCACHE_ASSIGN_OR_RETURN(const uint64_t deleted,
-                              DeleteEntriesLocked(doomed));
+                              DeleteInChunks(doomed, Counter::kPurged));
     removed += deleted;
     doomed.clear();
     return Status();
@@ -493,7 +483,6 @@ Result<uint64_t> RocksCache::PurgeIndexed(
   LLMCACHE_RETURN_IF_ERROR(s);
   LLMCACHE_RETURN_IF_ERROR(inner);
   LLMCACHE_RETURN_IF_ERROR(flush());
-  stats_.Add(Counter::kPurged, static_cast<int64_t>(removed));
   return removed;
 }
 

@@ -271,6 +271,31 @@ TEST_P(CacheTest, PurgeNamespaceRemovesOnlyThatNamespace) {
     EXPECT_EQ(Outcome(TestKey("m/" + std::to_string(i % 2), i)),
               i < 4 ? LookupOutcome::kMiss : LookupOutcome::kHit);
   }
+  auto stats = cache_->GetStats();
+  ASSERT_OK(stats);
+  EXPECT_EQ(stats->purged, 4u);
+  EXPECT_EQ(stats->entries, 2u);
+}
+
+// More entries than one deletion chunk (4096) of the persistent cache: every
+// one is purged and counted.
+TEST_P(CacheTest, PurgeNamespaceOfManyEntriesCountsEachOnce) {
+  InsertOptions v1, v2;
+  v1.ns = "v1";
+  v2.ns = "v2";
+  constexpr int kMany = 4100;
+  for (int i = 0; i < kMany; ++i) Put(TestKey("m/a", i), "x", v1);
+  Put(TestKey("m/a", kMany), "y", v2);
+  auto r = cache_->PurgeNamespace("v1");
+  ASSERT_OK(r);
+  EXPECT_EQ(*r, static_cast<uint64_t>(kMany));
+  auto stats = cache_->GetStats();
+  ASSERT_OK(stats);
+  EXPECT_EQ(stats->purged, static_cast<uint64_t>(kMany));
+  EXPECT_EQ(stats->entries, 1u);
+  EXPECT_EQ(Outcome(TestKey("m/a", 0)), LookupOutcome::kMiss);
+  EXPECT_EQ(Outcome(TestKey("m/a", kMany - 1)), LookupOutcome::kMiss);
+  EXPECT_EQ(Outcome(TestKey("m/a", kMany)), LookupOutcome::kHit);
 }
 
 TEST_P(CacheTest, PurgeExpiredAndOlderThan) {
