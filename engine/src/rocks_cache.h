@@ -278,14 +278,14 @@ class RocksCache final : public Cache {
     std::string index_key;  // per-model index key; empty if unknown
     Digest digest;
     std::string base_model;
-    // Of the entry as found (kNotRead: not read); 0 with an empty `key`:
-    // an index record only.
+    // Size of the entry as found, 0 if it was not read (or `key` is empty:
+    // an index record only). Only eviction's estimate of what it frees:
+    // DeleteEntriesLocked counts the size it reads again.
     uint64_t bytes;
     // The version found (or that its index record names): what
     // DeleteEntriesLocked deletes if it is still the stored one.
     int64_t created_ms = kUnknownTime;
     int64_t expires_ms = kUnknownTime;
-    static constexpr uint64_t kNotRead = ~uint64_t{0};
     static constexpr int64_t kUnknownTime = std::numeric_limits<int64_t>::min();
   };
   // Deletes the doomed entries and index records; returns how many entries

@@ -468,12 +468,12 @@ Result<uint64_t> RocksCache::PurgeIndexed(
     if (!pred(created, expires, &stop)) return !stop;
     // Not read here: DeleteEntriesLocked reads each chunk's entries (one
     // MultiGet per family) and leaves alone those gone or of another
-    // creation time (a stale record of a rewritten key); it deletes the
-    // record either way.
+    // version; it deletes the record unless the entry left alone has the
+    // record's creation time (only its expiry changed).
     std::shared_ptr<Family> f = FamilyFor(model);
     doomed.push_back(Doomed{f, f ? EntryKey(*f, model, d) : std::string(),
-                            std::string(index_key), d, std::string(model),
-                            f ? Doomed::kNotRead : 0, created, expires});
+                            std::string(index_key), d, std::string(model), 0,
+                            created, expires});
     if (doomed.size() >= kPurgeChunk) {
       inner = flush();
       if (!inner.ok()) return false;
