@@ -236,6 +236,7 @@ Status RocksCache::OpenPrimary(const CacheOptions& options) {
   db_opts_.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
   // Errors: ours to recover from (rocks_health.cc), not RocksDB's.
   db_opts_.listeners.push_back(NewErrorListener());
+  db_opts_.listeners.push_back(NewCountOutListener());
   db_opts_.max_bgerror_resume_count = 0;
 
   if (exists) {

@@ -177,6 +177,7 @@ class RocksCache final : public Cache {
 
  private:
   class TtlFilterFactory;
+  class CountOutListener;  // settles what TtlFilterFactory's filters count
   class ErrorListener;
   class Loader;  // the BulkLoader (rocks_ingest.cc)
   class DbLock;
@@ -223,6 +224,9 @@ class RocksCache final : public Cache {
   // Marks the store degraded with `error` (any thread; RocksDB's too).
   void Degrade(const std::string& error, Damage damage);
   std::shared_ptr<rocksdb::EventListener> NewErrorListener();
+  // Applies the TTL filters' counts when their job's output is installed
+  // (rocks_schema.cc).
+  std::shared_ptr<rocksdb::EventListener> NewCountOutListener();
   void RecoveryLoop();
   // One recovery attempt, unless the store is healthy. True if it is
   // healthy afterwards.

@@ -8,12 +8,17 @@
 #include "rocks_schema.h"
 
 #include <rocksdb/compaction_filter.h>
+#include <rocksdb/listener.h>
 #include <rocksdb/table.h>
 
 #include <algorithm>
+#include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
+#include <string>
+#include <utility>
 
 #include "llmcache/clock.h"
 
@@ -109,6 +114,102 @@ std::shared_ptr<rocksdb::MergeOperator> NewAddOperator() {
   return std::make_shared<AddOperator>();
 }
 
+namespace {
+
+// What the TTL filters of the flush or compaction running on this thread
+// counted out, held until that job installs its output. A job whose output
+// is not installed (its write or sync failed) dropped nothing: the entries
+// stay stored, and the job that does drop them later counts them out then.
+// Counted at once, they were counted out once per failed attempt.
+//
+// CountOutListener opens the record when RocksDB starts a flush or a
+// compaction and settles it when the job ends: RocksDB announces both on
+// the thread that runs the job, where its filter runs too. That holds with
+// this store's settings: one subcompaction per compaction (RocksDB's
+// default), and one flush at a time per database (max_background_jobs = 2
+// leaves one flush slot), so a flush's output is installed by that flush
+// and not by another one's commit. A filter that runs outside an announced
+// job (CompactFiles, which RocksDB does not announce; this store calls it
+// only in tests) counts at once, as before.
+struct PendingCountOut {
+  StatsCollector* stats = nullptr;  // the store whose job runs here, if any
+  // Per model: entries and bytes counted out.
+  std::map<std::string, std::pair<int64_t, int64_t>, std::less<>> models;
+
+  void Begin(StatsCollector* s) {
+    stats = s;
+    models.clear();  // an earlier job that never ended (a failed flush)
+  }
+  void End(StatsCollector* s, bool installed) {
+    if (stats != s) return;  // not this store's job
+    try {
+      if (installed) {
+        for (const auto& [model, counts] : models) {
+          ModelCounters& m = s->ForModel(model);
+          m.Add(ModelCounter::kEntries, -counts.first);
+          m.Add(ModelCounter::kBytes, -counts.second);
+        }
+      }
+    } catch (...) {
+      // bad_alloc (a model's counters made): nothing escapes into RocksDB
+    }
+    stats = nullptr;
+    models.clear();
+  }
+};
+thread_local PendingCountOut pending_count_out;
+
+// Counts one dropped entry of `model` out: when its job installs, if the
+// thread runs one of this store's jobs, else now.
+void CountOut(StatsCollector* stats, std::string_view model, int64_t bytes) {
+  PendingCountOut& pending = pending_count_out;
+  if (pending.stats == stats) {
+    auto it = pending.models.find(model);
+    if (it == pending.models.end()) {
+      it = pending.models.emplace(std::string(model), std::make_pair(0, 0))
+               .first;
+    }
+    it->second.first += 1;
+    it->second.second += bytes;
+    return;
+  }
+  ModelCounters& m = stats->ForModel(model);
+  m.Add(ModelCounter::kEntries, -1);
+  m.Add(ModelCounter::kBytes, -bytes);
+}
+
+}  // namespace
+
+class RocksCache::CountOutListener final : public rocksdb::EventListener {
+ public:
+  explicit CountOutListener(StatsCollector* stats) : stats_(stats) {}
+  const char* Name() const override { return "llmcache.CountOutListener"; }
+
+  void OnFlushBegin(rocksdb::DB*, const rocksdb::FlushJobInfo&) override {
+    pending_count_out.Begin(stats_);
+  }
+  // Called only for a flush whose output is installed.
+  void OnFlushCompleted(rocksdb::DB*, const rocksdb::FlushJobInfo&) override {
+    pending_count_out.End(stats_, true);
+  }
+  void OnCompactionBegin(rocksdb::DB*,
+                         const rocksdb::CompactionJobInfo&) override {
+    pending_count_out.Begin(stats_);
+  }
+  // After the install, with its status.
+  void OnCompactionCompleted(rocksdb::DB*,
+                             const rocksdb::CompactionJobInfo& ci) override {
+    pending_count_out.End(stats_, ci.status.ok());
+  }
+
+ private:
+  StatsCollector* const stats_;
+};
+
+std::shared_ptr<rocksdb::EventListener> RocksCache::NewCountOutListener() {
+  return std::make_shared<CountOutListener>(&stats_);
+}
+
 // Drops expired entries (and expired time-index records) during flushes and
 // compactions, and counts what it drops against the model's statistics.
 class RocksCache::TtlFilterFactory final
@@ -173,9 +274,7 @@ class RocksCache::TtlFilterFactory final
           // and whoever wrote that one already counted this entry out (a
           // purge) or did not count it in (a replacing insert).
           if (!IsCurrent(model, key, value)) return true;
-          ModelCounters& m = f_->stats_->ForModel(model);
-          m.Add(ModelCounter::kEntries, -1);
-          m.Add(ModelCounter::kBytes, -static_cast<int64_t>(value.size()));
+          CountOut(f_->stats_, model, static_cast<int64_t>(value.size()));
         }
         return true;
       } catch (...) {

@@ -83,6 +83,17 @@ class StoreFaultTest : public ::testing::Test {
     return r.ok() && r->hit() && r->entry->body == Body(model, i);
   }
 
+  // The entries GetStats() counts for `model`.
+  uint64_t ModelEntries(const std::string& model) {
+    Result<CacheStats> stats = cache_->GetStats();
+    EXPECT_OK(stats);
+    if (!stats.ok()) return 0;
+    for (const ModelStats& m : stats->models) {
+      if (m.model == model) return m.entries;
+    }
+    return 0;
+  }
+
   bool WaitDegraded() {
     return WaitFor([&] { return cache_->Health().degraded; });
   }
@@ -340,6 +351,81 @@ TEST_F(StoreFaultTest, FlushEioDegradesAndRecovers) {
   ASSERT_OK(cache_->Compact());
   InsertAcked("m/a", 101, 150);
   VerifyAfterReopen();
+}
+
+// A flush whose output fails to be written drops nothing: the expired
+// entries its filter passed over are still stored, and are counted out once,
+// by the compaction that does drop them (not once per attempt).
+TEST_F(StoreFaultTest, FailedFlushCountsNothingOut) {
+  FakeClock clock;
+  CacheOptions o = Options();
+  o.clock = &clock;
+  // Memtables of 1 MiB: the model's fills first (an entry adds ~3x what its
+  // counters add to the metadata family's): the flush below is the model's.
+  o.write_buffer_bytes = 4 << 20;
+  Open(o);
+  auto entries = [&] { return ModelEntries("m/a"); };
+  InsertOptions expiring;
+  expiring.ttl_ms = 1000;
+  for (uint64_t i = 1'000'000; i < 1'000'020; ++i) {
+    ASSERT_OK(cache_->Insert(TestKey("m/a", i), Body("m/a", i), expiring));
+  }
+  clock.Advance(2000);  // the 20 have expired; the memtable still holds them
+  // Inserts fill the memtable until its flush, which filters out the 20 and
+  // then fails to sync its output.
+  fs_->FailSyncs(FaultFileSystem::IoError(), llmcache::testing::kTableFiles);
+  for (uint64_t i = 0; i < 100000 && !cache_->Health().degraded; ++i) {
+    (void)Insert("m/a", i);
+  }
+  ASSERT_TRUE(WaitDegraded());
+  EXPECT_GT(fs_->injected_syncs(), 0u);
+  const uint64_t live = acked_count_.load();
+  ASSERT_GT(live, 1000u);
+  EXPECT_EQ(entries(), live + 20) << "the failed flush dropped nothing";
+  fs_->Clear();
+  ASSERT_TRUE(WaitRecovered()) << cache_->Health().recovery_error;
+  EXPECT_EQ(entries(), live + 20);
+  ASSERT_OK(cache_->Compact());  // drops the 20, counted out once
+  EXPECT_EQ(entries(), live);
+  for (uint64_t i = 0; i < live; i += 97) EXPECT_TRUE(Hit("m/a", i));
+  Open(o);  // what was counted is what was persisted
+  EXPECT_EQ(entries(), live);
+}
+
+// The same for a compaction whose output fails to be written.
+TEST_F(StoreFaultTest, FailedCompactionCountsNothingOut) {
+  FakeClock clock;
+  CacheOptions o = Options();
+  o.clock = &clock;
+  Open(o);
+  auto entries = [&] { return ModelEntries("m/a"); };
+  InsertAcked("m/a", 0, 30);
+  InsertOptions expiring;
+  expiring.ttl_ms = 1000;
+  for (uint64_t i = 1'000'000; i < 1'000'020; ++i) {
+    ASSERT_OK(cache_->Insert(TestKey("m/a", i), Body("m/a", i), expiring));
+  }
+  ASSERT_OK(cache_->Compact());  // all 50 in table files, none expired yet
+  ASSERT_EQ(entries(), 50u);
+
+  clock.Advance(2000);
+  // Compact() compacts the per-model time index and the metadata family,
+  // then the model's: the first two outputs sync, the model's fails to (its
+  // filter has seen every entry by then).
+  fs_->FailSyncs(FaultFileSystem::IoError(), llmcache::testing::kTableFiles,
+                 /*after=*/2);
+  EXPECT_FALSE(cache_->Compact().ok());
+  ASSERT_TRUE(WaitDegraded());
+  EXPECT_EQ(fs_->injected_syncs(), 1u);
+  EXPECT_EQ(entries(), 50u) << "the failed compaction dropped nothing";
+  fs_->Clear();
+  ASSERT_TRUE(WaitRecovered()) << cache_->Health().recovery_error;
+  EXPECT_EQ(entries(), 50u);
+  ASSERT_OK(cache_->Compact());  // drops the 20, counted out once
+  EXPECT_EQ(entries(), 30u);
+  for (uint64_t i = 0; i < 30; i += 7) EXPECT_TRUE(Hit("m/a", i));
+  Open(o);  // what was counted is what was persisted
+  EXPECT_EQ(entries(), 30u);
 }
 
 // ENOSPC in a background flush: RocksDB would start its own recovery (its

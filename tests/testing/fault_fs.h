@@ -7,6 +7,7 @@
 //   options.file_system = fs;               // the cache runs on it
 //   fs->FailWrites(FaultFileSystem::NoSpace());      // disk full (ENOSPC)
 //   fs->FailSyncs(FaultFileSystem::IoError(), kWalFiles);  // EIO on fsync
+//   fs->FailSyncs(FaultFileSystem::IoError(), kTableFiles, 2);  // after 2
 //   fs->FailReads(FaultFileSystem::IoError(), kTableFiles);
 //   fs->SetSpaceLimit(64 << 10);  // full after 64 KiB more (short writes)
 //   ...
@@ -82,8 +83,10 @@ class FaultFileSystem : public rocksdb::FileSystemWrapper {
   void FailWrites(rocksdb::IOStatus s, unsigned kinds = kAllFiles) {
     Set(&write_, std::move(s), kinds);
   }
-  void FailSyncs(rocksdb::IOStatus s, unsigned kinds = kAllFiles) {
-    Set(&sync_, std::move(s), kinds);
+  // `after`: that many syncs of those kinds succeed first.
+  void FailSyncs(rocksdb::IOStatus s, unsigned kinds = kAllFiles,
+                 uint64_t after = 0) {
+    Set(&sync_, std::move(s), kinds, after);
   }
   void FailReads(rocksdb::IOStatus s, unsigned kinds = kAllFiles) {
     Set(&read_, std::move(s), kinds);
@@ -186,15 +189,21 @@ class FaultFileSystem : public rocksdb::FileSystemWrapper {
     std::atomic<unsigned> kinds{0};  // 0: no fault
     rocksdb::IOStatus status;        // guarded by mu_
     std::atomic<uint64_t> count{0};
+    std::atomic<int64_t> pass{0};  // operations that still succeed
   };
 
-  void Set(Fault* f, rocksdb::IOStatus s, unsigned kinds) {
+  void Set(Fault* f, rocksdb::IOStatus s, unsigned kinds, uint64_t after = 0) {
     std::lock_guard<std::mutex> lock(mu_);
     f->status = std::move(s);
+    f->pass.store(static_cast<int64_t>(after), std::memory_order_relaxed);
     f->kinds.store(kinds, std::memory_order_release);
   }
   rocksdb::IOStatus Check(Fault* f, unsigned kind) {
     if ((f->kinds.load(std::memory_order_acquire) & kind) == 0) {
+      return rocksdb::IOStatus::OK();
+    }
+    if (f->pass.load(std::memory_order_relaxed) > 0 &&
+        f->pass.fetch_sub(1, std::memory_order_relaxed) > 0) {
       return rocksdb::IOStatus::OK();
     }
     f->count.fetch_add(1);
