@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "llmcache/cache.h"
+#include "llmcache/entry.h"
 #include "llmcache/key.h"
 #include "rocks_cache.h"
 #include "testing/status_matchers.h"
@@ -534,6 +536,95 @@ TEST_F(CliTest, ExportImportRoundTripGivesIdenticalLs) {
                                 "anthropic/claude-sonnet-4.5", "-o", file});
   ASSERT_EQ(one.exit_code, 0) << one.err;
   EXPECT_THAT(one.err, HasSubstr("exported 2 entries"));
+}
+
+// Entries of every endpoint go through export and import unchanged: each
+// response is checked by the rules of its own endpoint (the entry's flags).
+TEST_F(CliTest, ExportImportRoundTripKeepsEveryEndpoint) {
+  const std::string embeddings =
+      R"({"object":"list","data":[{"object":"embedding","index":0,)"
+      R"("embedding":[0.25,-0.5]}],"model":"openai/text-embedding-3-small",)"
+      R"("usage":{"prompt_tokens":2,"total_tokens":2}})";
+  const std::string responses =
+      R"({"id":"resp_1","object":"response","created_at":1764000000,)"
+      R"("status":"completed","model":"openai/gpt-4o-mini","output":[)"
+      R"({"type":"message","id":"msg_1","status":"completed",)"
+      R"("role":"assistant","content":[{"type":"output_text","text":"hi",)"
+      R"("annotations":[]}]}],"usage":{"input_tokens":5,"output_tokens":1,)"
+      R"("total_tokens":6}})";
+  const std::string messages =
+      R"({"id":"msg_1","type":"message","role":"assistant",)"
+      R"("model":"anthropic/claude-sonnet-4.5","content":[{"type":"text",)"
+      R"("text":"hi"}],"stop_reason":"end_turn","stop_sequence":null,)"
+      R"("usage":{"input_tokens":5,"output_tokens":1}})";
+  {
+    auto cache = testing::OpenTestCache(db_);
+    ASSERT_OK(cache.status());
+    auto insert = [&](const RequestKey& key, const std::string& body,
+                      Endpoint endpoint) {
+      InsertOptions io;
+      io.usage.prompt_tokens = 5;
+      io.flags = EntryEndpointFlags(static_cast<uint8_t>(endpoint));
+      ASSERT_OK((*cache)->Insert(key, body, io));
+    };
+    insert(TestKey("openai/text-embedding-3-small", 1), embeddings,
+           Endpoint::kEmbeddings);
+    insert(TestKey("openai/gpt-4o-mini", 1), responses, Endpoint::kResponses);
+    insert(TestKey("anthropic/claude-sonnet-4.5", 1), messages,
+           Endpoint::kMessages);
+    insert(TestKey("openai/gpt-4o-mini", 2), Body("chat"),
+           Endpoint::kChatCompletions);
+  }
+  ProcessResult exp = Llmcache({"export", "--db", db_});
+  ASSERT_EQ(exp.exit_code, 0) << exp.err;
+  EXPECT_THAT(exp.err, HasSubstr("exported 4 entries"));
+  for (const char* flags : {"--per-entry", ""}) {
+    SCOPED_TRACE(flags);
+    const std::string copy = dir_.path() + "/copy" + flags;
+    std::vector<std::string> args{"import", "--db", copy};
+    if (*flags != '\0') args.emplace_back(flags);
+    ProcessResult imp = Llmcache(args, exp.out);
+    ASSERT_EQ(imp.exit_code, 0) << imp.err;
+    EXPECT_THAT(imp.out, HasSubstr("imported 4 entries"));
+    ProcessResult a = Llmcache({"ls", "--db", db_, "--json", "--limit", "0"});
+    ProcessResult b = Llmcache({"ls", "--db", copy, "--json", "--limit", "0"});
+    ASSERT_EQ(a.exit_code, 0);
+    EXPECT_EQ(a.out, b.out);
+    for (const RequestKey& key : {TestKey("openai/text-embedding-3-small", 1),
+                                  TestKey("openai/gpt-4o-mini", 1),
+                                  TestKey("anthropic/claude-sonnet-4.5", 1)}) {
+      json::object sa =
+          ParseObject(Llmcache({"show", "--json", "--db", db_, key.Hex()}).out);
+      json::object sb = ParseObject(
+          Llmcache({"show", "--json", "--db", copy, key.Hex()}).out);
+      EXPECT_EQ(sa["response"], sb["response"]);
+      EXPECT_EQ(sa["endpoint"], sb["endpoint"]);
+    }
+  }
+
+  // A response that is not what its flags say is skipped, with the reason.
+  std::istringstream lines(exp.out);
+  int checked = 0;
+  for (std::string line; std::getline(lines, line);) {
+    const size_t at = line.find("\"flags\":");
+    ASSERT_NE(at, std::string::npos);
+    const size_t end = line.find(',', at);
+    const int own = std::stoi(line.substr(at + 8, end - at - 8)) >> 3 & 3;
+    for (int other = 0; other < 4; ++other) {
+      if (other == own) continue;
+      std::string changed = line;
+      changed.replace(at, end - at, "\"flags\":" + std::to_string(other << 3));
+      ProcessResult imp =
+          Llmcache({"import", "--db", dir_.path() + "/mixed"}, changed + "\n");
+      SCOPED_TRACE(changed.substr(0, 200));
+      EXPECT_EQ(imp.exit_code, 1);
+      EXPECT_THAT(imp.err, HasSubstr("line 1: \"response\" "));
+      EXPECT_THAT(imp.err, AnyOf(HasSubstr(" is not a"),
+                                 HasSubstr("would not be cached")));
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 12);
 }
 
 TEST_F(CliTest, ImportSkipsMalformedLinesByNumber) {

@@ -4,14 +4,17 @@
 
 #include "cli/import_line.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <boost/json.hpp>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "llmcache/entry.h"
 #include "llmcache/key.h"
 
 namespace llmcache::cli {
@@ -242,6 +245,44 @@ TEST(ImportLineTest, NothingOfAnEarlierLineStays) {
   EXPECT_EQ(second.line.ns, "");
   EXPECT_EQ(second.line.options.expires_ms, 0);
   EXPECT_EQ(second.line.body, Completion("second"));
+}
+
+// Each response is checked by the rules of the endpoint its flags name (bits
+// 3-4), by both parsers alike.
+TEST(ImportLineTest, EveryEndpointIsCheckedByItsOwnRules) {
+  const std::vector<std::pair<std::string, uint64_t>> answers = {
+      {Completion("chat"), 0},
+      {R"({"object":"list","data":[{"object":"embedding","index":0,)"
+       R"("embedding":[0.5]}],"model":"m","usage":{"prompt_tokens":1,)"
+       R"("total_tokens":1}})",
+       1 << 3},
+      {R"({"id":"r","object":"response","status":"completed","model":"m",)"
+       R"("output":[{"type":"message","role":"assistant","content":[)"
+       R"({"type":"output_text","text":"hi"}]}]})",
+       2 << 3},
+      {R"({"id":"m","type":"message","role":"assistant","model":"m",)"
+       R"("content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn"})",
+       3 << 3},
+  };
+  for (const auto& [response, own] : answers) {
+    for (uint64_t flags = 0; flags < 32; flags += 8) {
+      json::object line = json::parse(ExportLine("x", "m", "", kNowMs - 1, 0,
+                                                 flags | kEntryFlagFromStream))
+                              .as_object();
+      line["response"] = response;
+      const std::string text = json::serialize(line);
+      ExpectSame(text);
+      const Outcome o = Parse(text, false);
+      SCOPED_TRACE(text);
+      EXPECT_EQ(o.ok, flags == own) << o.error;
+      if (o.ok) {
+        EXPECT_EQ(o.line.body, response);
+        EXPECT_EQ(EntryEndpointValue(o.line.options.flags), flags >> 3);
+      } else {
+        EXPECT_THAT(o.error, ::testing::StartsWith("\"response\" "));
+      }
+    }
+  }
 }
 
 }  // namespace

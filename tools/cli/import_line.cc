@@ -15,14 +15,36 @@
 #include <emmintrin.h>
 #endif
 
+#include "llmcache/entry.h"
 #include "llmcache/key.h"
 #include "llmcache/net/completion.h"
+#include "llmcache/net/endpoint.h"
 #include "llmcache/net/json_util.h"
 
 namespace llmcache::cli {
 namespace json = boost::json;
 
 namespace {
+
+// The endpoint an entry answers, from its flags (llmcache/entry.h).
+Endpoint EndpointOfFlags(uint64_t flags) {
+  return static_cast<Endpoint>(EntryEndpointValue(static_cast<uint8_t>(flags)));
+}
+
+// What a response of `endpoint` is called in messages.
+std::string AnswerName(Endpoint endpoint) {
+  switch (endpoint) {
+    case Endpoint::kChatCompletions:
+      return "a chat completion";
+    case Endpoint::kEmbeddings:
+      return "an embeddings answer";
+    case Endpoint::kResponses:
+      return "a Responses API answer";
+    case Endpoint::kMessages:
+      return "a Messages API answer";
+  }
+  return "an answer";
+}
 
 // Reads an optional non-negative integer member; false (with *error) if it
 // is present but not one.
@@ -197,14 +219,18 @@ bool ParseImportLineGeneral(std::string_view line, int64_t now_ms,
       return false;
     }
   }
-  // Only what the service itself would have stored: a clean completion.
-  Result<net::ParsedCompletion> completion = net::ParseCompletion(out->body);
+  // Only what the service itself would have stored: a clean answer of the
+  // entry's endpoint (a chat completion, an embeddings answer, ...).
+  const Endpoint endpoint = EndpointOfFlags(flags);
+  Result<net::ParsedCompletion> completion =
+      net::ParseEndpointResponse(endpoint, out->body);
   if (!completion.ok()) {
-    *error = "\"response\" is not a chat completion: " +
+    *error = "\"response\" is not " + AnswerName(endpoint) + ": " +
              std::string(completion.status().message());
     return false;
   }
-  if (std::string why = net::WhyNotCacheable(200, *completion); !why.empty()) {
+  if (std::string why = net::WhyNotCacheable(endpoint, 200, *completion);
+      !why.empty()) {
     *error = "\"response\" would not be cached: " + why;
     return false;
   }
@@ -411,8 +437,11 @@ bool ParseExportLayout(std::string_view line, int64_t now_ms, ImportLine* out) {
       HasControlCharacters(out->resolved_model)) {
     return false;
   }
-  Result<net::ParsedCompletion> completion = net::ParseCompletion(out->body);
-  if (!completion.ok() || !net::WhyNotCacheable(200, *completion).empty()) {
+  const Endpoint endpoint = EndpointOfFlags(flags);
+  Result<net::ParsedCompletion> completion =
+      net::ParseEndpointResponse(endpoint, out->body);
+  if (!completion.ok() ||
+      !net::WhyNotCacheable(endpoint, 200, *completion).empty()) {
     return false;
   }
   out->key.digest = *d;
