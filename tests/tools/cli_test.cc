@@ -40,6 +40,7 @@ using ::llmcache::testing::ProcessResult;
 using ::llmcache::testing::RunProcess;
 using ::llmcache::testing::TempDir;
 using ::llmcache::testing::TestKey;
+using ::testing::ContainsRegex;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using namespace std::chrono_literals;
@@ -1041,6 +1042,16 @@ TEST(ProgressTest, RendersRateAndEta) {
   EXPECT_THAT(line, HasSubstr("[#"));
   const std::string open = cli::Progress::Render("warm", 7, 0, 1.0, 60);
   EXPECT_THAT(open, HasSubstr("7 7/s"));
+  // Not from the first moments: 1 line after 16 ms is not 62/s for the
+  // next 53 minutes.
+  const std::string early =
+      cli::Progress::Render("import", 1, 200000, 0.016, 80);
+  EXPECT_THAT(early, HasSubstr("1/200000 -/s ETA -"));
+  EXPECT_THAT(early, Not(ContainsRegex("[0-9]m[0-9]")));
+  EXPECT_THAT(cli::Progress::Render("warm", 3, 0, 0.1, 60),
+              HasSubstr(" 3 -/s"));
+  EXPECT_THAT(cli::Progress::Render("import", 0, 10, 5.0, 60),
+              HasSubstr("0/10 -/s ETA -"));
 }
 
 TEST(ParseListenTest, HostPortAndIpv6) {

@@ -29,6 +29,8 @@ class Progress {
   // Erases the bar.
   void Finish();
 
+  // Rate and ETA show as "-" for the first kSettleSeconds.
+  static constexpr double kSettleSeconds = 0.25;
   // The line that would be drawn for `done` items after `elapsed_s` seconds
   // (exposed for tests).
   static std::string Render(const std::string& label, uint64_t done,
