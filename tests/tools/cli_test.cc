@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <map>
 #include <sstream>
 #include <string>
@@ -155,6 +156,25 @@ class CliTest : public ::testing::Test {
       keys.push_back(std::string(e.at("key").as_string()));
     }
     return keys;
+  }
+
+  // `copy` lists as db_ does, and holds the same stored response, usage and
+  // endpoint under each of `keys`.
+  void ExpectSameStore(const std::string& copy,
+                       std::initializer_list<RequestKey> keys) {
+    ProcessResult a = Llmcache({"ls", "--db", db_, "--json", "--limit", "0"});
+    ProcessResult b = Llmcache({"ls", "--db", copy, "--json", "--limit", "0"});
+    ASSERT_EQ(a.exit_code, 0);
+    EXPECT_EQ(a.out, b.out);
+    for (const RequestKey& key : keys) {
+      json::object sa =
+          ParseObject(Llmcache({"show", "--json", "--db", db_, key.Hex()}).out);
+      json::object sb = ParseObject(
+          Llmcache({"show", "--json", "--db", copy, key.Hex()}).out);
+      EXPECT_EQ(sa["response"], sb["response"]) << key.Hex();
+      EXPECT_EQ(sa["usage"], sb["usage"]) << key.Hex();
+      EXPECT_EQ(sa["endpoint"], sb["endpoint"]) << key.Hex();
+    }
   }
 
   TempDir dir_;
@@ -518,18 +538,8 @@ TEST_F(CliTest, ExportImportRoundTripGivesIdenticalLs) {
   ASSERT_EQ(imp.exit_code, 0) << imp.err;
   EXPECT_THAT(imp.out, HasSubstr("imported 6 entries"));
 
-  ProcessResult a = Llmcache({"ls", "--db", db_, "--json", "--limit", "0"});
-  ProcessResult b = Llmcache({"ls", "--db", copy, "--json", "--limit", "0"});
-  ASSERT_EQ(a.exit_code, 0);
-  EXPECT_EQ(a.out, b.out);
   // And the stored responses are byte-identical.
-  const std::string key = TestKey("openai/gpt-4o-mini", 2).Hex();
-  json::object sa =
-      ParseObject(Llmcache({"show", "--json", "--db", db_, key}).out);
-  json::object sb =
-      ParseObject(Llmcache({"show", "--json", "--db", copy, key}).out);
-  EXPECT_EQ(sa["response"], sb["response"]);
-  EXPECT_EQ(sa["usage"], sb["usage"]);
+  ExpectSameStore(copy, {TestKey("openai/gpt-4o-mini", 2)});
 
   // Export of one model, to a file.
   const std::string file = dir_.path() + "/claude.jsonl";
@@ -587,20 +597,10 @@ TEST_F(CliTest, ExportImportRoundTripKeepsEveryEndpoint) {
     ProcessResult imp = Llmcache(args, exp.out);
     ASSERT_EQ(imp.exit_code, 0) << imp.err;
     EXPECT_THAT(imp.out, HasSubstr("imported 4 entries"));
-    ProcessResult a = Llmcache({"ls", "--db", db_, "--json", "--limit", "0"});
-    ProcessResult b = Llmcache({"ls", "--db", copy, "--json", "--limit", "0"});
-    ASSERT_EQ(a.exit_code, 0);
-    EXPECT_EQ(a.out, b.out);
-    for (const RequestKey& key : {TestKey("openai/text-embedding-3-small", 1),
-                                  TestKey("openai/gpt-4o-mini", 1),
-                                  TestKey("anthropic/claude-sonnet-4.5", 1)}) {
-      json::object sa =
-          ParseObject(Llmcache({"show", "--json", "--db", db_, key.Hex()}).out);
-      json::object sb = ParseObject(
-          Llmcache({"show", "--json", "--db", copy, key.Hex()}).out);
-      EXPECT_EQ(sa["response"], sb["response"]);
-      EXPECT_EQ(sa["endpoint"], sb["endpoint"]);
-    }
+    ExpectSameStore(copy, {TestKey("openai/text-embedding-3-small", 1),
+                           TestKey("openai/gpt-4o-mini", 1),
+                           TestKey("anthropic/claude-sonnet-4.5", 1),
+                           TestKey("openai/gpt-4o-mini", 2)});
   }
 
   // A response that is not what its flags say is skipped, with the reason.
