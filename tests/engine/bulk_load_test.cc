@@ -5,6 +5,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
+#include <rocksdb/sst_file_reader.h>
+#include <rocksdb/sst_file_writer.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -18,9 +20,11 @@
 #include <thread>
 #include <vector>
 
+#include "format.h"
 #include "llmcache/cache.h"
 #include "llmcache/clock.h"
 #include "rocks_cache.h"
+#include "rocks_ingest_time.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
 #include "testing/test_keys.h"
@@ -626,6 +630,66 @@ TEST_F(BulkLoadTest, ErrorsAndLeftovers) {
   ASSERT_OK(view);
   EXPECT_THAT((*view)->NewBulkLoader({}).status(),
               StatusIs(StatusCode::kFailedPrecondition));
+}
+
+// A batch's time records are sorted by (model, time, digest) instead of by
+// their keys: the order must be the keys' order, whatever the order the
+// models came in, the lengths of their names and the times (one before
+// 1970 orders after every later one, as its key's unsigned bytes do).
+TEST(BulkLoadTimeRecordsTest, WrittenInKeyOrder) {
+  const std::vector<std::string> names = {"zz/a-much-longer-model-name", "b",
+                                          std::string(200, 'x'), "m/a", "a"};
+  const std::vector<std::string_view> models(names.begin(), names.end());
+  const std::vector<int64_t> times = {5, -3, 1'700'000'000'000, 0, 5, 42};
+  std::vector<Digest> digests;
+  for (uint64_t i = 0; i < 40; ++i) digests.push_back(TestKey("d", i).digest);
+  std::vector<TimeRecord> records;
+  // Expected: key -> (erased, expiry).
+  std::map<std::string, std::pair<bool, int64_t>> expected;
+  for (size_t i = 0; i < digests.size(); ++i) {
+    const auto m = static_cast<uint32_t>((i * 7) % models.size());
+    const int64_t created = times[(i * 5) % times.size()];
+    const bool erase = i % 9 == 4;
+    const int64_t expires = erase ? 0 : created + static_cast<int64_t>(i);
+    records.push_back(TimeRecord{m, static_cast<uint64_t>(created), &digests[i],
+                                 expires, erase});
+    expected[ModelTimeIndexKey(names[m], created, digests[i])] = {erase,
+                                                                  expires};
+  }
+  // In reverse order of their keys.
+  std::reverse(records.begin(), records.end());
+
+  llmcache::testing::TempDir dir;
+  const std::string file = dir.path() + "/time.sst";
+  rocksdb::Options options;
+  rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), options);
+  ASSERT_TRUE(writer.Open(file).ok());
+  const rocksdb::Status written = WriteTimeRecords(models, &records, &writer);
+  ASSERT_TRUE(written.ok()) << written.ToString();  // out of order: refused
+  ASSERT_TRUE(writer.Finish().ok());
+
+  rocksdb::SstFileReader reader(options);
+  ASSERT_TRUE(reader.Open(file).ok());
+  std::map<std::string, std::pair<bool, int64_t>> read;
+  std::unique_ptr<rocksdb::Iterator> it(
+      reader.NewIterator(rocksdb::ReadOptions()));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    ASSERT_EQ(it->value().size(), 8u);
+    read[it->key().ToString()] = {
+        false, static_cast<int64_t>(ReadLittleEndian64(it->value().data()))};
+  }
+  size_t erased = 0;
+  for (auto e = expected.begin(); e != expected.end();) {
+    if (e->second.first) {
+      ++erased;
+      e = expected.erase(e);
+    } else {
+      ++e;
+    }
+  }
+  EXPECT_EQ(read, expected);
+  EXPECT_EQ(reader.GetTableProperties()->num_deletions, erased);
+  EXPECT_GT(erased, 0u);
 }
 
 TEST(BulkLoadMemoryTest, MemoryModeInserts) {
