@@ -662,7 +662,7 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
   std::erase_if(targets, [](const Target& t) { return t.records.empty(); });
 
   // The families' files and the time index's, written side by side: one
-  // writer per file, on up to as many threads as cores.
+  // writer per file, on up to two threads per core.
   const size_t time_job = time_records.empty() ? SIZE_MAX : targets.size();
   const size_t jobs = targets.size() + (time_records.empty() ? 0 : 1);
   std::vector<rocksdb::Status> job_status(jobs);
@@ -727,10 +727,13 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
     for (const Record& r : t.records) written->bytes += r.item->value.size();
   }
   {
-    // This thread writes too; helpers for the other cores, at most one per
-    // file beyond the first.
+    // This thread writes too; helpers up to two threads per core, at most
+    // one per file beyond the first: each file ends with a wait for its
+    // sync (~40% of a 16 MiB file's time here), which the others' writing
+    // fills. On 2 cores, 4 threads against 2: 294.2k/s against 273.9k/s,
+    // medians of ten alternated runs of the whole import.
     const size_t cores = std::max(1u, std::thread::hardware_concurrency());
-    const size_t helpers = jobs > 1 ? std::min(jobs, cores) - 1 : 0;
+    const size_t helpers = jobs > 1 ? std::min(jobs, 2 * cores) - 1 : 0;
     std::vector<std::thread> threads;
     threads.reserve(helpers);
     for (size_t h = 0; h < helpers; ++h) {
