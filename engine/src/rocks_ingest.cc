@@ -96,6 +96,19 @@ constexpr size_t kMultiGetChunk = 1024;
 // that the lines are still there when the copy comes.
 constexpr size_t kValuesAhead = 4;
 constexpr size_t kItemsAhead = 8;
+// Of a value, at most its first this many bytes are prefetched: a long one
+// would push the next values' lines out before their turn.
+constexpr size_t kPrefetchBytes = 4096;
+
+// Asks for the cache lines of [p, p + n).
+void PrefetchLines(const char* p, size_t n) {
+  if (n == 0) return;
+  const uintptr_t end = reinterpret_cast<uintptr_t>(p) + n;
+  for (uintptr_t at = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63}; at < end;
+       at += 64) {
+    __builtin_prefetch(reinterpret_cast<const char*>(at));
+  }
+}
 
 // A cache without table files (memory mode): one Insert per entry.
 class InsertingLoader final : public BulkLoader {
@@ -706,9 +719,7 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
           }
           if (i + kValuesAhead < n) {
             const std::string_view v = t.records[i + kValuesAhead].item->value;
-            for (size_t at = 0; at < v.size(); at += 64) {
-              __builtin_prefetch(v.data() + at);
-            }
+            PrefetchLines(v.data(), std::min(v.size(), kPrefetchBytes));
           }
           const Record& r = t.records[i];
           s = writer.Put(

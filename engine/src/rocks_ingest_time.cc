@@ -33,8 +33,8 @@ rocksdb::Status WriteTimeRecords(std::span<const std::string_view> models,
     if (a.created != b.created) return a.created < b.created;
     return std::memcmp(a.digest->data(), b.digest->data(), kDigestSize) < 0;
   };
-  // Often in order already: a family's records come in digest order, and
-  // the entries of one model in an export often share their time.
+  // In order already when the batch holds one model whose entries share
+  // their time (a family's records come in digest order): then no sort.
   if (!std::is_sorted(records->begin(), records->end(), before)) {
     std::sort(records->begin(), records->end(), before);
   }

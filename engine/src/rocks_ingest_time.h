@@ -29,7 +29,8 @@ struct TimeRecord {
 
 // Puts `records` in key order and adds each to `writer` (open, empty): a
 // Put of its expiry, or a Delete of a retired one. `models[r.model]` is the
-// base model of record r. No key may be both added and retired.
+// base model of record r; the names in `models` are distinct. No key may be
+// both added and retired.
 rocksdb::Status WriteTimeRecords(std::span<const std::string_view> models,
                                  std::vector<TimeRecord>* records,
                                  rocksdb::SstFileWriter* writer);

@@ -656,8 +656,17 @@ TEST(BulkLoadTimeRecordsTest, WrittenInKeyOrder) {
     expected[ModelTimeIndexKey(names[m], created, digests[i])] = {erase,
                                                                   expires};
   }
-  // In reverse order of their keys.
-  std::reverse(records.begin(), records.end());
+  // In reverse order of their keys. (That retired records delete the right
+  // keys through a whole load is checked by the replacing loads above,
+  // against the time index that inserts leave.)
+  std::sort(
+      records.begin(), records.end(),
+      [&](const TimeRecord& a, const TimeRecord& b) {
+        return ModelTimeIndexKey(names[a.model],
+                                 static_cast<int64_t>(a.created), *a.digest) >
+               ModelTimeIndexKey(names[b.model],
+                                 static_cast<int64_t>(b.created), *b.digest);
+      });
 
   llmcache::testing::TempDir dir;
   const std::string file = dir.path() + "/time.sst";
