@@ -26,11 +26,6 @@ namespace json = boost::json;
 
 namespace {
 
-// The endpoint an entry answers, from its flags (llmcache/entry.h).
-Endpoint EndpointOfFlags(uint64_t flags) {
-  return static_cast<Endpoint>(EntryEndpointValue(static_cast<uint8_t>(flags)));
-}
-
 // What a response of `endpoint` is called in messages.
 std::string AnswerName(Endpoint endpoint) {
   switch (endpoint) {
@@ -232,7 +227,7 @@ bool ParseImportLineGeneral(std::string_view line, int64_t now_ms,
   }
   // Only what the service itself would have stored: a clean answer of the
   // entry's endpoint (a chat completion, an embeddings answer, ...).
-  const Endpoint endpoint = EndpointOfFlags(flags);
+  const Endpoint endpoint = EntryEndpoint(static_cast<uint8_t>(flags));
   Result<net::ParsedCompletion> completion =
       net::ParseEndpointResponse(endpoint, out->body);
   if (!completion.ok()) {
@@ -448,7 +443,7 @@ bool ParseExportLayout(std::string_view line, int64_t now_ms, ImportLine* out) {
       HasControlCharacters(out->resolved_model)) {
     return false;
   }
-  const Endpoint endpoint = EndpointOfFlags(flags);
+  const Endpoint endpoint = EntryEndpoint(static_cast<uint8_t>(flags));
   Result<net::ParsedCompletion> completion =
       net::ParseEndpointResponse(endpoint, out->body);
   if (!completion.ok() ||

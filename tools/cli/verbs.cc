@@ -94,7 +94,7 @@ json::object UsageJson(const Usage& u) {
 }
 
 std::string_view EntryEndpointName(uint8_t flags) {
-  return EndpointName(static_cast<Endpoint>(EntryEndpointValue(flags)));
+  return EndpointName(EntryEndpoint(flags));
 }
 
 json::array FlagNames(uint8_t flags) {

@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 
+#include "llmcache/key.h"  // Endpoint
 #include "llmcache/status.h"
 
 namespace llmcache {
@@ -37,6 +38,10 @@ inline constexpr uint8_t EntryEndpointValue(uint8_t flags) {
 inline constexpr uint8_t EntryEndpointFlags(uint8_t endpoint_value) {
   return static_cast<uint8_t>((endpoint_value << kEntryFlagEndpointShift) &
                               kEntryFlagEndpointMask);
+}
+// The endpoint recorded in `flags`.
+inline constexpr Endpoint EntryEndpoint(uint8_t flags) {
+  return static_cast<Endpoint>(EntryEndpointValue(flags));
 }
 
 // Token usage and cost reported by the upstream with a response.
