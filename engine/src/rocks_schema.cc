@@ -116,6 +116,14 @@ std::shared_ptr<rocksdb::MergeOperator> NewAddOperator() {
 
 namespace {
 
+// Takes `entries` entries of `bytes` bytes off `model`'s counters.
+void CountOutNow(StatsCollector* stats, std::string_view model, int64_t entries,
+                 int64_t bytes) {
+  ModelCounters& m = stats->ForModel(model);
+  m.Add(ModelCounter::kEntries, -entries);
+  m.Add(ModelCounter::kBytes, -bytes);
+}
+
 // What the TTL filters of the flush or compaction running on this thread
 // counted out, held until that job installs its output. A job whose output
 // is not installed (its write or sync failed) dropped nothing: the entries
@@ -145,9 +153,7 @@ struct PendingCountOut {
     try {
       if (installed) {
         for (const auto& [model, counts] : models) {
-          ModelCounters& m = s->ForModel(model);
-          m.Add(ModelCounter::kEntries, -counts.first);
-          m.Add(ModelCounter::kBytes, -counts.second);
+          CountOutNow(s, model, counts.first, counts.second);
         }
       }
     } catch (...) {
@@ -173,9 +179,7 @@ void CountOut(StatsCollector* stats, std::string_view model, int64_t bytes) {
     it->second.second += bytes;
     return;
   }
-  ModelCounters& m = stats->ForModel(model);
-  m.Add(ModelCounter::kEntries, -1);
-  m.Add(ModelCounter::kBytes, -bytes);
+  CountOutNow(stats, model, 1, bytes);
 }
 
 }  // namespace
