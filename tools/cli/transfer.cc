@@ -3,6 +3,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include <algorithm>
 #include <boost/json.hpp>
 #include <cerrno>
@@ -16,6 +20,7 @@
 #include <future>
 #include <iostream>
 #include <memory>
+#include <mutex>
 #include <ostream>
 #include <thread>
 #include <vector>
@@ -41,6 +46,28 @@ uint64_t TotalEntries(Cache& cache, const std::optional<std::string>& model) {
     if (m.model == base) return m.entries;
   }
   return 0;
+}
+
+// glibc's malloc, tuned for a bulk load: blocks up to 32 MiB come from its
+// heaps instead of fresh mappings, and freed memory stays for reuse until
+// the process exits. By default each table file's write buffer (RocksDB
+// grows it from 64 KiB to 1 MiB per file), each batch's item and time-record
+// arrays and the BlockPool's 2 MiB blocks were new mappings, faulted in page
+// by page and unmapped again: 11.5-13.2k page faults per import of 200k
+// entries instead of 14.5-16.9k on the README's VM. There, alternated ten
+// times with the build before: CPU 0.875 s against 0.940 s, 329.9k against
+// 311.9k entries/s (medians); peak resident memory 200-207 MiB against
+// 193-199 MiB. Process-wide, set when the first import starts: the CLI runs
+// one command per process.
+void TuneMallocForBulkLoad() {
+#if defined(__GLIBC__)
+  static std::once_flag once;
+  std::call_once(once, [] {
+    // 32 MiB: the largest threshold glibc accepts on 64-bit systems.
+    (void)mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    (void)mallopt(M_TRIM_THRESHOLD, 512 << 20);
+  });
+#endif
 }
 
 // One input line of an import, parsed.
@@ -257,6 +284,7 @@ int Import(const std::string& db, const std::string& input, bool as_json,
   // each: the same stored state, many times faster.
   std::unique_ptr<BulkLoader> loader;
   if (!per_entry) {
+    TuneMallocForBulkLoad();
     Result<std::unique_ptr<BulkLoader>> made =
         cache->NewBulkLoader(BulkLoadOptions{});
     if (!made.ok()) {
