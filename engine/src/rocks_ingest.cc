@@ -150,7 +150,7 @@ class RocksCache::Loader final : public BulkLoader {
         max_bytes_(
             std::clamp<size_t>(options.max_buffer_bytes, 1, size_t{1} << 40)),
         dir_(std::move(dir)),
-        pool_(2 * max_bytes_ / kBlockSize + 4, max_bytes_ / kBlockSize + 1),
+        pool_(2 * max_bytes_ / kBlockSize + 4, kBlocksReady),
         current_(std::make_unique<Batch>(&pool_)) {}
 
   ~Loader() override {
@@ -695,6 +695,17 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
     if (s.ok()) s = writer.Finish();
     return s;
   };
+  // The batch's arena holds the values (and an overflow family's keys) the
+  // families' files copy: once every one of those files has all its
+  // entries, its blocks go back to the pool, while the files sync and the
+  // batch is ingested, for the batch being filled meanwhile (which would
+  // make fresh ones otherwise).
+  std::atomic<size_t> files_filling{targets.size()};
+  auto filled = [&] {
+    if (files_filling.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      batch.arena.Release();
+    }
+  };
   auto write_jobs = [&] {
     for (size_t j; (j = next_job.fetch_add(1)) < jobs;) {
       try {  // bad_alloc: nothing escapes a thread
@@ -726,6 +737,7 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
               rocksdb::Slice(r.key.data(), r.key.size()),
               rocksdb::Slice(r.item->value.data(), r.item->value.size()));
         }
+        filled();  // the writer holds copies now
         if (s.ok()) s = writer.Finish();
         job_status[j] = s;
       } catch (const std::exception& e) {

@@ -32,6 +32,8 @@ namespace {
 // 2 MiB, aligned: one transparent huge page each where the kernel offers
 // them (madvise), so that filling a batch does not fault in 4 KiB at a time.
 constexpr size_t kBlockSize = size_t{2} << 20;
+// Fresh blocks the pool's maker keeps waiting (BlockPool).
+constexpr size_t kBlocksReady = 4;
 
 struct FreeBlock {
   void operator()(char* p) const { std::free(p); }
@@ -47,19 +49,22 @@ Block NewBlock() {
   return Block(p);
 }
 
-// Memory blocks batches take their bytes from, given back when a batch is
-// written: later batches reuse them instead of faulting in fresh pages and
-// calling malloc per entry (a large part of a load's time in profiles).
-// Fresh blocks are made ahead of use by a thread of the pool's own:
-// faulting in (and zeroing) fresh memory is slow on virtual machines (128
-// MiB: 200-350 ms on the 2-core VM of the README's figures), and the thread
-// that fills batches is the one a load waits for. The blocks waiting number
-// two more than the blocks taken so far, up to `max_ahead`: a small load
-// does not fault in a batch's worth for nothing.
+// Memory blocks batches take their bytes from, given back once a batch's
+// table files have their entries: later batches reuse them instead of
+// faulting in fresh pages and calling malloc per entry (a large part of a
+// load's time in profiles). Faulting in (and zeroing) fresh memory is slow
+// on virtual machines (128 MiB: 200-350 ms on the 2-core VM of the README's
+// figures), so fresh blocks are made by a thread of the pool's own, not by
+// the thread that fills batches (the one a load waits for), and as few as
+// possible: the maker keeps `ready` blocks waiting, no more. Until
+// 2026-12-05 it kept up to a batch's worth waiting (two more than the
+// blocks taken so far): it then made 58-68 blocks for a 200k-entry import
+// in 64 MiB batches, where 53 are made now (with the early return of
+// Ingest), and zeroing them was 15-18% of the import's CPU.
 class BlockPool {
  public:
-  BlockPool(size_t max_kept, size_t max_ahead)
-      : max_kept_(max_kept), max_ahead_(std::min(max_ahead, max_kept)) {
+  BlockPool(size_t max_kept, size_t ready)
+      : max_kept_(max_kept), ready_(std::min(ready, max_kept)) {
     free_.reserve(max_kept_);  // Put() never allocates (Arena's destructor)
     try {
       maker_ = std::thread([this] { MakeAhead(); });
@@ -81,7 +86,6 @@ class BlockPool {
   Block Get() {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      ++taken_;
       if (!free_.empty()) {
         Block b = std::move(free_.back());
         free_.pop_back();
@@ -106,8 +110,7 @@ class BlockPool {
     std::unique_lock<std::mutex> lock(mu_);
     while (true) {
       wanted_.wait(lock, [this] {
-        return stop_ || (free_.size() < std::min(max_ahead_, taken_ + 2) &&
-                         made_ < max_kept_);
+        return stop_ || (free_.size() < ready_ && made_ < max_kept_);
       });
       if (stop_) return;
       ++made_;
@@ -128,12 +131,11 @@ class BlockPool {
   }
 
   const size_t max_kept_;
-  const size_t max_ahead_;
+  const size_t ready_;
   std::mutex mu_;
   std::condition_variable wanted_;  // the maker waits on it
   std::vector<Block> free_;
-  size_t made_ = 0;   // blocks made, by either thread
-  size_t taken_ = 0;  // blocks Get() handed out
+  size_t made_ = 0;  // blocks made, by either thread
   bool stop_ = false;
   std::thread maker_;  // last: started once the rest is constructed
 };
@@ -168,6 +170,15 @@ class Arena {
     if (!a.empty()) std::memcpy(to, a.data(), a.size());
     if (!b.empty()) std::memcpy(to + a.size(), b.data(), b.size());
     return std::string_view(to, size);
+  }
+
+  // Gives the blocks back to the pool and frees the oversized copies: every
+  // view of the arena's bytes is invalid after.
+  void Release() {
+    pool_->Put(blocks_);
+    oversized_.clear();
+    next_ = nullptr;
+    left_ = 0;
   }
 
  private:
