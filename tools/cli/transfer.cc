@@ -11,6 +11,7 @@
 #include <boost/json.hpp>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <deque>
@@ -22,6 +23,7 @@
 #include <memory>
 #include <mutex>
 #include <ostream>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -159,6 +161,77 @@ void ParseLines(ParseChunk& chunk, int64_t now_ms) {
     }
   }
 }
+
+// Parses chunks on threads of its own, kept for the whole import, and hands
+// each chunk back through a future. A thread per chunk (std::async) cost a
+// thread start and exit per 1 MiB of input, and each new thread faulted in
+// its stack again: ~280 of each for 270 MiB. Alternated ten times with it on
+// the README's VM: CPU 0.840 s against 0.870 s (medians), the same rate.
+class ChunkParsers {
+ public:
+  using Task = std::packaged_task<std::unique_ptr<ParseChunk>()>;
+
+  ChunkParsers(size_t threads, int64_t now_ms) : now_ms_(now_ms) {
+    try {
+      workers_.reserve(threads);
+      for (size_t i = 0; i < threads; ++i) {
+        workers_.emplace_back([this] { Run(); });
+      }
+    } catch (const std::exception&) {  // system_error, bad_alloc
+      // Fewer threads (or none: Submit parses on the caller's thread).
+    }
+  }
+  ~ChunkParsers() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    wanted_.notify_all();
+    for (std::thread& t : workers_) t.join();
+  }
+  ChunkParsers(const ChunkParsers&) = delete;
+  ChunkParsers& operator=(const ChunkParsers&) = delete;
+
+  std::future<std::unique_ptr<ParseChunk>> Submit(
+      std::unique_ptr<ParseChunk> chunk) {
+    Task task([c = std::move(chunk), now = now_ms_]() mutable {
+      ParseLines(*c, now);
+      return std::move(c);
+    });
+    std::future<std::unique_ptr<ParseChunk>> parsed = task.get_future();
+    if (workers_.empty()) {
+      task();
+      return parsed;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      tasks_.push_back(std::move(task));
+    }
+    wanted_.notify_one();
+    return parsed;
+  }
+
+ private:
+  void Run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (true) {
+      wanted_.wait(lock, [this] { return stop_ || !tasks_.empty(); });
+      if (tasks_.empty()) return;  // stopping, nothing left
+      Task task = std::move(tasks_.front());
+      tasks_.pop_front();
+      lock.unlock();
+      task();  // an exception goes to the future
+      lock.lock();
+    }
+  }
+
+  const int64_t now_ms_;
+  std::mutex mu_;
+  std::condition_variable wanted_;
+  std::deque<Task> tasks_;
+  bool stop_ = false;
+  std::vector<std::thread> workers_;  // last: they use the members above
+};
 
 }  // namespace
 
@@ -339,6 +412,9 @@ int Import(const std::string& db, const std::string& input, bool as_json,
       std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 8);
   std::deque<std::future<std::unique_ptr<ParseChunk>>> pending;
   std::vector<std::unique_ptr<ParseChunk>> spare;  // stored, to reuse
+  // Declared after `pending`, so destroyed before it: its destructor parses
+  // what is still queued and joins the threads.
+  ChunkParsers parse(parsers, now);
   std::string carry;
   bool eof = false;
   bool first_chunk = true;
@@ -361,11 +437,7 @@ int Import(const std::string& db, const std::string& input, bool as_json,
         chunk->lines[0].remove_prefix(3);
       }
       first_chunk = false;
-      pending.push_back(
-          std::async(std::launch::async, [c = std::move(chunk), now]() mutable {
-            ParseLines(*c, now);
-            return std::move(c);
-          }));
+      pending.push_back(parse.Submit(std::move(chunk)));
     }
     if (pending.empty()) break;
     std::unique_ptr<ParseChunk> chunk = pending.front().get();
@@ -373,7 +445,9 @@ int Import(const std::string& db, const std::string& input, bool as_json,
     if (!store(*chunk)) break;
     spare.push_back(std::move(chunk));
   }
-  pending.clear();  // after a store error: waits for the parsers
+  // After a store error: the chunks still being parsed.
+  for (std::future<std::unique_ptr<ParseChunk>>& f : pending) f.wait();
+  pending.clear();
   BulkLoadStats loaded;
   if (store_error.ok() && loader) {
     // Every line is read; the last batch is still to be written and
