@@ -227,7 +227,14 @@ bool ParseImportLineGeneral(std::string_view line, int64_t now_ms,
   }
   // Only what the service itself would have stored: a clean answer of the
   // entry's endpoint (a chat completion, an embeddings answer, ...).
+  // The common clean shape of a chat completion in one pass; anything else
+  // through the full parse, which also says what is wrong.
   const Endpoint endpoint = EntryEndpoint(static_cast<uint8_t>(flags));
+  if (endpoint == Endpoint::kChatCompletions &&
+      net::IsPlainlyCacheableCompletion(out->body)) {
+    SetAccepted(usage, flags, created, expires, &out->options);
+    return true;
+  }
   Result<net::ParsedCompletion> completion =
       net::ParseEndpointResponse(endpoint, out->body);
   if (!completion.ok()) {
@@ -444,11 +451,14 @@ bool ParseExportLayout(std::string_view line, int64_t now_ms, ImportLine* out) {
     return false;
   }
   const Endpoint endpoint = EntryEndpoint(static_cast<uint8_t>(flags));
-  Result<net::ParsedCompletion> completion =
-      net::ParseEndpointResponse(endpoint, out->body);
-  if (!completion.ok() ||
-      !net::WhyNotCacheable(endpoint, 200, *completion).empty()) {
-    return false;
+  if (endpoint != Endpoint::kChatCompletions ||
+      !net::IsPlainlyCacheableCompletion(out->body)) {
+    Result<net::ParsedCompletion> completion =
+        net::ParseEndpointResponse(endpoint, out->body);
+    if (!completion.ok() ||
+        !net::WhyNotCacheable(endpoint, 200, *completion).empty()) {
+      return false;
+    }
   }
   out->key.digest = *d;
   out->key.base_model.assign(BaseModel(out->key.model));

@@ -90,6 +90,13 @@ Status StatusFromUpstream(int http_status, std::string_view body);
 // deterministic as any other).
 std::string WhyNotCacheable(int http_status, const ParsedCompletion& c);
 
+// True only if `body` is a chat completion that ParseCompletion reads and
+// WhyNotCacheable(200, ...) accepts: a quick check of the common clean shape
+// in one pass, without a tree (net/client/src/completion_check.cc lists what
+// it requires). False says "not certain": ask those two, which also say why.
+// `llmcache import` calls it for every line.
+bool IsPlainlyCacheableCompletion(std::string_view body);
+
 // The engine's usage record: tokens, and cost in nano-USD (0 if absent).
 Usage ToEngineUsage(const CompletionUsage& usage);
 
