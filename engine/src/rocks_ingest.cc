@@ -150,7 +150,8 @@ class RocksCache::Loader final : public BulkLoader {
         max_bytes_(
             std::clamp<size_t>(options.max_buffer_bytes, 1, size_t{1} << 40)),
         dir_(std::move(dir)),
-        pool_(2 * max_bytes_ / kBlockSize + 4, kBlocksReady),
+        pool_(2 * max_bytes_ / kBlockSize + 4, kBlocksReady,
+              max_bytes_ / kBlockSize + kBlocksReady),
         current_(std::make_unique<Batch>(&pool_)) {}
 
   ~Loader() override {
@@ -434,6 +435,10 @@ Status RocksCache::Loader::StartWrite() {
   last_model_ = nullptr;
   const uint64_t number = batch_number_++;
   ++stats_.batches;
+  // The writer never waits for blocks (an overflow family's keys take some
+  // from the batch's arena); the next batch may wait for these.
+  batch->arena.set_may_wait(false);
+  pool_.Lend(batch->arena.blocks());
   worker_ = std::thread([this, number, b = std::move(batch)]() mutable {
     try {
       worker_status_ = Ingest(*b, number, &worker_written_);

@@ -54,17 +54,24 @@ Block NewBlock() {
 // faulting in fresh pages and calling malloc per entry (a large part of a
 // load's time in profiles). Faulting in (and zeroing) fresh memory is slow
 // on virtual machines (128 MiB: 200-350 ms on the 2-core VM of the README's
-// figures), so fresh blocks are made by a thread of the pool's own, not by
-// the thread that fills batches (the one a load waits for), and as few as
-// possible: the maker keeps `ready` blocks waiting, no more. Until
-// 2026-12-05 it kept up to a batch's worth waiting (two more than the
-// blocks taken so far): it then made 58-68 blocks for a 200k-entry import
-// in 64 MiB batches, where 53 are made now (with the early return of
-// Ingest), and zeroing them was 15-18% of the import's CPU.
+// figures), so the pool makes as few blocks as it can:
+// - fresh blocks are made by a thread of the pool's own, not by the thread
+//   that fills batches (the one a load waits for), which keeps `ready`
+//   blocks waiting, no more;
+// - once it has made `soft_cap` blocks, a Get that may wait (the thread that
+//   fills batches) waits for the blocks of the batch being written (Lend)
+//   to come back rather than have a fresh one made. With nothing lent there
+//   is nothing to wait for: it gets a fresh block.
+// For a 200k-entry import in 64 MiB batches (32 blocks of entries each) the
+// pool made 58-68 blocks when its maker kept a batch's worth waiting, 49-53
+// when it kept 4, and makes 36 with a soft cap of 36; zeroing them was
+// 15-18% of the import's CPU at first.
 class BlockPool {
  public:
-  BlockPool(size_t max_kept, size_t ready)
-      : max_kept_(max_kept), ready_(std::min(ready, max_kept)) {
+  BlockPool(size_t max_kept, size_t ready, size_t soft_cap)
+      : max_kept_(max_kept),
+        ready_(std::min(ready, max_kept)),
+        soft_cap_(soft_cap) {
     free_.reserve(max_kept_);  // Put() never allocates (Arena's destructor)
     try {
       maker_ = std::thread([this] { MakeAhead(); });
@@ -83,9 +90,16 @@ class BlockPool {
   BlockPool(const BlockPool&) = delete;
   BlockPool& operator=(const BlockPool&) = delete;
 
-  Block Get() {
+  // A block: a free one, else a fresh one. `may_wait`: if the pool has
+  // made `soft_cap` blocks already and some are lent, waits for them.
+  Block Get(bool may_wait) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      std::unique_lock<std::mutex> lock(mu_);
+      if (may_wait) {
+        returned_.wait(lock, [this] {
+          return !free_.empty() || made_ < soft_cap_ || lent_ == 0;
+        });
+      }
       if (!free_.empty()) {
         Block b = std::move(free_.back());
         free_.pop_back();
@@ -97,12 +111,21 @@ class BlockPool {
     wanted_.notify_one();
     return NewBlock();
   }
-  void Put(std::vector<Block>& blocks) {
+  // `n` blocks handed to the writer of a batch: they come back with Put.
+  void Lend(size_t n) {
     std::lock_guard<std::mutex> lock(mu_);
-    for (auto& b : blocks) {
-      if (free_.size() < max_kept_) free_.push_back(std::move(b));
+    lent_ += n;
+  }
+  void Put(std::vector<Block>& blocks) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto& b : blocks) {
+        if (free_.size() < max_kept_) free_.push_back(std::move(b));
+      }
+      lent_ -= std::min(lent_, blocks.size());
+      blocks.clear();
     }
-    blocks.clear();
+    returned_.notify_all();
   }
 
  private:
@@ -110,7 +133,8 @@ class BlockPool {
     std::unique_lock<std::mutex> lock(mu_);
     while (true) {
       wanted_.wait(lock, [this] {
-        return stop_ || (free_.size() < ready_ && made_ < max_kept_);
+        return stop_ || (free_.size() < ready_ &&
+                         made_ < std::min(max_kept_, soft_cap_));
       });
       if (stop_) return;
       ++made_;
@@ -132,10 +156,13 @@ class BlockPool {
 
   const size_t max_kept_;
   const size_t ready_;
+  const size_t soft_cap_;
   std::mutex mu_;
-  std::condition_variable wanted_;  // the maker waits on it
+  std::condition_variable wanted_;    // the maker waits on it
+  std::condition_variable returned_;  // a Get that may wait waits on it
   std::vector<Block> free_;
   size_t made_ = 0;  // blocks made, by either thread
+  size_t lent_ = 0;  // blocks of a batch being written, to come back
   bool stop_ = false;
   std::thread maker_;  // last: started once the rest is constructed
 };
@@ -159,7 +186,7 @@ class Arena {
       to = oversized_.back().get();
     } else {
       if (left_ < size) {
-        blocks_.push_back(pool_->Get());
+        blocks_.push_back(pool_->Get(may_wait_));
         next_ = blocks_.back().get();
         left_ = kBlockSize;
       }
@@ -171,6 +198,11 @@ class Arena {
     if (!b.empty()) std::memcpy(to + a.size(), b.data(), b.size());
     return std::string_view(to, size);
   }
+
+  // Whether taking a block may wait for lent ones (BlockPool::Get): for the
+  // thread that fills the batch, not for its writer.
+  void set_may_wait(bool may_wait) { may_wait_ = may_wait; }
+  size_t blocks() const { return blocks_.size(); }
 
   // Gives the blocks back to the pool and frees the oversized copies: every
   // view of the arena's bytes is invalid after.
@@ -187,6 +219,7 @@ class Arena {
   std::vector<std::unique_ptr<char[]>> oversized_;
   char* next_ = nullptr;
   size_t left_ = 0;
+  bool may_wait_ = true;
 };
 
 // The digests a loader wrote into one column family: a Bloom filter that
