@@ -432,7 +432,7 @@ CLI::App* AddServeCommand(CLI::App& app, std::function<int()>* run) {
       ->envname("LLMCACHE_UPSTREAM")
       ->capture_default_str();
   sub->add_option("--threads", c->threads,
-                  "Worker threads (default: the number of CPUs)")
+                  "Worker threads (default: the CPUs this process may use)")
       ->envname("LLMCACHE_THREADS")
       ->check(CLI::Range(0, 256));
   sub->add_option("--ca-file", c->ca_file,

@@ -45,6 +45,7 @@
 
 #include "cache_internal.h"
 #include "format.h"
+#include "llmcache/cpus.h"
 #include "rocks_cache.h"
 #include "rocks_ingest_memory.h"
 #include "rocks_ingest_time.h"
@@ -760,7 +761,7 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
     // sync (~40% of a 16 MiB file's time here), which the others' writing
     // fills. On 2 cores, 4 threads against 2: 294.2k/s against 273.9k/s,
     // medians of ten alternated runs of the whole import.
-    const size_t cores = std::max(1u, std::thread::hardware_concurrency());
+    const size_t cores = UsableCpus();
     const size_t helpers = jobs > 1 ? std::min(jobs, 2 * cores) - 1 : 0;
     std::vector<std::thread> threads;
     threads.reserve(helpers);

@@ -31,6 +31,7 @@
 #include "cli/json_print.h"
 #include "cli/progress.h"
 #include "cli/verbs.h"
+#include "llmcache/cpus.h"
 #include "llmcache/key.h"
 #include "llmcache/net/json_util.h"
 
@@ -408,8 +409,7 @@ int Import(const std::string& db, const std::string& input, bool as_json,
   };
   // Lines are parsed (the bulk of the work) in chunks on other threads while
   // this one reads and stores, in input order.
-  const size_t parsers =
-      std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 8);
+  const size_t parsers = std::clamp<size_t>(UsableCpus(), 1, 8);
   std::deque<std::future<std::unique_ptr<ParseChunk>>> pending;
   std::vector<std::unique_ptr<ParseChunk>> spare;  // stored, to reuse
   // Declared after `pending`, so destroyed before it: its destructor parses

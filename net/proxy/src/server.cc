@@ -30,6 +30,7 @@
 #include <utility>
 
 #include "completion_request.h"
+#include "llmcache/cpus.h"
 #include "llmcache/options.h"
 #include "proxy_util.h"
 #include "session.h"
@@ -470,8 +471,7 @@ Result<std::unique_ptr<ProxyServer>> ProxyServer::Start(
     ProxyOptions options, std::shared_ptr<Cache> cache) {
   if (!cache) return InvalidArgumentError("ProxyServer needs a cache");
   if (options.threads <= 0) {
-    options.threads =
-        static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    options.threads = static_cast<int>(std::min<size_t>(UsableCpus(), 1024));
   }
   if (options.max_header_bytes == 0 || options.max_body_bytes == 0) {
     return InvalidArgumentError("body and header limits must be positive");

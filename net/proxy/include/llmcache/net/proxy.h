@@ -174,7 +174,8 @@ struct ProxyOptions {
   std::string host = "127.0.0.1";
   // 0 = an ephemeral port (see ProxyServer::port()). Default: 8080.
   uint16_t port = 8080;
-  // Worker threads (one io_context each). 0 = hardware concurrency.
+  // Worker threads (one io_context each). 0 = the CPUs the process may use
+  // (UsableCpus, llmcache/cpus.h: affinity and cgroup quota).
   // Default: 0.
   int threads = 0;
 
