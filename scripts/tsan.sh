@@ -2,7 +2,8 @@
 # The concurrency tests under ThreadSanitizer (the `tsan` preset): single
 # flight, the memory tier, a model flush during inserts, the store's recovery
 # while threads insert, keys computed on many threads, bulk loads (a writer
-# thread, the loader's family and buffer threads, inserts meanwhile),
+# thread, the loader's family and buffer threads, inserts meanwhile; its
+# block pool's waits for lent blocks),
 # inserts and purges of the same keys at once, and
 # the proxy with many connections, embeddings batches (inputs led and joined
 # across concurrent batches), and the shared tier (the Redis client's I/O
@@ -19,7 +20,7 @@ net_bin=net_tsan_tests
 if [[ "${1:-}" == "all" ]]; then engine_bin=engine_tests; net_bin=net_tests; fi
 cmake --build --preset tsan -j "$(nproc)" --target "$engine_bin" "$net_bin" shared_tier_tests
 
-engine_filter='BulkLoadTest.*:*ConcurrentWritesOfOneKey*:MemoryTierTest.Concurrent*:*FlushModelWhileFourThreadsReadAndWrite*:*FlushAllWhileListingsRun*:KeyThreadTest.*:StoreFaultTest.*'
+engine_filter='BulkLoadTest.*:BlockPoolTest.*:*ConcurrentWritesOfOneKey*:MemoryTierTest.Concurrent*:*FlushModelWhileFourThreadsReadAndWrite*:*FlushAllWhileListingsRun*:KeyThreadTest.*:StoreFaultTest.*'
 net_filter='CachedSharedTest.*:CachedClientTest.FiftyConcurrentIdenticalMissesMakeOneUpstreamCall:CachedClientTest.ConcurrentMissesShareAnUpstreamError:CachedClientTest.JoinedFlightsAreEachCountedOnce:CachedClientTest.LeaderWho*:CachedClientFlightTest.*:CachedClientTest.DiskFaultIsServedThroughCountedAndHeals:ProxyTest.ManyConnectionsAtOnce:ProxyTest.PlainRequestJoiningAStreamGetsJson:ProxyTest.ShutdownLetsInFlightRequestsFinish:ProxyTest.AFullDiskIsServedThroughAndHealsByItself:FakeOpenRouterTest.ConcurrentClientsAndStopMidStream:CachedEndpointsTest.*:ProxyEndpointsTest.Batch*'
 shared_filter='SharedPipelineTest.*:SharedTierTest.OneLeader*:SharedTierTest.AFlushHides*:SharedTierFailOpenTest.NoServer*'
 if [[ "${1:-}" == "all" ]]; then engine_filter='*'; net_filter='*'; shared_filter='*'; fi
