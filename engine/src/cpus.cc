@@ -31,10 +31,11 @@ size_t AffinityCpus() {
     const size_t size = CPU_ALLOC_SIZE(cpus);
     CPU_ZERO_S(size, set);
     const int rc = sched_getaffinity(0, size, set);
+    const int error = errno;
     const int count = rc == 0 ? CPU_COUNT_S(size, set) : -1;
     CPU_FREE(set);
     if (rc == 0) return static_cast<size_t>(count);
-    if (errno != EINVAL) return 0;
+    if (error != EINVAL) return 0;  // EINVAL: the set is too small
   }
   return 0;
 }
@@ -48,8 +49,9 @@ std::optional<std::string> ReadFile(const fs::path& path) {
 }
 
 std::optional<int64_t> ParseInt(std::string_view s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' '))
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) {
     s.remove_suffix(1);
+  }
   if (s.empty()) return std::nullopt;
   int64_t v = 0;
   bool negative = false;
@@ -60,8 +62,9 @@ std::optional<int64_t> ParseInt(std::string_view s) {
   }
   if (i == s.size()) return std::nullopt;
   for (; i < s.size(); ++i) {
-    if (s[i] < '0' || s[i] > '9' || v > (INT64_MAX - 9) / 10)
+    if (s[i] < '0' || s[i] > '9' || v > (INT64_MAX - 9) / 10) {
       return std::nullopt;
+    }
     v = v * 10 + (s[i] - '0');
   }
   return negative ? -v : v;
@@ -140,8 +143,9 @@ size_t UsableCpusFrom(size_t affinity_cpus, const fs::path& self_cgroup,
         if (name == "cpu") {
           // Mounted as "cpu,cpuacct" (with a "cpu" link) or as "cpu".
           cap(HierarchyLimit(cgroup_root / controllers, path));
-          if (controllers != "cpu")
+          if (controllers != "cpu") {
             cap(HierarchyLimit(cgroup_root / "cpu", path));
+          }
         }
       }
     }
