@@ -118,7 +118,7 @@ std::optional<size_t> HierarchyLimit(const fs::path& mount,
 }  // namespace
 
 size_t UsableCpusFrom(size_t affinity_cpus, const fs::path& self_cgroup,
-                      const fs::path& cgroup_root) {
+                      const fs::path& cgroup_root) noexcept {
   size_t cpus = affinity_cpus;
   try {
     std::optional<std::string> text = ReadFile(self_cgroup);
@@ -157,8 +157,14 @@ size_t UsableCpusFrom(size_t affinity_cpus, const fs::path& self_cgroup,
   return std::max<size_t>(1, cpus);
 }
 
-size_t UsableCpus() {
-  return UsableCpusFrom(AffinityCpus(), "/proc/self/cgroup", "/sys/fs/cgroup");
+size_t UsableCpus() noexcept {
+  const size_t affinity = AffinityCpus();
+  try {
+    return UsableCpusFrom(affinity, "/proc/self/cgroup", "/sys/fs/cgroup");
+  } catch (const std::exception&) {  // bad_alloc making the paths
+    return std::max<size_t>(
+        1, affinity != 0 ? affinity : std::thread::hardware_concurrency());
+  }
 }
 
 }  // namespace llmcache

@@ -63,7 +63,7 @@ Block NewBlock() {
 //   to come back rather than have a fresh one made. With nothing lent there
 //   is nothing to wait for: it gets a fresh block.
 // For a 200k-entry import in 64 MiB batches (32 blocks of entries each) the
-// pool made 58-68 blocks when its maker kept a batch's worth waiting, 49-53
+// pool made 58-68 blocks when its maker kept a batch's worth waiting, 49-66
 // when it kept 4, and makes 36 with a soft cap of 36; zeroing them was
 // 15-18% of the import's CPU at first.
 class BlockPool {
@@ -109,7 +109,13 @@ class BlockPool {
       ++made_;
     }
     wanted_.notify_one();
-    return NewBlock();
+    try {
+      return NewBlock();
+    } catch (const std::bad_alloc&) {
+      std::lock_guard<std::mutex> lock(mu_);
+      --made_;  // not made after all
+      throw;
+    }
   }
   // `n` blocks handed to the writer of a batch: they come back with Put.
   void Lend(size_t n) {
@@ -120,7 +126,12 @@ class BlockPool {
     {
       std::lock_guard<std::mutex> lock(mu_);
       for (auto& b : blocks) {
-        if (free_.size() < max_kept_) free_.push_back(std::move(b));
+        if (free_.size() < max_kept_) {
+          free_.push_back(std::move(b));
+        } else {
+          b.reset();
+          --made_;  // freed, not kept
+        }
       }
       lent_ -= std::min(lent_, blocks.size());
       blocks.clear();
@@ -143,14 +154,25 @@ class BlockPool {
       try {
         b = NewBlock();
       } catch (const std::bad_alloc&) {
-        return;  // Get() reports it, if it happens there too
+        lock.lock();
+        --made_;  // not made: Get() makes its own, and reports the error
+        return;
       }
 #ifdef MADV_POPULATE_WRITE
       if (madvise(b.get(), kBlockSize, MADV_POPULATE_WRITE) != 0)
 #endif
         std::memset(b.get(), 0, kBlockSize);
       lock.lock();
-      free_.push_back(std::move(b));
+      // A Put may have filled the free list meanwhile (free_ never grows
+      // past its reserved max_kept_: Put() must not allocate).
+      if (free_.size() < max_kept_) {
+        free_.push_back(std::move(b));
+        // A Get may be waiting: this block will do.
+        returned_.notify_one();
+      } else {
+        b.reset();
+        --made_;
+      }
     }
   }
 
@@ -161,7 +183,7 @@ class BlockPool {
   std::condition_variable wanted_;    // the maker waits on it
   std::condition_variable returned_;  // a Get that may wait waits on it
   std::vector<Block> free_;
-  size_t made_ = 0;  // blocks made, by either thread
+  size_t made_ = 0;  // blocks made (by either thread) and not freed
   size_t lent_ = 0;  // blocks of a batch being written, to come back
   bool stop_ = false;
   std::thread maker_;  // last: started once the rest is constructed

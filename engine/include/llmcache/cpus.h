@@ -16,14 +16,14 @@ namespace llmcache {
 // `cpu.cfs_period_us`), rounded up; at least 1.
 // std::thread::hardware_concurrency() counts the machine's online CPUs:
 // 64 in a container limited to 2 CPUs on a 64-CPU host.
-size_t UsableCpus();
+size_t UsableCpus() noexcept;
 
 // UsableCpus with its sources given, for tests: `affinity_cpus` (0:
 // unknown), the text of /proc/self/cgroup, and the directory the cgroup
 // hierarchies are mounted under (/sys/fs/cgroup).
 size_t UsableCpusFrom(size_t affinity_cpus,
                       const std::filesystem::path& self_cgroup,
-                      const std::filesystem::path& cgroup_root);
+                      const std::filesystem::path& cgroup_root) noexcept;
 
 }  // namespace llmcache
 
