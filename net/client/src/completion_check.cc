@@ -2,7 +2,8 @@
 // recognised in one pass of Boost.JSON's own parser (the same grammar, UTF-8
 // and depth checks as ParseCompletion's) with a handler that keeps a few
 // flags instead of building a tree. `llmcache import` checks every line's
-// answer; ParseCompletion's tree and copies were ~8% of an import's CPU.
+// answer; ParseCompletion's tree and copies were ~12% of an import's CPU
+// (5% for this pass).
 //
 // What it accepts, ParseCompletion + WhyNotCacheable(200, ...) accept too:
 // it answers true only for a top-level object with no "error" member whose
@@ -108,22 +109,25 @@ class CleanCompletionHandler {
     switch (f.kind) {
       case Kind::kTop:
         if (key == "error") return Unsure(ec);
-        if (key == "choices")
+        if (key == "choices") {
           return Expect(f, kSeenChoices, Slot::kChoices, ec);
+        }
         break;
       case Kind::kFirstChoice:
         if (key == "finish_reason") {
           return Expect(f, kSeenFinish, Slot::kFinishReason, ec);
         }
-        if (key == "message")
+        if (key == "message") {
           return Expect(f, kSeenMessage, Slot::kMessage, ec);
+        }
         [[fallthrough]];
       case Kind::kChoice:
         if (key == "error") return Unsure(ec);
         break;
       case Kind::kMessage:
-        if (key == "content")
+        if (key == "content") {
           return Expect(f, kSeenContent, Slot::kContent, ec);
+        }
         break;
       case Kind::kChoices:
       case Kind::kOther:
