@@ -130,7 +130,7 @@ class BlockPool {
           free_.push_back(std::move(b));
         } else {
           b.reset();
-          --made_;  // freed, not kept
+          if (made_ > 0) --made_;  // freed, not kept
         }
       }
       lent_ -= std::min(lent_, blocks.size());
