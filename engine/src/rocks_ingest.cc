@@ -92,25 +92,6 @@ class LiveLoadDirs {
 
 // Keys per MultiGet call (bounds the values pinned at once).
 constexpr size_t kMultiGetChunk = 1024;
-// How far ahead of the record being written its value (and further ahead,
-// its item) is prefetched: far enough to hide a cache miss, near enough
-// that the lines are still there when the copy comes.
-constexpr size_t kValuesAhead = 4;
-constexpr size_t kItemsAhead = 8;
-// Of a value, at most its first this many bytes are prefetched: a long one
-// would push the next values' lines out before their turn.
-constexpr size_t kPrefetchBytes = 4096;
-
-// Asks for the cache lines of [p, p + n).
-void PrefetchLines(const char* p, size_t n) {
-  if (n == 0) return;
-  const uintptr_t end = reinterpret_cast<uintptr_t>(p) + n;
-  for (uintptr_t at = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63}; at < end;
-       at += 64) {
-    __builtin_prefetch(reinterpret_cast<const char*>(at));
-  }
-}
-
 // A cache without table files (memory mode): one Insert per entry.
 class InsertingLoader final : public BulkLoader {
  public:
@@ -163,9 +144,24 @@ class RocksCache::Loader final : public BulkLoader {
     LiveLoadDirs::Get().Remove(dir_);
   }
 
+  // Nothing escapes them: an exception (bad_alloc, no thread to be had for
+  // the writer) fails the load with kResourceExhausted, since it may have
+  // left a batch half handed over; stored() says what is stored.
   Status Add(const RequestKey& key, std::string_view body,
-             const InsertOptions& options) override;
-  Result<BulkLoadStats> Finish() override;
+             const InsertOptions& options) override {
+    try {
+      return AddUnguarded(key, body, options);
+    } catch (const std::exception& e) {
+      return FailWith(e);
+    }
+  }
+  Result<BulkLoadStats> Finish() override {
+    try {
+      return FinishUnguarded();
+    } catch (const std::exception& e) {
+      return FailWith(e);
+    }
+  }
   uint64_t stored() const override {
     return stored_.load(std::memory_order_acquire);
   }
@@ -221,6 +217,13 @@ class RocksCache::Loader final : public BulkLoader {
     DigestFilter written;
   };
 
+  Status AddUnguarded(const RequestKey& key, std::string_view body,
+                      const InsertOptions& options);
+  Result<BulkLoadStats> FinishUnguarded();
+  Status FailWith(const std::exception& e) {
+    failed_ = ResourceExhaustedError(std::string("bulk load: ") + e.what());
+    return failed_;
+  }
   // Waits for the batch being written, then hands the current one to a new
   // worker.
   Status StartWrite();
@@ -325,8 +328,9 @@ Result<std::unique_ptr<BulkLoader>> RocksCache::NewBulkLoader(
   }
 }
 
-Status RocksCache::Loader::Add(const RequestKey& key, std::string_view body,
-                               const InsertOptions& options) {
+Status RocksCache::Loader::AddUnguarded(const RequestKey& key,
+                                        std::string_view body,
+                                        const InsertOptions& options) {
   if (finished_) return FailedPreconditionError("bulk load is finished");
   LLMCACHE_RETURN_IF_ERROR(failed_);
   if (options.ttl_ms && *options.ttl_ms < 0) {
@@ -406,7 +410,7 @@ void RocksCache::Loader::PrepareFamilies() {
   }
 }
 
-Result<BulkLoadStats> RocksCache::Loader::Finish() {
+Result<BulkLoadStats> RocksCache::Loader::FinishUnguarded() {
   if (finished_) return FailedPreconditionError("bulk load is finished");
   LLMCACHE_RETURN_IF_ERROR(failed_);
   finished_ = true;

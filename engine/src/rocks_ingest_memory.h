@@ -1,9 +1,10 @@
 // Memory and filter pieces of the bulk loader (rocks_ingest.cc): the batch
 // buffers (blocks faulted in ahead of use, an arena of copies that never
-// move) and the Bloom filter of the digests a load wrote.
+// move), the prefetch of the values the table files copy, and the Bloom
+// filter of the digests a load wrote.
 //
-// Private to the bulk loader: included by rocks_ingest.cc alone (internal
-// linkage, an unnamed namespace, on purpose).
+// Private to the bulk loader: included by rocks_ingest.cc and its tests
+// alone (internal linkage, an unnamed namespace, on purpose).
 
 #ifndef LLMCACHE_ENGINE_ROCKS_INGEST_MEMORY_H_
 #define LLMCACHE_ENGINE_ROCKS_INGEST_MEMORY_H_
@@ -243,6 +244,25 @@ class Arena {
   size_t left_ = 0;
   bool may_wait_ = true;
 };
+
+// How far ahead of the record being written its value (and further ahead,
+// its item) is prefetched: far enough to hide a cache miss, near enough
+// that the lines are still there when the copy comes.
+constexpr size_t kValuesAhead = 4;
+constexpr size_t kItemsAhead = 8;
+// Of a value, at most its first this many bytes are prefetched: a long one
+// would push the next values' lines out before their turn.
+constexpr size_t kPrefetchBytes = 4096;
+
+// Asks for the cache lines of [p, p + n).
+inline void PrefetchLines(const char* p, size_t n) {
+  if (n == 0) return;
+  const uintptr_t end = reinterpret_cast<uintptr_t>(p) + n;
+  for (uintptr_t at = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63}; at < end;
+       at += 64) {
+    __builtin_prefetch(reinterpret_cast<const char*>(at));
+  }
+}
 
 // The digests a loader wrote into one column family: a Bloom filter that
 // answers "maybe written" or "certainly not", so that the stored versions of
