@@ -244,7 +244,8 @@ class BulkLoader {
 
   // Adds an entry, as Cache::Insert would store it. Errors: an invalid
   // entry (kInvalidArgument; the loader goes on), or the failure of a batch
-  // written in the background (then every later call returns it).
+  // written in the background, or running out of memory or threads
+  // (kResourceExhausted); after those every later call returns the error.
   virtual Status Add(const RequestKey& key, std::string_view body,
                      const InsertOptions& options) = 0;
   // Writes what is buffered and waits for it. Call once.
