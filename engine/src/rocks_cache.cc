@@ -119,10 +119,7 @@ RocksCache::~RocksCache() {
     (void)db_->Flush(fo, AllHandles());
   }
   CloseDb();
-  if (remove_secondary_dir_) {
-    std::error_code ec;
-    fs::remove_all(secondary_dir_, ec);
-  }
+  if (remove_secondary_dir_) RemoveTree(secondary_dir_);
 }
 
 void RocksCache::CloseDb() {

@@ -139,8 +139,7 @@ class RocksCache::Loader final : public BulkLoader {
   ~Loader() override {
     StopPreparing();
     (void)Wait();
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
+    RemoveTree(dir_);
     LiveLoadDirs::Get().Remove(dir_);
   }
 
@@ -159,6 +158,7 @@ class RocksCache::Loader final : public BulkLoader {
     try {
       return FinishUnguarded();
     } catch (const std::exception& e) {
+      if (worker_.joinable()) worker_.join();  // as FinishUnguarded
       return FailWith(e);
     }
   }
@@ -295,19 +295,13 @@ Result<std::unique_ptr<BulkLoader>> RocksCache::NewBulkLoader(
   try {
     // This process holds the database lock: a loader directory that is not
     // one of its live loaders' is a leftover of a load that died.
-    std::error_code ec;
-    for (fs::directory_iterator it(path_, ec), end; !ec && it != end;
-         it.increment(ec)) {
-      if (it->path().filename().string().starts_with(kLoadDirPrefix) &&
-          !LiveLoadDirs::Get().Contains(it->path().string())) {
-        std::error_code rm;
-        fs::remove_all(it->path(), rm);
-      }
+    // (POSIX calls, not std::filesystem: see RemoveTree.)
+    for (const std::string& dir : EntriesWithPrefix(path_, kLoadDirPrefix)) {
+      if (!LiveLoadDirs::Get().Contains(dir)) RemoveTree(dir);
     }
-    const std::string name = std::string(kLoadDirPrefix) +
-                             std::to_string(getpid()) + "." +
-                             std::to_string(loader_count++);
-    const std::string dir = (fs::path(path_) / name).string();
+    const std::string dir = path_ + "/" + std::string(kLoadDirPrefix) +
+                            std::to_string(getpid()) + "." +
+                            std::to_string(loader_count++);
     // Live before it exists: another thread's loader, starting, must not
     // take it for a leftover.
     LiveLoadDirs::Get().Add(dir);
@@ -319,8 +313,7 @@ Result<std::unique_ptr<BulkLoader>> RocksCache::NewBulkLoader(
       return std::unique_ptr<BulkLoader>(new Loader(this, options, dir));
     } catch (const std::bad_alloc&) {
       LiveLoadDirs::Get().Remove(dir);
-      std::error_code rm;
-      fs::remove_all(dir, rm);
+      RemoveTree(dir);
       throw;
     }
   } catch (const std::bad_alloc&) {
@@ -412,10 +405,11 @@ void RocksCache::Loader::PrepareFamilies() {
 
 Result<BulkLoadStats> RocksCache::Loader::FinishUnguarded() {
   if (finished_) return FailedPreconditionError("bulk load is finished");
-  LLMCACHE_RETURN_IF_ERROR(failed_);
   finished_ = true;
   StopPreparing();  // every model is seen; the cache is the caller's again
-  LLMCACHE_RETURN_IF_ERROR(StartWrite());
+  // A failed load too waits for the batch being written: once Finish
+  // returns, stored() is final.
+  if (failed_.ok()) LLMCACHE_RETURN_IF_ERROR(StartWrite());
   LLMCACHE_RETURN_IF_ERROR(Wait());
   return stats_;
 }

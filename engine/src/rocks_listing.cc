@@ -30,6 +30,7 @@
 
 #include "format.h"
 #include "rocks_cache.h"
+#include "rocks_private_fs.h"
 #include "rocks_schema.h"
 #include "rocks_status.h"
 
@@ -323,8 +324,8 @@ Status RocksCache::BuildModelTimeIndex() {
     if (!s.ok()) return WriteFailed(s, "emptying the per-model index", false);
   }
   const fs::path dir = fs::path(path_) / "convert.bymodel";
+  RemoveTree(dir.string());
   std::error_code ec;
-  fs::remove_all(dir, ec);
   fs::create_directories(dir, ec);
   if (ec) {
     return UnavailableError("creating " + dir.string() + ": " + ec.message());
@@ -350,8 +351,7 @@ Status RocksCache::BuildModelTimeIndex() {
   }();
   auto cleanup = [&] {
     writers.clear();
-    std::error_code rm;
-    fs::remove_all(dir, rm);
+    RemoveTree(dir.string());
   };
   auto failed = [&](const rocksdb::Status& s) {
     cleanup();

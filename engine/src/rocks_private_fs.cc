@@ -3,6 +3,7 @@
 #include "rocks_private_fs.h"
 
 #include <dirent.h>
+#include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <system_error>
 
@@ -155,18 +157,44 @@ Status MakePrivateDirectory(const std::string& path) {
       return fail("cannot make database directory private", errno);
     }
   }
-  if (DIR* dir = ::opendir(path.c_str())) {
-    while (const dirent* e = ::readdir(dir)) {
-      const std::string file = path + "/" + e->d_name;
-      struct stat fst;
-      if (::lstat(file.c_str(), &fst) != 0 || !S_ISREG(fst.st_mode)) continue;
-      if ((fst.st_mode & 077) != 0 && fst.st_uid == ::geteuid()) {
-        Chmod(file, (fst.st_mode & 0700) & PrivateFileMode());
-      }
+  // Closed however this ends (a name's string may throw std::bad_alloc).
+  const std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir(path.c_str()),
+                                                &::closedir);
+  while (const dirent* e = dir ? ::readdir(dir.get()) : nullptr) {
+    const std::string file = path + "/" + e->d_name;
+    struct stat fst;
+    if (::lstat(file.c_str(), &fst) != 0 || !S_ISREG(fst.st_mode)) continue;
+    if ((fst.st_mode & 077) != 0 && fst.st_uid == ::geteuid()) {
+      Chmod(file, (fst.st_mode & 0700) & PrivateFileMode());
     }
-    ::closedir(dir);
   }
   return Status();
+}
+
+std::vector<std::string> EntriesWithPrefix(const std::string& dir,
+                                           std::string_view prefix) {
+  std::vector<std::string> out;
+  const std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(dir.c_str()),
+                                              &::closedir);
+  if (d == nullptr) return out;
+  while (const dirent* e = ::readdir(d.get())) {
+    if (std::string_view(e->d_name).starts_with(prefix)) {
+      out.push_back(dir + "/" + e->d_name);
+    }
+  }
+  return out;
+}
+
+void RemoveTree(const std::string& path) noexcept {
+  // Depth first, so that directories are empty when removed; not across
+  // symbolic links.
+  (void)::nftw(
+      path.c_str(),
+      [](const char* p, const struct stat*, int, struct FTW*) {
+        (void)::remove(p);
+        return 0;
+      },
+      16, FTW_DEPTH | FTW_PHYS);
 }
 
 }  // namespace llmcache

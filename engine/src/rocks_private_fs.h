@@ -12,6 +12,8 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "llmcache/status.h"
 
@@ -39,6 +41,17 @@ std::shared_ptr<rocksdb::FileSystem> NewPrivateFileSystem(
 // in it that are readable or writable by group or others (databases written
 // before files were private). Errors name the path.
 Status MakePrivateDirectory(const std::string& path);
+
+// The paths of the entries directly in `dir` whose names start with
+// `prefix`; none if it cannot be read. Throws std::bad_alloc only.
+std::vector<std::string> EntriesWithPrefix(const std::string& dir,
+                                           std::string_view prefix);
+
+// Removes `path` and everything under it (symbolic links, not what they
+// point to). Best effort, and never throws: std::filesystem's error_code
+// overloads are no help here, as libstdc++ 12 ends the process when it runs
+// out of memory inside them (its directory iterator).
+void RemoveTree(const std::string& path) noexcept;
 
 }  // namespace llmcache
 

@@ -248,9 +248,12 @@ class BulkLoader {
   // (kResourceExhausted); after those every later call returns the error.
   virtual Status Add(const RequestKey& key, std::string_view body,
                      const InsertOptions& options) = 0;
-  // Writes what is buffered and waits for it. Call once.
+  // Writes what is buffered and waits for it. Call once. After an error
+  // it writes nothing more, but still waits for a batch being written in
+  // the background, and returns the error.
   virtual Result<BulkLoadStats> Finish() = 0;
-  // Entries written so far (of batches that were stored).
+  // Entries written so far (of batches that were stored); final once Finish
+  // returned.
   virtual uint64_t stored() const = 0;
 
  protected:
