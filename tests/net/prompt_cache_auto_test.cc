@@ -79,12 +79,17 @@ std::vector<std::string> Markers(const std::string& body) {
   const json::array& messages = root.at("messages").as_array();
   for (size_t i = 0; i < messages.size(); ++i) {
     const json::object& m = messages[i].as_object();
-    if (m.contains("cache_control")) out.push_back("m" + std::to_string(i));
+    if (m.contains("cache_control")) {
+      out.push_back(std::string("m").append(std::to_string(i)));
+    }
     const json::value* content = m.if_contains("content");
     if (content == nullptr || !content->is_array()) continue;
     for (size_t j = 0; j < content->as_array().size(); ++j) {
       if (content->as_array()[j].as_object().contains("cache_control")) {
-        out.push_back("m" + std::to_string(i) + "p" + std::to_string(j));
+        out.push_back(std::string("m")
+                          .append(std::to_string(i))
+                          .append("p")
+                          .append(std::to_string(j)));
       }
     }
   }

@@ -197,7 +197,7 @@ std::string FormatBytes(uint64_t bytes) {
 }
 
 std::string FormatDuration(int64_t ms) {
-  if (ms < 0) return "-" + FormatDuration(-ms);
+  if (ms < 0) return std::string("-").append(FormatDuration(-ms));
   const int64_t s = ms / 1000;
   char buf[48];
   if (s < 60) {

@@ -753,7 +753,9 @@ int Compact(const std::string& db, bool as_json, const Io& io) {
     io.out << "before  " << FormatBytes(b) << "\n"
            << "after   " << FormatBytes(a) << "\n"
            << "saved   "
-           << (b >= a ? FormatBytes(b - a) : "-" + FormatBytes(a - b)) << "\n";
+           << (b >= a ? FormatBytes(b - a)
+                      : std::string("-").append(FormatBytes(a - b)))
+           << "\n";
   }
   return kExitOk;
 }

@@ -411,7 +411,9 @@ std::string WhyNotCacheable(int http_status, const ParsedCompletion& c) {
   if (http_status != 200) return "HTTP status " + std::to_string(http_status);
   if (c.error) {
     std::string why = "error in response";
-    if (c.error->code != 0) why += " " + std::to_string(c.error->code);
+    if (c.error->code != 0) {
+      why.append(" ").append(std::to_string(c.error->code));
+    }
     if (!c.error->code_text.empty()) why += " " + c.error->code_text;
     if (!c.error->message.empty()) {
       why += ": " + Sanitize(c.error->message, kMaxBodyPrefixBytes, false);
