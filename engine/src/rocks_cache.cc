@@ -250,6 +250,7 @@ Status RocksCache::OpenPrimary(const CacheOptions& options) {
                                      "llmcache database");
     }
   }
+  if (!exists) LLMCACHE_RETURN_IF_ERROR(CreateDb());
   LLMCACHE_RETURN_IF_ERROR(OpenDb(/*read_only=*/false));
 
   if (options.memory_tier_bytes > 0) {
@@ -260,6 +261,84 @@ Status RocksCache::OpenPrimary(const CacheOptions& options) {
   }
   recovery_thread_ = std::thread([this] { RecoveryLoop(); });
   return Status();
+}
+
+// RocksDB makes a new database's column families one at a time, each its own
+// MANIFEST record, and the format marker comes after them: a process killed
+// meanwhile used to leave a database that an inspection could not read. So
+// the database is made in a staging directory inside path_ (the same file
+// system), with every column family and the marker, and its files are then
+// moved up, CURRENT last: a kill leaves either no database (no CURRENT; the
+// next open makes it again, and RocksDB deletes the files nothing refers
+// to) or a complete one. path_'s lock is held throughout, so a second
+// process starting at the same moment reports it locked, as it would once
+// the database is open.
+Status RocksCache::CreateDb() {
+  rocksdb::FileSystem& fs = *fs_;
+  const rocksdb::IOOptions io;
+  auto failed = [&](const rocksdb::IOStatus& s, std::string_view what) {
+    return FromRocks(s, path_, what);
+  };
+  rocksdb::FileLock* lock = nullptr;
+  rocksdb::IOStatus ios = fs.LockFile(path_ + "/LOCK", io, &lock, nullptr);
+  if (!ios.ok()) return failed(ios, "opening");
+  const std::string staging = path_ + "/creating.tmp";
+  Status result = [&]() -> Status {
+    // Another process may have created it before the lock was ours.
+    if (fs.FileExists(path_ + "/CURRENT", io, nullptr).ok()) {
+      return Status();
+    }
+    RemoveTree(staging);  // a creation that was killed
+    {
+      rocksdb::DBOptions dbo = db_opts_;
+      dbo.create_if_missing = true;
+      dbo.create_missing_column_families = true;
+      dbo.listeners.clear();  // not this cache's yet
+      std::vector<rocksdb::ColumnFamilyDescriptor> descs;
+      for (std::string_view name :
+           {std::string_view(rocksdb::kDefaultColumnFamilyName),
+            kMetaColumnFamily, kModelTimeColumnFamily, kOverflowColumnFamily}) {
+        descs.emplace_back(std::string(name), rocksdb::ColumnFamilyOptions());
+      }
+      std::vector<rocksdb::ColumnFamilyHandle*> handles;
+      rocksdb::DB* raw = nullptr;
+      rocksdb::Status s =
+          rocksdb::DB::Open(dbo, staging, descs, &handles, &raw);
+      if (!s.ok()) return FromRocks(s, path_, "creating");
+      std::unique_ptr<rocksdb::DB> db(raw);
+      rocksdb::WriteOptions synced;
+      synced.sync = true;
+      s = db->Put(synced, handles[1], kFormatKey,
+                  std::to_string(kDatabaseFormatVersion));
+      for (rocksdb::ColumnFamilyHandle* h : handles) {
+        db->DestroyColumnFamilyHandle(h);
+      }
+      if (s.ok()) s = db->Close();
+      if (!s.ok()) return FromRocks(s, path_, "creating");
+    }
+    std::vector<std::string> files;
+    ios = fs.GetChildren(staging, io, &files, nullptr);
+    if (!ios.ok()) return failed(ios, "creating");
+    auto move_up = [&](const std::string& name) {
+      return fs.RenameFile(staging + "/" + name, path_ + "/" + name, io,
+                           nullptr);
+    };
+    std::unique_ptr<rocksdb::FSDirectory> dir;
+    ios = fs.NewDirectory(path_, io, &dir, nullptr);
+    for (const std::string& f : files) {
+      if (!ios.ok()) break;
+      if (f == "." || f == ".." || f == "CURRENT" || f == "LOCK") continue;
+      ios = move_up(f);
+    }
+    if (ios.ok()) ios = dir->FsyncWithDirOptions(io, nullptr, {});
+    if (ios.ok()) ios = move_up("CURRENT");  // the database exists from here
+    if (ios.ok()) ios = dir->FsyncWithDirOptions(io, nullptr, {});
+    if (!ios.ok()) return failed(ios, "creating");
+    return Status();
+  }();
+  RemoveTree(staging);
+  (void)fs.UnlockFile(lock, io, nullptr);
+  return result;
 }
 
 Status RocksCache::OpenDb(bool read_only) {
@@ -395,7 +474,10 @@ Status RocksCache::OpenDb(bool read_only) {
     }
     version = kDatabaseFormatVersion;
   } else if (s.IsNotFound()) {
-    // Read-only fallback of a database whose marker was never written.
+    // Read-only, no marker: a creation that was killed (CreateDb makes a
+    // database whole, but an llmcache before it made one in place and wrote
+    // the marker last, before anything was stored), so empty, its per-model
+    // index complete. Version 0 says so below.
   } else if (!s.ok()) {
     return fail(FromRocks(s, path_, "reading the format marker"));
   } else {
@@ -463,7 +545,8 @@ Status RocksCache::OpenDb(bool read_only) {
   }
   model_time_ready_ =
       model_time_cf_ != nullptr &&
-      version >= static_cast<long>(kModelTimeIndexFormatVersion);
+      (version == 0 ||
+       version >= static_cast<long>(kModelTimeIndexFormatVersion));
   if (!model_time_ready_ && time_cf_ == nullptr && version > 0) {
     return fail(DataLossError("database " + path_ +
                               " has neither of its creation-time indexes"));
@@ -561,10 +644,21 @@ Status RocksCache::OpenAsSecondary() {
                                    " was written by a newer llmcache (format " +
                                    format + ")");
   }
+  if (version == 0 && (overflow_ == nullptr || model_time_cf_ == nullptr)) {
+    // No marker: a creation that was killed (see OpenDb), here before it
+    // made every column family.
+    return UnavailableError(
+        "database " + path_ +
+        " is not completely created (its creating process stopped early): "
+        "any llmcache command that writes to it, or the service, completes "
+        "it");
+  }
   // The owner writes version 2 only once the per-model index is complete.
+  // Without a marker (version 0, see OpenDb) nothing is stored yet.
   model_time_ready_ =
       model_time_cf_ != nullptr &&
-      version >= static_cast<long>(kModelTimeIndexFormatVersion);
+      (version == 0 ||
+       version >= static_cast<long>(kModelTimeIndexFormatVersion));
   return Status();
 }
 

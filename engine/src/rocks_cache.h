@@ -190,6 +190,9 @@ class RocksCache final : public Cache {
   // (the fallback while a read-write reopen fails). Closes what it opened
   // on failure.
   Status OpenDb(bool read_only);
+  // Creates the database at path_ (db_opts_ set) whole or not at all
+  // (rocks_cache.cc).
+  Status CreateDb();
   Status OpenAsSecondary();
   void CloseDb();
 

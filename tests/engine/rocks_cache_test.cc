@@ -9,6 +9,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -501,6 +502,146 @@ TEST_F(RocksCacheTest, InspectionReadsWhatLivePrimaryWrites) {
   EXPECT_THAT(view.FlushModel("m/a"),
               StatusIs(StatusCode::kFailedPrecondition));
   EXPECT_THAT(view.PurgeExpired(), StatusIs(StatusCode::kFailedPrecondition));
+}
+
+// A database whose creating process was killed before it wrote the format
+// marker (the last step of creating it, before anything can be stored):
+// RocksDB's column families exist, some or all of them.
+void MakeInterruptedCreation(const std::string& path,
+                             const std::vector<std::string_view>& families) {
+  rocksdb::DBOptions dbo;
+  dbo.create_if_missing = true;
+  dbo.create_missing_column_families = true;
+  std::vector<rocksdb::ColumnFamilyDescriptor> descs;
+  descs.emplace_back(rocksdb::kDefaultColumnFamilyName,
+                     rocksdb::ColumnFamilyOptions());
+  for (std::string_view f : families) {
+    descs.emplace_back(std::string(f), rocksdb::ColumnFamilyOptions());
+  }
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* db = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(dbo, path, descs, &handles, &db);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+  delete db;
+}
+
+TEST_F(RocksCacheTest, AnInterruptedCreationIsEmptyOrUnfinishedNotDataLoss) {
+  InspectOptions io;
+  io.clock = &clock_;
+  auto count = [](Cache& view) {
+    int n = 0;
+    EXPECT_OK(view.ForEachEntryByAge(std::nullopt, true, [&](const EntryView&) {
+      ++n;
+      return true;
+    }));
+    return n;
+  };
+  // Every column family made: an empty database to look at.
+  const std::string whole = dir_.path() + "/whole";
+  ASSERT_NO_FATAL_FAILURE(MakeInterruptedCreation(
+      whole,
+      {kMetaColumnFamily, kModelTimeColumnFamily, kOverflowColumnFamily}));
+  io.path = whole;
+  {
+    auto view = Cache::Inspect(io);
+    ASSERT_OK(view);
+    EXPECT_EQ(count(**view), 0);
+    auto ranges = (*view)->AgeRanges({"m/a"});
+    ASSERT_OK(ranges);
+    EXPECT_TRUE(ranges->empty());
+    auto stats = (*view)->GetStats();
+    ASSERT_OK(stats);
+    EXPECT_EQ(stats->entries, 0u);
+  }
+  // Killed among the column families: unfinished, and the message says
+  // what finishes it.
+  const std::string part = dir_.path() + "/part";
+  ASSERT_NO_FATAL_FAILURE(MakeInterruptedCreation(part, {kMetaColumnFamily}));
+  io.path = part;
+  EXPECT_THAT(Cache::Inspect(io),
+              StatusIs(StatusCode::kUnavailable, "not completely created"));
+  // A writer finishes either; then an inspection sees what it stores.
+  for (const std::string& path : {whole, part}) {
+    SCOPED_TRACE(path);
+    CacheOptions o = Options();
+    o.path = path;
+    {
+      auto cache = Cache::Open(o);
+      ASSERT_OK(cache);
+      ASSERT_OK((*cache)->Insert(TestKey("m/a", 1), "one", {}));
+    }
+    io.path = path;
+    auto view = Cache::Inspect(io);
+    ASSERT_OK(view);
+    EXPECT_EQ(count(**view), 1);
+  }
+}
+
+// A new database is made whole in a staging directory and moved into place
+// with CURRENT last. What a creation killed before that left (its staging
+// directory, files moved up without CURRENT) is no database to an inspection
+// and is replaced by the next writer; two processes creating it at once
+// find it locked, as they would an open one.
+TEST_F(RocksCacheTest, ACreationIsWholeOrAbsent) {
+  const std::string fresh = dir_.path() + "/fresh";
+  fs::create_directories(fresh);
+  ASSERT_NO_FATAL_FAILURE(MakeInterruptedCreation(
+      fresh + "/creating.tmp",
+      {kMetaColumnFamily, kModelTimeColumnFamily, kOverflowColumnFamily}));
+  // Files moved up before the kill, CURRENT not among them.
+  for (const auto& e : fs::directory_iterator(fresh + "/creating.tmp")) {
+    const std::string name = e.path().filename().string();
+    if (name != "CURRENT" && name != "LOCK") {
+      fs::copy_file(e.path(), fresh + "/" + name);
+    }
+  }
+  InspectOptions io;
+  io.clock = &clock_;
+  io.path = fresh;
+  EXPECT_THAT(Cache::Inspect(io),
+              StatusIs(StatusCode::kNotFound, "no llmcache database"));
+  CacheOptions o = Options();
+  o.path = fresh;
+  {
+    auto cache = Cache::Open(o);
+    ASSERT_OK(cache);
+    ASSERT_OK((*cache)->Insert(TestKey("m/a", 1), "one", {}));
+  }
+  EXPECT_FALSE(fs::exists(fresh + "/creating.tmp"));
+  {
+    auto view = Cache::Inspect(io);
+    ASSERT_OK(view);
+    auto r = (*view)->Lookup(TestKey("m/a", 1));
+    ASSERT_OK(r);
+    EXPECT_TRUE(r->hit());
+  }
+
+  // Two creations at once: one database, and the other open is refused as
+  // locked (or, had it come second, opens the finished database: not here,
+  // since the first holds it open).
+  const std::string racy = dir_.path() + "/racy";
+  o.path = racy;
+  std::vector<Result<std::unique_ptr<Cache>>> opened;
+  opened.reserve(2);
+  std::mutex mu;
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 2; ++i) {
+    threads.emplace_back([&] {
+      auto r = Cache::Open(o);
+      std::lock_guard<std::mutex> lock(mu);
+      opened.push_back(std::move(r));
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  ASSERT_EQ(opened.size(), 2u);
+  const int ok = static_cast<int>(opened[0].ok()) + opened[1].ok();
+  EXPECT_EQ(ok, 1);
+  for (const auto& r : opened) {
+    if (!r.ok()) {
+      EXPECT_THAT(r, StatusIs(StatusCode::kFailedPrecondition, "locked"));
+    }
+  }
 }
 
 TEST_F(RocksCacheTest, SecondOpenReportsLockedDatabase) {
