@@ -229,6 +229,7 @@ int Main(int argc, char** argv) {
   std::string import_in = "-";
   bool import_per_entry = false;
   bool import_compact = false;
+  uint64_t import_batch_mib = 64;
   auto* imp =
       app.add_subcommand("import",
                          "Read entries written by export; malformed lines are "
@@ -245,6 +246,12 @@ int Main(int argc, char** argv) {
                 "compressed) with the store's compression (ZSTD with a "
                 "dictionary, ~0.4x their size); otherwise the periodic "
                 "compaction does");
+  imp->add_option("--batch-mib", import_batch_mib,
+                  "Entries per batch of table files, in MiB; the import "
+                  "holds up to twice this in memory, and a crash keeps or "
+                  "drops each batch whole")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
 
   auto* verify = app.add_subcommand(
       "verify", "Decode every entry; report corrupt ones by key");
@@ -349,7 +356,7 @@ int Main(int argc, char** argv) {
   if (exp->parsed()) return cli::Export(db, model, export_out, io);
   if (imp->parsed())
     return cli::Import(db, import_in, json, import_per_entry, import_compact,
-                       io);
+                       import_batch_mib, io);
   if (verify->parsed()) return cli::Verify(db, model, json, io);
   if (warm->parsed()) {
     warm_args.json = json;

@@ -316,7 +316,7 @@ int ExportWith(const EntryWalker& walk, uint64_t total,
 }
 
 int Import(const std::string& db, const std::string& input, bool as_json,
-           bool per_entry, bool compact, const Io& io) {
+           bool per_entry, bool compact, uint64_t batch_mib, const Io& io) {
   const auto started = std::chrono::steady_clock::now();
   std::ifstream file;
   std::istream* in = &io.in;
@@ -359,8 +359,9 @@ int Import(const std::string& db, const std::string& input, bool as_json,
   std::unique_ptr<BulkLoader> loader;
   if (!per_entry) {
     TuneMallocForBulkLoad();
-    Result<std::unique_ptr<BulkLoader>> made =
-        cache->NewBulkLoader(BulkLoadOptions{});
+    BulkLoadOptions lo;
+    lo.max_buffer_bytes = static_cast<size_t>(batch_mib) << 20;
+    Result<std::unique_ptr<BulkLoader>> made = cache->NewBulkLoader(lo);
     if (!made.ok()) {
       io.err << "llmcache import: " << made.status() << "\n";
       return kExitFailure;

@@ -126,9 +126,10 @@ int VerifyWith(const EntryWalker& walk, uint64_t total,
 // written as sorted table files (Cache::NewBulkLoader), or with `per_entry`
 // one Cache::Insert each (the slower former path, kept for comparison).
 // With `compact`, a full compaction follows (the loaded files are not
-// compressed; it rewrites them with the store's compression).
+// compressed; it rewrites them with the store's compression). A batch holds
+// `batch_mib` MiB of entries (BulkLoadOptions::max_buffer_bytes).
 int Import(const std::string& db, const std::string& input, bool json,
-           bool per_entry, bool compact, const Io& io);
+           bool per_entry, bool compact, uint64_t batch_mib, const Io& io);
 
 // `verify`: decodes every entry and parses every stored response.
 int Verify(const std::string& db, const std::optional<std::string>& model,
