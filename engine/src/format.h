@@ -151,6 +151,9 @@ inline constexpr std::string_view kMetaColumnFamily = "llmcache.meta";
 inline constexpr std::string_view kTimeColumnFamily = "llmcache.time";
 inline constexpr std::string_view kModelTimeColumnFamily = "llmcache.bymodel";
 inline constexpr std::string_view kOverflowColumnFamily = "llmcache.overflow";
+// The directory inside a database's path where a new database is made
+// before its files are moved into place (RocksCache::CreateDb).
+inline constexpr std::string_view kCreatingDirectory = "creating.tmp";
 inline constexpr std::string_view kModelColumnFamilyPrefix = "m.";
 
 // Names RocksDB records in the database's OPTIONS file.

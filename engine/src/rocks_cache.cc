@@ -252,6 +252,9 @@ Status RocksCache::OpenPrimary(const CacheOptions& options) {
   }
   if (!exists) LLMCACHE_RETURN_IF_ERROR(CreateDb());
   LLMCACHE_RETURN_IF_ERROR(OpenDb(/*read_only=*/false));
+  // A creation killed after it moved CURRENT into place left its staging
+  // directory; the database lock is ours, so no creation is using it.
+  RemoveTree(path_ + "/" + std::string(kCreatingDirectory));
 
   if (options.memory_tier_bytes > 0) {
     tier_ = std::make_unique<MemoryTier>(options.memory_tier_bytes);
@@ -279,11 +282,22 @@ Status RocksCache::CreateDb() {
   auto failed = [&](const rocksdb::IOStatus& s, std::string_view what) {
     return FromRocks(s, path_, what);
   };
+  const std::string staging = path_ + "/" + std::string(kCreatingDirectory);
+  const std::string lock_file = path_ + "/LOCK";
   rocksdb::FileLock* lock = nullptr;
-  rocksdb::IOStatus ios = fs.LockFile(path_ + "/LOCK", io, &lock, nullptr);
+  rocksdb::IOStatus ios = fs.LockFile(lock_file, io, &lock, nullptr);
   if (!ios.ok()) return failed(ios, "opening");
-  const std::string staging = path_ + "/creating.tmp";
-  Status result = [&]() -> Status {
+  // Released however this ends (an allocation may throw).
+  struct Unlock {
+    rocksdb::FileSystem& fs;
+    rocksdb::FileLock* lock;
+    const std::string& staging;
+    ~Unlock() {
+      RemoveTree(staging);
+      (void)fs.UnlockFile(lock, rocksdb::IOOptions(), nullptr);
+    }
+  } unlock{fs, lock, staging};
+  return [&]() -> Status {
     // Another process may have created it before the lock was ours.
     if (fs.FileExists(path_ + "/CURRENT", io, nullptr).ok()) {
       return Status();
@@ -336,9 +350,6 @@ Status RocksCache::CreateDb() {
     if (!ios.ok()) return failed(ios, "creating");
     return Status();
   }();
-  RemoveTree(staging);
-  (void)fs.UnlockFile(lock, io, nullptr);
-  return result;
 }
 
 Status RocksCache::OpenDb(bool read_only) {
@@ -572,6 +583,17 @@ Status RocksCache::OpenDb(bool read_only) {
   return Status();
 }
 
+namespace {
+
+Status NotCompletelyCreated(const std::string& path) {
+  return UnavailableError(
+      "database " + path +
+      " is not completely created (its creating process stopped early): any "
+      "llmcache command that writes to it, or the service, completes it");
+}
+
+}  // namespace
+
 Status RocksCache::OpenAsSecondary() {
   shared_ = std::make_shared<Shared>();
   shared_->block_cache = rocksdb::NewLRUCache(16u << 20);
@@ -593,6 +615,11 @@ Status RocksCache::OpenAsSecondary() {
   std::vector<std::string> names;
   rocksdb::Status s = rocksdb::DB::ListColumnFamilies(db_opts, path_, &names);
   if (!s.ok()) return FromRocks(s, path_, "listing column families");
+  if (names.size() == 1 && names[0] == rocksdb::kDefaultColumnFamilyName) {
+    // An older llmcache's creation, killed before it made any column family
+    // of its own (see OpenDb).
+    return NotCompletelyCreated(path_);
+  }
   if (std::find(names.begin(), names.end(), std::string(kMetaColumnFamily)) ==
       names.end()) {
     return FailedPreconditionError(path_ + " is not an llmcache database");
@@ -638,8 +665,13 @@ Status RocksCache::OpenAsSecondary() {
   default_cf_ = db_->DefaultColumnFamily();
   std::string format;
   s = db_->Get(rocksdb::ReadOptions(), meta_cf_, kFormatKey, &format);
+  if (!s.ok() && !s.IsNotFound()) {
+    CloseDb();
+    return FromRocks(s, path_, "reading the format marker");
+  }
   const long version = s.ok() ? std::strtol(format.c_str(), nullptr, 10) : 0;
   if (version > static_cast<long>(kDatabaseFormatVersion)) {
+    CloseDb();
     return FailedPreconditionError("database " + path_ +
                                    " was written by a newer llmcache (format " +
                                    format + ")");
@@ -647,11 +679,8 @@ Status RocksCache::OpenAsSecondary() {
   if (version == 0 && (overflow_ == nullptr || model_time_cf_ == nullptr)) {
     // No marker: a creation that was killed (see OpenDb), here before it
     // made every column family.
-    return UnavailableError(
-        "database " + path_ +
-        " is not completely created (its creating process stopped early): "
-        "any llmcache command that writes to it, or the service, completes "
-        "it");
+    CloseDb();
+    return NotCompletelyCreated(path_);
   }
   // The owner writes version 2 only once the per-model index is complete.
   // Without a marker (version 0, see OpenDb) nothing is stored yet.

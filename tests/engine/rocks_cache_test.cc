@@ -4,8 +4,10 @@
 #include "rocks_cache.h"
 
 #include <gtest/gtest.h>
+#include <rocksdb/file_system.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -587,10 +589,11 @@ TEST_F(RocksCacheTest, ACreationIsWholeOrAbsent) {
   const std::string fresh = dir_.path() + "/fresh";
   fs::create_directories(fresh);
   ASSERT_NO_FATAL_FAILURE(MakeInterruptedCreation(
-      fresh + "/creating.tmp",
+      fresh + "/" + std::string(kCreatingDirectory),
       {kMetaColumnFamily, kModelTimeColumnFamily, kOverflowColumnFamily}));
   // Files moved up before the kill, CURRENT not among them.
-  for (const auto& e : fs::directory_iterator(fresh + "/creating.tmp")) {
+  for (const auto& e :
+       fs::directory_iterator(fresh + "/" + std::string(kCreatingDirectory))) {
     const std::string name = e.path().filename().string();
     if (name != "CURRENT" && name != "LOCK") {
       fs::copy_file(e.path(), fresh + "/" + name);
@@ -608,7 +611,7 @@ TEST_F(RocksCacheTest, ACreationIsWholeOrAbsent) {
     ASSERT_OK(cache);
     ASSERT_OK((*cache)->Insert(TestKey("m/a", 1), "one", {}));
   }
-  EXPECT_FALSE(fs::exists(fresh + "/creating.tmp"));
+  EXPECT_FALSE(fs::exists(fresh + "/" + std::string(kCreatingDirectory)));
   {
     auto view = Cache::Inspect(io);
     ASSERT_OK(view);
@@ -641,6 +644,71 @@ TEST_F(RocksCacheTest, ACreationIsWholeOrAbsent) {
     if (!r.ok()) {
       EXPECT_THAT(r, StatusIs(StatusCode::kFailedPrecondition, "locked"));
     }
+  }
+}
+
+// Fails its k-th RenameFile (from 1) with an I/O error; 0: never. Counts
+// them.
+class FailingRename : public rocksdb::FileSystemWrapper {
+ public:
+  explicit FailingRename(int fail_at)
+      : rocksdb::FileSystemWrapper(rocksdb::FileSystem::Default()),
+        fail_at_(fail_at) {}
+  static const char* kClassName() { return "FailingRename"; }
+  const char* Name() const override { return kClassName(); }
+  rocksdb::IOStatus RenameFile(const std::string& from, const std::string& to,
+                               const rocksdb::IOOptions& o,
+                               rocksdb::IODebugContext* d) override {
+    if (++renames_ == fail_at_) {
+      return rocksdb::IOStatus::IOError("injected rename failure");
+    }
+    return target()->RenameFile(from, to, o, d);
+  }
+  int renames() const { return renames_; }
+
+ private:
+  const int fail_at_;
+  std::atomic<int> renames_{0};
+};
+
+// Every rename of a creation (RocksDB's own, in the staging directory and
+// at the open that follows, and the moves into place) failing in turn: the
+// database is absent or complete, never half made, and opens afterwards.
+TEST_F(RocksCacheTest, ACreationFailingAtAnyRenameLeavesNoHalfDatabase) {
+  CacheOptions o = Options();
+  o.path = dir_.path() + "/count";
+  auto counter = std::make_shared<FailingRename>(0);
+  o.file_system = counter;
+  ASSERT_OK(Cache::Open(o));
+  const int renames = counter->renames();
+  ASSERT_GE(renames, 4) << "RocksDB's renames and the moves into place";
+  for (int k = 1; k <= renames; ++k) {
+    SCOPED_TRACE("rename " + std::to_string(k) + " of " +
+                 std::to_string(renames));
+    o.path = dir_.path() + "/db" + std::to_string(k);
+    o.file_system = std::make_shared<FailingRename>(k);
+    (void)Cache::Open(o);  // fails, or shrugs off an options file
+    {
+      InspectOptions io;
+      io.clock = &clock_;
+      io.path = o.path;
+      auto view = Cache::Inspect(io);
+      if (!view.ok()) {
+        EXPECT_THAT(view, StatusIs(StatusCode::kNotFound, "no llmcache"));
+      } else {
+        auto stats = (*view)->GetStats();
+        ASSERT_OK(stats);
+        EXPECT_EQ(stats->entries, 0u);
+      }
+    }
+    o.file_system = nullptr;
+    auto cache = Cache::Open(o);
+    ASSERT_OK(cache);
+    ASSERT_OK((*cache)->Insert(TestKey("m/a", 1), "one", {}));
+    auto r = (*cache)->Lookup(TestKey("m/a", 1));
+    ASSERT_OK(r);
+    EXPECT_TRUE(r->hit());
+    EXPECT_FALSE(fs::exists(o.path + "/" + std::string(kCreatingDirectory)));
   }
 }
 

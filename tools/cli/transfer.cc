@@ -474,8 +474,10 @@ int Import(const std::string& db, const std::string& input, bool as_json,
   progress.Finish();
   if (!store_error.ok()) {
     // Batches are stored whole or not at all: say how many entries are,
-    // once the batch being written is (Finish waits for it; after a failed
-    // Finish a second call only says so).
+    // once Finish has waited for the batch being written. After an entry
+    // the loader refused (kInvalidArgument) it also writes the lines before
+    // it; after a failed load it writes nothing more; after a failed Finish
+    // a second call only says so.
     if (loader) (void)loader->Finish();
     io.err << "llmcache import: stopped at line " << line_no << ": "
            << store_error << " (" << (loader ? loader->stored() : imported)

@@ -249,8 +249,8 @@ class BulkLoader {
   virtual Status Add(const RequestKey& key, std::string_view body,
                      const InsertOptions& options) = 0;
   // Writes what is buffered and waits for it. Call once. After an error
-  // it writes nothing more, but still waits for a batch being written in
-  // the background, and returns the error.
+  // that stopped the load (see Add) it writes nothing more, but still waits
+  // for a batch being written in the background, and returns the error.
   virtual Result<BulkLoadStats> Finish() = 0;
   // Entries written so far (of batches that were stored); final once Finish
   // returned.
