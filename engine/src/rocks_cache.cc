@@ -27,6 +27,7 @@
 #include <system_error>
 
 #include "format.h"
+#include "llmcache/cpus.h"
 #include "rocks_private_fs.h"
 #include "rocks_schema.h"
 #include "rocks_status.h"
@@ -228,6 +229,11 @@ Status RocksCache::OpenPrimary(const CacheOptions& options) {
   db_opts_.write_buffer_manager = shared_->write_buffers;
   db_opts_.max_total_wal_size = 256u << 20;
   db_opts_.max_background_jobs = 2;
+  // RocksDB opens the table files at open with this many threads per column
+  // family, started even when a family has no file: 16 by default, which
+  // made every open start ~16 threads per family. One per usable CPU.
+  db_opts_.max_file_opening_threads =
+      static_cast<int>(std::clamp<size_t>(UsableCpus(), 1, 16));
   db_opts_.keep_log_file_num = 3;
   db_opts_.max_log_file_size = 4u << 20;
   db_opts_.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
