@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -48,6 +49,13 @@ bool HoldsDbLock(const void* cache) {
     if (held_db_locks[i] == cache) return true;
   }
   return false;
+}
+
+// The column families every database has, made with it (CreateDb) and
+// re-made by a writer's open if missing (OpenDb); the metadata family second.
+std::array<std::string_view, 4> RequiredFamilies() {
+  return {rocksdb::kDefaultColumnFamilyName, kMetaColumnFamily,
+          kModelTimeColumnFamily, kOverflowColumnFamily};
 }
 
 }  // namespace
@@ -285,14 +293,11 @@ Status RocksCache::OpenPrimary(const CacheOptions& options) {
 Status RocksCache::CreateDb() {
   rocksdb::FileSystem& fs = *fs_;
   const rocksdb::IOOptions io;
-  auto failed = [&](const rocksdb::IOStatus& s, std::string_view what) {
-    return FromRocks(s, path_, what);
-  };
   const std::string staging = path_ + "/" + std::string(kCreatingDirectory);
   const std::string lock_file = path_ + "/LOCK";
   rocksdb::FileLock* lock = nullptr;
   rocksdb::IOStatus ios = fs.LockFile(lock_file, io, &lock, nullptr);
-  if (!ios.ok()) return failed(ios, "opening");
+  if (!ios.ok()) return FromRocks(ios, path_, "opening");
   // Released however this ends (an allocation may throw).
   struct Unlock {
     rocksdb::FileSystem& fs;
@@ -315,9 +320,7 @@ Status RocksCache::CreateDb() {
       dbo.create_missing_column_families = true;
       dbo.listeners.clear();  // not this cache's yet
       std::vector<rocksdb::ColumnFamilyDescriptor> descs;
-      for (std::string_view name :
-           {std::string_view(rocksdb::kDefaultColumnFamilyName),
-            kMetaColumnFamily, kModelTimeColumnFamily, kOverflowColumnFamily}) {
+      for (std::string_view name : RequiredFamilies()) {
         descs.emplace_back(std::string(name), rocksdb::ColumnFamilyOptions());
       }
       std::vector<rocksdb::ColumnFamilyHandle*> handles;
@@ -328,7 +331,7 @@ Status RocksCache::CreateDb() {
       std::unique_ptr<rocksdb::DB> db(raw);
       rocksdb::WriteOptions synced;
       synced.sync = true;
-      s = db->Put(synced, handles[1], kFormatKey,
+      s = db->Put(synced, handles[1] /* metadata */, kFormatKey,
                   std::to_string(kDatabaseFormatVersion));
       for (rocksdb::ColumnFamilyHandle* h : handles) {
         db->DestroyColumnFamilyHandle(h);
@@ -338,7 +341,7 @@ Status RocksCache::CreateDb() {
     }
     std::vector<std::string> files;
     ios = fs.GetChildren(staging, io, &files, nullptr);
-    if (!ios.ok()) return failed(ios, "creating");
+    if (!ios.ok()) return FromRocks(ios, path_, "creating");
     auto move_up = [&](const std::string& name) {
       return fs.RenameFile(staging + "/" + name, path_ + "/" + name, io,
                            nullptr);
@@ -353,7 +356,7 @@ Status RocksCache::CreateDb() {
     if (ios.ok()) ios = dir->FsyncWithDirOptions(io, nullptr, {});
     if (ios.ok()) ios = move_up("CURRENT");  // the database exists from here
     if (ios.ok()) ios = dir->FsyncWithDirOptions(io, nullptr, {});
-    if (!ios.ok()) return failed(ios, "creating");
+    if (!ios.ok()) return FromRocks(ios, path_, "creating");
     return Status();
   }();
 }
@@ -372,9 +375,7 @@ Status RocksCache::OpenDb(bool read_only) {
       std::find(names.begin(), names.end(),
                 std::string(kModelTimeColumnFamily)) != names.end();
   if (!read_only) {
-    for (std::string_view required :
-         {std::string_view(rocksdb::kDefaultColumnFamilyName),
-          kMetaColumnFamily, kModelTimeColumnFamily, kOverflowColumnFamily}) {
+    for (std::string_view required : RequiredFamilies()) {
       if (std::find(names.begin(), names.end(), std::string(required)) ==
           names.end()) {
         names.emplace_back(required);
