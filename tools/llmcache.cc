@@ -91,7 +91,8 @@ int Main(int argc, char** argv) {
   namespace cli = llmcache::cli;
   CLI::App app{
       "llmcache: a cache for LLM API calls. Inspect, purge, export, import, "
-      "verify and warm a cache (read verbs also while a service holds it), "
+      "verify and warm a cache (read verbs and `warm --proxy` also while a "
+      "service holds it), "
       "serve the caching proxy."};
   app.require_subcommand(1);
   app.footer(
@@ -271,10 +272,23 @@ int Main(int argc, char** argv) {
   add_json(warm);
   warm->add_option("FILE", warm_args.input, "JSONL file, or - for stdin")
       ->required();
-  warm->add_option("--upstream", warm_args.upstream, "Upstream base URL")
-      ->capture_default_str();
+  CLI::Option* warm_upstream =
+      warm->add_option("--upstream", warm_args.upstream, "Upstream base URL")
+          ->capture_default_str();
+  warm->add_option("--proxy", warm_args.proxy,
+                   "Send through a running `llmcache serve` at this URL "
+                   "(e.g. http://127.0.0.1:8080), which stores the answers: "
+                   "for a database the proxy holds, which is then only read, "
+                   "to skip what is cached. --namespace and --ttl go as its "
+                   "X-Cache-* headers; give --mode and --shared-cache as the "
+                   "proxy has them")
+      ->excludes(warm_upstream);
+  warm->add_option("--client-token", warm_args.proxy_token,
+                   "The proxy's access token (its --client-token), sent as "
+                   "X-Llmcache-Token")
+      ->envname("LLMCACHE_CLIENT_TOKEN");
   warm->add_option("--ca-file", warm_args.ca_file,
-                   "Extra trusted CA (PEM) for the upstream");
+                   "Extra trusted CA (PEM) for the upstream or proxy");
   warm->add_option("-j,--concurrency", warm_args.concurrency,
                    "Requests in flight")
       ->capture_default_str()

@@ -15,6 +15,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/json.hpp>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -38,6 +39,7 @@ namespace llmcache {
 namespace {
 
 namespace asio = boost::asio;
+namespace json = boost::json;
 using tcp = asio::ip::tcp;
 using ::llmcache::testing::HttpHeaders;
 using ::llmcache::testing::WaitFor;
@@ -165,6 +167,105 @@ TEST_F(ServeTest, CliReadsTheLiveDatabaseAndItsMutatingVerbsExitThree) {
   EXPECT_NE(err.find("serve"), std::string::npos) << err;
   EXPECT_NE(err.find("http://127.0.0.1:0/admin/purge"), std::string::npos)
       << err;
+  p.Signal(SIGTERM);
+  EXPECT_EQ(p.Wait(), 0) << p.Err();
+}
+
+// `llmcache warm` on a database the proxy holds: refused, with the hint to
+// send through the proxy; `warm --proxy` then reads the database to skip what
+// is cached (uncounted: the proxy's hit counter does not move for those) and
+// sends the rest to the proxy, with its access token, namespace and TTL.
+TEST_F(ServeTest, WarmSendsThroughTheProxyThatHoldsTheDatabase) {
+  Process p(dir_, Args({"--client-token", "tok-warm"}));
+  const uint16_t port = p.WaitListening();
+  ASSERT_NE(port, 0) << p.Err();
+  const std::string proxy = "http://127.0.0.1:" + std::to_string(port);
+  const std::string file = dir_.Sub("warm.jsonl");
+  std::ofstream(file)
+      << Body("m/warm", "one") << "\n"
+      << Body("m/warm", "two") << "\n"
+      << R"({"model":"m/warm","temperature":0.7,"messages":[{"role":"user","content":"hot"}]})"
+      << "\n"
+      << R"({"model":"m/warm","temperature":0,"stream":true,"messages":[{"role":"user","content":"streamed"}]})"
+      << "\n"
+      << R"({"endpoint":"embeddings","body":{"model":"m/emb","input":["a","b"]}})"
+      << "\n";
+  const std::map<std::string, std::string> env = {
+      {"OPENROUTER_API_KEY", "sk-warm"}};
+
+  Process direct(
+      dir_,
+      {"warm", "--db", dir_.Sub("db"), "--upstream", fake_->base_url(), file},
+      env);
+  EXPECT_EQ(direct.Wait(), 3);
+  EXPECT_NE(direct.Err().find("--proxy http://127.0.0.1:0 FILE"),
+            std::string::npos)
+      << direct.Err();
+
+  Process no_token(
+      dir_, {"warm", "--db", dir_.Sub("db"), "--proxy", proxy, file}, env);
+  EXPECT_EQ(no_token.Wait(), 1);
+  EXPECT_NE(no_token.Err().find("proxy status 401"), std::string::npos)
+      << no_token.Err();
+  EXPECT_EQ(fake_->completions(), 0u);
+
+  std::map<std::string, std::string> with_token = env;
+  with_token["LLMCACHE_CLIENT_TOKEN"] = "tok-warm";
+  Process warm(dir_,
+               {"warm", "--db", dir_.Sub("db"), "--proxy", proxy, file,
+                "--json", "--namespace", "team", "--ttl", "600"},
+               with_token);
+  ASSERT_EQ(warm.Wait(), 0) << warm.Err() << warm.Out();
+  json::object o = json::parse(warm.Out()).as_object();
+  EXPECT_EQ(o["via"].as_string(), "proxy");
+  EXPECT_EQ(o["stored"].to_number<uint64_t>(), 4u);
+  EXPECT_EQ(o["bypassed"].to_number<uint64_t>(), 1u);
+  EXPECT_EQ(o["already_cached"].to_number<uint64_t>(), 0u);
+  EXPECT_EQ(fake_->completions(), 3u);
+  EXPECT_EQ(fake_->embedded_items(), 2u);
+  EXPECT_EQ(fake_->last_authorization(), "Bearer sk-warm");
+
+  // Stored by the proxy, under the namespace and TTL asked for.
+  Process ls(dir_, {"ls", "--db", dir_.Sub("db"), "--json"});
+  ASSERT_EQ(ls.Wait(), 0) << ls.Err();
+  json::object listed = json::parse(ls.Out()).as_object();
+  ASSERT_EQ(listed["entries"].as_array().size(), 5u) << ls.Out();
+  for (const json::value& e : listed["entries"].as_array()) {
+    EXPECT_EQ(e.at("namespace").as_string(), "team");
+    const int64_t ttl_ms =
+        e.at("expires_ms").as_int64() - e.at("created_ms").as_int64();
+    EXPECT_EQ(ttl_ms, 600'000);
+  }
+
+  // Again: the three single requests are found here and not sent; the
+  // embeddings batch (never probed alone) is sent and is the proxy's hit.
+  const int64_t hits_before =
+      Process::Metric(port, "llmcache_cache_hits_total");
+  Process again(dir_,
+                {"warm", "--db", dir_.Sub("db"), "--proxy", proxy, file,
+                 "--json", "--namespace", "team"},
+                with_token);
+  ASSERT_EQ(again.Wait(), 0) << again.Err();
+  json::object a = json::parse(again.Out()).as_object();
+  EXPECT_EQ(a["already_cached"].to_number<uint64_t>(), 4u);
+  EXPECT_EQ(a["proxy_hits"].to_number<uint64_t>(), 1u);
+  EXPECT_EQ(a["sent"].to_number<uint64_t>(), 1u);
+  EXPECT_EQ(a["stored"].to_number<uint64_t>(), 0u);
+  EXPECT_EQ(Process::Metric(port, "llmcache_cache_hits_total"),
+            hits_before + 1);
+  EXPECT_EQ(fake_->completions(), 3u);
+  EXPECT_EQ(fake_->embedded_items(), 2u);
+
+  // A server that is not an llmcache proxy is named as such.
+  Process not_proxy(dir_,
+                    {"warm", "--db", dir_.Sub("elsewhere"), "--proxy",
+                     fake_->base_url(), file},
+                    env);
+  EXPECT_EQ(not_proxy.Wait(), 1);
+  EXPECT_NE(not_proxy.Err().find("is this an llmcache proxy?"),
+            std::string::npos)
+      << not_proxy.Err();
+  EXPECT_FALSE(std::filesystem::exists(dir_.Sub("elsewhere")));
   p.Signal(SIGTERM);
   EXPECT_EQ(p.Wait(), 0) << p.Err();
 }

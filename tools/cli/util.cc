@@ -97,7 +97,8 @@ std::unique_ptr<Cache> OpenForReading(const std::string& path, const Io& io) {
 }
 
 std::unique_ptr<Cache> OpenForWriting(const std::string& path, bool create,
-                                      const Io& io, int* exit_code) {
+                                      const Io& io, int* exit_code,
+                                      std::string_view verb) {
   std::error_code ec;
   if (!create && !std::filesystem::exists(path + "/CURRENT", ec)) {
     io.err << "llmcache: no database at " << path
@@ -141,6 +142,9 @@ std::unique_ptr<Cache> OpenForWriting(const std::string& path, bool create,
       break;
     }
   }
+  // A wildcard listen address is reached on loopback.
+  if (listen.starts_with("0.0.0.0:")) listen.replace(0, 7, "127.0.0.1");
+  if (listen.starts_with("[::]:")) listen.replace(0, 4, "[::1]");
   io.err << "llmcache: the database " << path << " is in use by ";
   if (holder) {
     io.err << "process " << holder->pid;
@@ -160,6 +164,12 @@ std::unique_ptr<Cache> OpenForWriting(const std::string& path, bool create,
          << "  curl -X POST -H \"Authorization: Bearer $LLMCACHE_ADMIN_TOKEN\" "
             "'http://"
          << listen << "/admin/flush?model=MODEL'\n";
+  if (verb == "warm") {
+    io.err << "To warm it while it runs, send the requests through it (this "
+              "database is then only read, to skip what is cached):\n"
+           << "  llmcache warm --db " << path << " --proxy http://" << listen
+           << " FILE\n";
+  }
   *exit_code = kExitBusy;
   return nullptr;
 }

@@ -54,9 +54,11 @@ std::unique_ptr<Cache> OpenForReading(const std::string& path, const Io& io);
 
 // Opens the database at `path` for writing. On failure prints the error and
 // sets *exit_code: kExitBusy (with the holder's pid and command, and what to
-// do) when another process holds it, kExitFailure otherwise.
+// do) when another process holds it, kExitFailure otherwise. `verb` names the
+// command, for a hint of its own ("warm": send through the proxy).
 std::unique_ptr<Cache> OpenForWriting(const std::string& path, bool create,
-                                      const Io& io, int* exit_code);
+                                      const Io& io, int* exit_code,
+                                      std::string_view verb = {});
 
 // Splits "host:port" / "[v6]:port" (port 0-65535, digits only); false if
 // malformed.

@@ -141,6 +141,11 @@ struct WarmArgs {
   std::string input;  // "-" = io.in
   std::string endpoint = "chat_completions";
   std::string upstream = "https://openrouter.ai/api/v1";
+  // A running `llmcache serve` (its base URL; "/v1" when it has no path) to
+  // send the requests through instead of the upstream: the database is then
+  // only read, to skip what is cached, and the proxy stores the answers.
+  std::string proxy;
+  std::string proxy_token;  // the proxy's --client-token, if it has one
   std::string ca_file;
   int concurrency = 4;
   std::string mode = "deterministic";
@@ -150,7 +155,8 @@ struct WarmArgs {
   int64_t timeout_s = 600;
   bool json = false;
 };
-// `warm`: sends every request not yet cached through the cached client.
+// `warm`: sends every request not yet cached through the cached client, or
+// through a running proxy (WarmArgs::proxy).
 int Warm(const std::string& db, const WarmArgs& args, const Io& io);
 
 }  // namespace llmcache::cli

@@ -1,11 +1,16 @@
 // warm: fills a cache from a file of requests through the cached client's
-// pipeline (Prepare, an uncounted Probe to skip what is cached, Complete).
+// pipeline (Prepare, an uncounted Probe to skip what is cached, Complete), or,
+// with --proxy, through a running `llmcache serve` that holds the database:
+// the database is then only read (an inspection) to skip what is cached, and
+// each other request is sent to the proxy, which stores its answer.
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/json.hpp>
 #include <condition_variable>
 #include <cstdlib>
+#include <filesystem>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <ostream>
@@ -15,10 +20,13 @@
 
 #include "cli/json_print.h"
 #include "cli/progress.h"
+#include "cli/util.h"
 #include "cli/verbs.h"
+#include "llmcache/cache.h"
 #include "llmcache/key.h"  // ApiKeyScope
 #include "llmcache/net/cached_client.h"
 #include "llmcache/net/client.h"
+#include "llmcache/net/endpoint.h"
 #include "llmcache/policy.h"
 
 namespace llmcache::cli {
@@ -50,6 +58,112 @@ std::string UnwrapEndpointLine(net::CachedRequest* req) {
   return "";
 }
 
+// How one request ended, from the cached client or from the proxy.
+struct Outcome {
+  enum Kind { kStored, kAlready, kJoined, kNotStored, kFailed, kBypassed };
+  Kind kind = kFailed;
+  std::string reason;  // kNotStored, kBypassed: why; kFailed: the error
+};
+
+// The base URL of the proxy's API: `url` as given, or with "/v1" when it
+// names no path ("http://127.0.0.1:8080").
+std::string ProxyBaseUrl(std::string url) {
+  const size_t scheme = url.find("://");
+  const size_t path = scheme == std::string::npos ? std::string::npos
+                                                  : url.find('/', scheme + 3);
+  if (path == std::string::npos) return url + "/v1";
+  if (path == url.size() - 1) return url + "v1";
+  while (url.size() > path + 1 && url.back() == '/') url.pop_back();
+  return url;
+}
+
+// The proxy's answer, read from its X-Cache headers (README: Answers).
+Outcome FromProxy(const Result<net::Response>& r) {
+  Outcome o;
+  if (!r.ok()) {
+    o.reason = "proxy: " + r.status().ToString();
+    return o;
+  }
+  const std::string_view cache = r->header("x-cache");
+  if (r->status != 200) {
+    o.reason = "proxy status " + std::to_string(r->status);
+    boost::system::error_code ec;
+    json::value v = json::parse(r->body, ec);
+    const json::value* error =
+        !ec && v.is_object() ? v.as_object().if_contains("error") : nullptr;
+    const json::value* message = error != nullptr && error->is_object()
+                                     ? error->as_object().if_contains("message")
+                                     : nullptr;
+    if (message != nullptr && message->is_string()) {
+      o.reason +=
+          ": " + std::string(message->as_string().subview().substr(0, 300));
+    }
+    return o;
+  }
+  if (cache == "HIT") {
+    o.kind = Outcome::kAlready;
+  } else if (cache == "BYPASS") {
+    o.kind = Outcome::kBypassed;
+    o.reason = std::string(r->header("x-cache-bypass-reason"));
+    if (o.reason.empty()) o.reason = "proxy";
+  } else if (cache != "MISS") {
+    o.reason = "the answer has no X-Cache header: is " +
+               std::string("this an llmcache proxy?");
+  } else if (const std::string_view stored = r->header("x-cache-stored");
+             stored == "1" || (stored.empty() && r->stream_complete)) {
+    o.kind = Outcome::kStored;  // a stream is stored after a clean end
+  } else {
+    o.kind = Outcome::kNotStored;
+    o.reason = "not stored by the proxy";
+  }
+  return o;
+}
+
+Outcome FromCachedClient(const Result<net::CachedResponse>& r) {
+  Outcome o;
+  if (!r.ok()) {
+    o.reason = r.status().ToString();
+  } else if (r->status != 200) {
+    o.reason = "upstream status " + std::to_string(r->status);
+  } else if (r->stored) {
+    o.kind = Outcome::kStored;
+  } else if (r->result == net::CacheResult::kHit && !r->joined_flight) {
+    o.kind = Outcome::kAlready;  // an embeddings batch whose inputs were all
+                                 // cached
+  } else if (r->result == net::CacheResult::kHit || r->joined_flight) {
+    o.kind = Outcome::kJoined;
+  } else {
+    o.kind = Outcome::kNotStored;
+    o.reason = r->not_stored_reason.empty()
+                   ? std::string(net::CacheResultName(r->result))
+                   : r->not_stored_reason;
+  }
+  return o;
+}
+
+// The cache that `warm --proxy` reads to skip what is cached: the database
+// opened for inspection (the proxy holds it), or, when there is none, an
+// empty one in memory (every request then goes to the proxy).
+std::shared_ptr<Cache> OpenToProbe(const std::string& db, const Io& io) {
+  std::error_code ec;
+  if (std::filesystem::exists(db + "/CURRENT", ec)) {
+    std::unique_ptr<Cache> cache = OpenForReading(db, io);
+    return std::shared_ptr<Cache>(std::move(cache));
+  }
+  io.err << "llmcache warm: no database at " << db
+         << ": every request goes to the proxy (what it has cached counts "
+            "as its hits; set --db to the proxy's database to skip it "
+            "here)\n";
+  CacheOptions memory;  // empty path: memory mode
+  memory.memory_tier_bytes = 1u << 20;
+  Result<std::unique_ptr<Cache>> cache = Cache::Open(memory);
+  if (!cache.ok()) {
+    io.err << "llmcache warm: " << cache.status() << "\n";
+    return nullptr;
+  }
+  return std::shared_ptr<Cache>(std::move(*cache));
+}
+
 }  // namespace
 
 int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
@@ -68,13 +182,21 @@ int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
     io.err << "llmcache warm: --concurrency must be at least 1\n";
     return kExitUsage;
   }
+  const bool via_proxy = !args.proxy.empty();
   std::optional<std::string> text = ReadInput(args.input, io);
   if (!text) return kExitFailure;
 
-  int rc = kExitOk;
-  std::unique_ptr<Cache> owned = OpenForWriting(db, /*create=*/true, io, &rc);
-  if (!owned) return rc;
-  std::shared_ptr<Cache> cache = std::move(owned);
+  std::shared_ptr<Cache> cache;
+  if (via_proxy) {
+    cache = OpenToProbe(db, io);
+    if (!cache) return kExitFailure;
+  } else {
+    int rc = kExitOk;
+    std::unique_ptr<Cache> owned =
+        OpenForWriting(db, /*create=*/true, io, &rc, "warm");
+    if (!owned) return rc;
+    cache = std::move(owned);
+  }
 
   boost::asio::io_context ioc;
   auto guard = boost::asio::make_work_guard(ioc);
@@ -83,11 +205,12 @@ int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
   const char* env_key = std::getenv("OPENROUTER_API_KEY");
   const std::string api_key = env_key != nullptr ? env_key : "";
   net::ClientOptions co;
-  co.base_url = args.upstream;
+  co.base_url = via_proxy ? ProxyBaseUrl(args.proxy) : args.upstream;
   co.extra_ca_file = args.ca_file;
   co.api_key = api_key;
   co.x_title = "llmcache warm";
   co.request_timeout = std::chrono::seconds(args.timeout_s);
+  co.headers_timeout = co.request_timeout;
   Result<std::shared_ptr<net::Client>> client =
       net::Client::Create(ioc.get_executor(), co);
   if (!client.ok()) {
@@ -152,10 +275,32 @@ int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
     }
   }
 
+  // Through the proxy: the request as a client of it sends it, with the
+  // namespace and TTL as headers; the proxy keys, looks up and stores.
+  auto send_to_proxy = [&](const net::PreparedRequest& p,
+                           std::function<void(Outcome)> done) {
+    net::Request r;
+    r.path = std::string(net::UpstreamPath(p.endpoint()));
+    r.body = p.request().body;
+    r.stream = p.streaming();
+    if (!args.ns.empty()) r.headers.push_back({"X-Cache-Namespace", args.ns});
+    if (args.ttl_s) {
+      r.headers.push_back({"X-Cache-TTL", std::to_string(*args.ttl_s)});
+    }
+    if (!args.proxy_token.empty()) {
+      r.headers.push_back({"X-Llmcache-Token", args.proxy_token});
+    }
+    (*client)->Send(std::move(r), nullptr,
+                    [done = std::move(done)](Result<net::Response> resp) {
+                      done(FromProxy(resp));
+                    });
+  };
+
   std::mutex mu;
   std::condition_variable cv;
   int in_flight = 0;
   uint64_t done = 0, stored = 0, joined = 0, not_stored = 0, failed = 0;
+  uint64_t proxy_hits = 0;
   std::map<std::string, uint64_t> not_stored_reasons;
   std::vector<std::string> failures;
   {
@@ -167,38 +312,46 @@ int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
         ++in_flight;
       }
       const uint64_t line = p.line;
-      cached->Complete(
-          std::move(p.request), nullptr,
-          [&, line](Result<net::CachedResponse> r) {
-            std::lock_guard<std::mutex> lock(mu);
-            ++done;
-            if (!r.ok()) {
-              ++failed;
-              failures.push_back("line " + std::to_string(line) + ": " +
-                                 r.status().ToString());
-            } else if (r->status != 200) {
-              ++failed;
-              failures.push_back("line " + std::to_string(line) +
-                                 ": upstream status " +
-                                 std::to_string(r->status));
-            } else if (r->stored) {
-              ++stored;
-            } else if (r->result == net::CacheResult::kHit &&
-                       !r->joined_flight) {
-              ++already;  // an embeddings batch whose inputs were all cached
-            } else if (r->result == net::CacheResult::kHit ||
-                       r->joined_flight) {
-              ++joined;
-            } else {
-              ++not_stored;
-              ++not_stored_reasons[r->not_stored_reason.empty()
-                                       ? std::string(
-                                             net::CacheResultName(r->result))
-                                       : r->not_stored_reason];
-            }
-            --in_flight;
-            cv.notify_all();
-          });
+      auto finish = [&, line](Outcome o) {
+        std::lock_guard<std::mutex> lock(mu);
+        ++done;
+        switch (o.kind) {
+          case Outcome::kStored:
+            ++stored;
+            break;
+          case Outcome::kAlready:
+            ++already;
+            if (via_proxy) ++proxy_hits;
+            break;
+          case Outcome::kJoined:
+            ++joined;
+            break;
+          case Outcome::kNotStored:
+            ++not_stored;
+            ++not_stored_reasons[o.reason];
+            break;
+          case Outcome::kBypassed:
+            ++bypassed;
+            ++bypass_reasons[o.reason];
+            break;
+          case Outcome::kFailed:
+            ++failed;
+            failures.push_back("line " + std::to_string(line) + ": " +
+                               o.reason);
+            break;
+        }
+        --in_flight;
+        cv.notify_all();
+      };
+      if (via_proxy) {
+        send_to_proxy(p.request, std::move(finish));
+      } else {
+        cached->Complete(std::move(p.request), nullptr,
+                         [finish = std::move(finish)](
+                             Result<net::CachedResponse> r) mutable {
+                           finish(FromCachedClient(r));
+                         });
+      }
       std::lock_guard<std::mutex> lock(mu);
       progress.Update(done);
     }
@@ -218,22 +371,29 @@ int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
     json::object br, nsr;
     for (const auto& [k, v] : bypass_reasons) br[k] = v;
     for (const auto& [k, v] : not_stored_reasons) nsr[k] = v;
-    PrintJsonLine(json::object{{"requests", requests},
-                               {"already_cached", already},
-                               {"sent", to_send.size()},
-                               {"stored", stored},
-                               {"duplicates", joined},
-                               {"not_stored", not_stored},
-                               {"not_stored_reasons", std::move(nsr)},
-                               {"failed", failed},
-                               {"bypassed", bypassed},
-                               {"bypass_reasons", std::move(br)},
-                               {"malformed", malformed}},
-                  io.out);
+    json::object summary{{"requests", requests},
+                         {"already_cached", already},
+                         {"sent", to_send.size()},
+                         {"stored", stored},
+                         {"duplicates", joined},
+                         {"not_stored", not_stored},
+                         {"not_stored_reasons", std::move(nsr)},
+                         {"failed", failed},
+                         {"bypassed", bypassed},
+                         {"bypass_reasons", std::move(br)},
+                         {"malformed", malformed}};
+    if (via_proxy) {
+      summary["via"] = "proxy";
+      summary["proxy_hits"] = proxy_hits;
+    }
+    PrintJsonLine(summary, io.out);
   } else {
     io.out << "requests        " << requests << "\n"
-           << "already cached  " << already << "\n"
-           << "sent upstream   " << to_send.size() << "\n"
+           << "already cached  " << already;
+    if (proxy_hits > 0) io.out << " (" << proxy_hits << " found by the proxy)";
+    io.out << "\n"
+           << (via_proxy ? "sent to proxy   " : "sent upstream   ")
+           << to_send.size() << "\n"
            << "stored          " << stored << "\n";
     if (joined > 0) io.out << "duplicates      " << joined << "\n";
     io.out << "not stored      " << not_stored;
