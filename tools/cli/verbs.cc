@@ -3,12 +3,14 @@
 
 #include "cli/verbs.h"
 
+#include <ftw.h>
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <boost/json.hpp>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <iomanip>
 #include <map>
 #include <ostream>
@@ -30,18 +32,20 @@ namespace {
 
 // Bytes of every file under the database directory (what the operator's
 // disk sees, also in inspection mode where the engine knows no file sizes).
+// Walked with nftw, not std::filesystem's iterators, which in libstdc++ 12
+// end the process (std::terminate) when an allocation fails.
 uint64_t DirectoryBytes(const std::string& path) {
-  std::error_code ec;
-  uint64_t total = 0;
-  for (auto it = std::filesystem::recursive_directory_iterator(path, ec);
-       !ec && it != std::filesystem::recursive_directory_iterator();
-       it.increment(ec)) {
-    std::error_code size_ec;
-    if (it->is_regular_file(size_ec)) {
-      const uint64_t n = it->file_size(size_ec);
-      if (!size_ec) total += n;
-    }
-  }
+  static thread_local uint64_t total;
+  total = 0;
+  (void)::nftw(
+      path.c_str(),
+      [](const char*, const struct stat* st, int type, struct FTW*) {
+        if (type == FTW_F && S_ISREG(st->st_mode)) {
+          total += static_cast<uint64_t>(st->st_size);
+        }
+        return 0;
+      },
+      16, FTW_PHYS);
   return total;
 }
 

@@ -15,6 +15,7 @@
 
 #include "server.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -25,7 +26,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <exception>
-#include <filesystem>
 #include <optional>
 #include <utility>
 
@@ -109,11 +109,14 @@ void ProxyImpl::CapConnections() {
   }
   // Descriptors open already (the store's files, logs; a library user's
   // own) are not available to connections either.
+  // Counted with readdir: std::filesystem's iterators end the process
+  // (libstdc++ 12) when an allocation fails.
   uint64_t open_now = 0;
-  std::error_code ec;
-  for (std::filesystem::directory_iterator it("/proc/self/fd", ec), end;
-       !ec && it != end; it.increment(ec)) {
-    ++open_now;
+  if (DIR* fds = ::opendir("/proc/self/fd"); fds != nullptr) {
+    while (const struct dirent* e = ::readdir(fds)) {
+      if (e->d_name[0] != '.') ++open_now;
+    }
+    ::closedir(fds);
   }
   const uint64_t reserve =
       open_now + 64 + 4 * static_cast<uint64_t>(std::max(1, options_.threads)) +
