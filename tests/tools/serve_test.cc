@@ -189,6 +189,10 @@ TEST_F(ServeTest, WarmSendsThroughTheProxyThatHoldsTheDatabase) {
       << R"({"model":"m/warm","temperature":0,"stream":true,"messages":[{"role":"user","content":"streamed"}]})"
       << "\n"
       << R"({"endpoint":"embeddings","body":{"model":"m/emb","input":["a","b"]}})"
+      << "\n"
+      // A seed that a rewrite through a double would change: sent as the
+      // stream it asks for.
+      << R"({"model":"m/warm","temperature":0,"seed":123456789012345678901,"stream":true,"messages":[{"role":"user","content":"seeded"}]})"
       << "\n";
   const std::map<std::string, std::string> env = {
       {"OPENROUTER_API_KEY", "sk-warm"}};
@@ -218,10 +222,10 @@ TEST_F(ServeTest, WarmSendsThroughTheProxyThatHoldsTheDatabase) {
   ASSERT_EQ(warm.Wait(), 0) << warm.Err() << warm.Out();
   json::object o = json::parse(warm.Out()).as_object();
   EXPECT_EQ(o["via"].as_string(), "proxy");
-  EXPECT_EQ(o["stored"].to_number<uint64_t>(), 4u);
+  EXPECT_EQ(o["stored"].to_number<uint64_t>(), 5u);
   EXPECT_EQ(o["bypassed"].to_number<uint64_t>(), 1u);
   EXPECT_EQ(o["already_cached"].to_number<uint64_t>(), 0u);
-  EXPECT_EQ(fake_->completions(), 3u);
+  EXPECT_EQ(fake_->completions(), 4u);
   EXPECT_EQ(fake_->embedded_items(), 2u);
   EXPECT_EQ(fake_->last_authorization(), "Bearer sk-warm");
 
@@ -229,7 +233,7 @@ TEST_F(ServeTest, WarmSendsThroughTheProxyThatHoldsTheDatabase) {
   Process ls(dir_, {"ls", "--db", dir_.Sub("db"), "--json"});
   ASSERT_EQ(ls.Wait(), 0) << ls.Err();
   json::object listed = json::parse(ls.Out()).as_object();
-  ASSERT_EQ(listed["entries"].as_array().size(), 5u) << ls.Out();
+  ASSERT_EQ(listed["entries"].as_array().size(), 6u) << ls.Out();
   for (const json::value& e : listed["entries"].as_array()) {
     EXPECT_EQ(e.at("namespace").as_string(), "team");
     const int64_t ttl_ms =
@@ -237,7 +241,7 @@ TEST_F(ServeTest, WarmSendsThroughTheProxyThatHoldsTheDatabase) {
     EXPECT_EQ(ttl_ms, 600'000);
   }
 
-  // Again: the three single requests are found here and not sent; the
+  // Again: the four single requests are found here and not sent; the
   // embeddings batch (never probed alone) is sent and is the proxy's hit.
   const int64_t hits_before =
       Process::Metric(port, "llmcache_cache_hits_total");
@@ -247,13 +251,13 @@ TEST_F(ServeTest, WarmSendsThroughTheProxyThatHoldsTheDatabase) {
                 with_token);
   ASSERT_EQ(again.Wait(), 0) << again.Err();
   json::object a = json::parse(again.Out()).as_object();
-  EXPECT_EQ(a["already_cached"].to_number<uint64_t>(), 4u);
+  EXPECT_EQ(a["already_cached"].to_number<uint64_t>(), 5u);
   EXPECT_EQ(a["proxy_hits"].to_number<uint64_t>(), 1u);
   EXPECT_EQ(a["sent"].to_number<uint64_t>(), 1u);
   EXPECT_EQ(a["stored"].to_number<uint64_t>(), 0u);
   EXPECT_EQ(Process::Metric(port, "llmcache_cache_hits_total"),
             hits_before + 1);
-  EXPECT_EQ(fake_->completions(), 3u);
+  EXPECT_EQ(fake_->completions(), 4u);
   EXPECT_EQ(fake_->embedded_items(), 2u);
 
   // A server that is not an llmcache proxy is named as such.

@@ -77,6 +77,16 @@ std::string ProxyBaseUrl(std::string url) {
   return url;
 }
 
+// `body` (a JSON object) without its `stream` and `stream_options` members.
+std::string WithoutStream(const std::string& body) {
+  boost::system::error_code ec;
+  json::value v = json::parse(body, ec);
+  if (ec || !v.is_object()) return body;  // Prepare accepted it: not reached
+  v.as_object().erase("stream");
+  v.as_object().erase("stream_options");
+  return json::serialize(v);
+}
+
 // The proxy's answer, read from its X-Cache headers (README: Answers).
 Outcome FromProxy(const Result<net::Response>& r) {
   Outcome o;
@@ -110,7 +120,7 @@ Outcome FromProxy(const Result<net::Response>& r) {
     o.reason = "the answer has no X-Cache header: is " +
                std::string("this an llmcache proxy?");
   } else if (const std::string_view stored = r->header("x-cache-stored");
-             stored == "1" || (stored.empty() && r->stream_complete)) {
+             stored == "1" || (stored.empty() && r->streamed)) {
     o.kind = Outcome::kStored;  // a stream is stored after a clean end
   } else {
     o.kind = Outcome::kNotStored;
@@ -282,7 +292,20 @@ int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
     net::Request r;
     r.path = std::string(net::UpstreamPath(p.endpoint()));
     r.body = p.request().body;
-    r.stream = p.streaming();
+    if (p.streaming()) {
+      // Sent whole when that keeps its key (`stream` is not part of it, but
+      // a number might not survive the rewrite): a whole answer says whether
+      // the proxy stored it (X-Cache-Stored), which a stream's headers
+      // cannot.
+      net::CachedRequest whole = p.request();
+      whole.body = WithoutStream(whole.body);
+      Result<net::PreparedRequest> q = cached->Prepare(std::move(whole));
+      if (q.ok() && q->key().digest == p.key().digest) {
+        r.body = q->request().body;
+      } else {
+        r.stream = true;
+      }
+    }
     if (!args.ns.empty()) r.headers.push_back({"X-Cache-Namespace", args.ns});
     if (args.ttl_s) {
       r.headers.push_back({"X-Cache-TTL", std::to_string(*args.ttl_s)});
