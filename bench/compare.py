@@ -802,7 +802,8 @@ def main(argv=None):
             notes.append(error)
         elif data and not any("repetitions" in a for a in args.bench_arg):
             again, again_error = run_benchmarks(
-                args.bench_binary, ["--benchmark_repetitions=3"],
+                args.bench_binary,
+                list(args.bench_arg) + ["--benchmark_repetitions=3"],
                 MEMORY_LOOKUP_FILTER)
             if again and not again_error and again.get("benchmarks"):
                 data["benchmarks"] = [

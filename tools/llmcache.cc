@@ -277,15 +277,17 @@ int Main(int argc, char** argv) {
           ->capture_default_str();
   warm->add_option("--proxy", warm_args.proxy,
                    "Send through a running `llmcache serve` at this URL "
-                   "(e.g. http://127.0.0.1:8080), which stores the answers: "
-                   "for a database the proxy holds, which is then only read, "
-                   "to skip what is cached. --namespace and --ttl go as its "
-                   "X-Cache-* headers; give --mode and --shared-cache as the "
-                   "proxy has them")
+                   "(e.g. http://127.0.0.1:8080; plain http on loopback "
+                   "only), which stores the answers: for a database the "
+                   "proxy holds, which is then only read, to skip what is "
+                   "cached. --namespace and --ttl go as its X-Cache-* "
+                   "headers; give --mode and --shared-cache as the proxy "
+                   "has them")
       ->excludes(warm_upstream);
   warm->add_option("--client-token", warm_args.proxy_token,
                    "The proxy's access token (its --client-token), sent as "
-                   "X-Llmcache-Token")
+                   "X-Llmcache-Token; prefer the environment variable, since "
+                   "a flag's value shows in the process list")
       ->envname("LLMCACHE_CLIENT_TOKEN");
   warm->add_option("--ca-file", warm_args.ca_file,
                    "Extra trusted CA (PEM) for the upstream or proxy");

@@ -1191,6 +1191,32 @@ TEST_F(CliTest, WarmFillsTheCacheAndSkipsWhatIsCached) {
   EXPECT_EQ(LsKeys(db_).size(), 3u);
 }
 
+// A stream request is read as a stream and stored from its events; a line
+// that repeats one before it is sent once.
+TEST_F(CliTest, WarmStoresStreamRequestsAndSendsARepeatedLineOnce) {
+  auto fake = fake::FakeOpenRouter::Start(fake::FakeOptions{});
+  ASSERT_OK(fake.status());
+  const std::string chat =
+      R"({"model":"openai/gpt-4o-mini","temperature":0,"stream":true,"messages":[{"role":"user","content":"s"}]})";
+  std::string lines = chat + "\n" + chat + "\n";
+  lines +=
+      R"({"endpoint":"messages","body":{"model":"anthropic/claude-sonnet-4.5","temperature":0,"stream":true,"max_tokens":8,"messages":[{"role":"user","content":"m"}]}})"
+      "\n";
+  const std::string file = WriteFile(dir_.path() + "/warm.jsonl", lines);
+  const std::vector<std::string> env = {"OPENROUTER_API_KEY=sk-warm-test"};
+  ProcessResult r = Llmcache({"warm", "--db", db_, "--upstream",
+                              (*fake)->base_url(), file, "--json", "-j", "4"},
+                             "", env);
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  json::object o = ParseObject(r.out);
+  EXPECT_EQ(o["stored"].to_number<uint64_t>(), 2u) << r.out;
+  EXPECT_EQ(o["duplicates"].to_number<uint64_t>(), 1u) << r.out;
+  EXPECT_EQ(o["sent"].to_number<uint64_t>(), 2u) << r.out;
+  EXPECT_EQ((*fake)->completions(), 1u);
+  EXPECT_EQ((*fake)->messages(), 1u);
+  EXPECT_EQ(LsKeys(db_).size(), 2u);
+}
+
 TEST_F(CliTest, KeyExplainsEveryEndpoint) {
   const std::string body =
       R"({"model":"openai/text-embedding-3-small","input":"hello"})";

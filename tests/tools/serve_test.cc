@@ -193,6 +193,14 @@ TEST_F(ServeTest, WarmSendsThroughTheProxyThatHoldsTheDatabase) {
       // A seed that a rewrite through a double would change: sent as the
       // stream it asks for.
       << R"({"model":"m/warm","temperature":0,"seed":123456789012345678901,"stream":true,"messages":[{"role":"user","content":"seeded"}]})"
+      << "\n"
+      // The first line again: sent once.
+      << Body("m/warm", "one")
+      << "\n"
+      // Empty answers, which the proxy does not store: told by its
+      // X-Cache-Stored, and for the stream by the database afterwards.
+      << Body("fake/empty", "nothing") << "\n"
+      << R"({"model":"fake/empty","temperature":0,"seed":123456789012345678901,"stream":true,"messages":[{"role":"user","content":"nothing"}]})"
       << "\n";
   const std::map<std::string, std::string> env = {
       {"OPENROUTER_API_KEY", "sk-warm"}};
@@ -202,14 +210,14 @@ TEST_F(ServeTest, WarmSendsThroughTheProxyThatHoldsTheDatabase) {
       {"warm", "--db", dir_.Sub("db"), "--upstream", fake_->base_url(), file},
       env);
   EXPECT_EQ(direct.Wait(), 3);
-  EXPECT_NE(direct.Err().find("--proxy http://127.0.0.1:0 FILE"),
-            std::string::npos)
+  // It listens on a port chosen at start (:0): the hint cannot name it.
+  EXPECT_NE(direct.Err().find("--proxy URL (its address"), std::string::npos)
       << direct.Err();
 
   Process no_token(
       dir_, {"warm", "--db", dir_.Sub("db"), "--proxy", proxy, file}, env);
   EXPECT_EQ(no_token.Wait(), 1);
-  EXPECT_NE(no_token.Err().find("proxy status 401"), std::string::npos)
+  EXPECT_NE(no_token.Err().find("status 401 from the proxy"), std::string::npos)
       << no_token.Err();
   EXPECT_EQ(fake_->completions(), 0u);
 
@@ -223,9 +231,13 @@ TEST_F(ServeTest, WarmSendsThroughTheProxyThatHoldsTheDatabase) {
   json::object o = json::parse(warm.Out()).as_object();
   EXPECT_EQ(o["via"].as_string(), "proxy");
   EXPECT_EQ(o["stored"].to_number<uint64_t>(), 5u);
+  EXPECT_EQ(o["duplicates"].to_number<uint64_t>(), 1u);
+  EXPECT_EQ(o["not_stored"].to_number<uint64_t>(), 2u);
+  EXPECT_EQ(o["not_stored_reasons"].at("not stored by the proxy"), 1);
+  EXPECT_EQ(o["not_stored_reasons"].at("a stream the proxy did not store"), 1);
   EXPECT_EQ(o["bypassed"].to_number<uint64_t>(), 1u);
   EXPECT_EQ(o["already_cached"].to_number<uint64_t>(), 0u);
-  EXPECT_EQ(fake_->completions(), 4u);
+  EXPECT_EQ(fake_->completions(), 6u);
   EXPECT_EQ(fake_->embedded_items(), 2u);
   EXPECT_EQ(fake_->last_authorization(), "Bearer sk-warm");
 
@@ -241,8 +253,9 @@ TEST_F(ServeTest, WarmSendsThroughTheProxyThatHoldsTheDatabase) {
     EXPECT_EQ(ttl_ms, 600'000);
   }
 
-  // Again: the four single requests are found here and not sent; the
-  // embeddings batch (never probed alone) is sent and is the proxy's hit.
+  // Again: the four stored single requests are found here and not sent; the
+  // embeddings batch (never probed alone) is sent and is the proxy's hit;
+  // the empty answers are asked for again.
   const int64_t hits_before =
       Process::Metric(port, "llmcache_cache_hits_total");
   Process again(dir_,
@@ -251,13 +264,13 @@ TEST_F(ServeTest, WarmSendsThroughTheProxyThatHoldsTheDatabase) {
                 with_token);
   ASSERT_EQ(again.Wait(), 0) << again.Err();
   json::object a = json::parse(again.Out()).as_object();
-  EXPECT_EQ(a["already_cached"].to_number<uint64_t>(), 5u);
+  EXPECT_EQ(a["already_cached"].to_number<uint64_t>(), 6u);  // with "one" twice
   EXPECT_EQ(a["proxy_hits"].to_number<uint64_t>(), 1u);
-  EXPECT_EQ(a["sent"].to_number<uint64_t>(), 1u);
+  EXPECT_EQ(a["sent"].to_number<uint64_t>(), 3u);
   EXPECT_EQ(a["stored"].to_number<uint64_t>(), 0u);
   EXPECT_EQ(Process::Metric(port, "llmcache_cache_hits_total"),
             hits_before + 1);
-  EXPECT_EQ(fake_->completions(), 4u);
+  EXPECT_EQ(fake_->completions(), 8u);
   EXPECT_EQ(fake_->embedded_items(), 2u);
 
   // A server that is not an llmcache proxy is named as such.
@@ -266,6 +279,8 @@ TEST_F(ServeTest, WarmSendsThroughTheProxyThatHoldsTheDatabase) {
                      fake_->base_url(), file},
                     env);
   EXPECT_EQ(not_proxy.Wait(), 1);
+  EXPECT_NE(not_proxy.Err().find("no database at --db"), std::string::npos)
+      << not_proxy.Err();
   EXPECT_NE(not_proxy.Err().find("is this an llmcache proxy?"),
             std::string::npos)
       << not_proxy.Err();

@@ -165,9 +165,21 @@ std::unique_ptr<Cache> OpenForWriting(const std::string& path, bool create,
             "'http://"
          << listen << "/admin/flush?model=MODEL'\n";
   if (verb == "warm") {
+    // Plain http reaches only a loopback address; a port 0 was chosen at
+    // start and is not known here.
+    std::string host;
+    uint16_t port = 0;
+    const bool loopback =
+        ParseListen(listen, &host, &port) && port != 0 &&
+        (host == "127.0.0.1" || host == "localhost" || host == "::1");
     io.err << "To warm it while it runs, send the requests through it (this "
-              "database is then only read, to skip what is cached):\n"
-           << "  llmcache warm --db " << path << " --proxy http://" << listen
+              "database is then only read, to skip what is cached; the "
+              "proxy's access token, if it has one, in "
+              "$LLMCACHE_CLIENT_TOKEN):\n"
+           << "  llmcache warm --db " << path << " --proxy "
+           << (loopback ? "http://" + listen
+                        : std::string("URL (its address, e.g. "
+                                      "http://127.0.0.1:8080)"))
            << " FILE\n";
   }
   *exit_code = kExitBusy;

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <iomanip>
 #include <map>
+#include <memory>
 #include <ostream>
 #include <sstream>
 #include <vector>
@@ -34,11 +35,15 @@ namespace {
 // disk sees, also in inspection mode where the engine knows no file sizes).
 // Walked with nftw, not std::filesystem's iterators, which in libstdc++ 12
 // end the process (std::terminate) when an allocation fails.
+// A symbolic link to the directory is followed (nftw's FTW_PHYS would not
+// follow even the starting path); links inside it are not.
 uint64_t DirectoryBytes(const std::string& path) {
   static thread_local uint64_t total;
   total = 0;
+  std::unique_ptr<char, decltype(&std::free)> real(
+      ::realpath(path.c_str(), nullptr), &std::free);
   (void)::nftw(
-      path.c_str(),
+      real != nullptr ? real.get() : path.c_str(),
       [](const char*, const struct stat* st, int type, struct FTW*) {
         if (type == FTW_F && S_ISREG(st->st_mode)) {
           total += static_cast<uint64_t>(st->st_size);

@@ -14,6 +14,7 @@
 #include <map>
 #include <mutex>
 #include <ostream>
+#include <set>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -27,6 +28,7 @@
 #include "llmcache/net/cached_client.h"
 #include "llmcache/net/client.h"
 #include "llmcache/net/endpoint.h"
+#include "llmcache/net/json_util.h"
 #include "llmcache/policy.h"
 
 namespace llmcache::cli {
@@ -60,28 +62,37 @@ std::string UnwrapEndpointLine(net::CachedRequest* req) {
 
 // How one request ended, from the cached client or from the proxy.
 struct Outcome {
-  enum Kind { kStored, kAlready, kJoined, kNotStored, kFailed, kBypassed };
+  enum Kind {
+    kStored,
+    kAlready,
+    kJoined,
+    kNotStored,
+    kFailed,
+    kBypassed,
+    kStreamed,  // proxy: a stream answered; stored only if it ended cleanly
+  };
   Kind kind = kFailed;
   std::string reason;  // kNotStored, kBypassed: why; kFailed: the error
 };
 
-// The base URL of the proxy's API: `url` as given, or with "/v1" when it
-// names no path ("http://127.0.0.1:8080").
+// The base URL of the proxy's API: `url` with "/v1" when it names no path
+// ("http://127.0.0.1:8080"), else as given without trailing slashes; "" when
+// it is not an http(s) URL without query or fragment.
 std::string ProxyBaseUrl(std::string url) {
-  const size_t scheme = url.find("://");
-  const size_t path = scheme == std::string::npos ? std::string::npos
-                                                  : url.find('/', scheme + 3);
-  if (path == std::string::npos) return url + "/v1";
-  if (path == url.size() - 1) return url + "v1";
-  while (url.size() > path + 1 && url.back() == '/') url.pop_back();
+  if (!url.starts_with("http://") && !url.starts_with("https://")) return "";
+  if (url.find_first_of("?#") != std::string::npos) return "";
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  const size_t host = url.find("://") + 3;
+  if (url.find('/', host) == std::string::npos) url += "/v1";
   return url;
 }
 
-// `body` (a JSON object) without its `stream` and `stream_options` members.
-std::string WithoutStream(const std::string& body) {
+// `body` (a JSON object) without its `stream` and `stream_options` members,
+// or nullopt if it cannot be rewritten.
+std::optional<std::string> WithoutStream(const std::string& body) {
   boost::system::error_code ec;
-  json::value v = json::parse(body, ec);
-  if (ec || !v.is_object()) return body;  // Prepare accepted it: not reached
+  json::value v = net::json_util::ParseJson(body, ec);
+  if (ec || !v.is_object()) return std::nullopt;
   v.as_object().erase("stream");
   v.as_object().erase("stream_options");
   return json::serialize(v);
@@ -96,7 +107,7 @@ Outcome FromProxy(const Result<net::Response>& r) {
   }
   const std::string_view cache = r->header("x-cache");
   if (r->status != 200) {
-    o.reason = "proxy status " + std::to_string(r->status);
+    o.reason = "status " + std::to_string(r->status) + " from the proxy";
     boost::system::error_code ec;
     json::value v = json::parse(r->body, ec);
     const json::value* error =
@@ -117,11 +128,14 @@ Outcome FromProxy(const Result<net::Response>& r) {
     o.reason = std::string(r->header("x-cache-bypass-reason"));
     if (o.reason.empty()) o.reason = "proxy";
   } else if (cache != "MISS") {
-    o.reason = "the answer has no X-Cache header: is " +
-               std::string("this an llmcache proxy?");
-  } else if (const std::string_view stored = r->header("x-cache-stored");
-             stored == "1" || (stored.empty() && r->streamed)) {
-    o.kind = Outcome::kStored;  // a stream is stored after a clean end
+    o.reason = cache.empty() ? "the answer has no X-Cache header"
+                             : "the answer's X-Cache is '" +
+                                   std::string(cache.substr(0, 40)) + "'";
+    o.reason += ": is this an llmcache proxy?";
+  } else if (r->header("x-cache-stored") == "1") {
+    o.kind = Outcome::kStored;
+  } else if (r->header("x-cache-stored").empty() && r->streamed) {
+    o.kind = Outcome::kStreamed;  // its headers came before its end
   } else {
     o.kind = Outcome::kNotStored;
     o.reason = "not stored by the proxy";
@@ -152,18 +166,36 @@ Outcome FromCachedClient(const Result<net::CachedResponse>& r) {
 }
 
 // The cache that `warm --proxy` reads to skip what is cached: the database
-// opened for inspection (the proxy holds it), or, when there is none, an
-// empty one in memory (every request then goes to the proxy).
-std::shared_ptr<Cache> OpenToProbe(const std::string& db, const Io& io) {
+// opened for inspection, when a process holds it (the proxy) and the scope
+// computed here can be the proxy's; else an empty one in memory, so that
+// nothing is skipped on the word of a database or scope the proxy does not
+// use (every request then goes to the proxy, which answers what it has).
+// *checked says which.
+std::shared_ptr<Cache> OpenToProbe(const std::string& db, const WarmArgs& args,
+                                   bool has_api_key, const Io& io,
+                                   bool* checked) {
+  *checked = false;
   std::error_code ec;
-  if (std::filesystem::exists(db + "/CURRENT", ec)) {
+  const char* why = nullptr;
+  if (!has_api_key && !args.shared_cache) {
+    why =
+        "no $OPENROUTER_API_KEY: the proxy uses its own key, whose scope "
+        "is not known here";
+  } else if (!std::filesystem::exists(db + "/CURRENT", ec)) {
+    why = "no database at --db";
+  } else if (!FindLockHolder(db)) {
+    why =
+        "no process holds the database at --db, so it is not the "
+        "proxy's";
+  }
+  if (why == nullptr) {
     std::unique_ptr<Cache> cache = OpenForReading(db, io);
+    *checked = cache != nullptr;
     return std::shared_ptr<Cache>(std::move(cache));
   }
-  io.err << "llmcache warm: no database at " << db
-         << ": every request goes to the proxy (what it has cached counts "
-            "as its hits; set --db to the proxy's database to skip it "
-            "here)\n";
+  io.err << "llmcache warm: " << why << " (" << db
+         << "): not checking here what is cached; every request goes to the "
+            "proxy, and what it has counts as its hits\n";
   CacheOptions memory;  // empty path: memory mode
   memory.memory_tier_bytes = 1u << 20;
   Result<std::unique_ptr<Cache>> cache = Cache::Open(memory);
@@ -193,12 +225,21 @@ int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
     return kExitUsage;
   }
   const bool via_proxy = !args.proxy.empty();
+  const std::string proxy_url = ProxyBaseUrl(args.proxy);
+  if (via_proxy && proxy_url.empty()) {
+    io.err << "llmcache warm: --proxy needs an http:// or https:// URL "
+              "without query, e.g. http://127.0.0.1:8080\n";
+    return kExitUsage;
+  }
   std::optional<std::string> text = ReadInput(args.input, io);
   if (!text) return kExitFailure;
 
+  const char* env_key = std::getenv("OPENROUTER_API_KEY");
+  const std::string api_key = env_key != nullptr ? env_key : "";
   std::shared_ptr<Cache> cache;
+  bool checked_here = true;  // what is cached is looked up in `db`
   if (via_proxy) {
-    cache = OpenToProbe(db, io);
+    cache = OpenToProbe(db, args, !api_key.empty(), io, &checked_here);
     if (!cache) return kExitFailure;
   } else {
     int rc = kExitOk;
@@ -212,15 +253,18 @@ int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
   auto guard = boost::asio::make_work_guard(ioc);
   std::thread io_thread([&] { ioc.run(); });
 
-  const char* env_key = std::getenv("OPENROUTER_API_KEY");
-  const std::string api_key = env_key != nullptr ? env_key : "";
   net::ClientOptions co;
-  co.base_url = via_proxy ? ProxyBaseUrl(args.proxy) : args.upstream;
+  co.base_url = via_proxy ? proxy_url : args.upstream;
   co.extra_ca_file = args.ca_file;
   co.api_key = api_key;
   co.x_title = "llmcache warm";
   co.request_timeout = std::chrono::seconds(args.timeout_s);
-  co.headers_timeout = co.request_timeout;
+  if (via_proxy) {
+    // The proxy answers a miss's headers only once the upstream has; it
+    // retries the upstream itself (a retry here would multiply them).
+    co.headers_timeout = co.request_timeout;
+    co.max_attempts = 2;
+  }
   Result<std::shared_ptr<net::Client>> client =
       net::Client::Create(ioc.get_executor(), co);
   if (!client.ok()) {
@@ -237,15 +281,17 @@ int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
       net::CachedClient::Create(cache, *client, std::move(cco));
 
   // Prepare (key and decide) every request before touching the network: a
-  // malformed line is reported by number and skipped; what would bypass or
-  // is cached already is not sent.
+  // malformed line is reported by number and skipped; what would bypass, is
+  // cached already or repeats a line before it is not sent.
   const std::string scope = args.shared_cache ? "" : ApiKeyScope(api_key);
   struct Pending {
     uint64_t line;
     net::PreparedRequest request;
   };
   std::vector<Pending> to_send;
+  std::set<Digest> queued;
   uint64_t line_no = 0, requests = 0, malformed = 0, bypassed = 0, already = 0;
+  uint64_t joined = 0;  // duplicates: of a line before, or joined a flight
   std::map<std::string, uint64_t> bypass_reasons;
   {
     std::istringstream lines(*text);
@@ -281,6 +327,10 @@ int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
         ++already;
         continue;
       }
+      if (!queued.insert(p->key().digest).second) {
+        ++joined;
+        continue;
+      }
       to_send.push_back(Pending{line_no, std::move(*p)});
     }
   }
@@ -297,13 +347,15 @@ int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
       // a number might not survive the rewrite): a whole answer says whether
       // the proxy stored it (X-Cache-Stored), which a stream's headers
       // cannot.
-      net::CachedRequest whole = p.request();
-      whole.body = WithoutStream(whole.body);
-      Result<net::PreparedRequest> q = cached->Prepare(std::move(whole));
-      if (q.ok() && q->key().digest == p.key().digest) {
-        r.body = q->request().body;
-      } else {
-        r.stream = true;
+      r.stream = true;
+      if (std::optional<std::string> body = WithoutStream(r.body)) {
+        net::CachedRequest whole = p.request();
+        whole.body = std::move(*body);
+        Result<net::PreparedRequest> q = cached->Prepare(std::move(whole));
+        if (q.ok() && q->key().digest == p.key().digest) {
+          r.body = q->request().body;
+          r.stream = false;
+        }
       }
     }
     if (!args.ns.empty()) r.headers.push_back({"X-Cache-Namespace", args.ns});
@@ -322,20 +374,22 @@ int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
   std::mutex mu;
   std::condition_variable cv;
   int in_flight = 0;
-  uint64_t done = 0, stored = 0, joined = 0, not_stored = 0, failed = 0;
+  uint64_t done = 0, stored = 0, not_stored = 0, failed = 0;
   uint64_t proxy_hits = 0;
+  std::vector<size_t> streamed;  // indexes in to_send: proxy streams
   std::map<std::string, uint64_t> not_stored_reasons;
   std::vector<std::string> failures;
   {
     Progress progress(io.err, io.stderr_is_tty, "warm", to_send.size());
-    for (Pending& p : to_send) {
+    for (size_t i = 0; i < to_send.size(); ++i) {
+      Pending& p = to_send[i];
       {
         std::unique_lock<std::mutex> lock(mu);
         cv.wait(lock, [&] { return in_flight < args.concurrency; });
         ++in_flight;
       }
       const uint64_t line = p.line;
-      auto finish = [&, line](Outcome o) {
+      auto finish = [&, line, i](Outcome o) {
         std::lock_guard<std::mutex> lock(mu);
         ++done;
         switch (o.kind) {
@@ -362,6 +416,9 @@ int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
             failures.push_back("line " + std::to_string(line) + ": " +
                                o.reason);
             break;
+          case Outcome::kStreamed:
+            streamed.push_back(i);
+            break;
         }
         --in_flight;
         cv.notify_all();
@@ -369,7 +426,13 @@ int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
       if (via_proxy) {
         send_to_proxy(p.request, std::move(finish));
       } else {
-        cached->Complete(std::move(p.request), nullptr,
+        // A stream request is read as the stream it is (and stored from its
+        // events); nothing is done with them here.
+        net::StreamHandler events;
+        if (p.request.streaming()) {
+          events = [](std::string_view) { return true; };
+        }
+        cached->Complete(std::move(p.request), std::move(events),
                          [finish = std::move(finish)](
                              Result<net::CachedResponse> r) mutable {
                            finish(FromCachedClient(r));
@@ -382,6 +445,20 @@ int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
     while (in_flight > 0) {
       cv.wait_for(lock, std::chrono::milliseconds(100));
       progress.Update(done);
+    }
+  }
+  // A stream's headers came before its end: whether the proxy stored it is
+  // read from the database, once it has caught up with the proxy's writes.
+  if (!streamed.empty()) {
+    const bool caught_up = checked_here && cache->CatchUp().ok();
+    for (size_t i : streamed) {
+      if (caught_up && cached->Probe(to_send[i].request, /*count=*/false)) {
+        ++stored;
+      } else {
+        ++not_stored;
+        ++not_stored_reasons[caught_up ? "a stream the proxy did not store"
+                                       : "a stream, not confirmed here"];
+      }
     }
   }
   guard.reset();
