@@ -407,6 +407,13 @@ TEST_F(CachedClientTest, SeedStyleCallDefaultsTemperatureAndMaxTokens) {
   EXPECT_EQ(explicit_params->find("1024"), std::string::npos);
   EXPECT_THAT(CachedClient::BuildChatBody("m", "{}", "{}"),
               StatusIs(StatusCode::kInvalidArgument));
+  // Messages nested deeper than Boost.JSON's default 32 levels, as a tool
+  // result may be, are a body like any other.
+  std::string deep = R"([{"role":"user","content":"x","extra":)";
+  for (int i = 0; i < 40; ++i) deep += "[";
+  for (int i = 0; i < 40; ++i) deep += "]";
+  deep += "}]";
+  ASSERT_OK(CachedClient::BuildChatBody("m/x", deep, "{}"));
 
   auto first = cached_
                    ->AsyncChat("openai/gpt-4o-mini",

@@ -19,6 +19,7 @@
 #include "cached_client_impl.h"
 #include "embedding_json.h"
 #include "llmcache/clock.h"
+#include "llmcache/net/json_util.h"
 #include "llmcache/net/sse.h"
 #include "pipeline_counters.h"
 
@@ -854,13 +855,15 @@ Result<std::string> CachedClient::BuildChatBody(std::string_view model,
                                                 std::string_view messages_json,
                                                 std::string_view params_json) {
   try {
+    // As deep as a request body may be (json::parse alone stops at 32).
     boost::system::error_code ec;
-    json::value messages = json::parse(messages_json, ec);
+    json::value messages = json_util::ParseJson(messages_json, ec);
     if (ec || !messages.is_array()) {
       return InvalidArgumentError("messages must be a JSON array");
     }
-    json::value params = params_json.empty() ? json::value(json::object())
-                                             : json::parse(params_json, ec);
+    json::value params = params_json.empty()
+                             ? json::value(json::object())
+                             : json_util::ParseJson(params_json, ec);
     if (ec || !params.is_object()) {
       return InvalidArgumentError("params must be a JSON object");
     }
