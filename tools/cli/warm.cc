@@ -41,7 +41,7 @@ namespace {
 std::string UnwrapEndpointLine(net::CachedRequest* req) {
   if (req->body.find("\"endpoint\"") == std::string::npos) return "";
   boost::system::error_code ec;
-  json::value v = json::parse(req->body, ec);
+  json::value v = net::json_util::ParseJson(req->body, ec);
   if (ec || !v.is_object()) return "";  // Prepare reports it
   const json::object& o = v.as_object();
   const json::value* endpoint = o.if_contains("endpoint");
