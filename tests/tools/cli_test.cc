@@ -469,8 +469,16 @@ TEST_F(CliTest, PurgeBySelector) {
   EXPECT_THAT(key.out, HasSubstr("removed 1 entry"));
   EXPECT_EQ(LsKeys(db_).size(), 6u);
 
+  // The same key again: nothing to remove, "not found" (exit 1).
+  ProcessResult gone = Llmcache(
+      {"purge", "--db", db_, "--key", TestKey("openai/gpt-4o-mini", 1).Hex()});
+  EXPECT_EQ(gone.exit_code, 1);
+  EXPECT_THAT(gone.out, HasSubstr("removed 0 entries"));
+  EXPECT_THAT(gone.err, HasSubstr("not found"));
+
   ProcessResult ns = Llmcache({"purge", "--db", db_, "--namespace", "docs"});
   EXPECT_THAT(ns.out, HasSubstr("removed 1 entry"));
+  EXPECT_THAT(ns.out, ContainsRegex(" in [0-9.]+ s, [0-9]+ entries/s"));
   ProcessResult exp = Llmcache({"purge", "--db", db_, "--expired", "--json"});
   EXPECT_EQ(ParseObject(exp.out)["removed"].to_number<uint64_t>(), 1u);
   ProcessResult old = Llmcache({"purge", "--db", db_, "--older-than", "1d"});
@@ -497,6 +505,11 @@ TEST_F(CliTest, PurgeUsageErrors) {
       Llmcache({"purge", "--db", db_, "--older-than", "3 fortnights"});
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_THAT(bad.err, HasSubstr("unknown unit"));
+  // A bare number would be seconds: refused, not guessed.
+  ProcessResult bare = Llmcache({"purge", "--db", db_, "--older-than", "30"});
+  EXPECT_EQ(bare.exit_code, 2);
+  EXPECT_THAT(bare.err, HasSubstr("has no unit"));
+  EXPECT_THAT(bare.err, HasSubstr("30d"));
   EXPECT_EQ(Llmcache({"purge", "--db", db_, "--key", "beef"}).exit_code, 2);
   EXPECT_EQ(LsKeys(db_).size(), 7u);
   EXPECT_EQ(

@@ -649,6 +649,16 @@ int Purge(const std::string& db, const PurgeArgs& args, const Io& io) {
               "--namespace, --expired, --older-than\n";
     return kExitUsage;
   }
+  if (args.older_than && !args.older_than->empty() &&
+      args.older_than->find_first_not_of("0123456789") == std::string::npos) {
+    // ParseDuration reads a bare number as seconds; typed at a shell it is
+    // as likely meant as days, and what it removes cannot come back.
+    io.err << "llmcache purge: --older-than " << *args.older_than
+           << " has no unit: write it with one, e.g. " << *args.older_than
+           << "s, " << *args.older_than << "m, " << *args.older_than << "h or "
+           << *args.older_than << "d\n";
+    return kExitUsage;
+  }
   Result<PurgeSelector> selector =
       ParsePurgeSelector(given[0].first, given[0].second);
   if (!selector.ok()) {
@@ -716,19 +726,23 @@ int Purge(const std::string& db, const PurgeArgs& args, const Io& io) {
            << " entries)\n";
     return kExitFailure;
   }
-  const bool rated = selector->kind == PurgeKind::kOlderThan;
+  // A key that is not stored is "not found" (exit 1, as `show`); the other
+  // selectors name sets, which may be empty.
+  const bool not_found = selector->kind == PurgeKind::kKey && removed == 0;
   if (args.json) {
-    json::object o{{"removed", removed}, {"what", what}};
-    if (rated) {
-      o["seconds"] = seconds;
-      o["entries_per_second"] = EntriesPerSecond(removed, seconds);
-    }
-    PrintJsonLine(o, io.out);
+    PrintJsonLine(json::object{{"removed", removed},
+                               {"what", what},
+                               {"seconds", seconds},
+                               {"entries_per_second",
+                                EntriesPerSecond(removed, seconds)}},
+                  io.out);
   } else {
     io.out << "removed " << removed << (removed == 1 ? " entry" : " entries")
-           << " (" << what << ")";
-    if (rated) io.out << " in " << RateText(removed, seconds);
-    io.out << "\n";
+           << " (" << what << ") in " << RateText(removed, seconds) << "\n";
+  }
+  if (not_found) {
+    io.err << "llmcache purge: not found: " << what << " is not stored\n";
+    return kExitFailure;
   }
   return kExitOk;
 }
