@@ -230,12 +230,18 @@ std::string MakeChatRequest(size_t target_bytes, uint64_t seed) {
 }
 
 std::string MakeCompletion(uint64_t i, size_t bytes) {
+  constexpr std::string_view kWords = "lorem ipsum dolor ";
+  constexpr std::string_view kTail = R"("},"finish_reason":"stop"}])";
   std::string body = R"({"id":"gen-)" + std::to_string(i) +
                      R"(","object":"chat.completion","choices":[{"index":0,)"
                      R"("message":{"role":"assistant","content":")";
-  while (body.size() + 40 < bytes) body += "lorem ipsum dolor ";
-  body += R"("},"finish_reason":"stop"}]})";
-  body.resize(bytes - 1, ' ');
+  // Words while they and the tail fit, then spaces before the closing
+  // brace: valid JSON of exactly `bytes` bytes.
+  while (body.size() + kWords.size() + kTail.size() + 1 <= bytes) {
+    body += kWords;
+  }
+  body += kTail;
+  if (body.size() + 1 < bytes) body.resize(bytes - 1, ' ');
   body += '}';
   return body;
 }

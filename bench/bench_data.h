@@ -23,7 +23,7 @@ namespace llmcache::bench {
 // every platform -- and different seeds give different requests.
 std::string MakeChatRequest(size_t target_bytes, uint64_t seed);
 
-// A stored chat completion of exactly `bytes` bytes (at least 128), distinct
+// A stored chat completion of exactly `bytes` bytes (at least 150), distinct
 // per `i`: the value the store benchmarks insert and look up.
 std::string MakeCompletion(uint64_t i, size_t bytes);
 

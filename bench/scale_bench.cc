@@ -72,8 +72,9 @@ namespace fs = std::filesystem;
 // Bump when the data written (keys, bodies, options of the build) changes.
 // 2: ZSTD with a trained dictionary at every level of model families; built
 //    with the bulk loader. 3: index restart interval 16. 6: no filters in
-//    the time indexes.
-constexpr int kScaleDataVersion = 6;
+//    the time indexes. 7: the values are valid JSON (they had a stray closing
+//    brace, so `llmcache verify` called every entry corrupt).
+constexpr int kScaleDataVersion = 7;
 constexpr size_t kResponseBytes = 1024;
 constexpr std::array<std::string_view, 4> kScaleModels = {
     "openai/gpt-4o-mini",
