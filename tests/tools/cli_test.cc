@@ -339,6 +339,50 @@ TEST_F(CliTest, LsLimitPrintsTheNewest) {
   EXPECT_EQ(o["total"].to_number<uint64_t>(), 2u);
 }
 
+// A listing longer than the chunks `ls` prints in (4096 rows): every entry
+// once, newest first, as one JSON document and as one aligned table.
+TEST_F(CliTest, LsOfEveryEntryIsPrintedInChunksAsOneListing) {
+  constexpr uint64_t kEntries = 9000;
+  {
+    auto cache = testing::OpenTestCache(db_);
+    ASSERT_OK(cache.status());
+    const int64_t now = cli::NowMs();
+    for (uint64_t i = 0; i < kEntries; ++i) {
+      InsertOptions io;
+      io.created_ms = now - 10'000'000 + static_cast<int64_t>(i) * 1'000;
+      ASSERT_OK(
+          (*cache)->Insert(TestKey("openai/gpt-4o-mini", i), Body("n"), io));
+    }
+  }
+  ProcessResult r = Llmcache({"ls", "--db", db_, "--json", "--limit", "0"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json::object o = ParseObject(r.out);
+  const json::array& entries = o["entries"].as_array();
+  ASSERT_EQ(entries.size(), kEntries);
+  EXPECT_EQ(o["total"].to_number<uint64_t>(), kEntries);
+  EXPECT_FALSE(o["truncated"].as_bool());
+  for (uint64_t i = 0; i < kEntries; ++i) {
+    // Newest first: entry kEntries - 1 - i.
+    ASSERT_EQ(entries[i].at("key").as_string(),
+              TestKey("openai/gpt-4o-mini", kEntries - 1 - i).Hex())
+        << i;
+  }
+
+  ProcessResult text = Llmcache({"ls", "--db", db_, "--limit", "0"});
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  std::istringstream lines(text.out);
+  std::string line, header;
+  std::getline(lines, header);
+  EXPECT_EQ(header.rfind("KEY", 0), 0u);
+  uint64_t rows = 0;
+  while (std::getline(lines, line)) {
+    ++rows;
+    // Aligned with the header across chunks: ENDPOINT starts at column 66.
+    ASSERT_EQ(line.find("chat_completions"), header.find("ENDPOINT")) << rows;
+  }
+  EXPECT_EQ(rows, kEntries);
+}
+
 TEST_F(CliTest, ShowPrintsMetadataAndPrettyResponse) {
   Fill();
   const std::string key = TestKey("openai/gpt-4o-mini", 2).Hex();

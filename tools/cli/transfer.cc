@@ -577,8 +577,24 @@ int VerifyWith(const EntryWalker& walk, uint64_t total,
                const Io& io) {
   Progress progress(io.err, io.stderr_is_tty, "verify", total);
   const auto start = std::chrono::steady_clock::now();
-  uint64_t checked = 0, expired = 0;
-  json::array problems;
+  uint64_t checked = 0, expired = 0, problems = 0;
+  // Each problem is written as it is found (a database where every entry is
+  // bad must not be held in memory): a line of text, or an element of the
+  // JSON object's "entries", which therefore comes first.
+  if (as_json) io.out << "{\"entries\":[";
+  auto report = [&](std::string_view key, const std::string* entry_model,
+                    const std::string& problem) {
+    if (as_json) {
+      json::object o{{"key", key}};
+      if (entry_model != nullptr) o["model"] = *entry_model;
+      o["problem"] = problem;
+      io.out << (problems == 0 ? "" : ",") << json::serialize(o);
+    } else {
+      progress.Finish();  // the bar is drawn again at the next entry
+      io.out << key << "  " << problem << "\n";
+    }
+    ++problems;
+  };
   const int64_t now = NowMs();
   Status s = walk(
       model,
@@ -588,49 +604,43 @@ int VerifyWith(const EntryWalker& walk, uint64_t total,
         boost::system::error_code ec;
         net::json_util::ParseJson(v.entry.body, ec);
         if (ec) {
-          problems.push_back(json::object{
-              {"key", DigestToHex(v.digest)},
-              {"model", v.entry.meta.model},
-              {"problem", "response is not valid JSON: " + ec.message()}});
+          report(DigestToHex(v.digest), &v.entry.meta.model,
+                 "response is not valid JSON: " + ec.message());
         }
         progress.Update(checked);
         return true;
       },
       [&](std::string_view key, const Status& st) {
         ++checked;
-        problems.push_back(
-            json::object{{"key", key},
-                         {"problem", "corrupt: " + std::string(st.message())}});
+        report(key, nullptr, "corrupt: " + std::string(st.message()));
         progress.Update(checked);
       });
   progress.Finish();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
           .count();
+  if (as_json) {
+    json::object tail{
+        {"checked", checked},
+        {"expired", expired},
+        {"problems", problems},
+        {"seconds", seconds},
+        {"entries_per_second", EntriesPerSecond(checked, seconds)}};
+    if (!s.ok()) tail["error"] = s.ToString();
+    // The members after "entries", without the object's own braces.
+    const std::string rest = json::serialize(tail);
+    io.out << "]," << std::string_view(rest).substr(1) << "\n";
+  }
   if (!s.ok()) {
     io.err << "llmcache verify: " << s << "\n";
     return kExitFailure;
   }
-  if (as_json) {
-    PrintJsonLine(json::object{{"checked", checked},
-                               {"expired", expired},
-                               {"problems", problems.size()},
-                               {"entries", problems},
-                               {"seconds", seconds},
-                               {"entries_per_second",
-                                EntriesPerSecond(checked, seconds)}},
-                  io.out);
-  } else {
-    for (const json::value& p : problems) {
-      const json::object& o = p.as_object();
-      io.out << std::string_view(o.at("key").as_string()) << "  "
-             << std::string_view(o.at("problem").as_string()) << "\n";
-    }
-    io.out << "checked " << checked << " entries: " << problems.size()
-           << " bad, " << expired << " expired (awaiting compaction), in "
+  if (!as_json) {
+    io.out << "checked " << checked << " entries: " << problems << " bad, "
+           << expired << " expired (awaiting compaction), in "
            << RateText(checked, seconds) << "\n";
   }
-  return problems.empty() ? kExitOk : kExitFailure;
+  return problems == 0 ? kExitOk : kExitFailure;
 }
 
 }  // namespace llmcache::cli

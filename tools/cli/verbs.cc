@@ -57,22 +57,25 @@ uint64_t DirectoryBytes(const std::string& path) {
 // A left-aligned text table; numeric columns are right-aligned.
 class Table {
  public:
-  explicit Table(std::vector<std::string> header) {
+  explicit Table(std::vector<std::string> header) : width_(header.size(), 0) {
     rows_.push_back(std::move(header));
   }
   void Add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
-  void Print(std::ostream& out, const std::vector<bool>& right_align) const {
-    std::vector<size_t> width(rows_[0].size(), 0);
+  size_t pending() const { return rows_.size(); }
+  // Prints the rows added since the last call (the header with the first),
+  // each column as wide as its widest cell so far, and forgets them: a long
+  // listing is printed in chunks, aligned by its first one, not held whole.
+  void Print(std::ostream& out, const std::vector<bool>& right_align) {
     for (const auto& r : rows_) {
-      for (size_t i = 0; i < r.size() && i < width.size(); ++i) {
-        width[i] = std::max(width[i], r[i].size());
+      for (size_t i = 0; i < r.size() && i < width_.size(); ++i) {
+        width_[i] = std::max(width_[i], r[i].size());
       }
     }
     for (const auto& r : rows_) {
       std::string line;
-      for (size_t i = 0; i < r.size() && i < width.size(); ++i) {
+      for (size_t i = 0; i < r.size() && i < width_.size(); ++i) {
         const bool right = i < right_align.size() && right_align[i];
-        const std::string fill(width[i] - r[i].size(), ' ');
+        const std::string fill(width_[i] - r[i].size(), ' ');
         if (i > 0) line += "  ";
         if (right) line += fill;
         line += r[i];
@@ -80,10 +83,12 @@ class Table {
       }
       out << line << "\n";
     }
+    rows_.clear();
   }
 
  private:
   std::vector<std::vector<std::string>> rows_;
+  std::vector<size_t> width_;
 };
 
 std::string Percent(double f) {
@@ -437,37 +442,71 @@ int Models(const std::string& db, bool as_json, const Io& io) {
 int Ls(const std::string& db, const LsArgs& args, const Io& io) {
   std::unique_ptr<Cache> cache = OpenForReading(db, io);
   if (!cache) return kExitFailure;
-  struct Row {
-    Digest digest;
-    EntryMeta meta;
-    size_t size;
+  const int64_t now = NowMs();
+  // Rows are printed in chunks as the walk finds them, so that a listing of
+  // every entry (--limit 0) starts at once and holds one chunk, not the
+  // database: the JSON object's "entries" come first, then its totals.
+  constexpr size_t kChunk = 4096;
+  Table table(
+      {"KEY", "ENDPOINT", "MODEL", "AGE", "TTL LEFT", "SIZE", "TOKENS"});
+  const std::vector<bool> right = {false, false, false, true, true, true, true};
+  std::string json_chunk;
+  if (args.json) io.out << "{\"entries\":[";
+  uint64_t listed = 0, corrupt = 0;
+  bool truncated = false;
+  auto flush = [&] {
+    if (args.json) {
+      io.out << json_chunk;
+      json_chunk.clear();
+    } else {
+      table.Print(io.out, right);
+    }
   };
-  std::vector<Row> rows;
-  uint64_t corrupt = 0;
-  // Newest first from the time index: the walk stops one entry past the
-  // limit (which tells whether the listing is truncated), so it reads what
-  // is printed, not the database.
-  const uint64_t want = args.limit == 0 ? 0 : args.limit + 1;
+  // Newest first from the time index: the walk stops at the entry past the
+  // limit (which tells that the listing is truncated), so it reads what is
+  // printed, not the database.
   Status s = cache->ForEachEntryByAge(
       args.model, /*newest_first=*/true,
       [&](const EntryView& v) {
-        rows.push_back(Row{v.digest, v.entry.meta, v.stored_bytes});
-        return want == 0 || rows.size() < want;
+        if (args.limit != 0 && listed == args.limit) {
+          truncated = true;
+          return false;
+        }
+        const EntryMeta& m = v.entry.meta;
+        if (args.json) {
+          if (listed != 0) json_chunk += ',';
+          json_chunk += json::serialize(
+              json::object{{"key", DigestToHex(v.digest)},
+                           {"endpoint", EntryEndpointName(m.flags)},
+                           {"model", m.model},
+                           {"resolved_model", m.resolved_model},
+                           {"namespace", m.ns},
+                           {"created_ms", m.created_ms},
+                           {"expires_ms", m.expires_ms},
+                           {"size", v.stored_bytes},
+                           {"prompt_tokens", m.usage.prompt_tokens},
+                           {"completion_tokens", m.usage.completion_tokens},
+                           {"cost_nanousd", m.usage.cost_nanousd}});
+        } else {
+          table.Add({DigestToHex(v.digest),
+                     std::string(EntryEndpointName(m.flags)), m.model,
+                     FormatDuration(now - m.created_ms), TtlLeft(m, now),
+                     FormatBytes(v.stored_bytes),
+                     std::to_string(m.usage.prompt_tokens) + "+" +
+                         std::to_string(m.usage.completion_tokens)});
+        }
+        if (++listed % kChunk == 0) flush();
+        return true;
       },
       [&](std::string_view key, const Status& st) {
         ++corrupt;
         io.err << "llmcache: corrupt entry " << key << ": " << st.message()
                << "\n";
       });
-  if (!s.ok()) {
-    io.err << "llmcache: " << s << "\n";
-    return kExitFailure;
-  }
-  const bool truncated = want != 0 && rows.size() >= want;
-  if (truncated) rows.resize(args.limit);
+  flush();
   // The total of a truncated listing is the statistics' entry count (the
   // entries were not all read); at least one more than printed.
-  uint64_t total = rows.size();
+  uint64_t total = listed;
   if (truncated) {
     uint64_t counted = 0;
     if (Result<CacheStats> stats = cache->GetStats(); stats.ok()) {
@@ -480,43 +519,20 @@ int Ls(const std::string& db, const LsArgs& args, const Io& io) {
         }
       }
     }
-    total = std::max<uint64_t>(counted, rows.size() + 1);
+    total = std::max<uint64_t>(counted, listed + 1);
   }
-  const int64_t now = NowMs();
   if (args.json) {
-    json::array a;
-    for (const Row& r : rows) {
-      a.push_back(
-          json::object{{"key", DigestToHex(r.digest)},
-                       {"endpoint", EntryEndpointName(r.meta.flags)},
-                       {"model", r.meta.model},
-                       {"resolved_model", r.meta.resolved_model},
-                       {"namespace", r.meta.ns},
-                       {"created_ms", r.meta.created_ms},
-                       {"expires_ms", r.meta.expires_ms},
-                       {"size", r.size},
-                       {"prompt_tokens", r.meta.usage.prompt_tokens},
-                       {"completion_tokens", r.meta.usage.completion_tokens},
-                       {"cost_nanousd", r.meta.usage.cost_nanousd}});
-    }
-    PrintJsonLine(json::object{{"entries", std::move(a)},
-                               {"total", total},
-                               {"truncated", truncated}},
-                  io.out);
-  } else {
-    Table t({"KEY", "ENDPOINT", "MODEL", "AGE", "TTL LEFT", "SIZE", "TOKENS"});
-    for (const Row& r : rows) {
-      t.Add({DigestToHex(r.digest),
-             std::string(EntryEndpointName(r.meta.flags)), r.meta.model,
-             FormatDuration(now - r.meta.created_ms), TtlLeft(r.meta, now),
-             FormatBytes(r.size),
-             std::to_string(r.meta.usage.prompt_tokens) + "+" +
-                 std::to_string(r.meta.usage.completion_tokens)});
-    }
-    t.Print(io.out, {false, false, false, true, true, true, true});
+    json::object tail{{"total", total}, {"truncated", truncated}};
+    if (!s.ok()) tail["error"] = s.ToString();
+    const std::string rest = json::serialize(tail);
+    io.out << "]," << std::string_view(rest).substr(1) << "\n";
+  }
+  if (!s.ok()) {
+    io.err << "llmcache: " << s << "\n";
+    return kExitFailure;
   }
   if (truncated) {
-    io.err << "(" << rows.size() << " of " << total
+    io.err << "(" << listed << " of " << total
            << " entries; --limit 0 lists all)\n";
   }
   return corrupt > 0 ? kExitFailure : kExitOk;
