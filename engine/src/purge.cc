@@ -20,9 +20,10 @@ Result<int64_t> ParseDuration(std::string_view text) {
     while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') {
       ++digits;
     }
-    if (digits == 0 || digits > 12) {
+    if (digits == 0) {
       return bad("want a number and a unit, like 90s, 15m, 2h, 7d");
     }
+    if (digits > 12) return bad("too large");
     int64_t n = 0;
     for (size_t i = 0; i < digits; ++i) n = n * 10 + (text[i] - '0');
     text.remove_prefix(digits);

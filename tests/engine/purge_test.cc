@@ -30,6 +30,8 @@ TEST(ParseDurationTest, ParsesUnitsAndRejectsJunk) {
   }
   EXPECT_THAT(ParseDuration("3 fortnights").status().message(),
               HasSubstr("unknown unit"));
+  EXPECT_THAT(ParseDuration("9223372036854775807ms").status().message(),
+              HasSubstr("too large"));
 }
 
 TEST(PurgeSelectorTest, ParsesEveryKind) {
