@@ -5,6 +5,8 @@
 
 #include <boost/json/serialize.hpp>
 #include <ostream>
+#include <string>
+#include <string_view>
 
 namespace llmcache::cli {
 
@@ -47,6 +49,19 @@ void PrettyPrint(const boost::json::value& v, std::ostream& out, int indent) {
 
 void PrintJsonLine(const boost::json::value& v, std::ostream& out) {
   out << boost::json::serialize(v) << "\n";
+}
+
+void BeginJsonEntries(std::ostream& out) { out << "{\"entries\":["; }
+
+void EndJsonEntries(const boost::json::object& tail, std::ostream& out) {
+  out << ']';
+  // Its members after the array's: without the tail's own opening brace.
+  const std::string members = boost::json::serialize(tail);
+  if (members.size() > 2)
+    out << ',' << std::string_view(members).substr(1);
+  else
+    out << '}';
+  out << "\n";
 }
 
 }  // namespace llmcache::cli

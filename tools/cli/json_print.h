@@ -3,6 +3,7 @@
 #ifndef LLMCACHE_TOOLS_CLI_JSON_PRINT_H_
 #define LLMCACHE_TOOLS_CLI_JSON_PRINT_H_
 
+#include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 #include <iosfwd>
 #include <string>
@@ -15,6 +16,13 @@ void PrettyPrint(const boost::json::value& v, std::ostream& out,
 
 // Writes `v` on one line followed by '\n' (the --json output of a verb).
 void PrintJsonLine(const boost::json::value& v, std::ostream& out);
+
+// A --json line written while it is computed, for verbs that print entries
+// as they read them: BeginJsonEntries writes `{"entries":[`, the caller
+// writes the elements (comma-separated), EndJsonEntries closes the array and
+// adds the members of `tail` and '\n'.
+void BeginJsonEntries(std::ostream& out);
+void EndJsonEntries(const boost::json::object& tail, std::ostream& out);
 
 }  // namespace llmcache::cli
 

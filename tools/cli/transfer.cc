@@ -581,7 +581,7 @@ int VerifyWith(const EntryWalker& walk, uint64_t total,
   // Each problem is written as it is found (a database where every entry is
   // bad must not be held in memory): a line of text, or an element of the
   // JSON object's "entries", which therefore comes first.
-  if (as_json) io.out << "{\"entries\":[";
+  if (as_json) BeginJsonEntries(io.out);
   auto report = [&](std::string_view key, const std::string* entry_model,
                     const std::string& problem) {
     if (as_json) {
@@ -627,9 +627,7 @@ int VerifyWith(const EntryWalker& walk, uint64_t total,
         {"seconds", seconds},
         {"entries_per_second", EntriesPerSecond(checked, seconds)}};
     if (!s.ok()) tail["error"] = s.ToString();
-    // The members after "entries", without the object's own braces.
-    const std::string rest = json::serialize(tail);
-    io.out << "]," << std::string_view(rest).substr(1) << "\n";
+    EndJsonEntries(tail, io.out);
   }
   if (!s.ok()) {
     io.err << "llmcache verify: " << s << "\n";

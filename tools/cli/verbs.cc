@@ -451,7 +451,7 @@ int Ls(const std::string& db, const LsArgs& args, const Io& io) {
       {"KEY", "ENDPOINT", "MODEL", "AGE", "TTL LEFT", "SIZE", "TOKENS"});
   const std::vector<bool> right = {false, false, false, true, true, true, true};
   std::string json_chunk;
-  if (args.json) io.out << "{\"entries\":[";
+  if (args.json) BeginJsonEntries(io.out);
   uint64_t listed = 0, corrupt = 0;
   bool truncated = false;
   auto flush = [&] {
@@ -524,8 +524,7 @@ int Ls(const std::string& db, const LsArgs& args, const Io& io) {
   if (args.json) {
     json::object tail{{"total", total}, {"truncated", truncated}};
     if (!s.ok()) tail["error"] = s.ToString();
-    const std::string rest = json::serialize(tail);
-    io.out << "]," << std::string_view(rest).substr(1) << "\n";
+    EndJsonEntries(tail, io.out);
   }
   if (!s.ok()) {
     io.err << "llmcache: " << s << "\n";
