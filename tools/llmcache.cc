@@ -342,8 +342,12 @@ int Main(int argc, char** argv) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : cli::kExitUsage;
   }
-  const cli::Io io{std::cin, std::cout, std::cerr, isatty(STDIN_FILENO) == 1,
-                   isatty(STDERR_FILENO) == 1};
+  const cli::Io io{std::cin,
+                   std::cout,
+                   std::cerr,
+                   isatty(STDIN_FILENO) == 1,
+                   isatty(STDERR_FILENO) == 1,
+                   isatty(STDOUT_FILENO) == 1};
   key_args.json = json;
   if (!shared.url.empty()) {
     if (stats->parsed()) return cli::SharedStats(shared, false, json, io);

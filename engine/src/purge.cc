@@ -125,6 +125,16 @@ Result<PurgeSelector> ParsePurgeSelector(std::string_view name,
     return s;
   }
   if (name == "older_than" || name == "older-than") {
+    // ParseDuration reads a bare number as seconds; given to a purge, where
+    // it is as likely meant as days and what it removes cannot come back,
+    // it is refused.
+    if (!value.empty() &&
+        value.find_first_not_of("0123456789") == std::string_view::npos) {
+      const std::string v(value);
+      return InvalidArgumentError("older_than " + v +
+                                  " has no unit: write it with one, e.g. " + v +
+                                  "s, " + v + "m, " + v + "h or " + v + "d");
+    }
     LLMCACHE_ASSIGN_OR_RETURN(s.age_ms, ParseDuration(value));
     s.kind = PurgeKind::kOlderThan;
     s.name = "older_than";

@@ -60,6 +60,9 @@ TEST(PurgeSelectorTest, RejectsBadSelectors) {
   EXPECT_FALSE(ParsePurgeSelector("expired", "yes please").ok());
   EXPECT_FALSE(ParsePurgeSelector("key", "abc").ok());
   EXPECT_FALSE(ParsePurgeSelector("older_than", "soon").ok());
+  // A bare number would be seconds: a purge refuses it (CLI and admin).
+  EXPECT_THAT(ParsePurgeSelector("older_than", "30").status().message(),
+              HasSubstr("has no unit"));
   EXPECT_THAT(ParsePurgeSelector("everything", "1").status().message(),
               HasSubstr("unknown purge selector"));
 }

@@ -248,6 +248,11 @@ TEST_F(ServeRedisTest, TheCliPurgesAndListsTheFleetWithoutADatabase) {
                          "--key", miss.header("x-cache-key"), "-y", "--json"});
   EXPECT_EQ(key.exit_code, 0) << key.err;
   EXPECT_NE(key.out.find("\"removed\":1"), std::string::npos) << key.out;
+  // Again: not stored any more, "not found" (exit 1), as in a database.
+  auto again = RunProcess({LLMCACHE_BIN, "purge", "--redis", redis->url(),
+                           "--key", miss.header("x-cache-key"), "-y"});
+  EXPECT_EQ(again.exit_code, 1) << again.err;
+  EXPECT_NE(again.out.find("not found"), std::string::npos) << again.out;
   auto model = RunProcess({LLMCACHE_BIN, "purge", "--redis", redis->url(),
                            "--model", "m/cli:free", "-y", "--json"});
   EXPECT_EQ(model.exit_code, 0) << model.err;

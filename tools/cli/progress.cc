@@ -86,13 +86,18 @@ void Progress::Update(uint64_t done) {
   done_ = done;
   if (!enabled_) return;
   const auto now = std::chrono::steady_clock::now();
-  if (drawn_ && now - last_draw_ < std::chrono::milliseconds(100)) return;
+  // At most ten draws a second, also when Finish() cleared the bar in
+  // between (verify prints each bad entry under it).
+  if (ever_drawn_ && now - last_draw_ < std::chrono::milliseconds(100)) {
+    return;
+  }
   last_draw_ = now;
   const double elapsed = std::chrono::duration<double>(now - start_).count();
   err_ << "\r\x1b[2K"
        << Render(label_, done_, total_, elapsed, TerminalWidth() - 1)
        << std::flush;
   drawn_ = true;
+  ever_drawn_ = true;
 }
 
 void Progress::Finish() {

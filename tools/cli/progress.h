@@ -43,6 +43,7 @@ class Progress {
   uint64_t total_;
   uint64_t done_ = 0;
   bool drawn_ = false;
+  bool ever_drawn_ = false;
   std::chrono::steady_clock::time_point start_;
   std::chrono::steady_clock::time_point last_draw_;
 };

@@ -257,6 +257,12 @@ int SharedPurge(const SharedArgs& args, const PurgeArgs& purge, const Io& io) {
            << "); every instance misses them from now on, and Redis drops "
               "them as their TTL ends\n";
   }
+  // A key that is not stored is "not found" (exit 1), as in a database.
+  if (digest && out["removed"].as_int64() == 0) {
+    if (purge.json)
+      io.err << "llmcache purge: not found: " << *purge.key << "\n";
+    return kExitFailure;
+  }
   return kExitOk;
 }
 

@@ -575,7 +575,10 @@ int Verify(const std::string& db, const std::optional<std::string>& model,
 int VerifyWith(const EntryWalker& walk, uint64_t total,
                const std::optional<std::string>& model, bool as_json,
                const Io& io) {
-  Progress progress(io.err, io.stderr_is_tty, "verify", total);
+  // No bar when the JSON line goes to the same terminal: each redraw
+  // would erase the part of it on screen.
+  Progress progress(io.err, io.stderr_is_tty && !(as_json && io.stdout_is_tty),
+                    "verify", total);
   const auto start = std::chrono::steady_clock::now();
   uint64_t checked = 0, expired = 0, problems = 0;
   // Each problem is written as it is found (a database where every entry is
@@ -590,7 +593,7 @@ int VerifyWith(const EntryWalker& walk, uint64_t total,
       o["problem"] = problem;
       io.out << (problems == 0 ? "" : ",") << json::serialize(o);
     } else {
-      progress.Finish();  // the bar is drawn again at the next entry
+      progress.Finish();  // drawn again below the line (at most 10/s)
       io.out << key << "  " << problem << "\n";
     }
     ++problems;

@@ -32,6 +32,7 @@ struct Io {
   std::ostream& err;
   bool stdin_is_tty = false;
   bool stderr_is_tty = false;
+  bool stdout_is_tty = false;
 };
 
 // Which process holds the RocksDB lock of the database at `path`, asked of

@@ -61,7 +61,12 @@ class Table {
     rows_.push_back(std::move(header));
   }
   void Add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
-  size_t pending() const { return rows_.size(); }
+  // Columns at least this wide (for a table printed in chunks).
+  void SetMinWidths(const std::vector<size_t>& widths) {
+    for (size_t i = 0; i < widths.size() && i < width_.size(); ++i) {
+      width_[i] = std::max(width_[i], widths[i]);
+    }
+  }
   // Prints the rows added since the last call (the header with the first),
   // each column as wide as its widest cell so far, and forgets them: a long
   // listing is printed in chunks, aligned by its first one, not held whole.
@@ -450,6 +455,19 @@ int Ls(const std::string& db, const LsArgs& args, const Io& io) {
   Table table(
       {"KEY", "ENDPOINT", "MODEL", "AGE", "TTL LEFT", "SIZE", "TOKENS"});
   const std::vector<bool> right = {false, false, false, true, true, true, true};
+  if (!args.json && (args.limit == 0 || args.limit > kChunk)) {
+    // Later chunks align with the first when their cells fit the widest a
+    // listing usually has: a key, "chat_completions", the longest model
+    // name with a variant (":thinking"), ages of years, sizes and token
+    // counts of millions.
+    size_t model_width = 24;
+    if (Result<CacheStats> stats = cache->GetStats(); stats.ok()) {
+      for (const ModelStats& m : stats->models) {
+        model_width = std::max(model_width, m.model.size() + 10);
+      }
+    }
+    table.SetMinWidths({64, 16, model_width, 9, 9, 10, 15});
+  }
   std::string json_chunk;
   if (args.json) BeginJsonEntries(io.out);
   uint64_t listed = 0, corrupt = 0;
@@ -662,16 +680,6 @@ int Purge(const std::string& db, const PurgeArgs& args, const Io& io) {
   if (given.size() != 1) {
     io.err << "llmcache purge: give exactly one of --model, --all, --key, "
               "--namespace, --expired, --older-than\n";
-    return kExitUsage;
-  }
-  if (args.older_than && !args.older_than->empty() &&
-      args.older_than->find_first_not_of("0123456789") == std::string::npos) {
-    // ParseDuration reads a bare number as seconds; typed at a shell it is
-    // as likely meant as days, and what it removes cannot come back.
-    io.err << "llmcache purge: --older-than " << *args.older_than
-           << " has no unit: write it with one, e.g. " << *args.older_than
-           << "s, " << *args.older_than << "m, " << *args.older_than << "h or "
-           << *args.older_than << "d\n";
     return kExitUsage;
   }
   Result<PurgeSelector> selector =

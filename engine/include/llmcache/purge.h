@@ -43,8 +43,9 @@ struct PurgeSelector {
 // Parses one selector. `name` is one of model, all, key, namespace, expired,
 // older_than (older-than too). The flags `all` and `expired` take "", "1" or
 // "true"; the others a non-empty value: a key is 64 hex digits, a duration as
-// ParseDuration reads it. InvalidArgument with a message that says what is
-// wrong otherwise.
+// ParseDuration reads it, except that a bare number (seconds there) is
+// refused: purges take a unit ("30d", never "30"). InvalidArgument with a
+// message that says what is wrong otherwise.
 Result<PurgeSelector> ParsePurgeSelector(std::string_view name,
                                          std::string_view value);
 
