@@ -14,7 +14,6 @@ Result<int64_t> ParseDuration(std::string_view text) {
   };
   if (text.empty()) return bad("empty (want e.g. 90s, 15m, 2h, 7d)");
   int64_t total = 0;
-  bool first = true;
   while (!text.empty()) {
     size_t digits = 0;
     while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') {
@@ -26,6 +25,7 @@ Result<int64_t> ParseDuration(std::string_view text) {
     if (digits > 12) return bad("too large");
     int64_t n = 0;
     for (size_t i = 0; i < digits; ++i) n = n * 10 + (text[i] - '0');
+    const std::string number(text.substr(0, digits));
     text.remove_prefix(digits);
     size_t unit_len = 0;
     while (unit_len < text.size() &&
@@ -36,9 +36,10 @@ Result<int64_t> ParseDuration(std::string_view text) {
     text.remove_prefix(unit_len);
     int64_t scale = 0;
     if (unit.empty()) {
-      // A bare number is seconds, but only on its own: "1h30" is ambiguous.
-      if (first) scale = 1000;
-      if (!first) return bad("a number without a unit after the first part");
+      // Never guessed: "30" is as likely meant as days as seconds, and a
+      // purge by age cannot be undone.
+      return bad(number + " has no unit: write it with one, e.g. " + number +
+                 "s, " + number + "m, " + number + "h or " + number + "d");
     } else if (unit == "ms") {
       scale = 1;
     } else if (unit == "s") {
@@ -60,7 +61,6 @@ Result<int64_t> ParseDuration(std::string_view text) {
       return bad("too large");
     }
     total += n * scale;
-    first = false;
   }
   return total;
 }
@@ -125,16 +125,6 @@ Result<PurgeSelector> ParsePurgeSelector(std::string_view name,
     return s;
   }
   if (name == "older_than" || name == "older-than") {
-    // ParseDuration reads a bare number as seconds; given to a purge, where
-    // it is as likely meant as days and what it removes cannot come back,
-    // it is refused.
-    if (!value.empty() &&
-        value.find_first_not_of("0123456789") == std::string_view::npos) {
-      const std::string v(value);
-      return InvalidArgumentError("older_than " + v +
-                                  " has no unit: write it with one, e.g. " + v +
-                                  "s, " + v + "m, " + v + "h or " + v + "d");
-    }
     LLMCACHE_ASSIGN_OR_RETURN(s.age_ms, ParseDuration(value));
     s.kind = PurgeKind::kOlderThan;
     s.name = "older_than";

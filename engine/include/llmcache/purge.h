@@ -43,9 +43,8 @@ struct PurgeSelector {
 // Parses one selector. `name` is one of model, all, key, namespace, expired,
 // older_than (older-than too). The flags `all` and `expired` take "", "1" or
 // "true"; the others a non-empty value: a key is 64 hex digits, a duration as
-// ParseDuration reads it, except that a bare number (seconds there) is
-// refused: purges take a unit ("30d", never "30"). InvalidArgument with a
-// message that says what is wrong otherwise.
+// ParseDuration reads it. InvalidArgument with a message that says what is
+// wrong otherwise.
 Result<PurgeSelector> ParsePurgeSelector(std::string_view name,
                                          std::string_view value);
 
@@ -53,9 +52,9 @@ Result<PurgeSelector> ParsePurgeSelector(std::string_view name,
 Result<uint64_t> Purge(Cache& cache, const PurgeSelector& selector);
 
 // Reads a duration: a sequence of <digits><unit> with units ms, s, m, h, d,
-// w ("90s", "15m", "1h30m", "7d"); a lone number is seconds. Returns
-// milliseconds. InvalidArgument for anything else (empty, negative,
-// fractional, unknown unit, overflow).
+// w ("90s", "15m", "1h30m", "7d"). Returns milliseconds. InvalidArgument for
+// anything else (empty, negative, fractional, a number without a unit, which
+// is never taken for seconds, unknown unit, overflow).
 Result<int64_t> ParseDuration(std::string_view text);
 
 }  // namespace llmcache
