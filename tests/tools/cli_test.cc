@@ -340,7 +340,8 @@ TEST_F(CliTest, LsLimitPrintsTheNewest) {
 }
 
 // A listing longer than the chunks `ls` prints in (4096 rows): every entry
-// once, newest first, as one JSON document and as one aligned table.
+// once, newest first, as one JSON document and as one aligned table, also
+// where the last chunk's ages are wider than the first's.
 TEST_F(CliTest, LsOfEveryEntryIsPrintedInChunksAsOneListing) {
   constexpr uint64_t kEntries = 9000;
   {
@@ -349,7 +350,11 @@ TEST_F(CliTest, LsOfEveryEntryIsPrintedInChunksAsOneListing) {
     const int64_t now = cli::NowMs();
     for (uint64_t i = 0; i < kEntries; ++i) {
       InsertOptions io;
-      io.created_ms = now - 10'000'000 + static_cast<int64_t>(i) * 1'000;
+      io.ttl_ms = 0;  // never expires: TTL LEFT is "never" in every row
+      // The oldest 100 a year old ("400d0h"), the rest within three hours.
+      io.created_ms = i < 100
+                          ? now - 400 * 86'400'000LL + i * 1'000
+                          : now - 10'000'000 + static_cast<int64_t>(i) * 1'000;
       ASSERT_OK(
           (*cache)->Insert(TestKey("openai/gpt-4o-mini", i), Body("n"), io));
     }
@@ -377,8 +382,12 @@ TEST_F(CliTest, LsOfEveryEntryIsPrintedInChunksAsOneListing) {
   uint64_t rows = 0;
   while (std::getline(lines, line)) {
     ++rows;
-    // Aligned with the header across chunks: ENDPOINT starts at column 66.
+    // Aligned with the header across chunks: ENDPOINT starts where it does,
+    // and the right-aligned TTL LEFT ("never") ends where it does, which
+    // moves if any column before it is wider in a later chunk.
     ASSERT_EQ(line.find("chat_completions"), header.find("ENDPOINT")) << rows;
+    ASSERT_EQ(line.find("never") + 5, header.find("TTL LEFT") + 8)
+        << rows << ": " << line;
   }
   EXPECT_EQ(rows, kEntries);
 }

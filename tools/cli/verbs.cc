@@ -14,6 +14,7 @@
 #include <iomanip>
 #include <map>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <sstream>
 #include <vector>
@@ -455,14 +456,21 @@ int Ls(const std::string& db, const LsArgs& args, const Io& io) {
   Table table(
       {"KEY", "ENDPOINT", "MODEL", "AGE", "TTL LEFT", "SIZE", "TOKENS"});
   const std::vector<bool> right = {false, false, false, true, true, true, true};
+  // The statistics, read once if at all: model names for the widths, entry
+  // counts for the total of a truncated listing.
+  std::optional<Result<CacheStats>> stats_once;
+  auto stats = [&]() -> const Result<CacheStats>& {
+    if (!stats_once) stats_once.emplace(cache->GetStats());
+    return *stats_once;
+  };
   if (!args.json && (args.limit == 0 || args.limit > kChunk)) {
     // Later chunks align with the first when their cells fit the widest a
     // listing usually has: a key, "chat_completions", the longest model
     // name with a variant (":thinking"), ages of years, sizes and token
     // counts of millions.
     size_t model_width = 24;
-    if (Result<CacheStats> stats = cache->GetStats(); stats.ok()) {
-      for (const ModelStats& m : stats->models) {
+    if (const Result<CacheStats>& st = stats(); st.ok()) {
+      for (const ModelStats& m : st->models) {
         model_width = std::max(model_width, m.model.size() + 10);
       }
     }
@@ -527,12 +535,12 @@ int Ls(const std::string& db, const LsArgs& args, const Io& io) {
   uint64_t total = listed;
   if (truncated) {
     uint64_t counted = 0;
-    if (Result<CacheStats> stats = cache->GetStats(); stats.ok()) {
+    if (const Result<CacheStats>& st = stats(); st.ok()) {
       if (!args.model) {
-        counted = stats->entries;
+        counted = st->entries;
       } else {
         const std::string_view base = BaseModel(*args.model);
-        for (const ModelStats& m : stats->models) {
+        for (const ModelStats& m : st->models) {
           if (m.model == base) counted = m.entries;
         }
       }
