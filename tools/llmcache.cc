@@ -307,10 +307,14 @@ int Main(int argc, char** argv) {
   warm->add_flag("--shared-cache", warm_args.shared_cache,
                  "Store in the shared scope (as `serve --shared-cache`) "
                  "instead of the API key's");
-  warm->add_option("--ttl", warm_ttl, "TTL of stored entries, seconds");
+  // The proxy's X-Cache-TTL takes at most 12 digits.
+  warm->add_option("--ttl", warm_ttl,
+                   "TTL of stored entries, seconds (0 = never expires)")
+      ->check(CLI::Range(int64_t{0}, int64_t{999'999'999'999}));
   warm->add_option("--timeout", warm_args.timeout_s,
                    "Deadline of one upstream request, seconds")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{7 * 86'400}));
 
   std::function<int()> run_serve;
   CLI::App* serve = llmcache::tools::AddServeCommand(app, &run_serve);

@@ -206,6 +206,24 @@ TEST(CliHelpTest, UsageErrorsExitTwo) {
   EXPECT_EQ(Llmcache({"ls", "--limit", "many"}).exit_code, 2);
 }
 
+// A negative TTL was taken as "none given", and one of 13 digits overflowed
+// into milliseconds; a timeout of 0 or less failed every request.
+TEST(CliHelpTest, WarmRefusesTtlsAndTimeoutsOutOfRange) {
+  for (const std::vector<std::string>& flags :
+       std::vector<std::vector<std::string>>{{"--ttl", "-5"},
+                                             {"--ttl", "1000000000000"},
+                                             {"--timeout", "0"},
+                                             {"--timeout", "-1"},
+                                             {"--timeout", "604801"}}) {
+    std::vector<std::string> args = {"warm", "--db", "/nonexistent/llmcache"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    args.push_back("-");
+    ProcessResult r = Llmcache(args);
+    EXPECT_EQ(r.exit_code, 2) << flags[0] << " " << flags[1] << ": " << r.err;
+    EXPECT_THAT(r.err, HasSubstr(flags[0])) << flags[1];
+  }
+}
+
 // ---- reporting verbs on a database filled through the engine ----
 
 TEST_F(CliTest, StatsReportsTotalsAndModels) {

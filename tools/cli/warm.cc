@@ -259,10 +259,13 @@ int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
   co.api_key = api_key;
   co.x_title = "llmcache warm";
   co.request_timeout = std::chrono::seconds(args.timeout_s);
+  // --timeout is the deadline of one request, headers included (the
+  // client's own 120 s headers deadline would cut a longer --timeout short;
+  // the proxy answers a miss's headers only once the upstream has).
+  co.headers_timeout = co.request_timeout;
   if (via_proxy) {
-    // The proxy answers a miss's headers only once the upstream has; it
-    // retries the upstream itself (a retry here would multiply them).
-    co.headers_timeout = co.request_timeout;
+    // The proxy retries the upstream itself (a retry here would multiply
+    // them).
     co.max_attempts = 2;
   }
   Result<std::shared_ptr<net::Client>> client =
