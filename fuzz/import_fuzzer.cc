@@ -1,4 +1,4 @@
-// Fuzz target: `llmcache import`'s line parser (tools/cli/import_line.h) and
+// Fuzz target: `llmcache import`'s line parser (llmcache/net/import_line.h) and
 // the engine's entry value format (engine/src/format.h) on arbitrary bytes.
 //
 // The input is split into lines as the import verb splits it (a trailing CR
@@ -23,7 +23,7 @@
 #include <string>
 #include <string_view>
 
-#include "cli/import_line.h"
+#include "llmcache/net/import_line.h"
 #include "format.h"
 #include "fuzz_check.h"
 #include "llmcache/cache.h"
@@ -58,14 +58,14 @@ void CheckValue(std::string_view value) {
 // same acceptance, error and fields.
 void CheckSameAsGeneral(std::string_view line, bool ok,
                         const std::string& error,
-                        const llmcache::cli::ImportLine& parsed) {
-  llmcache::cli::ImportLine general;
+                        const llmcache::net::ImportLine& parsed) {
+  llmcache::net::ImportLine general;
   std::string general_error;
-  const bool general_ok = llmcache::cli::ParseImportLineGeneral(
+  const bool general_ok = llmcache::net::ParseImportLineGeneral(
       line, kNowMs, &general, &general_error);
   FUZZ_CHECK(ok == general_ok);
-  llmcache::cli::ImportLine scanned;
-  if (llmcache::cli::ParseExportLayout(line, kNowMs, &scanned)) {
+  llmcache::net::ImportLine scanned;
+  if (llmcache::net::ParseExportLayout(line, kNowMs, &scanned)) {
     FUZZ_CHECK(general_ok);
   }
   if (!ok) {
@@ -85,9 +85,9 @@ void CheckSameAsGeneral(std::string_view line, bool ok,
 }
 
 void CheckLine(std::string_view line, llmcache::Cache& cache) {
-  llmcache::cli::ImportLine parsed;
+  llmcache::net::ImportLine parsed;
   std::string error;
-  const bool ok = llmcache::cli::ParseImportLine(line, kNowMs, &parsed, &error);
+  const bool ok = llmcache::net::ParseImportLine(line, kNowMs, &parsed, &error);
   CheckSameAsGeneral(line, ok, error, parsed);
   if (!ok) {
     FUZZ_CHECK(!error.empty());

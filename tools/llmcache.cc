@@ -239,20 +239,36 @@ int Main(int argc, char** argv) {
   add_json(imp);
   imp->add_option("FILE", import_in, "JSONL file, or - for stdin")
       ->capture_default_str();
-  imp->add_flag("--per-entry", import_per_entry,
-                "Insert entries one at a time instead of writing sorted "
-                "table files (slower; for comparison)");
+  CLI::Option* imp_per_entry =
+      imp->add_flag("--per-entry", import_per_entry,
+                    "Insert entries one at a time instead of writing sorted "
+                    "table files (slower; for comparison)");
   imp->add_flag("--compact", import_compact,
                 "Compact afterwards: rewrites the loaded files (not "
                 "compressed) with the store's compression (ZSTD with a "
                 "dictionary, ~0.4x their size); otherwise the periodic "
                 "compaction does");
-  imp->add_option("--batch-mib", import_batch_mib,
-                  "Entries per batch of table files, in MiB; the import "
-                  "holds up to twice this in memory, and a crash keeps or "
-                  "drops each batch whole")
-      ->check(CLI::Range(1, 4096))
-      ->capture_default_str();
+  CLI::Option* imp_batch =
+      imp->add_option("--batch-mib", import_batch_mib,
+                      "Entries per batch of table files, in MiB; the import "
+                      "holds up to twice this in memory, and a crash keeps "
+                      "or drops each batch whole")
+          ->check(CLI::Range(1, 4096))
+          ->capture_default_str();
+  std::string import_proxy, import_admin_token;
+  imp->add_option("--proxy", import_proxy,
+                  "Send the entries to a running `llmcache serve` at this "
+                  "URL (e.g. http://127.0.0.1:8080; plain http on loopback "
+                  "only), which stores them in the database it holds "
+                  "(POST /admin/import, entry by entry; --compact then "
+                  "asks it to compact)")
+      ->excludes(imp_per_entry)
+      ->excludes(imp_batch);
+  imp->add_option("--admin-token", import_admin_token,
+                  "The proxy's admin token (its --admin-token); prefer the "
+                  "environment variable, since a flag's value shows in the "
+                  "process list")
+      ->envname("LLMCACHE_ADMIN_TOKEN");
 
   auto* verify = app.add_subcommand(
       "verify", "Decode every entry; report corrupt ones by key");
@@ -378,6 +394,10 @@ int Main(int argc, char** argv) {
   }
   if (compact->parsed()) return cli::Compact(db, json, io);
   if (exp->parsed()) return cli::Export(db, model, export_out, io);
+  if (imp->parsed() && !import_proxy.empty()) {
+    return cli::ImportViaProxy(import_proxy, import_admin_token, import_in,
+                               json, import_compact, io);
+  }
   if (imp->parsed())
     return cli::Import(db, import_in, json, import_per_entry, import_compact,
                        import_batch_mib, io);

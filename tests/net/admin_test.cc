@@ -1,6 +1,6 @@
 // Unit tests of the proxy's admin endpoints without HTTP
 // (net/proxy/src/admin.h): validation order, the constant-time token check,
-// the selectors each op accepts, and the purge answer's JSON.
+// the selectors each op accepts, and the purge and import answers' JSON.
 
 #include "admin.h"
 
@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -213,6 +214,99 @@ TEST_F(ProxyAdminPurgeTest, CompactAnswersAndLogs) {
   EXPECT_GE(v.at("ms").as_int64(), 0);
   ASSERT_EQ(logs_.size(), 1u);
   EXPECT_EQ(logs_[0].first, LogLevel::kInfo);
+}
+
+TEST(ProxyAdminValidateTest, ImportTakesNoParameters) {
+  EXPECT_TRUE(std::holds_alternative<AdminImport>(Validate("import", "")));
+  EXPECT_EQ(ErrorOf(Validate("import", "model=m")).status, 400);
+  EXPECT_EQ(ErrorOf(Validate("import", "", "")).status, 401);
+  EXPECT_EQ(
+      ErrorOf(Validate("import", "", "Bearer admin-secret", "GET")).status,
+      405);
+}
+
+// A line as `llmcache export` writes it, for digest byte `k`.
+std::string ExportLine(char k, std::string_view content, int64_t created_ms,
+                       int64_t expires_ms) {
+  json::object completion{
+      {"id", "gen-1"},
+      {"object", "chat.completion"},
+      {"created", 1764000000},
+      {"model", "m/imp"},
+      {"choices",
+       json::array{json::object{{"index", 0},
+                                {"message", json::object{{"role", "assistant"},
+                                                         {"content", content}}},
+                                {"finish_reason", "stop"}}}},
+      {"usage", json::object{{"prompt_tokens", 2}, {"completion_tokens", 3}}}};
+  json::object line{{"key", std::string(64, k)},
+                    {"model", "m/imp"},
+                    {"resolved_model", "m/imp"},
+                    {"namespace", "team"},
+                    {"created", created_ms},
+                    {"expires", expires_ms},
+                    {"flags", 0},
+                    {"usage", json::object{{"prompt_tokens", 2},
+                                           {"completion_tokens", 3},
+                                           {"cached_tokens", 0},
+                                           {"cache_write_tokens", 0},
+                                           {"cost_nanousd", 10}}},
+                    {"response", json::serialize(completion)}};
+  return json::serialize(line);
+}
+
+TEST_F(ProxyAdminPurgeTest, ImportStoresLinesAndReportsTheRestByNumber) {
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  // A byte-order mark, CRLF, a blank line, an expired entry, a malformed
+  // line, and a last line without its line end.
+  const std::string body = "\xEF\xBB\xBF" + ExportLine('a', "one", now, 0) +
+                           "\r\n\n" + ExportLine('b', "old", 1000, 2000) +
+                           "\n{\"key\":1}\n" +
+                           ExportLine('c', "two", now, now + 60'000);
+  const AdminAnswer a =
+      RunAdminImport(*cache_, body, [this](LogLevel level, std::string_view l) {
+        logs_.emplace_back(level, std::string(l));
+      });
+  ASSERT_EQ(a.status, 200) << a.body;
+  const json::value v = json::parse(a.body);
+  EXPECT_EQ(v.at("lines").to_number<int>(), 4);
+  EXPECT_EQ(v.at("imported").to_number<int>(), 2);
+  EXPECT_EQ(v.at("expired").to_number<int>(), 1);
+  EXPECT_EQ(v.at("malformed").to_number<int>(), 1);
+  ASSERT_EQ(v.at("errors").as_array().size(), 1u);
+  EXPECT_EQ(v.at("errors").at(0).at("line").to_number<int>(), 4);
+  EXPECT_FALSE(v.at("errors").at(0).at("error").as_string().empty());
+  ASSERT_EQ(logs_.size(), 1u);
+  EXPECT_EQ(logs_[0].second,
+            "admin import: 2 entries stored, 1 expired, 1 malformed lines");
+
+  RequestKey key;
+  key.model = "m/imp";
+  key.base_model = "m/imp";
+  key.digest.fill(0xcc);
+  Result<LookupResult> found = cache_->Lookup(key);
+  ASSERT_OK(found);
+  ASSERT_TRUE(found->hit());
+  EXPECT_THAT(found->entry->body, HasSubstr("two"));
+  EXPECT_EQ(found->entry->meta.ns, "team");
+  key.digest.fill(0xbb);
+  found = cache_->Lookup(key);
+  ASSERT_OK(found);
+  EXPECT_FALSE(found->hit());
+}
+
+TEST_F(ProxyAdminPurgeTest, ImportListsAtMostTwentyErrors) {
+  std::string body;
+  for (int i = 0; i < 30; ++i) body += "nope\n";
+  const AdminAnswer a =
+      RunAdminImport(*cache_, body, [](LogLevel, std::string_view) {});
+  ASSERT_EQ(a.status, 200) << a.body;
+  const json::value v = json::parse(a.body);
+  EXPECT_EQ(v.at("malformed").to_number<int>(), 30);
+  EXPECT_EQ(v.at("imported").to_number<int>(), 0);
+  EXPECT_EQ(v.at("errors").as_array().size(), 20u);
 }
 
 }  // namespace

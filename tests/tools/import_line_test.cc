@@ -2,7 +2,7 @@
 // and everything else through Boost.JSON (ParseImportLineGeneral): both must
 // give the same result, accepted or not, for every line.
 
-#include "cli/import_line.h"
+#include "llmcache/net/import_line.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -17,7 +17,7 @@
 #include "llmcache/entry.h"
 #include "llmcache/key.h"
 
-namespace llmcache::cli {
+namespace llmcache::net {
 namespace {
 
 namespace json = boost::json;
@@ -286,4 +286,4 @@ TEST(ImportLineTest, EveryEndpointIsCheckedByItsOwnRules) {
 }
 
 }  // namespace
-}  // namespace llmcache::cli
+}  // namespace llmcache::net

@@ -289,6 +289,80 @@ TEST_F(ServeTest, WarmSendsThroughTheProxyThatHoldsTheDatabase) {
   EXPECT_EQ(p.Wait(), 0) << p.Err();
 }
 
+// `llmcache import` on a database the proxy holds: refused, with the hint;
+// `import --proxy` sends the export to the proxy's POST /admin/import, which
+// stores it; requests over the proxy's body limit are split in halves, down
+// to a line, which is then reported as too large.
+TEST_F(ServeTest, ImportSendsTheExportToTheProxyThatHoldsTheDatabase) {
+  Process p(dir_,
+            Args({"--admin-token", "adm-imp", "--max-body-bytes", "4096"}));
+  const uint16_t port = p.WaitListening();
+  ASSERT_NE(port, 0) << p.Err();
+  const std::string proxy = "http://127.0.0.1:" + std::to_string(port);
+  const HttpHeaders auth = {{"Authorization", "Bearer k"}};
+  for (const char* text : {"one", "two", "three"}) {
+    const Reply r = Request(port, "POST", "/v1/chat/completions",
+                            Body("m/imp", text), auth);
+    ASSERT_EQ(r.status, 200) << r.body;
+    ASSERT_EQ(r.header("x-cache"), "MISS");
+  }
+  const std::string file = dir_.Sub("export.jsonl");
+  Process exported(dir_, {"export", "--db", dir_.Sub("db"), "-o", file});
+  ASSERT_EQ(exported.Wait(), 0) << exported.Err();
+  std::string first_line;
+  {
+    std::ifstream in(file);
+    ASSERT_TRUE(std::getline(in, first_line));
+  }
+  json::object expired = json::parse(first_line).as_object();
+  expired["created"] = 1000;
+  expired["expires"] = 2000;
+  std::ofstream(file, std::ios::app) << "not json\n\n"
+                                     << json::serialize(expired) << "\n"
+                                     << std::string(5000, 'x') << "\n";
+  const Reply purged = Request(port, "POST", "/admin/purge?all=1", "",
+                               {{"Authorization", "Bearer adm-imp"}});
+  ASSERT_EQ(purged.status, 200) << purged.body;
+
+  Process direct(dir_, {"import", "--db", dir_.Sub("db"), file});
+  EXPECT_EQ(direct.Wait(), 3);
+  EXPECT_NE(direct.Err().find("llmcache import --proxy URL"), std::string::npos)
+      << direct.Err();
+  Process no_token(dir_, {"import", "--proxy", proxy, file});
+  EXPECT_EQ(no_token.Wait(), 2);
+  EXPECT_NE(no_token.Err().find("$LLMCACHE_ADMIN_TOKEN"), std::string::npos)
+      << no_token.Err();
+  Process wrong(dir_, {"import", "--proxy", proxy, file},
+                {{"LLMCACHE_ADMIN_TOKEN", "not-it"}});
+  EXPECT_EQ(wrong.Wait(), 1);
+  EXPECT_NE(wrong.Err().find("refused the admin token"), std::string::npos)
+      << wrong.Err();
+
+  Process imported(dir_, {"import", "--proxy", proxy, file, "--json"},
+                   {{"LLMCACHE_ADMIN_TOKEN", "adm-imp"}});
+  EXPECT_EQ(imported.Wait(), 1);  // malformed lines
+  json::object o = json::parse(imported.Out()).as_object();
+  EXPECT_EQ(o["imported"].to_number<uint64_t>(), 3u) << imported.Out();
+  EXPECT_EQ(o["expired_skipped"].to_number<uint64_t>(), 1u);
+  EXPECT_EQ(o["malformed"].to_number<uint64_t>(), 2u);
+  EXPECT_EQ(o["lines"].to_number<uint64_t>(), 7u);
+  const std::string err = imported.Err();
+  EXPECT_NE(err.find("line 4: "), std::string::npos) << err;
+  EXPECT_NE(err.find("line 7: larger than the proxy's request body limit"),
+            std::string::npos)
+      << err;
+  // Stored in the database the proxy holds: its hits, no new upstream call.
+  for (const char* text : {"one", "two", "three"}) {
+    const Reply r = Request(port, "POST", "/v1/chat/completions",
+                            Body("m/imp", text), auth);
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.header("x-cache"), "HIT") << text;
+  }
+  EXPECT_EQ(fake_->completions(), 3u);
+  p.Signal(SIGTERM);
+  EXPECT_EQ(p.Wait(), 0) << p.Err();
+}
+
 TEST_F(ServeTest, EnvironmentConfigures) {
   Process p(dir_, {"serve"},
             {{"LLMCACHE_LISTEN", "127.0.0.1:0"},

@@ -27,16 +27,18 @@
 #include <thread>
 #include <vector>
 
-#include "cli/import_line.h"
 #include "cli/json_print.h"
 #include "cli/progress.h"
 #include "cli/verbs.h"
 #include "llmcache/cpus.h"
 #include "llmcache/key.h"
+#include "llmcache/net/import_line.h"
 #include "llmcache/net/json_util.h"
 
 namespace llmcache::cli {
 namespace json = boost::json;
+using net::ImportLine;
+using net::ParseImportLine;
 
 namespace {
 
@@ -352,7 +354,8 @@ int Import(const std::string& db, const std::string& input, bool as_json,
     in = &file;
   }
   int rc = kExitOk;
-  std::unique_ptr<Cache> cache = OpenForWriting(db, /*create=*/true, io, &rc);
+  std::unique_ptr<Cache> cache =
+      OpenForWriting(db, /*create=*/true, io, &rc, "import");
   if (!cache) return rc;
   // Entries are written in sorted batches of table files, not one insert
   // each: the same stored state, many times faster.

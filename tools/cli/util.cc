@@ -164,7 +164,7 @@ std::unique_ptr<Cache> OpenForWriting(const std::string& path, bool create,
          << "  curl -X POST -H \"Authorization: Bearer $LLMCACHE_ADMIN_TOKEN\" "
             "'http://"
          << listen << "/admin/flush?model=MODEL'\n";
-  if (verb == "warm") {
+  if (verb == "warm" || verb == "import") {
     // Plain http reaches only a loopback address; a port 0 was chosen at
     // start and is not known here.
     std::string host;
@@ -172,15 +172,21 @@ std::unique_ptr<Cache> OpenForWriting(const std::string& path, bool create,
     const bool loopback =
         ParseListen(listen, &host, &port) && port != 0 &&
         (host == "127.0.0.1" || host == "localhost" || host == "::1");
-    io.err << "To warm it while it runs, send the requests through it (this "
-              "database is then only read, to skip what is cached; the "
-              "proxy's access token, if it has one, in "
-              "$LLMCACHE_CLIENT_TOKEN):\n"
-           << "  llmcache warm --db " << path << " --proxy "
-           << (loopback ? "http://" + listen
-                        : std::string("URL (its address, e.g. "
-                                      "http://127.0.0.1:8080)"))
-           << " FILE\n";
+    const std::string url =
+        loopback ? "http://" + listen
+                 : std::string("URL (its address, e.g. http://127.0.0.1:8080)");
+    if (verb == "warm") {
+      io.err << "To warm it while it runs, send the requests through it "
+                "(this database is then only read, to skip what is cached; "
+                "the proxy's access token, if it has one, in "
+                "$LLMCACHE_CLIENT_TOKEN):\n"
+             << "  llmcache warm --db " << path << " --proxy " << url
+             << " FILE\n";
+    } else {
+      io.err << "To import while it runs, send the entries to it (it needs "
+                "an admin token; the same in $LLMCACHE_ADMIN_TOKEN here):\n"
+             << "  llmcache import --proxy " << url << " FILE\n";
+    }
   }
   *exit_code = kExitBusy;
   return nullptr;

@@ -131,6 +131,15 @@ int VerifyWith(const EntryWalker& walk, uint64_t total,
 int Import(const std::string& db, const std::string& input, bool json,
            bool per_entry, bool compact, uint64_t batch_mib, const Io& io);
 
+// `import --proxy URL`: the lines of `input` sent to a running `llmcache
+// serve` at `proxy` (its root URL) in requests of about 1 MiB, POST
+// /admin/import with `admin_token`; the proxy stores them in the database it
+// holds, entry by entry. A request over the proxy's body limit is split in
+// halves. With `compact`, POST /admin/compact follows. Reports as `import`.
+int ImportViaProxy(const std::string& proxy, const std::string& admin_token,
+                   const std::string& input, bool json, bool compact,
+                   const Io& io);
+
 // `verify`: decodes every entry and parses every stored response.
 int Verify(const std::string& db, const std::optional<std::string>& model,
            bool json, const Io& io);

@@ -6,6 +6,8 @@
 #include <chrono>
 #include <utility>
 
+#include "llmcache/net/import_line.h"
+
 namespace llmcache::net::proxy {
 
 namespace json = boost::json;
@@ -22,7 +24,7 @@ HttpError BadRequest(std::string message) {
 AdminAction ValidateAdminRequest(const AdminRequest& request,
                                  std::string_view admin_token) {
   const std::string_view op = request.op;
-  if (op != "flush" && op != "purge" && op != "compact") {
+  if (op != "flush" && op != "purge" && op != "compact" && op != "import") {
     return HttpError{
         404, "invalid_request_error", "no admin route " + std::string(op), {}};
   }
@@ -37,8 +39,11 @@ AdminAction ValidateAdminRequest(const AdminRequest& request,
     return e;
   }
   const auto params = proxy_util::ParseQuery(request.query);
-  if (op == "compact") {
-    if (!params.empty()) return BadRequest("compact takes no parameters");
+  if (op == "compact" || op == "import") {
+    if (!params.empty()) {
+      return BadRequest(std::string(op) + " takes no parameters");
+    }
+    if (op == "import") return AdminImport{};
     return AdminCompact{};
   }
   if (params.size() != 1) {
@@ -135,6 +140,88 @@ AdminAnswer RunAdminCompact(Cache& cache, const LogSink& log) {
   out["compacted"] = true;
   out["ms"] = ms;
   return {200, json::serialize(out)};
+}
+
+AdminAnswer RunAdminImport(Cache& cache, std::string_view body,
+                           const LogSink& log) {
+  constexpr size_t kMaxErrors = 20;
+  const auto start = std::chrono::steady_clock::now();
+  const int64_t now_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::system_clock::now().time_since_epoch())
+          .count();
+  auto elapsed_ms = [&start] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::steady_clock::now() - start)
+        .count();
+  };
+  // A byte-order mark (editors on Windows write one) is not part of the
+  // first line.
+  if (body.starts_with("\xEF\xBB\xBF")) body.remove_prefix(3);
+  uint64_t lines = 0, imported = 0, expired = 0, malformed = 0, line_no = 0;
+  json::array errors;
+  ImportLine parsed;
+  std::string error;
+  while (!body.empty()) {
+    const size_t nl = body.find('\n');
+    std::string_view line = body.substr(0, nl);
+    body.remove_prefix(nl == std::string_view::npos ? body.size() : nl + 1);
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
+    ++lines;
+    if (!ParseImportLine(line, now_ms, &parsed, &error)) {
+      ++malformed;
+      if (errors.size() < kMaxErrors) {
+        errors.push_back(json::object{{"line", line_no}, {"error", error}});
+      }
+      continue;
+    }
+    if (parsed.options.expires_ms != 0 && parsed.options.expires_ms <= now_ms) {
+      ++expired;
+      continue;
+    }
+    parsed.options.ns = parsed.ns;
+    parsed.options.resolved_model = parsed.resolved_model;
+    if (Status s = cache.Insert(parsed.key, parsed.body, parsed.options);
+        !s.ok()) {
+      const std::string what = "storing the entry of line " +
+                               std::to_string(line_no) + " failed (" +
+                               std::to_string(imported) +
+                               " entries before it stored): " + s.ToString();
+      log(LogLevel::kError, "admin import: " + what);
+      return {500, proxy_util::ErrorJson(500, "server_error", what)};
+    }
+    ++imported;
+  }
+  json::object out;
+  out["lines"] = lines;
+  out["imported"] = imported;
+  out["expired"] = expired;
+  out["malformed"] = malformed;
+  out["errors"] = std::move(errors);
+  out["ms"] = elapsed_ms();
+  log(LogLevel::kInfo, "admin import: " + std::to_string(imported) +
+                           " entries stored, " + std::to_string(expired) +
+                           " expired, " + std::to_string(malformed) +
+                           " malformed lines");
+  return {200, json::serialize(out)};
+}
+
+AdminAnswer RunAdmin(Cache& cache, const AdminAction& action,
+                     std::string_view body, const LogSink& log,
+                     SharedTier* shared) {
+  if (std::holds_alternative<AdminCompact>(action)) {
+    return RunAdminCompact(cache, log);
+  }
+  if (std::holds_alternative<AdminImport>(action)) {
+    return RunAdminImport(cache, body, log);
+  }
+  if (const auto* sel = std::get_if<PurgeSelector>(&action)) {
+    return RunAdminPurge(cache, *sel, log, shared);
+  }
+  return {500,
+          proxy_util::ErrorJson(500, "server_error", "not an admin action")};
 }
 
 }  // namespace llmcache::net::proxy

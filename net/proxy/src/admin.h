@@ -1,5 +1,5 @@
-// The proxy's admin endpoints, POST /admin/flush, /admin/purge and
-// /admin/compact,
+// The proxy's admin endpoints, POST /admin/flush, /admin/purge,
+// /admin/compact and /admin/import,
 // without any HTTP machinery: ValidateAdminRequest checks the method, the
 // admin token (compared in constant time) and the query, and names either
 // the error to answer or what to purge; RunAdminPurge purges and renders the
@@ -37,15 +37,21 @@ struct AdminRequest {
 // expired entries and returns their space.
 struct AdminCompact {};
 
-// What to do: answer the error, purge, or compact.
-using AdminAction =
-    std::variant<proxy_util::HttpError, PurgeSelector, AdminCompact>;
+// POST /admin/import: the body's lines, in the layout `llmcache export`
+// writes, stored as `llmcache import --per-entry` stores them.
+struct AdminImport {};
 
-// In this order: 404 for an op other than flush, purge and compact, 405 for a
+// What to do: answer the error, purge, compact or import.
+using AdminAction = std::variant<proxy_util::HttpError, PurgeSelector,
+                                 AdminCompact, AdminImport>;
+
+// In this order: 404 for an op other than flush, purge, compact and import,
+// 405 for a
 // method other than POST, 401 (with WWW-Authenticate: Bearer) unless the
 // request carries `Authorization: Bearer <admin_token>`, 400 unless the query
 // has exactly one selector that the op accepts (flush: model or all; purge: any
-// of ParsePurgeSelector's; compact: none). `admin_token` must not be empty.
+// of ParsePurgeSelector's; compact and import: none). `admin_token` must not
+// be empty.
 AdminAction ValidateAdminRequest(const AdminRequest& request,
                                  std::string_view admin_token);
 
@@ -71,6 +77,25 @@ AdminAnswer RunAdminPurge(Cache& cache, const PurgeSelector& selector,
 
 // Compacts `cache`: 200 {"compacted":true,"ms":N}, or 500 server_error.
 AdminAnswer RunAdminCompact(Cache& cache, const LogSink& log);
+
+// Stores the entries of `body`, lines in the layout `llmcache export` writes
+// (ParseImportLine; blank lines, a final line without its '\n' and CRLF line
+// ends are accepted), one Cache::Insert each, as `llmcache import
+// --per-entry` does: an entry already stored is replaced, an entry already
+// expired is skipped, a malformed line is skipped and reported. 200 with
+// {"lines":N,"imported":N,"expired":N,"malformed":N,"errors":[{"line":L,
+// "error":"..."}, ... at most 20],"ms":N}. A store failure stops the import:
+// 500 server_error naming the line, with the entries before it stored. The
+// entries go to the local tiers only: a shared tier is filled as requests
+// are served.
+AdminAnswer RunAdminImport(Cache& cache, std::string_view body,
+                           const LogSink& log);
+
+// Runs `action`, which is not an HttpError: RunAdminPurge, RunAdminCompact,
+// or RunAdminImport of `body`.
+AdminAnswer RunAdmin(Cache& cache, const AdminAction& action,
+                     std::string_view body, const LogSink& log,
+                     SharedTier* shared);
 
 }  // namespace llmcache::net::proxy
 

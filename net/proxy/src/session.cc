@@ -683,7 +683,7 @@ class SessionImpl final : public Session,
 
   // ------------------------------------------------------------- admin
 
-  // /admin/<op>: validated here, purged on the admin thread.
+  // /admin/<op>: validated here, run on the admin thread.
   void HandleAdmin(std::string_view op) {
     const auto& req = parser_->get();
     AdminAction action =
@@ -694,16 +694,15 @@ class SessionImpl final : public Session,
       return SendError(std::move(*error));
     }
     RunOnAdmin(
-        [srv = &srv_,
-         action = std::move(action)]() -> std::pair<int, std::string> {
-          auto log = [srv](LogLevel level, std::string_view line) {
-            srv->Log(level, line);
-          };
-          AdminAnswer a =
-              std::holds_alternative<AdminCompact>(action)
-                  ? RunAdminCompact(srv->cache(), log)
-                  : RunAdminPurge(srv->cache(), std::get<PurgeSelector>(action),
-                                  log, srv->cached().shared_tier());
+        [srv = &srv_, action = std::move(action),
+         body = std::move(parser_->get().body())]()  // import's lines
+        -> std::pair<int, std::string> {
+          AdminAnswer a = RunAdmin(
+              srv->cache(), action, body,
+              [srv](LogLevel level, std::string_view line) {
+                srv->Log(level, line);
+              },
+              srv->cached().shared_tier());
           return {a.status, std::move(a.body)};
         },
         kJson);

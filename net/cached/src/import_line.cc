@@ -2,7 +2,7 @@
 // by a direct scan, and any other JSON object through Boost.JSON. See
 // import_line.h.
 
-#include "cli/import_line.h"
+#include "llmcache/net/import_line.h"
 
 #include <algorithm>
 #include <boost/json.hpp>
@@ -21,7 +21,7 @@
 #include "llmcache/net/endpoint.h"
 #include "llmcache/net/json_util.h"
 
-namespace llmcache::cli {
+namespace llmcache::net {
 namespace json = boost::json;
 
 namespace {
@@ -474,4 +474,4 @@ bool ParseImportLine(std::string_view line, int64_t now_ms, ImportLine* out,
          ParseImportLineGeneral(line, now_ms, out, error);
 }
 
-}  // namespace llmcache::cli
+}  // namespace llmcache::net

@@ -1,11 +1,11 @@
-// One line of `llmcache import`: the format `llmcache export` writes (one
-// JSON object per entry; see the README's `export` row), validated and
-// turned into what Cache::Insert takes. No database: the import verb
-// (transfer.cc) stores what this accepts, and the fuzz target calls it on
-// arbitrary bytes.
+// One line of `llmcache import` and of the proxy's POST /admin/import: the
+// format `llmcache export` writes (one JSON object per entry; see the
+// README's `export` row), validated and turned into what Cache::Insert
+// takes. No database: the import verb and the admin endpoint store what this
+// accepts, and the fuzz target calls it on arbitrary bytes.
 
-#ifndef LLMCACHE_TOOLS_CLI_IMPORT_LINE_H_
-#define LLMCACHE_TOOLS_CLI_IMPORT_LINE_H_
+#ifndef LLMCACHE_NET_IMPORT_LINE_H_
+#define LLMCACHE_NET_IMPORT_LINE_H_
 
 #include <cstdint>
 #include <string>
@@ -14,7 +14,7 @@
 #include "llmcache/cache.h"
 #include "llmcache/key.h"
 
-namespace llmcache::cli {
+namespace llmcache::net {
 
 struct ImportLine {
   RequestKey key;
@@ -51,6 +51,6 @@ bool ParseExportLayout(std::string_view line, int64_t now_ms, ImportLine* out);
 bool ParseImportLineGeneral(std::string_view line, int64_t now_ms,
                             ImportLine* out, std::string* error);
 
-}  // namespace llmcache::cli
+}  // namespace llmcache::net
 
-#endif  // LLMCACHE_TOOLS_CLI_IMPORT_LINE_H_
+#endif  // LLMCACHE_NET_IMPORT_LINE_H_

@@ -1,0 +1,334 @@
+// `llmcache import --proxy URL`: the export's lines sent to a running
+// `llmcache serve` (POST /admin/import), which stores them in the database
+// it holds. See ImportViaProxy in verbs.h.
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/json.hpp>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <iostream>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "cli/json_print.h"
+#include "cli/progress.h"
+#include "cli/util.h"
+#include "cli/verbs.h"
+#include "llmcache/net/client.h"
+
+namespace llmcache::cli {
+namespace {
+
+namespace json = boost::json;
+
+// Lines per request: at most this many bytes, unless one line is longer.
+// Each request is stored by the proxy's admin thread in one go, which also
+// answers /stats and /metrics: ~1k entries of 1 KiB keep that short.
+constexpr size_t kBatchBytes = 1u << 20;
+
+// "http(s)://host:port" of `url` (a path is not allowed: the admin routes
+// are at the root), or "" if it is not such a URL.
+std::string RootUrl(std::string url) {
+  if (!url.starts_with("http://") && !url.starts_with("https://")) return "";
+  if (url.find_first_of("?#") != std::string::npos) return "";
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  const size_t host = url.find("://") + 3;
+  if (url.size() == host || url.find('/', host) != std::string::npos) {
+    return "";
+  }
+  return url;
+}
+
+// The message of a JSON error answer {"error":{"message":...}}, or the
+// start of the body.
+std::string ErrorMessage(const net::Response& r) {
+  boost::system::error_code ec;
+  json::value v = json::parse(r.body, ec);
+  const json::value* error =
+      !ec && v.is_object() ? v.as_object().if_contains("error") : nullptr;
+  const json::value* message = error != nullptr && error->is_object()
+                                   ? error->as_object().if_contains("message")
+                                   : nullptr;
+  if (message != nullptr && message->is_string()) {
+    return std::string(message->as_string().subview().substr(0, 300));
+  }
+  return r.body.substr(0, 300);
+}
+
+class ProxyImporter {
+ public:
+  ProxyImporter(std::shared_ptr<net::Client> client, const Io& io,
+                Progress* progress)
+      : client_(std::move(client)), io_(io), progress_(progress) {}
+
+  // Sends `text` (whole lines, each ending in '\n'), whose first line is
+  // line `first_line` of the input. False after a failure that ends the
+  // import (reported on io.err).
+  bool Send(std::string_view text, uint64_t first_line) {
+    Result<net::Response> r = Post("/admin/import", std::string(text));
+    if (!r.ok()) {
+      return Fail("cannot reach the proxy: " + r.status().ToString());
+    }
+    if (r->status == 413) {
+      // The proxy's --max-body-bytes is below this request: halves.
+      const size_t lines = LinesIn(text);
+      if (lines < 2) {
+        ++malformed_;
+        progress_->Finish();
+        io_.err << "llmcache import: line " << first_line
+                << ": larger than the proxy's request body limit "
+                   "(--max-body-bytes) (skipped)\n";
+        return true;
+      }
+      size_t cut = 0;
+      for (size_t i = 0; i < lines / 2; ++i) cut = text.find('\n', cut) + 1;
+      return Send(text.substr(0, cut), first_line) &&
+             Send(text.substr(cut), first_line + lines / 2);
+    }
+    if (r->status == 401) {
+      return Fail(
+          "the proxy refused the admin token: set $LLMCACHE_ADMIN_TOKEN "
+          "(or --admin-token) to its --admin-token");
+    }
+    if (r->status == 404 && ErrorMessage(*r).starts_with("no route for")) {
+      return Fail(
+          "the proxy has no admin endpoints: start `llmcache serve` with "
+          "--admin-token (or $LLMCACHE_ADMIN_TOKEN)");
+    }
+    if (r->status != 200) {
+      return Fail("status " + std::to_string(r->status) +
+                  " from the proxy: " + ErrorMessage(*r) + " (" +
+                  std::to_string(imported_) + " entries stored before)");
+    }
+    boost::system::error_code ec;
+    json::value v = json::parse(r->body, ec);
+    const json::object* o = !ec && v.is_object() ? &v.as_object() : nullptr;
+    if (o == nullptr || !o->contains("imported") || !o->contains("errors")) {
+      return Fail("the answer of " + client_->options().base_url +
+                  "/admin/import is not an llmcache proxy's");
+    }
+    auto count = [o](std::string_view name) {
+      const json::value* n = o->if_contains(name);
+      return n != nullptr && n->is_uint64() ? n->as_uint64()
+             : n != nullptr && n->is_int64() && n->as_int64() > 0
+                 ? static_cast<uint64_t>(n->as_int64())
+                 : uint64_t{0};
+    };
+    imported_ += count("imported");
+    expired_ += count("expired");
+    malformed_ += count("malformed");
+    uint64_t listed = 0;
+    if (const json::value* errors = o->if_contains("errors");
+        errors->is_array()) {
+      for (const json::value& e : errors->as_array()) {
+        if (!e.is_object() || !e.as_object().contains("line")) continue;
+        const json::value& line = e.as_object().at("line");
+        const json::value* what = e.as_object().if_contains("error");
+        if (!line.is_number()) continue;
+        progress_->Finish();
+        io_.err << "llmcache import: line "
+                << first_line + line.to_number<uint64_t>() - 1 << ": "
+                << (what != nullptr && what->is_string()
+                        ? std::string(what->as_string().subview())
+                        : std::string("malformed"))
+                << " (skipped)\n";
+        ++listed;
+      }
+    }
+    if (count("malformed") > listed) {
+      progress_->Finish();
+      io_.err << "llmcache import: " << count("malformed") - listed
+              << " more malformed lines in lines " << first_line << "-"
+              << first_line + LinesIn(text) - 1 << " (skipped)\n";
+    }
+    return true;
+  }
+
+  Result<net::Response> Post(std::string path, std::string body) {
+    net::Request req;
+    req.path = std::move(path);
+    req.body = std::move(body);
+    req.headers.push_back({"Content-Type", "application/x-ndjson"});
+    std::promise<Result<net::Response>> done;
+    std::future<Result<net::Response>> answer = done.get_future();
+    client_->Send(std::move(req), nullptr, [&done](Result<net::Response> r) {
+      done.set_value(std::move(r));
+    });
+    return answer.get();
+  }
+
+  uint64_t imported() const { return imported_; }
+  uint64_t expired() const { return expired_; }
+  uint64_t malformed() const { return malformed_; }
+
+ private:
+  static size_t LinesIn(std::string_view text) {
+    size_t n = 0;
+    for (char c : text) n += c == '\n';
+    return n;
+  }
+
+  bool Fail(const std::string& why) {
+    progress_->Finish();
+    io_.err << "llmcache import: " << why << "\n";
+    return false;
+  }
+
+  std::shared_ptr<net::Client> client_;
+  const Io& io_;
+  Progress* const progress_;
+  uint64_t imported_ = 0, expired_ = 0, malformed_ = 0;
+};
+
+}  // namespace
+
+int ImportViaProxy(const std::string& proxy, const std::string& admin_token,
+                   const std::string& input, bool as_json, bool compact,
+                   const Io& io) {
+  const auto started = std::chrono::steady_clock::now();
+  const std::string root = RootUrl(proxy);
+  if (root.empty()) {
+    io.err << "llmcache import: --proxy needs the proxy's address as an "
+              "http:// or https:// URL without a path, e.g. "
+              "http://127.0.0.1:8080\n";
+    return kExitUsage;
+  }
+  if (admin_token.empty()) {
+    io.err << "llmcache import: --proxy needs the proxy's admin token in "
+              "$LLMCACHE_ADMIN_TOKEN (or --admin-token)\n";
+    return kExitUsage;
+  }
+  std::ifstream file;
+  std::istream* in = &io.in;
+  if (input != "-") {
+    std::error_code ec;
+    if (std::filesystem::is_directory(input, ec)) {
+      io.err << "llmcache import: " << input
+             << " is a directory, not an export file\n";
+      return kExitFailure;
+    }
+    file.open(input, std::ios::binary);
+    if (!file) {
+      io.err << "llmcache import: cannot read " << input << ": "
+             << std::strerror(errno) << "\n";
+      return kExitFailure;
+    }
+    in = &file;
+  } else if (struct stat st; &io.in == &std::cin &&
+                             fstat(STDIN_FILENO, &st) == 0 &&
+                             S_ISDIR(st.st_mode)) {
+    io.err << "llmcache import: standard input is a directory, not an export "
+              "file\n";
+    return kExitFailure;
+  }
+
+  boost::asio::io_context ioc;
+  auto guard = boost::asio::make_work_guard(ioc);
+  std::thread io_thread([&ioc] { ioc.run(); });
+  struct Joiner {
+    decltype(guard)& g;
+    std::thread& t;
+    ~Joiner() {
+      g.reset();
+      t.join();
+    }
+  } joiner{guard, io_thread};
+
+  net::ClientOptions co;
+  co.base_url = root;
+  co.api_key = admin_token;  // sent as Authorization: Bearer
+  co.x_title = "llmcache import";
+  // Storing 1 MiB of entries one by one takes well under a second; a disk
+  // in trouble may take long.
+  co.headers_timeout = std::chrono::seconds(600);
+  co.request_timeout = std::chrono::seconds(600);
+  co.max_attempts = 2;
+  Result<std::shared_ptr<net::Client>> client =
+      net::Client::Create(ioc.get_executor(), co);
+  if (!client.ok()) {
+    io.err << "llmcache import: " << client.status() << "\n";
+    return kExitUsage;
+  }
+  Progress progress(io.err, io.stderr_is_tty, "import");
+  ProxyImporter importer(*client, io, &progress);
+  std::string batch, line;
+  uint64_t line_no = 0, batch_first = 1;
+  bool ok = true;
+  while (ok && std::getline(*in, line)) {
+    if (line_no == 0 && line.starts_with("\xEF\xBB\xBF")) line.erase(0, 3);
+    ++line_no;
+    if (!batch.empty() && batch.size() + line.size() + 1 > kBatchBytes) {
+      ok = importer.Send(batch, batch_first);
+      batch.clear();
+      batch_first = line_no;
+      progress.Update(line_no - 1);
+    }
+    batch += line;
+    batch += '\n';
+  }
+  if (ok && in->bad()) {
+    io.err << "llmcache import: reading " << (input == "-" ? "stdin" : input)
+           << " failed\n";
+    ok = false;
+  }
+  if (ok && !batch.empty()) ok = importer.Send(batch, batch_first);
+  progress.Finish();
+  double compact_seconds = 0;
+  if (ok && compact) {
+    const auto compact_started = std::chrono::steady_clock::now();
+    Result<net::Response> r = importer.Post("/admin/compact", "");
+    if (!r.ok() || r->status != 200) {
+      io.err << "llmcache import: imported " << importer.imported()
+             << " entries, then the proxy's compaction failed: "
+             << (r.ok() ? ErrorMessage(*r) : r.status().ToString()) << "\n";
+      return kExitFailure;
+    }
+    compact_seconds = std::chrono::duration<double>(
+                          std::chrono::steady_clock::now() - compact_started)
+                          .count();
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started)
+          .count();
+  if (as_json) {
+    json::object o{
+        {"imported", importer.imported()},
+        {"malformed", importer.malformed()},
+        {"expired_skipped", importer.expired()},
+        {"lines", line_no},
+        {"seconds", seconds},
+        {"entries_per_second", EntriesPerSecond(importer.imported(), seconds)},
+        {"proxy", root}};
+    if (compact) o["compact_seconds"] = compact_seconds;
+    if (!ok) o["error"] = "stopped early (see stderr)";
+    PrintJsonLine(o, io.out);
+  } else {
+    io.out << "imported " << importer.imported() << " entries through " << root
+           << " in " << RateText(importer.imported(), seconds);
+    if (importer.expired() > 0) {
+      io.out << ", skipped " << importer.expired() << " already expired";
+    }
+    if (importer.malformed() > 0) {
+      io.out << ", skipped " << importer.malformed() << " malformed lines";
+    }
+    if (compact) {
+      char took[32];
+      std::snprintf(took, sizeof(took), "%.2f", compact_seconds);
+      io.out << "; compacted in " << took << " s";
+    }
+    if (!ok) io.out << " (stopped early)";
+    io.out << "\n";
+  }
+  return ok && importer.malformed() == 0 ? kExitOk : kExitFailure;
+}
+
+}  // namespace llmcache::cli
