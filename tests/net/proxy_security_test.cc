@@ -711,6 +711,41 @@ std::string ReadAll(tcp::socket& socket) {
   return out;
 }
 
+// HEAD gets GET's head, Content-Length included, and no content (RFC 9110
+// 9.3.2), on every route (a 405 too): the next answer on the connection
+// starts right after the head, where a client expects it.
+TEST_F(ProxySecurityTest, HeadIsAnsweredWithoutContent) {
+  asio::io_context ioc;
+  tcp::socket c(ioc);
+  boost::system::error_code ec;
+  c.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_), ec);
+  ASSERT_FALSE(ec) << ec.message();
+  const std::string req =
+      "HEAD /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+      "HEAD /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+      "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+  asio::write(c, asio::buffer(req), ec);
+  ASSERT_FALSE(ec) << ec.message();
+  const std::string answer = ReadAll(c);
+  const std::string body = "{\"status\":\"ok\"}";
+  // Three heads; the only content is the GET's, at the end.
+  size_t heads = 0;
+  for (size_t at = answer.find("HTTP/1.1 "); at != std::string::npos;
+       at = answer.find("HTTP/1.1 ", at + 1)) {
+    ++heads;
+  }
+  EXPECT_EQ(heads, 3u) << answer;
+  EXPECT_EQ(answer.rfind("HTTP/1.1 200 ", 0), 0u) << answer;
+  EXPECT_NE(answer.find("\r\n\r\nHTTP/1.1 405 "), std::string::npos) << answer;
+  EXPECT_EQ(answer.find("method not allowed"), std::string::npos) << answer;
+  EXPECT_EQ(answer.find(body), answer.size() - body.size()) << answer;
+  // The HEAD's head has the GET's length.
+  const std::string first_head = answer.substr(0, answer.find("\r\n\r\n"));
+  EXPECT_NE(first_head.find("Content-Length: " + std::to_string(body.size())),
+            std::string::npos)
+      << first_head;
+}
+
 // Out of descriptors altogether (another part of the process took them):
 // accept fails with EMFILE. A pending client gets a 503 (the proxy frees its
 // spare descriptor for it) instead of waiting forever, the proxy does not

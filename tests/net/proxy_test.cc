@@ -357,6 +357,26 @@ TEST_F(ProxyTest, NoStoreDoesNotStore) {
   EXPECT_EQ(fake_->completions(), 2u);
 }
 
+// Repeated lines of a header are one comma-joined value (RFC 9110 5.3): a
+// no-store on the second Cache-Control line counts; a header that takes one
+// value, given twice, is a 400.
+TEST_F(ProxyTest, RepeatedHeaderLinesAreOneValue) {
+  const Reply r = Chat(Body("m/a"), {{"Cache-Control", "no-cache"},
+                                     {"Cache-Control", "no-store"}});
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.header("x-cache"), "MISS");
+  EXPECT_EQ(r.header("x-cache-stored"), "0");
+  EXPECT_EQ(Chat(Body("m/a")).header("x-cache"), "MISS");
+  EXPECT_EQ(fake_->completions(), 2u);
+  for (const char* name : {"X-Cache-TTL", "X-Cache-Namespace"}) {
+    const Reply twice =
+        Chat(Body("m/a", false, "twice"), {{name, "60"}, {name, "60"}});
+    EXPECT_EQ(twice.status, 400) << name;
+    EXPECT_THAT(twice.body, ::testing::HasSubstr(name)) << twice.body;
+  }
+  EXPECT_EQ(fake_->completions(), 2u);
+}
+
 TEST_F(ProxyTest, MaxAgeRejectsOlderEntries) {
   ASSERT_EQ(Chat(Body("m/a")).header("x-cache"), "MISS");
   clock_.Advance(10'000);

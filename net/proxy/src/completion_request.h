@@ -16,6 +16,8 @@
 
 #include <array>
 #include <cstdint>
+#include <forward_list>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -50,6 +52,27 @@ class HeaderLookup {
   const void* find_;
   std::optional<std::string_view> (*call_)(const void*, std::string_view);
 };
+
+// The value of the request header `name` in `fields` (Beast's; names are
+// case-insensitive), or nullopt when it is absent. Repeated lines are one
+// value, joined with ", " into a string added to `joined` (RFC 9110 5.3):
+// two Cache-Control lines count as one list, and a header that takes one
+// value, given twice, is then invalid. The view lives as long as `joined`
+// and `fields`.
+template <typename Fields>
+std::optional<std::string_view> FindJoined(
+    const Fields& fields, std::string_view name,
+    std::forward_list<std::string>* joined) {
+  auto [it, end] = fields.equal_range({name.data(), name.size()});
+  if (it == end) return std::nullopt;
+  auto value = [](auto i) {
+    return std::string_view(i->value().data(), i->value().size());
+  };
+  if (std::next(it) == end) return value(it);
+  std::string& out = joined->emplace_front(value(it));
+  for (++it; it != end; ++it) out.append(", ").append(value(it));
+  return out;
+}
 
 // Request headers passed upstream (attribution; they never change output).
 inline constexpr std::array<std::string_view, 5> kPassRequestHeaders = {

@@ -35,6 +35,7 @@
 #include <boost/beast/http.hpp>
 #include <chrono>
 #include <cstdio>
+#include <forward_list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -203,6 +204,8 @@ class SessionImpl final : public Session,
   bool Admit() {
     const auto& req = parser_->get();
     req_.keep_alive = req.keep_alive();
+    req_.head = req.method() == http::verb::head;
+    req_.get = req_.head || req.method() == http::verb::get;
     const std::string_view target = Sv(req.target());
     const size_t q = target.find('?');
     req_.path = target.substr(0, q);
@@ -325,24 +328,24 @@ class SessionImpl final : public Session,
       refusal_.reset();
       return SendError(std::move(e));
     }
-    const http::verb method = parser_->get().method();
+    const bool post = parser_->get().method() == http::verb::post;
     const std::string_view path = req_.path;
     switch (req_.route) {
       case Route::kChatCompletions:
       case Route::kEmbeddings:
       case Route::kResponses:
       case Route::kMessages:
-        if (method != http::verb::post) return MethodNotAllowed("POST");
+        if (!post) return MethodNotAllowed("POST");
         return HandleCompletion(
             req_.route == Route::kChatCompletions ? Endpoint::kChatCompletions
             : req_.route == Route::kEmbeddings    ? Endpoint::kEmbeddings
             : req_.route == Route::kResponses     ? Endpoint::kResponses
                                                   : Endpoint::kMessages);
       case Route::kModels:
-        if (method != http::verb::get) return MethodNotAllowed("GET");
+        if (!req_.get) return MethodNotAllowed("GET");
         return HandleModels();
       case Route::kHealthz:
-        if (method != http::verb::get) return MethodNotAllowed("GET");
+        if (!req_.get) return MethodNotAllowed("GET");
         // Health() is cheap: answered inline.
         if (SharedTier* shared = srv_.cached().shared_tier()) {
           const SharedTierHealth h = shared->Health();
@@ -353,7 +356,7 @@ class SessionImpl final : public Session,
         return SendWhole(200, kJson, {}, body_, nullptr);
       case Route::kMetrics:
       case Route::kStats: {
-        if (method != http::verb::get) return MethodNotAllowed("GET");
+        if (!req_.get) return MethodNotAllowed("GET");
         if (!OperatorViewAllowed()) return;
         const bool stats = req_.route == Route::kStats;
         return RunOnAdmin(
@@ -366,7 +369,7 @@ class SessionImpl final : public Session,
         return HandleAdmin(path.substr(7));
       case Route::kOther:
         if (const DashboardAsset* asset = FindDashboardAsset(path)) {
-          if (method != http::verb::get) return MethodNotAllowed("GET");
+          if (!req_.get) return MethodNotAllowed("GET");
           return SendWhole(200, asset->content_type, DashboardHeaders(),
                            asset->body, nullptr);
         }
@@ -401,11 +404,9 @@ class SessionImpl final : public Session,
   void HandleCompletion(Endpoint endpoint) {
     req_.endpoint = endpoint;
     auto& req = parser_->get();
-    const auto find =
-        [&req](std::string_view name) -> std::optional<std::string_view> {
-      auto it = req.find(beast::string_view(name.data(), name.size()));
-      if (it == req.end()) return std::nullopt;
-      return Sv(it->value());
+    std::forward_list<std::string> joined;  // repeated headers, combined
+    const auto find = [&req, &joined](std::string_view name) {
+      return FindJoined(req, name, &joined);
     };
     CachedRequest creq;
     const ProxyOptions& o = srv_.options();
@@ -699,9 +700,7 @@ class SessionImpl final : public Session,
         -> std::pair<int, std::string> {
           AdminAnswer a = RunAdmin(
               srv->cache(), action, body,
-              [srv](LogLevel level, std::string_view line) {
-                srv->Log(level, line);
-              },
+              [srv](LogLevel l, std::string_view m) { srv->Log(l, m); },
               srv->cached().shared_tier());
           return {a.status, std::move(a.body)};
         },
@@ -776,8 +775,10 @@ class SessionImpl final : public Session,
         &head_, status, content_type,
         chunked ? -1 : static_cast<int64_t>(body.size()), req_.keep_alive,
         extra, cors_);
+    // HEAD: GET's head (Content-Length too), no content (RFC 9110 9.3.2).
     const std::array<asio::const_buffer, 2> buffers = {
-        asio::buffer(head_), asio::buffer(body.data(), body.size())};
+        asio::buffer(head_),
+        asio::buffer(body.data(), req_.head ? 0 : body.size())};
     stream_.expires_after(srv_.options().read_timeout);
     asio::async_write(
         stream_, buffers,

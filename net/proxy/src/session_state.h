@@ -69,6 +69,8 @@ struct RequestState {
   std::string_view path;   // into the parser's message
   std::string_view query;  // after '?'
   bool keep_alive = true;  // cleared by errors that close, and by shutdown
+  bool head = false;       // a HEAD request: every answer goes without body
+  bool get = false;        // GET, or HEAD (answered as GET, without body)
   bool streaming = false;  // "stream": true in the body
   StreamState stream = StreamState::kNone;
   std::string key_hex;  // its capacity is reused across requests
@@ -85,6 +87,8 @@ struct RequestState {
     path = {};
     query = {};
     keep_alive = true;
+    head = false;
+    get = false;
     streaming = false;
     stream = StreamState::kNone;
     key_hex.clear();
