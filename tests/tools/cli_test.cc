@@ -248,6 +248,57 @@ TEST_F(CliTest, StatsReportsTotalsAndModels) {
   EXPECT_THAT(text.out, HasSubstr("cost saved"));
 }
 
+// Model ids are whatever a client sent (the upstream answered them): text
+// views print their control characters and invalid UTF-8 escaped, so that an
+// id cannot recolour the terminal, set its title or add a fake row.
+TEST_F(CliTest, TextViewsEscapeControlCharactersInModelIds) {
+  const std::string hostile =
+      "esc\x1b[31mRED\x1b]0;pwned\x07\nspoofed/model 999 \xc2\x9b ok-\xc3\xa9";
+  const std::string shown =
+      "esc\\x1b[31mRED\\x1b]0;pwned\\x07\\x0aspoofed/model 999 "
+      "\\xc2\\x9b ok-\xc3\xa9";
+  const std::string resolved = hostile + "-resolved";
+  {
+    auto cache = testing::OpenTestCache(db_);
+    ASSERT_OK(cache.status());
+    InsertOptions o;
+    o.resolved_model = resolved;
+    ASSERT_OK((*cache)->Insert(TestKey(hostile, 1), Body("one"), o));
+  }
+  for (const char* verb : {"models", "stats", "ls"}) {
+    ProcessResult r = Llmcache({verb, "--db", db_});
+    ASSERT_EQ(r.exit_code, 0) << verb << ": " << r.err;
+    EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << verb;
+    EXPECT_EQ(r.out.find('\x07'), std::string::npos) << verb;
+    EXPECT_EQ(r.out.find("\nspoofed"), std::string::npos) << verb;
+    EXPECT_THAT(r.out, HasSubstr(shown)) << verb;
+  }
+  ProcessResult ls = Llmcache({"ls", "--db", db_, "--json"});
+  ASSERT_EQ(ls.exit_code, 0) << ls.err;
+  EXPECT_EQ(
+      ParseObject(ls.out)["entries"].as_array()[0].at("model").as_string(),
+      hostile);
+  ProcessResult show =
+      Llmcache({"show", "--db", db_, TestKey(hostile, 1).Hex()});
+  ASSERT_EQ(show.exit_code, 0) << show.err;
+  EXPECT_EQ(show.out.find('\x1b'), std::string::npos);
+  EXPECT_THAT(show.out, HasSubstr("resolved model  " + shown + "-resolved"));
+}
+
+TEST(CliPrintableTest, EscapesControlsAndInvalidUtf8Only) {
+  EXPECT_EQ(cli::Printable("openai/gpt-4o-mini:free"),
+            "openai/gpt-4o-mini:free");
+  EXPECT_EQ(cli::Printable("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 a\\b"),
+            "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 a\\b");
+  EXPECT_EQ(cli::Printable(std::string("a\0b\tc\x7f", 6)),
+            "a\\x00b\\x09c\\x7f");
+  // C1 controls in UTF-8 (U+009B is CSI); U+00A0 is text.
+  EXPECT_EQ(cli::Printable("\xc2\x9b\xc2\xa0"), "\\xc2\\x9b\xc2\xa0");
+  // A stray continuation byte, a truncated sequence, an overlong lead, 0xff.
+  EXPECT_EQ(cli::Printable("\x80x\xe2\x82y\xc0\xaf\xff"),
+            "\\x80x\\xe2\\x82y\\xc0\\xaf\\xff");
+}
+
 TEST_F(CliTest, StatsCountsHitsAndSavings) {
   Fill();
   {

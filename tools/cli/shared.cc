@@ -146,7 +146,7 @@ int SharedStats(const SharedArgs& args, bool per_model_only, bool json_out,
          << std::setw(6) << "gen"
          << "\n";
   for (const net::FleetModelStats& m : fleet->models) {
-    io.out << std::left << std::setw(40) << m.model << std::right
+    io.out << std::left << std::setw(40) << Printable(m.model) << std::right
            << std::setw(10) << m.hits << std::setw(10) << m.misses
            << std::setw(10) << m.bypasses << std::setw(14) << m.tokens_saved
            << std::setw(14) << FormatUsd(m.cost_saved_nanousd) << std::setw(6)

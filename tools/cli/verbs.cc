@@ -61,7 +61,11 @@ class Table {
   explicit Table(std::vector<std::string> header) : width_(header.size(), 0) {
     rows_.push_back(std::move(header));
   }
-  void Add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
+  // Cells are printed as Printable() makes them.
+  void Add(std::vector<std::string> row) {
+    for (std::string& cell : row) cell = Printable(cell);
+    rows_.push_back(std::move(row));
+  }
   // Columns at least this wide (for a table printed in chunks).
   void SetMinWidths(const std::vector<size_t>& widths) {
     for (size_t i = 0; i < widths.size() && i < width_.size(); ++i) {
@@ -162,10 +166,11 @@ void PrintEntry(const std::string& key_hex, const Entry& e, size_t stored_bytes,
   const EntryMeta& m = e.meta;
   out << "key             " << key_hex << "\n"
       << "endpoint        " << EntryEndpointName(m.flags) << "\n"
-      << "model           " << m.model << "\n"
+      << "model           " << Printable(m.model) << "\n"
       << "resolved model  "
-      << (m.resolved_model.empty() ? "-" : m.resolved_model) << "\n"
-      << "namespace       " << (m.ns.empty() ? "(none)" : m.ns) << "\n"
+      << (m.resolved_model.empty() ? "-" : Printable(m.resolved_model)) << "\n"
+      << "namespace       " << (m.ns.empty() ? "(none)" : Printable(m.ns))
+      << "\n"
       << "created         " << FormatTime(m.created_ms) << " ("
       << FormatDuration(now - m.created_ms) << " ago)\n"
       << "expires         "
@@ -193,7 +198,7 @@ void PrintEntry(const std::string& key_hex, const Entry& e, size_t stored_bytes,
   boost::system::error_code ec;
   json::value body = net::json_util::ParseJson(e.body, ec);
   if (ec) {
-    out << e.body << "\n";
+    out << Printable(e.body) << "\n";
   } else {
     PrettyPrint(body, out);
     out << "\n";
@@ -620,9 +625,9 @@ int Key(const KeyArgs& args, const Io& io) {
          << "decision   " << DecisionText(k->decision) << " (mode " << args.mode
          << ")\n"
          << "endpoint   " << EndpointName(k->info.endpoint) << "\n"
-         << "model      " << k->key.model;
+         << "model      " << Printable(k->key.model);
   if (k->key.base_model != k->key.model) {
-    io.out << " (column family of " << k->key.base_model << ")";
+    io.out << " (column family of " << Printable(k->key.base_model) << ")";
   }
   io.out << "\n"
          << "namespace  " << (k->ns.empty() ? "(none)" : k->ns) << "\n"
