@@ -17,7 +17,6 @@
 #include <array>
 #include <cstdint>
 #include <forward_list>
-#include <iterator>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -63,12 +62,14 @@ template <typename Fields>
 std::optional<std::string_view> FindJoined(
     const Fields& fields, std::string_view name,
     std::forward_list<std::string>* joined) {
-  auto [it, end] = fields.equal_range({name.data(), name.size()});
-  if (it == end) return std::nullopt;
   auto value = [](auto i) {
     return std::string_view(i->value().data(), i->value().size());
   };
-  if (std::next(it) == end) return value(it);
+  // The common cases first: absent (one lookup), or there once.
+  const auto first = fields.find({name.data(), name.size()});
+  if (first == fields.end()) return std::nullopt;
+  if (fields.count({name.data(), name.size()}) == 1) return value(first);
+  auto [it, end] = fields.equal_range({name.data(), name.size()});
   std::string& out = joined->emplace_front(value(it));
   for (++it; it != end; ++it) out.append(", ").append(value(it));
   return out;
