@@ -80,7 +80,6 @@ AccessRequest Req(Route route, std::optional<std::string_view> host =
   r.route = route;
   r.method = route == Route::kChatCompletions ? "POST" : "GET";
   r.version = 11;
-  r.host_count = host ? 1 : 0;
   r.host = host;
   return r;
 }
@@ -158,8 +157,26 @@ TEST(CheckAccessTest, MissingOrRepeatedHost) {
   r.version = 10;  // HTTP/1.0 has no Host requirement
   EXPECT_EQ(StatusOf(CheckAccess(p, r)), 0);
   r = Req(Route::kHealthz);
-  r.host_count = 2;
+  r.repeated = "Host";
   EXPECT_EQ(StatusOf(CheckAccess(p, r)), 400);
+}
+
+// A second line of a credential header would be ignored (the first wins):
+// refused instead, on every route.
+TEST(CheckAccessTest, RepeatedCredentialHeadersAre400) {
+  const AccessPolicy p = Policy();
+  for (std::string_view name :
+       {"Authorization", "X-Api-Key", "X-Llmcache-Token"}) {
+    for (Route route : {Route::kChatCompletions, Route::kHealthz, Route::kAdmin,
+                        Route::kMessages}) {
+      AccessRequest r = Req(route);
+      r.repeated = name;
+      const auto checked = CheckAccess(p, r);
+      ASSERT_EQ(StatusOf(checked), 400) << name;
+      EXPECT_EQ(std::get<proxy_util::HttpError>(checked).message,
+                "more than one " + std::string(name) + " header");
+    }
+  }
 }
 
 TEST(CheckAccessTest, AllowedHostsAndWildcardListening) {
@@ -709,6 +726,25 @@ std::string ReadAll(tcp::socket& socket) {
     out.append(buf, static_cast<size_t>(n));
   }
   return out;
+}
+
+// Two lines of Authorization (or another header access depends on) are a
+// 400 on the wire too: the proxy counts the lines, not only reads the first.
+TEST_F(ProxySecurityTest, RepeatedCredentialLinesAreRefused) {
+  for (const char* name : {"Authorization", "X-Llmcache-Token", "Host"}) {
+    Headers headers = {{name, "Bearer one"}, {name, "Bearer two"}};
+    if (std::string_view(name) == "Host") {
+      headers = {{"Host", "127.0.0.1"}, {"Host", "evil.example"}};
+    }
+    const Reply r =
+        HttpConnection(port_).Send("POST", "/v1/chat/completions",
+                                   R"({"model":"m/a","messages":[]})", headers);
+    EXPECT_EQ(r.status, 400) << name << ": " << r.body;
+    EXPECT_NE(r.body.find(std::string("more than one ") + name),
+              std::string::npos)
+        << r.body;
+  }
+  EXPECT_EQ(fake_->completions(), 0u);
 }
 
 // HEAD gets GET's head, Content-Length included, and no content (RFC 9110

@@ -333,14 +333,20 @@ TEST(ProxyUtilReasonPhraseTest, KnownStatuses) {
       {405, "Method Not Allowed"},
       {408, "Request Timeout"},
       {409, "Conflict"},
+      {410, "Gone"},
+      {411, "Length Required"},
       {413, "Payload Too Large"},
+      {415, "Unsupported Media Type"},
+      {417, "Expectation Failed"},
       {422, "Unprocessable Entity"},
       {429, "Too Many Requests"},
       {431, "Request Header Fields Too Large"},
       {500, "Internal Server Error"},
+      {501, "Not Implemented"},
       {502, "Bad Gateway"},
       {503, "Service Unavailable"},
       {504, "Gateway Timeout"},
+      {505, "HTTP Version Not Supported"},
       {524, "A Timeout Occurred"},
       {529, "Site Overloaded"},
   };
@@ -351,7 +357,7 @@ TEST(ProxyUtilReasonPhraseTest, KnownStatuses) {
 
 TEST(ProxyUtilReasonPhraseTest, OthersAreUnknown) {
   for (int status :
-       {0, -1, 1, 99, 101, 202, 299, 302, 418, 451, 501, 505, 599, 600, 1000}) {
+       {0, -1, 1, 99, 101, 202, 299, 302, 418, 451, 506, 599, 600, 1000}) {
     EXPECT_EQ(ReasonPhrase(status), "Unknown") << status;
   }
 }

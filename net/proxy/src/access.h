@@ -72,6 +72,18 @@ std::optional<proxy_util::HttpError> CheckOperatorView(
 // literal without a port (or "*").
 Result<AccessPolicy> MakeAccessPolicy(const ProxyOptions& options);
 
+// The first of the headers access depends on (Host and the credentials)
+// that `fields` (Beast's) has more than once, or "": a second line of one
+// of them would be ignored (the first wins), so such a request is refused.
+template <typename Fields>
+std::string_view RepeatedField(const Fields& fields) {
+  for (std::string_view name :
+       {"Host", "Authorization", "X-Api-Key", "X-Llmcache-Token"}) {
+    if (fields.count({name.data(), name.size()}) > 1) return name;
+  }
+  return {};
+}
+
 // "scheme://host[:port]" lowercased, without a default port (http :80,
 // https :443) or a trailing "/"; nullopt when `origin` is not of that form
 // (a path, a query, user info, "null", an empty host or a bad port).
@@ -82,7 +94,9 @@ struct AccessRequest {
   metrics::Route route = metrics::Route::kOther;
   std::string_view method;  // "GET", "OPTIONS", ...
   int version = 11;         // HTTP/1.0 = 10, HTTP/1.1 = 11
-  size_t host_count = 0;    // Host headers in the request
+  // The first of Host, Authorization, X-Api-Key and X-Llmcache-Token that
+  // the request has more than once (RepeatedField); "" if none.
+  std::string_view repeated;
   std::optional<std::string_view> host;
   std::optional<std::string_view> origin;
   std::optional<std::string_view> sec_fetch_site;

@@ -217,7 +217,7 @@ class SessionImpl final : public Session,
     ar.route = req_.route;
     ar.method = Sv(req.method_string());
     ar.version = static_cast<int>(req.version());
-    ar.host_count = req.count(http::field::host);
+    ar.repeated = RepeatedField(req);
     ar.host = Find(req, http::field::host);
     ar.origin = Find(req, http::field::origin);
     ar.sec_fetch_site = Find(req, "Sec-Fetch-Site");
