@@ -13,6 +13,7 @@
 
 #include <signal.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
@@ -382,6 +383,13 @@ int Run(CLI::App& sub, ServeConfig& c) {
                                 : "database " + co.path)
             << (tier ? ", shared tier " + tier->Health().url : std::string())
             << ")" << std::endl;
+  // For the CLI's hints on a database this process holds (cli/util.h).
+  if (!co.path.empty() &&
+      !cli::WriteServeFile(co.path, getpid(), (*server)->base_url())) {
+    logger->Write(
+        LogLevel::kWarn,
+        "cannot write " + co.path + "/LLMCACHE-SERVE: " + std::strerror(errno));
+  }
 
   int sig = 0;
   sigwait(&set, &sig);
@@ -397,6 +405,7 @@ int Run(CLI::App& sub, ServeConfig& c) {
     tier->Shutdown();
   }
   server->reset();
+  if (!co.path.empty()) cli::RemoveServeFile(co.path, getpid());
   cache.reset();  // closes the store (writes statistics)
   logger->Write(LogLevel::kInfo, "stopped");
   logger->Flush();

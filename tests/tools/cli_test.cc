@@ -285,6 +285,22 @@ TEST_F(CliTest, TextViewsEscapeControlCharactersInModelIds) {
   EXPECT_THAT(show.out, HasSubstr("resolved model  " + shown + "-resolved"));
 }
 
+TEST(CliServeFileTest, ReadsOnlyWhatTheHolderWrote) {
+  TempDir dir;
+  const std::string db = dir.Sub("db");
+  std::filesystem::create_directories(db);
+  EXPECT_FALSE(cli::ReadServeFile(db, 42));
+  ASSERT_TRUE(cli::WriteServeFile(db, 42, "http://127.0.0.1:9123"));
+  EXPECT_EQ(cli::ReadServeFile(db, 42), "http://127.0.0.1:9123");
+  EXPECT_FALSE(cli::ReadServeFile(db, 43));  // left by another process
+  cli::RemoveServeFile(db, 43);              // not its file: kept
+  EXPECT_TRUE(cli::ReadServeFile(db, 42));
+  cli::RemoveServeFile(db, 42);
+  EXPECT_FALSE(std::filesystem::exists(db + "/LLMCACHE-SERVE"));
+  std::ofstream(db + "/LLMCACHE-SERVE") << "pid 42\nurl javascript:x\n";
+  EXPECT_FALSE(cli::ReadServeFile(db, 42));
+}
+
 TEST(CliPrintableTest, EscapesControlsAndInvalidUtf8Only) {
   EXPECT_EQ(cli::Printable("openai/gpt-4o-mini:free"),
             "openai/gpt-4o-mini:free");

@@ -165,10 +165,16 @@ TEST_F(ServeTest, CliReadsTheLiveDatabaseAndItsMutatingVerbsExitThree) {
   const std::string err = purge.Err();
   EXPECT_NE(err.find("in use by process"), std::string::npos) << err;
   EXPECT_NE(err.find("serve"), std::string::npos) << err;
-  EXPECT_NE(err.find("http://127.0.0.1:0/admin/purge"), std::string::npos)
+  // The address it bound (it was started with port 0), from the file it
+  // wrote once listening; removed when it stops.
+  EXPECT_NE(
+      err.find("http://127.0.0.1:" + std::to_string(port) + "/admin/purge"),
+      std::string::npos)
       << err;
+  EXPECT_TRUE(std::filesystem::exists(dir_.Sub("db") + "/LLMCACHE-SERVE"));
   p.Signal(SIGTERM);
   EXPECT_EQ(p.Wait(), 0) << p.Err();
+  EXPECT_FALSE(std::filesystem::exists(dir_.Sub("db") + "/LLMCACHE-SERVE"));
 }
 
 // `llmcache warm` on a database the proxy holds: refused, with the hint to
@@ -210,8 +216,8 @@ TEST_F(ServeTest, WarmSendsThroughTheProxyThatHoldsTheDatabase) {
       {"warm", "--db", dir_.Sub("db"), "--upstream", fake_->base_url(), file},
       env);
   EXPECT_EQ(direct.Wait(), 3);
-  // It listens on a port chosen at start (:0): the hint cannot name it.
-  EXPECT_NE(direct.Err().find("--proxy URL (its address"), std::string::npos)
+  // It listens on a port chosen at start (:0), which the hint names.
+  EXPECT_NE(direct.Err().find("--proxy " + proxy + " "), std::string::npos)
       << direct.Err();
 
   Process no_token(
@@ -326,7 +332,8 @@ TEST_F(ServeTest, ImportSendsTheExportToTheProxyThatHoldsTheDatabase) {
 
   Process direct(dir_, {"import", "--db", dir_.Sub("db"), file});
   EXPECT_EQ(direct.Wait(), 3);
-  EXPECT_NE(direct.Err().find("llmcache import --proxy URL"), std::string::npos)
+  EXPECT_NE(direct.Err().find("llmcache import --proxy " + proxy + " FILE"),
+            std::string::npos)
       << direct.Err();
   Process no_token(dir_, {"import", "--proxy", proxy, file});
   EXPECT_EQ(no_token.Wait(), 2);

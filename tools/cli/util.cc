@@ -79,6 +79,43 @@ std::optional<LockHolder> FindLockHolder(const std::string& path) {
   return holder;
 }
 
+namespace {
+constexpr const char kServeFile[] = "/LLMCACHE-SERVE";
+}  // namespace
+
+bool WriteServeFile(const std::string& path, int pid, const std::string& url) {
+  const std::string file = path + kServeFile;
+  const std::string tmp = file + ".tmp";
+  const int fd =
+      ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  const std::string text = "pid " + std::to_string(pid) + "\nurl " + url + "\n";
+  const bool written = ::write(fd, text.data(), text.size()) ==
+                       static_cast<ssize_t>(text.size());
+  ::close(fd);
+  if (!written || ::rename(tmp.c_str(), file.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    return false;
+  }
+  return true;
+}
+
+void RemoveServeFile(const std::string& path, int pid) {
+  if (ReadServeFile(path, pid)) ::unlink((path + kServeFile).c_str());
+}
+
+std::optional<std::string> ReadServeFile(const std::string& path, int pid) {
+  std::ifstream in(path + kServeFile);
+  std::string key, url;
+  int file_pid = 0;
+  if (!(in >> key >> file_pid) || key != "pid" || file_pid != pid ||
+      !(in >> key >> url) || key != "url" ||
+      !(url.starts_with("http://") || url.starts_with("https://"))) {
+    return std::nullopt;
+  }
+  return url;
+}
+
 std::unique_ptr<Cache> OpenForReading(const std::string& path, const Io& io) {
   std::error_code ec;
   if (!std::filesystem::exists(path + "/CURRENT", ec)) {
@@ -142,6 +179,13 @@ std::unique_ptr<Cache> OpenForWriting(const std::string& path, bool create,
       break;
     }
   }
+  // What it wrote once listening wins: the flag may be absent (environment,
+  // config file) or name port 0.
+  if (holder) {
+    if (std::optional<std::string> url = ReadServeFile(path, holder->pid)) {
+      listen = url->substr(url->find("://") + 3);
+    }
+  }
   // A wildcard listen address is reached on loopback.
   if (listen.starts_with("0.0.0.0:")) listen.replace(0, 7, "127.0.0.1");
   if (listen.starts_with("[::]:")) listen.replace(0, 4, "[::1]");
@@ -165,8 +209,7 @@ std::unique_ptr<Cache> OpenForWriting(const std::string& path, bool create,
             "'http://"
          << listen << "/admin/flush?model=MODEL'\n";
   if (verb == "warm" || verb == "import") {
-    // Plain http reaches only a loopback address; a port 0 was chosen at
-    // start and is not known here.
+    // Plain http reaches only a loopback address.
     std::string host;
     uint16_t port = 0;
     const bool loopback =

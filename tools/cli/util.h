@@ -44,6 +44,17 @@ struct LockHolder {
 };
 std::optional<LockHolder> FindLockHolder(const std::string& path);
 
+// Where a running `llmcache serve` on the database at `path` listens: it
+// writes "pid <pid>\nurl <base URL>\n" to <path>/LLMCACHE-SERVE (private,
+// replaced atomically) once it listens, whatever set the address (flag,
+// environment, config file, port 0), and removes it when it stops.
+// WriteServeFile returns false if the file could not be written (the hints
+// then fall back to the holder's command line).
+bool WriteServeFile(const std::string& path, int pid, const std::string& url);
+void RemoveServeFile(const std::string& path, int pid);
+// The URL from that file if process `pid` wrote it, else nullopt.
+std::optional<std::string> ReadServeFile(const std::string& path, int pid);
+
 // A NUL-separated command line joined with spaces, with the values of flags
 // naming a key, token, secret or password replaced by "***".
 std::string RedactCommandLine(std::string_view nul_separated);
