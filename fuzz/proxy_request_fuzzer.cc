@@ -26,6 +26,7 @@
 #include <boost/beast/http/string_body.hpp>
 #include <cstddef>
 #include <cstdint>
+#include <forward_list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -135,18 +136,16 @@ class Connection {
 
  private:
   void HandleChat(http::request<http::string_body>& req) {
-    const auto find =
-        [&req](std::string_view name) -> std::optional<std::string_view> {
-      auto it = req.find(beast::string_view(name.data(), name.size()));
-      if (it == req.end()) return std::nullopt;
-      return Sv(it->value());
+    std::forward_list<std::string> joined;  // as session.cc reads them
+    const auto find = [&req, &joined](std::string_view name) {
+      return llmcache::net::proxy::FindJoined(req, name, &joined);
     };
     // Who may send it (session.cc's Admit), before anything else.
     llmcache::net::proxy::AccessRequest ar;
     ar.route = llmcache::net::metrics::Route::kChatCompletions;
     ar.method = Sv(req.method_string());
     ar.version = static_cast<int>(req.version());
-    ar.host_count = req.count(http::field::host);
+    ar.repeated = llmcache::net::proxy::RepeatedField(req);
     ar.host = find("Host");
     ar.origin = find("Origin");
     ar.sec_fetch_site = find("Sec-Fetch-Site");
