@@ -17,7 +17,9 @@
 #include <vector>
 
 #include "llmcache/options.h"
+#include "testing/fault_fs.h"
 #include "testing/status_matchers.h"
+#include "testing/temp_dir.h"
 
 namespace llmcache::net::proxy {
 namespace {
@@ -295,6 +297,44 @@ TEST_F(ProxyAdminPurgeTest, ImportStoresLinesAndReportsTheRestByNumber) {
   found = cache_->Lookup(key);
   ASSERT_OK(found);
   EXPECT_FALSE(found->hit());
+}
+
+// A store that fails stops the import at that line: a 500 that says where
+// and how many entries were stored before it.
+TEST(ProxyAdminImportTest, AStoreFailureIs500NamingTheLine) {
+  using llmcache::testing::FaultFileSystem;
+  llmcache::testing::TempDir dir;
+  auto fs = std::make_shared<FaultFileSystem>();
+  CacheOptions o;
+  o.path = dir.path() + "/db";
+  o.maintenance_interval_ms = 0;
+  o.memory_tier_bytes = 0;
+  o.file_system = fs;
+  auto cache = Cache::Open(o);
+  ASSERT_OK(cache);
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  std::vector<std::pair<LogLevel, std::string>> logs;
+  const LogSink log = [&logs](LogLevel level, std::string_view line) {
+    logs.emplace_back(level, std::string(line));
+  };
+  AdminAnswer a =
+      RunAdminImport(**cache, ExportLine('a', "one", now, 0) + "\n", log);
+  ASSERT_EQ(a.status, 200) << a.body;
+  fs->FailWrites(FaultFileSystem::NoSpace());
+  a = RunAdminImport(**cache, "\n" + ExportLine('b', "two", now, 0) + "\n",
+                     log);
+  fs->Clear();
+  ASSERT_EQ(a.status, 500) << a.body;
+  const json::value v = json::parse(a.body);
+  EXPECT_EQ(v.at("error").at("type").as_string(), "server_error");
+  EXPECT_EQ(v.at("error").at("line").to_number<int>(), 2);
+  EXPECT_EQ(v.at("error").at("imported").to_number<int>(), 0);
+  EXPECT_THAT(std::string(v.at("error").at("message").as_string()),
+              HasSubstr("storing the entry of line 2 failed"));
+  ASSERT_FALSE(logs.empty());
+  EXPECT_EQ(logs.back().first, LogLevel::kError);
 }
 
 TEST_F(ProxyAdminPurgeTest, ImportListsAtMostTwentyErrors) {

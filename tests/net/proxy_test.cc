@@ -899,6 +899,29 @@ TEST_F(ProxyAdminTest, NeedsTheToken) {
   EXPECT_EQ(get.status, 405);
 }
 
+// Only POST runs an admin action: GET and HEAD are 405 and change nothing
+// (HEAD's answer has no content either).
+TEST_F(ProxyAdminTest, GetAndHeadRunNothing) {
+  ASSERT_EQ(Chat(Body("m/a")).header("x-cache"), "MISS");
+  for (const char* target : {"/admin/purge?all=1", "/admin/import"}) {
+    const Reply get =
+        HttpGet(port_, target, {{"Authorization", "Bearer admin-secret"}});
+    EXPECT_EQ(get.status, 405) << target;
+    EXPECT_EQ(get.header("allow"), "POST");
+    HttpConnection conn(port_);
+    ASSERT_TRUE(conn.WriteRaw(std::string("HEAD ") + target +
+                              " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                              "Authorization: Bearer admin-secret\r\n"
+                              "Connection: close\r\n\r\n"));
+    const Reply head = conn.ReadHead();
+    EXPECT_EQ(head.status, 405) << target;
+  }
+  const Reply on_get_route = HttpConnection(port_).Send("PUT", "/healthz");
+  EXPECT_EQ(on_get_route.status, 405);
+  EXPECT_EQ(on_get_route.header("allow"), "GET, HEAD");
+  EXPECT_EQ(Chat(Body("m/a")).header("x-cache"), "HIT");
+}
+
 TEST_F(ProxyAdminTest, FlushModel) {
   ASSERT_EQ(Chat(Body("m/a")).header("x-cache"), "MISS");
   ASSERT_EQ(Chat(Body("m/b")).header("x-cache"), "MISS");

@@ -313,6 +313,20 @@ TEST(CliPrintableTest, EscapesControlsAndInvalidUtf8Only) {
   // A stray continuation byte, a truncated sequence, an overlong lead, 0xff.
   EXPECT_EQ(cli::Printable("\x80x\xe2\x82y\xc0\xaf\xff"),
             "\\x80x\\xe2\\x82y\\xc0\\xaf\\xff");
+  // Overlong 3- and 4-byte forms, a surrogate, past U+10FFFF.
+  EXPECT_EQ(cli::Printable("\xe0\x80\xaf|\xf0\x80\x80\xaf|\xed\xa0\x80|"
+                           "\xf4\x90\x80\x80"),
+            "\\xe0\\x80\\xaf|\\xf0\\x80\\x80\\xaf|\\xed\\xa0\\x80|"
+            "\\xf4\\x90\\x80\\x80");
+  // Bidirectional overrides and isolates, line separators; not other
+  // punctuation of that block (U+2014 em dash).
+  EXPECT_EQ(cli::Printable("g\xe2\x80\xae"
+                           "h\xe2\x81\xa6"
+                           "i\xe2\x80\xa8"
+                           "j\xe2\x80\x94"),
+            "g\\xe2\\x80\\xaeh\\xe2\\x81\\xa6i\\xe2\\x80\\xa8j\xe2\x80\x94");
+  EXPECT_EQ(cli::Printable("a\nz"), "a\\x0az");
+  EXPECT_EQ(cli::Printable("a\nz", /*keep_newlines=*/true), "a\nz");
 }
 
 TEST_F(CliTest, StatsCountsHitsAndSavings) {

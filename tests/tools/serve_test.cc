@@ -351,7 +351,8 @@ TEST_F(ServeTest, ImportSendsTheExportToTheProxyThatHoldsTheDatabase) {
   json::object o = json::parse(imported.Out()).as_object();
   EXPECT_EQ(o["imported"].to_number<uint64_t>(), 3u) << imported.Out();
   EXPECT_EQ(o["expired_skipped"].to_number<uint64_t>(), 1u);
-  EXPECT_EQ(o["malformed"].to_number<uint64_t>(), 2u);
+  EXPECT_EQ(o["malformed"].to_number<uint64_t>(), 1u);
+  EXPECT_EQ(o["too_large"].to_number<uint64_t>(), 1u);
   EXPECT_EQ(o["lines"].to_number<uint64_t>(), 7u);
   const std::string err = imported.Err();
   EXPECT_NE(err.find("line 4: "), std::string::npos) << err;
@@ -366,8 +367,32 @@ TEST_F(ServeTest, ImportSendsTheExportToTheProxyThatHoldsTheDatabase) {
     EXPECT_EQ(r.header("x-cache"), "HIT") << text;
   }
   EXPECT_EQ(fake_->completions(), 3u);
+
+  // A server that is not an llmcache proxy, and none at all: named, with the
+  // summary of what was stored (nothing).
+  Process not_proxy(
+      dir_,
+      {"import", "--proxy",
+       fake_->base_url().substr(0, fake_->base_url().find('/', 8)), file},
+      {{"LLMCACHE_ADMIN_TOKEN", "adm-imp"}});
+  EXPECT_EQ(not_proxy.Wait(), 1);
+  EXPECT_NE(not_proxy.Err().find("from the proxy"), std::string::npos)
+      << not_proxy.Err();
+  EXPECT_NE(not_proxy.Out().find("imported 0 entries"), std::string::npos)
+      << not_proxy.Out();
   p.Signal(SIGTERM);
   EXPECT_EQ(p.Wait(), 0) << p.Err();
+  Process down(dir_, {"import", "--proxy", proxy, file},
+               {{"LLMCACHE_ADMIN_TOKEN", "adm-imp"}});
+  EXPECT_EQ(down.Wait(), 1);
+  EXPECT_NE(down.Err().find("cannot reach the proxy"), std::string::npos)
+      << down.Err();
+  EXPECT_NE(down.Out().find("(stopped early)"), std::string::npos)
+      << down.Out();
+  // User info in the URL would be printed: refused.
+  Process userinfo(dir_, {"import", "--proxy", "http://u:p@127.0.0.1:1", file},
+                   {{"LLMCACHE_ADMIN_TOKEN", "adm-imp"}});
+  EXPECT_EQ(userinfo.Wait(), 2);
 }
 
 TEST_F(ServeTest, EnvironmentConfigures) {

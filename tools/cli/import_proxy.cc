@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/json.hpp>
@@ -15,6 +16,7 @@
 #include <fstream>
 #include <future>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -36,10 +38,11 @@ namespace json = boost::json;
 constexpr size_t kBatchBytes = 1u << 20;
 
 // "http(s)://host:port" of `url` (a path is not allowed: the admin routes
-// are at the root), or "" if it is not such a URL.
+// are at the root; nor user info, which would be printed), or "" if it is
+// not such a URL.
 std::string RootUrl(std::string url) {
   if (!url.starts_with("http://") && !url.starts_with("https://")) return "";
-  if (url.find_first_of("?#") != std::string::npos) return "";
+  if (url.find_first_of("?#@") != std::string::npos) return "";
   while (!url.empty() && url.back() == '/') url.pop_back();
   const size_t host = url.find("://") + 3;
   if (url.size() == host || url.find('/', host) != std::string::npos) {
@@ -48,20 +51,40 @@ std::string RootUrl(std::string url) {
   return url;
 }
 
+// The error object of a JSON error answer {"error":{...}}, or null.
+const json::object* ErrorObject(const json::value& v) {
+  const json::value* error =
+      v.is_object() ? v.as_object().if_contains("error") : nullptr;
+  return error != nullptr && error->is_object() ? &error->as_object() : nullptr;
+}
+
+// A member of `o` that is a whole number >= 0, or nullopt.
+std::optional<uint64_t> Count(const json::object* o, std::string_view name) {
+  const json::value* n = o != nullptr ? o->if_contains(name) : nullptr;
+  if (n == nullptr) return std::nullopt;
+  if (n->is_uint64()) return n->as_uint64();
+  if (n->is_int64() && n->as_int64() >= 0) {
+    return static_cast<uint64_t>(n->as_int64());
+  }
+  return std::nullopt;
+}
+
 // The message of a JSON error answer {"error":{"message":...}}, or the
-// start of the body.
+// start of the body; printable on a terminal either way.
 std::string ErrorMessage(const net::Response& r) {
   boost::system::error_code ec;
-  json::value v = json::parse(r.body, ec);
-  const json::value* error =
-      !ec && v.is_object() ? v.as_object().if_contains("error") : nullptr;
-  const json::value* message = error != nullptr && error->is_object()
-                                   ? error->as_object().if_contains("message")
-                                   : nullptr;
+  const json::value v = json::parse(r.body, ec);
+  const json::object* error = ec ? nullptr : ErrorObject(v);
+  const json::value* message =
+      error != nullptr ? error->if_contains("message") : nullptr;
   if (message != nullptr && message->is_string()) {
-    return std::string(message->as_string().subview().substr(0, 300));
+    return Printable(message->as_string().subview().substr(0, 300));
   }
-  return r.body.substr(0, 300);
+  return Printable(std::string_view(r.body).substr(0, 300));
+}
+
+size_t LinesIn(std::string_view text) {
+  return static_cast<size_t>(std::count(text.begin(), text.end(), '\n'));
 }
 
 class ProxyImporter {
@@ -79,10 +102,11 @@ class ProxyImporter {
       return Fail("cannot reach the proxy: " + r.status().ToString());
     }
     if (r->status == 413) {
-      // The proxy's --max-body-bytes is below this request: halves.
+      // The proxy's --max-body-bytes is below this request: halves, and
+      // sends no more than what fitted from then on.
       const size_t lines = LinesIn(text);
       if (lines < 2) {
-        ++malformed_;
+        ++too_large_;
         progress_->Finish();
         io_.err << "llmcache import: line " << first_line
                 << ": larger than the proxy's request body limit "
@@ -91,64 +115,76 @@ class ProxyImporter {
       }
       size_t cut = 0;
       for (size_t i = 0; i < lines / 2; ++i) cut = text.find('\n', cut) + 1;
+      batch_bytes_ = std::min(batch_bytes_, std::max<size_t>(cut, 1));
       return Send(text.substr(0, cut), first_line) &&
              Send(text.substr(cut), first_line + lines / 2);
-    }
-    if (r->status == 401) {
-      return Fail(
-          "the proxy refused the admin token: set $LLMCACHE_ADMIN_TOKEN "
-          "(or --admin-token) to its --admin-token");
     }
     if (r->status == 404 && ErrorMessage(*r).starts_with("no route for")) {
       return Fail(
           "the proxy has no admin endpoints: start `llmcache serve` with "
           "--admin-token (or $LLMCACHE_ADMIN_TOKEN)");
     }
-    if (r->status != 200) {
-      return Fail("status " + std::to_string(r->status) +
-                  " from the proxy: " + ErrorMessage(*r) + " (" +
-                  std::to_string(imported_) + " entries stored before)");
+    if (r->status == 401) {
+      const std::string message = ErrorMessage(*r);
+      if (message.starts_with("admin endpoints need")) {
+        return Fail(
+            "the proxy refused the admin token: set $LLMCACHE_ADMIN_TOKEN "
+            "(or --admin-token) to its --admin-token");
+      }
+      // Not the admin check's answer: a proxy without admin endpoints that
+      // asks every request for its access token.
+      return Fail("status 401 from the proxy: " + message +
+                  " (without --admin-token it has no admin endpoints)");
     }
     boost::system::error_code ec;
-    json::value v = json::parse(r->body, ec);
+    const json::value v = json::parse(r->body, ec);
+    if (r->status != 200) {
+      // A store failure names the line of this request and how many of its
+      // entries were stored before it.
+      const json::object* error = ec ? nullptr : ErrorObject(v);
+      const std::optional<uint64_t> line = Count(error, "line");
+      const std::optional<uint64_t> stored = Count(error, "imported");
+      if (stored) imported_ += *stored;
+      std::string why = "status " + std::to_string(r->status) +
+                        " from the proxy: " + ErrorMessage(*r);
+      if (line && *line >= 1 && *line <= LinesIn(text)) {
+        why += " (line " + std::to_string(first_line + *line - 1) +
+               " of the file)";
+      }
+      return Fail(why);
+    }
     const json::object* o = !ec && v.is_object() ? &v.as_object() : nullptr;
-    if (o == nullptr || !o->contains("imported") || !o->contains("errors")) {
+    const json::value* errors =
+        o != nullptr ? o->if_contains("errors") : nullptr;
+    const std::optional<uint64_t> imported = Count(o, "imported");
+    if (!imported || errors == nullptr || !errors->is_array()) {
       return Fail("the answer of " + client_->options().base_url +
                   "/admin/import is not an llmcache proxy's");
     }
-    auto count = [o](std::string_view name) {
-      const json::value* n = o->if_contains(name);
-      return n != nullptr && n->is_uint64() ? n->as_uint64()
-             : n != nullptr && n->is_int64() && n->as_int64() > 0
-                 ? static_cast<uint64_t>(n->as_int64())
-                 : uint64_t{0};
-    };
-    imported_ += count("imported");
-    expired_ += count("expired");
-    malformed_ += count("malformed");
+    const size_t lines = LinesIn(text);
+    imported_ += *imported;
+    expired_ += Count(o, "expired").value_or(0);
+    const uint64_t malformed = Count(o, "malformed").value_or(0);
+    malformed_ += malformed;
     uint64_t listed = 0;
-    if (const json::value* errors = o->if_contains("errors");
-        errors->is_array()) {
-      for (const json::value& e : errors->as_array()) {
-        if (!e.is_object() || !e.as_object().contains("line")) continue;
-        const json::value& line = e.as_object().at("line");
-        const json::value* what = e.as_object().if_contains("error");
-        if (!line.is_number()) continue;
-        progress_->Finish();
-        io_.err << "llmcache import: line "
-                << first_line + line.to_number<uint64_t>() - 1 << ": "
-                << (what != nullptr && what->is_string()
-                        ? std::string(what->as_string().subview())
-                        : std::string("malformed"))
-                << " (skipped)\n";
-        ++listed;
-      }
-    }
-    if (count("malformed") > listed) {
+    for (const json::value& e : errors->as_array()) {
+      const json::object* eo = e.is_object() ? &e.as_object() : nullptr;
+      const std::optional<uint64_t> line = Count(eo, "line");
+      if (!line || *line < 1 || *line > lines) continue;
+      const json::value* what = eo->if_contains("error");
       progress_->Finish();
-      io_.err << "llmcache import: " << count("malformed") - listed
+      io_.err << "llmcache import: line " << first_line + *line - 1 << ": "
+              << (what != nullptr && what->is_string()
+                      ? Printable(what->as_string().subview())
+                      : std::string("malformed"))
+              << " (skipped)\n";
+      ++listed;
+    }
+    if (malformed > listed) {
+      progress_->Finish();
+      io_.err << "llmcache import: " << malformed - listed
               << " more malformed lines in lines " << first_line << "-"
-              << first_line + LinesIn(text) - 1 << " (skipped)\n";
+              << first_line + lines - 1 << " (skipped)\n";
     }
     return true;
   }
@@ -157,7 +193,6 @@ class ProxyImporter {
     net::Request req;
     req.path = std::move(path);
     req.body = std::move(body);
-    req.headers.push_back({"Content-Type", "application/x-ndjson"});
     std::promise<Result<net::Response>> done;
     std::future<Result<net::Response>> answer = done.get_future();
     client_->Send(std::move(req), nullptr, [&done](Result<net::Response> r) {
@@ -166,17 +201,15 @@ class ProxyImporter {
     return answer.get();
   }
 
+  // Bytes of lines per request: at most kBatchBytes, less once the proxy
+  // refused a larger request.
+  size_t batch_bytes() const { return batch_bytes_; }
   uint64_t imported() const { return imported_; }
   uint64_t expired() const { return expired_; }
   uint64_t malformed() const { return malformed_; }
+  uint64_t too_large() const { return too_large_; }
 
  private:
-  static size_t LinesIn(std::string_view text) {
-    size_t n = 0;
-    for (char c : text) n += c == '\n';
-    return n;
-  }
-
   bool Fail(const std::string& why) {
     progress_->Finish();
     io_.err << "llmcache import: " << why << "\n";
@@ -186,7 +219,8 @@ class ProxyImporter {
   std::shared_ptr<net::Client> client_;
   const Io& io_;
   Progress* const progress_;
-  uint64_t imported_ = 0, expired_ = 0, malformed_ = 0;
+  size_t batch_bytes_ = kBatchBytes;
+  uint64_t imported_ = 0, expired_ = 0, malformed_ = 0, too_large_ = 0;
 };
 
 }  // namespace
@@ -266,7 +300,8 @@ int ImportViaProxy(const std::string& proxy, const std::string& admin_token,
   while (ok && std::getline(*in, line)) {
     if (line_no == 0 && line.starts_with("\xEF\xBB\xBF")) line.erase(0, 3);
     ++line_no;
-    if (!batch.empty() && batch.size() + line.size() + 1 > kBatchBytes) {
+    if (!batch.empty() &&
+        batch.size() + line.size() + 1 > importer.batch_bytes()) {
       ok = importer.Send(batch, batch_first);
       batch.clear();
       batch_first = line_no;
@@ -283,6 +318,7 @@ int ImportViaProxy(const std::string& proxy, const std::string& admin_token,
   if (ok && !batch.empty()) ok = importer.Send(batch, batch_first);
   progress.Finish();
   double compact_seconds = 0;
+  bool compacted = false;
   if (ok && compact) {
     const auto compact_started = std::chrono::steady_clock::now();
     Result<net::Response> r = importer.Post("/admin/compact", "");
@@ -290,11 +326,13 @@ int ImportViaProxy(const std::string& proxy, const std::string& admin_token,
       io.err << "llmcache import: imported " << importer.imported()
              << " entries, then the proxy's compaction failed: "
              << (r.ok() ? ErrorMessage(*r) : r.status().ToString()) << "\n";
-      return kExitFailure;
+      ok = false;
+    } else {
+      compacted = true;
+      compact_seconds = std::chrono::duration<double>(
+                            std::chrono::steady_clock::now() - compact_started)
+                            .count();
     }
-    compact_seconds = std::chrono::duration<double>(
-                          std::chrono::steady_clock::now() - compact_started)
-                          .count();
   }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started)
@@ -303,12 +341,13 @@ int ImportViaProxy(const std::string& proxy, const std::string& admin_token,
     json::object o{
         {"imported", importer.imported()},
         {"malformed", importer.malformed()},
+        {"too_large", importer.too_large()},
         {"expired_skipped", importer.expired()},
         {"lines", line_no},
         {"seconds", seconds},
         {"entries_per_second", EntriesPerSecond(importer.imported(), seconds)},
         {"proxy", root}};
-    if (compact) o["compact_seconds"] = compact_seconds;
+    if (compacted) o["compact_seconds"] = compact_seconds;
     if (!ok) o["error"] = "stopped early (see stderr)";
     PrintJsonLine(o, io.out);
   } else {
@@ -320,7 +359,11 @@ int ImportViaProxy(const std::string& proxy, const std::string& admin_token,
     if (importer.malformed() > 0) {
       io.out << ", skipped " << importer.malformed() << " malformed lines";
     }
-    if (compact) {
+    if (importer.too_large() > 0) {
+      io.out << ", skipped " << importer.too_large()
+             << " lines over the proxy's body limit";
+    }
+    if (compacted) {
       char took[32];
       std::snprintf(took, sizeof(took), "%.2f", compact_seconds);
       io.out << "; compacted in " << took << " s";
@@ -328,7 +371,9 @@ int ImportViaProxy(const std::string& proxy, const std::string& admin_token,
     if (!ok) io.out << " (stopped early)";
     io.out << "\n";
   }
-  return ok && importer.malformed() == 0 ? kExitOk : kExitFailure;
+  return ok && importer.malformed() == 0 && importer.too_large() == 0
+             ? kExitOk
+             : kExitFailure;
 }
 
 }  // namespace llmcache::cli

@@ -253,7 +253,7 @@ bool ParseListen(const std::string& listen, std::string* host, uint16_t* port) {
   return !host->empty();
 }
 
-std::string Printable(std::string_view s) {
+std::string Printable(std::string_view s, bool keep_newlines) {
   std::string out;
   out.reserve(s.size());
   auto escape = [&out](unsigned char c) {
@@ -262,30 +262,51 @@ std::string Printable(std::string_view s) {
     out += kHex[c >> 4];
     out += kHex[c & 0xF];
   };
+  auto byte = [&s](size_t i) { return static_cast<unsigned char>(s[i]); };
   for (size_t i = 0; i < s.size();) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c < 0x7F) {
+    const unsigned char c = byte(i);
+    if ((c >= 0x20 && c < 0x7F) || (c == '\n' && keep_newlines)) {
       out += static_cast<char>(c);
       ++i;
       continue;
     }
-    // A UTF-8 sequence: its length from the lead byte (no overlong 2-byte
-    // forms, nothing past U+10FFFF), then continuation bytes.
-    const size_t n = c >= 0xC2 && c <= 0xDF   ? 2
-                     : c >= 0xE0 && c <= 0xEF ? 3
-                     : c >= 0xF0 && c <= 0xF4 ? 4
-                                              : 0;
-    bool ok = n != 0 && i + n <= s.size();
-    for (size_t k = 1; ok && k < n; ++k) {
-      ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
+    // A UTF-8 sequence (RFC 3629): its length from the lead byte, the range
+    // of its second byte (no overlong forms, no surrogates, nothing past
+    // U+10FFFF), then continuation bytes.
+    size_t n = 0;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+      n = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      n = 3;
+      if (c == 0xE0) lo = 0xA0;
+      if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      n = 4;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;
     }
-    // U+0080..U+009F: C1 controls (0x9B is CSI).
-    if (ok && c == 0xC2 && static_cast<unsigned char>(s[i + 1]) < 0xA0) {
-      ok = false;
+    bool valid =
+        n != 0 && i + n <= s.size() && byte(i + 1) >= lo && byte(i + 1) <= hi;
+    for (size_t k = 2; valid && k < n; ++k) {
+      valid = (byte(i + k) & 0xC0) == 0x80;
     }
-    if (!ok) {
+    if (!valid) {
       escape(c);
       ++i;
+      continue;
+    }
+    // Valid, but a control: U+0080..U+009F (C1; 0x9B is CSI), U+200E/F
+    // (marks), U+2028/9 (separators), U+202A..E and U+2066..9 (bidi).
+    const bool control = (n == 2 && c == 0xC2 && byte(i + 1) < 0xA0) ||
+                         (n == 3 && c == 0xE2 && byte(i + 1) == 0x80 &&
+                          (byte(i + 2) == 0x8E || byte(i + 2) == 0x8F ||
+                           (byte(i + 2) >= 0xA8 && byte(i + 2) <= 0xAE))) ||
+                         (n == 3 && c == 0xE2 && byte(i + 1) == 0x81 &&
+                          byte(i + 2) >= 0xA6 && byte(i + 2) <= 0xA9);
+    if (control) {
+      for (size_t k = 0; k < n; ++k) escape(byte(i + k));
+      i += n;
       continue;
     }
     out.append(s.substr(i, n));

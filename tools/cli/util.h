@@ -76,12 +76,14 @@ std::unique_ptr<Cache> OpenForWriting(const std::string& path, bool create,
 // malformed.
 bool ParseListen(const std::string& listen, std::string* host, uint16_t* port);
 
-// `s` (a model id, namespace or other name a client chose) safe to print on
-// a terminal: control characters (C0, DEL, and C1 as UTF-8) and bytes that
-// are not valid UTF-8 are written as \xNN, so that a name cannot move the
-// cursor, set the window title or start a fake table row. Valid UTF-8 text
-// and backslashes are unchanged.
-std::string Printable(std::string_view s);
+// `s` (a model id, namespace or other text a client or server chose) safe
+// to print on a terminal: control characters (C0, DEL, C1 as UTF-8), the
+// bidirectional-text controls and line separators, and bytes that are not
+// valid UTF-8 are written as \xNN, so that a name cannot move the cursor,
+// set the window title, reorder what is shown or start a fake table row.
+// Other UTF-8 text and backslashes are unchanged; with `keep_newlines`, so
+// is '\n'.
+std::string Printable(std::string_view s, bool keep_newlines = false);
 
 // 1536 -> "1.5 KiB"; 12 -> "12 B".
 std::string FormatBytes(uint64_t bytes);

@@ -200,7 +200,10 @@ void PrintEntry(const std::string& key_hex, const Entry& e, size_t stored_bytes,
   if (ec) {
     out << Printable(e.body) << "\n";
   } else {
-    PrettyPrint(body, out);
+    // Boost.JSON escapes C0 controls in strings, not DEL or C1 ones.
+    std::ostringstream pretty;
+    PrettyPrint(body, pretty);
+    out << Printable(pretty.str(), /*keep_newlines=*/true);
     out << "\n";
   }
 }

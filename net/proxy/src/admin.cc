@@ -190,7 +190,14 @@ AdminAnswer RunAdminImport(Cache& cache, std::string_view body,
                                std::to_string(imported) +
                                " entries before it stored): " + s.ToString();
       log(LogLevel::kError, "admin import: " + what);
-      return {500, proxy_util::ErrorJson(500, "server_error", what)};
+      // ErrorJson's members, and where it stopped.
+      json::object failure{{"message", what},
+                           {"type", "server_error"},
+                           {"code", 500},
+                           {"line", line_no},
+                           {"imported", imported}};
+      return {500,
+              json::serialize(json::object{{"error", std::move(failure)}})};
     }
     ++imported;
   }

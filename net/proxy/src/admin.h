@@ -85,7 +85,8 @@ AdminAnswer RunAdminCompact(Cache& cache, const LogSink& log);
 // expired is skipped, a malformed line is skipped and reported. 200 with
 // {"lines":N,"imported":N,"expired":N,"malformed":N,"errors":[{"line":L,
 // "error":"..."}, ... at most 20],"ms":N}. A store failure stops the import:
-// 500 server_error naming the line, with the entries before it stored. The
+// 500 server_error naming the line, with the entries before it stored (the
+// error object also has "line" and "imported", as numbers). The
 // entries go to the local tiers only: a shared tier is filled as requests
 // are served.
 AdminAnswer RunAdminImport(Cache& cache, std::string_view body,

@@ -30,8 +30,9 @@
 
 namespace llmcache::net::proxy {
 
-// A request's headers by name: the first value of the named header (names
-// are case-insensitive), or nullopt when it is absent. A borrowed callable
+// A request's headers by name: the value of the named header (names are
+// case-insensitive; repeated lines joined, as FindJoined does), or nullopt
+// when it is absent. A borrowed callable
 // (like a function_ref): no allocation, valid while the callable lives.
 class HeaderLookup {
  public:

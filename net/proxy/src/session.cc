@@ -342,10 +342,10 @@ class SessionImpl final : public Session,
             : req_.route == Route::kResponses     ? Endpoint::kResponses
                                                   : Endpoint::kMessages);
       case Route::kModels:
-        if (!req_.get) return MethodNotAllowed("GET");
+        if (!req_.get) return MethodNotAllowed("GET, HEAD");
         return HandleModels();
       case Route::kHealthz:
-        if (!req_.get) return MethodNotAllowed("GET");
+        if (!req_.get) return MethodNotAllowed("GET, HEAD");
         // Health() is cheap: answered inline.
         if (SharedTier* shared = srv_.cached().shared_tier()) {
           const SharedTierHealth h = shared->Health();
@@ -356,7 +356,7 @@ class SessionImpl final : public Session,
         return SendWhole(200, kJson, {}, body_, nullptr);
       case Route::kMetrics:
       case Route::kStats: {
-        if (!req_.get) return MethodNotAllowed("GET");
+        if (!req_.get) return MethodNotAllowed("GET, HEAD");
         if (!OperatorViewAllowed()) return;
         const bool stats = req_.route == Route::kStats;
         return RunOnAdmin(
@@ -369,7 +369,7 @@ class SessionImpl final : public Session,
         return HandleAdmin(path.substr(7));
       case Route::kOther:
         if (const DashboardAsset* asset = FindDashboardAsset(path)) {
-          if (!req_.get) return MethodNotAllowed("GET");
+          if (!req_.get) return MethodNotAllowed("GET, HEAD");
           return SendWhole(200, asset->content_type, DashboardHeaders(),
                            asset->body, nullptr);
         }
