@@ -2,17 +2,11 @@
 // `llmcache serve` (POST /admin/import), which stores them in the database
 // it holds. See ImportViaProxy in verbs.h.
 
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/json.hpp>
-#include <cerrno>
 #include <chrono>
-#include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <future>
 #include <iostream>
@@ -242,28 +236,8 @@ int ImportViaProxy(const std::string& proxy, const std::string& admin_token,
     return kExitUsage;
   }
   std::ifstream file;
-  std::istream* in = &io.in;
-  if (input != "-") {
-    std::error_code ec;
-    if (std::filesystem::is_directory(input, ec)) {
-      io.err << "llmcache import: " << input
-             << " is a directory, not an export file\n";
-      return kExitFailure;
-    }
-    file.open(input, std::ios::binary);
-    if (!file) {
-      io.err << "llmcache import: cannot read " << input << ": "
-             << std::strerror(errno) << "\n";
-      return kExitFailure;
-    }
-    in = &file;
-  } else if (struct stat st; &io.in == &std::cin &&
-                             fstat(STDIN_FILENO, &st) == 0 &&
-                             S_ISDIR(st.st_mode)) {
-    io.err << "llmcache import: standard input is a directory, not an export "
-              "file\n";
-    return kExitFailure;
-  }
+  std::istream* in = OpenExportInput(input, io, &file);
+  if (in == nullptr) return kExitFailure;
 
   boost::asio::io_context ioc;
   auto guard = boost::asio::make_work_guard(ioc);

@@ -1,7 +1,6 @@
 // export, import and verify: whole-database walks.
 
-#include <sys/stat.h>
-#include <unistd.h>
+#include <unistd.h>  // and with it __GLIBC__
 
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -16,7 +15,6 @@
 #include <cstring>
 #include <deque>
 #include <exception>
-#include <filesystem>
 #include <fstream>
 #include <future>
 #include <iostream>
@@ -321,37 +319,15 @@ int Import(const std::string& db, const std::string& input, bool as_json,
            bool per_entry, bool compact, uint64_t batch_mib, const Io& io) {
   const auto started = std::chrono::steady_clock::now();
   std::ifstream file;
-  std::istream* in = &io.in;
-  uint64_t total_lines = 0;
-  // Checked before the database is opened (and perhaps created): a directory
-  // opens as a stream and its first read looks like the end of the input.
-  if (struct stat st; input == "-" && &io.in == &std::cin &&
-                      fstat(STDIN_FILENO, &st) == 0 && S_ISDIR(st.st_mode)) {
-    io.err << "llmcache import: standard input is a directory, not an export "
-              "file\n";
-    return kExitFailure;
-  }
-  if (input != "-") {
-    std::error_code ec;
-    if (std::filesystem::is_directory(input, ec)) {
-      io.err << "llmcache import: " << input
-             << " is a directory, not an export file\n";
-      return kExitFailure;
-    }
-    file.open(input, std::ios::binary);
-    if (!file) {
-      io.err << "llmcache import: cannot read " << input << ": "
-             << std::strerror(errno) << "\n";
-      return kExitFailure;
-    }
-    if (io.stderr_is_tty) {
-      total_lines = static_cast<uint64_t>(
-          std::count(std::istreambuf_iterator<char>(file),
-                     std::istreambuf_iterator<char>(), '\n'));
-      file.clear();
-      file.seekg(0);
-    }
-    in = &file;
+  std::istream* in = OpenExportInput(input, io, &file);
+  if (in == nullptr) return kExitFailure;
+  uint64_t total_lines = 0;  // for the bar: a file is counted first
+  if (in == &file && io.stderr_is_tty) {
+    total_lines = static_cast<uint64_t>(
+        std::count(std::istreambuf_iterator<char>(file),
+                   std::istreambuf_iterator<char>(), '\n'));
+    file.clear();
+    file.seekg(0);
   }
   int rc = kExitOk;
   std::unique_ptr<Cache> cache =

@@ -4,6 +4,7 @@
 #include "cli/util.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -313,6 +314,32 @@ std::string Printable(std::string_view s, bool keep_newlines) {
     i += n;
   }
   return out;
+}
+
+std::istream* OpenExportInput(const std::string& input, const Io& io,
+                              std::ifstream* file) {
+  if (input == "-") {
+    if (struct stat st; &io.in == &std::cin && fstat(STDIN_FILENO, &st) == 0 &&
+                        S_ISDIR(st.st_mode)) {
+      io.err << "llmcache import: standard input is a directory, not an "
+                "export file\n";
+      return nullptr;
+    }
+    return &io.in;
+  }
+  std::error_code ec;
+  if (std::filesystem::is_directory(input, ec)) {
+    io.err << "llmcache import: " << input
+           << " is a directory, not an export file\n";
+    return nullptr;
+  }
+  file->open(input, std::ios::binary);
+  if (!*file) {
+    io.err << "llmcache import: cannot read " << input << ": "
+           << std::strerror(errno) << "\n";
+    return nullptr;
+  }
+  return file;
 }
 
 std::string FormatBytes(uint64_t bytes) {

@@ -5,6 +5,7 @@
 #define LLMCACHE_TOOLS_CLI_UTIL_H_
 
 #include <cstdint>
+#include <fstream>
 #include <iosfwd>
 #include <memory>
 #include <optional>
@@ -96,6 +97,13 @@ std::string FormatUsd(int64_t nanousd);
 
 // Current wall-clock time in Unix milliseconds.
 int64_t NowMs();
+
+// The export file `input` of `import` ("-" = io.in), opened into `file`
+// when it is a path; nullptr after reporting on io.err when it cannot be
+// read or is a directory (which opens as a stream whose first read looks
+// like the end of the input). Checked before any database is opened.
+std::istream* OpenExportInput(const std::string& input, const Io& io,
+                              std::ifstream* file);
 
 // Reads all of `path` ("-" = io.in). On failure prints to io.err.
 std::optional<std::string> ReadInput(const std::string& path, const Io& io);
