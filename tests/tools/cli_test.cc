@@ -301,6 +301,26 @@ TEST(CliServeFileTest, ReadsOnlyWhatTheHolderWrote) {
   EXPECT_FALSE(cli::ReadServeFile(db, 42));
 }
 
+TEST(CliProxyUrlTest, SplitsRootAndPathAndRefusesTheRest) {
+  std::optional<cli::ProxyUrl> u = cli::ParseProxyUrl("http://127.0.0.1:8080");
+  ASSERT_TRUE(u.has_value());
+  EXPECT_EQ(u->root, "http://127.0.0.1:8080");
+  EXPECT_EQ(u->path, "");
+  u = cli::ParseProxyUrl("https://[::1]:8443/v1//");
+  ASSERT_TRUE(u.has_value());
+  EXPECT_EQ(u->root, "https://[::1]:8443");
+  EXPECT_EQ(u->path, "/v1");
+  u = cli::ParseProxyUrl("http://cache.internal/");
+  ASSERT_TRUE(u.has_value());
+  EXPECT_EQ(u->root, "http://cache.internal");
+  EXPECT_EQ(u->path, "");
+  for (const char* bad :
+       {"", "127.0.0.1:8080", "ftp://h", "http://", "http:///v1",
+        "http://h/v1?x=1", "http://h#f", "http://user:pw@h:8080"}) {
+    EXPECT_FALSE(cli::ParseProxyUrl(bad).has_value()) << bad;
+  }
+}
+
 TEST(CliPrintableTest, EscapesControlsAndInvalidUtf8Only) {
   EXPECT_EQ(cli::Printable("openai/gpt-4o-mini:free"),
             "openai/gpt-4o-mini:free");

@@ -31,20 +31,6 @@ namespace json = boost::json;
 // answers /stats and /metrics: ~1k entries of 1 KiB keep that short.
 constexpr size_t kBatchBytes = 1u << 20;
 
-// "http(s)://host:port" of `url` (a path is not allowed: the admin routes
-// are at the root; nor user info, which would be printed), or "" if it is
-// not such a URL.
-std::string RootUrl(std::string url) {
-  if (!url.starts_with("http://") && !url.starts_with("https://")) return "";
-  if (url.find_first_of("?#@") != std::string::npos) return "";
-  while (!url.empty() && url.back() == '/') url.pop_back();
-  const size_t host = url.find("://") + 3;
-  if (url.size() == host || url.find('/', host) != std::string::npos) {
-    return "";
-  }
-  return url;
-}
-
 // The error object of a JSON error answer {"error":{...}}, or null.
 const json::object* ErrorObject(const json::value& v) {
   const json::value* error =
@@ -223,13 +209,15 @@ int ImportViaProxy(const std::string& proxy, const std::string& admin_token,
                    const std::string& input, bool as_json, bool compact,
                    const Io& io) {
   const auto started = std::chrono::steady_clock::now();
-  const std::string root = RootUrl(proxy);
-  if (root.empty()) {
+  // The admin routes are at the root: a path is refused.
+  const std::optional<ProxyUrl> url = ParseProxyUrl(proxy);
+  if (!url || !url->path.empty()) {
     io.err << "llmcache import: --proxy needs the proxy's address as an "
               "http:// or https:// URL without a path, e.g. "
               "http://127.0.0.1:8080\n";
     return kExitUsage;
   }
+  const std::string& root = url->root;
   if (admin_token.empty()) {
     io.err << "llmcache import: --proxy needs the proxy's admin token in "
               "$LLMCACHE_ADMIN_TOKEN (or --admin-token)\n";

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cinttypes>
@@ -234,6 +235,18 @@ std::unique_ptr<Cache> OpenForWriting(const std::string& path, bool create,
   }
   *exit_code = kExitBusy;
   return nullptr;
+}
+
+std::optional<ProxyUrl> ParseProxyUrl(std::string url) {
+  if (!url.starts_with("http://") && !url.starts_with("https://")) {
+    return std::nullopt;
+  }
+  if (url.find_first_of("?#@") != std::string::npos) return std::nullopt;
+  const size_t host = url.find("://") + 3;
+  while (url.size() > host && url.back() == '/') url.pop_back();
+  const size_t path = std::min(url.find('/', host), url.size());
+  if (path == host) return std::nullopt;
+  return ProxyUrl{url.substr(0, path), url.substr(path)};
 }
 
 bool ParseListen(const std::string& listen, std::string* host, uint16_t* port) {

@@ -77,6 +77,17 @@ std::unique_ptr<Cache> OpenForWriting(const std::string& path, bool create,
 // malformed.
 bool ParseListen(const std::string& listen, std::string* host, uint16_t* port);
 
+// A proxy's address given to --proxy, split: `root` is "http(s)://host[:port]"
+// and `path` what follows it without trailing slashes ("" or "/v1").
+struct ProxyUrl {
+  std::string root;
+  std::string path;
+};
+
+// nullopt unless `url` is an http:// or https:// URL with a host and no
+// query, fragment or user info (which would be printed in messages).
+std::optional<ProxyUrl> ParseProxyUrl(std::string url);
+
 // `s` (a model id, namespace or other text a client or server chose) safe
 // to print on a terminal: control characters (C0, DEL, C1 as UTF-8), the
 // bidirectional-text controls and line separators, and bytes that are not

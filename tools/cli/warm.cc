@@ -77,14 +77,11 @@ struct Outcome {
 
 // The base URL of the proxy's API: `url` with "/v1" when it names no path
 // ("http://127.0.0.1:8080"), else as given without trailing slashes; "" when
-// it is not an http(s) URL without query or fragment.
-std::string ProxyBaseUrl(std::string url) {
-  if (!url.starts_with("http://") && !url.starts_with("https://")) return "";
-  if (url.find_first_of("?#") != std::string::npos) return "";
-  while (!url.empty() && url.back() == '/') url.pop_back();
-  const size_t host = url.find("://") + 3;
-  if (url.find('/', host) == std::string::npos) url += "/v1";
-  return url;
+// ParseProxyUrl refuses it.
+std::string ProxyBaseUrl(const std::string& url) {
+  const std::optional<ProxyUrl> u = ParseProxyUrl(url);
+  if (!u) return "";
+  return u->root + (u->path.empty() ? "/v1" : u->path);
 }
 
 // `body` (a JSON object) without its `stream` and `stream_options` members,
@@ -228,7 +225,7 @@ int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
   const std::string proxy_url = ProxyBaseUrl(args.proxy);
   if (via_proxy && proxy_url.empty()) {
     io.err << "llmcache warm: --proxy needs an http:// or https:// URL "
-              "without query, e.g. http://127.0.0.1:8080\n";
+              "without query or user info, e.g. http://127.0.0.1:8080\n";
     return kExitUsage;
   }
   std::optional<std::string> text = ReadInput(args.input, io);

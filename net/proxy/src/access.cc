@@ -309,9 +309,6 @@ std::optional<HttpError> CheckOperatorView(
 std::variant<HttpError, Access> CheckAccess(const AccessPolicy& policy,
                                             const AccessRequest& r) {
   // Host: who the client thinks it is talking to.
-  if (r.repeated == "Host") {
-    return Error(400, "invalid_request_error", "more than one Host header");
-  }
   if (!r.repeated.empty()) {
     return Error(400, "invalid_request_error",
                  "more than one " + std::string(r.repeated) + " header");
