@@ -349,6 +349,47 @@ TEST(CheckAccessTest, ClientToken) {
   }
 }
 
+TEST(CheckAccessTest, XApiKeyIsTheBearerOnMessagesOnly) {
+  // Without a client token: the Anthropic SDK's key is forwarded.
+  const AccessPolicy open = Policy();
+  AccessRequest r = Req(Route::kMessages);
+  r.method = "POST";
+  r.x_api_key = " sk-ant-client ";
+  auto v = CheckAccess(open, r);
+  ASSERT_EQ(StatusOf(v), 0);
+  EXPECT_EQ(std::get<Access>(v).api_key, "sk-ant-client");
+  r.authorization = "Bearer sk-from-authorization";  // Authorization wins
+  v = CheckAccess(open, r);
+  ASSERT_EQ(StatusOf(v), 0);
+  EXPECT_EQ(std::get<Access>(v).api_key, "sk-from-authorization");
+  r.authorization = std::nullopt;
+  r.route = Route::kChatCompletions;  // elsewhere it is not a credential
+  v = CheckAccess(open, r);
+  ASSERT_EQ(StatusOf(v), 0);
+  EXPECT_EQ(std::get<Access>(v).api_key, "");
+
+  // With a client token: x-api-key may carry the token (the server's key is
+  // used, the token never forwarded), or the client's key beside
+  // X-Llmcache-Token; another value alone is refused.
+  const AccessPolicy guarded =
+      Policy([](ProxyOptions& o) { o.client_token = "proxy-token"; });
+  r.route = Route::kMessages;
+  r.x_api_key = "proxy-token";
+  v = CheckAccess(guarded, r);
+  ASSERT_EQ(StatusOf(v), 0);
+  EXPECT_EQ(std::get<Access>(v).api_key, "");
+  r.x_api_key = "sk-ant-client";
+  EXPECT_EQ(StatusOf(CheckAccess(guarded, r)), 401);
+  r.token = "proxy-token";
+  v = CheckAccess(guarded, r);
+  ASSERT_EQ(StatusOf(v), 0);
+  EXPECT_EQ(std::get<Access>(v).api_key, "sk-ant-client");
+  r.token = std::nullopt;
+  r.route = Route::kChatCompletions;
+  r.x_api_key = "proxy-token";
+  EXPECT_EQ(StatusOf(CheckAccess(guarded, r)), 401);
+}
+
 TEST(CorsHeadersTest, AllowedOriginAndPreflight) {
   std::string out;
   AppendCorsHeaders(&out, "");
