@@ -13,6 +13,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/json.hpp>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -681,7 +682,8 @@ TEST_F(ProxyTest, Healthz) {
   EXPECT_EQ(r.body, R"({"status":"ok"})");
 }
 
-// A real cache whose Health() the test sets.
+// A real cache whose Health() the test sets, and whose Compact() waits
+// while the test holds it.
 class HealthSetCache final : public Cache {
  public:
   explicit HealthSetCache(std::unique_ptr<Cache> inner)
@@ -689,6 +691,17 @@ class HealthSetCache final : public Cache {
   void SetHealth(StoreHealth h) {
     std::lock_guard<std::mutex> lock(mu_);
     health_ = std::move(h);
+  }
+  void HoldCompact(bool hold) {
+    std::lock_guard<std::mutex> lock(mu_);
+    hold_compact_ = hold;
+    cv_.notify_all();
+  }
+  // Waits (at most 10 s) until a Compact() call is being held.
+  bool WaitCompactHeld() {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(10),
+                        [this] { return compact_held_; });
   }
   StoreHealth Health() const override {
     std::lock_guard<std::mutex> lock(mu_);
@@ -731,7 +744,16 @@ class HealthSetCache final : public Cache {
   }
   Result<CacheStats> GetStats() override { return inner_->GetStats(); }
   Status CatchUp() override { return inner_->CatchUp(); }
-  Status Compact() override { return inner_->Compact(); }
+  Status Compact() override {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      compact_held_ = hold_compact_;
+      cv_.notify_all();
+      cv_.wait(lock, [this] { return !hold_compact_; });
+      compact_held_ = false;
+    }
+    return inner_->Compact();
+  }
   Status RunMaintenance() override { return inner_->RunMaintenance(); }
   bool persistent() const override { return inner_->persistent(); }
   int64_t default_ttl_ms() const override { return inner_->default_ttl_ms(); }
@@ -739,8 +761,56 @@ class HealthSetCache final : public Cache {
  private:
   std::unique_ptr<Cache> inner_;
   mutable std::mutex mu_;
+  std::condition_variable cv_;
   StoreHealth health_;
+  bool hold_compact_ = false;
+  bool compact_held_ = false;
 };
+
+// An admin action (here a compaction the test holds, as a purge of millions
+// of entries takes seconds) runs on its own thread: /stats and /metrics
+// answer meanwhile (a scrape used to wait for the purge), a second admin
+// action waits for the first, and both then answer.
+TEST_F(ProxyTest, ScrapesAreAnsweredWhileAnAdminActionRuns) {
+  StopProxy();
+  CacheOptions co;  // memory mode
+  co.clock = &clock_;
+  auto inner = Cache::Open(co);
+  ASSERT_OK(inner);
+  auto cache = std::make_shared<HealthSetCache>(std::move(inner).value());
+  cache_ = cache;
+  ProxyOptions o = DefaultOptions();
+  o.admin_token = "admin-secret";
+  auto p = ProxyServer::Start(std::move(o), cache_);
+  ASSERT_OK(p);
+  proxy_ = std::move(p).value();
+  port_ = proxy_->port();
+  ASSERT_EQ(Chat(Body("m/a")).header("x-cache"), "MISS");
+
+  cache->HoldCompact(true);
+  const Headers admin = {{"Authorization", "Bearer admin-secret"}};
+  Reply compact, purge;
+  std::jthread first(
+      [&] { compact = Post(port_, "", admin, "/admin/compact"); });
+  ASSERT_TRUE(cache->WaitCompactHeld());
+  std::jthread second(
+      [&] { purge = Post(port_, "", admin, "/admin/purge?all=1"); });
+  const Reply stats = HttpGet(port_, "/stats", {}, 5s);
+  EXPECT_EQ(stats.status, 200) << stats.body;
+  EXPECT_NE(stats.body.find("\"entries\":1"), std::string::npos) << stats.body;
+  const Reply metrics = HttpGet(port_, "/metrics", {}, 5s);
+  EXPECT_EQ(metrics.status, 200);
+  EXPECT_NE(metrics.body.find("\nllmcache_cache_entries 1\n"),
+            std::string::npos)
+      << metrics.body;
+  EXPECT_EQ(Chat(Body("m/a")).header("x-cache"), "HIT");
+  cache->HoldCompact(false);
+  first.join();
+  second.join();
+  EXPECT_EQ(compact.status, 200) << compact.body;
+  EXPECT_EQ(purge.status, 200) << purge.body;
+  EXPECT_EQ(Chat(Body("m/a")).header("x-cache"), "MISS");
+}
 
 // A real full disk under the store (injected under RocksDB): every request
 // is answered during the fault, nothing is stored, health says degraded;

@@ -27,8 +27,8 @@ namespace {
 namespace json = boost::json;
 
 // Lines per request: at most this many bytes, unless one line is longer.
-// Each request is stored by the proxy's admin thread in one go, which also
-// answers /stats and /metrics: ~1k entries of 1 KiB keep that short.
+// Each request is stored by the proxy's maintenance thread in one go, which
+// runs the other /admin/* actions too: ~1k entries of 1 KiB keep that short.
 constexpr size_t kBatchBytes = 1u << 20;
 
 // The error object of a JSON error answer {"error":{...}}, or null.

@@ -4,7 +4,7 @@
 // admin token (compared in constant time) and the query, and names either
 // the error to answer or what to purge; RunAdminPurge purges and renders the
 // JSON answer. The session only routes /admin/* here (when an admin token is
-// configured), runs RunAdminPurge on the admin thread and writes the answer.
+// configured), runs RunAdmin on the maintenance thread and writes the answer.
 // No Beast.
 //
 // Thread safety: free functions; RunAdminPurge is as thread-safe as the

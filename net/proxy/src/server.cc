@@ -64,6 +64,7 @@ ProxyImpl::~ProxyImpl() {
   upstream_guard_.reset();
   upstream_.reset();
   admin_.reset();
+  maintenance_.reset();
   accept_timer_.reset();
   acceptor_.reset();
   workers_.clear();
@@ -156,6 +157,7 @@ Status ProxyImpl::Init() {
     client_ = std::move(client).value();
     cached_ = CachedClient::Create(cache_, client_, std::move(co));
     admin_ = std::make_unique<asio::thread_pool>(1);
+    maintenance_ = std::make_unique<asio::thread_pool>(1);
 
     for (size_t i = 0; i < n; ++i) {
       workers_.push_back(std::make_unique<Worker>(i, &metrics_.shard(i)));
@@ -398,6 +400,7 @@ void ProxyImpl::Shutdown(std::chrono::milliseconds grace) {
   if (upstream_) upstream_->stop();
   if (upstream_thread_.joinable()) upstream_thread_.join();
   if (admin_) admin_->join();
+  if (maintenance_) maintenance_->join();
 }
 
 ProxyCounters ProxyImpl::counters() const {

@@ -11,8 +11,10 @@
 //     worker 0 and hands sockets out round robin.
 //   - One upstream thread runs the Client (and CachedClient's callbacks);
 //     results are posted back to the connection's worker.
-//   - One admin thread runs store operations that may take a while (purges,
-//     GetStats for /stats and /metrics), off the workers.
+//   - One admin thread reads the store for /stats and /metrics, and one
+//     maintenance thread runs the /admin/* actions (purges, compactions,
+//     imports: seconds to minutes), one at a time; both off the workers, and
+//     a long purge does not hold up a scrape.
 //
 // Thread safety: the accessors may be used from any thread; Worker::sessions
 // is guarded by Worker::mu.
@@ -87,7 +89,11 @@ class ProxyImpl final : public ProxyServer {
   CachedClient& cached() { return *cached_; }
   Client& client() { return *client_; }
   metrics::Registry& registry() { return metrics_; }
+  // The operator views (/stats, /metrics) run on admin(); the admin actions
+  // (/admin/*: purges, compactions, imports, which may take minutes) one at
+  // a time on maintenance(), so that a scrape never waits for them.
   boost::asio::thread_pool& admin() { return *admin_; }
+  boost::asio::thread_pool& maintenance() { return *maintenance_; }
   const std::string& server_key() const { return client_->options().api_key; }
   bool stopping() const { return stopping_.load(std::memory_order_relaxed); }
 
@@ -134,6 +140,7 @@ class ProxyImpl final : public ProxyServer {
       upstream_guard_;
   std::thread upstream_thread_;
   std::unique_ptr<boost::asio::thread_pool> admin_;
+  std::unique_ptr<boost::asio::thread_pool> maintenance_;
   std::shared_ptr<Client> client_;
   std::shared_ptr<CachedClient> cached_;
   std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;

@@ -359,7 +359,8 @@ class SessionImpl final : public Session,
         if (!req_.get) return MethodNotAllowed("GET, HEAD");
         if (!OperatorViewAllowed()) return;
         const bool stats = req_.route == Route::kStats;
-        return RunOnAdmin(
+        return RunOn(
+            srv_.admin(),
             [srv = &srv_, stats]() -> std::pair<int, std::string> {
               return {200, stats ? srv->RenderStatsJson() : srv->MetricsText()};
             },
@@ -684,7 +685,7 @@ class SessionImpl final : public Session,
 
   // ------------------------------------------------------------- admin
 
-  // /admin/<op>: validated here, run on the admin thread.
+  // /admin/<op>: validated here, run on the maintenance thread.
   void HandleAdmin(std::string_view op) {
     const auto& req = parser_->get();
     AdminAction action =
@@ -694,7 +695,8 @@ class SessionImpl final : public Session,
     if (auto* error = std::get_if<HttpError>(&action)) {
       return SendError(std::move(*error));
     }
-    RunOnAdmin(
+    RunOn(
+        srv_.maintenance(),
         [srv = &srv_, action = std::move(action),
          body = std::move(parser_->get().body())]()  // import's lines
         -> std::pair<int, std::string> {
@@ -707,27 +709,26 @@ class SessionImpl final : public Session,
         kJson);
   }
 
-  // Runs `fn` on the admin thread and sends its (status, body): a 200 as
-  // `content_type`, anything else as JSON.
+  // Runs `fn` on `pool` (the server's admin or maintenance thread) and sends
+  // its (status, body): a 200 as `content_type`, anything else as JSON.
   template <typename Fn>
-  void RunOnAdmin(Fn fn, std::string_view content_type) {
+  void RunOn(asio::thread_pool& pool, Fn fn, std::string_view content_type) {
     auto self = shared_from_this();
-    asio::post(
-        srv_.admin(), [self, fn = std::move(fn), content_type]() mutable {
-          std::pair<int, std::string> out;
-          try {
-            out = fn();
-          } catch (const std::exception& e) {
-            out = {500, proxy_util::ErrorJson(500, "server_error", e.what())};
-          }
-          asio::post(self->w_.ioc, [self, out = std::move(out),
-                                    content_type]() mutable {
+    asio::post(pool, [self, fn = std::move(fn), content_type]() mutable {
+      std::pair<int, std::string> out;
+      try {
+        out = fn();
+      } catch (const std::exception& e) {
+        out = {500, proxy_util::ErrorJson(500, "server_error", e.what())};
+      }
+      asio::post(
+          self->w_.ioc, [self, out = std::move(out), content_type]() mutable {
             if (self->closed()) return self->EndRequest();
             self->body_ = std::move(out.second);
             self->SendWhole(out.first, out.first == 200 ? content_type : kJson,
                             {}, self->body_, nullptr);
           });
-        });
+    });
   }
 
   // ----------------------------------------------------------- writing
