@@ -67,8 +67,13 @@ Result<int64_t> ParseDuration(std::string_view text) {
 
 std::string PurgeSelector::Describe() const {
   switch (kind) {
-    case PurgeKind::kModel:
-      return "every entry of model " + value;
+    case PurgeKind::kModel: {
+      // One family holds a model and its variants, removed together: say
+      // so, above all when the operator named a variant.
+      const std::string base(BaseModel(value));
+      return "every entry of model " + base + " and of its :variants" +
+             (base == value ? "" : " (" + value + " is one)");
+    }
     case PurgeKind::kAll:
       return "EVERY entry";
     case PurgeKind::kKey:

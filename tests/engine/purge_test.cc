@@ -52,6 +52,16 @@ TEST(PurgeSelectorTest, ParsesEveryKind) {
   EXPECT_THAT(key->Describe(), HasSubstr(k.Hex()));
 }
 
+// A model's family holds its :variants too; the description, which purge
+// asks to confirm, names the base model whichever one was given.
+TEST(PurgeSelectorTest, ModelDescriptionNamesTheBaseAndItsVariants) {
+  EXPECT_EQ(ParsePurgeSelector("model", "vx/base")->Describe(),
+            "every entry of model vx/base and of its :variants");
+  EXPECT_EQ(ParsePurgeSelector("model", "vx/base:free")->Describe(),
+            "every entry of model vx/base and of its :variants "
+            "(vx/base:free is one)");
+}
+
 TEST(PurgeSelectorTest, RejectsBadSelectors) {
   EXPECT_FALSE(ParsePurgeSelector("model", "").ok());
   EXPECT_FALSE(ParsePurgeSelector("namespace", "").ok());

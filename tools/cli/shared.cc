@@ -207,11 +207,12 @@ int SharedPurge(const SharedArgs& args, const PurgeArgs& purge, const Io& io) {
   std::shared_ptr<net::RedisTier> tier = OpenTier(args, "purge", io);
   if (!tier) return kExitUsage;
   const net::SharedTierHealth h = tier->Health();
-  const std::string what =
-      purge.model
-          ? "every entry of model " + std::string(BaseModel(*purge.model))
-      : purge.all ? std::string("every entry")
-                  : "entry " + *purge.key;
+  const std::string what = purge.model
+                               ? "every entry of model " +
+                                     std::string(BaseModel(*purge.model)) +
+                                     " and of its :variants"
+                           : purge.all ? std::string("every entry")
+                                       : "entry " + *purge.key;
   if (!Confirm(io, purge.yes,
                "Remove " + what + " from the shared tier " + h.url +
                    (digest ? " (instances that copied it keep their copy "
