@@ -183,10 +183,15 @@ std::unique_ptr<Cache> OpenForWriting(const std::string& path, bool create,
   }
   // What it wrote once listening wins: the flag may be absent (environment,
   // config file) or name port 0.
+  bool serve = false;
   if (holder) {
     if (std::optional<std::string> url = ReadServeFile(path, holder->pid)) {
       listen = url->substr(url->find("://") + 3);
+      serve = true;
     }
+    // Still starting (no file yet): a `serve` word in its command line.
+    const std::string padded = " " + holder->command + " ";
+    serve = serve || padded.find(" serve ") != std::string::npos;
   }
   // A wildcard listen address is reached on loopback.
   if (listen.starts_with("0.0.0.0:")) listen.replace(0, 7, "127.0.0.1");
@@ -200,8 +205,16 @@ std::unique_ptr<Cache> OpenForWriting(const std::string& path, bool create,
   }
   io.err << ".\n"
          << "Read-only verbs (stats, models, ls, show, get, export, verify) "
-            "work while it runs.\n"
-         << "To change it: stop that process and retry, or, if it is "
+            "work while it runs.\n";
+  if (holder && !holder->command.empty() && !serve) {
+    // Another verb (an import, a purge) or another program: no endpoint to
+    // send the change to.
+    io.err << "To change it: wait for that process to end (or stop it) and "
+              "retry.\n";
+    *exit_code = kExitBusy;
+    return nullptr;
+  }
+  io.err << "To change it: stop that process and retry, or, if it is "
             "`llmcache serve` started with an admin token, use its admin "
             "endpoint, e.g.\n"
          << "  curl -X POST -H \"Authorization: Bearer $LLMCACHE_ADMIN_TOKEN\" "
