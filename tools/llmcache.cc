@@ -356,6 +356,19 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(1, 64));
   fake->add_flag("-q,--quiet", quiet, "Do not log requests");
 
+  // An unknown verb is a usage error even with --help after it (the parser
+  // would print the main help and exit 0).
+  if (argc > 1 && argv[1][0] != '-') {
+    bool known = false;
+    for (const CLI::App* sub : app.get_subcommands({})) {
+      known = known || sub->check_name(argv[1]);
+    }
+    if (!known) {
+      std::cerr << "llmcache: unknown verb '" << argv[1]
+                << "' (llmcache --help lists them)\n";
+      return cli::kExitUsage;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -201,6 +201,11 @@ TEST(CliHelpTest, EveryVerbHasHelp) {
 TEST(CliHelpTest, UsageErrorsExitTwo) {
   EXPECT_EQ(Llmcache({}).exit_code, 2);
   EXPECT_EQ(Llmcache({"no-such-verb"}).exit_code, 2);
+  // --help after an unknown verb printed the main help and exited 0.
+  const ProcessResult unknown = Llmcache({"flush", "--help"});
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_THAT(unknown.err, HasSubstr("unknown verb 'flush'"));
+  EXPECT_EQ(Llmcache({"purge", "--help"}).exit_code, 0);
   EXPECT_EQ(Llmcache({"stats", "--no-such-flag"}).exit_code, 2);
   EXPECT_EQ(Llmcache({"show"}).exit_code, 2);  // KEY is required
   EXPECT_EQ(Llmcache({"ls", "--limit", "many"}).exit_code, 2);
