@@ -545,6 +545,49 @@ TEST(ListingCostTest, ManyEntriesOfOneMillisecondAreNotAllRead) {
   }
 }
 
+// Newest first reads a millisecond's records backwards and hands them out
+// in ascending digest order, up to 16 (a larger millisecond is streamed):
+// milliseconds of every size around that bound, in the memtable and in
+// table files, list as the reference orders them, whole or stopped early.
+TEST(ListingCostTest, MillisecondsOfEverySizeAreListedInOrder) {
+  FakeClock clock(1'700'000'000'000);
+  TempDir dir;
+  auto cache = testing::OpenTestCache(dir.path() + "/db", &clock);
+  ASSERT_OK(cache);
+  int n = 0;
+  for (int size : {1, 15, 16, 17, 2, 33, 1, 16}) {
+    for (int i = 0; i < size; ++i, ++n) {
+      InsertOptions options;
+      options.ttl_ms = n % 2 == 0 ? 3'600'000 : 0;
+      ASSERT_OK((*cache)->Insert(TestKey(n % 3 != 0 ? "m/a" : "m/b", n), "{}",
+                                 options));
+    }
+    clock.Advance(1);
+  }
+  for (bool flushed : {false, true}) {
+    if (flushed) {
+      ASSERT_OK(static_cast<RocksCache&>(**cache).FlushMemtablesForTest(
+          /*metadata_only=*/false));
+    }
+    for (bool newest : {true, false}) {
+      for (const std::optional<std::string>& model :
+           {std::optional<std::string>(), std::optional<std::string>("m/a"),
+            std::optional<std::string>("m/b")}) {
+        const std::vector<Listed> want = Expected(**cache, model, newest);
+        EXPECT_EQ(ByAge(**cache, model, newest), want)
+            << flushed << newest << model.value_or("*");
+        for (size_t limit : {1u, 15u, 16u, 17u, 20u}) {
+          const std::vector<Listed> first =
+              ByAge(**cache, model, newest, limit);
+          ASSERT_EQ(first.size(), std::min(limit, want.size()));
+          EXPECT_TRUE(std::equal(first.begin(), first.end(), want.begin()))
+              << flushed << newest << model.value_or("*") << limit;
+        }
+      }
+    }
+  }
+}
+
 // A listing of every model merges as many ranges as there are models, each
 // with an iterator of its own up to 64 models (60 here), beyond with one
 // shared iterator (70; most of them in the overflow family): the same
