@@ -326,6 +326,42 @@ TEST(CliProxyUrlTest, SplitsRootAndPathAndRefusesTheRest) {
   }
 }
 
+TEST(CliDisplayWidthTest, CountsColumnsNotBytes) {
+  EXPECT_EQ(cli::DisplayWidth(""), 0u);
+  EXPECT_EQ(cli::DisplayWidth("openai/gpt-4o"), 13u);
+  EXPECT_EQ(cli::DisplayWidth("ov/a\xc3\xa9"), 5u);              // é
+  EXPECT_EQ(cli::DisplayWidth("e\xcc\x81"), 1u);                 // e + U+0301
+  EXPECT_EQ(cli::DisplayWidth("\xe6\xa8\xa1\xe5\x9e\x8b"), 4u);  // 模型
+  EXPECT_EQ(cli::DisplayWidth("\xf0\x9f\x98\x80"), 2u);          // emoji
+  EXPECT_EQ(cli::DisplayWidth("\\xc2\\x9b"), 8u);  // as Printable escapes
+}
+
+// Rows with non-ASCII model ids line up: padding counts columns.
+TEST_F(CliTest, TablesAlignNonAsciiModelIds) {
+  {
+    auto cache = testing::OpenTestCache(db_);
+    ASSERT_OK(cache.status());
+    int i = 0;
+    for (const char* model :
+         {"ov/a\xc3\xa9", "ov/\xe6\xa8\xa1\xe5\x9e\x8b", "ov/plain-ascii"}) {
+      ASSERT_OK((*cache)->Insert(TestKey(model, ++i), Body("one"), {}));
+    }
+  }
+  ProcessResult models = Llmcache({"models", "--db", db_});
+  ASSERT_EQ(models.exit_code, 0) << models.err;
+  std::istringstream lines(models.out);
+  std::string line;
+  std::vector<size_t> entries_end;  // where the ENTRIES column ends
+  while (std::getline(lines, line)) {
+    const size_t at = line.find("ENTRIES") != std::string::npos
+                          ? line.find("ENTRIES") + 7
+                          : line.find(" 1 ") + 2;
+    entries_end.push_back(cli::DisplayWidth(line.substr(0, at)));
+  }
+  ASSERT_GE(entries_end.size(), 4u) << models.out;
+  for (size_t w : entries_end) EXPECT_EQ(w, entries_end[0]) << models.out;
+}
+
 TEST(CliPrintableTest, EscapesControlsAndInvalidUtf8Only) {
   EXPECT_EQ(cli::Printable("openai/gpt-4o-mini:free"),
             "openai/gpt-4o-mini:free");

@@ -250,6 +250,38 @@ std::unique_ptr<Cache> OpenForWriting(const std::string& path, bool create,
   return nullptr;
 }
 
+size_t DisplayWidth(std::string_view s) {
+  size_t width = 0;
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const size_t len = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+    if (len == 1 || i + len > s.size()) {  // ASCII, or a cut sequence
+      ++width;
+      ++i;
+      continue;
+    }
+    uint32_t cp = c & (0x7F >> len);
+    for (size_t k = 1; k < len; ++k) {
+      cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+    }
+    i += len;
+    auto in = [cp](uint32_t lo, uint32_t hi) { return cp >= lo && cp <= hi; };
+    if (in(0x0300, 0x036F) || in(0x1AB0, 0x1AFF) || in(0x1DC0, 0x1DFF) ||
+        in(0x200B, 0x200F) || in(0x20D0, 0x20FF) || in(0xFE00, 0xFE0F) ||
+        cp == 0xFEFF) {
+      continue;  // combining, zero-width, variation selectors
+    }
+    const bool wide =
+        in(0x1100, 0x115F) || in(0x2E80, 0x303E) || in(0x3041, 0x33FF) ||
+        in(0x3400, 0x4DBF) || in(0x4E00, 0x9FFF) || in(0xA000, 0xA4CF) ||
+        in(0xAC00, 0xD7A3) || in(0xF900, 0xFAFF) || in(0xFE30, 0xFE4F) ||
+        in(0xFF00, 0xFF60) || in(0xFFE0, 0xFFE6) || in(0x1F300, 0x1F64F) ||
+        in(0x1F900, 0x1F9FF) || in(0x20000, 0x3FFFD);
+    width += wide ? 2 : 1;
+  }
+  return width;
+}
+
 std::optional<ProxyUrl> ParseProxyUrl(std::string url) {
   if (!url.starts_with("http://") && !url.starts_with("https://")) {
     return std::nullopt;

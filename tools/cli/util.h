@@ -97,6 +97,11 @@ std::optional<ProxyUrl> ParseProxyUrl(std::string url);
 // is '\n'.
 std::string Printable(std::string_view s, bool keep_newlines = false);
 
+// The columns `s` (UTF-8, as Printable returns it) takes on a terminal: one
+// per character, two for East Asian wide and fullwidth ones and emoji, none
+// for combining marks and zero-width characters. For aligning tables.
+size_t DisplayWidth(std::string_view s);
+
 // 1536 -> "1.5 KiB"; 12 -> "12 B".
 std::string FormatBytes(uint64_t bytes);
 // 93'000 ms -> "1m33s"; 0 -> "0s"; 3 days -> "3d0h".

@@ -78,14 +78,14 @@ class Table {
   void Print(std::ostream& out, const std::vector<bool>& right_align) {
     for (const auto& r : rows_) {
       for (size_t i = 0; i < r.size() && i < width_.size(); ++i) {
-        width_[i] = std::max(width_[i], r[i].size());
+        width_[i] = std::max(width_[i], DisplayWidth(r[i]));
       }
     }
     for (const auto& r : rows_) {
       std::string line;
       for (size_t i = 0; i < r.size() && i < width_.size(); ++i) {
         const bool right = i < right_align.size() && right_align[i];
-        const std::string fill(width_[i] - r[i].size(), ' ');
+        const std::string fill(width_[i] - DisplayWidth(r[i]), ' ');
         if (i > 0) line += "  ";
         if (right) line += fill;
         line += r[i];
