@@ -113,8 +113,10 @@ class ModelRangeIterator {
   // The next record in listing order into *r; false at the end (or on an
   // error: see status()). Oldest first is key order. Newest first goes
   // millisecond by millisecond from the newest, each millisecond's records
-  // in ascending digest order as oldest first reads them: two seeks per
-  // millisecond, never a collection of its records.
+  // in ascending digest order as oldest first reads them: on an iterator
+  // of its own, read backwards into a small buffer (NextNewest); on a
+  // shared one, two seeks per millisecond, never a collection of its
+  // records.
   bool Next(bool first, bool newest_first, IndexRecord* r) {
     if (newest_first && own_) return NextNewest(first, r);
     if (!NextKey(first, newest_first, r)) return false;

@@ -554,13 +554,24 @@ TEST(ListingCostTest, MillisecondsOfEverySizeAreListedInOrder) {
   TempDir dir;
   auto cache = testing::OpenTestCache(dir.path() + "/db", &clock);
   ASSERT_OK(cache);
+  // Each millisecond is one model's (each model's range is walked by an
+  // iterator of its own): m/a's oldest and newest are large, m/b has a
+  // millisecond of exactly 16 and its newest is large.
   int n = 0;
-  for (int size : {1, 15, 16, 17, 2, 33, 1, 16}) {
+  for (const auto& [size, model] :
+       std::vector<std::pair<int, std::string>>{{17, "m/a"},
+                                                {1, "m/b"},
+                                                {15, "m/a"},
+                                                {16, "m/b"},
+                                                {16, "m/a"},
+                                                {2, "m/b"},
+                                                {1, "m/a"},
+                                                {33, "m/b"},
+                                                {17, "m/a"}}) {
     for (int i = 0; i < size; ++i, ++n) {
       InsertOptions options;
       options.ttl_ms = n % 2 == 0 ? 3'600'000 : 0;
-      ASSERT_OK((*cache)->Insert(TestKey(n % 3 != 0 ? "m/a" : "m/b", n), "{}",
-                                 options));
+      ASSERT_OK((*cache)->Insert(TestKey(model, n), "{}", options));
     }
     clock.Advance(1);
   }
@@ -576,7 +587,7 @@ TEST(ListingCostTest, MillisecondsOfEverySizeAreListedInOrder) {
         const std::vector<Listed> want = Expected(**cache, model, newest);
         EXPECT_EQ(ByAge(**cache, model, newest), want)
             << flushed << newest << model.value_or("*");
-        for (size_t limit : {1u, 15u, 16u, 17u, 20u}) {
+        for (size_t limit : {1u, 15u, 16u, 17u, 18u, 34u, 50u}) {
           const std::vector<Listed> first =
               ByAge(**cache, model, newest, limit);
           ASSERT_EQ(first.size(), std::min(limit, want.size()));

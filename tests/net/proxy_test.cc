@@ -692,6 +692,7 @@ class HealthSetCache final : public Cache {
     std::lock_guard<std::mutex> lock(mu_);
     health_ = std::move(h);
   }
+  std::atomic<int> flush_all_calls{0};
   void HoldCompact(bool hold) {
     std::lock_guard<std::mutex> lock(mu_);
     hold_compact_ = hold;
@@ -721,7 +722,10 @@ class HealthSetCache final : public Cache {
   Result<uint64_t> FlushModel(std::string_view model) override {
     return inner_->FlushModel(model);
   }
-  Status FlushAll() override { return inner_->FlushAll(); }
+  Status FlushAll() override {
+    ++flush_all_calls;
+    return inner_->FlushAll();
+  }
   Result<bool> PurgeKey(const Digest& digest) override {
     return inner_->PurgeKey(digest);
   }
@@ -787,13 +791,20 @@ TEST_F(ProxyTest, ScrapesAreAnsweredWhileAnAdminActionRuns) {
   port_ = proxy_->port();
   ASSERT_EQ(Chat(Body("m/a")).header("x-cache"), "MISS");
 
-  cache->HoldCompact(true);
   const Headers admin = {{"Authorization", "Bearer admin-secret"}};
   Reply compact, purge;
-  std::jthread first(
-      [&] { compact = Post(port_, "", admin, "/admin/compact"); });
+  std::jthread first, second;
+  cache->HoldCompact(true);
+  // Released however the test ends, before the threads are joined: a held
+  // compaction would hold them and the proxy's shutdown up.
+  struct Release {
+    HealthSetCache* cache;
+    ~Release() { cache->HoldCompact(false); }
+  } release{cache.get()};
+  first =
+      std::jthread([&] { compact = Post(port_, "", admin, "/admin/compact"); });
   ASSERT_TRUE(cache->WaitCompactHeld());
-  std::jthread second(
+  second = std::jthread(
       [&] { purge = Post(port_, "", admin, "/admin/purge?all=1"); });
   const Reply stats = HttpGet(port_, "/stats", {}, 5s);
   EXPECT_EQ(stats.status, 200) << stats.body;
@@ -804,11 +815,15 @@ TEST_F(ProxyTest, ScrapesAreAnsweredWhileAnAdminActionRuns) {
             std::string::npos)
       << metrics.body;
   EXPECT_EQ(Chat(Body("m/a")).header("x-cache"), "HIT");
+  // The purge, sent before the scrapes, waits for the compaction.
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(cache->flush_all_calls.load(), 0);
   cache->HoldCompact(false);
   first.join();
   second.join();
   EXPECT_EQ(compact.status, 200) << compact.body;
   EXPECT_EQ(purge.status, 200) << purge.body;
+  EXPECT_EQ(cache->flush_all_calls.load(), 1);
   EXPECT_EQ(Chat(Body("m/a")).header("x-cache"), "MISS");
 }
 

@@ -321,7 +321,8 @@ TEST(CliProxyUrlTest, SplitsRootAndPathAndRefusesTheRest) {
   EXPECT_EQ(u->path, "");
   for (const char* bad :
        {"", "127.0.0.1:8080", "ftp://h", "http://", "http:///v1",
-        "http://h/v1?x=1", "http://h#f", "http://user:pw@h:8080"}) {
+        "http://h/v1?x=1", "http://h#f", "http://user:pw@h:8080",
+        "http://:8080", "http://h//v1"}) {
     EXPECT_FALSE(cli::ParseProxyUrl(bad).has_value()) << bad;
   }
 }

@@ -189,7 +189,8 @@ std::unique_ptr<Cache> OpenForWriting(const std::string& path, bool create,
       listen = url->substr(url->find("://") + 3);
       serve = true;
     }
-    // Still starting (no file yet): a `serve` word in its command line.
+    // Still starting (no file yet): a `serve` word in its command line (a
+    // program that embeds the proxy is taken for another program).
     const std::string padded = " " + holder->command + " ";
     serve = serve || padded.find(" serve ") != std::string::npos;
   }
@@ -290,7 +291,8 @@ std::optional<ProxyUrl> ParseProxyUrl(std::string url) {
   const size_t host = url.find("://") + 3;
   while (url.size() > host && url.back() == '/') url.pop_back();
   const size_t path = std::min(url.find('/', host), url.size());
-  if (path == host) return std::nullopt;
+  if (path == host || url[host] == ':') return std::nullopt;  // no host
+  if (url.find("//", path) != std::string::npos) return std::nullopt;
   return ProxyUrl{url.substr(0, path), url.substr(path)};
 }
 
