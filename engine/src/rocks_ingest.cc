@@ -203,6 +203,7 @@ class RocksCache::Loader final : public BulkLoader {
   // What the worker reports of a batch.
   struct Written {
     uint64_t replaced = 0;
+    uint64_t unchanged = 0;
     uint64_t bytes = 0;
     uint64_t files = 0;
     uint64_t reads = 0;
@@ -418,6 +419,7 @@ Status RocksCache::Loader::Wait() {
   if (!worker_.joinable()) return failed_;
   worker_.join();
   stats_.replaced += worker_written_.replaced;
+  stats_.unchanged += worker_written_.unchanged;
   stats_.bytes += worker_written_.bytes;
   stats_.files += worker_written_.files;
   stats_.reads += worker_written_.reads;
@@ -653,6 +655,7 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
     for (const Record& r : t.records) {
       if (r.stored) {
         ++written->replaced;
+        ++written->unchanged;
         continue;
       }
       // As Insert counts: a value that does not decode is not an entry.

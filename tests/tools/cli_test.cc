@@ -930,13 +930,24 @@ TEST_F(CliTest, ImportTwiceReplacesWithoutDoubleCounting) {
   }
   ProcessResult again = Llmcache({"import", "--db", copy}, twice);
   ASSERT_EQ(again.exit_code, 0) << again.err;
-  EXPECT_THAT(again.out, HasSubstr("imported 12 entries (12 replaced) in "));
+  // Each first copy is replaced by the second in the load; the second is
+  // as stored already, so not written again.
+  EXPECT_THAT(again.out,
+              HasSubstr("imported 12 entries (6 replaced, 6 unchanged) in "));
   EXPECT_THAT(again.out, HasSubstr(" entries/s"));
   json::object a = ParseObject(Llmcache({"stats", "--db", db_, "--json"}).out);
   json::object b = ParseObject(Llmcache({"stats", "--db", copy, "--json"}).out);
   EXPECT_EQ(b["entries"].to_number<uint64_t>(), 6u);
   EXPECT_EQ(a["bytes"], b["bytes"]);
   EXPECT_EQ(b["inserts"].to_number<uint64_t>(), 18u);  // every entry imported
+  // Once more, as it is: nothing replaced, everything unchanged.
+  ProcessResult third = Llmcache({"import", "--db", copy, "--json"}, exported);
+  ASSERT_EQ(third.exit_code, 0) << third.err;
+  json::object t = ParseObject(third.out);
+  EXPECT_EQ(t["replaced"].to_number<uint64_t>(), 6u);
+  EXPECT_EQ(t["unchanged"].to_number<uint64_t>(), 6u);
+  EXPECT_THAT(Llmcache({"import", "--db", copy}, exported).out,
+              HasSubstr("imported 6 entries (6 unchanged) in "));
   ASSERT_EQ(a["models"].as_array().size(), b["models"].as_array().size());
   for (size_t i = 0; i < a["models"].as_array().size(); ++i) {
     const json::object& ma = a["models"].as_array()[i].as_object();

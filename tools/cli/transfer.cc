@@ -507,6 +507,7 @@ int Import(const std::string& db, const std::string& input, bool as_json,
                    {"expired_skipped", expired},
                    {"lines", line_no},
                    {"replaced", loaded.replaced},
+                   {"unchanged", loaded.unchanged},
                    {"seconds", seconds},
                    {"entries_per_second", EntriesPerSecond(imported, seconds)}};
     if (compact) o["compact_seconds"] = compact_seconds;
@@ -516,7 +517,15 @@ int Import(const std::string& db, const std::string& input, bool as_json,
     PrintJsonLine(o, io.out);
   } else {
     io.out << "imported " << imported << " entries";
-    if (loaded.replaced > 0) io.out << " (" << loaded.replaced << " replaced)";
+    // Entries as stored already are not written again: not "replaced".
+    const uint64_t changed = loaded.replaced - loaded.unchanged;
+    if (changed > 0 || loaded.unchanged > 0) {
+      io.out << " (";
+      if (changed > 0) io.out << changed << " replaced";
+      if (changed > 0 && loaded.unchanged > 0) io.out << ", ";
+      if (loaded.unchanged > 0) io.out << loaded.unchanged << " unchanged";
+      io.out << ")";
+    }
     io.out << " in " << RateText(imported, seconds);
     if (expired > 0) io.out << ", skipped " << expired << " already expired";
     if (malformed > 0)

@@ -210,12 +210,14 @@ struct BulkLoadOptions {
 
 // All but `added` are counted in persistent mode only.
 struct BulkLoadStats {
-  uint64_t added = 0;     // entries passed to Add
-  uint64_t replaced = 0;  // of those, entries that replaced a stored one
-                          // (or one added earlier in the same load)
-  uint64_t bytes = 0;     // encoded value bytes written
-  uint64_t batches = 0;   // batches written
-  uint64_t files = 0;     // table files ingested
+  uint64_t added = 0;      // entries passed to Add
+  uint64_t replaced = 0;   // of those, entries that replaced a stored one
+                           // (or one added earlier in the same load)
+  uint64_t unchanged = 0;  // of `replaced`, entries byte for byte as stored
+                           // (not written again; persistent mode)
+  uint64_t bytes = 0;      // encoded value bytes written
+  uint64_t batches = 0;    // batches written
+  uint64_t files = 0;      // table files ingested
   // Keys whose stored version was read before writing. A column family that
   // held nothing when the load first wrote to it, and that nothing else
   // wrote to since, can hold only what the load wrote: of its keys, only
