@@ -110,6 +110,26 @@ class ProxyTest : public ::llmcache::testing::ProxyFixture {
 
   void StopProxy() { Stop(); }
 
+  // Restarts the proxy with `o` on a memory cache (on clock_) wrapped in a
+  // `Wrapper` (a Cache decorator the test drives), which it returns.
+  template <typename Wrapper>
+  std::shared_ptr<Wrapper> RestartOnWrapped(ProxyOptions o) {
+    Stop();
+    CacheOptions co;  // memory mode
+    co.clock = &clock_;
+    auto inner = Cache::Open(co);
+    EXPECT_OK(inner);
+    if (!inner.ok()) return nullptr;
+    auto wrapped = std::make_shared<Wrapper>(std::move(inner).value());
+    cache_ = wrapped;
+    auto p = ProxyServer::Start(std::move(o), cache_);
+    EXPECT_OK(p);
+    if (!p.ok()) return nullptr;
+    proxy_ = std::move(p).value();
+    port_ = proxy_->port();
+    return wrapped;
+  }
+
   void Restart(const std::function<void(ProxyOptions&)>& tweak = nullptr) {
     CacheOptions co;
     co.path = dir_.path() + "/db";
@@ -776,19 +796,11 @@ class HealthSetCache final : public Cache {
 // answer meanwhile (a scrape used to wait for the purge), a second admin
 // action waits for the first, and both then answer.
 TEST_F(ProxyTest, ScrapesAreAnsweredWhileAnAdminActionRuns) {
-  StopProxy();
-  CacheOptions co;  // memory mode
-  co.clock = &clock_;
-  auto inner = Cache::Open(co);
-  ASSERT_OK(inner);
-  auto cache = std::make_shared<HealthSetCache>(std::move(inner).value());
-  cache_ = cache;
   ProxyOptions o = DefaultOptions();
   o.admin_token = "admin-secret";
-  auto p = ProxyServer::Start(std::move(o), cache_);
-  ASSERT_OK(p);
-  proxy_ = std::move(p).value();
-  port_ = proxy_->port();
+  const std::shared_ptr<HealthSetCache> cache =
+      RestartOnWrapped<HealthSetCache>(std::move(o));
+  ASSERT_NE(cache, nullptr);
   ASSERT_EQ(Chat(Body("m/a")).header("x-cache"), "MISS");
 
   const Headers admin = {{"Authorization", "Bearer admin-secret"}};
@@ -887,17 +899,9 @@ TEST_F(ProxyTest, AFullDiskIsServedThroughAndHealsByItself) {
 // proxy keeps answering (fail open) and /healthz, /metrics and /stats say
 // so, and when it recovered.
 TEST_F(ProxyTest, HealthMetricsAndStatsShowTheStoresHealth) {
-  StopProxy();
-  CacheOptions co;  // memory mode
-  co.clock = &clock_;
-  auto inner = Cache::Open(co);
-  ASSERT_OK(inner);
-  auto cache = std::make_shared<HealthSetCache>(std::move(inner).value());
-  cache_ = cache;
-  auto p = ProxyServer::Start(DefaultOptions(), cache_);
-  ASSERT_OK(p);
-  proxy_ = std::move(p).value();
-  port_ = proxy_->port();
+  const std::shared_ptr<HealthSetCache> cache =
+      RestartOnWrapped<HealthSetCache>(DefaultOptions());
+  ASSERT_NE(cache, nullptr);
   auto get_json = [this](const std::string& target) {
     const Reply r = HttpGet(port_, target);
     EXPECT_EQ(r.status, 200) << target;
