@@ -479,7 +479,8 @@ int Ls(const std::string& db, const LsArgs& args, const Io& io) {
     size_t model_width = 24;
     if (const Result<CacheStats>& st = stats(); st.ok()) {
       for (const ModelStats& m : st->models) {
-        model_width = std::max(model_width, m.model.size() + 10);
+        model_width =
+            std::max(model_width, DisplayWidth(Printable(m.model)) + 10);
       }
     }
     table.SetMinWidths({64, 16, model_width, 9, 9, 10, 15});
