@@ -220,11 +220,24 @@ TEST_F(ServeTest, WarmSendsThroughTheProxyThatHoldsTheDatabase) {
   EXPECT_NE(direct.Err().find("--proxy " + proxy + " "), std::string::npos)
       << direct.Err();
 
-  Process no_token(
-      dir_, {"warm", "--db", dir_.Sub("db"), "--proxy", proxy, file}, env);
+  // Without the token (one at a time): the first refusal stops it, said
+  // once, with how many requests were not sent.
+  Process no_token(dir_,
+                   {"warm", "--db", dir_.Sub("db"), "--proxy", proxy, file,
+                    "-j", "1", "--json"},
+                   env);
   EXPECT_EQ(no_token.Wait(), 1);
-  EXPECT_NE(no_token.Err().find("status 401 from the proxy"), std::string::npos)
-      << no_token.Err();
+  const std::string refused = no_token.Err();
+  EXPECT_NE(refused.find("status 401 from the proxy"), std::string::npos)
+      << refused;
+  EXPECT_EQ(refused.find("status 401"), refused.rfind("status 401")) << refused;
+  EXPECT_NE(refused.find("stopped: the proxy refused the credentials"),
+            std::string::npos)
+      << refused;
+  json::object r = json::parse(no_token.Out()).as_object();
+  EXPECT_EQ(r["failed"].to_number<uint64_t>(), 1u);
+  EXPECT_EQ(r["not_sent"].to_number<uint64_t>(),
+            r["sent"].to_number<uint64_t>() - 1);
   EXPECT_EQ(fake_->completions(), 0u);
 
   std::map<std::string, std::string> with_token = env;

@@ -72,7 +72,8 @@ struct Outcome {
     kStreamed,  // proxy: a stream answered; stored only if it ended cleanly
   };
   Kind kind = kFailed;
-  std::string reason;  // kNotStored, kBypassed: why; kFailed: the error
+  std::string reason;    // kNotStored, kBypassed: why; kFailed: the error
+  bool refused = false;  // kFailed: the proxy refused the credentials
 };
 
 // The base URL of the proxy's API: `url` with "/v1" when it names no path
@@ -104,6 +105,7 @@ Outcome FromProxy(const Result<net::Response>& r) {
   }
   const std::string_view cache = r->header("x-cache");
   if (r->status != 200) {
+    o.refused = r->status == 401 || r->status == 403;
     o.reason = "status " + std::to_string(r->status) + " from the proxy";
     boost::system::error_code ec;
     json::value v = json::parse(r->body, ec);
@@ -376,6 +378,10 @@ int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
   int in_flight = 0;
   uint64_t done = 0, stored = 0, not_stored = 0, failed = 0;
   uint64_t proxy_hits = 0;
+  // The proxy refused the credentials: the other lines would be refused too
+  // (a wrong token is one error, not one per line); how many were not sent.
+  bool refused = false;
+  uint64_t not_sent = 0;
   std::vector<size_t> streamed;  // indexes in to_send: proxy streams
   std::map<std::string, uint64_t> not_stored_reasons;
   std::vector<std::string> failures;
@@ -386,6 +392,10 @@ int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
       {
         std::unique_lock<std::mutex> lock(mu);
         cv.wait(lock, [&] { return in_flight < args.concurrency; });
+        if (refused) {
+          not_sent = to_send.size() - i;
+          break;
+        }
         ++in_flight;
       }
       const uint64_t line = p.line;
@@ -413,6 +423,8 @@ int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
             break;
           case Outcome::kFailed:
             ++failed;
+            if (o.refused && refused) break;  // said once
+            refused = refused || o.refused;
             failures.push_back("line " + std::to_string(line) + ": " +
                                o.reason);
             break;
@@ -467,6 +479,12 @@ int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
 
   for (const std::string& f : failures)
     io.err << "llmcache warm: " << f << "\n";
+  if (not_sent > 0) {
+    io.err << "llmcache warm: stopped: the proxy refused the credentials ("
+              "its access token goes in $LLMCACHE_CLIENT_TOKEN or "
+              "--client-token); "
+           << not_sent << " requests not sent\n";
+  }
   if (args.json) {
     json::object br, nsr;
     for (const auto& [k, v] : bypass_reasons) br[k] = v;
@@ -479,6 +497,7 @@ int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
                          {"not_stored", not_stored},
                          {"not_stored_reasons", std::move(nsr)},
                          {"failed", failed},
+                         {"not_sent", not_sent},
                          {"bypassed", bypassed},
                          {"bypass_reasons", std::move(br)},
                          {"malformed", malformed}};
@@ -501,15 +520,16 @@ int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
       io.out << " (" << k << ": " << v << ")";
     }
     io.out << "\n"
-           << "failed          " << failed << "\n"
-           << "not cacheable   " << bypassed;
+           << "failed          " << failed << "\n";
+    if (not_sent > 0) io.out << "not sent        " << not_sent << "\n";
+    io.out << "not cacheable   " << bypassed;
     for (const auto& [k, v] : bypass_reasons) {
       io.out << " (" << k << ": " << v << ")";
     }
     io.out << "\n";
     if (malformed > 0) io.out << "malformed lines " << malformed << "\n";
   }
-  return (failed > 0 || malformed > 0) ? kExitFailure : kExitOk;
+  return (failed > 0 || malformed > 0 || not_sent > 0) ? kExitFailure : kExitOk;
 }
 
 }  // namespace llmcache::cli
