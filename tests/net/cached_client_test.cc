@@ -386,6 +386,13 @@ TEST_F(CachedClientTest, InvalidRequestIsRejectedBeforeAnyCall) {
               StatusIs(StatusCode::kInvalidArgument));
   EXPECT_THAT(Call(*cached_, R"({"model":"a/b"})"),
               StatusIs(StatusCode::kInvalidArgument, "messages"));
+  // A model id import would refuse (it could not be restored from an
+  // export).
+  EXPECT_THAT(
+      Call(
+          *cached_,
+          R"({"model":"a\nb","temperature":0,"messages":[{"role":"user","content":"x"}]})"),
+      StatusIs(StatusCode::kInvalidArgument, "control characters"));
   EXPECT_EQ(fake_->completions(), 0u);
 }
 

@@ -103,6 +103,18 @@ Result<PreparedRequest> CachedClientImpl::Prepare(CachedRequest request) const {
     if (key->model.empty()) {
       return InvalidArgumentError("request member \"model\" is empty");
     }
+    // As import refuses them: an entry stored under such a name could not
+    // be exported and imported back (and no provider names a model so).
+    auto control = [](std::string_view s) {
+      return std::any_of(s.begin(), s.end(), [](char c) {
+        return static_cast<unsigned char>(c) < 0x20;
+      });
+    };
+    if (control(key->model) || control(request.ns)) {
+      return InvalidArgumentError(
+          "request member \"model\" or the namespace contains control "
+          "characters");
+    }
     if (info.input_is_batch && info.input_count > embedding_json::kMaxInputs) {
       return InvalidArgumentError("embeddings request has " +
                                   std::to_string(info.input_count) +
