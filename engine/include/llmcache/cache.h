@@ -123,7 +123,10 @@ struct CacheStats {
   uint64_t inserts = 0;
   uint64_t flushes = 0;
   uint64_t evictions = 0;     // entries removed by the disk or memory budget
-  uint64_t purged = 0;        // entries removed by Purge* calls
+  uint64_t purged = 0;        // entries removed by PurgeKey, PurgeNamespace,
+                              // PurgeExpired, PurgeOlderThan (a model's or
+                              // every entry go by FlushModel/FlushAll:
+                              // `flushes` counts the calls, not entries)
   uint64_t store_errors = 0;  // failed reads/writes of the store
   std::array<uint64_t, static_cast<size_t>(BypassReason::kCount)> bypasses{};
   uint64_t tokens_saved = 0;
