@@ -19,6 +19,7 @@
 #include "cached_client_impl.h"
 #include "embedding_json.h"
 #include "llmcache/clock.h"
+#include "llmcache/net/import_line.h"
 #include "llmcache/net/json_util.h"
 #include "llmcache/net/sse.h"
 #include "pipeline_counters.h"
@@ -105,12 +106,7 @@ Result<PreparedRequest> CachedClientImpl::Prepare(CachedRequest request) const {
     }
     // As import refuses them: an entry stored under such a name could not
     // be exported and imported back (and no provider names a model so).
-    auto control = [](std::string_view s) {
-      return std::any_of(s.begin(), s.end(), [](char c) {
-        return static_cast<unsigned char>(c) < 0x20;
-      });
-    };
-    if (control(key->model) || control(request.ns)) {
+    if (HasControlCharacters(key->model) || HasControlCharacters(request.ns)) {
       return InvalidArgumentError(
           "request member \"model\" or the namespace contains control "
           "characters");

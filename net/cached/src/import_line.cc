@@ -218,9 +218,7 @@ bool ParseImportLineGeneral(std::string_view line, int64_t now_ms,
   }
   for (const std::string* field :
        {&out->key.model, &out->ns, &out->resolved_model}) {
-    if (std::any_of(field->begin(), field->end(), [](char c) {
-          return static_cast<unsigned char>(c) < 0x20;
-        })) {
+    if (HasControlCharacters(*field)) {
       *error = "a model or namespace contains control characters";
       return false;
     }
@@ -472,6 +470,12 @@ bool ParseImportLine(std::string_view line, int64_t now_ms, ImportLine* out,
                      std::string* error) {
   return ParseExportLayout(line, now_ms, out) ||
          ParseImportLineGeneral(line, now_ms, out, error);
+}
+
+bool HasControlCharacters(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char c) {
+    return static_cast<unsigned char>(c) < 0x20;
+  });
 }
 
 }  // namespace llmcache::net

@@ -51,6 +51,11 @@ bool ParseExportLayout(std::string_view line, int64_t now_ms, ImportLine* out);
 bool ParseImportLineGeneral(std::string_view line, int64_t now_ms,
                             ImportLine* out, std::string* error);
 
+// True if `s` has a C0 control character. Such a model, namespace or
+// resolved model is a malformed import line, and the cached client refuses
+// a request naming one (its entry could not be restored from an export).
+bool HasControlCharacters(std::string_view s);
+
 }  // namespace llmcache::net
 
 #endif  // LLMCACHE_NET_IMPORT_LINE_H_
