@@ -29,6 +29,7 @@
 
 #include "format.h"
 #include "llmcache/cpus.h"
+#include "rocks_info_log.h"
 #include "rocks_private_fs.h"
 #include "rocks_schema.h"
 #include "rocks_status.h"
@@ -242,9 +243,12 @@ Status RocksCache::OpenPrimary(const CacheOptions& options) {
   // made every open start ~16 threads per family. One per usable CPU.
   db_opts_.max_file_opening_threads =
       static_cast<int>(std::clamp<size_t>(UsableCpus(), 1, 16));
-  db_opts_.keep_log_file_num = 3;
-  db_opts_.max_log_file_size = 4u << 20;
+  // RocksDB's info log: ours, so that a full disk or a command refused by
+  // the database lock never ends or disturbs the owner (rocks_info_log.h).
   db_opts_.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  db_opts_.info_log = NewInfoLog(path_, db_opts_.info_log_level);
+  // LOG.old.<time> files of older versions beyond this many are removed.
+  db_opts_.keep_log_file_num = 3;
   // Errors: ours to recover from (rocks_health.cc), not RocksDB's.
   db_opts_.listeners.push_back(NewErrorListener());
   db_opts_.listeners.push_back(NewCountOutListener());
@@ -613,6 +617,10 @@ Status RocksCache::OpenAsSecondary() {
   db_opts.env = env_.get();
   db_opts.max_open_files = -1;  // required beside a live primary
   db_opts.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  // The secondary's directory holds only its info log; made here, as RocksDB
+  // does not when it is given a logger.
+  LLMCACHE_RETURN_IF_ERROR(MakePrivateDirectory(secondary_dir_));
+  db_opts.info_log = NewInfoLog(secondary_dir_, db_opts.info_log_level);
   db_opts.keep_log_file_num = 1;
 
   std::error_code ec;
