@@ -215,11 +215,16 @@ void ApplyConfigFile(CLI::App& sub, const std::string& path) {
 
 int Run(CLI::App& sub, ServeConfig& c) {
   // Block the signals before any thread starts, so only sigwait sees them.
+  // SIGHUP (the terminal or the session went away) stops gracefully too.
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  // Whatever reads the log may go away (a pipe to a restarted collector):
+  // the write then fails with EPIPE instead of ending the service.
+  signal(SIGPIPE, SIG_IGN);
 
   try {
     if (!c.config.empty()) ApplyConfigFile(sub, c.config);
@@ -394,7 +399,9 @@ int Run(CLI::App& sub, ServeConfig& c) {
   int sig = 0;
   sigwait(&set, &sig);
   logger->Write(LogLevel::kInfo, std::string("received ") +
-                                     (sig == SIGINT ? "SIGINT" : "SIGTERM") +
+                                     (sig == SIGINT   ? "SIGINT"
+                                      : sig == SIGHUP ? "SIGHUP"
+                                                      : "SIGTERM") +
                                      ", shutting down");
   (*server)->Shutdown(Ms(c.shutdown_grace_s));
   if (tier) {
