@@ -25,6 +25,39 @@
 
 namespace llmcache::cli {
 
+namespace {
+
+// `arg` with the password of every URL's user info (scheme://user:password@
+// or scheme://password@) replaced by "***".
+std::string RedactUrlPasswords(std::string_view arg) {
+  std::string out;
+  size_t done = 0;
+  for (size_t scheme = arg.find("://"); scheme != std::string_view::npos;
+       scheme = arg.find("://", done)) {
+    const size_t start = scheme + 3;
+    size_t end = arg.find_first_of("/?#", start);
+    if (end == std::string_view::npos) end = arg.size();
+    // The last '@' of the authority ends the user info.
+    const size_t at = arg.substr(start, end - start).rfind('@');
+    if (at == std::string_view::npos) {
+      out.append(arg.substr(done, end - done));
+      done = end;
+      continue;
+    }
+    const std::string_view userinfo = arg.substr(start, at);
+    const size_t colon = userinfo.find(':');
+    out.append(arg.substr(done, start - done));
+    if (colon != std::string_view::npos)
+      out.append(userinfo.substr(0, colon + 1));
+    out += "***";
+    done = start + at;  // at the '@'
+  }
+  out.append(arg.substr(done));
+  return out;
+}
+
+}  // namespace
+
 std::string RedactCommandLine(std::string_view nul_separated) {
   auto secret_flag = [](std::string_view arg) {
     if (arg.size() < 2 || arg[0] != '-') return false;
@@ -50,7 +83,7 @@ std::string RedactCommandLine(std::string_view nul_separated) {
       out.append(arg.substr(0, arg.find('=') + 1));
       out += "***";
     } else {
-      out.append(arg);
+      out.append(RedactUrlPasswords(arg));
       redact_next = secret_flag(arg);
     }
     start = end + 1;

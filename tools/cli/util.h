@@ -57,7 +57,8 @@ void RemoveServeFile(const std::string& path, int pid);
 std::optional<std::string> ReadServeFile(const std::string& path, int pid);
 
 // A NUL-separated command line joined with spaces, with the values of flags
-// naming a key, token, secret or password replaced by "***".
+// naming a key, token, secret or password, and the password in any URL's user
+// info (redis://user:password@host), replaced by "***".
 std::string RedactCommandLine(std::string_view nul_separated);
 
 // Opens the database at `path` read-only through the engine's inspection
