@@ -847,5 +847,68 @@ TEST_F(RedisClusterTest, FollowsAskDuringAHalfDoneMigration) {
   }
 }
 
+// A master dies and its slots are taken over by another node, as a replica's
+// promotion does. No node the client still reaches answers MOVED for those
+// slots (nothing is sent there), so only the lost connection can tell the
+// client to read the slots again. Before, it sent those slots to the dead
+// address until that node came back, and the failures kept opening the
+// breaker for the healthy masters too.
+TEST_F(RedisClusterTest, FollowsAFailoverOfADeadMaster) {
+  auto started = RedisCluster::Start(3);  // its own: this one loses a node
+  ASSERT_OK(started);
+  RedisCluster& cluster = **started;
+  // redis-cli gives the second master the middle third of the slots.
+  auto owner = cluster.NodeOfSlot(8000);
+  ASSERT_OK(owner);
+  ASSERT_EQ(*owner, 1u);
+  auto client = MakeClient(Options(cluster.url(), 500));
+  ASSERT_NE(client, nullptr);
+  std::vector<std::string> moved_keys, kept_keys;
+  for (int i = 0; moved_keys.size() < 20 || kept_keys.size() < 20; ++i) {
+    const std::string k = "fo:" + std::to_string(i);
+    const int slot = RedisKeySlot(k);
+    auto& keys = slot >= 5461 && slot <= 10922 ? moved_keys : kept_keys;
+    if (keys.size() < 20) keys.push_back(k);
+  }
+  for (const auto& k : moved_keys)
+    ASSERT_OK(client->CommandSync({"SET", k, "1"}, 1));
+
+  const std::string dead_id = cluster.node_id(1);
+  cluster.node(1).Kill();
+  ASSERT_OK(cluster.node(0).Cli({"CLUSTER", "FORGET", dead_id}));
+  ASSERT_OK(cluster.node(2).Cli({"CLUSTER", "FORGET", dead_id}));
+  ASSERT_OK(cluster.node(0).Cli({"CLUSTER", "ADDSLOTSRANGE", "5461", "10922"}));
+  // (WaitUntilOk wants every node it started to be known.)
+  const auto serves_all = [&](size_t i) {
+    auto info = cluster.node(i).Cli({"CLUSTER", "INFO"});
+    return info.ok() && info->find("cluster_state:ok") != std::string::npos &&
+           info->find("cluster_slots_ok:16384") != std::string::npos;
+  };
+  ASSERT_TRUE(WaitFor([&] { return serves_all(0) && serves_all(2); },
+                      std::chrono::seconds(20)));
+
+  // Within a few reconnection attempts every key is served again, on the
+  // node that took the slots over and on the untouched one.
+  const auto all_ok = [&] {
+    for (const auto* keys : {&moved_keys, &kept_keys}) {
+      for (const std::string& k : *keys) {
+        auto r = client->CommandSync({"SET", k, "2"}, 1);
+        if (!r.ok() || r->is_error()) return false;
+      }
+    }
+    return true;
+  };
+  EXPECT_TRUE(WaitFor(all_ok, std::chrono::seconds(15)));
+  for (const std::string& k : moved_keys) {
+    auto r = client->CommandSync({"GET", k}, 1);
+    ASSERT_OK(r);
+    EXPECT_EQ(r->str, "2") << k;
+  }
+  const RedisHealth h = client->Health();
+  EXPECT_EQ(h.masters, 2u);
+  EXPECT_GE(h.topology_refreshes, 2u);
+  EXPECT_FALSE(h.breaker_open);
+}
+
 }  // namespace
 }  // namespace llmcache::net

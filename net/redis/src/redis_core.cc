@@ -13,6 +13,7 @@ namespace {
 
 constexpr int kMaxRedirects = 5;
 constexpr std::chrono::milliseconds kRetryPause{20};
+constexpr std::chrono::milliseconds kFailoverRefreshInterval{500};
 
 }  // namespace
 
@@ -350,15 +351,30 @@ void Core::OnConnDown(const std::shared_ptr<Conn>& conn, const Status& status,
   }
   if (was_up) up_conns_.fetch_sub(1);
   failures_.fetch_add(1, std::memory_order_relaxed);
-  if (breaker_.OnFailure(Clock::now(), false)) {
+  const RedisUrl::Node& node = conn->node();
+  const bool cluster = mode_ == Mode::kCluster;
+  if (cluster) {
+    // A master that cannot be reached may have failed over to a replica, and
+    // nothing else would tell: no MOVED comes for slots that no node we
+    // still talk to is asked about. Ask the cluster for its slots again (at
+    // most once per interval, while the node stays away).
+    const TimePoint now = Clock::now();
+    if (now - failure_refresh_ >= kFailoverRefreshInterval) {
+      failure_refresh_ = now;
+      RefreshTopology();
+    }
+  }
+  // A node that serves no slots (a failed-over master, a seed that is a
+  // replica) costs no command: it does not count against the breaker.
+  if ((!cluster || slots_.IsMaster(node)) &&
+      breaker_.OnFailure(Clock::now(), false)) {
     LogError("circuit breaker open after: " + std::string(status.message()));
   }
   UpdateBreakerFlag();
-  const RedisUrl::Node& node = conn->node();
   const bool seed =
       std::find(options_.url.nodes.begin(), options_.url.nodes.end(), node) !=
       options_.url.nodes.end();
-  if (mode_ == Mode::kCluster && !seed && !slots_.IsMaster(node)) {
+  if (cluster && !seed && !slots_.IsMaster(node)) {
     conn->Close(status);
     conns_.erase(NodeKey(node));
     return;

@@ -185,6 +185,9 @@ class Core : public std::enable_shared_from_this<Core> {
   SlotMap slots_;
   bool topology_known_ = false;
   bool slots_in_flight_ = false;
+  // When a lost master last made us ask for the slots again (at most once
+  // per kFailoverRefreshInterval).
+  TimePoint failure_refresh_{};
   size_t next_seed_ = 0;
   std::vector<std::function<void()>> topology_waiters_;
   std::unordered_map<std::string, std::shared_ptr<Conn>> conns_;
