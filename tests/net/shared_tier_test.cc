@@ -41,6 +41,7 @@ using ::llmcache::testing::RedisCluster;
 using ::llmcache::testing::RedisServer;
 using ::llmcache::testing::TestKey;
 using ::llmcache::testing::WaitFor;
+using ::testing::HasSubstr;
 using namespace std::chrono_literals;
 
 int64_t NowMs() { return Clock::System()->NowMillis(); }
@@ -550,7 +551,14 @@ TEST(SharedTierFailOpenTest, AFullRedisRefusesWritesAndReadsGoOn) {
   auto r = RedisServer::Start(so);
   ASSERT_TRUE(r.ok()) << r.status();
   std::unique_ptr<RedisServer> redis = std::move(*r);
-  auto tier = MakeTier(TierOptions(redis->url()));
+  RedisTierOptions options = TierOptions(redis->url());
+  std::mutex mu;
+  std::vector<std::string> lines;
+  options.log = [&](std::string_view line) {
+    std::lock_guard<std::mutex> lock(mu);
+    lines.emplace_back(line);
+  };
+  auto tier = MakeTier(options);
   ASSERT_TRUE(WaitFor([&] { return tier->Health().generations_loaded; }));
   const RequestKey first = TestKey("m/full", 0);
   tier->Put(first, MakeEntry(first, "{\"first\":1}"));
@@ -564,6 +572,12 @@ TEST(SharedTierFailOpenTest, AFullRedisRefusesWritesAndReadsGoOn) {
   auto g = GetSync(*tier, first);
   ASSERT_OK(g);
   EXPECT_NE(*g, nullptr);
+  // The refusals are errors, and said once (not once per entry).
+  const SharedTierHealth h = tier->Health();
+  EXPECT_GT(h.errors, 0u);
+  std::lock_guard<std::mutex> lock(mu);
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_THAT(lines[0], HasSubstr("the server refused a write: OOM"));
 }
 
 // ---- Redis Cluster ----

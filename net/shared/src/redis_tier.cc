@@ -12,6 +12,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <filesystem>
@@ -154,7 +155,7 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
   Result<std::shared_ptr<const Entry>> OnGetReply(const Result<Reply>& r) {
     if (!r.ok()) return r.status();  // counted by the client
     if (r->is_error()) {
-      reply_errors_.fetch_add(1, std::memory_order_relaxed);
+      OnErrorReply("a read", r->str);
       return UnavailableError("redis: " + r->str);
     }
     if (r->is_nil() || r->type != Reply::Type::kString) {
@@ -239,7 +240,45 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
       if (!r.ok() || r->is_error()) {
         self->put_errors_.fetch_add(1, std::memory_order_relaxed);
       }
+      if (r.ok() && r->is_error()) self->OnErrorReply("a write", r->str);
     });
+  }
+
+  // A command the server refused with an error reply (OOM at maxmemory with
+  // noeviction, a READONLY replica...): counted among the errors, and logged
+  // at most once per error_log_interval_ms (transport failures are the
+  // client's to count and log).
+  void OnErrorReply(std::string_view what, const std::string& reply) {
+    reply_errors_.fetch_add(1, std::memory_order_relaxed);
+    std::string line;
+    {
+      std::lock_guard<std::mutex> lock(log_mu_);
+      const auto now = std::chrono::steady_clock::now();
+      if (logged_ &&
+          now - last_log_ <
+              std::chrono::milliseconds(options_.redis.error_log_interval_ms)) {
+        ++suppressed_;
+        return;
+      }
+      logged_ = true;
+      last_log_ = now;
+      line = "redis " + options_.redis.url.Redacted() +
+             ": the server refused " + std::string(what) + ": " + reply;
+      if (suppressed_ > 0) {
+        line +=
+            " (" + std::to_string(suppressed_) + " similar lines suppressed)";
+        suppressed_ = 0;
+      }
+    }
+    try {
+      if (options_.log) {
+        options_.log(line);
+      } else {
+        std::fprintf(stderr, "%s\n", line.c_str());
+      }
+    } catch (...) {
+      // Logging must not throw into the client's callbacks.
+    }
   }
 
   // ---- cross-instance single flight ----
@@ -774,6 +813,11 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
       leases_taken_{0}, lease_waits_{0}, lease_hits_{0}, lease_timeouts_{0},
       lease_released_empty_{0}, remote_flushes_{0};
   std::atomic<uint64_t> flush_count_{0};
+
+  std::mutex log_mu_;  // OnErrorReply's rate limit
+  bool logged_ = false;
+  std::chrono::steady_clock::time_point last_log_;
+  uint64_t suppressed_ = 0;
 };
 
 // ---- RedisTier ----
