@@ -199,6 +199,16 @@ std::optional<CacheHit> CachedClientImpl::Lookup(const PreparedRequest& p,
     }
     hit.events = std::move(*events);
   }
+  if (p.endpoint() == Endpoint::kEmbeddings) {
+    // As a batch's hit: usage 0 (the entry's own is counted as savings).
+    Result<std::string> body = embedding_json::Assemble(
+        {r->entry->body}, std::string_view(), embedding_json::Spent{});
+    if (body.ok()) {
+      auto answer = std::make_shared<Entry>(*r->entry);
+      answer->body = std::move(*body);
+      r->entry = std::move(answer);
+    }
+  }
   hit.entry = std::move(r->entry);
   return hit;
 }
