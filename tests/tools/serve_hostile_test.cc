@@ -521,6 +521,56 @@ TEST_F(ServeHostileTest, UnknownTransferCodingIsRejectedWithoutSmuggling) {
   ExpectStillServing(b);
 }
 
+// A coding applied before chunked (or chunked with parameters, which it has
+// none of): the chunked framing would be read, the coding ignored, and the
+// compressed bytes taken for JSON. Refused with 501, as RFC 9112 6.1 asks,
+// and closed; "Chunked" in any case is chunked.
+TEST_F(ServeHostileTest, CodingsBeforeChunkedAreRejected) {
+  ASSERT_NO_FATAL_FAILURE(StartDefault());
+  Bystander b(port_);
+  const uint64_t upstream = fake_->completions();
+  const std::string json =
+      R"({"model":"m/te","temperature":0,"messages":[{"role":"user",)"
+      R"("content":"te"}]})";
+  char size[16];
+  std::snprintf(size, sizeof(size), "%zx", json.size());
+  const std::string chunked =
+      std::string(size) + "\r\n" + json + "\r\n0\r\n\r\n";
+  const std::string head =
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+  for (const char* te :
+       {"Transfer-Encoding: gzip, chunked\r\n",
+        "Transfer-Encoding: deflate,chunked\r\n",
+        "Transfer-Encoding: chunked;foo=bar\r\n",
+        "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n"}) {
+    ExpectRejectedWithoutSmuggling(port_, head + te + "\r\n" + chunked, {501});
+  }
+  EXPECT_EQ(fake_->completions(), upstream);
+  // The Anthropic endpoint answers the refusal in its own error shape.
+  {
+    RawConn c(port_);
+    ASSERT_TRUE(c.ok());
+    ASSERT_TRUE(
+        c.Send("POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+               "Transfer-Encoding: gzip, chunked\r\n\r\n" +
+               chunked));
+    std::string got;
+    c.ReadUntilClosed(5s, &got);
+    EXPECT_EQ(Statuses(got), std::vector<int>{501}) << got;
+    EXPECT_NE(got.find(R"("type":"error")"), std::string::npos) << got;
+  }
+  RawConn c(port_);
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(c.Send(head +
+                     "Transfer-Encoding: Chunked\r\n"
+                     "Authorization: Bearer k\r\nConnection: close\r\n\r\n" +
+                     chunked));
+  std::string got;
+  c.ReadUntilClosed(5s, &got);
+  EXPECT_EQ(Statuses(got), std::vector<int>{200}) << got;
+  ExpectStillServing(b);
+}
+
 TEST_F(ServeHostileTest, BodyOverTheLimitIs413) {
   ASSERT_NO_FATAL_FAILURE(StartDefault());
   Bystander b(port_);
@@ -537,6 +587,19 @@ TEST_F(ServeHostileTest, BodyOverTheLimitIs413) {
     c.ReadUntilClosed(5s, &got);
     EXPECT_EQ(Statuses(got), std::vector<int>{413}) << got;
     EXPECT_NE(got.find("request_too_large"), std::string::npos) << got;
+  }
+  {
+    // On /v1/messages in Anthropic's error shape.
+    RawConn c(port_);
+    ASSERT_TRUE(c.ok());
+    ASSERT_TRUE(
+        c.Send("POST /v1/messages HTTP/1.1\r\nHost: "
+               "127.0.0.1\r\nContent-Length: " +
+               std::to_string(kMaxBody + 1) + "\r\n\r\n"));
+    std::string got;
+    c.ReadUntilClosed(5s, &got);
+    EXPECT_EQ(Statuses(got), std::vector<int>{413}) << got;
+    EXPECT_NE(got.find(R"("type":"error")"), std::string::npos) << got;
   }
   {
     // Chunked: found out while reading.

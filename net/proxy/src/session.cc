@@ -3,12 +3,11 @@
 // the proxy that instantiates Beast/Asio templates; what a request's headers
 // mean is in completion_request.cc and admin.cc.
 //
-// The hit path: the request is parsed with a per-message Beast parser, then
-// CachedClient::Prepare and Probe run inline on the worker; a hit is written
-// straight from the shared, immutable entry (a gather write of a hand-built
-// head and the stored body: no copy). A miss (or a bypass) goes on through
-// CachedClient::Complete on the upstream thread; its stream events are
-// posted back and written as HTTP chunks as they arrive.
+// The hit path: a per-message Beast parser, then CachedClient::Prepare and
+// Probe inline on the worker; a hit is written straight from the shared entry
+// (a gather write of a hand-built head and the stored body: no copy). A miss
+// (or a bypass) goes through CachedClient::Complete on the upstream thread;
+// its stream events are posted back and written as HTTP chunks.
 //
 // Decisions not spelled out in proxy.h:
 //   - Access (Host, Origin, credentials: access.h) is checked as soon as a
@@ -18,8 +17,7 @@
 //     credentials, not a hostile page) reads the body first and keeps the
 //     connection, unless the client waits for 100 Continue.
 //   - A stream whose upstream ends without [DONE] (cut, error) is ended by
-//     closing the connection without the last chunk, so the client sees an
-//     incomplete response instead of a clean end.
+//     closing without the last chunk: the client sees it incomplete.
 //   - Responses that leave unread request bytes (413, 431, 400 on a bad
 //     message) close the connection after draining briefly ("lingering
 //     close"), so the client reads the answer instead of a reset.
@@ -165,6 +163,7 @@ class SessionImpl final : public Session,
     }
     if (ec == http::error::body_limit) {
       BeginRequest();
+      ReadTarget();  // the head is whole: /messages answers in its shape
       SendTooLarge();
       return;
     }
@@ -183,12 +182,14 @@ class SessionImpl final : public Session,
     }
     ++requests_read_;
     BeginRequest();
-    // A Transfer-Encoding whose last coding is not chunked leaves the body's
-    // length unknown (Beast then reads no body, and the body's bytes would
-    // be taken for the next request: smuggling). RFC 9112 6.1 and 6.3: 501
-    // for a coding we do not implement, and close.
-    if (parser_->get().count(http::field::transfer_encoding) > 0 &&
-        !parser_->chunked()) {
+    ReadTarget();
+    // Any Transfer-Encoding but one "chunked": 501 and close (RFC 9112 6.1,
+    // 6.3). gzip before chunked would be read as plain bytes; a last coding
+    // other than chunked leaves the length unknown (request smuggling).
+    const auto te = parser_->get().find(http::field::transfer_encoding);
+    if (te != parser_->get().end() &&
+        (parser_->get().count(http::field::transfer_encoding) != 1 ||
+         !beast::iequals(te->value(), "chunked"))) {
       SendError(501, "not_implemented",
                 "unsupported Transfer-Encoding (only chunked is accepted)",
                 /*close=*/true);
@@ -198,21 +199,23 @@ class SessionImpl final : public Session,
     PumpBody();
   }
 
-  // Routes the request and checks who may send it (access.h), before its
-  // body is read. False when it has been answered (refused, or a CORS
-  // preflight).
-  bool Admit() {
-    const auto& req = parser_->get();
-    req_.keep_alive = req.keep_alive();
-    req_.head = req.method() == http::verb::head;
-    req_.get = req_.head || req.method() == http::verb::get;
-    const std::string_view target = Sv(req.target());
+  void ReadTarget() {
+    const std::string_view target = Sv(parser_->get().target());
     const size_t q = target.find('?');
     req_.path = target.substr(0, q);
     req_.query =
         q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
     req_.route =
         metrics::RouteOfPath(req_.path, !srv_.options().admin_token.empty());
+  }
+
+  // Checks who may send the request (access.h), before its body is read. False
+  // when it has been answered (refused, or a CORS preflight).
+  bool Admit() {
+    const auto& req = parser_->get();
+    req_.keep_alive = req.keep_alive();
+    req_.head = req.method() == http::verb::head;
+    req_.get = req_.head || req.method() == http::verb::get;
     AccessRequest ar;
     ar.route = req_.route;
     ar.method = Sv(req.method_string());
@@ -383,8 +386,7 @@ class SessionImpl final : public Session,
   }
 
   // /stats and /metrics show every tenant's models and spend: beyond
-  // loopback they need the admin token (access.h). False when refused
-  // (answered).
+  // loopback they need the admin token (access.h). False when refused.
   bool OperatorViewAllowed() {
     std::optional<HttpError> refused =
         CheckOperatorView(srv_.access(), srv_.options().admin_token,
@@ -446,9 +448,8 @@ class SessionImpl final : public Session,
     StreamHandler on_chunk;
     auto self = shared_from_this();
     if (req_.streaming) {
-      // A hit found further down the pipeline (the shared tier, a flight):
-      // labelled before its first event, which writes the head (same
-      // worker, posted in order).
+      // A hit found further down (the shared tier, a flight): labelled
+      // before its first event writes the head (same worker, in order).
       p.set_on_stream_hit([self] {
         asio::post(self->w_.ioc,
                    [self] { self->req_.cache = CacheResult::kHit; });
@@ -567,8 +568,7 @@ class SessionImpl final : public Session,
   void OnCompleted(Result<CachedResponse> r) {
     shard_.upstream_latency.Observe(metrics::kUpstreamBuckets,
                                     ElapsedNs(req_.t0));
-    // A flight that ended just before this request joined it answers it
-    // from the store.
+    // A flight that ended as this request joined it answers from the store.
     if (r.ok() && r->result == CacheResult::kHit) req_.cache = r->result;
     if (closed()) {
       if (req_.stream != StreamState::kNone)
