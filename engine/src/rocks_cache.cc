@@ -237,6 +237,14 @@ Status RocksCache::OpenPrimary(const CacheOptions& options) {
   db_opts_.create_missing_column_families = true;
   db_opts_.write_buffer_manager = shared_->write_buffers;
   db_opts_.max_total_wal_size = 256u << 20;
+  if (options.max_disk_bytes != 0) {
+    // Under a disk budget the log is part of it: at most a quarter (it is
+    // freed by flushes), and no space reserved ahead of what is written
+    // (fallocate), which the budget could not see.
+    db_opts_.max_total_wal_size =
+        std::clamp<uint64_t>(options.max_disk_bytes / 4, 1u << 20, 256u << 20);
+    db_opts_.allow_fallocate = false;
+  }
   db_opts_.max_background_jobs = 2;
   // RocksDB opens the table files at open with this many threads per column
   // family, started even when a family has no file: 16 by default, which

@@ -374,6 +374,13 @@ rocksdb::ColumnFamilyOptions RocksCache::ModelFamilyOptions(
   cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
   cf.write_buffer_size =
       std::clamp<size_t>(options_.write_buffer_bytes / 4, 1u << 20, 32u << 20);
+  if (options_.max_disk_bytes != 0) {
+    // A memtable's log is freed only when it is flushed: under a disk
+    // budget, one memtable stays within an eighth of it.
+    cf.write_buffer_size = std::min<size_t>(
+        cf.write_buffer_size,
+        std::max<uint64_t>(options_.max_disk_bytes / 8, 1u << 20));
+  }
   SetCompression(options_.compression, &cf);
   cf.level_compaction_dynamic_level_bytes = true;
   cf.periodic_compaction_seconds = options_.periodic_compaction_seconds;

@@ -472,7 +472,11 @@ TEST_F(RocksCacheTest, DiskBudgetEvictsOldestFirst) {
   auto s = cache_->GetStats();
   ASSERT_OK(s);
   EXPECT_LE(s->disk_bytes, o.max_disk_bytes);
-  EXPECT_GT(s->evictions, 2000u);
+  // Evicted down to about 90% of the budget, not further: the log's
+  // uncompressed copy of the memtables is not counted as entries (it was,
+  // and left 1.6 of 3 MiB).
+  EXPECT_GE(s->disk_bytes, o.max_disk_bytes * 7 / 10);
+  EXPECT_GT(s->evictions, 1000u);
   EXPECT_EQ(s->entries + s->evictions, static_cast<uint64_t>(n));
   EXPECT_EQ(Outcome(key(0)), LookupOutcome::kMiss);
   EXPECT_EQ(Outcome(key(n - 1)), LookupOutcome::kHit);
