@@ -298,6 +298,47 @@ TEST_F(SharedTierTest, ARedisThatRestartsEmptyStartsTheGenerationsAgain) {
   EXPECT_EQ((*GetSync(*a_, key))->body, "{\"after\":1}");
 }
 
+// Redis restarts empty while an instance is down, and a model is flushed
+// again: its generation is 1 again, as the instance last knew it. The
+// epoch tells the two apart: the flush is learned at start, and only that
+// model's (the other one was not flushed since the restart).
+TEST_F(SharedTierTest, AFlushAfterRedisRestartedEmptyIsLearnedAtStart) {
+  llmcache::testing::TempDir dir;
+  RedisTierOptions o = TierOptions(redis_->url());
+  o.generations_file = dir.Sub("generations");
+  {
+    auto before = MakeTier(o);
+    before->SetFlushListener([](std::string_view) {});
+    ASSERT_TRUE(WaitFor([&] { return before->Health().generations_loaded; }));
+    ASSERT_OK(a_->FlushModel("m/epoch"));
+    ASSERT_OK(a_->FlushModel("m/other"));
+    ASSERT_TRUE(WaitFor([&] { return before->Health().remote_flushes == 2; }));
+    before->Shutdown();
+  }
+  redis_->Kill();
+  ASSERT_OK(redis_->Restart());  // no persistence: empty
+  ASSERT_TRUE(WaitFor([&] { return a_->FlushModel("m/epoch").ok(); }, 15s));
+  auto gen = redis_->Cli({"HGET", "llmcache:gen", "m/epoch"});
+  ASSERT_OK(gen);
+  EXPECT_EQ(*gen, "1");
+
+  auto after = MakeTier(o);
+  ASSERT_NE(after, nullptr);
+  std::mutex mu;
+  std::vector<std::string> told;
+  after->SetFlushListener([&](std::string_view model) {
+    std::lock_guard<std::mutex> lock(mu);
+    told.emplace_back(model);
+  });
+  ASSERT_TRUE(WaitFor([&] { return after->Health().generations_loaded; }));
+  // A second check reads the same epoch: nothing more.
+  const uint64_t checks = after->Health().remote_flushes;
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_EQ(told, std::vector<std::string>{"m/epoch"});
+  EXPECT_EQ(after->Health().remote_flushes, checks);
+}
+
 TEST_F(SharedTierTest, OneLeaderTheOthersWaitForItsValue) {
   const RequestKey key = TestKey("m/lead", 6);
   SharedTier::Lead leader = LeadSync(*a_, key);

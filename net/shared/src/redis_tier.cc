@@ -37,10 +37,14 @@ using Reply = RedisReply;
 
 using tier_internal::GetLe64;
 using tier_internal::kAllModels;
+using tier_internal::kEpochField;
 using tier_internal::kHeaderSize;
 using tier_internal::kMagic;
 using tier_internal::ParseU64;
 using tier_internal::PutLe64;
+using tier_internal::RateLimitedLog;
+using tier_internal::ReadGenerationsFile;
+using tier_internal::WriteGenerationsFile;
 
 // Releases a lease only for its holder; renews it only for its holder.
 constexpr std::string_view kReleaseScript =
@@ -53,6 +57,11 @@ constexpr std::string_view kRenewScript =
 constexpr std::string_view kAddScript =
     "for i=1,#ARGV,2 do redis.call('hincrby',KEYS[1],ARGV[i],ARGV[i+1]) end "
     "return 1";
+// A flush: the generations' epoch set if there is none, the model's
+// generation raised; returns the generation and the epoch it belongs to.
+constexpr std::string_view kFlushScript =
+    "redis.call('hsetnx',KEYS[1],ARGV[1],ARGV[2]) return {redis.call("
+    "'hincrby',KEYS[1],ARGV[3],1),redis.call('hget',KEYS[1],ARGV[1])}";
 
 int64_t NowMs() { return Clock::System()->NowMillis(); }
 
@@ -63,7 +72,8 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
   explicit Impl(RedisTierOptions options)
       : options_(std::move(options)),
         work_(asio::make_work_guard(ioc_)),
-        rng_(std::random_device{}()) {}
+        rng_(std::random_device{}()),
+        refusals_(options_.log, options_.redis.error_log_interval_ms) {}
 
   Status Start() {
     auto redis = RedisClient::Create(options_.redis);
@@ -245,40 +255,12 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
   }
 
   // A command the server refused with an error reply (OOM at maxmemory with
-  // noeviction, a READONLY replica...): counted among the errors, and logged
-  // at most once per error_log_interval_ms (transport failures are the
-  // client's to count and log).
+  // noeviction, a READONLY replica...): counted among the errors and logged,
+  // rate-limited (transport failures are the client's to count and log).
   void OnErrorReply(std::string_view what, const std::string& reply) {
     reply_errors_.fetch_add(1, std::memory_order_relaxed);
-    std::string line;
-    {
-      std::lock_guard<std::mutex> lock(log_mu_);
-      const auto now = std::chrono::steady_clock::now();
-      if (logged_ &&
-          now - last_log_ <
-              std::chrono::milliseconds(options_.redis.error_log_interval_ms)) {
-        ++suppressed_;
-        return;
-      }
-      logged_ = true;
-      last_log_ = now;
-      line = "redis " + options_.redis.url.Redacted() +
-             ": the server refused " + std::string(what) + ": " + reply;
-      if (suppressed_ > 0) {
-        line +=
-            " (" + std::to_string(suppressed_) + " similar lines suppressed)";
-        suppressed_ = 0;
-      }
-    }
-    try {
-      if (options_.log) {
-        options_.log(line);
-      } else {
-        std::fprintf(stderr, "%s\n", line.c_str());
-      }
-    } catch (...) {
-      // Logging must not throw into the client's callbacks.
-    }
+    refusals_.Write("redis " + options_.redis.url.Redacted() +
+                    ": the server refused " + std::string(what) + ": " + reply);
   }
 
   // ---- cross-instance single flight ----
@@ -494,22 +476,13 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
     }
   }
 
-  // The generations file: "model\tgeneration" lines, replaced atomically.
+  // The generations file (tier_format.h).
   void SeedGenerations() {
     if (options_.generations_file.empty()) return;
-    std::ifstream in(options_.generations_file);
-    if (!in) return;  // first start: nothing to compare with
-    std::string line;
     std::lock_guard<std::mutex> lock(mu_);
-    seeded_ = true;
-    while (std::getline(in, line)) {
-      const size_t tab = line.rfind('\t');
-      uint64_t gen = 0;
-      if (tab == std::string::npos || !ParseU64(line.substr(tab + 1), &gen)) {
-        continue;
-      }
-      gens_[line.substr(0, tab)] = gen;
-    }
+    // First start: nothing to compare with.
+    seeded_ = ReadGenerationsFile(options_.generations_file, &gens_, &epoch_);
+    epoch_legacy_ = seeded_ && epoch_ == 0;
   }
 
   void SaveGenerationsLocked() {
@@ -519,21 +492,30 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
       std::lock_guard<std::mutex> queue_lock(flush_mu_);
       if (!flush_queue_.empty()) return;  // the flush thread saves later
     }
-    const std::string tmp = options_.generations_file + ".tmp";
-    {
-      std::ofstream out(tmp, std::ios::trunc);
-      for (const auto& [model, gen] : gens_) {
-        out << model << '\t' << gen << '\n';
-      }
-      if (!out) return;
-    }
-    std::error_code ec;
-    std::filesystem::rename(tmp, options_.generations_file, ec);
+    WriteGenerationsFile(options_.generations_file, gens_, epoch_);
+  }
+
+  // The epoch of the generations in Redis (tier_format.h). Another than the
+  // known one: Redis restarted empty since, and every generation of the new
+  // epoch is a flush not applied here, so the known ones are forgotten (the
+  // raises that follow flush those models). Not when none is known.
+  void AdoptEpoch(uint64_t epoch) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (epoch == epoch_) return;
+    if (epoch_ != 0 && !epoch_legacy_) gens_.clear();
+    epoch_ = epoch;
+    epoch_legacy_ = false;
+  }
+
+  std::string NewEpoch() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return std::to_string((rng_() >> 1) + 1);
   }
 
   void ResetGenerations() {
     std::lock_guard<std::mutex> lock(mu_);
-    if (gens_.empty()) return;
+    epoch_ = 0;  // the next one read is adopted as is
+    epoch_legacy_ = false;
     gens_.clear();
     SaveGenerationsLocked();
   }
@@ -561,9 +543,24 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
             self->ResetGenerations();
           }
           if (r.ok() && r->type == Reply::Type::kArray) {
+            uint64_t epoch = 0;
+            for (size_t i = 0; i + 1 < r->elements.size(); i += 2) {
+              if (r->elements[i].str == kEpochField) {
+                (void)ParseU64(r->elements[i + 1].str, &epoch);
+              }
+            }
+            if (epoch != 0) {
+              self->AdoptEpoch(epoch);
+            } else {  // a new hash, or an earlier version's: give it one
+              self->redis_->Command(
+                  {"HSETNX", self->GenKey(), std::string(kEpochField),
+                   self->NewEpoch()},
+                  1, [](Result<Reply>) {});
+            }
             for (size_t i = 0; i + 1 < r->elements.size(); i += 2) {
               uint64_t gen = 0;
-              if (ParseU64(r->elements[i + 1].str, &gen)) {
+              if (r->elements[i].str != kEpochField &&
+                  ParseU64(r->elements[i + 1].str, &gen)) {
                 self->Raise(r->elements[i].str, gen,
                             /*remote=*/true);
               }
@@ -590,14 +587,22 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
   }
 
   Result<uint64_t> Flush(std::string_view model) {
-    Result<Reply> r =
-        redis_->CommandSync({"HINCRBY", GenKey(), std::string(model), "1"}, 1,
-                            options_.admin_timeout_ms);
+    // With the epoch (a generation of a Redis restarted empty could not be
+    // told from the same number before), learned here: this instance's
+    // generations may be of an epoch it has not read yet.
+    Result<Reply> r = redis_->CommandSync(
+        {"EVAL", std::string(kFlushScript), "1", GenKey(),
+         std::string(kEpochField), NewEpoch(), std::string(model)},
+        1, options_.admin_timeout_ms);
     if (!r.ok()) return r.status().WithContext("shared tier flush");
-    if (r->type != Reply::Type::kInteger) {
+    uint64_t epoch = 0;
+    if (r->type != Reply::Type::kArray || r->elements.size() != 2 ||
+        r->elements[0].type != Reply::Type::kInteger ||
+        !ParseU64(r->elements[1].str, &epoch)) {
       return UnavailableError("shared tier flush: redis: " + r->str);
     }
-    const uint64_t gen = static_cast<uint64_t>(r->integer);
+    AdoptEpoch(epoch);
+    const uint64_t gen = static_cast<uint64_t>(r->elements[0].integer);
     Raise(std::string(model), gen, /*remote=*/false);
     // Tell the others at once; they also see the new generation within
     // generation_check_ms if the message is lost.
@@ -795,7 +800,9 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
   std::function<void(std::string_view)> listener_;
   // Lead waits' poll timers (mu_).
   std::set<std::shared_ptr<asio::steady_timer>> polls_;
-  bool seeded_ = false;  // generations read from the file at start
+  bool seeded_ = false;        // generations read from the file at start
+  uint64_t epoch_ = 0;         // of gens_ (tier_format.h); 0: none known
+  bool epoch_legacy_ = false;  // seeded from a file without an epoch
   std::vector<std::string> pending_flushes_;  // waiting for the listener
   std::mt19937_64 rng_;
 
@@ -814,10 +821,7 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
       lease_released_empty_{0}, remote_flushes_{0};
   std::atomic<uint64_t> flush_count_{0};
 
-  std::mutex log_mu_;  // OnErrorReply's rate limit
-  bool logged_ = false;
-  std::chrono::steady_clock::time_point last_log_;
-  uint64_t suppressed_ = 0;
+  RateLimitedLog refusals_;
 };
 
 // ---- RedisTier ----

@@ -6,6 +6,9 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <map>
 #include <memory>
@@ -45,6 +48,68 @@ bool ParseI64(std::string_view s, int64_t* out) {
   return true;
 }
 
+void RateLimitedLog::Write(std::string line) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const auto now = std::chrono::steady_clock::now();
+    if (written_ && now - last_ < std::chrono::milliseconds(interval_ms_)) {
+      ++suppressed_;
+      return;
+    }
+    written_ = true;
+    last_ = now;
+    if (suppressed_ > 0) {
+      line += " (" + std::to_string(suppressed_) + " similar lines suppressed)";
+      suppressed_ = 0;
+    }
+  }
+  try {
+    if (sink_) {
+      sink_(line);
+    } else {
+      std::fprintf(stderr, "%s\n", line.c_str());
+    }
+  } catch (...) {
+    // Logging must not throw into the caller's callbacks.
+  }
+}
+
+bool ReadGenerationsFile(const std::string& path,
+                         std::unordered_map<std::string, uint64_t>* gens,
+                         uint64_t* epoch) {
+  *epoch = 0;
+  std::ifstream in(path);
+  if (!in) return false;
+  std::string line;
+  while (std::getline(in, line)) {
+    const size_t tab = line.rfind('\t');
+    uint64_t gen = 0;
+    if (tab == std::string::npos || !ParseU64(line.substr(tab + 1), &gen)) {
+      continue;
+    }
+    if (line.compare(0, tab, kEpochField) == 0) {
+      *epoch = gen;
+    } else {
+      (*gens)[line.substr(0, tab)] = gen;
+    }
+  }
+  return true;
+}
+
+void WriteGenerationsFile(const std::string& path,
+                          const std::unordered_map<std::string, uint64_t>& gens,
+                          uint64_t epoch) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    if (epoch != 0) out << kEpochField << '\t' << epoch << '\n';
+    for (const auto& [model, gen] : gens) out << model << '\t' << gen << '\n';
+    if (!out) return;
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+}
+
 Result<FleetStats> ReadFleetStats(RedisClient& redis, const std::string& prefix,
                                   int64_t timeout_ms) {
   const int64_t t = timeout_ms;
@@ -56,7 +121,8 @@ Result<FleetStats> ReadFleetStats(RedisClient& redis, const std::string& prefix,
   std::map<std::string, uint64_t> gen_of;
   for (size_t i = 0; i + 1 < gens->elements.size(); i += 2) {
     uint64_t g = 0;
-    if (ParseU64(gens->elements[i + 1].str, &g)) {
+    if (gens->elements[i].str != kEpochField &&
+        ParseU64(gens->elements[i + 1].str, &g)) {
       gen_of[gens->elements[i].str] = g;
     }
   }

@@ -7,12 +7,15 @@
 #ifndef LLMCACHE_NET_SHARED_SRC_TIER_FORMAT_H_
 #define LLMCACHE_NET_SHARED_SRC_TIER_FORMAT_H_
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "llmcache/net/redis.h"
 #include "llmcache/net/redis_tier.h"
@@ -25,9 +28,46 @@ inline constexpr char kMagic[4] = {'L', 'C', 'R', '1'};
 inline constexpr size_t kHeaderSize = 4 + 8 + 8;
 // The field of the whole cache's generation in <prefix>gen.
 inline constexpr std::string_view kAllModels = "*";
+// The field of <prefix>gen's epoch: a random number set when the hash is
+// created (never a model id, which has no control characters). A Redis that
+// restarts empty gets a new one, so an instance that knew the old epoch
+// learns that the generations started again, and that any generation of the
+// new epoch is a flush it has not applied.
+inline constexpr std::string_view kEpochField = "\x01epoch";
+
+// The generations file of an instance: "model\tgeneration" lines, and the
+// epoch they belong to as a kEpochField line (none in files of earlier
+// versions: *epoch = 0). False when there is no file.
+bool ReadGenerationsFile(const std::string& path,
+                         std::unordered_map<std::string, uint64_t>* gens,
+                         uint64_t* epoch);
+// Replaces the file atomically (a temporary file renamed over it); errors
+// are ignored (the next save tries again).
+void WriteGenerationsFile(const std::string& path,
+                          const std::unordered_map<std::string, uint64_t>& gens,
+                          uint64_t epoch);
 
 void PutLe64(uint64_t v, char* p);
 uint64_t GetLe64(const char* p);
+
+// Lines written at most once per interval (to `sink`, or stderr when it is
+// null); the next line written says how many were suppressed meanwhile.
+// Thread-safe; never throws.
+class RateLimitedLog {
+ public:
+  RateLimitedLog(std::function<void(std::string_view)> sink,
+                 int64_t interval_ms)
+      : sink_(std::move(sink)), interval_ms_(interval_ms) {}
+  void Write(std::string line);
+
+ private:
+  const std::function<void(std::string_view)> sink_;
+  const int64_t interval_ms_;
+  std::mutex mu_;
+  bool written_ = false;
+  std::chrono::steady_clock::time_point last_;
+  uint64_t suppressed_ = 0;
+};
 
 // Decimal integers as Redis returns them; false for anything else.
 bool ParseU64(std::string_view s, uint64_t* out);
