@@ -337,6 +337,12 @@ int Run(CLI::App& sub, ServeConfig& c) {
     // The password: in the URL, or (kept out of `ps` and shell history)
     // LLMCACHE_REDIS_PASSWORD or the config file's redis-password.
     if (url->password.empty()) url->password = c.redis_password;
+    if (!url->user.empty() && url->password.empty()) {
+      std::cerr << "llmcache serve: --redis names the user '" << url->user
+                << "' but no password: put it in --redis-password or "
+                   "$LLMCACHE_REDIS_PASSWORD (or the URL)\n";
+      return 2;
+    }
     net::RedisTierOptions ro;
     ro.redis.url = std::move(*url);
     ro.redis.command_timeout_ms = c.redis_timeout_ms;

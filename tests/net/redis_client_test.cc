@@ -96,12 +96,19 @@ TEST(RedisUrlTest, RejectsBadUrlsWithoutQuotingThePassword) {
                           "redis://h h:1",
                           "redis://:p%zz@h",
                           "redis://:topsecret@",
-                          "redis://u:@h"}) {
+                          "redis://:@h"}) {
     SCOPED_TRACE(bad);
     auto u = RedisUrl::Parse(bad);
     EXPECT_THAT(u, StatusIs(StatusCode::kInvalidArgument));
     EXPECT_THAT(std::string(u.status().message()), Not(HasSubstr("topsecret")));
   }
+}
+
+TEST(RedisUrlTest, AUserWithoutAPasswordLeavesItToTheCaller) {
+  auto u = RedisUrl::Parse("redis://acl-user:@h:7000");
+  ASSERT_OK(u);
+  EXPECT_EQ(u->user, "acl-user");
+  EXPECT_EQ(u->password, "");
 }
 
 TEST(RedisUrlTest, RedactsThePassword) {

@@ -471,6 +471,37 @@ TEST_F(ServeRedisTest, AWrongPasswordIsServedThroughAndNeverLogged) {
   EXPECT_EQ(health.body.find("WRONG-PASSWORD"), std::string::npos);
 }
 
+// An ACL user in the URL with its password from the environment (kept out
+// of ps): "redis://user:@host". Without any password it is a usage error.
+TEST_F(ServeRedisTest, AnAclUsersPasswordComesFromTheEnvironment) {
+  RedisServer* redis = StartRedis();
+  ASSERT_NE(redis, nullptr);
+  ASSERT_OK(redis->Cli({"ACL", "SETUSER", "fleet", "on", ">acl-secret-42",
+                        "~llmcache:*", "&llmcache:*", "+@all"}));
+  const std::string url =
+      "redis://fleet:@127.0.0.1:" + std::to_string(redis->port());
+  auto a = Serve(url, {}, "", {{"LLMCACHE_REDIS_PASSWORD", "acl-secret-42"}});
+  const uint16_t pa = Listening(*a);
+  ASSERT_NE(pa, 0);
+  EXPECT_EQ(Post(pa, Body("m/acl")).status, 200);
+  ASSERT_TRUE(WaitFor([&] {  // the entry, written as that user
+    auto keys = redis->Cli({"KEYS", "llmcache:e:*"});
+    return keys.ok() && keys->find("llmcache:e:") != std::string::npos;
+  }));
+  const Reply health = Get(pa, "/healthz");
+  EXPECT_NE(health.body.find("\"available\":true"), std::string::npos)
+      << health.body;
+  a->Signal(SIGTERM);
+  a->Wait();
+  EXPECT_EQ(a->Err().find("acl-secret-42"), std::string::npos) << a->Err();
+
+  auto none = Serve(url);
+  EXPECT_EQ(none->Wait(), 2);
+  EXPECT_NE(none->Err().find("names the user 'fleet' but no password"),
+            std::string::npos)
+      << none->Err();
+}
+
 TEST_F(ServeRedisTest, IdenticalMissesOnTwoInstancesMakeOneUpstreamCall) {
   RedisServer* redis = StartRedis();
   ASSERT_NE(redis, nullptr);

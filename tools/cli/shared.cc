@@ -36,6 +36,12 @@ std::shared_ptr<net::RedisTier> OpenTier(const SharedArgs& args,
       url->password = pw;
     }
   }
+  if (!url->user.empty() && url->password.empty()) {
+    io.err << "llmcache " << verb << ": --redis names the user '" << url->user
+           << "' but no password: put it in $LLMCACHE_REDIS_PASSWORD (or the "
+              "URL)\n";
+    return nullptr;
+  }
   net::RedisTierOptions o;
   o.redis.url = std::move(*url);
   o.redis.command_timeout_ms = args.timeout_ms;

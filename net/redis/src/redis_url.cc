@@ -175,7 +175,9 @@ Result<RedisUrl> RedisUrl::Parse(std::string_view url) {
       return InvalidArgumentError(
           "redis URL: bad percent-escape in the user info");
     }
-    if (out.password.empty()) {
+    // "user:" with no password: an ACL user whose password comes from
+    // elsewhere (the caller fills it in, kept out of the URL).
+    if (out.password.empty() && out.user.empty()) {
       return InvalidArgumentError("redis URL: empty password");
     }
   }
