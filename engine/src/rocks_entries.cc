@@ -212,10 +212,17 @@ Status RocksCache::Insert(const RequestKey& key, std::string_view body,
       insert_stripes_[key.digest[kDigestSize - 1] % insert_stripes_.size()]);
   rocksdb::PinnableSlice prev;
   int64_t prev_created = 0, prev_expires = 0;
-  bool had_prev = false;
+  bool had_prev = false, unreadable_prev = false;
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), f.handle, k, &prev);
   if (s.ok()) {
     had_prev = PeekEntryTimes(ToView(prev), &prev_created, &prev_expires);
+  } else if (s.IsCorruption()) {
+    // A version that cannot be read (a damaged table file): an error, and
+    // replaced, which heals the key (the new version shadows it; before, the
+    // key could never be stored again). It was an entry, so the count stays;
+    // its time-index record is unknown, and dropped as stale when met.
+    stats_.Add(Counter::kStoreErrors, 1);
+    unreadable_prev = true;
   } else if (!s.IsNotFound()) {
     stats_.Add(Counter::kStoreErrors, 1);
     return FromRocks(s, path_, "reading before insert");
@@ -236,7 +243,7 @@ Status RocksCache::Insert(const RequestKey& key, std::string_view body,
                    ModelTimeIndexKey(key.base_model, prev_created, key.digest));
     }
     // Entry counts travel in the same batch as the entry: exact after a crash.
-    if (!had_prev) {
+    if (!had_prev && !unreadable_prev) {
       batch.Merge(meta_cf_,
                   ModelStatKey(ModelCounter::kEntries, key.base_model),
                   Le64(1));
@@ -251,7 +258,9 @@ Status RocksCache::Insert(const RequestKey& key, std::string_view body,
   }
   stats_.Add(Counter::kInserts, 1);
   if (tier_) {
-    if (had_prev) epoch_.fetch_add(1, std::memory_order_acq_rel);
+    if (had_prev || unreadable_prev) {
+      epoch_.fetch_add(1, std::memory_order_acq_rel);
+    }
     tier_->Put(key.digest, std::move(entry));  // in the stripe: in write order
   }
   stripe.unlock();

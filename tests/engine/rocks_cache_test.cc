@@ -449,6 +449,46 @@ TEST_F(RocksCacheTest, StatisticsSurviveReopen) {
   EXPECT_EQ(again->hits, 3u);
 }
 
+// A damaged table file: the entry's block fails its checksum. The key reads
+// as a store error, and storing it again heals it (it failed for good
+// before: the insert read the damaged version first); the entry count stays.
+TEST_F(RocksCacheTest, AnEntryInADamagedTableFileIsHealedByStoringItAgain) {
+  CacheOptions o = Options();
+  o.compression = StoreCompression::kNone;  // the body is found in the file
+  o.memory_tier_bytes = 0;
+  Reopen(o);
+  const RequestKey key = TestKey("m/damaged", 1);
+  const std::string marker = "DAMAGE-ME-" + std::string(3000, 'q');
+  ASSERT_OK(cache_->Insert(key, marker, {}));
+  ASSERT_OK(cache_->Insert(TestKey("m/damaged", 2), "{\"fine\":1}", {}));
+  ASSERT_OK(cache_->Compact());
+  cache_.reset();
+  bool damaged = false;
+  for (const auto& e : fs::directory_iterator(path_)) {
+    if (e.path().extension() != ".sst") continue;
+    std::fstream f(e.path(), std::ios::in | std::ios::out | std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(f)),
+                      std::istreambuf_iterator<char>());
+    const size_t at = bytes.find(marker);
+    if (at == std::string::npos) continue;
+    f.seekp(static_cast<std::streamoff>(at + 100));
+    f.put('X');
+    damaged = true;
+  }
+  ASSERT_TRUE(damaged);
+  Reopen(o);
+  EXPECT_FALSE(cache_->Lookup(key).ok());
+  ASSERT_OK(cache_->Insert(key, "{\"healed\":1}", {}));
+  auto r = cache_->Lookup(key);
+  ASSERT_OK(r);
+  ASSERT_TRUE(r->hit());
+  EXPECT_EQ(r->entry->body, "{\"healed\":1}");
+  auto s = cache_->GetStats();
+  ASSERT_OK(s);
+  EXPECT_EQ(s->entries, 2u);
+  EXPECT_GE(s->store_errors, 1u);
+}
+
 // Oldest first across models: three of them, one in the overflow family,
 // their entries interleaved in time.
 TEST_F(RocksCacheTest, DiskBudgetEvictsOldestFirst) {
