@@ -41,6 +41,24 @@
 namespace llmcache::tools {
 namespace {
 
+// CLI11's NonNegativeNumber and PositiveNumber word a refusal as "Value 0
+// not in range 0.000000 to <the largest double: 309 digits>".
+CLI::Validator NumberAtLeast(bool allow_zero) {
+  return CLI::Validator(
+      [allow_zero](std::string& in) -> std::string {
+        double v = 0;
+        if (!CLI::detail::lexical_cast(in, v) ||
+            !(allow_zero ? v >= 0 : v > 0)) {
+          return std::string("want a number ") + (allow_zero ? ">= 0" : "> 0") +
+                 " (plain digits, no unit), got '" + in + "'";
+        }
+        return std::string();
+      },
+      allow_zero ? "NUMBER >= 0" : "NUMBER > 0");
+}
+const CLI::Validator kNonNegative = NumberAtLeast(true);
+const CLI::Validator kPositive = NumberAtLeast(false);
+
 using net::LogLevel;
 
 struct ServeConfig {
@@ -508,13 +526,13 @@ CLI::App* AddServeCommand(CLI::App& app, std::function<int()>* run) {
                   "Seconds a stored response lives (0 = forever)")
       ->envname("LLMCACHE_TTL")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
   sub->add_option("--max-ttl", c->max_ttl_s,
                   "Longest lifetime in seconds a client may ask for with "
                   "X-Cache-TTL (longer ones, and 0, get this); 0 = no "
                   "ceiling, clients may ask for 0 = forever (default: --ttl)")
       ->envname("LLMCACHE_MAX_TTL")
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
   sub->add_option("--namespace", c->ns,
                   "Namespace of keys when a request names none")
       ->envname("LLMCACHE_NAMESPACE");
@@ -522,17 +540,17 @@ CLI::App* AddServeCommand(CLI::App& app, std::function<int()>* run) {
                   "Larger request bodies get 413")
       ->envname("LLMCACHE_MAX_BODY_BYTES")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   sub->add_option("--max-header-bytes", c->max_header_bytes,
                   "Larger request headers get 431")
       ->envname("LLMCACHE_MAX_HEADER_BYTES")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   sub->add_option("--max-connections", c->max_connections,
                   "Connections beyond this get 503 and are closed")
       ->envname("LLMCACHE_MAX_CONNECTIONS")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   sub->add_option("--log-level", c->log_level,
                   "error, warn, info (one line per request) or debug")
       ->envname("LLMCACHE_LOG_LEVEL")
@@ -541,12 +559,12 @@ CLI::App* AddServeCommand(CLI::App& app, std::function<int()>* run) {
                   "Seconds in-flight requests get to finish on SIGINT/SIGTERM")
       ->envname("LLMCACHE_SHUTDOWN_GRACE")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
   sub->add_option("--upstream-timeout", c->upstream_timeout_s,
                   "Seconds to wait for the upstream's response headers")
       ->envname("LLMCACHE_UPSTREAM_TIMEOUT")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   sub->add_option("--upstream-attempts", c->upstream_attempts,
                   "Attempts per upstream request (1 = no retries)")
       ->envname("LLMCACHE_UPSTREAM_ATTEMPTS")
@@ -556,17 +574,17 @@ CLI::App* AddServeCommand(CLI::App& app, std::function<int()>* run) {
                   "Seconds to read a request or write a response chunk")
       ->envname("LLMCACHE_READ_TIMEOUT")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   sub->add_option("--idle-timeout", c->idle_timeout_s,
                   "Seconds a keep-alive connection may stay idle")
       ->envname("LLMCACHE_IDLE_TIMEOUT")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   sub->add_option("--models-ttl", c->models_ttl_s,
                   "Seconds GET /models answers are kept in memory")
       ->envname("LLMCACHE_MODELS_TTL")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
   sub->add_option("--prompt-cache", c->prompt_cache,
                   "Provider prompt caching: auto adds cache breakpoints "
                   "(system prompt, conversation so far, large blocks) to "
@@ -586,7 +604,7 @@ CLI::App* AddServeCommand(CLI::App& app, std::function<int()>* run) {
                   "fetch")
       ->envname("LLMCACHE_PRICING_REFRESH")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
   sub->add_option("--max-disk-bytes", c->max_disk_bytes,
                   "Disk budget of the database: past it the oldest entries "
                   "are evicted (to 90%); 0 = unbounded")
@@ -636,7 +654,7 @@ CLI::App* AddServeCommand(CLI::App& app, std::function<int()>* run) {
                   "same request before asking upstream itself")
       ->envname("LLMCACHE_REDIS_LEASE_WAIT")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   *run = [sub, c] {
     try {
       return Run(*sub, *c);

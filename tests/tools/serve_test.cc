@@ -515,6 +515,20 @@ TEST_F(ServeTest, BadSettingsAreUsageErrors) {
   EXPECT_NE(f.Err().find("--max-ttl"), std::string::npos) << f.Err();
   Process g(dir_, Args({"--ttl", "0", "--max-ttl", "60"}));
   EXPECT_EQ(g.Wait(), 2) << g.Err();
+  // Numbers out of range say what they want (CLI11's own wording quoted a
+  // range up to a 309-digit number).
+  Process h(dir_, Args({"--upstream-timeout", "0"}));
+  EXPECT_EQ(h.Wait(), 2) << h.Err();
+  EXPECT_NE(h.Err().find("--upstream-timeout: want a number > 0"),
+            std::string::npos)
+      << h.Err();
+  Process i(dir_, Args({"--ttl", "1d"}));
+  EXPECT_EQ(i.Wait(), 2) << i.Err();
+  EXPECT_NE(i.Err().find("want a number >= 0 (plain digits, no unit), got "
+                         "'1d'"),
+            std::string::npos)
+      << i.Err();
+  EXPECT_EQ(i.Err().find("179769"), std::string::npos) << i.Err();
 }
 
 // A chat body whose answer the fake says came from `resolved`.
