@@ -137,6 +137,7 @@ class RocksCache final : public Cache {
   Result<CacheStats> GetStats() override;
   Status CatchUp() override;
   Status Compact() override;
+  Result<std::vector<FileProblem>> VerifyFiles() override;
   Status RunMaintenance() override;
   bool persistent() const override { return true; }
   int64_t default_ttl_ms() const override { return options_.default_ttl_ms; }

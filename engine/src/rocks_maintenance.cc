@@ -5,6 +5,7 @@
 // runs all of it every CacheOptions::maintenance_interval_ms.
 
 #include <rocksdb/db.h>
+#include <rocksdb/sst_file_reader.h>
 #include <rocksdb/table_properties.h>
 #include <rocksdb/write_batch.h>
 
@@ -283,6 +284,40 @@ void RocksCache::MaintenanceLoop() {
     if (!s.ok()) stats_.Add(Counter::kStoreErrors, 1);
     lock.lock();
   }
+}
+
+Result<std::vector<Cache::FileProblem>> RocksCache::VerifyFiles() {
+  DbLock db_lock(this);
+  LLMCACHE_RETURN_IF_ERROR(db_lock.status());
+  std::vector<rocksdb::LiveFileMetaData> files;
+  db_->GetLiveFilesMetaData(&files);
+  std::vector<FileProblem> out;
+  rocksdb::Options opts;
+  opts.env = db_opts_.env != nullptr ? db_opts_.env : rocksdb::Env::Default();
+  for (const rocksdb::LiveFileMetaData& f : files) {
+    const std::string file = f.db_path + f.name;
+    rocksdb::SstFileReader reader(opts);
+    rocksdb::Status s = reader.Open(file);
+    if (s.ok()) s = reader.VerifyChecksum();
+    if (s.ok()) continue;
+    std::string holds;
+    if (f.column_family_name == kMetaColumnFamily) {
+      holds = "statistics and settings";
+    } else if (f.column_family_name == kTimeColumnFamily ||
+               f.column_family_name == kModelTimeColumnFamily) {
+      holds = "the creation-time index";
+    } else if (f.column_family_name == kOverflowColumnFamily) {
+      holds = "entries of the models without a family of their own";
+    } else if (Result<std::string> m =
+                   ColumnFamilyNameToModel(f.column_family_name);
+               m.ok()) {
+      holds = "entries of model " + *m;
+    } else {
+      holds = "column family " + f.column_family_name;
+    }
+    out.push_back({file, std::move(holds), s.ToString()});
+  }
+  return out;
 }
 
 Status RocksCache::Compact() {

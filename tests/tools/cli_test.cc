@@ -1218,6 +1218,44 @@ TEST_F(CliTest, VerifyReportsCorruptEntriesByKey) {
   EXPECT_EQ(std::count(exp.out.begin(), exp.out.end(), '\n'), 8);
 }
 
+// A damaged block in a table file: the walk over the entries stops at it
+// (RocksDB cannot read past it), and a damaged index file is never walked.
+// verify reads every file whole and names each damaged one with what it
+// holds (it said "0 bad" for a damaged index, and stopped at a damaged
+// entry file without naming it).
+TEST_F(CliTest, VerifyNamesDamagedTableFiles) {
+  Fill();
+  {
+    auto cache = testing::OpenTestCache(db_);
+    ASSERT_OK(cache.status());
+    ASSERT_OK((*cache)->Compact());
+  }
+  // Every table file damaged in its middle.
+  int damaged = 0;
+  for (const auto& e : std::filesystem::directory_iterator(db_)) {
+    if (e.path().extension() != ".sst") continue;
+    const auto size = std::filesystem::file_size(e.path());
+    if (size < 300) continue;
+    std::fstream f(e.path(), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(size / 3));
+    f.write("DAMAGEDDAMAGED", 14);
+    ++damaged;
+  }
+  ASSERT_GE(damaged, 2);
+  ProcessResult r = Llmcache({"verify", "--db", db_});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.out, HasSubstr("damaged file (holds entries of model "));
+  EXPECT_THAT(r.out, HasSubstr("damaged file (holds the creation-time index)"));
+  EXPECT_THAT(r.out, HasSubstr(".sst"));
+  ProcessResult j = Llmcache({"verify", "--db", db_, "--json"});
+  EXPECT_EQ(j.exit_code, 1);
+  EXPECT_THAT(j.out, HasSubstr("checksum"));
+  // A listing that walks the damaged index says so too.
+  ProcessResult l = Llmcache({"ls", "--db", db_});
+  EXPECT_EQ(l.exit_code, 1) << l.out << l.err;
+  EXPECT_THAT(l.err, HasSubstr("checksum"));
+}
+
 TEST_F(CliTest, DeeplyNestedResponsesAreValidJson) {
   // Provider metadata can nest deeper than Boost.JSON's default limit (32);
   // the service stores such responses, so verify and show must read them.

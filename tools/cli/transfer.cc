@@ -557,12 +557,14 @@ int Verify(const std::string& db, const std::optional<std::string>& model,
                    on_corrupt) {
         return cache->ForEachEntry(m, fn, on_corrupt);
       },
-      TotalEntries(*cache, model), model, as_json, io);
+      TotalEntries(*cache, model), model, as_json, io,
+      [&cache] { return cache->VerifyFiles(); });
 }
 
-int VerifyWith(const EntryWalker& walk, uint64_t total,
-               const std::optional<std::string>& model, bool as_json,
-               const Io& io) {
+int VerifyWith(
+    const EntryWalker& walk, uint64_t total,
+    const std::optional<std::string>& model, bool as_json, const Io& io,
+    const std::function<Result<std::vector<Cache::FileProblem>>()>& files) {
   // No bar when the JSON line goes to the same terminal: each redraw
   // would erase the part of it on screen.
   Progress progress(io.err, io.stderr_is_tty && !(as_json && io.stdout_is_tty),
@@ -607,6 +609,18 @@ int VerifyWith(const EntryWalker& walk, uint64_t total,
         progress.Update(checked);
       });
   progress.Finish();
+  // A damaged block ends the walk (the entries after it cannot be reached
+  // through it), and a damaged index file is never walked: each file is
+  // read whole too, and every damaged one named.
+  if (files) {
+    Result<std::vector<Cache::FileProblem>> damaged = files();
+    if (!damaged.ok() && s.ok()) s = damaged.status();
+    for (const Cache::FileProblem& f :
+         damaged.ok() ? *damaged : std::vector<Cache::FileProblem>()) {
+      report(f.file, nullptr,
+             "damaged file (holds " + f.holds + "): " + f.problem);
+    }
+  }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
           .count();

@@ -118,9 +118,14 @@ using EntryWalker =
 int ExportWith(const EntryWalker& walk, uint64_t total,
                const std::optional<std::string>& model,
                const std::string& output, const Io& io);
+// `files`, when given, checks the store's files whole after the walk (each
+// damaged one is a problem, reported with what it holds), also when the walk
+// stopped at one.
 int VerifyWith(const EntryWalker& walk, uint64_t total,
                const std::optional<std::string>& model, bool as_json,
-               const Io& io);
+               const Io& io,
+               const std::function<Result<std::vector<Cache::FileProblem>>()>&
+                   files = nullptr);
 
 // `import`: entries from `input` ("-" = io.in), as written by export,
 // written as sorted table files (Cache::NewBulkLoader), or with `per_entry`

@@ -405,6 +405,21 @@ class Cache {
   // The store's write health (see StoreHealth). Cheap; any thread.
   virtual StoreHealth Health() const { return {}; }
 
+  // A damaged file of the store, as VerifyFiles finds it.
+  struct FileProblem {
+    std::string file;   // its path
+    std::string holds;  // "entries of model M", "the creation-time index"...
+    std::string problem;
+  };
+  // Reads every table file of the store whole and checks each block's
+  // checksum (in persistent mode; nothing to check in memory): the files
+  // that fail, each with what it holds. Entries in a damaged block cannot be
+  // read (and a damaged index file can keep the store from opening for
+  // writing), which a walk over the entries stops at.
+  virtual Result<std::vector<FileProblem>> VerifyFiles() {
+    return std::vector<FileProblem>();
+  }
+
  protected:
   Cache() = default;
 };
