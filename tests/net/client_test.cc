@@ -35,6 +35,7 @@ using ::llmcache::fake::FakeOpenRouter;
 using ::llmcache::fake::FakeOptions;
 using ::llmcache::fake::TestCertificates;
 using ::llmcache::testing::StatusIs;
+using ::testing::HasSubstr;
 using namespace std::chrono_literals;
 
 std::string Body(const std::string& model, bool stream = false,
@@ -121,6 +122,27 @@ TEST_F(ClientTest, CompletesWithFutureCallbackAndCoroutine) {
       },
       asio::use_future);
   EXPECT_EQ(fut.get(), 200);
+}
+
+// An answer over max_response_bytes is not read, said as such (it was "lost
+// before the response: body limit exceeded"), and the request is not sent
+// again: the upstream did the work.
+TEST_F(ClientTest, AnAnswerOverTheLimitIsRefusedAndNotSentAgain) {
+  ClientOptions o = Options();
+  o.max_response_bytes = 100;
+  auto client = MakeClient(o);
+  for (bool stream : {false, true}) {
+    SCOPED_TRACE(stream);
+    const uint64_t before = fake_->completions();
+    Result<Response> r =
+        Post(*client, Body("openai/gpt-4o-mini", stream, std::string(300, 'x')),
+             stream, [](std::string_view) { return true; });
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted);
+    EXPECT_THAT(std::string(r.status().message()),
+                HasSubstr("larger than the client's limit of 100 bytes"));
+    EXPECT_EQ(fake_->completions(), before + 1);
+  }
 }
 
 TEST_F(ClientTest, ReusesKeepAliveConnection) {

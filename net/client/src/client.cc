@@ -556,6 +556,13 @@ class ClientImpl final : public Client {
     if (ec) {
       if (ec == beast::error::timeout) {
         a.status = timed_out("waiting for the response headers");
+      } else if (ec == http::error::body_limit) {
+        // A Content-Length over the limit: the answer was not lost, it is
+        // not read (and the request was done: never sent again).
+        a.status = ResourceExhaustedError(
+            "the upstream's answer is larger than the client's limit of " +
+            std::to_string(options_.max_response_bytes) +
+            " bytes (ClientOptions::max_response_bytes); not read");
       } else {
         a.stale = reused && conn.buffer.size() == 0;
         a.retryable = true;
@@ -616,8 +623,9 @@ class ClientImpl final : public Client {
                                           : "reading the response body");
         } else if (ec == http::error::body_limit) {
           a.status = ResourceExhaustedError(
-              "response body larger than " +
-              std::to_string(options_.max_response_bytes) + " bytes");
+              "the upstream's answer is larger than the client's limit of " +
+              std::to_string(options_.max_response_bytes) +
+              " bytes (ClientOptions::max_response_bytes); not read");
           a.retryable = false;
         } else {
           a.status = UnavailableError(
