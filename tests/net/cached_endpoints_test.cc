@@ -183,11 +183,14 @@ TEST_F(CachedEndpointsTest, AnErrorWithSomeInputsCachedIsTheAnswer) {
   ASSERT_OK(first);
   EXPECT_EQ(first->status, 500);
   ASSERT_OK(Call(Endpoint::kEmbeddings, Embeddings(R"(["a"])", model)));
-  // "a" cached, "b" fails upstream: the batch gets the upstream's error.
+  // "a" cached, "b" fails upstream: the batch gets the upstream's error,
+  // and saved nothing (it is sent again whole).
+  const uint64_t saved_before = cached_->stats().tokens_saved;
   auto partial = Call(Endpoint::kEmbeddings, Embeddings(R"(["a","b"])", model));
   ASSERT_OK(partial);
   EXPECT_EQ(partial->status, 500);
   EXPECT_FALSE(partial->stored);
+  EXPECT_EQ(cached_->stats().tokens_saved, saved_before);
   auto ok = Call(Endpoint::kEmbeddings, Embeddings(R"(["a","b"])", model));
   ASSERT_OK(ok);
   EXPECT_EQ(ok->status, 200);

@@ -501,14 +501,17 @@ void CachedClientImpl::BatchFinish(const std::shared_ptr<Batch>& b) {
   } else {
     counters_.Add(PipelineCounters::kMisses);
     counters_.AddEndpoint(endpoint, PipelineCounters::kOutcomeMiss);
+    // The cached inputs saved something only if the batch was answered: a
+    // failed one is sent again whole.
+    if (!out.ok() || out->status != 200) {
+      saved = Usage{};
+      counters_.Add(PipelineCounters::kUpstreamErrors);
+    }
     counters_.Add(PipelineCounters::kTokensSaved,
                   saved.prompt_tokens + saved.completion_tokens);
     counters_.AddSigned(PipelineCounters::kCostSavedNanousd,
                         saved.cost_nanousd);
     if (shared_) shared_->Record(model, SharedOutcome::kMiss, saved);
-    if (!out.ok() || out->status != 200) {
-      counters_.Add(PipelineCounters::kUpstreamErrors);
-    }
   }
   b->done(std::move(out));
 }
