@@ -126,7 +126,10 @@ void ProxyImpl::CapConnections() {
       proxy_util::ConnectionCap(options_.max_connections, limit, reserve);
   metrics_.max_connections.store(max_connections_);
   if (max_connections_ < options_.max_connections) {
-    Log(LogLevel::kWarn,
+    // A few percent below what was asked (the default 10000 under a 20000
+    // limit) is worth a line, not a warning at every start.
+    Log(max_connections_ < options_.max_connections / 10 * 9 ? LogLevel::kWarn
+                                                             : LogLevel::kInfo,
         "max connections capped at " + std::to_string(max_connections_) +
             " (of " + std::to_string(options_.max_connections) +
             ") by the open-file limit " + std::to_string(limit) + " (reserve " +
