@@ -427,7 +427,21 @@ int Run(CLI::App& sub, ServeConfig& c) {
                                       : sig == SIGHUP ? "SIGHUP"
                                                       : "SIGTERM") +
                                      ", shutting down");
+  // A second signal during the grace period ends it: what is still in
+  // flight is dropped (an operator who presses Ctrl-C twice).
+  std::atomic<bool> stopped{false};
+  std::thread second([&] {
+    int again = 0;
+    sigwait(&set, &again);
+    if (stopped.load()) return;
+    logger->Write(LogLevel::kWarn,
+                  "second signal: dropping the requests still in flight");
+    (*server)->EndGrace();
+  });
   (*server)->Shutdown(Ms(c.shutdown_grace_s));
+  stopped.store(true);
+  pthread_kill(second.native_handle(), SIGTERM);  // wakes its sigwait
+  second.join();
   if (tier) {
     (void)tier->FlushStats();  // the last fleet counters
     // Before the proxy's io_contexts go: a request cut by the grace period

@@ -663,6 +663,30 @@ TEST_F(ServeTest, SigtermFinishesInFlightRequests) {
   EXPECT_EQ(Request(port, "GET", "/healthz").status, 0);
 }
 
+// A second signal ends the grace period at once (the request still in
+// flight is dropped); SIGHUP stops it as SIGTERM does.
+TEST_F(ServeTest, ASecondSignalEndsTheGracePeriod) {
+  Process p(dir_, Args({"--shutdown-grace", "30"}));
+  const uint16_t port = p.WaitListening();
+  ASSERT_NE(port, 0) << p.Err();
+  std::thread hanging([&] {
+    (void)Request(port, "POST", "/v1/chat/completions", Body("fake/hang"),
+                  {{"Authorization", "Bearer k"}});
+  });
+  WaitFor([&] { return fake_->completions() >= 1; });
+  const auto start = std::chrono::steady_clock::now();
+  p.Signal(SIGHUP);
+  EXPECT_TRUE(WaitFor([&] {
+    return p.Err().find("received SIGHUP") != std::string::npos;
+  })) << p.Err();
+  std::this_thread::sleep_for(300ms);
+  p.Signal(SIGINT);
+  EXPECT_EQ(p.Wait(), 0) << p.Err();
+  hanging.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
+  EXPECT_NE(p.Err().find("second signal"), std::string::npos) << p.Err();
+}
+
 TEST_F(ServeTest, MemoryModeTouchesNoDisk) {
   Process p(dir_,
             {"serve", "--memory", "--listen", "127.0.0.1:0", "--upstream",

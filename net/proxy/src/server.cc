@@ -378,7 +378,8 @@ void ProxyImpl::Shutdown(std::chrono::milliseconds grace) {
     });
     for_each_session([](Session& s) { s.CloseIfIdle(); });
     const auto deadline = SteadyClock::now() + grace;
-    while (metrics_.in_flight.load() > 0 && SteadyClock::now() < deadline) {
+    while (metrics_.in_flight.load() > 0 && SteadyClock::now() < deadline &&
+           !end_grace_.load()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     if (metrics_.in_flight.load() > 0) {

@@ -77,6 +77,7 @@ class ProxyImpl final : public ProxyServer {
     return "http://" + display_host_ + ":" + std::to_string(port_);
   }
   void Shutdown(std::chrono::milliseconds grace) override;
+  void EndGrace() override { end_grace_.store(true); }
   ProxyCounters counters() const override;
   std::string MetricsText() override;
   // The GET /stats JSON (reads the store: call it on the admin thread).
@@ -158,6 +159,7 @@ class ProxyImpl final : public ProxyServer {
   std::string display_host_;
 
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> end_grace_{false};
   std::mutex stop_mu_;
   bool stopped_ = false;
 

@@ -293,6 +293,9 @@ class ProxyServer {
   // finish for up to `grace` (their connections close after the response),
   // then closes everything and joins the threads. Idempotent; blocks.
   virtual void Shutdown(std::chrono::milliseconds grace) = 0;
+  // Ends a Shutdown's grace period now (from any thread, e.g. on a second
+  // SIGINT): the requests still in flight are dropped.
+  virtual void EndGrace() = 0;
 
   // The connection limit in effect: ProxyOptions::max_connections, capped
   // by the open-file limit at Start.
