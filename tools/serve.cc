@@ -233,12 +233,16 @@ void ApplyConfigFile(CLI::App& sub, const std::string& path) {
 
 int Run(CLI::App& sub, ServeConfig& c) {
   // Block the signals before any thread starts, so only sigwait sees them.
-  // SIGHUP (the terminal or the session went away) stops gracefully too.
+  // SIGHUP (the terminal or the session went away) stops gracefully too,
+  // unless it is ignored (nohup): a blocked signal would still reach sigwait.
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGHUP);
+  struct sigaction hup {};
+  if (sigaction(SIGHUP, nullptr, &hup) != 0 || hup.sa_handler != SIG_IGN) {
+    sigaddset(&set, SIGHUP);
+  }
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   // Whatever reads the log may go away (a pipe to a restarted collector):
   // the write then fails with EPIPE instead of ending the service.
@@ -569,8 +573,10 @@ CLI::App* AddServeCommand(CLI::App& app, std::function<int()>* run) {
                   "error, warn, info (one line per request) or debug")
       ->envname("LLMCACHE_LOG_LEVEL")
       ->capture_default_str();
-  sub->add_option("--shutdown-grace", c->shutdown_grace_s,
-                  "Seconds in-flight requests get to finish on SIGINT/SIGTERM")
+  sub->add_option(
+         "--shutdown-grace", c->shutdown_grace_s,
+         "Seconds in-flight requests get to finish on SIGINT, SIGTERM or "
+         "SIGHUP (a second signal ends it)")
       ->envname("LLMCACHE_SHUTDOWN_GRACE")
       ->capture_default_str()
       ->check(kNonNegative);

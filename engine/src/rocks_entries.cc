@@ -219,8 +219,10 @@ Status RocksCache::Insert(const RequestKey& key, std::string_view body,
   } else if (s.IsCorruption()) {
     // A version that cannot be read (a damaged table file): an error, and
     // replaced, which heals the key (the new version shadows it; before, the
-    // key could never be stored again). It was an entry, so the count stays;
-    // its time-index record is unknown, and dropped as stale when met.
+    // key could never be stored again). Whether a version existed cannot be
+    // told (a damaged index or filter block fails absent keys too): counted
+    // as if it did, so the entry count may end one low per such insert. Its
+    // time-index record, if any, is dropped as stale when met.
     stats_.Add(Counter::kStoreErrors, 1);
     unreadable_prev = true;
   } else if (!s.IsNotFound()) {

@@ -21,6 +21,7 @@ InfoLog::InfoLog(std::string path, mode_t mode, uint64_t max_bytes,
                  rocksdb::InfoLogLevel level)
     : rocksdb::Logger(level),
       path_(std::move(path)),
+      old_path_(path_ + ".old"),
       mode_(mode),
       max_bytes_(max_bytes) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -40,7 +41,7 @@ void InfoLog::OpenLocked() {
 void InfoLog::RotateLocked() {
   // Another process appending to the same file keeps writing to the moved
   // one until it reopens; nothing is lost.
-  (void)::rename(path_.c_str(), (path_ + ".old").c_str());
+  (void)::rename(path_.c_str(), old_path_.c_str());
   OpenLocked();
 }
 

@@ -61,6 +61,7 @@ class InfoLog final : public rocksdb::Logger {
   void RotateLocked();
 
   const std::string path_;
+  const std::string old_path_;  // path_ + ".old"
   const mode_t mode_;
   const uint64_t max_bytes_;
   mutable std::mutex mu_;

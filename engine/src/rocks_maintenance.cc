@@ -177,9 +177,23 @@ Status RocksCache::EnforceDiskBudget() {
   // flush frees it: counted as entries, it made the budget evict 97% of a
   // store that fit once flushed. Flushed first, the usage is table files.
   {
+    // As Compact: the families held (a concurrent flush of a model may drop
+    // one), and one at a time, skipping dropped ones (a failure shows in the
+    // usage).
+    std::vector<std::shared_ptr<Family>> families;
+    {
+      std::shared_lock<FenceMutex> fence(write_fence_);
+      families = AllFamilies();
+    }
     rocksdb::FlushOptions fo;
     fo.allow_write_stall = true;
-    (void)db_->Flush(fo, AllHandles());  // a failure shows in the usage
+    for (rocksdb::ColumnFamilyHandle* h :
+         {meta_cf_, time_cf_, model_time_cf_}) {
+      if (h != nullptr) (void)db_->Flush(fo, h);  // the log holds theirs too
+    }
+    for (const auto& f : families) {
+      if (!f->dropped.load()) (void)db_->Flush(fo, f->handle);
+    }
     LLMCACHE_ASSIGN_OR_RETURN(usage, DiskBytes());
     if (usage <= options_.max_disk_bytes) return Status();
   }
@@ -289,6 +303,9 @@ void RocksCache::MaintenanceLoop() {
 Result<std::vector<Cache::FileProblem>> RocksCache::VerifyFiles() {
   DbLock db_lock(this);
   LLMCACHE_RETURN_IF_ERROR(db_lock.status());
+  // An inspection sees the files of its last catch-up: the owner may have
+  // compacted (and deleted) some since.
+  if (secondary_) (void)db_->TryCatchUpWithPrimary();
   std::vector<rocksdb::LiveFileMetaData> files;
   db_->GetLiveFilesMetaData(&files);
   std::vector<FileProblem> out;
@@ -299,7 +316,8 @@ Result<std::vector<Cache::FileProblem>> RocksCache::VerifyFiles() {
     rocksdb::SstFileReader reader(opts);
     rocksdb::Status s = reader.Open(file);
     if (s.ok()) s = reader.VerifyChecksum();
-    if (s.ok()) continue;
+    std::error_code ec;
+    if (s.ok() || !std::filesystem::exists(file, ec)) continue;  // or gone
     std::string holds;
     if (f.column_family_name == kMetaColumnFamily) {
       holds = "statistics and settings";

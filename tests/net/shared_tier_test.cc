@@ -826,6 +826,30 @@ TEST_F(SharedPipelineTest, EmbeddingInputsAreSharedAcrossInstances) {
   EXPECT_EQ(jb.at("data").at(2).at("embedding"),
             ja.at("data").at(0).at("embedding"));
   EXPECT_EQ(jb.at("data").at(2).at("index").to_number<int>(), 2);
+
+  // A single input found in the shared tier answers usage 0, as a batch's
+  // hit does (the spend was the instance's that stored it).
+  auto four = Run(*a_client_, R"({"model":"m/emb","input":"four"})",
+                  Endpoint::kEmbeddings);
+  ASSERT_OK(four);
+  ASSERT_TRUE(WaitFor([&] {  // one, two, three (from B) and four
+    Result<std::string> keys = redis_->Cli(
+        {"EVAL", "return #redis.call('KEYS', ARGV[1])", "0", "*e:{*"});
+    return keys.ok() && *keys == "4";
+  }));
+  const uint64_t shared_before = b_client_->stats().shared_hits;
+  auto single = Run(*b_client_, R"({"model":"m/emb","input":"four"})",
+                    Endpoint::kEmbeddings);
+  ASSERT_OK(single);
+  EXPECT_EQ(single->result, CacheResult::kHit);
+  EXPECT_EQ(b_client_->stats().shared_hits, shared_before + 1);
+  const boost::json::value js = boost::json::parse(single->body, ec);
+  ASSERT_FALSE(ec) << single->body;
+  EXPECT_EQ(js.at("usage").at("prompt_tokens").to_number<int>(), 0);
+  const boost::json::value j4 = boost::json::parse(four->body, ec);
+  EXPECT_GT(j4.at("usage").at("prompt_tokens").to_number<int>(), 0);
+  EXPECT_EQ(js.at("data").at(0).at("embedding"),
+            j4.at("data").at(0).at("embedding"));
 }
 
 TEST_F(SharedPipelineTest, AMessagesAnswerOnOneInstanceIsAHitOnTheOther) {

@@ -1350,17 +1350,18 @@ TEST(RedactCommandLineTest, HidesSecretsOfTheLockHolder) {
                                    "--api-key=sk-1\0--db\0/x"s),
             "llmcache serve --admin-token *** --api-key=*** --db /x");
   EXPECT_EQ(cli::RedactCommandLine("prog"), "prog");
-  // A password in a URL's user info (the last '@' of the authority ends it),
-  // also in a list of seeds and after '='.
+  // A password in a URL's user info: the last '@' ends it (a password may
+  // hold '/', '?' or '#'), also in a list of seeds and after '='.
   EXPECT_EQ(
       cli::RedactCommandLine("serve\0--redis\0redis://:pw@h:6379/0\0"
                              "--redis=rediss://u:p@ss@a:1,b:2\0"
+                             "--redis\0redis://:pa/ss#?@h:1\0"
                              "--upstream\0https://tok@x.example/api\0"
-                             "--upstream=http://x.example/a@b\0"
+                             "--upstream=http://x.example/a\0"
                              "--db\0/x:y@z"s),
       "serve --redis redis://:***@h:6379/0 --redis=rediss://u:***@a:1,b:2 "
-      "--upstream https://***@x.example/api "
-      "--upstream=http://x.example/a@b --db /x:y@z");
+      "--redis redis://:***@h:1 --upstream https://***@x.example/api "
+      "--upstream=http://x.example/a --db /x:y@z");
 }
 
 // ---- a database held open by a second live process ----

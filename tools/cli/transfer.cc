@@ -617,8 +617,16 @@ int VerifyWith(
     if (!damaged.ok() && s.ok()) s = damaged.status();
     for (const Cache::FileProblem& f :
          damaged.ok() ? *damaged : std::vector<Cache::FileProblem>()) {
-      report(f.file, nullptr,
-             "damaged file (holds " + f.holds + "): " + f.problem);
+      const std::string problem =
+          "damaged file (holds " + f.holds + "): " + f.problem;
+      if (as_json) {  // "file", not "key": no digest to purge by
+        json::object o{
+            {"file", f.file}, {"holds", f.holds}, {"problem", problem}};
+        io.out << (problems == 0 ? "" : ",") << json::serialize(o);
+        ++problems;
+      } else {
+        report(f.file, nullptr, problem);
+      }
     }
   }
   const double seconds =

@@ -28,27 +28,29 @@ namespace llmcache::cli {
 namespace {
 
 // `arg` with the password of every URL's user info (scheme://user:password@
-// or scheme://password@) replaced by "***".
+// or scheme://password@) replaced by "***". The user info ends at the last
+// '@' before the next URL, as the Redis URL parser reads it (a password may
+// hold '/', '?', '#' or '@'): a '@' in a path is redacted too, which is safe.
 std::string RedactUrlPasswords(std::string_view arg) {
   std::string out;
   size_t done = 0;
   for (size_t scheme = arg.find("://"); scheme != std::string_view::npos;
        scheme = arg.find("://", done)) {
     const size_t start = scheme + 3;
-    size_t end = arg.find_first_of("/?#", start);
+    size_t end = arg.find("://", start);
     if (end == std::string_view::npos) end = arg.size();
-    // The last '@' of the authority ends the user info.
     const size_t at = arg.substr(start, end - start).rfind('@');
     if (at == std::string_view::npos) {
-      out.append(arg.substr(done, end - done));
-      done = end;
+      out.append(arg.substr(done, start - done));
+      done = start;
       continue;
     }
     const std::string_view userinfo = arg.substr(start, at);
     const size_t colon = userinfo.find(':');
     out.append(arg.substr(done, start - done));
-    if (colon != std::string_view::npos)
+    if (colon != std::string_view::npos) {
       out.append(userinfo.substr(0, colon + 1));
+    }
     out += "***";
     done = start + at;  // at the '@'
   }

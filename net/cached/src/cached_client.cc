@@ -199,17 +199,9 @@ std::optional<CacheHit> CachedClientImpl::Lookup(const PreparedRequest& p,
     }
     hit.events = std::move(*events);
   }
-  if (p.endpoint() == Endpoint::kEmbeddings) {
-    // As a batch's hit: usage 0 (the entry's own is counted as savings).
-    Result<std::string> body = embedding_json::Assemble(
-        {r->entry->body}, std::string_view(), embedding_json::Spent{});
-    if (body.ok()) {
-      auto answer = std::make_shared<Entry>(*r->entry);
-      answer->body = std::move(*body);
-      r->entry = std::move(answer);
-    }
-  }
-  hit.entry = std::move(r->entry);
+  hit.entry = p.endpoint() == Endpoint::kEmbeddings
+                  ? embedding_json::HitAnswer(std::move(r->entry))
+                  : std::move(r->entry);
   return hit;
 }
 
@@ -459,7 +451,8 @@ bool CachedClientImpl::ServeShared(SharedStep& step,
     if (!events.ok()) return false;
     hit.events = std::move(*events);
   }
-  hit.entry = e;
+  hit.entry =
+      p.endpoint() == Endpoint::kEmbeddings ? embedding_json::HitAnswer(e) : e;
   FillFromShared(p.key(), e, step.flush_count);
   counters_.Add(PipelineCounters::kSharedHits);
   const Result<CachedResponse> shared = HitResponse(p, hit);

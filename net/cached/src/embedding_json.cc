@@ -461,4 +461,15 @@ size_t CountEmbeddings(std::string_view body) {
   }
 }
 
+std::shared_ptr<const Entry> HitAnswer(std::shared_ptr<const Entry> stored) {
+  if (!stored) return stored;
+  Result<std::string> body =
+      Assemble({stored->body}, std::string_view(), Spent{});
+  if (!body.ok()) return stored;
+  auto answer = std::make_shared<Entry>();
+  answer->meta = stored->meta;
+  answer->body = std::move(*body);
+  return answer;
+}
+
 }  // namespace llmcache::net::embedding_json

@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -84,6 +85,11 @@ struct Spent {
 // upstream.
 Result<std::string> Assemble(const std::vector<std::string_view>& inputs,
                              std::string_view upstream, const Spent& spent);
+
+// A single-input request's hit as it is answered: the stored answer with
+// usage 0, as a batch's hit answers (the entry keeps its own usage, counted
+// as savings). `stored` itself when it cannot be rewritten.
+std::shared_ptr<const Entry> HitAnswer(std::shared_ptr<const Entry> stored);
 
 // The number of embeddings in an answer's `data` (0 when it has none).
 size_t CountEmbeddings(std::string_view body);

@@ -337,11 +337,11 @@ std::string RenderShared(const CachedClientStats& p,
   counter("llmcache_shared_stale_total",
           "Shared entries of an old generation (flushed), seen as misses.",
           h.stale);
-  counter("llmcache_shared_puts_total",
-          "Entries sent to the shared tier (failed ones included).", h.puts);
+  counter("llmcache_shared_puts_total", "Entry writes sent to the shared tier.",
+          h.puts);
   counter("llmcache_shared_put_errors_total",
           "Entries the shared tier did not store (refused by Redis, e.g. OOM "
-          "at maxmemory, or lost on the way).",
+          "at maxmemory, lost on the way, or not sent).",
           h.put_errors);
   counter("llmcache_shared_errors_total",
           "Failed shared-tier operations (errors, timeouts, rejections).",

@@ -353,7 +353,7 @@ void Core::OnConnDown(const std::shared_ptr<Conn>& conn, const Status& status,
   failures_.fetch_add(1, std::memory_order_relaxed);
   const RedisUrl::Node& node = conn->node();
   const bool cluster = mode_ == Mode::kCluster;
-  if (cluster) {
+  if (cluster && slots_.IsMaster(node)) {
     // A master that cannot be reached may have failed over to a replica, and
     // nothing else would tell: no MOVED comes for slots that no node we
     // still talk to is asked about. Ask the cluster for its slots again (at

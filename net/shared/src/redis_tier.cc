@@ -254,13 +254,13 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
     });
   }
 
-  // A command the server refused with an error reply (OOM at maxmemory with
-  // noeviction, a READONLY replica...): counted among the errors and logged,
-  // rate-limited (transport failures are the client's to count and log).
-  void OnErrorReply(std::string_view what, const std::string& reply) {
+  // A command refused with an error reply (OOM at maxmemory, a READONLY
+  // replica...): an error, logged rate-limited (transport failures: client).
+  void OnErrorReply(std::string_view what, const std::string& reply) try {
     reply_errors_.fetch_add(1, std::memory_order_relaxed);
     refusals_.Write("redis " + options_.redis.url.Redacted() +
                     ": the server refused " + std::string(what) + ": " + reply);
+  } catch (...) {  // in the client's callback: nothing may escape
   }
 
   // ---- cross-instance single flight ----
@@ -495,10 +495,10 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
     WriteGenerationsFile(options_.generations_file, gens_, epoch_);
   }
 
-  // The epoch of the generations in Redis (tier_format.h). Another than the
-  // known one: Redis restarted empty since, and every generation of the new
-  // epoch is a flush not applied here, so the known ones are forgotten (the
-  // raises that follow flush those models). Not when none is known.
+  // The epoch in Redis (tier_format.h). Another than the known one: Redis
+  // restarted empty since, and every generation of the new epoch is a flush
+  // not applied here: the known ones are forgotten (the raises that follow
+  // flush those models). Not when none is known.
   void AdoptEpoch(uint64_t epoch) {
     std::lock_guard<std::mutex> lock(mu_);
     if (epoch == epoch_) return;
@@ -514,6 +514,7 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
 
   void ResetGenerations() {
     std::lock_guard<std::mutex> lock(mu_);
+    if (gens_.empty() && epoch_ == 0) return;  // nothing to forget or save
     epoch_ = 0;  // the next one read is adopted as is
     epoch_legacy_ = false;
     gens_.clear();
@@ -587,9 +588,8 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
   }
 
   Result<uint64_t> Flush(std::string_view model) {
-    // With the epoch (a generation of a Redis restarted empty could not be
-    // told from the same number before), learned here: this instance's
-    // generations may be of an epoch it has not read yet.
+    // With the epoch, learned here: this instance's generations may be of
+    // an epoch it has not read yet (a Redis restarted empty).
     Result<Reply> r = redis_->CommandSync(
         {"EVAL", std::string(kFlushScript), "1", GenKey(),
          std::string(kEpochField), NewEpoch(), std::string(model)},

@@ -48,7 +48,7 @@ bool ParseI64(std::string_view s, int64_t* out) {
   return true;
 }
 
-void RateLimitedLog::Write(std::string line) {
+void RateLimitedLog::Write(std::string line) try {
   {
     std::lock_guard<std::mutex> lock(mu_);
     const auto now = std::chrono::steady_clock::now();
@@ -63,15 +63,13 @@ void RateLimitedLog::Write(std::string line) {
       suppressed_ = 0;
     }
   }
-  try {
-    if (sink_) {
-      sink_(line);
-    } else {
-      std::fprintf(stderr, "%s\n", line.c_str());
-    }
-  } catch (...) {
-    // Logging must not throw into the caller's callbacks.
+  if (sink_) {
+    sink_(line);
+  } else {
+    std::fprintf(stderr, "%s\n", line.c_str());
   }
+} catch (...) {
+  // Logging must not throw into the caller's callbacks.
 }
 
 bool ReadGenerationsFile(const std::string& path,

@@ -8,7 +8,9 @@
 //                      PX = the entry's remaining TTL
 //   <prefix>l:{K}      the single-flight lease: a random token, PX = lease
 //                      time, renewed while its holder waits for upstream
-//   <prefix>gen        hash: generation per base model, "*" for the cache
+//   <prefix>gen        hash: generation per base model, "*" for the cache,
+//                      and "\x01epoch": a random number set when the hash
+//                      is created, new after Redis restarted empty
 //   <prefix>flush      pub/sub channel: "<model>\t<generation>" per flush
 //   <prefix>stats:<m>  hash: fleet counters of model m (hits, misses,
 //                      bypasses, tokens_saved, cost_saved_nanousd)
@@ -17,13 +19,21 @@
 // The entry and its lease share a hash tag ({K}), hence a slot: a lookup is
 // one GET, a waiter's poll one MGET, and entries spread over the cluster by
 // key. No command spans two slots; no flush walks keys (SCAN/DEL): a flush
-// is one HINCRBY and one PUBLISH, and the old entries age out by TTL.
+// is one script on <prefix>gen (the epoch set if missing, HINCRBY) and one
+// PUBLISH, and the old entries age out by TTL.
 //
 // Generations: each instance keeps the generations it knows in memory,
 // updated at once by the flush channel and at most `generation_check_ms`
 // later by a periodic HGETALL (for messages missed while disconnected). An
 // entry written under an older generation is a miss. Until the generations
-// were read once, the tier neither serves nor writes entries.
+// were read once, the tier neither serves nor writes entries. Generations of
+// another epoch than the one an instance knows are flushes it missed while
+// Redis restarted empty (it forgets its own and applies them). Entries an
+// instance writes between such a restart and its next read of the
+// generations carry the old epoch's numbers: they stay visible until those
+// models are flushed past them.
+// Instances of versions before the epoch read "\x01epoch" as a model and
+// flush that (absent) model once: upgrade a fleet together.
 
 #ifndef LLMCACHE_NET_REDIS_TIER_H_
 #define LLMCACHE_NET_REDIS_TIER_H_
