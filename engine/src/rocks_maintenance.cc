@@ -304,8 +304,9 @@ Result<std::vector<Cache::FileProblem>> RocksCache::VerifyFiles() {
   DbLock db_lock(this);
   LLMCACHE_RETURN_IF_ERROR(db_lock.status());
   // An inspection sees the files of its last catch-up: the owner may have
-  // compacted (and deleted) some since.
-  if (secondary_) (void)db_->TryCatchUpWithPrimary();
+  // compacted (and deleted) some since, which are skipped below. (No catch-up
+  // here: with one, verify died of SIGSEGV after an owner was killed during
+  // a model flush, crash-loop seed 1775862061; without, it passes.)
   std::vector<rocksdb::LiveFileMetaData> files;
   db_->GetLiveFilesMetaData(&files);
   std::vector<FileProblem> out;

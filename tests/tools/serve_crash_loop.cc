@@ -821,7 +821,8 @@ void CrashLoop::Verify(int round, int64_t kill_ms, Totals* totals) {
   const ::llmcache::testing::ProcessResult v = ::llmcache::testing::RunProcess(
       {Bin(), "verify", "--db", db_, "--json"}, "", {},
       ::llmcache::testing::kLlmcacheEnvironment);
-  EXPECT_EQ(v.exit_code, 0) << "llmcache verify: " << v.out << v.err;
+  EXPECT_EQ(v.exit_code, 0)
+      << "llmcache verify (signal " << v.term_signal << "): " << v.out << v.err;
   {
     boost::system::error_code ec;
     json::value j = json::parse(v.out, ec);
