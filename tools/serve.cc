@@ -381,6 +381,9 @@ int Run(CLI::App& sub, ServeConfig& c) {
     ro.redis.log = [logger](std::string_view line) {
       logger->Write(LogLevel::kWarn, line);
     };
+    ro.redis.info_log = [logger](std::string_view line) {
+      logger->Write(LogLevel::kInfo, line);
+    };
     ro.log = ro.redis.log;
     Result<std::shared_ptr<net::RedisTier>> created =
         net::RedisTier::Create(std::move(ro));

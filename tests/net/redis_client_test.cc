@@ -129,6 +129,22 @@ TEST(RedisUrlTest, RedactsThePassword) {
   EXPECT_EQ(again->nodes, back->nodes);
 }
 
+TEST(RateLimitedLogTest, OneLinePerIntervalThenTheCountOfTheRest) {
+  std::vector<std::string> lines;
+  RateLimitedLog log([&](std::string_view l) { lines.emplace_back(l); }, 300);
+  log.Write("first");
+  log.Write("second");
+  log.Write("third");
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0], "first");
+  std::this_thread::sleep_for(std::chrono::milliseconds(350));
+  log.Write("fourth");
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[1], "fourth (2 similar lines suppressed)");
+  log.Write("fifth");
+  EXPECT_EQ(lines.size(), 2u);
+}
+
 TEST(RedisKeySlotTest, KnownValuesAndHashTags) {
   EXPECT_EQ(RedisKeySlot("foo"), 12182);
   EXPECT_EQ(RedisKeySlot("bar"), 5061);
@@ -453,7 +469,9 @@ TEST_F(RedisTest, FailsFastWhileDownAndReconnectsByItself) {
   RedisOptions o = Options(server->url());
   o.breaker_failures = 3;
   o.breaker_open_ms = 100;
-  o.log = [](std::string_view) {};
+  LogSink faults, infos;
+  o.log = faults.fn();
+  o.info_log = infos.fn();
   auto client = MakeClient(o);
   ASSERT_NE(client, nullptr);
   ASSERT_TRUE(Answers(*client));
@@ -485,6 +503,15 @@ TEST_F(RedisTest, FailsFastWhileDownAndReconnectsByItself) {
   EXPECT_TRUE(h.connected);
   EXPECT_FALSE(h.breaker_open);
   EXPECT_GE(h.reconnects, 1u);
+  // The loss is a fault; getting the connection back is not.
+  auto has = [](const std::vector<std::string>& lines, std::string_view what) {
+    return std::any_of(lines.begin(), lines.end(), [&](const std::string& l) {
+      return l.find(what) != std::string::npos;
+    });
+  };
+  EXPECT_FALSE(faults.lines().empty());
+  EXPECT_FALSE(has(faults.lines(), "reconnected"));
+  EXPECT_TRUE(WaitFor([&] { return has(infos.lines(), "reconnected to"); }));
 }
 
 TEST_F(RedisTest, ShutdownCancelsPendingAndLaterCommands) {

@@ -528,8 +528,12 @@ TEST(SharedTierFailOpenTest, ASlowServerIsAMissWithinTheDeadline) {
   EXPECT_EQ(g.status().code(), StatusCode::kDeadlineExceeded) << g.status();
   EXPECT_LT(took, 800ms);
   EXPECT_GE(tier->Health().timeouts, 1u);
+  // One timeout does not open the breaker, but the tier is not answering:
+  // /healthz says degraded until a command succeeds again.
+  EXPECT_FALSE(tier->Health().available);
   // And it answers again afterwards.
   ASSERT_TRUE(WaitFor([&] { return GetSync(*tier, key).ok(); }, 10s));
+  EXPECT_TRUE(tier->Health().available);
 }
 
 TEST(SharedTierFailOpenTest, AWrongPasswordIsRefusedAndNeverShown) {
@@ -616,6 +620,16 @@ TEST(SharedTierFailOpenTest, AFullRedisRefusesWritesAndReadsGoOn) {
   // The refusals are errors, and said once (not once per entry).
   const SharedTierHealth h = tier->Health();
   EXPECT_GT(h.errors, 0u);
+  // While writes are refused the tier is degraded, reads or not; the first
+  // write taken again ends that.
+  EXPECT_TRUE(WaitFor([&] { return !tier->Health().available; }, 5s));
+  ASSERT_OK(redis->Cli({"CONFIG", "SET", "maxmemory", "0"}));
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        tier->Put(first, MakeEntry(first, "{\"again\":1}"));
+        return tier->Health().available;
+      },
+      5s));
   std::lock_guard<std::mutex> lock(mu);
   ASSERT_EQ(lines.size(), 1u);
   EXPECT_THAT(lines[0], HasSubstr("the server refused a write: OOM"));

@@ -43,7 +43,10 @@ Core::Core(RedisOptions options, std::unique_ptr<Runtime> runtime)
       redacted_(options_.url.Redacted()),
       runtime_(std::move(runtime)),
       breaker_(options_.breaker_failures, options_.breaker_open_ms,
-               options_.breaker_max_open_ms) {}
+               options_.breaker_max_open_ms),
+      error_log_(options_.log, options_.error_log_interval_ms),
+      info_log_(options_.info_log ? options_.info_log : options_.log,
+                options_.error_log_interval_ms) {}
 
 void Core::Start() {
   runtime_->Post([this] { Init(); });
@@ -149,6 +152,7 @@ void Core::Admit(const OpPtr& op) {
     case CircuitBreaker::Decision::kReject:
       rejected_.fetch_add(1, std::memory_order_relaxed);
       failures_.fetch_add(1, std::memory_order_relaxed);
+      last_failed_.store(true, std::memory_order_relaxed);
       op->finished = true;
       Invoke(op->done, UnavailableError("redis circuit open"));
       op->done = nullptr;
@@ -188,12 +192,14 @@ void Core::Finish(const OpPtr& op, Result<RedisReply> result) {
   op->finished = true;
   if (result.ok()) {
     breaker_.OnSuccess();
+    last_failed_.store(false, std::memory_order_relaxed);
   } else {
     const StatusCode code = result.status().code();
     if (code == StatusCode::kDeadlineExceeded ||
         code == StatusCode::kUnavailable ||
         code == StatusCode::kUnauthenticated || code == StatusCode::kInternal) {
       failures_.fetch_add(1, std::memory_order_relaxed);
+      last_failed_.store(true, std::memory_order_relaxed);
       if (code == StatusCode::kDeadlineExceeded) {
         timeouts_.fetch_add(1, std::memory_order_relaxed);
       }
@@ -599,6 +605,7 @@ RedisHealth Core::Health() const {
   h.cluster = cluster_.load();
   h.masters = h.cluster ? masters_.load() : 1;
   h.breaker_open = breaker_open_.load();
+  h.last_failed = last_failed_.load();
   h.commands = commands_.load();
   h.failures = failures_.load();
   h.timeouts = timeouts_.load();
@@ -619,35 +626,11 @@ void Core::SetLastError(const std::string& message) {
 
 void Core::LogError(const std::string& message) {
   SetLastError(message);
-  Emit(error_log_, message);
+  error_log_.Write("redis " + redacted_ + ": " + message);
 }
 
-void Core::LogInfo(const std::string& message) { Emit(info_log_, message); }
-
-void Core::Emit(LogLimiter& limiter, const std::string& message) {
-  const TimePoint now = Clock::now();
-  if (limiter.any &&
-      now - limiter.last < milliseconds(options_.error_log_interval_ms)) {
-    ++limiter.suppressed;
-    return;
-  }
-  std::string line = "redis " + redacted_ + ": " + message;
-  if (limiter.suppressed > 0) {
-    line += " (" + std::to_string(limiter.suppressed) +
-            " similar lines suppressed)";
-  }
-  limiter.any = true;
-  limiter.last = now;
-  limiter.suppressed = 0;
-  try {
-    if (options_.log) {
-      options_.log(line);
-    } else {
-      std::fprintf(stderr, "%s\n", line.c_str());
-    }
-  } catch (...) {
-    // Logging must not throw into Asio.
-  }
+void Core::LogInfo(const std::string& message) {
+  info_log_.Write("redis " + redacted_ + ": " + message);
 }
 
 void Core::CloseAll() {

@@ -147,12 +147,6 @@ class Core : public std::enable_shared_from_this<Core> {
 
  private:
   enum class Mode { kUnknown, kStandalone, kCluster };
-  struct LogLimiter {
-    TimePoint last{};
-    bool any = false;
-    uint64_t suppressed = 0;
-  };
-
   void Init();
   void Admit(const OpPtr& op);
   void Dispatch(const OpPtr& op);
@@ -170,7 +164,6 @@ class Core : public std::enable_shared_from_this<Core> {
       std::function<void(std::vector<Result<RedisReply>>)> done);
   void CloseAll();
   void SetLastError(const std::string& message);
-  void Emit(LogLimiter& limiter, const std::string& message);
   void UpdateBreakerFlag() {
     breaker_open_.store(breaker_.open(), std::memory_order_relaxed);
   }
@@ -193,14 +186,14 @@ class Core : public std::enable_shared_from_this<Core> {
   std::unordered_map<std::string, std::shared_ptr<Conn>> conns_;
   std::vector<std::shared_ptr<Conn>> sub_conns_;
   CircuitBreaker breaker_;
-  LogLimiter error_log_, info_log_;
+  RateLimitedLog error_log_, info_log_;
 
   std::atomic<bool> stopping_{false};
   // Health, written on the I/O thread, read anywhere.
   std::atomic<uint64_t> commands_{0}, failures_{0}, timeouts_{0}, rejected_{0},
       reconnects_{0}, moved_{0}, ask_{0}, refreshes_{0};
   std::atomic<int> up_conns_{0};
-  std::atomic<bool> cluster_{false}, breaker_open_{false};
+  std::atomic<bool> cluster_{false}, breaker_open_{false}, last_failed_{false};
   std::atomic<size_t> masters_{1};
   mutable std::mutex error_mu_;
   std::string last_error_;

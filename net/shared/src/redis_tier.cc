@@ -42,7 +42,6 @@ using tier_internal::kHeaderSize;
 using tier_internal::kMagic;
 using tier_internal::ParseU64;
 using tier_internal::PutLe64;
-using tier_internal::RateLimitedLog;
 using tier_internal::ReadGenerationsFile;
 using tier_internal::WriteGenerationsFile;
 
@@ -247,9 +246,8 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
     puts_.fetch_add(1, std::memory_order_relaxed);
     auto self = shared_from_this();
     redis_->Command(std::move(argv), 1, [self](Result<Reply> r) {
-      if (!r.ok() || r->is_error()) {
-        self->put_errors_.fetch_add(1, std::memory_order_relaxed);
-      }
+      if (!r.ok() || r->is_error()) self->put_errors_.fetch_add(1);
+      if (r.ok()) self->writes_refused_.store(r->is_error());
       if (r.ok() && r->is_error()) self->OnErrorReply("a write", r->str);
     });
   }
@@ -720,7 +718,9 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
     const RedisHealth r = redis_->Health();
     h.backend = "redis";
     h.url = r.url;
-    h.available = r.connected && !r.breaker_open;
+    // Also while commands fail with the breaker closed, or writes are refused.
+    h.available = r.connected && !r.breaker_open && !r.last_failed &&
+                  !writes_refused_.load();
     h.cluster = r.cluster;
     h.nodes = r.masters;
     {
@@ -818,9 +818,8 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
   std::atomic<uint64_t> gets_{0}, hits_{0}, misses_{0}, stale_{0},
       decode_errors_{0}, reply_errors_{0}, puts_{0}, put_errors_{0},
       leases_taken_{0}, lease_waits_{0}, lease_hits_{0}, lease_timeouts_{0},
-      lease_released_empty_{0}, remote_flushes_{0};
-  std::atomic<uint64_t> flush_count_{0};
-
+      lease_released_empty_{0}, remote_flushes_{0}, flush_count_{0};
+  std::atomic<bool> writes_refused_{false};  // the last write had an error
   RateLimitedLog refusals_;
 };
 

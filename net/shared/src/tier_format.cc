@@ -48,30 +48,6 @@ bool ParseI64(std::string_view s, int64_t* out) {
   return true;
 }
 
-void RateLimitedLog::Write(std::string line) try {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    const auto now = std::chrono::steady_clock::now();
-    if (written_ && now - last_ < std::chrono::milliseconds(interval_ms_)) {
-      ++suppressed_;
-      return;
-    }
-    written_ = true;
-    last_ = now;
-    if (suppressed_ > 0) {
-      line += " (" + std::to_string(suppressed_) + " similar lines suppressed)";
-      suppressed_ = 0;
-    }
-  }
-  if (sink_) {
-    sink_(line);
-  } else {
-    std::fprintf(stderr, "%s\n", line.c_str());
-  }
-} catch (...) {
-  // Logging must not throw into the caller's callbacks.
-}
-
 bool ReadGenerationsFile(const std::string& path,
                          std::unordered_map<std::string, uint64_t>* gens,
                          uint64_t* epoch) {

@@ -50,25 +50,6 @@ void WriteGenerationsFile(const std::string& path,
 void PutLe64(uint64_t v, char* p);
 uint64_t GetLe64(const char* p);
 
-// Lines written at most once per interval (to `sink`, or stderr when it is
-// null); the next line written says how many were suppressed meanwhile.
-// Thread-safe; never throws.
-class RateLimitedLog {
- public:
-  RateLimitedLog(std::function<void(std::string_view)> sink,
-                 int64_t interval_ms)
-      : sink_(std::move(sink)), interval_ms_(interval_ms) {}
-  void Write(std::string line);
-
- private:
-  const std::function<void(std::string_view)> sink_;
-  const int64_t interval_ms_;
-  std::mutex mu_;
-  bool written_ = false;
-  std::chrono::steady_clock::time_point last_;
-  uint64_t suppressed_ = 0;
-};
-
 // Decimal integers as Redis returns them; false for anything else.
 bool ParseU64(std::string_view s, uint64_t* out);
 bool ParseI64(std::string_view s, int64_t* out);

@@ -39,7 +39,7 @@ namespace llmcache::net {
 struct SharedTierHealth {
   std::string backend;     // e.g. "redis"
   std::string url;         // redacted: never a password
-  bool available = false;  // last operations succeeded (breaker closed)
+  bool available = false;  // connected, breaker closed, last operation ok
   bool cluster = false;
   size_t nodes = 0;
   bool generations_loaded = false;

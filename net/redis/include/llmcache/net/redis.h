@@ -40,9 +40,11 @@
 #ifndef LLMCACHE_NET_REDIS_H_
 #define LLMCACHE_NET_REDIS_H_
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -111,6 +113,28 @@ struct RedisOptions {
   int64_t spin_us = 100;
   // Where log lines go; null = stderr. Never receives passwords.
   std::function<void(std::string_view line)> log;
+  // Where lines that report no fault go (the cluster's layout, a
+  // connection made again); null = `log`.
+  std::function<void(std::string_view line)> info_log;
+};
+
+// Lines written at most once per interval to a sink (stderr when it is
+// null); the next line written says how many were suppressed meanwhile.
+// Thread-safe; never throws.
+class RateLimitedLog {
+ public:
+  using Sink = std::function<void(std::string_view line)>;
+  RateLimitedLog(Sink sink, int64_t interval_ms)
+      : sink_(std::move(sink)), interval_ms_(interval_ms) {}
+  void Write(std::string line);
+
+ private:
+  const Sink sink_;
+  const int64_t interval_ms_;
+  std::mutex mu_;
+  bool written_ = false;
+  std::chrono::steady_clock::time_point last_;
+  uint64_t suppressed_ = 0;
 };
 
 struct RedisHealth {
@@ -119,6 +143,9 @@ struct RedisHealth {
   bool cluster = false;
   size_t masters = 0;  // cluster masters known (1 when not a cluster)
   bool breaker_open = false;
+  // The last command to finish failed (transport error, timeout or breaker
+  // rejection); the next one to succeed clears it.
+  bool last_failed = false;
   uint64_t commands = 0;  // Command calls
   uint64_t failures = 0;  // transport errors, timeouts, breaker rejections
   uint64_t timeouts = 0;
