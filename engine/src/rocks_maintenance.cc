@@ -67,8 +67,9 @@ Status RocksCache::LoadPersistedStats(CacheStats* stats) {
         }
       }
     }
+    // Checked per prefix: the next Seek would clear a read error.
+    LLMCACHE_RETURN_IF_ERROR(FromRocks(it->status(), path_, "reading stats"));
   }
-  LLMCACHE_RETURN_IF_ERROR(FromRocks(it->status(), path_, "reading stats"));
   internal::AddDelta(d, stats);
   return Status();
 }
@@ -398,6 +399,8 @@ Result<CacheStats> RocksCache::GetStats() {
         if (m.model == k) m.last_resolved_model = it->value().ToString();
       }
     }
+    LLMCACHE_RETURN_IF_ERROR(
+        FromRocks(it->status(), path_, "reading the resolved models"));
   }
   internal::FinishStats(&stats);
   LLMCACHE_ASSIGN_OR_RETURN(stats.disk_bytes, DiskBytes());
