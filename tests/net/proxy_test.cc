@@ -273,6 +273,43 @@ TEST_F(ProxyTest, StreamMissThenStreamHit) {
   EXPECT_EQ(fake_->completions(), 1u);
 }
 
+TEST_F(ProxyTest, StreamsToHttp10ClientsAreNotChunked) {
+  // HTTP/1.0 has no chunked coding: a live stream goes as it is and ends
+  // when the proxy closes the connection (even one the client asked to keep
+  // alive); a stored one goes with its length.
+  std::string content;
+  for (const std::string expect : {"MISS", "HIT"}) {
+    HttpConnection conn(port_);
+    ASSERT_TRUE(conn.connected()) << conn.error();
+    const std::string body = Body("openai/gpt-4o-mini", true);
+    ASSERT_TRUE(conn.WriteRaw(
+        "POST /v1/chat/completions HTTP/1.0\r\nHost: 127.0.0.1\r\n"
+        "Authorization: Bearer k\r\nConnection: keep-alive\r\n"
+        "Content-Type: application/json\r\nContent-Length: " +
+        std::to_string(body.size()) + "\r\n\r\n" + body));
+    const Reply r = conn.Read();
+    ASSERT_EQ(r.status, 200) << r.error;
+    EXPECT_EQ(r.header("x-cache"), expect);
+    EXPECT_EQ(r.header("transfer-encoding"), "");
+    EXPECT_EQ(r.body.substr(0, 6), "data: ") << r.body;  // no chunk sizes
+    ASSERT_GE(r.body.size(), 14u);
+    EXPECT_EQ(r.body.substr(r.body.size() - 14), "data: [DONE]\n\n");
+    bool done = false;
+    const std::string got = SseContent(r.body, &done);
+    EXPECT_TRUE(done);
+    EXPECT_FALSE(got.empty());
+    if (expect == "MISS") {
+      content = got;
+      EXPECT_EQ(r.header("connection"), "close");
+      EXPECT_EQ(r.header("content-length"), "");
+    } else {
+      EXPECT_EQ(got, content);
+      EXPECT_EQ(r.header("content-length"), std::to_string(r.body.size()));
+    }
+  }
+  EXPECT_EQ(fake_->completions(), 1u);
+}
+
 TEST_F(ProxyTest, StreamedMissIsPassedThroughLive) {
   // fake/slow-250: 250 ms between upstream events. The first event must reach
   // the client long before the last one does, not all of them at the end.

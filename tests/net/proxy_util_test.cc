@@ -391,6 +391,17 @@ TEST(ProxyUtilResponseHeadTest, ChunkedCloseWithExtraHeaders) {
             "\r\n");
 }
 
+TEST(ProxyUtilResponseHeadTest, UntilCloseHasNoFramingHeader) {
+  std::string out;
+  AppendResponseHead(&out, 200, "text/event-stream", kUntilClose, false, "");
+  EXPECT_EQ(out,
+            "HTTP/1.1 200 OK\r\n"
+            "Server: llmcache\r\n"
+            "Content-Type: text/event-stream\r\n"
+            "Connection: close\r\n"
+            "\r\n");
+}
+
 TEST(ProxyUtilResponseHeadTest, NoContentTypeZeroLengthAndUnknownStatus) {
   std::string out;
   AppendResponseHead(&out, 299, "", 0, true, "");
@@ -509,6 +520,17 @@ TEST(ProxyUtilChunkTest, EmptyBytesAppendNothing) {
   std::string out = "kept";
   AppendChunk(&out, "");
   EXPECT_EQ(out, "kept");
+}
+
+TEST(ProxyUtilChunkTest, UnchunkedStreamBytesAreAsTheyAre) {
+  std::string out;
+  AppendStreamBytes(&out, "event: a\ndata: {}\n\n", false);
+  AppendSseEvent(&out, "[DONE]", false);
+  EXPECT_EQ(out, "event: a\ndata: {}\n\ndata: [DONE]\n\n");
+  std::string chunked;
+  AppendStreamBytes(&chunked, "ab", true);
+  AppendSseEvent(&chunked, "x", true);
+  EXPECT_EQ(chunked, "2\r\nab\r\n9\r\ndata: x\n\n\r\n");
 }
 
 TEST(ProxyUtilChunkTest, BinaryBytesAndCrLfInsideAChunk) {

@@ -307,8 +307,9 @@ void AppendResponseHead(std::string* out, int status,
   out->append(ReasonPhrase(status));
   out->append("\r\nServer: llmcache\r\n");
   if (!content_type.empty()) AppendHeader(out, "Content-Type", content_type);
-  if (status == 204 || status == 304) {
-    // No body, and no framing headers (RFC 9110, 8.6 and 15.3.5).
+  if (status == 204 || status == 304 || content_length == kUntilClose) {
+    // No body, and no framing headers (RFC 9110, 8.6 and 15.3.5), or a body
+    // that the closing connection ends (RFC 9112, 6.3, item 8).
   } else if (content_length >= 0) {
     out->append("Content-Length: ");
     r = std::to_chars(num, num + sizeof(num), content_length);
@@ -348,6 +349,18 @@ void AppendSseChunk(std::string* out, std::string_view data) {
   out->append("\r\ndata: ");
   out->append(data);
   out->append("\n\n\r\n");
+}
+
+void AppendStreamBytes(std::string* out, std::string_view bytes, bool chunked) {
+  if (chunked) return AppendChunk(out, bytes);
+  out->append(bytes);
+}
+
+void AppendSseEvent(std::string* out, std::string_view data, bool chunked) {
+  if (chunked) return AppendSseChunk(out, data);
+  out->append("data: ");
+  out->append(data);
+  out->append("\n\n");
 }
 
 }  // namespace llmcache::net::proxy_util

@@ -7,6 +7,7 @@
 #ifndef LLMCACHE_NET_SRC_PROXY_UTIL_H_
 #define LLMCACHE_NET_SRC_PROXY_UTIL_H_
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -83,12 +84,23 @@ HttpError MethodNotAllowed(std::string_view allow);
 inline constexpr std::string_view kJson = "application/json";
 inline constexpr std::string_view kEventStream = "text/event-stream";
 
+// Nanoseconds since `since` on the steady clock.
+inline int64_t ElapsedNs(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now() - since)
+      .count();
+}
+
 // Standard reason phrase ("OK", "Not Found", ...); "Unknown" otherwise.
 std::string_view ReasonPhrase(int status);
 
+// A content length for AppendResponseHead: a body that ends when the
+// connection closes (a stream to an HTTP/1.0 client, which has no chunks).
+inline constexpr int64_t kUntilClose = -2;
+
 // Appends "HTTP/1.1 <status> <reason>\r\n", Content-Type, then either
 // Content-Length (content_length >= 0) or Transfer-Encoding: chunked
-// (content_length < 0; neither for 204 and 304), Connection:
+// (content_length -1; neither for kUntilClose, 204 and 304), Connection:
 // keep-alive|close, then `extra` and
 // `extra2` (each line already ending in "\r\n"), then the blank line.
 void AppendResponseHead(std::string* out, int status,
@@ -110,6 +122,11 @@ void AppendHeader(std::string* out, std::string_view name,
 void AppendSseChunk(std::string* out, std::string_view data);
 // Appends `bytes` framed as one HTTP chunk (nothing for empty bytes).
 void AppendChunk(std::string* out, std::string_view bytes);
+// Appends `bytes` of a streamed body: as one chunk, or as they are when
+// the body is not chunked (nothing for empty bytes).
+void AppendStreamBytes(std::string* out, std::string_view bytes, bool chunked);
+// Appends an SSE event "data: <data>\n\n", as one chunk if `chunked`.
+void AppendSseEvent(std::string* out, std::string_view data, bool chunked);
 // The last chunk of a chunked body.
 inline constexpr std::string_view kLastChunk = "0\r\n\r\n";
 

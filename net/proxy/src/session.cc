@@ -7,7 +7,8 @@
 // Probe inline on the worker; a hit is written straight from the shared entry
 // (a gather write of a hand-built head and the stored body: no copy). A miss
 // (or a bypass) goes through CachedClient::Complete on the upstream thread;
-// its stream events are posted back and written as HTTP chunks.
+// its stream events are posted back and written as HTTP chunks (to an
+// HTTP/1.0 client, which has no chunks, as they are, ended by the close).
 //
 // Decisions not spelled out in proxy.h:
 //   - Access (Host, Origin, credentials: access.h) is checked as soon as a
@@ -60,6 +61,7 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 using SteadyClock = std::chrono::steady_clock;
 using metrics::Route;
+using proxy_util::ElapsedNs;
 using proxy_util::HttpError;
 using proxy_util::kEventStream;
 using proxy_util::kJson;
@@ -70,12 +72,6 @@ constexpr auto kLingerTimeout = std::chrono::milliseconds(1000);
 // consumes the body as it goes, so without this a 2 KiB request took five
 // recvmsg calls; with it a request of up to this size takes one.
 constexpr size_t kReadBufferBytes = 8 * 1024;
-
-int64_t ElapsedNs(SteadyClock::time_point since) {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             SteadyClock::now() - since)
-      .count();
-}
 
 std::string_view Sv(beast::string_view s) { return {s.data(), s.size()}; }
 
@@ -214,6 +210,7 @@ class SessionImpl final : public Session,
   bool Admit() {
     const auto& req = parser_->get();
     req_.keep_alive = req.keep_alive();
+    req_.chunked = req.version() >= 11;
     req_.head = req.method() == http::verb::head;
     req_.get = req_.head || req.method() == http::verb::get;
     AccessRequest ar;
@@ -479,14 +476,19 @@ class SessionImpl final : public Session,
       const std::string_view body = hit.entry->body;
       SendWhole(200, kJson, extra_, body, std::move(hit.entry));
     } else {
-      body_.clear();
-      for (const std::string& e : hit.events)
-        proxy_util::AppendChunk(&body_, e);
-      body_.append(proxy_util::kLastChunk);
       extra_.append("Cache-Control: no-cache\r\n");
-      SendWhole(200, kEventStream, extra_, body_, nullptr, /*chunked=*/true);
+      SendEvents(hit.events);
     }
     shard_.hit_latency.Observe(metrics::kHitBuckets, ElapsedNs(req_.t0));
+  }
+
+  // Sends a complete stream: chunked, or with a length to HTTP/1.0.
+  void SendEvents(const std::vector<std::string>& events) {
+    body_.clear();
+    for (const std::string& e : events)
+      proxy_util::AppendStreamBytes(&body_, e, req_.chunked);
+    if (req_.chunked) body_.append(proxy_util::kLastChunk);
+    SendWhole(200, kEventStream, extra_, body_, nullptr, req_.chunked);
   }
 
   void OnChunk(const std::string& data) {
@@ -499,9 +501,11 @@ class SessionImpl final : public Session,
       AppendTtlHeader(req_.cache.value_or(CacheResult::kMiss));
       extra_.append("Cache-Control: no-cache\r\n");
       pending_.clear();
-      proxy_util::AppendResponseHead(&pending_, 200, kEventStream, -1,
-                                     req_.keep_alive && !srv_.stopping(),
-                                     extra_, cors_);
+      if (!req_.chunked) req_.keep_alive = false;  // the close ends the body
+      proxy_util::AppendResponseHead(
+          &pending_, 200, kEventStream,
+          req_.chunked ? -1 : proxy_util::kUntilClose,
+          req_.keep_alive && !srv_.stopping(), extra_, cors_);
       req_.status = 200;
     }
     if (req_.stream == StreamState::kOpen &&
@@ -509,9 +513,10 @@ class SessionImpl final : public Session,
       req_.stream = StreamState::kDoneSeen;
     }
     if (req_.endpoint == Endpoint::kChatCompletions) {
-      proxy_util::AppendSseChunk(&pending_, data);
+      proxy_util::AppendSseEvent(&pending_, data, req_.chunked);
     } else {
-      proxy_util::AppendChunk(&pending_, SseFrame(req_.endpoint, data));
+      proxy_util::AppendStreamBytes(&pending_, SseFrame(req_.endpoint, data),
+                                    req_.chunked);
     }
     Flush();
   }
@@ -580,7 +585,7 @@ class SessionImpl final : public Session,
       const bool clean = r.ok() && req_.stream == StreamState::kDoneSeen;
       req_.stream =
           clean ? StreamState::kEndedClean : StreamState::kEndedBroken;
-      if (clean) pending_.append(proxy_util::kLastChunk);
+      if (clean && req_.chunked) pending_.append(proxy_util::kLastChunk);
       if (phase_ != SessionPhase::kWriting) {
         if (!pending_.empty()) {
           Flush();
@@ -622,12 +627,7 @@ class SessionImpl final : public Session,
       // whose leader was not streaming): replay the complete body.
       Result<std::vector<std::string>> events =
           ReplayEvents(req_.endpoint, c.body);
-      if (events.ok()) {
-        body_.clear();
-        for (const std::string& e : *events) proxy_util::AppendChunk(&body_, e);
-        body_.append(proxy_util::kLastChunk);
-        return SendWhole(200, kEventStream, extra_, body_, nullptr, true);
-      }
+      if (events.ok()) return SendEvents(*events);
     }
     body_ = std::move(c.body);
     if (req_.route == Route::kMessages && c.status != 200) {

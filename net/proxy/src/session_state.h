@@ -72,6 +72,7 @@ struct RequestState {
   bool head = false;       // a HEAD request: every answer goes without body
   bool get = false;        // GET, or HEAD (answered as GET, without body)
   bool streaming = false;  // "stream": true in the body
+  bool chunked = true;  // streams in chunks; HTTP/1.0: the body ends at close
   StreamState stream = StreamState::kNone;
   std::string key_hex;  // its capacity is reused across requests
   // A completion's stored lifetime (X-Cache-TTL on a miss); -1 = unknown.
@@ -90,6 +91,7 @@ struct RequestState {
     head = false;
     get = false;
     streaming = false;
+    chunked = true;
     stream = StreamState::kNone;
     key_hex.clear();
     ttl_ms = -1;
