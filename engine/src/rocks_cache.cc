@@ -89,6 +89,13 @@ RocksCache::DbLock::~DbLock() {
 }
 
 Status RocksCache::DbLock::status() const {
+  if (cache_->db_ && !cache_->unviewed_.empty()) {
+    return DataLossError(cache_->unviewed_);
+  }
+  return open_status();
+}
+
+Status RocksCache::DbLock::open_status() const {
   if (cache_->db_) return Status();
   return UnavailableError("database " + cache_->path_ +
                           " is not open: recovery is reopening it");
@@ -704,6 +711,17 @@ Status RocksCache::OpenAsSecondary() {
     // made every column family.
     CloseDb();
     return NotCompletelyCreated(path_);
+  }
+  // A table file RocksDB cannot open (a damaged properties block) is left
+  // out of this view without an error: every read would then miss what it
+  // holds. Refuse such a view (VerifyFiles still runs, to name the file).
+  std::vector<FileProblem> unviewed = UnviewedDamagedFiles(/*whole=*/false);
+  unviewed_.clear();
+  if (!unviewed.empty()) {
+    unviewed_ = "corrupt database " + path_ + ": table file " +
+                unviewed[0].file + " cannot be opened (" + unviewed[0].problem +
+                "), so what it holds is missing from every read; llmcache "
+                "verify lists the damaged files";
   }
   // The owner writes version 2 only once the per-model index is complete.
   // Without a marker (version 0, see OpenDb) nothing is stored yet.

@@ -195,6 +195,10 @@ class RocksCache final : public Cache {
   // (rocks_cache.cc).
   Status CreateDb();
   Status OpenAsSecondary();
+  // Table files of the directory outside the live view, settled (a minute
+  // without writes), that cannot be opened, or (`whole`) fail a block's
+  // checksum (rocks_maintenance.cc).
+  std::vector<FileProblem> UnviewedDamagedFiles(bool whole);
   void CloseDb();
 
   // Options of a family holding entries (rocks_schema.cc); `model` is the
@@ -377,6 +381,9 @@ class RocksCache final : public Cache {
   mutable FenceMutex db_mu_;
   std::unique_ptr<rocksdb::DB> db_;
   bool read_only_ = false;  // db_ opened read-only (recovery fallback)
+  // Inspection: why its view is refused (a table file it cannot open;
+  // OpenAsSecondary), or empty.
+  std::string unviewed_;
   // Set by the destructor before its last flush: the TTL filter is off for
   // the flushes and compactions that start after it.
   std::atomic<bool> closing_{false};
@@ -458,8 +465,11 @@ class RocksCache::DbLock {
   DbLock(const DbLock&) = delete;
   DbLock& operator=(const DbLock&) = delete;
 
-  // OK while the DB is open; kUnavailable when recovery could not reopen it.
+  // OK while the DB is open; kUnavailable when recovery could not reopen it;
+  // kDataLoss for an inspection whose view leaves out a damaged file.
   Status status() const;
+  // As status(), without the inspection's damaged files (VerifyFiles).
+  Status open_status() const;
 
  private:
   const RocksCache* const cache_;

@@ -1256,6 +1256,88 @@ TEST_F(CliTest, VerifyNamesDamagedTableFiles) {
   EXPECT_THAT(l.err, HasSubstr("checksum"));
 }
 
+TEST_F(CliTest, VerifyFailsWheneverADamagedFileChangesWhatIsShown) {
+  // Damage anywhere in any table file (its properties block too, which
+  // makes RocksDB leave the file out of an inspection's view without an
+  // error): either nothing an operator is shown changes, or verify fails.
+  Fill();
+  {
+    auto cache = testing::OpenTestCache(db_);
+    ASSERT_OK(cache.status());
+    ASSERT_OK((*cache)->Compact());
+  }
+  const ProcessResult clean = Llmcache({"models", "--db", db_, "--json"});
+  ASSERT_EQ(clean.exit_code, 0) << clean.err;
+  std::vector<std::filesystem::path> ssts;
+  for (const auto& e : std::filesystem::directory_iterator(db_)) {
+    if (e.path().extension() == ".sst") ssts.push_back(e.path().filename());
+  }
+  ASSERT_GE(ssts.size(), 3u);
+  const std::string copy = dir_.path() + "/copy";
+  int changed = 0, unseen = 0;
+  for (const auto& name : ssts) {
+    for (double at : {0.2, 0.35, 0.5, 0.65, 0.8}) {
+      std::filesystem::remove_all(copy);
+      std::filesystem::copy(db_, copy);
+      const std::filesystem::path p = std::filesystem::path(copy) / name;
+      const auto size = std::filesystem::file_size(p);
+      {
+        std::fstream f(p, std::ios::in | std::ios::out | std::ios::binary);
+        f.seekp(static_cast<std::streamoff>(static_cast<double>(size) * at));
+        f.write("DAMAGEDDAMAGED", 14);
+      }
+      // A file written a while ago (not one an owner is still writing).
+      std::filesystem::last_write_time(
+          p, std::filesystem::file_time_type::clock::now() -
+                 std::chrono::minutes(5));
+      const ProcessResult m = Llmcache({"models", "--db", copy, "--json"});
+      const ProcessResult s = Llmcache({"stats", "--db", copy});
+      if (m.exit_code == 0 && m.out == clean.out && s.exit_code == 0) continue;
+      ++changed;
+      const ProcessResult v = Llmcache({"verify", "--db", copy});
+      EXPECT_EQ(v.exit_code, 1)
+          << name << " damaged at " << at << ": models " << m.out << m.err
+          << "; verify " << v.out << v.err;
+      if (m.exit_code == 0 && s.exit_code == 0) ++unseen;  // silently wrong
+    }
+  }
+  EXPECT_GT(changed, 0);
+  // Nothing reads differently without saying so.
+  EXPECT_EQ(unseen, 0);
+}
+
+TEST_F(CliTest, UnreferencedTableFilesAreNotDamage) {
+  // Left by a writer killed mid-compaction (cut short, no footer) or not
+  // yet deleted (whole): neither is part of the database, neither is
+  // reported, however old.
+  Fill();
+  {
+    auto cache = testing::OpenTestCache(db_);
+    ASSERT_OK(cache.status());
+    ASSERT_OK((*cache)->Compact());
+  }
+  std::filesystem::path some;
+  for (const auto& e : std::filesystem::directory_iterator(db_)) {
+    if (e.path().extension() == ".sst") some = e.path();
+  }
+  ASSERT_FALSE(some.empty());
+  const std::filesystem::path whole = std::filesystem::path(db_) / "999998.sst";
+  const std::filesystem::path cut = std::filesystem::path(db_) / "999999.sst";
+  std::filesystem::copy_file(some, whole);
+  std::filesystem::copy_file(some, cut);
+  std::filesystem::resize_file(cut, std::filesystem::file_size(some) / 2);
+  for (const auto& p : {whole, cut}) {
+    std::filesystem::last_write_time(
+        p, std::filesystem::file_time_type::clock::now() -
+               std::chrono::minutes(5));
+  }
+  const ProcessResult v = Llmcache({"verify", "--db", db_});
+  EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
+  const ProcessResult m = Llmcache({"models", "--db", db_});
+  EXPECT_EQ(m.exit_code, 0) << m.err;
+  EXPECT_THAT(m.out, HasSubstr("openai/gpt-4o-mini"));
+}
+
 TEST_F(CliTest, DeeplyNestedResponsesAreValidJson) {
   // Provider metadata can nest deeper than Boost.JSON's default limit (32);
   // the service stores such responses, so verify and show must read them.
