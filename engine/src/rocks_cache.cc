@@ -673,7 +673,6 @@ Status RocksCache::OpenAsSecondary() {
                                    &handles, &raw);
   if (!s.ok()) return FromRocks(s, path_, "opening for inspection");
   db_.reset(raw);
-  known_cf_names_ = names;
   for (size_t i = 0; i < handles.size(); ++i) {
     const std::string& name = descs[i].name;
     if (name == kMetaColumnFamily) {
@@ -735,33 +734,13 @@ Status RocksCache::OpenAsSecondary() {
 Status RocksCache::CatchUp() {
   if (!secondary_) return Status();
   DbLock lock(this, /*exclusive=*/true);
-  std::vector<std::string> names;
-  rocksdb::DBOptions probe;
-  probe.env = env_.get();
-  rocksdb::Status s = rocksdb::DB::ListColumnFamilies(probe, path_, &names);
-  if (!s.ok()) return FromRocks(s, path_, "listing column families");
-  std::vector<std::string> a = names, b = known_cf_names_;
-  std::sort(a.begin(), a.end());
-  std::sort(b.begin(), b.end());
-  if (a != b) {
-    // Column families created or dropped by the owner become visible only
-    // to a reopened secondary.
-    CloseDb();
-    return OpenAsSecondary();
-  }
-  if (!db_) return OpenAsSecondary();  // a reopen that failed before
-  LLMCACHE_RETURN_IF_ERROR(FromRocks(db_->TryCatchUpWithPrimary(), path_,
-                                     "catching up with the owner"));
-  if (!model_time_ready_ && model_time_cf_ != nullptr) {
-    // The owner may have finished converting a version-1 database.
-    std::string format;
-    if (db_->Get(rocksdb::ReadOptions(), meta_cf_, kFormatKey, &format).ok() &&
-        std::strtol(format.c_str(), nullptr, 10) >=
-            static_cast<long>(kModelTimeIndexFormatVersion)) {
-      model_time_ready_ = true;
-    }
-  }
-  return Status();
+  // Reopened, not caught up in place: column families created or dropped
+  // by the owner become visible only to a reopened secondary, and
+  // TryCatchUpWithPrimary died of SIGSEGV after an owner was killed during
+  // a model flush (verify did, in the crash loop). A reopen costs the open
+  // of an inspection (tens of milliseconds at 10M entries).
+  CloseDb();
+  return OpenAsSecondary();
 }
 
 // Provider prompt-cache and drift counts: per-model deltas like a hit's,

@@ -400,7 +400,6 @@ class RocksCache final : public Cache {
   // Whether model_time_cf_ holds every record (format version >= 2);
   // listings of a version-1 view fall back to the time index.
   bool model_time_ready_ = false;
-  std::vector<std::string> known_cf_names_;  // secondary: to detect new ones
 
   struct StringHash {
     using is_transparent = void;
