@@ -337,7 +337,7 @@ Result<std::vector<Cache::FileProblem>> RocksCache::VerifyFiles() {
     if (s.ok()) s = reader.VerifyChecksum();
     std::error_code ec;
     if (s.ok() || !std::filesystem::exists(file, ec)) continue;  // or gone
-    std::string holds;
+    std::string holds, model;
     if (f.column_family_name == kMetaColumnFamily) {
       holds = "statistics and settings";
     } else if (f.column_family_name == kTimeColumnFamily ||
@@ -349,10 +349,11 @@ Result<std::vector<Cache::FileProblem>> RocksCache::VerifyFiles() {
                    ColumnFamilyNameToModel(f.column_family_name);
                m.ok()) {
       holds = "entries of model " + *m;
+      model = *m;
     } else {
       holds = "column family " + f.column_family_name;
     }
-    out.push_back({file, std::move(holds), s.ToString()});
+    out.push_back({file, std::move(holds), s.ToString(), std::move(model)});
   }
   std::vector<FileProblem> unviewed = UnviewedDamagedFiles(/*whole=*/true);
   out.insert(out.end(), unviewed.begin(), unviewed.end());
@@ -393,7 +394,7 @@ std::vector<Cache::FileProblem> RocksCache::UnviewedDamagedFiles(bool whole) {
     if (s.ok() || !EndsLikeATable(e.path())) continue;
     out.push_back({e.path().string(),
                    "data that reads leave out: RocksDB cannot open it",
-                   s.ToString()});
+                   s.ToString(), ""});
   }
   return out;
 }

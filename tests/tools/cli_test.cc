@@ -944,7 +944,8 @@ TEST_F(CliTest, ImportTwiceReplacesWithoutDoubleCounting) {
   ProcessResult third = Llmcache({"import", "--db", copy, "--json"}, exported);
   ASSERT_EQ(third.exit_code, 0) << third.err;
   json::object t = ParseObject(third.out);
-  EXPECT_EQ(t["replaced"].to_number<uint64_t>(), 6u);
+  // As the text says it: replaced entries are the ones that changed.
+  EXPECT_EQ(t["replaced"].to_number<uint64_t>(), 0u);
   EXPECT_EQ(t["unchanged"].to_number<uint64_t>(), 6u);
   EXPECT_THAT(Llmcache({"import", "--db", copy}, exported).out,
               HasSubstr("imported 6 entries (6 unchanged) in "));
@@ -993,13 +994,15 @@ TEST_F(CliTest, ImportPerEntryStoresWhatTheBulkPathStores) {
   EXPECT_EQ(Llmcache({"ls", "--db", bulk, "--json", "--limit", "0"}).out,
             Llmcache({"ls", "--db", each, "--json", "--limit", "0"}).out);
   EXPECT_EQ(Llmcache({"verify", "--db", each}).exit_code, 0);
-  // Imported again, both paths count every entry as replaced.
+  // Imported again: the bulk path finds every entry unchanged; one at a
+  // time, the entry count does not grow, so all count as replaced.
   ProcessResult b2 = Llmcache({"import", "--db", bulk, "--json"}, exported);
   ProcessResult e2 =
       Llmcache({"import", "--db", each, "--json", "--per-entry"}, exported);
   ASSERT_EQ(b2.exit_code, 0) << b2.err;
   ASSERT_EQ(e2.exit_code, 0) << e2.err;
-  EXPECT_EQ(ParseObject(b2.out)["replaced"].to_number<uint64_t>(), 6u);
+  EXPECT_EQ(ParseObject(b2.out)["replaced"].to_number<uint64_t>(), 0u);
+  EXPECT_EQ(ParseObject(b2.out)["unchanged"].to_number<uint64_t>(), 6u);
   EXPECT_EQ(ParseObject(e2.out)["replaced"].to_number<uint64_t>(), 6u);
   EXPECT_EQ(
       ParseObject(Llmcache({"stats", "--db", each, "--json"}).out)["entries"]
@@ -1254,6 +1257,54 @@ TEST_F(CliTest, VerifyNamesDamagedTableFiles) {
   ProcessResult l = Llmcache({"ls", "--db", db_});
   EXPECT_EQ(l.exit_code, 1) << l.out << l.err;
   EXPECT_THAT(l.err, HasSubstr("checksum"));
+}
+
+TEST_F(CliTest, VerifyOfOneModelIgnoresAnotherModelsDamagedFile) {
+  Fill();
+  {
+    auto cache = testing::OpenTestCache(db_);
+    ASSERT_OK(cache.status());
+    ASSERT_OK((*cache)->Compact());
+  }
+  // Which file holds claude's entries: damage a copy whole, ask verify.
+  const std::string copy = dir_.path() + "/copy";
+  std::filesystem::copy(db_, copy);
+  for (const auto& e : std::filesystem::directory_iterator(copy)) {
+    if (e.path().extension() != ".sst") continue;
+    std::fstream f(e.path(), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(
+        static_cast<std::streamoff>(std::filesystem::file_size(e.path()) / 3));
+    f.write("DAMAGEDDAMAGED", 14);
+  }
+  std::string claude_file;
+  const std::string listed = Llmcache({"verify", "--db", copy, "--json"}).out;
+  json::object report = ParseObject(listed);
+  for (const auto& v : report["entries"].as_array()) {
+    const json::object& o = v.as_object();
+    if (o.contains("file") &&
+        o.at("holds") == "entries of model anthropic/claude-sonnet-4.5") {
+      claude_file = std::filesystem::path(o.at("file").as_string().c_str())
+                        .filename()
+                        .string();
+    }
+  }
+  ASSERT_FALSE(claude_file.empty()) << listed;
+  {
+    const auto p = std::filesystem::path(db_) / claude_file;
+    std::fstream f(p, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(std::filesystem::file_size(p) / 3));
+    f.write("DAMAGEDDAMAGED", 14);
+  }
+  ProcessResult other =
+      Llmcache({"verify", "--db", db_, "--model", "openai/gpt-4o-mini"});
+  EXPECT_EQ(other.exit_code, 0) << other.out << other.err;
+  EXPECT_THAT(other.out, HasSubstr(": 0 bad, "));
+  ProcessResult own = Llmcache(
+      {"verify", "--db", db_, "--model", "anthropic/claude-sonnet-4.5"});
+  EXPECT_EQ(own.exit_code, 1) << own.out;
+  EXPECT_THAT(own.out, HasSubstr(claude_file));
+  json::object j = ParseObject(Llmcache({"verify", "--db", db_, "--json"}).out);
+  EXPECT_EQ(j["damaged_files"].to_number<uint64_t>(), 1u);
 }
 
 TEST_F(CliTest, VerifyFailsWheneverADamagedFileChangesWhatIsShown) {

@@ -21,6 +21,7 @@ namespace llmcache::net {
 namespace {
 
 namespace json = boost::json;
+using ::testing::HasSubstr;
 
 constexpr int64_t kNowMs = 1'767'225'600'000;  // 2026-01-01T00:00:00Z
 
@@ -163,6 +164,19 @@ TEST(ImportLineTest, EscapesUnicodeAndOddValuesAgree) {
       error_body.substr(0, at) +
       R"("response":"{\"error\":{\"code\":429,\"message\":\"slow\"}}"})";
   ExpectSame(error_body);
+}
+
+TEST(ImportLineTest, ACreatedOfZeroIsNotCalledMissing) {
+  const Outcome zero = Parse(ExportLine("x", "m", "", 0, 0), false);
+  EXPECT_FALSE(zero.ok);
+  EXPECT_THAT(zero.error, HasSubstr("\"created\" must be a time after 1970"));
+  std::string none = ExportLine("x", "m", "", kNowMs - 1, 0);
+  const size_t at = none.find("\"created\":");
+  ASSERT_NE(at, std::string::npos);
+  none.erase(at, none.find(',', at) + 1 - at);
+  const Outcome missing = Parse(none, false);
+  EXPECT_FALSE(missing.ok);
+  EXPECT_THAT(missing.error, HasSubstr("missing \"created\""));
 }
 
 // Raw bytes in the response's text, at each edge of well-formed UTF-8

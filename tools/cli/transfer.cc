@@ -501,12 +501,14 @@ int Import(const std::string& db, const std::string& input, bool as_json,
                                              close_started)
                    .count();
   }
+  // Entries as stored already are not written again: not "replaced".
+  const uint64_t changed = loaded.replaced - loaded.unchanged;
   if (as_json) {
     json::object o{{"imported", imported},
                    {"malformed", malformed},
                    {"expired_skipped", expired},
                    {"lines", line_no},
-                   {"replaced", loaded.replaced},
+                   {"replaced", changed},
                    {"unchanged", loaded.unchanged},
                    {"seconds", seconds},
                    {"entries_per_second", EntriesPerSecond(imported, seconds)}};
@@ -517,8 +519,6 @@ int Import(const std::string& db, const std::string& input, bool as_json,
     PrintJsonLine(o, io.out);
   } else {
     io.out << "imported " << imported << " entries";
-    // Entries as stored already are not written again: not "replaced".
-    const uint64_t changed = loaded.replaced - loaded.unchanged;
     if (changed > 0 || loaded.unchanged > 0) {
       io.out << " (";
       if (changed > 0) io.out << changed << " replaced";
@@ -612,11 +612,15 @@ int VerifyWith(
   // A damaged block ends the walk (the entries after it cannot be reached
   // through it), and a damaged index file is never walked: each file is
   // read whole too, and every damaged one named.
+  uint64_t damaged_files = 0;
   if (files) {
     Result<std::vector<Cache::FileProblem>> damaged = files();
     if (!damaged.ok() && s.ok()) s = damaged.status();
     for (const Cache::FileProblem& f :
          damaged.ok() ? *damaged : std::vector<Cache::FileProblem>()) {
+      // With --model, another model's file is not this model's problem.
+      if (model && !f.model.empty() && f.model != BaseModel(*model)) continue;
+      ++damaged_files;
       const std::string problem =
           "damaged file (holds " + f.holds + "): " + f.problem;
       if (as_json) {  // "file", not "key": no digest to purge by
@@ -637,6 +641,7 @@ int VerifyWith(
         {"checked", checked},
         {"expired", expired},
         {"problems", problems},
+        {"damaged_files", damaged_files},
         {"seconds", seconds},
         {"entries_per_second", EntriesPerSecond(checked, seconds)}};
     if (!s.ok()) tail["error"] = s.ToString();
@@ -647,8 +652,10 @@ int VerifyWith(
     return kExitFailure;
   }
   if (!as_json) {
-    io.out << "checked " << checked << " entries: " << problems << " bad, "
-           << expired << " expired (awaiting compaction), in "
+    io.out << "checked " << checked << " entries: " << problems - damaged_files
+           << " bad, ";
+    if (damaged_files > 0) io.out << damaged_files << " damaged files, ";
+    io.out << expired << " expired (awaiting compaction), in "
            << RateText(checked, seconds) << "\n";
   }
   return problems == 0 ? kExitOk : kExitFailure;

@@ -410,6 +410,7 @@ class Cache {
     std::string file;   // its path
     std::string holds;  // "entries of model M", "the creation-time index"...
     std::string problem;
+    std::string model;  // M when it holds one model's entries only, else ""
   };
   // Reads every table file of the store whole and checks each block's
   // checksum (in persistent mode; nothing to check in memory): the files

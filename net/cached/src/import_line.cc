@@ -163,7 +163,10 @@ bool ParseImportLineGeneral(std::string_view line, int64_t now_ms,
     return false;
   }
   if (created == 0) {
-    *error = "missing \"created\" (Unix milliseconds)";
+    const json::value* c = o.if_contains("created");
+    *error = c == nullptr || c->is_null()
+                 ? "missing \"created\" (Unix milliseconds)"
+                 : "\"created\" must be a time after 1970 (Unix milliseconds)";
     return false;
   }
   if (static_cast<int64_t>(created) > now_ms + 5 * 60'000) {
