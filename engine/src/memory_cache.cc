@@ -94,13 +94,13 @@ class MemoryCache final : public Cache {
     return Status();
   }
 
-  Result<bool> PurgeKey(const Digest& digest) override {
+  Result<uint64_t> PurgeKey(const Digest& digest) override {
     std::lock_guard<std::mutex> lock(write_mu_);
     auto gone = tier_.Erase(digest);
-    if (!gone) return false;
+    if (!gone) return 0;
     CountRemoval(*gone);
     stats_.Add(Counter::kPurged, 1);
-    return true;
+    return 1;
   }
 
   Result<uint64_t> PurgeNamespace(std::string_view ns) override {

@@ -149,10 +149,8 @@ Result<uint64_t> Purge(Cache& cache, const PurgeSelector& s) {
       LLMCACHE_RETURN_IF_ERROR(cache.FlushAll());
       return stats.entries;
     }
-    case PurgeKind::kKey: {
-      LLMCACHE_ASSIGN_OR_RETURN(bool removed, cache.PurgeKey(s.digest));
-      return uint64_t{removed ? 1u : 0u};
-    }
+    case PurgeKind::kKey:
+      return cache.PurgeKey(s.digest);
     case PurgeKind::kNamespace:
       return cache.PurgeNamespace(s.value);
     case PurgeKind::kExpired:

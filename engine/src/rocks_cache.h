@@ -116,7 +116,7 @@ class RocksCache final : public Cache {
                            const ProviderStatsDelta& delta) override;
   Result<uint64_t> FlushModel(std::string_view model) override;
   Status FlushAll() override;
-  Result<bool> PurgeKey(const Digest& digest) override;
+  Result<uint64_t> PurgeKey(const Digest& digest) override;
   Result<uint64_t> PurgeNamespace(std::string_view ns) override;
   Result<uint64_t> PurgeExpired() override;
   Result<uint64_t> PurgeOlderThan(int64_t age_ms) override;

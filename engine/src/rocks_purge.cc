@@ -339,7 +339,7 @@ Result<uint64_t> RocksCache::DeleteEntriesLocked(
   return deleted;
 }
 
-Result<bool> RocksCache::PurgeKey(const Digest& digest) {
+Result<uint64_t> RocksCache::PurgeKey(const Digest& digest) {
   DbLock db_lock(this);
   LLMCACHE_RETURN_IF_ERROR(MutationAllowed());
   LLMCACHE_RETURN_IF_ERROR(db_lock.status());
@@ -381,9 +381,7 @@ Result<bool> RocksCache::PurgeKey(const Digest& digest) {
       return FromRocks(it->status(), path_, "scanning the overflow family");
     }
   }
-  LLMCACHE_ASSIGN_OR_RETURN(const uint64_t deleted,
-                            DeleteInChunks(doomed, Counter::kPurged));
-  return deleted > 0;
+  return DeleteInChunks(doomed, Counter::kPurged);
 }
 
 Result<uint64_t> RocksCache::DeleteInChunks(std::span<const Doomed> doomed,

@@ -249,12 +249,12 @@ TEST_P(CacheTest, PurgeKeyRemovesOneEntry) {
   Put(TestKey("m/a", 2), "y");
   auto r = cache_->PurgeKey(TestKey("m/a", 1).digest);
   ASSERT_OK(r);
-  EXPECT_TRUE(*r);
+  EXPECT_EQ(*r, 1u);
   EXPECT_EQ(Outcome(TestKey("m/a", 1)), LookupOutcome::kMiss);
   EXPECT_EQ(Outcome(TestKey("m/a", 2)), LookupOutcome::kHit);
   r = cache_->PurgeKey(TestKey("m/a", 1).digest);
   ASSERT_OK(r);
-  EXPECT_FALSE(*r);
+  EXPECT_EQ(*r, 0u);
 }
 
 TEST_P(CacheTest, PurgeNamespaceRemovesOnlyThatNamespace) {

@@ -126,6 +126,23 @@ TEST_F(RocksCacheTest, AnExpiredVersionCompactedAloneIsNotCountedTwice) {
   EXPECT_EQ(entries(), 4u);
 }
 
+TEST_F(RocksCacheTest, PurgeKeyCountsEveryModelThatStoresTheKey) {
+  // Only an edited import pairs one digest with two models; both go, and
+  // the count says so.
+  const RequestKey one = TestKey("p/one", 7);
+  RequestKey two = one;
+  two.model = two.base_model = "p/two";
+  ASSERT_OK(cache_->Insert(one, "first", {}));
+  ASSERT_OK(cache_->Insert(two, "second", {}));
+  auto purged = cache_->PurgeKey(one.digest);
+  ASSERT_OK(purged);
+  EXPECT_EQ(*purged, 2u);
+  auto st = cache_->GetStats();
+  ASSERT_OK(st);
+  EXPECT_EQ(st->entries, 0u);
+  EXPECT_EQ(st->purged, 2u);
+}
+
 TEST_F(RocksCacheTest, AnIdenticalVersionIsNotWrittenAgain) {
   // The same entry twice in one millisecond: byte for byte the same value.
   // Written twice, its two versions would each be counted out when they

@@ -248,7 +248,7 @@ class BrokenCache final : public Cache {
   void RecordBypass(BypassReason) override {}
   Result<uint64_t> FlushModel(std::string_view) override { return Fail(); }
   Status FlushAll() override { return Fail(); }
-  Result<bool> PurgeKey(const Digest&) override { return Fail(); }
+  Result<uint64_t> PurgeKey(const Digest&) override { return Fail(); }
   Result<uint64_t> PurgeNamespace(std::string_view) override { return Fail(); }
   Result<uint64_t> PurgeExpired() override { return Fail(); }
   Result<uint64_t> PurgeOlderThan(int64_t) override { return Fail(); }

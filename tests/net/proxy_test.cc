@@ -783,7 +783,7 @@ class HealthSetCache final : public Cache {
     ++flush_all_calls;
     return inner_->FlushAll();
   }
-  Result<bool> PurgeKey(const Digest& digest) override {
+  Result<uint64_t> PurgeKey(const Digest& digest) override {
     return inner_->PurgeKey(digest);
   }
   Result<uint64_t> PurgeNamespace(std::string_view ns) override {

@@ -321,8 +321,9 @@ class Cache {
   // savings are kept.
   virtual Status FlushAll() = 0;
 
-  // Removes one entry. True if it existed.
-  virtual Result<bool> PurgeKey(const Digest& digest) = 0;
+  // Removes the entry of a key; returns how many were removed: 0, 1, or
+  // more when an edited import stored the key under several models.
+  virtual Result<uint64_t> PurgeKey(const Digest& digest) = 0;
   // Removes the entries stored under namespace `ns`; returns how many.
   virtual Result<uint64_t> PurgeNamespace(std::string_view ns) = 0;
   // Removes entries whose TTL has passed; returns how many.

@@ -488,7 +488,8 @@ void CachedClientImpl::FillFromShared(const RequestKey& key,
       return;
     }
     if (self->shared_->flush_count() != flush_count) {
-      if (Result<bool> gone = self->cache_->PurgeKey(key.digest); !gone.ok()) {
+      if (Result<uint64_t> gone = self->cache_->PurgeKey(key.digest);
+          !gone.ok()) {
         self->StoreFailure("taking back a fill from the shared tier",
                            gone.status());
       }
