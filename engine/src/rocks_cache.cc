@@ -181,6 +181,7 @@ Result<std::unique_ptr<Cache>> RocksCache::OpenSecondary(
   cache->options_.path = options.path;
   cache->options_.maintenance_interval_ms = 0;
   cache->secondary_dir_ = options.secondary_path;
+  cache->accept_damaged_view_ = options.accept_damaged_view;
   if (cache->secondary_dir_.empty()) {
     std::error_code ec;
     fs::path tmp = fs::temp_directory_path(ec);
@@ -714,7 +715,9 @@ Status RocksCache::OpenAsSecondary() {
   // A table file RocksDB cannot open (a damaged properties block) is left
   // out of this view without an error: every read would then miss what it
   // holds. Refuse such a view (VerifyFiles still runs, to name the file).
-  std::vector<FileProblem> unviewed = UnviewedDamagedFiles(/*whole=*/false);
+  std::vector<FileProblem> unviewed =
+      accept_damaged_view_ ? std::vector<FileProblem>()
+                           : UnviewedDamagedFiles(/*whole=*/false);
   unviewed_.clear();
   if (!unviewed.empty()) {
     unviewed_ = "corrupt database " + path_ + ": table file " +
@@ -740,7 +743,9 @@ Status RocksCache::CatchUp() {
   // a model flush (verify did, in the crash loop). A reopen costs the open
   // of an inspection (tens of milliseconds at 10M entries).
   CloseDb();
-  return OpenAsSecondary();
+  LLMCACHE_RETURN_IF_ERROR(OpenAsSecondary());
+  if (!unviewed_.empty()) return DataLossError(unviewed_);
+  return Status();
 }
 
 // Provider prompt-cache and drift counts: per-model deltas like a hit's,

@@ -384,6 +384,7 @@ class RocksCache final : public Cache {
   // Inspection: why its view is refused (a table file it cannot open;
   // OpenAsSecondary), or empty.
   std::string unviewed_;
+  bool accept_damaged_view_ = false;  // InspectOptions::accept_damaged_view
   // Set by the destructor before its last flush: the TTL filter is off for
   // the flushes and compactions that start after it.
   std::atomic<bool> closing_{false};

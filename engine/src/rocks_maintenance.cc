@@ -393,7 +393,8 @@ std::vector<Cache::FileProblem> RocksCache::UnviewedDamagedFiles(bool whole) {
     // not damage.
     if (s.ok() || !EndsLikeATable(e.path())) continue;
     out.push_back({e.path().string(),
-                   "data that reads leave out: RocksDB cannot open it",
+                   "data outside the database's view (RocksDB leaves out a "
+                   "file it cannot open)",
                    s.ToString(), ""});
   }
   return out;

@@ -1325,7 +1325,7 @@ TEST_F(CliTest, VerifyFailsWheneverADamagedFileChangesWhatIsShown) {
   }
   ASSERT_GE(ssts.size(), 3u);
   const std::string copy = dir_.path() + "/copy";
-  int changed = 0, unseen = 0;
+  int changed = 0, unseen = 0, refused = 0;
   for (const auto& name : ssts) {
     for (double at : {0.2, 0.35, 0.5, 0.65, 0.8}) {
       std::filesystem::remove_all(copy);
@@ -1350,9 +1350,15 @@ TEST_F(CliTest, VerifyFailsWheneverADamagedFileChangesWhatIsShown) {
           << name << " damaged at " << at << ": models " << m.out << m.err
           << "; verify " << v.out << v.err;
       if (m.exit_code == 0 && s.exit_code == 0) ++unseen;  // silently wrong
+      if (m.err.find("cannot be opened") != std::string::npos) {
+        ++refused;
+        // verify reads on past the file it names, to the end of the walk.
+        EXPECT_THAT(v.out, HasSubstr("damaged files, ")) << v.out << v.err;
+      }
     }
   }
   EXPECT_GT(changed, 0);
+  EXPECT_GT(refused, 0);
   // Nothing reads differently without saying so.
   EXPECT_EQ(unseen, 0);
 }

@@ -548,7 +548,8 @@ int Import(const std::string& db, const std::string& input, bool as_json,
 
 int Verify(const std::string& db, const std::optional<std::string>& model,
            bool as_json, const Io& io) {
-  std::unique_ptr<Cache> cache = OpenForReading(db, io);
+  std::unique_ptr<Cache> cache =
+      OpenForReading(db, io, /*accept_damaged_view=*/true);
   if (!cache) return kExitFailure;
   return VerifyWith(
       [&cache](const std::optional<std::string>& m,

@@ -153,7 +153,8 @@ std::optional<std::string> ReadServeFile(const std::string& path, int pid) {
   return url;
 }
 
-std::unique_ptr<Cache> OpenForReading(const std::string& path, const Io& io) {
+std::unique_ptr<Cache> OpenForReading(const std::string& path, const Io& io,
+                                      bool accept_damaged_view) {
   std::error_code ec;
   if (!std::filesystem::exists(path + "/CURRENT", ec)) {
     io.err << "llmcache: no database at " << path
@@ -162,6 +163,7 @@ std::unique_ptr<Cache> OpenForReading(const std::string& path, const Io& io) {
   }
   InspectOptions options;
   options.path = path;
+  options.accept_damaged_view = accept_damaged_view;
   Result<std::unique_ptr<Cache>> cache = Cache::Inspect(options);
   if (!cache.ok()) {
     io.err << "llmcache: " << cache.status() << "\n";

@@ -63,8 +63,10 @@ std::string RedactCommandLine(std::string_view nul_separated);
 
 // Opens the database at `path` read-only through the engine's inspection
 // mode, so it works while another process owns it. On failure prints the
-// error to io.err and returns null.
-std::unique_ptr<Cache> OpenForReading(const std::string& path, const Io& io);
+// error to io.err and returns null. `accept_damaged_view`: see
+// InspectOptions (verify reads on past a table file RocksDB cannot open).
+std::unique_ptr<Cache> OpenForReading(const std::string& path, const Io& io,
+                                      bool accept_damaged_view = false);
 
 // Opens the database at `path` for writing. On failure prints the error and
 // sets *exit_code: kExitBusy (with the holder's pid and command, and what to

@@ -120,6 +120,11 @@ struct InspectOptions {
   std::string secondary_path;
   // Source of time for expiry checks. Null = the system clock.
   const Clock* clock = nullptr;
+  // A table file RocksDB cannot open is left out of the view without an
+  // error, so by default such a view is refused (kDataLoss on every read;
+  // Cache::VerifyFiles names the file). True: reads go on without it (a
+  // verification that still checks every entry it can reach).
+  bool accept_damaged_view = false;
 };
 
 // The database directory used when none is given: $LLMCACHE_DB if set, else
