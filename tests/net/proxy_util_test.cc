@@ -242,6 +242,23 @@ TEST(ProxyUtilParseQueryTest, MalformedEscapesAreKeptLiterally) {
   EXPECT_THAT(ParseQuery("x=100%"), ElementsAre(Pair("x", "100%")));
 }
 
+// ------------------------------------------------------- RequestLineTarget
+
+TEST(ProxyUtilRequestLineTargetTest, TheTargetOfAWholeRequestLine) {
+  EXPECT_EQ(RequestLineTarget("", "POST /v1/messages HTTP/1.1\r\nHost: x\r\n"),
+            "/v1/messages");
+  EXPECT_EQ(RequestLineTarget("", "GET /a?b=c HTTP/1.0\r\n"), "/a?b=c");
+  // Not a whole request line: no route to guess from.
+  EXPECT_EQ(RequestLineTarget("", "POST /v1/messages HTTP/1.1"), "");
+  EXPECT_EQ(RequestLineTarget("", ""), "");
+  // Beast's parser read the request line: what it read.
+  EXPECT_EQ(RequestLineTarget("/v1/messages", "Host: x y\r\n"), "/v1/messages");
+  EXPECT_EQ(RequestLineTarget("", "POST  HTTP/1.1\r\n"), "");
+  EXPECT_EQ(RequestLineTarget("", " /x HTTP/1.1\r\n"), "");
+  EXPECT_EQ(RequestLineTarget("", "POST /x\r\n"), "");
+  EXPECT_EQ(RequestLineTarget("", "POST /x HTTP/1.1 extra\r\n"), "");
+}
+
 // ------------------------------------------------------------- BearerToken
 
 TEST(ProxyUtilBearerTokenTest, TokenOfTheBearerScheme) {

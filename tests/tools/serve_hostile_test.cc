@@ -649,6 +649,21 @@ TEST_F(ServeHostileTest, HeadersOverTheLimitAre431) {
     c.ReadUntilClosed(5s, &got);
     EXPECT_EQ(Statuses(got), std::vector<int>{431}) << got.substr(0, 300);
   }
+  // On /v1/messages in Anthropic's error shape (the route from the request
+  // line: the head itself is never parsed).
+  {
+    RawConn c(port_);
+    ASSERT_TRUE(c.ok());
+    c.Send(
+        "POST /v1/messages?beta=true HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        "X-Big: " +
+        std::string(kMaxHeader + 1, 'h') + "\r\n\r\n");
+    std::string got;
+    c.ReadUntilClosed(5s, &got);
+    EXPECT_EQ(Statuses(got), std::vector<int>{431}) << got.substr(0, 300);
+    EXPECT_NE(got.find(R"("type":"error")"), std::string::npos) << got;
+    EXPECT_NE(got.find("request headers larger than"), std::string::npos);
+  }
   EXPECT_EQ(fake_->completions(), upstream);
   ExpectStillServing(b);
 }

@@ -133,6 +133,22 @@ std::string_view BearerToken(std::string_view authorization) {
   return Trim(authorization.substr(7));
 }
 
+std::string_view RequestLineTarget(std::string_view parsed,
+                                   std::string_view head) {
+  if (!parsed.empty()) return parsed;
+  const size_t eol = head.find("\r\n");
+  if (eol == std::string_view::npos) return {};
+  const std::string_view line = head.substr(0, eol);
+  const size_t sp1 = line.find(' ');
+  const size_t sp2 =
+      sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
+  if (sp1 == 0 || sp2 == std::string_view::npos || sp2 == sp1 + 1 ||
+      line.find(' ', sp2 + 1) != std::string_view::npos) {
+    return {};
+  }
+  return line.substr(sp1 + 1, sp2 - sp1 - 1);
+}
+
 bool ConstantTimeEquals(std::string_view a, std::string_view b) {
   const Digest da = Sha256(a);
   const Digest db = Sha256(b);

@@ -47,6 +47,13 @@ std::vector<std::pair<std::string, std::string>> ParseQuery(
 // header is absent or uses another scheme.
 std::string_view BearerToken(std::string_view authorization);
 
+// The request-target of a head too large to parse (431), for an answer in
+// the shape of its route: `parsed` when Beast's parser read the request line,
+// else from the request line that begins `head` ("POST /v1/x HTTP/1.1\r\n..."
+// gives "/v1/x"), "" when `head` does not begin with one whole.
+std::string_view RequestLineTarget(std::string_view parsed,
+                                   std::string_view head);
+
 // Compares two secrets in time independent of where they differ (both are
 // hashed first, so the length does not leak either).
 bool ConstantTimeEquals(std::string_view a, std::string_view b);

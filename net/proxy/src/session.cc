@@ -7,8 +7,7 @@
 // Probe inline on the worker; a hit is written straight from the shared entry
 // (a gather write of a hand-built head and the stored body: no copy). A miss
 // (or a bypass) goes through CachedClient::Complete on the upstream thread;
-// its stream events are posted back and written as HTTP chunks (to an
-// HTTP/1.0 client, which has no chunks, as they are, ended by the close).
+// its events are posted back as HTTP chunks (HTTP/1.0: unframed, to close).
 //
 // Decisions not spelled out in proxy.h:
 //   - Access (Host, Origin, credentials: access.h) is checked as soon as a
@@ -150,7 +149,11 @@ class SessionImpl final : public Session,
   void OnHeader(beast::error_code ec) {
     if (closed()) return;
     if (ec == http::error::header_limit) {
-      BeginRequest();
+      BeginRequest();  // the route: from the request line, parsed or not
+      const auto raw = buffer_.cdata();
+      ReadTarget(proxy_util::RequestLineTarget(
+          Sv(parser_->get().target()),
+          {static_cast<const char*>(raw.data()), raw.size()}));
       SendError(431, "request_header_fields_too_large",
                 "request headers larger than " +
                     std::to_string(srv_.options().max_header_bytes) + " bytes",
@@ -159,7 +162,7 @@ class SessionImpl final : public Session,
     }
     if (ec == http::error::body_limit) {
       BeginRequest();
-      ReadTarget();  // the head is whole: /messages answers in its shape
+      ReadTarget(Sv(parser_->get().target()));  // /messages: in its shape
       SendTooLarge();
       return;
     }
@@ -178,7 +181,7 @@ class SessionImpl final : public Session,
     }
     ++requests_read_;
     BeginRequest();
-    ReadTarget();
+    ReadTarget(Sv(parser_->get().target()));
     // Any Transfer-Encoding but one "chunked": 501 and close (RFC 9112 6.1,
     // 6.3). gzip before chunked would be read as plain bytes; a last coding
     // other than chunked leaves the length unknown (request smuggling).
@@ -195,8 +198,7 @@ class SessionImpl final : public Session,
     PumpBody();
   }
 
-  void ReadTarget() {
-    const std::string_view target = Sv(parser_->get().target());
+  void ReadTarget(std::string_view target) {
     const size_t q = target.find('?');
     req_.path = target.substr(0, q);
     req_.query =
@@ -205,8 +207,7 @@ class SessionImpl final : public Session,
         metrics::RouteOfPath(req_.path, !srv_.options().admin_token.empty());
   }
 
-  // Checks who may send the request (access.h), before its body is read. False
-  // when it has been answered (refused, or a CORS preflight).
+  // Access (access.h) before the body; false: answered (refused, preflight).
   bool Admit() {
     const auto& req = parser_->get();
     req_.keep_alive = req.keep_alive();
@@ -746,8 +747,7 @@ class SessionImpl final : public Session,
               close);
   }
 
-  // Sends one of the proxy's own errors; `close` ends the connection after
-  // it (lingering).
+  // Sends one of the proxy's errors; `close`: then closes (lingering).
   void SendError(HttpError e, bool close = false) {
     if (close) req_.keep_alive = false;
     extra_ = std::move(e.extra_headers);
