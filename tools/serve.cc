@@ -283,6 +283,17 @@ int Run(CLI::App& sub, ServeConfig& c) {
               << c.prompt_cache << "'\n";
     return 2;
   }
+  // Seconds to the end of the year 9999 (Unix time): no entry lives longer.
+  constexpr int64_t kLongestTtlS = kMaxEntryTimeMs / 1000;
+  for (const auto& [flag, s] :
+       {std::pair{"--ttl", c.ttl_s}, std::pair{"--max-ttl", c.max_ttl_s}}) {
+    if (s > kLongestTtlS) {
+      std::cerr << "llmcache serve: " << flag << " " << s
+                << " is longer than an entry can live (at most " << kLongestTtlS
+                << " s: until the end of the year 9999)\n";
+      return 2;
+    }
+  }
   if (c.max_ttl_s >= 0 && c.max_ttl_s != 0 &&
       (c.ttl_s == 0 || c.ttl_s > c.max_ttl_s)) {
     std::cerr << "llmcache serve: --ttl " << c.ttl_s

@@ -97,8 +97,20 @@ Result<std::map<std::string, AgeRange, std::less<>>> Cache::AgeRanges(
 
 namespace internal {
 
-EntryMeta MakeEntryMeta(const RequestKey& key, const InsertOptions& options,
-                        int64_t default_ttl_ms, int64_t now_ms) {
+Result<EntryMeta> MakeEntryMeta(const RequestKey& key,
+                                const InsertOptions& options,
+                                int64_t default_ttl_ms, int64_t now_ms) {
+  if (options.ttl_ms && *options.ttl_ms < 0) {
+    return InvalidArgumentError("ttl_ms must be >= 0");
+  }
+  // A time past the year 9999 or before 1970 would be stored as a negative
+  // timestamp, which every later read reports as damage.
+  if (options.created_ms < 0 || options.created_ms > kMaxEntryTimeMs ||
+      options.expires_ms < 0 || options.expires_ms > kMaxEntryTimeMs) {
+    return InvalidArgumentError(
+        "created_ms and expires_ms must be Unix milliseconds from 1970 to "
+        "the end of the year 9999 (0 = not set)");
+  }
   EntryMeta meta;
   meta.flags = options.flags;
   meta.created_ms = options.created_ms != 0 ? options.created_ms : now_ms;
@@ -106,7 +118,7 @@ EntryMeta MakeEntryMeta(const RequestKey& key, const InsertOptions& options,
   if (options.expires_ms != 0) {
     meta.expires_ms = options.expires_ms;
   } else {
-    meta.expires_ms = ttl > 0 ? meta.created_ms + ttl : 0;
+    meta.expires_ms = ExpiryAfter(meta.created_ms, ttl);
   }
   meta.usage = options.usage;
   meta.model = key.model;

@@ -11,9 +11,11 @@
 
 namespace llmcache::internal {
 
-// The entry metadata an insert stores, at time `now_ms`.
-EntryMeta MakeEntryMeta(const RequestKey& key, const InsertOptions& options,
-                        int64_t default_ttl_ms, int64_t now_ms);
+// The entry metadata an insert stores, at time `now_ms`; kInvalidArgument
+// for a negative TTL or times outside 0..kMaxEntryTimeMs (see InsertOptions).
+Result<EntryMeta> MakeEntryMeta(const RequestKey& key,
+                                const InsertOptions& options,
+                                int64_t default_ttl_ms, int64_t now_ms);
 
 // Classifies an entry found under a key: kHit, kExpired, or kMiss when it is
 // older than options.max_age_ms.

@@ -45,12 +45,11 @@ class MemoryCache final : public Cache {
 
   Status Insert(const RequestKey& key, std::string_view body,
                 const InsertOptions& options) override {
-    if (options.ttl_ms && *options.ttl_ms < 0) {
-      return InvalidArgumentError("ttl_ms must be >= 0");
-    }
+    Result<EntryMeta> meta = MakeEntryMeta(
+        key, options, options_.default_ttl_ms, clock_->NowMillis());
+    if (!meta.ok()) return meta.status();
     auto e = std::make_shared<Entry>();
-    e->meta = MakeEntryMeta(key, options, options_.default_ttl_ms,
-                            clock_->NowMillis());
+    e->meta = std::move(*meta);
     e->body.assign(body);
     const size_t size = StoredSize(*e);
     std::lock_guard<std::mutex> lock(write_mu_);
@@ -113,6 +112,7 @@ class MemoryCache final : public Cache {
   }
 
   Result<uint64_t> PurgeOlderThan(int64_t age_ms) override {
+    if (age_ms < 0) return InvalidArgumentError("age_ms must be >= 0");
     const int64_t cutoff = clock_->NowMillis() - age_ms;
     return PurgeIf([&](const Entry& e) { return e.meta.created_ms < cutoff; });
   }

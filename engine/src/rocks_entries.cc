@@ -185,12 +185,11 @@ Result<LookupResult> RocksCache::Lookup(const RequestKey& key,
 
 Status RocksCache::Insert(const RequestKey& key, std::string_view body,
                           const InsertOptions& options) {
-  if (options.ttl_ms && *options.ttl_ms < 0) {
-    return InvalidArgumentError("ttl_ms must be >= 0");
-  }
+  Result<EntryMeta> meta = internal::MakeEntryMeta(
+      key, options, options_.default_ttl_ms, clock_->NowMillis());
+  if (!meta.ok()) return meta.status();
   auto entry = std::make_shared<Entry>();
-  entry->meta = internal::MakeEntryMeta(key, options, options_.default_ttl_ms,
-                                        clock_->NowMillis());
+  entry->meta = std::move(*meta);
   std::string value;
   LLMCACHE_RETURN_IF_ERROR(EncodeEntry(entry->meta, body, &value));
   entry->body.assign(body);

@@ -327,12 +327,11 @@ Status RocksCache::Loader::AddUnguarded(const RequestKey& key,
                                         const InsertOptions& options) {
   if (finished_) return FailedPreconditionError("bulk load is finished");
   LLMCACHE_RETURN_IF_ERROR(failed_);
-  if (options.ttl_ms && *options.ttl_ms < 0) {
-    return InvalidArgumentError("ttl_ms must be >= 0");
-  }
-  const EntryMeta meta =
+  Result<EntryMeta> made =
       internal::MakeEntryMeta(key, options, cache_->options_.default_ttl_ms,
                               cache_->clock_->NowMillis());
+  if (!made.ok()) return made.status();
+  const EntryMeta& meta = *made;
   // The encoded entry is its header, then the body: the body goes from
   // the caller's buffer to the batch's in one copy.
   scratch_.clear();

@@ -569,6 +569,10 @@ TEST_F(BulkLoadTest, ErrorsAndLeftovers) {
   bad.ttl_ms = -1;
   EXPECT_THAT((*loader)->Add(s.key, s.body, bad),
               StatusIs(StatusCode::kInvalidArgument));
+  bad = InsertOptionsOf(s);
+  bad.expires_ms = kMaxEntryTimeMs + 1;  // stored, it would read as damage
+  EXPECT_THAT((*loader)->Add(s.key, s.body, bad),
+              StatusIs(StatusCode::kInvalidArgument));
   ASSERT_OK((*loader)->Add(s.key, s.body, InsertOptionsOf(s)));  // goes on
   ASSERT_OK((*loader)->Finish());
   EXPECT_THAT((*loader)->Finish(), StatusIs(StatusCode::kFailedPrecondition));

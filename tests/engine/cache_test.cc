@@ -138,6 +138,48 @@ TEST_P(CacheTest, NegativeTtlIsInvalid) {
               StatusIs(StatusCode::kInvalidArgument));
 }
 
+// A TTL past the year 9999 once overflowed into a negative expiry: the
+// insert said OK and every later read of the entry (and every walk of its
+// model) reported damage. It now expires at the end of the year 9999.
+TEST_P(CacheTest, AHugeTtlExpiresAtTheEndOfTheYear9999) {
+  const RequestKey key = TestKey("m/a", 1);
+  const RequestKey other = TestKey("m/a", 2);
+  InsertOptions io;
+  io.ttl_ms = INT64_MAX;
+  Put(key, "body", io);
+  Put(other, "other");
+  clock_.Advance(1000);
+  auto r = cache_->Lookup(key);
+  ASSERT_OK(r);
+  ASSERT_TRUE(r->hit());
+  EXPECT_EQ(r->entry->meta.expires_ms, kMaxEntryTimeMs);
+  auto found = cache_->Find(key.digest);
+  ASSERT_OK(found);
+  ASSERT_NE(*found, nullptr);
+  int walked = 0;
+  ASSERT_OK(cache_->ForEachEntry(std::string("m/a"), [&](const EntryView&) {
+    ++walked;
+    return true;
+  }));
+  EXPECT_EQ(walked, 2);
+}
+
+TEST_P(CacheTest, TimesBefore1970OrAfterTheYear9999AreInvalid) {
+  for (const int64_t t : {int64_t{-5}, kMaxEntryTimeMs + 1, INT64_MAX}) {
+    InsertOptions created;
+    created.created_ms = t;
+    EXPECT_THAT(cache_->Insert(TestKey("m/a", 1), "b", created),
+                StatusIs(StatusCode::kInvalidArgument));
+    InsertOptions expires;
+    expires.expires_ms = t;
+    EXPECT_THAT(cache_->Insert(TestKey("m/a", 1), "b", expires),
+                StatusIs(StatusCode::kInvalidArgument));
+  }
+  EXPECT_EQ(Outcome(TestKey("m/a", 1)), LookupOutcome::kMiss);
+  EXPECT_THAT(cache_->PurgeOlderThan(-5),
+              StatusIs(StatusCode::kInvalidArgument));
+}
+
 TEST_P(CacheTest, MaxAgeRejectsOlderEntryButKeepsIt) {
   const RequestKey key = TestKey("m/a", 1);
   Put(key, "body");

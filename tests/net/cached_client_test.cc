@@ -357,6 +357,23 @@ TEST_F(CachedClientTest, StreamAndNonStreamShareEntries) {
   EXPECT_EQ(fake_->completions(), 2u);
 }
 
+TEST_F(CachedClientTest, BadPerRequestSettingsAreInvalid) {
+  CachedRequest negative;
+  negative.body = Body("openai/gpt-4o-mini");
+  negative.ttl_ms = -1;
+  EXPECT_THAT(cached_->Prepare(negative),
+              StatusIs(StatusCode::kInvalidArgument));
+  // AsyncChat's own errors are its answer (it once sent an empty body).
+  auto r =
+      cached_
+          ->AsyncChat("openai/gpt-4o-mini", "not json", "{}", asio::use_future)
+          .get();
+  EXPECT_THAT(r, StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_THAT(r.status().message(),
+              ::testing::HasSubstr("messages must be a JSON array"));
+  EXPECT_EQ(fake_->completions(), 0u);
+}
+
 TEST_F(CachedClientTest, PerRequestControls) {
   const std::string body = Body("openai/gpt-4o-mini");
   CachedRequest no_store;
@@ -933,6 +950,56 @@ TEST_F(CachedClientFlightTest, StreamWaiterOfAPlainLeaderGetsEvents) {
   auto l = leader.get();
   ASSERT_OK(l);
   EXPECT_FALSE(l->streamed);
+  EXPECT_EQ(scripted_->sends(), 1u);
+}
+
+// A no-store request once led the flight that identical requests joined:
+// none of them was stored, and the next one paid upstream again.
+TEST_F(CachedClientFlightTest, ANoStoreRequestLeadsNoFlight) {
+  CachedRequest no_store;
+  no_store.body = Body("openai/gpt-4o-mini");
+  no_store.no_store = true;
+  auto first =
+      flights_->AsyncComplete(std::move(no_store), nullptr, asio::use_future);
+  ASSERT_TRUE(llmcache::testing::WaitFor([&] { return scripted_->sends(); }));
+  auto storing = Start(/*stream=*/false);  // its own call, and stored
+  ASSERT_TRUE(
+      llmcache::testing::WaitFor([&] { return scripted_->sends() == 2; }));
+  EXPECT_EQ(flights_->stats().flight_joins, 0u);
+  scripted_->Release(0, "Four, of course.");
+  scripted_->Release(1, "Four, of course.");
+  auto f = first.get();
+  ASSERT_OK(f);
+  EXPECT_FALSE(f->stored);
+  auto s = storing.get();
+  ASSERT_OK(s);
+  EXPECT_FALSE(s->joined_flight);
+  EXPECT_TRUE(s->stored);
+  auto again = Start(/*stream=*/false).get();
+  ASSERT_OK(again);
+  EXPECT_EQ(again->result, CacheResult::kHit);
+  EXPECT_EQ(scripted_->sends(), 2u);
+}
+
+// A no-store request may join a flight that stores: the entry is the
+// leader's, which would be stored anyway.
+TEST_F(CachedClientFlightTest, ANoStoreRequestJoinsAFlightThatStores) {
+  auto leader = Start(/*stream=*/false);
+  ASSERT_TRUE(llmcache::testing::WaitFor([&] { return scripted_->sends(); }));
+  CachedRequest no_store;
+  no_store.body = Body("openai/gpt-4o-mini");
+  no_store.no_store = true;
+  auto waiter =
+      flights_->AsyncComplete(std::move(no_store), nullptr, asio::use_future);
+  ASSERT_TRUE(llmcache::testing::WaitFor(
+      [&] { return flights_->stats().flight_joins == 1; }));
+  scripted_->Release(0, "Four, of course.");
+  auto w = waiter.get();
+  ASSERT_OK(w);
+  EXPECT_TRUE(w->joined_flight);
+  auto l = leader.get();
+  ASSERT_OK(l);
+  EXPECT_TRUE(l->stored);
   EXPECT_EQ(scripted_->sends(), 1u);
 }
 

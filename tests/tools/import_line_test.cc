@@ -179,6 +179,29 @@ TEST(ImportLineTest, ACreatedOfZeroIsNotCalledMissing) {
   EXPECT_THAT(missing.error, HasSubstr("missing \"created\""));
 }
 
+// An expiry past the year 9999 would be stored as a negative timestamp,
+// which every later read reports as damage: out of range, by both readers.
+TEST(ImportLineTest, AnExpiryPastTheYear9999IsOutOfRange) {
+  const std::string last = std::to_string(kMaxEntryTimeMs);
+  for (const std::string& expires : {last, std::to_string(kMaxEntryTimeMs + 1),
+                                     std::string("9") + std::string(17, '0')}) {
+    const std::string line = ExportLine("x", "m", "", kNowMs - 1, 1);
+    const size_t at = line.find("\"expires\":1");
+    ASSERT_NE(at, std::string::npos);
+    const std::string text =
+        line.substr(0, at) + "\"expires\":" + expires + line.substr(at + 11);
+    ExpectSame(text);
+    const Outcome o = Parse(text, false);
+    if (expires == last) {
+      EXPECT_TRUE(o.ok) << o.error;
+      EXPECT_EQ(o.line.options.expires_ms, kMaxEntryTimeMs);
+    } else {
+      EXPECT_FALSE(o.ok) << expires;
+      EXPECT_THAT(o.error, HasSubstr("out of range"));
+    }
+  }
+}
+
 // Raw bytes in the response's text, at each edge of well-formed UTF-8
 // (RFC 3629): the scan accepts exactly what Boost.JSON accepts.
 TEST(ImportLineTest, Utf8EdgesAgree) {

@@ -515,6 +515,14 @@ TEST_F(ServeTest, BadSettingsAreUsageErrors) {
   EXPECT_NE(f.Err().find("--max-ttl"), std::string::npos) << f.Err();
   Process g(dir_, Args({"--ttl", "0", "--max-ttl", "60"}));
   EXPECT_EQ(g.Wait(), 2) << g.Err();
+  // Seconds that overflowed as milliseconds (the entries were then stored
+  // with a negative expiry: never a hit, and reported as damage).
+  for (const char* flag : {"--ttl", "--max-ttl"}) {
+    Process t(dir_, Args({flag, "9223372036854775"}));
+    EXPECT_EQ(t.Wait(), 2) << t.Err();
+    EXPECT_NE(t.Err().find("longer than an entry can live"), std::string::npos)
+        << t.Err();
+  }
   // Numbers out of range say what they want (CLI11's own wording quoted a
   // range up to a 309-digit number).
   Process h(dir_, Args({"--upstream-timeout", "0"}));

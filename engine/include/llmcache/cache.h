@@ -63,10 +63,25 @@ struct LookupOptions {
   bool record_stats = true;
 };
 
+// The latest time an entry can carry, in Unix milliseconds: the end of the
+// year 9999. A TTL that reaches beyond it expires then.
+inline constexpr int64_t kMaxEntryTimeMs = 253'402'300'799'999;
+
+// The expiry of an entry created at `created_ms` (at most kMaxEntryTimeMs)
+// that lives `ttl_ms`: 0 (never) for a TTL of 0 or less, else at most
+// kMaxEntryTimeMs, without overflow.
+inline int64_t ExpiryAfter(int64_t created_ms, int64_t ttl_ms) {
+  if (ttl_ms <= 0) return 0;
+  return ttl_ms >= kMaxEntryTimeMs - created_ms ? kMaxEntryTimeMs
+                                                : created_ms + ttl_ms;
+}
+
 struct InsertOptions {
   // The namespace the key was computed with (stored for PurgeNamespace).
   std::string_view ns;
   // Time to live; nullopt = CacheOptions::default_ttl_ms; 0 = never expires.
+  // Negative is kInvalidArgument; one that reaches past kMaxEntryTimeMs
+  // expires at kMaxEntryTimeMs.
   std::optional<int64_t> ttl_ms;
   // Usage and cost reported by the response; summed into "saved" statistics
   // every time the entry is served.
@@ -75,7 +90,8 @@ struct InsertOptions {
   std::string_view resolved_model;
   uint8_t flags = kEntryFlagNone;
   // For imports: keep the original creation and expiry times instead of
-  // now / now + ttl. 0 = not set.
+  // now / now + ttl. 0 = not set; negative or past kMaxEntryTimeMs is
+  // kInvalidArgument.
   int64_t created_ms = 0;
   int64_t expires_ms = 0;
 };
@@ -329,6 +345,7 @@ class Cache {
   // Removes entries whose TTL has passed; returns how many.
   virtual Result<uint64_t> PurgeExpired() = 0;
   // Removes entries created more than `age_ms` ago; returns how many.
+  // Negative `age_ms` is kInvalidArgument.
   virtual Result<uint64_t> PurgeOlderThan(int64_t age_ms) = 0;
 
   // Finds an entry by digest alone, whatever its model (for inspection).

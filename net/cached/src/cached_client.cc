@@ -93,6 +93,9 @@ CachedClientImpl::CachedClientImpl(std::shared_ptr<Cache> cache,
 }
 
 Result<PreparedRequest> CachedClientImpl::Prepare(CachedRequest request) const {
+  if (request.ttl_ms && *request.ttl_ms < 0) {
+    return InvalidArgumentError("ttl_ms must be >= 0");
+  }
   try {
     if (request.ns.empty()) request.ns = options_.default_namespace;
     RequestInfo info;
@@ -287,10 +290,12 @@ void CachedClientImpl::CompletePrepared(PreparedRequest p,
 }
 
 // Single flight: joins an identical in-flight miss, or leads one
-// (`rejoin`: a waiter whose flight ended without a result).
+// (`rejoin`: a waiter whose flight ended without a result). A no-store
+// request leads none: what joined it would go unstored.
 void CachedClientImpl::JoinOrLead(PreparedRequest p, StreamHandler on_chunk,
                                   Callback done, bool rejoin) {
   const Digest digest = p.key().digest;
+  const bool leads = !p.request().no_store;
   {
     std::lock_guard<std::mutex> lock(flights_mu_);
     auto it = flights_.find(digest);
@@ -300,7 +305,7 @@ void CachedClientImpl::JoinOrLead(PreparedRequest p, StreamHandler on_chunk,
           Waiter{std::move(p), std::move(on_chunk), std::move(done)});
       return;
     }
-    flights_.emplace(digest, std::make_shared<Flight>());
+    if (leads) flights_.emplace(digest, std::make_shared<Flight>());
   }
   // From here the flight must end whatever happens, or every identical
   // request after it would wait for ever.
@@ -315,23 +320,23 @@ void CachedClientImpl::JoinOrLead(PreparedRequest p, StreamHandler on_chunk,
           Lookup(p, /*record=*/false, on_chunk != nullptr, &store_failed);
       if (hit) {
         const Result<CachedResponse> shared = HitResponse(p, *hit);
-        FinishFlight(digest, &shared);
+        if (leads) FinishFlight(digest, &shared);
         DeliverHit(*shared, hit->events, on_chunk, done,
                    p.request().on_stream_hit);
         return;
       }
     }
     if (shared_ && !p.request().skip_lookup) {
-      SharedLookup(std::make_shared<SharedStep>(
-          SharedStep{std::move(p), std::move(on_chunk), std::move(done)}));
+      SharedLookup(std::make_shared<SharedStep>(SharedStep{
+          std::move(p), std::move(on_chunk), std::move(done), 0, leads}));
       return;
     }
     CallUpstream(std::move(p), CacheResult::kMiss, BypassReason::kNone,
-                 std::move(on_chunk), std::move(done), /*flight=*/true);
+                 std::move(on_chunk), std::move(done), /*flight=*/leads);
   } catch (const std::exception& e) {
     const Result<CachedResponse> failed =
         InternalError(std::string("cached completion failed: ") + e.what());
-    FinishFlight(digest, &failed);
+    if (leads) FinishFlight(digest, &failed);
     throw;
   }
 }
@@ -381,7 +386,7 @@ void CachedClientImpl::SharedLead(std::shared_ptr<SharedStep> step) {
   if (!options_.shared_single_flight || step->request.request().no_store) {
     return CallUpstream(std::move(step->request), CacheResult::kMiss,
                         BypassReason::kNone, std::move(step->on_chunk),
-                        std::move(step->done), /*flight=*/true);
+                        std::move(step->done), /*flight=*/step->flight);
   }
   shared_->AcquireLead(
       step->request.key(),
@@ -424,7 +429,7 @@ void CachedClientImpl::Guarded(const std::shared_ptr<SharedStep>& step,
   } catch (const std::exception& e) {
     const Result<CachedResponse> failed =
         InternalError(std::string("cached completion failed: ") + e.what());
-    FinishFlight(digest, &failed);
+    if (step->flight) FinishFlight(digest, &failed);
     Log(std::string("cached completion failed: ") + e.what());
     if (fallback) fallback(InternalError(e.what()));
   }
@@ -456,7 +461,7 @@ bool CachedClientImpl::ServeShared(SharedStep& step,
   FillFromShared(p.key(), e, step.flush_count);
   counters_.Add(PipelineCounters::kSharedHits);
   const Result<CachedResponse> shared = HitResponse(p, hit);
-  FinishFlight(p.key().digest, &shared);
+  if (step.flight) FinishFlight(p.key().digest, &shared);
   DeliverHit(*shared, hit.events, step.on_chunk, step.done,
              p.request().on_stream_hit);
   return true;
@@ -654,7 +659,7 @@ bool CachedClientImpl::Store(const RequestKey& key, const CachedRequest& req,
     auto entry = std::make_shared<Entry>();
     entry->meta.flags = io.flags;
     entry->meta.created_ms = clock_->NowMillis();
-    entry->meta.expires_ms = ttl > 0 ? entry->meta.created_ms + ttl : 0;
+    entry->meta.expires_ms = ExpiryAfter(entry->meta.created_ms, ttl);
     entry->meta.usage = io.usage;
     entry->meta.model = key.model;
     entry->meta.resolved_model = resolved_model;

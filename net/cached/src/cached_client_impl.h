@@ -73,6 +73,7 @@ class CachedClientImpl final : public CachedClient {
     StreamHandler on_chunk;
     Callback done;
     uint64_t flush_count = 0;  // the tier's, before it was asked
+    bool flight = true;        // leads a flight (JoinOrLead)
   };
   struct Batch;  // cached_batch.cc
   // Called when an embeddings input another batch sent upstream is

@@ -337,8 +337,18 @@ class CachedClient : public std::enable_shared_from_this<CachedClient> {
   auto AsyncChat(std::string model, std::string messages_json,
                  std::string params_json, Token&& token) {
     Result<std::string> body = BuildChatBody(model, messages_json, params_json);
+    if (!body.ok()) {  // BuildChatBody's error, as AsyncComplete answers
+      return boost::asio::async_initiate<Token, void(Result<CachedResponse>)>(
+          [ex = client_executor()](auto handler, Status s) {
+            auto e = boost::asio::get_associated_executor(handler, ex);
+            boost::asio::post(e, [h = std::move(handler), s]() mutable {
+              std::move(h)(Result<CachedResponse>(s));
+            });
+          },
+          token, body.status());
+    }
     CachedRequest req;
-    if (body.ok()) req.body = std::move(*body);
+    req.body = std::move(*body);
     return AsyncComplete(std::move(req), nullptr, std::forward<Token>(token));
   }
   static Result<std::string> BuildChatBody(std::string_view model,
