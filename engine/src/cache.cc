@@ -25,8 +25,30 @@ Result<std::unique_ptr<Cache>> Cache::Open(const CacheOptions& options) {
   if (options.default_ttl_ms < 0) {
     return InvalidArgumentError("default_ttl_ms must be >= 0");
   }
+  if (options.maintenance_interval_ms < 0) {
+    return InvalidArgumentError(
+        "maintenance_interval_ms must be >= 0 (0 = no maintenance thread)");
+  }
+  switch (options.compression) {
+    case StoreCompression::kZstdDictionary:
+    case StoreCompression::kLz4:
+    case StoreCompression::kNone:
+      break;
+    default:
+      return InvalidArgumentError("compression is not a StoreCompression");
+  }
+  if (options.path.empty() && options.memory_tier_bytes == 0) {
+    return InvalidArgumentError(
+        "memory mode (no path) keeps every entry in memory_tier_bytes: it "
+        "must be > 0");
+  }
   if (options.path.empty()) return internal::NewMemoryCache(options);
   return RocksCache::Open(options);
+}
+
+Result<uint64_t> Cache::PurgeCreatedBefore(int64_t cutoff_ms) {
+  return PurgeOlderThan(
+      std::max<int64_t>(0, Clock::System()->NowMillis() - cutoff_ms));
 }
 
 Result<std::unique_ptr<Cache>> Cache::Inspect(const InspectOptions& options) {

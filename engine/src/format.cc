@@ -122,6 +122,17 @@ Status EncodeEntry(const EntryMeta& meta, std::string_view body,
   return Status();
 }
 
+bool SameStoredEntry(std::string_view stored, std::string_view fresh) {
+  if (stored == fresh) return true;
+  if (stored.size() != fresh.size() || stored.size() < 2) return false;
+  const auto flags = [](std::string_view v) {
+    return static_cast<uint8_t>(v[1]);
+  };
+  return (flags(fresh) & kEntryFlagImported) != 0 &&
+         (flags(stored) | kEntryFlagImported) == flags(fresh) &&
+         stored[0] == fresh[0] && stored.substr(2) == fresh.substr(2);
+}
+
 Status DecodeEntry(std::string_view value, Entry* out) {
   if (value.size() < kEntryFixedHeaderSize + 6) {
     return DataLossError("entry too short: " + std::to_string(value.size()) +

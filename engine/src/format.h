@@ -209,6 +209,12 @@ Status EncodeEntry(const EntryMeta& meta, std::string_view body,
 // FailedPrecondition if it was written by a newer, unknown format version.
 Status DecodeEntry(std::string_view value, Entry* out);
 
+// Whether writing `fresh` over `stored` would change nothing: the same
+// bytes, or `fresh` is an import of what is stored (the same bytes but for
+// kEntryFlagImported, which a stored entry keeps as it was): importing a
+// database's own export rewrites nothing.
+bool SameStoredEntry(std::string_view stored, std::string_view fresh);
+
 // Reads only created/expires (the compaction filter's fast path). False if
 // the value is too short or of an unknown version.
 bool PeekEntryTimes(std::string_view value, int64_t* created_ms,

@@ -113,7 +113,10 @@ class MemoryCache final : public Cache {
 
   Result<uint64_t> PurgeOlderThan(int64_t age_ms) override {
     if (age_ms < 0) return InvalidArgumentError("age_ms must be >= 0");
-    const int64_t cutoff = clock_->NowMillis() - age_ms;
+    return PurgeCreatedBefore(clock_->NowMillis() - age_ms);
+  }
+
+  Result<uint64_t> PurgeCreatedBefore(int64_t cutoff) override {
     return PurgeIf([&](const Entry& e) { return e.meta.created_ms < cutoff; });
   }
 

@@ -120,6 +120,7 @@ class RocksCache final : public Cache {
   Result<uint64_t> PurgeNamespace(std::string_view ns) override;
   Result<uint64_t> PurgeExpired() override;
   Result<uint64_t> PurgeOlderThan(int64_t age_ms) override;
+  Result<uint64_t> PurgeCreatedBefore(int64_t cutoff_ms) override;
   Result<std::shared_ptr<const Entry>> Find(const Digest& digest) override;
   Status ForEachEntry(
       const std::optional<std::string>& model,

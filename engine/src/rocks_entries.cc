@@ -232,7 +232,8 @@ Status RocksCache::Insert(const RequestKey& key, std::string_view body,
   // The same bytes as the stored version (the same entry written twice in
   // one millisecond, or imported again) are not written again: two
   // identical versions would each be counted out when they expire.
-  if (!had_prev || ToView(prev) != value) {
+  const bool unchanged = had_prev && SameStoredEntry(ToView(prev), value);
+  if (!unchanged) {
     rocksdb::WriteBatch batch;
     batch.Put(f.handle, k, value);
     batch.Put(
@@ -256,8 +257,10 @@ Status RocksCache::Insert(const RequestKey& key, std::string_view body,
     if (before_write_hook_for_test_) before_write_hook_for_test_();
     s = db_->Write(WriteOpts(), &batch);
     if (!s.ok()) return WriteFailed(s, "writing an entry", true);
+    stats_.Add(Counter::kInserts, 1);
+  } else {
+    entry->meta.flags = static_cast<uint8_t>(prev.data()[1]);  // as stored
   }
-  stats_.Add(Counter::kInserts, 1);
   if (tier_) {
     if (had_prev || unreadable_prev) {
       epoch_.fetch_add(1, std::memory_order_acq_rel);

@@ -643,7 +643,8 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
           r.prev_size = r.had_prev ? values[i].size() : 0;
           // As Insert: the same bytes are not written again (two identical
           // versions would each be counted out when they expire).
-          r.stored = r.had_prev && ToView(values[i]) == r.item->value;
+          r.stored =
+              r.had_prev && SameStoredEntry(ToView(values[i]), r.item->value);
         } else if (!statuses[i].IsNotFound()) {
           c.stats_.Add(Counter::kStoreErrors, 1);
           return FromRocks(statuses[i], c.path_, "reading before a bulk load");
@@ -679,6 +680,8 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
   }
   // A family whose every record is stored already gets no file.
   std::erase_if(targets, [](const Target& t) { return t.records.empty(); });
+  uint64_t entries_written = 0;  // what Insert would have counted
+  for (const Target& t : targets) entries_written += t.records.size();
 
   // The families' files and the time index's, written side by side: one
   // writer per file, on up to two threads per core.
@@ -867,7 +870,9 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
       for (const Item& item : mi.items) c.tier_->Erase(item.digest);
     }
   }
-  c.stats_.Add(Counter::kInserts, static_cast<int64_t>(batch.added));
+  // As Insert: what was written (not the entries already stored as they
+  // are, nor a key's earlier versions in the batch).
+  c.stats_.Add(Counter::kInserts, static_cast<int64_t>(entries_written));
   stored_.fetch_add(batch.added, std::memory_order_acq_rel);
   try {
     for (const std::string& f : files) {  // moved: normally gone already

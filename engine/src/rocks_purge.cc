@@ -493,7 +493,10 @@ Result<uint64_t> RocksCache::PurgeExpired() {
 
 Result<uint64_t> RocksCache::PurgeOlderThan(int64_t age_ms) {
   if (age_ms < 0) return InvalidArgumentError("age_ms must be >= 0");
-  const int64_t cutoff = clock_->NowMillis() - age_ms;
+  return PurgeCreatedBefore(clock_->NowMillis() - age_ms);
+}
+
+Result<uint64_t> RocksCache::PurgeCreatedBefore(int64_t cutoff) {
   return PurgeIndexed([cutoff](int64_t created, int64_t, bool* stop) {
     if (created >= cutoff) {
       *stop = true;  // the index is in creation order

@@ -18,6 +18,12 @@ Status FromRocks(const rocksdb::Status& s, std::string_view path,
   if (s.IsIOError() && has("lock") &&
       (has("Resource temporarily unavailable") || has("No locks available") ||
        has("already held"))) {
+    if (has("by current process")) {
+      return FailedPreconditionError(
+          "database " + std::string(path) +
+          " is locked by this process: it is already open here (" + text +
+          "); open it once and share the Cache (it is thread-safe)");
+    }
     return FailedPreconditionError(
         "database " + std::string(path) + " is locked by another process (" +
         text +

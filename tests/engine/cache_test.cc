@@ -131,6 +131,48 @@ TEST_P(CacheTest, ZeroTtlNeverExpires) {
   EXPECT_EQ(Outcome(key), LookupOutcome::kHit);
 }
 
+// `purge --older-than` purges in steps; with an age measured again at each
+// step, its last step's cutoff had moved on by the purge's duration and took
+// entries younger than asked. A cutoff does not move.
+TEST_P(CacheTest, PurgeCreatedBeforeTakesExactlyWhatIsOlderThanTheCutoff) {
+  const int64_t t0 = clock_.NowMillis();
+  for (int i = 0; i < 6; ++i) {
+    InsertOptions io;
+    io.created_ms = t0 - 6000 + 1000 * i;  // t0-6000 .. t0-1000
+    io.ttl_ms = 0;
+    Put(TestKey("m/a", i), "b", io);
+  }
+  auto n = cache_->PurgeCreatedBefore(t0 - 4000);
+  ASSERT_OK(n);
+  EXPECT_EQ(*n, 2u);
+  clock_.Advance(3000);  // a long purge: the cutoff stays where it was
+  n = cache_->PurgeCreatedBefore(t0 - 4000);
+  ASSERT_OK(n);
+  EXPECT_EQ(*n, 0u);
+  EXPECT_EQ(Outcome(TestKey("m/a", 2)), LookupOutcome::kHit);
+  // An age is measured from the clock's now.
+  n = cache_->PurgeOlderThan(2500);  // before t0 + 500
+  ASSERT_OK(n);
+  EXPECT_EQ(*n, 4u);
+}
+
+TEST_P(CacheTest, InconsistentOptionsAreInvalid) {
+  cache_.reset();
+  CacheOptions o = Options();
+  o.maintenance_interval_ms = -1;
+  EXPECT_THAT(Cache::Open(o), StatusIs(StatusCode::kInvalidArgument));
+  o = Options();
+  o.compression = static_cast<StoreCompression>(77);
+  EXPECT_THAT(Cache::Open(o), StatusIs(StatusCode::kInvalidArgument));
+  o = Options();
+  o.memory_tier_bytes = 0;  // the memory mode's whole store; persistent: off
+  if (GetParam() == Mode::kMemory) {
+    EXPECT_THAT(Cache::Open(o), StatusIs(StatusCode::kInvalidArgument));
+  } else {
+    EXPECT_OK(Cache::Open(o));
+  }
+}
+
 TEST_P(CacheTest, NegativeTtlIsInvalid) {
   InsertOptions io;
   io.ttl_ms = -1;

@@ -804,6 +804,9 @@ TEST_F(RocksCacheTest, SecondOpenReportsLockedDatabase) {
   auto second = Cache::Open(o);
   EXPECT_THAT(second, StatusIs(StatusCode::kFailedPrecondition, "locked"));
   EXPECT_THAT(second, StatusIs(StatusCode::kFailedPrecondition, path_));
+  // Not "another process": this one (it once sent the user looking for one).
+  EXPECT_THAT(second,
+              StatusIs(StatusCode::kFailedPrecondition, "already open here"));
 }
 
 TEST_F(RocksCacheTest, NewerFormatVersionIsRefused) {

@@ -252,6 +252,7 @@ class BrokenCache final : public Cache {
   Result<uint64_t> PurgeNamespace(std::string_view) override { return Fail(); }
   Result<uint64_t> PurgeExpired() override { return Fail(); }
   Result<uint64_t> PurgeOlderThan(int64_t) override { return Fail(); }
+  Result<uint64_t> PurgeCreatedBefore(int64_t) override { return Fail(); }
   Result<std::shared_ptr<const Entry>> Find(const Digest&) override {
     return Fail();
   }

@@ -603,6 +603,37 @@ TEST_F(ClientTest, PlainHttpOnlyForLoopback) {
               StatusIs(StatusCode::kInvalidArgument));
   o.base_url = "http://[::1]:9/api/v1";
   EXPECT_OK(Client::Create(loop_.ioc().get_executor(), o));
+  o.base_url = "HTTP://127.0.0.1:9/api/v1";  // schemes are case-insensitive
+  EXPECT_OK(Client::Create(loop_.ioc().get_executor(), o));
+}
+
+// Parts of a base URL that were dropped silently, or a port that was sent
+// to "127.0.0.1:" (retried four times) instead of refused.
+TEST_F(ClientTest, BadBaseUrlsAndSettingsAreInvalid) {
+  for (const char* url :
+       {"http://127.0.0.1:99999/api/v1", "http://127.0.0.1:0/api/v1",
+        "http://127.0.0.1:-1/api/v1", "http://127.0.0.1:/api/v1",
+        "http://127.0.0.1:9/api/v1?x=1", "http://127.0.0.1:9/api/v1#f",
+        "http://user:pw@127.0.0.1:9/api/v1"}) {
+    ClientOptions o;
+    o.base_url = url;
+    EXPECT_THAT(Client::Create(loop_.ioc().get_executor(), o),
+                StatusIs(StatusCode::kInvalidArgument))
+        << url;
+  }
+  ClientOptions o;
+  o.base_url = "http://127.0.0.1:9/api/v1";
+  o.max_attempts = 0;
+  EXPECT_THAT(Client::Create(loop_.ioc().get_executor(), o),
+              StatusIs(StatusCode::kInvalidArgument, "max_attempts"));
+  o.max_attempts = 1;
+  o.headers_timeout = std::chrono::milliseconds(-5);
+  EXPECT_THAT(Client::Create(loop_.ioc().get_executor(), o),
+              StatusIs(StatusCode::kInvalidArgument, "headers_timeout"));
+  o.headers_timeout = std::chrono::milliseconds(1);
+  o.retry_budget = std::chrono::milliseconds(-1);
+  EXPECT_THAT(Client::Create(loop_.ioc().get_executor(), o),
+              StatusIs(StatusCode::kInvalidArgument, "retry_budget"));
 }
 
 class TlsClientTest : public ClientTest {

@@ -793,6 +793,9 @@ class HealthSetCache final : public Cache {
   Result<uint64_t> PurgeOlderThan(int64_t age_ms) override {
     return inner_->PurgeOlderThan(age_ms);
   }
+  Result<uint64_t> PurgeCreatedBefore(int64_t cutoff_ms) override {
+    return inner_->PurgeCreatedBefore(cutoff_ms);
+  }
   Result<std::shared_ptr<const Entry>> Find(const Digest& digest) override {
     return inner_->Find(digest);
   }

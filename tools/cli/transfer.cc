@@ -267,6 +267,15 @@ int ExportWith(const EntryWalker& walk, uint64_t total,
   Progress progress(io.err, io.stderr_is_tty, "export", total);
   const auto start = std::chrono::steady_clock::now();
   uint64_t written = 0, corrupt = 0;
+  // Whole lines, written 1 MiB at a time: a stream writes a line of 1 KiB
+  // or more with a system call of its own (libstdc++), ~1 per entry.
+  constexpr size_t kWriteBytes = 1u << 20;
+  std::string pending;
+  pending.reserve(kWriteBytes + (64u << 10));
+  auto write_pending = [&] {
+    out->write(pending.data(), static_cast<std::streamsize>(pending.size()));
+    pending.clear();
+  };
   Status s = walk(
       model,
       [&](const EntryView& v) {
@@ -286,7 +295,9 @@ int ExportWith(const EntryWalker& walk, uint64_t total,
                           {"cache_write_tokens", m.usage.cache_write_tokens},
                           {"cost_nanousd", m.usage.cost_nanousd}}},
             {"response", v.entry.body}};
-        *out << json::serialize(line) << '\n';
+        pending += json::serialize(line);
+        pending += '\n';
+        if (pending.size() >= kWriteBytes) write_pending();
         ++written;
         progress.Update(written + corrupt);
         return static_cast<bool>(*out);
@@ -296,6 +307,7 @@ int ExportWith(const EntryWalker& walk, uint64_t total,
         io.err << "llmcache export: skipping corrupt entry " << key << ": "
                << st.message() << "\n";
       });
+  write_pending();
   progress.Finish();
   out->flush();
   if (!*out) {
@@ -352,6 +364,12 @@ int Import(const std::string& db, const std::string& input, bool as_json,
   // store's compactions may drop expired entries meanwhile: then the figure
   // is too high (or 0 if more were dropped than added).
   const uint64_t entries_before = per_entry ? TotalEntries(*cache, {}) : 0;
+  // And unchanged ones what it did not write (`inserts` counts writes).
+  auto inserts = [&cache] {
+    Result<CacheStats> st = cache->GetStats();
+    return st.ok() ? st->inserts : 0;
+  };
+  const uint64_t inserts_before = per_entry ? inserts() : 0;
   Progress progress(io.err, io.stderr_is_tty, "import", total_lines);
   uint64_t line_no = 0, imported = 0, malformed = 0, expired = 0;
   const int64_t now = NowMs();
@@ -449,6 +467,10 @@ int Import(const std::string& db, const std::string& input, bool as_json,
     const uint64_t after = TotalEntries(*cache, {});
     const uint64_t added = after > entries_before ? after - entries_before : 0;
     loaded.replaced = imported > added ? imported - added : 0;
+    const uint64_t now_inserts = inserts();
+    const uint64_t written =
+        now_inserts > inserts_before ? now_inserts - inserts_before : 0;
+    loaded.unchanged = imported > written ? imported - written : 0;
   }
   progress.Finish();
   if (!store_error.ok()) {
@@ -502,7 +524,9 @@ int Import(const std::string& db, const std::string& input, bool as_json,
                    .count();
   }
   // Entries as stored already are not written again: not "replaced".
-  const uint64_t changed = loaded.replaced - loaded.unchanged;
+  const uint64_t changed = loaded.replaced > loaded.unchanged
+                               ? loaded.replaced - loaded.unchanged
+                               : 0;
   if (as_json) {
     json::object o{{"imported", imported},
                    {"malformed", malformed},

@@ -726,7 +726,7 @@ int Purge(const std::string& db, const PurgeArgs& args, const Io& io) {
     // index (the walk stops at the first young entry: it costs the old
     // entries, not the database); then the engine's purge by age, in steps
     // of increasing age so that the bar moves. The last step is the
-    // selector itself: what it removes is exactly what it says. (Few steps:
+    // selector's cutoff: what it removes is exactly what it says. (Few steps:
     // each walks the index records the previous ones deleted again.)
     const int64_t cutoff = NowMs() - selector->age_ms;
     std::vector<int64_t> created;
@@ -746,13 +746,15 @@ int Purge(const std::string& db, const PurgeArgs& args, const Io& io) {
     const size_t step = std::max<size_t>(4096, created.size() / 20);
     for (size_t i = step; s.ok() && i < created.size(); i += step) {
       // Entries created before created[i]: the next `step` oldest.
-      Result<uint64_t> n = cache->PurgeOlderThan(NowMs() - created[i]);
+      Result<uint64_t> n = cache->PurgeCreatedBefore(created[i]);
       s = n.status();
       if (n.ok()) removed += *n;
       purge.Update(removed);
     }
     if (s.ok()) {
-      Result<uint64_t> n = cache->PurgeOlderThan(selector->age_ms);
+      // The cutoff of the scan, not an age from now: a purge of many
+      // entries took seconds, and the cutoff moved on with the clock.
+      Result<uint64_t> n = cache->PurgeCreatedBefore(cutoff);
       s = n.status();
       if (n.ok()) removed += *n;
       purge.Update(removed);

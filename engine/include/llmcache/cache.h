@@ -136,7 +136,7 @@ struct CacheStats {
   uint64_t hits = 0;
   uint64_t misses = 0;  // including expired
   uint64_t expired = 0;
-  uint64_t inserts = 0;
+  uint64_t inserts = 0;  // entries written (not those stored as they were)
   uint64_t flushes = 0;
   uint64_t evictions = 0;     // entries removed by the disk or memory budget
   uint64_t purged = 0;        // entries removed by PurgeKey, PurgeNamespace,
@@ -218,7 +218,9 @@ struct AgeRange {
 // counts per model (an entry that replaces a stored one is not counted
 // twice), column families (created in order of first appearance, up to
 // CacheOptions::max_model_column_families, then the overflow family), last
-// resolved model per model, and `inserts` counts every Add. Entries are not
+// resolved model per model, and `inserts` counts every Add that wrote (an
+// entry already stored as it is, or but for kEntryFlagImported, is not
+// written again and not counted). Entries are not
 // put in the memory tier, and copies there of the keys loaded are dropped.
 struct BulkLoadOptions {
   // Encoded entries buffered before they are sorted and written as one
@@ -347,6 +349,11 @@ class Cache {
   // Removes entries created more than `age_ms` ago; returns how many.
   // Negative `age_ms` is kInvalidArgument.
   virtual Result<uint64_t> PurgeOlderThan(int64_t age_ms) = 0;
+  // Removes entries created before `cutoff_ms` (Unix milliseconds); returns
+  // how many. A purge in steps uses one cutoff for all of them: an age
+  // measured again at each step moves with the clock. (The default, for
+  // subclasses written before it, is PurgeOlderThan by the system clock.)
+  virtual Result<uint64_t> PurgeCreatedBefore(int64_t cutoff_ms);
 
   // Finds an entry by digest alone, whatever its model (for inspection).
   // A null pointer when there is none. Expired entries are returned too.

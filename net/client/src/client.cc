@@ -668,10 +668,10 @@ Result<std::shared_ptr<Client>> Client::Create(asio::any_io_executor executor,
                                   "': " + url.error().message());
     }
     Target t;
-    const std::string scheme(url->scheme());
-    if (scheme == "https") {
+    // Schemes are case-insensitive (RFC 3986 3.1): scheme_id() folds them.
+    if (url->scheme_id() == boost::urls::scheme::https) {
       t.tls = true;
-    } else if (scheme == "http") {
+    } else if (url->scheme_id() == boost::urls::scheme::http) {
       t.tls = false;
     } else {
       return InvalidArgumentError("base URL must be http or https: " +
@@ -698,6 +698,26 @@ Result<std::shared_ptr<Client>> Client::Create(asio::any_io_executor executor,
           "plain http is allowed only for loopback hosts; use https for " +
           t.host);
     }
+    // What would be dropped silently, or sent to another port than meant.
+    if (url->has_query() || url->has_fragment() || url->has_userinfo()) {
+      return InvalidArgumentError(
+          "base URL must not have a query, a fragment or user info "
+          "(credentials go in the API key): " +
+          options.base_url);
+    }
+    if (url->has_port()) {
+      const std::string_view port = url->port();
+      const bool digits = !port.empty() && port.size() <= 5 &&
+                          std::all_of(port.begin(), port.end(), [](char c) {
+                            return c >= '0' && c <= '9';
+                          });
+      if (!digits || std::stoi(std::string(port)) < 1 ||
+          std::stoi(std::string(port)) > 65535) {
+        return InvalidArgumentError("base URL has an invalid port '" +
+                                    std::string(port) +
+                                    "' (want 1-65535): " + options.base_url);
+      }
+    }
     t.port = url->has_port() ? std::string(url->port())
                              : std::string(t.tls ? "443" : "80");
     t.host_header = std::string(url->encoded_host_and_port());
@@ -706,6 +726,25 @@ Result<std::shared_ptr<Client>> Client::Create(asio::any_io_executor executor,
       t.base_path.pop_back();
     }
 
+    if (options.max_attempts < 1) {
+      return InvalidArgumentError("max_attempts must be >= 1 (1 = no retry)");
+    }
+    for (const auto& [name, limit] :
+         {std::pair{"resolve_timeout", options.resolve_timeout},
+          {"connect_timeout", options.connect_timeout},
+          {"handshake_timeout", options.handshake_timeout},
+          {"headers_timeout", options.headers_timeout},
+          {"request_timeout", options.request_timeout},
+          {"stream_idle_timeout", options.stream_idle_timeout}}) {
+      if (limit.count() <= 0) {
+        return InvalidArgumentError(std::string(name) + " must be > 0");
+      }
+    }
+    if (options.initial_backoff.count() < 0 ||
+        options.max_backoff.count() < 0 || options.retry_budget.count() < 0) {
+      return InvalidArgumentError(
+          "initial_backoff, max_backoff and retry_budget must be >= 0");
+    }
     if (options.api_key.empty()) {
       if (const char* env = std::getenv("OPENROUTER_API_KEY")) {
         options.api_key = env;

@@ -137,8 +137,10 @@ class Client : public std::enable_shared_from_this<Client> {
  public:
   using Callback = std::function<void(Result<Response>)>;
 
-  // kInvalidArgument for a malformed base_url, a non-https URL to a host that
-  // is not loopback, or an unreadable CA file.
+  // kInvalidArgument for a malformed base_url (also one with a query, a
+  // fragment, user info or a port outside 1-65535), a non-https URL to a
+  // host that is not loopback, an unreadable CA file, max_attempts < 1, a
+  // timeout <= 0, or a negative backoff or retry budget.
   static Result<std::shared_ptr<Client>> Create(
       boost::asio::any_io_executor executor, ClientOptions options);
   virtual ~Client() = default;
