@@ -47,8 +47,13 @@ Result<std::unique_ptr<Cache>> Cache::Open(const CacheOptions& options) {
 }
 
 Result<uint64_t> Cache::PurgeCreatedBefore(int64_t cutoff_ms) {
-  return PurgeOlderThan(
-      std::max<int64_t>(0, Clock::System()->NowMillis() - cutoff_ms));
+  // By the system clock; a cutoff after now is taken as now. Saturating: a
+  // cutoff far in the past is the largest age.
+  int64_t age = 0;
+  if (__builtin_sub_overflow(Clock::System()->NowMillis(), cutoff_ms, &age)) {
+    age = INT64_MAX;
+  }
+  return PurgeOlderThan(std::max<int64_t>(0, age));
 }
 
 Result<std::unique_ptr<Cache>> Cache::Inspect(const InspectOptions& options) {
@@ -125,20 +130,21 @@ Result<EntryMeta> MakeEntryMeta(const RequestKey& key,
   if (options.ttl_ms && *options.ttl_ms < 0) {
     return InvalidArgumentError("ttl_ms must be >= 0");
   }
-  // A time past the year 9999 or before 1970 would be stored as a negative
-  // timestamp, which every later read reports as damage.
+  // Times before 1970 are stored as negative timestamps, which every later
+  // read reports as damage (as an expiry that overflowed did).
   if (options.created_ms < 0 || options.created_ms > kMaxEntryTimeMs ||
-      options.expires_ms < 0 || options.expires_ms > kMaxEntryTimeMs) {
+      options.expires_ms < 0) {
     return InvalidArgumentError(
-        "created_ms and expires_ms must be Unix milliseconds from 1970 to "
-        "the end of the year 9999 (0 = not set)");
+        "created_ms must be Unix milliseconds from 1970 to the end of the "
+        "year 9999, expires_ms from 1970 (0 = not set)");
   }
   EntryMeta meta;
   meta.flags = options.flags;
   meta.created_ms = options.created_ms != 0 ? options.created_ms : now_ms;
   const int64_t ttl = options.ttl_ms.value_or(default_ttl_ms);
   if (options.expires_ms != 0) {
-    meta.expires_ms = options.expires_ms;
+    // Entries written before the clamp may carry a later one.
+    meta.expires_ms = std::min(options.expires_ms, kMaxEntryTimeMs);
   } else {
     meta.expires_ms = ExpiryAfter(meta.created_ms, ttl);
   }

@@ -570,7 +570,7 @@ TEST_F(BulkLoadTest, ErrorsAndLeftovers) {
   EXPECT_THAT((*loader)->Add(s.key, s.body, bad),
               StatusIs(StatusCode::kInvalidArgument));
   bad = InsertOptionsOf(s);
-  bad.expires_ms = kMaxEntryTimeMs + 1;  // stored, it would read as damage
+  bad.expires_ms = -1;  // stored, it would read as damage
   EXPECT_THAT((*loader)->Add(s.key, s.body, bad),
               StatusIs(StatusCode::kInvalidArgument));
   ASSERT_OK((*loader)->Add(s.key, s.body, InsertOptionsOf(s)));  // goes on

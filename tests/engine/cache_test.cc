@@ -212,12 +212,20 @@ TEST_P(CacheTest, TimesBefore1970OrAfterTheYear9999AreInvalid) {
     created.created_ms = t;
     EXPECT_THAT(cache_->Insert(TestKey("m/a", 1), "b", created),
                 StatusIs(StatusCode::kInvalidArgument));
-    InsertOptions expires;
-    expires.expires_ms = t;
-    EXPECT_THAT(cache_->Insert(TestKey("m/a", 1), "b", expires),
-                StatusIs(StatusCode::kInvalidArgument));
   }
+  InsertOptions before_1970;
+  before_1970.expires_ms = -5;
+  EXPECT_THAT(cache_->Insert(TestKey("m/a", 1), "b", before_1970),
+              StatusIs(StatusCode::kInvalidArgument));
   EXPECT_EQ(Outcome(TestKey("m/a", 1)), LookupOutcome::kMiss);
+  // A later expiry (older versions wrote some) expires at the end of 9999.
+  InsertOptions late;
+  late.expires_ms = INT64_MAX;
+  Put(TestKey("m/a", 1), "b", late);
+  auto r = cache_->Lookup(TestKey("m/a", 1));
+  ASSERT_OK(r);
+  ASSERT_TRUE(r->hit());
+  EXPECT_EQ(r->entry->meta.expires_ms, kMaxEntryTimeMs);
   EXPECT_THAT(cache_->PurgeOlderThan(-5),
               StatusIs(StatusCode::kInvalidArgument));
 }

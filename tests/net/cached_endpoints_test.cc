@@ -21,6 +21,7 @@
 #include "testing/io_loop.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
+#include "testing/wait.h"
 
 namespace llmcache::net {
 namespace {
@@ -140,6 +141,33 @@ TEST_F(CachedEndpointsTest, ConcurrentBatchesSendEachInputUpstreamOnce) {
   EXPECT_EQ(jb.at("data").at(1).at("embedding"),
             ja.at("data").at(2).at("embedding"));
   EXPECT_EQ(jb.at("data").at(2).at("index").to_number<int>(), 2);
+}
+
+// A no-store batch once led its inputs' flights: a batch that joined them
+// got answers nobody stored, and said they were stored.
+TEST_F(CachedEndpointsTest, ANoStoreBatchLeadsNoInputFlight) {
+  const std::string model = "fake/embed-delay-30000";
+  CachedRequest no_store;
+  no_store.endpoint = Endpoint::kEmbeddings;
+  no_store.body = Embeddings(R"(["p","q"])", model);
+  no_store.no_store = true;
+  auto a =
+      cached_->AsyncComplete(std::move(no_store), nullptr, asio::use_future);
+  // B starts while A's call is upstream.
+  ASSERT_TRUE(
+      llmcache::testing::WaitFor([&] { return fake_->embeddings() == 1; }));
+  auto b = Start(Endpoint::kEmbeddings, Embeddings(R"(["p","q"])", model));
+  auto ra = a.get();
+  auto rb = b.get();
+  ASSERT_OK(ra);
+  ASSERT_OK(rb);
+  EXPECT_FALSE(ra->stored);
+  EXPECT_TRUE(rb->stored);
+  EXPECT_EQ(fake_->embeddings(), 2u);  // each its own call
+  auto again = Call(Endpoint::kEmbeddings, Embeddings(R"(["q","p"])", model));
+  ASSERT_OK(again);
+  EXPECT_EQ(again->result, CacheResult::kHit);
+  EXPECT_EQ(fake_->embeddings(), 2u);
 }
 
 TEST_F(CachedEndpointsTest, WaitersOfAFailedInputGoUpstreamThemselves) {

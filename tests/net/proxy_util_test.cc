@@ -257,6 +257,10 @@ TEST(ProxyUtilRequestLineTargetTest, TheTargetOfAWholeRequestLine) {
   EXPECT_EQ(RequestLineTarget("", " /x HTTP/1.1\r\n"), "");
   EXPECT_EQ(RequestLineTarget("", "POST /x\r\n"), "");
   EXPECT_EQ(RequestLineTarget("", "POST /x HTTP/1.1 extra\r\n"), "");
+  // Only a visible ASCII path (the target goes into the log).
+  EXPECT_EQ(RequestLineTarget("", "POST x HTTP/1.1\r\n"), "");
+  EXPECT_EQ(RequestLineTarget("", "POST /a\nb HTTP/1.1\r\n"), "");
+  EXPECT_EQ(RequestLineTarget("", "POST /a\x1b[2J HTTP/1.1\r\n"), "");
 }
 
 // ------------------------------------------------------------- BearerToken

@@ -20,6 +20,7 @@
 #include <iostream>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <ostream>
 #include <system_error>
 #include <thread>
@@ -365,11 +366,13 @@ int Import(const std::string& db, const std::string& input, bool as_json,
   // is too high (or 0 if more were dropped than added).
   const uint64_t entries_before = per_entry ? TotalEntries(*cache, {}) : 0;
   // And unchanged ones what it did not write (`inserts` counts writes).
-  auto inserts = [&cache] {
+  auto inserts = [&cache]() -> std::optional<uint64_t> {
     Result<CacheStats> st = cache->GetStats();
-    return st.ok() ? st->inserts : 0;
+    if (!st.ok()) return std::nullopt;
+    return st->inserts;
   };
-  const uint64_t inserts_before = per_entry ? inserts() : 0;
+  const std::optional<uint64_t> inserts_before =
+      per_entry ? inserts() : std::nullopt;
   Progress progress(io.err, io.stderr_is_tty, "import", total_lines);
   uint64_t line_no = 0, imported = 0, malformed = 0, expired = 0;
   const int64_t now = NowMs();
@@ -467,10 +470,13 @@ int Import(const std::string& db, const std::string& input, bool as_json,
     const uint64_t after = TotalEntries(*cache, {});
     const uint64_t added = after > entries_before ? after - entries_before : 0;
     loaded.replaced = imported > added ? imported - added : 0;
-    const uint64_t now_inserts = inserts();
-    const uint64_t written =
-        now_inserts > inserts_before ? now_inserts - inserts_before : 0;
-    loaded.unchanged = imported > written ? imported - written : 0;
+    // Unknown when the statistics cannot be read: then none is counted.
+    const std::optional<uint64_t> now_inserts = inserts();
+    if (inserts_before && now_inserts) {
+      const uint64_t written =
+          *now_inserts > *inserts_before ? *now_inserts - *inserts_before : 0;
+      loaded.unchanged = imported > written ? imported - written : 0;
+    }
   }
   progress.Finish();
   if (!store_error.ok()) {

@@ -90,8 +90,9 @@ struct InsertOptions {
   std::string_view resolved_model;
   uint8_t flags = kEntryFlagNone;
   // For imports: keep the original creation and expiry times instead of
-  // now / now + ttl. 0 = not set; negative or past kMaxEntryTimeMs is
-  // kInvalidArgument.
+  // now / now + ttl. 0 = not set; negative (or a created_ms past
+  // kMaxEntryTimeMs) is kInvalidArgument; an expires_ms past it is stored
+  // as kMaxEntryTimeMs.
   int64_t created_ms = 0;
   int64_t expires_ms = 0;
 };
@@ -234,8 +235,9 @@ struct BulkLoadStats {
   uint64_t added = 0;      // entries passed to Add
   uint64_t replaced = 0;   // of those, entries that replaced a stored one
                            // (or one added earlier in the same load)
-  uint64_t unchanged = 0;  // of `replaced`, entries byte for byte as stored
-                           // (not written again; persistent mode)
+  uint64_t unchanged = 0;  // of `replaced`, entries as stored: byte for byte,
+                           // or but for kEntryFlagImported (not written
+                           // again; persistent mode)
   uint64_t bytes = 0;      // encoded value bytes written
   uint64_t batches = 0;    // batches written
   uint64_t files = 0;      // table files ingested
@@ -352,7 +354,8 @@ class Cache {
   // Removes entries created before `cutoff_ms` (Unix milliseconds); returns
   // how many. A purge in steps uses one cutoff for all of them: an age
   // measured again at each step moves with the clock. (The default, for
-  // subclasses written before it, is PurgeOlderThan by the system clock.)
+  // subclasses written before it, is PurgeOlderThan by the system clock,
+  // with a cutoff after now taken as now.)
   virtual Result<uint64_t> PurgeCreatedBefore(int64_t cutoff_ms);
 
   // Finds an entry by digest alone, whatever its model (for inspection).

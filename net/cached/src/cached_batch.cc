@@ -190,8 +190,11 @@ void CachedClientImpl::BatchSharedAnswer(
 
 void CachedClientImpl::BatchLead(const std::shared_ptr<Batch>& b,
                                  const std::vector<size_t>& still_missing) {
-  // Lead or join each input's flight, then send what this batch leads.
-  std::vector<size_t> led;
+  // Lead or join each input's flight, then send what this batch leads. A
+  // no-store batch leads none (what joined it would go unstored): it sends
+  // the inputs no other batch is asking for on its own.
+  const bool no_store = b->request.request().no_store;
+  std::vector<size_t> led, alone;
   {
     std::lock_guard<std::mutex> lock(input_flights_mu_);
     for (size_t u : still_missing) {
@@ -201,12 +204,15 @@ void CachedClientImpl::BatchLead(const std::shared_ptr<Batch>& b,
             [self = self(), b, u](std::shared_ptr<const Entry> e) {
               self->BatchInputSettled(b, u, std::move(e));
             });
+      } else if (no_store) {
+        alone.push_back(u);
       } else {
         input_flights_.emplace(b->keys[u].digest, std::vector<InputWaiter>());
         led.push_back(u);
       }
     }
   }
+  if (!alone.empty()) BatchUpstream(b, std::move(alone), /*lead=*/false);
   if (led.empty()) return;  // every input is on its way in other batches
   {
     std::lock_guard<std::mutex> lock(b->mu);

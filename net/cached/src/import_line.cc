@@ -157,8 +157,9 @@ bool ParseImportLineGeneral(std::string_view line, int64_t now_ms,
       !GetUint(o, "flags", &flags, error)) {
     return false;
   }
+  // An expiry past the year 9999 (older versions wrote them) expires then.
   if (created > static_cast<uint64_t>(kMaxEntryTimeMs) ||
-      expires > static_cast<uint64_t>(kMaxEntryTimeMs) || flags > 0xFF) {
+      expires > static_cast<uint64_t>(INT64_MAX) || flags > 0xFF) {
     *error = "\"created\", \"expires\" or \"flags\" out of range";
     return false;
   }
@@ -445,10 +446,8 @@ bool ParseExportLayout(std::string_view line, int64_t now_ms, ImportLine* out) {
   Result<Digest> d = DigestFromHex(key_hex);
   if (!d.ok() || out->key.model.empty() || flags > 0xFF || created == 0 ||
       static_cast<int64_t>(created) > now_ms + 5 * 60'000 ||
-      (expires != 0 && expires < created) ||
-      expires > static_cast<uint64_t>(kMaxEntryTimeMs) ||
-      out->key.model.size() > 65535 || out->ns.size() > 65535 ||
-      out->resolved_model.size() > 65535 ||
+      (expires != 0 && expires < created) || out->key.model.size() > 65535 ||
+      out->ns.size() > 65535 || out->resolved_model.size() > 65535 ||
       HasControlCharacters(out->key.model) || HasControlCharacters(out->ns) ||
       HasControlCharacters(out->resolved_model)) {
     return false;

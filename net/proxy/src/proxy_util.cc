@@ -146,7 +146,15 @@ std::string_view RequestLineTarget(std::string_view parsed,
       line.find(' ', sp2 + 1) != std::string_view::npos) {
     return {};
   }
-  return line.substr(sp1 + 1, sp2 - sp1 - 1);
+  const std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  // Unparsed bytes: only a visible ASCII path, as a parser would take (it
+  // goes into the log).
+  if (target.front() != '/' ||
+      !std::all_of(target.begin(), target.end(),
+                   [](char c) { return c > 0x20 && c < 0x7F; })) {
+    return {};
+  }
+  return target;
 }
 
 bool ConstantTimeEquals(std::string_view a, std::string_view b) {

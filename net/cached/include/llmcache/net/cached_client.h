@@ -336,20 +336,23 @@ class CachedClient : public std::enable_shared_from_this<CachedClient> {
   template <typename Token>
   auto AsyncChat(std::string model, std::string messages_json,
                  std::string params_json, Token&& token) {
-    Result<std::string> body = BuildChatBody(model, messages_json, params_json);
-    if (!body.ok()) {  // BuildChatBody's error, as AsyncComplete answers
-      return boost::asio::async_initiate<Token, void(Result<CachedResponse>)>(
-          [ex = client_executor()](auto handler, Status s) {
-            auto e = boost::asio::get_associated_executor(handler, ex);
-            boost::asio::post(e, [h = std::move(handler), s]() mutable {
-              std::move(h)(Result<CachedResponse>(s));
+    // One initiation for both outcomes (lazy tokens need one type).
+    return boost::asio::async_initiate<Token, void(Result<CachedResponse>)>(
+        [self = shared_from_this()](auto handler, Result<std::string> body) {
+          auto h = std::make_shared<decltype(handler)>(std::move(handler));
+          auto ex =
+              boost::asio::get_associated_executor(*h, self->client_executor());
+          auto deliver = [h, ex](Result<CachedResponse> r) {
+            boost::asio::post(ex, [h, r = std::move(r)]() mutable {
+              std::move (*h)(std::move(r));
             });
-          },
-          token, body.status());
-    }
-    CachedRequest req;
-    req.body = std::move(*body);
-    return AsyncComplete(std::move(req), nullptr, std::forward<Token>(token));
+          };
+          if (!body.ok()) return deliver(body.status());  // BuildChatBody's
+          CachedRequest req;
+          req.body = std::move(*body);
+          self->Complete(std::move(req), nullptr, std::move(deliver));
+        },
+        token, BuildChatBody(model, messages_json, params_json));
   }
   static Result<std::string> BuildChatBody(std::string_view model,
                                            std::string_view messages_json,
