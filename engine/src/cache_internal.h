@@ -12,7 +12,8 @@
 namespace llmcache::internal {
 
 // The entry metadata an insert stores, at time `now_ms`; kInvalidArgument
-// for a negative TTL or times outside 0..kMaxEntryTimeMs (see InsertOptions).
+// for a negative TTL or time, or a creation time past kMaxEntryTimeMs (see
+// InsertOptions).
 Result<EntryMeta> MakeEntryMeta(const RequestKey& key,
                                 const InsertOptions& options,
                                 int64_t default_ttl_ms, int64_t now_ms);
