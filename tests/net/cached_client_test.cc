@@ -889,9 +889,11 @@ class CachedClientFlightTest : public CachedClientTest {
   void TearDown() override { scripted_->Forget(); }
 
   std::future<Result<CachedResponse>> Start(bool stream,
-                                            StreamHandler chunks = nullptr) {
+                                            StreamHandler chunks = nullptr,
+                                            bool no_store = false) {
     CachedRequest req;
     req.body = Body("openai/gpt-4o-mini", stream);
+    req.no_store = no_store;
     return flights_->AsyncComplete(std::move(req), std::move(chunks),
                                    asio::use_future);
   }
@@ -957,11 +959,7 @@ TEST_F(CachedClientFlightTest, StreamWaiterOfAPlainLeaderGetsEvents) {
 // A no-store request once led the flight that identical requests joined:
 // none of them was stored, and the next one paid upstream again.
 TEST_F(CachedClientFlightTest, ANoStoreRequestLeadsNoFlight) {
-  CachedRequest no_store;
-  no_store.body = Body("openai/gpt-4o-mini");
-  no_store.no_store = true;
-  auto first =
-      flights_->AsyncComplete(std::move(no_store), nullptr, asio::use_future);
+  auto first = Start(/*stream=*/false, nullptr, /*no_store=*/true);
   ASSERT_TRUE(llmcache::testing::WaitFor([&] { return scripted_->sends(); }));
   auto storing = Start(/*stream=*/false);  // its own call, and stored
   ASSERT_TRUE(
@@ -987,11 +985,7 @@ TEST_F(CachedClientFlightTest, ANoStoreRequestLeadsNoFlight) {
 TEST_F(CachedClientFlightTest, ANoStoreRequestJoinsAFlightThatStores) {
   auto leader = Start(/*stream=*/false);
   ASSERT_TRUE(llmcache::testing::WaitFor([&] { return scripted_->sends(); }));
-  CachedRequest no_store;
-  no_store.body = Body("openai/gpt-4o-mini");
-  no_store.no_store = true;
-  auto waiter =
-      flights_->AsyncComplete(std::move(no_store), nullptr, asio::use_future);
+  auto waiter = Start(/*stream=*/false, nullptr, /*no_store=*/true);
   ASSERT_TRUE(llmcache::testing::WaitFor(
       [&] { return flights_->stats().flight_joins == 1; }));
   scripted_->Release(0, "Four, of course.");
