@@ -4,7 +4,8 @@
 //   llmcache stats|models|ls|show|key|get|purge|compact|export|import|verify|
 //            warm|serve|fake-openrouter ...      (llmcache VERB --help)
 //
-// Exit codes: 0 ok, 1 failure, 2 usage, 3 database in use (mutating verbs).
+// Exit codes: 0 ok, 1 failure, 2 usage, 3 database in use (mutating verbs),
+// 128 + signal after a long verb stopped on SIGINT/SIGTERM (cli/util.h).
 
 #include <signal.h>
 #include <unistd.h>
@@ -100,7 +101,9 @@ int Main(int argc, char** argv) {
       "~/.cache/llmcache.\n"
       "Exit codes: 0 ok, 1 failure (including 'not found' and bad input "
       "lines), 2 usage, 3 database in use by another process (mutating "
-      "verbs).");
+      "verbs), 130/143 stopped by SIGINT/SIGTERM (import, export, verify, "
+      "warm and purge --older-than stop at the next entry and keep what "
+      "they did; a second signal quits at once).");
 
   const std::string default_db = llmcache::DefaultDatabasePath();
   std::string db = default_db;
@@ -391,6 +394,13 @@ int Main(int argc, char** argv) {
     }
     if (exp->parsed()) return cli::SharedExport(shared, model, export_out, io);
     if (verify->parsed()) return cli::SharedVerify(shared, model, json, io);
+  }
+  // The long verbs that stop cleanly at the next entry (the others stop at
+  // once, as without a handler).
+  if (imp->parsed() ? import_proxy.empty()
+                    : (exp->parsed() || verify->parsed() || warm->parsed() ||
+                       (purge->parsed() && purge_args.older_than))) {
+    cli::CatchInterrupts();
   }
   if (stats->parsed()) return cli::Stats(db, json, io);
   if (models->parsed()) return cli::Models(db, json, io);

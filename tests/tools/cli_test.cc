@@ -3,6 +3,7 @@
 // a second live process, and against the fake OpenRouter for `warm`.
 
 #include <rocksdb/sst_file_reader.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <boost/json.hpp>
@@ -1652,6 +1653,46 @@ TEST_F(CliTest, WarmFillsTheCacheAndSkipsWhatIsCached) {
   EXPECT_THAT(failed.err, HasSubstr("line 1:"));
   EXPECT_THAT(failed.err, HasSubstr("line 2: upstream status 400"));
   EXPECT_EQ(LsKeys(db_).size(), 3u);
+}
+
+// Ctrl-C on a warm: nothing more is sent, what was sent is answered and
+// stored, the summary says so, exit 130.
+TEST_F(CliTest, AnInterruptedWarmSendsNothingMore) {
+  auto fake = fake::FakeOpenRouter::Start(fake::FakeOptions{});
+  ASSERT_OK(fake.status());
+  constexpr int kLines = 10;
+  std::string lines;
+  for (int i = 0; i < kLines; ++i) {
+    lines +=
+        R"({"model":"fake/delay-300","temperature":0,"messages":[{"role":"user","content":"q)" +
+        std::to_string(i) + "\"}]}\n";
+  }
+  const std::string file = WriteFile(dir_.path() + "/warm.jsonl", lines);
+  testing::BackgroundOptions bo;
+  bo.drop_env_prefixes = testing::kLlmcacheEnvironment;
+  bo.env = {"OPENROUTER_API_KEY=sk-warm-test"};
+  bo.stdout_path = dir_.path() + "/out";
+  bo.stderr_path = dir_.path() + "/err";
+  testing::BackgroundProcess warm(
+      {LLMCACHE_BIN, "warm", "--db", db_, "--upstream", (*fake)->base_url(),
+       "-j", "1", "--json", file},
+      bo);
+  // One answered: the handler is in place, the second request is on its way.
+  ASSERT_TRUE(testing::WaitFor([&] { return (*fake)->completions() >= 1; },
+                               std::chrono::seconds(30)))
+      << warm.Err();
+  warm.Signal(SIGINT);
+  ASSERT_EQ(warm.Wait(), 128 + SIGINT) << warm.Err();
+  EXPECT_THAT(warm.Err(), HasSubstr("llmcache warm: interrupted (SIGINT): "));
+  json::object o = ParseObject(warm.Out());
+  EXPECT_EQ(o["interrupted"], "SIGINT");
+  const uint64_t stored = o["stored"].to_number<uint64_t>();
+  const uint64_t not_sent = o["not_sent"].to_number<uint64_t>();
+  EXPECT_GE(stored, 1u);
+  EXPECT_GE(not_sent, 1u);
+  EXPECT_EQ(stored + not_sent, static_cast<uint64_t>(kLines));
+  EXPECT_EQ((*fake)->completions(), stored);
+  EXPECT_EQ(LsKeys(db_).size(), stored);
 }
 
 // A stream request is read as a stream and stored from its events; a line

@@ -2,22 +2,33 @@
 // crash or an impatient operator would: batches are stored whole and in
 // input order, so the database must hold exactly a prefix of the lines, with
 // counters and time index that agree with it, and an import run again must
-// complete the set and leave no loader directory.
+// complete the set and leave no loader directory. And the long verbs
+// interrupted (SIGINT, Ctrl-C): they stop at the next entry, keep what they
+// did, write their counters and exit 130.
 
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/json.hpp>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "cli/util.h"
+#include "cli/verbs.h"
 #include "testing/subprocess.h"
 #include "testing/temp_dir.h"
 
@@ -44,6 +55,36 @@ std::string Hex(int i) {
   return buf;
 }
 
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Line `i` of an export: a ~1 KiB chat completion, key Hex(i), one of three
+// models.
+std::string ExportLine(int i, int64_t created) {
+  static const std::vector<std::string> models = {
+      "openai/gpt-4o-mini", "anthropic/claude-sonnet-4.5", "google/gemini"};
+  const std::string content(800 + static_cast<size_t>(i % 200),
+                            static_cast<char>('a' + i % 26));
+  json::object line{
+      {"key", Hex(i)},
+      {"model", models[static_cast<size_t>(i) % models.size()]},
+      {"created", created},
+      {"response",
+       R"({"id":"gen-1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":")" +
+           content + R"("},"finish_reason":"stop"}]})"}};
+  return json::serialize(line) + "\n";
+}
+
+// Writes lines [from, to) to `path`.
+void WriteExport(const std::string& path, int from, int to, int64_t created) {
+  std::ofstream out(path, std::ios::binary);
+  for (int i = from; i < to; ++i) out << ExportLine(i, created);
+  ASSERT_TRUE(out.good());
+}
+
 // The keys `llmcache ls` lists in `db`.
 std::set<std::string> ListedKeys(const std::string& db) {
   std::set<std::string> keys;
@@ -59,15 +100,19 @@ std::set<std::string> ListedKeys(const std::string& db) {
   return keys;
 }
 
-// The entry count `llmcache stats` reports for `db`.
-uint64_t StatsEntries(const std::string& db) {
+// The counter `field` that `llmcache stats` reports for `db`.
+uint64_t StatsField(const std::string& db, const std::string& field) {
   ProcessResult st = Llmcache({"stats", "--db", db, "--json"});
   EXPECT_EQ(st.exit_code, 0) << st.err;
   boost::system::error_code ec;
   const json::value v = json::parse(st.out, ec);
   EXPECT_FALSE(ec) << st.out.substr(0, 200);
   if (ec || !v.is_object()) return 0;
-  return v.at("entries").to_number<uint64_t>();
+  return v.at(field).to_number<uint64_t>();
+}
+
+uint64_t StatsEntries(const std::string& db) {
+  return StatsField(db, "entries");
 }
 
 // Directories a bulk load works in, left in `db`.
@@ -84,30 +129,8 @@ TEST(ImportKillTest, AKilledImportKeepsAPrefixOfTheLines) {
   TempDir dir;
   // ~1 KiB per line, batches of 1 MiB: a dozen batches.
   constexpr int kLines = 12000;
-  const int64_t created =
-      std::chrono::duration_cast<std::chrono::milliseconds>(
-          std::chrono::system_clock::now().time_since_epoch())
-          .count() -
-      1000;
-  const std::vector<std::string> models = {
-      "openai/gpt-4o-mini", "anthropic/claude-sonnet-4.5", "google/gemini"};
   const std::string file = dir.path() + "/export.jsonl";
-  {
-    std::ofstream out(file, std::ios::binary);
-    for (int i = 0; i < kLines; ++i) {
-      const std::string content(800 + static_cast<size_t>(i % 200),
-                                static_cast<char>('a' + i % 26));
-      json::object line{
-          {"key", Hex(i)},
-          {"model", models[static_cast<size_t>(i) % models.size()]},
-          {"created", created},
-          {"response",
-           R"({"id":"gen-1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":")" +
-               content + R"("},"finish_reason":"stop"}]})"}};
-      out << json::serialize(line) << "\n";
-    }
-    ASSERT_TRUE(out.good());
-  }
+  WriteExport(file, 0, kLines, NowMs() - 1000);
   auto import_args = [&](const std::string& db) {
     return std::vector<std::string>{kBin,          "import", "--db", db,
                                     "--batch-mib", "1",      file};
@@ -189,6 +212,207 @@ TEST(ImportKillTest, AKilledImportKeepsAPrefixOfTheLines) {
   std::printf("%d of %d kills left part of the lines, %d no database\n",
               partial, round, absent);
   EXPECT_GE(partial, 1);
+}
+
+// Writes `data` to `fd` (a FIFO the child reads), waiting at most 30 s for
+// room; false if the child stopped reading.
+bool WriteAll(int fd, std::string_view data) {
+  while (!data.empty()) {
+    pollfd p{fd, POLLOUT, 0};
+    if (poll(&p, 1, 30'000) != 1) return false;
+    const ssize_t n = write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+// Ctrl-C on an import reading a pipe: it stops at the next line, stores whole
+// what it has read before that line (a prefix), closes the database with its
+// counters, reports how far it got and exits 130; the same import again
+// stores the rest.
+TEST(ImportInterruptTest, AnInterruptedImportKeepsAPrefixAndItsCounters) {
+  TempDir dir;
+  const std::string db = dir.path() + "/db";
+  const std::string fifo = dir.path() + "/in.fifo";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+  // Not blocking: the child may not have opened it yet. Our descriptor is the
+  // only writer; closing it is the child's end of input.
+  const int fd = open(fifo.c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  const int64_t created = NowMs() - 1000;
+  constexpr int kBefore = 6000;  // ~6 MiB, six 1 MiB batches
+  constexpr int kAfter = 30;     // fits in the pipe: written after the signal
+  BackgroundOptions bo;
+  bo.drop_env_prefixes = testing::kLlmcacheEnvironment;
+  bo.stdout_path = dir.path() + "/out";
+  bo.stderr_path = dir.path() + "/err";
+  BackgroundProcess run(
+      {kBin, "import", "--db", db, "--batch-mib", "1", "--json", fifo}, bo);
+  std::string before;
+  for (int i = 0; i < kBefore; ++i) before += ExportLine(i, created);
+  // Written only as the child reads: it has read all but the pipe's buffer.
+  ASSERT_TRUE(WriteAll(fd, before)) << run.Err();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  run.Signal(SIGINT);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::string after;
+  for (int i = kBefore; i < kBefore + kAfter; ++i) {
+    after += ExportLine(i, created);
+  }
+  ASSERT_TRUE(WriteAll(fd, after));
+  close(fd);
+  ASSERT_EQ(run.Wait(), 128 + SIGINT) << run.Err();
+  EXPECT_THAT(
+      run.Err(),
+      ::testing::HasSubstr("llmcache import: interrupted (SIGINT) after line"));
+  boost::system::error_code ec;
+  const json::value report = json::parse(run.Out(), ec);
+  ASSERT_FALSE(ec) << run.Out();
+  EXPECT_EQ(report.at("interrupted"), "SIGINT");
+  const uint64_t imported = report.at("imported").to_number<uint64_t>();
+  EXPECT_EQ(report.at("lines").to_number<uint64_t>(), imported);
+  EXPECT_LE(imported, static_cast<uint64_t>(kBefore));
+  std::printf("interrupted after %llu of %d lines\n",
+              static_cast<unsigned long long>(imported), kBefore + kAfter);
+
+  // Exactly the first `imported` lines, counted as written.
+  const std::set<std::string> keys = ListedKeys(db);
+  ASSERT_EQ(keys.size(), imported);
+  for (uint64_t i = 0; i < imported; ++i) {
+    ASSERT_EQ(keys.count(Hex(static_cast<int>(i))), 1u) << i;
+  }
+  EXPECT_EQ(StatsEntries(db), imported);
+  EXPECT_EQ(StatsField(db, "inserts"), imported);
+  EXPECT_EQ(LoaderDirectories(db), 0);
+
+  // The same input again stores the rest.
+  const std::string file = dir.path() + "/all.jsonl";
+  {
+    std::ofstream out(file, std::ios::binary);
+    out << before << after;
+  }
+  ProcessResult again = Llmcache({"import", "--db", db, file});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(StatsEntries(db), static_cast<uint64_t>(kBefore + kAfter));
+}
+
+// Ctrl-C on an export whose reader is slow: what it wrote is whole lines, as
+// many as it says, and imports as a smaller export.
+TEST(ImportInterruptTest, AnInterruptedExportWritesWholeLines) {
+  TempDir dir;
+  const std::string db = dir.path() + "/db";
+  constexpr int kLines = 4000;  // ~4 MiB: more than one 1 MiB write
+  const std::string file = dir.path() + "/all.jsonl";
+  WriteExport(file, 0, kLines, NowMs() - 1000);
+  ASSERT_EQ(Llmcache({"import", "--db", db, file}).exit_code, 0);
+
+  const std::string fifo = dir.path() + "/out.fifo";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+  // Opened before the child, so that its open for writing does not wait.
+  const int fd = open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  ASSERT_EQ(fcntl(fd, F_SETFL, 0), 0);  // blocking reads from here on
+  BackgroundOptions bo;
+  bo.drop_env_prefixes = testing::kLlmcacheEnvironment;
+  bo.stderr_path = dir.path() + "/err";
+  BackgroundProcess run({kBin, "export", "--db", db, "-o", fifo}, bo);
+  std::string got;
+  char buf[65536];
+  auto read_some = [&] {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 30'000) != 1) return false;
+    const ssize_t n = read(fd, buf, sizeof(buf));
+    if (n <= 0) return false;
+    got.append(buf, static_cast<size_t>(n));
+    return true;
+  };
+  // Some of the first write; the child then waits for the pipe.
+  while (got.size() < (128u << 10)) ASSERT_TRUE(read_some()) << run.Err();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  run.Signal(SIGINT);
+  while (read_some()) {
+  }
+  close(fd);
+  ASSERT_EQ(run.Wait(), 128 + SIGINT) << run.Err();
+  EXPECT_THAT(run.Err(), ::testing::HasSubstr(
+                             "llmcache export: interrupted (SIGINT): " + fifo +
+                             " holds those entries as whole lines"));
+  ASSERT_FALSE(got.empty());
+  ASSERT_EQ(got.back(), '\n');
+  std::istringstream lines(got);
+  std::string line;
+  int n = 0;
+  while (std::getline(lines, line)) {
+    boost::system::error_code ec;
+    const json::value v = json::parse(line, ec);
+    ASSERT_FALSE(ec) << "line " << n << ": " << line.substr(0, 100);
+    ASSERT_TRUE(v.is_object() && v.as_object().contains("key"));
+    ++n;
+  }
+  EXPECT_GT(n, 0);
+  EXPECT_LT(n, kLines);
+  EXPECT_THAT(run.Err(), ::testing::HasSubstr("exported " + std::to_string(n) +
+                                              " entries"));
+  // A valid, smaller export.
+  const std::string part = dir.path() + "/part.jsonl";
+  {
+    std::ofstream out(part, std::ios::binary);
+    out << got;
+  }
+  ProcessResult in = Llmcache({"import", "--db", dir.path() + "/copy", part});
+  ASSERT_EQ(in.exit_code, 0) << in.err;
+  EXPECT_EQ(StatsEntries(dir.path() + "/copy"), static_cast<uint64_t>(n));
+}
+
+// Resets the interrupt flag at the end of a test.
+struct InterruptGuard {
+  explicit InterruptGuard(int sig) { cli::SetInterruptForTest(sig); }
+  ~InterruptGuard() { cli::SetInterruptForTest(0); }
+};
+
+// An age purge and a verify told to stop before their first entry: nothing
+// removed or checked, said so, exit 130; then they run whole.
+TEST(ImportInterruptTest, AgePurgeAndVerifyStopAtTheNextEntry) {
+  TempDir dir;
+  const std::string db = dir.path() + "/db";
+  constexpr int kLines = 300;
+  const std::string file = dir.path() + "/all.jsonl";
+  WriteExport(file, 0, kLines, NowMs() - 2 * 86'400'000);
+  ASSERT_EQ(Llmcache({"import", "--db", db, file}).exit_code, 0);
+  cli::PurgeArgs purge;
+  purge.older_than = "1d";
+  purge.yes = true;
+  std::istringstream in;
+  {
+    InterruptGuard stop(SIGINT);
+    std::ostringstream out, err;
+    const cli::Io io{in, out, err};
+    EXPECT_EQ(cli::Purge(db, purge, io), 128 + SIGINT) << err.str();
+    EXPECT_THAT(out.str(), ::testing::HasSubstr("removed 0 entries"));
+    EXPECT_THAT(err.str(), ::testing::HasSubstr(
+                               "llmcache purge: interrupted (SIGINT): the 0 "
+                               "oldest are removed"));
+  }
+  EXPECT_EQ(StatsEntries(db), static_cast<uint64_t>(kLines));
+  {
+    InterruptGuard stop(SIGTERM);
+    std::ostringstream out, err;
+    const cli::Io io{in, out, err};
+    EXPECT_EQ(cli::Verify(db, std::nullopt, /*as_json=*/false, io),
+              128 + SIGTERM);
+    EXPECT_THAT(out.str(), ::testing::HasSubstr("checked 0 entries"));
+    EXPECT_THAT(err.str(), ::testing::HasSubstr(
+                               "llmcache verify: interrupted (SIGTERM) after "
+                               "0 entries"));
+  }
+  std::ostringstream out, err;
+  const cli::Io io{in, out, err};
+  EXPECT_EQ(cli::Verify(db, std::nullopt, false, io), 0) << err.str();
+  EXPECT_THAT(out.str(), ::testing::HasSubstr("checked 300 entries: 0 bad"));
+  EXPECT_EQ(cli::Purge(db, purge, io), 0) << err.str();
+  EXPECT_EQ(StatsEntries(db), 0u);
 }
 
 }  // namespace

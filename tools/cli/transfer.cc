@@ -268,6 +268,7 @@ int ExportWith(const EntryWalker& walk, uint64_t total,
   Progress progress(io.err, io.stderr_is_tty, "export", total);
   const auto start = std::chrono::steady_clock::now();
   uint64_t written = 0, corrupt = 0;
+  bool interrupted = false;
   // Whole lines, written 1 MiB at a time: a stream writes a line of 1 KiB
   // or more with a system call of its own (libstdc++), ~1 per entry.
   constexpr size_t kWriteBytes = 1u << 20;
@@ -280,6 +281,10 @@ int ExportWith(const EntryWalker& walk, uint64_t total,
   Status s = walk(
       model,
       [&](const EntryView& v) {
+        if (InterruptSignal() != 0) {
+          interrupted = true;
+          return false;
+        }
         const EntryMeta& m = v.entry.meta;
         json::object line{
             {"key", DigestToHex(v.digest)},
@@ -325,6 +330,12 @@ int ExportWith(const EntryWalker& walk, uint64_t total,
   io.err << "exported " << written << " entries";
   if (corrupt > 0) io.err << ", skipped " << corrupt << " corrupt";
   io.err << " in " << RateText(written + corrupt, seconds) << "\n";
+  if (interrupted) {
+    io.err << "llmcache export: interrupted (" << InterruptName()
+           << "): " << (output == "-" ? std::string("the output") : output)
+           << " holds those entries as whole lines, not the whole export\n";
+    return InterruptExitCode();
+  }
   return corrupt > 0 ? kExitFailure : kExitOk;
 }
 
@@ -377,9 +388,14 @@ int Import(const std::string& db, const std::string& input, bool as_json,
   uint64_t line_no = 0, imported = 0, malformed = 0, expired = 0;
   const int64_t now = NowMs();
   Status store_error;
+  bool interrupted = false;  // stopped before the end of the input
   // Takes the parsed lines of a chunk in order; false to stop.
   auto store = [&](ParseChunk& chunk) {
     for (ParsedLine& p : chunk.parsed) {
+      if (InterruptSignal() != 0) {
+        interrupted = true;
+        return false;
+      }
       ++line_no;
       progress.Update(line_no);
       if (p.kind == ParsedLine::kBlank) continue;
@@ -420,7 +436,11 @@ int Import(const std::string& db, const std::string& input, bool as_json,
   bool eof = false;
   bool first_chunk = true;
   while (true) {
-    while (!eof && pending.size() <= parsers) {
+    while (!eof && !interrupted && pending.size() <= parsers) {
+      if (InterruptSignal() != 0) {
+        interrupted = true;  // the lines read are stored, up to the next one
+        break;
+      }
       std::unique_ptr<ParseChunk> chunk;
       if (spare.empty()) {
         chunk = std::make_unique<ParseChunk>();
@@ -456,8 +476,9 @@ int Import(const std::string& db, const std::string& input, bool as_json,
     // end.
     progress.Finish();
     if (io.stderr_is_tty) {
-      io.err << "import: storing the last batch (" << line_no
-             << " lines read)..." << std::flush;
+      io.err << "import: storing the "
+             << (interrupted ? "lines read so far" : "last batch") << " ("
+             << line_no << " lines read)..." << std::flush;
     }
     Result<BulkLoadStats> finished = loader->Finish();
     if (io.stderr_is_tty) io.err << "\r\x1b[2K" << std::flush;
@@ -491,7 +512,7 @@ int Import(const std::string& db, const std::string& input, bool as_json,
            << " entries before it are stored)\n";
     return kExitFailure;
   }
-  if (in->bad()) {
+  if (!interrupted && in->bad()) {
     io.err << "llmcache import: read error after line " << line_no << "\n";
     return kExitFailure;
   }
@@ -501,6 +522,7 @@ int Import(const std::string& db, const std::string& input, bool as_json,
   // Loaded table files are not compressed: a compaction rewrites them with
   // the store's own compression.
   double compact_seconds = 0;
+  compact = compact && !interrupted;
   if (compact) {
     const auto compact_started = std::chrono::steady_clock::now();
     if (Status s = cache->Compact(); !s.ok()) {
@@ -546,6 +568,7 @@ int Import(const std::string& db, const std::string& input, bool as_json,
     // Encoded entry bytes in table files that no compaction has compressed
     // yet (0 with --compact or --per-entry).
     o["uncompressed_bytes"] = bulk && !compact ? loaded.bytes : 0;
+    if (interrupted) o["interrupted"] = InterruptName();
     PrintJsonLine(o, io.out);
   } else {
     io.out << "imported " << imported << " entries";
@@ -572,6 +595,18 @@ int Import(const std::string& db, const std::string& input, bool as_json,
              << "); `llmcache compact` compresses them now (to about 0.4x), "
                 "else the periodic compaction does (every 6 h by default)\n";
     }
+  }
+  if (interrupted) {
+    io.err << "llmcache import: interrupted (" << InterruptName() << ") ";
+    if (line_no == 0) {
+      io.err << "before its first line: nothing stored\n";
+    } else {
+      io.err << "after line " << line_no
+             << ": the entries of the lines up to it are stored; the same "
+                "import again stores the rest (entries stored already stay "
+                "as they are)\n";
+    }
+    return InterruptExitCode();
   }
   return malformed > 0 ? kExitFailure : kExitOk;
 }
@@ -602,6 +637,7 @@ int VerifyWith(
                     "verify", total);
   const auto start = std::chrono::steady_clock::now();
   uint64_t checked = 0, expired = 0, problems = 0;
+  bool interrupted = false;
   // Each problem is written as it is found (a database where every entry is
   // bad must not be held in memory): a line of text, or an element of the
   // JSON object's "entries", which therefore comes first.
@@ -623,6 +659,10 @@ int VerifyWith(
   Status s = walk(
       model,
       [&](const EntryView& v) {
+        if (InterruptSignal() != 0) {
+          interrupted = true;
+          return false;
+        }
         ++checked;
         if (v.entry.meta.ExpiredAt(now)) ++expired;
         boost::system::error_code ec;
@@ -644,7 +684,8 @@ int VerifyWith(
   // through it), and a damaged index file is never walked: each file is
   // read whole too, and every damaged one named.
   uint64_t damaged_files = 0;
-  if (files) {
+  interrupted = interrupted || InterruptSignal() != 0;
+  if (files && !interrupted) {
     Result<std::vector<Cache::FileProblem>> damaged = files();
     if (!damaged.ok() && s.ok()) s = damaged.status();
     for (const Cache::FileProblem& f :
@@ -676,6 +717,7 @@ int VerifyWith(
         {"seconds", seconds},
         {"entries_per_second", EntriesPerSecond(checked, seconds)}};
     if (!s.ok()) tail["error"] = s.ToString();
+    if (interrupted) tail["interrupted"] = InterruptName();
     EndJsonEntries(tail, io.out);
   }
   if (!s.ok()) {
@@ -688,6 +730,11 @@ int VerifyWith(
     if (damaged_files > 0) io.out << damaged_files << " damaged files, ";
     io.out << expired << " expired (awaiting compaction), in "
            << RateText(checked, seconds) << "\n";
+  }
+  if (interrupted) {
+    io.err << "llmcache verify: interrupted (" << InterruptName() << ") after "
+           << checked << " entries: the rest, and the files, are not checked\n";
+    return InterruptExitCode();
   }
   return problems == 0 ? kExitOk : kExitFailure;
 }

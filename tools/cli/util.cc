@@ -4,10 +4,12 @@
 #include "cli/util.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cinttypes>
@@ -520,6 +522,59 @@ bool Confirm(const Io& io, bool yes, const std::string& question) {
   std::string answer;
   if (!std::getline(io.in, answer)) return false;
   return answer == "y" || answer == "Y" || answer == "yes" || answer == "YES";
+}
+
+namespace {
+
+std::atomic<int> g_interrupt{0};
+static_assert(std::atomic<int>::is_always_lock_free);  // signal-safe
+bool g_interrupt_tty = false;
+
+extern "C" void OnInterrupt(int sig) {
+  g_interrupt.store(sig, std::memory_order_relaxed);
+  // The next signal ends the process.
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  sigaction(SIGINT, &dfl, nullptr);
+  sigaction(SIGTERM, &dfl, nullptr);
+  if (g_interrupt_tty) {
+    // write(2) is async-signal-safe; the bar's line is erased first.
+    static constexpr char kSay[] =
+        "\r\x1b[2Kllmcache: stopping at the next entry (again to quit at "
+        "once)\n";
+    ssize_t ignored = write(STDERR_FILENO, kSay, sizeof(kSay) - 1);
+    (void)ignored;
+  }
+}
+
+}  // namespace
+
+void CatchInterrupts() {
+  g_interrupt_tty = isatty(STDERR_FILENO) == 1;
+  struct sigaction sa {};
+  sa.sa_handler = OnInterrupt;
+  sigemptyset(&sa.sa_mask);
+  // Interrupted system calls resume: the verbs look at the flag between
+  // entries, and a read that waits on a pipe ends with its writer.
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+int InterruptSignal() { return g_interrupt.load(std::memory_order_relaxed); }
+
+int InterruptExitCode() { return 128 + InterruptSignal(); }
+
+std::string InterruptName() {
+  const int sig = InterruptSignal();
+  if (sig == SIGINT) return "SIGINT";
+  if (sig == SIGTERM) return "SIGTERM";
+  return "signal " + std::to_string(sig);
+}
+
+void SetInterruptForTest(int sig) {
+  g_interrupt.store(sig, std::memory_order_relaxed);
 }
 
 }  // namespace llmcache::cli

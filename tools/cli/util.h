@@ -25,6 +25,23 @@ enum ExitCode : int {
   kExitBusy = 3,  // a mutating verb found the database held by a process
 };
 
+// Interrupts of the long verbs (import, export, verify, purge, warm). After
+// CatchInterrupts, the first SIGINT or SIGTERM only sets a flag: the verb
+// stops at the next entry, stores or writes whole what it has (an import's
+// lines read so far, an export's whole lines), closes the database (which
+// writes its counters) and says how far it got, exiting with
+// InterruptExitCode(). A second signal ends the process at once, as without
+// the handler (the database stays consistent: RocksDB recovers from its log).
+void CatchInterrupts();
+// The signal that asked to stop, 0 if none.
+int InterruptSignal();
+// 128 + the signal, the shell's convention.
+int InterruptExitCode();
+// "SIGINT", "SIGTERM" or "signal N".
+std::string InterruptName();
+// Tests: as if `sig` had arrived (0: as if none had).
+void SetInterruptForTest(int sig);
+
 // Terminal streams and what they are connected to. Tests pass string
 // streams; main() passes std::cin/cout/cerr.
 struct Io {

@@ -716,6 +716,7 @@ int Purge(const std::string& db, const PurgeArgs& args, const Io& io) {
   }
   uint64_t removed = 0;
   Status s;
+  bool interrupted = false;  // an age purge stopped before its cutoff
   const auto start = std::chrono::steady_clock::now();
   if (selector->kind != PurgeKind::kOlderThan) {
     Result<uint64_t> n = llmcache::Purge(*cache, *selector);
@@ -735,6 +736,10 @@ int Purge(const std::string& db, const PurgeArgs& args, const Io& io) {
       s = cache->ForEachEntryByAge(
           std::nullopt, /*newest_first=*/false,
           [&](const EntryView& v) {
+            if (InterruptSignal() != 0) {
+              interrupted = true;
+              return false;
+            }
             if (v.entry.meta.created_ms >= cutoff) return false;
             created.push_back(v.entry.meta.created_ms);
             scan.Add();
@@ -744,14 +749,19 @@ int Purge(const std::string& db, const PurgeArgs& args, const Io& io) {
     }
     Progress purge(io.err, io.stderr_is_tty, "purging", created.size());
     const size_t step = std::max<size_t>(4096, created.size() / 20);
+    interrupted = interrupted || InterruptSignal() != 0;
     for (size_t i = step; s.ok() && i < created.size(); i += step) {
+      if (InterruptSignal() != 0) {
+        interrupted = true;
+        break;
+      }
       // Entries created before created[i]: the next `step` oldest.
       Result<uint64_t> n = cache->PurgeCreatedBefore(created[i]);
       s = n.status();
       if (n.ok()) removed += *n;
       purge.Update(removed);
     }
-    if (s.ok()) {
+    if (s.ok() && !interrupted) {
       // The cutoff of the scan, not an age from now: a purge of many
       // entries took seconds, and the cutoff moved on with the clock.
       Result<uint64_t> n = cache->PurgeCreatedBefore(cutoff);
@@ -772,15 +782,23 @@ int Purge(const std::string& db, const PurgeArgs& args, const Io& io) {
   // selectors name sets, which may be empty.
   const bool not_found = selector->kind == PurgeKind::kKey && removed == 0;
   if (args.json) {
-    PrintJsonLine(json::object{{"removed", removed},
-                               {"what", what},
-                               {"seconds", seconds},
-                               {"entries_per_second",
-                                EntriesPerSecond(removed, seconds)}},
-                  io.out);
+    json::object o{{"removed", removed},
+                   {"what", what},
+                   {"seconds", seconds},
+                   {"entries_per_second", EntriesPerSecond(removed, seconds)}};
+    if (interrupted) o["interrupted"] = InterruptName();
+    PrintJsonLine(o, io.out);
   } else {
     io.out << "removed " << removed << (removed == 1 ? " entry" : " entries")
            << " (" << what << ") in " << RateText(removed, seconds) << "\n";
+  }
+  if (interrupted) {
+    io.err << "llmcache purge: interrupted (" << InterruptName() << "): the "
+           << removed
+           << " oldest are removed; the same purge again removes what "
+              "remains of "
+           << what << "\n";
+    return InterruptExitCode();
   }
   if (not_found) {
     io.err << "llmcache purge: not found: " << what << " is not stored\n";

@@ -381,6 +381,7 @@ int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
   // The proxy refused the credentials: the other lines would be refused too
   // (a wrong token is one error, not one per line); how many were not sent.
   bool refused = false;
+  bool interrupted = false;  // by a signal: the rest not sent
   uint64_t not_sent = 0;
   std::vector<size_t> streamed;  // indexes in to_send: proxy streams
   std::map<std::string, uint64_t> not_stored_reasons;
@@ -392,7 +393,8 @@ int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
       {
         std::unique_lock<std::mutex> lock(mu);
         cv.wait(lock, [&] { return in_flight < args.concurrency; });
-        if (refused) {
+        if (refused || InterruptSignal() != 0) {
+          interrupted = !refused;
           not_sent = to_send.size() - i;
           break;
         }
@@ -479,7 +481,7 @@ int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
 
   for (const std::string& f : failures)
     io.err << "llmcache warm: " << f << "\n";
-  if (not_sent > 0) {
+  if (not_sent > 0 && refused) {
     io.err << "llmcache warm: stopped: the proxy refused the credentials ("
               "its access token goes in $LLMCACHE_CLIENT_TOKEN or "
               "--client-token); "
@@ -505,6 +507,7 @@ int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
       summary["via"] = "proxy";
       summary["proxy_hits"] = proxy_hits;
     }
+    if (interrupted) summary["interrupted"] = InterruptName();
     PrintJsonLine(summary, io.out);
   } else {
     io.out << "requests        " << requests << "\n"
@@ -528,6 +531,13 @@ int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
     }
     io.out << "\n";
     if (malformed > 0) io.out << "malformed lines " << malformed << "\n";
+  }
+  if (interrupted) {
+    io.err << "llmcache warm: interrupted (" << InterruptName()
+           << "): " << not_sent
+           << " requests not sent (those sent were answered first); the "
+              "same warm again sends them\n";
+    return InterruptExitCode();
   }
   return (failed > 0 || malformed > 0 || not_sent > 0) ? kExitFailure : kExitOk;
 }
