@@ -1,15 +1,19 @@
 // Store benchmarks: lookups (memory tier, RocksDB only, misses), inserts, the
-// whole hit path, and flushing a large model.
+// whole hit path, flushing a large model, and inserts during an age purge.
 
 #include <benchmark/benchmark.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bench_data.h"
@@ -188,6 +192,86 @@ void BM_FlushModel(benchmark::State& state) {
   state.counters["entries"] = static_cast<double>(n);
 }
 
+// A service storing its misses while an operator's age purge (`llmcache
+// purge --older-than`, POST /admin/purge) removes `n` old entries of 1 KiB:
+// inserts one at a time, for as long as the purge runs, on a cache with the
+// default block cache (the purge reads each entry it deletes). Reports the
+// inserts' rate and latency quantiles, and the purge's rate.
+void BM_InsertDuringAgePurge(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  std::vector<double> latencies_us;
+  double purge_seconds = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    const std::string path = TempPath("purge");
+    CacheOptions o;
+    o.path = path;
+    o.maintenance_interval_ms = 0;
+    auto c = Cache::Open(o);
+    if (!c.ok()) std::abort();
+    const int64_t now_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::system_clock::now().time_since_epoch())
+            .count();
+    {
+      auto loader = (*c)->NewBulkLoader({});
+      if (!loader.ok()) std::abort();
+      InsertOptions old;
+      old.created_ms = now_ms - 2 * 86'400'000;
+      for (int64_t i = 0; i < n; ++i) {
+        const uint64_t u = static_cast<uint64_t>(i);
+        if (!(*loader)
+                 ->Add(NumberedKey("old/model", u), MakeCompletion(u, 1024),
+                       old)
+                 .ok()) {
+          std::abort();
+        }
+      }
+      if (!(*loader)->Finish().ok()) std::abort();
+    }
+    const std::string body = MakeCompletion(0, kResponseBytes);
+    state.ResumeTiming();
+    std::atomic<bool> done{false};
+    const auto start = std::chrono::steady_clock::now();
+    std::thread purge([&] {
+      if (!(*c)->PurgeCreatedBefore(now_ms - 86'400'000).ok()) std::abort();
+      done.store(true);
+    });
+    for (uint64_t i = 0; !done.load(); ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      if (!(*c)->Insert(NumberedKey("svc/model", i), body, {}).ok()) {
+        std::abort();
+      }
+      latencies_us.push_back(std::chrono::duration<double, std::micro>(
+                                 std::chrono::steady_clock::now() - t0)
+                                 .count());
+    }
+    purge.join();
+    purge_seconds +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count();
+    state.PauseTiming();
+    c->reset();
+    std::filesystem::remove_all(path);
+    state.ResumeTiming();
+  }
+  std::sort(latencies_us.begin(), latencies_us.end());
+  auto quantile = [&](double q) {
+    if (latencies_us.empty()) return 0.0;
+    return latencies_us[std::min(
+        latencies_us.size() - 1,
+        static_cast<size_t>(q * static_cast<double>(latencies_us.size())))];
+  };
+  state.counters["inserts_per_s"] =
+      static_cast<double>(latencies_us.size()) / purge_seconds;
+  state.counters["insert_p50_us"] = quantile(0.5);
+  state.counters["insert_p99_us"] = quantile(0.99);
+  state.counters["insert_max_us"] =
+      latencies_us.empty() ? 0 : latencies_us.back();
+  state.counters["purged_per_s"] =
+      static_cast<double>(n * state.iterations()) / purge_seconds;
+}
+
 BENCHMARK(BM_Lookup_MemoryHit)
     ->Name("BM_Lookup/memory_hit")
     ->Threads(1)
@@ -208,6 +292,11 @@ BENCHMARK(BM_HitPath)->Arg(2048);
 BENCHMARK(BM_HitPath_RocksDbOnly)->Arg(2048);
 BENCHMARK(BM_FlushModel)
     ->Arg(1'000'000)
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_InsertDuringAgePurge)
+    ->Arg(500'000)
     ->Iterations(1)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();

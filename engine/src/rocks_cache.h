@@ -301,18 +301,31 @@ class RocksCache final : public Cache {
     int64_t expires_ms = kUnknownTime;
     static constexpr int64_t kUnknownTime = std::numeric_limits<int64_t>::min();
   };
-  // Deletes the doomed entries and index records; returns how many entries
-  // it deleted. REQUIRES: write_fence_ held exclusively. Each entry is read
-  // again first (MultiGet, 1024 keys at a time): no Insert runs under the
-  // exclusive fence, so what it reads is what the write replaces. An entry
-  // deleted since it was found, or replaced by another version (another
-  // creation or expiry time), is left alone and not counted out; the
-  // counters go down by the bytes stored now.
-  Result<uint64_t> DeleteEntriesLocked(std::span<const Doomed> doomed);
-  // DeleteEntriesLocked in chunks of 4096, each under the write fence on its
-  // own (inserts are not fenced out for long); adds each chunk's deletions to
-  // `counter` (purged or evicted). Returns how many entries it deleted;
-  // stops at the first error.
+  // What each doomed entry is now (ReadDoomed): its stored size, or -1 to
+  // leave it alone (deleted since it was found, or replaced by another
+  // version: another creation or expiry time); and whether its index record
+  // stays (the version left alone has the record's creation time: only its
+  // expiry changed).
+  struct DoomedNow {
+    std::vector<int64_t> stored;
+    std::vector<char> keep_record;
+  };
+  // Reads the doomed entries (MultiGet per family, 1024 keys at a time).
+  Status ReadDoomed(std::span<const Doomed> doomed, DoomedNow* now) const;
+  // Deletes the entries ReadDoomed found and their index records; returns
+  // how many entries it deleted; the counters go down by the bytes stored.
+  // REQUIRES: write_fence_ held exclusively, and `now` read after anything
+  // written to these keys (no Insert runs under the exclusive fence, so what
+  // was read is what the write replaces).
+  Result<uint64_t> DeleteEntriesLocked(std::span<const Doomed> doomed,
+                                       const DoomedNow& now);
+  // Deletes in chunks of kPurgeChunk (rocks_purge.cc), each under the write
+  // fence on its own (inserts are not fenced out for long). A chunk is read
+  // before the fence is taken, and read again under it only if the database
+  // was written to meanwhile (from blocks the first read left in the block
+  // cache): the fence is held for the write, not for reads from the files.
+  // Adds each chunk's deletions to `counter` (purged or evicted). Returns
+  // how many entries it deleted; stops at the first error.
   Result<uint64_t> DeleteInChunks(std::span<const Doomed> doomed,
                                   Counter counter);
   // Walks the creation-time records of every model oldest first (the
