@@ -966,8 +966,10 @@ TEST(KeyInfoTest, TemperatureAndStream) {
   info = InfoOf(Request(R"("temperature":"0")"));
   EXPECT_TRUE(info.has_temperature);
   EXPECT_TRUE(std::isnan(info.temperature));
+  // null is "not given" (SDKs send it for an unset optional): the
+  // upstream's default temperature, so the reason is no_temperature.
   info = InfoOf(Request(R"("temperature":null)"));
-  EXPECT_TRUE(std::isnan(info.temperature));
+  EXPECT_FALSE(info.has_temperature);
 }
 
 TEST(KeyInfoTest, WebSearchSignals) {

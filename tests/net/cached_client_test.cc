@@ -816,15 +816,7 @@ class ScriptedClient final : public Client {
   // Answers call `i` with `content`: as events (ending with [DONE] only if
   // `complete`) when it asked for a stream, else as JSON.
   void Release(size_t i, const std::string& content, bool complete = true) {
-    Call c;
-    {
-      // Moved out: the callbacks hold the cached client, which holds this
-      // client (kept, they would leak as a cycle).
-      std::lock_guard<std::mutex> lock(mu_);
-      c.request = calls_.at(i).request;
-      c.on_chunk = std::move(calls_.at(i).on_chunk);
-      c.done = std::move(calls_.at(i).done);
-    }
+    Call c = Take(i);
     Response r;
     r.status = 200;
     const std::string head =
@@ -857,6 +849,28 @@ class ScriptedClient final : public Client {
     }
     c.done(std::move(r));
   }
+  // Ends call `i` with `error`, after one event if it asked for a stream and
+  // `after_an_event` (a connection lost mid-stream).
+  void Fail(size_t i, Status error, bool after_an_event) {
+    Call c = Take(i);
+    if (c.request.stream && after_an_event) {
+      c.on_chunk(
+          R"({"id":"gen-1","object":"chat.completion.chunk","created":1,)"
+          R"("model":"openai/gpt-4o-mini","choices":[{"index":0,"delta":)"
+          R"({"role":"assistant","content":"Fou"},"finish_reason":null}]})");
+    }
+    c.done(std::move(error));
+  }
+  // Answers call `i` with upstream status `status` and an error envelope.
+  void AnswerError(size_t i, int status, const std::string& message) {
+    Call c = Take(i);
+    Response r;
+    r.status = status;
+    r.headers.push_back({"Content-Type", "application/json"});
+    r.body = R"({"error":{"code":)" + std::to_string(status) +
+             R"(,"message":")" + message + R"("}})";
+    c.done(std::move(r));
+  }
 
   // Drops the calls never answered (their callbacks hold the cached
   // client).
@@ -873,6 +887,16 @@ class ScriptedClient final : public Client {
     ChunkHandler on_chunk;
     Callback done;
   };
+  // Call `i`'s callbacks, moved out: they hold the cached client, which
+  // holds this client (kept, they would leak as a cycle).
+  Call Take(size_t i) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Call c;
+    c.request = calls_.at(i).request;
+    c.on_chunk = std::move(calls_.at(i).on_chunk);
+    c.done = std::move(calls_.at(i).done);
+    return c;
+  }
   asio::any_io_executor ex_;
   ClientOptions options_;
   std::mutex mu_;
@@ -888,12 +912,13 @@ class CachedClientFlightTest : public CachedClientTest {
   }
   void TearDown() override { scripted_->Forget(); }
 
-  std::future<Result<CachedResponse>> Start(bool stream,
-                                            StreamHandler chunks = nullptr,
-                                            bool no_store = false) {
+  std::future<Result<CachedResponse>> Start(
+      bool stream, StreamHandler chunks = nullptr, bool no_store = false,
+      std::string api_key = "", const std::string& text = "What is 2+2?") {
     CachedRequest req;
-    req.body = Body("openai/gpt-4o-mini", stream);
+    req.body = Body("openai/gpt-4o-mini", stream, R"("temperature":0)", text);
     req.no_store = no_store;
+    req.api_key = std::move(api_key);
     return flights_->AsyncComplete(std::move(req), std::move(chunks),
                                    asio::use_future);
   }
@@ -1030,6 +1055,90 @@ TEST_F(CachedClientFlightTest, WaitersOfACutStreamGetTheirOwnAnswers) {
   EXPECT_TRUE(s->streamed);
   EXPECT_EQ(events.Content(), "Four, of course.");
   EXPECT_EQ(flights_->stats().misses, 3u);
+}
+
+// A leader's stream that fails after its first event (the connection lost,
+// or an idle timeout) has no answer for the waiters: each asks upstream on
+// its own instead of being handed the leader's failure half way.
+TEST_F(CachedClientFlightTest, WaitersOfAStreamLostMidwayGetTheirOwnAnswers) {
+  Collected lead_events;
+  auto leader = Start(/*stream=*/true, lead_events.Handler());
+  ASSERT_TRUE(llmcache::testing::WaitFor([&] { return scripted_->sends(); }));
+  auto plain = Start(/*stream=*/false);
+  Collected events;
+  auto stream = Start(/*stream=*/true, events.Handler());
+  ASSERT_TRUE(llmcache::testing::WaitFor(
+      [&] { return flights_->stats().flight_joins == 2; }));
+  scripted_->Fail(0, UnavailableError("connection lost mid-body"),
+                  /*after_an_event=*/true);
+  auto l = leader.get();
+  EXPECT_EQ(l.status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(lead_events.events.size(), 1u);
+
+  ASSERT_TRUE(llmcache::testing::WaitFor([&] {
+    return scripted_->sends() == 3;
+  })) << "the waiters did not ask upstream themselves";
+  for (size_t i = 1; i < 3; ++i) scripted_->Release(i, "Four, of course.");
+  auto p = plain.get();
+  ASSERT_OK(p);
+  auto parsed = ParseCompletion(p->body);
+  ASSERT_OK(parsed);
+  EXPECT_EQ(parsed->content, "Four, of course.");
+  auto s = stream.get();
+  ASSERT_OK(s);
+  EXPECT_EQ(events.Content(), "Four, of course.");
+
+  // A call that fails before any event (upstream unreachable) is the same
+  // failure for everyone: handed on, no call each.
+  Collected none;
+  auto again = Start(/*stream=*/true, none.Handler(), false, "k", "2+3?");
+  ASSERT_TRUE(
+      llmcache::testing::WaitFor([&] { return scripted_->sends() == 4; }));
+  auto other = Start(/*stream=*/false, nullptr, false, "", "2+3?");
+  ASSERT_TRUE(llmcache::testing::WaitFor(
+      [&] { return flights_->stats().flight_joins == 3; }));
+  // (Its key differs, but the call never reached an upstream status.)
+  scripted_->Fail(3, UnavailableError("connection refused"), false);
+  EXPECT_EQ(other.get().status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(again.get().status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(scripted_->sends(), 4u);
+}
+
+// With a scope shared by tenants, identical requests of different API keys
+// share a flight; an upstream error answers the leader's key (no credits,
+// a revoked key, a rate limit), so only waiters with that key get it: the
+// others start a flight of their own (one call for both).
+TEST_F(CachedClientFlightTest, AnUpstreamErrorGoesOnlyToTheLeadersKey) {
+  auto leader = Start(/*stream=*/false, nullptr, false, "sk-broke");
+  ASSERT_TRUE(llmcache::testing::WaitFor([&] { return scripted_->sends(); }));
+  auto same = Start(/*stream=*/false, nullptr, false, "sk-broke");
+  auto good1 = Start(/*stream=*/false, nullptr, false, "sk-good");
+  Collected events;
+  auto good2 = Start(/*stream=*/true, events.Handler(), false, "sk-good");
+  ASSERT_TRUE(llmcache::testing::WaitFor(
+      [&] { return flights_->stats().flight_joins == 3; }));
+  scripted_->AnswerError(0, 402, "Insufficient credits for this key");
+  auto l = leader.get();
+  ASSERT_OK(l);
+  EXPECT_EQ(l->status, 402);
+  auto s = same.get();
+  ASSERT_OK(s);
+  EXPECT_EQ(s->status, 402);
+  EXPECT_TRUE(s->joined_flight);
+
+  ASSERT_TRUE(llmcache::testing::WaitFor([&] {
+    return scripted_->sends() == 2;
+  })) << "the other key's requests did not ask upstream";
+  EXPECT_EQ(scripted_->request(1).api_key, "sk-good");
+  scripted_->Release(1, "Four, of course.");
+  for (auto* f : {&good1, &good2}) {
+    auto g = f->get();
+    ASSERT_OK(g);
+    EXPECT_EQ(g->status, 200);
+    EXPECT_EQ(g->body.find("credits"), std::string::npos);
+  }
+  EXPECT_EQ(events.Content(), "Four, of course.");
+  EXPECT_EQ(scripted_->sends(), 2u);
 }
 
 TEST_F(CachedClientFlightTest, AFlightWhoseCallThrowsEnds) {

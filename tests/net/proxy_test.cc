@@ -711,8 +711,27 @@ TEST_F(ProxyTest, UnreachableUpstreamIs502) {
     o.upstream.base_url =
         "http://127.0.0.1:" + std::to_string(closed_port) + "/api/v1";
   });
-  ExpectErrorShape(Chat(Body("m/a")), 502, "upstream_error");
+  const Reply r = Chat(Body("m/a"));
+  ExpectErrorShape(r, 502, "upstream_error");
+  // Labelled as every answer to a completion: a miss, not stored, no TTL.
+  EXPECT_EQ(r.header("x-cache"), "MISS");
+  EXPECT_EQ(r.header("x-cache-key").size(), 64u);
+  EXPECT_EQ(r.header("x-cache-stored"), "0");
+  EXPECT_FALSE(r.has_header("x-cache-ttl"));
   ExpectErrorShape(HttpGet(port_, "/v1/models"), 502, "upstream_error");
+}
+
+// An upstream error passes through as a miss that was not stored: it has
+// no lifetime to announce.
+TEST_F(ProxyTest, AnUpstreamErrorHasNoTtl) {
+  const Reply r = Chat(Body("fake/fault-500"), {{"X-Cache-TTL", "60"}});
+  EXPECT_EQ(r.status, 500);
+  EXPECT_EQ(r.header("x-cache"), "MISS");
+  EXPECT_EQ(r.header("x-cache-stored"), "0");
+  EXPECT_FALSE(r.has_header("x-cache-ttl"));
+  const Reply ok = Chat(Body("m/ttl"), {{"X-Cache-TTL", "60"}});
+  EXPECT_EQ(ok.header("x-cache-stored"), "1");
+  EXPECT_EQ(ok.header("x-cache-ttl"), "60");
 }
 
 TEST_F(ProxyTest, UpstreamDeadlineIs504) {
@@ -720,7 +739,9 @@ TEST_F(ProxyTest, UpstreamDeadlineIs504) {
     o.upstream.headers_timeout = 300ms;
     o.upstream.request_timeout = 1000ms;
   });
-  ExpectErrorShape(Chat(Body("fake/hang")), 504, "upstream_timeout");
+  const Reply r = Chat(Body("fake/hang"));
+  ExpectErrorShape(r, 504, "upstream_timeout");
+  EXPECT_EQ(r.header("x-cache"), "MISS");
   ExpectErrorShape(Chat(Body("fake/hang", true)), 504, "upstream_timeout");
 }
 

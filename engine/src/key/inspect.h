@@ -234,7 +234,8 @@ Status Inspect(const Workspace& ws, Endpoint endpoint, RequestInfo* info,
     if (IsName(key, "stream")) {
       info->stream = m->type == Type::kTrue;
     } else if (IsName(key, "temperature")) {
-      info->has_temperature = true;
+      // null is what SDKs send for "not given": the upstream's default.
+      info->has_temperature = m->type != Type::kNull;
       info->temperature = m->type == Type::kNumber
                               ? NumberValue(*m)
                               : std::numeric_limits<double>::quiet_NaN();

@@ -29,15 +29,10 @@ namespace {
 
 namespace json = boost::json;
 
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
-}
+}  // namespace
 
-// Hands replayed events to a stream handler. False if the handler cancelled.
+namespace internal {
+
 bool Deliver(const std::vector<std::string>& events,
              const StreamHandler& on_chunk) {
   for (const std::string& e : events) {
@@ -45,10 +40,6 @@ bool Deliver(const std::vector<std::string>& events,
   }
   return true;
 }
-
-}  // namespace
-
-namespace internal {
 
 CachedClientImpl::CachedClientImpl(std::shared_ptr<Cache> cache,
                                    std::shared_ptr<Client> client,
@@ -305,7 +296,10 @@ void CachedClientImpl::JoinOrLead(PreparedRequest p, StreamHandler on_chunk,
           Waiter{std::move(p), std::move(on_chunk), std::move(done)});
       return;
     }
-    if (leads) flights_.emplace(digest, std::make_shared<Flight>());
+    if (leads) {
+      flights_.emplace(
+          digest, std::make_shared<Flight>(Flight{{}, p.request().api_key}));
+    }
   }
   // From here the flight must end whatever happens, or every identical
   // request after it would wait for ever.
@@ -533,6 +527,7 @@ void CachedClientImpl::CallUpstream(PreparedRequest p, CacheResult kind,
   if (on_chunk) acc = MakeEventAccumulator(p.endpoint());
   if (!acc) on_chunk = nullptr;
   auto acc_status = std::make_shared<Status>();
+  auto begun = std::make_shared<bool>(false);  // the stream's first event
   ChunkHandler chunks;
   auto self = std::static_pointer_cast<CachedClientImpl>(shared_from_this());
   if (on_chunk) {
@@ -540,8 +535,9 @@ void CachedClientImpl::CallUpstream(PreparedRequest p, CacheResult kind,
     // others wait for it (they would all fail otherwise); with nobody
     // waiting the upstream call is cancelled.
     auto caller_gone = std::make_shared<bool>(false);
-    chunks = [acc, acc_status, on_chunk, caller_gone, flight, self,
+    chunks = [acc, acc_status, on_chunk, caller_gone, flight, self, begun,
               digest = p.key().digest](std::string_view data) {
+      *begun = true;
       if (acc_status->ok()) *acc_status = acc->Add(data);
       if (*caller_gone) return true;
       if (on_chunk(data)) return true;
@@ -549,21 +545,22 @@ void CachedClientImpl::CallUpstream(PreparedRequest p, CacheResult kind,
       return flight && self->HasWaiters(digest);
     };
   }
-  client_->Send(std::move(up), std::move(chunks),
-                [self, p = std::move(p), kind, reason, acc, acc_status, flight,
-                 token = std::move(lease_token),
-                 done = std::move(done)](Result<Response> r) mutable {
-                  Result<CachedResponse> out = self->Finish(
-                      std::move(r), p, kind, reason, acc.get(), *acc_status);
-                  // After the Put (same key slot, same connection, in
-                  // order): waiters on other instances find the value, or
-                  // see the lease gone and go upstream themselves.
-                  if (!token.empty()) self->shared_->Release(p.key(), token);
-                  if (flight) {
-                    self->FinishFlight(p.key().digest, &out);
-                  }
-                  done(std::move(out));
-                });
+  client_->Send(
+      std::move(up), std::move(chunks),
+      [self, p = std::move(p), kind, reason, acc, acc_status, flight, begun,
+       token = std::move(lease_token),
+       done = std::move(done)](Result<Response> r) mutable {
+        Result<CachedResponse> out =
+            self->Finish(std::move(r), p, kind, reason, acc.get(), *acc_status);
+        // After the Put (same key slot, same connection, in
+        // order): waiters on other instances find the value, or
+        // see the lease gone and go upstream themselves.
+        if (!token.empty()) self->shared_->Release(p.key(), token);
+        if (flight) {
+          self->FinishFlight(p.key().digest, &out, !out.ok() && *begun);
+        }
+        done(std::move(out));
+      });
 }
 
 Result<CachedResponse> CachedClientImpl::Finish(Result<Response> r,
@@ -677,105 +674,6 @@ bool CachedClientImpl::Store(const RequestKey& key, const CachedRequest& req,
   StoreFailure("insert", s);
   counters_.Add(PipelineCounters::kNotStored);
   return false;
-}
-
-bool CachedClientImpl::HasWaiters(const Digest& digest) {
-  std::lock_guard<std::mutex> lock(flights_mu_);
-  auto it = flights_.find(digest);
-  return it != flights_.end() && !it->second->waiters.empty();
-}
-
-// Ends a flight: removes it, then hands the leader's outcome to every
-// waiter, in the waiter's own form (JSON, or events for a stream),
-// whichever form the leader asked for. When the leader was cancelled by
-// its own caller, each waiter starts over (a new flight); when the leader
-// got a 200 that is not whole (a stream cut before [DONE]), each waiter
-// asks upstream on its own,
-// so that none is handed a partial answer as if it were whole.
-void CachedClientImpl::FinishFlight(const Digest& digest,
-                                    const Result<CachedResponse>* out) {
-  std::shared_ptr<Flight> flight;
-  {
-    std::lock_guard<std::mutex> lock(flights_mu_);
-    auto it = flights_.find(digest);
-    if (it == flights_.end()) return;
-    flight = std::move(it->second);
-    flights_.erase(it);
-  }
-  const bool cancelled =
-      !out->ok() && out->status().code() == StatusCode::kCancelled;
-  const bool partial = out->ok() && (*out)->status == 200 && !(*out)->complete;
-  for (Waiter& w : flight->waiters) {
-    if (cancelled || partial) {
-      auto self =
-          std::static_pointer_cast<CachedClientImpl>(shared_from_this());
-      boost::asio::post(client_->executor(),
-                        [self, w = std::move(w), solo = partial]() mutable {
-                          self->Restart(std::move(w), solo);
-                        });
-      continue;
-    }
-    if (!out->ok()) {
-      w.done(out->status());
-      continue;
-    }
-    CachedResponse copy = **out;
-    copy.joined_flight = true;
-    const bool leader_streamed = copy.streamed;
-    copy.streamed = w.on_chunk != nullptr && copy.status == 200;
-    if (copy.streamed) {
-      Result<std::vector<std::string>> events =
-          ReplayEvents(w.request.endpoint(), copy.body);
-      if (!events.ok()) {
-        // The leader's answer cannot be replayed as events (its form
-        // differed): this stream asks upstream on its own.
-        auto self =
-            std::static_pointer_cast<CachedClientImpl>(shared_from_this());
-        boost::asio::post(client_->executor(),
-                          [self, w = std::move(w)]() mutable {
-                            self->Restart(std::move(w), /*solo=*/true);
-                          });
-        continue;
-      }
-      if (copy.result == CacheResult::kHit &&
-          w.request.request().on_stream_hit) {
-        w.request.request().on_stream_hit();
-      }
-      if (!Deliver(*events, w.on_chunk)) {
-        w.done(CancelledError("stream cancelled by the caller"));
-        continue;
-      }
-    } else if (leader_streamed) {
-      // The body is the complete JSON the stream was accumulated into;
-      // the upstream's headers described the stream.
-      for (Header& h : copy.headers) {
-        if (EqualsIgnoreCase(h.name, "Content-Type")) {
-          h.value = "application/json";
-        }
-      }
-    }
-    w.done(std::move(copy));
-  }
-}
-
-// A waiter whose flight ended without a usable answer: it leads or joins
-// a new flight, or (`solo`) asks upstream for its own answer, outside any
-// flight, so that it cannot be handed a partial answer again.
-void CachedClientImpl::Restart(Waiter w, bool solo) {
-  Callback fallback = w.done;
-  try {
-    if (solo) {
-      CallUpstream(std::move(w.request), CacheResult::kMiss,
-                   BypassReason::kNone, std::move(w.on_chunk),
-                   std::move(w.done), /*flight=*/false);
-      return;
-    }
-    JoinOrLead(std::move(w.request), std::move(w.on_chunk), std::move(w.done),
-               /*rejoin=*/true);
-  } catch (const std::exception& e) {
-    Log(std::string("cached completion failed: ") + e.what());
-    if (fallback) fallback(InternalError(e.what()));
-  }
 }
 
 CachedClientStats CachedClientImpl::stats() const {

@@ -1,6 +1,7 @@
 // The cached client's implementation class, shared by its translation units:
 //   cached_client.cc  prepare, probe, single flight, upstream, store, flush
 //                     (every endpoint, one request = one entry);
+//   cached_flight.cc  single flight: handing the leader's answer on;
 //   cached_batch.cc   embeddings batches, cached input by input.
 // Private to llmcache::cached.
 
@@ -66,6 +67,8 @@ class CachedClientImpl final : public CachedClient {
   };
   struct Flight {
     std::vector<Waiter> waiters;
+    // The leader's: its errors go only to waiters with the same key.
+    std::string api_key;
   };
   // A flight leader on its way through the shared tier.
   struct SharedStep {
@@ -133,7 +136,10 @@ class CachedClientImpl final : public CachedClient {
              const std::string& body, const Usage& usage,
              const std::string& resolved_model, uint8_t flags);
   bool HasWaiters(const Digest& digest);
-  void FinishFlight(const Digest& digest, const Result<CachedResponse>* out);
+  // cached_flight.cc. `stream_cut`: the leader's stream failed after its
+  // first event.
+  void FinishFlight(const Digest& digest, const Result<CachedResponse>* out,
+                    bool stream_cut = false);
   void Restart(Waiter w, bool solo);
   void AccountPromptCache(const std::string& requested_model,
                           const std::string& base_model,
@@ -224,6 +230,11 @@ std::function<void(Arg)> CachedClientImpl::OnClientExecutor(Fn fn) const {
     });
   };
 }
+
+// Hands replayed events to a stream handler. False if the handler
+// cancelled.
+bool Deliver(const std::vector<std::string>& events,
+             const StreamHandler& on_chunk);
 
 }  // namespace llmcache::net::internal
 

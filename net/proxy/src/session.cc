@@ -10,14 +10,13 @@
 // its events are posted back as HTTP chunks (HTTP/1.0: unframed, to close).
 //
 // Decisions not spelled out in proxy.h:
-//   - Access (Host, Origin, credentials: access.h) is checked as soon as a
-//     request's headers are in, before its body is read (no 100 Continue
-//     for a refused request). A 400 or 403 that leaves a body unread closes
-//     the connection after the answer; a 401 (a client with the wrong
-//     credentials, not a hostile page) reads the body first and keeps the
-//     connection, unless the client waits for 100 Continue.
-//   - A stream whose upstream ends without [DONE] (cut, error) is ended by
-//     closing without the last chunk: the client sees it incomplete.
+//   - Access (Host, Origin, credentials: access.h) is checked once a
+//     request's headers are in, before its body is read (no 100 Continue for
+//     a refused request). A 400 or 403 leaving a body unread closes after the
+//     answer; a 401 (wrong credentials, not a hostile page) reads the body
+//     and keeps the connection, unless the client waits for 100 Continue.
+//   - A stream whose upstream ends without [DONE] is ended by closing
+//     without the last chunk: the client sees it incomplete.
 //   - Responses that leave unread request bytes (413, 431, 400 on a bad
 //     message) close the connection after draining briefly ("lingering
 //     close"), so the client reads the answer instead of a reset.
@@ -596,25 +595,26 @@ class SessionImpl final : public Session,
       }
       return;
     }
-    if (!r.ok()) {
-      const Status& s = r.status();
-      if (s.code() == StatusCode::kDeadlineExceeded) {
-        return SendError(504, "upstream_timeout",
-                         "upstream timed out: " + std::string(s.message()),
-                         false);
+    if (!r.ok()) {  // the proxy's own answer, labelled as the rest
+      std::string labels;
+      AppendCacheHeaders(&labels, *req_.cache, req_.bypass_reason, req_.key_hex,
+                         0);
+      if (*req_.cache == CacheResult::kMiss) labels += "X-Cache-Stored: 0\r\n";
+      const std::string m(r.status().message());
+      if (r.status().code() == StatusCode::kInvalidArgument) {
+        return SendError(400, "invalid_request_error", m, false, labels);
       }
-      if (s.code() == StatusCode::kInvalidArgument) {
-        return SendError(400, "invalid_request_error", std::string(s.message()),
-                         false);
-      }
-      return SendError(502, "upstream_error",
-                       "upstream failed: " + std::string(s.message()), false);
+      const bool late = r.status().code() == StatusCode::kDeadlineExceeded;
+      return SendError(
+          late ? 504 : 502, late ? "upstream_timeout" : "upstream_error",
+          (late ? "upstream timed out: " : "upstream failed: ") + m, false,
+          std::move(labels));
     }
     CachedResponse& c = *r;
     extra_.clear();
     AppendCacheHeaders(&extra_, *req_.cache, req_.bypass_reason, req_.key_hex,
                        c.age_ms);
-    AppendTtlHeader(*req_.cache);
+    if (c.stored) AppendTtlHeader(*req_.cache);  // the lifetime it has
     // Whether this answer is now in the cache (a stream's headers leave
     // before it is stored, so only whole answers say it).
     if (*req_.cache == CacheResult::kMiss) {

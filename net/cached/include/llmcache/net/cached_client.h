@@ -15,9 +15,11 @@
 //   - Single flight: concurrent identical misses make exactly one upstream
 //     call; the others wait for its result (or its error, never cached),
 //     each in its own form: JSON for a plain request, events for a stream,
-//     whichever form the leader asked for. A 200 that is not whole (a
-//     stream cut before [DONE]) is never handed on: each waiter then asks
-//     upstream on its own.
+//     whichever form the leader asked for. An answer that is not whole (a
+//     stream cut before [DONE], or failed after its first event) is never
+//     handed on: each waiter then asks upstream on its own. An upstream
+//     error status goes only to waiters with the leader's API key (a shared
+//     scope's other tenants start a flight of their own).
 //   - Fail open: if the store fails (disk full, corrupt, locked), the request
 //     still goes upstream and succeeds; failures are counted and logged at
 //     most once per interval.

@@ -1,0 +1,143 @@
+// CachedClient's single flight: identical requests in flight at once wait
+// for the first (the leader) and are handed its answer, or start over when
+// it has none for them (cached_client_impl.h; JoinOrLead in
+// cached_client.cc starts flights).
+
+#include <algorithm>
+#include <boost/asio/post.hpp>
+#include <cctype>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "cached_client_impl.h"
+#include "llmcache/net/sse.h"
+
+namespace llmcache::net::internal {
+namespace {
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+}  // namespace
+
+bool CachedClientImpl::HasWaiters(const Digest& digest) {
+  std::lock_guard<std::mutex> lock(flights_mu_);
+  auto it = flights_.find(digest);
+  return it != flights_.end() && !it->second->waiters.empty();
+}
+
+// Ends a flight: removes it, then hands the leader's outcome to every
+// waiter, in the waiter's own form (JSON, or events for a stream),
+// whichever form the leader asked for. When the leader was cancelled by
+// its own caller, each waiter starts over (a new flight); when the leader's
+// stream did not end whole (a 200 cut before [DONE], or a connection lost
+// or timed out after its first event), each waiter asks upstream on its
+// own, so that none is handed a partial answer, or the leader's failure
+// half way, as if it were its own. An upstream error (a status other than
+// 200) goes only to waiters with the leader's API key: with a shared scope,
+// one tenant's 401, 402 or 429 is not another's, and its message may name
+// the key; the others start over (a new flight).
+void CachedClientImpl::FinishFlight(const Digest& digest,
+                                    const Result<CachedResponse>* out,
+                                    bool stream_cut) {
+  std::shared_ptr<Flight> flight;
+  {
+    std::lock_guard<std::mutex> lock(flights_mu_);
+    auto it = flights_.find(digest);
+    if (it == flights_.end()) return;
+    flight = std::move(it->second);
+    flights_.erase(it);
+  }
+  const bool cancelled =
+      !out->ok() && out->status().code() == StatusCode::kCancelled;
+  const bool partial =
+      (out->ok() && (*out)->status == 200 && !(*out)->complete) ||
+      (stream_cut && !cancelled);
+  // An upstream status, not a failed call (unreachable, timed out): that
+  // one is everyone's.
+  const bool failed = out->ok() && (*out)->status != 200;
+  for (Waiter& w : flight->waiters) {
+    if (cancelled || partial ||
+        (failed && w.request.request().api_key != flight->api_key)) {
+      auto self =
+          std::static_pointer_cast<CachedClientImpl>(shared_from_this());
+      boost::asio::post(client_->executor(),
+                        [self, w = std::move(w), solo = partial]() mutable {
+                          self->Restart(std::move(w), solo);
+                        });
+      continue;
+    }
+    if (!out->ok()) {
+      w.done(out->status());
+      continue;
+    }
+    CachedResponse copy = **out;
+    copy.joined_flight = true;
+    const bool leader_streamed = copy.streamed;
+    copy.streamed = w.on_chunk != nullptr && copy.status == 200;
+    if (copy.streamed) {
+      Result<std::vector<std::string>> events =
+          ReplayEvents(w.request.endpoint(), copy.body);
+      if (!events.ok()) {
+        // The leader's answer cannot be replayed as events (its form
+        // differed): this stream asks upstream on its own.
+        auto self =
+            std::static_pointer_cast<CachedClientImpl>(shared_from_this());
+        boost::asio::post(client_->executor(),
+                          [self, w = std::move(w)]() mutable {
+                            self->Restart(std::move(w), /*solo=*/true);
+                          });
+        continue;
+      }
+      if (copy.result == CacheResult::kHit &&
+          w.request.request().on_stream_hit) {
+        w.request.request().on_stream_hit();
+      }
+      if (!Deliver(*events, w.on_chunk)) {
+        w.done(CancelledError("stream cancelled by the caller"));
+        continue;
+      }
+    } else if (leader_streamed) {
+      // The body is the complete JSON the stream was accumulated into;
+      // the upstream's headers described the stream.
+      for (Header& h : copy.headers) {
+        if (EqualsIgnoreCase(h.name, "Content-Type")) {
+          h.value = "application/json";
+        }
+      }
+    }
+    w.done(std::move(copy));
+  }
+}
+
+// A waiter whose flight ended without a usable answer: it leads or joins
+// a new flight, or (`solo`) asks upstream for its own answer, outside any
+// flight, so that it cannot be handed a partial answer again.
+void CachedClientImpl::Restart(Waiter w, bool solo) {
+  Callback fallback = w.done;
+  try {
+    if (solo) {
+      CallUpstream(std::move(w.request), CacheResult::kMiss,
+                   BypassReason::kNone, std::move(w.on_chunk),
+                   std::move(w.done), /*flight=*/false);
+      return;
+    }
+    JoinOrLead(std::move(w.request), std::move(w.on_chunk), std::move(w.done),
+               /*rejoin=*/true);
+  } catch (const std::exception& e) {
+    Log(std::string("cached completion failed: ") + e.what());
+    if (fallback) fallback(InternalError(e.what()));
+  }
+}
+
+}  // namespace llmcache::net::internal
