@@ -397,9 +397,9 @@ int Main(int argc, char** argv) {
   }
   // The long verbs that stop cleanly at the next entry (the others stop at
   // once, as without a handler).
+  // (purge --older-than: after its confirmation, in cli::Purge.)
   if (imp->parsed() ? import_proxy.empty()
-                    : (exp->parsed() || verify->parsed() || warm->parsed() ||
-                       (purge->parsed() && purge_args.older_than))) {
+                    : (exp->parsed() || verify->parsed() || warm->parsed())) {
     cli::CatchInterrupts();
   }
   if (stats->parsed()) return cli::Stats(db, json, io);
@@ -451,10 +451,20 @@ int Main(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  int rc = 1;
   try {
-    return Main(argc, argv);
+    rc = Main(argc, argv);
   } catch (const std::exception& e) {
     std::cerr << "llmcache: " << e.what() << "\n";
-    return 1;
   }
+  // A verb stopped by a signal (its work closed and reported) ends by that
+  // signal, so that a shell loop around it stops too: a shell takes a
+  // normal exit after SIGINT for a program that handled Ctrl-C itself.
+  if (const int sig = llmcache::cli::InterruptSignal(); sig != 0) {
+    std::cout.flush();
+    std::cerr.flush();
+    signal(sig, SIG_DFL);
+    raise(sig);
+  }
+  return rc;
 }

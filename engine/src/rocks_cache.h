@@ -321,11 +321,11 @@ class RocksCache final : public Cache {
                                        const DoomedNow& now);
   // Deletes in chunks of kPurgeChunk (rocks_purge.cc), each under the write
   // fence on its own (inserts are not fenced out for long). A chunk is read
-  // before the fence is taken, and read again under it only if the database
-  // was written to meanwhile (from blocks the first read left in the block
-  // cache): the fence is held for the write, not for reads from the files.
-  // Adds each chunk's deletions to `counter` (purged or evicted). Returns
-  // how many entries it deleted; stops at the first error.
+  // before the fence is taken, and again under it (from the blocks the first
+  // read left in the block cache): the fence is held for a read from memory
+  // and the write, not for reads from the files. Adds each chunk's deletions
+  // to `counter` (purged or evicted). Returns how many entries it deleted;
+  // stops at the first error.
   Result<uint64_t> DeleteInChunks(std::span<const Doomed> doomed,
                                   Counter counter);
   // Walks the creation-time records of every model oldest first (the

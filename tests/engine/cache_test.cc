@@ -481,8 +481,8 @@ TEST_P(CacheTest, FindLocatesEntryByDigestAlone) {
 // Inserts of one key from two threads at once, and purges of it from two
 // more: each key counted once while it is stored (an Insert's read of the
 // stored version and its write are one step per key; a purge reads what it
-// deletes again under the fence if anything was written since its first
-// read). The clock moves meanwhile, so versions differ in creation time too.
+// deletes again under the fence). The clock moves meanwhile, so versions
+// differ in creation time too.
 TEST_P(CacheTest, ConcurrentWritesOfOneKeyKeepTheCountsExact) {
   constexpr int kKeys = 3000;
   std::atomic<int> ready{0};

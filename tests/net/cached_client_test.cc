@@ -1105,9 +1105,9 @@ TEST_F(CachedClientFlightTest, WaitersOfAStreamLostMidwayGetTheirOwnAnswers) {
 }
 
 // With a scope shared by tenants, identical requests of different API keys
-// share a flight; an upstream error answers the leader's key (no credits,
-// a revoked key, a rate limit), so only waiters with that key get it: the
-// others start a flight of their own (one call for both).
+// share a flight; a 401, 402, 403 or 429 answers the leader's key (a
+// revoked key, no credits, a rate limit), so only waiters with that key get
+// it: the others start a flight of their own (one call for both).
 TEST_F(CachedClientFlightTest, AnUpstreamErrorGoesOnlyToTheLeadersKey) {
   auto leader = Start(/*stream=*/false, nullptr, false, "sk-broke");
   ASSERT_TRUE(llmcache::testing::WaitFor([&] { return scripted_->sends(); }));
@@ -1139,6 +1139,23 @@ TEST_F(CachedClientFlightTest, AnUpstreamErrorGoesOnlyToTheLeadersKey) {
   }
   EXPECT_EQ(events.Content(), "Four, of course.");
   EXPECT_EQ(scripted_->sends(), 2u);
+}
+
+// A 5xx is the upstream's trouble, not a key's: every waiter gets it,
+// whatever its key, and the upstream is asked once.
+TEST_F(CachedClientFlightTest, AServerErrorGoesToEveryWaiter) {
+  auto leader = Start(/*stream=*/false, nullptr, false, "sk-a");
+  ASSERT_TRUE(llmcache::testing::WaitFor([&] { return scripted_->sends(); }));
+  auto other = Start(/*stream=*/false, nullptr, false, "sk-b");
+  ASSERT_TRUE(llmcache::testing::WaitFor(
+      [&] { return flights_->stats().flight_joins == 1; }));
+  scripted_->AnswerError(0, 503, "overloaded");
+  for (auto* f : {&leader, &other}) {
+    auto r = f->get();
+    ASSERT_OK(r);
+    EXPECT_EQ(r->status, 503);
+  }
+  EXPECT_EQ(scripted_->sends(), 1u);
 }
 
 TEST_F(CachedClientFlightTest, AFlightWhoseCallThrowsEnds) {

@@ -438,7 +438,7 @@ int Import(const std::string& db, const std::string& input, bool as_json,
   while (true) {
     while (!eof && !interrupted && pending.size() <= parsers) {
       if (InterruptSignal() != 0) {
-        interrupted = true;  // the lines read are stored, up to the next one
+        interrupted = true;  // the lines before the next one are stored
         break;
       }
       std::unique_ptr<ParseChunk> chunk;
@@ -522,7 +522,9 @@ int Import(const std::string& db, const std::string& input, bool as_json,
   // Loaded table files are not compressed: a compaction rewrites them with
   // the store's own compression.
   double compact_seconds = 0;
-  compact = compact && !interrupted;
+  // Stopped during the last batch: every line is stored, not compacted.
+  const bool compact_skipped = compact && InterruptSignal() != 0;
+  compact = compact && !compact_skipped;
   if (compact) {
     const auto compact_started = std::chrono::steady_clock::now();
     if (Status s = cache->Compact(); !s.ok()) {
@@ -595,6 +597,12 @@ int Import(const std::string& db, const std::string& input, bool as_json,
              << "); `llmcache compact` compresses them now (to about 0.4x), "
                 "else the periodic compaction does (every 6 h by default)\n";
     }
+  }
+  if (compact_skipped && !interrupted) {
+    io.err << "llmcache import: interrupted (" << InterruptName()
+           << ") before compacting: every line is stored; `llmcache compact` "
+              "compresses them\n";
+    return InterruptExitCode();
   }
   if (interrupted) {
     io.err << "llmcache import: interrupted (" << InterruptName() << ") ";

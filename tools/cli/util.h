@@ -27,11 +27,11 @@ enum ExitCode : int {
 
 // Interrupts of the long verbs (import, export, verify, purge, warm). After
 // CatchInterrupts, the first SIGINT or SIGTERM only sets a flag: the verb
-// stops at the next entry, stores or writes whole what it has (an import's
-// lines read so far, an export's whole lines), closes the database (which
-// writes its counters) and says how far it got, exiting with
-// InterruptExitCode(). A second signal ends the process at once, as without
-// the handler (the database stays consistent: RocksDB recovers from its log).
+// stops at the next entry, keeps whole what it did (an import's lines before
+// that entry, an export's whole lines), closes the database (which writes its
+// counters), says how far it got and returns InterruptExitCode(); main()
+// then ends by the signal itself. A second signal ends the process at once,
+// as without the handler (RocksDB recovers from its log).
 void CatchInterrupts();
 // The signal that asked to stop, 0 if none.
 int InterruptSignal();

@@ -714,6 +714,9 @@ int Purge(const std::string& db, const PurgeArgs& args, const Io& io) {
     io.err << "llmcache purge: not confirmed; nothing removed\n";
     return kExitFailure;
   }
+  // An age purge goes in steps: stopped between two (not at the question,
+  // where Ctrl-C quits as usual).
+  if (selector->kind == PurgeKind::kOlderThan) CatchInterrupts();
   uint64_t removed = 0;
   Status s;
   bool interrupted = false;  // an age purge stopped before its cutoff

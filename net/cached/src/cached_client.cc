@@ -286,16 +286,20 @@ void CachedClientImpl::CompletePrepared(PreparedRequest p,
 void CachedClientImpl::JoinOrLead(PreparedRequest p, StreamHandler on_chunk,
                                   Callback done, bool rejoin) {
   const Digest digest = p.key().digest;
-  const bool leads = !p.request().no_store;
+  bool leads = !p.request().no_store;
   {
     std::lock_guard<std::mutex> lock(flights_mu_);
     auto it = flights_.find(digest);
-    if (it != flights_.end()) {
+    // Started over: joins only a flight of its own API key (another key's
+    // may fail for that key again), else makes a call of its own.
+    if (it != flights_.end() &&
+        (!rejoin || it->second->api_key == p.request().api_key)) {
       if (!rejoin) counters_.Add(PipelineCounters::kFlightJoins);
       it->second->waiters.push_back(
           Waiter{std::move(p), std::move(on_chunk), std::move(done)});
       return;
     }
+    leads = leads && it == flights_.end();
     if (leads) {
       flights_.emplace(
           digest, std::make_shared<Flight>(Flight{{}, p.request().api_key}));

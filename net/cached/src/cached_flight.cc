@@ -43,10 +43,10 @@ bool CachedClientImpl::HasWaiters(const Digest& digest) {
 // stream did not end whole (a 200 cut before [DONE], or a connection lost
 // or timed out after its first event), each waiter asks upstream on its
 // own, so that none is handed a partial answer, or the leader's failure
-// half way, as if it were its own. An upstream error (a status other than
-// 200) goes only to waiters with the leader's API key: with a shared scope,
-// one tenant's 401, 402 or 429 is not another's, and its message may name
-// the key; the others start over (a new flight).
+// half way, as if it were its own. An answer about the key (401, 402, 403,
+// 429) goes only to waiters with the leader's API key: with a shared scope,
+// one tenant's is not another's, and its message may name the key; the
+// others start over (a flight of their key's, or a call of their own).
 void CachedClientImpl::FinishFlight(const Digest& digest,
                                     const Result<CachedResponse>* out,
                                     bool stream_cut) {
@@ -63,9 +63,11 @@ void CachedClientImpl::FinishFlight(const Digest& digest,
   const bool partial =
       (out->ok() && (*out)->status == 200 && !(*out)->complete) ||
       (stream_cut && !cancelled);
-  // An upstream status, not a failed call (unreachable, timed out): that
-  // one is everyone's.
-  const bool failed = out->ok() && (*out)->status != 200;
+  // The statuses that answer the key rather than the request; a failed
+  // call (unreachable, timed out) or a 5xx is everyone's.
+  const int status = out->ok() ? (*out)->status : 0;
+  const bool failed =
+      status == 401 || status == 402 || status == 403 || status == 429;
   for (Waiter& w : flight->waiters) {
     if (cancelled || partial ||
         (failed && w.request.request().api_key != flight->api_key)) {

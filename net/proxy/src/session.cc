@@ -614,7 +614,7 @@ class SessionImpl final : public Session,
     extra_.clear();
     AppendCacheHeaders(&extra_, *req_.cache, req_.bypass_reason, req_.key_hex,
                        c.age_ms);
-    if (c.stored) AppendTtlHeader(*req_.cache);  // the lifetime it has
+    if (c.stored) AppendTtlHeader(*req_.cache);  // the lifetime asked for
     // Whether this answer is now in the cache (a stream's headers leave
     // before it is stored, so only whole answers say it).
     if (*req_.cache == CacheResult::kMiss) {

@@ -17,8 +17,8 @@
 //     each in its own form: JSON for a plain request, events for a stream,
 //     whichever form the leader asked for. An answer that is not whole (a
 //     stream cut before [DONE], or failed after its first event) is never
-//     handed on: each waiter then asks upstream on its own. An upstream
-//     error status goes only to waiters with the leader's API key (a shared
+//     handed on: each waiter then asks upstream on its own. A 401, 402, 403
+//     or 429 goes only to waiters with the leader's API key (a shared
 //     scope's other tenants start a flight of their own).
 //   - Fail open: if the store fails (disk full, corrupt, locked), the request
 //     still goes upstream and succeeds; failures are counted and logged at
