@@ -556,9 +556,9 @@ void CachedClientImpl::CallUpstream(PreparedRequest p, CacheResult kind,
        done = std::move(done)](Result<Response> r) mutable {
         Result<CachedResponse> out =
             self->Finish(std::move(r), p, kind, reason, acc.get(), *acc_status);
-        // After the Put (same key slot, same connection, in
-        // order): waiters on other instances find the value, or
-        // see the lease gone and go upstream themselves.
+        // After the Put (same key slot, same connection, in order): waiters
+        // on other instances find the value, or see the lease gone and go
+        // upstream themselves.
         if (!token.empty()) self->shared_->Release(p.key(), token);
         if (flight) {
           self->FinishFlight(p.key().digest, &out, !out.ok() && *begun);

@@ -66,11 +66,11 @@ void CachedClientImpl::FinishFlight(const Digest& digest,
   // The statuses that answer the key rather than the request; a failed
   // call (unreachable, timed out) or a 5xx is everyone's.
   const int status = out->ok() ? (*out)->status : 0;
-  const bool failed =
+  const bool about_key =
       status == 401 || status == 402 || status == 403 || status == 429;
   for (Waiter& w : flight->waiters) {
     if (cancelled || partial ||
-        (failed && w.request.request().api_key != flight->api_key)) {
+        (about_key && w.request.request().api_key != flight->api_key)) {
       auto self =
           std::static_pointer_cast<CachedClientImpl>(shared_from_this());
       boost::asio::post(client_->executor(),
