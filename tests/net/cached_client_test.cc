@@ -923,6 +923,39 @@ class CachedClientFlightTest : public CachedClientTest {
                                    asio::use_future);
   }
 
+  using Pending = std::future<Result<CachedResponse>>;
+  // A stream leader, a plain and a stream waiter; `end` ends the leader's
+  // call without a whole answer (and checks what the leader got). Then each
+  // waiter asks upstream on its own and gets a whole answer.
+  void ExpectWaitersAskOnTheirOwn(
+      const std::function<void(Pending&, Collected&)>& end) {
+    Collected lead_events;
+    auto leader = Start(/*stream=*/true, lead_events.Handler());
+    ASSERT_TRUE(llmcache::testing::WaitFor([&] { return scripted_->sends(); }));
+    auto plain = Start(/*stream=*/false);
+    Collected events;
+    auto stream = Start(/*stream=*/true, events.Handler());
+    ASSERT_TRUE(llmcache::testing::WaitFor(
+        [&] { return flights_->stats().flight_joins == 2; }));
+    end(leader, lead_events);
+    ASSERT_TRUE(llmcache::testing::WaitFor([&] {
+      return scripted_->sends() == 3;
+    })) << "the waiters did not ask upstream themselves";
+    for (size_t i = 1; i < 3; ++i) scripted_->Release(i, "Four, of course.");
+    auto p = plain.get();
+    ASSERT_OK(p);
+    EXPECT_FALSE(p->streamed);
+    auto parsed = ParseCompletion(p->body);
+    ASSERT_OK(parsed);
+    EXPECT_EQ(parsed->content, "Four, of course.");
+    EXPECT_EQ(parsed->finish_reason, "stop");
+    auto s = stream.get();
+    ASSERT_OK(s);
+    EXPECT_TRUE(s->streamed);
+    EXPECT_EQ(events.Content(), "Four, of course.");
+    EXPECT_EQ(flights_->stats().misses, 3u);
+  }
+
   std::shared_ptr<ScriptedClient> scripted_;
   std::shared_ptr<CachedClient> flights_;
 };
@@ -1024,69 +1057,25 @@ TEST_F(CachedClientFlightTest, ANoStoreRequestJoinsAFlightThatStores) {
 }
 
 TEST_F(CachedClientFlightTest, WaitersOfACutStreamGetTheirOwnAnswers) {
-  Collected lead_events;
-  auto leader = Start(/*stream=*/true, lead_events.Handler());
-  ASSERT_TRUE(llmcache::testing::WaitFor([&] { return scripted_->sends(); }));
-  auto plain = Start(/*stream=*/false);
-  Collected events;
-  auto stream = Start(/*stream=*/true, events.Handler());
-  ASSERT_TRUE(llmcache::testing::WaitFor(
-      [&] { return flights_->stats().flight_joins == 2; }));
-  // The leader's stream ends without [DONE]: half an answer.
-  scripted_->Release(0, "Four, of course.", /*complete=*/false);
-  auto l = leader.get();
-  ASSERT_OK(l);
-  EXPECT_FALSE(l->stored);
-
-  // Each waiter asks upstream on its own instead of taking the half answer.
-  ASSERT_TRUE(llmcache::testing::WaitFor([&] {
-    return scripted_->sends() == 3;
-  })) << "the waiters did not ask upstream themselves";
-  for (size_t i = 1; i < 3; ++i) scripted_->Release(i, "Four, of course.");
-  auto p = plain.get();
-  ASSERT_OK(p);
-  EXPECT_FALSE(p->streamed);
-  auto parsed = ParseCompletion(p->body);
-  ASSERT_OK(parsed);
-  EXPECT_EQ(parsed->content, "Four, of course.");
-  EXPECT_EQ(parsed->finish_reason, "stop");
-  auto s = stream.get();
-  ASSERT_OK(s);
-  EXPECT_TRUE(s->streamed);
-  EXPECT_EQ(events.Content(), "Four, of course.");
-  EXPECT_EQ(flights_->stats().misses, 3u);
+  ExpectWaitersAskOnTheirOwn([this](Pending& leader, Collected&) {
+    // The leader's stream ends without [DONE]: half an answer.
+    scripted_->Release(0, "Four, of course.", /*complete=*/false);
+    auto l = leader.get();
+    ASSERT_OK(l);
+    EXPECT_FALSE(l->stored);
+  });
 }
 
 // A leader's stream that fails after its first event (the connection lost,
 // or an idle timeout) has no answer for the waiters: each asks upstream on
 // its own instead of being handed the leader's failure half way.
 TEST_F(CachedClientFlightTest, WaitersOfAStreamLostMidwayGetTheirOwnAnswers) {
-  Collected lead_events;
-  auto leader = Start(/*stream=*/true, lead_events.Handler());
-  ASSERT_TRUE(llmcache::testing::WaitFor([&] { return scripted_->sends(); }));
-  auto plain = Start(/*stream=*/false);
-  Collected events;
-  auto stream = Start(/*stream=*/true, events.Handler());
-  ASSERT_TRUE(llmcache::testing::WaitFor(
-      [&] { return flights_->stats().flight_joins == 2; }));
-  scripted_->Fail(0, UnavailableError("connection lost mid-body"),
-                  /*after_an_event=*/true);
-  auto l = leader.get();
-  EXPECT_EQ(l.status().code(), StatusCode::kUnavailable);
-  EXPECT_EQ(lead_events.events.size(), 1u);
-
-  ASSERT_TRUE(llmcache::testing::WaitFor([&] {
-    return scripted_->sends() == 3;
-  })) << "the waiters did not ask upstream themselves";
-  for (size_t i = 1; i < 3; ++i) scripted_->Release(i, "Four, of course.");
-  auto p = plain.get();
-  ASSERT_OK(p);
-  auto parsed = ParseCompletion(p->body);
-  ASSERT_OK(parsed);
-  EXPECT_EQ(parsed->content, "Four, of course.");
-  auto s = stream.get();
-  ASSERT_OK(s);
-  EXPECT_EQ(events.Content(), "Four, of course.");
+  ExpectWaitersAskOnTheirOwn([this](Pending& leader, Collected& lead_events) {
+    scripted_->Fail(0, UnavailableError("connection lost mid-body"),
+                    /*after_an_event=*/true);
+    EXPECT_EQ(leader.get().status().code(), StatusCode::kUnavailable);
+    EXPECT_EQ(lead_events.events.size(), 1u);
+  });
 
   // A call that fails before any event (upstream unreachable) is the same
   // failure for everyone: handed on, no call each.
