@@ -385,6 +385,13 @@ int Main(int argc, char** argv) {
                    isatty(STDERR_FILENO) == 1,
                    isatty(STDOUT_FILENO) == 1};
   key_args.json = json;
+  // The long verbs that stop cleanly at the next entry (the others stop at
+  // once, as without a handler); export and verify of the shared tier too.
+  // (purge --older-than: after its confirmation, in cli::Purge.)
+  if (imp->parsed() ? import_proxy.empty()
+                    : (exp->parsed() || verify->parsed() || warm->parsed())) {
+    cli::CatchInterrupts();
+  }
   if (!shared.url.empty()) {
     if (stats->parsed()) return cli::SharedStats(shared, false, json, io);
     if (models->parsed()) return cli::SharedStats(shared, true, json, io);
@@ -394,13 +401,6 @@ int Main(int argc, char** argv) {
     }
     if (exp->parsed()) return cli::SharedExport(shared, model, export_out, io);
     if (verify->parsed()) return cli::SharedVerify(shared, model, json, io);
-  }
-  // The long verbs that stop cleanly at the next entry (the others stop at
-  // once, as without a handler).
-  // (purge --older-than: after its confirmation, in cli::Purge.)
-  if (imp->parsed() ? import_proxy.empty()
-                    : (exp->parsed() || verify->parsed() || warm->parsed())) {
-    cli::CatchInterrupts();
   }
   if (stats->parsed()) return cli::Stats(db, json, io);
   if (models->parsed()) return cli::Models(db, json, io);
