@@ -124,6 +124,36 @@ Result<std::map<std::string, AgeRange, std::less<>>> Cache::AgeRanges(
 
 namespace internal {
 
+uint64_t FlushCounts::Get(std::string_view model, std::string_view ns) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  uint64_t n = all_;
+  if (auto it = models_.find(BaseModel(model)); it != models_.end()) {
+    n += it->second;
+  }
+  if (auto it = namespaces_.find(ns); it != namespaces_.end()) n += it->second;
+  return n;
+}
+
+void FlushCounts::BumpAll() {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++all_;
+}
+
+void FlushCounts::BumpModel(std::string_view base_model) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++models_[std::string(base_model)];
+}
+
+void FlushCounts::BumpNamespace(std::string_view ns) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++namespaces_[std::string(ns)];
+}
+
+Status FlushedMeanwhile() {
+  return AbortedError(
+      "not stored: a flush began after this answer was asked for");
+}
+
 Result<EntryMeta> MakeEntryMeta(const RequestKey& key,
                                 const InsertOptions& options,
                                 int64_t default_ttl_ms, int64_t now_ms) {

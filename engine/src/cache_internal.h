@@ -3,8 +3,12 @@
 #ifndef LLMCACHE_ENGINE_CACHE_INTERNAL_H_
 #define LLMCACHE_ENGINE_CACHE_INTERNAL_H_
 
+#include <cstdint>
 #include <memory>
+#include <mutex>
+#include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "llmcache/cache.h"
 #include "stats.h"
@@ -17,6 +21,37 @@ namespace llmcache::internal {
 Result<EntryMeta> MakeEntryMeta(const RequestKey& key,
                                 const InsertOptions& options,
                                 int64_t default_ttl_ms, int64_t now_ms);
+
+// Cache::FlushCount for both implementations. Thread-safe. The caller
+// bumps a count when a flush begins, under whatever orders the flush after
+// the inserts that read the old count.
+class FlushCounts {
+ public:
+  // All of BaseModel(model)'s entries in `ns` (a sum of counts that only
+  // grow: any flush that covers them changes it).
+  uint64_t Get(std::string_view model, std::string_view ns) const;
+  void BumpAll();
+  void BumpModel(std::string_view base_model);
+  void BumpNamespace(std::string_view ns);
+
+ private:
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const {
+      return std::hash<std::string_view>()(s);
+    }
+  };
+  using Counts =
+      std::unordered_map<std::string, uint64_t, Hash, std::equal_to<>>;
+  mutable std::mutex mu_;
+  uint64_t all_ = 0;
+  Counts models_;
+  Counts namespaces_;
+};
+
+// kAborted: InsertOptions::flush_count is stale (a flush began after the
+// answer was asked for), so the insert stores nothing.
+Status FlushedMeanwhile();
 
 // Classifies an entry found under a key: kHit, kExpired, or kMiss when it is
 // older than options.max_age_ms.

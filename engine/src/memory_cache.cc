@@ -53,6 +53,10 @@ class MemoryCache final : public Cache {
     e->body.assign(body);
     const size_t size = StoredSize(*e);
     std::lock_guard<std::mutex> lock(write_mu_);
+    if (options.flush_count &&
+        *options.flush_count != flush_counts_.Get(key.base_model, options.ns)) {
+      return FlushedMeanwhile();
+    }
     if (auto old = tier_.Erase(key.digest)) CountRemoval(*old);
     if (!tier_.Put(key.digest, std::move(e))) {
       return ResourceExhaustedError(
@@ -77,6 +81,7 @@ class MemoryCache final : public Cache {
   Result<uint64_t> FlushModel(std::string_view model) override {
     const std::string_view base = BaseModel(model);
     std::lock_guard<std::mutex> lock(write_mu_);
+    flush_counts_.BumpModel(base);
     const size_t n = tier_.EraseIf([&](const Digest&, const Entry& e) {
       return BaseModel(e.meta.model) == base;
     });
@@ -87,6 +92,7 @@ class MemoryCache final : public Cache {
 
   Status FlushAll() override {
     std::lock_guard<std::mutex> lock(write_mu_);
+    flush_counts_.BumpAll();
     tier_.Clear();
     stats_.ResetAllEntryCounts();
     stats_.Add(Counter::kFlushes, 1);
@@ -102,7 +108,16 @@ class MemoryCache final : public Cache {
     return 1;
   }
 
+  uint64_t FlushCount(std::string_view model,
+                      std::string_view ns) const override {
+    return flush_counts_.Get(model, ns);
+  }
+
   Result<uint64_t> PurgeNamespace(std::string_view ns) override {
+    {
+      std::lock_guard<std::mutex> lock(write_mu_);
+      flush_counts_.BumpNamespace(ns);
+    }
     return PurgeIf([&](const Entry& e) { return e.meta.ns == ns; });
   }
 
@@ -179,6 +194,8 @@ class MemoryCache final : public Cache {
   const Clock* const clock_;
   StatsCollector stats_;
   std::mutex write_mu_;  // serialises mutations so entry counts stay exact
+  // Bumped under write_mu_, so an insert sees a flush begun before it.
+  FlushCounts flush_counts_;
   MemoryTier tier_;
 };
 

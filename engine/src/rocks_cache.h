@@ -59,6 +59,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "cache_internal.h"
 #include "llmcache/cache.h"
 #include "llmcache/clock.h"
 #include "memory_tier.h"
@@ -116,6 +117,10 @@ class RocksCache final : public Cache {
                            const ProviderStatsDelta& delta) override;
   Result<uint64_t> FlushModel(std::string_view model) override;
   Status FlushAll() override;
+  uint64_t FlushCount(std::string_view model,
+                      std::string_view ns) const override {
+    return flush_counts_.Get(model, ns);
+  }
   Result<uint64_t> PurgeKey(const Digest& digest) override;
   Result<uint64_t> PurgeNamespace(std::string_view ns) override;
   Result<uint64_t> PurgeExpired() override;
@@ -438,6 +443,9 @@ class RocksCache final : public Cache {
   // to the write): picked by the digest's last byte.
   std::array<std::mutex, 64> insert_stripes_;
   std::atomic<uint64_t> epoch_{0};
+  // Flushes begun (FlushCount): bumped under the exclusive write fence, read
+  // by Insert under the shared one.
+  internal::FlushCounts flush_counts_;
   std::unique_ptr<MemoryTier> tier_;
   StatsCollector stats_;
   std::mutex stats_write_mu_;  // one stats writer at a time

@@ -199,6 +199,13 @@ Status RocksCache::Insert(const RequestKey& key, std::string_view body,
   // Checked under the fence: recovery drains the fence before it resumes
   // the DB, so no write that passed this check can reach RocksDB then.
   LLMCACHE_RETURN_IF_ERROR(WriteAllowed());
+  // Flushes bump the count under the exclusive fence: one that began after
+  // the answer was asked for is seen here, one that begins later waits for
+  // this write and removes it.
+  if (options.flush_count &&
+      *options.flush_count != flush_counts_.Get(key.base_model, options.ns)) {
+    return internal::FlushedMeanwhile();
+  }
   Result<std::shared_ptr<Family>> family = FamilyForInsert(key.base_model);
   if (!family.ok()) return family.status();
   const Family& f = **family;

@@ -51,6 +51,7 @@ Result<uint64_t> RocksCache::FlushModel(std::string_view model) {
   {
     std::unique_lock<FenceMutex> fence(write_fence_);
     LLMCACHE_RETURN_IF_ERROR(WriteAllowed());
+    flush_counts_.BumpModel(base);
     {
       std::unique_lock<std::shared_mutex> lock(families_mu_);
       auto it = families_.find(base);
@@ -127,6 +128,7 @@ Status RocksCache::FlushAll() {
   DbLock db_lock(this);
   std::unique_lock<FenceMutex> fence(write_fence_);
   LLMCACHE_RETURN_IF_ERROR(WriteAllowed());
+  flush_counts_.BumpAll();
   // A failure half way leaves families dropped and not recreated: only a
   // reopen (which creates the missing ones) repairs that.
   auto half_done = [this](Status st) {
@@ -416,6 +418,12 @@ Result<uint64_t> RocksCache::PurgeNamespace(std::string_view ns) {
   DbLock db_lock(this);
   LLMCACHE_RETURN_IF_ERROR(MutationAllowed());
   LLMCACHE_RETURN_IF_ERROR(db_lock.status());
+  {
+    // Before the walk: an insert that saw the old count has written its
+    // entry by now, so the walk finds it; later ones see the new count.
+    std::unique_lock<FenceMutex> fence(write_fence_);
+    flush_counts_.BumpNamespace(ns);
+  }
   std::vector<Doomed> doomed;
   Status s = ForEachEntry(
       std::nullopt,

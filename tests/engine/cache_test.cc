@@ -11,6 +11,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "llmcache/clock.h"
@@ -274,6 +275,62 @@ TEST_P(CacheTest, FlushAllRemovesEverything) {
   EXPECT_EQ(stats->entries, 0u);
   Put(TestKey("m/0", 100), "again");
   EXPECT_EQ(Outcome(TestKey("m/0", 100)), LookupOutcome::kHit);
+}
+
+TEST_P(CacheTest, AnAnswerAFlushOvertookIsNotStored) {
+  // What a caller reads before asking upstream, and passes with the answer:
+  // stored only if no flush of its entries began in between.
+  int n = 0;
+  auto ask = [&](const std::string& model, const std::string& ns) {
+    InsertOptions io;
+    io.ns = ns;  // a view of the caller's string
+    io.flush_count = cache_->FlushCount(model, ns);
+    return std::make_pair(TestKey(model, ++n), io);
+  };
+  auto answer = [&](const std::pair<RequestKey, InsertOptions>& asked) {
+    Status s = cache_->Insert(asked.first, "answer", asked.second);
+    const LookupOutcome o = Outcome(asked.first);
+    if (s.ok()) {
+      EXPECT_EQ(o, LookupOutcome::kHit);
+      return true;
+    }
+    EXPECT_EQ(s.code(), StatusCode::kAborted) << s.ToString();
+    EXPECT_EQ(o, LookupOutcome::kMiss);
+    return false;
+  };
+  const std::string a = "tenant-a", b = "tenant-b";
+  EXPECT_TRUE(answer(ask("m/x:floor", a)));  // nothing overtook it
+
+  // A model's flush covers its answers (and its variants') only.
+  auto x = ask("m/x:floor", a), y = ask("m/y", a);
+  ASSERT_OK(cache_->FlushModel("m/x"));
+  EXPECT_FALSE(answer(x));
+  EXPECT_TRUE(answer(y));
+  EXPECT_TRUE(answer(ask("m/x", a)));  // asked after it
+
+  // A namespace's purge covers that tenant's answers only.
+  auto in_a = ask("m/x", a), in_b = ask("m/x", b);
+  ASSERT_OK(cache_->PurgeNamespace(a));
+  EXPECT_FALSE(answer(in_a));
+  EXPECT_TRUE(answer(in_b));
+
+  // FlushAll covers every answer.
+  x = ask("m/x", b);
+  y = ask("m/y", a);
+  ASSERT_OK(cache_->FlushAll());
+  EXPECT_FALSE(answer(x));
+  EXPECT_FALSE(answer(y));
+
+  // Removing one key, expired or old entries is no flush: an answer asked
+  // for meanwhile is the newest there is.
+  x = ask("m/x", a);
+  ASSERT_OK(cache_->PurgeKey(TestKey("m/x", 1).digest));
+  ASSERT_OK(cache_->PurgeExpired());
+  ASSERT_OK(cache_->PurgeOlderThan(0));
+  EXPECT_TRUE(answer(x));
+  // Without a count, an insert is not checked.
+  Put(TestKey("m/x", 99), "unchecked");
+  EXPECT_EQ(Outcome(TestKey("m/x", 99)), LookupOutcome::kHit);
 }
 
 TEST_P(CacheTest, FlushAllWhileListingsRun) {

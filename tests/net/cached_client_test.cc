@@ -476,6 +476,12 @@ TEST_F(CachedClientTest, ModelDriftIsRecordedAndCanFlush) {
   auto old = cache_->Lookup(*key);
   ASSERT_OK(old);
   EXPECT_FALSE(old->hit());  // flushed on drift
+  // The answer that showed the drift is the new model's: stored after the
+  // flush it caused.
+  EXPECT_TRUE(r->stored) << r->not_stored_reason;
+  auto again = Call(*c2, Body("openai/gpt-4o-mini"));
+  ASSERT_OK(again);
+  EXPECT_EQ(again->result, CacheResult::kHit);
 }
 
 TEST_F(CachedClientTest, PromptCachingIsPricedSeparatelyFromResponseCache) {
@@ -1145,6 +1151,42 @@ TEST_F(CachedClientFlightTest, AServerErrorGoesToEveryWaiter) {
     EXPECT_EQ(r->status, 503);
   }
   EXPECT_EQ(scripted_->sends(), 1u);
+}
+
+TEST_F(CachedClientFlightTest, AnAnswerAFlushOvertookIsNotStored) {
+  // An operator flushes the model while its answer is on the way: the
+  // answer still goes to the caller (and its waiter), and is not stored
+  // after the flush.
+  Collected events;
+  auto leader = Start(/*stream=*/true, events.Handler());
+  ASSERT_TRUE(llmcache::testing::WaitFor([&] { return scripted_->sends(); }));
+  auto waiter = Start(/*stream=*/false);
+  ASSERT_TRUE(llmcache::testing::WaitFor(
+      [&] { return flights_->stats().flight_joins == 1; }));
+  ASSERT_OK(cache_->FlushModel("openai/gpt-4o-mini"));
+  scripted_->Release(0, "Four, of course.");
+  auto l = leader.get();
+  ASSERT_OK(l);
+  EXPECT_EQ(events.Content(), "Four, of course.");
+  EXPECT_FALSE(l->stored);
+  EXPECT_EQ(l->not_stored_reason, "a flush began while it was asked for");
+  auto w = waiter.get();
+  ASSERT_OK(w);
+  EXPECT_EQ(ParseCompletion(w->body)->content, "Four, of course.");
+  EXPECT_FALSE(w->stored);
+
+  // The next one asks again, and its answer (asked after the flush) stays.
+  auto next = Start(/*stream=*/false);
+  ASSERT_TRUE(
+      llmcache::testing::WaitFor([&] { return scripted_->sends() == 2; }));
+  scripted_->Release(1, "Four.");
+  auto n = next.get();
+  ASSERT_OK(n);
+  EXPECT_TRUE(n->stored) << n->not_stored_reason;
+  auto hit = Start(/*stream=*/false).get();
+  ASSERT_OK(hit);
+  EXPECT_EQ(hit->result, CacheResult::kHit);
+  EXPECT_EQ(scripted_->sends(), 2u);
 }
 
 TEST_F(CachedClientFlightTest, AFlightWhoseCallThrowsEnds) {

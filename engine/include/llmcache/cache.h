@@ -95,6 +95,10 @@ struct InsertOptions {
   // as kMaxEntryTimeMs.
   int64_t created_ms = 0;
   int64_t expires_ms = 0;
+  // Store only if Cache::FlushCount(key's model, ns) still returns this: an
+  // answer asked for before a flush of its entries began is not stored
+  // after it (kAborted, nothing stored). nullopt: no such check.
+  std::optional<uint64_t> flush_count;
 };
 
 // Statistics. Persistent mode keeps them in the database, so they survive
@@ -340,6 +344,19 @@ class Cache {
   // Removes every entry of every model. Statistics counters of hits and
   // savings are kept.
   virtual Status FlushAll() = 0;
+
+  // How many flushes that cover the entries of BaseModel(model) in
+  // namespace `ns` (FlushModel of that model, FlushAll, PurgeNamespace of
+  // that namespace) have begun on this instance. Read it before asking
+  // upstream for an answer and pass it as InsertOptions::flush_count, so
+  // that an answer a flush overtook is not stored after the flush. 0 where
+  // not implemented (never changes).
+  virtual uint64_t FlushCount(std::string_view model,
+                              std::string_view ns) const {
+    (void)model;
+    (void)ns;
+    return 0;
+  }
 
   // Removes the entry of a key; returns how many were removed: 0, 1, or
   // more when an edited import stored the key under several models.

@@ -72,17 +72,17 @@ void CachedClientImpl::AccountPromptCache(const std::string& requested_model,
 // Logs each change of a model's resolved model once: A, A, B, B, A logs
 // A -> B and B -> A (under the lock, so concurrent answers agree on the
 // order); the first sighting of a model is no drift.
-void CachedClientImpl::CheckDrift(const std::string& base_model,
+bool CachedClientImpl::CheckDrift(const std::string& base_model,
                                   const std::string& resolved) {
-  if (resolved.empty()) return;
+  if (resolved.empty()) return false;
   std::string previous;
   {
     std::lock_guard<std::mutex> lock(resolved_mu_);
     DriftState& state = resolved_[base_model];
-    if (state.resolved == resolved) return;
+    if (state.resolved == resolved) return false;
     previous = std::move(state.resolved);
     state.resolved = resolved;
-    if (previous.empty()) return;  // first sighting
+    if (previous.empty()) return false;  // first sighting
     ++state.events;
     state.last_drift_ms = clock_->NowMillis();
   }
@@ -93,11 +93,12 @@ void CachedClientImpl::CheckDrift(const std::string& base_model,
   Log("model drift: " + base_model + " now resolves to " + resolved + " (was " +
       previous + ")" +
       (options_.flush_on_model_drift ? "; flushing its entries" : ""));
-  if (options_.flush_on_model_drift) {
-    if (auto f = cache_->FlushModel(base_model); !f.ok()) {
-      StoreFailure("flush on drift", f.status());
-    }
+  if (!options_.flush_on_model_drift) return false;
+  if (auto f = cache_->FlushModel(base_model); !f.ok()) {
+    StoreFailure("flush on drift", f.status());
+    return false;
   }
+  return true;
 }
 
 void CachedClientImpl::SetPricing(std::shared_ptr<const PricingTable> pricing) {

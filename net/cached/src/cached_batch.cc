@@ -58,6 +58,7 @@ struct CachedClientImpl::Batch {
   std::optional<CachedResponse> error_answer;  // an upstream error answer
   bool stored = true;
   uint64_t shared_flush_count = 0;  // the tier's, before it was asked
+  uint64_t flush_count = 0;         // the local tiers', before it was asked
 };
 
 void CachedClientImpl::CompleteBatch(PreparedRequest p, Callback done) {
@@ -78,6 +79,7 @@ void CachedClientImpl::StartBatch(const std::shared_ptr<Batch>& b) {
       embedding_json::SplitRequest(req.body);
   if (!inputs.ok()) return AbortBatch(b, inputs.status());
   b->inputs = std::move(*inputs);
+  b->flush_count = cache_->FlushCount(b->request.key().base_model, req.ns);
   std::unordered_map<Digest, size_t, DigestHash> seen;
   b->unique_of.resize(b->inputs.size());
   for (size_t i = 0; i < b->inputs.size(); ++i) {
@@ -301,7 +303,12 @@ void CachedClientImpl::BatchAnswered(std::shared_ptr<Batch> b,
       }
     } else {
       const std::string& resolved = parsed.model;
-      if (!resolved.empty()) CheckDrift(b->request.key().base_model, resolved);
+      // A flush for drift is this answer's: the new model's answer stays.
+      const uint64_t flush_count =
+          CheckDrift(b->request.key().base_model, resolved)
+              ? cache_->FlushCount(b->request.key().base_model,
+                                   b->request.request().ns)
+              : b->flush_count;
       const uint8_t flags =
           EntryEndpointFlags(static_cast<uint8_t>(Endpoint::kEmbeddings));
       const bool no_store = b->request.request().no_store;
@@ -318,7 +325,7 @@ void CachedClientImpl::BatchAnswered(std::shared_ptr<Batch> b,
         e->body = std::move(a.body);
         if (!no_store) {
           stored &= Store(b->keys[sent[k]], b->request.request(), e->body,
-                          a.usage, resolved, flags);
+                          a.usage, resolved, flags, flush_count);
         }
         answers[k] = std::move(e);
       }

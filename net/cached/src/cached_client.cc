@@ -549,13 +549,17 @@ void CachedClientImpl::CallUpstream(PreparedRequest p, CacheResult kind,
       return flight && self->HasWaiters(digest);
     };
   }
+  // An answer that a flush overtakes is not stored after it (read before
+  // the call: a flush from here on began after the question).
+  const uint64_t flush_count =
+      cache_->FlushCount(p.key().base_model, p.request().ns);
   client_->Send(
       std::move(up), std::move(chunks),
       [self, p = std::move(p), kind, reason, acc, acc_status, flight, begun,
-       token = std::move(lease_token),
+       flush_count, token = std::move(lease_token),
        done = std::move(done)](Result<Response> r) mutable {
-        Result<CachedResponse> out =
-            self->Finish(std::move(r), p, kind, reason, acc.get(), *acc_status);
+        Result<CachedResponse> out = self->Finish(
+            std::move(r), p, kind, reason, acc.get(), *acc_status, flush_count);
         // After the Put (same key slot, same connection, in order): waiters
         // on other instances find the value, or see the lease gone and go
         // upstream themselves.
@@ -567,12 +571,10 @@ void CachedClientImpl::CallUpstream(PreparedRequest p, CacheResult kind,
       });
 }
 
-Result<CachedResponse> CachedClientImpl::Finish(Result<Response> r,
-                                                const PreparedRequest& p,
-                                                CacheResult kind,
-                                                BypassReason reason,
-                                                const EventAccumulator* acc,
-                                                const Status& acc_status) {
+Result<CachedResponse> CachedClientImpl::Finish(
+    Result<Response> r, const PreparedRequest& p, CacheResult kind,
+    BypassReason reason, const EventAccumulator* acc, const Status& acc_status,
+    uint64_t flush_count) {
   if (!r.ok()) return r.status();
   Response& resp = *r;
   const RequestKey& key = p.key();
@@ -632,23 +634,38 @@ Result<CachedResponse> CachedClientImpl::Finish(Result<Response> r,
     counters_.Add(PipelineCounters::kNotStored);
     return out;
   }
-  CheckDrift(key.base_model, out.parsed.model);
+  // A flush for drift is this answer's: the new model's answer stays.
+  if (CheckDrift(key.base_model, out.parsed.model)) {
+    flush_count = cache_->FlushCount(key.base_model, p.request().ns);
+  }
   const uint8_t flags = static_cast<uint8_t>(
       (out.streamed ? kEntryFlagFromStream : 0) |
       (out.parsed.tool_calls.empty() ? 0 : kEntryFlagToolCalls) |
       EntryEndpointFlags(static_cast<uint8_t>(endpoint)));
-  if (Store(key, p.request(), out.body, out.usage, out.parsed.model, flags)) {
+  std::string why_not;
+  if (Store(key, p.request(), out.body, out.usage, out.parsed.model, flags,
+            flush_count, &why_not)) {
     out.stored = true;
   } else {
-    out.not_stored_reason = "store failed";
+    out.not_stored_reason =
+        why_not.empty() ? std::string("store failed") : std::move(why_not);
   }
   return out;
 }
 
 bool CachedClientImpl::Store(const RequestKey& key, const CachedRequest& req,
                              const std::string& body, const Usage& usage,
-                             const std::string& resolved_model, uint8_t flags) {
+                             const std::string& resolved_model, uint8_t flags,
+                             uint64_t flush_count, std::string* why) {
+  if (cache_->FlushCount(key.base_model, req.ns) != flush_count) {
+    // Also kept from the shared tier. (A flush in the moment between this
+    // check and the local insert is caught by the insert.)
+    if (why != nullptr) *why = "a flush began while it was asked for";
+    counters_.Add(PipelineCounters::kNotStored);
+    return false;
+  }
   InsertOptions io;
+  io.flush_count = flush_count;
   io.ns = req.ns;
   io.ttl_ms = req.ttl_ms ? req.ttl_ms : options_.ttl_ms;
   io.usage = usage;
@@ -674,6 +691,11 @@ bool CachedClientImpl::Store(const RequestKey& key, const CachedRequest& req,
   if (s.ok()) {
     counters_.Add(PipelineCounters::kStored);
     return true;
+  }
+  if (s.code() == StatusCode::kAborted) {
+    if (why != nullptr) *why = "a flush began while it was asked for";
+    counters_.Add(PipelineCounters::kNotStored);
+    return false;
   }
   StoreFailure("insert", s);
   counters_.Add(PipelineCounters::kNotStored);

@@ -125,16 +125,20 @@ class CachedClientImpl final : public CachedClient {
   void CallUpstream(PreparedRequest p, CacheResult kind, BypassReason reason,
                     StreamHandler on_chunk, Callback done, bool flight,
                     std::string lease_token = {});
+  // `flush_count`: the cache's FlushCount() before upstream was asked.
   Result<CachedResponse> Finish(Result<Response> r, const PreparedRequest& p,
                                 CacheResult kind, BypassReason reason,
                                 const EventAccumulator* acc,
-                                const Status& acc_status);
+                                const Status& acc_status, uint64_t flush_count);
   // Stores one answer under `key` in every tier (the same times, hence the
   // same TTL, everywhere). False (and counted, logged) when the local
   // store failed.
+  // Not if a flush began since FlushCount() returned `flush_count` (the
+  // answer was asked for before it); `why` then says so.
   bool Store(const RequestKey& key, const CachedRequest& req,
              const std::string& body, const Usage& usage,
-             const std::string& resolved_model, uint8_t flags);
+             const std::string& resolved_model, uint8_t flags,
+             uint64_t flush_count, std::string* why = nullptr);
   bool HasWaiters(const Digest& digest);
   // cached_flight.cc. `stream_cut`: the leader's stream failed after its
   // first event.
@@ -146,7 +150,8 @@ class CachedClientImpl final : public CachedClient {
                           const ParsedCompletion& c);
   void RefreshPricing();
   void SchedulePricingRefresh();
-  void CheckDrift(const std::string& base_model, const std::string& resolved);
+  // True if it flushed the model (flush_on_model_drift).
+  bool CheckDrift(const std::string& base_model, const std::string& resolved);
   void StoreFailure(std::string_view what, const Status& s);
   void Log(const std::string& line);
 
