@@ -657,12 +657,15 @@ bool CachedClientImpl::Store(const RequestKey& key, const CachedRequest& req,
                              const std::string& body, const Usage& usage,
                              const std::string& resolved_model, uint8_t flags,
                              uint64_t flush_count, std::string* why) {
-  if (cache_->FlushCount(key.base_model, req.ns) != flush_count) {
-    // Also kept from the shared tier. (A flush in the moment between this
-    // check and the local insert is caught by the insert.)
+  auto overtaken = [&] {
     if (why != nullptr) *why = "a flush began while it was asked for";
     counters_.Add(PipelineCounters::kNotStored);
     return false;
+  };
+  // Checked here too, to keep it from the shared tier (a flush in the moment
+  // between this check and the local insert is caught by the insert).
+  if (cache_->FlushCount(key.base_model, req.ns) != flush_count) {
+    return overtaken();
   }
   InsertOptions io;
   io.flush_count = flush_count;
@@ -692,11 +695,7 @@ bool CachedClientImpl::Store(const RequestKey& key, const CachedRequest& req,
     counters_.Add(PipelineCounters::kStored);
     return true;
   }
-  if (s.code() == StatusCode::kAborted) {
-    if (why != nullptr) *why = "a flush began while it was asked for";
-    counters_.Add(PipelineCounters::kNotStored);
-    return false;
-  }
+  if (s.code() == StatusCode::kAborted) return overtaken();
   StoreFailure("insert", s);
   counters_.Add(PipelineCounters::kNotStored);
   return false;
