@@ -1,0 +1,177 @@
+// RocksCache's flushes next to the database's background work: a flush
+// removes what it covers at once and returns without waiting for a
+// compaction that is running (rocks_purge.cc).
+
+#include <gtest/gtest.h>
+#include <pthread.h>
+#include <rocksdb/file_system.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "llmcache/cache.h"
+#include "llmcache/clock.h"
+#include "rocks_cache.h"
+#include "testing/status_matchers.h"
+#include "testing/temp_dir.h"
+#include "testing/test_keys.h"
+
+namespace llmcache {
+namespace {
+
+using ::llmcache::testing::TestKey;
+
+// A file system on which RocksDB's compaction threads ("rocksdb:low") wait
+// at the creation of a table file while the gate is closed: a compaction
+// that cannot finish until the test lets it. Flushes of memtables (the
+// "rocksdb:high" threads) and everything else pass.
+class CompactionGate : public rocksdb::FileSystemWrapper {
+ public:
+  CompactionGate() : FileSystemWrapper(rocksdb::FileSystem::Default()) {}
+  static const char* kClassName() { return "CompactionGate"; }
+  const char* Name() const override { return kClassName(); }
+
+  rocksdb::IOStatus NewWritableFile(const std::string& fname,
+                                    const rocksdb::FileOptions& options,
+                                    std::unique_ptr<rocksdb::FSWritableFile>* r,
+                                    rocksdb::IODebugContext* dbg) override {
+    if (fname.ends_with(".sst") && OnCompactionThread()) {
+      std::unique_lock<std::mutex> lock(mu_);
+      ++held_;
+      changed_.notify_all();
+      changed_.wait(lock, [&] { return open_; });
+    }
+    return target()->NewWritableFile(fname, options, r, dbg);
+  }
+
+  void Close() {
+    std::lock_guard<std::mutex> lock(mu_);
+    open_ = false;
+  }
+  void Open() {
+    std::lock_guard<std::mutex> lock(mu_);
+    open_ = true;
+    changed_.notify_all();
+  }
+  // Waits until a compaction is held at the gate.
+  bool WaitForHeld(std::chrono::seconds limit) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return changed_.wait_for(lock, limit, [&] { return held_ > 0; });
+  }
+
+ private:
+  static bool OnCompactionThread() {
+    char name[16] = {};
+    pthread_getname_np(pthread_self(), name, sizeof(name));
+    return std::string(name) == "rocksdb:low";
+  }
+
+  std::mutex mu_;
+  std::condition_variable changed_;
+  bool open_ = true;
+  int held_ = 0;
+};
+
+// Opens the gate when it goes out of scope, so that a failing test does not
+// leave a compaction (and what waits for it) waiting forever. Declared after
+// the futures, so that it is destroyed before they wait.
+struct OpenOnExit {
+  CompactionGate* gate;
+  ~OpenOnExit() { gate->Open(); }
+};
+
+class RocksPurgeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    CacheOptions o;
+    o.path = dir_.path() + "/db";
+    o.clock = &clock_;
+    o.maintenance_interval_ms = 0;
+    o.file_system = gate_;
+    auto r = Cache::Open(o);
+    ASSERT_OK(r);
+    cache_ = std::move(r).value();
+    // Two table files per index and model family, so that compacting them
+    // writes a new file.
+    for (int round = 0; round < 2; ++round) {
+      for (int i = 0; i < 200; ++i) {
+        for (const char* model : {"m/a", "m/b"}) {
+          ASSERT_OK(cache_->Insert(TestKey(model, round * 1000 + i), "body",
+                                   InsertOptions{}));
+        }
+      }
+      ASSERT_OK(static_cast<RocksCache&>(*cache_).FlushMemtablesForTest());
+    }
+  }
+
+  // Starts a full compaction (`llmcache compact`) and waits until its first
+  // output file is held at the gate.
+  std::future<Status> StartHeldCompaction() {
+    gate_->Close();
+    auto compaction =
+        std::async(std::launch::async, [this] { return cache_->Compact(); });
+    EXPECT_TRUE(gate_->WaitForHeld(std::chrono::seconds(60)))
+        << "no compaction reached the gate";
+    return compaction;
+  }
+
+  LookupOutcome Outcome(const RequestKey& key) {
+    auto r = cache_->Lookup(key);
+    EXPECT_OK(r);
+    return r.ok() ? r->outcome : LookupOutcome::kMiss;
+  }
+
+  llmcache::testing::TempDir dir_;
+  FakeClock clock_;
+  std::shared_ptr<CompactionGate> gate_ = std::make_shared<CompactionGate>();
+  std::unique_ptr<Cache> cache_;
+};
+
+// A flush right after a bulk import waited for the import's files to be
+// compressed (1.3-5.7 s at 1M entries): its space-reclaiming compaction was
+// a manual one, queued behind the running compaction.
+TEST_F(RocksPurgeTest, AFlushDoesNotWaitForARunningCompaction) {
+  std::future<Status> compaction = StartHeldCompaction();
+  auto flush = std::async(std::launch::async,
+                          [this] { return cache_->FlushModel("m/b"); });
+  OpenOnExit open_on_exit{gate_.get()};  // before the futures wait
+  ASSERT_EQ(flush.wait_for(std::chrono::seconds(60)), std::future_status::ready)
+      << "the flush waited for the compaction held at the gate";
+  ASSERT_OK(flush.get());
+  EXPECT_EQ(compaction.wait_for(std::chrono::seconds(0)),
+            std::future_status::timeout)
+      << "the compaction was still held";
+  EXPECT_EQ(Outcome(TestKey("m/b", 7)), LookupOutcome::kMiss);
+  EXPECT_EQ(Outcome(TestKey("m/a", 7)), LookupOutcome::kHit);
+
+  gate_->Open();
+  EXPECT_OK(compaction.get());
+  EXPECT_EQ(Outcome(TestKey("m/b", 1007)), LookupOutcome::kMiss);
+  EXPECT_EQ(Outcome(TestKey("m/a", 1007)), LookupOutcome::kHit);
+}
+
+TEST_F(RocksPurgeTest, AFlushOfEverythingDoesNotWaitForARunningCompaction) {
+  std::future<Status> compaction = StartHeldCompaction();
+  auto flush =
+      std::async(std::launch::async, [this] { return cache_->FlushAll(); });
+  OpenOnExit open_on_exit{gate_.get()};  // before the futures wait
+  ASSERT_EQ(flush.wait_for(std::chrono::seconds(60)), std::future_status::ready)
+      << "the flush waited for the compaction held at the gate";
+  ASSERT_OK(flush.get());
+  EXPECT_EQ(Outcome(TestKey("m/a", 7)), LookupOutcome::kMiss);
+
+  gate_->Open();
+  EXPECT_OK(compaction.get());
+  EXPECT_EQ(Outcome(TestKey("m/a", 1007)), LookupOutcome::kMiss);
+  EXPECT_EQ(Outcome(TestKey("m/b", 1007)), LookupOutcome::kMiss);
+  // The cache goes on storing after both.
+  ASSERT_OK(cache_->Insert(TestKey("m/a", 7), "again", InsertOptions{}));
+  EXPECT_EQ(Outcome(TestKey("m/a", 7)), LookupOutcome::kHit);
+}
+
+}  // namespace
+}  // namespace llmcache
