@@ -6,7 +6,6 @@
 
 #include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
-#include <rocksdb/experimental.h>
 #include <rocksdb/metadata.h>
 #include <rocksdb/write_batch.h>
 
@@ -52,20 +51,21 @@ bool FilesOverlap(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
   return false;
 }
 
-// After a flush wrote range tombstones over [begin, end) of `cf`: marks the
-// table files they cover for compaction, which gives their space back when
-// a compaction thread is free. Never waits: a manual compaction
-// (CompactRange) waited for the compaction running on the database's one
-// compaction thread, so a flush right after a bulk import returned only
-// once the import's files were compressed (1.3-5.7 s at 1M entries, and
-// longer the larger the database). What the tombstones cover is gone for
-// every read at once; only the disk space comes back later. A failure here
+// After a flush wrote range tombstones over [begin, end) of `cf`: gives
+// the space of the table files they cover back now, by compacting the range
+// (not exclusive: an exclusive manual compaction, RocksDB's default, first
+// waits for every compaction running in the database). Only if a table file
+// overlaps the range: such a compaction still queues behind the running one
+// on the database's one compaction thread, which made every flush right
+// after a bulk import wait for the import's files to be compressed
+// (1.3-5.7 s at 1M entries, longer the larger the database). A failure here
 // degrades the store (ErrorListener); the flush is done.
-void ReclaimInBackground(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
-                         const rocksdb::Slice* begin,
-                         const rocksdb::Slice* end) {
+void ReclaimIfStored(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
+                     const rocksdb::Slice* begin, const rocksdb::Slice* end) {
   if (!FilesOverlap(db, cf, begin, end)) return;
-  (void)rocksdb::experimental::SuggestCompactRange(db, cf, begin, end);
+  rocksdb::CompactRangeOptions cro;
+  cro.exclusive_manual_compaction = false;
+  (void)db->CompactRange(cro, cf, begin, end);
 }
 
 }  // namespace
@@ -152,11 +152,12 @@ Result<uint64_t> RocksCache::FlushModel(std::string_view model) {
     forget_in_memory();
     stats_.Add(Counter::kFlushes, 1);
   }
-  // Give the overflow range's space back, in the background.
+  // Give the space of the model's entries in the overflow family back
+  // (outside the fence: slow). The model's own family went with its drop:
+  // unless the model had entries in the overflow family, nothing waits.
   if (!degraded_.load(std::memory_order_acquire)) {
     const rocksdb::Slice b(begin), e(end);
-    ReclaimInBackground(db_.get(), FamilyFor("\x01not-a-model")->handle, &b,
-                        &e);
+    ReclaimIfStored(db_.get(), FamilyFor("\x01not-a-model")->handle, &b, &e);
   }
   return known;
 }
@@ -242,10 +243,20 @@ Status RocksCache::FlushAll() {
   if (tier_) tier_->Clear();
   stats_.Add(Counter::kFlushes, 1);
   fence.unlock();
-  // Give the rest of the indexes' space back, in the background.
-  for (rocksdb::ColumnFamilyHandle* cf : {time_cf_, model_time_cf_}) {
-    if (cf == nullptr || degraded_.load(std::memory_order_acquire)) continue;
-    ReclaimInBackground(db_.get(), cf, nullptr, nullptr);
+  // The index records left after DeleteFilesInRange (in memtables, level 0
+  // and files a running compaction had) are covered by the tombstones: they
+  // go to level 0 now, and with the compactions the next writes cause (or
+  // the periodic one) their space. Not compacted here, which would wait for
+  // the compaction running on the database's one compaction thread (seconds
+  // after a bulk import) before the flush returned.
+  if (!degraded_.load(std::memory_order_acquire)) {
+    std::vector<rocksdb::ColumnFamilyHandle*> indexes;
+    for (rocksdb::ColumnFamilyHandle* cf : {time_cf_, model_time_cf_}) {
+      if (cf != nullptr) indexes.push_back(cf);
+    }
+    rocksdb::FlushOptions fo;
+    fo.allow_write_stall = true;
+    (void)db_->Flush(fo, indexes);
   }
   return Status();
 }

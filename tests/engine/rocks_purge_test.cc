@@ -8,9 +8,11 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <filesystem>
 #include <future>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <string>
 
 #include "llmcache/cache.h"
@@ -171,6 +173,60 @@ TEST_F(RocksPurgeTest, AFlushOfEverythingDoesNotWaitForARunningCompaction) {
   // The cache goes on storing after both.
   ASSERT_OK(cache_->Insert(TestKey("m/a", 7), "again", InsertOptions{}));
   EXPECT_EQ(Outcome(TestKey("m/a", 7)), LookupOutcome::kHit);
+}
+
+// Bytes of the database's table files.
+uint64_t TableBytes(const std::string& path) {
+  uint64_t bytes = 0;
+  for (const auto& e : std::filesystem::directory_iterator(path)) {
+    if (e.path().extension() == ".sst") bytes += e.file_size();
+  }
+  return bytes;
+}
+
+// A model beyond the column-family bound has its entries in the shared
+// overflow family: its flush compacts their range before it returns, so
+// their space is back at once (only then does a flush wait for the
+// compaction thread).
+TEST(RocksPurgeOverflowTest, AFlushOfAnOverflowModelGivesItsSpaceBack) {
+  llmcache::testing::TempDir dir;
+  FakeClock clock;
+  CacheOptions o;
+  o.path = dir.path() + "/db";
+  o.clock = &clock;
+  o.maintenance_interval_ms = 0;
+  o.max_model_column_families = 1;
+  auto opened = Cache::Open(o);
+  ASSERT_OK(opened);
+  std::unique_ptr<Cache> cache = std::move(opened).value();
+  std::mt19937_64 rng(7);
+  auto random_body = [&](size_t n) {
+    std::string body(n, '\0');
+    for (char& c : body) c = static_cast<char>(rng());
+    return body;
+  };
+  ASSERT_OK(cache->Insert(TestKey("o/own", 1), "x", InsertOptions{}));
+  for (int i = 0; i < 300; ++i) {  // ~2.4 MB that does not compress
+    ASSERT_OK(
+        cache->Insert(TestKey("o/big", i), random_body(8192), InsertOptions{}));
+    ASSERT_OK(
+        cache->Insert(TestKey("o/small", i), random_body(64), InsertOptions{}));
+  }
+  ASSERT_OK(static_cast<RocksCache&>(*cache).FlushMemtablesForTest());
+  const uint64_t before = TableBytes(o.path);
+  ASSERT_GT(before, 2'400'000u);
+
+  auto n = cache->FlushModel("o/big");
+  ASSERT_OK(n);
+  EXPECT_EQ(*n, 300u);
+  const uint64_t after = TableBytes(o.path);
+  EXPECT_LT(after, before - 2'300'000) << before << " -> " << after;
+  auto r = cache->Lookup(TestKey("o/small", 5));
+  ASSERT_OK(r);
+  EXPECT_EQ(r->outcome, LookupOutcome::kHit);
+  r = cache->Lookup(TestKey("o/big", 5));
+  ASSERT_OK(r);
+  EXPECT_EQ(r->outcome, LookupOutcome::kMiss);
 }
 
 }  // namespace
