@@ -221,13 +221,24 @@ void RecordLookup(StatsCollector& stats, std::string_view base_model,
   }
 }
 
-ModelStats& ModelEntry(CacheStats* stats, std::string_view model) {
-  for (ModelStats& m : stats->models) {
-    if (m.model == model) return m;
+ModelRows::ModelRows(CacheStats* stats) : stats_(stats) {
+  at_.reserve(stats->models.size());
+  for (size_t i = 0; i < stats->models.size(); ++i) {
+    at_.emplace(stats->models[i].model, i);
   }
-  stats->models.emplace_back();
-  stats->models.back().model = std::string(model);
-  return stats->models.back();
+}
+
+ModelStats& ModelRows::Get(std::string_view model) {
+  if (ModelStats* m = Find(model)) return *m;
+  at_.emplace(std::string(model), stats_->models.size());
+  stats_->models.emplace_back();
+  stats_->models.back().model = std::string(model);
+  return stats_->models.back();
+}
+
+ModelStats* ModelRows::Find(std::string_view model) {
+  auto it = at_.find(model);
+  return it == at_.end() ? nullptr : &stats_->models[it->second];
 }
 
 namespace {
@@ -253,8 +264,9 @@ void AddDelta(const StatsDelta& d, CacheStats* s) {
   for (size_t i = 0; i < s->bypasses.size(); ++i) {
     s->bypasses[i] = Plus(s->bypasses[i], d.bypasses[i]);
   }
+  ModelRows rows(s);
   for (const auto& [model, v] : d.models) {
-    ModelStats& m = ModelEntry(s, model);
+    ModelStats& m = rows.Get(model);
     // An init-capture: clang before 16 cannot capture a structured binding.
     auto mv = [&counters = v](ModelCounter c) {
       return counters[static_cast<size_t>(c)];

@@ -4,6 +4,7 @@
 #define LLMCACHE_ENGINE_CACHE_INTERNAL_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -68,8 +69,31 @@ void AddDelta(const StatsDelta& delta, CacheStats* stats);
 // Sums the per-model figures into the totals and sorts the models.
 void FinishStats(CacheStats* stats);
 
-// The ModelStats of `model` in `stats`, appended if it is not there yet.
-ModelStats& ModelEntry(CacheStats* stats, std::string_view model);
+// The rows of stats->models by model name, found or appended in constant
+// time: a linear search per model made GetStats quadratic in the number of
+// models (7.4 s for `llmcache stats` with 50k models). Valid while nothing
+// else adds rows to stats->models.
+class ModelRows {
+ public:
+  explicit ModelRows(CacheStats* stats);
+  ModelRows(const ModelRows&) = delete;
+  ModelRows& operator=(const ModelRows&) = delete;
+
+  // The row of `model`, appended if it is not there yet.
+  ModelStats& Get(std::string_view model);
+  // The row of `model`, or null.
+  ModelStats* Find(std::string_view model);
+
+ private:
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const {
+      return std::hash<std::string_view>()(s);
+    }
+  };
+  CacheStats* const stats_;
+  std::unordered_map<std::string, size_t, Hash, std::equal_to<>> at_;
+};
 
 std::unique_ptr<Cache> NewMemoryCache(const CacheOptions& options);
 

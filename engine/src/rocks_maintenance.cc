@@ -442,10 +442,11 @@ Result<CacheStats> RocksCache::GetStats() {
     LLMCACHE_RETURN_IF_ERROR(LoadPersistedStats(&stats));
     if (!secondary_) internal::AddDelta(stats_.Peek(), &stats);
   }
+  internal::ModelRows rows(&stats);
   {
     std::shared_lock<std::shared_mutex> lock(families_mu_);
     for (const auto& [model, f] : families_) {
-      internal::ModelEntry(&stats, model).own_column_family = true;
+      rows.Get(model).own_column_family = true;
     }
   }
   {
@@ -455,8 +456,8 @@ Result<CacheStats> RocksCache::GetStats() {
       std::string_view k = ToView(it->key());
       if (!k.starts_with(kResolvedPrefix)) break;
       k.remove_prefix(kResolvedPrefix.size());
-      for (ModelStats& m : stats.models) {
-        if (m.model == k) m.last_resolved_model = it->value().ToString();
+      if (ModelStats* m = rows.Find(k)) {
+        m->last_resolved_model = it->value().ToString();
       }
     }
     LLMCACHE_RETURN_IF_ERROR(
