@@ -97,13 +97,15 @@ Result<Entry> DecodeEntryValue(std::string_view value) {
 Status EncodeEntry(const EntryMeta& meta, std::string_view body,
                    std::string* out) {
   const size_t start = out->size();
-  const size_t header = kEntryFixedHeaderSize + 6 + meta.model.size() +
-                        meta.resolved_model.size() + meta.ns.size();
-  if (header > std::numeric_limits<uint16_t>::max()) {
+  if (!EntryMetadataFits(meta.model.size(), meta.resolved_model.size(),
+                         meta.ns.size())) {
     return InvalidArgumentError(
         "entry metadata too long: model, resolved model and namespace must "
-        "fit in 65535 bytes together");
+        "fit in " +
+        std::to_string(kMaxEntryMetadataBytes) + " bytes together");
   }
+  const size_t header = kEntryFixedHeaderSize + 6 + meta.model.size() +
+                        meta.resolved_model.size() + meta.ns.size();
   out->reserve(start + header + body.size());
   out->push_back(static_cast<char>(kEntryFormatV1));
   out->push_back(static_cast<char>(meta.flags));

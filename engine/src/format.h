@@ -145,6 +145,9 @@ inline constexpr uint32_t kModelTimeIndexFormatVersion = 2;
 inline constexpr uint32_t kNoTimeIndexFormatVersion = 3;
 inline constexpr uint8_t kEntryFormatV1 = 1;
 inline constexpr size_t kEntryFixedHeaderSize = 60;
+// The header's variable part: three 2-byte lengths and the strings
+// (llmcache/entry.h, kMaxEntryMetadataBytes).
+static_assert(kEntryFixedHeaderSize + 6 + kMaxEntryMetadataBytes == 65535);
 
 // ---- Column families ----
 inline constexpr std::string_view kMetaColumnFamily = "llmcache.meta";

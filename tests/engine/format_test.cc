@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -100,6 +101,24 @@ TEST(FormatTest, OverlongStringsAreRejected) {
   std::string value;
   EXPECT_THAT(EncodeEntry(m, "b", &value),
               StatusIs(StatusCode::kInvalidArgument));
+  // Together: exactly kMaxEntryMetadataBytes fit (and decode), one more not,
+  // as EntryMetadataFits says for the importers.
+  m.model.assign(30000, 'm');
+  m.resolved_model.assign(30000, 'r');
+  m.ns.assign(kMaxEntryMetadataBytes - 60000, 'n');
+  ASSERT_TRUE(
+      EntryMetadataFits(m.model.size(), m.resolved_model.size(), m.ns.size()));
+  value.clear();
+  ASSERT_OK(EncodeEntry(m, "b", &value));
+  auto decoded = DecodeEntryValue(value);
+  ASSERT_OK(decoded);
+  EXPECT_EQ(decoded->meta.ns, m.ns);
+  m.ns.push_back('n');
+  EXPECT_FALSE(
+      EntryMetadataFits(m.model.size(), m.resolved_model.size(), m.ns.size()));
+  EXPECT_THAT(EncodeEntry(m, "b", &value),
+              StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_FALSE(EntryMetadataFits(SIZE_MAX, 1, 1));  // no wrap-around
 }
 
 TEST(FormatTest, ColumnFamilyNamesAreReversible) {

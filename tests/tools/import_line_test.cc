@@ -179,6 +179,27 @@ TEST(ImportLineTest, ACreatedOfZeroIsNotCalledMissing) {
   EXPECT_THAT(missing.error, HasSubstr("missing \"created\""));
 }
 
+// Model, resolved model and namespace that fit one by one but not together
+// are a malformed line (skipped and reported), not an error of the store
+// that stopped the whole import.
+TEST(ImportLineTest, MetadataTooLongTogetherIsAMalformedLine) {
+  // ExportLine's resolved model is the model and "-2025".
+  const size_t fits = (kMaxEntryMetadataBytes - 5) / 2;
+  const std::string ok =
+      ExportLine("x", std::string(fits, 'm'), "", kNowMs - 1, 0);
+  const std::string over =
+      ExportLine("x", std::string(fits + 1, 'm'), "", kNowMs - 1, 0);
+  ExpectSame(ok);
+  ExpectSame(over);
+  const Outcome accepted = Parse(ok, false);
+  EXPECT_TRUE(accepted.ok) << accepted.error;
+  for (bool general : {false, true}) {
+    const Outcome refused = Parse(over, general);
+    EXPECT_FALSE(refused.ok);
+    EXPECT_THAT(refused.error, HasSubstr("bytes together"));
+  }
+}
+
 // An expiry past the year 9999 (older versions wrote some) is read as it
 // is, by both readers; the store keeps it as the end of the year 9999.
 TEST(ImportLineTest, AnExpiryPastTheYear9999IsRead) {

@@ -44,6 +44,17 @@ inline constexpr Endpoint EntryEndpoint(uint8_t flags) {
   return static_cast<Endpoint>(EntryEndpointValue(flags));
 }
 
+// What an entry's model, resolved model and namespace may take together, in
+// bytes (the stored header that holds them is at most 65535 bytes). Insert
+// refuses a longer set with kInvalidArgument.
+inline constexpr size_t kMaxEntryMetadataBytes = 65469;
+inline constexpr bool EntryMetadataFits(size_t model, size_t resolved_model,
+                                        size_t ns) {
+  return model <= kMaxEntryMetadataBytes &&
+         resolved_model <= kMaxEntryMetadataBytes - model &&
+         ns <= kMaxEntryMetadataBytes - model - resolved_model;
+}
+
 // Token usage and cost reported by the upstream with a response.
 struct Usage {
   uint64_t prompt_tokens = 0;

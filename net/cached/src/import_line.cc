@@ -215,9 +215,12 @@ bool ParseImportLineGeneral(std::string_view line, int64_t now_ms,
     *error = "\"response\" must be a string (the stored body) or an object";
     return false;
   }
-  if (out->key.model.size() > 65535 || out->ns.size() > 65535 ||
-      out->resolved_model.size() > 65535) {
-    *error = "a string field is longer than 65535 bytes";
+  if (!EntryMetadataFits(out->key.model.size(), out->resolved_model.size(),
+                         out->ns.size())) {
+    *error =
+        "\"model\", \"resolved_model\" and \"namespace\" are longer "
+        "than " +
+        std::to_string(kMaxEntryMetadataBytes) + " bytes together";
     return false;
   }
   for (const std::string* field :
@@ -446,8 +449,9 @@ bool ParseExportLayout(std::string_view line, int64_t now_ms, ImportLine* out) {
   Result<Digest> d = DigestFromHex(key_hex);
   if (!d.ok() || out->key.model.empty() || flags > 0xFF || created == 0 ||
       static_cast<int64_t>(created) > now_ms + 5 * 60'000 ||
-      (expires != 0 && expires < created) || out->key.model.size() > 65535 ||
-      out->ns.size() > 65535 || out->resolved_model.size() > 65535 ||
+      (expires != 0 && expires < created) ||
+      !EntryMetadataFits(out->key.model.size(), out->resolved_model.size(),
+                         out->ns.size()) ||
       HasControlCharacters(out->key.model) || HasControlCharacters(out->ns) ||
       HasControlCharacters(out->resolved_model)) {
     return false;
