@@ -909,6 +909,14 @@ TEST_F(CliTest, ImportSkipsMalformedLinesByNumber) {
   ProcessResult none = Llmcache({"import", "--db", copy, dir_.path() + "/x"});
   EXPECT_EQ(none.exit_code, 1);
   EXPECT_THAT(none.err, HasSubstr("cannot read"));
+  // With --json a failed import still says so on stdout, in JSON.
+  ProcessResult none_json =
+      Llmcache({"import", "--db", copy, "--json", dir_.path() + "/x"});
+  EXPECT_EQ(none_json.exit_code, 1);
+  json::object failed = ParseObject(none_json.out);
+  EXPECT_EQ(failed["imported"].to_number<uint64_t>(), 0u);
+  EXPECT_THAT(std::string(failed["error"].as_string()),
+              HasSubstr("cannot read"));
 }
 
 // An export imported back into its own database once rewrote every entry

@@ -342,9 +342,19 @@ int ExportWith(const EntryWalker& walk, uint64_t total,
 int Import(const std::string& db, const std::string& input, bool as_json,
            bool per_entry, bool compact, uint64_t batch_mib, const Io& io) {
   const auto started = std::chrono::steady_clock::now();
+  // With --json a failed import still writes one object (as `import --proxy`
+  // does): the entries stored and the error (said on stderr as well).
+  auto failed = [&](const std::string& error, uint64_t stored, int code) {
+    if (as_json) {
+      PrintJsonLine(json::object{{"imported", stored}, {"error", error}},
+                    io.out);
+    }
+    return code;
+  };
   std::ifstream file;
   std::istream* in = OpenExportInput(input, io, &file);
-  if (in == nullptr) return kExitFailure;
+  if (in == nullptr)
+    return failed("cannot read the input (see stderr)", 0, kExitFailure);
   uint64_t total_lines = 0;  // for the bar: a file is counted first
   if (in == &file && io.stderr_is_tty) {
     total_lines = static_cast<uint64_t>(
@@ -356,7 +366,7 @@ int Import(const std::string& db, const std::string& input, bool as_json,
   int rc = kExitOk;
   std::unique_ptr<Cache> cache =
       OpenForWriting(db, /*create=*/true, io, &rc, "import");
-  if (!cache) return rc;
+  if (!cache) return failed("cannot open the database (see stderr)", 0, rc);
   // Entries are written in sorted batches of table files, not one insert
   // each: the same stored state, many times faster.
   std::unique_ptr<BulkLoader> loader;
@@ -367,7 +377,7 @@ int Import(const std::string& db, const std::string& input, bool as_json,
     Result<std::unique_ptr<BulkLoader>> made = cache->NewBulkLoader(lo);
     if (!made.ok()) {
       io.err << "llmcache import: " << made.status() << "\n";
-      return kExitFailure;
+      return failed(made.status().ToString(), 0, kExitFailure);
     }
     loader = std::move(made).value();
   }
@@ -506,15 +516,21 @@ int Import(const std::string& db, const std::string& input, bool as_json,
     // the loader refused (kInvalidArgument) it also writes the lines before
     // it; after a failed load it writes nothing more; after a failed Finish
     // a second call only says so.
+    // The line read last, not the one that failed: a batch is stored when
+    // the line after it is read.
     if (loader) (void)loader->Finish();
-    io.err << "llmcache import: stopped at line " << line_no << ": "
-           << store_error << " (" << (loader ? loader->stored() : imported)
-           << " entries before it are stored)\n";
-    return kExitFailure;
+    const uint64_t stored = loader ? loader->stored() : imported;
+    io.err << "llmcache import: stopped after reading line " << line_no << ": "
+           << store_error << " (the first " << stored
+           << " entries are stored; the same import again stores the "
+              "rest)\n";
+    return failed(store_error.ToString(), stored, kExitFailure);
   }
   if (!interrupted && in->bad()) {
-    io.err << "llmcache import: read error after line " << line_no << "\n";
-    return kExitFailure;
+    const std::string error =
+        "read error after line " + std::to_string(line_no);
+    io.err << "llmcache import: " << error << "\n";
+    return failed(error, loader ? loader->stored() : imported, kExitFailure);
   }
   double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started)
@@ -530,7 +546,8 @@ int Import(const std::string& db, const std::string& input, bool as_json,
     if (Status s = cache->Compact(); !s.ok()) {
       io.err << "llmcache import: imported " << imported
              << " entries, then compaction failed: " << s << "\n";
-      return kExitFailure;
+      return failed("compaction failed: " + s.ToString(), imported,
+                    kExitFailure);
     }
     compact_seconds = std::chrono::duration<double>(
                           std::chrono::steady_clock::now() - compact_started)
