@@ -65,6 +65,7 @@ void ReclaimIfStored(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
   if (!FilesOverlap(db, cf, begin, end)) return;
   rocksdb::CompactRangeOptions cro;
   cro.exclusive_manual_compaction = false;
+  cro.allow_write_stall = true;  // its memtable flush: no wait for a stall
   (void)db->CompactRange(cro, cf, begin, end);
 }
 
@@ -234,7 +235,7 @@ Status RocksCache::FlushAll() {
   }
   // The index files the tombstones cover go at once (no new record can be in
   // them: writes wait for the fence); what is left in memory and level 0
-  // goes with the compaction below.
+  // goes with later compactions (below).
   for (rocksdb::ColumnFamilyHandle* cf : {time_cf_, model_time_cf_}) {
     if (cf == nullptr) continue;
     (void)rocksdb::DeleteFilesInRange(db_.get(), cf, nullptr, nullptr);

@@ -522,8 +522,8 @@ int Import(const std::string& db, const std::string& input, bool as_json,
     const uint64_t stored = loader ? loader->stored() : imported;
     io.err << "llmcache import: stopped after reading line " << line_no << ": "
            << store_error << " (the first " << stored
-           << " entries are stored; the same import again stores the "
-              "rest)\n";
+           << " entries are stored; once the cause is mended, the same "
+              "import again stores the rest)\n";
     return failed(store_error.ToString(), stored, kExitFailure);
   }
   if (!interrupted && in->bad()) {
