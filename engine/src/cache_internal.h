@@ -36,14 +36,8 @@ class FlushCounts {
   void BumpNamespace(std::string_view ns);
 
  private:
-  struct Hash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const {
-      return std::hash<std::string_view>()(s);
-    }
-  };
-  using Counts =
-      std::unordered_map<std::string, uint64_t, Hash, std::equal_to<>>;
+  using Counts = std::unordered_map<std::string, uint64_t, StringViewHash,
+                                    std::equal_to<>>;
   mutable std::mutex mu_;
   uint64_t all_ = 0;
   Counts models_;
@@ -85,14 +79,8 @@ class ModelRows {
   ModelStats* Find(std::string_view model);
 
  private:
-  struct Hash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const {
-      return std::hash<std::string_view>()(s);
-    }
-  };
   CacheStats* const stats_;
-  std::unordered_map<std::string, size_t, Hash, std::equal_to<>> at_;
+  std::unordered_map<std::string, size_t, StringViewHash, std::equal_to<>> at_;
 };
 
 std::unique_ptr<Cache> NewMemoryCache(const CacheOptions& options);

@@ -421,14 +421,8 @@ class RocksCache final : public Cache {
   // listings of a version-1 view fall back to the time index.
   bool model_time_ready_ = false;
 
-  struct StringHash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const {
-      return std::hash<std::string_view>()(s);
-    }
-  };
   mutable std::shared_mutex families_mu_;
-  std::unordered_map<std::string, std::shared_ptr<Family>, StringHash,
+  std::unordered_map<std::string, std::shared_ptr<Family>, StringViewHash,
                      std::equal_to<>>
       families_;
   std::shared_ptr<Family> overflow_;
@@ -436,7 +430,8 @@ class RocksCache final : public Cache {
   // overflow family, found by FamilyForInsert while the bound allows a new
   // family; they stay in the overflow family. A model leaves the set when
   // it is flushed. Guarded by families_mu_.
-  std::unordered_set<std::string, StringHash, std::equal_to<>> overflow_models_;
+  std::unordered_set<std::string, StringViewHash, std::equal_to<>>
+      overflow_models_;
 
   FenceMutex write_fence_;
   // Inserts of one key, one at a time (from the read of the stored version

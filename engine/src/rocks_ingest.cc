@@ -183,7 +183,8 @@ class RocksCache::Loader final : public BulkLoader {
     explicit Batch(BlockPool* pool) : arena(pool) {}
     Arena arena;
     std::vector<ModelItems> models;  // in order of first appearance
-    std::unordered_map<std::string, size_t, StringHash, std::equal_to<>> index;
+    std::unordered_map<std::string, size_t, StringViewHash, std::equal_to<>>
+        index;
     size_t bytes = 0;
     uint64_t added = 0;
 
@@ -279,7 +280,7 @@ class RocksCache::Loader final : public BulkLoader {
   // The worker's (one batch at a time).
   std::unordered_map<uint64_t, FamilyState> family_states_;
   // Prepare(): models seen (the caller's), models to make families of.
-  std::unordered_set<std::string, StringHash, std::equal_to<>> seen_models_;
+  std::unordered_set<std::string, StringViewHash, std::equal_to<>> seen_models_;
   std::mutex prepare_mu_;
   std::condition_variable prepare_wanted_;
   std::deque<std::string> to_prepare_;

@@ -12,6 +12,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -24,6 +25,15 @@
 #include "llmcache/policy.h"
 
 namespace llmcache {
+
+// A hash for std::string keys that also takes std::string_view (with
+// std::equal_to<>): lookups by a view build no string.
+struct StringViewHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const {
+    return std::hash<std::string_view>()(s);
+  }
+};
 
 // The global counters. Persisted as "stat/<name>" with the names of
 // kCounterNames (format.h), in this order: only add before kCount.
@@ -158,16 +168,10 @@ class StatsCollector {
   mutable std::array<std::atomic<int64_t>,
                      static_cast<size_t>(BypassReason::kCount)>
       bypasses_{};
-  struct Hash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const {
-      return std::hash<std::string_view>()(s);
-    }
-  };
   const uint64_t id_;  // tells this collector's thread-local cache entries
   mutable std::mutex mu_;
-  std::unordered_map<std::string, std::unique_ptr<ModelCounters>, Hash,
-                     std::equal_to<>>
+  std::unordered_map<std::string, std::unique_ptr<ModelCounters>,
+                     StringViewHash, std::equal_to<>>
       models_;
 };
 
