@@ -1,4 +1,5 @@
-// Cache::Open and the helpers both implementations share.
+// Cache::Open, the bulk loader of a cache without table files, and the
+// helpers both implementations share.
 
 #include <algorithm>
 #include <cstdlib>
@@ -9,6 +10,39 @@
 #include "rocks_cache.h"
 
 namespace llmcache {
+namespace {
+
+// A cache without table files (memory mode): one Insert per entry.
+class InsertingLoader final : public BulkLoader {
+ public:
+  explicit InsertingLoader(Cache* cache) : cache_(cache) {}
+
+  Status Add(const RequestKey& key, std::string_view body,
+             const InsertOptions& options) override {
+    if (finished_) return FailedPreconditionError("bulk load is finished");
+    LLMCACHE_RETURN_IF_ERROR(cache_->Insert(key, body, options));
+    ++stats_.added;
+    return Status();
+  }
+  Result<BulkLoadStats> Finish() override {
+    if (finished_) return FailedPreconditionError("bulk load is finished");
+    finished_ = true;
+    return stats_;
+  }
+  uint64_t stored() const override { return stats_.added; }
+
+ private:
+  Cache* const cache_;
+  BulkLoadStats stats_;
+  bool finished_ = false;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<BulkLoader>> Cache::NewBulkLoader(
+    const BulkLoadOptions&) {
+  return std::unique_ptr<BulkLoader>(new InsertingLoader(this));
+}
 
 std::string DefaultDatabasePath() {
   auto env = [](const char* name) -> std::string {

@@ -60,6 +60,7 @@
 #include <vector>
 
 #include "cache_internal.h"
+#include "count_out_claims.h"
 #include "llmcache/cache.h"
 #include "llmcache/clock.h"
 #include "memory_tier.h"
@@ -174,6 +175,9 @@ class RocksCache final : public Cache {
   // without the newer versions or deletions in the levels above.
   Status CompactBottomFilesForTest(std::string_view base_model);
   rocksdb::DB* db() { return db_.get(); }
+  // The handle of the family holding `base_model` (null if none), for
+  // tests that flush or compact that family alone through db().
+  rocksdb::ColumnFamilyHandle* FamilyHandleForTest(std::string_view base_model);
 
   // Blocks until no recovery attempt is running, then runs one now (what
   // the recovery thread does after its backoff). True if the store is
@@ -311,12 +315,24 @@ class RocksCache final : public Cache {
   // version: another creation or expiry time); and whether its index record
   // stays (the version left alone has the record's creation time: only its
   // expiry changed).
+  // `counted_out`: deleted, but a TTL filter has counted the version out
+  // already (count_out_claims.h).
   struct DoomedNow {
     std::vector<int64_t> stored;
     std::vector<char> keep_record;
+    std::vector<char> counted_out;
   };
   // Reads the doomed entries (MultiGet per family, 1024 keys at a time).
-  Status ReadDoomed(std::span<const Doomed> doomed, DoomedNow* now) const;
+  // With `claims`: claiming each version that expires within the hour for
+  // the deletion that follows (hold `claims` until it returned), with the
+  // claims' mutex held from a read to the claim (count_out_claims.h).
+  Status ReadDoomed(std::span<const Doomed> doomed, DoomedNow* now,
+                    WriterClaims* claims = nullptr) const;
+  // One read of ReadDoomed's; with `to_claim`, adds the versions to claim
+  // (index in `doomed`, claim).
+  Status ReadDoomedOnce(
+      std::span<const Doomed> doomed, DoomedNow* now,
+      std::vector<std::pair<size_t, uint64_t>>* to_claim) const;
   // Deletes the entries ReadDoomed found and their index records; returns
   // how many entries it deleted; the counters go down by the bytes stored.
   // REQUIRES: write_fence_ held exclusively, and `now` read after anything
@@ -437,6 +453,9 @@ class RocksCache final : public Cache {
   // Inserts of one key, one at a time (from the read of the stored version
   // to the write): picked by the digest's last byte.
   std::array<std::mutex, 64> insert_stripes_;
+  // Who counts an expired version out: its TTL filter or the purge or
+  // insert that deletes or replaces it meanwhile (count_out_claims.h).
+  mutable CountOutClaims count_out_claims_;
   std::atomic<uint64_t> epoch_{0};
   // Flushes begun (FlushCount): bumped under the exclusive write fence, read
   // by Insert under the shared one.

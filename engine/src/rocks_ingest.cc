@@ -92,37 +92,8 @@ class LiveLoadDirs {
 
 // Keys per MultiGet call (bounds the values pinned at once).
 constexpr size_t kMultiGetChunk = 1024;
-// A cache without table files (memory mode): one Insert per entry.
-class InsertingLoader final : public BulkLoader {
- public:
-  explicit InsertingLoader(Cache* cache) : cache_(cache) {}
-
-  Status Add(const RequestKey& key, std::string_view body,
-             const InsertOptions& options) override {
-    if (finished_) return FailedPreconditionError("bulk load is finished");
-    LLMCACHE_RETURN_IF_ERROR(cache_->Insert(key, body, options));
-    ++stats_.added;
-    return Status();
-  }
-  Result<BulkLoadStats> Finish() override {
-    if (finished_) return FailedPreconditionError("bulk load is finished");
-    finished_ = true;
-    return stats_;
-  }
-  uint64_t stored() const override { return stats_.added; }
-
- private:
-  Cache* const cache_;
-  BulkLoadStats stats_;
-  bool finished_ = false;
-};
 
 }  // namespace
-
-Result<std::unique_ptr<BulkLoader>> Cache::NewBulkLoader(
-    const BulkLoadOptions&) {
-  return std::unique_ptr<BulkLoader>(new InsertingLoader(this));
-}
 
 class RocksCache::Loader final : public BulkLoader {
  public:
@@ -588,6 +559,8 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
     }
     return c.WriteFailed(s, what, false);
   };
+  WriterClaims claims(&c.count_out_claims_);  // until the ingestion returned
+  const int64_t now_ms = c.clock_->NowMillis();
   rocksdb::IngestExternalFileOptions ingest;
   ingest.move_files = true;  // linked: same file system
 
@@ -633,14 +606,21 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
                                  to_read[from + i]->key.size());
         values[i].Reset();
       }
+      // As Insert: a version with an expiry that a TTL filter counts out is
+      // replaced as if there were none (count_out_claims.h).
+      std::lock_guard<std::mutex> claims_lock(claims.claims().mu());
       c.db_->MultiGet(rocksdb::ReadOptions(), t.family->handle, n, keys.data(),
                       values.data(), statuses.data(), /*sorted_input=*/true);
       for (size_t i = 0; i < n; ++i) {
         Record& r = *to_read[from + i];
         if (statuses[i].ok()) {
           int64_t prev_expires = 0;
-          r.had_prev =
-              PeekEntryTimes(ToView(values[i]), &r.prev_created, &prev_expires);
+          r.had_prev = PeekEntryTimes(ToView(values[i]), &r.prev_created,
+                                      &prev_expires) &&
+                       (!CountOutClaims::Claims(prev_expires, now_ms) ||
+                        !claims.ClaimUnlessFiltered(CountOutClaims::Key(
+                            t.family->handle->GetID(), r.key, r.prev_created,
+                            prev_expires)));
           r.prev_size = r.had_prev ? values[i].size() : 0;
           // As Insert: the same bytes are not written again (two identical
           // versions would each be counted out when they expire).

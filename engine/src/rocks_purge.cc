@@ -317,12 +317,36 @@ Status RocksCache::FinishInterruptedFlushes() {
   return Status();
 }
 
-Status RocksCache::ReadDoomed(std::span<const Doomed> doomed,
-                              DoomedNow* now) const {
+Status RocksCache::ReadDoomed(std::span<const Doomed> doomed, DoomedNow* now,
+                              WriterClaims* claims) const {
+  if (claims == nullptr) return ReadDoomedOnce(doomed, now, nullptr);
+  // The versions to claim are read without the claims' mutex (a filter
+  // waits for it), then claimed under it, unless a job released its claims
+  // in between: it may have claimed a version this read saw, which is gone
+  // now. Then they are read again under the mutex.
+  std::vector<std::pair<size_t, uint64_t>> to_claim;
+  const uint64_t releases = claims->claims().releases();
+  LLMCACHE_RETURN_IF_ERROR(ReadDoomedOnce(doomed, now, &to_claim));
+  std::lock_guard<std::mutex> lock(claims->claims().mu());
+  if (claims->claims().releases() != releases) {
+    to_claim.clear();
+    LLMCACHE_RETURN_IF_ERROR(ReadDoomedOnce(doomed, now, &to_claim));
+  }
+  for (const auto& [i, claim] : to_claim) {
+    now->counted_out[i] = claims->ClaimUnlessFiltered(claim);
+  }
+  return Status();
+}
+
+Status RocksCache::ReadDoomedOnce(
+    std::span<const Doomed> doomed, DoomedNow* now,
+    std::vector<std::pair<size_t, uint64_t>>* to_claim) const {
   // The values stay pinned only while their chunk is looked at.
   constexpr size_t kReadChunk = 1024;
   now->stored.assign(doomed.size(), -1);
   now->keep_record.assign(doomed.size(), 0);
+  now->counted_out.assign(doomed.size(), 0);
+  const int64_t now_ms = clock_->NowMillis();
   std::unordered_map<const Family*, std::vector<size_t>> by_family;
   for (size_t i = 0; i < doomed.size(); ++i) {
     const Doomed& d = doomed[i];
@@ -359,6 +383,13 @@ Status RocksCache::ReadDoomed(std::span<const Doomed> doomed,
           continue;  // replaced since
         }
         now->stored[indexes[at + j]] = static_cast<int64_t>(v.size());
+        if (to_claim != nullptr &&
+            PeekEntryTimes(ToView(v), &created, &expires) &&
+            CountOutClaims::Claims(expires, now_ms)) {
+          to_claim->emplace_back(indexes[at + j],
+                                 CountOutClaims::Key(family->handle->GetID(),
+                                                     d.key, created, expires));
+        }
         v.Reset();
       }
     }
@@ -380,11 +411,12 @@ Result<uint64_t> RocksCache::DeleteEntriesLocked(std::span<const Doomed> doomed,
     // (A family dropped since the read: nothing of it to delete.)
     if (now.stored[i] < 0 || d.family->dropped.load()) continue;
     batch.Delete(d.family->handle, d.key);
+    ++deleted;
+    if (now.counted_out[i]) continue;  // by the TTL filter that drops it
     batch.Merge(meta_cf_, ModelStatKey(ModelCounter::kEntries, d.base_model),
                 Le64(-1));
     batch.Merge(meta_cf_, ModelStatKey(ModelCounter::kBytes, d.base_model),
                 Le64(-now.stored[i]));
-    ++deleted;
   }
   rocksdb::Status s = db_->Write(WriteOpts(), &batch);
   if (!s.ok()) return WriteFailed(s, "deleting entries", true);
@@ -452,7 +484,8 @@ Result<uint64_t> RocksCache::DeleteInChunks(std::span<const Doomed> doomed,
     // what the write replaces is what that second read saw.
     LLMCACHE_RETURN_IF_ERROR(ReadDoomed(chunk, &now));
     std::unique_lock<FenceMutex> fence(write_fence_);
-    LLMCACHE_RETURN_IF_ERROR(ReadDoomed(chunk, &now));
+    WriterClaims claims(&count_out_claims_);  // until the write returned
+    LLMCACHE_RETURN_IF_ERROR(ReadDoomed(chunk, &now, &claims));
     LLMCACHE_ASSIGN_OR_RETURN(const uint64_t n,
                               DeleteEntriesLocked(chunk, now));
     deleted += n;

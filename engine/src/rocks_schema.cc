@@ -19,7 +19,9 @@
 #include <shared_mutex>
 #include <string>
 #include <utility>
+#include <vector>
 
+#include "count_out_claims.h"
 #include "llmcache/clock.h"
 
 namespace llmcache {
@@ -139,14 +141,25 @@ void CountOutNow(StatsCollector* stats, std::string_view model, int64_t entries,
 // and not by another one's commit. A filter that runs outside an announced
 // job (CompactFiles, which RocksDB does not announce; this store calls it
 // only in tests) counts at once, as before.
+//
+// The versions counted out are claimed (count_out_claims.h) until the job
+// has ended, installed or not: a purge or an insert that reads one before
+// the install leaves its counting to this job.
 struct PendingCountOut {
-  StatsCollector* stats = nullptr;  // the store whose job runs here, if any
+  StatsCollector* stats = nullptr;   // the store whose job runs here, if any
+  CountOutClaims* claims = nullptr;  // that store's
   // Per model: entries and bytes counted out.
   std::map<std::string, std::pair<int64_t, int64_t>, std::less<>> models;
+  std::vector<uint64_t> claimed;
 
-  void Begin(StatsCollector* s) {
+  void Begin(StatsCollector* s, CountOutClaims* c) {
     stats = s;
-    models.clear();  // an earlier job that never ended (a failed flush)
+    claims = c;
+    // An earlier job that never ended (a failed flush, whose store may be
+    // gone): its claims stay until the store closes its database, and a
+    // purge of a version they name meanwhile leaves it counted in.
+    models.clear();
+    claimed.clear();
   }
   void End(StatsCollector* s, bool installed) {
     if (stats != s) return;  // not this store's job
@@ -159,17 +172,24 @@ struct PendingCountOut {
     } catch (...) {
       // bad_alloc (a model's counters made): nothing escapes into RocksDB
     }
+    if (claims != nullptr) claims->ReleaseFilterClaims(claimed);
     stats = nullptr;
+    claims = nullptr;
     models.clear();
+    claimed.clear();
   }
 };
 thread_local PendingCountOut pending_count_out;
 
 // Counts one dropped entry of `model` out: when its job installs, if the
-// thread runs one of this store's jobs, else now.
-void CountOut(StatsCollector* stats, std::string_view model, int64_t bytes) {
+// thread runs one of this store's jobs (claiming it until then), else now.
+// REQUIRES: claims->mu() held.
+void CountOut(StatsCollector* stats, CountOutClaims* claims, uint64_t claim,
+              std::string_view model, int64_t bytes) {
   PendingCountOut& pending = pending_count_out;
   if (pending.stats == stats) {
+    pending.claimed.push_back(claim);
+    claims->ClaimForFilter(claim);
     auto it = pending.models.find(model);
     if (it == pending.models.end()) {
       it = pending.models.emplace(std::string(model), std::make_pair(0, 0))
@@ -186,11 +206,12 @@ void CountOut(StatsCollector* stats, std::string_view model, int64_t bytes) {
 
 class RocksCache::CountOutListener final : public rocksdb::EventListener {
  public:
-  explicit CountOutListener(StatsCollector* stats) : stats_(stats) {}
+  CountOutListener(StatsCollector* stats, CountOutClaims* claims)
+      : stats_(stats), claims_(claims) {}
   const char* Name() const override { return "llmcache.CountOutListener"; }
 
   void OnFlushBegin(rocksdb::DB*, const rocksdb::FlushJobInfo&) override {
-    pending_count_out.Begin(stats_);
+    pending_count_out.Begin(stats_, claims_);
   }
   // Called only for a flush whose output is installed.
   void OnFlushCompleted(rocksdb::DB*, const rocksdb::FlushJobInfo&) override {
@@ -198,7 +219,7 @@ class RocksCache::CountOutListener final : public rocksdb::EventListener {
   }
   void OnCompactionBegin(rocksdb::DB*,
                          const rocksdb::CompactionJobInfo&) override {
-    pending_count_out.Begin(stats_);
+    pending_count_out.Begin(stats_, claims_);
   }
   // After the install, with its status.
   void OnCompactionCompleted(rocksdb::DB*,
@@ -208,10 +229,11 @@ class RocksCache::CountOutListener final : public rocksdb::EventListener {
 
  private:
   StatsCollector* const stats_;
+  CountOutClaims* const claims_;
 };
 
 std::shared_ptr<rocksdb::EventListener> RocksCache::NewCountOutListener() {
-  return std::make_shared<CountOutListener>(&stats_);
+  return std::make_shared<CountOutListener>(&stats_, &count_out_claims_);
 }
 
 // Drops expired entries (and expired time-index records) during flushes and
@@ -276,9 +298,17 @@ class RocksCache::TtlFilterFactory final
           // now: RocksDB filters the newest version within the compaction's
           // input even when a newer version or a deletion sits outside it,
           // and whoever wrote that one already counted this entry out (a
-          // purge) or did not count it in (a replacing insert).
+          // purge) or did not count it in (a replacing insert). Nor if a
+          // purge or an insert about to write counts it (a writer's claim,
+          // count_out_claims.h).
+          CountOutClaims& claims = f_->cache_->count_out_claims_;
+          const uint64_t claim =
+              CountOutClaims::Key(cf_id_, ToView(key), created, expires);
+          std::lock_guard<std::mutex> lock(claims.mu());
+          if (claims.ClaimedByWriter(claim)) return true;
           if (!IsCurrent(model, key, value)) return true;
-          CountOut(f_->stats_, model, static_cast<int64_t>(value.size()));
+          CountOut(f_->stats_, &claims, claim, model,
+                   static_cast<int64_t>(value.size()));
         }
         return true;
       } catch (...) {

@@ -3,15 +3,11 @@
 // compaction that is running (rocks_purge.cc).
 
 #include <gtest/gtest.h>
-#include <pthread.h>
-#include <rocksdb/file_system.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <filesystem>
 #include <future>
 #include <memory>
-#include <mutex>
 #include <random>
 #include <string>
 #include <system_error>
@@ -20,6 +16,7 @@
 #include "llmcache/cache.h"
 #include "llmcache/clock.h"
 #include "rocks_cache.h"
+#include "testing/compaction_gate.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
 #include "testing/test_keys.h"
@@ -27,66 +24,9 @@
 namespace llmcache {
 namespace {
 
+using ::llmcache::testing::CompactionGate;
+using ::llmcache::testing::OpenOnExit;
 using ::llmcache::testing::TestKey;
-
-// A file system on which RocksDB's compaction threads ("rocksdb:low") wait
-// at the creation of a table file while the gate is closed: a compaction
-// that cannot finish until the test lets it. Flushes of memtables (the
-// "rocksdb:high" threads) and everything else pass.
-class CompactionGate : public rocksdb::FileSystemWrapper {
- public:
-  CompactionGate() : FileSystemWrapper(rocksdb::FileSystem::Default()) {}
-  static const char* kClassName() { return "CompactionGate"; }
-  const char* Name() const override { return kClassName(); }
-
-  rocksdb::IOStatus NewWritableFile(const std::string& fname,
-                                    const rocksdb::FileOptions& options,
-                                    std::unique_ptr<rocksdb::FSWritableFile>* r,
-                                    rocksdb::IODebugContext* dbg) override {
-    if (fname.ends_with(".sst") && OnCompactionThread()) {
-      std::unique_lock<std::mutex> lock(mu_);
-      ++held_;
-      changed_.notify_all();
-      changed_.wait(lock, [&] { return open_; });
-    }
-    return target()->NewWritableFile(fname, options, r, dbg);
-  }
-
-  void Close() {
-    std::lock_guard<std::mutex> lock(mu_);
-    open_ = false;
-  }
-  void Open() {
-    std::lock_guard<std::mutex> lock(mu_);
-    open_ = true;
-    changed_.notify_all();
-  }
-  // Waits until a compaction is held at the gate.
-  bool WaitForHeld(std::chrono::seconds limit) {
-    std::unique_lock<std::mutex> lock(mu_);
-    return changed_.wait_for(lock, limit, [&] { return held_ > 0; });
-  }
-
- private:
-  static bool OnCompactionThread() {
-    char name[16] = {};
-    pthread_getname_np(pthread_self(), name, sizeof(name));
-    return std::string(name) == "rocksdb:low";
-  }
-
-  std::mutex mu_;
-  std::condition_variable changed_;
-  bool open_ = true;
-  int held_ = 0;
-};
-
-// Opens the gate when it goes out of scope, so that a failing test does not
-// leave a compaction (and what waits for it) waiting forever. Declared after
-// the futures, so that it is destroyed before they wait.
-struct OpenOnExit {
-  CompactionGate* gate;
-  ~OpenOnExit() { gate->Open(); }
-};
 
 class RocksPurgeTest : public ::testing::Test {
  protected:
