@@ -102,8 +102,8 @@ int Main(int argc, char** argv) {
       "Exit codes: 0 ok, 1 failure (including 'not found' and bad input "
       "lines), 2 usage, 3 database in use by another process (mutating "
       "verbs), 130/143 stopped by SIGINT/SIGTERM (import, export, verify, "
-      "warm and purge --older-than stop at the next entry and keep what "
-      "they did; a second signal quits at once).");
+      "warm, compact and purge --older-than stop at the next entry and keep "
+      "what they did; a second signal quits at once).");
 
   const std::string default_db = llmcache::DefaultDatabasePath();
   std::string db = default_db;
@@ -389,7 +389,8 @@ int Main(int argc, char** argv) {
   // once, as without a handler); export and verify of the shared tier too.
   // (purge --older-than: after its confirmation, in cli::Purge.)
   if (imp->parsed() ? import_proxy.empty()
-                    : (exp->parsed() || verify->parsed() || warm->parsed())) {
+                    : (exp->parsed() || verify->parsed() || warm->parsed() ||
+                       compact->parsed())) {
     cli::CatchInterrupts();
   }
   if (!shared.url.empty()) {

@@ -165,7 +165,8 @@ class MemoryCache final : public Cache {
   }
 
   Status CatchUp() override { return Status(); }
-  Status Compact() override { return Status(); }
+  using Cache::Compact;
+  Status Compact(const CompactOptions&) override { return Status(); }
   Status RunMaintenance() override { return Status(); }
   bool persistent() const override { return false; }
   int64_t default_ttl_ms() const override { return options_.default_ttl_ms; }

@@ -143,7 +143,8 @@ class RocksCache final : public Cache {
       const std::vector<std::string>& models) override;
   Result<CacheStats> GetStats() override;
   Status CatchUp() override;
-  Status Compact() override;
+  using Cache::Compact;
+  Status Compact(const CompactOptions& options) override;
   Result<std::vector<FileProblem>> VerifyFiles() override;
   Status RunMaintenance() override;
   bool persistent() const override { return true; }

@@ -400,7 +400,7 @@ std::vector<Cache::FileProblem> RocksCache::UnviewedDamagedFiles(bool whole) {
   return out;
 }
 
-Status RocksCache::Compact() {
+Status RocksCache::Compact(const CompactOptions& options) {
   DbLock db_lock(this);
   rocksdb::FlushOptions fo;
   std::vector<std::shared_ptr<Family>> families;
@@ -420,14 +420,30 @@ Status RocksCache::Compact() {
   rocksdb::CompactRangeOptions cro;
   cro.bottommost_level_compaction =
       rocksdb::BottommostLevelCompaction::kForceOptimized;
+  // Cancellable: RocksDB reads the flag between keys. An exclusive manual
+  // compaction would first wait for the running automatic ones, and a
+  // cancellation with it (RocksDB's CompactRangeOptions::canceled).
+  cro.canceled = options.cancel;
+  cro.exclusive_manual_compaction = options.cancel == nullptr;
+  auto cancelled = [&] {
+    return options.cancel != nullptr &&
+           options.cancel->load(std::memory_order_relaxed);
+  };
   for (size_t i = 0; i < handles.size(); ++i) {
     const bool dropped = i >= indexes && families[i - indexes]->dropped.load();
     if (dropped) continue;
+    if (cancelled()) break;
     rocksdb::Status s = db_->Flush(fo, handles[i]);
     if (s.ok()) s = db_->CompactRange(cro, handles[i], nullptr, nullptr);
+    if (s.IsManualCompactionPaused() && cancelled()) break;
     if (!s.ok() && !(i >= indexes && families[i - indexes]->dropped.load())) {
       return WriteFailed(s, "compacting", false);
     }
+  }
+  if (cancelled()) {
+    return CancelledError("compaction of " + path_ +
+                          " stopped before its end: what it compacted stays "
+                          "compacted, the rest as it was");
   }
   return Status();
 }

@@ -264,7 +264,8 @@ class BrokenCache final : public Cache {
   }
   Result<CacheStats> GetStats() override { return Fail(); }
   Status CatchUp() override { return Status(); }
-  Status Compact() override { return Fail(); }
+  using Cache::Compact;
+  Status Compact(const CompactOptions&) override { return Fail(); }
   Status RunMaintenance() override { return Fail(); }
   bool persistent() const override { return true; }
   int64_t default_ttl_ms() const override { return 3'600'000; }

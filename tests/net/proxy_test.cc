@@ -829,7 +829,8 @@ class HealthSetCache final : public Cache {
   }
   Result<CacheStats> GetStats() override { return inner_->GetStats(); }
   Status CatchUp() override { return inner_->CatchUp(); }
-  Status Compact() override {
+  using Cache::Compact;
+  Status Compact(const CompactOptions& options) override {
     {
       std::unique_lock<std::mutex> lock(mu_);
       compact_held_ = hold_compact_;
@@ -837,7 +838,7 @@ class HealthSetCache final : public Cache {
       cv_.wait(lock, [this] { return !hold_compact_; });
       compact_held_ = false;
     }
-    return inner_->Compact();
+    return inner_->Compact(options);
   }
   Status RunMaintenance() override { return inner_->RunMaintenance(); }
   bool persistent() const override { return inner_->persistent(); }

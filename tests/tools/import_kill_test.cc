@@ -415,5 +415,36 @@ TEST(ImportInterruptTest, AgePurgeAndVerifyStopAtTheNextEntry) {
   EXPECT_EQ(StatsEntries(db), 0u);
 }
 
+// `llmcache compact` told to stop: it stops its compaction, says that
+// nothing is lost, exits 130; run again, it finishes. (Before, it did not
+// catch the signal: the first one killed it mid-compaction.)
+TEST(ImportInterruptTest, CompactStopsAndKeepsEverything) {
+  TempDir dir;
+  const std::string db = dir.path() + "/db";
+  constexpr int kLines = 300;
+  const std::string file = dir.path() + "/all.jsonl";
+  WriteExport(file, 0, kLines, NowMs());
+  ASSERT_EQ(Llmcache({"import", "--db", db, file}).exit_code, 0);
+  std::istringstream in;
+  {
+    InterruptGuard stop(SIGINT);
+    std::ostringstream out, err;
+    const cli::Io io{in, out, err};
+    EXPECT_EQ(cli::Compact(db, /*json=*/false, io), 128 + SIGINT);
+    EXPECT_THAT(err.str(),
+                ::testing::HasSubstr("llmcache compact: interrupted (SIGINT): "
+                                     "what it compacted stays compacted, "
+                                     "nothing is lost"));
+    EXPECT_EQ(out.str(), "");
+  }
+  EXPECT_EQ(StatsEntries(db), static_cast<uint64_t>(kLines));
+  std::ostringstream out, err;
+  const cli::Io io{in, out, err};
+  EXPECT_EQ(cli::Compact(db, /*json=*/false, io), 0) << err.str();
+  EXPECT_THAT(out.str(), ::testing::HasSubstr("saved"));
+  EXPECT_EQ(StatsEntries(db), static_cast<uint64_t>(kLines));
+  EXPECT_EQ(ListedKeys(db).size(), static_cast<size_t>(kLines));
+}
+
 }  // namespace
 }  // namespace llmcache

@@ -541,9 +541,14 @@ int Import(const std::string& db, const std::string& input, bool as_json,
   // Stopped during the last batch: every line is stored, not compacted.
   const bool compact_skipped = compact && InterruptSignal() != 0;
   compact = compact && !compact_skipped;
+  bool compact_stopped = false;  // by a signal while compacting
   if (compact) {
     const auto compact_started = std::chrono::steady_clock::now();
-    if (Status s = cache->Compact(); !s.ok()) {
+    CompactOptions co;
+    co.cancel = InterruptFlag();
+    Status s = cache->Compact(co);
+    compact_stopped = s.code() == StatusCode::kCancelled;
+    if (!s.ok() && !compact_stopped) {
       io.err << "llmcache import: imported " << imported
              << " entries, then compaction failed: " << s << "\n";
       return failed("compaction failed: " + s.ToString(), imported,
@@ -584,6 +589,7 @@ int Import(const std::string& db, const std::string& input, bool as_json,
                    {"seconds", seconds},
                    {"entries_per_second", EntriesPerSecond(imported, seconds)}};
     if (compact) o["compact_seconds"] = compact_seconds;
+    if (compact_stopped) o["compact_stopped"] = true;
     // Encoded entry bytes in table files that no compaction has compressed
     // yet (0 with --compact or --per-entry).
     o["uncompressed_bytes"] = bulk && !compact ? loaded.bytes : 0;
@@ -605,7 +611,9 @@ int Import(const std::string& db, const std::string& input, bool as_json,
     if (compact) {
       char took[32];
       std::snprintf(took, sizeof(took), "%.2f", compact_seconds);
-      io.out << "; compacted in " << took << " s";
+      io.out << (compact_stopped ? "; compaction stopped after "
+                                 : "; compacted in ")
+             << took << " s";
     }
     io.out << "\n";
     if (bulk && !compact && loaded.bytes > 0) {
@@ -615,10 +623,10 @@ int Import(const std::string& db, const std::string& input, bool as_json,
                 "else the periodic compaction does (every 6 h by default)\n";
     }
   }
-  if (compact_skipped && !interrupted) {
-    io.err << "llmcache import: interrupted (" << InterruptName()
-           << ") before compacting: every line is stored; `llmcache compact` "
-              "compresses them\n";
+  if ((compact_skipped || compact_stopped) && !interrupted) {
+    io.err << "llmcache import: interrupted (" << InterruptName() << ") "
+           << (compact_stopped ? "while compacting" : "before compacting")
+           << ": every line is stored; `llmcache compact` compresses them\n";
     return InterruptExitCode();
   }
   if (interrupted) {

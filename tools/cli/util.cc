@@ -528,10 +528,14 @@ namespace {
 
 std::atomic<int> g_interrupt{0};
 static_assert(std::atomic<int>::is_always_lock_free);  // signal-safe
+// The same, for what takes a flag (a compaction: CompactOptions::cancel).
+std::atomic<bool> g_interrupted{false};
+static_assert(std::atomic<bool>::is_always_lock_free);
 bool g_interrupt_tty = false;
 
 extern "C" void OnInterrupt(int sig) {
   g_interrupt.store(sig, std::memory_order_relaxed);
+  g_interrupted.store(true, std::memory_order_relaxed);
   // The next signal ends the process.
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
@@ -564,6 +568,8 @@ void CatchInterrupts() {
 
 int InterruptSignal() { return g_interrupt.load(std::memory_order_relaxed); }
 
+std::atomic<bool>* InterruptFlag() { return &g_interrupted; }
+
 int InterruptExitCode() { return 128 + InterruptSignal(); }
 
 std::string InterruptName() {
@@ -575,6 +581,7 @@ std::string InterruptName() {
 
 void SetInterruptForTest(int sig) {
   g_interrupt.store(sig, std::memory_order_relaxed);
+  g_interrupted.store(sig != 0, std::memory_order_relaxed);
 }
 
 }  // namespace llmcache::cli

@@ -4,6 +4,7 @@
 #ifndef LLMCACHE_TOOLS_CLI_UTIL_H_
 #define LLMCACHE_TOOLS_CLI_UTIL_H_
 
+#include <atomic>
 #include <cstdint>
 #include <fstream>
 #include <iosfwd>
@@ -35,6 +36,8 @@ enum ExitCode : int {
 void CatchInterrupts();
 // The signal that asked to stop, 0 if none.
 int InterruptSignal();
+// True once a signal asked to stop (for CompactOptions::cancel).
+std::atomic<bool>* InterruptFlag();
 // 128 + the signal, the shell's convention.
 int InterruptExitCode();
 // "SIGINT", "SIGTERM" or "signal N".

@@ -819,7 +819,15 @@ int Compact(const std::string& db, bool as_json, const Io& io) {
     io.err << "llmcache compact: " << before.status() << "\n";
     return kExitFailure;
   }
-  Status s = cache->Compact();
+  CompactOptions co;
+  co.cancel = InterruptFlag();
+  Status s = cache->Compact(co);
+  if (s.code() == StatusCode::kCancelled) {
+    io.err << "llmcache compact: interrupted (" << InterruptName()
+           << "): what it compacted stays compacted, nothing is lost; the "
+              "same command again finishes the work\n";
+    return InterruptExitCode();
+  }
   if (!s.ok()) {
     io.err << "llmcache compact: " << s << "\n";
     return kExitFailure;

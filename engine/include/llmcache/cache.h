@@ -21,6 +21,7 @@
 #define LLMCACHE_CACHE_H_
 
 #include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -234,6 +235,16 @@ struct BulkLoadOptions {
   size_t max_buffer_bytes = size_t{64} << 20;
 };
 
+// Cache::Compact.
+struct CompactOptions {
+  // When set, read while compacting: once it is true, Compact stops at the
+  // next point RocksDB looks (between keys) and returns kCancelled. What was
+  // compacted before stays compacted, the rest as it was; nothing is lost,
+  // and `llmcache compact` (or a later compaction) finishes the work. A
+  // signal handler may set it (a lock-free atomic).
+  std::atomic<bool>* cancel = nullptr;
+};
+
 // All but `added` are counted in persistent mode only.
 struct BulkLoadStats {
   uint64_t added = 0;      // entries passed to Add
@@ -435,7 +446,8 @@ class Cache {
   virtual Status CatchUp() = 0;
 
   // Full manual compaction: drops expired entries and returns their space.
-  virtual Status Compact() = 0;
+  Status Compact() { return Compact(CompactOptions{}); }
+  virtual Status Compact(const CompactOptions& options) = 0;
 
   // Runs one round of background maintenance now: writes statistics deltas,
   // enforces the disk budget, nudges periodic compaction. The background
