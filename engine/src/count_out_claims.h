@@ -2,28 +2,36 @@
 //
 // The TTL compaction filter drops an expired version and counts it out
 // (rocks_schema.cc) when the job that dropped it installs its output. Until
-// then a read still returns that version, so a purge that deletes it, or an
-// insert that replaces it, would count it out too (a purge takes it off the
-// entry count, a replacing insert does not add one): the count ended low
-// once per such entry (an outside probe: 292718 counted against 300000
+// then a read still returns that version, so a purge that deletes it, an
+// insert or a bulk load that replaces it, counts it out too (a purge takes
+// it off the entry count, a replacement does not add one): the count ended
+// low once per such entry (an outside probe: 292718 counted against 300000
 // stored after new versions of expired keys were imported while the
 // compactions ran).
 //
-// Both sides claim the version (column family, key, creation and expiry
-// time) under one mutex, and whoever claims it first counts it:
-//  - the filter, holding the mutex, checks that no writer holds a claim,
-//    reads the key (a version a writer has replaced or deleted since is not
-//    the one a read returns: not counted, as before), and claims it until
-//    its job has ended (installed or failed);
-//  - a purge or an insert reads the stored version again holding the mutex
-//    (only when that version expires within the hour: a filter drops no
-//    other before the write has long returned), and counts it out unless a
-//    filter holds a claim; else it claims it itself until its write has
-//    returned.
-// A writer's read under the mutex and a filter's release (after its install)
+// The writer's count is the one that stays: it is in the write's own batch,
+// whatever becomes of the filter's job (a job stopped by a closing store, or
+// failed, installs nothing and counts nothing). Both sides claim the version
+// (column family, key, creation and expiry time) under one mutex:
+//  - the filter, holding the mutex, leaves the version to a writer that
+//    claims it (one about to write), else reads the key (a version a
+//    writer has replaced or deleted since is not the one a read returns:
+//    not counted, as before) and claims it until its job has ended;
+//  - a purge, insert or bulk load reads the stored version holding the mutex
+//    (only one that expires within the hour: a filter drops no other before
+//    the write has long returned), claims it until its write has returned,
+//    and takes over the claim of a filter that holds one: that filter's job
+//    then does not count the version out when it installs.
+// A writer's read and claim, and a filter's release (after its install),
 // cannot interleave, so a writer that read the version before the install
-// sees the filter's claim; a filter that reads after a writer released its
-// claim reads what that writer wrote.
+// finds the filter's claim; a filter that reads after a writer released its
+// claim reads what that writer wrote. (Purges read first without the mutex
+// and read again under it only if a filter released claims meanwhile:
+// releases().)
+//
+// A writer whose write fails after it claimed a version a filter then met
+// leaves that version counted in (the filter left it to the writer): one
+// entry per such key, on a store that a failed write degrades anyway.
 
 #ifndef LLMCACHE_ENGINE_COUNT_OUT_CLAIMS_H_
 #define LLMCACHE_ENGINE_COUNT_OUT_CLAIMS_H_
@@ -34,6 +42,7 @@
 #include <cstring>
 #include <mutex>
 #include <string_view>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -71,22 +80,35 @@ class CountOutClaims {
   bool ClaimedByWriter(uint64_t claim) const {
     return writers_.contains(claim);
   }
-  bool ClaimedByFilter(uint64_t claim) const {
-    return filters_.contains(claim);
+  void ClaimForFilter(uint64_t claim) { ++filters_[claim].holders; }
+  // A writer about to delete or replace the version: it counts it, and a
+  // filter that claims it will not.
+  void ClaimForWriter(uint64_t claim) {
+    writers_.insert(claim);
+    auto it = filters_.find(claim);
+    if (it != filters_.end()) it->second.taken_over = true;
   }
-  void ClaimForFilter(uint64_t claim) { filters_.insert(claim); }
-  void ClaimForWriter(uint64_t claim) { writers_.insert(claim); }
 
-  // Take mu().
-  void ReleaseFilterClaims(const std::vector<uint64_t>& claims) {
+  // Takes mu(). Sets (*taken_over)[i] when a writer took claims[i] over.
+  void ReleaseFilterClaims(const std::vector<uint64_t>& claims,
+                           std::vector<char>* taken_over) {
+    taken_over->assign(claims.size(), 0);
     if (claims.empty()) return;
     std::lock_guard<std::mutex> lock(mu_);
-    for (uint64_t c : claims) Erase(&filters_, c);
+    for (size_t i = 0; i < claims.size(); ++i) {
+      auto it = filters_.find(claims[i]);
+      if (it == filters_.end()) continue;
+      (*taken_over)[i] = it->second.taken_over;
+      if (--it->second.holders == 0) filters_.erase(it);
+    }
     releases_.fetch_add(1, std::memory_order_release);
   }
   void ReleaseWriterClaims(const std::vector<uint64_t>& claims) {
     std::lock_guard<std::mutex> lock(mu_);
-    for (uint64_t c : claims) Erase(&writers_, c);
+    for (uint64_t c : claims) {
+      auto it = writers_.find(c);
+      if (it != writers_.end()) writers_.erase(it);
+    }
   }
 
   // How many times filters released claims: a writer that finds the same
@@ -98,8 +120,8 @@ class CountOutClaims {
   }
 
   // Drops the filters' claims: no job runs (the database is closed). A job
-  // that failed to install without ending (a failed flush) leaves its
-  // claims until then.
+  // that never ended (a failed flush; a job a closing store stopped) leaves
+  // its claims until then: writers that meet them take them over, and count.
   void ReleaseAllFilterClaims() {
     std::lock_guard<std::mutex> lock(mu_);
     filters_.clear();
@@ -114,14 +136,14 @@ class CountOutClaims {
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     return z ^ (z >> 31);
   }
-  static void Erase(std::unordered_multiset<uint64_t>* set, uint64_t claim) {
-    auto it = set->find(claim);
-    if (it != set->end()) set->erase(it);
-  }
+  struct FilterClaim {
+    uint32_t holders = 0;     // jobs (two copies of a version: two)
+    bool taken_over = false;  // by a writer, which counts the version
+  };
 
   std::mutex mu_;
   std::atomic<uint64_t> releases_{0};
-  std::unordered_multiset<uint64_t> filters_;
+  std::unordered_map<uint64_t, FilterClaim> filters_;
   std::unordered_multiset<uint64_t> writers_;
 };
 
@@ -137,13 +159,11 @@ class WriterClaims {
   WriterClaims& operator=(const WriterClaims&) = delete;
 
   CountOutClaims& claims() { return *claims_; }
-  // Claims `claim` for this writer unless a filter holds it; true if it
-  // does (the filter counts the version out). REQUIRES: claims().mu() held.
-  bool ClaimUnlessFiltered(uint64_t claim) {
-    if (claims_->ClaimedByFilter(claim)) return true;
+  // Claims `claim` for this writer (taking a filter's claim over).
+  // REQUIRES: claims().mu() held.
+  void Claim(uint64_t claim) {
     held_.push_back(claim);  // first: a throw leaves no claim unreleased
     claims_->ClaimForWriter(claim);
-    return false;
   }
 
  private:

@@ -138,9 +138,12 @@ RocksCache::~RocksCache() {
     // A compaction that began before closing_ filters with counting: one
     // that installed its output after the statistics were written counted
     // out in memory only (an outside probe found 170000 entries counted
-    // against 160000 stored). Stop the background work (a running job ends
-    // early, installing nothing) and write what the jobs that did install
-    // counted since: usually nothing, and then nothing is written.
+    // against 160000 stored). Stop the background work and write what the
+    // jobs that did install counted since: usually nothing, and then
+    // nothing is written. A running job stops at its next look at the
+    // shutdown flag, installing nothing; one past its last look (finishing
+    // its output files) still installs, but RocksDB no longer tells the
+    // listeners, and what it dropped stays counted in.
     rocksdb::CancelAllBackgroundWork(db_.get(), /*wait=*/true);
     (void)WriteStatsDelta();
   }

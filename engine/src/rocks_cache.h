@@ -316,17 +316,14 @@ class RocksCache final : public Cache {
   // version: another creation or expiry time); and whether its index record
   // stays (the version left alone has the record's creation time: only its
   // expiry changed).
-  // `counted_out`: deleted, but a TTL filter has counted the version out
-  // already (count_out_claims.h).
   struct DoomedNow {
     std::vector<int64_t> stored;
     std::vector<char> keep_record;
-    std::vector<char> counted_out;
   };
   // Reads the doomed entries (MultiGet per family, 1024 keys at a time).
-  // With `claims`: claiming each version that expires within the hour for
-  // the deletion that follows (hold `claims` until it returned), with the
-  // claims' mutex held from a read to the claim (count_out_claims.h).
+  // With `claims`: claims each version that expires within the hour for
+  // the deletion that follows (hold `claims` until it returned), from a read
+  // that no filter's release of claims follows (count_out_claims.h).
   Status ReadDoomed(std::span<const Doomed> doomed, DoomedNow* now,
                     WriterClaims* claims = nullptr) const;
   // One read of ReadDoomed's; with `to_claim`, adds the versions to claim

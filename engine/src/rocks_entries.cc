@@ -222,19 +222,18 @@ Status RocksCache::Insert(const RequestKey& key, std::string_view body,
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), f.handle, k, &prev);
   // A version that expires (within the hour) may be dropped by a TTL filter
   // whose job has not installed its output yet: read again under the
-  // claims' mutex, and count it out here only if no filter does
-  // (count_out_claims.h).
+  // claims' mutex and claim it, so that no filter counts it out too
+  // (count_out_claims.h). Not when the same bytes are stored (not written).
   WriterClaims claims(&count_out_claims_);  // until the write returned
-  bool prev_counted_out = false;
   if (s.ok() && PeekEntryTimes(ToView(prev), &prev_created, &prev_expires) &&
       CountOutClaims::Claims(prev_expires, clock_->NowMillis())) {
     std::lock_guard<std::mutex> lock(count_out_claims_.mu());
     prev.Reset();
     s = db_->Get(rocksdb::ReadOptions(), f.handle, k, &prev);
     if (s.ok() && PeekEntryTimes(ToView(prev), &prev_created, &prev_expires) &&
-        prev_expires != 0) {
-      prev_counted_out = claims.ClaimUnlessFiltered(CountOutClaims::Key(
-          f.handle->GetID(), k, prev_created, prev_expires));
+        prev_expires != 0 && !SameStoredEntry(ToView(prev), value)) {
+      claims.Claim(CountOutClaims::Key(f.handle->GetID(), k, prev_created,
+                                       prev_expires));
     }
   }
   if (s.ok()) {
@@ -256,10 +255,7 @@ Status RocksCache::Insert(const RequestKey& key, std::string_view body,
   // The same bytes as the stored version (the same entry written twice in
   // one millisecond, or imported again) are not written again: two
   // identical versions would each be counted out when they expire.
-  const bool unchanged =
-      had_prev && !prev_counted_out && SameStoredEntry(ToView(prev), value);
-  // A version a filter counts out is replaced as if there were none.
-  const bool counted_prev = had_prev && !prev_counted_out;
+  const bool unchanged = had_prev && SameStoredEntry(ToView(prev), value);
   if (!unchanged) {
     rocksdb::WriteBatch batch;
     batch.Put(f.handle, k, value);
@@ -272,14 +268,14 @@ Status RocksCache::Insert(const RequestKey& key, std::string_view body,
                    ModelTimeIndexKey(key.base_model, prev_created, key.digest));
     }
     // Entry counts travel in the same batch as the entry: exact after a crash.
-    if (!counted_prev && !unreadable_prev) {
+    if (!had_prev && !unreadable_prev) {
       batch.Merge(meta_cf_,
                   ModelStatKey(ModelCounter::kEntries, key.base_model),
                   Le64(1));
     }
     batch.Merge(meta_cf_, ModelStatKey(ModelCounter::kBytes, key.base_model),
                 Le64(static_cast<int64_t>(value.size()) -
-                     static_cast<int64_t>(counted_prev ? prev.size() : 0)));
+                     static_cast<int64_t>(had_prev ? prev.size() : 0)));
     CountedWrite counted(f);
     if (before_write_hook_for_test_) before_write_hook_for_test_();
     s = db_->Write(WriteOpts(), &batch);

@@ -606,8 +606,8 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
                                  to_read[from + i]->key.size());
         values[i].Reset();
       }
-      // As Insert: a version with an expiry that a TTL filter counts out is
-      // replaced as if there were none (count_out_claims.h).
+      // As Insert: a version that a TTL filter may drop is claimed from the
+      // read on (count_out_claims.h).
       std::lock_guard<std::mutex> claims_lock(claims.claims().mu());
       c.db_->MultiGet(rocksdb::ReadOptions(), t.family->handle, n, keys.data(),
                       values.data(), statuses.data(), /*sorted_input=*/true);
@@ -615,17 +615,18 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
         Record& r = *to_read[from + i];
         if (statuses[i].ok()) {
           int64_t prev_expires = 0;
-          r.had_prev = PeekEntryTimes(ToView(values[i]), &r.prev_created,
-                                      &prev_expires) &&
-                       (!CountOutClaims::Claims(prev_expires, now_ms) ||
-                        !claims.ClaimUnlessFiltered(CountOutClaims::Key(
-                            t.family->handle->GetID(), r.key, r.prev_created,
-                            prev_expires)));
+          r.had_prev =
+              PeekEntryTimes(ToView(values[i]), &r.prev_created, &prev_expires);
           r.prev_size = r.had_prev ? values[i].size() : 0;
           // As Insert: the same bytes are not written again (two identical
           // versions would each be counted out when they expire).
           r.stored =
               r.had_prev && SameStoredEntry(ToView(values[i]), r.item->value);
+          if (r.had_prev && !r.stored &&
+              CountOutClaims::Claims(prev_expires, now_ms)) {
+            claims.Claim(CountOutClaims::Key(t.family->handle->GetID(), r.key,
+                                             r.prev_created, prev_expires));
+          }
         } else if (!statuses[i].IsNotFound()) {
           c.stats_.Add(Counter::kStoreErrors, 1);
           return FromRocks(statuses[i], c.path_, "reading before a bulk load");

@@ -420,27 +420,36 @@ Status RocksCache::Compact(const CompactOptions& options) {
   rocksdb::CompactRangeOptions cro;
   cro.bottommost_level_compaction =
       rocksdb::BottommostLevelCompaction::kForceOptimized;
-  // Cancellable: RocksDB reads the flag between keys. An exclusive manual
-  // compaction would first wait for the running automatic ones, and a
-  // cancellation with it (RocksDB's CompactRangeOptions::canceled).
+  // Cancellable (RocksDB's CompactRangeOptions::canceled): RocksDB reads
+  // the flag between keys, and before a job starts. Not exclusive: an
+  // exclusive manual compaction first waits for the running automatic ones,
+  // deaf to the flag. (RocksDB 7.8 does not look at it while the job waits
+  // for one that works on its files, nor while it writes a file out.)
   cro.canceled = options.cancel;
   cro.exclusive_manual_compaction = options.cancel == nullptr;
   auto cancelled = [&] {
     return options.cancel != nullptr &&
            options.cancel->load(std::memory_order_relaxed);
   };
+  bool stopped = false;
   for (size_t i = 0; i < handles.size(); ++i) {
     const bool dropped = i >= indexes && families[i - indexes]->dropped.load();
     if (dropped) continue;
-    if (cancelled()) break;
+    if (cancelled()) {
+      stopped = true;
+      break;
+    }
     rocksdb::Status s = db_->Flush(fo, handles[i]);
     if (s.ok()) s = db_->CompactRange(cro, handles[i], nullptr, nullptr);
-    if (s.IsManualCompactionPaused() && cancelled()) break;
+    if (s.IsManualCompactionPaused() && cancelled()) {
+      stopped = true;
+      break;
+    }
     if (!s.ok() && !(i >= indexes && families[i - indexes]->dropped.load())) {
       return WriteFailed(s, "compacting", false);
     }
   }
-  if (cancelled()) {
+  if (stopped) {
     return CancelledError("compaction of " + path_ +
                           " stopped before its end: what it compacted stays "
                           "compacted, the rest as it was");

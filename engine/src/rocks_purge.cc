@@ -332,9 +332,7 @@ Status RocksCache::ReadDoomed(std::span<const Doomed> doomed, DoomedNow* now,
     to_claim.clear();
     LLMCACHE_RETURN_IF_ERROR(ReadDoomedOnce(doomed, now, &to_claim));
   }
-  for (const auto& [i, claim] : to_claim) {
-    now->counted_out[i] = claims->ClaimUnlessFiltered(claim);
-  }
+  for (const auto& [i, claim] : to_claim) claims->Claim(claim);
   return Status();
 }
 
@@ -345,7 +343,6 @@ Status RocksCache::ReadDoomedOnce(
   constexpr size_t kReadChunk = 1024;
   now->stored.assign(doomed.size(), -1);
   now->keep_record.assign(doomed.size(), 0);
-  now->counted_out.assign(doomed.size(), 0);
   const int64_t now_ms = clock_->NowMillis();
   std::unordered_map<const Family*, std::vector<size_t>> by_family;
   for (size_t i = 0; i < doomed.size(); ++i) {
@@ -411,12 +408,11 @@ Result<uint64_t> RocksCache::DeleteEntriesLocked(std::span<const Doomed> doomed,
     // (A family dropped since the read: nothing of it to delete.)
     if (now.stored[i] < 0 || d.family->dropped.load()) continue;
     batch.Delete(d.family->handle, d.key);
-    ++deleted;
-    if (now.counted_out[i]) continue;  // by the TTL filter that drops it
     batch.Merge(meta_cf_, ModelStatKey(ModelCounter::kEntries, d.base_model),
                 Le64(-1));
     batch.Merge(meta_cf_, ModelStatKey(ModelCounter::kBytes, d.base_model),
                 Le64(-now.stored[i]));
+    ++deleted;
   }
   rocksdb::Status s = db_->Write(WriteOpts(), &batch);
   if (!s.ok()) return WriteFailed(s, "deleting entries", true);

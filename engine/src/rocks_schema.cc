@@ -143,28 +143,42 @@ void CountOutNow(StatsCollector* stats, std::string_view model, int64_t entries,
 // only in tests) counts at once, as before.
 //
 // The versions counted out are claimed (count_out_claims.h) until the job
-// has ended, installed or not: a purge or an insert that reads one before
-// the install leaves its counting to this job.
+// has ended: one that a purge, insert or bulk load deletes or replaces
+// before the install is counted by that writer, and not here.
 struct PendingCountOut {
   StatsCollector* stats = nullptr;   // the store whose job runs here, if any
   CountOutClaims* claims = nullptr;  // that store's
-  // Per model: entries and bytes counted out.
-  std::map<std::string, std::pair<int64_t, int64_t>, std::less<>> models;
+  // Per model: entries and bytes counted out (std::map: a model's counts
+  // stay where they are while others are added).
+  using Counts = std::pair<int64_t, int64_t>;
+  std::map<std::string, Counts, std::less<>> models;
+  // Per version counted out: its claim, its model's counts, its bytes.
+  struct Claimed {
+    Counts* counts;
+    int64_t bytes;
+  };
   std::vector<uint64_t> claimed;
+  std::vector<Claimed> claimed_counts;
+  std::vector<char> taken_over;
 
   void Begin(StatsCollector* s, CountOutClaims* c) {
     stats = s;
     claims = c;
     // An earlier job that never ended (a failed flush, whose store may be
-    // gone): its claims stay until the store closes its database, and a
-    // purge of a version they name meanwhile leaves it counted in.
-    models.clear();
-    claimed.clear();
+    // gone): its claims stay until the store closes its database; writers
+    // that meet them take them over, and count.
+    Clear();
   }
   void End(StatsCollector* s, bool installed) {
     if (stats != s) return;  // not this store's job
     try {
+      if (claims != nullptr) claims->ReleaseFilterClaims(claimed, &taken_over);
       if (installed) {
+        for (size_t i = 0; i < taken_over.size(); ++i) {
+          if (!taken_over[i]) continue;  // counted by the writer
+          claimed_counts[i].counts->first -= 1;
+          claimed_counts[i].counts->second -= claimed_counts[i].bytes;
+        }
         for (const auto& [model, counts] : models) {
           CountOutNow(s, model, counts.first, counts.second);
         }
@@ -172,11 +186,15 @@ struct PendingCountOut {
     } catch (...) {
       // bad_alloc (a model's counters made): nothing escapes into RocksDB
     }
-    if (claims != nullptr) claims->ReleaseFilterClaims(claimed);
     stats = nullptr;
     claims = nullptr;
+    Clear();
+  }
+  void Clear() {
     models.clear();
     claimed.clear();
+    claimed_counts.clear();
+    taken_over.clear();
   }
 };
 thread_local PendingCountOut pending_count_out;
@@ -188,13 +206,14 @@ void CountOut(StatsCollector* stats, CountOutClaims* claims, uint64_t claim,
               std::string_view model, int64_t bytes) {
   PendingCountOut& pending = pending_count_out;
   if (pending.stats == stats) {
-    pending.claimed.push_back(claim);
-    claims->ClaimForFilter(claim);
     auto it = pending.models.find(model);
     if (it == pending.models.end()) {
       it = pending.models.emplace(std::string(model), std::make_pair(0, 0))
                .first;
     }
+    pending.claimed_counts.push_back({&it->second, bytes});
+    pending.claimed.push_back(claim);  // first: End releases what is claimed
+    claims->ClaimForFilter(claim);
     it->second.first += 1;
     it->second.second += bytes;
     return;

@@ -139,12 +139,16 @@ TEST_F(RocksPurgeTest, ACompactionStopsWhenCancelled) {
       std::async(std::launch::async, [&] { return cache_->Compact(co); });
   OpenOnExit open_on_exit{gate_.get()};
   ASSERT_TRUE(gate_->WaitForHeld(std::chrono::seconds(60)));
+  const int deleted = gate_->deleted_tables();
   cancel = true;
   gate_->Open();
   ASSERT_EQ(compaction.wait_for(std::chrono::seconds(60)),
             std::future_status::ready);
   const Status s = compaction.get();
   EXPECT_EQ(s.code(), StatusCode::kCancelled) << s;
+  // The held job installed nothing: its two input files are still there (a
+  // stopped job deletes its own output file, if it made one).
+  EXPECT_LE(gate_->deleted_tables(), deleted + 1);
   for (const char* model : {"m/a", "m/b", "m/c"}) {
     EXPECT_EQ(Outcome(TestKey(model, 7)), LookupOutcome::kHit) << model;
     EXPECT_EQ(Outcome(TestKey(model, 1007)), LookupOutcome::kHit) << model;

@@ -238,7 +238,8 @@ struct BulkLoadOptions {
 // Cache::Compact.
 struct CompactOptions {
   // When set, read while compacting: once it is true, Compact stops at the
-  // next point RocksDB looks (between keys) and returns kCancelled. What was
+  // next point RocksDB looks (between keys, not while it writes out a file:
+  // 0.02-7 s after the flag at 1M entries) and returns kCancelled. What was
   // compacted before stays compacted, the rest as it was; nothing is lost,
   // and `llmcache compact` (or a later compaction) finishes the work. A
   // signal handler may set it (a lock-free atomic).
