@@ -227,9 +227,16 @@ Status RocksCache::OpenPrimary(const CacheOptions& options) {
   // (0700 less the umask), and so is every file in it (rocks_private_fs.h).
   std::error_code ec;
   const bool exists = fs::exists(fs::path(path_) / "CURRENT", ec);
-  if (!exists && !options.create_if_missing) {
-    return NotFoundError("no llmcache database at " + path_ +
-                         " (and create_if_missing is off)");
+  if (!exists) {
+    // Never a new database over a damaged one (RocksDB would delete its
+    // files as obsolete) or among files of something else.
+    Status dir = CheckDirectoryForNewDatabase(path_);
+    if (dir.code() == StatusCode::kDataLoss) return dir;
+    if (!options.create_if_missing) {
+      return NotFoundError("no llmcache database at " + path_ +
+                           " (and create_if_missing is off)");
+    }
+    LLMCACHE_RETURN_IF_ERROR(dir);
   }
   LLMCACHE_RETURN_IF_ERROR(MakePrivateDirectory(path_));
   if (access(path_.c_str(), W_OK) != 0) {
@@ -318,11 +325,11 @@ Status RocksCache::OpenPrimary(const CacheOptions& options) {
 // meanwhile used to leave a database that an inspection could not read. So
 // the database is made in a staging directory inside path_ (the same file
 // system), with every column family and the marker, and its files are then
-// moved up, CURRENT last: a kill leaves either no database (no CURRENT; the
-// next open makes it again, and RocksDB deletes the files nothing refers
-// to) or a complete one. path_'s lock is held throughout, so a second
-// process starting at the same moment reports it locked, as it would once
-// the database is open.
+// moved up, CURRENT last: a kill leaves either no database (no CURRENT, and
+// the staging directory; the next open makes it again, and RocksDB deletes
+// the files nothing refers to) or a complete one. path_'s lock is held
+// throughout, so a second process starting at the same moment reports it
+// locked, as it would once the database is open.
 Status RocksCache::CreateDb() {
   rocksdb::FileSystem& fs = *fs_;
   const rocksdb::IOOptions io;
@@ -331,19 +338,24 @@ Status RocksCache::CreateDb() {
   rocksdb::FileLock* lock = nullptr;
   rocksdb::IOStatus ios = fs.LockFile(lock_file, io, &lock, nullptr);
   if (!ios.ok()) return FromRocks(ios, path_, "opening");
-  // Released however this ends (an allocation may throw).
+  // Released however this ends (an allocation may throw). The staging
+  // directory goes once CURRENT is in place; a creation that failed leaves
+  // it, as a killed one does, so that the files it moved up are not taken
+  // for a damaged database's (CheckDirectoryForNewDatabase).
   struct Unlock {
     rocksdb::FileSystem& fs;
     rocksdb::FileLock* lock;
     const std::string& staging;
+    bool created = false;
     ~Unlock() {
-      RemoveTree(staging);
+      if (created) RemoveTree(staging);
       (void)fs.UnlockFile(lock, rocksdb::IOOptions(), nullptr);
     }
   } unlock{fs, lock, staging};
   return [&]() -> Status {
     // Another process may have created it before the lock was ours.
     if (fs.FileExists(path_ + "/CURRENT", io, nullptr).ok()) {
+      unlock.created = true;
       return Status();
     }
     RemoveTree(staging);  // a creation that was killed
@@ -390,6 +402,7 @@ Status RocksCache::CreateDb() {
     if (ios.ok()) ios = move_up("CURRENT");  // the database exists from here
     if (ios.ok()) ios = dir->FsyncWithDirOptions(io, nullptr, {});
     if (!ios.ok()) return FromRocks(ios, path_, "creating");
+    unlock.created = true;
     return Status();
   }();
 }
@@ -654,6 +667,8 @@ Status RocksCache::OpenAsSecondary() {
 
   std::error_code ec;
   if (!fs::exists(fs::path(path_) / "CURRENT", ec)) {
+    Status dir = CheckDirectoryForNewDatabase(path_);
+    if (dir.code() == StatusCode::kDataLoss) return dir;
     return NotFoundError("no llmcache database at " + path_);
   }
   std::vector<std::string> names;

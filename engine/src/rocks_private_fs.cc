@@ -7,14 +7,20 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <system_error>
+
+#include "format.h"
 
 namespace llmcache {
 namespace {
@@ -183,6 +189,94 @@ std::vector<std::string> EntriesWithPrefix(const std::string& dir,
     }
   }
   return out;
+}
+
+namespace {
+
+// "<digits><suffix>", as RocksDB numbers its files.
+bool IsNumbered(std::string_view name, std::string_view suffix) {
+  if (!name.ends_with(suffix) || name.size() == suffix.size()) return false;
+  name.remove_suffix(suffix.size());
+  return std::all_of(name.begin(), name.end(),
+                     [](char c) { return c >= '0' && c <= '9'; });
+}
+
+}  // namespace
+
+Status CheckDirectoryForNewDatabase(const std::string& path) {
+  const std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(path.c_str()),
+                                              &::closedir);
+  // Missing, unreadable or not a directory: creating the database fails
+  // with its own message if it must.
+  if (d == nullptr) return Status();
+  std::string data_file;  // first table, blob or non-empty log file
+  std::string foreign;    // first entry RocksDB would not have written
+  std::string newest_manifest;
+  uint64_t newest_manifest_number = 0;
+  while (const dirent* e = ::readdir(d.get())) {
+    const std::string_view name = e->d_name;
+    if (name == "." || name == ".." || name == "lost+found") continue;
+    // A database after all (created since the caller looked), or one being
+    // created: the files moved up from a creation's staging directory.
+    if (name == "CURRENT" || name == kCreatingDirectory) return Status();
+    const bool table = IsNumbered(name, ".sst") || IsNumbered(name, ".blob") ||
+                       IsNumbered(name, ".ldb");
+    bool log_with_records = false;
+    if (IsNumbered(name, ".log")) {
+      struct stat st;
+      log_with_records =
+          ::stat((path + "/" + std::string(name)).c_str(), &st) == 0 &&
+          st.st_size > 0;
+    }
+    if ((table || log_with_records) && data_file.empty()) {
+      data_file = name;
+      continue;
+    }
+    // *.trash: a file RocksDB's file deletion had renamed, still to delete.
+    if (table || IsNumbered(name, ".log") || IsNumbered(name, ".dbtmp") ||
+        name.ends_with(".trash")) {
+      continue;
+    }
+    if (name.starts_with("MANIFEST-") && IsNumbered(name.substr(9), "")) {
+      const uint64_t n = std::strtoull(name.data() + 9, nullptr, 10);
+      if (newest_manifest.empty() || n > newest_manifest_number) {
+        newest_manifest = name;
+        newest_manifest_number = n;
+      }
+      continue;
+    }
+    // LLMCACHE-SERVE: where `llmcache serve` listens (tools/cli).
+    if (name == "LOCK" || name == "IDENTITY" || name == "LOG" ||
+        name == "LLMCACHE-SERVE" || name.starts_with("LOG.old.") ||
+        (name.starts_with("OPTIONS-") &&
+         (IsNumbered(name.substr(8), "") ||
+          IsNumbered(name.substr(8), ".dbtmp")))) {
+      continue;
+    }
+    if (foreign.empty()) foreign = name;
+  }
+  if (!data_file.empty()) {
+    std::string how =
+        newest_manifest.empty()
+            ? std::string(
+                  " There is no MANIFEST file either: restore the "
+                  "directory from a backup.")
+            : " If nothing else wrote there, restore CURRENT (it names the "
+              "newest MANIFEST file): printf '" +
+                  newest_manifest + "\\n' > " + path + "/CURRENT";
+    return DataLossError(
+        "database directory " + path + " holds database files (" + data_file +
+        ") but no CURRENT file: a damaged database, not opened and not "
+        "replaced (a new database there would delete those files)." +
+        how);
+  }
+  if (!foreign.empty()) {
+    return FailedPreconditionError(
+        "directory " + path + " is not empty (" + foreign +
+        ") and holds no llmcache database: not creating one among its files; "
+        "choose a new or empty directory");
+  }
+  return Status();
 }
 
 void RemoveTree(const std::string& path) noexcept {

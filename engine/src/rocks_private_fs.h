@@ -42,6 +42,18 @@ std::shared_ptr<rocksdb::FileSystem> NewPrivateFileSystem(
 // before files were private). Errors name the path.
 Status MakePrivateDirectory(const std::string& path);
 
+// Before a database is created at `path` (it has no CURRENT file): OK if
+// `path` does not exist, holds a creation's staging directory (files moved
+// up by a creation that stopped half-way, or one under way), or nothing but
+// what RocksDB writes before CURRENT and `lost+found` (the root of a file
+// system). Otherwise an error naming what was found:
+// - DataLoss: table or blob files, or a write-ahead log with records: a
+//   database that lost its CURRENT file. Creating a new one there would
+//   delete them as obsolete; the message says how to restore CURRENT.
+// - FailedPrecondition: any other file or directory, in a directory that is
+//   not ours to fill.
+Status CheckDirectoryForNewDatabase(const std::string& path);
+
 // The paths of the entries directly in `dir` whose names start with
 // `prefix`; none if it cannot be read. Throws std::bad_alloc only.
 std::vector<std::string> EntriesWithPrefix(const std::string& dir,

@@ -893,6 +893,83 @@ TEST_F(RocksCacheTest, ForeignRocksDbIsRefused) {
               StatusIs(StatusCode::kFailedPrecondition, "not an llmcache"));
 }
 
+// A directory of other files is not filled with a database's; the root of a
+// file system (lost+found) is fine.
+TEST_F(RocksCacheTest, ANewDatabaseIsNotMadeAmongOtherFiles) {
+  cache_.reset();
+  const std::string docs = dir_.path() + "/docs";
+  fs::create_directories(docs);
+  std::ofstream(docs + "/report.txt") << "mine";
+  CacheOptions o = Options();
+  o.path = docs;
+  EXPECT_THAT(Cache::Open(o), StatusIs(StatusCode::kFailedPrecondition,
+                                       "is not empty (report.txt)"));
+  std::vector<std::string> left;
+  for (const auto& e : fs::directory_iterator(docs)) {
+    left.push_back(e.path().filename().string());
+  }
+  EXPECT_THAT(left, ::testing::ElementsAre("report.txt"));
+  InspectOptions io;
+  io.clock = &clock_;
+  io.path = docs;
+  EXPECT_THAT(Cache::Inspect(io),
+              StatusIs(StatusCode::kNotFound, "no llmcache database"));
+
+  const std::string mount = dir_.path() + "/mount";
+  fs::create_directories(mount + "/lost+found");
+  o.path = mount;
+  auto cache = Cache::Open(o);
+  ASSERT_OK(cache);
+  ASSERT_OK((*cache)->Insert(TestKey("m/a", 1), "one", {}));
+}
+
+// A database whose CURRENT file is gone (RocksDB would make a new database
+// and delete the old files as obsolete) is refused, by writers and
+// inspections alike, and the message says how to restore it.
+TEST_F(RocksCacheTest, ADatabaseThatLostItsCurrentFileIsNotReplaced) {
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_OK(cache_->Insert(TestKey("m/a", i), "answer", {}));
+  }
+  ASSERT_OK(cache_->Compact());
+  cache_.reset();
+  std::string manifest;
+  std::ifstream(path_ + "/CURRENT") >> manifest;
+  ASSERT_TRUE(manifest.starts_with("MANIFEST-")) << manifest;
+  auto tables = [&] {
+    int n = 0;
+    for (const auto& e : fs::directory_iterator(path_)) {
+      n += e.path().extension() == ".sst";
+    }
+    return n;
+  };
+  const int before = tables();
+  ASSERT_GT(before, 0);
+  fs::remove(path_ + "/CURRENT");
+
+  auto opened = Cache::Open(Options());
+  EXPECT_THAT(opened, StatusIs(StatusCode::kDataLoss, "no CURRENT file"));
+  EXPECT_THAT(opened,
+              StatusIs(StatusCode::kDataLoss,
+                       "printf '" + manifest + "\\n' > " + path_ + "/CURRENT"));
+  CacheOptions existing = Options();
+  existing.create_if_missing = false;
+  EXPECT_THAT(Cache::Open(existing),
+              StatusIs(StatusCode::kDataLoss, "damaged database"));
+  InspectOptions io;
+  io.clock = &clock_;
+  io.path = path_;
+  EXPECT_THAT(Cache::Inspect(io),
+              StatusIs(StatusCode::kDataLoss, "damaged database"));
+  EXPECT_EQ(tables(), before);
+
+  // What the message says restores it.
+  std::ofstream(path_ + "/CURRENT") << manifest << "\n";
+  Reopen();
+  for (int i = 0; i < 50; ++i) {
+    EXPECT_EQ(Outcome(TestKey("m/a", i)), LookupOutcome::kHit) << i;
+  }
+}
+
 TEST_F(RocksCacheTest, CorruptEntryIsReportedNotCrashed) {
   ASSERT_OK(cache_->Insert(TestKey("m/a", 1), "good", {}));
   ASSERT_OK(cache_->Insert(TestKey("m/a", 2), "to be damaged", {}));

@@ -1067,6 +1067,39 @@ TEST_F(CliTest, ImportRefusesADirectoryBeforeCreatingTheDatabase) {
   EXPECT_FALSE(std::filesystem::exists(db));
 }
 
+// `import --db ~/Documents` makes no database among the user's files, and a
+// database that lost its CURRENT file is reported as damaged, not replaced
+// by a new one (which would delete its table files).
+TEST_F(CliTest, NoDatabaseIsMadeAmongOtherFilesOrOverADamagedOne) {
+  std::string exported;
+  ASSERT_NO_FATAL_FAILURE(ExportLiveEntries(&exported));
+  const std::string file = dir_.path() + "/export.jsonl";
+  std::ofstream(file) << exported;
+
+  const std::string docs = dir_.path() + "/docs";
+  std::filesystem::create_directories(docs);
+  std::ofstream(docs + "/notes.txt") << "mine";
+  ProcessResult r = Llmcache({"import", "--db", docs, file});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("not empty (notes.txt)"));
+  EXPECT_FALSE(std::filesystem::exists(docs + "/CURRENT"));
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(docs),
+                          std::filesystem::directory_iterator()),
+            1);
+
+  ASSERT_EQ(Llmcache({"compact", "--db", db_}).exit_code, 0);
+  std::filesystem::remove(db_ + "/CURRENT");
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"stats"}, {"import", file}, {"compact"}}) {
+    args.insert(args.begin() + 1, {"--db", db_});
+    ProcessResult damaged = Llmcache(args);
+    EXPECT_EQ(damaged.exit_code, 1) << args[0];
+    EXPECT_THAT(damaged.err, HasSubstr("damaged database")) << args[0];
+    EXPECT_THAT(damaged.err, HasSubstr("restore CURRENT")) << args[0];
+  }
+  EXPECT_FALSE(std::filesystem::exists(db_ + "/CURRENT"));
+}
+
 TEST_F(CliTest, ImportSkipsAByteOrderMark) {
   std::string exported;
   ASSERT_NO_FATAL_FAILURE(ExportLiveEntries(&exported));

@@ -157,16 +157,15 @@ std::optional<std::string> ReadServeFile(const std::string& path, int pid) {
 
 std::unique_ptr<Cache> OpenForReading(const std::string& path, const Io& io,
                                       bool accept_damaged_view) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path + "/CURRENT", ec)) {
-    io.err << "llmcache: no database at " << path
-           << " (set --db or LLMCACHE_DB)\n";
-    return nullptr;
-  }
   InspectOptions options;
   options.path = path;
   options.accept_damaged_view = accept_damaged_view;
   Result<std::unique_ptr<Cache>> cache = Cache::Inspect(options);
+  if (cache.status().code() == StatusCode::kNotFound) {
+    io.err << "llmcache: no database at " << path
+           << " (set --db or LLMCACHE_DB)\n";
+    return nullptr;
+  }
   if (!cache.ok()) {
     io.err << "llmcache: " << cache.status() << "\n";
     return nullptr;
@@ -177,13 +176,6 @@ std::unique_ptr<Cache> OpenForReading(const std::string& path, const Io& io,
 std::unique_ptr<Cache> OpenForWriting(const std::string& path, bool create,
                                       const Io& io, int* exit_code,
                                       std::string_view verb) {
-  std::error_code ec;
-  if (!create && !std::filesystem::exists(path + "/CURRENT", ec)) {
-    io.err << "llmcache: no database at " << path
-           << " (set --db or LLMCACHE_DB)\n";
-    *exit_code = kExitFailure;
-    return nullptr;
-  }
   CacheOptions options;
   options.path = path;
   options.create_if_missing = create;
@@ -197,6 +189,12 @@ std::unique_ptr<Cache> OpenForWriting(const std::string& path, bool create,
     return std::move(*cache);
   }
   const Status& s = cache.status();
+  if (s.code() == StatusCode::kNotFound && !create) {
+    io.err << "llmcache: no database at " << path
+           << " (set --db or LLMCACHE_DB)\n";
+    *exit_code = kExitFailure;
+    return nullptr;
+  }
   std::optional<LockHolder> holder;
   if (s.code() == StatusCode::kFailedPrecondition)
     holder = FindLockHolder(path);
