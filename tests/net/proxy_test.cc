@@ -684,6 +684,14 @@ TEST_F(ProxyTest, MalformedRequestsAre400) {
       400, "invalid_request_error");
   ExpectErrorShape(Chat(R"({"model":"m/a","temperature":0,"messages":[]})"),
                    400, "invalid_request_error");
+  // Only a variant suffix: no model to store or count the answer under.
+  for (const char* model : {":free", ":"}) {
+    const Reply r = Chat(std::string(R"({"model":")") + model +
+                         R"(","temperature":0,"messages":[{"role":"user",)"
+                         R"("content":"x"}]})");
+    ExpectErrorShape(r, 400, "invalid_request_error");
+    EXPECT_NE(r.body.find("names no model"), std::string::npos) << r.body;
+  }
   EXPECT_EQ(fake_->completions(), 0u);
 }
 

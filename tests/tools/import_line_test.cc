@@ -200,6 +200,24 @@ TEST(ImportLineTest, MetadataTooLongTogetherIsAMalformedLine) {
   }
 }
 
+// A model that is only a variant suffix (":free", ":") names no model: it
+// would be counted as a model with an empty name.
+TEST(ImportLineTest, AModelWithNothingBeforeItsVariantIsAMalformedLine) {
+  for (const char* model : {":free", ":"}) {
+    const std::string line = ExportLine("x", model, "", kNowMs - 1, 0);
+    ExpectSame(line);
+    for (bool general : {false, true}) {
+      const Outcome refused = Parse(line, general);
+      EXPECT_FALSE(refused.ok) << model;
+      EXPECT_THAT(refused.error, HasSubstr("names no model")) << model;
+    }
+  }
+  const Outcome variant =
+      Parse(ExportLine("x", "m/a:free", "", kNowMs - 1, 0), false);
+  EXPECT_TRUE(variant.ok) << variant.error;
+  EXPECT_EQ(variant.line.key.base_model, "m/a");
+}
+
 // An expiry past the year 9999 (older versions wrote some) is read as it
 // is, by both readers; the store keeps it as the end of the year 9999.
 TEST(ImportLineTest, AnExpiryPastTheYear9999IsRead) {

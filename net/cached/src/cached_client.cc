@@ -98,6 +98,11 @@ Result<PreparedRequest> CachedClientImpl::Prepare(CachedRequest request) const {
     if (key->model.empty()) {
       return InvalidArgumentError("request member \"model\" is empty");
     }
+    // ":free" would be stored and counted as a model with no name.
+    if (key->base_model.empty()) {
+      return InvalidArgumentError("request member \"model\" (\"" + key->model +
+                                  "\") names no model before its ':' variant");
+    }
     // As import refuses them: an entry stored under such a name could not
     // be exported and imported back (and no provider names a model so).
     if (HasControlCharacters(key->model) || HasControlCharacters(request.ns)) {

@@ -147,6 +147,10 @@ bool ParseImportLineGeneral(std::string_view line, int64_t now_ms,
     return false;
   }
   out->key.base_model.assign(BaseModel(out->key.model));
+  if (out->key.base_model.empty()) {
+    *error = "\"model\" names no model before its ':' variant";
+    return false;
+  }
   if (!GetString(o, "namespace", &out->ns, error, false)) return false;
   if (!GetString(o, "resolved_model", &out->resolved_model, error, false)) {
     return false;
@@ -447,8 +451,8 @@ bool ParseExportLayout(std::string_view line, int64_t now_ms, ImportLine* out) {
     return false;
   }
   Result<Digest> d = DigestFromHex(key_hex);
-  if (!d.ok() || out->key.model.empty() || flags > 0xFF || created == 0 ||
-      static_cast<int64_t>(created) > now_ms + 5 * 60'000 ||
+  if (!d.ok() || BaseModel(out->key.model).empty() || flags > 0xFF ||
+      created == 0 || static_cast<int64_t>(created) > now_ms + 5 * 60'000 ||
       (expires != 0 && expires < created) ||
       !EntryMetadataFits(out->key.model.size(), out->resolved_model.size(),
                          out->ns.size()) ||
