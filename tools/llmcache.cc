@@ -388,9 +388,8 @@ int Main(int argc, char** argv) {
   // The long verbs that stop cleanly at the next entry (the others stop at
   // once, as without a handler); export and verify of the shared tier too.
   // (purge --older-than: after its confirmation, in cli::Purge.)
-  if (imp->parsed() ? import_proxy.empty()
-                    : (exp->parsed() || verify->parsed() || warm->parsed() ||
-                       compact->parsed())) {
+  if (imp->parsed() || exp->parsed() || verify->parsed() || warm->parsed() ||
+      compact->parsed()) {
     cli::CatchInterrupts();
   }
   if (!shared.url.empty()) {

@@ -278,6 +278,32 @@ TEST_F(ClientTest, PostWhoseAnswerWasLostIsNotSentAgain) {
   EXPECT_EQ(fake_->completions(), 1u);
 }
 
+TEST_F(ClientTest, AnIdempotentPostIsSentAgain) {
+  // Marked idempotent (the server does it once however often it arrives):
+  // a lost answer and a status that may follow the work are retried.
+  ClientOptions o = Options();
+  o.max_attempts = 3;
+  o.initial_backoff = std::chrono::milliseconds(1);
+  auto client = MakeClient(o);
+  for (const char* model : {"fake/reset", "fake/fault-500"}) {
+    fake_->ResetCounters();
+    Request req;
+    req.body = Body(model);
+    req.idempotent = true;
+    Result<Response> r =
+        client->AsyncSend(std::move(req), nullptr, asio::use_future).get();
+    if (std::string_view(model) == "fake/reset") {
+      EXPECT_THAT(r, StatusIs(StatusCode::kUnavailable, "after 3 attempts"));
+      EXPECT_THAT(r,
+                  ::testing::Not(StatusIs(StatusCode::kUnavailable, "billed")));
+    } else {
+      ASSERT_OK(r);
+      EXPECT_EQ(r->attempts, 3);
+    }
+    EXPECT_EQ(fake_->completions(), 3u) << model;
+  }
+}
+
 TEST_F(ClientTest, StreamsEventsAsTheyArrive) {
   auto client = MakeClient(Options());
   std::vector<std::string> events;

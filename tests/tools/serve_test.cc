@@ -408,6 +408,77 @@ TEST_F(ServeTest, ImportSendsTheExportToTheProxyThatHoldsTheDatabase) {
   EXPECT_EQ(userinfo.Wait(), 2);
 }
 
+// SIGINT stops `import --proxy` before its next request, with the lines the
+// proxy stored named; the same import again stores the rest.
+TEST_F(ServeTest, ImportThroughTheProxyStopsAtASignalAndSaysWhereToGoOn) {
+  // A small body limit: a few lines per request, so the import runs long
+  // enough to be stopped.
+  Process p(dir_,
+            Args({"--admin-token", "adm-int", "--max-body-bytes", "4096"}));
+  const uint16_t port = p.WaitListening();
+  ASSERT_NE(port, 0) << p.Err();
+  const std::string proxy = "http://127.0.0.1:" + std::to_string(port);
+  const HttpHeaders admin = {{"Authorization", "Bearer adm-int"}};
+  ASSERT_EQ(Request(port, "POST", "/v1/chat/completions", Body("m/int", "one"),
+                    {{"Authorization", "Bearer k"}})
+                .status,
+            200);
+  Process exported(dir_, {"export", "--db", dir_.Sub("db")});
+  ASSERT_EQ(exported.Wait(), 0) << exported.Err();
+  json::object line = json::parse(exported.Out()).as_object();
+  ASSERT_EQ(Request(port, "POST", "/admin/purge?all=1", "", admin).status, 200);
+  // The same entry under 3000 keys.
+  constexpr int kLines = 3000;
+  const std::string file = dir_.Sub("many.jsonl");
+  {
+    std::ofstream out(file);
+    for (int i = 0; i < kLines; ++i) {
+      char key[65];
+      std::snprintf(key, sizeof(key), "%064x", i + 1);
+      line["key"] = key;
+      out << json::serialize(line) << "\n";
+    }
+  }
+  auto entries = [&]() -> int64_t {
+    const Reply s = Request(port, "GET", "/stats");
+    boost::system::error_code ec;
+    const json::value v = json::parse(s.body, ec);
+    const json::value* cache =
+        !ec && v.is_object() ? v.as_object().if_contains("cache") : nullptr;
+    const json::value* n = cache != nullptr && cache->is_object()
+                               ? cache->as_object().if_contains("entries")
+                               : nullptr;
+    return n != nullptr && n->is_number() ? n->to_number<int64_t>() : -1;
+  };
+  ASSERT_EQ(entries(), 0);
+
+  Process imp(dir_, {"import", "--proxy", proxy, file},
+              {{"LLMCACHE_ADMIN_TOKEN", "adm-int"}});
+  ASSERT_TRUE(WaitFor([&] { return entries() > 0; }, 20s));
+  imp.Signal(SIGINT);
+  ASSERT_EQ(imp.Wait(), 128 + SIGINT) << imp.Err();
+  const std::string err = imp.Err();
+  const std::string said = "interrupted (SIGINT): lines 1-";
+  const size_t at = err.find(said);
+  ASSERT_NE(at, std::string::npos) << err;
+  const int64_t done = std::stoll(err.substr(at + said.size()));
+  EXPECT_LT(done, kLines);
+  EXPECT_NE(err.find("from line " + std::to_string(done + 1)),
+            std::string::npos)
+      << err;
+  EXPECT_EQ(entries(), done);
+  EXPECT_NE(imp.Out().find("imported " + std::to_string(done) + " entries"),
+            std::string::npos)
+      << imp.Out();
+
+  Process again(dir_, {"import", "--proxy", proxy, file},
+                {{"LLMCACHE_ADMIN_TOKEN", "adm-int"}});
+  EXPECT_EQ(again.Wait(), 0) << again.Err();
+  EXPECT_EQ(entries(), kLines);
+  p.Signal(SIGTERM);
+  EXPECT_EQ(p.Wait(), 0) << p.Err();
+}
+
 TEST_F(ServeTest, EnvironmentConfigures) {
   Process p(dir_, {"serve"},
             {{"LLMCACHE_LISTEN", "127.0.0.1:0"},

@@ -91,6 +91,7 @@ class ProxyImporter {
         io_.err << "llmcache import: line " << first_line
                 << ": larger than the proxy's request body limit "
                    "(--max-body-bytes) (skipped)\n";
+        done_through_ = first_line;
         return true;
       }
       size_t cut = 0;
@@ -166,6 +167,7 @@ class ProxyImporter {
               << " more malformed lines in lines " << first_line << "-"
               << first_line + lines - 1 << " (skipped)\n";
     }
+    done_through_ = first_line + lines - 1;
     return true;
   }
 
@@ -173,6 +175,9 @@ class ProxyImporter {
     net::Request req;
     req.path = std::move(path);
     req.body = std::move(body);
+    // Storing the same lines again changes nothing: a request whose answer
+    // was lost is sent again.
+    req.idempotent = true;
     std::promise<Result<net::Response>> done;
     std::future<Result<net::Response>> answer = done.get_future();
     client_->Send(std::move(req), nullptr, [&done](Result<net::Response> r) {
@@ -188,6 +193,9 @@ class ProxyImporter {
   uint64_t expired() const { return expired_; }
   uint64_t malformed() const { return malformed_; }
   uint64_t too_large() const { return too_large_; }
+  // The last line of the file whose request the proxy answered (its entries
+  // stored, or reported as skipped); 0 before the first answer.
+  uint64_t done_through() const { return done_through_; }
 
  private:
   bool Fail(const std::string& why) {
@@ -201,6 +209,7 @@ class ProxyImporter {
   Progress* const progress_;
   size_t batch_bytes_ = kBatchBytes;
   uint64_t imported_ = 0, expired_ = 0, malformed_ = 0, too_large_ = 0;
+  uint64_t done_through_ = 0;
 };
 
 }  // namespace
@@ -259,11 +268,15 @@ int ImportViaProxy(const std::string& proxy, const std::string& admin_token,
   std::string batch, line;
   uint64_t line_no = 0, batch_first = 1;
   bool ok = true;
-  while (ok && std::getline(*in, line)) {
+  // A signal (CatchInterrupts) stops before the next request: every request
+  // sent was answered.
+  auto interrupted = [] { return InterruptSignal() != 0; };
+  while (ok && !interrupted() && std::getline(*in, line)) {
     if (line_no == 0 && line.starts_with("\xEF\xBB\xBF")) line.erase(0, 3);
     ++line_no;
     if (!batch.empty() &&
         batch.size() + line.size() + 1 > importer.batch_bytes()) {
+      if (interrupted()) break;
       ok = importer.Send(batch, batch_first);
       batch.clear();
       batch_first = line_no;
@@ -277,11 +290,14 @@ int ImportViaProxy(const std::string& proxy, const std::string& admin_token,
            << " failed\n";
     ok = false;
   }
-  if (ok && !batch.empty()) ok = importer.Send(batch, batch_first);
+  if (ok && !interrupted() && !batch.empty()) {
+    ok = importer.Send(batch, batch_first);
+  }
   progress.Finish();
+  const bool stopped_by_signal = ok && interrupted();
   double compact_seconds = 0;
   bool compacted = false;
-  if (ok && compact) {
+  if (ok && compact && !stopped_by_signal) {
     const auto compact_started = std::chrono::steady_clock::now();
     Result<net::Response> r = importer.Post("/admin/compact", "");
     if (!r.ok() || r->status != 200) {
@@ -311,6 +327,9 @@ int ImportViaProxy(const std::string& proxy, const std::string& admin_token,
         {"proxy", root}};
     if (compacted) o["compact_seconds"] = compact_seconds;
     if (!ok) o["error"] = "stopped early (see stderr)";
+    if (!ok || stopped_by_signal)
+      o["done_through_line"] = importer.done_through();
+    if (stopped_by_signal) o["interrupted"] = InterruptName();
     PrintJsonLine(o, io.out);
   } else {
     io.out << "imported " << importer.imported() << " entries through " << root
@@ -332,6 +351,28 @@ int ImportViaProxy(const std::string& proxy, const std::string& admin_token,
     }
     if (!ok) io.out << " (stopped early)";
     io.out << "\n";
+  }
+  if (!ok || stopped_by_signal) {
+    // Where to go on from: the lines the proxy answered for are stored;
+    // importing the whole file again stores the rest and leaves those as
+    // they are.
+    const uint64_t done = importer.done_through();
+    io.err << "llmcache import: ";
+    if (stopped_by_signal) {
+      io.err << "interrupted (" << InterruptName() << "): ";
+    }
+    if (done == 0) {
+      io.err << "no line was stored";
+      if (!ok) io.err << "; the same import again stores them";
+    } else {
+      io.err << "lines 1-" << done << " are stored";
+      if (done < line_no || !ok) {
+        io.err << "; the same import again stores the rest, from line "
+               << done + 1 << " (entries stored already stay as they are)";
+      }
+    }
+    io.err << "\n";
+    if (stopped_by_signal) return InterruptExitCode();
   }
   return ok && importer.malformed() == 0 && importer.too_large() == 0
              ? kExitOk

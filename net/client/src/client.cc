@@ -239,8 +239,10 @@ class ClientImpl final : public Client {
           conn->strand, self->DoAttempt(conn, request, on_chunk),
           asio::use_awaitable);
       // Only a request the upstream cannot have started is sent again: one
-      // that failed before it was written whole, or an idempotent GET.
-      const bool resendable = !a.sent || request.method == "GET";
+      // that failed before it was written whole, or an idempotent one (a GET,
+      // or one marked so).
+      const bool resendable =
+          !a.sent || request.method == "GET" || request.idempotent;
       if (a.stale && reused && stale_retries < 2 && resendable) {
         // The server closed an idle connection: not a real attempt.
         --attempts;
@@ -252,9 +254,9 @@ class ClientImpl final : public Client {
       bool retry = false;
       milliseconds retry_after{0};
       if (a.status.ok()) {
-        retry =
-            IsRetryableStatus(a.response.status) &&
-            (request.method == "GET" || IsNotStartedStatus(a.response.status));
+        retry = IsRetryableStatus(a.response.status) &&
+                (request.method == "GET" || request.idempotent ||
+                 IsNotStartedStatus(a.response.status));
         retry_after = ParseRetryAfter(a.response.header("Retry-After"));
       } else {
         retry = a.retryable && resendable;

@@ -112,6 +112,10 @@ struct Request {
   std::vector<Header> headers;
   // Read the response as a server-sent-event stream when it is one.
   bool stream = false;
+  // Safe to send again once sent: the server does it once however often it
+  // arrives (GETs always are). Otherwise a request that was sent is not
+  // retried, as the upstream may have started (and billed) it.
+  bool idempotent = false;
 };
 
 struct Response {
