@@ -526,7 +526,12 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
       const Item& item = mi.items[order[i].index];
       if (i + 1 < order.size() &&
           mi.items[order[i + 1].index].digest == item.digest) {
+        // Replaced by the key's next line, as an Insert of that line would
+        // replace it: unchanged if the bytes are the same.
         ++written->replaced;
+        if (SameStoredEntry(item.value, mi.items[order[i + 1].index].value)) {
+          ++written->unchanged;
+        }
         continue;
       }
       std::string_view key(reinterpret_cast<const char*>(item.digest.data()),

@@ -969,10 +969,10 @@ TEST_F(CliTest, ImportTwiceReplacesWithoutDoubleCounting) {
   }
   ProcessResult again = Llmcache({"import", "--db", copy}, twice);
   ASSERT_EQ(again.exit_code, 0) << again.err;
-  // Each first copy is replaced by the second in the load; the second is
-  // as stored already, so not written again.
-  EXPECT_THAT(again.out,
-              HasSubstr("imported 12 entries (6 replaced, 6 unchanged) in "));
+  // Each first copy gives way to the second in the load, with the same
+  // bytes, and the second is as stored already: nothing changed, nothing is
+  // written again (as `--per-entry` counts it).
+  EXPECT_THAT(again.out, HasSubstr("imported 12 entries (12 unchanged) in "));
   EXPECT_THAT(again.out, HasSubstr(" entries/s"));
   json::object a = ParseObject(Llmcache({"stats", "--db", db_, "--json"}).out);
   json::object b = ParseObject(Llmcache({"stats", "--db", copy, "--json"}).out);
@@ -1050,6 +1050,21 @@ TEST_F(CliTest, ImportPerEntryStoresWhatTheBulkPathStores) {
       ParseObject(Llmcache({"stats", "--db", each, "--json"}).out)["entries"]
           .to_number<uint64_t>(),
       6u);
+  // A file that holds every line twice (two exports joined): both paths
+  // count each second line as unchanged, as a second Insert of it is.
+  const std::string twice = exported + exported;
+  for (bool per_entry : {false, true}) {
+    std::vector<std::string> args = {
+        "import", "--db", dir_.path() + (per_entry ? "/twice-each" : "/twice"),
+        "--json"};
+    if (per_entry) args.push_back("--per-entry");
+    ProcessResult r = Llmcache(args, twice);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    json::object o = ParseObject(r.out);
+    EXPECT_EQ(o["imported"].to_number<uint64_t>(), 12u) << per_entry;
+    EXPECT_EQ(o["replaced"].to_number<uint64_t>(), 0u) << per_entry;
+    EXPECT_EQ(o["unchanged"].to_number<uint64_t>(), 6u) << per_entry;
+  }
 }
 
 TEST_F(CliTest, ImportRefusesADirectoryBeforeCreatingTheDatabase) {
