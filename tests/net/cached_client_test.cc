@@ -1073,6 +1073,42 @@ TEST_F(CachedClientFlightTest, WaitersOfACutStreamGetTheirOwnAnswers) {
   });
 }
 
+// A waiter whose caller has gone away (CachedRequest::caller_gone) is not
+// sent upstream when the flight ends without an answer for it: nobody would
+// read what it pays for. It ends kCancelled, which is not an upstream error.
+TEST_F(CachedClientFlightTest, AWaiterWhoseCallerWentAwayIsNotSentUpstream) {
+  Collected lead_events;
+  auto leader = Start(/*stream=*/true, lead_events.Handler());
+  ASSERT_TRUE(llmcache::testing::WaitFor([&] { return scripted_->sends(); }));
+  std::atomic<int> asked{0};
+  auto waiter = [&](bool gone) {
+    CachedRequest req;
+    req.body = Body("openai/gpt-4o-mini", false, R"("temperature":0)",
+                    "What is 2+2?");
+    req.caller_gone = [&asked, gone] {
+      ++asked;
+      return gone;
+    };
+    return flights_->AsyncComplete(std::move(req), nullptr, asio::use_future);
+  };
+  auto gone = waiter(true);
+  auto here = waiter(false);
+  ASSERT_TRUE(llmcache::testing::WaitFor(
+      [&] { return flights_->stats().flight_joins == 2; }));
+  scripted_->Release(0, "Four, of course.", /*complete=*/false);
+  EXPECT_THAT(gone.get(), StatusIs(StatusCode::kCancelled, "went away"));
+  ASSERT_TRUE(
+      llmcache::testing::WaitFor([&] { return scripted_->sends() == 2; }));
+  scripted_->Release(1, "Four, of course.");
+  auto h = here.get();
+  ASSERT_OK(h);
+  EXPECT_EQ(h->status, 200);
+  EXPECT_EQ(asked.load(), 2);
+  EXPECT_EQ(scripted_->sends(), 2u);
+  EXPECT_EQ(flights_->stats().upstream_errors, 0u);
+  ASSERT_OK(leader.get());
+}
+
 // A leader's stream that fails after its first event (the connection lost,
 // or an idle timeout) has no answer for the waiters: each asks upstream on
 // its own instead of being handed the leader's failure half way.

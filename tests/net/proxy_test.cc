@@ -5,7 +5,12 @@
 
 #include "llmcache/net/proxy.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -670,6 +675,104 @@ TEST_F(ProxyTest, CutStreamIsNotCleanlyEndedNorCached) {
   const Reply again = Chat(Body("fake/cut", true));
   EXPECT_NE(again.header("x-cache"), "HIT");
   EXPECT_EQ(fake_->completions(), 2u);
+}
+
+// An upstream that ends its stream after an error event of its own: the
+// client gets the event and a clean end of the body, so that its SDK raises
+// that error, not a broken transfer. Nothing is stored.
+TEST_F(ProxyTest, AStreamTheUpstreamEndsWithAnErrorEndsCleanly) {
+  const Reply r = Chat(Body("fake/midstream-error", true));
+  ASSERT_EQ(r.status, 200) << r.error;
+  EXPECT_TRUE(r.error.empty()) << r.error;
+  EXPECT_NE(r.body.find("\"error\""), std::string::npos) << r.body;
+  EXPECT_NE(Chat(Body("fake/midstream-error", true)).header("x-cache"), "HIT");
+  EXPECT_EQ(fake_->completions(), 2u);
+}
+
+// `/stats` of the proxy as JSON (null if it cannot be read).
+json::value ProxyStats(uint16_t port) {
+  const Reply r = HttpGet(port, "/stats");
+  boost::system::error_code ec;
+  json::value v = json::parse(r.body, ec);
+  return ec ? json::value() : v;
+}
+
+// A client that stops reading a live stream: what the proxy holds for it is
+// bounded (ProxyOptions::max_stream_backlog_bytes), and past that it is
+// closed at once, not after the write timeout; a client that goes away is
+// not counted as an upstream error.
+TEST_F(ProxyTest, AClientThatStopsReadingAStreamIsClosedAtTheBacklogLimit) {
+  Restart([](ProxyOptions& o) {
+    o.max_stream_backlog_bytes = 64 << 10;
+    o.read_timeout = 60s;
+  });
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  const int rcvbuf = 2048;  // set before connecting: the window stays small
+  ASSERT_EQ(::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)),
+            0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port_);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  // 8 choices of ~200 emoji with 20 alternatives per token: streams of
+  // ~2.8 MB. Two, pipelined: whatever the kernel's socket buffers take of
+  // the first, the second cannot go anywhere but to the proxy's backlog.
+  std::string emoji;
+  for (int i = 0; i < 200; ++i) emoji += "\xF0\x9F\x98\x80";
+  std::string requests;
+  for (const char* tail : {"a", "b"}) {
+    const std::string body =
+        Body("openai/gpt-4o-mini", true, emoji + tail,
+             R"("temperature":0,"n":8,"logprobs":true,"top_logprobs":20)");
+    requests +=
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        "Authorization: Bearer k\r\nContent-Type: application/json\r\n"
+        "Content-Length: " +
+        std::to_string(body.size()) + "\r\n\r\n" + body;
+  }
+  ASSERT_EQ(::send(fd, requests.data(), requests.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(requests.size()));
+  // Requests in flight besides the /stats request that asks.
+  auto in_flight = [&] {
+    const json::value v = ProxyStats(port_);
+    return v.is_object()
+               ? v.at("proxy").at("in_flight").to_number<int64_t>() - 1
+               : -1;
+  };
+  ASSERT_TRUE(WaitFor([&] { return fake_->completions() >= 1; }, 10s));
+  // Without the limit a stream stayed in flight until the write timeout
+  // (60 s here), held in memory whole.
+  EXPECT_TRUE(WaitFor([&] { return in_flight() == 0; }, 15s))
+      << "a request is still in flight";
+  ::close(fd);  // (reading what the kernel holds through a 2 KiB window
+                // takes a minute)
+  // The access log says why the stream stopped.
+  EXPECT_TRUE(WaitFor([&] {
+    for (const std::string& line : Logs()) {
+      if (line.find("200 MISS") != std::string::npos &&
+          line.ends_with("(client too slow: backlog over the limit)")) {
+        return true;
+      }
+    }
+    return false;
+  }));
+  // A client that closes its connection mid-stream (the upstream call is
+  // then cancelled) is no upstream error either.
+  {
+    HttpConnection conn(port_);
+    ASSERT_TRUE(conn.Write("POST", "/v1/chat/completions",
+                           Body("fake/slow-200", true),
+                           {{"Authorization", "Bearer k"}}));
+    ASSERT_EQ(conn.ReadHead().status, 200);
+  }
+  EXPECT_TRUE(WaitFor([&] { return in_flight() == 0; }, 10s));
+  const json::value stats = ProxyStats(port_);
+  ASSERT_TRUE(stats.is_object());
+  EXPECT_EQ(stats.at("proxy").at("upstream_errors").to_number<int64_t>(), 0);
+  // The proxy serves the next client as before.
+  EXPECT_EQ(Chat(Body("m/after")).status, 200);
 }
 
 TEST_F(ProxyTest, MalformedRequestsAre400) {

@@ -235,7 +235,10 @@ CachedClient::Callback CachedClientImpl::Counted(Callback done, bool outcome,
           self->shared_->Record(model, SharedOutcome::kMiss, Usage{});
         }
       }
-      if (!r.ok() || r->status != 200) {
+      // A caller that went away (a closed connection mid-stream) is not the
+      // upstream's failure.
+      if (r.ok() ? r->status != 200
+                 : r.status().code() != StatusCode::kCancelled) {
         self->counters_.Add(PipelineCounters::kUpstreamErrors);
       }
     }

@@ -126,6 +126,12 @@ void CachedClientImpl::FinishFlight(const Digest& digest,
 // a new flight, or (`solo`) asks upstream for its own answer, outside any
 // flight, so that it cannot be handed a partial answer again.
 void CachedClientImpl::Restart(Waiter w, bool solo) {
+  const std::function<bool()>& gone = w.request.request().caller_gone;
+  if (gone && gone()) {
+    w.done(CancelledError(
+        "the caller went away while it waited for an identical request"));
+    return;
+  }
   Callback fallback = w.done;
   try {
     if (solo) {

@@ -3,12 +3,17 @@
 #include "proxy_util.h"
 
 #include <openssl/crypto.h>
+#include <sys/socket.h>
+#include <sys/types.h>
 
 #include <algorithm>
 #include <boost/beast/core/string.hpp>
 #include <boost/json.hpp>
 #include <cctype>
+#include <cerrno>
 #include <charconv>
+#include <cstdio>
+#include <string>
 
 #include "llmcache/key.h"
 
@@ -385,6 +390,37 @@ void AppendSseEvent(std::string* out, std::string_view data, bool chunked) {
   out->append("data: ");
   out->append(data);
   out->append("\n\n");
+}
+
+std::string AccessLogLine(std::string_view method, std::string_view path,
+                          int status, std::string_view result, double ms,
+                          std::string_view note) {
+  auto field = [](std::string_view s) { return s.empty() ? "-" : s; };
+  std::string line;
+  line.reserve(64 + std::min<size_t>(path.size(), 200) + note.size());
+  line.append(field(method));
+  line += ' ';
+  line.append(field(path.substr(0, 200)));
+  line += ' ';
+  line.append(std::to_string(status));
+  line += ' ';
+  line.append(field(result));
+  char took[32];
+  std::snprintf(took, sizeof(took), " %.3fms", ms);
+  line.append(took);
+  if (!note.empty()) {
+    line.append(" (");
+    line.append(note);
+    line += ')';
+  }
+  return line;
+}
+
+bool PeerClosed(int fd) {
+  char c;
+  const ssize_t n = ::recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n >= 0) return n == 0;
+  return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
 }
 
 }  // namespace llmcache::net::proxy_util

@@ -134,6 +134,18 @@ void AppendChunk(std::string* out, std::string_view bytes);
 void AppendStreamBytes(std::string* out, std::string_view bytes, bool chunked);
 // Appends an SSE event "data: <data>\n\n", as one chunk if `chunked`.
 void AppendSseEvent(std::string* out, std::string_view data, bool chunked);
+
+// The access log's line of one request: "METHOD PATH STATUS RESULT 1.234ms",
+// then " (" `note` ")" if there is one; the path cut at 200 bytes, "-" for
+// an empty field.
+std::string AccessLogLine(std::string_view method, std::string_view path,
+                          int status, std::string_view result, double ms,
+                          std::string_view note);
+
+// True if the peer of connected socket `fd` has closed its side (a peek
+// reads the end of the stream) or the socket failed; false while it is open,
+// with or without bytes to read. Never blocks.
+bool PeerClosed(int fd);
 // The last chunk of a chunked body.
 inline constexpr std::string_view kLastChunk = "0\r\n\r\n";
 

@@ -65,9 +65,8 @@ using proxy_util::kEventStream;
 using proxy_util::kJson;
 
 constexpr auto kLingerTimeout = std::chrono::milliseconds(1000);
-// Capacity of a connection's read buffer. Beast reads at most the buffer's
-// free capacity (512 bytes when it is empty and unreserved), and its parser
-// consumes the body as it goes, so without this a 2 KiB request took five
+// Capacity of a connection's read buffer. Beast reads at most its free
+// capacity (512 bytes when empty and unreserved): a 2 KiB request took five
 // recvmsg calls; with it a request of up to this size takes one.
 constexpr size_t kReadBufferBytes = 8 * 1024;
 
@@ -80,11 +79,6 @@ std::optional<std::string_view> Find(const Message& m, Name name) {
   if (it == m.end()) return std::nullopt;
   return Sv(it->value());
 }
-
-// Flag shared with upstream callbacks: set when the client went away.
-struct StreamCtl {
-  std::atomic<bool> cancelled{false};
-};
 
 class SessionImpl final : public Session,
                           public std::enable_shared_from_this<SessionImpl> {
@@ -442,6 +436,9 @@ class SessionImpl final : public Session,
     req_.cache = p.decision().cache ? CacheResult::kMiss : CacheResult::kBypass;
     req_.bypass_reason = p.decision().reason;
     ctl_ = std::make_shared<StreamCtl>();
+    // Not sent upstream after an identical request failed if its client
+    // has closed the connection meanwhile.
+    p.set_caller_gone(CallerGone(ctl_, stream_.socket().native_handle()));
     StreamHandler on_chunk;
     auto self = shared_from_this();
     if (req_.streaming) {
@@ -518,6 +515,13 @@ class SessionImpl final : public Session,
       proxy_util::AppendStreamBytes(&pending_, SseFrame(req_.endpoint, data),
                                     req_.chunked);
     }
+    // Not taken yet: what is being written and what waits (a slow client).
+    const bool writing = phase_ == SessionPhase::kWriting;
+    if ((writing ? out_.size() : 0) + pending_.size() >
+        srv_.options().max_stream_backlog_bytes) {
+      req_.note = "client too slow: backlog over the limit";
+      return CloseNow();
+    }
     Flush();
   }
 
@@ -541,6 +545,7 @@ class SessionImpl final : public Session,
     shard_.Add(shard_.response_bytes, n);
     if (ec || closed()) {
       // The client went away: cancel the upstream stream.
+      if (req_.note.empty()) req_.note = ec ? "client gone" : "closed";
       if (ctl_) ctl_->cancelled.store(true);
       CloseNow();
       if (req_.stream_ended()) EndRequest();
@@ -582,7 +587,10 @@ class SessionImpl final : public Session,
       return;
     }
     if (req_.stream != StreamState::kNone) {
-      const bool clean = r.ok() && req_.stream == StreamState::kDoneSeen;
+      // Also clean: the upstream ended it after an error event of its own,
+      // which the client then reads (a cut would say only "broken").
+      const bool clean = r.ok() && (req_.stream == StreamState::kDoneSeen ||
+                                    r->parsed.error.has_value());
       req_.stream =
           clean ? StreamState::kEndedClean : StreamState::kEndedBroken;
       if (clean && req_.chunked) pending_.append(proxy_util::kLastChunk);
@@ -840,20 +848,11 @@ class SessionImpl final : public Session,
     if (parser_ && parser_->is_header_done()) {
       method = Sv(parser_->get().method_string());
     }
-    const std::string_view path = req_.path;
-    const std::string_view label =
-        req_.cache ? CacheResultName(*req_.cache) : "-";
-    char line[512];
-    const int n =
-        std::snprintf(line, sizeof(line), "%.*s %.*s %d %.*s %.3fms",
-                      static_cast<int>(method.size()), method.data(),
-                      static_cast<int>(std::min<size_t>(path.size(), 200)),
-                      path.empty() ? "-" : path.data(), req_.status,
-                      static_cast<int>(label.size()), label.data(), ms);
-    if (n > 0) {
-      srv_.Log(LogLevel::kInfo,
-               std::string_view(line, std::min<size_t>(n, sizeof(line) - 1)));
-    }
+    srv_.Log(
+        LogLevel::kInfo,
+        proxy_util::AccessLogLine(
+            method, req_.path, req_.status,
+            req_.cache ? CacheResultName(*req_.cache) : "-", ms, req_.note));
   }
 
   ProxyImpl& srv_;

@@ -20,13 +20,17 @@
 //   RequestState  everything about the current request, reset in one place
 //                 when a request begins.
 //
-// Thread safety: used on the session's worker thread only.
+// Thread safety: used on the session's worker thread only, but for StreamCtl
+// (and CallerGone), which the upstream's callbacks read on other threads.
 
 #ifndef LLMCACHE_NET_PROXY_SRC_SESSION_STATE_H_
 #define LLMCACHE_NET_PROXY_SRC_SESSION_STATE_H_
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -34,8 +38,23 @@
 #include "llmcache/net/cached_client.h"
 #include "llmcache/policy.h"
 #include "metrics.h"
+#include "proxy_util.h"
 
 namespace llmcache::net::proxy {
+
+// Flag shared with upstream callbacks: set when the client went away.
+struct StreamCtl {
+  std::atomic<bool> cancelled{false};
+};
+
+// CachedRequest::caller_gone for a request on connected socket `fd`: the
+// session closed it (`ctl`), or its client did (proxy_util::PeerClosed).
+inline std::function<bool()> CallerGone(std::shared_ptr<const StreamCtl> ctl,
+                                        int fd) {
+  return [ctl = std::move(ctl), fd] {
+    return ctl->cancelled.load() || proxy_util::PeerClosed(fd);
+  };
+}
 
 enum class SessionPhase : uint8_t {
   kIdle,         // no request
@@ -77,6 +96,8 @@ struct RequestState {
   std::string key_hex;  // its capacity is reused across requests
   // A completion's stored lifetime (X-Cache-TTL on a miss); -1 = unknown.
   int64_t ttl_ms = -1;
+  // For the access log: why a stream broke off on the client's side.
+  std::string_view note;
 
   void Reset() {
     t0 = std::chrono::steady_clock::now();
@@ -95,6 +116,7 @@ struct RequestState {
     stream = StreamState::kNone;
     key_hex.clear();
     ttl_ms = -1;
+    note = {};
   }
   bool stream_ended() const {
     return stream == StreamState::kEndedClean ||

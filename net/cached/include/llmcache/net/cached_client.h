@@ -131,6 +131,12 @@ struct CachedRequest {
   // ended with one) go to the stream handler, so that the caller can label
   // its response a hit before the first event. May be null.
   std::function<void()> on_stream_hit;
+  // May be null. Called on any thread before a request that waited for an
+  // identical one's answer, which ended without a usable one (a stream cut
+  // short, the leader's caller gone), asks upstream itself: true if its
+  // caller has gone away (a closed connection). It then ends kCancelled
+  // instead of paying for an answer nobody reads.
+  std::function<bool()> caller_gone;
 };
 
 // A request after the pipeline's first stage (CachedClient::Prepare): its
@@ -158,6 +164,10 @@ class PreparedRequest {
   // Sets CachedRequest::on_stream_hit (it does not change the key).
   void set_on_stream_hit(std::function<void()> fn) {
     request_.on_stream_hit = std::move(fn);
+  }
+  // Sets CachedRequest::caller_gone (it does not change the key).
+  void set_caller_gone(std::function<bool()> fn) {
+    request_.caller_gone = std::move(fn);
   }
 
  private:
@@ -224,7 +234,8 @@ struct CachedClientStats {
   uint64_t tokens_saved = 0;
   int64_t cost_saved_nanousd = 0;
   // Requests answered with an upstream failure: a transport error or a
-  // non-200 answer (each waiter of a failed flight counts).
+  // non-200 answer (each waiter of a failed flight counts); not a caller
+  // that went away (kCancelled).
   uint64_t upstream_errors = 0;
   uint64_t upstream_calls = 0;
   uint64_t flight_joins = 0;

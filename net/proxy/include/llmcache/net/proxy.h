@@ -230,6 +230,12 @@ struct ProxyOptions {
   // connection, and any body) and for writing one response chunk.
   // Default: 30 s.
   std::chrono::milliseconds read_timeout{30'000};
+  // What a live stream may hold for a client that reads slower than the
+  // upstream writes; past it that client is closed (the upstream call goes
+  // on if others wait for its answer). Unbounded, a client that stopped
+  // reading held up to the upstream's 64 MiB until the write timeout.
+  // Default: 4 MiB.
+  size_t max_stream_backlog_bytes = 4u << 20;
   // How long a keep-alive connection may sit idle between requests.
   // Default: 60 s.
   std::chrono::milliseconds idle_timeout{60'000};
