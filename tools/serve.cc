@@ -91,6 +91,7 @@ struct ServeConfig {
   int upstream_attempts = 4;
   double read_timeout_s = 30;
   double idle_timeout_s = 60;
+  double stream_keepalive_s = 15;
   double models_ttl_s = 60;
   std::string prompt_cache = "off";
   bool flush_on_drift = false;
@@ -328,6 +329,7 @@ int Run(CLI::App& sub, ServeConfig& c) {
   o.max_connections = c.max_connections;
   o.read_timeout = Ms(c.read_timeout_s);
   o.idle_timeout = Ms(c.idle_timeout_s);
+  o.stream_keepalive = Ms(c.stream_keepalive_s);
   o.models_ttl = Ms(c.models_ttl_s);
   o.log_level = *level;
   auto logger = std::make_shared<Logger>();
@@ -614,6 +616,13 @@ CLI::App* AddServeCommand(CLI::App& app, std::function<int()>* run) {
       ->envname("LLMCACHE_IDLE_TIMEOUT")
       ->capture_default_str()
       ->check(kPositive);
+  sub->add_option("--stream-keepalive", c->stream_keepalive_s,
+                  "Seconds a stream may wait for its first event before its "
+                  "head and an SSE comment go, and between comments (0: "
+                  "never)")
+      ->envname("LLMCACHE_STREAM_KEEPALIVE")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   sub->add_option("--models-ttl", c->models_ttl_s,
                   "Seconds GET /models answers are kept in memory")
       ->envname("LLMCACHE_MODELS_TTL")

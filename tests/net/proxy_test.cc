@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -773,6 +774,115 @@ TEST_F(ProxyTest, AClientThatStopsReadingAStreamIsClosedAtTheBacklogLimit) {
   EXPECT_EQ(stats.at("proxy").at("upstream_errors").to_number<int64_t>(), 0);
   // The proxy serves the next client as before.
   EXPECT_EQ(Chat(Body("m/after")).status, 200);
+}
+
+// Reads a live stream's body from `conn` until its end (or `deadline`),
+// noting when the first bytes came and when the first data event did.
+struct StreamRead {
+  std::string body;
+  std::chrono::milliseconds first_bytes{-1}, first_data{-1};
+};
+StreamRead ReadStream(HttpConnection& conn,
+                      std::chrono::steady_clock::time_point start) {
+  StreamRead out;
+  auto since = [&] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - start);
+  };
+  std::string piece;
+  while (conn.ReadBodyPiece(&piece)) {
+    if (out.first_bytes.count() < 0 && !piece.empty())
+      out.first_bytes = since();
+    out.body += piece;
+    if (out.first_data.count() < 0 &&
+        out.body.find("data: ") != std::string::npos) {
+      out.first_data = since();
+    }
+  }
+  return out;
+}
+
+// A stream waiting for its first event gets its head and SSE comments every
+// stream_keepalive, so that idle timeouts between do not cut it; the answer
+// then comes as it would have, and is stored.
+TEST_F(ProxyTest, AStreamWaitingForItsFirstEventIsKeptAlive) {
+  Restart([](ProxyOptions& o) { o.stream_keepalive = 100ms; });
+  for (const char* expect : {"MISS", "HIT"}) {
+    HttpConnection conn(port_);
+    const auto start = std::chrono::steady_clock::now();
+    ASSERT_TRUE(conn.Write("POST", "/v1/chat/completions",
+                           Body("fake/delay-800", true),
+                           {{"Authorization", "Bearer k"}}));
+    const Reply head = conn.ReadHead();
+    ASSERT_EQ(head.status, 200) << head.error;
+    EXPECT_EQ(head.header("x-cache"), expect);
+    const StreamRead r = ReadStream(conn, start);
+    bool done = false;
+    EXPECT_FALSE(SseContent(r.body, &done).empty()) << r.body;
+    EXPECT_TRUE(done) << r.body;
+    if (std::string_view(expect) == "MISS") {
+      // Comments first, well before the upstream's first event.
+      EXPECT_EQ(r.body.find(": waiting for the upstream\n\n"), r.body.find(':'))
+          << r.body;
+      EXPECT_LT(r.body.find(": waiting"), r.body.find("data: ")) << r.body;
+      EXPECT_GE(r.first_data.count(), 700) << r.body;
+    } else {
+      EXPECT_EQ(r.body.find(": waiting"), std::string::npos) << r.body;
+    }
+  }
+  EXPECT_EQ(fake_->completions(), 1u);
+}
+
+// An upstream error after the head went: an error event the client's SDK
+// raises, and a clean end; nothing stored. A request identical to a waiting
+// stream is kept alive too, and gets the answer as events.
+TEST_F(ProxyTest, AnErrorAfterTheKeptAliveHeadIsAnErrorEvent) {
+  Restart([](ProxyOptions& o) { o.stream_keepalive = 100ms; });
+  const std::string failing = Body("fake/fault-503-after-600", true);
+  const Reply r = Chat(failing);
+  ASSERT_EQ(r.status, 200) << r.error;
+  EXPECT_TRUE(r.error.empty()) << r.error;  // a whole chunked body
+  EXPECT_NE(r.body.find(": waiting"), std::string::npos) << r.body;
+  SseParser parser;
+  std::vector<std::string> data;
+  parser.Feed(r.body, [&](SseEvent&& e) { data.push_back(e.data); });
+  ASSERT_EQ(data.size(), 1u) << r.body;
+  const std::optional<ApiError> error = ParseErrorEnvelope(data[0]);
+  ASSERT_TRUE(error.has_value()) << data[0];
+  EXPECT_EQ(error->code, 503) << data[0];
+  EXPECT_EQ(Chat(failing).header("x-cache"), "MISS");
+
+  // Two identical streams at once: the second waits for the first's answer.
+  const std::string slow = Body("fake/delay-800", true, "Shared?");
+  std::array<std::string, 2> bodies;
+  std::array<std::chrono::milliseconds, 2> first_bytes{};
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 2; ++i) {
+    clients.emplace_back([&, i] {
+      HttpConnection conn(port_);
+      const auto start = std::chrono::steady_clock::now();
+      if (!conn.Write("POST", "/v1/chat/completions", slow,
+                      {{"Authorization", "Bearer k"}}) ||
+          conn.ReadHead().status != 200) {
+        return;
+      }
+      const StreamRead got = ReadStream(conn, start);
+      bodies[i] = got.body;
+      first_bytes[i] = got.first_bytes;
+    });
+    if (i == 0) {
+      ASSERT_TRUE(WaitFor([&] { return fake_->completions() == 3; }));
+    }
+  }
+  for (std::thread& t : clients) t.join();
+  EXPECT_EQ(fake_->completions(), 3u);  // one call for both
+  for (int i = 0; i < 2; ++i) {
+    bool done = false;
+    EXPECT_FALSE(SseContent(bodies[i], &done).empty()) << i;
+    EXPECT_TRUE(done) << i << bodies[i];
+    EXPECT_NE(bodies[i].find(": waiting"), std::string::npos) << i;
+  }
+  EXPECT_EQ(SseContent(bodies[0]), SseContent(bodies[1]));
 }
 
 TEST_F(ProxyTest, MalformedRequestsAre400) {

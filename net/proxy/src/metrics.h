@@ -54,6 +54,15 @@ std::string_view RouteName(Route route);
 // and OpenRouter's /api/v1 ones; /admin/... only when `admin_enabled`.
 Route RouteOfPath(std::string_view path, bool admin_enabled);
 
+// The cached endpoint of a completion route (kChatCompletions, kEmbeddings,
+// kResponses, kMessages); kChatCompletions for any other.
+inline Endpoint EndpointOfRoute(Route r) {
+  return r == Route::kEmbeddings  ? Endpoint::kEmbeddings
+         : r == Route::kResponses ? Endpoint::kResponses
+         : r == Route::kMessages  ? Endpoint::kMessages
+                                  : Endpoint::kChatCompletions;
+}
+
 // Upper bounds in seconds.
 inline constexpr std::array<double, 12> kHitBuckets = {
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,

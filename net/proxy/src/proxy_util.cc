@@ -16,6 +16,8 @@
 #include <string>
 
 #include "llmcache/key.h"
+#include "llmcache/net/completion.h"
+#include "llmcache/net/endpoint.h"
 
 namespace llmcache::net::proxy_util {
 namespace {
@@ -414,6 +416,36 @@ std::string AccessLogLine(std::string_view method, std::string_view path,
     line += ')';
   }
   return line;
+}
+
+std::vector<std::string> AnswerEvents(Endpoint endpoint,
+                                      const Result<CachedResponse>& r) {
+  if (r.ok() && r->status == 200) {
+    if (Result<std::vector<std::string>> events =
+            ReplayEvents(endpoint, r->body);
+        events.ok()) {
+      return std::move(*events);
+    }
+  }
+  if (r.ok() && ParseErrorEnvelope(r->body).has_value()) return {r->body};
+  if (r.ok()) {
+    return {ErrorJson(r->status == 200 ? 502 : r->status, "upstream_error",
+                      "upstream answered " + std::to_string(r->status) +
+                          " with no error envelope")};
+  }
+  const HttpError e = CompletionFailure(r.status());
+  return {ErrorJson(e.status, e.type, e.message)};
+}
+
+HttpError CompletionFailure(const Status& s) {
+  const std::string m(s.message());
+  if (s.code() == StatusCode::kInvalidArgument) {
+    return HttpError{400, "invalid_request_error", m, {}};
+  }
+  if (s.code() == StatusCode::kDeadlineExceeded) {
+    return HttpError{504, "upstream_timeout", "upstream timed out: " + m, {}};
+  }
+  return HttpError{502, "upstream_error", "upstream failed: " + m, {}};
 }
 
 bool PeerClosed(int fd) {

@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "llmcache/net/cached_client.h"
 #include "llmcache/status.h"
 
 namespace llmcache::net::proxy_util {
@@ -141,6 +142,18 @@ void AppendSseEvent(std::string* out, std::string_view data, bool chunked);
 std::string AccessLogLine(std::string_view method, std::string_view path,
                           int status, std::string_view result, double ms,
                           std::string_view note);
+
+// The proxy's answer to a completion (or /models) that failed with `s`: 400
+// for a bad request (kInvalidArgument), 504 after an upstream deadline, else
+// 502.
+HttpError CompletionFailure(const Status& s);
+
+// The events that answer a stream request whose head went before its answer
+// came (ProxyOptions::stream_keepalive): a 200 replayed (ReplayEvents), or an
+// error as one error envelope ({"error":{...}}: the upstream's own if it
+// sent one), which the client's SDK raises.
+std::vector<std::string> AnswerEvents(Endpoint endpoint,
+                                      const Result<CachedResponse>& r);
 
 // True if the peer of connected socket `fd` has closed its side (a peek
 // reads the end of the stream) or the socket failed; false while it is open,

@@ -442,6 +442,14 @@ std::string ProxyImpl::MetricsText() {
   return out;
 }
 
+std::string ProxyImpl::RenderHealthzJson() {
+  if (SharedTier* shared = cached_->shared_tier()) {
+    const SharedTierHealth h = shared->Health();
+    return HealthzJson(cache_->Health(), &h);
+  }
+  return HealthzJson(cache_->Health());
+}
+
 std::string ProxyImpl::RenderStatsJson() {
   std::optional<SharedTierHealth> shared;
   if (SharedTier* tier = cached_ ? cached_->shared_tier() : nullptr) {

@@ -82,6 +82,8 @@ class ProxyImpl final : public ProxyServer {
   std::string MetricsText() override;
   // The GET /stats JSON (reads the store: call it on the admin thread).
   std::string RenderStatsJson();
+  // The GET /healthz JSON (cheap: any thread).
+  std::string RenderHealthzJson();
 
   // For sessions.
   const ProxyOptions& options() const { return options_; }

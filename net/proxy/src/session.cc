@@ -47,6 +47,7 @@
 #include "metrics.h"
 #include "proxy_util.h"
 #include "server.h"
+#include "session_http.h"
 #include "session_state.h"
 #include "stats_json.h"
 
@@ -70,16 +71,6 @@ constexpr auto kLingerTimeout = std::chrono::milliseconds(1000);
 // recvmsg calls; with it a request of up to this size takes one.
 constexpr size_t kReadBufferBytes = 8 * 1024;
 
-std::string_view Sv(beast::string_view s) { return {s.data(), s.size()}; }
-
-// The value of the first header `name`, nullopt when there is none.
-template <typename Message, typename Name>
-std::optional<std::string_view> Find(const Message& m, Name name) {
-  auto it = m.find(name);
-  if (it == m.end()) return std::nullopt;
-  return Sv(it->value());
-}
-
 class SessionImpl final : public Session,
                           public std::enable_shared_from_this<SessionImpl> {
  public:
@@ -89,7 +80,8 @@ class SessionImpl final : public Session,
         w_(worker),
         stream_(std::move(socket)),
         id_(id),
-        shard_(*worker.shard) {}
+        shard_(*worker.shard),
+        keepalive_(worker.ioc) {}
 
   ~SessionImpl() override {
     srv_.registry().open_connections.fetch_sub(1, std::memory_order_relaxed);
@@ -207,21 +199,10 @@ class SessionImpl final : public Session,
     req_.chunked = req.version() >= 11;
     req_.head = req.method() == http::verb::head;
     req_.get = req_.head || req.method() == http::verb::get;
-    AccessRequest ar;
-    ar.route = req_.route;
-    ar.method = Sv(req.method_string());
-    ar.version = static_cast<int>(req.version());
-    ar.repeated = RepeatedField(req);
-    ar.host = Find(req, http::field::host);
-    ar.origin = Find(req, http::field::origin);
-    ar.sec_fetch_site = Find(req, "Sec-Fetch-Site");
-    ar.access_control_request_method =
-        Find(req, http::field::access_control_request_method);
-    ar.authorization = Find(req, http::field::authorization);
-    ar.x_api_key = Find(req, "X-Api-Key");
-    ar.token = Find(req, "X-Llmcache-Token");
-    ar.public_page =
-        req_.route == Route::kOther && FindDashboardAsset(req_.path) != nullptr;
+    const AccessRequest ar =
+        AccessRequestOf(req, req_.route,
+                        req_.route == Route::kOther &&
+                            FindDashboardAsset(req_.path) != nullptr);
     const bool body_pending = !parser_->is_done();
     std::variant<HttpError, Access> checked = CheckAccess(srv_.access(), ar);
     if (auto* error = std::get_if<HttpError>(&checked)) {
@@ -330,23 +311,13 @@ class SessionImpl final : public Session,
       case Route::kResponses:
       case Route::kMessages:
         if (!post) return MethodNotAllowed("POST");
-        return HandleCompletion(
-            req_.route == Route::kChatCompletions ? Endpoint::kChatCompletions
-            : req_.route == Route::kEmbeddings    ? Endpoint::kEmbeddings
-            : req_.route == Route::kResponses     ? Endpoint::kResponses
-                                                  : Endpoint::kMessages);
+        return HandleCompletion(metrics::EndpointOfRoute(req_.route));
       case Route::kModels:
         if (!req_.get) return MethodNotAllowed("GET, HEAD");
         return HandleModels();
       case Route::kHealthz:
         if (!req_.get) return MethodNotAllowed("GET, HEAD");
-        // Health() is cheap: answered inline.
-        if (SharedTier* shared = srv_.cached().shared_tier()) {
-          const SharedTierHealth h = shared->Health();
-          body_ = HealthzJson(srv_.cache().Health(), &h);
-        } else {
-          body_ = HealthzJson(srv_.cache().Health());
-        }
+        body_ = srv_.RenderHealthzJson();  // cheap: answered inline
         return SendWhole(200, kJson, {}, body_, nullptr);
       case Route::kMetrics:
       case Route::kStats: {
@@ -436,8 +407,7 @@ class SessionImpl final : public Session,
     req_.cache = p.decision().cache ? CacheResult::kMiss : CacheResult::kBypass;
     req_.bypass_reason = p.decision().reason;
     ctl_ = std::make_shared<StreamCtl>();
-    // Not sent upstream after an identical request failed if its client
-    // has closed the connection meanwhile.
+    // Not sent upstream for a client gone while it waited (caller_gone).
     p.set_caller_gone(CallerGone(ctl_, stream_.socket().native_handle()));
     StreamHandler on_chunk;
     auto self = shared_from_this();
@@ -461,6 +431,7 @@ class SessionImpl final : public Session,
             self->OnCompleted(std::move(r));
           });
         });
+    if (req_.streaming) ArmKeepalive();
   }
 
   // Answers from a stored entry (counted by the cached client's probe).
@@ -490,21 +461,56 @@ class SessionImpl final : public Session,
 
   void OnChunk(const std::string& data) {
     if (closed()) return;
-    if (req_.stream == StreamState::kNone) {
-      req_.stream = StreamState::kOpen;
-      extra_.clear();
-      AppendCacheHeaders(&extra_, req_.cache.value_or(CacheResult::kMiss),
-                         req_.bypass_reason, req_.key_hex, 0);
-      AppendTtlHeader(req_.cache.value_or(CacheResult::kMiss));
-      extra_.append("Cache-Control: no-cache\r\n");
-      pending_.clear();
-      if (!req_.chunked) req_.keep_alive = false;  // the close ends the body
-      proxy_util::AppendResponseHead(
-          &pending_, 200, kEventStream,
-          req_.chunked ? -1 : proxy_util::kUntilClose,
-          req_.keep_alive && !srv_.stopping(), extra_, cors_);
-      req_.status = 200;
+    ++keepalive_gen_;  // events flow: no more waiting comments
+    req_.live_events = true;
+    StartStream();
+    AppendEvent(data);
+    // Not taken yet: what is being written and what waits (a slow client).
+    const bool writing = phase_ == SessionPhase::kWriting;
+    if ((writing ? out_.size() : 0) + pending_.size() >
+        srv_.options().max_stream_backlog_bytes) {
+      req_.note = "client too slow: backlog over the limit";
+      return CloseNow();
     }
+    Flush();
+  }
+
+  // Waiting for its first event, a stream gets its head, then a comment,
+  // every ProxyOptions::stream_keepalive: idle timeouts do not cut it.
+  void ArmKeepalive() {
+    if (srv_.options().stream_keepalive.count() <= 0) return;
+    keepalive_.expires_after(srv_.options().stream_keepalive);
+    keepalive_.async_wait([self = shared_from_this(),
+                           gen = keepalive_gen_](beast::error_code ec) {
+      if (ec || gen != self->keepalive_gen_ || self->closed()) return;
+      self->StartStream();
+      proxy_util::AppendStreamBytes(&self->pending_,
+                                    ": waiting for the upstream\n\n",
+                                    self->req_.chunked);
+      self->Flush();
+      self->ArmKeepalive();
+    });
+  }
+
+  // The head of a live stream, once.
+  void StartStream() {
+    if (req_.stream != StreamState::kNone) return;
+    req_.stream = StreamState::kOpen;
+    extra_.clear();
+    AppendCacheHeaders(&extra_, req_.cache.value_or(CacheResult::kMiss),
+                       req_.bypass_reason, req_.key_hex, 0);
+    AppendTtlHeader(req_.cache.value_or(CacheResult::kMiss));
+    extra_.append("Cache-Control: no-cache\r\n");
+    pending_.clear();
+    if (!req_.chunked) req_.keep_alive = false;  // the close ends the body
+    proxy_util::AppendResponseHead(&pending_, 200, kEventStream,
+                                   req_.chunked ? -1 : proxy_util::kUntilClose,
+                                   req_.keep_alive && !srv_.stopping(), extra_,
+                                   cors_);
+    req_.status = 200;
+  }
+
+  void AppendEvent(std::string_view data) {
     if (req_.stream == StreamState::kOpen &&
         IsTerminalEvent(req_.endpoint, data)) {
       req_.stream = StreamState::kDoneSeen;
@@ -515,14 +521,6 @@ class SessionImpl final : public Session,
       proxy_util::AppendStreamBytes(&pending_, SseFrame(req_.endpoint, data),
                                     req_.chunked);
     }
-    // Not taken yet: what is being written and what waits (a slow client).
-    const bool writing = phase_ == SessionPhase::kWriting;
-    if ((writing ? out_.size() : 0) + pending_.size() >
-        srv_.options().max_stream_backlog_bytes) {
-      req_.note = "client too slow: backlog over the limit";
-      return CloseNow();
-    }
-    Flush();
   }
 
   // Writes what the stream has pending, one write at a time.
@@ -580,6 +578,15 @@ class SessionImpl final : public Session,
                                     ElapsedNs(req_.t0));
     // A flight that ended as this request joined it answers from the store.
     if (r.ok() && r->result == CacheResult::kHit) req_.cache = r->result;
+    ++keepalive_gen_;
+    keepalive_.cancel();
+    // Opened by waiting comments alone: the answer (or error) as events.
+    const bool in_band =
+        req_.stream == StreamState::kOpen && !req_.live_events && !closed();
+    if (in_band) {
+      for (const std::string& e : proxy_util::AnswerEvents(req_.endpoint, r))
+        AppendEvent(e);
+    }
     if (closed()) {
       if (req_.stream != StreamState::kNone)
         req_.stream = StreamState::kEndedBroken;
@@ -587,10 +594,10 @@ class SessionImpl final : public Session,
       return;
     }
     if (req_.stream != StreamState::kNone) {
-      // Also clean: the upstream ended it after an error event of its own,
-      // which the client then reads (a cut would say only "broken").
-      const bool clean = r.ok() && (req_.stream == StreamState::kDoneSeen ||
-                                    r->parsed.error.has_value());
+      // Also clean: ended by the upstream after its own error event.
+      const bool clean =
+          in_band || (r.ok() && (req_.stream == StreamState::kDoneSeen ||
+                                 r->parsed.error.has_value()));
       req_.stream =
           clean ? StreamState::kEndedClean : StreamState::kEndedBroken;
       if (clean && req_.chunked) pending_.append(proxy_util::kLastChunk);
@@ -608,15 +615,9 @@ class SessionImpl final : public Session,
       AppendCacheHeaders(&labels, *req_.cache, req_.bypass_reason, req_.key_hex,
                          0);
       if (*req_.cache == CacheResult::kMiss) labels += "X-Cache-Stored: 0\r\n";
-      const std::string m(r.status().message());
-      if (r.status().code() == StatusCode::kInvalidArgument) {
-        return SendError(400, "invalid_request_error", m, false, labels);
-      }
-      const bool late = r.status().code() == StatusCode::kDeadlineExceeded;
-      return SendError(
-          late ? 504 : 502, late ? "upstream_timeout" : "upstream_error",
-          (late ? "upstream timed out: " : "upstream failed: ") + m, false,
-          std::move(labels));
+      HttpError e = proxy_util::CompletionFailure(r.status());
+      e.extra_headers = std::move(labels);
+      return SendError(std::move(e));
     }
     CachedResponse& c = *r;
     extra_.clear();
@@ -675,10 +676,7 @@ class SessionImpl final : public Session,
     if (closed()) return EndRequest();
     if (!r.ok()) {
       shard_.Add(shard_.models_errors);
-      const bool timeout = r.status().code() == StatusCode::kDeadlineExceeded;
-      return SendError(
-          timeout ? 504 : 502, timeout ? "upstream_timeout" : "upstream_error",
-          "upstream failed: " + std::string(r.status().message()), false);
+      return SendError(proxy_util::CompletionFailure(r.status()));
     }
     std::string ct(r->header("Content-Type"));
     if (ct.empty()) ct = kJson;
@@ -885,6 +883,9 @@ class SessionImpl final : public Session,
   std::shared_ptr<StreamCtl> ctl_;
   std::string pending_;
   std::string out_;
+  // Waiting comments (ArmKeepalive); a wait of an older generation is void.
+  asio::steady_timer keepalive_;
+  uint64_t keepalive_gen_ = 0;
 
   std::array<char, 4096> scratch_;
 };

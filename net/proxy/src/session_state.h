@@ -98,6 +98,7 @@ struct RequestState {
   int64_t ttl_ms = -1;
   // For the access log: why a stream broke off on the client's side.
   std::string_view note;
+  bool live_events = false;  // a stream's events came as they were made
 
   void Reset() {
     t0 = std::chrono::steady_clock::now();
@@ -117,6 +118,7 @@ struct RequestState {
     key_hex.clear();
     ttl_ms = -1;
     note = {};
+    live_events = false;
   }
   bool stream_ended() const {
     return stream == StreamState::kEndedClean ||

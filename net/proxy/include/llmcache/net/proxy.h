@@ -236,6 +236,13 @@ struct ProxyOptions {
   // reading held up to the upstream's 64 MiB until the write timeout.
   // Default: 4 MiB.
   size_t max_stream_backlog_bytes = 4u << 20;
+  // A stream request still waiting for its first event after this long (a
+  // slow upstream, or an identical request's answer) gets its head and an
+  // SSE comment (": waiting for the upstream"), again every this long, so
+  // that idle timeouts between (a load balancer's 60 s) do not cut it. An
+  // error after that goes as an error event ({"error":{...}}) and the
+  // stream ends. 0 = never. Default: 15 s.
+  std::chrono::milliseconds stream_keepalive{15'000};
   // How long a keep-alive connection may sit idle between requests.
   // Default: 60 s.
   std::chrono::milliseconds idle_timeout{60'000};

@@ -1,0 +1,53 @@
+// Beast-aware helpers of the proxy's session (session.cc): header lookups
+// and the request's view for the access check (access.h has no Beast).
+
+#ifndef LLMCACHE_NET_PROXY_SRC_SESSION_HTTP_H_
+#define LLMCACHE_NET_PROXY_SRC_SESSION_HTTP_H_
+
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http.hpp>
+#include <optional>
+#include <string_view>
+
+#include "access.h"
+#include "metrics.h"
+
+namespace llmcache::net::proxy {
+
+inline std::string_view Sv(boost::beast::string_view s) {
+  return {s.data(), s.size()};
+}
+
+// The value of the first header `name`, nullopt when there is none.
+template <typename Message, typename Name>
+std::optional<std::string_view> Find(const Message& m, Name name) {
+  auto it = m.find(name);
+  if (it == m.end()) return std::nullopt;
+  return Sv(it->value());
+}
+
+// What CheckAccess reads of request `req` (its views point into it).
+template <typename Request>
+AccessRequest AccessRequestOf(const Request& req, metrics::Route route,
+                              bool public_page) {
+  namespace http = boost::beast::http;
+  AccessRequest ar;
+  ar.route = route;
+  ar.method = Sv(req.method_string());
+  ar.version = static_cast<int>(req.version());
+  ar.repeated = RepeatedField(req);
+  ar.host = Find(req, http::field::host);
+  ar.origin = Find(req, http::field::origin);
+  ar.sec_fetch_site = Find(req, "Sec-Fetch-Site");
+  ar.access_control_request_method =
+      Find(req, http::field::access_control_request_method);
+  ar.authorization = Find(req, http::field::authorization);
+  ar.x_api_key = Find(req, "X-Api-Key");
+  ar.token = Find(req, "X-Llmcache-Token");
+  ar.public_page = public_page;
+  return ar;
+}
+
+}  // namespace llmcache::net::proxy
+
+#endif  // LLMCACHE_NET_PROXY_SRC_SESSION_HTTP_H_
