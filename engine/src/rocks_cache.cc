@@ -358,7 +358,21 @@ Status RocksCache::CreateDb() {
       unlock.created = true;
       return Status();
     }
-    RemoveTree(staging);  // a creation that was killed
+    // A creation that was killed (or failed): the files it moved up go
+    // first, then its staging directory, so that no kill in between leaves
+    // them without the directory that marks them as a creation's
+    // (CheckDirectoryForNewDatabase). It moves up no table files.
+    if (fs.FileExists(staging, io, nullptr).ok()) {
+      std::vector<std::string> moved;
+      (void)fs.GetChildren(path_, io, &moved, nullptr);
+      for (const std::string& f : moved) {
+        if (f.starts_with("MANIFEST-") || f.starts_with("OPTIONS-") ||
+            f == "IDENTITY" || f.ends_with(".log") || f.ends_with(".dbtmp")) {
+          (void)fs.DeleteFile(path_ + "/" + f, io, nullptr);
+        }
+      }
+    }
+    RemoveTree(staging);
     {
       rocksdb::DBOptions dbo = db_opts_;
       dbo.create_if_missing = true;

@@ -193,6 +193,19 @@ std::vector<std::string> EntriesWithPrefix(const std::string& dir,
 
 namespace {
 
+// `s` as one shell word.
+std::string ShellQuoted(std::string_view s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') {
+      out += "'\\''";
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
+
 // "<digits><suffix>", as RocksDB numbers its files.
 bool IsNumbered(std::string_view name, std::string_view suffix) {
   if (!name.ends_with(suffix) || name.size() == suffix.size()) return false;
@@ -209,28 +222,32 @@ Status CheckDirectoryForNewDatabase(const std::string& path) {
   // Missing, unreadable or not a directory: creating the database fails
   // with its own message if it must.
   if (d == nullptr) return Status();
-  std::string data_file;  // first table, blob or non-empty log file
-  std::string foreign;    // first entry RocksDB would not have written
+  std::string table_file;  // first table or blob file
+  std::string log_file;    // first write-ahead log with records
+  std::string foreign;     // first entry RocksDB would not have written
   std::string newest_manifest;
   uint64_t newest_manifest_number = 0;
+  bool creating = false;
   while (const dirent* e = ::readdir(d.get())) {
     const std::string_view name = e->d_name;
     if (name == "." || name == ".." || name == "lost+found") continue;
-    // A database after all (created since the caller looked), or one being
-    // created: the files moved up from a creation's staging directory.
-    if (name == "CURRENT" || name == kCreatingDirectory) return Status();
+    // A database after all (created since the caller looked).
+    if (name == "CURRENT") return Status();
+    // A creation under way or stopped: the files it moved up include a log
+    // with records (its format marker), never a table.
+    if (name == kCreatingDirectory) {
+      creating = true;
+      continue;
+    }
     const bool table = IsNumbered(name, ".sst") || IsNumbered(name, ".blob") ||
                        IsNumbered(name, ".ldb");
-    bool log_with_records = false;
-    if (IsNumbered(name, ".log")) {
+    if (table && table_file.empty()) table_file = name;
+    if (IsNumbered(name, ".log") && log_file.empty()) {
       struct stat st;
-      log_with_records =
-          ::stat((path + "/" + std::string(name)).c_str(), &st) == 0 &&
-          st.st_size > 0;
-    }
-    if ((table || log_with_records) && data_file.empty()) {
-      data_file = name;
-      continue;
+      if (::stat((path + "/" + std::string(name)).c_str(), &st) == 0 &&
+          st.st_size > 0) {
+        log_file = name;
+      }
     }
     // *.trash: a file RocksDB's file deletion had renamed, still to delete.
     if (table || IsNumbered(name, ".log") || IsNumbered(name, ".dbtmp") ||
@@ -245,9 +262,11 @@ Status CheckDirectoryForNewDatabase(const std::string& path) {
       }
       continue;
     }
-    // LLMCACHE-SERVE: where `llmcache serve` listens (tools/cli).
+    // LLMCACHE-SERVE(.tmp): where `llmcache serve` listens (tools/cli);
+    // bulk-load.*: a bulk load's files; LOG.old: the info log's last.
     if (name == "LOCK" || name == "IDENTITY" || name == "LOG" ||
-        name == "LLMCACHE-SERVE" || name.starts_with("LOG.old.") ||
+        name.starts_with("LLMCACHE-SERVE") || name.starts_with("LOG.old") ||
+        name.starts_with("bulk-load.") ||
         (name.starts_with("OPTIONS-") &&
          (IsNumbered(name.substr(8), "") ||
           IsNumbered(name.substr(8), ".dbtmp")))) {
@@ -255,7 +274,9 @@ Status CheckDirectoryForNewDatabase(const std::string& path) {
     }
     if (foreign.empty()) foreign = name;
   }
-  if (!data_file.empty()) {
+  const std::string data_file =
+      !table_file.empty() ? table_file : (creating ? "" : log_file);
+  if (!data_file.empty() && ::access((path + "/CURRENT").c_str(), F_OK) != 0) {
     std::string how =
         newest_manifest.empty()
             ? std::string(
@@ -263,7 +284,7 @@ Status CheckDirectoryForNewDatabase(const std::string& path) {
                   "directory from a backup.")
             : " If nothing else wrote there, restore CURRENT (it names the "
               "newest MANIFEST file): printf '" +
-                  newest_manifest + "\\n' > " + path + "/CURRENT";
+                  newest_manifest + "\\n' > " + ShellQuoted(path + "/CURRENT");
     return DataLossError(
         "database directory " + path + " holds database files (" + data_file +
         ") but no CURRENT file: a damaged database, not opened and not "

@@ -948,9 +948,9 @@ TEST_F(RocksCacheTest, ADatabaseThatLostItsCurrentFileIsNotReplaced) {
 
   auto opened = Cache::Open(Options());
   EXPECT_THAT(opened, StatusIs(StatusCode::kDataLoss, "no CURRENT file"));
-  EXPECT_THAT(opened,
-              StatusIs(StatusCode::kDataLoss,
-                       "printf '" + manifest + "\\n' > " + path_ + "/CURRENT"));
+  EXPECT_THAT(opened, StatusIs(StatusCode::kDataLoss, "printf '" + manifest +
+                                                          "\\n' > '" + path_ +
+                                                          "/CURRENT'"));
   CacheOptions existing = Options();
   existing.create_if_missing = false;
   EXPECT_THAT(Cache::Open(existing),

@@ -77,7 +77,11 @@ class ProxyImporter {
   // line `first_line` of the input. False after a failure that ends the
   // import (reported on io.err).
   bool Send(std::string_view text, uint64_t first_line) {
-    Result<net::Response> r = Post("/admin/import", std::string(text));
+    // Stopped by a signal: nothing more is sent (also between the halves
+    // of a request that was too large).
+    if (InterruptSignal() != 0) return true;
+    Result<net::Response> r =
+        Post("/admin/import", std::string(text), /*idempotent=*/true);
     if (!r.ok()) {
       return Fail("cannot reach the proxy: " + r.status().ToString());
     }
@@ -171,13 +175,14 @@ class ProxyImporter {
     return true;
   }
 
-  Result<net::Response> Post(std::string path, std::string body) {
+  // `idempotent`: storing the same lines again changes nothing, so a request
+  // whose answer was lost is sent again (not a compaction, which may be long).
+  Result<net::Response> Post(std::string path, std::string body,
+                             bool idempotent = false) {
     net::Request req;
     req.path = std::move(path);
     req.body = std::move(body);
-    // Storing the same lines again changes nothing: a request whose answer
-    // was lost is sent again.
-    req.idempotent = true;
+    req.idempotent = idempotent;
     std::promise<Result<net::Response>> done;
     std::future<Result<net::Response>> answer = done.get_future();
     client_->Send(std::move(req), nullptr, [&done](Result<net::Response> r) {
@@ -363,10 +368,10 @@ int ImportViaProxy(const std::string& proxy, const std::string& admin_token,
     }
     if (done == 0) {
       io.err << "no line was stored";
-      if (!ok) io.err << "; the same import again stores them";
+      if (line_no > 0) io.err << "; the same import again stores them";
     } else {
       io.err << "lines 1-" << done << " are stored";
-      if (done < line_no || !ok) {
+      if (done < line_no) {
         io.err << "; the same import again stores the rest, from line "
                << done + 1 << " (entries stored already stay as they are)";
       }

@@ -1,5 +1,5 @@
-// SessionImpl: one client connection (see session.h), with its states as
-// session_state.h defines them. With server.cc, the only translation unit of
+// SessionImpl: one client connection (see session.h), with its states and
+// decisions in session_state.h. With server.cc, the only translation unit of
 // the proxy that instantiates Beast/Asio templates; what a request's headers
 // mean is in completion_request.cc and admin.cc.
 //
@@ -9,17 +9,6 @@
 // (or a bypass) goes through CachedClient::Complete on the upstream thread;
 // its events are posted back as HTTP chunks (HTTP/1.0: unframed, to close).
 //
-// Decisions not spelled out in proxy.h:
-//   - Access (Host, Origin, credentials: access.h) is checked once a
-//     request's headers are in, before its body is read (no 100 Continue for
-//     a refused request). A 400 or 403 leaving a body unread closes after the
-//     answer; a 401 (wrong credentials, not a hostile page) reads the body
-//     and keeps the connection, unless the client waits for 100 Continue.
-//   - A stream whose upstream ends without [DONE] is ended by closing
-//     without the last chunk: the client sees it incomplete.
-//   - Responses that leave unread request bytes (413, 431, 400 on a bad
-//     message) close the connection after draining briefly ("lingering
-//     close"), so the client reads the answer instead of a reset.
 
 #include "session.h"
 
@@ -66,6 +55,7 @@ using proxy_util::kEventStream;
 using proxy_util::kJson;
 
 constexpr auto kLingerTimeout = std::chrono::milliseconds(1000);
+constexpr std::string_view kWaitingComment = ": waiting for the upstream\n\n";
 // Capacity of a connection's read buffer. Beast reads at most its free
 // capacity (512 bytes when empty and unreserved): a 2 KiB request took five
 // recvmsg calls; with it a request of up to this size takes one.
@@ -465,10 +455,12 @@ class SessionImpl final : public Session,
     req_.live_events = true;
     StartStream();
     AppendEvent(data);
-    // Not taken yet: what is being written and what waits (a slow client).
-    const bool writing = phase_ == SessionPhase::kWriting;
-    if ((writing ? out_.size() : 0) + pending_.size() >
-        srv_.options().max_stream_backlog_bytes) {
+    // A client too slow: over the limit behind a write not done for 1 s (an
+    // answer handed over whole, a replay, queues before any write can end).
+    if (phase_ == SessionPhase::kWriting &&
+        SteadyClock::now() - write_started_ > std::chrono::seconds(1) &&
+        out_.size() + pending_.size() >
+            srv_.options().max_stream_backlog_bytes) {
       req_.note = "client too slow: backlog over the limit";
       return CloseNow();
     }
@@ -484,8 +476,7 @@ class SessionImpl final : public Session,
                            gen = keepalive_gen_](beast::error_code ec) {
       if (ec || gen != self->keepalive_gen_ || self->closed()) return;
       self->StartStream();
-      proxy_util::AppendStreamBytes(&self->pending_,
-                                    ": waiting for the upstream\n\n",
+      proxy_util::AppendStreamBytes(&self->pending_, kWaitingComment,
                                     self->req_.chunked);
       self->Flush();
       self->ArmKeepalive();
@@ -528,6 +519,7 @@ class SessionImpl final : public Session,
     if (phase_ == SessionPhase::kWriting || pending_.empty() || closed())
       return;
     phase_ = SessionPhase::kWriting;
+    write_started_ = SteadyClock::now();
     std::swap(out_, pending_);
     pending_.clear();
     stream_.expires_after(srv_.options().read_timeout);
@@ -580,6 +572,11 @@ class SessionImpl final : public Session,
     if (r.ok() && r->result == CacheResult::kHit) req_.cache = r->result;
     ++keepalive_gen_;
     keepalive_.cancel();
+    // Cancelled: its client is gone (caller_gone, or closed). No answer.
+    if (!r.ok() && r.status().code() == StatusCode::kCancelled && !closed()) {
+      req_.note = "client gone";
+      CloseNow();
+    }
     // Opened by waiting comments alone: the answer (or error) as events.
     const bool in_band =
         req_.stream == StreamState::kOpen && !req_.live_events && !closed();
@@ -883,6 +880,7 @@ class SessionImpl final : public Session,
   std::shared_ptr<StreamCtl> ctl_;
   std::string pending_;
   std::string out_;
+  SteadyClock::time_point write_started_;
   // Waiting comments (ArmKeepalive); a wait of an older generation is void.
   asio::steady_timer keepalive_;
   uint64_t keepalive_gen_ = 0;

@@ -20,6 +20,23 @@
 //   RequestState  everything about the current request, reset in one place
 //                 when a request begins.
 //
+// Decisions of the session not spelled out in proxy.h:
+//   - Access (Host, Origin, credentials: access.h) is checked once a
+//     request's headers are in, before its body is read (no 100 Continue for
+//     a refused request). A 400 or 403 leaving a body unread closes after the
+//     answer; a 401 (wrong credentials, not a hostile page) reads the body
+//     and keeps the connection, unless the client waits for 100 Continue.
+//   - A stream that the upstream cuts short (no [DONE], no error event of
+//     its own) is ended by closing without the last chunk: the client sees
+//     it incomplete. One the upstream ends after an error event, and one
+//     whose head went before its answer (stream_keepalive: the answer or
+//     the error is then sent as events), end cleanly.
+//   - A request whose call was cancelled (its client gone) gets no answer:
+//     the connection is closed.
+//   - Responses that leave unread request bytes (413, 431, 400 on a bad
+//     message) close the connection after draining briefly ("lingering
+//     close"), so the client reads the answer instead of a reset.
+//
 // Thread safety: used on the session's worker thread only, but for StreamCtl
 // (and CallerGone), which the upstream's callbacks read on other threads.
 
