@@ -399,6 +399,47 @@ TEST_F(ProxyEndpointsTest, UpstreamErrorsOnMessagesAreInAnthropicShape) {
   EXPECT_EQ(v.at("error").at("type").as_string(), "rate_limit_error");
 }
 
+// A Messages stream kept alive (its head went with 200 while it waited) that
+// then fails gets Anthropic's `error` event with the type of the status, as
+// a stream Anthropic fails mid-way does: the upstream's error, or the
+// proxy's own (an upstream timeout). The request counts as the error it is.
+TEST_F(ProxyEndpointsTest, AnErrorAfterAKeptAliveMessagesHeadIsAnthropics) {
+  CacheOptions co;
+  co.path = dir_.path() + "/db";
+  net::ProxyOptions po = BaseProxyOptions(2, "sk-test-server");
+  po.stream_keepalive = 100ms;
+  po.upstream.headers_timeout = 600ms;  // the proxy's own 504
+  StartProxy(std::move(co), std::move(po));
+  ASSERT_NE(proxy_, nullptr);
+  for (const auto& [fault, type] :
+       std::vector<std::pair<std::string, std::string>>{
+           {"fault-429-after-300", "rate_limit_error"},
+           {"fault-529-after-300", "overloaded_error"},
+           {"delay-1500", "timeout_error"}}) {
+    const std::string body = R"({"model":"fake/)" + fault +
+                             R"(","max_tokens":8,"temperature":0,)"
+                             R"("stream":true,"messages":[{"role":"user",)"
+                             R"("content":"x"}]})";
+    const Reply r = Post("/v1/messages", body);
+    ASSERT_EQ(r.status, 200) << r.error;
+    EXPECT_TRUE(r.error.empty()) << r.error;  // a whole chunked body
+    EXPECT_NE(r.body.find(": waiting"), std::string::npos) << r.body;
+    const auto frames = Frames(r.body);
+    ASSERT_EQ(frames.size(), 1u) << r.body;
+    EXPECT_EQ(frames[0].first, "error") << r.body;
+    const json::value v = Json(frames[0].second);
+    EXPECT_EQ(v.at("type").as_string(), "error") << r.body;
+    EXPECT_EQ(v.at("error").at("type").as_string(), type) << r.body;
+  }
+  const std::string metrics =
+      ::llmcache::testing::HttpGet(proxy_->port(), "/metrics").body;
+  for (const char* line : {R"(route="messages",code="4xx"} 1)",
+                           R"(route="messages",code="5xx"} 2)",
+                           R"(route="messages",code="2xx"} 0)"}) {
+    EXPECT_NE(metrics.find(line), std::string::npos) << line << "\n" << metrics;
+  }
+}
+
 TEST_F(ProxyEndpointsTest, MessagesErrorsUseAnthropicShape) {
   const Reply bad = Post("/v1/messages", R"({"model":"m","messages":)");
   EXPECT_EQ(bad.status, 400);

@@ -418,23 +418,35 @@ std::string AccessLogLine(std::string_view method, std::string_view path,
   return line;
 }
 
-std::vector<std::string> AnswerEvents(Endpoint endpoint,
-                                      const Result<CachedResponse>& r) {
+InBandAnswer AnswerEvents(Endpoint endpoint, const Result<CachedResponse>& r) {
   if (r.ok() && r->status == 200) {
     if (Result<std::vector<std::string>> events =
             ReplayEvents(endpoint, r->body);
         events.ok()) {
-      return std::move(*events);
+      return {std::move(*events), 0};
     }
   }
-  if (r.ok() && ParseErrorEnvelope(r->body).has_value()) return {r->body};
+  const bool messages = endpoint == Endpoint::kMessages;
   if (r.ok()) {
-    return {ErrorJson(r->status == 200 ? 502 : r->status, "upstream_error",
-                      "upstream answered " + std::to_string(r->status) +
-                          " with no error envelope")};
+    const int status = r->status == 200 ? 502 : r->status;
+    if (messages) {
+      if (std::optional<std::string> a =
+              AnthropicErrorFromUpstream(status, r->body)) {
+        return {{std::move(*a)}, status};
+      }
+    }
+    // Already an error envelope (on Messages: already Anthropic's).
+    if (ParseErrorEnvelope(r->body).has_value()) return {{r->body}, status};
+    const std::string m = "upstream answered " + std::to_string(r->status) +
+                          " with no error envelope";
+    return {{messages ? AnthropicErrorJson(status, m)
+                      : ErrorJson(status, "upstream_error", m)},
+            status};
   }
   const HttpError e = CompletionFailure(r.status());
-  return {ErrorJson(e.status, e.type, e.message)};
+  return {{messages ? AnthropicErrorJson(e.status, e.message)
+                    : ErrorJson(e.status, e.type, e.message)},
+          e.status};
 }
 
 HttpError CompletionFailure(const Status& s) {

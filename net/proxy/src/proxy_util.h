@@ -150,10 +150,14 @@ HttpError CompletionFailure(const Status& s);
 
 // The events that answer a stream request whose head went before its answer
 // came (ProxyOptions::stream_keepalive): a 200 replayed (ReplayEvents), or an
-// error as one error envelope ({"error":{...}}: the upstream's own if it
-// sent one), which the client's SDK raises.
-std::vector<std::string> AnswerEvents(Endpoint endpoint,
-                                      const Result<CachedResponse>& r);
+// error as one error event, which the client's SDK raises: an error envelope
+// ({"error":{...}}: the upstream's own if it sent one), on Messages
+// Anthropic's error (AnthropicErrorJson: its type from the status).
+struct InBandAnswer {
+  std::vector<std::string> events;
+  int error_status = 0;  // the error's status; 0 for an answer
+};
+InBandAnswer AnswerEvents(Endpoint endpoint, const Result<CachedResponse>& r);
 
 // True if the peer of connected socket `fd` has closed its side (a peek
 // reads the end of the stream) or the socket failed; false while it is open,

@@ -8,7 +8,6 @@
 // (a gather write of a hand-built head and the stored body: no copy). A miss
 // (or a bypass) goes through CachedClient::Complete on the upstream thread;
 // its events are posted back as HTTP chunks (HTTP/1.0: unframed, to close).
-//
 
 #include "session.h"
 
@@ -20,7 +19,6 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
-#include <cstdio>
 #include <forward_list>
 #include <optional>
 #include <string>
@@ -581,8 +579,12 @@ class SessionImpl final : public Session,
     const bool in_band =
         req_.stream == StreamState::kOpen && !req_.live_events && !closed();
     if (in_band) {
-      for (const std::string& e : proxy_util::AnswerEvents(req_.endpoint, r))
-        AppendEvent(e);
+      proxy_util::InBandAnswer a = proxy_util::AnswerEvents(req_.endpoint, r);
+      for (const std::string& e : a.events) AppendEvent(e);
+      if (a.error_status != 0) {  // counted and logged as the error it is
+        req_.status = a.error_status;
+        req_.note = "an error event after the stream's 200 head";
+      }
     }
     if (closed()) {
       if (req_.stream != StreamState::kNone)
