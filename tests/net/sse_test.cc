@@ -896,6 +896,62 @@ TEST(StreamAccumulatorTest, ConcatenatesLogprobsOfContentAndRefusal) {
   EXPECT_EQ(MessageOf(body, 1).at("refusal"), "No.");
 }
 
+// The logprobs arrays are held as text while a stream runs: the completion
+// is still what merging them as JSON gives, in each case a merge meets (a
+// first empty array, a null that keeps what came, a value that replaces an
+// array and an array that replaces a value, a token that looks like the
+// accumulator's placeholders), with the members in their arrival order.
+TEST(StreamAccumulatorTest, LogprobsHeldAsTextMergeAsTheirJson) {
+  const std::string look_alike =
+      R"(\"llmcache-logprobs-0000000000000000-0-content\")";
+  StreamAccumulator acc;
+  for (const std::string& c : {
+           Chunk5(R"([{"index":0,"delta":{"content":"a"},)"
+                  R"("logprobs":{"content":[],"refusal":null,"x":1}}])"),
+           Chunk5(R"([{"index":0,"delta":{"content":"b"},"logprobs":)"
+                  R"({"content":[{"token":")" +
+                  look_alike + R"(","logprob":-0.5,"bytes":[98]}]}}])"),
+           Chunk5(R"([{"index":0,"delta":{},)"
+                  R"("logprobs":{"content":null,"x":2}}])"),
+           Chunk5(
+               R"([{"index":0,"delta":{"content":"c"},)"
+               R"("logprobs":{"content":[{"token":"c","logprob":-1e999}]}}])"),
+           // choice 1: an array replaced by a value, then by arrays again
+           Chunk5(R"([{"index":1,"delta":{"content":"z"},)"
+                  R"("logprobs":{"refusal":[{"token":"r1"}]}}])"),
+           Chunk5(R"([{"index":1,"delta":{},"logprobs":{"refusal":"gone"}}])"),
+           Chunk5(R"([{"index":1,"delta":{},)"
+                  R"("logprobs":{"refusal":[{"token":"r2"}]}}])"),
+           Chunk5(R"([{"index":1,"delta":{},)"
+                  R"("logprobs":{"refusal":[{"token":"r3"}]}}])"),
+           // choice 2: logprobs that are no object replace the arrays
+           Chunk5(R"([{"index":2,"delta":{"content":"y"},)"
+                  R"("logprobs":{"content":[{"token":"y"}]}}])"),
+           Chunk5(R"([{"index":2,"delta":{},"logprobs":"opaque"}])"),
+       }) {
+    EXPECT_OK(acc.Add(c));
+  }
+  const std::string text = acc.ToCompletionJson();
+  const json::object body = ParseObj(text);
+  EXPECT_EQ(json::value(body.at("choices").at(0).at("logprobs")),
+            json::parse(R"({"content":[{"token":")" + look_alike +
+                        R"(","logprob":-0.5,"bytes":[98]},)"
+                        R"({"token":"c","logprob":null}],)"
+                        R"("refusal":null,"x":2})"))
+      << text;
+  EXPECT_EQ(json::value(body.at("choices").at(1).at("logprobs")),
+            json::parse(R"({"refusal":[{"token":"r2"},{"token":"r3"}]})"))
+      << text;
+  EXPECT_EQ(json::value(body.at("choices").at(2).at("logprobs")),
+            json::value("opaque"))
+      << text;
+  EXPECT_NE(text.find(R"("logprobs":{"content":[{"token":")" + look_alike),
+            std::string::npos)
+      << text;
+  EXPECT_LT(text.find(R"("refusal":null,"x":2)"), text.find(R"("index":1)"))
+      << text;
+}
+
 TEST(StreamAccumulatorTest, KeepsAnnotationsRefusalAndOtherMembers) {
   StreamAccumulator acc;
   for (

@@ -6,8 +6,10 @@
 
 #include <algorithm>
 #include <boost/json.hpp>
+#include <cinttypes>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <exception>
 #include <functional>
 #include <limits>
@@ -15,6 +17,7 @@
 #include <memory>
 #include <new>
 #include <optional>
+#include <random>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -261,6 +264,17 @@ struct ToolCallState {
   }
 };
 
+// What stands for choice `index`'s logprobs.`key` array in a serialized
+// completion until SpliceLogprobs puts the array's text there: the random
+// `nonce` makes it a string that no upstream text holds.
+std::string LogprobsPlaceholder(uint64_t nonce, int64_t index,
+                                std::string_view key) {
+  char head[64];
+  std::snprintf(head, sizeof(head),
+                "llmcache-logprobs-%016" PRIx64 "-%" PRId64 "-", nonce, index);
+  return std::string(head).append(key);
+}
+
 // One choice of the stream, by its `index`.
 struct ChoiceState {
   // Every delta member but tool_calls and reasoning_details, merged.
@@ -272,8 +286,13 @@ struct ChoiceState {
   std::map<int64_t, size_t> detail_at;  // index -> latest element with it
   bool details_seen = false;            // an array arrived (maybe empty)
   bool details_null = false;            // a null arrived
-  json::value logprobs;                 // null until an object arrives
-  std::string finish_reason;            // the last non-empty one
+  // Null until an object arrives. Its `content` and `refusal` arrays, which
+  // concatenate, are held as the JSON text of their elements (`lp_text`,
+  // comma-separated), with an empty array in their place here: as a DOM a
+  // long stream's top_logprobs took ~4x their text, for the whole stream.
+  json::value logprobs;
+  std::map<std::string, std::string, std::less<>> lp_text;
+  std::string finish_reason;  // the last non-empty one
   std::string native_finish_reason;
   json::object fields;  // other choice members (error, ...), snapshots
 
@@ -374,26 +393,48 @@ struct ChoiceState {
     reasoning_details.push_back(d);
   }
 
-  // logprobs.content and logprobs.refusal arrays concatenate; other
-  // members are snapshots.
+  // logprobs.content and logprobs.refusal arrays concatenate (a null keeps
+  // what came, any other value replaces it); other members are snapshots.
   void AddLogprobs(const json::value& v) {
     if (v.is_null()) return;
-    if (!v.is_object() || !logprobs.is_object()) {
+    if (!v.is_object()) {
       logprobs = v;
+      lp_text.clear();
       return;
+    }
+    if (!logprobs.is_object()) {
+      logprobs = json::object();
+      lp_text.clear();
     }
     json::object& cur = logprobs.get_object();
     for (const auto& kv : v.get_object()) {
       const std::string_view key = kv.key();
-      if ((key == "content" || key == "refusal") && kv.value().is_array()) {
-        MergeDeltaValue(cur, key, kv.value());
-      } else {
-        MergeSnapshotValue(cur, key, kv.value());
+      const json::value& e = kv.value();
+      if (key != "content" && key != "refusal") {
+        MergeSnapshotValue(cur, key, e);
+        continue;
+      }
+      auto at = cur.find(key);
+      if (e.is_null() && at != cur.end()) continue;
+      auto text = lp_text.find(key);
+      if (!e.is_array()) {  // replaces what came
+        if (text != lp_text.end()) lp_text.erase(text);
+        cur[key] = e;
+        continue;
+      }
+      if (text == lp_text.end()) {  // a first array, or one replacing a value
+        text = lp_text.emplace(std::string(key), std::string()).first;
+        cur[key] = json::array();
+      }
+      for (const json::value& element : e.get_array()) {
+        if (!text->second.empty()) text->second += ',';
+        text->second += SerializeFinite(element);
       }
     }
   }
 
-  json::object ToJson(int64_t index, const json::value* error) const {
+  json::object ToJson(int64_t index, const json::value* error,
+                      uint64_t nonce) const {
     json::object m;
     auto role = message.find("role");
     m["role"] =
@@ -434,6 +475,13 @@ struct ChoiceState {
                                     ? json::value(nullptr)
                                     : json::value(native_finish_reason);
     c["logprobs"] = logprobs;
+    if (!lp_text.empty() && logprobs.is_object()) {
+      // Placeholders, which SpliceLogprobs replaces with the arrays' text.
+      json::object& lp = c["logprobs"].get_object();
+      for (const auto& [key, text] : lp_text) {
+        lp[key] = LogprobsPlaceholder(nonce, index, key);
+      }
+    }
     for (const auto& kv : fields) c.emplace(kv.key(), kv.value());
     // A top-level error event stays with the choice it ended.
     if (error != nullptr && !IsTruthyError(Member(c, "error"))) {
@@ -465,6 +513,48 @@ struct StreamAccumulator::Impl {
     return choices.empty() ? nullptr : &choices.begin()->second;
   }
 };
+
+namespace {
+
+// `json` with each logprobs placeholder of `choices` (ToJson) replaced by
+// its array: "[" the elements' text "]". One pass over `json`.
+std::string SpliceLogprobs(std::string json,
+                           const std::map<int64_t, ChoiceState>& choices,
+                           uint64_t nonce) {
+  struct Piece {
+    size_t at;
+    size_t size;
+    const std::string* text;
+  };
+  std::vector<Piece> pieces;
+  for (const auto& [index, state] : choices) {
+    for (const auto& [key, text] : state.lp_text) {
+      const std::string quoted =
+          '"' + LogprobsPlaceholder(nonce, index, key) + '"';
+      const size_t at = json.find(quoted);
+      if (at != std::string::npos) pieces.push_back({at, quoted.size(), &text});
+    }
+  }
+  if (pieces.empty()) return json;
+  std::sort(pieces.begin(), pieces.end(),
+            [](const Piece& a, const Piece& b) { return a.at < b.at; });
+  size_t size = json.size();
+  for (const Piece& p : pieces) size += p.text->size() + 2 - p.size;
+  std::string out;
+  out.reserve(size);
+  size_t from = 0;
+  for (const Piece& p : pieces) {
+    out.append(json, from, p.at - from);
+    out += '[';
+    out += *p.text;
+    out += ']';
+    from = p.at + p.size;
+  }
+  out.append(json, from);
+  return out;
+}
+
+}  // namespace
 
 StreamAccumulator::StreamAccumulator() : impl_(std::make_unique<Impl>()) {}
 StreamAccumulator::~StreamAccumulator() = default;
@@ -604,6 +694,8 @@ std::string StreamAccumulator::ToCompletionJson() const {
   try {
     static const Impl* const kEmpty = new Impl();  // never destroyed
     const Impl& impl = impl_ != nullptr ? *impl_ : *kEmpty;
+    thread_local std::mt19937_64 random{std::random_device{}()};
+    const uint64_t nonce = random();
     json::object root;
     root["id"] = impl.id;
     if (!impl.provider.empty()) root["provider"] = impl.provider;
@@ -617,7 +709,7 @@ std::string StreamAccumulator::ToCompletionJson() const {
     json::array choices;
     if (impl.choices.empty()) {
       const ChoiceState none;
-      choices.push_back(none.ToJson(0, nullptr));
+      choices.push_back(none.ToJson(0, nullptr, nonce));
     } else {
       bool top_error_placed = impl.top_error.is_null();
       for (const auto& [index, state] : impl.choices) {
@@ -629,7 +721,7 @@ std::string StreamAccumulator::ToCompletionJson() const {
           error = &impl.top_error;
           top_error_placed = true;
         }
-        choices.push_back(state.ToJson(index, error));
+        choices.push_back(state.ToJson(index, error, nonce));
       }
     }
     root["choices"] = std::move(choices);
@@ -638,7 +730,8 @@ std::string StreamAccumulator::ToCompletionJson() const {
     }
     for (const auto& kv : impl.extra) root.emplace(kv.key(), kv.value());
     if (!impl.usage_raw.is_null()) root["usage"] = impl.usage_raw;
-    return SerializeFinite(std::move(root));
+    return SpliceLogprobs(SerializeFinite(std::move(root)), impl.choices,
+                          nonce);
   } catch (const std::exception&) {
     return std::string();
   }
