@@ -856,6 +856,15 @@ class ScriptedClient final : public Client {
     }
     c.done(std::move(r));
   }
+  // One event `data` of call `i`'s stream; the call goes on.
+  bool Chunk(size_t i, const std::string& data) {
+    ChunkHandler on_chunk;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      on_chunk = calls_.at(i).on_chunk;
+    }
+    return on_chunk(data);
+  }
   // Ends call `i` with `error`, after one event if it asked for a stream and
   // `after_an_event` (a connection lost mid-stream).
   void Fail(size_t i, Status error, bool after_an_event) {
@@ -932,9 +941,11 @@ class CachedClientFlightTest : public CachedClientTest {
 
   using Pending = std::future<Result<CachedResponse>>;
   // A stream leader, a plain and a stream waiter; `end` ends the leader's
-  // call without a whole answer (and checks what the leader got). Then each
-  // waiter asks upstream on its own and gets a whole answer.
-  void ExpectWaitersAskOnTheirOwn(
+  // call without a whole answer (and checks what the leader got). Then the
+  // plain waiter asks upstream on its own and gets a whole answer, while
+  // the stream waiter, handed the leader's events as they came, ends as the
+  // leader's stream did: the same events, then the same outcome.
+  void ExpectWaitersOfAFailedStream(
       const std::function<void(Pending&, Collected&)>& end) {
     Collected lead_events;
     auto leader = Start(/*stream=*/true, lead_events.Handler());
@@ -946,9 +957,9 @@ class CachedClientFlightTest : public CachedClientTest {
         [&] { return flights_->stats().flight_joins == 2; }));
     end(leader, lead_events);
     ASSERT_TRUE(llmcache::testing::WaitFor([&] {
-      return scripted_->sends() == 3;
-    })) << "the waiters did not ask upstream themselves";
-    for (size_t i = 1; i < 3; ++i) scripted_->Release(i, "Four, of course.");
+      return scripted_->sends() == 2;
+    })) << "the plain waiter did not ask upstream itself";
+    scripted_->Release(1, "Four, of course.");
     auto p = plain.get();
     ASSERT_OK(p);
     EXPECT_FALSE(p->streamed);
@@ -957,12 +968,19 @@ class CachedClientFlightTest : public CachedClientTest {
     EXPECT_EQ(parsed->content, "Four, of course.");
     EXPECT_EQ(parsed->finish_reason, "stop");
     auto s = stream.get();
-    ASSERT_OK(s);
-    EXPECT_TRUE(s->streamed);
-    EXPECT_EQ(events.Content(), "Four, of course.");
+    EXPECT_EQ(s.ok(), lead_ok_);
+    if (s.ok()) {
+      EXPECT_TRUE(s->streamed);
+      EXPECT_FALSE(s->complete);
+      EXPECT_FALSE(s->stored);
+    }
+    EXPECT_FALSE(events.events.empty());
+    EXPECT_EQ(events.events, lead_events.events);
+    EXPECT_EQ(scripted_->sends(), 2u);  // three misses, two calls
     EXPECT_EQ(flights_->stats().misses, 3u);
   }
 
+  bool lead_ok_ = true;  // what the leader's call ended with
   std::shared_ptr<ScriptedClient> scripted_;
   std::shared_ptr<CachedClient> flights_;
 };
@@ -1063,14 +1081,91 @@ TEST_F(CachedClientFlightTest, ANoStoreRequestJoinsAFlightThatStores) {
   EXPECT_EQ(scripted_->sends(), 1u);
 }
 
-TEST_F(CachedClientFlightTest, WaitersOfACutStreamGetTheirOwnAnswers) {
-  ExpectWaitersAskOnTheirOwn([this](Pending& leader, Collected&) {
+TEST_F(CachedClientFlightTest, WaitersOfACutStreamEndAsItDidOrAskOnTheirOwn) {
+  ExpectWaitersOfAFailedStream([this](Pending& leader, Collected&) {
     // The leader's stream ends without [DONE]: half an answer.
     scripted_->Release(0, "Four, of course.", /*complete=*/false);
     auto l = leader.get();
     ASSERT_OK(l);
     EXPECT_FALSE(l->stored);
   });
+}
+
+// A stream that joins a streaming leader is handed the leader's events as
+// they come: those before it joined with the leader's next event, then each
+// with the leader's, before the leader's call ends; it ends with the
+// leader's answer, from one call, stored once.
+TEST_F(CachedClientFlightTest,
+       AStreamWaiterIsHandedTheLeadersEventsAsTheyCome) {
+  Collected lead_events;
+  auto leader = Start(/*stream=*/true, lead_events.Handler());
+  ASSERT_TRUE(llmcache::testing::WaitFor([&] { return scripted_->sends(); }));
+  const std::string head =
+      R"({"id":"gen-1","object":"chat.completion.chunk","created":1,)"
+      R"("model":"openai/gpt-4o-mini","choices":[{"index":0,"delta":)";
+  ASSERT_TRUE(scripted_->Chunk(
+      0,
+      head + R"({"role":"assistant","content":"Th"},"finish_reason":null}]})"));
+  Collected events;
+  auto waiter = Start(/*stream=*/true, events.Handler());
+  ASSERT_TRUE(llmcache::testing::WaitFor(
+      [&] { return flights_->stats().flight_joins == 1; }));
+  ASSERT_TRUE(scripted_->Chunk(
+      0, head + R"({"content":"ree"},"finish_reason":null}]})"));
+  auto handed = [&] {
+    std::lock_guard<std::mutex> lock(events.mu);
+    return events.events.size();
+  };
+  EXPECT_EQ(handed(), 2u);  // before the call ends
+  EXPECT_EQ(waiter.wait_for(std::chrono::milliseconds(0)),
+            std::future_status::timeout);
+  scripted_->Release(0, "Four, of course.");
+  auto l = leader.get();
+  ASSERT_OK(l);
+  EXPECT_TRUE(l->stored);
+  auto w = waiter.get();
+  ASSERT_OK(w);
+  EXPECT_TRUE(w->joined_flight);
+  EXPECT_TRUE(w->streamed);
+  EXPECT_EQ(events.events, lead_events.events);
+  EXPECT_EQ(events.Content(), "ThreeFour, of course.");
+  EXPECT_EQ(scripted_->sends(), 1u);
+}
+
+// The leader's events are kept for later joiners up to kMaxKeptEventBytes:
+// a stream that joins after more came gets the answer when the leader's
+// stream ends, replayed as events, as before; one that had joined earlier
+// is still handed each event as it comes.
+TEST_F(CachedClientFlightTest,
+       AStreamJoiningPastTheKeptEventsGetsTheAnswerAtTheEnd) {
+  Collected lead_events;
+  auto leader = Start(/*stream=*/true, lead_events.Handler());
+  ASSERT_TRUE(llmcache::testing::WaitFor([&] { return scripted_->sends(); }));
+  Collected early;
+  auto first = Start(/*stream=*/true, early.Handler());
+  ASSERT_TRUE(llmcache::testing::WaitFor(
+      [&] { return flights_->stats().flight_joins == 1; }));
+  const std::string big(9u << 20, 'x');  // over the 8 MiB kept
+  ASSERT_TRUE(scripted_->Chunk(
+      0, R"({"id":"gen-1","object":"chat.completion.chunk","created":1,)"
+         R"("model":"openai/gpt-4o-mini","choices":[{"index":0,"delta":)"
+         R"({"role":"assistant","content":")" +
+             big + R"("},"finish_reason":null}]})"));
+  Collected late;
+  auto second = Start(/*stream=*/true, late.Handler());
+  ASSERT_TRUE(llmcache::testing::WaitFor(
+      [&] { return flights_->stats().flight_joins == 2; }));
+  scripted_->Release(0, "Four, of course.");
+  ASSERT_OK(leader.get());
+  auto f = first.get();
+  ASSERT_OK(f);
+  EXPECT_EQ(early.events, lead_events.events);  // handed as they came
+  auto s = second.get();
+  ASSERT_OK(s);
+  EXPECT_TRUE(s->streamed);
+  EXPECT_NE(late.events, lead_events.events);  // a replay of the answer
+  EXPECT_EQ(late.Content(), big + "Four, of course.");
+  EXPECT_EQ(scripted_->sends(), 1u);
 }
 
 // A waiter whose caller has gone away (CachedRequest::caller_gone) is not
@@ -1083,8 +1178,8 @@ TEST_F(CachedClientFlightTest, AWaiterWhoseCallerWentAwayIsNotSentUpstream) {
   std::atomic<int> asked{0};
   auto waiter = [&](bool gone) {
     CachedRequest req;
-    req.body = Body("openai/gpt-4o-mini", false, R"("temperature":0)",
-                    "What is 2+2?");
+    req.body =
+        Body("openai/gpt-4o-mini", false, R"("temperature":0)", "What is 2+2?");
     req.caller_gone = [&asked, gone] {
       ++asked;
       return gone;
@@ -1112,8 +1207,10 @@ TEST_F(CachedClientFlightTest, AWaiterWhoseCallerWentAwayIsNotSentUpstream) {
 // A leader's stream that fails after its first event (the connection lost,
 // or an idle timeout) has no answer for the waiters: each asks upstream on
 // its own instead of being handed the leader's failure half way.
-TEST_F(CachedClientFlightTest, WaitersOfAStreamLostMidwayGetTheirOwnAnswers) {
-  ExpectWaitersAskOnTheirOwn([this](Pending& leader, Collected& lead_events) {
+TEST_F(CachedClientFlightTest,
+       WaitersOfAStreamLostMidwayEndAsItDidOrAskOnTheirOwn) {
+  lead_ok_ = false;
+  ExpectWaitersOfAFailedStream([this](Pending& leader, Collected& lead_events) {
     scripted_->Fail(0, UnavailableError("connection lost mid-body"),
                     /*after_an_event=*/true);
     EXPECT_EQ(leader.get().status().code(), StatusCode::kUnavailable);
@@ -1125,15 +1222,15 @@ TEST_F(CachedClientFlightTest, WaitersOfAStreamLostMidwayGetTheirOwnAnswers) {
   Collected none;
   auto again = Start(/*stream=*/true, none.Handler(), false, "k", "2+3?");
   ASSERT_TRUE(
-      llmcache::testing::WaitFor([&] { return scripted_->sends() == 4; }));
+      llmcache::testing::WaitFor([&] { return scripted_->sends() == 3; }));
   auto other = Start(/*stream=*/false, nullptr, false, "", "2+3?");
   ASSERT_TRUE(llmcache::testing::WaitFor(
       [&] { return flights_->stats().flight_joins == 3; }));
   // (Its key differs, but the call never reached an upstream status.)
-  scripted_->Fail(3, UnavailableError("connection refused"), false);
+  scripted_->Fail(2, UnavailableError("connection refused"), false);
   EXPECT_EQ(other.get().status().code(), StatusCode::kUnavailable);
   EXPECT_EQ(again.get().status().code(), StatusCode::kUnavailable);
-  EXPECT_EQ(scripted_->sends(), 4u);
+  EXPECT_EQ(scripted_->sends(), 3u);
 }
 
 // With a scope shared by tenants, identical requests of different API keys

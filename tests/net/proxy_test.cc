@@ -830,6 +830,50 @@ TEST_F(ProxyTest, AnErrorAfterTheKeptAliveHeadIsAnErrorEvent) {
   EXPECT_EQ(SseContent(bodies[0]), SseContent(bodies[1]));
 }
 
+// A stream identical to one under way joins it and gets its events as they
+// come (those so far at once, with the leader's next one), not the whole
+// answer when the leader's stream ends; one upstream call for both.
+TEST_F(ProxyTest, AStreamThatJoinsAnotherGetsItsEventsAsTheyCome) {
+  const std::string body = Body("fake/slow-120", true, "Live?");
+  struct Got {
+    std::string body;
+    std::chrono::milliseconds first_data{-1};
+    std::chrono::milliseconds end{-1};
+  };
+  std::array<Got, 2> got;
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 2; ++i) {
+    clients.emplace_back([&, i] {
+      HttpConnection conn(port_);
+      const auto start = std::chrono::steady_clock::now();
+      if (!conn.Write("POST", "/v1/chat/completions", body,
+                      {{"Authorization", "Bearer k"}}) ||
+          conn.ReadHead().status != 200) {
+        return;
+      }
+      const StreamRead r = ReadStream(conn, start);
+      got[i].body = r.body;
+      got[i].first_data = r.first_data;
+      got[i].end = std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::steady_clock::now() - start);
+    });
+    if (i == 0) {  // the second starts once the first streams
+      EXPECT_TRUE(WaitFor([&] { return fake_->completions() == 1; }));
+      std::this_thread::sleep_for(300ms);
+    }
+  }
+  for (std::thread& t : clients) t.join();
+  EXPECT_EQ(fake_->completions(), 1u);
+  bool done = false;
+  EXPECT_EQ(SseContent(got[1].body, &done), SseContent(got[0].body));
+  EXPECT_TRUE(done) << got[1].body;
+  // The leader's stream took >= 1 s more after the join.
+  EXPECT_GE(got[1].end.count() - got[1].first_data.count(), 500)
+      << "first data at " << got[1].first_data.count() << " ms, end at "
+      << got[1].end.count() << " ms";
+  EXPECT_GE(got[0].end.count(), 1200) << got[0].body;
+}
+
 // An answer handed over whole (a request that joined an identical one gets
 // its events at once) piles up behind the first write for a moment: that is
 // no slow client, and it is not cut at the backlog limit.

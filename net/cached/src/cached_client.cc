@@ -303,14 +303,22 @@ void CachedClientImpl::JoinOrLead(PreparedRequest p, StreamHandler on_chunk,
     if (it != flights_.end() &&
         (!rejoin || it->second->api_key == p.request().api_key)) {
       if (!rejoin) counters_.Add(PipelineCounters::kFlightJoins);
-      it->second->waiters.push_back(
-          Waiter{std::move(p), std::move(on_chunk), std::move(done)});
+      Flight& f = *it->second;
+      std::shared_ptr<LiveWaiter> live;
+      if (on_chunk && f.kept) {  // the events so far; the rest as they come
+        live = std::make_shared<LiveWaiter>();
+        live->on_chunk = on_chunk;
+        live->queue = f.events;
+      }
+      f.waiters.push_back(Waiter{std::move(p), std::move(on_chunk),
+                                 std::move(done), std::move(live)});
       return;
     }
     leads = leads && it == flights_.end();
     if (leads) {
-      flights_.emplace(
-          digest, std::make_shared<Flight>(Flight{{}, p.request().api_key}));
+      auto flight = std::make_shared<Flight>();
+      flight->api_key = p.request().api_key;
+      flights_.emplace(digest, std::move(flight));
     }
   }
   // From here the flight must end whatever happens, or every identical
@@ -551,6 +559,7 @@ void CachedClientImpl::CallUpstream(PreparedRequest p, CacheResult kind,
               digest = p.key().digest](std::string_view data) {
       *begun = true;
       if (acc_status->ok()) *acc_status = acc->Add(data);
+      if (flight) self->FanOut(digest, data);
       if (*caller_gone) return true;
       if (on_chunk(data)) return true;
       *caller_gone = true;

@@ -60,16 +60,33 @@ class CachedClientImpl final : public CachedClient {
   }
 
  private:
+  using Event = std::shared_ptr<const std::string>;
+  // A streaming waiter handed the leader's events as they come (FanOut):
+  // those not yet handed, in order. Only the leader's thread hands them.
+  struct LiveWaiter {
+    StreamHandler on_chunk;
+    std::vector<Event> queue;  // under flights_mu_
+    size_t handed = 0;         // the leader's thread's
+    bool gone = false;         // its handler said stop (the leader's thread's)
+  };
   struct Waiter {
     PreparedRequest request;  // to try again if the flight ends without one
     StreamHandler on_chunk;   // null: not streaming
     Callback done;
+    std::shared_ptr<LiveWaiter> live;  // null: the answer comes at the end
   };
   struct Flight {
     std::vector<Waiter> waiters;
     // The leader's: its errors go only to waiters with the same key.
     std::string api_key;
+    // The leader's stream so far, for streaming waiters that join it while
+    // it runs, as long as it is under kMaxKeptEventBytes (`kept`: every
+    // event is here); later ones get the answer when it ends.
+    std::vector<Event> events;
+    size_t event_bytes = 0;
+    bool kept = true;
   };
+  static constexpr size_t kMaxKeptEventBytes = 8u << 20;
   // A flight leader on its way through the shared tier.
   struct SharedStep {
     PreparedRequest request;
@@ -140,6 +157,11 @@ class CachedClientImpl final : public CachedClient {
              const std::string& resolved_model, uint8_t flags,
              uint64_t flush_count, std::string* why = nullptr);
   bool HasWaiters(const Digest& digest);
+  // cached_flight.cc. The leader's event `data`: kept for streaming waiters
+  // that join later and handed to the live ones. On the leader's thread.
+  void FanOut(const Digest& digest, std::string_view data);
+  // Hands `live` its queued events; on the leader's thread.
+  void HandQueued(LiveWaiter& live);
   // cached_flight.cc. `stream_cut`: the leader's stream failed after its
   // first event.
   void FinishFlight(const Digest& digest, const Result<CachedResponse>* out,

@@ -1,7 +1,9 @@
 // CachedClient's single flight: identical requests in flight at once wait
 // for the first (the leader) and are handed its answer, or start over when
 // it has none for them (cached_client_impl.h; JoinOrLead in
-// cached_client.cc starts flights).
+// cached_client.cc starts flights). A streaming waiter of a streaming leader
+// is handed the leader's events as they come (FanOut), those before it
+// joined first.
 
 #include <algorithm>
 #include <boost/asio/post.hpp>
@@ -34,6 +36,48 @@ bool CachedClientImpl::HasWaiters(const Digest& digest) {
   std::lock_guard<std::mutex> lock(flights_mu_);
   auto it = flights_.find(digest);
   return it != flights_.end() && !it->second->waiters.empty();
+}
+
+void CachedClientImpl::FanOut(const Digest& digest, std::string_view data) {
+  std::vector<std::shared_ptr<LiveWaiter>> live;
+  {
+    std::lock_guard<std::mutex> lock(flights_mu_);
+    auto it = flights_.find(digest);
+    if (it == flights_.end()) return;
+    Flight& f = *it->second;
+    Event event;
+    if (f.kept && f.event_bytes + data.size() > kMaxKeptEventBytes) {
+      f.kept = false;  // joiners from now on get the answer at the end
+      f.events = {};
+    } else if (f.kept) {
+      event = std::make_shared<const std::string>(data);
+      f.events.push_back(event);
+      f.event_bytes += data.size();
+    }
+    for (Waiter& w : f.waiters) {
+      if (w.live == nullptr || w.live->gone) continue;
+      if (!event) event = std::make_shared<const std::string>(data);
+      w.live->queue.push_back(event);
+      live.push_back(w.live);
+    }
+  }
+  for (const std::shared_ptr<LiveWaiter>& w : live) HandQueued(*w);
+}
+
+void CachedClientImpl::HandQueued(LiveWaiter& live) {
+  std::vector<Event> queue;
+  {
+    std::lock_guard<std::mutex> lock(flights_mu_);
+    queue.swap(live.queue);
+  }
+  for (const Event& e : queue) {
+    if (live.gone) break;
+    if (live.on_chunk(*e)) {
+      ++live.handed;
+    } else {
+      live.gone = true;
+    }
+  }
 }
 
 // Ends a flight: removes it, then hands the leader's outcome to every
@@ -69,6 +113,21 @@ void CachedClientImpl::FinishFlight(const Digest& digest,
   const bool about_key =
       status == 401 || status == 402 || status == 403 || status == 429;
   for (Waiter& w : flight->waiters) {
+    // A waiter that was handed the leader's events as they came ends as
+    // the leader's stream did: whole, cut, or failed.
+    if (w.live != nullptr) HandQueued(*w.live);
+    if (w.live != nullptr && w.live->handed > 0) {
+      if (w.live->gone) {
+        w.done(CancelledError("stream cancelled by the caller"));
+      } else if (!out->ok()) {
+        w.done(out->status());
+      } else {
+        CachedResponse copy = **out;
+        copy.joined_flight = true;
+        w.done(std::move(copy));
+      }
+      continue;
+    }
     if (cancelled || partial ||
         (about_key && w.request.request().api_key != flight->api_key)) {
       auto self =

@@ -15,9 +15,14 @@
 //   - Single flight: concurrent identical misses make exactly one upstream
 //     call; the others wait for its result (or its error, never cached),
 //     each in its own form: JSON for a plain request, events for a stream,
-//     whichever form the leader asked for. An answer that is not whole (a
-//     stream cut before [DONE], or failed after its first event) is never
-//     handed on: each waiter then asks upstream on its own. A 401, 402, 403
+//     whichever form the leader asked for. A streaming waiter of a
+//     streaming leader is handed the leader's events as they come (those
+//     before it joined with the leader's next event; up to 8 MiB of them are
+//     kept for joiners, a later one gets the answer replayed at the end),
+//     on the leader's thread, and then ends as the leader's call did,
+//     whole or not. Any other waiter is never handed an answer that is not
+//     whole (a stream cut before [DONE], or failed after its first event):
+//     it then asks upstream on its own. A 401, 402, 403
 //     or 429 goes only to waiters with the leader's API key (a shared
 //     scope's other tenants start a flight of their own).
 //   - Fail open: if the store fails (disk full, corrupt, locked), the request
@@ -208,7 +213,8 @@ struct CachedResponse {
   int64_t age_ms = 0;   // hits: age of the entry
   bool stored = false;  // misses: the response was stored
   // A whole answer: HTTP 200 and, for a stream, its [DONE] (hits: always).
-  // Only whole answers are handed to the waiters of a single flight.
+  // Only whole answers are handed to the waiters of a single flight, but
+  // for a stream that was handed the leader's events as they came.
   bool complete = false;
   std::string not_stored_reason;
   bool joined_flight = false;  // waited for an identical in-flight request
