@@ -721,10 +721,11 @@ TEST_F(ProxyTest, AClientGoingAwayMidStreamIsNoUpstreamError) {
 }
 
 // Reads a live stream's body from `conn` until its end (or `deadline`),
-// noting when the first bytes came and when the first data event did.
+// noting when the first bytes came, when the first data event did and when
+// the body ended.
 struct StreamRead {
   std::string body;
-  std::chrono::milliseconds first_bytes{-1}, first_data{-1};
+  std::chrono::milliseconds first_bytes{-1}, first_data{-1}, end{-1};
 };
 StreamRead ReadStream(HttpConnection& conn,
                       std::chrono::steady_clock::time_point start) {
@@ -743,7 +744,21 @@ StreamRead ReadStream(HttpConnection& conn,
       out.first_data = since();
     }
   }
+  out.end = since();
   return out;
+}
+
+// Posts stream request `body` on a connection of its own and reads the
+// stream; an empty StreamRead unless the answer is a 200.
+StreamRead PostStream(uint16_t port, const std::string& body) {
+  HttpConnection conn(port);
+  const auto start = std::chrono::steady_clock::now();
+  if (!conn.Write("POST", "/v1/chat/completions", body,
+                  {{"Authorization", "Bearer k"}}) ||
+      conn.ReadHead().status != 200) {
+    return {};
+  }
+  return ReadStream(conn, start);
 }
 
 // A stream waiting for its first event gets its head and SSE comments every
@@ -799,21 +814,9 @@ TEST_F(ProxyTest, AnErrorAfterTheKeptAliveHeadIsAnErrorEvent) {
   // Two identical streams at once: the second waits for the first's answer.
   const std::string slow = Body("fake/delay-800", true, "Shared?");
   std::array<std::string, 2> bodies;
-  std::array<std::chrono::milliseconds, 2> first_bytes{};
   std::vector<std::thread> clients;
   for (int i = 0; i < 2; ++i) {
-    clients.emplace_back([&, i] {
-      HttpConnection conn(port_);
-      const auto start = std::chrono::steady_clock::now();
-      if (!conn.Write("POST", "/v1/chat/completions", slow,
-                      {{"Authorization", "Bearer k"}}) ||
-          conn.ReadHead().status != 200) {
-        return;
-      }
-      const StreamRead got = ReadStream(conn, start);
-      bodies[i] = got.body;
-      first_bytes[i] = got.first_bytes;
-    });
+    clients.emplace_back([&, i] { bodies[i] = PostStream(port_, slow).body; });
     // The second starts once the first's call is under way (it joins it).
     if (i == 0) {
       EXPECT_TRUE(WaitFor([&] { return fake_->completions() == 3; }));
@@ -835,28 +838,10 @@ TEST_F(ProxyTest, AnErrorAfterTheKeptAliveHeadIsAnErrorEvent) {
 // answer when the leader's stream ends; one upstream call for both.
 TEST_F(ProxyTest, AStreamThatJoinsAnotherGetsItsEventsAsTheyCome) {
   const std::string body = Body("fake/slow-120", true, "Live?");
-  struct Got {
-    std::string body;
-    std::chrono::milliseconds first_data{-1};
-    std::chrono::milliseconds end{-1};
-  };
-  std::array<Got, 2> got;
+  std::array<StreamRead, 2> got;
   std::vector<std::thread> clients;
   for (int i = 0; i < 2; ++i) {
-    clients.emplace_back([&, i] {
-      HttpConnection conn(port_);
-      const auto start = std::chrono::steady_clock::now();
-      if (!conn.Write("POST", "/v1/chat/completions", body,
-                      {{"Authorization", "Bearer k"}}) ||
-          conn.ReadHead().status != 200) {
-        return;
-      }
-      const StreamRead r = ReadStream(conn, start);
-      got[i].body = r.body;
-      got[i].first_data = r.first_data;
-      got[i].end = std::chrono::duration_cast<std::chrono::milliseconds>(
-          std::chrono::steady_clock::now() - start);
-    });
+    clients.emplace_back([&, i] { got[i] = PostStream(port_, body); });
     if (i == 0) {  // the second starts once the first streams
       EXPECT_TRUE(WaitFor([&] { return fake_->completions() == 1; }));
       std::this_thread::sleep_for(300ms);
