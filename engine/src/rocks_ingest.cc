@@ -478,9 +478,14 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
   struct Record {
     std::string_view key;  // the item's digest, or in the arena
     const Item* item;
-    size_t model;           // index in batch.models
-    bool stored = false;    // byte for byte the stored version: not written
-    bool had_prev = false;  // a stored version that decodes
+    size_t model;  // index in batch.models
+    // The key's first line in the batch (`item` unless it repeats): what an
+    // Insert of each line in turn compares with the stored version first.
+    const Item* first;
+    bool stored = false;        // byte for byte the stored version: not written
+    bool first_stored = false;  // so is `first` (the same as `stored` if
+                                // first == item)
+    bool had_prev = false;      // a stored version that decodes
     int64_t prev_created = 0;
     size_t prev_size = 0;
   };
@@ -522,8 +527,12 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
                 return cmp != 0 ? cmp < 0 : a.index < b.index;
               });
     t.records.reserve(t.records.size() + order.size());
+    const Item* first = nullptr;  // of the current key's run
     for (size_t i = 0; i < order.size(); ++i) {
       const Item& item = mi.items[order[i].index];
+      if (i == 0 || mi.items[order[i - 1].index].digest != item.digest) {
+        first = &item;
+      }
       if (i + 1 < order.size() &&
           mi.items[order[i + 1].index].digest == item.digest) {
         // Replaced by the key's next line, as an Insert of that line would
@@ -540,7 +549,7 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
         key =
             batch.arena.Copy(c.EntryKey(*t.family, mi.base_model, item.digest));
       }
-      t.records.push_back(Record{key, &item, m});
+      t.records.push_back(Record{key, &item, m, first});
     }
   }
 
@@ -627,6 +636,11 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
           // versions would each be counted out when they expire).
           r.stored =
               r.had_prev && SameStoredEntry(ToView(values[i]), r.item->value);
+          r.first_stored =
+              r.first == r.item
+                  ? r.stored
+                  : r.had_prev &&
+                        SameStoredEntry(ToView(values[i]), r.first->value);
           if (r.had_prev && !r.stored &&
               CountOutClaims::Claims(prev_expires, now_ms)) {
             claims.Claim(CountOutClaims::Key(t.family->handle->GetID(), r.key,
@@ -640,15 +654,15 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
     }
     for (size_t i = 0; i < kMultiGetChunk; ++i) values[i].Reset();
     for (const Record& r : t.records) {
-      if (r.stored) {
-        ++written->replaced;
-        ++written->unchanged;
-        continue;
-      }
-      // As Insert counts: a value that does not decode is not an entry.
+      // As Insert of the key's first line counts (its later lines were
+      // counted against the line before); a value that does not decode is
+      // not an entry.
       if (r.had_prev) {
         ++written->replaced;
-      } else {
+        if (r.first_stored) ++written->unchanged;
+      }
+      if (r.stored) continue;  // nothing to write
+      if (!r.had_prev) {
         ++entry_delta[r.model];
       }
       byte_delta[r.model] += static_cast<int64_t>(r.item->value.size()) -

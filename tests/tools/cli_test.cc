@@ -1065,6 +1065,45 @@ TEST_F(CliTest, ImportPerEntryStoresWhatTheBulkPathStores) {
     EXPECT_EQ(o["replaced"].to_number<uint64_t>(), 0u) << per_entry;
     EXPECT_EQ(o["unchanged"].to_number<uint64_t>(), 6u) << per_entry;
   }
+  // Two different lines of each key, into a database that holds the first
+  // or the second: each line counts as an Insert of it in turn would (the
+  // first against the stored version, the next against the first).
+  std::string changed;  // every answer's content changed
+  for (std::string_view rest = exported; !rest.empty();) {
+    const size_t eol = rest.find('\n');
+    json::object line = ParseObject(std::string(rest.substr(0, eol)));
+    rest.remove_prefix(eol == std::string_view::npos ? rest.size() : eol + 1);
+    json::value& response = line["response"];
+    json::value body = response.is_string() ? json::parse(response.as_string())
+                                            : json::value(response);
+    json::value& content =
+        body.at("choices").at(0).at("message").as_object()["content"];
+    content = std::string(content.as_string()) + " (again)";
+    response = response.is_string() ? json::value(json::serialize(body)) : body;
+    changed += json::serialize(line) + "\n";
+  }
+  struct Case {
+    std::string stored, file;
+    uint64_t replaced, unchanged;
+  };
+  int n = 0;
+  for (const Case& c : {Case{exported, exported + changed, 6, 6},
+                        Case{exported, changed + exported, 12, 0},
+                        Case{changed, exported + changed, 12, 0}}) {
+    for (bool per_entry : {false, true}) {
+      const std::string db = dir_.path() + "/mixed-" + std::to_string(n++);
+      ASSERT_EQ(Llmcache({"import", "--db", db}, c.stored).exit_code, 0);
+      std::vector<std::string> args = {"import", "--db", db, "--json"};
+      if (per_entry) args.push_back("--per-entry");
+      ProcessResult r = Llmcache(args, c.file);
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+      json::object o = ParseObject(r.out);
+      EXPECT_EQ(o["replaced"].to_number<uint64_t>(), c.replaced)
+          << per_entry << " " << r.out;
+      EXPECT_EQ(o["unchanged"].to_number<uint64_t>(), c.unchanged)
+          << per_entry << " " << r.out;
+    }
+  }
 }
 
 TEST_F(CliTest, ImportRefusesADirectoryBeforeCreatingTheDatabase) {
