@@ -1132,6 +1132,35 @@ TEST_F(CachedClientFlightTest,
   EXPECT_EQ(scripted_->sends(), 1u);
 }
 
+// A stream that joined after the leader's last event has been handed
+// nothing when the leader's stream breaks: it is not handed the partial
+// answer then, but asks upstream on its own, as a plain waiter does.
+TEST_F(CachedClientFlightTest,
+       AStreamJoiningAfterTheLastEventOfABrokenStreamAsksOnItsOwn) {
+  Collected lead_events;
+  auto leader = Start(/*stream=*/true, lead_events.Handler());
+  ASSERT_TRUE(llmcache::testing::WaitFor([&] { return scripted_->sends(); }));
+  ASSERT_TRUE(scripted_->Chunk(
+      0, R"({"id":"gen-1","object":"chat.completion.chunk","created":1,)"
+         R"("model":"openai/gpt-4o-mini","choices":[{"index":0,"delta":)"
+         R"({"role":"assistant","content":"Fou"},"finish_reason":null}]})"));
+  Collected events;
+  auto waiter = Start(/*stream=*/true, events.Handler());
+  ASSERT_TRUE(llmcache::testing::WaitFor(
+      [&] { return flights_->stats().flight_joins == 1; }));
+  scripted_->Fail(0, UnavailableError("connection lost mid-body"),
+                  /*after_an_event=*/false);
+  EXPECT_EQ(leader.get().status().code(), StatusCode::kUnavailable);
+  ASSERT_TRUE(llmcache::testing::WaitFor([&] {
+    return scripted_->sends() == 2;
+  })) << "the waiter did not ask upstream itself";
+  scripted_->Release(1, "Four, of course.");
+  auto w = waiter.get();
+  ASSERT_OK(w);
+  EXPECT_TRUE(w->complete);
+  EXPECT_EQ(events.Content(), "Four, of course.");
+}
+
 // The leader's events are kept for later joiners up to kMaxKeptEventBytes:
 // a stream that joins after more came gets the answer when the leader's
 // stream ends, replayed as events, as before; one that had joined earlier

@@ -114,9 +114,11 @@ void CachedClientImpl::FinishFlight(const Digest& digest,
       status == 401 || status == 402 || status == 403 || status == 429;
   for (Waiter& w : flight->waiters) {
     // A waiter that was handed the leader's events as they came ends as
-    // the leader's stream did: whole, cut, or failed.
-    if (w.live != nullptr) HandQueued(*w.live);
+    // the leader's stream did: whole, cut, or failed. One still waiting for
+    // its first hand-over (it joined after the leader's last event) is
+    // handed nothing more: it is answered as the other waiters are.
     if (w.live != nullptr && w.live->handed > 0) {
+      HandQueued(*w.live);
       if (w.live->gone) {
         w.done(CancelledError("stream cancelled by the caller"));
       } else if (!out->ok()) {
