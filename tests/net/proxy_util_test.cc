@@ -423,6 +423,41 @@ TEST(ProxyUtilResponseHeadTest, UntilCloseHasNoFramingHeader) {
             "\r\n");
 }
 
+// Anthropic's SDKs raise by status, but callers read error.type: each
+// status gets the type Anthropic's API reference gives it.
+TEST(ProxyUtilAnthropicErrorTest, TypeOfEachStatus) {
+  for (const auto& [status, type] : std::vector<std::pair<int, std::string>>{
+           {400, "invalid_request_error"},
+           {401, "authentication_error"},
+           {402, "billing_error"},
+           {403, "permission_error"},
+           {404, "not_found_error"},
+           {405, "invalid_request_error"},
+           {408, "timeout_error"},
+           {409, "invalid_request_error"},
+           {413, "request_too_large"},
+           {422, "invalid_request_error"},
+           {429, "rate_limit_error"},
+           {500, "api_error"},
+           {502, "api_error"},
+           {503, "overloaded_error"},
+           {504, "timeout_error"},
+           {524, "timeout_error"},
+           {529, "overloaded_error"}}) {
+    const json::value v = json::parse(AnthropicErrorJson(status, "m"));
+    EXPECT_EQ(v.at("type").as_string(), "error") << status;
+    EXPECT_EQ(v.at("error").at("type").as_string(), type) << status;
+    EXPECT_EQ(v.at("error").at("message").as_string(), "m") << status;
+  }
+  // An OpenRouter-shaped 402 becomes Anthropic's billing error.
+  const std::optional<std::string> up = AnthropicErrorFromUpstream(
+      402, R"({"error":{"code":402,"message":"Insufficient credits"}})");
+  ASSERT_TRUE(up.has_value());
+  const json::value v = json::parse(*up);
+  EXPECT_EQ(v.at("error").at("type").as_string(), "billing_error");
+  EXPECT_EQ(v.at("error").at("message").as_string(), "Insufficient credits");
+}
+
 TEST(ProxyUtilResponseHeadTest, NoContentTypeZeroLengthAndUnknownStatus) {
   std::string out;
   AppendResponseHead(&out, 299, "", 0, true, "");

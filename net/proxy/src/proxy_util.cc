@@ -182,17 +182,16 @@ std::string ErrorJson(int status, std::string_view type,
 }
 
 std::string AnthropicErrorJson(int status, std::string_view message) {
-  std::string_view type = "api_error";
+  // Anthropic's error types by status (its API reference, "Errors"); any
+  // other 4xx is the request's fault, any other status the API's.
+  std::string_view type =
+      status >= 400 && status < 500 ? "invalid_request_error" : "api_error";
   switch (status) {
-    case 400:
-    case 405:
-    case 411:
-    case 422:
-    case 431:
-      type = "invalid_request_error";
-      break;
     case 401:
       type = "authentication_error";
+      break;
+    case 402:
+      type = "billing_error";
       break;
     case 403:
       type = "permission_error";
@@ -206,7 +205,9 @@ std::string AnthropicErrorJson(int status, std::string_view message) {
     case 429:
       type = "rate_limit_error";
       break;
+    case 408:  // the upstream (OpenRouter) timed the request out
     case 504:
+    case 524:  // a timeout at OpenRouter's edge
       type = "timeout_error";
       break;
     case 503:

@@ -65,9 +65,10 @@ std::string ErrorJson(int status, std::string_view type,
 
 // Anthropic's error shape, for the Messages route:
 // {"type":"error","error":{"type":T,"message":...}}, T from the status
-// (invalid_request_error, authentication_error, permission_error,
-// not_found_error, request_too_large, rate_limit_error, timeout_error,
-// overloaded_error, else api_error).
+// (401 authentication_error, 402 billing_error, 403 permission_error, 404
+// not_found_error, 413 request_too_large, 429 rate_limit_error, 408/504/524
+// timeout_error, 503/529 overloaded_error, any other 4xx
+// invalid_request_error, else api_error).
 std::string AnthropicErrorJson(int status, std::string_view message);
 
 // An upstream error answer on the Messages route in OpenRouter's own shape
