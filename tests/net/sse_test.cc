@@ -700,6 +700,51 @@ TEST(ReplayAsSseTest, ContentIsSplitIntoPiecesOfAtMostPieceBytes) {
   EXPECT_THAT((*chunks)[5], HasSubstr(R"("finish_reason":"stop")"));
 }
 
+// A long text goes in at most 256 pieces (each chunk repeats the
+// response's members, so 64-byte pieces of a 10 MiB answer would be 163,840
+// chunks), and the pieces still spell it; so do a long tool call's
+// arguments, and the answer accumulates back whole.
+TEST(ReplayAsSseTest, ALongTextGoesInAtMost256Pieces) {
+  std::string content;
+  for (size_t i = 0; content.size() < 1000000; ++i) {
+    content += "word" + std::to_string(i) + " \u00e9\u65e5 ";  // multibyte
+  }
+  const std::string arguments(300000, 'x');
+  const std::string body =
+      R"({"id":"g","model":"m","created":1,"choices":[{"index":0,)"
+      R"("message":{"role":"assistant","content":")" +
+      content +
+      R"(","tool_calls":[{"id":"c","type":"function","function":)"
+      R"({"name":"f","arguments":")" +
+      arguments +
+      R"("}}]},"finish_reason":"stop"}],"usage":{)"
+      R"("prompt_tokens":1,"completion_tokens":2,"total_tokens":3}})";
+  Result<ParsedCompletion> stored = ParseCompletion(body);
+  ASSERT_OK(stored);
+  Result<std::vector<std::string>> chunks = ReplayAsSse(body, 64);
+  ASSERT_OK(chunks);
+  size_t content_pieces = 0, argument_pieces = 0, bytes = 0;
+  for (const std::string& c : *chunks) {
+    bytes += c.size();
+    EXPECT_TRUE(IsValidUtf8(c));
+    if (c.find(R"("delta":{"content":")") != std::string::npos) {
+      ++content_pieces;
+    }
+    if (c.find(R"("function":{"arguments":")") != std::string::npos) {
+      ++argument_pieces;
+    }
+  }
+  EXPECT_GE(content_pieces, 250u);
+  EXPECT_LE(content_pieces, 256u);
+  EXPECT_EQ(argument_pieces, 256u);
+  // Not much more than the answer itself (~1.3 MB of text and arguments).
+  EXPECT_LT(bytes, 1500000u);
+  StreamAccumulator acc;
+  ASSERT_OK(Accumulate(Join(*chunks), &acc));
+  EXPECT_TRUE(acc.done());
+  ExpectSameResponse(acc.Result(), *stored);
+}
+
 TEST(ReplayAsSseTest, StreamedMissAndItsReplayGiveTheSameResponse) {
   // A streamed miss is stored as ToCompletionJson and replayed on a hit.
   StreamAccumulator miss;

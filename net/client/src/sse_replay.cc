@@ -99,6 +99,13 @@ bool HasOwnChunks(std::string_view key) {
          key == "tool_calls";
 }
 
+// A text field is replayed in at most this many pieces: past
+// kMaxPiecesPerText * piece_bytes the pieces grow with the text. Each chunk
+// repeats the response's top-level members (~200 bytes), so a 10 MiB answer
+// in 64-byte pieces would be 163,840 chunks and ~45 MB to hold and send;
+// in 256 pieces it is ~10 MB.
+constexpr size_t kMaxPiecesPerText = 256;
+
 // Replays one stored choice (docs/openrouter.md#stream-handling).
 class ChoiceReplay {
  public:
@@ -114,6 +121,13 @@ class ChoiceReplay {
     if (const json::object* lp = ObjectMember(choice, "logprobs")) {
       logprobs_ = lp;
     }
+  }
+
+  // The piece size for a text of `bytes`: piece_bytes, or larger so that
+  // the text goes in at most kMaxPiecesPerText pieces.
+  size_t PieceBytesFor(size_t bytes) const {
+    return std::max(piece_bytes_,
+                    (bytes + kMaxPiecesPerText - 1) / kMaxPiecesPerText);
   }
 
   void Run() {
@@ -235,11 +249,12 @@ class ChoiceReplay {
     const std::string_view text = content->get_string();
     if (const json::array* tokens = LogprobsArray("content");
         tokens != nullptr && TokensSpell(*tokens, text)) {
+      const size_t piece_bytes = PieceBytesFor(text.size());
       json::array group;
       std::string piece;
       for (const json::value& t : *tokens) {
         const std::string_view token = t.get_object().at("token").get_string();
-        if (!group.empty() && piece.size() + token.size() > piece_bytes_) {
+        if (!group.empty() && piece.size() + token.size() > piece_bytes) {
           ContentPiece(piece, std::move(group));
           group = json::array();
           piece.clear();
@@ -251,7 +266,7 @@ class ChoiceReplay {
       return;
     }
     bool first = true;
-    for (std::string_view piece : SplitUtf8(text, piece_bytes_)) {
+    for (std::string_view piece : SplitUtf8(text, PieceBytesFor(text.size()))) {
       json::object delta;
       delta["content"] = piece;
       writer_->Choice(
@@ -347,7 +362,8 @@ class ChoiceReplay {
       }
       head["index"] = index;  // the position, whatever was stored
       ToolCallDelta(std::move(head));
-      for (std::string_view piece : SplitUtf8(arguments, piece_bytes_)) {
+      for (std::string_view piece :
+           SplitUtf8(arguments, PieceBytesFor(arguments.size()))) {
         json::object piece_fn;
         piece_fn["arguments"] = piece;
         json::object fragment;
