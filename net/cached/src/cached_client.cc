@@ -295,6 +295,8 @@ void CachedClientImpl::JoinOrLead(PreparedRequest p, StreamHandler on_chunk,
                                   Callback done, bool rejoin) {
   const Digest digest = p.key().digest;
   bool leads = !p.request().no_store;
+  bool joined = false;
+  std::shared_ptr<LiveWaiter> catch_up;  // the events so far, to hand now
   {
     std::lock_guard<std::mutex> lock(flights_mu_);
     auto it = flights_.find(digest);
@@ -309,17 +311,31 @@ void CachedClientImpl::JoinOrLead(PreparedRequest p, StreamHandler on_chunk,
         live = std::make_shared<LiveWaiter>();
         live->on_chunk = on_chunk;
         live->queue = f.events;
+        if (!live->queue.empty()) catch_up = live;
       }
       f.waiters.push_back(Waiter{std::move(p), std::move(on_chunk),
                                  std::move(done), std::move(live)});
-      return;
+      joined = true;
+    } else {
+      leads = leads && it == flights_.end();
+      if (leads) {
+        auto flight = std::make_shared<Flight>();
+        flight->api_key = p.request().api_key;
+        flights_.emplace(digest, std::move(flight));
+      }
     }
-    leads = leads && it == flights_.end();
-    if (leads) {
-      auto flight = std::make_shared<Flight>();
-      flight->api_key = p.request().api_key;
-      flights_.emplace(digest, std::move(flight));
+  }
+  if (joined) {
+    if (catch_up) {
+      // Handed now, not with the leader's next event (a reasoning model
+      // may pause for long between two), on the client's executor, where
+      // the leader's events are handed too.
+      auto self =
+          std::static_pointer_cast<CachedClientImpl>(shared_from_this());
+      boost::asio::post(client_->executor(),
+                        [self, catch_up] { self->HandQueued(*catch_up); });
     }
+    return;
   }
   // From here the flight must end whatever happens, or every identical
   // request after it would wait for ever.

@@ -61,13 +61,18 @@ class CachedClientImpl final : public CachedClient {
 
  private:
   using Event = std::shared_ptr<const std::string>;
-  // A streaming waiter handed the leader's events as they come (FanOut):
-  // those not yet handed, in order. Only the leader's thread hands them.
+  // A streaming waiter handed the leader's events as they come (FanOut),
+  // those before it joined at once (a catch-up posted when it joins). One
+  // thread at a time hands its queue, in order (HandQueued: `draining`).
   struct LiveWaiter {
     StreamHandler on_chunk;
-    std::vector<Event> queue;  // under flights_mu_
-    size_t handed = 0;         // the leader's thread's
-    bool gone = false;         // its handler said stop (the leader's thread's)
+    // Under flights_mu_:
+    std::vector<Event> queue;       // not yet handed
+    bool draining = false;          // a thread is handing the queue
+    bool started = false;           // some of it was taken to be handed
+    bool ended = false;             // the flight ended
+    std::function<void()> then;     // the end, once the queue is handed
+    std::atomic<bool> gone{false};  // its handler said stop
   };
   struct Waiter {
     PreparedRequest request;  // to try again if the flight ends without one
@@ -160,7 +165,8 @@ class CachedClientImpl final : public CachedClient {
   // cached_flight.cc. The leader's event `data`: kept for streaming waiters
   // that join later and handed to the live ones. On the leader's thread.
   void FanOut(const Digest& digest, std::string_view data);
-  // Hands `live` its queued events; on the leader's thread.
+  // Hands `live` its queued events, then its end once set; from any
+  // thread (one that finds another handing them leaves them to it).
   void HandQueued(LiveWaiter& live);
   // cached_flight.cc. `stream_cut`: the leader's stream failed after its
   // first event.

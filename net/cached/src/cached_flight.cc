@@ -3,7 +3,7 @@
 // it has none for them (cached_client_impl.h; JoinOrLead in
 // cached_client.cc starts flights). A streaming waiter of a streaming leader
 // is handed the leader's events as they come (FanOut), those before it
-// joined first.
+// joined at once.
 
 #include <algorithm>
 #include <boost/asio/post.hpp>
@@ -65,19 +65,33 @@ void CachedClientImpl::FanOut(const Digest& digest, std::string_view data) {
 }
 
 void CachedClientImpl::HandQueued(LiveWaiter& live) {
-  std::vector<Event> queue;
   {
     std::lock_guard<std::mutex> lock(flights_mu_);
-    queue.swap(live.queue);
+    if (live.draining) return;  // that thread hands these too, in order
+    live.draining = true;
   }
-  for (const Event& e : queue) {
-    if (live.gone) break;
-    if (live.on_chunk(*e)) {
-      ++live.handed;
-    } else {
-      live.gone = true;
+  std::vector<Event> queue;
+  std::function<void()> then;
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(flights_mu_);
+      // A flight that ended before any of its events was taken for this
+      // waiter answers it as a plain waiter (FinishFlight): nothing more.
+      if (live.queue.empty() || (live.ended && !live.started)) {
+        live.draining = false;
+        then = std::move(live.then);
+        break;
+      }
+      live.started = true;
+      queue.clear();
+      queue.swap(live.queue);
+    }
+    for (const Event& e : queue) {
+      if (live.gone) break;
+      if (!live.on_chunk(*e)) live.gone = true;
     }
   }
+  if (then) then();
 }
 
 // Ends a flight: removes it, then hands the leader's outcome to every
@@ -113,22 +127,37 @@ void CachedClientImpl::FinishFlight(const Digest& digest,
   const bool about_key =
       status == 401 || status == 402 || status == 403 || status == 429;
   for (Waiter& w : flight->waiters) {
-    // A waiter that was handed the leader's events as they came ends as
-    // the leader's stream did: whole, cut, or failed. One still waiting for
-    // its first hand-over (it joined after the leader's last event) is
-    // handed nothing more: it is answered as the other waiters are.
-    if (w.live != nullptr && w.live->handed > 0) {
-      HandQueued(*w.live);
-      if (w.live->gone) {
-        w.done(CancelledError("stream cancelled by the caller"));
-      } else if (!out->ok()) {
-        w.done(out->status());
-      } else {
-        CachedResponse copy = **out;
-        copy.joined_flight = true;
-        w.done(std::move(copy));
+    // A waiter that was handed the leader's events (some taken to be
+    // handed) ends as the leader's stream did, whole, cut or failed, once
+    // the rest are handed (by whichever thread hands them). One not yet
+    // handed any (its catch-up still queued) is handed nothing more: it is
+    // answered as the other waiters are.
+    if (w.live != nullptr) {
+      const std::shared_ptr<LiveWaiter> live = w.live;
+      bool ends_live = false;
+      {
+        std::lock_guard<std::mutex> lock(flights_mu_);
+        live->ended = true;
+        ends_live = live->started;
+        if (ends_live) {
+          LiveWaiter* l = live.get();  // alive while HandQueued runs `then`
+          live->then = [l, done = std::move(w.done),
+                        result = Result<CachedResponse>(*out)]() mutable {
+            if (l->gone) {
+              done(CancelledError("stream cancelled by the caller"));
+            } else if (!result.ok()) {
+              done(result.status());
+            } else {
+              result->joined_flight = true;
+              done(std::move(*result));
+            }
+          };
+        }
       }
-      continue;
+      if (ends_live) {
+        HandQueued(*live);
+        continue;
+      }
     }
     if (cancelled || partial ||
         (about_key && w.request.request().api_key != flight->api_key)) {
