@@ -668,6 +668,20 @@ TEST_F(ProxyTest, CutStreamIsNotCleanlyEndedNorCached) {
     SseContent(r.body, &done);
     EXPECT_FALSE(done);
   }
+  // The access log says why the stream ended so (its status was 200).
+  auto cut_logged = [&] {
+    for (const std::string& line : Logs()) {
+      if (line.find(" 200 MISS ") != std::string::npos &&
+          (line.find("(stream cut upstream before its end)") !=
+               std::string::npos ||
+           line.find("(stream broken: ") != std::string::npos)) {
+        return true;
+      }
+    }
+    return false;
+  };
+  EXPECT_TRUE(llmcache::testing::WaitFor(cut_logged))
+      << ::testing::PrintToString(Logs());
   const Reply again = Chat(Body("fake/cut", true));
   EXPECT_NE(again.header("x-cache"), "HIT");
   EXPECT_EQ(fake_->completions(), 2u);

@@ -426,24 +426,24 @@ TEST(ProxyUtilResponseHeadTest, UntilCloseHasNoFramingHeader) {
 // Anthropic's SDKs raise by status, but callers read error.type: each
 // status gets the type Anthropic's API reference gives it.
 TEST(ProxyUtilAnthropicErrorTest, TypeOfEachStatus) {
-  for (const auto& [status, type] : std::vector<std::pair<int, std::string>>{
-           {400, "invalid_request_error"},
-           {401, "authentication_error"},
-           {402, "billing_error"},
-           {403, "permission_error"},
-           {404, "not_found_error"},
-           {405, "invalid_request_error"},
-           {408, "timeout_error"},
-           {409, "invalid_request_error"},
-           {413, "request_too_large"},
-           {422, "invalid_request_error"},
-           {429, "rate_limit_error"},
-           {500, "api_error"},
-           {502, "api_error"},
-           {503, "overloaded_error"},
-           {504, "timeout_error"},
-           {524, "timeout_error"},
-           {529, "overloaded_error"}}) {
+  for (const auto& [status, type] :
+       std::vector<std::pair<int, std::string>>{{400, "invalid_request_error"},
+                                                {401, "authentication_error"},
+                                                {402, "billing_error"},
+                                                {403, "permission_error"},
+                                                {404, "not_found_error"},
+                                                {405, "invalid_request_error"},
+                                                {408, "timeout_error"},
+                                                {409, "invalid_request_error"},
+                                                {413, "request_too_large"},
+                                                {422, "invalid_request_error"},
+                                                {429, "rate_limit_error"},
+                                                {500, "api_error"},
+                                                {502, "api_error"},
+                                                {503, "overloaded_error"},
+                                                {504, "timeout_error"},
+                                                {524, "timeout_error"},
+                                                {529, "overloaded_error"}}) {
     const json::value v = json::parse(AnthropicErrorJson(status, "m"));
     EXPECT_EQ(v.at("type").as_string(), "error") << status;
     EXPECT_EQ(v.at("error").at("type").as_string(), type) << status;
@@ -456,6 +456,18 @@ TEST(ProxyUtilAnthropicErrorTest, TypeOfEachStatus) {
   const json::value v = json::parse(*up);
   EXPECT_EQ(v.at("error").at("type").as_string(), "billing_error");
   EXPECT_EQ(v.at("error").at("message").as_string(), "Insufficient credits");
+}
+
+TEST(ProxyUtilStreamBrokenNoteTest, SaysWhyInPrintableAscii) {
+  CachedResponse whole_but_cut;
+  whole_but_cut.status = 200;
+  EXPECT_EQ(StreamBrokenNote(whole_but_cut),
+            "stream cut upstream before its end");
+  EXPECT_EQ(StreamBrokenNote(UnavailableError("connection lost mid-body")),
+            "stream broken: connection lost mid-body");
+  const std::string odd = "a\nb\x01" + std::string(300, 'c');
+  const std::string note = StreamBrokenNote(DeadlineExceededError(odd));
+  EXPECT_EQ(note, "stream broken: a?b?" + std::string(156, 'c'));
 }
 
 TEST(ProxyUtilResponseHeadTest, NoContentTypeZeroLengthAndUnknownStatus) {

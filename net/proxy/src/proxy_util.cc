@@ -419,6 +419,18 @@ std::string AccessLogLine(std::string_view method, std::string_view path,
   return line;
 }
 
+std::string StreamBrokenNote(const Result<CachedResponse>& r) {
+  if (r.ok()) return "stream cut upstream before its end";
+  std::string note = "stream broken: ";
+  const Status status = r.status();  // a copy: message() points into it
+  const std::string_view why = status.message();
+  for (size_t i = 0; i < why.size() && i < 160; ++i) {
+    const char c = why[i];
+    note += c >= 0x20 && c < 0x7F ? c : '?';
+  }
+  return note;
+}
+
 InBandAnswer AnswerEvents(Endpoint endpoint, const Result<CachedResponse>& r) {
   if (r.ok() && r->status == 200) {
     if (Result<std::vector<std::string>> events =

@@ -160,6 +160,13 @@ struct InBandAnswer {
 };
 InBandAnswer AnswerEvents(Endpoint endpoint, const Result<CachedResponse>& r);
 
+// The access log's note for a live stream that ended without its last event
+// while its client was still there: "stream cut upstream before its end"
+// (a 200 whose events stopped before [DONE]) or "stream broken: <why>" (the
+// call failed after its first event: lost, timed out), `why` cut to 160
+// bytes of printable ASCII.
+std::string StreamBrokenNote(const Result<CachedResponse>& r);
+
 // True if the peer of connected socket `fd` has closed its side (a peek
 // reads the end of the stream) or the socket failed; false while it is open,
 // with or without bytes to read. Never blocks.

@@ -599,6 +599,7 @@ class SessionImpl final : public Session,
                                  r->parsed.error.has_value()));
       req_.stream =
           clean ? StreamState::kEndedClean : StreamState::kEndedBroken;
+      if (!clean) req_.note = proxy_util::StreamBrokenNote(r);
       if (clean && req_.chunked) pending_.append(proxy_util::kLastChunk);
       if (phase_ != SessionPhase::kWriting) {
         if (!pending_.empty()) {
@@ -767,8 +768,7 @@ class SessionImpl final : public Session,
   }
 
   // Writes a complete response: the head built here and `body` (kept alive
-  // by `hold`, or owned by this session). `content_type` and `extra` are
-  // only read before this returns.
+  // by `hold`, or ours). `content_type`, `extra`: read before this returns.
   void SendWhole(int status, std::string_view content_type,
                  std::string_view extra, std::string_view body,
                  std::shared_ptr<const void> hold, bool chunked = false) {

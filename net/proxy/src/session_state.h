@@ -113,8 +113,8 @@ struct RequestState {
   std::string key_hex;  // its capacity is reused across requests
   // A completion's stored lifetime (X-Cache-TTL on a miss); -1 = unknown.
   int64_t ttl_ms = -1;
-  // For the access log: why a stream broke off on the client's side.
-  std::string_view note;
+  // For the access log: why a stream broke off (its capacity is reused).
+  std::string note;
   bool live_events = false;  // a stream's events came as they were made
 
   void Reset() {
@@ -134,7 +134,7 @@ struct RequestState {
     stream = StreamState::kNone;
     key_hex.clear();
     ttl_ms = -1;
-    note = {};
+    note.clear();
     live_events = false;
   }
   bool stream_ended() const {
