@@ -88,6 +88,8 @@ struct ServeConfig {
   std::string log_level = "info";
   double shutdown_grace_s = 10;
   double upstream_timeout_s = 120;
+  double upstream_stream_idle_s = 120;
+  double upstream_request_timeout_s = 600;
   int upstream_attempts = 4;
   double read_timeout_s = 30;
   double idle_timeout_s = 60;
@@ -307,6 +309,8 @@ int Run(CLI::App& sub, ServeConfig& c) {
   o.upstream.api_key = c.api_key;
   o.upstream.extra_ca_file = c.ca_file;
   o.upstream.headers_timeout = Ms(c.upstream_timeout_s);
+  o.upstream.stream_idle_timeout = Ms(c.upstream_stream_idle_s);
+  o.upstream.request_timeout = Ms(c.upstream_request_timeout_s);
   o.upstream.max_attempts = c.upstream_attempts;
   o.cached.mode = *mode;
   o.cached.ttl_ms = c.ttl_s * 1000;
@@ -599,6 +603,18 @@ CLI::App* AddServeCommand(CLI::App& app, std::function<int()>* run) {
   sub->add_option("--upstream-timeout", c->upstream_timeout_s,
                   "Seconds to wait for the upstream's response headers")
       ->envname("LLMCACHE_UPSTREAM_TIMEOUT")
+      ->capture_default_str()
+      ->check(kPositive);
+  sub->add_option("--upstream-stream-idle", c->upstream_stream_idle_s,
+                  "Seconds a streamed answer may go without a byte from the "
+                  "upstream before it is cut")
+      ->envname("LLMCACHE_UPSTREAM_STREAM_IDLE")
+      ->capture_default_str()
+      ->check(kPositive);
+  sub->add_option("--upstream-request-timeout", c->upstream_request_timeout_s,
+                  "Seconds one upstream attempt may take, first byte to last "
+                  "(a long stream included)")
+      ->envname("LLMCACHE_UPSTREAM_REQUEST_TIMEOUT")
       ->capture_default_str()
       ->check(kPositive);
   sub->add_option("--upstream-attempts", c->upstream_attempts,

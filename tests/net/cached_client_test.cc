@@ -1118,7 +1118,9 @@ TEST_F(CachedClientFlightTest,
   ASSERT_TRUE(llmcache::testing::WaitFor([&] { return handed() == 1; }));
   ASSERT_TRUE(scripted_->Chunk(
       0, head + R"({"content":"ree"},"finish_reason":null}]})"));
-  EXPECT_EQ(handed(), 2u);  // before the call ends
+  // Before the call ends (by the loop's thread, if it was still handing
+  // the first).
+  ASSERT_TRUE(llmcache::testing::WaitFor([&] { return handed() == 2; }));
   EXPECT_EQ(waiter.wait_for(std::chrono::milliseconds(0)),
             std::future_status::timeout);
   scripted_->Release(0, "Four, of course.");
@@ -1161,6 +1163,61 @@ TEST_F(CachedClientFlightTest,
   EXPECT_EQ(w.status().code(), StatusCode::kUnavailable);
   EXPECT_EQ(events.events, lead_events.events);
   EXPECT_EQ(scripted_->sends(), 1u);
+}
+
+// A stream that joins while the client's executor is busy has its catch-up
+// queued there, and the leader's stream breaks meanwhile. Whichever comes
+// first on the executor, the waiter gets one story, never a mix: handed the
+// catch-up, it ends as the leader did (the same events, the same error);
+// not handed it, it asks upstream on its own and gets only that whole
+// answer's events.
+TEST_F(CachedClientFlightTest,
+       AStreamJoiningAsTheLeaderBreaksEndsAsItOrAsksOnItsOwnNeverBoth) {
+  Collected lead_events;
+  auto leader = Start(/*stream=*/true, lead_events.Handler());
+  ASSERT_TRUE(llmcache::testing::WaitFor([&] { return scripted_->sends(); }));
+  ASSERT_TRUE(scripted_->Chunk(
+      0, R"({"id":"gen-1","object":"chat.completion.chunk","created":1,)"
+         R"("model":"openai/gpt-4o-mini","choices":[{"index":0,"delta":)"
+         R"({"role":"assistant","content":"Fou"},"finish_reason":null}]})"));
+  // Hold the executor (released however the test ends).
+  struct Hold {
+    std::promise<void> promise;
+    bool released = false;
+    void Release() {
+      if (!released) promise.set_value();
+      released = true;
+    }
+    ~Hold() { Release(); }
+  } hold;
+  std::atomic<bool> holding{false};
+  asio::post(loop_.ioc(), [held = hold.promise.get_future().share(), &holding] {
+    holding = true;
+    held.wait();
+  });
+  ASSERT_TRUE(llmcache::testing::WaitFor([&] { return holding.load(); }));
+  Collected events;
+  auto waiter = Start(/*stream=*/true, events.Handler());
+  EXPECT_EQ(flights_->stats().flight_joins, 1u);
+  scripted_->Fail(0, UnavailableError("connection lost mid-body"),
+                  /*after_an_event=*/false);
+  hold.Release();
+  EXPECT_EQ(leader.get().status().code(), StatusCode::kUnavailable);
+  ASSERT_TRUE(llmcache::testing::WaitFor([&] {
+    return scripted_->sends() == 2 ||
+           waiter.wait_for(std::chrono::milliseconds(0)) ==
+               std::future_status::ready;
+  }));
+  if (scripted_->sends() == 2) {  // not handed the catch-up
+    scripted_->Release(1, "Four, of course.");
+    auto w = waiter.get();
+    ASSERT_OK(w);
+    EXPECT_TRUE(w->complete);
+    EXPECT_EQ(events.Content(), "Four, of course.");
+  } else {  // handed it: ends as the leader did
+    EXPECT_EQ(waiter.get().status().code(), StatusCode::kUnavailable);
+    EXPECT_EQ(events.events, lead_events.events);
+  }
 }
 
 // The leader's events are kept for later joiners up to kMaxKeptEventBytes:

@@ -848,7 +848,7 @@ TEST_F(ProxyTest, AnErrorAfterTheKeptAliveHeadIsAnErrorEvent) {
 }
 
 // A stream identical to one under way joins it and gets its events as they
-// come (those so far at once, with the leader's next one), not the whole
+// come (those so far at once, then each with the leader's), not the whole
 // answer when the leader's stream ends; one upstream call for both.
 TEST_F(ProxyTest, AStreamThatJoinsAnotherGetsItsEventsAsTheyCome) {
   const std::string body = Body("fake/slow-120", true, "Live?");

@@ -700,11 +700,11 @@ TEST(ReplayAsSseTest, ContentIsSplitIntoPiecesOfAtMostPieceBytes) {
   EXPECT_THAT((*chunks)[5], HasSubstr(R"("finish_reason":"stop")"));
 }
 
-// A long text goes in at most 256 pieces (each chunk repeats the
+// A long text goes in about 256 pieces (each chunk repeats the
 // response's members, so 64-byte pieces of a 10 MiB answer would be 163,840
 // chunks), and the pieces still spell it; so do a long tool call's
 // arguments, and the answer accumulates back whole.
-TEST(ReplayAsSseTest, ALongTextGoesInAtMost256Pieces) {
+TEST(ReplayAsSseTest, ALongTextGoesInAbout256Pieces) {
   std::string content;
   for (size_t i = 0; content.size() < 1000000; ++i) {
     content += "word" + std::to_string(i) + " \u00e9\u65e5 ";  // multibyte
@@ -735,8 +735,8 @@ TEST(ReplayAsSseTest, ALongTextGoesInAtMost256Pieces) {
     }
   }
   EXPECT_GE(content_pieces, 250u);
-  EXPECT_LE(content_pieces, 256u);
-  EXPECT_EQ(argument_pieces, 256u);
+  EXPECT_LE(content_pieces, 260u);
+  EXPECT_EQ(argument_pieces, 256u);  // one-byte characters: exactly
   // Not much more than the answer itself (~1.3 MB of text and arguments).
   EXPECT_LT(bytes, 1500000u);
   StreamAccumulator acc;

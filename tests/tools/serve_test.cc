@@ -742,6 +742,53 @@ TEST_F(ServeTest, SigtermFinishesInFlightRequests) {
   EXPECT_EQ(Request(port, "GET", "/healthz").status, 0);
 }
 
+// --upstream-stream-idle cuts a stream whose upstream falls silent (it was
+// a fixed 120 s), and the access log says why; --upstream-request-timeout
+// ends an attempt that runs too long. Both are checked like the others.
+TEST_F(ServeTest, UpstreamStreamIdleAndRequestTimeoutsAreSettings) {
+  Process p(dir_,
+            Args({"--upstream-stream-idle", "0.4", "--upstream-request-timeout",
+                  "1.5", "--upstream-attempts", "1"}));
+  const uint16_t port = p.WaitListening();
+  ASSERT_NE(port, 0) << p.Err();
+  const HttpHeaders auth = {{"Authorization", "Bearer k"}};
+  auto stream_body = [](const std::string& model) {
+    return R"({"model":")" + model +
+           R"(","temperature":0,"stream":true,"messages":[{"role":"user",)"
+           R"("content":"hi"}]})";
+  };
+  // Events 3 s apart: cut at 0.4 s of silence (before the first event: the
+  // proxy's own 504), not after 120 s.
+  auto start = std::chrono::steady_clock::now();
+  const Reply idle = Request(port, "POST", "/v1/chat/completions",
+                             stream_body("fake/slow-3000"), auth);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2500ms);
+  EXPECT_EQ(idle.status, 504) << idle.body;
+  // Events 0.3 s apart (under the idle limit) for longer than 1.5 s: cut
+  // mid-stream by the attempt's limit, and logged as such.
+  start = std::chrono::steady_clock::now();
+  const Reply cut = Request(port, "POST", "/v1/chat/completions",
+                            stream_body("fake/slow-300"), auth);
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_GE(took, 1400ms);
+  EXPECT_LT(took, 2500ms);
+  EXPECT_EQ(cut.body.find("[DONE]"), std::string::npos) << cut.body;
+  EXPECT_TRUE(WaitFor([&] {
+    return p.Err().find(" 200 MISS ") != std::string::npos &&
+           p.Err().find("(stream broken: ") != std::string::npos;
+  })) << p.Err();
+  p.Signal(SIGTERM);
+  EXPECT_EQ(p.Wait(), 0) << p.Err();
+  for (const char* flag :
+       {"--upstream-stream-idle", "--upstream-request-timeout"}) {
+    Process bad(dir_, Args({flag, "0"}));
+    EXPECT_EQ(bad.Wait(), 2) << bad.Err();
+    EXPECT_NE(bad.Err().find(std::string(flag) + ": want a number > 0"),
+              std::string::npos)
+        << bad.Err();
+  }
+}
+
 // A second signal ends the grace period at once (the request still in
 // flight is dropped); SIGHUP stops it as SIGTERM does.
 TEST_F(ServeTest, ASecondSignalEndsTheGracePeriod) {

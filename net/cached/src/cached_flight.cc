@@ -80,6 +80,7 @@ void CachedClientImpl::HandQueued(LiveWaiter& live) {
       if (live.queue.empty() || (live.ended && !live.started)) {
         live.draining = false;
         then = std::move(live.then);
+        live.then = nullptr;
         break;
       }
       live.started = true;
@@ -88,7 +89,11 @@ void CachedClientImpl::HandQueued(LiveWaiter& live) {
     }
     for (const Event& e : queue) {
       if (live.gone) break;
-      if (!live.on_chunk(*e)) live.gone = true;
+      try {
+        if (!live.on_chunk(*e)) live.gone = true;
+      } catch (const std::exception&) {  // out of memory: as if it left
+        live.gone = true;
+      }
     }
   }
   if (then) then();
@@ -126,6 +131,9 @@ void CachedClientImpl::FinishFlight(const Digest& digest,
   const int status = out->ok() ? (*out)->status : 0;
   const bool about_key =
       status == 401 || status == 402 || status == 403 || status == 429;
+  // The outcome for waiters handed the leader's events, copied once here,
+  // not under the flights' lock.
+  std::shared_ptr<const Result<CachedResponse>> shared_out;
   for (Waiter& w : flight->waiters) {
     // A waiter that was handed the leader's events (some taken to be
     // handed) ends as the leader's stream did, whole, cut or failed, once
@@ -134,6 +142,9 @@ void CachedClientImpl::FinishFlight(const Digest& digest,
     // answered as the other waiters are.
     if (w.live != nullptr) {
       const std::shared_ptr<LiveWaiter> live = w.live;
+      if (!shared_out) {
+        shared_out = std::make_shared<const Result<CachedResponse>>(*out);
+      }
       bool ends_live = false;
       {
         std::lock_guard<std::mutex> lock(flights_mu_);
@@ -141,15 +152,15 @@ void CachedClientImpl::FinishFlight(const Digest& digest,
         ends_live = live->started;
         if (ends_live) {
           LiveWaiter* l = live.get();  // alive while HandQueued runs `then`
-          live->then = [l, done = std::move(w.done),
-                        result = Result<CachedResponse>(*out)]() mutable {
+          live->then = [l, done = std::move(w.done), result = shared_out] {
             if (l->gone) {
               done(CancelledError("stream cancelled by the caller"));
-            } else if (!result.ok()) {
-              done(result.status());
+            } else if (!result->ok()) {
+              done(result->status());
             } else {
-              result->joined_flight = true;
-              done(std::move(*result));
+              CachedResponse copy = **result;
+              copy.joined_flight = true;
+              done(std::move(copy));
             }
           };
         }

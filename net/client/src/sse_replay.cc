@@ -99,7 +99,8 @@ bool HasOwnChunks(std::string_view key) {
          key == "tool_calls";
 }
 
-// A text field is replayed in at most this many pieces: past
+// A text field is replayed in about this many pieces (a few more when
+// pieces end early at UTF-8 sequences or token runs): past
 // kMaxPiecesPerText * piece_bytes the pieces grow with the text. Each chunk
 // repeats the response's top-level members (~200 bytes), so a 10 MiB answer
 // in 64-byte pieces would be 163,840 chunks and ~45 MB to hold and send;

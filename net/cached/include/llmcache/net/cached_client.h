@@ -17,12 +17,14 @@
 //     each in its own form: JSON for a plain request, events for a stream,
 //     whichever form the leader asked for. A streaming waiter of a
 //     streaming leader is handed the leader's events as they come (those
-//     before it joined with the leader's next event; up to 8 MiB of them are
-//     kept for joiners, a later one gets the answer replayed at the end),
-//     on the leader's thread, and then ends as the leader's call did,
-//     whole or not. Any other waiter is never handed an answer that is not
-//     whole (a stream cut before [DONE], or failed after its first event):
-//     it then asks upstream on its own. A 401, 402, 403
+//     before it joined at once, posted to the client's executor; up to 8 MiB
+//     of them are kept for joiners, a later one gets the answer replayed at
+//     the end), in order, by one thread at a time (the leader's, or the
+//     executor's), and then ends as the leader's call did, whole or not.
+//     Any other waiter, and a stream not yet handed any event, is never
+//     handed an answer that is not whole (a stream cut before [DONE], or
+//     failed after its first event): it then asks upstream on its own. A
+//     401, 402, 403
 //     or 429 goes only to waiters with the leader's API key (a shared
 //     scope's other tenants start a flight of their own).
 //   - Fail open: if the store fails (disk full, corrupt, locked), the request

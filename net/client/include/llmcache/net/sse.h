@@ -107,8 +107,8 @@ class StreamAccumulator {
 // empty, e.g. "refusal":null, so that it survives the round trip); reasoning
 // and reasoning_details, whole, in one chunk; the refusal, whole; content in
 // pieces of at most `piece_bytes` (never inside a UTF-8 sequence; a text
-// longer than 256 * piece_bytes in 256 pieces of equal size, so that a very
-// long answer is not hundreds of thousands of chunks), each
+// longer than 256 * piece_bytes in pieces of 1/256 of it, so about 256, and
+// a very long answer is not hundreds of thousands of chunks), each
 // carrying the logprobs of its tokens when the stored logprobs.content
 // tokens spell the content (else the first piece carries them all);
 // annotations, whole, then any other stored member with a value, whole; each
