@@ -940,6 +940,16 @@ class CachedClientFlightTest : public CachedClientTest {
   }
 
   using Pending = std::future<Result<CachedResponse>>;
+  // A streaming leader whose upstream call has sent one event ("Fou").
+  Pending LeadAStreamWithOneEvent(Collected& lead_events) {
+    Pending leader = Start(/*stream=*/true, lead_events.Handler());
+    EXPECT_TRUE(llmcache::testing::WaitFor([&] { return scripted_->sends(); }));
+    EXPECT_TRUE(scripted_->Chunk(
+        0, R"({"id":"gen-1","object":"chat.completion.chunk","created":1,)"
+           R"("model":"openai/gpt-4o-mini","choices":[{"index":0,"delta":)"
+           R"({"role":"assistant","content":"Fou"},"finish_reason":null}]})"));
+    return leader;
+  }
   // A stream leader, a plain and a stream waiter; `end` ends the leader's
   // call without a whole answer (and checks what the leader got). Then the
   // plain waiter asks upstream on its own and gets a whole answer, while
@@ -1143,12 +1153,8 @@ TEST_F(CachedClientFlightTest,
 TEST_F(CachedClientFlightTest,
        AStreamJoiningAfterTheLastEventIsHandedItAtOnceAndEndsAsTheLeader) {
   Collected lead_events;
-  auto leader = Start(/*stream=*/true, lead_events.Handler());
-  ASSERT_TRUE(llmcache::testing::WaitFor([&] { return scripted_->sends(); }));
-  ASSERT_TRUE(scripted_->Chunk(
-      0, R"({"id":"gen-1","object":"chat.completion.chunk","created":1,)"
-         R"("model":"openai/gpt-4o-mini","choices":[{"index":0,"delta":)"
-         R"({"role":"assistant","content":"Fou"},"finish_reason":null}]})"));
+  auto leader = LeadAStreamWithOneEvent(lead_events);
+  ASSERT_FALSE(HasFailure());
   Collected events;
   auto waiter = Start(/*stream=*/true, events.Handler());
   ASSERT_TRUE(llmcache::testing::WaitFor([&] {
@@ -1174,12 +1180,8 @@ TEST_F(CachedClientFlightTest,
 TEST_F(CachedClientFlightTest,
        AStreamJoiningAsTheLeaderBreaksEndsAsItOrAsksOnItsOwnNeverBoth) {
   Collected lead_events;
-  auto leader = Start(/*stream=*/true, lead_events.Handler());
-  ASSERT_TRUE(llmcache::testing::WaitFor([&] { return scripted_->sends(); }));
-  ASSERT_TRUE(scripted_->Chunk(
-      0, R"({"id":"gen-1","object":"chat.completion.chunk","created":1,)"
-         R"("model":"openai/gpt-4o-mini","choices":[{"index":0,"delta":)"
-         R"({"role":"assistant","content":"Fou"},"finish_reason":null}]})"));
+  auto leader = LeadAStreamWithOneEvent(lead_events);
+  ASSERT_FALSE(HasFailure());
   // Hold the executor (released however the test ends).
   struct Hold {
     std::promise<void> promise;
