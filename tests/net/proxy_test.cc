@@ -458,6 +458,28 @@ TEST_F(ProxyTest, XCacheTtlSetsTheEntryLifetime) {
   EXPECT_EQ(Chat(Body("m/a", false, "long")).header("x-cache"), "HIT");
 }
 
+// A request that joins an identical one in flight is told the lifetime the
+// entry got: the leader's (X-Cache-TTL), not the one it asked for.
+TEST_F(ProxyTest, AJoinerIsToldTheLifetimeTheEntryGot) {
+  Reply lead;
+  std::thread leader([&] {
+    lead = Chat(Body("fake/delay-400", false, "ttl"), {{"X-Cache-TTL", "100"}});
+  });
+  ASSERT_TRUE(
+      llmcache::testing::WaitFor([&] { return fake_->completions() == 1; }));
+  const Reply joiner =
+      Chat(Body("fake/delay-400", false, "ttl"), {{"X-Cache-TTL", "5"}});
+  leader.join();
+  EXPECT_EQ(lead.header("x-cache-ttl"), "100");
+  EXPECT_EQ(joiner.header("x-cache"), "MISS");
+  EXPECT_EQ(joiner.header("x-cache-stored"), "1");
+  EXPECT_EQ(joiner.header("x-cache-ttl"), "100");
+  EXPECT_EQ(fake_->completions(), 1u);
+  clock_.Advance(6'000);  // past what the joiner asked for: still there
+  EXPECT_EQ(Chat(Body("fake/delay-400", false, "ttl")).header("x-cache"),
+            "HIT");
+}
+
 TEST_F(ProxyTest, NamespacesSeparateEntries) {
   EXPECT_EQ(Chat(Body("m/a"), {{"X-Cache-Namespace", "v1"}}).header("x-cache"),
             "MISS");

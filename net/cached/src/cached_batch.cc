@@ -499,6 +499,7 @@ void CachedClientImpl::BatchFinish(const std::shared_ptr<Batch>& b) {
       r.headers = std::move(headers);
       r.usage = saved;
       r.stored = !all_cached && stored;
+      if (r.stored) r.ttl_ms = StoredTtlMs(b->request.request());
       r.complete = true;
       // The essentials without parsing the answer again (its vectors are
       // most of its bytes).

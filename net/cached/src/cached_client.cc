@@ -679,6 +679,7 @@ Result<CachedResponse> CachedClientImpl::Finish(
   if (Store(key, p.request(), out.body, out.usage, out.parsed.model, flags,
             flush_count, &why_not)) {
     out.stored = true;
+    out.ttl_ms = StoredTtlMs(p.request());
   } else {
     out.not_stored_reason =
         why_not.empty() ? std::string("store failed") : std::move(why_not);

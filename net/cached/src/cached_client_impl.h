@@ -162,6 +162,10 @@ class CachedClientImpl final : public CachedClient {
              const std::string& resolved_model, uint8_t flags,
              uint64_t flush_count, std::string* why = nullptr);
   bool HasWaiters(const Digest& digest);
+  // The lifetime Store gives `req`'s answer (CachedResponse::ttl_ms).
+  int64_t StoredTtlMs(const CachedRequest& req) const {
+    return req.ttl_ms.value_or(options_.ttl_ms.value_or(-1));
+  }
   // cached_flight.cc. The leader's event `data`: kept for streaming waiters
   // that join later and handed to the live ones. On the leader's thread.
   void FanOut(const Digest& digest, std::string_view data);

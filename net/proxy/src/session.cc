@@ -488,7 +488,7 @@ class SessionImpl final : public Session,
     extra_.clear();
     AppendCacheHeaders(&extra_, req_.cache.value_or(CacheResult::kMiss),
                        req_.bypass_reason, req_.key_hex, 0);
-    AppendTtlHeader(req_.cache.value_or(CacheResult::kMiss));
+    AppendTtlHeader(req_.cache.value_or(CacheResult::kMiss), req_.ttl_ms);
     extra_.append("Cache-Control: no-cache\r\n");
     pending_.clear();
     if (!req_.chunked) req_.keep_alive = false;  // the close ends the body
@@ -557,10 +557,10 @@ class SessionImpl final : public Session,
   }
 
   // X-Cache-TTL on a miss whose lifetime is known.
-  void AppendTtlHeader(CacheResult result) {
-    if (result != CacheResult::kMiss || req_.ttl_ms < 0) return;
+  void AppendTtlHeader(CacheResult result, int64_t ttl_ms) {
+    if (result != CacheResult::kMiss || ttl_ms < 0) return;
     proxy_util::AppendHeader(&extra_, "X-Cache-TTL",
-                             std::to_string(req_.ttl_ms / 1000));
+                             std::to_string(ttl_ms / 1000));
   }
 
   void OnCompleted(Result<CachedResponse> r) {
@@ -623,7 +623,7 @@ class SessionImpl final : public Session,
     extra_.clear();
     AppendCacheHeaders(&extra_, *req_.cache, req_.bypass_reason, req_.key_hex,
                        c.age_ms);
-    if (c.stored) AppendTtlHeader(*req_.cache);  // the lifetime asked for
+    if (c.stored) AppendTtlHeader(*req_.cache, c.ttl_ms);  // the leader's
     // Whether this answer is now in the cache (a stream's headers leave
     // before it is stored, so only whole answers say it).
     if (*req_.cache == CacheResult::kMiss) {

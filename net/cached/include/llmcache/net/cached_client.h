@@ -214,6 +214,10 @@ struct CachedResponse {
   Usage usage;          // hits: the stored usage (what the hit saved)
   int64_t age_ms = 0;   // hits: age of the entry
   bool stored = false;  // misses: the response was stored
+  // Stored misses: the lifetime it was stored with (the request's TTL, else
+  // the options'; 0 = forever), also for the waiters of a single flight
+  // (the leader's); -1 when the cache's default applied.
+  int64_t ttl_ms = -1;
   // A whole answer: HTTP 200 and, for a stream, its [DONE] (hits: always).
   // Only whole answers are handed to the waiters of a single flight, but
   // for a stream that was handed the leader's events as they came.
