@@ -221,7 +221,10 @@ void RunConcurrentGetPutErase(size_t budget, size_t shards, int keys,
           case 1: {
             auto e = std::make_shared<Entry>();
             e->meta.model = "m" + std::to_string(i);
-            e->body.assign(100 + i, 'x');
+            // Large enough that the keys' entries overflow the budget
+            // whatever the threads' interleaving (at 100 + i bytes, a
+            // schedule with the erases in the right places needed none).
+            e->body.assign(400 + i, 'x');
             tier.Put(digests[i], std::move(e));
             break;
           }
