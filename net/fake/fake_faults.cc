@@ -112,6 +112,21 @@ Selector ParseSelector(std::string_view base_model) {
       sel.kind = Kind::kEmbedDelay;
       sel.us = std::min<int64_t>(*us, int64_t{kMaxDelayMs} * 1000);
     }
+  } else if (name.starts_with("flood-")) {
+    // flood-<mib>, or flood-<mib>-every-<ms>: paced.
+    std::string_view mib_text = name.substr(6);
+    std::optional<int64_t> every = 0;
+    if (const size_t e = mib_text.find("-every-");
+        e != std::string_view::npos) {
+      every = ParseInt(mib_text.substr(e + 7));
+      mib_text = mib_text.substr(0, e);
+    }
+    auto mib = ParseInt(mib_text);
+    if (mib && every && *mib >= 1 && *mib <= 1024) {
+      sel.kind = Kind::kFlood;
+      sel.count = *mib;
+      sel.ms = static_cast<int>(std::min<int64_t>(*every, kMaxDelayMs));
+    }
   } else if (name.starts_with("delay-") || name.starts_with("slow-")) {
     const bool delay = name.starts_with("delay-");
     auto ms = ParseInt(name.substr(delay ? 6 : 5));

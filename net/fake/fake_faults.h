@@ -35,12 +35,13 @@ struct Selector {
     kHang,
     kNewlines,
     kEmbedDelay,
+    kFlood,
   };
   Kind kind = Kind::kNone;
   unsigned status = 0;  // fault, flaky: 400..599
-  int64_t count = 0;    // flaky: failing requests
-  int ms = 0;           // delay, slow, fault (-after-): at most 10 minutes
-  int64_t us = 0;       // embed-delay: per input item, at most 10 minutes
+  int64_t count = 0;    // flaky: failing requests; flood: MiB (1..1024)
+  int ms = 0;      // delay, slow, fault (-after-), flood (-every-): <= 10 min
+  int64_t us = 0;  // embed-delay: per input item, at most 10 minutes
 };
 
 // The fault `base_model` (a model id without `:variant`) selects. kNone for

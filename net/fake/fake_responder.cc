@@ -173,6 +173,38 @@ json::object ContentDelta(std::string_view content) {
   return d;
 }
 
+// fake/flood-<mib>[-every-<ms>]: after the stream's first event (the role),
+// <mib> MiB more content in events of 64 KiB, each a copy of the first
+// content event (same id and model) with a longer text.
+void AddFlood(int64_t mib, int gap_ms, size_t first, Plan* plan) {
+  const size_t at = first + 1;
+  if (at >= plan->events.size()) return;
+  std::string_view text = plan->events[at];
+  if (!text.starts_with("data: {")) return;
+  text.remove_prefix(6);
+  boost::system::error_code ec;
+  json::value v = json::parse(text, ec);
+  json::array* choices = nullptr;
+  if (!ec && v.is_object()) {
+    if (json::value* c = v.get_object().if_contains("choices")) {
+      choices = c->if_array();
+    }
+  }
+  if (choices == nullptr || choices->empty() || !(*choices)[0].is_object()) {
+    return;
+  }
+  constexpr size_t kPiece = size_t{64} << 10;
+  std::string piece;
+  piece.reserve(kPiece);
+  while (piece.size() < kPiece) piece += "All work and no play. ";
+  piece.resize(kPiece);
+  (*choices)[0].get_object()["delta"] = ContentDelta(piece);
+  plan->flood_event = Sse(v);
+  plan->flood_count = mib * 16;
+  plan->flood_at = at;
+  plan->flood_gap_ms = gap_ms;
+}
+
 std::string UsageEvent(const Generation& g, json::object usage) {
   json::object c = ChunkBase(g);
   c["choices"] = json::array();
@@ -430,6 +462,14 @@ Plan Responder::Completion(const RequestView& req) {
         plan.event_gap_ms = sel.ms;
       } else {
         plan.delay_ms = sel.ms;
+      }
+      break;
+    case Kind::kFlood:
+      plan = Success(body, base, stream, Shape::kNormal);
+      if (stream) {
+        AddFlood(sel.count, sel.ms,
+                 static_cast<size_t>(std::max(0, options_.keepalive_comments)),
+                 &plan);
       }
       break;
     case Kind::kNewlines:

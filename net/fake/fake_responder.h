@@ -80,7 +80,13 @@ struct Plan {
   int delay_ms = 0;      // before the status line
   int64_t delay_us = 0;  // also before the status line, after delay_ms
   int event_gap_ms = 0;  // between SSE events
-  std::string model;     // the requested model, for logging
+  // Stream: before events[flood_at], flood_event sent flood_count times,
+  // flood_gap_ms apart or as fast as the reader takes them (fake/flood-...).
+  std::string flood_event;
+  int64_t flood_count = 0;
+  size_t flood_at = 0;
+  int flood_gap_ms = 0;
+  std::string model;  // the requested model, for logging
   // Embeddings: the input items of the vectors this plan sends (counted by
   // the server, as FakeOpenRouter::embedded_items()).
   int64_t embedded_items = 0;

@@ -483,6 +483,19 @@ class FakeImpl final : public FakeOpenRouter {
       if (ec) co_return false;
     } else {
       for (size_t i = 0; i < plan.events.size(); ++i) {
+        if (i == plan.flood_at) {
+          const auto chunk = http::make_chunk(net::buffer(plan.flood_event));
+          for (int64_t n = 0; n < plan.flood_count; ++n) {
+            if (plan.flood_gap_ms > 0) {
+              const bool slept = co_await Sleep(
+                  *conn, std::chrono::milliseconds(plan.flood_gap_ms));
+              if (!slept) co_return false;
+            }
+            tcp_stream.expires_after(kIoTimeout);
+            co_await net::async_write(stream, chunk, Tok(ec));
+            if (ec) co_return false;
+          }
+        }
         if (i > 0 && plan.event_gap_ms > 0) {
           const bool slept = co_await Sleep(
               *conn, std::chrono::milliseconds(plan.event_gap_ms));

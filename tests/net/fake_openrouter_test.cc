@@ -909,6 +909,41 @@ TEST_F(FakeOpenRouterTest, SlowStreamSpacesTheEvents) {
   EXPECT_THAT(r.body, ::testing::EndsWith("data: [DONE]\n\n"));
 }
 
+TEST_F(FakeOpenRouterTest, FloodStreamsMebibytesOfContentThenEndsAsUsual) {
+  Reply r = Chat(ChatBody("fake/flood-2", "flood me", true));
+  ASSERT_FALSE(r.ec) << r.ec.message();
+  EXPECT_EQ(r.status, 200u);
+  EXPECT_THAT(r.body, ::testing::EndsWith("data: [DONE]\n\n"));
+  std::vector<json::object> events = DataEvents(r.body);
+  ASSERT_EQ(events.size(), 9u + 32u);  // the usual events, 2 MiB in 64 KiB
+  const std::string id(events[0].at("id").as_string());
+  size_t flood = 0;
+  for (const json::object& e : events) {
+    EXPECT_EQ(e.at("id").as_string(), id);
+    const json::array& choices = e.at("choices").as_array();
+    if (choices.empty()) continue;
+    const json::value* content =
+        choices[0].at("delta").as_object().if_contains("content");
+    if (content != nullptr && content->as_string().size() == 65536) ++flood;
+  }
+  EXPECT_EQ(flood, 32u);
+  EXPECT_GT(StreamedContent(events).size(), size_t{2} << 20);
+  // Paced: 16 events 10 ms apart.
+  const auto start = std::chrono::steady_clock::now();
+  Reply paced = Chat(ChatBody("fake/flood-1-every-10", "flood me", true));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, milliseconds(160));
+  EXPECT_EQ(DataEvents(paced.body).size(), 9u + 16u);
+  // Not streamed: the usual answer.
+  Reply plain = Chat(ChatBody("fake/flood-2", "flood me"));
+  EXPECT_EQ(plain.status, 200u);
+  EXPECT_LT(plain.body.size(), 4096u);
+  // Out of range: an ordinary model.
+  for (const char* m : {"fake/flood-0", "fake/flood-1025", "fake/flood-x"}) {
+    Reply other = Chat(ChatBody(m, "flood me", true));
+    EXPECT_EQ(DataEvents(other.body).size(), 9u) << m;
+  }
+}
+
 TEST_F(FakeOpenRouterTest, NewlinesPrecedeTheJson) {
   Reply r = Chat(ChatBody("fake/newlines", "x"));
   EXPECT_THAT(r.body, StartsWith("\n\n\n{"));

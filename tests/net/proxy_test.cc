@@ -6,12 +6,15 @@
 #include "llmcache/net/proxy.h"
 
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 
 #include <algorithm>
 #include <array>
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/json.hpp>
 #include <chrono>
 #include <condition_variable>
@@ -928,6 +931,63 @@ TEST_F(ProxyTest, AnAnswerHandedOverWholeIsNotCutAtTheBacklogLimit) {
     SseContent(bodies[i], &done);
     EXPECT_TRUE(done) << i;
   }
+}
+
+// A client that stops reading while its stream keeps coming is closed once
+// more than max_stream_backlog_bytes wait behind a write that has not ended
+// for 1 s, instead of holding the whole stream until the write timeout
+// (30 s); a client that reads gets the whole stream under the same limit.
+TEST_F(ProxyTest, AClientThatStopsReadingIsClosedAtTheBacklogLimit) {
+  Restart([](ProxyOptions& o) { o.max_stream_backlog_bytes = 256 << 10; });
+  {
+    const Reply r = Chat(Body("fake/flood-16", true, "I read"));
+    ASSERT_EQ(r.status, 200) << r.error;
+    bool done = false;
+    EXPECT_GT(SseContent(r.body, &done).size(), size_t{16} << 20);
+    EXPECT_TRUE(done);
+  }
+  // 64 KiB every 20 ms for 20 s, to a client with a 4 KiB receive buffer
+  // that reads nothing.
+  const std::string body = Body("fake/flood-64-every-20", true, "I stall");
+  asio::io_context ioc;
+  tcp::socket sock(ioc);
+  sock.open(tcp::v4());
+  sock.set_option(asio::socket_base::receive_buffer_size(4096));
+  sock.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
+  const std::string request =
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+      "Authorization: Bearer key-A\r\nContent-Type: application/json\r\n"
+      "Content-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n" + body;
+  asio::write(sock, asio::buffer(request));
+  const auto start = std::chrono::steady_clock::now();
+  auto closed_logged = [&] {
+    for (const std::string& line : Logs()) {
+      if (line.find("(client too slow: backlog over the limit)") !=
+          std::string::npos) {
+        return true;
+      }
+    }
+    return false;
+  };
+  EXPECT_TRUE(WaitFor(closed_logged, 15s)) << ::testing::PrintToString(Logs());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 15s);
+  // What the kernel holds for the client, then the end: the connection is
+  // closed, not left open.
+  const timeval tv{.tv_sec = 5, .tv_usec = 0};
+  ASSERT_EQ(
+      setsockopt(sock.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv),
+      0);
+  size_t received = 0;
+  boost::system::error_code ec;
+  std::array<char, 65536> buf;
+  while (!ec) received += sock.read_some(asio::buffer(buf), ec);
+  EXPECT_TRUE(ec == asio::error::eof || ec == asio::error::connection_reset)
+      << ec.message();
+  EXPECT_LT(received, size_t{32} << 20);
+  // The proxy goes on serving.
+  EXPECT_EQ(Chat(Body("fake/flood-16", true, "I read")).header("x-cache"),
+            "HIT");
 }
 
 TEST_F(ProxyTest, MalformedRequestsAre400) {
