@@ -796,6 +796,30 @@ TEST_F(CachedClientTest, DiskFaultIsServedThroughCountedAndHeals) {
   EXPECT_GE(cache->Health().recoveries, 2u);
 }
 
+// Holds an io_context's thread in a handler from construction until
+// Release() (or destruction, however the test ends), so that what is
+// posted meanwhile waits.
+class HoldTheExecutor {
+ public:
+  explicit HoldTheExecutor(asio::io_context& ioc) {
+    asio::post(ioc, [held = promise_.get_future().share(), this] {
+      holding_ = true;
+      held.wait();
+    });
+    EXPECT_TRUE(llmcache::testing::WaitFor([&] { return holding_.load(); }));
+  }
+  ~HoldTheExecutor() { Release(); }
+  void Release() {
+    if (!released_) promise_.set_value();
+    released_ = true;
+  }
+
+ private:
+  std::promise<void> promise_;
+  std::atomic<bool> holding_{false};
+  bool released_ = false;
+};
+
 // A Client whose calls the test answers by hand (Release), so that a flight
 // can be held open while others join it. Send throws while `throw_next`.
 class ScriptedClient final : public Client {
@@ -1182,22 +1206,8 @@ TEST_F(CachedClientFlightTest,
   Collected lead_events;
   auto leader = LeadAStreamWithOneEvent(lead_events);
   ASSERT_FALSE(HasFailure());
-  // Hold the executor (released however the test ends).
-  struct Hold {
-    std::promise<void> promise;
-    bool released = false;
-    void Release() {
-      if (!released) promise.set_value();
-      released = true;
-    }
-    ~Hold() { Release(); }
-  } hold;
-  std::atomic<bool> holding{false};
-  asio::post(loop_.ioc(), [held = hold.promise.get_future().share(), &holding] {
-    holding = true;
-    held.wait();
-  });
-  ASSERT_TRUE(llmcache::testing::WaitFor([&] { return holding.load(); }));
+  HoldTheExecutor hold(loop_.ioc());
+  ASSERT_FALSE(HasFailure());
   Collected events;
   auto waiter = Start(/*stream=*/true, events.Handler());
   EXPECT_EQ(flights_->stats().flight_joins, 1u);
@@ -1256,6 +1266,118 @@ TEST_F(CachedClientFlightTest,
   EXPECT_NE(late.events, lead_events.events);  // a replay of the answer
   EXPECT_EQ(late.Content(), big + "Four, of course.");
   EXPECT_EQ(scripted_->sends(), 1u);
+}
+
+// A CachedClient over a ScriptedClient on one thread: what is posted runs
+// in order, and Drain() waits for everything posted before it, and for
+// what that posted in turn (three rounds: a flight's end, a waiter's
+// restart, its call).
+struct OneThreadFlights {
+  explicit OneThreadFlights(std::shared_ptr<Cache> cache)
+      : scripted(std::make_shared<ScriptedClient>(loop.ioc().get_executor())),
+        flights(CachedClient::Create(std::move(cache), scripted,
+                                     CachedClientOptions{})) {}
+  ~OneThreadFlights() { scripted->Forget(); }
+  std::future<Result<CachedResponse>> Start(bool stream,
+                                            StreamHandler chunks = nullptr) {
+    CachedRequest req;
+    req.body = Body("openai/gpt-4o-mini", stream, R"("temperature":0)",
+                    "What is 2+2?");
+    return flights->AsyncComplete(std::move(req), std::move(chunks),
+                                  asio::use_future);
+  }
+  void Drain() {
+    for (int round = 0; round < 3; ++round) {
+      std::promise<void> ran;
+      asio::post(loop.ioc(), [&ran] { ran.set_value(); });
+      ran.get_future().wait();
+    }
+  }
+
+  Loop loop{1};
+  std::shared_ptr<ScriptedClient> scripted;
+  std::shared_ptr<CachedClient> flights;
+};
+
+// Waiters that a leader's cut stream leaves without an answer start over
+// together: the first leads one new call and the others wait for it, so
+// three waiters cost one more call, not three, and get its whole answer,
+// not the cut one.
+TEST_F(CachedClientFlightTest, WaitersOfACutLeaderShareOneNewCall) {
+  OneThreadFlights t(cache_);
+  Collected lead_events;
+  auto leader = t.Start(/*stream=*/true, lead_events.Handler());
+  ASSERT_TRUE(llmcache::testing::WaitFor([&] { return t.scripted->sends(); }));
+  std::vector<Pending> waiters;
+  for (int i = 0; i < 3; ++i) waiters.push_back(t.Start(/*stream=*/false));
+  ASSERT_TRUE(llmcache::testing::WaitFor(
+      [&] { return t.flights->stats().flight_joins == 3; }));
+  t.scripted->Release(0, "Cut short", /*complete=*/false);
+  ASSERT_OK(leader.get());
+  t.Drain();  // the three have started over
+  ASSERT_EQ(t.scripted->sends(), 2u);
+  t.scripted->Release(1, "Four, of course.");
+  for (Pending& w : waiters) {
+    auto r = w.get();
+    ASSERT_OK(r);
+    EXPECT_EQ(r->status, 200);
+    auto parsed = ParseCompletion(r->body);
+    ASSERT_OK(parsed);
+    EXPECT_EQ(parsed->content, "Four, of course.");
+  }
+  EXPECT_EQ(t.scripted->sends(), 2u);
+  EXPECT_EQ(t.flights->stats().misses, 4u);
+}
+
+// A waiter that started over after a cut and whose new flight is cut as
+// well asks upstream on its own: it is not sent round again. The stream
+// that leads the new flight ends as its own call did (cut), as any leader.
+TEST_F(CachedClientFlightTest, WaitersOfTwoCutFlightsInARowAskOnTheirOwn) {
+  OneThreadFlights t(cache_);
+  Collected lead_events;
+  auto leader = t.Start(/*stream=*/true, lead_events.Handler());
+  ASSERT_TRUE(llmcache::testing::WaitFor([&] { return t.scripted->sends(); }));
+  ASSERT_TRUE(t.scripted->Chunk(
+      0, R"({"id":"gen-1","object":"chat.completion.chunk","created":1,)"
+         R"("model":"openai/gpt-4o-mini","choices":[{"index":0,"delta":)"
+         R"({"role":"assistant","content":"Fou"},"finish_reason":null}]})"));
+  // The stream joins with its catch-up queued on the held thread, so it is
+  // not handed any of the leader's events before the leader's stream
+  // breaks, and starts over first: it leads the second flight.
+  HoldTheExecutor hold(t.loop.ioc());
+  ASSERT_FALSE(HasFailure());
+  Collected events;
+  auto stream = t.Start(/*stream=*/true, events.Handler());
+  auto plain1 = t.Start(/*stream=*/false);
+  auto plain2 = t.Start(/*stream=*/false);
+  EXPECT_EQ(t.flights->stats().flight_joins, 3u);
+  t.scripted->Fail(0, UnavailableError("connection lost mid-body"),
+                   /*after_an_event=*/false);
+  EXPECT_EQ(leader.get().status().code(), StatusCode::kUnavailable);
+  hold.Release();
+  t.Drain();                           // the three have started over
+  ASSERT_EQ(t.scripted->sends(), 2u);  // the plain ones joined the stream
+  ASSERT_TRUE(t.scripted->request(1).stream);
+  // The second flight breaks after its first event too.
+  t.scripted->Fail(1, UnavailableError("connection lost mid-body"),
+                   /*after_an_event=*/true);
+  EXPECT_EQ(stream.get().status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(events.events.size(), 1u);
+  t.Drain();
+  ASSERT_EQ(t.scripted->sends(), 4u);
+  EXPECT_FALSE(t.scripted->request(2).stream);
+  EXPECT_FALSE(t.scripted->request(3).stream);
+  t.scripted->Release(2, "Four, of course.");
+  t.scripted->Release(3, "Four, of course.");
+  for (Pending* w : {&plain1, &plain2}) {
+    auto r = w->get();
+    ASSERT_OK(r);
+    EXPECT_FALSE(r->joined_flight);
+    auto parsed = ParseCompletion(r->body);
+    ASSERT_OK(parsed);
+    EXPECT_EQ(parsed->content, "Four, of course.");
+  }
+  EXPECT_EQ(t.scripted->sends(), 4u);
 }
 
 // A waiter whose caller has gone away (CachedRequest::caller_gone) is not

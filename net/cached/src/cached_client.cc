@@ -289,10 +289,11 @@ void CachedClientImpl::CompletePrepared(PreparedRequest p,
 }
 
 // Single flight: joins an identical in-flight miss, or leads one
-// (`rejoin`: a waiter whose flight ended without a result). A no-store
-// request leads none: what joined it would go unstored.
+// (`rejoin`: a waiter whose flight ended without a result; `retried`: one
+// that already started over after a flight without a whole answer). A
+// no-store request leads none: what joined it would go unstored.
 void CachedClientImpl::JoinOrLead(PreparedRequest p, StreamHandler on_chunk,
-                                  Callback done, bool rejoin) {
+                                  Callback done, bool rejoin, bool retried) {
   const Digest digest = p.key().digest;
   bool leads = !p.request().no_store;
   bool joined = false;
@@ -314,7 +315,7 @@ void CachedClientImpl::JoinOrLead(PreparedRequest p, StreamHandler on_chunk,
         if (!live->queue.empty()) catch_up = live;
       }
       f.waiters.push_back(Waiter{std::move(p), std::move(on_chunk),
-                                 std::move(done), std::move(live)});
+                                 std::move(done), std::move(live), retried});
       joined = true;
     } else {
       leads = leads && it == flights_.end();

@@ -79,6 +79,8 @@ class CachedClientImpl final : public CachedClient {
     StreamHandler on_chunk;   // null: not streaming
     Callback done;
     std::shared_ptr<LiveWaiter> live;  // null: the answer comes at the end
+    // Started over once already after a flight without a whole answer.
+    bool retried = false;
   };
   struct Flight {
     std::vector<Waiter> waiters;
@@ -119,7 +121,7 @@ class CachedClientImpl final : public CachedClient {
   void CompletePrepared(PreparedRequest p, StreamHandler on_chunk,
                         Callback done);
   void JoinOrLead(PreparedRequest p, StreamHandler on_chunk, Callback done,
-                  bool rejoin);
+                  bool rejoin, bool retried = false);
   static void DeliverHit(CachedResponse out,
                          const std::vector<std::string>& events,
                          const StreamHandler& on_chunk, const Callback& done,
@@ -176,7 +178,13 @@ class CachedClientImpl final : public CachedClient {
   // first event.
   void FinishFlight(const Digest& digest, const Result<CachedResponse>* out,
                     bool stream_cut = false);
-  void Restart(Waiter w, bool solo);
+  // How a waiter whose flight had no answer for it starts over.
+  enum class Again {
+    kRejoin,  // leads or joins a flight of its API key
+    kRetry,   // the same, once; then kSolo (the leader's was not whole)
+    kSolo,    // a call of its own, outside any flight
+  };
+  void Restart(Waiter w, Again again);
   void AccountPromptCache(const std::string& requested_model,
                           const std::string& base_model,
                           const ParsedCompletion& c);

@@ -102,14 +102,17 @@ void CachedClientImpl::HandQueued(LiveWaiter& live) {
 // Ends a flight: removes it, then hands the leader's outcome to every
 // waiter, in the waiter's own form (JSON, or events for a stream),
 // whichever form the leader asked for. When the leader was cancelled by
-// its own caller, each waiter starts over (a new flight); when the leader's
+// its own caller, each waiter starts over (a new flight). When the leader's
 // stream did not end whole (a 200 cut before [DONE], or a connection lost
-// or timed out after its first event), each waiter asks upstream on its
-// own, so that none is handed a partial answer, or the leader's failure
-// half way, as if it were its own. An answer about the key (401, 402, 403,
-// 429) goes only to waiters with the leader's API key: with a shared scope,
-// one tenant's is not another's, and its message may name the key; the
-// others start over (a flight of their key's, or a call of their own).
+// or timed out after its first event), none is handed a partial answer, or
+// the leader's failure half way, as if it were its own: the waiters start
+// over too, and the first to do so leads one new flight that those of its
+// API key join (Restart; others call on their own); a waiter that waited
+// for a second flight not whole either asks upstream on its own. An answer
+// about the key (401, 402, 403, 429) goes only to waiters with the leader's
+// API key: with a shared scope, one tenant's is not another's, and its
+// message may name the key; the others start over (a flight of their
+// key's, or a call of their own).
 void CachedClientImpl::FinishFlight(const Digest& digest,
                                     const Result<CachedResponse>* out,
                                     bool stream_cut) {
@@ -174,9 +177,10 @@ void CachedClientImpl::FinishFlight(const Digest& digest,
         (about_key && w.request.request().api_key != flight->api_key)) {
       auto self =
           std::static_pointer_cast<CachedClientImpl>(shared_from_this());
+      const Again again = partial ? Again::kRetry : Again::kRejoin;
       boost::asio::post(client_->executor(),
-                        [self, w = std::move(w), solo = partial]() mutable {
-                          self->Restart(std::move(w), solo);
+                        [self, w = std::move(w), again]() mutable {
+                          self->Restart(std::move(w), again);
                         });
       continue;
     }
@@ -198,7 +202,7 @@ void CachedClientImpl::FinishFlight(const Digest& digest,
             std::static_pointer_cast<CachedClientImpl>(shared_from_this());
         boost::asio::post(client_->executor(),
                           [self, w = std::move(w)]() mutable {
-                            self->Restart(std::move(w), /*solo=*/true);
+                            self->Restart(std::move(w), Again::kSolo);
                           });
         continue;
       }
@@ -224,9 +228,10 @@ void CachedClientImpl::FinishFlight(const Digest& digest,
 }
 
 // A waiter whose flight ended without a usable answer: it leads or joins
-// a new flight, or (`solo`) asks upstream for its own answer, outside any
-// flight, so that it cannot be handed a partial answer again.
-void CachedClientImpl::Restart(Waiter w, bool solo) {
+// a new flight, or (kSolo, or a second kRetry) asks upstream for its own
+// answer, outside any flight, so that it cannot be handed a partial answer
+// again.
+void CachedClientImpl::Restart(Waiter w, Again again) {
   const std::function<bool()>& gone = w.request.request().caller_gone;
   if (gone && gone()) {
     w.done(CancelledError(
@@ -235,14 +240,15 @@ void CachedClientImpl::Restart(Waiter w, bool solo) {
   }
   Callback fallback = w.done;
   try {
-    if (solo) {
+    if (again == Again::kSolo || (again == Again::kRetry && w.retried)) {
       CallUpstream(std::move(w.request), CacheResult::kMiss,
                    BypassReason::kNone, std::move(w.on_chunk),
                    std::move(w.done), /*flight=*/false);
       return;
     }
     JoinOrLead(std::move(w.request), std::move(w.on_chunk), std::move(w.done),
-               /*rejoin=*/true);
+               /*rejoin=*/true,
+               /*retried=*/w.retried || again == Again::kRetry);
   } catch (const std::exception& e) {
     Log(std::string("cached completion failed: ") + e.what());
     if (fallback) fallback(InternalError(e.what()));
