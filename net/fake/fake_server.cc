@@ -483,7 +483,7 @@ class FakeImpl final : public FakeOpenRouter {
       if (ec) co_return false;
     } else {
       for (size_t i = 0; i < plan.events.size(); ++i) {
-        if (i == plan.flood_at) {
+        if (i == plan.flood_at && plan.flood_count > 0) {
           const auto chunk = http::make_chunk(net::buffer(plan.flood_event));
           for (int64_t n = 0; n < plan.flood_count; ++n) {
             if (plan.flood_gap_ms > 0) {
