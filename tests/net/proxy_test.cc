@@ -732,10 +732,56 @@ json::value ProxyStats(uint16_t port) {
   return ec ? json::value() : v;
 }
 
+// Plain requests waiting for an identical stream that the upstream leaves
+// silent after its first event (cut by the stream idle timeout) are not
+// handed that half answer: they start over together, and one new call
+// answers them all.
+TEST_F(ProxyTest, RequestsWaitingForACutStreamShareOneNewCall) {
+  Restart([](ProxyOptions& o) { o.upstream.stream_idle_timeout = 1500ms; });
+  // Stream: the role chunk, then 3 s of silence; plain: answered at once.
+  const std::string model = "fake/flood-1-every-3000";
+  HttpConnection lead(port_);
+  ASSERT_TRUE(lead.Write("POST", "/v1/chat/completions", Body(model, true),
+                         {{"Authorization", "Bearer key-A"}}));
+  ASSERT_EQ(lead.ReadHead().status, 200);
+  constexpr int kWaiters = 4;
+  std::array<Reply, kWaiters> replies;
+  std::vector<std::thread> waiters;
+  for (int i = 0; i < kWaiters; ++i) {
+    waiters.emplace_back([&, i] { replies[i] = Chat(Body(model, false)); });
+  }
+  auto joins = [&]() -> int64_t {
+    const json::value v = ProxyStats(port_);
+    const json::value* n = nullptr;
+    if (const json::object* o = v.if_object()) {
+      if (const json::value* c = o->if_contains("client");
+          c && c->is_object()) {
+        n = c->as_object().if_contains("flight_joins");
+      }
+    }
+    return n != nullptr && n->is_number() ? n->to_number<int64_t>() : -1;
+  };
+  EXPECT_TRUE(WaitFor([&] { return joins() == kWaiters; }, 1200ms))
+      << "the waiters did not join the stream before its cut";
+  for (std::thread& t : waiters) t.join();
+  for (const Reply& r : replies) {
+    EXPECT_EQ(r.status, 200) << r.error;
+    EXPECT_EQ(r.header("x-cache"), "MISS");
+    EXPECT_NE(ContentOf(r.body), "");
+  }
+  EXPECT_EQ(replies[0].body.size(), replies[kWaiters - 1].body.size());
+  EXPECT_EQ(fake_->completions(), 2u);  // was 1 + kWaiters
+  // The leader's stream ends broken (no [DONE]).
+  std::string piece;
+  std::string body;
+  while (lead.ReadBodyPiece(&piece)) body += piece;
+  bool done = true;
+  SseContent(body, &done);
+  EXPECT_FALSE(done);
+}
+
 // A client that goes away mid-stream (the upstream call is then cancelled)
-// is no upstream error. (The backlog limit for a client that stops reading,
-// ProxyOptions::max_stream_backlog_bytes, needs a stream that goes on for a
-// second after the kernel's buffers are full, more than the fake sends.)
+// is no upstream error.
 TEST_F(ProxyTest, AClientGoingAwayMidStreamIsNoUpstreamError) {
   // Requests in flight besides the /stats request that asks.
   auto in_flight = [&] {
