@@ -737,9 +737,9 @@ json::value ProxyStats(uint16_t port) {
 // handed that half answer: they start over together, and one new call
 // answers them all.
 TEST_F(ProxyTest, RequestsWaitingForACutStreamShareOneNewCall) {
-  Restart([](ProxyOptions& o) { o.upstream.stream_idle_timeout = 1500ms; });
-  // Stream: the role chunk, then 3 s of silence; plain: answered at once.
-  const std::string model = "fake/flood-1-every-3000";
+  Restart([](ProxyOptions& o) { o.upstream.stream_idle_timeout = 2500ms; });
+  // Stream: the role chunk, then 5 s of silence; plain: answered at once.
+  const std::string model = "fake/flood-1-every-5000";
   HttpConnection lead(port_);
   ASSERT_TRUE(lead.Write("POST", "/v1/chat/completions", Body(model, true),
                          {{"Authorization", "Bearer key-A"}}));
@@ -761,7 +761,7 @@ TEST_F(ProxyTest, RequestsWaitingForACutStreamShareOneNewCall) {
     }
     return n != nullptr && n->is_number() ? n->to_number<int64_t>() : -1;
   };
-  EXPECT_TRUE(WaitFor([&] { return joins() == kWaiters; }, 1200ms))
+  EXPECT_TRUE(WaitFor([&] { return joins() == kWaiters; }, 2000ms))
       << "the waiters did not join the stream before its cut";
   for (std::thread& t : waiters) t.join();
   for (const Reply& r : replies) {
