@@ -65,10 +65,12 @@
 //   fake/slow-<ms>           stream: <ms> between events (non-stream: before
 //                            the answer), to test idle deadlines and cancels
 //   fake/flood-<mib>         stream: <mib> MiB (1..1024) more content in
-//                            64 KiB events after the first, as fast as the
-//                            reader takes them; fake/flood-<mib>-every-<ms>
-//                            one event every <ms> (non-stream: answers
-//                            normally)
+//                            64 KiB events before the first content piece,
+//                            as fast as the reader takes them;
+//                            fake/flood-<mib>-every-<ms> one event every
+//                            <ms> (non-stream: answers normally; usage does
+//                            not count the flood; through the proxy a
+//                            stream over 64 MiB is cut)
 //   fake/newlines            non-stream body preceded by "\n\n\n" keep-alive
 //                            bytes, as OpenRouter sends for slow upstreams
 //   fake/embed-delay-<us>    embeddings: answer after <us> microseconds per

@@ -802,11 +802,11 @@ TEST_F(CachedClientTest, DiskFaultIsServedThroughCountedAndHeals) {
 class HoldTheExecutor {
  public:
   explicit HoldTheExecutor(asio::io_context& ioc) {
-    asio::post(ioc, [held = promise_.get_future().share(), this] {
-      holding_ = true;
+    asio::post(ioc, [held = promise_.get_future().share(), holding = holding_] {
+      *holding = true;
       held.wait();
     });
-    EXPECT_TRUE(llmcache::testing::WaitFor([&] { return holding_.load(); }));
+    EXPECT_TRUE(llmcache::testing::WaitFor([&] { return holding_->load(); }));
   }
   ~HoldTheExecutor() { Release(); }
   void Release() {
@@ -816,7 +816,8 @@ class HoldTheExecutor {
 
  private:
   std::promise<void> promise_;
-  std::atomic<bool> holding_{false};
+  std::shared_ptr<std::atomic<bool>> holding_ =
+      std::make_shared<std::atomic<bool>>(false);
   bool released_ = false;
 };
 

@@ -928,6 +928,34 @@ TEST_F(FakeOpenRouterTest, FloodStreamsMebibytesOfContentThenEndsAsUsual) {
   }
   EXPECT_EQ(flood, 32u);
   EXPECT_GT(StreamedContent(events).size(), size_t{2} << 20);
+  // With two choices and logprobs: choice 0's text, after its role chunk,
+  // without logprobs.
+  {
+    json::object two = ParseObject(ChatBody("fake/flood-1", "flood me", true));
+    two["n"] = 2;
+    two["logprobs"] = true;
+    Reply r2 = Chat(json::serialize(two));
+    const std::vector<json::object> ev = DataEvents(r2.body);
+    size_t big = 0;
+    bool role_seen = false;
+    for (const json::object& e : ev) {
+      const json::array& choices = e.at("choices").as_array();
+      if (choices.empty()) continue;
+      const json::object& c = choices[0].as_object();
+      const json::value* text =
+          c.at("delta").as_object().if_contains("content");
+      if (c.at("index").as_int64() == 0 && text != nullptr &&
+          text->as_string().empty()) {
+        role_seen = true;
+      }
+      if (text == nullptr || text->as_string().size() != 65536) continue;
+      ++big;
+      EXPECT_TRUE(role_seen);
+      EXPECT_EQ(c.at("index").as_int64(), 0);
+      EXPECT_TRUE(c.at("logprobs").is_null());
+    }
+    EXPECT_EQ(big, 16u);
+  }
   // Paced: 16 events 10 ms apart.
   const auto start = std::chrono::steady_clock::now();
   Reply paced = Chat(ChatBody("fake/flood-1-every-10", "flood me", true));

@@ -16,8 +16,10 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/json.hpp>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -764,12 +766,13 @@ TEST_F(ProxyTest, RequestsWaitingForACutStreamShareOneNewCall) {
   EXPECT_TRUE(WaitFor([&] { return joins() == kWaiters; }, 2000ms))
       << "the waiters did not join the stream before its cut";
   for (std::thread& t : waiters) t.join();
+  const std::string content = ContentOf(replies[0].body);
+  EXPECT_NE(content, "");
   for (const Reply& r : replies) {
     EXPECT_EQ(r.status, 200) << r.error;
     EXPECT_EQ(r.header("x-cache"), "MISS");
-    EXPECT_NE(ContentOf(r.body), "");
+    EXPECT_EQ(ContentOf(r.body), content);
   }
-  EXPECT_EQ(replies[0].body.size(), replies[kWaiters - 1].body.size());
   EXPECT_EQ(fake_->completions(), 2u);  // was 1 + kWaiters
   // The leader's stream ends broken (no [DONE]).
   std::string piece;
@@ -984,7 +987,7 @@ TEST_F(ProxyTest, AnAnswerHandedOverWholeIsNotCutAtTheBacklogLimit) {
 // for 1 s, instead of holding the whole stream until the write timeout
 // (30 s); a client that reads gets the whole stream under the same limit.
 TEST_F(ProxyTest, AClientThatStopsReadingIsClosedAtTheBacklogLimit) {
-  Restart([](ProxyOptions& o) { o.max_stream_backlog_bytes = 256 << 10; });
+  Restart([](ProxyOptions& o) { o.max_stream_backlog_bytes = 1 << 20; });
   {
     const Reply r = Chat(Body("fake/flood-16", true, "I read"));
     ASSERT_EQ(r.status, 200) << r.error;
@@ -993,7 +996,8 @@ TEST_F(ProxyTest, AClientThatStopsReadingIsClosedAtTheBacklogLimit) {
     EXPECT_TRUE(done);
   }
   // 64 KiB every 20 ms for 20 s, to a client with a 4 KiB receive buffer
-  // that reads nothing.
+  // that reads nothing: closed once over 1 MiB waits behind a write not
+  // done for 1 s.
   const std::string body = Body("fake/flood-64-every-20", true, "I stall");
   asio::io_context ioc;
   tcp::socket sock(ioc);
@@ -1006,7 +1010,6 @@ TEST_F(ProxyTest, AClientThatStopsReadingIsClosedAtTheBacklogLimit) {
       "Content-Length: " +
       std::to_string(body.size()) + "\r\n\r\n" + body;
   asio::write(sock, asio::buffer(request));
-  const auto start = std::chrono::steady_clock::now();
   auto closed_logged = [&] {
     for (const std::string& line : Logs()) {
       if (line.find("(client too slow: backlog over the limit)") !=
@@ -1017,19 +1020,21 @@ TEST_F(ProxyTest, AClientThatStopsReadingIsClosedAtTheBacklogLimit) {
     return false;
   };
   EXPECT_TRUE(WaitFor(closed_logged, 15s)) << ::testing::PrintToString(Logs());
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 15s);
   // What the kernel holds for the client, then the end: the connection is
   // closed, not left open.
   const timeval tv{.tv_sec = 5, .tv_usec = 0};
   ASSERT_EQ(
       setsockopt(sock.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv),
       0);
+  // (::recv, not asio's read_some: asio waits again after a timeout.)
   size_t received = 0;
-  boost::system::error_code ec;
   std::array<char, 65536> buf;
-  while (!ec) received += sock.read_some(asio::buffer(buf), ec);
-  EXPECT_TRUE(ec == asio::error::eof || ec == asio::error::connection_reset)
-      << ec.message();
+  ssize_t n = 0;
+  while ((n = ::recv(sock.native_handle(), buf.data(), buf.size(), 0)) > 0) {
+    received += static_cast<size_t>(n);
+  }
+  const int err = n < 0 ? errno : 0;
+  EXPECT_TRUE(n == 0 || err == ECONNRESET) << std::strerror(err);
   EXPECT_LT(received, size_t{32} << 20);
   // The proxy goes on serving.
   EXPECT_EQ(Chat(Body("fake/flood-16", true, "I read")).header("x-cache"),

@@ -302,7 +302,8 @@ void CachedClientImpl::JoinOrLead(PreparedRequest p, StreamHandler on_chunk,
     std::lock_guard<std::mutex> lock(flights_mu_);
     auto it = flights_.find(digest);
     // Started over: joins only a flight of its own API key (another key's
-    // may fail for that key again), else makes a call of its own.
+    // may fail for that key again); with another key's in flight it makes
+    // a call of its own, with none it leads one (unless no-store).
     if (it != flights_.end() &&
         (!rejoin || it->second->api_key == p.request().api_key)) {
       if (!rejoin) counters_.Add(PipelineCounters::kFlightJoins);

@@ -107,7 +107,8 @@ void CachedClientImpl::HandQueued(LiveWaiter& live) {
 // or timed out after its first event), none is handed a partial answer, or
 // the leader's failure half way, as if it were its own: the waiters start
 // over too, and the first to do so leads one new flight that those of its
-// API key join (Restart; others call on their own); a waiter that waited
+// API key join (Restart; others call on their own, and a no-store waiter
+// never leads); a waiter that waited
 // for a second flight not whole either asks upstream on its own. An answer
 // about the key (401, 402, 403, 429) goes only to waiters with the leader's
 // API key: with a shared scope, one tenant's is not another's, and its
