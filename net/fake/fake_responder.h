@@ -92,6 +92,13 @@ struct Plan {
   int64_t embedded_items = 0;
 };
 
+// fake/flood-<mib>[-every-<ms>] (fake_flood.cc): sets the flood of a
+// streamed `plan`, before choice 0's first content event: <mib> MiB more
+// content in events of 64 KiB, each a copy of that event (same id, model
+// and index) with a longer text and no logprobs, `gap_ms` apart. Neither
+// the non-streamed body nor usage counts it. No content event: no flood.
+void AddFlood(int64_t mib, int gap_ms, Plan* plan);
+
 struct Generation;  // fake_responder.cc
 
 // Thread-safe.
