@@ -108,12 +108,11 @@ void CachedClientImpl::HandQueued(LiveWaiter& live) {
 // the leader's failure half way, as if it were its own: the waiters start
 // over too, and the first to do so leads one new flight that those of its
 // API key join (Restart; others call on their own, and a no-store waiter
-// never leads); a waiter that waited
-// for a second flight not whole either asks upstream on its own. An answer
-// about the key (401, 402, 403, 429) goes only to waiters with the leader's
-// API key: with a shared scope, one tenant's is not another's, and its
-// message may name the key; the others start over (a flight of their
-// key's, or a call of their own).
+// never leads); a waiter that waited for a second flight not whole either
+// asks upstream on its own. An answer about the key (401, 402, 403, 429)
+// goes only to waiters with the leader's API key: with a shared scope, one
+// tenant's is not another's, and its message may name the key; the others
+// start over (a flight of their key's, or a call of their own).
 void CachedClientImpl::FinishFlight(const Digest& digest,
                                     const Result<CachedResponse>* out,
                                     bool stream_cut) {

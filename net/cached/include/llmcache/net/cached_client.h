@@ -23,10 +23,11 @@
 //     executor's), and then ends as the leader's call did, whole or not.
 //     Any other waiter, and a stream not yet handed any event, is never
 //     handed an answer that is not whole (a stream cut before [DONE], or
-//     failed after its first event): it then asks upstream on its own. A
-//     401, 402, 403
-//     or 429 goes only to waiters with the leader's API key (a shared
-//     scope's other tenants start a flight of their own).
+//     failed after its first event): those start over together, the first
+//     leading one new call that the others of its API key wait for; one
+//     whose second answer is not whole either asks upstream on its own. A
+//     401, 402, 403 or 429 goes only to waiters with the leader's API key (a
+//     shared scope's other tenants start a flight of their own).
 //   - Fail open: if the store fails (disk full, corrupt, locked), the request
 //     still goes upstream and succeeds; failures are counted and logged at
 //     most once per interval.
