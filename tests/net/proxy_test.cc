@@ -1679,6 +1679,105 @@ TEST_F(ProxyTest, SlowRequestsAreClosedAfterTheReadTimeout) {
   EXPECT_FALSE(partial.timed_out) << "a request with a slow body was kept";
 }
 
+// The read timeout bounds reads and writes, not the wait for the upstream:
+// an answer slower than it, and a stream whose events come further apart,
+// are served whole.
+TEST_F(ProxyTest, TheReadTimeoutDoesNotCutAnAnswerBeingWaitedFor) {
+  Restart([](ProxyOptions& o) { o.read_timeout = 200ms; });
+  const Reply slow = Chat(Body("fake/delay-700"));
+  EXPECT_EQ(slow.status, 200) << slow.error;
+  EXPECT_EQ(slow.header("x-cache"), "MISS");
+  const Reply stream = Chat(Body("fake/slow-300", /*stream=*/true));
+  ASSERT_EQ(stream.status, 200) << stream.error;
+  bool done = false;
+  EXPECT_FALSE(SseContent(stream.body, &done).empty());
+  EXPECT_TRUE(done) << stream.body;
+  // The body after the headers (read on its own): the same.
+  const std::string split_body = Body("fake/delay-700", false, "split");
+  HttpConnection split(port_, 5s);
+  ASSERT_TRUE(split.WriteRaw(
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+      "Authorization: Bearer key-A\r\nContent-Type: application/json\r\n"
+      "Content-Length: " +
+      std::to_string(split_body.size()) + "\r\n\r\n"));
+  std::this_thread::sleep_for(50ms);
+  ASSERT_TRUE(split.WriteRaw(split_body));
+  const Reply split_reply = split.Read();
+  EXPECT_EQ(split_reply.status, 200) << split_reply.error;
+  EXPECT_EQ(split_reply.header("x-cache"), "MISS");
+  // Kept alive past the read timeout while idle (the idle timeout is 60 s).
+  HttpConnection conn(port_);
+  ASSERT_EQ(conn.Send("GET", "/healthz").status, 200);
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(conn.Send("GET", "/healthz").status, 200) << conn.error();
+}
+
+// A client that stops reading a live stream is closed once a write has not
+// finished for the read timeout (here with no backlog limit to close it
+// first), and the access log says why.
+TEST_F(ProxyTest, AClientThatStopsReadingIsClosedAfterTheWriteTimeout) {
+  Restart([](ProxyOptions& o) {
+    o.read_timeout = 500ms;
+    o.max_stream_backlog_bytes = size_t{1} << 30;
+  });
+  const std::string body = Body("fake/flood-64-every-20", true, "I stall");
+  asio::io_context ioc;
+  tcp::socket sock(ioc);
+  sock.open(tcp::v4());
+  sock.set_option(asio::socket_base::receive_buffer_size(4096));
+  sock.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
+  const std::string request =
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+      "Authorization: Bearer key-A\r\nContent-Type: application/json\r\n"
+      "Content-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n" + body;
+  asio::write(sock, asio::buffer(request));
+  const auto start = std::chrono::steady_clock::now();
+  auto closed_logged = [&] {
+    for (const std::string& line : Logs()) {
+      if (line.find("(client too slow: write timed out)") !=
+          std::string::npos) {
+        return true;
+      }
+    }
+    return false;
+  };
+  EXPECT_TRUE(WaitFor(closed_logged, 15s)) << ::testing::PrintToString(Logs());
+  // The flood takes 20 s; the socket buffers fill within a second or two.
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
+  const timeval tv{.tv_sec = 5, .tv_usec = 0};
+  ASSERT_EQ(
+      setsockopt(sock.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv),
+      0);
+  size_t received = 0;
+  std::array<char, 65536> buf;
+  ssize_t n = 0;
+  while ((n = ::recv(sock.native_handle(), buf.data(), buf.size(), 0)) > 0) {
+    received += static_cast<size_t>(n);
+  }
+  const int err = n < 0 ? errno : 0;
+  EXPECT_TRUE(n == 0 || err == ECONNRESET) << std::strerror(err);
+  EXPECT_LT(received, size_t{32} << 20);
+  EXPECT_TRUE(
+      WaitFor([&] { return proxy_->counters().open_connections == 0; }));
+}
+
+// A connection closed after its answer (Connection: close) drains what the
+// client still sends for a moment, then is closed even if the client never
+// closes its side.
+TEST_F(ProxyTest, ALingeringConnectionIsClosedAfterTheLinger) {
+  HttpConnection conn(port_);
+  const Reply r = conn.Send("GET", "/healthz", "", {{"Connection", "close"}});
+  ASSERT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(proxy_->counters().open_connections, 1u);
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(
+      WaitFor([&] { return proxy_->counters().open_connections == 0; }, 5s));
+  const auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_GT(waited, 500ms);
+  EXPECT_LT(waited, 3s);
+}
+
 TEST_F(ProxyTest, ExpectContinueIsAnswered) {
   HttpConnection conn(port_);
   const std::string body = Body("m/a");

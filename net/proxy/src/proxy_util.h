@@ -93,6 +93,13 @@ HttpError MethodNotAllowed(std::string_view allow);
 inline constexpr std::string_view kJson = "application/json";
 inline constexpr std::string_view kEventStream = "text/event-stream";
 
+// The steady clock's time in nanoseconds since its epoch.
+inline int64_t SteadyNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 // Nanoseconds since `since` on the steady clock.
 inline int64_t ElapsedNs(std::chrono::steady_clock::time_point since) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(

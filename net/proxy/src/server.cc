@@ -203,8 +203,16 @@ Status ProxyImpl::Init() {
         }
       }
     });
+    // A timeout closes its connection within a quarter of the shortest one
+    // (at most 250 ms) after it passed.
+    sweep_interval_ = std::clamp(
+        std::min({options_.read_timeout, options_.idle_timeout,
+                  std::chrono::milliseconds(kLingerTimeout)}) /
+            4,
+        std::chrono::milliseconds(5), std::chrono::milliseconds(250));
     for (auto& w : workers_) {
       Worker* wp = w.get();
+      ArmSweep(*wp);
       w->thread = std::thread([this, wp] { RunWorker(*wp); });
     }
     return Status();
@@ -221,6 +229,35 @@ void ProxyImpl::RunWorker(Worker& w) {
     } catch (...) {
       // A handler threw (allocation failure): keep serving.
     }
+  }
+}
+
+void ProxyImpl::ArmSweep(Worker& w) {
+  w.sweep.expires_after(sweep_interval_);
+  w.sweep.async_wait([this, &w](boost::system::error_code ec) {
+    if (ec || stopping()) return;
+    Sweep(w);
+    ArmSweep(w);
+  });
+}
+
+void ProxyImpl::Sweep(Worker& w) {
+  try {
+    const int64_t now = proxy_util::SteadyNs();
+    std::vector<std::shared_ptr<Session>> due;
+    {
+      std::lock_guard<std::mutex> lock(w.mu);
+      for (auto& [id, weak] : w.sessions) {
+        std::shared_ptr<Session> s = weak.lock();
+        if (!s) continue;
+        const int64_t d = s->deadline_ns();
+        if (d != 0 && d <= now) due.push_back(std::move(s));
+      }
+    }
+    // Outside the lock: closing takes it.
+    for (auto& s : due) s->OnDeadline();
+  } catch (...) {
+    // Allocation failure: the next sweep tries again.
   }
 }
 

@@ -50,12 +50,18 @@ class Session;
 // One worker thread and its io_context.
 struct Worker {
   Worker(size_t i, metrics::Shard* s)
-      : index(i), ioc(1), guard(boost::asio::make_work_guard(ioc)), shard(s) {}
+      : index(i),
+        ioc(1),
+        guard(boost::asio::make_work_guard(ioc)),
+        shard(s),
+        sweep(ioc) {}
   const size_t index;
   boost::asio::io_context ioc;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type>
       guard;
   metrics::Shard* const shard;  // this worker's counters
+  // Closes this worker's connections past their deadline (ArmSweep).
+  boost::asio::steady_timer sweep;
   std::thread thread;
   std::mutex mu;  // guards sessions
   std::unordered_map<uint64_t, std::weak_ptr<Session>> sessions;
@@ -128,6 +134,10 @@ class ProxyImpl final : public ProxyServer {
   // Computes max_connections_ from the open-file limit; logs a cap.
   void CapConnections();
   void RunWorker(Worker& w);
+  // Every sweep_interval_, on w's thread: closes w's connections past their
+  // deadline (Session::OnDeadline).
+  void ArmSweep(Worker& w);
+  void Sweep(Worker& w);
 
   // Declared first: destroyed last (sessions touch it when they die).
   const ProxyOptions options_;
@@ -155,6 +165,7 @@ class ProxyImpl final : public ProxyServer {
   // thread only).
   uint64_t accept_errors_unlogged_ = 0;
   std::optional<SteadyClock::time_point> accept_error_logged_;
+  std::chrono::milliseconds sweep_interval_{250};
   size_t next_worker_ = 0;
   uint64_t next_session_id_ = 0;
   uint16_t port_ = 0;

@@ -52,7 +52,6 @@ using proxy_util::HttpError;
 using proxy_util::kEventStream;
 using proxy_util::kJson;
 
-constexpr auto kLingerTimeout = std::chrono::milliseconds(1000);
 constexpr std::string_view kWaitingComment = ": waiting for the upstream\n\n";
 // Capacity of a connection's read buffer. Beast reads at most its free
 // capacity (512 bytes when empty and unreserved): a 2 KiB request took five
@@ -84,6 +83,19 @@ class SessionImpl final : public Session,
     if (phase_ == SessionPhase::kIdle) CloseNow();
   }
 
+  int64_t deadline_ns() const override {
+    return deadline_ns_.load(std::memory_order_relaxed);
+  }
+
+  void OnDeadline() override {
+    const int64_t d = deadline_ns();
+    if (d == 0 || proxy_util::SteadyNs() < d || closed()) return;
+    if (req_.note.empty() && phase_ == SessionPhase::kWriting) {
+      req_.note = "client too slow: write timed out";
+    }
+    CloseNow();
+  }
+
   void CloseNow() override {
     if (conn_ == SocketState::kClosed) return;
     conn_ = SocketState::kClosed;
@@ -97,6 +109,15 @@ class SessionImpl final : public Session,
 
  private:
   bool closed() const { return conn_ == SocketState::kClosed; }
+  // Arms the connection's one deadline for the read or write about to start
+  // (the worker's sweep closes the connection once it has passed); Disarm
+  // when that completes. No timer per operation.
+  void Expire(std::chrono::milliseconds d) {
+    deadline_ns_.store(
+        proxy_util::SteadyNs() + std::chrono::nanoseconds(d).count(),
+        std::memory_order_relaxed);
+  }
+  void Disarm() { deadline_ns_.store(0, std::memory_order_relaxed); }
 
   // ------------------------------------------------------------- reading
 
@@ -110,8 +131,8 @@ class SessionImpl final : public Session,
     parser_->header_limit(
         static_cast<std::uint32_t>(srv_.options().max_header_bytes));
     parser_->body_limit(srv_.options().max_body_bytes);
-    stream_.expires_after(requests_read_ == 0 ? srv_.options().read_timeout
-                                              : srv_.options().idle_timeout);
+    Expire(requests_read_ == 0 ? srv_.options().read_timeout
+                               : srv_.options().idle_timeout);
     http::async_read_header(
         stream_, buffer_, *parser_,
         [self = shared_from_this()](beast::error_code ec, size_t) {
@@ -120,6 +141,7 @@ class SessionImpl final : public Session,
   }
 
   void OnHeader(beast::error_code ec) {
+    Disarm();
     if (closed()) return;
     if (ec == http::error::header_limit) {
       BeginRequest();  // the route: from the request line, parsed or not
@@ -243,7 +265,7 @@ class SessionImpl final : public Session,
     if (beast::iequals(parser_->get()[http::field::expect], "100-continue")) {
       static constexpr std::string_view kContinue =
           "HTTP/1.1 100 Continue\r\n\r\n";
-      stream_.expires_after(srv_.options().read_timeout);
+      Expire(srv_.options().read_timeout);
       asio::async_write(stream_, asio::buffer(kContinue),
                         [self](beast::error_code wec, size_t) {
                           if (wec) return self->OnBody(wec);
@@ -255,7 +277,7 @@ class SessionImpl final : public Session,
   }
 
   void ReadBody() {
-    stream_.expires_after(srv_.options().read_timeout);
+    Expire(srv_.options().read_timeout);
     http::async_read(stream_, buffer_, *parser_,
                      [self = shared_from_this()](beast::error_code ec, size_t) {
                        self->OnBody(ec);
@@ -263,6 +285,7 @@ class SessionImpl final : public Session,
   }
 
   void OnBody(beast::error_code ec) {
+    Disarm();
     if (closed()) return EndRequest();
     if (ec == http::error::body_limit) return SendTooLarge();
     if (ec) {
@@ -520,7 +543,7 @@ class SessionImpl final : public Session,
     write_started_ = SteadyClock::now();
     std::swap(out_, pending_);
     pending_.clear();
-    stream_.expires_after(srv_.options().read_timeout);
+    Expire(srv_.options().read_timeout);
     asio::async_write(
         stream_, asio::buffer(out_),
         [self = shared_from_this()](beast::error_code ec, size_t n) {
@@ -529,6 +552,7 @@ class SessionImpl final : public Session,
   }
 
   void OnStreamWritten(beast::error_code ec, size_t n) {
+    Disarm();
     phase_ = SessionPhase::kHandling;
     shard_.Add(shard_.response_bytes, n);
     if (ec || closed()) {
@@ -785,7 +809,7 @@ class SessionImpl final : public Session,
     const std::array<asio::const_buffer, 2> buffers = {
         asio::buffer(head_),
         asio::buffer(body.data(), req_.head ? 0 : body.size())};
-    stream_.expires_after(srv_.options().read_timeout);
+    Expire(srv_.options().read_timeout);
     asio::async_write(
         stream_, buffers,
         [self = shared_from_this()](beast::error_code ec, size_t n) {
@@ -794,6 +818,7 @@ class SessionImpl final : public Session,
   }
 
   void OnWritten(beast::error_code ec, size_t n) {
+    Disarm();
     hold_.reset();
     shard_.Add(shard_.response_bytes, n);
     EndRequest();
@@ -809,7 +834,7 @@ class SessionImpl final : public Session,
     conn_ = SocketState::kLingering;
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    stream_.expires_after(kLingerTimeout);
+    Expire(kLingerTimeout);
     Drain();
   }
 
@@ -856,6 +881,7 @@ class SessionImpl final : public Session,
   Worker& w_;
   beast::tcp_stream stream_;
   const uint64_t id_;
+  std::atomic<int64_t> deadline_ns_{0};  // steady-clock ns; 0: none
   metrics::Shard& shard_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;

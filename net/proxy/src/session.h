@@ -6,13 +6,18 @@
 // session.cc holds the implementation, session_state.h its states;
 // ProxyImpl (server.h) creates sessions and closes them at shutdown.
 //
+// Timeouts (the read, idle and write timeouts, and the linger): one deadline
+// per connection, armed around each read and write and checked by its
+// worker's sweep (ProxyImpl), not a timer per operation.
+//
 // Thread safety: a session lives on its worker's thread; call its methods
-// there only.
+// there only (deadline_ns() from any thread).
 
 #ifndef LLMCACHE_NET_PROXY_SRC_SESSION_H_
 #define LLMCACHE_NET_PROXY_SRC_SESSION_H_
 
 #include <boost/asio/ip/tcp.hpp>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 
@@ -20,6 +25,9 @@ namespace llmcache::net::proxy {
 
 class ProxyImpl;
 struct Worker;
+
+// How long a closing connection drains what the client still sends.
+inline constexpr std::chrono::milliseconds kLingerTimeout{1000};
 
 class Session {
  public:
@@ -36,6 +44,12 @@ class Session {
   virtual void CloseIfIdle() = 0;
   // Closes the connection now, cancelling a live upstream stream.
   virtual void CloseNow() = 0;
+  // The deadline of the read or write in progress (steady-clock
+  // nanoseconds; 0: none). Any thread.
+  virtual int64_t deadline_ns() const = 0;
+  // Closes the connection if its deadline has passed (it may have moved
+  // since the sweep saw it).
+  virtual void OnDeadline() = 0;
 
  protected:
   Session() = default;
