@@ -1692,14 +1692,15 @@ TEST_F(ProxyTest, TheReadTimeoutDoesNotCutAnAnswerBeingWaitedFor) {
   bool done = false;
   EXPECT_FALSE(SseContent(stream.body, &done).empty());
   EXPECT_TRUE(done) << stream.body;
-  // The body after the headers (read on its own): the same.
+  // The body read on its own, after 100 Continue: the same.
   const std::string split_body = Body("fake/delay-700", false, "split");
   HttpConnection split(port_, 5s);
   ASSERT_TRUE(split.WriteRaw(
       "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
       "Authorization: Bearer key-A\r\nContent-Type: application/json\r\n"
-      "Content-Length: " +
+      "Expect: 100-continue\r\nContent-Length: " +
       std::to_string(split_body.size()) + "\r\n\r\n"));
+  ASSERT_EQ(split.Read().status, 100);
   std::this_thread::sleep_for(50ms);
   ASSERT_TRUE(split.WriteRaw(split_body));
   const Reply split_reply = split.Read();
@@ -1767,10 +1768,10 @@ TEST_F(ProxyTest, AClientThatStopsReadingIsClosedAfterTheWriteTimeout) {
 // closes its side.
 TEST_F(ProxyTest, ALingeringConnectionIsClosedAfterTheLinger) {
   HttpConnection conn(port_);
+  const auto start = std::chrono::steady_clock::now();
   const Reply r = conn.Send("GET", "/healthz", "", {{"Connection", "close"}});
   ASSERT_EQ(r.status, 200) << r.error;
   EXPECT_EQ(proxy_->counters().open_connections, 1u);
-  const auto start = std::chrono::steady_clock::now();
   EXPECT_TRUE(
       WaitFor([&] { return proxy_->counters().open_connections == 0; }, 5s));
   const auto waited = std::chrono::steady_clock::now() - start;
@@ -1807,6 +1808,27 @@ TEST_F(ProxyTest, ShutdownLetsInFlightRequestsFinish) {
   t.join();
   HttpConnection late(port_);
   EXPECT_FALSE(late.connected());
+}
+
+// Timeouts hold while shutting down: a request whose client stalls in the
+// grace period is closed at its deadline instead of holding the shutdown
+// for the whole grace.
+TEST_F(ProxyTest, AClientStalledDuringShutdownIsClosedAtItsDeadline) {
+  Restart([](ProxyOptions& o) { o.read_timeout = 300ms; });
+  HttpConnection body(port_, 5s);
+  ASSERT_TRUE(
+      body.WriteRaw("POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    "Authorization: Bearer key-A\r\nContent-Length: 100\r\n\r\n"
+                    "{\"model\""));
+  ASSERT_TRUE(WaitFor([this] { return proxy_->counters().in_flight != 0; }));
+  const auto start = std::chrono::steady_clock::now();
+  proxy_->Shutdown(20s);
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_LT(took, 10s);
+  EXPECT_EQ(proxy_->counters().in_flight, 0u);
+  const Reply partial = body.Read();
+  EXPECT_EQ(partial.status, 0);
+  EXPECT_FALSE(partial.timed_out);
 }
 
 }  // namespace

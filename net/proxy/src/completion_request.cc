@@ -106,6 +106,16 @@ void AppendCacheHeaders(std::string* out, CacheResult result,
   }
 }
 
+proxy_util::HttpError LabelledCompletionFailure(const Status& s,
+                                                CacheResult result,
+                                                BypassReason reason,
+                                                std::string_view key_hex) {
+  proxy_util::HttpError e = proxy_util::CompletionFailure(s);
+  AppendCacheHeaders(&e.extra_headers, result, reason, key_hex, 0);
+  if (result == CacheResult::kMiss) e.extra_headers += "X-Cache-Stored: 0\r\n";
+  return e;
+}
+
 std::optional<std::string_view> AppendUpstreamHeaders(
     std::string* out, const std::vector<Header>& upstream) {
   std::optional<std::string_view> content_type;

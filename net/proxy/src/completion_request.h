@@ -27,6 +27,7 @@
 #include "llmcache/net/client.h"
 #include "llmcache/policy.h"
 #include "llmcache/status.h"
+#include "proxy_util.h"
 
 namespace llmcache::net::proxy {
 
@@ -140,6 +141,14 @@ Status ReadCompletionHeaders(HeaderLookup headers,
 void AppendCacheHeaders(std::string* out, CacheResult result,
                         BypassReason reason, std::string_view key_hex,
                         int64_t age_ms);
+
+// The proxy's own answer to a completion that failed with `s`
+// (proxy_util::CompletionFailure), labelled like any other: AppendCacheHeaders
+// lines, and "X-Cache-Stored: 0" for a miss.
+proxy_util::HttpError LabelledCompletionFailure(const Status& s,
+                                                CacheResult result,
+                                                BypassReason reason,
+                                                std::string_view key_hex);
 
 // Appends the upstream headers named in kPassResponseHeaders (every
 // occurrence, under the canonical name) and returns the value of the last

@@ -96,10 +96,24 @@ std::optional<ProxyImpl::ModelsEntry> ProxyImpl::CachedModels() {
   return models_;
 }
 
-void ProxyImpl::StoreModels(ModelsEntry e) {
-  if (options_.models_ttl.count() <= 0) return;
-  std::lock_guard<std::mutex> lock(models_mu_);
-  models_ = std::move(e);
+ProxyImpl::ModelsEntry ProxyImpl::KeepModels(Response r) {
+  ModelsEntry e{std::make_shared<const std::string>(std::move(r.body)),
+                std::string(r.header("Content-Type")), SteadyClock::now()};
+  if (e.content_type.empty()) e.content_type = proxy_util::kJson;
+  if (r.status == 200 && options_.models_ttl.count() > 0) {
+    std::lock_guard<std::mutex> lock(models_mu_);
+    models_ = e;
+  }
+  return e;
+}
+
+std::pair<int, std::string> ProxyImpl::RunAdminAction(const AdminAction& action,
+                                                      std::string_view body) {
+  AdminAnswer a = RunAdmin(
+      *cache_, action, body,
+      [this](LogLevel l, std::string_view m) { Log(l, m); },
+      cached_->shared_tier());
+  return {a.status, std::move(a.body)};
 }
 
 void ProxyImpl::CapConnections() {
@@ -227,15 +241,22 @@ void ProxyImpl::RunWorker(Worker& w) {
       w.ioc.run();
       return;
     } catch (...) {
-      // A handler threw (allocation failure): keep serving.
+      // A handler threw (allocation failure): keep serving, with the sweep
+      // armed again in case it was the sweep's (a wait pending is replaced).
+      try {
+        ArmSweep(w);
+      } catch (...) {
+      }
     }
   }
 }
 
 void ProxyImpl::ArmSweep(Worker& w) {
   w.sweep.expires_after(sweep_interval_);
+  // Also while shutting down: a client stalled in the grace period is still
+  // closed at its deadline. ioc.stop() ends it.
   w.sweep.async_wait([this, &w](boost::system::error_code ec) {
-    if (ec || stopping()) return;
+    if (ec) return;
     Sweep(w);
     ArmSweep(w);
   });

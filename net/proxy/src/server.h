@@ -8,7 +8,8 @@
 //   - N workers, each running its own io_context (concurrency hint 1). A
 //     connection lives on one worker for its whole life, so its handlers
 //     never run concurrently and need no strand. The acceptor runs on
-//     worker 0 and hands sockets out round robin.
+//     worker 0 and hands sockets out round robin. Each worker's sweep timer
+//     closes its connections whose deadline (session.h) has passed.
 //   - One upstream thread runs the Client (and CachedClient's callbacks);
 //     results are posted back to the connection's worker.
 //   - One admin thread reads the store for /stats and /metrics, and one
@@ -37,9 +38,11 @@
 #include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "access.h"
+#include "admin.h"
 #include "llmcache/net/proxy.h"
 #include "metrics.h"
 
@@ -119,7 +122,13 @@ class ProxyImpl final : public ProxyServer {
     SteadyClock::time_point fetched;
   };
   std::optional<ModelsEntry> CachedModels();
-  void StoreModels(ModelsEntry e);
+  // The entry of the upstream's answer `r`, kept when a 200.
+  ModelsEntry KeepModels(Response r);
+
+  // Runs a validated /admin action on the store, with `body` (import's
+  // lines): its status and JSON. On the maintenance thread.
+  std::pair<int, std::string> RunAdminAction(const AdminAction& action,
+                                             std::string_view body);
 
  private:
   void DoAccept();

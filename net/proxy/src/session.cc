@@ -83,13 +83,10 @@ class SessionImpl final : public Session,
     if (phase_ == SessionPhase::kIdle) CloseNow();
   }
 
-  int64_t deadline_ns() const override {
-    return deadline_ns_.load(std::memory_order_relaxed);
-  }
+  int64_t deadline_ns() const override { return deadline_.ns(); }
 
   void OnDeadline() override {
-    const int64_t d = deadline_ns();
-    if (d == 0 || proxy_util::SteadyNs() < d || closed()) return;
+    if (!deadline_.Passed() || closed()) return;
     if (req_.note.empty() && phase_ == SessionPhase::kWriting) {
       req_.note = "client too slow: write timed out";
     }
@@ -109,15 +106,6 @@ class SessionImpl final : public Session,
 
  private:
   bool closed() const { return conn_ == SocketState::kClosed; }
-  // Arms the connection's one deadline for the read or write about to start
-  // (the worker's sweep closes the connection once it has passed); Disarm
-  // when that completes. No timer per operation.
-  void Expire(std::chrono::milliseconds d) {
-    deadline_ns_.store(
-        proxy_util::SteadyNs() + std::chrono::nanoseconds(d).count(),
-        std::memory_order_relaxed);
-  }
-  void Disarm() { deadline_ns_.store(0, std::memory_order_relaxed); }
 
   // ------------------------------------------------------------- reading
 
@@ -131,8 +119,8 @@ class SessionImpl final : public Session,
     parser_->header_limit(
         static_cast<std::uint32_t>(srv_.options().max_header_bytes));
     parser_->body_limit(srv_.options().max_body_bytes);
-    Expire(requests_read_ == 0 ? srv_.options().read_timeout
-                               : srv_.options().idle_timeout);
+    deadline_.Arm(requests_read_ == 0 ? srv_.options().read_timeout
+                                      : srv_.options().idle_timeout);
     http::async_read_header(
         stream_, buffer_, *parser_,
         [self = shared_from_this()](beast::error_code ec, size_t) {
@@ -141,7 +129,7 @@ class SessionImpl final : public Session,
   }
 
   void OnHeader(beast::error_code ec) {
-    Disarm();
+    deadline_.Disarm();
     if (closed()) return;
     if (ec == http::error::header_limit) {
       BeginRequest();  // the route: from the request line, parsed or not
@@ -265,7 +253,7 @@ class SessionImpl final : public Session,
     if (beast::iequals(parser_->get()[http::field::expect], "100-continue")) {
       static constexpr std::string_view kContinue =
           "HTTP/1.1 100 Continue\r\n\r\n";
-      Expire(srv_.options().read_timeout);
+      deadline_.Arm(srv_.options().read_timeout);
       asio::async_write(stream_, asio::buffer(kContinue),
                         [self](beast::error_code wec, size_t) {
                           if (wec) return self->OnBody(wec);
@@ -277,7 +265,7 @@ class SessionImpl final : public Session,
   }
 
   void ReadBody() {
-    Expire(srv_.options().read_timeout);
+    deadline_.Arm(srv_.options().read_timeout);
     http::async_read(stream_, buffer_, *parser_,
                      [self = shared_from_this()](beast::error_code ec, size_t) {
                        self->OnBody(ec);
@@ -285,7 +273,7 @@ class SessionImpl final : public Session,
   }
 
   void OnBody(beast::error_code ec) {
-    Disarm();
+    deadline_.Disarm();
     if (closed()) return EndRequest();
     if (ec == http::error::body_limit) return SendTooLarge();
     if (ec) {
@@ -543,7 +531,7 @@ class SessionImpl final : public Session,
     write_started_ = SteadyClock::now();
     std::swap(out_, pending_);
     pending_.clear();
-    Expire(srv_.options().read_timeout);
+    deadline_.Arm(srv_.options().read_timeout);
     asio::async_write(
         stream_, asio::buffer(out_),
         [self = shared_from_this()](beast::error_code ec, size_t n) {
@@ -552,7 +540,7 @@ class SessionImpl final : public Session,
   }
 
   void OnStreamWritten(beast::error_code ec, size_t n) {
-    Disarm();
+    deadline_.Disarm();
     phase_ = SessionPhase::kHandling;
     shard_.Add(shard_.response_bytes, n);
     if (ec || closed()) {
@@ -634,14 +622,9 @@ class SessionImpl final : public Session,
       }
       return;
     }
-    if (!r.ok()) {  // the proxy's own answer, labelled as the rest
-      std::string labels;
-      AppendCacheHeaders(&labels, *req_.cache, req_.bypass_reason, req_.key_hex,
-                         0);
-      if (*req_.cache == CacheResult::kMiss) labels += "X-Cache-Stored: 0\r\n";
-      HttpError e = proxy_util::CompletionFailure(r.status());
-      e.extra_headers = std::move(labels);
-      return SendError(std::move(e));
+    if (!r.ok()) {
+      return SendError(LabelledCompletionFailure(
+          r.status(), *req_.cache, req_.bypass_reason, req_.key_hex));
     }
     CachedResponse& c = *r;
     extra_.clear();
@@ -702,16 +685,12 @@ class SessionImpl final : public Session,
       shard_.Add(shard_.models_errors);
       return SendError(proxy_util::CompletionFailure(r.status()));
     }
-    std::string ct(r->header("Content-Type"));
-    if (ct.empty()) ct = kJson;
-    auto body = std::make_shared<const std::string>(std::move(r->body));
-    if (r->status == 200) {
-      srv_.StoreModels(ProxyImpl::ModelsEntry{body, ct, SteadyClock::now()});
-    } else {
-      shard_.Add(shard_.models_errors);
-    }
-    const std::string_view view = *body;
-    SendWhole(r->status, ct, "X-Cache: MISS\r\n", view, std::move(body));
+    const int status = r->status;
+    if (status != 200) shard_.Add(shard_.models_errors);
+    ProxyImpl::ModelsEntry m = srv_.KeepModels(std::move(*r));
+    const std::string_view view = *m.body;
+    SendWhole(status, m.content_type, "X-Cache: MISS\r\n", view,
+              std::move(m.body));
   }
 
   // ------------------------------------------------------------- admin
@@ -729,13 +708,8 @@ class SessionImpl final : public Session,
     RunOn(
         srv_.maintenance(),
         [srv = &srv_, action = std::move(action),
-         body = std::move(parser_->get().body())]()  // import's lines
-        -> std::pair<int, std::string> {
-          AdminAnswer a = RunAdmin(
-              srv->cache(), action, body,
-              [srv](LogLevel l, std::string_view m) { srv->Log(l, m); },
-              srv->cached().shared_tier());
-          return {a.status, std::move(a.body)};
+         body = std::move(parser_->get().body())] {  // import's lines
+          return srv->RunAdminAction(action, body);
         },
         kJson);
   }
@@ -809,7 +783,7 @@ class SessionImpl final : public Session,
     const std::array<asio::const_buffer, 2> buffers = {
         asio::buffer(head_),
         asio::buffer(body.data(), req_.head ? 0 : body.size())};
-    Expire(srv_.options().read_timeout);
+    deadline_.Arm(srv_.options().read_timeout);
     asio::async_write(
         stream_, buffers,
         [self = shared_from_this()](beast::error_code ec, size_t n) {
@@ -818,7 +792,7 @@ class SessionImpl final : public Session,
   }
 
   void OnWritten(beast::error_code ec, size_t n) {
-    Disarm();
+    deadline_.Disarm();
     hold_.reset();
     shard_.Add(shard_.response_bytes, n);
     EndRequest();
@@ -834,7 +808,7 @@ class SessionImpl final : public Session,
     conn_ = SocketState::kLingering;
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    Expire(kLingerTimeout);
+    deadline_.Arm(kLingerTimeout);
     Drain();
   }
 
@@ -881,7 +855,7 @@ class SessionImpl final : public Session,
   Worker& w_;
   beast::tcp_stream stream_;
   const uint64_t id_;
-  std::atomic<int64_t> deadline_ns_{0};  // steady-clock ns; 0: none
+  Deadline deadline_;  // of the read or write in progress
   metrics::Shard& shard_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;

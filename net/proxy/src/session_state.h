@@ -143,6 +143,30 @@ struct RequestState {
   }
 };
 
+// A connection's one deadline: armed around each read and write (the read,
+// idle and write timeouts), disarmed when it completes (the linger's covers
+// all its reads and is not disarmed), and read
+// by its worker's periodic sweep, which closes the connection once it has
+// passed. No timer per operation. Arm and Disarm on the session's thread;
+// ns() and Passed() from any thread.
+class Deadline {
+ public:
+  void Arm(std::chrono::milliseconds d) {
+    ns_.store(proxy_util::SteadyNs() + std::chrono::nanoseconds(d).count(),
+              std::memory_order_relaxed);
+  }
+  void Disarm() { ns_.store(0, std::memory_order_relaxed); }
+  // Steady-clock nanoseconds; 0: none.
+  int64_t ns() const { return ns_.load(std::memory_order_relaxed); }
+  bool Passed() const {
+    const int64_t d = ns();
+    return d != 0 && proxy_util::SteadyNs() >= d;
+  }
+
+ private:
+  std::atomic<int64_t> ns_{0};
+};
+
 }  // namespace llmcache::net::proxy
 
 #endif  // LLMCACHE_NET_PROXY_SRC_SESSION_STATE_H_

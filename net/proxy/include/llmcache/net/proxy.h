@@ -227,7 +227,13 @@ struct ProxyOptions {
   // open-file limit (see above). Default: 10000.
   size_t max_connections = 10000;
   // Deadline for reading one request (headers of the first request of a
-  // connection, and any body) and for writing one response chunk.
+  // connection, and any body) and for writing one response chunk. Not
+  // counted while the request waits for its answer. Like idle_timeout, a
+  // per-connection deadline checked by a periodic sweep, not a timer per
+  // read or write: the sweep runs every quarter of the shortest of the two
+  // and the 1 s linger of a closing connection, at least every 250 ms and
+  // at most every 5 ms, so a connection is closed within that long after
+  // its deadline passed.
   // Default: 30 s.
   std::chrono::milliseconds read_timeout{30'000};
   // What a live stream may hold for a client that reads slower than the
