@@ -160,6 +160,47 @@ class ProxyTest : public ::llmcache::testing::ProxyFixture {
     return log_;
   }
 
+  // Whether a log line contains `text`.
+  bool Logged(std::string_view text) {
+    for (const std::string& line : Logs()) {
+      if (line.find(text) != std::string::npos) return true;
+    }
+    return false;
+  }
+
+  // Connects `sock` with a 4 KiB receive buffer and sends a completion
+  // request of `body` (as key-A); the caller then reads nothing.
+  void SendFromASmallWindow(tcp::socket& sock, const std::string& body) {
+    sock.open(tcp::v4());
+    sock.set_option(asio::socket_base::receive_buffer_size(4096));
+    sock.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
+    const std::string request =
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        "Authorization: Bearer key-A\r\nContent-Type: application/json\r\n"
+        "Content-Length: " +
+        std::to_string(body.size()) + "\r\n\r\n" + body;
+    asio::write(sock, asio::buffer(request));
+  }
+
+  // Reads what the kernel holds for `sock` up to its end, which must be a
+  // close or a reset within 5 s of each read: the bytes read.
+  // (::recv, not asio's read_some: asio waits again after a timeout.)
+  static size_t DrainToTheEnd(tcp::socket& sock) {
+    const timeval tv{.tv_sec = 5, .tv_usec = 0};
+    EXPECT_EQ(setsockopt(sock.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv,
+                         sizeof tv),
+              0);
+    size_t received = 0;
+    std::array<char, 65536> buf;
+    ssize_t n = 0;
+    while ((n = ::recv(sock.native_handle(), buf.data(), buf.size(), 0)) > 0) {
+      received += static_cast<size_t>(n);
+    }
+    const int err = n < 0 ? errno : 0;
+    EXPECT_TRUE(n == 0 || err == ECONNRESET) << std::strerror(err);
+    return received;
+  }
+
   std::function<void(CacheOptions&)> cache_tweak_;
   llmcache::testing::TempDir dir_;
   FakeClock clock_;
@@ -998,44 +1039,15 @@ TEST_F(ProxyTest, AClientThatStopsReadingIsClosedAtTheBacklogLimit) {
   // 64 KiB every 20 ms for 20 s, to a client with a 4 KiB receive buffer
   // that reads nothing: closed once over 1 MiB waits behind a write not
   // done for 1 s.
-  const std::string body = Body("fake/flood-64-every-20", true, "I stall");
   asio::io_context ioc;
   tcp::socket sock(ioc);
-  sock.open(tcp::v4());
-  sock.set_option(asio::socket_base::receive_buffer_size(4096));
-  sock.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
-  const std::string request =
-      "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-      "Authorization: Bearer key-A\r\nContent-Type: application/json\r\n"
-      "Content-Length: " +
-      std::to_string(body.size()) + "\r\n\r\n" + body;
-  asio::write(sock, asio::buffer(request));
-  auto closed_logged = [&] {
-    for (const std::string& line : Logs()) {
-      if (line.find("(client too slow: backlog over the limit)") !=
-          std::string::npos) {
-        return true;
-      }
-    }
-    return false;
-  };
-  EXPECT_TRUE(WaitFor(closed_logged, 15s)) << ::testing::PrintToString(Logs());
+  SendFromASmallWindow(sock, Body("fake/flood-64-every-20", true, "I stall"));
+  EXPECT_TRUE(WaitFor(
+      [&] { return Logged("(client too slow: backlog over the limit)"); }, 15s))
+      << ::testing::PrintToString(Logs());
   // What the kernel holds for the client, then the end: the connection is
   // closed, not left open.
-  const timeval tv{.tv_sec = 5, .tv_usec = 0};
-  ASSERT_EQ(
-      setsockopt(sock.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv),
-      0);
-  // (::recv, not asio's read_some: asio waits again after a timeout.)
-  size_t received = 0;
-  std::array<char, 65536> buf;
-  ssize_t n = 0;
-  while ((n = ::recv(sock.native_handle(), buf.data(), buf.size(), 0)) > 0) {
-    received += static_cast<size_t>(n);
-  }
-  const int err = n < 0 ? errno : 0;
-  EXPECT_TRUE(n == 0 || err == ECONNRESET) << std::strerror(err);
-  EXPECT_LT(received, size_t{32} << 20);
+  EXPECT_LT(DrainToTheEnd(sock), size_t{32} << 20);
   // The proxy goes on serving.
   EXPECT_EQ(Chat(Body("fake/flood-16", true, "I read")).header("x-cache"),
             "HIT");
@@ -1721,44 +1733,16 @@ TEST_F(ProxyTest, AClientThatStopsReadingIsClosedAfterTheWriteTimeout) {
     o.read_timeout = 500ms;
     o.max_stream_backlog_bytes = size_t{1} << 30;
   });
-  const std::string body = Body("fake/flood-64-every-20", true, "I stall");
   asio::io_context ioc;
   tcp::socket sock(ioc);
-  sock.open(tcp::v4());
-  sock.set_option(asio::socket_base::receive_buffer_size(4096));
-  sock.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
-  const std::string request =
-      "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-      "Authorization: Bearer key-A\r\nContent-Type: application/json\r\n"
-      "Content-Length: " +
-      std::to_string(body.size()) + "\r\n\r\n" + body;
-  asio::write(sock, asio::buffer(request));
+  SendFromASmallWindow(sock, Body("fake/flood-64-every-20", true, "I stall"));
   const auto start = std::chrono::steady_clock::now();
-  auto closed_logged = [&] {
-    for (const std::string& line : Logs()) {
-      if (line.find("(client too slow: write timed out)") !=
-          std::string::npos) {
-        return true;
-      }
-    }
-    return false;
-  };
-  EXPECT_TRUE(WaitFor(closed_logged, 15s)) << ::testing::PrintToString(Logs());
+  EXPECT_TRUE(WaitFor(
+      [&] { return Logged("(client too slow: write timed out)"); }, 15s))
+      << ::testing::PrintToString(Logs());
   // The flood takes 20 s; the socket buffers fill within a second or two.
   EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
-  const timeval tv{.tv_sec = 5, .tv_usec = 0};
-  ASSERT_EQ(
-      setsockopt(sock.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv),
-      0);
-  size_t received = 0;
-  std::array<char, 65536> buf;
-  ssize_t n = 0;
-  while ((n = ::recv(sock.native_handle(), buf.data(), buf.size(), 0)) > 0) {
-    received += static_cast<size_t>(n);
-  }
-  const int err = n < 0 ? errno : 0;
-  EXPECT_TRUE(n == 0 || err == ECONNRESET) << std::strerror(err);
-  EXPECT_LT(received, size_t{32} << 20);
+  EXPECT_LT(DrainToTheEnd(sock), size_t{32} << 20);
   EXPECT_TRUE(
       WaitFor([&] { return proxy_->counters().open_connections == 0; }));
 }
