@@ -217,8 +217,9 @@ Status ProxyImpl::Init() {
         }
       }
     });
-    // A timeout closes its connection within a quarter of the shortest one
-    // (at most 250 ms) after it passed.
+    // Sweeps every quarter of the shortest timeout (the linger's included),
+    // 5 to 250 ms apart: a connection is closed that long after its deadline
+    // at most.
     sweep_interval_ = std::clamp(
         std::min({options_.read_timeout, options_.idle_timeout,
                   std::chrono::milliseconds(kLingerTimeout)}) /

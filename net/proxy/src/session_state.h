@@ -145,10 +145,10 @@ struct RequestState {
 
 // A connection's one deadline: armed around each read and write (the read,
 // idle and write timeouts), disarmed when it completes (the linger's covers
-// all its reads and is not disarmed), and read
-// by its worker's periodic sweep, which closes the connection once it has
-// passed. No timer per operation. Arm and Disarm on the session's thread;
-// ns() and Passed() from any thread.
+// all its reads and is not disarmed), and read by its worker's periodic
+// sweep, which closes the connection once it has passed. No timer per
+// operation. Arm and Disarm on the session's thread; ns() and Passed() from
+// any thread.
 class Deadline {
  public:
   void Arm(std::chrono::milliseconds d) {
