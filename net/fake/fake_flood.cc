@@ -46,10 +46,9 @@ void AddFlood(int64_t mib, int gap_ms, Plan* plan) {
     piece.reserve(kPiece);
     while (piece.size() < kPiece) piece += "All work and no play. ";
     piece.resize(kPiece);
-    (*choice)["delta"] =
-        json::object{{"role", "assistant"}, {"content", piece}};
+    (*choice)["delta"] = ContentDelta(piece);
     (*choice)["logprobs"] = nullptr;
-    plan->flood_event = "data: " + json::serialize(v) + "\n\n";
+    plan->flood_event = Sse(v);
     plan->flood_count = mib * 16;
     plan->flood_at = at;
     plan->flood_gap_ms = gap_ms;

@@ -37,6 +37,17 @@ struct Generation {
   std::string tool_arguments;
 };
 
+std::string Sse(const boost::json::value& v) {
+  return "data: " + boost::json::serialize(v) + "\n\n";
+}
+
+boost::json::object ContentDelta(std::string_view content) {
+  boost::json::object d;
+  d["role"] = "assistant";
+  d["content"] = content;
+  return d;
+}
+
 namespace {
 
 namespace json = boost::json;
@@ -131,10 +142,6 @@ json::object Usage(const PromptUsage& p, int64_t completion_tokens,
 
 // ------------------------------------------------------------- SSE events
 
-std::string Sse(const json::value& v) {
-  return "data: " + json::serialize(v) + "\n\n";
-}
-
 json::object ChunkBase(const Generation& g) {
   json::object c;
   c["id"] = g.id;
@@ -164,13 +171,6 @@ std::string DeltaEvent(const Generation& g, json::object delta,
   c["choices"] = std::move(choices);
   c["system_fingerprint"] = g.fingerprint;
   return Sse(c);
-}
-
-json::object ContentDelta(std::string_view content) {
-  json::object d;
-  d["role"] = "assistant";
-  d["content"] = content;
-  return d;
 }
 
 std::string UsageEvent(const Generation& g, json::object usage) {

@@ -32,6 +32,7 @@
 
 #include <atomic>
 #include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -91,6 +92,11 @@ struct Plan {
   // the server, as FakeOpenRouter::embedded_items()).
   int64_t embedded_items = 0;
 };
+
+// `v` as one SSE event: "data: <json>\n\n".
+std::string Sse(const boost::json::value& v);
+// A chunk's delta: {"role":"assistant","content":<content>}.
+boost::json::object ContentDelta(std::string_view content);
 
 // fake/flood-<mib>[-every-<ms>] (fake_flood.cc): sets the flood of a
 // streamed `plan`, before choice 0's first content event: <mib> MiB more
