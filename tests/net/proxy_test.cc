@@ -1747,6 +1747,62 @@ TEST_F(ProxyTest, AClientThatStopsReadingIsClosedAfterTheWriteTimeout) {
       WaitFor([&] { return proxy_->counters().open_connections == 0; }));
 }
 
+// A request waiting for its answer reads nothing from its connection. A
+// client that closes meanwhile is noticed at once: its connection (and its
+// place under max_connections) is freed while the call it waits for goes on.
+// Here an identical request joins a flight and leaves; a new client gets in
+// under a cap of two before the flight ends.
+TEST_F(ProxyTest, AJoinerThatLeavesFreesItsConnectionAtOnce) {
+  Restart([](ProxyOptions& o) { o.max_connections = 2; });
+  const std::string body = Body("fake/delay-3000", false, "Leaving?");
+  Reply lead;
+  std::atomic<bool> lead_done{false};
+  std::thread leader([&] {
+    lead = Chat(body);
+    lead_done = true;
+  });
+  ASSERT_TRUE(WaitFor([&] { return fake_->completions() == 1; }));
+  {
+    HttpConnection joiner(port_);
+    ASSERT_TRUE(joiner.Write("POST", "/v1/chat/completions", body,
+                             {{"Authorization", "Bearer key-A"}}));
+    ASSERT_TRUE(WaitFor([&] { return proxy_->counters().in_flight == 2; }));
+  }  // closed while it waits
+  EXPECT_TRUE(
+      WaitFor([&] { return proxy_->counters().open_connections == 1; }, 2s));
+  EXPECT_EQ(HttpGet(port_, "/healthz").status, 200);  // not 503
+  EXPECT_FALSE(lead_done) << "the flight ended before the checks";
+  leader.join();
+  EXPECT_EQ(lead.status, 200) << lead.error;
+  EXPECT_EQ(lead.header("x-cache"), "MISS");
+  EXPECT_EQ(lead.header("x-cache-stored"), "1");
+  // The joiner's line, written as the flight ends.
+  EXPECT_TRUE(WaitFor([&] { return Logged("(client gone)"); }))
+      << ::testing::PrintToString(Logs());
+  EXPECT_EQ(fake_->completions(), 1u);
+}
+
+// The same for the request that leads the call: its connection is freed at
+// once, and the answer it asked for is still stored (paid for once).
+TEST_F(ProxyTest, ALeaderThatLeavesFreesItsConnectionAndItsAnswerIsStored) {
+  const std::string body = Body("fake/delay-2000", false, "Gone first");
+  {
+    HttpConnection conn(port_);
+    ASSERT_TRUE(conn.Write("POST", "/v1/chat/completions", body,
+                           {{"Authorization", "Bearer key-A"}}));
+    ASSERT_TRUE(WaitFor([&] { return fake_->completions() == 1; }));
+  }
+  EXPECT_TRUE(WaitFor([&] { return proxy_->counters().open_connections == 0; },
+                      1500ms));
+  EXPECT_EQ(proxy_->counters().in_flight, 1u);  // the call goes on
+  ASSERT_TRUE(WaitFor([&] { return proxy_->counters().in_flight == 0; }, 5s));
+  const Reply again = Chat(body);
+  EXPECT_EQ(again.status, 200) << again.error;
+  EXPECT_EQ(again.header("x-cache"), "HIT");
+  EXPECT_EQ(fake_->completions(), 1u);
+  EXPECT_TRUE(Logged("(client gone)")) << ::testing::PrintToString(Logs());
+}
+
 // A connection closed after its answer (Connection: close) drains what the
 // client still sends for a moment, then is closed even if the client never
 // closes its side.

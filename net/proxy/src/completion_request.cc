@@ -116,6 +116,24 @@ proxy_util::HttpError LabelledCompletionFailure(const Status& s,
   return e;
 }
 
+void AppendTtlHeader(std::string* out, CacheResult result, int64_t ttl_ms) {
+  if (result != CacheResult::kMiss || ttl_ms < 0) return;
+  proxy_util::AppendHeader(out, "X-Cache-TTL", std::to_string(ttl_ms / 1000));
+}
+
+std::optional<std::string_view> AppendAnswerHeaders(std::string* out,
+                                                    const CachedResponse& c,
+                                                    CacheResult result,
+                                                    BypassReason reason,
+                                                    std::string_view key_hex) {
+  AppendCacheHeaders(out, result, reason, key_hex, c.age_ms);
+  if (c.stored) AppendTtlHeader(out, result, c.ttl_ms);  // the leader's
+  if (result == CacheResult::kMiss) {
+    proxy_util::AppendHeader(out, "X-Cache-Stored", c.stored ? "1" : "0");
+  }
+  return AppendUpstreamHeaders(out, c.headers);
+}
+
 std::optional<std::string_view> AppendUpstreamHeaders(
     std::string* out, const std::vector<Header>& upstream) {
   std::optional<std::string_view> content_type;

@@ -150,6 +150,21 @@ proxy_util::HttpError LabelledCompletionFailure(const Status& s,
                                                 BypassReason reason,
                                                 std::string_view key_hex);
 
+// Appends "X-Cache-TTL: <ttl_ms / 1000>" to a miss whose lifetime is known
+// (ttl_ms >= 0).
+void AppendTtlHeader(std::string* out, CacheResult result, int64_t ttl_ms);
+
+// The header lines of a whole answer `c` to a completion: AppendCacheHeaders;
+// for a miss, X-Cache-TTL (the lifetime the entry got, when stored) and
+// whether the answer is now in the cache ("X-Cache-Stored: 1|0"; a stream's
+// headers leave before it is stored, so only whole answers say it); then
+// AppendUpstreamHeaders, whose Content-Type it returns.
+std::optional<std::string_view> AppendAnswerHeaders(std::string* out,
+                                                    const CachedResponse& c,
+                                                    CacheResult result,
+                                                    BypassReason reason,
+                                                    std::string_view key_hex);
+
 // Appends the upstream headers named in kPassResponseHeaders (every
 // occurrence, under the canonical name) and returns the value of the last
 // Content-Type among them (nullopt when there is none). The view points into

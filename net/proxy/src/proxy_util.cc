@@ -388,6 +388,13 @@ void AppendStreamBytes(std::string* out, std::string_view bytes, bool chunked) {
   out->append(bytes);
 }
 
+void StreamBody(const std::vector<std::string>& events, bool chunked,
+                std::string* out) {
+  out->clear();
+  for (const std::string& e : events) AppendStreamBytes(out, e, chunked);
+  if (chunked) out->append(kLastChunk);
+}
+
 void AppendSseEvent(std::string* out, std::string_view data, bool chunked) {
   if (chunked) return AppendSseChunk(out, data);
   out->append("data: ");

@@ -141,6 +141,10 @@ void AppendChunk(std::string* out, std::string_view bytes);
 // Appends `bytes` of a streamed body: as one chunk, or as they are when
 // the body is not chunked (nothing for empty bytes).
 void AppendStreamBytes(std::string* out, std::string_view bytes, bool chunked);
+// Sets `*out` to a whole stream body of `events` (AppendStreamBytes each),
+// ended by the last chunk if `chunked`.
+void StreamBody(const std::vector<std::string>& events, bool chunked,
+                std::string* out);
 // Appends an SSE event "data: <data>\n\n", as one chunk if `chunked`.
 void AppendSseEvent(std::string* out, std::string_view data, bool chunked);
 

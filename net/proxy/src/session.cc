@@ -51,6 +51,7 @@ using proxy_util::ElapsedNs;
 using proxy_util::HttpError;
 using proxy_util::kEventStream;
 using proxy_util::kJson;
+using proxy_util::MethodNotAllowed;
 
 constexpr std::string_view kWaitingComment = ": waiting for the upstream\n\n";
 // Capacity of a connection's read buffer. Beast reads at most its free
@@ -70,9 +71,7 @@ class SessionImpl final : public Session,
         shard_(*worker.shard),
         keepalive_(worker.ioc) {}
 
-  ~SessionImpl() override {
-    srv_.registry().open_connections.fetch_sub(1, std::memory_order_relaxed);
-  }
+  ~SessionImpl() override { ReleaseSlot(); }
 
   void Start() override {
     buffer_.reserve(kReadBufferBytes);
@@ -100,12 +99,38 @@ class SessionImpl final : public Session,
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
     stream_.socket().close(ec);
+    ReleaseSlot();
     std::lock_guard<std::mutex> lock(w_.mu);
     w_.sessions.erase(id_);
   }
 
  private:
   bool closed() const { return conn_ == SocketState::kClosed; }
+
+  // Its place under max_connections, given back as the socket closes.
+  void ReleaseSlot() {
+    if (!std::exchange(slot_held_, false)) return;
+    srv_.registry().open_connections.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  // Nothing is read while a request waits for its answer: a client that
+  // closes (or shuts down its sending side) meanwhile is closed at once. The
+  // call goes on; bytes sent early (pipelining) end the watch.
+  void WatchPeer() {
+    watched_ = requests_read_;
+    if (std::exchange(watching_, true)) return;  // one wait serves each
+    stream_.socket().async_wait(
+        tcp::socket::wait_read,
+        [self = shared_from_this()](beast::error_code ec) {
+          self->watching_ = false;
+          if (!ec && !self->closed() && self->phase_ != SessionPhase::kIdle &&
+              self->watched_ == self->requests_read_ &&
+              proxy_util::PeerClosed(self->stream_.socket().native_handle())) {
+            self->req_.note = "client gone";
+            self->CloseNow();
+          }
+        });
+  }
 
   // ------------------------------------------------------------- reading
 
@@ -165,13 +190,7 @@ class SessionImpl final : public Session,
     ++requests_read_;
     BeginRequest();
     ReadTarget(Sv(parser_->get().target()));
-    // Any Transfer-Encoding but one "chunked": 501 and close (RFC 9112 6.1,
-    // 6.3). gzip before chunked would be read as plain bytes; a last coding
-    // other than chunked leaves the length unknown (request smuggling).
-    const auto te = parser_->get().find(http::field::transfer_encoding);
-    if (te != parser_->get().end() &&
-        (parser_->get().count(http::field::transfer_encoding) != 1 ||
-         !beast::iequals(te->value(), "chunked"))) {
+    if (!TransferEncodingAccepted(parser_->get())) {
       SendError(501, "not_implemented",
                 "unsupported Transfer-Encoding (only chunked is accepted)",
                 /*close=*/true);
@@ -309,19 +328,25 @@ class SessionImpl final : public Session,
       case Route::kEmbeddings:
       case Route::kResponses:
       case Route::kMessages:
-        if (!post) return MethodNotAllowed("POST");
+        if (!post) return SendError(MethodNotAllowed("POST"));
         return HandleCompletion(metrics::EndpointOfRoute(req_.route));
       case Route::kModels:
-        if (!req_.get) return MethodNotAllowed("GET, HEAD");
+        if (!req_.get) return SendError(MethodNotAllowed("GET, HEAD"));
         return HandleModels();
       case Route::kHealthz:
-        if (!req_.get) return MethodNotAllowed("GET, HEAD");
+        if (!req_.get) return SendError(MethodNotAllowed("GET, HEAD"));
         body_ = srv_.RenderHealthzJson();  // cheap: answered inline
         return SendWhole(200, kJson, {}, body_, nullptr);
       case Route::kMetrics:
       case Route::kStats: {
-        if (!req_.get) return MethodNotAllowed("GET, HEAD");
-        if (!OperatorViewAllowed()) return;
+        if (!req_.get) return SendError(MethodNotAllowed("GET, HEAD"));
+        // Every tenant's models and spend: beyond loopback they need the
+        // admin token (access.h).
+        if (std::optional<HttpError> refused = CheckOperatorView(
+                srv_.access(), srv_.options().admin_token,
+                Find(parser_->get(), http::field::authorization))) {
+          return SendError(std::move(*refused));
+        }
         const bool stats = req_.route == Route::kStats;
         return RunOn(
             srv_.admin(),
@@ -334,7 +359,7 @@ class SessionImpl final : public Session,
         return HandleAdmin(path.substr(7));
       case Route::kOther:
         if (const DashboardAsset* asset = FindDashboardAsset(path)) {
-          if (!req_.get) return MethodNotAllowed("GET, HEAD");
+          if (!req_.get) return SendError(MethodNotAllowed("GET, HEAD"));
           return SendWhole(200, asset->content_type, DashboardHeaders(),
                            asset->body, nullptr);
         }
@@ -344,21 +369,6 @@ class SessionImpl final : public Session,
     }
     SendError(404, "invalid_request_error", "no route for " + std::string(path),
               false);
-  }
-
-  // /stats and /metrics show every tenant's models and spend: beyond
-  // loopback they need the admin token (access.h). False when refused.
-  bool OperatorViewAllowed() {
-    std::optional<HttpError> refused =
-        CheckOperatorView(srv_.access(), srv_.options().admin_token,
-                          Find(parser_->get(), http::field::authorization));
-    if (!refused) return true;
-    SendError(std::move(*refused));
-    return false;
-  }
-
-  void MethodNotAllowed(std::string_view allow) {
-    SendError(proxy_util::MethodNotAllowed(allow));
   }
 
   // ------------------------------------------------------- completions
@@ -431,6 +441,7 @@ class SessionImpl final : public Session,
           });
         });
     if (req_.streaming) ArmKeepalive();
+    WatchPeer();
   }
 
   // Answers from a stored entry (counted by the cached client's probe).
@@ -451,10 +462,7 @@ class SessionImpl final : public Session,
 
   // Sends a complete stream: chunked, or with a length to HTTP/1.0.
   void SendEvents(const std::vector<std::string>& events) {
-    body_.clear();
-    for (const std::string& e : events)
-      proxy_util::AppendStreamBytes(&body_, e, req_.chunked);
-    if (req_.chunked) body_.append(proxy_util::kLastChunk);
+    proxy_util::StreamBody(events, req_.chunked, &body_);
     SendWhole(200, kEventStream, extra_, body_, nullptr, req_.chunked);
   }
 
@@ -499,7 +507,8 @@ class SessionImpl final : public Session,
     extra_.clear();
     AppendCacheHeaders(&extra_, req_.cache.value_or(CacheResult::kMiss),
                        req_.bypass_reason, req_.key_hex, 0);
-    AppendTtlHeader(req_.cache.value_or(CacheResult::kMiss), req_.ttl_ms);
+    AppendTtlHeader(&extra_, req_.cache.value_or(CacheResult::kMiss),
+                    req_.ttl_ms);
     extra_.append("Cache-Control: no-cache\r\n");
     pending_.clear();
     if (!req_.chunked) req_.keep_alive = false;  // the close ends the body
@@ -568,13 +577,6 @@ class SessionImpl final : public Session,
     }
   }
 
-  // X-Cache-TTL on a miss whose lifetime is known.
-  void AppendTtlHeader(CacheResult result, int64_t ttl_ms) {
-    if (result != CacheResult::kMiss || ttl_ms < 0) return;
-    proxy_util::AppendHeader(&extra_, "X-Cache-TTL",
-                             std::to_string(ttl_ms / 1000));
-  }
-
   void OnCompleted(Result<CachedResponse> r) {
     shard_.upstream_latency.Observe(metrics::kUpstreamBuckets,
                                     ElapsedNs(req_.t0));
@@ -628,17 +630,11 @@ class SessionImpl final : public Session,
     }
     CachedResponse& c = *r;
     extra_.clear();
-    AppendCacheHeaders(&extra_, *req_.cache, req_.bypass_reason, req_.key_hex,
-                       c.age_ms);
-    if (c.stored) AppendTtlHeader(*req_.cache, c.ttl_ms);  // the leader's
-    // Whether this answer is now in the cache (a stream's headers leave
-    // before it is stored, so only whole answers say it).
-    if (*req_.cache == CacheResult::kMiss) {
-      proxy_util::AppendHeader(&extra_, "X-Cache-Stored", c.stored ? "1" : "0");
-    }
     // Points into c.headers: used before c goes away.
     const std::string_view content_type =
-        AppendUpstreamHeaders(&extra_, c.headers).value_or(kJson);
+        AppendAnswerHeaders(&extra_, c, *req_.cache, req_.bypass_reason,
+                            req_.key_hex)
+            .value_or(kJson);
     if (c.streamed && c.status == 200) {
       // A stream request answered without events (e.g. a joined flight
       // whose leader was not streaming): replay the complete body.
@@ -863,6 +859,9 @@ class SessionImpl final : public Session,
   SessionPhase phase_ = SessionPhase::kIdle;
   SocketState conn_ = SocketState::kOpen;
   uint64_t requests_read_ = 0;  // the first gets read_timeout, not idle
+  bool slot_held_ = true;       // see ReleaseSlot
+  bool watching_ = false;       // a WatchPeer wait is pending
+  uint64_t watched_ = 0;        // for the requests_read_-th request
   RequestState req_;
   ScopeMemo scope_memo_;
   // What the access check let in, and the CORS header lines of every answer

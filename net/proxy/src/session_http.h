@@ -48,6 +48,18 @@ AccessRequest AccessRequestOf(const Request& req, metrics::Route route,
   return ar;
 }
 
+// Whether `req` has no Transfer-Encoding or exactly one "chunked": any other
+// is a 501 and a close (RFC 9112 6.1, 6.3). gzip before chunked would be read
+// as plain bytes; a last coding other than chunked leaves the length unknown
+// (request smuggling).
+template <typename Request>
+bool TransferEncodingAccepted(const Request& req) {
+  namespace http = boost::beast::http;
+  const auto te = req.find(http::field::transfer_encoding);
+  return te == req.end() || (req.count(http::field::transfer_encoding) == 1 &&
+                             boost::beast::iequals(te->value(), "chunked"));
+}
+
 }  // namespace llmcache::net::proxy
 
 #endif  // LLMCACHE_NET_PROXY_SRC_SESSION_HTTP_H_
