@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
@@ -1379,6 +1381,56 @@ TEST_F(CachedClientFlightTest, WaitersOfTwoCutFlightsInARowAskOnTheirOwn) {
     EXPECT_EQ(parsed->content, "Four, of course.");
   }
   EXPECT_EQ(t.scripted->sends(), 4u);
+}
+
+// on_wait tells a request that waits for an identical one's answer (true)
+// and one that asks upstream itself after such a wait (false); the first
+// request, which leads, is told nothing.
+TEST_F(CachedClientFlightTest,
+       OnWaitTellsWhoWaitsAndWhoAsksUpstreamAfterAWait) {
+  std::mutex mu;
+  std::array<std::vector<bool>, 3> told;
+  auto start = [&](int i, bool stream, StreamHandler chunks) {
+    CachedRequest req;
+    req.body = Body("openai/gpt-4o-mini", stream, R"("temperature":0)",
+                    "What is 2+2?");
+    req.on_wait = [&mu, &told, i](bool waits) {
+      std::lock_guard<std::mutex> lock(mu);
+      told[i].push_back(waits);
+    };
+    return flights_->AsyncComplete(std::move(req), std::move(chunks),
+                                   asio::use_future);
+  };
+  Collected lead_events;
+  auto leader = start(0, /*stream=*/true, lead_events.Handler());
+  ASSERT_TRUE(llmcache::testing::WaitFor([&] { return scripted_->sends(); }));
+  auto first = start(1, /*stream=*/false, nullptr);
+  ASSERT_TRUE(llmcache::testing::WaitFor(
+      [&] { return flights_->stats().flight_joins == 1; }));
+  auto second = start(2, /*stream=*/false, nullptr);
+  ASSERT_TRUE(llmcache::testing::WaitFor(
+      [&] { return flights_->stats().flight_joins == 2; }));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_EQ(told[1], std::vector<bool>{true});
+    EXPECT_EQ(told[2], std::vector<bool>{true});
+  }
+  // The leader's answer is cut: the two start over, one leads a new call
+  // (false) and the other waits for it (true).
+  scripted_->Release(0, "Cut short", /*complete=*/false);
+  ASSERT_TRUE(
+      llmcache::testing::WaitFor([&] { return scripted_->sends() == 2; }));
+  scripted_->Release(1, "Four, of course.");
+  ASSERT_OK(first.get());
+  ASSERT_OK(second.get());
+  ASSERT_OK(leader.get());
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_TRUE(told[0].empty());
+  std::array<std::vector<bool>, 2> waiters = {told[1], told[2]};
+  std::sort(waiters.begin(), waiters.end());
+  EXPECT_EQ(waiters[0], (std::vector<bool>{true, false}));
+  EXPECT_EQ(waiters[1], (std::vector<bool>{true, true}));
+  EXPECT_EQ(scripted_->sends(), 2u);
 }
 
 // A waiter whose caller has gone away (CachedRequest::caller_gone) is not

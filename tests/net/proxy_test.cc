@@ -1782,25 +1782,53 @@ TEST_F(ProxyTest, AJoinerThatLeavesFreesItsConnectionAtOnce) {
   EXPECT_EQ(fake_->completions(), 1u);
 }
 
-// The same for the request that leads the call: its connection is freed at
-// once, and the answer it asked for is still stored (paid for once).
-TEST_F(ProxyTest, ALeaderThatLeavesFreesItsConnectionAndItsAnswerIsStored) {
-  const std::string body = Body("fake/delay-2000", false, "Gone first");
-  {
-    HttpConnection conn(port_);
-    ASSERT_TRUE(conn.Write("POST", "/v1/chat/completions", body,
-                           {{"Authorization", "Bearer key-A"}}));
-    ASSERT_TRUE(WaitFor([&] { return fake_->completions() == 1; }));
-  }
-  EXPECT_TRUE(WaitFor([&] { return proxy_->counters().open_connections == 0; },
-                      1500ms));
-  EXPECT_EQ(proxy_->counters().in_flight, 1u);  // the call goes on
-  ASSERT_TRUE(WaitFor([&] { return proxy_->counters().in_flight == 0; }, 5s));
+// A request that leads the call and whose client leaves (here: shuts down
+// its sending side) is closed at once too, but keeps its place until its
+// call ends: max_connections bounds upstream connections as well. The
+// answer it asked for is still stored (paid for once).
+TEST_F(ProxyTest, ALeaderThatLeavesIsClosedAtOnceAndItsAnswerIsStored) {
+  const std::string body = Body("fake/delay-3000", false, "Gone first");
+  asio::io_context ioc;
+  tcp::socket sock(ioc);
+  SendFromASmallWindow(sock, body);
+  ASSERT_TRUE(WaitFor([&] { return fake_->completions() == 1; }));
+  sock.shutdown(tcp::socket::shutdown_send);
+  const auto left = std::chrono::steady_clock::now();
+  EXPECT_EQ(DrainToTheEnd(sock), 0u);  // closed, no answer
+  EXPECT_LT(std::chrono::steady_clock::now() - left, 2s);
+  EXPECT_EQ(proxy_->counters().open_connections, 1u);  // its call goes on
+  EXPECT_EQ(proxy_->counters().in_flight, 1u);
+  ASSERT_TRUE(WaitFor([&] { return proxy_->counters().in_flight == 0; }));
+  EXPECT_TRUE(
+      WaitFor([&] { return proxy_->counters().open_connections == 0; }));
   const Reply again = Chat(body);
   EXPECT_EQ(again.status, 200) << again.error;
   EXPECT_EQ(again.header("x-cache"), "HIT");
   EXPECT_EQ(fake_->completions(), 1u);
-  EXPECT_TRUE(Logged("(client gone)")) << ::testing::PrintToString(Logs());
+  EXPECT_TRUE(WaitFor([&] { return Logged("(client gone)"); }))
+      << ::testing::PrintToString(Logs());
+}
+
+// A stream that leaves before its first event is closed at once too. With
+// nobody else waiting for it, its upstream stream is cancelled at its first
+// event and nothing is stored.
+TEST_F(ProxyTest, AStreamThatLeavesBeforeItsFirstEventIsClosedAtOnce) {
+  const std::string body = Body("fake/delay-2000", true, "Gone streaming");
+  asio::io_context ioc;
+  tcp::socket sock(ioc);
+  SendFromASmallWindow(sock, body);
+  ASSERT_TRUE(WaitFor([&] { return fake_->completions() == 1; }));
+  sock.shutdown(tcp::socket::shutdown_send);
+  const auto left = std::chrono::steady_clock::now();
+  EXPECT_EQ(DrainToTheEnd(sock), 0u);
+  EXPECT_LT(std::chrono::steady_clock::now() - left, 1500ms);
+  ASSERT_TRUE(WaitFor([&] { return proxy_->counters().in_flight == 0; }));
+  EXPECT_TRUE(
+      WaitFor([&] { return proxy_->counters().open_connections == 0; }));
+  const Reply again = Chat(body);
+  EXPECT_EQ(again.status, 200) << again.error;
+  EXPECT_EQ(again.header("x-cache"), "MISS");
+  EXPECT_EQ(fake_->completions(), 2u);
 }
 
 // A connection closed after its answer (Connection: close) drains what the

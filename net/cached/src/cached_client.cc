@@ -298,6 +298,7 @@ void CachedClientImpl::JoinOrLead(PreparedRequest p, StreamHandler on_chunk,
   bool leads = !p.request().no_store;
   bool joined = false;
   std::shared_ptr<LiveWaiter> catch_up;  // the events so far, to hand now
+  std::function<void(bool)> on_wait;     // told whether it waits
   {
     std::lock_guard<std::mutex> lock(flights_mu_);
     auto it = flights_.find(digest);
@@ -315,16 +316,25 @@ void CachedClientImpl::JoinOrLead(PreparedRequest p, StreamHandler on_chunk,
         live->queue = f.events;
         if (!live->queue.empty()) catch_up = live;
       }
+      on_wait = p.request().on_wait;
       f.waiters.push_back(Waiter{std::move(p), std::move(on_chunk),
                                  std::move(done), std::move(live), retried});
       joined = true;
     } else {
+      if (rejoin) on_wait = p.request().on_wait;  // it waited until now
       leads = leads && it == flights_.end();
       if (leads) {
         auto flight = std::make_shared<Flight>();
         flight->api_key = p.request().api_key;
         flights_.emplace(digest, std::move(flight));
       }
+    }
+  }
+  if (on_wait) {
+    try {
+      on_wait(joined);
+    } catch (const std::exception& e) {  // a notice: the flight goes on
+      Log(std::string("cached completion: on_wait failed: ") + e.what());
     }
   }
   if (joined) {

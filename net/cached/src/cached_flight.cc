@@ -241,6 +241,7 @@ void CachedClientImpl::Restart(Waiter w, Again again) {
   Callback fallback = w.done;
   try {
     if (again == Again::kSolo || (again == Again::kRetry && w.retried)) {
+      if (w.request.request().on_wait) w.request.request().on_wait(false);
       CallUpstream(std::move(w.request), CacheResult::kMiss,
                    BypassReason::kNone, std::move(w.on_chunk),
                    std::move(w.done), /*flight=*/false);

@@ -69,9 +69,8 @@ class SessionImpl final : public Session,
         stream_(std::move(socket)),
         id_(id),
         shard_(*worker.shard),
+        slot_(server.registry().open_connections),
         keepalive_(worker.ioc) {}
-
-  ~SessionImpl() override { ReleaseSlot(); }
 
   void Start() override {
     buffer_.reserve(kReadBufferBytes);
@@ -99,7 +98,7 @@ class SessionImpl final : public Session,
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
     stream_.socket().close(ec);
-    ReleaseSlot();
+    slot_.Closed();
     std::lock_guard<std::mutex> lock(w_.mu);
     w_.sessions.erase(id_);
   }
@@ -107,24 +106,17 @@ class SessionImpl final : public Session,
  private:
   bool closed() const { return conn_ == SocketState::kClosed; }
 
-  // Its place under max_connections, given back as the socket closes.
-  void ReleaseSlot() {
-    if (!std::exchange(slot_held_, false)) return;
-    srv_.registry().open_connections.fetch_sub(1, std::memory_order_relaxed);
-  }
-
   // Nothing is read while a request waits for its answer: a client that
-  // closes (or shuts down its sending side) meanwhile is closed at once. The
-  // call goes on; bytes sent early (pipelining) end the watch.
+  // closes (or shuts down its sending side) meanwhile is closed at once; the
+  // call goes on (see ConnectionSlot). Bytes sent early (pipelining) end the
+  // watch.
   void WatchPeer() {
-    watched_ = requests_read_;
     if (std::exchange(watching_, true)) return;  // one wait serves each
     stream_.socket().async_wait(
         tcp::socket::wait_read,
         [self = shared_from_this()](beast::error_code ec) {
           self->watching_ = false;
-          if (!ec && !self->closed() && self->phase_ != SessionPhase::kIdle &&
-              self->watched_ == self->requests_read_ &&
+          if (!ec && !self->closed() && self->slot_.awaiting() &&
               proxy_util::PeerClosed(self->stream_.socket().native_handle())) {
             self->req_.note = "client gone";
             self->CloseNow();
@@ -420,6 +412,11 @@ class SessionImpl final : public Session,
     p.set_caller_gone(CallerGone(ctl_, stream_.socket().native_handle()));
     StreamHandler on_chunk;
     auto self = shared_from_this();
+    p.set_on_wait([self, n = requests_read_](bool waits) {
+      asio::post(self->w_.ioc, [self, n, waits] {
+        self->slot_.Waits(n, waits, self->closed());
+      });
+    });
     if (req_.streaming) {
       // A hit found further down (the shared tier, a flight): labelled
       // before its first event writes the head (same worker, in order).
@@ -434,6 +431,7 @@ class SessionImpl final : public Session,
         return true;
       };
     }
+    slot_.Awaiting(requests_read_);
     srv_.cached().Complete(
         std::move(p), std::move(on_chunk), [self](Result<CachedResponse> r) {
           asio::post(self->w_.ioc, [self, r = std::move(r)]() mutable {
@@ -578,6 +576,7 @@ class SessionImpl final : public Session,
   }
 
   void OnCompleted(Result<CachedResponse> r) {
+    slot_.Answered(closed());
     shard_.upstream_latency.Observe(metrics::kUpstreamBuckets,
                                     ElapsedNs(req_.t0));
     // A flight that ended as this request joined it answers from the store.
@@ -853,15 +852,14 @@ class SessionImpl final : public Session,
   const uint64_t id_;
   Deadline deadline_;  // of the read or write in progress
   metrics::Shard& shard_;
+  ConnectionSlot slot_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
 
   SessionPhase phase_ = SessionPhase::kIdle;
   SocketState conn_ = SocketState::kOpen;
   uint64_t requests_read_ = 0;  // the first gets read_timeout, not idle
-  bool slot_held_ = true;       // see ReleaseSlot
   bool watching_ = false;       // a WatchPeer wait is pending
-  uint64_t watched_ = 0;        // for the requests_read_-th request
   RequestState req_;
   ScopeMemo scope_memo_;
   // What the access check let in, and the CORS header lines of every answer

@@ -73,6 +73,55 @@ inline std::function<bool()> CallerGone(std::shared_ptr<const StreamCtl> ctl,
   };
 }
 
+// A connection's place under ProxyOptions::max_connections, which bounds
+// upstream connections too (one per client connection: server.cc). Given
+// back when its socket closes, but a request whose client has gone keeps it
+// while it still has an upstream call of its own, until that call ends; one
+// that waits for an identical request's answer (CachedRequest::on_wait) has
+// none. Released at the latest when destroyed.
+class ConnectionSlot {
+ public:
+  explicit ConnectionSlot(std::atomic<int64_t>& open) : open_(open) {}
+  ~ConnectionSlot() { Release(); }
+  ConnectionSlot(const ConnectionSlot&) = delete;
+  ConnectionSlot& operator=(const ConnectionSlot&) = delete;
+
+  // The `request`-th request of the connection went to the pipeline.
+  void Awaiting(uint64_t request) {
+    request_ = request;
+    awaiting_ = true;
+    waits_ = false;
+  }
+  // CachedRequest::on_wait of that request, `closed`: the socket's state.
+  void Waits(uint64_t request, bool waits, bool closed) {
+    if (request != request_ || !awaiting_) return;
+    waits_ = waits;
+    if (waits && closed) Release();
+  }
+  // Its answer (or failure) came back.
+  void Answered(bool closed) {
+    awaiting_ = false;
+    if (closed) Release();
+  }
+  // The socket closed.
+  void Closed() {
+    if (!awaiting_ || waits_) Release();
+  }
+  bool awaiting() const { return awaiting_; }
+
+ private:
+  void Release() {
+    if (held_) open_.fetch_sub(1, std::memory_order_relaxed);
+    held_ = false;
+  }
+
+  std::atomic<int64_t>& open_;
+  uint64_t request_ = 0;
+  bool held_ = true;
+  bool awaiting_ = false;  // a pipeline answer is awaited
+  bool waits_ = false;     // ... by waiting for an identical request's
+};
+
 enum class SessionPhase : uint8_t {
   kIdle,         // no request
   kReadingBody,  // a request's headers are in; its body is being read

@@ -145,6 +145,12 @@ struct CachedRequest {
   // caller has gone away (a closed connection). It then ends kCancelled
   // instead of paying for an answer nobody reads.
   std::function<bool()> caller_gone;
+  // May be null. Called on any thread when the request starts to wait for an
+  // identical request's answer (true: it holds no upstream connection of its
+  // own meanwhile), and when, after such a wait, it asks upstream itself
+  // (false). A server may then free the place of a connection whose client
+  // has gone while the request waits.
+  std::function<void(bool waits)> on_wait;
 };
 
 // A request after the pipeline's first stage (CachedClient::Prepare): its
@@ -176,6 +182,10 @@ class PreparedRequest {
   // Sets CachedRequest::caller_gone (it does not change the key).
   void set_caller_gone(std::function<bool()> fn) {
     request_.caller_gone = std::move(fn);
+  }
+  // Sets CachedRequest::on_wait (it does not change the key).
+  void set_on_wait(std::function<void(bool)> fn) {
+    request_.on_wait = std::move(fn);
   }
 
  private:
