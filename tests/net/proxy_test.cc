@@ -1813,7 +1813,7 @@ TEST_F(ProxyTest, ALeaderThatLeavesIsClosedAtOnceAndItsAnswerIsStored) {
 // nobody else waiting for it, its upstream stream is cancelled at its first
 // event and nothing is stored.
 TEST_F(ProxyTest, AStreamThatLeavesBeforeItsFirstEventIsClosedAtOnce) {
-  const std::string body = Body("fake/delay-2000", true, "Gone streaming");
+  const std::string body = Body("fake/delay-3000", true, "Gone streaming");
   asio::io_context ioc;
   tcp::socket sock(ioc);
   SendFromASmallWindow(sock, body);

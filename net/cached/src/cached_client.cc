@@ -298,7 +298,17 @@ void CachedClientImpl::JoinOrLead(PreparedRequest p, StreamHandler on_chunk,
   bool leads = !p.request().no_store;
   bool joined = false;
   std::shared_ptr<LiveWaiter> catch_up;  // the events so far, to hand now
-  std::function<void(bool)> on_wait;     // told whether it waits
+  // Calls the request's on_wait, with flights_mu_ held: its notices then
+  // come in the order of its joins and restarts (a restart follows the end
+  // of the flight it joined, which takes the lock).
+  const auto tell_waits = [this](const PreparedRequest& r, bool waits) {
+    if (!r.request().on_wait) return;
+    try {
+      r.request().on_wait(waits);
+    } catch (const std::exception& e) {  // a notice: the flight goes on
+      Log(std::string("cached completion: on_wait failed: ") + e.what());
+    }
+  };
   {
     std::lock_guard<std::mutex> lock(flights_mu_);
     auto it = flights_.find(digest);
@@ -316,25 +326,18 @@ void CachedClientImpl::JoinOrLead(PreparedRequest p, StreamHandler on_chunk,
         live->queue = f.events;
         if (!live->queue.empty()) catch_up = live;
       }
-      on_wait = p.request().on_wait;
+      tell_waits(p, true);
       f.waiters.push_back(Waiter{std::move(p), std::move(on_chunk),
                                  std::move(done), std::move(live), retried});
       joined = true;
     } else {
-      if (rejoin) on_wait = p.request().on_wait;  // it waited until now
+      if (rejoin) tell_waits(p, false);  // it waited until now
       leads = leads && it == flights_.end();
       if (leads) {
         auto flight = std::make_shared<Flight>();
         flight->api_key = p.request().api_key;
         flights_.emplace(digest, std::move(flight));
       }
-    }
-  }
-  if (on_wait) {
-    try {
-      on_wait(joined);
-    } catch (const std::exception& e) {  // a notice: the flight goes on
-      Log(std::string("cached completion: on_wait failed: ") + e.what());
     }
   }
   if (joined) {

@@ -278,7 +278,8 @@ std::string Registry::Render(const CachedClientStats& p, uint64_t entries,
          "Requests being answered.");
   Line(&out, "llmcache_in_flight_requests %" PRIu64 "\n", t.in_flight);
   Header(&out, "llmcache_open_connections", "gauge",
-         "Open client connections.");
+         "Open client connections, and closed ones whose upstream call "
+         "goes on.");
   Line(&out, "llmcache_open_connections %" PRIu64 "\n", t.open_connections);
   Header(&out, "llmcache_rejected_connections_total", "counter",
          "Connections refused over the connection limit.");

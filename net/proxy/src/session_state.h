@@ -92,11 +92,17 @@ class ConnectionSlot {
     awaiting_ = true;
     waits_ = false;
   }
-  // CachedRequest::on_wait of that request, `closed`: the socket's state.
+  // CachedRequest::on_wait of that request, `closed`: the socket's state. A
+  // waiter whose client left as it started over to call upstream itself
+  // takes its place back (over the cap for a moment, never uncounted).
   void Waits(uint64_t request, bool waits, bool closed) {
     if (request != request_ || !awaiting_) return;
     waits_ = waits;
     if (waits && closed) Release();
+    if (!waits && !held_) {
+      open_.fetch_add(1, std::memory_order_relaxed);
+      held_ = true;
+    }
   }
   // Its answer (or failure) came back.
   void Answered(bool closed) {

@@ -146,10 +146,13 @@ struct CachedRequest {
   // instead of paying for an answer nobody reads.
   std::function<bool()> caller_gone;
   // May be null. Called on any thread when the request starts to wait for an
-  // identical request's answer (true: it holds no upstream connection of its
-  // own meanwhile), and when, after such a wait, it asks upstream itself
-  // (false). A server may then free the place of a connection whose client
-  // has gone while the request waits.
+  // identical request's answer in this process (true: it holds no upstream
+  // connection of its own meanwhile), and when, after such a wait, it asks
+  // upstream itself (false), in that order; perhaps with the client's lock
+  // held, so it must not block or call the client (record, or post). A
+  // server may then free the place of a connection whose client has gone
+  // while the request waits. (A wait for another instance's call on the
+  // shared tier, or for another batch's embeddings, is not told.)
   std::function<void(bool waits)> on_wait;
 };
 
