@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <cerrno>
 #include <chrono>
@@ -151,25 +152,29 @@ TEST(ImportKillTest, AKilledImportKeepsAPrefixOfTheLines) {
   }
   const auto full = std::chrono::steady_clock::now() - start;
 
-  // Six kills spread over the run; if none landed inside the load (a run
-  // slower or faster than the first), up to six more between them.
+  // Six kills spread over the run (at 1/7 ... 6/7 of it). If none landed
+  // inside the load (runs slower or faster than the first, as on a loaded
+  // machine), up to six more, each halfway between the latest kill that
+  // came too early (nothing stored yet) and the earliest that came too late
+  // (all stored): the window is found whatever the pace.
   constexpr int kRounds = 6;
   constexpr int kMaxRounds = 12;
   int partial = 0;  // rounds that left some lines but not all
   int absent = 0;   // rounds that left no database
+  std::chrono::steady_clock::duration too_early{0}, too_late = 4 * full;
   int round = 0;
   for (; round < kMaxRounds && (round < kRounds || partial == 0); ++round) {
     SCOPED_TRACE("round " + std::to_string(round));
     const std::string db = dir.path() + "/db" + std::to_string(round);
+    const auto delay = round < kRounds ? full * (round + 1) / (kRounds + 1)
+                                       : too_early + (too_late - too_early) / 2;
     {
       BackgroundOptions bo;
       bo.drop_env_prefixes = testing::kLlmcacheEnvironment;
       bo.stdout_path = dir.path() + "/out";
       bo.stderr_path = dir.path() + "/err";
       BackgroundProcess run(import_args(db), bo);
-      // At 1/7 ... 6/7 of an uninterrupted run, then halfway between.
-      const int step = 2 * (round % kRounds) + (round < kRounds ? 2 : 1);
-      std::this_thread::sleep_for(full * step / (2 * (kRounds + 1)));
+      std::this_thread::sleep_for(delay);
       run.Signal(SIGKILL);
       const int code = run.Wait();
       ASSERT_TRUE(code == 128 + SIGKILL || code == 0) << code;
@@ -178,6 +183,7 @@ TEST(ImportKillTest, AKilledImportKeepsAPrefixOfTheLines) {
       // Killed before the database was created: none to read, and the
       // import makes it.
       ++absent;
+      too_early = std::max(too_early, delay);
       ProcessResult ls = Llmcache({"ls", "--db", db});
       EXPECT_EQ(ls.exit_code, 1);
       EXPECT_THAT(ls.err, ::testing::HasSubstr("no database at"));
@@ -199,6 +205,8 @@ TEST(ImportKillTest, AKilledImportKeepsAPrefixOfTheLines) {
     ProcessResult verify = Llmcache({"verify", "--db", db});
     EXPECT_EQ(verify.exit_code, 0) << verify.out << verify.err;
     if (n > 0 && n < static_cast<size_t>(kLines)) ++partial;
+    if (n == 0) too_early = std::max(too_early, delay);
+    if (n == static_cast<size_t>(kLines)) too_late = std::min(too_late, delay);
 
     // Importing again completes the set, and removes what the killed load
     // left in its directory.
