@@ -121,13 +121,16 @@
 // / 2 — a client connection may hold an upstream socket too — with a
 // reserve of 64 + 4 per thread + the upstream's idle pool, plus 256 for
 // RocksDB's files in persistent mode (the engine keeps every table file
-// open). Connections beyond it are accepted and answered 503 (Retry-After:
-// 1, Connection: close). If accept fails anyway for lack of descriptors
-// (EMFILE, ENFILE), the proxy frees a spare descriptor it keeps for that,
-// accepts, answers 503 and closes; without one it retries after 50 ms, so it
-// never spins. Such failures are logged at most every 10 s and counted in
-// llmcache_accept_errors_total. `llmcache serve` raises the soft limit to
-// the hard one at start.
+// open). A connection whose client leaves while its request leads an
+// upstream call is closed at once but counts until that call ends; one
+// whose request waits for an identical request's answer stops counting
+// then. Connections beyond the limit are accepted and answered 503
+// (Retry-After: 1, Connection: close). If accept fails anyway for lack of
+// descriptors (EMFILE, ENFILE), the proxy frees a spare descriptor it keeps
+// for that, accepts, answers 503 and closes; without one it retries after
+// 50 ms, so it never spins. Such failures are logged at most every 10 s and
+// counted in llmcache_accept_errors_total. `llmcache serve` raises the soft
+// limit to the hard one at start.
 //
 // Concurrency: `threads` worker threads, each running its own io_context;
 // one acceptor hands connections out round robin, and a connection lives on
