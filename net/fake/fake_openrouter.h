@@ -70,7 +70,7 @@
 //                            fake/flood-<mib>-every-<ms> one event every
 //                            <ms> (non-stream: answers normally; usage does
 //                            not count the flood; through the proxy a
-//                            stream over 64 MiB is cut)
+//                            stream over 64 MiB goes on but is not stored)
 //   fake/newlines            non-stream body preceded by "\n\n\n" keep-alive
 //                            bytes, as OpenRouter sends for slow upstreams
 //   fake/embed-delay-<us>    embeddings: answer after <us> microseconds per

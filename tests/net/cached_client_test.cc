@@ -338,6 +338,36 @@ TEST_F(CachedClientTest, StreamedMissThenReplayedHitGiveSameContent) {
   EXPECT_EQ(fake_->completions(), 1u);
 }
 
+// A stream past max_stored_stream_bytes reaches its caller whole (events and
+// [DONE]) and is said to be whole, but is not stored and has no body; under
+// the limit the same stream is stored.
+TEST_F(CachedClientTest, AStreamOverTheStoreLimitIsWholeButNotStored) {
+  CachedClientOptions o;
+  o.max_stored_stream_bytes = 1 << 20;
+  auto small = Make(cache_, o);
+  Collected live;
+  auto over = Call(*small, Body("fake/flood-2", true), live.Handler());
+  ASSERT_OK(over);
+  EXPECT_EQ(over->result, CacheResult::kMiss);
+  EXPECT_TRUE(over->streamed);
+  EXPECT_TRUE(over->complete);
+  EXPECT_FALSE(over->stored);
+  EXPECT_THAT(
+      over->not_stored_reason,
+      ::testing::HasSubstr("stream larger than the 1048576-byte limit"));
+  EXPECT_EQ(over->body, "");
+  EXPECT_GT(live.Content().size(), size_t{2} << 20);
+  EXPECT_EQ(live.events.back(), "[DONE]");
+
+  o.max_stored_stream_bytes = 4 << 20;
+  auto large = Make(cache_, o);
+  Collected stored;
+  auto under = Call(*large, Body("fake/flood-2", true), stored.Handler());
+  ASSERT_OK(under);
+  EXPECT_TRUE(under->stored) << under->not_stored_reason;
+  EXPECT_EQ(fake_->completions(), 2u);
+}
+
 TEST_F(CachedClientTest, StreamAndNonStreamShareEntries) {
   Collected live;
   auto miss = Call(*cached_, Body("openai/gpt-4o-mini", true), live.Handler());

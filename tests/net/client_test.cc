@@ -145,6 +145,45 @@ TEST_F(ClientTest, AnAnswerOverTheLimitIsRefusedAndNotSentAgain) {
   }
 }
 
+// A stream is not bounded as a whole, only each of its events: a 4 MiB
+// stream of 64 KiB events comes whole through a 1 MiB limit. One event over
+// the limit fails the stream, said as such, without a second call.
+TEST_F(ClientTest, AStreamIsBoundedByItsEventsNotByItsLength) {
+  ClientOptions o = Options();
+  o.max_response_bytes = 1 << 20;
+  auto client = MakeClient(o);
+  size_t bytes = 0;
+  bool done = false;
+  Result<Response> r = Post(*client, Body("fake/flood-4", true), true,
+                            [&](std::string_view data) {
+                              bytes += data.size();
+                              done |= data == "[DONE]";
+                              return true;
+                            });
+  ASSERT_OK(r);
+  EXPECT_TRUE(r->streamed);
+  EXPECT_TRUE(r->stream_complete);
+  EXPECT_TRUE(done);
+  EXPECT_GT(bytes, size_t{4} << 20);
+
+  o.max_response_bytes = 32 << 10;  // under one 64 KiB event
+  client = MakeClient(o);
+  const uint64_t before = fake_->completions();
+  bytes = 0;
+  r = Post(*client, Body("fake/flood-1", true), true,
+           [&](std::string_view data) {
+             bytes += data.size();
+             return true;
+           });
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr("an event of the upstream's stream is larger than the "
+                        "client's limit of 32768 bytes"));
+  EXPECT_LT(bytes, size_t{32} << 10);
+  EXPECT_EQ(fake_->completions(), before + 1);
+}
+
 TEST_F(ClientTest, ReusesKeepAliveConnection) {
   auto client = MakeClient(Options());
   for (int i = 0; i < 5; ++i) {

@@ -795,6 +795,18 @@ json::value ProxyStats(uint16_t port) {
   return ec ? json::value() : v;
 }
 
+// The proxy's single-flight joins so far (-1 if /stats cannot be read).
+int64_t FlightJoins(uint16_t port) {
+  const json::value v = ProxyStats(port);
+  const json::value* n = nullptr;
+  if (const json::object* o = v.if_object()) {
+    if (const json::value* c = o->if_contains("client"); c && c->is_object()) {
+      n = c->as_object().if_contains("flight_joins");
+    }
+  }
+  return n != nullptr && n->is_number() ? n->to_number<int64_t>() : -1;
+}
+
 // Plain requests waiting for an identical stream that the upstream leaves
 // silent after its first event (cut by the stream idle timeout) are not
 // handed that half answer: they start over together, and one new call
@@ -813,18 +825,7 @@ TEST_F(ProxyTest, RequestsWaitingForACutStreamShareOneNewCall) {
   for (int i = 0; i < kWaiters; ++i) {
     waiters.emplace_back([&, i] { replies[i] = Chat(Body(model, false)); });
   }
-  auto joins = [&]() -> int64_t {
-    const json::value v = ProxyStats(port_);
-    const json::value* n = nullptr;
-    if (const json::object* o = v.if_object()) {
-      if (const json::value* c = o->if_contains("client");
-          c && c->is_object()) {
-        n = c->as_object().if_contains("flight_joins");
-      }
-    }
-    return n != nullptr && n->is_number() ? n->to_number<int64_t>() : -1;
-  };
-  EXPECT_TRUE(WaitFor([&] { return joins() == kWaiters; }, 2000ms))
+  EXPECT_TRUE(WaitFor([&] { return FlightJoins(port_) == kWaiters; }, 2000ms))
       << "the waiters did not join the stream before its cut";
   for (std::thread& t : waiters) t.join();
   const std::string content = ContentOf(replies[0].body);
@@ -842,6 +843,52 @@ TEST_F(ProxyTest, RequestsWaitingForACutStreamShareOneNewCall) {
   bool done = true;
   SseContent(body, &done);
   EXPECT_FALSE(done);
+}
+
+// A stream past max_stored_stream_bytes goes on whole to its client and to a
+// stream that joined it (it was cut at 64 MiB before), and is not stored;
+// the plain requests that waited for it have no whole answer from it and
+// share one new call, whose answer is stored.
+TEST_F(ProxyTest, AStreamOverTheStoreLimitGoesOnWholeAndItsWaitersAskAgain) {
+  Restart([](ProxyOptions& o) { o.cached.max_stored_stream_bytes = 1 << 20; });
+  // 4 MiB in 64 KiB events, one every 20 ms (about 1.3 s).
+  const std::string model = "fake/flood-4-every-20";
+  HttpConnection lead(port_);
+  ASSERT_TRUE(lead.Write("POST", "/v1/chat/completions", Body(model, true),
+                         {{"Authorization", "Bearer key-A"}}));
+  ASSERT_EQ(lead.ReadHead().status, 200);
+  constexpr int kPlain = 2;
+  std::array<Reply, kPlain + 1> replies;
+  std::vector<std::thread> waiters;
+  for (int i = 0; i <= kPlain; ++i) {
+    waiters.emplace_back(
+        [&, i] { replies[i] = Chat(Body(model, /*stream=*/i == kPlain)); });
+  }
+  EXPECT_TRUE(WaitFor([&] { return FlightJoins(port_) == kPlain + 1; }, 1000ms))
+      << "the waiters did not join the stream while it ran";
+  std::string piece;
+  std::string body;
+  while (lead.ReadBodyPiece(&piece)) body += piece;
+  for (std::thread& t : waiters) t.join();
+  bool done = false;
+  EXPECT_GT(SseContent(body, &done).size(), size_t{4} << 20);
+  EXPECT_TRUE(done);
+  const Reply& joined_stream = replies[kPlain];
+  EXPECT_EQ(joined_stream.status, 200) << joined_stream.error;
+  done = false;
+  EXPECT_GT(SseContent(joined_stream.body, &done).size(), size_t{4} << 20);
+  EXPECT_TRUE(done);
+  for (int i = 0; i < kPlain; ++i) {
+    EXPECT_EQ(replies[i].status, 200) << replies[i].error;
+    EXPECT_EQ(replies[i].header("x-cache"), "MISS");
+    EXPECT_EQ(replies[i].header("x-cache-stored"), "1");
+    EXPECT_NE(ContentOf(replies[i].body), "");
+  }
+  EXPECT_EQ(fake_->completions(), 2u);  // the stream, then one plain call
+  const Reply again = Chat(Body(model, false));
+  EXPECT_EQ(again.header("x-cache"), "HIT");
+  EXPECT_EQ(ContentOf(again.body), ContentOf(replies[0].body));
+  EXPECT_EQ(fake_->completions(), 2u);
 }
 
 // A client that goes away mid-stream (the upstream call is then cancelled)

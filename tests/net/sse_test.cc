@@ -208,6 +208,39 @@ TEST(SseParserTest, DoneAndErrorEventsAreOrdinaryData) {
               ElementsAre(Data(error_event), Data("[DONE]")));
 }
 
+// An event (or a line) that passes the bound is not dispatched, and nothing
+// after it is: the stream is unusable from there. Events up to the bound
+// pass, however many there are.
+TEST(SseParserTest, AnEventOverTheBoundStopsTheParser) {
+  {
+    SseParser parser;
+    parser.set_max_event_bytes(16);
+    // A 16-byte line ("data: " and ten bytes of data): at the bound.
+    EXPECT_THAT(FeedParts(parser, {"data: 12345", "67890\n\ndata: a\n\n"}),
+                ElementsAre(Data("1234567890"), Data("a")));
+    EXPECT_FALSE(parser.too_large());
+  }
+  // Over it: a 17-byte line, in one Feed or split, or a line that takes the
+  // event to 8 + 14 bytes.
+  for (const std::vector<std::string_view>& parts :
+       std::vector<std::vector<std::string_view>>{
+           {"data: a\n\ndata: 12345678901\n\ndata: b\n\n"},
+           {"data: a\n\ndata: 12345", "678901\n\ndata: b\n\n"},
+           {"data: a\n\ndata: 12345678\ndata: 12345678\n\ndata: b\n\n"}}) {
+    SseParser parser;
+    parser.set_max_event_bytes(16);
+    EXPECT_THAT(FeedParts(parser, parts), ElementsAre(Data("a")))
+        << ::testing::PrintToString(parts);
+    EXPECT_TRUE(parser.too_large());
+    EXPECT_THAT(FeedParts(parser, {"data: c\n\n"}), ElementsAre());
+  }
+  // A line without its end counts too (a comment as well).
+  SseParser parser;
+  parser.set_max_event_bytes(16);
+  EXPECT_THAT(FeedParts(parser, {": 0123456789abcdef"}), ElementsAre());
+  EXPECT_TRUE(parser.too_large());
+}
+
 TEST(SseParserTest, UnterminatedEventIsDiscardedAndReported) {
   bool truncated = false;
   EXPECT_THAT(FeedWhole("data: a\n\ndata: b", &truncated),

@@ -577,8 +577,7 @@ void CachedClientImpl::CallUpstream(PreparedRequest p, CacheResult kind,
   std::shared_ptr<EventAccumulator> acc;
   if (on_chunk) acc = MakeEventAccumulator(p.endpoint());
   if (!acc) on_chunk = nullptr;
-  auto acc_status = std::make_shared<Status>();
-  auto begun = std::make_shared<bool>(false);  // the stream's first event
+  auto tally = std::make_shared<StreamTally>();
   ChunkHandler chunks;
   auto self = std::static_pointer_cast<CachedClientImpl>(shared_from_this());
   if (on_chunk) {
@@ -586,10 +585,21 @@ void CachedClientImpl::CallUpstream(PreparedRequest p, CacheResult kind,
     // others wait for it (they would all fail otherwise); with nobody
     // waiting the upstream call is cancelled.
     auto caller_gone = std::make_shared<bool>(false);
-    chunks = [acc, acc_status, on_chunk, caller_gone, flight, self, begun,
+    chunks = [acc, tally, on_chunk, caller_gone, flight, self,
+              limit = options_.max_stored_stream_bytes, endpoint = p.endpoint(),
               digest = p.key().digest](std::string_view data) {
-      *begun = true;
-      if (acc_status->ok()) *acc_status = acc->Add(data);
+      tally->begun = true;
+      if (!tally->over && data.size() > limit - std::min(limit, tally->bytes)) {
+        // Relayed on, no longer accumulated (what it held is freed at the
+        // end of the call).
+        tally->over = true;
+      }
+      if (tally->over) {
+        tally->terminal |= IsTerminalEvent(endpoint, data);
+      } else {
+        tally->bytes += data.size();
+        if (tally->acc_status.ok()) tally->acc_status = acc->Add(data);
+      }
       if (flight) self->FanOut(digest, data);
       if (*caller_gone) return true;
       if (on_chunk(data)) return true;
@@ -601,28 +611,30 @@ void CachedClientImpl::CallUpstream(PreparedRequest p, CacheResult kind,
   // the call: a flush from here on began after the question).
   const uint64_t flush_count =
       cache_->FlushCount(p.key().base_model, p.request().ns);
-  client_->Send(
-      std::move(up), std::move(chunks),
-      [self, p = std::move(p), kind, reason, acc, acc_status, flight, begun,
-       flush_count, token = std::move(lease_token),
-       done = std::move(done)](Result<Response> r) mutable {
-        Result<CachedResponse> out = self->Finish(
-            std::move(r), p, kind, reason, acc.get(), *acc_status, flush_count);
-        // After the Put (same key slot, same connection, in order): waiters
-        // on other instances find the value, or see the lease gone and go
-        // upstream themselves.
-        if (!token.empty()) self->shared_->Release(p.key(), token);
-        if (flight) {
-          self->FinishFlight(p.key().digest, &out, !out.ok() && *begun);
-        }
-        done(std::move(out));
-      });
+  client_->Send(std::move(up), std::move(chunks),
+                [self, p = std::move(p), kind, reason, acc, tally, flight,
+                 flush_count, token = std::move(lease_token),
+                 done = std::move(done)](Result<Response> r) mutable {
+                  Result<CachedResponse> out =
+                      self->Finish(std::move(r), p, kind, reason, acc.get(),
+                                   *tally, flush_count);
+                  // After the Put (same key slot, same connection, in order):
+                  // waiters on other instances find the value, or see the lease
+                  // gone and go upstream themselves.
+                  if (!token.empty()) self->shared_->Release(p.key(), token);
+                  if (flight) {
+                    self->FinishFlight(p.key().digest, &out,
+                                       !out.ok() && tally->begun, tally->over);
+                  }
+                  done(std::move(out));
+                });
 }
 
 Result<CachedResponse> CachedClientImpl::Finish(
     Result<Response> r, const PreparedRequest& p, CacheResult kind,
-    BypassReason reason, const EventAccumulator* acc, const Status& acc_status,
+    BypassReason reason, const EventAccumulator* acc, const StreamTally& tally,
     uint64_t flush_count) {
+  const Status& acc_status = tally.acc_status;
   if (!r.ok()) return r.status();
   Response& resp = *r;
   const RequestKey& key = p.key();
@@ -635,9 +647,13 @@ Result<CachedResponse> CachedClientImpl::Finish(
   out.headers = std::move(resp.headers);
   out.streamed = resp.streamed && acc != nullptr;
   if (out.streamed) {
-    out.body = acc->ToJson();
-    out.parsed = acc->Parsed();
-    if (acc->error()) out.parsed.error = acc->error();
+    // Past max_stored_stream_bytes there is no whole body (or usage) to
+    // give, only the events, which went to the caller as they came.
+    if (!tally.over) {
+      out.body = acc->ToJson();
+      out.parsed = acc->Parsed();
+      if (acc->error()) out.parsed.error = acc->error();
+    }
   } else {
     out.body = std::move(resp.body);
     if (auto parsed = ParseEndpointResponse(endpoint, out.body); parsed.ok()) {
@@ -651,14 +667,22 @@ Result<CachedResponse> CachedClientImpl::Finish(
   // A whole stream: its last event seen ("[DONE]" for chat completions,
   // whose accumulator also needs every choice finished).
   const bool stream_whole =
-      acc_status.ok() && acc != nullptr && acc->done() &&
-      (endpoint != Endpoint::kChatCompletions || resp.stream_complete);
+      acc != nullptr &&
+      (tally.over ? tally.terminal
+                  : acc_status.ok() && acc->done() &&
+                        (endpoint != Endpoint::kChatCompletions ||
+                         resp.stream_complete));
   // Whole: a 200 that is not a stream cut short (whether or not it may be
   // stored: an answer with an error inside is whole too).
   out.complete = out.status == 200 && (!out.streamed || stream_whole);
   if (kind != CacheResult::kMiss) return out;
 
-  std::string why = WhyNotCacheable(endpoint, out.status, out.parsed);
+  std::string why =
+      out.streamed && tally.over
+          ? "stream larger than the " +
+                std::to_string(options_.max_stored_stream_bytes) +
+                "-byte limit of what is stored (max_stored_stream_bytes)"
+          : WhyNotCacheable(endpoint, out.status, out.parsed);
   if (why.empty() && endpoint == Endpoint::kEmbeddings) {
     // One input, one vector: an entry is what a batch's input is answered
     // with.

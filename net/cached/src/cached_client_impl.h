@@ -149,11 +149,21 @@ class CachedClientImpl final : public CachedClient {
   void CallUpstream(PreparedRequest p, CacheResult kind, BypassReason reason,
                     StreamHandler on_chunk, Callback done, bool flight,
                     std::string lease_token = {});
+  // What an upstream stream's events came to, on the call's thread.
+  struct StreamTally {
+    Status acc_status;   // the accumulator's first failure
+    size_t bytes = 0;    // event bytes accumulated
+    bool begun = false;  // the first event came
+    // Past CachedClientOptions::max_stored_stream_bytes: the events are no
+    // longer accumulated, and `terminal` says whether the last one came.
+    bool over = false;
+    bool terminal = false;
+  };
   // `flush_count`: the cache's FlushCount() before upstream was asked.
   Result<CachedResponse> Finish(Result<Response> r, const PreparedRequest& p,
                                 CacheResult kind, BypassReason reason,
                                 const EventAccumulator* acc,
-                                const Status& acc_status, uint64_t flush_count);
+                                const StreamTally& tally, uint64_t flush_count);
   // Stores one answer under `key` in every tier (the same times, hence the
   // same TTL, everywhere). False (and counted, logged) when the local
   // store failed.
@@ -175,9 +185,10 @@ class CachedClientImpl final : public CachedClient {
   // thread (one that finds another handing them leaves them to it).
   void HandQueued(LiveWaiter& live);
   // cached_flight.cc. `stream_cut`: the leader's stream failed after its
-  // first event.
+  // first event. `stream_over`: it passed max_stored_stream_bytes, so it has
+  // no whole body to hand out.
   void FinishFlight(const Digest& digest, const Result<CachedResponse>* out,
-                    bool stream_cut = false);
+                    bool stream_cut = false, bool stream_over = false);
   // How a waiter whose flight had no answer for it starts over.
   enum class Again {
     kRejoin,  // leads or joins a flight of its API key

@@ -112,10 +112,12 @@ void CachedClientImpl::HandQueued(LiveWaiter& live) {
 // asks upstream on its own. An answer about the key (401, 402, 403, 429)
 // goes only to waiters with the leader's API key: with a shared scope, one
 // tenant's is not another's, and its message may name the key; the others
-// start over (a flight of their key's, or a call of their own).
+// start over (a flight of their key's, or a call of their own). A stream
+// that passed max_stored_stream_bytes ends its live waiters as it ended and
+// has no whole answer for the others: they start over as after a cut.
 void CachedClientImpl::FinishFlight(const Digest& digest,
                                     const Result<CachedResponse>* out,
-                                    bool stream_cut) {
+                                    bool stream_cut, bool stream_over) {
   std::shared_ptr<Flight> flight;
   {
     std::lock_guard<std::mutex> lock(flights_mu_);
@@ -126,9 +128,10 @@ void CachedClientImpl::FinishFlight(const Digest& digest,
   }
   const bool cancelled =
       !out->ok() && out->status().code() == StatusCode::kCancelled;
-  const bool partial =
-      (out->ok() && (*out)->status == 200 && !(*out)->complete) ||
-      (stream_cut && !cancelled);
+  // A stream too large to be kept whole has no answer to hand out either.
+  const bool partial = (out->ok() && (*out)->status == 200 &&
+                        (!(*out)->complete || stream_over)) ||
+                       (stream_cut && !cancelled);
   // The statuses that answer the key rather than the request; a failed
   // call (unreachable, timed out) or a 5xx is everyone's.
   const int status = out->ok() ? (*out)->status : 0;

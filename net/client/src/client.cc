@@ -583,8 +583,13 @@ class ClientImpl final : public Client {
     const std::string_view ctype = r.header("Content-Type");
     r.streamed = request.stream && r.status == 200 &&
                  ctype.starts_with("text/event-stream");
-
     SseParser sse;
+    if (r.streamed) {
+      // A live stream is not bounded as a whole (its events are relayed as
+      // they come, nothing holds all of it): each event is.
+      parser.body_limit(boost::none);
+      sse.set_max_event_bytes(options_.max_response_bytes);
+    }
     bool cancelled = false;
     auto on_event = [&](SseEvent&& ev) {
       if (cancelled) return;
@@ -611,6 +616,16 @@ class ClientImpl final : public Client {
       const size_t n = buf.size() - parser.get().body().size;
       if (r.streamed) {
         sse.Feed(std::string_view(buf.data(), n), on_event);
+        if (sse.too_large() && !cancelled) {
+          // As an answer over the limit: asking again would get it again.
+          a.status = ResourceExhaustedError(
+              "an event of the upstream's stream is larger than the "
+              "client's limit of " +
+              std::to_string(options_.max_response_bytes) +
+              " bytes (ClientOptions::max_response_bytes); stream not read "
+              "further");
+          co_return a;
+        }
       } else {
         r.body.append(buf.data(), n);
       }

@@ -105,6 +105,13 @@ void SseParser::Feed(std::string_view bytes,
     // "retry" and unknown fields are ignored.
   };
 
+  if (too_large_) return;
+  // The event's data so far and the line being read, whether it is held in
+  // line_ or not, so that where the bytes were split does not matter.
+  auto over = [this](size_t line) {
+    too_large_ = pending_.data.size() + line > max_event_bytes_;
+    return too_large_;
+  };
   size_t pos = 0;
   const size_t n = bytes.size();
   if (last_was_cr_ && n > 0) {
@@ -116,12 +123,15 @@ void SseParser::Feed(std::string_view bytes,
     const size_t eol = bytes.find_first_of("\r\n", pos);
     if (eol == std::string_view::npos) {
       line_.append(bytes.substr(pos));
+      over(line_.size());
       break;
     }
     if (line_.empty()) {
+      if (over(eol - pos)) return;
       process_line(bytes.substr(pos, eol - pos));
     } else {
       line_.append(bytes.substr(pos, eol - pos));
+      if (over(line_.size())) return;
       process_line(line_);
       line_.clear();
     }

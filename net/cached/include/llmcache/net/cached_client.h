@@ -116,6 +116,15 @@ struct CachedClientOptions {
   // Concurrent identical misses on different instances make one upstream
   // call (SharedTier::AcquireLead). Default: on.
   bool shared_single_flight = true;
+  // A streamed answer whose events pass this many bytes in all goes on to
+  // its caller (and to streaming waiters handed its events) to the end, but
+  // is no longer accumulated: it is not stored, its CachedResponse has no
+  // body and no usage, and the waiters of its flight that were not handed
+  // its events as they came (plain requests, and streams that joined after
+  // the first 8 MiB) start over, as after a stream cut short: the first
+  // leads one new call that the others of its API key join. Bounds the
+  // memory a stream holds. Default: 64 MiB.
+  size_t max_stored_stream_bytes = 64u << 20;
 };
 
 struct CachedRequest {
@@ -220,9 +229,11 @@ std::string_view CacheResultName(CacheResult r);  // "HIT", "MISS", "BYPASS"
 struct CachedResponse {
   CacheResult result = CacheResult::kMiss;
   BypassReason bypass_reason = BypassReason::kNone;
-  std::string key_hex;          // empty for bypasses that could not be keyed
-  int status = 0;               // HTTP status (200 for hits)
-  std::string body;             // complete response JSON (also for streams)
+  std::string key_hex;  // empty for bypasses that could not be keyed
+  int status = 0;       // HTTP status (200 for hits)
+  // Complete response JSON (also for streams; empty for one over
+  // CachedClientOptions::max_stored_stream_bytes).
+  std::string body;
   std::vector<Header> headers;  // upstream headers (misses/bypasses)
   ParsedCompletion parsed;
   Usage usage;          // hits: the stored usage (what the hit saved)

@@ -81,7 +81,10 @@ struct ClientOptions {
 
   // Idle keep-alive connections kept per host. 0 disables reuse.
   size_t max_idle_per_host = 8;
-  // Larger response bodies fail with kResourceExhausted.
+  // Larger response bodies fail with kResourceExhausted. A stream (a
+  // streamed request answered with text/event-stream) has no bound as a
+  // whole, since its events go to the chunk handler as they come: each of
+  // its events has this one (a larger event fails the stream the same way).
   size_t max_response_bytes = 64u << 20;
 
   // For tests (an injected OS layer): resolves instead of the system

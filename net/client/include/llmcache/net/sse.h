@@ -43,12 +43,22 @@ class SseParser {
   // Number of comment lines seen (e.g. ": OPENROUTER PROCESSING").
   size_t comments() const { return comments_; }
 
+  // Bounds the memory one event takes: once the data of the event being read
+  // and the line being read (field name and all) come to more than `max`
+  // bytes, too_large() is true and later Feed calls do nothing (the stream
+  // is unusable). Where Feed calls split the bytes does not matter. Default:
+  // no bound.
+  void set_max_event_bytes(size_t max) { max_event_bytes_ = max; }
+  bool too_large() const { return too_large_; }
+
  private:
   std::string line_;
   SseEvent pending_;
   bool has_data_ = false;
   bool last_was_cr_ = false;
+  bool too_large_ = false;
   size_t comments_ = 0;
+  size_t max_event_bytes_ = static_cast<size_t>(-1);
 };
 
 // Accumulates the `data:` payloads of a chat-completion stream into the
