@@ -574,37 +574,33 @@ void CachedClientImpl::CallUpstream(PreparedRequest p, CacheResult kind,
   up.headers = std::move(req.headers);
   up.path = std::string(UpstreamPath(p.endpoint()));
   up.stream = on_chunk != nullptr;
-  std::shared_ptr<EventAccumulator> acc;
-  if (on_chunk) acc = MakeEventAccumulator(p.endpoint());
-  if (!acc) on_chunk = nullptr;
-  auto tally = std::make_shared<StreamTally>();
+  std::shared_ptr<StreamTally> tally;
+  if (on_chunk) {
+    if (std::unique_ptr<EventAccumulator> acc =
+            MakeEventAccumulator(p.endpoint())) {
+      tally = std::make_shared<StreamTally>(std::move(acc), p.endpoint(),
+                                            options_.max_stored_stream_bytes);
+    } else {
+      on_chunk = nullptr;
+    }
+  }
   ChunkHandler chunks;
   auto self = std::static_pointer_cast<CachedClientImpl>(shared_from_this());
   if (on_chunk) {
     // When the leader's own client goes away, the stream goes on while
     // others wait for it (they would all fail otherwise); with nobody
-    // waiting the upstream call is cancelled.
+    // waiting, or past the store limit nobody handed its events, the
+    // upstream call is cancelled.
     auto caller_gone = std::make_shared<bool>(false);
-    chunks = [acc, tally, on_chunk, caller_gone, flight, self,
-              limit = options_.max_stored_stream_bytes, endpoint = p.endpoint(),
+    chunks = [tally, on_chunk, caller_gone, flight, self,
               digest = p.key().digest](std::string_view data) {
-      tally->begun = true;
-      if (!tally->over && data.size() > limit - std::min(limit, tally->bytes)) {
-        // Relayed on, no longer accumulated (what it held is freed at the
-        // end of the call).
-        tally->over = true;
-      }
-      if (tally->over) {
-        tally->terminal |= IsTerminalEvent(endpoint, data);
-      } else {
-        tally->bytes += data.size();
-        if (tally->acc_status.ok()) tally->acc_status = acc->Add(data);
-      }
+      tally->Add(data);
       if (flight) self->FanOut(digest, data);
-      if (*caller_gone) return true;
-      if (on_chunk(data)) return true;
-      *caller_gone = true;
-      return flight && self->HasWaiters(digest);
+      if (!*caller_gone) {
+        if (on_chunk(data)) return true;
+        *caller_gone = true;
+      }
+      return flight && self->HasWaiters(digest, /*live_only=*/tally->over());
     };
   }
   // An answer that a flush overtakes is not stored after it (read before
@@ -612,19 +608,19 @@ void CachedClientImpl::CallUpstream(PreparedRequest p, CacheResult kind,
   const uint64_t flush_count =
       cache_->FlushCount(p.key().base_model, p.request().ns);
   client_->Send(std::move(up), std::move(chunks),
-                [self, p = std::move(p), kind, reason, acc, tally, flight,
+                [self, p = std::move(p), kind, reason, tally, flight,
                  flush_count, token = std::move(lease_token),
                  done = std::move(done)](Result<Response> r) mutable {
-                  Result<CachedResponse> out =
-                      self->Finish(std::move(r), p, kind, reason, acc.get(),
-                                   *tally, flush_count);
+                  Result<CachedResponse> out = self->Finish(
+                      std::move(r), p, kind, reason, tally.get(), flush_count);
                   // After the Put (same key slot, same connection, in order):
                   // waiters on other instances find the value, or see the lease
                   // gone and go upstream themselves.
                   if (!token.empty()) self->shared_->Release(p.key(), token);
                   if (flight) {
                     self->FinishFlight(p.key().digest, &out,
-                                       !out.ok() && tally->begun, tally->over);
+                                       !out.ok() && tally && tally->begun(),
+                                       tally && tally->over());
                   }
                   done(std::move(out));
                 });
@@ -632,9 +628,7 @@ void CachedClientImpl::CallUpstream(PreparedRequest p, CacheResult kind,
 
 Result<CachedResponse> CachedClientImpl::Finish(
     Result<Response> r, const PreparedRequest& p, CacheResult kind,
-    BypassReason reason, const EventAccumulator* acc, const StreamTally& tally,
-    uint64_t flush_count) {
-  const Status& acc_status = tally.acc_status;
+    BypassReason reason, const StreamTally* tally, uint64_t flush_count) {
   if (!r.ok()) return r.status();
   Response& resp = *r;
   const RequestKey& key = p.key();
@@ -645,15 +639,12 @@ Result<CachedResponse> CachedClientImpl::Finish(
   out.key_hex = p.key_hex();
   out.status = resp.status;
   out.headers = std::move(resp.headers);
-  out.streamed = resp.streamed && acc != nullptr;
+  out.streamed = resp.streamed && tally != nullptr;
   if (out.streamed) {
-    // Past max_stored_stream_bytes there is no whole body (or usage) to
-    // give, only the events, which went to the caller as they came.
-    if (!tally.over) {
-      out.body = acc->ToJson();
-      out.parsed = acc->Parsed();
-      if (acc->error()) out.parsed.error = acc->error();
-    }
+    // Past max_stored_stream_bytes: no body, only the usage and error the
+    // stream's last events gave (its events went to the caller as they came).
+    out.body = tally->ToJson();
+    out.parsed = tally->Parsed();
   } else {
     out.body = std::move(resp.body);
     if (auto parsed = ParseEndpointResponse(endpoint, out.body); parsed.ok()) {
@@ -667,18 +658,14 @@ Result<CachedResponse> CachedClientImpl::Finish(
   // A whole stream: its last event seen ("[DONE]" for chat completions,
   // whose accumulator also needs every choice finished).
   const bool stream_whole =
-      acc != nullptr &&
-      (tally.over ? tally.terminal
-                  : acc_status.ok() && acc->done() &&
-                        (endpoint != Endpoint::kChatCompletions ||
-                         resp.stream_complete));
+      tally != nullptr && tally->Whole(resp.stream_complete);
   // Whole: a 200 that is not a stream cut short (whether or not it may be
   // stored: an answer with an error inside is whole too).
   out.complete = out.status == 200 && (!out.streamed || stream_whole);
   if (kind != CacheResult::kMiss) return out;
 
   std::string why =
-      out.streamed && tally.over
+      out.streamed && tally->over()
           ? "stream larger than the " +
                 std::to_string(options_.max_stored_stream_bytes) +
                 "-byte limit of what is stored (max_stored_stream_bytes)"
@@ -692,7 +679,7 @@ Result<CachedResponse> CachedClientImpl::Finish(
     }
   }
   if (why.empty() && out.streamed) {
-    if (!acc_status.ok()) {
+    if (!tally->status().ok()) {
       why = "stream was not valid JSON events";
     } else if (!stream_whole) {
       why = endpoint == Endpoint::kChatCompletions

@@ -24,6 +24,7 @@
 
 #include "llmcache/net/cached_client.h"
 #include "pipeline_counters.h"
+#include "stream_tally.h"
 
 namespace llmcache::net::internal {
 
@@ -149,21 +150,10 @@ class CachedClientImpl final : public CachedClient {
   void CallUpstream(PreparedRequest p, CacheResult kind, BypassReason reason,
                     StreamHandler on_chunk, Callback done, bool flight,
                     std::string lease_token = {});
-  // What an upstream stream's events came to, on the call's thread.
-  struct StreamTally {
-    Status acc_status;   // the accumulator's first failure
-    size_t bytes = 0;    // event bytes accumulated
-    bool begun = false;  // the first event came
-    // Past CachedClientOptions::max_stored_stream_bytes: the events are no
-    // longer accumulated, and `terminal` says whether the last one came.
-    bool over = false;
-    bool terminal = false;
-  };
   // `flush_count`: the cache's FlushCount() before upstream was asked.
   Result<CachedResponse> Finish(Result<Response> r, const PreparedRequest& p,
                                 CacheResult kind, BypassReason reason,
-                                const EventAccumulator* acc,
-                                const StreamTally& tally, uint64_t flush_count);
+                                const StreamTally* tally, uint64_t flush_count);
   // Stores one answer under `key` in every tier (the same times, hence the
   // same TTL, everywhere). False (and counted, logged) when the local
   // store failed.
@@ -173,7 +163,9 @@ class CachedClientImpl final : public CachedClient {
              const std::string& body, const Usage& usage,
              const std::string& resolved_model, uint8_t flags,
              uint64_t flush_count, std::string* why = nullptr);
-  bool HasWaiters(const Digest& digest);
+  // Whether the flight of `digest` has waiters (`live_only`: ones still
+  // handed the leader's events as they come).
+  bool HasWaiters(const Digest& digest, bool live_only = false);
   // The lifetime Store gives `req`'s answer (CachedResponse::ttl_ms).
   int64_t StoredTtlMs(const CachedRequest& req) const {
     return req.ttl_ms.value_or(options_.ttl_ms.value_or(-1));

@@ -32,10 +32,15 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
 
 }  // namespace
 
-bool CachedClientImpl::HasWaiters(const Digest& digest) {
+bool CachedClientImpl::HasWaiters(const Digest& digest, bool live_only) {
   std::lock_guard<std::mutex> lock(flights_mu_);
   auto it = flights_.find(digest);
-  return it != flights_.end() && !it->second->waiters.empty();
+  if (it == flights_.end()) return false;
+  const std::vector<Waiter>& waiters = it->second->waiters;
+  if (!live_only) return !waiters.empty();
+  return std::any_of(waiters.begin(), waiters.end(), [](const Waiter& w) {
+    return w.live != nullptr && !w.live->gone;
+  });
 }
 
 void CachedClientImpl::FanOut(const Digest& digest, std::string_view data) {
@@ -114,7 +119,8 @@ void CachedClientImpl::HandQueued(LiveWaiter& live) {
 // tenant's is not another's, and its message may name the key; the others
 // start over (a flight of their key's, or a call of their own). A stream
 // that passed max_stored_stream_bytes ends its live waiters as it ended and
-// has no whole answer for the others: they start over as after a cut.
+// has no whole answer for the others: plain requests start over as after a
+// cut, streams each with a call of their own.
 void CachedClientImpl::FinishFlight(const Digest& digest,
                                     const Result<CachedResponse>* out,
                                     bool stream_cut, bool stream_over) {
@@ -180,7 +186,11 @@ void CachedClientImpl::FinishFlight(const Digest& digest,
         (about_key && w.request.request().api_key != flight->api_key)) {
       auto self =
           std::static_pointer_cast<CachedClientImpl>(shared_from_this());
-      const Again again = partial ? Again::kRetry : Again::kRejoin;
+      // After a stream past the store limit, a stream asks on its own, so
+      // that plain requests never wait for such a stream again.
+      const Again again = stream_over && w.on_chunk != nullptr ? Again::kSolo
+                          : partial                            ? Again::kRetry
+                                                               : Again::kRejoin;
       boost::asio::post(client_->executor(),
                         [self, w = std::move(w), again]() mutable {
                           self->Restart(std::move(w), again);

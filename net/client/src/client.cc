@@ -550,7 +550,9 @@ class ClientImpl final : public Client {
     a.sent = true;
 
     http::response_parser<http::buffer_body> parser;
-    parser.body_limit(options_.max_response_bytes);
+    // Set once the head says whether this is a stream (Beast checks a
+    // Content-Length against the limit as the head ends).
+    parser.body_limit(boost::none);
     conn.lowest().expires_after(bounded(options_.headers_timeout));
     co_await http::async_read_header(
         stream, conn.buffer, parser,
@@ -558,13 +560,6 @@ class ClientImpl final : public Client {
     if (ec) {
       if (ec == beast::error::timeout) {
         a.status = timed_out("waiting for the response headers");
-      } else if (ec == http::error::body_limit) {
-        // A Content-Length over the limit: the answer was not lost, it is
-        // not read (and the request was done: never sent again).
-        a.status = ResourceExhaustedError(
-            "the upstream's answer is larger than the client's limit of " +
-            std::to_string(options_.max_response_bytes) +
-            " bytes (ClientOptions::max_response_bytes); not read");
       } else {
         a.stale = reused && conn.buffer.size() == 0;
         a.retryable = true;
@@ -587,8 +582,18 @@ class ClientImpl final : public Client {
     if (r.streamed) {
       // A live stream is not bounded as a whole (its events are relayed as
       // they come, nothing holds all of it): each event is.
-      parser.body_limit(boost::none);
       sse.set_max_event_bytes(options_.max_response_bytes);
+    } else if (parser.content_length().value_or(0) >
+               options_.max_response_bytes) {
+      // The answer was not lost, it is not read (and the request was done:
+      // never sent again).
+      a.status = ResourceExhaustedError(
+          "the upstream's answer is larger than the client's limit of " +
+          std::to_string(options_.max_response_bytes) +
+          " bytes (ClientOptions::max_response_bytes); not read");
+      co_return a;
+    } else {
+      parser.body_limit(options_.max_response_bytes);
     }
     bool cancelled = false;
     auto on_event = [&](SseEvent&& ev) {

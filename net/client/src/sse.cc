@@ -106,10 +106,13 @@ void SseParser::Feed(std::string_view bytes,
   };
 
   if (too_large_) return;
-  // The event's data so far and the line being read, whether it is held in
-  // line_ or not, so that where the bytes were split does not matter.
+  // What the event holds so far and the line being read, whether it is
+  // held in line_ or not, so that where the bytes were split does not
+  // matter.
   auto over = [this](size_t line) {
-    too_large_ = pending_.data.size() + line > max_event_bytes_;
+    too_large_ = pending_.data.size() + pending_.event.size() +
+                     pending_.id.size() + line >
+                 max_event_bytes_;
     return too_large_;
   };
   size_t pos = 0;

@@ -118,12 +118,14 @@ struct CachedClientOptions {
   bool shared_single_flight = true;
   // A streamed answer whose events pass this many bytes in all goes on to
   // its caller (and to streaming waiters handed its events) to the end, but
-  // is no longer accumulated: it is not stored, its CachedResponse has no
-  // body and no usage, and the waiters of its flight that were not handed
-  // its events as they came (plain requests, and streams that joined after
-  // the first 8 MiB) start over, as after a stream cut short: the first
-  // leads one new call that the others of its API key join. Bounds the
-  // memory a stream holds. Default: 64 MiB.
+  // is no longer gathered: it is not stored, its CachedResponse has no body
+  // (its usage and error only if its last events carried them), and the
+  // waiters of its flight not handed its events as they came (plain
+  // requests, streams that joined after its first 8 MiB) start over: plain
+  // requests as after a stream cut short (the first leads one new call that
+  // the others of its API key join), streams each with a call of their own.
+  // If its caller goes away with no stream waiter left, the call is
+  // cancelled. Bounds the memory a stream holds. Default: 64 MiB.
   size_t max_stored_stream_bytes = 64u << 20;
 };
 

@@ -43,9 +43,9 @@ class SseParser {
   // Number of comment lines seen (e.g. ": OPENROUTER PROCESSING").
   size_t comments() const { return comments_; }
 
-  // Bounds the memory one event takes: once the data of the event being read
-  // and the line being read (field name and all) come to more than `max`
-  // bytes, too_large() is true and later Feed calls do nothing (the stream
+  // Bounds the memory one event takes: once the data, type and id of the
+  // event being read and the line being read (field name and all) come to
+  // more than `max` bytes, too_large() is true and later Feed calls do nothing (the stream
   // is unusable). Where Feed calls split the bytes does not matter. Default:
   // no bound.
   void set_max_event_bytes(size_t max) { max_event_bytes_ = max; }

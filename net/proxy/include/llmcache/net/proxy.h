@@ -242,7 +242,7 @@ struct ProxyOptions {
   // What a live stream may hold for a client that reads slower than the
   // upstream writes; past it that client is closed (the upstream call goes
   // on if others wait for its answer). Unbounded, a client that stopped
-  // reading held up to the upstream's 64 MiB until the write timeout.
+  // reading would hold the whole stream until the write timeout.
   // Default: 4 MiB.
   size_t max_stream_backlog_bytes = 4u << 20;
   // A stream request still waiting for its first event after this long (a
