@@ -1052,6 +1052,56 @@ class CachedClientFlightTest : public CachedClientTest {
   std::shared_ptr<CachedClient> flights_;
 };
 
+// Past max_stored_stream_bytes a stream leader has no whole answer for the
+// waiters it did not hand its events as they came: the plain one starts
+// over in a flight of its own, and a stream that joined after the first
+// 8 MiB (kMaxKeptEventBytes) asks on its own, so that no plain request
+// waits for a second such stream.
+TEST_F(CachedClientFlightTest,
+       AfterAStreamOverTheStoreLimitLateStreamsAskAlone) {
+  CachedClientOptions o;
+  o.max_stored_stream_bytes = 1000;
+  flights_ = CachedClient::Create(cache_, scripted_, o);
+  Collected lead_events;
+  auto leader = Start(/*stream=*/true, lead_events.Handler());
+  ASSERT_TRUE(llmcache::testing::WaitFor([&] { return scripted_->sends(); }));
+  auto plain = Start(/*stream=*/false);
+  ASSERT_TRUE(llmcache::testing::WaitFor(
+      [&] { return flights_->stats().flight_joins == 1; }));
+  // 9 MiB of content in one event: past the limit, and no longer kept.
+  EXPECT_TRUE(scripted_->Chunk(
+      0, R"({"id":"gen-1","object":"chat.completion.chunk","created":1,)"
+         R"("model":"openai/gpt-4o-mini","choices":[{"index":0,"delta":)"
+         R"({"role":"assistant","content":")" +
+             std::string(size_t{9} << 20, 'x') +
+             R"("},"finish_reason":null}]})"));
+  Collected late_events;
+  auto late = Start(/*stream=*/true, late_events.Handler());
+  ASSERT_TRUE(llmcache::testing::WaitFor(
+      [&] { return flights_->stats().flight_joins == 2; }));
+  scripted_->Release(0, "Four.");
+  auto l = leader.get();
+  ASSERT_OK(l);
+  EXPECT_TRUE(l->complete);
+  EXPECT_FALSE(l->stored);
+  EXPECT_EQ(l->body, "");
+  ASSERT_TRUE(l->parsed.usage.has_value());  // from its last event
+  EXPECT_EQ(l->parsed.usage->completion_tokens, 3u);
+  ASSERT_TRUE(llmcache::testing::WaitFor([&] {
+    return scripted_->sends() == 3;
+  })) << "the plain and the late stream did not each ask upstream";
+  scripted_->Release(1, "Four, of course.");
+  scripted_->Release(2, "Four, of course.");
+  auto p = plain.get();
+  ASSERT_OK(p);
+  EXPECT_FALSE(p->streamed);
+  EXPECT_TRUE(p->stored);
+  auto s = late.get();
+  ASSERT_OK(s);
+  EXPECT_TRUE(s->streamed);
+  EXPECT_EQ(late_events.Content(), "Four, of course.");
+}
+
 std::string_view HeaderValue(const CachedResponse& r, std::string_view name) {
   for (const Header& h : r.headers) {
     if (h.name == name) return h.value;

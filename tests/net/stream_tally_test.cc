@@ -97,6 +97,23 @@ TEST(StreamTallyTest, PastTheLimitOnlyTheEndUsageAndErrorsCount) {
     EXPECT_EQ(p.error->message, "provider went away");
   }
   {
+    // "usage":null in every chunk does not use up what is looked at past
+    // the limit (1 MiB of small events naming usage or an error).
+    StreamTally t = Tally(1000);
+    t.Add(big);
+    t.Add(big);
+    std::string with_null = Chunk("y");
+    with_null.insert(with_null.size() - 1, R"(,"usage" : null)");
+    for (int i = 0; i < 20000; ++i) t.Add(with_null);  // ~3 MiB
+    std::string spaced = kUsage;
+    spaced.replace(spaced.find(R"("usage":{)"), 9, R"("usage" : {)");
+    t.Add(spaced);
+    t.Add("[DONE]");
+    const ParsedCompletion p = t.Parsed();
+    ASSERT_TRUE(p.usage.has_value());
+    EXPECT_EQ(p.usage->completion_tokens, 900u);
+  }
+  {
     // One event larger than the limit puts it over at once.
     StreamTally t = Tally(100);
     t.Add(big);

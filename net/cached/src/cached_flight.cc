@@ -186,10 +186,12 @@ void CachedClientImpl::FinishFlight(const Digest& digest,
         (about_key && w.request.request().api_key != flight->api_key)) {
       auto self =
           std::static_pointer_cast<CachedClientImpl>(shared_from_this());
-      // After a stream past the store limit, a stream asks on its own, so
-      // that plain requests never wait for such a stream again.
+      // After a stream past the store limit (also one cancelled), a stream
+      // asks on its own, so that plain requests never wait for such a
+      // stream again, and a plain request starts over once at most.
+      const bool over_or_cut = partial || stream_over;
       const Again again = stream_over && w.on_chunk != nullptr ? Again::kSolo
-                          : partial                            ? Again::kRetry
+                          : over_or_cut                        ? Again::kRetry
                                                                : Again::kRejoin;
       boost::asio::post(client_->executor(),
                         [self, w = std::move(w), again]() mutable {

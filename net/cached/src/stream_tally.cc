@@ -14,10 +14,33 @@ namespace {
 constexpr size_t kMaxTailEventBytes = 64u << 10;
 constexpr size_t kMaxTailBytes = 1u << 20;
 
+// Whether `data` has `name` with an object value (whitespace allowed
+// around the colon).
+bool HasObjectMember(std::string_view data, std::string_view name) {
+  for (size_t at = data.find(name); at != std::string_view::npos;
+       at = data.find(name, at + 1)) {
+    size_t i = at + name.size();
+    auto skip = [&] {
+      while (i < data.size() && (data[i] == ' ' || data[i] == '\t' ||
+                                 data[i] == '\n' || data[i] == '\r')) {
+        ++i;
+      }
+    };
+    skip();
+    if (i >= data.size() || data[i] != ':') continue;
+    ++i;
+    skip();
+    if (i < data.size() && data[i] == '{') return true;
+  }
+  return false;
+}
+
+// A usage or error object: not "usage":null, which some upstreams put in
+// every chunk and which would use up the budget before the last one.
 bool MayCarryUsageOrError(std::string_view data) {
   return data.size() <= kMaxTailEventBytes &&
-         (data.find("\"usage\"") != std::string_view::npos ||
-          data.find("\"error\"") != std::string_view::npos);
+         (HasObjectMember(data, "\"usage\"") ||
+          HasObjectMember(data, "\"error\""));
 }
 
 }  // namespace

@@ -1,8 +1,10 @@
 // What an upstream stream's events come to, for the cached client
 // (CachedClientImpl::CallUpstream): the events gathered into the answer that
 // is stored, up to CachedClientOptions::max_stored_stream_bytes; past it,
-// only what the end of the call needs (whether the stream ended whole, its
-// usage and any error event). Private to llmcache::cached.
+// only what the end of the call needs (whether the stream ended whole and,
+// as far as small late events tell it, its usage and any error event: for
+// chat completions, where they come in events of their own). Private to
+// llmcache::cached.
 
 #ifndef LLMCACHE_NET_CACHED_SRC_STREAM_TALLY_H_
 #define LLMCACHE_NET_CACHED_SRC_STREAM_TALLY_H_

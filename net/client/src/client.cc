@@ -583,8 +583,8 @@ class ClientImpl final : public Client {
       // A live stream is not bounded as a whole (its events are relayed as
       // they come, nothing holds all of it): each event is.
       sse.set_max_event_bytes(options_.max_response_bytes);
-    } else if (parser.content_length().value_or(0) >
-               options_.max_response_bytes) {
+    } else if (!parser.is_done() && parser.content_length().value_or(0) >
+                                        options_.max_response_bytes) {
       // The answer was not lost, it is not read (and the request was done:
       // never sent again).
       a.status = ResourceExhaustedError(

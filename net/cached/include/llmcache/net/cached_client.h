@@ -119,7 +119,8 @@ struct CachedClientOptions {
   // A streamed answer whose events pass this many bytes in all goes on to
   // its caller (and to streaming waiters handed its events) to the end, but
   // is no longer gathered: it is not stored, its CachedResponse has no body
-  // (its usage and error only if its last events carried them), and the
+  // (for chat completions, the usage and error its last events carried),
+  // and the
   // waiters of its flight not handed its events as they came (plain
   // requests, streams that joined after its first 8 MiB) start over: plain
   // requests as after a stream cut short (the first leads one new call that
@@ -247,7 +248,9 @@ struct CachedResponse {
   int64_t ttl_ms = -1;
   // A whole answer: HTTP 200 and, for a stream, its [DONE] (hits: always).
   // Only whole answers are handed to the waiters of a single flight, but
-  // for a stream that was handed the leader's events as they came.
+  // for a stream that was handed the leader's events as they came. A stream
+  // past max_stored_stream_bytes can be whole with no body: it is handed
+  // only to the streams that were handed its events.
   bool complete = false;
   std::string not_stored_reason;
   bool joined_flight = false;  // waited for an identical in-flight request
@@ -356,7 +359,8 @@ class CachedClient : public std::enable_shared_from_this<CachedClient> {
   // The cached completion, all stages (Prepare, Probe, Complete). With
   // `on_chunk` set and "stream": true in the body, the response is delivered
   // as events (a hit replayed, a miss passed through live) and the final
-  // CachedResponse still carries the complete body. kInvalidArgument for a
+  // CachedResponse still carries the complete body (not for a stream past
+  // CachedClientOptions::max_stored_stream_bytes). kInvalidArgument for a
   // body that is not a valid request; transport errors as Client reports
   // them; an upstream HTTP error is an OK result with its status and body
   // (never cached).
