@@ -54,7 +54,6 @@ void StreamTally::Add(std::string_view data) {
   if (!over_ && data.size() > limit_ - std::min(limit_, bytes_)) {
     over_ = true;
     acc_.reset();
-    status_ = Status();
     tail_ = MakeEventAccumulator(endpoint_);
   }
   if (!over_) {

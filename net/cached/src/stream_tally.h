@@ -38,7 +38,7 @@ class StreamTally {
   // the client's [DONE], `done_seen`); past it, the terminal event.
   bool Whole(bool done_seen) const;
   // The first failure of the accumulator (events that were not the
-  // endpoint's JSON); OK past the limit.
+  // endpoint's JSON) while the stream was gathered.
   const Status& status() const { return status_; }
   // Under the limit: the gathered answer. Past it: what events small enough
   // to look at said of usage and errors (the rest empty).

@@ -120,8 +120,7 @@ struct CachedClientOptions {
   // its caller (and to streaming waiters handed its events) to the end, but
   // is no longer gathered: it is not stored, its CachedResponse has no body
   // (for chat completions, the usage and error its last events carried),
-  // and the
-  // waiters of its flight not handed its events as they came (plain
+  // and the waiters of its flight not handed its events as they came (plain
   // requests, streams that joined after its first 8 MiB) start over: plain
   // requests as after a stream cut short (the first leads one new call that
   // the others of its API key join), streams each with a call of their own.

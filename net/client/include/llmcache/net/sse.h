@@ -45,9 +45,9 @@ class SseParser {
 
   // Bounds the memory one event takes: once the data, type and id of the
   // event being read and the line being read (field name and all) come to
-  // more than `max` bytes, too_large() is true and later Feed calls do nothing (the stream
-  // is unusable). Where Feed calls split the bytes does not matter. Default:
-  // no bound.
+  // more than `max` bytes, too_large() is true and later Feed calls do nothing
+  // (the stream is unusable). Where Feed calls split the bytes does not matter.
+  // Default: no bound.
   void set_max_event_bytes(size_t max) { max_event_bytes_ = max; }
   bool too_large() const { return too_large_; }
 
