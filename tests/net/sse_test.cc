@@ -226,7 +226,10 @@ TEST(SseParserTest, AnEventOverTheBoundStopsTheParser) {
        std::vector<std::vector<std::string_view>>{
            {"data: a\n\ndata: 12345678901\n\ndata: b\n\n"},
            {"data: a\n\ndata: 12345", "678901\n\ndata: b\n\n"},
-           {"data: a\n\ndata: 12345678\ndata: 12345678\n\ndata: b\n\n"}}) {
+           {"data: a\n\ndata: 12345678\ndata: 12345678\n\ndata: b\n\n"},
+           // The type and the id are held too: 10 + 12 and 10 + 12 bytes.
+           {"data: a\n\nevent: 0123456789\ndata: abcdef\n\ndata: b\n\n"},
+           {"data: a\n\nid: 0123456789\ndata: abcdef\n\ndata: b\n\n"}}) {
     SseParser parser;
     parser.set_max_event_bytes(16);
     EXPECT_THAT(FeedParts(parser, parts), ElementsAre(Data("a")))
