@@ -1549,6 +1549,39 @@ TEST_F(CachedClientFlightTest, AWaiterWhoseCallerWentAwayIsNotSentUpstream) {
   ASSERT_OK(leader.get());
 }
 
+// A streaming leader whose caller left with nobody waiting has its call
+// cancelled (its chunk handler says stop). A stream asked for before that
+// call has ended does not join it, which would hand it the first events and
+// then the cut: it asks upstream on its own and gets a whole answer.
+TEST_F(CachedClientFlightTest, AStreamDoesNotJoinAFlightBeingCancelled) {
+  std::atomic<int> lead_events{0};
+  auto leader = Start(/*stream=*/true, [&lead_events](std::string_view) {
+    ++lead_events;
+    return false;  // the caller left at the first event
+  });
+  ASSERT_TRUE(llmcache::testing::WaitFor([&] { return scripted_->sends(); }));
+  EXPECT_FALSE(scripted_->Chunk(
+      0, R"({"id":"gen-1","object":"chat.completion.chunk","created":1,)"
+         R"("model":"openai/gpt-4o-mini","choices":[{"index":0,"delta":)"
+         R"({"role":"assistant","content":"Fou"},"finish_reason":null}]})"))
+      << "nobody waits for the stream: the call should stop";
+  Collected events;
+  auto late = Start(/*stream=*/true, events.Handler());
+  ASSERT_TRUE(llmcache::testing::WaitFor([&] {
+    return scripted_->sends() == 2;
+  })) << "the late stream joined the flight being cancelled";
+  scripted_->Fail(0, CancelledError("stream cancelled by the caller"),
+                  /*after_an_event=*/false);
+  EXPECT_THAT(leader.get(), StatusIs(StatusCode::kCancelled));
+  scripted_->Release(1, "Four, of course.");
+  auto r = late.get();
+  ASSERT_OK(r);
+  EXPECT_TRUE(r->complete);
+  EXPECT_EQ(events.Content(), "Four, of course.");
+  EXPECT_EQ(lead_events.load(), 1);
+  EXPECT_EQ(flights_->stats().flight_joins, 0u);
+}
+
 // A leader's stream that fails after its first event (the connection lost,
 // or an idle timeout) has no answer for the waiters: each asks upstream on
 // its own instead of being handed the leader's failure half way.

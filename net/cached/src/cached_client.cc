@@ -314,8 +314,9 @@ void CachedClientImpl::JoinOrLead(PreparedRequest p, StreamHandler on_chunk,
     auto it = flights_.find(digest);
     // Started over: joins only a flight of its own API key (another key's
     // may fail for that key again); with another key's in flight it makes
-    // a call of its own, with none it leads one (unless no-store).
-    if (it != flights_.end() &&
+    // a call of its own, with none it leads one (unless no-store). A
+    // flight being cancelled is joined by no one: a call of its own too.
+    if (it != flights_.end() && !it->second->closing &&
         (!rejoin || it->second->api_key == p.request().api_key)) {
       if (!rejoin) counters_.Add(PipelineCounters::kFlightJoins);
       Flight& f = *it->second;
@@ -600,7 +601,8 @@ void CachedClientImpl::CallUpstream(PreparedRequest p, CacheResult kind,
         if (on_chunk(data)) return true;
         *caller_gone = true;
       }
-      return flight && self->HasWaiters(digest, /*live_only=*/tally->over());
+      return flight &&
+             self->KeepsStreamForWaiters(digest, /*live_only=*/tally->over());
     };
   }
   // An answer that a flush overtakes is not stored after it (read before

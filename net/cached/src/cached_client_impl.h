@@ -93,6 +93,9 @@ class CachedClientImpl final : public CachedClient {
     std::vector<Event> events;
     size_t event_bytes = 0;
     bool kept = true;
+    // The leader's call is being cancelled (KeepsStreamForWaiters): nobody
+    // joins it any more.
+    bool closing = false;
   };
   static constexpr size_t kMaxKeptEventBytes = 8u << 20;
   // A flight leader on its way through the shared tier.
@@ -163,9 +166,13 @@ class CachedClientImpl final : public CachedClient {
              const std::string& body, const Usage& usage,
              const std::string& resolved_model, uint8_t flags,
              uint64_t flush_count, std::string* why = nullptr);
-  // Whether the flight of `digest` has waiters (`live_only`: ones still
-  // handed the leader's events as they come).
-  bool HasWaiters(const Digest& digest, bool live_only = false);
+  // Whether the streaming leader whose caller left should go on: whether
+  // the flight of `digest` has waiters (`live_only`: ones still handed the
+  // leader's events as they come). When it has none the caller cancels the
+  // call, so the flight is closed first, under the same lock: a request
+  // that comes before it ends makes a call of its own instead of joining a
+  // stream about to be cut.
+  bool KeepsStreamForWaiters(const Digest& digest, bool live_only);
   // The lifetime Store gives `req`'s answer (CachedResponse::ttl_ms).
   int64_t StoredTtlMs(const CachedRequest& req) const {
     return req.ttl_ms.value_or(options_.ttl_ms.value_or(-1));

@@ -32,15 +32,22 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
 
 }  // namespace
 
-bool CachedClientImpl::HasWaiters(const Digest& digest, bool live_only) {
+bool CachedClientImpl::KeepsStreamForWaiters(const Digest& digest,
+                                             bool live_only) {
   std::lock_guard<std::mutex> lock(flights_mu_);
   auto it = flights_.find(digest);
   if (it == flights_.end()) return false;
-  const std::vector<Waiter>& waiters = it->second->waiters;
-  if (!live_only) return !waiters.empty();
-  return std::any_of(waiters.begin(), waiters.end(), [](const Waiter& w) {
-    return w.live != nullptr && !w.live->gone;
-  });
+  Flight& f = *it->second;
+  if (f.closing) return false;
+  const std::vector<Waiter>& waiters = f.waiters;
+  const bool keeps =
+      live_only ? std::any_of(waiters.begin(), waiters.end(),
+                              [](const Waiter& w) {
+                                return w.live != nullptr && !w.live->gone;
+                              })
+                : !waiters.empty();
+  if (!keeps) f.closing = true;
+  return keeps;
 }
 
 void CachedClientImpl::FanOut(const Digest& digest, std::string_view data) {
