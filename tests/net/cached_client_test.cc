@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "fake_openrouter.h"
+#include "llmcache/net/shared_tier.h"
 #include "llmcache/net/sse.h"
 #include "testing/fault_fs.h"
 #include "testing/io_loop.h"
@@ -1580,6 +1581,77 @@ TEST_F(CachedClientFlightTest, AStreamDoesNotJoinAFlightBeingCancelled) {
   EXPECT_EQ(events.Content(), "Four, of course.");
   EXPECT_EQ(lead_events.load(), 1);
   EXPECT_EQ(flights_->stats().flight_joins, 0u);
+}
+
+// A shared tier that holds nothing and grants every lead at once.
+class EmptyTier final : public SharedTier {
+ public:
+  void Get(const RequestKey&, GetCallback done) override {
+    done(std::shared_ptr<const Entry>());
+  }
+  void Put(const RequestKey&, std::shared_ptr<const Entry>) override {}
+  void AcquireLead(const RequestKey&, std::function<void(Lead)> done) override {
+    done(Lead{LeadOutcome::kLeader, "token", nullptr});
+  }
+  void Release(const RequestKey&, const std::string&) override {}
+  void Record(std::string_view, SharedOutcome, const Usage&) override {}
+  Result<uint64_t> FlushModel(std::string_view) override { return 0; }
+  Result<uint64_t> FlushAll() override { return 0; }
+  Result<bool> PurgeKey(const Digest&) override { return false; }
+  void SetFlushListener(std::function<void(std::string_view)>) override {}
+  SharedTierHealth Health() const override { return {}; }
+  uint64_t flush_count() const override { return 0; }
+};
+
+// The same through a shared tier, which the call of its own goes through
+// too: that call leads no flight. It hands its events to no flight and does
+// not end one: a new flight started after the cancelled one ended gets its
+// own leader's answer, not that call's.
+TEST_F(CachedClientFlightTest,
+       ACallBesideAFlightBeingCancelledLeadsNoneThroughASharedTier) {
+  CachedClientOptions o;
+  o.shared = std::make_shared<EmptyTier>();
+  auto tiered = CachedClient::Create(cache_, scripted_, o);
+  auto start = [&](StreamHandler chunks) {
+    CachedRequest req;
+    req.body =
+        Body("openai/gpt-4o-mini", true, R"("temperature":0)", "What is 2+2?");
+    return tiered->AsyncComplete(std::move(req), std::move(chunks),
+                                 asio::use_future);
+  };
+  auto leader = start([](std::string_view) { return false; });
+  ASSERT_TRUE(llmcache::testing::WaitFor([&] { return scripted_->sends(); }));
+  EXPECT_FALSE(scripted_->Chunk(
+      0, R"({"id":"gen-1","object":"chat.completion.chunk","created":1,)"
+         R"("model":"openai/gpt-4o-mini","choices":[{"index":0,"delta":)"
+         R"({"role":"assistant","content":"Fou"},"finish_reason":null}]})"));
+  Collected beside_events;
+  auto beside = start(beside_events.Handler());  // a call of its own
+  ASSERT_TRUE(
+      llmcache::testing::WaitFor([&] { return scripted_->sends() == 2; }));
+  scripted_->Fail(0, CancelledError("stream cancelled by the caller"),
+                  /*after_an_event=*/false);
+  EXPECT_THAT(leader.get(), StatusIs(StatusCode::kCancelled));
+  // A new flight: its leader and a stream that joins it.
+  Collected lead_events;
+  auto lead = start(lead_events.Handler());
+  ASSERT_TRUE(
+      llmcache::testing::WaitFor([&] { return scripted_->sends() == 3; }));
+  Collected joined_events;
+  auto joined = start(joined_events.Handler());
+  ASSERT_TRUE(llmcache::testing::WaitFor(
+      [&] { return tiered->stats().flight_joins == 1; }));
+  scripted_->Release(1, "From the call beside.");
+  ASSERT_OK(beside.get());
+  EXPECT_EQ(beside_events.Content(), "From the call beside.");
+  scripted_->Release(2, "From the new flight.");
+  ASSERT_OK(lead.get());
+  auto j = joined.get();
+  ASSERT_OK(j);
+  EXPECT_EQ(lead_events.Content(), "From the new flight.");
+  EXPECT_EQ(joined_events.Content(), "From the new flight.")
+      << "the call beside handed its events to the new flight";
+  EXPECT_EQ(scripted_->sends(), 3u);
 }
 
 // A leader's stream that fails after its first event (the connection lost,

@@ -457,8 +457,8 @@ void CachedClientImpl::SharedLead(std::shared_ptr<SharedStep> step) {
               }
               self->CallUpstream(std::move(step->request), CacheResult::kMiss,
                                  BypassReason::kNone, std::move(step->on_chunk),
-                                 std::move(step->done), /*flight=*/true,
-                                 std::move(token));
+                                 std::move(step->done),
+                                 /*flight=*/step->flight, std::move(token));
             });
           }));
 }

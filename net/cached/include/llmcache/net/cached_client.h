@@ -27,7 +27,9 @@
 //     leading one new call that the others of its API key wait for; one
 //     whose second answer is not whole either asks upstream on its own. A
 //     401, 402, 403 or 429 goes only to waiters with the leader's API key (a
-//     shared scope's other tenants start a flight of their own).
+//     shared scope's other tenants start a flight of their own). A stream
+//     whose caller left with nobody waiting is cancelled; a request that
+//     comes before that call has ended joins nothing: it calls on its own.
 //   - Fail open: if the store fails (disk full, corrupt, locked), the request
 //     still goes upstream and succeeds; failures are counted and logged at
 //     most once per interval.
