@@ -196,13 +196,15 @@ Result<Digest> DigestFromHex(std::string_view hex) {
 }
 
 std::string_view BaseModel(std::string_view model) {
-  // The last ':' with no '/' after it.
+  // The first ':' with no '/' after it, so that a base model has none and
+  // BaseModel(BaseModel(m)) == BaseModel(m).
+  size_t first = std::string_view::npos;
   for (size_t i = model.size(); i > 0; --i) {
     const char c = model[i - 1];
-    if (c == ':') return model.substr(0, i - 1);
     if (c == '/') break;
+    if (c == ':') first = i - 1;
   }
-  return model;
+  return first == std::string_view::npos ? model : model.substr(0, first);
 }
 
 std::vector<std::string> KeyOptions::DefaultExcludedFields() {

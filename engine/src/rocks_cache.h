@@ -338,6 +338,10 @@ class RocksCache final : public Cache {
   // was read is what the write replaces).
   Result<uint64_t> DeleteEntriesLocked(std::span<const Doomed> doomed,
                                        const DoomedNow& now);
+  // Flushes the family, overflow range, index records and counters of the
+  // base model `base` (FlushModel: `base` and families older versions made
+  // for its variants). Returns how many entries it held.
+  Result<uint64_t> FlushBase(const std::string& base);
   // Deletes in chunks of kPurgeChunk (rocks_purge.cc), each under the write
   // fence on its own (inserts are not fenced out for long). A chunk is read
   // before the fence is taken, and again under it (from the blocks the first

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -72,9 +73,40 @@ void ReclaimIfStored(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
 }  // namespace
 
 Result<uint64_t> RocksCache::FlushModel(std::string_view model) {
+  const std::string base(BaseModel(model));
+  LLMCACHE_ASSIGN_OR_RETURN(uint64_t removed, FlushBase(base));
+  // A model id with two variants ("a/b:free:online") had a family and
+  // counters of its own, "a/b:free", before BaseModel() stripped from the
+  // first ':' (2026-12-07). They hold variants of `base`: they go with it.
+  std::vector<std::string> older;
+  {
+    std::shared_lock<std::shared_mutex> lock(families_mu_);
+    for (const auto& [name, family] : families_) {
+      if (name != base && BaseModel(name) == base) older.push_back(name);
+    }
+  }
+  {
+    std::lock_guard<std::mutex> stats_lock(stats_write_mu_);
+    CacheStats stats;
+    (void)LoadPersistedStats(&stats);
+    internal::AddDelta(stats_.Peek(), &stats);
+    for (const ModelStats& ms : stats.models) {
+      if (ms.model != base && BaseModel(ms.model) == base &&
+          std::find(older.begin(), older.end(), ms.model) == older.end()) {
+        older.push_back(ms.model);
+      }
+    }
+  }
+  for (const std::string& name : older) {
+    LLMCACHE_ASSIGN_OR_RETURN(const uint64_t n, FlushBase(name));
+    removed += n;
+  }
+  return removed;
+}
+
+Result<uint64_t> RocksCache::FlushBase(const std::string& base) {
   DbLock db_lock(this);
   LLMCACHE_RETURN_IF_ERROR(MutationAllowed());
-  const std::string base(BaseModel(model));
   std::string begin, end;
   AppendModelPrefix(base, &begin);
   end = begin + std::string(kDigestSize + 1, '\xff');

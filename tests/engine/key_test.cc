@@ -455,6 +455,14 @@ TEST(KeyModelTest, BaseModelStripsOnlyTheVariant) {
   EXPECT_EQ(BaseModel("~anthropic/claude-sonnet-latest"),
             "~anthropic/claude-sonnet-latest");
   EXPECT_EQ(BaseModel(""), "");
+  // Two variants: both go (a base model has no ':' after its last '/', so
+  // the base of a base is itself).
+  EXPECT_EQ(BaseModel("a/b:free:online"), "a/b");
+  EXPECT_EQ(BaseModel("a:b/c:free:online"), "a:b/c");
+  EXPECT_EQ(BaseModel("gpt-4o::x"), "gpt-4o");
+  for (std::string_view m : {"a/b:free:online", "a/b:x", "a:b/c", "x:y:z"}) {
+    EXPECT_EQ(BaseModel(BaseModel(m)), BaseModel(m)) << m;
+  }
 }
 
 TEST(KeyScopeTest, NamespaceAndScopeChangeTheKey) {

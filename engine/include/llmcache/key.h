@@ -77,8 +77,12 @@ std::string DigestToHex(const Digest& digest);
 Result<Digest> DigestFromHex(std::string_view hex);
 
 // The model id without its `:variant` suffix ("openai/gpt-4o:floor" ->
-// "openai/gpt-4o"). The suffix starts at the last ':' that comes after the
-// last '/'. Ids without a variant are returned unchanged.
+// "openai/gpt-4o"). The suffix starts at the first ':' that comes after the
+// last '/', so that ids with two ("a/b:free:online") are variants of the
+// same base model, and a base model has no suffix of its own (before
+// 2026-12-07 the last ':' started it: "a/b:free:online" was a model
+// "a/b:free", which `--model a/b:free` could not name). Ids without a
+// variant are returned unchanged.
 std::string_view BaseModel(std::string_view model);
 
 struct KeyOptions {
