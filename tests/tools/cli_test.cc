@@ -2,6 +2,7 @@
 // runs it: on databases filled through the engine, on a database held open by
 // a second live process, and against the fake OpenRouter for `warm`.
 
+#include <rocksdb/perf_context.h>
 #include <rocksdb/sst_file_reader.h>
 #include <signal.h>
 #include <unistd.h>
@@ -1352,6 +1353,55 @@ TEST_F(CliTest, VerifyReportsCorruptEntriesByKey) {
 
 // A damaged block in a table file: the walk over the entries stops at it
 // (RocksDB cannot read past it), and a damaged index file is never walked.
+// A purge of many entries one by one (here a namespace's) compacts what it
+// removed, so that no later walk steps over the deleted creation-time
+// records one by one (nor are their bytes kept until a compaction).
+TEST_F(CliTest, APurgeOfManyEntriesCompactsWhatItRemoved) {
+  {
+    auto cache = testing::OpenTestCache(db_);
+    ASSERT_OK(cache.status());
+    InsertOptions gone;
+    gone.ns = "gone";
+    for (int i = 0; i < 2000; ++i) {
+      ASSERT_OK((*cache)->Insert(TestKey("m/a", i), Body("x"), gone));
+    }
+    for (int i = 2000; i < 2100; ++i) {
+      ASSERT_OK((*cache)->Insert(TestKey("m/a", i), Body("y"), {}));
+    }
+    ASSERT_OK((*cache)->Compact());  // the entries in table files
+  }
+  ProcessResult r = Llmcache(
+      {"purge", "--db", db_, "--namespace", "gone", "--yes", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  json::object o = ParseObject(r.out);
+  EXPECT_EQ(o["removed"].to_number<uint64_t>(), 2000u);
+  EXPECT_TRUE(o.contains("compact_seconds")) << r.out;
+  {
+    auto cache = testing::OpenTestCache(db_);
+    ASSERT_OK(cache.status());
+    rocksdb::SetPerfLevel(rocksdb::PerfLevel::kEnableCount);
+    rocksdb::get_perf_context()->Reset();
+    int listed = 0;
+    ASSERT_OK((*cache)->ForEachEntryByAge(std::nullopt, /*newest_first=*/false,
+                                          [&](const EntryView& v) {
+                                            EXPECT_EQ(v.entry.meta.ns, "");
+                                            return ++listed < 1;
+                                          }));
+    const uint64_t skipped =
+        rocksdb::get_perf_context()->internal_delete_skipped_count;
+    rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable);
+    EXPECT_EQ(listed, 1);
+    EXPECT_LT(skipped, 100u) << "the oldest live entry is behind the purged";
+  }
+  // A small purge (under a tenth of the entries) leaves that to the
+  // service's compactions.
+  ProcessResult small =
+      Llmcache({"purge", "--db", db_, "--key", TestKey("m/a", 2000).Hex(),
+                "--yes", "--json"});
+  ASSERT_EQ(small.exit_code, 0) << small.err;
+  EXPECT_FALSE(ParseObject(small.out).contains("compact_seconds"));
+}
+
 // verify reads every file whole and names each damaged one with what it
 // holds (it said "0 bad" for a damaged index, and stopped at a damaged
 // entry file without naming it).
@@ -1376,6 +1426,9 @@ TEST_F(CliTest, VerifyNamesDamagedTableFiles) {
   ASSERT_GE(damaged, 2);
   ProcessResult r = Llmcache({"verify", "--db", db_});
   EXPECT_EQ(r.exit_code, 1);
+  // The damage stops the walk of the entries: how far it got is said too.
+  EXPECT_THAT(r.out, HasSubstr("checked 0 entries (stopped by the error"));
+  EXPECT_THAT(r.err, HasSubstr("iterating entries"));
   EXPECT_THAT(r.out, HasSubstr("damaged file (holds entries of model "));
   EXPECT_THAT(r.out, HasSubstr("damaged file (holds the creation-time index)"));
   EXPECT_THAT(r.out, HasSubstr(".sst"));

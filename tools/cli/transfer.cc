@@ -753,16 +753,19 @@ int VerifyWith(
     if (interrupted) tail["interrupted"] = InterruptName();
     EndJsonEntries(tail, io.out);
   }
-  if (!s.ok()) {
-    io.err << "llmcache verify: " << s << "\n";
-    return kExitFailure;
-  }
   if (!as_json) {
-    io.out << "checked " << checked << " entries: " << problems - damaged_files
-           << " bad, ";
+    // Also when an error stopped the walk: how far it got (--json says it
+    // with "checked" beside "error").
+    io.out << "checked " << checked << " entries";
+    if (!s.ok()) io.out << " (stopped by the error below: not the rest)";
+    io.out << ": " << problems - damaged_files << " bad, ";
     if (damaged_files > 0) io.out << damaged_files << " damaged files, ";
     io.out << expired << " expired (awaiting compaction), in "
            << RateText(checked, seconds) << "\n";
+  }
+  if (!s.ok()) {
+    io.err << "llmcache verify: " << s << "\n";
+    return kExitFailure;
   }
   if (interrupted) {
     io.err << "llmcache verify: interrupted (" << InterruptName() << ") after "

@@ -717,6 +717,8 @@ int Purge(const std::string& db, const PurgeArgs& args, const Io& io) {
   // An age purge goes in steps: stopped between two (not at the question,
   // where Ctrl-C quits as usual).
   if (selector->kind == PurgeKind::kOlderThan) CatchInterrupts();
+  // The entries before, to tell a large purge (below).
+  Result<CacheStats> before = cache->GetStats();
   uint64_t removed = 0;
   Status s;
   bool interrupted = false;  // an age purge stopped before its cutoff
@@ -781,6 +783,38 @@ int Purge(const std::string& db, const PurgeArgs& args, const Io& io) {
            << " entries)\n";
     return kExitFailure;
   }
+  // A purge by age, expiry or namespace deletes entries one by one: their
+  // deleted creation-time records stay in the files until a compaction
+  // reaches them, and every walk from their end of a model's records steps
+  // over each (after an age purge of 7.07M of 10M entries, `models` took
+  // 1.83 s instead of 0.09 s, a purge that removed nothing 3.98 s instead of
+  // 0.05 s), and their space is not given back. A service's compactions
+  // get there in time; a purge of at least a tenth of the entries compacts
+  // the database at once (as `llmcache compact`: 37 s there).
+  double compact_seconds = -1;
+  bool compact_interrupted = false;
+  const bool one_by_one = selector->kind == PurgeKind::kOlderThan ||
+                          selector->kind == PurgeKind::kExpired ||
+                          selector->kind == PurgeKind::kNamespace;
+  if (one_by_one && !interrupted && before.ok() && removed >= 1024 &&
+      removed * 10 >= before->entries) {
+    if (!args.json) io.err << "compacting what the purge removed...\n";
+    const auto compact_start = std::chrono::steady_clock::now();
+    CompactOptions co;
+    co.cancel = InterruptFlag();
+    const Status c = cache->Compact(co);
+    compact_seconds = std::chrono::duration<double>(
+                          std::chrono::steady_clock::now() - compact_start)
+                          .count();
+    if (!c.ok()) {
+      // The purge is done; only its space waits for a later compaction.
+      io.err << "llmcache purge: removed " << removed
+             << " entries; the compaction after it did not finish: " << c
+             << " (`llmcache compact` does it)\n";
+      compact_seconds = -1;
+      compact_interrupted = c.code() == StatusCode::kCancelled;
+    }
+  }
   // A key that is not stored is "not found" (exit 1, as `show`); the other
   // selectors name sets, which may be empty.
   const bool not_found = selector->kind == PurgeKind::kKey && removed == 0;
@@ -789,12 +823,20 @@ int Purge(const std::string& db, const PurgeArgs& args, const Io& io) {
                    {"what", what},
                    {"seconds", seconds},
                    {"entries_per_second", EntriesPerSecond(removed, seconds)}};
+    if (compact_seconds >= 0) o["compact_seconds"] = compact_seconds;
     if (interrupted) o["interrupted"] = InterruptName();
     PrintJsonLine(o, io.out);
   } else {
     io.out << "removed " << removed << (removed == 1 ? " entry" : " entries")
-           << " (" << what << ") in " << RateText(removed, seconds) << "\n";
+           << " (" << what << ") in " << RateText(removed, seconds);
+    if (compact_seconds >= 0) {
+      char buf[48];
+      std::snprintf(buf, sizeof(buf), "; compacted in %.2f s", compact_seconds);
+      io.out << buf;
+    }
+    io.out << "\n";
   }
+  if (compact_interrupted) return InterruptExitCode();
   if (interrupted) {
     io.err << "llmcache purge: interrupted (" << InterruptName() << "): the "
            << removed
