@@ -717,8 +717,12 @@ int Purge(const std::string& db, const PurgeArgs& args, const Io& io) {
   // An age purge goes in steps: stopped between two (not at the question,
   // where Ctrl-C quits as usual).
   if (selector->kind == PurgeKind::kOlderThan) CatchInterrupts();
-  // The entries before, to tell a large purge (below).
-  Result<CacheStats> before = cache->GetStats();
+  // Deletes one by one: a large such purge compacts after it (below).
+  const bool one_by_one = selector->kind == PurgeKind::kOlderThan ||
+                          selector->kind == PurgeKind::kExpired ||
+                          selector->kind == PurgeKind::kNamespace;
+  const Result<CacheStats> before =
+      one_by_one ? cache->GetStats() : Result<CacheStats>(CacheStats());
   uint64_t removed = 0;
   Status s;
   bool interrupted = false;  // an age purge stopped before its cutoff
@@ -793,9 +797,6 @@ int Purge(const std::string& db, const PurgeArgs& args, const Io& io) {
   // the database at once (as `llmcache compact`: 37 s there).
   double compact_seconds = -1;
   bool compact_interrupted = false;
-  const bool one_by_one = selector->kind == PurgeKind::kOlderThan ||
-                          selector->kind == PurgeKind::kExpired ||
-                          selector->kind == PurgeKind::kNamespace;
   if (one_by_one && !interrupted && before.ok() && removed >= 1024 &&
       removed * 10 >= before->entries) {
     if (!args.json) io.err << "compacting what the purge removed...\n";
