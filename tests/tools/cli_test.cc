@@ -712,6 +712,56 @@ TEST_F(CliTest, PurgeBySelector) {
   EXPECT_EQ(s["entries"].to_number<uint64_t>(), 0u);
 }
 
+// A mistyped --model is an error naming the nearest model, not an empty
+// listing or a purge of nothing with exit 0; a model whose entries were all
+// purged is still known (purging it again is not an error).
+TEST_F(CliTest, AnUnknownModelIsAnErrorThatNamesTheNearestOne) {
+  Fill();
+  for (const std::vector<std::string>& verb :
+       std::vector<std::vector<std::string>>{
+           {"ls"}, {"export", "-o", "-"}, {"verify"}, {"purge", "--yes"}}) {
+    std::vector<std::string> args = verb;
+    args.insert(args.end(), {"--db", db_, "--model", "openai/gpt-4o-minii"});
+    ProcessResult r = Llmcache(args);
+    EXPECT_EQ(r.exit_code, 1) << verb[0] << ": " << r.out << r.err;
+    EXPECT_EQ(r.out, "") << verb[0];
+    EXPECT_THAT(r.err, HasSubstr("llmcache " + verb[0] + ": "));
+    EXPECT_THAT(r.err,
+                HasSubstr("no model \"openai/gpt-4o-minii\" in this cache; "
+                          "did you mean \"openai/gpt-4o-mini\"?"))
+        << verb[0];
+  }
+  EXPECT_EQ(LsKeys(db_).size(), 7u);
+  // Without the provider, in another case, or a variant of an unknown model.
+  EXPECT_THAT(Llmcache({"ls", "--db", db_, "--model", "GPT-4o-Mini"}).err,
+              HasSubstr("did you mean \"openai/gpt-4o-mini\"?"));
+  ProcessResult variant =
+      Llmcache({"ls", "--db", db_, "--model", "anthropic/claude-4:thinking"});
+  EXPECT_EQ(variant.exit_code, 1);
+  EXPECT_THAT(variant.err, HasSubstr("no model \"anthropic/claude-4\""));
+  // Nothing near: no guess, the count of models.
+  ProcessResult far = Llmcache({"ls", "--db", db_, "--model", "x/y"});
+  EXPECT_EQ(far.exit_code, 1);
+  EXPECT_THAT(far.err, Not(HasSubstr("did you mean")));
+  EXPECT_THAT(far.err, HasSubstr("lists its 2 models"));
+  // A variant of a known model is that model.
+  ProcessResult known = Llmcache(
+      {"ls", "--db", db_, "--model", "anthropic/claude-sonnet-4.5:free"});
+  EXPECT_EQ(known.exit_code, 0) << known.err;
+  // A model purged whole, whose statistics counted nothing else (no hits),
+  // leaves no trace: a purge or a listing of it again says so.
+  ProcessResult purged = Llmcache({"purge", "--db", db_, "--model",
+                                   "anthropic/claude-sonnet-4.5", "--yes"});
+  EXPECT_EQ(purged.exit_code, 0) << purged.err;
+  EXPECT_THAT(purged.out, HasSubstr("removed 2 entries"));
+  ProcessResult again = Llmcache({"purge", "--db", db_, "--model",
+                                  "anthropic/claude-sonnet-4.5", "--yes"});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_THAT(again.err,
+              HasSubstr("nothing removed: no model "
+                        "\"anthropic/claude-sonnet-4.5\" in this cache"));
+}
+
 TEST_F(CliTest, PurgeUsageErrors) {
   Fill();
   EXPECT_EQ(Llmcache({"purge", "--db", db_}).exit_code, 2);

@@ -241,6 +241,12 @@ int Export(const std::string& db, const std::optional<std::string>& model,
            const std::string& output, const Io& io) {
   std::unique_ptr<Cache> cache = OpenForReading(db, io);
   if (!cache) return kExitFailure;
+  if (model) {
+    if (std::optional<std::string> e = UnknownModel(*cache, *model)) {
+      io.err << "llmcache export: " << *e << "\n";
+      return kExitFailure;
+    }
+  }
   return ExportWith(
       [&cache](const std::optional<std::string>& m,
                const std::function<bool(const EntryView&)>& fn,
@@ -649,6 +655,12 @@ int Verify(const std::string& db, const std::optional<std::string>& model,
   std::unique_ptr<Cache> cache =
       OpenForReading(db, io, /*accept_damaged_view=*/true);
   if (!cache) return kExitFailure;
+  if (model) {
+    if (std::optional<std::string> e = UnknownModel(*cache, *model)) {
+      io.err << "llmcache verify: " << *e << "\n";
+      return kExitFailure;
+    }
+  }
   return VerifyWith(
       [&cache](const std::optional<std::string>& m,
                const std::function<bool(const EntryView&)>& fn,

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cinttypes>
@@ -22,7 +23,9 @@
 #include <iterator>
 #include <limits>
 #include <sstream>
+#include <vector>
 
+#include "llmcache/key.h"
 #include "llmcache/options.h"
 
 namespace llmcache::cli {
@@ -171,6 +174,76 @@ std::unique_ptr<Cache> OpenForReading(const std::string& path, const Io& io,
     return nullptr;
   }
   return std::move(*cache);
+}
+
+namespace {
+
+// Levenshtein distance between a and b (bytes), for "did you mean".
+size_t EditDistance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1,
+                         diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+}  // namespace
+
+std::optional<std::string> UnknownModel(Cache& cache, std::string_view model) {
+  const std::string_view base = BaseModel(model);
+  Result<CacheStats> st = cache.GetStats();
+  if (!st.ok()) return std::nullopt;
+  for (const ModelStats& m : st->models) {
+    if (m.model == base) return std::nullopt;
+  }
+  // An entry the statistics do not count yet (a service's unwritten
+  // counters) still makes the model known.
+  bool found = false;
+  const Status walked = cache.ForEachEntryByAge(
+      std::string(model), /*newest_first=*/true,
+      [&found](const EntryView&) {
+        found = true;
+        return false;
+      },
+      [&found](std::string_view, const Status&) { found = true; });
+  if (!walked.ok() || found) return std::nullopt;
+  std::string text = "no model \"" + Printable(base) + "\" in this cache";
+  if (st->models.empty()) return text + " (it has no entries)";
+  // The nearest name, if it is near: a typo, a wrong case, a missing prefix.
+  const ModelStats* nearest = nullptr;
+  size_t best = std::numeric_limits<size_t>::max();
+  std::string lower(base);
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  for (const ModelStats& m : st->models) {
+    std::string other = m.model;
+    std::transform(other.begin(), other.end(), other.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
+    size_t d = EditDistance(lower, other);
+    const size_t slash = other.rfind('/');
+    if (slash != std::string::npos &&
+        other.compare(slash + 1, std::string::npos, lower) == 0) {
+      d = 0;  // the name without its provider
+    }
+    if (d < best) {
+      best = d;
+      nearest = &m;
+    }
+  }
+  if (nearest != nullptr && best <= std::max<size_t>(2, base.size() / 4)) {
+    text += "; did you mean \"" + Printable(nearest->model) + "\"?";
+  }
+  text += " (`llmcache models` lists its " + std::to_string(st->models.size()) +
+          (st->models.size() == 1 ? " model)" : " models)");
+  return text;
 }
 
 std::unique_ptr<Cache> OpenForWriting(const std::string& path, bool create,

@@ -96,6 +96,14 @@ std::unique_ptr<Cache> OpenForWriting(const std::string& path, bool create,
                                       const Io& io, int* exit_code,
                                       std::string_view verb = {});
 
+// For --model of ls, export, verify and purge: the error for a model the
+// cache has no trace of (a mistyped name: no statistics row for its base
+// model, which every column family and every counted model has, and no
+// entry of it), naming the nearest known model; nullopt for a model it has
+// or had, or when the statistics cannot be read (the verb's own walk then
+// reports what is wrong).
+std::optional<std::string> UnknownModel(Cache& cache, std::string_view model);
+
 // Splits "host:port" / "[v6]:port" (port 0-65535, digits only); false if
 // malformed.
 bool ParseListen(const std::string& listen, std::string* host, uint16_t* port);
