@@ -2,8 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <charconv>
+#include <cmath>
+#include <limits>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace llmcache::net::json_util {
@@ -111,6 +115,64 @@ TEST(ParseJsonTest, EachThreadParsesOnItsOwn) {
   }
   for (std::thread& th : threads) th.join();
   for (int t = 0; t < 4; ++t) EXPECT_EQ(good[t], 2000) << "thread " << t;
+}
+
+// Serialize writes what json::serialize writes, except doubles: the
+// shortest decimal that reads back as the same double, never Boost.JSON
+// 1.81's E notation ("0E0", "2.5E-1") or its "Infinity" and "NaN".
+TEST(SerializeTest, WritesDoublesAsTheShortestPlainDecimal) {
+  const std::vector<std::pair<double, std::string>> cases = {
+      {0.0, "0.0"},
+      {-0.0, "-0.0"},
+      {2.0, "2.0"},
+      {0.25, "0.25"},
+      {0.9162871935251732, "0.9162871935251732"},
+      {0.00015, "0.00015"},
+      {1e-7, "1e-07"},
+      {-1234.5, "-1234.5"},
+      {1e21, "1e+21"},
+      {123456789012.0, "123456789012.0"},
+      {0.1 + 0.2, "0.30000000000000004"},
+      {std::numeric_limits<double>::infinity(), "1e99999"},
+      {-std::numeric_limits<double>::infinity(), "-1e99999"},
+      {std::numeric_limits<double>::quiet_NaN(), "null"},
+  };
+  for (const auto& [d, text] : cases) {
+    EXPECT_EQ(Serialize(json::value(d)), text) << text;
+    if (std::isfinite(d)) {
+      // Reads back as the same double, through the standard's parser.
+      double back = 0;
+      std::from_chars(text.data(), text.data() + text.size(), back);
+      EXPECT_EQ(back, d) << text;
+    }
+  }
+}
+
+TEST(SerializeTest, WritesEverythingElseAsJsonSerializeDoes) {
+  std::string all_bytes;
+  for (int c = 1; c < 256; ++c) all_bytes.push_back(static_cast<char>(c));
+  json::object o;
+  o["s"] = "quote \" backslash \\ tab \t nl \n cr \r ff \f bs \b nul";
+  o["s"].as_string().push_back('\0');
+  o["ctl"] = std::string("\x01\x1f\x7f", 3);
+  o["i"] = -9223372036854775807LL - 1;
+  o["u"] = 18446744073709551615ULL;
+  o["b"] = json::array{true, false, nullptr, json::object{}, json::array{}};
+  o["nested"] = json::object{{"k\"ey", json::array{1, -2, "x"}}};
+  o["utf8"] = "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80";
+  o[std::string("\x02key", 4)] = "v";
+  EXPECT_EQ(Serialize(o), json::serialize(o));
+  EXPECT_EQ(Serialize(json::value("")), "\"\"");
+  EXPECT_EQ(Serialize(json::value()), "null");
+  // And it reads back to the same value, doubles included.
+  o["d"] = json::array{0.5, 0.125, 3.0};
+  boost::system::error_code ec;
+  json::value back = ParseJson(Serialize(o), ec);
+  ASSERT_FALSE(ec) << ec.message();
+  EXPECT_EQ(back, json::value(o));
+  std::string appended = "x";
+  SerializeTo(json::value(1.5), &appended);
+  EXPECT_EQ(appended, "x1.5");
 }
 
 }  // namespace

@@ -47,6 +47,13 @@ TEST(StatsJsonTest, CacheIsTheEnginesStatsJson) {
   EXPECT_EQ(o.at("cache").at("hits"), 3);
   EXPECT_EQ(o.at("cache").at("entries"), 9);
   EXPECT_EQ(o.at("cache").at("persistent"), true);
+  // The text writes hit_rate 0.75 and a zero cost as decimals, not as
+  // Boost.JSON 1.81's "7.5E-1" and "0E0".
+  const std::string text =
+      StatsJson(s, metrics::Totals(), CachedClientStats(), StoreHealth());
+  EXPECT_THAT(text, ::testing::HasSubstr("\"hit_rate\":0.75"));
+  EXPECT_THAT(text, ::testing::HasSubstr("\"cost_saved_usd\":0.0"));
+  EXPECT_THAT(text, ::testing::Not(::testing::ContainsRegex("[0-9]E[-+0-9]")));
 }
 
 TEST(StatsJsonTest, UnreadableCacheGivesCacheError) {

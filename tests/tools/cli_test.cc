@@ -247,6 +247,10 @@ TEST_F(CliTest, StatsReportsTotalsAndModels) {
   EXPECT_EQ(s["models"].as_array()[0].at("entries").to_number<uint64_t>(), 2u);
   EXPECT_TRUE(
       s["bypasses_by_reason"].as_object().contains("non_zero_temperature"));
+  // Doubles in plain decimals: no "0E0" or "5.297342081717864E-2" (Boost.JSON
+  // 1.81's own form).
+  EXPECT_THAT(r.out, HasSubstr("\"cost_saved_usd\":0.0,"));
+  EXPECT_THAT(r.out, Not(ContainsRegex("[0-9]E[-+0-9]")));
 
   ProcessResult text = Llmcache({"stats", "--db", db_});
   ASSERT_EQ(text.exit_code, 0) << text.err;

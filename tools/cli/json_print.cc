@@ -1,5 +1,7 @@
 // JSON output of the verbs (--json): one compact object per line, and the
-// pretty-printed form `show` uses. See json_print.h.
+// pretty-printed form `show` uses, with doubles as the shortest decimal
+// (net::json_util::Serialize: 0.25, not Boost.JSON 1.81's 2.5E-1). See
+// json_print.h.
 
 #include "cli/json_print.h"
 
@@ -7,6 +9,8 @@
 #include <ostream>
 #include <string>
 #include <string_view>
+
+#include "llmcache/net/json_util.h"
 
 namespace llmcache::cli {
 
@@ -43,12 +47,12 @@ void PrettyPrint(const boost::json::value& v, std::ostream& out, int indent) {
     }
     out << "\n" << close_pad << "]";
   } else {
-    out << boost::json::serialize(v);
+    out << net::json_util::Serialize(v);
   }
 }
 
 void PrintJsonLine(const boost::json::value& v, std::ostream& out) {
-  out << boost::json::serialize(v) << "\n";
+  out << net::json_util::Serialize(v) << "\n";
 }
 
 void BeginJsonEntries(std::ostream& out) { out << "{\"entries\":["; }
@@ -56,7 +60,7 @@ void BeginJsonEntries(std::ostream& out) { out << "{\"entries\":["; }
 void EndJsonEntries(const boost::json::object& tail, std::ostream& out) {
   out << ']';
   // Its members after the array's: without the tail's own opening brace.
-  const std::string members = boost::json::serialize(tail);
+  const std::string members = net::json_util::Serialize(tail);
   if (members.size() > 2)
     out << ',' << std::string_view(members).substr(1);
   else

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "llmcache/net/import_line.h"
+#include "llmcache/net/json_util.h"
 
 namespace llmcache::net::proxy {
 
@@ -122,7 +123,7 @@ AdminAnswer RunAdminPurge(Cache& cache, const PurgeSelector& sel,
                     "); the shared tier failed: " + shared_failed.ToString())};
   }
   if (!shared_out.empty()) out["shared"] = std::move(shared_out);
-  return {200, json::serialize(out)};
+  return {200, json_util::Serialize(out)};
 }
 
 AdminAnswer RunAdminCompact(Cache& cache, const LogSink& log) {
@@ -139,7 +140,7 @@ AdminAnswer RunAdminCompact(Cache& cache, const LogSink& log) {
   json::object out;
   out["compacted"] = true;
   out["ms"] = ms;
-  return {200, json::serialize(out)};
+  return {200, json_util::Serialize(out)};
 }
 
 AdminAnswer RunAdminImport(Cache& cache, std::string_view body,
@@ -212,7 +213,7 @@ AdminAnswer RunAdminImport(Cache& cache, std::string_view body,
                            " entries stored, " + std::to_string(expired) +
                            " expired, " + std::to_string(malformed) +
                            " malformed lines");
-  return {200, json::serialize(out)};
+  return {200, json_util::Serialize(out)};
 }
 
 AdminAnswer RunAdmin(Cache& cache, const AdminAction& action,

@@ -4,6 +4,7 @@
 
 #include <boost/json.hpp>
 
+#include "llmcache/net/json_util.h"
 #include "llmcache/stats_json.h"
 
 namespace llmcache::net {
@@ -31,7 +32,7 @@ json::object StoreObject(const StoreHealth& h) {
 }  // namespace
 
 std::string StoreHealthJson(const StoreHealth& store) {
-  return json::serialize(StoreObject(store));
+  return json_util::Serialize(StoreObject(store));
 }
 
 namespace {
@@ -69,7 +70,7 @@ json::object SharedObject(const SharedTierHealth& h) {
 }  // namespace
 
 std::string SharedTierJson(const SharedTierHealth& shared) {
-  return json::serialize(SharedObject(shared));
+  return json_util::Serialize(SharedObject(shared));
 }
 
 std::string HealthzJson(const StoreHealth& store,
@@ -84,7 +85,7 @@ std::string HealthzJson(const StoreHealth& store,
   root["status"] = degraded ? "degraded" : "ok";
   if (troubled) root["store"] = StoreObject(store);
   if (shared != nullptr) root["shared"] = SharedObject(*shared);
-  return json::serialize(root);
+  return json_util::Serialize(root);
 }
 
 std::string StatsJson(const Result<CacheStats>& cache, const metrics::Totals& t,
@@ -199,7 +200,7 @@ std::string StatsJson(const Result<CacheStats>& cache, const metrics::Totals& t,
     s["pipeline"] = std::move(pipeline);
     root["shared"] = std::move(s);
   }
-  return json::serialize(root);
+  return json_util::Serialize(root);
 }
 
 }  // namespace llmcache::net
