@@ -441,15 +441,16 @@ class RawServer {
   std::thread thread_;
 };
 
-// Reads one HTTP request (headers, then a Content-Length body) from `s`.
-void ReadRequest(asio::ip::tcp::socket& s) {
+// Reads one HTTP request (headers, then a Content-Length body) from `s`;
+// returns what it read.
+std::string ReadRequest(asio::ip::tcp::socket& s) {
   std::string data;
   char buf[4096];
   boost::system::error_code ec;
   size_t head_end;
   while ((head_end = data.find("\r\n\r\n")) == std::string::npos) {
     const size_t n = s.read_some(asio::buffer(buf), ec);
-    if (ec) return;
+    if (ec) return data;
     data.append(buf, n);
   }
   size_t length = 0;
@@ -459,8 +460,81 @@ void ReadRequest(asio::ip::tcp::socket& s) {
   }
   while (data.size() < head_end + 4 + length) {
     const size_t n = s.read_some(asio::buffer(buf), ec);
-    if (ec) return;
+    if (ec) return data;
     data.append(buf, n);
+  }
+  return data;
+}
+
+// The client asks for no content coding, and an answer in one anyway (a
+// gzip body) is an error, not bytes handed on as if they were the JSON.
+TEST_F(ClientTest, AContentCodingThatWasNotAskedForIsRefused) {
+  std::atomic<int> requests{0};
+  std::mutex mu;
+  std::string seen;
+  RawServer server([&](asio::ip::tcp::socket& s) {
+    std::string request = ReadRequest(s);
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      seen = std::move(request);
+    }
+    ++requests;
+    const std::string gzip("\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03", 10);
+    boost::system::error_code ec;
+    asio::write(s,
+                asio::buffer("HTTP/1.1 200 OK\r\n"
+                             "Content-Type: application/json\r\n"
+                             "Content-Encoding: gzip\r\n"
+                             "Content-Length: 10\r\n\r\n" +
+                             gzip),
+                ec);
+    s.close(ec);
+  });
+  ClientOptions o = Options();
+  o.base_url = "http://127.0.0.1:" + std::to_string(server.port()) + "/api/v1";
+  auto client = MakeClient(o);
+  Result<Response> r = Post(*client, Body("m/x"));
+  EXPECT_THAT(r, StatusIs(StatusCode::kUnavailable,
+                          "answered with Content-Encoding: gzip"));
+  EXPECT_EQ(requests.load(), 1);
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_THAT(seen, HasSubstr("\r\nAccept-Encoding: identity\r\n"));
+}
+
+// A stream that ends before its first event (an empty body, or comments
+// only) is an answer lost, not an empty answer.
+TEST_F(ClientTest, AStreamThatEndsBeforeItsFirstEventIsLost) {
+  for (const std::string& body : {std::string(), std::string(": hello\n\n")}) {
+    std::atomic<int> requests{0};
+    RawServer server([&](asio::ip::tcp::socket& s) {
+      ReadRequest(s);
+      ++requests;
+      boost::system::error_code ec;
+      asio::write(s,
+                  asio::buffer("HTTP/1.1 200 OK\r\n"
+                               "Content-Type: text/event-stream\r\n"
+                               "Content-Length: " +
+                               std::to_string(body.size()) + "\r\n\r\n" + body),
+                  ec);
+      s.close(ec);
+    });
+    ClientOptions o = Options();
+    o.base_url =
+        "http://127.0.0.1:" + std::to_string(server.port()) + "/api/v1";
+    o.max_attempts = 3;
+    auto client = MakeClient(o);
+    int events = 0;
+    Result<Response> r =
+        Post(*client, Body("m/x", true), true, [&](std::string_view) {
+          ++events;
+          return true;
+        });
+    EXPECT_THAT(
+        r, StatusIs(StatusCode::kUnavailable, "ended before its first event"))
+        << body;
+    EXPECT_EQ(events, 0);
+    // Sent, so not sent again (the upstream may have started it).
+    EXPECT_EQ(requests.load(), 1);
   }
 }
 

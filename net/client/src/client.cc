@@ -531,6 +531,10 @@ class ClientImpl final : public Client {
       req.body() = request.body;
     }
     if (request.stream) req.set(http::field::accept, "text/event-stream");
+    // Bodies are read, relayed and stored as they are: no content coding
+    // (without the header an upstream may pick one; a gzip body was passed
+    // on without its Content-Encoding, as bytes no client could read).
+    req.set(http::field::accept_encoding, "identity");
     req.keep_alive(true);
     req.prepare_payload();
 
@@ -575,6 +579,16 @@ class ClientImpl final : public Client {
       r.headers.push_back(
           Header{std::string(f.name_string()), std::string(f.value())});
     }
+    if (const std::string_view coding = r.header("Content-Encoding");
+        !coding.empty() && !beast::iequals(coding, "identity")) {
+      // Not read: the connection is dropped with the body.
+      a.status = UnavailableError(
+          "the upstream answered with Content-Encoding: " +
+          std::string(coding) +
+          ", which the request did not accept (Accept-Encoding: identity); "
+          "not read");
+      co_return a;
+    }
     const std::string_view ctype = r.header("Content-Type");
     r.streamed = request.stream && r.status == 200 &&
                  ctype.starts_with("text/event-stream");
@@ -596,8 +610,10 @@ class ClientImpl final : public Client {
       parser.body_limit(options_.max_response_bytes);
     }
     bool cancelled = false;
+    bool any_event = false;
     auto on_event = [&](SseEvent&& ev) {
       if (cancelled) return;
+      any_event = true;
       if (ev.data == "[DONE]") r.stream_complete = true;
       if (on_chunk) {
         a.chunks_delivered = true;
@@ -658,7 +674,18 @@ class ClientImpl final : public Client {
         co_return a;
       }
     }
-    if (r.streamed) sse.Finish();
+    if (r.streamed) {
+      sse.Finish();
+      if (!any_event) {
+        // A stream that ended before its first event (an empty body, or
+        // only comments) is an answer lost, not an empty answer: as a
+        // connection lost before the response.
+        a.retryable = true;
+        a.status = UnavailableError("the stream from " + target_.host_header +
+                                    " ended before its first event");
+        co_return a;
+      }
+    }
     a.reusable = parser.keep_alive() && options_.max_idle_per_host > 0;
     co_return a;
   }
