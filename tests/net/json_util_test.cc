@@ -161,7 +161,11 @@ TEST(SerializeTest, WritesEverythingElseAsJsonSerializeDoes) {
   o["nested"] = json::object{{"k\"ey", json::array{1, -2, "x"}}};
   o["utf8"] = "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80";
   o[std::string("\x02key", 4)] = "v";
+  o["all"] = all_bytes;  // every byte but NUL, as a value and as a key
+  o[all_bytes] = 1;
   EXPECT_EQ(Serialize(o), json::serialize(o));
+  o.erase("all");  // bytes 0x80-0xff alone are not UTF-8: no parse back
+  o.erase(all_bytes);
   EXPECT_EQ(Serialize(json::value("")), "\"\"");
   EXPECT_EQ(Serialize(json::value()), "null");
   // And it reads back to the same value, doubles included.

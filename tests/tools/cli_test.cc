@@ -752,6 +752,24 @@ TEST_F(CliTest, AnUnknownModelIsAnErrorThatNamesTheNearestOne) {
   ProcessResult known = Llmcache(
       {"ls", "--db", db_, "--model", "anthropic/claude-sonnet-4.5:free"});
   EXPECT_EQ(known.exit_code, 0) << known.err;
+  // A model known only by the row an older version made for an id with two
+  // variants (m/x:free for m/x:free:online) is m/x: listed, and purged.
+  {
+    auto cache = testing::OpenTestCache(db_);
+    ASSERT_OK(cache.status());
+    RequestKey older = TestKey("meta/llama:free:online", 9);
+    older.base_model = "meta/llama:free";  // as BaseModel() made it before
+    ASSERT_OK((*cache)->Insert(older, Body("old"), InsertOptions()));
+  }
+  ProcessResult legacy =
+      Llmcache({"ls", "--db", db_, "--json", "--model", "meta/llama"});
+  EXPECT_EQ(legacy.exit_code, 0) << legacy.err;
+  EXPECT_THAT(Llmcache({"ls", "--db", db_, "--model", "meta/lama"}).err,
+              HasSubstr("did you mean \"meta/llama\"?"));
+  ProcessResult legacy_purge =
+      Llmcache({"purge", "--db", db_, "--model", "meta/llama", "--yes"});
+  EXPECT_EQ(legacy_purge.exit_code, 0) << legacy_purge.err;
+  EXPECT_THAT(legacy_purge.out, HasSubstr("removed 1 entry"));
   // A model purged whole, whose statistics counted nothing else (no hits),
   // leaves no trace: a purge or a listing of it again says so.
   ProcessResult purged = Llmcache({"purge", "--db", db_, "--model",

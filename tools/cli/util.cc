@@ -201,8 +201,11 @@ std::optional<std::string> UnknownModel(Cache& cache, std::string_view model) {
   const std::string_view base = BaseModel(model);
   Result<CacheStats> st = cache.GetStats();
   if (!st.ok()) return std::nullopt;
+  // A row's own base: an older version gave an id with two variants
+  // (m/x:free:online) a row of its own, m/x:free, which FlushModel("m/x")
+  // flushes with m/x.
   for (const ModelStats& m : st->models) {
-    if (m.model == base) return std::nullopt;
+    if (BaseModel(m.model) == base) return std::nullopt;
   }
   // An entry the statistics do not count yet (a service's unwritten
   // counters) still makes the model known.
@@ -224,7 +227,7 @@ std::optional<std::string> UnknownModel(Cache& cache, std::string_view model) {
   std::transform(lower.begin(), lower.end(), lower.begin(),
                  [](unsigned char c) { return std::tolower(c); });
   for (const ModelStats& m : st->models) {
-    std::string other = m.model;
+    std::string other(BaseModel(m.model));
     std::transform(other.begin(), other.end(), other.begin(),
                    [](unsigned char c) { return std::tolower(c); });
     size_t d = EditDistance(lower, other);
@@ -239,7 +242,7 @@ std::optional<std::string> UnknownModel(Cache& cache, std::string_view model) {
     }
   }
   if (nearest != nullptr && best <= std::max<size_t>(2, base.size() / 4)) {
-    text += "; did you mean \"" + Printable(nearest->model) + "\"?";
+    text += "; did you mean \"" + Printable(BaseModel(nearest->model)) + "\"?";
   }
   text += " (`llmcache models` lists its " + std::to_string(st->models.size()) +
           (st->models.size() == 1 ? " model)" : " models)");

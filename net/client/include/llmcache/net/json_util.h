@@ -49,8 +49,9 @@ inline json::value ParseJson(std::string_view text,
 }
 
 // The JSON text of `v`, as json::serialize writes it except for numbers of
-// type double: the shortest decimal that reads back as the same double
-// (0.9162871935251732, 0.00015, 1e-07, 2.0), where Boost.JSON 1.81 writes
+// type double: the shortest form that a correctly rounding parser reads back
+// as the same double (std::to_chars: 0.9162871935251732, 0.00015, 1e-07;
+// a whole number keeps ".0": 2.0), where Boost.JSON 1.81 writes
 // 9.162871935251732E-1, 1.5E-4 and 0E0, and infinity and NaN as 1e99999
 // and null (1.81: "Infinity" and "NaN", which are not JSON). Recursion
 // follows the value's depth (at most kMaxJsonDepth for parsed values).
