@@ -649,6 +649,32 @@ TEST_F(ServeHostileTest, HeadersOverTheLimitAre431) {
     c.ReadUntilClosed(5s, &got);
     EXPECT_EQ(Statuses(got), std::vector<int>{431}) << got.substr(0, 300);
   }
+  // A head one byte over the limit, in three fields each far under it (and
+  // sent in pieces, as a client's writes arrive), is refused; one of exactly
+  // the limit is served.
+  for (const size_t extra : {size_t{1}, size_t{0}}) {
+    const std::string start =
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
+    const size_t fields = kMaxHeader + extra - start.size() - 2;
+    std::string head = start;
+    for (int i = 0; i < 3; ++i) {
+      const size_t size = i < 2 ? fields / 3 : fields - 2 * (fields / 3);
+      head += "X-P" + std::to_string(i) + ": " + std::string(size - 8, 'p') +
+              "\r\n";
+    }
+    head += "\r\n";
+    ASSERT_EQ(head.size(), kMaxHeader + extra);
+    RawConn c(port_);
+    ASSERT_TRUE(c.ok());
+    for (size_t at = 0; at < head.size(); at += 3000) {
+      c.Send(head.substr(at, 3000));
+      std::this_thread::sleep_for(5ms);
+    }
+    std::string got;
+    c.ReadUntilClosed(5s, &got);
+    EXPECT_EQ(Statuses(got), std::vector<int>{extra == 0 ? 200 : 431})
+        << got.substr(0, 300);
+  }
   // On /v1/messages in Anthropic's error shape (the route from the request
   // line: the head itself is never parsed).
   {

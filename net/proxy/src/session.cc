@@ -140,14 +140,22 @@ class SessionImpl final : public Session,
                                       : srv_.options().idle_timeout);
     http::async_read_header(
         stream_, buffer_, *parser_,
-        [self = shared_from_this()](beast::error_code ec, size_t) {
-          self->OnHeader(ec);
+        [self = shared_from_this()](beast::error_code ec, size_t n) {
+          self->OnHeader(ec, n);
         });
   }
 
-  void OnHeader(beast::error_code ec) {
+  // `header_bytes`: what the parser took for the head (request line,
+  // fields, blank line).
+  void OnHeader(beast::error_code ec, size_t header_bytes) {
     deadline_.Disarm();
     if (closed()) return;
+    // Beast's limit is on the bytes of each parse step, not on the head
+    // (headers spread over several reads got through with up to the read
+    // size more): the head as a whole is held to it here.
+    if (!ec && header_bytes > srv_.options().max_header_bytes) {
+      ec = http::error::header_limit;
+    }
     if (ec == http::error::header_limit) {
       BeginRequest();  // the route: from the request line, parsed or not
       const auto raw = buffer_.cdata();
