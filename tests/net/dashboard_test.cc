@@ -262,6 +262,34 @@ TEST_F(DashboardTest, PageNeedsNoClientTokenButStatsDoes) {
   ExpectError(HttpGet(port_, "/v1/models"), 401, "authentication_error");
 }
 
+// With both tokens on loopback, /stats takes either: the dashboard asks for
+// the admin token, which was refused (only the client token opened it).
+TEST_F(DashboardTest, LoopbackStatsTakeTheAdminTokenBesideTheClientToken) {
+  Restart([](ProxyOptions& o) {
+    o.client_token = "proxy-token";
+    o.admin_token = "adm-secret";
+  });
+  for (const char* token : {"proxy-token", "adm-secret"}) {
+    EXPECT_EQ(HttpGet(port_, "/stats",
+                      {{"Authorization", std::string("Bearer ") + token}})
+                  .status,
+              200)
+        << token;
+  }
+  const Reply none = HttpGet(port_, "/stats");
+  ExpectError(none, 401, "authentication_error");
+  EXPECT_NE(none.body.find("admin token or its access token"),
+            std::string::npos)
+      << none.body;
+  ExpectError(
+      HttpGet(port_, "/stats", {{"Authorization", "Bearer adm-secreT"}}), 401,
+      "authentication_error");
+  // The admin token is not a client token elsewhere.
+  ExpectError(HttpSend(port_, "POST", "/v1/chat/completions", Body("m/a"),
+                       {{"Authorization", "Bearer adm-secret"}}),
+              401, "authentication_error");
+}
+
 TEST_F(DashboardTest, LoopbackOperatorViewsAreOpenByDefault) {
   EXPECT_EQ(HttpGet(port_, "/stats").status, 200);
   EXPECT_EQ(HttpGet(port_, "/metrics").status, 200);

@@ -257,6 +257,7 @@ Result<AccessPolicy> MakeAccessPolicy(const ProxyOptions& options) {
     p.origins.push_back(std::move(*n));
   }
   p.client_token = options.client_token;
+  p.admin_token = options.admin_token;
   p.operator_views_open =
       OperatorViewsOpen(options.host, options.operator_views_open);
   return p;
@@ -392,6 +393,20 @@ std::variant<HttpError, Access> CheckAccess(const AccessPolicy& policy,
     return access;
   }
   if (bearer && proxy_util::ConstantTimeEquals(*bearer, token)) return access;
+  // An operator view's own token (beyond loopback /stats takes only it,
+  // CheckOperatorView; here the client token opens it too).
+  if (r.route == Route::kStats && bearer && !policy.admin_token.empty() &&
+      proxy_util::ConstantTimeEquals(*bearer, policy.admin_token)) {
+    return access;
+  }
+  if (r.route == Route::kStats) {
+    return Unauthorized(
+        policy.admin_token.empty()
+            ? "this proxy's statistics need its access token: send "
+              "'Authorization: Bearer <client token>'"
+            : "this proxy's statistics need its admin token or its access "
+              "token: send 'Authorization: Bearer <token>'");
+  }
   return Unauthorized(
       "this proxy needs its access token: send 'X-Llmcache-Token: <token>' "
       "(with your own key in Authorization), or 'Authorization: Bearer "

@@ -44,6 +44,9 @@ struct AccessPolicy {
   std::vector<std::string> origins;
   bool any_origin = false;  // "*" in allow_origins
   std::string client_token;
+  // ProxyOptions::admin_token: with a client token, /stats on an open
+  // (loopback) proxy takes either (the dashboard asks for the admin token).
+  std::string admin_token;
   // Whether /stats and /metrics (every tenant's models and spend) answer
   // without the admin token: OperatorViewsOpen(host, operator_views_open).
   bool operator_views_open = true;

@@ -570,7 +570,7 @@ constexpr std::string_view kJs = R"JS('use strict';
     waitingForToken = true;
     setText('token-message', message);
     $('token-form').hidden = false;
-    setStatus('Needs the admin token', true);
+    setStatus('Needs a token', true);
     var input = $('token-input');
     if (document.activeElement !== input) input.focus();
   }
@@ -598,7 +598,7 @@ constexpr std::string_view kJs = R"JS('use strict';
           storeToken('');
           memoryToken = '';
           showTokenForm((token ? 'That token was refused. ' : '') +
-            (why || 'This proxy\'s statistics need its admin token.'));
+            (why || 'This proxy\'s statistics need its admin token (or, on loopback, its access token).'));
         });
       }
       if (!res.ok) throw new Error('/stats answered ' + res.status);
