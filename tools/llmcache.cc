@@ -109,7 +109,9 @@ int Main(int argc, char** argv) {
   std::string db = default_db;
   bool json = false;
   auto add_db = [&](CLI::App* sub) {
-    sub->add_option("--db", db, "Database directory")->default_str(default_db);
+    sub->add_option("--db", db, "Database directory")
+        ->default_str(default_db)
+        ->check(cli::CheckDbPath, "DIR");
   };
   auto add_json = [&](CLI::App* sub) {
     sub->add_flag("--json", json, "Machine-readable output (one JSON object)");

@@ -423,6 +423,7 @@ int Run(CLI::App& sub, ServeConfig& c) {
   }
 
   const std::string upstream = o.upstream.base_url;
+  const std::string listen_host = o.host;
   Result<std::unique_ptr<net::ProxyServer>> server =
       net::ProxyServer::Start(std::move(o), cache);
   if (!server.ok()) {
@@ -430,7 +431,16 @@ int Run(CLI::App& sub, ServeConfig& c) {
     // Bad settings (an origin, a host, the upstream URL) are usage errors.
     return server.status().code() == StatusCode::kInvalidArgument ? 2 : 1;
   }
-  std::cout << "llmcache serve: listening on " << (*server)->base_url()
+  // A wildcard address is said as such (every interface), with the URL
+  // that reaches it from this machine.
+  const bool every_interface = listen_host == "0.0.0.0" || listen_host == "::";
+  std::cout << "llmcache serve: listening on "
+            << (every_interface
+                    ? (listen_host == "::" ? "[::]:" : "0.0.0.0:") +
+                          std::to_string((*server)->port()) +
+                          " (every interface; " + (*server)->base_url() +
+                          " from this machine)"
+                    : (*server)->base_url())
             << " (upstream " << upstream << ", "
             << (co.path.empty() ? std::string("memory only")
                                 : "database " + co.path)
@@ -500,7 +510,8 @@ CLI::App* AddServeCommand(CLI::App& app, std::function<int()>* run) {
   sub->add_option("--db", c->db,
                   "Database directory (default: $LLMCACHE_DB, else "
                   "$XDG_CACHE_HOME/llmcache, else ~/.cache/llmcache)")
-      ->envname("LLMCACHE_DB");
+      ->envname("LLMCACHE_DB")
+      ->check(cli::CheckDbPath, "DIR");
   sub->add_flag("--memory", c->memory,
                 "Keep the cache in memory only (nothing on disk)")
       ->envname("LLMCACHE_MEMORY");

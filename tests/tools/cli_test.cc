@@ -784,6 +784,19 @@ TEST_F(CliTest, AnUnknownModelIsAnErrorThatNamesTheNearestOne) {
                         "\"anthropic/claude-sonnet-4.5\" in this cache"));
 }
 
+// An empty --db (an unset variable in --db "$DIR") is a usage error, not the
+// default database in the home directory.
+TEST_F(CliTest, AnEmptyDatabasePathIsAUsageError) {
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{{"stats", "--db", ""},
+                                             {"purge", "--all", "--db", ""},
+                                             {"serve", "--db", ""}}) {
+    ProcessResult r = Llmcache(args);
+    EXPECT_EQ(r.exit_code, 2) << args[0] << ": " << r.err;
+    EXPECT_THAT(r.err, HasSubstr("the database path is empty")) << args[0];
+  }
+}
+
 TEST_F(CliTest, PurgeUsageErrors) {
   Fill();
   EXPECT_EQ(Llmcache({"purge", "--db", db_}).exit_code, 2);

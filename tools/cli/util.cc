@@ -176,6 +176,12 @@ std::unique_ptr<Cache> OpenForReading(const std::string& path, const Io& io,
   return std::move(*cache);
 }
 
+std::string CheckDbPath(const std::string& path) {
+  if (!path.empty()) return {};
+  return "the database path is empty (an unset variable?); leave --db out "
+         "for the default database";
+}
+
 namespace {
 
 // Levenshtein distance between a and b (bytes), for "did you mean".

@@ -81,6 +81,11 @@ std::optional<std::string> ReadServeFile(const std::string& path, int pid);
 // info (redis://user:password@host), replaced by "***".
 std::string RedactCommandLine(std::string_view nul_separated);
 
+// The check of a --db value: "" if usable, else why not (an empty path, as
+// an unset variable in --db "$DIR" gives, is refused: it is not the default
+// database).
+std::string CheckDbPath(const std::string& path);
+
 // Opens the database at `path` read-only through the engine's inspection
 // mode, so it works while another process owns it. On failure prints the
 // error to io.err and returns null. `accept_damaged_view`: see
