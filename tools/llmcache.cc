@@ -101,7 +101,7 @@ int Main(int argc, char** argv) {
       "~/.cache/llmcache.\n"
       "Exit codes: 0 ok, 1 failure (including 'not found' and bad input "
       "lines), 2 usage, 3 database in use by another process (mutating "
-      "verbs), 130/143 stopped by SIGINT/SIGTERM (import, export, verify, "
+      "verbs and serve), 130/143 stopped by SIGINT/SIGTERM (import, export, verify, "
       "warm, compact and purge --older-than stop at the next entry and keep "
       "what they did; a second signal quits at once).");
 

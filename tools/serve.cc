@@ -360,6 +360,7 @@ int Run(CLI::App& sub, ServeConfig& c) {
       std::cerr << "llmcache serve: it is held by process " << holder->pid
                 << (holder->command.empty() ? "" : " (" + holder->command + ")")
                 << "; stop it, or give this proxy another --db\n";
+      return cli::kExitBusy;  // as the mutating verbs
     }
     return 1;
   }
