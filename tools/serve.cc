@@ -455,6 +455,38 @@ int Run(CLI::App& sub, ServeConfig& c) {
         "cannot write " + co.path + "/LLMCACHE-SERVE: " + std::strerror(errno));
   }
 
+  // The store's health in the log, as it changes (/healthz has it too): a
+  // store that opened degraded (a full disk) and every degradation and
+  // recovery after it.
+  std::mutex health_mu;
+  std::condition_variable health_cv;
+  bool health_stop = false;
+  std::thread health_watch([&] {
+    bool degraded = false;
+    std::unique_lock<std::mutex> lock(health_mu);
+    do {
+      const StoreHealth h = cache->Health();
+      if (h.degraded != degraded) {
+        degraded = h.degraded;
+        logger->Write(degraded ? LogLevel::kWarn : LogLevel::kInfo,
+                      degraded
+                          ? "store degraded: " + h.error +
+                                " (lookups go on; nothing is stored until it "
+                                "recovers, which it retries by itself)"
+                          : std::string("store recovered: storing again"));
+      }
+    } while (!health_cv.wait_for(lock, std::chrono::seconds(1),
+                                 [&] { return health_stop; }));
+  });
+  auto stop_health_watch = [&] {
+    {
+      std::lock_guard<std::mutex> lock(health_mu);
+      health_stop = true;
+    }
+    health_cv.notify_all();
+    if (health_watch.joinable()) health_watch.join();
+  };
+
   int sig = 0;
   sigwait(&set, &sig);
   logger->Write(LogLevel::kInfo, std::string("received ") +
@@ -484,6 +516,7 @@ int Run(CLI::App& sub, ServeConfig& c) {
     // answer is posted to the proxy's upstream executor.
     tier->Shutdown();
   }
+  stop_health_watch();
   server->reset();
   if (!co.path.empty()) cli::RemoveServeFile(co.path, getpid());
   cache.reset();  // closes the store (writes statistics)

@@ -305,7 +305,20 @@ Status RocksCache::OpenPrimary(const CacheOptions& options) {
     }
   }
   if (!exists) LLMCACHE_RETURN_IF_ERROR(CreateDb());
-  LLMCACHE_RETURN_IF_ERROR(OpenDb(/*read_only=*/false));
+  if (Status opened = OpenDb(/*read_only=*/false); !opened.ok()) {
+    // A full disk: an open writes a new MANIFEST, so a service restarted
+    // on a full disk could not start, where one running when it filled goes
+    // on. It starts as that one goes on: lookups from a read-only instance,
+    // writes refused, degraded, and the recovery thread opens it for
+    // writing once there is room.
+    if (!exists || opened.code() != StatusCode::kResourceExhausted ||
+        !OpenDb(/*read_only=*/true).ok()) {
+      return opened;
+    }
+    read_only_ = true;
+    Degrade("opening the database for writing: " + opened.ToString(),
+            Damage::kFatal);
+  }
   // A creation killed after it moved CURRENT into place left its staging
   // directory; the database lock is ours, so no creation is using it.
   RemoveTree(path_ + "/" + std::string(kCreatingDirectory));

@@ -242,6 +242,45 @@ TEST_F(StoreFaultTest, DiskFillingUpRecoversWhenSpaceIsFreed) {
   VerifyAfterReopen();
 }
 
+// A database opened on a full disk (a service restarted after the disk
+// filled: the open's new MANIFEST cannot be written) opens degraded: lookups
+// go on from a read-only instance, writes are refused, and it becomes
+// writable by itself once there is room, as one running when the disk
+// filled. A new database on a full disk is still an error.
+TEST_F(StoreFaultTest, OpeningOnAFullDiskServesLookupsAndRecovers) {
+  InsertAcked("m/a", 0, 100);
+  cache_.reset();
+  fs_->FailWrites(FaultFileSystem::NoSpace());
+  Open();
+  StoreHealth h = cache_->Health();
+  ASSERT_TRUE(h.degraded);
+  EXPECT_NE(h.error.find("opening the database for writing"), std::string::npos)
+      << h.error;
+  EXPECT_NE(h.error.find("No space left"), std::string::npos) << h.error;
+  EXPECT_TRUE(Hit("m/a", 7));
+  EXPECT_TRUE(Hit("m/a", 99));
+  EXPECT_EQ(ModelEntries("m/a"), 100u);
+  EXPECT_THAT(Insert("m/a", 100), StatusIs(StatusCode::kUnavailable));
+  // Still full: recovery attempts fail and say why, lookups go on.
+  ASSERT_TRUE(WaitFor([&] { return cache_->Health().recovery_attempts >= 2; }));
+  EXPECT_TRUE(cache_->Health().degraded);
+  EXPECT_TRUE(Hit("m/a", 42));
+  fs_->Clear();
+  ASSERT_TRUE(WaitRecovered()) << cache_->Health().recovery_error;
+  EXPECT_GE(cache_->Health().reopens, 1u);
+  InsertAcked("m/a", 101, 150);
+  EXPECT_TRUE(Hit("m/a", 120));
+  VerifyAfterReopen();
+
+  // No database yet: nothing to serve, the error as before.
+  cache_.reset();
+  fs_->FailWrites(FaultFileSystem::NoSpace());
+  CacheOptions fresh = Options();
+  fresh.path = dir_.path() + "/new";
+  EXPECT_THAT(Cache::Open(fresh), StatusIs(StatusCode::kResourceExhausted));
+  fs_->Clear();
+}
+
 // A bulk load writes the table files of a batch's families side by side; a
 // disk that fills up under them fails the load with an error (no crash),
 // stores none of that batch, leaves no load files behind, and a load after
