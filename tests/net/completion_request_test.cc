@@ -248,6 +248,22 @@ TEST(ProxyCompletionRequestTest, AttributionHeadersArePassedUpstream) {
                           IsHeader("X-Session-Id", "s1")));
 }
 
+// HTTP/1.0's Pragma: no-cache counts as Cache-Control: no-cache when there is
+// no Cache-Control (RFC 9111 5.4), and only then.
+TEST(ProxyCompletionRequestTest, PragmaNoCacheWithoutCacheControl) {
+  Result<CachedRequest> pragma = Read({{"Pragma", "no-cache"}});
+  ASSERT_OK(pragma);
+  EXPECT_TRUE(pragma->skip_lookup);
+  Result<CachedRequest> both =
+      Read({{"Pragma", "no-cache"}, {"Cache-Control", "max-age=60"}});
+  ASSERT_OK(both);
+  EXPECT_FALSE(both->skip_lookup);
+  EXPECT_EQ(both->max_age_ms, 60000);
+  Result<CachedRequest> other = Read({{"Pragma", "x-other"}});
+  ASSERT_OK(other);
+  EXPECT_FALSE(other->skip_lookup);
+}
+
 TEST(ProxyCompletionRequestTest, LeavesTheBodyAlone) {
   ScopeMemo memo;
   CachedRequest out;

@@ -62,6 +62,21 @@ TEST(ProxyUtilCacheControlTest, EachDirectiveAlone) {
   EXPECT_EQ(max_age->max_age_s, 60);
 }
 
+// RFC 9111 1.2.2: a delta-seconds past what a cache represents counts as
+// 2^31 (it was a 400); other bad values stay errors.
+TEST(ProxyUtilCacheControlTest, AHugeMaxAgeIsTwoToTheThirtyFirst) {
+  for (const char* value :
+       {"max-age=99999999999999999999", "max-age=\"1000000000000\""}) {
+    auto d = ParseCacheControl(value);
+    ASSERT_OK(d) << value;
+    EXPECT_EQ(d->max_age_s, int64_t{2147483648}) << value;
+  }
+  EXPECT_EQ(ParseCacheControl("max-age=999999999999")->max_age_s, 999999999999);
+  for (const char* bad : {"max-age=-1", "max-age=1e9", "max-age=", "max-age"}) {
+    EXPECT_FALSE(ParseCacheControl(bad).ok()) << bad;
+  }
+}
+
 TEST(ProxyUtilCacheControlTest, CombinedWithSpacesAndAnyCase) {
   auto d = ParseCacheControl(" No-Cache ,\tNO-STORE, Max-Age = 5 ");
   ASSERT_OK(d);
@@ -131,9 +146,7 @@ TEST(ProxyUtilCacheControlTest, BadMaxAgeIsInvalidArgument) {
        {"max-age", "max-age=", "max-age=soon", "max-age=-1", "max-age=+1",
         "max-age=1.5", "max-age=1e3", "max-age=0x10", "max-age=5s",
         "max-age=1 2", R"(max-age="")", R"(max-age="5)", R"(max-age=5")",
-        R"(max-age='5')", "max-age=9999999999999",
-        "max-age=99999999999999999999999",
-        "no-cache, max-age=soon, no-store"}) {
+        R"(max-age='5')", "no-cache, max-age=soon, no-store"}) {
     EXPECT_THAT(ParseCacheControl(value),
                 StatusIs(StatusCode::kInvalidArgument, "max-age"))
         << value;

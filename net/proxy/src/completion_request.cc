@@ -45,6 +45,11 @@ Status ReadCompletionHeaders(HeaderLookup headers,
     out->skip_lookup = d->no_cache;
     out->no_store = d->no_store;
     if (d->max_age_s) out->max_age_ms = *d->max_age_s * 1000;
+  } else if (std::optional<std::string_view> p = headers("Pragma")) {
+    // HTTP/1.0's no-cache, which counts only without Cache-Control (RFC
+    // 9111 5.4).
+    Result<proxy_util::CacheDirectives> d = proxy_util::ParseCacheControl(*p);
+    out->skip_lookup = d.ok() && d->no_cache;
   }
   if (std::optional<std::string_view> v = headers("X-Cache-TTL")) {
     std::optional<int64_t> ttl = proxy_util::ParseSeconds(*v);

@@ -92,6 +92,11 @@ Result<CacheDirectives> ParseCacheControl(std::string_view value) {
         arg = arg.substr(1, arg.size() - 2);
       }
       std::optional<int64_t> s = ParseSeconds(arg);
+      if (!s && !arg.empty() &&
+          arg.find_first_not_of("0123456789") == std::string_view::npos) {
+        // Digits past what is represented: 2^31 (RFC 9111 1.2.2).
+        s = int64_t{2147483648};
+      }
       if (!s) {
         return InvalidArgumentError(
             "Cache-Control max-age must be a non-negative integer of seconds");
