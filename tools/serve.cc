@@ -355,14 +355,20 @@ int Run(CLI::App& sub, ServeConfig& c) {
     std::cerr << "llmcache serve: cannot open the cache database"
               << (co.path.empty() ? std::string() : " at " + co.path) << ": "
               << opened.status().message() << "\n";
-    if (std::optional<cli::LockHolder> holder =
-            co.path.empty() ? std::nullopt : cli::FindLockHolder(co.path)) {
+    // Held by another process: exit 3, as the mutating verbs (also when the
+    // holder cannot be named: it just ended, or lives in another pid
+    // namespace).
+    if (co.path.empty() ||
+        opened.status().code() != StatusCode::kFailedPrecondition ||
+        opened.status().message().find("locked") == std::string_view::npos) {
+      return 1;
+    }
+    if (std::optional<cli::LockHolder> holder = cli::FindLockHolder(co.path)) {
       std::cerr << "llmcache serve: it is held by process " << holder->pid
                 << (holder->command.empty() ? "" : " (" + holder->command + ")")
                 << "; stop it, or give this proxy another --db\n";
-      return cli::kExitBusy;  // as the mutating verbs
     }
-    return 1;
+    return cli::kExitBusy;
   }
   std::shared_ptr<Cache> cache(std::move(opened).value());
 

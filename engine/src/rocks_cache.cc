@@ -151,8 +151,21 @@ RocksCache::~RocksCache() {
   if (remove_secondary_dir_) RemoveTree(secondary_dir_);
 }
 
+Status RocksCache::HoldLock() {
+  if (held_lock_ != nullptr) return Status();
+  rocksdb::IOStatus s = fs_->LockFile(path_ + "/LOCK", rocksdb::IOOptions(),
+                                      &held_lock_, nullptr);
+  if (s.ok()) return Status();
+  held_lock_ = nullptr;
+  return FromRocks(s, path_, "opening");
+}
+
 void RocksCache::CloseDb() {
   if (shared_) shared_->live_db.store(nullptr, std::memory_order_release);
+  if (held_lock_ != nullptr) {
+    (void)fs_->UnlockFile(held_lock_, rocksdb::IOOptions(), nullptr);
+    held_lock_ = nullptr;
+  }
   {
     std::unique_lock<std::shared_mutex> lock(families_mu_);
     families_.clear();
@@ -311,8 +324,14 @@ Status RocksCache::OpenPrimary(const CacheOptions& options) {
     // on. It starts as that one goes on: lookups from a read-only instance,
     // writes refused, degraded, and the recovery thread opens it for
     // writing once there is room.
-    if (!exists || opened.code() != StatusCode::kResourceExhausted ||
-        !OpenDb(/*read_only=*/true).ok()) {
+    if (!exists || opened.code() != StatusCode::kResourceExhausted) {
+      return opened;
+    }
+    // Still this process's: the lock first (another process that took it
+    // since the failed open owns the database now).
+    LLMCACHE_RETURN_IF_ERROR(HoldLock());
+    if (!OpenDb(/*read_only=*/true).ok()) {
+      CloseDb();
       return opened;
     }
     read_only_ = true;

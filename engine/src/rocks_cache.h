@@ -202,6 +202,8 @@ class RocksCache final : public Cache {
   // (the fallback while a read-write reopen fails). Closes what it opened
   // on failure.
   Status OpenDb(bool read_only);
+  // Takes the database's LOCK for a read-only instance (held_lock_).
+  Status HoldLock();
   // Creates the database at path_ (db_opts_ set) whole or not at all
   // (rocks_cache.cc).
   Status CreateDb();
@@ -418,6 +420,11 @@ class RocksCache final : public Cache {
   mutable FenceMutex db_mu_;
   std::unique_ptr<rocksdb::DB> db_;
   bool read_only_ = false;  // db_ opened read-only (recovery fallback)
+  // The database's LOCK while db_ is a read-only instance (an open on a full
+  // disk, a failed reopen): RocksDB's read-only open takes none, and the
+  // database is still this process's, which no other may open meanwhile.
+  // Released by CloseDb.
+  rocksdb::FileLock* held_lock_ = nullptr;
   // Inspection: why its view is refused (a table file it cannot open;
   // OpenAsSecondary), or empty.
   std::string unviewed_;

@@ -20,6 +20,7 @@
 #include <rocksdb/db.h>
 #include <rocksdb/listener.h>
 #include <rocksdb/transaction_log.h>
+#include <sys/statvfs.h>
 
 #include <algorithm>
 #include <chrono>
@@ -207,6 +208,17 @@ bool RocksCache::TryRecover(std::string* error) {
       }
     }
   }
+  // A read-only instance on a disk with no room left: a read-write open
+  // would fail on its new MANIFEST (and leave an empty one and a log behind)
+  // after closing the instance lookups are served from.
+  if (read_only_) {
+    struct statvfs vfs {};
+    if (statvfs(path_.c_str(), &vfs) == 0 &&
+        static_cast<uint64_t>(vfs.f_bfree) * vfs.f_frsize < (64u << 10)) {
+      *error = "the disk of " + path_ + " is still full";
+      return false;
+    }
+  }
   return Reopen(error);
 }
 
@@ -230,7 +242,11 @@ bool RocksCache::Reopen(std::string* error) {
   // Lookups go on from a read-only instance until the next attempt.
   Status ro = OpenDb(/*read_only=*/true);
   read_only_ = ro.ok();
-  if (!ro.ok()) *error += "; read-only too: " + ro.ToString();
+  if (!ro.ok()) {
+    *error += "; read-only too: " + ro.ToString();
+  } else if (Status held = HoldLock(); !held.ok()) {
+    *error += "; " + held.ToString();
+  }
   return false;
 }
 

@@ -261,10 +261,18 @@ TEST_F(StoreFaultTest, OpeningOnAFullDiskServesLookupsAndRecovers) {
   EXPECT_TRUE(Hit("m/a", 99));
   EXPECT_EQ(ModelEntries("m/a"), 100u);
   EXPECT_THAT(Insert("m/a", 100), StatusIs(StatusCode::kUnavailable));
+  // The database stays this process's: RocksDB's read-only instance takes
+  // no lock, the store holds it (a second owner would open it).
+  CacheOptions second = Options();
+  second.file_system = nullptr;
+  EXPECT_THAT(Cache::Open(second),
+              StatusIs(StatusCode::kFailedPrecondition, "locked"));
   // Still full: recovery attempts fail and say why, lookups go on.
   ASSERT_TRUE(WaitFor([&] { return cache_->Health().recovery_attempts >= 2; }));
   EXPECT_TRUE(cache_->Health().degraded);
   EXPECT_TRUE(Hit("m/a", 42));
+  EXPECT_THAT(Cache::Open(second),
+              StatusIs(StatusCode::kFailedPrecondition, "locked"));
   fs_->Clear();
   ASSERT_TRUE(WaitRecovered()) << cache_->Health().recovery_error;
   EXPECT_GE(cache_->Health().reopens, 1u);
