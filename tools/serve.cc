@@ -468,18 +468,22 @@ int Run(CLI::App& sub, ServeConfig& c) {
   std::condition_variable health_cv;
   bool health_stop = false;
   std::thread health_watch([&] {
-    bool degraded = false;
+    // By the counts, so that a degradation and recovery between two looks
+    // are both told.
+    uint64_t degradations = 0, recoveries = 0;
     std::unique_lock<std::mutex> lock(health_mu);
     do {
       const StoreHealth h = cache->Health();
-      if (h.degraded != degraded) {
-        degraded = h.degraded;
-        logger->Write(degraded ? LogLevel::kWarn : LogLevel::kInfo,
-                      degraded
-                          ? "store degraded: " + h.error +
-                                " (lookups go on; nothing is stored until it "
-                                "recovers, which it retries by itself)"
-                          : std::string("store recovered: storing again"));
+      if (h.degradations != degradations) {
+        degradations = h.degradations;
+        logger->Write(LogLevel::kWarn,
+                      "store degraded: " + h.last_error +
+                          " (lookups go on; nothing is stored until it "
+                          "recovers, which it retries by itself)");
+      }
+      if (h.recoveries != recoveries) {
+        recoveries = h.recoveries;
+        logger->Write(LogLevel::kInfo, "store recovered: storing again");
       }
     } while (!health_cv.wait_for(lock, std::chrono::seconds(1),
                                  [&] { return health_stop; }));
