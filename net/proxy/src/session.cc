@@ -145,18 +145,13 @@ class SessionImpl final : public Session,
         });
   }
 
-  // `header_bytes`: what the parser took for the head (request line,
-  // fields, blank line).
+  // `header_bytes`: the head's. Beast's limit is on each parse step, not the
+  // head (fields spread over reads got through with up to a read more).
   void OnHeader(beast::error_code ec, size_t header_bytes) {
     deadline_.Disarm();
     if (closed()) return;
-    // Beast's limit is on the bytes of each parse step, not on the head
-    // (headers spread over several reads got through with up to the read
-    // size more): the head as a whole is held to it here.
-    if (!ec && header_bytes > srv_.options().max_header_bytes) {
-      ec = http::error::header_limit;
-    }
-    if (ec == http::error::header_limit) {
+    const bool over = header_bytes > srv_.options().max_header_bytes;
+    if (ec == http::error::header_limit || (!ec && over)) {
       BeginRequest();  // the route: from the request line, parsed or not
       const auto raw = buffer_.cdata();
       ReadTarget(proxy_util::RequestLineTarget(
