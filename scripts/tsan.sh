@@ -28,9 +28,20 @@ if [[ "${1:-}" == "all" ]]; then engine_filter='*'; net_filter='*'; shared_filte
 # tests/tsan.supp suppresses only reports inside Debian's RocksDB, which is
 # not built with TSan (its atomics are invisible to it); see that file.
 export TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1 suppressions=$PWD/tests/tsan.supp ${TSAN_OPTIONS:-}"
+# The engine's tests run beside the net and shared-tier tests (one core
+# each; sequentially they took ~100 s of the run), each into a log of its own
+# that is printed when it ends.
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
 status=0
-build/tsan/tests/"$engine_bin" --gtest_filter="$engine_filter" --gtest_brief=1 || status=$?
+build/tsan/tests/"$engine_bin" --gtest_filter="$engine_filter" --gtest_brief=1 \
+  >"$logs/engine" 2>&1 &
+engine_pid=$!
 build/tsan/tests/"$net_bin" --gtest_filter="$net_filter" --gtest_brief=1 || status=$?
 build/tsan/tests/shared_tier_tests --gtest_filter="$shared_filter" --gtest_brief=1 || status=$?
+engine_status=0
+wait "$engine_pid" || engine_status=$?
+cat "$logs/engine"
+if ((engine_status != 0)); then status=$engine_status; fi
 if ((status != 0)); then echo "tsan: FAILED (exit $status)"; exit "$status"; fi
 echo "tsan: no reports"

@@ -103,7 +103,7 @@ using ::llmcache::testing::WaitFor;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-constexpr int kDefaultRounds = 6;
+constexpr int kDefaultRounds = 4;  // each kind of round once
 constexpr int kDefaultClients = 3;
 constexpr int kModels = 72;  // more than the 64 column families a cache has
 constexpr char kApiKey[] = "sk-crash-loop";
