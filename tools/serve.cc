@@ -347,6 +347,13 @@ int Run(CLI::App& sub, ServeConfig& c) {
   CacheOptions co;
   co.path =
       c.memory ? std::string() : (c.db.empty() ? DefaultDatabasePath() : c.db);
+  if (c.memory && !c.db.empty()) {
+    // Both given (perhaps the database from $LLMCACHE_DB): memory wins, and
+    // the operator is told that nothing goes to the database.
+    std::cerr << "llmcache serve: --memory: the database " << c.db
+              << " (--db or $LLMCACHE_DB) is not opened; entries are kept "
+                 "in memory only and are lost when the proxy stops\n";
+  }
   co.default_ttl_ms = c.ttl_s * 1000;
   co.memory_tier_bytes = c.memory_bytes;
   co.max_disk_bytes = c.max_disk_bytes;
@@ -454,11 +461,16 @@ int Run(CLI::App& sub, ServeConfig& c) {
             << (tier ? ", shared tier " + tier->Health().url : std::string())
             << ")" << std::endl;
   // For the CLI's hints on a database this process holds (cli/util.h).
+  // On a full disk it cannot be written: the health watch below writes it
+  // once the store has recovered.
+  bool serve_file_written = true;
   if (!co.path.empty() &&
       !cli::WriteServeFile(co.path, getpid(), (*server)->base_url())) {
-    logger->Write(
-        LogLevel::kWarn,
-        "cannot write " + co.path + "/LLMCACHE-SERVE: " + std::strerror(errno));
+    serve_file_written = false;
+    logger->Write(LogLevel::kWarn,
+                  "cannot write " + co.path +
+                      "/LLMCACHE-SERVE: " + std::strerror(errno) +
+                      " (written again once the store stores again)");
   }
 
   // The store's health in the log, as it changes (/healthz has it too): a
@@ -484,6 +496,14 @@ int Run(CLI::App& sub, ServeConfig& c) {
       if (h.recoveries != recoveries) {
         recoveries = h.recoveries;
         logger->Write(LogLevel::kInfo, "store recovered: storing again");
+      }
+      if (!serve_file_written && !h.degraded) {
+        serve_file_written =
+            cli::WriteServeFile(co.path, getpid(), (*server)->base_url());
+        if (serve_file_written) {
+          logger->Write(LogLevel::kInfo,
+                        "wrote " + co.path + "/LLMCACHE-SERVE");
+        }
       }
     } while (!health_cv.wait_for(lock, std::chrono::seconds(1),
                                  [&] { return health_stop; }));

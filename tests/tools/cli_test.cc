@@ -669,10 +669,14 @@ TEST_F(CliTest, GetShowsWhetherARequestIsCached) {
   EXPECT_THAT(hit.out, HasSubstr("\"content\": \"hi\""));
   ProcessResult miss =
       Llmcache({"get", "--db", db_, "--json", "-"}, kRequestTopP);
-  ASSERT_EQ(miss.exit_code, 0) << miss.err;
+  // Not cached: exit 1, as `show` of an unknown key.
+  ASSERT_EQ(miss.exit_code, 1) << miss.err;
   json::object o = ParseObject(miss.out);
   EXPECT_FALSE(o["cached"].as_bool());
   EXPECT_EQ(o["outcome"].as_string(), "miss");
+  ProcessResult miss_text = Llmcache({"get", "--db", db_, "-"}, kRequestTopP);
+  EXPECT_EQ(miss_text.exit_code, 1) << miss_text.err;
+  EXPECT_THAT(miss_text.out, HasSubstr("\nnot cached\n"));
   // A lookup by the CLI is not counted as a miss of the service.
   json::object s = ParseObject(Llmcache({"stats", "--db", db_, "--json"}).out);
   EXPECT_EQ(s["misses"].to_number<uint64_t>(), 0u);

@@ -814,6 +814,44 @@ TEST_F(ServeTest, ASecondSignalEndsTheGracePeriod) {
   EXPECT_NE(p.Err().find("second signal"), std::string::npos) << p.Err();
 }
 
+TEST_F(ServeTest, TheServeFileIsWrittenOnceItCanBe) {
+  // LLMCACHE-SERVE (the CLI's hint to a database's proxy) that cannot be
+  // written when serve starts (here a directory in the way of its temporary
+  // file; on a full disk, no room) is written once it can be, while the
+  // store is healthy, not left out for the proxy's life.
+  {
+    Process first(dir_, Args());
+    ASSERT_NE(first.WaitListening(), 0) << first.Err();
+    first.Signal(SIGTERM);
+    ASSERT_EQ(first.Wait(), 0) << first.Err();
+  }
+  const std::string file = dir_.Sub("db") + "/LLMCACHE-SERVE";
+  ASSERT_FALSE(std::filesystem::exists(file));
+  ASSERT_TRUE(std::filesystem::create_directory(file + ".tmp"));
+  Process p(dir_, Args());
+  const uint16_t port = p.WaitListening();
+  ASSERT_NE(port, 0) << p.Err();
+  EXPECT_TRUE(WaitFor(
+      [&] { return p.Err().find("cannot write " + file) != std::string::npos; },
+      20s))
+      << p.Err();
+  std::this_thread::sleep_for(1500ms);  // a retry or more, still in the way
+  EXPECT_FALSE(std::filesystem::exists(file));
+  std::filesystem::remove(file + ".tmp");
+  EXPECT_TRUE(WaitFor([&] { return std::filesystem::exists(file); }, 20s))
+      << p.Err();
+  // It names this proxy: a mutating verb is sent to its admin endpoint.
+  Process purge(dir_, {"purge", "--db", dir_.Sub("db"), "--all", "--yes"});
+  EXPECT_EQ(purge.Wait(), 3);
+  EXPECT_NE(purge.Err().find("http://127.0.0.1:" + std::to_string(port) +
+                             "/admin/purge"),
+            std::string::npos)
+      << purge.Err();
+  p.Signal(SIGTERM);
+  EXPECT_EQ(p.Wait(), 0) << p.Err();
+  EXPECT_FALSE(std::filesystem::exists(file));
+}
+
 TEST_F(ServeTest, MemoryModeTouchesNoDisk) {
   Process p(dir_,
             {"serve", "--memory", "--listen", "127.0.0.1:0", "--upstream",
@@ -828,6 +866,11 @@ TEST_F(ServeTest, MemoryModeTouchesNoDisk) {
   p.Signal(SIGTERM);
   EXPECT_EQ(p.Wait(), 0);
   EXPECT_FALSE(std::ifstream(dir_.Sub("never")).good());
+  // The database it was also given is named as not opened.
+  EXPECT_NE(p.Err().find("--memory: the database " + dir_.Sub("never") +
+                         " (--db or $LLMCACHE_DB) is not opened"),
+            std::string::npos)
+      << p.Err();
 }
 
 // The attack at the command's defaults: a web page's cross-origin

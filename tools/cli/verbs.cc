@@ -673,7 +673,7 @@ int Get(const std::string& db, const KeyArgs& args, const Io& io) {
     }
     if (r->hit()) o["entry"] = EntryJson(k->key.Hex(), *r->entry, size, now);
     PrintJsonLine(o, io.out);
-    return kExitOk;
+    return r->hit() ? kExitOk : kExitFailure;
   }
   io.out << k->key.Hex() << "\n";
   if (!k->decision.cache) {
@@ -689,7 +689,9 @@ int Get(const std::string& db, const KeyArgs& args, const Io& io) {
   } else {
     io.out << "not cached\n";
   }
-  return kExitOk;
+  // Like `show` of a key that is not there (and grep): a script can test
+  // the exit status.
+  return r->hit() ? kExitOk : kExitFailure;
 }
 
 }  // namespace llmcache::cli
