@@ -332,7 +332,15 @@ int Stats(const std::string& db, bool as_json, const Io& io) {
   if (s.stored_bytes > 0) {
     out << "compressed     " << FormatBytes(s.stored_bytes) << " ("
         << Percent(s.compression_ratio())
-        << " of the entries' uncompressed size)\n";
+        << " of the entries' uncompressed size";
+    // Over 100%: the table files' bytes are more than entries (keys,
+    // indexes and filters: most of a small database), and a purge's
+    // entries stay in them until a compaction drops them.
+    if (s.compression_ratio() > 1.0) {
+      out << ": the files also hold keys, indexes, filters and removed "
+             "entries that no compaction has dropped yet";
+    }
+    out << ")\n";
   }
   out << "hits           " << s.hits << "\n"
       << "misses         " << s.misses << " (" << s.expired << " expired)\n"
