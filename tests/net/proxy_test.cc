@@ -1693,6 +1693,41 @@ TEST_F(ProxyTest, ModelsArePassedThroughAndKeptBriefly) {
   EXPECT_EQ(fake_->requests(), before + 1);
 }
 
+// OpenAI's models.retrieve (GET /v1/models/{id}): the model's object from
+// the upstream's list, which is fetched once for the list and every model.
+TEST_F(ProxyTest, OneModelIsAnsweredFromTheList) {
+  const uint64_t before = fake_->requests();
+  const Reply a = HttpGet(port_, "/v1/models/openai/gpt-4o-mini",
+                          {{"Authorization", "Bearer k"}});
+  ASSERT_EQ(a.status, 200) << a.body;
+  EXPECT_EQ(a.header("content-type"), "application/json");
+  EXPECT_EQ(a.header("x-cache"), "MISS");
+  json::value v = json::parse(a.body);
+  EXPECT_EQ(v.at("id").as_string(), "openai/gpt-4o-mini");
+  EXPECT_EQ(v.at("pricing").at("prompt").as_string(), "0.00000015");
+  // The slash sent as %2F, OpenRouter's prefix: the same, from the kept list.
+  const Reply b = HttpGet(port_, "/api/v1/models/openai%2Fgpt-4o-mini");
+  ASSERT_EQ(b.status, 200) << b.body;
+  EXPECT_EQ(b.header("x-cache"), "HIT");
+  EXPECT_EQ(b.body, a.body);
+  const Reply other = HttpGet(port_, "/v1/models/anthropic/claude-sonnet-4.5");
+  ASSERT_EQ(other.status, 200) << other.body;
+  EXPECT_EQ(json::parse(other.body).at("id").as_string(),
+            "anthropic/claude-sonnet-4.5");
+  // A model the list does not have: 404 in the proxy's error shape.
+  const Reply none = HttpGet(port_, "/v1/models/openai/gpt-4o-minii");
+  ExpectErrorShape(none, 404, "invalid_request_error");
+  EXPECT_NE(none.body.find("openai/gpt-4o-minii"), std::string::npos)
+      << none.body;
+  // The list is still the list; one upstream fetch served all of them.
+  const Reply list = HttpGet(port_, "/v1/models");
+  ASSERT_EQ(list.status, 200);
+  EXPECT_TRUE(json::parse(list.body).at("data").is_array());
+  EXPECT_EQ(fake_->requests(), before + 1);
+  ExpectErrorShape(Post(port_, "{}", {}, "/v1/models/openai/gpt-4o-mini"), 405,
+                   "invalid_request_error");
+}
+
 TEST_F(ProxyTest, ModelsAreNotKeptWithZeroTtl) {
   Restart([](ProxyOptions& o) { o.models_ttl = 0ms; });
   const uint64_t before = fake_->requests();

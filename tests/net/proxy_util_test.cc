@@ -213,6 +213,32 @@ TEST(ProxyUtilNamespaceTest, OtherCharactersAreRejected) {
 
 // -------------------------------------------------------------- ParseQuery
 
+TEST(ProxyUtilModelsTest, ModelIdOfPath) {
+  EXPECT_EQ(ModelIdOfPath("/v1/models/openai/gpt-4o"), "openai/gpt-4o");
+  EXPECT_EQ(ModelIdOfPath("/api/v1/models/openai%2fgpt-4o"), "openai/gpt-4o");
+  // '+' is itself in a path; a malformed escape is kept as it is.
+  EXPECT_EQ(ModelIdOfPath("/v1/models/a/b+c%2"), "a/b+c%2");
+  EXPECT_EQ(ModelIdOfPath("/v1/models/m:free"), "m:free");
+  EXPECT_EQ(ModelIdOfPath("/v1/models"), std::nullopt);
+  EXPECT_EQ(ModelIdOfPath("/v1/models/"), std::nullopt);
+  EXPECT_EQ(ModelIdOfPath("/v2/models/x"), std::nullopt);
+  EXPECT_EQ(ModelIdOfPath("/v1/modelsx/y"), std::nullopt);
+}
+
+TEST(ProxyUtilModelsTest, IndexModelsById) {
+  const auto index = IndexModels(
+      R"({"data":[{"id":"a/b","name":"B","pricing":{"discount":0.1}},)"
+      R"({"name":"no id"},{"id":5},"x",{"id":"c/d","created":1700000000}]})");
+  ASSERT_EQ(index.size(), 2u);
+  // Each object whole; doubles in their shortest form.
+  EXPECT_EQ(index.at("a/b"),
+            R"({"id":"a/b","name":"B","pricing":{"discount":0.1}})");
+  EXPECT_EQ(index.at("c/d"), R"({"id":"c/d","created":1700000000})");
+  EXPECT_TRUE(IndexModels("not json").empty());
+  EXPECT_TRUE(IndexModels(R"({"data":{}})").empty());
+  EXPECT_TRUE(IndexModels(R"([1,2])").empty());
+}
+
 TEST(ProxyUtilParseQueryTest, EmptyQuery) {
   EXPECT_THAT(ParseQuery(""), IsEmpty());
   EXPECT_THAT(ParseQuery("&&&"), IsEmpty());

@@ -141,10 +141,28 @@ async function run(binary) {
 
   await checkEmbeddings(client);
   await checkResponses(client);
+  await checkModels(client);
   await checkMessages(servePort);
 
   const bad = await stopChildren();
   for (const entry of bad) fail(`${entry.name} did not shut down cleanly: ${describeExit(entry)}`);
+}
+
+// models.list and models.retrieve: the upstream's list, and one model of it
+// (GET /v1/models/{id}; the id has a slash).
+async function checkModels(client) {
+  const ids = [];
+  for await (const m of client.models.list()) ids.push(m.id);
+  check(ids.includes('openai/gpt-4o-mini'), `models.list has openai/gpt-4o-mini (${ids.length} models)`);
+  const one = await client.models.retrieve('openai/gpt-4o-mini');
+  check(one.id === 'openai/gpt-4o-mini', `models.retrieve gave the model (got ${JSON.stringify(one.id)})`);
+  let status = 0;
+  try {
+    await client.models.retrieve('openai/no-such-model');
+  } catch (e) {
+    status = e.status ?? -1;
+  }
+  check(status === 404, `models.retrieve of an unknown model is a 404 (got ${status})`);
 }
 
 async function checkEmbeddings(client) {

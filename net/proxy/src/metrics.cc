@@ -142,7 +142,10 @@ Route RouteOfPath(std::string_view path, bool admin_enabled) {
   if (api("/embeddings")) return Route::kEmbeddings;
   if (api("/responses")) return Route::kResponses;
   if (api("/messages")) return Route::kMessages;
-  if (api("/models")) return Route::kModels;
+  if (api("/models") || path.starts_with("/v1/models/") ||
+      path.starts_with("/api/v1/models/")) {
+    return Route::kModels;  // the list, or one model (/models/{id})
+  }
   if (path == "/healthz") return Route::kHealthz;
   if (path == "/metrics") return Route::kMetrics;
   if (path == "/stats") return Route::kStats;

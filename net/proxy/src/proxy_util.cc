@@ -18,6 +18,7 @@
 #include "llmcache/key.h"
 #include "llmcache/net/completion.h"
 #include "llmcache/net/endpoint.h"
+#include "llmcache/net/json_util.h"
 
 namespace llmcache::net::proxy_util {
 namespace {
@@ -173,6 +174,43 @@ bool ConstantTimeEquals(std::string_view a, std::string_view b) {
   const Digest da = Sha256(a);
   const Digest db = Sha256(b);
   return CRYPTO_memcmp(da.data(), db.data(), da.size()) == 0;
+}
+
+std::optional<std::string> ModelIdOfPath(std::string_view path) {
+  for (std::string_view prefix : {"/v1/models/", "/api/v1/models/"}) {
+    if (!path.starts_with(prefix) || path.size() == prefix.size()) continue;
+    std::string id;
+    path.remove_prefix(prefix.size());
+    for (size_t i = 0; i < path.size(); ++i) {  // '+' is itself in a path
+      if (path[i] == '%' && i + 2 < path.size() && HexValue(path[i + 1]) >= 0 &&
+          HexValue(path[i + 2]) >= 0) {
+        id.push_back(static_cast<char>(HexValue(path[i + 1]) * 16 +
+                                       HexValue(path[i + 2])));
+        i += 2;
+      } else {
+        id.push_back(path[i]);
+      }
+    }
+    return id;
+  }
+  return std::nullopt;
+}
+
+std::unordered_map<std::string, std::string> IndexModels(
+    std::string_view list) {
+  std::unordered_map<std::string, std::string> by_id;
+  boost::system::error_code ec;
+  boost::json::value v = boost::json::parse(list, ec);
+  const boost::json::object* root = v.if_object();
+  const boost::json::value* data = root ? root->if_contains("data") : nullptr;
+  if (ec || data == nullptr || !data->is_array()) return by_id;
+  for (const boost::json::value& m : data->get_array()) {
+    const boost::json::value* id =
+        m.is_object() ? m.get_object().if_contains("id") : nullptr;
+    if (id == nullptr || !id->is_string()) continue;
+    by_id.emplace(std::string(id->get_string()), json_util::Serialize(m));
+  }
+  return by_id;
 }
 
 std::string ErrorJson(int status, std::string_view type,

@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -58,6 +59,16 @@ std::string_view RequestLineTarget(std::string_view parsed,
 // Compares two secrets in time independent of where they differ (both are
 // hashed first, so the length does not leak either).
 bool ConstantTimeEquals(std::string_view a, std::string_view b);
+
+// The model id of GET /v1/models/{id} (or /api/v1/models/{id}; OpenAI's
+// models.retrieve), percent-decoded: ids have a slash ("openai/gpt-4o"),
+// which SDKs send as it is or as %2F. nullopt for the list itself and for
+// other paths.
+std::optional<std::string> ModelIdOfPath(std::string_view path);
+
+// The objects of an upstream GET /models answer ({"data":[{"id":...},...]})
+// by id, each serialized on its own. Empty when `list` is not such an answer.
+std::unordered_map<std::string, std::string> IndexModels(std::string_view list);
 
 // {"error":{"message":...,"type":...,"code":status}}.
 std::string ErrorJson(int status, std::string_view type,

@@ -99,12 +99,41 @@ std::optional<ProxyImpl::ModelsEntry> ProxyImpl::CachedModels() {
 ProxyImpl::ModelsEntry ProxyImpl::KeepModels(Response r) {
   ModelsEntry e{std::make_shared<const std::string>(std::move(r.body)),
                 std::string(r.header("Content-Type")), SteadyClock::now()};
+  e.status = r.status;
   if (e.content_type.empty()) e.content_type = proxy_util::kJson;
   if (r.status == 200 && options_.models_ttl.count() > 0) {
     std::lock_guard<std::mutex> lock(models_mu_);
     models_ = e;
   }
   return e;
+}
+
+ProxyImpl::ModelsAnswer ProxyImpl::AnswerModels(ModelsEntry m,
+                                                std::string_view path) {
+  const std::optional<std::string> id = proxy_util::ModelIdOfPath(path);
+  if (!id || m.status != 200) return {m.status, m.content_type, m.body};
+  std::shared_ptr<const std::unordered_map<std::string, std::string>> index;
+  {
+    std::lock_guard<std::mutex> lock(models_mu_);
+    if (models_indexed_ == m.body) index = models_index_;
+  }
+  if (!index) {  // parsed outside the lock; a race parses twice, no harm
+    index =
+        std::make_shared<const std::unordered_map<std::string, std::string>>(
+            proxy_util::IndexModels(*m.body));
+    std::lock_guard<std::mutex> lock(models_mu_);
+    models_indexed_ = m.body;
+    models_index_ = index;
+  }
+  const auto it = index->find(*id);
+  if (it == index->end()) {
+    return {404, std::string(proxy_util::kJson),
+            std::make_shared<const std::string>(proxy_util::ErrorJson(
+                404, "invalid_request_error",
+                "model \"" + *id + "\" is not in the upstream's model list"))};
+  }
+  return {200, std::string(proxy_util::kJson),
+          std::shared_ptr<const std::string>(index, &it->second)};
 }
 
 std::pair<int, std::string> ProxyImpl::RunAdminAction(const AdminAction& action,

@@ -120,10 +120,28 @@ class ProxyImpl final : public ProxyServer {
     std::shared_ptr<const std::string> body;
     std::string content_type;
     SteadyClock::time_point fetched;
+    int status = 200;  // the upstream's (only a 200 is kept)
   };
   std::optional<ModelsEntry> CachedModels();
+  // The upstream request for the model list, with the client's `api_key`.
+  static Request ModelsRequest(std::string_view api_key) {
+    Request up;
+    up.method = "GET";
+    up.path = "/models";
+    up.api_key = std::string(api_key);
+    return up;
+  }
   // The entry of the upstream's answer `r`, kept when a 200.
   ModelsEntry KeepModels(Response r);
+  // What GET `path` answers from the upstream's answer `m`: the list itself, or
+  // for /models/{id} that model's object (404 when the list has none; an
+  // upstream error as it came). Models are indexed by id once per list.
+  struct ModelsAnswer {
+    int status;
+    std::string content_type;
+    std::shared_ptr<const std::string> body;
+  };
+  ModelsAnswer AnswerModels(ModelsEntry m, std::string_view path);
 
   // Runs a validated /admin action on the store, with `body` (import's
   // lines): its status and JSON. On the maintenance thread.
@@ -187,6 +205,10 @@ class ProxyImpl final : public ProxyServer {
 
   std::mutex models_mu_;
   std::optional<ModelsEntry> models_;
+  // The index of a list by model id, and the list it was made of.
+  std::shared_ptr<const std::string> models_indexed_;
+  std::shared_ptr<const std::unordered_map<std::string, std::string>>
+      models_index_;
 };
 
 }  // namespace llmcache::net::proxy

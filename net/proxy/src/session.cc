@@ -659,22 +659,18 @@ class SessionImpl final : public Session,
   void HandleModels() {
     if (std::optional<ProxyImpl::ModelsEntry> m = srv_.CachedModels()) {
       req_.cache = CacheResult::kHit;
-      const std::string_view body = *m->body;
-      return SendWhole(200, m->content_type, "X-Cache: HIT\r\n", body,
-                       std::move(m->body));
+      return SendModels(std::move(*m), "X-Cache: HIT\r\n");
     }
     req_.cache = CacheResult::kMiss;
     shard_.Add(shard_.models_fetches);
-    Request up;
-    up.method = "GET";
-    up.path = "/models";
-    up.api_key = std::string(access_.api_key);
     auto self = shared_from_this();
-    srv_.client().Send(std::move(up), nullptr, [self](Result<Response> r) {
-      asio::post(self->w_.ioc, [self, r = std::move(r)]() mutable {
-        self->OnModels(std::move(r));
-      });
-    });
+    srv_.client().Send(ProxyImpl::ModelsRequest(access_.api_key), nullptr,
+                       [self](Result<Response> r) {
+                         asio::post(self->w_.ioc,
+                                    [self, r = std::move(r)]() mutable {
+                                      self->OnModels(std::move(r));
+                                    });
+                       });
   }
 
   void OnModels(Result<Response> r) {
@@ -683,12 +679,15 @@ class SessionImpl final : public Session,
       shard_.Add(shard_.models_errors);
       return SendError(proxy_util::CompletionFailure(r.status()));
     }
-    const int status = r->status;
-    if (status != 200) shard_.Add(shard_.models_errors);
-    ProxyImpl::ModelsEntry m = srv_.KeepModels(std::move(*r));
-    const std::string_view view = *m.body;
-    SendWhole(status, m.content_type, "X-Cache: MISS\r\n", view,
-              std::move(m.body));
+    if (r->status != 200) shard_.Add(shard_.models_errors);
+    SendModels(srv_.KeepModels(*std::move(r)), "X-Cache: MISS\r\n");
+  }
+
+  // The list, or the model a /models/{id} path names.
+  void SendModels(ProxyImpl::ModelsEntry m, std::string_view xc) {
+    ProxyImpl::ModelsAnswer a = srv_.AnswerModels(std::move(m), req_.path);
+    const std::string_view view = *a.body;
+    SendWhole(a.status, a.content_type, xc, view, std::move(a.body));
   }
 
   // ------------------------------------------------------------- admin
