@@ -19,8 +19,10 @@
 # string literal, and LeakSanitizer's scan of them at exit, made each start of
 # a test binary or of the CLI ~0.25 s slower (net_tests 0.42 -> 0.17 s,
 # llmcache 0.50 -> 0.26 s; binaries 341 -> 224 MB), over ~2000 starts a run.
-# Heap, stack and use-after-free checks, leaks and UBSan are as before; an
-# overflow of a global array is what it no longer catches.
+# Heap, stack and use-after-free checks, leaks and UBSan are as before; what
+# it no longer catches is an overflow of a global array, and ASan's checks of
+# ODR violations and initialisation order. The flag is GCC's (the compiler
+# here; clang rejects it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -31,8 +31,13 @@ export TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1 suppres
 # The engine's tests run beside the net and shared-tier tests (one core
 # each; sequentially they took ~100 s of the run), each into a log of its own
 # that is printed when it ends.
+# A background job of a script ignores SIGINT: the exit trap stops it when
+# the script ends early (Ctrl-C, a CI timeout, a failed step).
 logs=$(mktemp -d)
-trap 'rm -rf "$logs"' EXIT
+engine_pid=
+trap '[[ -n $engine_pid ]] && kill "$engine_pid" 2>/dev/null; rm -rf "$logs"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 status=0
 build/tsan/tests/"$engine_bin" --gtest_filter="$engine_filter" --gtest_brief=1 \
   >"$logs/engine" 2>&1 &
@@ -41,6 +46,7 @@ build/tsan/tests/"$net_bin" --gtest_filter="$net_filter" --gtest_brief=1 || stat
 build/tsan/tests/shared_tier_tests --gtest_filter="$shared_filter" --gtest_brief=1 || status=$?
 engine_status=0
 wait "$engine_pid" || engine_status=$?
+engine_pid=
 cat "$logs/engine"
 if ((engine_status != 0)); then status=$engine_status; fi
 if ((status != 0)); then echo "tsan: FAILED (exit $status)"; exit "$status"; fi

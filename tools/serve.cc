@@ -470,7 +470,8 @@ int Run(CLI::App& sub, ServeConfig& c) {
     logger->Write(LogLevel::kWarn,
                   "cannot write " + co.path +
                       "/LLMCACHE-SERVE: " + std::strerror(errno) +
-                      " (written again once the store stores again)");
+                      " (tried again every second while the store is "
+                      "healthy)");
   }
 
   // The store's health in the log, as it changes (/healthz has it too): a

@@ -1719,6 +1719,11 @@ TEST_F(ProxyTest, OneModelIsAnsweredFromTheList) {
   ExpectErrorShape(none, 404, "invalid_request_error");
   EXPECT_NE(none.body.find("openai/gpt-4o-minii"), std::string::npos)
       << none.body;
+  // An id that decodes to bytes that are not text is not echoed: the answer
+  // stays valid JSON.
+  const Reply binary = HttpGet(port_, "/v1/models/%FF%00x");
+  ExpectErrorShape(binary, 404, "invalid_request_error");
+  EXPECT_EQ(binary.body.find('\xff'), std::string::npos) << binary.body;
   // The list is still the list; one upstream fetch served all of them.
   const Reply list = HttpGet(port_, "/v1/models");
   ASSERT_EQ(list.status, 200);

@@ -43,7 +43,7 @@
 // the key (byte for byte for plain answers, the same message content for
 // streams), and the statistics' entry count must equal the entries found.
 //
-// Environment (optional): LLMCACHE_CRASH_LOOP_ROUNDS (default 6),
+// Environment (optional): LLMCACHE_CRASH_LOOP_ROUNDS (default 4),
 // LLMCACHE_CRASH_LOOP_SEED (printed on every run, to replay one),
 // LLMCACHE_CRASH_LOOP_CLIENTS (default 3), LLMCACHE_CRASH_LOOP_BIN (the
 // `llmcache` binary; default: the one built with this test). The long run,

@@ -127,10 +127,16 @@ ProxyImpl::ModelsAnswer ProxyImpl::AnswerModels(ModelsEntry m,
   }
   const auto it = index->find(*id);
   if (it == index->end()) {
-    return {404, std::string(proxy_util::kJson),
-            std::make_shared<const std::string>(proxy_util::ErrorJson(
-                404, "invalid_request_error",
-                "model \"" + *id + "\" is not in the upstream's model list"))};
+    // The id is echoed only when it is printable ASCII (as model ids are):
+    // a decoded %FF would make the answer invalid UTF-8.
+    const bool printable = std::all_of(
+        id->begin(), id->end(), [](char c) { return c >= 0x20 && c < 0x7f; });
+    return {
+        404, std::string(proxy_util::kJson),
+        std::make_shared<const std::string>(proxy_util::ErrorJson(
+            404, "invalid_request_error",
+            (printable ? "model \"" + *id + "\"" : std::string("the model")) +
+                " is not in the upstream's model list"))};
   }
   return {200, std::string(proxy_util::kJson),
           std::shared_ptr<const std::string>(index, &it->second)};
