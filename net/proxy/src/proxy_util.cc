@@ -40,11 +40,12 @@ int HexValue(char c) {
   return -1;
 }
 
-std::string PercentDecode(std::string_view s) {
+// '+' is a space in a query string (form encoding), itself in a path.
+std::string PercentDecode(std::string_view s, bool plus_is_space) {
   std::string out;
   out.reserve(s.size());
   for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '+') {
+    if (s[i] == '+' && plus_is_space) {
       out.push_back(' ');
     } else if (s[i] == '%' && i + 2 < s.size() && HexValue(s[i + 1]) >= 0 &&
                HexValue(s[i + 2]) >= 0) {
@@ -129,10 +130,10 @@ std::vector<std::pair<std::string, std::string>> ParseQuery(
                                           : query.substr(amp + 1);
     if (item.empty()) continue;
     const size_t eq = item.find('=');
-    out.emplace_back(PercentDecode(item.substr(0, eq)),
+    out.emplace_back(PercentDecode(item.substr(0, eq), true),
                      eq == std::string_view::npos
                          ? std::string()
-                         : PercentDecode(item.substr(eq + 1)));
+                         : PercentDecode(item.substr(eq + 1), true));
   }
   return out;
 }
@@ -179,19 +180,7 @@ bool ConstantTimeEquals(std::string_view a, std::string_view b) {
 std::optional<std::string> ModelIdOfPath(std::string_view path) {
   for (std::string_view prefix : {"/v1/models/", "/api/v1/models/"}) {
     if (!path.starts_with(prefix) || path.size() == prefix.size()) continue;
-    std::string id;
-    path.remove_prefix(prefix.size());
-    for (size_t i = 0; i < path.size(); ++i) {  // '+' is itself in a path
-      if (path[i] == '%' && i + 2 < path.size() && HexValue(path[i + 1]) >= 0 &&
-          HexValue(path[i + 2]) >= 0) {
-        id.push_back(static_cast<char>(HexValue(path[i + 1]) * 16 +
-                                       HexValue(path[i + 2])));
-        i += 2;
-      } else {
-        id.push_back(path[i]);
-      }
-    }
-    return id;
+    return PercentDecode(path.substr(prefix.size()), /*plus_is_space=*/false);
   }
   return std::nullopt;
 }
