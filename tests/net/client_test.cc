@@ -13,6 +13,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/json.hpp>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -31,6 +32,7 @@ namespace llmcache::net {
 namespace {
 
 namespace asio = boost::asio;
+namespace json = boost::json;
 using ::llmcache::fake::FakeOpenRouter;
 using ::llmcache::fake::FakeOptions;
 using ::llmcache::fake::TestCertificates;
@@ -499,6 +501,45 @@ TEST_F(ClientTest, AContentCodingThatWasNotAskedForIsRefused) {
   EXPECT_EQ(requests.load(), 1);
   std::lock_guard<std::mutex> lock(mu);
   EXPECT_THAT(seen, HasSubstr("\r\nAccept-Encoding: identity\r\n"));
+}
+
+// An error answer in a coding that was not asked for keeps its status and
+// Retry-After (the client can still back off), with a readable body of the
+// client's own instead of the coded one.
+TEST_F(ClientTest, AnErrorInAContentCodingKeepsItsStatusAndRetryAfter) {
+  std::atomic<int> requests{0};
+  RawServer server([&](asio::ip::tcp::socket& s) {
+    ReadRequest(s);
+    ++requests;
+    const std::string gzip("\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03", 10);
+    boost::system::error_code ec;
+    asio::write(s,
+                asio::buffer("HTTP/1.1 429 Too Many Requests\r\n"
+                             "Content-Type: application/json\r\n"
+                             "Content-Encoding: gzip\"x\r\n"
+                             "Retry-After: 7\r\n"
+                             "Content-Length: 10\r\n\r\n" +
+                             gzip),
+                ec);
+    s.close(ec);
+  });
+  ClientOptions o = Options();
+  o.base_url = "http://127.0.0.1:" + std::to_string(server.port()) + "/api/v1";
+  o.max_attempts = 1;
+  auto client = MakeClient(o);
+  Result<Response> r = Post(*client, Body("m/x"));
+  ASSERT_OK(r);
+  EXPECT_EQ(r->status, 429);
+  EXPECT_EQ(r->header("Retry-After"), "7");
+  EXPECT_EQ(r->header("Content-Encoding"), "");
+  EXPECT_EQ(r->header("Content-Length"), "");
+  boost::system::error_code ec;
+  json::value v = json::parse(r->body, ec);
+  ASSERT_FALSE(ec) << r->body;
+  EXPECT_EQ(v.at("error").at("code").to_number<int>(), 429);
+  EXPECT_THAT(std::string(v.at("error").at("message").as_string()),
+              HasSubstr("Content-Encoding: gzip?x, which was not read"));
+  EXPECT_EQ(requests.load(), 1);
 }
 
 // A stream that ends before its first event (an empty body, or comments

@@ -581,7 +581,29 @@ class ClientImpl final : public Client {
     }
     if (const std::string_view coding = r.header("Content-Encoding");
         !coding.empty() && !beast::iequals(coding, "identity")) {
-      // Not read: the connection is dropped with the body.
+      // Not read: the connection is dropped with the body (not reusable).
+      if (r.status >= 400) {
+        // An error answer keeps its status and headers (a 429's
+        // Retry-After), with a body of our own in OpenRouter's error shape.
+        std::string named(coding);  // JSON-safe: token characters only
+        for (char& c : named) {
+          if (!std::isalnum(static_cast<unsigned char>(c)) &&
+              std::string_view("-_., ").find(c) == std::string_view::npos) {
+            c = '?';
+          }
+        }
+        r.body = "{\"error\":{\"code\":" + std::to_string(r.status) +
+                 ",\"message\":\"the upstream answered HTTP " +
+                 std::to_string(r.status) +
+                 " with a body in Content-Encoding: " + named +
+                 ", which was not read\"}}";
+        std::erase_if(r.headers, [](const Header& h) {
+          return beast::iequals(h.name, "Content-Encoding") ||
+                 beast::iequals(h.name, "Content-Length") ||
+                 beast::iequals(h.name, "Transfer-Encoding");
+        });
+        co_return a;
+      }
       a.status = UnavailableError(
           "the upstream answered with Content-Encoding: " +
           std::string(coding) +
