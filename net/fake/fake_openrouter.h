@@ -142,6 +142,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "llmcache/status.h"
@@ -178,6 +179,9 @@ struct FakeOptions {
   // fake/midstream-error use at least 3).
   int stream_pieces = 6;
   bool log_requests = false;  // one line per request on stderr
+  // When set, the body of every GET /models answer (a 200) instead of the
+  // model list: an upstream whose list cannot be read (an HTML page).
+  std::optional<std::string> models_body;
 };
 
 class FakeOpenRouter {

@@ -329,7 +329,7 @@ Plan Responder::Handle(const RequestView& req) {
     }
     Plan plan;
     plan.generation_id = NewGenerationId(Now());
-    plan.body = ModelsJson();
+    plan.body = options_.models_body ? *options_.models_body : ModelsJson();
     return plan;
   }
   return ErrorPlan(404, SimpleError(404, "Not Found"));

@@ -1733,6 +1733,27 @@ TEST_F(ProxyTest, OneModelIsAnsweredFromTheList) {
                    "invalid_request_error");
 }
 
+// An upstream whose model list is a 200 that is not a list (an HTML error
+// page): /models/{id} is a 502 that says so, not a 404 for every model, and
+// the page is not kept (the next request asks again).
+TEST_F(ProxyTest, AModelListThatCannotBeReadIsNotKept) {
+  fake::FakeOptions fo;
+  fo.models_body = "<html>bad gateway</html>";
+  auto bad = fake::FakeOpenRouter::Start(fo);
+  ASSERT_OK(bad);
+  Restart([&](ProxyOptions& o) { o.upstream.base_url = (*bad)->base_url(); });
+  const Reply one = HttpGet(port_, "/v1/models/openai/gpt-4o-mini");
+  ExpectErrorShape(one, 502, "upstream_error");
+  EXPECT_NE(one.body.find("model list could not be read"), std::string::npos)
+      << one.body;
+  const Reply list = HttpGet(port_, "/v1/models");
+  EXPECT_EQ(list.status, 200);  // the list route passes it on as it came
+  EXPECT_EQ(list.body, "<html>bad gateway</html>");
+  EXPECT_EQ(list.header("x-cache"), "MISS");
+  EXPECT_EQ(HttpGet(port_, "/v1/models").header("x-cache"), "MISS");
+  EXPECT_EQ((*bad)->requests(), 3u);
+}
+
 TEST_F(ProxyTest, ModelsAreNotKeptWithZeroTtl) {
   Restart([](ProxyOptions& o) { o.models_ttl = 0ms; });
   const uint64_t before = fake_->requests();

@@ -229,14 +229,19 @@ TEST(ProxyUtilModelsTest, IndexModelsById) {
   const auto index = IndexModels(
       R"({"data":[{"id":"a/b","name":"B","pricing":{"discount":0.1}},)"
       R"({"name":"no id"},{"id":5},"x",{"id":"c/d","created":1700000000}]})");
-  ASSERT_EQ(index.size(), 2u);
+  ASSERT_TRUE(index.has_value());
+  ASSERT_EQ(index->size(), 2u);
   // Each object whole; doubles in their shortest form.
-  EXPECT_EQ(index.at("a/b"),
+  EXPECT_EQ(index->at("a/b"),
             R"({"id":"a/b","name":"B","pricing":{"discount":0.1}})");
-  EXPECT_EQ(index.at("c/d"), R"({"id":"c/d","created":1700000000})");
-  EXPECT_TRUE(IndexModels("not json").empty());
-  EXPECT_TRUE(IndexModels(R"({"data":{}})").empty());
-  EXPECT_TRUE(IndexModels(R"([1,2])").empty());
+  EXPECT_EQ(index->at("c/d"), R"({"id":"c/d","created":1700000000})");
+  // An empty list is a list; anything without a "data" array is none.
+  EXPECT_THAT(IndexModels(R"({"data":[]})"), ::testing::Optional(IsEmpty()));
+  EXPECT_EQ(IndexModels("not json"), std::nullopt);
+  EXPECT_EQ(IndexModels("<html>bad gateway</html>"), std::nullopt);
+  EXPECT_EQ(IndexModels(R"({"data":{}})"), std::nullopt);
+  EXPECT_EQ(IndexModels(R"({"error":{"code":500}})"), std::nullopt);
+  EXPECT_EQ(IndexModels(R"([1,2])"), std::nullopt);
 }
 
 TEST(ProxyUtilParseQueryTest, EmptyQuery) {

@@ -185,14 +185,14 @@ std::optional<std::string> ModelIdOfPath(std::string_view path) {
   return std::nullopt;
 }
 
-std::unordered_map<std::string, std::string> IndexModels(
+std::optional<std::unordered_map<std::string, std::string>> IndexModels(
     std::string_view list) {
-  std::unordered_map<std::string, std::string> by_id;
   boost::system::error_code ec;
   boost::json::value v = boost::json::parse(list, ec);
-  const boost::json::object* root = v.if_object();
+  const boost::json::object* root = ec ? nullptr : v.if_object();
   const boost::json::value* data = root ? root->if_contains("data") : nullptr;
-  if (ec || data == nullptr || !data->is_array()) return by_id;
+  if (data == nullptr || !data->is_array()) return std::nullopt;
+  std::unordered_map<std::string, std::string> by_id;
   for (const boost::json::value& m : data->get_array()) {
     const boost::json::value* id =
         m.is_object() ? m.get_object().if_contains("id") : nullptr;

@@ -67,8 +67,10 @@ bool ConstantTimeEquals(std::string_view a, std::string_view b);
 std::optional<std::string> ModelIdOfPath(std::string_view path);
 
 // The objects of an upstream GET /models answer ({"data":[{"id":...},...]})
-// by id, each serialized on its own. Empty when `list` is not such an answer.
-std::unordered_map<std::string, std::string> IndexModels(std::string_view list);
+// by id, each serialized on its own; nullopt when `list` is not such an
+// answer (not JSON, no "data" array).
+std::optional<std::unordered_map<std::string, std::string>> IndexModels(
+    std::string_view list);
 
 // {"error":{"message":...,"type":...,"code":status}}.
 std::string ErrorJson(int status, std::string_view type,

@@ -97,11 +97,22 @@ std::optional<ProxyImpl::ModelsEntry> ProxyImpl::CachedModels() {
 }
 
 ProxyImpl::ModelsEntry ProxyImpl::KeepModels(Response r) {
-  ModelsEntry e{std::make_shared<const std::string>(std::move(r.body)),
-                std::string(r.header("Content-Type")), SteadyClock::now()};
+  ModelsEntry e;
+  e.body = std::make_shared<const std::string>(std::move(r.body));
+  e.content_type = std::string(r.header("Content-Type"));
+  e.fetched = SteadyClock::now();
   e.status = r.status;
   if (e.content_type.empty()) e.content_type = proxy_util::kJson;
-  if (r.status == 200 && options_.models_ttl.count() > 0) {
+  if (r.status != 200) return e;
+  // Parsed once per fetch (on this worker): a 200 that is not a list (an
+  // HTML error page) is not kept, or /models/{id} would answer every id
+  // with a 404 until it expired.
+  if (auto index = proxy_util::IndexModels(*e.body)) {
+    e.index =
+        std::make_shared<const std::unordered_map<std::string, std::string>>(
+            std::move(*index));
+  }
+  if (e.index && options_.models_ttl.count() > 0) {
     std::lock_guard<std::mutex> lock(models_mu_);
     models_ = e;
   }
@@ -112,21 +123,15 @@ ProxyImpl::ModelsAnswer ProxyImpl::AnswerModels(ModelsEntry m,
                                                 std::string_view path) {
   const std::optional<std::string> id = proxy_util::ModelIdOfPath(path);
   if (!id || m.status != 200) return {m.status, m.content_type, m.body};
-  std::shared_ptr<const std::unordered_map<std::string, std::string>> index;
-  {
-    std::lock_guard<std::mutex> lock(models_mu_);
-    if (models_indexed_ == m.body) index = models_index_;
+  if (!m.index) {
+    return {502, std::string(proxy_util::kJson),
+            std::make_shared<const std::string>(proxy_util::ErrorJson(
+                502, "upstream_error",
+                "the upstream's model list could not be read (not a JSON "
+                "object with a \"data\" array)"))};
   }
-  if (!index) {  // parsed outside the lock; a race parses twice, no harm
-    index =
-        std::make_shared<const std::unordered_map<std::string, std::string>>(
-            proxy_util::IndexModels(*m.body));
-    std::lock_guard<std::mutex> lock(models_mu_);
-    models_indexed_ = m.body;
-    models_index_ = index;
-  }
-  const auto it = index->find(*id);
-  if (it == index->end()) {
+  const auto it = m.index->find(*id);
+  if (it == m.index->end()) {
     // The id is echoed only when it is printable ASCII (as model ids are):
     // a decoded %FF would make the answer invalid UTF-8.
     const bool printable = std::all_of(
@@ -139,7 +144,7 @@ ProxyImpl::ModelsAnswer ProxyImpl::AnswerModels(ModelsEntry m,
                 " is not in the upstream's model list"))};
   }
   return {200, std::string(proxy_util::kJson),
-          std::shared_ptr<const std::string>(index, &it->second)};
+          std::shared_ptr<const std::string>(m.index, &it->second)};
 }
 
 std::pair<int, std::string> ProxyImpl::RunAdminAction(const AdminAction& action,

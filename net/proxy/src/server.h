@@ -121,6 +121,9 @@ class ProxyImpl final : public ProxyServer {
     std::string content_type;
     SteadyClock::time_point fetched;
     int status = 200;  // the upstream's (only a 200 is kept)
+    // Its models by id; null when a 200's body is not a model list (then
+    // it is passed on to list requests but not kept).
+    std::shared_ptr<const std::unordered_map<std::string, std::string>> index;
   };
   std::optional<ModelsEntry> CachedModels();
   // The upstream request for the model list, with the client's `api_key`.
@@ -131,11 +134,12 @@ class ProxyImpl final : public ProxyServer {
     up.api_key = std::string(api_key);
     return up;
   }
-  // The entry of the upstream's answer `r`, kept when a 200.
+  // The entry of the upstream's answer `r`, indexed and kept when a 200
+  // whose body is a model list.
   ModelsEntry KeepModels(Response r);
-  // What GET `path` answers from the upstream's answer `m`: the list itself, or
-  // for /models/{id} that model's object (404 when the list has none; an
-  // upstream error as it came). Models are indexed by id once per list.
+  // What GET `path` answers from the upstream's answer `m`: the list itself,
+  // or for /models/{id} that model's object (404 when the list has none, 502
+  // when the list could not be read; an upstream error as it came).
   struct ModelsAnswer {
     int status;
     std::string content_type;
@@ -205,10 +209,6 @@ class ProxyImpl final : public ProxyServer {
 
   std::mutex models_mu_;
   std::optional<ModelsEntry> models_;
-  // The index of a list by model id, and the list it was made of.
-  std::shared_ptr<const std::string> models_indexed_;
-  std::shared_ptr<const std::unordered_map<std::string, std::string>>
-      models_index_;
 };
 
 }  // namespace llmcache::net::proxy
