@@ -15,6 +15,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -111,8 +112,13 @@ struct ServeConfig {
   double redis_lease_wait_s = 60;
 };
 
+// Seconds as milliseconds, at most 1e9 s (~31.7 years: never, in effect).
+// Larger values (1e10, 1e30, inf) would overflow the deadlines' nanosecond
+// arithmetic and wrap round to a timeout of nearly nothing.
 std::chrono::milliseconds Ms(double seconds) {
-  return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+  constexpr double kMaxSeconds = 1e9;
+  return std::chrono::milliseconds(
+      static_cast<int64_t>(std::min(seconds, kMaxSeconds) * 1000));
 }
 
 // Buffered stderr logger. Thread-safe.
@@ -317,8 +323,7 @@ int Run(CLI::App& sub, ServeConfig& c) {
   o.cached.default_namespace = c.ns;
   o.cached.prompt_cache = *prompt_cache;
   o.cached.flush_on_model_drift = c.flush_on_drift;
-  o.cached.pricing_refresh_ms =
-      static_cast<int64_t>(c.pricing_refresh_s * 1000);
+  o.cached.pricing_refresh_ms = Ms(c.pricing_refresh_s).count();
   if (c.max_ttl_s >= 0) o.max_ttl_ms = c.max_ttl_s * 1000;
   o.shared_cache = c.shared_cache;
   o.admin_token = c.admin_token;
@@ -408,7 +413,7 @@ int Run(CLI::App& sub, ServeConfig& c) {
       ro.generations_file = co.path + "/LLMCACHE-SHARED-GENERATIONS";
     }
     ro.lease_ms = c.redis_lease_ms;
-    ro.lease_wait_ms = static_cast<int64_t>(c.redis_lease_wait_s * 1000);
+    ro.lease_wait_ms = Ms(c.redis_lease_wait_s).count();
     ro.redis.log = [logger](std::string_view line) {
       logger->Write(LogLevel::kWarn, line);
     };

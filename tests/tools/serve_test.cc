@@ -852,6 +852,32 @@ TEST_F(ServeTest, TheServeFileIsWrittenOnceItCanBe) {
   EXPECT_FALSE(std::filesystem::exists(file));
 }
 
+// Durations too long for the timers' arithmetic (1e10 s and more, inf) mean
+// "never": they wrapped round to nearly nothing (a keep-alive connection
+// closed within a second, the model list never kept, 1e30 s refused).
+TEST_F(ServeTest, HugeDurationsMeanNever) {
+  Process p(dir_,
+            Args({"--idle-timeout", "1e10", "--models-ttl", "1e30",
+                  "--upstream-timeout", "1e30", "--shutdown-grace", "inf"}));
+  const uint16_t port = p.WaitListening();
+  ASSERT_NE(port, 0) << p.Err();
+  ::llmcache::testing::HttpConnection conn(port, 20s);
+  ASSERT_TRUE(conn.connected()) << conn.error();
+  const Reply first = conn.Send("GET", "/v1/models");
+  ASSERT_EQ(first.status, 200) << first.error;
+  EXPECT_EQ(first.header("x-cache"), "MISS");
+  std::this_thread::sleep_for(1500ms);
+  const Reply second = conn.Send("GET", "/v1/models");
+  ASSERT_EQ(second.status, 200) << second.error;  // the same connection
+  EXPECT_EQ(second.header("x-cache"), "HIT");
+  EXPECT_EQ(Request(port, "POST", "/v1/chat/completions", Body("m/a"),
+                    {{"Authorization", "Bearer k"}})
+                .status,
+            200);
+  p.Signal(SIGTERM);
+  EXPECT_EQ(p.Wait(), 0) << p.Err();
+}
+
 TEST_F(ServeTest, MemoryModeTouchesNoDisk) {
   Process p(dir_,
             {"serve", "--memory", "--listen", "127.0.0.1:0", "--upstream",
