@@ -23,7 +23,9 @@
 #include "cli/util.h"
 #include "cli/verbs.h"
 #include "fake_openrouter.h"
+#include "llmcache/key.h"
 #include "llmcache/options.h"
+#include "llmcache/policy.h"
 #include "serve.h"
 
 namespace {
@@ -101,7 +103,8 @@ int Main(int argc, char** argv) {
       "~/.cache/llmcache.\n"
       "Exit codes: 0 ok, 1 failure (including 'not found' and bad input "
       "lines), 2 usage, 3 database in use by another process (mutating "
-      "verbs and serve), 130/143 stopped by SIGINT/SIGTERM (import, export, verify, "
+      "verbs and serve), 130/143 stopped by SIGINT/SIGTERM (import, export, "
+      "verify, "
       "warm, compact and purge --older-than stop at the next entry and keep "
       "what they did; a second signal quits at once).");
 
@@ -174,13 +177,34 @@ int Main(int argc, char** argv) {
     sub->add_option("--api-key-env", key_args.api_key_env,
                     "Use the scope the proxy gives the API key in this "
                     "environment variable");
+    // A misspelt mode or endpoint is a usage error (exit 2), not exit 1,
+    // which from `get` means "not cached".
     sub->add_option("--mode", key_args.mode,
                     "Cache mode: deterministic, always, never")
-        ->capture_default_str();
+        ->capture_default_str()
+        ->check(CLI::Validator(
+            [](std::string& v) {
+              return llmcache::CacheModeFromName(v)
+                         ? std::string()
+                         : "unknown mode '" + v +
+                               "' (deterministic, always, "
+                               "never)";
+            },
+            "MODE"));
     sub->add_option("--endpoint", key_args.endpoint,
                     "The API the body is for: chat_completions, embeddings, "
                     "responses, messages")
-        ->capture_default_str();
+        ->capture_default_str()
+        ->check(CLI::Validator(
+            [](std::string& v) {
+              return llmcache::EndpointFromName(v)
+                         ? std::string()
+                         : "unknown endpoint '" + v +
+                               "' (chat_completions, "
+                               "embeddings, responses, "
+                               "messages)";
+            },
+            "ENDPOINT"));
   };
   auto* key = app.add_subcommand(
       "key",

@@ -664,8 +664,24 @@ TEST_F(CliTest, KeyRejectsMalformedInput) {
   ProcessResult no_file = Llmcache({"key", dir_.path() + "/none.json"});
   EXPECT_EQ(no_file.exit_code, 1);
   EXPECT_THAT(no_file.err, HasSubstr("cannot read"));
-  EXPECT_EQ(Llmcache({"key", "-", "--mode", "sometimes"}, kRequest).exit_code,
-            1);
+  // A misspelt mode or endpoint is a usage error (exit 2): from `get`, exit
+  // 1 would read as "not cached".
+  Fill();
+  for (const std::vector<std::string>& verb :
+       {std::vector<std::string>{"key", "-"},
+        std::vector<std::string>{"get", "--db", db_, "-"}}) {
+    SCOPED_TRACE(verb[0]);
+    std::vector<std::string> mode = verb;
+    mode.insert(mode.end(), {"--mode", "sometimes"});
+    ProcessResult m = Llmcache(mode, kRequest);
+    EXPECT_EQ(m.exit_code, 2) << m.err;
+    EXPECT_THAT(m.err, HasSubstr("unknown mode 'sometimes'"));
+    std::vector<std::string> endpoint = verb;
+    endpoint.insert(endpoint.end(), {"--endpoint", "completionz"});
+    ProcessResult e = Llmcache(endpoint, kRequest);
+    EXPECT_EQ(e.exit_code, 2) << e.err;
+    EXPECT_THAT(e.err, HasSubstr("unknown endpoint 'completionz'"));
+  }
 }
 
 TEST_F(CliTest, GetShowsWhetherARequestIsCached) {
@@ -2014,8 +2030,8 @@ TEST_F(CliTest, KeyExplainsEveryEndpoint) {
   EXPECT_THAT(stored.out, HasSubstr("endpoint   responses"));
   ProcessResult unknown =
       Llmcache({"key", "--endpoint", "completions", "-"}, body);
-  EXPECT_NE(unknown.exit_code, 0);
-  EXPECT_THAT(unknown.err, HasSubstr("unknown --endpoint"));
+  EXPECT_EQ(unknown.exit_code, 2);  // a usage error
+  EXPECT_THAT(unknown.err, HasSubstr("unknown endpoint 'completions'"));
 }
 
 TEST_F(CliTest, WarmAcceptsEveryEndpointAndLsShowsIt) {
