@@ -697,6 +697,12 @@ TEST_F(CliTest, GetShowsWhetherARequestIsCached) {
   json::object o = ParseObject(miss.out);
   EXPECT_FALSE(o["cached"].as_bool());
   EXPECT_EQ(o["outcome"].as_string(), "miss");
+  // An embeddings batch is stored input by input: get cannot answer for it.
+  ProcessResult batch = Llmcache(
+      {"get", "--db", db_, "--endpoint", "embeddings", "-"},
+      R"({"model":"openai/text-embedding-3-small","input":["a","b"]})");
+  EXPECT_EQ(batch.exit_code, 2);
+  EXPECT_THAT(batch.err, HasSubstr("stored input by input"));
   ProcessResult miss_text = Llmcache({"get", "--db", db_, "-"}, kRequestTopP);
   EXPECT_EQ(miss_text.exit_code, 1) << miss_text.err;
   EXPECT_THAT(miss_text.out, HasSubstr("\nnot cached\n"));

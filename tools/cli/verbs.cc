@@ -657,6 +657,14 @@ int Key(const KeyArgs& args, const Io& io) {
 int Get(const std::string& db, const KeyArgs& args, const Io& io) {
   std::optional<ComputedKey> k = ComputeKey(args, io, nullptr);
   if (!k) return kExitFailure;
+  if (k->info.input_is_batch) {
+    // Nothing is stored under a batch's own key: each input is an entry
+    // of its own, so "not cached" would be wrong whatever is stored.
+    io.err << "llmcache get: an embeddings request whose \"input\" is an "
+              "array is stored input by input, not as one entry; look each "
+              "input up as a request of its own\n";
+    return kExitUsage;
+  }
   std::unique_ptr<Cache> cache = OpenForReading(db, io);
   if (!cache) return kExitFailure;
   LookupOptions lo;
