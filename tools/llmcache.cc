@@ -30,6 +30,18 @@
 
 namespace {
 
+// A name `known` does not take (a misspelt --mode or --endpoint) is a usage
+// error, exit 2: exit 1 from `get` would read as "not cached".
+template <typename Known>
+CLI::Validator KnownName(Known known, std::string what, std::string choices) {
+  return CLI::Validator(
+      [known, what, choices](std::string& v) {
+        return known(v) ? std::string()
+                        : "unknown " + what + " '" + v + "' (" + choices + ")";
+      },
+      "NAME");
+}
+
 // Blocks until SIGINT or SIGTERM.
 void WaitForSignal() {
   sigset_t set;
@@ -177,34 +189,23 @@ int Main(int argc, char** argv) {
     sub->add_option("--api-key-env", key_args.api_key_env,
                     "Use the scope the proxy gives the API key in this "
                     "environment variable");
-    // A misspelt mode or endpoint is a usage error (exit 2), not exit 1,
-    // which from `get` means "not cached".
     sub->add_option("--mode", key_args.mode,
                     "Cache mode: deterministic, always, never")
         ->capture_default_str()
-        ->check(CLI::Validator(
-            [](std::string& v) {
-              return llmcache::CacheModeFromName(v)
-                         ? std::string()
-                         : "unknown mode '" + v +
-                               "' (deterministic, always, "
-                               "never)";
+        ->check(KnownName(
+            [](std::string_view v) {
+              return llmcache::CacheModeFromName(v).has_value();
             },
-            "MODE"));
+            "mode", "deterministic, always, never"));
     sub->add_option("--endpoint", key_args.endpoint,
                     "The API the body is for: chat_completions, embeddings, "
                     "responses, messages")
         ->capture_default_str()
-        ->check(CLI::Validator(
-            [](std::string& v) {
-              return llmcache::EndpointFromName(v)
-                         ? std::string()
-                         : "unknown endpoint '" + v +
-                               "' (chat_completions, "
-                               "embeddings, responses, "
-                               "messages)";
+        ->check(KnownName(
+            [](std::string_view v) {
+              return llmcache::EndpointFromName(v).has_value();
             },
-            "ENDPOINT"));
+            "endpoint", "chat_completions, embeddings, responses, messages"));
   };
   auto* key = app.add_subcommand(
       "key",

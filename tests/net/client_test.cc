@@ -468,6 +468,15 @@ std::string ReadRequest(asio::ip::tcp::socket& s) {
   return data;
 }
 
+// Writes `head` (status line and headers) with a 10-byte gzip body, and
+// closes: an answer in a content coding that was not asked for.
+void WriteGzipAnswer(asio::ip::tcp::socket& s, const std::string& head) {
+  const std::string gzip("\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03", 10);
+  boost::system::error_code ec;
+  asio::write(s, asio::buffer(head + "Content-Length: 10\r\n\r\n" + gzip), ec);
+  s.close(ec);
+}
+
 // The client asks for no content coding, and an answer in one anyway (a
 // gzip body) is an error, not bytes handed on as if they were the JSON.
 TEST_F(ClientTest, AContentCodingThatWasNotAskedForIsRefused) {
@@ -481,16 +490,10 @@ TEST_F(ClientTest, AContentCodingThatWasNotAskedForIsRefused) {
       seen = std::move(request);
     }
     ++requests;
-    const std::string gzip("\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03", 10);
-    boost::system::error_code ec;
-    asio::write(s,
-                asio::buffer("HTTP/1.1 200 OK\r\n"
-                             "Content-Type: application/json\r\n"
-                             "Content-Encoding: gzip\r\n"
-                             "Content-Length: 10\r\n\r\n" +
-                             gzip),
-                ec);
-    s.close(ec);
+    WriteGzipAnswer(s,
+                    "HTTP/1.1 200 OK\r\n"
+                    "Content-Type: application/json\r\n"
+                    "Content-Encoding: gzip\r\n");
   });
   ClientOptions o = Options();
   o.base_url = "http://127.0.0.1:" + std::to_string(server.port()) + "/api/v1";
@@ -511,17 +514,11 @@ TEST_F(ClientTest, AnErrorInAContentCodingKeepsItsStatusAndRetryAfter) {
   RawServer server([&](asio::ip::tcp::socket& s) {
     ReadRequest(s);
     ++requests;
-    const std::string gzip("\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03", 10);
-    boost::system::error_code ec;
-    asio::write(s,
-                asio::buffer("HTTP/1.1 429 Too Many Requests\r\n"
-                             "Content-Type: application/json\r\n"
-                             "Content-Encoding: gzip\"x\r\n"
-                             "Retry-After: 7\r\n"
-                             "Content-Length: 10\r\n\r\n" +
-                             gzip),
-                ec);
-    s.close(ec);
+    WriteGzipAnswer(s,
+                    "HTTP/1.1 429 Too Many Requests\r\n"
+                    "Content-Type: application/json\r\n"
+                    "Content-Encoding: gzip\"x\r\n"
+                    "Retry-After: 7\r\n");
   });
   ClientOptions o = Options();
   o.base_url = "http://127.0.0.1:" + std::to_string(server.port()) + "/api/v1";
