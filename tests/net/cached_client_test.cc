@@ -1181,6 +1181,35 @@ TEST_F(CachedClientFlightTest, ANoStoreRequestLeadsNoFlight) {
   EXPECT_EQ(scripted_->sends(), 2u);
 }
 
+// An only-if-cached request never joins a flight (it would wait for an
+// upstream answer) nor leads one: it is answered "not cached" at once while
+// an identical request is in flight, and from the store after it.
+TEST_F(CachedClientFlightTest, AnOnlyIfCachedRequestJoinsNoFlight) {
+  auto leader = Start(/*stream=*/false);
+  ASSERT_TRUE(llmcache::testing::WaitFor([&] { return scripted_->sends(); }));
+  auto only = [this] {
+    CachedRequest req;
+    req.body =
+        Body("openai/gpt-4o-mini", false, R"("temperature":0)", "What is 2+2?");
+    req.only_if_cached = true;
+    return flights_->AsyncComplete(std::move(req), nullptr, asio::use_future);
+  };
+  auto during = only();
+  ASSERT_EQ(during.wait_for(std::chrono::seconds(10)),
+            std::future_status::ready);
+  auto d = during.get();
+  ASSERT_FALSE(d.ok());
+  EXPECT_TRUE(IsNotCached(d.status())) << d.status();
+  EXPECT_EQ(flights_->stats().flight_joins, 0u);
+  scripted_->Release(0, "Four, of course.");
+  ASSERT_OK(leader.get());
+  auto after = only().get();
+  ASSERT_OK(after);
+  EXPECT_EQ(after->result, CacheResult::kHit);
+  EXPECT_EQ(scripted_->sends(), 1u);
+  EXPECT_EQ(flights_->stats().upstream_errors, 0u);
+}
+
 // A no-store request may join a flight that stores: the entry is the
 // leader's, which would be stored anyway.
 TEST_F(CachedClientFlightTest, ANoStoreRequestJoinsAFlightThatStores) {

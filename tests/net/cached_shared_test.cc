@@ -130,10 +130,12 @@ class CachedSharedTest : public ::testing::Test {
 
   // The answer, and whether its callback ran on the client's io_context.
   Result<CachedResponse> Call(CachedClient& c, const std::string& body,
-                              Endpoint endpoint, bool* on_loop) {
+                              Endpoint endpoint, bool* on_loop,
+                              bool only_if_cached = false) {
     CachedRequest req;
     req.endpoint = endpoint;
     req.body = body;
+    req.only_if_cached = only_if_cached;
     auto p = std::make_shared<std::promise<Result<CachedResponse>>>();
     auto answer = p->get_future();
     auto ioc = &loop_.ioc();
@@ -215,6 +217,41 @@ TEST_F(CachedSharedTest, ASharedHitIsAnsweredOnTheClientsExecutor) {
   EXPECT_TRUE(WaitFor([&] { return client->stats().shared_fills == 1; }));
   EXPECT_TRUE(Released(client));
   EXPECT_EQ(tier->held(), 1u);
+}
+
+// only-if-cached asks the shared tier (a GET, never a lead) and nothing
+// upstream.
+TEST_F(CachedSharedTest, OnlyIfCachedAsksTheTierAndNothingElse) {
+  auto empty = std::make_shared<HoldingTier>(nullptr);
+  auto client = Make(empty);
+  bool on_loop = false;
+  auto miss = Call(*client, kChat, Endpoint::kChatCompletions, &on_loop,
+                   /*only_if_cached=*/true);
+  ASSERT_FALSE(miss.ok());
+  EXPECT_TRUE(IsNotCached(miss.status())) << miss.status();
+  EXPECT_TRUE(on_loop);
+  EXPECT_EQ(empty->held(), 1u);  // the GET alone
+  auto batch = Call(*client, R"({"model":"m/emb","input":["one","two"]})",
+                    Endpoint::kEmbeddings, &on_loop, /*only_if_cached=*/true);
+  ASSERT_FALSE(batch.ok());
+  EXPECT_TRUE(IsNotCached(batch.status())) << batch.status();
+  EXPECT_EQ(empty->held(), 3u);  // and one GET per input
+  EXPECT_EQ(fake_->completions(), 0u);
+  EXPECT_EQ(fake_->embedded_items(), 0u);
+  EXPECT_EQ(client->stats().upstream_errors, 0u);
+  EXPECT_TRUE(Released(client));
+
+  auto entry = SharedEntry();
+  auto holding = std::make_shared<HoldingTier>(entry);
+  client = Make(holding);
+  auto hit = Call(*client, kChat, Endpoint::kChatCompletions, &on_loop,
+                  /*only_if_cached=*/true);
+  ASSERT_OK(hit);
+  EXPECT_EQ(hit->result, CacheResult::kHit);
+  EXPECT_EQ(hit->body, entry->body);
+  EXPECT_EQ(fake_->completions(), 0u);
+  EXPECT_TRUE(WaitFor([&] { return client->stats().shared_fills == 1; }));
+  EXPECT_TRUE(Released(client));
 }
 
 TEST_F(CachedSharedTest, AnEmbeddingsBatchLeavesTheTierHoldingNothing) {

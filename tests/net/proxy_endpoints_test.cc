@@ -236,6 +236,31 @@ TEST_F(ProxyEndpointsTest, PerRequestControlsApplyToBatches) {
   EXPECT_EQ(fake_->embedded_items(), 8u);
 }
 
+// only-if-cached on a batch: answered when every input is cached, else a
+// 504 that sends none of them upstream.
+TEST_F(ProxyEndpointsTest, OnlyIfCachedBatchesAreAllCachedOrRefused) {
+  const Headers only = {{"Cache-Control", "only-if-cached"}};
+  ASSERT_EQ(Post("/v1/embeddings",
+                 R"({"model":"openai/text-embedding-3-small","input":"o1"})")
+                .status,
+            200);
+  EXPECT_EQ(fake_->embedded_items(), 1u);
+  const Reply part = Post(
+      "/v1/embeddings",
+      R"({"model":"openai/text-embedding-3-small","input":["o1","o2","o2"]})",
+      only);
+  EXPECT_EQ(part.status, 504) << part.body;
+  EXPECT_THAT(part.body, ::testing::HasSubstr("1 of 2 distinct inputs"));
+  EXPECT_EQ(part.header("x-should-retry"), "false");
+  EXPECT_EQ(fake_->embedded_items(), 1u);
+  const Reply all = Post(
+      "/v1/embeddings",
+      R"({"model":"openai/text-embedding-3-small","input":["o1","o1"]})", only);
+  EXPECT_EQ(all.status, 200) << all.body;
+  EXPECT_EQ(all.header("x-cache"), "HIT");
+  EXPECT_EQ(fake_->embedded_items(), 1u);
+}
+
 // ----------------------------------------------------------------- responses
 
 std::string ResponsesBody(bool stream, const std::string& extra = "") {

@@ -795,6 +795,49 @@ json::value ProxyStats(uint16_t port) {
   return ec ? json::value() : v;
 }
 
+// only-if-cached (RFC 9111 5.2.1.7): a hit as usual; anything else a 504
+// that asks upstream for nothing and tells the SDKs not to retry.
+TEST_F(ProxyTest, OnlyIfCachedNeverAsksUpstream) {
+  const Headers only = {{"Cache-Control", "only-if-cached"}};
+  const Reply cold = Chat(Body("m/a"), only);
+  ExpectErrorShape(cold, 504, "not_cached");
+  EXPECT_THAT(cold.body, ::testing::HasSubstr("only-if-cached")) << cold.body;
+  EXPECT_EQ(cold.header("x-should-retry"), "false");
+  EXPECT_EQ(cold.header("x-cache"), "MISS");
+  EXPECT_EQ(cold.header("x-cache-stored"), "0");
+  EXPECT_EQ(fake_->completions(), 0u);
+  ExpectErrorShape(Chat(Body("m/a", true), only), 504, "not_cached");
+  EXPECT_EQ(fake_->completions(), 0u);
+
+  ASSERT_EQ(Chat(Body("m/a")).header("x-cache"), "MISS");
+  const Reply warm = Chat(Body("m/a"), {{"Cache-Control", "Only-If-Cached"}});
+  EXPECT_EQ(warm.status, 200) << warm.body;
+  EXPECT_EQ(warm.header("x-cache"), "HIT");
+  const Reply streamed = Chat(Body("m/a", true), only);
+  EXPECT_EQ(streamed.status, 200) << streamed.body;
+  EXPECT_EQ(streamed.header("x-cache"), "HIT");
+  EXPECT_EQ(SseContent(streamed.body), ContentOf(warm.body));
+
+  // Not answered from the cache however it is asked: a bypass, no-cache,
+  // an entry older than max-age.
+  const Reply hot =
+      Chat(Body("m/a", false, "What is 2+2?", R"("temperature":0.7)"), only);
+  ExpectErrorShape(hot, 504, "not_cached");
+  EXPECT_EQ(hot.header("x-cache"), "BYPASS");
+  ExpectErrorShape(
+      Chat(Body("m/a"), {{"Cache-Control", "no-cache, only-if-cached"}}), 504,
+      "not_cached");
+  clock_.Advance(10'000);
+  ExpectErrorShape(
+      Chat(Body("m/a"), {{"Cache-Control", "only-if-cached, max-age=5"}}), 504,
+      "not_cached");
+  EXPECT_EQ(fake_->completions(), 1u);
+  // Counted as misses (and a bypass), not as upstream errors.
+  const json::value stats = ProxyStats(port_);
+  ASSERT_TRUE(stats.is_object());
+  EXPECT_EQ(stats.at("proxy").at("upstream_errors").to_number<int64_t>(), 0);
+}
+
 // The proxy's single-flight joins so far (-1 if /stats cannot be read).
 int64_t FlightJoins(uint16_t port) {
   const json::value v = ProxyStats(port);

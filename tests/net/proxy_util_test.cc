@@ -60,6 +60,13 @@ TEST(ProxyUtilCacheControlTest, EachDirectiveAlone) {
   EXPECT_FALSE(max_age->no_cache);
   EXPECT_FALSE(max_age->no_store);
   EXPECT_EQ(max_age->max_age_s, 60);
+  EXPECT_FALSE(max_age->only_if_cached);
+
+  auto only = ParseCacheControl("only-if-cached");
+  ASSERT_OK(only);
+  EXPECT_TRUE(only->only_if_cached);
+  EXPECT_FALSE(only->no_cache);
+  EXPECT_FALSE(only->no_store);
 }
 
 // RFC 9111 1.2.2: a delta-seconds past what a cache represents counts as

@@ -195,6 +195,12 @@ void CachedClientImpl::BatchLead(const std::shared_ptr<Batch>& b,
   // Lead or join each input's flight, then send what this batch leads. A
   // no-store batch leads none (what joined it would go unstored): it sends
   // the inputs no other batch is asking for on its own.
+  if (b->request.request().only_if_cached) {
+    return AbortBatch(
+        b, NotCachedError(std::to_string(still_missing.size()) + " of " +
+                          std::to_string(b->keys.size()) +
+                          " distinct inputs are not cached"));
+  }
   const bool no_store = b->request.request().no_store;
   std::vector<size_t> led, alone;
   {
@@ -519,7 +525,12 @@ void CachedClientImpl::BatchFinish(const std::shared_ptr<Batch>& b) {
     // failed one is sent again whole.
     if (!out.ok() || out->status != 200) {
       saved = Usage{};
-      counters_.Add(PipelineCounters::kUpstreamErrors);
+      // As for single requests: a caller gone, or only-if-cached, is no
+      // failure of the upstream.
+      if (out.ok() || (out.status().code() != StatusCode::kCancelled &&
+                       !IsNotCached(out.status()))) {
+        counters_.Add(PipelineCounters::kUpstreamErrors);
+      }
     }
     counters_.Add(PipelineCounters::kTokensSaved,
                   saved.prompt_tokens + saved.completion_tokens);

@@ -238,7 +238,8 @@ CachedClient::Callback CachedClientImpl::Counted(Callback done, bool outcome,
       // A caller that went away (a closed connection mid-stream) is not the
       // upstream's failure.
       if (r.ok() ? r->status != 200
-                 : r.status().code() != StatusCode::kCancelled) {
+                 : r.status().code() != StatusCode::kCancelled &&
+                       !IsNotCached(r.status())) {
         self->counters_.Add(PipelineCounters::kUpstreamErrors);
       }
     }
@@ -260,6 +261,11 @@ void CachedClientImpl::CompletePrepared(PreparedRequest p,
     }
     Callback counted =
         Counted(std::move(done), false, p.key().base_model, p.endpoint());
+    if (p.request().only_if_cached) {
+      return counted(
+          NotCachedError("not cacheable (" +
+                         std::string(BypassReasonName(decision.reason)) + ")"));
+    }
     CallUpstream(std::move(p), CacheResult::kBypass, decision.reason,
                  std::move(on_chunk), std::move(counted),
                  /*flight=*/false);
@@ -294,6 +300,17 @@ void CachedClientImpl::CompletePrepared(PreparedRequest p,
 // no-store request leads none: what joined it would go unstored.
 void CachedClientImpl::JoinOrLead(PreparedRequest p, StreamHandler on_chunk,
                                   Callback done, bool rejoin, bool retried) {
+  if (p.request().only_if_cached) {
+    // Never in a flight: its waiters would hear "not cached" too.
+    if (shared_ && !p.request().skip_lookup) {
+      return SharedLookup(std::make_shared<SharedStep>(
+          SharedStep{std::move(p), std::move(on_chunk), std::move(done), 0,
+                     /*flight=*/false}));
+    }
+    return done(NotCachedError(p.request().skip_lookup
+                                   ? "Cache-Control: no-cache skips the cache"
+                                   : "not cached"));
+  }
   const Digest digest = p.key().digest;
   bool leads = !p.request().no_store;
   bool joined = false;
@@ -420,6 +437,9 @@ void CachedClientImpl::SharedLookup(std::shared_ptr<SharedStep> step) {
                 self->counters_.Add(PipelineCounters::kSharedErrors);
               } else if (*r && self->ServeShared(*step, *r)) {
                 return;
+              }
+              if (step->request.request().only_if_cached) {
+                return step->done(NotCachedError("not cached"));
               }
               self->SharedLead(step);
             });
@@ -814,18 +834,6 @@ void CachedClientImpl::Log(const std::string& line) {
 }  // namespace internal
 
 using internal::CachedClientImpl;
-
-std::string_view CacheResultName(CacheResult r) {
-  switch (r) {
-    case CacheResult::kHit:
-      return "HIT";
-    case CacheResult::kMiss:
-      return "MISS";
-    case CacheResult::kBypass:
-      return "BYPASS";
-  }
-  return "MISS";
-}
 
 CachedResponse CachedClient::HitResponse(const PreparedRequest& request,
                                          const CacheHit& hit) {

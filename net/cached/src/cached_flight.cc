@@ -279,3 +279,27 @@ void CachedClientImpl::Restart(Waiter w, Again again) {
 }
 
 }  // namespace llmcache::net::internal
+
+namespace llmcache::net {
+
+std::string_view CacheResultName(CacheResult r) {
+  switch (r) {
+    case CacheResult::kHit:
+      return "HIT";
+    case CacheResult::kMiss:
+      return "MISS";
+    case CacheResult::kBypass:
+      return "BYPASS";
+  }
+  return "MISS";
+}
+
+Status NotCachedError(std::string_view why) {
+  return NotFoundError(std::string(why) +
+                       ", and Cache-Control: only-if-cached forbids asking "
+                       "upstream");
+}
+
+bool IsNotCached(const Status& s) { return s.code() == StatusCode::kNotFound; }
+
+}  // namespace llmcache::net

@@ -44,6 +44,7 @@ Status ReadCompletionHeaders(HeaderLookup headers,
     if (!d.ok()) return d.status();
     out->skip_lookup = d->no_cache;
     out->no_store = d->no_store;
+    out->only_if_cached = d->only_if_cached;
     if (d->max_age_s) out->max_age_ms = *d->max_age_s * 1000;
   } else if (std::optional<std::string_view> p = headers("Pragma")) {
     // HTTP/1.0's no-cache, which counts only without Cache-Control (RFC

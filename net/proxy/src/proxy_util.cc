@@ -89,6 +89,8 @@ Result<CacheDirectives> ParseCacheControl(std::string_view value) {
       d.no_cache = true;
     } else if (boost::beast::iequals(name, "no-store")) {
       d.no_store = true;
+    } else if (boost::beast::iequals(name, "only-if-cached")) {
+      d.only_if_cached = true;
     } else if (boost::beast::iequals(name, "max-age")) {
       if (arg.size() >= 2 && arg.front() == '"' && arg.back() == '"') {
         arg = arg.substr(1, arg.size() - 2);
@@ -508,6 +510,11 @@ HttpError CompletionFailure(const Status& s) {
   }
   if (s.code() == StatusCode::kDeadlineExceeded) {
     return HttpError{504, "upstream_timeout", "upstream timed out: " + m, {}};
+  }
+  if (IsNotCached(s)) {
+    // RFC 9111 5.2.1.7: a 504. The OpenAI SDKs retry a 5xx unless told
+    // not to; asking again cannot help.
+    return HttpError{504, "not_cached", m, "X-Should-Retry: false\r\n"};
   }
   return HttpError{502, "upstream_error", "upstream failed: " + m, {}};
 }

@@ -24,8 +24,9 @@ namespace llmcache::net::proxy_util {
 
 // The directives of a request's Cache-Control header that the proxy obeys.
 struct CacheDirectives {
-  bool no_cache = false;  // skip the lookup, still store
-  bool no_store = false;  // do not store the answer
+  bool no_cache = false;        // skip the lookup, still store
+  bool no_store = false;        // do not store the answer
+  bool only_if_cached = false;  // answer from the caches or not at all
   std::optional<int64_t> max_age_s;
 };
 

@@ -140,7 +140,12 @@ struct CachedRequest {
   std::string scope;         // tenant scope (e.g. ApiKeyScope of the API key)
   bool skip_lookup = false;  // Cache-Control: no-cache (still stores)
   bool no_store = false;     // Cache-Control: no-store
-  int64_t max_age_ms = -1;   // accept only younger entries; -1 = any
+  // Cache-Control: only-if-cached (RFC 9111 5.2.1.7): answered from the
+  // tiers (local, then shared) or not at all. Nothing goes upstream: a
+  // request they do not answer (a miss, a bypass, no-cache) ends with
+  // NotCachedError, and it neither leads nor joins a flight.
+  bool only_if_cached = false;
+  int64_t max_age_ms = -1;        // accept only younger entries; -1 = any
   std::optional<int64_t> ttl_ms;  // overrides the options' TTL
   std::string api_key;  // forwarded upstream instead of the client's own
   // Overrides CachedClientOptions::prompt_cache for this request (not in
@@ -229,6 +234,11 @@ struct CacheHit {
 
 enum class CacheResult { kHit, kMiss, kBypass };
 std::string_view CacheResultName(CacheResult r);  // "HIT", "MISS", "BYPASS"
+
+// The end of an only_if_cached request that the tiers do not answer
+// (kNotFound, which no other failure of a completion is), and its test.
+Status NotCachedError(std::string_view why);
+bool IsNotCached(const Status& s);
 
 struct CachedResponse {
   CacheResult result = CacheResult::kMiss;

@@ -79,8 +79,10 @@
 //                             ApiKeyScope(key), a hash (never the key), the
 //                             same scope `llmcache warm` and `key` use.
 //   Cache-Control: no-cache (skip the lookup, still store), no-store (do not
-//                  store), max-age=N (accept entries at most N s old);
-//                  other directives are ignored.
+//                  store), max-age=N (accept entries at most N s old),
+//                  only-if-cached (a hit, or a 504 not_cached with
+//                  X-Should-Retry: false; nothing goes upstream; RFC 9111
+//                  5.2.1.7); other directives are ignored.
 //   X-Cache-TTL: N            seconds the stored entry lives (0 = forever),
 //                             at most max_ttl_ms: a longer one, or 0 while
 //                             max_ttl_ms is not 0, gets the ceiling (a
