@@ -182,6 +182,8 @@ struct FakeOptions {
   // When set, the body of every GET /models answer (a 200) instead of the
   // model list: an upstream whose list cannot be read (an HTML page).
   std::optional<std::string> models_body;
+  // Milliseconds before every GET /models answer.
+  int models_delay_ms = 0;
 };
 
 class FakeOpenRouter {

@@ -330,6 +330,7 @@ Plan Responder::Handle(const RequestView& req) {
     Plan plan;
     plan.generation_id = NewGenerationId(Now());
     plan.body = options_.models_body ? *options_.models_body : ModelsJson();
+    plan.delay_ms = options_.models_delay_ms;
     return plan;
   }
   return ErrorPlan(404, SimpleError(404, "Not Found"));

@@ -1797,6 +1797,40 @@ TEST_F(ProxyTest, AModelListThatCannotBeReadIsNotKept) {
   EXPECT_EQ((*bad)->requests(), 3u);
 }
 
+// Requests for the model list while it is being fetched wait for that one
+// fetch (per API key: another key's answer may be a 401 for it), whether
+// they ask for the list or one model.
+TEST_F(ProxyTest, ConcurrentModelRequestsShareOneFetch) {
+  fake::FakeOptions fo;
+  fo.models_delay_ms = 400;
+  auto slow = fake::FakeOpenRouter::Start(fo);
+  ASSERT_OK(slow);
+  Restart([&](ProxyOptions& o) { o.upstream.base_url = (*slow)->base_url(); });
+  constexpr int kEach = 12;
+  std::vector<Reply> replies(2 * kEach);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 2 * kEach; ++i) {
+    threads.emplace_back([&, i] {
+      const std::string key = i % 2 == 0 ? "Bearer key-A" : "Bearer key-B";
+      replies[i] = HttpGet(
+          port_, i % 4 < 2 ? "/v1/models" : "/v1/models/openai/gpt-4o-mini",
+          {{"Authorization", key}});
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (int i = 0; i < 2 * kEach; ++i) {
+    ASSERT_EQ(replies[i].status, 200) << i << replies[i].body;
+    EXPECT_EQ(json::parse(replies[i].body).is_object(), true);
+  }
+  // One fetch per key (a request may find the list kept by the other
+  // key's fetch, which ended first).
+  EXPECT_GE((*slow)->requests(), 1u);
+  EXPECT_LE((*slow)->requests(), 2u);
+  const json::value stats = ProxyStats(port_);
+  EXPECT_EQ(stats.at("proxy").at("models_fetches").to_number<uint64_t>(),
+            (*slow)->requests());
+}
+
 TEST_F(ProxyTest, ModelsAreNotKeptWithZeroTtl) {
   Restart([](ProxyOptions& o) { o.models_ttl = 0ms; });
   const uint64_t before = fake_->requests();

@@ -119,6 +119,61 @@ ProxyImpl::ModelsEntry ProxyImpl::KeepModels(Response r) {
   return e;
 }
 
+bool ProxyImpl::FetchModels(std::string_view key,
+                            boost::asio::io_context& parse_on,
+                            ModelsWaiter done) {
+  std::string api_key(key);
+  {
+    std::lock_guard<std::mutex> lock(models_mu_);
+    auto [it, added] = models_fetches_.try_emplace(api_key);
+    it->second.push_back(std::move(done));
+    if (!added) return false;
+  }
+  // Past here the fetch must end, or the key's next requests wait for ever.
+  const auto unregister = [this, &api_key] {
+    std::lock_guard<std::mutex> lock(models_mu_);
+    models_fetches_.erase(api_key);
+  };
+  try {
+    SendModelsRequest(api_key, parse_on);
+  } catch (...) {
+    unregister();
+    throw;
+  }
+  return true;
+}
+
+void ProxyImpl::SendModelsRequest(const std::string& api_key,
+                                  boost::asio::io_context& parse_on) {
+  client().Send(
+      ModelsRequest(api_key), nullptr,
+      [this, &parse_on, api_key](Result<Response> r) {
+        boost::asio::post(
+            parse_on, [this, api_key, r = std::move(r)]() mutable {
+              Result<ModelsEntry> e = InternalError("no model list");
+              try {
+                if (r.ok()) {
+                  e = KeepModels(*std::move(r));
+                } else {
+                  e = r.status();
+                }
+              } catch (const std::exception& ex) {
+                e = InternalError(std::string("model list: ") + ex.what());
+              }
+              std::vector<ModelsWaiter> waiters;
+              {
+                std::lock_guard<std::mutex> lock(models_mu_);
+                auto it = models_fetches_.find(api_key);
+                if (it != models_fetches_.end()) {
+                  waiters = std::move(it->second);
+                  models_fetches_.erase(it);
+                }
+              }
+              for (ModelsWaiter& w : waiters) w(e);
+            });
+      });
+}
+
 ProxyImpl::ModelsAnswer ProxyImpl::AnswerModels(ModelsEntry m,
                                                 std::string_view path) {
   const std::optional<std::string> id = proxy_util::ModelIdOfPath(path);

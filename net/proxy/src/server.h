@@ -31,6 +31,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -137,6 +138,15 @@ class ProxyImpl final : public ProxyServer {
   // The entry of the upstream's answer `r`, indexed and kept when a 200
   // whose body is a model list.
   ModelsEntry KeepModels(Response r);
+  // Asks upstream for the model list with `api_key`, or joins the fetch of
+  // that key under way: one fetch answers every request of the key that
+  // asks meanwhile (another key's answer may be a 401 for it). `done` is
+  // called once, on `parse_on` (the first caller's worker, which reads the
+  // list with KeepModels) for every waiter. True if this call started the
+  // fetch.
+  using ModelsWaiter = std::function<void(Result<ModelsEntry>)>;
+  bool FetchModels(std::string_view api_key, boost::asio::io_context& parse_on,
+                   ModelsWaiter done);
   // What GET `path` answers from the upstream's answer `m`: the list itself,
   // or for /models/{id} that model's object (404 when the list has none, 502
   // when the list could not be read; an upstream error as it came).
@@ -153,6 +163,9 @@ class ProxyImpl final : public ProxyServer {
                                              std::string_view body);
 
  private:
+  // FetchModels' upstream call; its answer ends the key's fetch.
+  void SendModelsRequest(const std::string& api_key,
+                         boost::asio::io_context& parse_on);
   void DoAccept();
   void OnAccept(Worker& target, boost::system::error_code ec,
                 boost::asio::ip::tcp::socket socket);
@@ -209,6 +222,8 @@ class ProxyImpl final : public ProxyServer {
 
   std::mutex models_mu_;
   std::optional<ModelsEntry> models_;
+  // The waiters of each key's fetch under way.
+  std::unordered_map<std::string, std::vector<ModelsWaiter>> models_fetches_;
 };
 
 }  // namespace llmcache::net::proxy

@@ -662,25 +662,25 @@ class SessionImpl final : public Session,
       return SendModels(std::move(*m), "X-Cache: HIT\r\n");
     }
     req_.cache = CacheResult::kMiss;
-    shard_.Add(shard_.models_fetches);
     auto self = shared_from_this();
-    srv_.client().Send(ProxyImpl::ModelsRequest(access_.api_key), nullptr,
-                       [self](Result<Response> r) {
-                         asio::post(self->w_.ioc,
-                                    [self, r = std::move(r)]() mutable {
-                                      self->OnModels(std::move(r));
-                                    });
-                       });
+    if (srv_.FetchModels(
+            access_.api_key, w_.ioc, [self](Result<ProxyImpl::ModelsEntry> r) {
+              asio::post(self->w_.ioc, [self, r = std::move(r)]() mutable {
+                self->OnModels(std::move(r));
+              });
+            })) {
+      shard_.Add(shard_.models_fetches);
+    }
   }
 
-  void OnModels(Result<Response> r) {
+  void OnModels(Result<ProxyImpl::ModelsEntry> r) {
     if (closed()) return EndRequest();
     if (!r.ok()) {
       shard_.Add(shard_.models_errors);
       return SendError(proxy_util::CompletionFailure(r.status()));
     }
     if (r->status != 200) shard_.Add(shard_.models_errors);
-    SendModels(srv_.KeepModels(*std::move(r)), "X-Cache: MISS\r\n");
+    SendModels(*std::move(r), "X-Cache: MISS\r\n");
   }
 
   // The list, or the model a /models/{id} path names.
