@@ -193,6 +193,35 @@ TEST_F(ServeRedisTest, TwoInstancesShareOneRedisAndItsFlushes) {
       << stats.out << stats.err;
   EXPECT_NE(stats.out.find("\"model\":\"m/shared\""), std::string::npos);
   EXPECT_NE(stats.out.find("\"generation\":1"), std::string::npos);
+  // The text table lines up whatever the model names: padded by display
+  // width (here two-byte letters), not bytes.
+  ASSERT_EQ(Post(pa, Body("m/\u00fcn\u00efc\u00f6de")).status, 200);
+  const auto columns = [](std::string_view line) {
+    size_t n = 0;
+    for (char c : line) n += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+    return n;
+  };
+  ::llmcache::testing::ProcessResult text;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        text = ::llmcache::testing::RunProcess(
+            {LLMCACHE_BIN, "stats", "--redis", redis->url()});
+        return text.out.find("m/\u00fcn\u00efc\u00f6de") != std::string::npos;
+      },
+      15s))
+      << text.out << text.err;
+  std::vector<std::string_view> rows;
+  for (std::string_view rest = text.out; !rest.empty();) {
+    const size_t nl = rest.find('\n');
+    const std::string_view line = rest.substr(0, nl);
+    if (line.starts_with("model") || line.starts_with("m/"))
+      rows.push_back(line);
+    rest = nl == std::string_view::npos ? "" : rest.substr(nl + 1);
+  }
+  ASSERT_EQ(rows.size(), 3u) << text.out;
+  for (std::string_view row : rows) {
+    EXPECT_EQ(columns(row), columns(rows[0])) << text.out;
+  }
 
   a->Signal(SIGTERM);
   b->Signal(SIGTERM);

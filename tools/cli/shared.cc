@@ -145,18 +145,28 @@ int SharedStats(const SharedArgs& args, bool per_model_only, bool json_out,
     io.out << "no models yet\n";
     return kExitOk;
   }
+  // Padded by display width (a model name may be any UTF-8), as wide as
+  // the longest name.
+  size_t width = 40;
+  for (const net::FleetModelStats& m : fleet->models) {
+    width = std::max(width, DisplayWidth(Printable(m.model)) + 2);
+  }
+  const auto padded = [width](std::string s) {
+    s.append(width - std::min(width, DisplayWidth(s)), ' ');
+    return s;
+  };
   io.out << "\n"
-         << std::left << std::setw(40) << "model" << std::right << std::setw(10)
-         << "hits" << std::setw(10) << "misses" << std::setw(10) << "bypasses"
+         << padded("model") << std::right << std::setw(10) << "hits"
+         << std::setw(10) << "misses" << std::setw(10) << "bypasses"
          << std::setw(14) << "tokens saved" << std::setw(14) << "cost saved"
          << std::setw(6) << "gen"
          << "\n";
   for (const net::FleetModelStats& m : fleet->models) {
-    io.out << std::left << std::setw(40) << Printable(m.model) << std::right
-           << std::setw(10) << m.hits << std::setw(10) << m.misses
-           << std::setw(10) << m.bypasses << std::setw(14) << m.tokens_saved
-           << std::setw(14) << FormatUsd(m.cost_saved_nanousd) << std::setw(6)
-           << m.generation << "\n";
+    io.out << padded(Printable(m.model)) << std::right << std::setw(10)
+           << m.hits << std::setw(10) << m.misses << std::setw(10) << m.bypasses
+           << std::setw(14) << m.tokens_saved << std::setw(14)
+           << FormatUsd(m.cost_saved_nanousd) << std::setw(6) << m.generation
+           << "\n";
   }
   return kExitOk;
 }
