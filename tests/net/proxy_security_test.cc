@@ -161,6 +161,25 @@ TEST(CheckAccessTest, MissingOrRepeatedHost) {
   EXPECT_EQ(StatusOf(CheckAccess(p, r)), 400);
 }
 
+// An absolute-form target's authority is checked as a Host is, and so is
+// the Host header beside it.
+TEST(CheckAccessTest, AnAbsoluteFormAuthorityIsCheckedAsAHost) {
+  const AccessPolicy p = Policy();
+  AccessRequest r = Req(Route::kChatCompletions);
+  r.target_authority = "localhost:8080";
+  EXPECT_EQ(StatusOf(CheckAccess(p, r)), 0);
+  r.target_authority = "evil.example";
+  EXPECT_EQ(StatusOf(CheckAccess(p, r)), 403);
+  r.target_authority = "user@localhost";
+  EXPECT_EQ(StatusOf(CheckAccess(p, r)), 400);
+  r = Req(Route::kChatCompletions, "evil.example");
+  r.target_authority = "127.0.0.1";
+  EXPECT_EQ(StatusOf(CheckAccess(p, r)), 403);
+  r = Req(Route::kChatCompletions, std::nullopt);  // RFC 9112 3.2: still 400
+  r.target_authority = "127.0.0.1";
+  EXPECT_EQ(StatusOf(CheckAccess(p, r)), 400);
+}
+
 // A second line of a credential header would be ignored (the first wins):
 // refused instead, on every route.
 TEST(CheckAccessTest, RepeatedCredentialHeadersAre400) {
@@ -575,6 +594,24 @@ TEST_F(ProxySecurityTest, DnsRebindingHostIsRefused) {
   EXPECT_EQ(
       HttpGet(port_, "/healthz", {{"Host", "llmcache.internal:8080"}}).status,
       200);
+}
+
+// RFC 9112 3.2.2: a server must accept the absolute form of a target.
+TEST_F(ProxySecurityTest, AbsoluteFormTargetsAreRoutedAndChecked) {
+  const std::string origin = "http://127.0.0.1:" + std::to_string(port_);
+  const Reply miss = ::llmcache::testing::HttpPost(
+      port_, origin + "/v1/chat/completions", Body("m/abs"), {});
+  ASSERT_EQ(miss.status, 200) << miss.body;
+  EXPECT_EQ(miss.header("x-cache"), "MISS");
+  EXPECT_EQ(Post(Body("m/abs"), {}).header("x-cache"), "HIT");
+  EXPECT_EQ(HttpGet(port_, "HTTP://LOCALHOST/healthz?x=1").status, 200);
+  EXPECT_EQ(HttpGet(port_, origin).status, HttpGet(port_, "/").status);
+  const uint64_t before = fake_->requests();
+  ExpectError(::llmcache::testing::HttpPost(
+                  port_, "http://rebind.evil.example/v1/chat/completions",
+                  Body("m/evil"), {}),
+              403, "permission_error");
+  EXPECT_EQ(fake_->requests(), before);
 }
 
 TEST_F(ProxySecurityTest, RefusedBodiesAreNotRead) {

@@ -699,5 +699,29 @@ TEST(ProxyUtilChunkTest, ChunksDecodeToTheBytesAndEvents) {
   EXPECT_EQ(parser.comments(), 1u);
 }
 
+TEST(ProxyUtilTargetTest, OriginAndAbsoluteForms) {
+  TargetParts t = SplitTarget("/v1/models?x=1");
+  EXPECT_FALSE(t.authority.has_value());
+  EXPECT_EQ(t.path, "/v1/models");
+  EXPECT_EQ(t.query, "x=1");
+  t = SplitTarget("HTTPS://Example.COM:8080/v1/chat/completions");
+  EXPECT_EQ(t.authority, "Example.COM:8080");
+  EXPECT_EQ(t.path, "/v1/chat/completions");
+  EXPECT_EQ(t.query, "");
+  t = SplitTarget("http://localhost?a=b");
+  EXPECT_EQ(t.authority, "localhost");
+  EXPECT_EQ(t.path, "/");
+  EXPECT_EQ(t.query, "a=b");
+  t = SplitTarget("http://localhost");
+  EXPECT_EQ(t.authority, "localhost");
+  EXPECT_EQ(t.path, "/");
+  // Not a scheme this proxy has: an origin-form path that routes nowhere.
+  t = SplitTarget("ftp://x/y");
+  EXPECT_FALSE(t.authority.has_value());
+  EXPECT_EQ(t.path, "ftp://x/y");
+  t = SplitTarget("*");
+  EXPECT_EQ(t.path, "*");
+}
+
 }  // namespace
 }  // namespace llmcache::net::proxy_util

@@ -314,20 +314,33 @@ std::variant<HttpError, Access> CheckAccess(const AccessPolicy& policy,
     return Error(400, "invalid_request_error",
                  "more than one " + std::string(r.repeated) + " header");
   }
+  // A Host header, or the authority of an absolute-form target.
+  const auto host_refused =
+      [&policy](std::string_view value,
+                std::string_view what) -> std::optional<HttpError> {
+    std::optional<HostPort> hp = ParseHostPort(value);
+    if (!hp) {
+      return Error(400, "invalid_request_error",
+                   "malformed " + std::string(what));
+    }
+    if (HostAllowed(policy, *hp)) return std::nullopt;
+    return Error(403, "permission_error",
+                 "Host '" + hp->host +
+                     "' is not one this proxy answers to (allow it with "
+                     "--allow-host)");
+  };
   if (!r.host) {
     if (r.version >= 11) {
       return Error(400, "invalid_request_error",
                    "an HTTP/1.1 request needs a Host header");
     }
-  } else {
-    std::optional<HostPort> hp = ParseHostPort(Trim(*r.host));
-    if (!hp)
-      return Error(400, "invalid_request_error", "malformed Host header");
-    if (!HostAllowed(policy, *hp)) {
-      return Error(403, "permission_error",
-                   "Host '" + hp->host +
-                       "' is not one this proxy answers to (allow it with "
-                       "--allow-host)");
+  } else if (auto e = host_refused(Trim(*r.host), "Host header")) {
+    return *std::move(e);
+  }
+  if (r.target_authority) {
+    if (auto e = host_refused(*r.target_authority,
+                              "authority in the request target")) {
+      return *std::move(e);
     }
   }
 

@@ -101,6 +101,11 @@ struct AccessRequest {
   // the request has more than once (RepeatedField); "" if none.
   std::string_view repeated;
   std::optional<std::string_view> host;
+  // The authority of an absolute-form target ("http://localhost:8080/v1/
+  // ..."): it must pass as a Host would, and so must the Host header if
+  // the request has one too (RFC 9112 3.2.2 says to ignore it; both are
+  // checked, which refuses no client that means this proxy).
+  std::optional<std::string_view> target_authority;
   std::optional<std::string_view> origin;
   std::optional<std::string_view> sec_fetch_site;
   std::optional<std::string_view> access_control_request_method;

@@ -173,6 +173,32 @@ std::string_view RequestLineTarget(std::string_view parsed,
   return target;
 }
 
+TargetParts SplitTarget(std::string_view target) {
+  TargetParts t;
+  for (std::string_view scheme : {"http://", "https://"}) {
+    if (target.size() >= scheme.size() &&
+        boost::beast::iequals(target.substr(0, scheme.size()), scheme)) {
+      target.remove_prefix(scheme.size());
+      const size_t end = target.find_first_of("/?#");
+      t.authority = target.substr(0, end);
+      target = end == std::string_view::npos ? std::string_view()
+                                             : target.substr(end);
+      if (target.empty() || target.front() != '/') {
+        static constexpr std::string_view kRoot = "/";
+        const std::string_view rest = target;
+        t.path = kRoot;
+        if (!rest.empty() && rest.front() == '?') t.query = rest.substr(1);
+        return t;
+      }
+      break;
+    }
+  }
+  const size_t q = target.find('?');
+  t.path = target.substr(0, q);
+  if (q != std::string_view::npos) t.query = target.substr(q + 1);
+  return t;
+}
+
 bool ConstantTimeEquals(std::string_view a, std::string_view b) {
   const Digest da = Sha256(a);
   const Digest db = Sha256(b);

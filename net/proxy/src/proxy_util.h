@@ -57,6 +57,17 @@ std::string_view BearerToken(std::string_view authorization);
 std::string_view RequestLineTarget(std::string_view parsed,
                                    std::string_view head);
 
+// A request target split: origin-form "/p?q", or absolute-form
+// "http://host:port/p?q" (RFC 9112 3.2.2: a server must accept it), whose
+// authority the Host check applies to as well. The views point into the
+// target; a path that is empty in absolute form is "/".
+struct TargetParts {
+  std::optional<std::string_view> authority;  // absolute-form only
+  std::string_view path;
+  std::string_view query;  // after '?', not decoded
+};
+TargetParts SplitTarget(std::string_view target);
+
 // Compares two secrets in time independent of where they differ (both are
 // hashed first, so the length does not leak either).
 bool ConstantTimeEquals(std::string_view a, std::string_view b);

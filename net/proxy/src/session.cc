@@ -196,10 +196,10 @@ class SessionImpl final : public Session,
   }
 
   void ReadTarget(std::string_view target) {
-    const size_t q = target.find('?');
-    req_.path = target.substr(0, q);
-    req_.query =
-        q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+    const proxy_util::TargetParts t = proxy_util::SplitTarget(target);
+    req_.path = t.path;
+    req_.query = t.query;
+    req_.authority = t.authority;
     req_.route =
         metrics::RouteOfPath(req_.path, !srv_.options().admin_token.empty());
   }
@@ -211,10 +211,10 @@ class SessionImpl final : public Session,
     req_.chunked = req.version() >= 11;
     req_.head = req.method() == http::verb::head;
     req_.get = req_.head || req.method() == http::verb::get;
-    const AccessRequest ar =
-        AccessRequestOf(req, req_.route,
-                        req_.route == Route::kOther &&
-                            FindDashboardAsset(req_.path) != nullptr);
+    const AccessRequest ar = AccessRequestOf(
+        req, req_.route,
+        req_.route == Route::kOther && FindDashboardAsset(req_.path) != nullptr,
+        req_.authority);
     const bool body_pending = !parser_->is_done();
     std::variant<HttpError, Access> checked = CheckAccess(srv_.access(), ar);
     if (auto* error = std::get_if<HttpError>(&checked)) {

@@ -26,10 +26,12 @@ std::optional<std::string_view> Find(const Message& m, Name name) {
   return Sv(it->value());
 }
 
-// What CheckAccess reads of request `req` (its views point into it).
+// What CheckAccess reads of request `req` (its views point into it), and
+// the authority of its target when in absolute form.
 template <typename Request>
-AccessRequest AccessRequestOf(const Request& req, metrics::Route route,
-                              bool public_page) {
+AccessRequest AccessRequestOf(
+    const Request& req, metrics::Route route, bool public_page,
+    std::optional<std::string_view> target_authority = std::nullopt) {
   namespace http = boost::beast::http;
   AccessRequest ar;
   ar.route = route;
@@ -45,6 +47,7 @@ AccessRequest AccessRequestOf(const Request& req, metrics::Route route,
   ar.x_api_key = Find(req, "X-Api-Key");
   ar.token = Find(req, "X-Llmcache-Token");
   ar.public_page = public_page;
+  ar.target_authority = target_authority;
   return ar;
 }
 

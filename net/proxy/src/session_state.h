@@ -159,6 +159,8 @@ struct RequestState {
   BypassReason bypass_reason = BypassReason::kNone;
   std::string_view path;   // into the parser's message
   std::string_view query;  // after '?'
+  // Of an absolute-form target ("http://host/v1/..."), checked as Host is.
+  std::optional<std::string_view> authority;
   bool keep_alive = true;  // cleared by errors that close, and by shutdown
   bool head = false;       // a HEAD request: every answer goes without body
   bool get = false;        // GET, or HEAD (answered as GET, without body)
