@@ -836,6 +836,22 @@ TEST_F(ProxyTest, OnlyIfCachedNeverAsksUpstream) {
   const json::value stats = ProxyStats(port_);
   ASSERT_TRUE(stats.is_object());
   EXPECT_EQ(stats.at("proxy").at("upstream_errors").to_number<int64_t>(), 0);
+  // Nor do they count as upstream calls in the latency histogram: one call.
+  EXPECT_THAT(
+      HttpGet(port_, "/metrics").body,
+      ::testing::HasSubstr("llmcache_upstream_latency_seconds_count 1\n"));
+
+  // The model list: answered while kept, else a 504 that fetches nothing.
+  const uint64_t before = fake_->requests();
+  ExpectErrorShape(HttpGet(port_, "/v1/models", only), 504, "not_cached");
+  ExpectErrorShape(HttpGet(port_, "/v1/models/openai/gpt-4o-mini", only), 504,
+                   "not_cached");
+  EXPECT_EQ(fake_->requests(), before);
+  ASSERT_EQ(HttpGet(port_, "/v1/models").status, 200);
+  const Reply kept = HttpGet(port_, "/v1/models/openai/gpt-4o-mini", only);
+  EXPECT_EQ(kept.status, 200) << kept.body;
+  EXPECT_EQ(kept.header("x-cache"), "HIT");
+  EXPECT_EQ(fake_->requests(), before + 1);
 }
 
 // The proxy's single-flight joins so far (-1 if /stats cannot be read).
@@ -2019,6 +2035,40 @@ TEST_F(ProxyTest, AJoinerThatLeavesFreesItsConnectionAtOnce) {
   EXPECT_TRUE(WaitFor([&] { return Logged("(client gone)"); }))
       << ::testing::PrintToString(Logs());
   EXPECT_EQ(fake_->completions(), 1u);
+}
+
+// The same for a request that waits for the model list another request of
+// its key is fetching: it leaves, and its place is freed before the fetch
+// ends.
+TEST_F(ProxyTest, AModelListWaiterThatLeavesFreesItsConnectionAtOnce) {
+  fake::FakeOptions fo;
+  fo.models_delay_ms = 3000;
+  auto slow = fake::FakeOpenRouter::Start(fo);
+  ASSERT_OK(slow);
+  Restart([&](ProxyOptions& o) {
+    o.upstream.base_url = (*slow)->base_url();
+    o.max_connections = 2;
+  });
+  Reply lead;
+  std::atomic<bool> lead_done{false};
+  std::thread leader([&] {
+    lead = HttpGet(port_, "/v1/models", {{"Authorization", "Bearer key-A"}});
+    lead_done = true;
+  });
+  ASSERT_TRUE(WaitFor([&] { return (*slow)->requests() == 1; }));
+  {
+    HttpConnection waiter(port_);
+    ASSERT_TRUE(waiter.Write("GET", "/v1/models", "",
+                             {{"Authorization", "Bearer key-A"}}));
+    ASSERT_TRUE(WaitFor([&] { return proxy_->counters().in_flight == 2; }));
+  }  // closed while it waits
+  EXPECT_TRUE(
+      WaitFor([&] { return proxy_->counters().open_connections == 1; }, 2s));
+  EXPECT_EQ(HttpGet(port_, "/healthz").status, 200);  // not 503
+  EXPECT_FALSE(lead_done) << "the fetch ended before the checks";
+  leader.join();
+  EXPECT_EQ(lead.status, 200) << lead.error;
+  EXPECT_EQ((*slow)->requests(), 1u);
 }
 
 // A request that leads the call and whose client leaves (here: shuts down

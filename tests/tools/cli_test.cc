@@ -264,6 +264,18 @@ TEST_F(CliTest, StatsReportsTotalsAndModels) {
                             "entries' uncompressed size: the files also hold "
                             "keys, indexes, filters and removed entries"))
       << text.out;
+  // Every entry purged, the files not yet compacted: no percentage of
+  // nothing.
+  ProcessResult purged =
+      Llmcache({"purge", "--db", db_, "--older-than", "0s", "--yes"});
+  ASSERT_EQ(purged.exit_code, 0) << purged.err;
+  ProcessResult empty = Llmcache({"stats", "--db", db_});
+  ASSERT_EQ(empty.exit_code, 0) << empty.err;
+  EXPECT_THAT(empty.out, HasSubstr("entries        0 ")) << empty.out;
+  EXPECT_THAT(empty.out, Not(HasSubstr("% of the entries"))) << empty.out;
+  EXPECT_THAT(empty.out, ContainsRegex("compressed +[0-9.]+ KiB \\(no entries: "
+                                       "removed ones, keys, indexes"))
+      << empty.out;
 }
 
 // Model ids are whatever a client sent (the upstream answered them): text

@@ -329,7 +329,12 @@ int Stats(const std::string& db, bool as_json, const Io& io) {
   out << "database       " << db << "\n"
       << "entries        " << s.entries << " (" << FormatBytes(s.bytes)
       << " uncompressed, " << FormatBytes(s.disk_bytes) << " on disk)\n";
-  if (s.stored_bytes > 0) {
+  if (s.stored_bytes > 0 && s.bytes == 0) {
+    // No entries to compare with (all purged): no percentage.
+    out << "compressed     " << FormatBytes(s.stored_bytes)
+        << " (no entries: removed ones, keys, indexes and filters that no "
+           "compaction has dropped yet)\n";
+  } else if (s.stored_bytes > 0) {
     out << "compressed     " << FormatBytes(s.stored_bytes) << " ("
         << Percent(s.compression_ratio())
         << " of the entries' uncompressed size";

@@ -111,6 +111,12 @@ Result<CacheDirectives> ParseCacheControl(std::string_view value) {
   return d;
 }
 
+bool OnlyIfCached(std::optional<std::string_view> cache_control) {
+  if (!cache_control) return false;
+  Result<CacheDirectives> d = ParseCacheControl(*cache_control);
+  return d.ok() && d->only_if_cached;
+}
+
 bool ValidNamespace(std::string_view ns) {
   if (ns.empty() || ns.size() > 128) return false;
   for (char c : ns) {

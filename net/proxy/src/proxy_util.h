@@ -30,6 +30,10 @@ struct CacheDirectives {
   std::optional<int64_t> max_age_s;
 };
 
+// Whether a Cache-Control value (nullopt: none) has only-if-cached; one
+// that cannot be parsed has not.
+bool OnlyIfCached(std::optional<std::string_view> cache_control);
+
 // Parses a Cache-Control value: comma-separated directives, names
 // case-insensitive; unknown directives are ignored. kInvalidArgument for a
 // max-age that is not a non-negative integer (optionally quoted).

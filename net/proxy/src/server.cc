@@ -34,6 +34,7 @@
 #include "llmcache/options.h"
 #include "proxy_util.h"
 #include "session.h"
+#include "session_state.h"
 #include "stats_json.h"
 
 namespace llmcache::net {
@@ -85,6 +86,16 @@ void ProxyImpl::Log(LogLevel level, std::string_view line) {
   } catch (...) {
     // Logging never fails a request.
   }
+}
+
+void ProxyImpl::LogRequest(std::string_view method, const RequestState& req) {
+  const double ms =
+      std::chrono::duration<double, std::milli>(SteadyClock::now() - req.t0)
+          .count();
+  Log(LogLevel::kInfo,
+      proxy_util::AccessLogLine(method, req.path, req.status,
+                                req.cache ? CacheResultName(*req.cache) : "-",
+                                ms, req.note));
 }
 
 std::optional<ProxyImpl::ModelsEntry> ProxyImpl::CachedModels() {

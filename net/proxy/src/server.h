@@ -49,6 +49,8 @@
 
 namespace llmcache::net::proxy {
 
+struct RequestState;  // session_state.h
+
 class Session;
 
 // One worker thread and its io_context.
@@ -115,6 +117,8 @@ class ProxyImpl final : public ProxyServer {
   }
   // Drops lines above the log level; never throws.
   void Log(LogLevel level, std::string_view line);
+  // The access log line of request `req` (at kInfo).
+  void LogRequest(std::string_view method, const RequestState& req);
 
   // GET /models answers kept in memory for ProxyOptions::models_ttl.
   struct ModelsEntry {

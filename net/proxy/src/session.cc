@@ -196,12 +196,7 @@ class SessionImpl final : public Session,
   }
 
   void ReadTarget(std::string_view target) {
-    const proxy_util::TargetParts t = proxy_util::SplitTarget(target);
-    req_.path = t.path;
-    req_.query = t.query;
-    req_.authority = t.authority;
-    req_.route =
-        metrics::RouteOfPath(req_.path, !srv_.options().admin_token.empty());
+    req_.SetTarget(target, !srv_.options().admin_token.empty());
   }
 
   // Access (access.h) before the body; false: answered (refused, preflight).
@@ -580,8 +575,10 @@ class SessionImpl final : public Session,
 
   void OnCompleted(Result<CachedResponse> r) {
     slot_.Answered(closed());
-    shard_.upstream_latency.Observe(metrics::kUpstreamBuckets,
-                                    ElapsedNs(req_.t0));
+    if (r.ok() || !IsNotCached(r.status())) {  // only-if-cached: no call
+      shard_.upstream_latency.Observe(metrics::kUpstreamBuckets,
+                                      ElapsedNs(req_.t0));
+    }
     // A flight that ended as this request joined it answers from the store.
     if (r.ok() && r->result == CacheResult::kHit) req_.cache = r->result;
     ++keepalive_gen_;
@@ -662,18 +659,28 @@ class SessionImpl final : public Session,
       return SendModels(std::move(*m), "X-Cache: HIT\r\n");
     }
     req_.cache = CacheResult::kMiss;
-    auto self = shared_from_this();
-    if (srv_.FetchModels(
-            access_.api_key, w_.ioc, [self](Result<ProxyImpl::ModelsEntry> r) {
-              asio::post(self->w_.ioc, [self, r = std::move(r)]() mutable {
-                self->OnModels(std::move(r));
-              });
-            })) {
-      shard_.Add(shard_.models_fetches);
+    if (proxy_util::OnlyIfCached(
+            Find(parser_->get(), http::field::cache_control))) {
+      return SendError(proxy_util::CompletionFailure(
+          NotCachedError("the model list is not kept")));
     }
+    auto self = shared_from_this();
+    slot_.Awaiting(requests_read_);
+    const bool leads = srv_.FetchModels(
+        access_.api_key, w_.ioc, [self](Result<ProxyImpl::ModelsEntry> r) {
+          asio::post(self->w_.ioc, [self, r = std::move(r)]() mutable {
+            self->OnModels(std::move(r));
+          });
+        });
+    // A waiter holds no upstream connection: its place is freed when its
+    // client goes (WatchPeer), as for completions.
+    if (leads) shard_.Add(shard_.models_fetches);
+    if (!leads) slot_.Waits(requests_read_, true, closed());
+    WatchPeer();
   }
 
   void OnModels(Result<ProxyImpl::ModelsEntry> r) {
+    slot_.Answered(closed());
     if (closed()) return EndRequest();
     if (!r.ok()) {
       shard_.Add(shard_.models_errors);
@@ -836,16 +843,10 @@ class SessionImpl final : public Session,
     srv_.registry().in_flight.fetch_sub(1, std::memory_order_relaxed);
     if (req_.status != 0) shard_.CountRequest(req_.route, req_.status);
     if (!srv_.LogEnabled(LogLevel::kInfo)) return;
-    const double ms = static_cast<double>(ElapsedNs(req_.t0)) / 1e6;
-    std::string_view method = "-";
-    if (parser_ && parser_->is_header_done()) {
-      method = Sv(parser_->get().method_string());
-    }
-    srv_.Log(
-        LogLevel::kInfo,
-        proxy_util::AccessLogLine(
-            method, req_.path, req_.status,
-            req_.cache ? CacheResultName(*req_.cache) : "-", ms, req_.note));
+    srv_.LogRequest(parser_ && parser_->is_header_done()
+                        ? Sv(parser_->get().method_string())
+                        : std::string_view("-"),
+                    req_);
   }
 
   ProxyImpl& srv_;

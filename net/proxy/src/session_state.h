@@ -174,6 +174,15 @@ struct RequestState {
   std::string note;
   bool live_events = false;  // a stream's events came as they were made
 
+  // From the request target: path, query, authority and route.
+  void SetTarget(std::string_view target, bool admin_enabled) {
+    const proxy_util::TargetParts t = proxy_util::SplitTarget(target);
+    path = t.path;
+    query = t.query;
+    authority = t.authority;
+    route = metrics::RouteOfPath(path, admin_enabled);
+  }
+
   void Reset() {
     t0 = std::chrono::steady_clock::now();
     route = metrics::Route::kOther;
@@ -183,6 +192,7 @@ struct RequestState {
     bypass_reason = BypassReason::kNone;
     path = {};
     query = {};
+    authority.reset();
     keep_alive = true;
     head = false;
     get = false;
