@@ -160,9 +160,9 @@ Status RocksCache::HoldLock() {
   return FromRocks(s, path_, "opening");
 }
 
-void RocksCache::CloseDb() {
+void RocksCache::CloseDb(bool keep_lock) {
   if (shared_) shared_->live_db.store(nullptr, std::memory_order_release);
-  if (held_lock_ != nullptr) {
+  if (held_lock_ != nullptr && !keep_lock) {
     (void)fs_->UnlockFile(held_lock_, rocksdb::IOOptions(), nullptr);
     held_lock_ = nullptr;
   }

@@ -202,7 +202,10 @@ class RocksCache final : public Cache {
   // (the fallback while a read-write reopen fails). Closes what it opened
   // on failure.
   Status OpenDb(bool read_only);
-  // Takes the database's LOCK for a read-only instance (held_lock_).
+  // Takes the database's LOCK (held_lock_) for a read-only instance, and
+  // across a reopen: fs_ counts LockFile per path, so the hold shares the
+  // lock with a RocksDB instance that has it, and the lock is let go when
+  // both are (NewPrivateFileSystem). No-op when held already.
   Status HoldLock();
   // Creates the database at path_ (db_opts_ set) whole or not at all
   // (rocks_cache.cc).
@@ -212,7 +215,9 @@ class RocksCache final : public Cache {
   // without writes), that cannot be opened, or (`whole`) fail a block's
   // checksum (rocks_maintenance.cc).
   std::vector<FileProblem> UnviewedDamagedFiles(bool whole);
-  void CloseDb();
+  // Closes the instance; `keep_lock`: the store's own hold of the LOCK
+  // (held_lock_) stays.
+  void CloseDb(bool keep_lock = false);
 
   // Options of a family holding entries (rocks_schema.cc); `model` is the
   // base model the compaction filter counts drops against (overflow: read

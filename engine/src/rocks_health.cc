@@ -228,7 +228,15 @@ bool RocksCache::Reopen(std::string* error) {
     std::lock_guard<std::mutex> health_lock(health_mu_);
     reopen_needed_ = true;  // until a read-write open succeeds
   }
-  CloseDb();
+  // The lock stays this process's throughout: held beside the instance
+  // that has it, through its close, RocksDB's read-write open and, if that
+  // fails, the read-only one. Letting go in between let another process
+  // open the database and own it.
+  if (Status held = HoldLock(); !held.ok()) {
+    *error = "reopening: " + held.ToString();
+    return false;
+  }
+  CloseDb(/*keep_lock=*/true);
   epoch_.fetch_add(1, std::memory_order_acq_rel);
   Status s = OpenDb(/*read_only=*/false);
   if (s.ok()) {
@@ -242,11 +250,7 @@ bool RocksCache::Reopen(std::string* error) {
   // Lookups go on from a read-only instance until the next attempt.
   Status ro = OpenDb(/*read_only=*/true);
   read_only_ = ro.ok();
-  if (!ro.ok()) {
-    *error += "; read-only too: " + ro.ToString();
-  } else if (Status held = HoldLock(); !held.ok()) {
-    *error += "; " + held.ToString();
-  }
+  if (!ro.ok()) *error += "; read-only too: " + ro.ToString();
   return false;
 }
 

@@ -16,9 +16,12 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <unordered_map>
+#include <utility>
 
 #include "format.h"
 
@@ -79,10 +82,38 @@ class PrivateFileSystem final : public rocksdb::FileSystemWrapper {
                                     rocksdb::IODebugContext* dbg) override {
     return File(f, target()->NewRandomRWFile(f, o, r, dbg));
   }
+  // Counted per path (see the header): handles of one lock of `base`.
   rocksdb::IOStatus LockFile(const std::string& f, const rocksdb::IOOptions& o,
                              rocksdb::FileLock** l,
                              rocksdb::IODebugContext* dbg) override {
-    return File(f, target()->LockFile(f, o, l, dbg));
+    std::lock_guard<std::mutex> lock(locks_mu_);
+    auto it = locks_.find(f);
+    if (it == locks_.end()) {
+      rocksdb::FileLock* real = nullptr;
+      rocksdb::IOStatus s = File(f, target()->LockFile(f, o, &real, dbg));
+      if (!s.ok()) return s;
+      it = locks_.emplace(f, Held{real, 0}).first;
+    }
+    ++it->second.handles;
+    *l = new Handle(f);
+    return rocksdb::IOStatus::OK();
+  }
+  rocksdb::IOStatus UnlockFile(rocksdb::FileLock* l,
+                               const rocksdb::IOOptions& o,
+                               rocksdb::IODebugContext* dbg) override {
+    // Every lock given to this file system came from its LockFile.
+    std::unique_ptr<Handle> handle(static_cast<Handle*>(l));
+    rocksdb::FileLock* real = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(locks_mu_);
+      auto it = locks_.find(handle->path);
+      if (it == locks_.end() || --it->second.handles > 0) {
+        return rocksdb::IOStatus::OK();
+      }
+      real = it->second.real;
+      locks_.erase(it);
+    }
+    return target()->UnlockFile(real, o, dbg);
   }
   rocksdb::IOStatus NewLogger(const std::string& f, const rocksdb::IOOptions& o,
                               std::shared_ptr<rocksdb::Logger>* r,
@@ -100,6 +131,15 @@ class PrivateFileSystem final : public rocksdb::FileSystemWrapper {
   }
 
  private:
+  struct Handle final : rocksdb::FileLock {
+    explicit Handle(std::string p) : path(std::move(p)) {}
+    const std::string path;
+  };
+  struct Held {
+    rocksdb::FileLock* real;  // base's
+    int handles;
+  };
+
   static rocksdb::IOStatus File(const std::string& f, rocksdb::IOStatus s) {
     if (s.ok()) Chmod(f, PrivateFileMode());
     return s;
@@ -108,6 +148,9 @@ class PrivateFileSystem final : public rocksdb::FileSystemWrapper {
     if (s.ok()) Chmod(d, PrivateDirectoryMode());
     return s;
   }
+
+  std::mutex locks_mu_;
+  std::unordered_map<std::string, Held> locks_;
 };
 
 }  // namespace

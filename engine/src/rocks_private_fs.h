@@ -33,6 +33,12 @@ mode_t PrivateDirectoryMode();
 // file: the database directory is made 0700 before RocksDB creates anything in
 // it, so no other user can open a file in between. A chmod that fails (a
 // FileSystem that is not the local disk) is ignored.
+// LockFile is counted per path: the first call takes the lock of `base`,
+// later ones (a store's own hold of its database's LOCK beside the RocksDB
+// instance that has it) get handles of that one lock, which is let go when
+// the last handle is. So a store can keep its database locked while it
+// closes and reopens the instance. Another file system (another store in
+// this process, another process) still finds the lock taken.
 std::shared_ptr<rocksdb::FileSystem> NewPrivateFileSystem(
     std::shared_ptr<rocksdb::FileSystem> base);
 

@@ -251,9 +251,7 @@ TEST_F(StoreFaultTest, OpeningOnAFullDiskServesLookupsAndRecovers) {
   InsertAcked("m/a", 0, 100);
   cache_.reset();
   fs_->FailWrites(FaultFileSystem::NoSpace());
-  // Recovery attempts only when the test makes them: each reopen attempt
-  // lets go of the lock while it tries a read-write open (RocksDB takes the
-  // lock itself), which a second open here could win.
+  // Recovery attempts only when the test makes them (and watches them).
   CacheOptions o = Options();
   o.recovery_initial_backoff_ms = o.recovery_max_backoff_ms = 600'000;
   Open(o);
@@ -273,9 +271,27 @@ TEST_F(StoreFaultTest, OpeningOnAFullDiskServesLookupsAndRecovers) {
   EXPECT_THAT(Cache::Open(second),
               StatusIs(StatusCode::kFailedPrecondition, "locked"));
   // Still full: recovery attempts fail and say why, lookups go on, and the
-  // lock is held again after each.
+  // lock stays held throughout each: a second open tried whenever the
+  // attempt reads CURRENT or a MANIFEST (in its read-write open, and in the
+  // read-only one after that failed) finds it locked. It once found the
+  // lock free while the read-only instance opened, and owned the database.
+  std::vector<std::string> let_in;
+  int tries = 0;
+  fs_->OnSequentialOpen([&](const std::string& file) {
+    ++tries;
+    Result<std::unique_ptr<Cache>> other = Cache::Open(second);
+    if (other.ok() ||
+        other.status().message().find("locked") == std::string_view::npos) {
+      let_in.push_back(
+          file + ": " +
+          (other.ok() ? std::string("opened") : other.status().ToString()));
+    }
+  });
   EXPECT_FALSE(rocks().RecoverNowForTest());
   EXPECT_FALSE(rocks().RecoverNowForTest());
+  fs_->OnSequentialOpen(nullptr);
+  EXPECT_GE(tries, 4);  // CURRENT and a MANIFEST, twice an attempt
+  EXPECT_THAT(let_in, ::testing::IsEmpty());
   h = cache_->Health();
   EXPECT_TRUE(h.degraded);
   EXPECT_EQ(h.recovery_attempts, 2u);

@@ -42,6 +42,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -96,6 +97,12 @@ class FaultFileSystem : public rocksdb::FileSystemWrapper {
     std::lock_guard<std::mutex> lock(mu_);
     space_left_ = bytes;
     space_kinds_.store(kinds, std::memory_order_release);
+  }
+  // Called with the path before each NewSequentialFile (CURRENT and the
+  // MANIFEST as an open reads them); null: none.
+  void OnSequentialOpen(std::function<void(const std::string&)> hook) {
+    std::lock_guard<std::mutex> lock(mu_);
+    on_sequential_open_ = std::move(hook);
   }
   // Lifts every fault.
   void Clear() {
@@ -159,6 +166,14 @@ class FaultFileSystem : public rocksdb::FileSystemWrapper {
       const std::string& f, const rocksdb::FileOptions& o,
       std::unique_ptr<rocksdb::FSSequentialFile>* r,
       rocksdb::IODebugContext* dbg) override {
+    {
+      std::function<void(const std::string&)> hook;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        hook = on_sequential_open_;
+      }
+      if (hook) hook(f);
+    }
     rocksdb::IOStatus s = target()->NewSequentialFile(f, o, r, dbg);
     if (s.ok()) {
       *r = std::make_unique<SequentialFile>(this, KindOf(f), std::move(*r));
@@ -460,6 +475,7 @@ class FaultFileSystem : public rocksdb::FileSystemWrapper {
     FaultFileSystem* const fs_;
   };
 
+  std::function<void(const std::string&)> on_sequential_open_;  // mu_
   std::mutex mu_;
   Fault write_, sync_, read_;
   int64_t space_left_ = 0;  // guarded by mu_
