@@ -526,7 +526,7 @@ Status RocksCache::OpenDb(bool read_only) {
     }
   }
   auto fail = [this](Status st) {
-    CloseDb();
+    CloseDb(/*keep_lock=*/true);  // a reopen keeps the database (Reopen)
     return st;
   };
   if (meta_cf_ == nullptr || !overflow_) {

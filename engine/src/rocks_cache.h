@@ -200,7 +200,8 @@ class RocksCache final : public Cache {
   // Opens the RocksDB instance of a primary (db_opts_ set): column families,
   // families_, the format marker, resolved_. Read-only: nothing is written
   // (the fallback while a read-write reopen fails). Closes what it opened
-  // on failure.
+  // on failure, keeping the store's own hold of the LOCK (a failed reopen
+  // still owns the database).
   Status OpenDb(bool read_only);
   // Takes the database's LOCK (held_lock_) for a read-only instance, and
   // across a reopen: fs_ counts LockFile per path, so the hold shares the

@@ -1847,6 +1847,57 @@ TEST_F(ProxyTest, ConcurrentModelRequestsShareOneFetch) {
             (*slow)->requests());
 }
 
+// A failed fetch is one upstream error however many requests waited for
+// it; each of them is answered with it.
+TEST_F(ProxyTest, AFailedModelFetchIsCountedOnce) {
+  fake::FakeOptions fo;
+  fo.models_delay_ms = 2000;
+  auto slow = fake::FakeOpenRouter::Start(fo);
+  ASSERT_OK(slow);
+  Restart([&](ProxyOptions& o) {
+    o.upstream.base_url = (*slow)->base_url();
+    o.upstream.headers_timeout = std::chrono::milliseconds(500);
+  });
+  constexpr int kWaiters = 6;
+  std::vector<Reply> replies(kWaiters);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kWaiters; ++i) {
+    threads.emplace_back([&, i] { replies[i] = HttpGet(port_, "/v1/models"); });
+  }
+  for (std::thread& t : threads) t.join();
+  for (const Reply& r : replies) {
+    EXPECT_EQ(r.status, 504) << r.body;
+  }
+  const json::value stats = ProxyStats(port_);
+  const auto fetches =
+      stats.at("proxy").at("models_fetches").to_number<uint64_t>();
+  EXPECT_GE(fetches, 1u);
+  EXPECT_LT(fetches, static_cast<uint64_t>(kWaiters));
+  EXPECT_EQ(stats.at("proxy").at("models_errors").to_number<uint64_t>(),
+            fetches);
+}
+
+// Stopping the proxy while requests wait for a model list fetch frees them
+// (their sessions) before the workers they belong to (AddressSanitizer saw
+// them destroyed after).
+TEST_F(ProxyTest, StoppingWhileTheModelListIsFetchedFreesItsWaiters) {
+  fake::FakeOptions fo;
+  fo.models_delay_ms = 4000;
+  auto slow = fake::FakeOpenRouter::Start(fo);
+  ASSERT_OK(slow);
+  Restart([&](ProxyOptions& o) { o.upstream.base_url = (*slow)->base_url(); });
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 2; ++i) {
+    threads.emplace_back([this] { (void)HttpGet(port_, "/v1/models"); });
+  }
+  ASSERT_TRUE(WaitFor([&] {
+    return (*slow)->requests() == 1 && proxy_->counters().in_flight == 2;
+  }));
+  proxy_->Shutdown(std::chrono::milliseconds(100));
+  proxy_.reset();
+  for (std::thread& t : threads) t.join();
+}
+
 TEST_F(ProxyTest, ModelsAreNotKeptWithZeroTtl) {
   Restart([](ProxyOptions& o) { o.models_ttl = 0ms; });
   const uint64_t before = fake_->requests();

@@ -699,6 +699,15 @@ TEST(ProxyUtilChunkTest, ChunksDecodeToTheBytesAndEvents) {
   EXPECT_EQ(parser.comments(), 1u);
 }
 
+TEST(ProxyUtilCacheControlTest, OnlyIfCachedIsFoundWhateverTheRest) {
+  EXPECT_FALSE(OnlyIfCached(std::nullopt));
+  EXPECT_FALSE(OnlyIfCached("no-cache"));
+  EXPECT_FALSE(OnlyIfCached("only-if-cachedX, x"));
+  EXPECT_TRUE(OnlyIfCached("Only-If-Cached"));
+  EXPECT_TRUE(OnlyIfCached("max-age=abc , only-if-cached"));
+  EXPECT_TRUE(OnlyIfCached("no-store,,only-if-cached,"));
+}
+
 TEST(ProxyUtilTargetTest, OriginAndAbsoluteForms) {
   TargetParts t = SplitTarget("/v1/models?x=1");
   EXPECT_FALSE(t.authority.has_value());

@@ -113,8 +113,16 @@ Result<CacheDirectives> ParseCacheControl(std::string_view value) {
 
 bool OnlyIfCached(std::optional<std::string_view> cache_control) {
   if (!cache_control) return false;
-  Result<CacheDirectives> d = ParseCacheControl(*cache_control);
-  return d.ok() && d->only_if_cached;
+  std::string_view value = *cache_control;
+  while (!value.empty()) {
+    const size_t comma = value.find(',');
+    if (boost::beast::iequals(Trim(value.substr(0, comma)), "only-if-cached")) {
+      return true;
+    }
+    if (comma == std::string_view::npos) break;
+    value.remove_prefix(comma + 1);
+  }
+  return false;
 }
 
 bool ValidNamespace(std::string_view ns) {

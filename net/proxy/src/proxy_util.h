@@ -30,8 +30,8 @@ struct CacheDirectives {
   std::optional<int64_t> max_age_s;
 };
 
-// Whether a Cache-Control value (nullopt: none) has only-if-cached; one
-// that cannot be parsed has not.
+// Whether a Cache-Control value (nullopt: none) has only-if-cached, whatever
+// its other directives are (one that ParseCacheControl refuses too).
 bool OnlyIfCached(std::optional<std::string_view> cache_control);
 
 // Parses a Cache-Control value: comma-separated directives, names

@@ -64,6 +64,14 @@ ProxyImpl::~ProxyImpl() {
   client_.reset();
   upstream_guard_.reset();
   upstream_.reset();
+  // Model-list waiters that no fetch will answer now: they hold sessions.
+  {
+    std::unordered_map<std::string, std::vector<ModelsWaiter>> fetches;
+    {
+      std::lock_guard<std::mutex> lock(models_mu_);
+      fetches.swap(models_fetches_);
+    }
+  }
   admin_.reset();
   maintenance_.reset();
   accept_timer_.reset();
@@ -132,7 +140,7 @@ ProxyImpl::ModelsEntry ProxyImpl::KeepModels(Response r) {
 
 bool ProxyImpl::FetchModels(std::string_view key,
                             boost::asio::io_context& parse_on,
-                            ModelsWaiter done) {
+                            metrics::Shard& shard, ModelsWaiter done) {
   std::string api_key(key);
   {
     std::lock_guard<std::mutex> lock(models_mu_);
@@ -140,49 +148,63 @@ bool ProxyImpl::FetchModels(std::string_view key,
     it->second.push_back(std::move(done));
     if (!added) return false;
   }
-  // Past here the fetch must end, or the key's next requests wait for ever.
-  const auto unregister = [this, &api_key] {
-    std::lock_guard<std::mutex> lock(models_mu_);
-    models_fetches_.erase(api_key);
-  };
+  // Past here the fetch must end, or the key's requests wait for ever.
   try {
-    SendModelsRequest(api_key, parse_on);
-  } catch (...) {
-    unregister();
-    throw;
+    SendModelsRequest(api_key, parse_on, shard);
+  } catch (const std::exception& e) {
+    EndModelsFetch(api_key,
+                   InternalError(std::string("model list: ") + e.what()));
   }
   return true;
 }
 
 void ProxyImpl::SendModelsRequest(const std::string& api_key,
-                                  boost::asio::io_context& parse_on) {
+                                  boost::asio::io_context& parse_on,
+                                  metrics::Shard& shard) {
   client().Send(
       ModelsRequest(api_key), nullptr,
-      [this, &parse_on, api_key](Result<Response> r) {
-        boost::asio::post(
-            parse_on, [this, api_key, r = std::move(r)]() mutable {
-              Result<ModelsEntry> e = InternalError("no model list");
-              try {
-                if (r.ok()) {
-                  e = KeepModels(*std::move(r));
-                } else {
-                  e = r.status();
+      [this, &parse_on, &shard, api_key](Result<Response> r) {
+        // Counted once per fetch, however many wait for it.
+        if (!r.ok() || r->status != 200) shard.Add(shard.models_errors);
+        try {
+          boost::asio::post(
+              parse_on, [this, api_key, r = std::move(r)]() mutable {
+                Result<ModelsEntry> e = InternalError("no model list");
+                try {
+                  if (r.ok()) {
+                    e = KeepModels(*std::move(r));
+                  } else {
+                    e = r.status();
+                  }
+                } catch (const std::exception& ex) {
+                  e = InternalError(std::string("model list: ") + ex.what());
                 }
-              } catch (const std::exception& ex) {
-                e = InternalError(std::string("model list: ") + ex.what());
-              }
-              std::vector<ModelsWaiter> waiters;
-              {
-                std::lock_guard<std::mutex> lock(models_mu_);
-                auto it = models_fetches_.find(api_key);
-                if (it != models_fetches_.end()) {
-                  waiters = std::move(it->second);
-                  models_fetches_.erase(it);
-                }
-              }
-              for (ModelsWaiter& w : waiters) w(e);
-            });
+                EndModelsFetch(api_key, e);
+              });
+        } catch (const std::exception& ex) {
+          EndModelsFetch(
+              api_key, InternalError(std::string("model list: ") + ex.what()));
+        }
       });
+}
+
+void ProxyImpl::EndModelsFetch(const std::string& api_key,
+                               const Result<ModelsEntry>& e) {
+  std::vector<ModelsWaiter> waiters;
+  {
+    std::lock_guard<std::mutex> lock(models_mu_);
+    auto it = models_fetches_.find(api_key);
+    if (it == models_fetches_.end()) return;
+    waiters = std::move(it->second);
+    models_fetches_.erase(it);
+  }
+  for (ModelsWaiter& w : waiters) {
+    try {
+      w(e);
+    } catch (const std::exception&) {
+      // That waiter's post failed (allocation); the others still hear.
+    }
+  }
 }
 
 ProxyImpl::ModelsAnswer ProxyImpl::AnswerModels(ModelsEntry m,

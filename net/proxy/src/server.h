@@ -147,10 +147,10 @@ class ProxyImpl final : public ProxyServer {
   // asks meanwhile (another key's answer may be a 401 for it). `done` is
   // called once, on `parse_on` (the first caller's worker, which reads the
   // list with KeepModels) for every waiter. True if this call started the
-  // fetch.
+  // fetch; a failed fetch counts once in `shard`'s models_errors.
   using ModelsWaiter = std::function<void(Result<ModelsEntry>)>;
   bool FetchModels(std::string_view api_key, boost::asio::io_context& parse_on,
-                   ModelsWaiter done);
+                   metrics::Shard& shard, ModelsWaiter done);
   // What GET `path` answers from the upstream's answer `m`: the list itself,
   // or for /models/{id} that model's object (404 when the list has none, 502
   // when the list could not be read; an upstream error as it came).
@@ -169,7 +169,10 @@ class ProxyImpl final : public ProxyServer {
  private:
   // FetchModels' upstream call; its answer ends the key's fetch.
   void SendModelsRequest(const std::string& api_key,
-                         boost::asio::io_context& parse_on);
+                         boost::asio::io_context& parse_on,
+                         metrics::Shard& shard);
+  // Hands `e` to every waiter of the key's fetch, which ends.
+  void EndModelsFetch(const std::string& api_key, const Result<ModelsEntry>& e);
   void DoAccept();
   void OnAccept(Worker& target, boost::system::error_code ec,
                 boost::asio::ip::tcp::socket socket);

@@ -667,7 +667,8 @@ class SessionImpl final : public Session,
     auto self = shared_from_this();
     slot_.Awaiting(requests_read_);
     const bool leads = srv_.FetchModels(
-        access_.api_key, w_.ioc, [self](Result<ProxyImpl::ModelsEntry> r) {
+        access_.api_key, w_.ioc, shard_,
+        [self](Result<ProxyImpl::ModelsEntry> r) {
           asio::post(self->w_.ioc, [self, r = std::move(r)]() mutable {
             self->OnModels(std::move(r));
           });
@@ -682,11 +683,7 @@ class SessionImpl final : public Session,
   void OnModels(Result<ProxyImpl::ModelsEntry> r) {
     slot_.Answered(closed());
     if (closed()) return EndRequest();
-    if (!r.ok()) {
-      shard_.Add(shard_.models_errors);
-      return SendError(proxy_util::CompletionFailure(r.status()));
-    }
-    if (r->status != 200) shard_.Add(shard_.models_errors);
+    if (!r.ok()) return SendError(proxy_util::CompletionFailure(r.status()));
     SendModels(*std::move(r), "X-Cache: MISS\r\n");
   }
 
