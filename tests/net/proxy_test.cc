@@ -168,6 +168,36 @@ class ProxyTest : public ::llmcache::testing::ProxyFixture {
     return false;
   }
 
+  // Under a cap of two connections: runs `lead` on a thread until
+  // `started`, then sends `method target body` (as key-A) on a second
+  // connection and closes it while it waits. Its place must be freed at
+  // once (a new client gets in) while the lead still waits. The lead's
+  // answer.
+  Reply LeaveBesideALeader(const std::function<Reply()>& lead,
+                           const std::function<bool()>& started,
+                           const std::string& method, const std::string& target,
+                           const std::string& body) {
+    Reply out;
+    std::atomic<bool> done{false};
+    std::thread leader([&] {
+      out = lead();
+      done = true;
+    });
+    EXPECT_TRUE(WaitFor(started));
+    {
+      HttpConnection waiter(port_);
+      EXPECT_TRUE(waiter.Write(method, target, body,
+                               {{"Authorization", "Bearer key-A"}}));
+      EXPECT_TRUE(WaitFor([&] { return proxy_->counters().in_flight == 2; }));
+    }  // closed while it waits
+    EXPECT_TRUE(
+        WaitFor([&] { return proxy_->counters().open_connections == 1; }, 2s));
+    EXPECT_EQ(HttpGet(port_, "/healthz").status, 200);  // not 503
+    EXPECT_FALSE(done) << "the lead ended before the checks";
+    leader.join();
+    return out;
+  }
+
   // Connects `sock` with a 4 KiB receive buffer and sends a completion
   // request of `body` (as key-A); the caller then reads nothing.
   void SendFromASmallWindow(tcp::socket& sock, const std::string& body) {
@@ -2061,24 +2091,9 @@ TEST_F(ProxyTest, AClientThatStopsReadingIsClosedAfterTheWriteTimeout) {
 TEST_F(ProxyTest, AJoinerThatLeavesFreesItsConnectionAtOnce) {
   Restart([](ProxyOptions& o) { o.max_connections = 2; });
   const std::string body = Body("fake/delay-3000", false, "Leaving?");
-  Reply lead;
-  std::atomic<bool> lead_done{false};
-  std::thread leader([&] {
-    lead = Chat(body);
-    lead_done = true;
-  });
-  ASSERT_TRUE(WaitFor([&] { return fake_->completions() == 1; }));
-  {
-    HttpConnection joiner(port_);
-    ASSERT_TRUE(joiner.Write("POST", "/v1/chat/completions", body,
-                             {{"Authorization", "Bearer key-A"}}));
-    ASSERT_TRUE(WaitFor([&] { return proxy_->counters().in_flight == 2; }));
-  }  // closed while it waits
-  EXPECT_TRUE(
-      WaitFor([&] { return proxy_->counters().open_connections == 1; }, 2s));
-  EXPECT_EQ(HttpGet(port_, "/healthz").status, 200);  // not 503
-  EXPECT_FALSE(lead_done) << "the flight ended before the checks";
-  leader.join();
+  const Reply lead = LeaveBesideALeader(
+      [&] { return Chat(body); }, [&] { return fake_->completions() == 1; },
+      "POST", "/v1/chat/completions", body);
   EXPECT_EQ(lead.status, 200) << lead.error;
   EXPECT_EQ(lead.header("x-cache"), "MISS");
   EXPECT_EQ(lead.header("x-cache-stored"), "1");
@@ -2100,24 +2115,12 @@ TEST_F(ProxyTest, AModelListWaiterThatLeavesFreesItsConnectionAtOnce) {
     o.upstream.base_url = (*slow)->base_url();
     o.max_connections = 2;
   });
-  Reply lead;
-  std::atomic<bool> lead_done{false};
-  std::thread leader([&] {
-    lead = HttpGet(port_, "/v1/models", {{"Authorization", "Bearer key-A"}});
-    lead_done = true;
-  });
-  ASSERT_TRUE(WaitFor([&] { return (*slow)->requests() == 1; }));
-  {
-    HttpConnection waiter(port_);
-    ASSERT_TRUE(waiter.Write("GET", "/v1/models", "",
-                             {{"Authorization", "Bearer key-A"}}));
-    ASSERT_TRUE(WaitFor([&] { return proxy_->counters().in_flight == 2; }));
-  }  // closed while it waits
-  EXPECT_TRUE(
-      WaitFor([&] { return proxy_->counters().open_connections == 1; }, 2s));
-  EXPECT_EQ(HttpGet(port_, "/healthz").status, 200);  // not 503
-  EXPECT_FALSE(lead_done) << "the fetch ended before the checks";
-  leader.join();
+  const Reply lead = LeaveBesideALeader(
+      [&] {
+        return HttpGet(port_, "/v1/models",
+                       {{"Authorization", "Bearer key-A"}});
+      },
+      [&] { return (*slow)->requests() == 1; }, "GET", "/v1/models", "");
   EXPECT_EQ(lead.status, 200) << lead.error;
   EXPECT_EQ((*slow)->requests(), 1u);
 }
