@@ -219,6 +219,13 @@ TEST_F(CachedSharedTest, ASharedHitIsAnsweredOnTheClientsExecutor) {
   EXPECT_EQ(tier->held(), 1u);
 }
 
+TEST(NotCachedTest, OnlyItsOwnErrorIsNotCached) {
+  EXPECT_TRUE(IsNotCached(NotCachedError("not cached")));
+  EXPECT_FALSE(IsNotCached(NotFoundError("no price for model m/x")));
+  EXPECT_FALSE(IsNotCached(UnavailableError(
+      "x, and Cache-Control: only-if-cached forbids asking upstream")));
+}
+
 // only-if-cached asks the shared tier (a GET, never a lead) and nothing
 // upstream.
 TEST_F(CachedSharedTest, OnlyIfCachedAsksTheTierAndNothingElse) {

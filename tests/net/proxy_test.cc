@@ -874,6 +874,10 @@ TEST_F(ProxyTest, OnlyIfCachedNeverAsksUpstream) {
   // The model list: answered while kept, else a 504 that fetches nothing.
   const uint64_t before = fake_->requests();
   ExpectErrorShape(HttpGet(port_, "/v1/models", only), 504, "not_cached");
+  ExpectErrorShape(HttpGet(port_, "/v1/models",
+                           {{"Cache-Control", "no-transform"},
+                            {"Cache-Control", "only-if-cached"}}),
+                   504, "not_cached");  // on a second line too
   ExpectErrorShape(HttpGet(port_, "/v1/models/openai/gpt-4o-mini", only), 504,
                    "not_cached");
   EXPECT_EQ(fake_->requests(), before);

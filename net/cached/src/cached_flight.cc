@@ -294,12 +294,18 @@ std::string_view CacheResultName(CacheResult r) {
   return "MISS";
 }
 
+namespace {
+constexpr std::string_view kNotCachedTail =
+    ", and Cache-Control: only-if-cached forbids asking upstream";
+}  // namespace
+
 Status NotCachedError(std::string_view why) {
-  return NotFoundError(std::string(why) +
-                       ", and Cache-Control: only-if-cached forbids asking "
-                       "upstream");
+  return NotFoundError(std::string(why) + std::string(kNotCachedTail));
 }
 
-bool IsNotCached(const Status& s) { return s.code() == StatusCode::kNotFound; }
+bool IsNotCached(const Status& s) {
+  return s.code() == StatusCode::kNotFound &&
+         s.message().ends_with(kNotCachedTail);
+}
 
 }  // namespace llmcache::net

@@ -659,8 +659,9 @@ class SessionImpl final : public Session,
       return SendModels(std::move(*m), "X-Cache: HIT\r\n");
     }
     req_.cache = CacheResult::kMiss;
+    std::forward_list<std::string> joined;  // every Cache-Control line
     if (proxy_util::OnlyIfCached(
-            Find(parser_->get(), http::field::cache_control))) {
+            FindJoined(parser_->get(), "Cache-Control", &joined))) {
       return SendError(proxy_util::CompletionFailure(
           NotCachedError("the model list is not kept")));
     }

@@ -236,7 +236,8 @@ enum class CacheResult { kHit, kMiss, kBypass };
 std::string_view CacheResultName(CacheResult r);  // "HIT", "MISS", "BYPASS"
 
 // The end of an only_if_cached request that the tiers do not answer
-// (kNotFound, which no other failure of a completion is), and its test.
+// (kNotFound, its message ending in what only-if-cached forbids), and its
+// test.
 Status NotCachedError(std::string_view why);
 bool IsNotCached(const Status& s);
 
