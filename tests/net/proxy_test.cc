@@ -24,6 +24,7 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -146,6 +147,24 @@ class ProxyTest : public ::llmcache::testing::ProxyFixture {
     StartProxy(std::move(co), std::move(o));
   }
 
+  // Restarts the proxy on a fake of its own whose /models answers take
+  // `delay_ms` (`tweak` applied after). The fake lives until the test ends;
+  // null if it did not start.
+  fake::FakeOpenRouter* RestartOnSlowModels(
+      int delay_ms, const std::function<void(ProxyOptions&)>& tweak = nullptr) {
+    fake::FakeOptions fo;
+    fo.models_delay_ms = delay_ms;
+    auto slow = fake::FakeOpenRouter::Start(fo);
+    EXPECT_OK(slow);
+    if (!slow.ok()) return nullptr;
+    slow_models_ = std::move(slow).value();
+    Restart([&](ProxyOptions& o) {
+      o.upstream.base_url = slow_models_->base_url();
+      if (tweak) tweak(o);
+    });
+    return slow_models_.get();
+  }
+
   Reply Chat(const std::string& body, Headers headers = {}) {
     if (std::none_of(headers.begin(), headers.end(), [](const auto& h) {
           return h.first == "Authorization";
@@ -256,6 +275,7 @@ class ProxyTest : public ::llmcache::testing::ProxyFixture {
   FakeClock clock_;
   std::mutex log_mu_;
   std::vector<std::string> log_;
+  std::unique_ptr<fake::FakeOpenRouter> slow_models_;  // RestartOnSlowModels
 };
 
 TEST_F(ProxyTest, MissThenHit) {
@@ -1337,6 +1357,57 @@ TEST_F(ProxyTest, UnknownPathIs404AndWrongMethodIs405) {
                    "invalid_request_error");
 }
 
+// RFC 9112 2.2 and 2.3, RFC 9110 9.1 and 10.1.1: empty lines before a
+// request line are skipped (old clients send a CRLF after a POST body);
+// HTTP/1.2 is read as 1.1, HTTP/2.0 is a 505; a method this server does not
+// know is a 501 (methods are case-sensitive); an expectation other than
+// 100-continue is a 417, except from HTTP/1.0, which has none.
+TEST_F(ProxyTest, RequestLinesAndExpectationsAreReadAsTheRfcsSay) {
+  const std::string body = Body("m/rfc");
+  const std::string post =
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+      "Authorization: Bearer key-A\r\nContent-Type: application/json\r\n"
+      "Content-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n" + body;
+  {
+    HttpConnection conn(port_);
+    ASSERT_TRUE(conn.WriteRaw("\r\n\r\n" + post + "\r\n"));
+    const Reply first = conn.Read();
+    EXPECT_EQ(first.status, 200) << first.body;
+    ASSERT_TRUE(conn.WriteRaw(post));  // on the connection kept alive
+    const Reply second = conn.Read();
+    EXPECT_EQ(second.status, 200) << second.body;
+    EXPECT_EQ(second.header("x-cache"), "HIT");
+  }
+  {
+    HttpConnection conn(port_);
+    ASSERT_TRUE(
+        conn.WriteRaw("GET /healthz HTTP/1.2\r\nHost: 127.0.0.1\r\n\r\n"));
+    const Reply r = conn.Read();
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.body, R"({"status":"ok"})");
+  }
+  for (const char* version : {"HTTP/2.0", "HTTP/0.9"}) {
+    HttpConnection conn(port_);
+    ASSERT_TRUE(conn.WriteRaw(std::string("GET /healthz ") + version +
+                              "\r\nHost: 127.0.0.1\r\n\r\n"));
+    const Reply r = conn.Read();
+    ExpectErrorShape(r, 505, "invalid_request_error");
+    EXPECT_EQ(r.header("connection"), "close");
+  }
+  for (const char* method : {"get", "FOO"}) {
+    ExpectErrorShape(::llmcache::testing::HttpSend(port_, method, "/healthz"),
+                     501, "not_implemented");
+  }
+  const uint64_t before = fake_->completions();
+  ExpectErrorShape(Chat(Body("m/expect"), {{"Expect", "foo"}}), 417,
+                   "invalid_request_error");
+  EXPECT_EQ(fake_->completions(), before);
+  HttpConnection conn(port_);
+  ASSERT_TRUE(conn.WriteRaw("GET /healthz HTTP/1.0\r\nExpect: foo\r\n\r\n"));
+  EXPECT_EQ(conn.Read().status, 200);
+}
+
 TEST_F(ProxyTest, Healthz) {
   const Reply r = HttpGet(port_, "/healthz");
   EXPECT_EQ(r.status, 200);
@@ -1851,11 +1922,8 @@ TEST_F(ProxyTest, AModelListThatCannotBeReadIsNotKept) {
 // fetch (per API key: another key's answer may be a 401 for it), whether
 // they ask for the list or one model.
 TEST_F(ProxyTest, ConcurrentModelRequestsShareOneFetch) {
-  fake::FakeOptions fo;
-  fo.models_delay_ms = 400;
-  auto slow = fake::FakeOpenRouter::Start(fo);
-  ASSERT_OK(slow);
-  Restart([&](ProxyOptions& o) { o.upstream.base_url = (*slow)->base_url(); });
+  fake::FakeOpenRouter* const slow = RestartOnSlowModels(400);
+  ASSERT_NE(slow, nullptr);
   constexpr int kEach = 12;
   std::vector<Reply> replies(2 * kEach);
   std::vector<std::thread> threads;
@@ -1874,24 +1942,21 @@ TEST_F(ProxyTest, ConcurrentModelRequestsShareOneFetch) {
   }
   // One fetch per key (a request may find the list kept by the other
   // key's fetch, which ended first).
-  EXPECT_GE((*slow)->requests(), 1u);
-  EXPECT_LE((*slow)->requests(), 2u);
+  EXPECT_GE(slow->requests(), 1u);
+  EXPECT_LE(slow->requests(), 2u);
   const json::value stats = ProxyStats(port_);
   EXPECT_EQ(stats.at("proxy").at("models_fetches").to_number<uint64_t>(),
-            (*slow)->requests());
+            slow->requests());
 }
 
 // A failed fetch is one upstream error however many requests waited for
 // it; each of them is answered with it.
 TEST_F(ProxyTest, AFailedModelFetchIsCountedOnce) {
-  fake::FakeOptions fo;
-  fo.models_delay_ms = 2000;
-  auto slow = fake::FakeOpenRouter::Start(fo);
-  ASSERT_OK(slow);
-  Restart([&](ProxyOptions& o) {
-    o.upstream.base_url = (*slow)->base_url();
-    o.upstream.headers_timeout = std::chrono::milliseconds(500);
-  });
+  fake::FakeOpenRouter* const slow =
+      RestartOnSlowModels(2000, [](ProxyOptions& o) {
+        o.upstream.headers_timeout = std::chrono::milliseconds(500);
+      });
+  ASSERT_NE(slow, nullptr);
   constexpr int kWaiters = 6;
   std::vector<Reply> replies(kWaiters);
   std::vector<std::thread> threads;
@@ -1915,17 +1980,14 @@ TEST_F(ProxyTest, AFailedModelFetchIsCountedOnce) {
 // (their sessions) before the workers they belong to (AddressSanitizer saw
 // them destroyed after).
 TEST_F(ProxyTest, StoppingWhileTheModelListIsFetchedFreesItsWaiters) {
-  fake::FakeOptions fo;
-  fo.models_delay_ms = 4000;
-  auto slow = fake::FakeOpenRouter::Start(fo);
-  ASSERT_OK(slow);
-  Restart([&](ProxyOptions& o) { o.upstream.base_url = (*slow)->base_url(); });
+  fake::FakeOpenRouter* const slow = RestartOnSlowModels(4000);
+  ASSERT_NE(slow, nullptr);
   std::vector<std::thread> threads;
   for (int i = 0; i < 2; ++i) {
     threads.emplace_back([this] { (void)HttpGet(port_, "/v1/models"); });
   }
   ASSERT_TRUE(WaitFor([&] {
-    return (*slow)->requests() == 1 && proxy_->counters().in_flight == 2;
+    return slow->requests() == 1 && proxy_->counters().in_flight == 2;
   }));
   proxy_->Shutdown(std::chrono::milliseconds(100));
   proxy_.reset();
@@ -2111,22 +2173,17 @@ TEST_F(ProxyTest, AJoinerThatLeavesFreesItsConnectionAtOnce) {
 // its key is fetching: it leaves, and its place is freed before the fetch
 // ends.
 TEST_F(ProxyTest, AModelListWaiterThatLeavesFreesItsConnectionAtOnce) {
-  fake::FakeOptions fo;
-  fo.models_delay_ms = 3000;
-  auto slow = fake::FakeOpenRouter::Start(fo);
-  ASSERT_OK(slow);
-  Restart([&](ProxyOptions& o) {
-    o.upstream.base_url = (*slow)->base_url();
-    o.max_connections = 2;
-  });
+  fake::FakeOpenRouter* const slow =
+      RestartOnSlowModels(3000, [](ProxyOptions& o) { o.max_connections = 2; });
+  ASSERT_NE(slow, nullptr);
   const Reply lead = LeaveBesideALeader(
       [&] {
         return HttpGet(port_, "/v1/models",
                        {{"Authorization", "Bearer key-A"}});
       },
-      [&] { return (*slow)->requests() == 1; }, "GET", "/v1/models", "");
+      [&] { return slow->requests() == 1; }, "GET", "/v1/models", "");
   EXPECT_EQ(lead.status, 200) << lead.error;
-  EXPECT_EQ((*slow)->requests(), 1u);
+  EXPECT_EQ(slow->requests(), 1u);
 }
 
 // A request that leads the call and whose client leaves (here: shuts down

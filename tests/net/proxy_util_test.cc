@@ -732,5 +732,38 @@ TEST(ProxyUtilTargetTest, OriginAndAbsoluteForms) {
   EXPECT_EQ(t.path, "*");
 }
 
+// RFC 9112 2.2 and 2.3: what Beast refuses that a server should take.
+TEST(ProxyUtilHeadRepairTest, EmptyLinesAndOtherVersions) {
+  auto repair = [](std::string* head) {
+    return RepairRequestHead(head->data(), head->size());
+  };
+  std::string head = "\r\n\nGET / HTTP/1.1\r\n\r\n";
+  HeadRepair r = repair(&head);
+  EXPECT_EQ(r.kind, HeadRepair::kRetry);
+  EXPECT_EQ(r.skip, 3u);
+  head = "GET /v1/models HTTP/1.2\r\nHost: x\r\n\r\n";
+  r = repair(&head);
+  EXPECT_EQ(r.kind, HeadRepair::kRetry);
+  EXPECT_EQ(r.skip, 0u);
+  EXPECT_EQ(head, "GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n");
+  head = "GET / HTTP/1.9\r\n";
+  EXPECT_EQ(repair(&head).kind, HeadRepair::kRetry);
+  EXPECT_EQ(head, "GET / HTTP/1.1\r\n");
+  for (const char* v : {"2.0", "0.9", "3.1"}) {
+    head = std::string("GET / HTTP/") + v + "\r\n\r\n";
+    EXPECT_EQ(repair(&head).kind, HeadRepair::kVersionNotSupported) << v;
+    EXPECT_EQ(head, std::string("GET / HTTP/") + v + "\r\n\r\n");
+  }
+  // Anything else stays refused, unchanged.
+  for (const char* bad :
+       {"G@T / HTTP/1.1\r\n\r\n", "GET / HTTP/1.2\n\n", "GET / HTTP/12\r\n",
+        "GET / HTTP/1.x\r\n", "GET / HTTP/1.2", "GET /HTTP/1.2\r\n", "",
+        "GET / XTTP/1.2\r\n", "HTTP/1.2\r\n"}) {
+    head = bad;
+    EXPECT_EQ(repair(&head).kind, HeadRepair::kNone) << bad;
+    EXPECT_EQ(head, bad);
+  }
+}
+
 }  // namespace
 }  // namespace llmcache::net::proxy_util

@@ -366,6 +366,18 @@ std::variant<HttpError, Access> CheckAccess(const AccessPolicy& policy,
     }
   }
 
+  // What the request asks of the server.
+  if (!r.method_known) {
+    return Error(501, "not_implemented",
+                 "method '" + std::string(r.method) +
+                     "' is not implemented (methods are case-sensitive)");
+  }
+  if (r.expect && r.version >= 11 &&
+      !boost::beast::iequals(*r.expect, "100-continue")) {
+    return Error(417, "invalid_request_error",
+                 "Expect: only 100-continue is supported");
+  }
+
   // Credentials.
   using metrics::Route;
   if (r.route == Route::kHealthz || r.route == Route::kMetrics ||

@@ -96,7 +96,11 @@ std::optional<std::string> NormalizeOrigin(std::string_view origin);
 struct AccessRequest {
   metrics::Route route = metrics::Route::kOther;
   std::string_view method;  // "GET", "OPTIONS", ...
-  int version = 11;         // HTTP/1.0 = 10, HTTP/1.1 = 11
+  // A method Beast knows (RFC 9110 9: methods are case-sensitive, so "get"
+  // is not one); any other is a 501.
+  bool method_known = true;
+  std::optional<std::string_view> expect;  // only 100-continue is met
+  int version = 11;                        // HTTP/1.0 = 10, HTTP/1.1 = 11
   // The first of Host, Authorization, X-Api-Key and X-Llmcache-Token that
   // the request has more than once (RepeatedField); "" if none.
   std::string_view repeated;

@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
+#include <cstring>
 #include <string>
 
 #include "llmcache/key.h"
@@ -187,6 +188,36 @@ std::string_view RequestLineTarget(std::string_view parsed,
   return target;
 }
 
+HeadRepair RepairRequestHead(char* head, size_t n) {
+  HeadRepair r;
+  while (r.skip < n && (head[r.skip] == '\r' || head[r.skip] == '\n')) {
+    ++r.skip;
+  }
+  if (r.skip != 0) {
+    r.kind = HeadRepair::kRetry;
+    return r;
+  }
+  // The request line ends "SP HTTP/d.d CRLF".
+  const void* lf = std::memchr(head, '\n', n);
+  if (lf == nullptr) return r;
+  const size_t len = static_cast<size_t>(static_cast<const char*>(lf) - head);
+  constexpr std::string_view kName = " HTTP/";
+  if (len < kName.size() + 4 || head[len - 1] != '\r') return r;
+  char* const v = head + len - 1 - 3;  // "d.d"
+  auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  if (std::string_view(v - kName.size(), kName.size()) != kName ||
+      !digit(v[0]) || v[1] != '.' || !digit(v[2])) {
+    return r;
+  }
+  if (v[0] != '1') {
+    r.kind = HeadRepair::kVersionNotSupported;
+  } else if (v[2] > '1') {
+    v[2] = '1';
+    r.kind = HeadRepair::kRetry;
+  }
+  return r;
+}
+
 TargetParts SplitTarget(std::string_view target) {
   TargetParts t;
   for (std::string_view scheme : {"http://", "https://"}) {
@@ -328,6 +359,22 @@ HttpError MethodNotAllowed(std::string_view allow) {
   e.message = "method not allowed; use " + std::string(allow);
   AppendHeader(&e.extra_headers, "Allow", allow);
   return e;
+}
+
+HttpError BodyTooLarge(size_t max_body_bytes) {
+  return {
+      413,
+      "request_too_large",
+      "request body larger than " + std::to_string(max_body_bytes) + " bytes",
+      {}};
+}
+
+HttpError HeadTooLarge(size_t max_header_bytes) {
+  return {431,
+          "request_header_fields_too_large",
+          "request headers larger than " + std::to_string(max_header_bytes) +
+              " bytes",
+          {}};
 }
 
 std::string_view ReasonPhrase(int status) {

@@ -72,6 +72,19 @@ struct TargetParts {
 };
 TargetParts SplitTarget(std::string_view target);
 
+// What to make of a request head that Beast's parser refused. RFC 9112 2.2:
+// a server SHOULD ignore empty lines before the request line (old clients
+// send a CRLF after a POST body). 2.3: a later HTTP/1 minor version is read
+// as the highest this server has, 1.1; another major version is a 505.
+struct HeadRepair {
+  enum Kind { kNone, kRetry, kVersionNotSupported };
+  Kind kind = kNone;
+  size_t skip = 0;  // kRetry: leading bytes (empty lines) to drop first
+};
+// `head`: the bytes read so far. A later minor version in the request line
+// is rewritten in place ("HTTP/1.2" becomes "HTTP/1.1") for kRetry.
+HeadRepair RepairRequestHead(char* head, size_t n);
+
 // Compares two secrets in time independent of where they differ (both are
 // hashed first, so the length does not leak either).
 bool ConstantTimeEquals(std::string_view a, std::string_view b);
@@ -118,6 +131,9 @@ struct HttpError {
 
 // 405 "method not allowed; use <allow>" with an "Allow: <allow>" header.
 HttpError MethodNotAllowed(std::string_view allow);
+// 413 and 431: a body or a head over the proxy's limits.
+HttpError BodyTooLarge(size_t max_body_bytes);
+HttpError HeadTooLarge(size_t max_header_bytes);
 
 inline constexpr std::string_view kJson = "application/json";
 inline constexpr std::string_view kEventStream = "text/event-stream";

@@ -47,7 +47,9 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 using SteadyClock = std::chrono::steady_clock;
 using metrics::Route;
+using proxy_util::BodyTooLarge;
 using proxy_util::ElapsedNs;
+using proxy_util::HeadTooLarge;
 using proxy_util::HttpError;
 using proxy_util::kEventStream;
 using proxy_util::kJson;
@@ -157,30 +159,37 @@ class SessionImpl final : public Session,
       ReadTarget(proxy_util::RequestLineTarget(
           Sv(parser_->get().target()),
           {static_cast<const char*>(raw.data()), raw.size()}));
-      SendError(431, "request_header_fields_too_large",
-                "request headers larger than " +
-                    std::to_string(srv_.options().max_header_bytes) + " bytes",
-                /*close=*/true);
-      return;
+      return SendError(HeadTooLarge(srv_.options().max_header_bytes), true);
     }
     if (ec == http::error::body_limit) {
       BeginRequest();
       ReadTarget(Sv(parser_->get().target()));  // /messages: in its shape
-      SendTooLarge();
-      return;
+      return SendTooLarge();
+    }
+    proxy_util::HeadRepair fix;  // empty lines first, HTTP/1.2 (RFC 9112 2)
+    if (ec == http::error::bad_method || ec == http::error::bad_version) {
+      const auto raw = buffer_.data();
+      fix = proxy_util::RepairRequestHead(static_cast<char*>(raw.data()),
+                                          raw.size());
+      if (fix.kind == proxy_util::HeadRepair::kRetry && head_repairs_++ < 2) {
+        buffer_.consume(fix.skip);
+        return DoRead();
+      }
     }
     if (ec) {
       // EOF, timeout, reset or a malformed message: nothing to answer.
-      if (ec != http::error::end_of_stream && ec != asio::error::eof &&
-          ec != beast::error::timeout && ec != asio::error::connection_reset &&
-          ec != asio::error::operation_aborted) {
-        BeginRequest();
-        SendError(400, "invalid_request_error",
-                  "malformed HTTP request: " + ec.message(), /*close=*/true);
-        return;
+      if (ec == http::error::end_of_stream || ec == asio::error::eof ||
+          ec == beast::error::timeout || ec == asio::error::connection_reset ||
+          ec == asio::error::operation_aborted) {
+        return CloseNow();
       }
-      CloseNow();
-      return;
+      BeginRequest();
+      if (fix.kind == proxy_util::HeadRepair::kVersionNotSupported) {
+        return SendError(505, "invalid_request_error",
+                         "only HTTP/1.0 and HTTP/1.1 are served", true);
+      }
+      return SendError(400, "invalid_request_error",
+                       "malformed HTTP request: " + ec.message(), true);
     }
     ++requests_read_;
     BeginRequest();
@@ -306,11 +315,7 @@ class SessionImpl final : public Session,
   void Handle() {
     phase_ = SessionPhase::kHandling;
     req_.t0 = SteadyClock::now();
-    if (refusal_) {
-      HttpError e = std::move(*refusal_);
-      refusal_.reset();
-      return SendError(std::move(e));
-    }
+    if (refusal_) return SendError(*std::exchange(refusal_, std::nullopt));
     const bool post = parser_->get().method() == http::verb::post;
     const std::string_view path = req_.path;
     switch (req_.route) {
@@ -347,14 +352,13 @@ class SessionImpl final : public Session,
       }
       case Route::kAdmin:
         return HandleAdmin(path.substr(7));
+      case Route::kCount:
       case Route::kOther:
         if (const DashboardAsset* asset = FindDashboardAsset(path)) {
           if (!req_.get) return SendError(MethodNotAllowed("GET, HEAD"));
           return SendWhole(200, asset->content_type, DashboardHeaders(),
                            asset->body, nullptr);
         }
-        break;
-      case Route::kCount:
         break;
     }
     SendError(404, "invalid_request_error", "no route for " + std::string(path),
@@ -551,8 +555,7 @@ class SessionImpl final : public Session,
     if (ec || closed()) {
       // The client went away: cancel the upstream stream.
       if (req_.note.empty()) req_.note = ec ? "client gone" : "closed";
-      if (ctl_) ctl_->cancelled.store(true);
-      CloseNow();
+      CloseNow();  // cancels it
       if (req_.stream_ended()) EndRequest();
       return;
     }
@@ -741,10 +744,7 @@ class SessionImpl final : public Session,
   // ----------------------------------------------------------- writing
 
   void SendTooLarge() {
-    SendError(413, "request_too_large",
-              "request body larger than " +
-                  std::to_string(srv_.options().max_body_bytes) + " bytes",
-              /*close=*/true);
+    SendError(BodyTooLarge(srv_.options().max_body_bytes), /*close=*/true);
   }
 
   void SendError(int status, std::string_view type, std::string message,
@@ -831,6 +831,7 @@ class SessionImpl final : public Session,
     access_ = {};
     cors_.clear();
     refusal_.reset();
+    head_repairs_ = 0;
     srv_.registry().in_flight.fetch_add(1, std::memory_order_relaxed);
   }
 
@@ -860,6 +861,7 @@ class SessionImpl final : public Session,
   SessionPhase phase_ = SessionPhase::kIdle;
   SocketState conn_ = SocketState::kOpen;
   uint64_t requests_read_ = 0;  // the first gets read_timeout, not idle
+  int head_repairs_ = 0;        // of this request's head (RepairRequestHead)
   bool watching_ = false;       // a WatchPeer wait is pending
   RequestState req_;
   ScopeMemo scope_memo_;

@@ -36,6 +36,8 @@ AccessRequest AccessRequestOf(
   AccessRequest ar;
   ar.route = route;
   ar.method = Sv(req.method_string());
+  ar.method_known = req.method() != http::verb::unknown;
+  ar.expect = Find(req, http::field::expect);
   ar.version = static_cast<int>(req.version());
   ar.repeated = RepeatedField(req);
   ar.host = Find(req, http::field::host);
