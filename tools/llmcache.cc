@@ -211,6 +211,7 @@ int Main(int argc, char** argv) {
       "key",
       "Print a request's key (first line) and the cache decision: why do two "
       "requests not share an entry?");
+  key->footer("Exit codes: 0 ok, 1 failure, 2 usage.");  // no database
   add_key_options(key);
   add_json(key);
   key->add_flag("--canonical", key_args.canonical,
@@ -368,6 +369,7 @@ int Main(int argc, char** argv) {
   auto* fake = app.add_subcommand(
       "fake-openrouter",
       "Run a local fake of the OpenRouter API (no API key needed)");
+  fake->footer("Exit codes: 0 stopped by a signal, 1 failure, 2 usage.");
   std::string listen = "127.0.0.1:8089";
   bool tls = false;
   std::string ca_out = "fake-openrouter-ca.pem";

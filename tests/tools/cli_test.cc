@@ -193,6 +193,11 @@ TEST(CliHelpTest, EveryVerbHasHelp) {
     EXPECT_EQ(r.exit_code, 0) << verb << ": " << r.err;
     EXPECT_THAT(r.out, HasSubstr(verb)) << verb;
     EXPECT_THAT(r.out, HasSubstr("--help")) << verb;
+    // The database footer only where there is a database.
+    const bool has_db = std::string_view(verb) != "key" &&
+                        std::string_view(verb) != "fake-openrouter";
+    EXPECT_EQ(r.out.find("--db") != std::string::npos, has_db) << verb;
+    EXPECT_THAT(r.out, HasSubstr("Exit codes")) << verb;
   }
   ProcessResult top = Llmcache({"--help"});
   EXPECT_EQ(top.exit_code, 0);
@@ -606,6 +611,20 @@ TEST_F(CliTest, ReadVerbsOnAMissingDatabaseFailClearly) {
     ProcessResult r = Llmcache({verb, "--db", dir_.path() + "/nothing"});
     EXPECT_EQ(r.exit_code, 1) << verb;
     EXPECT_THAT(r.err, HasSubstr("no database at")) << verb;
+  }
+  // A file where the database should be: said so, by every verb alike.
+  const std::string file = WriteFile(dir_.path() + "/a-file", "x");
+  for (const char* verb :
+       {"stats", "models", "ls", "verify", "export", "purge", "compact"}) {
+    std::vector<std::string> argv = {verb, "--db", file};
+    if (std::string_view(verb) == "purge") {
+      argv.insert(argv.end(), {"--all", "--yes"});
+    }
+    ProcessResult r = Llmcache(argv);
+    EXPECT_EQ(r.exit_code, 1) << verb;
+    EXPECT_THAT(r.err, HasSubstr("database path " + file +
+                                 " exists and is not a directory"))
+        << verb << ": " << r.err;
   }
   // LLMCACHE_DB is the default.
   Fill();

@@ -171,6 +171,15 @@ TEST_F(ServeTest, CliReadsTheLiveDatabaseAndItsMutatingVerbsExitThree) {
       err.find("http://127.0.0.1:" + std::to_string(port) + "/admin/purge"),
       std::string::npos)
       << err;
+  // A compaction is pointed at the proxy's own.
+  Process compact(dir_, {"compact", "--db", dir_.Sub("db")});
+  EXPECT_EQ(compact.Wait(), 3);
+  const std::string compact_err = compact.Err();
+  EXPECT_NE(compact_err.find("http://127.0.0.1:" + std::to_string(port) +
+                             "/admin/compact'"),
+            std::string::npos)
+      << compact_err;
+  EXPECT_EQ(compact_err.find("/admin/purge"), std::string::npos) << compact_err;
   EXPECT_TRUE(std::filesystem::exists(dir_.Sub("db") + "/LLMCACHE-SERVE"));
   p.Signal(SIGTERM);
   EXPECT_EQ(p.Wait(), 0) << p.Err();

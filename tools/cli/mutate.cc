@@ -195,7 +195,8 @@ int Purge(const std::string& db, const PurgeArgs& args, const Io& io) {
 
 int Compact(const std::string& db, bool as_json, const Io& io) {
   int rc = kExitOk;
-  std::unique_ptr<Cache> cache = OpenForWriting(db, /*create=*/false, io, &rc);
+  std::unique_ptr<Cache> cache =
+      OpenForWriting(db, /*create=*/false, io, &rc, "compact");
   if (!cache) return rc;
   Result<CacheStats> before = cache->GetStats();
   if (!before.ok()) {

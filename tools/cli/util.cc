@@ -158,6 +158,22 @@ std::optional<std::string> ReadServeFile(const std::string& path, int pid) {
   return url;
 }
 
+namespace {
+
+// "no database at PATH", or why PATH cannot hold one.
+void ReportNoDatabase(const Io& io, const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && !S_ISDIR(st.st_mode)) {
+    io.err << "llmcache: database path " << path
+           << " exists and is not a directory\n";
+    return;
+  }
+  io.err << "llmcache: no database at " << path
+         << " (set --db or LLMCACHE_DB)\n";
+}
+
+}  // namespace
+
 std::unique_ptr<Cache> OpenForReading(const std::string& path, const Io& io,
                                       bool accept_damaged_view) {
   InspectOptions options;
@@ -165,8 +181,7 @@ std::unique_ptr<Cache> OpenForReading(const std::string& path, const Io& io,
   options.accept_damaged_view = accept_damaged_view;
   Result<std::unique_ptr<Cache>> cache = Cache::Inspect(options);
   if (cache.status().code() == StatusCode::kNotFound) {
-    io.err << "llmcache: no database at " << path
-           << " (set --db or LLMCACHE_DB)\n";
+    ReportNoDatabase(io, path);
     return nullptr;
   }
   if (!cache.ok()) {
@@ -272,8 +287,7 @@ std::unique_ptr<Cache> OpenForWriting(const std::string& path, bool create,
   }
   const Status& s = cache.status();
   if (s.code() == StatusCode::kNotFound && !create) {
-    io.err << "llmcache: no database at " << path
-           << " (set --db or LLMCACHE_DB)\n";
+    ReportNoDatabase(io, path);
     *exit_code = kExitFailure;
     return nullptr;
   }
@@ -336,13 +350,18 @@ std::unique_ptr<Cache> OpenForWriting(const std::string& path, bool create,
   }
   io.err << "To change it: stop that process and retry, or, if it is "
             "`llmcache serve` started with an admin token, use its admin "
-            "endpoint, e.g.\n"
-         << "  curl -X POST -H \"Authorization: Bearer $LLMCACHE_ADMIN_TOKEN\" "
-            "'http://"
-         << listen << "/admin/purge?model=MODEL'\n"
-         << "  curl -X POST -H \"Authorization: Bearer $LLMCACHE_ADMIN_TOKEN\" "
-            "'http://"
-         << listen << "/admin/flush?model=MODEL'\n";
+            "endpoint, e.g.\n";
+  const auto admin = [&](std::string_view op_query) {
+    io.err << "  curl -X POST -H \"Authorization: Bearer "
+              "$LLMCACHE_ADMIN_TOKEN\" 'http://"
+           << listen << "/admin/" << op_query << "'\n";
+  };
+  if (verb == "compact") {
+    admin("compact");
+  } else {
+    admin("purge?model=MODEL");
+    admin("flush?model=MODEL");
+  }
   if (verb == "warm" || verb == "import") {
     // Plain http reaches only a loopback address.
     std::string host;
