@@ -154,6 +154,9 @@ void ApplyTransport(const Selector& sel, Plan* plan) {
     case Kind::kNewlines:
       if (!plan->stream) plan->body.insert(0, "\n\n\n");
       break;
+    case Kind::kNotJson:
+      if (!plan->stream) plan->body.resize(plan->body.size() / 2);
+      break;
     case Kind::kCut:
       plan->kind = Plan::Kind::kCut;
       break;

@@ -66,7 +66,8 @@ Selector ParseSelector(std::string_view base_model) {
       {"cut", Kind::kCut},
       {"reset", Kind::kReset},
       {"hang", Kind::kHang},
-      {"newlines", Kind::kNewlines}};
+      {"newlines", Kind::kNewlines},
+      {"not-json", Kind::kNotJson}};
   for (const auto& [n, k] : kFixed) {
     if (name == n) {
       sel.kind = k;

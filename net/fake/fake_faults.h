@@ -34,6 +34,7 @@ struct Selector {
     kReset,
     kHang,
     kNewlines,
+    kNotJson,
     kEmbedDelay,
     kFlood,
   };

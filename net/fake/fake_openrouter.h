@@ -71,6 +71,9 @@
 //                            <ms> (non-stream: answers normally; usage does
 //                            not count the flood; through the proxy a
 //                            stream over 64 MiB goes on but is not stored)
+//   fake/not-json            HTTP 200, the plain (non-stream) JSON answer cut
+//                            in half, also to a stream request (other
+//                            endpoints: their non-stream answers)
 //   fake/newlines            non-stream body preceded by "\n\n\n" keep-alive
 //                            bytes, as OpenRouter sends for slow upstreams
 //   fake/embed-delay-<us>    embeddings: answer after <us> microseconds per

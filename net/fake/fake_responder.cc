@@ -441,6 +441,10 @@ Plan Responder::Completion(const RequestView& req) {
       plan = Success(body, base, stream, Shape::kNormal);
       if (!stream) plan.body.insert(0, "\n\n\n");
       break;
+    case Kind::kNotJson:  // a plain answer cut in half, streamed or not
+      plan = Success(body, base, /*stream=*/false, Shape::kNormal);
+      plan.body.resize(plan.body.size() / 2);
+      break;
     case Kind::kError200:
       plan = Error200(body, base, stream);
       break;

@@ -62,6 +62,12 @@ TEST(EmbeddingJsonTest, SplitThenAssembleKeepsVectorsOrderAndUsage) {
   EXPECT_EQ(first.at("data").at(0).at("index").to_number<int>(), 0);
   EXPECT_EQ(first.at("data").at(0).at("embedding"), json::parse("[1.0,2]"));
   EXPECT_EQ(first.at("id").as_string(), "gen-1");
+  // Numbers in their plain form (Boost.JSON alone writes 5E-6 and 1E-7).
+  for (const InputAnswer& a : *split) {
+    EXPECT_EQ(a.body.find("E-"), std::string::npos) << a.body;
+  }
+  EXPECT_NE((*split)[1].body.find(R"("cost":0.000003)"), std::string::npos)
+      << (*split)[1].body;
 
   // Put back in another order, nothing spent upstream.
   Spent none;

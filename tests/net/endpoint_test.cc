@@ -983,5 +983,36 @@ TEST(EndpointTest, MessagesRejectsMalformedEvents) {
   EXPECT_OK(acc->Add("  "));
 }
 
+// A 200 with no answer in it: not JSON on any endpoint; a chat completion
+// with neither choices nor an error. An empty Messages or Responses answer
+// is still one (Anthropic may answer with no content).
+TEST(EndpointTest, WhyNoAnswer) {
+  auto no = [](Endpoint e, std::string_view body) {
+    Result<ParsedCompletion> p = ParseEndpointResponse(e, body);
+    return WhyNoAnswer(e, body, p.ok(), p.ok() ? *p : ParsedCompletion());
+  };
+  for (Endpoint e : {Endpoint::kChatCompletions, Endpoint::kEmbeddings,
+                     Endpoint::kResponses, Endpoint::kMessages}) {
+    for (std::string_view body : {"", "<html>bad gateway</html>",
+                                  R"({"choices":[{"mes)", "[1,2]", "null"}) {
+      EXPECT_EQ(no(e, body), "a body that is not a JSON object")
+          << static_cast<int>(e) << ": " << body;
+    }
+    EXPECT_THAT(no(e, R"({"error":{"code":500,"message":"x"}})"), IsEmpty());
+  }
+  EXPECT_EQ(no(Endpoint::kChatCompletions, "{}"),
+            "neither choices nor an error");
+  EXPECT_EQ(no(Endpoint::kChatCompletions, R"({"choices":[]})"),
+            "neither choices nor an error");
+  EXPECT_THAT(no(Endpoint::kChatCompletions,
+                 "\n\n"
+                 R"({"choices":[{"message":{"content":"x"}}]})"),
+              IsEmpty());
+  EXPECT_THAT(
+      no(Endpoint::kMessages, R"({"type":"message","content":[],"role":"x"})"),
+      IsEmpty());
+  EXPECT_THAT(no(Endpoint::kResponses, R"({"output":[]})"), IsEmpty());
+}
+
 }  // namespace
 }  // namespace llmcache::net

@@ -118,7 +118,8 @@ TEST(ParseJsonTest, EachThreadParsesOnItsOwn) {
 }
 
 // Serialize writes what json::serialize writes, except doubles: the
-// shortest decimal that reads back as the same double, never Boost.JSON
+// shortest decimal that reads back as the same double, laid out as
+// JavaScript's Number::toString does (what upstreams write), never Boost.JSON
 // 1.81's E notation ("0E0", "2.5E-1") or its "Infinity" and "NaN".
 TEST(SerializeTest, WritesDoublesAsTheShortestPlainDecimal) {
   const std::vector<std::pair<double, std::string>> cases = {
@@ -128,9 +129,16 @@ TEST(SerializeTest, WritesDoublesAsTheShortestPlainDecimal) {
       {0.25, "0.25"},
       {0.9162871935251732, "0.9162871935251732"},
       {0.00015, "0.00015"},
-      {1e-7, "1e-07"},
+      {0.0001, "0.0001"},
+      {0.000003, "0.000003"},
+      {-1e-6, "-0.000001"},
+      {1e-7, "1e-7"},
+      {-1.5e-7, "-1.5e-7"},
+      {5e-324, "5e-324"},
       {-1234.5, "-1234.5"},
+      {1e20, "100000000000000000000.0"},
       {1e21, "1e+21"},
+      {1.7976931348623157e308, "1.7976931348623157e+308"},
       {123456789012.0, "123456789012.0"},
       {0.1 + 0.2, "0.30000000000000004"},
       {std::numeric_limits<double>::infinity(), "1e99999"},

@@ -193,6 +193,35 @@ TEST_F(ProxyEndpointsTest, EmbeddingErrorsAreNotCached) {
   EXPECT_EQ(fake_->embeddings(), 2u);
 }
 
+// A 200 that is not JSON is a 502 on every endpoint (in Anthropic's shape
+// on Messages), and nothing is stored.
+TEST_F(ProxyEndpointsTest, A200ThatIsNotJsonIsA502OnEveryEndpoint) {
+  const std::pair<std::string, std::string> requests[] = {
+      {"/v1/embeddings", R"({"model":"fake/not-json","input":"one"})"},
+      {"/v1/embeddings", R"({"model":"fake/not-json","input":["a","b"]})"},
+      {"/v1/responses",
+       R"({"model":"fake/not-json","temperature":0,"input":"x"})"},
+      {"/v1/messages", R"({"model":"fake/not-json","max_tokens":8,)"
+                       R"("temperature":0,"messages":[{"role":"user",)"
+                       R"("content":"x"}]})"}};
+  for (const auto& [path, body] : requests) {
+    for (int i = 0; i < 2; ++i) {
+      const Reply r = Post(path, body);
+      EXPECT_EQ(r.status, 502) << path << ": " << r.body;
+      EXPECT_NE(r.header("x-cache"), "HIT") << path;
+      const json::value v = Json(r.body);
+      if (path == "/v1/messages") {
+        EXPECT_EQ(v.at("type").as_string(), "error") << r.body;
+        EXPECT_EQ(v.at("error").at("type").as_string(), "api_error");
+      } else {
+        EXPECT_TRUE(v.at("error").at("message").is_string()) << r.body;
+      }
+    }
+  }
+  EXPECT_EQ(fake_->embeddings(), 4u);
+  EXPECT_EQ(fake_->responses(), 2u);
+}
+
 TEST_F(ProxyEndpointsTest, MalformedEmbeddingsRequestIs400) {
   const Reply r = Post("/v1/embeddings", R"({"model":"m","input":[]})");
   EXPECT_EQ(r.status, 400) << r.body;

@@ -788,6 +788,22 @@ TEST_F(ProxyTest, ErrorWith200IsPassedThroughAndNotCached) {
   EXPECT_EQ(fake_->completions(), 2u);
 }
 
+// A 200 whose body is not JSON (a broken upstream, a body cut short): a 502
+// that says so, never passed on as an answer, never stored; to a stream
+// request as well.
+TEST_F(ProxyTest, A200ThatIsNotJsonIsA502) {
+  for (bool stream : {false, true}) {
+    for (int i = 0; i < 2; ++i) {
+      const Reply r = Chat(Body("fake/not-json", stream));
+      ExpectErrorShape(r, 502, "upstream_error");
+      EXPECT_NE(r.body.find("not a JSON object"), std::string::npos) << r.body;
+    }
+  }
+  EXPECT_EQ(fake_->completions(), 4u);
+  // Leading whitespace (OpenRouter's keep-alive bytes) is still JSON.
+  EXPECT_EQ(Chat(Body("fake/newlines")).status, 200);
+}
+
 TEST_F(ProxyTest, StreamedUpstreamErrorIsJson) {
   const Reply r = Chat(Body("fake/fault-503", true));
   EXPECT_EQ(r.status, 503);

@@ -330,6 +330,25 @@ TEST(ReplayFidelityUnitTest, AccumulatingTheReplayGivesTheStoredBodyBack) {
   }
 }
 
+// Numbers are written as the shortest plain decimal that reads back the
+// same, as the upstream wrote them, not in Boost.JSON's exponent form
+// ("cost":0.0001 was replayed as 1E-4).
+TEST(ReplayFidelityUnitTest, NumbersKeepTheirPlainForm) {
+  constexpr std::string_view kBody =
+      R"({"id":"g","object":"chat.completion","created":1,"model":"m",)"
+      R"("choices":[{"index":0,"message":{"role":"assistant","content":"hi"},)"
+      R"("finish_reason":"stop","logprobs":{"content":[{"token":"hi",)"
+      R"("logprob":-0.00012,"top_logprobs":[]}]}}],"usage":{"prompt_tokens":1,)"
+      R"("completion_tokens":1,"total_tokens":2,"cost":0.0001}})";
+  Result<std::vector<std::string>> events = ReplayAsSse(kBody, 64);
+  ASSERT_OK(events);
+  std::string all;
+  for (const std::string& e : *events) all += e;
+  EXPECT_NE(all.find(R"("cost":0.0001)"), std::string::npos) << all;
+  EXPECT_NE(all.find(R"("logprob":-0.00012)"), std::string::npos) << all;
+  EXPECT_EQ(all.find("E-"), std::string::npos) << all;
+}
+
 TEST(ReplayFidelityUnitTest, TheOpenAiNodeSdkReassemblesEveryField) {
   const json::object stored = ParseObject(kRich);
   for (size_t piece : {size_t{1}, size_t{5}, size_t{64}}) {

@@ -669,8 +669,15 @@ Result<CachedResponse> CachedClientImpl::Finish(
     out.parsed = tally->Parsed();
   } else {
     out.body = std::move(resp.body);
-    if (auto parsed = ParseEndpointResponse(endpoint, out.body); parsed.ok()) {
-      out.parsed = std::move(*parsed);
+    auto parsed = ParseEndpointResponse(endpoint, out.body);
+    if (parsed.ok()) out.parsed = std::move(*parsed);
+    if (const std::string no =
+            out.status == 200 && (tally != nullptr || !p.info().stream)
+                ? WhyNoAnswer(  // (not a stream its caller reads raw)
+                      endpoint, out.body, parsed.ok(), out.parsed)
+                : std::string();
+        !no.empty()) {
+      return UnavailableError("upstream answered 200 with " + no);
     }
   }
   if (out.parsed.usage) {
@@ -882,7 +889,7 @@ Result<std::string> CachedClient::BuildChatBody(std::string_view model,
     body["messages"] = std::move(messages);
     if (!body.contains("temperature")) body["temperature"] = 0;
     if (!body.contains("max_tokens")) body["max_tokens"] = 1024;
-    return json::serialize(body);
+    return json_util::Serialize(body);
   } catch (const std::exception& e) {
     return InvalidArgumentError(std::string("cannot build request: ") +
                                 e.what());

@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "json_spans.h"
+#include "llmcache/net/json_util.h"
 
 namespace llmcache::net::embedding_json {
 namespace {
@@ -177,7 +178,7 @@ Result<std::vector<Input>> SplitRequest(std::string_view body) {
             " is neither a string nor an array of token ids");
       }
       (*req)["input"] = std::move(item);
-      in.body = json::serialize(*req);
+      in.body = json_util::Serialize(*req);
       out.push_back(std::move(in));
     }
     return out;
@@ -205,7 +206,7 @@ Result<std::string> SubsetRequest(std::string_view body,
       subset.push_back(all[i]);
     }
     (*req)["input"] = std::move(subset);
-    return json::serialize(*req);
+    return json_util::Serialize(*req);
   } catch (const std::exception& e) {
     return ResourceExhaustedError(std::string("cannot subset the batch: ") +
                                   e.what());
@@ -295,7 +296,7 @@ Result<std::vector<InputAnswer>> SplitAnswer(
           std::optional<std::string> item = WithIndex((*raw)[i], 0);
           std::optional<std::string> one =
               item ? WithDataAndUsage(*top, "[" + *item + "]",
-                                      json::serialize(usage_of(i)))
+                                      json_util::Serialize(usage_of(i)))
                    : std::nullopt;
           if (one) {
             out[i].body = std::move(*one);
@@ -314,7 +315,7 @@ Result<std::vector<InputAnswer>> SplitAnswer(
       data_one.push_back(std::move(item));
       one["data"] = std::move(data_one);
       one["usage"] = usage_of(i);
-      out[i].body = json::serialize(one);
+      out[i].body = json_util::Serialize(one);
     }
     return out;
   } catch (const std::exception& e) {
@@ -390,7 +391,7 @@ std::optional<std::string> AssembleSpans(
     out += '}';
   }
   out += "],\"usage\":";
-  out += json::serialize(usage);
+  out += json_util::Serialize(usage);
   out += '}';
   return out;
 }
@@ -443,7 +444,7 @@ Result<std::string> Assemble(const std::vector<std::string_view>& inputs,
     }
     out["data"] = std::move(data);
     if (!out.contains("object")) out["object"] = "list";
-    return json::serialize(out);
+    return json_util::Serialize(out);
   } catch (const std::exception& e) {
     return ResourceExhaustedError(std::string("cannot assemble the answer: ") +
                                   e.what());

@@ -214,7 +214,7 @@ bool ParseImportLineGeneral(std::string_view line, int64_t now_ms,
     const json::string& body = r->get_string();
     out->body.assign(body.data(), body.size());
   } else if (r->is_object()) {
-    out->body = json::serialize(*r);
+    out->body = net::json_util::Serialize(*r);
   } else {
     *error = "\"response\" must be a string (the stored body) or an object";
     return false;

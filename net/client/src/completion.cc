@@ -57,7 +57,7 @@ std::optional<ApiError> ApiErrorFromValue(const json::value& v) {
     return error;
   }
   if (!v.is_object()) {
-    error.message = json::serialize(v);
+    error.message = json_util::Serialize(v);
     return error;
   }
   const json::object& o = v.get_object();
@@ -75,7 +75,7 @@ std::optional<ApiError> ApiErrorFromValue(const json::value& v) {
   error.message = StringMember(o, "message");
   if (const json::value* md = Member(o, "metadata");
       md != nullptr && !md->is_null()) {
-    error.metadata_json = json::serialize(*md);
+    error.metadata_json = json_util::Serialize(*md);
   }
   return error;
 }
@@ -139,7 +139,7 @@ void ReadToolCalls(const json::array& calls, std::vector<ToolCall>* out) {
         call.arguments = std::string(args->get_string());
       } else if (args != nullptr && !args->is_null()) {
         // Some providers send the arguments as an object; keep them as JSON.
-        call.arguments = json::serialize(*args);
+        call.arguments = json_util::Serialize(*args);
       }
     }
     out->push_back(std::move(call));

@@ -351,7 +351,7 @@ std::string SseFrame(Endpoint endpoint, std::string_view data) {
                                     {"message", e->message}};
           boost::json::object root{{"type", "error"},
                                    {"error", std::move(error)}};
-          return "event: error\ndata: " + boost::json::serialize(root) + "\n\n";
+          return "event: error\ndata: " + json_util::Serialize(root) + "\n\n";
         }
       }
       // A name with escapes would need unescaping, and one with a line
@@ -444,6 +444,18 @@ Result<ParsedCompletion> ParseEndpointResponse(Endpoint endpoint,
   } catch (const std::exception& e) {
     return InternalError(std::string("parsing a response: ") + e.what());
   }
+}
+
+std::string WhyNoAnswer(Endpoint endpoint, std::string_view body, bool parsed,
+                        const ParsedCompletion& c) {
+  if (!parsed && !json_util::IsJsonObject(body)) {
+    return "a body that is not a JSON object";
+  }
+  if (endpoint == Endpoint::kChatCompletions && parsed && !c.has_choices &&
+      !c.error) {
+    return "neither choices nor an error";
+  }
+  return {};
 }
 
 std::string WhyNotCacheable(Endpoint endpoint, int http_status,

@@ -1,10 +1,12 @@
 // Serialize (llmcache/net/json_util.h): Boost.JSON's text, with numbers of
-// type double as the shortest decimal that reads back as the same double.
+// type double as the shortest decimal that reads back as the same double,
+// laid out as JavaScript does.
 
 #include "llmcache/net/json_util.h"
 
 #include <charconv>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -64,13 +66,51 @@ void AppendDouble(double d, std::string* out) {
     out->append(d < 0 ? "-1e99999" : "1e99999");
     return;
   }
+  // The shortest digits that read back as `d`, "D.DDDe-XX"; then laid out
+  // as ECMAScript's Number::toString does (what OpenRouter and JavaScript
+  // clients write): plain from 1e-7 up to 1e21, else "1.5e-7", "1e+21".
   char buf[32];
-  const std::to_chars_result r = std::to_chars(buf, buf + sizeof(buf), d);
-  const std::string_view text(buf, static_cast<size_t>(r.ptr - buf));
-  out->append(text);
-  // A whole number keeps a point, so that it still reads as a double
-  // (Python's json gives a float, not an int).
-  if (text.find_first_of(".e") == std::string_view::npos) out->append(".0");
+  const std::to_chars_result r =
+      std::to_chars(buf, buf + sizeof(buf), d, std::chars_format::scientific);
+  std::string_view sci(buf, static_cast<size_t>(r.ptr - buf));
+  if (sci.front() == '-') {
+    out->push_back('-');
+    sci.remove_prefix(1);
+  }
+  const size_t e = sci.find('e');
+  char digits[24];
+  size_t k = 0;
+  for (char c : sci.substr(0, e)) {
+    if (c != '.') digits[k++] = c;
+  }
+  std::string_view exp_text = sci.substr(e + 1);
+  if (exp_text.front() == '+') exp_text.remove_prefix(1);
+  int exp10 = 0;
+  std::from_chars(exp_text.data(), exp_text.data() + exp_text.size(), exp10);
+  const int n = exp10 + 1;  // the point's place after the first digit
+  const auto kk = static_cast<int>(k);
+  if (kk <= n && n <= 21) {
+    out->append(digits, k);
+    out->append(static_cast<size_t>(n - kk), '0');
+    out->append(".0");  // a whole number still reads as a double
+  } else if (0 < n && n <= 21) {
+    out->append(digits, static_cast<size_t>(n));
+    out->push_back('.');
+    out->append(digits + n, k - static_cast<size_t>(n));
+  } else if (-6 < n && n <= 0) {
+    out->append("0.");
+    out->append(static_cast<size_t>(-n), '0');
+    out->append(digits, k);
+  } else {
+    out->push_back(digits[0]);
+    if (k > 1) {
+      out->push_back('.');
+      out->append(digits + 1, k - 1);
+    }
+    out->push_back('e');
+    out->push_back(n - 1 < 0 ? '-' : '+');
+    out->append(std::to_string(std::abs(n - 1)));
+  }
 }
 
 void Append(const json::value& v, std::string* out) {

@@ -314,7 +314,7 @@ std::string MarkerJson(const BreakpointOptions& options) {
   std::string marker = R"({"type":"ephemeral")";
   if (!options.ttl.empty()) {
     marker += R"(,"ttl":)";
-    marker += json::serialize(json::value(options.ttl));
+    marker += json_util::Serialize(json::value(options.ttl));
   }
   marker += '}';
   return marker;

@@ -73,7 +73,7 @@ std::vector<std::string_view> SplitUtf8(std::string_view text,
 
 std::string SerializeFinite(json::value v) {
   ScrubNonFinite(v);
-  return json::serialize(v);
+  return json_util::Serialize(v);
 }
 
 std::optional<int64_t> IndexOf(const json::object& o) {

@@ -197,8 +197,8 @@ AdminAnswer RunAdminImport(Cache& cache, std::string_view body,
                            {"code", 500},
                            {"line", line_no},
                            {"imported", imported}};
-      return {500,
-              json::serialize(json::object{{"error", std::move(failure)}})};
+      return {500, json_util::Serialize(
+                       json::object{{"error", std::move(failure)}})};
     }
     ++imported;
   }

@@ -48,11 +48,20 @@ inline json::value ParseJson(std::string_view text,
   return parser.release();
 }
 
+// Whether `text` is one JSON object (whitespace around it allowed).
+inline bool IsJsonObject(std::string_view text) {
+  boost::system::error_code ec;
+  const json::value v = ParseJson(text, ec);
+  return !ec && v.is_object();
+}
+
 // The JSON text of `v`, as json::serialize writes it except for numbers of
-// type double: the shortest form that a correctly rounding parser reads back
-// as the same double (std::to_chars: 0.9162871935251732, 0.00015, 1e-07;
-// a whole number keeps ".0": 2.0), where Boost.JSON 1.81 writes
-// 9.162871935251732E-1, 1.5E-4 and 0E0, and infinity and NaN as 1e99999
+// type double: the shortest digits that a correctly rounding parser reads
+// back as the same double, laid out as JavaScript writes numbers (plain from
+// 1e-7 up to 1e21: 0.9162871935251732, 0.0001, 0.000003; else 1e-7,
+// 1.5e+21; a whole number keeps ".0": 2.0), so that an upstream's numbers
+// keep their form; Boost.JSON 1.81 writes 9.162871935251732E-1, 1E-4 and
+// 0E0. Infinity and NaN are written as 1e99999
 // and null (1.81: "Infinity" and "NaN", which are not JSON). Recursion
 // follows the value's depth (at most kMaxJsonDepth for parsed values).
 std::string Serialize(const json::value& v);
