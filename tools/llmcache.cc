@@ -11,8 +11,11 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <csignal>
 #include <cstdint>
+#include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -485,6 +488,19 @@ int main(int argc, char** argv) {
     rc = Main(argc, argv);
   } catch (const std::exception& e) {
     std::cerr << "llmcache: " << e.what() << "\n";
+  }
+  // Output that could not be written (a full disk) is a failure, not an
+  // exit 0 with a file cut short: `llmcache stats --json > stats.json`.
+  errno = 0;
+  std::cout.flush();
+  if (!std::cout || std::fflush(stdout) != 0 || std::ferror(stdout)) {
+    const int err = errno;
+    if (rc == 0) {
+      std::cerr << "llmcache: cannot write the output"
+                << (err != 0 ? std::string(": ") + std::strerror(err) : "")
+                << "\n";
+      rc = 1;
+    }
   }
   // A verb stopped by a signal (its work closed and reported) ends by that
   // signal, so that a shell loop around it stops too: a shell takes a

@@ -606,6 +606,33 @@ TEST_F(CliTest, ShowPrintsMetadataAndPrettyResponse) {
   EXPECT_THAT(missing.err, HasSubstr("no entry"));
 }
 
+// Output that cannot be written (a full disk) fails the verb: exit 1 and
+// why, not exit 0 with the file cut short.
+TEST_F(CliTest, AnOutputThatCannotBeWrittenIsAFailure) {
+  if (::access("/dev/full", W_OK) != 0) GTEST_SKIP() << "no /dev/full";
+  Fill();
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"stats", "--json"},
+        {"stats"},
+        {"models"},
+        {"ls"},
+        {"ls", "--json"},
+        {"verify"}}) {
+    std::string command = "exec '" + std::string(kBin) + "'";
+    for (const std::string& a : args) command += " '" + a + "'";
+    command += " --db '" + db_ + "' > /dev/full";
+    ProcessResult r = RunProcess({"/bin/sh", "-c", command}, "", {},
+                                 testing::kLlmcacheEnvironment);
+    EXPECT_EQ(r.exit_code, 1) << args[0] << ": " << r.err;
+    EXPECT_THAT(r.err, HasSubstr("cannot write the output: No space left"))
+        << args[0];
+    // The same verb to a pipe is fine.
+    std::vector<std::string> argv = args;
+    argv.insert(argv.end(), {"--db", db_});
+    EXPECT_EQ(Llmcache(argv).exit_code, 0) << args[0];
+  }
+}
+
 TEST_F(CliTest, ReadVerbsOnAMissingDatabaseFailClearly) {
   for (const char* verb : {"stats", "models", "ls", "verify", "export"}) {
     ProcessResult r = Llmcache({verb, "--db", dir_.path() + "/nothing"});
