@@ -344,8 +344,9 @@ class RocksCache final : public Cache {
   // REQUIRES: write_fence_ held exclusively, and `now` read after anything
   // written to these keys (no Insert runs under the exclusive fence, so what
   // was read is what the write replaces).
+  // `counter` (kPurged, kEvictions) counts them in the same write.
   Result<uint64_t> DeleteEntriesLocked(std::span<const Doomed> doomed,
-                                       const DoomedNow& now);
+                                       const DoomedNow& now, Counter counter);
   // Flushes the family, overflow range, index records and counters of the
   // base model `base` (FlushModel: `base` and families older versions made
   // for its variants). Returns how many entries it held.

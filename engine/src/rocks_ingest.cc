@@ -797,6 +797,14 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
   // last resolved model of the models where it changed.
   std::vector<std::pair<std::string, std::pair<bool, std::string>>> meta;
   std::vector<std::pair<std::string, std::string>> resolved_changes;
+  // What was written (as Insert counts: not the entries already stored as
+  // they are, nor a key's earlier versions in the batch), in the same
+  // ingestion: a process killed after it does not lose the count.
+  if (entries_written != 0) {
+    meta.push_back(
+        {std::string(kStatPrefix) + std::string(CounterName(Counter::kInserts)),
+         {true, Le64(static_cast<int64_t>(entries_written))}});
+  }
   for (size_t m = 0; m < batch.models.size(); ++m) {
     const ModelItems& mi = batch.models[m];
     if (entry_delta[m] != 0) {
@@ -871,9 +879,6 @@ Status RocksCache::Loader::Ingest(Batch& batch, uint64_t number,
       for (const Item& item : mi.items) c.tier_->Erase(item.digest);
     }
   }
-  // As Insert: what was written (not the entries already stored as they
-  // are, nor a key's earlier versions in the batch).
-  c.stats_.Add(Counter::kInserts, static_cast<int64_t>(entries_written));
   stored_.fetch_add(batch.added, std::memory_order_acq_rel);
   try {
     for (const std::string& f : files) {  // moved: normally gone already

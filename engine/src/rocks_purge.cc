@@ -427,7 +427,8 @@ Status RocksCache::ReadDoomedOnce(
 }
 
 Result<uint64_t> RocksCache::DeleteEntriesLocked(std::span<const Doomed> doomed,
-                                                 const DoomedNow& now) {
+                                                 const DoomedNow& now,
+                                                 Counter counter) {
   if (doomed.empty()) return uint64_t{0};
   LLMCACHE_RETURN_IF_ERROR(WriteAllowed());
   rocksdb::WriteBatch batch;
@@ -445,6 +446,12 @@ Result<uint64_t> RocksCache::DeleteEntriesLocked(std::span<const Doomed> doomed,
     batch.Merge(meta_cf_, ModelStatKey(ModelCounter::kBytes, d.base_model),
                 Le64(-now.stored[i]));
     ++deleted;
+  }
+  // Counted in the same write: a process killed after it keeps the count.
+  if (deleted != 0) {
+    batch.Merge(meta_cf_,
+                std::string(kStatPrefix) + std::string(CounterName(counter)),
+                Le64(static_cast<int64_t>(deleted)));
   }
   rocksdb::Status s = db_->Write(WriteOpts(), &batch);
   if (!s.ok()) return WriteFailed(s, "deleting entries", true);
@@ -515,9 +522,8 @@ Result<uint64_t> RocksCache::DeleteInChunks(std::span<const Doomed> doomed,
     WriterClaims claims(&count_out_claims_);  // until the write returned
     LLMCACHE_RETURN_IF_ERROR(ReadDoomed(chunk, &now, &claims));
     LLMCACHE_ASSIGN_OR_RETURN(const uint64_t n,
-                              DeleteEntriesLocked(chunk, now));
+                              DeleteEntriesLocked(chunk, now, counter));
     deleted += n;
-    stats_.Add(counter, static_cast<int64_t>(n));
   }
   return deleted;
 }

@@ -197,6 +197,8 @@ TEST(ImportKillTest, AKilledImportKeepsAPrefixOfTheLines) {
     const std::set<std::string> keys = ListedKeys(db);
     const size_t n = keys.size();
     EXPECT_EQ(StatsEntries(db), n);
+    // Counted with what it wrote, in the same ingestion.
+    EXPECT_EQ(StatsField(db, "inserts"), n);
     // Exactly the first n lines.
     for (size_t i = 0; i < n; ++i) {
       ASSERT_EQ(keys.count(Hex(static_cast<int>(i))), 1u)
@@ -214,11 +216,74 @@ TEST(ImportKillTest, AKilledImportKeepsAPrefixOfTheLines) {
         RunProcess(import_args(db), "", {}, testing::kLlmcacheEnvironment);
     ASSERT_EQ(again.exit_code, 0) << again.err;
     EXPECT_EQ(StatsEntries(db), static_cast<uint64_t>(kLines));
+    EXPECT_EQ(StatsField(db, "inserts"), static_cast<uint64_t>(kLines));
     EXPECT_EQ(LoaderDirectories(db), 0);
   }
   // The kills did land inside the load.
   std::printf("%d of %d kills left part of the lines, %d no database\n",
               partial, round, absent);
+  EXPECT_GE(partial, 1);
+}
+
+// `llmcache purge --older-than` killed with SIGKILL: what it removed is
+// counted as purged whenever the kill lands (each chunk's deletes and its
+// count are one write; the count was kept in memory until the close, and
+// lost).
+TEST(ImportKillTest, AKilledAgePurgeKeepsItsCount) {
+  TempDir dir;
+  constexpr int kLines = 12000;
+  const std::string file = dir.path() + "/old.jsonl";
+  WriteExport(file, 0, kLines, NowMs() - 2 * 86'400'000);
+  auto fill = [&](const std::string& db) {
+    ASSERT_EQ(Llmcache({"import", "--db", db, file}).exit_code, 0);
+  };
+  auto purge_args = [&](const std::string& db) {
+    return std::vector<std::string>{kBin,           "purge", "--db", db,
+                                    "--older-than", "1d",    "--yes"};
+  };
+  const std::string ref = dir.path() + "/ref";
+  fill(ref);
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(RunProcess(purge_args(ref), "", {}, testing::kLlmcacheEnvironment)
+                .exit_code,
+            0);
+  const auto full = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(StatsField(ref, "purged"), static_cast<uint64_t>(kLines));
+
+  // Kills spread over the run, then halfway between the latest too early
+  // and the earliest too late, until one lands inside the purge.
+  int partial = 0;
+  std::chrono::steady_clock::duration too_early{0}, too_late = 4 * full;
+  int round = 0;
+  for (; round < 10 && (round < 3 || partial == 0); ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    const std::string db = dir.path() + "/db" + std::to_string(round);
+    fill(db);
+    const auto delay = round < 3 ? full * (round + 1) / 4
+                                 : too_early + (too_late - too_early) / 2;
+    {
+      BackgroundOptions bo;
+      bo.drop_env_prefixes = testing::kLlmcacheEnvironment;
+      bo.stdout_path = dir.path() + "/out";
+      bo.stderr_path = dir.path() + "/err";
+      BackgroundProcess run(purge_args(db), bo);
+      std::this_thread::sleep_for(delay);
+      run.Signal(SIGKILL);
+      const int code = run.Wait();
+      ASSERT_TRUE(code == 128 + SIGKILL || code == 0) << code;
+    }
+    const uint64_t left = StatsEntries(db);
+    EXPECT_EQ(StatsField(db, "purged"), kLines - left);
+    EXPECT_EQ(ListedKeys(db).size(), left);
+    if (left == static_cast<uint64_t>(kLines)) {
+      too_early = std::max(too_early, delay);
+    } else if (left == 0) {
+      too_late = std::min(too_late, delay);
+    } else {
+      ++partial;
+    }
+  }
+  std::printf("%d of %d kills landed inside the purge\n", partial, round);
   EXPECT_GE(partial, 1);
 }
 
