@@ -171,6 +171,14 @@ TEST_F(ServeTest, CliReadsTheLiveDatabaseAndItsMutatingVerbsExitThree) {
       err.find("http://127.0.0.1:" + std::to_string(port) + "/admin/purge"),
       std::string::npos)
       << err;
+  // A purge is pointed at the same purge through the proxy.
+  Process by_ns(dir_, {"purge", "--db", dir_.Sub("db"), "--namespace",
+                       "my docs", "--yes"});
+  EXPECT_EQ(by_ns.Wait(), 3);
+  EXPECT_NE(by_ns.Err().find("/admin/purge?namespace=my%20docs'"),
+            std::string::npos)
+      << by_ns.Err();
+  EXPECT_NE(err.find("/admin/purge?all=1'"), std::string::npos) << err;
   // A compaction is pointed at the proxy's own.
   Process compact(dir_, {"compact", "--db", dir_.Sub("db")});
   EXPECT_EQ(compact.Wait(), 3);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <boost/json.hpp>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -40,8 +41,24 @@ int Purge(const std::string& db, const PurgeArgs& args, const Io& io) {
   }
   const std::string what = selector->Describe();
 
+  // The same purge through a proxy's admin endpoint, for the hint when one
+  // holds the database: "purge?namespace=docs".
+  std::string admin_op = "purge?" + std::string(given[0].first) + "=";
+  if (given[0].second.empty()) admin_op += "1";
+  for (const char c : given[0].second) {
+    if (std::isalnum(static_cast<unsigned char>(c)) ||
+        std::string_view("-._~/:").find(c) != std::string_view::npos) {
+      admin_op += c;
+    } else {
+      static constexpr char kHex[] = "0123456789ABCDEF";
+      admin_op += '%';
+      admin_op += kHex[static_cast<unsigned char>(c) >> 4];
+      admin_op += kHex[static_cast<unsigned char>(c) & 0xF];
+    }
+  }
   int rc = kExitOk;
-  std::unique_ptr<Cache> cache = OpenForWriting(db, /*create=*/false, io, &rc);
+  std::unique_ptr<Cache> cache =
+      OpenForWriting(db, /*create=*/false, io, &rc, "purge", admin_op);
   if (!cache) return rc;
   // A mistyped model would remove nothing and say so with exit 0.
   if (selector->kind == PurgeKind::kModel) {

@@ -272,7 +272,8 @@ std::optional<std::string> UnknownModel(Cache& cache, std::string_view model) {
 
 std::unique_ptr<Cache> OpenForWriting(const std::string& path, bool create,
                                       const Io& io, int* exit_code,
-                                      std::string_view verb) {
+                                      std::string_view verb,
+                                      std::string_view admin_op) {
   CacheOptions options;
   options.path = path;
   options.create_if_missing = create;
@@ -356,7 +357,9 @@ std::unique_ptr<Cache> OpenForWriting(const std::string& path, bool create,
               "$LLMCACHE_ADMIN_TOKEN\" 'http://"
            << listen << "/admin/" << op_query << "'\n";
   };
-  if (verb == "compact") {
+  if (!admin_op.empty()) {
+    admin(admin_op);
+  } else if (verb == "compact") {
     admin("compact");
   } else {
     admin("purge?model=MODEL");

@@ -96,10 +96,13 @@ std::unique_ptr<Cache> OpenForReading(const std::string& path, const Io& io,
 // Opens the database at `path` for writing. On failure prints the error and
 // sets *exit_code: kExitBusy (with the holder's pid and command, and what to
 // do) when another process holds it, kExitFailure otherwise. `verb` names the
-// command, for a hint of its own ("warm": send through the proxy).
+// command, for a hint of its own ("warm": send through the proxy);
+// `admin_op`, the proxy's admin operation that does the same
+// ("purge?namespace=docs"), if there is one.
 std::unique_ptr<Cache> OpenForWriting(const std::string& path, bool create,
                                       const Io& io, int* exit_code,
-                                      std::string_view verb = {});
+                                      std::string_view verb = {},
+                                      std::string_view admin_op = {});
 
 // For --model of ls, export, verify and purge: the error for a model the
 // cache has no trace of (a mistyped name: no statistics row for its base
