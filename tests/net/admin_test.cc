@@ -299,9 +299,10 @@ TEST_F(ProxyAdminPurgeTest, ImportStoresLinesAndReportsTheRestByNumber) {
   EXPECT_FALSE(found->hit());
 }
 
-// A store that fails stops the import at that line: a 500 that says where
-// and how many entries were stored before it.
-TEST(ProxyAdminImportTest, AStoreFailureIs500NamingTheLine) {
+// A store that fails stops the import at that line, with where and how
+// many entries were stored before it: on a full disk a 503 (worth retrying
+// once space is freed), as purges and compactions there are.
+TEST(ProxyAdminImportTest, AFullDiskIs503NamingTheLine) {
   using llmcache::testing::FaultFileSystem;
   llmcache::testing::TempDir dir;
   auto fs = std::make_shared<FaultFileSystem>();
@@ -325,16 +326,25 @@ TEST(ProxyAdminImportTest, AStoreFailureIs500NamingTheLine) {
   fs->FailWrites(FaultFileSystem::NoSpace());
   a = RunAdminImport(**cache, "\n" + ExportLine('b', "two", now, 0) + "\n",
                      log);
+  const AdminAnswer purge =
+      RunAdminPurge(**cache, *ParsePurgeSelector("all", ""), log);
+  const AdminAnswer compact = RunAdminCompact(**cache, log);
   fs->Clear();
-  ASSERT_EQ(a.status, 500) << a.body;
+  ASSERT_EQ(a.status, 503) << a.body;
   const json::value v = json::parse(a.body);
-  EXPECT_EQ(v.at("error").at("type").as_string(), "server_error");
+  EXPECT_EQ(v.at("error").at("type").as_string(), "service_unavailable");
+  EXPECT_EQ(v.at("error").at("code").to_number<int>(), 503);
   EXPECT_EQ(v.at("error").at("line").to_number<int>(), 2);
   EXPECT_EQ(v.at("error").at("imported").to_number<int>(), 0);
   EXPECT_THAT(std::string(v.at("error").at("message").as_string()),
               HasSubstr("storing the entry of line 2 failed"));
   ASSERT_FALSE(logs.empty());
   EXPECT_EQ(logs.back().first, LogLevel::kError);
+  for (const AdminAnswer& failed : {purge, compact}) {
+    EXPECT_EQ(failed.status, 503) << failed.body;
+    EXPECT_EQ(json::parse(failed.body).at("error").at("type").as_string(),
+              "service_unavailable");
+  }
 }
 
 TEST_F(ProxyAdminPurgeTest, ImportListsAtMostTwentyErrors) {

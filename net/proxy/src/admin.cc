@@ -20,6 +20,18 @@ HttpError BadRequest(std::string message) {
   return HttpError{400, "invalid_request_error", std::move(message), {}};
 }
 
+// A failed admin action: 503 while the store cannot write (a full disk, a
+// degraded store: worth retrying once it heals), else 500.
+AdminAnswer Failed(const Status& s) {
+  const bool transient = s.code() == StatusCode::kResourceExhausted ||
+                         s.code() == StatusCode::kUnavailable;
+  const int status = transient ? 503 : 500;
+  return {status,
+          proxy_util::ErrorJson(
+              status, transient ? "service_unavailable" : "server_error",
+              s.ToString())};
+}
+
 }  // namespace
 
 AdminAction ValidateAdminRequest(const AdminRequest& request,
@@ -97,8 +109,7 @@ AdminAnswer RunAdminPurge(Cache& cache, const PurgeSelector& sel,
   if (!removed.ok()) {
     log(LogLevel::kError,
         "admin " + sel.name + " failed: " + removed.status().ToString());
-    return {500, proxy_util::ErrorJson(500, "server_error",
-                                       removed.status().ToString())};
+    return Failed(removed.status());
   }
   json::object out;
   if (sel.kind == PurgeKind::kAll || sel.kind == PurgeKind::kExpired) {
@@ -131,7 +142,7 @@ AdminAnswer RunAdminCompact(Cache& cache, const LogSink& log) {
   Status s = cache.Compact();
   if (!s.ok()) {
     log(LogLevel::kError, "admin compact failed: " + s.ToString());
-    return {500, proxy_util::ErrorJson(500, "server_error", s.ToString())};
+    return Failed(s);
   }
   const int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                          std::chrono::steady_clock::now() - start)
@@ -192,13 +203,15 @@ AdminAnswer RunAdminImport(Cache& cache, std::string_view body,
                                " entries before it stored): " + s.ToString();
       log(LogLevel::kError, "admin import: " + what);
       // ErrorJson's members, and where it stopped.
+      const AdminAnswer failed = Failed(s);
       json::object failure{{"message", what},
-                           {"type", "server_error"},
-                           {"code", 500},
+                           {"type", failed.status == 503 ? "service_unavailable"
+                                                         : "server_error"},
+                           {"code", failed.status},
                            {"line", line_no},
                            {"imported", imported}};
-      return {500, json_util::Serialize(
-                       json::object{{"error", std::move(failure)}})};
+      return {failed.status, json_util::Serialize(
+                                 json::object{{"error", std::move(failure)}})};
     }
     ++imported;
   }

@@ -62,9 +62,10 @@ struct AdminAnswer {
 
 // Purges what `selector` names from `cache`. 200 with
 // {"<selector name>": <value, or true for all/expired>,
-//  ["older_than_seconds": N,] "removed": N}, or 500 server_error when the
-// store fails. Logs the outcome to `log` (kInfo, or kError on failure).
-// With a shared tier, a model or whole-cache flush also bumps its
+//  ["older_than_seconds": N,] "removed": N}; when the store fails, 503
+// service_unavailable while it cannot write (a full disk, a degraded
+// store), else 500 server_error. Logs the outcome to `log` (kInfo, or kError on
+// failure). With a shared tier, a model or whole-cache flush also bumps its
 // generation there, first (every instance then misses the old entries), and
 // a key purge deletes the key there too (other instances may keep a local
 // copy until its TTL); the answer gains "shared":
@@ -75,7 +76,7 @@ struct AdminAnswer {
 AdminAnswer RunAdminPurge(Cache& cache, const PurgeSelector& selector,
                           const LogSink& log, SharedTier* shared = nullptr);
 
-// Compacts `cache`: 200 {"compacted":true,"ms":N}, or 500 server_error.
+// Compacts `cache`: 200 {"compacted":true,"ms":N}, or 503/500 as a purge.
 AdminAnswer RunAdminCompact(Cache& cache, const LogSink& log);
 
 // Stores the entries of `body`, lines in the layout `llmcache export` writes
@@ -85,7 +86,8 @@ AdminAnswer RunAdminCompact(Cache& cache, const LogSink& log);
 // expired is skipped, a malformed line is skipped and reported. 200 with
 // {"lines":N,"imported":N,"expired":N,"malformed":N,"errors":[{"line":L,
 // "error":"..."}, ... at most 20],"ms":N}. A store failure stops the import:
-// 500 server_error naming the line, with the entries before it stored (the
+// 500 server_error (503 as a purge) naming the line, with the entries
+// before it stored (the
 // error object also has "line" and "imported", as numbers). The
 // entries go to the local tiers only: a shared tier is filled as requests
 // are served.
