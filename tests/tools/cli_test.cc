@@ -2071,6 +2071,15 @@ TEST_F(CliTest, WarmStoresStreamRequestsAndSendsARepeatedLineOnce) {
   EXPECT_EQ((*fake)->completions(), 1u);
   EXPECT_EQ((*fake)->messages(), 1u);
   EXPECT_EQ(LsKeys(db_).size(), 2u);
+  // Again: the repeat is still a duplicate, the rest already cached.
+  r = Llmcache(
+      {"warm", "--db", db_, "--upstream", (*fake)->base_url(), file, "--json"},
+      "", env);
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  o = ParseObject(r.out);
+  EXPECT_EQ(o["already_cached"].to_number<uint64_t>(), 2u) << r.out;
+  EXPECT_EQ(o["duplicates"].to_number<uint64_t>(), 1u) << r.out;
+  EXPECT_EQ((*fake)->completions(), 1u);
 }
 
 TEST_F(CliTest, KeyExplainsEveryEndpoint) {

@@ -325,12 +325,14 @@ int Warm(const std::string& db, const WarmArgs& args, const Io& io) {
         ++bypass_reasons[std::string(BypassReasonName(p->decision().reason))];
         continue;
       }
-      if (cached->Probe(*p, /*count=*/false)) {
-        ++already;
-        continue;
-      }
+      // A repeat first, so that a run counts it the same whether or not
+      // the line it repeats is cached.
       if (!queued.insert(p->key().digest).second) {
         ++joined;
+        continue;
+      }
+      if (cached->Probe(*p, /*count=*/false)) {
+        ++already;
         continue;
       }
       to_send.push_back(Pending{line_no, std::move(*p)});
