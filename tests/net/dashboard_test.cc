@@ -97,10 +97,17 @@ TEST(OperatorViewsOpenTest, PolicyFollowsTheOptions) {
   p = MakeAccessPolicy(o);
   ASSERT_OK(p);
   EXPECT_FALSE(p->operator_views_open);
+  EXPECT_FALSE(p->operator_views_closed_by_flag);
   o.operator_views_open = true;
   p = MakeAccessPolicy(o);
   ASSERT_OK(p);
   EXPECT_TRUE(p->operator_views_open);
+  o.host = "127.0.0.1";
+  o.operator_views_open = false;
+  p = MakeAccessPolicy(o);
+  ASSERT_OK(p);
+  EXPECT_FALSE(p->operator_views_open);
+  EXPECT_TRUE(p->operator_views_closed_by_flag);
 }
 
 TEST(OperatorViewsOpenTest, CheckOperatorView) {
@@ -116,7 +123,18 @@ TEST(OperatorViewsOpenTest, CheckOperatorView) {
   ASSERT_TRUE(e.has_value());
   EXPECT_EQ(e->status, 403);
   EXPECT_THAT(e->message, HasSubstr("--admin-token"));
-  EXPECT_THAT(e->message, HasSubstr("--open-operator-views"));
+  EXPECT_THAT(e->message, HasSubstr("listens beyond loopback"));
+  EXPECT_THAT(e->message, HasSubstr("with --open-operator-views"));
+  // Closed by the flag (on loopback, say): it says so, and does not advise
+  // opening them.
+  AccessPolicy by_flag = closed;
+  by_flag.operator_views_closed_by_flag = true;
+  e = CheckOperatorView(by_flag, "", std::nullopt);
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->status, 403);
+  EXPECT_THAT(e->message, HasSubstr("(--open-operator-views=false)"));
+  EXPECT_THAT(e->message, Not(HasSubstr("loopback")));
+  EXPECT_THAT(e->message, Not(HasSubstr("with --open-operator-views")));
 
   e = CheckOperatorView(closed, "adm", std::nullopt);
   ASSERT_TRUE(e.has_value());

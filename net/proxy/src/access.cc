@@ -260,6 +260,7 @@ Result<AccessPolicy> MakeAccessPolicy(const ProxyOptions& options) {
   p.admin_token = options.admin_token;
   p.operator_views_open =
       OperatorViewsOpen(options.host, options.operator_views_open);
+  p.operator_views_closed_by_flag = options.operator_views_open == false;
   return p;
 }
 
@@ -288,13 +289,22 @@ std::optional<HttpError> CheckOperatorView(
     const AccessPolicy& policy, std::string_view admin_token,
     std::optional<std::string_view> authorization) {
   if (policy.operator_views_open) return std::nullopt;
+  const std::string why = policy.operator_views_closed_by_flag
+                              ? "closed (--open-operator-views=false)"
+                              : "closed because this proxy listens beyond "
+                                "loopback";
   if (admin_token.empty()) {
-    return Error(403, "permission_error",
-                 "this proxy listens beyond loopback, so its operator views "
-                 "(/stats, /metrics, the dashboard's data) are closed: set "
-                 "--admin-token and send 'Authorization: Bearer <admin "
-                 "token>', or open them to everyone who can reach the proxy "
-                 "with --open-operator-views");
+    return Error(
+        403, "permission_error",
+        "this proxy's operator views (/stats, /metrics, the dashboard's data) "
+        "are " +
+            why +
+            ": set --admin-token and send 'Authorization: Bearer <admin "
+            "token>'" +
+            (policy.operator_views_closed_by_flag
+                 ? std::string()
+                 : ", or open them to everyone who can reach the proxy with "
+                   "--open-operator-views"));
   }
   const std::string_view bearer = authorization
                                       ? proxy_util::BearerToken(*authorization)
@@ -302,9 +312,9 @@ std::optional<HttpError> CheckOperatorView(
   if (!bearer.empty() && proxy_util::ConstantTimeEquals(bearer, admin_token)) {
     return std::nullopt;
   }
-  return Unauthorized(
-      "the operator views (/stats, /metrics) of a proxy listening beyond "
-      "loopback need 'Authorization: Bearer <admin token>'");
+  return Unauthorized("this proxy's operator views (/stats, /metrics) are " +
+                      why +
+                      ": they need 'Authorization: Bearer <admin token>'");
 }
 
 std::variant<HttpError, Access> CheckAccess(const AccessPolicy& policy,

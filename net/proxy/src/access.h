@@ -50,6 +50,9 @@ struct AccessPolicy {
   // Whether /stats and /metrics (every tenant's models and spend) answer
   // without the admin token: OperatorViewsOpen(host, operator_views_open).
   bool operator_views_open = true;
+  // Closed by the operator's --open-operator-views=false, not by the listen
+  // address (what the refusal says).
+  bool operator_views_closed_by_flag = false;
 };
 
 // Whether the operator views are open to anyone who may reach the proxy:
