@@ -359,6 +359,36 @@ TEST_F(SharedTierTest, OneLeaderTheOthersWaitForItsValue) {
   EXPECT_EQ(b_->Health().lease_hits, 2u);
 }
 
+// A poll that times out (a busy host: Redis itself answers, late) is no dead
+// leader: the waiter polls again and gets the leader's value, instead of
+// paying for the same answer upstream.
+TEST_F(SharedTierTest, ASlowPollKeepsWaitingForTheLeader) {
+  RedisTierOptions o = TierOptions(redis_->url());
+  o.redis.command_timeout_ms = 100;
+  // No background commands: only the polls time out (the breaker would
+  // open on five failures in a row).
+  o.stats_flush_ms = 60'000;
+  o.generation_check_ms = 60'000;
+  std::shared_ptr<RedisTier> c = MakeTier(o);
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(WaitFor([&] { return c->Health().generations_loaded; }));
+  const RequestKey key = TestKey("m/slow-poll", 7);
+  SharedTier::Lead leader = LeadSync(*a_, key);
+  ASSERT_EQ(leader.outcome, SharedTier::LeadOutcome::kLeader);
+  auto w = std::async(std::launch::async, [&] { return LeadSync(*c, key); });
+  ASSERT_TRUE(WaitFor([&] { return c->Health().lease_waits == 1; }));
+  const uint64_t timeouts = c->Health().timeouts;
+  (void)redis_->Cli({"DEBUG", "SLEEP", "0.3"});  // a poll or two time out
+  EXPECT_GT(c->Health().timeouts, timeouts);
+  a_->Put(key, MakeEntry(key, "{\"led\":true}"));
+  a_->Release(key, leader.token);
+  SharedTier::Lead l = w.get();
+  ASSERT_EQ(l.outcome, SharedTier::LeadOutcome::kHit);
+  ASSERT_NE(l.entry, nullptr);
+  EXPECT_EQ(l.entry->body, "{\"led\":true}");
+  EXPECT_EQ(c->Health().lease_hits, 1u);
+}
+
 TEST_F(SharedTierTest, ALeaderThatGivesUpSendsTheWaitersUpstreamAtOnce) {
   const RequestKey key = TestKey("m/giveup", 7);
   SharedTier::Lead leader = LeadSync(*a_, key);

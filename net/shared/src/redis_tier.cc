@@ -12,13 +12,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <condition_variable>
-#include <cstdio>
 #include <cstring>
 #include <deque>
-#include <filesystem>
-#include <fstream>
 #include <future>
-#include <iostream>
 #include <map>
 #include <mutex>
 #include <random>
@@ -266,6 +262,7 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
     std::string entry_key, lease_key;
     int64_t deadline_ms = 0;
     int64_t interval_ms = 1;
+    int slow_polls = 0;  // in a row
     std::function<void(Lead)> done;
   };
 
@@ -348,8 +345,14 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
         [self, wait](Result<Reply> r) {
           if (!r.ok() || r->is_error() || r->type != Reply::Type::kArray ||
               r->elements.size() != 2) {
+            // A slow answer (a busy host) is no dead leader: poll again.
+            if (!r.ok() && r.status().code() == StatusCode::kDeadlineExceeded &&
+                ++wait->slow_polls <= 3 && NowMs() < wait->deadline_ms) {
+              return self->SchedulePoll(wait);
+            }
             return wait->done(Lead{LeadOutcome::kGoAlone, {}, nullptr});
           }
+          wait->slow_polls = 0;
           const Reply& value = r->elements[0];
           const Reply& lease = r->elements[1];
           if (value.type == Reply::Type::kString) {
@@ -798,8 +801,7 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
   std::unordered_map<std::string, uint64_t> gens_;
   std::map<std::string, std::string> held_;  // lease key -> token
   std::function<void(std::string_view)> listener_;
-  // Lead waits' poll timers (mu_).
-  std::set<std::shared_ptr<asio::steady_timer>> polls_;
+  std::set<std::shared_ptr<asio::steady_timer>> polls_;  // lead waits'
   bool seeded_ = false;        // generations read from the file at start
   uint64_t epoch_ = 0;         // of gens_ (tier_format.h); 0: none known
   bool epoch_legacy_ = false;  // seeded from a file without an epoch
