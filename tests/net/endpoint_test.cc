@@ -989,7 +989,7 @@ TEST(EndpointTest, MessagesRejectsMalformedEvents) {
 TEST(EndpointTest, WhyNoAnswer) {
   auto no = [](Endpoint e, std::string_view body) {
     Result<ParsedCompletion> p = ParseEndpointResponse(e, body);
-    return WhyNoAnswer(e, body, p.ok(), p.ok() ? *p : ParsedCompletion());
+    return WhyNoAnswer(e, body, p.status(), p.ok() ? *p : ParsedCompletion());
   };
   for (Endpoint e : {Endpoint::kChatCompletions, Endpoint::kEmbeddings,
                      Endpoint::kResponses, Endpoint::kMessages}) {
@@ -1001,9 +1001,19 @@ TEST(EndpointTest, WhyNoAnswer) {
     EXPECT_THAT(no(e, R"({"error":{"code":500,"message":"x"}})"), IsEmpty());
   }
   EXPECT_EQ(no(Endpoint::kChatCompletions, "{}"),
-            "neither choices nor an error");
+            "neither choices, nor an error, nor usage");
   EXPECT_EQ(no(Endpoint::kChatCompletions, R"({"choices":[]})"),
-            "neither choices nor an error");
+            "neither choices, nor an error, nor usage");
+  // Billed: passed on (a retry would pay again).
+  EXPECT_THAT(no(Endpoint::kChatCompletions,
+                 R"({"choices":[],"usage":{"prompt_tokens":3,)"
+                 R"("completion_tokens":0,"total_tokens":3}})"),
+              IsEmpty());
+  // Not refused as invalid (say, out of memory): not told.
+  EXPECT_THAT(
+      WhyNoAnswer(Endpoint::kChatCompletions, "not json",
+                  ResourceExhaustedError("out of memory"), ParsedCompletion()),
+      IsEmpty());
   EXPECT_THAT(no(Endpoint::kChatCompletions,
                  "\n\n"
                  R"({"choices":[{"message":{"content":"x"}}]})"),

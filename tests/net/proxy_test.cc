@@ -1403,6 +1403,14 @@ TEST_F(ProxyTest, RequestLinesAndExpectationsAreReadAsTheRfcsSay) {
     EXPECT_EQ(r.status, 200);
     EXPECT_EQ(r.body, R"({"status":"ok"})");
   }
+  {
+    // The version before its CRLF has come (Beast refuses it at once).
+    HttpConnection conn(port_);
+    ASSERT_TRUE(conn.WriteRaw("GET /healthz HTTP/1.2"));
+    std::this_thread::sleep_for(200ms);
+    ASSERT_TRUE(conn.WriteRaw("\r\nHost: 127.0.0.1\r\n\r\n"));
+    EXPECT_EQ(conn.Read().status, 200);
+  }
   for (const char* version : {"HTTP/2.0", "HTTP/0.9"}) {
     HttpConnection conn(port_);
     ASSERT_TRUE(conn.WriteRaw(std::string("GET /healthz ") + version +
@@ -1422,6 +1430,20 @@ TEST_F(ProxyTest, RequestLinesAndExpectationsAreReadAsTheRfcsSay) {
   HttpConnection conn(port_);
   ASSERT_TRUE(conn.WriteRaw("GET /healthz HTTP/1.0\r\nExpect: foo\r\n\r\n"));
   EXPECT_EQ(conn.Read().status, 200);
+}
+
+// Skipped empty lines do not buy a head more time: its read timeout runs
+// from the first byte of the connection, not from the last empty line.
+TEST_F(ProxyTest, EmptyLinesDoNotExtendTheReadTimeout) {
+  Restart([](ProxyOptions& o) { o.read_timeout = 1000ms; });
+  HttpConnection conn(port_);
+  ASSERT_TRUE(conn.WriteRaw("\r\n\r\n"));
+  std::this_thread::sleep_for(900ms);
+  ASSERT_TRUE(conn.WriteRaw("\r\n\r\n"));  // a new 1 s would end at 1.9 s
+  std::this_thread::sleep_for(700ms);
+  (void)conn.WriteRaw("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+  const Reply r = conn.Read();
+  EXPECT_NE(r.status, 200) << "answered after the head's read timeout";
 }
 
 TEST_F(ProxyTest, Healthz) {

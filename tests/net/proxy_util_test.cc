@@ -735,7 +735,7 @@ TEST(ProxyUtilTargetTest, OriginAndAbsoluteForms) {
 // RFC 9112 2.2 and 2.3: what Beast refuses that a server should take.
 TEST(ProxyUtilHeadRepairTest, EmptyLinesAndOtherVersions) {
   auto repair = [](std::string* head) {
-    return RepairRequestHead(head->data(), head->size());
+    return RepairRequestHead(head->data(), head->size(), true);
   };
   std::string head = "\r\n\nGET / HTTP/1.1\r\n\r\n";
   HeadRepair r = repair(&head);
@@ -746,6 +746,23 @@ TEST(ProxyUtilHeadRepairTest, EmptyLinesAndOtherVersions) {
   EXPECT_EQ(r.kind, HeadRepair::kRetry);
   EXPECT_EQ(r.skip, 0u);
   EXPECT_EQ(head, "GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n");
+  // Beast refuses the version before the CRLF has come.
+  for (const char* early : {"GET /x HTTP/1.2", "GET /x HTTP/1.2\r"}) {
+    head = early;
+    EXPECT_EQ(RepairRequestHead(head.data(), head.size(), true).kind,
+              HeadRepair::kRetry)
+        << early;
+    EXPECT_TRUE(head.starts_with("GET /x HTTP/1.1")) << early;
+  }
+  head = "GET /x HTTP/2.0";
+  EXPECT_EQ(repair(&head).kind, HeadRepair::kVersionNotSupported);
+  // A bad method: only empty lines are skipped.
+  head = "G@T / HTTP/1.2\r\n\r\n";
+  EXPECT_EQ(RepairRequestHead(head.data(), head.size(), false).kind,
+            HeadRepair::kNone);
+  EXPECT_EQ(head, "G@T / HTTP/1.2\r\n\r\n");
+  head = "\r\nG@T / HTTP/1.1\r\n\r\n";
+  EXPECT_EQ(RepairRequestHead(head.data(), head.size(), false).skip, 2u);
   head = "GET / HTTP/1.9\r\n";
   EXPECT_EQ(repair(&head).kind, HeadRepair::kRetry);
   EXPECT_EQ(head, "GET / HTTP/1.1\r\n");
@@ -757,7 +774,7 @@ TEST(ProxyUtilHeadRepairTest, EmptyLinesAndOtherVersions) {
   // Anything else stays refused, unchanged.
   for (const char* bad :
        {"G@T / HTTP/1.1\r\n\r\n", "GET / HTTP/1.2\n\n", "GET / HTTP/12\r\n",
-        "GET / HTTP/1.x\r\n", "GET / HTTP/1.2", "GET /HTTP/1.2\r\n", "",
+        "GET / HTTP/1.x\r\n", "GET / HTTP/1.2 ", "GET /HTTP/1.2\r\n", "",
         "GET / XTTP/1.2\r\n", "HTTP/1.2\r\n"}) {
     head = bad;
     EXPECT_EQ(repair(&head).kind, HeadRepair::kNone) << bad;

@@ -674,7 +674,7 @@ Result<CachedResponse> CachedClientImpl::Finish(
     if (const std::string no =
             out.status == 200 && (tally != nullptr || !p.info().stream)
                 ? WhyNoAnswer(  // (not a stream its caller reads raw)
-                      endpoint, out.body, parsed.ok(), out.parsed)
+                      endpoint, out.body, parsed.status(), out.parsed)
                 : std::string();
         !no.empty()) {
       return UnavailableError("upstream answered 200 with " + no);

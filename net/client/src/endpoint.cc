@@ -446,16 +446,21 @@ Result<ParsedCompletion> ParseEndpointResponse(Endpoint endpoint,
   }
 }
 
-std::string WhyNoAnswer(Endpoint endpoint, std::string_view body, bool parsed,
-                        const ParsedCompletion& c) {
-  if (!parsed && !json_util::IsJsonObject(body)) {
-    return "a body that is not a JSON object";
+std::string WhyNoAnswer(Endpoint endpoint, std::string_view body,
+                        const Status& parsed, const ParsedCompletion& c) {
+  try {
+    if (parsed.code() == StatusCode::kInvalidArgument &&
+        !json_util::IsJsonObject(body)) {
+      return "a body that is not a JSON object";
+    }
+    if (endpoint == Endpoint::kChatCompletions && parsed.ok() &&
+        !c.has_choices && !c.error && !c.usage) {
+      return "neither choices, nor an error, nor usage";
+    }
+    return {};
+  } catch (...) {  // out of memory: not told
+    return {};
   }
-  if (endpoint == Endpoint::kChatCompletions && parsed && !c.has_choices &&
-      !c.error) {
-    return "neither choices nor an error";
-  }
-  return {};
 }
 
 std::string WhyNotCacheable(Endpoint endpoint, int http_status,

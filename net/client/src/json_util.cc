@@ -68,7 +68,7 @@ void AppendDouble(double d, std::string* out) {
   }
   // The shortest digits that read back as `d`, "D.DDDe-XX"; then laid out
   // as ECMAScript's Number::toString does (what OpenRouter and JavaScript
-  // clients write): plain from 1e-7 up to 1e21, else "1.5e-7", "1e+21".
+  // clients write): plain from 1e-6 up to 1e21, else "1.5e-7", "1e+21".
   char buf[32];
   const std::to_chars_result r =
       std::to_chars(buf, buf + sizeof(buf), d, std::chars_format::scientific);

@@ -382,8 +382,8 @@ std::variant<HttpError, Access> CheckAccess(const AccessPolicy& policy,
                  "method '" + std::string(r.method) +
                      "' is not implemented (methods are case-sensitive)");
   }
-  if (r.expect && r.version >= 11 &&
-      !boost::beast::iequals(*r.expect, "100-continue")) {
+  if (r.expect && r.version >= 11 && !Trim(*r.expect).empty() &&
+      !boost::beast::iequals(Trim(*r.expect), "100-continue")) {
     return Error(417, "invalid_request_error",
                  "Expect: only 100-continue is supported");
   }

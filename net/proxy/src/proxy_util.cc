@@ -188,7 +188,7 @@ std::string_view RequestLineTarget(std::string_view parsed,
   return target;
 }
 
-HeadRepair RepairRequestHead(char* head, size_t n) {
+HeadRepair RepairRequestHead(char* head, size_t n, bool bad_version) {
   HeadRepair r;
   while (r.skip < n && (head[r.skip] == '\r' || head[r.skip] == '\n')) {
     ++r.skip;
@@ -197,13 +197,20 @@ HeadRepair RepairRequestHead(char* head, size_t n) {
     r.kind = HeadRepair::kRetry;
     return r;
   }
-  // The request line ends "SP HTTP/d.d CRLF".
+  if (!bad_version) return r;
+  // The request line ends "SP HTTP/d.d", then CRLF (Beast refuses a version
+  // before the CRLF has come).
   const void* lf = std::memchr(head, '\n', n);
-  if (lf == nullptr) return r;
-  const size_t len = static_cast<size_t>(static_cast<const char*>(lf) - head);
+  size_t len =
+      lf ? static_cast<size_t>(static_cast<const char*>(lf) - head) : n;
+  if (len != 0 && head[len - 1] == '\r') {
+    --len;
+  } else if (lf != nullptr) {
+    return r;  // a bare LF
+  }
   constexpr std::string_view kName = " HTTP/";
-  if (len < kName.size() + 4 || head[len - 1] != '\r') return r;
-  char* const v = head + len - 1 - 3;  // "d.d"
+  if (len < kName.size() + 3) return r;
+  char* const v = head + len - 3;  // "d.d"
   auto digit = [](char c) { return c >= '0' && c <= '9'; };
   if (std::string_view(v - kName.size(), kName.size()) != kName ||
       !digit(v[0]) || v[1] != '.' || !digit(v[2])) {
@@ -359,6 +366,19 @@ HttpError MethodNotAllowed(std::string_view allow) {
   e.message = "method not allowed; use " + std::string(allow);
   AppendHeader(&e.extra_headers, "Allow", allow);
   return e;
+}
+
+HttpError MalformedHead(const HeadRepair& fix, std::string_view why) {
+  if (fix.kind == HeadRepair::kVersionNotSupported) {
+    return {505,
+            "invalid_request_error",
+            "only HTTP/1.0 and HTTP/1.1 are served",
+            {}};
+  }
+  return {400,
+          "invalid_request_error",
+          "malformed HTTP request: " + std::string(why),
+          {}};
 }
 
 HttpError BodyTooLarge(size_t max_body_bytes) {

@@ -81,9 +81,11 @@ struct HeadRepair {
   Kind kind = kNone;
   size_t skip = 0;  // kRetry: leading bytes (empty lines) to drop first
 };
-// `head`: the bytes read so far. A later minor version in the request line
-// is rewritten in place ("HTTP/1.2" becomes "HTTP/1.1") for kRetry.
-HeadRepair RepairRequestHead(char* head, size_t n);
+// `head`: the bytes read so far. With `bad_version` (Beast's error, else
+// bad_method: only empty lines are skipped), a later minor version in the
+// request line, whose CRLF may not have come yet, is rewritten in place
+// ("HTTP/1.2" becomes "HTTP/1.1") for kRetry.
+HeadRepair RepairRequestHead(char* head, size_t n, bool bad_version);
 
 // Compares two secrets in time independent of where they differ (both are
 // hashed first, so the length does not leak either).
@@ -131,6 +133,9 @@ struct HttpError {
 
 // 405 "method not allowed; use <allow>" with an "Allow: <allow>" header.
 HttpError MethodNotAllowed(std::string_view allow);
+// A head Beast refused (`why`) and `fix` could not mend: 505 for another
+// HTTP version, else 400.
+HttpError MalformedHead(const HeadRepair& fix, std::string_view why);
 // 413 and 431: a body or a head over the proxy's limits.
 HttpError BodyTooLarge(size_t max_body_bytes);
 HttpError HeadTooLarge(size_t max_header_bytes);

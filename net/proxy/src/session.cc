@@ -170,10 +170,12 @@ class SessionImpl final : public Session,
     if (ec == http::error::bad_method || ec == http::error::bad_version) {
       const auto raw = buffer_.data();
       fix = proxy_util::RepairRequestHead(static_cast<char*>(raw.data()),
-                                          raw.size());
+                                          raw.size(),
+                                          ec == http::error::bad_version);
       if (fix.kind == proxy_util::HeadRepair::kRetry && head_repairs_++ < 2) {
         buffer_.consume(fix.skip);
-        return DoRead();
+        DoRead();
+        return deadline_.Restore();  // the head's own, not a new one
       }
     }
     if (ec) {
@@ -184,12 +186,7 @@ class SessionImpl final : public Session,
         return CloseNow();
       }
       BeginRequest();
-      if (fix.kind == proxy_util::HeadRepair::kVersionNotSupported) {
-        return SendError(505, "invalid_request_error",
-                         "only HTTP/1.0 and HTTP/1.1 are served", true);
-      }
-      return SendError(400, "invalid_request_error",
-                       "malformed HTTP request: " + ec.message(), true);
+      return SendError(proxy_util::MalformedHead(fix, ec.message()), true);
     }
     ++requests_read_;
     BeginRequest();

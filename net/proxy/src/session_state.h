@@ -222,7 +222,12 @@ class Deadline {
     ns_.store(proxy_util::SteadyNs() + std::chrono::nanoseconds(d).count(),
               std::memory_order_relaxed);
   }
-  void Disarm() { ns_.store(0, std::memory_order_relaxed); }
+  void Disarm() {
+    last_ns_ = ns();
+    ns_.store(0, std::memory_order_relaxed);
+  }
+  // Armed again at the time the last Disarm took away.
+  void Restore() { ns_.store(last_ns_, std::memory_order_relaxed); }
   // Steady-clock nanoseconds; 0: none.
   int64_t ns() const { return ns_.load(std::memory_order_relaxed); }
   bool Passed() const {
@@ -232,6 +237,7 @@ class Deadline {
 
  private:
   std::atomic<int64_t> ns_{0};
+  int64_t last_ns_ = 0;  // the session's own thread only
 };
 
 }  // namespace llmcache::net::proxy

@@ -89,12 +89,14 @@ Result<ParsedCompletion> ParseEndpointResponse(Endpoint endpoint,
                                                std::string_view body);
 
 // Why the body of a 200 (not streamed) is no answer at all, or "" if it is
-// one: not a JSON object (`parsed`: whether ParseEndpointResponse took it,
-// into `c`), or a chat completion with neither choices nor an error. Such a
-// body is a broken upstream's (RFC 9110 15.6.3: the proxy's 502), never
-// passed on as an answer. Other endpoints may answer with no content.
-std::string WhyNoAnswer(Endpoint endpoint, std::string_view body, bool parsed,
-                        const ParsedCompletion& c);
+// one (or cannot be told): not a JSON object (`parsed`: how
+// ParseEndpointResponse took it, into `c`), or a chat completion with
+// neither choices, nor an error, nor usage (an empty answer that was billed
+// is passed on: asking again would pay again). Such a body is a broken
+// upstream's (RFC 9110 15.6.3: the proxy's 502), never passed on as an
+// answer. Other endpoints may answer with no content. Never throws.
+std::string WhyNoAnswer(Endpoint endpoint, std::string_view body,
+                        const Status& parsed, const ParsedCompletion& c);
 
 // Why a response of `endpoint` must not be stored (empty when it may be):
 // a non-200 status or an error anywhere, always; then

@@ -58,10 +58,11 @@ inline bool IsJsonObject(std::string_view text) {
 // The JSON text of `v`, as json::serialize writes it except for numbers of
 // type double: the shortest digits that a correctly rounding parser reads
 // back as the same double, laid out as JavaScript writes numbers (plain from
-// 1e-7 up to 1e21: 0.9162871935251732, 0.0001, 0.000003; else 1e-7,
-// 1.5e+21; a whole number keeps ".0": 2.0), so that an upstream's numbers
-// keep their form; Boost.JSON 1.81 writes 9.162871935251732E-1, 1E-4 and
-// 0E0. Infinity and NaN are written as 1e99999
+// 1e-6 up to, not including, 1e21: 0.9162871935251732, 0.0001, 0.000001;
+// else 1e-7, 1.5e+21), except that a whole number keeps ".0" (2.0, -0.0,
+// where JavaScript writes 2 and 0) so that it still reads as a double: an
+// upstream's numbers keep their form. Boost.JSON 1.81 writes
+// 9.162871935251732E-1, 1E-4 and 0E0. Infinity and NaN are written as 1e99999
 // and null (1.81: "Infinity" and "NaN", which are not JSON). Recursion
 // follows the value's depth (at most kMaxJsonDepth for parsed values).
 std::string Serialize(const json::value& v);
