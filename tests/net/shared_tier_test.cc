@@ -774,7 +774,8 @@ class SharedPipelineTest : public SharedTierTest {
     if (b_) b_->Shutdown();
   }
 
-  std::shared_ptr<CachedClient> MakeClient(std::shared_ptr<RedisTier> tier) {
+  std::shared_ptr<CachedClient> MakeClient(std::shared_ptr<RedisTier> tier,
+                                           bool flush_on_drift = false) {
     CacheOptions co;  // memory only
     auto cache = Cache::Open(co);
     EXPECT_TRUE(cache.ok());
@@ -785,6 +786,7 @@ class SharedPipelineTest : public SharedTierTest {
     EXPECT_TRUE(client.ok()) << client.status();
     CachedClientOptions cco;
     cco.shared = std::move(tier);
+    cco.flush_on_model_drift = flush_on_drift;
     cco.log = [](std::string_view) {};
     return CachedClient::Create(std::shared_ptr<Cache>(std::move(*cache)),
                                 *client, cco);
@@ -816,6 +818,39 @@ class SharedPipelineTest : public SharedTierTest {
   std::unique_ptr<fake::FakeOpenRouter> fake_;
   std::shared_ptr<CachedClient> a_client_, b_client_;
 };
+
+// A model drift seen on one instance that flushes on drift flushes the model
+// in the shared tier too: neither instance answers with the old model's
+// entries any more, from its own tiers or from Redis.
+TEST_F(SharedPipelineTest, AFlushOnDriftReachesTheSharedTier) {
+  a_client_ = MakeClient(a_, /*flush_on_drift=*/true);
+  const std::string old1 = Body("m/drift", "one");
+  const std::string old2 = Body("m/drift", "two");
+  for (const std::string* body : {&old1, &old2}) {
+    auto r = Run(*a_client_, *body);
+    ASSERT_OK(r);
+    EXPECT_TRUE(r->stored);
+  }
+  ASSERT_TRUE(WaitFor([&] { return a_->Health().puts == 2; }));
+  auto hit = Run(*b_client_, old1);
+  ASSERT_OK(hit);
+  EXPECT_EQ(hit->result, CacheResult::kHit);
+  // The same model answered by a newer one: a drift, and its flush.
+  auto drifted =
+      Run(*a_client_,
+          R"({"model":"m/drift","temperature":0,"x_fake_resolved_model":)"
+          R"("m/drift-2099","messages":[{"role":"user","content":"three"}]})");
+  ASSERT_OK(drifted);
+  EXPECT_EQ(a_client_->stats().model_drifts, 1u);
+  ASSERT_TRUE(WaitFor([&] { return b_->Health().remote_flushes >= 1; }))
+      << "the other instance never heard of the flush";
+  auto b_old = Run(*b_client_, old2);
+  ASSERT_OK(b_old);
+  EXPECT_EQ(b_old->result, CacheResult::kMiss);
+  auto a_old = Run(*a_client_, old1);
+  ASSERT_OK(a_old);
+  EXPECT_EQ(a_old->result, CacheResult::kMiss);
+}
 
 TEST_F(SharedPipelineTest, AMissOnOneInstanceIsAHitOnTheOtherAndFillsIt) {
   auto miss = Run(*a_client_, Body("m/pipe", "hello"));

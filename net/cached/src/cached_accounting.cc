@@ -94,6 +94,9 @@ bool CachedClientImpl::CheckDrift(const std::string& base_model,
       previous + ")" +
       (options_.flush_on_model_drift ? "; flushing its entries" : ""));
   if (!options_.flush_on_model_drift) return false;
+  // Every instance's: the shared tier's generation too (or the old answers
+  // come back from there, and other instances keep serving them).
+  if (shared_) shared_->FlushModelLater(base_model);
   if (auto f = cache_->FlushModel(base_model); !f.ok()) {
     StoreFailure("flush on drift", f.status());
     return false;

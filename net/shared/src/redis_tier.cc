@@ -32,31 +32,18 @@ namespace asio = boost::asio;
 using Reply = RedisReply;
 
 using tier_internal::GetLe64;
+using tier_internal::kAddScript;
 using tier_internal::kAllModels;
 using tier_internal::kEpochField;
+using tier_internal::kFlushScript;
 using tier_internal::kHeaderSize;
 using tier_internal::kMagic;
+using tier_internal::kReleaseScript;
+using tier_internal::kRenewScript;
 using tier_internal::ParseU64;
 using tier_internal::PutLe64;
 using tier_internal::ReadGenerationsFile;
 using tier_internal::WriteGenerationsFile;
-
-// Releases a lease only for its holder; renews it only for its holder.
-constexpr std::string_view kReleaseScript =
-    "if redis.call('get',KEYS[1])==ARGV[1] then "
-    "return redis.call('del',KEYS[1]) end return 0";
-constexpr std::string_view kRenewScript =
-    "if redis.call('get',KEYS[1])==ARGV[1] then "
-    "return redis.call('pexpire',KEYS[1],ARGV[2]) end return 0";
-// Adds field/increment pairs to one hash (one key: one slot).
-constexpr std::string_view kAddScript =
-    "for i=1,#ARGV,2 do redis.call('hincrby',KEYS[1],ARGV[i],ARGV[i+1]) end "
-    "return 1";
-// A flush: the generations' epoch set if there is none, the model's
-// generation raised; returns the generation and the epoch it belongs to.
-constexpr std::string_view kFlushScript =
-    "redis.call('hsetnx',KEYS[1],ARGV[1],ARGV[2]) return {redis.call("
-    "'hincrby',KEYS[1],ARGV[3],1),redis.call('hget',KEYS[1],ARGV[1])}";
 
 int64_t NowMs() { return Clock::System()->NowMillis(); }
 
@@ -588,13 +575,37 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
     });
   }
 
+  // With the epoch, learned here: this instance's generations may be of an
+  // epoch it has not read yet (a Redis restarted empty).
+  std::vector<std::string> FlushCommand(std::string_view model) {
+    std::vector<std::string> argv = {"EVAL", std::string(kFlushScript), "1"};
+    argv.insert(argv.end(), {GenKey(), std::string(kEpochField), NewEpoch()});
+    argv.emplace_back(model);
+    return argv;
+  }
+
   Result<uint64_t> Flush(std::string_view model) {
-    // With the epoch, learned here: this instance's generations may be of
-    // an epoch it has not read yet (a Redis restarted empty).
-    Result<Reply> r = redis_->CommandSync(
-        {"EVAL", std::string(kFlushScript), "1", GenKey(),
-         std::string(kEpochField), NewEpoch(), std::string(model)},
-        1, options_.admin_timeout_ms);
+    return Flushed(model, redis_->CommandSync(FlushCommand(model), 1,
+                                              options_.admin_timeout_ms));
+  }
+
+  // As Flush, not waiting for Redis (an I/O thread's); failures are logged.
+  void FlushLater(std::string model) {
+    auto self = shared_from_this();
+    redis_->Command(
+        FlushCommand(model), 1, options_.admin_timeout_ms,
+        [self, model](Result<Reply> r) {
+          try {
+            Result<uint64_t> gen = self->Flushed(model, std::move(r));
+            if (!gen.ok()) self->refusals_.Write(gen.status().ToString());
+          } catch (...) {  // in the client's callback: nothing may escape
+          }
+        });
+  }
+
+  // The flush script's reply: the model's new generation, adopted here and
+  // told to the other instances.
+  Result<uint64_t> Flushed(std::string_view model, Result<Reply> r) {
     if (!r.ok()) return r.status().WithContext("shared tier flush");
     uint64_t epoch = 0;
     if (r->type != Reply::Type::kArray || r->elements.size() != 2 ||
@@ -719,13 +730,9 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
   SharedTierHealth Health() const {
     SharedTierHealth h;
     const RedisHealth r = redis_->Health();
-    h.backend = "redis";
-    h.url = r.url;
+    tier_internal::FillFromRedis(r, &h);
     // Also while commands fail with the breaker closed, or writes are refused.
-    h.available = r.connected && !r.breaker_open && !r.last_failed &&
-                  !writes_refused_.load();
-    h.cluster = r.cluster;
-    h.nodes = r.masters;
+    h.available = h.available && !writes_refused_.load();
     {
       std::lock_guard<std::mutex> lock(mu_);
       h.generations_loaded = gens_loaded_;
@@ -737,18 +744,12 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
     h.puts = puts_.load();
     h.put_errors = put_errors_.load();
     h.errors = r.failures + reply_errors_.load() + decode_errors_.load();
-    h.timeouts = r.timeouts;
-    h.rejected = r.rejected;
-    h.reconnects = r.reconnects;
-    h.moved = r.moved;
-    h.ask = r.ask;
     h.leases_taken = leases_taken_.load();
     h.lease_waits = lease_waits_.load();
     h.lease_hits = lease_hits_.load();
     h.lease_timeouts = lease_timeouts_.load();
     h.lease_released_empty = lease_released_empty_.load();
     h.remote_flushes = remote_flushes_.load();
-    h.last_error = r.last_error;
     return h;
   }
 
@@ -777,13 +778,7 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
 
   std::string NewToken() {
     std::lock_guard<std::mutex> lock(mu_);
-    static constexpr char kHex[] = "0123456789abcdef";
-    std::string t(32, '0');
-    for (size_t i = 0; i < t.size(); i += 16) {
-      uint64_t v = rng_();
-      for (size_t j = 0; j < 16; ++j) t[i + j] = kHex[(v >> (4 * j)) & 15];
-    }
-    return t;
+    return tier_internal::HexToken(rng_(), rng_());
   }
 
   RedisClient& client() { return *redis_; }
@@ -872,6 +867,11 @@ Result<uint64_t> RedisTier::FlushModel(std::string_view base_model) {
   return impl_->Flush(base_model);
 }
 Result<uint64_t> RedisTier::FlushAll() { return impl_->Flush(kAllModels); }
+void RedisTier::FlushModelLater(std::string_view base_model) {
+  if (!base_model.empty() && base_model != kAllModels) {
+    impl_->FlushLater(std::string(base_model));
+  }
+}
 Result<bool> RedisTier::PurgeKey(const Digest& digest) {
   return impl_->PurgeKey(digest);
 }

@@ -48,6 +48,30 @@ bool ParseI64(std::string_view s, int64_t* out) {
   return true;
 }
 
+void FillFromRedis(const RedisHealth& r, SharedTierHealth* h) {
+  h->backend = "redis";
+  h->url = r.url;
+  h->available = r.connected && !r.breaker_open && !r.last_failed;
+  h->cluster = r.cluster;
+  h->nodes = r.masters;
+  h->timeouts = r.timeouts;
+  h->rejected = r.rejected;
+  h->reconnects = r.reconnects;
+  h->moved = r.moved;
+  h->ask = r.ask;
+  h->last_error = r.last_error;
+}
+
+std::string HexToken(uint64_t a, uint64_t b) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string t(32, '0');
+  for (size_t j = 0; j < 16; ++j) {
+    t[j] = kHex[(a >> (4 * j)) & 15];
+    t[16 + j] = kHex[(b >> (4 * j)) & 15];
+  }
+  return t;
+}
+
 bool ReadGenerationsFile(const std::string& path,
                          std::unordered_map<std::string, uint64_t>* gens,
                          uint64_t* epoch) {

@@ -35,6 +35,30 @@ inline constexpr std::string_view kAllModels = "*";
 // new epoch is a flush it has not applied.
 inline constexpr std::string_view kEpochField = "\x01epoch";
 
+// Releases a lease only for its holder; renews it only for its holder.
+inline constexpr std::string_view kReleaseScript =
+    "if redis.call('get',KEYS[1])==ARGV[1] then "
+    "return redis.call('del',KEYS[1]) end return 0";
+inline constexpr std::string_view kRenewScript =
+    "if redis.call('get',KEYS[1])==ARGV[1] then "
+    "return redis.call('pexpire',KEYS[1],ARGV[2]) end return 0";
+// Adds field/increment pairs to one hash (one key: one slot).
+inline constexpr std::string_view kAddScript =
+    "for i=1,#ARGV,2 do redis.call('hincrby',KEYS[1],ARGV[i],ARGV[i+1]) end "
+    "return 1";
+// A flush: the generations' epoch set if there is none, the model's
+// generation raised; returns the generation and the epoch it belongs to.
+inline constexpr std::string_view kFlushScript =
+    "redis.call('hsetnx',KEYS[1],ARGV[1],ARGV[2]) return {redis.call("
+    "'hincrby',KEYS[1],ARGV[3],1),redis.call('hget',KEYS[1],ARGV[1])}";
+
+// The parts of a tier's health its Redis client knows (available: connected,
+// the breaker closed, the last command answered).
+void FillFromRedis(const RedisHealth& r, SharedTierHealth* h);
+
+// A lease token: the 32 hex digits of two random words.
+std::string HexToken(uint64_t a, uint64_t b);
+
 // The generations file of an instance: "model\tgeneration" lines, and the
 // epoch they belong to as a kEpochField line (none in files of earlier
 // versions: *epoch = 0). False when there is no file.

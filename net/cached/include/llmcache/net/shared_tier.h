@@ -102,6 +102,11 @@ class SharedTier {
   // The new generation of the model / of the whole cache.
   virtual Result<uint64_t> FlushModel(std::string_view base_model) = 0;
   virtual Result<uint64_t> FlushAll() = 0;
+  // FlushModel without blocking the caller (an I/O thread: a model drift);
+  // a failure is logged. By default FlushModel itself.
+  virtual void FlushModelLater(std::string_view base_model) {
+    (void)FlushModel(base_model);
+  }
   // True if the entry existed.
   virtual Result<bool> PurgeKey(const Digest& digest) = 0;
 

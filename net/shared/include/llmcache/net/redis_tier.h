@@ -109,6 +109,7 @@ class RedisTier final : public SharedTier {
               const Usage& saved) override;
   Result<uint64_t> FlushModel(std::string_view base_model) override;
   Result<uint64_t> FlushAll() override;
+  void FlushModelLater(std::string_view base_model) override;
   Result<bool> PurgeKey(const Digest& digest) override;
   void SetFlushListener(
       std::function<void(std::string_view base_model)> listener) override;
