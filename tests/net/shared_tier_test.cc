@@ -482,6 +482,36 @@ TEST_F(SharedTierTest, FleetStatisticsAreSummedOverInstances) {
   EXPECT_EQ(fleet->models[0].misses, 1u);
 }
 
+// Fleet counters live in Redis hashes that never expire, one per model id,
+// and a client may send any id: an instance keeps at most 256 ids of at
+// most 256 bytes apart, and counts the rest as "(other models)".
+TEST_F(SharedTierTest, FleetStatisticsKeepABoundedNumberOfModels) {
+  for (int i = 0; i < 300; ++i) {
+    a_->Record("junk/" + std::to_string(i), SharedOutcome::kMiss, {});
+  }
+  a_->Record(std::string(60'000, 'x'), SharedOutcome::kBypass, {});
+  a_->Record("junk/0", SharedOutcome::kMiss, {});  // one of the first
+  ASSERT_OK(a_->FlushStats());
+  Result<FleetStats> fleet = a_->ReadFleetStats();
+  ASSERT_OK(fleet);
+  ASSERT_EQ(fleet->models.size(), 257u);
+  uint64_t misses = 0, bypasses = 0;
+  for (const FleetModelStats& m : fleet->models) {
+    EXPECT_LE(m.model.size(), 256u);
+    misses += m.misses;
+    bypasses += m.bypasses;
+    if (m.model == "(other models)") {
+      EXPECT_EQ(m.misses, 44u);
+      EXPECT_EQ(m.bypasses, 1u);
+    } else if (m.model == "junk/0") {
+      EXPECT_EQ(m.misses, 2u);
+    }
+  }
+  EXPECT_EQ(misses, 301u);  // nothing lost
+  EXPECT_EQ(bypasses, 1u);
+  EXPECT_EQ(*redis_->Cli({"SCARD", "llmcache:models"}), "257");
+}
+
 TEST_F(SharedTierTest, PurgeByKeyDeletesTheSharedEntry) {
   const RequestKey key = TestKey("m/purge", 11);
   a_->Put(key, MakeEntry(key, "{}"));

@@ -650,11 +650,10 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
     uint64_t hits = 0, misses = 0, bypasses = 0, tokens = 0;
     int64_t cost = 0;
   };
-
   void Record(std::string_view model, SharedOutcome outcome,
               const Usage& saved) {
     std::lock_guard<std::mutex> lock(stats_mu_);
-    Pending& p = pending_[std::string(model)];
+    Pending& p = pending_[fleet_models_.Admit(model)];
     switch (outcome) {
       case SharedOutcome::kHit:
         ++p.hits;
@@ -809,8 +808,9 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
   bool flush_stop_ = false;
   std::thread flush_thread_;
 
-  std::mutex stats_mu_;
+  std::mutex stats_mu_;  // and below
   std::unordered_map<std::string, Pending> pending_;
+  tier_internal::FleetModels fleet_models_;
 
   std::atomic<uint64_t> gets_{0}, hits_{0}, misses_{0}, stale_{0},
       decode_errors_{0}, reply_errors_{0}, puts_{0}, put_errors_{0},

@@ -62,6 +62,13 @@ void FillFromRedis(const RedisHealth& r, SharedTierHealth* h) {
   h->last_error = r.last_error;
 }
 
+const std::string& FleetModels::Admit(std::string_view model) {
+  auto it = names_.find(model);
+  if (it != names_.end()) return *it;
+  if (model.size() > kMaxBytes || names_.size() >= kMax) return other_;
+  return *names_.emplace(model).first;
+}
+
 std::string HexToken(uint64_t a, uint64_t b) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string t(32, '0');

@@ -13,6 +13,7 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -55,6 +56,23 @@ inline constexpr std::string_view kFlushScript =
 // The parts of a tier's health its Redis client knows (available: connected,
 // the breaker closed, the last command answered).
 void FillFromRedis(const RedisHealth& r, SharedTierHealth* h);
+
+// The models an instance keeps fleet statistics of apart, in Redis hashes
+// that never expire: a client may send any model id (one answered with a
+// 400, a bypass), so at most kMax ids of at most kMaxBytes each; any other
+// counts as kOther. Not thread-safe (the caller's lock).
+class FleetModels {
+ public:
+  static constexpr size_t kMax = 256;
+  static constexpr size_t kMaxBytes = 256;
+  static constexpr std::string_view kOther = "(other models)";
+  // The name `model`'s counts go under.
+  const std::string& Admit(std::string_view model);
+
+ private:
+  std::set<std::string, std::less<>> names_;
+  const std::string other_{kOther};
+};
 
 // A lease token: the 32 hex digits of two random words.
 std::string HexToken(uint64_t a, uint64_t b);
