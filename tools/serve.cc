@@ -19,6 +19,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
@@ -43,15 +44,17 @@ namespace llmcache::tools {
 namespace {
 
 // CLI11's NonNegativeNumber and PositiveNumber word a refusal as "Value 0
-// not in range 0.000000 to <the largest double: 309 digits>".
+// not in range 0.000000 to <the largest double: 309 digits>", and take nan
+// and inf. At most 1e15: no count or byte size is larger, and seconds of it
+// still fit in int64 milliseconds (a byte count beyond 2^64 would wrap).
 CLI::Validator NumberAtLeast(bool allow_zero) {
   return CLI::Validator(
       [allow_zero](std::string& in) -> std::string {
         double v = 0;
-        if (!CLI::detail::lexical_cast(in, v) ||
-            !(allow_zero ? v >= 0 : v > 0)) {
+        if (!CLI::detail::lexical_cast(in, v) || !std::isfinite(v) ||
+            !(allow_zero ? v >= 0 : v > 0) || v > 1e15) {
           return std::string("want a number ") + (allow_zero ? ">= 0" : "> 0") +
-                 " (plain digits, no unit), got '" + in + "'";
+                 " and at most 1e15 (plain digits, no unit), got '" + in + "'";
         }
         return std::string();
       },
@@ -719,7 +722,7 @@ CLI::App* AddServeCommand(CLI::App& app, std::function<int()>* run) {
                   "never)")
       ->envname("LLMCACHE_STREAM_KEEPALIVE")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
   sub->add_option("--models-ttl", c->models_ttl_s,
                   "Seconds GET /models answers are kept in memory")
       ->envname("LLMCACHE_MODELS_TTL")
@@ -749,11 +752,13 @@ CLI::App* AddServeCommand(CLI::App& app, std::function<int()>* run) {
                   "Disk budget of the database: past it the oldest entries "
                   "are evicted (to 90%); 0 = unbounded")
       ->envname("LLMCACHE_MAX_DISK_BYTES")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(kNonNegative);
   sub->add_option("--memory-bytes", c->memory_bytes,
                   "Byte budget of the in-memory tier of hot entries")
       ->envname("LLMCACHE_MEMORY_BYTES")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(kNonNegative);
   sub->add_option("--redis", c->redis,
                   "Shared tier on Redis for many instances: "
                   "redis[s]://[user:password@]host:port[/db]; several "
