@@ -187,6 +187,9 @@ struct FakeOptions {
   std::optional<std::string> models_body;
   // Milliseconds before every GET /models answer.
   int models_delay_ms = 0;
+  // false: chat completions' usage has no "cost" (as OpenAI-compatible
+  // upstreams other than OpenRouter send it).
+  bool usage_cost = true;
 };
 
 class FakeOpenRouter {

@@ -622,6 +622,7 @@ Plan Responder::Success(const json::object& body, std::string_view base,
   }
   json::object usage = Usage(prompt, completion_tokens, reasoning_tokens, base,
                              /*free_of_charge=*/shape == Shape::kChoiceError);
+  if (!options_.usage_cost) usage.erase("cost");
 
   if (!stream) {
     json::array out_choices;

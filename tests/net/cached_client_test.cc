@@ -573,6 +573,43 @@ TEST_F(CachedClientTest, PromptCachingIsPricedSeparatelyFromResponseCache) {
   EXPECT_EQ(c->stats().priced_responses, 2u);
 }
 
+// An upstream whose usage has no "cost" (OpenAI-compatible, not OpenRouter):
+// the answer is priced by the upstream's model list, so what its hits save
+// is counted in dollars too (it was $0).
+TEST_F(CachedClientTest, AUsageWithoutCostIsPricedFromTheModelList) {
+  fake::FakeOptions fo;
+  fo.usage_cost = false;
+  auto f = fake::FakeOpenRouter::Start(fo);
+  ASSERT_OK(f);
+  fake_ = std::move(*f);
+  ClientOptions co;
+  co.base_url = fake_->base_url();
+  co.api_key = "k";
+  auto client = Client::Create(loop_.ioc().get_executor(), co);
+  ASSERT_OK(client);
+  std::promise<Result<PricingTable>> p;
+  FetchPricing(**client,
+               [&](Result<PricingTable> t) { p.set_value(std::move(t)); });
+  Result<PricingTable> table = p.get_future().get();
+  ASSERT_OK(table);
+  CachedClientOptions o;
+  o.pricing = std::make_shared<PricingTable>(*table);
+  auto c = Make(cache_, o);
+  const std::string body = Body("openai/gpt-4o-mini");
+  auto miss = Call(*c, body);
+  ASSERT_OK(miss);
+  ASSERT_TRUE(miss->parsed.usage);
+  EXPECT_FALSE(miss->parsed.usage->cost.has_value());
+  auto want = ComputeCost(*table, "openai/gpt-4o-mini", *miss->parsed.usage);
+  ASSERT_OK(want);
+  EXPECT_GT(want->total, 0);
+  EXPECT_EQ(miss->usage.cost_nanousd, std::llround(want->total * 1e9));
+  auto hit = Call(*c, body);
+  ASSERT_OK(hit);
+  EXPECT_EQ(hit->result, CacheResult::kHit);
+  EXPECT_EQ(hit->usage.cost_nanousd, miss->usage.cost_nanousd);
+}
+
 // ---------------------------------------------------------------------------
 // The pipeline's stages: each request is keyed once and counted once.
 

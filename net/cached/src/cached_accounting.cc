@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <mutex>
 #include <string>
 
@@ -18,7 +19,8 @@ namespace internal {
 // counters, and the engine's per-model ones (persisted).
 void CachedClientImpl::AccountPromptCache(const std::string& requested_model,
                                           const std::string& base_model,
-                                          const ParsedCompletion& c) {
+                                          const ParsedCompletion& c,
+                                          Usage* usage) {
   const CompletionUsage& u = *c.usage;
   counters_.Add(PipelineCounters::kPromptCacheReadTokens, u.cached_tokens);
   counters_.Add(PipelineCounters::kPromptCacheWriteTokens,
@@ -37,6 +39,9 @@ void CachedClientImpl::AccountPromptCache(const std::string& requested_model,
       effect = ComputePromptCacheEffect(*table, requested_model, u);
     }
     if (cost.ok()) {
+      if (usage != nullptr && !u.cost && std::isfinite(cost->total)) {
+        usage->cost_nanousd = std::llround(cost->total * 1e9);
+      }
       counters_.Add(PipelineCounters::kPricedResponses);
       counters_.AddSigned(
           PipelineCounters::kPromptCacheSavingsNanousd,

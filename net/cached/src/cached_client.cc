@@ -682,7 +682,7 @@ Result<CachedResponse> CachedClientImpl::Finish(
   }
   if (out.parsed.usage) {
     out.usage = ToEngineUsage(*out.parsed.usage);
-    AccountPromptCache(key.model, key.base_model, out.parsed);
+    AccountPromptCache(key.model, key.base_model, out.parsed, &out.usage);
   }
   // A whole stream: its last event seen ("[DONE]" for chat completions,
   // whose accumulator also needs every choice finished).

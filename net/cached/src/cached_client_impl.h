@@ -195,9 +195,12 @@ class CachedClientImpl final : public CachedClient {
     kSolo,    // a call of its own, outside any flight
   };
   void Restart(Waiter w, Again again);
+  // `usage` (may be null): given the cost by the upstream's prices when the
+  // answer's usage had none (usage.cost is OpenRouter's; other
+  // OpenAI-compatible upstreams leave it out).
   void AccountPromptCache(const std::string& requested_model,
                           const std::string& base_model,
-                          const ParsedCompletion& c);
+                          const ParsedCompletion& c, Usage* usage = nullptr);
   void RefreshPricing();
   void SchedulePricingRefresh();
   // True if it flushed the model (flush_on_model_drift).
