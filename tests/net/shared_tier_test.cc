@@ -409,14 +409,13 @@ TEST_F(SharedTierTest, ALeaderThatGivesUpSendsTheWaitersUpstreamAtOnce) {
 
 TEST_F(SharedTierTest, ADeadLeadersLeaseExpiresAndItsWaitersGoUpstream) {
   const RequestKey key = TestKey("m/dead", 8);
-  {
-    // A leader whose process goes away without releasing: its tier is shut
-    // down (no more renewals); its lease (1 s) expires.
-    auto doomed = MakeTier(TierOptions(redis_->url()));
-    ASSERT_TRUE(WaitFor([&] { return doomed->Health().generations_loaded; }));
-    ASSERT_EQ(LeadSync(*doomed, key).outcome, SharedTier::LeadOutcome::kLeader);
-    doomed->Shutdown();
-  }
+  // The lease of a leader whose process died (killed: nothing released, no
+  // more renewals); it expires after 1 s. (A tier that stops releases its
+  // leases: AStoppingLeaderReleasesItsLeases.)
+  ASSERT_TRUE(redis_
+                  ->Cli({"SET", "llmcache:l:{" + key.Hex() + "}", "dead-token",
+                         "PX", "1000"})
+                  .ok());
   const auto start = std::chrono::steady_clock::now();
   SharedTier::Lead l = LeadSync(*b_, key);
   EXPECT_EQ(l.outcome, SharedTier::LeadOutcome::kGoAlone);
@@ -438,6 +437,25 @@ TEST_F(SharedTierTest, ALiveLeadersLeaseIsRenewedBeyondItsTtl) {
   holder->Put(key, MakeEntry(key, "{\"late\":1}"));
   holder->Release(key, leader.token);
   EXPECT_EQ(w.get().outcome, SharedTier::LeadOutcome::kHit);
+}
+
+// A tier that stops while it leads (its call dropped at shutdown) releases
+// its leases: the waiters elsewhere go upstream at once, not once the lease
+// expires.
+TEST_F(SharedTierTest, AStoppingLeaderReleasesItsLeases) {
+  RedisTierOptions o = TierOptions(redis_->url());
+  o.lease_ms = 20'000;
+  auto holder = MakeTier(o);
+  ASSERT_TRUE(WaitFor([&] { return holder->Health().generations_loaded; }));
+  const RequestKey key = TestKey("m/stopping", 12);
+  ASSERT_EQ(LeadSync(*holder, key).outcome, SharedTier::LeadOutcome::kLeader);
+  auto w = std::async(std::launch::async, [&] { return LeadSync(*b_, key); });
+  ASSERT_TRUE(WaitFor([&] { return b_->Health().lease_waits == 1; }));
+  const auto start = std::chrono::steady_clock::now();
+  holder->Shutdown();
+  EXPECT_EQ(w.get().outcome, SharedTier::LeadOutcome::kGoAlone);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+  EXPECT_EQ(b_->Health().lease_released_empty, 1u);
 }
 
 TEST_F(SharedTierTest, AWaitEndsAtItsDeadline) {

@@ -96,25 +96,25 @@ class RedisTier::Impl : public std::enable_shared_from_this<Impl> {
     }
     work_.reset();
     ioc_.stop();
-    if (thread_.joinable()) {
-      if (thread_.get_id() == std::this_thread::get_id()) {
-        thread_.detach();
-      } else {
-        thread_.join();
-        AbandonWaits();
-      }
-    }
+    if (tier_internal::JoinUnlessSelf(thread_)) AbandonWaits();
     {
       std::lock_guard<std::mutex> lock(flush_mu_);
       flush_stop_ = true;
     }
     flush_cv_.notify_all();
-    if (flush_thread_.joinable()) {
-      if (flush_thread_.get_id() == std::this_thread::get_id()) {
-        flush_thread_.detach();
-      } else {
-        flush_thread_.join();
-      }
+    tier_internal::JoinUnlessSelf(flush_thread_);
+    // Leases of calls the stop dropped: released, so that other instances'
+    // waiters go upstream now, not once the lease expires.
+    std::map<std::string, std::string> held;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      held.swap(held_);
+    }
+    for (const auto& [lease, token] : held) {
+      if (!redis_) break;
+      (void)redis_->CommandSync(
+          {"EVAL", std::string(kReleaseScript), "1", lease, token}, 3,
+          options_.admin_timeout_ms);
     }
     if (redis_) redis_->Shutdown();
   }

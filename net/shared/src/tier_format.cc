@@ -69,6 +69,16 @@ const std::string& FleetModels::Admit(std::string_view model) {
   return *names_.emplace(model).first;
 }
 
+bool JoinUnlessSelf(std::thread& t) {
+  if (!t.joinable()) return false;
+  if (t.get_id() == std::this_thread::get_id()) {
+    t.detach();
+    return false;
+  }
+  t.join();
+  return true;
+}
+
 std::string HexToken(uint64_t a, uint64_t b) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string t(32, '0');

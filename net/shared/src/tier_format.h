@@ -16,6 +16,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 
 #include "llmcache/net/redis.h"
@@ -73,6 +74,9 @@ class FleetModels {
   std::set<std::string, std::less<>> names_;
   const std::string other_{kOther};
 };
+
+// Joins `t` unless it is the calling thread (then detached); true if joined.
+bool JoinUnlessSelf(std::thread& t);
 
 // A lease token: the 32 hex digits of two random words.
 std::string HexToken(uint64_t a, uint64_t b);
