@@ -19,7 +19,6 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
-#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
@@ -44,17 +43,19 @@ namespace llmcache::tools {
 namespace {
 
 // CLI11's NonNegativeNumber and PositiveNumber word a refusal as "Value 0
-// not in range 0.000000 to <the largest double: 309 digits>", and take nan
-// and inf. At most 1e15: no count or byte size is larger, and seconds of it
-// still fit in int64 milliseconds (a byte count beyond 2^64 would wrap).
-CLI::Validator NumberAtLeast(bool allow_zero) {
+// not in range 0.000000 to <the largest double: 309 digits>", and take nan.
+// Seconds may be as large as wanted (inf: never; Ms saturates); a count or
+// a byte size (`count`) is at most 1e15 (beyond 2^64 it would wrap, and a
+// negative one wrapped to 2^64 - 1).
+CLI::Validator NumberAtLeast(bool allow_zero, bool count = false) {
   return CLI::Validator(
-      [allow_zero](std::string& in) -> std::string {
+      [allow_zero, count](std::string& in) -> std::string {
         double v = 0;
-        if (!CLI::detail::lexical_cast(in, v) || !std::isfinite(v) ||
-            !(allow_zero ? v >= 0 : v > 0) || v > 1e15) {
+        if (!CLI::detail::lexical_cast(in, v) ||
+            !(allow_zero ? v >= 0 : v > 0) || (count && !(v <= 1e15))) {
           return std::string("want a number ") + (allow_zero ? ">= 0" : "> 0") +
-                 " and at most 1e15 (plain digits, no unit), got '" + in + "'";
+                 (count ? " and at most 1e15" : "") +
+                 " (plain digits, no unit), got '" + in + "'";
         }
         return std::string();
       },
@@ -62,6 +63,8 @@ CLI::Validator NumberAtLeast(bool allow_zero) {
 }
 const CLI::Validator kNonNegative = NumberAtLeast(true);
 const CLI::Validator kPositive = NumberAtLeast(false);
+const CLI::Validator kCount = NumberAtLeast(true, true);
+const CLI::Validator kPositiveCount = NumberAtLeast(false, true);
 
 using net::LogLevel;
 
@@ -662,17 +665,17 @@ CLI::App* AddServeCommand(CLI::App& app, std::function<int()>* run) {
                   "Larger request bodies get 413")
       ->envname("LLMCACHE_MAX_BODY_BYTES")
       ->capture_default_str()
-      ->check(kPositive);
+      ->check(kPositiveCount);
   sub->add_option("--max-header-bytes", c->max_header_bytes,
                   "Larger request headers get 431")
       ->envname("LLMCACHE_MAX_HEADER_BYTES")
       ->capture_default_str()
-      ->check(kPositive);
+      ->check(kPositiveCount);
   sub->add_option("--max-connections", c->max_connections,
                   "Connections beyond this get 503 and are closed")
       ->envname("LLMCACHE_MAX_CONNECTIONS")
       ->capture_default_str()
-      ->check(kPositive);
+      ->check(kPositiveCount);
   sub->add_option("--log-level", c->log_level,
                   "error, warn, info (one line per request) or debug")
       ->envname("LLMCACHE_LOG_LEVEL")
@@ -753,12 +756,12 @@ CLI::App* AddServeCommand(CLI::App& app, std::function<int()>* run) {
                   "are evicted (to 90%); 0 = unbounded")
       ->envname("LLMCACHE_MAX_DISK_BYTES")
       ->capture_default_str()
-      ->check(kNonNegative);
+      ->check(kCount);
   sub->add_option("--memory-bytes", c->memory_bytes,
                   "Byte budget of the in-memory tier of hot entries")
       ->envname("LLMCACHE_MEMORY_BYTES")
       ->capture_default_str()
-      ->check(kNonNegative);
+      ->check(kCount);
   sub->add_option("--redis", c->redis,
                   "Shared tier on Redis for many instances: "
                   "redis[s]://[user:password@]host:port[/db]; several "

@@ -604,14 +604,11 @@ TEST_F(ServeTest, BadSettingsAreUsageErrors) {
   EXPECT_NE(f.Err().find("--max-ttl"), std::string::npos) << f.Err();
   Process g(dir_, Args({"--ttl", "0", "--max-ttl", "60"}));
   EXPECT_EQ(g.Wait(), 2) << g.Err();
-  // Seconds longer than an entry can live (9223372036854775 overflowed as
-  // milliseconds: the entries were then stored with a negative expiry, never
-  // a hit, and reported as damage; it is now over the 1e15 of any number).
+  // Seconds that overflowed as milliseconds (the entries were then stored
+  // with a negative expiry: never a hit, and reported as damage).
   for (const char* flag : {"--ttl", "--max-ttl"}) {
-    Process huge(dir_, Args({flag, "9223372036854775"}));
-    EXPECT_EQ(huge.Wait(), 2) << huge.Err();
-    Process t(dir_, Args({flag, "999999999999999"}));
-    EXPECT_EQ(t.Wait(), 2);
+    Process t(dir_, Args({flag, "9223372036854775"}));
+    EXPECT_EQ(t.Wait(), 2) << t.Err();
     EXPECT_NE(t.Err().find("longer than an entry can live"), std::string::npos)
         << t.Err();
   }
@@ -624,17 +621,17 @@ TEST_F(ServeTest, BadSettingsAreUsageErrors) {
       << h.Err();
   Process i(dir_, Args({"--ttl", "1d"}));
   EXPECT_EQ(i.Wait(), 2) << i.Err();
-  EXPECT_NE(i.Err().find("want a number >= 0 and at most 1e15 (plain "
-                         "digits, no unit), got '1d'"),
+  EXPECT_NE(i.Err().find("want a number >= 0 (plain digits, no unit), got "
+                         "'1d'"),
             std::string::npos)
       << i.Err();
   EXPECT_EQ(i.Err().find("179769"), std::string::npos) << i.Err();
-  // Not a number, infinite, negative bytes (which wrapped to 2^64 - 1) or
-  // beyond any size (a body limit that was no limit): refused, not taken.
+  // Not a number, negative bytes (which wrapped to 2^64 - 1) or beyond any
+  // size (a body limit that was no limit): refused, not taken. (Seconds may
+  // be huge: HugeDurationsMeanNever.)
   const std::pair<const char*, const char*> refused[] = {
       {"--stream-keepalive", "nan"},
-      {"--read-timeout", "inf"},
-      {"--upstream-timeout", "1e300"},
+      {"--read-timeout", "nan"},
       {"--max-disk-bytes", "-1"},
       {"--memory-bytes", "-1"},
       {"--max-body-bytes", "99999999999999999999"},
