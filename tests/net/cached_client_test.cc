@@ -94,6 +94,19 @@ class CachedClientTest : public ::testing::Test {
     return CachedClient::Create(std::move(cache), *client, std::move(o));
   }
 
+  // The fake's model list as prices, fetched as serve fetches them.
+  Result<PricingTable> FetchFakePricing() {
+    ClientOptions co;
+    co.base_url = fake_->base_url();
+    co.api_key = "k";
+    auto client = Client::Create(loop_.ioc().get_executor(), co);
+    if (!client.ok()) return client.status();
+    std::promise<Result<PricingTable>> p;
+    FetchPricing(**client,
+                 [&](Result<PricingTable> t) { p.set_value(std::move(t)); });
+    return p.get_future().get();
+  }
+
   Result<CachedResponse> Call(CachedClient& c, const std::string& body,
                               StreamHandler chunks = nullptr,
                               CachedRequest req = {}) {
@@ -519,15 +532,7 @@ TEST_F(CachedClientTest, ModelDriftIsRecordedAndCanFlush) {
 }
 
 TEST_F(CachedClientTest, PromptCachingIsPricedSeparatelyFromResponseCache) {
-  ClientOptions co;
-  co.base_url = fake_->base_url();
-  co.api_key = "k";
-  auto client = Client::Create(loop_.ioc().get_executor(), co);
-  ASSERT_OK(client);
-  std::promise<Result<PricingTable>> p;
-  FetchPricing(**client,
-               [&](Result<PricingTable> t) { p.set_value(std::move(t)); });
-  Result<PricingTable> table = p.get_future().get();
+  Result<PricingTable> table = FetchFakePricing();
   ASSERT_OK(table);
   ASSERT_NE(table->Find("anthropic/claude-sonnet-4.5"), nullptr);
 
@@ -582,15 +587,7 @@ TEST_F(CachedClientTest, AUsageWithoutCostIsPricedFromTheModelList) {
   auto f = fake::FakeOpenRouter::Start(fo);
   ASSERT_OK(f);
   fake_ = std::move(*f);
-  ClientOptions co;
-  co.base_url = fake_->base_url();
-  co.api_key = "k";
-  auto client = Client::Create(loop_.ioc().get_executor(), co);
-  ASSERT_OK(client);
-  std::promise<Result<PricingTable>> p;
-  FetchPricing(**client,
-               [&](Result<PricingTable> t) { p.set_value(std::move(t)); });
-  Result<PricingTable> table = p.get_future().get();
+  Result<PricingTable> table = FetchFakePricing();
   ASSERT_OK(table);
   CachedClientOptions o;
   o.pricing = std::make_shared<PricingTable>(*table);

@@ -116,6 +116,21 @@ uint64_t StatsEntries(const std::string& db) {
   return StatsField(db, "entries");
 }
 
+// Runs `argv` and kills it with SIGKILL after `delay` (its output in files
+// under `dir`); its exit code (128 + SIGKILL, or 0 if it ended first).
+int RunAndKill(const std::vector<std::string>& argv,
+               std::chrono::steady_clock::duration delay,
+               const std::string& dir) {
+  BackgroundOptions bo;
+  bo.drop_env_prefixes = testing::kLlmcacheEnvironment;
+  bo.stdout_path = dir + "/out";
+  bo.stderr_path = dir + "/err";
+  BackgroundProcess run(argv, bo);
+  std::this_thread::sleep_for(delay);
+  run.Signal(SIGKILL);
+  return run.Wait();
+}
+
 // Directories a bulk load works in, left in `db`.
 int LoaderDirectories(const std::string& db) {
   int n = 0;
@@ -168,17 +183,8 @@ TEST(ImportKillTest, AKilledImportKeepsAPrefixOfTheLines) {
     const std::string db = dir.path() + "/db" + std::to_string(round);
     const auto delay = round < kRounds ? full * (round + 1) / (kRounds + 1)
                                        : too_early + (too_late - too_early) / 2;
-    {
-      BackgroundOptions bo;
-      bo.drop_env_prefixes = testing::kLlmcacheEnvironment;
-      bo.stdout_path = dir.path() + "/out";
-      bo.stderr_path = dir.path() + "/err";
-      BackgroundProcess run(import_args(db), bo);
-      std::this_thread::sleep_for(delay);
-      run.Signal(SIGKILL);
-      const int code = run.Wait();
-      ASSERT_TRUE(code == 128 + SIGKILL || code == 0) << code;
-    }
+    const int code = RunAndKill(import_args(db), delay, dir.path());
+    ASSERT_TRUE(code == 128 + SIGKILL || code == 0) << code;
     if (!std::filesystem::exists(db + "/CURRENT")) {
       // Killed before the database was created: none to read, and the
       // import makes it.
@@ -261,17 +267,8 @@ TEST(ImportKillTest, AKilledAgePurgeKeepsItsCount) {
     fill(db);
     const auto delay = round < 3 ? full * (round + 1) / 4
                                  : too_early + (too_late - too_early) / 2;
-    {
-      BackgroundOptions bo;
-      bo.drop_env_prefixes = testing::kLlmcacheEnvironment;
-      bo.stdout_path = dir.path() + "/out";
-      bo.stderr_path = dir.path() + "/err";
-      BackgroundProcess run(purge_args(db), bo);
-      std::this_thread::sleep_for(delay);
-      run.Signal(SIGKILL);
-      const int code = run.Wait();
-      ASSERT_TRUE(code == 128 + SIGKILL || code == 0) << code;
-    }
+    const int code = RunAndKill(purge_args(db), delay, dir.path());
+    ASSERT_TRUE(code == 128 + SIGKILL || code == 0) << code;
     const uint64_t left = StatsEntries(db);
     EXPECT_EQ(StatsField(db, "purged"), kLines - left);
     EXPECT_EQ(ListedKeys(db).size(), left);
