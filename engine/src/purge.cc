@@ -111,6 +111,13 @@ Result<PurgeSelector> ParsePurgeSelector(std::string_view name,
   if (name == "expired") return flag(PurgeKind::kExpired);
   if (name == "model") {
     LLMCACHE_RETURN_IF_ERROR(needs_value());
+    // Not a pattern: "*" names no model (and is the shared tier's word for
+    // all of them).
+    if (value == "*") {
+      return InvalidArgumentError(
+          "model '*' is not a model id (no patterns); all=1 flushes every "
+          "model");
+    }
     s.kind = PurgeKind::kModel;
     return s;
   }

@@ -12,6 +12,7 @@
 namespace llmcache {
 namespace {
 
+using ::llmcache::testing::StatusIs;
 using ::llmcache::testing::TestKey;
 using ::testing::HasSubstr;
 
@@ -50,6 +51,8 @@ TEST(PurgeSelectorTest, ParsesEveryKind) {
   ASSERT_OK(key);
   EXPECT_EQ(key->digest, k.digest);
   EXPECT_THAT(key->Describe(), HasSubstr(k.Hex()));
+  EXPECT_THAT(ParsePurgeSelector("model", "*"),
+              StatusIs(StatusCode::kInvalidArgument, "all=1"));
 }
 
 // A model's family holds its :variants too; the description, which purge

@@ -138,16 +138,23 @@ TEST(ProxyAdminValidateTest, PurgeTakesEverySelector) {
 }
 
 TEST(ProxyAdminValidateTest, BadSelectorValuesAre400WithTheParserMessage) {
-  for (std::string_view q : {"older_than=soon", "older_than=999999999999d",
-                             "older_than=30", "key=abc", "model=", "nope=1"}) {
+  for (std::string_view q :
+       {"older_than=soon", "older_than=999999999999d", "older_than=30",
+        "key=abc", "model=", "nope=1", "model=*", "model=%2A"}) {
     const HttpError e = ErrorOf(Validate("purge", q));
     EXPECT_EQ(e.status, 400) << q;
     EXPECT_EQ(e.type, "invalid_request_error") << q;
     const std::string_view name = q.substr(0, q.find('='));
     const std::string_view value = q.substr(q.find('=') + 1);
-    EXPECT_EQ(e.message, ParsePurgeSelector(name, value).status().message())
+    EXPECT_EQ(e.message, ParsePurgeSelector(name, value == "%2A" ? "*" : value)
+                             .status()
+                             .message())
         << q;
   }
+  // "*" is no pattern (a flush of it answered 503 after a local purge).
+  const HttpError star = ErrorOf(Validate("flush", "model=*"));
+  EXPECT_EQ(star.status, 400);
+  EXPECT_THAT(star.message, HasSubstr("all=1"));
 }
 
 // ------------------------------------------------------------ RunAdminPurge
@@ -194,6 +201,40 @@ TEST_F(ProxyAdminPurgeTest, LogsTheOutcomeAtInfo) {
   ASSERT_EQ(logs_.size(), 1u);
   EXPECT_EQ(logs_[0].first, LogLevel::kInfo);
   EXPECT_EQ(logs_[0].second, "admin model: removed 0 entries");
+}
+
+// A shared tier whose flushes fail: by a timeout (the flush may still run
+// when Redis answers) or because Redis is unreachable (it will not).
+class FailingFlushTier final : public SharedTier {
+ public:
+  void Get(const RequestKey&, GetCallback) override {}
+  void Put(const RequestKey&, std::shared_ptr<const Entry>) override {}
+  void AcquireLead(const RequestKey&, std::function<void(Lead)>) override {}
+  void Release(const RequestKey&, const std::string&) override {}
+  void Record(std::string_view, SharedOutcome, const Usage&) override {}
+  Result<uint64_t> FlushModel(std::string_view) override {
+    return DeadlineExceededError("redis command timed out after 2000 ms");
+  }
+  Result<uint64_t> FlushAll() override {
+    return UnavailableError("redis 127.0.0.1:1: connection refused");
+  }
+  Result<bool> PurgeKey(const Digest&) override { return false; }
+  void SetFlushListener(std::function<void(std::string_view)>) override {}
+  SharedTierHealth Health() const override { return {}; }
+};
+
+TEST_F(ProxyAdminPurgeTest, ASharedFlushThatTimedOutMayStillBeApplied) {
+  FailingFlushTier tier;
+  const auto noop = [](LogLevel, std::string_view) {};
+  AdminAnswer a =
+      RunAdminPurge(*cache_, *ParsePurgeSelector("model", "m/a"), noop, &tier);
+  EXPECT_EQ(a.status, 503);
+  EXPECT_THAT(a.body, HasSubstr("timed out"));
+  EXPECT_THAT(a.body, HasSubstr("may still be applied"));
+  a = RunAdminPurge(*cache_, *ParsePurgeSelector("all", "1"), noop, &tier);
+  EXPECT_EQ(a.status, 503);
+  EXPECT_THAT(a.body, HasSubstr("connection refused"));
+  EXPECT_THAT(a.body, ::testing::Not(HasSubstr("may still be applied")));
 }
 
 TEST(ProxyAdminValidateTest, CompactTakesNoParameters) {

@@ -127,11 +127,17 @@ AdminAnswer RunAdminPurge(Cache& cache, const PurgeSelector& sel,
     log(LogLevel::kError, "admin " + sel.name +
                               ": local tiers purged, shared tier failed: " +
                               shared_failed.ToString());
-    return {503,
-            proxy_util::ErrorJson(
-                503, "service_unavailable",
-                "local tiers purged (removed " + std::to_string(*removed) +
-                    "); the shared tier failed: " + shared_failed.ToString())};
+    // A timed-out command may still run when Redis answers again.
+    const std::string maybe =
+        shared_failed.code() == StatusCode::kDeadlineExceeded
+            ? " (it may still be applied when Redis answers; repeating it is "
+              "safe)"
+            : "";
+    return {503, proxy_util::ErrorJson(503, "service_unavailable",
+                                       "local tiers purged (removed " +
+                                           std::to_string(*removed) +
+                                           "); the shared tier failed: " +
+                                           shared_failed.ToString() + maybe)};
   }
   if (!shared_out.empty()) out["shared"] = std::move(shared_out);
   return {200, json_util::Serialize(out)};
