@@ -15,6 +15,7 @@
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -32,6 +33,9 @@
 #include "serve.h"
 
 namespace {
+
+// Set for the verbs whose stdout is a log (serve, fake-openrouter).
+bool g_stdout_is_a_log = false;
 
 // A name `known` does not take (a misspelt --mode or --endpoint) is a usage
 // error, exit 2: exit 1 from `get` would read as "not cached".
@@ -191,7 +195,14 @@ int Main(int argc, char** argv) {
                     "Tenant scope, as the service uses it");
     sub->add_option("--api-key-env", key_args.api_key_env,
                     "Use the scope the proxy gives the API key in this "
-                    "environment variable");
+                    "environment variable")
+        ->check(CLI::Validator(
+            [](std::string& name) -> std::string {
+              const char* v = std::getenv(name.c_str());
+              if (v == nullptr || *v == '\0') return "$" + name + " is not set";
+              return std::string();
+            },
+            "VAR"));
     sub->add_option("--mode", key_args.mode,
                     "Cache mode: deterministic, always, never")
         ->capture_default_str()
@@ -463,18 +474,41 @@ int Main(int argc, char** argv) {
     return cli::Warm(db, warm_args, io);
   }
   if (serve->parsed()) {
+    g_stdout_is_a_log = true;
     for (int i = 1; i < argc; ++i) {
       const std::string_view arg = argv[i];
+      const std::string_view flag = arg.substr(0, arg.find('='));
+      std::string_view instead;
+      std::string what = std::string(flag) + " on the command line";
       if (arg.starts_with("--api-key") || arg.starts_with("--admin-token")) {
-        std::cerr << "llmcache serve: warning: " << arg.substr(0, arg.find('='))
-                  << " on the command line is visible to every local user "
-                     "(ps, /proc); prefer OPENROUTER_API_KEY / "
-                     "LLMCACHE_ADMIN_TOKEN or the config file\n";
+        instead = "OPENROUTER_API_KEY / LLMCACHE_ADMIN_TOKEN";
+      } else if (flag == "--redis-password") {
+        instead = "LLMCACHE_REDIS_PASSWORD";
+      } else if (flag == "--redis") {
+        // A password in the URL: redis://[user]:password@host.
+        const std::string_view url = arg.size() > flag.size()
+                                         ? arg.substr(flag.size() + 1)
+                                     : i + 1 < argc ? argv[i + 1]
+                                                    : "";
+        const std::string_view userinfo = url.substr(0, url.find('@'));
+        if (url.find('@') != std::string_view::npos &&
+            userinfo.find(':', userinfo.find("//") + 1) !=
+                std::string_view::npos) {
+          instead = "LLMCACHE_REDIS_URL or LLMCACHE_REDIS_PASSWORD";
+          what = "a password in --redis";
+        }
+      }
+      if (!instead.empty()) {
+        std::cerr << "llmcache serve: warning: " << what
+                  << " is visible to every local user "
+                     "(ps, /proc); prefer "
+                  << instead << " or the config file\n";
       }
     }
     return run_serve();
   }
   if (fake->parsed()) {
+    g_stdout_is_a_log = true;
     return FakeOpenRouterVerb(listen, tls, ca_out, api_key, threads, quiet);
   }
   return cli::kExitUsage;
@@ -495,7 +529,9 @@ int main(int argc, char** argv) {
   std::cout.flush();
   if (!std::cout || std::fflush(stdout) != 0 || std::ferror(stdout)) {
     const int err = errno;
-    if (rc == 0) {
+    // serve's and fake-openrouter's stdout is a log, which may be closed
+    // (its reader gone): a clean stop is still a clean stop.
+    if (rc == 0 && !g_stdout_is_a_log) {
       std::cerr << "llmcache: cannot write the output"
                 << (err != 0 ? std::string(": ") + std::strerror(err) : "")
                 << "\n";

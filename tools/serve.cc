@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -61,6 +62,21 @@ CLI::Validator NumberAtLeast(bool allow_zero, bool count = false) {
       },
       allow_zero ? "NUMBER >= 0" : "NUMBER > 0");
 }
+// CLI11 takes any number as a flag's value, so LLMCACHE_FLUSH_ON_DRIFT=2
+// would be true; a switch accepts only the words that say true or false.
+const CLI::Validator kSwitchWord(
+    [](std::string& in) -> std::string {
+      std::string v = in;
+      for (char& ch : v) {
+        ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      }
+      for (const char* word :
+           {"true", "false", "1", "0", "yes", "no", "on", "off"}) {
+        if (v == word) return std::string();
+      }
+      return "want true/false, 1/0, yes/no or on/off, got '" + in + "'";
+    },
+    "");
 const CLI::Validator kNonNegative = NumberAtLeast(true);
 const CLI::Validator kPositive = NumberAtLeast(false);
 const CLI::Validator kCount = NumberAtLeast(true, true);
@@ -590,7 +606,8 @@ CLI::App* AddServeCommand(CLI::App& app, std::function<int()>* run) {
       ->check(cli::CheckDbPath, "DIR");
   sub->add_flag("--memory", c->memory,
                 "Keep the cache in memory only (nothing on disk)")
-      ->envname("LLMCACHE_MEMORY");
+      ->envname("LLMCACHE_MEMORY")
+      ->check(kSwitchWord);
   sub->add_option("--upstream", c->upstream,
                   "Upstream base URL (/chat/completions and /models are "
                   "appended)")
@@ -609,7 +626,8 @@ CLI::App* AddServeCommand(CLI::App& app, std::function<int()>* run) {
       ->envname("OPENROUTER_API_KEY");
   sub->add_flag("--shared-cache", c->shared_cache,
                 "All API keys share one cache scope (default: one per key)")
-      ->envname("LLMCACHE_SHARED_CACHE");
+      ->envname("LLMCACHE_SHARED_CACHE")
+      ->check(kSwitchWord);
   sub->add_option("--admin-token", c->admin_token,
                   "Enables /admin/* for 'Authorization: Bearer <token>'")
       ->envname("LLMCACHE_ADMIN_TOKEN");
@@ -641,7 +659,8 @@ CLI::App* AddServeCommand(CLI::App& app, std::function<int()>* run) {
                 "even when listening beyond loopback. By default they are "
                 "open on loopback only, and elsewhere need 'Authorization: "
                 "Bearer <admin token>'; =false closes them on loopback too")
-      ->envname("LLMCACHE_OPEN_OPERATOR_VIEWS");
+      ->envname("LLMCACHE_OPEN_OPERATOR_VIEWS")
+      ->check(kSwitchWord);
   sub->add_option("--mode", c->mode,
                   "Cache policy: deterministic (temperature 0 only), always, "
                   "never")
@@ -743,7 +762,8 @@ CLI::App* AddServeCommand(CLI::App& app, std::function<int()>* run) {
   sub->add_flag("--flush-on-drift", c->flush_on_drift,
                 "Flush a model's entries when the model it resolves to "
                 "upstream changes (a drift is logged either way)")
-      ->envname("LLMCACHE_FLUSH_ON_DRIFT");
+      ->envname("LLMCACHE_FLUSH_ON_DRIFT")
+      ->check(kSwitchWord);
   sub->add_option("--pricing-refresh", c->pricing_refresh_s,
                   "Seconds between fetches of the upstream's /models prices "
                   "(prompt-cache savings in /stats and /metrics); 0 = never "

@@ -40,6 +40,19 @@ class ServeProcess : public BackgroundProcess {
         new ServeProcess(argv, Options(dir, {})));
   }
 
+  // `llmcache <args>` with its standard output sent to `path` instead
+  // (/dev/full: an output that cannot be written).
+  static std::unique_ptr<ServeProcess> WithStdoutTo(
+      const TempDir& dir, const std::string& path,
+      const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {"/bin/sh", "-c",
+                                     "exec \"$0\" \"$@\" > " + path};
+    const std::vector<std::string> llmcache = Argv(args);
+    argv.insert(argv.end(), llmcache.begin(), llmcache.end());
+    return std::unique_ptr<ServeProcess>(
+        new ServeProcess(argv, Options(dir, {})));
+  }
+
   // Waits for the "listening on http://HOST:PORT" line; the port, or 0 if
   // the process exited or did not start in time.
   uint16_t WaitListening(

@@ -692,6 +692,13 @@ TEST_F(CliTest, KeyIsStableAcrossReorderingAndChangesWithSampling) {
                                   {"TEST_KEY=sk-test-1"});
   EXPECT_THAT(by_key.out, HasSubstr(ApiKeyScope("sk-test-1")));
   EXPECT_THAT(by_key.out, Not(HasSubstr("sk-test-1")));
+  // A variable that is not set is a usage error, as a bad flag is.
+  for (const char* verb : {"key", "get"}) {
+    ProcessResult unset =
+        Llmcache({verb, a, "--api-key-env", "LLMCACHE_TEST_UNSET_KEY"});
+    EXPECT_EQ(unset.exit_code, 2) << verb << ": " << unset.err;
+    EXPECT_THAT(unset.err, HasSubstr("$LLMCACHE_TEST_UNSET_KEY is not set"));
+  }
 }
 
 TEST_F(CliTest, KeyExplainsBypasses) {

@@ -643,6 +643,16 @@ TEST_F(ServeTest, BadSettingsAreUsageErrors) {
               std::string::npos)
         << bad.Err();
   }
+  // A switch is a word that says true or false: CLI11 took any number, so
+  // LLMCACHE_FLUSH_ON_DRIFT=2 meant true.
+  Process word(dir_, Args({"--flush-on-drift=2"}));
+  EXPECT_EQ(word.Wait(), 2) << word.Err();
+  EXPECT_NE(word.Err().find("--flush-on-drift: want true/false"),
+            std::string::npos)
+      << word.Err();
+  Process env(dir_, Args({}), {{"LLMCACHE_OPEN_OPERATOR_VIEWS", "2"}});
+  EXPECT_EQ(env.Wait(), 2) << env.Err();
+  EXPECT_NE(env.Err().find("got '2'"), std::string::npos) << env.Err();
 }
 
 // A chat body whose answer the fake says came from `resolved`.
@@ -885,6 +895,51 @@ TEST_F(ServeTest, TheServeFileIsWrittenOnceItCanBe) {
   p.Signal(SIGTERM);
   EXPECT_EQ(p.Wait(), 0) << p.Err();
   EXPECT_FALSE(std::filesystem::exists(file));
+}
+
+// serve's standard output is a log: one that cannot be written (its reader
+// gone, a full disk) makes no failure of a clean stop, which exited 1.
+TEST_F(ServeTest, AnUnwritableStdoutIsNoFailureOfACleanStop) {
+  auto p = Process::WithStdoutTo(dir_, "/dev/full", Args());
+  const std::string file = dir_.Sub("db") + "/LLMCACHE-SERVE";
+  ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(file); }, 20s))
+      << p->Err();
+  p->Signal(SIGTERM);
+  EXPECT_EQ(p->Wait(), 0) << p->Err();
+  EXPECT_EQ(p->Err().find("cannot write the output"), std::string::npos)
+      << p->Err();
+}
+
+// Secrets given as flags show in ps: serve says so, and never repeats them.
+TEST_F(ServeTest, SecretsOnTheCommandLineAreWarnedAbout) {
+  Process p(dir_, Args({"--admin-token", "admin-sekrit", "--redis",
+                        "redis://:redis-sekrit@127.0.0.1:1",
+                        "--redis-password=other-sekrit"}));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return p.Err().find("--redis-password on the command line") !=
+               std::string::npos;
+      },
+      20s))
+      << p.Err();
+  p.Signal(SIGTERM);
+  p.Wait();
+  const std::string err = p.Err();
+  EXPECT_NE(err.find("--admin-token on the command line is visible"),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find("a password in --redis is visible"), std::string::npos)
+      << err;
+  EXPECT_EQ(err.find("sekrit"), std::string::npos) << err;
+  EXPECT_EQ(p.Out().find("sekrit"), std::string::npos) << p.Out();
+  // A URL without a password is no secret.
+  Process q(dir_, {"serve", "--memory", "--listen", "127.0.0.1:0", "--redis",
+                   "redis://127.0.0.1:1/0", "--upstream", fake_->base_url()});
+  ASSERT_NE(q.WaitListening(), 0) << q.Err();
+  q.Signal(SIGTERM);
+  q.Wait();
+  EXPECT_EQ(q.Err().find("is visible to every local user"), std::string::npos)
+      << q.Err();
 }
 
 // Durations too long for the timers' arithmetic (1e10 s and more, inf) mean
