@@ -526,8 +526,8 @@ int Import(const std::string& db, const std::string& input, bool as_json,
     // the line after it is read.
     if (loader) (void)loader->Finish();
     const uint64_t stored = loader ? loader->stored() : imported;
-    io.err << "llmcache import: stopped after reading line " << line_no << ": "
-           << store_error << " (the first " << stored
+    io.err << "llmcache import: storing failed (" << line_no
+           << " lines read): " << store_error << " (the first " << stored
            << " entries are stored; once the cause is mended, the same "
               "import again stores the rest)\n";
     return failed(store_error.ToString(), stored, kExitFailure);
