@@ -788,6 +788,27 @@ TEST_F(ServeTest, SigtermFinishesInFlightRequests) {
   EXPECT_EQ(Request(port, "GET", "/healthz").status, 0);
 }
 
+// A request still without its answer when the grace period ends gets a 503
+// (Retry-After: 1, which the SDKs retry), not a closed connection.
+TEST_F(ServeTest, ARequestDroppedAtTheEndOfTheGraceGetsA503) {
+  Process p(dir_, Args({"--shutdown-grace", "0.5"}));
+  const uint16_t port = p.WaitListening();
+  ASSERT_NE(port, 0) << p.Err();
+  Reply r;
+  std::thread t([&] {
+    r = Request(port, "POST", "/v1/chat/completions",
+                Body("fake/delay-8000", "late"),
+                {{"Authorization", "Bearer k"}});
+  });
+  ASSERT_TRUE(WaitFor([&] { return fake_->completions() >= 1; }));
+  p.Signal(SIGTERM);
+  t.join();
+  EXPECT_EQ(p.Wait(), 0) << p.Err();
+  EXPECT_EQ(r.status, 503) << r.body;
+  EXPECT_NE(r.body.find("shutting down"), std::string::npos) << r.body;
+  EXPECT_NE(p.Err().find("dropping 1 in-flight"), std::string::npos) << p.Err();
+}
+
 // --upstream-stream-idle cuts a stream whose upstream falls silent (it was
 // a fixed 120 s), and the access log says why; --upstream-request-timeout
 // ends an attempt that runs too long. Both are checked like the others.

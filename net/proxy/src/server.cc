@@ -11,7 +11,8 @@
 //     Without a spare, and on other errors, it goes on after 50 ms. Logged
 //     at most every 10 s (with the count of the ones not logged).
 //   - Shutdown closes idle sessions at once, waits up to the grace period
-//     for requests in flight, then closes the rest and joins every thread.
+//     for requests in flight, then closes the rest (a request whose answer
+//     has not begun gets a 503 first) and joins every thread.
 
 #include "server.h"
 
@@ -514,17 +515,15 @@ void ProxyImpl::OnAcceptError(Worker& target, boost::system::error_code ec) {
   });
 }
 
-void ProxyImpl::Reject(tcp::socket& socket) {
+void ProxyImpl::Reject(tcp::socket& socket, std::string_view type,
+                       std::string_view message) {
   boost::system::error_code ec;
   socket.non_blocking(true, ec);
-  // Reads what the client has sent already: closing a socket with unread
-  // data resets the connection, and the client could lose the answer.
   std::array<char, 4096> scratch;
   for (int i = 0; i < 16 && !ec; ++i)
     socket.read_some(asio::buffer(scratch), ec);
   ec.clear();
-  const std::string body =
-      proxy_util::ErrorJson(503, "overloaded", "too many connections");
+  const std::string body = proxy_util::ErrorJson(503, type, message);
   std::string msg;
   proxy_util::AppendResponseHead(&msg, 503, proxy_util::kJson,
                                  static_cast<int64_t>(body.size()), false,
@@ -574,7 +573,7 @@ void ProxyImpl::Shutdown(std::chrono::milliseconds grace) {
                                std::to_string(metrics_.in_flight.load()) +
                                " in-flight requests");
     }
-    for_each_session([](Session& s) { s.CloseNow(); });
+    for_each_session([](Session& s) { s.CloseAtShutdown(); });
     // Let the closes run, then stop.
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   } catch (...) {

@@ -97,6 +97,14 @@ class ProxyImpl final : public ProxyServer {
   // The GET /healthz JSON (cheap: any thread).
   std::string RenderHealthzJson();
 
+  // A 503 of `type` saying `message` (with Retry-After: 1), written without
+  // blocking after reading what the client sent (closing over unread bytes
+  // resets the connection, and the client could lose the answer); then the
+  // socket is closed.
+  static void Reject(boost::asio::ip::tcp::socket& socket,
+                     std::string_view type = "overloaded",
+                     std::string_view message = "too many connections");
+
   // For sessions.
   const ProxyOptions& options() const { return options_; }
   const AccessPolicy& access() const { return access_; }
@@ -176,8 +184,6 @@ class ProxyImpl final : public ProxyServer {
   void DoAccept();
   void OnAccept(Worker& target, boost::system::error_code ec,
                 boost::asio::ip::tcp::socket socket);
-  // Over the connection limit: a 503 written without blocking, then closed.
-  void Reject(boost::asio::ip::tcp::socket& socket);
   // accept failed with `ec`: counts and logs it (at most every 10 s); out of
   // descriptors, answers one pending connection 503 with the spare
   // descriptor's slot. Then accepts again, at once or after 50 ms.

@@ -55,12 +55,6 @@ using proxy_util::kEventStream;
 using proxy_util::kJson;
 using proxy_util::MethodNotAllowed;
 
-constexpr std::string_view kWaitingComment = ": waiting for the upstream\n\n";
-// Capacity of a connection's read buffer. Beast reads at most its free
-// capacity (512 bytes when empty and unreserved): a 2 KiB request took five
-// recvmsg calls; with it a request of up to this size takes one.
-constexpr size_t kReadBufferBytes = 8 * 1024;
-
 class SessionImpl final : public Session,
                           public std::enable_shared_from_this<SessionImpl> {
  public:
@@ -89,6 +83,15 @@ class SessionImpl final : public Session,
     if (!deadline_.Passed() || closed()) return;
     if (req_.note.empty() && phase_ == SessionPhase::kWriting) {
       req_.note = "client too slow: write timed out";
+    }
+    CloseNow();
+  }
+
+  void CloseAtShutdown() override {
+    if (!closed() && phase_ != SessionPhase::kIdle &&
+        phase_ != SessionPhase::kWriting && req_.stream == StreamState::kNone) {
+      ProxyImpl::Reject(stream_.socket(), "service_unavailable",
+                        "the proxy is shutting down; try again");
     }
     CloseNow();
   }

@@ -44,6 +44,9 @@ class Session {
   virtual void CloseIfIdle() = 0;
   // Closes the connection now, cancelling a live upstream stream.
   virtual void CloseNow() = 0;
+  // CloseNow at the end of the shutdown grace period: a request whose
+  // answer has not begun gets a 503 first, not just a closed connection.
+  virtual void CloseAtShutdown() = 0;
   // The deadline of the read or write in progress (steady-clock
   // nanoseconds; 0: none). Any thread.
   virtual int64_t deadline_ns() const = 0;

@@ -6,6 +6,7 @@
 
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http.hpp>
+#include <cstddef>
 #include <optional>
 #include <string_view>
 
@@ -13,6 +14,13 @@
 #include "metrics.h"
 
 namespace llmcache::net::proxy {
+
+inline constexpr std::string_view kWaitingComment =
+    ": waiting for the upstream\n\n";
+// Capacity of a connection's read buffer. Beast reads at most its free
+// capacity (512 bytes when empty and unreserved): a 2 KiB request took five
+// recvmsg calls; with it a request of up to this size takes one.
+inline constexpr size_t kReadBufferBytes = 8 * 1024;
 
 inline std::string_view Sv(boost::beast::string_view s) {
   return {s.data(), s.size()};
