@@ -778,6 +778,33 @@ TEST_F(ProxyTest, UpstreamHttpErrorsPassThroughAndAreNotCached) {
   EXPECT_EQ(fake_->completions(), 4u);
 }
 
+// The SDKs retry 429 and 5xx answers unless told not to (X-Should-Retry):
+// not a call the upstream may have billed (sent, then the connection reset),
+// nor an error the proxy already retried (each SDK retry would be retried
+// again: 12 upstream calls for one 429). A first-attempt 5xx the proxy did
+// not retry stays retryable.
+TEST_F(ProxyTest, ErrorsTheProxyRetriedOrThatMayBeBilledAreNotRetriedAgain) {
+  Restart([](ProxyOptions& o) {
+    o.upstream.max_attempts = 2;
+    o.upstream.initial_backoff = std::chrono::milliseconds(1);
+  });
+  const Reply retried = Chat(Body("fake/fault-429"));
+  EXPECT_EQ(retried.status, 429);
+  EXPECT_EQ(retried.header("x-should-retry"), "false");
+  EXPECT_EQ(fake_->completions(), 2u);
+  const Reply reset = Chat(Body("fake/reset"));
+  ExpectErrorShape(reset, 502, "upstream_error");
+  EXPECT_EQ(reset.header("x-should-retry"), "false") << reset.body;
+  EXPECT_NE(reset.body.find("billed"), std::string::npos) << reset.body;
+  const Reply bad = Chat(Body("fake/fault-400"));
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(bad.header("x-should-retry"), "");
+  Restart([](ProxyOptions& o) { o.upstream.max_attempts = 1; });
+  const Reply once = Chat(Body("fake/fault-500"));
+  EXPECT_EQ(once.status, 500);
+  EXPECT_EQ(once.header("x-should-retry"), "");
+}
+
 TEST_F(ProxyTest, ErrorWith200IsPassedThroughAndNotCached) {
   for (int i = 0; i < 2; ++i) {
     const Reply r = Chat(Body("fake/error-200"));

@@ -661,6 +661,7 @@ Result<CachedResponse> CachedClientImpl::Finish(
   out.key_hex = p.key_hex();
   out.status = resp.status;
   out.headers = std::move(resp.headers);
+  out.attempts = resp.attempts;
   out.streamed = resp.streamed && tally != nullptr;
   if (out.streamed) {
     // Past max_stored_stream_bytes: no body, only the usage and error the

@@ -63,6 +63,9 @@ bool IsLoopbackHost(std::string_view host) {
 // Statuses that say the upstream did not do the work (timed out reading
 // the request, rate limited, unavailable or overloaded): a POST may be sent
 // again. After 500, 502 or 524 it may have been done (and billed).
+constexpr std::string_view kSentNotRetried =
+    "not retried: the request had been sent";
+
 bool IsNotStartedStatus(int status) {
   return status == 408 || status == 429 || status == 503 || status == 529;
 }
@@ -284,9 +287,9 @@ class ClientImpl final : public Client {
         std::string context = "after " + std::to_string(attempts) +
                               (attempts == 1 ? " attempt" : " attempts");
         if (a.retryable && !resendable) {
-          context +=
-              "; not retried: the request had been sent, so the "
-              "upstream may have started (and billed) it";
+          context += "; ";
+          context += kSentNotRetried;
+          context += ", so the upstream may have started (and billed) it";
         }
         a.status = a.status.WithContext(context);
       }
@@ -722,6 +725,12 @@ class ClientImpl final : public Client {
 };
 
 }  // namespace
+
+bool RepeatingMayBill(const Status& failure) {
+  const std::string_view m = failure.message();
+  return m.find(kSentNotRetried) != std::string_view::npos ||
+         m.find(" attempts") != std::string_view::npos;
+}
 
 std::string_view Response::header(std::string_view name) const {
   for (const Header& h : headers) {

@@ -137,6 +137,11 @@ std::optional<std::string_view> AppendAnswerHeaders(std::string* out,
   if (result == CacheResult::kMiss) {
     proxy_util::AppendHeader(out, "X-Cache-Stored", c.stored ? "1" : "0");
   }
+  // An upstream error the client already retried (429, 5xx): the SDKs
+  // would retry each of those retries again.
+  if (c.status >= 400 && c.attempts > 1) {
+    proxy_util::AppendHeader(out, "X-Should-Retry", "false");
+  }
   return AppendUpstreamHeaders(out, c.headers);
 }
 

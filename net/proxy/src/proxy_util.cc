@@ -17,6 +17,7 @@
 #include <string>
 
 #include "llmcache/key.h"
+#include "llmcache/net/client.h"
 #include "llmcache/net/completion.h"
 #include "llmcache/net/endpoint.h"
 #include "llmcache/net/json_util.h"
@@ -615,15 +616,19 @@ HttpError CompletionFailure(const Status& s) {
   if (s.code() == StatusCode::kInvalidArgument) {
     return HttpError{400, "invalid_request_error", m, {}};
   }
+  // The OpenAI and Anthropic SDKs retry a 5xx unless told not to: not a
+  // call the upstream may have billed, nor one already retried here.
+  std::string no_retry = RepeatingMayBill(s) ? "X-Should-Retry: false\r\n" : "";
   if (s.code() == StatusCode::kDeadlineExceeded) {
-    return HttpError{504, "upstream_timeout", "upstream timed out: " + m, {}};
+    return HttpError{504, "upstream_timeout", "upstream timed out: " + m,
+                     std::move(no_retry)};
   }
   if (IsNotCached(s)) {
-    // RFC 9111 5.2.1.7: a 504. The OpenAI SDKs retry a 5xx unless told
-    // not to; asking again cannot help.
+    // RFC 9111 5.2.1.7: a 504; asking again cannot help.
     return HttpError{504, "not_cached", m, "X-Should-Retry: false\r\n"};
   }
-  return HttpError{502, "upstream_error", "upstream failed: " + m, {}};
+  return HttpError{502, "upstream_error", "upstream failed: " + m,
+                   std::move(no_retry)};
 }
 
 bool PeerClosed(int fd) {

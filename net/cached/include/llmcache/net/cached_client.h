@@ -250,6 +250,7 @@ struct CachedResponse {
   // CachedClientOptions::max_stored_stream_bytes).
   std::string body;
   std::vector<Header> headers;  // upstream headers (misses/bypasses)
+  int attempts = 0;  // misses/bypasses: upstream attempts (1 = no retry)
   ParsedCompletion parsed;
   Usage usage;          // hits: the stored usage (what the hit saved)
   int64_t age_ms = 0;   // hits: age of the entry

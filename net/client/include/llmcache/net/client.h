@@ -135,6 +135,12 @@ struct Response {
   std::string_view header(std::string_view name) const;
 };
 
+// Whether a failed call should not be repeated by whoever asked for it: the
+// request had been sent (the upstream may have started, and billed, it) or
+// the client already retried it. Read from the context the client adds to
+// its failures ("after N attempts; not retried: ...").
+bool RepeatingMayBill(const Status& failure);
+
 // Called with the `data` of every event of a streamed 200 response, in
 // order, never concurrently. Return false to cancel: the client stops
 // reading, closes the connection and completes with kCancelled.
