@@ -553,6 +553,35 @@ TEST_F(ProxySecurityTest, AllowedOriginGetsCorsAndItsPreflight) {
   EXPECT_EQ(fake_->completions(), 2u);
 }
 
+// A body over the limit announced by its Content-Length is refused before it
+// is read, after the access check: an allowed page reads the 413 (CORS
+// headers; it saw "Failed to fetch"), a hostile one gets its 403.
+TEST_F(ProxySecurityTest, ATooLargeBodyIsA413AnAllowedPageCanRead) {
+  Restart([](ProxyOptions& o) {
+    o.allow_origins = {"http://localhost:3000"};
+    o.max_body_bytes = 1024;
+  });
+  for (const char* origin : {"http://localhost:3000", "http://evil.example"}) {
+    HttpConnection conn(port_);
+    ASSERT_TRUE(conn.WriteRaw(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        "Origin: " +
+        std::string(origin) +
+        "\r\nAuthorization: Bearer sk-page\r\n"
+        "Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n"));
+    const Reply r = conn.Read();
+    if (std::string_view(origin) == "http://localhost:3000") {
+      ExpectError(r, 413, "request_too_large");
+      EXPECT_EQ(r.header("access-control-allow-origin"), origin);
+    } else {
+      ExpectError(r, 403, "permission_error");
+      EXPECT_FALSE(r.has_header("access-control-allow-origin"));
+    }
+    EXPECT_EQ(r.header("connection"), "close");
+  }
+  EXPECT_EQ(fake_->completions(), 0u);
+}
+
 // The issue: `Authorization: Basic ...` was treated as keyless and got the
 // server's key.
 TEST_F(ProxySecurityTest, NonBearerAuthorizationIs401AndNeverGetsTheServerKey) {

@@ -164,10 +164,11 @@ class SessionImpl final : public Session,
           {static_cast<const char*>(raw.data()), raw.size()}));
       return SendError(HeadTooLarge(srv_.options().max_header_bytes), true);
     }
-    if (ec == http::error::body_limit) {
+    if (ec == http::error::body_limit) {  // by its Content-Length
       BeginRequest();
       ReadTarget(Sv(parser_->get().target()));  // /messages: in its shape
-      return SendTooLarge();
+      if (Admit()) SendTooLarge();  // with CORS headers: a page may read it
+      return;
     }
     proxy_util::HeadRepair fix;  // empty lines first, HTTP/1.2 (RFC 9112 2)
     if (ec == http::error::bad_method || ec == http::error::bad_version) {
@@ -872,10 +873,7 @@ class SessionImpl final : public Session,
   // A 401 to answer once the request's body is read.
   std::optional<HttpError> refusal_;
 
-  // Output buffers, reused across requests.
-  std::string head_;
-  std::string extra_;
-  std::string body_;
+  std::string head_, extra_, body_;  // output buffers, reused by requests
   std::shared_ptr<const void> hold_;
 
   // A live stream's output: written one write at a time.
