@@ -463,38 +463,6 @@ TEST_F(RedisTest, DeadlineExceededThenRecovers) {
   EXPECT_FALSE(h.breaker_open);
 }
 
-// The deadline bounds the wait for Redis, not the transfer of a value that
-// is moving: megabytes take longer than 10 ms on a loaded host, and cutting
-// them off would also time out every command queued behind them.
-TEST_F(RedisTest, ALargeValueMovesPastTheDeadlineWhileBytesFlow) {
-  auto server = StartServer();
-  ASSERT_NE(server, nullptr);
-  auto client = MakeClient(Options(server->url(), /*timeout_ms=*/10));
-  ASSERT_NE(client, nullptr);
-  ASSERT_TRUE(Answers(*client));
-  std::string value(8u << 20, '\0');
-  std::mt19937_64 rng(7);
-  for (char& c : value) c = static_cast<char>('a' + rng() % 26);
-  for (int round = 0; round < 3; ++round) {
-    value[0] = static_cast<char>('A' + round);
-    ASSERT_OK(client->CommandSync({"SET", "big", value}, 1)) << round;
-    // A small command queued behind the large reply waits for it too.
-    std::promise<Result<RedisReply>> got;
-    std::promise<Result<RedisReply>> after;
-    client->Command({"GET", "big"}, 1,
-                    [&](Result<RedisReply> r) { got.set_value(std::move(r)); });
-    client->Command({"PING"}, 0, [&](Result<RedisReply> r) {
-      after.set_value(std::move(r));
-    });
-    Result<RedisReply> r = got.get_future().get();
-    ASSERT_OK(r) << round;
-    EXPECT_EQ(r->str.size(), value.size());
-    EXPECT_TRUE(r->str == value) << round;
-    ASSERT_OK(after.get_future().get()) << round;
-  }
-  EXPECT_EQ(client->Health().timeouts, 0u);
-}
-
 TEST_F(RedisTest, FailsFastWhileDownAndReconnectsByItself) {
   auto server = StartServer();
   ASSERT_NE(server, nullptr);

@@ -149,39 +149,6 @@ TEST_F(SharedTierTest, AnEntryPutByOneInstanceIsAHitOnAnother) {
   EXPECT_GE(b_->Health().hits, 1u);
 }
 
-// At the default 10 ms deadline an answer of megabytes is shared too: the
-// deadline bounds the wait for Redis, not the transfer of a value that moves
-// (redis.h). It used to time out, 0 of 3 shared, and open the breaker.
-TEST_F(SharedTierTest, AnAnswerOfMegabytesIsSharedAtTheDefaultDeadline) {
-  RedisTierOptions o = TierOptions(redis_->url());
-  o.redis.command_timeout_ms = RedisOptions().command_timeout_ms;
-  ASSERT_EQ(o.redis.command_timeout_ms, 10);
-  auto a = MakeTier(o);
-  auto b = MakeTier(o);
-  ASSERT_TRUE(a && b);
-  ASSERT_TRUE(WaitFor([&] {
-    return a->Health().generations_loaded && b->Health().generations_loaded;
-  }));
-  std::string text(6u << 20, 'x');
-  for (size_t i = 0; i < text.size(); i += 7) text[i] = ' ';
-  for (int i = 0; i < 3; ++i) {
-    const RequestKey key = TestKey("m/large", i);
-    const std::string body = R"({"answer":")" + text + R"("})";
-    a->Put(key, MakeEntry(key, body));
-    ASSERT_TRUE(WaitStored(*b, key)) << "put_errors " << a->Health().put_errors;
-    auto hit = GetSync(*b, key);
-    ASSERT_OK(hit);
-    ASSERT_NE(*hit, nullptr) << i;
-    EXPECT_TRUE((*hit)->body == body) << i;
-  }
-  EXPECT_EQ(a->Health().timeouts + b->Health().timeouts, 0u);
-  EXPECT_EQ(a->Health().put_errors, 0u);
-  EXPECT_TRUE(a->Health().available);
-  EXPECT_TRUE(b->Health().available);
-  a->Shutdown();
-  b->Shutdown();
-}
-
 TEST_F(SharedTierTest, TheRedisTtlIsTheEntrysRemainingTtl) {
   const RequestKey key = TestKey("m/ttl", 2);
   a_->Put(key, MakeEntry(key, "{}", 1500));

@@ -64,30 +64,12 @@ struct Pending {
   InternalCallback internal;  // one of ours (none: reply ignored)
   TimePoint deadline;
   TimePoint stuck_at;  // no reply by then: the connection is closed
-  int64_t timeout_ms = 0;
   bool done = false;
 };
 
 TimePoint StuckAt(TimePoint sent, int64_t timeout_ms) {
   return sent + milliseconds(std::max<int64_t>(5 * timeout_ms, 1'000));
 }
-
-// A deadline bounds the wait for Redis, not the transfer of a large value
-// that is moving: while a command's bytes are still being written, or a
-// reply's bytes are arriving, no command on the connection times out less
-// than its timeout, and at least kMovingGap, after the last progress (else
-// the megabytes of one entry, and every small command queued behind them,
-// would time out on a loaded host, where reads of one reply can be more than
-// 10 ms apart). At most kMaxTransferExtension past the original deadline.
-constexpr milliseconds kMovingGap{200};
-constexpr milliseconds kMaxTransferExtension{10'000};
-// Writes go out in pieces of this size, so that their progress is seen.
-constexpr size_t kWritePiece = 256 * 1024;
-// The socket takes a large command long before Redis has read and parsed it,
-// so a command also gets 1 ms per this many bytes queued on its connection
-// up to and including its own: 16 ms per MiB (Redis 7 on loopback on a
-// loaded two-core host: ~60 ms for a 16 MiB SET).
-constexpr size_t kBytesPerAllowanceMs = 64 * 1024;
 
 struct Link {
   explicit Link(asio::io_context& ioc)
@@ -105,9 +87,6 @@ struct Link {
   std::array<char, 16 * 1024> rbuf{};
   std::string out;      // queued while a write is in flight
   std::string writing;  // in flight
-  size_t written = 0;   // of `writing`
-  // The last progress of a transfer that spans reads or writes (above).
-  TimePoint moving_at = TimePoint::min();
   bool is_writing = false;
   bool transport_up = false;  // TCP (and TLS) established
   int handshake_left = 0;     // AUTH / SELECT replies awaited
@@ -134,10 +113,7 @@ class AsioConn final : public Conn,
   void Fail(const Status& status);
   void Push(Pending p);
   void ArmTimer(TimePoint at);
-  milliseconds QueuedAllowance() const;
   void OnTimer(const std::shared_ptr<Link>& link);
-  TimePoint DeadlineOf(const Link& link, const Pending& p) const;
-  void WritePiece(const std::shared_ptr<Link>& link);
   void OnTransportUp(const std::shared_ptr<Link>& link);
   void OnHandshakeReply(const std::shared_ptr<Link>& link, bool auth,
                         Result<RedisReply> r);
@@ -437,7 +413,6 @@ void AsioConn::Send(const OpPtr& op, bool asking) {
     Pending p;
     p.deadline = op->deadline;
     p.stuck_at = StuckAt(now, op->timeout_ms);
-    p.timeout_ms = op->timeout_ms;
     p.done = true;  // its +OK is dropped
     link_->pending.push_back(std::move(p));
   }
@@ -448,9 +423,8 @@ void AsioConn::Send(const OpPtr& op, bool asking) {
   }
   Pending p;
   p.op = op;
-  p.deadline = op->deadline + QueuedAllowance();
-  p.stuck_at = StuckAt(now, op->timeout_ms) + QueuedAllowance();
-  p.timeout_ms = op->timeout_ms;
+  p.deadline = op->deadline;
+  p.stuck_at = StuckAt(now, op->timeout_ms);
   Push(std::move(p));
 }
 
@@ -461,9 +435,8 @@ bool AsioConn::SendInternal(const std::vector<std::string>& argv,
   const TimePoint now = Clock::now();
   Pending p;
   p.internal = std::move(done);
-  p.deadline = now + milliseconds(timeout_ms) + QueuedAllowance();
-  p.stuck_at = StuckAt(now, timeout_ms) + QueuedAllowance();
-  p.timeout_ms = timeout_ms;
+  p.deadline = now + milliseconds(timeout_ms);
+  p.stuck_at = StuckAt(now, timeout_ms);
   Push(std::move(p));
   return true;
 }
@@ -483,33 +456,17 @@ void AsioConn::ArmTimer(TimePoint at) {
       });
 }
 
-milliseconds AsioConn::QueuedAllowance() const {
-  size_t queued = link_->out.size();
-  if (link_->is_writing) queued += link_->writing.size() - link_->written;
-  return milliseconds(queued / kBytesPerAllowanceMs);
-}
-
-TimePoint AsioConn::DeadlineOf(const Link& link, const Pending& p) const {
-  if (link.moving_at == TimePoint::min()) return p.deadline;
-  const TimePoint moving =
-      link.moving_at + std::max(milliseconds(p.timeout_ms), kMovingGap);
-  return std::max(p.deadline,
-                  std::min(moving, p.deadline + kMaxTransferExtension));
-}
-
 void AsioConn::OnTimer(const std::shared_ptr<Link>& link) {
   const TimePoint now = Clock::now();
   std::vector<Pending> expired;
   for (Pending& p : link->pending) {
-    if (!p.done && DeadlineOf(*link, p) <= now) {
+    if (!p.done && p.deadline <= now) {
       p.done = true;
       expired.push_back(p);
     }
   }
-  // A connection that is moving a large value is not stuck.
-  const bool stuck = !link->pending.empty() &&
-                     link->pending.front().stuck_at <= now &&
-                     DeadlineOf(*link, link->pending.front()) <= now;
+  const bool stuck =
+      !link->pending.empty() && link->pending.front().stuck_at <= now;
   for (Pending& p : expired) {
     if (p.op) {
       core_->Finish(p.op, DeadlineExceededError(
@@ -526,12 +483,9 @@ void AsioConn::OnTimer(const std::shared_ptr<Link>& link) {
     return;
   }
   TimePoint next = TimePoint::max();
-  if (!link->pending.empty()) {
-    const Pending& front = link->pending.front();
-    next = std::max(front.stuck_at, DeadlineOf(*link, front));
-  }
+  if (!link->pending.empty()) next = link->pending.front().stuck_at;
   for (const Pending& p : link->pending) {
-    if (!p.done) next = std::min(next, DeadlineOf(*link, p));
+    if (!p.done) next = std::min(next, p.deadline);
   }
   if (next != TimePoint::max()) ArmTimer(next);
 }
@@ -574,7 +528,6 @@ void AsioConn::OnRead(const std::shared_ptr<Link>& link,
     HandleReply(std::move(**next));
     if (link_ != link) return;
   }
-  if (link->reader.Partial()) link->moving_at = Clock::now();
   StartRead(link);
 }
 
@@ -611,39 +564,24 @@ void AsioConn::Flush(const std::shared_ptr<Link>& link) {
   if (!link->transport_up || link->is_writing || link->out.empty()) return;
   link->is_writing = true;
   link->writing.clear();
-  link->written = 0;
   std::swap(link->out, link->writing);
-  WritePiece(link);
-}
-
-void AsioConn::WritePiece(const std::shared_ptr<Link>& link) {
   auto handler = [self = shared_from_this(), link](
-                     const boost::system::error_code& ec, size_t n) {
+                     const boost::system::error_code& ec, size_t) {
     if (self->link_ != link) return;
+    link->is_writing = false;
     if (ec) {
-      link->is_writing = false;
       self->Fail(UnavailableError("redis " + NodeKey(self->node_) +
                                   ": write failed: " + ec.message()));
       return;
     }
-    link->written += n;
-    if (link->written < link->writing.size()) {
-      link->moving_at = Clock::now();
-      self->WritePiece(link);
-      return;
-    }
-    // Redis parses a large command after its last piece: time from here.
-    if (link->writing.size() > kWritePiece) link->moving_at = Clock::now();
-    link->is_writing = false;
     self->Flush(link);
   };
-  const auto piece =
-      asio::buffer(link->writing.data() + link->written,
-                   std::min(kWritePiece, link->writing.size() - link->written));
   if (link->tls) {
-    asio::async_write(*link->tls, piece, std::move(handler));
+    asio::async_write(*link->tls, asio::buffer(link->writing),
+                      std::move(handler));
   } else {
-    asio::async_write(*link->plain, piece, std::move(handler));
+    asio::async_write(*link->plain, asio::buffer(link->writing),
+                      std::move(handler));
   }
 }
 

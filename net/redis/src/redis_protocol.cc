@@ -72,12 +72,6 @@ ReplyReader::~ReplyReader() {
   if (reader_ != nullptr) redisReaderFree(reader_);
 }
 
-bool ReplyReader::Partial() const {
-  // ridx >= 0: an array whose elements so far ended at a read boundary.
-  return reader_ != nullptr &&
-         (reader_->len > reader_->pos || reader_->ridx >= 0);
-}
-
 Status ReplyReader::Feed(std::string_view bytes) {
   if (reader_ == nullptr) return ResourceExhaustedError("no redis reader");
   if (redisReaderFeed(reader_, bytes.data(), bytes.size()) != REDIS_OK) {

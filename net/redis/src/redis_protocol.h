@@ -34,9 +34,6 @@ class ReplyReader {
   // The next complete reply, nullopt when more bytes are needed, or an error
   // for a protocol violation (the stream is then unusable).
   Result<std::optional<RedisReply>> Next();
-  // Whether bytes of a reply not yet complete are buffered: a large reply is
-  // still arriving.
-  bool Partial() const;
 
  private:
   redisReader* reader_;

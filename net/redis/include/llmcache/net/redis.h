@@ -15,12 +15,6 @@
 //   - Every command has a deadline (RedisOptions::command_timeout_ms from
 //     the call): after it, `done` gets kDeadlineExceeded and the late reply is
 //     dropped. A connection that stops answering is closed and re-opened.
-//     The deadline bounds the wait for Redis, not the transfer of a large
-//     value: a command gets 1 ms more per 64 KiB queued on its connection
-//     up to and including its own, and while a reply of several reads is
-//     arriving (or a command of several writes leaving), no command on the
-//     connection times out sooner than max(timeout, 200 ms) after the last
-//     progress, and none later than 10 s past its deadline.
 //   - Fail fast: while the node of a command is disconnected (between
 //     reconnection attempts, 50 ms doubling to 2 s) the command fails at
 //     once with kUnavailable (kUnauthenticated when the last attempt failed
