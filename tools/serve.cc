@@ -32,8 +32,10 @@
 #include <thread>
 #include <vector>
 
+#include "cli/heap.h"
 #include "cli/util.h"
 #include "llmcache/cache.h"
+#include "llmcache/cpus.h"
 #include "llmcache/net/proxy.h"
 #include "llmcache/net/redis_tier.h"
 #include "llmcache/options.h"
@@ -263,6 +265,11 @@ void ApplyConfigFile(CLI::App& sub, const std::string& path) {
 }
 
 int Run(CLI::App& sub, ServeConfig& c) {
+  // Few heap arenas, and free memory given back (the health watch below):
+  // the resident set stays nearer the budgets under churn (cli/heap.h).
+  // Busy: the workers, the upstream thread and RocksDB's background work.
+  cli::LimitHeapArenas(
+      (c.threads > 0 ? static_cast<size_t>(c.threads) : UsableCpus()) + 2);
   // Block the signals before any thread starts, so only sigwait sees them.
   // SIGHUP (the terminal or the session went away) stops gracefully too,
   // unless it is ignored (nohup): a blocked signal would still reach sigwait.
@@ -512,7 +519,10 @@ int Run(CLI::App& sub, ServeConfig& c) {
     // are both told.
     uint64_t degradations = 0, recoveries = 0;
     std::unique_lock<std::mutex> lock(health_mu);
-    do {
+    for (int second = 1;; ++second) {
+      // A trim of ~100k free chunks takes ~30 ms (and holds each arena's
+      // lock meanwhile): once a minute, when there is much to give back.
+      if (second % 60 == 0) cli::ReturnFreeHeap(64u << 20);
       const StoreHealth h = cache->Health();
       if (h.degradations != degradations) {
         degradations = h.degradations;
@@ -533,8 +543,11 @@ int Run(CLI::App& sub, ServeConfig& c) {
                         "wrote " + co.path + "/LLMCACHE-SERVE");
         }
       }
-    } while (!health_cv.wait_for(lock, std::chrono::seconds(1),
-                                 [&] { return health_stop; }));
+      if (health_cv.wait_for(lock, std::chrono::seconds(1),
+                             [&] { return health_stop; })) {
+        break;
+      }
+    }
   });
   auto stop_health_watch = [&] {
     {
