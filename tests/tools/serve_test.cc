@@ -809,6 +809,33 @@ TEST_F(ServeTest, ARequestDroppedAtTheEndOfTheGraceGetsA503) {
   EXPECT_NE(p.Err().find("dropping 1 in-flight"), std::string::npos) << p.Err();
 }
 
+// A live stream cut at the end of the grace period ends with an error event
+// (the SDKs raise it), not only a close: with its head's Connection: close a
+// close alone read as a complete answer to Node's HTTP client.
+TEST_F(ServeTest, AStreamCutAtTheEndOfTheGraceSaysSo) {
+  Process p(dir_, Args({"--shutdown-grace", "0.5"}));
+  const uint16_t port = p.WaitListening();
+  ASSERT_NE(port, 0) << p.Err();
+  ::llmcache::testing::HttpConnection conn(port);
+  ASSERT_TRUE(conn.Write(
+      "POST", "/v1/chat/completions",
+      R"({"model":"fake/slow-400","temperature":0,"stream":true,)"
+      R"("messages":[{"role":"user","content":"a long answer"}]})",
+      {{"Authorization", "Bearer k"}, {"Content-Type", "application/json"}}));
+  const Reply head = conn.ReadHead();
+  ASSERT_EQ(head.status, 200) << head.error;
+  std::string body, piece;
+  ASSERT_TRUE(conn.ReadBodyPiece(&piece)) << conn.error();
+  body += piece;
+  p.Signal(SIGTERM);
+  while (conn.ReadBodyPiece(&piece)) body += piece;
+  EXPECT_EQ(p.Wait(), 0) << p.Err();
+  EXPECT_FALSE(conn.body_complete());
+  EXPECT_NE(body.find("data: {\"error\":"), std::string::npos) << body;
+  EXPECT_NE(body.find("shutting down"), std::string::npos) << body;
+  EXPECT_EQ(body.find("[DONE]"), std::string::npos) << body;
+}
+
 // --upstream-stream-idle cuts a stream whose upstream falls silent (it was
 // a fixed 120 s), and the access log says why; --upstream-request-timeout
 // ends an attempt that runs too long. Both are checked like the others.

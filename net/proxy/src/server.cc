@@ -515,6 +515,12 @@ void ProxyImpl::OnAcceptError(Worker& target, boost::system::error_code ec) {
   });
 }
 
+void ProxyImpl::WriteNow(tcp::socket& socket, std::string_view bytes) {
+  boost::system::error_code ec;
+  socket.non_blocking(true, ec);
+  socket.write_some(asio::buffer(bytes.data(), bytes.size()), ec);
+}
+
 void ProxyImpl::Reject(tcp::socket& socket, std::string_view type,
                        std::string_view message) {
   boost::system::error_code ec;
@@ -529,8 +535,7 @@ void ProxyImpl::Reject(tcp::socket& socket, std::string_view type,
                                  static_cast<int64_t>(body.size()), false,
                                  "Retry-After: 1\r\n");
   msg += body;
-  socket.non_blocking(true, ec);
-  socket.write_some(asio::buffer(msg), ec);
+  WriteNow(socket, msg);
   socket.shutdown(tcp::socket::shutdown_send, ec);
   socket.close(ec);
 }

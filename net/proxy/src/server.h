@@ -104,6 +104,9 @@ class ProxyImpl final : public ProxyServer {
   static void Reject(boost::asio::ip::tcp::socket& socket,
                      std::string_view type = "overloaded",
                      std::string_view message = "too many connections");
+  // Writes what the socket takes of `bytes` now, without blocking.
+  static void WriteNow(boost::asio::ip::tcp::socket& socket,
+                       std::string_view bytes);
 
   // For sessions.
   const ProxyOptions& options() const { return options_; }

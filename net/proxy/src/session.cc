@@ -88,10 +88,17 @@ class SessionImpl final : public Session,
   }
 
   void CloseAtShutdown() override {
-    if (!closed() && phase_ != SessionPhase::kIdle &&
-        phase_ != SessionPhase::kWriting && req_.stream == StreamState::kNone) {
-      ProxyImpl::Reject(stream_.socket(), "service_unavailable",
-                        "the proxy is shutting down; try again");
+    constexpr std::string_view kWhy = "the proxy is shutting down";
+    const bool answering = !closed() && (phase_ == SessionPhase::kHandling ||
+                                         phase_ == SessionPhase::kReadingBody);
+    if (answering && req_.stream == StreamState::kNone) {
+      ProxyImpl::Reject(stream_.socket(), "service_unavailable", kWhy);
+    } else if (answering && req_.stream == StreamState::kOpen) {  // say so
+      AppendEvent(
+          req_.route == Route::kMessages
+              ? proxy_util::AnthropicErrorJson(503, kWhy)
+              : proxy_util::ErrorJson(503, "service_unavailable", kWhy));
+      ProxyImpl::WriteNow(stream_.socket(), pending_);
     }
     CloseNow();
   }
@@ -167,7 +174,7 @@ class SessionImpl final : public Session,
     if (ec == http::error::body_limit) {  // by its Content-Length
       BeginRequest();
       ReadTarget(Sv(parser_->get().target()));  // /messages: in its shape
-      if (Admit()) SendTooLarge();  // with CORS headers: a page may read it
+      if (Admit()) SendError(BodyTooLarge(srv_.options().max_body_bytes), true);
       return;
     }
     proxy_util::HeadRepair fix;  // empty lines first, HTTP/1.2 (RFC 9112 2)
@@ -294,7 +301,9 @@ class SessionImpl final : public Session,
   void OnBody(beast::error_code ec) {
     deadline_.Disarm();
     if (closed()) return EndRequest();
-    if (ec == http::error::body_limit) return SendTooLarge();
+    if (ec == http::error::body_limit) {
+      return SendError(BodyTooLarge(srv_.options().max_body_bytes), true);
+    }
     if (ec) {
       if (ec == beast::error::timeout || ec == http::error::end_of_stream ||
           ec == asio::error::eof || ec == asio::error::connection_reset ||
@@ -368,8 +377,7 @@ class SessionImpl final : public Session,
 
   // ------------------------------------------------------- completions
 
-  // A request to a cached endpoint (chat completions, embeddings, Responses,
-  // Messages): the same pipeline for all.
+  // A request to a cached endpoint: the same pipeline for all.
   void HandleCompletion(Endpoint endpoint) {
     req_.endpoint = endpoint;
     auto& req = parser_->get();
@@ -744,10 +752,6 @@ class SessionImpl final : public Session,
 
   // ----------------------------------------------------------- writing
 
-  void SendTooLarge() {
-    SendError(BodyTooLarge(srv_.options().max_body_bytes), /*close=*/true);
-  }
-
   void SendError(int status, std::string_view type, std::string message,
                  bool close, std::string extra = {}) {
     SendError(HttpError{status, type, std::move(message), std::move(extra)},
@@ -804,8 +808,7 @@ class SessionImpl final : public Session,
     LingerClose();
   }
 
-  // Half-closes, then drains what the client still sends for a moment, so
-  // that it reads our answer instead of a reset.
+  // Half-closes, then drains for a moment: the client reads, not a reset.
   void LingerClose() {
     if (closed()) return;
     conn_ = SocketState::kLingering;
@@ -866,8 +869,7 @@ class SessionImpl final : public Session,
   bool watching_ = false;       // a WatchPeer wait is pending
   RequestState req_;
   ScopeMemo scope_memo_;
-  // What the access check let in, and the CORS header lines of every answer
-  // to the request (empty without an allowed Origin).
+  // What the access check let in; CORS lines of its answers (or none).
   Access access_;
   std::string cors_;
   // A 401 to answer once the request's body is read.
