@@ -1121,6 +1121,7 @@ TEST_F(CliTest, ImportSkipsMalformedLinesByNumber) {
   ProcessResult none = Llmcache({"import", "--db", copy, dir_.path() + "/x"});
   EXPECT_EQ(none.exit_code, 1);
   EXPECT_THAT(none.err, HasSubstr("cannot read"));
+  EXPECT_THAT(none.err, HasSubstr("nothing is stored"));
   // With --json a failed import still says so on stdout, in JSON.
   ProcessResult none_json =
       Llmcache({"import", "--db", copy, "--json", dir_.path() + "/x"});

@@ -366,6 +366,8 @@ TEST_F(ServeTest, ImportSendsTheExportToTheProxyThatHoldsTheDatabase) {
   EXPECT_NE(direct.Err().find("llmcache import --proxy " + proxy + " FILE"),
             std::string::npos)
       << direct.Err();
+  EXPECT_NE(direct.Err().find("nothing is stored"), std::string::npos)
+      << direct.Err();
   Process no_token(dir_, {"import", "--proxy", proxy, file});
   EXPECT_EQ(no_token.Wait(), 2);
   EXPECT_NE(no_token.Err().find("$LLMCACHE_ADMIN_TOKEN"), std::string::npos)

@@ -359,8 +359,10 @@ int Import(const std::string& db, const std::string& input, bool as_json,
   };
   std::ifstream file;
   std::istream* in = OpenExportInput(input, io, &file);
-  if (in == nullptr)
+  if (in == nullptr) {
+    io.err << "llmcache import: nothing is stored\n";
     return failed("cannot read the input (see stderr)", 0, kExitFailure);
+  }
   uint64_t total_lines = 0;  // for the bar: a file is counted first
   if (in == &file && io.stderr_is_tty) {
     total_lines = static_cast<uint64_t>(
@@ -372,7 +374,10 @@ int Import(const std::string& db, const std::string& input, bool as_json,
   int rc = kExitOk;
   std::unique_ptr<Cache> cache =
       OpenForWriting(db, /*create=*/true, io, &rc, "import");
-  if (!cache) return failed("cannot open the database (see stderr)", 0, rc);
+  if (!cache) {
+    io.err << "llmcache import: nothing is stored\n";
+    return failed("cannot open the database (see stderr)", 0, rc);
+  }
   // Entries are written in sorted batches of table files, not one insert
   // each: the same stored state, many times faster.
   std::unique_ptr<BulkLoader> loader;
