@@ -490,10 +490,16 @@ int Main(int argc, char** argv) {
                                          ? arg.substr(flag.size() + 1)
                                      : i + 1 < argc ? argv[i + 1]
                                                     : "";
-        const std::string_view userinfo = url.substr(0, url.find('@'));
-        if (url.find('@') != std::string_view::npos &&
-            userinfo.find(':', userinfo.find("//") + 1) !=
-                std::string_view::npos) {
+        // [user]:password before the last '@' (redis://user:@host: none).
+        const size_t at = url.rfind('@');
+        const size_t from =
+            url.find("//") == std::string_view::npos ? 0 : url.find("//") + 2;
+        const std::string_view userinfo =
+            at == std::string_view::npos || at < from
+                ? std::string_view()
+                : url.substr(from, at - from);
+        const size_t colon = userinfo.find(':');
+        if (colon != std::string_view::npos && colon + 1 < userinfo.size()) {
           instead = "LLMCACHE_REDIS_URL or LLMCACHE_REDIS_PASSWORD";
           what = "a password in --redis";
         }

@@ -115,8 +115,8 @@ Result<PurgeSelector> ParsePurgeSelector(std::string_view name,
     // all of them).
     if (value == "*") {
       return InvalidArgumentError(
-          "model '*' is not a model id (no patterns); all=1 flushes every "
-          "model");
+          "model '*' is not a model id (no patterns); to remove every "
+          "model's entries, purge all (all=1, --all)");
     }
     s.kind = PurgeKind::kModel;
     return s;

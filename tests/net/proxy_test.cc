@@ -799,7 +799,14 @@ TEST_F(ProxyTest, ErrorsTheProxyRetriedOrThatMayBeBilledAreNotRetriedAgain) {
   const Reply bad = Chat(Body("fake/fault-400"));
   EXPECT_EQ(bad.status, 400);
   EXPECT_EQ(bad.header("x-should-retry"), "");
-  Restart([](ProxyOptions& o) { o.upstream.max_attempts = 1; });
+  // Sent, then no headers in time (an upstream that answers when done).
+  Restart([](ProxyOptions& o) {
+    o.upstream.max_attempts = 1;
+    o.upstream.headers_timeout = std::chrono::milliseconds(300);
+  });
+  const Reply late = Chat(Body("fake/hang"));
+  ExpectErrorShape(late, 504, "upstream_timeout");
+  EXPECT_EQ(late.header("x-should-retry"), "false") << late.body;
   const Reply once = Chat(Body("fake/fault-500"));
   EXPECT_EQ(once.status, 500);
   EXPECT_EQ(once.header("x-should-retry"), "");

@@ -47,7 +47,8 @@ TEST(HeapTest, FreeMemoryInTheMiddleOfTheHeapIsGivenBack) {
     std::free(blocks[i]);
     blocks[i] = nullptr;
   }
-  // Below the threshold: nothing is given back, what is free is told.
+  // Below the threshold: nothing is given back (a trim regardless of it
+  // fails here), what is free is told.
   const size_t before = ResidentBytes();
   const size_t seen = ReturnFreeHeap(1u << 30);
   EXPECT_GE(seen, 30u << 20);
@@ -58,14 +59,6 @@ TEST(HeapTest, FreeMemoryInTheMiddleOfTheHeapIsGivenBack) {
       << "before " << before << " after " << ResidentBytes();
   for (char* b : blocks) std::free(b);
   std::free(top);
-}
-
-TEST(HeapTest, LimitingArenasIsHarmless) {
-  LimitHeapArenas(0);
-  LimitHeapArenas(64);
-  void* p = std::malloc(100);
-  EXPECT_NE(p, nullptr);
-  std::free(p);
 }
 
 }  // namespace

@@ -982,9 +982,12 @@ TEST_F(ServeTest, SecretsOnTheCommandLineAreWarnedAbout) {
       << err;
   EXPECT_EQ(err.find("sekrit"), std::string::npos) << err;
   EXPECT_EQ(p.Out().find("sekrit"), std::string::npos) << p.Out();
-  // A URL without a password is no secret.
-  Process q(dir_, {"serve", "--memory", "--listen", "127.0.0.1:0", "--redis",
-                   "redis://127.0.0.1:1/0", "--upstream", fake_->base_url()});
+  // A URL without a password is no secret, nor an ACL user's whose
+  // password comes from the environment.
+  Process q(dir_,
+            {"serve", "--memory", "--listen", "127.0.0.1:0", "--redis",
+             "redis://user:@127.0.0.1:1/0", "--upstream", fake_->base_url()},
+            {{"LLMCACHE_REDIS_PASSWORD", "env-sekrit"}});
   ASSERT_NE(q.WaitListening(), 0) << q.Err();
   q.Signal(SIGTERM);
   q.Wait();

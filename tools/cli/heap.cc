@@ -1,6 +1,7 @@
 #include "cli/heap.h"
 
 #include <algorithm>
+#include <cstdlib>
 
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -10,6 +11,11 @@ namespace llmcache::cli {
 
 void LimitHeapArenas(size_t busy_threads) {
 #if defined(__GLIBC__)
+  // An operator's own setting stands.
+  if (std::getenv("MALLOC_ARENA_MAX") != nullptr ||
+      std::getenv("GLIBC_TUNABLES") != nullptr) {
+    return;
+  }
   mallopt(M_ARENA_MAX,
           static_cast<int>(std::clamp<size_t>(busy_threads, 4, 1024)));
 #else

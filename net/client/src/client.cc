@@ -286,7 +286,10 @@ class ClientImpl final : public Client {
       if (!a.status.ok()) {
         std::string context = "after " + std::to_string(attempts) +
                               (attempts == 1 ? " attempt" : " attempts");
-        if (a.retryable && !resendable) {
+        // Sent whole and not idempotent: whatever failed after (headers
+        // that never came, a reset, an answer too large), the upstream may
+        // have started it.
+        if (!resendable) {
           context += "; ";
           context += kSentNotRetried;
           context += ", so the upstream may have started (and billed) it";

@@ -546,10 +546,13 @@ void ProxyImpl::Shutdown(std::chrono::milliseconds grace) {
   stopped_ = true;
   if (workers_.empty()) return;  // Init failed before anything ran
   stopping_.store(true);
+  // Runs `fn` on every session, on its worker; the count of workers that
+  // have not yet run it.
   auto for_each_session = [this](auto fn) {
+    auto left = std::make_shared<std::atomic<size_t>>(workers_.size());
     for (auto& w : workers_) {
       Worker* wp = w.get();
-      asio::post(wp->ioc, [wp, fn] {
+      asio::post(wp->ioc, [wp, fn, left] {
         std::vector<std::shared_ptr<Session>> sessions;
         {
           std::lock_guard<std::mutex> lock(wp->mu);
@@ -558,8 +561,10 @@ void ProxyImpl::Shutdown(std::chrono::milliseconds grace) {
           }
         }
         for (auto& s : sessions) fn(*s);
+        left->fetch_sub(1);
       });
     }
+    return left;
   };
   try {
     asio::post(workers_[0]->ioc, [this] {
@@ -578,7 +583,14 @@ void ProxyImpl::Shutdown(std::chrono::milliseconds grace) {
                                std::to_string(metrics_.in_flight.load()) +
                                " in-flight requests");
     }
-    for_each_session([](Session& s) { s.CloseAtShutdown(); });
+    // Every worker runs it (their answers are written there) before the
+    // loops stop, however busy they are: at most 2 s.
+    const auto closing =
+        for_each_session([](Session& s) { s.CloseAtShutdown(); });
+    const auto until = SteadyClock::now() + std::chrono::seconds(2);
+    while (closing->load() > 0 && SteadyClock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
     // Let the closes run, then stop.
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   } catch (...) {
